@@ -1,0 +1,164 @@
+"""Arch dicts: validation, and per-layer channel records for pruned models.
+
+An arch is a plain dict (YAML-serialisable)::
+
+    {"name": str, "nc": int, "act": "silu",
+     "backbone": {"stages": [{"block", "out", "depth", "kernel", "stride", "ratio"}, ...],
+                  "out_indices": [2, 3, 4]},
+     "neck": {"out": [c3, c4, c5], "depth": 1, "kernel": 3, "ratio": 0.5},
+     "head": {"width": [..] | null, "num_convs": 1, "reg_max": 16, "strides": [8, 16, 32]},
+     "layers": {module_path: [out, in] for every Conv2d, [n] for every BatchNorm2d}}
+
+``layers`` is optional on input (derived from the spec) and always present on
+output (:func:`arch_of`), so a pruned model -- whose convs no longer match the
+spec's widths -- rebuilds exactly from its arch, with no pickled classes.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+from torch import nn
+
+from yoloslim.errors import ModelError
+
+__all__ = ["validate_arch", "arch_of", "apply_layers", "layer_shapes", "load_arch_yaml"]
+
+_TOP = {"name", "nc", "act", "backbone", "neck", "head", "layers"}
+_BACKBONE = {"stages", "out_indices"}
+_STAGE = {"block", "out", "depth", "kernel", "stride", "ratio"}
+_NECK = {"out", "depth", "kernel", "ratio"}
+_HEAD = {"width", "num_convs", "reg_max", "strides"}
+
+
+def _check_keys(d: object, allowed: set[str], where: str, required: set[str] = frozenset()) -> None:
+    if not isinstance(d, dict):
+        raise ModelError(f"arch: {where} must be a mapping, got {type(d).__name__}")
+    unknown = set(d) - allowed
+    if unknown:
+        raise ModelError(f"arch: unknown key(s) {sorted(unknown)} in {where}; allowed: {sorted(allowed)}")
+    missing = set(required) - set(d)
+    if missing:
+        raise ModelError(f"arch: missing key(s) {sorted(missing)} in {where}")
+
+
+def _pos_int(v: object, where: str, minimum: int = 1) -> None:
+    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        raise ModelError(f"arch: {where}={v!r} must be an integer >= {minimum}")
+
+
+def validate_arch(arch: dict) -> dict:
+    """Check an arch dict's keys, types and ranges; returns a deep copy with defaults filled."""
+    _check_keys(arch, _TOP, "the arch", {"nc", "backbone", "neck", "head"})
+    a = copy.deepcopy(arch)
+    _pos_int(a["nc"], "nc")
+    a.setdefault("name", "custom")
+    a.setdefault("act", "silu")
+    if a["act"] not in ("silu", "relu", "lrelu"):
+        raise ModelError(f"arch: act={a['act']!r} must be silu, relu or lrelu")
+    _check_keys(a["backbone"], _BACKBONE, "backbone", {"stages"})
+    stages = a["backbone"]["stages"]
+    if not isinstance(stages, list) or len(stages) < 3:
+        raise ModelError("arch: backbone.stages must be a list of at least 3 stages")
+    for i, s in enumerate(stages):
+        _check_keys(s, _STAGE, f"backbone.stages[{i}]", _STAGE)
+        if s["block"] not in ("conv", "csp", "res"):
+            raise ModelError(f"arch: backbone.stages[{i}].block={s['block']!r} must be conv, csp or res")
+        _pos_int(s["out"], f"backbone.stages[{i}].out")
+        _pos_int(s["depth"], f"backbone.stages[{i}].depth", 0)
+        _pos_int(s["stride"], f"backbone.stages[{i}].stride")
+        if s["kernel"] not in (1, 3, 5, 7):
+            raise ModelError(f"arch: backbone.stages[{i}].kernel={s['kernel']!r} must be 1, 3, 5 or 7")
+        if not isinstance(s["ratio"], (int, float)) or not 0 < s["ratio"] <= 4:
+            raise ModelError(f"arch: backbone.stages[{i}].ratio={s['ratio']!r} must be in (0, 4]")
+    out_idx = a["backbone"].setdefault("out_indices", [len(stages) - 3, len(stages) - 2, len(stages) - 1])
+    if len(out_idx) != 3 or any(not 0 <= i < len(stages) for i in out_idx):
+        raise ModelError(f"arch: backbone.out_indices={out_idx!r} must name 3 of the {len(stages)} stages")
+    _check_keys(a["neck"], _NECK, "neck", {"out"})
+    if not isinstance(a["neck"]["out"], list) or len(a["neck"]["out"]) != 3:
+        raise ModelError("arch: neck.out must list 3 channel counts")
+    for i, c in enumerate(a["neck"]["out"]):
+        _pos_int(c, f"neck.out[{i}]")
+    _check_keys(a["head"], _HEAD, "head")
+    _pos_int(a["head"].setdefault("reg_max", 16), "head.reg_max")
+    _pos_int(a["head"].setdefault("num_convs", 1), "head.num_convs", 0)
+    a["head"].setdefault("strides", [8, 16, 32])
+    a["head"].setdefault("width", None)
+    strides = 1
+    for i, s in enumerate(stages):
+        strides *= s["stride"]
+        if i in out_idx and strides != a["head"]["strides"][out_idx.index(i)]:
+            raise ModelError(
+                f"arch: backbone stage {i} has cumulative stride {strides} but head.strides "
+                f"expects {a['head']['strides'][out_idx.index(i)]}"
+            )
+    if "layers" in a and not isinstance(a["layers"], dict):
+        raise ModelError("arch: layers must be a mapping of module path -> shape")
+    return a
+
+
+def layer_shapes(model: nn.Module) -> dict[str, list[int]]:
+    """``{path: [out, in]}`` for every Conv2d and ``{path: [n]}`` for every BatchNorm2d."""
+    shapes: dict[str, list[int]] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            shapes[name] = [m.out_channels, m.in_channels]
+        elif isinstance(m, nn.BatchNorm2d):
+            shapes[name] = [m.num_features]
+    return shapes
+
+
+def apply_layers(model: nn.Module, layers: dict[str, list[int]]) -> None:
+    """Resize convs and BNs in place to the recorded shapes (fresh weights)."""
+    current = layer_shapes(model)
+    if set(current) != set(layers):
+        extra, missing = sorted(set(layers) - set(current))[:5], sorted(set(current) - set(layers))[:5]
+        raise ModelError(
+            "arch: 'layers' does not match the structure built from the spec "
+            f"(unknown: {extra}, missing: {missing})"
+        )
+    for name, shape in layers.items():
+        if current[name] == list(shape):
+            continue
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        old = getattr(parent, attr)
+        if isinstance(old, nn.Conv2d):
+            if old.groups != 1:
+                raise ModelError(f"arch: cannot resize grouped conv {name}")
+            new: nn.Module = nn.Conv2d(
+                shape[1], shape[0], old.kernel_size, old.stride, old.padding, old.dilation,
+                bias=old.bias is not None,
+            )
+        else:
+            new = nn.BatchNorm2d(shape[0], eps=old.eps, momentum=old.momentum)
+        setattr(parent, attr, new)
+
+
+def arch_of(model: nn.Module) -> dict:
+    """The full arch of a built-in detector, with its real per-layer channel counts."""
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise ModelError(f"{type(model).__name__} is not a yoloslim Detector (no .spec)")
+    a = copy.deepcopy(spec)
+    a["layers"] = layer_shapes(model)
+    return a
+
+
+def load_arch_yaml(path: str | Path) -> dict:
+    """Read an arch YAML file (as written by ``yoloslim nas``)."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except FileNotFoundError as e:
+        raise ModelError(f"{p}: arch file does not exist") from e
+    except yaml.YAMLError as e:
+        raise ModelError(f"{p}: not valid YAML: {e}") from e
+    if isinstance(data, dict) and "arch" in data and "backbone" not in data:
+        data = data["arch"]
+    try:
+        return validate_arch(data)
+    except ModelError as e:
+        raise ModelError(f"{p}: {e}") from e

@@ -1,0 +1,184 @@
+"""Building blocks: ConvBNAct, RepConv, residual and CSP stages.
+
+Every block computes its forward without hard-coded channel arithmetic (no
+``torch.chunk``/``split``), so a structurally pruned model rebuilds from the
+recorded shapes of its convolutions alone (see :mod:`yoloslim.models.arch`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["ConvBNAct", "RepConv", "BasicBlock", "CSPStage", "fuse_conv_bn", "make_act"]
+
+
+def make_act(name: str) -> nn.Module:
+    """Return a fresh activation module by name."""
+    acts = {"silu": nn.SiLU, "relu": nn.ReLU, "identity": nn.Identity, "lrelu": nn.LeakyReLU}
+    if name not in acts:
+        raise ValueError(f"act={name!r}: expected one of {sorted(acts)}")
+    return acts[name]()
+
+
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """Fold an eval-mode BatchNorm into the preceding conv; returns a new conv with bias."""
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+    ).to(conv.weight.device)
+    w, b = _fold(conv.weight, conv.bias, bn)
+    fused.weight.data.copy_(w)
+    fused.bias.data.copy_(b)
+    return fused.requires_grad_(False)
+
+
+def _fold(
+    weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta
+    std = (bn.running_var + bn.eps).sqrt()
+    gamma = bn.weight if bn.affine else torch.ones_like(std)
+    beta = bn.bias if bn.affine else torch.zeros_like(std)
+    scale = gamma / std
+    b = bias if bias is not None else torch.zeros_like(bn.running_mean)
+    return (
+        weight.detach() * scale.detach().reshape(-1, 1, 1, 1),
+        (beta + (b - bn.running_mean) * scale).detach(),
+    )
+
+
+class ConvBNAct(nn.Module):
+    """Conv2d -> BatchNorm2d -> activation, 'same' padding."""
+
+    def __init__(
+        self, c1: int, c2: int, k: int = 1, s: int = 1, g: int = 1, act: str = "silu"
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, k, s, k // 2, groups=g, bias=False)
+        self.bn: nn.Module = nn.BatchNorm2d(c2)
+        self.act = make_act(act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+    def fuse(self) -> None:
+        """Fold the BatchNorm into the conv (deploy form); idempotent."""
+        if isinstance(self.bn, nn.BatchNorm2d):
+            self.conv = fuse_conv_bn(self.conv, self.bn)
+            self.bn = nn.Identity()
+
+
+class RepConv(nn.Module):
+    """RepVGG-style block: kxk conv-BN + 1x1 conv-BN + identity BN while training.
+
+    ``fuse()`` folds the three branches into one kxk conv with bias (Ding et al.,
+    RepVGG, 2021): the 1x1 kernel is zero-padded to kxk and the identity branch is
+    a kxk kernel with a centred one per channel.
+    """
+
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, act: str = "silu") -> None:
+        super().__init__()
+        if k % 2 != 1:
+            raise ValueError(f"RepConv kernel k={k} must be odd")
+        self.k, self.s = k, s
+        self.dense = ConvBNAct(c1, c2, k, s, act="identity")
+        self.one = ConvBNAct(c1, c2, 1, s, act="identity")
+        self.identity = nn.BatchNorm2d(c1) if c1 == c2 and s == 1 else None
+        self.act = make_act(act)
+        self.fused: nn.Conv2d | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            return self.act(self.fused(x))
+        y = self.dense(x) + self.one(x)
+        if self.identity is not None:
+            y = y + self.identity(x)
+        return self.act(y)
+
+    def fuse(self) -> None:
+        """Collapse the branches into ``self.fused``; idempotent."""
+        if self.fused is not None:
+            return
+        conv = self.dense.conv
+        w, b = _fold(conv.weight, None, self.dense.bn)
+        w1, b1 = _fold(self.one.conv.weight, None, self.one.bn)
+        p = self.k // 2
+        w = w + nn.functional.pad(w1, [p, p, p, p])
+        b = b + b1
+        if self.identity is not None:
+            c = conv.in_channels
+            eye = torch.zeros(c, c, self.k, self.k, device=w.device, dtype=w.dtype)
+            eye[torch.arange(c), torch.arange(c), p, p] = 1.0
+            wi, bi = _fold(eye, None, self.identity)
+            w, b = w + wi, b + bi
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, self.k, self.s, p, bias=True)
+        fused = fused.to(w.device)
+        fused.weight.data.copy_(w)
+        fused.bias.data.copy_(b)
+        self.fused = fused.requires_grad_(False)
+        del self.dense, self.one, self.identity
+        self.identity = None
+
+
+class BasicBlock(nn.Module):
+    """Residual block: RepConv(k) -> ConvBNAct(k), plus the input when ``shortcut``."""
+
+    def __init__(self, c: int, c_hidden: int, k: int = 3, act: str = "silu", shortcut: bool = True):
+        super().__init__()
+        self.conv1 = RepConv(c, c_hidden, k, act=act)
+        self.conv2 = ConvBNAct(c_hidden, c, k, act=act)
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(self.conv1(x))
+        return x + y if self.shortcut else y
+
+
+class CSPStage(nn.Module):
+    """Cross-stage-partial stage (as in DAMO-YOLO's TinyNAS-CSP and RepGFPN).
+
+    Two 1x1 projections split the input; one path runs ``depth`` residual blocks.
+    The output 1x1 conv reads the concatenation of the bypass, and either the last
+    block's output (``concat_all=False``, backbone) or every block's output
+    (``concat_all=True``, GFPN-style neck fusion).
+    """
+
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        depth: int = 1,
+        k: int = 3,
+        ratio: float = 0.5,
+        act: str = "silu",
+        concat_all: bool = False,
+        hidden_ratio: float = 1.0,
+    ) -> None:
+        super().__init__()
+        mid = max(8, round(c2 * ratio))
+        self.conv1 = ConvBNAct(c1, mid, 1, act=act)
+        self.conv2 = ConvBNAct(c1, mid, 1, act=act)
+        hidden = max(8, round(mid * hidden_ratio))
+        self.blocks = nn.ModuleList(BasicBlock(mid, hidden, k, act=act) for _ in range(depth))
+        self.concat_all = concat_all
+        n_cat = 1 + (depth if concat_all and depth else 1)
+        self.conv3 = ConvBNAct(mid * n_cat, c2, 1, act=act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bypass = self.conv1(x)
+        y = self.conv2(x)
+        outs = [bypass]
+        for block in self.blocks:
+            y = block(y)
+            if self.concat_all:
+                outs.append(y)
+        if not self.concat_all or not self.blocks:
+            outs.append(y)
+        return self.conv3(torch.cat(outs, 1))

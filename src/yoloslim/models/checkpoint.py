@@ -1,0 +1,100 @@
+"""Checkpoints: plain dicts that load with ``torch.load(weights_only=True)``.
+
+Format (``"format": "yoloslim/1"``)::
+
+    {"format", "arch" (with per-layer channel counts), "state_dict", "names",
+     "imgsz", "meta", optional "train_state"}
+
+Writes are atomic (temp file in the same folder, then ``os.replace``), so an
+interrupted save never leaves a truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from yoloslim.errors import ModelError
+from yoloslim.models.arch import arch_of
+from yoloslim.models.detector import Detector
+from yoloslim.models.registry import build_model
+
+__all__ = ["FORMAT", "atomic_save", "save_checkpoint", "read_checkpoint", "load_checkpoint"]
+
+FORMAT = "yoloslim/1"
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temp file beside ``path`` and rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    *,
+    imgsz: int,
+    meta: dict | None = None,
+    train_state: dict | None = None,
+) -> Path:
+    """Save a built-in detector (training form) as a yoloslim checkpoint."""
+    if getattr(model, "deploy", False):
+        raise ModelError("cannot checkpoint a re-parameterised (deploy-form) model; save before fuse()")
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    ckpt = {
+        "format": FORMAT,
+        "arch": arch_of(model),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "names": list(model.names),
+        "imgsz": int(imgsz),
+        "meta": dict(meta or {}),
+    }
+    if train_state is not None:
+        ckpt["train_state"] = train_state
+    return atomic_save(ckpt, path)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Load and validate a checkpoint dict (weights only, no pickled classes)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{p}: checkpoint file does not exist")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
+        raise ModelError(f"{p}: not a loadable yoloslim checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        fmt = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ModelError(f"{p}: not a yoloslim checkpoint (format={fmt!r}, expected {FORMAT!r})")
+    for key in ("arch", "state_dict", "names", "imgsz"):
+        if key not in ckpt:
+            raise ModelError(f"{p}: checkpoint lacks the key {key!r}")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path) -> tuple[Detector, dict]:
+    """Rebuild the detector from a checkpoint; returns ``(model in eval mode, checkpoint dict)``."""
+    ckpt = read_checkpoint(path)
+    try:
+        model = build_model(ckpt["arch"], names=ckpt["names"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (ModelError, RuntimeError) as e:
+        raise ModelError(f"{path}: cannot rebuild the model: {e}") from e
+    return model.eval(), ckpt

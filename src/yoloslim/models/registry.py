@@ -1,0 +1,114 @@
+"""Model registry: named arch presets and ``build_model``.
+
+Presets are functions returning an arch dict (see :mod:`yoloslim.models.arch`).
+Registering a name twice raises; importing registers the built-ins and does
+nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from yoloslim.errors import ModelError
+from yoloslim.models.arch import apply_layers, load_arch_yaml, validate_arch
+from yoloslim.models.detector import Detector
+
+__all__ = ["register_model", "list_models", "get_arch", "build_model"]
+
+_REGISTRY: dict[str, Callable[[], dict]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[[], dict]], Callable[[], dict]]:
+    """Decorator registering an arch factory under ``name``; duplicates raise."""
+
+    def wrap(fn: Callable[[], dict]) -> Callable[[], dict]:
+        if name in _REGISTRY:
+            raise ModelError(f"model {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    """Names of the registered models, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_arch(name: str, nc: int = 80) -> dict:
+    """The arch dict of a registered model, for ``nc`` classes."""
+    if name not in _REGISTRY:
+        raise ModelError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+    arch = _REGISTRY[name]()
+    arch["name"], arch["nc"] = name, nc
+    return validate_arch(arch)
+
+
+def build_model(model: str | dict | Path, *, nc: int | None = None, names: list[str] | None = None) -> Detector:
+    """Build a detector from a registered name, an arch dict or an arch YAML path.
+
+    Args:
+        model: ``"damo-nano"``, an arch dict, or a path to an ``arch.yaml``.
+        nc: number of classes; defaults to ``len(names)``, else the arch's ``nc``, else 80.
+            Overriding the arch's ``nc`` drops its ``layers`` record (the head changes).
+        names: class names (length ``nc``).
+
+    Example:
+        >>> m = build_model("damo-nano", nc=3)
+        >>> m.nc
+        3
+    """
+    if nc is None and names is not None:
+        nc = len(names)
+    if isinstance(model, dict):
+        arch = validate_arch(model)
+    elif isinstance(model, Path) or str(model).endswith((".yaml", ".yml")):
+        arch = load_arch_yaml(model)
+    else:
+        arch = get_arch(str(model), nc or 80)
+    if nc is not None and nc != arch["nc"]:
+        arch["nc"] = nc
+        arch.pop("layers", None)
+    if names is not None and len(names) != arch["nc"]:
+        raise ModelError(f"names has {len(names)} entries but the model has nc={arch['nc']}")
+    layers = arch.pop("layers", None)
+    net = Detector(arch, names)
+    if layers is not None:
+        apply_layers(net, layers)
+    return net
+
+
+def _stages(widths: list[int], depths: list[int], kernel: int = 3, ratio: float = 0.5, block: str = "csp") -> list[dict]:
+    stem = {"block": "conv", "out": widths[0], "depth": 0, "kernel": 3, "stride": 2, "ratio": 1.0}
+    return [stem] + [
+        {"block": block, "out": w, "depth": d, "kernel": kernel, "stride": 2, "ratio": ratio}
+        for w, d in zip(widths[1:], depths, strict=True)
+    ]
+
+
+def _preset(widths, depths, neck_out, neck_depth, head_width, head_convs=1, act="silu") -> dict:
+    return {
+        "act": act,
+        "backbone": {"stages": _stages(widths, depths), "out_indices": [2, 3, 4]},
+        "neck": {"out": neck_out, "depth": neck_depth, "kernel": 3, "ratio": 0.5},
+        "head": {"width": head_width, "num_convs": head_convs, "reg_max": 16, "strides": [8, 16, 32]},
+    }
+
+
+@register_model("damo-nano")
+def damo_nano() -> dict:
+    """CPU-class model: 1.62 M parameters (deploy form), 1.0 GFLOPs at 320 px, 80 classes."""
+    return _preset([16, 24, 48, 96, 192], [1, 2, 2, 1], [48, 96, 160], 1, [48, 48, 48])
+
+
+@register_model("damo-tiny")
+def damo_tiny() -> dict:
+    """Sized like DAMO-YOLO-T (8.5 M): 8.39 M parameters (deploy form) at 80 classes."""
+    return _preset([32, 64, 128, 256, 512], [1, 2, 3, 1], [80, 160, 320], 1, [80, 80, 80])
+
+
+@register_model("damo-small")
+def damo_small() -> dict:
+    """Sized like DAMO-YOLO-S (16.3 M): 16.29 M parameters (deploy form) at 80 classes."""
+    return _preset([32, 64, 128, 256, 512], [1, 3, 4, 2], [128, 256, 448], 2, [128, 128, 128])
