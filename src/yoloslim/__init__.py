@@ -1,1 +1,1 @@
-"""yoloslim."""
+"""yoloslim (public API assembled once all packages land)."""

@@ -1,0 +1,1 @@
+"""Measurement: parameters, FLOPs, latency, memory, reports."""

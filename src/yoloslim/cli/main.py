@@ -1,0 +1,43 @@
+"""``yoloslim`` command line. Each command lives in its own module and holds no logic."""
+
+from __future__ import annotations
+
+import typer
+
+from yoloslim.cli import data_cmd, models_cmd, train_cmd, val_cmd
+
+app = typer.Typer(
+    name="yoloslim",
+    help="Compress YOLO-family detectors: NAS, re-parameterisation, pruning, distillation, INT8, export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_cmd.app, name="data")
+app.command("train")(train_cmd.train)
+app.command("val")(val_cmd.val)
+app.command("models")(models_cmd.models)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (for tests: ``main(["val", ...])``)."""
+    try:
+        app(args=argv, prog_name="yoloslim", standalone_mode=False)
+    except typer.Exit as e:
+        return e.exit_code
+    except SystemExit as e:  # click's usage errors
+        return int(e.code or 0)
+    except Exception as e:  # click.ClickException and friends
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            return e.exit_code
+        if isinstance(e, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

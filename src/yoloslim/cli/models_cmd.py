@@ -1,0 +1,30 @@
+"""``yoloslim models``: list the built-in detectors with params and FLOPs."""
+
+from __future__ import annotations
+
+import typer
+
+from yoloslim.cli.common import console, handle_errors, write_json
+
+
+@handle_errors
+def models(
+    imgsz: int = typer.Option(320, help="Input size for the FLOPs count."),
+    nc: int = typer.Option(80, help="Number of classes."),
+    json_path: str = typer.Option(None, "--json", help="Write the table as JSON."),
+) -> None:
+    """List registered models: parameters (training and deploy form), MACs and FLOPs."""
+    from rich.table import Table
+
+    from yoloslim.bench.flops import model_profile
+    from yoloslim.models import list_models
+
+    rows = {name: model_profile(name, imgsz=imgsz, nc=nc) for name in list_models()}
+    table = Table(title=f"built-in models at {imgsz} px, {nc} classes")
+    for col in ("model", "params (M, deploy)", "params (M, train)", "GMACs", "GFLOPs (2xMACs)"):
+        table.add_column(col, justify="right")
+    for name, r in rows.items():
+        table.add_row(name, f"{r['params_deploy'] / 1e6:.2f}", f"{r['params'] / 1e6:.2f}",
+                      f"{r['gmacs']:.2f}", f"{r['gflops']:.2f}")
+    console.print(table)
+    write_json(json_path, rows)

@@ -1,0 +1,66 @@
+"""``yoloslim train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+
+from yoloslim.cli.common import console, handle_errors, write_json
+
+
+@handle_errors
+def train(
+    model: str = typer.Option("damo-nano", help="Registered name (see `yoloslim models`) or arch.yaml."),
+    data: Path = typer.Option(None, help="data.yaml (not needed with --resume)."),
+    epochs: int = typer.Option(30, help="Epochs."),
+    imgsz: int = typer.Option(320, help="Input size (multiple of 32)."),
+    batch: int = typer.Option(16, help="Global batch size."),
+    out: Path = typer.Option(Path("runs/train"), help="Output folder."),
+    optimizer: str = typer.Option("adamw", help="adamw or sgd."),
+    lr0: float = typer.Option(None, help="Peak learning rate (default: the config's)."),
+    workers: int = typer.Option(1, help="Data-loader workers."),
+    seed: int = typer.Option(0, help="Random seed."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    config: Path = typer.Option(None, help="YAML file of TrainConfig fields (flags given override it)."),
+    resume: Path = typer.Option(None, help="Resume the run in this folder from its last.pt."),
+    json_path: Path = typer.Option(None, "--json", help="Write the training report as JSON."),
+) -> None:
+    """Train a detector; writes last.pt, best.pt, metrics.jsonl and train_config.yaml."""
+    from yoloslim.errors import ConfigError
+    from yoloslim.train import config_from_dict
+    from yoloslim.train import train as run_train
+
+    if resume is not None:
+        res = run_train(None, _resume_data(resume), out=resume, resume=True, progress=True)
+    else:
+        if data is None:
+            raise ConfigError("--data is required (unless --resume DIR is given)")
+        values: dict = {}
+        if config is not None:
+            loaded = yaml.safe_load(Path(config).read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"{config}: expected a mapping of TrainConfig fields")
+            values.update(loaded)
+        values.update(epochs=epochs, imgsz=imgsz, batch=batch, optimizer=optimizer, workers=workers,
+                      seed=seed, device=device)
+        if lr0 is not None:
+            values["lr0"] = lr0
+        cfg = config_from_dict(values)
+        res = run_train(model, data, config=cfg, out=out, progress=True)
+    console.print(f"best mAP50-95 {res.report.get('best_map')}  ->  {res.best}")
+    write_json(json_path, res.report)
+
+
+def _resume_data(run_dir: Path) -> str:
+    from yoloslim.errors import ConfigError
+    from yoloslim.models.checkpoint import read_checkpoint
+
+    last = Path(run_dir) / "last.pt"
+    if not last.is_file():
+        raise ConfigError(f"--resume {run_dir}: {last} does not exist")
+    data = read_checkpoint(last).get("meta", {}).get("data")
+    if not data:
+        raise ConfigError(f"--resume {run_dir}: {last} does not record its data.yaml")
+    return data

@@ -1,0 +1,35 @@
+"""``yoloslim val``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from yoloslim.cli.common import console, handle_errors, write_json
+
+
+@handle_errors
+def val(
+    model: Path = typer.Option(..., help="Checkpoint (.pt) or exported artifact."),
+    data: Path = typer.Option(..., help="data.yaml"),
+    imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's)."),
+    batch: int = typer.Option(16, help="Batch size."),
+    conf: float = typer.Option(0.001, help="Confidence threshold."),
+    iou: float = typer.Option(0.65, help="NMS IoU threshold."),
+    json_path: Path = typer.Option(None, "--json", help="Write the metrics as JSON."),
+) -> None:
+    """COCO mAP50-95 / mAP50 and per-class AP on the val split."""
+    from rich.table import Table
+
+    from yoloslim.eval.val import validate
+
+    res = validate(model, data, imgsz=imgsz, batch=batch, conf=conf, iou=iou, progress=True)
+    table = Table(title=f"{model} on {data}")
+    table.add_column("class")
+    table.add_column("AP50-95", justify="right")
+    for name, ap in res["per_class"].items():
+        table.add_row(name, f"{100 * ap:.1f}")
+    table.add_row("[bold]all", f"[bold]{100 * res['map']:.1f}  (mAP50 {100 * res['map50']:.1f})")
+    console.print(table)
+    write_json(json_path, res)

@@ -1,0 +1,60 @@
+"""``validate``: COCO mAP of a checkpoint on a dataset's val split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from yoloslim.data import DetectionDataset, load_data_config, load_samples
+from yoloslim.errors import ModelError
+from yoloslim.eval.evaluator import evaluate
+
+__all__ = ["validate"]
+
+
+@torch.no_grad()
+def validate(
+    model: str | Path | nn.Module,
+    data: str | Path,
+    *,
+    imgsz: int | None = None,
+    batch: int = 16,
+    conf: float = 0.001,
+    iou: float = 0.65,
+    split: str = "val",
+    progress: bool = False,
+) -> dict:
+    """Evaluate a model or checkpoint on ``split`` of ``data``.
+
+    Returns:
+        ``{"map", "map50", "map75", "per_class", "images", "imgsz", "model"}`` (mAP as fractions).
+
+    Example:
+        >>> validate("runs/nano/best.pt", "data/synth/data.yaml")["map"]
+    """
+    from yoloslim.models.checkpoint import load_checkpoint
+
+    name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
+    if isinstance(model, nn.Module):
+        net, ck_imgsz = model, None
+    else:
+        p = Path(model)
+        if p.suffix != ".pt":
+            raise ModelError(f"{p}: unsupported model file (expected a .pt checkpoint)")
+        net, ckpt = load_checkpoint(p)
+        ck_imgsz = ckpt["imgsz"]
+    imgsz = imgsz or ck_imgsz or 320
+    cfg = load_data_config(data)
+    if getattr(net, "nc", len(cfg.names)) != len(cfg.names):
+        raise ModelError(f"{name} has {net.nc} classes but {data} has {len(cfg.names)}")
+    ds = DetectionDataset(load_samples(cfg, split), imgsz, augment=False, names=cfg.names)
+    was_training = net.training
+    net.eval()
+    try:
+        res = evaluate(lambda x: net(x), ds, batch_size=batch, conf=conf, iou=iou, progress=progress)
+    finally:
+        net.train(was_training)
+    res.update(imgsz=imgsz, model=name)
+    return res

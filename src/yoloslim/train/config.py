@@ -1,0 +1,114 @@
+"""Training configuration (frozen dataclasses with documented defaults)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+
+from yoloslim.errors import ConfigError
+from yoloslim.train.loss import LossConfig
+
+__all__ = ["Optimizer", "TrainConfig", "config_from_dict"]
+
+
+class Optimizer(str, Enum):
+    """Supported optimizers."""
+
+    ADAMW = "adamw"
+    SGD = "sgd"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a detector.
+
+    Attributes:
+        epochs: number of epochs.
+        batch: global batch size (split across processes under torchrun).
+        imgsz: square input size, a multiple of 32.
+        optimizer: "adamw" or "sgd".
+        lr0: peak learning rate (after warm-up).
+        lrf: final learning rate as a fraction of ``lr0`` (cosine decay).
+        momentum: SGD momentum / AdamW beta1.
+        weight_decay: applied to conv/linear weights only (not BN, not biases).
+        warmup_epochs: linear warm-up length (fractional epochs allowed).
+        ema_decay: EMA decay (0 disables EMA).
+        grad_clip: max gradient norm (0 disables clipping).
+        workers: data-loader worker processes.
+        seed: seeds model init, data order and augmentation.
+        device: "auto", "cpu" or "cuda".
+        amp: mixed precision on CUDA (ignored on CPU).
+        close_mosaic: the last N epochs train without mosaic.
+        val_interval: validate every N epochs (and always after the last).
+        augment: data augmentation switches (``yoloslim.data.AugmentConfig`` as a dict).
+        loss: loss gains and options.
+        threads: torch intra-op threads (None: all cores).
+        pretrained: optional checkpoint to initialise the weights from.
+    """
+
+    epochs: int = 30
+    batch: int = 16
+    imgsz: int = 320
+    optimizer: Optimizer = Optimizer.ADAMW
+    lr0: float = 0.004
+    lrf: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    ema_decay: float = 0.999
+    grad_clip: float = 10.0
+    workers: int = 1
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    close_mosaic: int = 2
+    val_interval: int = 1
+    augment: dict = field(default_factory=dict)
+    loss: LossConfig = field(default_factory=LossConfig)
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs", "must be >= 1"),
+            (self.batch >= 1, "batch", "must be >= 1"),
+            (self.imgsz >= 32 and self.imgsz % 32 == 0, "imgsz", "must be a multiple of 32, >= 32"),
+            (self.lr0 > 0, "lr0", "must be > 0"),
+            (0 < self.lrf <= 1, "lrf", "must be in (0, 1]"),
+            (self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"),
+            (0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1)"),
+            (self.workers >= 0, "workers", "must be >= 0"),
+            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device",
+             "must be auto, cpu or cuda[:N]"),
+            (self.val_interval >= 1, "val_interval", "must be >= 1"),
+        ]
+        for ok, name, msg in checks:
+            if not ok:
+                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r} {msg}")
+        try:
+            object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
+        except ValueError as e:
+            raise ConfigError(f"TrainConfig.optimizer={self.optimizer!r}: expected adamw or sgd") from e
+        if isinstance(self.loss, dict):
+            object.__setattr__(self, "loss", _sub(LossConfig, self.loss, "loss"))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["optimizer"] = self.optimizer.value
+        return d
+
+
+def _sub(cls: type, values: dict, where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in {where}; allowed: {sorted(names)}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from e
+
+
+def config_from_dict(values: dict) -> TrainConfig:
+    """Build a TrainConfig from a plain dict; unknown keys are an error."""
+    return _sub(TrainConfig, dict(values), "train config")

@@ -1,0 +1,148 @@
+"""Detection loss: quality/varifocal classification + GIoU + distribution focal loss.
+
+- Classification: quality focal loss (Li et al., GFL, 2020) against IoU-aware soft
+  targets from the task-aligned assigner; or varifocal loss (Zhang et al.,
+  VarifocalNet, 2021); ``bce`` is QFL with beta = 0.
+- Box: 1 - GIoU on positives, weighted by their soft target.
+- DFL: cross-entropy on the two bins around the target distance (GFL).
+All terms are normalised by the sum of the soft targets (at least 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from yoloslim.boxes import bbox_iou
+from yoloslim.models.head import dfl_expectation, make_anchors
+from yoloslim.train.assigner import TaskAlignedAssigner
+
+__all__ = ["LossConfig", "DetectionLoss"]
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss gains and options.
+
+    Attributes:
+        cls: gain of the classification term.
+        box: gain of the GIoU term.
+        dfl: gain of the distribution focal term.
+        cls_loss: "qfl", "vfl" or "bce".
+        qfl_beta: QFL modulating exponent.
+        topk: positives per gt in the assigner.
+    """
+
+    cls: float = 1.0
+    box: float = 7.5
+    dfl: float = 1.5
+    cls_loss: str = "qfl"
+    qfl_beta: float = 2.0
+    topk: int = 10
+
+    def __post_init__(self) -> None:
+        if self.cls_loss not in ("qfl", "vfl", "bce"):
+            raise ValueError(f"cls_loss={self.cls_loss!r}: expected qfl, vfl or bce")
+
+
+def _cls_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, beta: float) -> torch.Tensor:
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    if kind == "bce":
+        return bce.sum()
+    p = logits.sigmoid()
+    if kind == "qfl":
+        return (bce * (target - p).abs().pow(beta)).sum()
+    # varifocal: positives weighted by their IoU target, negatives by alpha * p^gamma
+    weight = torch.where(target > 0, target, 0.75 * p.pow(2.0)).detach()
+    return (bce * weight).sum()
+
+
+class DetectionLoss(nn.Module):
+    """Compute the training loss from raw head maps and targets.
+
+    ``targets`` is ``(M, 6)``: ``[batch_idx, cls, x1, y1, x2, y2]`` in input pixels.
+    Returns ``(total, parts)`` where ``parts`` is a detached tensor ``[box, cls, dfl]``;
+    ``total`` is multiplied by the batch size (the usual convention with mean-free sums).
+    """
+
+    def __init__(self, nc: int, reg_max: int, strides: tuple[int, ...], config: LossConfig | None = None):
+        super().__init__()
+        self.nc, self.reg_max, self.strides = nc, reg_max, tuple(strides)
+        self.cfg = config or LossConfig()
+        self.assigner = TaskAlignedAssigner(topk=self.cfg.topk)
+
+    def forward(self, raw: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = raw[0].shape[0]
+        flat = torch.cat([r.flatten(2) for r in raw], 2).transpose(1, 2)  # (B, A, no)
+        nreg = 4 * (self.reg_max + 1)
+        reg_logits, cls_logits = flat[..., :nreg], flat[..., nreg:]
+        points, strides = make_anchors([r.shape[-2:] for r in raw], list(self.strides), flat.device, flat.dtype)
+
+        dist = dfl_expectation(reg_logits, self.reg_max)  # stride units
+        pred_boxes = torch.cat([points / strides - dist[..., :2], points / strides + dist[..., 2:]], -1)
+
+        gt_labels, gt_boxes, gt_mask = self._pad_targets(targets, b, flat.device)
+        t_labels, t_boxes, t_scores, fg = self.assigner(
+            cls_logits.detach().sigmoid(),
+            (pred_boxes.detach() * strides).to(gt_boxes.dtype),
+            points,
+            gt_labels,
+            gt_boxes,
+            gt_mask,
+        )
+        norm = t_scores.sum().clamp(min=1.0)
+        loss_cls = _cls_loss(cls_logits, t_scores.to(cls_logits.dtype), self.cfg.cls_loss, self.cfg.qfl_beta) / norm
+
+        loss_box = flat.new_zeros(())
+        loss_dfl = flat.new_zeros(())
+        if fg.any():
+            weight = t_scores.sum(-1)[fg]
+            t_boxes_s = t_boxes / strides  # stride units, like pred_boxes
+            iou = bbox_iou(pred_boxes[fg], t_boxes_s[fg], kind="giou")
+            loss_box = ((1.0 - iou) * weight).sum() / norm
+            anchor = (points / strides)[None].expand(b, -1, -1)[fg]
+            t_dist = torch.cat([anchor - t_boxes_s[fg][:, :2], t_boxes_s[fg][:, 2:] - anchor], -1)
+            t_dist = t_dist.clamp(0, self.reg_max - 0.01)
+            loss_dfl = (self._dfl(reg_logits[fg].reshape(-1, self.reg_max + 1), t_dist.reshape(-1))
+                        .reshape(-1, 4).mean(-1) * weight).sum() / norm
+        total = self.cfg.box * loss_box + self.cfg.cls * loss_cls + self.cfg.dfl * loss_dfl
+        parts = torch.stack([loss_box, loss_cls, loss_dfl]).detach()
+        return total * b, parts
+
+    @staticmethod
+    def _dfl(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        left = target.long()
+        right = left + 1
+        wl = right.float() - target
+        wr = 1.0 - wl
+        return (
+            F.cross_entropy(logits, left, reduction="none") * wl
+            + F.cross_entropy(logits, right, reduction="none") * wr
+        )
+
+    @staticmethod
+    def _pad_targets(targets: torch.Tensor, b: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if targets.numel() == 0:
+            return (
+                torch.zeros(b, 0, dtype=torch.long, device=device),
+                torch.zeros(b, 0, 4, device=device),
+                torch.zeros(b, 0, dtype=torch.bool, device=device),
+            )
+        idx = targets[:, 0].long()
+        counts = torch.bincount(idx, minlength=b)
+        m = int(counts.max())
+        labels = torch.zeros(b, m, dtype=torch.long, device=device)
+        boxes = torch.zeros(b, m, 4, device=device)
+        mask = torch.zeros(b, m, dtype=torch.bool, device=device)
+        order = torch.argsort(idx, stable=True)
+        t = targets[order].to(device)
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(len(t), device=device) - starts[idx[order]]
+        bi = idx[order]
+        labels[bi, slot] = t[:, 1].long()
+        boxes[bi, slot] = t[:, 2:6].float()
+        mask[bi, slot] = True
+        return labels, boxes, mask

@@ -1,0 +1,318 @@
+"""The training loop: warm-up + cosine LR, EMA, clipping, atomic checkpoints, exact resume.
+
+Exact resume: every epoch re-seeds torch, numpy and ``random`` from
+``(seed, epoch)`` and derives its data order and augmentation from them, so a run
+resumed from ``last.pt`` at an epoch boundary (optimizer, EMA and counters
+restored) produces the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from yoloslim.data import AugmentConfig, DetectionDataset, collate, load_data_config, load_samples
+from yoloslim.errors import ConfigError, ModelError
+from yoloslim.eval.evaluator import evaluate
+from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from yoloslim.models.detector import Detector
+from yoloslim.models.registry import build_model
+from yoloslim.train import distributed as dist_utils
+from yoloslim.train.config import Optimizer, TrainConfig, config_from_dict
+from yoloslim.train.ema import ModelEMA
+from yoloslim.train.loss import DetectionLoss
+
+__all__ = ["TrainResult", "train", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the best (EMA) model and a JSON-able report."""
+
+    model: Detector
+    report: dict = field(default_factory=dict)
+    best: Path | None = None
+    last: Path | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for m in model.modules():
+        for name, p in m.named_parameters(recurse=False):
+            if not p.requires_grad:
+                continue
+            is_weight = name == "weight" and isinstance(m, (nn.Conv2d, nn.Linear))
+            (decay if is_weight else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    groups = _param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == Optimizer.SGD:
+        return torch.optim.SGD(groups, lr=cfg.lr0, momentum=cfg.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr0, betas=(cfg.momentum, 0.999))
+
+
+def _lr_at(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
+    if step < warmup:
+        return cfg.lr0 * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return cfg.lr0 * (cfg.lrf + (1 - cfg.lrf) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def _prepare_model(model: str | dict | Path | nn.Module, names: list[str]) -> Detector:
+    if isinstance(model, nn.Module):
+        if not isinstance(model, Detector):
+            raise ModelError(f"train() needs a yoloslim Detector, got {type(model).__name__}")
+        if model.nc != len(names):
+            raise ModelError(f"the model has {model.nc} classes but the data has {len(names)}")
+        m = copy.deepcopy(model)
+        m.names = list(names)
+        return m
+    return build_model(model, names=names)
+
+
+class _Run:
+    """State of one training run (kept small: the loop lives in :func:`train`)."""
+
+    def __init__(self, out: Path, cfg: TrainConfig, progress: bool):
+        self.out, self.cfg, self.progress = out, cfg, progress
+        self.metrics_path = out / "metrics.jsonl"
+
+    def log_metrics(self, row: dict) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def trim_metrics(self, before_epoch: int) -> None:
+        """Drop rows of epochs that will be re-run (written after the last checkpoint)."""
+        if not self.metrics_path.exists():
+            return
+        rows = [json.loads(x) for x in self.metrics_path.read_text().splitlines() if x.strip()]
+        keep = [r for r in rows if r.get("epoch", 0) < before_epoch]
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+
+def train(
+    model: str | dict | Path | nn.Module,
+    data: str | Path,
+    *,
+    config: TrainConfig | None = None,
+    out: str | Path = "runs/train",
+    resume: bool = False,
+    progress: bool = False,
+) -> TrainResult:
+    """Train a detector on a dataset described by a ``data.yaml``.
+
+    Args:
+        model: a registered name, an arch dict / arch.yaml path, or a Detector (copied).
+        data: path of the ``data.yaml``.
+        config: training settings; on ``resume`` the run's saved config is used.
+        out: output folder (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``train_config.yaml``).
+        resume: continue the run in ``out`` from its ``last.pt``.
+        progress: show a rich progress bar with the losses.
+
+    Returns:
+        TrainResult with the best EMA model (eval mode) and a report dict.
+
+    Example:
+        >>> res = train("damo-nano", "data/synth/data.yaml",
+        ...             config=TrainConfig(epochs=10, imgsz=320), out="runs/nano")
+    """
+    out = Path(out)
+    state = None
+    if resume:
+        last = out / "last.pt"
+        if not last.is_file():
+            raise ConfigError(f"resume: {last} does not exist")
+        state = read_checkpoint(last)
+        if "train_state" not in state:
+            raise ConfigError(f"resume: {last} has no training state")
+        config = config_from_dict(state["train_state"]["config"])
+        if state["train_state"]["epoch"] + 1 >= config.epochs:
+            log.info("resume: %s already finished %d epochs", out, config.epochs)
+    cfg = config or TrainConfig()
+    device = resolve_device(cfg.device)
+    rank, world = dist_utils.init_distributed(device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    main = rank == 0
+    if cfg.batch % world:
+        raise ConfigError(f"batch={cfg.batch} must be divisible by the {world} processes")
+
+    data_cfg = load_data_config(data)
+    aug = AugmentConfig(**cfg.augment)
+    train_ds = DetectionDataset(load_samples(data_cfg, "train"), cfg.imgsz, augment=True, aug=aug,
+                                names=data_cfg.names, seed=cfg.seed)
+    val_ds = DetectionDataset(load_samples(data_cfg, "val"), cfg.imgsz, augment=False,
+                              names=data_cfg.names, seed=cfg.seed)
+
+    _seed_all(cfg.seed)
+    net = _prepare_model(state["arch"] if state else model, data_cfg.names).to(device)
+    if state:
+        net.load_state_dict(state["train_state"]["raw_state_dict"])
+    criterion = DetectionLoss(net.nc, net.reg_max, net.strides, cfg.loss)
+    optimizer = _make_optimizer(net, cfg)
+    ema = ModelEMA(net, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    start_epoch, best_map = 0, -1.0
+    if state:
+        ts = state["train_state"]
+        optimizer.load_state_dict(ts["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(ts["ema"])
+        start_epoch, best_map = ts["epoch"] + 1, ts["best_map"]
+
+    run = _Run(out, cfg, progress and main)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if state:
+            run.trim_metrics(start_epoch)
+    model_ddp: nn.Module = net
+    if world > 1:
+        model_ddp = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    per_rank = cfg.batch // world
+    n_batches = math.ceil(len(train_ds) / world / per_rank)
+    total_steps = n_batches * cfg.epochs
+    warmup = max(1, round(cfg.warmup_epochs * n_batches)) if cfg.warmup_epochs else 0
+    t_start = time.time()
+    images_seen = 0
+    last_val: dict = {}
+
+    for epoch in range(start_epoch, cfg.epochs):
+        _seed_all(cfg.seed * 1000 + epoch)
+        if epoch >= cfg.epochs - cfg.close_mosaic:
+            train_ds.aug = AugmentConfig(**{**cfg.augment, "mosaic": 0.0})
+        train_ds.set_epoch(epoch)
+        if world > 1:
+            sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed)
+            sampler.set_epoch(epoch)
+        else:
+            g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+            sampler = torch.randperm(len(train_ds), generator=g).tolist()
+        loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
+                            collate_fn=collate, drop_last=False)
+        model_ddp.train()
+        sums = torch.zeros(3)
+        t_epoch = time.time()
+        bar = _progress(run.progress, f"epoch {epoch + 1}/{cfg.epochs}", n_batches)
+        with bar as pbar:
+            task = pbar.add_task("train", total=n_batches, losses="") if pbar else None
+            for i, (imgs, targets, _) in enumerate(loader):
+                step = epoch * n_batches + i
+                lr = _lr_at(step, total_steps, warmup, cfg)
+                for grp in optimizer.param_groups:
+                    grp["lr"] = lr
+                imgs = imgs.to(device, non_blocking=True).float().div_(255)
+                ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+                with ctx:
+                    raw = model_ddp(imgs)
+                loss, parts = criterion([r.float() for r in raw], targets.to(device))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, batch {i}")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                if ema is not None:
+                    ema.update(net)
+                sums += parts.cpu()
+                images_seen += imgs.shape[0] * world
+                if pbar:
+                    m = sums / (i + 1)
+                    pbar.update(task, advance=1, losses=f"box {m[0]:.3f} cls {m[1]:.3f} dfl {m[2]:.3f} lr {lr:.2e}")
+        epoch_s = time.time() - t_epoch
+        final_model = ema.module if ema is not None else net
+        row = {
+            "epoch": epoch, "lr": lr, "box": float(sums[0] / n_batches), "cls": float(sums[1] / n_batches),
+            "dfl": float(sums[2] / n_batches), "epoch_s": round(epoch_s, 2),
+            "images_per_s": round(len(train_ds) / epoch_s, 2),
+        }
+        if main and ((epoch + 1) % cfg.val_interval == 0 or epoch + 1 == cfg.epochs):
+            final_model.eval()
+            last_val = evaluate(lambda x, m=final_model: m(x.to(device)), val_ds,
+                                batch_size=max(per_rank, 8), progress=False)
+            row.update(map=last_val["map"], map50=last_val["map50"])
+        if main:
+            train_state = {
+                "epoch": epoch, "config": cfg.to_dict(), "optimizer": optimizer.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None, "best_map": best_map,
+                "raw_state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+            }
+            meta = {"epoch": epoch, "map": row.get("map"), "map50": row.get("map50"), "data": str(data)}
+            if "map" in row and row["map"] > best_map:
+                best_map = train_state["best_map"] = row["map"]
+                save_checkpoint(out / "best.pt", final_model, imgsz=cfg.imgsz, meta=meta)
+            save_checkpoint(out / "last.pt", final_model, imgsz=cfg.imgsz, meta=meta, train_state=train_state)
+            run.log_metrics(row)
+            log.info("epoch %d: %s", epoch, row)
+        dist_utils.barrier()
+
+    train_s = time.time() - t_start
+    best_path = out / "best.pt"
+    best_model = load_checkpoint(best_path)[0] if best_path.exists() else (ema.module if ema else net)
+    report = {
+        "model": getattr(net, "spec", {}).get("name", "custom"),
+        "epochs": cfg.epochs,
+        "train_s": round(train_s, 1),
+        "images_per_s": round(images_seen / train_s, 2) if train_s > 0 else None,
+        "best_map": best_map if best_map >= 0 else None,
+        "last": last_val,
+        "out": str(out),
+    }
+    dist_utils.cleanup()
+    return TrainResult(best_model.eval(), report, best_path if best_path.exists() else None, out / "last.pt")
+
+
+def _progress(enabled: bool, title: str, total: int):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[losses]}"),
+    )

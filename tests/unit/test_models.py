@@ -1,0 +1,164 @@
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from yoloslim.bench.flops import count_params, model_profile
+from yoloslim.errors import ModelError
+from yoloslim.models import RepConv, arch_of, build_model, list_models, register_model
+from yoloslim.models.blocks import ConvBNAct, fuse_conv_bn
+from yoloslim.models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+
+
+def _randomize_bn(model: nn.Module) -> None:
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_backward_shapes(name):
+    model = build_model(name, nc=3)
+    x = torch.randn(2, 3, 64, 96)
+    raw = model.train()(x)
+    assert [r.shape for r in raw] == [
+        (2, 4 * 17 + 3, 64 // s, 96 // s) for s in (8, 16, 32)
+    ]
+    sum(r.mean() for r in raw).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads)
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    anchors = sum((64 // s) * (96 // s) for s in (8, 16, 32))
+    assert out.shape == (2, anchors, 4 + 3)
+    assert ((out[..., 4:] >= 0) & (out[..., 4:] <= 1)).all()
+    assert (out[..., 2] >= out[..., 0]).all() and (out[..., 3] >= out[..., 1]).all()
+
+
+@pytest.mark.parametrize(("name", "target"), [("damo-tiny", 8.5e6), ("damo-small", 16.3e6)])
+def test_param_counts_match_damo_yolo(name, target):
+    p = model_profile(name, imgsz=320, nc=80)["params_deploy"]
+    assert abs(p - target) / target <= 0.15
+
+
+def test_nano_is_cpu_class():
+    p = model_profile("damo-nano", imgsz=320, nc=80)
+    assert 1e6 <= p["params_deploy"] <= 2e6
+    assert p["gflops"] == pytest.approx(2 * p["gmacs"])
+
+
+@pytest.mark.parametrize("cin,cout,stride", [(8, 8, 1), (8, 16, 1), (8, 16, 2)])
+def test_repconv_fuse_equivalent(cin, cout, stride):
+    block = RepConv(cin, cout, 3, stride)
+    _randomize_bn(block)
+    block.eval()
+    x = torch.randn(2, cin, 17, 17)
+    with torch.no_grad():
+        ref = block(x)
+        block.fuse()
+        out = block(x)
+    assert block.fused is not None
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_conv_bn_fuse_equivalent():
+    m = ConvBNAct(4, 6, 3)
+    _randomize_bn(m)
+    m.eval()
+    x = torch.randn(1, 4, 9, 9)
+    with torch.no_grad():
+        ref = m(x)
+        fused = fuse_conv_bn(m.conv, m.bn)
+        torch.testing.assert_close(m.act(fused(x)), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_detector_fuse_equivalent_raw_outputs():
+    model = build_model("damo-nano", nc=3)
+    _randomize_bn(model)
+    model.eval()
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        ref = model.forward_raw(x)
+        fused = copy.deepcopy(model).fuse()
+        out = fused.forward_raw(x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    for a, b in zip(out, ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert count_params(fused) < count_params(model)
+
+
+def _shrink(model):
+    """Simulate structured pruning of one CSP mid width (a conv and its consumers)."""
+    stage = model.backbone.stages[2].body
+    mid = stage.conv1.conv.out_channels
+    keep = mid // 2
+    stage.conv1.conv = nn.Conv2d(stage.conv1.conv.in_channels, keep, 1, bias=False)
+    stage.conv1.bn = nn.BatchNorm2d(keep)
+    old = stage.conv3.conv
+    stage.conv3.conv = nn.Conv2d(old.in_channels - (mid - keep), old.out_channels, 1, bias=False)
+    return model
+
+
+def test_arch_round_trip_with_changed_channels(tmp_path):
+    model = _shrink(build_model("damo-nano", names=["a", "b"]))
+    model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+    arch = arch_of(model)
+    assert arch["layers"]["backbone.stages.2.body.conv1.conv"][0] == model.backbone.stages[2].body.conv1.conv.out_channels
+    path = save_checkpoint(tmp_path / "p.pt", model, imgsz=64)
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["format"] == FORMAT and ckpt["names"] == ["a", "b"]
+    rebuilt, _ = load_checkpoint(path)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), ref)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ModelError, match="unknown model 'damo-huge'"):
+        build_model("damo-huge")
+
+
+def test_register_duplicate_raises():
+    with pytest.raises(ModelError, match="already registered"):
+        register_model("damo-nano")(lambda: {})
+
+
+def test_bad_arch_keys():
+    arch = build_model("damo-nano").spec
+    bad = copy.deepcopy(arch)
+    bad["neck"]["widht"] = 3
+    with pytest.raises(ModelError, match="unknown key.*widht"):
+        build_model(bad)
+    bad = copy.deepcopy(arch)
+    bad["backbone"]["stages"][1]["kernel"] = 4
+    with pytest.raises(ModelError, match=r"stages\[1\].kernel"):
+        build_model(bad)
+
+
+def test_not_a_checkpoint(tmp_path):
+    p = tmp_path / "x.pt"
+    torch.save({"model": 1}, p)
+    with pytest.raises(ModelError, match="not a yoloslim checkpoint"):
+        load_checkpoint(p)
+    q = tmp_path / "garbage.pt"
+    q.write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="garbage.pt"):
+        load_checkpoint(q)
+    with pytest.raises(ModelError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_atomic_save_leaves_no_temp(tmp_path):
+    model = build_model("damo-nano", nc=2)
+    save_checkpoint(tmp_path / "a.pt", model, imgsz=64)
+    save_checkpoint(tmp_path / "a.pt", model, imgsz=64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]
