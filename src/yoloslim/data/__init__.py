@@ -1,0 +1,31 @@
+"""Datasets: readers (YOLO, COCO, VOC), the detection dataset and loader, synthetic data.
+
+Example:
+    >>> from yoloslim.data import load_data_config, load_samples, DetectionDataset
+    >>> cfg = load_data_config("shapes/data.yaml")  # doctest: +SKIP
+    >>> ds = DetectionDataset(load_samples(cfg, "val"), 320, augment=False,
+    ...                       names=cfg.names)  # doctest: +SKIP
+"""
+
+from yoloslim.data.config import DataConfig, SplitSource, load_data_config
+from yoloslim.data.dataset import AugmentConfig, DetectionDataset, build_dataloader, collate
+from yoloslim.data.formats import Sample, load_samples, read_coco, read_voc, read_yolo
+from yoloslim.data.synth import synthesize
+from yoloslim.data.validate import check_dataset
+
+__all__ = [
+    "AugmentConfig",
+    "DataConfig",
+    "DetectionDataset",
+    "Sample",
+    "SplitSource",
+    "build_dataloader",
+    "check_dataset",
+    "collate",
+    "load_data_config",
+    "load_samples",
+    "read_coco",
+    "read_voc",
+    "read_yolo",
+    "synthesize",
+]

@@ -1,0 +1,206 @@
+"""``data.yaml`` parsing: one :class:`DataConfig` for YOLO, COCO and VOC datasets.
+
+The file follows the Ultralytics convention (``path``, ``train``, ``val``,
+``names``) plus an optional ``format`` key:
+
+.. code-block:: yaml
+
+    path: .                     # dataset root; relative paths resolve against this file's folder
+    train: images/train         # YOLO: image folder(s) or a .txt list of image paths
+    val: images/val
+    names: [circle, square]     # or {0: circle, 1: square}
+
+    # format: coco              # then: train: annotations/instances_train.json
+    #                           #       train_images: images/train   (val likewise)
+    # format: voc               # then: train/val are VOC roots or ImageSets/Main/*.txt files
+
+Keys Ultralytics files commonly carry (``download``, ``test``, ``nc`` ...) are
+accepted; ``nc`` must agree with ``names``. Other unknown keys are logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from yoloslim.errors import DataError
+
+__all__ = ["DataConfig", "SplitSource", "load_data_config", "FORMATS"]
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("yolo", "coco", "voc")
+_KNOWN_KEYS = {
+    "path", "train", "val", "names", "format", "nc", "test", "download",
+    "train_images", "val_images", "test_images", "synth", "kpt_shape", "flip_idx",
+    "license", "url", "roboflow", "channels",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SplitSource:
+    """One source of samples for a split.
+
+    Attributes:
+        path: YOLO image folder or image-list ``.txt``; COCO ``instances.json``;
+            VOC root folder or ``ImageSets`` list file.
+        images: COCO only: the folder the json's ``file_name`` entries live in.
+    """
+
+    path: Path
+    images: Path | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """A parsed ``data.yaml``.
+
+    Attributes:
+        root: Dataset root; relative entries resolve against it.
+        train: Sources of the training split.
+        val: Sources of the validation split.
+        names: Class names, index = class id.
+        format: ``"yolo"``, ``"coco"`` or ``"voc"``.
+        yaml_path: The file this config was read from.
+    """
+
+    root: Path
+    train: tuple[SplitSource, ...]
+    val: tuple[SplitSource, ...]
+    names: list[str]
+    format: str
+    yaml_path: Path
+
+    @property
+    def nc(self) -> int:
+        """Number of classes."""
+        return len(self.names)
+
+
+def _parse_names(raw: Any, where: str) -> list[str]:
+    if isinstance(raw, dict):
+        try:
+            ids = sorted(int(k) for k in raw)
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{where}: key 'names': dict keys must be integers") from e
+        if ids != list(range(len(ids))):
+            raise DataError(f"{where}: key 'names': ids must be 0..{len(ids) - 1}, got {ids}")
+        by_id = {int(k): v for k, v in raw.items()}
+        values = [by_id[i] for i in ids]
+    elif isinstance(raw, (list, tuple)):
+        values = list(raw)
+    else:
+        raise DataError(f"{where}: key 'names' must be a list or an {{id: name}} dict")
+    if not values:
+        raise DataError(f"{where}: key 'names' is empty")
+    bad = [v for v in values if not isinstance(v, (str, int)) or str(v).strip() == ""]
+    if bad:
+        raise DataError(f"{where}: key 'names' has invalid entries {bad!r}")
+    names = [str(v) for v in values]
+    if len(set(names)) != len(names):
+        raise DataError(f"{where}: key 'names' has duplicates: {list(names)}")
+    return names
+
+
+def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path:
+    if not isinstance(value, (str, Path)) or str(value) == "":
+        raise DataError(f"{where}: key '{key}' must be a path, got {value!r}")
+    p = Path(value).expanduser()
+    p = p if p.is_absolute() else root / p
+    if kind == "dir" and not p.is_dir():
+        raise DataError(f"{where}: key '{key}': folder {p} does not exist")
+    if kind == "file" and not p.is_file():
+        raise DataError(f"{where}: key '{key}': file {p} does not exist")
+    if kind == "any" and not p.exists():
+        raise DataError(f"{where}: key '{key}': path {p} does not exist")
+    return p
+
+
+def _split(
+    data: dict[str, Any], root: Path, fmt: str, key: str, where: str
+) -> tuple[SplitSource, ...]:
+    if key not in data or data[key] in (None, "", []):
+        raise DataError(f"{where}: missing required key '{key}'")
+    raw = data[key]
+    entries = raw if isinstance(raw, (list, tuple)) else [raw]
+    if fmt == "coco":
+        img_key = f"{key}_images"
+        if img_key not in data:
+            raise DataError(f"{where}: missing required key '{img_key}' (needed by format: coco)")
+        raw_imgs = data[img_key]
+        imgs = raw_imgs if isinstance(raw_imgs, (list, tuple)) else [raw_imgs]
+        if len(imgs) != len(entries):
+            raise DataError(
+                f"{where}: key '{img_key}' has {len(imgs)} entries but '{key}' has {len(entries)}"
+            )
+        return tuple(
+            SplitSource(
+                _resolve(root, e, where, key, kind="file"),
+                _resolve(root, i, where, img_key, kind="dir"),
+            )
+            for e, i in zip(entries, imgs, strict=True)
+        )
+    return tuple(SplitSource(_resolve(root, e, where, key, kind="any")) for e in entries)
+
+
+def load_data_config(path: str | Path) -> DataConfig:
+    """Read and validate a ``data.yaml``.
+
+    Args:
+        path: The yaml file.
+
+    Returns:
+        The parsed config with every path resolved and checked to exist.
+
+    Raises:
+        DataError: The file is missing or malformed, a required key is missing, a
+            path does not exist, or ``nc`` disagrees with ``names``. The message
+            names the file and the key.
+
+    Example:
+        >>> cfg = load_data_config("datasets/shapes/data.yaml")  # doctest: +SKIP
+        >>> cfg.nc, cfg.format
+        (4, 'yolo')
+    """
+    yaml_path = Path(path).expanduser()
+    where = str(yaml_path)
+    if not yaml_path.is_file():
+        raise DataError(f"{where}: data.yaml not found")
+    try:
+        data = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DataError(f"{where}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise DataError(f"{where}: expected a mapping at top level, got {type(data).__name__}")
+    unknown = sorted(str(k) for k in data if k not in _KNOWN_KEYS)
+    if unknown:
+        logger.warning("%s: ignoring unknown keys %s", where, unknown)
+
+    fmt = str(data.get("format", "yolo")).lower()
+    if fmt not in FORMATS:
+        raise DataError(f"{where}: key 'format' must be one of {FORMATS}, got {fmt!r}")
+    if "names" not in data:
+        raise DataError(f"{where}: missing required key 'names'")
+    names = _parse_names(data["names"], where)
+    if "nc" in data and data["nc"] is not None:
+        try:
+            nc = int(data["nc"])
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{where}: key 'nc' must be an integer, got {data['nc']!r}") from e
+        if nc != len(names):
+            raise DataError(f"{where}: key 'nc' is {nc} but 'names' has {len(names)} entries")
+
+    base = yaml_path.parent.resolve()
+    root = _resolve(base, data["path"], where, "path", kind="dir") if "path" in data else base
+    return DataConfig(
+        root=root,
+        train=_split(data, root, fmt, "train", where),
+        val=_split(data, root, fmt, "val", where),
+        names=names,
+        format=fmt,
+        yaml_path=yaml_path,
+    )

@@ -1,0 +1,292 @@
+"""Dataset readers: YOLO txt, COCO json and Pascal VOC xml, all to one :class:`Sample`.
+
+Policies, shared by every reader:
+
+* Bad labels are errors: a :class:`~yoloslim.errors.DataError` names the file and
+  the line (YOLO, VOC) or the annotation id (COCO).
+* A missing or empty label file is a background image, which is valid.
+* Boxes are clipped to the image; zero-area boxes are dropped.
+* Missing or corrupt images are skipped. Each image is opened once (size read plus
+  ``PIL.Image.verify``) while the samples are built, and all skipped images are
+  listed in ONE warning per source. If every image is bad, that is a ``DataError``.
+* Inputs are only read, never written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from yoloslim.data.config import DataConfig
+from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, probe_images
+from yoloslim.data.voc import read_voc
+from yoloslim.errors import ConfigError, DataError
+
+__all__ = [
+    "Sample",
+    "IMAGE_SUFFIXES",
+    "read_yolo",
+    "read_coco",
+    "read_voc",
+    "load_samples",
+    "probe_images",
+    "label_path_for",
+]
+
+logger = logging.getLogger(__name__)
+
+COORD_TOL = 1e-3
+
+
+def label_path_for(
+    image: Path, images_dir: Path | None = None, labels_dir: Path | None = None
+) -> Path:
+    """The YOLO label file of ``image``.
+
+    With ``labels_dir`` the label keeps the image's path relative to ``images_dir``.
+    Otherwise the last ``images`` folder in the path becomes ``labels``
+    (Ultralytics convention); without one, the label sits next to the image.
+    """
+    if labels_dir is not None:
+        rel = image.relative_to(images_dir) if images_dir is not None else Path(image.name)
+        return (labels_dir / rel).with_suffix(".txt")
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def _parse_yolo_labels(
+    path: Path, nc: int, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parse one ``cls cx cy w h`` file into pixel ``xyxy`` boxes and classes."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read label file: {e}") from e
+    rows: list[list[float]] = []
+    classes: list[int] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{lineno}"
+        if len(fields) != 5:
+            raise DataError(f"{where}: expected 5 fields 'cls cx cy w h', got {len(fields)}")
+        try:
+            values = [float(f) for f in fields]
+        except ValueError as e:
+            raise DataError(f"{where}: non-numeric field in {line.strip()!r}") from e
+        if not all(math.isfinite(v) for v in values):
+            raise DataError(f"{where}: non-finite value in {line.strip()!r}")
+        cls = values[0]
+        if not cls.is_integer() or not 0 <= cls < nc:
+            raise DataError(f"{where}: class id {fields[0]} outside 0..{nc - 1}")
+        coords = values[1:]
+        if any(v < -COORD_TOL or v > 1 + COORD_TOL for v in coords):
+            raise DataError(f"{where}: normalised coordinates {fields[1:]} outside [0, 1]")
+        rows.append([min(max(v, 0.0), 1.0) for v in coords])
+        classes.append(int(cls))
+    if not rows:
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    cxcywh = np.array(rows, dtype=np.float64)
+    scale = np.array([width, height, width, height], dtype=np.float64)
+    xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1)
+    xyxy = np.clip(xyxy, 0.0, 1.0) * scale
+    keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    return xyxy[keep].astype(np.float32), np.array(classes, dtype=np.int64)[keep]
+
+
+def _list_images(source: Path) -> tuple[list[Path], Path | None]:
+    """Images of a folder (recursive) or of a ``.txt`` list file; plus the folder."""
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        return files, source
+    if source.is_file() and source.suffix == ".txt":
+        files = []
+        for line in source.read_text(encoding="utf-8").splitlines():
+            entry = line.strip()
+            if entry:
+                p = Path(entry)
+                files.append(p if p.is_absolute() else source.parent / p)
+        return files, None
+    raise DataError(f"{source}: not an image folder or a .txt list of images")
+
+
+def read_yolo(
+    images_dir: str | Path,
+    names: Sequence[str],
+    labels_dir: str | Path | None = None,
+    *,
+    skipped: list[Path] | None = None,
+) -> list[Sample]:
+    """Read a YOLO-format split.
+
+    Args:
+        images_dir: Folder of images (searched recursively) or a ``.txt`` list of
+            image paths (relative entries resolve against the list's folder).
+        names: Class names; labels must use ids ``0..len(names)-1``.
+        labels_dir: Folder of label files. Default: the ``images`` -> ``labels``
+            sibling of each image (Ultralytics convention).
+        skipped: If given, unreadable image paths are appended to it.
+
+    Returns:
+        One sample per readable image, sorted by path; ``image_id`` is the
+        position in that sorted list (stable when images are skipped).
+
+    Raises:
+        DataError: A bad label (message names file and line) or no readable image.
+
+    Example:
+        >>> samples = read_yolo("shapes/images/train", ["circle", "square"])  # doctest: +SKIP
+    """
+    source = Path(images_dir)
+    files, folder = _list_images(source)
+    sizes = probe_images(files, source, skipped)
+    ldir = Path(labels_dir) if labels_dir is not None else None
+    samples = []
+    for image_id, f in enumerate(files):
+        if f not in sizes:
+            continue
+        w, h = sizes[f]
+        boxes, classes = _parse_yolo_labels(label_path_for(f, folder, ldir), len(names), w, h)
+        samples.append(Sample(f, boxes, classes, w, h, image_id))
+    return samples
+
+
+def _coco_error(json_path: Path, msg: str) -> DataError:
+    return DataError(f"{json_path}: {msg}")
+
+
+def read_coco(
+    json_path: str | Path,
+    images_dir: str | Path,
+    names: Sequence[str] | None = None,
+    *,
+    skipped: list[Path] | None = None,
+) -> tuple[list[Sample], list[str]]:
+    """Read a COCO ``instances.json``.
+
+    Category ids map to contiguous indices ``0..K-1`` in sorted id order. Crowd
+    annotations are left out (a :class:`Sample` has no ignore regions), boxes are
+    clipped to the image and zero-area boxes dropped.
+
+    Args:
+        json_path: The annotation file.
+        images_dir: Folder the ``file_name`` entries are relative to.
+        names: Expected class names (from ``data.yaml``). Categories are matched
+            by name when given; the json's names are used otherwise.
+        skipped: If given, unreadable image paths are appended to it.
+
+    Returns:
+        ``(samples, names)``; ``image_id`` keeps the json's image ids.
+
+    Raises:
+        DataError: Malformed json or annotation (the message names the file and
+            the line or annotation id), or no readable image.
+    """
+    jp, idir = Path(json_path), Path(images_dir)
+    try:
+        data = json.loads(jp.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise _coco_error(jp, "annotation file not found") from e
+    except json.JSONDecodeError as e:
+        raise _coco_error(jp, f"line {e.lineno}: invalid JSON: {e.msg}") from e
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise _coco_error(jp, "missing 'images' list")
+    try:
+        cats = sorted(data.get("categories", []), key=lambda c: int(c["id"]))
+        cat_names = [str(c["name"]) for c in cats]
+        cat_ids = [int(c["id"]) for c in cats]
+    except (KeyError, TypeError, ValueError) as e:
+        raise _coco_error(jp, f"malformed 'categories': {e!r}") from e
+    if names is None:
+        out_names = cat_names
+        cat_map = {cid: i for i, cid in enumerate(cat_ids)}
+    else:
+        out_names = list(names)
+        if set(cat_names) != set(out_names) or len(cat_names) != len(out_names):
+            raise _coco_error(jp, f"categories {cat_names} do not match names {out_names}")
+        cat_map = {cid: out_names.index(n) for cid, n in zip(cat_ids, cat_names, strict=True)}
+    if not cat_map:
+        raise _coco_error(jp, "no categories")
+
+    images: dict[int, dict] = {}
+    for k, im in enumerate(data["images"]):
+        try:
+            images[int(im["id"])] = {"path": idir / str(im["file_name"])}
+        except (KeyError, TypeError, ValueError) as e:
+            raise _coco_error(jp, f"images[{k}]: malformed entry ({e!r})") from e
+    anns: dict[int, list[tuple[int, list[float]]]] = {i: [] for i in images}
+    for k, a in enumerate(data.get("annotations", [])):
+        where = f"annotations[{k}] (id={a.get('id') if isinstance(a, dict) else '?'})"
+        try:
+            img_id, cat = int(a["image_id"]), int(a["category_id"])
+            bbox = [float(v) for v in a["bbox"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise _coco_error(jp, f"{where}: malformed annotation ({e!r})") from e
+        if img_id not in images:
+            raise _coco_error(jp, f"{where}: unknown image_id {img_id}")
+        if cat not in cat_map:
+            raise _coco_error(jp, f"{where}: unknown category_id {cat}")
+        if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox) or min(bbox[2:]) < 0:
+            raise _coco_error(jp, f"{where}: bbox must be 4 finite values with w, h >= 0")
+        if a.get("iscrowd", 0):
+            continue
+        anns[img_id].append((cat_map[cat], bbox))
+
+    sizes = probe_images([v["path"] for v in images.values()], jp, skipped)
+    samples = []
+    for img_id, v in images.items():
+        if v["path"] not in sizes:
+            continue
+        w, h = sizes[v["path"]]
+        boxes = np.array([b for _, b in anns[img_id]], np.float64).reshape(-1, 4)
+        boxes[:, 2:] += boxes[:, :2]
+        boxes = np.clip(boxes, 0, [w, h, w, h])
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        classes = np.array([c for c, _ in anns[img_id]], np.int64)
+        samples.append(Sample(v["path"], boxes[keep], classes[keep], w, h, img_id))
+    return samples, out_names
+
+
+def load_samples(cfg: DataConfig, split: str, *, skipped: list[Path] | None = None) -> list[Sample]:
+    """Read every source of a split of ``cfg``.
+
+    Args:
+        cfg: A config from :func:`~yoloslim.data.config.load_data_config`.
+        split: ``"train"`` or ``"val"``.
+        skipped: If given, unreadable image paths are appended to it.
+
+    Returns:
+        The samples. With several sources, ``image_id`` is renumbered
+        ``0..N-1`` so ids stay unique.
+
+    Raises:
+        ConfigError: ``split`` is not ``"train"`` or ``"val"``.
+        DataError: Any reader error.
+    """
+    if split not in ("train", "val"):
+        raise ConfigError(f"split must be 'train' or 'val', got {split!r}")
+    sources = cfg.train if split == "train" else cfg.val
+    out: list[Sample] = []
+    for src in sources:
+        if cfg.format == "yolo":
+            out += read_yolo(src.path, cfg.names, skipped=skipped)
+        elif cfg.format == "coco":
+            assert src.images is not None
+            out += read_coco(src.path, src.images, cfg.names, skipped=skipped)[0]
+        else:
+            out += read_voc(src.path, cfg.names, skipped=skipped)
+    if len(sources) > 1:
+        out = [Sample(s.path, s.boxes, s.classes, s.width, s.height, i) for i, s in enumerate(out)]
+    return out

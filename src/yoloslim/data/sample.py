@@ -1,0 +1,99 @@
+"""The one in-memory sample type all readers produce, and the image probe they share."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from yoloslim.errors import DataError
+
+__all__ = ["Sample", "IMAGE_SUFFIXES", "probe_images"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One annotated image. Arrays are made read-only so no transform can edit them.
+
+    Attributes:
+        path: The image file.
+        boxes: ``(N, 4)`` float32 ``x1, y1, x2, y2`` in original image pixels.
+        classes: ``(N,)`` int64 class indices.
+        width: Image width in pixels.
+        height: Image height in pixels.
+        image_id: Identifier used in COCO-style ground truth and predictions.
+    """
+
+    path: Path
+    boxes: np.ndarray
+    classes: np.ndarray
+    width: int
+    height: int
+    image_id: int
+
+    def __post_init__(self) -> None:
+        boxes = np.array(self.boxes, dtype=np.float32).reshape(-1, 4)
+        classes = np.array(self.classes, dtype=np.int64).reshape(-1)
+        if len(boxes) != len(classes):
+            raise DataError(f"{self.path}: {len(boxes)} boxes but {len(classes)} classes")
+        boxes.setflags(write=False)
+        classes.setflags(write=False)
+        object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "boxes", boxes)
+        object.__setattr__(self, "classes", classes)
+
+
+def _probe(path: Path) -> tuple[int, int] | str:
+    """Return ``(width, height)`` of a readable image, else the reason it is not."""
+    if not path.is_file():
+        return "missing"
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            im.verify()
+    except Exception as e:  # PIL raises many types (OSError, SyntaxError, struct.error ...)
+        return f"{type(e).__name__}: {e}"
+    if size[0] <= 0 or size[1] <= 0:
+        return f"empty size {size}"
+    return size
+
+
+def probe_images(
+    paths: Sequence[Path], source: str | Path, skipped: list[Path] | None = None
+) -> dict[Path, tuple[int, int]]:
+    """Open every image once; skip the unreadable ones with a single warning.
+
+    Args:
+        paths: Image files.
+        source: What the paths came from, for messages.
+        skipped: If given, the unreadable paths are appended to it.
+
+    Returns:
+        ``{path: (width, height)}`` for the readable images, in input order.
+
+    Raises:
+        DataError: No paths, or none of them is readable.
+    """
+    if not paths:
+        raise DataError(f"{source}: no images found (suffixes {', '.join(IMAGE_SUFFIXES)})")
+    workers = 1 if len(paths) < 64 else 8
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(_probe, paths))
+    good = {p: r for p, r in zip(paths, results, strict=True) if isinstance(r, tuple)}
+    bad = [f"{p} ({r})" for p, r in zip(paths, results, strict=True) if isinstance(r, str)]
+    if not good:
+        raise DataError(f"{source}: all {len(paths)} images are unreadable: " + "; ".join(bad))
+    if skipped is not None:
+        skipped.extend(p for p, r in zip(paths, results, strict=True) if isinstance(r, str))
+    if bad:
+        logger.warning("%s: skipping %d unreadable image(s): %s", source, len(bad), "; ".join(bad))
+    return good

@@ -1,0 +1,279 @@
+"""Synthetic shapes dataset: learnable, deterministic, written as YOLO + COCO.
+
+Each image is a textured background (two-colour gradient, low-frequency blobs,
+a few thin lines) with 1-8 filled shapes drawn by ``PIL.ImageDraw`` and a little
+pixel noise on top. Shapes contrast with the background under them, are at
+least ~65% visible (occlusion is limited with box overlaps), and every label is
+the tight box of the drawn pixels. Image ``i`` only depends on ``(seed, i)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image, ImageDraw
+
+from yoloslim.errors import ConfigError
+
+__all__ = ["SHAPES", "synthesize"]
+
+logger = logging.getLogger(__name__)
+
+SHAPES = ("circle", "square", "triangle", "star", "cross", "hexagon", "ring", "diamond")
+_SUFFIX = ".jpg"
+_MAX_COVER = 0.35  # an object's box may be covered by later boxes up to this fraction
+
+
+def _regular(n: int, start_deg: float, radii: tuple[float, ...] = (1.0,)) -> np.ndarray:
+    k = np.arange(n * len(radii))
+    ang = np.deg2rad(start_deg) + k * 2 * math.pi / (n * len(radii))
+    r = np.array(radii)[k % len(radii)]
+    return np.stack([r * np.cos(ang), r * np.sin(ang)], 1)
+
+
+_T = 0.34  # half thickness of the cross arms
+_POLYGONS = {
+    "square": np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float),
+    "diamond": np.array([[0, -1], [1, 0], [0, 1], [-1, 0]], float),
+    "triangle": _regular(3, -90),
+    "hexagon": _regular(6, 0),
+    "star": _regular(5, -90, (1.0, 0.42)),
+    "cross": np.array(
+        [
+            [-_T, -1],
+            [_T, -1],
+            [_T, -_T],
+            [1, -_T],
+            [1, _T],
+            [_T, _T],
+            [_T, 1],
+            [-_T, 1],
+            [-_T, _T],
+            [-1, _T],
+            [-1, -_T],
+            [-_T, -_T],
+        ],
+        float,
+    ),  # fmt: skip
+}
+# Squares and diamonds would become each other under free rotation.
+_MAX_ROTATION = {"square": 10.0, "diamond": 10.0, "circle": 0.0, "ring": 0.0}
+
+
+def _shape_mask(name: str, w: float, h: float, angle: float) -> Image.Image:
+    """A tight ``L`` mask of one shape with half-extents ``w, h``, rotated ``angle`` degrees."""
+    side = math.ceil(2 * max(w, h) * 1.5) + 4
+    mask = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(mask)
+    c = side / 2
+    if name in ("circle", "ring"):
+        draw.ellipse((c - w, c - h, c + w, c + h), fill=255)
+        if name == "ring":
+            draw.ellipse((c - 0.55 * w, c - 0.55 * h, c + 0.55 * w, c + 0.55 * h), fill=0)
+    else:
+        pts = _POLYGONS[name] * (w, h)
+        t = math.radians(angle)
+        rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+        pts = pts @ rot.T + c
+        draw.polygon([tuple(p) for p in pts.tolist()], fill=255)
+    box = mask.getbbox()
+    assert box is not None
+    return mask.crop(box)
+
+
+def _background(rng: np.random.Generator, size: int) -> Image.Image:
+    # Gradient and blobs are smooth, so build them on a coarse grid and upsample once.
+    cells = int(rng.integers(3, 9))
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    theta = rng.uniform(0, 2 * math.pi)
+    g = np.linspace(-0.5, 0.5, cells)
+    t = (g[None, :] * math.cos(theta) + g[:, None] * math.sin(theta)) / 1.42 + 0.5
+    grid = c0 * (1 - t[..., None]) + c1 * t[..., None]
+    grid += rng.normal(0, rng.uniform(10, 35), (cells, cells, 3))
+    small = Image.fromarray(np.clip(grid, 0, 255).astype(np.uint8))
+    im = small.resize((size, size), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(im)
+    for _ in range(int(rng.integers(0, 6))):
+        xy = rng.uniform(0, size, 4).tolist()
+        col = tuple(int(v) for v in rng.integers(0, 256, 3))
+        draw.line(xy, fill=col, width=int(rng.integers(1, 3)))
+    return im
+
+
+def _pick_colour(rng: np.random.Generator, under: np.ndarray) -> tuple[int, int, int]:
+    """A random colour far from ``under`` (mean RGB of the background it covers)."""
+    luma = np.array([0.299, 0.587, 0.114])
+    for _ in range(20):
+        col = rng.integers(0, 256, 3)
+        if np.linalg.norm(col - under) > 110 and abs(luma @ (col - under)) > 35:
+            return tuple(int(v) for v in col)
+    return tuple(
+        int(v) for v in np.where(under > 127, rng.integers(0, 50, 3), rng.integers(205, 256, 3))
+    )
+
+
+def _render(
+    seed: int, index: int, size: int, classes: int
+) -> tuple[Image.Image, list[tuple[int, list[int]]]]:
+    """Image ``index`` and its ``[(class, [x1, y1, x2, y2])]`` labels."""
+    rng = np.random.default_rng([seed, index])
+    im = _background(rng, size)
+    boxes: list[list[int]] = []
+    cover: list[float] = []
+    labels = []
+    lo, hi = math.log(max(0.04 * size, 8.0)), math.log(0.6 * size)
+    for _ in range(int(rng.integers(1, 9))):
+        c = int(rng.integers(classes))
+        name = SHAPES[c]
+        side = math.exp(rng.uniform(lo, hi))
+        aspect = math.sqrt(rng.uniform(0.8, 1.25))
+        max_rot = _MAX_ROTATION.get(name, 180.0)
+        mask = _shape_mask(
+            name, side / 2 * aspect, side / 2 / aspect, rng.uniform(-max_rot, max_rot)
+        )
+        mw, mh = mask.size
+        if mw >= size or mh >= size:
+            continue
+        for _attempt in range(15):
+            x, y = int(rng.integers(0, size - mw + 1)), int(rng.integers(0, size - mh + 1))
+            new = [x, y, x + mw, y + mh]
+            inter = [_intersection(new, b) / ((b[2] - b[0]) * (b[3] - b[1])) for b in boxes]
+            if all(cv + f <= _MAX_COVER for cv, f in zip(cover, inter, strict=True)):
+                break
+        else:
+            continue
+        cover = [cv + f for cv, f in zip(cover, inter, strict=True)]
+        under = np.asarray(im.crop(new), np.float32).reshape(-1, 3).mean(0)
+        im.paste(_pick_colour(rng, under), (x, y, x + mw, y + mh), mask)
+        boxes.append(new)
+        cover.append(0.0)
+        labels.append((c, new))
+    noise = rng.standard_normal((size, size, 3), dtype=np.float32) * rng.uniform(2, 6)
+    arr = np.asarray(im, np.float32) + noise
+    return Image.fromarray(np.clip(arr, 0, 255, out=arr).astype(np.uint8)), labels
+
+
+def _intersection(a: list[int], b: list[int]) -> float:
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def _check_args(images: int, imgsz: int, classes: int, val_fraction: float) -> None:
+    if not isinstance(images, int) or images < 2:
+        raise ConfigError(f"images must be an int >= 2, got {images!r}")
+    if not isinstance(imgsz, int) or imgsz < 32:
+        raise ConfigError(f"imgsz must be an int >= 32, got {imgsz!r}")
+    if not isinstance(classes, int) or not 1 <= classes <= len(SHAPES):
+        raise ConfigError(f"classes must be an int in 1..{len(SHAPES)}, got {classes!r}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+
+
+def _prepare(out: Path) -> None:
+    """Make ``out`` ready: empty, new, or an earlier synthetic dataset (replaced)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        meta = out / "data.yaml"
+        try:
+            ours = meta.is_file() and "synth" in (yaml.safe_load(meta.read_text()) or {})
+        except yaml.YAMLError:
+            ours = False
+        if not ours:
+            raise ConfigError(f"out {out} is not empty and not a yoloslim synthetic dataset")
+        logger.info("replacing the synthetic dataset in %s", out)
+        for sub in ("images", "labels", "annotations"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+        meta.unlink()
+
+
+def synthesize(
+    out: str | Path,
+    *,
+    images: int = 1000,
+    imgsz: int = 320,
+    classes: int = 4,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+) -> Path:
+    """Write a synthetic shapes dataset (YOLO labels + COCO json + ``data.yaml``).
+
+    Args:
+        out: Output folder: new, empty, or an earlier synthetic dataset (replaced).
+        images: Total images (train + val), at least 2.
+        imgsz: Image side in pixels (square images), at least 32.
+        classes: Number of shape classes, 1..8 (the first of :data:`SHAPES`).
+        seed: Same seed, same files (byte for byte).
+        val_fraction: Share of images in the val split (at least one each).
+
+    Returns:
+        Path of the written ``data.yaml``.
+
+    Raises:
+        ConfigError: An argument is out of range, or ``out`` holds other data.
+
+    Example:
+        >>> yaml_path = synthesize("datasets/shapes", images=200, imgsz=128)  # doctest: +SKIP
+    """
+    _check_args(images, imgsz, classes, val_fraction)
+    out = Path(out)
+    _prepare(out)
+    n_val = min(max(1, round(images * val_fraction)), images - 1)
+    names = list(SHAPES[:classes])
+    splits = {"train": range(images - n_val), "val": range(images - n_val, images)}
+    for split, indices in splits.items():
+        for sub in ("images", "labels"):
+            (out / sub / split).mkdir(parents=True, exist_ok=True)
+        (out / "annotations").mkdir(exist_ok=True)
+        coco: dict = {"images": [], "annotations": [], "categories": []}
+        coco["categories"] = [
+            {"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(names)
+        ]
+        for image_id, i in enumerate(indices):
+            im, labels = _render(seed, i, imgsz, classes)
+            stem = f"{i:06d}"
+            im.save(out / "images" / split / f"{stem}{_SUFFIX}", quality=95, subsampling=0)
+            rows = []
+            for c, (x1, y1, x2, y2) in labels:
+                cx, cy = (x1 + x2) / 2 / imgsz, (y1 + y2) / 2 / imgsz
+                rows.append(
+                    f"{c} {cx:.6f} {cy:.6f} {(x2 - x1) / imgsz:.6f} {(y2 - y1) / imgsz:.6f}\n"
+                )
+                coco["annotations"].append(
+                    {
+                        "id": len(coco["annotations"]) + 1,
+                        "image_id": image_id,
+                        "category_id": c + 1,
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "area": (x2 - x1) * (y2 - y1),
+                        "iscrowd": 0,
+                    }
+                )
+            (out / "labels" / split / f"{stem}.txt").write_text("".join(rows))
+            coco["images"].append(
+                {"id": image_id, "file_name": f"{stem}{_SUFFIX}", "width": imgsz, "height": imgsz}
+            )
+        (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
+    meta = {
+        "path": ".",
+        "train": "images/train",
+        "val": "images/val",
+        "names": names,
+        "nc": classes,
+        "synth": {
+            "images": images,
+            "imgsz": imgsz,
+            "classes": classes,
+            "seed": seed,
+            "val_fraction": val_fraction,
+        },
+    }
+    yaml_path = out / "data.yaml"
+    yaml_path.write_text(yaml.safe_dump(meta, sort_keys=False))
+    logger.info("wrote %d train + %d val images to %s", images - n_val, n_val, out)
+    return yaml_path

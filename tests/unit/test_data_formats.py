@@ -1,0 +1,440 @@
+"""Readers (YOLO, COCO, VOC), data.yaml parsing and the dataset report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from yoloslim.data import (
+    check_dataset,
+    load_data_config,
+    load_samples,
+    read_coco,
+    read_voc,
+    read_yolo,
+)
+from yoloslim.data.testing import fake_images, voc_xml, write_coco, write_voc, write_yolo
+from yoloslim.errors import ConfigError, DataError
+
+NAMES = ["cat", "dog"]
+
+
+def _splits(n_train: int = 4, n_val: int = 2):
+    return {
+        "train": fake_images(n_train, seed=0, prefix="t"),
+        "val": fake_images(n_val, seed=1, width=40, height=56, prefix="v"),
+    }
+
+
+def _hash_tree(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _assert_matches(samples, images) -> None:
+    assert len(samples) == len(images)
+    by_name = {s.path.stem: s for s in samples}
+    for img in images:
+        s = by_name[img.name]
+        assert (s.width, s.height) == (img.width, img.height)
+        np.testing.assert_allclose(
+            s.boxes, np.array(img.boxes, np.float32).reshape(-1, 4), atol=1e-3
+        )
+        assert s.classes.tolist() == list(img.classes)
+        assert s.boxes.dtype == np.float32 and s.classes.dtype == np.int64
+
+
+# --- YOLO -------------------------------------------------------------------------------
+
+
+def test_read_yolo_matches_written_boxes(tmp_path):
+    splits = _splits()
+    write_yolo(tmp_path, splits, NAMES)
+    samples = read_yolo(tmp_path / "images" / "train", NAMES)
+    _assert_matches(samples, splits["train"])
+    assert [s.image_id for s in samples] == list(range(len(samples)))
+
+
+def test_read_yolo_explicit_labels_dir(tmp_path):
+    splits = _splits()
+    write_yolo(tmp_path, splits, NAMES)
+    moved = tmp_path / "other_labels"
+    (tmp_path / "labels" / "train").rename(moved)
+    _assert_matches(
+        read_yolo(tmp_path / "images" / "train", NAMES, labels_dir=moved), splits["train"]
+    )
+
+
+def test_read_yolo_list_file(tmp_path):
+    splits = _splits()
+    write_yolo(tmp_path, splits, NAMES)
+    lst = tmp_path / "train.txt"
+    lst.write_text("".join(f"./images/train/{i.name}.png\n" for i in splits["train"]))
+    _assert_matches(read_yolo(lst, NAMES), splits["train"])
+
+
+def test_empty_and_missing_label_files_are_background(tmp_path):
+    splits = _splits()
+    write_yolo(tmp_path, splits, NAMES)
+    labels = tmp_path / "labels" / "train"
+    (labels / "t0.txt").write_text("")
+    (labels / "t1.txt").unlink()
+    samples = {s.path.stem: s for s in read_yolo(tmp_path / "images" / "train", NAMES)}
+    assert samples["t0"].boxes.shape == (0, 4) and samples["t0"].classes.shape == (0,)
+    assert samples["t1"].boxes.shape == (0, 4)
+    assert len(samples["t2"].boxes) > 0
+
+
+@pytest.mark.parametrize(
+    ("row", "match"),
+    [
+        ("0 0.5 1.2 0.1 0.1", r"outside \[0, 1\]"),
+        ("0 -0.1 0.5 0.1 0.1", r"outside \[0, 1\]"),
+        ("0 0.5 abc 0.1 0.1", "non-numeric"),
+        ("2 0.5 0.5 0.1 0.1", "class id 2"),
+        ("-1 0.5 0.5 0.1 0.1", "class id -1"),
+        ("0.5 0.5 0.5 0.1 0.1", "class id 0.5"),
+        ("0 0.5 0.5 0.1", "expected 5 fields"),
+        ("0 0.5 0.5 0.1 0.1 0.3", "expected 5 fields"),
+        ("0 0.5 nan 0.1 0.1", "non-finite"),
+    ],
+)
+def test_bad_yolo_label_names_file_and_line(tmp_path, row, match):
+    write_yolo(tmp_path, _splits(), NAMES)
+    label = tmp_path / "labels" / "train" / "t2.txt"
+    label.write_text("0 0.5 0.5 0.2 0.2\n" + row + "\n")
+    with pytest.raises(DataError, match=r"labels/train/t2\.txt:2: .*" + match):
+        read_yolo(tmp_path / "images" / "train", NAMES)
+
+
+def test_yolo_coordinates_within_tolerance_are_clipped(tmp_path):
+    write_yolo(tmp_path, _splits(), NAMES)
+    (tmp_path / "labels" / "train" / "t0.txt").write_text("1 0.9 0.5 0.2005 1.0008\n")
+    s = read_yolo(tmp_path / "images" / "train", NAMES)[0]
+    assert s.classes.tolist() == [1]
+    x1, y1, x2, y2 = s.boxes[0].tolist()
+    assert y1 >= 0 and y2 <= s.height and x2 <= s.width
+
+
+def test_corrupt_and_missing_images_skipped_with_one_warning(tmp_path, caplog):
+    splits = _splits()
+    write_yolo(tmp_path, splits, NAMES)
+    (tmp_path / "images" / "train" / "t0.png").write_bytes(b"not an image at all")
+    png = (tmp_path / "images" / "train" / "t1.png").read_bytes()
+    (tmp_path / "images" / "train" / "t1.png").write_bytes(png[: len(png) // 2])  # truncated
+    lst = tmp_path / "train.txt"
+    names = ["t0", "t1", "t2", "t3", "missing"]
+    lst.write_text("".join(f"images/train/{n}.png\n" for n in names))
+    skipped: list[Path] = []
+    with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
+        samples = read_yolo(lst, NAMES, skipped=skipped)
+    assert sorted(s.path.stem for s in samples) == ["t2", "t3"]
+    assert sorted(p.stem for p in skipped) == ["missing", "t0", "t1"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    msg = warnings[0].getMessage()
+    assert (
+        "3 unreadable" in msg
+        and "t0.png" in msg
+        and "t1.png" in msg
+        and "missing.png (missing)" in msg
+    )
+    # image ids stay the list positions, so they do not shift when images are skipped
+    assert [s.image_id for s in samples] == [2, 3]
+
+
+def test_all_images_bad_is_an_error(tmp_path):
+    write_yolo(tmp_path, _splits(n_train=2), NAMES)
+    for p in (tmp_path / "images" / "train").iterdir():
+        p.write_bytes(b"junk")
+    with pytest.raises(DataError, match="all 2 images are unreadable"):
+        read_yolo(tmp_path / "images" / "train", NAMES)
+
+
+def test_no_images_is_an_error(tmp_path):
+    (tmp_path / "images").mkdir()
+    with pytest.raises(DataError, match="no images found"):
+        read_yolo(tmp_path / "images", NAMES)
+
+
+# --- COCO -------------------------------------------------------------------------------
+
+
+def test_read_coco_maps_sparse_category_ids(tmp_path):
+    splits = _splits()
+    write_coco(tmp_path, splits, NAMES, cat_ids=[7, 3])  # "dog" has the lower id
+    samples, names = read_coco(tmp_path / "instances_train.json", tmp_path / "train")
+    assert names == ["dog", "cat"]
+    flipped = [
+        type(i)(i.name, i.width, i.height, i.boxes, tuple(1 - c for c in i.classes))
+        for i in splits["train"]
+    ]
+    _assert_matches(samples, flipped)
+    assert sorted(s.image_id for s in samples) == [1, 2, 3, 4]
+    # with names from data.yaml, categories are matched by name
+    samples, names = read_coco(tmp_path / "instances_train.json", tmp_path / "train", NAMES)
+    assert names == NAMES
+    _assert_matches(samples, splits["train"])
+
+
+def test_read_coco_skips_crowd(tmp_path):
+    write_coco(tmp_path, _splits(), NAMES)
+    path = tmp_path / "instances_train.json"
+    data = json.loads(path.read_text())
+    data["annotations"][0]["iscrowd"] = 1
+    path.write_text(json.dumps(data))
+    samples, _ = read_coco(path, tmp_path / "train", NAMES)
+    assert sum(len(s.boxes) for s in samples) == len(data["annotations"]) - 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (
+            lambda d: d["annotations"][1].update(category_id=99),
+            r"annotations\[1\] \(id=2\): unknown category_id 99",
+        ),
+        (
+            lambda d: d["annotations"][1].update(image_id=99),
+            r"annotations\[1\] \(id=2\): unknown image_id",
+        ),
+        (
+            lambda d: d["annotations"][1].update(bbox=[1, 2, "x", 4]),
+            r"annotations\[1\] \(id=2\): malformed",
+        ),
+        (
+            lambda d: d["annotations"][1].update(bbox=[1, 2, -3, 4]),
+            r"annotations\[1\] \(id=2\): bbox",
+        ),
+        (lambda d: d["annotations"][1].pop("bbox"), r"annotations\[1\] \(id=2\): malformed"),
+        (lambda d: d["categories"][0].update(name="bird"), "categories .* do not match names"),
+    ],
+)
+def test_bad_coco_names_file_and_annotation(tmp_path, edit, match):
+    write_coco(tmp_path, _splits(), NAMES)
+    path = tmp_path / "instances_train.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"instances_train\.json: " + match):
+        read_coco(path, tmp_path / "train", NAMES)
+
+
+def test_invalid_coco_json_names_line(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{\n  "images": [\n    {"id": 1,}\n  ]\n}\n')
+    with pytest.raises(DataError, match=r"bad\.json: line 3: invalid JSON"):
+        read_coco(path, tmp_path)
+
+
+def test_coco_missing_image_skipped(tmp_path, caplog):
+    write_coco(tmp_path, _splits(), NAMES)
+    (tmp_path / "train" / "t1.png").unlink()
+    with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
+        samples, _ = read_coco(tmp_path / "instances_train.json", tmp_path / "train", NAMES)
+    assert len(samples) == 3
+    assert [r.levelno for r in caplog.records].count(logging.WARNING) == 1
+    assert "t1.png (missing)" in caplog.text
+
+
+# --- VOC --------------------------------------------------------------------------------
+
+
+def test_read_voc_root_and_list_file(tmp_path):
+    splits = _splits()
+    write_voc(tmp_path, splits, NAMES)
+    _assert_matches(read_voc(tmp_path / "ImageSets" / "Main" / "val.txt", NAMES), splits["val"])
+    every = read_voc(tmp_path, NAMES)
+    _assert_matches(every, splits["train"] + splits["val"])
+
+
+def test_voc_difficult_objects_left_out_by_default(tmp_path):
+    splits = _splits()
+    write_voc(tmp_path, splits, NAMES)
+    img = splits["train"][0]
+    extra = (
+        "  <object><name>dog</name><difficult>1</difficult>"
+        "<bndbox><xmin>2</xmin><ymin>2</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object>\n"
+    )
+    (tmp_path / "Annotations" / f"{img.name}.xml").write_text(voc_xml(img, NAMES, extra))
+    lst = tmp_path / "ImageSets" / "Main" / "train.txt"
+    assert len(read_voc(lst, NAMES)[0].boxes) == len(img.boxes)
+    assert len(read_voc(lst, NAMES, keep_difficult=True)[0].boxes) == len(img.boxes) + 1
+
+
+def _voc_with(tmp_path, mutate):
+    splits = _splits()
+    write_voc(tmp_path, splits, NAMES)
+    img = splits["train"][0]
+    xml = tmp_path / "Annotations" / f"{img.name}.xml"
+    xml.write_text(mutate(voc_xml(img, NAMES)))
+    return xml
+
+
+def test_voc_unknown_class_names_file_and_line(tmp_path):
+    _voc_with(
+        tmp_path,
+        lambda x: x.replace("<name>cat</name>", "<name>bird</name>", 1).replace(
+            "<name>dog</name>", "<name>bird</name>", 1
+        ),
+    )
+    # the first <object> starts on line 4 and its <name> is on line 5
+    with pytest.raises(DataError, match=r"Annotations/t0\.xml:5: class 'bird' not in names"):
+        read_voc(tmp_path, NAMES)
+
+
+def test_voc_non_numeric_coordinate_names_line(tmp_path):
+    _voc_with(tmp_path, lambda x: x.replace("<ymax>", "<ymax>12a", 1).replace("12a", "x", 1))
+    with pytest.raises(DataError, match=r"Annotations/t0\.xml:11: <ymax> is not a number"):
+        read_voc(tmp_path, NAMES)
+
+
+def test_voc_broken_xml_names_line(tmp_path):
+    _voc_with(tmp_path, lambda x: x.replace("</bndbox>", "</bndbx>", 1))
+    with pytest.raises(DataError, match=r"Annotations/t0\.xml:12: invalid XML"):
+        read_voc(tmp_path, NAMES)
+
+
+def test_voc_list_entry_without_annotation(tmp_path):
+    write_voc(tmp_path, _splits(), NAMES)
+    lst = tmp_path / "ImageSets" / "Main" / "train.txt"
+    lst.write_text(lst.read_text() + "ghost\n")
+    with pytest.raises(DataError, match=r"train\.txt:5: annotation .*ghost\.xml not found"):
+        read_voc(lst, NAMES)
+
+
+# --- data.yaml --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("writer", [write_yolo, write_coco, write_voc])
+def test_formats_agree_through_data_yaml(tmp_path, writer):
+    splits = _splits()
+    cfg = load_data_config(writer(tmp_path, splits, NAMES))
+    assert cfg.names == NAMES and cfg.nc == 2
+    assert cfg.format == {write_yolo: "yolo", write_coco: "coco", write_voc: "voc"}[writer]
+    for split in ("train", "val"):
+        _assert_matches(load_samples(cfg, split), splits[split])
+
+
+def test_names_as_dict_and_nc(tmp_path):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    data = yaml.safe_load(path.read_text())
+    data.update(names={1: "dog", 0: "cat"}, nc=2, download="https://example.com", test=None)
+    path.write_text(yaml.safe_dump(data))
+    assert load_data_config(path).names == NAMES
+
+
+def test_relative_path_resolves_against_yaml_folder(tmp_path, monkeypatch):
+    path = write_yolo(tmp_path / "ds", _splits(), NAMES)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_data_config(Path("ds") / "data.yaml")
+    assert cfg.root == (tmp_path / "ds").resolve()
+    assert len(load_samples(cfg, "val")) == 2
+    assert cfg.yaml_path == Path("ds") / "data.yaml" and path.exists()
+
+
+@pytest.mark.parametrize("key", ["train", "val", "names"])
+def test_data_yaml_missing_key(tmp_path, key):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    data = yaml.safe_load(path.read_text())
+    del data[key]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DataError, match=rf"data\.yaml: missing required key '{key}'"):
+        load_data_config(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("path", "nowhere"), ("train", "images/nowhere"), ("val", "missing.txt")]
+)
+def test_data_yaml_path_not_existing(tmp_path, key, value):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    data = yaml.safe_load(path.read_text())
+    data[key] = value
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DataError, match=rf"data\.yaml: key '{key}': .*(nowhere|missing\.txt)"):
+        load_data_config(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ({"nc": 3}, "key 'nc' is 3 but 'names' has 2"),
+        ({"names": []}, "key 'names' is empty"),
+        ({"names": ["a", "a"]}, "key 'names' has duplicates"),
+        ({"names": {0: "a", 2: "b"}}, r"key 'names': ids must be 0\.\.1"),
+        ({"format": "kitti"}, "key 'format' must be one of"),
+        ({"format": "coco"}, "missing required key 'train_images'"),
+    ],
+)
+def test_data_yaml_bad_values(tmp_path, edit, match):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    data = yaml.safe_load(path.read_text())
+    data.update(edit)
+    if data.get("format") == "coco":
+        data["train"] = str(path)  # an existing file, so the missing images key is reported
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DataError, match=r"data\.yaml: " + match):
+        load_data_config(path)
+
+
+def test_data_yaml_missing_file_and_not_a_mapping(tmp_path):
+    with pytest.raises(DataError, match="data.yaml not found"):
+        load_data_config(tmp_path / "data.yaml")
+    (tmp_path / "data.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(DataError, match="expected a mapping"):
+        load_data_config(tmp_path / "data.yaml")
+
+
+def test_load_samples_bad_split(tmp_path):
+    cfg = load_data_config(write_yolo(tmp_path, _splits(), NAMES))
+    with pytest.raises(ConfigError, match="split"):
+        load_samples(cfg, "test")
+
+
+def test_several_sources_get_unique_ids(tmp_path):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    data = yaml.safe_load(path.read_text())
+    data["train"] = ["images/train", "images/val"]
+    path.write_text(yaml.safe_dump(data))
+    samples = load_samples(load_data_config(path), "train")
+    assert [s.image_id for s in samples] == list(range(6))
+
+
+# --- report and read-only guarantees ----------------------------------------------------
+
+
+def test_check_dataset_report(tmp_path):
+    splits = _splits()
+    path = write_yolo(tmp_path, splits, NAMES)
+    (tmp_path / "labels" / "val" / "v0.txt").write_text("")
+    (tmp_path / "images" / "train" / "t3.png").write_bytes(b"junk")
+    report = check_dataset(load_data_config(path))
+    train, val = report["splits"]["train"], report["splits"]["val"]
+    assert train["images"] == 3 and train["skipped_images"] == [
+        str(tmp_path / "images/train/t3.png")
+    ]
+    n = sum(len(i.boxes) for i in splits["train"][:3])
+    assert train["instances"] == n == sum(train["per_class"].values())
+    assert val["empty_images"] == 1 and val["skipped_images"] == []
+    assert report["names"] == NAMES and report["format"] == "yolo"
+
+
+@pytest.mark.parametrize("writer", [write_yolo, write_coco, write_voc])
+def test_readers_never_modify_inputs(tmp_path, writer):
+    path = writer(tmp_path, _splits(), NAMES)
+    before = _hash_tree(tmp_path)
+    cfg = load_data_config(path)
+    samples = load_samples(cfg, "train") + load_samples(cfg, "val")
+    check_dataset(cfg)
+    assert _hash_tree(tmp_path) == before
+    with pytest.raises(ValueError):
+        samples[0].boxes[0, 0] = 5.0  # samples are read-only too
