@@ -10,7 +10,7 @@ reach persistent worker processes too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +33,13 @@ from yoloslim.data.transforms import (
 )
 from yoloslim.errors import ConfigError, DataError
 
-__all__ = ["AugmentConfig", "DetectionDataset", "collate", "build_dataloader"]
+__all__ = [
+    "AugmentConfig",
+    "DetectionDataset",
+    "EpochShuffleSampler",
+    "collate",
+    "build_dataloader",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -285,6 +291,28 @@ def collate(
     return imgs, torch.cat(targets) if targets else torch.zeros((0, 6)), [b[2] for b in batch]
 
 
+class EpochShuffleSampler(Sampler[int]):
+    """A random order that depends on ``(seed, dataset.epoch)`` only.
+
+    Unlike ``shuffle=True`` with a shared generator, the order neither depends on
+    the number of workers nor on how many epochs this process has run, so a
+    resumed run sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int = 0) -> None:
+        self.dataset = dataset
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = int(getattr(self.dataset, "epoch", 0))
+        state = np.random.SeedSequence([self.seed, epoch]).generate_state(2, np.uint32)
+        g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        return iter(torch.randperm(len(self), generator=g).tolist())
+
+
 def build_dataloader(
     dataset: DetectionDataset,
     batch_size: int,
@@ -297,8 +325,18 @@ def build_dataloader(
 ) -> DataLoader:
     """A :class:`~torch.utils.data.DataLoader` with :func:`collate` and a seeded order.
 
-    Workers are persistent, so call ``dataset.set_epoch(e)`` before each epoch's
-    ``iter(loader)``; the shared state reaches them.
+    ``shuffle=True`` uses :class:`EpochShuffleSampler`: the order is a function of
+    ``(seed, epoch)``. Workers are persistent, so call ``dataset.set_epoch(e)``
+    before each epoch's ``iter(loader)``; the shared state reaches them.
+
+    Args:
+        dataset: Usually a :class:`DetectionDataset`.
+        batch_size: Images per batch.
+        shuffle: Random order per epoch (not with ``sampler``).
+        workers: Worker processes (0: load in the main process).
+        sampler: A custom order, e.g. a ``DistributedSampler``.
+        seed: Seeds the shuffle order and the workers' base seed.
+        drop_last: Drop the last incomplete batch.
 
     Raises:
         ConfigError: ``batch_size < 1``, ``workers < 0``, or ``shuffle`` with a ``sampler``.
@@ -309,10 +347,11 @@ def build_dataloader(
         raise ConfigError(f"workers must be >= 0, got {workers}")
     if sampler is not None and shuffle:
         raise ConfigError("shuffle must be False when a sampler is given (the sampler orders)")
+    if shuffle:
+        sampler = EpochShuffleSampler(dataset, seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate,

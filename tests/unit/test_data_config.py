@@ -1,0 +1,102 @@
+"""data.yaml parsing: names, keys, paths, format-specific keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from yoloslim.data import load_data_config, load_samples
+from yoloslim.data.testing import fake_images, write_yolo
+from yoloslim.errors import ConfigError, DataError
+
+NAMES = ["cat", "dog"]
+
+
+def _splits():
+    return {"train": fake_images(4, seed=0, prefix="t"), "val": fake_images(2, seed=1, prefix="v")}
+
+
+def test_names_as_dict_and_nc(tmp_path):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    data = yaml.safe_load(path.read_text())
+    data.update(names={1: "dog", 0: "cat"}, nc=2, download="https://example.com", test=None)
+    path.write_text(yaml.safe_dump(data))
+    assert load_data_config(path).names == NAMES
+
+
+def test_relative_path_resolves_against_yaml_folder(tmp_path, monkeypatch):
+    path = write_yolo(tmp_path / "ds", _splits(), NAMES)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_data_config(Path("ds") / "data.yaml")
+    assert cfg.root == (tmp_path / "ds").resolve()
+    assert len(load_samples(cfg, "val")) == 2
+    assert cfg.yaml_path == Path("ds") / "data.yaml" and path.exists()
+
+
+@pytest.mark.parametrize("key", ["train", "val", "names"])
+def test_data_yaml_missing_key(tmp_path, key):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    data = yaml.safe_load(path.read_text())
+    del data[key]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DataError, match=rf"data\.yaml: missing required key '{key}'"):
+        load_data_config(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("path", "nowhere"), ("train", "images/nowhere"), ("val", "missing.txt")]
+)
+def test_data_yaml_path_not_existing(tmp_path, key, value):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    data = yaml.safe_load(path.read_text())
+    data[key] = value
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DataError, match=rf"data\.yaml: key '{key}': .*(nowhere|missing\.txt)"):
+        load_data_config(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ({"nc": 3}, "key 'nc' is 3 but 'names' has 2"),
+        ({"names": []}, "key 'names' is empty"),
+        ({"names": ["a", "a"]}, "key 'names' has duplicates"),
+        ({"names": {0: "a", 2: "b"}}, r"key 'names': ids must be 0\.\.1"),
+        ({"format": "kitti"}, "key 'format' must be one of"),
+        ({"format": "coco"}, "missing required key 'train_images'"),
+    ],
+)
+def test_data_yaml_bad_values(tmp_path, edit, match):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    data = yaml.safe_load(path.read_text())
+    data.update(edit)
+    if data.get("format") == "coco":
+        data["train"] = str(path)  # an existing file, so the missing images key is reported
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(DataError, match=r"data\.yaml: " + match):
+        load_data_config(path)
+
+
+def test_data_yaml_missing_file_and_not_a_mapping(tmp_path):
+    with pytest.raises(DataError, match="data.yaml not found"):
+        load_data_config(tmp_path / "data.yaml")
+    (tmp_path / "data.yaml").write_text("- just\n- a list\n")
+    with pytest.raises(DataError, match="expected a mapping"):
+        load_data_config(tmp_path / "data.yaml")
+
+
+def test_load_samples_bad_split(tmp_path):
+    cfg = load_data_config(write_yolo(tmp_path, _splits(), NAMES))
+    with pytest.raises(ConfigError, match="split"):
+        load_samples(cfg, "test")
+
+
+def test_several_sources_get_unique_ids(tmp_path):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    data = yaml.safe_load(path.read_text())
+    data["train"] = ["images/train", "images/val"]
+    path.write_text(yaml.safe_dump(data))
+    samples = load_samples(load_data_config(path), "train")
+    assert [s.image_id for s in samples] == list(range(6))

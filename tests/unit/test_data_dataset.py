@@ -1,0 +1,328 @@
+"""DetectionDataset: letterbox meta, augmentation geometry, determinism, collate, loader."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from yoloslim.data import (
+    AugmentConfig,
+    DetectionDataset,
+    build_dataloader,
+    collate,
+    load_data_config,
+    load_samples,
+)
+from yoloslim.data.testing import fake_images, write_yolo
+from yoloslim.data.transforms import PAD_VALUE, Affine, hsv_matrix, resize_exact, warp
+from yoloslim.errors import ConfigError, DataError
+
+NAMES = ["a", "b"]
+NO_COLOUR = dict(hsv=(0.0, 0.0, 0.0))
+
+
+@pytest.fixture
+def data(tmp_path):
+    splits = {
+        "train": fake_images(6, width=80, height=50, seed=3, prefix="t")
+        + fake_images(2, width=30, height=70, seed=4, prefix="u"),
+        "val": fake_images(3, width=50, height=90, seed=5, prefix="v"),
+    }
+    cfg = load_data_config(write_yolo(tmp_path, splits, NAMES))
+    return tmp_path, cfg, load_samples(cfg, "train"), load_samples(cfg, "val")
+
+
+def _boxes_back(targets: torch.Tensor, meta: dict, size: int) -> np.ndarray:
+    b = targets[:, 1:].numpy().astype(np.float64)
+    if meta["flipped"]:
+        b[:, [0, 2]] = size - b[:, [2, 0]]
+    pad = np.array(meta["pad"] * 2)
+    return (b - pad) / meta["ratio"]
+
+
+@pytest.mark.parametrize("imgsz", [64, 96, 160])
+def test_letterbox_meta_maps_boxes_back(data, imgsz):
+    _, cfg, train, val = data
+    ds = DetectionDataset(train + val, imgsz, augment=False, names=cfg.names)
+    for i, s in enumerate(ds.samples):
+        img, targets, meta = ds[i]
+        assert img.shape == (3, imgsz, imgsz) and img.dtype == torch.uint8
+        assert targets.dtype == torch.float32 and targets.shape[1] == 5
+        assert meta["orig_shape"] == (s.height, s.width) and meta["image_id"] == s.image_id
+        assert meta["path"] == str(s.path) and not meta["flipped"]
+        assert len(targets) == len(s.boxes)  # fixture boxes are >= 6 px, none dropped
+        np.testing.assert_allclose(_boxes_back(targets, meta, imgsz), s.boxes, atol=1e-3)
+        assert targets[:, 0].tolist() == s.classes.tolist()
+        # centred, grey padding on the short side
+        left, top = meta["pad"]
+        nw, nh = round(s.width * meta["ratio"]), round(s.height * meta["ratio"])
+        assert abs(left - (imgsz - nw) // 2) <= 1 and abs(top - (imgsz - nh) // 2) <= 1
+        if left >= 1:
+            assert (img[:, :, : int(left)] == PAD_VALUE).all()
+        if top >= 1:
+            assert (img[:, : int(top), :] == PAD_VALUE).all()
+
+
+def _assert_boxes_on_white(img: torch.Tensor, targets: torch.Tensor) -> None:
+    """Fixture boxes are white rectangles on a dark background: check alignment."""
+    arr = img.permute(1, 2, 0).numpy().astype(int)
+    for _, x1, y1, x2, y2 in targets.tolist():
+        inner = arr[int(np.ceil(y1)) + 1 : int(y2) - 1, int(np.ceil(x1)) + 1 : int(x2) - 1]
+        if inner.size:
+            assert inner.min() > 180, (x1, y1, x2, y2)
+        # just outside the box (where inside the image) is not white
+        cy = int((y1 + y2) / 2)
+        for x in (int(x1) - 2, int(np.ceil(x2)) + 1):
+            if 0 <= x < arr.shape[1]:
+                assert arr[cy, x].min() < 180 or arr[cy, x].max() < 250, (x, cy)
+
+
+def test_letterbox_pixels_align_with_boxes(data):
+    _, cfg, train, _ = data
+    ds = DetectionDataset(train, 128, augment=False, names=cfg.names)
+    for i in range(len(ds)):
+        img, targets, _ = ds[i]
+        _assert_boxes_on_white(img, targets)
+
+
+@pytest.mark.parametrize(
+    "aug",
+    [
+        AugmentConfig(),
+        AugmentConfig(mosaic=0.0),
+        AugmentConfig(mosaic=1.0, hflip=1.0, scale=0.9, translate=0.5),
+        AugmentConfig(mosaic=0.0, hflip=1.0, scale=0.9, translate=0.5),
+    ],
+)
+def test_augmented_boxes_stay_inside_and_usable(data, aug):
+    _, cfg, train, _ = data
+    size = 96
+    ds = DetectionDataset(train, size, augment=True, aug=aug, names=cfg.names)
+    for epoch in range(4):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            img, t, meta = ds[i]
+            assert img.shape == (3, size, size) and img.dtype == torch.uint8
+            assert t.dtype == torch.float32 and t.shape[1] == 5
+            assert (t[:, 1:] >= 0).all() and (t[:, 1:] <= size).all()
+            assert ((t[:, 3] - t[:, 1]) >= 2).all() and ((t[:, 4] - t[:, 2]) >= 2).all()
+            assert set(t[:, 0].tolist()) <= {0.0, 1.0}
+            assert meta["ratio"] > 0
+
+
+@pytest.mark.parametrize("mosaic", [0.0, 1.0])
+def test_augmented_pixels_align_with_boxes(data, mosaic):
+    _, cfg, train, _ = data
+    aug = AugmentConfig(mosaic=mosaic, **NO_COLOUR)
+    ds = DetectionDataset(train, 128, augment=True, aug=aug, names=cfg.names)
+    n_boxes = 0
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            img, targets, _ = ds[i]
+            _assert_boxes_on_white(img, targets)
+            n_boxes += len(targets)
+    assert n_boxes > 20
+
+
+def test_flip_only_mirrors_letterbox_and_meta_maps_back(data):
+    _, cfg, train, _ = data
+    aug = AugmentConfig(mosaic=0.0, hflip=1.0, scale=0.0, translate=0.0, **NO_COLOUR)
+    flipped = DetectionDataset(train, 96, augment=True, aug=aug, names=cfg.names)
+    plain = DetectionDataset(train, 96, augment=False, names=cfg.names)
+    for i in range(len(train)):
+        (a, ta, ma), (b, _, mb) = flipped[i], plain[i]
+        assert ma["flipped"] and ma["ratio"] == pytest.approx(mb["ratio"])
+        assert torch.equal(a, b.flip(-1))
+        np.testing.assert_allclose(_boxes_back(ta, ma, 96), train[i].boxes, atol=1e-3)
+
+
+def test_no_augmentation_when_disabled(data):
+    _, cfg, train, _ = data
+    off = DetectionDataset(
+        train, 96, augment=True, aug=AugmentConfig(enabled=False), names=cfg.names
+    )
+    plain = DetectionDataset(train, 96, augment=False, names=cfg.names)
+    for i in range(len(train)):
+        assert torch.equal(off[i][0], plain[i][0]) and torch.equal(off[i][1], plain[i][1])
+
+
+def test_per_item_rng_is_reproducible(data):
+    _, cfg, train, _ = data
+    a = DetectionDataset(train, 96, augment=True, names=cfg.names, seed=7)
+    b = DetectionDataset(train, 96, augment=True, names=cfg.names, seed=7)
+    c = DetectionDataset(train, 96, augment=True, names=cfg.names, seed=8)
+    for i in (0, 3):
+        assert torch.equal(a[i][0], b[i][0]) and torch.equal(a[i][1], b[i][1])
+    assert not all(torch.equal(a[i][0], c[i][0]) for i in range(len(train)))
+    first = [a[i][0] for i in range(len(train))]
+    a.set_epoch(1)
+    assert a.epoch == 1
+    assert not all(torch.equal(x, a[i][0]) for i, x in enumerate(first))
+    a.set_epoch(0)
+    assert all(torch.equal(x, a[i][0]) for i, x in enumerate(first))
+
+
+def test_cache_gives_same_items(data):
+    _, cfg, train, _ = data
+    for augment in (False, True):
+        a = DetectionDataset(train, 96, augment=augment, names=cfg.names, cache=True)
+        b = DetectionDataset(train, 96, augment=augment, names=cfg.names)
+        for i in range(len(train)):
+            assert torch.equal(a[i][0], b[i][0]) and torch.equal(a[i][1], b[i][1])
+
+
+def test_collate_shapes():
+    imgs = [torch.zeros(3, 32, 32, dtype=torch.uint8) for _ in range(3)]
+    targets = [torch.tensor([[1.0, 1, 2, 10, 12]]), torch.zeros((0, 5)), torch.ones((2, 5))]
+    metas = [{"image_id": k} for k in range(3)]
+    out_imgs, out_t, out_m = collate(list(zip(imgs, targets, metas, strict=True)))
+    assert out_imgs.shape == (3, 3, 32, 32) and out_imgs.dtype == torch.uint8
+    assert out_t.shape == (3, 6) and out_t.dtype == torch.float32
+    assert out_t[:, 0].tolist() == [0.0, 2.0, 2.0]
+    assert out_t[0, 1:].tolist() == [1.0, 1, 2, 10, 12]
+    assert out_m == metas
+    _, empty, _ = collate([(imgs[0], torch.zeros((0, 5)), {})])
+    assert empty.shape == (0, 6)
+
+
+def _run_epochs(ds, workers, epochs=2):
+    loader = build_dataloader(ds, 3, shuffle=True, workers=workers, seed=5)
+    out = []
+    for epoch in range(epochs):
+        ds.set_epoch(epoch)
+        for imgs, targets, metas in loader:
+            out.append((imgs.clone(), targets.clone(), [m["image_id"] for m in metas]))
+    return out
+
+
+def test_loader_is_worker_count_independent_and_sees_set_epoch(data):
+    _, cfg, train, _ = data
+    ref = _run_epochs(DetectionDataset(train, 64, augment=True, names=cfg.names), workers=0)
+    got = _run_epochs(DetectionDataset(train, 64, augment=True, names=cfg.names), workers=2)
+    assert len(ref) == len(got) == 2 * 3
+    for (ia, ta, ma), (ib, tb, mb) in zip(ref, got, strict=True):
+        assert ma == mb and torch.equal(ia, ib) and torch.equal(ta, tb)
+    assert ref[0][0].shape == (3, 3, 64, 64) and ref[0][1].shape[1] == 6
+    # the two epochs differ (persistent workers saw set_epoch)
+    assert not torch.equal(got[0][0], got[3][0])
+
+
+def test_shuffle_order_depends_on_seed_and_epoch_only(data):
+    _, cfg, train, _ = data
+
+    def order(seed, epoch, warmup_epochs=0):
+        ds = DetectionDataset(train, 64, augment=False, names=cfg.names)
+        loader = build_dataloader(ds, 2, shuffle=True, workers=0, seed=seed)
+        for e in range(warmup_epochs):
+            ds.set_epoch(e)
+            list(loader)
+        ds.set_epoch(epoch)
+        return [i for _, _, metas in loader for i in (m["image_id"] for m in metas)]
+
+    assert order(1, 3) == order(1, 3, warmup_epochs=2)  # a resumed run sees the same order
+    assert sorted(order(1, 3)) == list(range(len(train)))
+    assert order(1, 3) != order(1, 4) or order(1, 3) != order(2, 3)
+
+
+def test_build_dataloader_validates(data):
+    _, cfg, train, _ = data
+    ds = DetectionDataset(train, 64, augment=False, names=cfg.names)
+    with pytest.raises(ConfigError, match="batch_size"):
+        build_dataloader(ds, 0, shuffle=False, workers=0)
+    with pytest.raises(ConfigError, match="workers"):
+        build_dataloader(ds, 2, shuffle=False, workers=-1)
+    with pytest.raises(ConfigError, match="sampler"):
+        build_dataloader(
+            ds, 2, shuffle=True, workers=0, sampler=torch.utils.data.SequentialSampler(ds)
+        )
+    loader = build_dataloader(ds, 4, shuffle=False, workers=0, drop_last=True)
+    assert [len(b[2]) for b in loader] == [4, 4]
+
+
+def test_coco_gt_in_original_pixels(data):
+    _, cfg, train, val = data
+    ds = DetectionDataset(val, 64, augment=False, names=cfg.names)
+    gt = ds.coco_gt()
+    assert gt["categories"] == [{"id": 0, "name": "a"}, {"id": 1, "name": "b"}]
+    assert [im["id"] for im in gt["images"]] == [s.image_id for s in val]
+    assert {(im["width"], im["height"]) for im in gt["images"]} == {(50, 90)}
+    assert len(gt["annotations"]) == sum(len(s.boxes) for s in val)
+    assert len({a["id"] for a in gt["annotations"]}) == len(gt["annotations"])
+    first = gt["annotations"][0]
+    x1, y1, x2, y2 = val[0].boxes[0].tolist()
+    assert first["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1])
+    assert first["area"] == pytest.approx((x2 - x1) * (y2 - y1))
+    assert first["iscrowd"] == 0 and first["category_id"] == int(val[0].classes[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"mosaic": 1.5}, "mosaic"),
+        ({"hflip": -0.1}, "hflip"),
+        ({"hsv": (0.1, 0.2)}, "hsv"),
+        ({"scale": 1.0}, "scale"),
+        ({"translate": 0.7}, "translate"),
+    ],
+)
+def test_augment_config_validates(kwargs, match):
+    with pytest.raises(ConfigError, match=rf"AugmentConfig\.{match}"):
+        AugmentConfig(**kwargs)
+
+
+def test_dataset_validates(data):
+    _, cfg, train, _ = data
+    with pytest.raises(ConfigError, match="imgsz"):
+        DetectionDataset(train, 16, augment=False, names=cfg.names)
+    with pytest.raises(DataError, match="no samples"):
+        DetectionDataset([], 64, augment=False, names=cfg.names)
+    with pytest.raises(DataError, match="class ids"):
+        DetectionDataset(train, 64, augment=False, names=["only"])
+    ds = DetectionDataset(train, 64, augment=True, names=cfg.names)
+    with pytest.raises(ConfigError, match="mosaic"):
+        ds.set_mosaic(2.0)
+
+
+def test_dataset_never_modifies_inputs(data):
+    root, cfg, train, _ = data
+    files = {p: hashlib.sha256(p.read_bytes()).digest() for p in root.rglob("*") if p.is_file()}
+    boxes = [s.boxes.copy() for s in train]
+    ds = DetectionDataset(train, 64, augment=True, names=cfg.names, cache=True)
+    for i in range(len(ds)):
+        ds[i]
+    assert all(np.array_equal(b, s.boxes) for b, s in zip(boxes, train, strict=True))
+    assert files == {p: hashlib.sha256(p.read_bytes()).digest() for p in files}
+
+
+def test_image_changed_on_disk_is_a_data_error(data):
+    _, cfg, train, _ = data
+    ds = DetectionDataset(train, 64, augment=False, names=cfg.names)
+    train[0].path.write_bytes(b"gone")
+    with pytest.raises(DataError, match=train[0].path.name):
+        ds[0]
+
+
+def test_resize_exact_and_warp_are_exact_affine():
+    from PIL import Image
+
+    im = Image.new("RGB", (37, 23), (0, 0, 0))
+    assert resize_exact(im, 2.0).size == (74, 46)
+    assert resize_exact(im, 1 / 3).size == (12, 7)
+    # a single white column at x in [10, 11) lands at [s*10 + t, s*11 + t)
+    arr = np.zeros((20, 40, 3), np.uint8)
+    arr[:, 10] = 255
+    out = np.asarray(warp(Image.fromarray(arr), Affine(2.0, 2.0, 5.0, -3.0), 64))
+    cols = np.nonzero(out[10, :, 0] > 128)[0]
+    assert cols.min() >= 25 and cols.max() <= 26
+    assert (out[:, :4] == PAD_VALUE).all()  # left of the source: grey
+
+
+def test_hsv_matrix_identity_and_grey_axis():
+    np.testing.assert_allclose(hsv_matrix(0.0, 1.0, 1.0), np.eye(3), atol=1e-9)
+    grey = np.array([100.0, 100.0, 100.0])
+    np.testing.assert_allclose(hsv_matrix(0.3, 0.2, 1.0) @ grey, grey, atol=1e-6)
+    np.testing.assert_allclose(hsv_matrix(0.0, 1.0, 1.5) @ grey, 1.5 * grey, atol=1e-6)
