@@ -65,6 +65,10 @@ class AugmentConfig:
     enabled: bool = True
 
     def __post_init__(self) -> None:
+        try:  # a yaml config gives a list
+            object.__setattr__(self, "hsv", tuple(float(v) for v in self.hsv))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"AugmentConfig.hsv must be 3 numbers, got {self.hsv!r}") from e
         for name in ("mosaic", "hflip"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
