@@ -68,7 +68,7 @@ def _parse_yolo_labels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Parse one ``cls cx cy w h`` file into pixel ``xyxy`` boxes and classes."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
     except (OSError, UnicodeDecodeError) as e:
@@ -113,7 +113,7 @@ def _list_images(source: Path) -> tuple[list[Path], Path | None]:
         return files, source
     if source.is_file() and source.suffix == ".txt":
         files = []
-        for line in source.read_text(encoding="utf-8").splitlines():
+        for line in source.read_text(encoding="utf-8-sig").splitlines():
             entry = line.strip()
             if entry:
                 p = Path(entry)
@@ -196,7 +196,7 @@ def read_coco(
     """
     jp, idir = Path(json_path), Path(images_dir)
     try:
-        data = json.loads(jp.read_text(encoding="utf-8"))
+        data = json.loads(jp.read_text(encoding="utf-8-sig"))
     except FileNotFoundError as e:
         raise _coco_error(jp, "annotation file not found") from e
     except json.JSONDecodeError as e:

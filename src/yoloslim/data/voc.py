@@ -113,7 +113,7 @@ def _voc_ids(source: Path) -> tuple[Path, list[tuple[str, str]]]:
         if not (root / "Annotations").is_dir():
             raise DataError(f"{source}: expected <root>/ImageSets/Main/<split>.txt of a VOC root")
         ids = []
-        for lineno, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+        for lineno, line in enumerate(source.read_text(encoding="utf-8-sig").splitlines(), 1):
             if line.strip():
                 ids.append((line.split()[0], f"{source}:{lineno}"))
         return root, ids
