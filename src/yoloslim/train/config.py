@@ -44,7 +44,7 @@ class TrainConfig:
         augment: data augmentation switches (``yoloslim.data.AugmentConfig`` as a dict).
         loss: loss gains and options.
         threads: torch intra-op threads (None: all cores).
-        pretrained: optional checkpoint to initialise the weights from.
+        cache: decode the training images once and keep them in memory.
     """
 
     epochs: int = 30
@@ -67,6 +67,7 @@ class TrainConfig:
     augment: dict = field(default_factory=dict)
     loss: LossConfig = field(default_factory=LossConfig)
     threads: int | None = None
+    cache: bool = False
 
     def __post_init__(self) -> None:
         checks = [

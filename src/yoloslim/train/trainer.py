@@ -16,6 +16,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,6 +134,7 @@ def train(
     out: str | Path = "runs/train",
     resume: bool = False,
     progress: bool = False,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
 ) -> TrainResult:
     """Train a detector on a dataset described by a ``data.yaml``.
 
@@ -143,6 +145,7 @@ def train(
         out: output folder (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``train_config.yaml``).
         resume: continue the run in ``out`` from its ``last.pt``.
         progress: show a rich progress bar with the losses.
+        on_epoch_end: called with ``(epoch, metrics_row)`` after each epoch's checkpoint.
 
     Returns:
         TrainResult with the best EMA model (eval mode) and a report dict.
@@ -178,12 +181,14 @@ def train(
     data_cfg = load_data_config(data)
     aug = AugmentConfig(**cfg.augment)
     train_ds = DetectionDataset(load_samples(data_cfg, "train"), cfg.imgsz, augment=True, aug=aug,
-                                names=data_cfg.names, seed=cfg.seed)
+                                names=data_cfg.names, seed=cfg.seed, cache=cfg.cache)
     val_ds = DetectionDataset(load_samples(data_cfg, "val"), cfg.imgsz, augment=False,
                               names=data_cfg.names, seed=cfg.seed)
 
     _seed_all(cfg.seed)
     net = _prepare_model(state["arch"] if state else model, data_cfg.names).to(device)
+    # NHWC lets oneDNN/cuDNN pick faster conv kernels (about +25 % img/s on this CPU)
+    net = net.to(memory_format=torch.channels_last)
     if state:
         net.load_state_dict(state["train_state"]["raw_state_dict"])
     criterion = DetectionLoss(net.nc, net.reg_max, net.strides, cfg.loss)
@@ -222,7 +227,7 @@ def train(
     for epoch in range(start_epoch, cfg.epochs):
         _seed_all(cfg.seed * 1000 + epoch)
         if epoch >= cfg.epochs - cfg.close_mosaic:
-            train_ds.aug = AugmentConfig(**{**cfg.augment, "mosaic": 0.0})
+            train_ds.set_mosaic(0.0)
         train_ds.set_epoch(epoch)
         if world > 1:
             sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed)
@@ -244,6 +249,7 @@ def train(
                 for grp in optimizer.param_groups:
                     grp["lr"] = lr
                 imgs = imgs.to(device, non_blocking=True).float().div_(255)
+                imgs = imgs.contiguous(memory_format=torch.channels_last)
                 ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
                 with ctx:
                     raw = model_ddp(imgs)
@@ -290,6 +296,8 @@ def train(
             run.log_metrics(row)
             log.info("epoch %d: %s", epoch, row)
         dist_utils.barrier()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
 
     train_s = time.time() - t_start
     best_path = out / "best.pt"
