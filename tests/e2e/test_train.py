@@ -20,24 +20,27 @@ NO_AUG = {"mosaic": 0.0, "hflip": 0.0, "hsv": (0.0, 0.0, 0.0), "scale": 0.0, "tr
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory) -> Path:
-    """16 synthetic images at 128 px; val = train, so the test measures fitting."""
+    """16 synthetic images at 128 px (12 train, 4 val)."""
     root = tmp_path_factory.mktemp("synth")
-    data = synthesize(root, images=16, imgsz=128, classes=2, seed=3, val_fraction=0.25)
-    cfg = yaml.safe_load(data.read_text())
-    cfg["val"] = cfg["train"]
-    over = root / "overfit.yaml"
-    over.write_text(yaml.safe_dump(cfg))
-    return over
+    return synthesize(root, images=16, imgsz=128, classes=2, seed=3, val_fraction=0.25)
 
 
 def test_overfits_tiny_set(tiny_set, tmp_path):
-    cfg = TrainConfig(epochs=40, batch=4, imgsz=128, lr0=0.004, warmup_epochs=2, workers=0,
-                      augment=NO_AUG, close_mosaic=0, val_interval=40, ema_decay=0.99)
-    res = train("damo-nano", tiny_set, config=cfg, out=tmp_path / "run")
-    metrics = validate(res.best, tiny_set)
+    # val = train: a pure fitting test. The 12 train images are listed 10 times so that an
+    # epoch is 10 full-batch steps without augmentation.
+    cfg = yaml.safe_load(tiny_set.read_text())
+    cfg["path"] = str(tiny_set.parent)
+    cfg["val"] = cfg["train"]
+    cfg["train"] = [cfg["train"]] * 10
+    over = tmp_path / "overfit.yaml"
+    over.write_text(yaml.safe_dump(cfg))
+    tc = TrainConfig(epochs=15, batch=12, imgsz=128, lr0=0.01, warmup_epochs=0.5, workers=0,
+                     augment=NO_AUG, close_mosaic=0, val_interval=15, ema_decay=0.0)
+    res = train("damo-nano", over, config=tc, out=tmp_path / "run")
+    metrics = validate(res.best, over)
     assert metrics["map50"] >= 0.8, metrics
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == list(range(40))
+    assert [r["epoch"] for r in rows] == list(range(15))
     assert rows[-1]["box"] < rows[0]["box"]
 
 
