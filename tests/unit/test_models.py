@@ -27,9 +27,7 @@ def test_forward_backward_shapes(name):
     model = build_model(name, nc=3)
     x = torch.randn(2, 3, 64, 96)
     raw = model.train()(x)
-    assert [r.shape for r in raw] == [
-        (2, 4 * 17 + 3, 64 // s, 96 // s) for s in (8, 16, 32)
-    ]
+    assert [r.shape for r in raw] == [(2, 4 * 17 + 3, 64 // s, 96 // s) for s in (8, 16, 32)]
     sum(r.mean() for r in raw).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None for g in grads)
@@ -113,7 +111,10 @@ def test_arch_round_trip_with_changed_channels(tmp_path):
     with torch.no_grad():
         ref = model(x)
     arch = arch_of(model)
-    assert arch["layers"]["backbone.stages.2.body.conv1.conv"][0] == model.backbone.stages[2].body.conv1.conv.out_channels
+    assert (
+        arch["layers"]["backbone.stages.2.body.conv1.conv"][0]
+        == model.backbone.stages[2].body.conv1.conv.out_channels
+    )
     path = save_checkpoint(tmp_path / "p.pt", model, imgsz=64)
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["format"] == FORMAT and ckpt["names"] == ["a", "b"]
