@@ -33,29 +33,40 @@ def main() -> None:
     if not data.exists():
         ys.synthesize(out / "data", images=1000, imgsz=args.imgsz, classes=4, seed=0)
     cfg = ys.TrainConfig(
-        epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, lr0=args.lr0, workers=1, cache=True,
-        augment={"mosaic": args.mosaic}, close_mosaic=3, val_interval=2,
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        lr0=args.lr0,
+        workers=1,
+        cache=True,
+        augment={"mosaic": args.mosaic},
+        close_mosaic=3,
+        val_interval=2,
     )
     t0 = time.time()
     res = ys.train("damo-nano", data, config=cfg, out=out / "train", resume=False)
     train_s = time.time() - t0
     metrics = ys.validate(res.best, data)
     prof = model_profile(res.model, imgsz=args.imgsz, nc=res.model.nc)
-    print(json.dumps({
-        "model": "damo-nano",
-        "params": prof["params_deploy"],
-        "params_train_form": prof["params"],
-        "gflops": round(prof["gflops"], 3),
-        "gflops_convention": "2 x MACs at imgsz",
-        "imgsz": args.imgsz,
-        "epochs": args.epochs,
-        "train_s_includes": "data loading, per-2-epoch validation, checkpoints",
-        "train_s": round(train_s, 1),
-        "images_per_s": res.report.get("images_per_s"),
-        "map": round(metrics["map"], 4),
-        "map50": round(metrics["map50"], 4),
-        "threads": torch.get_num_threads(),
-    }))
+    print(
+        json.dumps(
+            {
+                "model": "damo-nano",
+                "params": prof["params_deploy"],
+                "params_train_form": prof["params"],
+                "gflops": round(prof["gflops"], 3),
+                "gflops_convention": "2 x MACs at imgsz",
+                "imgsz": args.imgsz,
+                "epochs": args.epochs,
+                "train_s_includes": "data loading, per-2-epoch validation, checkpoints",
+                "train_s": round(train_s, 1),
+                "images_per_s": res.report.get("images_per_s"),
+                "map": round(metrics["map"], 4),
+                "map50": round(metrics["map50"], 4),
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,9 @@ def box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor
     return inter / (box_area(a)[:, None] + box_area(b)[None] - inter + eps)
 
 
-def bbox_iou(a: torch.Tensor, b: torch.Tensor, *, kind: str = "iou", eps: float = 1e-7) -> torch.Tensor:
+def bbox_iou(
+    a: torch.Tensor, b: torch.Tensor, *, kind: str = "iou", eps: float = 1e-7
+) -> torch.Tensor:
     """Elementwise IoU-family metric of matching boxes ``(..., 4)`` xyxy; differentiable.
 
     ``kind``: "iou", "giou" (Rezatofighi et al., 2019), "diou" or "ciou" (Zheng et al., 2020).

@@ -34,8 +34,18 @@ def test_overfits_tiny_set(tiny_set, tmp_path):
     cfg["train"] = [cfg["train"]] * 10
     over = tmp_path / "overfit.yaml"
     over.write_text(yaml.safe_dump(cfg))
-    tc = TrainConfig(epochs=15, batch=12, imgsz=128, lr0=0.01, warmup_epochs=0.5, workers=0,
-                     augment=NO_AUG, close_mosaic=0, val_interval=15, ema_decay=0.0)
+    tc = TrainConfig(
+        epochs=15,
+        batch=12,
+        imgsz=128,
+        lr0=0.01,
+        warmup_epochs=0.5,
+        workers=0,
+        augment=NO_AUG,
+        close_mosaic=0,
+        val_interval=15,
+        ema_decay=0.0,
+    )
     res = train("damo-nano", over, config=tc, out=tmp_path / "run")
     metrics = validate(res.best, over)
     assert metrics["map50"] >= 0.8, metrics
@@ -69,10 +79,34 @@ def test_resume_reproduces_uninterrupted_run(tiny_set, tmp_path):
 
 def test_torchrun_two_processes_gloo(tiny_set, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "yoloslim.cli.main", "train", "--model", "damo-nano", "--data", str(tiny_set),
-           "--epochs", "1", "--imgsz", "64", "--batch", "4", "--workers", "0", "--device", "cpu",
-           "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "yoloslim.cli.main",
+        "train",
+        "--model",
+        "damo-nano",
+        "--data",
+        str(tiny_set),
+        "--epochs",
+        "1",
+        "--imgsz",
+        "64",
+        "--batch",
+        "4",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

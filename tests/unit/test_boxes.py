@@ -40,4 +40,6 @@ def test_xywh_round_trip_and_clip():
     b = torch.tensor([[10.0, 20.0, 4.0, 6.0]])
     assert xywh2xyxy(b).tolist() == [[8.0, 17.0, 12.0, 23.0]]
     torch.testing.assert_close(xyxy2xywh(xywh2xyxy(b)), b)
-    assert clip_boxes(torch.tensor([[-5.0, 3.0, 120.0, 90.0]]), 80, 100).tolist() == [[0.0, 3.0, 100.0, 80.0]]
+    assert clip_boxes(torch.tensor([[-5.0, 3.0, 120.0, 90.0]]), 80, 100).tolist() == [
+        [0.0, 3.0, 100.0, 80.0]
+    ]

@@ -5,19 +5,42 @@ from yoloslim.eval.coco import coco_map
 from yoloslim.eval.evaluator import evaluate
 
 GT = {
-    "images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.jpg"},
-               {"id": 2, "width": 100, "height": 100, "file_name": "b.jpg"}],
+    "images": [
+        {"id": 1, "width": 100, "height": 100, "file_name": "a.jpg"},
+        {"id": 2, "width": 100, "height": 100, "file_name": "b.jpg"},
+    ],
     "annotations": [
-        {"id": 1, "image_id": 1, "category_id": 0, "bbox": [10, 10, 30, 30], "area": 900, "iscrowd": 0},
-        {"id": 2, "image_id": 2, "category_id": 1, "bbox": [50, 40, 20, 40], "area": 800, "iscrowd": 0},
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 0,
+            "bbox": [10, 10, 30, 30],
+            "area": 900,
+            "iscrowd": 0,
+        },
+        {
+            "id": 2,
+            "image_id": 2,
+            "category_id": 1,
+            "bbox": [50, 40, 20, 40],
+            "area": 800,
+            "iscrowd": 0,
+        },
     ],
     "categories": [{"id": 0, "name": "a"}, {"id": 1, "name": "b"}],
 }
 
 
 def _dets(shift=0.0):
-    return [{"image_id": a["image_id"], "category_id": a["category_id"], "score": 0.9,
-             "bbox": [a["bbox"][0] + shift, a["bbox"][1], a["bbox"][2], a["bbox"][3]]} for a in GT["annotations"]]
+    return [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "score": 0.9,
+            "bbox": [a["bbox"][0] + shift, a["bbox"][1], a["bbox"][2], a["bbox"][3]],
+        }
+        for a in GT["annotations"]
+    ]
 
 
 def test_perfect_detections_give_one():
@@ -52,8 +75,13 @@ class _FakeDataset:
         ratio, pad = 0.64, (0.0, 0.0)  # 100 px -> 64 px
         box = torch.tensor([x, y, x + w, y + h]) * ratio
         targets = torch.cat([torch.tensor([float(ann["category_id"])]), box])[None]
-        meta = {"image_id": ann["image_id"], "orig_shape": (100, 100), "ratio": ratio, "pad": pad,
-                "path": f"{i}.jpg"}
+        meta = {
+            "image_id": ann["image_id"],
+            "orig_shape": (100, 100),
+            "ratio": ratio,
+            "pad": pad,
+            "path": f"{i}.jpg",
+        }
         img = torch.zeros(3, 64, 64, dtype=torch.uint8)
         img[0, 0, 0] = i  # lets the fake model know which image it sees
         return img, targets, meta

@@ -47,5 +47,9 @@ def model_profile(model: str | nn.Module, imgsz: int = 320, nc: int = 80) -> dic
     deploy = copy.deepcopy(net).eval()
     if hasattr(deploy, "fuse"):
         deploy.fuse()
-    return {"params": params, "params_deploy": count_params(deploy), "imgsz": imgsz,
-            **count_flops(deploy, imgsz)}
+    return {
+        "params": params,
+        "params_deploy": count_params(deploy),
+        "imgsz": imgsz,
+        **count_flops(deploy, imgsz),
+    }

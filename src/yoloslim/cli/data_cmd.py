@@ -25,8 +25,9 @@ def synth(
     from yoloslim.data.synth import synthesize
 
     with console.status(f"synthesizing {images} images"):
-        path = synthesize(out, images=images, imgsz=imgsz, classes=classes, seed=seed,
-                          val_fraction=val_fraction)
+        path = synthesize(
+            out, images=images, imgsz=imgsz, classes=classes, seed=seed, val_fraction=val_fraction
+        )
     console.print(f"wrote {path}")
 
 

@@ -24,7 +24,12 @@ def models(
     for col in ("model", "params (M, deploy)", "params (M, train)", "GMACs", "GFLOPs (2xMACs)"):
         table.add_column(col, justify="right")
     for name, r in rows.items():
-        table.add_row(name, f"{r['params_deploy'] / 1e6:.2f}", f"{r['params'] / 1e6:.2f}",
-                      f"{r['gmacs']:.2f}", f"{r['gflops']:.2f}")
+        table.add_row(
+            name,
+            f"{r['params_deploy'] / 1e6:.2f}",
+            f"{r['params'] / 1e6:.2f}",
+            f"{r['gmacs']:.2f}",
+            f"{r['gflops']:.2f}",
+        )
     console.print(table)
     write_json(json_path, rows)

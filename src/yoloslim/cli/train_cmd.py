@@ -12,7 +12,9 @@ from yoloslim.cli.common import console, handle_errors, write_json
 
 @handle_errors
 def train(
-    model: str = typer.Option("damo-nano", help="Registered name (see `yoloslim models`) or arch.yaml."),
+    model: str = typer.Option(
+        "damo-nano", help="Registered name (see `yoloslim models`) or arch.yaml."
+    ),
     data: Path = typer.Option(None, help="data.yaml (not needed with --resume)."),
     epochs: int = typer.Option(30, help="Epochs."),
     imgsz: int = typer.Option(320, help="Input size (multiple of 32)."),
@@ -23,7 +25,9 @@ def train(
     workers: int = typer.Option(1, help="Data-loader workers."),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    config: Path = typer.Option(None, help="YAML file of TrainConfig fields (flags given override it)."),
+    config: Path = typer.Option(
+        None, help="YAML file of TrainConfig fields (flags given override it)."
+    ),
     resume: Path = typer.Option(None, help="Resume the run in this folder from its last.pt."),
     json_path: Path = typer.Option(None, "--json", help="Write the training report as JSON."),
 ) -> None:
@@ -43,8 +47,15 @@ def train(
             if not isinstance(loaded, dict):
                 raise ConfigError(f"{config}: expected a mapping of TrainConfig fields")
             values.update(loaded)
-        values.update(epochs=epochs, imgsz=imgsz, batch=batch, optimizer=optimizer, workers=workers,
-                      seed=seed, device=device)
+        values.update(
+            epochs=epochs,
+            imgsz=imgsz,
+            batch=batch,
+            optimizer=optimizer,
+            workers=workers,
+            seed=seed,
+            device=device,
+        )
         if lr0 is not None:
             values["lr0"] = lr0
         cfg = config_from_dict(values)

@@ -30,8 +30,14 @@ def coco_map(gt: dict, detections: list[dict], *, names: list[str] | None = None
 
     cats = sorted(gt.get("categories", []), key=lambda c: c["id"])
     names = names or [c["name"] for c in cats]
-    result = {"map": 0.0, "map50": 0.0, "map75": 0.0, "per_class": dict.fromkeys(names, 0.0),
-              "images": len(gt.get("images", [])), "detections": len(detections)}
+    result = {
+        "map": 0.0,
+        "map50": 0.0,
+        "map75": 0.0,
+        "per_class": dict.fromkeys(names, 0.0),
+        "images": len(gt.get("images", [])),
+        "detections": len(detections),
+    }
     if not detections or not gt.get("annotations"):
         return result
     gt = copy.deepcopy(gt)
@@ -49,7 +55,11 @@ def coco_map(gt: dict, detections: list[dict], *, names: list[str] | None = None
         ev.accumulate()
         ev.summarize()
     stats = ev.stats
-    result.update(map=float(max(stats[0], 0.0)), map50=float(max(stats[1], 0.0)), map75=float(max(stats[2], 0.0)))
+    result.update(
+        map=float(max(stats[0], 0.0)),
+        map50=float(max(stats[1], 0.0)),
+        map75=float(max(stats[2], 0.0)),
+    )
     # precision: [T iou thresholds, R recall points, K categories, A areas, M max dets]
     precision = ev.eval["precision"]
     cat_ids = [c["id"] for c in cats]

@@ -38,7 +38,9 @@ def evaluate(
     """
     from yoloslim.data import collate
 
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate
+    )
     detections: list[dict] = []
     infer_s, n_images = 0.0, 0
     bar = _bar(progress, len(loader))
@@ -51,14 +53,24 @@ def evaluate(
             infer_s += time.perf_counter() - t0
             n_images += len(imgs)
             preds = torch.as_tensor(preds).float().cpu()
-            for det, meta in zip(postprocess(preds, conf=conf, iou=iou, max_det=max_det), metas, strict=True):
+            for det, meta in zip(
+                postprocess(preds, conf=conf, iou=iou, max_det=max_det), metas, strict=True
+            ):
                 if meta.get("flipped"):
                     s = x.shape[-1]
                     det[:, [0, 2]] = s - det[:, [2, 0]]
                 boxes = scale_boxes(det[:, :4], meta["ratio"], meta["pad"], meta["orig_shape"])
-                for b, score, c in zip(boxes.tolist(), det[:, 4].tolist(), det[:, 5].tolist(), strict=True):
-                    detections.append({"image_id": int(meta["image_id"]), "category_id": int(c),
-                                       "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": float(score)})
+                for b, score, c in zip(
+                    boxes.tolist(), det[:, 4].tolist(), det[:, 5].tolist(), strict=True
+                ):
+                    detections.append(
+                        {
+                            "image_id": int(meta["image_id"]),
+                            "category_id": int(c),
+                            "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                            "score": float(score),
+                        }
+                    )
             if pbar:
                 pbar.update(task, advance=1)
     res = coco_map(dataset.coco_gt(), detections, names=list(dataset.names))

@@ -30,7 +30,9 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float) -> torch.Te
     return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
 
 
-def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_thres: float) -> torch.Tensor:
+def batched_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_thres: float
+) -> torch.Tensor:
     """Class-aware NMS: boxes of different classes never suppress each other."""
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
@@ -74,7 +76,9 @@ def postprocess(
             boxes, scores, classes = boxes[top], scores[top], classes[top]
         idx = nms(boxes, scores, iou) if agnostic else batched_nms(boxes, scores, classes, iou)
         idx = idx[:max_det]
-        out.append(torch.cat([boxes[idx], scores[idx, None], classes[idx, None].to(boxes.dtype)], 1))
+        out.append(
+            torch.cat([boxes[idx], scores[idx, None], classes[idx, None].to(boxes.dtype)], 1)
+        )
     return out
 
 

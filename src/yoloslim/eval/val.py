@@ -53,7 +53,9 @@ def validate(
     was_training = net.training
     net.eval()
     try:
-        res = evaluate(lambda x: net(x), ds, batch_size=batch, conf=conf, iou=iou, progress=progress)
+        res = evaluate(
+            lambda x: net(x), ds, batch_size=batch, conf=conf, iou=iou, progress=progress
+        )
     finally:
         net.train(was_training)
     res.update(imgsz=imgsz, model=name)

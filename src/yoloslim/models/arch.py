@@ -38,7 +38,9 @@ def _check_keys(d: object, allowed: set[str], where: str, required: set[str] = f
         raise ModelError(f"arch: {where} must be a mapping, got {type(d).__name__}")
     unknown = set(d) - allowed
     if unknown:
-        raise ModelError(f"arch: unknown key(s) {sorted(unknown)} in {where}; allowed: {sorted(allowed)}")
+        raise ModelError(
+            f"arch: unknown key(s) {sorted(unknown)} in {where}; allowed: {sorted(allowed)}"
+        )
     missing = set(required) - set(d)
     if missing:
         raise ModelError(f"arch: missing key(s) {sorted(missing)} in {where}")
@@ -65,17 +67,25 @@ def validate_arch(arch: dict) -> dict:
     for i, s in enumerate(stages):
         _check_keys(s, _STAGE, f"backbone.stages[{i}]", _STAGE)
         if s["block"] not in ("conv", "csp", "res"):
-            raise ModelError(f"arch: backbone.stages[{i}].block={s['block']!r} must be conv, csp or res")
+            raise ModelError(
+                f"arch: backbone.stages[{i}].block={s['block']!r} must be conv, csp or res"
+            )
         _pos_int(s["out"], f"backbone.stages[{i}].out")
         _pos_int(s["depth"], f"backbone.stages[{i}].depth", 0)
         _pos_int(s["stride"], f"backbone.stages[{i}].stride")
         if s["kernel"] not in (1, 3, 5, 7):
-            raise ModelError(f"arch: backbone.stages[{i}].kernel={s['kernel']!r} must be 1, 3, 5 or 7")
+            raise ModelError(
+                f"arch: backbone.stages[{i}].kernel={s['kernel']!r} must be 1, 3, 5 or 7"
+            )
         if not isinstance(s["ratio"], (int, float)) or not 0 < s["ratio"] <= 4:
             raise ModelError(f"arch: backbone.stages[{i}].ratio={s['ratio']!r} must be in (0, 4]")
-    out_idx = a["backbone"].setdefault("out_indices", [len(stages) - 3, len(stages) - 2, len(stages) - 1])
+    out_idx = a["backbone"].setdefault(
+        "out_indices", [len(stages) - 3, len(stages) - 2, len(stages) - 1]
+    )
     if len(out_idx) != 3 or any(not 0 <= i < len(stages) for i in out_idx):
-        raise ModelError(f"arch: backbone.out_indices={out_idx!r} must name 3 of the {len(stages)} stages")
+        raise ModelError(
+            f"arch: backbone.out_indices={out_idx!r} must name 3 of the {len(stages)} stages"
+        )
     _check_keys(a["neck"], _NECK, "neck", {"out"})
     if not isinstance(a["neck"]["out"], list) or len(a["neck"]["out"]) != 3:
         raise ModelError("arch: neck.out must list 3 channel counts")
@@ -114,7 +124,10 @@ def apply_layers(model: nn.Module, layers: dict[str, list[int]]) -> None:
     """Resize convs and BNs in place to the recorded shapes (fresh weights)."""
     current = layer_shapes(model)
     if set(current) != set(layers):
-        extra, missing = sorted(set(layers) - set(current))[:5], sorted(set(current) - set(layers))[:5]
+        extra, missing = (
+            sorted(set(layers) - set(current))[:5],
+            sorted(set(current) - set(layers))[:5],
+        )
         raise ModelError(
             "arch: 'layers' does not match the structure built from the spec "
             f"(unknown: {extra}, missing: {missing})"
@@ -129,7 +142,12 @@ def apply_layers(model: nn.Module, layers: dict[str, list[int]]) -> None:
             if old.groups != 1:
                 raise ModelError(f"arch: cannot resize grouped conv {name}")
             new: nn.Module = nn.Conv2d(
-                shape[1], shape[0], old.kernel_size, old.stride, old.padding, old.dilation,
+                shape[1],
+                shape[0],
+                old.kernel_size,
+                old.stride,
+                old.padding,
+                old.dilation,
                 bias=old.bias is not None,
             )
         else:

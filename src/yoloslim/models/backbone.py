@@ -40,7 +40,9 @@ class Stage(nn.Module):
         super().__init__()
         c2, k, s = spec["out"], spec["kernel"], spec["stride"]
         block, depth, ratio = spec["block"], spec["depth"], spec["ratio"]
-        self.down = ConvBNAct(c1, c2, 3, s, act=act) if block == "conv" else RepConv(c1, c2, 3, s, act=act)
+        self.down = (
+            ConvBNAct(c1, c2, 3, s, act=act) if block == "conv" else RepConv(c1, c2, 3, s, act=act)
+        )
         if block == "csp":
             self.body: nn.Module = CSPStage(c2, c2, depth, k, ratio, act=act)
         elif block == "res":
@@ -55,7 +57,9 @@ class Stage(nn.Module):
 class Backbone(nn.Module):
     """Sequence of stages; returns the feature maps of ``out_indices``."""
 
-    def __init__(self, stages: list[dict], act: str = "silu", out_indices=(2, 3, 4), in_ch: int = 3):
+    def __init__(
+        self, stages: list[dict], act: str = "silu", out_indices=(2, 3, 4), in_ch: int = 3
+    ):
         super().__init__()
         self.stages = nn.ModuleList()
         c = in_ch

@@ -56,7 +56,9 @@ def save_checkpoint(
 ) -> Path:
     """Save a built-in detector (training form) as a yoloslim checkpoint."""
     if getattr(model, "deploy", False):
-        raise ModelError("cannot checkpoint a re-parameterised (deploy-form) model; save before fuse()")
+        raise ModelError(
+            "cannot checkpoint a re-parameterised (deploy-form) model; save before fuse()"
+        )
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     ckpt = {
         "format": FORMAT,
@@ -79,7 +81,9 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ModelError(f"{p}: not a loadable yoloslim checkpoint ({type(e).__name__}: {e})") from e
+        raise ModelError(
+            f"{p}: not a loadable yoloslim checkpoint ({type(e).__name__}: {e})"
+        ) from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         fmt = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ModelError(f"{p}: not a yoloslim checkpoint (format={fmt!r}, expected {FORMAT!r})")

@@ -27,7 +27,9 @@ class Detector(nn.Module):
         super().__init__()
         act = arch.get("act", "silu")
         bb, nk, hd = arch["backbone"], arch["neck"], arch["head"]
-        self.backbone = Backbone(bb["stages"], act=act, out_indices=bb.get("out_indices", (2, 3, 4)))
+        self.backbone = Backbone(
+            bb["stages"], act=act, out_indices=bb.get("out_indices", (2, 3, 4))
+        )
         self.neck = RepGFPN(
             self.backbone.out_channels,
             nk["out"],

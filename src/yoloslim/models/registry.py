@@ -45,7 +45,9 @@ def get_arch(name: str, nc: int = 80) -> dict:
     return validate_arch(arch)
 
 
-def build_model(model: str | dict | Path, *, nc: int | None = None, names: list[str] | None = None) -> Detector:
+def build_model(
+    model: str | dict | Path, *, nc: int | None = None, names: list[str] | None = None
+) -> Detector:
     """Build a detector from a registered name, an arch dict or an arch YAML path.
 
     Args:
@@ -79,7 +81,9 @@ def build_model(model: str | dict | Path, *, nc: int | None = None, names: list[
     return net
 
 
-def _stages(widths: list[int], depths: list[int], kernel: int = 3, ratio: float = 0.5, block: str = "csp") -> list[dict]:
+def _stages(
+    widths: list[int], depths: list[int], kernel: int = 3, ratio: float = 0.5, block: str = "csp"
+) -> list[dict]:
     stem = {"block": "conv", "out": widths[0], "depth": 0, "kernel": 3, "stride": 2, "ratio": 1.0}
     return [stem] + [
         {"block": block, "out": w, "depth": d, "kernel": kernel, "stride": 2, "ratio": ratio}
@@ -92,7 +96,12 @@ def _preset(widths, depths, neck_out, neck_depth, head_width, head_convs=1, act=
         "act": act,
         "backbone": {"stages": _stages(widths, depths), "out_indices": [2, 3, 4]},
         "neck": {"out": neck_out, "depth": neck_depth, "kernel": 3, "ratio": 0.5},
-        "head": {"width": head_width, "num_convs": head_convs, "reg_max": 16, "strides": [8, 16, 32]},
+        "head": {
+            "width": head_width,
+            "num_convs": head_convs,
+            "reg_max": 16,
+            "strides": [8, 16, 32],
+        },
     }
 
 

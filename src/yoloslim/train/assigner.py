@@ -66,7 +66,9 @@ class TaskAlignedAssigner(nn.Module):
 
         ious = torch.stack([box_iou(gt_boxes[i], pred_boxes[i]) for i in range(b)]).clamp_(0)
         labels = gt_labels.clamp(0, c - 1)
-        scores = pred_scores.gather(2, labels[:, None, :].expand(b, a, m)).transpose(1, 2)  # (B,M,A)
+        scores = pred_scores.gather(2, labels[:, None, :].expand(b, a, m)).transpose(
+            1, 2
+        )  # (B,M,A)
         align = scores.pow(self.alpha) * ious.pow(self.beta) * valid
 
         k = min(self.topk, a)

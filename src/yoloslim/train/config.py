@@ -79,8 +79,11 @@ class TrainConfig:
             (self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"),
             (0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1)"),
             (self.workers >= 0, "workers", "must be >= 0"),
-            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device",
-             "must be auto, cpu or cuda[:N]"),
+            (
+                self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                "device",
+                "must be auto, cpu or cuda[:N]",
+            ),
             (self.val_interval >= 1, "val_interval", "must be >= 1"),
         ]
         for ok, name, msg in checks:
@@ -89,7 +92,9 @@ class TrainConfig:
         try:
             object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
         except ValueError as e:
-            raise ConfigError(f"TrainConfig.optimizer={self.optimizer!r}: expected adamw or sgd") from e
+            raise ConfigError(
+                f"TrainConfig.optimizer={self.optimizer!r}: expected adamw or sgd"
+            ) from e
         if isinstance(self.loss, dict):
             object.__setattr__(self, "loss", _sub(LossConfig, self.loss, "loss"))
 

@@ -17,7 +17,9 @@ class ModelEMA:
     The ramp lets the average follow the fast-changing early weights.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.9998, tau: float = 2000.0, updates: int = 0):
+    def __init__(
+        self, model: nn.Module, decay: float = 0.9998, tau: float = 2000.0, updates: int = 0
+    ):
         self.module = copy.deepcopy(getattr(model, "module", model)).eval().requires_grad_(False)
         self.decay, self.tau, self.updates = decay, tau, updates
 

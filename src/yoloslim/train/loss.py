@@ -68,21 +68,29 @@ class DetectionLoss(nn.Module):
     ``total`` is multiplied by the batch size (the usual convention with mean-free sums).
     """
 
-    def __init__(self, nc: int, reg_max: int, strides: tuple[int, ...], config: LossConfig | None = None):
+    def __init__(
+        self, nc: int, reg_max: int, strides: tuple[int, ...], config: LossConfig | None = None
+    ):
         super().__init__()
         self.nc, self.reg_max, self.strides = nc, reg_max, tuple(strides)
         self.cfg = config or LossConfig()
         self.assigner = TaskAlignedAssigner(topk=self.cfg.topk)
 
-    def forward(self, raw: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, raw: list[torch.Tensor], targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         b = raw[0].shape[0]
         flat = torch.cat([r.flatten(2) for r in raw], 2).transpose(1, 2)  # (B, A, no)
         nreg = 4 * (self.reg_max + 1)
         reg_logits, cls_logits = flat[..., :nreg], flat[..., nreg:]
-        points, strides = make_anchors([r.shape[-2:] for r in raw], list(self.strides), flat.device, flat.dtype)
+        points, strides = make_anchors(
+            [r.shape[-2:] for r in raw], list(self.strides), flat.device, flat.dtype
+        )
 
         dist = dfl_expectation(reg_logits, self.reg_max)  # stride units
-        pred_boxes = torch.cat([points / strides - dist[..., :2], points / strides + dist[..., 2:]], -1)
+        pred_boxes = torch.cat(
+            [points / strides - dist[..., :2], points / strides + dist[..., 2:]], -1
+        )
 
         gt_labels, gt_boxes, gt_mask = self._pad_targets(targets, b, flat.device)
         t_labels, t_boxes, t_scores, fg = self.assigner(
@@ -94,7 +102,12 @@ class DetectionLoss(nn.Module):
             gt_mask,
         )
         norm = t_scores.sum().clamp(min=1.0)
-        loss_cls = _cls_loss(cls_logits, t_scores.to(cls_logits.dtype), self.cfg.cls_loss, self.cfg.qfl_beta) / norm
+        loss_cls = (
+            _cls_loss(
+                cls_logits, t_scores.to(cls_logits.dtype), self.cfg.cls_loss, self.cfg.qfl_beta
+            )
+            / norm
+        )
 
         loss_box = flat.new_zeros(())
         loss_dfl = flat.new_zeros(())
@@ -106,8 +119,12 @@ class DetectionLoss(nn.Module):
             anchor = (points / strides)[None].expand(b, -1, -1)[fg]
             t_dist = torch.cat([anchor - t_boxes_s[fg][:, :2], t_boxes_s[fg][:, 2:] - anchor], -1)
             t_dist = t_dist.clamp(0, self.reg_max - 0.01)
-            loss_dfl = (self._dfl(reg_logits[fg].reshape(-1, self.reg_max + 1), t_dist.reshape(-1))
-                        .reshape(-1, 4).mean(-1) * weight).sum() / norm
+            loss_dfl = (
+                self._dfl(reg_logits[fg].reshape(-1, self.reg_max + 1), t_dist.reshape(-1))
+                .reshape(-1, 4)
+                .mean(-1)
+                * weight
+            ).sum() / norm
         total = self.cfg.box * loss_box + self.cfg.cls * loss_cls + self.cfg.dfl * loss_dfl
         parts = torch.stack([loss_box, loss_cls, loss_dfl]).detach()
         return total * b, parts
@@ -124,7 +141,9 @@ class DetectionLoss(nn.Module):
         )
 
     @staticmethod
-    def _pad_targets(targets: torch.Tensor, b: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _pad_targets(
+        targets: torch.Tensor, b: int, device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if targets.numel() == 0:
             return (
                 torch.zeros(b, 0, dtype=torch.long, device=device),

@@ -180,10 +180,18 @@ def train(
 
     data_cfg = load_data_config(data)
     aug = AugmentConfig(**cfg.augment)
-    train_ds = DetectionDataset(load_samples(data_cfg, "train"), cfg.imgsz, augment=True, aug=aug,
-                                names=data_cfg.names, seed=cfg.seed, cache=cfg.cache)
-    val_ds = DetectionDataset(load_samples(data_cfg, "val"), cfg.imgsz, augment=False,
-                              names=data_cfg.names, seed=cfg.seed)
+    train_ds = DetectionDataset(
+        load_samples(data_cfg, "train"),
+        cfg.imgsz,
+        augment=True,
+        aug=aug,
+        names=data_cfg.names,
+        seed=cfg.seed,
+        cache=cfg.cache,
+    )
+    val_ds = DetectionDataset(
+        load_samples(data_cfg, "val"), cfg.imgsz, augment=False, names=data_cfg.names, seed=cfg.seed
+    )
 
     _seed_all(cfg.seed)
     net = _prepare_model(state["arch"] if state else model, data_cfg.names).to(device)
@@ -235,8 +243,14 @@ def train(
         else:
             g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
             sampler = torch.randperm(len(train_ds), generator=g).tolist()
-        loader = DataLoader(train_ds, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
-                            collate_fn=collate, drop_last=False)
+        loader = DataLoader(
+            train_ds,
+            batch_size=per_rank,
+            sampler=sampler,
+            num_workers=cfg.workers,
+            collate_fn=collate,
+            drop_last=False,
+        )
         model_ddp.train()
         sums = torch.zeros(3)
         t_epoch = time.time()
@@ -250,7 +264,11 @@ def train(
                     grp["lr"] = lr
                 imgs = imgs.to(device, non_blocking=True).float().div_(255)
                 imgs = imgs.contiguous(memory_format=torch.channels_last)
-                ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+                ctx = (
+                    torch.autocast("cuda", dtype=torch.float16)
+                    if use_amp
+                    else contextlib.nullcontext()
+                )
                 with ctx:
                     raw = model_ddp(imgs)
                 loss, parts = criterion([r.float() for r in raw], targets.to(device))
@@ -269,30 +287,54 @@ def train(
                 images_seen += imgs.shape[0] * world
                 if pbar:
                     m = sums / (i + 1)
-                    pbar.update(task, advance=1, losses=f"box {m[0]:.3f} cls {m[1]:.3f} dfl {m[2]:.3f} lr {lr:.2e}")
+                    pbar.update(
+                        task,
+                        advance=1,
+                        losses=f"box {m[0]:.3f} cls {m[1]:.3f} dfl {m[2]:.3f} lr {lr:.2e}",
+                    )
         epoch_s = time.time() - t_epoch
         final_model = ema.module if ema is not None else net
         row = {
-            "epoch": epoch, "lr": lr, "box": float(sums[0] / n_batches), "cls": float(sums[1] / n_batches),
-            "dfl": float(sums[2] / n_batches), "epoch_s": round(epoch_s, 2),
+            "epoch": epoch,
+            "lr": lr,
+            "box": float(sums[0] / n_batches),
+            "cls": float(sums[1] / n_batches),
+            "dfl": float(sums[2] / n_batches),
+            "epoch_s": round(epoch_s, 2),
             "images_per_s": round(len(train_ds) / epoch_s, 2),
         }
         if main and ((epoch + 1) % cfg.val_interval == 0 or epoch + 1 == cfg.epochs):
             final_model.eval()
-            last_val = evaluate(lambda x, m=final_model: m(x.to(device)), val_ds,
-                                batch_size=max(per_rank, 8), progress=False)
+            last_val = evaluate(
+                lambda x, m=final_model: m(x.to(device)),
+                val_ds,
+                batch_size=max(per_rank, 8),
+                progress=False,
+            )
             row.update(map=last_val["map"], map50=last_val["map50"])
         if main:
             train_state = {
-                "epoch": epoch, "config": cfg.to_dict(), "optimizer": optimizer.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None, "best_map": best_map,
-                "raw_state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+                "epoch": epoch,
+                "config": cfg.to_dict(),
+                "optimizer": optimizer.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "best_map": best_map,
+                "raw_state_dict": {
+                    k: v.detach().cpu().clone() for k, v in net.state_dict().items()
+                },
             }
-            meta = {"epoch": epoch, "map": row.get("map"), "map50": row.get("map50"), "data": str(data)}
+            meta = {
+                "epoch": epoch,
+                "map": row.get("map"),
+                "map50": row.get("map50"),
+                "data": str(data),
+            }
             if "map" in row and row["map"] > best_map:
                 best_map = train_state["best_map"] = row["map"]
                 save_checkpoint(out / "best.pt", final_model, imgsz=cfg.imgsz, meta=meta)
-            save_checkpoint(out / "last.pt", final_model, imgsz=cfg.imgsz, meta=meta, train_state=train_state)
+            save_checkpoint(
+                out / "last.pt", final_model, imgsz=cfg.imgsz, meta=meta, train_state=train_state
+            )
             run.log_metrics(row)
             log.info("epoch %d: %s", epoch, row)
         dist_utils.barrier()
@@ -301,7 +343,9 @@ def train(
 
     train_s = time.time() - t_start
     best_path = out / "best.pt"
-    best_model = load_checkpoint(best_path)[0] if best_path.exists() else (ema.module if ema else net)
+    best_model = (
+        load_checkpoint(best_path)[0] if best_path.exists() else (ema.module if ema else net)
+    )
     report = {
         "model": getattr(net, "spec", {}).get("name", "custom"),
         "epochs": cfg.epochs,
@@ -312,15 +356,26 @@ def train(
         "out": str(out),
     }
     dist_utils.cleanup()
-    return TrainResult(best_model.eval(), report, best_path if best_path.exists() else None, out / "last.pt")
+    return TrainResult(
+        best_model.eval(), report, best_path if best_path.exists() else None, out / "last.pt"
+    )
 
 
 def _progress(enabled: bool, title: str, total: int):
     if not enabled:
         return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
-        TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn(f"[bold]{title}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
         TextColumn("{task.fields[losses]}"),
     )

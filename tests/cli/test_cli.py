@@ -1,0 +1,137 @@
+"""CLI smoke tests: each command through main(argv), plus the installed entry point."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from yoloslim.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def data_yaml(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "synth"
+    assert (
+        main(["data", "synth", str(out), "--images", "8", "--imgsz", "64", "--classes", "2"]) == 0
+    )
+    return out / "data.yaml"
+
+
+@pytest.fixture(scope="module")
+def trained(data_yaml, tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    report = run / "report.json"
+    rc = main(
+        [
+            "train",
+            "--model",
+            "damo-nano",
+            "--data",
+            str(data_yaml),
+            "--epochs",
+            "1",
+            "--imgsz",
+            "64",
+            "--batch",
+            "4",
+            "--workers",
+            "0",
+            "--out",
+            str(run),
+            "--json",
+            str(report),
+        ]
+    )
+    assert rc == 0
+    return run
+
+
+def test_models_json(tmp_path):
+    p = tmp_path / "m.json"
+    assert main(["models", "--imgsz", "64", "--json", str(p)]) == 0
+    rows = json.loads(p.read_text())
+    assert {"damo-nano", "damo-tiny", "damo-small"} <= set(rows)
+    assert rows["damo-nano"]["gflops"] == pytest.approx(2 * rows["damo-nano"]["gmacs"])
+
+
+def test_train_writes_outputs(trained):
+    for name in ("last.pt", "best.pt", "metrics.jsonl", "train_config.yaml", "report.json"):
+        assert (trained / name).is_file(), name
+    report = json.loads((trained / "report.json").read_text())
+    assert report["epochs"] == 1
+
+
+def test_val_json_keys(trained, data_yaml, tmp_path):
+    p = tmp_path / "val.json"
+    assert (
+        main(
+            ["val", "--model", str(trained / "best.pt"), "--data", str(data_yaml), "--json", str(p)]
+        )
+        == 0
+    )
+    res = json.loads(p.read_text())
+    assert {"map", "map50", "per_class", "images"} <= set(res)
+    assert 0.0 <= res["map"] <= 1.0
+    assert set(res["per_class"]) == {"circle", "square"}
+
+
+def test_data_check(data_yaml, tmp_path):
+    p = tmp_path / "check.json"
+    assert main(["data", "check", str(data_yaml), "--json", str(p)]) == 0
+    assert json.loads(p.read_text())
+
+
+def test_unknown_model_exits_2(data_yaml, tmp_path, capsys):
+    rc = main(
+        [
+            "train",
+            "--model",
+            "damo-huge",
+            "--data",
+            str(data_yaml),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert rc == 2
+    assert "unknown model 'damo-huge'" in capsys.readouterr().err
+
+
+def test_bad_checkpoint_exits_2(data_yaml, tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"nope")
+    assert main(["val", "--model", str(bad), "--data", str(data_yaml)]) == 2
+    assert "bad.pt" in capsys.readouterr().err
+
+
+def test_bad_synth_argument_exits_2(tmp_path, capsys):
+    assert main(["data", "synth", str(tmp_path / "x"), "--classes", "20"]) == 2
+    assert "classes" in capsys.readouterr().err
+
+
+def test_missing_data_yaml_exits_2(tmp_path, capsys):
+    rc = main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "nope.yaml"),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert rc == 2
+    assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_entry_point_help():
+    exe = Path(sys.executable).with_name("yoloslim")
+    assert exe.is_file(), "the yoloslim entry point is not installed next to the interpreter"
+    proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    assert "train" in proc.stdout and "val" in proc.stdout
