@@ -2,7 +2,7 @@
 
 Goal (issue 2): mAP50-95 >= 0.60 within 15 minutes on a 2-core CPU.
 
-    .venv/bin/python benchmarks/train_synth.py [--epochs 14] [--out runs/bench_train]
+    .venv/bin/python benchmarks/train_synth.py [--epochs 13] [--out runs/bench_train]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from yoloslim.bench.flops import model_profile
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="runs/bench_train")
-    ap.add_argument("--epochs", type=int, default=14)
+    ap.add_argument("--epochs", type=int, default=13)
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr0", type=float, default=0.004)
