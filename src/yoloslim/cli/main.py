@@ -22,7 +22,9 @@ app.command("models")(models_cmd.models)
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (for tests: ``main(["val", ...])``)."""
     try:
-        app(args=argv, prog_name="yoloslim", standalone_mode=False)
+        # with standalone_mode=False click returns the code of a typer.Exit instead of raising
+        rc = app(args=argv, prog_name="yoloslim", standalone_mode=False)
+        return rc if isinstance(rc, int) else 0
     except typer.Exit as e:
         return e.exit_code
     except SystemExit as e:  # click's usage errors
@@ -36,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(e, click.exceptions.Abort):
             return 1
         raise
-    return 0
 
 
 if __name__ == "__main__":
