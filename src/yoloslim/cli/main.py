@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from yoloslim.cli import data_cmd, models_cmd, train_cmd, val_cmd
+from yoloslim.cli import data_cmd, export_cmd, models_cmd, train_cmd, val_cmd
 
 app = typer.Typer(
     name="yoloslim",
@@ -17,6 +17,7 @@ app.add_typer(data_cmd.app, name="data")
 app.command("train")(train_cmd.train)
 app.command("val")(val_cmd.val)
 app.command("models")(models_cmd.models)
+app.command("export")(export_cmd.export)
 
 
 def main(argv: list[str] | None = None) -> int:

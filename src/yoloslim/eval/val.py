@@ -26,7 +26,7 @@ def validate(
     split: str = "val",
     progress: bool = False,
 ) -> dict:
-    """Evaluate a model or checkpoint on ``split`` of ``data``.
+    """Evaluate a model, checkpoint or exported artifact (.onnx, .xml, .torchscript) on ``split``.
 
     Returns:
         ``{"map", "map50", "map75", "per_class", "images", "imgsz", "model"}`` (mAP as fractions).
@@ -35,16 +35,22 @@ def validate(
         >>> validate("runs/nano/best.pt", "data/synth/data.yaml")["map"]
     """
     from yoloslim.models.checkpoint import load_checkpoint
+    from yoloslim.runtime.backends import load_backend
 
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
+    runtime = "torch"
     if isinstance(model, nn.Module):
         net, ck_imgsz = model, None
-    else:
-        p = Path(model)
-        if p.suffix != ".pt":
-            raise ModelError(f"{p}: unsupported model file (expected a .pt checkpoint)")
-        net, ckpt = load_checkpoint(p)
+    elif Path(model).suffix == ".pt":
+        net, ckpt = load_checkpoint(model)
         ck_imgsz = ckpt["imgsz"]
+    else:
+        backend = load_backend(model)
+        net, ck_imgsz, runtime = _BackendModule(backend), backend.imgsz, backend.kind
+        if imgsz and imgsz != backend.imgsz and getattr(backend, "static_batch", False):
+            raise ModelError(
+                f"{model} was exported at imgsz={backend.imgsz}; cannot run it at {imgsz}"
+            )
     imgsz = imgsz or ck_imgsz or 320
     cfg = load_data_config(data)
     if getattr(net, "nc", len(cfg.names)) != len(cfg.names):
@@ -58,5 +64,17 @@ def validate(
         )
     finally:
         net.train(was_training)
-    res.update(imgsz=imgsz, model=name)
+    res.update(imgsz=imgsz, model=name, runtime=runtime)
     return res
+
+
+class _BackendModule(nn.Module):
+    """Lets an exported artifact stand where validate() expects a module."""
+
+    def __init__(self, backend) -> None:
+        super().__init__()
+        self.backend = backend
+        self.nc = len(backend.names)
+
+    def forward(self, x):
+        return self.backend(x)

@@ -1,0 +1,72 @@
+"""ONNX export (torch.export-based exporter, opset 18), simplified with onnxslim.
+
+We use the ``dynamo=True`` exporter deliberately: it is torch 2.13's default and
+the TorchScript-based one is deprecated. Dynamic batch is declared with
+``torch.export.Dim`` and tested with batch 1 and 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from yoloslim.errors import ExportError
+from yoloslim.export.common import ExportContext, artifact_metadata
+
+__all__ = ["export_onnx", "OPSET"]
+
+log = logging.getLogger(__name__)
+OPSET = 18
+
+
+def _require(module: str, extra: str = "onnx"):
+    try:
+        return __import__(module)
+    except ImportError as e:
+        raise ExportError(f"{module} is not installed: pip install 'yoloslim[{extra}]'") from e
+
+
+def export_onnx(ctx: ExportContext, path: Path | None = None) -> Path:
+    """Write ``ctx.out / f"{ctx.stem}.onnx"`` and return its path."""
+    onnx = _require("onnx")
+    onnxslim = _require("onnxslim")
+    path = path or ctx.out / f"{ctx.stem}.onnx"
+    model = ctx.model.float().eval()
+    x = ctx.example()
+    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=256)},) if ctx.dynamic else None
+    tmp = path.with_name(f".{path.name}.tmp")
+    # the exporter warns once per missing torchvision op; yoloslim uses none of them
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (x,),
+                tmp,
+                input_names=["images"],
+                output_names=["preds"],
+                opset_version=OPSET,
+                dynamo=True,
+                dynamic_shapes=dynamic_shapes,
+                external_data=False,
+                verbose=False,
+            )
+        proto = onnx.load(tmp)
+        proto = onnxslim.slim(proto)
+        for k, v in artifact_metadata(ctx).items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = k, v
+        onnx.checker.check_model(proto)
+        onnx.save(proto, tmp)
+        tmp.replace(path)
+    except ExportError:
+        raise
+    except Exception as e:  # noqa: BLE001 - exporter failures come in many types
+        raise ExportError(f"ONNX export to {path} failed: {type(e).__name__}: {e}") from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,34 @@
+"""TorchScript: traced and frozen, metadata in ``_extra_files``.
+
+``torch.jit.optimize_for_inference`` rewrites convs into MKLDNN-prepacked ops that
+do not survive ``torch.jit.save``/``load`` ("required keyword attribute 'value' is
+undefined"), so the file holds the frozen graph and the runtime backend applies
+``optimize_for_inference`` after loading (export verification loads it that way).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from yoloslim.errors import ExportError
+from yoloslim.export.common import ExportContext, artifact_metadata
+
+__all__ = ["export_torchscript"]
+
+
+def export_torchscript(ctx: ExportContext, path: Path | None = None) -> Path:
+    path = path or ctx.out / f"{ctx.stem}.torchscript"
+    try:
+        with torch.no_grad():
+            traced = torch.jit.trace(ctx.model.eval(), ctx.example(), strict=False)
+            frozen = torch.jit.freeze(traced)
+        extra = {"config.json": json.dumps(artifact_metadata(ctx))}
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.jit.save(frozen, str(tmp), _extra_files=extra)
+        tmp.replace(path)
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"TorchScript export to {path} failed: {type(e).__name__}: {e}") from e
+    return path
