@@ -129,3 +129,22 @@ def test_unknown_artifact_suffix(tmp_path):
     p.write_text("x")
     with pytest.raises(ModelError, match="unknown artifact type"):
         load_backend(p)
+
+
+def test_nms_in_graph_matches_torch_postprocess(tmp_path):
+    from yoloslim.export.nms import append_nms, verify_nms
+
+    model = _model()
+    g = torch.Generator().manual_seed(5)
+    for conv in model.head.cls_preds:  # spread the scores so NMS has real work to do
+        conv.weight.data = torch.randn(conv.weight.shape, generator=g) * 0.5
+        conv.bias.data = torch.randn(conv.bias.shape, generator=g) - 1.0
+    res = export(model, tmp_path, formats=["onnx"], imgsz=IMGSZ, nms=True)
+    assert res.report["formats"]["onnx_nms"]["passed"]
+    e2e = append_nms(res.artifacts["onnx"], tmp_path / "low.onnx", conf=0.05, iou=0.5, max_det=50)
+    report = verify_nms(e2e, res.artifacts["onnx"])
+    counts = [r["detections"] for r in report["runtimes"]["onnxruntime"]]
+    assert max(counts) > 5, counts  # the comparison covered real detections
+    assert all(r["passed"] for rows in report["runtimes"].values() for r in rows)
+    with pytest.raises(ConfigError, match="static batch"):
+        export(model, tmp_path / "d", formats=["onnx"], imgsz=IMGSZ, nms=True, dynamic=True)

@@ -21,7 +21,9 @@ def export(
     imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's)."),
     dynamic: bool = typer.Option(False, help="Dynamic batch axis."),
     half: bool = typer.Option(False, help="FP16 weights where the format supports it."),
-    nms: bool = typer.Option(False, help="NMS inside the graph (not implemented yet)."),
+    nms: bool = typer.Option(
+        False, help="Also write model_e2e.onnx with NMS in the graph (batch 1)."
+    ),
     json_path: Path = typer.Option(None, "--json", help="Write the export report as JSON."),
 ) -> None:
     """Re-parameterise, export and verify each artifact against PyTorch (writes export_report.json)."""

@@ -73,7 +73,8 @@ def export(
         imgsz: input size (default: the checkpoint's).
         dynamic: dynamic batch axis (ONNX, OpenVINO, TensorRT).
         half: FP16 weights (OpenVINO, CoreML, TensorRT).
-        nms: not supported yet: raises ConfigError.
+        nms: also write ``model_e2e.onnx`` with NonMaxSuppression in the graph (ONNX only,
+            static batch 1), giving ``(num_dets, boxes, scores, classes)``.
         verify: run each artifact in its runtime and compare with PyTorch (mismatch -> ExportError).
 
     Returns:
@@ -90,8 +91,8 @@ def export(
     unknown = [f for f in formats if f not in EXPORTERS]
     if unknown or not formats:
         raise ConfigError(f"unknown export format(s) {unknown}; choose from {sorted(EXPORTERS)}")
-    if nms:
-        raise ConfigError("nms=True (NMS inside the graph) is not implemented yet")
+    if nms and ("onnx" not in formats or dynamic):
+        raise ConfigError("nms=True needs the onnx format and a static batch (no dynamic=True)")
     if isinstance(model, nn.Module):
         net, ck_imgsz, names = model, None, list(getattr(model, "names", []))
     else:
@@ -130,6 +131,15 @@ def export(
             entry["verified"] = f"not runnable on this machine ({fmt})"
         report["formats"][fmt] = entry
         log.info("exported %s -> %s", fmt, path)
+        if fmt == "onnx" and nms:
+            from yoloslim.export.nms import append_nms, verify_nms
+
+            e2e = append_nms(path, out / f"{ctx.stem}_e2e.onnx")
+            artifacts["onnx_nms"] = e2e
+            report["formats"]["onnx_nms"] = {
+                "path": str(e2e),
+                **(verify_nms(e2e, path) if verify else {}),
+            }
     (out / "export_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return Result(fused, report, artifacts)
 

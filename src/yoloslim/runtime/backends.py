@@ -101,12 +101,14 @@ class OnnxRuntimeBackend(Backend):
         precision = "fp16" if "float16" in inp.type else "fp32"
         super().__init__(path, names, imgsz, precision)
         self.dtype = np.float16 if precision == "fp16" else np.float32
+        self.static_batch = isinstance(inp.shape[0], int)
 
     def __call__(self, x):
         arr = np.ascontiguousarray(torch.as_tensor(x).numpy().astype(self.dtype, copy=False))
-        return torch.from_numpy(
-            self.session.run(None, {self.input_name: arr})[0].astype(np.float32)
-        )
+        if self.static_batch and arr.shape[0] != 1:
+            return torch.cat([self(arr[i : i + 1]) for i in range(arr.shape[0])])
+        out = self.session.run(None, {self.input_name: arr})[0]
+        return torch.from_numpy(out.astype(np.float32))
 
 
 class OpenVINOBackend(Backend):
