@@ -8,6 +8,7 @@ Warm-up runs are excluded from the statistics.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import platform
@@ -111,10 +112,8 @@ def measure_latency(paths: list[str], config: LatencyConfig | None = None) -> di
         return {p: {**info[p], **summarize(times[p], cfg.batch)} for p in info}
     finally:
         for _, conn, proc in workers:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 conn.send(("stop", 0))
-            except (BrokenPipeError, OSError):
-                pass
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
