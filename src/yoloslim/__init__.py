@@ -11,30 +11,39 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from yoloslim.compress.reparam import reparameterize
 from yoloslim.data.synth import synthesize
 from yoloslim.errors import ConfigError, DataError, ExportError, ModelError, YoloslimError
 from yoloslim.eval.val import validate
+from yoloslim.export import export
 from yoloslim.models import Detector, arch_of, build_model, list_models, register_model
 from yoloslim.models.checkpoint import load_checkpoint, save_checkpoint
+from yoloslim.runtime import BatchingPredictor, Detections, Predictor
 from yoloslim.train import TrainConfig, TrainResult, train
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchingPredictor",
     "ConfigError",
     "DataError",
+    "Detections",
     "Detector",
     "ExportError",
     "ModelError",
+    "Predictor",
     "TrainConfig",
     "TrainResult",
     "YoloslimError",
     "__version__",
     "arch_of",
     "build_model",
+    "export",
     "list_models",
     "load",
+    "load_checkpoint",
     "register_model",
+    "reparameterize",
     "save_checkpoint",
     "synthesize",
     "train",
@@ -42,10 +51,16 @@ __all__ = [
 ]
 
 
-def load(path: str | Path) -> Detector:
-    """Rebuild a detector from a yoloslim checkpoint (``weights_only=True``, no pickled classes).
+def load(path: str | Path, **options) -> Predictor:
+    """Open any artifact (.pt, .torchscript, .onnx, .xml) as a :class:`Predictor`.
+
+    Checkpoints load with ``torch.load(weights_only=True)`` (no pickled classes);
+    ``load(path).model`` is the rebuilt torch Detector. ``options`` go to Predictor
+    (``conf``, ``iou``, ``imgsz``, ``threads``, ``max_det``).
 
     Example:
-        >>> model = load("runs/nano/best.pt")
+        >>> pred = load("runs/nano/best.pt", conf=0.3)
+        >>> dets = pred.predict("images/")
+        >>> model = pred.model
     """
-    return load_checkpoint(path)[0]
+    return Predictor(path, **options)

@@ -135,3 +135,32 @@ def test_entry_point_help():
     proc = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     assert "train" in proc.stdout and "val" in proc.stdout
+
+
+def test_predict_and_export_commands(trained, data_yaml, tmp_path):
+    out = tmp_path / "exp"
+    assert (
+        main(["export", "--model", str(trained / "best.pt"), "--format", "onnx", "--out", str(out)])
+        == 0
+    )
+    assert (out / "model.onnx").is_file() and (out / "export_report.json").is_file()
+    images = data_yaml.parent / "images" / "val"
+    save = tmp_path / "pred"
+    assert (
+        main(
+            [
+                "predict",
+                str(images),
+                "--model",
+                str(out / "model.onnx"),
+                "--save",
+                str(save),
+                "--conf",
+                "0.01",
+            ]
+        )
+        == 0
+    )
+    records = json.loads((save / "detections.json").read_text())
+    assert len(records) == len(list(images.iterdir()))
+    assert len(list(save.glob("*.jpg"))) == len(records)

@@ -76,11 +76,18 @@ def _worker(conn, path: str, cfg: LatencyConfig) -> None:
                 t0 = time.perf_counter()
                 backend(x)
                 times.append(time.perf_counter() - t0)
-            conn.send(("times", times))
+            conn.send(("times", (times, _peak_rss_mb())))
     except Exception as e:  # noqa: BLE001 - report any failure to the parent
         conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
         conn.close()
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measure_latency(paths: list[str], config: LatencyConfig | None = None) -> dict[str, dict]:
@@ -101,6 +108,7 @@ def measure_latency(paths: list[str], config: LatencyConfig | None = None) -> di
                 raise RuntimeError(f"{p}: {payload}")
             info[p] = payload
         times: dict[str, list[float]] = {p: [] for p in info}
+        rss: dict[str, float] = {}
         for r in range(cfg.rounds):
             order = workers if r % 2 == 0 else workers[::-1]
             for p, conn, _ in order:
@@ -108,8 +116,11 @@ def measure_latency(paths: list[str], config: LatencyConfig | None = None) -> di
                 kind, payload = conn.recv()
                 if kind == "error":
                     raise RuntimeError(f"{p}: {payload}")
-                times[p].extend(payload)
-        return {p: {**info[p], **summarize(times[p], cfg.batch)} for p in info}
+                times[p].extend(payload[0])
+                rss[p] = payload[1]
+        return {
+            p: {**info[p], **summarize(times[p], cfg.batch), "peak_rss_mb": rss[p]} for p in info
+        }
     finally:
         for _, conn, proc in workers:
             with contextlib.suppress(BrokenPipeError, OSError):

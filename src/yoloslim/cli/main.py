@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from yoloslim.cli import data_cmd, export_cmd, models_cmd, train_cmd, val_cmd
+from yoloslim.cli import (
+    bench_cmd,
+    data_cmd,
+    export_cmd,
+    models_cmd,
+    predict_cmd,
+    train_cmd,
+    val_cmd,
+)
 
 app = typer.Typer(
     name="yoloslim",
@@ -18,6 +26,8 @@ app.command("train")(train_cmd.train)
 app.command("val")(val_cmd.val)
 app.command("models")(models_cmd.models)
 app.command("export")(export_cmd.export)
+app.command("predict")(predict_cmd.predict)
+app.command("bench")(bench_cmd.bench)
 
 
 def main(argv: list[str] | None = None) -> int:

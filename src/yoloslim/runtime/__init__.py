@@ -1,5 +1,6 @@
-"""Runtimes: one interface over PyTorch, TorchScript, ONNX Runtime and OpenVINO."""
+"""Runtimes: one interface over PyTorch, TorchScript, ONNX Runtime and OpenVINO; predictors."""
 
 from yoloslim.runtime.backends import Backend, load_backend
+from yoloslim.runtime.predictor import BatchingPredictor, Detections, Predictor
 
-__all__ = ["Backend", "load_backend"]
+__all__ = ["Backend", "BatchingPredictor", "Detections", "Predictor", "load_backend"]

@@ -1,0 +1,190 @@
+"""``benchmark``: every artifact measured side by side in one run.
+
+Per artifact: params, GFLOPs (torch's flop counter for checkpoints, counted from
+the graph for ONNX/OpenVINO), file size, latency median/p90 at batch 1 and
+throughput at larger batches (each artifact in its own worker process, rounds
+interleaved), peak RSS of that worker, and mAP50-95 / mAP50 on the val split.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
+from yoloslim.errors import ConfigError, ModelError
+from yoloslim.result import Result
+from yoloslim.runtime.backends import SUFFIXES
+
+__all__ = ["benchmark", "artifact_stats"]
+
+log = logging.getLogger(__name__)
+
+
+def _size_mb(p: Path) -> float:
+    size = p.stat().st_size
+    if p.suffix == ".xml" and p.with_suffix(".bin").exists():
+        size += p.with_suffix(".bin").stat().st_size
+    return size / 2**20
+
+
+def artifact_stats(path: str | Path, imgsz: int) -> dict:
+    """Params, GMACs/GFLOPs (convention: FLOPs = 2 x MACs) and size of one artifact."""
+    from yoloslim.bench.flops import model_profile
+    from yoloslim.bench.graph import onnx_stats, openvino_stats
+
+    p = Path(path)
+    if p.suffix not in SUFFIXES:
+        raise ModelError(
+            f"{p}: unknown artifact type {p.suffix!r}; expected one of {sorted(SUFFIXES)}"
+        )
+    if not p.is_file():
+        raise ModelError(f"{p}: artifact does not exist")
+    if p.suffix == ".pt":
+        from yoloslim.models.checkpoint import load_checkpoint
+
+        prof = model_profile(load_checkpoint(p)[0], imgsz=imgsz)
+        stats = {
+            "params": prof["params_deploy"],
+            "gmacs": prof["gmacs"],
+            "gflops": prof["gflops"],
+            "flops_source": "torch flop counter (deploy form)",
+        }
+    elif p.suffix == ".onnx":
+        stats = {**onnx_stats(p, imgsz), "flops_source": "ONNX graph (Conv/MatMul)"}
+    elif p.suffix == ".xml":
+        stats = {**openvino_stats(p, imgsz), "flops_source": "OpenVINO graph (Convolution)"}
+    else:
+        stats = {
+            "params": None,
+            "gmacs": None,
+            "gflops": None,
+            "flops_source": "not counted for TorchScript",
+        }
+    stats["size_mb"] = _size_mb(p)
+    return stats
+
+
+def benchmark(
+    artifacts: Sequence[str | Path],
+    data: str | Path | None = None,
+    *,
+    imgsz: int | None = None,
+    batches: Sequence[int] = (1, 8),
+    latency: LatencyConfig | None = None,
+    names: Sequence[str] | None = None,
+) -> Result:
+    """Measure every artifact in one run; the first one is the baseline for ratios.
+
+    Args:
+        artifacts: ``.pt``, ``.torchscript``, ``.onnx`` or ``.xml`` files.
+        data: ``data.yaml`` for mAP (skipped when None).
+        imgsz: input size (default: the first artifact's).
+        batches: batch sizes; latency percentiles at the first, throughput at each.
+        latency: rounds, runs and threads of the latency harness.
+        names: display names (default: file names).
+
+    Returns:
+        Result whose ``report`` is ``{"rows": [...], "system": {...}, "settings": {...}}``.
+
+    Example:
+        >>> res = benchmark(["best.pt", "model.onnx", "model.xml"], "data.yaml")
+    """
+    from yoloslim.eval.val import validate
+    from yoloslim.runtime.backends import load_backend
+
+    paths = [Path(a) for a in artifacts]
+    if not paths:
+        raise ConfigError("benchmark needs at least one artifact")
+    if any(b < 1 for b in batches) or not batches:
+        raise ConfigError(f"batches={list(batches)} must be positive integers")
+    first = load_backend(paths[0])
+    imgsz = imgsz or first.imgsz
+    del first
+    labels = list(names) if names else _labels(paths)
+    if len(labels) != len(paths):
+        raise ConfigError(f"{len(labels)} names for {len(paths)} artifacts")
+    rows = []
+    for label, p in zip(labels, paths, strict=True):
+        rows.append(
+            {
+                "name": label,
+                "path": str(p),
+                "runtime": SUFFIXES[p.suffix],
+                **artifact_stats(p, imgsz),
+            }
+        )
+    base_cfg = latency or LatencyConfig()
+    for i, b in enumerate(batches):
+        cfg = LatencyConfig(
+            batch=b,
+            imgsz=imgsz,
+            warmup=base_cfg.warmup,
+            rounds=base_cfg.rounds,
+            runs_per_round=base_cfg.runs_per_round
+            if b == 1
+            else max(2, base_cfg.runs_per_round // 4),
+            threads=base_cfg.threads,
+            ov_hint=base_cfg.ov_hint,
+        )
+        lat = measure_latency([str(p) for p in paths], cfg)
+        for row in rows:
+            m = lat[row["path"]]
+            if i == 0:
+                row["latency_ms"] = {"median": m["median"], "p90": m["p90"], "batch": b}
+                row["precision"] = m["precision"]
+                row["peak_rss_mb"] = m["peak_rss_mb"]
+            row.setdefault("throughput_ips", {})[str(b)] = m["throughput_ips"]
+            row["peak_rss_mb"] = max(row["peak_rss_mb"], m["peak_rss_mb"])
+    if data is not None:
+        for row in rows:
+            res = validate(row["path"], data, imgsz=imgsz)
+            row["map"], row["map50"] = res["map"], res["map50"]
+    base = rows[0]
+    for row in rows:
+        row["ratios"] = _ratios(row, base)
+    report = {
+        "rows": rows,
+        "baseline": base["name"],
+        "settings": {
+            "imgsz": imgsz,
+            "batches": list(batches),
+            "rounds": base_cfg.rounds,
+            "runs_per_round": base_cfg.runs_per_round,
+            "warmup": base_cfg.warmup,
+            "threads": base_cfg.threads or "runtime default",
+            "data": str(data) if data else None,
+            "method": "one spawned worker process per artifact; rounds alternate between workers",
+        },
+        "system": system_info(),
+        "command": " ".join(sys.argv),
+    }
+    return Result(None, report)
+
+
+def _labels(paths: list[Path]) -> list[str]:
+    labels = []
+    for p in paths:
+        label = p.name if p.suffix != ".xml" else f"{p.parent.name}/{p.name}"
+        while label in labels:
+            label = f"{p.parent.name}/{label}"
+        labels.append(label)
+    return labels
+
+
+def _ratios(row: dict, base: dict) -> dict:
+    def ratio(a, b):
+        return round(a / b, 3) if a is not None and b not in (None, 0) else None
+
+    return {
+        "params": ratio(row.get("params"), base.get("params")),
+        "gflops": ratio(row.get("gflops"), base.get("gflops")),
+        "size": ratio(row["size_mb"], base["size_mb"]),
+        "latency": ratio(row["latency_ms"]["median"], base["latency_ms"]["median"]),
+        "speedup": ratio(base["latency_ms"]["median"], row["latency_ms"]["median"]),
+        "map_delta": (
+            round(row["map"] - base["map"], 4) if "map" in row and "map" in base else None
+        ),
+    }

@@ -1,0 +1,140 @@
+"""Render a benchmark report: rich table, markdown, JSON and a Pareto plot (mAP vs latency)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["COLUMNS", "table_rows", "to_markdown", "write_report", "rich_table"]
+
+COLUMNS = [
+    "Model",
+    "Params (M)",
+    "FLOPs (G)",
+    "mAP",
+    "mAP50",
+    "Latency (ms)",
+    "p90 (ms)",
+    "FPS",
+    "Memory (MB)",
+    "Size (MB)",
+    "x speed",
+    "x size",
+]
+
+
+def _f(v, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def table_rows(report: dict) -> list[list[str]]:
+    """One list of cells per artifact, in :data:`COLUMNS` order (mAP as percentages)."""
+    out = []
+    for r in report["rows"]:
+        lat = r["latency_ms"]
+        out.append(
+            [
+                r["name"],
+                _f(r["params"] / 1e6 if r.get("params") is not None else None, ".2f"),
+                _f(r.get("gflops"), ".2f"),
+                _f(100 * r["map"] if "map" in r else None, ".1f"),
+                _f(100 * r["map50"] if "map50" in r else None, ".1f"),
+                _f(lat["median"], ".2f"),
+                _f(lat["p90"], ".2f"),
+                _f(1000 / lat["median"] if lat["median"] else None, ".1f"),
+                _f(r.get("peak_rss_mb"), ".0f"),
+                _f(r["size_mb"], ".2f"),
+                _f(r["ratios"]["speedup"], ".2f"),
+                _f(r["ratios"]["size"], ".2f"),
+            ]
+        )
+    return out
+
+
+def to_markdown(report: dict) -> str:
+    s, sysinfo = report["settings"], report["system"]
+    lines = [
+        "# yoloslim benchmark",
+        "",
+        f"Baseline: **{report['baseline']}**. FLOPs = 2 x multiply-adds at {s['imgsz']} px, batch 1. "
+        f"mAP = COCO mAP50-95 on `{s['data']}`. Latency: median and p90 at batch {s['batches'][0]}; "
+        f"FPS = 1000 / median. Memory = peak RSS of the artifact's worker process.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(report)]
+    lines += [
+        "",
+        "Throughput (images/s) by batch: "
+        + "; ".join(
+            f"{r['name']}: " + ", ".join(f"b{b} {v:.1f}" for b, v in r["throughput_ips"].items())
+            for r in report["rows"]
+        ),
+    ]
+    lines += ["", "## Reproduce", "", f"`{report['command']}`", "", "## Machine and runtimes", ""]
+    lines += [
+        f"- CPU: {sysinfo['cpu']}, {sysinfo['cores']} cores; ISA: "
+        + ", ".join(k for k, v in sysinfo["isa"].items() if v),
+        f"- OS: {sysinfo['os']}; Python {sysinfo['python']}",
+        "- " + ", ".join(f"{k} {v}" for k, v in sysinfo["versions"].items()),
+        f"- Threads: {s['threads']}; {s['method']}; {s['rounds']} rounds x {s['runs_per_round']} runs, "
+        f"{s['warmup']} warm-up runs excluded",
+        "- Precision each runtime used: "
+        + ", ".join(f"{r['name']}: {r['precision']}" for r in report["rows"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def rich_table(report: dict):
+    from rich.table import Table
+
+    table = Table(title=f"yoloslim bench (baseline: {report['baseline']})")
+    for c in COLUMNS:
+        table.add_column(c, justify="left" if c == "Model" else "right")
+    for cells in table_rows(report):
+        table.add_row(*cells)
+    return table
+
+
+def _pareto(report: dict, path: Path) -> Path | None:
+    rows = [r for r in report["rows"] if "map" in r]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    xs = [r["latency_ms"]["median"] for r in rows]
+    ys = [100 * r["map"] for r in rows]
+    ax.scatter(xs, ys, color="tab:blue")
+    for r, x, y in zip(rows, xs, ys, strict=True):
+        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(f"latency (ms, median, batch {report['settings']['batches'][0]})")
+    ax.set_ylabel("mAP50-95 (%)")
+    ax.set_title("mAP vs latency")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_report(report: dict, out: str | Path) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` and ``pareto.png`` (when mAP was measured) to ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": out / "report.json", "md": out / "report.md"}
+    for key, text in (
+        ("json", json.dumps(report, indent=2, default=str) + "\n"),
+        ("md", to_markdown(report)),
+    ):
+        tmp = files[key].with_name(f".{files[key].name}.tmp")
+        tmp.write_text(text)
+        tmp.replace(files[key])
+    png = _pareto(report, out / "pareto.png")
+    if png:
+        files["png"] = png
+    return files

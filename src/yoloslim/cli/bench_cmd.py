@@ -1,0 +1,45 @@
+"""``yoloslim bench``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from yoloslim.cli.common import console, handle_errors, write_json
+
+
+@handle_errors
+def bench(
+    artifacts: list[Path] = typer.Argument(
+        ..., help="Artifacts (.pt, .torchscript, .onnx, .xml); the first is the baseline."
+    ),
+    data: Path = typer.Option(None, help="data.yaml for mAP (omit to skip accuracy)."),
+    imgsz: int = typer.Option(None, help="Input size (default: the first artifact's)."),
+    batch: str = typer.Option(
+        "1,8", help="Batch sizes, comma-separated: latency at the first, throughput at each."
+    ),
+    rounds: int = typer.Option(10, help="Interleaved rounds."),
+    runs: int = typer.Option(10, help="Timed runs per round per artifact at batch 1."),
+    threads: int = typer.Option(None, help="Threads per runtime (default: each runtime's own)."),
+    json_path: Path = typer.Option(None, "--json", help="Write the report JSON here too."),
+    report: Path = typer.Option(None, help="Folder for report.json, report.md and pareto.png."),
+) -> None:
+    """Measure every artifact side by side: params, FLOPs, size, latency, FPS, memory, mAP."""
+    from yoloslim.bench.latency import LatencyConfig
+    from yoloslim.bench.measure import benchmark
+    from yoloslim.bench.report import rich_table, write_report
+    from yoloslim.errors import ConfigError
+
+    try:
+        batches = [int(b) for b in batch.split(",") if b.strip()]
+    except ValueError as e:
+        raise ConfigError(f"--batch {batch!r}: expected comma-separated integers") from e
+    cfg = LatencyConfig(rounds=rounds, runs_per_round=runs, threads=threads)
+    with console.status(f"benchmarking {len(artifacts)} artifacts"):
+        res = benchmark(artifacts, data, imgsz=imgsz, batches=batches, latency=cfg)
+    console.print(rich_table(res.report))
+    if report:
+        files = write_report(res.report, report)
+        console.print("wrote " + ", ".join(str(p) for p in files.values()))
+    write_json(json_path, res.report)

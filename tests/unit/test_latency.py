@@ -1,0 +1,54 @@
+import pytest
+
+from yoloslim.bench.flops import count_flops
+from yoloslim.bench.latency import (
+    LatencyConfig,
+    measure_latency,
+    percentile,
+    summarize,
+    system_info,
+)
+from yoloslim.models import build_model
+from yoloslim.models.checkpoint import save_checkpoint
+
+
+def test_percentile_matches_hand_values():
+    v = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert percentile(v, 50) == 3.0
+    assert percentile(v, 90) == pytest.approx(4.6)  # 4 + 0.6 * (5 - 4)
+    assert percentile([7.0], 90) == 7.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_summarize_units_and_throughput():
+    s = summarize([0.010, 0.020, 0.030], batch=4)
+    assert s["median"] == pytest.approx(20.0)
+    assert s["runs"] == 3
+    assert s["throughput_ips"] == pytest.approx(200.0)
+
+
+def test_flops_of_a_hand_counted_net():
+    from torch import nn
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(8, 4, 1, bias=False)
+    )
+    f = count_flops(net, 16)
+    macs = 16 * 16 * 8 * 3 * 3 * 3 + 16 * 16 * 4 * 8  # out pixels x out ch x (in ch x k x k)
+    assert f["gmacs"] * 1e9 == pytest.approx(macs)
+    assert f["gflops"] == pytest.approx(2 * f["gmacs"])
+
+
+def test_measure_latency_excludes_warmup_and_counts_runs(tmp_path):
+    ckpt = save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=2), imgsz=64)
+    cfg = LatencyConfig(imgsz=64, warmup=2, rounds=3, runs_per_round=2, threads=1)
+    res = measure_latency([str(ckpt)], cfg)[str(ckpt)]
+    assert res["runs"] == 6  # rounds x runs, warm-up not included
+    assert res["kind"] == "torch" and res["median"] > 0 and res["p90"] >= res["median"] * 0.5
+
+
+def test_system_info_keys():
+    info = system_info()
+    assert {"cpu", "cores", "isa", "os", "python", "versions"} <= set(info)
+    assert "amx_bf16" in info["isa"]
