@@ -42,7 +42,7 @@ def main() -> None:
         cache=True,
         augment={"mosaic": args.mosaic},
         close_mosaic=3,
-        val_interval=2,
+        val_interval=args.val_interval,
     )
     t0 = time.time()
     res = ys.train("damo-nano", data, config=cfg, out=out / "train", resume=False)
