@@ -1,6 +1,12 @@
+import copy
+
+import numpy as np
 import pytest
 import torch
 
+from yoloslim.data import DetectionDataset, load_data_config, load_samples
+from yoloslim.data.testing import fake_images, write_yolo
+from yoloslim.errors import DataError
 from yoloslim.eval.coco import coco_map
 from yoloslim.eval.evaluator import evaluate
 
@@ -46,13 +52,17 @@ def _dets(shift=0.0):
 def test_perfect_detections_give_one():
     res = coco_map(GT, _dets())
     assert res["map"] == pytest.approx(1.0) and res["map50"] == pytest.approx(1.0)
-    assert set(res["per_class"]) == {"a", "b"}
-    assert res["per_class"]["a"] == pytest.approx(1.0)
+    assert res["map75"] == pytest.approx(1.0)
+    assert res["per_class"] == pytest.approx({"a": 1.0, "b": 1.0})
+    assert res["images"] == 2 and res["detections"] == 2
+    assert all(type(res[k]) is float for k in ("map", "map50", "map75"))
 
 
 def test_no_detections_give_zero():
     res = coco_map(GT, [])
-    assert res["map"] == 0.0 and res["per_class"] == {"a": 0.0, "b": 0.0}
+    assert res["map"] == 0.0 and res["map50"] == 0.0
+    assert res["per_class"] == {"a": 0.0, "b": 0.0}
+    assert res["detections"] == 0
 
 
 def test_shifted_boxes_in_between():
@@ -61,10 +71,75 @@ def test_shifted_boxes_in_between():
     assert res["map50"] == pytest.approx(1.0)
 
 
+def test_wrong_class_scores_zero_for_that_class():
+    dets = _dets()
+    dets[1]["category_id"] = 0  # image 2's box labelled "a": a false positive, "b" missed
+    res = coco_map(GT, dets)
+    assert res["per_class"]["b"] == 0.0
+    assert 0.0 < res["per_class"]["a"] <= 1.0
+    assert res["map"] == pytest.approx(np.mean(list(res["per_class"].values())))
+
+
+def test_per_class_keys_follow_names_and_inputs_are_not_mutated():
+    gt, dets = copy.deepcopy(GT), _dets()
+    for a in gt["annotations"]:
+        del a["id"], a["area"], a["iscrowd"]  # optional fields get defaults
+    before = (copy.deepcopy(gt), copy.deepcopy(dets))
+    res = coco_map(gt, dets, names=["cat", "dog"])
+    assert list(res["per_class"]) == ["cat", "dog"]
+    assert res["map"] == pytest.approx(1.0)
+    assert (gt, dets) == before
+
+
+def test_accepts_numpy_scalars():
+    dets = [
+        {**d, "image_id": np.int64(d["image_id"]), "score": np.float32(d["score"])} for d in _dets()
+    ]
+    dets[0]["bbox"] = np.array(dets[0]["bbox"], np.float32)
+    assert coco_map(GT, dets)["map"] == pytest.approx(1.0)
+
+
+def test_class_without_ground_truth_reports_zero():
+    gt = {**GT, "categories": [*GT["categories"], {"id": 2, "name": "c"}]}
+    res = coco_map(gt, _dets())
+    assert res["per_class"] == pytest.approx({"a": 1.0, "b": 1.0, "c": 0.0})
+    assert res["map"] == pytest.approx(1.0)  # COCO averages over classes with gt only
+
+
+def test_no_ground_truth_gives_zero():
+    gt = {**GT, "annotations": []}
+    assert coco_map(gt, _dets())["map"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("dets", "match"),
+    [
+        ([{"image_id": 99, "category_id": 0, "bbox": [1, 1, 5, 5], "score": 0.5}], "image_id=99"),
+        ([{"image_id": 1, "category_id": 0, "bbox": [1, 1, 5, 5]}], r"detections\[0\]"),
+        ([{"image_id": 1, "category_id": 0, "bbox": [1, 1], "score": 0.5}], r"detections\[0\]"),
+        (
+            [{"image_id": 1, "category_id": 0, "bbox": [1, 1, 5, 5], "score": float("nan")}],
+            "non-finite",
+        ),
+    ],
+)
+def test_bad_detections_raise(dets, match):
+    with pytest.raises(DataError, match=match):
+        coco_map(GT, dets)
+
+
+def test_names_must_match_categories():
+    with pytest.raises(DataError, match="names has 3 entries"):
+        coco_map(GT, _dets(), names=["a", "b", "c"])
+
+
 class _FakeDataset:
     """Two letterboxed images whose gt boxes the fake model 'predicts' exactly."""
 
     names = ["a", "b"]
+
+    def __init__(self, flip: bool = False):
+        self.flip = flip
 
     def __len__(self):
         return 2
@@ -74,6 +149,8 @@ class _FakeDataset:
         x, y, w, h = ann["bbox"]
         ratio, pad = 0.64, (0.0, 0.0)  # 100 px -> 64 px
         box = torch.tensor([x, y, x + w, y + h]) * ratio
+        if self.flip:
+            box = torch.stack([64 - box[2], box[1], 64 - box[0], box[3]])
         targets = torch.cat([torch.tensor([float(ann["category_id"])]), box])[None]
         meta = {
             "image_id": ann["image_id"],
@@ -81,6 +158,7 @@ class _FakeDataset:
             "ratio": ratio,
             "pad": pad,
             "path": f"{i}.jpg",
+            "flipped": self.flip,
         }
         img = torch.zeros(3, 64, 64, dtype=torch.uint8)
         img[0, 0, 0] = i  # lets the fake model know which image it sees
@@ -90,18 +168,50 @@ class _FakeDataset:
         return GT
 
 
-def test_evaluate_with_oracle_model():
-    ds = _FakeDataset()
-
+def _oracle(ds, as_numpy=False):
     def infer(x):
+        assert x.dtype == torch.float32 and float(x.max()) <= 1.0
         out = torch.zeros(len(x), 5, 4 + 2)
         for j, img in enumerate(x):
             i = round(img[0, 0, 0].item() * 255)
             _, t, _ = ds[i]
             out[j, 0, :4] = t[0, 1:]
             out[j, 0, 4 + int(t[0, 0])] = 0.95
+        return out.numpy() if as_numpy else out
+
+    return infer
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_evaluate_with_oracle_model(flip):
+    ds = _FakeDataset(flip=flip)
+    res = evaluate(_oracle(ds), ds, batch_size=2)
+    assert res["map"] == pytest.approx(1.0, abs=1e-6)
+    assert res["speed_ms_per_image"] >= 0
+    assert res["images"] == 2 and res["detections"] == 2
+
+
+def test_evaluate_numpy_output_batch_one_and_progress():
+    ds = _FakeDataset()
+    res = evaluate(_oracle(ds, as_numpy=True), ds, batch_size=1, progress=True)
+    assert res["map"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_evaluate_on_a_real_letterboxed_dataset(tmp_path):
+    """Oracle predictions through the real letterbox, scale_boxes and coco_gt."""
+    imgs = fake_images(5, width=80, height=48, nc=2, seed=3)
+    cfg = load_data_config(write_yolo(tmp_path, {"train": imgs[:1], "val": imgs}, ["a", "b"]))
+    ds = DetectionDataset(load_samples(cfg, "val"), 64, augment=False, names=cfg.names)
+    targets = iter([ds[i][1] for i in range(len(ds))])  # loader order = dataset order
+
+    def infer(x):
+        out = torch.zeros(len(x), 8, 4 + 2)
+        for j in range(len(x)):
+            t = next(targets)
+            out[j, : len(t), :4] = t[:, 1:]
+            out[j, torch.arange(len(t)), 4 + t[:, 0].long()] = 0.9
         return out
 
     res = evaluate(infer, ds, batch_size=2)
     assert res["map"] == pytest.approx(1.0, abs=1e-6)
-    assert res["speed_ms_per_image"] >= 0
+    assert res["images"] == 5 and res["detections"] == sum(len(i.boxes) for i in imgs)

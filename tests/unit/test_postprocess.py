@@ -1,75 +1,202 @@
+import importlib
+
+import numpy as np
 import pytest
 import torch
 
-from yoloslim.boxes import box_iou
+from yoloslim.data.transforms import letterbox_params
+from yoloslim.errors import ConfigError
 from yoloslim.eval.postprocess import batched_nms, nms, postprocess, scale_boxes
 
+# the package re-exports a function named like this module, so import the module by name
+pp = importlib.import_module("yoloslim.eval.postprocess")
 
-def _brute_nms(boxes, scores, thr):
-    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+
+def _iou(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+def _brute_nms(boxes, scores, thr, classes=None):
+    """Textbook greedy NMS in plain Python: the reference the fast version must match."""
+    boxes, scores = boxes.tolist(), scores.tolist()
+    classes = classes.tolist() if classes is not None else [0] * len(scores)
     keep = []
-    for i in order:
-        if all(box_iou(boxes[i : i + 1], boxes[j : j + 1]).item() <= thr for j in keep):
+    for i in sorted(range(len(scores)), key=lambda i: -scores[i]):
+        if all(classes[i] != classes[j] or _iou(boxes[i], boxes[j]) <= thr for j in keep):
             keep.append(i)
     return keep
 
 
-def _random_boxes(n, g):
-    xy = torch.rand(n, 2, generator=g) * 100
+def _random_case(n, g, nc=1, spread=100.0):
+    xy = torch.rand(n, 2, generator=g) * spread
     wh = torch.rand(n, 2, generator=g) * 40 + 2
-    return torch.cat([xy, xy + wh], 1)
+    boxes = torch.cat([xy, xy + wh], 1)
+    scores = (torch.randperm(n, generator=g).float() + 1) / (n + 1)  # distinct: no ties
+    return boxes, scores, torch.randint(0, nc, (n,), generator=g)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Tiny blocks so that a few dozen boxes exercise the blocked and chunked paths."""
+    monkeypatch.setattr(pp, "_BLOCK", 8)
+    monkeypatch.setattr(pp, "_KEPT_CHUNK", 12)
 
 
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("thr", [0.3, 0.5, 0.7])
 def test_nms_matches_brute_force(seed, thr):
     g = torch.Generator().manual_seed(seed)
-    n = 60
-    boxes = _random_boxes(n, g)
-    scores = torch.randperm(n, generator=g).float() / n  # distinct: no ties
+    boxes, scores, _ = _random_case(60, g)
     assert nms(boxes, scores, thr).tolist() == _brute_nms(boxes, scores, thr)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_nms_blocked_matches_brute_force(small_blocks, seed):
+    g = torch.Generator().manual_seed(100 + seed)
+    boxes, scores, _ = _random_case(70, g, spread=60.0)
+    assert nms(boxes, scores, 0.5).tolist() == _brute_nms(boxes, scores, 0.5)
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_batched_nms_matches_per_class_brute_force(seed):
     g = torch.Generator().manual_seed(seed)
-    n = 80
-    boxes = _random_boxes(n, g)
-    scores = torch.randperm(n, generator=g).float() / n
-    classes = torch.randint(0, 3, (n,), generator=g)
-    expected = []
-    for c in range(3):
-        idx = (classes == c).nonzero().flatten()
-        expected += idx[_brute_nms(boxes[idx], scores[idx], 0.5)].tolist()
+    boxes, scores, classes = _random_case(80, g, nc=3)
     got = batched_nms(boxes, scores, classes, 0.5).tolist()
-    assert sorted(got) == sorted(expected)
+    assert got == _brute_nms(boxes, scores, 0.5, classes)
     assert got == sorted(got, key=lambda i: -float(scores[i]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batched_nms_per_class_path_matches_brute_force(small_blocks, seed):
+    g = torch.Generator().manual_seed(200 + seed)
+    boxes, scores, classes = _random_case(90, g, nc=4, spread=50.0)
+    assert batched_nms(boxes, scores, classes, 0.45).tolist() == _brute_nms(
+        boxes, scores, 0.45, classes
+    )
+
+
+def test_nms_large_input_matches_brute_force():
+    g = torch.Generator().manual_seed(7)
+    boxes, scores, classes = _random_case(1100, g, nc=3, spread=600.0)  # > one block
+    assert nms(boxes, scores, 0.6).tolist() == _brute_nms(boxes, scores, 0.6)
+    expected = _brute_nms(boxes, scores, 0.6, classes)
+    assert batched_nms(boxes, scores, classes, 0.6).tolist() == expected
+
+
+def test_nms_ties_keep_input_order():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1.0, 0, 11, 10], [30.0, 0, 40, 10]])
+    scores = torch.full((3,), 0.5)
+    assert nms(boxes, scores, 0.5).tolist() == [0, 2]
 
 
 def test_nms_empty_and_class_aware():
     assert nms(torch.zeros(0, 4), torch.zeros(0), 0.5).numel() == 0
+    empty = batched_nms(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.long), 0.5)
+    assert empty.dtype == torch.long and empty.numel() == 0
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.5, 0.0, 10.5, 10.0]])
     scores = torch.tensor([0.9, 0.8])
     assert nms(boxes, scores, 0.5).tolist() == [0]
-    assert sorted(batched_nms(boxes, scores, torch.tensor([0, 1]), 0.5).tolist()) == [0, 1]
+    assert batched_nms(boxes, scores, torch.tensor([0, 1]), 0.5).tolist() == [0, 1]
+
+
+def test_nms_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="boxes must be"):
+        nms(torch.zeros(3, 5), torch.zeros(3), 0.5)
+    with pytest.raises(ValueError, match="scores must be"):
+        nms(torch.zeros(3, 4), torch.zeros(2), 0.5)
+    with pytest.raises(ValueError, match="classes must"):
+        batched_nms(torch.zeros(3, 4), torch.zeros(3), torch.zeros(2), 0.5)
+
+
+def _disjoint_preds():
+    preds = torch.zeros(2, 10, 4 + 3)
+    for a in range(10):
+        preds[:, a, :4] = torch.tensor([a * 20.0, 0.0, a * 20.0 + 10, 10.0])
+        preds[:, a, 4 + a % 3] = 0.1 * a
+    return preds
 
 
 def test_postprocess_filters_and_caps():
-    preds = torch.zeros(2, 10, 4 + 3)
-    for a in range(10):
-        preds[:, a, :4] = torch.tensor([a * 20.0, 0.0, a * 20.0 + 10, 10.0])  # disjoint boxes
-        preds[:, a, 4 + a % 3] = 0.1 * a
+    preds = _disjoint_preds()
     out = postprocess(preds, conf=0.25, iou=0.5, max_det=4)
     assert len(out) == 2
-    assert out[0].shape == (4, 6)
+    assert out[0].shape == (4, 6) and out[0].dtype == torch.float32
     assert (out[0][:, 4] > 0.25).all()
     assert out[0][:, 4].tolist() == sorted(out[0][:, 4].tolist(), reverse=True)
-    assert out[0][0, 5].item() == 9 % 3
+    torch.testing.assert_close(out[0][0], torch.tensor([180.0, 0, 190, 10, 0.9, 9 % 3]))
+    assert postprocess(preds, conf=0.25)[0].shape == (7, 6)  # anchors 3..9 pass
     assert postprocess(preds, conf=0.95)[0].shape == (0, 6)
+    assert postprocess(preds, conf=0.25, max_nms=2)[0][:, 4].tolist() == pytest.approx([0.9, 0.8])
 
 
-def test_scale_boxes_inverts_letterbox():
-    orig = torch.tensor([[10.0, 20.0, 110.0, 60.0]])
-    ratio, pad = 0.5, (0.0, 30.0)  # 200x100 image -> 100x50, centred in 100x100
-    boxed = orig * ratio + torch.tensor([pad[0], pad[1], pad[0], pad[1]])
-    torch.testing.assert_close(scale_boxes(boxed, ratio, pad, (100, 200)), orig)
+def test_postprocess_class_aware_agnostic_and_multi_label():
+    preds = torch.zeros(1, 2, 4 + 2)
+    preds[0, 0] = torch.tensor([0.0, 0, 10, 10, 0.9, 0.0])
+    preds[0, 1] = torch.tensor([1.0, 0, 11, 10, 0.0, 0.8])  # overlaps, other class
+    assert postprocess(preds, conf=0.1)[0][:, 5].tolist() == [0.0, 1.0]
+    assert postprocess(preds, conf=0.1, agnostic=True)[0][:, 5].tolist() == [0.0]
+    one = torch.tensor([[[0.0, 0, 10, 10, 0.9, 0.7]]])
+    assert postprocess(one, conf=0.1)[0][:, 5].tolist() == [0.0]
+    multi = postprocess(one, conf=0.1, multi_label=True)[0]
+    torch.testing.assert_close(multi[:, 4:], torch.tensor([[0.9, 0.0], [0.7, 1.0]]))
+
+
+def test_postprocess_accepts_numpy_and_half():
+    preds = _disjoint_preds()
+    ref = postprocess(preds, conf=0.25)
+    torch.testing.assert_close(postprocess(preds.numpy(), conf=0.25)[0], ref[0])
+    half = postprocess(preds.half(), conf=0.25)[0]
+    assert half.dtype == torch.float32 and half.shape == ref[0].shape
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"conf": 1.5}, ConfigError, "conf=1.5"),
+        ({"iou": -0.1}, ConfigError, "iou=-0.1"),
+        ({"max_det": 0}, ConfigError, "max_det=0"),
+        ({"max_nms": 0}, ConfigError, "max_nms=0"),
+    ],
+)
+def test_postprocess_validates_options(kwargs, err, match):
+    with pytest.raises(err, match=match):
+        postprocess(_disjoint_preds(), **kwargs)
+
+
+def test_postprocess_rejects_bad_shape():
+    with pytest.raises(ValueError, match=r"\(B, A, 4 \+ C\)"):
+        postprocess(torch.zeros(2, 10, 4))
+    with pytest.raises(ValueError, match=r"\(B, A, 4 \+ C\)"):
+        postprocess(torch.zeros(10, 6))
+
+
+@pytest.mark.parametrize(("w", "h"), [(200, 100), (90, 160), (64, 64)])
+def test_scale_boxes_inverts_letterbox(w, h):
+    ratio, pad = letterbox_params(w, h, 128)
+    g = torch.Generator().manual_seed(w)
+    xy = torch.rand(20, 2, generator=g) * torch.tensor([w / 2, h / 2])
+    wh = torch.rand(20, 2, generator=g) * torch.tensor([w / 2, h / 2]) + 1
+    orig = torch.cat([xy, xy + wh], 1)
+    boxed = orig * ratio + torch.tensor([pad[0], pad[1], pad[0], pad[1]], dtype=torch.float32)
+    back = scale_boxes(boxed, ratio, pad, (h, w))
+    torch.testing.assert_close(back, orig, atol=1e-4, rtol=1e-5)
+
+
+def test_scale_boxes_clips_to_original_image():
+    boxes = torch.tensor([[0.0, 10.0, 100.0, 100.0]])  # reaches into the padding
+    out = scale_boxes(boxes, 0.5, (0.0, 25.0), (100, 200))
+    assert out.tolist() == [[0.0, 0.0, 200.0, 100.0]]
+    with pytest.raises(ValueError, match="ratio=0"):
+        scale_boxes(boxes, 0, (0, 0), (100, 200))
+
+
+def test_reference_iou_agrees_with_box_iou():
+    """Keeps the plain-Python reference honest."""
+    g = torch.Generator().manual_seed(3)
+    boxes, _, _ = _random_case(20, g)
+    ref = np.array([[_iou(a, b) for b in boxes.tolist()] for a in boxes.tolist()])
+    np.testing.assert_allclose(pp.box_iou(boxes, boxes).numpy(), ref, atol=1e-5)

@@ -3,58 +3,87 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import logging
+import math
+from typing import Any
 
 import numpy as np
+
+from yoloslim.errors import DataError
 
 __all__ = ["coco_map"]
 
 log = logging.getLogger(__name__)
 
 
-def coco_map(gt: dict, detections: list[dict], *, names: list[str] | None = None) -> dict:
+def coco_map(
+    gt: dict[str, Any], detections: list[dict[str, Any]], *, names: list[str] | None = None
+) -> dict[str, Any]:
     """Evaluate box detections against a COCO ground-truth dict.
 
+    Uses the COCO protocol (IoU 0.50:0.95, area "all", at most 100 detections per
+    image). Neither ``gt`` nor ``detections`` is modified.
+
     Args:
-        gt: COCO dict (``images``, ``annotations`` with ``bbox`` xywh, ``categories``).
+        gt: COCO dict with ``images``, ``annotations`` (``bbox`` xywh in pixels) and
+            ``categories``. Missing ``id``/``iscrowd``/``area`` fields are filled in.
         detections: ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` dicts.
-        names: class names in category order (default: the gt's category names).
+        names: Class names in category-id order (default: the categories' names).
 
     Returns:
-        ``{"map", "map50", "map75", "per_class": {name: AP50-95}, "images", "detections"}``,
-        all APs fractions in [0, 1].
-    """
-    from faster_coco_eval import COCO, COCOeval_faster
+        ``{"map", "map50", "map75", "per_class": {name: AP50-95}, "images",
+        "detections"}``; APs are plain floats in [0, 1]. A class without ground truth
+        reports 0.0. No detections (or no ground truth) gives all zeros.
 
+    Raises:
+        DataError: ``names`` does not match the categories, a detection lacks a key,
+            has a non-finite score, or names an image that is not in ``gt``.
+
+    Example:
+        >>> res = coco_map(dataset.coco_gt(), detections)  # doctest: +SKIP
+        >>> res["map"], res["per_class"]["person"]  # doctest: +SKIP
+    """
     cats = sorted(gt.get("categories", []), key=lambda c: c["id"])
-    names = names or [c["name"] for c in cats]
-    result = {
+    cat_ids = [c["id"] for c in cats]
+    if names is None:
+        names = [str(c.get("name", c["id"])) for c in cats]
+    elif len(names) != len(cats):
+        raise DataError(f"names has {len(names)} entries but gt has {len(cats)} categories")
+    dets = _clean_detections(detections, {img["id"] for img in gt.get("images", [])})
+    unknown = {d["category_id"] for d in dets} - set(cat_ids)
+    if unknown:
+        log.warning("detections with category ids %s not in gt are ignored", sorted(unknown))
+    result: dict[str, Any] = {
         "map": 0.0,
         "map50": 0.0,
         "map75": 0.0,
         "per_class": dict.fromkeys(names, 0.0),
         "images": len(gt.get("images", [])),
-        "detections": len(detections),
+        "detections": len(dets),
     }
-    if not detections or not gt.get("annotations"):
+    if not dets or not gt.get("annotations"):
         return result
-    gt = copy.deepcopy(gt)
-    gt.setdefault("info", {})
-    gt.setdefault("licenses", [])
-    for i, a in enumerate(gt["annotations"]):
-        a.setdefault("id", i + 1)
-        a.setdefault("iscrowd", 0)
-        a.setdefault("area", float(a["bbox"][2] * a["bbox"][3]))
+    gt = {
+        "info": {},
+        "licenses": [],
+        **gt,
+        "annotations": [
+            {"id": i + 1, "iscrowd": 0, "area": float(a["bbox"][2] * a["bbox"][3]), **a}
+            for i, a in enumerate(gt["annotations"])
+        ],
+    }
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    # The library logs through its own print_function but a few paths still print().
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO(gt)
-        coco_dt = coco_gt.loadRes(list(detections))
+        coco_gt = COCO(gt, print_function=log.debug)
+        coco_dt = coco_gt.loadRes(dets)
         ev = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=log.debug)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    stats = ev.stats
+    stats = ev.stats  # -1 where undefined (no gt): report 0
     result.update(
         map=float(max(stats[0], 0.0)),
         map50=float(max(stats[1], 0.0)),
@@ -62,11 +91,36 @@ def coco_map(gt: dict, detections: list[dict], *, names: list[str] | None = None
     )
     # precision: [T iou thresholds, R recall points, K categories, A areas, M max dets]
     precision = ev.eval["precision"]
-    cat_ids = [c["id"] for c in cats]
     for k, cid in enumerate(ev.params.catIds):
         p = precision[:, :, k, 0, -1]
-        ap = float(np.mean(p[p > -1])) if (p > -1).any() else 0.0
-        idx = cat_ids.index(cid) if cid in cat_ids else k
-        if idx < len(names):
-            result["per_class"][names[idx]] = ap
+        if cid in cat_ids:
+            valid = p[p > -1]
+            result["per_class"][names[cat_ids.index(cid)]] = (
+                float(np.mean(valid)) if valid.size else 0.0
+            )
     return result
+
+
+def _clean_detections(detections: list[dict[str, Any]], image_ids: set) -> list[dict[str, Any]]:
+    """Fresh plain-typed copies: loadRes mutates its input, and numpy scalars confuse it."""
+    out = []
+    for i, d in enumerate(detections):
+        try:
+            x, y, w, h = (float(v) for v in d["bbox"])
+            det = {
+                "image_id": int(d["image_id"]),
+                "category_id": int(d["category_id"]),
+                "bbox": [x, y, w, h],
+                "score": float(d["score"]),
+            }
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(
+                f"detections[{i}]={d!r}: expected image_id, category_id, bbox [x, y, w, h], "
+                f"score ({e})"
+            ) from e
+        if not math.isfinite(det["score"]):
+            raise DataError(f"detections[{i}] has a non-finite score {det['score']}")
+        if det["image_id"] not in image_ids:
+            raise DataError(f"detections[{i}] has image_id={det['image_id']}, which is not in gt")
+        out.append(det)
+    return out

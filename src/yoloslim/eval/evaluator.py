@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from yoloslim.eval.coco import coco_map
 from yoloslim.eval.postprocess import postprocess, scale_boxes
@@ -18,7 +17,7 @@ __all__ = ["evaluate"]
 @torch.no_grad()
 def evaluate(
     infer: Callable[[torch.Tensor], torch.Tensor],
-    dataset,
+    dataset: Any,
     *,
     batch_size: int = 16,
     conf: float = 0.001,
@@ -26,61 +25,77 @@ def evaluate(
     max_det: int = 300,
     workers: int = 0,
     progress: bool = False,
-) -> dict:
-    """COCO mAP of ``infer`` on ``dataset`` (boxes mapped back to original image pixels).
+) -> dict[str, Any]:
+    """COCO mAP of ``infer`` on ``dataset``, boxes mapped back to original image pixels.
 
     Args:
-        infer: takes float32 images in [0, 1] ``(B, 3, S, S)``, returns ``(B, A, 4 + C)``.
-        dataset: a :class:`yoloslim.data.DetectionDataset` (``augment=False``).
+        infer: Takes float32 images in [0, 1] ``(B, 3, S, S)`` on the CPU and returns
+            ``(B, A, 4 + C)``: xyxy boxes in input pixels, then class scores in [0, 1]
+            (a tensor on any device, or a numpy array). It moves the images itself.
+        dataset: A :class:`yoloslim.data.DetectionDataset` without augmentation, or
+            anything with the same ``__getitem__`` -> ``(img, targets, meta)``,
+            ``coco_gt()`` and ``names``.
+        batch_size: Images per ``infer`` call.
+        conf: Confidence threshold before NMS.
+        iou: NMS IoU threshold.
+        max_det: Detections kept per image.
+        workers: DataLoader worker processes (0: load in this process).
+        progress: Show a rich progress bar.
 
     Returns:
-        :func:`coco_map`'s dict plus ``speed_ms_per_image`` (inference only).
-    """
-    from yoloslim.data import collate
+        :func:`~yoloslim.eval.coco.coco_map`'s dict plus ``speed_ms_per_image``
+        (time inside ``infer`` only, CUDA synchronised).
 
-    loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate
-    )
-    detections: list[dict] = []
+    Example:
+        >>> model.eval()  # doctest: +SKIP
+        >>> evaluate(lambda x: model(x.cuda()), val_ds)["map50"]  # doctest: +SKIP
+    """
+    from yoloslim.data import build_dataloader
+
+    loader = build_dataloader(dataset, batch_size, shuffle=False, workers=workers)
+    detections: list[dict[str, Any]] = []
     infer_s, n_images = 0.0, 0
-    bar = _bar(progress, len(loader))
-    with bar as pbar:
-        task = pbar.add_task("val", total=len(loader)) if pbar else None
-        for imgs, _, metas in loader:
-            x = imgs.float().div_(255)
-            t0 = time.perf_counter()
-            preds = infer(x)
-            infer_s += time.perf_counter() - t0
-            n_images += len(imgs)
-            preds = torch.as_tensor(preds).float().cpu()
-            for det, meta in zip(
-                postprocess(preds, conf=conf, iou=iou, max_det=max_det), metas, strict=True
-            ):
-                if meta.get("flipped"):
-                    s = x.shape[-1]
-                    det[:, [0, 2]] = s - det[:, [2, 0]]
-                boxes = scale_boxes(det[:, :4], meta["ratio"], meta["pad"], meta["orig_shape"])
-                for b, score, c in zip(
-                    boxes.tolist(), det[:, 4].tolist(), det[:, 5].tolist(), strict=True
-                ):
-                    detections.append(
-                        {
-                            "image_id": int(meta["image_id"]),
-                            "category_id": int(c),
-                            "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
-                            "score": float(score),
-                        }
-                    )
-            if pbar:
-                pbar.update(task, advance=1)
+    for imgs, _, metas in _progress(loader, progress):
+        x = imgs.float().div_(255)
+        t0 = time.perf_counter()
+        preds = torch.as_tensor(infer(x))
+        if preds.is_cuda:
+            torch.cuda.synchronize(preds.device)
+        infer_s += time.perf_counter() - t0
+        n_images += len(imgs)
+        dets = postprocess(preds, conf=conf, iou=iou, max_det=max_det)
+        for det, meta in zip(dets, metas, strict=True):
+            detections += _to_coco(det.cpu(), meta, x.shape[-1])
     res = coco_map(dataset.coco_gt(), detections, names=list(dataset.names))
     res["speed_ms_per_image"] = 1000 * infer_s / max(1, n_images)
     return res
 
 
-def _bar(enabled: bool, total: int):
+def _to_coco(det: torch.Tensor, meta: dict[str, Any], size: int) -> list[dict[str, Any]]:
+    """``(n, 6)`` letterboxed detections of one image -> COCO result dicts."""
+    if meta.get("flipped"):  # undo a horizontal flip in letterboxed space first
+        det = det.clone()
+        det[:, [0, 2]] = size - det[:, [2, 0]]
+    boxes = scale_boxes(det[:, :4], meta["ratio"], meta["pad"], meta["orig_shape"])
+    image_id = int(meta["image_id"])
+    return [
+        {
+            "image_id": image_id,
+            "category_id": int(c),
+            "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "score": score,
+        }
+        for (x1, y1, x2, y2), score, c in zip(
+            boxes.tolist(), det[:, 4].tolist(), det[:, 5].tolist(), strict=True
+        )
+    ]
+
+
+def _progress(loader: Any, enabled: bool) -> Iterator[Any]:
     if not enabled:
-        return contextlib.nullcontext(None)
+        yield from loader
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    return Progress(TextColumn("[bold]val"), BarColumn(), MofNCompleteColumn())
+    with Progress(TextColumn("[bold]val"), BarColumn(), MofNCompleteColumn()) as bar:
+        yield from bar.track(loader, total=len(loader))

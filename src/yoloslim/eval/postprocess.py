@@ -2,42 +2,123 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from yoloslim.boxes import box_iou
+from yoloslim.errors import ConfigError
 
 __all__ = ["nms", "batched_nms", "postprocess", "scale_boxes"]
 
+# Candidates are processed in score-ordered blocks of this many boxes, so memory is
+# O(BLOCK * (BLOCK + kept chunk)) instead of O(N^2): 30k candidates would need a 3.6 GB
+# float IoU matrix in one piece.
+_BLOCK = 1024
+_KEPT_CHUNK = 4096
+
 
 def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float) -> torch.Tensor:
-    """Greedy NMS; returns kept indices sorted by descending score.
+    """Greedy non-maximum suppression.
 
-    The IoU matrix of the candidates is computed once; the greedy pass then walks
-    a boolean suppression matrix, which keeps the Python loop cheap.
+    A box is dropped when its IoU with a higher-scored kept box exceeds ``iou_thres``;
+    equal scores keep their input order.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy boxes.
+        scores: ``(N,)`` scores.
+        iou_thres: IoU above which the lower-scored box is suppressed.
+
+    Returns:
+        Indices (int64, on ``boxes.device``) of the kept boxes, by descending score.
+
+    Example:
+        >>> b = torch.tensor([[0.0, 0, 10, 10], [1.0, 0, 11, 10], [20.0, 0, 30, 10]])
+        >>> nms(b, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist()
+        [0, 2]
     """
-    if boxes.numel() == 0:
-        return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    order = scores.argsort(descending=True, stable=True)
-    over = (box_iou(boxes[order], boxes[order]) > iou_thres).cpu()
-    n = len(order)
-    removed = torch.zeros(n, dtype=torch.bool)
-    keep = []
-    for i in range(n):
-        if removed[i]:
-            continue
-        keep.append(i)
-        removed |= over[i]
-    return order[torch.tensor(keep, dtype=torch.long, device=order.device)]
+    _check(boxes, scores)
+    return _greedy(boxes, scores, None, iou_thres)
 
 
 def batched_nms(
     boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_thres: float
 ) -> torch.Tensor:
-    """Class-aware NMS: boxes of different classes never suppress each other."""
-    if boxes.numel() == 0:
+    """Class-aware NMS: boxes of different classes never suppress each other.
+
+    Equivalent to the usual offset trick (``boxes + class * max_coord``) but exact:
+    the suppression mask is ANDed with ``class_i == class_j`` instead of shifting
+    coordinates, which would cost float32 precision at large class indices.
+
+    Args:
+        boxes: ``(N, 4)`` xyxy boxes.
+        scores: ``(N,)`` scores.
+        classes: ``(N,)`` integer class ids.
+        iou_thres: IoU above which the lower-scored box of the same class is suppressed.
+
+    Returns:
+        Indices (int64) of the kept boxes, by descending score over all classes.
+    """
+    _check(boxes, scores)
+    if classes.shape != scores.shape:
+        raise ValueError(
+            f"classes must have shape {tuple(scores.shape)}, got {tuple(classes.shape)}"
+        )
+    if len(boxes) <= _BLOCK:
+        return _greedy(boxes, scores, classes, iou_thres)
+    # Many candidates: NMS per class costs sum(n_c^2) IoUs instead of N^2.
+    kept = [(classes == c).nonzero().flatten() for c in classes.unique().tolist()]
+    kept = [i[_greedy(boxes[i], scores[i], None, iou_thres)] for i in kept]
+    idx = torch.cat(kept).sort().values  # ties below keep input order, as in _greedy
+    return idx[scores[idx].argsort(descending=True, stable=True)]
+
+
+def _check(boxes: torch.Tensor, scores: torch.Tensor) -> None:
+    if boxes.ndim != 2 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must be (N, 4), got {tuple(boxes.shape)}")
+    if scores.shape != boxes.shape[:1]:
+        raise ValueError(f"scores must be ({boxes.shape[0]},), got {tuple(scores.shape)}")
+
+
+def _greedy(
+    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor | None, iou_thres: float
+) -> torch.Tensor:
+    """Blocked greedy NMS: exact, O(N * kept) IoUs, O(_BLOCK^2) Python-side booleans."""
+    n = boxes.shape[0]
+    if n == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    offset = classes.to(boxes.dtype)[:, None] * (boxes.max() - boxes.min() + 1)
-    return nms(boxes + offset, scores, iou_thres)
+    order = scores.argsort(descending=True, stable=True)
+    b = boxes[order]
+    if not b.is_floating_point() or b.dtype in (torch.float16, torch.bfloat16):
+        b = b.float()
+    # Without classes every box is "class 0", which keeps one code path.
+    c = classes[order] if classes is not None else torch.zeros(n, dtype=torch.long, device=b.device)
+    kept_pos: list[torch.Tensor] = []
+    kept: list[tuple[torch.Tensor, torch.Tensor]] = []  # (boxes, classes) chunks
+    for start in range(0, n, _BLOCK):
+        blk, blk_c = b[start : start + _BLOCK], c[start : start + _BLOCK]
+        # 1) suppression by boxes kept in earlier blocks (all of them score higher)
+        alive = torch.ones(len(blk), dtype=torch.bool, device=b.device)
+        for kb, kc in kept:
+            hit = (box_iou(kb, blk) > iou_thres) & (kc[:, None] == blk_c[None])
+            alive &= ~hit.any(0)
+        # 2) greedy pass inside the block over a boolean "i suppresses j" matrix
+        over = (box_iou(blk, blk) > iou_thres) & (blk_c[:, None] == blk_c[None])
+        over = over.triu(1).cpu().numpy()
+        alive_np = alive.cpu().numpy()
+        local = []
+        for i in np.flatnonzero(alive_np).tolist():
+            if alive_np[i]:
+                local.append(i)
+                alive_np &= ~over[i]
+        if not local:
+            continue
+        idx = torch.tensor(local, dtype=torch.long, device=b.device)
+        kept_pos.append(idx + start)
+        if kept and len(kept[-1][0]) + len(idx) <= _KEPT_CHUNK:
+            kept[-1] = (torch.cat([kept[-1][0], blk[idx]]), torch.cat([kept[-1][1], blk_c[idx]]))
+        else:
+            kept.append((blk[idx], blk_c[idx]))
+    return order[torch.cat(kept_pos)]
 
 
 def postprocess(
@@ -46,21 +127,49 @@ def postprocess(
     conf: float = 0.001,
     iou: float = 0.65,
     max_det: int = 300,
-    max_nms: int = 3000,
+    max_nms: int = 30000,
     agnostic: bool = False,
     multi_label: bool = False,
 ) -> list[torch.Tensor]:
-    """Decoded predictions ``(B, A, 4 + C)`` -> per image ``(n, 6)`` rows ``[x1, y1, x2, y2, score, cls]``.
+    """Turn a detector's eval output into per-image detections.
+
+    Confidence filter, then the ``max_nms`` highest-scored candidates go through
+    (class-aware unless ``agnostic``) NMS, then the first ``max_det`` are kept.
 
     Args:
-        preds: boxes xyxy in input pixels followed by class scores in [0, 1].
-        conf: minimum score.
+        preds: ``(B, A, 4 + C)``: boxes xyxy in input pixels, then C class scores in
+            [0, 1] (sigmoid already applied). A numpy array is accepted too.
+        conf: Candidates need a score strictly above this.
         iou: NMS IoU threshold.
-        max_det: detections kept per image.
-        max_nms: candidates entering NMS (highest scores first).
-        agnostic: one NMS over all classes.
-        multi_label: one candidate per (anchor, class) above ``conf`` instead of the best class only.
+        max_det: Detections kept per image.
+        max_nms: Candidates entering NMS per image (highest scores first).
+        agnostic: One NMS over all classes instead of one per class.
+        multi_label: Every (anchor, class) pair above ``conf`` is a candidate, instead
+            of each anchor's best class only.
+
+    Returns:
+        One ``(n, 6)`` float tensor per image, rows ``[x1, y1, x2, y2, score, cls]``
+        sorted by descending score, on ``preds``' device.
+
+    Raises:
+        ValueError: ``preds`` is not ``(B, A, 4 + C)`` with ``C >= 1``.
+        ConfigError: a threshold or cap is out of range.
+
+    Example:
+        >>> dets = postprocess(model(images), conf=0.25, iou=0.65)
+        >>> dets[0][:, :4]  # boxes of the first image  # doctest: +SKIP
     """
+    preds = torch.as_tensor(preds)
+    if preds.ndim != 3 or preds.shape[-1] < 5:
+        raise ValueError(f"preds must be (B, A, 4 + C) with C >= 1, got {tuple(preds.shape)}")
+    for name, value in (("conf", conf), ("iou", iou)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name}={value} must be in [0, 1]")
+    for name, value in (("max_det", max_det), ("max_nms", max_nms)):
+        if value < 1:
+            raise ConfigError(f"{name}={value} must be >= 1")
+    if not preds.is_floating_point() or preds.dtype in (torch.float16, torch.bfloat16):
+        preds = preds.float()
     out = []
     for p in preds:
         boxes, cls_scores = p[:, :4], p[:, 4:]
@@ -85,7 +194,22 @@ def postprocess(
 def scale_boxes(
     boxes: torch.Tensor, ratio: float, pad: tuple[float, float], orig_shape: tuple[int, int]
 ) -> torch.Tensor:
-    """Letterboxed-image boxes -> original image boxes: ``(b - pad) / ratio``, clipped."""
+    """Map boxes from the letterboxed image back to the original image.
+
+    The letterbox maps ``orig -> orig * ratio + pad``; this is its inverse,
+    ``(b - pad) / ratio``, clipped to the original image.
+
+    Args:
+        boxes: ``(..., 4)`` xyxy boxes in letterboxed pixels.
+        ratio: Resize factor the letterbox applied.
+        pad: ``(left, top)`` padding in letterboxed pixels.
+        orig_shape: ``(h, w)`` of the original image.
+
+    Returns:
+        A new ``(..., 4)`` tensor in original pixels.
+    """
+    if ratio <= 0:
+        raise ValueError(f"ratio={ratio} must be > 0")
     out = boxes.clone()
     out[..., 0::2] = ((out[..., 0::2] - pad[0]) / ratio).clamp(0, orig_shape[1])
     out[..., 1::2] = ((out[..., 1::2] - pad[1]) / ratio).clamp(0, orig_shape[0])
