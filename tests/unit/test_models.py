@@ -9,17 +9,11 @@ from yoloslim.errors import ModelError
 from yoloslim.models import RepConv, arch_of, build_model, list_models, register_model
 from yoloslim.models.blocks import ConvBNAct, fuse_conv_bn
 from yoloslim.models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from yoloslim.models.testing import randomize_bn
 
 
-def _randomize_bn(model: nn.Module) -> None:
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+def _randomize_bn(model):
+    randomize_bn(model, seed=1)
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -5,17 +5,11 @@ from torch import nn
 
 from yoloslim.compress import reparameterize
 from yoloslim.models import build_model
+from yoloslim.models.testing import randomize_bn
 
 
 def _randomize_bn(model):
-    g = torch.Generator().manual_seed(2)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
+    randomize_bn(model, seed=2)
 
 
 def test_reparameterize_builtin_is_equivalent_and_leaves_input():

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
-from yoloslim.errors import ConfigError, ModelError
+from yoloslim.errors import ConfigError
 from yoloslim.result import Result
-from yoloslim.runtime.backends import SUFFIXES
+from yoloslim.runtime.backends import SUFFIXES, check_artifact
 
 __all__ = ["benchmark", "artifact_stats"]
 
@@ -35,13 +35,7 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
     from yoloslim.bench.flops import model_profile
     from yoloslim.bench.graph import onnx_stats, openvino_stats
 
-    p = Path(path)
-    if p.suffix not in SUFFIXES:
-        raise ModelError(
-            f"{p}: unknown artifact type {p.suffix!r}; expected one of {sorted(SUFFIXES)}"
-        )
-    if not p.is_file():
-        raise ModelError(f"{p}: artifact does not exist")
+    p = check_artifact(path)
     if p.suffix == ".pt":
         from yoloslim.models.checkpoint import load_checkpoint
 

@@ -15,7 +15,7 @@ import torch
 
 from yoloslim.errors import ExportError, ModelError
 
-__all__ = ["Backend", "load_backend", "SUFFIXES"]
+__all__ = ["Backend", "check_artifact", "load_backend", "SUFFIXES"]
 
 SUFFIXES = {
     ".pt": "torch",
@@ -146,6 +146,18 @@ class OpenVINOBackend(Backend):
         return torch.from_numpy(np.array(out[self.compiled.output(0)], dtype=np.float32))
 
 
+def check_artifact(path: str | Path) -> Path:
+    """The path, once its suffix is a known artifact type and the file exists."""
+    p = Path(path)
+    if p.suffix not in SUFFIXES:
+        raise ModelError(
+            f"{p}: unknown artifact type {p.suffix!r}; expected one of {sorted(SUFFIXES)}"
+        )
+    if not p.is_file():
+        raise ModelError(f"{p}: artifact does not exist")
+    return p
+
+
 def load_backend(
     path: str | Path, *, threads: int | None = None, hint: str | None = None
 ) -> Backend:
@@ -156,13 +168,7 @@ def load_backend(
         threads: intra-op threads for the runtime (default: the runtime's choice).
         hint: OpenVINO ``INFERENCE_PRECISION_HINT`` (e.g. "f32"); default lets the plugin choose.
     """
-    p = Path(path)
-    if p.suffix not in SUFFIXES:
-        raise ModelError(
-            f"{p}: unknown artifact type {p.suffix!r}; expected one of {sorted(SUFFIXES)}"
-        )
-    if not p.is_file():
-        raise ModelError(f"{p}: artifact does not exist")
+    p = check_artifact(path)
     kind = SUFFIXES[p.suffix]
     try:
         if kind == "torch":
