@@ -1,19 +1,23 @@
 """One call interface over PyTorch checkpoints, TorchScript, ONNX Runtime and OpenVINO.
 
-``load_backend(path)(x)`` takes float32 images in [0, 1] ``(B, 3, S, S)`` and returns
-the decoded predictions ``(B, A, 4 + nc)`` as a torch tensor, whatever the runtime.
+``load_backend(path)(x)`` takes float32 images in [0, 1] ``(B, 3, S, S)`` (torch or
+numpy) and returns the decoded predictions ``(B, A, 4 + nc)`` as a float32 torch
+tensor, whatever the runtime. Class names and input size come from the artifact's
+own metadata (checkpoint dict, TorchScript ``_extra_files``, ONNX metadata_props,
+OpenVINO rt_info), so an artifact needs nothing beside it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from yoloslim.errors import ExportError, ModelError
+from yoloslim.errors import ConfigError, ExportError, ModelError
 
 __all__ = ["Backend", "check_artifact", "load_backend", "SUFFIXES"]
 
@@ -26,12 +30,27 @@ SUFFIXES = {
 
 
 class Backend:
-    """A loaded artifact. Attributes: ``kind``, ``names``, ``imgsz``, ``precision``, ``path``."""
+    """A loaded artifact.
+
+    Attributes:
+        kind: "torch", "torchscript", "onnxruntime" or "openvino".
+        names: class names.
+        imgsz: the input size it was exported at.
+        precision: what the runtime reports it computes in ("fp32", or OpenVINO's
+            ``INFERENCE_PRECISION_HINT`` as compiled: "f32", "bf16", "f16").
+        runtime_version: version of the runtime package.
+        static_batch: the artifact takes batch 1 only (larger batches run image by image).
+        path: the artifact.
+    """
 
     kind = "base"
+    static_batch = False
 
-    def __init__(self, path: Path, names: list[str], imgsz: int, precision: str) -> None:
+    def __init__(
+        self, path: Path, names: list[str], imgsz: int, precision: str, runtime_version: str
+    ) -> None:
         self.path, self.names, self.imgsz, self.precision = path, names, imgsz, precision
+        self.runtime_version = runtime_version
 
     def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         raise NotImplementedError
@@ -52,40 +71,49 @@ def _meta(d: dict) -> tuple[list[str], int]:
 class TorchBackend(Backend):
     kind = "torch"
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, device: str = "cpu") -> None:
         from yoloslim.models.checkpoint import load_checkpoint
 
         if threads:
             torch.set_num_threads(threads)
-        self.model, ckpt = load_checkpoint(path)
-        super().__init__(path, list(ckpt["names"]), int(ckpt["imgsz"]), "fp32")
+        self.device = torch.device(device)
+        model, ckpt = load_checkpoint(path)
+        self.model = model.to(self.device)
+        names, imgsz = list(ckpt["names"]), int(ckpt["imgsz"])
+        super().__init__(path, names, imgsz, "fp32", torch.__version__)
 
     @torch.no_grad()
     def __call__(self, x):
-        return self.model(torch.as_tensor(x, dtype=torch.float32))
+        return self.model(torch.as_tensor(x, dtype=torch.float32, device=self.device)).cpu()
 
 
 class TorchScriptBackend(Backend):
     kind = "torchscript"
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, device: str = "cpu") -> None:
         if threads:
             torch.set_num_threads(threads)
+        self.device = torch.device(device)
         extra = {"config.json": ""}
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-        self.module = torch.jit.optimize_for_inference(module)
+        with warnings.catch_warnings():  # torch.jit is deprecated, and still what mobile runs
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=self.device, _extra_files=extra)
+            # MKLDNN-prepacked convs cannot be saved, so this runs at load time (export/torchscript.py)
+            self.module = (
+                torch.jit.optimize_for_inference(module) if self.device.type == "cpu" else module
+            )
         names, imgsz = _meta(json.loads(extra["config.json"] or "{}"))
-        super().__init__(path, names, imgsz, "fp32")
+        super().__init__(path, names, imgsz, "fp32", torch.__version__)
 
     @torch.no_grad()
     def __call__(self, x):
-        return self.module(torch.as_tensor(x, dtype=torch.float32))
+        return self.module(torch.as_tensor(x, dtype=torch.float32, device=self.device)).cpu()
 
 
 class OnnxRuntimeBackend(Backend):
     kind = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int | None = None) -> None:
+    def __init__(self, path: Path, threads: int | None = None, device: str = "cpu") -> None:
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -93,13 +121,21 @@ class OnnxRuntimeBackend(Backend):
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             so.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        providers = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ConfigError(
+                    f"device={device!r}: this onnxruntime has no CUDA provider "
+                    f"(available: {ort.get_available_providers()})"
+                )
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(path), so, providers=providers)
         meta = self.session.get_modelmeta().custom_metadata_map
         names, imgsz = _meta(meta)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         precision = "fp16" if "float16" in inp.type else "fp32"
-        super().__init__(path, names, imgsz, precision)
+        super().__init__(path, names, imgsz, precision, ort.__version__)
         self.dtype = np.float16 if precision == "fp16" else np.float32
         self.static_batch = isinstance(inp.shape[0], int)
 
@@ -114,7 +150,9 @@ class OnnxRuntimeBackend(Backend):
 class OpenVINOBackend(Backend):
     kind = "openvino"
 
-    def __init__(self, path: Path, threads: int | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, path: Path, threads: int | None = None, hint: str | None = None, device: str = "CPU"
+    ) -> None:
         import openvino as ov
 
         core = ov.Core()
@@ -131,10 +169,11 @@ class OpenVINOBackend(Backend):
             config["INFERENCE_NUM_THREADS"] = threads
         if hint:
             config["INFERENCE_PRECISION_HINT"] = hint
-        self.compiled = core.compile_model(model, "CPU", config)
+        self.compiled = core.compile_model(model, device, config)
+        # what the plugin really computes in: bf16 for "FP32" IR on AMX CPUs (FIELD_NOTES.md)
         hint_value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         precision = hint_value.to_string() if hasattr(hint_value, "to_string") else str(hint_value)
-        super().__init__(path, names, imgsz, precision)
+        super().__init__(path, names, imgsz, precision, ov.get_version())
         self.request = self.compiled.create_infer_request()
         self.static_batch = not model.inputs[0].get_partial_shape()[0].is_dynamic
 
@@ -159,26 +198,51 @@ def check_artifact(path: str | Path) -> Path:
 
 
 def load_backend(
-    path: str | Path, *, threads: int | None = None, hint: str | None = None
+    path: str | Path,
+    *,
+    threads: int | None = None,
+    device: str = "cpu",
+    hint: str | None = None,
 ) -> Backend:
     """Open an artifact by its suffix: ``.pt``, ``.torchscript``, ``.onnx`` or ``.xml``.
 
     Args:
         path: the artifact.
         threads: intra-op threads for the runtime (default: the runtime's choice).
+        device: "cpu" (every runtime), "cuda[:N]" (torch, TorchScript, ONNX Runtime with
+            its CUDA provider) or an OpenVINO device name ("GPU", "NPU") for ``.xml``.
         hint: OpenVINO ``INFERENCE_PRECISION_HINT`` (e.g. "f32"); default lets the plugin choose.
+
+    Returns:
+        A :class:`Backend`; calling it returns ``(B, A, 4 + nc)`` float32 on the CPU.
+
+    Raises:
+        ModelError: unknown suffix, missing file, or a file the runtime cannot load.
+        ExportError: the runtime for that suffix is not installed.
+        ConfigError: a device the runtime cannot use.
+
+    Example:
+        >>> backend = load_backend("out/model.onnx", threads=2)
+        >>> preds = backend(torch.rand(1, 3, backend.imgsz, backend.imgsz))
     """
     p = check_artifact(path)
     kind = SUFFIXES[p.suffix]
+    dev = device.lower()
+    if kind == "openvino":
+        ov_device = "CPU" if dev == "cpu" else device.upper()
+    elif dev != "cpu" and not dev.startswith("cuda"):
+        raise ConfigError(f"device={device!r}: expected 'cpu' or 'cuda[:N]' for a {kind} artifact")
+    elif dev.startswith("cuda") and kind != "onnxruntime" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r}: torch sees no CUDA device")
     try:
         if kind == "torch":
-            return TorchBackend(p, threads)
+            return TorchBackend(p, threads, dev)
         if kind == "torchscript":
-            return TorchScriptBackend(p, threads)
+            return TorchScriptBackend(p, threads, dev)
         if kind == "onnxruntime":
-            return OnnxRuntimeBackend(p, threads)
-        return OpenVINOBackend(p, threads, hint)
-    except (ModelError, ExportError):
+            return OnnxRuntimeBackend(p, threads, dev)
+        return OpenVINOBackend(p, threads, hint, ov_device)
+    except (ModelError, ExportError, ConfigError):
         raise
     except ImportError as e:
         raise ExportError(f"{p}: the runtime for {kind} is not installed ({e})") from e
