@@ -9,12 +9,26 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["ExportContext", "artifact_metadata"]
+__all__ = ["ExportContext", "artifact_metadata", "path_size_mb"]
 
 
 @dataclass
 class ExportContext:
-    """A deploy-form (re-parameterised, eval) model plus the export options."""
+    """A deploy-form (re-parameterised, eval) model plus the export options.
+
+    Attributes:
+        model: the fused model every format is converted from.
+        names: class names, stored in every artifact's metadata.
+        imgsz: square input size.
+        out: output folder.
+        stem: file name stem of the artifacts.
+        dynamic: dynamic batch axis where the format allows it.
+        half: FP16 weights (OpenVINO, CoreML, TensorRT; ONNX stays FP32).
+        strides: the detector's output strides (metadata; Triton's anchor count).
+        scratch: intermediate files shared between exporters within one ``export()``
+            call (e.g. the ONNX that OpenVINO, Triton and TensorRT convert from),
+            keyed by role; removed when the call ends.
+    """
 
     model: nn.Module
     names: list[str]
@@ -23,13 +37,19 @@ class ExportContext:
     stem: str = "model"
     dynamic: bool = False
     half: bool = False
-    nms: bool = False
     strides: tuple[int, ...] = (8, 16, 32)
-    extra: dict = field(default_factory=dict)
+    scratch: dict[str, Path] = field(default_factory=dict)
 
     def example(self, batch: int = 1) -> torch.Tensor:
+        """A seeded random input in [0, 1], ``(batch, 3, imgsz, imgsz)``."""
         g = torch.Generator().manual_seed(0)
         return torch.rand(batch, 3, self.imgsz, self.imgsz, generator=g)
+
+    def cleanup(self) -> None:
+        """Remove the scratch files."""
+        for p in self.scratch.values():
+            p.unlink(missing_ok=True)
+        self.scratch.clear()
 
 
 def artifact_metadata(ctx: ExportContext) -> dict[str, str]:
@@ -44,3 +64,15 @@ def artifact_metadata(ctx: ExportContext) -> dict[str, str]:
         "strides": json.dumps(list(ctx.strides)),
         "output": "preds: (B, A, 4 + nc), boxes xyxy in input pixels, then sigmoid class scores",
     }
+
+
+def path_size_mb(path: Path) -> float:
+    """Size of an artifact in MiB: a file, an OpenVINO .xml with its .bin, or a folder."""
+    path = Path(path)
+    if path.is_dir():
+        total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    elif path.suffix == ".xml" and path.with_suffix(".bin").is_file():
+        total = path.stat().st_size + path.with_suffix(".bin").stat().st_size
+    else:
+        total = path.stat().st_size
+    return round(total / 2**20, 3)

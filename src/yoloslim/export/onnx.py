@@ -2,12 +2,17 @@
 
 We use the ``dynamo=True`` exporter deliberately: it is torch 2.13's default and
 the TorchScript-based one is deprecated. Dynamic batch is declared with
-``torch.export.Dim`` and tested with batch 1 and 3.
+``torch.export.Dim`` and tested with batch 1 and 3. The exporter takes seconds
+even for a small model, so within one ``export()`` call the ONNX is written once
+per batch mode and shared by the formats converted from it (OpenVINO, Triton,
+TensorRT) through ``ExportContext.scratch``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import shutil
 import warnings
 from pathlib import Path
 
@@ -16,7 +21,7 @@ import torch
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata
 
-__all__ = ["export_onnx", "OPSET"]
+__all__ = ["export_onnx", "onnx_file", "OPSET"]
 
 log = logging.getLogger(__name__)
 OPSET = 18
@@ -29,11 +34,27 @@ def _require(module: str, extra: str = "onnx"):
         raise ExportError(f"{module} is not installed: pip install 'yoloslim[{extra}]'") from e
 
 
-def export_onnx(ctx: ExportContext, path: Path | None = None) -> Path:
-    """Write ``ctx.out / f"{ctx.stem}.onnx"`` and return its path."""
+def export_onnx(ctx: ExportContext) -> Path:
+    """Write ``ctx.out / f"{ctx.stem}.onnx"`` (input "images", output "preds") and return it."""
+    path = ctx.out / f"{ctx.stem}.onnx"
+    shutil.copyfile(onnx_file(ctx, dynamic=ctx.dynamic), path)
+    return path
+
+
+def onnx_file(ctx: ExportContext, *, dynamic: bool) -> Path:
+    """The ONNX of ``ctx.model`` with a static or dynamic batch, exported once per ``export()`` call."""
+    key = f"onnx-dynamic={dynamic}"
+    if key not in ctx.scratch:
+        path = ctx.out / f".{ctx.stem}.{'dynamic' if dynamic else 'static'}.onnx"
+        ctx.scratch[key] = path
+        write_onnx(dataclasses.replace(ctx, dynamic=dynamic), path)
+    return ctx.scratch[key]
+
+
+def write_onnx(ctx: ExportContext, path: Path) -> Path:
+    """Export, simplify with onnxslim, add metadata, check and write ``path`` (atomically)."""
     onnx = _require("onnx")
     onnxslim = _require("onnxslim")
-    path = path or ctx.out / f"{ctx.stem}.onnx"
     model = ctx.model.float().eval()
     x = ctx.example()
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=256)},) if ctx.dynamic else None

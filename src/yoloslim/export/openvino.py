@@ -1,4 +1,11 @@
-"""OpenVINO IR (.xml + .bin) via ``openvino.convert_model``, FP32 or FP16 weights."""
+"""OpenVINO IR (.xml + .bin) via ``openvino.convert_model``, FP32 or FP16 weights.
+
+The IR is converted from the same ONNX graph the ``onnx`` format writes, so the
+two artifacts compute the same thing. ``half`` stores the weights in FP16
+(``compress_to_fp16``); what the CPU plugin *computes* in is a separate choice
+(``INFERENCE_PRECISION_HINT``, bf16 by default on AMX/AVX512-BF16 CPUs), which
+verification reads back and reports.
+"""
 
 from __future__ import annotations
 
@@ -10,27 +17,27 @@ from yoloslim.export.common import ExportContext, artifact_metadata
 __all__ = ["export_openvino"]
 
 
-def export_openvino(ctx: ExportContext, path: Path | None = None) -> Path:
-    """Convert the model (through ONNX) to IR; ``ctx.half`` compresses weights to FP16."""
+def export_openvino(ctx: ExportContext) -> Path:
+    """Write ``out/{stem}[_fp16]_openvino/{stem}.xml`` (+ ``.bin``) and return the .xml path.
+
+    Metadata goes to the IR's rt_info under ``yoloslim/<key>``.
+    """
     try:
         import openvino as ov
     except ImportError as e:
         raise ExportError("openvino is not installed: pip install 'yoloslim[openvino]'") from e
-    from yoloslim.export.onnx import export_onnx
+    from yoloslim.export.onnx import onnx_file
 
     suffix = "_fp16" if ctx.half else ""
-    path = path or ctx.out / f"{ctx.stem}{suffix}_openvino" / f"{ctx.stem}.xml"
+    path = ctx.out / f"{ctx.stem}{suffix}_openvino" / f"{ctx.stem}.xml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx_path = export_onnx(ctx, ctx.out / f".{ctx.stem}.ov-src.onnx")
+    src = onnx_file(ctx, dynamic=ctx.dynamic)
     try:
-        ov_model = ov.convert_model(str(onnx_path))
-        if not ctx.dynamic:
-            ov_model.reshape([1, 3, ctx.imgsz, ctx.imgsz])
+        ov_model = ov.convert_model(str(src))
         for k, v in artifact_metadata(ctx).items():
             ov_model.set_rt_info(v, ["yoloslim", k])
+        ov_model.set_rt_info("fp16" if ctx.half else "fp32", ["yoloslim", "weights"])
         ov.save_model(ov_model, str(path), compress_to_fp16=ctx.half)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - OpenVINO raises its own runtime errors
         raise ExportError(f"OpenVINO conversion to {path} failed: {type(e).__name__}: {e}") from e
-    finally:
-        onnx_path.unlink(missing_ok=True)
     return path

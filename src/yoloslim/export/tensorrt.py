@@ -1,56 +1,122 @@
-"""TensorRT engine (FP32/FP16) from the ONNX export; needs ``tensorrt`` and a CUDA device."""
+"""TensorRT engine (FP32, or FP16 with ``half``) from the ONNX export.
+
+An engine is built for, and only runs on, the GPU model and TensorRT version it was
+built with, so both the ``tensorrt`` package and a CUDA device are required; without
+them export raises an :class:`ExportError` that says which is missing. The engine
+format holds no free-form metadata, so ``{stem}.engine.json`` beside it carries
+the same keys as the other artifacts' metadata.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
 from yoloslim.errors import ExportError
-from yoloslim.export.common import ExportContext
+from yoloslim.export.common import ExportContext, artifact_metadata, path_size_mb
 
-__all__ = ["export_engine", "tensorrt_available"]
+__all__ = ["export_engine", "tensorrt_available", "verify_engine"]
+
+# optimisation profile of a dynamic-batch engine: (min, opt, max) batch
+DYNAMIC_BATCH = (1, 8, 32)
 
 
 def tensorrt_available() -> str | None:
-    """None when an engine can be built here, else the reason it cannot."""
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return "the tensorrt package is not installed (pip install 'yoloslim[tensorrt]')"
+    """None when an engine can be built here, else what is missing (package, device or both)."""
+    from yoloslim.export.registry import missing_packages
+
+    missing = []
+    if missing_packages("tensorrt", extra="tensorrt")():
+        missing.append("the tensorrt package (pip install 'yoloslim[tensorrt]')")
     if not torch.cuda.is_available():
-        return "no CUDA device is available (TensorRT engines are built on the GPU they run on)"
-    return None
+        missing.append("a CUDA device (engines are built on the GPU they run on)")
+    return f"TensorRT needs {' and '.join(missing)}, not found here" if missing else None
 
 
-def export_engine(ctx: ExportContext, path: Path | None = None) -> Path:
+def export_engine(ctx: ExportContext) -> Path:
+    """Build ``out/{stem}.engine`` (and its ``.engine.json`` metadata) and return its path."""
     reason = tensorrt_available()
     if reason:
         raise ExportError(f"cannot build a TensorRT engine: {reason}")
     import tensorrt as trt
 
-    from yoloslim.export.onnx import export_onnx
+    from yoloslim.export.onnx import onnx_file
 
-    path = path or ctx.out / f"{ctx.stem}.engine"
-    onnx_path = export_onnx(ctx, ctx.out / f".{ctx.stem}.trt-src.onnx")
+    path = ctx.out / f"{ctx.stem}.engine"
+    src = onnx_file(ctx, dynamic=ctx.dynamic)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)
+    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse(src.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(f"TensorRT could not parse {onnx_path}: {errors}")
+        raise ExportError(f"TensorRT could not parse the ONNX export: {errors}")
     config = builder.create_builder_config()
     if ctx.half:
         config.set_flag(trt.BuilderFlag.FP16)
     if ctx.dynamic:
         profile = builder.create_optimization_profile()
         s = ctx.imgsz
-        profile.set_shape("images", (1, 3, s, s), (8, 3, s, s), (32, 3, s, s))
+        profile.set_shape("images", *[(b, 3, s, s) for b in DYNAMIC_BATCH])
         config.add_optimization_profile(profile)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
-        raise ExportError("TensorRT failed to build the engine")
+        raise ExportError("TensorRT failed to build the engine (see its log above)")
     path.write_bytes(bytes(engine))
-    onnx_path.unlink(missing_ok=True)
+    meta = {**artifact_metadata(ctx), "tensorrt_version": trt.__version__, "half": ctx.half}
+    path.with_name(path.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
+
+
+@torch.no_grad()
+def run_engine(path: Path, x: torch.Tensor) -> torch.Tensor:
+    """Run a serialized engine on a batch (TensorRT 10 tensor-address API); returns CPU output."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    engine = trt.Runtime(logger).deserialize_cuda_engine(Path(path).read_bytes())
+    if engine is None:
+        raise ExportError(f"{path}: TensorRT could not deserialize the engine")
+    context = engine.create_execution_context()
+    inp = x.to("cuda", torch.float32).contiguous()
+    context.set_input_shape("images", tuple(inp.shape))
+    out = torch.empty(tuple(context.get_tensor_shape("preds")), device="cuda")
+    context.set_tensor_address("images", inp.data_ptr())
+    context.set_tensor_address("preds", out.data_ptr())
+    stream = torch.cuda.current_stream()
+    if not context.execute_async_v3(stream.cuda_stream):
+        raise ExportError(f"{path}: TensorRT execution failed")
+    stream.synchronize()
+    return out.cpu()
+
+
+def verify_engine(path: Path, ctx: ExportContext) -> dict:
+    """Run the engine on the probe images and compare with the PyTorch model."""
+    import tensorrt as trt
+
+    from yoloslim.export.verify import FP32, HALF, compare, probe_images
+
+    x = probe_images(ctx.imgsz, batch=2)
+    if ctx.dynamic:
+        out = run_engine(path, x)
+    else:
+        out = torch.cat([run_engine(path, x[i : i + 1]) for i in range(len(x))])
+    with torch.no_grad():
+        ref = ctx.model.eval()(x)
+    tol = HALF if ctx.half else FP32
+    report = {
+        "path": str(path),
+        "runtime": "tensorrt",
+        "runtime_version": trt.__version__,
+        "precision": "fp16" if ctx.half else "fp32",
+        "size_mb": path_size_mb(path),
+        "device": torch.cuda.get_device_name(),
+        **compare(out, ref, tol),
+    }
+    if not report["passed"]:
+        raise ExportError(
+            f"{path}: TensorRT output differs from PyTorch beyond {tol.name}: {report}"
+        )
+    return report

@@ -2,8 +2,10 @@
 
 ``torch.jit.optimize_for_inference`` rewrites convs into MKLDNN-prepacked ops that
 do not survive ``torch.jit.save``/``load`` ("required keyword attribute 'value' is
-undefined"), so the file holds the frozen graph and the runtime backend applies
-``optimize_for_inference`` after loading (export verification loads it that way).
+undefined": the graph holds ``prim::ConstantMKLDNNTensor`` nodes, which have no
+serialised form; checked with torch 2.13). So the file holds the frozen graph and
+the runtime backend applies ``optimize_for_inference`` after loading; export
+verification loads it that way, so the optimised variant is the one checked.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from yoloslim.export.common import ExportContext, artifact_metadata
 __all__ = ["export_torchscript"]
 
 
-def export_torchscript(ctx: ExportContext, path: Path | None = None) -> Path:
-    path = path or ctx.out / f"{ctx.stem}.torchscript"
+def export_torchscript(ctx: ExportContext) -> Path:
+    """Write ``out/{stem}.torchscript`` (frozen trace, metadata in ``config.json``) and return it."""
+    path = ctx.out / f"{ctx.stem}.torchscript"
     try:
         with torch.no_grad():
             traced = torch.jit.trace(ctx.model.eval(), ctx.example(), strict=False)

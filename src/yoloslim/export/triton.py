@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
-from yoloslim.export.common import ExportContext
+from yoloslim.errors import ExportError
+from yoloslim.export.common import ExportContext, path_size_mb
 
-__all__ = ["export_triton", "parse_config_pbtxt", "TRITON_MAX_BATCH"]
+__all__ = ["export_triton", "parse_config_pbtxt", "verify_triton", "TRITON_MAX_BATCH"]
 
 TRITON_MAX_BATCH = 16
 
 
-def export_triton(ctx: ExportContext, path: Path | None = None) -> Path:
-    """Write the repository under ``ctx.out / "triton"``; returns the ``config.pbtxt`` path."""
-    import dataclasses
+def export_triton(ctx: ExportContext) -> Path:
+    """Write the repository under ``ctx.out / "triton"``; returns the ``config.pbtxt`` path.
 
-    from yoloslim.export.onnx import export_onnx
+    Triton batches requests itself, so the ONNX always has a dynamic batch axis and
+    ``dims`` in the config leave the batch out (``max_batch_size > 0``).
+    """
+    from yoloslim.export.onnx import onnx_file
 
-    name = ctx.stem
-    repo = ctx.out / "triton" / name
+    repo = ctx.out / "triton" / ctx.stem
     (repo / "1").mkdir(parents=True, exist_ok=True)
-    dyn = dataclasses.replace(
-        ctx, dynamic=True
-    )  # Triton batches requests: the batch axis is dynamic
-    export_onnx(dyn, repo / "1" / "model.onnx")
-    n = len(ctx.names)
-    from yoloslim.models.head import make_anchors
-
-    anchors = len(
-        make_anchors([(ctx.imgsz // s, ctx.imgsz // s) for s in ctx.strides], list(ctx.strides))[0]
-    )
-    config = f"""name: "{name}"
+    shutil.copyfile(onnx_file(ctx, dynamic=True), repo / "1" / "model.onnx")
+    config = f"""name: "{ctx.stem}"
 platform: "onnxruntime_onnx"
 max_batch_size: {TRITON_MAX_BATCH}
 input [
@@ -45,7 +39,7 @@ output [
   {{
     name: "preds"
     data_type: TYPE_FP32
-    dims: [ {anchors}, {4 + n} ]
+    dims: [ {_num_anchors(ctx)}, {4 + len(ctx.names)} ]
   }}
 ]
 dynamic_batching {{
@@ -62,6 +56,44 @@ instance_group [
     cfg = repo / "config.pbtxt"
     cfg.write_text(config)
     return cfg
+
+
+def verify_triton(path: Path, ctx: ExportContext) -> dict:
+    """Parse ``config.pbtxt`` back, check it against the ONNX's own inputs and outputs, and
+    run the ONNX in ONNX Runtime at a batch of 2 (Triton's server is not needed for that)."""
+    import onnx
+
+    from yoloslim.export.verify import verify_artifact
+
+    cfg = parse_config_pbtxt(path.read_text())
+    model_path = path.parent / "1" / "model.onnx"
+    graph = onnx.load(model_path, load_external_data=False).graph
+
+    def dims(value_info) -> list[int | str]:
+        return [d.dim_value or d.dim_param for d in value_info.type.tensor_type.shape.dim]
+
+    problems = []
+    for kind, declared, actual in (
+        ("input", cfg.get("input", []), graph.input),
+        ("output", cfg.get("output", []), graph.output),
+    ):
+        if [d["name"] for d in declared] != [a.name for a in actual]:
+            problems.append(f"{kind} names {[d['name'] for d in declared]}")
+        for d, a in zip(declared, actual, strict=False):
+            shape = dims(a)
+            if isinstance(shape[0], int) or d["dims"] != shape[1:]:
+                problems.append(f"{kind} {d['name']} dims {d['dims']} vs ONNX {shape}")
+    if not cfg.get("max_batch_size") or "dynamic_batching" not in cfg:
+        problems.append("max_batch_size / dynamic_batching missing")
+    if problems:
+        raise ExportError(f"{path}: config does not match {model_path}: {'; '.join(problems)}")
+    report = verify_artifact(model_path, ctx.model, ctx.imgsz, batch=2)
+    report.update(path=str(path), config_checked=True, size_mb=path_size_mb(path.parent))
+    return report
+
+
+def _num_anchors(ctx: ExportContext) -> int:
+    return sum((ctx.imgsz // s) ** 2 for s in ctx.strides)
 
 
 def parse_config_pbtxt(text: str) -> dict:

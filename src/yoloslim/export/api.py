@@ -1,0 +1,186 @@
+"""``export()``: re-parameterise, write each requested format, verify each artifact."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from yoloslim.errors import ConfigError, ExportError
+from yoloslim.export.common import ExportContext, path_size_mb
+from yoloslim.export.registry import EXPORTERS
+from yoloslim.result import Result
+
+__all__ = ["export"]
+
+log = logging.getLogger(__name__)
+
+
+def export(
+    model: str | Path | nn.Module,
+    out: str | Path,
+    *,
+    formats: Sequence[str] = ("onnx",),
+    imgsz: int | None = None,
+    dynamic: bool = False,
+    half: bool = False,
+    nms: bool = False,
+    verify: bool = True,
+) -> Result:
+    """Export a checkpoint or Detector to ``formats`` under ``out`` and verify each artifact.
+
+    The model is re-parameterised first (:func:`yoloslim.compress.reparameterize`);
+    every artifact gives the same decoded output ``(B, A, 4 + nc)`` as the PyTorch
+    model, checked in its own runtime with the tolerances of
+    :mod:`yoloslim.export.verify`.
+
+    Args:
+        model: a yoloslim checkpoint path or a Detector (never modified).
+        out: output folder (created); ``out/export_report.json`` is written.
+        formats: names in :data:`yoloslim.export.EXPORTERS`: ``onnx``, ``openvino``,
+            ``torchscript``, ``coreml``, ``engine`` (TensorRT), ``triton``.
+        imgsz: square input size, a multiple of 32 (default: the checkpoint's, else 320).
+        dynamic: dynamic batch axis (ONNX, OpenVINO, TensorRT; Triton's is always dynamic).
+        half: FP16 weights (OpenVINO, CoreML, TensorRT); ONNX and TorchScript stay FP32.
+        nms: also write ``{stem}_e2e.onnx`` with NonMaxSuppression in the graph (needs the
+            ``onnx`` format and a static batch), outputs ``(num_dets, boxes, scores, classes)``,
+            checked in ONNX Runtime and OpenVINO against the torch postprocess.
+        verify: run each artifact and compare with PyTorch. A mismatch raises.
+
+    Returns:
+        Result: ``model`` is the re-parameterised torch model, ``artifacts`` maps format ->
+        path, ``report`` is what ``export_report.json`` holds (per format: ``path``,
+        ``size_mb``, ``runtime``, ``runtime_version``, ``precision``, ``max_abs_diff``,
+        ``tolerance``, ``passed``; OpenVINO adds ``inference_precision_hint``).
+
+    Raises:
+        ConfigError: unknown format or inconsistent options (before any work).
+        ModelError: the checkpoint cannot be read.
+        ExportError: a missing runtime or extra, an unwritable folder, a failed
+            conversion, or an artifact that disagrees with PyTorch.
+
+    Example:
+        >>> res = export("runs/nano/best.pt", "out/", formats=["onnx", "openvino"])
+        >>> res.report["formats"]["onnx"]["passed"]
+        True
+    """
+    from yoloslim.compress.reparam import reparameterize
+    from yoloslim.export.verify import probe_images
+    from yoloslim.models.checkpoint import load_checkpoint
+
+    formats = list(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in EXPORTERS]
+    if unknown or not formats:
+        raise ConfigError(
+            f"formats={list(formats)}: unknown export format(s) {unknown}; "
+            f"choose from {sorted(EXPORTERS)}"
+        )
+    if nms and ("onnx" not in formats or dynamic):
+        raise ConfigError("nms=True needs the onnx format and a static batch (dynamic=False)")
+    for fmt in formats:
+        reason = EXPORTERS[fmt].unavailable()
+        if reason:
+            raise ExportError(f"cannot export {fmt}: {reason}")
+    if imgsz is not None and (imgsz <= 0 or imgsz % 32):
+        raise ConfigError(f"imgsz={imgsz} must be a positive multiple of 32")
+    if isinstance(model, nn.Module):
+        net, ck_imgsz, names = model, None, list(getattr(model, "names", []) or [])
+    else:
+        net, ckpt = load_checkpoint(model)
+        ck_imgsz, names = ckpt["imgsz"], list(ckpt["names"])
+    imgsz = imgsz or ck_imgsz or 320
+    if imgsz % 32:
+        raise ConfigError(f"imgsz={imgsz} (from the checkpoint) must be a multiple of 32")
+    if not names:
+        names = [str(i) for i in range(int(getattr(net, "nc", 0)))]
+    out = _output_folder(out)
+
+    reparam = reparameterize(net, example_input=probe_images(imgsz), measure=False)
+    fused = reparam.model
+    ctx = ExportContext(
+        fused,
+        names,
+        imgsz,
+        out,
+        dynamic=dynamic,
+        half=half,
+        strides=tuple(getattr(net, "strides", (8, 16, 32))),
+    )
+    report: dict = {
+        "imgsz": imgsz,
+        "dynamic": dynamic,
+        "half": half,
+        "torch_version": torch.__version__,
+        "reparameterize": reparam.report,
+        "formats": {},
+    }
+    artifacts: dict[str, Path] = {}
+    try:
+        for fmt in formats:
+            exporter = EXPORTERS[fmt]
+            path = exporter.export(ctx)
+            artifacts[fmt] = path
+            entry: dict = {"path": str(path), "size_mb": path_size_mb(path)}
+            report["formats"][fmt] = entry
+            if half and not exporter.honours_half:
+                entry["note"] = (
+                    f"{fmt} keeps FP32 weights (half applies to OpenVINO/CoreML/TensorRT)"
+                )
+            log.info("exported %s -> %s", fmt, path)
+            if verify:
+                entry.update(_checked(exporter.verify, path, ctx, entry, report, out))
+            else:
+                entry["verified"] = False
+            if fmt == "onnx" and nms:
+                from yoloslim.export.nms import append_nms
+
+                e2e = append_nms(path, out / f"{ctx.stem}_e2e.onnx")
+                artifacts["onnx_nms"] = e2e
+                nms_entry: dict = {"path": str(e2e), "size_mb": path_size_mb(e2e)}
+                report["formats"]["onnx_nms"] = nms_entry
+                if verify:
+                    check = functools.partial(_verify_nms, plain=path)
+                    nms_entry.update(_checked(check, e2e, ctx, nms_entry, report, out))
+    finally:
+        ctx.cleanup()
+    _write_report(out, report)
+    return Result(fused, report, artifacts)
+
+
+def _checked(verify_fn, path: Path, ctx: ExportContext, entry: dict, report: dict, out: Path):
+    """Run a verification; on a mismatch record it in the report file, then re-raise."""
+    try:
+        return verify_fn(path, ctx)
+    except ExportError as e:
+        entry.update(passed=False, error=str(e))
+        _write_report(out, report)
+        raise
+
+
+def _verify_nms(e2e: Path, _ctx: ExportContext, *, plain: Path) -> dict:
+    from yoloslim.export.nms import verify_nms
+
+    return verify_nms(e2e, plain)
+
+
+def _output_folder(out: str | Path) -> Path:
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"cannot create the output folder {out}: {e}") from e
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ExportError(f"the output folder {out} is not writable")
+    return out
+
+
+def _write_report(out: Path, report: dict) -> None:
+    tmp = out / ".export_report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    tmp.replace(out / "export_report.json")

@@ -1,0 +1,68 @@
+"""The explicit registry of export formats. Importing it registers nothing."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from yoloslim.errors import ConfigError
+from yoloslim.export.common import ExportContext
+
+__all__ = ["EXPORTERS", "Exporter", "missing_packages", "register_exporter"]
+
+
+def _importable(module: str) -> bool:
+    if module in sys.modules:  # None there means "import fails" (how tests hide a package)
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_packages(*modules: str, extra: str) -> Callable[[], str | None]:
+    """An ``unavailable`` check: the reason naming the extra when a module cannot be imported."""
+
+    def check() -> str | None:
+        missing = [m for m in modules if not _importable(m)]
+        if missing:
+            return f"{', '.join(missing)} not installed: pip install 'yoloslim[{extra}]'"
+        return None
+
+    return check
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """One deployment format.
+
+    Attributes:
+        name: the ``--format`` value.
+        export: writes the artifact under ``ctx.out`` and returns its path.
+        verify: runs the artifact in its own runtime and compares it with ``ctx.model``;
+            returns a report entry with ``passed`` and raises ``ExportError`` on a
+            mismatch (see :mod:`yoloslim.export.verify`).
+        honours_half: whether ``half=True`` changes this format's weights.
+        unavailable: returns None when the format can be written here, else the reason
+            (a missing package or device); ``export()`` asks before doing any work.
+    """
+
+    name: str
+    export: Callable[[ExportContext], Path]
+    verify: Callable[[Path, ExportContext], dict]
+    honours_half: bool = False
+    unavailable: Callable[[], str | None] = lambda: None
+
+
+EXPORTERS: dict[str, Exporter] = {}
+
+
+def register_exporter(exporter: Exporter) -> Exporter:
+    """Add a format; a duplicate name raises :class:`ConfigError`."""
+    if exporter.name in EXPORTERS:
+        raise ConfigError(f"exporter {exporter.name!r} is already registered")
+    EXPORTERS[exporter.name] = exporter
+    return exporter
