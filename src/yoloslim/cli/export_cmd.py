@@ -20,9 +20,9 @@ def export(
     out: Path = typer.Option(Path("runs/export"), help="Output folder."),
     imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's)."),
     dynamic: bool = typer.Option(False, help="Dynamic batch axis."),
-    half: bool = typer.Option(False, help="FP16 weights where the format supports it."),
+    half: bool = typer.Option(False, help="FP16 weights (OpenVINO, CoreML, TensorRT)."),
     nms: bool = typer.Option(
-        False, help="Also write model_e2e.onnx with NMS in the graph (batch 1)."
+        False, help="Also write model_e2e.onnx with NMS in the graph (onnx, static batch)."
     ),
     json_path: Path = typer.Option(None, "--json", help="Write the export report as JSON."),
 ) -> None:
@@ -36,24 +36,21 @@ def export(
         res = run_export(
             model, out, formats=formats, imgsz=imgsz, dynamic=dynamic, half=half, nms=nms
         )
-    table = Table(title=f"export of {model}")
-    for col in (
-        "format",
-        "artifact",
-        "runtime precision",
-        "size (MB)",
-        "max |diff| boxes (px)",
-        "verified",
-    ):
+    table = Table(title=f"export of {model} ({res.report['imgsz']} px)")
+    for col in ("format", "artifact", "runtime", "precision", "MB", "max |diff|", "verified"):
         table.add_column(col)
     for fmt, e in res.report["formats"].items():
+        runtime = " ".join(str(e[k]) for k in ("runtime", "runtime_version") if e.get(k))
+        diff = e.get("max_abs_diff")
         table.add_row(
             fmt,
             e["path"],
+            runtime or "-",
             e.get("precision", "-"),
             str(e.get("size_mb", "-")),
-            f"{e['max_abs_diff_boxes_px']:.2e}" if "max_abs_diff_boxes_px" in e else "-",
-            "yes" if e.get("passed") else e.get("verified", "no"),
+            f"{diff:.2e}" if diff is not None else "-",
+            e.get("verified") or ("yes" if e.get("passed") else "no"),
         )
     console.print(table)
+    console.print(f"report: {Path(out) / 'export_report.json'}")
     write_json(json_path, res.report)
