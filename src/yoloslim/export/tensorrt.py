@@ -1,4 +1,8 @@
-"""TensorRT engine (FP32, or FP16 with ``half``) from the ONNX export.
+"""TensorRT engine (FP32, or FP16 with ``half`` on TensorRT 10.x) from the ONNX export.
+
+Untested on a GPU in this repository's CI (no CUDA there): the build and run calls
+follow the TensorRT 10/11 name-based tensor API (``set_input_shape``,
+``set_tensor_address``, ``execute_async_v3``).
 
 An engine is built for, and only runs on, the GPU model and TensorRT version it was
 built with, so both the ``tensorrt`` package and a CUDA device are required; without
@@ -55,6 +59,12 @@ def export_engine(ctx: ExportContext) -> Path:
         raise ExportError(f"TensorRT could not parse the ONNX export: {errors}")
     config = builder.create_builder_config()
     if ctx.half:
+        if not hasattr(trt.BuilderFlag, "FP16"):
+            # TensorRT 11 builds strongly typed networks only: FP16 has to be in the ONNX itself
+            raise ExportError(
+                f"TensorRT {trt.__version__} removed the FP16 builder flag (strong typing only); "
+                "FP16 engines need TensorRT 10.x here; export without half for an FP32 engine"
+            )
         config.set_flag(trt.BuilderFlag.FP16)
     if ctx.dynamic:
         profile = builder.create_optimization_profile()
