@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from yoloslim.errors import YoloslimError
 
@@ -36,7 +37,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except YoloslimError as e:
-            err_console.print(f"[bold red]error:[/] {type(e).__name__}: {e}")
+            err_console.print(f"[bold red]error:[/] {type(e).__name__}: {escape(str(e))}")
             raise typer.Exit(2) from e
 
     return wrapper
