@@ -19,7 +19,9 @@ from yoloslim.bench.report import write_report
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--ckpt", default="runs/bench_train/train/best.pt", help="reused when it exists")
+    ap.add_argument(
+        "--ckpt", default="runs/bench_train/train/best.pt", help="reused when it exists"
+    )
     ap.add_argument("--data", default="runs/bench_train/data/data.yaml")
     ap.add_argument("--out", default="runs/bench_report")
     ap.add_argument("--epochs", type=int, default=13, help="training epochs when --ckpt is missing")
@@ -29,12 +31,23 @@ def main() -> None:
     if not data.exists():
         data = ys.synthesize(data.parent, images=1000, imgsz=320, seed=0)
     if not ckpt.exists():
-        cfg = ys.TrainConfig(epochs=args.epochs, imgsz=320, batch=16, cache=True, augment={"mosaic": 0.5},
-                             close_mosaic=3, val_interval=2)
+        cfg = ys.TrainConfig(
+            epochs=args.epochs,
+            imgsz=320,
+            batch=16,
+            cache=True,
+            augment={"mosaic": 0.5},
+            close_mosaic=3,
+            val_interval=2,
+        )
         ckpt = ys.train("damo-nano", data, config=cfg, out=out / "train").best
     exp = ys.export(ckpt, out / "export", formats=["onnx", "openvino"])
-    res = benchmark([ckpt, exp.artifacts["onnx"], exp.artifacts["openvino"]], data,
-                    batches=(1, 8), latency=LatencyConfig(rounds=10, runs_per_round=10))
+    res = benchmark(
+        [ckpt, exp.artifacts["onnx"], exp.artifacts["openvino"]],
+        data,
+        batches=(1, 8),
+        latency=LatencyConfig(rounds=10, runs_per_round=10),
+    )
     write_report(res.report, out)
     print(json.dumps(res.report, default=str))
 
