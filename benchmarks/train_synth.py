@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--lr0", type=float, default=0.004)
     ap.add_argument("--mosaic", type=float, default=0.5)
     ap.add_argument(
-        "--val-interval", type=int, default=2, help="validate every N epochs (and at the end)"
+        "--val-interval", type=int, default=7, help="validate every N epochs (and at the end)"
     )
     args = ap.parse_args()
 
