@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yoloslim.fileio import atomic_write_text
+
 __all__ = ["Result"]
 
 
@@ -33,9 +35,4 @@ class Result:
 
     def save_report(self, path: str | Path) -> Path:
         """Write the report as JSON (atomic rename)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.tmp")
-        tmp.write_text(self.to_json() + "\n")
-        tmp.replace(p)
-        return p
+        return atomic_write_text(path, self.to_json() + "\n")

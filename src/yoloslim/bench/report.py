@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from yoloslim.fileio import atomic_write_text
+
 __all__ = ["COLUMNS", "table_rows", "to_markdown", "write_report", "rich_table"]
 
 COLUMNS = [
@@ -131,9 +133,7 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
         ("json", json.dumps(report, indent=2, default=str) + "\n"),
         ("md", to_markdown(report)),
     ):
-        tmp = files[key].with_name(f".{files[key].name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(files[key])
+        atomic_write_text(files[key], text)
     png = _pareto(report, out / "pareto.png")
     if png:
         files["png"] = png

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from yoloslim.errors import YoloslimError
+from yoloslim.fileio import atomic_write_text
 
 __all__ = ["console", "handle_errors", "write_json", "setup_logging"]
 
@@ -47,11 +48,7 @@ def write_json(path: str | Path | None, obj: dict) -> None:
     """Write one JSON object (atomic rename) when ``path`` is given."""
     if not path:
         return
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    tmp.replace(p)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def command_line() -> str:

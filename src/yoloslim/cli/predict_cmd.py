@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from yoloslim.cli.common import console, handle_errors
+from yoloslim.fileio import atomic_write_text
 
 
 @handle_errors
@@ -41,7 +42,5 @@ def predict(
             draw_detections(arr, det).save(save / (Path(name).stem + ".jpg"), quality=92)
         console.print(f"{name}: {len(det)} detections")
     if save:
-        tmp = save / ".detections.json.tmp"
-        tmp.write_text(json.dumps(records, indent=1) + "\n")
-        tmp.replace(save / "detections.json")
+        atomic_write_text(save / "detections.json", json.dumps(records, indent=1) + "\n")
         console.print(f"wrote {len(records)} images and detections.json to {save}")

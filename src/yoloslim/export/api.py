@@ -15,6 +15,7 @@ from torch import nn
 from yoloslim.errors import ConfigError, ExportError
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.registry import EXPORTERS
+from yoloslim.fileio import atomic_write_text
 from yoloslim.result import Result
 
 __all__ = ["export"]
@@ -181,6 +182,4 @@ def _output_folder(out: str | Path) -> Path:
 
 
 def _write_report(out: Path, report: dict) -> None:
-    tmp = out / ".export_report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    tmp.replace(out / "export_report.json")
+    atomic_write_text(out / "export_report.json", json.dumps(report, indent=2, default=str) + "\n")
