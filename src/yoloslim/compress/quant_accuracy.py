@@ -1,0 +1,143 @@
+"""Accuracy-aware INT8: rank layers by sensitivity, return the worst to float until within budget.
+
+Policy (DAMO-YOLO's partial quantization; NNCF's ``quantize_with_accuracy_control``):
+
+1. evaluate the INT8 model; if its mAP50-95 is within ``max_drop`` of float, stop;
+2. rank every quantized conv by *drop-one* sensitivity: keep only that conv in float
+   and measure how much closer the decoded output gets to the float model's on a few
+   validation images (score error plus box error in stride units, weighted by the
+   float confidence; cheap, so every conv is ranked, not a few groups);
+3. return convs to float, most sensitive first, one per step, evaluating mAP after
+   each step, and stop as soon as the drop is within budget (or ``max_steps``).
+
+The mechanism (how a conv goes back to float) belongs to the backend
+(``revert``); this module only decides which and when.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["accuracy_aware", "discrepancy", "rank_sensitivity"]
+
+log = logging.getLogger(__name__)
+
+
+def _anchor_strides(n_anchors: int, imgsz: int, strides=(8, 16, 32)) -> np.ndarray:
+    counts = [(imgsz // s) ** 2 for s in strides]
+    if sum(counts) != n_anchors:
+        return np.full(n_anchors, float(strides[0]))
+    return np.concatenate([np.full(c, float(s)) for c, s in zip(counts, strides, strict=True)])
+
+
+def discrepancy(ref: np.ndarray, out: np.ndarray, imgsz: int) -> float:
+    """Confidence-weighted error of decoded predictions ``(B, A, 4 + nc)`` against ``ref``."""
+    stride = _anchor_strides(ref.shape[1], imgsz)[None, :]
+    w = ref[..., 4:].max(-1)
+    score_err = np.abs(out[..., 4:] - ref[..., 4:]).mean(-1)
+    box_err = np.abs(out[..., :4] - ref[..., :4]).mean(-1) / stride
+    return float((w * (score_err + box_err)).sum() / max(float(w.sum()), 1e-9))
+
+
+def _outputs(run: Callable[[np.ndarray], np.ndarray], images: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([run(x) for x in images])
+
+
+def rank_sensitivity(
+    backend: Any,
+    qmodel: Any,
+    candidates: dict[str, str],
+    images: list[np.ndarray],
+    ref: np.ndarray,
+    imgsz: int,
+    progress: bool = False,
+) -> list[dict]:
+    """Drop-one sensitivity of each conv (node -> layer), most sensitive first."""
+    base = discrepancy(ref, _outputs(backend.runner(qmodel), images), imgsz)
+    rows = []
+    items = list(candidates.items())
+    for node, layer in _track(items, progress, "sensitivity"):
+        d = discrepancy(
+            ref, _outputs(backend.runner(backend.revert(qmodel, [node])), images), imgsz
+        )
+        rows.append(
+            {"layer": layer, "node": node, "gain": round(base - d, 6), "error": round(d, 6)}
+        )
+    rows.sort(key=lambda r: -r["gain"])
+    return [{"int8_error": round(base, 6)}, *rows]
+
+
+def accuracy_aware(
+    backend: Any,
+    qmodel: Any,
+    *,
+    candidates: dict[str, str],
+    evaluate: Callable[[Any, str], dict],
+    float_map: float,
+    max_drop: float,
+    images: list[np.ndarray],
+    ref: np.ndarray,
+    imgsz: int,
+    max_steps: int,
+    progress: bool = False,
+) -> tuple[Any, dict]:
+    """Return layers to float until ``float_map - map <= max_drop / 100``.
+
+    Args:
+        backend: has ``revert(model, nodes)`` and ``runner(model)``.
+        qmodel: the INT8 model (ignored scope already float).
+        candidates: quantized conv node -> layer name.
+        evaluate: ``(model, tag) -> {"map", "map50"}`` on the validation split.
+        float_map: mAP50-95 of the float model (fraction).
+        max_drop: budget in mAP points (0.5 = 0.005).
+
+    Returns:
+        The chosen model and ``{"max_drop", "steps", "sensitivity", "kept_float", "met"}``;
+        ``steps[k]`` is the mAP after the k-th layer went back to float (step 0: none).
+    """
+    budget = max_drop / 100.0
+    first = evaluate(qmodel, "step0")
+    steps = [_step(0, [], first, float_map)]
+    info: dict = {"max_drop": max_drop, "steps": steps, "sensitivity": [], "kept_float": []}
+    model, kept = qmodel, []
+    if float_map - first["map"] <= budget:
+        info["met"] = True
+        return model, info
+    ranking = rank_sensitivity(backend, qmodel, candidates, images, ref, imgsz, progress)
+    info["sensitivity"] = ranking
+    for k, row in enumerate(ranking[1 : 1 + max_steps], start=1):
+        kept.append(row)
+        model = backend.revert(qmodel, [r["node"] for r in kept])
+        res = evaluate(model, f"step{k}")
+        steps.append(_step(k, [r["layer"] for r in kept], res, float_map))
+        log.info("accuracy-aware step %d: %s -> mAP %.4f", k, row["layer"], res["map"])
+        if float_map - res["map"] <= budget:
+            break
+    info["kept_float"] = [r["layer"] for r in kept]
+    info["met"] = float_map - steps[-1]["map"] <= budget
+    return model, info
+
+
+def _step(k: int, kept: list[str], res: dict, float_map: float) -> dict:
+    return {
+        "step": k,
+        "kept_float": kept[-1:] if k else [],
+        "layers_in_float": len(kept),
+        "map": round(res["map"], 5),
+        "map50": round(res["map50"], 5),
+        "drop_points": round(100 * (float_map - res["map"]), 3),
+    }
+
+
+def _track(items: list, enabled: bool, label: str):
+    if not enabled:
+        yield from items
+        return
+    from rich.progress import Progress
+
+    with Progress() as bar:
+        yield from bar.track(items, description=label)

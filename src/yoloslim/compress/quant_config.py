@@ -1,0 +1,234 @@
+"""Settings of :func:`yoloslim.quantize`: a frozen, validated :class:`QuantConfig`.
+
+Values are checked at construction (``ConfigError`` names the field and the
+value), and :meth:`QuantConfig.from_dict` rejects unknown keys instead of
+skipping them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from yoloslim.errors import ConfigError
+
+__all__ = [
+    "DECODE",
+    "HEAD_PREDS",
+    "AdvancedQuantConfig",
+    "Backend",
+    "Method",
+    "Mode",
+    "QuantConfig",
+]
+
+# Scope keywords, resolved structurally on the graph (yoloslim.compress.quant_scope):
+# DECODE = everything after the head's prediction convs (DFL softmax-expectation,
+# sigmoid, anchor arithmetic, the output concat); HEAD_PREDS = the prediction convs.
+DECODE = "decode"
+HEAD_PREDS = "head_preds"
+
+
+class _StrEnum(str, Enum):
+    def __str__(self) -> str:
+        return self.value
+
+
+class Backend(_StrEnum):
+    OPENVINO = "openvino"
+    ONNXRUNTIME = "onnxruntime"
+
+
+class Mode(_StrEnum):
+    STATIC = "static"
+    DYNAMIC = "dynamic"
+
+
+class Method(_StrEnum):
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+_FLOAT_VARIANTS = ("fp16", "bf16")
+_PRESETS = ("mixed", "performance")
+
+
+def _enum(cls: type[Enum], name: str, value: Any) -> Any:
+    try:
+        return cls(str(value).lower())
+    except ValueError as e:
+        choices = [m.value for m in cls]
+        raise ConfigError(f"{name}={value!r}: choose from {choices}") from e
+
+
+@dataclass(frozen=True)
+class AdvancedQuantConfig:
+    """Rarely changed knobs.
+
+    Attributes:
+        preset: NNCF preset: "mixed" (symmetric weights, asymmetric activations, the
+            right choice for SiLU outputs, which go down to -0.28) or "performance"
+            (symmetric both; cheaper on CPUs without VNNI, see quant_report "perf").
+        per_channel: per-output-channel weight scales (ONNX Runtime; NNCF always is).
+        reduce_range: 7-bit weights for ONNX Runtime (avoids vpmaddubsw saturation on
+            AVX2 CPUs without VNNI); None: on when this CPU lacks VNNI.
+        percentile: the percentile of the "percentile" method.
+        sensitivity_images: validation images the layer-sensitivity ranking runs on.
+        max_steps: most layers the accuracy-aware loop returns to float.
+        latency: measure latency of every artifact (one worker process each).
+        latency_rounds: interleaved rounds of 10 runs each.
+        perf_counters: record OpenVINO per-layer performance counters (float and int8).
+        seed: picks the calibration images.
+    """
+
+    preset: str = "mixed"
+    per_channel: bool = True
+    reduce_range: bool | None = None
+    percentile: float = 99.999
+    sensitivity_images: int = 32
+    max_steps: int = 12
+    latency: bool = True
+    latency_rounds: int = 10
+    perf_counters: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.preset not in _PRESETS:
+            raise ConfigError(f"advanced.preset={self.preset!r}: choose from {list(_PRESETS)}")
+        if not 90.0 <= float(self.percentile) < 100.0:
+            raise ConfigError(f"advanced.percentile={self.percentile}: must be in [90, 100)")
+        for name in ("sensitivity_images", "latency_rounds"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"advanced.{name}={getattr(self, name)}: must be > 0")
+        if int(self.max_steps) < 0:
+            raise ConfigError(f"advanced.max_steps={self.max_steps}: must be >= 0")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """What :func:`yoloslim.quantize` does.
+
+    Attributes:
+        backend: "openvino" (NNCF post-training quantization of the IR) or
+            "onnxruntime" (QDQ static quantization, or dynamic with ``mode``).
+        mode: "static" (calibrated INT8 activations) or "dynamic" (ONNX Runtime only:
+            activation ranges computed at run time, ConvInteger).
+        calib: number of training images to calibrate on (letterboxed like inference).
+        method: activation range estimator: "minmax", "entropy" (ONNX Runtime only)
+            or "percentile".
+        max_drop: accuracy budget in mAP50-95 points (0.5 = 0.005 mAP); None: no
+            accuracy-aware fallback.
+        ignored_scope: what stays float: the keywords "decode" (the box decode and
+            everything after the head's prediction convs) and "head_preds" (those
+            convs), or regular expressions matched against layer names (the conv's
+            module path, e.g. ``head\\.cls_preds\\.0``) and graph node names.
+        imgsz: input size (default: the checkpoint's / artifact's, else 320).
+        float_variants: float artifacts to write beside the INT8 one for comparison:
+            "fp16" (both backends), "bf16" (OpenVINO: an IR that asks the plugin for bf16).
+        advanced: :class:`AdvancedQuantConfig`.
+
+    Example:
+        >>> cfg = QuantConfig(backend="onnxruntime", method="entropy", max_drop=0.5)
+        >>> QuantConfig.from_dict({"calib": 100, "advanced": {"preset": "performance"}}).calib
+        100
+    """
+
+    backend: str = "openvino"
+    mode: str = "static"
+    calib: int = 300
+    method: str = "minmax"
+    max_drop: float | None = None
+    ignored_scope: tuple[str, ...] = (DECODE,)
+    imgsz: int | None = None
+    float_variants: tuple[str, ...] = ()
+    advanced: AdvancedQuantConfig = field(default_factory=AdvancedQuantConfig)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise in place once
+        set_(self, "backend", _enum(Backend, "backend", self.backend).value)
+        set_(self, "mode", _enum(Mode, "mode", self.mode).value)
+        set_(self, "method", _enum(Method, "method", self.method).value)
+        if isinstance(self.ignored_scope, str):
+            raise ConfigError(f"ignored_scope={self.ignored_scope!r}: expected a list of patterns")
+        set_(self, "ignored_scope", tuple(str(p) for p in self.ignored_scope))
+        if isinstance(self.float_variants, str):
+            set_(self, "float_variants", (self.float_variants,))
+        set_(self, "float_variants", tuple(str(v).lower() for v in self.float_variants))
+        if isinstance(self.advanced, dict):
+            set_(self, "advanced", _advanced_from_dict(self.advanced))
+        if not isinstance(self.calib, int) or isinstance(self.calib, bool) or self.calib <= 0:
+            raise ConfigError(f"calib={self.calib!r}: must be a positive integer (images)")
+        if self.max_drop is not None and not float(self.max_drop) >= 0:
+            raise ConfigError(f"max_drop={self.max_drop}: must be >= 0 (mAP50-95 points)")
+        if self.imgsz is not None and (self.imgsz <= 0 or self.imgsz % 32):
+            raise ConfigError(f"imgsz={self.imgsz}: must be a positive multiple of 32")
+        bad = [v for v in self.float_variants if v not in _FLOAT_VARIANTS]
+        if bad:
+            raise ConfigError(f"float_variants={list(self.float_variants)}: unknown {bad}")
+        if self.backend == Backend.ONNXRUNTIME and "bf16" in self.float_variants:
+            raise ConfigError(
+                "float_variants=['bf16'] needs backend='openvino' (ONNX Runtime's CPU provider "
+                "has no bf16 convolutions)"
+            )
+        if self.mode == Mode.DYNAMIC and self.backend != Backend.ONNXRUNTIME:
+            raise ConfigError(
+                f"mode='dynamic' needs backend='onnxruntime' (got backend={self.backend!r}): "
+                "OpenVINO has no dynamic quantization for convolutions"
+            )
+        if self.method == Method.ENTROPY and self.backend == Backend.OPENVINO:
+            raise ConfigError(
+                "method='entropy' is ONNX Runtime's calibrator; with backend='openvino' "
+                "use 'minmax' or 'percentile'"
+            )
+        for p in self.ignored_scope:
+            _check_pattern(p)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QuantConfig:
+        """Build from a plain dict (a YAML recipe); unknown keys raise ConfigError."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"quantize config must be a mapping, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown quantize config key(s) {unknown}; known: {sorted(known)}")
+        kw = dict(d)
+        if "advanced" in kw and isinstance(kw["advanced"], dict):
+            kw["advanced"] = _advanced_from_dict(kw["advanced"])
+        for key in ("ignored_scope", "float_variants"):
+            if key in kw and isinstance(kw[key], list):
+                kw[key] = tuple(kw[key])
+        return cls(**kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (for the report and ``quant_config.json``)."""
+        d = dataclasses.asdict(self)
+        d["ignored_scope"] = list(self.ignored_scope)
+        d["float_variants"] = list(self.float_variants)
+        return d
+
+
+def _advanced_from_dict(d: dict[str, Any]) -> AdvancedQuantConfig:
+    known = {f.name for f in dataclasses.fields(AdvancedQuantConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown quantize config key(s) advanced.{unknown}; known: {sorted(known)}"
+        )
+    return AdvancedQuantConfig(**d)
+
+
+def _check_pattern(p: str) -> None:
+    import re
+
+    if p in (DECODE, HEAD_PREDS):
+        return
+    try:
+        re.compile(p)
+    except re.error as e:
+        raise ConfigError(
+            f"ignored_scope pattern {p!r} is not a valid regular expression: {e}"
+        ) from e

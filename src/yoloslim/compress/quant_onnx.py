@@ -1,0 +1,240 @@
+"""ONNX Runtime backend: QDQ static quantization (minmax / entropy / percentile) or dynamic.
+
+Static: activations asymmetric uint8, weights symmetric int8 per output channel (U8S8,
+what ONNX Runtime's x86 kernels are built for); the CPU provider fuses each
+``DequantizeLinear -> Conv -> QuantizeLinear`` into a QLinearConv. Returning a conv to
+float after calibration is a graph edit (:meth:`OnnxRuntimeQuant.revert`): its input
+is taken from before the QuantizeLinear and its weight/bias from the float model.
+
+Dynamic: ``quantize_dynamic`` turns convs into ConvInteger with ranges computed per
+call; no calibration, usually slower than static INT8 (FIELD_NOTES.md), measured and
+reported as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from yoloslim.compress.quant_config import QuantConfig
+from yoloslim.compress.quant_scope import GraphView, Scope, graph_from_onnx
+from yoloslim.errors import ExportError
+
+__all__ = ["OnnxRuntimeQuant", "has_vnni"]
+
+log = logging.getLogger(__name__)
+
+
+def has_vnni() -> bool:
+    """True when this CPU has a VNNI int8 dot product (AVX512-VNNI, AVX-VNNI or AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    except OSError:
+        pass
+    return False
+
+
+class _Reader:
+    """ONNX Runtime CalibrationDataReader over a list of images."""
+
+    def __init__(self, input_name: str, images: list[np.ndarray]) -> None:
+        self.input_name, self.images, self.i = input_name, images, 0
+
+    def get_next(self):
+        if self.i >= len(self.images):
+            return None
+        self.i += 1
+        return {self.input_name: self.images[self.i - 1]}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+class OnnxRuntimeQuant:
+    """Quantize an exported float ONNX for ONNX Runtime's CPU provider."""
+
+    name = "onnxruntime"
+
+    def __init__(self, float_onnx: Path, out: Path, config: QuantConfig) -> None:
+        try:
+            import onnx
+            import onnxruntime  # noqa: F401
+        except ImportError as e:
+            raise ExportError("onnxruntime is not installed: pip install 'yoloslim[onnx]'") from e
+        self.out, self.config = Path(out), config
+        self.float_path = Path(float_onnx)
+        self.float_model = onnx.load(str(float_onnx))
+        self.input_name = self.float_model.graph.input[0].name
+        adv = config.advanced
+        self.reduce_range = (not has_vnni()) if adv.reduce_range is None else adv.reduce_range
+        self._scope_nodes: list[str] = []
+
+    def _path(self, role: str) -> Path:
+        path = self.out / role / f"model_{role}.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def save(self, model, role: str = "int8") -> Path:
+        return self.write(model, self._path(role), role)
+
+    save_int8 = save
+
+    def write(self, model, path: Path, role: str = "int8") -> Path:
+        """Save ``model`` at ``path`` (atomically) with the float model's metadata."""
+        import onnx
+
+        _copy_metadata(self.float_model, model, role)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        onnx.save(model, str(tmp))
+        tmp.replace(path)
+        return path
+
+    def float_artifact(self) -> Path:
+        return self.save(copy.deepcopy(self.float_model), "float")
+
+    def float_variant(self, kind: str):
+        if kind != "fp16":
+            raise ValueError(kind)  # QuantConfig rejects bf16 for this backend
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = convert_float_to_float16(copy.deepcopy(self.float_model), keep_io_types=True)
+        return self.save(model, "fp16")
+
+    def view(self) -> GraphView:
+        return graph_from_onnx(self.float_model)
+
+    # -- quantization ----------------------------------------------------------------------
+    def quantize(self, images: list[np.ndarray], scope: Scope):
+        self._scope_nodes = list(scope.nodes)
+        return self._quantize(images, scope.nodes)
+
+    def _quantize(self, images: list[np.ndarray], excluded: list[str]):
+        import onnx
+        from onnxruntime.quantization import (
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_dynamic,
+            quantize_static,
+        )
+
+        cfg, adv = self.config, self.config.advanced
+        with tempfile.TemporaryDirectory(dir=self.out) as tmp:
+            dst = Path(tmp) / "q.onnx"
+            if cfg.mode == "dynamic":
+                # ConvInteger on the CPU provider takes uint8 weights only
+                quantize_dynamic(
+                    self.float_path,
+                    dst,
+                    per_channel=adv.per_channel,
+                    reduce_range=self.reduce_range,
+                    weight_type=QuantType.QUInt8,
+                    nodes_to_exclude=list(excluded),
+                )
+            else:
+                method = {
+                    "minmax": CalibrationMethod.MinMax,
+                    "entropy": CalibrationMethod.Entropy,
+                    "percentile": CalibrationMethod.Percentile,
+                }[cfg.method]
+                extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
+                if cfg.method == "percentile":
+                    extra["CalibPercentile"] = float(adv.percentile)
+                quantize_static(
+                    self.float_path,
+                    dst,
+                    _Reader(self.input_name, images),
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=adv.per_channel,
+                    reduce_range=self.reduce_range,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    nodes_to_exclude=list(excluded),
+                    calibrate_method=method,
+                    extra_options=extra,
+                )
+            model = onnx.load(str(dst))
+            for p in Path(tmp).iterdir():  # calibration leaves augmented models beside
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+        return model
+
+    def revert(self, qmodel, conv_nodes: list[str]):
+        """A copy of the QDQ ``qmodel`` with the convs ``conv_nodes`` computing in float."""
+        if self.config.mode == "dynamic":
+            return self._requantize_dynamic(qmodel, conv_nodes)
+        model = copy.deepcopy(qmodel)
+        g = model.graph
+        producer = {o: n for n in g.node for o in n.output}
+        float_inits = {i.name: i for i in self.float_model.graph.initializer}
+        have = {i.name for i in g.initializer}
+        wanted = set(conv_nodes)
+        for node in g.node:
+            if node.name not in wanted or node.op_type != "Conv":
+                continue
+            for k, name in enumerate(node.input):
+                dq = producer.get(name)
+                if dq is None or dq.op_type != "DequantizeLinear":
+                    continue
+                src = dq.input[0]
+                q = producer.get(src)
+                if q is not None and q.op_type == "QuantizeLinear":
+                    node.input[k] = q.input[0]  # the float activation
+                    continue
+                orig = src[: -len("_quantized")] if src.endswith("_quantized") else src
+                if orig in float_inits:
+                    if orig not in have:
+                        g.initializer.append(copy.deepcopy(float_inits[orig]))
+                        have.add(orig)
+                    node.input[k] = orig
+        _prune_dangling(model)
+        return model
+
+    def _requantize_dynamic(self, qmodel, conv_nodes: list[str]):
+        # dynamic quantization needs no calibration: quantize again with more nodes excluded
+        return self._quantize([], [*self._scope_nodes, *conv_nodes])
+
+    def runner(self, model):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(
+            model.SerializeToString(), so, providers=["CPUExecutionProvider"]
+        )
+        return lambda x: sess.run(None, {self.input_name: x})[0].astype(np.float32)
+
+
+def _prune_dangling(model) -> None:
+    """Drop nodes (and initializers) nothing reads any more."""
+    g = model.graph
+    outputs = {o.name for o in g.output}
+    while True:
+        used = {i for n in g.node for i in n.input} | outputs
+        dead = [n for n in g.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
+    used = {i for n in g.node for i in n.input}
+    for init in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(init)
+
+
+def _copy_metadata(src, dst, role: str) -> None:
+    meta = {p.key: p.value for p in src.metadata_props}
+    meta["quantization"] = role
+    del dst.metadata_props[:]
+    for k, v in meta.items():
+        e = dst.metadata_props.add()
+        e.key, e.value = k, v

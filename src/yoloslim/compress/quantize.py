@@ -1,0 +1,261 @@
+"""``quantize()``: INT8 post-training quantization for OpenVINO (NNCF) or ONNX Runtime (QDQ).
+
+Flow: re-parameterise and export the float ONNX (:func:`yoloslim.export`), resolve the
+ignored scope on the graph (the box decode by default, :mod:`quant_scope`), calibrate
+on training images letterboxed like inference (:mod:`quant_data`), quantize with the
+chosen backend (:mod:`quant_openvino`, :mod:`quant_onnx`), optionally return the most
+sensitive layers to float until the mAP drop is within budget (:mod:`quant_accuracy`),
+then measure float vs INT8 (and FP16/BF16) mAP, size and latency (one worker process
+per artifact) and, for OpenVINO, per-layer kernel times (:mod:`quant_perf`).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
+from yoloslim.errors import ConfigError, ModelError
+from yoloslim.result import Result
+
+__all__ = ["AdvancedQuantConfig", "QuantConfig", "quantize"]
+
+log = logging.getLogger(__name__)
+
+
+def quantize(
+    model_or_artifact: nn.Module | str | Path,
+    data: str | Path,
+    *,
+    config: QuantConfig = QuantConfig(),  # noqa: B008 - frozen, hence a safe default
+    out: str | Path = "runs/quantize",
+    progress: bool = False,
+) -> Result:
+    """Quantize a detector to INT8 and report float vs INT8 accuracy, size and latency.
+
+    Args:
+        model_or_artifact: a Detector, a yoloslim checkpoint (.pt) or an exported ``.onnx``
+            (never modified; a model is re-parameterised and exported first).
+        data: data.yaml; calibration uses its train split, accuracy its val split.
+        config: :class:`QuantConfig`.
+        out: output folder: ``float*/``, ``int8*/``, ``fp16*/``, ``quant_report.json``,
+            ``quant_report.md``, ``quant_config.json``.
+        progress: progress bars.
+
+    Returns:
+        Result: ``model`` = path of the INT8 artifact (OpenVINO ``.xml`` or ``.onnx``);
+        ``artifacts`` has ``int8``, ``float`` (the float reference of the same backend) and
+        ``fp16``/``bf16`` when requested; ``report`` = the quant report.
+
+    Raises:
+        ConfigError: bad config values or an ignored-scope pattern that matches nothing.
+        DataError: no calibration images (names the data.yaml and split).
+        ModelError: an unreadable model or an unsupported artifact type.
+        ExportError: a runtime or NNCF is missing, or the export failed.
+
+    Example:
+        >>> res = quantize("runs/tiny/best.pt", "data.yaml",
+        ...                config=QuantConfig(backend="openvino", max_drop=0.5), out="runs/q")
+        >>> res.report["int8"]["map"], res.report["layers_in_float"]
+    """
+    from yoloslim.compress.quant_data import load_images
+    from yoloslim.compress.quant_scope import resolve_scope
+
+    if not isinstance(config, QuantConfig):
+        raise ConfigError(f"config must be a QuantConfig, got {type(config).__name__}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg, adv = config, config.advanced
+    float_onnx, imgsz = _float_onnx(model_or_artifact, out, cfg.imgsz)
+    backend = _backend(cfg, float_onnx, out)
+    scope = resolve_scope(backend.view(), cfg.ignored_scope)
+    report: dict[str, Any] = {
+        "source": str(model_or_artifact)
+        if not isinstance(model_or_artifact, nn.Module)
+        else type(model_or_artifact).__name__,
+        "backend": cfg.backend,
+        "mode": cfg.mode,
+        "method": cfg.method if cfg.mode == "static" else None,
+        "imgsz": imgsz,
+        "config": cfg.to_dict(),
+        "ignored_scope": {
+            "patterns": list(cfg.ignored_scope),
+            "matches": scope.matches,
+            "nodes": scope.nodes,
+        },
+    }
+    if cfg.backend == "onnxruntime":
+        report["reduce_range"] = backend.reduce_range
+    if cfg.mode == "static":
+        calib = load_images(data, "train", cfg.calib, imgsz, seed=adv.seed)
+        report["calibration"] = {"split": "train", "requested": cfg.calib, "images": len(calib)}
+    else:
+        calib = []
+        report["calibration"] = {"split": None, "requested": 0, "images": 0}
+    artifacts: dict[str, Path] = {"float": backend.float_artifact()}
+    qmodel = backend.quantize(calib, scope)
+
+    metrics: dict[str, dict] = {"float": _evaluate(artifacts["float"], data, imgsz, progress)}
+    float_map = metrics["float"]["map"]
+    kept: list[str] = []
+    if cfg.max_drop is not None:
+        from yoloslim.compress.quant_accuracy import accuracy_aware
+
+        sens = load_images(data, "val", adv.sensitivity_images, imgsz, seed=adv.seed)
+        ref = np.concatenate([backend.runner(backend.float_model)(x) for x in sens])
+        view = backend.view()
+        scoped = set(scope.nodes)
+        candidates = {n: view.layers.get(n, n) for n in view.convs() if n not in scoped}
+        with tempfile.TemporaryDirectory(dir=out, prefix=".steps") as tmp:
+
+            def evaluate(model, tag: str) -> dict:
+                path = _save_temp(backend, model, Path(tmp) / tag)
+                return _evaluate(path, data, imgsz, False)
+
+            qmodel, acc = accuracy_aware(
+                backend,
+                qmodel,
+                candidates=candidates,
+                evaluate=evaluate,
+                float_map=float_map,
+                max_drop=float(cfg.max_drop),
+                images=sens,
+                ref=ref,
+                imgsz=imgsz,
+                max_steps=adv.max_steps,
+                progress=progress,
+            )
+        report["accuracy_aware"] = acc
+        kept = acc["kept_float"]
+    artifacts["int8"] = backend.save_int8(qmodel)
+    metrics["int8"] = _evaluate(artifacts["int8"], data, imgsz, progress)
+    for kind in cfg.float_variants:
+        artifacts[kind] = backend.float_variant(kind)
+        metrics[kind] = _evaluate(artifacts[kind], data, imgsz, progress)
+
+    report["layers_in_float"] = {
+        "scope": scope.layers,
+        "decode_nodes": len(scope.nodes),
+        "accuracy_aware": kept,
+    }
+    latency = _latency(artifacts, imgsz, adv) if adv.latency else {}
+    for role, path in artifacts.items():
+        report[role] = _entry(path, metrics[role], latency.get(role))
+    f, q = report["float"], report["int8"]
+    report["map_drop_points"] = round(100 * (f["map"] - q["map"]), 3)
+    if f.get("latency_ms") and q.get("latency_ms"):
+        report["speedup_vs_float"] = round(f["latency_ms"]["median"] / q["latency_ms"]["median"], 3)
+    if cfg.backend == "openvino" and adv.perf_counters:
+        from yoloslim.compress.quant_perf import perf_counters
+
+        report["perf"] = {r: perf_counters(artifacts[r], imgsz) for r in ("float", "int8")}
+    _write(out, report, cfg)
+    return Result(artifacts["int8"], report, artifacts)
+
+
+def _float_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
+    """The float ONNX to quantize: exported (re-parameterised) from a model, or the given .onnx."""
+    if isinstance(model, (str, Path)) and Path(model).suffix == ".onnx":
+        import onnx
+
+        p = Path(model)
+        if not p.is_file():
+            raise ModelError(f"model_or_artifact={p}: file does not exist")
+        meta = {m.key: m.value for m in onnx.load(str(p), load_external_data=False).metadata_props}
+        if "imgsz" not in meta or "names" not in meta:
+            raise ModelError(f"{p}: no yoloslim metadata (names/imgsz); export it with yoloslim")
+        if imgsz and imgsz != int(meta["imgsz"]):
+            raise ConfigError(f"imgsz={imgsz} but {p} was exported at {meta['imgsz']}")
+        return p, int(meta["imgsz"])
+    if isinstance(model, (str, Path)) and Path(model).suffix != ".pt":
+        raise ModelError(
+            f"model_or_artifact={model}: expected a Detector, a checkpoint .pt or an .onnx"
+        )
+    if not isinstance(model, (str, Path, nn.Module)):
+        raise ModelError(f"model_or_artifact: expected a Detector or a path, got {type(model)}")
+    from yoloslim.export import export
+
+    # export() re-parameterises (RepConv, Conv+BN) first and never modifies the input
+    res = export(model, out / "export", formats=["onnx"], imgsz=imgsz)
+    return Path(res.artifacts["onnx"]), int(res.report["imgsz"])
+
+
+def _backend(cfg: QuantConfig, float_onnx: Path, out: Path):
+    if cfg.backend == "openvino":
+        from yoloslim.compress.quant_openvino import OpenVINOQuant
+
+        return OpenVINOQuant(float_onnx, out, cfg)
+    from yoloslim.compress.quant_onnx import OnnxRuntimeQuant
+
+    return OnnxRuntimeQuant(float_onnx, out, cfg)
+
+
+def _save_temp(backend, model, folder: Path) -> Path:
+    suffix = ".xml" if backend.name == "openvino" else ".onnx"
+    return backend.write(model, folder / f"model{suffix}", "step")
+
+
+def _evaluate(path: Path, data, imgsz: int, progress: bool) -> dict:
+    from yoloslim.eval.val import validate
+
+    r = validate(path, data, imgsz=imgsz, progress=progress)
+    return {"map": float(r["map"]), "map50": float(r["map50"])}
+
+
+def _latency(artifacts: dict[str, Path], imgsz: int, adv: AdvancedQuantConfig) -> dict:
+    from yoloslim.bench.latency import LatencyConfig, measure_latency
+
+    cfg = LatencyConfig(imgsz=imgsz, rounds=adv.latency_rounds)
+    res = measure_latency([str(p) for p in artifacts.values()], cfg)
+    return {role: res[str(p)] for role, p in artifacts.items()}
+
+
+def _entry(path: Path, metrics: dict, latency: dict | None) -> dict:
+    from yoloslim.export.common import path_size_mb
+
+    e: dict[str, Any] = {"path": str(path), "size_mb": path_size_mb(path), **metrics}
+    if latency:
+        e["latency_ms"] = {"median": round(latency["median"], 3), "p90": round(latency["p90"], 3)}
+        e["precision"] = latency.get("precision")
+    return e
+
+
+def report_table(report: dict) -> str:
+    """Markdown table: float vs INT8 (and FP16/BF16) mAP, latency, size."""
+    rows = [
+        "| artifact | mAP50-95 | mAP50 | latency median / p90 (ms) | size (MB) | precision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for role in ("float", "fp16", "bf16", "int8"):
+        e = report.get(role)
+        if not e:
+            continue
+        lat = e.get("latency_ms")
+        lat_s = f"{lat['median']:.2f} / {lat['p90']:.2f}" if lat else "-"
+        rows.append(
+            f"| {role} | {100 * e['map']:.2f} | {100 * e['map50']:.2f} | {lat_s} | "
+            f"{e['size_mb']} | {e.get('precision', '-')} |"
+        )
+    lf = report["layers_in_float"]
+    rows.append("")
+    rows.append(
+        f"Kept in float: {lf['decode_nodes']} decode/scope nodes"
+        f"{', layers ' + ', '.join(lf['scope']) if lf['scope'] else ''}"
+        f"{'; accuracy-aware: ' + ', '.join(lf['accuracy_aware']) if lf['accuracy_aware'] else ''}."
+    )
+    return "\n".join(rows) + "\n"
+
+
+def _write(out: Path, report: dict, cfg: QuantConfig) -> None:
+    import json
+
+    from yoloslim.fileio import atomic_write_text
+
+    atomic_write_text(out / "quant_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+    atomic_write_text(out / "quant_report.json", json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_text(out / "quant_report.md", report_table(report))
