@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from yoloslim.compress.quantize import QuantConfig, quantize
 from yoloslim.compress.reparam import reparameterize
 from yoloslim.data.synth import synthesize
 from yoloslim.errors import ConfigError, DataError, ExportError, ModelError, YoloslimError
@@ -32,6 +33,7 @@ __all__ = [
     "ExportError",
     "ModelError",
     "Predictor",
+    "QuantConfig",
     "TrainConfig",
     "TrainResult",
     "YoloslimError",
@@ -42,6 +44,7 @@ __all__ = [
     "list_models",
     "load",
     "load_checkpoint",
+    "quantize",
     "register_model",
     "reparameterize",
     "save_checkpoint",

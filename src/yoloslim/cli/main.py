@@ -10,6 +10,7 @@ from yoloslim.cli import (
     export_cmd,
     models_cmd,
     predict_cmd,
+    quantize_cmd,
     train_cmd,
     val_cmd,
 )
@@ -28,6 +29,7 @@ app.command("models")(models_cmd.models)
 app.command("export")(export_cmd.export)
 app.command("predict")(predict_cmd.predict)
 app.command("bench")(bench_cmd.bench)
+app.command("quantize")(quantize_cmd.quantize)
 
 
 def main(argv: list[str] | None = None) -> int:

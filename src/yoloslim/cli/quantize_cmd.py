@@ -1,0 +1,97 @@
+"""``yoloslim quantize``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+
+from yoloslim.cli.common import console, handle_errors, write_json
+
+
+@handle_errors
+def quantize(
+    model: Path = typer.Option(..., help="yoloslim checkpoint (.pt) or exported .onnx."),
+    data: Path = typer.Option(..., help="data.yaml (train split calibrates, val measures)."),
+    out: Path = typer.Option(Path("runs/quantize"), help="Output folder."),
+    backend: str = typer.Option("openvino", help="openvino (NNCF) or onnxruntime (QDQ)."),
+    mode: str = typer.Option("static", help="static, or dynamic (onnxruntime only)."),
+    calib: int = typer.Option(300, help="Calibration images from the train split."),
+    method: str = typer.Option("minmax", help="minmax, entropy (onnxruntime) or percentile."),
+    max_drop: float = typer.Option(
+        None, help="Accuracy budget in mAP50-95 points: return sensitive layers to float."
+    ),
+    ignore: list[str] = typer.Option(
+        None,
+        "--ignore",
+        help="Ignored-scope pattern (repeatable): 'decode', 'head_preds' or a regex on "
+        "layer/node names. Default: decode.",
+    ),
+    imgsz: int = typer.Option(None, help="Input size (default: the model's)."),
+    float_variants: str = typer.Option(
+        "", "--float-variants", help="Also write float artifacts: fp16, bf16 (comma-separated)."
+    ),
+    preset: str = typer.Option(None, help="NNCF preset: mixed (default) or performance."),
+    no_latency: bool = typer.Option(False, "--no-latency", help="Skip latency measurement."),
+    config: Path = typer.Option(None, help="YAML of QuantConfig fields (flags given override)."),
+    json_path: Path = typer.Option(None, "--json", help="Write the quant report as JSON."),
+) -> None:
+    """INT8 post-training quantization; writes quant_report.json/.md and the artifacts."""
+    from rich.table import Table
+
+    from yoloslim.compress.quantize import QuantConfig
+    from yoloslim.compress.quantize import quantize as run_quantize
+    from yoloslim.errors import ConfigError
+
+    values: dict = {}
+    if config is not None:
+        loaded = yaml.safe_load(Path(config).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config}: expected a mapping of QuantConfig fields")
+        values.update(loaded)
+    values.update(backend=backend, mode=mode, calib=calib, method=method)
+    if max_drop is not None:
+        values["max_drop"] = max_drop
+    if ignore:
+        values["ignored_scope"] = [] if ignore == ["none"] else list(ignore)
+    if imgsz is not None:
+        values["imgsz"] = imgsz
+    if float_variants:
+        values["float_variants"] = [v.strip() for v in float_variants.split(",") if v.strip()]
+    advanced = dict(values.get("advanced") or {})
+    if preset is not None:
+        advanced["preset"] = preset
+    if no_latency:
+        advanced.update(latency=False)
+    if advanced:
+        values["advanced"] = advanced
+    cfg = QuantConfig.from_dict(values)
+    with console.status(f"quantizing {model} ({cfg.backend}, {cfg.mode})"):
+        res = run_quantize(model, data, config=cfg, out=out, progress=False)
+    rep = res.report
+    table = Table(title=f"quantize {model} ({cfg.backend}, {rep['imgsz']} px)")
+    for col in ("artifact", "mAP50-95", "mAP50", "median ms", "p90 ms", "MB", "precision"):
+        table.add_column(col)
+    for role in ("float", "fp16", "bf16", "int8"):
+        e = rep.get(role)
+        if not e:
+            continue
+        lat = e.get("latency_ms") or {}
+        table.add_row(
+            role,
+            f"{100 * e['map']:.2f}",
+            f"{100 * e['map50']:.2f}",
+            f"{lat['median']:.2f}" if lat else "-",
+            f"{lat['p90']:.2f}" if lat else "-",
+            str(e["size_mb"]),
+            str(e.get("precision", "-")),
+        )
+    console.print(table)
+    kept = rep["layers_in_float"]
+    console.print(
+        f"kept float: {kept['decode_nodes']} scope nodes; accuracy-aware: "
+        f"{', '.join(kept['accuracy_aware']) or 'none'}"
+    )
+    console.print(f"int8: {res.model}\nreport: {Path(out) / 'quant_report.json'}")
+    write_json(json_path, rep)
