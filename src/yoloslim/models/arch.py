@@ -121,7 +121,13 @@ def layer_shapes(model: nn.Module) -> dict[str, list[int]]:
 
 
 def apply_layers(model: nn.Module, layers: dict[str, list[int]]) -> None:
-    """Resize convs and BNs in place to the recorded shapes (fresh weights)."""
+    """Resize convs and BNs in place to the recorded shapes (fresh weights).
+
+    Trailing entries of a ``ModuleList`` none of whose layers are recorded are
+    dropped first: depth pruning removes residual blocks from a list (which then
+    re-indexes), and the neck's single ``depth`` cannot express per-stage depths.
+    """
+    _trim_module_lists(model, layers)
     current = layer_shapes(model)
     if set(current) != set(layers):
         extra, missing = (
@@ -153,6 +159,20 @@ def apply_layers(model: nn.Module, layers: dict[str, list[int]]) -> None:
         else:
             new = nn.BatchNorm2d(shape[0], eps=old.eps, momentum=old.momentum)
         setattr(parent, attr, new)
+
+
+def _trim_module_lists(model: nn.Module, layers: dict[str, list[int]]) -> None:
+    recorded = set(layers)
+    for name, m in list(model.named_modules()):
+        if not isinstance(m, nn.ModuleList):
+            continue
+        prefix = f"{name}." if name else ""
+        while len(m):
+            i = len(m) - 1
+            own = {f"{prefix}{i}.{k}" if k else f"{prefix}{i}" for k in layer_shapes(m[i])}
+            if not own or own & recorded:
+                break
+            del m[i]
 
 
 def arch_of(model: nn.Module) -> dict:

@@ -1,0 +1,378 @@
+"""``prune()``: structured (width and depth) pruning, fine-tuning, unstructured sparsity, report.
+
+The schedule (*when*) lives here; *what* to remove comes from the importance
+criteria of :mod:`yoloslim.compress.prune_width` (Torch-Pruning) and the block
+scores of :mod:`yoloslim.compress.prune_depth`; *how* is Torch-Pruning's
+dependency graph. Every stage is measured -- params, GFLOPs, exported size,
+latency in a real runtime, mAP -- because FLOPs are not speed (FIELD_NOTES.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from yoloslim.compress.prune_config import AdvancedPruneConfig, Criterion, Method, PruneConfig
+from yoloslim.compress.prune_depth import prune_depth, removable_blocks
+from yoloslim.compress.prune_report import measure, measure_latency_pair, summary_rows
+from yoloslim.compress.prune_sparse import apply_unstructured
+from yoloslim.compress.prune_width import (
+    bn_sparsity_train,
+    profile,
+    prune_width,
+    taylor_gradients,
+)
+from yoloslim.errors import ConfigError, ModelError
+from yoloslim.result import Result
+
+__all__ = [
+    "AdvancedPruneConfig",
+    "Criterion",
+    "Method",
+    "PruneConfig",
+    "prune",
+    "restore_pruned",
+]
+
+log = logging.getLogger(__name__)
+
+FLOPS_NOTE = (
+    "FLOPs are not speed: small detectors at batch 1 on a CPU are overhead-bound, so latency "
+    "is measured in the runtime (latency_ms), never inferred from GFLOPs."
+)
+
+
+def prune(
+    model: nn.Module | str | Path,
+    data: str | Path | None,
+    *,
+    config: PruneConfig = PruneConfig(),  # noqa: B008 - frozen dataclass, immutable
+    out: str | Path | None = None,
+    progress: bool = False,
+) -> Result:
+    """Prune a detector's channels and/or residual blocks, fine-tune it, and report.
+
+    The schedule: ``config.steps`` steps, each removing blocks (``depth_ratio`` or a
+    depth budget) and then channels (ratio or budget) by Torch-Pruning's
+    dependency graph, optionally fine-tuning ``finetune_between`` epochs between
+    steps; then ``finetune_epochs`` epochs (by distillation from the unpruned model
+    with ``distill``), then optional unstructured sparsity. The input model is
+    never modified.
+
+    Args:
+        model: a Detector, a yoloslim checkpoint path or a registered model name; any
+            other ``nn.Module`` taking ``(B, 3, imgsz, imgsz)`` can be width-pruned
+            (no fine-tuning, mAP or latency; list its output layers in ``ignore``).
+        data: the ``data.yaml``; may be None when nothing needs data (no fine-tuning,
+            no Taylor / depth scoring / sparsity phase), and then no mAP is reported.
+        config: what and how much to prune.
+        out: folder for ``pruned.pt``, ``prune_report.json`` and the fine-tuning and
+            export runs; None writes nothing lasting.
+        progress: progress bars.
+
+    Returns:
+        Result: ``model`` the pruned (fine-tuned) model in eval mode, ``report`` (also
+        ``out/prune_report.json``), ``artifacts["checkpoint"]`` = ``out/pruned.pt``
+        (loads with :func:`yoloslim.load` / ``load_checkpoint``, ``weights_only=True``).
+
+    Raises:
+        ConfigError: a budget at or above the model's, a method the model cannot
+            take (e.g. fine-tuning an external module), or data needed but missing.
+        ModelError: the model cannot be loaded.
+
+    Example:
+        >>> res = prune("runs/base/best.pt", "data.yaml",
+        ...             config=PruneConfig(target_flops=2.5, finetune_epochs=5), out="runs/prune")
+        >>> res.report["stages"]["finetuned"]["map"]
+    """
+    cfg = config
+    net, names = _load_model(model, data)
+    is_detector = hasattr(net, "spec") and hasattr(net, "forward_raw")
+    _check_feasible(cfg, net, data, is_detector)
+    teacher = copy.deepcopy(net).eval() if cfg.distill else None
+    torch.manual_seed(cfg.seed)
+
+    with _workdir(out) as work:
+        before = measure(net, data, cfg, is_detector)
+        _check_budget(cfg, before)
+        original = copy.deepcopy(net)
+        net, schedule = _run_schedule(net, data, cfg, work, teacher, progress)
+        pruned = measure(net, data, cfg, is_detector)
+        stages = {"before": before, "pruned": pruned}
+        if cfg.finetune_epochs:
+            net = _finetune(
+                net, teacher, data, cfg, cfg.finetune_epochs, work / "finetune", progress
+            )
+            stages["finetuned"] = measure(net, data, cfg, is_detector)
+        sparse = None
+        if cfg.unstructured is not None:
+            sparse = apply_unstructured(net, cfg.unstructured, cfg.ignore)
+            stages["sparse"] = measure(net, data, cfg, is_detector)
+        net.eval()
+        latency = None
+        if cfg.latency and is_detector:
+            latency = measure_latency_pair(original, net, work / "export", cfg)
+            for name, row in stages.items():
+                row.update(latency["before" if name == "before" else "after"])
+        report = {
+            "model": getattr(net, "spec", {}).get("name", type(net).__name__),
+            "config": cfg.to_dict(),
+            "stages": stages,
+            "table": summary_rows(stages),
+            "schedule": schedule,
+            "layers": _layer_changes(original, net),
+            "unstructured": sparse,
+            "latency": latency and latency["info"],
+            "note": FLOPS_NOTE
+            + (
+                " Unstructured zeros leave dense tensors: size and dense latency are unchanged."
+                if sparse
+                else ""
+            ),
+        }
+        result = Result(net, report)
+        if out is not None:
+            result.artifacts["checkpoint"] = _save(net, Path(out), cfg, names, is_detector)
+            result.artifacts["report"] = result.save_report(Path(out) / "prune_report.json")
+    return result
+
+
+def _load_model(model, data) -> tuple[nn.Module, list[str] | None]:
+    from yoloslim.models.checkpoint import load_checkpoint
+    from yoloslim.models.registry import build_model
+
+    if isinstance(model, nn.Module):
+        net = copy.deepcopy(model)
+    elif Path(str(model)).suffix == ".pt" or Path(str(model)).is_file():
+        net = load_checkpoint(model)[0]
+    else:
+        names = None
+        if data is not None:
+            from yoloslim.data import load_data_config
+
+            names = load_data_config(data).names
+        net = build_model(str(model), names=names)
+    if getattr(net, "deploy", False):
+        raise ModelError("cannot prune a re-parameterised (deploy-form) model; prune before fuse()")
+    return net.eval(), getattr(net, "names", None)
+
+
+def _check_feasible(cfg: PruneConfig, net: nn.Module, data, is_detector: bool) -> None:
+    needs_detector = {
+        "finetune_epochs/finetune_between": cfg.finetune_epochs or cfg.finetune_between,
+        "criterion='taylor'": cfg.criterion == Criterion.TAYLOR,
+        "depth pruning": cfg.depth_ratio is not None or cfg.method == Method.DEPTH,
+        "distill": cfg.distill,
+        "advanced.sparsity_epochs": cfg.advanced.sparsity_epochs
+        and cfg.criterion == Criterion.BN_SCALE,
+    }
+    wanted = [k for k, v in needs_detector.items() if v]
+    if wanted and not is_detector:
+        raise ConfigError(
+            f"{', '.join(wanted)} need a yoloslim Detector (loss and data pipeline); "
+            f"{type(net).__name__} can only be width-pruned with l1/l2/bn-scale/random"
+        )
+    if wanted and data is None:
+        raise ConfigError(f"data=None but {', '.join(wanted)} need a data.yaml")
+    if (cfg.depth_ratio is not None or cfg.method == Method.DEPTH) and not removable_blocks(net):
+        raise ConfigError("depth pruning: the model has no residual block to remove")
+
+
+def _check_budget(cfg: PruneConfig, before: dict) -> None:
+    for key, value, unit, scale in (
+        ("target_flops", cfg.target_flops, "GFLOPs", 1.0),
+        ("target_params", cfg.target_params, "M params", 1e-6),
+    ):
+        have = before["gflops"] if key == "target_flops" else before["params"] * scale
+        if value is not None and value >= have:
+            raise ConfigError(
+                f"PruneConfig.{key}={value} is not below the model's {have:.4g} {unit} "
+                f"(at imgsz={cfg.imgsz}, deploy form): nothing to prune"
+            )
+
+
+@contextlib.contextmanager
+def _workdir(out):
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        yield Path(out)
+    else:
+        with tempfile.TemporaryDirectory(prefix="yoloslim-prune-") as tmp:
+            yield Path(tmp)
+
+
+def _calib_batches(data, cfg: PruneConfig) -> list:
+    """A fixed list of ``calib_batches`` un-augmented training batches (seeded)."""
+    from yoloslim.data import DetectionDataset, collate, load_data_config, load_samples
+
+    dc = load_data_config(data)
+    ds = DetectionDataset(load_samples(dc, "train"), cfg.imgsz, augment=False, names=dc.names)
+    g = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(ds), generator=g).tolist()
+    n = min(len(ds), cfg.batch * cfg.advanced.calib_batches)
+    return [collate([ds[i] for i in order[k : k + cfg.batch]]) for k in range(0, n, cfg.batch)]
+
+
+def _step_targets(cfg: PruneConfig, before: dict, n_blocks: int) -> list[dict]:
+    """Per-step goals: cumulative block counts, relative channel ratios, interpolated budgets."""
+    steps, out = cfg.steps, []
+    r = cfg.width_ratio
+    for k in range(1, steps + 1):
+        goal: dict = {}
+        if cfg.depth_ratio is not None:
+            goal["blocks"] = round(n_blocks * cfg.depth_ratio * k / steps)
+        if r is not None:  # relative ratio taking the channels still there to r * k / steps overall
+            goal["ratio"] = 1 - (1 - r * k / steps) / (1 - r * (k - 1) / steps)
+        if cfg.target_flops is not None:
+            goal["gflops"] = before["gflops"] - (before["gflops"] - cfg.target_flops) * k / steps
+        if cfg.target_params is not None:
+            base = before["params"] / 1e6
+            goal["params"] = base - (base - cfg.target_params) * k / steps
+        out.append(goal)
+    return out
+
+
+def _run_schedule(net, data, cfg: PruneConfig, work: Path, teacher, progress: bool):
+    adv = cfg.advanced
+    batches = None
+    needs_batches = (
+        cfg.criterion == Criterion.TAYLOR
+        or cfg.depth_ratio is not None
+        or cfg.method == Method.DEPTH
+        or (cfg.criterion == Criterion.BN_SCALE and adv.sparsity_epochs)
+    )
+    if needs_batches:
+        batches = _calib_batches(data, cfg)
+    schedule: dict = {"steps": []}
+    if cfg.criterion == Criterion.BN_SCALE and adv.sparsity_epochs:
+        schedule["bn_sparsity_losses"] = bn_sparsity_train(
+            net,
+            batches,
+            epochs=adv.sparsity_epochs,
+            reg=adv.sparsity_reg,
+            lr=adv.sparsity_lr,
+            ignore=cfg.ignore,
+        )
+    if not cfg.structured:
+        return net, schedule
+    before = profile(net, cfg.imgsz)
+    goals = _step_targets(cfg, before, len(removable_blocks(net)) if batches else 0)
+    removed = 0
+    for k, goal in enumerate(goals, 1):
+        row: dict = {"step": k}
+        if "blocks" in goal:
+            row["depth"] = prune_depth(net, batches, count=goal["blocks"] - removed)
+            removed += len(row["depth"]["removed"])
+        if cfg.method == Method.DEPTH and ("gflops" in goal or "params" in goal):
+            row["depth"] = prune_depth(net, batches, until=_within(goal, cfg))
+        elif cfg.method == Method.WIDTH and any(x in goal for x in ("ratio", "gflops", "params")):
+            if cfg.criterion == Criterion.TAYLOR:
+                row["taylor_loss"] = taylor_gradients(net, batches)
+            net, row["width"] = prune_width(
+                net,
+                criterion=cfg.criterion.value,
+                imgsz=cfg.imgsz,
+                ratio=goal.get("ratio"),
+                target_flops=goal.get("gflops"),
+                target_params=goal.get("params"),
+                ignore=cfg.ignore,
+                global_pruning=cfg.global_pruning,
+                round_to=adv.round_to,
+                max_layer_ratio=adv.max_layer_ratio,
+                tolerance=adv.budget_tolerance,
+            )
+            net.zero_grad(set_to_none=True)
+        row.update(profile(net, cfg.imgsz))
+        log.info("prune step %d/%d: %s", k, cfg.steps, row)
+        schedule["steps"].append(row)
+        if cfg.finetune_between and k < cfg.steps:
+            net = _finetune(
+                net, teacher, data, cfg, cfg.finetune_between, work / f"finetune_step{k}", progress
+            )
+    return net.eval(), schedule
+
+
+def _within(goal: dict, cfg: PruneConfig):
+    def ok(m: nn.Module) -> bool:
+        p = profile(m, cfg.imgsz)
+        if "gflops" in goal:
+            return p["gflops"] <= goal["gflops"]
+        return p["params"] / 1e6 <= goal["params"]
+
+    return ok
+
+
+def _finetune(net, teacher, data, cfg: PruneConfig, epochs: int, out: Path, progress: bool):
+    from yoloslim.train import config_from_dict
+    from yoloslim.train import train as run_train
+
+    values = dict(
+        epochs=epochs,
+        imgsz=cfg.imgsz,
+        batch=cfg.batch,
+        seed=cfg.seed,
+        lr0=0.002,
+        warmup_epochs=min(1.0, epochs / 3),
+        close_mosaic=min(2, epochs),
+        val_interval=max(1, epochs // 3),
+    )
+    values.update(cfg.advanced.finetune)
+    tc = config_from_dict(values)
+    if teacher is not None:
+        from yoloslim.compress.distill import DistillConfig, distill
+
+        return distill(
+            net, teacher, data, config=DistillConfig(train=tc), out=out, progress=progress
+        ).model.eval()
+    return run_train(net, data, config=tc, out=out, progress=progress).model.eval()
+
+
+def _layer_changes(before: nn.Module, after: nn.Module) -> dict:
+    from yoloslim.models.arch import layer_shapes
+
+    a, b = layer_shapes(before), layer_shapes(after)
+    changed = {k: [a[k], b[k]] for k in a if k in b and a[k] != b[k] and len(a[k]) == 2}
+    return {
+        "convs_before": sum(len(v) == 2 for v in a.values()),
+        "convs_after": sum(len(v) == 2 for v in b.values()),
+        "removed": sorted(k for k in a if k not in b and len(a[k]) == 2)[:200],
+        "resized": changed,
+    }
+
+
+def _save(net: nn.Module, out: Path, cfg: PruneConfig, names, is_detector: bool) -> Path:
+    from yoloslim.models.arch import layer_shapes
+    from yoloslim.models.checkpoint import atomic_save, save_checkpoint
+
+    meta = {"stage": "prune", "prune": cfg.to_dict()}
+    if is_detector:
+        return save_checkpoint(out / "pruned.pt", net, imgsz=cfg.imgsz, meta=meta)
+    record = {
+        "format": "yoloslim-pruned-module/1",
+        "layers": layer_shapes(net),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
+        "meta": meta,
+    }
+    return atomic_save(record, out / "pruned.pt")
+
+
+def restore_pruned(model: nn.Module, path: str | Path) -> nn.Module:
+    """Rebuild a pruned external module: a fresh ``model`` resized to the record and loaded.
+
+    The record (written by :func:`prune` for non-yoloslim modules) holds per-layer
+    conv/BN shapes and the weights; it loads with ``weights_only=True``.
+    """
+    from yoloslim.models.arch import apply_layers
+
+    rec = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(rec, dict) or rec.get("format") != "yoloslim-pruned-module/1":
+        raise ModelError(f"{path}: not a pruned-module record (use yoloslim.load for checkpoints)")
+    apply_layers(model, rec["layers"])
+    model.load_state_dict(rec["state_dict"])
+    return model.eval()
