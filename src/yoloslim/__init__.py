@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from yoloslim.compress.prune import PruneConfig, prune
 from yoloslim.compress.quantize import QuantConfig, quantize
 from yoloslim.compress.reparam import reparameterize
 from yoloslim.data.synth import synthesize
@@ -33,6 +34,7 @@ __all__ = [
     "ExportError",
     "ModelError",
     "Predictor",
+    "PruneConfig",
     "QuantConfig",
     "TrainConfig",
     "TrainResult",
@@ -44,6 +46,7 @@ __all__ = [
     "list_models",
     "load",
     "load_checkpoint",
+    "prune",
     "quantize",
     "register_model",
     "reparameterize",

@@ -10,6 +10,7 @@ from yoloslim.cli import (
     export_cmd,
     models_cmd,
     predict_cmd,
+    prune_cmd,
     quantize_cmd,
     train_cmd,
     val_cmd,
@@ -29,6 +30,7 @@ app.command("models")(models_cmd.models)
 app.command("export")(export_cmd.export)
 app.command("predict")(predict_cmd.predict)
 app.command("bench")(bench_cmd.bench)
+app.command("prune")(prune_cmd.prune)
 app.command("quantize")(quantize_cmd.quantize)
 
 

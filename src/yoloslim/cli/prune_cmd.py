@@ -1,0 +1,97 @@
+"""``yoloslim prune``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+
+from yoloslim.cli.common import console, handle_errors, write_json
+
+
+@handle_errors
+def prune(
+    model: str = typer.Option(..., help="yoloslim checkpoint (.pt) or registered model name."),
+    data: Path = typer.Option(None, help="data.yaml (needed for fine-tuning, mAP, Taylor, depth)."),
+    out: Path = typer.Option(
+        Path("runs/prune"), help="Output folder (pruned.pt, prune_report.json)."
+    ),
+    ratio: float = typer.Option(None, help="Channel ratio to remove, in (0, 1)."),
+    target_flops: float = typer.Option(None, help="GFLOPs budget (deploy form, at --imgsz)."),
+    target_params: float = typer.Option(None, help="Parameter budget in millions."),
+    method: str = typer.Option(
+        None, help="width (channels) or depth (residual blocks) meets the goal."
+    ),
+    criterion: str = typer.Option(None, help="l1, l2, bn-scale, taylor or random."),
+    steps: int = typer.Option(None, help="Iterative pruning steps."),
+    finetune_epochs: int = typer.Option(None, help="Fine-tuning epochs after pruning."),
+    finetune_between: int = typer.Option(None, help="Fine-tuning epochs between steps."),
+    global_pruning: bool = typer.Option(
+        None, "--global/--local", help="Rank channels across layers (global) or per layer."
+    ),
+    depth_ratio: float = typer.Option(None, help="Fraction of residual blocks to remove."),
+    unstructured: float = typer.Option(
+        None, help="Global L1 weight sparsity (dense runtimes: no speed-up)."
+    ),
+    ignore: list[str] = typer.Option(
+        None, help="Module-name pattern whose outputs stay whole (repeatable)."
+    ),
+    distill: bool = typer.Option(
+        None, "--distill/--no-distill", help="Fine-tune by distillation from the unpruned model."
+    ),
+    imgsz: int = typer.Option(None, help="Input size."),
+    batch: int = typer.Option(None, help="Batch size."),
+    backend: str = typer.Option(None, help="Latency runtime: openvino or onnxruntime."),
+    latency: bool = typer.Option(
+        None, "--latency/--no-latency", help="Export and time before/after."
+    ),
+    config: Path = typer.Option(
+        None, help="YAML file of PruneConfig fields (flags given override it)."
+    ),
+    json_path: Path = typer.Option(None, "--json", help="Write the prune report as JSON."),
+) -> None:
+    """Prune channels and/or residual blocks, fine-tune, and report params, GFLOPs, size, latency, mAP."""
+    from rich.table import Table
+
+    from yoloslim.compress.prune import PruneConfig
+    from yoloslim.compress.prune import prune as run_prune
+    from yoloslim.errors import ConfigError
+
+    values: dict = {}
+    if config is not None:
+        loaded = yaml.safe_load(Path(config).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{config}: expected a mapping of PruneConfig fields")
+        values.update(loaded)
+    flags = dict(
+        ratio=ratio,
+        target_flops=target_flops,
+        target_params=target_params,
+        method=method,
+        criterion=criterion,
+        steps=steps,
+        finetune_epochs=finetune_epochs,
+        finetune_between=finetune_between,
+        global_pruning=global_pruning,
+        depth_ratio=depth_ratio,
+        unstructured=unstructured,
+        ignore=tuple(ignore) if ignore else None,
+        distill=distill,
+        imgsz=imgsz,
+        batch=batch,
+        backend=backend,
+        latency=latency,
+    )
+    values.update({k: v for k, v in flags.items() if v is not None})
+    cfg = PruneConfig.from_dict(values)
+    res = run_prune(model, data, config=cfg, out=out, progress=True)
+    table = Table(title=f"prune of {model} ({cfg.imgsz} px)")
+    for col in ("stage", "params (M)", "GFLOPs", "size (MB)", "latency (ms)", "mAP50-95", "mAP50"):
+        table.add_column(col)
+    for row in res.report["table"]:
+        table.add_row(*("-" if v is None else str(v) for v in row.values()))
+    console.print(table)
+    console.print(res.report["note"])
+    console.print(f"checkpoint: {res.artifacts['checkpoint']}  report: {res.artifacts['report']}")
+    write_json(json_path, res.report)
