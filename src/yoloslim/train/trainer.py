@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from yoloslim.train.config import Optimizer, TrainConfig, config_from_dict
 from yoloslim.train.ema import ModelEMA
 from yoloslim.train.loss import DetectionLoss
 
-__all__ = ["TrainResult", "train", "resolve_device"]
+__all__ = ["TrainHook", "TrainResult", "train", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,27 @@ class TrainResult:
     report: dict = field(default_factory=dict)
     best: Path | None = None
     last: Path | None = None
+
+
+class TrainHook(Protocol):
+    """An extra training objective (e.g. distillation) plugged into :func:`train`.
+
+    The trainer calls ``attach`` once (its returned module, e.g. align convs, is
+    trained with the model and saved in ``last.pt``'s train state, not in the model),
+    ``epoch_start`` after putting the model in train mode, ``loss`` after every
+    forward (``epoch`` is fractional: step / steps per epoch; the value returned is
+    added to the detection loss, its parts are averaged into metrics.jsonl), and
+    ``detach`` when training ends.
+    """
+
+    def attach(self, net: Detector, device: torch.device) -> nn.Module | None: ...
+    def epoch_start(self, net: Detector, epoch: int) -> None: ...
+    def loss(
+        self, imgs: torch.Tensor, raw: list[torch.Tensor], targets: torch.Tensor, epoch: float
+    ) -> tuple[torch.Tensor, dict[str, float]]: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+    def detach(self) -> None: ...
 
 
 def resolve_device(name: str) -> torch.device:
@@ -135,6 +157,7 @@ def train(
     resume: bool = False,
     progress: bool = False,
     on_epoch_end: Callable[[int, dict], None] | None = None,
+    hook: TrainHook | None = None,
 ) -> TrainResult:
     """Train a detector on a dataset described by a ``data.yaml``.
 
@@ -146,6 +169,8 @@ def train(
         resume: continue the run in ``out`` from its ``last.pt``.
         progress: show a rich progress bar with the losses.
         on_epoch_end: called with ``(epoch, metrics_row)`` after each epoch's checkpoint.
+        hook: an extra objective with its own trainable modules (see :class:`TrainHook`);
+            :func:`yoloslim.distill` uses it.
 
     Returns:
         TrainResult with the best EMA model (eval mode) and a report dict.
@@ -200,11 +225,16 @@ def train(
     if state:
         net.load_state_dict(state["train_state"]["raw_state_dict"])
     criterion = DetectionLoss(net.nc, net.reg_max, net.strides, cfg.loss)
-    optimizer = _make_optimizer(net, cfg)
     ema = ModelEMA(net, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    # attached after the EMA copy so the copy carries no hook of the objective
+    extra = hook.attach(net, device) if hook is not None else None
+    trainable = nn.ModuleList([net, extra]) if extra is not None else net
+    optimizer = _make_optimizer(trainable, cfg)
     start_epoch, best_map = 0, -1.0
     if state:
         ts = state["train_state"]
+        if hook is not None:
+            hook.load_state_dict(ts.get("hook", {}))
         optimizer.load_state_dict(ts["optimizer"])
         if ema is not None:
             ema.load_state_dict(ts["ema"])
@@ -252,7 +282,10 @@ def train(
             drop_last=False,
         )
         model_ddp.train()
+        if hook is not None:
+            hook.epoch_start(net, epoch)
         sums = torch.zeros(3)
+        extra_sums: dict[str, float] = {}
         t_epoch = time.time()
         bar = _progress(run.progress, f"epoch {epoch + 1}/{cfg.epochs}", n_batches)
         with bar as pbar:
@@ -271,14 +304,22 @@ def train(
                 )
                 with ctx:
                     raw = model_ddp(imgs)
-                loss, parts = criterion([r.float() for r in raw], targets.to(device))
+                raw = [r.float() for r in raw]
+                loss, parts = criterion(raw, targets.to(device))
+                if hook is not None:
+                    extra_loss, extra_parts = hook.loss(
+                        imgs, raw, targets.to(device), epoch + i / n_batches
+                    )
+                    loss = loss + extra_loss
+                    for k, v in extra_parts.items():
+                        extra_sums[k] = extra_sums.get(k, 0.0) + float(v)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, batch {i}")
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if cfg.grad_clip:
                     scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                    nn.utils.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
                 if ema is not None:
@@ -287,10 +328,11 @@ def train(
                 images_seen += imgs.shape[0] * world
                 if pbar:
                     m = sums / (i + 1)
+                    more = "".join(f" {k} {v / (i + 1):.3f}" for k, v in extra_sums.items())
                     pbar.update(
                         task,
                         advance=1,
-                        losses=f"box {m[0]:.3f} cls {m[1]:.3f} dfl {m[2]:.3f} lr {lr:.2e}",
+                        losses=f"box {m[0]:.3f} cls {m[1]:.3f} dfl {m[2]:.3f}{more} lr {lr:.2e}",
                     )
         epoch_s = time.time() - t_epoch
         final_model = ema.module if ema is not None else net
@@ -300,6 +342,7 @@ def train(
             "box": float(sums[0] / n_batches),
             "cls": float(sums[1] / n_batches),
             "dfl": float(sums[2] / n_batches),
+            **{k: v / n_batches for k, v in extra_sums.items()},
             "epoch_s": round(epoch_s, 2),
             "images_per_s": round(len(train_ds) / epoch_s, 2),
         }
@@ -323,6 +366,8 @@ def train(
                     k: v.detach().cpu().clone() for k, v in net.state_dict().items()
                 },
             }
+            if hook is not None:
+                train_state["hook"] = hook.state_dict()
             meta = {
                 "epoch": epoch,
                 "map": row.get("map"),
@@ -342,6 +387,8 @@ def train(
             on_epoch_end(epoch, row)
 
     train_s = time.time() - t_start
+    if hook is not None:
+        hook.detach()
     best_path = out / "best.pt"
     best_model = (
         load_checkpoint(best_path)[0] if best_path.exists() else (ema.module if ema else net)

@@ -1,0 +1,372 @@
+"""Knowledge distillation: a teacher detector guides a student's training.
+
+The student trains with its usual detection loss plus
+
+- logit distillation: temperature-softened class scores (every anchor) and the DFL
+  box distributions at anchors the teacher deems foreground (see
+  :func:`~yoloslim.compress.distill_losses.logit_kd`);
+- feature distillation on every neck scale (``cwd``, ``mimic``, ``mgd`` or ``at``),
+  through a learnable 1x1 align conv where the widths differ.
+
+The teacher runs in eval mode under ``torch.no_grad``; it may differ from the
+student in width and depth as long as the classes, the DFL bins and the head
+strides match. A progressive schedule (YOLOE-style) freezes the student's backbone
+for the first ``freeze_epochs`` and ramps the distillation weights up linearly
+over ``warmup_epochs``.
+
+Distillation runs inside :func:`yoloslim.train.train` (a :class:`TrainHook`), so it
+writes the same ``best.pt`` / ``last.pt`` / ``metrics.jsonl`` and resumes exactly;
+the align convs live only in ``last.pt``'s train state, never in the model.
+
+Prune recovery (two steps; the unpruned model is the teacher)::
+
+    yoloslim prune   --model base.pt --data data.yaml --ratio 0.5 --out runs/pruned
+    yoloslim distill --teacher base.pt --student runs/pruned/best.pt --data data.yaml \\
+                     --epochs 10 --progressive --out runs/pruned_kd
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from yoloslim.compress.distill_losses import FEATURE_LOSSES, FeatureAdapters, logit_kd
+from yoloslim.data import load_data_config
+from yoloslim.errors import ConfigError, ModelError
+from yoloslim.fileio import atomic_write_text
+from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint
+from yoloslim.models.detector import Detector
+from yoloslim.models.registry import build_model
+from yoloslim.result import Result
+from yoloslim.train.config import TrainConfig, config_from_dict
+from yoloslim.train.trainer import train
+
+__all__ = ["AdvancedDistillConfig", "DistillConfig", "Distiller", "distill"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AdvancedDistillConfig:
+    """Rarely changed distillation knobs.
+
+    Attributes:
+        feature_temperature: CWD softmax temperature (DAMO-YOLO uses 1).
+        fg_threshold: teacher class score from which an anchor counts as foreground
+            for the DFL distillation.
+        normalize_features: standardise both neck maps per channel before the
+            feature loss (DAMO-YOLO does; AT ignores it).
+        mgd_mask_ratio: fraction of student positions MGD masks out.
+    """
+
+    feature_temperature: float = 1.0
+    fg_threshold: float = 0.25
+    normalize_features: bool = True
+    mgd_mask_ratio: float = 0.65
+
+    def __post_init__(self) -> None:
+        _check(self.feature_temperature > 0, "advanced.feature_temperature", self, "must be > 0")
+        _check(0 <= self.fg_threshold < 1, "advanced.fg_threshold", self, "must be in [0, 1)")
+        _check(0 <= self.mgd_mask_ratio < 1, "advanced.mgd_mask_ratio", self, "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How to distil a teacher into a student.
+
+    Attributes:
+        loss: feature loss on the neck outputs: "cwd", "mimic", "mgd" or "at".
+        logit_weight: weight of the logit terms (class scores + DFL bins); 0 disables.
+        feature_weight: weight of the feature term; 0 disables.
+        temperature: softening temperature of the logit terms.
+        progressive: freeze the student's backbone for ``freeze_epochs`` and ramp the
+            distillation weights over ``warmup_epochs``.
+        freeze_epochs: epochs with the backbone frozen (with ``progressive``).
+        warmup_epochs: linear warm-up of the distillation weights (with ``progressive``).
+        train: the training settings (epochs, batch, imgsz, ...).
+        advanced: rarely changed knobs.
+    """
+
+    loss: str = "cwd"
+    logit_weight: float = 1.0
+    feature_weight: float = 1.0
+    temperature: float = 2.0
+    progressive: bool = False
+    freeze_epochs: int = 1
+    warmup_epochs: float = 1.0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    advanced: AdvancedDistillConfig = field(default_factory=AdvancedDistillConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.loss in FEATURE_LOSSES, "loss", self, f"expected one of {FEATURE_LOSSES}")
+        _check(self.logit_weight >= 0, "logit_weight", self, "must be >= 0")
+        _check(self.feature_weight >= 0, "feature_weight", self, "must be >= 0")
+        _check(self.temperature > 0, "temperature", self, "must be > 0")
+        _check(self.freeze_epochs >= 0, "freeze_epochs", self, "must be >= 0")
+        _check(self.warmup_epochs >= 0, "warmup_epochs", self, "must be >= 0")
+        if isinstance(self.train, dict):
+            object.__setattr__(self, "train", config_from_dict(self.train))
+        if isinstance(self.advanced, dict):
+            object.__setattr__(self, "advanced", _from(AdvancedDistillConfig, self.advanced))
+        if not isinstance(self.train, TrainConfig):
+            raise ConfigError(f"DistillConfig.train must be a TrainConfig, got {self.train!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> DistillConfig:
+        """Build from plain dicts (nested ``train`` and ``advanced``); unknown keys raise."""
+        return _from(cls, values)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["train"] = self.train.to_dict()
+        return d
+
+
+def _check(ok: bool, name: str, obj: object, msg: str) -> None:
+    if not ok:
+        value = getattr(obj, name.rpartition(".")[2])
+        raise ConfigError(f"{type(obj).__name__}.{name.rpartition('.')[2]}={value!r} {msg}")
+
+
+def _from(cls: type, values: dict):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(values).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {sorted(unknown)} in {cls.__name__}; allowed: {sorted(names)}"
+        )
+    try:
+        return cls(**values)
+    except TypeError as e:
+        raise ConfigError(f"{cls.__name__}: {e}") from e
+
+
+def _check_pair(student: Detector, teacher: Detector) -> None:
+    if teacher.nc != student.nc:
+        raise ConfigError(
+            f"teacher has {teacher.nc} classes but the student has {student.nc}; "
+            "distillation needs the same classes"
+        )
+    if tuple(teacher.strides) != tuple(student.strides):
+        raise ConfigError(
+            f"teacher scales (strides {list(teacher.strides)}) do not match the student's "
+            f"({list(student.strides)}); distillation needs the same neck scales"
+        )
+    if teacher.reg_max != student.reg_max:
+        raise ConfigError(
+            f"teacher reg_max={teacher.reg_max} but the student's is {student.reg_max}; "
+            "the DFL bins must match"
+        )
+
+
+class Distiller:
+    """The distillation objective as a :class:`~yoloslim.train.trainer.TrainHook`.
+
+    Holds the frozen teacher and the align convs; captures the student's neck
+    outputs with a forward hook on ``student.neck`` during training.
+    """
+
+    def __init__(self, teacher: Detector, config: DistillConfig) -> None:
+        self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
+        self.cfg = config
+        self.adapters: FeatureAdapters | None = None
+        self._feats: list[torch.Tensor] | None = None
+        self._handle = None
+
+    def attach(self, net: Detector, device: torch.device) -> nn.Module:
+        _check_pair(net, self.teacher)
+        self.teacher.to(device)
+        self.adapters = FeatureAdapters(
+            net.neck.out_channels, self.teacher.neck.out_channels, self.cfg.loss
+        ).to(device)
+        self._handle = net.neck.register_forward_hook(self._capture)
+        return self.adapters
+
+    def _capture(self, module: nn.Module, args: tuple, output: list[torch.Tensor]) -> None:
+        self._feats = list(output) if module.training else None
+
+    def detach(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self._feats = None
+
+    def frozen(self, epoch: int) -> bool:
+        """Whether the student's backbone is frozen in ``epoch``."""
+        return self.cfg.progressive and epoch < self.cfg.freeze_epochs
+
+    def weight_scale(self, epoch: float) -> float:
+        """Warm-up factor of the distillation weights at a fractional epoch."""
+        if not self.cfg.progressive or self.cfg.warmup_epochs <= 0:
+            return 1.0
+        return min(1.0, (epoch + 1e-9) / self.cfg.warmup_epochs)
+
+    def epoch_start(self, net: Detector, epoch: int) -> None:
+        frozen = self.frozen(epoch)
+        net.backbone.requires_grad_(not frozen)
+        if frozen:  # frozen BN statistics too: the backbone is left exactly as it was
+            net.backbone.eval()
+
+    def loss(
+        self, imgs: torch.Tensor, raw: list[torch.Tensor], targets: torch.Tensor, epoch: float
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        if self._feats is None or self.adapters is None:
+            raise RuntimeError("Distiller.loss called before a training forward of the student")
+        s_feats, self._feats = self._feats, None
+        with torch.no_grad():
+            t_feats = self.teacher.features(imgs)
+            t_raw = self.teacher.head(t_feats)
+        for i, (s, t) in enumerate(zip(s_feats, t_feats, strict=True)):
+            if s.shape[-2:] != t.shape[-2:]:
+                raise ModelError(
+                    f"neck scale {i}: student map {tuple(s.shape[-2:])} but teacher map "
+                    f"{tuple(t.shape[-2:])}; distillation needs the same scales"
+                )
+        cfg, adv = self.cfg, self.cfg.advanced
+        zero = raw[0].new_zeros(())
+        cls = dfl = feat = zero
+        if cfg.logit_weight > 0:
+            cls, dfl = logit_kd(
+                raw,
+                t_raw,
+                self.teacher.reg_max,
+                temperature=cfg.temperature,
+                fg_threshold=adv.fg_threshold,
+            )
+        if cfg.feature_weight > 0:
+            feat = self.adapters(
+                [s.float() for s in s_feats],
+                [t.float() for t in t_feats],
+                tau=adv.feature_temperature,
+                normalize=adv.normalize_features,
+                mask_ratio=adv.mgd_mask_ratio,
+            )
+        scale = self.weight_scale(epoch)
+        total = scale * (cfg.logit_weight * (cls + dfl) + cfg.feature_weight * feat)
+        parts = {"kd_cls": cls.item(), "kd_dfl": dfl.item(), "kd_feat": feat.item()}
+        # the detection loss is a per-image mean times the batch size; so is this
+        return total * imgs.shape[0], parts
+
+    def state_dict(self) -> dict:
+        assert self.adapters is not None
+        return {
+            "config": self.cfg.to_dict(),
+            "adapters": {
+                k: v.detach().cpu().clone() for k, v in self.adapters.state_dict().items()
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        assert self.adapters is not None
+        if "adapters" not in state:
+            raise ConfigError("resume: last.pt has no distillation state (was it a distill run?)")
+        self.adapters.load_state_dict(state["adapters"])
+
+
+def _as_detector(model: Detector | str | Path, what: str) -> Detector:
+    if isinstance(model, Detector):
+        return model
+    if isinstance(model, nn.Module):
+        raise ModelError(f"{what} must be a yoloslim Detector, got {type(model).__name__}")
+    path = Path(model)
+    if path.suffix == ".pt":
+        return load_checkpoint(path)[0]
+    raise ModelError(f"{what}={str(model)!r}: expected a Detector or a .pt checkpoint")
+
+
+def distill(
+    student: Detector | str | Path,
+    teacher: Detector | str | Path,
+    data: str | Path,
+    *,
+    config: DistillConfig = DistillConfig(),  # noqa: B008 - frozen dataclass, immutable
+    out: str | Path = "runs/distill",
+    resume: bool = False,
+    progress: bool = False,
+) -> Result:
+    """Train ``student`` on ``data`` with ``teacher``'s guidance.
+
+    Args:
+        student: a Detector (copied), a checkpoint path, a registered model name or an
+            arch.yaml (names and archs start from random weights, as in ``train``).
+        teacher: a Detector or a checkpoint path; never modified.
+        data: the dataset's ``data.yaml``.
+        config: distillation and training settings; on ``resume`` the run's saved
+            settings are used.
+        out: output folder (``best.pt``, ``last.pt``, ``metrics.jsonl``,
+            ``train_config.yaml``, ``distill_config.yaml``).
+        resume: continue the run in ``out`` from its ``last.pt``.
+        progress: show a progress bar with the losses.
+
+    Returns:
+        Result with the trained student (eval mode), ``artifacts["best"]`` and
+        ``["last"]`` (ordinary yoloslim checkpoints), and a report with the training
+        report (``"train"``) and the distillation settings (``"distill"``).
+
+    Raises:
+        ConfigError: teacher and student differ in classes, scales or DFL bins, or a
+            setting is invalid.
+
+    Example:
+        >>> res = distill("damo-nano", "runs/tiny/best.pt", "data.yaml",
+        ...               config=DistillConfig(loss="cwd", train=TrainConfig(epochs=10)))
+        >>> res.artifacts["best"]
+    """
+    out = Path(out)
+    names = load_data_config(data).names
+    t_model = _as_detector(teacher, "teacher")
+    if resume:
+        last = out / "last.pt"
+        if not last.is_file():
+            raise ConfigError(f"resume: {last} does not exist")
+        hook_state = read_checkpoint(last).get("train_state", {}).get("hook", {})
+        if "config" not in hook_state:
+            raise ConfigError(f"resume: {last} is not from a distill run")
+        config = DistillConfig.from_dict(hook_state["config"])
+        student = probe = load_checkpoint(last)[0]
+    else:
+        if isinstance(student, (str, Path)) and Path(student).suffix == ".pt":
+            student = _as_detector(student, "student")
+        probe = student if isinstance(student, Detector) else build_model(student, names=names)
+    if not isinstance(config, DistillConfig):
+        raise ConfigError(f"config must be a DistillConfig, got {type(config).__name__}")
+    if t_model.nc != len(names):
+        raise ConfigError(f"teacher has {t_model.nc} classes but {data} has {len(names)}")
+    _check_pair(probe, t_model)
+
+    hook = Distiller(t_model, config)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(
+        out / "distill_config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False)
+    )
+    res = train(
+        None if resume else student,
+        data,
+        config=config.train,
+        out=out,
+        resume=resume,
+        progress=progress,
+        hook=hook,
+    )
+    settings = {k: v for k, v in config.to_dict().items() if k != "train"}
+    settings.update(
+        teacher=str(teacher) if not isinstance(teacher, nn.Module) else "Detector",
+        teacher_params=sum(p.numel() for p in t_model.parameters()),
+        student_params=sum(p.numel() for p in res.model.parameters()),
+        align_convs=[
+            isinstance(m, nn.Conv2d) for m in (hook.adapters.align if hook.adapters else [])
+        ],
+    )
+    artifacts = {"last": res.last}
+    if res.best is not None:
+        artifacts["best"] = res.best
+    return Result(res.model, {"train": res.report, "distill": settings}, artifacts)

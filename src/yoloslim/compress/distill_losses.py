@@ -1,0 +1,172 @@
+"""Distillation losses: logits (classification + DFL box bins) and neck features.
+
+Every feature loss takes a student map already mapped to the teacher's width
+(see :class:`FeatureAdapters`) and a teacher map of the same shape ``(B, C, H, W)``:
+
+- ``mimic``: mean squared error (FitNets-style feature mimicking).
+- ``cwd``: channel-wise distillation (Shu et al., 2021): per channel, a softmax over
+  the spatial positions with temperature ``tau``; KL(teacher || student) times
+  ``tau**2``, averaged over channels and images. DAMO-YOLO's choice for the neck.
+- ``at``: attention transfer (Zagoruyko & Komodakis, 2017): the spatial map
+  ``mean_c(f**2)``, L2-normalised per image, compared by squared distance. It does
+  not need an align conv (it averages channels away).
+- ``mgd``: masked generative distillation (Yang et al., 2022): random positions of
+  the student map are zeroed and a small generator must rebuild the teacher map
+  from what is left (MSE). Unlike the others it is *not* zero when student equals
+  teacher: the generator has to learn to fill the holes.
+
+Logit losses (:func:`logit_kd`) follow the head's layout ``(B, 4*(reg_max+1)+nc, H, W)``:
+a binary KL per class on the temperature-softened sigmoid scores at every anchor,
+and a KL on the four DFL bin distributions at the anchors the teacher deems
+foreground (max class score >= ``fg_threshold``), weighted by that score.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = [
+    "FEATURE_LOSSES",
+    "FeatureAdapters",
+    "attention_transfer",
+    "channel_wise_divergence",
+    "logit_kd",
+    "mimic",
+    "normalize_feature",
+]
+
+FEATURE_LOSSES = ("cwd", "mimic", "mgd", "at")
+
+
+def normalize_feature(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Standardise each channel over (batch, H, W): a BatchNorm without affine or running stats.
+
+    DAMO-YOLO normalises both maps this way before CWD, so the loss compares the
+    shape of the activations rather than their scale (which differs between models).
+    """
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    return (x - mean) / (var + eps).sqrt()
+
+
+def mimic(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between the maps."""
+    return F.mse_loss(student, teacher)
+
+
+def channel_wise_divergence(
+    student: torch.Tensor, teacher: torch.Tensor, tau: float = 1.0
+) -> torch.Tensor:
+    """KL between per-channel spatial softmaxes, times ``tau**2``, mean over (B, C)."""
+    b, c = teacher.shape[:2]
+    t = (teacher / tau).flatten(2)
+    s = (student / tau).flatten(2)
+    kl = (t.softmax(-1) * (t.log_softmax(-1) - s.log_softmax(-1))).sum(-1)
+    return kl.sum() * tau**2 / (b * c)
+
+
+def _attention(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x.pow(2).mean(1).flatten(1), dim=1)
+
+
+def attention_transfer(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Squared distance between L2-normalised spatial attention maps, mean over images.
+
+    Channel counts may differ: the attention map averages over channels.
+    """
+    return (_attention(student) - _attention(teacher)).pow(2).sum(1).mean()
+
+
+class FeatureAdapters(nn.Module):
+    """Learnable maps from the student's neck widths to the teacher's, one per scale.
+
+    ``align[i]`` is a 1x1 conv where the widths of scale ``i`` differ, else an
+    identity. ``loss="mgd"`` adds one generator (3x3 conv, ReLU, 3x3 conv) per
+    scale; ``loss="at"`` needs no align convs at all.
+    """
+
+    def __init__(self, student_widths: list[int], teacher_widths: list[int], loss: str) -> None:
+        super().__init__()
+        self.loss = loss
+        self.align = nn.ModuleList(
+            nn.Conv2d(s, t, 1) if s != t and loss != "at" else nn.Identity()
+            for s, t in zip(student_widths, teacher_widths, strict=True)
+        )
+        self.generators = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(t, t, 3, padding=1), nn.ReLU(), nn.Conv2d(t, t, 3, padding=1))
+            for t in (teacher_widths if loss == "mgd" else [])
+        )
+
+    def forward(
+        self,
+        student: list[torch.Tensor],
+        teacher: list[torch.Tensor],
+        *,
+        tau: float = 1.0,
+        normalize: bool = True,
+        mask_ratio: float = 0.65,
+    ) -> torch.Tensor:
+        """The feature loss summed over scales."""
+        total = student[0].new_zeros(())
+        for i, (s, t) in enumerate(zip(student, teacher, strict=True)):
+            if self.loss == "at":
+                total = total + attention_transfer(s, t)
+                continue
+            s = self.align[i](s)
+            if normalize:
+                s, t = normalize_feature(s), normalize_feature(t)
+            if self.loss == "mimic":
+                total = total + mimic(s, t)
+            elif self.loss == "cwd":
+                total = total + channel_wise_divergence(s, t, tau)
+            else:
+                keep = (torch.rand_like(s[:, :1]) >= mask_ratio).to(s.dtype)
+                total = total + mimic(self.generators[i](s * keep), t)
+        return total
+
+
+def _binary_kl(s_logits: torch.Tensor, t_logits: torch.Tensor) -> torch.Tensor:
+    """Elementwise KL(Bernoulli(sigmoid(t)) || Bernoulli(sigmoid(s))), zero iff s == t."""
+    p = t_logits.sigmoid()
+    return p * (F.logsigmoid(t_logits) - F.logsigmoid(s_logits)) + (1 - p) * (
+        F.logsigmoid(-t_logits) - F.logsigmoid(-s_logits)
+    )
+
+
+def logit_kd(
+    student: list[torch.Tensor],
+    teacher: list[torch.Tensor],
+    reg_max: int,
+    *,
+    temperature: float = 1.0,
+    fg_threshold: float = 0.25,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classification and box-distribution distillation from raw head maps.
+
+    Both terms are sums normalised by the teacher's foreground weight (at least 1),
+    like the detection loss, and scaled by ``temperature**2`` (Hinton et al.) so their
+    gradients keep their size when the temperature changes.
+
+    Returns:
+        ``(cls, dfl)``: the binary KL on class scores (all anchors) and the KL on the
+        DFL bins (teacher-foreground anchors only; zero when there are none).
+    """
+    nreg = 4 * (reg_max + 1)
+    s = torch.cat([r.flatten(2) for r in student], 2).transpose(1, 2)  # (B, A, no)
+    t = torch.cat([r.flatten(2) for r in teacher], 2).transpose(1, 2).to(s.dtype)
+    t_score = t[..., nreg:].sigmoid().amax(-1)  # (B, A)
+    fg = t_score >= fg_threshold
+    weight = t_score * fg
+    norm = weight.sum().clamp(min=1.0)
+    tt = temperature
+    cls = _binary_kl(s[..., nreg:] / tt, t[..., nreg:] / tt).sum() * tt**2 / norm
+    if not fg.any():
+        return cls, s.new_zeros(())
+    bins = (-1, 4, reg_max + 1)
+    s_reg = (s[..., :nreg][fg] / tt).reshape(bins)
+    t_reg = (t[..., :nreg][fg] / tt).reshape(bins)
+    kl = (t_reg.softmax(-1) * (t_reg.log_softmax(-1) - s_reg.log_softmax(-1))).sum(-1).mean(-1)
+    dfl = (kl * weight[fg]).sum() * tt**2 / norm
+    return cls, dfl

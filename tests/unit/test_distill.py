@@ -1,0 +1,266 @@
+"""Distillation: losses, align convs, teacher isolation, progressive schedule, errors, a run."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import yoloslim.compress.distill as distill_mod
+from yoloslim.compress.distill import AdvancedDistillConfig, DistillConfig, Distiller, distill
+from yoloslim.compress.distill_losses import (
+    FeatureAdapters,
+    attention_transfer,
+    channel_wise_divergence,
+    logit_kd,
+    mimic,
+)
+from yoloslim.data.synth import synthesize
+from yoloslim.errors import ConfigError
+from yoloslim.models import build_model
+from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from yoloslim.train import TrainConfig
+
+
+def _arch(widths, neck, nc=2, strides=(8, 16, 32)):
+    stages = [
+        {
+            "block": "conv",
+            "out": widths[0],
+            "depth": 0,
+            "kernel": 3,
+            "stride": strides[0] // 4,
+            "ratio": 1.0,
+        }
+    ]
+    stages += [
+        {"block": "csp", "out": w, "depth": 1, "kernel": 3, "stride": 2, "ratio": 0.5}
+        for w in widths[1:]
+    ]
+    return {
+        "nc": nc,
+        "backbone": {"stages": stages, "out_indices": [2, 3, 4]},
+        "neck": {"out": list(neck), "depth": 1, "kernel": 3, "ratio": 0.5},
+        "head": {"width": [16, 16, 16], "num_convs": 1, "reg_max": 16, "strides": list(strides)},
+    }
+
+
+STUDENT = _arch([8, 8, 16, 16, 32], [16, 16, 32])
+TEACHER = _arch([8, 16, 16, 32, 32], [16, 24, 32])  # wider middle scale
+
+
+def _models(seed=0):
+    torch.manual_seed(seed)
+    return build_model(STUDENT), build_model(TEACHER)
+
+
+def _feats(seed, shapes=((2, 16, 8, 8), (2, 24, 4, 4))):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g) for s in shapes]
+
+
+@pytest.mark.parametrize("fn", [mimic, channel_wise_divergence, attention_transfer])
+def test_feature_losses_zero_iff_equal(fn):
+    a, b = _feats(0), _feats(1)
+    for x, y in zip(a, b, strict=True):
+        assert fn(x, x.clone()).item() == pytest.approx(0.0, abs=1e-6)
+        assert fn(x, y).item() > 1e-4
+
+
+@pytest.mark.parametrize("loss", ["cwd", "mimic", "at"])
+def test_adapter_losses_zero_for_identical_widths_and_maps(loss):
+    t = _feats(0, ((2, 16, 8, 8), (2, 32, 4, 4)))
+    ad = FeatureAdapters([16, 32], [16, 32], loss)
+    assert ad(t, [x.clone() for x in t]).item() == pytest.approx(0.0, abs=1e-6)
+    assert ad(_feats(3, ((2, 16, 8, 8), (2, 32, 4, 4))), t).item() > 1e-3
+
+
+def test_mgd_is_generative_and_trains_its_generator():
+    s, t = _feats(0, ((2, 16, 8, 8),)), _feats(1, ((2, 24, 8, 8),))
+    ad = FeatureAdapters([16], [24], "mgd")
+    assert len(ad.generators) == 1 and isinstance(ad.align[0], nn.Conv2d)
+    torch.manual_seed(0)
+    value = ad(s, t)
+    value.backward()
+    assert value.item() > 0
+    assert all(p.grad is not None for p in ad.generators.parameters())
+
+
+def test_logit_kd_zero_iff_equal():
+    torch.manual_seed(0)
+    nc, reg_max = 3, 16
+    t = [torch.randn(2, 4 * (reg_max + 1) + nc, h, h) for h in (8, 4, 2)]
+    t[0][:, -nc:] += 3.0  # some confident (foreground) anchors
+    cls, dfl = logit_kd([x.clone() for x in t], t, reg_max, temperature=2.0)
+    assert cls.item() == pytest.approx(0.0, abs=1e-6)
+    assert dfl.item() == pytest.approx(0.0, abs=1e-6)
+    s = [x + 0.5 * torch.randn_like(x) for x in t]
+    cls, dfl = logit_kd(s, t, reg_max, temperature=2.0)
+    assert cls.item() > 1e-3 and dfl.item() > 1e-3
+    # no teacher foreground: the box term vanishes, the class term does not
+    cls, dfl = logit_kd(s, t, reg_max, fg_threshold=0.9999)
+    assert dfl.item() == 0.0 and cls.item() > 0
+
+
+def test_align_convs_only_where_widths_differ():
+    student, teacher = _models()
+    hook = Distiller(teacher, DistillConfig(loss="cwd"))
+    ad = hook.attach(student, torch.device("cpu"))
+    kinds = [type(m) for m in ad.align]
+    assert kinds == [nn.Identity, nn.Conv2d, nn.Identity]
+    assert ad.align[1].in_channels == 16 and ad.align[1].out_channels == 24
+    at = FeatureAdapters([16, 16, 32], [16, 24, 32], "at")
+    assert all(isinstance(m, nn.Identity) for m in at.align)
+    hook.detach()
+
+
+def _step(student, hook, seed=0, epoch=0.5):
+    student.train()
+    torch.manual_seed(seed)
+    imgs = torch.rand(2, 3, 64, 64)
+    raw = student(imgs)
+    return hook.loss(imgs, raw, torch.zeros(0, 6), epoch)
+
+
+def test_gradients_reach_student_and_align_not_teacher():
+    student, teacher = _models()
+    hook = Distiller(teacher, DistillConfig(loss="mimic"))
+    ad = hook.attach(student, torch.device("cpu"))
+    total, parts = _step(student, hook)
+    assert set(parts) == {"kd_cls", "kd_dfl", "kd_feat"} and parts["kd_feat"] > 0
+    total.backward()
+    assert all(p.grad is None for p in hook.teacher.parameters())
+    assert all(not p.requires_grad for p in hook.teacher.parameters())
+    assert not hook.teacher.training
+    assert ad.align[1].weight.grad is not None
+    assert student.neck.fuse_p3.parameters().__next__().grad is not None
+    # the caller's teacher is not touched
+    assert all(p.requires_grad for p in teacher.parameters()) and teacher.training
+
+
+def test_student_equal_to_teacher_gives_zero_loss():
+    torch.manual_seed(0)
+    student = build_model(STUDENT)
+    teacher = build_model(STUDENT)
+    teacher.load_state_dict(student.state_dict())
+    # same BN statistics in both: the teacher runs in eval mode, so do the student's BNs
+    for loss in ("cwd", "mimic", "at"):
+        hook = Distiller(teacher, DistillConfig(loss=loss))
+        ad = hook.attach(student, torch.device("cpu"))
+        assert all(isinstance(m, nn.Identity) for m in ad.align)
+        student.train()
+        for m in student.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+        imgs = torch.rand(2, 3, 64, 64)
+        total, parts = hook.loss(imgs, student(imgs), torch.zeros(0, 6), 3.0)
+        assert total.item() == pytest.approx(0.0, abs=1e-5), (loss, parts)
+        hook.detach()
+
+
+def test_progressive_freezing_and_warmup():
+    student, teacher = _models()
+    cfg = DistillConfig(progressive=True, freeze_epochs=2, warmup_epochs=2.0)
+    hook = Distiller(teacher, cfg)
+    hook.attach(student, torch.device("cpu"))
+    for epoch, frozen in [(0, True), (1, True), (2, False), (3, False)]:
+        student.train()
+        hook.epoch_start(student, epoch)
+        assert all(p.requires_grad != frozen for p in student.backbone.parameters())
+        assert all(p.requires_grad for p in student.neck.parameters())
+        assert all(p.requires_grad for p in student.head.parameters())
+        assert student.backbone.training != frozen and student.neck.training
+    assert hook.weight_scale(0.0) == pytest.approx(0.0, abs=1e-6)
+    assert hook.weight_scale(1.0) == pytest.approx(0.5)
+    assert hook.weight_scale(5.0) == 1.0
+    plain = Distiller(teacher, DistillConfig(progressive=False, freeze_epochs=2))
+    assert not plain.frozen(0) and plain.weight_scale(0.0) == 1.0
+
+
+def test_frozen_backbone_gets_no_gradient():
+    student, teacher = _models()
+    hook = Distiller(teacher, DistillConfig(progressive=True, freeze_epochs=1))
+    hook.attach(student, torch.device("cpu"))
+    student.train()
+    hook.epoch_start(student, 0)
+    total, _ = hook.loss(
+        *(lambda x: (x, student(x)))(torch.rand(2, 3, 64, 64)), torch.zeros(0, 6), 0.5
+    )
+    total.backward()
+    assert all(p.grad is None for p in student.backbone.parameters())
+    assert any(p.grad is not None for p in student.neck.parameters())
+
+
+def test_bad_pairs_raise(tmp_path):
+    student = build_model(STUDENT)
+    other_nc = build_model(_arch([8, 16, 16, 32, 32], [16, 24, 32], nc=3))
+    with pytest.raises(ConfigError, match="3 classes but the student has 2"):
+        Distiller(other_nc, DistillConfig()).attach(student, torch.device("cpu"))
+    other_scales = build_model(_arch([8, 16, 16, 32, 32], [16, 24, 32], strides=(4, 8, 16)))
+    with pytest.raises(ConfigError, match="scales"):
+        Distiller(other_scales, DistillConfig()).attach(student, torch.device("cpu"))
+    data = synthesize(tmp_path / "d", images=4, imgsz=64, classes=2, seed=1)
+    with pytest.raises(ConfigError, match="teacher has 3 classes"):
+        distill(student, other_nc, data, out=tmp_path / "run")
+    with pytest.raises(ConfigError, match="scales"):
+        distill(student, other_scales, data, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="loss='kl'"):
+        DistillConfig(loss="kl")
+    with pytest.raises(ConfigError, match="temperature"):
+        DistillConfig(temperature=0)
+    with pytest.raises(ConfigError, match=r"\['tempreature'\]"):
+        DistillConfig.from_dict({"tempreature": 2})
+    with pytest.raises(ConfigError, match=r"\['epoch'\]"):
+        DistillConfig.from_dict({"train": {"epoch": 3}})
+    with pytest.raises(ConfigError, match=r"\['tau'\]"):
+        DistillConfig.from_dict({"advanced": {"tau": 3}})
+    cfg = DistillConfig.from_dict(
+        {"loss": "at", "train": {"epochs": 3, "imgsz": 64}, "advanced": {"fg_threshold": 0.5}}
+    )
+    assert cfg.train == TrainConfig(epochs=3, imgsz=64)
+    assert cfg.advanced == AdvancedDistillConfig(fg_threshold=0.5)
+    assert DistillConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_distill_run_checkpoints_and_exact_resume(tmp_path, monkeypatch):
+    data = synthesize(tmp_path / "d", images=8, imgsz=64, classes=2, seed=3, val_fraction=0.25)
+    torch.manual_seed(0)
+    teacher = build_model(TEACHER, names=["a", "b"])
+    save_checkpoint(tmp_path / "teacher.pt", teacher, imgsz=64)
+    train_cfg = TrainConfig(
+        epochs=2, batch=3, imgsz=64, workers=0, seed=1, close_mosaic=1, val_interval=2
+    )
+    cfg = DistillConfig(loss="cwd", progressive=True, freeze_epochs=1, train=train_cfg)
+    res = distill(STUDENT, tmp_path / "teacher.pt", data, config=cfg, out=tmp_path / "full")
+    assert res.report["distill"]["align_convs"] == [False, True, False]
+    assert res.report["train"]["epochs"] == 2
+    best = load_checkpoint(res.artifacts["best"])[0]
+    assert not any("align" in k for k in best.state_dict())
+    rows = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1] and all("kd_feat" in r for r in rows)
+    assert (tmp_path / "full" / "distill_config.yaml").is_file()
+
+    def interrupt(epoch, row):
+        raise KeyboardInterrupt
+
+    real_train = distill_mod.train
+    monkeypatch.setattr(
+        distill_mod, "train", lambda *a, **k: real_train(*a, **k, on_epoch_end=interrupt)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        distill(STUDENT, teacher, data, config=cfg, out=tmp_path / "stop")
+    monkeypatch.setattr(distill_mod, "train", real_train)
+    assert read_checkpoint(tmp_path / "stop" / "last.pt")["train_state"]["epoch"] == 0
+    distill(None, teacher, data, out=tmp_path / "stop", resume=True)
+    a = read_checkpoint(tmp_path / "full" / "last.pt")["train_state"]
+    b = read_checkpoint(tmp_path / "stop" / "last.pt")["train_state"]
+    for k in a["raw_state_dict"]:
+        torch.testing.assert_close(a["raw_state_dict"][k], b["raw_state_dict"][k], rtol=0, atol=0)
+    for k in a["hook"]["adapters"]:
+        torch.testing.assert_close(
+            a["hook"]["adapters"][k], b["hook"]["adapters"][k], rtol=0, atol=0
+        )
