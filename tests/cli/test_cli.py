@@ -164,3 +164,31 @@ def test_predict_and_export_commands(trained, data_yaml, tmp_path):
     records = json.loads((save / "detections.json").read_text())
     assert len(records) == len(list(images.iterdir()))
     assert len(list(save.glob("*.jpg"))) == len(records)
+
+
+def test_predict_video(trained, tmp_path):
+    av = pytest.importorskip("av")
+    from yoloslim.runtime.video import VideoReader, VideoWriter
+
+    rng = __import__("numpy").random.default_rng(0)
+    clip = tmp_path / "clip.mp4"
+    with VideoWriter(clip, fps=10) as w:
+        for _ in range(7):
+            w.write(rng.integers(0, 255, (48, 64, 3), dtype="uint8"))
+    assert av.open(str(clip)).streams.video[0].codec_context.name
+    save = tmp_path / "vid"
+    argv = ["predict", str(clip), "--model", str(trained / "best.pt"), "--save", str(save)]
+    assert main([*argv, "--batch", "3", "--conf", "0.01"]) == 0
+    records = json.loads((save / "detections.json").read_text())
+    assert [r["frame"] for r in records] == list(range(7))
+    with VideoReader(save / "clip.mp4") as r:
+        frames = list(r)
+    assert len(frames) == 7 and frames[0].shape == (48, 64, 3)
+    assert not list(save.glob("*.partial.*"))
+
+
+def test_predict_bad_video(trained, tmp_path):
+    pytest.importorskip("av")
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video")
+    assert main(["predict", str(bad), "--model", str(trained / "best.pt")]) == 2

@@ -54,6 +54,7 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
             "latency_ms",
             "throughput_ips",
             "peak_rss_mb",
+            "model_mem_mb",
             "map",
             "map50",
             "ratios",
@@ -62,6 +63,7 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
         assert set(row["latency_ms"]) >= {"median", "p90"}
         assert set(row["throughput_ips"]) == {"1", "2"}
         assert 0 <= row["map"] <= 1
+        assert 0 < row["model_mem_mb"] < row["peak_rss_mb"]
     assert report["rows"][0]["ratios"]["speedup"] == 1.0
     assert {"cpu", "cores", "isa", "versions"} <= set(report["system"])
     md = files["md"].read_text()

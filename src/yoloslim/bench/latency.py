@@ -15,6 +15,7 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -58,6 +59,7 @@ def _worker(conn, path: str, cfg: LatencyConfig) -> None:
     try:
         from yoloslim.runtime.backends import load_backend
 
+        base_mb = _rss_mb()  # after the imports every worker pays; before the runtime and model
         backend = load_backend(path, threads=cfg.threads, hint=cfg.ov_hint)
         x = np.random.default_rng(0).random((cfg.batch, 3, cfg.imgsz, cfg.imgsz), dtype=np.float32)
         if backend.kind in ("torch", "torchscript"):
@@ -76,11 +78,20 @@ def _worker(conn, path: str, cfg: LatencyConfig) -> None:
                 t0 = time.perf_counter()
                 backend(x)
                 times.append(time.perf_counter() - t0)
-            conn.send(("times", (times, _peak_rss_mb())))
+            conn.send(("times", (times, _peak_rss_mb(), _peak_rss_mb() - base_mb)))
     except Exception as e:  # noqa: BLE001 - report any failure to the parent
         conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
         conn.close()
+
+
+def _rss_mb() -> float:
+    """Current resident memory of this process (Linux /proc; 0 where unavailable)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _peak_rss_mb() -> float:
@@ -108,7 +119,7 @@ def measure_latency(paths: list[str], config: LatencyConfig | None = None) -> di
                 raise RuntimeError(f"{p}: {payload}")
             info[p] = payload
         times: dict[str, list[float]] = {p: [] for p in info}
-        rss: dict[str, float] = {}
+        rss: dict[str, tuple[float, float]] = {}
         for r in range(cfg.rounds):
             order = workers if r % 2 == 0 else workers[::-1]
             for p, conn, _ in order:
@@ -117,9 +128,15 @@ def measure_latency(paths: list[str], config: LatencyConfig | None = None) -> di
                 if kind == "error":
                     raise RuntimeError(f"{p}: {payload}")
                 times[p].extend(payload[0])
-                rss[p] = payload[1]
+                rss[p] = payload[1], payload[2]
         return {
-            p: {**info[p], **summarize(times[p], cfg.batch), "peak_rss_mb": rss[p]} for p in info
+            p: {
+                **info[p],
+                **summarize(times[p], cfg.batch),
+                "peak_rss_mb": rss[p][0],
+                "model_mem_mb": rss[p][1],
+            }
+            for p in info
         }
     finally:
         for _, conn, proc in workers:

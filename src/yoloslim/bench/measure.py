@@ -130,8 +130,10 @@ def benchmark(
                 row["latency_ms"] = {"median": m["median"], "p90": m["p90"], "batch": b}
                 row["precision"] = m["precision"]
                 row["peak_rss_mb"] = m["peak_rss_mb"]
+                row["model_mem_mb"] = m["model_mem_mb"]
             row.setdefault("throughput_ips", {})[str(b)] = m["throughput_ips"]
             row["peak_rss_mb"] = max(row["peak_rss_mb"], m["peak_rss_mb"])
+            row["model_mem_mb"] = max(row["model_mem_mb"], m["model_mem_mb"])
     if data is not None:
         for row in rows:
             res = validate(row["path"], data, imgsz=imgsz)

@@ -44,7 +44,7 @@ def table_rows(report: dict) -> list[list[str]]:
                 _f(lat["median"], ".2f"),
                 _f(lat["p90"], ".2f"),
                 _f(1000 / lat["median"] if lat["median"] else None, ".1f"),
-                _f(r.get("peak_rss_mb"), ".0f"),
+                _f(r.get("model_mem_mb", r.get("peak_rss_mb")), ".0f"),
                 _f(r["size_mb"], ".2f"),
                 _f(r["ratios"]["speedup"], ".2f"),
                 _f(r["ratios"]["size"], ".2f"),
@@ -60,7 +60,7 @@ def to_markdown(report: dict) -> str:
         "",
         f"Baseline: **{report['baseline']}**. FLOPs = 2 x multiply-adds at {s['imgsz']} px, batch 1. "
         f"mAP = COCO mAP50-95 on `{s['data']}`. Latency: median and p90 at batch {s['batches'][0]}; "
-        f"FPS = 1000 / median. Memory = peak RSS of the artifact's worker process.",
+        f"FPS = 1000 / median. Memory = peak RSS of the artifact's worker process minus its RSS before the runtime and model were loaded (the cost of running this artifact; peak_rss_mb in report.json is the whole process).",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),

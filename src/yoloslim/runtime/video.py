@@ -1,0 +1,119 @@
+"""Video input and output for ``yoloslim predict`` (PyAV, the optional ``[video]`` extra).
+
+Example:
+    >>> with VideoReader("clip.mp4") as reader:
+    ...     for frame in reader:        # HxWx3 RGB uint8
+    ...         ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from yoloslim.errors import ConfigError, DataError
+
+__all__ = ["VIDEO_SUFFIXES", "VideoReader", "VideoWriter", "is_video"]
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+def is_video(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _av():
+    try:
+        import av
+    except ImportError as e:
+        raise ConfigError(
+            "video input needs PyAV: pip install 'yoloslim[video]' (or: pip install av)"
+        ) from e
+    return av
+
+
+class VideoReader:
+    """Decode a video file to RGB frames; ``len()`` is the container's frame count (0 if unknown)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataError(f"{self.path}: video does not exist")
+        av = _av()
+        try:
+            self._container = av.open(str(self.path))
+            self._stream = self._container.streams.video[0]
+        except (av.error.FFmpegError, IndexError) as e:
+            raise DataError(f"{self.path}: cannot open as a video ({e})") from e
+        rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(25)
+        self.fps = Fraction(rate)
+        self.frames = int(self._stream.frames or 0)
+
+    def __len__(self) -> int:
+        return self.frames
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        av = _av()
+        try:
+            for frame in self._container.decode(self._stream):
+                yield frame.to_ndarray(format="rgb24")
+        except av.error.FFmpegError as e:
+            raise DataError(f"{self.path}: video decoding failed ({e})") from e
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoWriter:
+    """Encode RGB frames to a video; the file appears under its name only once closed.
+
+    Frames are written to ``name.partial.ext`` and renamed on :meth:`close`, so an
+    interrupted run never leaves a truncated file under the final name.
+    """
+
+    def __init__(self, path: str | Path, fps: Fraction | float = 25, codec: str = "libx264"):
+        av = _av()
+        self.path = Path(path)
+        self._tmp = self.path.with_name(self.path.stem + ".partial" + self.path.suffix)
+        self._container = av.open(str(self._tmp), mode="w")
+        if codec not in av.codecs_available:
+            codec = "mpeg4"
+        self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+        self._stream.pix_fmt = "yuv420p"
+        self._opened = False
+
+    def write(self, frame: np.ndarray) -> None:
+        av = _av()
+        if not self._opened:
+            h, w = frame.shape[:2]
+            self._stream.width, self._stream.height = w - w % 2, h - h % 2
+            self._opened = True
+        frame = frame[: self._stream.height, : self._stream.width]
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        for packet in self._stream.encode(vf):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        self._tmp.replace(self.path)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._container.close()
+            self._tmp.unlink(missing_ok=True)
