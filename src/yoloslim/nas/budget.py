@@ -1,0 +1,202 @@
+"""Budgets of the search and the exact cost of a candidate (FLOPs, parameters, layers).
+
+FLOPs and parameters are those of :func:`yoloslim.bench.flops.model_profile` for the
+deploy (re-parameterised) form -- the network that ships -- counted with
+``FlopCounterMode`` on meta-device builds (no weights allocated, no arithmetic),
+part by part with a cache (:class:`CostModel`); tests check the sums against
+``model_profile`` of the whole model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from yoloslim.bench.flops import count_params
+from yoloslim.errors import ConfigError
+from yoloslim.models.arch import validate_arch
+from yoloslim.models.backbone import Stage
+from yoloslim.models.blocks import ConvBNAct, RepConv
+from yoloslim.models.detector import Detector
+
+__all__ = ["Budget", "Cost", "CostModel", "measure_cost", "meta_detector"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Upper bounds a returned architecture must meet; ``None`` = unconstrained.
+
+    Attributes:
+        flops: GFLOPs (2 x multiply-adds) of the deploy form at the search's ``imgsz``.
+        params: millions of parameters of the deploy form.
+        latency_ms: median latency measured on this machine (see :class:`LatencyProbe`).
+        layers: conv layers of the deploy-form backbone (each RepConv counts once).
+
+    Example:
+        >>> Budget(flops=1.0, params=1.7)
+    """
+
+    flops: float | None = None
+    params: float | None = None
+    latency_ms: float | None = None
+    layers: int | None = None
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"budget {f.name}={v!r} must be a finite number or None")
+            if v <= 0:
+                raise ConfigError(f"budget {f.name}={v!r} must be > 0")
+        if self.layers is not None and int(self.layers) != self.layers:
+            raise ConfigError(f"budget layers={self.layers!r} must be an integer")
+        if all(getattr(self, f.name) is None for f in dataclasses.fields(self)):
+            raise ConfigError("budget: give at least one of flops, params, latency_ms, layers")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Budget:
+        """Build from ``{"flops": G, "params": M, "latency_ms": MS, "layers": N}``; unknown keys raise."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"budget: expected a mapping, got {type(d).__name__}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise ConfigError(f"budget: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def violations(self, cost: Cost, latency_ms: float | None = None) -> list[str]:
+        """Names of the budgets ``cost`` exceeds (latency only when measured)."""
+        over = []
+        if self.flops is not None and cost.gflops > self.flops:
+            over.append("flops")
+        if self.params is not None and cost.params_deploy / 1e6 > self.params:
+            over.append("params")
+        if self.layers is not None and cost.layers > self.layers:
+            over.append("layers")
+        if self.latency_ms is not None and latency_ms is not None and latency_ms > self.latency_ms:
+            over.append("latency_ms")
+        return over
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Exact static cost of one architecture (deploy form unless named otherwise)."""
+
+    flops: int
+    params: int
+    params_deploy: int
+    layers: int
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / 1e9
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(
+            self.flops + other.flops,
+            self.params + other.params,
+            self.params_deploy + other.params_deploy,
+            self.layers + other.layers,
+        )
+
+
+def meta_detector(arch: dict) -> Detector:
+    """A Detector built on the meta device: shapes only, no memory, no arithmetic."""
+    with torch.device("meta"):
+        return Detector(validate_arch(arch))
+
+
+class _NeckHead(nn.Module):
+    """Neck + head as the eval-mode Detector runs them (decode included)."""
+
+    def __init__(self, det: Detector) -> None:
+        super().__init__()
+        self.neck, self.head = det.neck, det.head
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        return self.head.decode(self.head(self.neck(feats)))
+
+
+def _part_cost(part: nn.Module, inputs, scale: int, count_layers: bool) -> Cost:
+    params = count_params(part)
+    for sub in part.modules():
+        if isinstance(sub, (RepConv, ConvBNAct)):
+            sub.fuse()
+    part.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        part(inputs)
+    layers = sum(isinstance(m, nn.Conv2d) for m in part.modules()) if count_layers else 0
+    return Cost(fc.get_total_flops() * scale, params, count_params(part), layers)
+
+
+class CostModel:
+    """Exact costs at one input size, computed part by part and cached.
+
+    FLOPs and parameters are sums over modules, so the cost of a network is the sum
+    of its backbone stages' costs (each depends on its input width, its spec and its
+    input size only) and of the neck + head's (which depend on the three backbone
+    output widths and the neck/head specs). A search mutates one or two genes at a
+    time, so most parts are already cached. Every counted op (conv, the head's
+    matmuls) scales with the area of its feature map, and at a multiple of 32 every
+    map is exactly ``imgsz / stride`` wide, so parts are run at 32 px and their FLOPs
+    multiplied by ``(imgsz / 32) ** 2`` -- an exact integer identity. The counts are
+    those of :func:`yoloslim.bench.flops.model_profile` on the whole deploy-form model
+    (checked by the tests).
+    """
+
+    BASE = 32
+
+    def __init__(self, imgsz: int) -> None:
+        if imgsz % self.BASE:
+            raise ConfigError(f"imgsz={imgsz} must be a multiple of {self.BASE}")
+        self.imgsz = imgsz
+        self.scale = (imgsz // self.BASE) ** 2
+        self._parts: dict[str, Cost] = {}
+
+    def _stage(self, c_in: int, spec: dict, size: int, act: str) -> Cost:
+        key = json.dumps(["stage", c_in, spec, size, act], sort_keys=True)
+        if key not in self._parts:
+            x = torch.zeros(1, c_in, size, size)
+            self._parts[key] = _part_cost(Stage(c_in, spec, act), x, self.scale, True)
+        return self._parts[key]
+
+    def _neck_head(self, arch: dict, chans: list[int], sizes: list[int]) -> Cost:
+        spec = {k: arch[k] for k in ("nc", "act", "neck", "head")}
+        key = json.dumps(["neck_head", spec, chans, sizes], sort_keys=True)
+        if key not in self._parts:
+            feats = [torch.zeros(1, c, s, s) for c, s in zip(chans, sizes, strict=True)]
+            part = _NeckHead(Detector(arch))
+            self._parts[key] = _part_cost(part, feats, self.scale, False)
+        return self._parts[key]
+
+    def __call__(self, arch: dict) -> Cost:
+        """Exact cost of ``arch`` (validated; a ``layers`` record is not supported)."""
+        a = validate_arch(arch)
+        if "layers" in a:
+            raise ConfigError("CostModel: archs with a per-layer 'layers' record are not supported")
+        size, c, total = self.BASE, 3, Cost(0, 0, 0, 0)
+        sizes, chans = [], []
+        for spec in a["backbone"]["stages"]:
+            total = total + self._stage(c, spec, size, a["act"])
+            size = -(-size // spec["stride"])
+            c = spec["out"]
+            sizes.append(size)
+            chans.append(c)
+        idx = a["backbone"]["out_indices"]
+        return total + self._neck_head(a, [chans[i] for i in idx], [sizes[i] for i in idx])
+
+
+def measure_cost(arch: dict, imgsz: int) -> Cost:
+    """FLOPs, parameters (training and deploy form) and backbone layers of ``arch`` at ``imgsz``."""
+    return CostModel(imgsz)(arch)

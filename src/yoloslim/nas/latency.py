@@ -1,0 +1,118 @@
+"""Measured latency of a candidate, for latency budgets.
+
+Measured in-process (a search scores hundreds of candidates; a worker process per
+candidate would cost more than the measurement). Two runtimes:
+
+- ``"torch"`` (default): the deploy-form (fused) eager model, ``torch.inference_mode``,
+  ``threads`` intra-op threads.
+- ``"onnxruntime"``: the deploy-form model exported with ``torch.onnx.export``
+  (torch.export-based exporter, opset 18, as :mod:`yoloslim.export.onnx`) and run by
+  ONNX Runtime with ``threads`` intra-op threads and spinning disabled, so its thread
+  pool does not disturb the search process (FIELD_NOTES.md). Export takes seconds
+  per candidate.
+
+The median of ``runs`` timed calls after ``warmup`` untimed ones, batch 1; the
+search caches the result per architecture.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from yoloslim.errors import ConfigError
+from yoloslim.models.arch import validate_arch
+from yoloslim.models.detector import Detector
+
+__all__ = ["LatencySettings", "measure_latency_ms"]
+
+RUNTIMES = ("torch", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How candidate latency is measured.
+
+    Attributes:
+        runtime: ``"torch"`` or ``"onnxruntime"``.
+        threads: intra-op threads of the runtime.
+        warmup: untimed calls before timing.
+        runs: timed calls; the median is reported.
+    """
+
+    runtime: str = "torch"
+    threads: int = 1
+    warmup: int = 5
+    runs: int = 20
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"latency runtime={self.runtime!r} must be one of {RUNTIMES}")
+        for name in ("threads", "runs"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"latency {name}={getattr(self, name)!r} must be an integer >= 1")
+        if not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ConfigError(f"latency warmup={self.warmup!r} must be an integer >= 0")
+
+
+def _deploy(arch: dict) -> Detector:
+    return Detector(validate_arch(arch)).eval().fuse()
+
+
+def _time(fn, settings: LatencySettings) -> float:
+    for _ in range(settings.warmup):
+        fn()
+    times = []
+    for _ in range(settings.runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def _torch_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
+    model = _deploy(arch)
+    x = torch.randn(1, 3, imgsz, imgsz)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    try:
+        with torch.inference_mode():
+            return _time(lambda: model(x), settings)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _onnxruntime_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise ConfigError("latency runtime 'onnxruntime' needs: pip install onnxruntime") from e
+    model = _deploy(arch)
+    x = torch.randn(1, 3, imgsz, imgsz)
+    with tempfile.TemporaryDirectory(prefix="yoloslim-nas-") as tmp:
+        path = Path(tmp) / "candidate.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model, (x,), str(path), input_names=["images"], opset_version=18, dynamo=True
+            )
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = settings.threads
+        opts.inter_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x.numpy()}
+    return _time(lambda: sess.run(None, feed), settings)
+
+
+def measure_latency_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
+    """Median batch-1 latency (ms) of ``arch`` at ``imgsz`` with ``settings``."""
+    if settings.runtime == "onnxruntime":
+        return _onnxruntime_ms(arch, imgsz, settings)
+    return _torch_ms(arch, imgsz, settings)

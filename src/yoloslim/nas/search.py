@@ -1,0 +1,448 @@
+"""Evolutionary zero-shot search (MAE-NAS) under FLOPs, parameter, layer and latency budgets.
+
+The population starts from the smallest network of the space plus random
+candidates that fit the budgets. Each iteration mutates a random member; a child
+over any budget is rejected (static costs first, latency -- measured, cached --
+only when those pass), otherwise it is scored with the MAE-DET entropy score and
+joins the population, which keeps the ``population`` best (so the best is never
+lost).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+
+from yoloslim.errors import ConfigError
+from yoloslim.fileio import atomic_write_text
+from yoloslim.models.backbone import Backbone
+from yoloslim.nas.budget import Budget, Cost, CostModel
+from yoloslim.nas.latency import LatencySettings, measure_latency_ms
+from yoloslim.nas.score import DEFAULT_STAGE_WEIGHTS, entropy_score
+from yoloslim.nas.space import Genome, SearchSpace, genome_dict
+
+__all__ = ["SearchResult", "search", "search_from_dict", "Evaluator"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    """What :func:`search` returns.
+
+    Attributes:
+        arch: the best architecture, an arch dict accepted by ``yoloslim.build_model``.
+        score: its entropy score.
+        report: JSON-able search report (also written as ``nas_report.json``).
+        best: the top-k candidates, best first, each a dict with ``arch``, ``score``,
+            ``gflops``, ``params``, ``params_deploy``, ``layers``, ``latency_ms``.
+        artifacts: files written (``arch``, ``report``) when ``out`` was given.
+    """
+
+    arch: dict
+    score: float
+    report: dict
+    best: list[dict] = field(default_factory=list)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass
+class _Candidate:
+    genome: Genome
+    arch: dict
+    cost: Cost
+    score: float
+    score_std: float
+    stages: list[float]
+    latency_ms: float | None = None
+
+
+class Evaluator:
+    """Costs, budget checks, scores and latencies of genomes, each computed once."""
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        budget: Budget,
+        imgsz: int,
+        nc: int,
+        stage_weights: Sequence[float],
+        repeats: int,
+        batch: int,
+        seed: int,
+        latency: LatencySettings,
+    ) -> None:
+        self.space, self.budget, self.imgsz, self.nc = space, budget, imgsz, nc
+        self.stage_weights, self.repeats, self.batch, self.seed = (
+            tuple(stage_weights),
+            repeats,
+            batch,
+            seed,
+        )
+        self.latency = latency
+        self.seen: dict[Genome, _Candidate | None] = {}
+        self.latencies: dict[Genome, float] = {}
+        self.rejected = {"flops": 0, "params": 0, "layers": 0, "latency_ms": 0}
+        self.latency_s = 0.0
+        self.costs = CostModel(imgsz)
+
+    def cost(self, genome: Genome) -> Cost:
+        return self.costs(self.space.arch(genome, self.nc))
+
+    def latency_of(self, genome: Genome) -> float:
+        """Measured latency (ms), cached per genome."""
+        if genome not in self.latencies:
+            t0 = time.perf_counter()
+            self.latencies[genome] = measure_latency_ms(
+                self.space.arch(genome, self.nc), self.imgsz, self.latency
+            )
+            self.latency_s += time.perf_counter() - t0
+        return self.latencies[genome]
+
+    def __call__(self, genome: Genome) -> _Candidate | None:
+        """The scored candidate, or None when it breaks a budget (or was seen and rejected)."""
+        if genome in self.seen:
+            return self.seen[genome]
+        arch = self.space.arch(genome, self.nc)
+        cost = self.costs(arch)
+        over = self.budget.violations(cost)
+        lat = None
+        if not over and self.budget.latency_ms is not None:
+            lat = self.latency_of(genome)
+            over = self.budget.violations(cost, lat)
+        if over:
+            for name in over:
+                self.rejected[name] += 1
+            self.seen[genome] = None
+            return None
+        with torch.device("meta"):
+            backbone = Backbone(arch["backbone"]["stages"], act=arch["act"])
+        s = entropy_score(
+            backbone,
+            self.imgsz,
+            stage_weights=self.stage_weights,
+            repeats=self.repeats,
+            batch=self.batch,
+            seed=self.seed,
+        )
+        cand = _Candidate(genome, arch, cost, s["score"], s["std"], s["stages"], lat)
+        self.seen[genome] = cand
+        return cand
+
+
+def _check_smallest(ev: Evaluator) -> None:
+    """Raise a ConfigError naming every budget even the smallest network breaks."""
+    small = ev.space.smallest()
+    cost = ev.cost(small)
+    b = ev.budget
+    msgs = []
+    if b.flops is not None and cost.gflops > b.flops:
+        msgs.append(f"flops={b.flops} GFLOPs (smallest: {cost.gflops:.4g} GFLOPs)")
+    if b.params is not None and cost.params_deploy / 1e6 > b.params:
+        msgs.append(f"params={b.params} M (smallest: {cost.params_deploy / 1e6:.4g} M)")
+    if b.layers is not None and cost.layers > b.layers:
+        msgs.append(f"layers={b.layers} (smallest: {cost.layers})")
+    if b.latency_ms is not None and not msgs:
+        lat = ev.latency_of(small)
+        if lat > b.latency_ms:
+            msgs.append(
+                f"latency_ms={b.latency_ms} (smallest: {lat:.3g} ms on {ev.latency.runtime}, "
+                f"{ev.latency.threads} thread(s))"
+            )
+    if msgs:
+        raise ConfigError(
+            "budget below the smallest network in the search space at "
+            f"imgsz={ev.imgsz}, nc={ev.nc}: " + "; ".join(msgs)
+        )
+
+
+def _validate_args(imgsz, population, iterations, init_repeats, nc, top_k, score_batch) -> None:
+    if not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32:
+        raise ConfigError(f"imgsz={imgsz!r} must be a positive multiple of 32")
+    checks = (
+        ("population", population, 2),
+        ("iterations", iterations, 0),
+        ("init_repeats", init_repeats, 1),
+        ("nc", nc, 1),
+        ("top_k", top_k, 1),
+        ("score_batch", score_batch, 1),
+    )
+    for name, v, low in checks:
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ConfigError(f"{name}={v!r} must be an integer >= {low}")
+
+
+def search(
+    *,
+    imgsz: int = 320,
+    budget: Budget,
+    space: SearchSpace | None = None,
+    population: int = 32,
+    iterations: int = 300,
+    seed: int = 0,
+    init_repeats: int = 3,
+    out: str | Path | None = None,
+    progress: bool = False,
+    nc: int = 80,
+    stage_weights: Sequence[float] = DEFAULT_STAGE_WEIGHTS,
+    score_batch: int = 4,
+    latency: LatencySettings | None = None,
+    top_k: int = 5,
+    name: str = "nas",
+) -> SearchResult:
+    """Search the backbone stage list for the highest MAE-DET score within ``budget``.
+
+    Args:
+        imgsz: input size the FLOPs, latency and score are computed at.
+        budget: upper bounds (FLOPs, params, measured latency, layers).
+        space: the search space (default :class:`SearchSpace`).
+        population: candidates kept (the best ones).
+        iterations: mutations tried (a rejected or already seen child still counts).
+        seed: seeds the evolution and the score's random initialisations; with no
+            latency budget the result is deterministic for a seed.
+        init_repeats: random initialisations the score is averaged over.
+        out: a folder (writes ``arch.yaml`` and ``nas_report.json``) or an ``*.yaml``
+            path for the arch (the report goes beside it as ``nas_report.json``).
+        progress: show a rich progress bar.
+        nc: classes of the detector (the head's share of FLOPs and params).
+        stage_weights: ``alpha_i`` of the score, one per stage (DAMO-YOLO: [0, 0, 1, 1, 6]).
+        score_batch: batch of the Gaussian input of the score.
+        latency: how latency is measured (default: torch, 1 thread).
+        top_k: candidates reported in ``best`` (their latency is measured for the report).
+        name: the ``name`` field of the returned arch.
+
+    Returns:
+        SearchResult; ``result.arch`` builds with ``yoloslim.build_model`` and trains
+        with ``yoloslim train --model arch.yaml``.
+
+    Raises:
+        ConfigError: bad arguments, or a budget below the smallest network of the space.
+
+    Example:
+        >>> res = search(imgsz=320, budget=Budget(flops=1.0), iterations=200, out="runs/nas")
+        >>> model = build_model(res.arch, nc=4)
+    """
+    if not isinstance(budget, Budget):
+        raise ConfigError(f"budget must be a Budget, got {type(budget).__name__}")
+    space = space or SearchSpace()
+    latency = latency or LatencySettings()
+    _validate_args(imgsz, population, iterations, init_repeats, nc, top_k, score_batch)
+    if len(stage_weights) != 5:
+        raise ConfigError(f"stage_weights={list(stage_weights)!r} needs 5 entries (one per stage)")
+    t0 = time.perf_counter()
+    ev = Evaluator(
+        space=space,
+        budget=budget,
+        imgsz=imgsz,
+        nc=nc,
+        stage_weights=stage_weights,
+        repeats=init_repeats,
+        batch=score_batch,
+        seed=seed,
+        latency=latency,
+    )
+    _check_smallest(ev)
+    rng = random.Random(seed)
+    pop = _initial_population(ev, rng, population)
+    duplicates = 0
+    with _progress(progress, iterations) as bar:
+        for _ in range(iterations):
+            parent = rng.choice(pop)
+            child = space.mutate(parent.genome, rng)
+            if child in ev.seen:
+                duplicates += 1
+            else:
+                cand = ev(child)
+                if cand is not None:
+                    pop.append(cand)
+                    pop.sort(key=lambda c: -c.score)
+                    del pop[population:]
+            bar.advance(pop[0].score, len(ev.seen))
+    feasible = sorted((c for c in ev.seen.values() if c is not None), key=lambda c: -c.score)
+    best = feasible[:top_k]
+    for c in best:
+        c.latency_ms = ev.latency_of(c.genome)
+    best_arch = dict(best[0].arch, name=name)
+    report = {
+        "imgsz": imgsz,
+        "nc": nc,
+        "budget": budget.to_dict(),
+        "space": space.to_dict(),
+        "population": population,
+        "iterations": iterations,
+        "seed": seed,
+        "init_repeats": init_repeats,
+        "score_batch": score_batch,
+        "stage_weights": list(stage_weights),
+        "score": "MAE-DET entropy (N(0,1) weights, BN and activations skipped, Gaussian input)",
+        "latency": {**dataclasses.asdict(latency), "batch": 1, "measured": len(ev.latencies)},
+        "evaluated": len(ev.seen),
+        "feasible": len(feasible),
+        "rejected": dict(ev.rejected),
+        "duplicates": duplicates,
+        "search_s": round(time.perf_counter() - t0, 2),
+        "latency_s": round(ev.latency_s, 2),
+        "best": [_entry(i, c) for i, c in enumerate(best)],
+    }
+    result = SearchResult(
+        arch=best_arch,
+        score=best[0].score,
+        report=report,
+        best=[_entry(i, c) for i, c in enumerate(best)],
+    )
+    if out is not None:
+        result.artifacts = _write(out, best_arch, report)
+    return result
+
+
+def _initial_population(ev: Evaluator, rng: random.Random, size: int) -> list[_Candidate]:
+    smallest = ev(ev.space.smallest())
+    assert smallest is not None  # _check_smallest passed
+    pop = [smallest]
+    for _ in range(10 * size):
+        if len(pop) >= size:
+            break
+        g = ev.space.sample(rng)
+        if g in ev.seen:
+            continue
+        cand = ev(g)
+        if cand is not None:
+            pop.append(cand)
+    pop.sort(key=lambda c: -c.score)
+    return pop
+
+
+def _entry(rank: int, c: _Candidate) -> dict:
+    return {
+        "rank": rank + 1,
+        "score": c.score,
+        "score_std": c.score_std,
+        "stage_scores": c.stages,
+        "gflops": c.cost.gflops,
+        "params": c.cost.params,
+        "params_deploy": c.cost.params_deploy,
+        "layers": c.cost.layers,
+        "latency_ms": c.latency_ms,
+        "genome": genome_dict(c.genome),
+        "arch": c.arch,
+    }
+
+
+def _write(out: str | Path, arch: dict, report: dict) -> dict[str, Path]:
+    out = Path(out)
+    if out.suffix in (".yaml", ".yml"):
+        arch_path, folder = out, out.parent
+    else:
+        folder, arch_path = out, out / "arch.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"# found by `yoloslim nas` (MAE-DET score {report['best'][0]['score']:.3f}, "
+        f"{report['best'][0]['gflops']:.4g} GFLOPs at {report['imgsz']} px)\n"
+        "# train it: yoloslim train --model this.yaml --data data.yaml\n"
+    )
+    atomic_write_text(arch_path, header + yaml.safe_dump(arch, sort_keys=False))
+    report_path = folder / "nas_report.json"
+    atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
+    return {"arch": arch_path, "report": report_path}
+
+
+class _Bar:
+    def __init__(self, progress, task) -> None:
+        self.progress, self.task = progress, task
+
+    def advance(self, best: float, evaluated: int) -> None:
+        if self.progress is not None:
+            self.progress.update(
+                self.task, advance=1, description=f"nas best {best:.2f} | evaluated {evaluated}"
+            )
+
+
+class _progress:
+    """A rich progress bar over the iterations, or nothing."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total, self.progress = enabled, total, None
+
+    def __enter__(self) -> _Bar:
+        if not self.enabled:
+            return _Bar(None, None)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self.progress.start()
+        return _Bar(self.progress, self.progress.add_task("nas", total=self.total))
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+_DICT_KEYS = {
+    "imgsz",
+    "budget",
+    "space",
+    "population",
+    "iterations",
+    "seed",
+    "init_repeats",
+    "nc",
+    "stage_weights",
+    "score_batch",
+    "latency",
+    "top_k",
+    "name",
+}
+
+
+def search_from_dict(
+    d: dict, out: str | Path | None = None, *, progress: bool = False
+) -> SearchResult:
+    """Run :func:`search` from a mapping (e.g. a recipe's ``nas:`` section).
+
+    ``budget`` is a mapping of :class:`Budget` fields, ``space`` of :class:`SearchSpace`
+    fields, ``latency`` of :class:`LatencySettings` fields; unknown keys anywhere raise
+    :class:`ConfigError`.
+
+    Example:
+        >>> search_from_dict({"imgsz": 320, "budget": {"flops": 1.0}, "iterations": 100}, "runs/nas")
+    """
+    if not isinstance(d, dict):
+        raise ConfigError(f"nas: expected a mapping, got {type(d).__name__}")
+    unknown = sorted(set(d) - _DICT_KEYS)
+    if unknown:
+        raise ConfigError(f"nas: unknown key(s) {unknown}; allowed: {sorted(_DICT_KEYS)}")
+    if "budget" not in d:
+        raise ConfigError("nas: 'budget' is required (e.g. budget: {flops: 1.0})")
+    kw = dict(d)
+    kw["budget"] = Budget.from_dict(d["budget"])
+    kw["space"] = SearchSpace.from_dict(d.get("space"))
+    if "latency" in d:
+        lat = d["latency"]
+        fields = {f.name for f in dataclasses.fields(LatencySettings)}
+        if not isinstance(lat, dict) or set(lat) - fields:
+            raise ConfigError(f"nas: latency must be a mapping with keys from {sorted(fields)}")
+        kw["latency"] = LatencySettings(**lat)
+    return search(**kw, out=out, progress=progress)

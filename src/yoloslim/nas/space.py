@@ -1,0 +1,249 @@
+"""The search space: per-stage width, depth, kernel and bottleneck ratio of the backbone.
+
+A candidate is a :data:`Genome`, a tuple of five ``(out, depth, kernel, ratio)`` genes:
+the stem (stage 0, a single stride-2 conv, so only its width varies) and four
+stride-2 stages, as in :mod:`yoloslim.models.backbone`. The neck and head follow
+the chosen widths (:meth:`SearchSpace.arch`), so one genome is one whole detector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+
+from yoloslim.errors import ConfigError
+
+__all__ = ["Genome", "SearchSpace", "genome_dict", "genome_of"]
+
+# one gene per stage: (out channels, depth, kernel, bottleneck ratio)
+Gene = tuple[int, int, int, float]
+Genome = tuple[Gene, ...]
+
+_GENE_KEYS = ("out", "depth", "kernel", "ratio")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Ranges the search may choose from, one entry per stage (stem first).
+
+    Attributes:
+        widths: ``(min, max)`` output channels of each of the 5 stages.
+        width_step: channel granularity (multiples of it, hardware friendly).
+        depths: ``(min, max)`` residual blocks of each stage (the stem has none: ``(0, 0)``).
+        kernels: kernel sizes of the blocks' convs (3 and 5 by default).
+        ratios: bottleneck ratios (CSP split width = ``out * ratio``).
+        block: ``"csp"`` (DAMO-YOLO's TinyNAS-CSP) or ``"res"`` (plain residual).
+        act: activation of the whole detector.
+        neck_ratio: neck widths = ``neck_ratio`` x the three backbone output widths.
+        neck_depth: CSP blocks per neck fusion.
+        head_convs: stacked convs per head branch; the head width is the finest neck width.
+    """
+
+    widths: tuple[tuple[int, int], ...] = ((8, 32), (16, 64), (24, 128), (32, 256), (48, 384))
+    width_step: int = 8
+    depths: tuple[tuple[int, int], ...] = ((0, 0), (1, 3), (1, 4), (1, 4), (1, 3))
+    kernels: tuple[int, ...] = (3, 5)
+    ratios: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    block: str = "csp"
+    act: str = "silu"
+    neck_ratio: float = 1.0
+    neck_depth: int = 1
+    head_convs: int = 1
+
+    def __post_init__(self) -> None:
+        # tuples all the way down so that the space hashes and YAML lists are accepted
+        object.__setattr__(self, "widths", tuple(tuple(w) for w in self.widths))
+        object.__setattr__(self, "depths", tuple(tuple(d) for d in self.depths))
+        object.__setattr__(self, "kernels", tuple(self.kernels))
+        object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
+        self._validate()
+
+    def _validate(self) -> None:
+        if len(self.widths) != 5 or len(self.depths) != 5:
+            raise ConfigError(
+                "space: widths and depths need one (min, max) pair per stage (5: stem + 4 stages), "
+                f"got {len(self.widths)} and {len(self.depths)}"
+            )
+        if not isinstance(self.width_step, int) or self.width_step < 1:
+            raise ConfigError(f"space: width_step={self.width_step!r} must be an integer >= 1")
+        for name, pairs, low in (
+            ("widths", self.widths, self.width_step),
+            ("depths", self.depths, 0),
+        ):
+            for i, pair in enumerate(pairs):
+                if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
+                    raise ConfigError(f"space: {name}[{i}]={pair!r} must be an integer pair")
+                if not low <= pair[0] <= pair[1]:
+                    raise ConfigError(
+                        f"space: {name}[{i}]={pair!r} must satisfy {low} <= min <= max"
+                    )
+        if self.depths[0] != (0, 0):
+            raise ConfigError(
+                f"space: depths[0]={self.depths[0]!r} must be (0, 0): the stem is one conv"
+            )
+        if any(lo < 1 for lo, _ in self.depths[1:]):
+            raise ConfigError("space: stages 1-4 need at least one block (depth min >= 1)")
+        if not self.kernels or any(k not in (1, 3, 5, 7) for k in self.kernels):
+            raise ConfigError(
+                f"space: kernels={self.kernels!r} must be a non-empty subset of 1, 3, 5, 7"
+            )
+        if not self.ratios or any(not 0 < r <= 4 for r in self.ratios):
+            raise ConfigError(f"space: ratios={self.ratios!r} must be non-empty, each in (0, 4]")
+        if self.block not in ("csp", "res"):
+            raise ConfigError(f"space: block={self.block!r} must be csp or res")
+        if self.act not in ("silu", "relu", "lrelu"):
+            raise ConfigError(f"space: act={self.act!r} must be silu, relu or lrelu")
+        if not 0 < self.neck_ratio <= 4:
+            raise ConfigError(f"space: neck_ratio={self.neck_ratio!r} must be in (0, 4]")
+        if not isinstance(self.neck_depth, int) or self.neck_depth < 0:
+            raise ConfigError(f"space: neck_depth={self.neck_depth!r} must be an integer >= 0")
+        if not isinstance(self.head_convs, int) or self.head_convs < 0:
+            raise ConfigError(f"space: head_convs={self.head_convs!r} must be an integer >= 0")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> SearchSpace:
+        """Build from a mapping of field names; unknown keys raise :class:`ConfigError`."""
+        if d is None:
+            return cls()
+        if not isinstance(d, dict):
+            raise ConfigError(f"space: expected a mapping, got {type(d).__name__}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise ConfigError(f"space: unknown key(s) {unknown}; allowed: {sorted(fields)}")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ConfigError(f"space: {e}") from e
+
+    def to_dict(self) -> dict:
+        """Plain JSON/YAML types."""
+        d = dataclasses.asdict(self)
+        return {
+            k: [list(v) for v in d[k]]
+            if k in ("widths", "depths")
+            else (list(d[k]) if isinstance(d[k], tuple) else d[k])
+            for k in d
+        }
+
+    # -- choices -------------------------------------------------------------------------------
+
+    def width_choices(self, stage: int) -> list[int]:
+        lo, hi = self.widths[stage]
+        step = self.width_step
+        first = -(-lo // step) * step
+        return list(range(first, hi + 1, step)) or [lo]
+
+    def depth_choices(self, stage: int) -> list[int]:
+        lo, hi = self.depths[stage]
+        return list(range(lo, hi + 1))
+
+    def kernel_choices(self, stage: int) -> list[int]:
+        return [3] if stage == 0 else sorted(self.kernels)
+
+    def ratio_choices(self, stage: int) -> list[float]:
+        return [1.0] if stage == 0 else sorted(self.ratios)
+
+    def _choices(self, stage: int) -> tuple[list, list, list, list]:
+        return (
+            self.width_choices(stage),
+            self.depth_choices(stage),
+            self.kernel_choices(stage),
+            self.ratio_choices(stage),
+        )
+
+    # -- genomes -------------------------------------------------------------------------------
+
+    def smallest(self) -> Genome:
+        """The cheapest network of the space (minimum of every gene)."""
+        return tuple(tuple(c[0] for c in self._choices(i)) for i in range(5))  # type: ignore[misc]
+
+    def sample(self, rng: random.Random, scale: float | None = None) -> Genome:
+        """A random genome; ``scale`` in [0, 1] caps each gene at that fraction of its range.
+
+        Uniform sampling of every gene almost always lands far over a small budget, so
+        the search draws ``scale`` itself to get candidates of every size.
+        """
+        s = rng.random() if scale is None else scale
+        genes = []
+        for i in range(5):
+            gene = []
+            for choices in self._choices(i):
+                top = round(s * (len(choices) - 1))
+                gene.append(choices[rng.randint(0, top)])
+            genes.append(tuple(gene))
+        return tuple(genes)  # type: ignore[return-value]
+
+    def mutate(self, genome: Genome, rng: random.Random, n: int = 2) -> Genome:
+        """Move ``1..n`` random genes one or two steps (kernel: switch) within their ranges."""
+        genes = [list(g) for g in genome]
+        for _ in range(rng.randint(1, n)):
+            movable = [
+                (i, j)
+                for i in range(5)
+                for j, choices in enumerate(self._choices(i))
+                if len(choices) > 1
+            ]
+            if not movable:
+                break
+            i, j = rng.choice(movable)
+            choices = self._choices(i)[j]
+            cur = choices.index(genes[i][j]) if genes[i][j] in choices else 0
+            step = rng.choice((-2, -1, 1, 2)) if j == 0 else rng.choice((-1, 1))
+            genes[i][j] = choices[min(max(cur + step, 0), len(choices) - 1)]
+        return tuple(tuple(g) for g in genes)  # type: ignore[return-value]
+
+    def contains(self, genome: Genome) -> bool:
+        """Whether every gene is one of the space's choices."""
+        return len(genome) == 5 and all(
+            v in choices
+            for i, g in enumerate(genome)
+            for v, choices in zip(g, self._choices(i), strict=True)
+        )
+
+    def arch(self, genome: Genome, nc: int = 80, name: str = "nas") -> dict:
+        """The full arch dict (accepted by ``build_model``) of a genome."""
+        stages = []
+        for i, (out, depth, kernel, ratio) in enumerate(genome):
+            block = "conv" if i == 0 else self.block
+            stages.append(
+                {
+                    "block": block,
+                    "out": int(out),
+                    "depth": int(depth),
+                    "kernel": int(kernel),
+                    "stride": 2,
+                    "ratio": float(ratio),
+                }
+            )
+        step = self.width_step
+        neck = [max(step, round(self.neck_ratio * g[0] / step) * step) for g in genome[2:]]
+        return {
+            "name": name,
+            "nc": nc,
+            "act": self.act,
+            "backbone": {"stages": stages, "out_indices": [2, 3, 4]},
+            "neck": {"out": neck, "depth": self.neck_depth, "kernel": 3, "ratio": 0.5},
+            "head": {
+                "width": [neck[0]] * 3,
+                "num_convs": self.head_convs,
+                "reg_max": 16,
+                "strides": [8, 16, 32],
+            },
+        }
+
+
+def genome_of(arch: dict) -> Genome:
+    """The genome of an arch dict with five stride-2 stages (e.g. a preset like damo-nano)."""
+    stages = arch["backbone"]["stages"]
+    if len(stages) != 5:
+        raise ConfigError(f"arch has {len(stages)} backbone stages; the search space has 5")
+    return tuple(
+        (int(s["out"]), int(s["depth"]), int(s["kernel"]), float(s["ratio"])) for s in stages
+    )  # type: ignore[return-value]
+
+
+def genome_dict(genome: Genome) -> list[dict]:
+    """JSON-friendly form of a genome: one ``{out, depth, kernel, ratio}`` per stage."""
+    return [dict(zip(_GENE_KEYS, g, strict=True)) for g in genome]
