@@ -25,7 +25,10 @@ def load_images(
     from yoloslim.data import DetectionDataset, load_data_config, load_samples
 
     cfg = load_data_config(data)
-    samples = load_samples(cfg, split)
+    try:
+        samples = load_samples(cfg, split)
+    except DataError as e:
+        raise DataError(f"{data}: cannot read the {split} split for calibration: {e}") from e
     if not samples:
         where = ", ".join(str(s.path) for s in getattr(cfg, split))
         raise DataError(f"{data}: the {split} split ({where}) has no images to calibrate on")

@@ -164,6 +164,7 @@ class OnnxRuntimeQuant:
                     extra_options=extra,
                 )
             model = onnx.load(str(dst))
+            _float_inputs(model, set(excluded))
             for p in Path(tmp).iterdir():  # calibration leaves augmented models beside
                 if p.is_dir():
                     shutil.rmtree(p, ignore_errors=True)
@@ -213,6 +214,27 @@ class OnnxRuntimeQuant:
             model.SerializeToString(), so, providers=["CPUExecutionProvider"]
         )
         return lambda x: sess.run(None, {self.input_name: x})[0].astype(np.float32)
+
+
+def _float_inputs(model, nodes: set[str]) -> None:
+    """Feed ``nodes`` their float tensors: bypass ``QuantizeLinear -> DequantizeLinear`` pairs.
+
+    ONNX Runtime's QDQ quantizer also quantizes the *outputs* of quantized convs, so the
+    head's DFL logits would reach the excluded decode through an 8-bit round trip; the
+    decode must see them in float (FIELD_NOTES.md).
+    """
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.name not in nodes:
+            continue
+        for k, name in enumerate(node.input):
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[k] = q.input[0]
+    _prune_dangling(model)
 
 
 def _prune_dangling(model) -> None:

@@ -1,0 +1,280 @@
+"""INT8 quantization: artifacts load and decode alike, the ignored scope stays float,
+accuracy-aware mode stops within budget, calibration takes the requested images, bad input fails clearly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import yaml
+
+import yoloslim as ys
+from yoloslim.compress.quant_accuracy import accuracy_aware
+from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
+from yoloslim.compress.quant_scope import graph_from_onnx, resolve_scope
+from yoloslim.errors import ConfigError, DataError
+from yoloslim.runtime.backends import load_backend
+
+FAST = AdvancedQuantConfig(latency=False, perf_counters=False, sensitivity_images=2)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> tuple[Path, Path]:
+    """(data.yaml with 12 train / 4 val images, a damo-nano ONNX exported at 64 px)."""
+    root = tmp_path_factory.mktemp("quant")
+    data = ys.synthesize(root / "synth", images=16, imgsz=96, classes=2, seed=3, val_fraction=0.25)
+    torch.manual_seed(0)
+    model = ys.build_model("damo-nano", nc=2, names=["a", "b"])
+    res = ys.export(model, root / "export", formats=["onnx"], imgsz=64, verify=False)
+    return data, Path(res.artifacts["onnx"])
+
+
+def _decode_nodes(onnx_path: Path) -> list[str]:
+    return resolve_scope(graph_from_onnx(onnx.load(str(onnx_path))), ["decode"]).nodes
+
+
+# -- configuration and data errors ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"backend": "tflite"}, "backend='tflite'"),
+        ({"method": "kl"}, "method='kl'"),
+        ({"max_drop": -0.1}, "max_drop=-0.1"),
+        ({"calib": 0}, "calib=0"),
+        ({"method": "entropy"}, "entropy"),  # NNCF has no entropy calibrator
+        ({"mode": "dynamic"}, "mode='dynamic'"),  # OpenVINO: no dynamic conv quantization
+        ({"float_variants": ["int4"]}, "int4"),
+        ({"ignored_scope": ["head[("]}, "head[("),
+        ({"imgsz": 100}, "imgsz=100"),
+    ],
+)
+def test_bad_config_raises(kwargs, needle):
+    with pytest.raises(ConfigError, match=None) as e:
+        QuantConfig(**kwargs)
+    assert needle in str(e.value)
+
+
+def test_from_dict_rejects_unknown_keys_and_round_trips():
+    with pytest.raises(ConfigError, match="max_dorp"):
+        QuantConfig.from_dict({"max_dorp": 0.5})
+    with pytest.raises(ConfigError, match="presett"):
+        QuantConfig.from_dict({"advanced": {"presett": "mixed"}})
+    cfg = QuantConfig.from_dict(
+        {
+            "backend": "onnxruntime",
+            "method": "percentile",
+            "ignored_scope": ["decode", "stem"],
+            "advanced": {"preset": "performance"},
+        }
+    )
+    assert cfg.ignored_scope == ("decode", "stem") and cfg.advanced.preset == "performance"
+    assert QuantConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_empty_calibration_set_names_file_and_split(setup, tmp_path):
+    data, onnx_path = setup
+    cfg = yaml.safe_load(data.read_text())
+    (tmp_path / "empty").mkdir()
+    cfg.update(path=str(data.parent), train=str(tmp_path / "empty"))
+    bad = tmp_path / "empty.yaml"
+    bad.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(DataError) as e:
+        ys.quantize(onnx_path, bad, config=QuantConfig(advanced=FAST), out=tmp_path / "q")
+    assert "empty.yaml" in str(e.value) and "train" in str(e.value)
+
+
+def test_unmatched_scope_pattern_raises(setup, tmp_path):
+    data, onnx_path = setup
+    cfg = QuantConfig(
+        backend="onnxruntime", ignored_scope=["decode", "no_such_layer"], advanced=FAST
+    )
+    with pytest.raises(ConfigError, match="no_such_layer"):
+        ys.quantize(onnx_path, data, config=cfg, out=tmp_path / "q")
+
+
+# -- OpenVINO (NNCF) ------------------------------------------------------------------------
+def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeypatch):
+    import openvino as ov
+
+    from yoloslim.compress import quant_openvino
+
+    data, onnx_path = setup
+    seen = []
+    real = quant_openvino.OpenVINOQuant.quantize
+    monkeypatch.setattr(
+        quant_openvino.OpenVINOQuant,
+        "quantize",
+        lambda self, images, scope: seen.append(len(images)) or real(self, images, scope),
+    )
+    adv = AdvancedQuantConfig(latency=False, perf_counters=True)
+    res = ys.quantize(onnx_path, data, config=QuantConfig(calib=5, advanced=adv), out=tmp_path)
+    assert seen == [5] and res.report["calibration"]["images"] == 5  # 5 of the 12 train images
+    assert Path(res.model).suffix == ".xml" and set(res.artifacts) == {"float", "int8"}
+    x = torch.rand(1, 3, 64, 64)
+    f, q = load_backend(res.artifacts["float"]), load_backend(res.model)
+    yf, yq = f(x), q(x)
+    assert yq.shape == yf.shape == (1, 84, 4 + 2) and q.names == ["a", "b"]
+    assert yq[..., 4:].min() >= 0 and yq[..., 4:].max() <= 1
+    # the ignored scope really stays float: no FakeQuantize feeds any decode node
+    model = ov.Core().read_model(str(res.model))
+    decode = set(res.report["ignored_scope"]["nodes"])
+    assert {"Softmax", "ReduceSum", "Sigmoid"} <= {
+        op.get_type_name() for op in model.get_ordered_ops() if op.get_friendly_name() in decode
+    }
+    fq_fed = {
+        op.get_friendly_name()
+        for op in model.get_ordered_ops()
+        if any(
+            op.input_value(i).get_node().get_type_name() == "FakeQuantize"
+            for i in range(op.get_input_size())
+        )
+    }
+    assert fq_fed and not fq_fed & decode
+    perf = res.report["perf"]["int8"]
+    assert perf["convs"]["int8"] > 0 and perf["conv_ms"]["int8"] > 0
+    assert not any(
+        k.startswith(("Softmax/", "ReduceSum/")) and "I8" in k for k in perf["by_kernel"]
+    )
+    saved = json.loads((tmp_path / "quant_report.json").read_text())
+    assert saved["int8"]["path"] == str(res.model) and (tmp_path / "quant_report.md").is_file()
+
+
+# -- ONNX Runtime (QDQ) ---------------------------------------------------------------------
+def _qdq_fed(model) -> set[str]:
+    producer = {o: n for n in model.graph.node for o in n.output}
+    return {
+        n.name
+        for n in model.graph.node
+        if any(
+            producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
+            for i in n.input
+        )
+    }
+
+
+def test_onnxruntime_static_scope_pattern_and_variants(setup, tmp_path):
+    data, onnx_path = setup
+    cfg = QuantConfig(
+        backend="onnxruntime",
+        calib=4,
+        method="entropy",
+        ignored_scope=["decode", r"head\.cls_preds"],
+        float_variants=["fp16"],
+        advanced=FAST,
+    )
+    res = ys.quantize(onnx_path, data, config=cfg, out=tmp_path)
+    assert (
+        set(res.artifacts) == {"float", "int8", "fp16"} and res.report["calibration"]["images"] == 4
+    )
+    for role in ("int8", "fp16"):
+        y = load_backend(res.artifacts[role])(torch.rand(1, 3, 64, 64))
+        assert y.shape == (1, 84, 6)
+    q = onnx.load(str(res.model))
+    fed = _qdq_fed(q)
+    assert any(n.op_type == "Conv" and n.name in fed for n in q.graph.node)  # something is INT8
+    assert not fed & set(_decode_nodes(onnx_path))
+    cls_convs = set(res.report["ignored_scope"]["nodes"]) - set(_decode_nodes(onnx_path))
+    assert len(cls_convs) == 3 and not cls_convs & fed
+    assert sorted(res.report["layers_in_float"]["scope"]) == [
+        f"head.cls_preds.{i}" for i in range(3)
+    ]
+
+
+def test_onnxruntime_dynamic_uses_convinteger(setup, tmp_path):
+    data, onnx_path = setup
+    cfg = QuantConfig(backend="onnxruntime", mode="dynamic", advanced=FAST)
+    res = ys.quantize(onnx_path, data, config=cfg, out=tmp_path)
+    ops = {n.op_type for n in onnx.load(str(res.model)).graph.node}
+    assert "ConvInteger" in ops and res.report["calibration"]["images"] == 0
+    assert load_backend(res.model)(torch.rand(1, 3, 64, 64)).shape == (1, 84, 6)
+
+
+def test_revert_returns_a_conv_to_float(setup, tmp_path):
+    from yoloslim.compress.quant_data import load_images
+    from yoloslim.compress.quant_onnx import OnnxRuntimeQuant
+
+    data, onnx_path = setup
+    cfg = QuantConfig(backend="onnxruntime", calib=2)
+    be = OnnxRuntimeQuant(onnx_path, tmp_path, cfg)
+    scope = resolve_scope(be.view(), cfg.ignored_scope)
+    images = load_images(data, "train", 2, 64)
+    q = be.quantize(images, scope)
+    conv = next(n.name for n in q.graph.node if n.op_type == "Conv" and n.name in _qdq_fed(q))
+    r = be.revert(q, [conv])
+    assert conv not in _qdq_fed(r) and conv in _qdq_fed(q)
+    out = be.runner(r)(images[0])
+    assert out.shape == (1, 84, 6) and np.isfinite(out).all()
+
+
+# -- accuracy-aware policy ------------------------------------------------------------------
+class _StubBackend:
+    """Layer k in float lowers the output error by gains[k]; mAP rises with each kept layer."""
+
+    def __init__(self, gains: dict[str, float]) -> None:
+        self.gains = gains
+
+    def revert(self, model, nodes):
+        return {"float": list(nodes)}
+
+    def runner(self, model):
+        err = 1.0 - sum(self.gains[n] for n in model.get("float", []))
+        return lambda x: np.concatenate([np.full((1, 4, 4), err), np.ones((1, 4, 2))], -1)
+
+
+def test_accuracy_aware_stops_as_soon_as_within_budget():
+    gains = {"a": 0.1, "b": 0.5, "c": 0.3, "d": 0.05}
+    be = _StubBackend(gains)
+    maps = {0: 0.30, 1: 0.33, 2: 0.345, 3: 0.36, 4: 0.37}
+    calls = []
+
+    def evaluate(model, tag):
+        calls.append(tag)
+        return {"map": maps[len(model.get("float", []))], "map50": 0.5}
+
+    ref = np.concatenate([np.zeros((1, 4, 4)), np.ones((1, 4, 2))], -1)
+    model, info = accuracy_aware(
+        be,
+        {},
+        candidates={k: f"layer.{k}" for k in gains},
+        evaluate=evaluate,
+        float_map=0.35,
+        max_drop=1.0,
+        images=[np.zeros(1)],
+        ref=ref,
+        imgsz=64,
+        max_steps=10,
+    )
+    assert info["met"] and calls == ["step0", "step1", "step2"]  # step 3 never evaluated
+    assert info["kept_float"] == ["layer.b", "layer.c"]  # most sensitive first
+    assert model == {"float": ["b", "c"]}
+    assert [s["drop_points"] for s in info["steps"]] == [5.0, 2.0, 0.5]
+    # already within budget: no sensitivity pass, no step
+    _, info = accuracy_aware(
+        be,
+        {},
+        candidates={"a": "layer.a"},
+        evaluate=lambda m, t: {"map": 0.35, "map50": 0.5},
+        float_map=0.35,
+        max_drop=0.0,
+        images=[np.zeros(1)],
+        ref=ref,
+        imgsz=64,
+        max_steps=10,
+    )
+    assert info["met"] and len(info["steps"]) == 1 and info["sensitivity"] == []
+
+
+# -- CLI ------------------------------------------------------------------------------------
+def test_cli_quantize_and_bad_backend(setup, tmp_path):
+    from yoloslim.cli.main import main
+
+    data, onnx_path = setup
+    args = ["quantize", "--model", str(onnx_path), "--data", str(data), "--out", str(tmp_path)]
+    assert main([*args, "--backend", "onnxruntime", "--calib", "2", "--no-latency"]) == 0
+    assert json.loads((tmp_path / "quant_report.json").read_text())["backend"] == "onnxruntime"
+    assert main([*args, "--backend", "tensorflow"]) == 2
+    assert main([*args, "--max-drop", "-1"]) == 2
