@@ -1,0 +1,167 @@
+"""INT8 on the synthetic set: float vs FP16 vs plain NNCF INT8 vs yoloslim INT8 (OpenVINO, ONNX Runtime).
+
+From damo-tiny trained on the synthetic set at 320 px (benchmarks/common.py), one run measures:
+
+- float: OpenVINO IR, the plugin's default precision (f32 on AVX2-only CPUs);
+- fp16: OpenVINO IR with FP16 weights;
+- int8_plain: NNCF defaults (preset performance, no ignored scope, no accuracy control);
+- int8_yoloslim_ov: yoloslim on OpenVINO (decode float, preset mixed, accuracy-aware);
+- int8_yoloslim_ov_perf: the same with symmetric activations (preset performance);
+- int8_yoloslim_ort: yoloslim on ONNX Runtime (QDQ, decode float, accuracy-aware);
+- float_ort: the float ONNX in ONNX Runtime (the ORT artifact's own reference).
+
+mAP50-95 on val for each; latency of all artifacts in one interleaved measurement (one
+worker process per artifact, yoloslim.bench.latency); OpenVINO per-layer kernel times
+(PERF_COUNT) of float, plain and yoloslim INT8. Goal: INT8-yoloslim within 0.5 mAP of
+float and >= 1.5x faster than OpenVINO float. Prints one JSON object.
+
+    flock /tmp/yoloslim-heavy.lock .venv/bin/python benchmarks/quant_synth.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import yoloslim as ys
+from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
+from yoloslim.compress.quant_config import AdvancedQuantConfig
+from yoloslim.compress.quant_perf import perf_counters
+
+
+def _wait(done: Path, seconds: float) -> None:
+    t0 = time.time()
+    while not done.exists() and time.time() - t0 < seconds:
+        time.sleep(20)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--ckpt", default="runs/base/damo-tiny/best.pt")
+    ap.add_argument("--data", default="runs/base/data/data.yaml")
+    ap.add_argument("--out", default="runs/quant_synth")
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--calib", type=int, default=300)
+    ap.add_argument("--max-drop", type=float, default=0.5)
+    ap.add_argument("--sens-images", type=int, default=32)
+    ap.add_argument("--max-steps", type=int, default=12)
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved latency rounds of 10 runs")
+    ap.add_argument("--wait", type=float, default=0, help="seconds to wait for done.json")
+    ap.add_argument("--skip", default="", help="comma-separated variants to skip")
+    args = ap.parse_args()
+
+    ckpt = Path(args.ckpt)
+    _wait(ckpt.parent / "done.json", args.wait)
+    out = Path(args.out)
+    t0 = time.time()
+    exp = ys.export(ckpt, out / "export", formats=["onnx"], imgsz=args.imgsz)
+    onnx_path = Path(exp.artifacts["onnx"])
+    imgsz = int(exp.report["imgsz"])
+    skip = set(filter(None, args.skip.split(",")))
+
+    adv = dict(
+        latency=False,
+        perf_counters=False,
+        sensitivity_images=args.sens_images,
+        max_steps=args.max_steps,
+    )
+    runs = {
+        "int8_yoloslim_ov": dict(
+            backend="openvino", max_drop=args.max_drop, float_variants=["fp16"]
+        ),
+        "int8_plain": dict(
+            backend="openvino", ignored_scope=[], advanced={"preset": "performance"}
+        ),
+        "int8_yoloslim_ov_perf": dict(
+            backend="openvino", max_drop=args.max_drop, advanced={"preset": "performance"}
+        ),
+        "int8_yoloslim_ort": dict(backend="onnxruntime", max_drop=args.max_drop),
+    }
+    reports, timings = {}, {}
+    for name, kw in runs.items():
+        if name in skip:
+            continue
+        kw = dict(kw)
+        kw["advanced"] = AdvancedQuantConfig(**{**adv, **kw.get("advanced", {})})
+        cfg = ys.QuantConfig(calib=args.calib, **kw)
+        t = time.time()
+        reports[name] = ys.quantize(onnx_path, args.data, config=cfg, out=out / name).report
+        timings[name] = round(time.time() - t, 1)
+
+    main_rep = reports["int8_yoloslim_ov"]
+    entries = {"float": main_rep["float"], "fp16": main_rep["fp16"]}
+    for name, rep in reports.items():
+        entries[name] = rep["int8"]
+    if "int8_yoloslim_ort" in reports:
+        entries["float_ort"] = reports["int8_yoloslim_ort"]["float"]
+    paths = {k: e["path"] for k, e in entries.items()}
+    lat = measure_latency(list(paths.values()), LatencyConfig(imgsz=imgsz, rounds=args.rounds))
+    results = {}
+    base_ms = lat[paths["float"]]["median"]
+    float_map = entries["float"]["map"]
+    for k, e in entries.items():
+        m = lat[e["path"]]
+        results[k] = {
+            "map": round(e["map"], 4),
+            "map50": round(e["map50"], 4),
+            "map_drop_points": round(100 * (float_map - e["map"]), 2),
+            "latency_ms": {"median": round(m["median"], 3), "p90": round(m["p90"], 3)},
+            "speedup_vs_ov_float": round(base_ms / m["median"], 3),
+            "size_mb": e["size_mb"],
+            "runtime": m["kind"],
+            "precision": m["precision"],
+            "path": e["path"],
+        }
+    perf = {
+        k: perf_counters(paths[k], imgsz)
+        for k in ("float", "int8_plain", "int8_yoloslim_ov", "int8_yoloslim_ov_perf")
+        if k in paths
+    }
+    for p in perf.values():
+        p["by_kernel"] = dict(list(p["by_kernel"].items())[:8])
+    goal = {}
+    for k in ("int8_yoloslim_ov", "int8_yoloslim_ov_perf", "int8_yoloslim_ort"):
+        if k in results:
+            r = results[k]
+            goal[k] = {
+                "within_0.5_map": r["map_drop_points"] <= 0.5,
+                "at_least_1.5x": r["speedup_vs_ov_float"] >= 1.5,
+            }
+    accuracy = {
+        k: {
+            "kept_float": rep.get("accuracy_aware", {}).get("kept_float", []),
+            "steps": [
+                (s["step"], s["kept_float"], s["map"], s["drop_points"])
+                for s in rep.get("accuracy_aware", {}).get("steps", [])
+            ],
+            "met": rep.get("accuracy_aware", {}).get("met"),
+            "decode_nodes_float": rep["layers_in_float"]["decode_nodes"],
+        }
+        for k, rep in reports.items()
+    }
+    print(
+        json.dumps(
+            {
+                "ckpt": str(ckpt),
+                "baseline_done": (ckpt.parent / "done.json").exists(),
+                "imgsz": imgsz,
+                "calib_images": main_rep["calibration"]["images"],
+                "max_drop_points": args.max_drop,
+                "results": results,
+                "goal": goal,
+                "accuracy_aware": accuracy,
+                "perf_counters": perf,
+                "quantize_s": timings,
+                "total_s": round(time.time() - t0, 1),
+                "system": system_info(),
+            },
+            indent=1,
+            default=str,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
