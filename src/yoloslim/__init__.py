@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from yoloslim.compress.distill import DistillConfig, distill
 from yoloslim.compress.prune import PruneConfig, prune
 from yoloslim.compress.quantize import QuantConfig, quantize
 from yoloslim.compress.reparam import reparameterize
@@ -31,6 +32,7 @@ __all__ = [
     "DataError",
     "Detections",
     "Detector",
+    "DistillConfig",
     "ExportError",
     "ModelError",
     "Predictor",
@@ -42,6 +44,7 @@ __all__ = [
     "__version__",
     "arch_of",
     "build_model",
+    "distill",
     "export",
     "list_models",
     "load",

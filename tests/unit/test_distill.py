@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from torch import nn
 
 import yoloslim.compress.distill as distill_mod
@@ -264,3 +265,34 @@ def test_distill_run_checkpoints_and_exact_resume(tmp_path, monkeypatch):
         torch.testing.assert_close(
             a["hook"]["adapters"][k], b["hook"]["adapters"][k], rtol=0, atol=0
         )
+
+
+def test_align_convs_follow_real_widths_of_resized_models():
+    student, teacher = _models()
+    student.neck.out_channels = [99, 99, 99]  # a pruned model's spec no longer tells the truth
+    ad = Distiller(teacher, DistillConfig()).attach(student, torch.device("cpu"))
+    assert [type(m) for m in ad.align] == [nn.Identity, nn.Conv2d, nn.Identity]
+
+
+def test_cli_distill(tmp_path):
+    from yoloslim.cli.main import main
+
+    data = synthesize(tmp_path / "d", images=6, imgsz=64, classes=2, seed=2, val_fraction=0.34)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "t.pt", build_model(TEACHER, names=["a", "b"]), imgsz=64)
+    save_checkpoint(tmp_path / "t3.pt", build_model(_arch([8] * 5, [8] * 3, nc=3)), imgsz=64)
+    arch = tmp_path / "student.yaml"
+    arch.write_text(yaml.safe_dump(STUDENT))
+    common = ["--data", str(data), "--student", str(arch), "--epochs", "1", "--imgsz", "64"]
+    common += ["--batch", "4", "--workers", "0"]
+    assert main(["distill", "--teacher", str(tmp_path / "t3.pt"), *common]) == 2
+    assert main(["distill", "--teacher", str(tmp_path / "t.pt"), "--loss", "kl", *common]) == 2
+    out = tmp_path / "run"
+    rc = main(
+        ["distill", "--teacher", str(tmp_path / "t.pt"), *common, "--loss", "at"]
+        + ["--progressive", "--out", str(out), "--json", str(tmp_path / "r.json")]
+    )
+    assert rc == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["distill"]["loss"] == "at" and report["distill"]["progressive"] is True
+    assert load_checkpoint(out / "last.pt")[0].nc == 2

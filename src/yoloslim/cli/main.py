@@ -7,6 +7,7 @@ import typer
 from yoloslim.cli import (
     bench_cmd,
     data_cmd,
+    distill_cmd,
     export_cmd,
     models_cmd,
     predict_cmd,
@@ -31,6 +32,7 @@ app.command("export")(export_cmd.export)
 app.command("predict")(predict_cmd.predict)
 app.command("bench")(bench_cmd.bench)
 app.command("prune")(prune_cmd.prune)
+app.command("distill")(distill_cmd.distill)
 app.command("quantize")(quantize_cmd.quantize)
 
 

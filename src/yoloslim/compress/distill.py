@@ -18,10 +18,12 @@ Distillation runs inside :func:`yoloslim.train.train` (a :class:`TrainHook`), so
 writes the same ``best.pt`` / ``last.pt`` / ``metrics.jsonl`` and resumes exactly;
 the align convs live only in ``last.pt``'s train state, never in the model.
 
-Prune recovery (two steps; the unpruned model is the teacher)::
+Prune recovery, the unpruned model as teacher: ``yoloslim prune ... --distill`` (it
+calls :func:`distill`), or in two steps::
 
-    yoloslim prune   --model base.pt --data data.yaml --ratio 0.5 --out runs/pruned
-    yoloslim distill --teacher base.pt --student runs/pruned/best.pt --data data.yaml \\
+    yoloslim prune   --model base.pt --data data.yaml --ratio 0.5 --finetune-epochs 0 \\
+                     --out runs/pruned
+    yoloslim distill --teacher base.pt --student runs/pruned/pruned.pt --data data.yaml \\
                      --epochs 10 --progressive --out runs/pruned_kd
 """
 
@@ -168,6 +170,19 @@ def _check_pair(student: Detector, teacher: Detector) -> None:
         )
 
 
+@torch.no_grad()
+def _neck_widths(model: Detector, device: torch.device) -> list[int]:
+    """The real neck output widths (a pruned model's differ from its spec), by a probe."""
+    was_training = model.training
+    model.eval()  # eval: the probe must not move BN running statistics
+    try:
+        size = 2 * max(model.strides)
+        feats = model.features(torch.zeros(1, 3, size, size, device=device))
+    finally:
+        model.train(was_training)
+    return [f.shape[1] for f in feats]
+
+
 class Distiller:
     """The distillation objective as a :class:`~yoloslim.train.trainer.TrainHook`.
 
@@ -186,7 +201,7 @@ class Distiller:
         _check_pair(net, self.teacher)
         self.teacher.to(device)
         self.adapters = FeatureAdapters(
-            net.neck.out_channels, self.teacher.neck.out_channels, self.cfg.loss
+            _neck_widths(net, device), _neck_widths(self.teacher, device), self.cfg.loss
         ).to(device)
         self._handle = net.neck.register_forward_hook(self._capture)
         return self.adapters

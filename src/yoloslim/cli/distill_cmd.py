@@ -1,0 +1,96 @@
+"""``yoloslim distill``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+
+from yoloslim.cli.common import console, handle_errors, write_json
+
+
+@handle_errors
+def distill(
+    teacher: Path = typer.Option(..., help="Teacher checkpoint (.pt)."),
+    student: str = typer.Option(
+        "damo-nano", help="Student: checkpoint (.pt), registered model name or arch.yaml."
+    ),
+    data: Path = typer.Option(None, help="data.yaml (not needed with --resume)."),
+    epochs: int = typer.Option(None, help="Epochs."),
+    imgsz: int = typer.Option(None, help="Input size (multiple of 32)."),
+    batch: int = typer.Option(None, help="Global batch size."),
+    out: Path = typer.Option(Path("runs/distill"), help="Output folder."),
+    loss: str = typer.Option(None, help="Feature loss on the neck: cwd, mimic, mgd or at."),
+    logit_weight: float = typer.Option(None, help="Weight of the logit terms (0: off)."),
+    feature_weight: float = typer.Option(None, help="Weight of the feature term (0: off)."),
+    temperature: float = typer.Option(None, help="Temperature of the logit terms."),
+    progressive: bool = typer.Option(
+        None,
+        "--progressive/--no-progressive",
+        help="Freeze the student's backbone first, ramp the distillation weights up.",
+    ),
+    freeze_epochs: int = typer.Option(None, help="Epochs with the backbone frozen (progressive)."),
+    warmup_epochs: float = typer.Option(None, help="Distillation weight warm-up (progressive)."),
+    lr0: float = typer.Option(None, help="Peak learning rate."),
+    workers: int = typer.Option(None, help="Data-loader workers."),
+    seed: int = typer.Option(None, help="Random seed."),
+    device: str = typer.Option(None, help="auto, cpu or cuda."),
+    config: Path = typer.Option(
+        None,
+        help="YAML of DistillConfig fields (nested `train:` and `advanced:`); flags override it.",
+    ),
+    resume: Path = typer.Option(None, help="Resume the run in this folder from its last.pt."),
+    json_path: Path = typer.Option(None, "--json", help="Write the report as JSON."),
+) -> None:
+    """Train a student with a teacher's guidance (logits + neck features); writes best.pt, last.pt.
+
+    Prune recovery: `yoloslim prune ... --distill`, or prune with --finetune-epochs 0 and
+    then `yoloslim distill --teacher base.pt --student PRUNED/pruned.pt ...`.
+    """
+    from yoloslim.cli.train_cmd import _resume_data
+    from yoloslim.compress.distill import DistillConfig
+    from yoloslim.compress.distill import distill as run_distill
+    from yoloslim.errors import ConfigError
+
+    if resume is not None:
+        res = run_distill(
+            None, teacher, _resume_data(resume), out=resume, resume=True, progress=True
+        )
+    else:
+        if data is None:
+            raise ConfigError("--data is required (unless --resume DIR is given)")
+        values: dict = {}
+        if config is not None:
+            loaded = yaml.safe_load(Path(config).read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"{config}: expected a mapping of DistillConfig fields")
+            values.update(loaded)
+        top = dict(
+            loss=loss,
+            logit_weight=logit_weight,
+            feature_weight=feature_weight,
+            temperature=temperature,
+            progressive=progressive,
+            freeze_epochs=freeze_epochs,
+            warmup_epochs=warmup_epochs,
+        )
+        values.update({k: v for k, v in top.items() if v is not None})
+        train = dict(values.get("train") or {})
+        flags = dict(
+            epochs=epochs,
+            imgsz=imgsz,
+            batch=batch,
+            lr0=lr0,
+            workers=workers,
+            seed=seed,
+            device=device,
+        )
+        train.update({k: v for k, v in flags.items() if v is not None})
+        values["train"] = train
+        cfg = DistillConfig.from_dict(values)
+        res = run_distill(student, teacher, data, config=cfg, out=out, progress=True)
+    console.print(
+        f"best mAP50-95 {res.report['train'].get('best_map')}  ->  {res.artifacts.get('best')}"
+    )
+    write_json(json_path, res.report)
