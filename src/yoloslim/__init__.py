@@ -21,6 +21,7 @@ from yoloslim.eval.val import validate
 from yoloslim.export import export
 from yoloslim.models import Detector, arch_of, build_model, list_models, register_model
 from yoloslim.models.checkpoint import load_checkpoint, save_checkpoint
+from yoloslim.nas import Budget, SearchResult, SearchSpace, search
 from yoloslim.runtime import BatchingPredictor, Detections, Predictor
 from yoloslim.train import TrainConfig, TrainResult, train
 
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BatchingPredictor",
+    "Budget",
     "ConfigError",
     "DataError",
     "Detections",
@@ -38,6 +40,8 @@ __all__ = [
     "Predictor",
     "PruneConfig",
     "QuantConfig",
+    "SearchResult",
+    "SearchSpace",
     "TrainConfig",
     "TrainResult",
     "YoloslimError",
@@ -54,6 +58,7 @@ __all__ = [
     "register_model",
     "reparameterize",
     "save_checkpoint",
+    "search",
     "synthesize",
     "train",
     "validate",

@@ -10,6 +10,7 @@ from yoloslim.cli import (
     distill_cmd,
     export_cmd,
     models_cmd,
+    nas_cmd,
     predict_cmd,
     prune_cmd,
     quantize_cmd,
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.add_typer(data_cmd.app, name="data")
 app.command("train")(train_cmd.train)
 app.command("val")(val_cmd.val)
+app.command("nas")(nas_cmd.nas)
 app.command("models")(models_cmd.models)
 app.command("export")(export_cmd.export)
 app.command("predict")(predict_cmd.predict)

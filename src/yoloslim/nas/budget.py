@@ -10,6 +10,7 @@ part by part with a cache (:class:`CostModel`); tests check the sums against
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -102,6 +103,10 @@ class Cost:
     def gflops(self) -> float:
         return self.flops / 1e9
 
+    def scaled(self, k: int) -> Cost:
+        """FLOPs multiplied by ``k`` (the area ratio), the rest unchanged."""
+        return dataclasses.replace(self, flops=self.flops * k)
+
     def __add__(self, other: Cost) -> Cost:
         return Cost(
             self.flops + other.flops,
@@ -128,7 +133,30 @@ class _NeckHead(nn.Module):
         return self.head.decode(self.head(self.neck(feats)))
 
 
-def _part_cost(part: nn.Module, inputs, scale: int, count_layers: bool) -> Cost:
+# Part costs are pure functions of their (hashable) specs: memoised across searches.
+@functools.lru_cache(maxsize=8192)
+def _stage_cost(c_in: int, spec: str, size: int, act: str) -> Cost:
+    x = torch.zeros(1, c_in, size, size)
+    return _part_cost(Stage(c_in, json.loads(spec), act), x, True)
+
+
+@functools.lru_cache(maxsize=8192)
+def _neck_head_cost(spec: str, chans: tuple[int, ...], sizes: tuple[int, ...]) -> Cost:
+    d = json.loads(spec)
+    arch = {**d, "backbone": {"stages": _dummy_stages(chans, sizes), "out_indices": [0, 1, 2]}}
+    feats = [torch.zeros(1, c, s, s) for c, s in zip(chans, sizes, strict=True)]
+    return _part_cost(_NeckHead(Detector(arch)), feats, False)
+
+
+def _dummy_stages(chans: tuple[int, ...], sizes: tuple[int, ...]) -> list[dict]:
+    """Stand-in backbone with the given output widths (only the neck and head are counted)."""
+    return [
+        {"block": "conv", "out": c, "depth": 0, "kernel": 1, "stride": 1, "ratio": 1.0}
+        for c in chans
+    ]
+
+
+def _part_cost(part: nn.Module, inputs, count_layers: bool) -> Cost:
     params = count_params(part)
     for sub in part.modules():
         if isinstance(sub, (RepConv, ConvBNAct)):
@@ -137,7 +165,7 @@ def _part_cost(part: nn.Module, inputs, scale: int, count_layers: bool) -> Cost:
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         part(inputs)
     layers = sum(isinstance(m, nn.Conv2d) for m in part.modules()) if count_layers else 0
-    return Cost(fc.get_total_flops() * scale, params, count_params(part), layers)
+    return Cost(fc.get_total_flops(), params, count_params(part), layers)
 
 
 class CostModel:
@@ -162,23 +190,13 @@ class CostModel:
             raise ConfigError(f"imgsz={imgsz} must be a multiple of {self.BASE}")
         self.imgsz = imgsz
         self.scale = (imgsz // self.BASE) ** 2
-        self._parts: dict[str, Cost] = {}
 
     def _stage(self, c_in: int, spec: dict, size: int, act: str) -> Cost:
-        key = json.dumps(["stage", c_in, spec, size, act], sort_keys=True)
-        if key not in self._parts:
-            x = torch.zeros(1, c_in, size, size)
-            self._parts[key] = _part_cost(Stage(c_in, spec, act), x, self.scale, True)
-        return self._parts[key]
+        return _stage_cost(c_in, json.dumps(spec, sort_keys=True), size, act).scaled(self.scale)
 
     def _neck_head(self, arch: dict, chans: list[int], sizes: list[int]) -> Cost:
-        spec = {k: arch[k] for k in ("nc", "act", "neck", "head")}
-        key = json.dumps(["neck_head", spec, chans, sizes], sort_keys=True)
-        if key not in self._parts:
-            feats = [torch.zeros(1, c, s, s) for c, s in zip(chans, sizes, strict=True)]
-            part = _NeckHead(Detector(arch))
-            self._parts[key] = _part_cost(part, feats, self.scale, False)
-        return self._parts[key]
+        spec = json.dumps({k: arch[k] for k in ("nc", "act", "neck", "head")}, sort_keys=True)
+        return _neck_head_cost(spec, tuple(chans), tuple(sizes)).scaled(self.scale)
 
     def __call__(self, arch: dict) -> Cost:
         """Exact cost of ``arch`` (validated; a ``layers`` record is not supported)."""

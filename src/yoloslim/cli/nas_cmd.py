@@ -1,0 +1,111 @@
+"""``yoloslim nas``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+import yaml
+
+from yoloslim.cli.common import console, handle_errors, write_json
+
+
+@handle_errors
+def nas(
+    imgsz: int = typer.Option(
+        320, help="Input size the budgets and the score use (multiple of 32)."
+    ),
+    budget_flops: float = typer.Option(None, help="GFLOPs budget (deploy form, at --imgsz)."),
+    budget_params: float = typer.Option(None, help="Parameter budget in millions (deploy form)."),
+    budget_latency: float = typer.Option(
+        None, help="Latency budget in ms, measured on this machine (see --latency-runtime)."
+    ),
+    budget_layers: int = typer.Option(None, help="Budget of conv layers in the deploy backbone."),
+    iterations: int = typer.Option(300, help="Mutations tried."),
+    population: int = typer.Option(32, help="Candidates kept."),
+    seed: int = typer.Option(0, help="Random seed (search and score)."),
+    init_repeats: int = typer.Option(3, help="Random initialisations the score averages."),
+    nc: int = typer.Option(80, help="Classes of the detector (head FLOPs/params)."),
+    latency_runtime: str = typer.Option("torch", help="torch or onnxruntime (in-process)."),
+    latency_threads: int = typer.Option(1, help="Threads for latency measurements."),
+    config: Path = typer.Option(
+        None, help="YAML of search settings (imgsz, budget, space, ...); flags given override it."
+    ),
+    out: Path = typer.Option(
+        Path("arch.yaml"), help="arch.yaml to write (nas_report.json goes beside it), or a folder."
+    ),
+    json_path: Path = typer.Option(None, "--json", help="Write the search report as JSON."),
+) -> None:
+    """Zero-shot architecture search (MAE-NAS): the best backbone under the budgets, as arch.yaml."""
+    from yoloslim.errors import ConfigError
+    from yoloslim.nas import search_from_dict
+
+    settings: dict = {}
+    if config is not None:
+        try:
+            loaded = yaml.safe_load(Path(config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"--config {config}: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"--config {config}: expected a mapping of search settings")
+        settings.update(loaded)
+    budget = dict(settings.get("budget") or {})
+    for key, value in (
+        ("flops", budget_flops),
+        ("params", budget_params),
+        ("latency_ms", budget_latency),
+        ("layers", budget_layers),
+    ):
+        if value is not None:
+            budget[key] = value
+    if not budget:
+        raise ConfigError(
+            "give a budget: --budget-flops, --budget-params, --budget-latency or --budget-layers"
+        )
+    settings.update(
+        imgsz=imgsz,
+        budget=budget,
+        iterations=iterations,
+        population=population,
+        seed=seed,
+        init_repeats=init_repeats,
+        nc=nc,
+    )
+    latency = dict(settings.get("latency") or {})
+    latency.update(runtime=latency_runtime, threads=latency_threads)
+    settings["latency"] = latency
+    res = search_from_dict(settings, out, progress=True)
+    _table(res.best)
+    console.print(
+        f"best score {res.score:.3f}  ->  {res.artifacts['arch']}  ({res.report['search_s']} s)"
+    )
+    write_json(json_path, res.report)
+
+
+def _table(best: list[dict]) -> None:
+    from rich.table import Table
+
+    t = Table(title="best candidates")
+    for col in (
+        "rank",
+        "score",
+        "GFLOPs",
+        "params (M)",
+        "layers",
+        "latency ms",
+        "widths",
+        "depths",
+    ):
+        t.add_column(col, justify="right")
+    for b in best:
+        t.add_row(
+            str(b["rank"]),
+            f"{b['score']:.2f}",
+            f"{b['gflops']:.3f}",
+            f"{b['params_deploy'] / 1e6:.3f}",
+            str(b["layers"]),
+            f"{b['latency_ms']:.2f}" if b["latency_ms"] is not None else "-",
+            "/".join(str(g["out"]) for g in b["genome"]),
+            "/".join(str(g["depth"]) for g in b["genome"]),
+        )
+    console.print(t)

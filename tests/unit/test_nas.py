@@ -1,0 +1,193 @@
+"""Zero-shot NAS: the MAE-DET score, exact costs, budgets, the search and its outputs."""
+
+import importlib
+import json
+import math
+import random
+
+import pytest
+import torch
+import yaml
+
+import yoloslim as ys
+from yoloslim.bench.flops import model_profile
+from yoloslim.cli.main import main
+from yoloslim.data.synth import synthesize
+from yoloslim.errors import ConfigError
+from yoloslim.models import build_model
+from yoloslim.models.registry import get_arch
+from yoloslim.nas import (
+    Budget,
+    LatencySettings,
+    SearchSpace,
+    entropy_score,
+    measure_cost,
+    search,
+    search_from_dict,
+)
+from yoloslim.nas.budget import meta_detector
+
+IMGSZ = 64
+SPACE = SearchSpace(
+    widths=((8, 16), (8, 32), (16, 48), (16, 64), (24, 96)),
+    depths=((0, 0), (1, 2), (1, 2), (1, 2), (1, 2)),
+)
+
+
+def _arch(widths, depths, kernel=3, ratio=0.5, nc=2) -> dict:
+    genome = tuple(
+        (w, 0 if i == 0 else depths[i - 1], 3 if i == 0 else kernel, 1.0 if i == 0 else ratio)
+        for i, w in enumerate(widths)
+    )
+    return SPACE.arch(genome, nc)
+
+
+def _score(arch, seed=0, **kw) -> float:
+    return entropy_score(meta_detector(arch).backbone, IMGSZ, seed=seed, **kw)["score"]
+
+
+# -- score --------------------------------------------------------------------------------------
+
+
+def test_score_is_deterministic_for_a_seed():
+    arch = _arch([16, 16, 32, 64, 96], [1, 1, 1, 1])
+    assert _score(arch, seed=3) == _score(arch, seed=3)
+    assert _score(arch, seed=3) != _score(arch, seed=4)
+
+
+def test_wider_and_deeper_score_higher_at_the_same_layout():
+    base = _arch([16, 16, 32, 48, 64], [1, 1, 1, 1])
+    wider = _arch([16, 32, 64, 96, 128], [1, 1, 1, 1])
+    deeper = _arch([16, 16, 32, 48, 64], [2, 2, 2, 2])
+    assert _score(wider) > _score(base)
+    assert _score(deeper) > _score(base)
+
+
+def test_stem_stage_score_matches_the_gaussian_analysis():
+    # one 3x3 conv of N(0,1) weights on N(0,1) input: std ~ sqrt(fan_in) = sqrt(27)
+    # (a little less at the zero-padded border), so S_0 = log(sqrt(27)) + log(C_0)
+    arch = _arch([16, 16, 32, 48, 64], [1, 1, 1, 1])
+    s = entropy_score(meta_detector(arch).backbone, 128, repeats=2)
+    assert s["stages"][0] == pytest.approx(0.5 * math.log(27) + math.log(16), abs=0.05)
+    # stage weights [0, 0, 1, 1, 6] by default
+    assert s["score"] == pytest.approx(
+        sum(a * v for a, v in zip([0, 0, 1, 1, 6], s["stages"], strict=True))
+    )
+    assert all(b > a for a, b in zip(s["stages"], s["stages"][1:], strict=False))
+
+
+def test_score_rejects_mismatched_stage_weights():
+    with pytest.raises(ConfigError, match="stage_weights"):
+        entropy_score(meta_detector(get_arch("damo-nano", 2)).backbone, 64, stage_weights=[1, 1])
+
+
+# -- costs --------------------------------------------------------------------------------------
+
+
+def test_costs_equal_model_profile_exactly():
+    rng = random.Random(0)
+    archs = [get_arch("damo-nano", 3)] + [SearchSpace().arch(SearchSpace().sample(rng), 2)]
+    for arch in archs:
+        cost = measure_cost(arch, 128)
+        prof = model_profile(build_model(arch), 128, nc=arch["nc"])
+        assert cost.gflops == prof["gflops"]
+        assert cost.params == prof["params"]
+        assert cost.params_deploy == prof["params_deploy"]
+
+
+# -- budgets ------------------------------------------------------------------------------------
+
+
+def test_bad_budgets_raise_clear_errors():
+    with pytest.raises(ConfigError, match="at least one"):
+        Budget()
+    with pytest.raises(ConfigError, match="flops"):
+        Budget(flops=-1.0)
+    with pytest.raises(ConfigError, match="unknown key"):
+        Budget.from_dict({"flop": 1.0})
+    with pytest.raises(ConfigError, match=r"flops=1e-05 GFLOPs \(smallest"):
+        search(imgsz=IMGSZ, budget=Budget(flops=1e-5), space=SPACE, nc=2)
+    with pytest.raises(ConfigError, match="params=0.001 M"):
+        search(imgsz=IMGSZ, budget=Budget(params=0.001, layers=3), space=SPACE, nc=2)
+    with pytest.raises(ConfigError, match="imgsz"):
+        search(imgsz=100, budget=Budget(flops=1.0), space=SPACE)
+    with pytest.raises(ConfigError, match="unknown key"):
+        search_from_dict({"budget": {"flops": 1.0}, "iteratoins": 3})
+    with pytest.raises(ConfigError, match="unknown key"):
+        SearchSpace.from_dict({"width": [[8, 16]]})
+
+
+def _small_search(**kw):
+    kw.setdefault("budget", Budget(flops=0.03, params=0.25))
+    kw.setdefault("iterations", 10)
+    kw.setdefault("latency", LatencySettings(warmup=1, runs=3))
+    return search(imgsz=IMGSZ, space=SPACE, population=4, nc=2, init_repeats=2, top_k=3, **kw)
+
+
+def test_search_is_deterministic_and_meets_its_budgets():
+    a, b = _small_search(seed=1), _small_search(seed=1)
+    assert a.arch == b.arch and a.score == b.score
+    assert [x["score"] for x in a.best] == [x["score"] for x in b.best]
+    assert a.report["evaluated"] > 5
+    for entry in a.best:
+        assert entry["gflops"] <= 0.03 and entry["params_deploy"] <= 0.25e6
+        assert entry["latency_ms"] > 0  # measured for the report
+    scores = [x["score"] for x in a.best]
+    assert scores == sorted(scores, reverse=True) and a.score == scores[0]
+
+
+def test_latency_budget_rejects_slow_candidates_and_caches(monkeypatch):
+    search_mod = importlib.import_module("yoloslim.nas.search")
+
+    calls = []
+
+    def fake_latency(arch, imgsz, settings):  # deterministic "latency": proportional to params
+        calls.append(json.dumps(arch, sort_keys=True))
+        return measure_cost(arch, imgsz).params_deploy / 1e4
+
+    monkeypatch.setattr(search_mod, "measure_latency_ms", fake_latency)
+    res = _small_search(budget=Budget(latency_ms=12.0, layers=40))
+    assert all(e["latency_ms"] <= 12.0 and e["layers"] <= 40 for e in res.best)
+    assert res.report["rejected"]["latency_ms"] > 0
+    assert len(calls) == len(set(calls))  # one measurement per candidate
+
+
+def test_real_latency_is_measured_under_a_latency_budget():
+    res = _small_search(
+        budget=Budget(latency_ms=1e4), latency=LatencySettings(warmup=1, runs=2), iterations=2
+    )
+    assert all(0 < e["latency_ms"] <= 1e4 for e in res.best)
+    assert res.report["latency"]["runtime"] == "torch"
+
+
+# -- outputs ------------------------------------------------------------------------------------
+
+
+def test_best_arch_round_trips_builds_and_trains_a_step(tmp_path):
+    res = _small_search(seed=2, out=tmp_path / "nas")
+    arch_yaml = tmp_path / "nas" / "arch.yaml"
+    report = json.loads((tmp_path / "nas" / "nas_report.json").read_text())
+    assert report["best"][0]["score"] == res.score and report["search_s"] > 0
+    loaded = yaml.safe_load(arch_yaml.read_text())
+    assert loaded == res.arch
+    model = build_model(arch_yaml, nc=2)
+    assert build_model(res.arch).spec["backbone"] == model.spec["backbone"]
+    data = synthesize(
+        tmp_path / "data", images=6, imgsz=IMGSZ, classes=2, seed=1, val_fraction=0.34
+    )
+    cfg = ys.TrainConfig(epochs=1, batch=4, imgsz=IMGSZ, workers=0, val_interval=1)
+    torch.manual_seed(0)
+    out = ys.train(str(arch_yaml), data, config=cfg, out=tmp_path / "run")
+    assert out.best.exists()
+    model, _ = ys.load_checkpoint(out.best)
+    assert model.spec["backbone"] == res.arch["backbone"]
+
+
+def test_cli_nas_writes_arch_and_report(tmp_path):
+    out = tmp_path / "found.yaml"
+    args = ["nas", "--imgsz", "64", "--budget-flops", "0.03", "--nc", "2", "--iterations", "2"]
+    rc = main([*args, "--population", "2", "--init-repeats", "1", "--out", str(out)])
+    assert rc == 0
+    assert out.exists() and (tmp_path / "nas_report.json").exists()
+    build_model(out)
+    assert main(["nas", "--imgsz", "64", "--budget-flops", "0.00001", "--out", str(out)]) == 2
