@@ -146,6 +146,7 @@ def quantize(
     latency = _latency(artifacts, imgsz, adv) if adv.latency else {}
     for role, path in artifacts.items():
         report[role] = _entry(path, metrics[role], latency.get(role))
+        report[role]["weights"] = _WEIGHTS[role]
     f, q = report["float"], report["int8"]
     report["map_drop_points"] = round(100 * (f["map"] - q["map"]), 3)
     if f.get("latency_ms") and q.get("latency_ms"):
@@ -156,6 +157,10 @@ def quantize(
         report["perf"] = {r: perf_counters(artifacts[r], imgsz) for r in ("float", "int8")}
     _write(out, report, cfg)
     return Result(artifacts["int8"], report, artifacts)
+
+
+# what each artifact stores; "precision" (from the runtime) says what it computes in
+_WEIGHTS = {"float": "fp32", "fp16": "fp16", "bf16": "fp32 (asks for bf16 compute)", "int8": "int8"}
 
 
 def _float_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
