@@ -6,6 +6,7 @@ import typer
 
 from yoloslim.cli import (
     bench_cmd,
+    compress_cmd,
     data_cmd,
     distill_cmd,
     export_cmd,
@@ -36,6 +37,7 @@ app.command("bench")(bench_cmd.bench)
 app.command("prune")(prune_cmd.prune)
 app.command("distill")(distill_cmd.distill)
 app.command("quantize")(quantize_cmd.quantize)
+app.command("compress")(compress_cmd.compress)
 
 
 def main(argv: list[str] | None = None) -> int:

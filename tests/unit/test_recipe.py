@@ -1,0 +1,68 @@
+"""Recipe validation: every mistake is a ConfigError naming the file and the stage."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from yoloslim.errors import ConfigError
+from yoloslim.pipeline import STAGES, load_recipe
+
+RECIPES = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
+
+
+def _write(tmp_path: Path, data) -> Path:
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_shipped_recipes_validate(path):
+    rec = load_recipe(path)
+    assert rec.stages and all(s.name in STAGES for s in rec.stages)
+    # the resolved form is plain YAML and parses back to the same recipe
+    again = load_recipe(yaml.safe_load(yaml.safe_dump(rec.resolved())))
+    assert again.resolved() == rec.resolved()
+
+
+def test_shipped_recipes_are_the_four_named():
+    assert {p.stem for p in RECIPES} >= {"cpu-int8", "gpu-fp16", "max-accuracy", "edge-tiny"}
+
+
+@pytest.mark.parametrize(
+    ("stages", "match"),
+    [
+        ([{"prnue": {}}], r"stage 1 \(prnue\): unknown stage 'prnue'"),
+        (
+            [{"export": {"formats": ["onnx"]}}, {"bench": {"batchez": [1]}}],
+            r"stage 2 \(bench\).*batchez",
+        ),
+        ([{"prune": {"ratio": 0.5, "ratoi": 0.3}}], r"stage 1 \(prune\).*ratoi"),
+        ([{"prune": {"ratio": "half"}}], r"stage 1 \(prune\).*ratio='half' must be float"),
+        ([{"prune": {"ratio": 1.5}}], r"stage 1 \(prune\).*ratio"),
+        ([{"train": {"epochs": "ten"}}], r"stage 1 \(train\).*epochs='ten' must be int"),
+        ([{"export": {"half": "yes"}}], r"stage 1 \(export\).*half='yes' must be bool"),
+        ([{"quantize": {"backend": "tflite"}}], r"stage 1 \(quantize\).*tflite"),
+        ([{"distill": {"loss": "cwd", "train": {"epochz": 1}}}], r"stage 1 \(distill\).*epochz"),
+        ([{"export": ["onnx"]}], r"stage 1 \(export\): config must be a mapping"),
+        ([{"export": {}, "bench": {}}], r"stage 1 must be a one-key mapping"),
+        ([], r"'stages' must be a non-empty list"),
+    ],
+)
+def test_bad_recipes_name_file_and_stage(tmp_path, stages, match):
+    p = _write(tmp_path, {"name": "bad", "stages": stages})
+    with pytest.raises(ConfigError, match=match) as e:
+        load_recipe(p)
+    assert str(p) in str(e.value)
+
+
+def test_unknown_top_level_key_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="unknown top-level key"):
+        load_recipe(_write(tmp_path, {"stages": [{"bench": {}}], "stagez": []}))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_recipe(tmp_path / "nope.yaml")
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("stages: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_recipe(bad)
