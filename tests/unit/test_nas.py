@@ -43,7 +43,8 @@ def _arch(widths, depths, kernel=3, ratio=0.5, nc=2) -> dict:
 
 
 def _score(arch, seed=0, **kw) -> float:
-    return entropy_score(meta_detector(arch).backbone, IMGSZ, seed=seed, **kw)["score"]
+    kw.setdefault("repeats", 1)
+    return entropy_score(meta_detector(arch).backbone, IMGSZ, seed=seed, batch=2, **kw)["score"]
 
 
 # -- score --------------------------------------------------------------------------------------
@@ -124,8 +125,14 @@ def _small_search(**kw):
     return search(imgsz=IMGSZ, space=SPACE, population=4, nc=2, init_repeats=2, top_k=3, **kw)
 
 
-def test_search_is_deterministic_and_meets_its_budgets():
-    a, b = _small_search(seed=1), _small_search(seed=1)
+@pytest.fixture(scope="module")
+def found(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nas")
+    return _small_search(seed=1, out=out), out
+
+
+def test_search_is_deterministic_and_meets_its_budgets(found):
+    a, b = found[0], _small_search(seed=1)
     assert a.arch == b.arch and a.score == b.score
     assert [x["score"] for x in a.best] == [x["score"] for x in b.best]
     assert a.report["evaluated"] > 5
@@ -146,7 +153,7 @@ def test_latency_budget_rejects_slow_candidates_and_caches(monkeypatch):
         return measure_cost(arch, imgsz).params_deploy / 1e4
 
     monkeypatch.setattr(search_mod, "measure_latency_ms", fake_latency)
-    res = _small_search(budget=Budget(latency_ms=12.0, layers=40))
+    res = _small_search(budget=Budget(latency_ms=12.0, layers=40), iterations=6)
     assert all(e["latency_ms"] <= 12.0 and e["layers"] <= 40 for e in res.best)
     assert res.report["rejected"]["latency_ms"] > 0
     assert len(calls) == len(set(calls))  # one measurement per candidate
@@ -163,10 +170,11 @@ def test_real_latency_is_measured_under_a_latency_budget():
 # -- outputs ------------------------------------------------------------------------------------
 
 
-def test_best_arch_round_trips_builds_and_trains_a_step(tmp_path):
-    res = _small_search(seed=2, out=tmp_path / "nas")
-    arch_yaml = tmp_path / "nas" / "arch.yaml"
-    report = json.loads((tmp_path / "nas" / "nas_report.json").read_text())
+def test_best_arch_round_trips_builds_and_trains_a_step(found, tmp_path):
+    res, folder = found
+    arch_yaml = folder / "arch.yaml"
+    assert res.artifacts["arch"] == arch_yaml
+    report = json.loads((folder / "nas_report.json").read_text())
     assert report["best"][0]["score"] == res.score and report["search_s"] > 0
     loaded = yaml.safe_load(arch_yaml.read_text())
     assert loaded == res.arch
