@@ -376,6 +376,7 @@ class _progress:
     def __enter__(self) -> _Bar:
         if not self.enabled:
             return _Bar(None, None)
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -385,12 +386,14 @@ class _progress:
             TimeRemainingColumn,
         )
 
+        # stderr: stdout stays clean for JSON (CLI --json, benchmark scripts)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
+            console=Console(stderr=True),
         )
         self.progress.start()
         return _Bar(self.progress, self.progress.add_task("nas", total=self.total))
