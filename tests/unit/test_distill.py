@@ -97,7 +97,7 @@ def test_logit_kd_zero_iff_equal():
     assert dfl.item() == pytest.approx(0.0, abs=1e-6)
     s = [x + 0.5 * torch.randn_like(x) for x in t]
     cls, dfl = logit_kd(s, t, reg_max, temperature=2.0)
-    assert cls.item() > 1e-3 and dfl.item() > 1e-3
+    assert cls.item() > 1e-5 and dfl.item() > 1e-3
     # no teacher foreground: the box term vanishes, the class term does not
     cls, dfl = logit_kd(s, t, reg_max, fg_threshold=0.9999)
     assert dfl.item() == 0.0 and cls.item() > 0

@@ -1,0 +1,202 @@
+"""Distillation on the synthetic set: does a teacher help a student, and a pruned model recover?
+
+Part 1: damo-nano trained from scratch with the same seed, epochs and recipe, with and
+without distillation from the trained damo-tiny (runs/base/damo-tiny/best.pt). The
+issue asks for a damo-small teacher; training one is beyond this 2-core machine's
+budget, so the damo-tiny baseline is the teacher (the JSON says so).
+
+Part 2: that damo-tiny pruned by ~50 % of its channels (yoloslim.compress.prune, no
+fine-tuning inside prune) and then recovered for the same epochs with plain
+fine-tuning and with its unpruned self as teacher.
+
+Every model is validated on the full validation split (200 images, 320 px). Training
+can use a subset of the 800 training images (``--train-images``) to keep the run short.
+Finished runs are reused (``OUT/<name>.json``), so an interrupted script picks up.
+
+    flock /tmp/yoloslim-heavy.lock .venv/bin/python benchmarks/distill_synth.py --epochs 6
+
+Prints one JSON object (mAP50-95 / mAP50 of each model, settings, seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+import yoloslim as ys
+
+sys.path.insert(0, str(Path(__file__).parent))
+import common  # noqa: E402  (the benchmarks' shared helpers, not a package)
+
+
+def _wait_for_baseline(timeout_s: float) -> Path:
+    done = common.ROOT / "damo-tiny" / "done.json"
+    t0 = time.time()
+    while not done.exists():
+        if time.time() - t0 > timeout_s:
+            raise SystemExit(f"{done} did not appear within {timeout_s:.0f} s")
+        time.sleep(30)
+    return common.ROOT / "damo-tiny" / "best.pt"
+
+
+def _subset(data: Path, n: int, out: Path) -> Path:
+    """A data.yaml over the first ``n`` training images of ``data`` (same val split)."""
+    if n <= 0:
+        return data
+    root = data.parent
+    images = sorted((root / "images" / "train").glob("*.jpg"))[:n]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"train_{n}.txt").write_text("".join(f"{p.resolve()}\n" for p in images))
+    cfg = yaml.safe_load(data.read_text())
+    cfg.pop("synth", None)
+    cfg.update(path=str(root.resolve()), train=str((out / f"train_{n}.txt").resolve()))
+    path = out / f"data_{n}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _cached(out: Path, name: str, fn) -> dict:
+    path = out / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    t0 = time.time()
+    row = fn()
+    row["seconds"] = round(time.time() - t0, 1)
+    path.write_text(json.dumps(row, default=str))
+    return row
+
+
+def _metrics(ckpt: Path, val_data: Path) -> dict:
+    m = ys.validate(ckpt, val_data)
+    return {"map": round(m["map"], 4), "map50": round(m["map50"], 4), "ckpt": str(ckpt)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=6, help="student epochs (part 1)")
+    ap.add_argument("--recover-epochs", type=int, default=3, help="recovery epochs (part 2)")
+    ap.add_argument("--train-images", type=int, default=400, help="0: all 800")
+    ap.add_argument("--loss", default="cwd", help="feature loss: cwd, mimic, mgd, at")
+    ap.add_argument("--ratio", type=float, default=0.5, help="channel ratio pruned (part 2)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-prune", action="store_true")
+    ap.add_argument("--wait", type=float, default=7200, help="seconds to wait for the baseline")
+    ap.add_argument("--out", type=Path, default=Path("runs/bench_distill"))
+    ap.add_argument("--teacher", type=Path, help="another teacher checkpoint (smoke tests)")
+    args = ap.parse_args()
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    full = common.synthetic_data()
+    teacher = args.teacher or _wait_for_baseline(args.wait)
+    data = _subset(full, args.train_images, out)
+    tag = f"e{args.epochs}_n{args.train_images}_s{args.seed}"
+    result: dict = {
+        "teacher": {
+            "model": "damo-tiny",
+            "note": "the issue asks for damo-small; too costly on this 2-core machine, so the "
+            "trained damo-tiny baseline (runs/base/damo-tiny, 10 epochs) is the teacher",
+            "path": str(teacher),
+            **_cached(out, "teacher", lambda: _metrics(teacher, full)),
+        },
+        "settings": {
+            "epochs": args.epochs,
+            "recover_epochs": args.recover_epochs,
+            "train_images": args.train_images or 800,
+            "val_images": 200,
+            "imgsz": 320,
+            "seed": args.seed,
+            "loss": args.loss,
+        },
+    }
+
+    cfg = common.train_config(args.epochs, seed=args.seed)
+    dcfg = ys.DistillConfig(loss=args.loss, train=cfg)
+    result["settings"]["distill"] = {k: v for k, v in dcfg.to_dict().items() if k != "train"}
+    plain = _cached(
+        out,
+        f"nano_plain_{tag}",
+        lambda: _metrics(
+            ys.train("damo-nano", data, config=cfg, out=out / f"nano_plain_{tag}").best, full
+        ),
+    )
+    kd = _cached(
+        out,
+        f"nano_kd_{args.loss}_{tag}",
+        lambda: _metrics(
+            ys.distill(
+                "damo-nano", teacher, data, config=dcfg, out=out / f"nano_kd_{args.loss}_{tag}"
+            ).artifacts["best"],
+            full,
+        ),
+    )
+    result["student"] = {
+        "model": "damo-nano",
+        "plain": plain,
+        "distilled": kd,
+        "gain_map_points": round(100 * (kd["map"] - plain["map"]), 2),
+        "goal": ">= +1.0 mAP50-95 points",
+    }
+
+    if args.skip_prune:
+        result["pruned"] = {"skipped": "--skip-prune"}
+    else:
+        result["pruned"] = _prune_part(args, out, full, data, teacher)
+    print(json.dumps(result, indent=2, default=str))
+
+
+def _prune_part(args, out: Path, full: Path, data: Path, teacher: Path) -> dict:
+    try:
+        from yoloslim.compress.prune import PruneConfig, prune
+    except ImportError as e:
+        return {"skipped": f"yoloslim.compress.prune is not available ({e})"}
+    tag = f"r{args.ratio}_e{args.recover_epochs}_n{args.train_images}_s{args.seed}"
+    pcfg = PruneConfig(ratio=args.ratio, finetune_epochs=0, latency=False, seed=args.seed)
+
+    def do_prune() -> dict:
+        res = prune(teacher, full, config=pcfg, out=out / f"pruned_r{args.ratio}")
+        row = _metrics(res.artifacts["checkpoint"], full)
+        before, after = res.report["stages"]["before"], res.report["stages"]["pruned"]
+        row.update(params_before=before.get("params"), params_after=after.get("params"))
+        row.update(gflops_before=before.get("gflops"), gflops_after=after.get("gflops"))
+        return row
+
+    pruned = _cached(out, f"pruned_r{args.ratio}", do_prune)
+    student = ys.load_checkpoint(pruned["ckpt"])[0]
+    # a fine-tuning recipe: half the from-scratch peak LR, short warm-up
+    cfg = common.train_config(args.recover_epochs, seed=args.seed, lr0=0.002, warmup_epochs=0.5)
+    plain = _cached(
+        out,
+        f"recover_plain_{tag}",
+        lambda: _metrics(
+            ys.train(student, data, config=cfg, out=out / f"recover_plain_{tag}").best, full
+        ),
+    )
+    dcfg = ys.DistillConfig(loss=args.loss, train=cfg)
+    kd = _cached(
+        out,
+        f"recover_kd_{args.loss}_{tag}",
+        lambda: _metrics(
+            ys.distill(
+                student, teacher, data, config=dcfg, out=out / f"recover_kd_{args.loss}_{tag}"
+            ).artifacts["best"],
+            full,
+        ),
+    )
+    return {
+        "model": f"damo-tiny pruned (ratio {args.ratio}, l2, no fine-tuning inside prune)",
+        "pruned_no_recovery": pruned,
+        "recovered_plain": plain,
+        "recovered_kd": kd,
+        "gain_map_points": round(100 * (kd["map"] - plain["map"]), 2),
+        "goal": "pruned+KD >= pruned+plain fine-tune",
+    }
+
+
+if __name__ == "__main__":
+    main()
