@@ -199,6 +199,12 @@ class Distiller:
 
     def attach(self, net: Detector, device: torch.device) -> nn.Module:
         _check_pair(net, self.teacher)
+        dist = torch.distributed
+        if self.cfg.progressive and dist.is_available() and dist.is_initialized():
+            # DDP registers its gradient hooks once; parameters must not change requires_grad
+            raise ConfigError(
+                "progressive=True (backbone freezing) is not supported under torchrun"
+            )
         self.teacher.to(device)
         self.adapters = FeatureAdapters(
             _neck_widths(net, device), _neck_widths(self.teacher, device), self.cfg.loss
