@@ -232,6 +232,8 @@ class Distiller:
         return min(1.0, (epoch + 1e-9) / self.cfg.warmup_epochs)
 
     def epoch_start(self, net: Detector, epoch: int) -> None:
+        if not self.cfg.progressive:  # leave the caller's requires_grad flags alone
+            return
         frozen = self.frozen(epoch)
         net.backbone.requires_grad_(not frozen)
         if frozen:  # frozen BN statistics too: the backbone is left exactly as it was
