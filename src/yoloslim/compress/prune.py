@@ -102,7 +102,7 @@ def prune(
         before = measure(net, data, cfg, is_detector)
         _check_budget(cfg, before)
         original = copy.deepcopy(net)
-        net, schedule = _run_schedule(net, data, cfg, work, teacher, progress)
+        net, schedule = _run_schedule(net, data, cfg, work, teacher, before, progress)
         pruned = measure(net, data, cfg, is_detector)
         stages = {"before": before, "pruned": pruned}
         if cfg.finetune_epochs:
@@ -238,7 +238,7 @@ def _step_targets(cfg: PruneConfig, before: dict, n_blocks: int) -> list[dict]:
     return out
 
 
-def _run_schedule(net, data, cfg: PruneConfig, work: Path, teacher, progress: bool):
+def _run_schedule(net, data, cfg: PruneConfig, work: Path, teacher, before: dict, progress: bool):
     adv = cfg.advanced
     batches = None
     needs_batches = (
@@ -261,7 +261,6 @@ def _run_schedule(net, data, cfg: PruneConfig, work: Path, teacher, progress: bo
         )
     if not cfg.structured:
         return net, schedule
-    before = profile(net, cfg.imgsz)
     goals = _step_targets(cfg, before, len(removable_blocks(net)) if batches else 0)
     removed = 0
     for k, goal in enumerate(goals, 1):

@@ -71,10 +71,12 @@ def _forward(model: nn.Module, x: torch.Tensor):
 
 def profile(model: nn.Module, imgsz: int) -> dict:
     """``{"params", "gflops"}`` of the deploy (re-parameterised) form at ``imgsz``."""
-    from yoloslim.bench.flops import model_profile
+    from yoloslim.bench.flops import count_flops, count_params
 
-    p = model_profile(model, imgsz=imgsz)
-    return {"params": p["params_deploy"], "gflops": p["gflops"]}
+    deploy = copy.deepcopy(model).eval()
+    if hasattr(deploy, "fuse"):
+        deploy.fuse()
+    return {"params": count_params(deploy), "gflops": count_flops(deploy, imgsz)["gflops"]}
 
 
 def _prune_once(

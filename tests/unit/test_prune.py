@@ -1,0 +1,251 @@
+"""Pruning: channel counts, forward, reload, importance order, ignored layers, ONNX shapes, errors."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from yoloslim.compress.prune import PruneConfig, prune, restore_pruned
+from yoloslim.compress.prune_depth import removable_blocks, remove_block
+from yoloslim.compress.prune_width import CRITERIA, prune_width
+from yoloslim.errors import ConfigError
+from yoloslim.models import build_model
+from yoloslim.models.checkpoint import load_checkpoint
+
+IMG = 64
+ARCH = {
+    "nc": 2,
+    "backbone": {
+        "stages": [
+            {"block": "conv", "out": 16, "depth": 0, "kernel": 3, "stride": 2, "ratio": 1.0},
+            {"block": "csp", "out": 16, "depth": 1, "kernel": 3, "stride": 2, "ratio": 0.5},
+            {"block": "csp", "out": 32, "depth": 2, "kernel": 3, "stride": 2, "ratio": 0.5},
+            {"block": "csp", "out": 32, "depth": 1, "kernel": 3, "stride": 2, "ratio": 0.5},
+            {"block": "res", "out": 32, "depth": 2, "kernel": 3, "stride": 2, "ratio": 0.5},
+        ]
+    },
+    "neck": {"out": [16, 16, 32], "depth": 2},
+    "head": {"width": [16, 16, 16]},
+}
+
+
+def cfg(**kw) -> PruneConfig:
+    base = dict(imgsz=IMG, batch=4, finetune_epochs=0, latency=False, advanced={"round_to": None})
+    base.update(kw)
+    return PruneConfig(**base)
+
+
+@pytest.fixture()
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    m = build_model(ARCH, names=["a", "b"]).eval()
+    for bn in (x for x in m.modules() if isinstance(x, nn.BatchNorm2d)):  # non-trivial BN
+        bn.running_mean.uniform_(-0.1, 0.1)
+        bn.running_var.uniform_(0.5, 1.5)
+    return m
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    from yoloslim.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("synth")
+    return synthesize(root, images=10, imgsz=IMG, classes=2, seed=3, val_fraction=0.2)
+
+
+def _outputs(m: nn.Module) -> torch.Tensor:
+    torch.manual_seed(1)
+    with torch.no_grad():
+        return m.eval()(torch.rand(2, 3, IMG, IMG))
+
+
+def test_channel_counts_forward_and_head_untouched(model, tmp_path):
+    res = prune(model, None, config=cfg(ratio=0.5), out=tmp_path)
+    m = res.model
+    assert m.backbone.stages[0].down.conv.out_channels == 8
+    assert m.backbone.stages[2].down.dense.conv.out_channels == 16
+    for p, c in zip(m.head.cls_preds, m.head.reg_preds, strict=True):
+        assert p.out_channels == 2 and c.out_channels == 4 * 17
+        assert p.in_channels == 8  # the head stacks (width 16) were pruned too
+    y = _outputs(m)
+    assert y.shape == (2, (8 * 8 + 4 * 4 + 2 * 2), 4 + 2) and torch.isfinite(y).all()
+    raw = m.train()(torch.rand(1, 3, IMG, IMG))
+    assert [r.shape[1] for r in raw] == [68 + 2] * 3
+    assert res.report["stages"]["pruned"]["params"] < 0.5 * res.report["stages"]["before"]["params"]
+    # the input model is not modified
+    assert model.backbone.stages[0].down.conv.out_channels == 16
+
+
+def test_save_load_identical_outputs(model, tmp_path):
+    res = prune(model, None, config=cfg(ratio=0.4, global_pruning=True, steps=2), out=tmp_path)
+    loaded, ckpt = load_checkpoint(res.artifacts["checkpoint"])
+    torch.testing.assert_close(_outputs(loaded), _outputs(res.model), rtol=0, atol=0)
+    assert (tmp_path / "prune_report.json").is_file()
+    raw = torch.load(res.artifacts["checkpoint"], weights_only=True)  # no pickled classes
+    assert raw["arch"]["layers"]["backbone.stages.0.down.conv"][0] < 16
+
+
+def test_importance_order_lowest_channels_removed(model):
+    stem, nxt = model.backbone.stages[0].down, model.backbone.stages[1].down
+    weak = [1, 4, 9, 13]
+    with torch.no_grad():
+        for i in weak:  # every weight of channels `weak` in the coupled group is ~0
+            stem.conv.weight[i] *= 1e-4
+            stem.bn.weight[i] *= 1e-4
+            stem.bn.bias[i] *= 1e-4
+            nxt.dense.conv.weight[:, i] *= 1e-4
+            nxt.one.conv.weight[:, i] *= 1e-4
+    for crit in ("l1", "l2"):
+        m, _ = prune_width(copy.deepcopy(model), criterion=crit, imgsz=IMG, ratio=0.25)
+        kept = [i for i in range(16) if i not in weak]
+        torch.testing.assert_close(
+            m.backbone.stages[0].down.conv.weight, stem.conv.weight[kept], rtol=0, atol=0
+        )
+
+
+def test_ignored_layers_keep_their_outputs(model):
+    name = "neck.fuse_p3.conv3.conv"
+    m = copy.deepcopy(model)
+    prune_width(m, criterion="l2", imgsz=IMG, ratio=0.5, ignore=["neck.fuse_p3.conv3.*"])
+    before, after = model.get_submodule(name), m.get_submodule(name)
+    assert after.out_channels == before.out_channels == 16
+    assert m.get_submodule("neck.fuse_p4.conv3.conv").out_channels == 8  # others are pruned
+
+
+@pytest.mark.parametrize("criterion", sorted(set(CRITERIA) - {"taylor"}))
+def test_every_data_free_criterion(model, criterion):
+    m, _ = prune_width(copy.deepcopy(model), criterion=criterion, imgsz=IMG, ratio=0.3)
+    assert torch.isfinite(_outputs(m)).all()
+
+
+def test_taylor_depth_and_budget(model, tiny_data, tmp_path):
+    c = cfg(criterion="taylor", target_flops=0.004, depth_ratio=0.5)
+    res = prune(model, tiny_data, config=c, out=tmp_path)
+    rep = res.report
+    assert rep["stages"]["pruned"]["gflops"] <= 0.004
+    removed = sum(len(s["depth"]["removed"]) for s in rep["schedule"]["steps"])
+    assert removed == round(len(removable_blocks(model)) * 0.5)
+    assert "map" in rep["stages"]["pruned"]
+    loaded, ckpt = load_checkpoint(res.artifacts["checkpoint"])
+    torch.testing.assert_close(_outputs(loaded), _outputs(res.model), rtol=0, atol=0)
+    depths = [s["depth"] for s in ckpt["arch"]["backbone"]["stages"]]
+    assert depths == [len(getattr(s.body, "blocks", [])) for s in res.model.backbone.stages]
+
+
+def test_depth_removal_rebuilds_including_neck_concat(model, tmp_path):
+    from yoloslim.models.checkpoint import save_checkpoint
+
+    m = copy.deepcopy(model)
+    remove_block(m, "neck.fuse_n4.blocks.0")  # GFPN concat: conv3 loses that block's slice
+    remove_block(m, "backbone.stages.2.body.blocks.1")
+    assert m.neck.fuse_n4.conv3.conv.in_channels == 8 * 2  # bypass + one block (mid 8)
+    assert m.spec["backbone"]["stages"][2]["depth"] == 1 and m.spec["neck"]["depth"] == 2
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "d.pt", m, imgsz=IMG))
+    torch.testing.assert_close(_outputs(loaded), _outputs(m), rtol=0, atol=0)
+    assert len(loaded.neck.fuse_n4.blocks) == 1 and len(loaded.neck.fuse_p3.blocks) == 2
+
+
+def test_onnx_of_pruned_model_has_smaller_shapes(model, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from yoloslim.export import export
+
+    pruned, _ = prune_width(copy.deepcopy(model), criterion="l2", imgsz=IMG, ratio=0.5)
+    res = export(pruned, tmp_path, formats=["onnx"], imgsz=IMG)
+    g = onnx.load(str(res.artifacts["onnx"])).graph
+    shapes = [tuple(i.dims) for i in g.initializer if len(i.dims) == 4]
+    fused = copy.deepcopy(model).fuse()
+    before = [tuple(m.weight.shape) for m in fused.modules() if isinstance(m, nn.Conv2d)]
+    assert (16, 3, 3, 3) in before and (8, 3, 3, 3) in shapes and (16, 3, 3, 3) not in shapes
+    after_params = sum(int(torch.tensor(s).prod()) for s in shapes)
+    assert after_params < 0.5 * sum(int(torch.tensor(s).prod()) for s in before)
+
+
+def test_unstructured_sparsity_is_permanent_and_reported(model, tmp_path):
+    res = prune(model, None, config=cfg(unstructured=0.6), out=tmp_path)
+    rep = res.report
+    assert rep["unstructured"]["trained_form"]["overall"] >= 0.55
+    assert rep["stages"]["sparse"]["params"] == rep["stages"]["before"]["params"]
+    assert "unchanged" in rep["note"]
+    assert not any(hasattr(m, "weight_orig") for m in res.model.modules())
+    loaded, _ = load_checkpoint(res.artifacts["checkpoint"])
+    zeros = sum(int((m.weight == 0).sum()) for m in loaded.modules() if isinstance(m, nn.Conv2d))
+    total = sum(m.weight.numel() for m in loaded.modules() if isinstance(m, nn.Conv2d))
+    assert zeros / total >= 0.55
+
+
+def test_finetune_after_pruning(model, tiny_data, tmp_path):
+    c = cfg(ratio=0.3, finetune_epochs=1, advanced={"round_to": None, "finetune": {"workers": 0}})
+    res = prune(model, tiny_data, config=c, out=tmp_path)
+    assert {"before", "pruned", "finetuned"} <= set(res.report["stages"])
+    loaded, _ = load_checkpoint(res.artifacts["checkpoint"])
+    torch.testing.assert_close(_outputs(loaded), _outputs(res.model), rtol=0, atol=0)
+
+
+def test_external_module_and_restore(tmp_path):
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 5, 1),
+        )
+
+    res = prune(net(), None, config=cfg(ratio=0.5, ignore=("5",)), out=tmp_path)
+    assert res.model[0].out_channels == 8 and res.model[5].out_channels == 5
+    back = restore_pruned(net(), res.artifacts["checkpoint"])
+    x = torch.rand(1, 3, IMG, IMG)
+    torch.testing.assert_close(back(x), res.model.eval()(x))
+    with pytest.raises(ConfigError, match="Detector"):
+        prune(net(), None, config=cfg(ratio=0.5, finetune_epochs=1))
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"ratio": 0.0}, "ratio"),
+        ({"ratio": 1.0}, "ratio"),
+        ({"ratio": -0.2}, "ratio"),
+        ({"criterion": "l3"}, "criterion"),
+        ({"ratio": 0.5, "target_flops": 1.0}, "at most one"),
+        ({"method": "depth", "ratio": 0.3}, "depth_ratio"),
+        ({"method": "depth"}, "depth_ratio"),
+        ({"depth_ratio": 1.5}, "depth_ratio"),
+        ({"unstructured": 1.0}, "unstructured"),
+        ({"steps": 0}, "steps"),
+        ({"imgsz": 100}, "imgsz"),
+        ({"ratio": "half"}, "ratio"),
+        ({"advanced": {"round_to": 0}}, "round_to"),
+    ],
+)
+def test_bad_values_raise(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        PruneConfig(**kw)
+
+
+def test_from_dict_rejects_unknown_keys():
+    assert PruneConfig.from_dict({"ratio": 0.3, "criterion": "taylor"}).criterion.value == "taylor"
+    with pytest.raises(ConfigError, match="ratoi"):
+        PruneConfig.from_dict({"ratoi": 0.3})
+    with pytest.raises(ConfigError, match="roundto"):
+        PruneConfig.from_dict({"advanced": {"roundto": 8}})
+
+
+def test_budget_larger_than_model_and_missing_data(model):
+    with pytest.raises(ConfigError, match="target_flops"):
+        prune(model, None, config=cfg(target_flops=100.0))
+    with pytest.raises(ConfigError, match="target_params"):
+        prune(model, None, config=cfg(target_params=50.0))
+    with pytest.raises(ConfigError, match="data"):
+        prune(model, None, config=cfg(criterion="taylor", ratio=0.3))
+
+
+def test_cli_reports_bad_ratio(capsys):
+    from yoloslim.cli.main import main
+
+    assert main(["prune", "--model", "damo-nano", "--ratio", "1.5"]) == 2
