@@ -22,6 +22,7 @@ from yoloslim.export import export
 from yoloslim.models import Detector, arch_of, build_model, list_models, register_model
 from yoloslim.models.checkpoint import load_checkpoint, save_checkpoint
 from yoloslim.nas import Budget, SearchResult, SearchSpace, search
+from yoloslim.pipeline import load_recipe, run_budget, run_recipe
 from yoloslim.runtime import BatchingPredictor, Detections, Predictor
 from yoloslim.train import TrainConfig, TrainResult, train
 
@@ -51,12 +52,15 @@ __all__ = [
     "distill",
     "export",
     "list_models",
+    "load_recipe",
     "load",
     "load_checkpoint",
     "prune",
     "quantize",
     "register_model",
     "reparameterize",
+    "run_budget",
+    "run_recipe",
     "save_checkpoint",
     "search",
     "synthesize",
