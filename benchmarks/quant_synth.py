@@ -137,7 +137,7 @@ def main() -> None:
                 for s in rep.get("accuracy_aware", {}).get("steps", [])
             ],
             "met": rep.get("accuracy_aware", {}).get("met"),
-            "decode_nodes_float": rep["layers_in_float"]["decode_nodes"],
+            "scope_nodes_float": rep["layers_in_float"]["scope_nodes"],
         }
         for k, rep in reports.items()
     }

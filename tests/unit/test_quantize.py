@@ -186,10 +186,12 @@ def test_onnxruntime_static_scope_pattern_and_variants(setup, tmp_path):
 
 def test_onnxruntime_dynamic_uses_convinteger(setup, tmp_path):
     data, onnx_path = setup
-    cfg = QuantConfig(backend="onnxruntime", mode="dynamic", advanced=FAST)
+    cfg = QuantConfig(backend="onnxruntime", mode="dynamic", max_drop=0.0, advanced=FAST)
     res = ys.quantize(onnx_path, data, config=cfg, out=tmp_path)
     ops = {n.op_type for n in onnx.load(str(res.model)).graph.node}
     assert "ConvInteger" in ops and res.report["calibration"]["images"] == 0
+    steps = res.report["accuracy_aware"]["steps"]  # untrained: 0 mAP, within budget at once
+    assert len(steps) == 1 and steps[0]["map"] == round(res.report["int8"]["map"], 5)
     assert load_backend(res.model)(torch.rand(1, 3, 64, 64)).shape == (1, 84, 6)
 
 

@@ -90,7 +90,7 @@ def quantize(
     console.print(table)
     kept = rep["layers_in_float"]
     console.print(
-        f"kept float: {kept['decode_nodes']} scope nodes; accuracy-aware: "
+        f"kept float: {kept['scope_nodes']} scope nodes; accuracy-aware: "
         f"{', '.join(kept['accuracy_aware']) or 'none'}"
     )
     console.print(f"int8: {res.model}\nreport: {Path(out) / 'quant_report.json'}")

@@ -111,11 +111,13 @@ def quantize(
         view = backend.view()
         scoped = set(scope.nodes)
         candidates = {n: view.layers.get(n, n) for n in view.convs() if n not in scoped}
+        last: dict = {}
         with tempfile.TemporaryDirectory(dir=out, prefix=".steps") as tmp:
 
             def evaluate(model, tag: str) -> dict:
                 path = _save_temp(backend, model, Path(tmp) / tag)
-                return _evaluate(path, data, imgsz, False)
+                last["int8"] = _evaluate(path, data, imgsz, False)
+                return last["int8"]
 
             qmodel, acc = accuracy_aware(
                 backend,
@@ -133,14 +135,17 @@ def quantize(
         report["accuracy_aware"] = acc
         kept = acc["kept_float"]
     artifacts["int8"] = backend.save_int8(qmodel)
-    metrics["int8"] = _evaluate(artifacts["int8"], data, imgsz, progress)
+    if cfg.max_drop is not None:  # the loop's last step evaluated this very model
+        metrics["int8"] = last["int8"]
+    else:
+        metrics["int8"] = _evaluate(artifacts["int8"], data, imgsz, progress)
     for kind in cfg.float_variants:
         artifacts[kind] = backend.float_variant(kind)
         metrics[kind] = _evaluate(artifacts[kind], data, imgsz, progress)
 
     report["layers_in_float"] = {
         "scope": scope.layers,
-        "decode_nodes": len(scope.nodes),
+        "scope_nodes": len(scope.nodes),
         "accuracy_aware": kept,
     }
     latency = _latency(artifacts, imgsz, adv) if adv.latency else {}
@@ -249,7 +254,7 @@ def report_table(report: dict) -> str:
     lf = report["layers_in_float"]
     rows.append("")
     rows.append(
-        f"Kept in float: {lf['decode_nodes']} decode/scope nodes"
+        f"Kept in float: {lf['scope_nodes']} scope nodes (decode)"
         f"{', layers ' + ', '.join(lf['scope']) if lf['scope'] else ''}"
         f"{'; accuracy-aware: ' + ', '.join(lf['accuracy_aware']) if lf['accuracy_aware'] else ''}."
     )
