@@ -13,7 +13,7 @@ Every model is validated on the full validation split (200 images, 320 px). Trai
 can use a subset of the 800 training images (``--train-images``) to keep the run short.
 Finished runs are reused (``OUT/<name>.json``), so an interrupted script picks up.
 
-    flock /tmp/yoloslim-heavy.lock .venv/bin/python benchmarks/distill_synth.py --epochs 6
+    flock /tmp/yoloslim-heavy.lock .venv/bin/python benchmarks/distill_synth.py --epochs 4
 
 Prints one JSON object (mAP50-95 / mAP50 of each model, settings, seconds).
 """
@@ -92,9 +92,9 @@ def _teacher_metrics(teacher: Path, full: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=6, help="student epochs (part 1)")
-    ap.add_argument("--recover-epochs", type=int, default=3, help="recovery epochs (part 2)")
-    ap.add_argument("--train-images", type=int, default=400, help="0: all 800")
+    ap.add_argument("--epochs", type=int, default=4, help="student epochs (part 1)")
+    ap.add_argument("--recover-epochs", type=int, default=2, help="recovery epochs (part 2)")
+    ap.add_argument("--train-images", type=int, default=200, help="0: all 800")
     ap.add_argument("--loss", default="cwd", help="feature loss: cwd, mimic, mgd, at")
     ap.add_argument("--ratio", type=float, default=0.5, help="channel ratio pruned (part 2)")
     ap.add_argument("--seed", type=int, default=0)
