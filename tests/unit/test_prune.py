@@ -121,13 +121,18 @@ def test_every_data_free_criterion(model, criterion):
     assert torch.isfinite(_outputs(m)).all()
 
 
-def test_taylor_depth_and_budget(model, tiny_data, tmp_path):
-    c = cfg(criterion="taylor", target_flops=0.004, depth_ratio=0.5)
+def test_flops_budget_met(model):
+    res = prune(model, None, config=cfg(target_flops=0.004, global_pruning=True))
+    assert res.report["stages"]["pruned"]["gflops"] <= 0.004
+    assert res.report["schedule"]["steps"][0]["width"]["budget_met"] is True
+
+
+def test_taylor_and_depth(model, tiny_data, tmp_path):
+    c = cfg(criterion="taylor", ratio=0.3, depth_ratio=0.25, advanced={"calib_batches": 1})
     res = prune(model, tiny_data, config=c, out=tmp_path)
     rep = res.report
-    assert rep["stages"]["pruned"]["gflops"] <= 0.004
     removed = sum(len(s["depth"]["removed"]) for s in rep["schedule"]["steps"])
-    assert removed == round(len(removable_blocks(model)) * 0.5)
+    assert removed == round(len(removable_blocks(model)) * 0.25)
     assert "map" in rep["stages"]["pruned"]
     loaded, ckpt = load_checkpoint(res.artifacts["checkpoint"])
     torch.testing.assert_close(_outputs(loaded), _outputs(res.model), rtol=0, atol=0)

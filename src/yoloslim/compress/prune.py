@@ -147,9 +147,10 @@ def _load_model(model, data) -> tuple[nn.Module, list[str] | None]:
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.models.registry import build_model
 
+    suffix = Path(str(model)).suffix
     if isinstance(model, nn.Module):
         net = copy.deepcopy(model)
-    elif Path(str(model)).suffix == ".pt" or Path(str(model)).is_file():
+    elif suffix == ".pt" or (Path(str(model)).is_file() and suffix not in (".yaml", ".yml")):
         net = load_checkpoint(model)[0]
     else:
         names = None
@@ -157,7 +158,7 @@ def _load_model(model, data) -> tuple[nn.Module, list[str] | None]:
             from yoloslim.data import load_data_config
 
             names = load_data_config(data).names
-        net = build_model(str(model), names=names)
+        net = build_model(Path(model) if suffix in (".yaml", ".yml") else str(model), names=names)
     if getattr(net, "deploy", False):
         raise ModelError("cannot prune a re-parameterised (deploy-form) model; prune before fuse()")
     return net.eval(), getattr(net, "names", None)

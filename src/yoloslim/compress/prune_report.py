@@ -63,6 +63,7 @@ def measure_latency_pair(before: nn.Module, after: nn.Module, work: Path, cfg) -
         "imgsz": cfg.imgsz,
         "latency_change": round(a / b - 1, 4) if b else None,
         "artifacts": {k: str(v) for k, v in arts.items()},
+        "note": "every stage after pruning shares one architecture, hence one size and latency",
         "method": (
             f"one spawned worker per artifact, {lat_cfg.rounds} interleaved rounds x "
             f"{lat_cfg.runs_per_round} runs, {lat_cfg.warmup} warm-up runs excluded"
