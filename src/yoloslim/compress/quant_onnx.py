@@ -13,7 +13,9 @@ reported as it is.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import logging
 import shutil
 import tempfile
@@ -150,19 +152,20 @@ class OnnxRuntimeQuant:
                 extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
                 if cfg.method == "percentile":
                     extra["CalibPercentile"] = float(adv.percentile)
-                quantize_static(
-                    self.float_path,
-                    dst,
-                    _Reader(self.input_name, images),
-                    quant_format=QuantFormat.QDQ,
-                    per_channel=adv.per_channel,
-                    reduce_range=self.reduce_range,
-                    activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                    nodes_to_exclude=list(excluded),
-                    calibrate_method=method,
-                    extra_options=extra,
-                )
+                with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints
+                    quantize_static(
+                        self.float_path,
+                        dst,
+                        _Reader(self.input_name, images),
+                        quant_format=QuantFormat.QDQ,
+                        per_channel=adv.per_channel,
+                        reduce_range=self.reduce_range,
+                        activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8,
+                        nodes_to_exclude=list(excluded),
+                        calibrate_method=method,
+                        extra_options=extra,
+                    )
             model = onnx.load(str(dst))
             _float_inputs(model, set(excluded))
             for p in Path(tmp).iterdir():  # calibration leaves augmented models beside

@@ -10,6 +10,8 @@ exactly the artifact it ships.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from pathlib import Path
 
@@ -97,14 +99,15 @@ class OpenVINOQuant:
             params.activations_range_estimator_params = RangeEstimatorParametersSet.MEAN_QUANTILE
         preset = nncf.QuantizationPreset(adv.preset)
         logging.getLogger("nncf").setLevel(logging.WARNING)
-        return nncf.quantize(
-            self.float_model.clone(),
-            nncf.Dataset(images),
-            preset=preset,
-            subset_size=len(images),
-            ignored_scope=nncf.IgnoredScope(names=list(scope.nodes), validate=False),
-            advanced_parameters=params,
-        )
+        with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its own progress bars
+            return nncf.quantize(
+                self.float_model.clone(),
+                nncf.Dataset(images),
+                preset=preset,
+                subset_size=len(images),
+                ignored_scope=nncf.IgnoredScope(names=list(scope.nodes), validate=False),
+                advanced_parameters=params,
+            )
 
     def revert(self, qmodel, conv_nodes: list[str]):
         """A copy of ``qmodel`` with the convs ``conv_nodes`` computing in float again."""
