@@ -45,6 +45,7 @@ from typing import Any
 
 import yaml
 
+from yoloslim.configs import from_mapping
 from yoloslim.errors import ConfigError
 from yoloslim.fileio import atomic_write_text
 from yoloslim.result import Result
@@ -188,12 +189,12 @@ def _check_types(cls: type, values: dict, where: str) -> None:
 
 
 def _simple(cls: type, values: dict, where: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
-    _check_types(cls, values, where)
-    return cls(**values)
+    _check_types(cls, {k: v for k, v in values.items() if k in _field_names(cls)}, where)
+    return from_mapping(cls, values, where)
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
 
 def _parse_stage(name: str, values: dict, where: str) -> Any:

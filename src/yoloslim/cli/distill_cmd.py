@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
 
 from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.configs import load_mapping
 
 
 @handle_errors
@@ -62,10 +62,7 @@ def distill(
             raise ConfigError("--data is required (unless --resume DIR is given)")
         values: dict = {}
         if config is not None:
-            loaded = yaml.safe_load(Path(config).read_text()) or {}
-            if not isinstance(loaded, dict):
-                raise ConfigError(f"{config}: expected a mapping of DistillConfig fields")
-            values.update(loaded)
+            values.update(load_mapping(config, "DistillConfig"))
         top = dict(
             loss=loss,
             logit_weight=logit_weight,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
 
 from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.configs import load_mapping
 
 
 @handle_errors
@@ -42,12 +42,7 @@ def nas(
 
     settings: dict = {}
     if config is not None:
-        try:
-            loaded = yaml.safe_load(Path(config).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"--config {config}: {e}") from e
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"--config {config}: expected a mapping of search settings")
+        loaded = load_mapping(config, "search settings")
         settings.update(loaded)
     budget = dict(settings.get("budget") or {})
     for key, value in (

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
 
 from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.configs import load_mapping
 
 
 @handle_errors
@@ -56,14 +56,10 @@ def prune(
 
     from yoloslim.compress.prune import PruneConfig
     from yoloslim.compress.prune import prune as run_prune
-    from yoloslim.errors import ConfigError
 
     values: dict = {}
     if config is not None:
-        loaded = yaml.safe_load(Path(config).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{config}: expected a mapping of PruneConfig fields")
-        values.update(loaded)
+        values.update(load_mapping(config, "PruneConfig"))
     flags = dict(
         ratio=ratio,
         target_flops=target_flops,

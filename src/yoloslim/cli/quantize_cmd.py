@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
 
 from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.configs import load_mapping
 
 
 @handle_errors
@@ -42,14 +42,10 @@ def quantize(
 
     from yoloslim.compress.quantize import QuantConfig
     from yoloslim.compress.quantize import quantize as run_quantize
-    from yoloslim.errors import ConfigError
 
     values: dict = {}
     if config is not None:
-        loaded = yaml.safe_load(Path(config).read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{config}: expected a mapping of QuantConfig fields")
-        values.update(loaded)
+        values.update(load_mapping(config, "QuantConfig"))
     values.update(backend=backend, mode=mode, calib=calib, method=method)
     if max_drop is not None:
         values["max_drop"] = max_drop

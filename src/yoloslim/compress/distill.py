@@ -40,6 +40,7 @@ import yaml
 from torch import nn
 
 from yoloslim.compress.distill_losses import FEATURE_LOSSES, FeatureAdapters, logit_kd
+from yoloslim.configs import from_mapping
 from yoloslim.data import load_data_config
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text
@@ -138,18 +139,7 @@ def _check(ok: bool, name: str, obj: object, msg: str) -> None:
 
 
 def _from(cls: type, values: dict):
-    if not isinstance(values, dict):
-        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(values).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {sorted(unknown)} in {cls.__name__}; allowed: {sorted(names)}"
-        )
-    try:
-        return cls(**values)
-    except TypeError as e:
-        raise ConfigError(f"{cls.__name__}: {e}") from e
+    return from_mapping(cls, values)
 
 
 def _check_pair(student: Detector, teacher: Detector) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
+from yoloslim.configs import from_mapping
 from yoloslim.errors import ConfigError
 
 __all__ = ["Criterion", "Method", "AdvancedPruneConfig", "PruneConfig"]
@@ -260,13 +261,4 @@ def _raise_first(checks, obj, where: str) -> None:
 
 
 def _sub(cls: type, values: dict):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {sorted(unknown)} in {cls.__name__}; allowed: {sorted(names)}"
-        )
-    try:
-        return cls(**values)
-    except TypeError as e:
-        raise ConfigError(f"{cls.__name__}: {e}") from e
+    return from_mapping(cls, values)

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from yoloslim.bench.flops import count_params
+from yoloslim.configs import from_mapping
 from yoloslim.errors import ConfigError
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.backbone import Stage
@@ -65,13 +66,7 @@ class Budget:
     @classmethod
     def from_dict(cls, d: dict) -> Budget:
         """Build from ``{"flops": G, "params": M, "latency_ms": MS, "layers": N}``; unknown keys raise."""
-        if not isinstance(d, dict):
-            raise ConfigError(f"budget: expected a mapping, got {type(d).__name__}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - fields)
-        if unknown:
-            raise ConfigError(f"budget: unknown key(s) {unknown}; allowed: {sorted(fields)}")
-        return cls(**d)
+        return from_mapping(cls, d, "budget")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

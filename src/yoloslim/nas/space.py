@@ -12,6 +12,7 @@ import dataclasses
 import random
 from dataclasses import dataclass
 
+from yoloslim.configs import from_mapping
 from yoloslim.errors import ConfigError
 
 __all__ = ["Genome", "SearchSpace", "genome_dict", "genome_of"]
@@ -106,16 +107,7 @@ class SearchSpace:
         """Build from a mapping of field names; unknown keys raise :class:`ConfigError`."""
         if d is None:
             return cls()
-        if not isinstance(d, dict):
-            raise ConfigError(f"space: expected a mapping, got {type(d).__name__}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - fields)
-        if unknown:
-            raise ConfigError(f"space: unknown key(s) {unknown}; allowed: {sorted(fields)}")
-        try:
-            return cls(**d)
-        except TypeError as e:
-            raise ConfigError(f"space: {e}") from e
+        return from_mapping(cls, d, "space")
 
     def to_dict(self) -> dict:
         """Plain JSON/YAML types."""

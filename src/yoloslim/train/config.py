@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
+from yoloslim.configs import from_mapping
 from yoloslim.errors import ConfigError
 from yoloslim.train.loss import LossConfig
 
@@ -105,14 +106,7 @@ class TrainConfig:
 
 
 def _sub(cls: type, values: dict, where: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise ConfigError(f"unknown key(s) {sorted(unknown)} in {where}; allowed: {sorted(names)}")
-    try:
-        return cls(**values)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{where}: {e}") from e
+    return from_mapping(cls, values, where)
 
 
 def config_from_dict(values: dict) -> TrainConfig:
