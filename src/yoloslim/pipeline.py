@@ -299,7 +299,8 @@ class _State:
 
     baseline: str | None
     model: str | None  # current checkpoint (or arch.yaml / name before the first train)
-    rows: list = field(default_factory=list)  # [name, path, kind] to bench; kind ckpt|artifact
+    # [name, path, kind(, source checkpoint)] to bench; kind is "ckpt" or "artifact"
+    rows: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"baseline": self.baseline, "model": self.model, "rows": self.rows}
@@ -373,7 +374,7 @@ def _stage_export(st: _State, cfg: ExportStage, data, out: Path, progress: bool)
         verify=cfg.verify,
     )
     rows = [
-        [f"export-{k}", str(v), "artifact"]
+        [f"export-{k}", str(v), "artifact", st.model]
         for k, v in res.artifacts.items()
         if Path(v).suffix in (".onnx", ".xml", ".torchscript")
     ]
@@ -398,9 +399,11 @@ def _stage_bench(
     from yoloslim.bench.report import write_report
     from yoloslim.export import export
 
-    names, paths, exported = [], [], {}
+    names, paths = [], []
+    # a checkpoint an export stage already wrote to OpenVINO is measured from that artifact
+    exported = {r[3]: r[1] for r in st.rows if len(r) > 3 and r[1].endswith(".xml")}
     candidates = ([["baseline", st.baseline, "ckpt"]] if st.baseline else []) + st.rows
-    for name, path, kind in candidates:
+    for name, path, kind, *_ in candidates:
         if kind == "ckpt":
             if path not in exported:
                 res = export(
@@ -502,7 +505,7 @@ def run_recipe(
         "bench": result_report,
     }
     atomic_write_text(out / "compress.json", json.dumps(final, indent=1, default=str) + "\n")
-    artifacts = {name: Path(path) for name, path, _ in st.rows}
+    artifacts = {row[0]: Path(row[1]) for row in st.rows}
     return Result(model=st.model, report=final, artifacts=artifacts)
 
 

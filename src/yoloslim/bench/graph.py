@@ -47,6 +47,11 @@ def onnx_stats(path: str | Path, imgsz: int) -> dict:
     return {"params": int(params), "gmacs": macs / 1e9, "gflops": 2 * macs / 1e9}
 
 
+def _is_weight_type(et) -> bool:
+    """Float constants, and the low-bit integer weights of a quantized IR (not shape tensors)."""
+    return et.is_real() or et.get_type_name() in ("i8", "u8", "i4", "u4")
+
+
 def openvino_stats(path: str | Path, imgsz: int) -> dict:
     """``{"params", "gmacs", "gflops"}`` of an OpenVINO IR at batch 1 and ``imgsz``."""
     import openvino as ov
@@ -57,7 +62,7 @@ def openvino_stats(path: str | Path, imgsz: int) -> dict:
     params, macs = 0, 0
     for op in model.get_ordered_ops():
         t = op.get_type_name()
-        if t == "Constant" and op.get_output_element_type(0).is_real():
+        if t == "Constant" and _is_weight_type(op.get_output_element_type(0)):
             params += (
                 math.prod(op.get_output_shape(0)) if op.get_output_partial_shape(0).is_static else 0
             )

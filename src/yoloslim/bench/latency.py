@@ -95,7 +95,17 @@ def _rss_mb() -> float:
 
 
 def _peak_rss_mb() -> float:
-    """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
+    """Peak resident memory of this process: VmHWM of its own address space.
+
+    Not ``ru_maxrss``: Linux keeps that across ``execve``, so a spawned worker would report
+    the (larger) parent's peak. VmHWM starts afresh with the new address space.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
