@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from yoloslim.configs import from_mapping
 from yoloslim.errors import ConfigError
 
 __all__ = [
@@ -189,19 +190,13 @@ class QuantConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> QuantConfig:
         """Build from a plain dict (a YAML recipe); unknown keys raise ConfigError."""
-        if not isinstance(d, dict):
-            raise ConfigError(f"quantize config must be a mapping, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown quantize config key(s) {unknown}; known: {sorted(known)}")
-        kw = dict(d)
-        if "advanced" in kw and isinstance(kw["advanced"], dict):
-            kw["advanced"] = _advanced_from_dict(kw["advanced"])
-        for key in ("ignored_scope", "float_variants"):
-            if key in kw and isinstance(kw[key], list):
-                kw[key] = tuple(kw[key])
-        return cls(**kw)
+        kw = dict(d) if isinstance(d, dict) else d
+        if isinstance(kw, dict):
+            for key in ("ignored_scope", "float_variants"):
+                if isinstance(kw.get(key), list):
+                    kw[key] = tuple(kw[key])
+        # a nested "advanced" mapping is converted (and its keys checked) by __post_init__
+        return from_mapping(cls, kw, "quantize config")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types (for the report and ``quant_config.json``)."""
@@ -212,13 +207,7 @@ class QuantConfig:
 
 
 def _advanced_from_dict(d: dict[str, Any]) -> AdvancedQuantConfig:
-    known = {f.name for f in dataclasses.fields(AdvancedQuantConfig)}
-    unknown = sorted(set(d) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown quantize config key(s) advanced.{unknown}; known: {sorted(known)}"
-        )
-    return AdvancedQuantConfig(**d)
+    return from_mapping(AdvancedQuantConfig, d, "quantize config advanced")
 
 
 def _check_pattern(p: str) -> None:
