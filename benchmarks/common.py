@@ -4,6 +4,7 @@ Every compression benchmark starts from "MODEL trained on the synthetic set at 3
 it once and reusing the checkpoint keeps the scripts runnable one after another on 2 cores:
 
     .venv/bin/python benchmarks/common.py --model damo-tiny --epochs 10   # trains runs/base/damo-tiny
+    .venv/bin/python benchmarks/common.py --model damo-tiny --extend 8    # 8 epochs more
 
 Prints one JSON object (checkpoint path, mAP, training seconds).
 """
@@ -46,13 +47,34 @@ def train_config(epochs: int, imgsz: int = 320, **overrides) -> ys.TrainConfig:
     return ys.TrainConfig(**base)
 
 
+def cached(out: Path, name: str, fn) -> dict:
+    """``fn()`` (a JSON-able dict, ``seconds`` added) computed once and kept in ``out/name.json``."""
+    path = Path(out) / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    t0 = time.time()
+    row = fn()
+    row["seconds"] = round(time.time() - t0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(row, default=str))
+    tmp.replace(path)
+    return row
+
+
+def _info(model: str, root: Path = ROOT) -> dict | None:
+    done = Path(root) / model / "done.json"
+    return json.loads(done.read_text()) if done.exists() else None
+
+
 def trained(model: str, epochs: int, data: Path = DATA, root: Path = ROOT) -> Path:
-    """best.pt of `model` trained `epochs` epochs on `data`; trained (resuming) unless finished."""
+    """The baseline checkpoint of `model` on `data`: trained `epochs` epochs (resuming) unless
+    finished; after ``--extend`` it is the extended run's best.pt (done.json says which)."""
     out = Path(root) / model
     best, last = out / "best.pt", out / "last.pt"
-    done = out / "done.json"
-    if done.exists() and best.exists():
-        return best
+    info = _info(model, root)
+    if info and Path(info["ckpt"]).exists():
+        return Path(info["ckpt"])
     t0 = time.time()
     ys.train(model, data, config=train_config(epochs), out=out, resume=last.exists(), progress=True)
     metrics = ys.validate(best, data)
@@ -64,18 +86,50 @@ def trained(model: str, epochs: int, data: Path = DATA, root: Path = ROOT) -> Pa
         "map50": round(metrics["map50"], 4),
         "ckpt": str(best),
     }
-    done.write_text(json.dumps(info))
+    (out / "done.json").write_text(json.dumps(info))
     return best
+
+
+def extend(model: str, more: int, data: Path = DATA, root: Path = ROOT) -> Path:
+    """Train the finished baseline `more` epochs further (fine-tuning recipe: lr0 0.002, half an
+    epoch of warm-up) into ``root/model/ext<E>``; done.json then points at that best.pt."""
+    info = _info(model, root)
+    if info is None:
+        raise SystemExit(f"{Path(root) / model / 'done.json'} missing: train the baseline first")
+    out = Path(root) / model / f"ext{info['epochs'] + more}"
+    if (out / "done").exists():
+        return out / "best.pt"
+    t0 = time.time()
+    cfg = train_config(more, lr0=0.002, warmup_epochs=0.5)
+    start = ys.load_checkpoint(info["ckpt"])[0]
+    resume = (out / "last.pt").exists()
+    ys.train(start, data, config=cfg, out=out, resume=resume, progress=True)
+    metrics = ys.validate(out / "best.pt", data)
+    history = info.pop("history", []) + [dict(info)]
+    info.update(
+        epochs=info["epochs"] + more,
+        train_s=round(info["train_s"] + time.time() - t0, 1),
+        map=round(metrics["map"], 4),
+        map50=round(metrics["map50"], 4),
+        ckpt=str(out / "best.pt"),
+        history=history,
+    )
+    (Path(root) / model / "done.json").write_text(json.dumps(info))
+    (out / "done").write_text("")
+    return out / "best.pt"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="damo-tiny")
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--extend", type=int, default=0, help="then train this many epochs more")
     args = ap.parse_args()
     data = synthetic_data()
-    ckpt = trained(args.model, args.epochs, data)
-    print((ckpt.parent / "done.json").read_text())
+    trained(args.model, args.epochs, data)
+    if args.extend:
+        extend(args.model, args.extend, data)
+    print(json.dumps(_info(args.model)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Distillation on the synthetic set: does a teacher help a student, and a pruned model recover?
 
 Part 1: damo-nano trained from scratch with the same seed, epochs and recipe, with and
-without distillation from the trained damo-tiny (runs/base/damo-tiny/best.pt). The
+without distillation from the trained damo-tiny (benchmarks/common.py's baseline). The
 issue asks for a damo-small teacher; training one is beyond this 2-core machine's
 budget, so the damo-tiny baseline is the teacher (the JSON says so).
 
@@ -41,7 +41,7 @@ def _wait_for_baseline(timeout_s: float) -> Path:
         if time.time() - t0 > timeout_s:
             raise SystemExit(f"{done} did not appear within {timeout_s:.0f} s")
         time.sleep(30)
-    return common.ROOT / "damo-tiny" / "best.pt"
+    return Path(json.loads(done.read_text())["ckpt"])  # the extended run's, after --extend
 
 
 def _subset(data: Path, n: int, out: Path) -> Path:
@@ -60,17 +60,6 @@ def _subset(data: Path, n: int, out: Path) -> Path:
     return path
 
 
-def _cached(out: Path, name: str, fn) -> dict:
-    path = out / f"{name}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    t0 = time.time()
-    row = fn()
-    row["seconds"] = round(time.time() - t0, 1)
-    path.write_text(json.dumps(row, default=str))
-    return row
-
-
 def _metrics(ckpt: Path, val_data: Path) -> dict:
     m = ys.validate(ckpt, val_data)
     return {"map": round(m["map"], 4), "map50": round(m["map50"], 4), "ckpt": str(ckpt)}
@@ -83,9 +72,8 @@ def _final(train_report: dict, ckpt: Path | None) -> dict:
 
 
 def _teacher_metrics(teacher: Path, full: Path) -> dict:
-    done = teacher.parent / "done.json"
-    if done.exists() and teacher.name == "best.pt":
-        info = json.loads(done.read_text())
+    info = common._info("damo-tiny")
+    if info and Path(info["ckpt"]) == teacher:
         return {"map": info["map"], "map50": info["map50"], "epochs": info.get("epochs")}
     return _metrics(teacher, full)
 
@@ -116,7 +104,7 @@ def main() -> None:
             "note": "the issue asks for damo-small; too costly on this 2-core machine, so the "
             "trained damo-tiny baseline (runs/base/damo-tiny) is the teacher",
             "path": str(teacher),
-            **_cached(out, "teacher", lambda: _teacher_metrics(teacher, full)),
+            **common.cached(out, "teacher", lambda: _teacher_metrics(teacher, full)),
         },
         "settings": {
             "epochs": args.epochs,
@@ -133,14 +121,14 @@ def main() -> None:
     cfg = common.train_config(args.epochs, seed=args.seed, val_interval=args.epochs)
     dcfg = ys.DistillConfig(loss=args.loss, train=cfg)
     result["settings"]["distill"] = {k: v for k, v in dcfg.to_dict().items() if k != "train"}
-    plain = _cached(
+    plain = common.cached(
         out,
         f"nano_plain_{tag}",
         lambda: (lambda r: _final(r.report, r.best))(
             ys.train("damo-nano", data, config=cfg, out=out / f"nano_plain_{tag}")
         ),
     )
-    kd = _cached(
+    kd = common.cached(
         out,
         f"nano_kd_{args.loss}_{tag}",
         lambda: (lambda r: _final(r.report["train"], r.artifacts.get("best")))(
@@ -185,7 +173,7 @@ def _prune_part(args, out: Path, full: Path, data: Path, teacher: Path) -> dict:
         row.update(gflops_before=before.get("gflops"), gflops_after=after.get("gflops"))
         return row
 
-    pruned = _cached(out, f"pruned_r{args.ratio}", do_prune)
+    pruned = common.cached(out, f"pruned_r{args.ratio}", do_prune)
     student = ys.load_checkpoint(pruned["ckpt"])[0]
     # a fine-tuning recipe: half the from-scratch peak LR, short warm-up
     cfg = common.train_config(
@@ -195,7 +183,7 @@ def _prune_part(args, out: Path, full: Path, data: Path, teacher: Path) -> dict:
         warmup_epochs=0.5,
         val_interval=args.recover_epochs,
     )
-    plain = _cached(
+    plain = common.cached(
         out,
         f"recover_plain_{tag}",
         lambda: (lambda r: _final(r.report, r.best))(
@@ -203,7 +191,7 @@ def _prune_part(args, out: Path, full: Path, data: Path, teacher: Path) -> dict:
         ),
     )
     dcfg = ys.DistillConfig(loss=args.loss, train=cfg)
-    kd = _cached(
+    kd = common.cached(
         out,
         f"recover_kd_{args.loss}_{tag}",
         lambda: (lambda r: _final(r.report["train"], r.artifacts.get("best")))(

@@ -8,7 +8,8 @@
    ``--tau-epochs`` epochs.
 
 Goal (issue 8): searched arch mAP >= damo-nano's at <= its FLOPs; tau as measured.
-Heavy: run it under the lock.
+Heavy: run it under the lock. Each step's result is kept in ``OUT/<step>.json`` and reused, so
+an interrupted run picks up where it stopped.
 
     flock /tmp/yoloslim-heavy.lock .venv/bin/python benchmarks/nas_synth.py [--epochs 6]
 
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import synthetic_data, train_config
+from common import cached, synthetic_data, train_config
 
 import yoloslim as ys
 from yoloslim.models.registry import get_arch
@@ -86,18 +87,25 @@ def main() -> None:
     nano = get_arch("damo-nano", NC)
     nano_cost = measure_cost(nano, args.imgsz)
     budget = Budget(flops=nano_cost.gflops)
-    res = ys.search(
-        imgsz=args.imgsz,
-        budget=budget,
-        population=args.population,
-        iterations=args.iterations,
-        seed=args.seed,
-        init_repeats=args.init_repeats,
-        nc=NC,
-        out=out / "search",
-        progress=True,
-    )
-    found_cost = measure_cost(res.arch, args.imgsz)
+
+    def do_search() -> dict:
+        res = ys.search(
+            imgsz=args.imgsz,
+            budget=budget,
+            population=args.population,
+            iterations=args.iterations,
+            seed=args.seed,
+            init_repeats=args.init_repeats,
+            nc=NC,
+            out=out / "search",
+            progress=True,
+        )
+        return {"arch": res.arch, "score": res.score, "report": res.report, "best": res.best}
+
+    tag = f"p{args.population}_i{args.iterations}_s{args.seed}"
+    res = cached(out, f"search_{tag}", do_search)  # reused when this search already ran
+    found_cost = measure_cost(res["arch"], args.imgsz)
+    arch_yaml = out / "search" / "arch.yaml"  # trained as a user would: --model arch.yaml
     nano_score = entropy_score(
         meta_detector(nano).backbone, args.imgsz, repeats=args.init_repeats, seed=args.seed
     )["score"]
@@ -106,19 +114,23 @@ def main() -> None:
         "imgsz": args.imgsz,
         "budget_gflops": nano_cost.gflops,
         "search": {
-            "search_s": res.report["search_s"],
-            "evaluated": res.report["evaluated"],
-            "rejected": res.report["rejected"],
+            "search_s": res["report"]["search_s"],
+            "evaluated": res["report"]["evaluated"],
+            "rejected": res["report"]["rejected"],
             "population": args.population,
             "iterations": args.iterations,
         },
         "found": {
-            "score": round(res.score, 3),
+            "score": round(res["score"], 3),
             "gflops": found_cost.gflops,
             "params_deploy": found_cost.params_deploy,
-            "latency_ms_torch_1t": res.best[0]["latency_ms"],
-            "genome": res.best[0]["genome"],
-            "arch_yaml": str(res.artifacts["arch"]),
+            "latency_ms_torch_1t": res["best"][0]["latency_ms"],
+            "genome": res["best"][0]["genome"],
+            "stages": [
+                {k: st[k] for k in ("out", "depth", "kernel", "ratio")}
+                for st in res["arch"]["backbone"]["stages"]
+            ],
+            "arch_yaml": str(arch_yaml),
         },
         "damo_nano": {
             "score": round(nano_score, 3),
@@ -128,10 +140,15 @@ def main() -> None:
         "epochs": args.epochs,
     }
     if args.epochs > 0:
+        e = args.epochs
         result["found"].update(
-            train_eval(str(res.artifacts["arch"]), data, args.epochs, out / "found")
+            cached(
+                out, f"found_{tag}_e{e}", lambda: train_eval(str(arch_yaml), data, e, out / "found")
+            )
         )
-        result["damo_nano"].update(train_eval("damo-nano", data, args.epochs, out / "nano"))
+        result["damo_nano"].update(
+            cached(out, f"nano_e{e}", lambda: train_eval("damo-nano", data, e, out / "nano"))
+        )
         result["goal_met"] = (
             result["found"]["map"] >= result["damo_nano"]["map"]
             and found_cost.gflops <= nano_cost.gflops
@@ -155,7 +172,11 @@ def main() -> None:
             sampled.append((arch, score))
         rows = []
         for i, (arch, score) in enumerate(sampled):
-            m = train_eval(arch, data, args.tau_epochs, out / f"tau_{i}")
+            m = cached(
+                out,
+                f"tau_{i}_s{args.seed}_e{args.tau_epochs}",
+                lambda a=arch, i=i: train_eval(a, data, args.tau_epochs, out / f"tau_{i}"),
+            )
             rows.append(
                 {
                     "score": round(score, 3),

@@ -10,8 +10,6 @@ import argparse
 import time
 from pathlib import Path
 
-from rich.console import Console
-
 RECIPE = "cpu-int8.yaml"
 
 
@@ -26,9 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="runs/demo")
     parser.add_argument("--images", type=int, default=400)
-    parser.add_argument("--epochs", type=int, default=8, help="baseline training epochs")
+    parser.add_argument("--epochs", type=int, default=12, help="baseline training epochs")
     parser.add_argument(
-        "--finetune-epochs", type=int, default=3, help="prune+distil fine-tuning epochs"
+        "--finetune-epochs", type=int, default=6, help="prune+distil fine-tuning epochs"
     )
     parser.add_argument("--imgsz", type=int, default=320)
     args = parser.parse_args(argv)
@@ -36,11 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from yoloslim.bench.report import rich_table
+    from yoloslim.cli.common import console as cli_console
     from yoloslim.data.synth import synthesize
     from yoloslim.pipeline import load_recipe, run_recipe
     from yoloslim.train import TrainConfig, train
 
-    console = Console()
+    console = cli_console
     t_start = time.time()
     out = Path(args.out)
     data = out / "data" / "data.yaml"

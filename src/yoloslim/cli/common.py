@@ -17,9 +17,11 @@ from rich.markup import escape
 from yoloslim.errors import YoloslimError
 from yoloslim.fileio import atomic_write_text
 
-__all__ = ["console", "handle_errors", "write_json", "setup_logging"]
+__all__ = ["console", "handle_errors", "layered", "write_json", "setup_logging"]
 
-console = Console(stderr=False)
+# rich falls back to 80 columns when stdout is not a terminal (make demo | tee, CI logs), which
+# squeezes the comparison tables into unreadable "Par…" cells; piped output gets 160.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
@@ -42,6 +44,33 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(2) from e
 
     return wrapper
+
+
+def layered(
+    ctx: typer.Context | None,
+    section: dict | None,
+    flags: dict[str, Any],
+    params: dict[str, str] | None = None,
+) -> dict:
+    """Settings from three layers: option defaults < ``section`` (from ``--config``) < options
+    given on the command line.
+
+    ``flags`` maps setting names to option values (``None`` values are skipped); ``params``
+    names the command's parameter where it differs from the setting (``flops`` ->
+    ``budget_flops``). Without a context (``ctx=None``) every flag counts as given.
+    """
+    params = params or {}
+
+    def given(key: str) -> bool:
+        if ctx is None:
+            return True
+        source = ctx.get_parameter_source(params.get(key, key))
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    out = {k: v for k, v in flags.items() if v is not None and not given(k)}
+    out.update(section or {})
+    out.update({k: v for k, v in flags.items() if v is not None and given(k)})
+    return out
 
 
 def write_json(path: str | Path | None, obj: dict) -> None:

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.cli.common import console, handle_errors, layered, write_json
 from yoloslim.configs import load_mapping
 
 
 @handle_errors
 def distill(
+    ctx: typer.Context,
     teacher: Path = typer.Option(..., help="Teacher checkpoint (.pt)."),
     student: str = typer.Option(
         "damo-nano", help="Student: checkpoint (.pt), registered model name or arch.yaml."
@@ -60,9 +61,6 @@ def distill(
     else:
         if data is None:
             raise ConfigError("--data is required (unless --resume DIR is given)")
-        values: dict = {}
-        if config is not None:
-            values.update(load_mapping(config, "DistillConfig"))
         top = dict(
             loss=loss,
             logit_weight=logit_weight,
@@ -72,8 +70,7 @@ def distill(
             freeze_epochs=freeze_epochs,
             warmup_epochs=warmup_epochs,
         )
-        values.update({k: v for k, v in top.items() if v is not None})
-        train = dict(values.get("train") or {})
+        values = layered(ctx, load_mapping(config, "DistillConfig") if config else None, top)
         flags = dict(
             epochs=epochs,
             imgsz=imgsz,
@@ -83,8 +80,7 @@ def distill(
             seed=seed,
             device=device,
         )
-        train.update({k: v for k, v in flags.items() if v is not None})
-        values["train"] = train
+        values["train"] = layered(ctx, values.get("train"), flags)
         cfg = DistillConfig.from_dict(values)
         res = run_distill(student, teacher, data, config=cfg, out=out, progress=True)
     console.print(

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.cli.common import console, handle_errors, layered, write_json
 from yoloslim.configs import load_mapping
 
 
 @handle_errors
 def nas(
+    ctx: typer.Context,
     imgsz: int = typer.Option(
         320, help="Input size the budgets and the score use (multiple of 32)."
     ),
@@ -40,35 +41,42 @@ def nas(
     from yoloslim.errors import ConfigError
     from yoloslim.nas import search_from_dict
 
-    settings: dict = {}
-    if config is not None:
-        loaded = load_mapping(config, "search settings")
-        settings.update(loaded)
-    budget = dict(settings.get("budget") or {})
-    for key, value in (
-        ("flops", budget_flops),
-        ("params", budget_params),
-        ("latency_ms", budget_latency),
-        ("layers", budget_layers),
-    ):
-        if value is not None:
-            budget[key] = value
-    if not budget:
-        raise ConfigError(
-            "give a budget: --budget-flops, --budget-params, --budget-latency or --budget-layers"
-        )
-    settings.update(
+    flags = dict(
         imgsz=imgsz,
-        budget=budget,
         iterations=iterations,
         population=population,
         seed=seed,
         init_repeats=init_repeats,
         nc=nc,
     )
-    latency = dict(settings.get("latency") or {})
-    latency.update(runtime=latency_runtime, threads=latency_threads)
-    settings["latency"] = latency
+    settings = layered(ctx, load_mapping(config, "search settings") if config else None, flags)
+    budget = layered(
+        ctx,
+        settings.get("budget"),
+        dict(
+            flops=budget_flops,
+            params=budget_params,
+            latency_ms=budget_latency,
+            layers=budget_layers,
+        ),
+        dict(
+            flops="budget_flops",
+            params="budget_params",
+            latency_ms="budget_latency",
+            layers="budget_layers",
+        ),
+    )
+    if not budget:
+        raise ConfigError(
+            "give a budget: --budget-flops, --budget-params, --budget-latency or --budget-layers"
+        )
+    settings["budget"] = budget
+    settings["latency"] = layered(
+        ctx,
+        settings.get("latency"),
+        dict(runtime=latency_runtime, threads=latency_threads),
+        dict(runtime="latency_runtime", threads="latency_threads"),
+    )
     res = search_from_dict(settings, out, progress=True)
     _table(res.best)
     console.print(

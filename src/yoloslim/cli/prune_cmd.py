@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.cli.common import console, handle_errors, layered, write_json
 from yoloslim.configs import load_mapping
 
 
 @handle_errors
 def prune(
+    ctx: typer.Context,
     model: str = typer.Option(..., help="yoloslim checkpoint (.pt) or registered model name."),
     data: Path = typer.Option(None, help="data.yaml (needed for fine-tuning, mAP, Taylor, depth)."),
     out: Path = typer.Option(
@@ -57,9 +58,6 @@ def prune(
     from yoloslim.compress.prune import PruneConfig
     from yoloslim.compress.prune import prune as run_prune
 
-    values: dict = {}
-    if config is not None:
-        values.update(load_mapping(config, "PruneConfig"))
     flags = dict(
         ratio=ratio,
         target_flops=target_flops,
@@ -79,7 +77,7 @@ def prune(
         backend=backend,
         latency=latency,
     )
-    values.update({k: v for k, v in flags.items() if v is not None})
+    values = layered(ctx, load_mapping(config, "PruneConfig") if config else None, flags)
     cfg = PruneConfig.from_dict(values)
     res = run_prune(model, data, config=cfg, out=out, progress=True)
     table = Table(title=f"prune of {model} ({cfg.imgsz} px)")

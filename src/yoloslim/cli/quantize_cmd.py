@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.cli.common import console, handle_errors, layered, write_json
 from yoloslim.configs import load_mapping
 
 
 @handle_errors
 def quantize(
+    ctx: typer.Context,
     model: Path = typer.Option(..., help="yoloslim checkpoint (.pt) or exported .onnx."),
     data: Path = typer.Option(..., help="data.yaml (train split calibrates, val measures)."),
     out: Path = typer.Option(Path("runs/quantize"), help="Output folder."),
@@ -43,23 +44,24 @@ def quantize(
     from yoloslim.compress.quantize import QuantConfig
     from yoloslim.compress.quantize import quantize as run_quantize
 
-    values: dict = {}
-    if config is not None:
-        values.update(load_mapping(config, "QuantConfig"))
-    values.update(backend=backend, mode=mode, calib=calib, method=method)
-    if max_drop is not None:
-        values["max_drop"] = max_drop
-    if ignore:
-        values["ignored_scope"] = [] if ignore == ["none"] else list(ignore)
-    if imgsz is not None:
-        values["imgsz"] = imgsz
-    if float_variants:
-        values["float_variants"] = [v.strip() for v in float_variants.split(",") if v.strip()]
-    advanced = dict(values.get("advanced") or {})
-    if preset is not None:
-        advanced["preset"] = preset
-    if no_latency:
-        advanced.update(latency=False)
+    flags = dict(
+        backend=backend,
+        mode=mode,
+        calib=calib,
+        method=method,
+        max_drop=max_drop,
+        ignored_scope=([] if ignore == ["none"] else list(ignore)) if ignore else None,
+        imgsz=imgsz,
+        float_variants=[v.strip() for v in float_variants.split(",") if v.strip()] or None,
+    )
+    params = {"ignored_scope": "ignore"}
+    values = layered(ctx, load_mapping(config, "QuantConfig") if config else None, flags, params)
+    advanced = layered(
+        ctx,
+        values.get("advanced"),
+        {"preset": preset, "latency": False if no_latency else None},
+        {"latency": "no_latency"},
+    )
     if advanced:
         values["advanced"] = advanced
     cfg = QuantConfig.from_dict(values)

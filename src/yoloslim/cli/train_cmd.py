@@ -6,12 +6,13 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.cli.common import console, handle_errors, layered, write_json
 from yoloslim.configs import load_mapping
 
 
 @handle_errors
 def train(
+    ctx: typer.Context,
     model: str = typer.Option(
         "damo-nano", help="Registered name (see `yoloslim models`) or arch.yaml."
     ),
@@ -41,20 +42,17 @@ def train(
     else:
         if data is None:
             raise ConfigError("--data is required (unless --resume DIR is given)")
-        values: dict = {}
-        if config is not None:
-            values.update(load_mapping(config, "TrainConfig"))
-        values.update(
+        flags = dict(
             epochs=epochs,
             imgsz=imgsz,
             batch=batch,
             optimizer=optimizer,
+            lr0=lr0,
             workers=workers,
             seed=seed,
             device=device,
         )
-        if lr0 is not None:
-            values["lr0"] = lr0
+        values = layered(ctx, load_mapping(config, "TrainConfig") if config else None, flags)
         cfg = config_from_dict(values)
         res = run_train(model, data, config=cfg, out=out, progress=True)
     console.print(f"best mAP50-95 {res.report.get('best_map')}  ->  {res.best}")

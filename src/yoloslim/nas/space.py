@@ -41,7 +41,7 @@ class SearchSpace:
         head_convs: stacked convs per head branch; the head width is the finest neck width.
     """
 
-    widths: tuple[tuple[int, int], ...] = ((8, 32), (16, 64), (24, 128), (32, 256), (48, 384))
+    widths: tuple[tuple[int, int], ...] = ((16, 32), (24, 64), (32, 128), (64, 256), (96, 384))
     width_step: int = 8
     depths: tuple[tuple[int, int], ...] = ((0, 0), (1, 3), (1, 4), (1, 4), (1, 3))
     kernels: tuple[int, ...] = (3, 5)

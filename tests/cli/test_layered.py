@@ -1,0 +1,56 @@
+"""Option layering: option defaults < --config values < options given on the command line."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from typer.testing import CliRunner
+
+from yoloslim.cli.common import layered
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.command()
+    def cmd(
+        ctx: typer.Context,
+        epochs: int = typer.Option(30),
+        budget_flops: float = typer.Option(None),
+        seed: int = typer.Option(0),
+        config: str = typer.Option(None),
+    ) -> None:
+        section = json.loads(config) if config else None
+        values = layered(
+            ctx,
+            section,
+            {"epochs": epochs, "flops": budget_flops, "seed": seed},
+            {"flops": "budget_flops"},
+        )
+        print(json.dumps(values, sort_keys=True))
+
+    return app
+
+
+def _run(*args: str) -> dict:
+    res = CliRunner().invoke(_app(), list(args))
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
+
+
+def test_defaults_without_config():
+    assert _run() == {"epochs": 30, "seed": 0}
+
+
+def test_config_beats_option_defaults():
+    assert _run("--config", '{"epochs": 5, "flops": 1.5}') == {"epochs": 5, "flops": 1.5, "seed": 0}
+
+
+def test_given_options_beat_config():
+    got = _run("--config", '{"epochs": 5, "flops": 1.5}', "--epochs", "7", "--budget-flops", "2")
+    assert got == {"epochs": 7, "flops": 2.0, "seed": 0}
+
+
+def test_without_context_every_flag_counts():
+    assert layered(None, {"a": 1, "b": 2}, {"a": 3, "c": None}) == {"a": 3, "b": 2}
