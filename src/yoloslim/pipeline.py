@@ -519,6 +519,43 @@ def _template(rec: Recipe, name: str, default: Any) -> Any:
     return default
 
 
+def select_candidate(
+    candidates: list[tuple[float, str, str]],
+    rows: list[dict],
+    max_drop: float | None,
+    target_latency: float | None,
+) -> tuple[list[dict], dict | None]:
+    """The budget front and the fastest candidate within it (None when none qualifies).
+
+    ``candidates`` are ``(prune ratio, scheme, artifact)``, ``rows`` their bench rows in the
+    same order, the first being the baseline that mAP drops are measured from. A candidate
+    qualifies when its mAP50-95 drop is at most ``max_drop`` points and its median batch-1
+    latency at most ``target_latency`` ms (a ``None`` budget always holds).
+    """
+    base_map = rows[0]["map"]
+    front, best = [], None
+    for (ratio, scheme, path), row in zip(candidates, rows, strict=True):
+        drop = round(100 * (base_map - row["map"]), 6)  # a drop of exactly max_drop is within
+        ms = row["latency_ms"]["median"]
+        ok = (max_drop is None or drop <= max_drop) and (
+            target_latency is None or ms <= target_latency
+        )
+        entry = {
+            "name": row["name"],
+            "ratio": ratio,
+            "scheme": scheme,
+            "path": path,
+            "map": row["map"],
+            "drop_points": round(drop, 3),
+            "latency_ms": ms,
+            "ok": ok,
+        }
+        front.append(entry)
+        if ok and (best is None or ms < best["latency_ms"]):
+            best = entry
+    return front, best
+
+
 def run_budget(
     model: str | Path,
     data: str | Path,
@@ -559,6 +596,8 @@ def run_budget(
         raise ConfigError(f"--max-drop {max_drop}: must be >= 0 (mAP points)")
     if target_latency is not None and target_latency <= 0:
         raise ConfigError(f"--target-latency {target_latency}: must be > 0 ms")
+    if not ratios or any(not 0 < r < 1 for r in ratios):
+        raise ConfigError(f"--ratios {list(ratios)}: prune ratios must each be in (0, 1)")
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     prune_cfg = _template(rec, "prune", PruneConfig(latency=False))
     quant_cfg = _template(rec, "quantize", QuantConfig())
@@ -609,28 +648,7 @@ def run_budget(
         rounds=bench_cfg.rounds, runs_per_round=bench_cfg.runs_per_round, threads=bench_cfg.threads
     )
     res = benchmark([p for _, _, p in candidates], data, batches=(1,), latency=lat, names=names)
-    rows = res.report["rows"]
-    base_map = rows[0]["map"]
-    front, best = [], None
-    for (ratio, scheme, path), row in zip(candidates, rows, strict=True):
-        drop = 100 * (base_map - row["map"])
-        ms = row["latency_ms"]["median"]
-        ok = (max_drop is None or drop <= max_drop) and (
-            target_latency is None or ms <= target_latency
-        )
-        entry = {
-            "name": row["name"],
-            "ratio": ratio,
-            "scheme": scheme,
-            "path": path,
-            "map": row["map"],
-            "drop_points": round(drop, 3),
-            "latency_ms": ms,
-            "ok": ok,
-        }
-        front.append(entry)
-        if ok and (best is None or ms < best["latency_ms"]):
-            best = entry
+    front, best = select_candidate(candidates, res.report["rows"], max_drop, target_latency)
     write_report(res.report, out)
     final = {
         "recipe": rec.name,

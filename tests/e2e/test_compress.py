@@ -4,10 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
+from yoloslim.cli.main import main
 from yoloslim.data.synth import synthesize
 from yoloslim.errors import ConfigError
-from yoloslim.pipeline import run_recipe
+from yoloslim.pipeline import run_budget, run_recipe, select_candidate
 from yoloslim.train import TrainConfig, train
 
 S = 64
@@ -90,3 +92,82 @@ def test_changed_recipe_refuses_resume(base, tmp_path):
         run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
     with pytest.raises(ConfigError, match="does not exist"):
         run_recipe(tmp_path / "missing.pt", data, recipe, out=tmp_path / "x")
+
+
+BUDGET_RECIPE = {
+    "stages": [
+        {"prune": {"finetune_epochs": 0, "imgsz": S, "batch": 4, "latency": False}},
+        {"quantize": {"backend": "openvino", "calib": 4, "imgsz": S}},
+        {"bench": {"batches": [1], "rounds": 2, "runs_per_round": 2, "threads": 1}},
+    ]
+}
+
+
+def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
+    ckpt, data = base
+    out = tmp_path / "budget"
+    res = run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=100.0, ratios=(0.3,))
+    saved = json.loads((out / "budget.json").read_text())
+    front = saved["front"]
+    assert [(e["ratio"], e["scheme"]) for e in front] == [
+        (0.0, "float"),
+        (0.0, "int8"),
+        (0.3, "float"),
+        (0.3, "int8"),
+    ]
+    assert front[0]["drop_points"] == 0.0
+    assert all(Path(e["path"]).exists() and e["ok"] for e in front)  # 100 points allow all
+    fastest = min(front, key=lambda e: e["latency_ms"])
+    assert saved["selected"]["name"] == fastest["name"] == res.report["selected"]["name"]
+    assert (out / "report.md").is_file() and len(saved["bench"]["rows"]) == 4
+
+    with pytest.raises(ConfigError, match="pass --resume"):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=1.0, ratios=(0.3,))
+    import yoloslim.compress.prune as prune_mod
+
+    def boom(*a, **k):
+        raise AssertionError("a finished candidate was pruned again")
+
+    monkeypatch.setattr(prune_mod, "prune", boom)
+    # resuming with a latency budget nobody meets: the same grid, nothing selected
+    again = run_budget(
+        ckpt, data, BUDGET_RECIPE, out=out, target_latency=1e-6, ratios=(0.3,), resume=True
+    )
+    assert again.report["selected"] is None and again.model is None
+    assert not any(e["ok"] for e in again.report["front"])
+
+
+def test_budget_mode_bad_arguments(base, tmp_path):
+    ckpt, data = base
+    with pytest.raises(ConfigError, match="--target-latency and/or --max-drop"):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "a")
+    with pytest.raises(ConfigError, match="--max-drop -1"):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "b", max_drop=-1)
+    with pytest.raises(ConfigError, match="--target-latency 0"):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "c", target_latency=0)
+    with pytest.raises(ConfigError, match="needs a trained checkpoint"):
+        run_budget(tmp_path / "none.pt", data, BUDGET_RECIPE, out=tmp_path / "d", max_drop=1)
+    with pytest.raises(ConfigError, match="ratios"):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "e", max_drop=1, ratios=(1.2,))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(BUDGET_RECIPE))
+    args = ["compress", "--model", str(ckpt), "--data", str(data), "--recipe", str(recipe)]
+    assert main([*args, "--out", str(tmp_path / "f"), "--max-drop", "1", "--ratios", "a,b"]) == 2
+
+
+def _row(name: str, map_: float, ms: float) -> dict:
+    return {"name": name, "map": map_, "latency_ms": {"median": ms}}
+
+
+def test_select_candidate_keeps_the_fastest_within_budget():
+    cands = [(0.0, "float", "a"), (0.0, "int8", "b"), (0.5, "float", "c"), (0.5, "int8", "d")]
+    rows = [_row("a", 0.30, 10.0), _row("b", 0.297, 6.0), _row("c", 0.29, 5.0), _row("d", 0.2, 2.0)]
+    front, best = select_candidate(cands, rows, max_drop=0.5, target_latency=None)
+    assert [e["ok"] for e in front] == [True, True, False, False]
+    assert best["name"] == "b" and front[3]["drop_points"] == pytest.approx(10.0)
+    _, best = select_candidate(cands, rows, max_drop=1.0, target_latency=None)
+    assert best["name"] == "c"
+    _, best = select_candidate(cands, rows, max_drop=None, target_latency=5.5)
+    assert best["name"] == "d"
+    _, best = select_candidate(cands, rows, max_drop=0.1, target_latency=5.5)
+    assert best is None

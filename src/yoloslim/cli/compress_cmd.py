@@ -25,13 +25,21 @@ def compress(
     max_drop: float = typer.Option(
         None, help="Budget mode: allowed mAP50-95 drop in points (0.5 = 0.005)."
     ),
+    ratios: str = typer.Option(
+        "0.25,0.5,0.65", help="Budget mode: prune ratios of the grid (comma-separated)."
+    ),
     json_path: Path = typer.Option(None, "--json", help="Write the final report JSON here too."),
 ) -> None:
     """Run a recipe (prune, distill, export, quantize, ...) and bench every result in one table."""
     from yoloslim.bench.report import rich_table
+    from yoloslim.errors import ConfigError
     from yoloslim.pipeline import run_budget, run_recipe
 
     if target_latency is not None or max_drop is not None:
+        try:
+            grid = tuple(float(r) for r in ratios.split(",") if r.strip())
+        except ValueError as e:
+            raise ConfigError(f"--ratios {ratios!r}: comma-separated numbers, e.g. 0.25,0.5") from e
         res = run_budget(
             model,
             data,
@@ -39,6 +47,7 @@ def compress(
             out=out,
             target_latency=target_latency,
             max_drop=max_drop,
+            ratios=grid,
             resume=resume,
             progress=True,
         )
@@ -47,7 +56,28 @@ def compress(
     bench = res.report.get("bench")
     if bench:
         console.print(rich_table(bench))
-    if res.report.get("selected"):
-        console.print(f"selected: {res.report['selected']}")
+    if res.report.get("mode") == "budget":
+        _front_table(res.report)
     console.print(f"final model: {res.report.get('final_model')}; reports in {out}")
     write_json(json_path, res.report)
+
+
+def _front_table(report: dict) -> None:
+    from rich.table import Table
+
+    sel = (report.get("selected") or {}).get("name")
+    table = Table(title="budget front (ok: within every budget given)")
+    for col in ("candidate", "mAP50-95", "drop (pts)", "median ms", "ok", ""):
+        table.add_column(col)
+    for e in report["front"]:
+        table.add_row(
+            e["name"],
+            f"{100 * e['map']:.2f}",
+            f"{e['drop_points']:.2f}",
+            f"{e['latency_ms']:.2f}",
+            "yes" if e["ok"] else "no",
+            "selected" if e["name"] == sel else "",
+        )
+    console.print(table)
+    if sel is None:
+        console.print("[yellow]no candidate meets the budget; the front above is what was found")
