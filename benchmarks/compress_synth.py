@@ -3,7 +3,7 @@
 Goal (issue 9): final latency <= 1/3 of the baseline's OpenVINO float latency, size <= 10 %
 of the float file, mAP50-95 drop <= 0.5 points.
 
-    .venv/bin/python benchmarks/compress_synth.py [--finetune-epochs 3] [--out runs/bench_compress]
+    .venv/bin/python benchmarks/compress_synth.py [--finetune-epochs 3] [--ratio R] [--out DIR]
 
 The baseline comes from benchmarks/common.py (trained once, reused).
 """
@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--model", default="damo-tiny")
     ap.add_argument("--base-epochs", type=int, default=6, help="baseline training (if not cached)")
     ap.add_argument("--finetune-epochs", type=int, default=3)
+    ap.add_argument("--ratio", type=float, help="prune ratio (default: the recipe's)")
     ap.add_argument("--out", default="runs/bench_compress")
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
@@ -52,6 +53,8 @@ def main() -> None:
     for stage in recipe["stages"]:
         if "prune" in stage:
             stage["prune"]["finetune_epochs"] = args.finetune_epochs
+            if args.ratio is not None:
+                stage["prune"]["ratio"] = args.ratio
     t0 = time.time()
     res = run_recipe(base, data, load_recipe(recipe), out=args.out, resume=args.resume)
     rows = res.report["bench"]["rows"]
@@ -65,6 +68,7 @@ def main() -> None:
                 "recipe": "cpu-int8",
                 "model": args.model,
                 "finetune_epochs": args.finetune_epochs,
+                "prune_ratio": args.ratio,
                 "wall_s": round(time.time() - t0, 1),
                 "baseline": _row(b),
                 "final": _row(f),
