@@ -80,6 +80,11 @@ def main() -> None:
     )
     ap.add_argument("--tau-epochs", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--widths",
+        help="per-stage channel ranges min-max, stem first (default: SearchSpace's), "
+        "e.g. 16-32,24-64,48-128,96-256,128-384",
+    )
     args = ap.parse_args()
     out = Path(args.out)
     data = synthetic_data()
@@ -87,6 +92,11 @@ def main() -> None:
     nano = get_arch("damo-nano", NC)
     nano_cost = measure_cost(nano, args.imgsz)
     budget = Budget(flops=nano_cost.gflops)
+    space, wtag = SearchSpace(), ""
+    if args.widths:
+        pairs = [tuple(int(v) for v in w.split("-")) for w in args.widths.split(",")]
+        space = SearchSpace(widths=tuple(pairs))
+        wtag = "_w" + "_".join(f"{a}-{b}" for a, b in pairs)
 
     def do_search() -> dict:
         res = ys.search(
@@ -97,15 +107,16 @@ def main() -> None:
             seed=args.seed,
             init_repeats=args.init_repeats,
             nc=NC,
-            out=out / "search",
+            space=space,
+            out=out / f"search{wtag}",
             progress=True,
         )
         return {"arch": res.arch, "score": res.score, "report": res.report, "best": res.best}
 
-    tag = f"p{args.population}_i{args.iterations}_s{args.seed}"
+    tag = f"p{args.population}_i{args.iterations}_s{args.seed}{wtag}"
     res = cached(out, f"search_{tag}", do_search)  # reused when this search already ran
     found_cost = measure_cost(res["arch"], args.imgsz)
-    arch_yaml = out / "search" / "arch.yaml"  # trained as a user would: --model arch.yaml
+    arch_yaml = out / f"search{wtag}" / "arch.yaml"  # trained as a user would: --model arch.yaml
     nano_score = entropy_score(
         meta_detector(nano).backbone, args.imgsz, repeats=args.init_repeats, seed=args.seed
     )["score"]
@@ -113,6 +124,7 @@ def main() -> None:
     result = {
         "imgsz": args.imgsz,
         "budget_gflops": nano_cost.gflops,
+        "space_widths": [list(w) for w in space.widths],
         "search": {
             "search_s": res["report"]["search_s"],
             "evaluated": res["report"]["evaluated"],
@@ -143,7 +155,9 @@ def main() -> None:
         e = args.epochs
         result["found"].update(
             cached(
-                out, f"found_{tag}_e{e}", lambda: train_eval(str(arch_yaml), data, e, out / "found")
+                out,
+                f"found_{tag}_e{e}",
+                lambda: train_eval(str(arch_yaml), data, e, out / f"found{wtag}"),
             )
         )
         result["damo_nano"].update(
@@ -155,7 +169,7 @@ def main() -> None:
         )
 
     if args.tau_archs > 1:
-        space, rng = SearchSpace(), random.Random(args.seed + 1)
+        rng = random.Random(args.seed + 1)
         sampled, seen = [], set()
         while len(sampled) < args.tau_archs:
             g = space.sample(rng)
@@ -174,8 +188,8 @@ def main() -> None:
         for i, (arch, score) in enumerate(sampled):
             m = cached(
                 out,
-                f"tau_{i}_s{args.seed}_e{args.tau_epochs}",
-                lambda a=arch, i=i: train_eval(a, data, args.tau_epochs, out / f"tau_{i}"),
+                f"tau_{i}_s{args.seed}_e{args.tau_epochs}{wtag}",
+                lambda a=arch, i=i: train_eval(a, data, args.tau_epochs, out / f"tau{wtag}_{i}"),
             )
             rows.append(
                 {
