@@ -118,6 +118,7 @@ def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeyp
     f, q = load_backend(res.artifacts["float"]), load_backend(res.model)
     yf, yq = f(x), q(x)
     assert yq.shape == yf.shape == (1, 84, 4 + 2) and q.names == ["a", "b"]
+    assert q.precision.startswith("int8+") and not f.precision.startswith("int8")
     assert yq[..., 4:].min() >= 0 and yq[..., 4:].max() <= 1
     # the ignored scope really stays float: no FakeQuantize feeds any decode node
     model = ov.Core().read_model(str(res.model))
@@ -170,9 +171,10 @@ def test_onnxruntime_static_scope_pattern_and_variants(setup, tmp_path):
     assert (
         set(res.artifacts) == {"float", "int8", "fp16"} and res.report["calibration"]["images"] == 4
     )
-    for role in ("int8", "fp16"):
-        y = load_backend(res.artifacts[role])(torch.rand(1, 3, 64, 64))
-        assert y.shape == (1, 84, 6)
+    for role, precision in (("int8", "int8+fp32"), ("fp16", "fp16")):
+        backend = load_backend(res.artifacts[role])
+        assert backend(torch.rand(1, 3, 64, 64)).shape == (1, 84, 6)
+        assert backend.precision == precision
     q = onnx.load(str(res.model))
     fed = _qdq_fed(q)
     assert any(n.op_type == "Conv" and n.name in fed for n in q.graph.node)  # something is INT8

@@ -134,9 +134,9 @@ class OnnxRuntimeBackend(Backend):
         names, imgsz = _meta(meta)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
-        precision = "fp16" if "float16" in inp.type else "fp32"
+        self.dtype = np.float16 if "float16" in inp.type else np.float32
+        precision = _onnx_precision(path, fp16_io=self.dtype == np.float16)
         super().__init__(path, names, imgsz, precision, ort.__version__)
-        self.dtype = np.float16 if precision == "fp16" else np.float32
         self.static_batch = isinstance(inp.shape[0], int)
 
     def __call__(self, x):
@@ -145,6 +145,19 @@ class OnnxRuntimeBackend(Backend):
             return torch.cat([self(arr[i : i + 1]) for i in range(arr.shape[0])])
         out = self.session.run(None, {self.input_name: arr})[0]
         return torch.from_numpy(out.astype(np.float32))
+
+
+def _onnx_precision(path: Path, fp16_io: bool) -> str:
+    """fp16 when the weights (or the input) are float16, int8+ when the graph holds QDQ pairs
+    or integer ops (static or dynamic quantization); fp32 otherwise."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    fp16 = fp16_io or any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    base = "fp16" if fp16 else "fp32"
+    ops = {n.op_type for n in graph.node}
+    quant = {"QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "ConvInteger"}
+    return f"int8+{base}" if ops & quant else base
 
 
 class OpenVINOBackend(Backend):
@@ -173,6 +186,8 @@ class OpenVINOBackend(Backend):
         # what the plugin really computes in: bf16 for "FP32" IR on AMX CPUs (FIELD_NOTES.md)
         hint_value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         precision = hint_value.to_string() if hasattr(hint_value, "to_string") else str(hint_value)
+        if any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()):
+            precision = f"int8+{precision}"  # quantized convs, the rest (decode) in the hint's
         super().__init__(path, names, imgsz, precision, ov.get_version())
         self.request = self.compiled.create_infer_request()
         self.static_batch = not model.inputs[0].get_partial_shape()[0].is_dynamic

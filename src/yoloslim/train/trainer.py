@@ -411,6 +411,7 @@ def train(
 def _progress(enabled: bool, title: str, total: int):
     if not enabled:
         return contextlib.nullcontext(None)
+    from rich import get_console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -418,11 +419,17 @@ def _progress(enabled: bool, title: str, total: int):
         TextColumn,
         TimeRemainingColumn,
     )
+    from rich.table import Column
 
+    # on a narrow terminal the losses (long with the kd_* terms) give way, not the epoch
+    room = max(16, get_console().width - len(title) - 2 - 20 - 2 * len(str(total)) - 1 - 7 - 4)
     return Progress(
-        TextColumn(f"[bold]{title}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[losses]}"),
+        TextColumn(f"[bold]{title}", table_column=Column(no_wrap=True, min_width=len(title) + 2)),
+        BarColumn(bar_width=20, table_column=Column(min_width=20)),
+        MofNCompleteColumn(table_column=Column(no_wrap=True, min_width=len(str(total)) * 2 + 1)),
+        TimeRemainingColumn(table_column=Column(no_wrap=True, min_width=7)),
+        TextColumn(
+            "{task.fields[losses]}",
+            table_column=Column(no_wrap=True, overflow="ellipsis", max_width=room),
+        ),
     )
