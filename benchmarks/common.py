@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import yoloslim as ys
+from yoloslim.fileio import atomic_write_text
 
 ROOT = Path("runs/base")
 DATA = ROOT / "data" / "data.yaml"
@@ -55,10 +56,7 @@ def cached(out: Path, name: str, fn) -> dict:
     t0 = time.time()
     row = fn()
     row["seconds"] = round(time.time() - t0, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(row, default=str))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(row, default=str))
     return row
 
 

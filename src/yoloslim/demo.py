@@ -34,12 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from yoloslim.bench.report import rich_table
-    from yoloslim.cli.common import console as cli_console
+    from yoloslim.cli.common import console
     from yoloslim.data.synth import synthesize
     from yoloslim.pipeline import load_recipe, run_recipe
     from yoloslim.train import TrainConfig, train
 
-    console = cli_console
     t_start = time.time()
     out = Path(args.out)
     data = out / "data" / "data.yaml"
