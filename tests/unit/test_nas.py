@@ -1,5 +1,6 @@
 """Zero-shot NAS: the MAE-DET score, exact costs, budgets, the search and its outputs."""
 
+import dataclasses
 import importlib
 import json
 import math
@@ -21,6 +22,7 @@ from yoloslim.nas import (
     LatencySettings,
     SearchSpace,
     entropy_score,
+    genome_of,
     measure_cost,
     search,
     search_from_dict,
@@ -44,7 +46,8 @@ def _arch(widths, depths, kernel=3, ratio=0.5, nc=2) -> dict:
 
 def _score(arch, seed=0, **kw) -> float:
     kw.setdefault("repeats", 1)
-    return entropy_score(meta_detector(arch).backbone, IMGSZ, seed=seed, batch=2, **kw)["score"]
+    kw.setdefault("batch", 2)
+    return entropy_score(meta_detector(arch).backbone, IMGSZ, seed=seed, **kw)["score"]
 
 
 # -- score --------------------------------------------------------------------------------------
@@ -199,3 +202,76 @@ def test_cli_nas_writes_arch_and_report(tmp_path):
     assert out.exists() and (tmp_path / "nas_report.json").exists()
     build_model(out)
     assert main(["nas", "--imgsz", "64", "--budget-flops", "0.00001", "--out", str(out)]) == 2
+
+
+# -- template and seeds -------------------------------------------------------------------------
+
+
+def test_template_space_rebuilds_its_arch_exactly():
+    nano = get_arch("damo-nano", 3)
+    space = SearchSpace.from_template(nano)
+    genome = genome_of(nano)
+    assert space.contains(genome)
+    assert space.arch(genome, 3, name="damo-nano") == nano
+    # the neck and head stay fixed while the backbone changes; the neck's inputs follow it
+    other = space.arch(space.sample(random.Random(0)), 3)
+    assert other["neck"]["out"] == nano["neck"]["out"]
+    assert other["head"]["width"] == nano["head"]["width"]
+    build_model(other)
+    # the same through a mapping (recipes, --config), overrides kept
+    assert SearchSpace.from_dict({"template": "damo-nano", "kernels": [3]}) == dataclasses.replace(
+        SearchSpace.from_template(nano), kernels=(3,)
+    )
+
+
+def test_template_errors_name_what_is_unsupported():
+    arch = get_arch("damo-nano", 2)
+    arch["head"]["width"] = [32, 48, 64]
+    with pytest.raises(ConfigError, match="one head width"):
+        SearchSpace.from_template(arch)
+    with pytest.raises(ConfigError, match="unknown key"):
+        SearchSpace.from_dict({"template": "damo-nano", "kernel": [3]})
+    with pytest.raises(ConfigError, match="not a registered model"):
+        SearchSpace.from_dict({"template": "damo-huge"})
+    with pytest.raises(ConfigError, match="neck_out"):
+        SearchSpace(neck_out=(16, 32))
+
+
+SEED_ARCH = _arch([16, 16, 32, 48, 64], [1, 1, 1, 1])
+
+
+def test_init_seeds_the_population_and_the_result_never_scores_lower():
+    res = _small_search(budget=Budget(flops=0.05), init=SEED_ARCH, iterations=3)
+    seed_score = res.report["init"][0]["score"]
+    assert seed_score == _score(SEED_ARCH, repeats=2, batch=4)
+    assert res.score >= seed_score
+    assert res.report["init"][0]["gflops"] == measure_cost(SEED_ARCH, IMGSZ).gflops
+
+
+def test_bad_init_gives_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="over the budget"):
+        _small_search(budget=Budget(flops=0.012), init=SEED_ARCH, iterations=1)
+    outside = _arch([16, 16, 32, 48, 200], [1, 1, 1, 1])
+    with pytest.raises(ConfigError, match="outside the search space"):
+        _small_search(budget=Budget(flops=1.0), init=outside, iterations=1)
+    with pytest.raises(ConfigError, match="not a registered model"):
+        _small_search(budget=Budget(flops=1.0), init="damo-huge", iterations=1)
+    with pytest.raises(ConfigError, match="does not exist"):
+        _small_search(budget=Budget(flops=1.0), init=str(tmp_path / "none.yaml"), iterations=1)
+
+
+def test_cli_nas_init_and_keep_neck(tmp_path):
+    out = tmp_path / "found.yaml"
+    args = ["nas", "--imgsz", "64", "--budget-flops", "0.2", "--nc", "2", "--iterations", "2"]
+    rc = main(
+        [*args, "--population", "2", "--init-repeats", "1", "--out", str(out)]
+        + ["--init", "damo-nano", "--keep-neck"]
+    )
+    assert rc == 0
+    found = yaml.safe_load(out.read_text())
+    nano = get_arch("damo-nano", 2)
+    assert found["neck"] == nano["neck"] and found["head"] == nano["head"]
+    report = json.loads((tmp_path / "nas_report.json").read_text())
+    assert report["init"][0]["name"] == "damo-nano"
+    assert report["best"][0]["score"] >= report["init"][0]["score"]
+    assert main([*args, "--keep-neck", "--out", str(out)]) == 2  # --keep-neck needs --init

@@ -29,6 +29,16 @@ def nas(
     nc: int = typer.Option(80, help="Classes of the detector (head FLOPs/params)."),
     latency_runtime: str = typer.Option("torch", help="torch or onnxruntime (in-process)."),
     latency_threads: int = typer.Option(1, help="Threads for latency measurements."),
+    init: list[str] = typer.Option(
+        None,
+        help="Seed the population with this arch (registered name or arch.yaml; repeatable). "
+        "The result scores at least as high as every seed.",
+    ),
+    keep_neck: bool = typer.Option(
+        False,
+        help="Keep the neck and head widths of the first --init arch fixed and search the "
+        "backbone only (DAMO-YOLO style); default: they follow the backbone widths.",
+    ),
     config: Path = typer.Option(
         None, help="YAML of search settings (imgsz, budget, space, ...); flags given override it."
     ),
@@ -50,6 +60,14 @@ def nas(
         nc=nc,
     )
     settings = layered(ctx, load_mapping(config, "search settings") if config else None, flags)
+    if init:
+        settings["init"] = list(init)
+    if keep_neck:
+        if not settings.get("init"):
+            raise ConfigError(
+                "--keep-neck needs --init ARCH (the arch whose neck and head to keep)"
+            )
+        settings["space"] = {**(settings.get("space") or {}), "template": settings["init"][0]}
     budget = layered(
         ctx,
         settings.get("budget"),

@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from yoloslim.errors import ConfigError
+from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text
 from yoloslim.models.backbone import Backbone
 from yoloslim.nas.budget import Budget, Cost, CostModel
 from yoloslim.nas.latency import LatencySettings, measure_latency_ms
 from yoloslim.nas.score import DEFAULT_STAGE_WEIGHTS, entropy_score
-from yoloslim.nas.space import Genome, SearchSpace, genome_dict
+from yoloslim.nas.space import Genome, SearchSpace, genome_dict, genome_of, resolve_arch
 
 __all__ = ["SearchResult", "search", "search_from_dict", "Evaluator"]
 
@@ -199,6 +199,7 @@ def search(
     latency: LatencySettings | None = None,
     top_k: int = 5,
     name: str = "nas",
+    init: str | Path | dict | Sequence[str | Path | dict] | None = None,
 ) -> SearchResult:
     """Search the backbone stage list for the highest MAE-DET score within ``budget``.
 
@@ -220,6 +221,12 @@ def search(
         latency: how latency is measured (default: torch, 1 thread).
         top_k: candidates reported in ``best`` (their latency is measured for the report).
         name: the ``name`` field of the returned arch.
+        init: architectures that seed the population, as TinyNAS starts from a given
+            structure: registered names (``"damo-nano"``), arch dicts or arch YAML paths.
+            Their backbones must be genomes of ``space`` (use
+            :meth:`SearchSpace.from_template` to keep their neck and head) and within
+            ``budget``; the population keeps the best, so the result scores at least
+            as high as every seed.
 
     Returns:
         SearchResult; ``result.arch`` builds with ``yoloslim.build_model`` and trains
@@ -252,8 +259,9 @@ def search(
         latency=latency,
     )
     _check_smallest(ev)
+    seeds = _seed_candidates(ev, init)
     rng = random.Random(seed)
-    pop = _initial_population(ev, rng, population)
+    pop = _initial_population(ev, rng, population, seeds)
     duplicates = 0
     with _progress(progress, iterations) as bar:
         for _ in range(iterations):
@@ -286,6 +294,10 @@ def search(
         "stage_weights": list(stage_weights),
         "score": "MAE-DET entropy (N(0,1) weights, BN and activations skipped, Gaussian input)",
         "latency": {**dataclasses.asdict(latency), "batch": 1, "measured": len(ev.latencies)},
+        "init": [
+            {"name": label, "score": c.score, "gflops": c.cost.gflops, "layers": c.cost.layers}
+            for label, c in seeds
+        ],
         "evaluated": len(ev.seen),
         "feasible": len(feasible),
         "rejected": dict(ev.rejected),
@@ -305,10 +317,37 @@ def search(
     return result
 
 
-def _initial_population(ev: Evaluator, rng: random.Random, size: int) -> list[_Candidate]:
+def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, _Candidate]]:
+    """The scored ``init`` architectures; ConfigError when one is outside the space or budget."""
+    if init is None:
+        return []
+    items = [init] if isinstance(init, (str, Path, dict)) else list(init)
+    seeds = []
+    for item in items:
+        try:
+            arch, label = resolve_arch(item, ev.nc)
+        except (ConfigError, ModelError) as e:
+            raise ConfigError(f"init: {e}") from e
+        genome = genome_of(arch)
+        if not ev.space.contains(genome):
+            raise ConfigError(
+                f"init {label!r}: its backbone {genome_dict(genome)} is outside the search space"
+            )
+        cand = ev(genome)
+        if cand is None:
+            lat = ev.latencies.get(genome) if ev.budget.latency_ms else None
+            over = ev.budget.violations(ev.cost(genome), lat)
+            raise ConfigError(f"init {label!r} is over the budget ({', '.join(over)})")
+        seeds.append((label, cand))
+    return seeds
+
+
+def _initial_population(
+    ev: Evaluator, rng: random.Random, size: int, seeds: list[tuple[str, _Candidate]]
+) -> list[_Candidate]:
     smallest = ev(ev.space.smallest())
     assert smallest is not None  # _check_smallest passed
-    pop = [smallest]
+    pop = [c for _, c in seeds if c.genome != smallest.genome] + [smallest]
     for _ in range(10 * size):
         if len(pop) >= size:
             break
@@ -417,6 +456,7 @@ _DICT_KEYS = {
     "latency",
     "top_k",
     "name",
+    "init",
 }
 
 

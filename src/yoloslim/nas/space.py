@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from yoloslim.configs import from_mapping
 from yoloslim.errors import ConfigError
 
-__all__ = ["Genome", "SearchSpace", "genome_dict", "genome_of"]
+__all__ = ["Genome", "SearchSpace", "genome_dict", "genome_of", "resolve_arch"]
 
 # one gene per stage: (out channels, depth, kernel, bottleneck ratio)
 Gene = tuple[int, int, int, float]
@@ -38,7 +38,12 @@ class SearchSpace:
         act: activation of the whole detector.
         neck_ratio: neck widths = ``neck_ratio`` x the three backbone output widths.
         neck_depth: CSP blocks per neck fusion.
-        head_convs: stacked convs per head branch; the head width is the finest neck width.
+        head_convs: stacked convs per head branch.
+        neck_out: fixed output widths of the three neck levels instead of ``neck_ratio``
+            x the backbone's (the neck's input convs still follow the backbone). With a
+            fixed neck and head the search is a backbone search, as in DAMO-YOLO, whose
+            TinyNAS searches the backbone under a neck and head chosen per model size.
+        head_width: fixed head width; ``None``: the finest neck width.
     """
 
     widths: tuple[tuple[int, int], ...] = ((16, 32), (24, 64), (32, 128), (64, 256), (96, 384))
@@ -51,6 +56,8 @@ class SearchSpace:
     neck_ratio: float = 1.0
     neck_depth: int = 1
     head_convs: int = 1
+    neck_out: tuple[int, int, int] | None = None
+    head_width: int | None = None
 
     def __post_init__(self) -> None:
         # tuples all the way down so that the space hashes and YAML lists are accepted
@@ -58,6 +65,8 @@ class SearchSpace:
         object.__setattr__(self, "depths", tuple(tuple(d) for d in self.depths))
         object.__setattr__(self, "kernels", tuple(self.kernels))
         object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
+        if self.neck_out is not None:
+            object.__setattr__(self, "neck_out", tuple(self.neck_out))
         self._validate()
 
     def _validate(self) -> None:
@@ -101,13 +110,80 @@ class SearchSpace:
             raise ConfigError(f"space: neck_depth={self.neck_depth!r} must be an integer >= 0")
         if not isinstance(self.head_convs, int) or self.head_convs < 0:
             raise ConfigError(f"space: head_convs={self.head_convs!r} must be an integer >= 0")
+        if self.neck_out is not None and (
+            len(self.neck_out) != 3
+            or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in self.neck_out
+            )
+        ):
+            raise ConfigError(
+                f"space: neck_out={self.neck_out!r} must be three integers >= 1 (P3, P4, P5)"
+            )
+        if self.head_width is not None and (
+            not isinstance(self.head_width, int)
+            or isinstance(self.head_width, bool)
+            or self.head_width < 1
+        ):
+            raise ConfigError(f"space: head_width={self.head_width!r} must be an integer >= 1")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> SearchSpace:
-        """Build from a mapping of field names; unknown keys raise :class:`ConfigError`."""
+        """Build from a mapping of field names; unknown keys raise :class:`ConfigError`.
+
+        ``template: NAME|arch.yaml`` (a key of its own) is :meth:`from_template` of that
+        arch, the other keys overriding it.
+        """
         if d is None:
             return cls()
+        if isinstance(d, dict) and "template" in d:
+            rest = {k: v for k, v in d.items() if k != "template"}
+            return cls.from_template(resolve_arch(d["template"])[0], **rest)
         return from_mapping(cls, d, "space")
+
+    @classmethod
+    def from_template(cls, arch: dict, **overrides) -> SearchSpace:
+        """The default space with the neck, head, activation and block type of ``arch``.
+
+        The neck and head widths are kept fixed at the template's, so the search varies
+        the backbone only, and the template's own backbone is a genome of the space
+        whenever its genes are in the ranges (see :meth:`contains`).
+
+        Args:
+            arch: an arch dict (e.g. ``get_arch("damo-nano", nc)``).
+            **overrides: other :class:`SearchSpace` fields (``widths``, ``ratios``, ...).
+
+        Example:
+            >>> SearchSpace.from_template(get_arch("damo-nano", 4), kernels=(3,))
+        """
+        neck, head = arch["neck"], arch["head"]
+        stages = arch["backbone"]["stages"]
+        name = arch.get("name", "template")
+        blocks = {s["block"] for s in stages[1:]}
+        unsupported = []
+        if len(stages) != 5 or stages[0]["block"] != "conv" or len(blocks) != 1:
+            unsupported.append("backbone: a conv stem and four stages of one block type")
+        if list(arch["backbone"].get("out_indices", [])) != [2, 3, 4]:
+            unsupported.append("backbone out_indices [2, 3, 4]")
+        if neck.get("kernel") != 3 or neck.get("ratio") != 0.5:
+            unsupported.append("neck kernel 3 and ratio 0.5")
+        if len(set(head["width"])) != 1 or head.get("reg_max") != 16:
+            unsupported.append("one head width for all levels and reg_max 16")
+        if list(head.get("strides", [])) != [8, 16, 32]:
+            unsupported.append("head strides [8, 16, 32]")
+        if unsupported:
+            raise ConfigError(
+                f"space template {name!r}: the search space needs " + "; ".join(unsupported)
+            )
+        values = dict(
+            block=blocks.pop(),
+            act=arch["act"],
+            neck_depth=int(neck["depth"]),
+            head_convs=int(head["num_convs"]),
+            neck_out=tuple(int(c) for c in neck["out"]),
+            head_width=int(head["width"][0]),
+        )
+        values.update(overrides)
+        return from_mapping(cls, values, "space")
 
     def to_dict(self) -> dict:
         """Plain JSON/YAML types."""
@@ -210,7 +286,10 @@ class SearchSpace:
                 }
             )
         step = self.width_step
-        neck = [max(step, round(self.neck_ratio * g[0] / step) * step) for g in genome[2:]]
+        if self.neck_out is not None:
+            neck = list(self.neck_out)
+        else:
+            neck = [max(step, round(self.neck_ratio * g[0] / step) * step) for g in genome[2:]]
         return {
             "name": name,
             "nc": nc,
@@ -218,7 +297,7 @@ class SearchSpace:
             "backbone": {"stages": stages, "out_indices": [2, 3, 4]},
             "neck": {"out": neck, "depth": self.neck_depth, "kernel": 3, "ratio": 0.5},
             "head": {
-                "width": [neck[0]] * 3,
+                "width": [self.head_width or neck[0]] * 3,
                 "num_convs": self.head_convs,
                 "reg_max": 16,
                 "strides": [8, 16, 32],
@@ -234,6 +313,24 @@ def genome_of(arch: dict) -> Genome:
     return tuple(
         (int(s["out"]), int(s["depth"]), int(s["kernel"]), float(s["ratio"])) for s in stages
     )  # type: ignore[return-value]
+
+
+def resolve_arch(item, nc: int = 80) -> tuple[dict, str]:
+    """``(arch dict, label)`` of a registered model name, an arch YAML path or an arch dict."""
+    from pathlib import Path
+
+    from yoloslim.models.arch import load_arch_yaml, validate_arch
+    from yoloslim.models.registry import get_arch, list_models
+
+    if isinstance(item, dict):
+        return validate_arch(item), str(item.get("name", "arch"))
+    if isinstance(item, Path) or str(item).endswith((".yaml", ".yml")):
+        return load_arch_yaml(item), str(item)
+    if isinstance(item, str) and item in list_models():
+        return get_arch(item, nc), item
+    raise ConfigError(
+        f"{item!r}: not a registered model ({', '.join(list_models())}) nor an arch .yaml"
+    )
 
 
 def genome_dict(genome: Genome) -> list[dict]:
