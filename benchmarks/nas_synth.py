@@ -1,17 +1,19 @@
 """Zero-shot NAS on the synthetic set: search at damo-nano's FLOPs, train both, rank correlation.
 
-1. ``yoloslim.search`` at 320 px under damo-nano's deploy FLOPs (4 classes).
+1. ``yoloslim.search`` at 320 px under damo-nano's deploy FLOPs and (default) its layer
+   count (4 classes). ``--keep-neck`` keeps damo-nano's neck and head and searches the
+   backbone only; ``--init`` seeds the population with damo-nano.
 2. Train the found arch and damo-nano with the same recipe (benchmarks/common.py
-   ``train_config``) on the synthetic set; validate both.
+   ``train_config``, seeds ``--train-seeds``) on the synthetic set; validate both.
 3. Kendall tau between the entropy score and the trained mAP over ``--tau-archs``
-   architectures sampled from the space under the same budget, each trained
+   architectures sampled from the same space under the same budget, each trained
    ``--tau-epochs`` epochs.
 
 Goal (issue 8): searched arch mAP >= damo-nano's at <= its FLOPs; tau as measured.
-Heavy: run it under the lock. Each step's result is kept in ``OUT/<step>.json`` and reused, so
-an interrupted run picks up where it stopped.
+Heavy: run it alone. Each step's result is kept in ``OUT/<step>.json`` (named by a hash of
+the search settings) and reused, so an interrupted run picks up where it stopped.
 
-    flock /tmp/yoloslim-heavy.lock .venv/bin/python benchmarks/nas_synth.py [--epochs 6]
+    .venv/bin/python benchmarks/nas_synth.py --keep-neck --init --ratios 0.5,0.75,1
 
 Prints one JSON object.
 """
@@ -19,6 +21,7 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import random
@@ -30,7 +33,7 @@ from common import cached, synthetic_data, train_config
 
 import yoloslim as ys
 from yoloslim.models.registry import get_arch
-from yoloslim.nas import Budget, SearchSpace, entropy_score, measure_cost
+from yoloslim.nas import Budget, SearchSpace, entropy_score, genome_dict, genome_of, measure_cost
 from yoloslim.nas.budget import meta_detector
 
 NC = 4
@@ -55,10 +58,10 @@ def kendall_tau(x: list[float], y: list[float]) -> float | None:
     return (conc - disc) / denom if denom else None
 
 
-def train_eval(model, data: Path, epochs: int, out: Path) -> dict:
+def train_eval(model, data: Path, epochs: int, out: Path, seed: int = 0) -> dict:
     t0 = time.time()
-    torch.manual_seed(0)
-    res = ys.train(model, data, config=train_config(epochs), out=out, progress=True)
+    torch.manual_seed(seed)
+    res = ys.train(model, data, config=train_config(epochs, seed=seed), out=out, progress=True)
     m = ys.validate(res.best, data)
     return {
         "map": round(m["map"], 4),
@@ -67,23 +70,82 @@ def train_eval(model, data: Path, epochs: int, out: Path) -> dict:
     }
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
+def _space(args, nano: dict) -> SearchSpace:
+    """The searched space: the default one, or damo-nano's neck and head kept fixed."""
+    fields: dict = {}
+    if args.widths:
+        fields["widths"] = tuple(
+            tuple(int(v) for v in w.split("-")) for w in args.widths.split(",")
+        )
+    if args.kernels:
+        fields["kernels"] = tuple(int(k) for k in _floats(args.kernels))
+    if args.ratios:
+        fields["ratios"] = _floats(args.ratios)
+    if args.keep_neck:
+        return SearchSpace.from_template(nano, **fields)
+    return SearchSpace(**fields)
+
+
+def _sample_archs(space: SearchSpace, budget: Budget, n: int, seed: int, imgsz: int) -> list[dict]:
+    """``n`` distinct archs drawn from ``space`` within ``budget`` (static budgets only)."""
+    rng = random.Random(seed + 1)
+    archs, seen = [], set()
+    for _ in range(100000):
+        if len(archs) == n:
+            break
+        g = space.sample(rng)
+        arch = space.arch(g, NC)
+        if g in seen or budget.violations(measure_cost(arch, imgsz)):
+            continue
+        seen.add(g)
+        archs.append(arch)
+    return archs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="runs/bench_nas")
     ap.add_argument("--imgsz", type=int, default=320)
-    ap.add_argument("--population", type=int, default=24)
-    ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--population", type=int, default=32)
+    ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--init-repeats", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=6, help="epochs for the found arch and damo-nano")
+    ap.add_argument("--epochs", type=int, default=8, help="epochs for the found arch and damo-nano")
     ap.add_argument(
         "--tau-archs", type=int, default=6, help="sampled archs for Kendall tau (0: skip)"
     )
-    ap.add_argument("--tau-epochs", type=int, default=2)
+    ap.add_argument("--tau-epochs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--widths",
         help="per-stage channel ranges min-max, stem first (default: SearchSpace's), "
         "e.g. 16-32,24-64,48-128,96-256,128-384",
+    )
+    ap.add_argument("--kernels", help="kernel choices, e.g. 3 or 3,5 (default: the space's)")
+    ap.add_argument("--ratios", help="bottleneck ratio choices, e.g. 0.5,0.75,1")
+    ap.add_argument(
+        "--stage-weights", default="0,0,1,1,6", help="alpha_i of the score (DAMO-YOLO: 0,0,1,1,16)"
+    )
+    ap.add_argument(
+        "--layers",
+        type=int,
+        default=-1,
+        help="layer budget (deploy backbone convs); -1: damo-nano's, as DAMO-YOLO bounds depth; "
+        "0: none",
+    )
+    ap.add_argument(
+        "--keep-neck",
+        action="store_true",
+        help="keep damo-nano's neck and head, search the backbone only (DAMO-YOLO style)",
+    )
+    ap.add_argument("--init", action="store_true", help="seed the population with damo-nano")
+    ap.add_argument(
+        "--train-seeds",
+        default="0",
+        help="training seeds for the found arch and damo-nano (mean and each reported), e.g. 0,1",
     )
     args = ap.parse_args()
     out = Path(args.out)
@@ -91,12 +153,22 @@ def main() -> None:
 
     nano = get_arch("damo-nano", NC)
     nano_cost = measure_cost(nano, args.imgsz)
-    budget = Budget(flops=nano_cost.gflops)
-    space, wtag = SearchSpace(), ""
-    if args.widths:
-        pairs = [tuple(int(v) for v in w.split("-")) for w in args.widths.split(",")]
-        space = SearchSpace(widths=tuple(pairs))
-        wtag = "_w" + "_".join(f"{a}-{b}" for a, b in pairs)
+    layers = nano_cost.layers if args.layers < 0 else (args.layers or None)
+    budget = Budget(flops=nano_cost.gflops, layers=layers)
+    space = _space(args, nano)
+    weights = _floats(args.stage_weights)
+    settings = {
+        "imgsz": args.imgsz,
+        "budget": budget.to_dict(),
+        "space": space.to_dict(),
+        "stage_weights": list(weights),
+        "population": args.population,
+        "iterations": args.iterations,
+        "init_repeats": args.init_repeats,
+        "seed": args.seed,
+        "init": ["damo-nano"] if args.init else [],
+    }
+    tag = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
     def do_search() -> dict:
         res = ys.search(
@@ -108,93 +180,92 @@ def main() -> None:
             init_repeats=args.init_repeats,
             nc=NC,
             space=space,
-            out=out / f"search{wtag}",
+            stage_weights=weights,
+            init="damo-nano" if args.init else None,
+            out=out / f"search_{tag}",
             progress=True,
         )
         return {"arch": res.arch, "score": res.score, "report": res.report, "best": res.best}
 
-    tag = f"p{args.population}_i{args.iterations}_s{args.seed}{wtag}"
     res = cached(out, f"search_{tag}", do_search)  # reused when this search already ran
     found_cost = measure_cost(res["arch"], args.imgsz)
-    arch_yaml = out / f"search{wtag}" / "arch.yaml"  # trained as a user would: --model arch.yaml
-    nano_score = entropy_score(
-        meta_detector(nano).backbone, args.imgsz, repeats=args.init_repeats, seed=args.seed
-    )["score"]
+    arch_yaml = out / f"search_{tag}" / "arch.yaml"  # trained as a user would: --model arch.yaml
+
+    def score(arch: dict) -> float:
+        bb = meta_detector(arch).backbone
+        return entropy_score(
+            bb, args.imgsz, stage_weights=weights, repeats=args.init_repeats, seed=args.seed
+        )["score"]
 
     result = {
-        "imgsz": args.imgsz,
-        "budget_gflops": nano_cost.gflops,
-        "space_widths": [list(w) for w in space.widths],
-        "search": {
-            "search_s": res["report"]["search_s"],
-            "evaluated": res["report"]["evaluated"],
-            "rejected": res["report"]["rejected"],
-            "population": args.population,
-            "iterations": args.iterations,
-        },
+        "settings": settings,
+        "tag": tag,
+        "search": {k: res["report"][k] for k in ("search_s", "evaluated", "feasible", "rejected")},
         "found": {
             "score": round(res["score"], 3),
             "gflops": found_cost.gflops,
             "params_deploy": found_cost.params_deploy,
+            "layers": found_cost.layers,
             "latency_ms_torch_1t": res["best"][0]["latency_ms"],
             "genome": res["best"][0]["genome"],
-            "stages": [
-                {k: st[k] for k in ("out", "depth", "kernel", "ratio")}
-                for st in res["arch"]["backbone"]["stages"]
-            ],
+            "neck": res["arch"]["neck"]["out"],
+            "head_width": res["arch"]["head"]["width"][0],
             "arch_yaml": str(arch_yaml),
         },
         "damo_nano": {
-            "score": round(nano_score, 3),
+            "score": round(score(nano), 3),
             "gflops": nano_cost.gflops,
             "params_deploy": nano_cost.params_deploy,
+            "layers": nano_cost.layers,
         },
         "epochs": args.epochs,
     }
     if args.epochs > 0:
         e = args.epochs
-        result["found"].update(
-            cached(
-                out,
-                f"found_{tag}_e{e}",
-                lambda: train_eval(str(arch_yaml), data, e, out / f"found{wtag}"),
-            )
-        )
-        result["damo_nano"].update(
-            cached(out, f"nano_e{e}", lambda: train_eval("damo-nano", data, e, out / "nano"))
-        )
+        seeds = [int(v) for v in args.train_seeds.split(",")]
+        for key, model, name in (
+            ("found", str(arch_yaml), f"found_{tag}"),
+            ("damo_nano", "damo-nano", "nano"),
+        ):
+            runs = []
+            for sd in seeds:
+                sfx = f"_s{sd}" if sd else ""  # seed 0 keeps the names of earlier runs
+                runs.append(
+                    cached(
+                        out,
+                        f"{name}_e{e}{sfx}" if key == "found" else f"nano_e{e}{sfx}",
+                        lambda m=model, n=name, sd=sd, sfx=sfx: train_eval(
+                            m, data, e, out / f"{n}{sfx}", seed=sd
+                        ),
+                    )
+                )
+            result[key]["runs"] = [dict(r, seed=sd) for r, sd in zip(runs, seeds, strict=True)]
+            for k in ("map", "map50"):
+                result[key][k] = round(sum(r[k] for r in runs) / len(runs), 4)
         result["goal_met"] = (
             result["found"]["map"] >= result["damo_nano"]["map"]
             and found_cost.gflops <= nano_cost.gflops
         )
 
     if args.tau_archs > 1:
-        rng = random.Random(args.seed + 1)
-        sampled, seen = [], set()
-        while len(sampled) < args.tau_archs:
-            g = space.sample(rng)
-            arch = space.arch(g, NC)
-            if g in seen or measure_cost(arch, args.imgsz).gflops > budget.flops:
-                continue
-            seen.add(g)
-            score = entropy_score(
-                meta_detector(arch).backbone,
-                args.imgsz,
-                repeats=args.init_repeats,
-                seed=args.seed,
-            )["score"]
-            sampled.append((arch, score))
+        # sampled from the same space under the same budget; the tag covers both
+        ttag = hashlib.sha1(
+            json.dumps([settings["space"], settings["budget"], args.seed], sort_keys=True).encode()
+        ).hexdigest()[:8]
         rows = []
-        for i, (arch, score) in enumerate(sampled):
+        for i, arch in enumerate(
+            _sample_archs(space, budget, args.tau_archs, args.seed, args.imgsz)
+        ):
             m = cached(
                 out,
-                f"tau_{i}_s{args.seed}_e{args.tau_epochs}{wtag}",
-                lambda a=arch, i=i: train_eval(a, data, args.tau_epochs, out / f"tau{wtag}_{i}"),
+                f"tau_{ttag}_{i}_e{args.tau_epochs}",
+                lambda a=arch, i=i: train_eval(a, data, args.tau_epochs, out / f"tau_{ttag}_{i}"),
             )
             rows.append(
                 {
-                    "score": round(score, 3),
+                    "score": round(score(arch), 3),
                     "gflops": measure_cost(arch, args.imgsz).gflops,
+                    "genome": genome_dict(genome_of(arch)),
                     **m,
                 }
             )

@@ -48,6 +48,21 @@ def test_shipped_recipes_are_the_four_named():
         ([{"export": ["onnx"]}], r"stage 1 \(export\): config must be a mapping"),
         ([{"export": {}, "bench": {}}], r"stage 1 must be a one-key mapping"),
         ([], r"'stages' must be a non-empty list"),
+        (
+            [
+                {
+                    "nas": {
+                        "budget": {"flops": 1.0},
+                        "space": {"template": "damo-nano", "kernel": [3]},
+                    }
+                }
+            ],
+            r"stage 1 \(nas\).*unknown key.*kernel",
+        ),
+        (
+            [{"nas": {"budget": {"flops": 1.0}, "space": {"template": "damo-x"}}}],
+            r"stage 1 \(nas\).*damo-x",
+        ),
     ],
 )
 def test_bad_recipes_name_file_and_stage(tmp_path, stages, match):
@@ -66,3 +81,10 @@ def test_unknown_top_level_key_and_missing_file(tmp_path):
     bad.write_text("stages: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_recipe(bad)
+
+
+def test_nas_stage_takes_a_template_space_and_seeds(tmp_path):
+    nas = {"budget": {"flops": 1.0, "layers": 29}, "init": ["damo-nano"]}
+    nas["space"] = {"template": "damo-nano", "kernels": [3]}
+    rec = load_recipe(_write(tmp_path, {"name": "nas", "stages": [{"nas": nas}]}))
+    assert rec.stages[0].name == "nas"

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from yoloslim.progress import progress_console
+
 __all__ = ["accuracy_aware", "discrepancy", "rank_sensitivity"]
 
 log = logging.getLogger(__name__)
@@ -139,5 +141,5 @@ def _track(items: list, enabled: bool, label: str):
         return
     from rich.progress import Progress
 
-    with Progress() as bar:
+    with Progress(console=progress_console()) as bar:
         yield from bar.track(items, description=label)

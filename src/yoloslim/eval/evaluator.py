@@ -10,6 +10,7 @@ import torch
 
 from yoloslim.eval.coco import coco_map
 from yoloslim.eval.postprocess import postprocess, scale_boxes
+from yoloslim.progress import progress_console
 
 __all__ = ["evaluate"]
 
@@ -97,5 +98,6 @@ def _progress(loader: Any, enabled: bool) -> Iterator[Any]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    with Progress(TextColumn("[bold]val"), BarColumn(), MofNCompleteColumn()) as bar:
+    bar_columns = (TextColumn("[bold]val"), BarColumn(), MofNCompleteColumn())
+    with Progress(*bar_columns, console=progress_console()) as bar:
         yield from bar.track(loader, total=len(loader))

@@ -29,6 +29,7 @@ from yoloslim.nas.budget import Budget, Cost, CostModel
 from yoloslim.nas.latency import LatencySettings, measure_latency_ms
 from yoloslim.nas.score import DEFAULT_STAGE_WEIGHTS, entropy_score
 from yoloslim.nas.space import Genome, SearchSpace, genome_dict, genome_of, resolve_arch
+from yoloslim.progress import progress_console
 
 __all__ = ["SearchResult", "search", "search_from_dict", "Evaluator"]
 
@@ -415,7 +416,6 @@ class _progress:
     def __enter__(self) -> _Bar:
         if not self.enabled:
             return _Bar(None, None)
-        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -432,7 +432,7 @@ class _progress:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=progress_console(),
         )
         self.progress.start()
         return _Bar(self.progress, self.progress.add_task("nas", total=self.total))

@@ -33,6 +33,7 @@ from yoloslim.eval.evaluator import evaluate
 from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
+from yoloslim.progress import progress_console
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import Optimizer, TrainConfig, config_from_dict
 from yoloslim.train.ema import ModelEMA
@@ -411,7 +412,6 @@ def train(
 def _progress(enabled: bool, title: str, total: int):
     if not enabled:
         return contextlib.nullcontext(None)
-    from rich import get_console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -422,7 +422,8 @@ def _progress(enabled: bool, title: str, total: int):
     from rich.table import Column
 
     # on a narrow terminal the losses (long with the kd_* terms) give way, not the epoch
-    room = max(16, get_console().width - len(title) - 2 - 20 - 2 * len(str(total)) - 1 - 7 - 4)
+    console = progress_console()
+    room = max(16, console.width - len(title) - 2 - 20 - 2 * len(str(total)) - 1 - 7 - 4)
     return Progress(
         TextColumn(f"[bold]{title}", table_column=Column(no_wrap=True, min_width=len(title) + 2)),
         BarColumn(bar_width=20, table_column=Column(min_width=20)),
@@ -432,4 +433,5 @@ def _progress(enabled: bool, title: str, total: int):
             "{task.fields[losses]}",
             table_column=Column(no_wrap=True, overflow="ellipsis", max_width=room),
         ),
+        console=console,
     )
