@@ -275,3 +275,13 @@ def test_cli_nas_init_and_keep_neck(tmp_path):
     assert report["init"][0]["name"] == "damo-nano"
     assert report["best"][0]["score"] >= report["init"][0]["score"]
     assert main([*args, "--keep-neck", "--out", str(out)]) == 2  # --keep-neck needs --init
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_latency_on_the_deploy_runtimes(runtime):
+    pytest.importorskip(runtime)
+    settings = LatencySettings(runtime=runtime, warmup=1, runs=2)
+    ms = ys.nas.measure_latency_ms(SEED_ARCH, IMGSZ, settings)
+    assert math.isfinite(ms) and ms > 0
+    with pytest.raises(ConfigError, match="runtime='tflite'"):
+        LatencySettings(runtime="tflite")

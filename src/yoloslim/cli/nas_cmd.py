@@ -27,7 +27,9 @@ def nas(
     seed: int = typer.Option(0, help="Random seed (search and score)."),
     init_repeats: int = typer.Option(3, help="Random initialisations the score averages."),
     nc: int = typer.Option(80, help="Classes of the detector (head FLOPs/params)."),
-    latency_runtime: str = typer.Option("torch", help="torch or onnxruntime (in-process)."),
+    latency_runtime: str = typer.Option(
+        "torch", help="torch, onnxruntime or openvino (in-process)."
+    ),
     latency_threads: int = typer.Option(1, help="Threads for latency measurements."),
     init: list[str] = typer.Option(
         None,

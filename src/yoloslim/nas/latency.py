@@ -10,6 +10,10 @@ candidate would cost more than the measurement). Two runtimes:
   ONNX Runtime with ``threads`` intra-op threads and spinning disabled, so its thread
   pool does not disturb the search process (FIELD_NOTES.md). Export takes seconds
   per candidate.
+- ``"openvino"``: the same ONNX graph converted by ``openvino.convert_model`` and
+  compiled for the CPU with ``threads`` inference threads and the latency hint --
+  the runtime the ``cpu-int8`` recipe deploys to, at the precision its plugin picks
+  (bf16 on AMX/AVX512-BF16 CPUs, f32 elsewhere).
 
 The median of ``runs`` timed calls after ``warmup`` untimed ones, batch 1; the
 search caches the result per architecture.
@@ -32,7 +36,7 @@ from yoloslim.models.detector import Detector
 
 __all__ = ["LatencySettings", "measure_latency_ms"]
 
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class LatencySettings:
     """How candidate latency is measured.
 
     Attributes:
-        runtime: ``"torch"`` or ``"onnxruntime"``.
+        runtime: ``"torch"``, ``"onnxruntime"`` or ``"openvino"``.
         threads: intra-op threads of the runtime.
         warmup: untimed calls before timing.
         runs: timed calls; the median is reported.
@@ -88,20 +92,23 @@ def _torch_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
         torch.set_num_threads(threads)
 
 
+def _export_onnx(arch: dict, x: torch.Tensor, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _deploy(arch), (x,), str(path), input_names=["images"], opset_version=18, dynamo=True
+        )
+
+
 def _onnxruntime_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
     try:
         import onnxruntime as ort
     except ImportError as e:
         raise ConfigError("latency runtime 'onnxruntime' needs: pip install onnxruntime") from e
-    model = _deploy(arch)
     x = torch.randn(1, 3, imgsz, imgsz)
     with tempfile.TemporaryDirectory(prefix="yoloslim-nas-") as tmp:
         path = Path(tmp) / "candidate.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model, (x,), str(path), input_names=["images"], opset_version=18, dynamo=True
-            )
+        _export_onnx(arch, x, path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = settings.threads
         opts.inter_op_num_threads = 1
@@ -111,8 +118,26 @@ def _onnxruntime_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
     return _time(lambda: sess.run(None, feed), settings)
 
 
+def _openvino_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise ConfigError("latency runtime 'openvino' needs: pip install openvino") from e
+    x = torch.randn(1, 3, imgsz, imgsz)
+    with tempfile.TemporaryDirectory(prefix="yoloslim-nas-") as tmp:
+        path = Path(tmp) / "candidate.onnx"
+        _export_onnx(arch, x, path)
+        config = {"INFERENCE_NUM_THREADS": settings.threads, "PERFORMANCE_HINT": "LATENCY"}
+        compiled = ov.Core().compile_model(ov.convert_model(str(path)), "CPU", config)
+    request = compiled.create_infer_request()
+    feed = x.numpy()
+    return _time(lambda: request.infer({0: feed}), settings)
+
+
 def measure_latency_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
     """Median batch-1 latency (ms) of ``arch`` at ``imgsz`` with ``settings``."""
     if settings.runtime == "onnxruntime":
         return _onnxruntime_ms(arch, imgsz, settings)
+    if settings.runtime == "openvino":
+        return _openvino_ms(arch, imgsz, settings)
     return _torch_ms(arch, imgsz, settings)
