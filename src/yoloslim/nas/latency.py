@@ -92,12 +92,22 @@ def _torch_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
         torch.set_num_threads(threads)
 
 
-def _export_onnx(arch: dict, x: torch.Tensor, path: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            _deploy(arch), (x,), str(path), input_names=["images"], opset_version=18, dynamo=True
-        )
+def _onnx_session(arch: dict, imgsz: int, load):
+    """``(load(path_of_the_candidate_onnx), input)``; the ONNX file is gone afterwards."""
+    x = torch.randn(1, 3, imgsz, imgsz)
+    with tempfile.TemporaryDirectory(prefix="yoloslim-nas-") as tmp:
+        path = Path(tmp) / "candidate.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _deploy(arch),
+                (x,),
+                str(path),
+                input_names=["images"],
+                opset_version=18,
+                dynamo=True,
+            )
+        return load(str(path)), x.numpy()
 
 
 def _onnxruntime_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
@@ -105,16 +115,14 @@ def _onnxruntime_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
         import onnxruntime as ort
     except ImportError as e:
         raise ConfigError("latency runtime 'onnxruntime' needs: pip install onnxruntime") from e
-    x = torch.randn(1, 3, imgsz, imgsz)
-    with tempfile.TemporaryDirectory(prefix="yoloslim-nas-") as tmp:
-        path = Path(tmp) / "candidate.onnx"
-        _export_onnx(arch, x, path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = settings.threads
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    feed = {sess.get_inputs()[0].name: x.numpy()}
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = settings.threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess, x = _onnx_session(
+        arch, imgsz, lambda p: ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"])
+    )
+    feed = {sess.get_inputs()[0].name: x}
     return _time(lambda: sess.run(None, feed), settings)
 
 
@@ -123,15 +131,12 @@ def _openvino_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
         import openvino as ov
     except ImportError as e:
         raise ConfigError("latency runtime 'openvino' needs: pip install openvino") from e
-    x = torch.randn(1, 3, imgsz, imgsz)
-    with tempfile.TemporaryDirectory(prefix="yoloslim-nas-") as tmp:
-        path = Path(tmp) / "candidate.onnx"
-        _export_onnx(arch, x, path)
-        config = {"INFERENCE_NUM_THREADS": settings.threads, "PERFORMANCE_HINT": "LATENCY"}
-        compiled = ov.Core().compile_model(ov.convert_model(str(path)), "CPU", config)
+    config = {"INFERENCE_NUM_THREADS": settings.threads, "PERFORMANCE_HINT": "LATENCY"}
+    compiled, x = _onnx_session(
+        arch, imgsz, lambda p: ov.Core().compile_model(ov.convert_model(p), "CPU", config)
+    )
     request = compiled.create_infer_request()
-    feed = x.numpy()
-    return _time(lambda: request.infer({0: feed}), settings)
+    return _time(lambda: request.infer({0: x}), settings)
 
 
 def measure_latency_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
