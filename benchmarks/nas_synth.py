@@ -70,6 +70,11 @@ def train_eval(model, data: Path, epochs: int, out: Path, seed: int = 0) -> dict
     }
 
 
+def _tag(obj, n: int) -> str:
+    """Short stable name of JSON-able settings, for the cache files of the runs they make."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
+
+
 def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(","))
 
@@ -175,7 +180,7 @@ def main() -> None:
         "seed": args.seed,
         "init": ["damo-nano"] if args.init else [],
     }
-    tag = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+    tag = _tag(settings, 10)
 
     def do_search() -> dict:
         res = ys.search(
@@ -240,7 +245,7 @@ def main() -> None:
                 runs.append(
                     cached(
                         out,
-                        f"{name}_e{e}{sfx}" if key == "found" else f"nano_e{e}{sfx}",
+                        f"{name}_e{e}{sfx}",
                         lambda m=model, n=name, sd=sd, sfx=sfx: train_eval(
                             m, data, e, out / f"{n}{sfx}", seed=sd
                         ),
@@ -256,9 +261,7 @@ def main() -> None:
 
     if args.tau_archs > 1:
         # sampled from the same space under the same budget; the tag covers both
-        ttag = hashlib.sha1(
-            json.dumps([settings["space"], settings["budget"], args.seed], sort_keys=True).encode()
-        ).hexdigest()[:8]
+        ttag = _tag([settings["space"], settings["budget"], args.seed], 8)
         rows = []
         for i, arch in enumerate(
             _sample_archs(space, budget, args.tau_archs, args.seed, args.imgsz, nano)
