@@ -149,6 +149,11 @@ def main() -> None:
         "0: none",
     )
     ap.add_argument(
+        "--effectiveness",
+        help="bound on DeepMAD's effectiveness rho (Budget.effectiveness): a number, or 'nano' "
+        "for damo-nano's (0.766); default: none",
+    )
+    ap.add_argument(
         "--keep-neck",
         action="store_true",
         help="keep damo-nano's neck and head, search the backbone only (DAMO-YOLO style)",
@@ -166,12 +171,18 @@ def main() -> None:
     nano = get_arch("damo-nano", NC)
     nano_cost = measure_cost(nano, args.imgsz)
     layers = nano_cost.layers if args.layers < 0 else (args.layers or None)
-    budget = Budget(flops=nano_cost.gflops, layers=layers)
+    rho = nano_cost.effectiveness if args.effectiveness == "nano" else args.effectiveness
+    budget = Budget(
+        flops=nano_cost.gflops, layers=layers, effectiveness=None if rho is None else float(rho)
+    )
     space = _space(args, nano)
     weights = _floats(args.stage_weights)
+    budget_d = budget.to_dict()
+    if budget.effectiveness is None:  # keeps the tags of runs from before this budget existed
+        del budget_d["effectiveness"]
     settings = {
         "imgsz": args.imgsz,
-        "budget": budget.to_dict(),
+        "budget": budget_d,
         "space": space.to_dict(),
         "stage_weights": list(weights),
         "population": args.population,
@@ -218,6 +229,7 @@ def main() -> None:
             "gflops": found_cost.gflops,
             "params_deploy": found_cost.params_deploy,
             "layers": found_cost.layers,
+            "effectiveness": round(found_cost.effectiveness, 4),
             "latency_ms_torch_1t": res["best"][0]["latency_ms"],
             "genome": res["best"][0]["genome"],
             "neck": res["arch"]["neck"]["out"],
@@ -229,6 +241,7 @@ def main() -> None:
             "gflops": nano_cost.gflops,
             "params_deploy": nano_cost.params_deploy,
             "layers": nano_cost.layers,
+            "effectiveness": round(nano_cost.effectiveness, 4),
         },
         "epochs": args.epochs,
     }

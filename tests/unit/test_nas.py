@@ -9,6 +9,7 @@ import random
 import pytest
 import torch
 import yaml
+from torch import nn
 
 import yoloslim as ys
 from yoloslim.bench.flops import model_profile
@@ -99,6 +100,24 @@ def test_costs_equal_model_profile_exactly():
         assert cost.params_deploy == prof["params_deploy"]
 
 
+def test_effectiveness_is_depth_over_geometric_mean_width():
+    """DeepMAD's rho from the deploy model's own convs, stage by stage, equals the cost's."""
+    for arch in (get_arch("damo-nano", 3), _arch([8, 16, 32, 48, 64], [2, 1, 2, 1], kernel=5)):
+        model = build_model(arch).eval()
+        model.fuse()
+        logs, rhos = [], []
+        for stage in model.backbone.stages:
+            logs += [math.log(m.out_channels) for m in stage.modules() if isinstance(m, nn.Conv2d)]
+            rhos.append(len(logs) / math.exp(sum(logs) / len(logs)))
+        cost = measure_cost(arch, 64)
+        assert cost.layers == len(logs)
+        assert cost.effectiveness == pytest.approx(max(rhos), rel=1e-12)
+    deeper = measure_cost(_arch([8, 16, 32, 48, 64], [2, 2, 2, 2]), 64).effectiveness
+    base = measure_cost(_arch([8, 16, 32, 48, 64], [1, 1, 1, 1]), 64).effectiveness
+    wider = measure_cost(_arch([16, 32, 48, 64, 96], [1, 1, 1, 1]), 64).effectiveness
+    assert deeper > base > wider
+
+
 # -- budgets ------------------------------------------------------------------------------------
 
 
@@ -113,6 +132,8 @@ def test_bad_budgets_raise_clear_errors():
         search(imgsz=IMGSZ, budget=Budget(flops=1e-5), space=SPACE, nc=2)
     with pytest.raises(ConfigError, match="params=0.001 M"):
         search(imgsz=IMGSZ, budget=Budget(params=0.001, layers=3), space=SPACE, nc=2)
+    with pytest.raises(ConfigError, match=r"effectiveness=0.001 \(widest, shallowest"):
+        search(imgsz=IMGSZ, budget=Budget(effectiveness=0.001), space=SPACE, nc=2)
     with pytest.raises(ConfigError, match="imgsz"):
         search(imgsz=100, budget=Budget(flops=1.0), space=SPACE)
     with pytest.raises(ConfigError, match="unknown key"):
@@ -144,6 +165,18 @@ def test_search_is_deterministic_and_meets_its_budgets(found):
         assert entry["latency_ms"] > 0  # measured for the report
     scores = [x["score"] for x in a.best]
     assert scores == sorted(scores, reverse=True) and a.score == scores[0]
+
+
+def test_effectiveness_budget_is_met_even_when_the_smallest_network_breaks_it():
+    small = measure_cost(SPACE.arch(SPACE.smallest(), 2), IMGSZ).effectiveness
+    wide = measure_cost(SPACE.arch(SPACE.widest_shallowest(), 2), IMGSZ).effectiveness
+    assert wide < small
+    rho = (wide + small) / 2  # the thin smallest network is over this bound
+    res = _small_search(budget=Budget(effectiveness=rho), iterations=20)
+    assert res.report["rejected"]["effectiveness"] > 0
+    for entry in res.best:
+        assert entry["effectiveness"] <= rho
+        assert measure_cost(entry["arch"], IMGSZ).effectiveness == entry["effectiveness"]
 
 
 def test_latency_budget_rejects_slow_candidates_and_caches(monkeypatch):
@@ -202,6 +235,15 @@ def test_cli_nas_writes_arch_and_report(tmp_path):
     assert out.exists() and (tmp_path / "nas_report.json").exists()
     build_model(out)
     assert main(["nas", "--imgsz", "64", "--budget-flops", "0.00001", "--out", str(out)]) == 2
+    wide = SearchSpace().arch(SearchSpace().widest_shallowest(), 2)
+    rho = round(2 * measure_cost(wide, 64).effectiveness, 3)
+    args = ["nas", "--imgsz", "64", "--budget-effectiveness", str(rho), "--nc", "2"]
+    rc = main([*args, "--iterations", "2", "--population", "2", "--init-repeats", "1",
+               "--out", str(out), "--json", str(tmp_path / "r.json")])  # fmt: skip
+    assert rc == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["budget"]["effectiveness"] == rho
+    assert all(b["effectiveness"] <= rho for b in report["best"])
 
 
 # -- template and seeds -------------------------------------------------------------------------

@@ -22,6 +22,11 @@ def nas(
         None, help="Latency budget in ms, measured on this machine (see --latency-runtime)."
     ),
     budget_layers: int = typer.Option(None, help="Budget of conv layers in the deploy backbone."),
+    budget_effectiveness: float = typer.Option(
+        None,
+        help="Bound on DeepMAD's effectiveness rho (backbone depth / geometric-mean width, "
+        "worst stage): keeps the score from buying depth with thin layers. damo-nano: 0.77.",
+    ),
     iterations: int = typer.Option(300, help="Mutations tried."),
     population: int = typer.Option(32, help="Candidates kept."),
     seed: int = typer.Option(0, help="Random seed (search and score)."),
@@ -78,17 +83,20 @@ def nas(
             params=budget_params,
             latency_ms=budget_latency,
             layers=budget_layers,
+            effectiveness=budget_effectiveness,
         ),
         dict(
             flops="budget_flops",
             params="budget_params",
             latency_ms="budget_latency",
             layers="budget_layers",
+            effectiveness="budget_effectiveness",
         ),
     )
     if not budget:
         raise ConfigError(
-            "give a budget: --budget-flops, --budget-params, --budget-latency or --budget-layers"
+            "give a budget: --budget-flops, --budget-params, --budget-latency, --budget-layers "
+            "or --budget-effectiveness"
         )
     settings["budget"] = budget
     settings["latency"] = layered(
@@ -115,6 +123,7 @@ def _table(best: list[dict]) -> None:
         "GFLOPs",
         "params (M)",
         "layers",
+        "rho",
         "latency ms",
         "widths",
         "depths",
@@ -127,6 +136,7 @@ def _table(best: list[dict]) -> None:
             f"{b['gflops']:.3f}",
             f"{b['params_deploy'] / 1e6:.3f}",
             str(b["layers"]),
+            f"{b['effectiveness']:.3f}",
             f"{b['latency_ms']:.2f}" if b["latency_ms"] is not None else "-",
             "/".join(str(g["out"]) for g in b["genome"]),
             "/".join(str(g["depth"]) for g in b["genome"]),

@@ -1,4 +1,5 @@
-"""Budgets of the search and the exact cost of a candidate (FLOPs, parameters, layers).
+"""Budgets of the search and the exact cost of a candidate (FLOPs, parameters, layers,
+effectiveness).
 
 FLOPs and parameters are those of :func:`yoloslim.bench.flops.model_profile` for the
 deploy (re-parameterised) form -- the network that ships -- counted with
@@ -39,6 +40,12 @@ class Budget:
         params: millions of parameters of the deploy form.
         latency_ms: median latency measured on this machine (see :class:`LatencyProbe`).
         layers: conv layers of the deploy-form backbone (each RepConv counts once).
+        effectiveness: DeepMAD's network effectiveness ``rho`` (Shen et al., CVPR 2023, the
+            MAE-DET authors' follow-up): for the first ``L_i`` deploy-form backbone convs, up
+            to the end of stage ``i``, ``rho_i = L_i / geometric mean of their output
+            widths``; the cost is ``max_i rho_i``. The entropy score grows with every layer
+            added, so without a bound it favours deep, thin backbones; DeepMAD bounds
+            ``rho`` to keep depth in proportion to width. TinyNAS calls it ``efficient_score``.
 
     Example:
         >>> Budget(flops=1.0, params=1.7)
@@ -48,6 +55,7 @@ class Budget:
     params: float | None = None
     latency_ms: float | None = None
     layers: int | None = None
+    effectiveness: float | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -61,11 +69,14 @@ class Budget:
         if self.layers is not None and int(self.layers) != self.layers:
             raise ConfigError(f"budget layers={self.layers!r} must be an integer")
         if all(getattr(self, f.name) is None for f in dataclasses.fields(self)):
-            raise ConfigError("budget: give at least one of flops, params, latency_ms, layers")
+            raise ConfigError(
+                "budget: give at least one of flops, params, latency_ms, layers, effectiveness"
+            )
 
     @classmethod
     def from_dict(cls, d: dict) -> Budget:
-        """Build from ``{"flops": G, "params": M, "latency_ms": MS, "layers": N}``; unknown keys raise."""
+        """Build from ``{"flops": G, "params": M, "latency_ms": MS, "layers": N,
+        "effectiveness": RHO}``; unknown keys raise."""
         return from_mapping(cls, d, "budget")
 
     def to_dict(self) -> dict:
@@ -80,6 +91,8 @@ class Budget:
             over.append("params")
         if self.layers is not None and cost.layers > self.layers:
             over.append("layers")
+        if self.effectiveness is not None and cost.effectiveness > self.effectiveness:
+            over.append("effectiveness")
         if self.latency_ms is not None and latency_ms is not None and latency_ms > self.latency_ms:
             over.append("latency_ms")
         return over
@@ -87,12 +100,19 @@ class Budget:
 
 @dataclass(frozen=True)
 class Cost:
-    """Exact static cost of one architecture (deploy form unless named otherwise)."""
+    """Exact static cost of one architecture (deploy form unless named otherwise).
+
+    ``log_width`` is the sum of ``log(output channels)`` over the counted backbone convs;
+    ``effectiveness`` is :attr:`Budget.effectiveness`'s ``max_i rho_i`` (set by
+    :class:`CostModel` on whole networks; 0 on parts).
+    """
 
     flops: int
     params: int
     params_deploy: int
     layers: int
+    log_width: float = 0.0
+    effectiveness: float = 0.0
 
     @property
     def gflops(self) -> float:
@@ -108,6 +128,8 @@ class Cost:
             self.params + other.params,
             self.params_deploy + other.params_deploy,
             self.layers + other.layers,
+            self.log_width + other.log_width,
+            max(self.effectiveness, other.effectiveness),
         )
 
 
@@ -159,8 +181,9 @@ def _part_cost(part: nn.Module, inputs, count_layers: bool) -> Cost:
     part.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         part(inputs)
-    layers = sum(isinstance(m, nn.Conv2d) for m in part.modules()) if count_layers else 0
-    return Cost(fc.get_total_flops(), params, count_params(part), layers)
+    convs = [m for m in part.modules() if isinstance(m, nn.Conv2d)] if count_layers else []
+    log_width = sum(math.log(c.out_channels) for c in convs)
+    return Cost(fc.get_total_flops(), params, count_params(part), len(convs), log_width)
 
 
 class CostModel:
@@ -199,17 +222,21 @@ class CostModel:
         if "layers" in a:
             raise ConfigError("CostModel: archs with a per-layer 'layers' record are not supported")
         size, c, total = self.BASE, 3, Cost(0, 0, 0, 0)
-        sizes, chans = [], []
+        sizes, chans, rho = [], [], 0.0
         for spec in a["backbone"]["stages"]:
             total = total + self._stage(c, spec, size, a["act"])
+            if total.layers:  # rho_i over the convs from the input to the end of stage i
+                rho = max(rho, total.layers / math.exp(total.log_width / total.layers))
             size = -(-size // spec["stride"])
             c = spec["out"]
             sizes.append(size)
             chans.append(c)
         idx = a["backbone"]["out_indices"]
-        return total + self._neck_head(a, [chans[i] for i in idx], [sizes[i] for i in idx])
+        total = total + self._neck_head(a, [chans[i] for i in idx], [sizes[i] for i in idx])
+        return dataclasses.replace(total, effectiveness=rho)
 
 
 def measure_cost(arch: dict, imgsz: int) -> Cost:
-    """FLOPs, parameters (training and deploy form) and backbone layers of ``arch`` at ``imgsz``."""
+    """FLOPs, parameters (training and deploy form), backbone layers and effectiveness of
+    ``arch`` at ``imgsz``."""
     return CostModel(imgsz)(arch)

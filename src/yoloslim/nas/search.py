@@ -1,6 +1,8 @@
-"""Evolutionary zero-shot search (MAE-NAS) under FLOPs, parameter, layer and latency budgets.
+"""Evolutionary zero-shot search (MAE-NAS) under FLOPs, parameter, layer, effectiveness and
+latency budgets.
 
-The population starts from the smallest network of the space plus random
+The population starts from the seeds (``init``), the smallest network of the space (or,
+when it is too thin for an effectiveness budget, the widest and shallowest) and random
 candidates that fit the budgets. Each iteration mutates a random member; a child
 over any budget is rejected (static costs first, latency -- measured, cached --
 only when those pass), otherwise it is scored with the MAE-DET entropy score and
@@ -93,7 +95,13 @@ class Evaluator:
         self.latency = latency
         self.seen: dict[Genome, _Candidate | None] = {}
         self.latencies: dict[Genome, float] = {}
-        self.rejected = {"flops": 0, "params": 0, "layers": 0, "latency_ms": 0}
+        self.rejected = {
+            "flops": 0,
+            "params": 0,
+            "layers": 0,
+            "effectiveness": 0,
+            "latency_ms": 0,
+        }
         self.latency_s = 0.0
         self.costs = CostModel(imgsz)
 
@@ -153,6 +161,10 @@ def _check_smallest(ev: Evaluator) -> None:
         msgs.append(f"params={b.params} M (smallest: {cost.params_deploy / 1e6:.4g} M)")
     if b.layers is not None and cost.layers > b.layers:
         msgs.append(f"layers={b.layers} (smallest: {cost.layers})")
+    if b.effectiveness is not None:
+        rho = ev.cost(ev.space.widest_shallowest()).effectiveness
+        if rho > b.effectiveness:
+            msgs.append(f"effectiveness={b.effectiveness} (widest, shallowest network: {rho:.4g})")
     if b.latency_ms is not None and not msgs:
         lat = ev.latency_of(small)
         if lat > b.latency_ms:
@@ -206,7 +218,7 @@ def search(
 
     Args:
         imgsz: input size the FLOPs, latency and score are computed at.
-        budget: upper bounds (FLOPs, params, measured latency, layers).
+        budget: upper bounds (FLOPs, params, measured latency, layers, effectiveness).
         space: the search space (default :class:`SearchSpace`).
         population: candidates kept (the best ones).
         iterations: mutations tried (a rejected or already seen child still counts).
@@ -346,9 +358,12 @@ def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, _Candidate]]:
 def _initial_population(
     ev: Evaluator, rng: random.Random, size: int, seeds: list[tuple[str, _Candidate]]
 ) -> list[_Candidate]:
-    smallest = ev(ev.space.smallest())
-    assert smallest is not None  # _check_smallest passed
-    pop = [c for _, c in seeds if c.genome != smallest.genome] + [smallest]
+    pop = [c for _, c in seeds]
+    # the smallest network meets every static budget but effectiveness (it is thin), so
+    # under an effectiveness budget the widest, shallowest one stands in for it
+    first = ev(ev.space.smallest()) or ev(ev.space.widest_shallowest())
+    if first is not None and all(c.genome != first.genome for c in pop):
+        pop.append(first)
     for _ in range(10 * size):
         if len(pop) >= size:
             break
@@ -358,6 +373,12 @@ def _initial_population(
         cand = ev(g)
         if cand is not None:
             pop.append(cand)
+    if not pop:
+        raise ConfigError(
+            f"no network of the search space met every budget ({ev.budget.to_dict()}) in "
+            f"{len(ev.seen)} tries: the budgets conflict (an effectiveness bound asks for "
+            "width that a FLOPs or params bound forbids?); loosen one, or pass --init"
+        )
     pop.sort(key=lambda c: -c.score)
     return pop
 
@@ -372,6 +393,7 @@ def _entry(rank: int, c: _Candidate) -> dict:
         "params": c.cost.params,
         "params_deploy": c.cost.params_deploy,
         "layers": c.cost.layers,
+        "effectiveness": c.cost.effectiveness,
         "latency_ms": c.latency_ms,
         "genome": genome_dict(c.genome),
         "arch": c.arch,

@@ -227,6 +227,13 @@ class SearchSpace:
         """The cheapest network of the space (minimum of every gene)."""
         return tuple(tuple(c[0] for c in self._choices(i)) for i in range(5))  # type: ignore[misc]
 
+    def widest_shallowest(self) -> Genome:
+        """Maximum widths and ratios, minimum depths and kernels: the least deep for its
+        width, so (about) the lowest effectiveness ``rho`` the space can reach."""
+        return tuple(
+            (w[-1], d[0], k[0], r[-1]) for w, d, k, r in (self._choices(i) for i in range(5))
+        )  # type: ignore[return-value]
+
     def sample(self, rng: random.Random, scale: float | None = None) -> Genome:
         """A random genome; ``scale`` in [0, 1] caps each gene at that fraction of its range.
 
