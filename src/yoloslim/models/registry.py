@@ -14,7 +14,7 @@ from yoloslim.errors import ModelError
 from yoloslim.models.arch import apply_layers, load_arch_yaml, validate_arch
 from yoloslim.models.detector import Detector
 
-__all__ = ["register_model", "list_models", "get_arch", "build_model"]
+__all__ = ["register_model", "list_models", "get_arch", "arch_from", "build_model"]
 
 _REGISTRY: dict[str, Callable[[], dict]] = {}
 
@@ -45,6 +45,16 @@ def get_arch(name: str, nc: int = 80) -> dict:
     return validate_arch(arch)
 
 
+def arch_from(model: str | dict | Path, nc: int = 80) -> dict:
+    """The validated arch dict of an arch dict, an arch YAML path or a registered name
+    (``nc`` applies to a registered name only)."""
+    if isinstance(model, dict):
+        return validate_arch(model)
+    if isinstance(model, Path) or str(model).endswith((".yaml", ".yml")):
+        return load_arch_yaml(model)
+    return get_arch(str(model), nc)
+
+
 def build_model(
     model: str | dict | Path, *, nc: int | None = None, names: list[str] | None = None
 ) -> Detector:
@@ -63,12 +73,7 @@ def build_model(
     """
     if nc is None and names is not None:
         nc = len(names)
-    if isinstance(model, dict):
-        arch = validate_arch(model)
-    elif isinstance(model, Path) or str(model).endswith((".yaml", ".yml")):
-        arch = load_arch_yaml(model)
-    else:
-        arch = get_arch(str(model), nc or 80)
+    arch = arch_from(model, nc or 80)
     if nc is not None and nc != arch["nc"]:
         arch["nc"] = nc
         arch.pop("layers", None)

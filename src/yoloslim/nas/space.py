@@ -326,18 +326,15 @@ def resolve_arch(item, nc: int = 80) -> tuple[dict, str]:
     """``(arch dict, label)`` of a registered model name, an arch YAML path or an arch dict."""
     from pathlib import Path
 
-    from yoloslim.models.arch import load_arch_yaml, validate_arch
-    from yoloslim.models.registry import get_arch, list_models
+    from yoloslim.models.registry import arch_from, list_models
 
-    if isinstance(item, dict):
-        return validate_arch(item), str(item.get("name", "arch"))
-    if isinstance(item, Path) or str(item).endswith((".yaml", ".yml")):
-        return load_arch_yaml(item), str(item)
-    if isinstance(item, str) and item in list_models():
-        return get_arch(item, nc), item
-    raise ConfigError(
-        f"{item!r}: not a registered model ({', '.join(list_models())}) nor an arch .yaml"
-    )
+    is_file = isinstance(item, Path) or str(item).endswith((".yaml", ".yml"))
+    if not (isinstance(item, dict) or is_file or (isinstance(item, str) and item in list_models())):
+        raise ConfigError(
+            f"{item!r}: not a registered model ({', '.join(list_models())}) nor an arch .yaml"
+        )
+    label = str(item.get("name", "arch")) if isinstance(item, dict) else str(item)
+    return arch_from(item, nc), label
 
 
 def genome_dict(genome: Genome) -> list[dict]:
