@@ -177,6 +177,10 @@ def test_effectiveness_budget_is_met_even_when_the_smallest_network_breaks_it():
     for entry in res.best:
         assert entry["effectiveness"] <= rho
         assert measure_cost(entry["arch"], IMGSZ).effectiveness == entry["effectiveness"]
+    # only the smallest network fits these FLOPs, and it is too thin for rho: a clear error
+    flops = measure_cost(SPACE.arch(SPACE.smallest(), 2), IMGSZ).gflops
+    with pytest.raises(ConfigError, match="budgets conflict"):
+        _small_search(budget=Budget(flops=flops, effectiveness=rho))
 
 
 def test_latency_budget_rejects_slow_candidates_and_caches(monkeypatch):
