@@ -6,8 +6,8 @@
 2. Train the found arch and damo-nano with the same recipe (benchmarks/common.py
    ``train_config``, seeds ``--train-seeds``) on the synthetic set; validate both.
 3. Kendall tau between the entropy score and the trained mAP over ``--tau-archs``
-   architectures sampled from the same space under the same budget, each trained
-   ``--tau-epochs`` epochs.
+   architectures sampled from the same space under the same budget (``--tau-with-nano``:
+   and damo-nano), each trained ``--tau-epochs`` epochs.
 
 Goal (issue 8): searched arch mAP >= damo-nano's at <= its FLOPs; tau as measured.
 Heavy: run it alone. Each step's result is kept in ``OUT/<step>.json`` (named by a hash of
@@ -130,6 +130,11 @@ def main() -> None:
         "--tau-archs", type=int, default=6, help="sampled archs for Kendall tau (0: skip)"
     )
     ap.add_argument("--tau-epochs", type=int, default=6)
+    ap.add_argument(
+        "--tau-with-nano",
+        action="store_true",
+        help="add damo-nano itself to the tau archs (it is within its own budget)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--widths",
@@ -276,16 +281,21 @@ def main() -> None:
         # sampled from the same space under the same budget; the tag covers both
         ttag = _tag([settings["space"], settings["budget"], args.seed], 8)
         rows = []
-        for i, arch in enumerate(
-            _sample_archs(space, budget, args.tau_archs, args.seed, args.imgsz, nano)
-        ):
+        archs = _sample_archs(space, budget, args.tau_archs, args.seed, args.imgsz, nano)
+        names = [f"tau_{ttag}_{i}" for i in range(len(archs))]
+        if args.tau_with_nano and budget.violations(nano_cost):
+            ap.error(f"--tau-with-nano: damo-nano is over the budget {budget_d}")
+        if args.tau_with_nano:  # its own name: damo-nano's run does not depend on the space
+            archs, names = [*archs, nano], [*names, "tau_nano"]
+        for arch, name in zip(archs, names, strict=True):
             m = cached(
                 out,
-                f"tau_{ttag}_{i}_e{args.tau_epochs}",
-                lambda a=arch, i=i: train_eval(a, data, args.tau_epochs, out / f"tau_{ttag}_{i}"),
+                f"{name}_e{args.tau_epochs}",
+                lambda a=arch, n=name: train_eval(a, data, args.tau_epochs, out / n),
             )
             rows.append(
                 {
+                    "name": "damo-nano" if name == "tau_nano" else name,
                     "score": round(score(arch), 3),
                     "gflops": measure_cost(arch, args.imgsz).gflops,
                     "genome": genome_dict(genome_of(arch)),
