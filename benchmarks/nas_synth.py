@@ -177,9 +177,11 @@ def main() -> None:
     nano_cost = measure_cost(nano, args.imgsz)
     layers = nano_cost.layers if args.layers < 0 else (args.layers or None)
     rho = nano_cost.effectiveness if args.effectiveness == "nano" else args.effectiveness
-    budget = Budget(
-        flops=nano_cost.gflops, layers=layers, effectiveness=None if rho is None else float(rho)
-    )
+    try:
+        rho = None if rho is None else float(rho)
+    except ValueError:
+        ap.error(f"--effectiveness {args.effectiveness!r}: give a number or 'nano'")
+    budget = Budget(flops=nano_cost.gflops, layers=layers, effectiveness=rho)
     space = _space(args, nano)
     weights = _floats(args.stage_weights)
     budget_d = budget.to_dict()
@@ -283,9 +285,9 @@ def main() -> None:
         rows = []
         archs = _sample_archs(space, budget, args.tau_archs, args.seed, args.imgsz, nano)
         names = [f"tau_{ttag}_{i}" for i in range(len(archs))]
-        if args.tau_with_nano and budget.violations(nano_cost):
-            ap.error(f"--tau-with-nano: damo-nano is over the budget {budget_d}")
         if args.tau_with_nano:  # its own name: damo-nano's run does not depend on the space
+            if budget.violations(nano_cost):
+                ap.error(f"--tau-with-nano: damo-nano is over the budget {budget_d}")
             archs, names = [*archs, nano], [*names, "tau_nano"]
         for arch, name in zip(archs, names, strict=True):
             m = cached(
