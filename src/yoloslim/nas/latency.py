@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from yoloslim.errors import ConfigError
+from yoloslim.export.onnx import OPSET
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
 
@@ -104,7 +105,7 @@ def _onnx_session(arch: dict, imgsz: int, load):
                 (x,),
                 str(path),
                 input_names=["images"],
-                opset_version=18,
+                opset_version=OPSET,
                 dynamo=True,
             )
         return load(str(path)), x.numpy()
