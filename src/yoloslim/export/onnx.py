@@ -21,7 +21,7 @@ import torch
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata
 
-__all__ = ["export_onnx", "onnx_file", "OPSET"]
+__all__ = ["export_onnx", "onnx_file", "torch_onnx", "OPSET"]
 
 log = logging.getLogger(__name__)
 OPSET = 18
@@ -32,6 +32,34 @@ def _require(module: str, extra: str = "onnx"):
         return __import__(module)
     except ImportError as e:
         raise ExportError(f"{module} is not installed: pip install 'yoloslim[{extra}]'") from e
+
+
+def torch_onnx(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    path: Path,
+    *,
+    output_names: list[str] | None = None,
+    dynamic_shapes=None,
+) -> None:
+    """``torch.onnx.export`` as yoloslim calls it: the torch.export-based exporter at
+    :data:`OPSET`, input "images", one self-contained file, and quiet (no per-step
+    progress lines, no warnings about the torchvision ops yoloslim does not use)."""
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (x,),
+            path,
+            input_names=["images"],
+            output_names=output_names,
+            opset_version=OPSET,
+            dynamo=True,
+            dynamic_shapes=dynamic_shapes,
+            external_data=False,
+            verbose=False,
+        )
 
 
 def export_onnx(ctx: ExportContext) -> Path:
@@ -59,23 +87,8 @@ def write_onnx(ctx: ExportContext, path: Path) -> Path:
     x = ctx.example()
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=256)},) if ctx.dynamic else None
     tmp = path.with_name(f".{path.name}.tmp")
-    # the exporter warns once per missing torchvision op; yoloslim uses none of them
-    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (x,),
-                tmp,
-                input_names=["images"],
-                output_names=["preds"],
-                opset_version=OPSET,
-                dynamo=True,
-                dynamic_shapes=dynamic_shapes,
-                external_data=False,
-                verbose=False,
-            )
+        torch_onnx(model, x, tmp, output_names=["preds"], dynamic_shapes=dynamic_shapes)
         proto = onnx.load(tmp)
         proto = onnxslim.slim(proto)
         for k, v in artifact_metadata(ctx).items():

@@ -5,8 +5,9 @@ candidate would cost more than the measurement). Two runtimes:
 
 - ``"torch"`` (default): the deploy-form (fused) eager model, ``torch.inference_mode``,
   ``threads`` intra-op threads.
-- ``"onnxruntime"``: the deploy-form model exported with ``torch.onnx.export``
-  (torch.export-based exporter, opset 18, as :mod:`yoloslim.export.onnx`) and run by
+- ``"onnxruntime"``: the deploy-form model exported by
+  :func:`yoloslim.export.onnx.torch_onnx` (the exporter call ``yoloslim export`` makes,
+  without its onnxslim pass) and run by
   ONNX Runtime with ``threads`` intra-op threads and spinning disabled, so its thread
   pool does not disturb the search process (FIELD_NOTES.md). Export takes seconds
   per candidate.
@@ -24,14 +25,13 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from yoloslim.errors import ConfigError
-from yoloslim.export.onnx import OPSET
+from yoloslim.export.onnx import torch_onnx
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
 
@@ -98,16 +98,7 @@ def _onnx_session(arch: dict, imgsz: int, load):
     x = torch.randn(1, 3, imgsz, imgsz)
     with tempfile.TemporaryDirectory(prefix="yoloslim-nas-") as tmp:
         path = Path(tmp) / "candidate.onnx"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                _deploy(arch),
-                (x,),
-                str(path),
-                input_names=["images"],
-                opset_version=OPSET,
-                dynamo=True,
-            )
+        torch_onnx(_deploy(arch), x, path)
         return load(str(path)), x.numpy()
 
 
