@@ -5,6 +5,9 @@
    backbone only; ``--init`` seeds the population with damo-nano.
 2. Train the found arch and damo-nano with the same recipe (benchmarks/common.py
    ``train_config``, seeds ``--train-seeds``) on the synthetic set; validate both.
+   ``--latency nano`` adds a measured-latency budget: damo-nano's latency (slowest of 5) on
+   ``--latency-runtime`` (DAMO-YOLO searches under a latency budget); the found arch and
+   damo-nano are then timed again, interleaved, and their medians and ratio reported.
 3. Kendall tau between the entropy score and the trained mAP over ``--tau-archs``
    architectures sampled from the same space under the same budget (``--tau-with-nano``:
    and damo-nano), each trained ``--tau-epochs`` epochs.
@@ -21,6 +24,7 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -33,7 +37,16 @@ from common import cached, synthetic_data, train_config
 
 import yoloslim as ys
 from yoloslim.models.registry import get_arch
-from yoloslim.nas import Budget, SearchSpace, entropy_score, genome_dict, genome_of, measure_cost
+from yoloslim.nas import (
+    Budget,
+    LatencySettings,
+    SearchSpace,
+    entropy_score,
+    genome_dict,
+    genome_of,
+    measure_cost,
+    measure_latency_ms,
+)
 from yoloslim.nas.budget import meta_detector
 
 NC = 4
@@ -159,6 +172,14 @@ def main() -> None:
         "for damo-nano's (0.766); default: none",
     )
     ap.add_argument(
+        "--latency",
+        help="latency budget (ms), or 'nano' for damo-nano's slowest of 5 measurements; "
+        "default: none",
+    )
+    ap.add_argument(
+        "--latency-runtime", default="torch", help="torch, onnxruntime or openvino (1 thread)"
+    )
+    ap.add_argument(
         "--keep-neck",
         action="store_true",
         help="keep damo-nano's neck and head, search the backbone only (DAMO-YOLO style)",
@@ -181,12 +202,28 @@ def main() -> None:
         rho = None if rho is None else float(rho)
     except ValueError:
         ap.error(f"--effectiveness {args.effectiveness!r}: give a number or 'nano'")
+    latency = LatencySettings(runtime=args.latency_runtime)
+    if args.latency not in (None, "nano"):
+        try:
+            float(args.latency)
+        except ValueError:
+            ap.error(f"--latency {args.latency!r}: give milliseconds or 'nano'")
+
+    def nano_latency_ms() -> float:
+        """The slowest of 5 measurements: the top of damo-nano's own noise band, so that
+        damo-nano meets its own budget when the search measures it once more."""
+        return max(measure_latency_ms(nano, args.imgsz, latency) for _ in range(5))
+
     budget = Budget(flops=nano_cost.gflops, layers=layers, effectiveness=rho)
     space = _space(args, nano)
     weights = _floats(args.stage_weights)
     budget_d = budget.to_dict()
     if budget.effectiveness is None:  # keeps the tags of runs from before this budget existed
         del budget_d["effectiveness"]
+    static_budget_d = dict(budget_d)
+    if args.latency:  # the spec, not the measured number, names the run (the number is noisy)
+        budget_d["latency_ms"] = args.latency
+        budget_d["latency"] = dataclasses.asdict(latency)
     settings = {
         "imgsz": args.imgsz,
         "budget": budget_d,
@@ -201,9 +238,13 @@ def main() -> None:
     tag = _tag(settings, 10)
 
     def do_search() -> dict:
+        lat_ms = None
+        if args.latency:
+            lat_ms = nano_latency_ms() if args.latency == "nano" else float(args.latency)
         res = ys.search(
             imgsz=args.imgsz,
-            budget=budget,
+            budget=dataclasses.replace(budget, latency_ms=lat_ms),
+            latency=latency,
             population=args.population,
             iterations=args.iterations,
             seed=args.seed,
@@ -237,7 +278,8 @@ def main() -> None:
             "params_deploy": found_cost.params_deploy,
             "layers": found_cost.layers,
             "effectiveness": round(found_cost.effectiveness, 4),
-            "latency_ms_torch_1t": res["best"][0]["latency_ms"],
+            "latency_ms": res["best"][0]["latency_ms"],
+            "latency_runtime": f"{latency.runtime}, {latency.threads} thread",
             "genome": res["best"][0]["genome"],
             "neck": res["arch"]["neck"]["out"],
             "head_width": res["arch"]["head"]["width"][0],
@@ -252,6 +294,18 @@ def main() -> None:
         },
         "epochs": args.epochs,
     }
+    if args.latency:
+        result["search"]["latency_budget_ms"] = res["report"]["budget"]["latency_ms"]
+        # both timed again in this process, interleaved, so drift hits them alike
+        times: dict[str, list[float]] = {"found": [], "damo_nano": []}
+        for _ in range(5):
+            for key, arch in (("found", res["arch"]), ("damo_nano", nano)):
+                times[key].append(measure_latency_ms(arch, args.imgsz, latency))
+        for key, ts in times.items():
+            result[key]["latency_ms_median"] = round(sorted(ts)[2], 3)
+        result["latency_ratio_found_to_nano"] = round(
+            result["found"]["latency_ms_median"] / result["damo_nano"]["latency_ms_median"], 3
+        )
     if args.epochs > 0:
         e = args.epochs
         seeds = [int(v) for v in args.train_seeds.split(",")]
@@ -281,7 +335,8 @@ def main() -> None:
 
     if args.tau_archs > 1:
         # sampled from the same space under the same budget; the tag covers both
-        ttag = _tag([settings["space"], settings["budget"], args.seed], 8)
+        # sampled under the static budgets only (latency is not measured for them)
+        ttag = _tag([settings["space"], static_budget_d, args.seed], 8)
         rows = []
         archs = _sample_archs(space, budget, args.tau_archs, args.seed, args.imgsz, nano)
         names = [f"tau_{ttag}_{i}" for i in range(len(archs))]
