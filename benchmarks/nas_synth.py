@@ -160,6 +160,11 @@ def main() -> None:
         "--stage-weights", default="0,0,1,1,6", help="alpha_i of the score (DAMO-YOLO: 0,0,1,1,16)"
     )
     ap.add_argument(
+        "--score-method",
+        default="gaussian",
+        help="gaussian (MAE-DET's random forward) or analytic (TinyNAS madnas closed form)",
+    )
+    ap.add_argument(
         "--layers",
         type=int,
         default=-1,
@@ -235,6 +240,8 @@ def main() -> None:
         "seed": args.seed,
         "init": ["damo-nano"] if args.init else [],
     }
+    if args.score_method != "gaussian":  # absent from the tags of runs from before the option
+        settings["score_method"] = args.score_method
     tag = _tag(settings, 10)
 
     def do_search() -> dict:
@@ -253,6 +260,7 @@ def main() -> None:
             space=space,
             stage_weights=weights,
             init="damo-nano" if args.init else None,
+            score_method=args.score_method,
             out=out / f"search_{tag}",
             progress=True,
         )
@@ -265,7 +273,12 @@ def main() -> None:
     def score(arch: dict) -> float:
         bb = meta_detector(arch).backbone
         return entropy_score(
-            bb, args.imgsz, stage_weights=weights, repeats=args.init_repeats, seed=args.seed
+            bb,
+            args.imgsz,
+            stage_weights=weights,
+            repeats=args.init_repeats,
+            seed=args.seed,
+            method=args.score_method,
         )["score"]
 
     result = {

@@ -60,12 +60,13 @@ def test_score_is_deterministic_for_a_seed():
     assert _score(arch, seed=3) != _score(arch, seed=4)
 
 
-def test_wider_and_deeper_score_higher_at_the_same_layout():
+@pytest.mark.parametrize("method", ["gaussian", "analytic"])
+def test_wider_and_deeper_score_higher_at_the_same_layout(method):
     base = _arch([16, 16, 32, 48, 64], [1, 1, 1, 1])
     wider = _arch([16, 32, 64, 96, 128], [1, 1, 1, 1])
     deeper = _arch([16, 16, 32, 48, 64], [2, 2, 2, 2])
-    assert _score(wider) > _score(base)
-    assert _score(deeper) > _score(base)
+    assert _score(wider, method=method) > _score(base, method=method)
+    assert _score(deeper, method=method) > _score(base, method=method)
 
 
 def test_stem_stage_score_matches_the_gaussian_analysis():
@@ -79,6 +80,27 @@ def test_stem_stage_score_matches_the_gaussian_analysis():
         sum(a * v for a, v in zip([0, 0, 1, 1, 6], s["stages"], strict=True))
     )
     assert all(b > a for a, b in zip(s["stages"], s["stages"][1:], strict=False))
+
+
+def test_analytic_score_is_the_closed_form_of_the_gaussian_one():
+    # closed form: exactly log(sqrt(27)) + log(C_0) for the stem, no seed, no spread
+    arch = _arch([16, 16, 32, 48, 64], [1, 1, 1, 1])
+    bb = meta_detector(arch).backbone
+    an = entropy_score(bb, 128, method="analytic")
+    assert an["stages"][0] == pytest.approx(0.5 * math.log(27) + math.log(16), abs=1e-9)
+    assert an["std"] == 0 and entropy_score(bb, 128, method="analytic", seed=5) == an
+    # the Gaussian forward measures the same stds (less the zero-padded borders): within 3 %
+    # per arch, and it ranks sampled archs the same way
+    rng = random.Random(0)
+    archs = [SPACE.arch(SPACE.sample(rng), 2) for _ in range(8)]
+    g = [entropy_score(meta_detector(a).backbone, 128, repeats=2, batch=2)["score"] for a in archs]
+    a = [entropy_score(meta_detector(a).backbone, 128, method="analytic")["score"] for a in archs]
+    assert all(abs(x - y) < 0.03 * y for x, y in zip(g, a, strict=True))
+    pairs = [(i, j) for i in range(8) for j in range(i + 1, 8)]
+    concordant = sum((g[i] - g[j]) * (a[i] - a[j]) > 0 for i, j in pairs)
+    assert concordant >= 0.9 * len(pairs)
+    with pytest.raises(ConfigError, match="score method='entropy'"):
+        entropy_score(bb, 128, method="entropy")
 
 
 def test_score_rejects_mismatched_stage_weights():
@@ -167,6 +189,16 @@ def test_search_is_deterministic_and_meets_its_budgets(found):
     assert scores == sorted(scores, reverse=True) and a.score == scores[0]
 
 
+def test_analytic_search_is_seed_free_in_its_score_and_reported():
+    res = _small_search(seed=1, score_method="analytic")
+    assert res.report["score_method"] == "analytic" and "closed form" in res.report["score"]
+    best = meta_detector(res.arch).backbone
+    assert res.score == entropy_score(best, IMGSZ, method="analytic")["score"]
+    assert all(e["gflops"] <= 0.03 and e["params_deploy"] <= 0.25e6 for e in res.best)
+    with pytest.raises(ConfigError, match="score_method='fast'"):
+        _small_search(score_method="fast")
+
+
 def test_effectiveness_budget_is_met_even_when_the_smallest_network_breaks_it():
     small = measure_cost(SPACE.arch(SPACE.smallest(), 2), IMGSZ).effectiveness
     wide = measure_cost(SPACE.arch(SPACE.widest_shallowest(), 2), IMGSZ).effectiveness
@@ -248,6 +280,11 @@ def test_cli_nas_writes_arch_and_report(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["budget"]["effectiveness"] == rho
     assert all(b["effectiveness"] <= rho for b in report["best"])
+    rc = main([*args, "--iterations", "2", "--population", "2", "--score-method", "analytic",
+               "--out", str(out), "--json", str(tmp_path / "a.json")])  # fmt: skip
+    assert rc == 0
+    assert json.loads((tmp_path / "a.json").read_text())["score_method"] == "analytic"
+    assert main([*args, "--score-method", "fast", "--out", str(out)]) == 2
 
 
 # -- template and seeds -------------------------------------------------------------------------

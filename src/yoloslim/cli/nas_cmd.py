@@ -31,6 +31,11 @@ def nas(
     population: int = typer.Option(32, help="Candidates kept."),
     seed: int = typer.Option(0, help="Random seed (search and score)."),
     init_repeats: int = typer.Option(3, help="Random initialisations the score averages."),
+    score_method: str = typer.Option(
+        "gaussian",
+        help="gaussian (MAE-DET's random forward) or analytic (TinyNAS madnas closed form: "
+        "no randomness; the score ~100x faster to compute).",
+    ),
     nc: int = typer.Option(80, help="Classes of the detector (head FLOPs/params)."),
     latency_runtime: str = typer.Option(
         "torch", help="torch, onnxruntime or openvino (in-process)."
@@ -65,6 +70,7 @@ def nas(
         seed=seed,
         init_repeats=init_repeats,
         nc=nc,
+        score_method=score_method,
     )
     settings = layered(ctx, load_mapping(config, "search settings") if config else None, flags)
     if init:
