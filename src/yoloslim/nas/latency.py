@@ -1,7 +1,7 @@
 """Measured latency of a candidate, for latency budgets.
 
 Measured in-process (a search scores hundreds of candidates; a worker process per
-candidate would cost more than the measurement). Two runtimes:
+candidate would cost more than the measurement). Three runtimes:
 
 - ``"torch"`` (default): the deploy-form (fused) eager model, ``torch.inference_mode``,
   ``threads`` intra-op threads.
