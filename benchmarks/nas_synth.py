@@ -29,6 +29,7 @@ import hashlib
 import itertools
 import json
 import random
+import statistics
 import time
 from pathlib import Path
 
@@ -315,7 +316,7 @@ def main() -> None:
             for key, arch in (("found", res["arch"]), ("damo_nano", nano)):
                 times[key].append(measure_latency_ms(arch, args.imgsz, latency))
         for key, ts in times.items():
-            result[key]["latency_ms_median"] = round(sorted(ts)[2], 3)
+            result[key]["latency_ms_median"] = round(statistics.median(ts), 3)
         result["latency_ratio_found_to_nano"] = round(
             result["found"]["latency_ms_median"] / result["damo_nano"]["latency_ms_median"], 3
         )

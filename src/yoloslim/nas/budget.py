@@ -3,9 +3,10 @@ effectiveness).
 
 FLOPs and parameters are those of :func:`yoloslim.bench.flops.model_profile` for the
 deploy (re-parameterised) form -- the network that ships -- counted with
-``FlopCounterMode`` on meta-device builds (no weights allocated, no arithmetic),
-part by part with a cache (:class:`CostModel`); tests check the sums against
-``model_profile`` of the whole model.
+``FlopCounterMode`` part by part on small CPU builds (each part run at 32 px and
+scaled) with a cache (:class:`CostModel`); tests check the sums against
+``model_profile`` of the whole model. (Meta-device builds were measured slower: the
+device context and the meta kernels cost more in Python than the 32 px arithmetic.)
 """
 
 from __future__ import annotations
