@@ -192,6 +192,8 @@ def test_search_is_deterministic_and_meets_its_budgets(found):
 def test_analytic_search_is_seed_free_in_its_score_and_reported():
     res = _small_search(seed=1, score_method="analytic")
     assert res.report["score_method"] == "analytic" and "closed form" in res.report["score"]
+    # no random weights, no Gaussian input: the report does not claim settings it ignored
+    assert res.report["init_repeats"] is None and res.report["score_batch"] is None
     best = meta_detector(res.arch).backbone
     assert res.score == entropy_score(best, IMGSZ, method="analytic")["score"]
     assert all(e["gflops"] <= 0.03 and e["params_deploy"] <= 0.25e6 for e in res.best)
@@ -237,6 +239,7 @@ def test_real_latency_is_measured_under_a_latency_budget():
     )
     assert all(0 < e["latency_ms"] <= 1e4 for e in res.best)
     assert res.report["latency"]["runtime"] == "torch"
+    assert res.report["init_repeats"] == 2 and res.report["score_method"] == "gaussian"
 
 
 # -- outputs ------------------------------------------------------------------------------------

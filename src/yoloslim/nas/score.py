@@ -49,10 +49,14 @@ from yoloslim.errors import ConfigError
 from yoloslim.models.backbone import Backbone, ResStage, Stage
 from yoloslim.models.blocks import BasicBlock, ConvBNAct, CSPStage, RepConv
 
-__all__ = ["DEFAULT_STAGE_WEIGHTS", "SCORE_METHODS", "entropy_score", "stage_scores"]
+__all__ = ["DEFAULT_STAGE_WEIGHTS", "SCORE_METHODS", "SCORE_TEXT", "entropy_score", "stage_scores"]
 
 DEFAULT_STAGE_WEIGHTS = (0.0, 0.0, 1.0, 1.0, 6.0)
-SCORE_METHODS = ("gaussian", "analytic")
+SCORE_TEXT = {  # what each method computes, for reports
+    "gaussian": "MAE-DET entropy (N(0,1) weights, BN and activations skipped, Gaussian input)",
+    "analytic": "MAE-DET entropy, closed form (log sqrt(fan_in) per conv, as TinyNAS madnas)",
+}
+SCORE_METHODS = tuple(SCORE_TEXT)
 
 
 class _Walker:

@@ -29,7 +29,7 @@ from yoloslim.fileio import atomic_write_text
 from yoloslim.models.backbone import Backbone
 from yoloslim.nas.budget import Budget, Cost, CostModel
 from yoloslim.nas.latency import LatencySettings, measure_latency_ms
-from yoloslim.nas.score import DEFAULT_STAGE_WEIGHTS, SCORE_METHODS, entropy_score
+from yoloslim.nas.score import DEFAULT_STAGE_WEIGHTS, SCORE_METHODS, SCORE_TEXT, entropy_score
 from yoloslim.nas.space import Genome, SearchSpace, genome_dict, genome_of, resolve_arch
 from yoloslim.progress import progress_console
 
@@ -312,11 +312,12 @@ def search(
         "population": population,
         "iterations": iterations,
         "seed": seed,
-        "init_repeats": init_repeats,
-        "score_batch": score_batch,
+        # the closed form draws no weights and feeds no input: these do not apply to it
+        "init_repeats": init_repeats if score_method == "gaussian" else None,
+        "score_batch": score_batch if score_method == "gaussian" else None,
         "stage_weights": list(stage_weights),
         "score_method": score_method,
-        "score": _SCORE_TEXT[score_method],
+        "score": SCORE_TEXT[score_method],
         "latency": {**dataclasses.asdict(latency), "batch": 1, "measured": len(ev.latencies)},
         "init": [
             {"name": label, "score": c.score, "gflops": c.cost.gflops, "layers": c.cost.layers}
@@ -474,11 +475,6 @@ class _progress:
         if self.progress is not None:
             self.progress.stop()
 
-
-_SCORE_TEXT = {
-    "gaussian": "MAE-DET entropy (N(0,1) weights, BN and activations skipped, Gaussian input)",
-    "analytic": "MAE-DET entropy, closed form (log sqrt(fan_in) per conv, as TinyNAS madnas)",
-}
 
 _DICT_KEYS = {
     "imgsz",
