@@ -296,3 +296,15 @@ def test_cli_distill(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["distill"]["loss"] == "at" and report["distill"]["progressive"] is True
     assert load_checkpoint(out / "last.pt")[0].nc == 2
+
+
+def test_training_keeps_nchw_where_cpu_onednn_crashes_in_nhwc():
+    # torch 2.13 CPU: NHWC backward of a 1x1 stride-2 conv with < 16 input channels segfaults
+    # on AVX-512 CPUs; these tests' 8-channel archs hit it, damo-* (>= 16 channels) do not
+    from yoloslim.train.trainer import _nhwc_safe
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not _nhwc_safe(build_model(STUDENT, nc=2), cpu)
+    assert _nhwc_safe(build_model(STUDENT, nc=2), cuda)
+    assert _nhwc_safe(build_model("damo-nano", nc=2), cpu)
+    assert _nhwc_safe(nn.Sequential(nn.Conv2d(8, 16, 3, stride=2)), cpu)

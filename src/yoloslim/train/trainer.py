@@ -83,6 +83,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _nhwc_safe(net: nn.Module, device: torch.device) -> bool:
+    """False where torch 2.13's CPU oneDNN crashes in NHWC: the backward of a 1x1 stride-2
+    conv with fewer than 16 input channels segfaults on AVX-512 CPUs (brgconv_strided,
+    e.g. 8 -> 16 channels at batch 3; NCHW and ONEDNN_MAX_CPU_ISA=AVX2 run it)."""
+    if device.type != "cpu":
+        return True
+    return not any(
+        isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+        and m.in_channels < 16
+        for m in net.modules()
+    )  # fmt: skip
+
+
 def _seed_all(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -222,7 +235,8 @@ def train(
     _seed_all(cfg.seed)
     net = _prepare_model(state["arch"] if state else model, data_cfg.names).to(device)
     # NHWC lets oneDNN/cuDNN pick faster conv kernels (about +25 % img/s on this CPU)
-    net = net.to(memory_format=torch.channels_last)
+    fmt = torch.channels_last if _nhwc_safe(net, device) else torch.contiguous_format
+    net = net.to(memory_format=fmt)
     if state:
         net.load_state_dict(state["train_state"]["raw_state_dict"])
     criterion = DetectionLoss(net.nc, net.reg_max, net.strides, cfg.loss)
@@ -297,7 +311,7 @@ def train(
                 for grp in optimizer.param_groups:
                     grp["lr"] = lr
                 imgs = imgs.to(device, non_blocking=True).float().div_(255)
-                imgs = imgs.contiguous(memory_format=torch.channels_last)
+                imgs = imgs.contiguous(memory_format=fmt)
                 ctx = (
                     torch.autocast("cuda", dtype=torch.float16)
                     if use_amp
