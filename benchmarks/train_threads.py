@@ -52,7 +52,7 @@ def worker(model: str, epochs: int, threads: int, workers: int, out: Path) -> di
         "torch_threads": torch.get_num_threads(),
         "workers": workers,
         "epoch_s": epoch_s,
-        "epoch_s_median": statistics.median(epoch_s[1:] or epoch_s),
+        "epoch_s_median": round(statistics.median(epoch_s[1:] or epoch_s), 2),
         "train_s": round(time.time() - t0, 1),
     }
 
