@@ -139,6 +139,12 @@ def main() -> None:
     ap.add_argument("--population", type=int, default=32)
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--init-repeats", type=int, default=3)
+    ap.add_argument(
+        "--polish",
+        type=int,
+        default=0,
+        help="rounds of steepest ascent over the best's one- and two-gene neighbours (0: none)",
+    )
     ap.add_argument("--epochs", type=int, default=8, help="epochs for the found arch and damo-nano")
     ap.add_argument(
         "--tau-archs", type=int, default=6, help="sampled archs for Kendall tau (0: skip)"
@@ -243,6 +249,8 @@ def main() -> None:
     }
     if args.score_method != "gaussian":  # absent from the tags of runs from before the option
         settings["score_method"] = args.score_method
+    if args.polish:  # likewise: the runs from before polishing existed had none
+        settings["polish"] = args.polish
     tag = _tag(settings, 10)
 
     def do_search() -> dict:
@@ -262,6 +270,7 @@ def main() -> None:
             stage_weights=weights,
             init="damo-nano" if args.init else None,
             score_method=args.score_method,
+            polish=args.polish,
             out=out / f"search_{tag}",
             progress=True,
         )
@@ -285,7 +294,10 @@ def main() -> None:
     result = {
         "settings": settings,
         "tag": tag,
-        "search": {k: res["report"][k] for k in ("search_s", "evaluated", "feasible", "rejected")},
+        "search": {
+            k: res["report"].get(k)
+            for k in ("search_s", "evaluated", "feasible", "rejected", "polish")
+        },
         "found": {
             "score": round(res["score"], 3),
             "gflops": found_cost.gflops,

@@ -189,6 +189,53 @@ def test_search_is_deterministic_and_meets_its_budgets(found):
     assert scores == sorted(scores, reverse=True) and a.score == scores[0]
 
 
+def test_neighbours_are_every_one_step_change_of_one_or_two_genes():
+    g = genome_of(_arch([8, 16, 32, 32, 48], [1, 2, 1, 2]))
+    ns = SPACE.neighbours(g)
+    assert len(ns) == len(set(ns)) and g not in ns
+    changed = []
+    for n in ns:
+        assert SPACE.contains(n)
+        diff = [(i, j) for i in range(5) for j in range(4) if n[i][j] != g[i][j]]
+        assert 1 <= len(diff) <= 2
+        for i, j in diff:  # one step along that gene's choices
+            choices = SPACE._choices(i)[j]
+            assert abs(choices.index(n[i][j]) - choices.index(g[i][j])) == 1
+        changed.append(len(diff))
+    singles = changed.count(1)
+    # the two-gene moves are every pair of single moves on different genes
+    moves = [n for n in ns if changed[ns.index(n)] == 1]
+    genes = [next((i, j) for i in range(5) for j in range(4) if m[i][j] != g[i][j]) for m in moves]
+    pairs = sum(a != b for k, a in enumerate(genes) for b in genes[k + 1 :])
+    assert changed.count(2) == pairs and singles == len(moves) > 0
+    # moving one block from stage 2 to stage 1 keeps the layer count: a two-gene move
+    swap = tuple((w, d + (i == 1) - (i == 2), k, r) for i, (w, d, k, r) in enumerate(g))
+    assert swap in ns
+
+
+def test_polish_climbs_to_the_best_feasible_neighbour_and_reports_it():
+    kw = dict(seed=1, score_method="analytic")  # closed form: cheap, so every neighbour is checked
+    plain = _small_search(polish=0, **kw)
+    res = _small_search(polish=1, **kw)
+    p, budget = res.report["polish"], Budget(flops=0.03, params=0.25)
+    assert plain.report["polish"]["evaluated"] == 0
+    assert p["score_before"] == plain.score  # the same evolution ran first
+    feasible = [
+        a
+        for a in (SPACE.arch(n, 2) for n in SPACE.neighbours(genome_of(plain.arch)))
+        if not budget.violations(measure_cost(a, IMGSZ))
+    ]
+    top = max(
+        entropy_score(meta_detector(a).backbone, IMGSZ, method="analytic")["score"]
+        for a in feasible
+    )
+    assert res.score == p["score_after"] == max(plain.score, top)
+    assert p["improved"] == int(top > plain.score) and p["evaluated"] > 0
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="polish="):
+            _small_search(polish=bad)
+
+
 def test_analytic_search_is_seed_free_in_its_score_and_reported():
     res = _small_search(seed=1, score_method="analytic")
     assert res.report["score_method"] == "analytic" and "closed form" in res.report["score"]

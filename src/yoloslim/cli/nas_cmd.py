@@ -29,6 +29,11 @@ def nas(
     ),
     iterations: int = typer.Option(300, help="Mutations tried."),
     population: int = typer.Option(32, help="Candidates kept."),
+    polish: int = typer.Option(
+        0,
+        help="Rounds of steepest ascent from the evolution's best over its one- and two-gene "
+        "neighbours (0: none).",
+    ),
     seed: int = typer.Option(0, help="Random seed (search and score)."),
     init_repeats: int = typer.Option(3, help="Random initialisations the score averages."),
     score_method: str = typer.Option(
@@ -71,6 +76,7 @@ def nas(
         init_repeats=init_repeats,
         nc=nc,
         score_method=score_method,
+        polish=polish,
     )
     settings = layered(ctx, load_mapping(config, "search settings") if config else None, flags)
     if init:

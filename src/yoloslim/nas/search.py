@@ -7,7 +7,10 @@ candidates that fit the budgets. Each iteration mutates a random member; a child
 over any budget is rejected (static costs first, latency -- measured, cached --
 only when those pass), otherwise it is scored with the MAE-DET entropy score and
 joins the population, which keeps the ``population`` best (so the best is never
-lost).
+lost). Optionally the best is then polished by steepest ascent over its neighbours
+(:meth:`SearchSpace.neighbours`: every one-step change of one gene or of two genes at
+once) for up to ``polish`` rounds: random mutation rarely tries the two-gene moves
+that a tight layer or FLOPs budget leaves as the only way up.
 """
 
 from __future__ import annotations
@@ -216,6 +219,7 @@ def search(
     name: str = "nas",
     init: str | Path | dict | Sequence[str | Path | dict] | None = None,
     score_method: str = "gaussian",
+    polish: int = 0,
 ) -> SearchResult:
     """Search the backbone stage list for the highest MAE-DET score within ``budget``.
 
@@ -247,6 +251,10 @@ def search(
             ``init_repeats``) or ``"analytic"`` (TinyNAS ``compute_madnas``'s closed
             form: no forward, no randomness, the score ~100x faster to compute; see
             :mod:`yoloslim.nas.score`).
+        polish: rounds of steepest ascent from the evolution's best over its one- and
+            two-gene neighbours (a few hundred candidates a round); stops early at a
+            local optimum. 0 (default): none. Each round costs about as much as that
+            many mutations, so a round is worth it when the budgets are tight.
 
     Returns:
         SearchResult; ``result.arch`` builds with ``yoloslim.build_model`` and trains
@@ -264,6 +272,8 @@ def search(
     space = space or SearchSpace()
     latency = latency or LatencySettings()
     _validate_args(imgsz, population, iterations, init_repeats, nc, top_k, score_batch)
+    if isinstance(polish, bool) or not isinstance(polish, int) or polish < 0:
+        raise ConfigError(f"polish={polish!r} must be an integer >= 0 (rounds; 0: none)")
     if len(stage_weights) != 5:
         raise ConfigError(f"stage_weights={list(stage_weights)!r} needs 5 entries (one per stage)")
     if score_method not in SCORE_METHODS:
@@ -299,6 +309,7 @@ def search(
                     pop.sort(key=lambda c: -c.score)
                     del pop[population:]
             bar.advance(pop[0].score, len(ev.seen))
+        polished = _polish(ev, pop[0], polish, bar)
     feasible = sorted((c for c in ev.seen.values() if c is not None), key=lambda c: -c.score)
     best = feasible[:top_k]
     for c in best:
@@ -327,6 +338,7 @@ def search(
         "feasible": len(feasible),
         "rejected": dict(ev.rejected),
         "duplicates": duplicates,
+        "polish": polished,
         "search_s": round(time.perf_counter() - t0, 2),
         "latency_s": round(ev.latency_s, 2),
         "best": [_entry(i, c) for i, c in enumerate(best)],
@@ -340,6 +352,25 @@ def search(
     if out is not None:
         result.artifacts = _write(out, best_arch, report)
     return result
+
+
+def _polish(ev: Evaluator, start: _Candidate, rounds: int, bar: _Bar) -> dict:
+    """Steepest ascent from ``start`` over :meth:`SearchSpace.neighbours`; what it did."""
+    n0, best, done = len(ev.seen), start, 0
+    for r in range(rounds):
+        bar.phase(f"nas polish {r + 1}/{rounds} | best {best.score:.2f}")
+        scored = [c for c in map(ev, ev.space.neighbours(best.genome)) if c is not None]
+        top = max(scored, key=lambda c: c.score, default=None)
+        if top is None or top.score <= best.score:
+            break
+        best, done = top, r + 1
+    return {
+        "rounds": rounds,
+        "improved": done,
+        "evaluated": len(ev.seen) - n0,
+        "score_before": start.score,
+        "score_after": best.score,
+    }
 
 
 def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, _Candidate]]:
@@ -440,6 +471,10 @@ class _Bar:
                 self.task, advance=1, description=f"nas best {best:.2f} | evaluated {evaluated}"
             )
 
+    def phase(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=text)
+
 
 class _progress:
     """A rich progress bar over the iterations, or nothing."""
@@ -492,6 +527,7 @@ _DICT_KEYS = {
     "name",
     "init",
     "score_method",
+    "polish",
 }
 
 

@@ -269,6 +269,36 @@ class SearchSpace:
             genes[i][j] = choices[min(max(cur + step, 0), len(choices) - 1)]
         return tuple(tuple(g) for g in genes)  # type: ignore[return-value]
 
+    def neighbours(self, genome: Genome) -> list[Genome]:
+        """Every genome one step away in one gene or in two genes at once (kernel: switch).
+
+        Two-gene moves matter under tight budgets: at a layer or FLOPs limit, moving a
+        block from one stage to another is two steps, and either step alone is over
+        budget, so single mutations cannot make it. Order is fixed (deterministic search).
+        """
+        singles: list[tuple[int, int, object]] = []  # (stage, gene, new value)
+        for i in range(5):
+            for j, choices in enumerate(self._choices(i)):
+                if genome[i][j] not in choices:
+                    continue
+                cur = choices.index(genome[i][j])
+                for k in (cur - 1, cur + 1):
+                    if 0 <= k < len(choices):
+                        singles.append((i, j, choices[k]))
+
+        def apply(moves) -> Genome:
+            genes = [list(g) for g in genome]
+            for i, j, v in moves:
+                genes[i][j] = v
+            return tuple(tuple(g) for g in genes)  # type: ignore[return-value]
+
+        out = [apply([m]) for m in singles]
+        for a in range(len(singles)):
+            for b in range(a + 1, len(singles)):
+                if singles[a][:2] != singles[b][:2]:  # two different genes
+                    out.append(apply([singles[a], singles[b]]))
+        return out
+
     def contains(self, genome: Genome) -> bool:
         """Whether every gene is one of the space's choices."""
         return len(genome) == 5 and all(
