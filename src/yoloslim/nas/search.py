@@ -252,9 +252,9 @@ def search(
             form: no forward, no randomness, the score ~100x faster to compute; see
             :mod:`yoloslim.nas.score`).
         polish: rounds of steepest ascent from the evolution's best over its one- and
-            two-gene neighbours (a few hundred candidates a round); stops early at a
-            local optimum. 0 (default): none. Each round costs about as much as that
-            many mutations, so a round is worth it when the budgets are tight.
+            two-gene neighbours; stops early at a local optimum. 0 (default): none. A
+            round scores up to a few hundred new candidates, as long as that many
+            mutations take.
 
     Returns:
         SearchResult; ``result.arch`` builds with ``yoloslim.build_model`` and trains
