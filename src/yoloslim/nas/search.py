@@ -184,7 +184,9 @@ def _check_smallest(ev: Evaluator) -> None:
         )
 
 
-def _validate_args(imgsz, population, iterations, init_repeats, nc, top_k, score_batch) -> None:
+def _validate_args(
+    imgsz, population, iterations, init_repeats, nc, top_k, score_batch, polish
+) -> None:
     if not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32:
         raise ConfigError(f"imgsz={imgsz!r} must be a positive multiple of 32")
     checks = (
@@ -194,6 +196,7 @@ def _validate_args(imgsz, population, iterations, init_repeats, nc, top_k, score
         ("nc", nc, 1),
         ("top_k", top_k, 1),
         ("score_batch", score_batch, 1),
+        ("polish", polish, 0),
     )
     for name, v, low in checks:
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
@@ -271,9 +274,7 @@ def search(
         raise ConfigError(f"budget must be a Budget, got {type(budget).__name__}")
     space = space or SearchSpace()
     latency = latency or LatencySettings()
-    _validate_args(imgsz, population, iterations, init_repeats, nc, top_k, score_batch)
-    if isinstance(polish, bool) or not isinstance(polish, int) or polish < 0:
-        raise ConfigError(f"polish={polish!r} must be an integer >= 0 (rounds; 0: none)")
+    _validate_args(imgsz, population, iterations, init_repeats, nc, top_k, score_batch, polish)
     if len(stage_weights) != 5:
         raise ConfigError(f"stage_weights={list(stage_weights)!r} needs 5 entries (one per stage)")
     if score_method not in SCORE_METHODS:
