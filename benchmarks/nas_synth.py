@@ -84,6 +84,27 @@ def train_eval(model, data: Path, epochs: int, out: Path, seed: int = 0) -> dict
     }
 
 
+def paired(a: list[float], b: list[float]) -> dict:
+    """Per-seed differences a - b: their mean, sample sd, paired t and how often a is ahead.
+
+    ``sd`` needs two seeds and ``t`` a nonzero sd; each is None otherwise.
+    """
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    if not diffs:
+        raise ValueError("paired: no runs to compare")
+    mean = statistics.fmean(diffs)
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else None
+    t = mean / (sd / len(diffs) ** 0.5) if sd else None
+    return {
+        "seeds": len(diffs),
+        "diffs": [round(d, 4) for d in diffs],
+        "diff_mean": round(mean, 4),
+        "diff_sd": None if sd is None else round(sd, 4),
+        "t": None if t is None else round(t, 2),
+        "ahead": sum(d > 0 for d in diffs),
+    }
+
+
 def _tag(obj, n: int) -> str:
     """Short stable name of JSON-able settings, for the cache files of the runs they make."""
     return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
@@ -354,6 +375,11 @@ def main() -> None:
             result[key]["runs"] = [dict(r, seed=sd) for r, sd in zip(runs, seeds, strict=True)]
             for k in ("map", "map50"):
                 result[key][k] = round(sum(r[k] for r in runs) / len(runs), 4)
+        # found - damo-nano, seed by seed (each pair trained with the same seed)
+        result["paired_map"] = paired(
+            [r["map"] for r in result["found"]["runs"]],
+            [r["map"] for r in result["damo_nano"]["runs"]],
+        )
         result["goal_met"] = (
             result["found"]["map"] >= result["damo_nano"]["map"]
             and found_cost.gflops <= nano_cost.gflops

@@ -1,0 +1,58 @@
+"""The statistics benchmarks/nas_synth.py reports: Kendall's tau-b and the paired comparison."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def nas_synth():
+    sys.path.insert(0, str(BENCH))  # nas_synth imports its sibling ``common``
+    try:
+        spec = importlib.util.spec_from_file_location("nas_synth", BENCH / "nas_synth.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(BENCH))
+    return mod
+
+
+def test_kendall_tau_orders(nas_synth):
+    assert nas_synth.kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert nas_synth.kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    # one discordant pair of six
+    assert nas_synth.kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(4 / 6)
+
+
+def test_kendall_tau_b_ties(nas_synth):
+    # x ties once: tau-b = (2 - 0) / sqrt((3 - 1) * (3 - 0))
+    assert nas_synth.kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / math.sqrt(6))
+    assert nas_synth.kendall_tau([5], [1]) is None
+    assert nas_synth.kendall_tau([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_paired(nas_synth):
+    got = nas_synth.paired([3.0, 5.0, 4.0], [1.0, 2.0, 3.0])
+    assert got["diffs"] == [2.0, 3.0, 1.0]
+    assert got["diff_mean"] == 2.0
+    assert got["diff_sd"] == 1.0
+    assert got["t"] == pytest.approx(2 * math.sqrt(3), abs=0.01)
+    assert (got["seeds"], got["ahead"]) == (3, 3)
+    behind = nas_synth.paired([1.0, 2.0], [2.0, 2.0])
+    assert (behind["ahead"], behind["diff_mean"]) == (0, -0.5)
+
+
+def test_paired_degenerate(nas_synth):
+    one = nas_synth.paired([0.5], [0.25])
+    assert (one["diff_sd"], one["t"]) == (None, None)
+    same = nas_synth.paired([0.5, 0.75], [0.25, 0.5])
+    assert same["t"] is None  # every difference equal: sd 0
+    with pytest.raises(ValueError, match="no runs"):
+        nas_synth.paired([], [])
+    with pytest.raises(ValueError):
+        nas_synth.paired([1.0, 2.0], [1.0])
