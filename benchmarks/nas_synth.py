@@ -4,7 +4,8 @@
    count (4 classes). ``--keep-neck`` keeps damo-nano's neck and head and searches the
    backbone only; ``--init`` seeds the population with damo-nano.
 2. Train the found arch and damo-nano with the same recipe (benchmarks/common.py
-   ``train_config``, seeds ``--train-seeds``) on the synthetic set; validate both.
+   ``train_config``, seeds ``--train-seeds``) on the synthetic set; validate both and
+   compare them seed by seed (``paired_map``: differences, their mean, sd and paired t).
    ``--latency nano`` adds a measured-latency budget: damo-nano's latency (slowest of 5) on
    ``--latency-runtime`` (DAMO-YOLO searches under a latency budget); the found arch and
    damo-nano are then timed again, interleaved, and their medians and ratio reported.
