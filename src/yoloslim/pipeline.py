@@ -381,10 +381,32 @@ def _stage_export(st: _State, cfg: ExportStage, data, out: Path, progress: bool)
     return {"model": st.model, "rows": rows, "report": res.report}
 
 
+def _exported_onnx(st: _State, imgsz: int | None) -> str | None:
+    """The static-batch ONNX an export stage already wrote of ``st.model`` at ``imgsz``
+    (None: the checkpoint's), so that quantize need not export the same graph again."""
+    if not st.model or Path(st.model).suffix != ".pt":
+        return None
+    import onnx
+
+    from yoloslim.models.checkpoint import read_checkpoint
+
+    want = imgsz or read_checkpoint(st.model)["imgsz"]
+    for name, path, _, *source in st.rows:
+        if name != "export-onnx" or source != [st.model] or not Path(path).is_file():
+            continue
+        proto = onnx.load(path, load_external_data=False)
+        meta = {m.key: m.value for m in proto.metadata_props}
+        batch = proto.graph.input[0].type.tensor_type.shape.dim[0]
+        if meta.get("imgsz") == str(want) and batch.HasField("dim_value"):
+            return path
+    return None
+
+
 def _stage_quantize(st: _State, cfg, data, out: Path, progress: bool) -> dict:
     from yoloslim.compress.quantize import quantize
 
-    res = quantize(st.model, data, config=cfg, out=out, progress=progress)
+    source = _exported_onnx(st, cfg.imgsz) or st.model
+    res = quantize(source, data, config=cfg, out=out, progress=progress)
     rows = [
         [f"{k}-{cfg.backend}", str(v), "artifact"] for k, v in res.artifacts.items() if k != "float"
     ]
@@ -556,6 +578,17 @@ def select_candidate(
     return front, best
 
 
+def _finished_bench(saved: Path, paths: list[str], names: list[str]) -> dict | None:
+    """The bench report of a finished budget run over the same candidates, else None."""
+    if not saved.exists():
+        return None
+    bench = json.loads(saved.read_text()).get("bench") or {}
+    rows = bench.get("rows") or []
+    if [(r.get("path"), r.get("name")) for r in rows] != list(zip(paths, names, strict=True)):
+        return None
+    return bench
+
+
 def run_budget(
     model: str | Path,
     data: str | Path,
@@ -572,12 +605,14 @@ def run_budget(
 
     The recipe's ``prune`` and ``quantize`` stages (or their defaults) are the templates:
     each ratio in ``ratios`` (plus 0, the unpruned model) is pruned and fine-tuned as the
-    recipe says, exported to OpenVINO float and quantized. All candidates are measured in
-    one ``bench`` run; a candidate qualifies when its mAP50-95 is within ``max_drop``
+    recipe says, exported once to ONNX (at the quantize stage's ``imgsz``), converted to
+    OpenVINO float and quantized from that ONNX. The quantize runs skip their own latency
+    and per-layer counters: all candidates are measured together in one ``bench`` run; a candidate qualifies when its mAP50-95 is within ``max_drop``
     points of the baseline's and its median latency at batch 1 is at most
     ``target_latency`` ms. The fastest qualifying candidate is selected; the report lists
     the whole front (every candidate, with ``ok``), and ``selected`` is None if none
-    qualifies.
+    qualifies. ``resume`` skips every finished candidate; resuming a finished run (say
+    with another budget) also reuses its bench measurements and only selects again.
     """
     from yoloslim.bench.latency import LatencyConfig
     from yoloslim.bench.measure import benchmark
@@ -601,6 +636,12 @@ def run_budget(
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     prune_cfg = _template(rec, "prune", PruneConfig(latency=False))
     quant_cfg = _template(rec, "quantize", QuantConfig())
+    # the bench at the end measures every candidate side by side, so each quantize run
+    # skips its own float-vs-INT8 latency workers and OpenVINO per-layer counters
+    quant_cfg = dataclasses.replace(
+        quant_cfg,
+        advanced=dataclasses.replace(quant_cfg.advanced, latency=False, perf_counters=False),
+    )
     bench_cfg = _template(rec, "bench", BenchStage())
     out = Path(out)
     if (out / "budget.json").exists() and not resume:
@@ -629,16 +670,20 @@ def run_budget(
                     model, data, config=cfg, out=cdir / "prune", progress=progress
                 ).artifacts["checkpoint"],
             )
-        xml = cached(
-            cdir / "float.txt",
-            lambda ckpt=ckpt, cdir=cdir: export(
-                ckpt, cdir / "float", formats=["openvino"]
-            ).artifacts["openvino"],
-        )
+
+        def exported(ckpt=ckpt, cdir=cdir) -> str:
+            # one ONNX export serves both the float IR and the INT8 quantization
+            res = export(ckpt, cdir / "float", formats=["onnx", "openvino"], imgsz=quant_cfg.imgsz)
+            atomic_write_text(cdir / "onnx.txt", str(res.artifacts["onnx"]) + "\n")
+            return str(res.artifacts["openvino"])
+
+        xml = cached(cdir / "float.txt", exported)
+        onnx_marker = cdir / "onnx.txt"  # absent in runs from before it was written
+        source = onnx_marker.read_text().strip() if onnx_marker.exists() else ckpt
         int8 = cached(
             cdir / "int8.txt",
-            lambda ckpt=ckpt, cdir=cdir: quantize(
-                ckpt, data, config=quant_cfg, out=cdir / "int8", progress=progress
+            lambda source=source, cdir=cdir: quantize(
+                source, data, config=quant_cfg, out=cdir / "int8", progress=progress
             ).artifacts["int8"],
         )
         candidates += [(ratio, "float", xml), (ratio, "int8", int8)]
@@ -647,9 +692,12 @@ def run_budget(
     lat = LatencyConfig(
         rounds=bench_cfg.rounds, runs_per_round=bench_cfg.runs_per_round, threads=bench_cfg.threads
     )
-    res = benchmark([p for _, _, p in candidates], data, batches=(1,), latency=lat, names=names)
-    front, best = select_candidate(candidates, res.report["rows"], max_drop, target_latency)
-    write_report(res.report, out)
+    paths = [p for _, _, p in candidates]
+    bench = _finished_bench(out / "budget.json", paths, names) if resume else None
+    if bench is None:
+        bench = benchmark(paths, data, batches=(1,), latency=lat, names=names).report
+        write_report(bench, out)
+    front, best = select_candidate(candidates, bench["rows"], max_drop, target_latency)
     final = {
         "recipe": rec.name,
         "mode": "budget",
@@ -658,7 +706,7 @@ def run_budget(
         "front": front,
         "selected": best,
         "final_model": best["path"] if best else None,
-        "bench": res.report,
+        "bench": bench,
     }
     atomic_write_text(out / "budget.json", json.dumps(final, indent=1, default=str) + "\n")
     return Result(

@@ -1,6 +1,7 @@
 """compress RECIPE end to end on a tiny synthetic set: every stage, every report file, resume."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,9 @@ def test_recipe_runs_every_stage_and_resumes(base, tmp_path, monkeypatch):
     rows = {r["name"]: r for r in report["rows"]}
     assert rows["pruned (OV float)"]["params"] < rows["baseline (OV float)"]["params"]
     assert Path(res.model).is_file() and res.model.endswith(".pt")
+    # quantize took the export stage's ONNX of the same checkpoint instead of exporting again
+    source = Path(json.loads((out / "05-quantize" / "quant_report.json").read_text())["source"])
+    assert source.parent == out / "04-export" and source.suffix == ".onnx"
 
     # a second run in the same folder needs --resume, and resume runs nothing again
     with pytest.raises(ConfigError, match="pass --resume"):
@@ -123,18 +127,29 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
 
     with pytest.raises(ConfigError, match="pass --resume"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=1.0, ratios=(0.3,))
+    import yoloslim.bench.measure as measure_mod
     import yoloslim.compress.prune as prune_mod
+    import yoloslim.compress.quantize as quant_mod
+
+    export_mod = sys.modules["yoloslim.export"]  # the package attribute is the function
 
     def boom(*a, **k):
-        raise AssertionError("a finished candidate was pruned again")
+        raise AssertionError("a finished candidate was made or measured again")
 
-    monkeypatch.setattr(prune_mod, "prune", boom)
-    # resuming with a latency budget nobody meets: the same grid, nothing selected
+    for mod, name in [
+        (prune_mod, "prune"),
+        (quant_mod, "quantize"),
+        (export_mod, "export"),
+        (measure_mod, "benchmark"),
+    ]:
+        monkeypatch.setattr(mod, name, boom)
+    # resuming with a latency budget nobody meets: the same grid and measurements, reselected
     again = run_budget(
         ckpt, data, BUDGET_RECIPE, out=out, target_latency=1e-6, ratios=(0.3,), resume=True
     )
     assert again.report["selected"] is None and again.model is None
     assert not any(e["ok"] for e in again.report["front"])
+    assert [e["latency_ms"] for e in again.report["front"]] == [e["latency_ms"] for e in front]
 
 
 def test_budget_mode_bad_arguments(base, tmp_path):
