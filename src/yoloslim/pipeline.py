@@ -381,6 +381,15 @@ def _stage_export(st: _State, cfg: ExportStage, data, out: Path, progress: bool)
     return {"model": st.model, "rows": rows, "report": res.report}
 
 
+def _stage_config(stage: Stage, *, benched: bool) -> Any:
+    """The stage's config as run: a quantize stage that a later bench stage measures anyway
+    skips its own float-vs-INT8 latency workers, unless the recipe sets ``advanced.latency``."""
+    cfg = stage.config
+    if stage.name != "quantize" or not benched or "latency" in (stage.raw.get("advanced") or {}):
+        return cfg
+    return dataclasses.replace(cfg, advanced=dataclasses.replace(cfg.advanced, latency=False))
+
+
 def _exported_onnx(st: _State, imgsz: int | None) -> str | None:
     """The static-batch ONNX an export stage already wrote of ``st.model`` at ``imgsz``
     (None: the checkpoint's), so that quantize need not export the same graph again."""
@@ -505,7 +514,8 @@ def run_recipe(
             if stage.name == "bench":
                 outcome = _stage_bench(st, stage.config, data, sdir, progress, out)
             else:
-                outcome = _RUNNERS[stage.name](st, stage.config, data, sdir, progress)
+                cfg = _stage_config(stage, benched=any(s.name == "bench" for s in rec.stages[i:]))
+                outcome = _RUNNERS[stage.name](st, cfg, data, sdir, progress)
             record = {
                 "stage": stage.name,
                 "index": i,

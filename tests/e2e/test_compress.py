@@ -53,8 +53,9 @@ def test_recipe_runs_every_stage_and_resumes(base, tmp_path, monkeypatch):
     assert rows["pruned (OV float)"]["params"] < rows["baseline (OV float)"]["params"]
     assert Path(res.model).is_file() and res.model.endswith(".pt")
     # quantize took the export stage's ONNX of the same checkpoint instead of exporting again
-    source = Path(json.loads((out / "05-quantize" / "quant_report.json").read_text())["source"])
-    assert source.parent == out / "04-export" and source.suffix == ".onnx"
+    quant = json.loads((out / "05-quantize" / "quant_report.json").read_text())
+    assert Path(quant["source"]).parent == out / "04-export" and quant["source"].endswith(".onnx")
+    assert "latency_ms" not in quant["int8"]  # the bench stage measures it, side by side
 
     # a second run in the same folder needs --resume, and resume runs nothing again
     with pytest.raises(ConfigError, match="pass --resume"):

@@ -88,3 +88,18 @@ def test_nas_stage_takes_a_template_space_and_seeds(tmp_path):
     nas["space"] = {"template": "damo-nano", "kernels": [3]}
     rec = load_recipe(_write(tmp_path, {"name": "nas", "stages": [{"nas": nas}]}))
     assert rec.stages[0].name == "nas"
+
+
+def test_quantize_before_a_bench_skips_its_own_latency_unless_asked():
+    from yoloslim.pipeline import _stage_config
+
+    q = {"quantize": {"calib": 4}}
+    qa = {"quantize": {"calib": 4, "advanced": {"latency": True}}}
+    rec = load_recipe({"stages": [q, qa, {"bench": {}}]})
+    plain, asked, bench = rec.stages
+    assert plain.config.advanced.latency  # the recipe's own config is left as parsed
+    assert not _stage_config(plain, benched=True).advanced.latency
+    assert _stage_config(plain, benched=True).advanced.perf_counters  # bench has no counters
+    assert _stage_config(plain, benched=False).advanced.latency
+    assert _stage_config(asked, benched=True).advanced.latency
+    assert _stage_config(bench, benched=True) is bench.config
