@@ -40,7 +40,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except YoloslimError as e:
-            err_console.print(f"[bold red]error:[/] {type(e).__name__}: {escape(str(e))}")
+            # soft_wrap: never break the line, so the file paths in it stay whole
+            err_console.print(
+                f"[bold red]error:[/] {type(e).__name__}: {escape(str(e))}", soft_wrap=True
+            )
             raise typer.Exit(2) from e
 
     return wrapper
