@@ -588,13 +588,16 @@ def select_candidate(
     return front, best
 
 
-def _finished_bench(saved: Path, paths: list[str], names: list[str]) -> dict | None:
-    """The bench report of a finished budget run over the same candidates, else None."""
+def _finished_bench(saved: Path, paths: list[str], names: list[str], settings: dict) -> dict | None:
+    """The bench report of a finished budget run over the same candidates, measured with the
+    same ``settings`` (a subset of the report's), else None."""
     if not saved.exists():
         return None
     bench = json.loads(saved.read_text()).get("bench") or {}
     rows = bench.get("rows") or []
     if [(r.get("path"), r.get("name")) for r in rows] != list(zip(paths, names, strict=True)):
+        return None
+    if any(bench.get("settings", {}).get(k) != v for k, v in settings.items()):
         return None
     return bench
 
@@ -703,7 +706,13 @@ def run_budget(
         rounds=bench_cfg.rounds, runs_per_round=bench_cfg.runs_per_round, threads=bench_cfg.threads
     )
     paths = [p for _, _, p in candidates]
-    bench = _finished_bench(out / "budget.json", paths, names) if resume else None
+    same = {
+        "rounds": lat.rounds,
+        "runs_per_round": lat.runs_per_round,
+        "threads": lat.threads or "runtime default",
+        "data": str(data),
+    }
+    bench = _finished_bench(out / "budget.json", paths, names, same) if resume else None
     if bench is None:
         bench = benchmark(paths, data, batches=(1,), latency=lat, names=names).report
         write_report(bench, out)

@@ -187,3 +187,17 @@ def test_select_candidate_keeps_the_fastest_within_budget():
     assert best["name"] == "d"
     _, best = select_candidate(cands, rows, max_drop=0.1, target_latency=5.5)
     assert best is None
+
+
+def test_finished_bench_is_reused_only_for_the_same_candidates_and_settings(tmp_path):
+    from yoloslim.pipeline import _finished_bench
+
+    settings = {"rounds": 2, "runs_per_round": 2, "threads": 1, "data": "d.yaml"}
+    rows = [{"name": "a", "path": "x.xml"}, {"name": "b", "path": "y.xml"}]
+    saved = tmp_path / "budget.json"
+    assert _finished_bench(saved, ["x.xml", "y.xml"], ["a", "b"], settings) is None  # no run
+    saved.write_text(json.dumps({"bench": {"rows": rows, "settings": {**settings, "imgsz": 64}}}))
+    assert _finished_bench(saved, ["x.xml", "y.xml"], ["a", "b"], settings)["rows"] == rows
+    assert _finished_bench(saved, ["x.xml", "z.xml"], ["a", "b"], settings) is None
+    assert _finished_bench(saved, ["x.xml"], ["a"], settings) is None
+    assert _finished_bench(saved, ["x.xml", "y.xml"], ["a", "b"], {**settings, "rounds": 3}) is None
