@@ -395,18 +395,23 @@ def _exported_onnx(st: _State, imgsz: int | None) -> str | None:
     (None: the checkpoint's), so that quantize need not export the same graph again."""
     if not st.model or Path(st.model).suffix != ".pt":
         return None
+    found = [
+        path
+        for name, path, _, *source in st.rows
+        if name == "export-onnx" and source == [st.model] and Path(path).is_file()
+    ]
+    if not found:
+        return None
     import onnx
 
+    from yoloslim.export.common import onnx_metadata
     from yoloslim.models.checkpoint import read_checkpoint
 
-    want = imgsz or read_checkpoint(st.model)["imgsz"]
-    for name, path, _, *source in st.rows:
-        if name != "export-onnx" or source != [st.model] or not Path(path).is_file():
-            continue
+    want = str(imgsz or read_checkpoint(st.model)["imgsz"])
+    for path in found:
         proto = onnx.load(path, load_external_data=False)
-        meta = {m.key: m.value for m in proto.metadata_props}
         batch = proto.graph.input[0].type.tensor_type.shape.dim[0]
-        if meta.get("imgsz") == str(want) and batch.HasField("dim_value"):
+        if onnx_metadata(proto).get("imgsz") == want and batch.HasField("dim_value"):
             return path
     return None
 
@@ -620,9 +625,9 @@ def run_budget(
     each ratio in ``ratios`` (plus 0, the unpruned model) is pruned and fine-tuned as the
     recipe says, exported once to ONNX (at the quantize stage's ``imgsz``), converted to
     OpenVINO float and quantized from that ONNX. The quantize runs skip their own latency
-    and per-layer counters: all candidates are measured together in one ``bench`` run; a candidate qualifies when its mAP50-95 is within ``max_drop``
-    points of the baseline's and its median latency at batch 1 is at most
-    ``target_latency`` ms. The fastest qualifying candidate is selected; the report lists
+    and per-layer counters: all candidates are measured together in one ``bench`` run. A
+    candidate qualifies when its mAP50-95 is within ``max_drop`` points of the baseline's
+    and its median latency at batch 1 is at most ``target_latency`` ms. The fastest qualifying candidate is selected; the report lists
     the whole front (every candidate, with ``ok``), and ``selected`` is None if none
     qualifies. ``resume`` skips every finished candidate; resuming a finished run (say
     with another budget) also reuses its bench measurements and only selects again.

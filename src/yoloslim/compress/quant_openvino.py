@@ -52,12 +52,9 @@ class OpenVINOQuant:
         self.float_model = self._convert(float_onnx)
 
     def _convert(self, onnx_path: Path):
-        import onnx
+        from yoloslim.export.common import onnx_metadata
 
-        meta = {
-            p.key: p.value
-            for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props
-        }
+        meta = onnx_metadata(onnx_path)
         model = self.ov.convert_model(str(onnx_path))
         for k, v in meta.items():
             model.set_rt_info(v, ["yoloslim", k])

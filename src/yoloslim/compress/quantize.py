@@ -171,12 +171,12 @@ _WEIGHTS = {"float": "fp32", "fp16": "fp16", "bf16": "fp32 (asks for bf16 comput
 def _float_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
     """The float ONNX to quantize: exported (re-parameterised) from a model, or the given .onnx."""
     if isinstance(model, (str, Path)) and Path(model).suffix == ".onnx":
-        import onnx
+        from yoloslim.export.common import onnx_metadata
 
         p = Path(model)
         if not p.is_file():
             raise ModelError(f"model_or_artifact={p}: file does not exist")
-        meta = {m.key: m.value for m in onnx.load(str(p), load_external_data=False).metadata_props}
+        meta = onnx_metadata(p)
         if "imgsz" not in meta or "names" not in meta:
             raise ModelError(f"{p}: no yoloslim metadata (names/imgsz); export it with yoloslim")
         if imgsz and imgsz != int(meta["imgsz"]):

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["ExportContext", "artifact_metadata", "path_size_mb"]
+__all__ = ["ExportContext", "artifact_metadata", "onnx_metadata", "path_size_mb"]
 
 
 @dataclass
@@ -64,6 +64,15 @@ def artifact_metadata(ctx: ExportContext) -> dict[str, str]:
         "strides": json.dumps(list(ctx.strides)),
         "output": "preds: (B, A, 4 + nc), boxes xyxy in input pixels, then sigmoid class scores",
     }
+
+
+def onnx_metadata(model) -> dict[str, str]:
+    """The metadata_props of an ONNX model (a ModelProto, or a path read without its weights)."""
+    if not hasattr(model, "metadata_props"):
+        import onnx
+
+        model = onnx.load(str(model), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
 
 
 def path_size_mb(path: Path) -> float:

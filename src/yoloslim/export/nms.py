@@ -115,14 +115,14 @@ def verify_nms(
     the graph with ``INFERENCE_PRECISION_HINT`` f32 here: this checks the NMS, not the
     plugin's bf16 default on AVX512-BF16/AMX CPUs (whose drift export's own check bounds).
     """
-    import onnx
     import onnxruntime as ort
 
     from yoloslim.eval.postprocess import postprocess
+    from yoloslim.export.common import onnx_metadata
     from yoloslim.export.verify import probe_images
     from yoloslim.runtime.backends import load_backend
 
-    meta = {p.key: p.value for p in onnx.load(e2e, load_external_data=False).metadata_props}
+    meta = onnx_metadata(e2e)
     conf, iou, max_det = float(meta["nms_conf"]), float(meta["nms_iou"]), int(meta["nms_max_det"])
     plain_backend = load_backend(plain)
     session = ort.InferenceSession(str(e2e), providers=["CPUExecutionProvider"])
