@@ -18,6 +18,7 @@ from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
 from yoloslim.compress.quant_scope import graph_from_onnx, resolve_scope
 from yoloslim.errors import ConfigError, DataError
 from yoloslim.runtime.backends import load_backend
+from yoloslim.runtime.ov_core import openvino_core
 
 FAST = AdvancedQuantConfig(latency=False, perf_counters=False, sensitivity_images=2)
 
@@ -98,8 +99,6 @@ def test_unmatched_scope_pattern_raises(setup, tmp_path):
 
 # -- OpenVINO (NNCF) ------------------------------------------------------------------------
 def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeypatch):
-    import openvino as ov
-
     from yoloslim.compress import quant_openvino
 
     data, onnx_path = setup
@@ -121,7 +120,7 @@ def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeyp
     assert q.precision.startswith("int8+") and not f.precision.startswith("int8")
     assert yq[..., 4:].min() >= 0 and yq[..., 4:].max() <= 1
     # the ignored scope really stays float: no FakeQuantize feeds any decode node
-    model = ov.Core().read_model(str(res.model))
+    model = openvino_core().read_model(str(res.model))
     decode = set(res.report["ignored_scope"]["nodes"])
     assert {"Softmax", "ReduceSum", "Sigmoid"} <= {
         op.get_type_name() for op in model.get_ordered_ops() if op.get_friendly_name() in decode

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from yoloslim.runtime.ov_core import openvino_core
+
 __all__ = ["onnx_stats", "openvino_stats"]
 
 
@@ -54,9 +56,7 @@ def _is_weight_type(et) -> bool:
 
 def openvino_stats(path: str | Path, imgsz: int) -> dict:
     """``{"params", "gmacs", "gflops"}`` of an OpenVINO IR at batch 1 and ``imgsz``."""
-    import openvino as ov
-
-    model = ov.Core().read_model(str(path))
+    model = openvino_core().read_model(str(path))
     if model.inputs[0].get_partial_shape().is_dynamic:
         model.reshape([1, 3, imgsz, imgsz])
     params, macs = 0, 0

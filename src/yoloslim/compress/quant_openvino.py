@@ -20,6 +20,7 @@ import numpy as np
 from yoloslim.compress.quant_config import QuantConfig
 from yoloslim.compress.quant_scope import GraphView, Scope, graph_from_openvino
 from yoloslim.errors import ExportError
+from yoloslim.runtime.ov_core import openvino_core
 
 __all__ = ["OpenVINOQuant"]
 
@@ -47,7 +48,7 @@ class OpenVINOQuant:
 
     def __init__(self, float_onnx: Path, out: Path, config: QuantConfig) -> None:
         self.ov = _ov()
-        self.core = self.ov.Core()
+        self.core = openvino_core()
         self.out, self.config = Path(out), config
         self.float_model = self._convert(float_onnx)
 

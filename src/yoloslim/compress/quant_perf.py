@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from yoloslim.runtime.ov_core import openvino_core
+
 __all__ = ["perf_counters"]
 
 
@@ -29,9 +31,7 @@ def perf_counters(
         "fake_quantize", "top": [[layer, type, kernel, ms], ...]}``. Counters add overhead;
         use them for the breakdown, :func:`yoloslim.bench.latency.measure_latency` for latency.
     """
-    import openvino as ov
-
-    core = ov.Core()
+    core = openvino_core()
     config: dict = {"PERF_COUNT": True}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads

@@ -131,7 +131,11 @@ def verify_nms(
     if "openvino" in runtimes:
         import openvino as ov
 
-        compiled = ov.Core().compile_model(str(e2e), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        from yoloslim.runtime.ov_core import openvino_core
+
+        compiled = openvino_core().compile_model(
+            str(e2e), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+        )
         runners["openvino"] = lambda a: [np.array(v) for v in compiled({0: a}).values()]
         versions["openvino"] = ov.get_version()
     report: dict = {}

@@ -34,6 +34,7 @@ from yoloslim.errors import ConfigError
 from yoloslim.export.onnx import torch_onnx
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
+from yoloslim.runtime.ov_core import openvino_core
 
 __all__ = ["LatencySettings", "measure_latency_ms"]
 
@@ -125,7 +126,7 @@ def _openvino_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
         raise ConfigError("latency runtime 'openvino' needs: pip install openvino") from e
     config = {"INFERENCE_NUM_THREADS": settings.threads, "PERFORMANCE_HINT": "LATENCY"}
     compiled, x = _onnx_session(
-        arch, imgsz, lambda p: ov.Core().compile_model(ov.convert_model(p), "CPU", config)
+        arch, imgsz, lambda p: openvino_core().compile_model(ov.convert_model(p), "CPU", config)
     )
     request = compiled.create_infer_request()
     return _time(lambda: request.infer({0: x}), settings)

@@ -168,7 +168,9 @@ class OpenVINOBackend(Backend):
     ) -> None:
         import openvino as ov
 
-        core = ov.Core()
+        from yoloslim.runtime.ov_core import openvino_core
+
+        core = openvino_core()
         model = core.read_model(str(path))
         names, imgsz = _meta(
             {

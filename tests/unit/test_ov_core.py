@@ -1,0 +1,70 @@
+"""OpenVINO runtimes share one Core, so the thread's alternate signal stack stays valid.
+
+OpenVINO's CPU plugin swaps in its own ``sigaltstack`` per plugin instance (one per
+``ov.Core``); freeing two cores first-in-first-out left the main thread's alternate stack
+pointing at unmapped memory, and the next Python-handled signal (a DataLoader worker's
+SIGCHLD) crashed the test process with SIGSEGV.
+"""
+
+import ctypes
+import gc
+import sys
+
+import pytest
+import torch
+
+from yoloslim.export import export
+from yoloslim.models import build_model
+from yoloslim.models.checkpoint import save_checkpoint
+from yoloslim.runtime.backends import load_backend
+from yoloslim.runtime.ov_core import openvino_core
+
+pytest.importorskip("openvino")
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="sigaltstack and /proc: Linux")
+
+SS_DISABLE = 2
+
+
+class _Stack(ctypes.Structure):
+    _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]
+
+
+def _altstack() -> _Stack:
+    s = _Stack()
+    assert ctypes.CDLL(None).sigaltstack(None, ctypes.byref(s)) == 0
+    return s
+
+
+def _writable(start: int, size: int) -> bool:
+    """Whether [start, start + size) lies in one writable mapping of this process."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(v, 16) for v in line.split()[0].split("-"))
+            if lo <= start and start + size <= hi:
+                return "w" in line.split()[1]
+    return False
+
+
+@pytest.fixture(scope="module")
+def xml(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ovcore")
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(out / "m.pt", build_model("damo-nano", names=["a", "b"]), imgsz=64)
+    return export(ckpt, out, formats=["openvino"]).artifacts["openvino"]
+
+
+def test_one_core_per_process():
+    assert openvino_core() is openvino_core()
+
+
+def test_backends_freed_first_in_first_out_leave_a_valid_signal_stack(xml):
+    first, second = load_backend(xml), load_backend(xml)
+    x = torch.rand(1, 3, 64, 64)
+    torch.testing.assert_close(first(x), second(x))
+    del first
+    gc.collect()
+    del second
+    gc.collect()
+    s = _altstack()
+    if not s.flags & SS_DISABLE:
+        assert _writable(s.sp, s.size), f"alternate signal stack {s.sp:#x}+{s.size} is unmapped"
