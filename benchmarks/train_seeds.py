@@ -1,0 +1,91 @@
+"""How much one training recipe's result moves with the seed: train a model once per seed.
+
+Every comparison of two architectures (``nas_synth.py``) or two recipes is only as sharp as
+this spread. Trains ``--model`` on the default synthetic set (benchmarks/common.py
+``train_config``, 320 px) for ``--epochs`` epochs at each of ``--seeds``, validates each best.pt
+and prints one JSON object: per-seed mAP50-95 / mAP50, their mean, sd, min and max.
+
+Each run's result is kept in ``OUT/<model>_e<E>_s<seed>.json`` and reused; run several
+seeds side by side with ``--seeds 0,2`` and ``--seeds 1,3`` (with ``OMP_NUM_THREADS=1``),
+then once more with all the seeds to print the summary from the cache.
+
+    .venv/bin/python benchmarks/train_seeds.py --epochs 16 --seeds 0,1,2,3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from common import cached, synthetic_data, train_config
+
+import yoloslim as ys
+
+
+def spread(values: list[float]) -> dict:
+    """mean, sample sd (None for one value), min and max, rounded to 4 places."""
+    if not values:
+        raise ValueError("spread: no values")
+    sd = statistics.stdev(values) if len(values) > 1 else None
+    return {
+        "mean": round(statistics.fmean(values), 4),
+        "sd": None if sd is None else round(sd, 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default="damo-nano")
+    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--seeds", default="0,1,2,3", help="comma-separated training seeds")
+    ap.add_argument("--out", default="runs/bench_seeds")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out = Path(args.out)
+    data = synthetic_data()
+
+    def run(seed: int) -> dict:
+        torch.manual_seed(seed)
+        cfg = train_config(args.epochs, seed=seed)
+        t0 = time.time()
+        folder = out / f"{args.model}_e{args.epochs}_s{seed}"
+        res = ys.train(args.model, data, config=cfg, out=folder, progress=True)
+        m = ys.validate(res.best, data)
+        curve = [
+            json.loads(line)
+            for line in (folder / "metrics.jsonl").read_text().splitlines()
+            if line.strip()
+        ]
+        return {
+            "map": round(m["map"], 4),
+            "map50": round(m["map50"], 4),
+            "train_s": round(time.time() - t0, 1),
+            "val_curve": [[r["epoch"], r["map"]] for r in curve if r.get("map") is not None],
+        }
+
+    rows = {s: cached(out, f"{args.model}_e{args.epochs}_s{s}", lambda s=s: run(s)) for s in seeds}
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "epochs": args.epochs,
+                "recipe": train_config(args.epochs).to_dict(),
+                "seeds": seeds,
+                "map": [rows[s]["map"] for s in seeds],
+                "map50": [rows[s]["map50"] for s in seeds],
+                "map_spread": spread([rows[s]["map"] for s in seeds]),
+                "map50_spread": spread([rows[s]["map50"] for s in seeds]),
+                "train_s": [rows[s]["train_s"] for s in seeds],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
