@@ -1,4 +1,5 @@
-"""The statistics benchmarks/nas_synth.py reports: Kendall's tau-b and the paired comparison."""
+"""The statistics the benchmarks report: nas_synth.py's Kendall tau-b and paired comparison,
+train_seeds.py's spread."""
 
 import importlib.util
 import math
@@ -10,16 +11,20 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-@pytest.fixture(scope="module")
-def nas_synth():
-    sys.path.insert(0, str(BENCH))  # nas_synth imports its sibling ``common``
+def _load(name: str):
+    sys.path.insert(0, str(BENCH))  # the scripts import their sibling ``common``
     try:
-        spec = importlib.util.spec_from_file_location("nas_synth", BENCH / "nas_synth.py")
+        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
     finally:
         sys.path.remove(str(BENCH))
     return mod
+
+
+@pytest.fixture(scope="module")
+def nas_synth():
+    return _load("nas_synth")
 
 
 def test_kendall_tau_orders(nas_synth):
@@ -56,3 +61,12 @@ def test_paired_degenerate(nas_synth):
         nas_synth.paired([], [])
     with pytest.raises(ValueError):
         nas_synth.paired([1.0, 2.0], [1.0])
+
+
+def test_train_seeds_spread_by_hand():
+    spread = _load("train_seeds").spread
+    s = spread([0.70, 0.80, 0.90])
+    assert s == {"mean": 0.8, "sd": 0.1, "min": 0.7, "max": 0.9}
+    assert spread([0.5])["sd"] is None
+    with pytest.raises(ValueError, match="no values"):
+        spread([])
