@@ -69,16 +69,18 @@ def test_each_format_matches_pytorch(dynamic_export, fmt):
     _, out, res = dynamic_export
     entry = res.report["formats"][fmt]
     assert entry["passed"] is True and entry["runtime_version"]
-    # FP32 weights everywhere; only OpenVINO's CPU plugin may compute them in bf16 (its
-    # default on AVX512-BF16/AMX CPUs), and then the half tolerance is the stated one
-    tol = HALF if fmt == "openvino" and entry["precision"] == "bf16" else FP32
+    # FP32 weights everywhere, and OpenVINO is checked at the f32 hint (its CPU plugin's
+    # default on AVX512-BF16/AMX CPUs is bf16, reported apart): the FP32 tolerance
+    tol = FP32
     assert entry["tolerance"] == tol.__dict__
+    assert fmt != "openvino" or entry["precision"] == "f32"
     assert entry["max_abs_diff"] <= tol.box_atol + tol.box_rtol * IMGSZ
     assert entry["max_abs_diff_scores"] <= tol.score_atol
     assert json.loads((out / "export_report.json").read_text())["formats"][fmt]["passed"]
     # independently of export's own check: fresh inputs, batch 2, the stated tolerance
     path = res.artifacts[fmt]
-    backend = load_backend(path.parent / "1" / "model.onnx" if fmt == "triton" else path)
+    hint = "f32" if fmt == "openvino" else None
+    backend = load_backend(path.parent / "1" / "model.onnx" if fmt == "triton" else path, hint=hint)
     x = torch.rand(2, 3, IMGSZ, IMGSZ, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         ref = res.model(x)
@@ -120,6 +122,13 @@ def test_openvino_reports_the_precision_its_plugin_used(dynamic_export):
     assert entry["inference_precision_hint"] in {"f32", "bf16", "f16"}
     backend = load_backend(res.artifacts["openvino"])
     assert backend.precision == entry["inference_precision_hint"]
+    if backend.precision == "f32":
+        assert "default_precision" not in entry
+    else:  # measured at the plugin's default too, on the probe images, and reported
+        default = entry["default_precision"]
+        assert default["precision"] == backend.precision
+        assert 0 <= default["max_abs_diff_scores"] <= 1 and default["max_abs_diff_boxes_px"] >= 0
+        assert isinstance(default["within_half_tolerance"], bool)
     assert not backend.static_batch and backend(torch.rand(3, 3, IMGSZ, IMGSZ)).shape[0] == 3
 
 
@@ -196,11 +205,12 @@ def test_val_gives_the_same_metrics_for_every_artifact(dynamic_export, tmp_path)
         assert abs(got["map"] - ref["map"]) <= 0.002, fmt
 
 
-def test_a_mismatch_is_an_error(dynamic_export):
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_a_mismatch_is_an_error(dynamic_export, fmt):
     _, _, res = dynamic_export
     other = randomize_bn(build_model("damo-nano", names=NAMES), seed=9).eval()
     with pytest.raises(ExportError, match="differs from PyTorch beyond the fp32 tolerance"):
-        verify_artifact(res.artifacts["onnx"], other, IMGSZ)
+        verify_artifact(res.artifacts[fmt], other, IMGSZ)
 
 
 def test_unknown_format_and_duplicate_registration(dynamic_export, tmp_path):

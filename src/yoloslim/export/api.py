@@ -58,7 +58,8 @@ def export(
         Result: ``model`` is the re-parameterised torch model, ``artifacts`` maps format ->
         path, ``report`` is what ``export_report.json`` holds (per format: ``path``,
         ``size_mb``, ``runtime``, ``runtime_version``, ``precision``, ``max_abs_diff``,
-        ``tolerance``, ``passed``; OpenVINO adds ``inference_precision_hint``).
+        ``tolerance``, ``passed``; OpenVINO, checked at the f32 hint, adds
+        ``inference_precision_hint`` and ``default_precision``).
 
     Raises:
         ConfigError: unknown format or inconsistent options (before any work).

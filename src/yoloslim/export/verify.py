@@ -13,13 +13,23 @@ half (FP16 or bf16)     atol 1.0, rtol 1e-2         atol 2e-2
 ======================  ==========================  ======================
 
 The half tolerance applies to FP16 weights and to any runtime that reports it
-computes in half precision (OpenVINO's CPU plugin picks bf16 on AMX CPUs even
-for FP32 IR): half keeps ~3 significant digits, and a box corner is a sum of 17
-softmax-weighted bins times a stride of up to 32 px.
+computes in half precision: half keeps ~3 significant digits, and a box corner is a
+sum of 17 softmax-weighted bins times a stride of up to 32 px.
+
+OpenVINO is checked at ``INFERENCE_PRECISION_HINT=f32``: what the check judges is the
+export (the graph and its weights), not the plugin's choice of arithmetic. On
+AVX512-BF16/AMX CPUs the plugin computes FP32 IR in bf16 by default; bf16 keeps 8
+significant bits, its error compounds over the layers and depends on the model's
+activations (a pruned and distilled damo-nano differed by 1.6 px at stride 8 on the
+probe images, beyond the half tolerance, while the f32 run agreed to 1e-3). So the
+default precision's differences are measured and reported beside the check
+(``default_precision``), with a warning when they exceed the half tolerance; its
+effect on accuracy is what ``yoloslim bench`` measures (mAP at the default precision).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,6 +41,8 @@ from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.runtime.backends import load_backend
 
 __all__ = ["FP32", "HALF", "Tolerance", "probe_images", "verify_artifact", "verify_runtime"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,13 +112,17 @@ def verify_artifact(
 
     Returns:
         The report entry: ``path``, ``runtime``, ``runtime_version``, ``precision`` (what
-        the runtime reports it computes in), ``size_mb``, ``max_abs_diff`` (and per boxes /
-        scores), ``tolerance``, ``passed``.
+        the runtime computed the check in), ``size_mb``, ``max_abs_diff`` (and per boxes /
+        scores), ``tolerance``, ``passed``. OpenVINO adds ``inference_precision_hint``
+        (what the plugin computes in by default) and, when that is not f32,
+        ``default_precision``: ``{precision, max_abs_diff_boxes_px, max_abs_diff_scores,
+        within_half_tolerance}`` measured on the same inputs.
 
     Raises:
         ExportError: the outputs differ beyond the tolerance (or in shape).
     """
-    backend = load_backend(path)
+    is_ir = Path(path).suffix == ".xml"
+    backend = load_backend(path, hint="f32" if is_ir else None)
     x = probe_images(imgsz, batch=batch)
     ref = model.eval()(x)
     out = backend(x)
@@ -121,8 +137,8 @@ def verify_artifact(
         "inputs": f"{batch} images {imgsz}px: random, structured",
         **compare(out, ref, tol),
     }
-    if backend.kind == "openvino":
-        report["inference_precision_hint"] = str(backend.precision)
+    if is_ir:
+        report.update(_openvino_default_precision(path, x, ref))
     if not report["passed"]:
         if "shape" in report:
             raise ExportError(
@@ -134,6 +150,31 @@ def verify_artifact(
             f"scores {report['max_abs_diff_scores']:.4g}; allowed {asdict(tol)})"
         )
     return report
+
+
+def _openvino_default_precision(path: str | Path, x: torch.Tensor, ref: torch.Tensor) -> dict:
+    """The plugin's default precision and, unless it is f32, how far it lands from ``ref``."""
+    default = load_backend(path)
+    hint = str(default.precision)
+    entry: dict = {"inference_precision_hint": hint}
+    if hint.lower() != "f32":
+        diff = compare(default(x), ref, HALF)
+        entry["default_precision"] = {
+            "precision": hint,
+            "max_abs_diff_boxes_px": diff["max_abs_diff_boxes_px"],
+            "max_abs_diff_scores": diff["max_abs_diff_scores"],
+            "within_half_tolerance": diff["passed"],
+        }
+        if not diff["passed"]:
+            logger.warning(
+                "%s: OpenVINO's default %s differs from PyTorch by up to %.3g px / %.3g in "
+                "score (the f32 check passed); measure its mAP with yoloslim bench",
+                path,
+                hint,
+                diff["max_abs_diff_boxes_px"],
+                diff["max_abs_diff_scores"],
+            )
+    return entry
 
 
 def verify_runtime(path: Path, ctx: ExportContext, *, half: bool = False) -> dict:
