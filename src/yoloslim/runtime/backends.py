@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from yoloslim.errors import ConfigError, ExportError, ModelError
+from yoloslim.runtime.ov_core import openvino_core
 
 __all__ = ["Backend", "check_artifact", "load_backend", "SUFFIXES"]
 
@@ -167,8 +168,6 @@ class OpenVINOBackend(Backend):
         self, path: Path, threads: int | None = None, hint: str | None = None, device: str = "CPU"
     ) -> None:
         import openvino as ov
-
-        from yoloslim.runtime.ov_core import openvino_core
 
         core = openvino_core()
         model = core.read_model(str(path))

@@ -12,14 +12,16 @@ plugin once, so its stack stays valid until the process exits.
 
 from __future__ import annotations
 
-import functools
+import threading
 
 from yoloslim.errors import ConfigError
 
 __all__ = ["openvino_core"]
 
+_lock = threading.Lock()
+_core = None
 
-@functools.cache
+
 def openvino_core():
     """The process-wide ``openvino.Core`` (created on first use, never released).
 
@@ -29,8 +31,14 @@ def openvino_core():
     Example:
         >>> compiled = openvino_core().compile_model("model.xml", "CPU")  # doctest: +SKIP
     """
-    try:
-        import openvino as ov
-    except ImportError as e:
-        raise ConfigError("OpenVINO is not installed: pip install 'yoloslim[openvino]'") from e
-    return ov.Core()
+    global _core
+    with _lock:  # two threads loading models at once must still share one Core
+        if _core is None:
+            try:
+                import openvino as ov
+            except ImportError as e:
+                raise ConfigError(
+                    "OpenVINO is not installed: pip install 'yoloslim[openvino]'"
+                ) from e
+            _core = ov.Core()
+        return _core
