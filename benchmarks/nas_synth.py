@@ -76,7 +76,10 @@ def kendall_tau(x: list[float], y: list[float]) -> float | None:
 def train_eval(model, data: Path, epochs: int, out: Path, seed: int = 0) -> dict:
     t0 = time.time()
     torch.manual_seed(seed)
-    res = ys.train(model, data, config=train_config(epochs, seed=seed), out=out, progress=True)
+    # an interrupted run (hours on a CPU) goes on from its last.pt; resume is exact
+    resume = (Path(out) / "last.pt").exists()
+    cfg = train_config(epochs, seed=seed)
+    res = ys.train(model, data, config=cfg, out=out, resume=resume, progress=True)
     m = ys.validate(res.best, data)
     return {
         "map": round(m["map"], 4),

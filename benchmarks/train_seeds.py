@@ -55,7 +55,8 @@ def main() -> None:
         cfg = train_config(args.epochs, seed=seed)
         t0 = time.time()
         folder = out / f"{args.model}_e{args.epochs}_s{seed}"
-        res = ys.train(args.model, data, config=cfg, out=folder, progress=True)
+        resume = (folder / "last.pt").exists()  # an interrupted run goes on, exactly
+        res = ys.train(args.model, data, config=cfg, out=folder, resume=resume, progress=True)
         m = ys.validate(res.best, data)
         curve = [
             json.loads(line)
