@@ -72,7 +72,8 @@ def test_val_json_keys(trained, data_yaml, tmp_path):
         == 0
     )
     res = json.loads(p.read_text())
-    assert {"map", "map50", "per_class", "images"} <= set(res)
+    assert {"map", "map50", "per_class", "map_by_size", "images"} <= set(res)
+    assert set(res["map_by_size"]) == {"small", "medium", "large"}
     assert 0.0 <= res["map"] <= 1.0
     assert set(res["per_class"]) == {"circle", "square"}
 

@@ -58,6 +58,22 @@ def test_perfect_detections_give_one():
     assert all(type(res[k]) is float for k in ("map", "map50", "map75"))
 
 
+def test_map_by_size_splits_at_coco_areas():
+    gt = copy.deepcopy(GT)  # both boxes are small (900 and 800 px^2)
+    gt["annotations"].append(
+        {"id": 3, "image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 100], "iscrowd": 0}
+    )
+    dets = _dets()  # the two small boxes found, the 100x100 (large) one missed
+    res = coco_map(gt, dets)
+    assert res["map_by_size"] == {"small": pytest.approx(1.0), "medium": None, "large": 0.0}
+    found = coco_map(
+        gt, dets + [{"image_id": 1, "category_id": 1, "score": 0.5, "bbox": [0, 0, 100, 100]}]
+    )
+    assert found["map_by_size"]["large"] == pytest.approx(1.0)
+    # no detections: a size with ground truth is 0, one without is undefined
+    assert coco_map(gt, [])["map_by_size"] == {"small": 0.0, "medium": None, "large": 0.0}
+
+
 def test_no_detections_give_zero():
     res = coco_map(GT, [])
     assert res["map"] == 0.0 and res["map50"] == 0.0

@@ -19,7 +19,7 @@ def val(
     iou: float = typer.Option(0.65, help="NMS IoU threshold."),
     json_path: Path = typer.Option(None, "--json", help="Write the metrics as JSON."),
 ) -> None:
-    """COCO mAP50-95 / mAP50 and per-class AP on the val split."""
+    """COCO mAP50-95 / mAP50, per-class AP and AP by box size (COCO's 32/96 px) on the val split."""
     from rich.table import Table
 
     from yoloslim.eval.val import validate
@@ -31,5 +31,7 @@ def val(
     for name, ap in res["per_class"].items():
         table.add_row(name, f"{100 * ap:.1f}")
     table.add_row("[bold]all", f"[bold]{100 * res['map']:.1f}  (mAP50 {100 * res['map50']:.1f})")
+    for size, ap in res["map_by_size"].items():  # None: no box of that size
+        table.add_row(f"[dim]{size} boxes", "-" if ap is None else f"{100 * ap:.1f}")
     console.print(table)
     write_json(json_path, res)

@@ -32,9 +32,12 @@ def coco_map(
         names: Class names in category-id order (default: the categories' names).
 
     Returns:
-        ``{"map", "map50", "map75", "per_class": {name: AP50-95}, "images",
-        "detections"}``; APs are plain floats in [0, 1]. A class without ground truth
-        reports 0.0. No detections (or no ground truth) gives all zeros.
+        ``{"map", "map50", "map75", "per_class": {name: AP50-95}, "map_by_size":
+        {"small", "medium", "large"}, "images", "detections"}``; APs are plain floats in
+        [0, 1]. A class without ground truth reports 0.0. ``map_by_size`` is COCO's
+        AP50-95 over boxes under 32x32 px, up to 96x96 px and above (in the ground truth's
+        pixels); a size with no ground truth box reports None. No detections (or no ground
+        truth) gives all zeros.
 
     Raises:
         DataError: ``names`` does not match the categories, a detection lacks a key,
@@ -59,6 +62,7 @@ def coco_map(
         "map50": 0.0,
         "map75": 0.0,
         "per_class": dict.fromkeys(names, 0.0),
+        "map_by_size": _sizes_present(gt.get("annotations", [])),
         "images": len(gt.get("images", [])),
         "detections": len(dets),
     }
@@ -88,6 +92,10 @@ def coco_map(
         map=float(max(stats[0], 0.0)),
         map50=float(max(stats[1], 0.0)),
         map75=float(max(stats[2], 0.0)),
+        # stats[3:6]: areas small, medium, large; -1 where no ground truth has that size
+        map_by_size={
+            k: None if v < 0 else float(v) for k, v in zip(_SIZES, stats[3:6], strict=True)
+        },
     )
     # precision: [T iou thresholds, R recall points, K categories, A areas, M max dets]
     precision = ev.eval["precision"]
@@ -99,6 +107,15 @@ def coco_map(
                 float(np.mean(valid)) if valid.size else 0.0
             )
     return result
+
+
+_SIZES = {"small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, float("inf"))}
+
+
+def _sizes_present(annotations: list[dict[str, Any]]) -> dict[str, float | None]:
+    """0.0 for each COCO size range that some box falls in (bounds inclusive, as COCO), else None."""
+    areas = [a["bbox"][2] * a["bbox"][3] for a in annotations]
+    return {k: 0.0 if any(lo <= x <= hi for x in areas) else None for k, (lo, hi) in _SIZES.items()}
 
 
 def _clean_detections(detections: list[dict[str, Any]], image_ids: set) -> list[dict[str, Any]]:

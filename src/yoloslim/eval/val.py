@@ -29,7 +29,8 @@ def validate(
     """Evaluate a model, checkpoint or exported artifact (.onnx, .xml, .torchscript) on ``split``.
 
     Returns:
-        ``{"map", "map50", "map75", "per_class", "images", "imgsz", "model"}`` (mAP as fractions).
+        ``{"map", "map50", "map75", "per_class", "map_by_size", "images", "imgsz", "model"}``
+        (mAP as fractions; ``map_by_size`` is COCO's small / medium / large split).
 
     Example:
         >>> validate("runs/nano/best.pt", "data/synth/data.yaml")["map"]
