@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+import yaml
+
 import yoloslim as ys
 from yoloslim.fileio import atomic_write_text
 
@@ -46,6 +48,21 @@ def train_config(epochs: int, imgsz: int = 320, **overrides) -> ys.TrainConfig:
     )
     base.update(overrides)
     return ys.TrainConfig(**base)
+
+
+def resumable(out: Path, cfg: ys.TrainConfig) -> bool:
+    """Whether ``out`` holds an interrupted run of ``cfg`` to resume (the trainer's resume is exact).
+
+    Raises ValueError when ``out`` holds a run of another config, rather than resume or
+    overwrite it.
+    """
+    out = Path(out)
+    if not (out / "last.pt").exists():
+        return False
+    saved = yaml.safe_load((out / "train_config.yaml").read_text())
+    if saved != cfg.to_dict():
+        raise ValueError(f"{out} holds a run of another training config; move it or pick --out")
+    return True
 
 
 def cached(out: Path, name: str, fn) -> dict:

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import cached, synthetic_data, train_config
+from common import cached, resumable, synthetic_data, train_config
 
 import yoloslim as ys
 from yoloslim.models.registry import get_arch
@@ -78,10 +78,9 @@ def kendall_tau(x: list[float], y: list[float]) -> float | None:
 def train_eval(model, data: Path, epochs: int, out: Path, seed: int = 0) -> dict:
     t0 = time.time()
     torch.manual_seed(seed)
-    # an interrupted run (hours on a CPU) goes on from its last.pt; resume is exact
-    resume = (Path(out) / "last.pt").exists()
     cfg = train_config(epochs, seed=seed)
-    res = ys.train(model, data, config=cfg, out=out, resume=resume, progress=True)
+    # an interrupted run (hours on a CPU) goes on from its last.pt
+    res = ys.train(model, data, config=cfg, out=out, resume=resumable(out, cfg), progress=True)
     m = ys.validate(res.best, data)
     return {
         "map": round(m["map"], 4),
@@ -383,7 +382,7 @@ def main() -> None:
                         out,
                         f"{name}_e{e}{sfx}",
                         lambda m=model, n=name, sd=sd, sfx=sfx: train_eval(
-                            m, data, e, out / f"{n}{sfx}", seed=sd
+                            m, data, e, out / f"{n}_e{e}{sfx}", seed=sd
                         ),
                     )
                 )

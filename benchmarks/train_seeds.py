@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import cached, synthetic_data, train_config
+from common import cached, resumable, synthetic_data, train_config
 
 import yoloslim as ys
 
@@ -55,7 +55,7 @@ def main() -> None:
         cfg = train_config(args.epochs, seed=seed)
         t0 = time.time()
         folder = out / f"{args.model}_e{args.epochs}_s{seed}"
-        resume = (folder / "last.pt").exists()  # an interrupted run goes on, exactly
+        resume = resumable(folder, cfg)  # an interrupted run goes on, exactly
         res = ys.train(args.model, data, config=cfg, out=folder, resume=resume, progress=True)
         m = ys.validate(res.best, data)
         curve = [

@@ -1,5 +1,5 @@
 """The statistics the benchmarks report: nas_synth.py's Kendall tau-b and paired comparison,
-train_seeds.py's spread."""
+train_seeds.py's spread, common.py's resume check."""
 
 import importlib.util
 import math
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -70,3 +71,16 @@ def test_train_seeds_spread_by_hand():
     assert spread([0.5])["sd"] is None
     with pytest.raises(ValueError, match="no values"):
         spread([])
+
+
+def test_resumable_only_for_the_same_config(tmp_path):
+    common = _load("common")
+    cfg = common.train_config(16, seed=5)
+    assert common.resumable(tmp_path, cfg) is False  # nothing to resume
+    (tmp_path / "last.pt").write_bytes(b"")
+    (tmp_path / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    assert common.resumable(tmp_path, cfg) is True
+    # a run of another length in the same folder is neither resumed nor overwritten
+    with pytest.raises(ValueError, match="another training config"):
+        common.resumable(tmp_path, common.train_config(32, seed=5))
+    assert (tmp_path / "last.pt").exists()
