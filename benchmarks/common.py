@@ -86,12 +86,13 @@ def trained(model: str, epochs: int, data: Path = DATA, root: Path = ROOT) -> Pa
     """The baseline checkpoint of `model` on `data`: trained `epochs` epochs (resuming) unless
     finished; after ``--extend`` it is the extended run's best.pt (done.json says which)."""
     out = Path(root) / model
-    best, last = out / "best.pt", out / "last.pt"
+    best = out / "best.pt"
     info = _info(model, root)
     if info and Path(info["ckpt"]).exists():
         return Path(info["ckpt"])
     t0 = time.time()
-    ys.train(model, data, config=train_config(epochs), out=out, resume=last.exists(), progress=True)
+    cfg = train_config(epochs)
+    ys.train(model, data, config=cfg, out=out, resume=resumable(out, cfg), progress=True)
     metrics = ys.validate(best, data)
     info = {
         "model": model,
@@ -117,8 +118,7 @@ def extend(model: str, more: int, data: Path = DATA, root: Path = ROOT) -> Path:
     t0 = time.time()
     cfg = train_config(more, lr0=0.002, warmup_epochs=0.5)
     start = ys.load_checkpoint(info["ckpt"])[0]
-    resume = (out / "last.pt").exists()
-    ys.train(start, data, config=cfg, out=out, resume=resume, progress=True)
+    ys.train(start, data, config=cfg, out=out, resume=resumable(out, cfg), progress=True)
     metrics = ys.validate(out / "best.pt", data)
     history = info.pop("history", []) + [dict(info)]
     info.update(
