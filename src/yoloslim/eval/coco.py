@@ -73,7 +73,7 @@ def coco_map(
         "licenses": [],
         **gt,
         "annotations": [
-            {"id": i + 1, "iscrowd": 0, "area": float(a["bbox"][2] * a["bbox"][3]), **a}
+            {"id": i + 1, "iscrowd": 0, **a, "area": _area(a)}
             for i, a in enumerate(gt["annotations"])
         ],
     }
@@ -112,9 +112,14 @@ def coco_map(
 _SIZES = {"small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, float("inf"))}
 
 
+def _area(annotation: dict[str, Any]) -> float:
+    """The area COCO ranks a ground-truth box by: its own ``area`` if given, else w x h."""
+    return float(annotation.get("area", annotation["bbox"][2] * annotation["bbox"][3]))
+
+
 def _sizes_present(annotations: list[dict[str, Any]]) -> dict[str, float | None]:
     """0.0 for each COCO size range that some box falls in (bounds inclusive, as COCO), else None."""
-    areas = [a["bbox"][2] * a["bbox"][3] for a in annotations]
+    areas = [_area(a) for a in annotations]
     return {k: 0.0 if any(lo <= x <= hi for x in areas) else None for k, (lo, hi) in _SIZES.items()}
 
 
