@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from yoloslim.data.synth import synthesize
+from yoloslim.errors import ConfigError
 from yoloslim.eval.val import validate
 from yoloslim.models.checkpoint import read_checkpoint
 from yoloslim.train import TrainConfig, train
@@ -69,7 +70,13 @@ def test_resume_reproduces_uninterrupted_run(tiny_set, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train("damo-nano", tiny_set, config=cfg, out=tmp_path / "stop", on_epoch_end=interrupt)
     assert read_checkpoint(tmp_path / "stop" / "last.pt")["train_state"]["epoch"] == 0
-    train(None, tiny_set, out=tmp_path / "stop", resume=True)
+    before = (tmp_path / "stop" / "last.pt").read_bytes()
+    other = TrainConfig(epochs=3, batch=4, imgsz=64, workers=0, seed=5, close_mosaic=1)
+    with pytest.raises(ConfigError, match=r"stop is a run of another training config \(epochs: 2"):
+        train(None, tiny_set, config=other, out=tmp_path / "stop", resume=True)
+    assert (tmp_path / "stop" / "last.pt").read_bytes() == before
+    # the same config, passed again, resumes
+    train(None, tiny_set, config=cfg, out=tmp_path / "stop", resume=True)
     a, b = _weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "stop" / "last.pt")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)

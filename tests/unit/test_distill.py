@@ -256,6 +256,9 @@ def test_distill_run_checkpoints_and_exact_resume(tmp_path, monkeypatch):
         distill(STUDENT, teacher, data, config=cfg, out=tmp_path / "stop")
     monkeypatch.setattr(distill_mod, "train", real_train)
     assert read_checkpoint(tmp_path / "stop" / "last.pt")["train_state"]["epoch"] == 0
+    other = DistillConfig(loss="mimic", progressive=True, freeze_epochs=1, train=train_cfg)
+    with pytest.raises(ConfigError, match=r"stop is a distill run of other settings \(loss: 'cwd'"):
+        distill(None, teacher, data, config=other, out=tmp_path / "stop", resume=True)
     distill(None, teacher, data, out=tmp_path / "stop", resume=True)
     a = read_checkpoint(tmp_path / "full" / "last.pt")["train_state"]
     b = read_checkpoint(tmp_path / "stop" / "last.pt")["train_state"]

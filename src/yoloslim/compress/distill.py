@@ -48,7 +48,7 @@ from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.result import Result
-from yoloslim.train.config import TrainConfig, config_from_dict
+from yoloslim.train.config import TrainConfig, config_from_dict, resume_config
 from yoloslim.train.trainer import train
 
 __all__ = ["AdvancedDistillConfig", "DistillConfig", "Distiller", "distill"]
@@ -285,6 +285,24 @@ class Distiller:
         self.adapters.load_state_dict(state["adapters"])
 
 
+def _resume_distill_config(
+    saved: DistillConfig, given: DistillConfig | None, out: Path
+) -> DistillConfig:
+    """``saved``, refusing a ``given`` config that differs in more than the runtime settings."""
+    if given is None:
+        return saved
+    if not isinstance(given, DistillConfig):
+        raise ConfigError(f"config must be a DistillConfig, got {type(given).__name__}")
+    a, b = saved.to_dict(), given.to_dict()
+    diffs = [f"{k}: {a[k]!r} saved, {b[k]!r} given" for k in a if k != "train" and a[k] != b[k]]
+    if diffs:
+        raise ConfigError(
+            f"resume: {out} is a distill run of other settings ({'; '.join(diffs)}); "
+            "resume without a config, or start a new run in another folder"
+        )
+    return dataclasses.replace(saved, train=resume_config(saved.train, given.train, str(out)))
+
+
 def _as_detector(model: Detector | str | Path, what: str) -> Detector:
     if isinstance(model, Detector):
         return model
@@ -301,7 +319,7 @@ def distill(
     teacher: Detector | str | Path,
     data: str | Path,
     *,
-    config: DistillConfig = DistillConfig(),  # noqa: B008 - frozen dataclass, immutable
+    config: DistillConfig | None = None,
     out: str | Path = "runs/distill",
     resume: bool = False,
     progress: bool = False,
@@ -313,8 +331,10 @@ def distill(
             arch.yaml (names and archs start from random weights, as in ``train``).
         teacher: a Detector or a checkpoint path; never modified.
         data: the dataset's ``data.yaml``.
-        config: distillation and training settings; on ``resume`` the run's saved
-            settings are used.
+        config: distillation and training settings (default ``DistillConfig()``). On
+            ``resume`` the run's saved settings are used; a config passed as well must
+            match them except for the training's runtime settings (device, workers,
+            threads, cache).
         out: output folder (``best.pt``, ``last.pt``, ``metrics.jsonl``,
             ``train_config.yaml``, ``distill_config.yaml``).
         resume: continue the run in ``out`` from its ``last.pt``.
@@ -326,8 +346,8 @@ def distill(
         report (``"train"``) and the distillation settings (``"distill"``).
 
     Raises:
-        ConfigError: teacher and student differ in classes, scales or DFL bins, or a
-            setting is invalid.
+        ConfigError: teacher and student differ in classes, scales or DFL bins, a
+            setting is invalid, or on ``resume`` a ``config`` differs from the saved one.
 
     Example:
         >>> res = distill("damo-nano", "runs/tiny/best.pt", "data.yaml",
@@ -344,9 +364,10 @@ def distill(
         hook_state = read_checkpoint(last).get("train_state", {}).get("hook", {})
         if "config" not in hook_state:
             raise ConfigError(f"resume: {last} is not from a distill run")
-        config = DistillConfig.from_dict(hook_state["config"])
+        config = _resume_distill_config(DistillConfig.from_dict(hook_state["config"]), config, out)
         student = probe = load_checkpoint(last)[0]
     else:
+        config = DistillConfig() if config is None else config
         if isinstance(student, (str, Path)) and Path(student).suffix == ".pt":
             student = _as_detector(student, "student")
         probe = student if isinstance(student, Detector) else build_model(student, names=names)

@@ -10,7 +10,7 @@ from yoloslim.configs import from_mapping
 from yoloslim.errors import ConfigError
 from yoloslim.train.loss import LossConfig
 
-__all__ = ["Optimizer", "TrainConfig", "config_from_dict"]
+__all__ = ["Optimizer", "TrainConfig", "config_from_dict", "resume_config"]
 
 
 class Optimizer(str, Enum):
@@ -112,3 +112,34 @@ def _sub(cls: type, values: dict, where: str):
 def config_from_dict(values: dict) -> TrainConfig:
     """Build a TrainConfig from a plain dict; unknown keys are an error."""
     return _sub(TrainConfig, dict(values), "train config")
+
+
+# settings that say where and how fast a run goes, not what it learns: a resumed run
+# may take them from the caller (another machine, more threads)
+RUNTIME_FIELDS = ("device", "workers", "threads", "cache")
+
+
+def resume_config(saved: TrainConfig, given: TrainConfig | None, where: str) -> TrainConfig:
+    """The config a resumed run continues with: ``saved``, with ``given``'s runtime settings.
+
+    Resuming replays the saved run exactly, so a ``given`` config that differs from
+    ``saved`` in anything but :data:`RUNTIME_FIELDS` is refused, not silently ignored.
+
+    Raises:
+        ConfigError: naming ``where`` and each setting that differs.
+    """
+    if given is None:
+        return saved
+    a, b = saved.to_dict(), given.to_dict()
+    diffs = [
+        f"{k}: {a[k]!r} saved, {b[k]!r} given"
+        for k in a
+        if k not in RUNTIME_FIELDS and a[k] != b[k]
+    ]
+    if diffs:
+        raise ConfigError(
+            f"resume: {where} is a run of another training config ({'; '.join(diffs)}); "
+            "resume without a config, or start a new run in another folder "
+            "(to train further, start from its best.pt)"
+        )
+    return dataclasses.replace(saved, **{k: getattr(given, k) for k in RUNTIME_FIELDS})

@@ -35,7 +35,7 @@ from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.progress import progress_console
 from yoloslim.train import distributed as dist_utils
-from yoloslim.train.config import Optimizer, TrainConfig, config_from_dict
+from yoloslim.train.config import Optimizer, TrainConfig, config_from_dict, resume_config
 from yoloslim.train.ema import ModelEMA
 from yoloslim.train.loss import DetectionLoss
 
@@ -178,7 +178,9 @@ def train(
     Args:
         model: a registered name, an arch dict / arch.yaml path, or a Detector (copied).
         data: path of the ``data.yaml``.
-        config: training settings; on ``resume`` the run's saved config is used.
+        config: training settings. On ``resume`` the run's saved config is used; a
+            config passed as well must match it except for the runtime settings
+            (device, workers, threads, cache), which it may change.
         out: output folder (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``train_config.yaml``).
         resume: continue the run in ``out`` from its ``last.pt``.
         progress: show a rich progress bar with the losses.
@@ -188,6 +190,10 @@ def train(
 
     Returns:
         TrainResult with the best EMA model (eval mode) and a report dict.
+
+    Raises:
+        ConfigError: on ``resume``, no ``last.pt`` in ``out``, or a ``config`` that
+            differs from the saved one in what the run learns.
 
     Example:
         >>> res = train("damo-nano", "data/synth/data.yaml",
@@ -202,7 +208,7 @@ def train(
         state = read_checkpoint(last)
         if "train_state" not in state:
             raise ConfigError(f"resume: {last} has no training state")
-        config = config_from_dict(state["train_state"]["config"])
+        config = resume_config(config_from_dict(state["train_state"]["config"]), config, str(out))
         if state["train_state"]["epoch"] + 1 >= config.epochs:
             log.info("resume: %s already finished %d epochs", out, config.epochs)
     cfg = config or TrainConfig()
