@@ -1,6 +1,7 @@
 """CLI smoke tests: each command through main(argv), plus the installed entry point."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,23 @@ def test_train_writes_outputs(trained):
         assert (trained / name).is_file(), name
     report = json.loads((trained / "report.json").read_text())
     assert report["epochs"] == 1
+
+
+def test_train_resume_refuses_settings_it_would_ignore(trained, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--lr0", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "--epochs, --lr0 cannot change them" in err
+    before = (run / "last.pt").read_bytes()
+    # runtime settings may change; the run is finished, so nothing trains and nothing changes
+    assert main(["train", "--resume", str(run), "--workers", "0", "--device", "cpu"]) == 0
+    assert (run / "last.pt").read_bytes() == before
+    rc = main(["distill", "--teacher", str(run / "best.pt"), "--resume", str(run), "--loss", "at"])
+    assert rc == 2
+    assert "--loss cannot change them" in capsys.readouterr().err
+    assert main(["distill", "--teacher", str(run / "best.pt"), "--resume", str(run)]) == 2
+    assert "is not from a distill run" in capsys.readouterr().err
 
 
 def test_val_json_keys(trained, data_yaml, tmp_path):

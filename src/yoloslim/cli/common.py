@@ -49,6 +49,35 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _given(ctx: typer.Context, param: str) -> bool:
+    """Whether the option ``param`` was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+RESUME_OPTIONS = ("resume", "data", "device", "workers", "json_path")
+
+
+def resume_overrides(ctx: typer.Context, also: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The runtime settings a ``--resume`` may change (``--device``, ``--workers``) that were given.
+
+    ``--resume DIR`` continues the saved run's settings; any option given besides
+    :data:`RESUME_OPTIONS` and ``also`` would be ignored, so it is an error naming them.
+    """
+    from yoloslim.errors import ConfigError
+
+    allowed = RESUME_OPTIONS + also
+    extra = [p for p in ctx.params if p not in allowed and _given(ctx, p)]
+    if extra:
+        names = ", ".join("--" + p.replace("_", "-") for p in extra)
+        raise ConfigError(
+            f"--resume continues the saved run's settings; {names} cannot change them "
+            "(only --device, --workers and --data can; to train further, start a new run "
+            "from DIR/best.pt)"
+        )
+    return {k: ctx.params[k] for k in ("device", "workers") if _given(ctx, k)}
+
+
 def layered(
     ctx: typer.Context | None,
     section: dict | None,
@@ -65,10 +94,7 @@ def layered(
     params = params or {}
 
     def given(key: str) -> bool:
-        if ctx is None:
-            return True
-        source = ctx.get_parameter_source(params.get(key, key))
-        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+        return ctx is None or _given(ctx, params.get(key, key))
 
     out = {k: v for k, v in flags.items() if v is not None and not given(k)}
     out.update(section or {})

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, layered, write_json
+from yoloslim.cli.common import console, handle_errors, layered, resume_overrides, write_json
 from yoloslim.configs import load_mapping
 
 
@@ -17,7 +18,7 @@ def distill(
     student: str = typer.Option(
         "damo-nano", help="Student: checkpoint (.pt), registered model name or arch.yaml."
     ),
-    data: Path = typer.Option(None, help="data.yaml (not needed with --resume)."),
+    data: Path = typer.Option(None, help="data.yaml (with --resume: default, the run's own)."),
     epochs: int = typer.Option(None, help="Epochs."),
     imgsz: int = typer.Option(None, help="Input size (multiple of 32)."),
     batch: int = typer.Option(None, help="Global batch size."),
@@ -41,7 +42,11 @@ def distill(
         None,
         help="YAML of DistillConfig fields (nested `train:` and `advanced:`); flags override it.",
     ),
-    resume: Path = typer.Option(None, help="Resume the run in this folder from its last.pt."),
+    resume: Path = typer.Option(
+        None,
+        help="Resume the run in this folder from its last.pt, with its saved settings "
+        "(--device, --workers and --data may change).",
+    ),
     json_path: Path = typer.Option(None, "--json", help="Write the report as JSON."),
 ) -> None:
     """Train a student with a teacher's guidance (logits + neck features); writes best.pt, last.pt.
@@ -49,14 +54,27 @@ def distill(
     Prune recovery: `yoloslim prune ... --distill`, or prune with --finetune-epochs 0 and
     then `yoloslim distill --teacher base.pt --student PRUNED/pruned.pt ...`.
     """
-    from yoloslim.cli.train_cmd import _resume_data
+    from yoloslim.cli.train_cmd import _resume_data, _resume_state
     from yoloslim.compress.distill import DistillConfig
     from yoloslim.compress.distill import distill as run_distill
     from yoloslim.errors import ConfigError
 
     if resume is not None:
+        runtime = resume_overrides(ctx, also=("teacher",))
+        state = _resume_state(resume)
+        saved = state["train_state"].get("hook", {}).get("config")
+        if saved is None:
+            raise ConfigError(f"--resume {resume}: {resume}/last.pt is not from a distill run")
+        saved = DistillConfig.from_dict(saved)
+        cfg = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **runtime))
         res = run_distill(
-            None, teacher, _resume_data(resume), out=resume, resume=True, progress=True
+            None,
+            teacher,
+            data or _resume_data(resume, state),
+            config=cfg,
+            out=resume,
+            resume=True,
+            progress=True,
         )
     else:
         if data is None:
