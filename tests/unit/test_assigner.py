@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from yoloslim.boxes import box_iou
-from yoloslim.train.assigner import TaskAlignedAssigner
+from yoloslim.train.assigner import ATSSAssigner, TaskAlignedAssigner
+from yoloslim.train.loss import DetectionLoss, LossConfig
 
 
 def _grid(n: int, stride: float) -> torch.Tensor:
@@ -99,3 +100,139 @@ def test_never_more_positives_than_topk_or_anchors_inside(topk):
     _, _, _, fg = _assign(points, pred, scores, gt, torch.tensor([0]), topk=topk)
     inside = int(((points > gt[0, :2]) & (points < gt[0, 2:])).all(-1).sum())
     assert int(fg.sum()) == min(topk, inside)
+
+
+def _levels() -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Anchors of a 64 px image at strides 8 (8x8), 16 (4x4) and 32 (2x2)."""
+    points = torch.cat([_grid(8, 8.0), _grid(4, 16.0), _grid(2, 32.0)])
+    strides = torch.cat([torch.full((n * n, 1), 64.0 / n) for n in (8, 4, 2)])
+    return points, strides, [64, 16, 4]
+
+
+def _atss_reference(points, strides, sizes, gt, topk, scale=5.0):
+    """ATSS for one gt, written as a loop over levels and anchors."""
+    centre = (gt[:2] + gt[2:]) / 2
+    cands, start = [], 0
+    for n in sizes:
+        d = [float((points[start + j] - centre).square().sum()) for j in range(n)]
+        cands += [start + j for j in sorted(range(n), key=lambda j: d[j])[:topk]]
+        start += n
+    priors = torch.cat([points - strides * scale / 2, points + strides * scale / 2], -1)
+    iou = box_iou(gt[None], priors)[0]
+    vals = iou[cands]
+    thr = float(vals.mean() + vals.std())
+    return {
+        i
+        for i in cands
+        if float(iou[i]) >= thr
+        and bool((points[i] > gt[:2]).all())
+        and bool((points[i] < gt[2:]).all())
+    }
+
+
+@pytest.mark.parametrize(
+    # centres placed so that no two anchors of a level are equally near (ties pick either)
+    "gt",
+    [[11.0, 9.0, 31.0, 30.0], [2.0, 20.0, 62.0, 50.0], [25.0, 28.5, 37.0, 40.5]],
+)
+def test_atss_picks_the_reference_positives_whatever_the_predictions(gt):
+    points, strides, sizes = _levels()
+    gt_t = torch.tensor([gt])
+    want = _atss_reference(points, strides, sizes, gt_t[0], topk=3)
+    assert want  # every one of these gts gets positives
+    torch.manual_seed(0)
+    for pred in (_boxes_around(points, 64.0), _boxes_around(points, 4.0) + torch.rand(84, 4)):
+        labels, boxes, t_scores, fg = ATSSAssigner(topk=3)(
+            pred[None],
+            points,
+            strides,
+            sizes,
+            torch.tensor([[1]]),
+            gt_t[None],
+            torch.ones(1, 1, dtype=torch.bool),
+            2,
+        )
+        assert set(fg[0].nonzero().flatten().tolist()) == want
+        assert bool((labels[0][fg[0]] == 1).all()) and bool((boxes[0][fg[0]] == gt_t).all())
+        # soft targets: each positive's predicted box IoU with the gt, in its class only
+        iou = box_iou(gt_t, pred)[0]
+        torch.testing.assert_close(t_scores[0][:, 1], torch.where(fg[0], iou, 0.0))
+        assert float(t_scores[0][:, 0].abs().sum()) == 0.0
+
+
+def test_atss_gives_the_small_gt_positives_that_task_aligned_starves():
+    # the case of test_a_gt_whose_best_metric_is_below_eps_gets_no_positive, with ATSS
+    points, strides, sizes = _levels()
+    pred = _boxes_around(points, 64.0)
+    small = torch.tensor([[[26.0, 26.0, 38.0, 38.0]]])
+    _, _, t_scores, fg = ATSSAssigner(topk=9)(
+        pred[None],
+        points,
+        strides,
+        sizes,
+        torch.tensor([[0]]),
+        small,
+        torch.ones(1, 1, dtype=torch.bool),
+        2,
+    )
+    assert int(fg.sum()) >= 1 and float(t_scores.sum()) > 0
+
+
+def test_atss_padding_empty_and_bad_level_sizes():
+    points, strides, sizes = _levels()
+    pred = _boxes_around(points, 8.0)[None]
+    gt = torch.tensor([[[0.0, 0.0, 64.0, 64.0]]])
+    atss = ATSSAssigner()
+    _, _, t_scores, fg = atss(
+        pred,
+        points,
+        strides,
+        sizes,
+        torch.tensor([[0]]),
+        gt,
+        torch.zeros(1, 1, dtype=torch.bool),
+        3,
+    )
+    assert not bool(fg.any()) and float(t_scores.sum()) == 0.0
+    labels, boxes, t_scores, fg = atss(
+        pred,
+        points,
+        strides,
+        sizes,
+        torch.zeros(1, 0, dtype=torch.long),
+        torch.zeros(1, 0, 4),
+        torch.zeros(1, 0, dtype=torch.bool),
+        3,
+    )
+    assert t_scores.shape == (1, 84, 3) and not bool(fg.any())
+    with pytest.raises(ValueError, match=r"level_sizes \[64, 8\] sum to 72, not 84"):
+        atss(
+            pred,
+            points,
+            strides,
+            [64, 8],
+            torch.tensor([[0]]),
+            gt,
+            torch.ones(1, 1, dtype=torch.bool),
+            3,
+        )
+
+
+def test_loss_uses_atss_for_the_static_epochs_only():
+    torch.manual_seed(0)
+    raw = [torch.randn(2, 4 * 17 + 2, 8, 8), torch.randn(2, 4 * 17 + 2, 4, 4)]
+    targets = torch.tensor([[0, 0, 26.0, 26.0, 38.0, 38.0], [1, 1, 4.0, 8.0, 60.0, 40.0]])
+    loss = DetectionLoss(2, 16, (8, 16), LossConfig(static_assigner_epochs=2))
+    plain = DetectionLoss(2, 16, (8, 16))
+    seen = []
+    loss.static_assigner.register_forward_hook(lambda *a: seen.append("atss"))
+    loss.assigner.register_forward_hook(lambda *a: seen.append("tal"))
+    for epoch in (0, 1, 2):
+        loss.epoch = plain.epoch = epoch
+        total, _ = loss(raw, targets)
+        ref, _ = plain(raw, targets)
+        assert torch.isfinite(total)
+        assert (total == ref) == (epoch >= 2)
+    assert seen == ["atss", "atss", "tal"]
+    with pytest.raises(ValueError, match="static_assigner_epochs=-1"):
+        LossConfig(static_assigner_epochs=-1)

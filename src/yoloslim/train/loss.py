@@ -1,7 +1,7 @@
 """Detection loss: quality/varifocal classification + GIoU + distribution focal loss.
 
 - Classification: quality focal loss (Li et al., GFL, 2020) against IoU-aware soft
-  targets from the task-aligned assigner; or varifocal loss (Zhang et al.,
+  targets from the task-aligned assigner (ATSS for the first epochs if configured); or varifocal loss (Zhang et al.,
   VarifocalNet, 2021); ``bce`` is QFL with beta = 0.
 - Box: 1 - GIoU on positives, weighted by their soft target.
 - DFL: cross-entropy on the two bins around the target distance (GFL).
@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from yoloslim.boxes import bbox_iou
 from yoloslim.models.head import dfl_expectation, make_anchors
-from yoloslim.train.assigner import TaskAlignedAssigner
+from yoloslim.train.assigner import ATSSAssigner, TaskAlignedAssigner
 
 __all__ = ["LossConfig", "DetectionLoss"]
 
@@ -34,6 +34,9 @@ class LossConfig:
         cls_loss: "qfl", "vfl" or "bce".
         qfl_beta: QFL modulating exponent.
         topk: positives per gt in the assigner.
+        static_assigner_epochs: assign with ATSS (geometry only, independent of the
+            initial weights' predictions) for this many epochs, then task-aligned, as
+            PP-YOLOE and YOLOv6 do; 0: task-aligned from the start.
     """
 
     cls: float = 1.0
@@ -42,10 +45,15 @@ class LossConfig:
     cls_loss: str = "qfl"
     qfl_beta: float = 2.0
     topk: int = 10
+    static_assigner_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.cls_loss not in ("qfl", "vfl", "bce"):
             raise ValueError(f"cls_loss={self.cls_loss!r}: expected qfl, vfl or bce")
+        if self.static_assigner_epochs < 0:
+            raise ValueError(
+                f"static_assigner_epochs={self.static_assigner_epochs!r}: must be >= 0"
+            )
 
 
 def _cls_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, beta: float) -> torch.Tensor:
@@ -75,6 +83,8 @@ class DetectionLoss(nn.Module):
         self.nc, self.reg_max, self.strides = nc, reg_max, tuple(strides)
         self.cfg = config or LossConfig()
         self.assigner = TaskAlignedAssigner(topk=self.cfg.topk)
+        self.static_assigner = ATSSAssigner()
+        self.epoch = 0  # the trainer sets it; picks the assigner
 
     def forward(
         self, raw: list[torch.Tensor], targets: torch.Tensor
@@ -93,14 +103,16 @@ class DetectionLoss(nn.Module):
         )
 
         gt_labels, gt_boxes, gt_mask = self._pad_targets(targets, b, flat.device)
-        t_labels, t_boxes, t_scores, fg = self.assigner(
-            cls_logits.detach().sigmoid(),
-            (pred_boxes.detach() * strides).to(gt_boxes.dtype),
-            points,
-            gt_labels,
-            gt_boxes,
-            gt_mask,
-        )
+        boxes_px = (pred_boxes.detach() * strides).to(gt_boxes.dtype)
+        if self.epoch < self.cfg.static_assigner_epochs:
+            sizes = [r.shape[-2] * r.shape[-1] for r in raw]
+            t_labels, t_boxes, t_scores, fg = self.static_assigner(
+                boxes_px, points, strides, sizes, gt_labels, gt_boxes, gt_mask, self.nc
+            )
+        else:
+            t_labels, t_boxes, t_scores, fg = self.assigner(
+                cls_logits.detach().sigmoid(), boxes_px, points, gt_labels, gt_boxes, gt_mask
+            )
         norm = t_scores.sum().clamp(min=1.0)
         loss_cls = (
             _cls_loss(

@@ -303,6 +303,7 @@ def train(
             drop_last=False,
         )
         model_ddp.train()
+        criterion.epoch = epoch
         if hook is not None:
             hook.epoch_start(net, epoch)
         sums = torch.zeros(3)
