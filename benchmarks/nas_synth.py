@@ -75,10 +75,13 @@ def kendall_tau(x: list[float], y: list[float]) -> float | None:
     return (conc - disc) / denom if denom else None
 
 
-def train_eval(model, data: Path, epochs: int, out: Path, seed: int = 0) -> dict:
+def train_eval(
+    model, data: Path, epochs: int, out: Path, seed: int = 0, static_assigner: int = 0
+) -> dict:
     t0 = time.time()
     torch.manual_seed(seed)
-    cfg = train_config(epochs, seed=seed)
+    extra = {"loss": {"static_assigner_epochs": static_assigner}} if static_assigner else {}
+    cfg = train_config(epochs, seed=seed, **extra)
     # an interrupted run (hours on a CPU) goes on from its last.pt
     res = ys.train(model, data, config=cfg, out=out, resume=resumable(out, cfg), progress=True)
     m = ys.validate(res.best, data)
@@ -235,6 +238,13 @@ def main() -> None:
         help="train only one side (run found and damo_nano side by side, each at one thread, "
         "then both to print the comparison from the cache)",
     )
+    ap.add_argument(
+        "--static-assigner-epochs",
+        type=int,
+        default=0,
+        help="train the pairs with ATSS for this many first epochs (LossConfig."
+        "static_assigner_epochs); their runs are kept under _sa<N> names",
+    )
     args = ap.parse_args()
     out = Path(args.out)
     data = synthetic_data()
@@ -368,6 +378,8 @@ def main() -> None:
     if args.epochs > 0:
         e = args.epochs
         seeds = [int(v) for v in args.train_seeds.split(",")]
+        sa = args.static_assigner_epochs
+        rec = f"_e{e}" + (f"_sa{sa}" if sa else "")
         for key, model, name in (
             ("found", str(arch_yaml), f"found_{tag}"),
             ("damo_nano", "damo-nano", "nano"),
@@ -380,9 +392,9 @@ def main() -> None:
                 runs.append(
                     cached(
                         out,
-                        f"{name}_e{e}{sfx}",
+                        f"{name}{rec}{sfx}",
                         lambda m=model, n=name, sd=sd, sfx=sfx: train_eval(
-                            m, data, e, out / f"{n}_e{e}{sfx}", seed=sd
+                            m, data, e, out / f"{n}{rec}{sfx}", seed=sd, static_assigner=sa
                         ),
                     )
                 )

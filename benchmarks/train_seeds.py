@@ -45,16 +45,26 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--seeds", default="0,1,2,3", help="comma-separated training seeds")
     ap.add_argument("--out", default="runs/bench_seeds")
+    ap.add_argument(
+        "--static-assigner-epochs",
+        type=int,
+        default=0,
+        help="LossConfig.static_assigner_epochs (ATSS first); runs kept under a _sa<N> name",
+    )
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
     data = synthetic_data()
 
+    sa = args.static_assigner_epochs
+    overrides = {"loss": {"static_assigner_epochs": sa}} if sa else {}
+    tag = f"{args.model}_e{args.epochs}" + (f"_sa{sa}" if sa else "")
+
     def run(seed: int) -> dict:
         torch.manual_seed(seed)
-        cfg = train_config(args.epochs, seed=seed)
+        cfg = train_config(args.epochs, seed=seed, **overrides)
         t0 = time.time()
-        folder = out / f"{args.model}_e{args.epochs}_s{seed}"
+        folder = out / f"{tag}_s{seed}"
         resume = resumable(folder, cfg)  # an interrupted run goes on, exactly
         res = ys.train(args.model, data, config=cfg, out=folder, resume=resume, progress=True)
         m = ys.validate(res.best, data)
@@ -70,13 +80,13 @@ def main() -> None:
             "val_curve": [[r["epoch"], r["map"]] for r in curve if r.get("map") is not None],
         }
 
-    rows = {s: cached(out, f"{args.model}_e{args.epochs}_s{s}", lambda s=s: run(s)) for s in seeds}
+    rows = {s: cached(out, f"{tag}_s{s}", lambda s=s: run(s)) for s in seeds}
     print(
         json.dumps(
             {
                 "model": args.model,
                 "epochs": args.epochs,
-                "recipe": train_config(args.epochs).to_dict(),
+                "recipe": train_config(args.epochs, **overrides).to_dict(),
                 "seeds": seeds,
                 "map": [rows[s]["map"] for s in seeds],
                 "map50": [rows[s]["map50"] for s in seeds],
