@@ -84,3 +84,12 @@ def test_resumable_only_for_the_same_config(tmp_path):
     with pytest.raises(ValueError, match="another training config"):
         common.resumable(tmp_path, common.train_config(32, seed=5))
     assert (tmp_path / "last.pt").exists()
+    # a run saved before loss.static_assigner_epochs existed trained without ATSS (0)
+    old = cfg.to_dict()
+    del old["loss"]["static_assigner_epochs"]
+    (tmp_path / "train_config.yaml").write_text(yaml.safe_dump(old, sort_keys=False))
+    assert common.resumable(tmp_path, cfg) is True
+    with pytest.raises(ValueError, match="static_assigner_epochs"):
+        common.resumable(
+            tmp_path, common.train_config(16, seed=5, loss={"static_assigner_epochs": 4})
+        )

@@ -3,7 +3,12 @@
 import pytest
 
 from yoloslim.errors import ConfigError
-from yoloslim.train.config import TrainConfig, config_from_dict, resume_config
+from yoloslim.train.config import (
+    TrainConfig,
+    config_from_dict,
+    resume_config,
+    static_assigner_for,
+)
 
 
 def test_bad_values_name_the_field():
@@ -18,21 +23,26 @@ def test_round_trips_through_a_dict():
     assert config_from_dict(cfg.to_dict()) == cfg
 
 
+SA4 = {"static_assigner_epochs": 4}  # a saved config holds the number train() resolved
+
+
 def test_resume_without_a_config_keeps_the_saved_one():
-    saved = TrainConfig(epochs=16, seed=3)
+    saved = TrainConfig(epochs=16, seed=3, loss=SA4)
     assert resume_config(saved, None, "runs/a") is saved
 
 
 def test_resume_takes_only_the_runtime_settings_from_the_caller():
-    saved = TrainConfig(epochs=16, seed=3, workers=1, threads=None, cache=False)
+    saved = TrainConfig(epochs=16, seed=3, workers=1, threads=None, cache=False, loss=SA4)
     given = TrainConfig(epochs=16, seed=3, workers=4, threads=2, cache=True, device="cpu")
     got = resume_config(saved, given, "runs/a")
     assert (got.workers, got.threads, got.cache, got.device) == (4, 2, True, "cpu")
-    assert got == TrainConfig(epochs=16, seed=3, workers=4, threads=2, cache=True, device="cpu")
+    assert got == TrainConfig(
+        epochs=16, seed=3, workers=4, threads=2, cache=True, device="cpu", loss=SA4
+    )
 
 
 def test_resume_refuses_a_config_that_changes_what_is_learned():
-    saved = TrainConfig(epochs=16, seed=3)
+    saved = TrainConfig(epochs=16, seed=3, loss=SA4)
     given = TrainConfig(epochs=32, seed=3, lr0=0.002, workers=4)
     with pytest.raises(ConfigError) as e:
         resume_config(saved, given, "runs/a")
@@ -40,3 +50,33 @@ def test_resume_refuses_a_config_that_changes_what_is_learned():
     assert "runs/a" in msg
     assert "epochs: 16 saved, 32 given" in msg and "lr0: 0.004 saved, 0.002 given" in msg
     assert "workers" not in msg
+
+
+def _sa(cfg: TrainConfig) -> int | None:
+    return cfg.loss.static_assigner_epochs
+
+
+@pytest.mark.parametrize(("epochs", "want"), [(30, 4), (16, 4), (8, 2), (3, 0)])
+def test_auto_static_assigner_from_scratch_is_a_quarter_of_the_epochs_up_to_4(epochs, want):
+    assert _sa(TrainConfig(epochs=epochs)) is None  # auto until train() resolves it
+    assert _sa(static_assigner_for(TrainConfig(epochs=epochs), from_scratch=True)) == want
+    # a model given with its weights is fine-tuned: task-aligned from the start
+    assert _sa(static_assigner_for(TrainConfig(epochs=epochs), from_scratch=False)) == 0
+
+
+def test_an_explicit_static_assigner_is_kept():
+    cfg = TrainConfig(epochs=16, loss={"static_assigner_epochs": 1})
+    assert static_assigner_for(cfg, from_scratch=True) is cfg
+    assert _sa(static_assigner_for(TrainConfig(loss={"static_assigner_epochs": 6}), False)) == 6
+
+
+def test_resume_resolves_the_static_assigner_like_the_run_did():
+    # a run saved before the option existed trained without ATSS: it resumes without it
+    old = TrainConfig(epochs=16)
+    assert _sa(resume_config(old, None, "runs/a")) == 0
+    # auto in the given config matches whatever the run resolved
+    saved = static_assigner_for(TrainConfig(epochs=16), from_scratch=True)
+    assert _sa(resume_config(saved, TrainConfig(epochs=16), "runs/a")) == 4
+    # an explicit other number does not
+    with pytest.raises(ConfigError, match="static_assigner_epochs': 4"):
+        resume_config(saved, TrainConfig(epochs=16, loss={"static_assigner_epochs": 2}), "r")

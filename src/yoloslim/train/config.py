@@ -10,7 +10,13 @@ from yoloslim.configs import from_mapping
 from yoloslim.errors import ConfigError
 from yoloslim.train.loss import LossConfig
 
-__all__ = ["Optimizer", "TrainConfig", "config_from_dict", "resume_config"]
+__all__ = [
+    "Optimizer",
+    "TrainConfig",
+    "config_from_dict",
+    "resume_config",
+    "static_assigner_for",
+]
 
 
 class Optimizer(str, Enum):
@@ -119,6 +125,23 @@ def config_from_dict(values: dict) -> TrainConfig:
 RUNTIME_FIELDS = ("device", "workers", "threads", "cache")
 
 
+def static_assigner_for(cfg: TrainConfig, from_scratch: bool) -> TrainConfig:
+    """``cfg`` with an auto (``None``) ``loss.static_assigner_epochs`` made a number.
+
+    ATSS first keeps a fresh head's random predictions from choosing the positives: on the
+    synthetic set, damo-nano seeds that trained to 41-52 mAP in 16 epochs reached 83-84
+    with 4 ATSS epochs (benchmarks/TRAINING.md). A model given with its weights is
+    fine-tuned, and keeps the task-aligned assigner from the start.
+    """
+    if cfg.loss.static_assigner_epochs is not None:
+        return cfg
+    return _with_static_assigner(cfg, min(4, cfg.epochs // 4) if from_scratch else 0)
+
+
+def _with_static_assigner(cfg: TrainConfig, n: int | None) -> TrainConfig:
+    return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, static_assigner_epochs=n))
+
+
 def resume_config(saved: TrainConfig, given: TrainConfig | None, where: str) -> TrainConfig:
     """The config a resumed run continues with: ``saved``, with ``given``'s runtime settings.
 
@@ -128,8 +151,12 @@ def resume_config(saved: TrainConfig, given: TrainConfig | None, where: str) -> 
     Raises:
         ConfigError: naming ``where`` and each setting that differs.
     """
+    if saved.loss.static_assigner_epochs is None:  # saved before the option: none was used
+        saved = _with_static_assigner(saved, 0)
     if given is None:
         return saved
+    if given.loss.static_assigner_epochs is None:  # auto: it was resolved when the run began
+        given = _with_static_assigner(given, saved.loss.static_assigner_epochs)
     a, b = saved.to_dict(), given.to_dict()
     diffs = [
         f"{k}: {a[k]!r} saved, {b[k]!r} given"

@@ -36,7 +36,10 @@ class LossConfig:
         topk: positives per gt in the assigner.
         static_assigner_epochs: assign with ATSS (geometry only, independent of the
             initial weights' predictions) for this many epochs, then task-aligned, as
-            PP-YOLOE and YOLOv6 do; 0: task-aligned from the start.
+            PP-YOLOE and YOLOv6 do; 0: task-aligned from the start. ``None`` (auto):
+            :func:`yoloslim.train.train` picks ``min(4, epochs // 4)`` for a model that
+            starts from random weights (a name or an arch) and 0 for a Detector it is
+            given (fine-tuning), and saves the number it picked; elsewhere 0.
     """
 
     cls: float = 1.0
@@ -45,12 +48,12 @@ class LossConfig:
     cls_loss: str = "qfl"
     qfl_beta: float = 2.0
     topk: int = 10
-    static_assigner_epochs: int = 0
+    static_assigner_epochs: int | None = None
 
     def __post_init__(self) -> None:
         if self.cls_loss not in ("qfl", "vfl", "bce"):
             raise ValueError(f"cls_loss={self.cls_loss!r}: expected qfl, vfl or bce")
-        if self.static_assigner_epochs < 0:
+        if self.static_assigner_epochs is not None and self.static_assigner_epochs < 0:
             raise ValueError(
                 f"static_assigner_epochs={self.static_assigner_epochs!r}: must be >= 0"
             )
@@ -104,7 +107,7 @@ class DetectionLoss(nn.Module):
 
         gt_labels, gt_boxes, gt_mask = self._pad_targets(targets, b, flat.device)
         boxes_px = (pred_boxes.detach() * strides).to(gt_boxes.dtype)
-        if self.epoch < self.cfg.static_assigner_epochs:
+        if self.epoch < (self.cfg.static_assigner_epochs or 0):
             sizes = [r.shape[-2] * r.shape[-1] for r in raw]
             t_labels, t_boxes, t_scores, fg = self.static_assigner(
                 boxes_px, points, strides, sizes, gt_labels, gt_boxes, gt_mask, self.nc

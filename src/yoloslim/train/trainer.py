@@ -35,7 +35,13 @@ from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.progress import progress_console
 from yoloslim.train import distributed as dist_utils
-from yoloslim.train.config import Optimizer, TrainConfig, config_from_dict, resume_config
+from yoloslim.train.config import (
+    Optimizer,
+    TrainConfig,
+    config_from_dict,
+    resume_config,
+    static_assigner_for,
+)
 from yoloslim.train.ema import ModelEMA
 from yoloslim.train.loss import DetectionLoss
 
@@ -212,6 +218,8 @@ def train(
         if state["train_state"]["epoch"] + 1 >= config.epochs:
             log.info("resume: %s already finished %d epochs", out, config.epochs)
     cfg = config or TrainConfig()
+    if state is None:
+        cfg = static_assigner_for(cfg, from_scratch=not isinstance(model, nn.Module))
     device = resolve_device(cfg.device)
     rank, world = dist_utils.init_distributed(device)
     if device.type == "cuda" and world > 1:
