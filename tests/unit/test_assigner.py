@@ -109,6 +109,15 @@ def _levels() -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     return points, strides, [64, 16, 4]
 
 
+def _atss(pred, gt, labels, *, nc=2, topk=9, mask=None, sizes=None):
+    """ATSSAssigner on one image of the three-level grid; ``gt`` (M, 4), ``labels`` (M,)."""
+    points, strides, default_sizes = _levels()
+    mask = torch.ones(labels.shape, dtype=torch.bool) if mask is None else mask
+    return ATSSAssigner(topk=topk)(
+        pred[None], points, strides, sizes or default_sizes, labels[None], gt[None], mask[None], nc
+    )
+
+
 def _atss_reference(points, strides, sizes, gt, topk, scale=5.0):
     """ATSS for one gt, written as a loop over levels and anchors."""
     centre = (gt[:2] + gt[2:]) / 2
@@ -142,16 +151,7 @@ def test_atss_picks_the_reference_positives_whatever_the_predictions(gt):
     assert want  # every one of these gts gets positives
     torch.manual_seed(0)
     for pred in (_boxes_around(points, 64.0), _boxes_around(points, 4.0) + torch.rand(84, 4)):
-        labels, boxes, t_scores, fg = ATSSAssigner(topk=3)(
-            pred[None],
-            points,
-            strides,
-            sizes,
-            torch.tensor([[1]]),
-            gt_t[None],
-            torch.ones(1, 1, dtype=torch.bool),
-            2,
-        )
+        labels, boxes, t_scores, fg = _atss(pred, gt_t, torch.tensor([1]), topk=3)
         assert set(fg[0].nonzero().flatten().tolist()) == want
         assert bool((labels[0][fg[0]] == 1).all()) and bool((boxes[0][fg[0]] == gt_t).all())
         # soft targets: each positive's predicted box IoU with the gt, in its class only
@@ -162,60 +162,25 @@ def test_atss_picks_the_reference_positives_whatever_the_predictions(gt):
 
 def test_atss_gives_the_small_gt_positives_that_task_aligned_starves():
     # the case of test_a_gt_whose_best_metric_is_below_eps_gets_no_positive, with ATSS
-    points, strides, sizes = _levels()
+    points, _, _ = _levels()
     pred = _boxes_around(points, 64.0)
-    small = torch.tensor([[[26.0, 26.0, 38.0, 38.0]]])
-    _, _, t_scores, fg = ATSSAssigner(topk=9)(
-        pred[None],
-        points,
-        strides,
-        sizes,
-        torch.tensor([[0]]),
-        small,
-        torch.ones(1, 1, dtype=torch.bool),
-        2,
-    )
+    small = torch.tensor([[26.0, 26.0, 38.0, 38.0]])
+    _, _, t_scores, fg = _atss(pred, small, torch.tensor([0]))
     assert int(fg.sum()) >= 1 and float(t_scores.sum()) > 0
 
 
 def test_atss_padding_empty_and_bad_level_sizes():
-    points, strides, sizes = _levels()
-    pred = _boxes_around(points, 8.0)[None]
-    gt = torch.tensor([[[0.0, 0.0, 64.0, 64.0]]])
-    atss = ATSSAssigner()
-    _, _, t_scores, fg = atss(
-        pred,
-        points,
-        strides,
-        sizes,
-        torch.tensor([[0]]),
-        gt,
-        torch.zeros(1, 1, dtype=torch.bool),
-        3,
-    )
+    points, _, _ = _levels()
+    pred = _boxes_around(points, 8.0)
+    gt = torch.tensor([[0.0, 0.0, 64.0, 64.0]])
+    off = torch.zeros(1, dtype=torch.bool)
+    _, _, t_scores, fg = _atss(pred, gt, torch.tensor([0]), nc=3, mask=off)
     assert not bool(fg.any()) and float(t_scores.sum()) == 0.0
-    labels, boxes, t_scores, fg = atss(
-        pred,
-        points,
-        strides,
-        sizes,
-        torch.zeros(1, 0, dtype=torch.long),
-        torch.zeros(1, 0, 4),
-        torch.zeros(1, 0, dtype=torch.bool),
-        3,
-    )
+    none = torch.zeros(0, dtype=torch.long)
+    _, _, t_scores, fg = _atss(pred, torch.zeros(0, 4), none, nc=3, mask=none.bool())
     assert t_scores.shape == (1, 84, 3) and not bool(fg.any())
     with pytest.raises(ValueError, match=r"level_sizes \[64, 8\] sum to 72, not 84"):
-        atss(
-            pred,
-            points,
-            strides,
-            [64, 8],
-            torch.tensor([[0]]),
-            gt,
-            torch.ones(1, 1, dtype=torch.bool),
-            3,
-        )
+        _atss(pred, gt, torch.tensor([0]), nc=3, sizes=[64, 8])
 
 
 def test_loss_uses_atss_for_the_static_epochs_only():
