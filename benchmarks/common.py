@@ -35,12 +35,14 @@ def synthetic_data(path: Path = DATA, images: int = 1000, imgsz: int = 320) -> P
     return path
 
 
-def train_config(epochs: int, imgsz: int = 320, **overrides) -> ys.TrainConfig:
+def train_config(
+    epochs: int, imgsz: int = 320, static_assigner: int = 0, **overrides
+) -> ys.TrainConfig:
     """The benchmarks' common recipe (the one train_synth.py measured).
 
-    It pins ``loss.static_assigner_epochs`` to 0, the recipe every cached run used; the
-    library's default for a model trained from scratch is ATSS for the first
-    ``min(4, epochs // 4)`` epochs (scripts take ``--static-assigner-epochs``).
+    It pins ``loss.static_assigner_epochs`` to ``static_assigner``, by default 0, the recipe
+    every cached run used; the library's default for a model trained from scratch is ATSS
+    for the first ``min(4, epochs // 4)`` epochs (scripts take ``--static-assigner-epochs``).
     """
     base = dict(
         epochs=epochs,
@@ -52,10 +54,15 @@ def train_config(epochs: int, imgsz: int = 320, **overrides) -> ys.TrainConfig:
         augment={"mosaic": 0.5},
         close_mosaic=min(3, epochs),
         val_interval=max(1, epochs // 2),
-        loss={"static_assigner_epochs": 0},
+        loss={"static_assigner_epochs": static_assigner},
     )
     base.update(overrides)
     return ys.TrainConfig(**base)
+
+
+def recipe_tag(epochs: int, static_assigner: int = 0) -> str:
+    """``e<E>``, plus ``_sa<N>`` with ATSS first: cached runs' names (0 keeps the old names)."""
+    return f"e{epochs}" + (f"_sa{static_assigner}" if static_assigner else "")
 
 
 def resumable(out: Path, cfg: ys.TrainConfig) -> bool:

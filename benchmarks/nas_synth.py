@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import cached, resumable, synthetic_data, train_config
+from common import cached, recipe_tag, resumable, synthetic_data, train_config
 
 import yoloslim as ys
 from yoloslim.models.registry import get_arch
@@ -80,8 +80,7 @@ def train_eval(
 ) -> dict:
     t0 = time.time()
     torch.manual_seed(seed)
-    extra = {"loss": {"static_assigner_epochs": static_assigner}} if static_assigner else {}
-    cfg = train_config(epochs, seed=seed, **extra)
+    cfg = train_config(epochs, seed=seed, static_assigner=static_assigner)
     # an interrupted run (hours on a CPU) goes on from its last.pt
     res = ys.train(model, data, config=cfg, out=out, resume=resumable(out, cfg), progress=True)
     m = ys.validate(res.best, data)
@@ -379,7 +378,7 @@ def main() -> None:
         e = args.epochs
         seeds = [int(v) for v in args.train_seeds.split(",")]
         sa = args.static_assigner_epochs
-        rec = f"_e{e}" + (f"_sa{sa}" if sa else "")
+        rec = "_" + recipe_tag(e, sa)
         for key, model, name in (
             ("found", str(arch_yaml), f"found_{tag}"),
             ("damo_nano", "damo-nano", "nano"),

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import cached, resumable, synthetic_data, train_config
+from common import cached, recipe_tag, resumable, synthetic_data, train_config
 
 import yoloslim as ys
 
@@ -57,12 +57,11 @@ def main() -> None:
     data = synthetic_data()
 
     sa = args.static_assigner_epochs
-    overrides = {"loss": {"static_assigner_epochs": sa}} if sa else {}
-    tag = f"{args.model}_e{args.epochs}" + (f"_sa{sa}" if sa else "")
+    tag = f"{args.model}_{recipe_tag(args.epochs, sa)}"
 
     def run(seed: int) -> dict:
         torch.manual_seed(seed)
-        cfg = train_config(args.epochs, seed=seed, **overrides)
+        cfg = train_config(args.epochs, seed=seed, static_assigner=sa)
         t0 = time.time()
         folder = out / f"{tag}_s{seed}"
         resume = resumable(folder, cfg)  # an interrupted run goes on, exactly
@@ -86,7 +85,7 @@ def main() -> None:
             {
                 "model": args.model,
                 "epochs": args.epochs,
-                "recipe": train_config(args.epochs, **overrides).to_dict(),
+                "recipe": train_config(args.epochs, static_assigner=sa).to_dict(),
                 "seeds": seeds,
                 "map": [rows[s]["map"] for s in seeds],
                 "map50": [rows[s]["map50"] for s in seeds],

@@ -63,10 +63,10 @@ def distill(
         runtime = resume_overrides(ctx, also=("teacher",))
         state = _resume_state(resume)
         saved = state["train_state"].get("hook", {}).get("config")
-        if saved is None:
-            raise ConfigError(f"--resume {resume}: {resume}/last.pt is not from a distill run")
-        saved = DistillConfig.from_dict(saved)
-        cfg = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **runtime))
+        cfg = None  # not a distill run: distill() says so
+        if saved is not None:
+            saved = DistillConfig.from_dict(saved)
+            cfg = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **runtime))
         res = run_distill(
             None,
             teacher,

@@ -48,7 +48,7 @@ from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.result import Result
-from yoloslim.train.config import TrainConfig, config_from_dict, resume_config
+from yoloslim.train.config import TrainConfig, config_from_dict, resume_config, setting_diffs
 from yoloslim.train.trainer import train
 
 __all__ = ["AdvancedDistillConfig", "DistillConfig", "Distiller", "distill"]
@@ -293,8 +293,7 @@ def _resume_distill_config(
         return saved
     if not isinstance(given, DistillConfig):
         raise ConfigError(f"config must be a DistillConfig, got {type(given).__name__}")
-    a, b = saved.to_dict(), given.to_dict()
-    diffs = [f"{k}: {a[k]!r} saved, {b[k]!r} given" for k in a if k != "train" and a[k] != b[k]]
+    diffs = setting_diffs(saved.to_dict(), given.to_dict(), skip=("train",))
     if diffs:
         raise ConfigError(
             f"resume: {out} is a distill run of other settings ({'; '.join(diffs)}); "

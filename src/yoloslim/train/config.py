@@ -142,6 +142,15 @@ def _with_static_assigner(cfg: TrainConfig, n: int | None) -> TrainConfig:
     return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, static_assigner_epochs=n))
 
 
+def setting_diffs(saved: dict, given: dict, skip: tuple[str, ...] = ()) -> list[str]:
+    """``"key: saved-value saved, given-value given"`` for each top-level key that differs."""
+    return [
+        f"{k}: {saved[k]!r} saved, {given[k]!r} given"
+        for k in saved
+        if k not in skip and saved[k] != given[k]
+    ]
+
+
 def resume_config(saved: TrainConfig, given: TrainConfig | None, where: str) -> TrainConfig:
     """The config a resumed run continues with: ``saved``, with ``given``'s runtime settings.
 
@@ -157,12 +166,7 @@ def resume_config(saved: TrainConfig, given: TrainConfig | None, where: str) -> 
         return saved
     if given.loss.static_assigner_epochs is None:  # auto: it was resolved when the run began
         given = _with_static_assigner(given, saved.loss.static_assigner_epochs)
-    a, b = saved.to_dict(), given.to_dict()
-    diffs = [
-        f"{k}: {a[k]!r} saved, {b[k]!r} given"
-        for k in a
-        if k not in RUNTIME_FIELDS and a[k] != b[k]
-    ]
+    diffs = setting_diffs(saved.to_dict(), given.to_dict(), skip=RUNTIME_FIELDS)
     if diffs:
         raise ConfigError(
             f"resume: {where} is a run of another training config ({'; '.join(diffs)}); "
