@@ -13,7 +13,8 @@
    damo-nano are then timed again, interleaved, and their medians and ratio reported.
 3. Kendall tau between the entropy score and the trained mAP over ``--tau-archs``
    architectures sampled from the same space under the same budget (``--tau-with-nano``:
-   and damo-nano), each trained ``--tau-epochs`` epochs.
+   and damo-nano), each trained ``--tau-epochs`` epochs. ``--tau-shard K/N`` trains every
+   N-th of them only (N shards side by side), printing their rows without a tau.
 
 Goal (issue 8): searched arch mAP >= damo-nano's at <= its FLOPs; tau as measured.
 Heavy: run it alone. Each step's result is kept in ``OUT/<step>.json`` (named by a hash of
@@ -160,6 +161,19 @@ def _sample_archs(
     return archs
 
 
+def _shard(spec: str | None, ap: argparse.ArgumentParser) -> tuple[int, int] | None:
+    """``"K/N"`` as (K, N) with 0 <= K < N; None for no sharding."""
+    if spec is None:
+        return None
+    try:
+        k, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        ap.error(f"--tau-shard {spec!r}: give K/N, e.g. 0/2")
+    if not 0 <= k < n:
+        ap.error(f"--tau-shard {spec!r}: K must be in 0..N-1")
+    return k, n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="runs/bench_nas")
@@ -178,6 +192,11 @@ def main() -> None:
         "--tau-archs", type=int, default=6, help="sampled archs for Kendall tau (0: skip)"
     )
     ap.add_argument("--tau-epochs", type=int, default=6)
+    ap.add_argument(
+        "--tau-shard",
+        help="K/N: train only the tau archs whose index is K mod N (run the N shards side by "
+        "side, each at one thread, then without --tau-shard to print tau from the cache)",
+    )
     ap.add_argument(
         "--tau-with-nano",
         action="store_true",
@@ -241,8 +260,8 @@ def main() -> None:
         "--static-assigner-epochs",
         type=int,
         default=0,
-        help="train the pairs with ATSS for this many first epochs (LossConfig."
-        "static_assigner_epochs); their runs are kept under _sa<N> names",
+        help="train the pairs and the tau archs with ATSS for this many first epochs "
+        "(LossConfig.static_assigner_epochs); their runs are kept under _sa<N> names",
     )
     args = ap.parse_args()
     out = Path(args.out)
@@ -422,11 +441,16 @@ def main() -> None:
             if budget.violations(nano_cost):
                 ap.error(f"--tau-with-nano: damo-nano is over the budget {budget_d}")
             archs, names = [*archs, nano], [*names, "tau_nano"]
-        for arch, name in zip(archs, names, strict=True):
+        shard = _shard(args.tau_shard, ap)
+        sa, te = args.static_assigner_epochs, args.tau_epochs
+        for i, (arch, name) in enumerate(zip(archs, names, strict=True)):
+            if shard and i % shard[1] != shard[0]:
+                continue
+            run = f"{name}_{recipe_tag(te, sa)}"  # e<E> as before; _sa<N> with ATSS first
             m = cached(
                 out,
-                f"{name}_e{args.tau_epochs}",
-                lambda a=arch, n=name: train_eval(a, data, args.tau_epochs, out / n),
+                run,
+                lambda a=arch, r=run: train_eval(a, data, te, out / r, static_assigner=sa),
             )
             rows.append(
                 {
@@ -440,11 +464,16 @@ def main() -> None:
         result["tau"] = {
             "archs": len(rows),
             "epochs": args.tau_epochs,
-            "kendall_tau_map": kendall_tau([r["score"] for r in rows], [r["map"] for r in rows]),
+            "static_assigner_epochs": sa,
+            "shard": args.tau_shard,
+            # a shard's rows are a part: no tau from them
+            "kendall_tau_map": None
+            if shard
+            else kendall_tau([r["score"] for r in rows], [r["map"] for r in rows]),
             # context: how much of the ranking FLOPs alone would give
-            "kendall_tau_gflops_map": kendall_tau(
-                [r["gflops"] for r in rows], [r["map"] for r in rows]
-            ),
+            "kendall_tau_gflops_map": None
+            if shard
+            else kendall_tau([r["gflops"] for r in rows], [r["map"] for r in rows]),
             "rows": rows,
         }
     print(json.dumps(result))

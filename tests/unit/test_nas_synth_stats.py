@@ -93,3 +93,14 @@ def test_resumable_only_for_the_same_config(tmp_path):
         common.resumable(
             tmp_path, common.train_config(16, seed=5, loss={"static_assigner_epochs": 4})
         )
+
+
+def test_tau_shard_parses_k_of_n(nas_synth):
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    assert nas_synth._shard(None, ap) is None
+    assert nas_synth._shard("1/3", ap) == (1, 3)
+    for bad in ("3/3", "-1/2", "a/2", "1"):  # K out of range, not numbers, no N
+        with pytest.raises(SystemExit):
+            nas_synth._shard(bad, ap)
