@@ -461,19 +461,19 @@ def main() -> None:
                     **m,
                 }
             )
+        maps = [r["map"] for r in rows]
+
+        def tau_against(key: str) -> float | None:  # a shard's rows are a part: no tau
+            return None if shard else kendall_tau([r[key] for r in rows], maps)
+
         result["tau"] = {
             "archs": len(rows),
-            "epochs": args.tau_epochs,
+            "epochs": te,
             "static_assigner_epochs": sa,
             "shard": args.tau_shard,
-            # a shard's rows are a part: no tau from them
-            "kendall_tau_map": None
-            if shard
-            else kendall_tau([r["score"] for r in rows], [r["map"] for r in rows]),
+            "kendall_tau_map": tau_against("score"),
             # context: how much of the ranking FLOPs alone would give
-            "kendall_tau_gflops_map": None
-            if shard
-            else kendall_tau([r["gflops"] for r in rows], [r["map"] for r in rows]),
+            "kendall_tau_gflops_map": tau_against("gflops"),
             "rows": rows,
         }
     print(json.dumps(result))
