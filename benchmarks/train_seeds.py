@@ -24,6 +24,7 @@ import torch
 from common import cached, recipe_tag, resumable, synthetic_data, train_config
 
 import yoloslim as ys
+from yoloslim.train.trainer import resolve_device
 
 
 def spread(values: list[float]) -> dict:
@@ -41,7 +42,9 @@ def spread(values: list[float]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="damo-nano")
+    ap.add_argument(
+        "--model", default="damo-nano", help="a registered name or an arch.yaml (named by its stem)"
+    )
     ap.add_argument("--epochs", type=int, default=16)
     ap.add_argument("--seeds", default="0,1,2,3", help="comma-separated training seeds")
     ap.add_argument("--out", default="runs/bench_seeds")
@@ -57,7 +60,8 @@ def main() -> None:
     data = synthetic_data()
 
     sa = args.static_assigner_epochs
-    tag = f"{args.model}_{recipe_tag(args.epochs, sa)}"
+    name = Path(args.model).stem if args.model.endswith((".yaml", ".yml")) else args.model
+    tag = f"{name}_{recipe_tag(args.epochs, sa)}"
 
     def run(seed: int) -> dict:
         torch.manual_seed(seed)
@@ -84,6 +88,7 @@ def main() -> None:
         json.dumps(
             {
                 "model": args.model,
+                "device": str(resolve_device("auto")),
                 "epochs": args.epochs,
                 "recipe": train_config(args.epochs, static_assigner=sa).to_dict(),
                 "seeds": seeds,

@@ -59,9 +59,10 @@ def validate(
     ds = DetectionDataset(load_samples(cfg, split), imgsz, augment=False, names=cfg.names)
     was_training = net.training
     net.eval()
+    device = next(net.parameters(), torch.empty(0)).device  # a module on CUDA gets its images there
     try:
         res = evaluate(
-            lambda x: net(x), ds, batch_size=batch, conf=conf, iou=iou, progress=progress
+            lambda x: net(x.to(device)), ds, batch_size=batch, conf=conf, iou=iou, progress=progress
         )
     finally:
         net.train(was_training)
