@@ -227,6 +227,15 @@ def test_missing_coreml_extra_names_it(dynamic_export, tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()  # refused before any work
 
 
+def test_torchscript_graph_takes_its_device_from_the_input(dynamic_export):
+    # torch.jit.trace records device= arguments as constants: a file traced on the CPU then
+    # failed on CUDA ("found at least two devices"; benchmarks/cuda_check.py on an H200)
+    _, out, res = dynamic_export
+    graph = str(torch.jit.load(str(res.artifacts["torchscript"])).inlined_graph)
+    assert "cumsum" in graph  # the anchors are built from the maps themselves
+    assert '"cpu"' not in graph and "cuda" not in graph
+
+
 def test_tensorrt_says_what_is_missing(dynamic_export, tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
     with pytest.raises(ExportError, match=r"TensorRT needs the tensorrt package"):

@@ -36,6 +36,25 @@ def make_anchors(
     return torch.cat(points), torch.cat(stride_t)
 
 
+def _traced_anchors(
+    raw: list[torch.Tensor], strides: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`make_anchors` from ops on the maps themselves (no device or dtype argument).
+
+    ``torch.jit.trace`` records ``device=`` as a constant, so a TorchScript file traced on
+    the CPU failed on CUDA ("found at least two devices"). Counting ones along each axis
+    gives the same cell centres (integers plus 0.5, exact in float16 too) on the input's
+    device.
+    """
+    points, stride_t = [], []
+    for r, s in zip(raw, strides, strict=True):
+        ones = torch.ones_like(r[0, 0])  # (h, w)
+        ys, xs = (ones.cumsum(0) - 0.5) * s, (ones.cumsum(1) - 0.5) * s
+        points.append(torch.stack([xs, ys], -1).reshape(-1, 2))
+        stride_t.append(ones.reshape(-1, 1) * s)
+    return torch.cat(points), torch.cat(stride_t)
+
+
 def dfl_expectation(reg: torch.Tensor, reg_max: int) -> torch.Tensor:
     """Expected distance (in stride units) from DFL logits ``(..., 4*(reg_max+1))`` -> ``(..., 4)``."""
     shape = reg.shape[:-1]
@@ -105,9 +124,12 @@ class DetectHead(nn.Module):
         """Raw maps -> ``(B, A, 4 + nc)``: boxes xyxy (input pixels) and class scores."""
         flat = self.flatten(raw)
         nreg = 4 * (self.reg_max + 1)
-        points, strides = make_anchors(
-            [r.shape[-2:] for r in raw], list(self.strides), raw[0].device, raw[0].dtype
-        )
+        if torch.jit.is_tracing():  # TorchScript: a device argument would be traced as a constant
+            points, strides = _traced_anchors(raw, list(self.strides))
+        else:
+            points, strides = make_anchors(
+                [r.shape[-2:] for r in raw], list(self.strides), raw[0].device, raw[0].dtype
+            )
         dist = dfl_expectation(flat[..., :nreg], self.reg_max) * strides
         boxes = torch.cat([points - dist[..., :2], points + dist[..., 2:]], -1)
         return torch.cat([boxes, flat[..., nreg:].sigmoid()], -1)
