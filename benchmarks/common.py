@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -168,3 +169,24 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def paired(a: list[float], b: list[float]) -> dict:
+    """Per-seed differences a - b: their mean, sample sd, paired t and how often a is ahead.
+
+    ``sd`` needs two seeds and ``t`` a nonzero sd; each is None otherwise.
+    """
+    diffs = [x - y for x, y in zip(a, b, strict=True)]
+    if not diffs:
+        raise ValueError("paired: no runs to compare")
+    mean = statistics.fmean(diffs)
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else None
+    t = mean / (sd / len(diffs) ** 0.5) if sd else None
+    return {
+        "seeds": len(diffs),
+        "diffs": [round(d, 4) for d in diffs],
+        "diff_mean": round(mean, 4),
+        "diff_sd": None if sd is None else round(sd, 4),
+        "t": None if t is None else round(t, 2),
+        "ahead": sum(d > 0 for d in diffs),
+    }

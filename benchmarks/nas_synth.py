@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import cached, recipe_tag, resumable, synthetic_data, train_config
+from common import cached, paired, recipe_tag, resumable, synthetic_data, train_config
 
 import yoloslim as ys
 from yoloslim.models.registry import get_arch
@@ -89,27 +89,6 @@ def train_eval(
         "map": round(m["map"], 4),
         "map50": round(m["map50"], 4),
         "train_s": round(time.time() - t0, 1),
-    }
-
-
-def paired(a: list[float], b: list[float]) -> dict:
-    """Per-seed differences a - b: their mean, sample sd, paired t and how often a is ahead.
-
-    ``sd`` needs two seeds and ``t`` a nonzero sd; each is None otherwise.
-    """
-    diffs = [x - y for x, y in zip(a, b, strict=True)]
-    if not diffs:
-        raise ValueError("paired: no runs to compare")
-    mean = statistics.fmean(diffs)
-    sd = statistics.stdev(diffs) if len(diffs) > 1 else None
-    t = mean / (sd / len(diffs) ** 0.5) if sd else None
-    return {
-        "seeds": len(diffs),
-        "diffs": [round(d, 4) for d in diffs],
-        "diff_mean": round(mean, 4),
-        "diff_sd": None if sd is None else round(sd, 4),
-        "t": None if t is None else round(t, 2),
-        "ahead": sum(d > 0 for d in diffs),
     }
 
 

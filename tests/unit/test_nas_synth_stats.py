@@ -104,3 +104,29 @@ def test_tau_shard_parses_k_of_n(nas_synth):
     for bad in ("3/3", "-1/2", "a/2", "1"):  # K out of range, not numbers, no N
         with pytest.raises(SystemExit):
             nas_synth._shard(bad, ap)
+
+
+def test_paired_seeds_parses_seeds_and_names():
+    ps = _load("paired_seeds")
+    assert ps.parse_seeds("5-8,11") == [5, 6, 7, 8, 11]
+    with pytest.raises(SystemExit, match="'x'"):
+        ps.parse_seeds("5,x")
+    assert ps.model_name("runs/nas/arch.yaml") == "arch"
+    assert ps.model_name("damo-nano") == "damo-nano"
+
+
+def test_paired_seeds_compares_the_cached_pairs(tmp_path):
+    # every run cached: nothing trains, and a seed with one run done is left out
+    import json
+    import subprocess
+
+    for name, seed, m in [("arch", 1, 0.5), ("damo-nano", 1, 0.4), ("arch", 2, 0.6)]:
+        (tmp_path / f"{name}_e16_sa4_s{seed}.json").write_text(json.dumps({"map": m}))
+    (tmp_path / "damo-nano_e16_sa4_s2.json").write_text(json.dumps({"map": 0.7}))
+    (tmp_path / "arch_e16_sa4_s3.json").write_text(json.dumps({"map": 0.9}))
+    cmd = [sys.executable, str(BENCH / "paired_seeds.py"), "--a", "x/arch.yaml"]
+    cmd += ["--seeds", "1-2", "--out", str(tmp_path)]
+    row = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    assert row["seeds"] == [1, 2] and row["stopped"] == []
+    assert row["a_map"] == [0.5, 0.6] and row["b_map"] == [0.4, 0.7]
+    assert row["paired"]["diffs"] == [0.1, -0.1] and row["paired"]["ahead"] == 1
