@@ -154,23 +154,6 @@ def extend(model: str, more: int, data: Path = DATA, root: Path = ROOT) -> Path:
     return out / "best.pt"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="damo-tiny")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--extend", type=int, default=0, help="then train this many epochs more")
-    args = ap.parse_args()
-    data = synthetic_data()
-    trained(args.model, args.epochs, data)
-    if args.extend:
-        extend(args.model, args.extend, data)
-    print(json.dumps(_info(args.model)))
-
-
-if __name__ == "__main__":
-    main()
-
-
 def paired(a: list[float], b: list[float]) -> dict:
     """Per-seed differences a - b: their mean, sample sd, paired t and how often a is ahead.
 
@@ -190,3 +173,25 @@ def paired(a: list[float], b: list[float]) -> dict:
         "t": None if t is None else round(t, 2),
         "ahead": sum(d > 0 for d in diffs),
     }
+
+
+def model_name(model: str) -> str:
+    """The name a model's runs are filed under: a registered name, or an arch.yaml's stem."""
+    return Path(model).stem if model.endswith((".yaml", ".yml")) else model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default="damo-tiny")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--extend", type=int, default=0, help="then train this many epochs more")
+    args = ap.parse_args()
+    data = synthetic_data()
+    trained(args.model, args.epochs, data)
+    if args.extend:
+        extend(args.model, args.extend, data)
+    print(json.dumps(_info(args.model)))
+
+
+if __name__ == "__main__":
+    main()

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import paired, recipe_tag
+from common import model_name, paired, recipe_tag
 from train_seeds import spread
 
 HERE = Path(__file__).parent
@@ -42,11 +42,6 @@ def parse_seeds(text: str) -> list[int]:
         except ValueError:
             raise SystemExit(f"--seeds: {part!r} is not a seed or a range like 5-8") from None
     return seeds
-
-
-def model_name(model: str) -> str:
-    """The name train_seeds.py files a model's runs under (an arch.yaml: its stem)."""
-    return Path(model).stem if model.endswith((".yaml", ".yml")) else model
 
 
 def run_all(jobs: list[tuple[str, int]], args, deadline: float) -> list[str]:

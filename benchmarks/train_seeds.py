@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import cached, recipe_tag, resumable, synthetic_data, train_config
+from common import cached, model_name, recipe_tag, resumable, synthetic_data, train_config
 
 import yoloslim as ys
 from yoloslim.train.trainer import resolve_device
@@ -60,8 +60,7 @@ def main() -> None:
     data = synthetic_data()
 
     sa = args.static_assigner_epochs
-    name = Path(args.model).stem if args.model.endswith((".yaml", ".yml")) else args.model
-    tag = f"{name}_{recipe_tag(args.epochs, sa)}"
+    tag = f"{model_name(args.model)}_{recipe_tag(args.epochs, sa)}"
 
     def run(seed: int) -> dict:
         torch.manual_seed(seed)
