@@ -9,6 +9,7 @@ from yoloslim.errors import ModelError
 from yoloslim.models import RepConv, arch_of, build_model, list_models, register_model
 from yoloslim.models.blocks import ConvBNAct, fuse_conv_bn
 from yoloslim.models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
+from yoloslim.models.head import make_anchors
 from yoloslim.models.testing import randomize_bn
 
 
@@ -44,6 +45,23 @@ def test_nano_is_cpu_class():
     p = model_profile("damo-nano", imgsz=320, nc=80)
     assert 1e6 <= p["params_deploy"] <= 2e6
     assert p["gflops"] == pytest.approx(2 * p["gmacs"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_anchors_are_the_cell_centres(dtype):
+    # built from the maps (so a traced graph takes its device from its input); must equal
+    # the plain arange grid: x varies along W, y along H, strides per level
+    shapes, strides = [(5, 7), (3, 4), (1, 2)], [8, 16, 32]
+    maps = [torch.zeros(2, 3, h, w, dtype=dtype) for h, w in shapes]
+    points, stride_t = make_anchors(maps, strides)
+    want_p, want_s = [], []
+    for (h, w), s in zip(shapes, strides):
+        yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+        want_p.append(torch.stack([xx, yy], -1).reshape(-1, 2) * s)
+        want_s.append(torch.full((h * w, 1), float(s)))
+    assert points.dtype == stride_t.dtype == dtype
+    assert torch.equal(points.float(), torch.cat(want_p))
+    assert torch.equal(stride_t.float(), torch.cat(want_s))
 
 
 @pytest.mark.parametrize("cin,cout,stride", [(8, 8, 1), (8, 16, 1), (8, 16, 2)])

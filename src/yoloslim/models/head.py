@@ -22,33 +22,20 @@ from yoloslim.models.blocks import ConvBNAct
 __all__ = ["DetectHead", "make_anchors", "dfl_expectation"]
 
 
-def make_anchors(
-    shapes: list[tuple[int, int]] | list[torch.Size], strides: list[int], device=None, dtype=None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cell-centre anchor points (A, 2) in input pixels and their strides (A, 1)."""
-    points, stride_t = [], []
-    for (h, w), s in zip(shapes, strides, strict=True):
-        ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) * s
-        xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) * s
-        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-        points.append(torch.stack([xx, yy], -1).reshape(-1, 2))
-        stride_t.append(torch.full((h * w, 1), float(s), device=device, dtype=dtype))
-    return torch.cat(points), torch.cat(stride_t)
+def make_anchors(maps: list[torch.Tensor], strides: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cell-centre anchor points (A, 2) in input pixels and their strides (A, 1), for maps
+    ``(B, C, H, W)``, on the maps' device and in their dtype.
 
-
-def _traced_anchors(
-    raw: list[torch.Tensor], strides: list[int]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`make_anchors` from ops on the maps themselves (no device or dtype argument).
-
-    ``torch.jit.trace`` records ``device=`` as a constant, so a TorchScript file traced on
-    the CPU failed on CUDA ("found at least two devices"). Counting ones along each axis
-    gives the same cell centres (integers plus 0.5, exact in float16 too) on the input's
-    device.
+    The centres come from ops on the maps themselves (ones counted along each axis), never
+    from a ``device=`` argument: ``torch.jit.trace`` records such an argument as a constant,
+    and a TorchScript file traced on the CPU then failed on CUDA ("found at least two
+    devices"). The ONNX file (after onnxslim) holds the result as constants, as it held
+    ``arange``'s. Centres are integers plus 0.5: exact in float16 for maps under 1024 cells a
+    side (bfloat16: 128), the same limits as ``arange``.
     """
     points, stride_t = [], []
-    for r, s in zip(raw, strides, strict=True):
-        ones = torch.ones_like(r[0, 0])  # (h, w)
+    for m, s in zip(maps, strides, strict=True):
+        ones = torch.ones_like(m[0, 0])  # (H, W)
         ys, xs = (ones.cumsum(0) - 0.5) * s, (ones.cumsum(1) - 0.5) * s
         points.append(torch.stack([xs, ys], -1).reshape(-1, 2))
         stride_t.append(ones.reshape(-1, 1) * s)
@@ -124,12 +111,7 @@ class DetectHead(nn.Module):
         """Raw maps -> ``(B, A, 4 + nc)``: boxes xyxy (input pixels) and class scores."""
         flat = self.flatten(raw)
         nreg = 4 * (self.reg_max + 1)
-        if torch.jit.is_tracing():  # TorchScript: a device argument would be traced as a constant
-            points, strides = _traced_anchors(raw, list(self.strides))
-        else:
-            points, strides = make_anchors(
-                [r.shape[-2:] for r in raw], list(self.strides), raw[0].device, raw[0].dtype
-            )
+        points, strides = make_anchors(raw, list(self.strides))
         dist = dfl_expectation(flat[..., :nreg], self.reg_max) * strides
         boxes = torch.cat([points - dist[..., :2], points + dist[..., 2:]], -1)
         return torch.cat([boxes, flat[..., nreg:].sigmoid()], -1)

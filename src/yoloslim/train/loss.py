@@ -96,9 +96,7 @@ class DetectionLoss(nn.Module):
         flat = torch.cat([r.flatten(2) for r in raw], 2).transpose(1, 2)  # (B, A, no)
         nreg = 4 * (self.reg_max + 1)
         reg_logits, cls_logits = flat[..., :nreg], flat[..., nreg:]
-        points, strides = make_anchors(
-            [r.shape[-2:] for r in raw], list(self.strides), flat.device, flat.dtype
-        )
+        points, strides = make_anchors(raw, list(self.strides))
 
         dist = dfl_expectation(reg_logits, self.reg_max)  # stride units
         pred_boxes = torch.cat(
