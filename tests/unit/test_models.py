@@ -55,7 +55,7 @@ def test_anchors_are_the_cell_centres(dtype):
     maps = [torch.zeros(2, 3, h, w, dtype=dtype) for h, w in shapes]
     points, stride_t = make_anchors(maps, strides)
     want_p, want_s = [], []
-    for (h, w), s in zip(shapes, strides):
+    for (h, w), s in zip(shapes, strides, strict=True):
         yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
         want_p.append(torch.stack([xx, yy], -1).reshape(-1, 2) * s)
         want_s.append(torch.full((h * w, 1), float(s)))
