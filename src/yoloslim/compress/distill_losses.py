@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from yoloslim.models.head import flatten_maps
+
 __all__ = [
     "FEATURE_LOSSES",
     "FeatureAdapters",
@@ -156,8 +158,8 @@ def logit_kd(
         DFL bins (teacher-foreground anchors only; zero when there are none).
     """
     nreg = 4 * (reg_max + 1)
-    s = torch.cat([r.flatten(2) for r in student], 2).transpose(1, 2)  # (B, A, no)
-    t = torch.cat([r.flatten(2) for r in teacher], 2).transpose(1, 2).to(s.dtype)
+    s = flatten_maps(student)  # (B, A, no)
+    t = flatten_maps(teacher).to(s.dtype)
     t_score = t[..., nreg:].sigmoid().amax(-1)  # (B, A)
     fg = t_score >= fg_threshold
     weight = t_score * fg

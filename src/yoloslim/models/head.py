@@ -19,7 +19,7 @@ from torch import nn
 
 from yoloslim.models.blocks import ConvBNAct
 
-__all__ = ["DetectHead", "make_anchors", "dfl_expectation"]
+__all__ = ["DetectHead", "dfl_expectation", "flatten_maps", "make_anchors"]
 
 
 def make_anchors(maps: list[torch.Tensor], strides: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,6 +40,11 @@ def make_anchors(maps: list[torch.Tensor], strides: list[int]) -> tuple[torch.Te
         points.append(torch.stack([xs, ys], -1).reshape(-1, 2))
         stride_t.append(ones.reshape(-1, 1) * s)
     return torch.cat(points), torch.cat(stride_t)
+
+
+def flatten_maps(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Per-level maps ``(B, C, H, W)`` -> ``(B, A, C)``, levels in order (A = sum of H*W)."""
+    return torch.cat([m.flatten(2) for m in maps], 2).transpose(1, 2)
 
 
 def dfl_expectation(reg: torch.Tensor, reg_max: int) -> torch.Tensor:
@@ -105,7 +110,7 @@ class DetectHead(nn.Module):
 
     def flatten(self, raw: list[torch.Tensor]) -> torch.Tensor:
         """Per-level maps -> ``(B, A, 4*(reg_max+1) + nc)``."""
-        return torch.cat([r.flatten(2) for r in raw], 2).transpose(1, 2)
+        return flatten_maps(raw)
 
     def decode(self, raw: list[torch.Tensor]) -> torch.Tensor:
         """Raw maps -> ``(B, A, 4 + nc)``: boxes xyxy (input pixels) and class scores."""

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from yoloslim.boxes import bbox_iou
-from yoloslim.models.head import dfl_expectation, make_anchors
+from yoloslim.models.head import dfl_expectation, flatten_maps, make_anchors
 from yoloslim.train.assigner import ATSSAssigner, TaskAlignedAssigner
 
 __all__ = ["LossConfig", "DetectionLoss"]
@@ -93,7 +93,7 @@ class DetectionLoss(nn.Module):
         self, raw: list[torch.Tensor], targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         b = raw[0].shape[0]
-        flat = torch.cat([r.flatten(2) for r in raw], 2).transpose(1, 2)  # (B, A, no)
+        flat = flatten_maps(raw)  # (B, A, no)
         nreg = 4 * (self.reg_max + 1)
         reg_logits, cls_logits = flat[..., :nreg], flat[..., nreg:]
         points, strides = make_anchors(raw, list(self.strides))
