@@ -108,13 +108,9 @@ class DetectHead(nn.Module):
             out.append(torch.cat([reg, cls], 1))
         return out
 
-    def flatten(self, raw: list[torch.Tensor]) -> torch.Tensor:
-        """Per-level maps -> ``(B, A, 4*(reg_max+1) + nc)``."""
-        return flatten_maps(raw)
-
     def decode(self, raw: list[torch.Tensor]) -> torch.Tensor:
         """Raw maps -> ``(B, A, 4 + nc)``: boxes xyxy (input pixels) and class scores."""
-        flat = self.flatten(raw)
+        flat = flatten_maps(raw)  # (B, A, 4*(reg_max+1) + nc)
         nreg = 4 * (self.reg_max + 1)
         points, strides = make_anchors(raw, list(self.strides))
         dist = dfl_expectation(flat[..., :nreg], self.reg_max) * strides
