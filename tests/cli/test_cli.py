@@ -140,6 +140,28 @@ def test_missing_data_yaml_exits_2(tmp_path, capsys):
     assert f"DataError: {missing}: data.yaml not found" in err  # one line, the path unbroken
 
 
+@pytest.mark.parametrize(
+    ("argv", "message", "usage"),
+    [
+        (["train", "--no-such-flag"], "No such option: --no-such-flag", True),
+        (["no-such-command"], "No such command 'no-such-command'", True),
+        (["val", "--conf"], "Option '--conf' requires an argument", False),
+    ],
+)
+def test_usage_errors_exit_2(argv, message, usage, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert ("Usage: yoloslim" in err) == usage
+
+
+def test_version(capsys):
+    from yoloslim import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"yoloslim {__version__}"
+
+
 def test_entry_point_help():
     exe = Path(sys.executable).with_name("yoloslim")
     assert exe.is_file(), "the yoloslim entry point is not installed next to the interpreter"

@@ -26,6 +26,25 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from yoloslim import __version__
+
+        typer.echo(f"yoloslim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Compress YOLO-family detectors: NAS, re-parameterisation, pruning, distillation, INT8, export."""
+
+
 app.add_typer(data_cmd.app, name="data")
 app.command("train")(train_cmd.train)
 app.command("val")(val_cmd.val)
@@ -50,13 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except SystemExit as e:  # click's usage errors
         return int(e.code or 0)
-    except Exception as e:  # click.ClickException and friends
-        import click
-
-        if isinstance(e, click.ClickException):
+    except typer.Abort:  # Ctrl-C at a prompt
+        return 1
+    except Exception as e:
+        # Usage errors (unknown option, missing argument, no such command) are click's
+        # ClickException. newer typer releases vendor click instead of depending on it, so the
+        # class is recognised by its interface rather than imported.
+        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
             e.show()
             return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
+        if type(e).__name__ == "Abort":
             return 1
         raise
 
