@@ -88,6 +88,19 @@ def test_save_load_identical_outputs(model, tmp_path):
     assert raw["arch"]["layers"]["backbone.stages.0.down.conv"][0] < 16
 
 
+def test_default_imgsz_is_the_checkpoints(model, tmp_path):
+    from yoloslim.models.checkpoint import save_checkpoint
+
+    path = save_checkpoint(tmp_path / "m.pt", model, imgsz=IMG)
+    c = cfg(ratio=0.3)
+    c = PruneConfig(**{**c.to_dict(), "imgsz": None})
+    res = prune(path, None, config=c, out=tmp_path / "p")
+    assert res.report["config"]["imgsz"] == IMG
+    assert load_checkpoint(res.artifacts["checkpoint"])[1]["imgsz"] == IMG
+    # a module has no training size: 320
+    assert prune(model, None, config=c).report["config"]["imgsz"] == 320
+
+
 def test_importance_order_lowest_channels_removed(model):
     stem, nxt = model.backbone.stages[0].down, model.backbone.stages[1].down
     weak = [1, 4, 9, 13]

@@ -41,7 +41,7 @@ def prune(
     distill: bool = typer.Option(
         None, "--distill/--no-distill", help="Fine-tune by distillation from the unpruned model."
     ),
-    imgsz: int = typer.Option(None, help="Input size."),
+    imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's training size)."),
     batch: int = typer.Option(None, help="Batch size."),
     backend: str = typer.Option(None, help="Latency runtime: openvino or onnxruntime."),
     latency: bool = typer.Option(
@@ -80,7 +80,7 @@ def prune(
     values = layered(ctx, load_mapping(config, "PruneConfig") if config else None, flags)
     cfg = PruneConfig.from_dict(values)
     res = run_prune(model, data, config=cfg, out=out, progress=True)
-    table = Table(title=f"prune of {model} ({cfg.imgsz} px)")
+    table = Table(title=f"prune of {model} ({res.report['config']['imgsz']} px)")
     for col in ("stage", "params (M)", "GFLOPs", "size (MB)", "latency (ms)", "mAP50-95", "mAP50"):
         table.add_column(col)
     for row in res.report["table"]:

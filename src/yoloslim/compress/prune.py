@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import tempfile
 from pathlib import Path
@@ -91,8 +92,8 @@ def prune(
         ...             config=PruneConfig(target_flops=2.5, finetune_epochs=5), out="runs/prune")
         >>> res.report["stages"]["finetuned"]["map"]
     """
-    cfg = config
-    net, names = _load_model(model, data)
+    net, names, trained_imgsz = _load_model(model, data)
+    cfg = config if config.imgsz else dataclasses.replace(config, imgsz=trained_imgsz or 320)
     is_detector = hasattr(net, "spec") and hasattr(net, "forward_raw")
     _check_feasible(cfg, net, data, is_detector)
     teacher = copy.deepcopy(net).eval() if cfg.distill else None
@@ -143,15 +144,17 @@ def prune(
     return result
 
 
-def _load_model(model, data) -> tuple[nn.Module, list[str] | None]:
+def _load_model(model, data) -> tuple[nn.Module, list[str] | None, int | None]:
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.models.registry import build_model
 
     suffix = Path(str(model)).suffix
+    imgsz = None
     if isinstance(model, nn.Module):
         net = copy.deepcopy(model)
     elif suffix == ".pt" or (Path(str(model)).is_file() and suffix not in (".yaml", ".yml")):
-        net = load_checkpoint(model)[0]
+        net, ckpt = load_checkpoint(model)
+        imgsz = ckpt.get("imgsz")
     else:
         names = None
         if data is not None:
@@ -161,7 +164,7 @@ def _load_model(model, data) -> tuple[nn.Module, list[str] | None]:
         net = build_model(Path(model) if suffix in (".yaml", ".yml") else str(model), names=names)
     if getattr(net, "deploy", False):
         raise ModelError("cannot prune a re-parameterised (deploy-form) model; prune before fuse()")
-    return net.eval(), getattr(net, "names", None)
+    return net.eval(), getattr(net, "names", None), imgsz
 
 
 def _check_feasible(cfg: PruneConfig, net: nn.Module, data, is_detector: bool) -> None:

@@ -102,7 +102,8 @@ class PruneConfig:
         ignore: module-name patterns (fnmatch) whose output channels are kept; the
             head's prediction convs are always kept for built-in detectors.
         distill: fine-tune by distillation from the unpruned model.
-        imgsz: input size for FLOPs, tracing, fine-tuning, validation and latency.
+        imgsz: input size for FLOPs, tracing, fine-tuning, validation and latency; None:
+            the checkpoint's training size (320 for a model that has none).
         batch: batch size for calibration, fine-tuning and validation.
         seed: seeds calibration batches and fine-tuning.
         latency: export the model before and after (``backend``) and measure latency.
@@ -123,7 +124,7 @@ class PruneConfig:
     unstructured: float | None = None
     ignore: tuple[str, ...] = ()
     distill: bool = False
-    imgsz: int = 320
+    imgsz: int | None = None
     batch: int = 16
     seed: int = 0
     latency: bool = True
@@ -158,7 +159,11 @@ class PruneConfig:
             (self.finetune_epochs >= 0, "finetune_epochs", "must be >= 0"),
             (frac(self.depth_ratio, hi_ok=True), "depth_ratio", "must be in (0, 1]"),
             (frac(self.unstructured), "unstructured", "must be in (0, 1)"),
-            (self.imgsz >= 32 and self.imgsz % 32 == 0, "imgsz", "must be a multiple of 32, >= 32"),
+            (
+                self.imgsz is None or (self.imgsz >= 32 and self.imgsz % 32 == 0),
+                "imgsz",
+                "must be a multiple of 32, >= 32",
+            ),
             (self.batch >= 1, "batch", "must be >= 1"),
             (
                 self.backend in ("openvino", "onnxruntime"),
@@ -245,7 +250,8 @@ def _check_types(cfg: PruneConfig) -> None:
         ok = (
             isinstance(v, int) if kind is int else isinstance(v, (int, float))
         ) and not isinstance(v, bool)
-        if (v is not None or kind is int) and not ok:
+        optional = kind is float or name == "imgsz"
+        if (v is not None or not optional) and not ok:
             raise ConfigError(
                 f"PruneConfig.{name}={v!r} must be a{'n integer' if kind is int else ' number'}"
             )
