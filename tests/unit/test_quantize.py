@@ -271,6 +271,40 @@ def test_accuracy_aware_stops_as_soon_as_within_budget():
     assert info["met"] and len(info["steps"]) == 1 and info["sensitivity"] == []
 
 
+def test_accuracy_aware_out_of_steps_keeps_the_best_step_and_warns(caplog):
+    from yoloslim.compress.quantize import budget_warning
+
+    gains = {"a": 0.1, "b": 0.5, "c": 0.3, "d": 0.05}
+    maps = {0: 0.30, 1: 0.33, 2: 0.34, 3: 0.335}  # never within 1 point of 0.40
+    calls = []
+
+    def evaluate(model, tag):
+        calls.append(tag)
+        return {"map": maps[len(model.get("float", []))], "map50": 0.5}
+
+    ref = np.concatenate([np.zeros((1, 4, 4)), np.ones((1, 4, 2))], -1)
+    with caplog.at_level("WARNING"):
+        model, info = accuracy_aware(
+            _StubBackend(gains),
+            {},
+            candidates={k: f"layer.{k}" for k in gains},
+            evaluate=evaluate,
+            float_map=0.40,
+            max_drop=1.0,
+            images=[np.zeros(1)],
+            ref=ref,
+            imgsz=64,
+            max_steps=3,
+        )
+    assert not info["met"] and info["chosen_step"] == 2
+    assert calls == ["step0", "step1", "step2", "step3", "chosen2"]  # the caller's last eval
+    assert model == {"float": ["b", "c"]} and info["kept_float"] == ["layer.b", "layer.c"]
+    assert "budget not met" in caplog.text
+    report = {"accuracy_aware": info, "map_drop_points": 6.0}
+    assert "was not met: 6.0 points lost after 3" in budget_warning(report)
+    assert budget_warning({"accuracy_aware": {"met": True}}) is None
+
+
 # -- CLI ------------------------------------------------------------------------------------
 def test_cli_quantize_and_bad_backend(setup, tmp_path):
     from yoloslim.cli.main import main

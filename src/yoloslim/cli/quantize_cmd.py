@@ -41,7 +41,7 @@ def quantize(
     """INT8 post-training quantization; writes quant_report.json/.md and the artifacts."""
     from rich.table import Table
 
-    from yoloslim.compress.quantize import QuantConfig
+    from yoloslim.compress.quantize import QuantConfig, budget_warning
     from yoloslim.compress.quantize import quantize as run_quantize
 
     flags = dict(
@@ -91,5 +91,8 @@ def quantize(
         f"kept float: {kept['scope_nodes']} scope nodes; accuracy-aware: "
         f"{', '.join(kept['accuracy_aware']) or 'none'}"
     )
+    warning = budget_warning(rep)
+    if warning:
+        console.print(f"[yellow]warning:[/] {warning}")
     console.print(f"int8: {res.model}\nreport: {Path(out) / 'quant_report.json'}")
     write_json(json_path, rep)

@@ -98,8 +98,10 @@ def accuracy_aware(
         max_drop: budget in mAP points (0.5 = 0.005).
 
     Returns:
-        The chosen model and ``{"max_drop", "steps", "sensitivity", "kept_float", "met"}``;
-        ``steps[k]`` is the mAP after the k-th layer went back to float (step 0: none).
+        The chosen model and ``{"max_drop", "steps", "sensitivity", "kept_float", "met",
+        "chosen_step"}``; ``steps[k]`` is the mAP after the k-th layer went back to float
+        (step 0: none). When the budget is not met within ``max_steps``, the chosen model is
+        the earliest step with the best mAP, not the last one.
     """
     budget = max_drop / 100.0
     first = evaluate(qmodel, "step0")
@@ -119,8 +121,27 @@ def accuracy_aware(
         log.info("accuracy-aware step %d: %s -> mAP %.4f", k, row["layer"], res["map"])
         if float_map - res["map"] <= budget:
             break
-    info["kept_float"] = [r["layer"] for r in kept]
     info["met"] = float_map - steps[-1]["map"] <= budget
+    info["chosen_step"] = len(steps) - 1
+    if not info["met"]:
+        # Out of steps: keep the fewest layers in float that reach the best mAP seen, so
+        # layers that did not help go back to INT8 (they cost speed for nothing).
+        best = max(range(len(steps)), key=lambda k: (steps[k]["map"], -k))
+        if best < len(steps) - 1:
+            kept = kept[:best]
+            model = backend.revert(qmodel, [r["node"] for r in kept]) if kept else qmodel
+            evaluate(model, f"chosen{best}")  # the caller reports the last evaluation
+        info["chosen_step"] = best
+        log.warning(
+            "accuracy-aware: budget not met: %.2f mAP points lost against %.2f allowed after "
+            "%d steps (advanced.max_steps); keeping step %d (%d layers in float)",
+            100 * (float_map - steps[best]["map"]),
+            max_drop,
+            len(steps) - 1,
+            best,
+            len(kept),
+        )
+    info["kept_float"] = [r["layer"] for r in kept]
     return model, info
 
 

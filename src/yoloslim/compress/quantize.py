@@ -235,6 +235,18 @@ def _entry(path: Path, metrics: dict, latency: dict | None) -> dict:
     return e
 
 
+def budget_warning(report: dict) -> str | None:
+    """A sentence when ``max_drop`` was asked for and not reached, else None."""
+    acc = report.get("accuracy_aware")
+    if not acc or acc.get("met", True):
+        return None
+    return (
+        f"the --max-drop budget of {acc['max_drop']} mAP points was not met: "
+        f"{report['map_drop_points']} points lost after {len(acc['steps']) - 1} accuracy-aware "
+        f"steps (advanced.max_steps); kept step {acc['chosen_step']}, the best one."
+    )
+
+
 def report_table(report: dict) -> str:
     """Markdown table: float vs INT8 (and FP16/BF16) mAP, latency, size."""
     rows = [
@@ -253,6 +265,9 @@ def report_table(report: dict) -> str:
         )
     lf = report["layers_in_float"]
     rows.append("")
+    warning = budget_warning(report)
+    if warning:
+        rows += [f"**Warning:** {warning}", ""]
     rows.append(
         f"Kept in float: {lf['scope_nodes']} scope nodes (decode)"
         f"{', layers ' + ', '.join(lf['scope']) if lf['scope'] else ''}"
