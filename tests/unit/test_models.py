@@ -168,6 +168,23 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(q)
     with pytest.raises(ModelError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(
+        ModelError, match="garbage.pt: not a yoloslim checkpoint .not a PyTorch zip"
+    ):
+        load_checkpoint(q)
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"a": ModelError("x")}, pickled)  # a class instance: needs unpickling
+    with pytest.raises(ModelError, match="pickled Python objects") as err:
+        load_checkpoint(pickled)
+    assert "\n" not in str(err.value) and "weights_only" not in str(err.value)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": 1}, run / "best.pt")
+    with pytest.raises(ModelError, match=r"is a folder.*did you mean .*best\.pt"):
+        load_checkpoint(run)
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    with pytest.raises(ModelError, match="exported artifact"):
+        load_checkpoint(tmp_path / "m.onnx")
 
 
 def test_atomic_save_leaves_no_temp(tmp_path):

@@ -73,17 +73,46 @@ def save_checkpoint(
     return atomic_save(ckpt, path)
 
 
+_ARTIFACT_SUFFIXES = {".onnx", ".xml", ".bin", ".torchscript", ".engine", ".mlpackage", ".plan"}
+
+
+def _why_unloadable(p: Path, e: Exception) -> str:
+    """One short clause for why ``torch.load`` refused a file (torch's own text is long)."""
+    import pickle
+    import zipfile
+
+    if not zipfile.is_zipfile(p):  # torch.save always writes a zip archive
+        return "not a PyTorch zip archive: another kind of file, or truncated"
+    if isinstance(e, pickle.UnpicklingError):
+        return "it holds pickled Python objects, which yoloslim never loads"
+    text = str(e).splitlines()[0][:160] if str(e) else ""
+    return f"{type(e).__name__}: {text}"
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """Load and validate a checkpoint dict (weights only, no pickled classes)."""
     p = Path(path)
+    if p.is_dir():
+        hint = next(
+            (
+                f"; did you mean {p / n}?"
+                for n in ("best.pt", "pruned.pt", "last.pt")
+                if (p / n).is_file()
+            ),
+            "",
+        )
+        raise ModelError(f"{p}: is a folder, not a checkpoint file{hint}")
     if not p.is_file():
         raise ModelError(f"{p}: checkpoint file does not exist")
+    if p.suffix.lower() in _ARTIFACT_SUFFIXES:
+        raise ModelError(
+            f"{p}: is an exported artifact; this takes a yoloslim .pt checkpoint "
+            "(best.pt, last.pt, pruned.pt)"
+        )
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ModelError(
-            f"{p}: not a loadable yoloslim checkpoint ({type(e).__name__}: {e})"
-        ) from e
+        raise ModelError(f"{p}: not a yoloslim checkpoint ({_why_unloadable(p, e)})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         fmt = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ModelError(f"{p}: not a yoloslim checkpoint (format={fmt!r}, expected {FORMAT!r})")
