@@ -156,7 +156,7 @@ def _qdq_fed(model) -> set[str]:
     }
 
 
-def test_onnxruntime_static_scope_pattern_and_variants(setup, tmp_path):
+def test_onnxruntime_static_scope_pattern_and_variants(setup, tmp_path, caplog):
     data, onnx_path = setup
     cfg = QuantConfig(
         backend="onnxruntime",
@@ -166,10 +166,13 @@ def test_onnxruntime_static_scope_pattern_and_variants(setup, tmp_path):
         float_variants=["fp16"],
         advanced=FAST,
     )
-    res = ys.quantize(onnx_path, data, config=cfg, out=tmp_path)
+    with caplog.at_level("WARNING"):
+        res = ys.quantize(onnx_path, data, config=cfg, out=tmp_path)
     assert (
         set(res.artifacts) == {"float", "int8", "fp16"} and res.report["calibration"]["images"] == 4
     )
+    assert "calibrating on 4 training images (4 asked for)" in caplog.text
+    assert "pre-processing" not in caplog.text  # ONNX Runtime's hint is dropped
     for role, precision in (("int8", "int8+fp32"), ("fp16", "fp16")):
         backend = load_backend(res.artifacts[role])
         assert backend(torch.rand(1, 3, 64, 64)).shape == (1, 84, 6)

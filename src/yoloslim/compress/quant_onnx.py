@@ -32,6 +32,29 @@ __all__ = ["OnnxRuntimeQuant", "has_vnni"]
 log = logging.getLogger(__name__)
 
 
+class _DropHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _no_preprocess_hint():
+    """Drop ONNX Runtime's root-logger hint to run its pre-processing, without letting its
+    ``logging.warning`` call configure the root logger for the rest of the process."""
+    root = logging.getLogger()
+    placeholder = logging.NullHandler() if not root.handlers else None
+    hint = _DropHint()
+    if placeholder:
+        root.addHandler(placeholder)  # logging.warning() calls basicConfig() on a bare root
+    root.addFilter(hint)
+    try:
+        yield
+    finally:
+        root.removeFilter(hint)
+        if placeholder:
+            root.removeHandler(placeholder)
+
+
 def has_vnni() -> bool:
     """True when this CPU has a VNNI int8 dot product (AVX512-VNNI, AVX-VNNI or AMX)."""
     try:
@@ -135,14 +158,15 @@ class OnnxRuntimeQuant:
             dst = Path(tmp) / "q.onnx"
             if cfg.mode == "dynamic":
                 # ConvInteger on the CPU provider takes uint8 weights only
-                quantize_dynamic(
-                    self.float_path,
-                    dst,
-                    per_channel=adv.per_channel,
-                    reduce_range=self.reduce_range,
-                    weight_type=QuantType.QUInt8,
-                    nodes_to_exclude=list(excluded),
-                )
+                with _no_preprocess_hint():
+                    quantize_dynamic(
+                        self.float_path,
+                        dst,
+                        per_channel=adv.per_channel,
+                        reduce_range=self.reduce_range,
+                        weight_type=QuantType.QUInt8,
+                        nodes_to_exclude=list(excluded),
+                    )
             else:
                 method = {
                     "minmax": CalibrationMethod.MinMax,
@@ -152,7 +176,9 @@ class OnnxRuntimeQuant:
                 extra = {"ActivationSymmetric": False, "WeightSymmetric": True}
                 if cfg.method == "percentile":
                     extra["CalibPercentile"] = float(adv.percentile)
-                with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints
+                # the calibrator prints; ORT logs a hint to run its pre-processing (our ONNX
+                # is already shape-inferred and simplified by the export)
+                with contextlib.redirect_stdout(io.StringIO()), _no_preprocess_hint():
                     quantize_static(
                         self.float_path,
                         dst,

@@ -27,6 +27,8 @@ __all__ = ["AdvancedQuantConfig", "QuantConfig", "quantize"]
 
 log = logging.getLogger(__name__)
 
+_FEW_CALIB = 32  # below this many calibration images, warn
+
 
 def quantize(
     model_or_artifact: nn.Module | str | Path,
@@ -94,6 +96,19 @@ def quantize(
     if cfg.mode == "static":
         calib = load_images(data, "train", cfg.calib, imgsz, seed=adv.seed)
         report["calibration"] = {"split": "train", "requested": cfg.calib, "images": len(calib)}
+        if len(calib) < _FEW_CALIB:
+            log.warning(
+                "calibrating on %d training images (%d asked for%s); fewer than %d give "
+                "unsteady activation ranges",
+                len(calib),
+                cfg.calib,
+                "; the split has no more" if len(calib) < cfg.calib else "",
+                _FEW_CALIB,
+            )
+        elif len(calib) < cfg.calib:
+            log.warning(
+                "calibrating on all %d training images (%d asked for)", len(calib), cfg.calib
+            )
     else:
         calib = []
         report["calibration"] = {"split": None, "requested": 0, "images": 0}
