@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from yoloslim.bench.measure import benchmark
 from yoloslim.compress.distill import DistillConfig, distill
 from yoloslim.compress.prune import PruneConfig, prune
 from yoloslim.compress.quantize import QuantConfig, quantize
@@ -48,6 +49,7 @@ __all__ = [
     "YoloslimError",
     "__version__",
     "arch_of",
+    "benchmark",
     "build_model",
     "distill",
     "export",
