@@ -101,6 +101,24 @@ def test_default_imgsz_is_the_checkpoints(model, tmp_path):
     assert prune(model, None, config=c).report["config"]["imgsz"] == 320
 
 
+def test_params_fall_with_the_ratio_and_steps_reach_the_one_shot_widths(model):
+    def widths(m):
+        return {n: c.out_channels for n, c in m.named_modules() if isinstance(c, nn.Conv2d)}
+
+    rounded = cfg(advanced={"round_to": 8})  # small layers would round to zero channels
+    params = [
+        prune(model, None, config=PruneConfig(**{**rounded.to_dict(), "ratio": r})).report[
+            "stages"
+        ]["pruned"]["params"]
+        for r in (0.3, 0.5, 0.7, 0.85, 0.95)
+    ]
+    assert params == sorted(params, reverse=True) and params[-1] < params[0]
+    one = prune(model, None, config=cfg(ratio=0.5)).model
+    three = prune(model, None, config=cfg(ratio=0.5, steps=3)).model
+    assert widths(three) == widths(one)
+    assert one.backbone.stages[2].down.dense.conv.out_channels == 16  # 32 halved
+
+
 def test_importance_order_lowest_channels_removed(model):
     stem, nxt = model.backbone.stages[0].down, model.backbone.stages[1].down
     weak = [1, 4, 9, 13]

@@ -25,6 +25,7 @@ from yoloslim.compress.prune_report import measure, measure_latency_pair, summar
 from yoloslim.compress.prune_sparse import apply_unstructured
 from yoloslim.compress.prune_width import (
     bn_sparsity_train,
+    conv_widths,
     profile,
     prune_width,
     taylor_gradients,
@@ -231,8 +232,8 @@ def _step_targets(cfg: PruneConfig, before: dict, n_blocks: int) -> list[dict]:
         goal: dict = {}
         if cfg.depth_ratio is not None:
             goal["blocks"] = round(n_blocks * cfg.depth_ratio * k / steps)
-        if r is not None:  # relative ratio taking the channels still there to r * k / steps overall
-            goal["ratio"] = 1 - (1 - r * k / steps) / (1 - r * (k - 1) / steps)
+        if r is not None:  # cumulative: r * k / steps of the original widths gone
+            goal["ratio"] = r * k / steps
         if cfg.target_flops is not None:
             goal["gflops"] = before["gflops"] - (before["gflops"] - cfg.target_flops) * k / steps
         if cfg.target_params is not None:
@@ -266,6 +267,7 @@ def _run_schedule(net, data, cfg: PruneConfig, work: Path, teacher, before: dict
     if not cfg.structured:
         return net, schedule
     goals = _step_targets(cfg, before, len(removable_blocks(net)) if batches else 0)
+    widths = conv_widths(net)  # what cumulative ratios refer to
     removed = 0
     for k, goal in enumerate(goals, 1):
         row: dict = {"step": k}
@@ -289,6 +291,7 @@ def _run_schedule(net, data, cfg: PruneConfig, work: Path, teacher, before: dict
                 round_to=adv.round_to,
                 max_layer_ratio=adv.max_layer_ratio,
                 tolerance=adv.budget_tolerance,
+                widths=widths if "ratio" in goal else None,
             )
             net.zero_grad(set_to_none=True)
         row.update(profile(net, cfg.imgsz))

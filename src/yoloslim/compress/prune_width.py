@@ -22,6 +22,7 @@ from yoloslim.errors import ConfigError
 
 __all__ = [
     "CRITERIA",
+    "conv_widths",
     "make_importance",
     "ignored_modules",
     "prune_width",
@@ -79,6 +80,49 @@ def profile(model: nn.Module, imgsz: int) -> dict:
     return {"params": count_params(deploy), "gflops": count_flops(deploy, imgsz)["gflops"]}
 
 
+def conv_widths(model: nn.Module) -> dict[str, int]:
+    """Output channels of every convolution by module name (the widths a ratio refers to)."""
+    return {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def _keep(width: int, ratio: float, round_to: int | None, max_layer_ratio: float) -> int:
+    """Channels a ``width``-channel layer keeps at ``ratio`` of it removed: a multiple of
+    ``round_to`` (rounded to nearest), never under ``round_to`` (or 1), never more than
+    ``max_layer_ratio`` of the layer removed."""
+    step = round_to or 1
+    keep = max(step, int(step * round(width * (1 - ratio) / step)))
+    floor = -(-width * (1 - max_layer_ratio) // step) * step  # ceil to a multiple of step
+    return int(min(width, max(keep, floor)))
+
+
+def _layer_ratios(
+    model: nn.Module,
+    ratio: float,
+    widths: dict[str, int] | None,
+    round_to: int | None,
+    max_layer_ratio: float,
+) -> dict[nn.Module, float]:
+    """Per-convolution pruning ratios of the current widths that land each layer on its kept
+    channel count, computed from ``widths`` (the widths before the first step).
+
+    Torch-Pruning rounds a layer's kept channels *down* to ``round_to`` and skips a whole
+    coupled group when one layer would keep none. A single global ratio therefore prunes
+    less at high ratios (small layers reach zero and their groups are skipped) and more over
+    several steps (rounding down compounds). Targets computed here per layer from the
+    original widths avoid both: the kept count is a non-zero multiple of ``round_to``,
+    monotone in ``ratio``, and the same whether reached in one step or several.
+    """
+    out = {}
+    for name, m in model.named_modules():
+        if not isinstance(m, nn.Conv2d):
+            continue
+        now = m.out_channels
+        keep = min(now, _keep((widths or {}).get(name, now), ratio, round_to, max_layer_ratio))
+        # + 0.5: Torch-Pruning keeps int(now * (1 - r)) channels; aim between two integers
+        out[m] = max(0.0, 1 - (keep + 0.5) / now) if keep < now else 0.0
+    return out
+
+
 def _prune_once(
     model: nn.Module,
     ratio: float,
@@ -89,25 +133,37 @@ def _prune_once(
     global_pruning: bool,
     round_to: int | None,
     max_layer_ratio: float,
+    widths: dict[str, int] | None = None,
 ) -> None:
-    """One-shot pruning of ``model`` in place by ``ratio`` of the (remaining) channels."""
+    """Prune ``model`` in place so that ``ratio`` of each layer's channels in ``widths`` (the
+    widths before pruning began; default: the current ones) are gone.
+
+    Local pruning sets each layer's kept count (see :func:`_layer_ratios`); global pruning
+    ranks channels across layers with Torch-Pruning's own ratio and per-layer cap.
+    """
     if ratio <= 0:
         return
     p = next(model.parameters())
     x = torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype)
     was_training = model.training
     model.eval()  # tracing in eval mode leaves BN statistics untouched
+    if global_pruning:
+        kw = dict(pruning_ratio=ratio, max_pruning_ratio=max_layer_ratio)
+    else:
+        per_layer = _layer_ratios(model, ratio, widths, round_to, max_layer_ratio)
+        if not any(per_layer.values()):
+            return
+        kw = dict(pruning_ratio=0.0, pruning_ratio_dict=per_layer, max_pruning_ratio=1.0)
     try:
         pruner = tp.pruner.BasePruner(
             model,
             x,
             make_importance(criterion),
             global_pruning=global_pruning,
-            pruning_ratio=ratio,
-            max_pruning_ratio=max_layer_ratio,
             ignored_layers=ignored_modules(model, ignore),
             round_to=round_to,
             forward_fn=_forward,
+            **kw,
         )
         pruner.step()
     finally:
@@ -127,8 +183,13 @@ def prune_width(
     round_to: int | None = None,
     max_layer_ratio: float = 0.9,
     tolerance: float = 0.01,
+    widths: dict[str, int] | None = None,
 ) -> tuple[nn.Module, dict]:
     """Prune ``model`` by a channel ratio, or to a GFLOPs / params (millions) budget.
+
+    ``ratio`` is the fraction of each layer's channels in ``widths`` (from
+    :func:`conv_widths` before the first of several steps; default: the current widths)
+    that is gone afterwards, so steps of an iterative schedule pass cumulative ratios.
 
     With a budget, the ratio is found by bisection on copies of the model (each
     trial prunes a copy and counts its deploy-form FLOPs or parameters); the
@@ -146,8 +207,15 @@ def prune_width(
         global_pruning=global_pruning,
         round_to=round_to,
         max_layer_ratio=max_layer_ratio,
+        widths=widths,
     )
     if ratio is not None:
+        if ratio > max_layer_ratio and not global_pruning:
+            log.warning(
+                "ratio %.3g is above advanced.max_layer_ratio %.2f: no layer loses more than that",
+                ratio,
+                max_layer_ratio,
+            )
         _prune_once(model, ratio, **kw)
         return model, {"ratio": ratio, "budget_met": None}
     key, target = ("gflops", target_flops) if target_flops is not None else ("params", None)
@@ -165,6 +233,7 @@ def prune_width(
         return model, {"ratio": 0.0, "budget_met": True}
     lo, hi = 0.0, 0.95
     best: tuple[nn.Module, float] | None = None
+    smallest: tuple[nn.Module, float, float] | None = None  # the least over-budget trial
     for _ in range(8):
         mid = (lo + hi) / 2
         m, value = trial(mid)
@@ -174,16 +243,25 @@ def prune_width(
                 break
         else:
             lo = mid
+            if smallest is None or value < smallest[2]:
+                smallest = (m, mid, value)
+    met = best is not None
     if best is None:
         m, value = trial(hi)
+        if smallest is not None and smallest[2] < value:
+            m, hi, value = smallest
         best = (m, hi)
         met = value <= target
         if not met:
             log.warning(
-                "budget %s <= %.4g not reachable by width pruning (%.4g)", key, target, value
+                "budget %s <= %.4g not reachable by width pruning: the smallest is %.4g "
+                "(ratio %.3g; advanced.max_layer_ratio %.2f caps each layer)",
+                key,
+                target,
+                value,
+                hi,
+                max_layer_ratio,
             )
-    else:
-        met = True
     return best[0], {"ratio": round(best[1], 4), "budget_met": met}
 
 
