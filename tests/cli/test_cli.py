@@ -225,3 +225,63 @@ def test_predict_bad_video(trained, tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video")
     assert main(["predict", str(bad), "--model", str(trained / "best.pt")]) == 2
+
+
+def test_predict_never_overwrites_an_input(trained, data_yaml, tmp_path, capsys):
+    src = tmp_path / "ow"
+    src.mkdir()
+    img = src / "img.jpg"
+    shutil.copy(next((data_yaml.parent / "images" / "val").iterdir()), img)
+    before = img.read_bytes()
+    argv = ["predict", str(img), "--model", str(trained / "best.pt"), "--conf", "0.01"]
+    assert main([*argv, "--save", str(src)]) == 2
+    assert "would replace the input" in capsys.readouterr().err
+    assert img.read_bytes() == before and not (src / "detections.json").exists()
+
+
+def test_predict_folder_same_stems_and_an_unreadable_image(trained, data_yaml, tmp_path, caplog):
+    from PIL import Image
+
+    src, save = tmp_path / "pd", tmp_path / "out"
+    src.mkdir()
+    val = sorted((data_yaml.parent / "images" / "val").iterdir())
+    Image.open(val[0]).convert("RGB").save(src / "a.jpg")
+    Image.open(val[0]).convert("RGBA").save(src / "a.png")
+    Image.open(val[1]).convert("RGB").save(src / "b.png")
+    data = (src / "a.jpg").read_bytes()
+    (src / "zz.jpg").write_bytes(data[: len(data) // 2])  # truncated
+    argv = ["predict", str(src), "--model", str(trained / "best.pt"), "--conf", "0.01"]
+    assert main([*argv, "--save", str(save), "--batch", "2"]) == 0
+    assert sorted(p.name for p in save.glob("*.jpg")) == ["a_jpg.jpg", "a_png.jpg", "b.jpg"]
+    records = json.loads((save / "detections.json").read_text())
+    assert [Path(r["image"]).name for r in records] == ["a.jpg", "a.png", "b.png"]
+    assert "zz.jpg" in caplog.text
+    for f in src.glob("*.png"):
+        f.unlink()
+    (src / "a.jpg").write_bytes(b"not an image")
+    assert main(argv) == 2  # nothing readable is an error
+
+
+def test_predict_and_val_refuse_imgsz_not_a_multiple_of_32(trained, data_yaml, capsys):
+    img = next((data_yaml.parent / "images" / "val").iterdir())
+    ck = str(trained / "best.pt")
+    assert main(["predict", str(img), "--model", ck, "--imgsz", "100"]) == 2
+    assert "imgsz=100 must be a multiple of 32" in capsys.readouterr().err
+    assert main(["val", "--model", ck, "--data", str(data_yaml), "--imgsz", "100"]) == 2
+    assert "imgsz=100 must be a multiple of 32" in capsys.readouterr().err
+
+
+def test_val_shows_a_dash_for_a_class_without_ground_truth(trained, tmp_path, capsys, caplog):
+    from yoloslim.data.testing import fake_images, write_yolo
+
+    imgs = fake_images(3, width=64, height=48, nc=1, seed=2)  # class 0 boxes only
+    yaml = write_yolo(tmp_path, {"train": imgs[:1], "val": imgs}, ["dog", "cat"])
+    p = tmp_path / "val.json"
+    assert (
+        main(["val", "--model", str(trained / "best.pt"), "--data", str(yaml), "--json", str(p)])
+        == 0
+    )
+    assert json.loads(p.read_text())["per_class"]["cat"] is None
+    rows = [line for line in capsys.readouterr().out.splitlines() if " cat " in line]
+    assert len(rows) == 1 and rows[0].split("│")[2].strip() == "-"
+    assert "['circle', 'square']" in caplog.text  # names differ from the checkpoint's

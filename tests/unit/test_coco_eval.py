@@ -115,16 +115,22 @@ def test_accepts_numpy_scalars():
     assert coco_map(GT, dets)["map"] == pytest.approx(1.0)
 
 
-def test_class_without_ground_truth_reports_zero():
+def test_class_without_ground_truth_reports_none():
     gt = {**GT, "categories": [*GT["categories"], {"id": 2, "name": "c"}]}
     res = coco_map(gt, _dets())
-    assert res["per_class"] == pytest.approx({"a": 1.0, "b": 1.0, "c": 0.0})
+    assert res["per_class"] == {"a": pytest.approx(1.0), "b": pytest.approx(1.0), "c": None}
     assert res["map"] == pytest.approx(1.0)  # COCO averages over classes with gt only
+    # without detections too: a class with gt scores 0, one without stays undefined
+    assert coco_map(gt, [])["per_class"] == {"a": 0.0, "b": 0.0, "c": None}
 
 
-def test_no_ground_truth_gives_zero():
+def test_no_ground_truth_gives_none_and_warns(caplog):
     gt = {**GT, "annotations": []}
-    assert coco_map(gt, _dets())["map"] == 0.0
+    with caplog.at_level("WARNING", logger="yoloslim.eval.coco"):
+        res = coco_map(gt, _dets())
+    assert res["map"] is None and res["map50"] is None and res["map75"] is None
+    assert res["per_class"] == {"a": None, "b": None}
+    assert "mAP is undefined" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -231,3 +237,40 @@ def test_evaluate_on_a_real_letterboxed_dataset(tmp_path):
     res = evaluate(infer, ds, batch_size=2)
     assert res["map"] == pytest.approx(1.0, abs=1e-6)
     assert res["images"] == 5 and res["detections"] == sum(len(i.boxes) for i in imgs)
+
+
+@pytest.fixture
+def one_class_val(tmp_path):
+    """A 2-class data.yaml whose val split only has class "a" boxes."""
+    imgs = fake_images(3, width=64, height=48, nc=1, seed=4)
+    return write_yolo(tmp_path, {"train": imgs[:1], "val": imgs}, ["a", "b"])
+
+
+def test_validate_uses_the_size_a_module_was_trained_at(one_class_val, caplog):
+    from yoloslim.eval.val import validate
+    from yoloslim.models import build_model
+
+    model = build_model("damo-nano", names=["a", "b"])
+    model.imgsz = 64
+    res = validate(model, one_class_val)
+    assert res["imgsz"] == 64
+    assert res["per_class"]["b"] is None  # no "b" box in the val split
+    model.imgsz = None
+    with caplog.at_level("WARNING", logger="yoloslim.eval.val"):
+        assert validate(model, one_class_val, imgsz=32)["imgsz"] == 32  # explicit: no note
+        assert not caplog.text
+        assert validate(model, one_class_val)["imgsz"] == 320
+    assert "evaluating at imgsz=320" in caplog.text
+
+
+def test_validate_checks_imgsz_and_warns_on_other_class_names(one_class_val, caplog):
+    from yoloslim.errors import ConfigError
+    from yoloslim.eval.val import validate
+    from yoloslim.models import build_model
+
+    model = build_model("damo-nano", names=["dog", "cat"])
+    with pytest.raises(ConfigError, match="imgsz=100 must be a multiple of 32"):
+        validate(model, one_class_val, imgsz=100)
+    with caplog.at_level("WARNING", logger="yoloslim.eval.val"):
+        validate(model, one_class_val, imgsz=64)
+    assert "['dog', 'cat']" in caplog.text and "['a', 'b']" in caplog.text

@@ -1,4 +1,5 @@
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 from PIL import Image
 
 import yoloslim as ys
-from yoloslim.errors import DataError, ModelError
+from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.models import build_model
 from yoloslim.models.checkpoint import save_checkpoint
 from yoloslim.runtime import BatchingPredictor, Predictor
@@ -89,3 +90,83 @@ def test_bad_inputs(ckpt, tmp_path):
         pred.predict(bad)
     with pytest.raises(DataError, match="HxWx3"):
         pred.predict(np.zeros((10, 10), np.uint8))
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(ckpt, tmp_path):
+    from yoloslim.runtime.images import read_image
+
+    arr8 = _images(1, seed=5)[0][..., 0]  # one grey channel
+    path = tmp_path / "g16.png"
+    Image.fromarray(arr8.astype(np.uint16) * 257).save(path)  # 16-bit, same picture
+    assert Image.open(path).mode.startswith("I;16")
+    np.testing.assert_array_equal(read_image(path), np.stack([arr8] * 3, axis=-1))
+    pred = Predictor(ckpt, conf=0.05)
+    expected = pred.predict(np.stack([arr8] * 3, axis=-1))[0]
+    np.testing.assert_allclose(pred.predict(path)[0].boxes, expected.boxes, atol=1e-3)
+
+
+def test_exif_orientation_is_applied(ckpt, tmp_path):
+    from yoloslim.runtime.images import read_image
+
+    arr = np.random.default_rng(6).integers(0, 255, (40, 72, 3), dtype=np.uint8)  # 72 x 40
+    path = tmp_path / "rot.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": shown 40 wide, 72 high
+    Image.fromarray(arr).save(path, exif=exif)
+    assert read_image(path).shape == (72, 40, 3)
+    assert Predictor(ckpt).predict(path)[0].shape == (72, 40)
+
+
+def test_folder_skips_unreadable_images_and_streams(ckpt, tmp_path, caplog, monkeypatch):
+    import yoloslim.runtime.images as images
+
+    for i, arr in enumerate(_images(3, seed=7)):
+        Image.fromarray(arr).save(tmp_path / f"{i}.png")
+    (tmp_path / "1b_broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    pred = Predictor(ckpt, conf=0.05)
+    with caplog.at_level("WARNING", logger="yoloslim.runtime.images"):
+        dets = pred.predict(tmp_path)
+    assert [Path(d.source).name for d in dets] == ["0.png", "1.png", "2.png"]
+    assert "1b_broken.jpg" in caplog.text and "skipped" in caplog.text
+    # decoded lazily: taking the first batch of 2 reads 2 images, not the whole folder
+    reads = []
+    real = images.read_image
+    monkeypatch.setattr(images, "read_image", lambda p: reads.append(p) or real(p))
+    stream = pred.stream(tmp_path, batch=2)
+    next(stream)
+    assert len(reads) == 2
+    stream.close()
+
+
+def test_folder_without_a_readable_image_is_an_error(ckpt, tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (tmp_path / "b.png").write_bytes(b"nope")
+    with pytest.raises(DataError, match="none of the 2 images could be read"):
+        Predictor(ckpt).predict(tmp_path)
+
+
+@pytest.mark.parametrize("imgsz", [100, 16])
+def test_imgsz_must_be_a_multiple_of_32(ckpt, imgsz):
+    with pytest.raises(ConfigError, match=f"imgsz={imgsz} must be a multiple of 32"):
+        Predictor(ckpt, imgsz=imgsz)
+
+
+def test_drawn_paths_are_unique_and_never_an_input(tmp_path):
+    from yoloslim.runtime.draw import drawn_paths
+
+    src = tmp_path / "src"
+    src.mkdir()
+    files = [src / n for n in ("a.jpg", "a.png", "b.jpg")]
+    for f in files:
+        f.write_bytes(b"x")
+    out = drawn_paths(files, tmp_path / "out")
+    assert [p.name for p in out.values()] == ["a_jpg.jpg", "a_png.jpg", "b.jpg"]
+    with pytest.raises(ConfigError, match="would replace the input"):
+        drawn_paths([src / "b.jpg"], src)
+    link = tmp_path / "link"
+    link.mkdir()
+    (link / "b.jpg").symlink_to(src / "b.jpg")  # the same file under another name
+    with pytest.raises(ConfigError, match="would replace the input"):
+        drawn_paths([src / "b.jpg"], link)
+    assert drawn_paths([src / "a.png"], src) == {src / "a.png": src / "a.jpg"}
+    assert drawn_paths([src / "clip.mp4"], src, video=True)[src / "clip.mp4"].name == "clip.mp4"

@@ -16,51 +16,65 @@ def predict(
     source: Path = typer.Argument(..., help="Image file, folder of images, or video file."),
     model: Path = typer.Option(..., help="Artifact: .pt, .torchscript, .onnx or .xml."),
     save: Path = typer.Option(
-        None, help="Folder for annotated images (or video) and detections.json."
+        None,
+        help="Folder for the drawn images (SAVE/<stem>.jpg; <stem>_<ext>.jpg where two "
+        "images share a stem) or video (SAVE/<stem>.mp4), and detections.json. Refused "
+        "when a drawn file would replace an input (e.g. a .jpg source in its own folder).",
     ),
     conf: float = typer.Option(0.25, help="Confidence threshold."),
     iou: float = typer.Option(0.65, help="NMS IoU threshold."),
-    imgsz: int = typer.Option(None, help="Input size (default: the artifact's)."),
+    imgsz: int = typer.Option(None, help="Input size, a multiple of 32 (default: the artifact's)."),
     batch: int = typer.Option(8, help="Images (or video frames) per runtime call."),
 ) -> None:
-    """Detect objects; prints a summary and, with --save, writes drawn images/video and JSON."""
+    """Detect objects; prints a summary and, with --save, writes drawn images/video and JSON.
+
+    A folder is read one image at a time (not its subfolders); images that cannot be
+    decoded are skipped with a warning.
+    """
+    from yoloslim.runtime.draw import drawn_paths
+    from yoloslim.runtime.images import image_files
     from yoloslim.runtime.predictor import Predictor
     from yoloslim.runtime.video import is_video
 
+    video = is_video(source)
+    files = [source] if video else image_files(source)
+    outputs = drawn_paths(files, save, video=video) if save else {}
     pred = Predictor(model, imgsz=imgsz, conf=conf, iou=iou)
     if save:
         save.mkdir(parents=True, exist_ok=True)
-    if is_video(source):
-        records = _predict_video(pred, source, save, batch)
+    if video:
+        records = _predict_video(pred, source, outputs.get(source), batch)
     else:
-        records = _predict_images(pred, source, save, batch)
+        records = _predict_images(pred, source, files, outputs, batch)
     if save:
         atomic_write_text(save / "detections.json", json.dumps(records, indent=1) + "\n")
         console.print(f"wrote {len(records)} results and detections.json to {save}")
 
 
-def _predict_images(pred, source: Path, save: Path | None, batch: int) -> list[dict]:
+def _predict_images(
+    pred, source: Path, files: list[Path], outputs: dict[Path, Path], batch: int
+) -> list[dict]:
     from rich.progress import track
 
     from yoloslim.runtime.draw import draw_detections
-    from yoloslim.runtime.predictor import iter_images
 
-    items = iter_images(source)
     records = []
-    for i, (arr, src) in enumerate(
-        track(items, description="predict", disable=len(items) < 2, console=console)
+    stream = pred.stream(files, batch=batch, skip_unreadable=source.is_dir())
+    for arr, det in track(
+        stream, total=len(files), description="predict", disable=len(files) < 2, console=console
     ):
-        det = pred.predict([arr], batch=batch)[0]
-        name = Path(src).name if src else f"image_{i:05d}.png"
-        records.append({"image": src or name, "detections": det.to_list()})
-        if save:
-            draw_detections(arr, det).save(save / (Path(name).stem + ".jpg"), quality=92)
-        console.print(f"{name}: {len(det)} detections")
+        src = Path(det.source)
+        records.append({"image": det.source, "detections": det.to_list()})
+        if src in outputs:
+            draw_detections(arr, det).save(outputs[src], quality=92)
+        console.print(f"{src.name}: {len(det)} detections")
+    if len(records) < len(files):
+        console.print(f"[yellow]skipped {len(files) - len(records)} unreadable image(s)")
     return records
 
 
-def _predict_video(pred, source: Path, save: Path | None, batch: int) -> list[dict]:
-    """Frames in batches of ``batch``; writes ``SAVE/<stem>.mp4`` with boxes drawn."""
+def _predict_video(pred, source: Path, drawn: Path | None, batch: int) -> list[dict]:
+    """Frames in batches of ``batch``; writes ``drawn`` (``SAVE/<stem>.mp4``) with boxes drawn."""
     import contextlib
 
     import numpy as np
@@ -73,8 +87,8 @@ def _predict_video(pred, source: Path, save: Path | None, batch: int) -> list[di
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(VideoReader(source))
         writer = None
-        if save:
-            writer = stack.enter_context(VideoWriter(save / (source.stem + ".mp4"), reader.fps))
+        if drawn is not None:
+            writer = stack.enter_context(VideoWriter(drawn, reader.fps))
         progress = stack.enter_context(Progress(console=console))
         task = progress.add_task(f"predict {source.name}", total=len(reader) or None)
 

@@ -13,13 +13,19 @@ from yoloslim.cli.common import console, handle_errors, write_json
 def val(
     model: Path = typer.Option(..., help="Checkpoint (.pt) or exported artifact."),
     data: Path = typer.Option(..., help="data.yaml"),
-    imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's)."),
+    imgsz: int = typer.Option(
+        None, help="Input size, a multiple of 32 (default: the checkpoint's)."
+    ),
     batch: int = typer.Option(16, help="Batch size."),
     conf: float = typer.Option(0.001, help="Confidence threshold."),
     iou: float = typer.Option(0.65, help="NMS IoU threshold."),
     json_path: Path = typer.Option(None, "--json", help="Write the metrics as JSON."),
 ) -> None:
-    """COCO mAP50-95 / mAP50, per-class AP and AP by box size (COCO's 32/96 px) on the val split."""
+    """COCO mAP50-95 / mAP50, per-class AP and AP by box size (COCO's 32/96 px) on the val split.
+
+    "-" (null in --json) marks an AP that is undefined: a class, or a box size, the val split
+    has no ground truth box of.
+    """
     from rich.table import Table
 
     from yoloslim.eval.val import validate
@@ -28,10 +34,14 @@ def val(
     table = Table(title=f"{model} on {data}")
     table.add_column("class")
     table.add_column("AP50-95", justify="right")
-    for name, ap in res["per_class"].items():
-        table.add_row(name, f"{100 * ap:.1f}")
-    table.add_row("[bold]all", f"[bold]{100 * res['map']:.1f}  (mAP50 {100 * res['map50']:.1f})")
+    for name, ap in res["per_class"].items():  # None: no box of that class
+        table.add_row(name, _ap(ap))
+    table.add_row("[bold]all", f"[bold]{_ap(res['map'])}  (mAP50 {_ap(res['map50'])})")
     for size, ap in res["map_by_size"].items():  # None: no box of that size
-        table.add_row(f"[dim]{size} boxes", "-" if ap is None else f"{100 * ap:.1f}")
+        table.add_row(f"[dim]{size} boxes", _ap(ap))
     console.print(table)
     write_json(json_path, res)
+
+
+def _ap(ap: float | None) -> str:
+    return "-" if ap is None else f"{100 * ap:.1f}"

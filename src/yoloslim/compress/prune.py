@@ -153,6 +153,7 @@ def _load_model(model, data) -> tuple[nn.Module, list[str] | None, int | None]:
     imgsz = None
     if isinstance(model, nn.Module):
         net = copy.deepcopy(model)
+        imgsz = getattr(net, "imgsz", None)
     elif suffix == ".pt" or (Path(str(model)).is_file() and suffix not in (".yaml", ".yml")):
         net, ckpt = load_checkpoint(model)
         imgsz = ckpt.get("imgsz")

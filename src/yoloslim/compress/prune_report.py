@@ -91,8 +91,8 @@ def summary_rows(stages: dict) -> list[dict]:
                 "gflops": round(s["gflops"], 3),
                 "size_mb": s.get("size_mb"),
                 "latency_ms": lat.get("median"),
-                "map50_95": round(100 * s["map"], 2) if "map" in s else None,
-                "map50": round(100 * s["map50"], 2) if "map50" in s else None,
+                "map50_95": round(100 * s["map"], 2) if s.get("map") is not None else None,
+                "map50": round(100 * s["map50"], 2) if s.get("map50") is not None else None,
             }
         )
     return rows

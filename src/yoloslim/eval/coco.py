@@ -34,10 +34,12 @@ def coco_map(
     Returns:
         ``{"map", "map50", "map75", "per_class": {name: AP50-95}, "map_by_size":
         {"small", "medium", "large"}, "images", "detections"}``; APs are plain floats in
-        [0, 1]. A class without ground truth reports 0.0. ``map_by_size`` is COCO's
-        AP50-95 over boxes under 32x32 px, up to 96x96 px and above (in the ground truth's
-        pixels); a size with no ground truth box reports None. No detections (or no ground
-        truth) gives all zeros.
+        [0, 1], or None where undefined: a class without (non-crowd) ground truth reports
+        None, and so does every AP when ``gt`` has no box at all (with a warning), as COCO
+        averages over the classes that have ground truth. ``map_by_size`` is COCO's AP50-95
+        over boxes under 32x32 px, up to 96x96 px and above (in the ground truth's pixels);
+        a size with no ground truth box reports None. No detections gives 0.0 wherever
+        there is ground truth.
 
     Raises:
         DataError: ``names`` does not match the categories, a detection lacks a key,
@@ -57,16 +59,27 @@ def coco_map(
     unknown = {d["category_id"] for d in dets} - set(cat_ids)
     if unknown:
         log.warning("detections with category ids %s not in gt are ignored", sorted(unknown))
+    annotations = gt.get("annotations", [])
+    with_gt = {a["category_id"] for a in annotations if not a.get("iscrowd")}
+    undefined = not with_gt
+    if undefined:
+        log.warning(
+            "the ground truth has no boxes (%d images): mAP is undefined, reported as None",
+            len(gt.get("images", [])),
+        )
+    zero = None if undefined else 0.0
     result: dict[str, Any] = {
-        "map": 0.0,
-        "map50": 0.0,
-        "map75": 0.0,
-        "per_class": dict.fromkeys(names, 0.0),
-        "map_by_size": _sizes_present(gt.get("annotations", [])),
+        "map": zero,
+        "map50": zero,
+        "map75": zero,
+        "per_class": {
+            n: 0.0 if c in with_gt else None for n, c in zip(names, cat_ids, strict=True)
+        },
+        "map_by_size": _sizes_present(annotations),
         "images": len(gt.get("images", [])),
         "detections": len(dets),
     }
-    if not dets or not gt.get("annotations"):
+    if not dets or undefined:
         return result
     gt = {
         "info": {},
@@ -87,15 +100,13 @@ def coco_map(
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    stats = ev.stats  # -1 where undefined (no gt): report 0
+    stats = ev.stats  # -1 where undefined (no ground truth): None
     result.update(
-        map=float(max(stats[0], 0.0)),
-        map50=float(max(stats[1], 0.0)),
-        map75=float(max(stats[2], 0.0)),
-        # stats[3:6]: areas small, medium, large; -1 where no ground truth has that size
-        map_by_size={
-            k: None if v < 0 else float(v) for k, v in zip(_SIZES, stats[3:6], strict=True)
-        },
+        map=_defined(stats[0]),
+        map50=_defined(stats[1]),
+        map75=_defined(stats[2]),
+        # stats[3:6]: areas small, medium, large
+        map_by_size=dict(zip(_SIZES, map(_defined, stats[3:6]), strict=True)),
     )
     # precision: [T iou thresholds, R recall points, K categories, A areas, M max dets]
     precision = ev.eval["precision"]
@@ -104,9 +115,13 @@ def coco_map(
         if cid in cat_ids:
             valid = p[p > -1]
             result["per_class"][names[cat_ids.index(cid)]] = (
-                float(np.mean(valid)) if valid.size else 0.0
+                float(np.mean(valid)) if valid.size else None
             )
     return result
+
+
+def _defined(v: float) -> float | None:
+    return None if v < 0 else float(v)
 
 
 _SIZES = {"small": (0, 32**2), "medium": (32**2, 96**2), "large": (96**2, float("inf"))}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -12,6 +13,10 @@ from yoloslim.errors import ModelError
 from yoloslim.eval.evaluator import evaluate
 
 __all__ = ["validate"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IMGSZ = 320
 
 
 @torch.no_grad()
@@ -28,20 +33,38 @@ def validate(
 ) -> dict:
     """Evaluate a model, checkpoint or exported artifact (.onnx, .xml, .torchscript) on ``split``.
 
+    ``imgsz`` defaults to the size the model was trained (or exported) at: the checkpoint's,
+    the artifact's, or a Detector's ``imgsz`` attribute (set when it is loaded from a
+    checkpoint); a module without one is evaluated at 320, with a warning.
+
     Returns:
         ``{"map", "map50", "map75", "per_class", "map_by_size", "images", "imgsz", "model"}``
-        (mAP as fractions; ``map_by_size`` is COCO's small / medium / large split).
+        (mAP as fractions; ``map_by_size`` is COCO's small / medium / large split; None
+        where undefined: see :func:`~yoloslim.eval.coco.coco_map`).
+
+    Raises:
+        ConfigError: ``imgsz`` is not a multiple of 32.
+        ModelError: the model's class count differs from the data's.
 
     Example:
         >>> validate("runs/nano/best.pt", "data/synth/data.yaml")["map"]
     """
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.runtime.backends import load_backend
+    from yoloslim.runtime.predictor import check_imgsz
 
+    check_imgsz(imgsz)
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
     runtime = "torch"
     if isinstance(model, nn.Module):
-        net, ck_imgsz = model, None
+        net, ck_imgsz = model, getattr(model, "imgsz", None)
+        if not imgsz and not ck_imgsz:
+            log.warning(
+                "%s does not record the size it was trained at; evaluating at imgsz=%d "
+                "(pass imgsz= to choose)",
+                name,
+                DEFAULT_IMGSZ,
+            )
     elif Path(model).suffix == ".pt":
         net, ckpt = load_checkpoint(model)
         ck_imgsz = ckpt["imgsz"]
@@ -52,10 +75,20 @@ def validate(
             raise ModelError(
                 f"{model} was exported at imgsz={backend.imgsz}; cannot run it at {imgsz}"
             )
-    imgsz = imgsz or ck_imgsz or 320
+    imgsz = imgsz or ck_imgsz or DEFAULT_IMGSZ
     cfg = load_data_config(data)
     if getattr(net, "nc", len(cfg.names)) != len(cfg.names):
         raise ModelError(f"{name} has {net.nc} classes but {data} has {len(cfg.names)}")
+    model_names = list(getattr(net, "names", cfg.names))
+    if model_names != list(cfg.names):
+        log.warning(
+            "%s was trained with class names %s but %s names them %s; the per-class APs "
+            "use the data's names",
+            name,
+            model_names,
+            data,
+            list(cfg.names),
+        )
     ds = DetectionDataset(load_samples(cfg, split), imgsz, augment=False, names=cfg.names)
     was_training = net.training
     net.eval()
@@ -77,6 +110,7 @@ class _BackendModule(nn.Module):
         super().__init__()
         self.backend = backend
         self.nc = len(backend.names)
+        self.names = list(backend.names)
 
     def forward(self, x):
         return self.backend(x)

@@ -130,4 +130,5 @@ def load_checkpoint(path: str | Path) -> tuple[Detector, dict]:
         model.load_state_dict(ckpt["state_dict"])
     except (ModelError, RuntimeError) as e:
         raise ModelError(f"{path}: cannot rebuild the model: {e}") from e
+    model.imgsz = int(ckpt["imgsz"])  # validate() and prune() default to it
     return model.eval(), ckpt

@@ -50,6 +50,9 @@ class Detector(nn.Module):
         self.spec = arch
         self.names = list(names) if names else [str(i) for i in range(arch["nc"])]
         self.deploy = False
+        # the input size it was trained at, once known (from a checkpoint or a training run);
+        # validate() evaluates at it when no imgsz is given
+        self.imgsz: int | None = None
 
     @property
     def nc(self) -> int:

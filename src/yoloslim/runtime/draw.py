@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import colorsys
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["draw_detections", "class_colour"]
+from yoloslim.errors import ConfigError
+
+__all__ = ["draw_detections", "class_colour", "drawn_paths"]
 
 
 def class_colour(c: int) -> tuple[int, int, int]:
@@ -32,3 +36,39 @@ def draw_detections(image: np.ndarray, dets) -> Image.Image:
         draw.rectangle([x1, ty, x1 + tw + 4, ty + 11], fill=colour)
         draw.text((x1 + 2, ty), label, fill=(0, 0, 0))
     return im
+
+
+def drawn_paths(files: list[Path], save: Path, *, video: bool = False) -> dict[Path, Path]:
+    """Where each input's drawn copy goes: ``save/<stem>.jpg`` (``.mp4`` for a video).
+
+    Inputs that share a stem (``a.jpg``, ``a.png``) get ``<stem>_<ext>.jpg`` instead, so no
+    drawing replaces another.
+
+    Raises:
+        ConfigError: a drawn file would replace one of the inputs (inputs are never
+            overwritten; a symlink or hard link to an input counts as the input), or two
+            names still collide.
+    """
+    stems = Counter(f.stem for f in files)
+    suffix = ".mp4" if video else ".jpg"
+    out: dict[Path, Path] = {}
+    for f in files:
+        tag = f.stem if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}"
+        out[f] = save / (tag + suffix)
+    counts = Counter(out.values())
+    dup = next((p for p, n in counts.items() if n > 1), None)
+    if dup is not None:
+        raise ConfigError(f"--save {save}: two inputs would both be drawn to {dup.name}")
+    inputs = {_file_id(f) for f in files if f.exists()}
+    for f, dst in out.items():
+        if dst.exists() and _file_id(dst) in inputs:
+            raise ConfigError(
+                f"--save {save}: the drawn copy of {f} would replace the input {dst}; "
+                "inputs are never overwritten, so choose another --save folder"
+            )
+    return out
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    st = path.stat()  # follows symlinks: a link to an input is that input
+    return st.st_dev, st.st_ino

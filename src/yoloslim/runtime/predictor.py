@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +20,19 @@ import torch
 from PIL import Image
 
 from yoloslim.data.transforms import letterbox
-from yoloslim.errors import DataError, ModelError
+from yoloslim.errors import ConfigError, ModelError
 from yoloslim.eval.postprocess import postprocess, scale_boxes
 from yoloslim.runtime.backends import load_backend
+from yoloslim.runtime.images import IMAGE_SUFFIXES, ImageLike, iter_images
 
-__all__ = ["Detections", "Predictor", "BatchingPredictor", "IMAGE_SUFFIXES", "iter_images"]
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-ImageLike = str | Path | np.ndarray | Image.Image
+__all__ = [
+    "Detections",
+    "Predictor",
+    "BatchingPredictor",
+    "IMAGE_SUFFIXES",
+    "check_imgsz",
+    "iter_images",
+]
 
 
 @dataclass
@@ -63,33 +68,14 @@ class Detections:
         ]
 
 
-def iter_images(source: ImageLike | Sequence[ImageLike]) -> list[tuple[np.ndarray, str | None]]:
-    """Resolve paths, folders, numpy arrays (HxWx3 RGB uint8) and PIL images to RGB arrays."""
-    items = source if isinstance(source, (list, tuple)) else [source]
-    out: list[tuple[np.ndarray, str | None]] = []
-    for item in items:
-        if isinstance(item, Image.Image):
-            out.append((np.asarray(item.convert("RGB")), None))
-        elif isinstance(item, np.ndarray):
-            if item.ndim != 3 or item.shape[2] != 3:
-                raise DataError(f"numpy images must be HxWx3 RGB, got shape {item.shape}")
-            out.append((np.ascontiguousarray(item.astype(np.uint8, copy=False)), None))
-        else:
-            p = Path(item)
-            if p.is_dir():
-                files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-                if not files:
-                    raise DataError(f"{p}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
-                out.extend(iter_images(files))
-            elif not p.exists():
-                raise DataError(f"{p}: image does not exist")
-            else:
-                try:
-                    with Image.open(p) as im:
-                        out.append((np.asarray(im.convert("RGB")), str(p)))
-                except Exception as e:  # noqa: BLE001 - PIL raises many types on bad files
-                    raise DataError(f"{p}: cannot decode image ({type(e).__name__}: {e})") from e
-    return out
+def check_imgsz(imgsz: int | None) -> None:
+    """Refuse an input size the detector's stride-32 feature maps cannot tile (None: default).
+
+    Raises:
+        ConfigError: ``imgsz`` is not a multiple of 32, or under 32.
+    """
+    if imgsz is not None and (imgsz < 32 or imgsz % 32):
+        raise ConfigError(f"imgsz={imgsz} must be a multiple of 32 (the largest stride), >= 32")
 
 
 class Predictor:
@@ -115,6 +101,7 @@ class Predictor:
             raise ModelError(f"conf={conf} must be in [0, 1]")
         if not 0 < iou <= 1:
             raise ModelError(f"iou={iou} must be in (0, 1]")
+        check_imgsz(imgsz)
         self.backend = load_backend(artifact, threads=threads)
         self.imgsz = imgsz or self.backend.imgsz
         self.conf, self.iou, self.max_det = conf, iou, max_det
@@ -166,14 +153,42 @@ class Predictor:
     def predict(
         self, source: ImageLike | Sequence[ImageLike], *, batch: int = 8
     ) -> list[Detections]:
-        """Detections for each image of ``source`` (paths, folders, arrays, PIL images)."""
-        items = iter_images(source)
-        results: list[Detections] = []
-        for i in range(0, len(items), batch):
-            chunk = items[i : i + batch]
-            x, metas = self.preprocess([a for a, _ in chunk])
-            results += self.postprocess(self.infer(x), metas, [s for _, s in chunk])
-        return results
+        """Detections for each image of ``source`` (paths, folders, arrays, PIL images).
+
+        Images in a folder that cannot be decoded are skipped with a warning (see
+        :func:`~yoloslim.runtime.images.iter_images`); ``Detections.source`` names the file.
+        """
+        return [det for _, det in self.stream(source, batch=batch)]
+
+    def stream(
+        self,
+        source: ImageLike | Sequence[ImageLike],
+        *,
+        batch: int = 8,
+        skip_unreadable: bool = False,
+    ) -> Iterator[tuple[np.ndarray, Detections]]:
+        """Yield ``(RGB image, Detections)`` per image, decoding at most ``batch`` at a time.
+
+        Example:
+            >>> for image, det in Predictor("best.pt").stream("photos/"):  # doctest: +SKIP
+            ...     print(det.source, len(det))
+        """
+        if batch < 1:
+            raise ModelError(f"batch={batch} must be >= 1")
+        chunk: list[tuple[np.ndarray, str | None]] = []
+        for item in iter_images(source, skip_unreadable=skip_unreadable):
+            chunk.append(item)
+            if len(chunk) == batch:
+                yield from self._run(chunk)
+                chunk = []
+        if chunk:
+            yield from self._run(chunk)
+
+    def _run(self, chunk: list[tuple[np.ndarray, str | None]]):
+        images = [a for a, _ in chunk]
+        x, metas = self.preprocess(images)
+        dets = self.postprocess(self.infer(x), metas, [s for _, s in chunk])
+        return zip(images, dets, strict=True)
 
     __call__ = predict
 
@@ -208,7 +223,7 @@ class BatchingPredictor:
         if self._stop.is_set():
             raise RuntimeError("BatchingPredictor is closed")
         fut: Future = Future()
-        arr, src = iter_images(image)[0]
+        arr, src = next(iter_images(image))
         self._queue.put((arr, src, fut))
         return fut
 
