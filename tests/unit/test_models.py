@@ -140,6 +140,12 @@ def test_unknown_model_name():
         build_model("damo-huge")
 
 
+@pytest.mark.parametrize("kw", [{"nc": 0}, {"nc": -3}, {"nc": 2.5}, {"names": []}])
+def test_bad_class_count(kw):
+    with pytest.raises(ModelError, match="number of classes >= 1"):
+        build_model("damo-nano", **kw)
+
+
 def test_register_duplicate_raises():
     with pytest.raises(ModelError, match="already registered"):
         register_model("damo-nano")(lambda: {})

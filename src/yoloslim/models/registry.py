@@ -73,6 +73,9 @@ def build_model(
     """
     if nc is None and names is not None:
         nc = len(names)
+    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):
+        what = "names is empty" if names is not None and not names else f"nc={nc!r}"
+        raise ModelError(f"{what}: a detector needs an integer number of classes >= 1")
     arch = arch_from(model, nc or 80)
     if nc is not None and nc != arch["nc"]:
         arch["nc"] = nc
