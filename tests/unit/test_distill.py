@@ -16,6 +16,7 @@ from yoloslim.compress.distill_losses import (
     logit_kd,
     mimic,
 )
+from yoloslim.data import load_data_config
 from yoloslim.data.synth import synthesize
 from yoloslim.errors import ConfigError
 from yoloslim.models import build_model
@@ -205,6 +206,10 @@ def test_bad_pairs_raise(tmp_path):
         distill(student, other_nc, data, out=tmp_path / "run")
     with pytest.raises(ConfigError, match="scales"):
         distill(student, other_scales, data, out=tmp_path / "run")
+    names = load_data_config(data).names
+    permuted = build_model(_arch([8, 16, 16, 32, 32], [16, 24, 32]), names=names[::-1])
+    with pytest.raises(ConfigError, match="orders them"):
+        distill(student, permuted, data, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 

@@ -142,6 +142,18 @@ def _from(cls: type, values: dict):
     return from_mapping(cls, values)
 
 
+def _check_names(teacher: list[str], data_names: list[str], data) -> None:
+    """The teacher's class i must be the data's class i: its logits teach class by index."""
+    if teacher == data_names or teacher == [str(i) for i in range(len(teacher))]:
+        return  # the same, or the teacher never had names
+    if sorted(teacher) == sorted(data_names):
+        raise ConfigError(
+            f"the teacher's classes are {teacher} but {data} orders them {data_names}; "
+            "distillation matches classes by index, so it would teach the wrong ones"
+        )
+    log.warning("the teacher's class names %s differ from %s's %s", teacher, data, data_names)
+
+
 def _check_pair(student: Detector, teacher: Detector) -> None:
     if teacher.nc != student.nc:
         raise ConfigError(
@@ -374,6 +386,7 @@ def distill(
         raise ConfigError(f"config must be a DistillConfig, got {type(config).__name__}")
     if t_model.nc != len(names):
         raise ConfigError(f"teacher has {t_model.nc} classes but {data} has {len(names)}")
+    _check_names(list(t_model.names), list(names), data)
     _check_pair(probe, t_model)
 
     hook = Distiller(t_model, config)
