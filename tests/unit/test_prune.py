@@ -279,6 +279,8 @@ def test_budget_larger_than_model_and_missing_data(model):
         prune(model, None, config=cfg(target_params=50.0))
     with pytest.raises(ConfigError, match="data"):
         prune(model, None, config=cfg(criterion="taylor", ratio=0.3))
+    with pytest.raises(ConfigError, match="--finetune-epochs 0 skips"):
+        prune(model, None, config=cfg(ratio=0.3, finetune_epochs=2))
 
 
 def test_cli_reports_bad_ratio(capsys):

@@ -185,7 +185,14 @@ def _check_feasible(cfg: PruneConfig, net: nn.Module, data, is_detector: bool) -
             f"{type(net).__name__} can only be width-pruned with l1/l2/bn-scale/random"
         )
     if wanted and data is None:
-        raise ConfigError(f"data=None but {', '.join(wanted)} need a data.yaml")
+        skip = (
+            " (finetune_epochs=0 / --finetune-epochs 0 skips fine-tuning)"
+            if (cfg.finetune_epochs or cfg.finetune_between)
+            else ""
+        )
+        raise ConfigError(
+            f"no data (--data / data=) but {', '.join(wanted)} need a data.yaml{skip}"
+        )
     if (cfg.depth_ratio is not None or cfg.method == Method.DEPTH) and not removable_blocks(net):
         raise ConfigError("depth pruning: the model has no residual block to remove")
 
