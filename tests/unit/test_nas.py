@@ -381,11 +381,14 @@ def test_init_seeds_the_population_and_the_result_never_scores_lower():
 
 
 def test_bad_init_gives_clear_errors(tmp_path):
-    with pytest.raises(ConfigError, match="over the budget"):
+    with pytest.raises(ConfigError, match=r"GFLOPs > flops=0\.012"):
         _small_search(budget=Budget(flops=0.012), init=SEED_ARCH, iterations=1)
     outside = _arch([16, 16, 32, 48, 200], [1, 1, 1, 1])
-    with pytest.raises(ConfigError, match="outside the search space"):
+    with pytest.raises(ConfigError, match=r"outside the search space: stages\[4\]\.out=200 not in"):
         _small_search(budget=Budget(flops=1.0), init=outside, iterations=1)
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="afile is a file, not a folder"):
+        _small_search(budget=Budget(flops=1.0), iterations=1, out=tmp_path / "afile" / "a.yaml")
     with pytest.raises(ConfigError, match="not a registered model"):
         _small_search(budget=Budget(flops=1.0), init="damo-huge", iterations=1)
     with pytest.raises(ConfigError, match="does not exist"):

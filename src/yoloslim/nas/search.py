@@ -292,12 +292,14 @@ def search(
         latency=latency,
         method=score_method,
     )
+    if out is not None:
+        _check_out(Path(out))
     _check_smallest(ev)
     seeds = _seed_candidates(ev, init)
     rng = random.Random(seed)
-    pop = _initial_population(ev, rng, population, seeds)
     duplicates = 0
     with _progress(progress, iterations) as bar:
+        pop = _initial_population(ev, rng, population, seeds, bar)
         for _ in range(iterations):
             parent = rng.choice(pop)
             child = space.mutate(parent.genome, rng)
@@ -388,19 +390,40 @@ def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, _Candidate]]:
         genome = genome_of(arch)
         if not ev.space.contains(genome):
             raise ConfigError(
-                f"init {label!r}: its backbone {genome_dict(genome)} is outside the search space"
+                f"init {label!r}: its backbone is outside the search space: "
+                f"{'; '.join(ev.space.outside(genome))} (widen the space's ranges)"
             )
         cand = ev(genome)
         if cand is None:
             lat = ev.latencies.get(genome) if ev.budget.latency_ms else None
-            over = ev.budget.violations(ev.cost(genome), lat)
-            raise ConfigError(f"init {label!r} is over the budget ({', '.join(over)})")
+            cost = ev.cost(genome)
+            have = {
+                "flops": f"{cost.gflops:.4g} GFLOPs",
+                "params": f"{cost.params_deploy / 1e6:.4g} M params",
+                "layers": f"{cost.layers} layers",
+                "effectiveness": f"effectiveness {cost.effectiveness:.3g}",
+                "latency_ms": f"{lat} ms",
+            }
+            over = ev.budget.violations(cost, lat)
+            limits = ev.budget.to_dict()
+            text = ", ".join(f"{have[k]} > {k}={limits[k]}" for k in over)
+            hint = (
+                "; in this space the neck follows the backbone, so the seed is rebuilt with "
+                "another neck: --keep-neck (space template) keeps its own"
+                if ev.space.neck_out is None and not isinstance(item, dict)
+                else ""
+            )
+            raise ConfigError(f"init {label!r} as built in this search space: {text}{hint}")
         seeds.append((label, cand))
     return seeds
 
 
 def _initial_population(
-    ev: Evaluator, rng: random.Random, size: int, seeds: list[tuple[str, _Candidate]]
+    ev: Evaluator,
+    rng: random.Random,
+    size: int,
+    seeds: list[tuple[str, _Candidate]],
+    bar: _Bar | None = None,
 ) -> list[_Candidate]:
     pop = [c for _, c in seeds]
     # the smallest network meets every static budget but effectiveness (it is thin), so
@@ -414,6 +437,8 @@ def _initial_population(
         g = ev.space.sample(rng)
         if g in ev.seen:
             continue
+        if bar is not None:
+            bar.phase(f"nas initial population {len(pop)}/{size} ({len(ev.seen)} tried)")
         cand = ev(g)
         if cand is not None:
             pop.append(cand)
@@ -442,6 +467,18 @@ def _entry(rank: int, c: _Candidate) -> dict:
         "genome": genome_dict(c.genome),
         "arch": c.arch,
     }
+
+
+def _check_out(out: Path) -> None:
+    """Fail before the search, not after it, when ``out`` cannot be written."""
+    arch_path = out if out.suffix in (".yaml", ".yml") else out / "arch.yaml"
+    if arch_path.is_dir():
+        raise ConfigError(f"out={out}: {arch_path} is a folder; name a file or another folder")
+    for p in (arch_path.parent, *arch_path.parent.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(f"out={out}: {p} is a file, not a folder")
+            break
 
 
 def _write(out: str | Path, arch: dict, report: dict) -> dict[str, Path]:

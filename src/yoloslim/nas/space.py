@@ -307,6 +307,21 @@ class SearchSpace:
             for v, choices in zip(g, self._choices(i), strict=True)
         )
 
+    def outside(self, genome: Genome) -> list[str]:
+        """Why ``genome`` is not in the space: one ``stages[i].gene=v not in [...]`` per gene."""
+        if len(genome) != 5:
+            return [f"{len(genome)} stages, the space has 5"]
+        why = []
+        for i, g in enumerate(genome):
+            for key, v, choices in zip(
+                ("out", "depth", "kernel", "ratio"), g, self._choices(i), strict=True
+            ):
+                if v not in choices:
+                    c = sorted(choices)
+                    shown = f"{c[0]}..{c[-1]} (step {c[1] - c[0]})" if len(c) > 6 else str(c)
+                    why.append(f"stages[{i}].{key}={v} not in {shown}")
+        return why
+
     def arch(self, genome: Genome, nc: int = 80, name: str = "nas") -> dict:
         """The full arch dict (accepted by ``build_model``) of a genome."""
         stages = []
