@@ -40,7 +40,7 @@ def main() -> None:
             close_mosaic=3,
             val_interval=2,
         )
-        ckpt = ys.train("damo-nano", data, config=cfg, out=out / "train").best
+        ckpt = ys.train("damo-nano", data, config=cfg, out=out / "train", exist_ok=True).best
     exp = ys.export(ckpt, out / "export", formats=["onnx", "openvino"])
     res = benchmark(
         [ckpt, exp.artifacts["onnx"], exp.artifacts["openvino"]],

@@ -77,7 +77,9 @@ def main() -> None:
         return ys.TrainConfig(**{**base, **kw})
 
     def train(amp: bool) -> dict:
-        res = ys.train("damo-nano", data, config=cfg(amp=amp), out=out / f"train_amp{int(amp)}")
+        res = ys.train(
+            "damo-nano", data, config=cfg(amp=amp), out=out / f"train_amp{int(amp)}", exist_ok=True
+        )
         model = ys.load_checkpoint(res.best)[0]  # weights_only=True inside
         on_cuda = next(model.parameters()).is_cuda
         m = ys.validate(res.best, data)
@@ -116,7 +118,7 @@ def main() -> None:
 
     def distill() -> dict:
         dcfg = ys.DistillConfig(train=cfg(epochs=2))
-        res = ys.distill("damo-nano", best, data, config=dcfg, out=out / "distill")
+        res = ys.distill("damo-nano", best, data, config=dcfg, out=out / "distill", exist_ok=True)
         return {"map": round(ys.validate(res.artifacts["best"], data)["map"], 4)}
 
     check("distill", distill)

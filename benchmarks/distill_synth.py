@@ -125,7 +125,7 @@ def main() -> None:
         out,
         f"nano_plain_{tag}",
         lambda: (lambda r: _final(r.report, r.best))(
-            ys.train("damo-nano", data, config=cfg, out=out / f"nano_plain_{tag}")
+            ys.train("damo-nano", data, config=cfg, out=out / f"nano_plain_{tag}", exist_ok=True)
         ),
     )
     kd = common.cached(
@@ -133,7 +133,12 @@ def main() -> None:
         f"nano_kd_{args.loss}_{tag}",
         lambda: (lambda r: _final(r.report["train"], r.artifacts.get("best")))(
             ys.distill(
-                "damo-nano", teacher, data, config=dcfg, out=out / f"nano_kd_{args.loss}_{tag}"
+                "damo-nano",
+                teacher,
+                data,
+                config=dcfg,
+                out=out / f"nano_kd_{args.loss}_{tag}",
+                exist_ok=True,
             )
         ),
     )
@@ -187,7 +192,7 @@ def _prune_part(args, out: Path, full: Path, data: Path, teacher: Path) -> dict:
         out,
         f"recover_plain_{tag}",
         lambda: (lambda r: _final(r.report, r.best))(
-            ys.train(student, data, config=cfg, out=out / f"recover_plain_{tag}")
+            ys.train(student, data, config=cfg, out=out / f"recover_plain_{tag}", exist_ok=True)
         ),
     )
     dcfg = ys.DistillConfig(loss=args.loss, train=cfg)
@@ -196,7 +201,12 @@ def _prune_part(args, out: Path, full: Path, data: Path, teacher: Path) -> dict:
         f"recover_kd_{args.loss}_{tag}",
         lambda: (lambda r: _final(r.report["train"], r.artifacts.get("best")))(
             ys.distill(
-                student, teacher, data, config=dcfg, out=out / f"recover_kd_{args.loss}_{tag}"
+                student,
+                teacher,
+                data,
+                config=dcfg,
+                out=out / f"recover_kd_{args.loss}_{tag}",
+                exist_ok=True,
             )
         ),
     )

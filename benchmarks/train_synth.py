@@ -47,7 +47,7 @@ def main() -> None:
         val_interval=args.val_interval,
     )
     t0 = time.time()
-    res = ys.train("damo-nano", data, config=cfg, out=out / "train", resume=False)
+    res = ys.train("damo-nano", data, config=cfg, out=out / "train", exist_ok=True)
     train_s = time.time() - t0
     metrics = ys.validate(res.best, data)
     prof = model_profile(res.model, imgsz=args.imgsz, nc=res.model.nc)

@@ -44,7 +44,7 @@ def worker(model: str, epochs: int, threads: int, workers: int, out: Path) -> di
     data = synthetic_data()
     cfg = train_config(epochs, threads=threads or None, workers=workers, val_interval=epochs)
     t0 = time.time()
-    ys.train(model, data, config=cfg, out=out, resume=False)
+    ys.train(model, data, config=cfg, out=out, exist_ok=True)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     epoch_s = [r["epoch_s"] for r in rows]
     return {

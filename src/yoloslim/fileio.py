@@ -1,10 +1,16 @@
-"""Atomic text writes: a temp file beside the target, then a rename, so readers never see half a file."""
+"""File writes that readers can trust: atomic renames, the umask's permissions, no temp litter."""
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["atomic_write_text"]
+__all__ = ["atomic_write_text", "apply_umask", "remove_stale_temps"]
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -15,3 +21,56 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     tmp.write_text(text)
     tmp.replace(p)
     return p
+
+
+def _umask() -> int:
+    # /proc avoids os.umask's set-and-restore, which briefly changes the mask for every thread
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: str | Path) -> Path:
+    """Give ``path`` the permissions a plain ``open(path, "w")`` would have (0666 less the umask).
+
+    ``tempfile.mkstemp`` creates its file with mode 0600 and ``os.replace`` keeps it, so a file
+    written atomically through it would be unreadable to the group and others.
+    """
+    os.chmod(path, 0o666 & ~_umask())
+    return Path(path)
+
+
+def _temp_pattern(name: str) -> re.Pattern[str]:
+    # .NAME.tmp (atomic_write_text) and .NAME.XXXXXXXX.tmp (mkstemp(prefix=".NAME.", suffix=".tmp"),
+    # whose random part is 8 characters of [a-z0-9_])
+    return re.compile(rf"\.{re.escape(name)}(\.[a-z0-9_]{{8}})?\.tmp")
+
+
+def remove_stale_temps(folder: str | Path, names: Iterable[str]) -> list[Path]:
+    """Delete the temp files an interrupted atomic write of ``folder/NAME`` left behind.
+
+    Only names of the two temp patterns above are touched. Call it when no other
+    process writes into ``folder`` (e.g. when a run starts or resumes); a SIGKILL or an
+    unhandled SIGTERM in the middle of a write skips the writer's own clean-up.
+
+    Returns:
+        The removed files.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    patterns = [_temp_pattern(n) for n in names]
+    removed = []
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and any(pat.fullmatch(p.name) for pat in patterns):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    if removed:
+        log.info("%s: removed %d stale temp file(s): %s", folder, len(removed), removed)
+    return removed

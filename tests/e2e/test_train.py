@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,41 @@ def test_torchrun_two_processes_gloo(tiny_set, tmp_path):
     assert (out / "last.pt").is_file() and (out / "best.pt").is_file()
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 1  # rank 0 alone writes logs
+
+
+def test_run_folder_after_interrupt_resume_and_replace(tiny_set, tmp_path, monkeypatch, caplog):
+    cfg = TrainConfig(epochs=2, batch=4, imgsz=64, workers=0, val_interval=2, close_mosaic=0)
+    run = tmp_path / "run"
+
+    def interrupt(epoch, row):
+        raise KeyboardInterrupt
+
+    old_umask = os.umask(0o022)
+    try:
+        monkeypatch.chdir(tiny_set.parent)  # data given relative to the working directory
+        with pytest.raises(KeyboardInterrupt):
+            train("damo-nano", "data.yaml", config=cfg, out=run, on_epoch_end=interrupt)
+        # a SIGTERM in the middle of a checkpoint write leaves its temp file behind
+        stale = [run / ".last.pt.4l3e63g7.tmp", run / ".best.pt.q_9xk2ab.tmp"]
+        for p in stale:
+            p.write_bytes(b"half a checkpoint")
+        (run / "notes.tmp").write_text("not ours")
+        monkeypatch.chdir(tmp_path)
+        train(None, tiny_set, out=run, resume=True)
+    finally:
+        os.umask(old_umask)
+    assert not any(p.exists() for p in stale) and (run / "notes.tmp").exists()
+    for name in ("last.pt", "best.pt"):  # mkstemp's 0600, then the umask applied
+        assert stat.S_IMODE((run / name).stat().st_mode) == 0o644, name
+    assert read_checkpoint(run / "last.pt")["meta"]["data"] == str(tiny_set.resolve())
+    rows = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [0, 1]
+
+    # another run into the same folder: refused, unless exist_ok asks to replace it
+    one = TrainConfig(epochs=1, batch=4, imgsz=64, workers=0, close_mosaic=0)
+    with pytest.raises(ConfigError, match=r"holds a training run \(last\.pt\)"):
+        train("damo-nano", tiny_set, config=one, out=run)
+    train("damo-nano", tiny_set, config=one, out=run, exist_ok=True)
+    rows = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [0]  # not appended to the old run's
+    assert read_checkpoint(run / "last.pt")["train_state"]["config"]["epochs"] == 1

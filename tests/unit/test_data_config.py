@@ -100,3 +100,13 @@ def test_several_sources_get_unique_ids(tmp_path):
     path.write_text(yaml.safe_dump(data))
     samples = load_samples(load_data_config(path), "train")
     assert [s.image_id for s in samples] == list(range(6))
+
+
+def test_folder_instead_of_data_yaml_says_so(tmp_path):
+    write_yolo(tmp_path, _splits(), NAMES)
+    with pytest.raises(
+        DataError, match=r"expected a data\.yaml file, got a folder \(pass .*data\.yaml\)"
+    ):
+        load_data_config(tmp_path)
+    with pytest.raises(DataError, match=r"got a folder$"):
+        load_data_config(tmp_path / "images")

@@ -326,3 +326,17 @@ def test_hsv_matrix_identity_and_grey_axis():
     grey = np.array([100.0, 100.0, 100.0])
     np.testing.assert_allclose(hsv_matrix(0.3, 0.2, 1.0) @ grey, grey, atol=1e-6)
     np.testing.assert_allclose(hsv_matrix(0.0, 1.0, 1.5) @ grey, 1.5 * grey, atol=1e-6)
+
+
+def test_worker_errors_are_one_line(data):
+    # torch re-raises a worker's error with the worker's traceback in the message; the CLI
+    # prints errors as one line, so the loader keeps only the original message
+    _, cfg, train, _ = data
+    ds = DetectionDataset(train, 64, augment=False, names=cfg.names)
+    train[0].path.write_bytes(b"changed after it was checked")
+    loader = build_dataloader(ds, 2, shuffle=False, workers=1)
+    with pytest.raises(DataError) as err:
+        list(loader)
+    assert str(err.value).startswith(f"{train[0].path}: cannot load image: ")
+    assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
+    assert "Caught DataError" in str(err.value.__cause__)  # the worker's text stays the cause

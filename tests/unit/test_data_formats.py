@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from yoloslim.data import (
     check_dataset,
@@ -149,6 +150,34 @@ def test_corrupt_and_missing_images_skipped_with_one_warning(tmp_path, caplog):
     )
     # image ids stay the list positions, so they do not shift when images are skipped
     assert [s.image_id for s in samples] == [2, 3]
+
+
+def _as(path: Path, fmt: str, suffix: str) -> Path:
+    """Re-save the image ``path`` in ``fmt`` under ``suffix`` (the PNG is removed)."""
+    out = path.with_suffix(suffix)
+    with Image.open(path) as im:
+        im.convert("RGB").save(out, fmt)
+    path.unlink()
+    return out
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("JPEG", ".jpg"), ("BMP", ".bmp")])
+def test_truncated_image_is_skipped_at_read_time(tmp_path, caplog, fmt, suffix):
+    # PIL's verify() does not decode JPEG or BMP data: such a file used to pass the
+    # probe and then kill training in the middle of an epoch
+    write_yolo(tmp_path, _splits(), NAMES)
+    folder = tmp_path / "images" / "train"
+    bad = _as(folder / "t1.png", fmt, suffix)
+    bad.write_bytes(bad.read_bytes()[:-20])  # the headers whole, the image data cut
+    whole = _as(folder / "t2.png", fmt, suffix)
+    padded = _as(folder / "t3.png", fmt, suffix)  # bytes after the JPEG EOI: still whole
+    padded.write_bytes(padded.read_bytes() + b"\0" * 16)
+    skipped: list[Path] = []
+    with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
+        samples = read_yolo(folder, NAMES, skipped=skipped)
+    assert skipped == [bad]
+    assert sorted(s.path.name for s in samples) == ["t0.png", whole.name, padded.name]
+    assert "1 unreadable" in caplog.text and "truncated" in caplog.text
 
 
 def test_all_images_bad_is_an_error(tmp_path):
@@ -341,6 +370,33 @@ def test_check_dataset_report(tmp_path):
     assert train["instances"] == n == sum(train["per_class"].values())
     assert val["empty_images"] == 1 and val["skipped_images"] == []
     assert report["names"] == NAMES and report["format"] == "yolo"
+
+
+def test_check_dataset_counts_missing_label_files_and_warns(tmp_path, caplog):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    (tmp_path / "labels" / "train" / "t0.txt").unlink()  # one missing: a background image
+    (tmp_path / "labels" / "train" / "t1.txt").write_text("")  # one empty
+    for label in (tmp_path / "labels" / "val").iterdir():  # a split without any label file
+        label.unlink()
+    with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
+        report = check_dataset(load_data_config(path))
+    train, val = report["splits"]["train"], report["splits"]["val"]
+    assert (train["empty_images"], train["missing_labels"]) == (2, 1)
+    assert (val["images"], val["empty_images"], val["missing_labels"]) == (2, 2, 2)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings  # train has labels: no warning
+    assert "none of the 2 images has a label file" in warnings[0]
+    assert str(tmp_path / "labels" / "val" / "v0.txt") in warnings[0]
+
+
+def test_check_dataset_warns_when_a_split_has_no_instance(tmp_path, caplog):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    for label in (tmp_path / "labels" / "val").iterdir():
+        label.write_text("")
+    with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
+        report = check_dataset(load_data_config(path))
+    assert report["splits"]["val"]["missing_labels"] == 0
+    assert "the val split has 2 images but no instance" in caplog.text
 
 
 @pytest.mark.parametrize("writer", [write_yolo, write_coco, write_voc])

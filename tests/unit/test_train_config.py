@@ -80,3 +80,10 @@ def test_resume_resolves_the_static_assigner_like_the_run_did():
     # an explicit other number does not
     with pytest.raises(ConfigError, match="static_assigner_epochs': 4"):
         resume_config(saved, TrainConfig(epochs=16, loss={"static_assigner_epochs": 2}), "r")
+
+
+def test_unknown_key_names_where_the_values_came_from():
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['epochz'\] in --config cfg\.yaml;"):
+        config_from_dict({"epochz": 3}, where="--config cfg.yaml")
+    with pytest.raises(ConfigError, match=r"in train config;"):
+        config_from_dict({"epochz": 3})

@@ -44,10 +44,28 @@ def check(
     from yoloslim.data.validate import check_dataset
 
     report = check_dataset(load_data_config(data))
-    table = Table(title=str(data))
-    table.add_column("key")
-    table.add_column("value")
-    for k, v in report.items():
-        table.add_row(str(k), str(v))
+    splits = report["splits"]
+    table = Table(title=f"{data} ({report['format']})")
+    for col in ("split", "images", "instances", "empty images", "missing label files", "skipped"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for split, r in splits.items():
+        table.add_row(
+            split,
+            str(r["images"]),
+            str(r["instances"]),
+            str(r["empty_images"]),
+            str(r["missing_labels"]),
+            str(len(r["skipped_images"])),
+        )
     console.print(table)
+    per_class = Table(title="instances per class")
+    per_class.add_column("class")
+    for split in splits:
+        per_class.add_column(split, justify="right")
+    for name in report["names"]:
+        per_class.add_row(name, *(str(splits[s]["per_class"][name]) for s in splits))
+    console.print(per_class)
+    for split, r in splits.items():
+        for path in r["skipped_images"]:
+            console.print(f"skipped ({split}): {path}", soft_wrap=True)
     write_json(json_path, report)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, layered, resume_overrides, write_json
+from yoloslim.cli.common import (
+    console,
+    err_console,
+    handle_errors,
+    layered,
+    resume_overrides,
+    write_json,
+)
 from yoloslim.configs import load_mapping
 
 
@@ -46,14 +56,19 @@ def train(
         runtime = resume_overrides(ctx)
         state = _resume_state(resume)
         saved = config_from_dict(state.get("train_state", {}).get("config", {}))
-        res = run_train(
-            None,
-            data or _resume_data(resume, state),
-            config=dataclasses.replace(saved, **runtime),
-            out=resume,
-            resume=True,
-            progress=True,
-        )
+        with _interrupt_hint(resume):
+            res = run_train(
+                None,
+                data or _resume_data(resume, state),
+                config=dataclasses.replace(saved, **runtime),
+                out=resume,
+                resume=True,
+                progress=True,
+            )
+        if state["train_state"].get("epoch", -1) + 1 >= saved.epochs:
+            console.print(
+                f"{resume} already finished {saved.epochs}/{saved.epochs} epochs; nothing to do"
+            )
     else:
         if data is None:
             raise ConfigError("--data is required (unless --resume DIR is given)")
@@ -68,10 +83,31 @@ def train(
             device=device,
         )
         values = layered(ctx, load_mapping(config, "TrainConfig") if config else None, flags)
-        cfg = config_from_dict(values)
-        res = run_train(model, data, config=cfg, out=out, progress=True)
-    console.print(f"best mAP50-95 {res.report.get('best_map')}  ->  {res.best}")
+        # flags are all known keys: an unknown one came from the file
+        cfg = config_from_dict(values, where=f"--config {config}" if config else "train config")
+        with _interrupt_hint(out):
+            res = run_train(model, data, config=cfg, out=out, progress=True)
+    best = res.report.get("best_map")
+    # as `yoloslim val` prints it: percent, one decimal
+    shown = "-" if best is None else f"{100 * best:.1f}"
+    console.print(f"best mAP50-95 {shown}  ->  {res.best}", soft_wrap=True)
     write_json(json_path, res.report)
+
+
+@contextlib.contextmanager
+def _interrupt_hint(run_dir: Path) -> Iterator[None]:
+    """On Ctrl-C, say how to go on (``last.pt`` is written atomically, so it is whole) and exit
+    with 130, the shell's code for SIGINT."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one message, not one per process
+            if (Path(run_dir) / "last.pt").is_file():
+                msg = f"interrupted; continue with `yoloslim train --resume {run_dir}`"
+            else:
+                msg = "interrupted before the first epoch ended; nothing to resume"
+            err_console.print(msg, soft_wrap=True)
+        raise typer.Exit(130) from None
 
 
 def _resume_state(run_dir: Path) -> dict:
@@ -89,11 +125,19 @@ def _resume_state(run_dir: Path) -> dict:
 
 
 def _resume_data(run_dir: Path, state: dict) -> str:
+    """The data.yaml recorded in ``last.pt``: absolute, or (runs saved before it was made
+    absolute) relative to the folder the run was started from."""
     from yoloslim.errors import ConfigError
 
     data = state.get("meta", {}).get("data")
     if not data:
         raise ConfigError(
             f"--resume {run_dir}: {run_dir}/last.pt does not record its data.yaml; pass --data"
+        )
+    if not Path(data).is_absolute() and not Path(data).is_file():
+        raise ConfigError(
+            f"--resume {run_dir}: last.pt records its data.yaml as {data!r}, relative to the "
+            f"folder the run was started from, and there is no such file from {Path.cwd()}; "
+            "run from that folder or pass --data"
         )
     return data

@@ -49,6 +49,7 @@ from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.result import Result
 from yoloslim.train.config import TrainConfig, config_from_dict, resume_config, setting_diffs
+from yoloslim.train.run_folder import check_out
 from yoloslim.train.trainer import train
 
 __all__ = ["AdvancedDistillConfig", "DistillConfig", "Distiller", "distill"]
@@ -333,6 +334,7 @@ def distill(
     config: DistillConfig | None = None,
     out: str | Path = "runs/distill",
     resume: bool = False,
+    exist_ok: bool = False,
     progress: bool = False,
 ) -> Result:
     """Train ``student`` on ``data`` with ``teacher``'s guidance.
@@ -349,6 +351,8 @@ def distill(
         out: output folder (``best.pt``, ``last.pt``, ``metrics.jsonl``,
             ``train_config.yaml``, ``distill_config.yaml``).
         resume: continue the run in ``out`` from its ``last.pt``.
+        exist_ok: start afresh in an ``out`` that holds another run, replacing it (without
+            it, such an ``out`` is refused).
         progress: show a progress bar with the losses.
 
     Returns:
@@ -390,6 +394,7 @@ def distill(
     _check_pair(probe, t_model)
 
     hook = Distiller(t_model, config)
+    check_out(out, resume, exist_ok)  # before distill_config.yaml replaces another run's
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
         out / "distill_config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False)
@@ -400,6 +405,7 @@ def distill(
         config=config.train,
         out=out,
         resume=resume,
+        exist_ok=exist_ok,
         progress=progress,
         hook=hook,
     )

@@ -342,9 +342,16 @@ def _finetune(net, teacher, data, cfg: PruneConfig, epochs: int, out: Path, prog
         from yoloslim.compress.distill import DistillConfig, distill
 
         return distill(
-            net, teacher, data, config=DistillConfig(train=tc), out=out, progress=progress
+            net,
+            teacher,
+            data,
+            config=DistillConfig(train=tc),
+            out=out,
+            exist_ok=True,
+            progress=progress,
         ).model.eval()
-    return run_train(net, data, config=tc, out=out, progress=progress).model.eval()
+    # a rerun of prune into the same --out replaces its own fine-tuning run
+    return run_train(net, data, config=tc, out=out, exist_ok=True, progress=progress).model.eval()
 
 
 def _layer_changes(before: nn.Module, after: nn.Module) -> dict:

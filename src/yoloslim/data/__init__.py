@@ -8,7 +8,13 @@ Example:
 """
 
 from yoloslim.data.config import DataConfig, SplitSource, load_data_config
-from yoloslim.data.dataset import AugmentConfig, DetectionDataset, build_dataloader, collate
+from yoloslim.data.dataset import (
+    AugmentConfig,
+    DetectionDataset,
+    DetectionLoader,
+    build_dataloader,
+    collate,
+)
 from yoloslim.data.formats import Sample, load_samples, read_coco, read_voc, read_yolo
 from yoloslim.data.synth import synthesize
 from yoloslim.data.validate import check_dataset
@@ -17,6 +23,7 @@ __all__ = [
     "AugmentConfig",
     "DataConfig",
     "DetectionDataset",
+    "DetectionLoader",
     "Sample",
     "SplitSource",
     "build_dataloader",

@@ -157,7 +157,7 @@ def load_data_config(path: str | Path) -> DataConfig:
         The parsed config with every path resolved and checked to exist.
 
     Raises:
-        DataError: The file is missing or malformed, a required key is missing, a
+        DataError: The file is missing or malformed (or a folder), a required key is missing, a
             path does not exist, or ``nc`` disagrees with ``names``. The message
             names the file and the key.
 
@@ -168,6 +168,10 @@ def load_data_config(path: str | Path) -> DataConfig:
     """
     yaml_path = Path(path).expanduser()
     where = str(yaml_path)
+    if yaml_path.is_dir():
+        inside = yaml_path / "data.yaml"
+        hint = f" (pass {inside})" if inside.is_file() else ""
+        raise DataError(f"{where}: expected a data.yaml file, got a folder{hint}")
     if not yaml_path.is_file():
         raise DataError(f"{where}: data.yaml not found")
     try:

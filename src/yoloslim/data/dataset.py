@@ -31,11 +31,12 @@ from yoloslim.data.transforms import (
     resize_exact,
     warp,
 )
-from yoloslim.errors import ConfigError, DataError
+from yoloslim.errors import ConfigError, DataError, YoloslimError
 
 __all__ = [
     "AugmentConfig",
     "DetectionDataset",
+    "DetectionLoader",
     "EpochShuffleSampler",
     "collate",
     "build_dataloader",
@@ -317,6 +318,42 @@ class EpochShuffleSampler(Sampler[int]):
         return iter(torch.randperm(len(self), generator=g).tolist())
 
 
+def _unwrapped(e: YoloslimError) -> YoloslimError | None:
+    """``e`` as raised in a DataLoader worker, without the worker's traceback text.
+
+    torch re-raises a worker's exception as ``type(e)("Caught X in DataLoader worker
+    process N.\nOriginal Traceback ...\nmodule.X: message")``; the CLI prints errors as
+    one line, so only ``message`` is kept. ``None`` when ``e`` is not such an error.
+    """
+    text = str(e)
+    if not text.startswith("Caught ") or "DataLoader worker" not in text.partition("\n")[0]:
+        return None
+    cls = type(e)
+    head = f"\n{cls.__module__}.{cls.__qualname__}: "
+    at = text.rfind(head)
+    if at < 0:
+        return None
+    return cls(text[at + len(head) :].rstrip("\n"))
+
+
+class DetectionLoader(DataLoader):
+    """A :class:`~torch.utils.data.DataLoader` whose yoloslim errors read the same whether
+    they were raised in a worker process or in this one (one line, no worker traceback)."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return _one_line_errors(super().__iter__())
+
+
+def _one_line_errors(batches: Iterator[Any]) -> Iterator[Any]:
+    try:
+        yield from batches
+    except YoloslimError as e:
+        plain = _unwrapped(e)
+        if plain is None:
+            raise
+        raise plain from e
+
+
 def build_dataloader(
     dataset: DetectionDataset,
     batch_size: int,
@@ -326,8 +363,8 @@ def build_dataloader(
     sampler: Sampler | None = None,
     seed: int = 0,
     drop_last: bool = False,
-) -> DataLoader:
-    """A :class:`~torch.utils.data.DataLoader` with :func:`collate` and a seeded order.
+) -> DetectionLoader:
+    """A :class:`DetectionLoader` with :func:`collate` and a seeded order.
 
     ``shuffle=True`` uses :class:`EpochShuffleSampler`: the order is a function of
     ``(seed, epoch)``. Workers are persistent, so call ``dataset.set_epoch(e)``
@@ -353,7 +390,7 @@ def build_dataloader(
         raise ConfigError("shuffle must be False when a sampler is given (the sampler orders)")
     if shuffle:
         sampler = EpochShuffleSampler(dataset, seed)
-    return DataLoader(
+    return DetectionLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,

@@ -6,9 +6,10 @@ Policies, shared by every reader:
   the line (YOLO, VOC) or the annotation id (COCO).
 * A missing or empty label file is a background image, which is valid.
 * Boxes are clipped to the image; zero-area boxes are dropped.
-* Missing or corrupt images are skipped. Each image is opened once (size read plus
-  ``PIL.Image.verify``) while the samples are built, and all skipped images are
-  listed in ONE warning per source. If every image is bad, that is a ``DataError``.
+* Missing or corrupt images are skipped. Each image is opened once while the
+  samples are built (size read, plus a check that the file is whole: see
+  :func:`~yoloslim.data.sample.probe_images`), and all skipped images are listed in
+  ONE warning per source. If every image is bad, that is a ``DataError``.
 * Inputs are only read, never written.
 """
 
@@ -65,12 +66,15 @@ def label_path_for(
 
 def _parse_yolo_labels(
     path: Path, nc: int, width: int, height: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Parse one ``cls cx cy w h`` file into pixel ``xyxy`` boxes and classes."""
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Parse one ``cls cx cy w h`` file into pixel ``xyxy`` boxes and classes.
+
+    ``None`` when the file does not exist (a background image, but counted apart).
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+        return None
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read label file: {e}") from e
     rows: list[list[float]] = []
@@ -128,8 +132,13 @@ def read_yolo(
     labels_dir: str | Path | None = None,
     *,
     skipped: list[Path] | None = None,
+    unlabelled: list[Path] | None = None,
 ) -> list[Sample]:
     """Read a YOLO-format split.
+
+    Images without a label file are background images. When none of the images
+    has one, that is almost always a wrong ``labels`` path, so it is logged as a
+    warning naming a label file that was looked for.
 
     Args:
         images_dir: Folder of images (searched recursively) or a ``.txt`` list of
@@ -138,6 +147,8 @@ def read_yolo(
         labels_dir: Folder of label files. Default: the ``images`` -> ``labels``
             sibling of each image (Ultralytics convention).
         skipped: If given, unreadable image paths are appended to it.
+        unlabelled: If given, the readable images that have no label file are
+            appended to it.
 
     Returns:
         One sample per readable image, sorted by path; ``image_id`` is the
@@ -153,13 +164,28 @@ def read_yolo(
     files, folder = _list_images(source)
     sizes = probe_images(files, source, skipped)
     ldir = Path(labels_dir) if labels_dir is not None else None
-    samples = []
+    samples, missing = [], []
     for image_id, f in enumerate(files):
         if f not in sizes:
             continue
         w, h = sizes[f]
-        boxes, classes = _parse_yolo_labels(label_path_for(f, folder, ldir), len(names), w, h)
-        samples.append(Sample(f, boxes, classes, w, h, image_id))
+        label = label_path_for(f, folder, ldir)
+        parsed = _parse_yolo_labels(label, len(names), w, h)
+        if parsed is None:
+            missing.append(f)
+            parsed = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+        samples.append(Sample(f, *parsed, w, h, image_id))
+    if samples and len(missing) == len(samples):
+        example = label_path_for(samples[0].path, folder, ldir)
+        logger.warning(
+            "%s: none of the %d images has a label file (looked for e.g. %s); "
+            "all are treated as background",
+            source,
+            len(samples),
+            example,
+        )
+    if unlabelled is not None:
+        unlabelled.extend(missing)
     return samples
 
 
@@ -259,13 +285,21 @@ def read_coco(
     return samples, out_names
 
 
-def load_samples(cfg: DataConfig, split: str, *, skipped: list[Path] | None = None) -> list[Sample]:
+def load_samples(
+    cfg: DataConfig,
+    split: str,
+    *,
+    skipped: list[Path] | None = None,
+    unlabelled: list[Path] | None = None,
+) -> list[Sample]:
     """Read every source of a split of ``cfg``.
 
     Args:
         cfg: A config from :func:`~yoloslim.data.config.load_data_config`.
         split: ``"train"`` or ``"val"``.
         skipped: If given, unreadable image paths are appended to it.
+        unlabelled: If given, images without a label file (YOLO format only) are
+            appended to it.
 
     Returns:
         The samples. With several sources, ``image_id`` is renumbered
@@ -281,7 +315,7 @@ def load_samples(cfg: DataConfig, split: str, *, skipped: list[Path] | None = No
     out: list[Sample] = []
     for src in sources:
         if cfg.format == "yolo":
-            out += read_yolo(src.path, cfg.names, skipped=skipped)
+            out += read_yolo(src.path, cfg.names, skipped=skipped, unlabelled=unlabelled)
         elif cfg.format == "coco":
             assert src.images is not None
             out += read_coco(src.path, src.images, cfg.names, skipped=skipped)[0]

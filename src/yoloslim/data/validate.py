@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from yoloslim.data.formats import load_samples
 
 __all__ = ["check_dataset"]
 
+logger = logging.getLogger(__name__)
+
 
 def check_dataset(cfg: DataConfig) -> dict[str, Any]:
     """Read both splits of ``cfg`` and count what is in them.
@@ -21,9 +24,12 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
 
     Returns:
         ``{"format", "names", "splits": {split: {"images", "instances",
-        "per_class": {name: count}, "empty_images", "skipped_images"}}}`` where
-        ``images`` counts readable images and ``skipped_images`` lists the
-        unreadable ones (as strings).
+        "per_class": {name: count}, "empty_images", "missing_labels",
+        "skipped_images"}}}`` where ``images`` counts readable images,
+        ``empty_images`` those without any instance, ``missing_labels`` those of
+        them that have no label file at all (YOLO format) and ``skipped_images``
+        lists the unreadable ones (as strings). A split with images but no
+        instance is logged as a warning (it is almost always a wrong path).
 
     Raises:
         DataError: Anything the readers reject (bad labels, no readable image).
@@ -35,7 +41,8 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
     report: dict[str, Any] = {"format": cfg.format, "names": list(cfg.names), "splits": {}}
     for split in ("train", "val"):
         skipped: list[Path] = []
-        samples = load_samples(cfg, split, skipped=skipped)
+        unlabelled: list[Path] = []
+        samples = load_samples(cfg, split, skipped=skipped, unlabelled=unlabelled)
         classes = np.concatenate([s.classes for s in samples]) if samples else np.zeros(0, np.int64)
         counts = np.bincount(classes, minlength=cfg.nc)
         report["splits"][split] = {
@@ -43,6 +50,15 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
             "instances": int(counts.sum()),
             "per_class": {n: int(c) for n, c in zip(cfg.names, counts, strict=True)},
             "empty_images": sum(1 for s in samples if len(s.classes) == 0),
+            "missing_labels": len(unlabelled),
             "skipped_images": [str(p) for p in skipped],
         }
+        # all label files missing was already reported, naming a path looked for
+        if samples and not counts.sum() and len(unlabelled) < len(samples):
+            logger.warning(
+                "%s: the %s split has %d images but no instance: every image is background",
+                cfg.yaml_path,
+                split,
+                len(samples),
+            )
     return report

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from yoloslim.errors import ModelError
+from yoloslim.fileio import apply_umask
 from yoloslim.models.arch import arch_of
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
@@ -39,6 +40,7 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        apply_umask(tmp)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -115,9 +115,10 @@ def _sub(cls: type, values: dict, where: str):
     return from_mapping(cls, values, where)
 
 
-def config_from_dict(values: dict) -> TrainConfig:
-    """Build a TrainConfig from a plain dict; unknown keys are an error."""
-    return _sub(TrainConfig, dict(values), "train config")
+def config_from_dict(values: dict, *, where: str = "train config") -> TrainConfig:
+    """Build a TrainConfig from a plain dict; unknown keys are an error naming ``where``
+    (say the file the values came from)."""
+    return _sub(TrainConfig, dict(values), where)
 
 
 # settings that say where and how fast a run goes, not what it learns: a resumed run

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import math
 import os
@@ -25,12 +24,20 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DistributedSampler
 
-from yoloslim.data import AugmentConfig, DetectionDataset, collate, load_data_config, load_samples
+from yoloslim.data import (
+    AugmentConfig,
+    DetectionDataset,
+    DetectionLoader,
+    collate,
+    load_data_config,
+    load_samples,
+)
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.eval.evaluator import evaluate
-from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from yoloslim.fileio import atomic_write_text
+from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.progress import progress_console
@@ -44,6 +51,7 @@ from yoloslim.train.config import (
 )
 from yoloslim.train.ema import ModelEMA
 from yoloslim.train.loss import DetectionLoss
+from yoloslim.train.run_folder import RunFolder, check_out, check_resume_data, json_safe
 
 __all__ = ["TrainHook", "TrainResult", "train", "resolve_device"]
 
@@ -148,24 +156,26 @@ def _prepare_model(model: str | dict | Path | nn.Module, names: list[str]) -> De
     return build_model(model, names=names)
 
 
-class _Run:
-    """State of one training run (kept small: the loop lives in :func:`train`)."""
-
-    def __init__(self, out: Path, cfg: TrainConfig, progress: bool):
-        self.out, self.cfg, self.progress = out, cfg, progress
-        self.metrics_path = out / "metrics.jsonl"
-
-    def log_metrics(self, row: dict) -> None:
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-
-    def trim_metrics(self, before_epoch: int) -> None:
-        """Drop rows of epochs that will be re-run (written after the last checkpoint)."""
-        if not self.metrics_path.exists():
-            return
-        rows = [json.loads(x) for x in self.metrics_path.read_text().splitlines() if x.strip()]
-        keep = [r for r in rows if r.get("epoch", 0) < before_epoch]
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+def _finished(out: Path, state: dict, cfg: TrainConfig) -> TrainResult:
+    """The result of resuming a run that already trained all its epochs: nothing trains."""
+    ts = state["train_state"]
+    log.info("resume: %s already finished %d/%d epochs; nothing to do", out, cfg.epochs, cfg.epochs)
+    best_path = out / "best.pt"
+    model = load_checkpoint(best_path if best_path.exists() else out / "last.pt")[0]
+    meta = state.get("meta", {})
+    last = ts.get("last_val") or {k: meta[k] for k in ("map", "map50") if meta.get(k) is not None}
+    report = {
+        "model": getattr(model, "spec", {}).get("name", "custom"),
+        "epochs": cfg.epochs,
+        "train_s": 0.0,
+        "images_per_s": None,
+        "best_map": ts["best_map"] if ts["best_map"] >= 0 else None,
+        "last": last,
+        "out": str(out),
+    }
+    return TrainResult(
+        model.eval(), report, best_path if best_path.exists() else None, out / "last.pt"
+    )
 
 
 def train(
@@ -175,6 +185,7 @@ def train(
     config: TrainConfig | None = None,
     out: str | Path = "runs/train",
     resume: bool = False,
+    exist_ok: bool = False,
     progress: bool = False,
     on_epoch_end: Callable[[int, dict], None] | None = None,
     hook: TrainHook | None = None,
@@ -183,12 +194,19 @@ def train(
 
     Args:
         model: a registered name, an arch dict / arch.yaml path, or a Detector (copied).
-        data: path of the ``data.yaml``.
+        data: path of the ``data.yaml`` (recorded, made absolute, in the checkpoints'
+            ``meta["data"]``). On ``resume`` it may differ from the run's, with the same
+            number of classes.
         config: training settings. On ``resume`` the run's saved config is used; a
             config passed as well must match it except for the runtime settings
             (device, workers, threads, cache), which it may change.
         out: output folder (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``train_config.yaml``).
-        resume: continue the run in ``out`` from its ``last.pt``.
+        resume: continue the run in ``out`` from its ``last.pt``. A run that already
+            trained all its epochs is returned as it is (the report's ``last`` holds
+            its last validation, ``images_per_s`` is None).
+        exist_ok: start a fresh run in an ``out`` that holds another run, deleting
+            that run's checkpoints and ``metrics.jsonl``. Without it such an ``out`` is
+            an error, so no run is overwritten by mistake.
         progress: show a rich progress bar with the losses.
         on_epoch_end: called with ``(epoch, metrics_row)`` after each epoch's checkpoint.
         hook: an extra objective with its own trainable modules (see :class:`TrainHook`);
@@ -198,14 +216,17 @@ def train(
         TrainResult with the best EMA model (eval mode) and a report dict.
 
     Raises:
-        ConfigError: on ``resume``, no ``last.pt`` in ``out``, or a ``config`` that
-            differs from the saved one in what the run learns.
+        ConfigError: ``out`` is a file, or holds a run and neither ``resume`` nor
+            ``exist_ok`` is given; on ``resume``, no ``last.pt`` in ``out``, a
+            ``config`` that differs from the saved one in what the run learns, or
+            ``data`` with another number of classes.
 
     Example:
         >>> res = train("damo-nano", "data/synth/data.yaml",
         ...             config=TrainConfig(epochs=10, imgsz=320), out="runs/nano")
     """
     out = Path(out)
+    check_out(out, resume, exist_ok)
     state = None
     if resume:
         last = out / "last.pt"
@@ -215,11 +236,14 @@ def train(
         if "train_state" not in state:
             raise ConfigError(f"resume: {last} has no training state")
         config = resume_config(config_from_dict(state["train_state"]["config"]), config, str(out))
-        if state["train_state"]["epoch"] + 1 >= config.epochs:
-            log.info("resume: %s already finished %d epochs", out, config.epochs)
     cfg = config or TrainConfig()
     if state is None:
         cfg = static_assigner_for(cfg, from_scratch=not isinstance(model, nn.Module))
+    data_cfg = load_data_config(data)
+    if state is not None:
+        check_resume_data(state, data, data_cfg.nc, out)
+        if state["train_state"]["epoch"] + 1 >= cfg.epochs:
+            return _finished(out, state, cfg)
     device = resolve_device(cfg.device)
     rank, world = dist_utils.init_distributed(device)
     if device.type == "cuda" and world > 1:
@@ -231,10 +255,17 @@ def train(
     if cfg.batch % world:
         raise ConfigError(f"batch={cfg.batch} must be divisible by the {world} processes")
 
-    data_cfg = load_data_config(data)
     aug = AugmentConfig(**cfg.augment)
+    train_samples = load_samples(data_cfg, "train")
+    if main and not any(len(s.classes) for s in train_samples):
+        log.warning(
+            "%s: the train split has no instance in its %d images (all background); "
+            "check the labels path",
+            data,
+            len(train_samples),
+        )
     train_ds = DetectionDataset(
-        load_samples(data_cfg, "train"),
+        train_samples,
         cfg.imgsz,
         augment=True,
         aug=aug,
@@ -269,12 +300,10 @@ def train(
             ema.load_state_dict(ts["ema"])
         start_epoch, best_map = ts["epoch"] + 1, ts["best_map"]
 
-    run = _Run(out, cfg, progress and main)
+    run = RunFolder(out, cfg, progress and main)
     if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        if state:
-            run.trim_metrics(start_epoch)
+        run.start(start_epoch if state else None, replace=exist_ok)
+        atomic_write_text(out / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     model_ddp: nn.Module = net
     if world > 1:
         model_ddp = nn.parallel.DistributedDataParallel(
@@ -302,7 +331,7 @@ def train(
         else:
             g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
             sampler = torch.randperm(len(train_ds), generator=g).tolist()
-        loader = DataLoader(
+        loader = DetectionLoader(
             train_ds,
             batch_size=per_rank,
             sampler=sampler,
@@ -398,18 +427,19 @@ def train(
             }
             if hook is not None:
                 train_state["hook"] = hook.state_dict()
+            if last_val:
+                train_state["last_val"] = json_safe(last_val)
             meta = {
                 "epoch": epoch,
                 "map": row.get("map"),
                 "map50": row.get("map50"),
-                "data": str(data),
+                # absolute: `train --resume DIR` may run from another working directory
+                "data": str(Path(data).expanduser().resolve()),
             }
-            if "map" in row and row["map"] > best_map:
+            if row.get("map") is not None and row["map"] > best_map:
                 best_map = train_state["best_map"] = row["map"]
-                save_checkpoint(out / "best.pt", final_model, imgsz=cfg.imgsz, meta=meta)
-            save_checkpoint(
-                out / "last.pt", final_model, imgsz=cfg.imgsz, meta=meta, train_state=train_state
-            )
+                run.save("best.pt", final_model, meta=meta)
+            run.save("last.pt", final_model, meta=meta, train_state=train_state)
             run.log_metrics(row)
             log.info("epoch %d: %s", epoch, row)
         dist_utils.barrier()

@@ -1,0 +1,82 @@
+"""A training run's folder: what may be written into it, checkpoints with normal permissions,
+``metrics.jsonl``, and the clean-up after an interrupted run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from torch import nn
+
+from yoloslim.errors import ConfigError
+from yoloslim.fileio import remove_stale_temps
+from yoloslim.models.checkpoint import save_checkpoint
+from yoloslim.train.config import TrainConfig
+
+__all__ = ["RunFolder", "check_out", "check_resume_data", "json_safe"]
+
+# what a run folder holds; RUN_MARKERS say that a folder already holds a run
+CHECKPOINTS = ("last.pt", "best.pt")
+RUN_MARKERS = ("last.pt", "metrics.jsonl")
+RUN_FILES = (*CHECKPOINTS, "metrics.jsonl", "train_config.yaml")
+
+
+def check_out(out: Path, resume: bool, exist_ok: bool) -> None:
+    """Refuse an ``out`` that is a file, or that holds a run a fresh one would overwrite."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is an existing file; the run needs a folder")
+    if resume or exist_ok:
+        return
+    found = [m for m in RUN_MARKERS if (out / m).exists()]
+    if found:
+        raise ConfigError(
+            f"{out} holds a training run ({found[0]}); pass --resume {out} or choose another --out"
+        )
+
+
+def check_resume_data(state: dict, data: str | Path, nc: int, out: Path) -> None:
+    names = state.get("names", [])
+    if nc != len(names):
+        raise ConfigError(
+            f"resume: data {data} has {nc} classes, the run in {out} has {len(names)} "
+            f"({', '.join(map(str, names))})"
+        )
+
+
+def json_safe(d: dict) -> dict:
+    # numpy scalars would make last.pt unloadable with torch.load(weights_only=True)
+    return json.loads(json.dumps(d, default=float))
+
+
+class RunFolder:
+    """The folder of one training run: its checkpoints and ``metrics.jsonl``."""
+
+    def __init__(self, out: Path, cfg: TrainConfig, progress: bool):
+        self.out, self.cfg, self.progress = out, cfg, progress
+        self.metrics_path = out / "metrics.jsonl"
+
+    def start(self, resumed_at: int | None, replace: bool) -> None:
+        """Prepare the folder: drop stale temp files, trim the metrics of a resumed run or
+        (``replace``) delete another run's files."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(self.out, RUN_FILES)
+        if resumed_at is not None:
+            self.trim_metrics(resumed_at)
+        elif replace:
+            for name in RUN_FILES:
+                (self.out / name).unlink(missing_ok=True)
+
+    def save(self, name: str, model: nn.Module, **kwargs) -> None:
+        save_checkpoint(self.out / name, model, imgsz=self.cfg.imgsz, **kwargs)
+
+    def log_metrics(self, row: dict) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def trim_metrics(self, before_epoch: int) -> None:
+        """Drop rows of epochs that will be re-run (written after the last checkpoint)."""
+        if not self.metrics_path.exists():
+            return
+        rows = [json.loads(x) for x in self.metrics_path.read_text().splitlines() if x.strip()]
+        keep = [r for r in rows if r.get("epoch", 0) < before_epoch]
+        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in keep))

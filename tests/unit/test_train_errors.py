@@ -1,0 +1,208 @@
+"""train(): what it refuses before any work, a finished run's resume, the run folder's files,
+and the train command's messages. No test here trains: runs are faked with a saved last.pt."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from yoloslim.cli.main import main
+from yoloslim.data.synth import synthesize
+from yoloslim.errors import ConfigError
+from yoloslim.fileio import apply_umask, remove_stale_temps
+from yoloslim.models.checkpoint import save_checkpoint
+from yoloslim.models.registry import build_model
+from yoloslim.train import TrainConfig, TrainResult, train
+
+NAMES3 = ["circle", "square", "triangle"]
+# the package, not the function `yoloslim.train` (yoloslim/__init__ re-exports it)
+TRAIN_PKG = importlib.import_module("yoloslim.train")
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory) -> dict[int, Path]:
+    """data.yaml of two tiny synthetic sets: 3 classes and 2 classes."""
+    root = tmp_path_factory.mktemp("sets")
+    return {
+        nc: synthesize(root / f"c{nc}", images=6, imgsz=64, classes=nc, seed=nc, val_fraction=0.34)
+        for nc in (3, 2)
+    }
+
+
+def _fake_run(out: Path, data: str | Path, *, last_val: dict | None = None) -> Path:
+    """A run folder whose last.pt says it finished its one epoch (no optimizer state)."""
+    torch.manual_seed(0)
+    model = build_model("damo-nano", names=NAMES3)
+    cfg = TrainConfig(epochs=1, imgsz=64, batch=4, workers=0, loss={"static_assigner_epochs": 0})
+    ts = {"epoch": 0, "config": cfg.to_dict(), "best_map": 0.25}
+    if last_val is not None:
+        ts["last_val"] = last_val
+    meta = {"epoch": 0, "map": 0.25, "map50": 0.5, "data": str(data)}
+    return save_checkpoint(out / "last.pt", model, imgsz=64, meta=meta, train_state=ts)
+
+
+# --- refused before any work: the data path does not even exist ------------------------
+
+
+def test_out_that_is_a_file_is_refused_first(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    with pytest.raises(ConfigError, match=r"out='.*afile' is an existing file"):
+        train("damo-nano", tmp_path / "no-such.yaml", out=afile)
+    assert afile.read_text() == "mine"
+
+
+@pytest.mark.parametrize("marker", ["last.pt", "metrics.jsonl"])
+def test_out_holding_a_run_is_refused_without_resume(tmp_path, marker):
+    (tmp_path / marker).write_text("old run")
+    want = rf"{tmp_path} holds a training run \({marker}\); pass --resume {tmp_path} or choose"
+    with pytest.raises(ConfigError, match=want):
+        train("damo-nano", tmp_path / "no-such.yaml", out=tmp_path)
+    assert (tmp_path / marker).read_text() == "old run"
+
+
+def test_resume_with_data_of_another_class_count(sets, tmp_path):
+    _fake_run(tmp_path, sets[3])
+    with pytest.raises(ConfigError, match=r"has 2 classes, the run in .* has 3 \(circle, squ"):
+        train(None, sets[2], out=tmp_path, resume=True)
+
+
+def test_train_warns_when_the_train_split_has_no_instance(sets, tmp_path, monkeypatch, caplog):
+    data = tmp_path / "data"
+    shutil.copytree(sets[3].parent, data)
+    for label in (data / "labels" / "train").iterdir():
+        label.write_text("")
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):  # the samples are read: no need to train
+        raise Stop
+
+    monkeypatch.setattr(importlib.import_module("yoloslim.train.trainer"), "DetectionDataset", stop)
+    with caplog.at_level(logging.WARNING, logger="yoloslim"), pytest.raises(Stop):
+        train("damo-nano", data / "data.yaml", out=tmp_path / "run")
+    assert "the train split has no instance in its 4 images" in caplog.text
+
+
+# --- resuming a finished run -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("saved_last", [True, False])
+def test_resume_of_finished_run_reports_its_last_validation(sets, tmp_path, saved_last):
+    last_val = {"map": 0.25, "map50": 0.5, "per_class": {n: 0.25 for n in NAMES3}}
+    _fake_run(tmp_path, sets[3], last_val=last_val if saved_last else None)
+    before = (tmp_path / "last.pt").read_bytes()
+    res = train(None, sets[3], out=tmp_path, resume=True)
+    # checkpoints saved before last_val was kept give the map and map50 of their meta
+    assert res.report["last"] == (last_val if saved_last else {"map": 0.25, "map50": 0.5})
+    assert res.report["images_per_s"] is None and res.report["best_map"] == 0.25
+    assert res.last == tmp_path / "last.pt" and res.model.nc == 3
+    assert (tmp_path / "last.pt").read_bytes() == before
+
+
+# --- run folder files ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_apply_umask_gives_mkstemp_files_normal_permissions(tmp_path, umask, mode):
+    fd, tmp = tempfile.mkstemp(dir=tmp_path)
+    os.close(fd)
+    assert stat.S_IMODE(os.stat(tmp).st_mode) == 0o600
+    old = os.umask(umask)
+    try:
+        apply_umask(tmp)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp).st_mode) == mode
+
+
+def test_remove_stale_temps_only_touches_its_own_patterns(tmp_path):
+    stale = [".last.pt.4l3e63g7.tmp", ".best.pt.a_b1c2d3.tmp", ".train_config.yaml.tmp"]
+    kept = [
+        "last.pt",
+        ".last.pt.abc.tmp",  # not an 8-character mkstemp name
+        ".other.pt.4l3e63g7.tmp",
+        ".last.pt.4l3e63g7.tmp.bak",
+        "notes.tmp",
+    ]
+    for name in stale + kept:
+        (tmp_path / name).write_text("x")
+    removed = remove_stale_temps(tmp_path, ["last.pt", "best.pt", "train_config.yaml"])
+    assert sorted(p.name for p in removed) == sorted(stale)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
+# --- the train command ---------------------------------------------------------------
+
+
+def test_resume_with_a_relative_data_path_from_another_folder(sets, tmp_path, monkeypatch, capsys):
+    # last.pt files written before the path was made absolute hold it as given: relative to
+    # the folder the run was started from (here, the one holding c3/)
+    started_in = sets[3].parent.parent
+    run = tmp_path / "run"
+    _fake_run(run, "c3/data.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "last.pt records its data.yaml as 'c3/data.yaml'" in err and "pass --data" in err
+    monkeypatch.chdir(started_in)
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "already finished" in capsys.readouterr().out
+
+
+def test_resume_of_a_finished_run_says_so(sets, tmp_path, capsys):
+    _fake_run(tmp_path, sets[3].resolve())
+    assert main(["train", "--resume", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path} already finished 1/1 epochs; nothing to do" in out
+    assert "best mAP50-95 25.0" in out
+
+
+def test_config_file_with_unknown_key_is_named(sets, tmp_path, capsys):
+    cfg = tmp_path / "badcfg.yaml"
+    cfg.write_text("epochz: 3\n")
+    rc = main(["train", "--data", str(sets[3]), "--config", str(cfg), "--out", str(tmp_path)])
+    assert rc == 2
+    assert f"unknown key(s) ['epochz'] in --config {cfg};" in capsys.readouterr().err
+
+
+def _argv(data: Path, out: Path) -> list[str]:
+    return ["train", "--data", str(data), "--imgsz", "64", "--out", str(out)]
+
+
+def test_final_line_rounds_the_map_like_val(sets, tmp_path, monkeypatch, capsys):
+    report = {"best_map": 0.0042904290429042905}
+    monkeypatch.setattr(
+        TRAIN_PKG, "train", lambda *a, **k: TrainResult(None, report, tmp_path / "best.pt")
+    )
+    assert main(_argv(sets[3], tmp_path / "r")) == 0
+    out = capsys.readouterr().out
+    assert "best mAP50-95 0.4  ->" in out and "0.00429" not in out
+
+
+@pytest.mark.parametrize("checkpointed", [True, False])
+def test_ctrl_c_prints_how_to_resume(sets, tmp_path, monkeypatch, capsys, checkpointed):
+    run = tmp_path / "r"
+
+    def interrupted(*args, **kwargs):
+        run.mkdir()
+        if checkpointed:
+            (run / "last.pt").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TRAIN_PKG, "train", interrupted)
+    assert main(_argv(sets[3], run)) == 130
+    err = capsys.readouterr().err
+    if checkpointed:
+        assert f"interrupted; continue with `yoloslim train --resume {run}`" in err
+    else:
+        assert "interrupted before the first epoch ended; nothing to resume" in err
