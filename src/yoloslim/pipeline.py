@@ -12,11 +12,15 @@ A recipe is YAML::
       - bench: {batches: [1]}
 
 Each stage is a one-key mapping from a stage name (:data:`STAGES`) to its config. The
-whole recipe is validated before anything runs: unknown stages, unknown keys and wrong
-types are :class:`ConfigError` naming the file and the stage. Stage ``i`` writes to
-``OUT/NN-name/`` and, when it finishes, ``OUT/NN-name/stage.json`` with its outputs; a run
-with ``resume=True`` skips the stages that have one. The resolved recipe (every default
-filled in) is written to ``OUT/recipe.yaml``.
+whole recipe is validated when it loads: unknown stages, unknown keys, wrong types and
+bad values (export formats and sizes, bench batches, ...) are :class:`ConfigError` naming
+the file and the stage. Before anything is written, :func:`run_recipe` also checks what
+this machine can export (an ``engine`` format is skipped with a warning without TensorRT
+and CUDA). Stage ``i`` writes to ``OUT/NN-name/`` and, when it finishes,
+``OUT/NN-name/stage.json`` with its outputs; a run with ``resume=True`` skips the stages
+that have one, and refuses a changed recipe, model or data. The resolved recipe (every
+default filled in) is written to ``OUT/recipe.yaml``, the model and data to
+``OUT/inputs.json``.
 
 The model flows from stage to stage as a checkpoint path; ``export`` and ``quantize``
 add artifacts. ``bench`` measures the baseline (the input model exported to OpenVINO
@@ -26,7 +30,7 @@ and ``OUT/pareto.png``.
 
 Example:
     >>> res = run_recipe("runs/base/best.pt", "data.yaml", "recipes/cpu-int8.yaml", out="runs/c")
-    >>> res.report["rows"][-1]["ratios"]["speedup"]
+    >>> res.report["bench"]["rows"][-1]["ratios"]["speedup"]
 """
 
 from __future__ import annotations
@@ -67,6 +71,20 @@ class ExportStage:
     half: bool = False
     verify: bool = True
 
+    def __post_init__(self) -> None:
+        from yoloslim.export.registry import EXPORTERS
+
+        if not EXPORTERS:
+            import yoloslim.export  # noqa: F401 - registers the formats
+
+        bad = [f for f in self.formats if not isinstance(f, str) or f not in EXPORTERS]
+        if bad or not self.formats:
+            raise ConfigError(
+                f"formats={list(self.formats)}: unknown export format(s) {bad}; "
+                f"choose from {sorted(EXPORTERS)}"
+            )
+        _check_imgsz(self.imgsz)
+
 
 @dataclass(frozen=True)
 class BenchStage:
@@ -77,6 +95,24 @@ class BenchStage:
     runs_per_round: int = 10
     threads: int | None = None
     imgsz: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.batches or not all(_positive_int(b) for b in self.batches):
+            raise ConfigError(f"batches={list(self.batches)} must be positive integers")
+        for key in ("rounds", "runs_per_round", "threads"):
+            value = getattr(self, key)
+            if value is not None and not _positive_int(value):
+                raise ConfigError(f"{key}={value!r} must be a positive integer")
+        _check_imgsz(self.imgsz)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_imgsz(imgsz: Any) -> None:
+    if imgsz is not None and (not _positive_int(imgsz) or imgsz % 32):
+        raise ConfigError(f"imgsz={imgsz!r} must be a positive multiple of 32")
 
 
 @dataclass(frozen=True)
@@ -184,7 +220,7 @@ def _check_types(cls: type, values: dict, where: str) -> None:
         else:
             ok = isinstance(value, allowed)
         if not ok:
-            names = " or ".join(a.__name__ for a in allowed)
+            names = " or ".join(dict.fromkeys(a.__name__ for a in allowed))
             raise ConfigError(f"{where}: {key}={value!r} must be {names}")
 
 
@@ -241,11 +277,20 @@ def _parse_stage(name: str, values: dict, where: str) -> Any:
             SearchSpace.from_dict(values.get("space"))
             return NasStage(options=dict(values))
     except ConfigError as e:
-        msg = str(e)
+        msg = str(e).replace(f" in {where}", "")  # from_mapping names ``where`` mid-sentence
         raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from e
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from e
     raise ConfigError(f"{where}: unknown stage {name!r}; stages are {', '.join(STAGES)}")
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: the line, the column and the problem."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    if mark is None:
+        return problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def load_recipe(recipe: str | Path | dict) -> Recipe:
@@ -259,7 +304,7 @@ def load_recipe(recipe: str | Path | dict) -> Recipe:
         try:
             recipe = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e})") from e
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from e
     if not isinstance(recipe, dict):
         raise ConfigError(f"{source}: a recipe is a mapping with a 'stages' list")
     unknown = sorted(set(recipe) - {"name", "description", "stages"})
@@ -378,7 +423,8 @@ def _stage_export(st: _State, cfg: ExportStage, data, out: Path, progress: bool)
         for k, v in res.artifacts.items()
         if Path(v).suffix in (".onnx", ".xml", ".torchscript")
     ]
-    return {"model": st.model, "rows": rows, "report": res.report}
+    deployable = {f"export-{k}": str(v) for k, v in res.artifacts.items()}
+    return {"model": st.model, "rows": rows, "report": res.report, "deployable": deployable}
 
 
 def _stage_config(stage: Stage, *, benched: bool) -> Any:
@@ -424,7 +470,8 @@ def _stage_quantize(st: _State, cfg, data, out: Path, progress: bool) -> dict:
     rows = [
         [f"{k}-{cfg.backend}", str(v), "artifact"] for k, v in res.artifacts.items() if k != "float"
     ]
-    return {"model": st.model, "rows": rows, "report": res.report}
+    deployable = {name: path for name, path, _ in rows}
+    return {"model": st.model, "rows": rows, "report": res.report, "deployable": deployable}
 
 
 def _stage_bench(
@@ -471,6 +518,81 @@ _RUNNERS: dict[str, Callable] = {
 }
 
 
+def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
+    """What this machine can run, decided before any stage starts: the export stages'
+    configs as run (``{stage index: config}``) and the formats skipped.
+
+    An ``engine`` (TensorRT) format is skipped with a warning when TensorRT or a CUDA
+    device is missing, so that one recipe serves GPU and CPU machines; any other format
+    whose runtime is missing, or an export stage left with nothing to write, is a
+    :class:`ConfigError` naming the file and the stage.
+    """
+    from yoloslim.export.registry import EXPORTERS
+
+    if not EXPORTERS:
+        import yoloslim.export  # noqa: F401 - registers the formats
+
+    configs: dict[int, Any] = {}
+    skipped: list[dict] = []
+    for i, stage in enumerate(rec.stages, 1):
+        where = f"{rec.source}: stage {i} ({stage.name})"
+        if stage.name == "bench":
+            reason = EXPORTERS["openvino"].unavailable()
+            if reason:  # it exports every checkpoint to OpenVINO float
+                raise ConfigError(f"{where}: the bench stage needs OpenVINO: {reason}")
+        if stage.name != "export":
+            continue
+        kept = []
+        for fmt in stage.config.formats:
+            reason = EXPORTERS[fmt].unavailable()
+            if reason is None:
+                kept.append(fmt)
+            elif fmt == "engine":
+                log.warning("%s: skipping the engine format: %s", where, reason)
+                skipped.append({"stage": i, "format": fmt, "reason": reason})
+            else:
+                raise ConfigError(f"{where}: cannot export {fmt}: {reason}")
+        if not kept:
+            raise ConfigError(
+                f"{where}: formats={list(stage.config.formats)}: nothing left to export here "
+                "(the engine format needs TensorRT and a CUDA device)"
+            )
+        configs[i] = dataclasses.replace(stage.config, formats=kept)
+    return configs, skipped
+
+
+def _inputs(model: str | Path | None, data: str | Path) -> dict:
+    """What a resumed run must be given again: the model file (path, size, mtime) and data."""
+    entry: dict = {"model": None, "data": str(Path(data).resolve())}
+    if model is not None:
+        st = Path(model).stat()
+        entry.update(
+            model=str(Path(model).resolve()), model_bytes=st.st_size, model_mtime_ns=st.st_mtime_ns
+        )
+    return entry
+
+
+def _check_resume_inputs(out: Path, inputs: dict) -> None:
+    saved_file = out / "inputs.json"
+    if not saved_file.exists():  # a run from before inputs.json was written
+        return
+    saved = json.loads(saved_file.read_text())
+    for key, flag in (("model", "--model"), ("data", "--data")):
+        if saved.get(key) != inputs[key]:
+            raise ConfigError(
+                f"{out}: this run was made with {flag} {saved.get(key)}, not {inputs[key]}; "
+                f"resume with the same {flag} or choose another --out"
+            )
+    if (saved.get("model_bytes"), saved.get("model_mtime_ns")) != (
+        inputs.get("model_bytes"),
+        inputs.get("model_mtime_ns"),
+    ):
+        raise ConfigError(
+            f"{out}: --model {inputs['model']} changed since this run (size or modification "
+            "time); choose another --out"
+        )
+
+
 def run_recipe(
     model: str | Path | None,
     data: str | Path,
@@ -483,28 +605,43 @@ def run_recipe(
     """Run a recipe's stages in order on ``model`` (a checkpoint; None when the recipe starts
     with ``nas``/``train``) and return the last ``bench`` report (or the last stage's).
 
+    Everything is checked before anything is written to ``out``: the recipe, the model and
+    data paths, the formats this machine can export (an ``engine`` format is skipped with a
+    warning without TensorRT and CUDA), and, on a resume, that the recipe, ``model`` and
+    ``data`` are the run's own. A folder where no stage finished may be reused freely.
+    ``report["final_model"]`` is the last checkpoint and ``report["deployable"]`` the
+    artifacts of the last stage that made any (``{name: path}``).
+
     Raises:
-        ConfigError: invalid recipe, or ``out`` holds another run and ``resume`` is False, or
-            the recipe changed since the run being resumed.
+        ConfigError: invalid recipe, a missing model or data file, a format this machine
+            cannot export, ``out`` holds another run and ``resume`` is False, or the recipe,
+            model or data differ from the run being resumed.
     """
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     out = Path(out)
     data = str(data)
     if model is not None and not Path(model).is_file():
         raise ConfigError(f"--model {model}: checkpoint does not exist")
+    if not Path(data).exists():
+        raise ConfigError(f"--data {data}: does not exist")
+    run_configs, skipped = _preflight(rec)
     resolved = yaml.safe_dump(rec.resolved(), sort_keys=False)
+    inputs = _inputs(model, data)
     saved = out / "recipe.yaml"
-    if saved.exists():
+    if saved.exists() and any(out.glob("[0-9][0-9]-*/stage.json")):
         if not resume:
             raise ConfigError(f"{out}: holds a compress run; pass --resume or choose another --out")
         if saved.read_text() != resolved:
             raise ConfigError(f"{out}: the recipe changed since this run; use another --out")
+        _check_resume_inputs(out, inputs)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, resolved)
+    atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
 
     st = _State(baseline=str(model) if model else None, model=str(model) if model else None)
     stage_reports: list[dict] = []
     result_report: dict = {}
+    deployable: dict = {}
     for i, stage in enumerate(rec.stages, 1):
         sdir = out / f"{i:02d}-{stage.name}"
         done = sdir / "stage.json"
@@ -519,7 +656,9 @@ def run_recipe(
             if stage.name == "bench":
                 outcome = _stage_bench(st, stage.config, data, sdir, progress, out)
             else:
-                cfg = _stage_config(stage, benched=any(s.name == "bench" for s in rec.stages[i:]))
+                cfg = run_configs.get(i) or _stage_config(
+                    stage, benched=any(s.name == "bench" for s in rec.stages[i:])
+                )
                 outcome = _RUNNERS[stage.name](st, cfg, data, sdir, progress)
             record = {
                 "stage": stage.name,
@@ -527,10 +666,15 @@ def run_recipe(
                 "model": outcome["model"],
                 "rows": outcome["rows"],
                 "report": outcome["report"],
+                "deployable": outcome.get("deployable", {}),
             }
             atomic_write_text(done, json.dumps(record, indent=1, default=str) + "\n")
         st.model = record["model"]
         st.rows.extend(record["rows"])
+        made = record.get("deployable")
+        if made is None:  # a stage.json from before "deployable" was recorded
+            made = {r[0]: r[1] for r in record["rows"] if r[2] == "artifact"}
+        deployable = made or deployable
         stage_reports.append({"stage": stage.name, "index": i, "dir": str(sdir)})
         if stage.name == "bench":
             result_report = record["report"]
@@ -538,6 +682,8 @@ def run_recipe(
         "recipe": rec.name,
         "stages": stage_reports,
         "final_model": st.model,
+        "deployable": deployable,
+        "skipped": skipped,
         "artifacts": st.rows,
         "bench": result_report,
     }

@@ -52,6 +52,9 @@ def test_recipe_runs_every_stage_and_resumes(base, tmp_path, monkeypatch):
     rows = {r["name"]: r for r in report["rows"]}
     assert rows["pruned (OV float)"]["params"] < rows["baseline (OV float)"]["params"]
     assert Path(res.model).is_file() and res.model.endswith(".pt")
+    # the deliverable is named too: the last stage's product, not only the checkpoint
+    ((name, path),) = res.report["deployable"].items()
+    assert name == "int8-openvino" and Path(path).parent.parent == out / "05-quantize"
     # quantize took the export stage's ONNX of the same checkpoint instead of exporting again
     quant = json.loads((out / "05-quantize" / "quant_report.json").read_text())
     assert Path(quant["source"]).parent == out / "04-export" and quant["source"].endswith(".onnx")
@@ -97,6 +100,23 @@ def test_changed_recipe_refuses_resume(base, tmp_path):
         run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
     with pytest.raises(ConfigError, match="does not exist"):
         run_recipe(tmp_path / "missing.pt", data, recipe, out=tmp_path / "x")
+
+
+def test_bench_stage_refuses_a_size_a_static_artifact_cannot_run(base, tmp_path, monkeypatch):
+    import yoloslim.pipeline as pl
+
+    ckpt, data = base
+    recipe = {
+        "stages": [
+            {"export": {"formats": ["onnx"], "imgsz": S}},
+            {"bench": {"batches": [1], "rounds": 1, "runs_per_round": 1, "imgsz": S + 32}},
+        ]
+    }
+    spawned = []
+    monkeypatch.setattr("yoloslim.bench.measure.measure_latency", lambda *a: spawned.append(a))
+    with pytest.raises(ConfigError, match=f"model.onnx: .*static {S} px.*imgsz={S + 32}"):
+        pl.run_recipe(ckpt, data, recipe, out=tmp_path / "r")
+    assert not spawned
 
 
 BUDGET_RECIPE = {

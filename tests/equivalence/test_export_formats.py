@@ -159,6 +159,70 @@ def test_nms_in_graph_matches_torch_postprocess(static_export):
     assert all(r["passed"] for rows in report["runtimes"].values() for r in rows)
 
 
+def test_nms_check_compares_real_detections_or_warns(static_export, monkeypatch, caplog):
+    nms_mod = importlib.import_module("yoloslim.export.nms")  # yoloslim.export is a function
+
+    out, res = static_export
+    plain = res.artifacts["onnx"]
+    # a graph whose own threshold lets nothing through the probe images: the export check
+    # still compares detections, at a lower threshold in a graph of its own
+    strict = nms_mod.append_nms(plain, out / "strict.onnx", conf=0.9999)
+    report = nms_mod.verify_nms(strict, plain)
+    assert not any(r["reference"] for r in report["runtimes"]["onnxruntime"])
+    low = report["low_conf_check"]
+    assert low["conf"] < 0.9999 and report["detections_compared"] > 0
+    assert {r["passed"] for rows in low["runtimes"].values() for r in rows} == {True}
+    assert "warning" not in report
+    assert res.report["formats"]["onnx_nms"]["detections_compared"] > 0
+    # nothing to compare at any threshold (flat scores): said in the report and the log
+    monkeypatch.setattr(nms_mod, "check_conf", lambda preds, conf: None)
+    report = nms_mod.verify_nms(strict, plain)
+    assert report["detections_compared"] == 0 and "no detection was compared" in report["warning"]
+    assert "no detection was compared" in caplog.text
+
+
+def test_check_conf_admits_about_twenty_candidates_without_ties():
+    from yoloslim.export.nms import check_conf
+
+    preds = np.zeros((2, 50, 6), np.float32)
+    preds[..., 4:] = np.linspace(0.9, 0.0, 200).reshape(2, 50, 2)
+    conf = check_conf(preds, 0.95)
+    assert 18 <= int((preds[..., 4:] > conf).sum()) <= 21
+    assert check_conf(preds, 0.5) is None  # 0.5 already lets more through
+    assert check_conf(np.full((1, 50, 6), 0.01, np.float32), 0.25) is None  # flat scores
+
+
+def test_export_keeps_earlier_report_entries_and_the_users_files(dynamic_export, tmp_path):
+    _, src, first = dynamic_export
+    ts = tmp_path / "model.torchscript"
+    ts.write_bytes(first.artifacts["torchscript"].read_bytes())
+    planted = tmp_path / ".model.static.onnx"  # the name export's scratch file used to take
+    planted.write_text("mine")
+    earlier = {
+        "imgsz": 32,
+        "dynamic": True,
+        "half": False,
+        "formats": {
+            "torchscript": {"path": str(ts), "passed": True},
+            "coreml": {"path": str(tmp_path / "gone.mlpackage"), "passed": True},
+            "onnx": {"path": str(tmp_path / "model.onnx"), "passed": True},
+        },
+    }
+    (tmp_path / "export_report.json").write_text(json.dumps(earlier))
+    res = export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, verify=False)
+    assert planted.read_text() == "mine"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [planted.name]
+    saved = json.loads((tmp_path / "export_report.json").read_text())
+    assert saved == json.loads(json.dumps(res.report, default=str))
+    assert set(saved["formats"]) == {"onnx", "torchscript"}  # coreml's file is gone
+    assert saved["formats"]["torchscript"]["exported_with"] == {
+        "imgsz": 32,
+        "dynamic": True,
+        "half": False,
+    }
+    assert "exported_with" not in saved["formats"]["onnx"]  # this call's own entry
+
+
 def test_nms_needs_onnx_and_a_static_batch(tmp_path):
     with pytest.raises(ConfigError, match="static batch"):
         export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, nms=True, dynamic=True)

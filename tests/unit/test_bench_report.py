@@ -5,9 +5,10 @@ import torch
 
 from yoloslim.bench.latency import LatencyConfig
 from yoloslim.bench.measure import artifact_stats, benchmark
-from yoloslim.bench.report import COLUMNS, write_report
+from yoloslim.bench.report import COLUMNS, WEIGHTS_SIZE_NOTE, write_report
+from yoloslim.cli.main import main
 from yoloslim.data.synth import synthesize
-from yoloslim.errors import ModelError
+from yoloslim.errors import ConfigError, ModelError
 from yoloslim.export import export
 from yoloslim.models import build_model
 from yoloslim.models.checkpoint import save_checkpoint
@@ -68,6 +69,8 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
     assert {"cpu", "cores", "isa", "versions"} <= set(report["system"])
     md = files["md"].read_text()
     assert "| " + " | ".join(COLUMNS) + " |" in md and "Precision each runtime used" in md
+    assert WEIGHTS_SIZE_NOTE in md  # the .pt row's Size is its weights, and says so
+    assert [r["size_source"] for r in report["rows"]][1:] == ["file", "file"]
     assert files["png"].stat().st_size > 1000
 
 
@@ -78,3 +81,57 @@ def test_bad_artifacts(tmp_path):
     p.write_text("x")
     with pytest.raises(ModelError, match="unknown artifact type"):
         artifact_stats(p, IMGSZ)
+
+
+def test_qdq_int8_onnx_counts_the_float_models_params_and_flops(artifacts, tmp_path):
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    _, onnx_path, _, _ = artifacts
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(0)
+            self.it = iter([{"images": rng.random((1, 3, IMGSZ, IMGSZ), np.float32)}])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    qdq = tmp_path / "int8.onnx"
+    quantize_static(str(onnx_path), str(qdq), Reader(), quant_format=QuantFormat.QDQ)
+    f, q = artifact_stats(onnx_path, IMGSZ), artifact_stats(qdq, IMGSZ)
+    assert q["size_mb"] < 0.5 * f["size_mb"]  # really INT8 weights
+    # the quantizer gives each conv its own copy of a shared bias: a few dozen params more
+    assert q["params"] == pytest.approx(f["params"], rel=1e-3)
+    assert q["gflops"] == pytest.approx(f["gflops"], rel=1e-6)
+
+
+def test_pt_size_is_its_weights_not_the_file(artifacts, tmp_path):
+    ckpt, onnx_path, _, _ = artifacts
+    last = tmp_path / "last.pt"
+    blob = torch.load(ckpt, weights_only=True)
+    blob["train_state"] = {"optimizer": torch.zeros(2_000_000)}  # ~8 MB of optimizer state
+    torch.save(blob, last)
+    best, with_state = artifact_stats(ckpt, IMGSZ), artifact_stats(last, IMGSZ)
+    assert best["size_mb"] == with_state["size_mb"] == pytest.approx(best["params"] * 4 / 2**20)
+    assert with_state["file_size_mb"] > best["file_size_mb"] + 7
+    assert best["size_source"].startswith("FP32 weights")
+    # about what the float ONNX of the same network weighs
+    assert best["size_mb"] == pytest.approx(artifact_stats(onnx_path, IMGSZ)["size_mb"], rel=0.05)
+
+
+def test_input_size_is_checked_against_static_artifacts_before_measuring(artifacts, tmp_path):
+    import onnx
+
+    ckpt, onnx_path, xml_path, _ = artifacts
+    with pytest.raises(ConfigError, match="imgsz=100: .*multiple of 32"):
+        benchmark([ckpt], imgsz=100)
+    with pytest.raises(ConfigError, match=f"{xml_path}: .*static {IMGSZ} px.*imgsz=96"):
+        benchmark([ckpt, xml_path], imgsz=96)
+    other = onnx.load(str(onnx_path))  # the same graph, declared at another static size
+    for d in other.graph.input[0].type.tensor_type.shape.dim[2:]:
+        d.dim_value = 96
+    onnx.save(other, tmp_path / "m96.onnx")
+    with pytest.raises(ConfigError, match=rf"m96.onnx: .*static 96 px.*{IMGSZ} px \(the input"):
+        benchmark([onnx_path, tmp_path / "m96.onnx"])
+    assert main(["bench", str(onnx_path), "--imgsz", "96", "--batch", "1"]) == 2

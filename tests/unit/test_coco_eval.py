@@ -274,3 +274,17 @@ def test_validate_checks_imgsz_and_warns_on_other_class_names(one_class_val, cap
     with caplog.at_level("WARNING", logger="yoloslim.eval.val"):
         validate(model, one_class_val, imgsz=64)
     assert "['dog', 'cat']" in caplog.text and "['a', 'b']" in caplog.text
+
+
+def test_quantize_and_bench_refuse_a_val_split_without_boxes(tmp_path):
+    import yoloslim as ys
+    from yoloslim.bench.measure import benchmark
+    from yoloslim.errors import DataError
+
+    data = ys.synthesize(tmp_path / "s", images=6, imgsz=64, classes=2, seed=0)
+    for f in (tmp_path / "s" / "labels" / "val").iterdir():
+        f.write_text("")
+    with pytest.raises(DataError, match="val split has no labelled box"):
+        ys.quantize(tmp_path / "none.onnx", data, out=tmp_path / "q")
+    with pytest.raises(DataError, match="val split has no labelled box"):
+        benchmark([tmp_path / "none.onnx"], data)

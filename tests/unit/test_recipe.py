@@ -1,5 +1,6 @@
 """Recipe validation: every mistake is a ConfigError naming the file and the stage."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,15 @@ def test_shipped_recipes_are_the_four_named():
         ([{"quantize": {"backend": "tflite"}}], r"stage 1 \(quantize\).*tflite"),
         ([{"distill": {"loss": "cwd", "train": {"epochz": 1}}}], r"stage 1 \(distill\).*epochz"),
         ([{"export": ["onnx"]}], r"stage 1 \(export\): config must be a mapping"),
+        ([{"export": {"formats": ["onxx"]}}], r"stage 1 \(export\): formats=\['onxx'\]: unknown"),
+        ([{"export": {"formats": "onnx"}}], r"stage 1 \(export\): formats='onnx' must be list or"),
+        ([{"export": {"formats": []}}], r"stage 1 \(export\): formats=\[\]"),
+        ([{"export": {"imgsz": 100}}], r"stage 1 \(export\): imgsz=100 must be a positive mul"),
+        ([{"bench": {"batches": [0]}}], r"stage 1 \(bench\): batches=\[0\] must be positive"),
+        ([{"bench": {"batches": []}}], r"stage 1 \(bench\): batches=\[\] must be positive"),
+        ([{"bench": {"rounds": 0}}], r"stage 1 \(bench\): rounds=0 must be a positive"),
+        ([{"bench": {"imgsz": 96.0}}], r"stage 1 \(bench\): imgsz=96.0 must be int"),
+        ([{"bench": {"imgsz": 48}}], r"stage 1 \(bench\): imgsz=48 must be a positive mul"),
         ([{"export": {}, "bench": {}}], r"stage 1 must be a one-key mapping"),
         ([], r"'stages' must be a non-empty list"),
         (
@@ -70,6 +80,8 @@ def test_bad_recipes_name_file_and_stage(tmp_path, stages, match):
     with pytest.raises(ConfigError, match=match) as e:
         load_recipe(p)
     assert str(p) in str(e.value)
+    assert str(e.value).count(str(p)) == 1 and "\n" not in str(e.value)
+    assert " or list" not in str(e.value)  # was "must be list or list or tuple"
 
 
 def test_unknown_top_level_key_and_missing_file(tmp_path):
@@ -78,9 +90,12 @@ def test_unknown_top_level_key_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_recipe(tmp_path / "nope.yaml")
     bad = tmp_path / "broken.yaml"
-    bad.write_text("stages: [\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    bad.write_text("name: t\nstages:\n  - export: {formats: [onnx]\n  - bench: {}\n")
+    with pytest.raises(ConfigError) as e:
         load_recipe(bad)
+    # one line naming the file, the line and the column (not PyYAML's "<unicode string>")
+    assert str(e.value).startswith(f"{bad}: not valid YAML (line 4, column 3: ")
+    assert "\n" not in str(e.value) and "unicode string" not in str(e.value)
 
 
 def test_nas_stage_takes_a_template_space_and_seeds(tmp_path):
@@ -103,3 +118,143 @@ def test_quantize_before_a_bench_skips_its_own_latency_unless_asked():
     assert _stage_config(plain, benched=False).advanced.latency
     assert _stage_config(asked, benched=True).advanced.latency
     assert _stage_config(bench, benched=True) is bench.config
+
+
+# ------------------------------------------------------------------ run_recipe before any stage
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """A model and a data file: the stages below are stubs that never open them."""
+    model, data = tmp_path / "m.pt", tmp_path / "data.yaml"
+    model.write_bytes(b"checkpoint")
+    data.write_text("names: [a]\n")
+    return model, data
+
+
+@pytest.fixture
+def ran(monkeypatch):
+    """Stub every stage runner; returns the (stage, config) calls."""
+    import yoloslim.pipeline as pl
+
+    calls = []
+
+    def stub(name):
+        def run(st, cfg, data, out, progress, *rest):
+            calls.append((name, cfg))
+            made = {f"{name}-x": str(out / "x.onnx")} if name in ("export", "quantize") else {}
+            return {"model": st.model, "rows": [], "report": {}, "deployable": made}
+
+        return run
+
+    for name in list(pl._RUNNERS):
+        monkeypatch.setitem(pl._RUNNERS, name, stub(name))
+    monkeypatch.setattr(pl, "_stage_bench", stub("bench"))
+    return calls
+
+
+def _no_engine(monkeypatch):
+    import dataclasses
+
+    from yoloslim.export import EXPORTERS
+
+    engine = dataclasses.replace(EXPORTERS["engine"], unavailable=lambda: "no TensorRT here")
+    monkeypatch.setitem(EXPORTERS, "engine", engine)
+
+
+def test_an_invalid_recipe_writes_nothing(tmp_path, inputs):
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    bad = _write(tmp_path, {"stages": [{"export": {"formats": ["onxx"]}}]})
+    with pytest.raises(ConfigError, match="onxx"):
+        run_recipe(model, data, bad, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="--data .*does not exist"):
+        run_recipe(model, tmp_path / "nope.yaml", {"stages": ["bench"]}, out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_where_no_stage_finished_can_be_reused(tmp_path, inputs, ran, monkeypatch):
+    import yoloslim.pipeline as pl
+
+    model, data = inputs
+    out = tmp_path / "out"
+
+    def fails(*a, **k):
+        raise ConfigError("the stage failed")
+
+    with monkeypatch.context() as m:
+        m.setitem(pl._RUNNERS, "export", fails)
+        with pytest.raises(ConfigError, match="the stage failed"):
+            pl.run_recipe(model, data, {"stages": [{"export": {}}]}, out=out)
+    # another recipe, without --resume: nothing had finished, so nothing is lost
+    pl.run_recipe(model, data, {"stages": [{"export": {"formats": ["onnx"]}}]}, out=out)
+    assert ran and ran[-1][1].formats == ["onnx"]
+
+
+def test_engine_is_skipped_with_a_warning_before_any_stage(tmp_path, inputs, ran, monkeypatch):
+    from yoloslim.pipeline import run_recipe
+
+    _no_engine(monkeypatch)
+    model, data = inputs
+    recipe = _write(tmp_path, {"stages": [{"export": {"formats": ["onnx", "engine"]}}]})
+    with pytest.raises(ConfigError, match=r"stage 1 \(export\): formats=\['engine'\]: nothing"):
+        run_recipe(
+            model, data, {"stages": [{"export": {"formats": ["engine"]}}]}, out=tmp_path / "a"
+        )
+    assert not ran and not (tmp_path / "a").exists()
+    res = run_recipe(model, data, recipe, out=tmp_path / "b")
+    assert ran == [("export", ran[0][1])] and ran[0][1].formats == ["onnx"]
+    assert res.report["skipped"] == [{"stage": 1, "format": "engine", "reason": "no TensorRT here"}]
+    # the resolved recipe keeps what the user asked for, so a GPU machine can resume it
+    assert "engine" in (tmp_path / "b" / "recipe.yaml").read_text()
+
+
+def test_shipped_gpu_recipe_runs_without_tensorrt(tmp_path, inputs, ran, monkeypatch):
+    from yoloslim.pipeline import run_recipe
+
+    _no_engine(monkeypatch)
+    model, data = inputs
+    gpu = next(p for p in RECIPES if p.stem == "gpu-fp16")
+    res = run_recipe(model, data, gpu, out=tmp_path / "gpu")
+    assert [name for name, _ in ran] == ["prune", "export", "bench"]
+    assert ran[1][1].formats == ["onnx", "openvino"] and res.report["skipped"][0]["stage"] == 2
+    assert "FP16 ONNX" not in load_recipe(gpu).description
+
+
+def test_resume_refuses_another_model_or_data(tmp_path, inputs, ran):
+    import os
+
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    recipe = {"stages": [{"export": {"formats": ["onnx"]}}]}
+    out = tmp_path / "out"
+    run_recipe(model, data, recipe, out=out)
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"another checkpoint")
+    with pytest.raises(ConfigError, match="made with --model .*m.pt, not .*other.pt"):
+        run_recipe(other, data, recipe, out=out, resume=True)
+    other_data = tmp_path / "d2.yaml"
+    other_data.write_text("names: [a]\n")
+    with pytest.raises(ConfigError, match="made with --data"):
+        run_recipe(model, other_data, recipe, out=out, resume=True)
+    run_recipe(model, data, recipe, out=out, resume=True)  # the same inputs resume
+    st = model.stat()
+    os.utime(model, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # retrained in place
+    with pytest.raises(ConfigError, match="changed since this run"):
+        run_recipe(model, data, recipe, out=out, resume=True)
+
+
+def test_final_artifacts_are_the_last_stage_that_made_any(tmp_path, inputs, ran):
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    stages = [{"export": {"formats": ["onnx"]}}, {"quantize": {"calib": 4}}, {"bench": {}}]
+    res = run_recipe(model, data, {"stages": stages}, out=tmp_path / "out")
+    assert res.report["deployable"] == {
+        "quantize-x": str(tmp_path / "out" / "02-quantize" / "x.onnx")
+    }
+    saved = json.loads((tmp_path / "out" / "compress.json").read_text())
+    assert saved["deployable"] == res.report["deployable"]

@@ -18,7 +18,7 @@ from yoloslim.errors import ConfigError
 from yoloslim.result import Result
 from yoloslim.runtime.backends import SUFFIXES, check_artifact
 
-__all__ = ["benchmark", "artifact_stats"]
+__all__ = ["artifact_stats", "benchmark", "check_imgsz", "static_imgsz"]
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,43 @@ def _size_mb(p: Path) -> float:
     return size / 2**20
 
 
+def static_imgsz(path: str | Path) -> int | None:
+    """The input size an ONNX or OpenVINO artifact is fixed to (None: any size, as for
+    checkpoints, TorchScript and graphs with dynamic spatial axes)."""
+    from yoloslim.bench.graph import onnx_static_imgsz, openvino_static_imgsz
+
+    p = check_artifact(path)
+    if p.suffix == ".onnx":
+        return onnx_static_imgsz(p)
+    if p.suffix == ".xml":
+        return openvino_static_imgsz(p)
+    return None
+
+
+def check_imgsz(paths: Sequence[Path], imgsz: int, *, requested: str | None = None) -> None:
+    """Raise :class:`ConfigError` unless ``imgsz`` is a positive multiple of 32 that every
+    static artifact accepts (checked before any worker starts); ``requested`` says where
+    the size came from (default ``imgsz=N``)."""
+    requested = requested or f"imgsz={imgsz!r}"
+    if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz <= 0 or imgsz % 32:
+        raise ConfigError(f"{requested}: the input size must be a positive multiple of 32")
+    for p in paths:
+        fixed = static_imgsz(p)
+        if fixed is not None and fixed != imgsz:
+            raise ConfigError(
+                f"{p}: exported with a static {fixed} px input, cannot run at {requested}; "
+                f"bench artifacts of one input size together (or export again at {imgsz})"
+            )
+
+
 def artifact_stats(path: str | Path, imgsz: int) -> dict:
-    """Params, GMACs/GFLOPs (convention: FLOPs = 2 x MACs) and size of one artifact."""
+    """Params, GMACs/GFLOPs (convention: FLOPs = 2 x MACs) and size of one artifact.
+
+    ``size_mb`` is the file size (an IR's .xml + .bin), except for a ``.pt`` checkpoint,
+    whose file may also hold optimizer and EMA state (``last.pt``): there it is the FP32
+    weights of the deploy form (deploy params x 4 bytes, about the float ONNX's size), and
+    ``file_size_mb`` is the file's. ``size_source`` says which.
+    """
     from yoloslim.bench.flops import model_profile
     from yoloslim.bench.graph import onnx_stats, openvino_stats
 
@@ -45,6 +80,9 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
             "gmacs": prof["gmacs"],
             "gflops": prof["gflops"],
             "flops_source": "torch flop counter (deploy form)",
+            "size_mb": prof["params_deploy"] * 4 / 2**20,
+            "size_source": "FP32 weights of the deploy form (params x 4 bytes)",
+            "file_size_mb": _size_mb(p),
         }
     elif p.suffix == ".onnx":
         stats = {**onnx_stats(p, imgsz), "flops_source": "ONNX graph (Conv/MatMul)"}
@@ -57,7 +95,8 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
             "gflops": None,
             "flops_source": "not counted for TorchScript",
         }
-    stats["size_mb"] = _size_mb(p)
+    if "size_mb" not in stats:
+        stats.update(size_mb=_size_mb(p), size_source="file")
     return stats
 
 
@@ -75,7 +114,8 @@ def benchmark(
     Args:
         artifacts: ``.pt``, ``.torchscript``, ``.onnx`` or ``.xml`` files.
         data: ``data.yaml`` for mAP (skipped when None).
-        imgsz: input size (default: the first artifact's).
+        imgsz: input size, a multiple of 32 that every static ONNX/OpenVINO artifact was
+            exported at (default: the first artifact's).
         batches: batch sizes; latency percentiles at the first, throughput at each.
         latency: rounds, runs and threads of the latency harness.
         names: display names (default: file names).
@@ -83,20 +123,30 @@ def benchmark(
     Returns:
         Result whose ``report`` is ``{"rows": [...], "system": {...}, "settings": {...}}``.
 
+    Raises:
+        ConfigError: no artifacts, bad batches, or an input size some artifact cannot run
+            at (checked before any worker starts).
+        ModelError: a missing or unknown artifact.
+
     Example:
         >>> res = benchmark(["best.pt", "model.onnx", "model.xml"], "data.yaml")
     """
-    from yoloslim.eval.val import validate
+    from yoloslim.eval.val import require_boxes, validate
     from yoloslim.runtime.backends import load_backend
 
+    if data is not None:
+        require_boxes(data)  # mAP columns and ratios need a defined mAP
     paths = [Path(a) for a in artifacts]
     if not paths:
         raise ConfigError("benchmark needs at least one artifact")
     if any(b < 1 for b in batches) or not batches:
         raise ConfigError(f"batches={list(batches)} must be positive integers")
-    first = load_backend(paths[0])
-    imgsz = imgsz or first.imgsz
-    del first
+    requested = None
+    if imgsz is None:
+        first = load_backend(paths[0])
+        imgsz, requested = first.imgsz, f"{first.imgsz} px (the input size of {paths[0]})"
+        del first
+    check_imgsz(paths, imgsz, requested=requested)
     labels = list(names) if names else _labels(paths)
     if len(labels) != len(paths):
         raise ConfigError(f"{len(labels)} names for {len(paths)} artifacts")

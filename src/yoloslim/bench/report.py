@@ -25,6 +25,17 @@ COLUMNS = [
 ]
 
 
+WEIGHTS_SIZE_NOTE = (
+    "Size (MB) is MiB on disk (an OpenVINO IR: .xml + .bin); for a .pt checkpoint it is the "
+    "FP32 weights of its deploy form (params x 4 bytes), since the file may also hold "
+    "optimizer and EMA state."
+)
+
+
+def _weights_sized(report: dict) -> bool:
+    return any(r.get("size_source", "file") != "file" for r in report["rows"])
+
+
 def _f(v, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
@@ -61,6 +72,7 @@ def to_markdown(report: dict) -> str:
         f"Baseline: **{report['baseline']}**. FLOPs = 2 x multiply-adds at {s['imgsz']} px, batch 1. "
         f"mAP = COCO mAP50-95 on `{s['data']}`. Latency: median and p90 at batch {s['batches'][0]}; "
         f"FPS = 1000 / median. Memory = peak RSS of the artifact's worker process minus its RSS before the runtime and model were loaded (the cost of running this artifact; peak_rss_mb in report.json is the whole process).",
+        *([WEIGHTS_SIZE_NOTE] if _weights_sized(report) else []),
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
@@ -91,7 +103,10 @@ def to_markdown(report: dict) -> str:
 def rich_table(report: dict):
     from rich.table import Table
 
-    table = Table(title=f"yoloslim bench (baseline: {report['baseline']})")
+    table = Table(
+        title=f"yoloslim bench (baseline: {report['baseline']})",
+        caption=WEIGHTS_SIZE_NOTE if _weights_sized(report) else None,
+    )
     for c in COLUMNS:
         table.add_column(c, justify="left" if c == "Model" else "right")
     for cells in table_rows(report):

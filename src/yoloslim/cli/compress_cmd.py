@@ -31,6 +31,8 @@ def compress(
     json_path: Path = typer.Option(None, "--json", help="Write the final report JSON here too."),
 ) -> None:
     """Run a recipe (prune, distill, export, quantize, ...) and bench every result in one table."""
+    from rich.markup import escape
+
     from yoloslim.bench.report import rich_table
     from yoloslim.errors import ConfigError
     from yoloslim.pipeline import run_budget, run_recipe
@@ -58,7 +60,17 @@ def compress(
         console.print(rich_table(bench))
     if res.report.get("mode") == "budget":
         _front_table(res.report)
-    console.print(f"final model: {res.report.get('final_model')}; reports in {out}")
+    for skip in res.report.get("skipped") or []:
+        console.print(
+            f"[yellow]skipped: stage {skip['stage']} format {skip['format']}: "
+            + escape(skip["reason"]),
+            soft_wrap=True,
+        )
+    label = "selected model" if res.report.get("mode") == "budget" else "final checkpoint"
+    console.print(f"{label}: {res.report.get('final_model')}; reports in {out}")
+    deployable = res.report.get("deployable") or {}
+    if deployable:
+        console.print("final artifact(s): " + ", ".join(f"{k}: {v}" for k, v in deployable.items()))
     write_json(json_path, res.report)
 
 

@@ -70,6 +70,9 @@ def quantize(
 
     if not isinstance(config, QuantConfig):
         raise ConfigError(f"config must be a QuantConfig, got {type(config).__name__}")
+    from yoloslim.eval.val import require_boxes
+
+    require_boxes(data)  # the float-vs-INT8 comparison needs a defined mAP
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cfg, adv = config, config.advanced

@@ -9,14 +9,25 @@ import torch
 from torch import nn
 
 from yoloslim.data import DetectionDataset, load_data_config, load_samples
-from yoloslim.errors import ModelError
+from yoloslim.errors import DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
 
-__all__ = ["validate"]
+__all__ = ["require_boxes", "validate"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_IMGSZ = 320
+
+
+def require_boxes(data: str | Path, split: str = "val") -> None:
+    """Raise DataError when ``split`` has no labelled box: its mAP is undefined (None), and
+    a tool that compares mAPs (quantize, bench, compress) cannot work without one."""
+    cfg = load_data_config(data)
+    if not any(len(s.boxes) for s in load_samples(cfg, split)):
+        raise DataError(
+            f"{data}: the {split} split has no labelled box, so mAP is undefined; "
+            "check its labels folder"
+        )
 
 
 @torch.no_grad()

@@ -43,7 +43,10 @@ def export(
 
     Args:
         model: a yoloslim checkpoint path or a Detector (never modified).
-        out: output folder (created); ``out/export_report.json`` is written.
+        out: output folder (created); ``out/export_report.json`` is written. Entries of an
+            earlier report there are kept for the formats this call does not write again,
+            when their artifacts still exist, each with ``exported_with: {imgsz, dynamic,
+            half}``. Intermediate files go to a private temporary folder, not ``out``.
         formats: names in :data:`yoloslim.export.EXPORTERS`: ``onnx``, ``openvino``,
             ``torchscript``, ``coreml``, ``engine`` (TensorRT), ``triton``.
         imgsz: square input size, a multiple of 32 (default: the checkpoint's, else 320).
@@ -51,7 +54,9 @@ def export(
         half: FP16 weights (OpenVINO, CoreML, TensorRT); ONNX and TorchScript stay FP32.
         nms: also write ``{stem}_e2e.onnx`` with NonMaxSuppression in the graph (needs the
             ``onnx`` format and a static batch), outputs ``(num_dets, boxes, scores, classes)``,
-            checked in ONNX Runtime and OpenVINO against the torch postprocess.
+            checked in ONNX Runtime and OpenVINO against the torch postprocess, at the
+            graph's conf and at a lower one that lets detections through on the probe
+            images (see :func:`yoloslim.export.nms.verify_nms`).
         verify: run each artifact and compare with PyTorch. A mismatch raises.
 
     Returns:
@@ -102,6 +107,7 @@ def export(
     if not names:
         names = [str(i) for i in range(int(getattr(net, "nc", 0)))]
     out = _output_folder(out)
+    earlier = _earlier_entries(out, formats, nms)
 
     reparam = reparameterize(net, example_input=probe_images(imgsz), measure=False)
     fused = reparam.model
@@ -120,7 +126,7 @@ def export(
         "half": half,
         "torch_version": torch.__version__,
         "reparameterize": reparam.report,
-        "formats": {},
+        "formats": dict(earlier),
     }
     artifacts: dict[str, Path] = {}
     try:
@@ -180,6 +186,29 @@ def _output_folder(out: str | Path) -> Path:
     if not os.access(out, os.W_OK | os.X_OK):
         raise ExportError(f"the output folder {out} is not writable")
     return out
+
+
+def _earlier_entries(out: Path, formats: list[str], nms: bool) -> dict:
+    """The entries of ``out/export_report.json`` (from an earlier export into ``out``) that
+    this call does not redo and whose artifacts still exist, each with the settings it
+    was exported with; empty when there is no such report (or it is not one of ours)."""
+    try:
+        old = json.loads((out / "export_report.json").read_text())
+        entries = dict(old["formats"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    redo = set(formats) | ({"onnx_nms"} if nms else set())
+    kept = {}
+    for fmt, entry in entries.items():
+        if fmt in redo or not isinstance(entry, dict) or not entry.get("path"):
+            continue
+        if not Path(entry["path"]).exists():
+            continue
+        settings = {k: old.get(k) for k in ("imgsz", "dynamic", "half")}
+        kept[fmt] = {**entry, "exported_with": entry.get("exported_with", settings)}
+    if kept:
+        log.info("%s: keeping the report entries of earlier exports: %s", out, sorted(kept))
+    return kept
 
 
 def _write_report(out: Path, report: dict) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,8 @@ class ExportContext:
         strides: the detector's output strides (metadata; Triton's anchor count).
         scratch: intermediate files shared between exporters within one ``export()``
             call (e.g. the ONNX that OpenVINO, Triton and TensorRT convert from),
-            keyed by role; removed when the call ends.
+            keyed by role; they live in a private temporary folder (:meth:`scratch_path`),
+            never in ``out``, and are removed when the call ends.
     """
 
     model: nn.Module
@@ -39,17 +42,26 @@ class ExportContext:
     half: bool = False
     strides: tuple[int, ...] = (8, 16, 32)
     scratch: dict[str, Path] = field(default_factory=dict)
+    _scratch_dir: Path | None = field(default=None, init=False, repr=False)
 
     def example(self, batch: int = 1) -> torch.Tensor:
         """A seeded random input in [0, 1], ``(batch, 3, imgsz, imgsz)``."""
         g = torch.Generator().manual_seed(0)
         return torch.rand(batch, 3, self.imgsz, self.imgsz, generator=g)
 
+    def scratch_path(self, name: str) -> Path:
+        """``name`` in this context's private temporary folder (made on first use): two
+        exports into one folder never share, or delete, each other's intermediate files."""
+        if self._scratch_dir is None:
+            self._scratch_dir = Path(tempfile.mkdtemp(prefix="yoloslim-export-"))
+        return self._scratch_dir / name
+
     def cleanup(self) -> None:
-        """Remove the scratch files."""
-        for p in self.scratch.values():
-            p.unlink(missing_ok=True)
+        """Remove the scratch files and their folder."""
         self.scratch.clear()
+        if self._scratch_dir is not None:
+            shutil.rmtree(self._scratch_dir, ignore_errors=True)
+            self._scratch_dir = None
 
 
 def artifact_metadata(ctx: ExportContext) -> dict[str, str]:

@@ -73,7 +73,7 @@ def onnx_file(ctx: ExportContext, *, dynamic: bool) -> Path:
     """The ONNX of ``ctx.model`` with a static or dynamic batch, exported once per ``export()`` call."""
     key = f"onnx-dynamic={dynamic}"
     if key not in ctx.scratch:
-        path = ctx.out / f".{ctx.stem}.{'dynamic' if dynamic else 'static'}.onnx"
+        path = ctx.scratch_path(f"{ctx.stem}.{'dynamic' if dynamic else 'static'}.onnx")
         ctx.scratch[key] = path
         write_onnx(dataclasses.replace(ctx, dynamic=dynamic), path)
     return ctx.scratch[key]
