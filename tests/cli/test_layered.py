@@ -54,3 +54,17 @@ def test_given_options_beat_config():
 
 def test_without_context_every_flag_counts():
     assert layered(None, {"a": 1, "b": 2}, {"a": 3, "c": None}) == {"a": 3, "b": 2}
+
+
+def test_config_errors_name_the_config_file(tmp_path, capsys):
+    from yoloslim.cli.main import main
+
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("ratio: 0.3\nfinetune_epoch: 1\n")
+    assert main(["prune", "--model", "damo-nano", "--config", str(cfg), "--no-latency"]) == 2
+    err = capsys.readouterr().err
+    assert "['finetune_epoch']" in err and f"--config {cfg}" in err
+    cfg.write_text("budget: {flops: 1}\nlatency: {thread: 2}\n")
+    assert main(["nas", "--imgsz", "64", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) ['thread'] in latency" in err and f"--config {cfg}" in err

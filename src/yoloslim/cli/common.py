@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -14,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from yoloslim.errors import YoloslimError
+from yoloslim.errors import ConfigError, YoloslimError
 from yoloslim.fileio import atomic_write_text
 
 __all__ = ["console", "handle_errors", "layered", "write_json", "setup_logging"]
@@ -100,6 +101,18 @@ def layered(
     out.update(section or {})
     out.update({k: v for k, v in flags.items() if v is not None and given(k)})
     return out
+
+
+@contextlib.contextmanager
+def config_file(path: str | Path | None):
+    """A ConfigError raised while settings layered from a ``--config`` file are applied
+    names that file (an unknown key can only have come from it)."""
+    try:
+        yield
+    except ConfigError as e:
+        if path is None or str(path) in str(e):
+            raise
+        raise ConfigError(f"{e} (settings read from --config {path})") from e
 
 
 def write_json(path: str | Path | None, obj: dict) -> None:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, layered, resume_overrides, write_json
+from yoloslim.cli.common import (
+    config_file,
+    console,
+    handle_errors,
+    layered,
+    resume_overrides,
+    write_json,
+)
 from yoloslim.configs import load_mapping
 
 
@@ -99,7 +106,8 @@ def distill(
             device=device,
         )
         values["train"] = layered(ctx, values.get("train"), flags)
-        cfg = DistillConfig.from_dict(values)
+        with config_file(config):
+            cfg = DistillConfig.from_dict(values)
         res = run_distill(student, teacher, data, config=cfg, out=out, progress=True)
     console.print(
         f"best mAP50-95 {res.report['train'].get('best_map')}  ->  {res.artifacts.get('best')}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, layered, write_json
+from yoloslim.cli.common import config_file, console, handle_errors, layered, write_json
 from yoloslim.configs import load_mapping
 
 
@@ -117,7 +117,8 @@ def nas(
         dict(runtime=latency_runtime, threads=latency_threads),
         dict(runtime="latency_runtime", threads="latency_threads"),
     )
-    res = search_from_dict(settings, out, progress=True)
+    with config_file(config):
+        res = search_from_dict(settings, out, progress=True)
     _table(res.best)
     console.print(
         f"best score {res.score:.3f}  ->  {res.artifacts['arch']}  ({res.report['search_s']} s)"

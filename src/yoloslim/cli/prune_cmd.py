@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, layered, write_json
+from yoloslim.cli.common import config_file, console, handle_errors, layered, write_json
 from yoloslim.configs import load_mapping
 
 
@@ -78,7 +78,8 @@ def prune(
         latency=latency,
     )
     values = layered(ctx, load_mapping(config, "PruneConfig") if config else None, flags)
-    cfg = PruneConfig.from_dict(values)
+    with config_file(config):
+        cfg = PruneConfig.from_dict(values)
     res = run_prune(model, data, config=cfg, out=out, progress=True)
     table = Table(title=f"prune of {model} ({res.report['config']['imgsz']} px)")
     for col in ("stage", "params (M)", "GFLOPs", "size (MB)", "latency (ms)", "mAP50-95", "mAP50"):

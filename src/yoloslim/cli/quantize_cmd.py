@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, layered, write_json
+from yoloslim.cli.common import config_file, console, handle_errors, layered, write_json
 from yoloslim.configs import load_mapping
 
 
@@ -64,7 +64,8 @@ def quantize(
     )
     if advanced:
         values["advanced"] = advanced
-    cfg = QuantConfig.from_dict(values)
+    with config_file(config):
+        cfg = QuantConfig.from_dict(values)
     with console.status(f"quantizing {model} ({cfg.backend}, {cfg.mode})"):
         res = run_quantize(model, data, config=cfg, out=out, progress=False)
     rep = res.report

@@ -594,7 +594,12 @@ def search_from_dict(
     if "latency" in d:
         lat = d["latency"]
         fields = {f.name for f in dataclasses.fields(LatencySettings)}
-        if not isinstance(lat, dict) or set(lat) - fields:
+        if not isinstance(lat, dict):
             raise ConfigError(f"nas: latency must be a mapping with keys from {sorted(fields)}")
+        if set(lat) - fields:
+            raise ConfigError(
+                f"nas: unknown key(s) {sorted(set(lat) - fields)} in latency; "
+                f"allowed: {sorted(fields)}"
+            )
         kw["latency"] = LatencySettings(**lat)
     return search(**kw, out=out, progress=progress)
