@@ -223,6 +223,15 @@ def test_export_keeps_earlier_report_entries_and_the_users_files(dynamic_export,
     assert "exported_with" not in saved["formats"]["onnx"]  # this call's own entry
 
 
+def test_formats_as_one_string_and_a_detectors_own_size(tmp_path):
+    m = _model()
+    m.imgsz = IMGSZ  # as load_checkpoint sets it
+    res = export(m, tmp_path, formats="onnx", verify=False)
+    assert set(res.report["formats"]) == {"onnx"} and res.report["imgsz"] == IMGSZ
+    with pytest.raises(ConfigError, match="imgsz='64' must be an integer"):
+        export(m, tmp_path, formats="onnx", imgsz="64")
+
+
 def test_nms_needs_onnx_and_a_static_batch(tmp_path):
     with pytest.raises(ConfigError, match="static batch"):
         export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, nms=True, dynamic=True)

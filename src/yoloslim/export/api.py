@@ -27,7 +27,7 @@ def export(
     model: str | Path | nn.Module,
     out: str | Path,
     *,
-    formats: Sequence[str] = ("onnx",),
+    formats: Sequence[str] | str = ("onnx",),
     imgsz: int | None = None,
     dynamic: bool = False,
     half: bool = False,
@@ -47,9 +47,11 @@ def export(
             earlier report there are kept for the formats this call does not write again,
             when their artifacts still exist, each with ``exported_with: {imgsz, dynamic,
             half}``. Intermediate files go to a private temporary folder, not ``out``.
-        formats: names in :data:`yoloslim.export.EXPORTERS`: ``onnx``, ``openvino``,
+        formats: names in :data:`yoloslim.export.EXPORTERS` (a list, or one string such as
+            ``"onnx,openvino"``): ``onnx``, ``openvino``,
             ``torchscript``, ``coreml``, ``engine`` (TensorRT), ``triton``.
-        imgsz: square input size, a multiple of 32 (default: the checkpoint's, else 320).
+        imgsz: square input size, a multiple of 32 (default: the checkpoint's or a loaded
+            Detector's, else 320).
         dynamic: dynamic batch axis (ONNX, OpenVINO, TensorRT; Triton's is always dynamic).
         half: FP16 weights (OpenVINO, CoreML, TensorRT); ONNX and TorchScript stay FP32.
         nms: also write ``{stem}_e2e.onnx`` with NonMaxSuppression in the graph (needs the
@@ -81,6 +83,8 @@ def export(
     from yoloslim.export.verify import probe_images
     from yoloslim.models.checkpoint import load_checkpoint
 
+    if isinstance(formats, str):  # "onnx" or "onnx,openvino", as on the command line
+        formats = [f.strip() for f in formats.split(",") if f.strip()]
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in EXPORTERS]
     if unknown or not formats:
@@ -94,10 +98,14 @@ def export(
         reason = EXPORTERS[fmt].unavailable()
         if reason:
             raise ExportError(f"cannot export {fmt}: {reason}")
+    if imgsz is not None and (isinstance(imgsz, bool) or not isinstance(imgsz, int)):
+        raise ConfigError(f"imgsz={imgsz!r} must be an integer (a multiple of 32)")
     if imgsz is not None and (imgsz <= 0 or imgsz % 32):
         raise ConfigError(f"imgsz={imgsz} must be a positive multiple of 32")
     if isinstance(model, nn.Module):
-        net, ck_imgsz, names = model, None, list(getattr(model, "names", []) or [])
+        # a Detector loaded from a checkpoint remembers its training size
+        ck_imgsz, names = getattr(model, "imgsz", None), list(getattr(model, "names", []) or [])
+        net = model
     else:
         net, ckpt = load_checkpoint(model)
         ck_imgsz, names = ckpt["imgsz"], list(ckpt["names"])
