@@ -423,3 +423,12 @@ def test_latency_on_the_deploy_runtimes(runtime, capfd):
     assert "torch.onnx" not in printed.out + printed.err
     with pytest.raises(ConfigError, match="runtime='tflite'"):
         LatencySettings(runtime="tflite")
+
+
+def test_api_misuse_is_a_config_error():
+    with pytest.raises(ConfigError, match="space must be a SearchSpace, got str"):
+        search(imgsz=IMGSZ, budget=Budget(flops=1.0), space="damo-nano")
+    with pytest.raises(ConfigError, match="latency must be a LatencySettings, got dict"):
+        search(imgsz=IMGSZ, budget=Budget(latency_ms=50), latency={"runtime": "torch"})
+    space = SearchSpace.from_template("damo-nano")  # a name works as well as an arch dict
+    assert space.neck_out is not None

@@ -283,6 +283,11 @@ def test_budget_larger_than_model_and_missing_data(model):
         prune(model, None, config=cfg(ratio=0.3, finetune_epochs=2))
 
 
+def test_config_must_be_a_prune_config(model):
+    with pytest.raises(ConfigError, match="config must be a PruneConfig, got dict"):
+        prune(model, None, config={"ratio": 0.3})
+
+
 def test_cli_reports_bad_ratio(capsys):
     from yoloslim.cli.main import main
 

@@ -93,6 +93,11 @@ def prune(
         ...             config=PruneConfig(target_flops=2.5, finetune_epochs=5), out="runs/prune")
         >>> res.report["stages"]["finetuned"]["map"]
     """
+    if not isinstance(config, PruneConfig):
+        raise ConfigError(
+            f"config must be a PruneConfig, got {type(config).__name__} "
+            "(PruneConfig.from_dict(d) reads a mapping)"
+        )
     net, names, trained_imgsz = _load_model(model, data)
     cfg = config if config.imgsz else dataclasses.replace(config, imgsz=trained_imgsz or 320)
     is_detector = hasattr(net, "spec") and hasattr(net, "forward_raw")

@@ -272,6 +272,13 @@ def search(
     """
     if not isinstance(budget, Budget):
         raise ConfigError(f"budget must be a Budget, got {type(budget).__name__}")
+    if space is not None and not isinstance(space, SearchSpace):
+        raise ConfigError(
+            f"space must be a SearchSpace, got {type(space).__name__} "
+            "(SearchSpace.from_template('damo-nano') searches a registered model's backbone)"
+        )
+    if latency is not None and not isinstance(latency, LatencySettings):
+        raise ConfigError(f"latency must be a LatencySettings, got {type(latency).__name__}")
     space = space or SearchSpace()
     latency = latency or LatencySettings()
     _validate_args(imgsz, population, iterations, init_repeats, nc, top_k, score_batch, polish)

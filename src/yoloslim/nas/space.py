@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from yoloslim.configs import from_mapping
 from yoloslim.errors import ConfigError
@@ -141,7 +142,7 @@ class SearchSpace:
         return from_mapping(cls, d, "space")
 
     @classmethod
-    def from_template(cls, arch: dict, **overrides) -> SearchSpace:
+    def from_template(cls, arch: dict | str | Path, **overrides) -> SearchSpace:
         """The default space with the neck, head, activation and block type of ``arch``.
 
         The neck and head widths are kept fixed at the template's, so the search varies
@@ -149,12 +150,14 @@ class SearchSpace:
         whenever its genes are in the ranges (see :meth:`contains`).
 
         Args:
-            arch: an arch dict (e.g. ``get_arch("damo-nano", nc)``).
+            arch: an arch dict, a registered model name or an arch.yaml path.
             **overrides: other :class:`SearchSpace` fields (``widths``, ``ratios``, ...).
 
         Example:
-            >>> SearchSpace.from_template(get_arch("damo-nano", 4), kernels=(3,))
+            >>> SearchSpace.from_template("damo-nano", kernels=(3,))
         """
+        if not isinstance(arch, dict):
+            arch = resolve_arch(arch)[0]
         neck, head = arch["neck"], arch["head"]
         stages = arch["backbone"]["stages"]
         name = arch.get("name", "template")
@@ -369,8 +372,6 @@ def genome_of(arch: dict) -> Genome:
 
 def resolve_arch(item, nc: int = 80) -> tuple[dict, str]:
     """``(arch dict, label)`` of a registered model name, an arch YAML path or an arch dict."""
-    from pathlib import Path
-
     from yoloslim.models.registry import arch_from, list_models
 
     is_file = isinstance(item, Path) or str(item).endswith((".yaml", ".yml"))
