@@ -340,3 +340,27 @@ def test_worker_errors_are_one_line(data):
     assert str(err.value).startswith(f"{train[0].path}: cannot load image: ")
     assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
     assert "Caught DataError" in str(err.value.__cause__)  # the worker's text stays the cause
+
+
+def test_exif_rotated_and_16_bit_images_are_read_as_displayed(tmp_path):
+    from PIL import Image
+
+    from yoloslim.data.sample import Sample, probe_images
+
+    stored = np.zeros((40, 80, 3), np.uint8)  # 80 wide, 40 high as stored
+    stored[:, :20] = 255  # a white band on the stored left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise: 40 wide, 80 high, band at the top
+    Image.fromarray(stored).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    deep = (np.arange(64 * 32, dtype=np.uint16).reshape(32, 64) * 30) + 4000
+    Image.fromarray(deep).save(tmp_path / "d.png")  # mode I;16
+    sizes = probe_images([tmp_path / "r.jpg", tmp_path / "d.png"], tmp_path)
+    assert sizes[tmp_path / "r.jpg"] == (40, 80)
+    none, no_cls = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    rot = Sample(tmp_path / "r.jpg", none, no_cls, 40, 80, "r")
+    deep_s = Sample(tmp_path / "d.png", none, no_cls, 64, 32, "d")
+    ds = DetectionDataset([rot, deep_s], 80, augment=False, names=NAMES)
+    upright = np.asarray(ds.load_image(0)[0])
+    assert upright.shape == (80, 40, 3) and upright[:15].mean() > 200 > upright[30:].mean()
+    grey = np.asarray(ds.load_image(1)[0])
+    assert 0 < grey.mean() < 250  # scaled to 8 bits, not clipped to white

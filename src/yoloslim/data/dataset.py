@@ -32,6 +32,7 @@ from yoloslim.data.transforms import (
     warp,
 )
 from yoloslim.errors import ConfigError, DataError, YoloslimError
+from yoloslim.runtime.images import to_rgb
 
 __all__ = [
     "AugmentConfig",
@@ -165,8 +166,8 @@ class DetectionDataset(Dataset):
         s = self.samples[i]
         try:
             with Image.open(s.path) as im:
-                im.load()
-                rgb = im if im.mode == "RGB" else im.convert("RGB")
+                # upright (EXIF) and 16-bit images scaled, as predict reads them
+                rgb = Image.fromarray(to_rgb(im))
         except Exception as e:  # the file changed since it was verified
             raise DataError(f"{s.path}: cannot load image: {e}") from e
         if rgb.size != (s.width, s.height):

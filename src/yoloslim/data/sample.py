@@ -74,8 +74,23 @@ def _jpeg_complete(path: Path) -> bool:
         return f.read(2) == _JPEG_EOI
 
 
+_ORIENTATION = 0x0112  # EXIF tag
+
+
+def _orientation(im: Image.Image) -> int | None:
+    """The EXIF orientation, from the raw block (``getexif()`` would read the file, and
+    ``verify()`` must come straight after ``open``)."""
+    raw = im.info.get("exif")
+    if not raw:
+        return None
+    exif = Image.Exif()
+    exif.load(raw)
+    return exif.get(_ORIENTATION)
+
+
 def _probe(path: Path) -> tuple[int, int] | str:
-    """Return ``(width, height)`` of a readable image, else the reason it is not.
+    """Return ``(width, height)`` of a readable image as displayed (EXIF orientation
+    applied, as labelling tools show it), else the reason it is not.
 
     A JPEG that ends with its EOI marker and a PNG are checked with ``verify()``
     (0.1 ms a file); anything else is decoded with ``load()``, as the dataset will.
@@ -85,6 +100,8 @@ def _probe(path: Path) -> tuple[int, int] | str:
     try:
         with Image.open(path) as im:
             size = im.size
+            if _orientation(im) in (5, 6, 7, 8):  # shown rotated by 90 degrees
+                size = size[::-1]
             whole = im.format in _VERIFY_READS_ALL or (
                 im.format in ("JPEG", "MPO") and _jpeg_complete(path)
             )
