@@ -304,6 +304,11 @@ def test_cli_distill(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["distill"]["loss"] == "at" and report["distill"]["progressive"] is True
     assert load_checkpoint(out / "last.pt")[0].nc == 2
+    from yoloslim.compress.prune_width import profile  # deploy form, as everywhere else
+
+    student = load_checkpoint(out / "last.pt")[0]
+    assert report["distill"]["student_params"] == profile(student, 64)["params"]
+    assert report["distill"]["student_params"] < sum(p.numel() for p in student.parameters())
 
 
 def test_training_keeps_nchw_where_cpu_onednn_crashes_in_nhwc():

@@ -143,6 +143,14 @@ def _from(cls: type, values: dict):
     return from_mapping(cls, values)
 
 
+def _deploy_params(model: nn.Module) -> int:
+    from yoloslim.bench.flops import count_params
+
+    fused = copy.deepcopy(model).eval()
+    fused.fuse()
+    return count_params(fused)
+
+
 def _check_names(teacher: list[str], data_names: list[str], data) -> None:
     """The teacher's class i must be the data's class i: its logits teach class by index."""
     if teacher == data_names or teacher == [str(i) for i in range(len(teacher))]:
@@ -412,8 +420,9 @@ def distill(
     settings = {k: v for k, v in config.to_dict().items() if k != "train"}
     settings.update(
         teacher=str(teacher) if not isinstance(teacher, nn.Module) else "Detector",
-        teacher_params=sum(p.numel() for p in t_model.parameters()),
-        student_params=sum(p.numel() for p in res.model.parameters()),
+        # deploy form (RepConv and BN fused), as models / prune / nas / bench count them
+        teacher_params=_deploy_params(t_model),
+        student_params=_deploy_params(res.model),
         align_convs=[
             isinstance(m, nn.Conv2d) for m in (hook.adapters.align if hook.adapters else [])
         ],
