@@ -231,43 +231,49 @@ class _StubBackend:
         return lambda x: np.concatenate([np.full((1, 4, 4), err), np.ones((1, 4, 2))], -1)
 
 
-def test_accuracy_aware_stops_as_soon_as_within_budget():
-    gains = {"a": 0.1, "b": 0.5, "c": 0.3, "d": 0.05}
-    be = _StubBackend(gains)
-    maps = {0: 0.30, 1: 0.33, 2: 0.345, 3: 0.36, 4: 0.37}
+GAINS = {"a": 0.1, "b": 0.5, "c": 0.3, "d": 0.05}
+REF = np.concatenate([np.zeros((1, 4, 4)), np.ones((1, 4, 2))], -1)
+
+
+def _loop(maps: dict, float_map: float, max_steps: int):
+    """The accuracy-aware loop on the stub; ``maps``: layers in float -> mAP."""
     calls = []
 
     def evaluate(model, tag):
         calls.append(tag)
         return {"map": maps[len(model.get("float", []))], "map50": 0.5}
 
-    ref = np.concatenate([np.zeros((1, 4, 4)), np.ones((1, 4, 2))], -1)
     model, info = accuracy_aware(
-        be,
+        _StubBackend(GAINS),
         {},
-        candidates={k: f"layer.{k}" for k in gains},
+        candidates={k: f"layer.{k}" for k in GAINS},
         evaluate=evaluate,
-        float_map=0.35,
+        float_map=float_map,
         max_drop=1.0,
         images=[np.zeros(1)],
-        ref=ref,
+        ref=REF,
         imgsz=64,
-        max_steps=10,
+        max_steps=max_steps,
     )
+    return model, info, calls
+
+
+def test_accuracy_aware_stops_as_soon_as_within_budget():
+    model, info, calls = _loop({0: 0.30, 1: 0.33, 2: 0.345, 3: 0.36, 4: 0.37}, 0.35, 10)
     assert info["met"] and calls == ["step0", "step1", "step2"]  # step 3 never evaluated
     assert info["kept_float"] == ["layer.b", "layer.c"]  # most sensitive first
     assert model == {"float": ["b", "c"]}
     assert [s["drop_points"] for s in info["steps"]] == [5.0, 2.0, 0.5]
     # already within budget: no sensitivity pass, no step
     _, info = accuracy_aware(
-        be,
+        _StubBackend(GAINS),
         {},
         candidates={"a": "layer.a"},
         evaluate=lambda m, t: {"map": 0.35, "map50": 0.5},
         float_map=0.35,
         max_drop=0.0,
         images=[np.zeros(1)],
-        ref=ref,
+        ref=REF,
         imgsz=64,
         max_steps=10,
     )
@@ -277,28 +283,8 @@ def test_accuracy_aware_stops_as_soon_as_within_budget():
 def test_accuracy_aware_out_of_steps_keeps_the_best_step_and_warns(caplog):
     from yoloslim.compress.quantize import budget_warning
 
-    gains = {"a": 0.1, "b": 0.5, "c": 0.3, "d": 0.05}
-    maps = {0: 0.30, 1: 0.33, 2: 0.34, 3: 0.335}  # never within 1 point of 0.40
-    calls = []
-
-    def evaluate(model, tag):
-        calls.append(tag)
-        return {"map": maps[len(model.get("float", []))], "map50": 0.5}
-
-    ref = np.concatenate([np.zeros((1, 4, 4)), np.ones((1, 4, 2))], -1)
-    with caplog.at_level("WARNING"):
-        model, info = accuracy_aware(
-            _StubBackend(gains),
-            {},
-            candidates={k: f"layer.{k}" for k in gains},
-            evaluate=evaluate,
-            float_map=0.40,
-            max_drop=1.0,
-            images=[np.zeros(1)],
-            ref=ref,
-            imgsz=64,
-            max_steps=3,
-        )
+    with caplog.at_level("WARNING"):  # never within 1 point of 0.40
+        model, info, calls = _loop({0: 0.30, 1: 0.33, 2: 0.34, 3: 0.335}, 0.40, 3)
     assert not info["met"] and info["chosen_step"] == 2
     assert calls == ["step0", "step1", "step2", "step3", "chosen2"]  # the caller's last eval
     assert model == {"float": ["b", "c"]} and info["kept_float"] == ["layer.b", "layer.c"]
