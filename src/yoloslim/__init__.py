@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from yoloslim.bench.measure import benchmark
+from yoloslim.budget_mode import run_budget
 from yoloslim.compress.distill import DistillConfig, distill
 from yoloslim.compress.prune import PruneConfig, prune
 from yoloslim.compress.quantize import QuantConfig, quantize
@@ -23,7 +24,7 @@ from yoloslim.export import export
 from yoloslim.models import Detector, arch_of, build_model, list_models, register_model
 from yoloslim.models.checkpoint import load_checkpoint, save_checkpoint
 from yoloslim.nas import Budget, SearchResult, SearchSpace, search
-from yoloslim.pipeline import load_recipe, run_budget, run_recipe
+from yoloslim.pipeline import load_recipe, run_recipe
 from yoloslim.runtime import BatchingPredictor, Detections, Predictor
 from yoloslim.train import TrainConfig, TrainResult, train
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from yoloslim.budget_mode import run_budget, select_candidate
 from yoloslim.cli.main import main
 from yoloslim.data.synth import synthesize
 from yoloslim.errors import ConfigError
-from yoloslim.pipeline import run_budget, run_recipe, select_candidate
+from yoloslim.pipeline import run_recipe
 from yoloslim.train import TrainConfig, train
 
 S = 64
@@ -210,7 +211,7 @@ def test_select_candidate_keeps_the_fastest_within_budget():
 
 
 def test_finished_bench_is_reused_only_for_the_same_candidates_and_settings(tmp_path):
-    from yoloslim.pipeline import _finished_bench
+    from yoloslim.budget_mode import _finished_bench
 
     settings = {"rounds": 2, "runs_per_round": 2, "threads": 1, "data": "d.yaml"}
     rows = [{"name": "a", "path": "x.xml"}, {"name": "b", "path": "y.xml"}]

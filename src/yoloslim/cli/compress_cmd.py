@@ -34,8 +34,9 @@ def compress(
     from rich.markup import escape
 
     from yoloslim.bench.report import rich_table
+    from yoloslim.budget_mode import run_budget
     from yoloslim.errors import ConfigError
-    from yoloslim.pipeline import run_budget, run_recipe
+    from yoloslim.pipeline import run_recipe
 
     if target_latency is not None or max_drop is not None:
         try:

@@ -1,0 +1,208 @@
+"""Budget mode of ``compress``: a grid of prune ratios x {float, INT8}, benched side by side
+in one run, and the fastest candidate within a latency and/or mAP-drop budget."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from yoloslim.errors import ConfigError
+from yoloslim.fileio import atomic_write_text
+from yoloslim.recipe import BenchStage, Recipe, load_recipe
+from yoloslim.result import Result
+
+__all__ = ["run_budget", "select_candidate"]
+
+
+def _template(rec: Recipe, name: str, default: Any) -> Any:
+    for s in rec.stages:
+        if s.name == name:
+            return s.config
+    return default
+
+
+def select_candidate(
+    candidates: list[tuple[float, str, str]],
+    rows: list[dict],
+    max_drop: float | None,
+    target_latency: float | None,
+) -> tuple[list[dict], dict | None]:
+    """The budget front and the fastest candidate within it (None when none qualifies).
+
+    ``candidates`` are ``(prune ratio, scheme, artifact)``, ``rows`` their bench rows in the
+    same order, the first being the baseline that mAP drops are measured from. A candidate
+    qualifies when its mAP50-95 drop is at most ``max_drop`` points and its median batch-1
+    latency at most ``target_latency`` ms (a ``None`` budget always holds).
+    """
+    base_map = rows[0]["map"]
+    front, best = [], None
+    for (ratio, scheme, path), row in zip(candidates, rows, strict=True):
+        drop = round(100 * (base_map - row["map"]), 6)  # a drop of exactly max_drop is within
+        ms = row["latency_ms"]["median"]
+        ok = (max_drop is None or drop <= max_drop) and (
+            target_latency is None or ms <= target_latency
+        )
+        entry = {
+            "name": row["name"],
+            "ratio": ratio,
+            "scheme": scheme,
+            "path": path,
+            "map": row["map"],
+            "drop_points": round(drop, 3),
+            "latency_ms": ms,
+            "ok": ok,
+        }
+        front.append(entry)
+        if ok and (best is None or ms < best["latency_ms"]):
+            best = entry
+    return front, best
+
+
+def _finished_bench(saved: Path, paths: list[str], names: list[str], settings: dict) -> dict | None:
+    """The bench report of a finished budget run over the same candidates, measured with the
+    same ``settings`` (a subset of the report's), else None."""
+    if not saved.exists():
+        return None
+    bench = json.loads(saved.read_text()).get("bench") or {}
+    rows = bench.get("rows") or []
+    if [(r.get("path"), r.get("name")) for r in rows] != list(zip(paths, names, strict=True)):
+        return None
+    if any(bench.get("settings", {}).get(k) != v for k, v in settings.items()):
+        return None
+    return bench
+
+
+def run_budget(
+    model: str | Path,
+    data: str | Path,
+    recipe: str | Path | dict | Recipe,
+    *,
+    out: str | Path = "runs/compress",
+    target_latency: float | None = None,
+    max_drop: float | None = None,
+    ratios: tuple[float, ...] = (0.25, 0.5, 0.65),
+    resume: bool = False,
+    progress: bool = False,
+) -> Result:
+    """Grid of prune ratios x {float, INT8}; keep the fastest candidate within the budget.
+
+    The recipe's ``prune`` and ``quantize`` stages (or their defaults) are the templates:
+    each ratio in ``ratios`` (plus 0, the unpruned model) is pruned and fine-tuned as the
+    recipe says, exported once to ONNX (at the quantize stage's ``imgsz``), converted to
+    OpenVINO float and quantized from that ONNX. The quantize runs skip their own latency
+    and per-layer counters: all candidates are measured together in one ``bench`` run. A
+    candidate qualifies when its mAP50-95 is within ``max_drop`` points of the baseline's
+    and its median latency at batch 1 is at most ``target_latency`` ms. The fastest qualifying candidate is selected; the report lists
+    the whole front (every candidate, with ``ok``), and ``selected`` is None if none
+    qualifies. ``resume`` skips every finished candidate; resuming a finished run (say
+    with another budget) also reuses its bench measurements and only selects again.
+    """
+    from yoloslim.bench.latency import LatencyConfig
+    from yoloslim.bench.measure import benchmark
+    from yoloslim.bench.report import write_report
+    from yoloslim.compress.prune import prune
+    from yoloslim.compress.prune_config import PruneConfig
+    from yoloslim.compress.quant_config import QuantConfig
+    from yoloslim.compress.quantize import quantize
+    from yoloslim.export import export
+
+    if model is None or not Path(model).is_file():
+        raise ConfigError(f"--model {model}: budget mode needs a trained checkpoint")
+    if target_latency is None and max_drop is None:
+        raise ConfigError("budget mode needs --target-latency and/or --max-drop")
+    if max_drop is not None and max_drop < 0:
+        raise ConfigError(f"--max-drop {max_drop}: must be >= 0 (mAP points)")
+    if target_latency is not None and target_latency <= 0:
+        raise ConfigError(f"--target-latency {target_latency}: must be > 0 ms")
+    if not ratios or any(not 0 < r < 1 for r in ratios):
+        raise ConfigError(f"--ratios {list(ratios)}: prune ratios must each be in (0, 1)")
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    prune_cfg = _template(rec, "prune", PruneConfig(latency=False))
+    quant_cfg = _template(rec, "quantize", QuantConfig())
+    # the bench at the end measures every candidate side by side, so each quantize run
+    # skips its own float-vs-INT8 latency workers and OpenVINO per-layer counters
+    quant_cfg = dataclasses.replace(
+        quant_cfg,
+        advanced=dataclasses.replace(quant_cfg.advanced, latency=False, perf_counters=False),
+    )
+    bench_cfg = _template(rec, "bench", BenchStage())
+    out = Path(out)
+    if (out / "budget.json").exists() and not resume:
+        raise ConfigError(f"{out}: holds a budget run; pass --resume or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    def cached(marker: Path, make: Callable[[], str]) -> str:
+        if resume and marker.exists():
+            return marker.read_text().strip()
+        path = make()
+        atomic_write_text(marker, str(path) + "\n")
+        return str(path)
+
+    candidates: list[tuple[float, str, str]] = []  # (ratio, scheme, artifact)
+    for ratio in (0.0, *ratios):
+        cdir = out / "grid" / f"ratio-{ratio:.2f}"
+        cdir.mkdir(parents=True, exist_ok=True)
+        ckpt = str(model)
+        if ratio > 0:
+            cfg = dataclasses.replace(
+                prune_cfg, ratio=ratio, target_flops=None, target_params=None, latency=False
+            )
+            ckpt = cached(
+                cdir / "pruned.txt",
+                lambda cfg=cfg, cdir=cdir: prune(
+                    model, data, config=cfg, out=cdir / "prune", progress=progress
+                ).artifacts["checkpoint"],
+            )
+
+        def exported(ckpt=ckpt, cdir=cdir) -> str:
+            # one ONNX export serves both the float IR and the INT8 quantization
+            res = export(ckpt, cdir / "float", formats=["onnx", "openvino"], imgsz=quant_cfg.imgsz)
+            atomic_write_text(cdir / "onnx.txt", str(res.artifacts["onnx"]) + "\n")
+            return str(res.artifacts["openvino"])
+
+        xml = cached(cdir / "float.txt", exported)
+        onnx_marker = cdir / "onnx.txt"  # absent in runs from before it was written
+        source = onnx_marker.read_text().strip() if onnx_marker.exists() else ckpt
+        int8 = cached(
+            cdir / "int8.txt",
+            lambda source=source, cdir=cdir: quantize(
+                source, data, config=quant_cfg, out=cdir / "int8", progress=progress
+            ).artifacts["int8"],
+        )
+        candidates += [(ratio, "float", xml), (ratio, "int8", int8)]
+
+    names = [f"prune {r:.2f} {s}" if r else f"baseline {s}" for r, s, _ in candidates]
+    lat = LatencyConfig(
+        rounds=bench_cfg.rounds, runs_per_round=bench_cfg.runs_per_round, threads=bench_cfg.threads
+    )
+    paths = [p for _, _, p in candidates]
+    same = {
+        "rounds": lat.rounds,
+        "runs_per_round": lat.runs_per_round,
+        "threads": lat.threads or "runtime default",
+        "data": str(data),
+    }
+    bench = _finished_bench(out / "budget.json", paths, names, same) if resume else None
+    if bench is None:
+        bench = benchmark(paths, data, batches=(1,), latency=lat, names=names).report
+        write_report(bench, out)
+    front, best = select_candidate(candidates, bench["rows"], max_drop, target_latency)
+    final = {
+        "recipe": rec.name,
+        "mode": "budget",
+        "target_latency_ms": target_latency,
+        "max_drop_points": max_drop,
+        "front": front,
+        "selected": best,
+        "final_model": best["path"] if best else None,
+        "bench": bench,
+    }
+    atomic_write_text(out / "budget.json", json.dumps(final, indent=1, default=str) + "\n")
+    return Result(
+        model=final["final_model"],
+        report=final,
+        artifacts={e["name"]: Path(e["path"]) for e in front},
+    )

@@ -1,0 +1,302 @@
+"""Compress recipes: each stage's config, and loading a recipe with every value checked.
+
+A recipe is an ordered list of one-key stages (:data:`STAGES`); :func:`load_recipe`
+validates the whole of it (unknown stages and keys, wrong types, bad values) with errors
+naming the file and the stage, before :func:`yoloslim.pipeline.run_recipe` runs anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from yoloslim.configs import from_mapping
+from yoloslim.errors import ConfigError
+
+__all__ = ["STAGES", "Recipe", "Stage", "load_recipe"]
+
+log = logging.getLogger(__name__)
+
+STAGES = ("nas", "train", "prune", "distill", "reparam", "export", "quantize", "bench")
+
+
+@dataclass(frozen=True)
+class ExportStage:
+    """Config of the ``export`` stage (see :func:`yoloslim.export`)."""
+
+    formats: list = field(default_factory=lambda: ["onnx", "openvino"])
+    imgsz: int | None = None
+    dynamic: bool = False
+    half: bool = False
+    verify: bool = True
+
+    def __post_init__(self) -> None:
+        from yoloslim.export.registry import EXPORTERS
+
+        if not EXPORTERS:
+            import yoloslim.export  # noqa: F401 - registers the formats
+
+        bad = [f for f in self.formats if not isinstance(f, str) or f not in EXPORTERS]
+        if bad or not self.formats:
+            raise ConfigError(
+                f"formats={list(self.formats)}: unknown export format(s) {bad}; "
+                f"choose from {sorted(EXPORTERS)}"
+            )
+        _check_imgsz(self.imgsz)
+
+
+@dataclass(frozen=True)
+class BenchStage:
+    """Config of the ``bench`` stage (see :func:`yoloslim.bench.measure.benchmark`)."""
+
+    batches: list = field(default_factory=lambda: [1])
+    rounds: int = 10
+    runs_per_round: int = 10
+    threads: int | None = None
+    imgsz: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.batches or not all(_positive_int(b) for b in self.batches):
+            raise ConfigError(f"batches={list(self.batches)} must be positive integers")
+        for key in ("rounds", "runs_per_round", "threads"):
+            value = getattr(self, key)
+            if value is not None and not _positive_int(value):
+                raise ConfigError(f"{key}={value!r} must be a positive integer")
+        _check_imgsz(self.imgsz)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_imgsz(imgsz: Any) -> None:
+    if imgsz is not None and (not _positive_int(imgsz) or imgsz % 32):
+        raise ConfigError(f"imgsz={imgsz!r} must be a positive multiple of 32")
+
+
+@dataclass(frozen=True)
+class ReparamStage:
+    """The ``reparam`` stage takes no settings: it checks the fused model against the original."""
+
+
+@dataclass(frozen=True)
+class TrainStage:
+    """``train``: the config is a TrainConfig dict; ``model`` overrides what is trained."""
+
+    config: Any
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class DistillStage:
+    """``distill``: a DistillConfig dict; ``teacher`` defaults to the run's input model."""
+
+    config: Any
+    teacher: str | None = None
+
+
+@dataclass(frozen=True)
+class NasStage:
+    """``nas``: the mapping :func:`yoloslim.nas.search_from_dict` takes."""
+
+    options: dict
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    config: Any
+    raw: dict
+
+    def resolved(self) -> dict:
+        cfg = self.config
+        if isinstance(cfg, TrainStage):
+            values = {**_plain(cfg.config), **({"model": cfg.model} if cfg.model else {})}
+        elif isinstance(cfg, DistillStage):
+            values = {**_plain(cfg.config), **({"teacher": cfg.teacher} if cfg.teacher else {})}
+        elif isinstance(cfg, NasStage):
+            values = _plain(cfg.options)
+        else:
+            values = _plain(cfg)
+        return {self.name: values}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    stages: tuple[Stage, ...]
+    source: str = "<dict>"
+
+    def resolved(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "stages": [s.resolved() for s in self.stages],
+        }
+
+
+def _plain(obj: Any) -> Any:
+    """Dataclasses, enums, paths and tuples to YAML/JSON-friendly values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        if hasattr(obj, "to_dict"):
+            return _plain(obj.to_dict())
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "value") and not isinstance(obj, (int, float, str, bool)):
+        return obj.value
+    return obj
+
+
+def _check_types(cls: type, values: dict, where: str) -> None:
+    """Reject values whose type does not fit the dataclass field (int, float, bool, str, list)."""
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        hint = hints.get(key)
+        if hint is None or value is None:
+            continue
+        allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        allowed = tuple(typing.get_origin(a) or a for a in allowed if a is not type(None))
+        if not all(isinstance(a, type) for a in allowed):
+            continue
+        if any(issubclass(a, enum.Enum) for a in allowed):
+            allowed = (*allowed, str)
+        if any(dataclasses.is_dataclass(a) for a in allowed):
+            allowed = (*allowed, dict)
+        if list in allowed or tuple in allowed:
+            allowed = (*allowed, list, tuple)
+        if bool in allowed and not isinstance(value, bool):
+            ok = False
+        elif float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+            ok = True
+        elif int in allowed and isinstance(value, bool):
+            ok = False
+        else:
+            ok = isinstance(value, allowed)
+        if not ok:
+            names = " or ".join(dict.fromkeys(a.__name__ for a in allowed))
+            raise ConfigError(f"{where}: {key}={value!r} must be {names}")
+
+
+def _simple(cls: type, values: dict, where: str):
+    _check_types(cls, {k: v for k, v in values.items() if k in _field_names(cls)}, where)
+    return from_mapping(cls, values, where)
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _parse_stage(name: str, values: dict, where: str) -> Any:
+    """The config object of one stage; every error names ``where``."""
+    try:
+        if name == "export":
+            return _simple(ExportStage, values, where)
+        if name == "bench":
+            return _simple(BenchStage, values, where)
+        if name == "reparam":
+            return _simple(ReparamStage, values, where)
+        if name == "train":
+            from yoloslim.train.config import TrainConfig, config_from_dict
+
+            values = dict(values)
+            model = values.pop("model", None)
+            _check_types(TrainConfig, values, where)
+            return TrainStage(config=config_from_dict(values), model=model)
+        if name == "prune":
+            from yoloslim.compress.prune_config import PruneConfig
+
+            _check_types(PruneConfig, values, where)
+            return PruneConfig.from_dict(values)
+        if name == "distill":
+            from yoloslim.compress.distill import DistillConfig
+
+            values = dict(values)
+            teacher = values.pop("teacher", None)
+            _check_types(DistillConfig, {k: v for k, v in values.items() if k != "train"}, where)
+            return DistillStage(config=DistillConfig.from_dict(values), teacher=teacher)
+        if name == "quantize":
+            from yoloslim.compress.quant_config import QuantConfig
+
+            _check_types(QuantConfig, values, where)
+            return QuantConfig.from_dict(values)
+        if name == "nas":
+            from yoloslim.nas import Budget, SearchSpace
+            from yoloslim.nas.search import _DICT_KEYS
+
+            unknown = sorted(set(values) - _DICT_KEYS)
+            if unknown:
+                raise ConfigError(f"unknown key(s) {unknown}; allowed: {sorted(_DICT_KEYS)}")
+            Budget.from_dict(values.get("budget") or {})
+            SearchSpace.from_dict(values.get("space"))
+            return NasStage(options=dict(values))
+    except ConfigError as e:
+        msg = str(e).replace(f" in {where}", "")  # from_mapping names ``where`` mid-sentence
+        raise ConfigError(msg if msg.startswith(where) else f"{where}: {msg}") from e
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from e
+    raise ConfigError(f"{where}: unknown stage {name!r}; stages are {', '.join(STAGES)}")
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: the line, the column and the problem."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    if mark is None:
+        return problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def load_recipe(recipe: str | Path | dict) -> Recipe:
+    """Parse and validate a recipe (a YAML path or an already-loaded dict)."""
+    source = "<dict>"
+    if not isinstance(recipe, dict):
+        path = Path(recipe)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: recipe file does not exist")
+        try:
+            recipe = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from e
+    if not isinstance(recipe, dict):
+        raise ConfigError(f"{source}: a recipe is a mapping with a 'stages' list")
+    unknown = sorted(set(recipe) - {"name", "description", "stages"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level key(s) {unknown}")
+    raw_stages = recipe.get("stages")
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise ConfigError(f"{source}: 'stages' must be a non-empty list")
+    stages = []
+    for i, item in enumerate(raw_stages, 1):
+        if isinstance(item, str):
+            item = {item: {}}
+        if not isinstance(item, dict) or len(item) != 1:
+            raise ConfigError(f"{source}: stage {i} must be a one-key mapping {{stage: config}}")
+        ((name, values),) = item.items()
+        where = f"{source}: stage {i} ({name})"
+        if name not in STAGES:
+            raise ConfigError(f"{where}: unknown stage {name!r}; stages are {', '.join(STAGES)}")
+        values = {} if values is None else values
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: config must be a mapping, got {type(values).__name__}")
+        stages.append(Stage(name, _parse_stage(name, values, where), dict(values)))
+    return Recipe(
+        name=str(recipe.get("name") or Path(source).stem),
+        description=str(recipe.get("description") or ""),
+        stages=tuple(stages),
+        source=source,
+    )
