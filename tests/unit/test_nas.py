@@ -264,7 +264,7 @@ def test_effectiveness_budget_is_met_even_when_the_smallest_network_breaks_it():
 
 
 def test_latency_budget_rejects_slow_candidates_and_caches(monkeypatch):
-    search_mod = importlib.import_module("yoloslim.nas.search")
+    evaluator_mod = importlib.import_module("yoloslim.nas.evaluator")
 
     calls = []
 
@@ -272,7 +272,7 @@ def test_latency_budget_rejects_slow_candidates_and_caches(monkeypatch):
         calls.append(json.dumps(arch, sort_keys=True))
         return measure_cost(arch, imgsz).params_deploy / 1e4
 
-    monkeypatch.setattr(search_mod, "measure_latency_ms", fake_latency)
+    monkeypatch.setattr(evaluator_mod, "measure_latency_ms", fake_latency)
     res = _small_search(budget=Budget(latency_ms=12.0, layers=40), iterations=6)
     assert all(e["latency_ms"] <= 12.0 and e["layers"] <= 40 for e in res.best)
     assert res.report["rejected"]["latency_ms"] > 0

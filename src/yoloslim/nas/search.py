@@ -24,16 +24,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 import yaml
 
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text
-from yoloslim.models.backbone import Backbone
-from yoloslim.nas.budget import Budget, Cost, CostModel
-from yoloslim.nas.latency import LatencySettings, measure_latency_ms
-from yoloslim.nas.score import DEFAULT_STAGE_WEIGHTS, SCORE_METHODS, SCORE_TEXT, entropy_score
-from yoloslim.nas.space import Genome, SearchSpace, genome_dict, genome_of, resolve_arch
+from yoloslim.nas.budget import Budget
+from yoloslim.nas.evaluator import Candidate, Evaluator, check_smallest
+from yoloslim.nas.latency import LatencySettings
+from yoloslim.nas.score import DEFAULT_STAGE_WEIGHTS, SCORE_METHODS, SCORE_TEXT
+from yoloslim.nas.space import SearchSpace, genome_dict, genome_of, resolve_arch
 from yoloslim.progress import progress_console
 
 __all__ = ["SearchResult", "search", "search_from_dict", "Evaluator"]
@@ -59,129 +58,6 @@ class SearchResult:
     report: dict
     best: list[dict] = field(default_factory=list)
     artifacts: dict[str, Path] = field(default_factory=dict)
-
-
-@dataclass
-class _Candidate:
-    genome: Genome
-    arch: dict
-    cost: Cost
-    score: float
-    score_std: float
-    stages: list[float]
-    latency_ms: float | None = None
-
-
-class Evaluator:
-    """Costs, budget checks, scores and latencies of genomes, each computed once."""
-
-    def __init__(
-        self,
-        *,
-        space: SearchSpace,
-        budget: Budget,
-        imgsz: int,
-        nc: int,
-        stage_weights: Sequence[float],
-        repeats: int,
-        batch: int,
-        seed: int,
-        latency: LatencySettings,
-        method: str = "gaussian",
-    ) -> None:
-        self.space, self.budget, self.imgsz, self.nc = space, budget, imgsz, nc
-        self.stage_weights, self.repeats, self.batch, self.seed = (
-            tuple(stage_weights),
-            repeats,
-            batch,
-            seed,
-        )
-        self.latency, self.method = latency, method
-        self.seen: dict[Genome, _Candidate | None] = {}
-        self.latencies: dict[Genome, float] = {}
-        self.rejected = {
-            "flops": 0,
-            "params": 0,
-            "layers": 0,
-            "effectiveness": 0,
-            "latency_ms": 0,
-        }
-        self.latency_s = 0.0
-        self.costs = CostModel(imgsz)
-
-    def cost(self, genome: Genome) -> Cost:
-        return self.costs(self.space.arch(genome, self.nc))
-
-    def latency_of(self, genome: Genome) -> float:
-        """Measured latency (ms), cached per genome."""
-        if genome not in self.latencies:
-            t0 = time.perf_counter()
-            self.latencies[genome] = measure_latency_ms(
-                self.space.arch(genome, self.nc), self.imgsz, self.latency
-            )
-            self.latency_s += time.perf_counter() - t0
-        return self.latencies[genome]
-
-    def __call__(self, genome: Genome) -> _Candidate | None:
-        """The scored candidate, or None when it breaks a budget (or was seen and rejected)."""
-        if genome in self.seen:
-            return self.seen[genome]
-        arch = self.space.arch(genome, self.nc)
-        cost = self.costs(arch)
-        over = self.budget.violations(cost)
-        lat = None
-        if not over and self.budget.latency_ms is not None:
-            lat = self.latency_of(genome)
-            over = self.budget.violations(cost, lat)
-        if over:
-            for name in over:
-                self.rejected[name] += 1
-            self.seen[genome] = None
-            return None
-        with torch.device("meta"):
-            backbone = Backbone(arch["backbone"]["stages"], act=arch["act"])
-        s = entropy_score(
-            backbone,
-            self.imgsz,
-            stage_weights=self.stage_weights,
-            repeats=self.repeats,
-            batch=self.batch,
-            seed=self.seed,
-            method=self.method,
-        )
-        cand = _Candidate(genome, arch, cost, s["score"], s["std"], s["stages"], lat)
-        self.seen[genome] = cand
-        return cand
-
-
-def _check_smallest(ev: Evaluator) -> None:
-    """Raise a ConfigError naming every budget even the smallest network breaks."""
-    small = ev.space.smallest()
-    cost = ev.cost(small)
-    b = ev.budget
-    msgs = []
-    if b.flops is not None and cost.gflops > b.flops:
-        msgs.append(f"flops={b.flops} GFLOPs (smallest: {cost.gflops:.4g} GFLOPs)")
-    if b.params is not None and cost.params_deploy / 1e6 > b.params:
-        msgs.append(f"params={b.params} M (smallest: {cost.params_deploy / 1e6:.4g} M)")
-    if b.layers is not None and cost.layers > b.layers:
-        msgs.append(f"layers={b.layers} (smallest: {cost.layers})")
-    if b.effectiveness is not None:
-        rho = ev.cost(ev.space.widest_shallowest()).effectiveness
-        if rho > b.effectiveness:
-            msgs.append(f"effectiveness={b.effectiveness} (widest, shallowest network: {rho:.4g})")
-    if b.latency_ms is not None and not msgs:
-        lat = ev.latency_of(small)
-        if lat > b.latency_ms:
-            msgs.append(
-                f"latency_ms={b.latency_ms} (smallest: {lat:.3g} ms on {ev.latency.runtime}, "
-                f"{ev.latency.threads} thread(s))"
-            )
-    if msgs:
-        raise ConfigError(
-            "budget below the smallest network in the search space at "
-            f"imgsz={ev.imgsz}, nc={ev.nc}: " + "; ".join(msgs)
-        )
 
 
 def _validate_args(
@@ -301,7 +177,7 @@ def search(
     )
     if out is not None:
         _check_out(Path(out))
-    _check_smallest(ev)
+    check_smallest(ev)
     seeds = _seed_candidates(ev, init)
     rng = random.Random(seed)
     duplicates = 0
@@ -364,7 +240,7 @@ def search(
     return result
 
 
-def _polish(ev: Evaluator, start: _Candidate, rounds: int, bar: _Bar) -> dict:
+def _polish(ev: Evaluator, start: Candidate, rounds: int, bar: _Bar) -> dict:
     """Steepest ascent from ``start`` over :meth:`SearchSpace.neighbours`; what it did."""
     n0, best, done = len(ev.seen), start, 0
     for r in range(rounds):
@@ -383,7 +259,7 @@ def _polish(ev: Evaluator, start: _Candidate, rounds: int, bar: _Bar) -> dict:
     }
 
 
-def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, _Candidate]]:
+def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, Candidate]]:
     """The scored ``init`` architectures; ConfigError when one is outside the space or budget."""
     if init is None:
         return []
@@ -429,9 +305,9 @@ def _initial_population(
     ev: Evaluator,
     rng: random.Random,
     size: int,
-    seeds: list[tuple[str, _Candidate]],
+    seeds: list[tuple[str, Candidate]],
     bar: _Bar | None = None,
-) -> list[_Candidate]:
+) -> list[Candidate]:
     pop = [c for _, c in seeds]
     # the smallest network meets every static budget but effectiveness (it is thin), so
     # under an effectiveness budget the widest, shallowest one stands in for it
@@ -459,7 +335,7 @@ def _initial_population(
     return pop
 
 
-def _entry(rank: int, c: _Candidate) -> dict:
+def _entry(rank: int, c: Candidate) -> dict:
     return {
         "rank": rank + 1,
         "score": c.score,
