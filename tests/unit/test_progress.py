@@ -31,3 +31,14 @@ def test_training_validation_and_search_bars_stay_off_stdout(tmp_path, capfd):
     out, err = capfd.readouterr()
     assert out == ""
     assert "epoch 1/1" in err and "nas best" in err
+
+
+def test_a_piped_bar_is_wide_enough_for_the_losses(monkeypatch):
+    from yoloslim.progress import PIPED_WIDTH, progress_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    progress_console.cache_clear()
+    try:
+        assert progress_console().width == PIPED_WIDTH  # pytest's stderr is not a terminal
+    finally:
+        progress_console.cache_clear()
