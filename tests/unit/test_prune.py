@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -83,7 +84,9 @@ def test_save_load_identical_outputs(model, tmp_path):
     res = prune(model, None, config=cfg(ratio=0.4, global_pruning=True, steps=2), out=tmp_path)
     loaded, ckpt = load_checkpoint(res.artifacts["checkpoint"])
     torch.testing.assert_close(_outputs(loaded), _outputs(res.model), rtol=0, atol=0)
-    assert (tmp_path / "prune_report.json").is_file()
+    saved = json.loads((tmp_path / "prune_report.json").read_text())
+    assert saved["stages"] == json.loads(json.dumps(res.report["stages"]))  # the report itself
+    assert saved["checkpoint"] == str(res.artifacts["checkpoint"])
     raw = torch.load(res.artifacts["checkpoint"], weights_only=True)  # no pickled classes
     assert raw["arch"]["layers"]["backbone.stages.0.down.conv"][0] < 16
 

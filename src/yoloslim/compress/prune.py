@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -31,6 +32,7 @@ from yoloslim.compress.prune_width import (
     taylor_gradients,
 )
 from yoloslim.errors import ConfigError, ModelError
+from yoloslim.fileio import atomic_write_text
 from yoloslim.result import Result
 
 __all__ = [
@@ -146,7 +148,11 @@ def prune(
         result = Result(net, report)
         if out is not None:
             result.artifacts["checkpoint"] = _save(net, Path(out), cfg, names, is_detector)
-            result.artifacts["report"] = result.save_report(Path(out) / "prune_report.json")
+            report["checkpoint"] = str(result.artifacts["checkpoint"])
+            # the report itself, as --json, export_report.json and quant_report.json hold
+            result.artifacts["report"] = atomic_write_text(
+                Path(out) / "prune_report.json", json.dumps(report, indent=2, default=str) + "\n"
+            )
     return result
 
 
