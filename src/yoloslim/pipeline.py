@@ -164,6 +164,18 @@ def _stage_config(stage: Stage, *, benched: bool) -> Any:
     return dataclasses.replace(cfg, advanced=dataclasses.replace(cfg.advanced, latency=False))
 
 
+def _as_run(rec: Recipe) -> Recipe:
+    """``rec`` with each stage's config as it will run (see :func:`_stage_config`), so that
+    ``OUT/recipe.yaml`` describes the run and, fed back as a recipe, repeats it."""
+    stages = tuple(
+        dataclasses.replace(
+            s, config=_stage_config(s, benched=any(t.name == "bench" for t in rec.stages[i:]))
+        )
+        for i, s in enumerate(rec.stages)
+    )
+    return dataclasses.replace(rec, stages=stages)
+
+
 def _exported_onnx(st: _State, imgsz: int | None) -> str | None:
     """The static-batch ONNX an export stage already wrote of ``st.model`` at ``imgsz``
     (None: the checkpoint's), so that quantize need not export the same graph again."""
@@ -353,13 +365,14 @@ def run_recipe(
     if not Path(data).exists():
         raise ConfigError(f"--data {data}: does not exist")
     run_configs, skipped = _preflight(rec)
-    resolved = yaml.safe_dump(rec.resolved(), sort_keys=False)
+    resolved = yaml.safe_dump(_as_run(rec).resolved(), sort_keys=False)
+    before = yaml.safe_dump(rec.resolved(), sort_keys=False)  # runs that wrote it as parsed
     inputs = _inputs(model, data)
     saved = out / "recipe.yaml"
     if saved.exists() and any(out.glob("[0-9][0-9]-*/stage.json")):
         if not resume:
             raise ConfigError(f"{out}: holds a compress run; pass --resume or choose another --out")
-        if saved.read_text() != resolved:
+        if saved.read_text() not in (resolved, before):
             raise ConfigError(f"{out}: the recipe changed since this run; use another --out")
         _check_resume_inputs(out, inputs)
     out.mkdir(parents=True, exist_ok=True)

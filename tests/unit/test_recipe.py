@@ -258,3 +258,20 @@ def test_final_artifacts_are_the_last_stage_that_made_any(tmp_path, inputs, ran)
     }
     saved = json.loads((tmp_path / "out" / "compress.json").read_text())
     assert saved["deployable"] == res.report["deployable"]
+
+
+def test_saved_recipe_describes_the_run_and_resumes(tmp_path, inputs, ran):
+    import yaml
+
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    out = tmp_path / "out"
+    recipe = {"stages": [{"quantize": {"calib": 4}}, {"bench": {}}]}
+    run_recipe(model, data, recipe, out=out)
+    saved = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert saved["stages"][0]["quantize"]["advanced"]["latency"] is False  # the bench measures it
+    assert ran[0][1].advanced.latency is False
+    run_recipe(model, data, out / "recipe.yaml", out=tmp_path / "again")  # fed back: same run
+    assert yaml.safe_load((tmp_path / "again" / "recipe.yaml").read_text()) == saved
+    run_recipe(model, data, recipe, out=out, resume=True)  # unchanged: resumes, not refused

@@ -39,7 +39,8 @@ class Budget:
     Attributes:
         flops: GFLOPs (2 x multiply-adds) of the deploy form at the search's ``imgsz``.
         params: millions of parameters of the deploy form.
-        latency_ms: median latency measured on this machine (see :class:`LatencyProbe`).
+        latency_ms: median latency measured on this machine (see
+            :func:`~yoloslim.nas.latency.measure_latency_ms` and ``LatencySettings``).
         layers: conv layers of the deploy-form backbone (each RepConv counts once).
         effectiveness: DeepMAD's network effectiveness ``rho`` (Shen et al., CVPR 2023, the
             MAE-DET authors' follow-up): for the first ``L_i`` deploy-form backbone convs, up
