@@ -202,13 +202,10 @@ def _field_names(cls: type) -> set[str]:
 
 def _parse_stage(name: str, values: dict, where: str) -> Any:
     """The config object of one stage; every error names ``where``."""
+    simple = {"export": ExportStage, "bench": BenchStage, "reparam": ReparamStage}
     try:
-        if name == "export":
-            return _simple(ExportStage, values, where)
-        if name == "bench":
-            return _simple(BenchStage, values, where)
-        if name == "reparam":
-            return _simple(ReparamStage, values, where)
+        if name in simple:
+            return _simple(simple[name], values, where)
         if name == "train":
             from yoloslim.train.config import TrainConfig, config_from_dict
 
