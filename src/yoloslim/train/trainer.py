@@ -160,22 +160,43 @@ def _finished(out: Path, state: dict, cfg: TrainConfig) -> TrainResult:
     """The result of resuming a run that already trained all its epochs: nothing trains."""
     ts = state["train_state"]
     log.info("resume: %s already finished %d/%d epochs; nothing to do", out, cfg.epochs, cfg.epochs)
-    best_path = out / "best.pt"
-    model = load_checkpoint(best_path if best_path.exists() else out / "last.pt")[0]
     meta = state.get("meta", {})
     last = ts.get("last_val") or {k: meta[k] for k in ("map", "map50") if meta.get(k) is not None}
+    return _result(
+        out,
+        cfg,
+        best_map=ts["best_map"],
+        last=last,
+        train_s=0.0,
+        images_per_s=None,
+        fallback=lambda: load_checkpoint(out / "last.pt")[0],
+    )
+
+
+def _result(
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    best_map: float,
+    last: dict,
+    train_s: float,
+    images_per_s: float | None,
+    fallback: Callable[[], nn.Module],
+) -> TrainResult:
+    """The run's TrainResult: the model of ``best.pt`` (else ``fallback()``) and the report."""
+    best_path = out / "best.pt"
+    has_best = best_path.exists()
+    model = load_checkpoint(best_path)[0] if has_best else fallback()
     report = {
         "model": getattr(model, "spec", {}).get("name", "custom"),
         "epochs": cfg.epochs,
-        "train_s": 0.0,
-        "images_per_s": None,
-        "best_map": ts["best_map"] if ts["best_map"] >= 0 else None,
+        "train_s": train_s,
+        "images_per_s": images_per_s,
+        "best_map": best_map if best_map >= 0 else None,
         "last": last,
         "out": str(out),
     }
-    return TrainResult(
-        model.eval(), report, best_path if best_path.exists() else None, out / "last.pt"
-    )
+    return TrainResult(model.eval(), report, best_path if has_best else None, out / "last.pt")
 
 
 def train(
@@ -449,23 +470,17 @@ def train(
     train_s = time.time() - t_start
     if hook is not None:
         hook.detach()
-    best_path = out / "best.pt"
-    best_model = (
-        load_checkpoint(best_path)[0] if best_path.exists() else (ema.module if ema else net)
+    result = _result(
+        out,
+        cfg,
+        best_map=best_map,
+        last=last_val,
+        train_s=round(train_s, 1),
+        images_per_s=round(images_seen / train_s, 2) if train_s > 0 else None,
+        fallback=lambda: ema.module if ema else net,
     )
-    report = {
-        "model": getattr(net, "spec", {}).get("name", "custom"),
-        "epochs": cfg.epochs,
-        "train_s": round(train_s, 1),
-        "images_per_s": round(images_seen / train_s, 2) if train_s > 0 else None,
-        "best_map": best_map if best_map >= 0 else None,
-        "last": last_val,
-        "out": str(out),
-    }
     dist_utils.cleanup()
-    return TrainResult(
-        best_model.eval(), report, best_path if best_path.exists() else None, out / "last.pt"
-    )
+    return result
 
 
 def _progress(enabled: bool, title: str, total: int):
