@@ -8,7 +8,7 @@ from typing import Any
 
 from yoloslim.errors import ConfigError
 
-__all__ = ["from_mapping", "load_mapping"]
+__all__ = ["check_imgsz", "from_mapping", "imgsz_problem", "load_mapping"]
 
 
 def from_mapping(cls: type, values: Any, where: str | None = None):
@@ -41,3 +41,21 @@ def load_mapping(path: str | Path, what: str) -> dict:
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of {what} fields")
     return loaded
+
+
+def imgsz_problem(imgsz: Any) -> str | None:
+    """Why ``imgsz`` is not an input size every detector here can take, or None when it is:
+    the stride-32 feature maps must tile it, so a whole multiple of 32, at least 32."""
+    if isinstance(imgsz, bool) or not isinstance(imgsz, int):
+        return "must be an integer, a multiple of 32 (the largest stride)"
+    if imgsz < 32 or imgsz % 32:
+        return "must be a multiple of 32 (the largest stride), >= 32"
+    return None
+
+
+def check_imgsz(imgsz: Any, name: str = "imgsz") -> None:
+    """Raise :class:`ConfigError` naming ``name`` unless ``imgsz`` is None (the default
+    size) or passes :func:`imgsz_problem`."""
+    problem = None if imgsz is None else imgsz_problem(imgsz)
+    if problem:
+        raise ConfigError(f"{name}={imgsz!r} {problem}")

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from yoloslim.configs import from_mapping
+from yoloslim.configs import check_imgsz, from_mapping
 from yoloslim.errors import ConfigError
 
 __all__ = ["STAGES", "Recipe", "Stage", "load_recipe"]
@@ -50,7 +50,7 @@ class ExportStage:
                 f"formats={list(self.formats)}: unknown export format(s) {bad}; "
                 f"choose from {sorted(EXPORTERS)}"
             )
-        _check_imgsz(self.imgsz)
+        check_imgsz(self.imgsz)
 
 
 @dataclass(frozen=True)
@@ -70,16 +70,11 @@ class BenchStage:
             value = getattr(self, key)
             if value is not None and not _positive_int(value):
                 raise ConfigError(f"{key}={value!r} must be a positive integer")
-        _check_imgsz(self.imgsz)
+        check_imgsz(self.imgsz)
 
 
 def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
-def _check_imgsz(imgsz: Any) -> None:
-    if imgsz is not None and (not _positive_int(imgsz) or imgsz % 32):
-        raise ConfigError(f"imgsz={imgsz!r} must be a positive multiple of 32")
 
 
 @dataclass(frozen=True)

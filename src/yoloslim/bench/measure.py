@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
+from yoloslim.configs import imgsz_problem
 from yoloslim.errors import ConfigError
 from yoloslim.result import Result
 from yoloslim.runtime.backends import SUFFIXES, check_artifact
@@ -48,8 +49,9 @@ def check_imgsz(paths: Sequence[Path], imgsz: int, *, requested: str | None = No
     static artifact accepts (checked before any worker starts); ``requested`` says where
     the size came from (default ``imgsz=N``)."""
     requested = requested or f"imgsz={imgsz!r}"
-    if isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz <= 0 or imgsz % 32:
-        raise ConfigError(f"{requested}: the input size must be a positive multiple of 32")
+    problem = imgsz_problem(imgsz)
+    if problem:
+        raise ConfigError(f"{requested}: the input size {problem}")
     for p in paths:
         fixed = static_imgsz(p)
         if fixed is not None and fixed != imgsz:

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
-from yoloslim.configs import from_mapping
+from yoloslim.configs import from_mapping, imgsz_problem
 from yoloslim.errors import ConfigError
 
 __all__ = ["Criterion", "Method", "AdvancedPruneConfig", "PruneConfig"]
@@ -160,9 +160,9 @@ class PruneConfig:
             (frac(self.depth_ratio, hi_ok=True), "depth_ratio", "must be in (0, 1]"),
             (frac(self.unstructured), "unstructured", "must be in (0, 1)"),
             (
-                self.imgsz is None or (self.imgsz >= 32 and self.imgsz % 32 == 0),
+                self.imgsz is None or not imgsz_problem(self.imgsz),
                 "imgsz",
-                "must be a multiple of 32, >= 32",
+                imgsz_problem(self.imgsz),
             ),
             (self.batch >= 1, "batch", "must be >= 1"),
             (

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from yoloslim.configs import from_mapping
+from yoloslim.configs import check_imgsz, from_mapping
 from yoloslim.errors import ConfigError
 
 __all__ = [
@@ -164,8 +164,7 @@ class QuantConfig:
             raise ConfigError(f"calib={self.calib!r}: must be a positive integer (images)")
         if self.max_drop is not None and not float(self.max_drop) >= 0:
             raise ConfigError(f"max_drop={self.max_drop}: must be >= 0 (mAP50-95 points)")
-        if self.imgsz is not None and (self.imgsz <= 0 or self.imgsz % 32):
-            raise ConfigError(f"imgsz={self.imgsz}: must be a positive multiple of 32")
+        check_imgsz(self.imgsz)
         bad = [v for v in self.float_variants if v not in _FLOAT_VARIANTS]
         if bad:
             raise ConfigError(f"float_variants={list(self.float_variants)}: unknown {bad}")

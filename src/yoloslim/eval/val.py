@@ -60,9 +60,9 @@ def validate(
     Example:
         >>> validate("runs/nano/best.pt", "data/synth/data.yaml")["map"]
     """
+    from yoloslim.configs import check_imgsz
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.runtime.backends import load_backend
-    from yoloslim.runtime.predictor import check_imgsz
 
     check_imgsz(imgsz)
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__

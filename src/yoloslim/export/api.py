@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from yoloslim.configs import check_imgsz
 from yoloslim.errors import ConfigError, ExportError
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.registry import EXPORTERS
@@ -98,10 +99,7 @@ def export(
         reason = EXPORTERS[fmt].unavailable()
         if reason:
             raise ExportError(f"cannot export {fmt}: {reason}")
-    if imgsz is not None and (isinstance(imgsz, bool) or not isinstance(imgsz, int)):
-        raise ConfigError(f"imgsz={imgsz!r} must be an integer (a multiple of 32)")
-    if imgsz is not None and (imgsz <= 0 or imgsz % 32):
-        raise ConfigError(f"imgsz={imgsz} must be a positive multiple of 32")
+    check_imgsz(imgsz)
     if isinstance(model, nn.Module):
         # a Detector loaded from a checkpoint remembers its training size
         ck_imgsz, names = getattr(model, "imgsz", None), list(getattr(model, "names", []) or [])
@@ -110,8 +108,7 @@ def export(
         net, ckpt = load_checkpoint(model)
         ck_imgsz, names = ckpt["imgsz"], list(ckpt["names"])
     imgsz = imgsz or ck_imgsz or 320
-    if imgsz % 32:
-        raise ConfigError(f"imgsz={imgsz} (from the checkpoint) must be a multiple of 32")
+    check_imgsz(imgsz, f"imgsz (from {model if not isinstance(model, nn.Module) else 'the model'})")
     if not names:
         names = [str(i) for i in range(int(getattr(net, "nc", 0)))]
     out = _output_folder(out)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from yoloslim.configs import check_imgsz
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text
 from yoloslim.nas.budget import Budget
@@ -63,8 +64,9 @@ class SearchResult:
 def _validate_args(
     imgsz, population, iterations, init_repeats, nc, top_k, score_batch, polish
 ) -> None:
-    if not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32:
-        raise ConfigError(f"imgsz={imgsz!r} must be a positive multiple of 32")
+    if imgsz is None:
+        raise ConfigError("imgsz is required (the size the budgets and the score use)")
+    check_imgsz(imgsz)
     checks = (
         ("population", population, 2),
         ("iterations", iterations, 0),

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from yoloslim.configs import check_imgsz
 from yoloslim.data.transforms import letterbox
-from yoloslim.errors import ConfigError, ModelError
+from yoloslim.errors import ModelError
 from yoloslim.eval.postprocess import postprocess, scale_boxes
 from yoloslim.runtime.backends import load_backend
 from yoloslim.runtime.images import IMAGE_SUFFIXES, ImageLike, iter_images
@@ -30,7 +31,6 @@ __all__ = [
     "Predictor",
     "BatchingPredictor",
     "IMAGE_SUFFIXES",
-    "check_imgsz",
     "iter_images",
 ]
 
@@ -66,16 +66,6 @@ class Detections:
             }
             for b, s, c in zip(self.boxes, self.scores, self.classes, strict=True)
         ]
-
-
-def check_imgsz(imgsz: int | None) -> None:
-    """Refuse an input size the detector's stride-32 feature maps cannot tile (None: default).
-
-    Raises:
-        ConfigError: ``imgsz`` is not a multiple of 32, or under 32.
-    """
-    if imgsz is not None and (imgsz < 32 or imgsz % 32):
-        raise ConfigError(f"imgsz={imgsz} must be a multiple of 32 (the largest stride), >= 32")
 
 
 class Predictor:

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
-from yoloslim.configs import from_mapping
+from yoloslim.configs import from_mapping, imgsz_problem
 from yoloslim.errors import ConfigError
 from yoloslim.train.loss import LossConfig
 
@@ -80,7 +80,7 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, "epochs", "must be >= 1"),
             (self.batch >= 1, "batch", "must be >= 1"),
-            (self.imgsz >= 32 and self.imgsz % 32 == 0, "imgsz", "must be a multiple of 32, >= 32"),
+            (not imgsz_problem(self.imgsz), "imgsz", imgsz_problem(self.imgsz)),
             (self.lr0 > 0, "lr0", "must be > 0"),
             (0 < self.lrf <= 1, "lrf", "must be in (0, 1]"),
             (self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"),

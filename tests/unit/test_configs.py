@@ -1,0 +1,44 @@
+"""The input-size rule every entry point shares (configs.imgsz_problem / check_imgsz)."""
+
+import pytest
+
+from yoloslim.compress.prune_config import PruneConfig
+from yoloslim.compress.quant_config import QuantConfig
+from yoloslim.configs import check_imgsz, imgsz_problem
+from yoloslim.errors import ConfigError
+from yoloslim.train.config import TrainConfig
+
+
+@pytest.mark.parametrize("ok", [32, 64, 320, 640])
+def test_multiples_of_32_pass(ok):
+    assert imgsz_problem(ok) is None
+    check_imgsz(ok)
+
+
+def test_none_means_the_default_size():
+    check_imgsz(None)
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (0, "multiple of 32"),
+        (-32, "multiple of 32"),
+        (16, ">= 32"),
+        (100, "multiple of 32"),
+        ("320", "integer"),
+        (320.0, "integer"),
+        (True, "integer"),
+    ],
+)
+def test_other_sizes_are_refused_with_the_reason(bad, why):
+    assert why in imgsz_problem(bad)
+    with pytest.raises(ConfigError, match=rf"--imgsz={bad!r} must be .*{why}"):
+        check_imgsz(bad, "--imgsz")
+
+
+@pytest.mark.parametrize("cls", [TrainConfig, PruneConfig, QuantConfig])
+def test_settings_refuse_a_string_size_as_a_config_error(cls):
+    # a YAML "imgsz: '320'" used to reach a comparison and fail as a TypeError
+    with pytest.raises(ConfigError, match=r"imgsz='320' must be an integer"):
+        cls(imgsz="320")
