@@ -1,9 +1,12 @@
 """CLI smoke tests: each command through main(argv), plus the installed entry point."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -153,6 +156,23 @@ def test_usage_errors_exit_2(argv, message, usage, capsys):
     err = capsys.readouterr().err
     assert message in err
     assert ("Usage: yoloslim" in err) == usage
+
+
+@pytest.mark.parametrize(("how", "code"), [("interrupted", 130), ("terminated", 143)])
+def test_ctrl_c_and_sigterm_stop_a_command_with_one_line(how, code, tmp_path, monkeypatch, capsys):
+    import yoloslim.nas
+
+    def stopped(*args, **kwargs):
+        if how == "interrupted":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(yoloslim.nas, "search_from_dict", stopped)
+    assert main(["nas", "--budget-flops", "1", "--out", str(tmp_path / "a.yaml")]) == code
+    err = capsys.readouterr().err
+    assert err.strip() == how
 
 
 def test_version(capsys):

@@ -7,8 +7,10 @@ import importlib
 import logging
 import os
 import shutil
+import signal
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -189,20 +191,29 @@ def test_final_line_rounds_the_map_like_val(sets, tmp_path, monkeypatch, capsys)
     assert "best mAP50-95 0.4  ->" in out and "0.00429" not in out
 
 
+@pytest.mark.parametrize(("how", "code"), [("interrupted", 130), ("terminated", 143)])
 @pytest.mark.parametrize("checkpointed", [True, False])
-def test_ctrl_c_prints_how_to_resume(sets, tmp_path, monkeypatch, capsys, checkpointed):
+def test_ctrl_c_or_sigterm_prints_how_to_resume(
+    sets, tmp_path, monkeypatch, capsys, checkpointed, how, code
+):
     run = tmp_path / "r"
 
-    def interrupted(*args, **kwargs):
+    def stopped(*args, **kwargs):
         run.mkdir()
         if checkpointed:
             (run / "last.pt").write_bytes(b"")
-        raise KeyboardInterrupt
+        if how == "interrupted":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)  # the CLI's handler raises in this thread
+        time.sleep(30)
+        raise AssertionError("SIGTERM did not stop the command")
 
-    monkeypatch.setattr(TRAIN_PKG, "train", interrupted)
-    assert main(_argv(sets[3], run)) == 130
+    monkeypatch.setattr(TRAIN_PKG, "train", stopped)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(_argv(sets[3], run)) == code
     err = capsys.readouterr().err
     if checkpointed:
-        assert f"interrupted; continue with `yoloslim train --resume {run}`" in err
+        assert f"{how}; continue with `yoloslim train --resume {run}`" in err
     else:
-        assert "interrupted before the first epoch ended; nothing to resume" in err
+        assert f"{how} before the first epoch ended; nothing to resume" in err
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's only

@@ -6,8 +6,11 @@ import contextlib
 import functools
 import json
 import logging
+import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,16 @@ from rich.markup import escape
 from yoloslim.errors import ConfigError, YoloslimError
 from yoloslim.fileio import atomic_write_text
 
-__all__ = ["console", "handle_errors", "layered", "write_json", "setup_logging"]
+__all__ = [
+    "Terminated",
+    "console",
+    "handle_errors",
+    "interrupt_exit_code",
+    "layered",
+    "setup_logging",
+    "sigterm_as_interrupt",
+    "write_json",
+]
 
 # rich falls back to 80 columns when stdout is not a terminal (make demo | tee, CI logs), which
 # squeezes the comparison tables into unreadable "Par…" cells; piped output gets 160.
@@ -33,8 +45,44 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a batch scheduler's stop), raised like Ctrl-C so that clean-up runs:
+    temporary files are removed and an interrupted training run can be resumed."""
+
+
+def interrupt_exit_code(exc: BaseException) -> int:
+    """The shell's exit code for the signal that stopped the command: 143 for SIGTERM, 130
+    for SIGINT (Ctrl-C)."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the command runs, SIGTERM raises :class:`Terminated` in the main thread instead
+    of killing the process on the spot. A forked child (a DataLoader worker) that inherits the
+    handler dies of the signal as before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+
+    def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn yoloslim errors into a one-line message and exit code 2."""
+    """Turn yoloslim errors into a one-line message and exit code 2, and Ctrl-C or SIGTERM
+    into one line and the shell's code for the signal (130, 143)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -46,6 +94,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 f"[bold red]error:[/] {type(e).__name__}: {escape(str(e))}", soft_wrap=True
             )
             raise typer.Exit(2) from e
+        except KeyboardInterrupt as e:
+            code = interrupt_exit_code(e)
+            err_console.print("terminated" if isinstance(e, Terminated) else "interrupted")
+            raise typer.Exit(code) from None
 
     return wrapper
 

@@ -18,6 +18,7 @@ from yoloslim.cli import (
     train_cmd,
     val_cmd,
 )
+from yoloslim.cli.common import sigterm_as_interrupt
 
 app = typer.Typer(
     name="yoloslim",
@@ -61,26 +62,27 @@ app.command("compress")(compress_cmd.compress)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (for tests: ``main(["val", ...])``)."""
-    try:
-        # with standalone_mode=False click returns the code of a typer.Exit instead of raising
-        rc = app(args=argv, prog_name="yoloslim", standalone_mode=False)
-        return rc if isinstance(rc, int) else 0
-    except typer.Exit as e:
-        return e.exit_code
-    except SystemExit as e:  # click's usage errors
-        return int(e.code or 0)
-    except typer.Abort:  # Ctrl-C at a prompt
-        return 1
-    except Exception as e:
-        # Usage errors (unknown option, missing argument, no such command) are click's
-        # ClickException. newer typer releases vendor click instead of depending on it, so the
-        # class is recognised by its interface rather than imported.
-        if callable(getattr(e, "show", None)) and isinstance(getattr(e, "exit_code", None), int):
-            e.show()
+    with sigterm_as_interrupt():
+        try:
+            # with standalone_mode=False click returns the code of a typer.Exit instead of raising
+            rc = app(args=argv, prog_name="yoloslim", standalone_mode=False)
+            return rc if isinstance(rc, int) else 0
+        except typer.Exit as e:
             return e.exit_code
-        if type(e).__name__ == "Abort":
-            return 1
-        raise
+        except SystemExit as e:  # click's usage errors
+            return int(e.code or 0)
+        except Exception as e:
+            # Usage errors (unknown option, missing argument, no such command) are click's
+            # ClickException. newer typer releases vendor click instead of depending on it, so
+            # the class is recognised by its interface rather than imported.
+            if callable(getattr(e, "show", None)) and isinstance(
+                getattr(e, "exit_code", None), int
+            ):
+                e.show()
+                return e.exit_code
+            if type(e).__name__ == "Abort":  # EOF at a prompt
+                return 1
+            raise
 
 
 if __name__ == "__main__":

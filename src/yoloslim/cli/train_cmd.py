@@ -11,9 +11,11 @@ from pathlib import Path
 import typer
 
 from yoloslim.cli.common import (
+    Terminated,
     console,
     err_console,
     handle_errors,
+    interrupt_exit_code,
     layered,
     resume_overrides,
     write_json,
@@ -96,18 +98,19 @@ def train(
 
 @contextlib.contextmanager
 def _interrupt_hint(run_dir: Path) -> Iterator[None]:
-    """On Ctrl-C, say how to go on (``last.pt`` is written atomically, so it is whole) and exit
-    with 130, the shell's code for SIGINT."""
+    """On Ctrl-C or SIGTERM, say how to go on (``last.pt`` is written atomically, so it is
+    whole) and exit with the shell's code for the signal (130, 143)."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one message, not one per process
+            how = "terminated" if isinstance(e, Terminated) else "interrupted"
             if (Path(run_dir) / "last.pt").is_file():
-                msg = f"interrupted; continue with `yoloslim train --resume {run_dir}`"
+                msg = f"{how}; continue with `yoloslim train --resume {run_dir}`"
             else:
-                msg = "interrupted before the first epoch ended; nothing to resume"
+                msg = f"{how} before the first epoch ended; nothing to resume"
             err_console.print(msg, soft_wrap=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupt_exit_code(e)) from None
 
 
 def _resume_state(run_dir: Path) -> dict:

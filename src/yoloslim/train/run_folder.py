@@ -1,24 +1,48 @@
 """A training run's folder: what may be written into it, checkpoints with normal permissions,
-``metrics.jsonl``, and the clean-up after an interrupted run."""
+``metrics.jsonl``, the clean-up after an interrupted run, and the result a run returns."""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import nn
 
 from yoloslim.errors import ConfigError
 from yoloslim.fileio import remove_stale_temps
-from yoloslim.models.checkpoint import save_checkpoint
+from yoloslim.models.checkpoint import load_checkpoint, save_checkpoint
+from yoloslim.models.detector import Detector
 from yoloslim.train.config import TrainConfig
 
-__all__ = ["RunFolder", "check_out", "check_resume_data", "json_safe"]
+__all__ = [
+    "RunFolder",
+    "TrainResult",
+    "check_out",
+    "check_resume_data",
+    "finished_result",
+    "json_safe",
+    "run_result",
+]
+
+log = logging.getLogger(__name__)
 
 # what a run folder holds; RUN_MARKERS say that a folder already holds a run
 CHECKPOINTS = ("last.pt", "best.pt")
 RUN_MARKERS = ("last.pt", "metrics.jsonl")
 RUN_FILES = (*CHECKPOINTS, "metrics.jsonl", "train_config.yaml")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the best (EMA) model and a JSON-able report."""
+
+    model: Detector
+    report: dict = field(default_factory=dict)
+    best: Path | None = None
+    last: Path | None = None
 
 
 def check_out(out: Path, resume: bool, exist_ok: bool) -> None:
@@ -80,3 +104,46 @@ class RunFolder:
         rows = [json.loads(x) for x in self.metrics_path.read_text().splitlines() if x.strip()]
         keep = [r for r in rows if r.get("epoch", 0) < before_epoch]
         self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+
+
+def finished_result(out: Path, state: dict, cfg: TrainConfig) -> TrainResult:
+    """The result of resuming a run that already trained all its epochs: nothing trains."""
+    ts = state["train_state"]
+    log.info("resume: %s already finished %d/%d epochs; nothing to do", out, cfg.epochs, cfg.epochs)
+    meta = state.get("meta", {})
+    last = ts.get("last_val") or {k: meta[k] for k in ("map", "map50") if meta.get(k) is not None}
+    return run_result(
+        out,
+        cfg,
+        best_map=ts["best_map"],
+        last=last,
+        train_s=0.0,
+        images_per_s=None,
+        fallback=lambda: load_checkpoint(out / "last.pt")[0],
+    )
+
+
+def run_result(
+    out: Path,
+    cfg: TrainConfig,
+    *,
+    best_map: float,
+    last: dict,
+    train_s: float,
+    images_per_s: float | None,
+    fallback: Callable[[], nn.Module],
+) -> TrainResult:
+    """The run's TrainResult: the model of ``best.pt`` (else ``fallback()``) and the report."""
+    best_path = out / "best.pt"
+    has_best = best_path.exists()
+    model = load_checkpoint(best_path)[0] if has_best else fallback()
+    report = {
+        "model": getattr(model, "spec", {}).get("name", "custom"),
+        "epochs": cfg.epochs,
+        "train_s": train_s,
+        "images_per_s": images_per_s,
+        "best_map": best_map if best_map >= 0 else None,
+        "last": last,
+        "out": str(out),
+    }
+    return TrainResult(model.eval(), report, best_path if has_best else None, out / "last.pt")

@@ -16,7 +16,6 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -37,7 +36,7 @@ from yoloslim.data import (
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.fileio import atomic_write_text
-from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint
+from yoloslim.models.checkpoint import read_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.progress import progress_console
@@ -51,21 +50,19 @@ from yoloslim.train.config import (
 )
 from yoloslim.train.ema import ModelEMA
 from yoloslim.train.loss import DetectionLoss
-from yoloslim.train.run_folder import RunFolder, check_out, check_resume_data, json_safe
+from yoloslim.train.run_folder import (
+    RunFolder,
+    TrainResult,
+    check_out,
+    check_resume_data,
+    finished_result,
+    json_safe,
+    run_result,
+)
 
 __all__ = ["TrainHook", "TrainResult", "train", "resolve_device"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns: the best (EMA) model and a JSON-able report."""
-
-    model: Detector
-    report: dict = field(default_factory=dict)
-    best: Path | None = None
-    last: Path | None = None
 
 
 class TrainHook(Protocol):
@@ -156,49 +153,6 @@ def _prepare_model(model: str | dict | Path | nn.Module, names: list[str]) -> De
     return build_model(model, names=names)
 
 
-def _finished(out: Path, state: dict, cfg: TrainConfig) -> TrainResult:
-    """The result of resuming a run that already trained all its epochs: nothing trains."""
-    ts = state["train_state"]
-    log.info("resume: %s already finished %d/%d epochs; nothing to do", out, cfg.epochs, cfg.epochs)
-    meta = state.get("meta", {})
-    last = ts.get("last_val") or {k: meta[k] for k in ("map", "map50") if meta.get(k) is not None}
-    return _result(
-        out,
-        cfg,
-        best_map=ts["best_map"],
-        last=last,
-        train_s=0.0,
-        images_per_s=None,
-        fallback=lambda: load_checkpoint(out / "last.pt")[0],
-    )
-
-
-def _result(
-    out: Path,
-    cfg: TrainConfig,
-    *,
-    best_map: float,
-    last: dict,
-    train_s: float,
-    images_per_s: float | None,
-    fallback: Callable[[], nn.Module],
-) -> TrainResult:
-    """The run's TrainResult: the model of ``best.pt`` (else ``fallback()``) and the report."""
-    best_path = out / "best.pt"
-    has_best = best_path.exists()
-    model = load_checkpoint(best_path)[0] if has_best else fallback()
-    report = {
-        "model": getattr(model, "spec", {}).get("name", "custom"),
-        "epochs": cfg.epochs,
-        "train_s": train_s,
-        "images_per_s": images_per_s,
-        "best_map": best_map if best_map >= 0 else None,
-        "last": last,
-        "out": str(out),
-    }
-    return TrainResult(model.eval(), report, best_path if has_best else None, out / "last.pt")
-
-
 def train(
     model: str | dict | Path | nn.Module,
     data: str | Path,
@@ -264,7 +218,7 @@ def train(
     if state is not None:
         check_resume_data(state, data, data_cfg.nc, out)
         if state["train_state"]["epoch"] + 1 >= cfg.epochs:
-            return _finished(out, state, cfg)
+            return finished_result(out, state, cfg)
     device = resolve_device(cfg.device)
     rank, world = dist_utils.init_distributed(device)
     if device.type == "cuda" and world > 1:
@@ -470,7 +424,7 @@ def train(
     train_s = time.time() - t_start
     if hook is not None:
         hook.detach()
-    result = _result(
+    result = run_result(
         out,
         cfg,
         best_map=best_map,
