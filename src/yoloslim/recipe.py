@@ -286,9 +286,41 @@ def load_recipe(recipe: str | Path | dict) -> Recipe:
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: config must be a mapping, got {type(values).__name__}")
         stages.append(Stage(name, _parse_stage(name, values, where), dict(values)))
+    stages = _bench_sizes(stages, source)
     return Recipe(
         name=str(recipe.get("name") or Path(source).stem),
         description=str(recipe.get("description") or ""),
         stages=tuple(stages),
         source=source,
     )
+
+
+def _bench_sizes(stages: list[Stage], source: str) -> list[Stage]:
+    """A bench stage measures every artifact made before it at one input size, and a static
+    export or quantized model runs only at its own. Refuse sizes that cannot agree now, not
+    hours later when the bench stage starts, and give a bench stage without ``imgsz`` the
+    size its earlier stages chose."""
+    out: list[Stage] = []
+    static: list[tuple[int, str, int | None]] = []  # export/quantize stages: (n, name, imgsz)
+    for i, st in enumerate(stages, 1):
+        cfg = st.config
+        if st.name == "quantize" or (st.name == "export" and not cfg.dynamic):
+            static.append((i, st.name, cfg.imgsz))
+        if st.name == "bench":
+            sized = static + [(i, "bench", cfg.imgsz)]
+            given = [x for x in sized if x[2] is not None]
+            if given:
+                j, name, size = given[0]
+                for k, other, value in sized:
+                    if value != size and (other != "bench" or value is not None):
+                        what = "no imgsz (the checkpoint's)" if value is None else f"imgsz={value}"
+                        raise ConfigError(
+                            f"{source}: stage {k} ({other}) has {what} but stage {j} ({name}) "
+                            f"imgsz={size}; the bench stage (stage {i}) measures every artifact "
+                            f"at one size and a static export runs only at its own: give stage "
+                            f"{k} imgsz={size}"
+                        )
+                if cfg.imgsz is None:
+                    st = Stage(st.name, dataclasses.replace(cfg, imgsz=size), st.raw)
+        out.append(st)
+    return out

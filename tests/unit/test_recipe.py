@@ -84,6 +84,46 @@ def test_bad_recipes_name_file_and_stage(tmp_path, stages, match):
     assert " or list" not in str(e.value)  # was "must be list or list or tuple"
 
 
+@pytest.mark.parametrize(
+    ("stages", "match"),
+    [
+        (
+            [{"export": {"imgsz": 320}}, {"bench": {"imgsz": 256}}],
+            r"stage 2 \(bench\) has imgsz=256 but stage 1 \(export\) imgsz=320.*give stage 2 "
+            r"imgsz=320",
+        ),
+        (
+            [{"export": {}}, {"quantize": {"imgsz": 256}}, {"bench": {}}],
+            r"stage 1 \(export\) has no imgsz \(the checkpoint's\) but stage 2 \(quantize\) "
+            r"imgsz=256.*give stage 1 imgsz=256",
+        ),
+    ],
+)
+def test_sizes_a_bench_stage_cannot_measure_together_are_refused_at_load(tmp_path, stages, match):
+    p = _write(tmp_path, {"stages": stages})
+    with pytest.raises(ConfigError, match=match):
+        load_recipe(p)
+
+
+def test_bench_takes_the_size_of_the_static_artifacts_before_it():
+    r = load_recipe(
+        {"stages": [{"export": {"imgsz": 256}}, {"quantize": {"imgsz": 256}}, {"bench": {}}]}
+    )
+    assert r.stages[2].config.imgsz == 256
+    assert r.resolved()["stages"][2]["bench"]["imgsz"] == 256  # recipe.yaml records it
+    # a dynamic export runs at any size, and sizes after the bench stage are not its concern
+    r = load_recipe(
+        {
+            "stages": [
+                {"export": {"dynamic": True}},
+                {"bench": {"imgsz": 256}},
+                {"export": {"imgsz": 320}},
+            ]
+        }
+    )
+    assert [s.config.imgsz for s in r.stages] == [None, 256, 320]
+
+
 def test_unknown_top_level_key_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="unknown top-level key"):
         load_recipe(_write(tmp_path, {"stages": [{"bench": {}}], "stagez": []}))
