@@ -54,20 +54,22 @@ def predict(
 def _predict_images(
     pred, source: Path, files: list[Path], outputs: dict[Path, Path], batch: int
 ) -> list[dict]:
-    from rich.progress import track
+    from rich.progress import Progress
 
     from yoloslim.runtime.draw import draw_detections
 
     records = []
     stream = pred.stream(files, batch=batch, skip_unreadable=source.is_dir())
-    for arr, det in track(
-        stream, total=len(files), description="predict", disable=len(files) < 2, console=console
-    ):
-        src = Path(det.source)
-        records.append({"image": det.source, "detections": det.to_list()})
-        if src in outputs:
-            draw_detections(arr, det).save(outputs[src], quality=92)
-        console.print(f"{src.name}: {len(det)} detections")
+    with Progress(console=console, disable=len(files) < 2) as progress:
+        task = progress.add_task("predict", total=len(files))
+        for arr, det in stream:
+            src = Path(det.source)
+            records.append({"image": det.source, "detections": det.to_list()})
+            if src in outputs:
+                draw_detections(arr, det).save(outputs[src], quality=92)
+            console.print(f"{src.name}: {len(det)} detections")
+            progress.advance(task)
+        progress.update(task, completed=len(files))  # skipped unreadable images count as done
     if len(records) < len(files):
         console.print(f"[yellow]skipped {len(files) - len(records)} unreadable image(s)")
     return records
