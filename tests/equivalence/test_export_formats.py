@@ -223,6 +223,27 @@ def test_export_keeps_earlier_report_entries_and_the_users_files(dynamic_export,
     assert "exported_with" not in saved["formats"]["onnx"]  # this call's own entry
 
 
+def test_fp32_and_fp16_openvino_in_one_folder_both_stay_in_the_report(tmp_path):
+    fp32 = tmp_path / "model_openvino" / "model.xml"
+    fp32.parent.mkdir()
+    fp32.write_text("<net/>")  # an earlier FP32 export's file
+    earlier = {"imgsz": IMGSZ, "dynamic": False, "half": False, "formats": {}}
+    earlier["formats"]["openvino"] = {"path": str(fp32), "passed": True}
+    (tmp_path / "export_report.json").write_text(json.dumps(earlier))
+    res = export(_model(), tmp_path, formats=["openvino"], imgsz=IMGSZ, half=True, verify=False)
+    formats = json.loads((tmp_path / "export_report.json").read_text())["formats"]
+    assert set(formats) == {"openvino", "openvino_fp32"}
+    assert formats["openvino"]["path"] == str(res.artifacts["openvino"]) != str(fp32)
+    assert formats["openvino_fp32"]["path"] == str(fp32)
+    assert formats["openvino_fp32"]["exported_with"]["half"] is False
+    # FP32 again: written over the old FP32 file, and the FP16 one is the other variant now
+    res = export(_model(), tmp_path, formats=["openvino"], imgsz=IMGSZ, verify=False)
+    formats = json.loads((tmp_path / "export_report.json").read_text())["formats"]
+    assert set(formats) == {"openvino", "openvino_fp16"}
+    assert formats["openvino"]["path"] == str(res.artifacts["openvino"]) == str(fp32)
+    assert formats["openvino_fp16"]["exported_with"]["half"] is True
+
+
 def test_formats_as_one_string_and_a_detectors_own_size(tmp_path):
     m = _model()
     m.imgsz = IMGSZ  # as load_checkpoint sets it

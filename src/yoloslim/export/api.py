@@ -112,7 +112,8 @@ def export(
     if not names:
         names = [str(i) for i in range(int(getattr(net, "nc", 0)))]
     out = _output_folder(out)
-    earlier = _earlier_entries(out, formats, nms)
+    previous = _previous_report(out)
+    earlier = _earlier_entries(previous, formats, nms)
 
     reparam = reparameterize(net, example_input=probe_images(imgsz), measure=False)
     fused = reparam.model
@@ -141,6 +142,7 @@ def export(
             artifacts[fmt] = path
             entry: dict = {"path": str(path), "size_mb": path_size_mb(path)}
             report["formats"][fmt] = entry
+            _keep_other_variant(report["formats"], previous, fmt, path)
             if half and not exporter.honours_half:
                 entry["note"] = (
                     f"{fmt} keeps FP32 weights (half applies to OpenVINO/CoreML/TensorRT)"
@@ -193,26 +195,49 @@ def _output_folder(out: str | Path) -> Path:
     return out
 
 
-def _earlier_entries(out: Path, formats: list[str], nms: bool) -> dict:
-    """The entries of ``out/export_report.json`` (from an earlier export into ``out``) that
-    this call does not redo and whose artifacts still exist, each with the settings it
-    was exported with; empty when there is no such report (or it is not one of ours)."""
+def _previous_report(out: Path) -> dict | None:
+    """``out/export_report.json`` of an earlier export into ``out`` (None when there is none,
+    or it is not one of ours)."""
     try:
         old = json.loads((out / "export_report.json").read_text())
-        entries = dict(old["formats"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
+        return None
+    return old if isinstance(old, dict) and isinstance(old.get("formats"), dict) else None
+
+
+def _surviving(old: dict, entry) -> dict | None:
+    """An earlier report's entry, with the settings it was exported with, if its artifact
+    still exists."""
+    if not isinstance(entry, dict) or not entry.get("path") or not Path(entry["path"]).exists():
+        return None
+    settings = {k: old.get(k) for k in ("imgsz", "dynamic", "half")}
+    return {**entry, "exported_with": entry.get("exported_with", settings)}
+
+
+def _keep_other_variant(formats: dict, old: dict | None, fmt: str, path: Path) -> None:
+    """Keep an earlier export of ``fmt`` that this one wrote beside rather than over (OpenVINO
+    FP32 and FP16 have their own folders) as ``{fmt}_fp32`` or ``{fmt}_fp16``; drop a kept
+    entry that names the file this call just wrote."""
+    for key in [k for k, e in formats.items() if k != fmt and e.get("path") == str(path)]:
+        del formats[key]
+    entry = _surviving(old, old["formats"].get(fmt)) if old else None
+    if entry is not None and Path(entry["path"]) != path:
+        formats[f"{fmt}_{'fp16' if entry['exported_with'].get('half') else 'fp32'}"] = entry
+
+
+def _earlier_entries(old: dict | None, formats: list[str], nms: bool) -> dict:
+    """The entries of an earlier ``export_report.json`` that this call does not redo and
+    whose artifacts still exist, each with the settings it was exported with."""
+    if old is None:
         return {}
     redo = set(formats) | ({"onnx_nms"} if nms else set())
     kept = {}
-    for fmt, entry in entries.items():
-        if fmt in redo or not isinstance(entry, dict) or not entry.get("path"):
-            continue
-        if not Path(entry["path"]).exists():
-            continue
-        settings = {k: old.get(k) for k in ("imgsz", "dynamic", "half")}
-        kept[fmt] = {**entry, "exported_with": entry.get("exported_with", settings)}
+    for fmt, entry in old["formats"].items():
+        surviving = None if fmt in redo else _surviving(old, entry)
+        if surviving is not None:
+            kept[fmt] = surviving
     if kept:
-        log.info("%s: keeping the report entries of earlier exports: %s", out, sorted(kept))
+        log.info("keeping the report entries of earlier exports: %s", sorted(kept))
     return kept
 
 
