@@ -380,6 +380,21 @@ def test_init_seeds_the_population_and_the_result_never_scores_lower():
     assert res.report["init"][0]["gflops"] == measure_cost(SEED_ARCH, IMGSZ).gflops
 
 
+def test_init_takes_a_checkpoint_but_not_a_pruned_one(tmp_path):
+    from yoloslim.compress.prune import prune
+    from yoloslim.compress.prune_config import PruneConfig
+    from yoloslim.models.checkpoint import save_checkpoint
+
+    net = build_model(SEED_ARCH)
+    save_checkpoint(tmp_path / "seed.pt", net, imgsz=IMGSZ)
+    res = _small_search(budget=Budget(flops=0.05), init=str(tmp_path / "seed.pt"), iterations=1)
+    assert res.report["init"][0]["score"] == _score(SEED_ARCH, repeats=2, batch=4)
+    cfg = PruneConfig(ratio=0.5, imgsz=IMGSZ, finetune_epochs=0, latency=False)
+    save_checkpoint(tmp_path / "pruned.pt", prune(net, None, config=cfg).model, imgsz=IMGSZ)
+    with pytest.raises(ConfigError, match=r"pruned.pt: its layer widths are not the ones"):
+        _small_search(budget=Budget(flops=0.05), init=str(tmp_path / "pruned.pt"), iterations=1)
+
+
 def test_bad_init_gives_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"GFLOPs > flops=0\.012"):
         _small_search(budget=Budget(flops=0.012), init=SEED_ARCH, iterations=1)

@@ -48,7 +48,8 @@ def nas(
     latency_threads: int = typer.Option(1, help="Threads for latency measurements."),
     init: list[str] = typer.Option(
         None,
-        help="Seed the population with this arch (registered name or arch.yaml; repeatable). "
+        help="Seed the population with this arch (registered name, arch.yaml or a checkpoint "
+        ".pt; repeatable). "
         "The result scores at least as high as every seed.",
     ),
     keep_neck: bool = typer.Option(

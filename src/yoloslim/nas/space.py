@@ -371,16 +371,38 @@ def genome_of(arch: dict) -> Genome:
 
 
 def resolve_arch(item, nc: int = 80) -> tuple[dict, str]:
-    """``(arch dict, label)`` of a registered model name, an arch YAML path or an arch dict."""
+    """``(arch dict, label)`` of a registered model name, an arch YAML path, an arch dict or
+    a checkpoint (``.pt``: the architecture it holds; the weights play no part in the score)."""
     from yoloslim.models.registry import arch_from, list_models
 
+    if not isinstance(item, dict) and str(item).endswith(".pt"):
+        return _checkpoint_arch(item), str(item)
     is_file = isinstance(item, Path) or str(item).endswith((".yaml", ".yml"))
     if not (isinstance(item, dict) or is_file or (isinstance(item, str) and item in list_models())):
         raise ConfigError(
-            f"{item!r}: not a registered model ({', '.join(list_models())}) nor an arch .yaml"
+            f"{item!r}: not a registered model ({', '.join(list_models())}), an arch .yaml "
+            "nor a checkpoint .pt"
         )
     label = str(item.get("name", "arch")) if isinstance(item, dict) else str(item)
     return arch_from(item, nc), label
+
+
+def _checkpoint_arch(path) -> dict:
+    """The stage-list arch a checkpoint was built from; ConfigError when its layers are not
+    the ones that stage list builds (pruned or re-parameterised), since a search candidate
+    is a stage list and would silently drop those per-layer widths."""
+    from yoloslim.models.arch import arch_of
+    from yoloslim.models.checkpoint import read_checkpoint
+    from yoloslim.models.registry import build_model
+
+    arch = dict(read_checkpoint(path)["arch"])
+    layers = arch.pop("layers", None)
+    if layers is not None and arch_of(build_model(arch)).get("layers") != layers:
+        raise ConfigError(
+            f"{path}: its layer widths are not the ones its stage list builds (a pruned or "
+            "re-parameterised model); seed the search with the arch it came from"
+        )
+    return arch
 
 
 def genome_dict(genome: Genome) -> list[dict]:
