@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -135,3 +136,40 @@ def test_input_size_is_checked_against_static_artifacts_before_measuring(artifac
     with pytest.raises(ConfigError, match=rf"m96.onnx: .*static 96 px.*{IMGSZ} px \(the input"):
         benchmark([onnx_path, tmp_path / "m96.onnx"])
     assert main(["bench", str(onnx_path), "--imgsz", "96", "--batch", "1"]) == 2
+
+
+def test_one_artifact_path_and_an_int_batch_are_accepted(artifacts):
+    # a static 64 px artifact asked for 96 px: refused before measuring, naming the whole path,
+    # which shows the path was taken as one artifact (not as its characters) and batches=1 passed
+    _, onnx_path, _, _ = artifacts
+    for one in (str(onnx_path), onnx_path):
+        with pytest.raises(ConfigError, match=f"^{re.escape(str(onnx_path))}: .*static {IMGSZ} px"):
+            benchmark(one, imgsz=96, batches=1)
+
+
+@pytest.mark.parametrize(
+    ("batches", "match"),
+    [
+        ("8", r"batches='8': expected a batch size or a list of them"),
+        (None, r"batches=None: expected a batch size"),
+        (1.5, r"batches=1.5: expected a batch size"),
+        (True, r"batches=True: expected a batch size"),
+        ([], r"batches=\[\] must be positive integers"),
+        ([1, 0], r"batches=\[1, 0\] must be positive integers"),
+        ([1, 2.5], r"batches=\[1, 2.5\] must be positive integers"),
+        (["1"], r"batches=\['1'\] must be positive integers"),
+    ],
+)
+def test_bad_batches_are_refused_before_measuring(artifacts, batches, match):
+    _, onnx_path, _, _ = artifacts
+    with pytest.raises(ConfigError, match=match):
+        benchmark(onnx_path, imgsz=IMGSZ, batches=batches)
+
+
+def test_bad_artifacts_argument_is_refused(artifacts):
+    with pytest.raises(ConfigError, match="at least one artifact"):
+        benchmark([], imgsz=IMGSZ)
+    with pytest.raises(ConfigError, match="artifacts=3: expected an artifact path or a list"):
+        benchmark(3, imgsz=IMGSZ)
+    with pytest.raises(ConfigError, match=r"artifacts=\[None\]: expected an artifact path"):
+        benchmark([None], imgsz=IMGSZ)

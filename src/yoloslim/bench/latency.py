@@ -12,12 +12,19 @@ import contextlib
 import multiprocessing as mp
 import os
 import platform
+import signal
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from yoloslim.errors import ExportError
 
 __all__ = ["LatencyConfig", "measure_latency", "percentile", "summarize", "system_info"]
 
@@ -111,34 +118,123 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_latency(paths: list[str], config: LatencyConfig | None = None) -> dict[str, dict]:
-    """Median/p90 latency (ms) of each artifact, each in its own process, rounds interleaved."""
+@dataclass
+class _Handle:
+    """The parent's side of one worker: its artifact, pipe end and process."""
+
+    path: str
+    conn: Connection
+    proc: BaseProcess
+    replied: bool = False  # whether it has sent anything (its start-up is over)
+
+
+def _start(ctx: Any, path: str, cfg: LatencyConfig) -> _Handle:
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_worker, args=(child, path, cfg), daemon=True)
+    proc.start()
+    # The worker holds its own copy now. Keeping the parent's open would hide the worker's
+    # death: the pipe would never reach EOF.
+    child.close()
+    return _Handle(path, parent, proc)
+
+
+def _send(w: _Handle, msg: tuple) -> None:
+    try:
+        w.conn.send(msg)
+    except OSError as e:  # the worker's end is closed: it died
+        raise _died(w) from e
+
+
+def _receive(w: _Handle) -> tuple[str, Any]:
+    """The worker's next message, however long it takes; :class:`ExportError` when it died.
+
+    No time limit: a healthy worker may take minutes. Waiting on the process sentinel as
+    well as the pipe means a dead worker is noticed even if its pipe is still open.
+    """
+    wait([w.conn, w.proc.sentinel])
+    try:
+        if w.conn.poll():  # true on a message (it may be the last before the worker exited)
+            msg = w.conn.recv()  # or on EOF, which raises
+            w.replied = True
+            return msg
+    except (EOFError, OSError):
+        pass
+    raise _died(w)
+
+
+def _died(w: _Handle) -> ExportError:
+    w.proc.join(timeout=5)  # its pipe closed or its process ended: it is exiting
+    code = w.proc.exitcode
+    if code is None:
+        how = "closed its pipe"
+    elif code < 0:
+        try:
+            how = f"was killed by {signal.Signals(-code).name} (exit code {code})"
+        except ValueError:
+            how = f"was killed by signal {-code} (exit code {code})"
+    else:
+        how = f"exited with code {code}"
+    if w.replied:
+        return ExportError(
+            f"{w.path}: the latency worker process {how} during the measurement "
+            "(out of memory, or a crash in the runtime?)"
+        )
+    if code is not None and code < 0:
+        return ExportError(
+            f"{w.path}: the latency worker process {how} while loading the model, before it "
+            "reported back (out of memory, or a crash in the runtime?)"
+        )
+    # The usual cause: spawn imports the caller's __main__ again in the worker, and an
+    # unguarded script then tries to start workers from the worker, which multiprocessing
+    # refuses during its bootstrapping phase.
+    return ExportError(
+        f"{w.path}: the latency worker process {how} while starting, before it reported back "
+        "(its error, if any, is printed above). Latency is measured in spawned worker "
+        "processes, which import the calling script again: a script that calls benchmark, "
+        "quantize, prune or run_recipe must put those calls under "
+        '`if __name__ == "__main__":` (Python\'s multiprocessing docs, '
+        "'Safe importing of main module')."
+    )
+
+
+def measure_latency(
+    paths: Sequence[str | Path] | str | Path, config: LatencyConfig | None = None
+) -> dict[str, dict]:
+    """Median/p90 latency (ms) of each artifact, each in its own process, rounds interleaved.
+
+    The result is keyed by ``str(path)``; a single path counts as a list of one.
+    Measures in spawned worker processes: a script calling this needs
+    ``if __name__ == "__main__":``.
+
+    Raises:
+        ExportError: a worker failed to load or run an artifact, or died (killed, crashed,
+            or could not start because the calling script has no ``__main__`` guard).
+    """
     cfg = config or LatencyConfig()
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]  # not its characters
     ctx = mp.get_context("spawn")
-    workers = []
+    workers: list[_Handle] = []
     try:
         for p in paths:
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, str(p), cfg), daemon=True)
-            proc.start()
-            workers.append((str(p), parent, proc))
+            workers.append(_start(ctx, str(p), cfg))
         info: dict[str, dict] = {}
-        for p, conn, _ in workers:  # wait for all to load and warm up
-            kind, payload = conn.recv()
+        for w in workers:  # wait for all to load and warm up
+            kind, payload = _receive(w)
             if kind == "error":
-                raise RuntimeError(f"{p}: {payload}")
-            info[p] = payload
+                raise ExportError(f"{w.path}: the latency worker failed: {payload}")
+            info[w.path] = payload
         times: dict[str, list[float]] = {p: [] for p in info}
         rss: dict[str, tuple[float, float]] = {}
         for r in range(cfg.rounds):
             order = workers if r % 2 == 0 else workers[::-1]
-            for p, conn, _ in order:
-                conn.send(("run", cfg.runs_per_round))
-                kind, payload = conn.recv()
+            for w in order:
+                _send(w, ("run", cfg.runs_per_round))
+                kind, payload = _receive(w)
                 if kind == "error":
-                    raise RuntimeError(f"{p}: {payload}")
-                times[p].extend(payload[0])
-                rss[p] = payload[1], payload[2]
+                    raise ExportError(f"{w.path}: the latency worker failed: {payload}")
+                times[w.path].extend(payload[0])
+                rss[w.path] = payload[1], payload[2]
         return {
             p: {
                 **info[p],
@@ -148,13 +244,18 @@ def measure_latency(paths: list[str], config: LatencyConfig | None = None) -> di
             }
             for p in info
         }
+    except BaseException:
+        for w in workers:  # the run has failed: the others need not finish their round
+            w.proc.terminate()
+        raise
     finally:
-        for _, conn, proc in workers:
+        for w in workers:
             with contextlib.suppress(BrokenPipeError, OSError):
-                conn.send(("stop", 0))
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.kill()
+                w.conn.send(("stop", 0))
+            w.proc.join(timeout=10)
+            if w.proc.is_alive():
+                w.proc.kill()
+            w.conn.close()
 
 
 def system_info() -> dict:

@@ -9,8 +9,10 @@ interleaved), peak RSS of that worker, and mAP50-95 / mAP50 on the val split.
 from __future__ import annotations
 
 import logging
+import numbers
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
@@ -103,22 +105,27 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
 
 
 def benchmark(
-    artifacts: Sequence[str | Path],
+    artifacts: Sequence[str | Path] | str | Path,
     data: str | Path | None = None,
     *,
     imgsz: int | None = None,
-    batches: Sequence[int] = (1, 8),
+    batches: Sequence[int] | int = (1, 8),
     latency: LatencyConfig | None = None,
-    names: Sequence[str] | None = None,
+    names: Sequence[str] | str | None = None,
 ) -> Result:
     """Measure every artifact in one run; the first one is the baseline for ratios.
 
+    Measures in spawned worker processes: a script calling this needs
+    ``if __name__ == "__main__":``.
+
     Args:
-        artifacts: ``.pt``, ``.torchscript``, ``.onnx`` or ``.xml`` files.
+        artifacts: ``.pt``, ``.torchscript``, ``.onnx`` or ``.xml`` files (one path counts
+            as a list of one).
         data: ``data.yaml`` for mAP (skipped when None).
         imgsz: input size, a multiple of 32 that every static ONNX/OpenVINO artifact was
             exported at (default: the first artifact's).
-        batches: batch sizes; latency percentiles at the first, throughput at each.
+        batches: batch sizes (an int counts as one); latency percentiles at the first,
+            throughput at each.
         latency: rounds, runs and threads of the latency harness.
         names: display names (default: file names).
 
@@ -129,6 +136,7 @@ def benchmark(
         ConfigError: no artifacts, bad batches, or an input size some artifact cannot run
             at (checked before any worker starts).
         ModelError: a missing or unknown artifact.
+        ExportError: a latency worker process died.
 
     Example:
         >>> res = benchmark(["best.pt", "model.onnx", "model.xml"], "data.yaml")
@@ -138,11 +146,10 @@ def benchmark(
 
     if data is not None:
         require_boxes(data)  # mAP columns and ratios need a defined mAP
-    paths = [Path(a) for a in artifacts]
-    if not paths:
-        raise ConfigError("benchmark needs at least one artifact")
-    if any(b < 1 for b in batches) or not batches:
-        raise ConfigError(f"batches={list(batches)} must be positive integers")
+    paths = _artifact_paths(artifacts)
+    batches = _batch_sizes(batches)
+    if isinstance(names, str):
+        names = [names]
     requested = None
     if imgsz is None:
         first = load_backend(paths[0])
@@ -210,6 +217,33 @@ def benchmark(
         "command": " ".join(sys.argv),
     }
     return Result(None, report)
+
+
+def _artifact_paths(artifacts: Sequence[str | Path] | str | Path) -> list[Path]:
+    if isinstance(artifacts, str | os.PathLike):
+        return [Path(artifacts)]  # one artifact, not a list of its characters
+    try:
+        paths = [Path(a) for a in artifacts]
+    except TypeError as e:
+        raise ConfigError(
+            f"artifacts={artifacts!r}: expected an artifact path or a list of them"
+        ) from e
+    if not paths:
+        raise ConfigError("benchmark needs at least one artifact")
+    return paths
+
+
+def _batch_sizes(batches: Sequence[int] | int) -> list[int]:
+    if isinstance(batches, numbers.Integral) and not isinstance(batches, bool):
+        batches = [int(batches)]
+    if isinstance(batches, str | bytes) or not isinstance(batches, Iterable):
+        raise ConfigError(f"batches={batches!r}: expected a batch size or a list of them")
+    sizes = list(batches)
+    if not sizes or not all(
+        isinstance(b, numbers.Integral) and not isinstance(b, bool) and b >= 1 for b in sizes
+    ):
+        raise ConfigError(f"batches={sizes!r} must be positive integers")
+    return [int(b) for b in sizes]
 
 
 def _labels(paths: list[Path]) -> list[str]:

@@ -1,0 +1,89 @@
+"""A latency worker that dies is reported by name instead of hanging the parent."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from yoloslim.bench import latency
+from yoloslim.bench.latency import LatencyConfig, measure_latency
+from yoloslim.errors import ExportError
+from yoloslim.models import build_model
+from yoloslim.models.checkpoint import save_checkpoint
+
+IMGSZ = 64
+QUICK = LatencyConfig(imgsz=IMGSZ, warmup=1, rounds=1, runs_per_round=1, threads=1)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("workers")
+    return save_checkpoint(out / "m.pt", build_model("damo-nano", nc=2), imgsz=IMGSZ)
+
+
+def test_unguarded_script_fails_with_the_guard_hint_instead_of_hanging(ckpt, tmp_path):
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""\
+            import yoloslim as ys
+            from yoloslim.bench.latency import LatencyConfig
+
+            cfg = LatencyConfig(warmup=1, rounds=1, runs_per_round=1, threads=1)
+            ys.benchmark({str(ckpt)!r}, imgsz={IMGSZ}, batches=1, latency=cfg)
+            """
+        )
+    )
+    # the timeout only turns a regression (a hang) into a failure; it times nothing
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("yoloslim.errors.ExportError: " + str(ckpt))
+    assert "exited with code 1 while starting" in last
+    assert 'if __name__ == "__main__":' in last
+
+
+def _kill_on(monkeypatch, *, before_ready: bool, seen: list):
+    """Make the parent SIGKILL the first worker just before (or just after) its "ready"."""
+    receive = latency._receive
+
+    def kill_then_receive(w):
+        seen.append(w)
+        if before_ready and len(seen) == 1:
+            os.kill(w.proc.pid, signal.SIGKILL)
+        msg = receive(w)
+        if not before_ready and len(seen) == 1:
+            os.kill(w.proc.pid, signal.SIGKILL)
+            w.proc.join()
+        return msg
+
+    monkeypatch.setattr(latency, "_receive", kill_then_receive)
+
+
+def test_worker_killed_during_measurement_is_named_and_the_others_stop(ckpt, tmp_path, monkeypatch):
+    other = tmp_path / "other.pt"
+    other.write_bytes(ckpt.read_bytes())
+    seen: list = []
+    _kill_on(monkeypatch, before_ready=False, seen=seen)
+    with pytest.raises(ExportError) as info:
+        measure_latency([str(ckpt), str(other)], QUICK)
+    msg = str(info.value)
+    assert msg.startswith(f"{ckpt}: the latency worker process was killed by SIGKILL")
+    assert "during the measurement" in msg and "__main__" not in msg
+    assert seen and not any(w.proc.is_alive() for w in seen)
+
+
+def test_worker_killed_while_loading_is_named_without_the_guard_hint(ckpt, monkeypatch):
+    _kill_on(monkeypatch, before_ready=True, seen=[])
+    with pytest.raises(
+        ExportError, match=r"killed by SIGKILL \(exit code -9\) while loading"
+    ) as info:
+        measure_latency(ckpt, QUICK)  # one path, not a list
+    assert "__main__" not in str(info.value)
