@@ -110,15 +110,18 @@ def run_budget(
     from yoloslim.export import export
 
     if model is None or not Path(model).is_file():
-        raise ConfigError(f"--model {model}: budget mode needs a trained checkpoint")
+        raise ConfigError(f"model={model!r} (--model): budget mode needs a trained checkpoint")
     if target_latency is None and max_drop is None:
-        raise ConfigError("budget mode needs --target-latency and/or --max-drop")
+        raise ConfigError(
+            "budget mode needs a latency target and/or a max drop (target_latency=, max_drop=; "
+            "--target-latency, --max-drop)"
+        )
     if max_drop is not None and max_drop < 0:
-        raise ConfigError(f"--max-drop {max_drop}: must be >= 0 (mAP points)")
+        raise ConfigError(f"max_drop={max_drop} (--max-drop): must be >= 0 (mAP points)")
     if target_latency is not None and target_latency <= 0:
-        raise ConfigError(f"--target-latency {target_latency}: must be > 0 ms")
+        raise ConfigError(f"target_latency={target_latency} (--target-latency): must be > 0 ms")
     if not ratios or any(not 0 < r < 1 for r in ratios):
-        raise ConfigError(f"--ratios {list(ratios)}: prune ratios must each be in (0, 1)")
+        raise ConfigError(f"ratios={list(ratios)} (--ratios): prune ratios must each be in (0, 1)")
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     prune_cfg = _template(rec, "prune", PruneConfig(latency=False))
     quant_cfg = _template(rec, "quantize", QuantConfig())
@@ -131,7 +134,10 @@ def run_budget(
     bench_cfg = _template(rec, "bench", BenchStage())
     out = Path(out)
     if (out / "budget.json").exists() and not resume:
-        raise ConfigError(f"{out}: holds a budget run; pass --resume or choose another --out")
+        raise ConfigError(
+            f"{out}: holds a budget run; resume it (--resume, resume=True) or choose another "
+            "output folder"
+        )
     out.mkdir(parents=True, exist_ok=True)
 
     def cached(marker: Path, make: Callable[[], str]) -> str:

@@ -92,7 +92,7 @@ def _stage_distill(st: _State, cfg: DistillStage, data, out: Path, progress: boo
 
     teacher = cfg.teacher or st.baseline
     if teacher is None:
-        raise ConfigError("distill stage: no teacher (set 'teacher:' or pass --model)")
+        raise ConfigError("distill stage: no teacher (set its 'teacher:', or give the run a model)")
     res = distill(st.model, teacher, data, config=cfg.config, out=out, progress=progress)
     ckpt = str(res.artifacts["best"])
     return {"model": ckpt, "rows": [["distilled", ckpt, "ckpt"]], "report": res.report}
@@ -103,13 +103,16 @@ def _stage_train(st: _State, cfg: TrainStage, data, out: Path, progress: bool) -
 
     model = cfg.model or st.model
     if model is None:
-        raise ConfigError("train stage: nothing to train (set 'model:' or pass --model)")
+        raise ConfigError(
+            "train stage: nothing to train (set its 'model:', or give the run a model)"
+        )
+    resume = (out / "last.pt").exists()
     res = train(
-        model,
+        None if resume else model,
         data,
         config=cfg.config,
         out=out,
-        resume=(out / "last.pt").exists(),
+        resume=resume,
         progress=progress,
     )
     ckpt = str(res.best)
@@ -317,19 +320,19 @@ def _check_resume_inputs(out: Path, inputs: dict) -> None:
     if not saved_file.exists():  # a run from before inputs.json was written
         return
     saved = json.loads(saved_file.read_text())
-    for key, flag in (("model", "--model"), ("data", "--data")):
+    for key in ("model", "data"):
         if saved.get(key) != inputs[key]:
             raise ConfigError(
-                f"{out}: this run was made with {flag} {saved.get(key)}, not {inputs[key]}; "
-                f"resume with the same {flag} or choose another --out"
+                f"{out}: this run was made with {key} {saved.get(key)}, not {inputs[key]}; "
+                f"resume with the same {key} or choose another output folder"
             )
     if (saved.get("model_bytes"), saved.get("model_mtime_ns")) != (
         inputs.get("model_bytes"),
         inputs.get("model_mtime_ns"),
     ):
         raise ConfigError(
-            f"{out}: --model {inputs['model']} changed since this run (size or modification "
-            "time); choose another --out"
+            f"{out}: the model {inputs['model']} changed since this run (size or modification "
+            "time); choose another output folder"
         )
 
 
@@ -361,9 +364,9 @@ def run_recipe(
     out = Path(out)
     data = str(data)
     if model is not None and not Path(model).is_file():
-        raise ConfigError(f"--model {model}: checkpoint does not exist")
+        raise ConfigError(f"model {model} (--model): checkpoint does not exist")
     if not Path(data).exists():
-        raise ConfigError(f"--data {data}: does not exist")
+        raise ConfigError(f"data {data} (--data): does not exist")
     run_configs, skipped = _preflight(rec)
     resolved = yaml.safe_dump(_as_run(rec).resolved(), sort_keys=False)
     before = yaml.safe_dump(rec.resolved(), sort_keys=False)  # runs that wrote it as parsed
@@ -371,9 +374,14 @@ def run_recipe(
     saved = out / "recipe.yaml"
     if saved.exists() and any(out.glob("[0-9][0-9]-*/stage.json")):
         if not resume:
-            raise ConfigError(f"{out}: holds a compress run; pass --resume or choose another --out")
+            raise ConfigError(
+                f"{out}: holds a compress run; resume it (--resume, resume=True) or choose another "
+                "output folder"
+            )
         if saved.read_text() not in (resolved, before):
-            raise ConfigError(f"{out}: the recipe changed since this run; use another --out")
+            raise ConfigError(
+                f"{out}: the recipe changed since this run; use another output folder"
+            )
         _check_resume_inputs(out, inputs)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(saved, resolved)

@@ -62,7 +62,7 @@ def test_recipe_runs_every_stage_and_resumes(base, tmp_path, monkeypatch):
     assert "latency_ms" not in quant["int8"]  # the bench stage measures it, side by side
 
     # a second run in the same folder needs --resume, and resume runs nothing again
-    with pytest.raises(ConfigError, match="pass --resume"):
+    with pytest.raises(ConfigError, match=r"resume it \(--resume, resume=True\)"):
         run_recipe(ckpt, data, RECIPE, out=out)
     import yoloslim.pipeline as pl
 
@@ -148,7 +148,7 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
     assert saved["selected"]["name"] == fastest["name"] == res.report["selected"]["name"]
     assert (out / "report.md").is_file() and len(saved["bench"]["rows"]) == 4
 
-    with pytest.raises(ConfigError, match="pass --resume"):
+    with pytest.raises(ConfigError, match=r"resume it \(--resume, resume=True\)"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=1.0, ratios=(0.3,))
     import yoloslim.bench.measure as measure_mod
     import yoloslim.compress.prune as prune_mod
@@ -177,11 +177,11 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
 
 def test_budget_mode_bad_arguments(base, tmp_path):
     ckpt, data = base
-    with pytest.raises(ConfigError, match="--target-latency and/or --max-drop"):
+    with pytest.raises(ConfigError, match="needs a latency target and/or a max drop"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "a")
-    with pytest.raises(ConfigError, match="--max-drop -1"):
+    with pytest.raises(ConfigError, match=r"max_drop=-1 \(--max-drop\)"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "b", max_drop=-1)
-    with pytest.raises(ConfigError, match="--target-latency 0"):
+    with pytest.raises(ConfigError, match=r"target_latency=0 \(--target-latency\)"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "c", target_latency=0)
     with pytest.raises(ConfigError, match="needs a trained checkpoint"):
         run_budget(tmp_path / "none.pt", data, BUDGET_RECIPE, out=tmp_path / "d", max_drop=1)

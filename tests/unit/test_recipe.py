@@ -210,7 +210,7 @@ def test_an_invalid_recipe_writes_nothing(tmp_path, inputs):
     with pytest.raises(ConfigError, match="onxx"):
         run_recipe(model, data, bad, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
-    with pytest.raises(ConfigError, match="--data .*does not exist"):
+    with pytest.raises(ConfigError, match=r"data .* \(--data\): does not exist"):
         run_recipe(model, tmp_path / "nope.yaml", {"stages": ["bench"]}, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -274,11 +274,11 @@ def test_resume_refuses_another_model_or_data(tmp_path, inputs, ran):
     run_recipe(model, data, recipe, out=out)
     other = tmp_path / "other.pt"
     other.write_bytes(b"another checkpoint")
-    with pytest.raises(ConfigError, match="made with --model .*m.pt, not .*other.pt"):
+    with pytest.raises(ConfigError, match="made with model .*m.pt, not .*other.pt"):
         run_recipe(other, data, recipe, out=out, resume=True)
     other_data = tmp_path / "d2.yaml"
     other_data.write_text("names: [a]\n")
-    with pytest.raises(ConfigError, match="made with --data"):
+    with pytest.raises(ConfigError, match="made with data"):
         run_recipe(model, other_data, recipe, out=out, resume=True)
     run_recipe(model, data, recipe, out=out, resume=True)  # the same inputs resume
     st = model.stat()

@@ -18,6 +18,18 @@ def test_bad_values_name_the_field():
         TrainConfig(optimizer="lion")
 
 
+def test_augment_is_checked_when_the_config_is_made():
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['mosaicc'\] in TrainConfig.augment"):
+        TrainConfig(augment={"mosaicc": 0.5})
+    with pytest.raises(ConfigError, match=r"TrainConfig.augment: expected a mapping"):
+        TrainConfig(augment="mosaic")
+    with pytest.raises(ConfigError, match=r"mosaic must be a probability"):
+        TrainConfig(augment={"mosaic": 2})
+    from yoloslim.data import AugmentConfig
+
+    assert TrainConfig(augment=AugmentConfig(mosaic=0.5)).augment["mosaic"] == 0.5
+
+
 def test_round_trips_through_a_dict():
     cfg = TrainConfig(epochs=7, optimizer="sgd", augment={"mosaic": 0.5}, threads=2)
     assert config_from_dict(cfg.to_dict()) == cfg

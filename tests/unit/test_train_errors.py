@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from yoloslim.cli.main import main
 from yoloslim.data.synth import synthesize
@@ -65,7 +66,7 @@ def test_out_that_is_a_file_is_refused_first(tmp_path):
 @pytest.mark.parametrize("marker", ["last.pt", "metrics.jsonl"])
 def test_out_holding_a_run_is_refused_without_resume(tmp_path, marker):
     (tmp_path / marker).write_text("old run")
-    want = rf"{tmp_path} holds a training run \({marker}\); pass --resume {tmp_path} or choose"
+    want = rf"{tmp_path} holds a training run \({marker}\); resume it \(--resume {tmp_path}, "
     with pytest.raises(ConfigError, match=want):
         train("damo-nano", tmp_path / "no-such.yaml", out=tmp_path)
     assert (tmp_path / marker).read_text() == "old run"
@@ -155,10 +156,38 @@ def test_resume_with_a_relative_data_path_from_another_folder(sets, tmp_path, mo
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--resume", str(run)]) == 2
     err = capsys.readouterr().err
-    assert "last.pt records its data.yaml as 'c3/data.yaml'" in err and "pass --data" in err
+    assert "last.pt records its data.yaml as 'c3/data.yaml'" in err and "(--data, data=)" in err
     monkeypatch.chdir(started_in)
     assert main(["train", "--resume", str(run)]) == 0
     assert "already finished" in capsys.readouterr().out
+
+
+def test_python_resume_takes_the_runs_data_and_refuses_another_model(sets, tmp_path):
+    _fake_run(tmp_path, sets[3].resolve())
+    res = train(None, None, out=tmp_path, resume=True)  # finished: returned as it is
+    assert res.report["best_map"] == 0.25
+    with pytest.raises(ConfigError, match=r"continues the model in its last.pt; pass model=None"):
+        train("damo-tiny", sets[3], out=tmp_path, resume=True)
+    with pytest.raises(ConfigError, match=r"train needs a model and a data.yaml"):
+        train(None, sets[3], out=tmp_path / "new")
+
+
+def test_a_checkpoint_is_fine_tuned_and_threads_are_restored(sets, tmp_path):
+    torch.manual_seed(123)  # not the run's seed, so a model rebuilt at random would differ
+    base = save_checkpoint(tmp_path / "base.pt", build_model("damo-nano", names=NAMES3), imgsz=64)
+    before = torch.get_num_threads()
+    cfg = TrainConfig(epochs=1, imgsz=64, batch=4, workers=0, threads=1, lr0=1e-9, warmup_epochs=0)
+    res = train(str(base), sets[3], config=cfg, out=tmp_path / "ft")
+    assert torch.get_num_threads() == before
+    # fine-tuned from base.pt's weights (a tiny learning rate keeps them), not rebuilt at random
+    start = torch.load(base, weights_only=True)["state_dict"]
+    w = "backbone.stages.0.down.conv.weight"
+    got = torch.load(tmp_path / "ft" / "last.pt", weights_only=True)["state_dict"][w]
+    torch.testing.assert_close(got, start[w], atol=1e-4, rtol=0)
+    assert res.report["epochs"] == 1
+    # and with the task-aligned assigner from the start, as any model given with weights
+    saved = yaml.safe_load((tmp_path / "ft" / "train_config.yaml").read_text())
+    assert saved["loss"]["static_assigner_epochs"] == 0
 
 
 def test_resume_of_a_finished_run_says_so(sets, tmp_path, capsys):

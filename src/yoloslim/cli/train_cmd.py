@@ -27,7 +27,9 @@ from yoloslim.configs import load_mapping
 def train(
     ctx: typer.Context,
     model: str = typer.Option(
-        "damo-nano", help="Registered name (see `yoloslim models`) or arch.yaml."
+        "damo-nano",
+        help="Registered name (see `yoloslim models`), arch.yaml, or a checkpoint .pt to "
+        "fine-tune.",
     ),
     data: Path = typer.Option(None, help="data.yaml (with --resume: default, the run's own)."),
     epochs: int = typer.Option(30, help="Epochs."),
@@ -61,7 +63,7 @@ def train(
         with _interrupt_hint(resume):
             res = run_train(
                 None,
-                data or _resume_data(resume, state),
+                data,
                 config=dataclasses.replace(saved, **runtime),
                 out=resume,
                 resume=True,
@@ -125,22 +127,3 @@ def _resume_state(run_dir: Path) -> dict:
     if "train_state" not in state:
         raise ConfigError(f"--resume {run_dir}: {last} has no training state")
     return state
-
-
-def _resume_data(run_dir: Path, state: dict) -> str:
-    """The data.yaml recorded in ``last.pt``: absolute, or (runs saved before it was made
-    absolute) relative to the folder the run was started from."""
-    from yoloslim.errors import ConfigError
-
-    data = state.get("meta", {}).get("data")
-    if not data:
-        raise ConfigError(
-            f"--resume {run_dir}: {run_dir}/last.pt does not record its data.yaml; pass --data"
-        )
-    if not Path(data).is_absolute() and not Path(data).is_file():
-        raise ConfigError(
-            f"--resume {run_dir}: last.pt records its data.yaml as {data!r}, relative to the "
-            f"folder the run was started from, and there is no such file from {Path.cwd()}; "
-            "run from that folder or pass --data"
-        )
-    return data

@@ -104,6 +104,7 @@ class TrainConfig:
             ) from e
         if isinstance(self.loss, dict):
             object.__setattr__(self, "loss", _sub(LossConfig, self.loss, "loss"))
+        object.__setattr__(self, "augment", _augment_dict(self.augment))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -113,6 +114,17 @@ class TrainConfig:
 
 def _sub(cls: type, values: dict, where: str):
     return from_mapping(cls, values, where)
+
+
+def _augment_dict(augment) -> dict:
+    """``augment`` as the plain dict a TrainConfig keeps, checked now (an unknown key or a bad
+    value is a ConfigError here, not a TypeError when the training starts)."""
+    from yoloslim.data import AugmentConfig
+
+    if isinstance(augment, AugmentConfig):
+        return dataclasses.asdict(augment)
+    _sub(AugmentConfig, augment, "TrainConfig.augment")
+    return dict(augment)
 
 
 def config_from_dict(values: dict, *, where: str = "train config") -> TrainConfig:

@@ -24,6 +24,7 @@ __all__ = [
     "check_resume_data",
     "finished_result",
     "json_safe",
+    "recorded_data",
     "run_result",
 ]
 
@@ -54,7 +55,8 @@ def check_out(out: Path, resume: bool, exist_ok: bool) -> None:
     found = [m for m in RUN_MARKERS if (out / m).exists()]
     if found:
         raise ConfigError(
-            f"{out} holds a training run ({found[0]}); pass --resume {out} or choose another --out"
+            f"{out} holds a training run ({found[0]}); resume it (--resume {out}, resume=True) "
+            "or choose another output folder"
         )
 
 
@@ -65,6 +67,23 @@ def check_resume_data(state: dict, data: str | Path, nc: int, out: Path) -> None
             f"resume: data {data} has {nc} classes, the run in {out} has {len(names)} "
             f"({', '.join(map(str, names))})"
         )
+
+
+def recorded_data(out: Path, state: dict) -> str:
+    """The data.yaml a run's ``last.pt`` records (the run resumes on it): absolute, or (runs
+    saved before it was made absolute) relative to the folder the run was started from."""
+    data = state.get("meta", {}).get("data")
+    if not data:
+        raise ConfigError(
+            f"resume {out}: {out}/last.pt does not record its data.yaml; give it (--data, data=)"
+        )
+    if not Path(data).is_absolute() and not Path(data).is_file():
+        raise ConfigError(
+            f"resume {out}: last.pt records its data.yaml as {data!r}, relative to the "
+            f"folder the run was started from, and there is no such file from {Path.cwd()}; "
+            "run from that folder or give the data.yaml (--data, data=)"
+        )
+    return data
 
 
 def json_safe(d: dict) -> dict:

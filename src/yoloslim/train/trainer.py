@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import math
 import os
@@ -36,7 +37,7 @@ from yoloslim.data import (
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.fileio import atomic_write_text
-from yoloslim.models.checkpoint import read_checkpoint
+from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.progress import progress_console
@@ -57,6 +58,7 @@ from yoloslim.train.run_folder import (
     check_resume_data,
     finished_result,
     json_safe,
+    recorded_data,
     run_result,
 )
 
@@ -153,9 +155,26 @@ def _prepare_model(model: str | dict | Path | nn.Module, names: list[str]) -> De
     return build_model(model, names=names)
 
 
+def _keeps_torch_threads(fn: Callable) -> Callable:
+    """``config.threads`` applies while the run trains; the caller's thread count is back
+    afterwards (torch's setting is process-wide)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        threads = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+
+    return wrapper
+
+
+@_keeps_torch_threads
 def train(
-    model: str | dict | Path | nn.Module,
-    data: str | Path,
+    model: str | dict | Path | nn.Module | None,
+    data: str | Path | None,
     *,
     config: TrainConfig | None = None,
     out: str | Path = "runs/train",
@@ -168,13 +187,16 @@ def train(
     """Train a detector on a dataset described by a ``data.yaml``.
 
     Args:
-        model: a registered name, an arch dict / arch.yaml path, or a Detector (copied).
+        model: a registered name or an arch dict / arch.yaml path (random weights), or a
+            Detector (copied) or a checkpoint ``.pt`` (fine-tuned from its weights). None
+            on ``resume``: the run continues its own model.
         data: path of the ``data.yaml`` (recorded, made absolute, in the checkpoints'
-            ``meta["data"]``). On ``resume`` it may differ from the run's, with the same
-            number of classes.
+            ``meta["data"]``). On ``resume`` None means the run's own; another one must
+            have the same number of classes.
         config: training settings. On ``resume`` the run's saved config is used; a
             config passed as well must match it except for the runtime settings
-            (device, workers, threads, cache), which it may change.
+            (device, workers, threads, cache), which it may change. ``threads`` applies
+            while the run trains; the process's torch thread count is restored after.
         out: output folder (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``train_config.yaml``).
         resume: continue the run in ``out`` from its ``last.pt``. A run that already
             trained all its epochs is returned as it is (the report's ``last`` holds
@@ -207,10 +229,22 @@ def train(
         last = out / "last.pt"
         if not last.is_file():
             raise ConfigError(f"resume: {last} does not exist")
+        if model is not None:
+            raise ConfigError(
+                f"resume: the run in {out} continues the model in its last.pt; pass model=None "
+                "(to train another model, start a new run)"
+            )
         state = read_checkpoint(last)
         if "train_state" not in state:
             raise ConfigError(f"resume: {last} has no training state")
         config = resume_config(config_from_dict(state["train_state"]["config"]), config, str(out))
+        data = recorded_data(out, state) if data is None else data
+    elif model is None or data is None:
+        raise ConfigError(
+            f"train needs a model and a data.yaml (got model={model!r}, data={data!r})"
+        )
+    elif isinstance(model, (str, Path)) and str(model).endswith(".pt"):
+        model = load_checkpoint(model)[0]  # fine-tuned from its weights, like a Detector
     cfg = config or TrainConfig()
     if state is None:
         cfg = static_assigner_for(cfg, from_scratch=not isinstance(model, nn.Module))
