@@ -8,6 +8,7 @@ and a static one (FP16 OpenVINO + NMS in the graph) of a model with spread score
 import importlib.util
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -221,6 +222,17 @@ def test_export_keeps_earlier_report_entries_and_the_users_files(dynamic_export,
         "half": False,
     }
     assert "exported_with" not in saved["formats"]["onnx"]  # this call's own entry
+
+
+def test_earlier_entries_are_found_from_another_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    export(_model(), "ex", formats="onnx", imgsz=IMGSZ, verify=False)  # paths "ex/model.onnx"
+    monkeypatch.chdir(tmp_path.parent)
+    res = export(_model(), Path(tmp_path.name) / "ex", formats="torchscript", verify=False)
+    assert set(res.report["formats"]) == {"onnx", "torchscript"}
+    assert Path(res.report["formats"]["onnx"]["path"]) == Path(tmp_path.name) / "ex" / "model.onnx"
+    with pytest.raises(ConfigError, match=r"formats=\[\]: no format given; choose from"):
+        export(_model(), "unused", formats=[])
 
 
 def test_fp32_and_fp16_openvino_in_one_folder_both_stay_in_the_report(tmp_path):

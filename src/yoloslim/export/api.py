@@ -89,10 +89,8 @@ def export(
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in EXPORTERS]
     if unknown or not formats:
-        raise ConfigError(
-            f"formats={list(formats)}: unknown export format(s) {unknown}; "
-            f"choose from {sorted(EXPORTERS)}"
-        )
+        what = f"unknown export format(s) {unknown}" if unknown else "no format given"
+        raise ConfigError(f"formats={list(formats)}: {what}; choose from {sorted(EXPORTERS)}")
     if nms and ("onnx" not in formats or dynamic):
         raise ConfigError("nms=True needs the onnx format and a static batch (dynamic=False)")
     for fmt in formats:
@@ -113,7 +111,7 @@ def export(
         names = [str(i) for i in range(int(getattr(net, "nc", 0)))]
     out = _output_folder(out)
     previous = _previous_report(out)
-    earlier = _earlier_entries(previous, formats, nms)
+    earlier = _earlier_entries(previous, formats, nms, out)
 
     reparam = reparameterize(net, example_input=probe_images(imgsz), measure=False)
     fused = reparam.model
@@ -132,6 +130,7 @@ def export(
         "half": half,
         "torch_version": torch.__version__,
         "reparameterize": reparam.report,
+        "out": str(out),  # what the entries' relative paths start with
         "formats": dict(earlier),
     }
     artifacts: dict[str, Path] = {}
@@ -142,7 +141,7 @@ def export(
             artifacts[fmt] = path
             entry: dict = {"path": str(path), "size_mb": path_size_mb(path)}
             report["formats"][fmt] = entry
-            _keep_other_variant(report["formats"], previous, fmt, path)
+            _keep_other_variant(report["formats"], previous, fmt, path, out)
             if half and not exporter.honours_half:
                 entry["note"] = (
                     f"{fmt} keeps FP32 weights (half applies to OpenVINO/CoreML/TensorRT)"
@@ -205,27 +204,36 @@ def _previous_report(out: Path) -> dict | None:
     return old if isinstance(old, dict) and isinstance(old.get("formats"), dict) else None
 
 
-def _surviving(old: dict, entry) -> dict | None:
+def _surviving(old: dict, entry, out: Path) -> dict | None:
     """An earlier report's entry, with the settings it was exported with, if its artifact
-    still exists."""
-    if not isinstance(entry, dict) or not entry.get("path") or not Path(entry["path"]).exists():
+    still exists. A relative path was relative to the working directory of that export; it
+    is found again through the report's ``out`` and given relative to this one's."""
+    if not isinstance(entry, dict) or not entry.get("path"):
+        return None
+    path = Path(entry["path"])
+    if not path.exists() and not path.is_absolute() and old.get("out"):
+        try:
+            path = out / path.relative_to(old["out"])
+        except ValueError:
+            return None
+    if not path.exists():
         return None
     settings = {k: old.get(k) for k in ("imgsz", "dynamic", "half")}
-    return {**entry, "exported_with": entry.get("exported_with", settings)}
+    return {**entry, "path": str(path), "exported_with": entry.get("exported_with", settings)}
 
 
-def _keep_other_variant(formats: dict, old: dict | None, fmt: str, path: Path) -> None:
+def _keep_other_variant(formats: dict, old: dict | None, fmt: str, path: Path, out: Path) -> None:
     """Keep an earlier export of ``fmt`` that this one wrote beside rather than over (OpenVINO
     FP32 and FP16 have their own folders) as ``{fmt}_fp32`` or ``{fmt}_fp16``; drop a kept
     entry that names the file this call just wrote."""
     for key in [k for k, e in formats.items() if k != fmt and e.get("path") == str(path)]:
         del formats[key]
-    entry = _surviving(old, old["formats"].get(fmt)) if old else None
+    entry = _surviving(old, old["formats"].get(fmt), out) if old else None
     if entry is not None and Path(entry["path"]) != path:
         formats[f"{fmt}_{'fp16' if entry['exported_with'].get('half') else 'fp32'}"] = entry
 
 
-def _earlier_entries(old: dict | None, formats: list[str], nms: bool) -> dict:
+def _earlier_entries(old: dict | None, formats: list[str], nms: bool, out: Path) -> dict:
     """The entries of an earlier ``export_report.json`` that this call does not redo and
     whose artifacts still exist, each with the settings it was exported with."""
     if old is None:
@@ -233,7 +241,7 @@ def _earlier_entries(old: dict | None, formats: list[str], nms: bool) -> dict:
     redo = set(formats) | ({"onnx_nms"} if nms else set())
     kept = {}
     for fmt, entry in old["formats"].items():
-        surviving = None if fmt in redo else _surviving(old, entry)
+        surviving = None if fmt in redo else _surviving(old, entry, out)
         if surviving is not None:
             kept[fmt] = surviving
     if kept:
