@@ -170,3 +170,163 @@ def test_drawn_paths_are_unique_and_never_an_input(tmp_path):
         drawn_paths([src / "b.jpg"], link)
     assert drawn_paths([src / "a.png"], src) == {src / "a.png": src / "a.jpg"}
     assert drawn_paths([src / "clip.mp4"], src, video=True)[src / "clip.mp4"].name == "clip.mp4"
+
+
+def _uint8_detections(pred, arr):
+    det = pred.predict(arr)[0]
+    assert len(det) > 0  # the comparisons below would hold trivially on an empty result
+    return det
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        pytest.param(lambda a: a.astype(np.float32) / 255, id="float32-0-1"),
+        pytest.param(lambda a: a.astype(np.float64), id="float64-0-255"),
+        pytest.param(lambda a: a.astype(np.int64), id="int64-0-255"),
+        pytest.param(lambda a: a.astype(np.uint16) * 257, id="uint16-16bit"),
+        pytest.param(lambda a: torch.from_numpy(a), id="tensor-hwc-uint8"),
+        pytest.param(lambda a: torch.from_numpy(a).permute(2, 0, 1), id="tensor-chw-uint8"),
+        pytest.param(lambda a: torch.from_numpy(a).permute(2, 0, 1) / 255, id="tensor-chw-0-1"),
+    ],
+)
+def test_float_integer_and_tensor_images_match_their_uint8_version(ckpt, convert):
+    pred = Predictor(ckpt, conf=0.05)
+    arr = _images(1, seed=8)[0]
+    expected = _uint8_detections(pred, arr)
+    got = pred.predict(convert(arr))[0]
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-4)
+    np.testing.assert_allclose(got.scores, expected.scores, atol=1e-6)
+    black = pred.predict(np.zeros_like(arr))[0]  # what a float image cast to uint8 used to give
+    assert not np.array_equal(got.scores, black.scores)
+
+
+def test_generator_and_other_iterables_of_images(ckpt):
+    pred = Predictor(ckpt, conf=0.05)
+    images = _images(3, seed=9)
+    expected = pred.predict(images)
+    for source in ((im for im in images), iter(images), map(np.asarray, images)):
+        got = pred.predict(source, batch=2)
+        assert len(got) == 3
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_allclose(g.boxes, e.boxes, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("image", "match"),
+    [
+        (np.array([[[1.7, -3.0, 300.0]]]), r"float image values span \[-3, 300\]; expected"),
+        (np.full((4, 4, 3), np.nan, np.float32), "NaN or infinite"),
+        (np.full((4, 4, 3), 300, np.int64), r"int64 image values span \[300, 300\]"),
+        (np.full((4, 4, 3), -1, np.int16), r"int16 image values span \[-1, -1\]"),
+        (np.zeros((4, 4, 3), bool), "dtype bool"),
+        (np.zeros((0, 0, 3), np.uint8), r"empty \(shape \(0, 0, 3\)\)"),
+        (Image.new("RGB", (0, 0)), r"PIL image is empty \(0x0 px\)"),
+        (torch.zeros(2, 3, 8, 8), r"4-D torch tensor of shape \(2, 3, 8, 8\).*list\(batch\)"),
+        (torch.zeros(8, 8), r"HxWx3 or 3xHxW RGB, got shape \(8, 8\)"),
+        (5, "from a value of type int; expected a path"),
+        (b"photo.jpg", "from a value of type bytes"),
+        ([np.zeros((8, 8, 3), np.uint8), None], "from a value of type NoneType"),
+    ],
+)
+def test_bad_images_are_refused_by_name(ckpt, image, match):
+    with pytest.raises(DataError, match=match):
+        Predictor(ckpt).predict(image)
+
+
+def test_empty_image_is_a_data_error_in_letterbox():
+    from yoloslim.data.transforms import letterbox, letterbox_params
+
+    with pytest.raises(DataError, match="empty 0x5 px image"):
+        letterbox_params(0, 5, 64)
+    with pytest.raises(DataError, match="empty 0x0 px image"):
+        letterbox(Image.new("RGB", (0, 0)), 64)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"conf": "0.3"}, r"conf='0.3' must be a number in \[0, 1\]"),
+        ({"conf": 2}, r"conf=2 must be in \[0, 1\]"),
+        ({"conf": float("nan")}, r"conf=nan must be in \[0, 1\]"),
+        ({"iou": 0}, r"iou=0 must be in \(0, 1\]"),
+        ({"iou": None}, r"iou=None must be a number in \(0, 1\]"),
+        ({"max_det": 0}, "max_det=0 must be >= 1"),
+        ({"max_det": 2.5}, "max_det=2.5 must be an integer >= 1"),
+        ({"threads": "2"}, "threads='2' must be an integer >= 1"),
+    ],
+)
+def test_bad_predictor_arguments_are_config_errors(ckpt, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        ys.load(ckpt, **kwargs)
+
+
+def test_bad_batch_arguments_are_config_errors(ckpt):
+    pred = Predictor(ckpt)
+    arr = _images(1)[0]
+    with pytest.raises(ConfigError, match="batch='2' must be an integer >= 1"):
+        pred.predict(arr, batch="2")
+    with pytest.raises(ConfigError, match="batch=0 must be >= 1"):
+        pred.stream(arr, batch=0)  # raised at the call, not when the stream is first read
+    with pytest.raises(ConfigError, match="max_batch=0 must be >= 1"):
+        BatchingPredictor(pred, max_batch=0)
+    with pytest.raises(ConfigError, match="max_wait_ms=-1 must be >= 0"):
+        BatchingPredictor(pred, max_wait_ms=-1)
+
+
+def test_submit_takes_one_image(ckpt, tmp_path):
+    arr = _images(1)[0]
+    Image.fromarray(arr).save(tmp_path / "a.png")
+    with BatchingPredictor(Predictor(ckpt, conf=0.05)) as batcher:
+        for many, got in [
+            ([arr, arr], "a list of 2"),
+            ((arr,), "a tuple of 1"),
+            ((a for a in [arr]), "a generator"),
+            (tmp_path, f"a folder, {tmp_path}"),
+            (str(tmp_path), f"a folder, {tmp_path}"),
+        ]:
+            with pytest.raises(ConfigError, match=rf"submit takes one image \(got {got}\)"):
+                batcher.predict_one(many)
+        assert batcher.predict_one(tmp_path / "a.png").source == str(tmp_path / "a.png")
+        assert batcher.batch_sizes == [1]  # the refused calls queued nothing
+
+
+def _tiny_onnx(path, imgsz_dims, meta_imgsz=64):
+    """A one-node graph with yoloslim's metadata: enough for a Predictor to load it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *imgsz_dims])
+    out = helper.make_tensor_value_info("out", TensorProto.FLOAT, None)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["out"])], "g", [inp], [out]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for k, v in {"names": '["a", "b"]', "imgsz": str(meta_imgsz)}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v
+    onnx.save(model, path)
+    return path
+
+
+def test_static_onnx_and_openvino_refuse_another_imgsz(tmp_path):
+    import openvino as ov
+
+    onnx_path = _tiny_onnx(tmp_path / "m.onnx", [64, 64])
+    xml_path = tmp_path / "m.xml"
+    ov_model = ov.convert_model(str(onnx_path))
+    ov_model.set_rt_info('["a", "b"]', ["yoloslim", "names"])
+    ov_model.set_rt_info("64", ["yoloslim", "imgsz"])
+    ov.save_model(ov_model, str(xml_path))
+    for path in (onnx_path, xml_path):
+        assert Predictor(path).backend.static_imgsz == 64
+        assert Predictor(path, imgsz=64).imgsz == 64
+        with pytest.raises(
+            ConfigError,
+            match=rf"{path.name}: exported with a static 64 px input, cannot run at imgsz=96",
+        ):
+            Predictor(path, imgsz=96)
+    dynamic = _tiny_onnx(tmp_path / "dyn.onnx", ["h", "w"])
+    assert Predictor(dynamic).backend.static_imgsz is None
+    assert Predictor(dynamic, imgsz=96).imgsz == 96

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from yoloslim.errors import DataError
+
 __all__ = [
     "PAD_VALUE",
     "Affine",
@@ -77,7 +79,13 @@ def resize_exact(im: Image.Image, ratio: float) -> Image.Image:
 
 
 def letterbox_params(width: int, height: int, size: int) -> tuple[float, tuple[int, int]]:
-    """Scale and ``(left, top)`` padding that fit a ``width x height`` image in ``size``."""
+    """Scale and ``(left, top)`` padding that fit a ``width x height`` image in ``size``.
+
+    Raises:
+        DataError: the image is empty (0 px wide or high).
+    """
+    if width < 1 or height < 1:
+        raise DataError(f"cannot letterbox an empty {width}x{height} px image")
     ratio = min(size / width, size / height)
     nw = max(1, math.floor(width * ratio + 1e-3))
     nh = max(1, math.floor(height * ratio + 1e-3))
@@ -96,6 +104,9 @@ def letterbox(
 
     Returns:
         ``(array HxWx3 uint8, ratio, (left, top))`` with ``out = orig * ratio + pad``.
+
+    Raises:
+        DataError: ``im`` is empty (0 px wide or high) and ``ratio`` is None.
     """
     if ratio is None:
         ratio, _ = letterbox_params(im.width, im.height, size)

@@ -41,11 +41,14 @@ class Backend:
             ``INFERENCE_PRECISION_HINT`` as compiled: "f32", "bf16", "f16").
         runtime_version: version of the runtime package.
         static_batch: the artifact takes batch 1 only (larger batches run image by image).
+        static_imgsz: the input size an ONNX/OpenVINO graph is fixed to (None: any size,
+            as for checkpoints, TorchScript and graphs with dynamic spatial axes).
         path: the artifact.
     """
 
     kind = "base"
     static_batch = False
+    static_imgsz: int | None = None
 
     def __init__(
         self, path: Path, names: list[str], imgsz: int, precision: str, runtime_version: str
@@ -139,6 +142,8 @@ class OnnxRuntimeBackend(Backend):
         precision = _onnx_precision(path, fp16_io=self.dtype == np.float16)
         super().__init__(path, names, imgsz, precision, ort.__version__)
         self.static_batch = isinstance(inp.shape[0], int)
+        if len(inp.shape) == 4 and isinstance(inp.shape[2], int):
+            self.static_imgsz = inp.shape[2]
 
     def __call__(self, x):
         arr = np.ascontiguousarray(torch.as_tensor(x).numpy().astype(self.dtype, copy=False))
@@ -191,7 +196,10 @@ class OpenVINOBackend(Backend):
             precision = f"int8+{precision}"  # quantized convs, the rest (decode) in the hint's
         super().__init__(path, names, imgsz, precision, ov.get_version())
         self.request = self.compiled.create_infer_request()
-        self.static_batch = not model.inputs[0].get_partial_shape()[0].is_dynamic
+        shape = model.inputs[0].get_partial_shape()
+        self.static_batch = not shape[0].is_dynamic
+        if len(shape) == 4 and shape[2].is_static:
+            self.static_imgsz = shape[2].get_length()
 
     def __call__(self, x):
         arr = np.ascontiguousarray(torch.as_tensor(x, dtype=torch.float32).numpy())
@@ -224,7 +232,10 @@ def load_backend(
 
     Args:
         path: the artifact.
-        threads: intra-op threads for the runtime (default: the runtime's choice).
+        threads: intra-op threads for the runtime (default: the runtime's choice). For
+            ``.pt`` and ``.torchscript`` this calls ``torch.set_num_threads``, which is
+            process-wide: every later torch call in the process uses it too. ONNX Runtime
+            and OpenVINO set it for this artifact's session only.
         device: "cpu" (every runtime), "cuda[:N]" (torch, TorchScript, ONNX Runtime with
             its CUDA provider) or an OpenVINO device name ("GPU", "NPU") for ``.xml``.
         hint: OpenVINO ``INFERENCE_PRECISION_HINT`` (e.g. "f32"); default lets the plugin choose.

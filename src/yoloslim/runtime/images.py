@@ -1,28 +1,50 @@
-"""Reading images for prediction: paths, folders, arrays and PIL images -> RGB uint8 arrays.
+"""Reading images for prediction: paths, folders, arrays, tensors and PIL images -> RGB uint8.
 
 Images are decoded one at a time as they are consumed (a folder of thousands of photos is
 never held in memory at once), turned upright by their EXIF orientation (what a photo viewer
 and most labelling tools show), and 16-bit greyscale images are scaled to 8 bits rather than
-clipped to white by ``convert("RGB")``.
+clipped to white by ``convert("RGB")``. In-memory arrays follow the same rules (see
+:func:`array_to_rgb`): float images in [0, 1] are scaled to [0, 255], 16-bit ones keep their
+top 8 bits, and values that fit no known range are refused rather than wrapped around.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 from yoloslim.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "ImageLike", "image_files", "iter_images", "read_image", "to_rgb"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageLike",
+    "array_to_rgb",
+    "image_files",
+    "is_single_image",
+    "iter_images",
+    "read_image",
+    "to_rgb",
+]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-ImageLike = str | Path | np.ndarray | Image.Image
+ImageLike = str | Path | np.ndarray | Image.Image | torch.Tensor
+"""One image: a file path, a PIL image (any mode), a numpy array or a torch tensor.
+
+Arrays and tensors hold RGB ``HxWx3`` pixels (a tensor may also be ``3xHxW``, as
+torchvision makes them) as uint8 in [0, 255], or float in [0, 1] (scaled by 255) or in
+[0, 255]. Other integer types must hold values in 0..255, except uint16, which is read
+as 16-bit (its top 8 bits) once a value exceeds 255. A folder path stands for its images.
+"""
+
+_KINDS = "a path, a folder, a PIL image, a numpy array or a torch tensor"
 
 
 def to_rgb(im: Image.Image) -> np.ndarray:
@@ -36,6 +58,75 @@ def to_rgb(im: Image.Image) -> np.ndarray:
         a = np.asarray(im).astype(np.int64).clip(0, 65535) >> 8
         im = Image.fromarray(a.astype(np.uint8), "L")
     return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+
+
+def _tensor_to_hwc(t: torch.Tensor) -> np.ndarray:
+    """A tensor as a numpy array, ``3xHxW`` (first dim 3, last not) moved to ``HxWx3``."""
+    t = t.detach().cpu()
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()  # numpy has no bfloat16
+    if t.ndim == 3 and t.shape[0] == 3 and t.shape[-1] != 3:
+        t = t.permute(1, 2, 0)
+    return t.numpy()
+
+
+def _float_to_uint8(a: np.ndarray) -> np.ndarray:
+    if not np.isfinite(a).all():
+        raise DataError("float image holds NaN or infinite values")
+    lo, hi = float(a.min()), float(a.max())
+    if lo >= 0 and hi <= 1:
+        a = a * 255
+    elif lo < 0 or hi > 255:
+        raise DataError(
+            f"float image values span [{lo:g}, {hi:g}]; expected [0, 1] or [0, 255] "
+            "(scale or clip it first)"
+        )
+    return np.rint(a).astype(np.uint8)
+
+
+def _int_to_uint8(a: np.ndarray) -> np.ndarray:
+    lo, hi = int(a.min()), int(a.max())
+    if lo >= 0 and hi <= 255:
+        return a.astype(np.uint8)
+    if a.dtype == np.uint16:
+        return (a >> 8).astype(np.uint8)  # 16-bit pixels, read as to_rgb reads 16-bit files
+    raise DataError(
+        f"{a.dtype} image values span [{lo}, {hi}]; expected 0..255 "
+        "(pass uint8, float in [0, 1], or uint16 for 16-bit pixels)"
+    )
+
+
+def array_to_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A contiguous ``HxWx3`` uint8 copy (or view) of an RGB array or tensor.
+
+    Args:
+        image: ``HxWx3`` (a tensor may be ``3xHxW``): uint8; float in [0, 1] (scaled by
+            255) or in [0, 255] (rounded); another integer type holding 0..255; or uint16
+            with larger values, which keeps its top 8 bits like a 16-bit image file.
+
+    Raises:
+        DataError: the wrong shape, an empty image, an unsupported dtype, or values that fit
+            none of the ranges above (named in the message).
+    """
+    a = _tensor_to_hwc(image) if isinstance(image, torch.Tensor) else image
+    kind = "torch tensor" if isinstance(image, torch.Tensor) else "numpy array"
+    if a.ndim == 4:
+        raise DataError(
+            f"got a 4-D {kind} of shape {tuple(a.shape)}; pass one image, or a list of "
+            "images (e.g. list(batch))"
+        )
+    if a.ndim != 3 or a.shape[2] != 3:
+        extra = " or 3xHxW" if kind == "torch tensor" else ""
+        raise DataError(f"{kind} images must be HxWx3{extra} RGB, got shape {tuple(a.shape)}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise DataError(f"{kind} image is empty (shape {tuple(a.shape)})")
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if np.issubdtype(a.dtype, np.floating):
+        return np.ascontiguousarray(_float_to_uint8(a))
+    if np.issubdtype(a.dtype, np.integer):
+        return np.ascontiguousarray(_int_to_uint8(a))
+    raise DataError(f"{kind} image has dtype {a.dtype}; expected uint8, an integer or a float type")
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -71,47 +162,75 @@ def image_files(source: str | Path) -> list[Path]:
     return [p]
 
 
+def is_single_image(source: object) -> bool:
+    """Whether ``source`` is one :data:`ImageLike` (a folder path counts as one) rather
+    than a collection of them."""
+    return isinstance(source, (str, os.PathLike, np.ndarray, Image.Image, torch.Tensor))
+
+
+def _items(source: object) -> Iterable:
+    if is_single_image(source):
+        return [source]
+    if isinstance(source, (bytes, bytearray, dict)) or not isinstance(source, Iterable):
+        raise DataError(
+            f"cannot read images from a value of type {type(source).__name__}; expected {_KINDS}"
+        )
+    return source
+
+
+def _in_memory(item: object) -> np.ndarray | None:
+    """The RGB array of an in-memory image, None for a path."""
+    if isinstance(item, Image.Image):
+        if item.width == 0 or item.height == 0:
+            raise DataError(f"PIL image is empty ({item.width}x{item.height} px)")
+        return to_rgb(item)
+    if isinstance(item, (np.ndarray, torch.Tensor)):
+        return array_to_rgb(item)
+    if not isinstance(item, (str, os.PathLike)):
+        raise DataError(
+            f"cannot read an image from a value of type {type(item).__name__}; expected {_KINDS}"
+        )
+    return None
+
+
 def iter_images(
-    source: ImageLike | Sequence[ImageLike], *, skip_unreadable: bool = False
+    source: ImageLike | Iterable[ImageLike], *, skip_unreadable: bool = False
 ) -> Iterator[tuple[np.ndarray, str | None]]:
     """Yield ``(RGB array, file path or None)`` for each image of ``source``, one at a time.
 
     Args:
-        source: A path, a folder (its images, sorted), a numpy ``HxWx3`` RGB array, a PIL
-            image, or a list of these.
+        source: One :data:`ImageLike` (a path, a folder: its images, sorted; a PIL image;
+            an ``HxWx3`` numpy array or torch tensor, or a ``3xHxW`` tensor, uint8 or float
+            in [0, 1] or [0, 255]), or any iterable of these (a list, a tuple, a generator).
         skip_unreadable: Skip files that cannot be decoded (with a warning naming each)
             instead of raising. Images found in a folder are always skipped this way; a
             file named explicitly raises unless this is set.
 
     Raises:
-        DataError: a bad array, a missing file, an unreadable file named explicitly, or no
-            image of ``source`` could be read at all (after skipping).
+        DataError: a bad array or tensor (shape, dtype, value range, empty), an item of
+            another type, a missing file, an unreadable file named explicitly, or no image
+            of ``source`` could be read at all (after skipping).
     """
-    items = source if isinstance(source, (list, tuple)) else [source]
     read, skipped = 0, []
-    for item in items:
-        if isinstance(item, Image.Image):
+    for item in _items(source):
+        arr = _in_memory(item)
+        if arr is not None:
             read += 1
-            yield to_rgb(item), None
-        elif isinstance(item, np.ndarray):
-            if item.ndim != 3 or item.shape[2] != 3:
-                raise DataError(f"numpy images must be HxWx3 RGB, got shape {item.shape}")
+            yield arr, None
+            continue
+        p = Path(item)
+        in_folder = p.is_dir()
+        for f in image_files(p):
+            try:
+                arr = read_image(f)
+            except DataError as e:
+                if not (skip_unreadable or in_folder):
+                    raise
+                log.warning("%s; skipped", e)
+                skipped.append(f)
+                continue
             read += 1
-            yield np.ascontiguousarray(item.astype(np.uint8, copy=False)), None
-        else:
-            p = Path(item)
-            in_folder = p.is_dir()
-            for f in image_files(p):
-                try:
-                    arr = read_image(f)
-                except DataError as e:
-                    if not (skip_unreadable or in_folder):
-                        raise
-                    log.warning("%s; skipped", e)
-                    skipped.append(f)
-                    continue
-                read += 1
-                yield arr, str(f)
+            yield arr, str(f)
     if skipped and not read:
         raise DataError(
             f"none of the {len(skipped)} images could be read ({', '.join(map(str, skipped[:3]))}"

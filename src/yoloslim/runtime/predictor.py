@@ -7,10 +7,12 @@ reusing a preallocated input buffer, and hands each caller its own detections.
 
 from __future__ import annotations
 
+import numbers
+import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sized
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +23,10 @@ from PIL import Image
 
 from yoloslim.configs import check_imgsz
 from yoloslim.data.transforms import letterbox
-from yoloslim.errors import ModelError
+from yoloslim.errors import ConfigError, ModelError
 from yoloslim.eval.postprocess import postprocess, scale_boxes
-from yoloslim.runtime.backends import load_backend
-from yoloslim.runtime.images import IMAGE_SUFFIXES, ImageLike, iter_images
+from yoloslim.runtime.backends import Backend, load_backend
+from yoloslim.runtime.images import IMAGE_SUFFIXES, ImageLike, is_single_image, iter_images
 
 __all__ = [
     "Detections",
@@ -68,8 +70,53 @@ class Detections:
         ]
 
 
+def _check_fraction(name: str, value, *, zero_ok: bool) -> None:
+    """``value`` in [0, 1] (``zero_ok``) or (0, 1], else :class:`ConfigError` naming ``name``."""
+    interval = "[0, 1]" if zero_ok else "(0, 1]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name}={value!r} must be a number in {interval}")
+    if not (0 <= value <= 1 if zero_ok else 0 < value <= 1):
+        raise ConfigError(f"{name}={value!r} must be in {interval}")
+
+
+def _check_count(name: str, value, *, allow_none: bool = False) -> None:
+    """``value`` an integer >= 1 (or None when ``allow_none``), else :class:`ConfigError`."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name}={value!r} must be an integer >= 1")
+    if value < 1:
+        raise ConfigError(f"{name}={value!r} must be >= 1")
+
+
+def _check_static_imgsz(backend: Backend, imgsz: int | None) -> None:
+    fixed = backend.static_imgsz
+    if imgsz is not None and fixed is not None and fixed != imgsz:
+        raise ConfigError(
+            f"{backend.path}: exported with a static {fixed} px input, cannot run at "
+            f"imgsz={imgsz}; leave imgsz unset or export again at {imgsz}"
+        )
+
+
 class Predictor:
     """Run a detector artifact (.pt, .torchscript, .onnx, .xml) on images.
+
+    Args:
+        artifact: A ``.pt`` checkpoint, ``.torchscript``, ``.onnx`` or OpenVINO ``.xml``.
+        imgsz: Input size, a multiple of 32 (default: the artifact's). An ONNX/OpenVINO
+            graph exported with a static input size runs at that size only.
+        conf: Confidence threshold, in [0, 1].
+        iou: NMS IoU threshold, in (0, 1].
+        max_det: Detections kept per image, >= 1.
+        threads: Intra-op threads (default: the runtime's choice). On a ``.pt`` or
+            ``.torchscript`` artifact this calls ``torch.set_num_threads``, which is
+            process-wide: it stays in force for every later torch call in the process.
+            ONNX Runtime and OpenVINO set it for this artifact's session only.
+
+    Raises:
+        ConfigError: a bad ``imgsz``, ``conf``, ``iou``, ``max_det`` or ``threads`` value,
+            or an ``imgsz`` a static ONNX/OpenVINO graph cannot run at.
+        ModelError: a missing or unknown artifact, or one the runtime cannot load.
 
     Example:
         >>> pred = Predictor("runs/nano/best.pt", conf=0.25)
@@ -87,12 +134,13 @@ class Predictor:
         max_det: int = 300,
         threads: int | None = None,
     ) -> None:
-        if not 0 <= conf <= 1:
-            raise ModelError(f"conf={conf} must be in [0, 1]")
-        if not 0 < iou <= 1:
-            raise ModelError(f"iou={iou} must be in (0, 1]")
+        _check_fraction("conf", conf, zero_ok=True)
+        _check_fraction("iou", iou, zero_ok=False)
+        _check_count("max_det", max_det)
+        _check_count("threads", threads, allow_none=True)
         check_imgsz(imgsz)
         self.backend = load_backend(artifact, threads=threads)
+        _check_static_imgsz(self.backend, imgsz)
         self.imgsz = imgsz or self.backend.imgsz
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.names = list(self.backend.names)
@@ -141,30 +189,53 @@ class Predictor:
         return results
 
     def predict(
-        self, source: ImageLike | Sequence[ImageLike], *, batch: int = 8
+        self, source: ImageLike | Iterable[ImageLike], *, batch: int = 8
     ) -> list[Detections]:
-        """Detections for each image of ``source`` (paths, folders, arrays, PIL images).
+        """Detections for each image of ``source``.
+
+        Args:
+            source: One image or any iterable of them (list, tuple, generator). An image is
+                a file path, a folder (its images, sorted), a PIL image, or a numpy array /
+                torch tensor of RGB pixels: ``HxWx3`` (a tensor may be ``3xHxW``), uint8, or
+                float in [0, 1] (scaled by 255) or in [0, 255]; see
+                :data:`~yoloslim.runtime.images.ImageLike`.
+            batch: Images per runtime call, >= 1.
 
         Images in a folder that cannot be decoded are skipped with a warning (see
         :func:`~yoloslim.runtime.images.iter_images`); ``Detections.source`` names the file.
+
+        Raises:
+            ConfigError: a bad ``batch``.
+            DataError: an image that cannot be read: a missing file, an array or tensor of
+                the wrong shape, dtype or value range, an empty image, or an unknown type.
         """
         return [det for _, det in self.stream(source, batch=batch)]
 
     def stream(
         self,
-        source: ImageLike | Sequence[ImageLike],
+        source: ImageLike | Iterable[ImageLike],
         *,
         batch: int = 8,
         skip_unreadable: bool = False,
     ) -> Iterator[tuple[np.ndarray, Detections]]:
         """Yield ``(RGB image, Detections)`` per image, decoding at most ``batch`` at a time.
 
+        ``source`` is what :meth:`predict` takes.
+
+        Raises:
+            ConfigError: a bad ``batch`` (raised at the call, before anything is read).
+            DataError: as in :meth:`predict`, when the bad image is reached.
+
         Example:
             >>> for image, det in Predictor("best.pt").stream("photos/"):  # doctest: +SKIP
             ...     print(det.source, len(det))
         """
-        if batch < 1:
-            raise ModelError(f"batch={batch} must be >= 1")
+        _check_count("batch", batch)
+        return self._stream(source, batch, skip_unreadable)
+
+    def _stream(
+        self, source, batch: int, skip_unreadable: bool
+    ) -> Iterator[tuple[np.ndarray, Detections]]:
         chunk: list[tuple[np.ndarray, str | None]] = []
         for item in iter_images(source, skip_unreadable=skip_unreadable):
             chunk.append(item)
@@ -183,6 +254,17 @@ class Predictor:
     __call__ = predict
 
 
+def _check_one_image(image) -> None:
+    """:class:`ConfigError` unless ``image`` is one image (not a folder or a collection)."""
+    if not is_single_image(image) and isinstance(image, Iterable):
+        n = f" of {len(image)}" if isinstance(image, Sized) else ""
+        raise ConfigError(
+            f"submit takes one image (got a {type(image).__name__}{n}); call it once per image"
+        )
+    if isinstance(image, (str, os.PathLike)) and Path(image).is_dir():
+        raise ConfigError(f"submit takes one image (got a folder, {image}); call it once per image")
+
+
 class BatchingPredictor:
     """Thread-safe dynamic batching over a :class:`Predictor`.
 
@@ -190,13 +272,24 @@ class BatchingPredictor:
     collects up to ``max_batch`` requests, waiting at most ``max_wait_ms`` after the
     first, runs them in one call through a preallocated input buffer, and resolves
     each caller's future with its own detections.
+
+    Args:
+        predictor: The :class:`Predictor` to run.
+        max_batch: Most images per runtime call, >= 1.
+        max_wait_ms: How long to wait for more requests after the first, >= 0.
+
+    Raises:
+        ConfigError: a bad ``max_batch`` or ``max_wait_ms``.
     """
 
     def __init__(
         self, predictor: Predictor, *, max_batch: int = 8, max_wait_ms: float = 5.0
     ) -> None:
-        if max_batch < 1:
-            raise ModelError(f"max_batch={max_batch} must be >= 1")
+        _check_count("max_batch", max_batch)
+        if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, numbers.Real):
+            raise ConfigError(f"max_wait_ms={max_wait_ms!r} must be a number >= 0")
+        if not max_wait_ms >= 0:
+            raise ConfigError(f"max_wait_ms={max_wait_ms!r} must be >= 0")
         self.predictor = predictor
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         s = predictor.imgsz
@@ -209,15 +302,27 @@ class BatchingPredictor:
         self._thread.start()
 
     def submit(self, image: ImageLike) -> Future:
-        """Queue one image; the future resolves to its :class:`Detections`."""
+        """Queue one image; the future resolves to its :class:`Detections`.
+
+        Args:
+            image: One image file, PIL image, array or tensor, as :meth:`Predictor.predict`
+                takes (not a folder or a collection: call ``submit`` once per image).
+
+        Raises:
+            ConfigError: ``image`` is a folder, a list or another collection of images.
+            DataError: the image cannot be read.
+            RuntimeError: the predictor is closed.
+        """
         if self._stop.is_set():
             raise RuntimeError("BatchingPredictor is closed")
-        fut: Future = Future()
+        _check_one_image(image)
         arr, src = next(iter_images(image))
+        fut: Future = Future()
         self._queue.put((arr, src, fut))
         return fut
 
     def predict_one(self, image: ImageLike, timeout: float | None = 60) -> Detections:
+        """:meth:`submit` ``image`` and wait (at most ``timeout`` s) for its detections."""
         return self.submit(image).result(timeout)
 
     def _collect(self) -> list:
