@@ -330,3 +330,17 @@ def test_static_onnx_and_openvino_refuse_another_imgsz(tmp_path):
     dynamic = _tiny_onnx(tmp_path / "dyn.onnx", ["h", "w"])
     assert Predictor(dynamic).backend.static_imgsz is None
     assert Predictor(dynamic, imgsz=96).imgsz == 96
+
+
+def test_a_predictor_stands_for_its_artifact_where_a_model_is_taken(ckpt, tmp_path):
+    pred = ys.load(ckpt)
+    fused = ys.reparameterize(pred, measure=False).model
+    by_path = ys.reparameterize(str(ckpt), measure=False).model
+    x = torch.rand(1, 3, 64, 64)
+    torch.testing.assert_close(fused(x), by_path(x))
+    cfg = ys.PruneConfig(ratio=0.4, imgsz=64, finetune_epochs=0, latency=False)
+    a, b = ys.prune(pred, None, config=cfg).model, ys.prune(ckpt, None, config=cfg).model
+    assert sum(p.numel() for p in a.parameters()) == sum(p.numel() for p in b.parameters())
+    torch.testing.assert_close(a(x), b(x))
+    res = ys.export(pred, tmp_path / "ex", formats="torchscript", verify=False)
+    assert res.report["imgsz"] == 64 and res.artifacts["torchscript"].is_file()

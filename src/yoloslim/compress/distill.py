@@ -324,6 +324,9 @@ def _resume_distill_config(
 
 
 def _as_detector(model: Detector | str | Path, what: str) -> Detector:
+    from yoloslim.runtime.predictor import as_artifact
+
+    model = as_artifact(model)
     if isinstance(model, Detector):
         return model
     if isinstance(model, nn.Module):
@@ -391,6 +394,9 @@ def distill(
         student = probe = load_checkpoint(last)[0]
     else:
         config = DistillConfig() if config is None else config
+        from yoloslim.runtime.predictor import as_artifact
+
+        student = as_artifact(student)
         if isinstance(student, (str, Path)) and Path(student).suffix == ".pt":
             student = _as_detector(student, "student")
         probe = student if isinstance(student, Detector) else build_model(student, names=names)

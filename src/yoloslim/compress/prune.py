@@ -159,6 +159,9 @@ def prune(
 def _load_model(model, data) -> tuple[nn.Module, list[str] | None, int | None]:
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.models.registry import build_model
+    from yoloslim.runtime.predictor import as_artifact
+
+    model = as_artifact(model)
 
     suffix = Path(str(model)).suffix
     imgsz = None

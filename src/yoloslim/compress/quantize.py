@@ -67,6 +67,9 @@ def quantize(
     """
     from yoloslim.compress.quant_data import load_images
     from yoloslim.compress.quant_scope import resolve_scope
+    from yoloslim.runtime.predictor import as_artifact
+
+    model_or_artifact = as_artifact(model_or_artifact)
 
     if not isinstance(config, QuantConfig):
         raise ConfigError(f"config must be a QuantConfig, got {type(config).__name__}")

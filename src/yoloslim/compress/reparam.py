@@ -16,6 +16,7 @@ import logging
 import statistics
 import time
 from collections import Counter
+from pathlib import Path
 
 import torch
 from torch import fx, nn
@@ -99,12 +100,16 @@ def _default_input(imgsz: int = 320) -> torch.Tensor:
 
 @torch.no_grad()
 def reparameterize(
-    model: nn.Module, *, example_input: torch.Tensor | None = None, measure: bool = True
+    model: nn.Module | str | Path,
+    *,
+    example_input: torch.Tensor | None = None,
+    measure: bool = True,
 ) -> Result:
     """Return a deploy-form copy of ``model``: RepConv and Conv+BN folded; the input is untouched.
 
     Args:
-        model: a yoloslim Detector or any ``nn.Module``.
+        model: a yoloslim Detector or any ``nn.Module``, or a checkpoint ``.pt`` (or a
+            Predictor of one).
         example_input: input used to check equivalence and time the models (default: a
             random and a structured 320 px image, see :func:`yoloslim.export.verify.probe_images`).
         measure: time both models at batch 1 (median of 10 runs in this process; a
@@ -121,6 +126,11 @@ def reparameterize(
         >>> res.report["max_abs_diff"] < 1e-4
         True
     """
+    if not isinstance(model, nn.Module):  # a checkpoint, or a Predictor of one
+        from yoloslim.models.checkpoint import load_checkpoint
+        from yoloslim.runtime.predictor import as_artifact
+
+        model = load_checkpoint(as_artifact(model))[0]
     fused = copy.deepcopy(model).eval()
     # collect first: fuse() rewrites the module tree we would be iterating over
     blocks = [m for m in fused.modules() if m is not fused and callable(getattr(m, "fuse", None))]

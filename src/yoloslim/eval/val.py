@@ -63,8 +63,10 @@ def validate(
     from yoloslim.configs import check_imgsz
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.runtime.backends import load_backend
+    from yoloslim.runtime.predictor import as_artifact
 
     check_imgsz(imgsz)
+    model = as_artifact(model)
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
     runtime = "torch"
     if isinstance(model, nn.Module):

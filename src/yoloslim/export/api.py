@@ -83,7 +83,9 @@ def export(
     from yoloslim.compress.reparam import reparameterize
     from yoloslim.export.verify import probe_images
     from yoloslim.models.checkpoint import load_checkpoint
+    from yoloslim.runtime.predictor import as_artifact
 
+    model = as_artifact(model)
     if isinstance(formats, str):  # "onnx" or "onnx,openvino", as on the command line
         formats = [f.strip() for f in formats.split(",") if f.strip()]
     formats = list(dict.fromkeys(formats))

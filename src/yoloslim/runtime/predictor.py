@@ -29,6 +29,7 @@ from yoloslim.runtime.backends import Backend, load_backend
 from yoloslim.runtime.images import IMAGE_SUFFIXES, ImageLike, is_single_image, iter_images
 
 __all__ = [
+    "as_artifact",
     "Detections",
     "Predictor",
     "BatchingPredictor",
@@ -374,3 +375,10 @@ class BatchingPredictor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def as_artifact(model):
+    """``model`` as the functions that take a model or a file want it: a :class:`Predictor`
+    stands for the artifact it runs (``.pt``, ``.torchscript``, ``.onnx``, ``.xml``), so
+    ``ys.prune(ys.load("best.pt"), ...)`` prunes ``best.pt``; anything else is returned as it is."""
+    return model.backend.path if isinstance(model, Predictor) else model
