@@ -360,9 +360,28 @@ def run_recipe(
             cannot export, ``out`` holds another run and ``resume`` is False, or the recipe,
             model or data differ from the run being resumed.
     """
+    from torch import nn
+
+    from yoloslim.runtime.predictor import as_artifact
+
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     out = Path(out)
     data = str(data)
+    model = as_artifact(model)
+    if isinstance(model, nn.Module):
+        raise ConfigError(
+            "run_recipe takes the model as a checkpoint file (the run records it and checks it "
+            "on resume): save it with ys.save_checkpoint and pass the path"
+        )
+    first = rec.stages[0]
+    if model is None and not (
+        first.name == "nas" or (first.name == "train" and first.config.model)
+    ):
+        raise ConfigError(
+            f"{rec.source}: the recipe starts with {first.name}, which needs a model: give a "
+            "checkpoint (model=, --model); only a recipe that starts with nas, or with a train "
+            "stage that names its model, runs without one"
+        )
     if model is not None and not Path(model).is_file():
         raise ConfigError(f"model {model} (--model): checkpoint does not exist")
     if not Path(data).exists():

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from yoloslim.errors import ConfigError
+from yoloslim.models import build_model
 from yoloslim.pipeline import STAGES, load_recipe
 
 RECIPES = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
@@ -315,3 +316,15 @@ def test_saved_recipe_describes_the_run_and_resumes(tmp_path, inputs, ran):
     run_recipe(model, data, out / "recipe.yaml", out=tmp_path / "again")  # fed back: same run
     assert yaml.safe_load((tmp_path / "again" / "recipe.yaml").read_text()) == saved
     run_recipe(model, data, recipe, out=out, resume=True)  # unchanged: resumes, not refused
+
+
+def test_a_recipe_that_needs_a_model_is_refused_without_one(tmp_path):
+    from yoloslim.pipeline import run_recipe
+
+    data = tmp_path / "data.yaml"
+    data.write_text("path: .\ntrain: images\nval: images\nnames: [a]\n")
+    with pytest.raises(ConfigError, match=r"starts with prune, which needs a model"):
+        run_recipe(None, data, {"stages": [{"prune": {"ratio": 0.5}}]}, out=tmp_path / "r")
+    with pytest.raises(ConfigError, match=r"as a checkpoint file"):
+        run_recipe(build_model("damo-nano"), data, {"stages": ["reparam"]}, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
