@@ -74,6 +74,7 @@ def test_from_dict_rejects_unknown_keys_and_round_trips():
     )
     assert cfg.ignored_scope == ("decode", "stem") and cfg.advanced.preset == "performance"
     assert QuantConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert QuantConfig(ignored_scope="decode").ignored_scope == ("decode",)  # one pattern
 
 
 def test_empty_calibration_set_names_file_and_split(setup, tmp_path):

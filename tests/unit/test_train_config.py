@@ -30,6 +30,30 @@ def test_augment_is_checked_when_the_config_is_made():
     assert TrainConfig(augment=AugmentConfig(mosaic=0.5)).augment["mosaic"] == 0.5
 
 
+def test_from_dict_is_config_from_dict():
+    assert TrainConfig.from_dict({"epochs": 7}) == TrainConfig(epochs=7)
+    with pytest.raises(ConfigError, match="epochz"):
+        TrainConfig.from_dict({"epochz": 7})
+
+
+def test_train_result_reports_like_every_stage(tmp_path):
+    import json
+
+    from yoloslim.train import TrainResult
+
+    res = TrainResult(None, {"best_map": 0.5}, tmp_path / "best.pt", tmp_path / "last.pt")
+    saved = json.loads(res.save_report(tmp_path / "r.json").read_text())
+    assert saved == json.loads(res.to_json())
+    assert saved["report"] == {"best_map": 0.5}
+    assert saved["artifacts"] == {
+        "best": str(tmp_path / "best.pt"),
+        "last": str(tmp_path / "last.pt"),
+    }
+    assert TrainResult(None, {}, None, tmp_path / "last.pt").artifacts == {
+        "last": tmp_path / "last.pt"
+    }
+
+
 def test_round_trips_through_a_dict():
     cfg = TrainConfig(epochs=7, optimizer="sgd", augment={"mosaic": 0.5}, threads=2)
     assert config_from_dict(cfg.to_dict()) == cfg

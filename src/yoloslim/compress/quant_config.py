@@ -152,8 +152,8 @@ class QuantConfig:
         set_(self, "backend", _enum(Backend, "backend", self.backend).value)
         set_(self, "mode", _enum(Mode, "mode", self.mode).value)
         set_(self, "method", _enum(Method, "method", self.method).value)
-        if isinstance(self.ignored_scope, str):
-            raise ConfigError(f"ignored_scope={self.ignored_scope!r}: expected a list of patterns")
+        if isinstance(self.ignored_scope, str):  # one pattern, as float_variants takes one name
+            set_(self, "ignored_scope", (self.ignored_scope,))
         set_(self, "ignored_scope", tuple(str(p) for p in self.ignored_scope))
         if isinstance(self.float_variants, str):
             set_(self, "float_variants", (self.float_variants,))

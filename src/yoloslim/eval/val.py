@@ -42,16 +42,19 @@ def validate(
     split: str = "val",
     progress: bool = False,
 ) -> dict:
-    """Evaluate a model, checkpoint or exported artifact (.onnx, .xml, .torchscript) on ``split``.
+    """Evaluate a model, checkpoint or exported artifact (.onnx, .xml, .torchscript), or a
+    Predictor of one, on ``split``.
 
     ``imgsz`` defaults to the size the model was trained (or exported) at: the checkpoint's,
     the artifact's, or a Detector's ``imgsz`` attribute (set when it is loaded from a
     checkpoint); a module without one is evaluated at 320, with a warning.
 
     Returns:
-        ``{"map", "map50", "map75", "per_class", "map_by_size", "images", "imgsz", "model"}``
-        (mAP as fractions; ``map_by_size`` is COCO's small / medium / large split; None
-        where undefined: see :func:`~yoloslim.eval.coco.coco_map`).
+        ``{"map", "map50", "map75", "per_class", "map_by_size", "images", "detections",
+        "speed_ms_per_image", "imgsz", "model", "runtime"}`` (mAP as fractions;
+        ``map_by_size`` is COCO's small / medium / large split; None where undefined: see
+        :func:`~yoloslim.eval.coco.coco_map`; ``runtime`` is torch, onnxruntime, openvino
+        or torchscript).
 
     Raises:
         ConfigError: ``imgsz`` is not a multiple of 32.

@@ -106,6 +106,12 @@ class TrainConfig:
             object.__setattr__(self, "loss", _sub(LossConfig, self.loss, "loss"))
         object.__setattr__(self, "augment", _augment_dict(self.augment))
 
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Build from a plain dict (a YAML file); unknown keys and bad values raise
+        ConfigError (as :func:`config_from_dict`)."""
+        return config_from_dict(values)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["optimizer"] = self.optimizer.value

@@ -15,6 +15,7 @@ from yoloslim.errors import ConfigError
 from yoloslim.fileio import remove_stale_temps
 from yoloslim.models.checkpoint import load_checkpoint, save_checkpoint
 from yoloslim.models.detector import Detector
+from yoloslim.result import Result
 from yoloslim.train.config import TrainConfig
 
 __all__ = [
@@ -44,6 +45,18 @@ class TrainResult:
     report: dict = field(default_factory=dict)
     best: Path | None = None
     last: Path | None = None
+
+    @property
+    def artifacts(self) -> dict[str, Path]:
+        """The checkpoints, by role (``best``, ``last``), as other stages' Results have them."""
+        return {k: p for k, p in (("best", self.best), ("last", self.last)) if p is not None}
+
+    def to_json(self) -> str:
+        return Result(self.model, self.report, self.artifacts).to_json()
+
+    def save_report(self, path: str | Path) -> Path:
+        """Write the report and the checkpoints' paths as JSON (atomic rename)."""
+        return Result(self.model, self.report, self.artifacts).save_report(path)
 
 
 def check_out(out: Path, resume: bool, exist_ok: bool) -> None:
