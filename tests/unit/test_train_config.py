@@ -30,6 +30,20 @@ def test_augment_is_checked_when_the_config_is_made():
     assert TrainConfig(augment=AugmentConfig(mosaic=0.5)).augment["mosaic"] == 0.5
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"epochs": "2"}, r"TrainConfig.epochs='2' must be an integer"),
+        ({"batch": 8.0}, r"TrainConfig.batch=8.0 must be an integer"),
+        ({"lr0": "1e-3"}, r"TrainConfig.lr0='1e-3' must be a number \(YAML reads 1e-3"),
+        ({"threads": True}, r"TrainConfig.threads=True must be an integer"),
+    ],
+)
+def test_wrong_types_name_the_field(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
+
+
 def test_from_dict_is_config_from_dict():
     assert TrainConfig.from_dict({"epochs": 7}) == TrainConfig(epochs=7)
     with pytest.raises(ConfigError, match="epochz"):

@@ -77,6 +77,7 @@ class TrainConfig:
     cache: bool = False
 
     def __post_init__(self) -> None:
+        _check_number_types(self)
         checks = [
             (self.epochs >= 1, "epochs", "must be >= 1"),
             (self.batch >= 1, "batch", "must be >= 1"),
@@ -116,6 +117,25 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["optimizer"] = self.optimizer.value
         return d
+
+
+_INTS = ("epochs", "batch", "imgsz", "workers", "seed", "close_mosaic", "val_interval")
+_NUMBERS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "ema_decay", "grad_clip")
+
+
+def _check_number_types(cfg: TrainConfig) -> None:
+    """A string or None where a number goes (a YAML ``epochs: '10'``) is a ConfigError naming
+    the field, not a TypeError from the range checks."""
+    for name in (*_INTS, *_NUMBERS, "threads"):
+        value = getattr(cfg, name)
+        if name == "threads" and value is None:
+            continue
+        kinds = int if name in _INTS or name == "threads" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            what = "an integer" if kinds is int else "a number"
+            if isinstance(value, str) and "e" in value.lower():
+                what += " (YAML reads 1e-3 as a string; write 1.0e-3)"
+            raise ConfigError(f"TrainConfig.{name}={value!r} must be {what}")
 
 
 def _sub(cls: type, values: dict, where: str):
