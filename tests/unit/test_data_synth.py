@@ -121,3 +121,21 @@ def test_validates_arguments(tmp_path, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         synthesize(tmp_path / "ds", **kwargs)
     assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("name", ["data.yaml", "shapes.YML"])
+def test_refuses_yaml_out(tmp_path, name):
+    with pytest.raises(ConfigError, match=r"out is the dataset folder \(it will hold data\.yaml\)"):
+        synthesize(tmp_path / "s9" / name, images=4, imgsz=64)
+    assert not any(tmp_path.iterdir())
+
+
+def test_expands_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    path = synthesize("~/ys_synth", images=4, imgsz=64)
+    assert path == tmp_path / "home" / "ys_synth" / "data.yaml" and path.is_file()
+    assert len(list(path.parent.glob("images/*/*.jpg"))) == 4
+    assert not any(cwd.iterdir())  # no literal "~" folder

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from yoloslim.bench.flops import count_params, model_profile
-from yoloslim.errors import ModelError
+from yoloslim.errors import ConfigError, ModelError
 from yoloslim.models import RepConv, arch_of, build_model, list_models, register_model
 from yoloslim.models.blocks import ConvBNAct, fuse_conv_bn
 from yoloslim.models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
@@ -198,3 +198,15 @@ def test_atomic_save_leaves_no_temp(tmp_path):
     save_checkpoint(tmp_path / "a.pt", model, imgsz=64)
     save_checkpoint(tmp_path / "a.pt", model, imgsz=64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]
+
+
+def test_save_checkpoint_refuses_bad_imgsz_and_folder(tmp_path):
+    model = build_model("damo-nano", nc=2)
+    with pytest.raises(ConfigError, match=r"imgsz=100 must be a multiple of 32"):
+        save_checkpoint(tmp_path / "bad.pt", model, imgsz=100)
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    with pytest.raises(ModelError, match=r"ck is a folder; give a file path such as .*model\.pt"):
+        save_checkpoint(folder, model, imgsz=64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no checkpoint, no temp file
+    assert not any(folder.iterdir())

@@ -61,10 +61,11 @@ def distill(
     Prune recovery: `yoloslim prune ... --distill`, or prune with --finetune-epochs 0 and
     then `yoloslim distill --teacher base.pt --student PRUNED/pruned.pt ...`.
     """
-    from yoloslim.cli.train_cmd import _resume_data, _resume_state
+    from yoloslim.cli.train_cmd import _resume_state
     from yoloslim.compress.distill import DistillConfig
     from yoloslim.compress.distill import distill as run_distill
     from yoloslim.errors import ConfigError
+    from yoloslim.train.run_folder import recorded_data
 
     if resume is not None:
         runtime = resume_overrides(ctx, also=("teacher",))
@@ -77,7 +78,7 @@ def distill(
         res = run_distill(
             None,
             teacher,
-            data or _resume_data(resume, state),
+            data or recorded_data(Path(resume), state),
             config=cfg,
             out=resume,
             resume=True,

@@ -211,7 +211,8 @@ def synthesize(
     """Write a synthetic shapes dataset (YOLO labels + COCO json + ``data.yaml``).
 
     Args:
-        out: Output folder: new, empty, or an earlier synthetic dataset (replaced).
+        out: Output folder: new, empty, or an earlier synthetic dataset (replaced);
+            ``~`` is expanded. It will hold ``data.yaml``, so it is not a ``.yaml`` path.
         images: Total images (train + val), at least 2.
         imgsz: Image side in pixels (square images), at least 32.
         classes: Number of shape classes, 1..8 (the first of :data:`SHAPES`).
@@ -222,13 +223,17 @@ def synthesize(
         Path of the written ``data.yaml``.
 
     Raises:
-        ConfigError: An argument is out of range, or ``out`` holds other data.
+        ConfigError: An argument is out of range, ``out`` ends in ``.yaml``/``.yml``,
+            or ``out`` holds other data.
 
     Example:
         >>> yaml_path = synthesize("datasets/shapes", images=200, imgsz=128)  # doctest: +SKIP
     """
     _check_args(images, imgsz, classes, val_fraction)
-    out = Path(out)
+    out = Path(out).expanduser()
+    if out.suffix.lower() in (".yaml", ".yml"):
+        hint = f"; pass {out.parent} instead" if out.stem.lower() == "data" else ""
+        raise ConfigError(f"out is the dataset folder (it will hold data.yaml); got {out}{hint}")
     _prepare(out)
     n_val = min(max(1, round(images * val_fraction)), images - 1)
     names = list(SHAPES[:classes])

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from yoloslim.configs import check_imgsz
 from yoloslim.errors import ModelError
 from yoloslim.fileio import apply_umask
 from yoloslim.models.arch import arch_of
@@ -56,10 +57,40 @@ def save_checkpoint(
     meta: dict | None = None,
     train_state: dict | None = None,
 ) -> Path:
-    """Save a built-in detector (training form) as a yoloslim checkpoint."""
+    """Save a built-in detector (training form) as a yoloslim checkpoint.
+
+    Args:
+        path: The checkpoint file to write (its folder is created); an existing file
+            is replaced atomically.
+        model: A built-in detector in training form (a ``DistributedDataParallel``
+            wrapper is unwrapped); its architecture, weights and class names are saved.
+        imgsz: The input size the model was trained at, a multiple of 32;
+            :func:`load_checkpoint` sets ``model.imgsz`` from it, and ``validate`` and
+            ``prune`` default to it.
+        meta: Free-form JSON-like details stored as ``"meta"`` (epoch, mAP, stage, ...).
+        train_state: What ``train(..., resume=True)`` needs to carry on (epoch, config,
+            optimizer, EMA, ...); ``last.pt`` holds it, ``best.pt`` does not.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ModelError: ``model`` is in deploy form (after ``fuse()``), or ``path`` is a
+            folder.
+        ConfigError: ``imgsz`` is not a multiple of 32 (at least 32).
+
+    Example:
+        >>> save_checkpoint("runs/mine/model.pt", model, imgsz=320)  # doctest: +SKIP
+    """
     if getattr(model, "deploy", False):
         raise ModelError(
             "cannot checkpoint a re-parameterised (deploy-form) model; save before fuse()"
+        )
+    check_imgsz(imgsz)
+    if Path(path).is_dir():
+        raise ModelError(
+            f"save_checkpoint: {path} is a folder; give a file path such as "
+            f"{Path(path) / 'model.pt'}"
         )
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     ckpt = {
