@@ -344,3 +344,11 @@ def test_a_predictor_stands_for_its_artifact_where_a_model_is_taken(ckpt, tmp_pa
     torch.testing.assert_close(a(x), b(x))
     res = ys.export(pred, tmp_path / "ex", formats="torchscript", verify=False)
     assert res.report["imgsz"] == 64 and res.artifacts["torchscript"].is_file()
+
+
+def test_paths_starting_with_a_tilde_are_expanded(ckpt, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(ckpt.parent))
+    assert ys.load(f"~/{ckpt.name}").imgsz == 64
+    monkeypatch.setenv("HOME", str(tmp_path))
+    res = ys.export(ckpt, "~/ex", formats="torchscript", verify=False)
+    assert res.artifacts["torchscript"].parent == tmp_path / "ex"

@@ -186,7 +186,7 @@ def _verify_nms(e2e: Path, _ctx: ExportContext, *, plain: Path) -> dict:
 
 
 def _output_folder(out: str | Path) -> Path:
-    out = Path(out)
+    out = Path(out).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

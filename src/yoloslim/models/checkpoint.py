@@ -124,7 +124,7 @@ def _why_unloadable(p: Path, e: Exception) -> str:
 
 def read_checkpoint(path: str | Path) -> dict:
     """Load and validate a checkpoint dict (weights only, no pickled classes)."""
-    p = Path(path)
+    p = Path(path).expanduser()
     if p.is_dir():
         hint = next(
             (

@@ -210,8 +210,8 @@ class OpenVINOBackend(Backend):
 
 
 def check_artifact(path: str | Path) -> Path:
-    """The path, once its suffix is a known artifact type and the file exists."""
-    p = Path(path)
+    """The path (``~`` expanded), once its suffix is a known artifact type and the file exists."""
+    p = Path(path).expanduser()
     if p.suffix not in SUFFIXES:
         raise ModelError(
             f"{p}: unknown artifact type {p.suffix!r}; expected one of {sorted(SUFFIXES)}"

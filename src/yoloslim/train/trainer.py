@@ -222,7 +222,7 @@ def train(
         >>> res = train("damo-nano", "data/synth/data.yaml",
         ...             config=TrainConfig(epochs=10, imgsz=320), out="runs/nano")
     """
-    out = Path(out)
+    out = Path(out).expanduser()
     check_out(out, resume, exist_ok)
     state = None
     if resume:
