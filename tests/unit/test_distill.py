@@ -275,6 +275,33 @@ def test_distill_run_checkpoints_and_exact_resume(tmp_path, monkeypatch):
         )
 
 
+def test_cli_resumes_a_student_that_started_from_random_weights(tmp_path, monkeypatch):
+    # an auto static_assigner_epochs (None in the distill config) is resolved to 1 by the
+    # trainer for 4 epochs from scratch; --resume used to compare that 1 with a 0
+    from yoloslim.cli.main import main
+
+    data = synthesize(tmp_path / "d", images=6, imgsz=64, classes=2, seed=2, val_fraction=0.34)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "t.pt", build_model(TEACHER, names=["a", "b"]), imgsz=64)
+    cfg = DistillConfig(train=TrainConfig(epochs=4, batch=4, imgsz=64, workers=0))
+
+    def interrupt(epoch, row):
+        raise KeyboardInterrupt
+
+    real_train = distill_mod.train
+    monkeypatch.setattr(
+        distill_mod, "train", lambda *a, **k: real_train(*a, **k, on_epoch_end=interrupt)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        distill(STUDENT, tmp_path / "t.pt", data, config=cfg, out=tmp_path / "run")
+    monkeypatch.setattr(distill_mod, "train", real_train)
+    saved = read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["config"]
+    assert saved["loss"]["static_assigner_epochs"] == 1
+    rc = main(["distill", "--resume", str(tmp_path / "run"), "--teacher", str(tmp_path / "t.pt")])
+    assert rc == 0
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["epoch"] == 3
+
+
 def test_align_convs_follow_real_widths_of_resized_models():
     student, teacher = _models()
     student.neck.out_channels = [99, 99, 99]  # a pruned model's spec no longer tells the truth

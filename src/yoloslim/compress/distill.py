@@ -387,10 +387,14 @@ def distill(
         last = out / "last.pt"
         if not last.is_file():
             raise ConfigError(f"resume: {last} does not exist")
-        hook_state = read_checkpoint(last).get("train_state", {}).get("hook", {})
+        train_state = read_checkpoint(last).get("train_state", {})
+        hook_state = train_state.get("hook", {})
         if "config" not in hook_state:
             raise ConfigError(f"resume: {last} is not from a distill run")
-        config = _resume_distill_config(DistillConfig.from_dict(hook_state["config"]), config, out)
+        saved = DistillConfig.from_dict(hook_state["config"])
+        if "config" in train_state:  # the training settings as run (auto values resolved)
+            saved = dataclasses.replace(saved, train=config_from_dict(train_state["config"]))
+        config = _resume_distill_config(saved, config, out)
         student = probe = load_checkpoint(last)[0]
     else:
         config = DistillConfig() if config is None else config
