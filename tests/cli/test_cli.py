@@ -175,6 +175,30 @@ def test_ctrl_c_and_sigterm_stop_a_command_with_one_line(how, code, tmp_path, mo
     assert err.strip() == how
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_that_a_library_wrapped_in_its_own_error_is_still_a_stop(
+    signum, tmp_path, monkeypatch, capsys
+):
+    # torch.export, say, turns an interrupt during its lazy imports into an export failure
+    import yoloslim.nas
+    from yoloslim.errors import ExportError
+
+    def stopped(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(30)
+        except KeyboardInterrupt as e:
+            raise ExportError("ONNX export failed: partially initialized module") from e
+
+    monkeypatch.setattr(yoloslim.nas, "search_from_dict", stopped)
+    before = signal.getsignal(signal.SIGINT)
+    rc = main(["nas", "--budget-flops", "1", "--out", str(tmp_path / "a.yaml")])
+    assert rc == 128 + signum
+    err = capsys.readouterr().err
+    assert err.strip() == ("terminated" if signum == signal.SIGTERM else "interrupted")
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_version(capsys):
     from yoloslim import __version__
 

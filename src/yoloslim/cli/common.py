@@ -29,6 +29,7 @@ __all__ = [
     "layered",
     "setup_logging",
     "sigterm_as_interrupt",
+    "stop_requested",
     "write_json",
 ]
 
@@ -56,28 +57,51 @@ def interrupt_exit_code(exc: BaseException) -> int:
     return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
+# the stop signal this process received while a command ran (SIGINT/SIGTERM), if any: an
+# interrupt raised inside a library (a half-done lazy import in torch.export, say) can come
+# out as that library's own error, which is then reported as the stop it was
+_STOPPED: list[KeyboardInterrupt] = []
+
+
+def stop_requested() -> KeyboardInterrupt | None:
+    """The interrupt that Ctrl-C or SIGTERM raised during this command, if any."""
+    return _STOPPED[-1] if _STOPPED else None
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """While the command runs, SIGTERM raises :class:`Terminated` in the main thread instead
-    of killing the process on the spot. A forked child (a DataLoader worker) that inherits the
-    handler dies of the signal as before."""
+    of killing the process on the spot, and both it and Ctrl-C are recorded (see
+    :func:`stop_requested`). A forked child (a DataLoader worker) that inherits the handler
+    dies of the signal as before; an ignored SIGINT (a background job) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     pid = os.getpid()
+    _STOPPED.clear()
 
     def handler(signum: int, frame: Any) -> None:
         if os.getpid() != pid:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        raise Terminated
+        stop = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        _STOPPED.append(stop)
+        raise stop
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, handler)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _report_stop(stop: KeyboardInterrupt) -> typer.Exit:
+    err_console.print("terminated" if isinstance(stop, Terminated) else "interrupted")
+    return typer.Exit(interrupt_exit_code(stop))
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -88,16 +112,19 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except YoloslimError as e:
+        except KeyboardInterrupt as e:
+            raise _report_stop(e) from None
+        except Exception as e:
+            stop = stop_requested()
+            if stop is not None:  # the interrupt surfaced as a library's error: it was a stop
+                raise _report_stop(stop) from None
+            if not isinstance(e, YoloslimError):
+                raise
             # soft_wrap: never break the line, so the file paths in it stay whole
             err_console.print(
                 f"[bold red]error:[/] {type(e).__name__}: {escape(str(e))}", soft_wrap=True
             )
             raise typer.Exit(2) from e
-        except KeyboardInterrupt as e:
-            code = interrupt_exit_code(e)
-            err_console.print("terminated" if isinstance(e, Terminated) else "interrupted")
-            raise typer.Exit(code) from None
 
     return wrapper
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+
 import typer
 
 from yoloslim.cli import (
@@ -18,7 +22,7 @@ from yoloslim.cli import (
     train_cmd,
     val_cmd,
 )
-from yoloslim.cli.common import sigterm_as_interrupt
+from yoloslim.cli.common import sigterm_as_interrupt, stop_requested
 
 app = typer.Typer(
     name="yoloslim",
@@ -61,7 +65,26 @@ app.command("compress")(compress_cmd.compress)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (for tests: ``main(["val", ...])``)."""
+    """Run the CLI; returns the exit code (for tests: ``main(["val", ...])``).
+
+    Run as the ``yoloslim`` command (``argv`` None), a command stopped by Ctrl-C or SIGTERM
+    exits at once, even when the interrupt left a library's worker thread waiting for work
+    that will never come (the interpreter would wait for that thread at exit forever)."""
+    rc = _run(argv)
+    if argv is None and stop_requested() is not None and _stray_threads():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    return rc
+
+
+def _stray_threads() -> list[threading.Thread]:
+    """Non-daemon threads still alive besides this one: what the interpreter joins at exit."""
+    me = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
+
+
+def _run(argv: list[str] | None) -> int:
     with sigterm_as_interrupt():
         try:
             # with standalone_mode=False click returns the code of a typer.Exit instead of raising
