@@ -63,6 +63,9 @@ def summarize(times_s: list[float], batch: int = 1) -> dict:
 
 
 def _worker(conn, path: str, cfg: LatencyConfig) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the workers itself, so a
+    # worker ignores it rather than printing its own KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         from yoloslim.runtime.backends import load_backend
 
@@ -86,8 +89,11 @@ def _worker(conn, path: str, cfg: LatencyConfig) -> None:
                 backend(x)
                 times.append(time.perf_counter() - t0)
             conn.send(("times", (times, _peak_rss_mb(), _peak_rss_mb() - base_mb)))
+    except (EOFError, BrokenPipeError):
+        pass  # the parent is gone or stopped the run: nothing to report to
     except Exception as e:  # noqa: BLE001 - report any failure to the parent
-        conn.send(("error", f"{type(e).__name__}: {e}"))
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
         conn.close()
 
