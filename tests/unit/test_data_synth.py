@@ -99,6 +99,30 @@ def test_rerun_replaces_previous_synthetic_dataset(tmp_path):
     assert len(coco["images"]) == report["splits"]["train"]["images"]
 
 
+def test_rerun_replaces_an_interrupted_dataset(tmp_path, monkeypatch):
+    import yoloslim.data.synth as synth_mod
+
+    out = tmp_path / "ds"
+    real_render, calls = synth_mod._render, []
+
+    def interrupted(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_render(*args)
+
+    monkeypatch.setattr(synth_mod, "_render", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        synthesize(out, images=6, imgsz=32, seed=0)
+    monkeypatch.setattr(synth_mod, "_render", real_render)
+    assert not (out / "data.yaml").exists() and any((out / "images" / "train").iterdir())
+    path = synthesize(out, images=6, imgsz=32, seed=0)  # recognised and replaced
+    assert sorted(p.name for p in out.iterdir()) == ["annotations", "data.yaml", "images", "labels"]
+    assert _digest(path.parent) == _digest(
+        synthesize(tmp_path / "fresh", images=6, imgsz=32).parent
+    )
+
+
 def test_refuses_foreign_non_empty_folder(tmp_path):
     (tmp_path / "mine.txt").write_text("precious")
     with pytest.raises(ConfigError, match="not empty"):

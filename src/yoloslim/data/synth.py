@@ -181,8 +181,14 @@ def _check_args(images: int, imgsz: int, classes: int, val_fraction: float) -> N
         raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
 
 
+# in the folder while a dataset is being written: a rerun after an interrupted one knows the
+# partial dataset (no data.yaml yet) for its own and replaces it
+_WRITING = ".yoloslim-synth-writing"
+
+
 def _prepare(out: Path) -> None:
-    """Make ``out`` ready: empty, new, or an earlier synthetic dataset (replaced)."""
+    """Make ``out`` ready: empty, new, or an earlier (or interrupted) synthetic dataset
+    (replaced)."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out {out} exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
@@ -191,12 +197,18 @@ def _prepare(out: Path) -> None:
             ours = meta.is_file() and "synth" in (yaml.safe_load(meta.read_text()) or {})
         except yaml.YAMLError:
             ours = False
-        if not ours:
+        partial = (out / _WRITING).is_file()
+        if not (ours or partial):
             raise ConfigError(f"out {out} is not empty and not a yoloslim synthetic dataset")
-        logger.info("replacing the synthetic dataset in %s", out)
+        what = (
+            "an interrupted synthetic dataset" if partial and not ours else "the synthetic dataset"
+        )
+        logger.info("replacing %s in %s", what, out)
         for sub in ("images", "labels", "annotations"):
             shutil.rmtree(out / sub, ignore_errors=True)
-        meta.unlink()
+        meta.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _WRITING).write_text("a yoloslim synthetic dataset is being written here\n")
 
 
 def synthesize(
@@ -287,5 +299,6 @@ def synthesize(
     }
     yaml_path = out / "data.yaml"
     yaml_path.write_text(yaml.safe_dump(meta, sort_keys=False))
+    (out / _WRITING).unlink()
     logger.info("wrote %d train + %d val images to %s", images - n_val, n_val, out)
     return yaml_path
