@@ -199,6 +199,24 @@ def test_a_stop_that_a_library_wrapped_in_its_own_error_is_still_a_stop(
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_an_interrupted_compress_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    import yoloslim.pipeline
+
+    out = tmp_path / "run"
+
+    def stopped(*args, **kwargs):
+        out.mkdir()
+        (out / "recipe.yaml").write_text("stages: []\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(yoloslim.pipeline, "run_recipe", stopped)
+    monkeypatch.setattr(sys, "argv", ["yoloslim", "compress", "--out", str(out)])
+    args = ["compress", "--data", "d.yaml", "--recipe", "r.yaml", "--out", str(out)]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted; continue with `yoloslim compress --out {out} --resume`" in err
+
+
 def test_version(capsys):
     from yoloslim import __version__
 

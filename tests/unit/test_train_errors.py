@@ -244,5 +244,5 @@ def test_ctrl_c_or_sigterm_prints_how_to_resume(
     if checkpointed:
         assert f"{how}; continue with `yoloslim train --resume {run}`" in err
     else:
-        assert f"{how} before the first epoch ended; nothing to resume" in err
+        assert f"{how} before anything was saved; nothing to resume" in err
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's only

@@ -26,6 +26,7 @@ __all__ = [
     "console",
     "handle_errors",
     "interrupt_exit_code",
+    "interrupt_hint",
     "layered",
     "setup_logging",
     "sigterm_as_interrupt",
@@ -97,6 +98,24 @@ def sigterm_as_interrupt() -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def interrupt_hint(marker: Path, command: str) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM, say how to go on: ``command`` once ``marker`` (a run's
+    ``last.pt``, written atomically, so whole) exists, else that there is nothing to resume;
+    exit with the shell's code for the signal (130, 143)."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one message, not one per process
+            how = "terminated" if isinstance(e, Terminated) else "interrupted"
+            if marker.exists():
+                msg = f"{how}; continue with `{command}`"
+            else:
+                msg = f"{how} before anything was saved; nothing to resume"
+            err_console.print(msg, soft_wrap=True)
+        raise typer.Exit(interrupt_exit_code(e)) from None
 
 
 def _report_stop(stop: KeyboardInterrupt) -> typer.Exit:

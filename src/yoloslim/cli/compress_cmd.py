@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.cli.common import command_line, console, handle_errors, interrupt_hint, write_json
 
 
 @handle_errors
@@ -55,7 +55,9 @@ def compress(
             progress=True,
         )
     else:
-        res = run_recipe(model, data, recipe, out=out, resume=resume, progress=True)
+        again = command_line() + ("" if resume else " --resume")
+        with interrupt_hint(Path(out) / "recipe.yaml", again):
+            res = run_recipe(model, data, recipe, out=out, resume=resume, progress=True)
     bench = res.report.get("bench")
     if bench:
         console.print(rich_table(bench))

@@ -11,6 +11,7 @@ from yoloslim.cli.common import (
     config_file,
     console,
     handle_errors,
+    interrupt_hint,
     layered,
     resume_overrides,
     write_json,
@@ -21,7 +22,9 @@ from yoloslim.configs import load_mapping
 @handle_errors
 def distill(
     ctx: typer.Context,
-    teacher: Path = typer.Option(..., help="Teacher checkpoint (.pt)."),
+    teacher: Path = typer.Option(
+        ..., help="Teacher checkpoint (.pt); also needed with --resume (the run does not keep it)."
+    ),
     student: str = typer.Option(
         "damo-nano", help="Student: checkpoint (.pt), registered model name or arch.yaml."
     ),
@@ -75,15 +78,16 @@ def distill(
         if saved is not None:
             saved = DistillConfig.from_dict(saved)
             cfg = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **runtime))
-        res = run_distill(
-            None,
-            teacher,
-            data or recorded_data(Path(resume), state),
-            config=cfg,
-            out=resume,
-            resume=True,
-            progress=True,
-        )
+        with interrupt_hint(Path(resume) / "last.pt", _resume_command(resume, teacher)):
+            res = run_distill(
+                None,
+                teacher,
+                data or recorded_data(Path(resume), state),
+                config=cfg,
+                out=resume,
+                resume=True,
+                progress=True,
+            )
     else:
         if data is None:
             raise ConfigError("--data is required (unless --resume DIR is given)")
@@ -109,8 +113,14 @@ def distill(
         values["train"] = layered(ctx, values.get("train"), flags)
         with config_file(config):
             cfg = DistillConfig.from_dict(values)
-        res = run_distill(student, teacher, data, config=cfg, out=out, progress=True)
+        with interrupt_hint(Path(out) / "last.pt", _resume_command(out, teacher)):
+            res = run_distill(student, teacher, data, config=cfg, out=out, progress=True)
     console.print(
         f"best mAP50-95 {res.report['train'].get('best_map')}  ->  {res.artifacts.get('best')}"
     )
     write_json(json_path, res.report)
+
+
+def _resume_command(out: Path, teacher: Path) -> str:
+    # the teacher is not saved in the run: the resume names it again
+    return f"yoloslim distill --resume {out} --teacher {teacher}"

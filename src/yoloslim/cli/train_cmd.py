@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 
 from yoloslim.cli.common import (
-    Terminated,
     console,
-    err_console,
     handle_errors,
-    interrupt_exit_code,
+    interrupt_hint,
     layered,
     resume_overrides,
     write_json,
@@ -60,7 +55,7 @@ def train(
         runtime = resume_overrides(ctx)
         state = _resume_state(resume)
         saved = config_from_dict(state.get("train_state", {}).get("config", {}))
-        with _interrupt_hint(resume):
+        with interrupt_hint(Path(resume) / "last.pt", f"yoloslim train --resume {resume}"):
             res = run_train(
                 None,
                 data,
@@ -89,30 +84,13 @@ def train(
         values = layered(ctx, load_mapping(config, "TrainConfig") if config else None, flags)
         # flags are all known keys: an unknown one came from the file
         cfg = config_from_dict(values, where=f"--config {config}" if config else "train config")
-        with _interrupt_hint(out):
+        with interrupt_hint(Path(out) / "last.pt", f"yoloslim train --resume {out}"):
             res = run_train(model, data, config=cfg, out=out, progress=True)
     best = res.report.get("best_map")
     # as `yoloslim val` prints it: percent, one decimal
     shown = "-" if best is None else f"{100 * best:.1f}"
     console.print(f"best mAP50-95 {shown}  ->  {res.best}", soft_wrap=True)
     write_json(json_path, res.report)
-
-
-@contextlib.contextmanager
-def _interrupt_hint(run_dir: Path) -> Iterator[None]:
-    """On Ctrl-C or SIGTERM, say how to go on (``last.pt`` is written atomically, so it is
-    whole) and exit with the shell's code for the signal (130, 143)."""
-    try:
-        yield
-    except KeyboardInterrupt as e:
-        if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one message, not one per process
-            how = "terminated" if isinstance(e, Terminated) else "interrupted"
-            if (Path(run_dir) / "last.pt").is_file():
-                msg = f"{how}; continue with `yoloslim train --resume {run_dir}`"
-            else:
-                msg = f"{how} before the first epoch ended; nothing to resume"
-            err_console.print(msg, soft_wrap=True)
-        raise typer.Exit(interrupt_exit_code(e)) from None
 
 
 def _resume_state(run_dir: Path) -> dict:
