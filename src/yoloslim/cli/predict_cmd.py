@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors
+from yoloslim.cli.common import console, err_console, handle_errors
 from yoloslim.fileio import atomic_write_text
 
 
@@ -42,23 +42,35 @@ def predict(
     pred = Predictor(model, imgsz=imgsz, conf=conf, iou=iou)
     if save:
         save.mkdir(parents=True, exist_ok=True)
-    if video:
-        records = _predict_video(pred, source, outputs.get(source), batch)
-    else:
-        records = _predict_images(pred, source, files, outputs, batch)
+        # an earlier run's results: this run draws over its images, so they would not match
+        (save / "detections.json").unlink(missing_ok=True)
+    records: list[dict] = []
+    try:
+        if video:
+            _predict_video(pred, source, outputs.get(source), batch, records)
+        else:
+            _predict_images(pred, source, files, outputs, batch, records)
+    except KeyboardInterrupt:
+        if save and records:  # keep what was computed before the stop
+            _write_detections(save, records)
+            err_console.print(f"detections.json in {save} holds the {len(records)} results so far")
+        raise
     if save:
-        atomic_write_text(save / "detections.json", json.dumps(records, indent=1) + "\n")
+        _write_detections(save, records)
         console.print(f"wrote {len(records)} results and detections.json to {save}")
 
 
+def _write_detections(save: Path, records: list[dict]) -> None:
+    atomic_write_text(save / "detections.json", json.dumps(records, indent=1) + "\n")
+
+
 def _predict_images(
-    pred, source: Path, files: list[Path], outputs: dict[Path, Path], batch: int
-) -> list[dict]:
+    pred, source: Path, files: list[Path], outputs: dict[Path, Path], batch: int, records: list
+) -> None:
     from rich.progress import Progress
 
     from yoloslim.runtime.draw import draw_detections
 
-    records = []
     stream = pred.stream(files, batch=batch, skip_unreadable=source.is_dir())
     with Progress(console=console, disable=len(files) < 2) as progress:
         task = progress.add_task("predict", total=len(files))
@@ -72,10 +84,9 @@ def _predict_images(
         progress.update(task, completed=len(files))  # skipped unreadable images count as done
     if len(records) < len(files):
         console.print(f"[yellow]skipped {len(files) - len(records)} unreadable image(s)")
-    return records
 
 
-def _predict_video(pred, source: Path, drawn: Path | None, batch: int) -> list[dict]:
+def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: list) -> None:
     """Frames in batches of ``batch``; writes ``drawn`` (``SAVE/<stem>.mp4``) with boxes drawn."""
     import contextlib
 
@@ -85,7 +96,6 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int) -> list[d
     from yoloslim.runtime.draw import draw_detections
     from yoloslim.runtime.video import VideoReader, VideoWriter
 
-    records: list[dict] = []
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(VideoReader(source))
         writer = None
@@ -111,4 +121,3 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int) -> list[d
             flush(pending)
     n = sum(len(r["detections"]) for r in records)
     console.print(f"{source.name}: {len(records)} frames, {n} detections")
-    return records
