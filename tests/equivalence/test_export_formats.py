@@ -235,6 +235,21 @@ def test_earlier_entries_are_found_from_another_working_directory(tmp_path, monk
         export(_model(), "unused", formats=[])
 
 
+def test_an_export_stopped_half_way_leaves_no_stale_entry_for_what_it_redid(tmp_path, monkeypatch):
+    import dataclasses
+
+    export(_model(), tmp_path, formats="onnx,torchscript", imgsz=IMGSZ, verify=False)
+
+    def stopped(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(EXPORTERS, "onnx", dataclasses.replace(EXPORTERS["onnx"], export=stopped))
+    with pytest.raises(KeyboardInterrupt):
+        export(_model(), tmp_path, formats="onnx", imgsz=IMGSZ, verify=False)
+    saved = json.loads((tmp_path / "export_report.json").read_text())
+    assert set(saved["formats"]) == {"torchscript"}  # the old onnx entry no longer vouches
+
+
 def test_fp32_and_fp16_openvino_in_one_folder_both_stay_in_the_report(tmp_path):
     fp32 = tmp_path / "model_openvino" / "model.xml"
     fp32.parent.mkdir()

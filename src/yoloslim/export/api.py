@@ -114,6 +114,10 @@ def export(
     out = _output_folder(out)
     previous = _previous_report(out)
     earlier = _earlier_entries(previous, formats, nms, out)
+    if previous is not None and earlier != previous["formats"]:
+        # the formats this call redoes are overwritten one by one: if it is stopped half
+        # way, the report must not describe an earlier model's files under their names
+        _write_report(out, {**previous, "formats": earlier})
 
     reparam = reparameterize(net, example_input=probe_images(imgsz), measure=False)
     fused = reparam.model
