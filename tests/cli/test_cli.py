@@ -261,7 +261,9 @@ def test_predict_and_export_commands(trained, data_yaml, tmp_path):
     assert len(list(save.glob("*.jpg"))) == len(records)
 
 
-def test_an_interrupted_predict_keeps_its_results_so_far(trained, data_yaml, tmp_path, monkeypatch):
+def test_an_interrupted_predict_keeps_its_results_so_far(
+    trained, data_yaml, tmp_path, monkeypatch, interrupting
+):
     import yoloslim.runtime.draw as draw
 
     train_images = sorted((data_yaml.parent / "images" / "train").iterdir())
@@ -272,15 +274,7 @@ def test_an_interrupted_predict_keeps_its_results_so_far(trained, data_yaml, tmp
     save = tmp_path / "pred"
     save.mkdir()
     (save / "detections.json").write_text("[]\n")  # an earlier run's, now stale
-    real, calls = draw.draw_detections, []
-
-    def stop_on_the_third(*args):
-        calls.append(args)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(draw, "draw_detections", stop_on_the_third)
+    monkeypatch.setattr(draw, "draw_detections", interrupting(draw.draw_detections, 3))
     argv = ["predict", str(images), "--model", str(trained / "best.pt"), "--save", str(save)]
     assert main(argv) == 130
     records = json.loads((save / "detections.json").read_text())

@@ -99,19 +99,12 @@ def test_rerun_replaces_previous_synthetic_dataset(tmp_path):
     assert len(coco["images"]) == report["splits"]["train"]["images"]
 
 
-def test_rerun_replaces_an_interrupted_dataset(tmp_path, monkeypatch):
+def test_rerun_replaces_an_interrupted_dataset(tmp_path, monkeypatch, interrupting):
     import yoloslim.data.synth as synth_mod
 
     out = tmp_path / "ds"
-    real_render, calls = synth_mod._render, []
-
-    def interrupted(*args):
-        calls.append(args)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_render(*args)
-
-    monkeypatch.setattr(synth_mod, "_render", interrupted)
+    real_render = synth_mod._render
+    monkeypatch.setattr(synth_mod, "_render", interrupting(real_render, 3))
     with pytest.raises(KeyboardInterrupt):
         synthesize(out, images=6, imgsz=32, seed=0)
     monkeypatch.setattr(synth_mod, "_render", real_render)

@@ -232,6 +232,21 @@ def test_config_validation():
     assert DistillConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def _distill_stopped_after_epoch_0(monkeypatch, teacher, data, cfg, out) -> None:
+    """A distill run of STUDENT interrupted (Ctrl-C) once its first epoch is saved."""
+
+    def interrupt(epoch, row):
+        raise KeyboardInterrupt
+
+    real_train = distill_mod.train
+    monkeypatch.setattr(
+        distill_mod, "train", lambda *a, **k: real_train(*a, **k, on_epoch_end=interrupt)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        distill(STUDENT, teacher, data, config=cfg, out=out)
+    monkeypatch.setattr(distill_mod, "train", real_train)
+
+
 def test_distill_run_checkpoints_and_exact_resume(tmp_path, monkeypatch):
     data = synthesize(tmp_path / "d", images=8, imgsz=64, classes=2, seed=3, val_fraction=0.25)
     torch.manual_seed(0)
@@ -250,16 +265,7 @@ def test_distill_run_checkpoints_and_exact_resume(tmp_path, monkeypatch):
     assert [r["epoch"] for r in rows] == [0, 1] and all("kd_feat" in r for r in rows)
     assert (tmp_path / "full" / "distill_config.yaml").is_file()
 
-    def interrupt(epoch, row):
-        raise KeyboardInterrupt
-
-    real_train = distill_mod.train
-    monkeypatch.setattr(
-        distill_mod, "train", lambda *a, **k: real_train(*a, **k, on_epoch_end=interrupt)
-    )
-    with pytest.raises(KeyboardInterrupt):
-        distill(STUDENT, teacher, data, config=cfg, out=tmp_path / "stop")
-    monkeypatch.setattr(distill_mod, "train", real_train)
+    _distill_stopped_after_epoch_0(monkeypatch, teacher, data, cfg, tmp_path / "stop")
     assert read_checkpoint(tmp_path / "stop" / "last.pt")["train_state"]["epoch"] == 0
     other = DistillConfig(loss="mimic", progressive=True, freeze_epochs=1, train=train_cfg)
     with pytest.raises(ConfigError, match=r"stop is a distill run of other settings \(loss: 'cwd'"):
@@ -285,16 +291,7 @@ def test_cli_resumes_a_student_that_started_from_random_weights(tmp_path, monkey
     save_checkpoint(tmp_path / "t.pt", build_model(TEACHER, names=["a", "b"]), imgsz=64)
     cfg = DistillConfig(train=TrainConfig(epochs=4, batch=4, imgsz=64, workers=0))
 
-    def interrupt(epoch, row):
-        raise KeyboardInterrupt
-
-    real_train = distill_mod.train
-    monkeypatch.setattr(
-        distill_mod, "train", lambda *a, **k: real_train(*a, **k, on_epoch_end=interrupt)
-    )
-    with pytest.raises(KeyboardInterrupt):
-        distill(STUDENT, tmp_path / "t.pt", data, config=cfg, out=tmp_path / "run")
-    monkeypatch.setattr(distill_mod, "train", real_train)
+    _distill_stopped_after_epoch_0(monkeypatch, tmp_path / "t.pt", data, cfg, tmp_path / "run")
     saved = read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["config"]
     assert saved["loss"]["static_assigner_epochs"] == 1
     rc = main(["distill", "--resume", str(tmp_path / "run"), "--teacher", str(tmp_path / "t.pt")])
