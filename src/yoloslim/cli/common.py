@@ -109,7 +109,7 @@ def interrupt_hint(marker: Path, command: str) -> Iterator[None]:
         yield
     except KeyboardInterrupt as e:
         if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one message, not one per process
-            how = "terminated" if isinstance(e, Terminated) else "interrupted"
+            how = _stop_word(e)
             if marker.exists():
                 msg = f"{how}; continue with `{command}`"
             else:
@@ -118,8 +118,12 @@ def interrupt_hint(marker: Path, command: str) -> Iterator[None]:
         raise typer.Exit(interrupt_exit_code(e)) from None
 
 
+def _stop_word(stop: KeyboardInterrupt) -> str:
+    return "terminated" if isinstance(stop, Terminated) else "interrupted"
+
+
 def _report_stop(stop: KeyboardInterrupt) -> typer.Exit:
-    err_console.print("terminated" if isinstance(stop, Terminated) else "interrupted")
+    err_console.print(_stop_word(stop))
     return typer.Exit(interrupt_exit_code(stop))
 
 

@@ -48,6 +48,7 @@ from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.result import Result
+from yoloslim.runtime.predictor import as_artifact
 from yoloslim.train.config import TrainConfig, config_from_dict, resume_config, setting_diffs
 from yoloslim.train.run_folder import check_out
 from yoloslim.train.trainer import train
@@ -324,8 +325,6 @@ def _resume_distill_config(
 
 
 def _as_detector(model: Detector | str | Path, what: str) -> Detector:
-    from yoloslim.runtime.predictor import as_artifact
-
     model = as_artifact(model)
     if isinstance(model, Detector):
         return model
@@ -398,8 +397,6 @@ def distill(
         student = probe = load_checkpoint(last)[0]
     else:
         config = DistillConfig() if config is None else config
-        from yoloslim.runtime.predictor import as_artifact
-
         student = as_artifact(student)
         if isinstance(student, (str, Path)) and Path(student).suffix == ".pt":
             student = _as_detector(student, "student")

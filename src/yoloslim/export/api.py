@@ -114,7 +114,7 @@ def export(
     out = _output_folder(out)
     previous = _previous_report(out)
     earlier = _earlier_entries(previous, formats, nms, out)
-    if previous is not None and earlier != previous["formats"]:
+    if previous is not None and set(earlier) != set(previous["formats"]):
         # the formats this call redoes are overwritten one by one: if it is stopped half
         # way, the report must not describe an earlier model's files under their names
         _write_report(out, {**previous, "formats": earlier})

@@ -169,13 +169,10 @@ def is_single_image(source: object) -> bool:
 
 
 def _items(source: object) -> Iterable:
-    if is_single_image(source):
-        return [source]
-    if isinstance(source, (bytes, bytearray, dict)) or not isinstance(source, Iterable):
-        raise DataError(
-            f"cannot read images from a value of type {type(source).__name__}; expected {_KINDS}"
-        )
-    return source
+    """The images of ``source``: itself when it is one (or no collection of images at all,
+    which :func:`_in_memory` then refuses by its type)."""
+    many = isinstance(source, Iterable) and not isinstance(source, (bytes, bytearray, dict))
+    return source if many and not is_single_image(source) else [source]
 
 
 def _in_memory(item: object) -> np.ndarray | None:

@@ -52,11 +52,14 @@ class TrainResult:
         return {k: p for k, p in (("best", self.best), ("last", self.last)) if p is not None}
 
     def to_json(self) -> str:
-        return Result(self.model, self.report, self.artifacts).to_json()
+        return self._as_result().to_json()
 
     def save_report(self, path: str | Path) -> Path:
         """Write the report and the checkpoints' paths as JSON (atomic rename)."""
-        return Result(self.model, self.report, self.artifacts).save_report(path)
+        return self._as_result().save_report(path)
+
+    def _as_result(self) -> Result:
+        return Result(self.model, self.report, self.artifacts)
 
 
 def check_out(out: Path, resume: bool, exist_ok: bool) -> None:
