@@ -5,30 +5,79 @@ Example:
     >>> data = ys.synthesize("data/synth", images=200, imgsz=320)
     >>> res = ys.train("damo-nano", data, config=ys.TrainConfig(epochs=5), out="runs/nano")
     >>> ys.validate(res.best, data)["map"]
+
+The names below are imported on first use (PEP 562), so ``import yoloslim`` and the
+command line's ``--help`` do not pay for torch until a command needs it, and a Ctrl-C during
+that import reaches the command's own handler.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from yoloslim.bench.measure import benchmark
-from yoloslim.budget_mode import run_budget
-from yoloslim.compress.distill import DistillConfig, distill
-from yoloslim.compress.prune import PruneConfig, prune
-from yoloslim.compress.quantize import QuantConfig, quantize
-from yoloslim.compress.reparam import reparameterize
-from yoloslim.data.synth import synthesize
-from yoloslim.errors import ConfigError, DataError, ExportError, ModelError, YoloslimError
-from yoloslim.eval.val import validate
-from yoloslim.export import export
-from yoloslim.models import Detector, arch_of, build_model, list_models, register_model
-from yoloslim.models.checkpoint import load_checkpoint, save_checkpoint
-from yoloslim.nas import Budget, SearchResult, SearchSpace, search
-from yoloslim.pipeline import load_recipe, run_recipe
-from yoloslim.runtime import BatchingPredictor, Detections, Predictor
-from yoloslim.train import TrainConfig, TrainResult, train
+if TYPE_CHECKING:
+    from yoloslim.bench.measure import benchmark
+    from yoloslim.budget_mode import run_budget
+    from yoloslim.compress.distill import DistillConfig, distill
+    from yoloslim.compress.prune import PruneConfig, prune
+    from yoloslim.compress.quantize import QuantConfig, quantize
+    from yoloslim.compress.reparam import reparameterize
+    from yoloslim.data.synth import synthesize
+    from yoloslim.errors import ConfigError, DataError, ExportError, ModelError, YoloslimError
+    from yoloslim.eval.val import validate
+    from yoloslim.export import export
+    from yoloslim.models import Detector, arch_of, build_model, list_models, register_model
+    from yoloslim.models.checkpoint import load_checkpoint, save_checkpoint
+    from yoloslim.nas import Budget, SearchResult, SearchSpace, search
+    from yoloslim.pipeline import load_recipe, run_recipe
+    from yoloslim.runtime import BatchingPredictor, Detections, Predictor
+    from yoloslim.train import TrainConfig, TrainResult, train
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_LAZY = {
+    "benchmark": "yoloslim.bench.measure",
+    "run_budget": "yoloslim.budget_mode",
+    "DistillConfig": "yoloslim.compress.distill",
+    "distill": "yoloslim.compress.distill",
+    "PruneConfig": "yoloslim.compress.prune",
+    "prune": "yoloslim.compress.prune",
+    "QuantConfig": "yoloslim.compress.quantize",
+    "quantize": "yoloslim.compress.quantize",
+    "reparameterize": "yoloslim.compress.reparam",
+    "synthesize": "yoloslim.data.synth",
+    "ConfigError": "yoloslim.errors",
+    "DataError": "yoloslim.errors",
+    "ExportError": "yoloslim.errors",
+    "ModelError": "yoloslim.errors",
+    "YoloslimError": "yoloslim.errors",
+    "validate": "yoloslim.eval.val",
+    "export": "yoloslim.export",
+    "Detector": "yoloslim.models",
+    "arch_of": "yoloslim.models",
+    "build_model": "yoloslim.models",
+    "list_models": "yoloslim.models",
+    "register_model": "yoloslim.models",
+    "load_checkpoint": "yoloslim.models.checkpoint",
+    "save_checkpoint": "yoloslim.models.checkpoint",
+    "Budget": "yoloslim.nas",
+    "SearchResult": "yoloslim.nas",
+    "SearchSpace": "yoloslim.nas",
+    "search": "yoloslim.nas",
+    "load_recipe": "yoloslim.pipeline",
+    "run_recipe": "yoloslim.pipeline",
+    "BatchingPredictor": "yoloslim.runtime",
+    "Detections": "yoloslim.runtime",
+    "Predictor": "yoloslim.runtime",
+    "TrainConfig": "yoloslim.train",
+    "TrainResult": "yoloslim.train",
+    "train": "yoloslim.train",
+}
 
 __all__ = [
     "BatchingPredictor",
@@ -72,6 +121,33 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'yoloslim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+class _Package(types.ModuleType):
+    """``yoloslim.export`` and ``yoloslim.train`` name both a subpackage and the function the
+    package exports. Importing the subpackage would bind its module over the function's name;
+    here the name stays the function's, as it was when the package imported everything."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
 def load(path: str | Path, **options) -> Predictor:
     """Open any artifact (.pt, .torchscript, .onnx, .xml) as a :class:`Predictor`.
 
@@ -84,4 +160,6 @@ def load(path: str | Path, **options) -> Predictor:
         >>> dets = pred.predict("images/")
         >>> model = pred.model
     """
+    from yoloslim.runtime import Predictor
+
     return Predictor(path, **options)

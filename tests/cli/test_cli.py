@@ -232,6 +232,33 @@ def test_entry_point_help():
     assert "train" in proc.stdout and "val" in proc.stdout
 
 
+def test_the_package_and_help_do_not_import_torch():
+    # torch takes seconds to import; --help should not wait for it, and a Ctrl-C during that
+    # import should reach the command's handler rather than print a traceback
+    code = (
+        "import sys, yoloslim as ys; from yoloslim.cli.main import main; "
+        "rc = main(['--help']); print('torch' in sys.modules, rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split()[-2:] == ["False", "0"], proc.stderr
+
+
+def test_every_public_name_resolves_and_subpackages_do_not_shadow_functions():
+    import yoloslim as ys
+    import yoloslim.export
+    import yoloslim.train.config  # noqa: F401
+
+    missing = [name for name in ys.__all__ if getattr(ys, name, None) is None]
+    assert missing == []
+    assert callable(ys.export) and callable(ys.train)
+    assert ys.train.__module__ == "yoloslim.train.trainer"
+    from yoloslim import export
+
+    assert export is ys.export
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        ys.nope  # noqa: B018
+
+
 def test_predict_and_export_commands(trained, data_yaml, tmp_path):
     out = tmp_path / "exp"
     assert (
