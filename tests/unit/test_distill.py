@@ -270,6 +270,8 @@ def test_distill_run_checkpoints_and_exact_resume(tmp_path, monkeypatch):
     other = DistillConfig(loss="mimic", progressive=True, freeze_epochs=1, train=train_cfg)
     with pytest.raises(ConfigError, match=r"stop is a distill run of other settings \(loss: 'cwd'"):
         distill(None, teacher, data, config=other, out=tmp_path / "stop", resume=True)
+    with pytest.raises(ConfigError, match="does not record its teacher"):
+        distill(None, None, data, out=tmp_path / "stop", resume=True)  # given as a Detector
     distill(None, teacher, data, out=tmp_path / "stop", resume=True)
     a = read_checkpoint(tmp_path / "full" / "last.pt")["train_state"]
     b = read_checkpoint(tmp_path / "stop" / "last.pt")["train_state"]
@@ -281,7 +283,7 @@ def test_distill_run_checkpoints_and_exact_resume(tmp_path, monkeypatch):
         )
 
 
-def test_cli_resumes_a_student_that_started_from_random_weights(tmp_path, monkeypatch):
+def test_cli_resumes_a_student_that_started_from_random_weights(tmp_path, monkeypatch, capsys):
     # an auto static_assigner_epochs (None in the distill config) is resolved to 1 by the
     # trainer for 4 epochs from scratch; --resume used to compare that 1 with a 0
     from yoloslim.cli.main import main
@@ -294,7 +296,12 @@ def test_cli_resumes_a_student_that_started_from_random_weights(tmp_path, monkey
     _distill_stopped_after_epoch_0(monkeypatch, tmp_path / "t.pt", data, cfg, tmp_path / "run")
     saved = read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["config"]
     assert saved["loss"]["static_assigner_epochs"] == 1
-    rc = main(["distill", "--resume", str(tmp_path / "run"), "--teacher", str(tmp_path / "t.pt")])
+    # the run records its teacher's file: a resume needs no --teacher, unless the file moved
+    (tmp_path / "t.pt").rename(tmp_path / "moved.pt")
+    assert main(["distill", "--resume", str(tmp_path / "run")]) == 2
+    assert f"the run's teacher {tmp_path / 't.pt'} no longer exists" in capsys.readouterr().err
+    (tmp_path / "moved.pt").rename(tmp_path / "t.pt")
+    rc = main(["distill", "--resume", str(tmp_path / "run")])
     assert rc == 0
     assert read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["epoch"] == 3
 

@@ -23,7 +23,9 @@ from yoloslim.configs import load_mapping
 def distill(
     ctx: typer.Context,
     teacher: Path = typer.Option(
-        ..., help="Teacher checkpoint (.pt); also needed with --resume (the run does not keep it)."
+        None,
+        help="Teacher checkpoint (.pt); required (with --resume: default, the run's own, "
+        "which last.pt records).",
     ),
     student: str = typer.Option(
         "damo-nano", help="Student: checkpoint (.pt), registered model name or arch.yaml."
@@ -78,7 +80,7 @@ def distill(
         if saved is not None:
             saved = DistillConfig.from_dict(saved)
             cfg = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **runtime))
-        with interrupt_hint(Path(resume) / "last.pt", _resume_command(resume, teacher)):
+        with interrupt_hint(Path(resume) / "last.pt", f"yoloslim distill --resume {resume}"):
             res = run_distill(
                 None,
                 teacher,
@@ -91,6 +93,8 @@ def distill(
     else:
         if data is None:
             raise ConfigError("--data is required (unless --resume DIR is given)")
+        if teacher is None:
+            raise ConfigError("--teacher is required (unless --resume DIR is given)")
         top = dict(
             loss=loss,
             logit_weight=logit_weight,
@@ -113,14 +117,10 @@ def distill(
         values["train"] = layered(ctx, values.get("train"), flags)
         with config_file(config):
             cfg = DistillConfig.from_dict(values)
-        with interrupt_hint(Path(out) / "last.pt", _resume_command(out, teacher)):
+        with interrupt_hint(Path(out) / "last.pt", f"yoloslim distill --resume {out}"):
             res = run_distill(student, teacher, data, config=cfg, out=out, progress=True)
     console.print(
         f"best mAP50-95 {res.report['train'].get('best_map')}  ->  {res.artifacts.get('best')}"
     )
     write_json(json_path, res.report)
 
-
-def _resume_command(out: Path, teacher: Path) -> str:
-    # the teacher is not saved in the run: the resume names it again
-    return f"yoloslim distill --resume {out} --teacher {teacher}"

@@ -202,9 +202,12 @@ class Distiller:
     outputs with a forward hook on ``student.neck`` during training.
     """
 
-    def __init__(self, teacher: Detector, config: DistillConfig) -> None:
+    def __init__(
+        self, teacher: Detector, config: DistillConfig, teacher_path: str | None = None
+    ) -> None:
         self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
         self.cfg = config
+        self.teacher_path = teacher_path  # kept in last.pt, so a resume can find the teacher
         self.adapters: FeatureAdapters | None = None
         self._feats: list[torch.Tensor] | None = None
         self._handle = None
@@ -293,12 +296,15 @@ class Distiller:
 
     def state_dict(self) -> dict:
         assert self.adapters is not None
-        return {
+        state = {
             "config": self.cfg.to_dict(),
             "adapters": {
                 k: v.detach().cpu().clone() for k, v in self.adapters.state_dict().items()
             },
         }
+        if self.teacher_path is not None:
+            state["teacher"] = self.teacher_path
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         assert self.adapters is not None
@@ -324,6 +330,22 @@ def _resume_distill_config(
     return dataclasses.replace(saved, train=resume_config(saved.train, given.train, str(out)))
 
 
+def _recorded_teacher(hook_state: dict, last: Path) -> Path:
+    """The teacher a run was started with, for a resume that names none."""
+    recorded = hook_state.get("teacher")
+    if recorded is None:
+        raise ConfigError(
+            f"resume: {last} does not record its teacher (it was given as a model, not a "
+            "file, or the run predates recording it); pass the teacher (--teacher)"
+        )
+    if not Path(recorded).is_file():
+        raise ConfigError(
+            f"resume: the run's teacher {recorded} no longer exists; pass its new place "
+            "(--teacher)"
+        )
+    return Path(recorded)
+
+
 def _as_detector(model: Detector | str | Path, what: str) -> Detector:
     model = as_artifact(model)
     if isinstance(model, Detector):
@@ -337,8 +359,8 @@ def _as_detector(model: Detector | str | Path, what: str) -> Detector:
 
 
 def distill(
-    student: Detector | str | Path,
-    teacher: Detector | str | Path,
+    student: Detector | str | Path | None,
+    teacher: Detector | str | Path | None,
     data: str | Path,
     *,
     config: DistillConfig | None = None,
@@ -352,7 +374,8 @@ def distill(
     Args:
         student: a Detector (copied), a checkpoint path, a registered model name or an
             arch.yaml (names and archs start from random weights, as in ``train``).
-        teacher: a Detector or a checkpoint path; never modified.
+        teacher: a Detector or a checkpoint path; never modified. A path is recorded in
+            the run's ``last.pt``: on ``resume`` it may be None (the recorded one is used).
         data: the dataset's ``data.yaml``.
         config: distillation and training settings (default ``DistillConfig()``). On
             ``resume`` the run's saved settings are used; a config passed as well must
@@ -381,7 +404,6 @@ def distill(
     """
     out = Path(out)
     names = load_data_config(data).names
-    t_model = _as_detector(teacher, "teacher")
     if resume:
         last = out / "last.pt"
         if not last.is_file():
@@ -390,12 +412,16 @@ def distill(
         hook_state = train_state.get("hook", {})
         if "config" not in hook_state:
             raise ConfigError(f"resume: {last} is not from a distill run")
+        if teacher is None:
+            teacher = _recorded_teacher(hook_state, last)
         saved = DistillConfig.from_dict(hook_state["config"])
         if "config" in train_state:  # the training settings as run (auto values resolved)
             saved = dataclasses.replace(saved, train=config_from_dict(train_state["config"]))
         config = _resume_distill_config(saved, config, out)
         student = probe = load_checkpoint(last)[0]
     else:
+        if student is None:
+            raise ConfigError("student is required (None only on resume: the run's own)")
         config = DistillConfig() if config is None else config
         student = as_artifact(student)
         if isinstance(student, (str, Path)) and Path(student).suffix == ".pt":
@@ -403,12 +429,17 @@ def distill(
         probe = student if isinstance(student, Detector) else build_model(student, names=names)
     if not isinstance(config, DistillConfig):
         raise ConfigError(f"config must be a DistillConfig, got {type(config).__name__}")
+    if teacher is None:
+        raise ConfigError("teacher is required (None only on resume, to use the run's own)")
+    t_model = _as_detector(teacher, "teacher")
+    t_file = as_artifact(teacher)
+    t_file = None if isinstance(t_file, nn.Module) else str(Path(t_file).expanduser().resolve())
     if t_model.nc != len(names):
         raise ConfigError(f"teacher has {t_model.nc} classes but {data} has {len(names)}")
     _check_names(list(t_model.names), list(names), data)
     _check_pair(probe, t_model)
 
-    hook = Distiller(t_model, config)
+    hook = Distiller(t_model, config, teacher_path=t_file)
     check_out(out, resume, exist_ok)  # before distill_config.yaml replaces another run's
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
