@@ -123,4 +123,3 @@ def distill(
         f"best mAP50-95 {res.report['train'].get('best_map')}  ->  {res.artifacts.get('best')}"
     )
     write_json(json_path, res.report)
-

@@ -340,8 +340,7 @@ def _recorded_teacher(hook_state: dict, last: Path) -> Path:
         )
     if not Path(recorded).is_file():
         raise ConfigError(
-            f"resume: the run's teacher {recorded} no longer exists; pass its new place "
-            "(--teacher)"
+            f"resume: the run's teacher {recorded} no longer exists; pass its new place (--teacher)"
         )
     return Path(recorded)
 
