@@ -148,6 +148,7 @@ def _stage_export(st: _State, cfg: ExportStage, data, out: Path, progress: bool)
         dynamic=cfg.dynamic,
         half=cfg.half,
         verify=cfg.verify,
+        triton_name=cfg.triton_name,
     )
     rows = [
         [f"export-{k}", str(v), "artifact", st.model]

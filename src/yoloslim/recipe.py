@@ -37,9 +37,11 @@ class ExportStage:
     dynamic: bool = False
     half: bool = False
     verify: bool = True
+    triton_name: str = "model"
 
     def __post_init__(self) -> None:
         from yoloslim.export.registry import EXPORTERS
+        from yoloslim.export.triton import triton_name_problem
 
         if not EXPORTERS:
             import yoloslim.export  # noqa: F401 - registers the formats
@@ -51,6 +53,9 @@ class ExportStage:
                 f"choose from {sorted(EXPORTERS)}"
             )
         check_imgsz(self.imgsz)
+        bad_name = triton_name_problem(self.triton_name)
+        if bad_name:
+            raise ConfigError(f"triton_name: {bad_name}")
 
 
 @dataclass(frozen=True)

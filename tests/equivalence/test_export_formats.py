@@ -8,6 +8,7 @@ and a static one (FP16 OpenVINO + NMS in the graph) of a model with spread score
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -300,6 +301,18 @@ def test_triton_repository(dynamic_export):
     model = onnx.load(cfg_path.parent / "1" / "model.onnx")
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # Triton batches
     assert res.report["formats"]["triton"]["config_checked"]
+
+
+def test_a_named_triton_model_joins_the_repository(dynamic_export, tmp_path):
+    out = tmp_path / "exp"
+    shutil.copytree(dynamic_export[1] / "triton", out / "triton")
+    with pytest.raises(ConfigError, match=r"triton_name \(--triton-name\): '\.\./x' is not"):
+        export(_model(), out, formats="triton", imgsz=IMGSZ, triton_name="../x")
+    res = export(_model(), out, formats="triton", imgsz=IMGSZ, triton_name="det-v2")
+    cfg_path = res.artifacts["triton"]
+    assert cfg_path == out / "triton" / "det-v2" / "config.pbtxt"
+    assert parse_config_pbtxt(cfg_path.read_text())["name"] == "det-v2"
+    assert (out / "triton" / "model" / "config.pbtxt").is_file()  # the first model stays
 
 
 @pytest.mark.skipif(not HAVE_COREML, reason="coremltools not installed (extra [coreml])")

@@ -24,6 +24,9 @@ def export(
     nms: bool = typer.Option(
         False, help="Also write model_e2e.onnx with NMS in the graph (onnx, static batch)."
     ),
+    triton_name: str = typer.Option(
+        "model", help="Triton model name: its folder is OUT/triton/NAME (other models stay)."
+    ),
     json_path: Path = typer.Option(None, "--json", help="Write the export report as JSON."),
 ) -> None:
     """Re-parameterise, export and verify each artifact against PyTorch (writes export_report.json)."""
@@ -34,7 +37,14 @@ def export(
     formats = [f.strip() for f in format.split(",") if f.strip()]
     with console.status(f"exporting {', '.join(formats)}"):
         res = run_export(
-            model, out, formats=formats, imgsz=imgsz, dynamic=dynamic, half=half, nms=nms
+            model,
+            out,
+            formats=formats,
+            imgsz=imgsz,
+            dynamic=dynamic,
+            half=half,
+            nms=nms,
+            triton_name=triton_name,
         )
     table = Table(title=f"export of {model} ({res.report['imgsz']} px)")
     for col in ("format", "artifact", "runtime", "precision", "MB", "max |diff|", "verified"):

@@ -16,6 +16,7 @@ from yoloslim.configs import check_imgsz
 from yoloslim.errors import ConfigError, ExportError
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.registry import EXPORTERS
+from yoloslim.export.triton import triton_name_problem
 from yoloslim.fileio import atomic_write_text
 from yoloslim.result import Result
 
@@ -34,6 +35,7 @@ def export(
     half: bool = False,
     nms: bool = False,
     verify: bool = True,
+    triton_name: str = "model",
 ) -> Result:
     """Export a checkpoint or Detector to ``formats`` under ``out`` and verify each artifact.
 
@@ -61,6 +63,8 @@ def export(
             graph's conf and at a lower one that lets detections through on the probe
             images (see :func:`yoloslim.export.nms.verify_nms`).
         verify: run each artifact and compare with PyTorch. A mismatch raises.
+        triton_name: the Triton model's name: the repository holds it in
+            ``out/triton/{triton_name}/`` beside any other models already there.
 
     Returns:
         Result: ``model`` is the re-parameterised torch model, ``artifacts`` maps format ->
@@ -100,6 +104,9 @@ def export(
         if reason:
             raise ExportError(f"cannot export {fmt}: {reason}")
     check_imgsz(imgsz)
+    bad_name = triton_name_problem(triton_name)
+    if bad_name:
+        raise ConfigError(f"triton_name (--triton-name): {bad_name}")
     if isinstance(model, nn.Module):
         # a Detector loaded from a checkpoint remembers its training size
         ck_imgsz, names = getattr(model, "imgsz", None), list(getattr(model, "names", []) or [])
@@ -129,6 +136,7 @@ def export(
         dynamic=dynamic,
         half=half,
         strides=tuple(getattr(net, "strides", (8, 16, 32))),
+        triton_name=triton_name,
     )
     report: dict = {
         "imgsz": imgsz,

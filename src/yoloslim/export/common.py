@@ -24,6 +24,7 @@ class ExportContext:
         imgsz: square input size.
         out: output folder.
         stem: file name stem of the artifacts.
+        triton_name: the Triton model's name (its folder in the repository).
         dynamic: dynamic batch axis where the format allows it.
         half: FP16 weights (OpenVINO, CoreML, TensorRT; ONNX stays FP32).
         strides: the detector's output strides (metadata; Triton's anchor count).
@@ -38,6 +39,7 @@ class ExportContext:
     imgsz: int
     out: Path
     stem: str = "model"
+    triton_name: str = "model"
     dynamic: bool = False
     half: bool = False
     strides: tuple[int, ...] = (8, 16, 32)

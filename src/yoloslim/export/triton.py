@@ -14,18 +14,31 @@ __all__ = ["export_triton", "parse_config_pbtxt", "verify_triton", "TRITON_MAX_B
 TRITON_MAX_BATCH = 16
 
 
+def triton_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a Triton model (a folder of the repository), or None."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+        return f"{name!r} is not a model name (letters, digits, '_', '-', '.')"
+    return None
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
 def export_triton(ctx: ExportContext) -> Path:
     """Write the repository under ``ctx.out / "triton"``; returns the ``config.pbtxt`` path.
+
+    The model is ``triton/{ctx.triton_name}/``: other models already in ``triton/`` stay, so
+    several exports with different names build one repository.
 
     Triton batches requests itself, so the ONNX always has a dynamic batch axis and
     ``dims`` in the config leave the batch out (``max_batch_size > 0``).
     """
     from yoloslim.export.onnx import onnx_file
 
-    repo = ctx.out / "triton" / ctx.stem
+    repo = ctx.out / "triton" / ctx.triton_name
     (repo / "1").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_file(ctx, dynamic=True), repo / "1" / "model.onnx")
-    config = f"""name: "{ctx.stem}"
+    config = f"""name: "{ctx.triton_name}"
 platform: "onnxruntime_onnx"
 max_batch_size: {TRITON_MAX_BATCH}
 input [
