@@ -352,3 +352,15 @@ def test_paths_starting_with_a_tilde_are_expanded(ckpt, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     res = ys.export(ckpt, "~/ex", formats="torchscript", verify=False)
     assert res.artifacts["torchscript"].parent == tmp_path / "ex"
+
+
+def test_a_checkpoint_runs_in_its_deploy_form_and_keeps_its_own_for_the_stages(ckpt):
+    # bench times a .pt row as exported artifacts run (folded), or its speed-ups would
+    # include re-parameterisation's gain
+    pred = Predictor(ckpt)
+    backend = pred.backend
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in backend.deploy.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in pred.model.modules())
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(backend(x), pred.model.eval()(x), rtol=1e-4, atol=1e-4)

@@ -99,6 +99,19 @@ def _default_input(imgsz: int = 320) -> torch.Tensor:
 
 
 @torch.no_grad()
+def deploy_form(model: nn.Module) -> tuple[nn.Module, int, int]:
+    """An eval copy of ``model`` with RepConv blocks and Conv+BN pairs folded, unchecked (see
+    :func:`reparameterize` for the checked form); returns it, the blocks and the pairs fused."""
+    fused = copy.deepcopy(model).eval()
+    # collect first: fuse() rewrites the module tree we would be iterating over
+    blocks = [m for m in fused.modules() if m is not fused and callable(getattr(m, "fuse", None))]
+    for m in blocks:
+        m.fuse()
+    if hasattr(fused, "deploy"):
+        fused.deploy = True
+    return fused, len(blocks), fuse_traced_conv_bn(fused)
+
+
 def reparameterize(
     model: nn.Module | str | Path,
     *,
@@ -131,14 +144,7 @@ def reparameterize(
         from yoloslim.runtime.predictor import as_artifact
 
         model = load_checkpoint(as_artifact(model))[0]
-    fused = copy.deepcopy(model).eval()
-    # collect first: fuse() rewrites the module tree we would be iterating over
-    blocks = [m for m in fused.modules() if m is not fused and callable(getattr(m, "fuse", None))]
-    for m in blocks:
-        m.fuse()
-    if hasattr(fused, "deploy"):
-        fused.deploy = True
-    n_pairs = fuse_traced_conv_bn(fused)
+    fused, n_blocks, n_pairs = deploy_form(model)
     x = example_input if example_input is not None else _default_input()
     # the reference runs on its own eval copy: not even the caller's train/eval flags change
     original = copy.deepcopy(model).eval()
@@ -147,7 +153,7 @@ def reparameterize(
     report = {
         "params_before": count_params(original),
         "params_after": count_params(fused),
-        "fused_blocks": len(blocks),
+        "fused_blocks": n_blocks,
         "fused_pairs": n_pairs,
         "max_abs_diff": diff,
         "input_shape": list(x.shape),

@@ -9,6 +9,7 @@ OpenVINO rt_info), so an artifact needs nothing beside it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
@@ -20,7 +21,7 @@ import torch
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.runtime.ov_core import openvino_core
 
-__all__ = ["Backend", "check_artifact", "load_backend", "SUFFIXES"]
+__all__ = ["Backend", "check_artifact", "import_runtime", "load_backend", "SUFFIXES"]
 
 SUFFIXES = {
     ".pt": "torch",
@@ -73,22 +74,37 @@ def _meta(d: dict) -> tuple[list[str], int]:
 
 
 class TorchBackend(Backend):
+    """A checkpoint run in its deploy form (RepConv and Conv+BN folded, as every export is),
+    so its latency and memory compare with the exported artifacts'; :attr:`model` is the
+    checkpoint's own (training) form, for the compression stages."""
+
     kind = "torch"
 
     def __init__(self, path: Path, threads: int | None = None, device: str = "cpu") -> None:
+        from yoloslim.compress.reparam import deploy_form
         from yoloslim.models.checkpoint import load_checkpoint
 
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         model, ckpt = load_checkpoint(path)
-        self.model = model.to(self.device)
+        self.deploy = deploy_form(model)[0].to(self.device)
+        self._model: torch.nn.Module | None = None
         names, imgsz = list(ckpt["names"]), int(ckpt["imgsz"])
         super().__init__(path, names, imgsz, "fp32", torch.__version__)
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """The checkpoint's model as saved (read again on first use, not kept while running)."""
+        if self._model is None:
+            from yoloslim.models.checkpoint import load_checkpoint
+
+            self._model = load_checkpoint(self.path)[0].to(self.device)
+        return self._model
+
     @torch.no_grad()
     def __call__(self, x):
-        return self.model(torch.as_tensor(x, dtype=torch.float32, device=self.device)).cpu()
+        return self.deploy(torch.as_tensor(x, dtype=torch.float32, device=self.device)).cpu()
 
 
 class TorchScriptBackend(Backend):
@@ -219,6 +235,18 @@ def check_artifact(path: str | Path) -> Path:
     if not p.is_file():
         raise ModelError(f"{p}: artifact does not exist")
     return p
+
+
+def import_runtime(path: str | Path) -> None:
+    """Import the library that runs ``path`` (by its suffix), so that a later memory reading
+    counts the model and not the library; an unknown suffix or a missing library is left
+    to :func:`load_backend` to report."""
+    kind = SUFFIXES.get(Path(path).suffix)
+    with contextlib.suppress(ImportError):
+        if kind == "onnxruntime":
+            import onnxruntime  # noqa: F401
+        elif kind == "openvino":
+            import openvino  # noqa: F401
 
 
 def load_backend(
