@@ -13,6 +13,7 @@ from yoloslim.errors import ConfigError, ModelError
 from yoloslim.export import export
 from yoloslim.models import build_model
 from yoloslim.models.checkpoint import save_checkpoint
+from yoloslim.models.testing import randomize_bn
 
 IMGSZ = 64
 
@@ -21,9 +22,10 @@ IMGSZ = 64
 def artifacts(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     torch.manual_seed(0)
-    ckpt = save_checkpoint(
-        out / "base.pt", build_model("damo-nano", names=["circle", "square"]), imgsz=IMGSZ
-    )
+    # BN statistics as training leaves them: a fresh model's folded biases are all zero,
+    # and the exporter drops a bias of zeros (the graph then has fewer parameters)
+    model = randomize_bn(build_model("damo-nano", names=["circle", "square"]), seed=0)
+    ckpt = save_checkpoint(out / "base.pt", model, imgsz=IMGSZ)
     res = export(ckpt, out, formats=["onnx", "openvino"])
     data = synthesize(out / "data", images=6, imgsz=IMGSZ, classes=2, seed=2, val_fraction=0.5)
     return ckpt, res.artifacts["onnx"], res.artifacts["openvino"], data
@@ -34,10 +36,64 @@ def test_graph_flops_match_torch_count(artifacts):
     t = artifact_stats(ckpt, IMGSZ)
     o = artifact_stats(onnx_path, IMGSZ)
     v = artifact_stats(xml_path, IMGSZ)
-    assert o["gflops"] == pytest.approx(t["gflops"], rel=0.01)
-    assert v["gflops"] == pytest.approx(t["gflops"], rel=0.01)
-    assert o["params"] == pytest.approx(t["params"], rel=0.01)
+    assert o["gflops"] == pytest.approx(t["gflops"], rel=1e-9)
+    assert v["gflops"] == pytest.approx(t["gflops"], rel=1e-9)
+    # the deploy form's parameters, not the graph's anchor grids and other constants
+    assert o["params"] == v["params"] == t["params"]
     assert o["gflops"] == pytest.approx(2 * o["gmacs"])
+    with pytest.raises(ConfigError, match=f"exported at a static {IMGSZ} px"):
+        artifact_stats(onnx_path, 2 * IMGSZ)  # shape inference would count nothing
+    with pytest.raises(ConfigError, match=f"exported at a static {IMGSZ} px"):
+        artifact_stats(xml_path, 2 * IMGSZ)
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_graph_counts_of_a_linear_layer(tmp_path, dynamo):
+    import warnings
+
+    import openvino as ov
+    from torch import nn
+
+    from yoloslim.bench.graph import onnx_stats, openvino_stats
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 16, 3, padding=1), nn.Linear(16, 10)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).mean((2, 3)))
+
+    path = tmp_path / "net.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), (torch.rand(1, 3, 32, 32),), path, dynamo=dynamo)
+    ov.save_model(ov.convert_model(str(path)), str(tmp_path / "net.xml"))
+    macs = 32 * 32 * 16 * 27 + 16 * 10  # the conv, then the linear layer (Gemm, transB=1)
+    params = 16 * 27 + 16 + 16 * 10 + 10
+    for stats in (onnx_stats(path, 32), openvino_stats(tmp_path / "net.xml", 32)):
+        assert stats["params"] == params
+        assert stats["gmacs"] == pytest.approx(macs / 1e9, rel=1e-12)
+
+
+def test_row_names_tell_artifacts_apart_and_a_path_given_twice_is_refused(artifacts):
+    from pathlib import Path
+
+    from yoloslim.bench.measure import _labels
+
+    paths = ["a/best.pt", "x/model_openvino/model.xml", "y/model_openvino/model.xml"]
+    paths += ["p/q/model.onnx", "r/q/model.onnx", "other.onnx"]
+    assert _labels([Path(p) for p in paths]) == [
+        "best.pt",
+        "x/model_openvino/model.xml",
+        "y/model_openvino/model.xml",
+        "p/q/model.onnx",
+        "r/q/model.onnx",
+        "other.onnx",
+    ]
+    ckpt = artifacts[0]
+    with pytest.raises(ConfigError, match="given twice"):
+        benchmark([ckpt, ckpt.parent / ".." / ckpt.parent.name / ckpt.name])
 
 
 def test_report_files_hold_documented_keys(artifacts, tmp_path):
@@ -63,9 +119,11 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
             "precision",
         } <= set(row)
         assert set(row["latency_ms"]) >= {"median", "p90"}
-        assert set(row["throughput_ips"]) == {"1", "2"}
+        assert set(row["throughput_ips"]) == set(row["memory_by_batch"]) == {"1", "2"}
         assert 0 <= row["map"] <= 1
         assert 0 < row["model_mem_mb"] < row["peak_rss_mb"]
+        # the table's memory is at the table's batch, beside its latency
+        assert row["model_mem_mb"] == row["memory_by_batch"]["1"]["model_mem_mb"]
     assert report["rows"][0]["ratios"]["speedup"] == 1.0
     assert {"cpu", "cores", "isa", "versions"} <= set(report["system"])
     md = files["md"].read_text()
@@ -102,8 +160,7 @@ def test_qdq_int8_onnx_counts_the_float_models_params_and_flops(artifacts, tmp_p
     quantize_static(str(onnx_path), str(qdq), Reader(), quant_format=QuantFormat.QDQ)
     f, q = artifact_stats(onnx_path, IMGSZ), artifact_stats(qdq, IMGSZ)
     assert q["size_mb"] < 0.5 * f["size_mb"]  # really INT8 weights
-    # the quantizer gives each conv its own copy of a shared bias: a few dozen params more
-    assert q["params"] == pytest.approx(f["params"], rel=1e-3)
+    assert q["params"] == f["params"]  # its INT8 weights and INT32 biases, not the scales
     assert q["gflops"] == pytest.approx(f["gflops"], rel=1e-6)
 
 

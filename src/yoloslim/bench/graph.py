@@ -1,27 +1,30 @@
 """Parameters and FLOPs counted from exported graphs (ONNX, OpenVINO IR).
 
 Counted ops: convolutions and matrix multiplications (``MACs = output elements x
-input channels per group x kernel area``); element-wise ops are ignored, as torch's
-flop counter ignores them too, so torch and graph counts compare.
+input channels per group x kernel area``, or x the reduced dimension of a product);
+element-wise ops are ignored, as torch's flop counter ignores them too, so torch and
+graph counts compare.
 
-Quantized ONNX graphs count the same as the float graph they came from: in QDQ form a
-weight is an INT8 initializer that reaches its Conv through ``DequantizeLinear``, so
-parameters are the float initializers plus the integer tensors a ``DequantizeLinear``
-reads (weights and INT32 biases), not the scales and zero points; ``ConvInteger`` /
-``MatMulInteger`` (dynamic quantization) and ``QLinearConv`` / ``QLinearMatMul`` read
-their integer weights directly.
+Parameters are the weights and biases of those ops (and of any batch norm left in the
+graph), traced back through casts, reshapes and dequantization to the stored tensor, so a
+quantized graph counts the same as the float graph it came from (its INT8 weights, not
+the scales and zero points). Other constants -- anchor grids, strides, the DFL
+projection -- are not parameters of the model and are not counted; an export of a model
+reports the parameter count of its deploy form at every input size (less any bias of
+zeros, which the exporter drops: an untrained model's folded biases).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
+from yoloslim.errors import ConfigError
 from yoloslim.runtime.ov_core import openvino_core
 
 __all__ = ["onnx_static_imgsz", "onnx_stats", "openvino_static_imgsz", "openvino_stats"]
 
-_FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 # op type -> index of its weight input (the one whose shape sets the MACs per output element)
 _WEIGHT_INPUT = {
@@ -33,35 +36,85 @@ _WEIGHT_INPUT = {
     "MatMulInteger": 1,
     "QLinearMatMul": 3,
 }
+# op type -> the inputs that hold its parameters (weight, bias)
+_PARAM_INPUTS = {
+    "Conv": (1, 2),
+    "ConvTranspose": (1, 2),
+    "Gemm": (0, 1, 2),
+    "MatMul": (0, 1),
+    "ConvInteger": (1,),
+    "MatMulInteger": (0, 1),
+    "QLinearConv": (3, 8),
+    "QLinearMatMul": (0, 3),
+    "BatchNormalization": (1, 2),
+}
 _CONVS = ("Conv", "ConvInteger", "QLinearConv")
-_FLOAT_OPS = ("Conv", "MatMul", "Gemm")
+# what may stand between a stored weight and the op that uses it
+_ONNX_PASS = (*_QDQ, "Identity", "Cast", "Reshape", "Transpose")
+
+
+def _onnx_weights(graph, producers: dict, inits: dict, name: str) -> str | None:
+    """The initializer a weight or bias input comes from, through Q/DQ, casts and reshapes
+    (a DequantizeLinear's data input, never its scale or zero point)."""
+    for _ in range(6):
+        if name in inits:
+            return name
+        node = producers.get(name)
+        if node is None or node.op_type not in _ONNX_PASS:
+            return None
+        name = node.input[0]
+    return None
 
 
 def _onnx_params(graph) -> int:
-    """Float initializers that are not Q/DQ scales, plus the integer tensors that a
-    DequantizeLinear or an integer conv/matmul reads as its data or weight input."""
-    scale_or_zp, int_weights = set(), set()
+    """The weights and biases of the parameterised ops (convolutions, matrix products and
+    their bias ``Add``, batch norms), stored in float or, quantized, as integers: what the
+    torch model's parameters became. Graph constants (anchor grids, strides, the DFL
+    projection, Q/DQ scales) are not parameters and not counted. A tensor is counted at each
+    op that uses it: exporters store equal constants once (two fresh biases, say), where
+    the model had two parameters."""
+    inits = {i.name: math.prod(i.dims) for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    found: list[str] = []
+
+    def take(name: str) -> None:
+        src = _onnx_weights(graph, producers, inits, name)
+        if src is not None:
+            found.append(src)
+
     for node in graph.node:
-        if node.op_type in _QDQ:
-            scale_or_zp.update(node.input[1:])
-            if node.op_type == "DequantizeLinear":
-                int_weights.add(node.input[0])
-        elif node.op_type in _WEIGHT_INPUT and node.op_type not in _FLOAT_OPS:
-            int_weights.add(node.input[_WEIGHT_INPUT[node.op_type]])
-    return sum(
-        math.prod(init.dims)
-        for init in graph.initializer
-        if init.name not in scale_or_zp
-        and (init.data_type in _FLOAT_TYPES or init.name in int_weights)
-    )
+        for idx in _PARAM_INPUTS.get(node.op_type, ()):
+            if idx < len(node.input) and node.input[idx]:
+                take(node.input[idx])
+        if node.op_type == "Add":  # a Linear exported as MatMul + Add: the Add holds the bias
+            feeds = [producers.get(i) for i in node.input]
+            if any(n is not None and n.op_type in ("MatMul", "MatMulInteger") for n in feeds):
+                for i in node.input:
+                    take(i)
+    return sum(inits[n] for n in found)
+
+
+def _reduction(op_type: str, w: list[int], node) -> int:
+    """Multiply-adds per output element of a conv or matrix product with weight shape ``w``."""
+    if op_type in _CONVS:
+        return math.prod(w[1:])
+    if op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return w[1] if trans_b else w[0]
+    return w[-2] if len(w) >= 2 else w[0]  # MatMul: (..., K, N)
 
 
 def onnx_stats(path: str | Path, imgsz: int) -> dict:
     """``{"params", "gmacs", "gflops"}`` of an ONNX model (float or quantized) at batch 1 and
-    ``imgsz``."""
+    ``imgsz``.
+
+    Raises:
+        ConfigError: the graph was exported at a static size other than ``imgsz``.
+    """
     import onnx
     from onnx import shape_inference
 
+    _check_static(path, onnx_static_imgsz(path), imgsz)
     model = onnx.load(str(path))
     inits = {i.name: list(i.dims) for i in model.graph.initializer}
     params = _onnx_params(model.graph)
@@ -69,14 +122,8 @@ def onnx_stats(path: str | Path, imgsz: int) -> dict:
     producers = {o: n for n in model.graph.node for o in n.output}
 
     def weight_shape(name: str) -> list[int] | None:
-        for _ in range(4):  # DequantizeLinear, possibly after a QuantizeLinear of a float weight
-            if name in inits:
-                return inits[name]
-            node = producers.get(name)
-            if node is None or node.op_type not in (*_QDQ, "Identity", "Cast"):
-                return None
-            name = node.input[0]
-        return None
+        src = _onnx_weights(model.graph, producers, inits, name)
+        return inits[src] if src is not None else None
 
     graph_in = model.graph.input[0]
     for d, v in zip(graph_in.type.tensor_type.shape.dim, (1, 3, imgsz, imgsz), strict=False):
@@ -96,11 +143,16 @@ def onnx_stats(path: str | Path, imgsz: int) -> dict:
         out = shapes.get(node.output[0])
         if not w or not out or not all(out):
             continue
-        if node.op_type in _CONVS:
-            macs += math.prod(out) * math.prod(w[1:])
-        else:
-            macs += math.prod(out) * w[0]
+        macs += math.prod(out) * _reduction(node.op_type, w, node)
     return {"params": int(params), "gmacs": macs / 1e9, "gflops": 2 * macs / 1e9}
+
+
+def _check_static(path: str | Path, static: int | None, imgsz: int) -> None:
+    if static is not None and static != imgsz:
+        raise ConfigError(
+            f"{path} was exported at a static {static} px; its FLOPs at imgsz={imgsz} cannot "
+            "be counted"
+        )
 
 
 def onnx_static_imgsz(path: str | Path) -> int | None:
@@ -118,26 +170,79 @@ def openvino_static_imgsz(path: str | Path) -> int | None:
     return shape[2].get_length() if len(shape) == 4 and shape[2].is_static else None
 
 
-def _is_weight_type(et) -> bool:
-    """Float constants, and the low-bit integer weights of a quantized IR (not shape tensors)."""
-    return et.is_real() or et.get_type_name() in ("i8", "u8", "i4", "u4")
+# what may stand between a stored weight and the op that uses it in an IR: a precision
+# conversion, an INT8 weight's dequantization (zero point, scale) or a reshape
+_OV_PASS = (
+    "Convert",
+    "Subtract",
+    "Multiply",
+    "FakeQuantize",
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+)
+_OV_CONVS = ("Convolution", "GroupConvolution")
+
+
+def _ov_weight(output) -> Any | None:
+    """The Constant op an input comes from, following each pass-through op's data input."""
+    node = output.get_node()
+    for _ in range(8):
+        t = node.get_type_name()
+        if t == "Constant":
+            return node
+        if t not in _OV_PASS:
+            return None
+        node = node.input_value(0).get_node()
+    return None
 
 
 def openvino_stats(path: str | Path, imgsz: int) -> dict:
-    """``{"params", "gmacs", "gflops"}`` of an OpenVINO IR at batch 1 and ``imgsz``."""
+    """``{"params", "gmacs", "gflops"}`` of an OpenVINO IR at batch 1 and ``imgsz``.
+
+    Parameters are the weights of the convolutions and matrix products and the constant
+    added to their outputs (the bias), as stored (f32, f16 or INT8); graph constants such as
+    anchor grids and quantization ranges are not counted.
+
+    Raises:
+        ConfigError: the IR was exported at a static size other than ``imgsz``.
+    """
     model = openvino_core().read_model(str(path))
     if model.inputs[0].get_partial_shape().is_dynamic:
         model.reshape([1, 3, imgsz, imgsz])
-    params, macs = 0, 0
+    else:
+        _check_static(path, openvino_static_imgsz(path), imgsz)
+    weights: list[Any] = []  # counted at each use, as the ONNX count is
+    macs = 0
+
+    def take(output) -> None:
+        const = _ov_weight(output)
+        if const is not None:
+            weights.append(const)
+
     for op in model.get_ordered_ops():
         t = op.get_type_name()
-        if t == "Constant" and _is_weight_type(op.get_output_element_type(0)):
-            params += (
-                math.prod(op.get_output_shape(0)) if op.get_output_partial_shape(0).is_static else 0
-            )
-        elif t in ("Convolution", "GroupConvolution"):
+        if t in _OV_CONVS:
+            take(op.input_value(1))
             w = list(op.input_value(1).get_partial_shape().to_shape())
             out = list(op.get_output_shape(0))
-            per_out = math.prod(w[2:]) if t == "GroupConvolution" else math.prod(w[1:])
-            macs += math.prod(out) * per_out
+            macs += math.prod(out) * (
+                math.prod(w[2:]) if t == "GroupConvolution" else math.prod(w[1:])
+            )
+        elif t == "MatMul":
+            a, b = op.input_value(0), op.input_value(1)
+            for side in (a, b):
+                take(side)
+            w = list(b.get_partial_shape().to_shape())
+            trans_b = bool(op.get_attributes().get("transpose_b", False))
+            k = (w[-1] if trans_b else w[-2]) if len(w) >= 2 else w[0]
+            macs += math.prod(op.get_output_shape(0)) * k
+        elif t == "Add":
+            feeds = [op.input_value(i).get_node().get_type_name() for i in range(2)]
+            if any(f in (*_OV_CONVS, "MatMul") for f in feeds):
+                for i, f in enumerate(feeds):
+                    if f not in (*_OV_CONVS, "MatMul"):
+                        take(op.input_value(i))
+    params = sum(math.prod(c.get_output_shape(0)) for c in weights)
     return {"params": int(params), "gmacs": macs / 1e9, "gflops": 2 * macs / 1e9}

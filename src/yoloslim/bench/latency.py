@@ -67,9 +67,12 @@ def _worker(conn, path: str, cfg: LatencyConfig) -> None:
     # worker ignores it rather than printing its own KeyboardInterrupt traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        from yoloslim.runtime.backends import load_backend
+        from yoloslim.runtime.backends import import_runtime, load_backend
 
-        base_mb = _rss_mb()  # after the imports every worker pays; before the runtime and model
+        # every runtime's library is imported before the baseline (torch already is, by the
+        # backends module): the memory is what this artifact's model adds, alike for each
+        import_runtime(path)
+        base_mb = _rss_mb()
         backend = load_backend(path, threads=cfg.threads, hint=cfg.ov_hint)
         x = np.random.default_rng(0).random((cfg.batch, 3, cfg.imgsz, cfg.imgsz), dtype=np.float32)
         if backend.kind in ("torch", "torchscript"):

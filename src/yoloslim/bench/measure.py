@@ -91,7 +91,7 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
     elif p.suffix == ".onnx":
         stats = {**onnx_stats(p, imgsz), "flops_source": "ONNX graph (Conv/MatMul)"}
     elif p.suffix == ".xml":
-        stats = {**openvino_stats(p, imgsz), "flops_source": "OpenVINO graph (Convolution)"}
+        stats = {**openvino_stats(p, imgsz), "flops_source": "OpenVINO graph (Convolution/MatMul)"}
     else:
         stats = {
             "params": None,
@@ -170,29 +170,33 @@ def benchmark(
             }
         )
     base_cfg = latency or LatencyConfig()
+    runs = {
+        b: base_cfg.runs_per_round if b == 1 else max(2, base_cfg.runs_per_round // 4)
+        for b in batches
+    }
     for i, b in enumerate(batches):
         cfg = LatencyConfig(
             batch=b,
             imgsz=imgsz,
             warmup=base_cfg.warmup,
             rounds=base_cfg.rounds,
-            runs_per_round=base_cfg.runs_per_round
-            if b == 1
-            else max(2, base_cfg.runs_per_round // 4),
+            runs_per_round=runs[b],
             threads=base_cfg.threads,
             ov_hint=base_cfg.ov_hint,
         )
         lat = measure_latency([str(p) for p in paths], cfg)
         for row in rows:
             m = lat[row["path"]]
-            if i == 0:
+            if i == 0:  # the table's batch: latency and memory at the same one
                 row["latency_ms"] = {"median": m["median"], "p90": m["p90"], "batch": b}
                 row["precision"] = m["precision"]
                 row["peak_rss_mb"] = m["peak_rss_mb"]
                 row["model_mem_mb"] = m["model_mem_mb"]
             row.setdefault("throughput_ips", {})[str(b)] = m["throughput_ips"]
-            row["peak_rss_mb"] = max(row["peak_rss_mb"], m["peak_rss_mb"])
-            row["model_mem_mb"] = max(row["model_mem_mb"], m["model_mem_mb"])
+            row.setdefault("memory_by_batch", {})[str(b)] = {
+                "peak_rss_mb": m["peak_rss_mb"],
+                "model_mem_mb": m["model_mem_mb"],
+            }
     if data is not None:
         for row in rows:
             res = validate(row["path"], data, imgsz=imgsz)
@@ -208,6 +212,7 @@ def benchmark(
             "batches": list(batches),
             "rounds": base_cfg.rounds,
             "runs_per_round": base_cfg.runs_per_round,
+            "runs_per_round_by_batch": {str(b): n for b, n in runs.items()},
             "warmup": base_cfg.warmup,
             "threads": base_cfg.threads or "runtime default",
             "data": str(data) if data else None,
@@ -230,6 +235,11 @@ def _artifact_paths(artifacts: Sequence[str | Path] | str | Path) -> list[Path]:
         ) from e
     if not paths:
         raise ConfigError("benchmark needs at least one artifact")
+    seen: dict[Path, Path] = {}
+    for p in paths:
+        if p.resolve() in seen:
+            raise ConfigError(f"{p} is given twice (as {seen[p.resolve()]} too)")
+        seen[p.resolve()] = p
     return paths
 
 
@@ -247,13 +257,23 @@ def _batch_sizes(batches: Sequence[int] | int) -> list[int]:
 
 
 def _labels(paths: list[Path]) -> list[str]:
-    labels = []
-    for p in paths:
-        label = p.name if p.suffix != ".xml" else f"{p.parent.name}/{p.name}"
-        while label in labels:
-            label = f"{p.parent.name}/{label}"
-        labels.append(label)
-    return labels
+    """Short row names: the file name (an IR with its folder), and for names that would
+    repeat, as many of each path's folders as tell them apart."""
+    parts = [p.parts for p in paths]
+    depth = [1 if p.suffix != ".xml" else 2 for p in paths]
+
+    def label(i: int) -> str:
+        return "/".join(parts[i][-depth[i] :])
+
+    while True:
+        labels = [label(i) for i in range(len(paths))]
+        clash = [
+            i for i, x in enumerate(labels) if labels.count(x) > 1 and depth[i] < len(parts[i])
+        ]
+        if not clash:
+            return labels
+        for i in clash:
+            depth[i] += 1
 
 
 def _ratios(row: dict, base: dict) -> dict:

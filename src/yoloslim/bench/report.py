@@ -13,22 +13,21 @@ COLUMNS = [
     "Model",
     "Params (M)",
     "FLOPs (G)",
-    "mAP",
-    "mAP50",
+    "mAP (%)",
+    "mAP50 (%)",
     "Latency (ms)",
     "p90 (ms)",
     "FPS",
-    "Memory (MB)",
-    "Size (MB)",
+    "Memory (MiB)",
+    "Size (MiB)",
     "x speed",
     "x size",
 ]
 
 
 WEIGHTS_SIZE_NOTE = (
-    "Size (MB) is MiB on disk (an OpenVINO IR: .xml + .bin); for a .pt checkpoint it is the "
-    "FP32 weights of its deploy form (params x 4 bytes), since the file may also hold "
-    "optimizer and EMA state."
+    "For a .pt checkpoint, Size is the FP32 weights of its deploy form (params x 4 bytes), "
+    "since the file may also hold optimizer and EMA state."
 )
 
 
@@ -71,7 +70,10 @@ def to_markdown(report: dict) -> str:
         "",
         f"Baseline: **{report['baseline']}**. FLOPs = 2 x multiply-adds at {s['imgsz']} px, batch 1. "
         f"mAP = COCO mAP50-95 on `{s['data']}`. Latency: median and p90 at batch {s['batches'][0]}; "
-        f"FPS = 1000 / median. Memory = peak RSS of the artifact's worker process minus its RSS before the runtime and model were loaded (the cost of running this artifact; peak_rss_mb in report.json is the whole process).",
+        f"FPS = 1000 / median. Memory = peak RSS of the artifact's worker process at batch {s['batches'][0]} minus its RSS "
+        "once the runtime library was imported, before the model was loaded (what loading and running this artifact "
+        "adds; peak_rss_mb in report.json is the whole process, memory_by_batch has every batch). "
+        "Size = bytes on disk / 2^20 (an OpenVINO IR: .xml + .bin). A .pt checkpoint runs in its deploy form (re-parameterised), as the exports do.",
         *([WEIGHTS_SIZE_NOTE] if _weights_sized(report) else []),
         "",
         "| " + " | ".join(COLUMNS) + " |",
@@ -92,8 +94,14 @@ def to_markdown(report: dict) -> str:
         + ", ".join(k for k, v in sysinfo["isa"].items() if v),
         f"- OS: {sysinfo['os']}; Python {sysinfo['python']}",
         "- " + ", ".join(f"{k} {v}" for k, v in sysinfo["versions"].items()),
-        f"- Threads: {s['threads']}; {s['method']}; {s['rounds']} rounds x {s['runs_per_round']} runs, "
-        f"{s['warmup']} warm-up runs excluded",
+        f"- Threads: {s['threads']}; {s['method']}; {s['rounds']} rounds x "
+        + ", ".join(
+            f"{n} runs at batch {b}"
+            for b, n in s.get(
+                "runs_per_round_by_batch", {s["batches"][0]: s["runs_per_round"]}
+            ).items()
+        )
+        + f"; {s['warmup']} warm-up runs excluded",
         "- Precision each runtime used: "
         + ", ".join(f"{r['name']}: {r['precision']}" for r in report["rows"]),
     ]

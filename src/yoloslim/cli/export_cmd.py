@@ -47,7 +47,7 @@ def export(
             triton_name=triton_name,
         )
     table = Table(title=f"export of {model} ({res.report['imgsz']} px)")
-    for col in ("format", "artifact", "runtime", "precision", "MB", "max |diff|", "verified"):
+    for col in ("format", "artifact", "runtime", "precision", "MiB", "max |diff|", "verified"):
         table.add_column(col)
     for fmt, e in res.report["formats"].items():
         runtime = " ".join(str(e[k]) for k in ("runtime", "runtime_version") if e.get(k))

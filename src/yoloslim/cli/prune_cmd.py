@@ -82,7 +82,15 @@ def prune(
         cfg = PruneConfig.from_dict(values)
     res = run_prune(model, data, config=cfg, out=out, progress=True)
     table = Table(title=f"prune of {model} ({res.report['config']['imgsz']} px)")
-    for col in ("stage", "params (M)", "GFLOPs", "size (MB)", "latency (ms)", "mAP50-95", "mAP50"):
+    for col in (
+        "stage",
+        "params (M)",
+        "GFLOPs",
+        "size (MiB)",
+        "latency (ms)",
+        "mAP50-95 (%)",
+        "mAP50 (%)",
+    ):
         table.add_column(col)
     for row in res.report["table"]:
         table.add_row(*("-" if v is None else str(v) for v in row.values()))

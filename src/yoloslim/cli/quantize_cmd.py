@@ -70,7 +70,15 @@ def quantize(
         res = run_quantize(model, data, config=cfg, out=out, progress=False)
     rep = res.report
     table = Table(title=f"quantize {model} ({cfg.backend}, {rep['imgsz']} px)")
-    for col in ("artifact", "mAP50-95", "mAP50", "median ms", "p90 ms", "MB", "precision"):
+    for col in (
+        "artifact",
+        "mAP50-95 (%)",
+        "mAP50 (%)",
+        "median ms",
+        "p90 ms",
+        "MiB",
+        "precision",
+    ):
         table.add_column(col)
     for role in ("float", "fp16", "bf16", "int8"):
         e = rep.get(role)

@@ -271,7 +271,7 @@ def budget_warning(report: dict) -> str | None:
 def report_table(report: dict) -> str:
     """Markdown table: float vs INT8 (and FP16/BF16) mAP, latency, size."""
     rows = [
-        "| artifact | mAP50-95 | mAP50 | latency median / p90 (ms) | size (MB) | precision |",
+        "| artifact | mAP50-95 (%) | mAP50 (%) | latency median / p90 (ms) | size (MiB) | precision |",
         "|---|---|---|---|---|---|",
     ]
     for role in ("float", "fp16", "bf16", "int8"):
