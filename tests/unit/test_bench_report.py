@@ -40,6 +40,10 @@ def test_graph_flops_match_torch_count(artifacts):
     assert v["gflops"] == pytest.approx(t["gflops"], rel=1e-9)
     # the deploy form's parameters, not the graph's anchor grids and other constants
     assert o["params"] == v["params"] == t["params"]
+    script = export(ckpt, ckpt.parent / "ts", formats="torchscript", verify=False)
+    s = artifact_stats(script.artifacts["torchscript"], 2 * IMGSZ)  # any size, as it runs
+    assert s["params"] == t["params"]
+    assert s["gflops"] == pytest.approx(artifact_stats(ckpt, 2 * IMGSZ)["gflops"], rel=1e-9)
     assert o["gflops"] == pytest.approx(2 * o["gmacs"])
     with pytest.raises(ConfigError, match=f"exported at a static {IMGSZ} px"):
         artifact_stats(onnx_path, 2 * IMGSZ)  # shape inference would count nothing

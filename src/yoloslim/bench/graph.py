@@ -23,7 +23,13 @@ from typing import Any
 from yoloslim.errors import ConfigError
 from yoloslim.runtime.ov_core import openvino_core
 
-__all__ = ["onnx_static_imgsz", "onnx_stats", "openvino_static_imgsz", "openvino_stats"]
+__all__ = [
+    "onnx_static_imgsz",
+    "onnx_stats",
+    "openvino_static_imgsz",
+    "openvino_stats",
+    "torchscript_stats",
+]
 
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 # op type -> index of its weight input (the one whose shape sets the MACs per output element)
@@ -246,3 +252,36 @@ def openvino_stats(path: str | Path, imgsz: int) -> dict:
                         take(op.input_value(i))
     params = sum(math.prod(c.get_output_shape(0)) for c in weights)
     return {"params": int(params), "gmacs": macs / 1e9, "gflops": 2 * macs / 1e9}
+
+
+_TS_PARAM_OPS = ("aten::_convolution", "aten::conv2d", "aten::linear", "aten::addmm")
+
+
+def torchscript_stats(path: str | Path, imgsz: int) -> dict:
+    """``{"params", "gmacs", "gflops"}`` of a TorchScript module at batch 1 and ``imgsz``.
+
+    FLOPs from torch's flop counter over one forward pass (the ops a scripted module runs
+    go through the same dispatcher); parameters are the module's own or, in a frozen
+    module, the constant weights and biases its convolutions and linear layers read.
+    """
+    import warnings
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with warnings.catch_warnings():  # torch.jit is deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+    params = sum(p.numel() for p in module.parameters())
+    if not params:
+        for node in module.inlined_graph.nodes():
+            if node.kind() not in _TS_PARAM_OPS:
+                continue
+            for value in list(node.inputs())[1:3]:  # weight, bias
+                src = value.node()
+                if src.kind() == "prim::Constant" and value.type().kind() == "TensorType":
+                    params += src.t("value").numel()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        module(torch.zeros(1, 3, imgsz, imgsz))
+    flops = counter.get_total_flops()
+    return {"params": int(params), "gmacs": flops / 2e9, "gflops": flops / 1e9}

@@ -72,7 +72,7 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
     ``file_size_mb`` is the file's. ``size_source`` says which.
     """
     from yoloslim.bench.flops import model_profile
-    from yoloslim.bench.graph import onnx_stats, openvino_stats
+    from yoloslim.bench.graph import onnx_stats, openvino_stats, torchscript_stats
 
     p = check_artifact(path)
     if p.suffix == ".pt":
@@ -93,12 +93,7 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
     elif p.suffix == ".xml":
         stats = {**openvino_stats(p, imgsz), "flops_source": "OpenVINO graph (Convolution/MatMul)"}
     else:
-        stats = {
-            "params": None,
-            "gmacs": None,
-            "gflops": None,
-            "flops_source": "not counted for TorchScript",
-        }
+        stats = {**torchscript_stats(p, imgsz), "flops_source": "torch flop counter (TorchScript)"}
     if "size_mb" not in stats:
         stats.update(size_mb=_size_mb(p), size_source="file")
     return stats
