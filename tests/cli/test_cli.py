@@ -394,3 +394,34 @@ def test_val_shows_a_dash_for_a_class_without_ground_truth(trained, tmp_path, ca
     rows = [line for line in capsys.readouterr().out.splitlines() if " cat " in line]
     assert len(rows) == 1 and rows[0].split("│")[2].strip() == "-"
     assert "['circle', 'square']" in caplog.text  # names differ from the checkpoint's
+
+
+def test_a_forked_child_stuck_in_c_still_dies_of_sigterm():
+    # a library's forked helper blocked in C (OpenVINO telemetry's DNS lookup, on a lock held
+    # at fork time) never returns to Python, so a Python handler inherited from the command
+    # would never run, and the command would hang joining it at exit
+    import ctypes
+
+    from yoloslim.cli.common import sigterm_as_interrupt
+
+    libc = ctypes.CDLL(None)
+    mutex = ctypes.create_string_buffer(64)  # PTHREAD_MUTEX_INITIALIZER is all zeros
+    assert libc.pthread_mutex_lock(mutex) == 0
+    with sigterm_as_interrupt():
+        pid = os.fork()
+        if pid == 0:  # the child: wait for a lock nobody will release
+            libc.pthread_mutex_lock(mutex)
+            os._exit(0)
+        time.sleep(0.5)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the forked child ignored SIGTERM")
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM

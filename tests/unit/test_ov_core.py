@@ -8,6 +8,7 @@ SIGCHLD) crashed the test process with SIGSEGV.
 
 import ctypes
 import gc
+import subprocess
 import sys
 
 import pytest
@@ -68,3 +69,23 @@ def test_backends_freed_first_in_first_out_leave_a_valid_signal_stack(xml):
     s = _altstack()
     if not s.flags & SS_DISABLE:
         assert _writable(s.sp, s.size), f"alternate signal stack {s.sp:#x}+{s.size} is unmapped"
+
+
+def test_openvino_and_nncf_telemetry_is_declined():
+    # without a consent file both post usage data to Google Analytics by default; yoloslim
+    # never uses the network. A fresh process: the telemetry object is a per-process singleton
+    code = """
+import torch
+from yoloslim.export import export
+from yoloslim.models import build_model
+import tempfile
+export(build_model("damo-nano", names=["a"]), tempfile.mkdtemp(), formats="openvino", imgsz=64,
+       verify=False)
+import nncf
+from openvino_telemetry import Telemetry
+from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+t = getattr(Telemetry, "_SingletonMetaClass__single_instance")
+print(t.consent, OptInChecker().check(False) == ConsentCheckResult.DECLINED)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.split()[-2:] == ["False", "True"], proc.stderr[-2000:]

@@ -90,6 +90,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         _STOPPED.append(stop)
         raise stop
 
+    _HANDLERS.add(handler)
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, handler)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
@@ -98,6 +99,25 @@ def sigterm_as_interrupt() -> Iterator[None]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+        _HANDLERS.discard(handler)
+
+
+# the handlers sigterm_as_interrupt() has installed and not yet removed
+_HANDLERS: set[Callable] = set()
+
+
+def _defaults_in_forked_child() -> None:
+    """A forked child (a DataLoader worker, a library's helper process) gets the default
+    SIGTERM and SIGINT back (it dies of them, as the handler would have made it): a Python handler runs only between bytecodes, so a child stuck in C (a DNS
+    lookup, say) would ignore the ``terminate()`` its parent sends, and the parent, joining it
+    at exit, would hang."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(ValueError, OSError):  # not the main thread
+            if signal.getsignal(signum) in _HANDLERS:
+                signal.signal(signum, signal.SIG_DFL)
+
+
+os.register_at_fork(after_in_child=_defaults_in_forked_child)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,7 @@ import numpy as np
 from yoloslim.compress.quant_config import QuantConfig
 from yoloslim.compress.quant_scope import GraphView, Scope, graph_from_openvino
 from yoloslim.errors import ExportError
-from yoloslim.runtime.ov_core import openvino_core
+from yoloslim.runtime.ov_core import no_telemetry, openvino_core
 
 __all__ = ["OpenVINOQuant"]
 
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def _ov():
+    no_telemetry()
     try:
         import openvino as ov
     except ImportError as e:
@@ -87,6 +88,7 @@ class OpenVINOQuant:
 
     # -- quantization ----------------------------------------------------------------------
     def quantize(self, images: list[np.ndarray], scope: Scope):
+        no_telemetry()
         import nncf
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
         from nncf.quantization.range_estimator import RangeEstimatorParametersSet

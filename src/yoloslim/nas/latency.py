@@ -34,7 +34,7 @@ from yoloslim.errors import ConfigError
 from yoloslim.export.onnx import torch_onnx
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
-from yoloslim.runtime.ov_core import openvino_core
+from yoloslim.runtime.ov_core import no_telemetry, openvino_core
 
 __all__ = ["LatencySettings", "measure_latency_ms"]
 
@@ -120,6 +120,7 @@ def _onnxruntime_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
 
 
 def _openvino_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
+    no_telemetry()
     try:
         import openvino as ov
     except ImportError as e:

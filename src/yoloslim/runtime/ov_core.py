@@ -16,10 +16,41 @@ import threading
 
 from yoloslim.errors import ConfigError
 
-__all__ = ["openvino_core"]
+__all__ = ["no_telemetry", "openvino_core"]
 
 _lock = threading.Lock()
 _core = None
+
+
+def no_telemetry() -> None:
+    """Decline OpenVINO's and NNCF's usage telemetry for this process (yoloslim never uses
+    the network). Without a consent file they send it by default: a conversion or an NNCF
+    call posts to Google Analytics from a forked child, which has been seen to hang the
+    command's exit on a stuck DNS lookup. Call before ``convert_model`` or ``import nncf``.
+
+    ``openvino_telemetry`` asks its ``OptInChecker`` each time a tool (re)initialises it, and
+    has no setting for this short of writing the user's consent file or pretending to be a
+    CI job, so the checker is made to decline; a telemetry object made before (by an earlier
+    ``import nncf``) is switched off as well.
+    """
+    try:
+        from openvino_telemetry import Telemetry
+        from openvino_telemetry.utils import opt_in_checker
+    except ImportError:  # not installed: nothing is sent
+        return
+    checker = opt_in_checker.OptInChecker
+    if getattr(checker, "_yoloslim_declined", False):
+        return
+    declined = opt_in_checker.ConsentCheckResult.DECLINED
+
+    def check(self, enable_opt_in_dialog=True, disable_in_ci=False):
+        return declined
+
+    checker.check = check
+    checker._yoloslim_declined = True
+    existing = getattr(Telemetry, "_SingletonMetaClass__single_instance", None)
+    if existing is not None:
+        existing.consent = False
 
 
 def openvino_core():
@@ -34,6 +65,7 @@ def openvino_core():
     global _core
     with _lock:  # two threads loading models at once must still share one Core
         if _core is None:
+            no_telemetry()
             try:
                 import openvino as ov
             except ImportError as e:
