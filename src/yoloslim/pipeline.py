@@ -39,7 +39,7 @@ import dataclasses
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,9 +120,13 @@ def _stage_train(st: _State, cfg: TrainStage, data, out: Path, progress: bool) -
 
 
 def _stage_nas(st: _State, cfg: NasStage, data, out: Path, progress: bool) -> dict:
+    from yoloslim.data.config import load_data_config
     from yoloslim.nas import search_from_dict
 
-    res = search_from_dict(cfg.options, out, progress=progress)
+    options = dict(cfg.options)
+    if "nc" not in options:  # the FLOPs budget counts the head the data's classes need
+        options["nc"] = len(load_data_config(data).names)
+    res = search_from_dict(options, out, progress=progress)
     return {"model": str(out / "arch.yaml"), "rows": [], "report": res.report}
 
 
@@ -178,6 +182,39 @@ def _as_run(rec: Recipe) -> Recipe:
         for i, s in enumerate(rec.stages)
     )
     return dataclasses.replace(rec, stages=stages)
+
+
+def _model_imgsz(model: str | None, earlier: Sequence[Stage]) -> int | None:
+    """The input size ``model`` was made for: a checkpoint's own, or the search's for the
+    arch a nas stage wrote (None for a registered name or a given arch.yaml)."""
+    from yoloslim.models.checkpoint import read_checkpoint
+    from yoloslim.nas.search import DEFAULT_IMGSZ
+
+    if model is None:
+        return None
+    if Path(model).suffix == ".pt":
+        return int(read_checkpoint(model)["imgsz"])
+    nas = [s for s in earlier if s.name == "nas"]
+    if nas and Path(model).name == "arch.yaml":
+        return int(nas[-1].config.options.get("imgsz") or DEFAULT_IMGSZ)
+    return None
+
+
+def _sized_by_model(cfg: Any, st: _State, earlier: Sequence[Stage]) -> Any:
+    """A train or distill stage's config at the size of the model it trains (see
+    :meth:`Stage.sized_by_model`), so that a 160 px checkpoint is not retrained at 320."""
+    if isinstance(cfg, TrainStage):
+        size = _model_imgsz(cfg.model or st.model, earlier)
+        if size is None:
+            return cfg
+        return dataclasses.replace(cfg, config=dataclasses.replace(cfg.config, imgsz=size))
+    size = _model_imgsz(st.model, earlier)
+    if size is None:
+        return cfg
+    inner = cfg.config
+    return dataclasses.replace(
+        cfg, config=dataclasses.replace(inner, train=dataclasses.replace(inner.train, imgsz=size))
+    )
 
 
 def _exported_onnx(st: _State, imgsz: int | None) -> str | None:
@@ -389,7 +426,10 @@ def run_recipe(
         raise ConfigError(f"data {data} (--data): does not exist")
     run_configs, skipped = _preflight(rec)
     resolved = yaml.safe_dump(_as_run(rec).resolved(), sort_keys=False)
-    before = yaml.safe_dump(rec.resolved(), sort_keys=False)  # runs that wrote it as parsed
+    earlier = (  # how runs made before a rule changed wrote the same recipe
+        yaml.safe_dump(rec.resolved(keep_model_sizes=True), sort_keys=False),  # as parsed
+        yaml.safe_dump(_as_run(rec).resolved(keep_model_sizes=True), sort_keys=False),
+    )
     inputs = _inputs(model, data)
     saved = out / "recipe.yaml"
     if saved.exists() and any(out.glob("[0-9][0-9]-*/stage.json")):
@@ -398,7 +438,7 @@ def run_recipe(
                 f"{out}: holds a compress run; resume it (--resume, resume=True) or choose another "
                 "output folder"
             )
-        if saved.read_text() not in (resolved, before):
+        if saved.read_text() not in (resolved, *earlier):
             raise ConfigError(
                 f"{out}: the recipe changed since this run; use another output folder"
             )
@@ -428,6 +468,8 @@ def run_recipe(
                 cfg = run_configs.get(i) or _stage_config(
                     stage, benched=any(s.name == "bench" for s in rec.stages[i:])
                 )
+                if stage.sized_by_model():
+                    cfg = _sized_by_model(cfg, st, rec.stages[: i - 1])
                 outcome = _RUNNERS[stage.name](st, cfg, data, sdir, progress)
             record = {
                 "stage": stage.name,

@@ -116,12 +116,28 @@ class Stage:
     config: Any
     raw: dict
 
-    def resolved(self) -> dict:
+    def sized_by_model(self) -> bool:
+        """A train or distill stage whose recipe gives no ``imgsz``: it trains at the size
+        of the model it gets (a checkpoint's, or the search's for a nas stage's arch)."""
+        if self.name == "train":
+            return "imgsz" not in self.raw
+        if self.name == "distill":
+            return "imgsz" not in (self.raw.get("train") or {})
+        return False
+
+    def resolved(self, keep_model_sizes: bool = False) -> dict:
+        """The stage as a recipe entry with every default filled in; a size taken from the
+        model at run time is left out (``keep_model_sizes``: written as the config's
+        default, as runs before that rule recorded it)."""
         cfg = self.config
         if isinstance(cfg, TrainStage):
             values = {**_plain(cfg.config), **({"model": cfg.model} if cfg.model else {})}
+            if self.sized_by_model() and not keep_model_sizes:
+                del values["imgsz"]
         elif isinstance(cfg, DistillStage):
             values = {**_plain(cfg.config), **({"teacher": cfg.teacher} if cfg.teacher else {})}
+            if self.sized_by_model() and not keep_model_sizes:
+                del values["train"]["imgsz"]
         elif isinstance(cfg, NasStage):
             values = _plain(cfg.options)
         else:
@@ -136,11 +152,11 @@ class Recipe:
     stages: tuple[Stage, ...]
     source: str = "<dict>"
 
-    def resolved(self) -> dict:
+    def resolved(self, keep_model_sizes: bool = False) -> dict:
         return {
             "name": self.name,
             "description": self.description,
-            "stages": [s.resolved() for s in self.stages],
+            "stages": [s.resolved(keep_model_sizes) for s in self.stages],
         }
 
 

@@ -352,3 +352,34 @@ def test_training_keeps_nchw_where_cpu_onednn_crashes_in_nhwc():
     assert _nhwc_safe(build_model(STUDENT, nc=2), cuda)
     assert _nhwc_safe(build_model("damo-nano", nc=2), cpu)
     assert _nhwc_safe(nn.Sequential(nn.Conv2d(8, 16, 3, stride=2)), cpu)
+
+
+def test_cli_distill_and_train_default_to_the_checkpoints_size(tmp_path, monkeypatch):
+    import importlib
+
+    import yoloslim.compress.distill as dmod
+    from yoloslim.cli.main import main
+    from yoloslim.result import Result
+
+    save_checkpoint(tmp_path / "s.pt", build_model("damo-nano", names=["a"]), imgsz=96)
+    save_checkpoint(tmp_path / "t.pt", build_model("damo-nano", names=["a"]), imgsz=128)
+    (tmp_path / "d.yaml").write_text("names: [a]\n")
+    seen = []
+
+    def capture(*args, config, **kwargs):
+        seen.append(config.train.imgsz if hasattr(config, "train") else config.imgsz)
+        raise KeyboardInterrupt  # stop before any work: the config is what is checked
+
+    monkeypatch.setattr(dmod, "distill", capture)
+    # `import yoloslim.train` names the function the package exports, not the subpackage
+    monkeypatch.setattr(importlib.import_module("yoloslim.train"), "train", capture)
+    common = ["--data", str(tmp_path / "d.yaml"), "--out", str(tmp_path / "o")]
+    main(
+        ["distill", "--teacher", str(tmp_path / "t.pt"), "--student", str(tmp_path / "s.pt")]
+        + common
+    )
+    main(["distill", "--teacher", str(tmp_path / "t.pt"), "--student", "damo-nano"] + common)
+    main(["distill", "--teacher", str(tmp_path / "t.pt"), "--imgsz", "64"] + common)
+    main(["train", "--model", str(tmp_path / "s.pt")] + common)
+    main(["train", "--model", "damo-nano"] + common)
+    assert seen == [96, 128, 64, 96, 320]

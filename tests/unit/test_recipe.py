@@ -328,3 +328,44 @@ def test_a_recipe_that_needs_a_model_is_refused_without_one(tmp_path):
     with pytest.raises(ConfigError, match=r"as a checkpoint file"):
         run_recipe(build_model("damo-nano"), data, {"stages": ["reparam"]}, out=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_train_and_distill_stages_take_the_models_size_unless_given(tmp_path, ran):
+    # a 160 px checkpoint distilled at the config's 320 made every later static export 320 px,
+    # and the recipe's bench, at 160, failed after hours of work
+    import yaml
+
+    from yoloslim.models.checkpoint import save_checkpoint
+    from yoloslim.pipeline import run_recipe
+
+    model = save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", names=["a"]), imgsz=64)
+    data = tmp_path / "data.yaml"
+    data.write_text("names: [a]\n")
+    recipe = {
+        "stages": [
+            {"distill": {"train": {"epochs": 1}}},
+            {"train": {"epochs": 1}},
+            {"train": {"epochs": 1, "imgsz": 96}},
+        ]
+    }
+    out = tmp_path / "out"
+    run_recipe(model, data, recipe, out=out)
+    assert [c.config.train.imgsz if n == "distill" else c.config.imgsz for n, c in ran] == [
+        64,
+        64,
+        96,
+    ]
+    stages = yaml.safe_load((out / "recipe.yaml").read_text())["stages"]
+    assert "imgsz" not in stages[0]["distill"]["train"] and "imgsz" not in stages[1]["train"]
+    assert stages[2]["train"]["imgsz"] == 96
+    run_recipe(model, data, recipe, out=out, resume=True)  # the saved recipe still matches
+    run_recipe(model, data, out / "recipe.yaml", out=tmp_path / "again")  # fed back: same sizes
+    assert [c.config.imgsz for n, c in ran[-2:]] == [64, 96]
+
+
+def test_a_train_stage_after_nas_trains_at_the_search_size():
+    from yoloslim.pipeline import _model_imgsz
+
+    nas = load_recipe({"stages": [{"nas": {"imgsz": 160, "budget": {"flops": 1.0}}}]}).stages
+    assert _model_imgsz("runs/c/01-nas/arch.yaml", nas) == 160
+    assert _model_imgsz("damo-nano", nas) is None

@@ -246,3 +246,13 @@ def write_json(path: str | Path | None, obj: dict) -> None:
 
 def command_line() -> str:
     return " ".join(["yoloslim", *sys.argv[1:]])
+
+
+def checkpoint_imgsz(model: str | Path | None) -> int | None:
+    """The input size a checkpoint (``.pt``) was trained at: the default size for training
+    it further; None for anything else (a model name, an arch.yaml)."""
+    if model is None or Path(model).suffix != ".pt" or not Path(model).is_file():
+        return None
+    from yoloslim.models.checkpoint import read_checkpoint
+
+    return int(read_checkpoint(model)["imgsz"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from yoloslim.cli.common import (
+    checkpoint_imgsz,
     config_file,
     console,
     handle_errors,
@@ -115,6 +116,10 @@ def distill(
             device=device,
         )
         values["train"] = layered(ctx, values.get("train"), flags)
+        # the size the models were trained at, not the config's 320
+        size = checkpoint_imgsz(student) or checkpoint_imgsz(teacher)
+        if "imgsz" not in values["train"] and size:
+            values["train"]["imgsz"] = size
         with config_file(config):
             cfg = DistillConfig.from_dict(values)
         with interrupt_hint(Path(out) / "last.pt", f"yoloslim distill --resume {out}"):

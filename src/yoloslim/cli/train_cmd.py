@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from yoloslim.cli.common import (
+    checkpoint_imgsz,
     console,
     handle_errors,
     interrupt_hint,
@@ -28,7 +29,9 @@ def train(
     ),
     data: Path = typer.Option(None, help="data.yaml (with --resume: default, the run's own)."),
     epochs: int = typer.Option(30, help="Epochs."),
-    imgsz: int = typer.Option(320, help="Input size (multiple of 32)."),
+    imgsz: int = typer.Option(
+        None, help="Input size (multiple of 32; default: a checkpoint's own, else 320)."
+    ),
     batch: int = typer.Option(16, help="Global batch size."),
     out: Path = typer.Option(Path("runs/train"), help="Output folder."),
     optimizer: str = typer.Option("adamw", help="adamw or sgd."),
@@ -82,6 +85,8 @@ def train(
             device=device,
         )
         values = layered(ctx, load_mapping(config, "TrainConfig") if config else None, flags)
+        if "imgsz" not in values and checkpoint_imgsz(model):
+            values["imgsz"] = checkpoint_imgsz(model)
         # flags are all known keys: an unknown one came from the file
         cfg = config_from_dict(values, where=f"--config {config}" if config else "train config")
         with interrupt_hint(Path(out) / "last.pt", f"yoloslim train --resume {out}"):

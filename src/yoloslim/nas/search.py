@@ -81,9 +81,12 @@ def _validate_args(
             raise ConfigError(f"{name}={v!r} must be an integer >= {low}")
 
 
+DEFAULT_IMGSZ = 320  # the input size a search scores and costs at, unless told
+
+
 def search(
     *,
-    imgsz: int = 320,
+    imgsz: int = DEFAULT_IMGSZ,
     budget: Budget,
     space: SearchSpace | None = None,
     population: int = 32,
