@@ -359,7 +359,6 @@ def test_cli_distill_and_train_default_to_the_checkpoints_size(tmp_path, monkeyp
 
     import yoloslim.compress.distill as dmod
     from yoloslim.cli.main import main
-    from yoloslim.result import Result
 
     save_checkpoint(tmp_path / "s.pt", build_model("damo-nano", names=["a"]), imgsz=96)
     save_checkpoint(tmp_path / "t.pt", build_model("damo-nano", names=["a"]), imgsz=128)
