@@ -16,7 +16,7 @@ import yoloslim as ys
 from yoloslim.compress.quant_accuracy import accuracy_aware
 from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
 from yoloslim.compress.quant_scope import graph_from_onnx, resolve_scope
-from yoloslim.errors import ConfigError, DataError
+from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.runtime.backends import load_backend
 from yoloslim.runtime.ov_core import openvino_core
 
@@ -195,6 +195,12 @@ def test_onnxruntime_dynamic_uses_convinteger(setup, tmp_path):
     res = ys.quantize(onnx_path, data, config=cfg, out=tmp_path)
     ops = {n.op_type for n in onnx.load(str(res.model)).graph.node}
     assert "ConvInteger" in ops and res.report["calibration"]["images"] == 0
+    # an INT8 model is not quantized again (ONNX Runtime wrote an invalid graph, NNCF a
+    # larger, worse one that it called INT8)
+    for backend in ("onnxruntime", "openvino"):
+        with pytest.raises(ModelError, match=r"already quantized \(ConvInteger"):
+            ys.quantize(res.model, data, config=QuantConfig(backend=backend), out=tmp_path / "q")
+    assert not (tmp_path / "q").exists()
     steps = res.report["accuracy_aware"]["steps"]  # untrained: 0 mAP, within budget at once
     assert len(steps) == 1 and steps[0]["map"] == round(res.report["int8"]["map"], 5)
     assert load_backend(res.model)(torch.rand(1, 3, 64, 64)).shape == (1, 84, 6)

@@ -77,9 +77,9 @@ def quantize(
 
     require_boxes(data)  # the float-vs-INT8 comparison needs a defined mAP
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     cfg, adv = config, config.advanced
     float_onnx, imgsz = _float_onnx(model_or_artifact, out, cfg.imgsz)
+    out.mkdir(parents=True, exist_ok=True)
     backend = _backend(cfg, float_onnx, out)
     scope = resolve_scope(backend.view(), cfg.ignored_scope)
     report: dict[str, Any] = {
@@ -202,6 +202,12 @@ def _float_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
             raise ModelError(f"{p}: no yoloslim metadata (names/imgsz); export it with yoloslim")
         if imgsz and imgsz != int(meta["imgsz"]):
             raise ConfigError(f"imgsz={imgsz} but {p} was exported at {meta['imgsz']}")
+        quantized = _quantized_ops(p)
+        if quantized:
+            raise ModelError(
+                f"{p} is already quantized ({', '.join(quantized)} in its graph); quantize "
+                "the float model it came from (its checkpoint, or the float .onnx)"
+            )
         return p, int(meta["imgsz"])
     if isinstance(model, (str, Path)) and Path(model).suffix != ".pt":
         raise ModelError(
@@ -214,6 +220,25 @@ def _float_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
     # export() re-parameterises (RepConv, Conv+BN) first and never modifies the input
     res = export(model, out / "export", formats=["onnx"], imgsz=imgsz)
     return Path(res.artifacts["onnx"]), int(res.report["imgsz"])
+
+
+_QUANT_OPS = (
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "QLinearConv",
+    "QLinearMatMul",
+    "ConvInteger",
+    "MatMulInteger",
+)
+
+
+def _quantized_ops(path: Path) -> list[str]:
+    """The quantization ops in an ONNX graph (empty for a float model)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return sorted({n.op_type for n in graph.node if n.op_type in _QUANT_OPS})
 
 
 def _backend(cfg: QuantConfig, float_onnx: Path, out: Path):
