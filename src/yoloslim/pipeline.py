@@ -374,6 +374,21 @@ def _check_resume_inputs(out: Path, inputs: dict) -> None:
         )
 
 
+def _missing_outputs(record: dict, out: Path) -> list[str]:
+    """The files a finished stage made in ``out`` (its checkpoint, its artifacts) that no
+    longer exist."""
+    made = [record.get("model"), *(r[1] for r in record.get("rows", []))]
+    made += list((record.get("deployable") or {}).values())
+    missing = []
+    for p in made:
+        if not p:
+            continue
+        path = Path(p) if Path(p).is_absolute() else Path.cwd() / p
+        if path.absolute().is_relative_to(out) and not path.exists():
+            missing.append(str(p))
+    return missing
+
+
 def run_recipe(
     model: str | Path | None,
     data: str | Path,
@@ -403,14 +418,17 @@ def run_recipe(
     from yoloslim.runtime.predictor import as_artifact
 
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    out = Path(out)
-    data = str(data)
+    # absolute, so the paths the stages record still hold for a resume from another folder
+    out = Path(out).expanduser().absolute()
+    data = str(Path(data).expanduser().absolute())
     model = as_artifact(model)
     if isinstance(model, nn.Module):
         raise ConfigError(
             "run_recipe takes the model as a checkpoint file (the run records it and checks it "
             "on resume): save it with ys.save_checkpoint and pass the path"
         )
+    if model is not None:
+        model = str(Path(model).expanduser().absolute())
     first = rec.stages[0]
     if model is None and not (
         first.name == "nas" or (first.name == "train" and first.config.model)
@@ -451,15 +469,29 @@ def run_recipe(
     stage_reports: list[dict] = []
     result_report: dict = {}
     deployable: dict = {}
+    redo = False  # once a stage runs again, the ones after it use its new outputs
     for i, stage in enumerate(rec.stages, 1):
         sdir = out / f"{i:02d}-{stage.name}"
         done = sdir / "stage.json"
-        if resume and done.exists():
-            record = json.loads(done.read_text())
+        record = json.loads(done.read_text()) if resume and done.exists() and not redo else None
+        missing = _missing_outputs(record, out) if record is not None else []
+        if missing:
+            log.warning(
+                "resume: stage %d (%s) finished, but %s is gone; running it again, and the "
+                "stages after it",
+                i,
+                stage.name,
+                missing[0],
+            )
+            record = None
+        if record is not None:
             log.info("resume: stage %d (%s) already done", i, stage.name)
         else:
-            if sdir.exists() and stage.name != "train":
-                shutil.rmtree(sdir)  # an interrupted stage's partial outputs (train resumes)
+            # an interrupted stage's partial outputs go, except an interrupted train stage's
+            # (it resumes), unless what it trained on was made again
+            if sdir.exists() and (stage.name != "train" or redo or missing):
+                shutil.rmtree(sdir)
+            redo = True
             sdir.mkdir(parents=True, exist_ok=True)
             log.info("stage %d/%d: %s", i, len(rec.stages), stage.name)
             if stage.name == "bench":

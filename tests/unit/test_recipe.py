@@ -184,6 +184,8 @@ def ran(monkeypatch):
         def run(st, cfg, data, out, progress, *rest):
             calls.append((name, cfg))
             made = {f"{name}-x": str(out / "x.onnx")} if name in ("export", "quantize") else {}
+            for path in made.values():
+                Path(path).write_bytes(b"")  # what it reports exists, as a real stage's does
             return {"model": st.model, "rows": [], "report": {}, "deployable": made}
 
         return run
@@ -369,3 +371,44 @@ def test_a_train_stage_after_nas_trains_at_the_search_size():
     nas = load_recipe({"stages": [{"nas": {"imgsz": 160, "budget": {"flops": 1.0}}}]}).stages
     assert _model_imgsz("runs/c/01-nas/arch.yaml", nas) == 160
     assert _model_imgsz("damo-nano", nas) is None
+
+
+def test_a_run_records_absolute_paths_so_it_resumes_from_any_folder(
+    tmp_path, inputs, ran, monkeypatch
+):
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    monkeypatch.chdir(tmp_path)
+    res = run_recipe(model.name, data.name, {"stages": [{"export": {}}]}, out="out")
+    assert Path(res.report["final_model"]).is_absolute()
+    assert all(Path(s["dir"]).is_absolute() for s in res.report["stages"])
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = run_recipe(model, data, {"stages": [{"export": {}}]}, out=tmp_path / "out", resume=True)
+    assert again.report["final_model"] == res.report["final_model"] == str(model)
+
+
+def test_resume_runs_a_stage_again_when_its_output_is_gone_and_the_stages_after_it(
+    tmp_path, inputs, ran, monkeypatch
+):
+    import yoloslim.pipeline as pl
+
+    model, data = inputs
+    out = tmp_path / "out"
+
+    def fake_prune(st, cfg, data, sdir, progress):
+        ran.append(("prune", cfg))
+        (sdir / "pruned.pt").write_bytes(b"x")
+        return {"model": str(sdir / "pruned.pt"), "rows": [], "report": {}}
+
+    monkeypatch.setitem(pl._RUNNERS, "prune", fake_prune)
+    recipe = {"stages": [{"prune": {"ratio": 0.5}}, {"export": {}}, {"bench": {}}]}
+    pl.run_recipe(model, data, recipe, out=out)
+    assert [n for n, _ in ran] == ["prune", "export", "bench"]
+    pl.run_recipe(model, data, recipe, out=out, resume=True)
+    assert len(ran) == 3  # all there: nothing runs
+    (out / "01-prune" / "pruned.pt").unlink()
+    pl.run_recipe(model, data, recipe, out=out, resume=True)
+    assert [n for n, _ in ran[3:]] == ["prune", "export", "bench"]
+    assert (out / "01-prune" / "pruned.pt").is_file()
