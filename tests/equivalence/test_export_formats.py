@@ -301,6 +301,12 @@ def test_triton_repository(dynamic_export):
     model = onnx.load(cfg_path.parent / "1" / "model.onnx")
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # Triton batches
     assert res.report["formats"]["triton"]["config_checked"]
+    # the artifact export reports (config.pbtxt), or the model's folder, runs as its ONNX
+    from yoloslim.runtime.backends import check_artifact
+
+    served = cfg_path.parent / "1" / "model.onnx"
+    assert check_artifact(cfg_path) == check_artifact(cfg_path.parent) == served
+    assert load_backend(cfg_path).kind == "onnxruntime"
 
 
 def test_a_named_triton_model_joins_the_repository(dynamic_export, tmp_path):

@@ -246,3 +246,20 @@ def test_ctrl_c_or_sigterm_prints_how_to_resume(
     else:
         assert f"{how} before anything was saved; nothing to resume" in err
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's only
+
+
+def test_a_reparameterised_model_is_refused_before_any_epoch(tmp_path):
+    # it used to train a whole epoch, then fail to save, leaving a config behind
+    from yoloslim.compress.distill import distill
+    from yoloslim.compress.reparam import reparameterize
+    from yoloslim.errors import ModelError
+
+    data = synthesize(tmp_path / "d", images=4, imgsz=64, classes=1, seed=0, val_fraction=0.5)
+    model = build_model("damo-nano", names=["c0"])
+    fused = reparameterize(model, measure=False).model
+    cfg = TrainConfig(epochs=1, imgsz=64, batch=2, workers=0)
+    with pytest.raises(ModelError, match="cannot train a re-parameterised"):
+        train(fused, data, config=cfg, out=tmp_path / "t")
+    with pytest.raises(ModelError, match="cannot distill into a re-parameterised"):
+        distill(fused, model, data, out=tmp_path / "k")
+    assert not (tmp_path / "t").exists() and not (tmp_path / "k").exists()

@@ -221,9 +221,9 @@ def benchmark(
 
 def _artifact_paths(artifacts: Sequence[str | Path] | str | Path) -> list[Path]:
     if isinstance(artifacts, str | os.PathLike):
-        return [Path(artifacts)]  # one artifact, not a list of its characters
+        return [check_artifact(artifacts)]  # one artifact, not a list of its characters
     try:
-        paths = [Path(a) for a in artifacts]
+        paths = [check_artifact(a) for a in artifacts]
     except TypeError as e:
         raise ConfigError(
             f"artifacts={artifacts!r}: expected an artifact path or a list of them"

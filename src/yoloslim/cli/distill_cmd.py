@@ -10,7 +10,6 @@ import typer
 from yoloslim.cli.common import (
     checkpoint_imgsz,
     config_file,
-    console,
     handle_errors,
     interrupt_hint,
     layered,
@@ -67,7 +66,7 @@ def distill(
     Prune recovery: `yoloslim prune ... --distill`, or prune with --finetune-epochs 0 and
     then `yoloslim distill --teacher base.pt --student PRUNED/pruned.pt ...`.
     """
-    from yoloslim.cli.train_cmd import _resume_state
+    from yoloslim.cli.train_cmd import _resume_state, print_best
     from yoloslim.compress.distill import DistillConfig
     from yoloslim.compress.distill import distill as run_distill
     from yoloslim.errors import ConfigError
@@ -124,7 +123,5 @@ def distill(
             cfg = DistillConfig.from_dict(values)
         with interrupt_hint(Path(out) / "last.pt", f"yoloslim distill --resume {out}"):
             res = run_distill(student, teacher, data, config=cfg, out=out, progress=True)
-    console.print(
-        f"best mAP50-95 {res.report['train'].get('best_map')}  ->  {res.artifacts.get('best')}"
-    )
+    print_best(res.report["train"].get("best_map"), res.artifacts.get("best"))
     write_json(json_path, res.report)

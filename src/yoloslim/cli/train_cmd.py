@@ -91,11 +91,14 @@ def train(
         cfg = config_from_dict(values, where=f"--config {config}" if config else "train config")
         with interrupt_hint(Path(out) / "last.pt", f"yoloslim train --resume {out}"):
             res = run_train(model, data, config=cfg, out=out, progress=True)
-    best = res.report.get("best_map")
-    # as `yoloslim val` prints it: percent, one decimal
-    shown = "-" if best is None else f"{100 * best:.1f}"
-    console.print(f"best mAP50-95 {shown}  ->  {res.best}", soft_wrap=True)
+    print_best(res.report.get("best_map"), res.best)
     write_json(json_path, res.report)
+
+
+def print_best(best: float | None, path) -> None:
+    """The run's best mAP50-95 as `yoloslim val` prints it (percent, one decimal) and its file."""
+    shown = "-" if best is None else f"{100 * best:.1f}"
+    console.print(f"best mAP50-95 {shown}  ->  {path}", soft_wrap=True)
 
 
 def _resume_state(run_dir: Path) -> dict:

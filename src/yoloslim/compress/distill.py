@@ -44,7 +44,7 @@ from yoloslim.configs import from_mapping
 from yoloslim.data import load_data_config
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text
-from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint
+from yoloslim.models.checkpoint import EXPORTED, load_checkpoint, read_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.result import Result
@@ -423,11 +423,17 @@ def distill(
             raise ConfigError("student is required (None only on resume: the run's own)")
         config = DistillConfig() if config is None else config
         student = as_artifact(student)
-        if isinstance(student, (str, Path)) and Path(student).suffix == ".pt":
+        if isinstance(student, (str, Path)) and Path(student).suffix in (".pt", *EXPORTED):
+            # an exported artifact is refused as load_checkpoint words it, not "unknown model"
             student = _as_detector(student, "student")
         probe = student if isinstance(student, Detector) else build_model(student, names=names)
     if not isinstance(config, DistillConfig):
         raise ConfigError(f"config must be a DistillConfig, got {type(config).__name__}")
+    if getattr(probe, "deploy", False):
+        raise ModelError(
+            "cannot distill into a re-parameterised (deploy-form) student: its RepConv "
+            "branches are folded; use the model before reparameterize() (its checkpoint)"
+        )
     if teacher is None:
         raise ConfigError("teacher is required (None only on resume, to use the run's own)")
     t_model = _as_detector(teacher, "teacher")

@@ -148,7 +148,8 @@ def reparameterize(
     x = example_input if example_input is not None else _default_input()
     # the reference runs on its own eval copy: not even the caller's train/eval flags change
     original = copy.deepcopy(model).eval()
-    ref, out = original(x), fused(x)
+    with torch.no_grad():
+        ref, out = original(x), fused(x)
     diff = max(float((a - b).abs().max()) for a, b in zip(_flat(ref), _flat(out), strict=True))
     report = {
         "params_before": count_params(original),

@@ -106,7 +106,8 @@ def save_checkpoint(
     return atomic_save(ckpt, path)
 
 
-_ARTIFACT_SUFFIXES = {".onnx", ".xml", ".bin", ".torchscript", ".engine", ".mlpackage", ".plan"}
+# the files an export writes: what a stage that takes a checkpoint refuses by name
+EXPORTED = frozenset({".onnx", ".xml", ".bin", ".torchscript", ".engine", ".mlpackage", ".plan"})
 
 
 def _why_unloadable(p: Path, e: Exception) -> str:
@@ -137,7 +138,7 @@ def read_checkpoint(path: str | Path) -> dict:
         raise ModelError(f"{p}: is a folder, not a checkpoint file{hint}")
     if not p.is_file():
         raise ModelError(f"{p}: checkpoint file does not exist")
-    if p.suffix.lower() in _ARTIFACT_SUFFIXES:
+    if p.suffix.lower() in EXPORTED:
         raise ModelError(
             f"{p}: is an exported artifact; this takes a yoloslim .pt checkpoint "
             "(best.pt, last.pt, pruned.pt)"

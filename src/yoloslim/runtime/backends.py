@@ -226,8 +226,14 @@ class OpenVINOBackend(Backend):
 
 
 def check_artifact(path: str | Path) -> Path:
-    """The path (``~`` expanded), once its suffix is a known artifact type and the file exists."""
+    """The path (``~`` expanded), once its suffix is a known artifact type and the file exists.
+
+    A Triton model (its ``config.pbtxt`` or its folder, as ``export`` writes them) stands for
+    the ONNX it serves, ``1/model.onnx``.
+    """
     p = Path(path).expanduser()
+    if p.name == "config.pbtxt" or (p.is_dir() and (p / "config.pbtxt").is_file()):
+        p = (p.parent if p.name == "config.pbtxt" else p) / "1" / "model.onnx"
     if p.suffix not in SUFFIXES:
         raise ModelError(
             f"{p}: unknown artifact type {p.suffix!r}; expected one of {sorted(SUFFIXES)}"

@@ -245,6 +245,11 @@ def train(
         )
     elif isinstance(model, (str, Path)) and str(model).endswith(".pt"):
         model = load_checkpoint(model)[0]  # fine-tuned from its weights, like a Detector
+    if getattr(model, "deploy", False):
+        raise ModelError(
+            "cannot train a re-parameterised (deploy-form) model: its RepConv branches are "
+            "folded; train the model before reparameterize() (its checkpoint)"
+        )
     cfg = config or TrainConfig()
     if state is None:
         cfg = static_assigner_for(cfg, from_scratch=not isinstance(model, nn.Module))
