@@ -424,3 +424,20 @@ def test_load_backend_errors_name_the_path(tmp_path):
         load_backend(bad)
     with pytest.raises(ConfigError, match="device="):
         load_backend(bad, device="tpu")
+
+
+def test_the_nms_graph_is_refused_by_val_and_predict_by_name(static_export, tmp_path):
+    # it returns detections, not the raw predictions they post-process: a traceback before
+    from yoloslim.data.synth import synthesize
+    from yoloslim.eval.val import validate
+    from yoloslim.runtime import Predictor
+    from yoloslim.runtime.backends import is_end_to_end
+
+    out, _ = static_export
+    e2e = out / "model_e2e.onnx"
+    assert is_end_to_end(e2e) and not is_end_to_end(out / "model.onnx")
+    data = synthesize(tmp_path / "d", images=4, imgsz=IMGSZ, classes=3, seed=1, val_fraction=0.5)
+    with pytest.raises(ModelError, match="has NMS in its graph .* val takes the model without"):
+        validate(e2e, data)
+    with pytest.raises(ModelError, match="has NMS in its graph .* predict takes"):
+        Predictor(e2e)

@@ -19,7 +19,7 @@ from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
 from yoloslim.configs import imgsz_problem
 from yoloslim.errors import ConfigError
 from yoloslim.result import Result
-from yoloslim.runtime.backends import SUFFIXES, check_artifact
+from yoloslim.runtime.backends import SUFFIXES, check_artifact, is_end_to_end
 
 __all__ = ["artifact_stats", "benchmark", "check_imgsz", "static_imgsz"]
 
@@ -194,6 +194,13 @@ def benchmark(
             }
     if data is not None:
         for row in rows:
+            if is_end_to_end(row["path"]):
+                log.warning(
+                    "%s: NMS in the graph: its latency is measured, its mAP is not (val the "
+                    "model without NMS beside it)",
+                    row["path"],
+                )
+                continue
             res = validate(row["path"], data, imgsz=imgsz)
             row["map"], row["map50"] = res["map"], res["map50"]
     base = rows[0]

@@ -65,7 +65,7 @@ def validate(
     """
     from yoloslim.configs import check_imgsz
     from yoloslim.models.checkpoint import load_checkpoint
-    from yoloslim.runtime.backends import load_backend
+    from yoloslim.runtime.backends import load_backend, refuse_end_to_end
     from yoloslim.runtime.predictor import as_artifact
 
     check_imgsz(imgsz)
@@ -86,6 +86,7 @@ def validate(
         ck_imgsz = ckpt["imgsz"]
     else:
         backend = load_backend(model)
+        refuse_end_to_end(backend, "val")
         net, ck_imgsz, runtime = _BackendModule(backend), backend.imgsz, backend.kind
         if imgsz and imgsz != backend.imgsz and getattr(backend, "static_batch", False):
             raise ModelError(

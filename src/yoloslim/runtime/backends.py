@@ -150,6 +150,8 @@ class OnnxRuntimeBackend(Backend):
                 )
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(str(path), so, providers=providers)
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.end_to_end = outputs[:1] == ["num_dets"]  # export --nms: detections, not preds
         meta = self.session.get_modelmeta().custom_metadata_map
         names, imgsz = _meta(meta)
         inp = self.session.get_inputs()[0]
@@ -223,6 +225,26 @@ class OpenVINOBackend(Backend):
             return torch.cat([self(arr[i : i + 1]) for i in range(arr.shape[0])])
         out = self.request.infer({0: arr})
         return torch.from_numpy(np.array(out[self.compiled.output(0)], dtype=np.float32))
+
+
+def refuse_end_to_end(backend: Backend, what: str) -> None:
+    """Raise when ``backend`` runs a graph with NMS inside (``export --nms``): it returns
+    detections, not the raw predictions that ``what`` post-processes itself."""
+    if getattr(backend, "end_to_end", False):
+        raise ModelError(
+            f"{backend.path}: has NMS in its graph (outputs num_dets, boxes, scores, classes) "
+            f"and is for deployment; {what} takes the model without it (model.onnx beside it)"
+        )
+
+
+def is_end_to_end(path: str | Path) -> bool:
+    """Whether an ONNX file is an ``export --nms`` graph (its first output ``num_dets``)."""
+    if Path(path).suffix != ".onnx":
+        return False
+    import onnx
+
+    outputs = onnx.load(str(path), load_external_data=False).graph.output
+    return bool(outputs) and outputs[0].name == "num_dets"
 
 
 def check_artifact(path: str | Path) -> Path:

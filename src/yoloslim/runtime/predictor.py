@@ -25,7 +25,7 @@ from yoloslim.configs import check_imgsz
 from yoloslim.data.transforms import letterbox
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.eval.postprocess import postprocess, scale_boxes
-from yoloslim.runtime.backends import Backend, load_backend
+from yoloslim.runtime.backends import Backend, load_backend, refuse_end_to_end
 from yoloslim.runtime.images import IMAGE_SUFFIXES, ImageLike, is_single_image, iter_images
 
 __all__ = [
@@ -141,6 +141,7 @@ class Predictor:
         _check_count("threads", threads, allow_none=True)
         check_imgsz(imgsz)
         self.backend = load_backend(artifact, threads=threads)
+        refuse_end_to_end(self.backend, "predict")
         _check_static_imgsz(self.backend, imgsz)
         self.imgsz = imgsz or self.backend.imgsz
         self.conf, self.iou, self.max_det = conf, iou, max_det
