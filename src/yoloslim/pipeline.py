@@ -225,7 +225,9 @@ def _exported_onnx(st: _State, imgsz: int | None) -> str | None:
     found = [
         path
         for name, path, _, *source in st.rows
-        if name == "export-onnx" and source == [st.model] and Path(path).is_file()
+        if name.split(" (stage ")[0] == "export-onnx"
+        and source == [st.model]
+        and Path(path).is_file()
     ]
     if not found:
         return None
@@ -513,7 +515,11 @@ def run_recipe(
             }
             atomic_write_text(done, json.dumps(record, indent=1, default=str) + "\n")
         st.model = record["model"]
-        st.rows.extend(record["rows"])
+        taken = {row[0] for row in st.rows}  # a second prune's "pruned" must not hide the first's
+        st.rows.extend(
+            [f"{row[0]} (stage {i})" if row[0] in taken else row[0], *row[1:]]
+            for row in record["rows"]
+        )
         made = record.get("deployable")
         if made is None:  # a stage.json from before "deployable" was recorded
             made = {r[0]: r[1] for r in record["rows"] if r[2] == "artifact"}

@@ -412,3 +412,23 @@ def test_resume_runs_a_stage_again_when_its_output_is_gone_and_the_stages_after_
     pl.run_recipe(model, data, recipe, out=out, resume=True)
     assert [n for n, _ in ran[3:]] == ["prune", "export", "bench"]
     assert (out / "01-prune" / "pruned.pt").is_file()
+
+
+def test_two_stages_of_one_kind_keep_both_rows(tmp_path, inputs, ran, monkeypatch):
+    import yoloslim.pipeline as pl
+
+    model, data = inputs
+
+    def fake_prune(st, cfg, data, sdir, progress):
+        (sdir / "pruned.pt").write_bytes(b"x")
+        return {
+            "model": str(sdir / "pruned.pt"),
+            "rows": [["pruned", str(sdir / "pruned.pt"), "ckpt"]],
+            "report": {},
+        }
+
+    monkeypatch.setitem(pl._RUNNERS, "prune", fake_prune)
+    recipe = {"stages": [{"prune": {"ratio": 0.3}}, {"prune": {"ratio": 0.3}}]}
+    res = pl.run_recipe(model, data, recipe, out=tmp_path / "out")
+    assert set(res.artifacts) == {"pruned", "pruned (stage 2)"}
+    assert res.artifacts["pruned"] != res.artifacts["pruned (stage 2)"]
