@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -295,3 +296,30 @@ def test_cli_reports_bad_ratio(capsys):
     from yoloslim.cli.main import main
 
     assert main(["prune", "--model", "damo-nano", "--ratio", "1.5"]) == 2
+
+
+def test_checkpoints_record_every_step_that_made_them(tmp_path):
+    # a second prune used to replace the first's record, and train/distill wrote none
+    import yoloslim as ys
+    from yoloslim.models.checkpoint import read_checkpoint, with_history
+
+    data = ys.synthesize(tmp_path / "d", images=6, imgsz=64, classes=2, seed=0, val_fraction=0.34)
+    tcfg = ys.TrainConfig(epochs=1, imgsz=64, batch=4, workers=0)
+    base = ys.train("damo-nano", data, config=tcfg, out=tmp_path / "t").best
+    pcfg = ys.PruneConfig(ratio=0.3, imgsz=64, finetune_epochs=0, latency=False)
+    once = ys.prune(base, data, config=pcfg, out=tmp_path / "p1").artifacts["checkpoint"]
+    twice = ys.prune(once, data, config=pcfg, out=tmp_path / "p2").artifacts["checkpoint"]
+    kd = ys.distill(twice, base, data, config=ys.DistillConfig(train=tcfg), out=tmp_path / "k")
+
+    def steps(path):
+        return [(e["stage"], Path(e["out"]).name) for e in read_checkpoint(path)["meta"]["history"]]
+
+    assert steps(base) == [("train", "t")]
+    assert steps(twice) == [("train", "t"), ("prune", "p1"), ("prune", "p2")]
+    assert steps(kd.artifacts["best"]) == steps(twice) + [("distill", "k")]
+    assert read_checkpoint(kd.artifacts["best"])["meta"]["history"][-1]["teacher"] == str(
+        Path(base).absolute()
+    )
+    # saving again into the same folder (each epoch, a resumed run) replaces its own entry
+    again = with_history(read_checkpoint(base)["meta"]["history"], "train", tmp_path / "t")
+    assert [e["stage"] for e in again] == ["train"]

@@ -101,6 +101,7 @@ def prune(
             "(PruneConfig.from_dict(d) reads a mapping)"
         )
     net, names, trained_imgsz = _load_model(model, data)
+    upstream = list(getattr(net, "history", []))  # the fine-tuning inside is part of this step
     cfg = config if config.imgsz else dataclasses.replace(config, imgsz=trained_imgsz or 320)
     is_detector = hasattr(net, "spec") and hasattr(net, "forward_raw")
     _check_feasible(cfg, net, data, is_detector)
@@ -147,7 +148,7 @@ def prune(
         }
         result = Result(net, report)
         if out is not None:
-            result.artifacts["checkpoint"] = _save(net, Path(out), cfg, names, is_detector)
+            result.artifacts["checkpoint"] = _save(net, Path(out), cfg, is_detector, upstream)
             report["checkpoint"] = str(result.artifacts["checkpoint"])
             # the report itself, as --json, export_report.json and quant_report.json hold
             result.artifacts["report"] = atomic_write_text(
@@ -381,11 +382,22 @@ def _layer_changes(before: nn.Module, after: nn.Module) -> dict:
     }
 
 
-def _save(net: nn.Module, out: Path, cfg: PruneConfig, names, is_detector: bool) -> Path:
+def _save(
+    net: nn.Module, out: Path, cfg: PruneConfig, is_detector: bool, upstream: list[dict]
+) -> Path:
     from yoloslim.models.arch import layer_shapes
-    from yoloslim.models.checkpoint import atomic_save, save_checkpoint
+    from yoloslim.models.checkpoint import atomic_save, save_checkpoint, with_history
 
-    meta = {"stage": "prune", "prune": cfg.to_dict()}
+    history = with_history(
+        upstream,
+        "prune",
+        out,
+        method=cfg.method.value,
+        ratio=cfg.ratio,
+        finetune_epochs=cfg.finetune_epochs,
+        distilled=cfg.distill,
+    )
+    meta = {"stage": "prune", "prune": cfg.to_dict(), "history": history}
     if is_detector:
         return save_checkpoint(out / "pruned.pt", net, imgsz=cfg.imgsz, meta=meta)
     record = {

@@ -165,4 +165,16 @@ def load_checkpoint(path: str | Path) -> tuple[Detector, dict]:
     except (ModelError, RuntimeError) as e:
         raise ModelError(f"{path}: cannot rebuild the model: {e}") from e
     model.imgsz = int(ckpt["imgsz"])  # validate() and prune() default to it
+    model.history = list((ckpt.get("meta") or {}).get("history") or [])  # see with_history
     return model.eval(), ckpt
+
+
+def with_history(upstream: list[dict], stage: str, out: str | Path, **details) -> list[dict]:
+    """``upstream`` (what was done to a model before, as its checkpoint's ``meta.history``
+    lists it) and this stage: ``{"stage", "out": its folder, **details}``. A stage that saves
+    again into the same folder (every epoch, or a resumed run) replaces its own entry."""
+    entry = {"stage": stage, "out": str(Path(out).expanduser().absolute()), **details}
+    kept = list(upstream)
+    while kept and (kept[-1].get("stage"), kept[-1].get("out")) == (stage, entry["out"]):
+        kept.pop()
+    return [*kept, entry]

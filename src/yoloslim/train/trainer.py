@@ -37,7 +37,7 @@ from yoloslim.data import (
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.fileio import atomic_write_text
-from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint
+from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, with_history
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.progress import progress_console
@@ -291,6 +291,19 @@ def train(
         load_samples(data_cfg, "val"), cfg.imgsz, augment=False, names=data_cfg.names, seed=cfg.seed
     )
 
+    upstream = (state.get("meta") or {}).get("history", []) if state else None
+    if upstream is None:
+        upstream = getattr(model, "history", []) if isinstance(model, nn.Module) else []
+    extra = getattr(hook, "history", None)  # a distillation names its teacher
+    history = with_history(
+        upstream,
+        (extra or {}).get("stage", "train"),
+        out,
+        **{k: v for k, v in (extra or {}).items() if k != "stage"},
+        data=str(Path(data).expanduser().resolve()),
+        epochs=cfg.epochs,
+    )
+
     _seed_all(cfg.seed)
     net = _prepare_model(state["arch"] if state else model, data_cfg.names).to(device)
     # NHWC lets oneDNN/cuDNN pick faster conv kernels (about +25 % img/s on this CPU)
@@ -449,6 +462,7 @@ def train(
                 "map50": row.get("map50"),
                 # absolute: `train --resume DIR` may run from another working directory
                 "data": str(Path(data).expanduser().resolve()),
+                "history": history,
             }
             if row.get("map") is not None and row["map"] > best_map:
                 best_map = train_state["best_map"] = row["map"]
