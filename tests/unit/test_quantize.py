@@ -17,6 +17,7 @@ from yoloslim.compress.quant_accuracy import accuracy_aware
 from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
 from yoloslim.compress.quant_scope import graph_from_onnx, resolve_scope
 from yoloslim.errors import ConfigError, DataError, ModelError
+from yoloslim.models.testing import randomize_bn
 from yoloslim.runtime.backends import load_backend
 from yoloslim.runtime.ov_core import openvino_core
 
@@ -29,7 +30,9 @@ def setup(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("quant")
     data = ys.synthesize(root / "synth", images=16, imgsz=96, classes=2, seed=3, val_fraction=0.25)
     torch.manual_seed(0)
-    model = ys.build_model("damo-nano", nc=2, names=["a", "b"])
+    # BN statistics as training leaves them: the folded convs get biases (a fresh model's are
+    # zeros, which the exporter drops, and a bias is what revert() once got wrong)
+    model = randomize_bn(ys.build_model("damo-nano", nc=2, names=["a", "b"]), seed=0)
     res = ys.export(model, root / "export", formats=["onnx"], imgsz=64, verify=False)
     return data, Path(res.artifacts["onnx"])
 
@@ -217,6 +220,7 @@ def test_revert_returns_a_conv_to_float(setup, tmp_path):
     images = load_images(data, "train", 2, 64)
     q = be.quantize(images, scope)
     conv = next(n.name for n in q.graph.node if n.op_type == "Conv" and n.name in _qdq_fed(q))
+    assert len(next(n for n in q.graph.node if n.name == conv).input) == 3  # it has a bias
     r = be.revert(q, [conv])
     assert conv not in _qdq_fed(r) and conv in _qdq_fed(q)
     out = be.runner(r)(images[0])

@@ -223,10 +223,15 @@ class OnnxRuntimeQuant:
                     continue
                 orig = src[: -len("_quantized")] if src.endswith("_quantized") else src
                 if orig in float_inits:
-                    if orig not in have:
-                        g.initializer.append(copy.deepcopy(float_inits[orig]))
-                        have.add(orig)
-                    node.input[k] = orig
+                    # a new name: the quantizer may have given the DequantizeLinear's output
+                    # the original one (it does for biases), and a name is defined once
+                    restored = f"{orig}_float"
+                    if restored not in have:
+                        init = copy.deepcopy(float_inits[orig])
+                        init.name = restored
+                        g.initializer.append(init)
+                        have.add(restored)
+                    node.input[k] = restored
         _prune_dangling(model)
         return model
 
