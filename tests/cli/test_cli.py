@@ -207,14 +207,16 @@ def test_an_interrupted_compress_says_how_to_resume(tmp_path, monkeypatch, capsy
     def stopped(*args, **kwargs):
         out.mkdir()
         (out / "recipe.yaml").write_text("stages: []\n")
-        raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: it is recorded as a stop
+        time.sleep(30)
 
     monkeypatch.setattr(yoloslim.pipeline, "run_recipe", stopped)
     monkeypatch.setattr(sys, "argv", ["yoloslim", "compress", "--out", str(out)])
     args = ["compress", "--data", "d.yaml", "--recipe", "r.yaml", "--out", str(out)]
     assert main(args) == 130
     err = capsys.readouterr().err
-    assert f"interrupted; continue with `yoloslim compress --out {out} --resume`" in err
+    # one line: the resume command, not a second "interrupted" after it
+    assert err.strip() == f"interrupted; continue with `yoloslim compress --out {out} --resume`"
 
 
 def test_version(capsys):
@@ -425,3 +427,60 @@ def test_a_forked_child_stuck_in_c_still_dies_of_sigterm():
             os.waitpid(pid, 0)
             raise AssertionError("the forked child ignored SIGTERM")
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM
+
+
+def test_help_defaults_that_live_in_the_configs_are_the_configs():
+    # prune's and distill's options default to None (a config file may set them), so their
+    # help states the config's default by hand: it must not drift from the code
+    import re
+
+    import typer
+
+    from yoloslim.cli.main import app
+    from yoloslim.compress.distill import DistillConfig
+    from yoloslim.compress.prune_config import PruneConfig
+
+    cmds = typer.main.get_command(app).commands
+    stated = {}
+    for cmd, cfg, fields in (
+        (
+            "prune",
+            PruneConfig(),
+            {
+                "criterion": "criterion",
+                "steps": "steps",
+                "finetune_epochs": "finetune_epochs",
+                "finetune_between": "finetune_between",
+                "batch": "batch",
+                "backend": "backend",
+                "method": "method",
+            },
+        ),
+        (
+            "distill",
+            DistillConfig(),
+            {
+                "loss": "loss",
+                "logit_weight": "logit_weight",
+                "feature_weight": "feature_weight",
+                "temperature": "temperature",
+                "freeze_epochs": "freeze_epochs",
+                "warmup_epochs": "warmup_epochs",
+                "epochs": "train.epochs",
+                "batch": "train.batch",
+                "lr0": "train.lr0",
+                "workers": "train.workers",
+                "seed": "train.seed",
+                "device": "train.device",
+            },
+        ),
+    ):
+        params = {p.name: p for p in cmds[cmd].params if p.param_type_name == "option"}
+        for option, field in fields.items():
+            value = cfg
+            for part in field.split("."):
+                value = getattr(value, part)
+            value = getattr(value, "value", value)
+            shown = re.search(r"\[default: ([^\]]+)\]", params[option].help).group(1)
+            stated[(cmd, option)] = (shown, str(value))
+    assert all(shown == value for shown, value in stated.values()), stated

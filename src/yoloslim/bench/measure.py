@@ -125,7 +125,9 @@ def benchmark(
         names: display names (default: file names).
 
     Returns:
-        Result whose ``report`` is ``{"rows": [...], "system": {...}, "settings": {...}}``.
+        Result whose ``report`` is ``{"rows": [...], "baseline": name, "settings": {...},
+        "system": {...}, "command": ...}`` (the README's "Files and JSON keys" has the rows'
+        keys).
 
     Raises:
         ConfigError: no artifacts, bad batches, or an input size some artifact cannot run

@@ -157,6 +157,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except KeyboardInterrupt as e:
             raise _report_stop(e) from None
+        except typer.Exit:  # already reported (interrupt_hint's resume line, say)
+            raise
         except Exception as e:
             stop = stop_requested()
             if stop is not None:  # the interrupt surfaced as a library's error: it was a stop

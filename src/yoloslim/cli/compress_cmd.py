@@ -43,17 +43,19 @@ def compress(
             grid = tuple(float(r) for r in ratios.split(",") if r.strip())
         except ValueError as e:
             raise ConfigError(f"--ratios {ratios!r}: comma-separated numbers, e.g. 0.25,0.5") from e
-        res = run_budget(
-            model,
-            data,
-            recipe,
-            out=out,
-            target_latency=target_latency,
-            max_drop=max_drop,
-            ratios=grid,
-            resume=resume,
-            progress=True,
-        )
+        again = command_line() + ("" if resume else " --resume")
+        with interrupt_hint(Path(out) / "grid", again):  # made with the first candidate
+            res = run_budget(
+                model,
+                data,
+                recipe,
+                out=out,
+                target_latency=target_latency,
+                max_drop=max_drop,
+                ratios=grid,
+                resume=resume,
+                progress=True,
+            )
     else:
         again = command_line() + ("" if resume else " --resume")
         with interrupt_hint(Path(out) / "recipe.yaml", again):

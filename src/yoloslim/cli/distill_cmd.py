@@ -31,25 +31,39 @@ def distill(
         "damo-nano", help="Student: checkpoint (.pt), registered model name or arch.yaml."
     ),
     data: Path = typer.Option(None, help="data.yaml (with --resume: default, the run's own)."),
-    epochs: int = typer.Option(None, help="Epochs."),
-    imgsz: int = typer.Option(None, help="Input size (multiple of 32)."),
-    batch: int = typer.Option(None, help="Global batch size."),
+    epochs: int = typer.Option(None, help="Epochs [default: 30]."),
+    imgsz: int = typer.Option(
+        None,
+        help="Input size (multiple of 32; default: the student checkpoint's, else the "
+        "teacher's, else 320).",
+    ),
+    batch: int = typer.Option(None, help="Global batch size [default: 16]."),
     out: Path = typer.Option(Path("runs/distill"), help="Output folder."),
-    loss: str = typer.Option(None, help="Feature loss on the neck: cwd, mimic, mgd or at."),
-    logit_weight: float = typer.Option(None, help="Weight of the logit terms (0: off)."),
-    feature_weight: float = typer.Option(None, help="Weight of the feature term (0: off)."),
-    temperature: float = typer.Option(None, help="Temperature of the logit terms."),
+    loss: str = typer.Option(
+        None, help="Feature loss on the neck: cwd, mimic, mgd or at [default: cwd]."
+    ),
+    logit_weight: float = typer.Option(
+        None, help="Weight of the logit terms (0: off) [default: 1.0]."
+    ),
+    feature_weight: float = typer.Option(
+        None, help="Weight of the feature term (0: off) [default: 1.0]."
+    ),
+    temperature: float = typer.Option(None, help="Temperature of the logit terms [default: 2.0]."),
     progressive: bool = typer.Option(
         None,
         "--progressive/--no-progressive",
         help="Freeze the student's backbone first, ramp the distillation weights up.",
     ),
-    freeze_epochs: int = typer.Option(None, help="Epochs with the backbone frozen (progressive)."),
-    warmup_epochs: float = typer.Option(None, help="Distillation weight warm-up (progressive)."),
-    lr0: float = typer.Option(None, help="Peak learning rate."),
-    workers: int = typer.Option(None, help="Data-loader workers."),
-    seed: int = typer.Option(None, help="Random seed."),
-    device: str = typer.Option(None, help="auto, cpu or cuda."),
+    freeze_epochs: int = typer.Option(
+        None, help="Epochs with the backbone frozen (progressive) [default: 1]."
+    ),
+    warmup_epochs: float = typer.Option(
+        None, help="Distillation weight warm-up (progressive) [default: 1.0]."
+    ),
+    lr0: float = typer.Option(None, help="Peak learning rate [default: 0.004]."),
+    workers: int = typer.Option(None, help="Data-loader workers [default: 1]."),
+    seed: int = typer.Option(None, help="Random seed [default: 0]."),
+    device: str = typer.Option(None, help="auto, cpu or cuda [default: auto]."),
     config: Path = typer.Option(
         None,
         help="YAML of DistillConfig fields (nested `train:` and `advanced:`); flags override it.",
@@ -66,7 +80,7 @@ def distill(
     Prune recovery: `yoloslim prune ... --distill`, or prune with --finetune-epochs 0 and
     then `yoloslim distill --teacher base.pt --student PRUNED/pruned.pt ...`.
     """
-    from yoloslim.cli.train_cmd import _resume_state, print_best
+    from yoloslim.cli.train_cmd import _resume_state, print_best, say_if_finished
     from yoloslim.compress.distill import DistillConfig
     from yoloslim.compress.distill import distill as run_distill
     from yoloslim.errors import ConfigError
@@ -90,6 +104,7 @@ def distill(
                 resume=True,
                 progress=True,
             )
+        say_if_finished(resume, state)
     else:
         if data is None:
             raise ConfigError("--data is required (unless --resume DIR is given)")

@@ -18,16 +18,22 @@ def prune(
     out: Path = typer.Option(
         Path("runs/prune"), help="Output folder (pruned.pt, prune_report.json)."
     ),
-    ratio: float = typer.Option(None, help="Channel ratio to remove, in (0, 1)."),
+    ratio: float = typer.Option(
+        None, help="Channel ratio to remove, in (0, 1) (default 0.5 when no other goal is given)."
+    ),
     target_flops: float = typer.Option(None, help="GFLOPs budget (deploy form, at --imgsz)."),
     target_params: float = typer.Option(None, help="Parameter budget in millions."),
     method: str = typer.Option(
-        None, help="width (channels) or depth (residual blocks) meets the goal."
+        None, help="width (channels) or depth (residual blocks) meets the goal [default: width]."
     ),
-    criterion: str = typer.Option(None, help="l1, l2, bn-scale, taylor or random."),
-    steps: int = typer.Option(None, help="Iterative pruning steps."),
-    finetune_epochs: int = typer.Option(None, help="Fine-tuning epochs after pruning."),
-    finetune_between: int = typer.Option(None, help="Fine-tuning epochs between steps."),
+    criterion: str = typer.Option(None, help="l1, l2, bn-scale, taylor or random [default: l2]."),
+    steps: int = typer.Option(None, help="Iterative pruning steps [default: 1]."),
+    finetune_epochs: int = typer.Option(
+        None, help="Fine-tuning epochs after pruning [default: 10]."
+    ),
+    finetune_between: int = typer.Option(
+        None, help="Fine-tuning epochs between steps [default: 0]."
+    ),
     global_pruning: bool = typer.Option(
         None, "--global/--local", help="Rank channels across layers (global) or per layer."
     ),
@@ -42,8 +48,10 @@ def prune(
         None, "--distill/--no-distill", help="Fine-tune by distillation from the unpruned model."
     ),
     imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's training size)."),
-    batch: int = typer.Option(None, help="Batch size."),
-    backend: str = typer.Option(None, help="Latency runtime: openvino or onnxruntime."),
+    batch: int = typer.Option(None, help="Batch size [default: 16]."),
+    backend: str = typer.Option(
+        None, help="Latency runtime: openvino or onnxruntime [default: openvino]."
+    ),
     latency: bool = typer.Option(
         None, "--latency/--no-latency", help="Export and time before/after."
     ),

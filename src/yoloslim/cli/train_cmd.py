@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import typer
@@ -67,10 +68,7 @@ def train(
                 resume=True,
                 progress=True,
             )
-        if state["train_state"].get("epoch", -1) + 1 >= saved.epochs:
-            console.print(
-                f"{resume} already finished {saved.epochs}/{saved.epochs} epochs; nothing to do"
-            )
+        say_if_finished(resume, state)
     else:
         if data is None:
             raise ConfigError("--data is required (unless --resume DIR is given)")
@@ -95,8 +93,18 @@ def train(
     write_json(json_path, res.report)
 
 
+def say_if_finished(run: Path, state: dict) -> None:
+    """Say that a resumed run had already trained all its epochs (so nothing changed)."""
+    epochs = (state["train_state"].get("config") or {}).get("epochs")
+    if epochs is not None and state["train_state"].get("epoch", -1) + 1 >= epochs:
+        console.print(f"{run} already finished {epochs}/{epochs} epochs; nothing to do")
+
+
 def print_best(best: float | None, path) -> None:
-    """The run's best mAP50-95 as `yoloslim val` prints it (percent, one decimal) and its file."""
+    """The run's best mAP50-95 as `yoloslim val` prints it (percent, one decimal) and its file;
+    under torchrun, by the first process only."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     shown = "-" if best is None else f"{100 * best:.1f}"
     console.print(f"best mAP50-95 {shown}  ->  {path}", soft_wrap=True)
 

@@ -91,6 +91,7 @@ def prune(
         ModelError: the model cannot be loaded.
 
     Example:
+        >>> # runs/base: damo-tiny (4.9 GFLOPs at 320 px), pruned to 2.5
         >>> res = prune("runs/base/best.pt", "data.yaml",
         ...             config=PruneConfig(target_flops=2.5, finetune_epochs=5), out="runs/prune")
         >>> res.report["stages"]["finetuned"]["map"]

@@ -148,6 +148,7 @@ def search(
         ConfigError: bad arguments, or a budget below the smallest network of the space.
 
     Example:
+        >>> # minutes on a 2-core CPU; score_method="analytic" takes seconds
         >>> res = search(imgsz=320, budget=Budget(flops=1.0), iterations=200, out="runs/nas")
         >>> model = build_model(res.arch, nc=4)
     """

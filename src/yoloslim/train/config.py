@@ -50,7 +50,8 @@ class TrainConfig:
         val_interval: validate every N epochs (and always after the last).
         augment: data augmentation switches (``yoloslim.data.AugmentConfig`` as a dict).
         loss: loss gains and options.
-        threads: torch intra-op threads (None: all cores).
+        threads: torch intra-op threads (None: keep the process's setting, torch's default
+            being the physical cores).
         cache: decode the training images once and keep them in memory.
     """
 
