@@ -441,3 +441,19 @@ def test_the_nms_graph_is_refused_by_val_and_predict_by_name(static_export, tmp_
         validate(e2e, data)
     with pytest.raises(ModelError, match="has NMS in its graph .* predict takes"):
         Predictor(e2e)
+
+
+def test_a_format_that_fails_its_check_does_not_cost_the_others(tmp_path, monkeypatch):
+    # the first mismatch used to stop the export: the formats after it were never written
+    import dataclasses
+
+    def disagrees(path, ctx):
+        raise ExportError(f"{path}: differs from PyTorch (a test's stand-in)")
+
+    onnx_fmt = dataclasses.replace(EXPORTERS["onnx"], verify=disagrees)
+    monkeypatch.setitem(EXPORTERS, "onnx", onnx_fmt)
+    with pytest.raises(ExportError, match=r"onnx: .*stand-in.*torchscript passed and stay"):
+        export(_model(), tmp_path, formats=["onnx", "torchscript"], imgsz=IMGSZ)
+    formats = json.loads((tmp_path / "export_report.json").read_text())["formats"]
+    assert formats["onnx"]["passed"] is False and "stand-in" in formats["onnx"]["error"]
+    assert formats["torchscript"]["passed"] and (tmp_path / "model.torchscript").is_file()

@@ -62,7 +62,9 @@ def export(
             checked in ONNX Runtime and OpenVINO against the torch postprocess, at the
             graph's conf and at a lower one that lets detections through on the probe
             images (see :func:`yoloslim.export.nms.verify_nms`).
-        verify: run each artifact and compare with PyTorch. A mismatch raises.
+        verify: run each artifact and compare with PyTorch. A mismatch raises, once the
+            other formats are written and checked (each is in the report, a failed one
+            with ``passed: False`` and its ``error``).
         triton_name: the Triton model's name: the repository holds it in
             ``out/triton/{triton_name}/`` beside any other models already there.
 
@@ -148,6 +150,7 @@ def export(
         "formats": dict(earlier),
     }
     artifacts: dict[str, Path] = {}
+    failed: list[str] = []  # one format's failed check does not cost the others
     try:
         for fmt in formats:
             exporter = EXPORTERS[fmt]
@@ -161,9 +164,9 @@ def export(
                     f"{fmt} keeps FP32 weights (half applies to OpenVINO/CoreML/TensorRT)"
                 )
             log.info("exported %s -> %s", fmt, path)
-            if verify:
-                entry.update(_checked(exporter.verify, path, ctx, entry, report, out))
-            else:
+            if verify and not _checked(exporter.verify, path, ctx, entry, failed, fmt):
+                continue  # no NMS graph from an ONNX that disagrees with PyTorch
+            if not verify:
                 entry["verified"] = False
             if fmt == "onnx" and nms:
                 from yoloslim.export.nms import append_nms
@@ -174,21 +177,30 @@ def export(
                 report["formats"]["onnx_nms"] = nms_entry
                 if verify:
                     check = functools.partial(_verify_nms, plain=path)
-                    nms_entry.update(_checked(check, e2e, ctx, nms_entry, report, out))
+                    _checked(check, e2e, ctx, nms_entry, failed, "onnx_nms")
     finally:
         ctx.cleanup()
     _write_report(out, report)
+    if failed:
+        good = [f for f, e in report["formats"].items() if f in artifacts and e.get("passed")]
+        raise ExportError(
+            f"{'; '.join(failed)} (recorded in {out / 'export_report.json'} with passed: false"
+            + (f"; {', '.join(good)} passed and stay" if good else "")
+            + ")"
+        )
     return Result(fused, report, artifacts)
 
 
-def _checked(verify_fn, path: Path, ctx: ExportContext, entry: dict, report: dict, out: Path):
-    """Run a verification; on a mismatch record it in the report file, then re-raise."""
+def _checked(verify_fn, path: Path, ctx: ExportContext, entry: dict, failed: list, fmt: str):
+    """Run a verification into ``entry``; a mismatch is recorded there (``passed: false``,
+    ``error``) and in ``failed``. Returns whether it passed."""
     try:
-        return verify_fn(path, ctx)
+        entry.update(verify_fn(path, ctx))
+        return True
     except ExportError as e:
         entry.update(passed=False, error=str(e))
-        _write_report(out, report)
-        raise
+        failed.append(f"{fmt}: {e}")
+        return False
 
 
 def _verify_nms(e2e: Path, _ctx: ExportContext, *, plain: Path) -> dict:
