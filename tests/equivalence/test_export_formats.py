@@ -457,3 +457,14 @@ def test_a_format_that_fails_its_check_does_not_cost_the_others(tmp_path, monkey
     formats = json.loads((tmp_path / "export_report.json").read_text())["formats"]
     assert formats["onnx"]["passed"] is False and "stand-in" in formats["onnx"]["error"]
     assert formats["torchscript"]["passed"] and (tmp_path / "model.torchscript").is_file()
+
+
+def test_artifacts_carry_the_checkpoints_history(tmp_path):
+    history = [{"stage": "train", "out": "/runs/t"}, {"stage": "prune", "out": "/runs/p"}]
+    ckpt = save_checkpoint(tmp_path / "m.pt", _model(), imgsz=IMGSZ, meta={"history": history})
+    res = export(ckpt, tmp_path / "e", formats=["onnx", "torchscript"], verify=False)
+    meta = {p.key: p.value for p in onnx.load(res.artifacts["onnx"]).metadata_props}
+    assert json.loads(meta["history"]) == history
+    extra = {"config.json": ""}
+    torch.jit.load(str(res.artifacts["torchscript"]), _extra_files=extra)
+    assert json.loads(json.loads(extra["config.json"])["history"]) == history

@@ -70,7 +70,7 @@ def artifact_metadata(ctx: ExportContext) -> dict[str, str]:
     """String key/values stored inside every artifact (ONNX metadata_props, OpenVINO rt_info, ...)."""
     from yoloslim import __version__
 
-    return {
+    meta = {
         "yoloslim_version": __version__,
         "names": json.dumps(list(ctx.names)),
         "nc": str(len(ctx.names)),
@@ -78,6 +78,10 @@ def artifact_metadata(ctx: ExportContext) -> dict[str, str]:
         "strides": json.dumps(list(ctx.strides)),
         "output": "preds: (B, A, 4 + nc), boxes xyxy in input pixels, then sigmoid class scores",
     }
+    history = getattr(ctx.model, "history", None)  # the checkpoint's meta.history
+    if history:
+        meta["history"] = json.dumps(history)
+    return meta
 
 
 def onnx_metadata(model) -> dict[str, str]:
