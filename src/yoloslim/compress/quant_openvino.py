@@ -145,7 +145,7 @@ class OpenVINOQuant:
 
     def write(self, model, path: Path, role: str = "int8") -> Path:
         """Save ``model`` at ``path`` with the float model's yoloslim metadata."""
-        for k in ("names", "imgsz", "nc", "strides", "output", "yoloslim_version"):
+        for k in ("names", "imgsz", "nc", "strides", "output", "yoloslim_version", "history"):
             if self.float_model.has_rt_info(["yoloslim", k]):
                 value = self.float_model.get_rt_info(["yoloslim", k]).astype(str)
                 model.set_rt_info(value, ["yoloslim", k])
