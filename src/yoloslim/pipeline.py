@@ -187,13 +187,13 @@ def _as_run(rec: Recipe) -> Recipe:
 def _model_imgsz(model: str | None, earlier: Sequence[Stage]) -> int | None:
     """The input size ``model`` was made for: a checkpoint's own, or the search's for the
     arch a nas stage wrote (None for a registered name or a given arch.yaml)."""
-    from yoloslim.models.checkpoint import read_checkpoint
+    from yoloslim.models.checkpoint import trained_imgsz
     from yoloslim.nas.search import DEFAULT_IMGSZ
 
     if model is None:
         return None
     if Path(model).suffix == ".pt":
-        return int(read_checkpoint(model)["imgsz"])
+        return trained_imgsz(model)
     nas = [s for s in earlier if s.name == "nas"]
     if nas and Path(model).name == "arch.yaml":
         return int(nas[-1].config.options.get("imgsz") or DEFAULT_IMGSZ)
@@ -217,6 +217,10 @@ def _sized_by_model(cfg: Any, st: _State, earlier: Sequence[Stage]) -> Any:
     )
 
 
+# a row name a stage of the same kind already took gets this and its stage number
+_REPEATED = " (stage "
+
+
 def _exported_onnx(st: _State, imgsz: int | None) -> str | None:
     """The static-batch ONNX an export stage already wrote of ``st.model`` at ``imgsz``
     (None: the checkpoint's), so that quantize need not export the same graph again."""
@@ -225,7 +229,7 @@ def _exported_onnx(st: _State, imgsz: int | None) -> str | None:
     found = [
         path
         for name, path, _, *source in st.rows
-        if name.split(" (stage ")[0] == "export-onnx"
+        if name.split(_REPEATED)[0] == "export-onnx"
         and source == [st.model]
         and Path(path).is_file()
     ]
@@ -383,10 +387,7 @@ def _missing_outputs(record: dict, out: Path) -> list[str]:
     made += list((record.get("deployable") or {}).values())
     missing = []
     for p in made:
-        if not p:
-            continue
-        path = Path(p) if Path(p).is_absolute() else Path.cwd() / p
-        if path.absolute().is_relative_to(out) and not path.exists():
+        if p and Path(p).absolute().is_relative_to(out) and not Path(p).exists():
             missing.append(str(p))
     return missing
 
@@ -517,7 +518,7 @@ def run_recipe(
         st.model = record["model"]
         taken = {row[0] for row in st.rows}  # a second prune's "pruned" must not hide the first's
         st.rows.extend(
-            [f"{row[0]} (stage {i})" if row[0] in taken else row[0], *row[1:]]
+            [f"{row[0]}{_REPEATED}{i})" if row[0] in taken else row[0], *row[1:]]
             for row in record["rows"]
         )
         made = record.get("deployable")

@@ -59,7 +59,7 @@ _CONVS = ("Conv", "ConvInteger", "QLinearConv")
 _ONNX_PASS = (*_QDQ, "Identity", "Cast", "Reshape", "Transpose")
 
 
-def _onnx_weights(graph, producers: dict, inits: dict, name: str) -> str | None:
+def _onnx_weights(producers: dict, inits: dict, name: str) -> str | None:
     """The initializer a weight or bias input comes from, through Q/DQ, casts and reshapes
     (a DequantizeLinear's data input, never its scale or zero point)."""
     for _ in range(6):
@@ -72,19 +72,18 @@ def _onnx_weights(graph, producers: dict, inits: dict, name: str) -> str | None:
     return None
 
 
-def _onnx_params(graph) -> int:
+def _onnx_params(graph, producers: dict, inits: dict[str, list[int]]) -> int:
     """The weights and biases of the parameterised ops (convolutions, matrix products and
     their bias ``Add``, batch norms), stored in float or, quantized, as integers: what the
     torch model's parameters became. Graph constants (anchor grids, strides, the DFL
     projection, Q/DQ scales) are not parameters and not counted. A tensor is counted at each
     op that uses it: exporters store equal constants once (two fresh biases, say), where
-    the model had two parameters."""
-    inits = {i.name: math.prod(i.dims) for i in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
+    the model had two parameters. ``producers`` maps a tensor to the node that makes it,
+    ``inits`` an initializer to its shape."""
     found: list[str] = []
 
     def take(name: str) -> None:
-        src = _onnx_weights(graph, producers, inits, name)
+        src = _onnx_weights(producers, inits, name)
         if src is not None:
             found.append(src)
 
@@ -97,7 +96,7 @@ def _onnx_params(graph) -> int:
             if any(n is not None and n.op_type in ("MatMul", "MatMulInteger") for n in feeds):
                 for i in node.input:
                     take(i)
-    return sum(inits[n] for n in found)
+    return sum(math.prod(inits[n]) for n in found)
 
 
 def _reduction(op_type: str, w: list[int], node) -> int:
@@ -120,15 +119,15 @@ def onnx_stats(path: str | Path, imgsz: int) -> dict:
     import onnx
     from onnx import shape_inference
 
-    _check_static(path, onnx_static_imgsz(path), imgsz)
     model = onnx.load(str(path))
+    _check_static(path, _onnx_input_height(model.graph), imgsz)
     inits = {i.name: list(i.dims) for i in model.graph.initializer}
-    params = _onnx_params(model.graph)
-    # a weight behind DequantizeLinear (QDQ) has the shape of the initializer it dequantizes
     producers = {o: n for n in model.graph.node for o in n.output}
+    params = _onnx_params(model.graph, producers, inits)
 
     def weight_shape(name: str) -> list[int] | None:
-        src = _onnx_weights(model.graph, producers, inits, name)
+        # a weight behind DequantizeLinear (QDQ) has the shape of the initializer it dequantizes
+        src = _onnx_weights(producers, inits, name)
         return inits[src] if src is not None else None
 
     graph_in = model.graph.input[0]
@@ -165,14 +164,21 @@ def onnx_static_imgsz(path: str | Path) -> int | None:
     """The fixed input height of an ONNX graph (None when its spatial axes are dynamic)."""
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
+    return _onnx_input_height(onnx.load(str(path), load_external_data=False).graph)
+
+
+def _onnx_input_height(graph) -> int | None:
     dims = graph.input[0].type.tensor_type.shape.dim
     return dims[2].dim_value if len(dims) == 4 and dims[2].HasField("dim_value") else None
 
 
 def openvino_static_imgsz(path: str | Path) -> int | None:
     """The fixed input height of an OpenVINO IR (None when its spatial axes are dynamic)."""
-    shape = openvino_core().read_model(str(path)).inputs[0].get_partial_shape()
+    return _ov_input_height(openvino_core().read_model(str(path)))
+
+
+def _ov_input_height(model) -> int | None:
+    shape = model.inputs[0].get_partial_shape()
     return shape[2].get_length() if len(shape) == 4 and shape[2].is_static else None
 
 
@@ -189,6 +195,7 @@ _OV_PASS = (
     "Unsqueeze",
 )
 _OV_CONVS = ("Convolution", "GroupConvolution")
+_OV_PRODUCTS = (*_OV_CONVS, "MatMul")  # the ops whose output an Add of a constant biases
 
 
 def _ov_weight(output) -> Any | None:
@@ -218,7 +225,7 @@ def openvino_stats(path: str | Path, imgsz: int) -> dict:
     if model.inputs[0].get_partial_shape().is_dynamic:
         model.reshape([1, 3, imgsz, imgsz])
     else:
-        _check_static(path, openvino_static_imgsz(path), imgsz)
+        _check_static(path, _ov_input_height(model), imgsz)
     weights: list[Any] = []  # counted at each use, as the ONNX count is
     macs = 0
 
@@ -246,9 +253,9 @@ def openvino_stats(path: str | Path, imgsz: int) -> dict:
             macs += math.prod(op.get_output_shape(0)) * k
         elif t == "Add":
             feeds = [op.input_value(i).get_node().get_type_name() for i in range(2)]
-            if any(f in (*_OV_CONVS, "MatMul") for f in feeds):
+            if any(f in _OV_PRODUCTS for f in feeds):
                 for i, f in enumerate(feeds):
-                    if f not in (*_OV_CONVS, "MatMul"):
+                    if f not in _OV_PRODUCTS:
                         take(op.input_value(i))
     params = sum(math.prod(c.get_output_shape(0)) for c in weights)
     return {"params": int(params), "gmacs": macs / 1e9, "gflops": 2 * macs / 1e9}

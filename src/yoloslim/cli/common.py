@@ -108,9 +108,10 @@ _HANDLERS: set[Callable] = set()
 
 def _defaults_in_forked_child() -> None:
     """A forked child (a DataLoader worker, a library's helper process) gets the default
-    SIGTERM and SIGINT back (it dies of them, as the handler would have made it): a Python handler runs only between bytecodes, so a child stuck in C (a DNS
-    lookup, say) would ignore the ``terminate()`` its parent sends, and the parent, joining it
-    at exit, would hang."""
+    SIGTERM and SIGINT back (it dies of them, as the handler would have made it): a Python
+    handler runs only between bytecodes, so a child stuck in C (a DNS lookup, say) would
+    ignore the ``terminate()`` its parent sends, and the parent, joining it at exit, would
+    hang."""
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(ValueError, OSError):  # not the main thread
             if signal.getsignal(signum) in _HANDLERS:
@@ -248,13 +249,3 @@ def write_json(path: str | Path | None, obj: dict) -> None:
 
 def command_line() -> str:
     return " ".join(["yoloslim", *sys.argv[1:]])
-
-
-def checkpoint_imgsz(model: str | Path | None) -> int | None:
-    """The input size a checkpoint (``.pt``) was trained at: the default size for training
-    it further; None for anything else (a model name, an arch.yaml)."""
-    if model is None or Path(model).suffix != ".pt" or not Path(model).is_file():
-        return None
-    from yoloslim.models.checkpoint import read_checkpoint
-
-    return int(read_checkpoint(model)["imgsz"])

@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 from yoloslim.cli.common import (
-    checkpoint_imgsz,
     config_file,
     handle_errors,
     interrupt_hint,
@@ -130,10 +129,11 @@ def distill(
             device=device,
         )
         values["train"] = layered(ctx, values.get("train"), flags)
-        # the size the models were trained at, not the config's 320
-        size = checkpoint_imgsz(student) or checkpoint_imgsz(teacher)
-        if "imgsz" not in values["train"] and size:
-            values["train"]["imgsz"] = size
+        if "imgsz" not in values["train"]:  # the size the models were trained at, else 320
+            from yoloslim.models.checkpoint import trained_imgsz
+
+            if size := trained_imgsz(student, teacher):
+                values["train"]["imgsz"] = size
         with config_file(config):
             cfg = DistillConfig.from_dict(values)
         with interrupt_hint(Path(out) / "last.pt", f"yoloslim distill --resume {out}"):

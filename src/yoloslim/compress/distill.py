@@ -208,11 +208,14 @@ class Distiller:
         self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
         self.cfg = config
         self.teacher_path = teacher_path  # kept in last.pt, so a resume can find the teacher
-        # the student's checkpoints record the step (meta.history)
-        self.history = {"stage": "distill", "teacher": teacher_path or "a Detector"}
         self.adapters: FeatureAdapters | None = None
         self._feats: list[torch.Tensor] | None = None
         self._handle = None
+
+    @property
+    def history(self) -> dict:
+        """This step, as the student's checkpoints record it (``meta.history``)."""
+        return {"stage": "distill", "teacher": self.teacher_path or "a Detector"}
 
     def attach(self, net: Detector, device: torch.device) -> nn.Module:
         _check_pair(net, self.teacher)

@@ -192,17 +192,20 @@ _WEIGHTS = {"float": "fp32", "fp16": "fp16", "bf16": "fp32 (asks for bf16 comput
 def _float_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
     """The float ONNX to quantize: exported (re-parameterised) from a model, or the given .onnx."""
     if isinstance(model, (str, Path)) and Path(model).suffix == ".onnx":
+        import onnx
+
         from yoloslim.export.common import onnx_metadata
 
         p = Path(model)
         if not p.is_file():
             raise ModelError(f"model_or_artifact={p}: file does not exist")
-        meta = onnx_metadata(p)
+        proto = onnx.load(str(p), load_external_data=False)
+        meta = onnx_metadata(proto)
         if "imgsz" not in meta or "names" not in meta:
             raise ModelError(f"{p}: no yoloslim metadata (names/imgsz); export it with yoloslim")
         if imgsz and imgsz != int(meta["imgsz"]):
             raise ConfigError(f"imgsz={imgsz} but {p} was exported at {meta['imgsz']}")
-        quantized = _quantized_ops(p)
+        quantized = _quantized_ops(proto.graph)
         if quantized:
             raise ModelError(
                 f"{p} is already quantized ({', '.join(quantized)} in its graph); quantize "
@@ -233,11 +236,8 @@ _QUANT_OPS = (
 )
 
 
-def _quantized_ops(path: Path) -> list[str]:
+def _quantized_ops(graph) -> list[str]:
     """The quantization ops in an ONNX graph (empty for a float model)."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
     return sorted({n.op_type for n in graph.node if n.op_type in _QUANT_OPS})
 
 

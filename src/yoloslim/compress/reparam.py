@@ -112,6 +112,7 @@ def deploy_form(model: nn.Module) -> tuple[nn.Module, int, int]:
     return fused, len(blocks), fuse_traced_conv_bn(fused)
 
 
+@torch.no_grad()
 def reparameterize(
     model: nn.Module | str | Path,
     *,
@@ -148,8 +149,7 @@ def reparameterize(
     x = example_input if example_input is not None else _default_input()
     # the reference runs on its own eval copy: not even the caller's train/eval flags change
     original = copy.deepcopy(model).eval()
-    with torch.no_grad():
-        ref, out = original(x), fused(x)
+    ref, out = original(x), fused(x)
     diff = max(float((a - b).abs().max()) for a, b in zip(_flat(ref), _flat(out), strict=True))
     report = {
         "params_before": count_params(original),

@@ -178,3 +178,13 @@ def with_history(upstream: list[dict], stage: str, out: str | Path, **details) -
     while kept and (kept[-1].get("stage"), kept[-1].get("out")) == (stage, entry["out"]):
         kept.pop()
     return [*kept, entry]
+
+
+def trained_imgsz(*models: Any) -> int | None:
+    """The input size the first of ``models`` that is a checkpoint file (``.pt``) was trained
+    at: the size to train it further at. None when none is (a model name, an arch.yaml)."""
+    for model in models:
+        is_file = isinstance(model, (str, Path)) and Path(model).expanduser().is_file()
+        if is_file and Path(model).suffix == ".pt":
+            return int(read_checkpoint(model)["imgsz"])
+    return None

@@ -151,7 +151,7 @@ class OnnxRuntimeBackend(Backend):
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(str(path), so, providers=providers)
         outputs = [o.name for o in self.session.get_outputs()]
-        self.end_to_end = outputs[:1] == ["num_dets"]  # export --nms: detections, not preds
+        self.end_to_end = outputs[:1] == [E2E_FIRST_OUTPUT]  # detections, not preds
         meta = self.session.get_modelmeta().custom_metadata_map
         names, imgsz = _meta(meta)
         inp = self.session.get_inputs()[0]
@@ -227,6 +227,10 @@ class OpenVINOBackend(Backend):
         return torch.from_numpy(np.array(out[self.compiled.output(0)], dtype=np.float32))
 
 
+# the first output of an ``export --nms`` graph (yoloslim.export.nms): it returns detections
+E2E_FIRST_OUTPUT = "num_dets"
+
+
 def refuse_end_to_end(backend: Backend, what: str) -> None:
     """Raise when ``backend`` runs a graph with NMS inside (``export --nms``): it returns
     detections, not the raw predictions that ``what`` post-processes itself."""
@@ -244,7 +248,7 @@ def is_end_to_end(path: str | Path) -> bool:
     import onnx
 
     outputs = onnx.load(str(path), load_external_data=False).graph.output
-    return bool(outputs) and outputs[0].name == "num_dets"
+    return bool(outputs) and outputs[0].name == E2E_FIRST_OUTPUT
 
 
 def check_artifact(path: str | Path) -> Path:

@@ -291,16 +291,18 @@ def train(
         load_samples(data_cfg, "val"), cfg.imgsz, augment=False, names=data_cfg.names, seed=cfg.seed
     )
 
+    # absolute: `train --resume DIR` may run from another working directory
+    data_path = str(Path(data).expanduser().resolve())
+    # the steps that made the model (a resumed run: its own, this step last) and this one,
+    # which a hook may name (a distillation, with its teacher)
     upstream = (state.get("meta") or {}).get("history", []) if state else None
-    if upstream is None:
-        upstream = getattr(model, "history", []) if isinstance(model, nn.Module) else []
-    extra = getattr(hook, "history", None)  # a distillation names its teacher
+    step = dict(getattr(hook, "history", None) or {"stage": "train"})
     history = with_history(
-        upstream,
-        (extra or {}).get("stage", "train"),
+        getattr(model, "history", []) if upstream is None else upstream,
+        step.pop("stage"),
         out,
-        **{k: v for k, v in (extra or {}).items() if k != "stage"},
-        data=str(Path(data).expanduser().resolve()),
+        **step,
+        data=data_path,
         epochs=cfg.epochs,
     )
 
@@ -460,8 +462,7 @@ def train(
                 "epoch": epoch,
                 "map": row.get("map"),
                 "map50": row.get("map50"),
-                # absolute: `train --resume DIR` may run from another working directory
-                "data": str(Path(data).expanduser().resolve()),
+                "data": data_path,
                 "history": history,
             }
             if row.get("map") is not None and row["map"] > best_map:
