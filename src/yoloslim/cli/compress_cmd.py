@@ -38,12 +38,12 @@ def compress(
     from yoloslim.errors import ConfigError
     from yoloslim.pipeline import run_recipe
 
+    again = command_line() + ("" if resume else " --resume")  # what a stopped run says
     if target_latency is not None or max_drop is not None:
         try:
             grid = tuple(float(r) for r in ratios.split(",") if r.strip())
         except ValueError as e:
             raise ConfigError(f"--ratios {ratios!r}: comma-separated numbers, e.g. 0.25,0.5") from e
-        again = command_line() + ("" if resume else " --resume")
         with interrupt_hint(Path(out) / "grid", again):  # made with the first candidate
             res = run_budget(
                 model,
@@ -57,7 +57,6 @@ def compress(
                 progress=True,
             )
     else:
-        again = command_line() + ("" if resume else " --resume")
         with interrupt_hint(Path(out) / "recipe.yaml", again):
             res = run_recipe(model, data, recipe, out=out, resume=resume, progress=True)
     bench = res.report.get("bench")
