@@ -131,7 +131,10 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    """The public names and the subpackages imported so far, not this module's own imports."""
+    g = globals()
+    subpackages = (k for k, v in g.items() if getattr(v, "__name__", "").startswith("yoloslim."))
+    return sorted({*__all__, *subpackages})
 
 
 class _Package(types.ModuleType):

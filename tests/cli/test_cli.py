@@ -259,6 +259,10 @@ def test_every_public_name_resolves_and_subpackages_do_not_shadow_functions():
     assert export is ys.export
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         ys.nope  # noqa: B018
+    # dir() (tab completion) lists the public names and imported subpackages, not the
+    # package's own imports
+    assert set(ys.__all__) <= set(dir(ys)) and "models" in dir(ys)
+    assert not {"sys", "importlib", "types", "Path", "Any"} & set(dir(ys))
 
 
 def test_predict_and_export_commands(trained, data_yaml, tmp_path):
