@@ -68,3 +68,16 @@ def test_config_errors_name_the_config_file(tmp_path, capsys):
     assert main(["nas", "--imgsz", "64", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "unknown key(s) ['thread'] in latency" in err and f"--config {cfg}" in err
+
+
+def test_nas_latency_cache_flags_conflict_and_a_foreign_file_is_named(tmp_path, capsys):
+    from yoloslim.cli.main import main
+
+    args = ["nas", "--imgsz", "64", "--budget-flops", "1", "--out", str(tmp_path / "a.yaml")]
+    assert main([*args, "--latency-cache", str(tmp_path / "c.jsonl"), "--no-latency-cache"]) == 2
+    assert "--latency-cache FILE or --no-latency-cache, not both" in capsys.readouterr().err
+    foreign = tmp_path / "arch.yaml"
+    foreign.write_text("name: mine\n")
+    assert main([*args, "--latency-cache", str(foreign)]) == 2
+    assert f"latency cache {foreign}: line 1" in capsys.readouterr().err
+    assert foreign.read_text() == "name: mine\n"

@@ -279,6 +279,51 @@ def test_latency_budget_rejects_slow_candidates_and_caches(monkeypatch):
     assert len(calls) == len(set(calls))  # one measurement per candidate
 
 
+def test_latency_cache_file_is_reused_by_a_later_search_on_the_same_settings(
+    monkeypatch, tmp_path, caplog
+):
+    evaluator_mod = importlib.import_module("yoloslim.nas.evaluator")
+    calls = []
+
+    def fake_latency(arch, imgsz, settings):
+        calls.append(arch)
+        return measure_cost(arch, imgsz).params_deploy / 1e4
+
+    monkeypatch.setattr(evaluator_mod, "measure_latency_ms", fake_latency)
+    budget = Budget(latency_ms=12.0)
+    first = _small_search(budget=budget, iterations=6, out=tmp_path)
+    cache = tmp_path / "nas_latency_cache.jsonl"
+    lines = cache.read_text().splitlines()
+    measured = len(calls)
+    assert measured > 3 and len(lines) == 1 + measured
+    assert first.report["latency"]["measured"] == measured
+    assert first.report["latency"]["from_cache"] == 0
+    assert first.report["latency"]["cache"] == str(cache)
+    # the same search again: nothing measured, the same result
+    again = _small_search(budget=budget, iterations=6, out=tmp_path)
+    assert len(calls) == measured and again.arch == first.arch
+    assert again.report["latency"]["from_cache"] == measured
+    assert again.report["latency"]["measured"] == 0
+    # other settings (here more timed runs) do not reuse those entries
+    other = LatencySettings(warmup=1, runs=4)
+    _small_search(budget=budget, iterations=6, out=tmp_path, latency=other)
+    assert len(calls) == 2 * measured
+    # a line cut short by a stop is skipped, and the next entry starts on a line of its own
+    cache.write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])
+    torn = _small_search(budget=budget, iterations=6, latency_cache=cache)
+    assert torn.report["latency"]["from_cache"] == 2 and "skipped a line" in caplog.text
+    assert all(json.loads(line) for line in cache.read_text().splitlines()[4:])
+    # False: no file at all
+    _small_search(budget=budget, iterations=2, out=tmp_path / "none", latency_cache=False)
+    assert not (tmp_path / "none" / "nas_latency_cache.jsonl").exists()
+    # a file that is not a cache is refused and left as it was
+    mine = tmp_path / "notes.txt"
+    mine.write_text("my notes\n")
+    with pytest.raises(ConfigError, match=r"notes.txt: line 1 is not a yoloslim latency cache"):
+        _small_search(budget=budget, iterations=2, latency_cache=mine)
+    assert mine.read_text() == "my notes\n"
+
+
 def test_real_latency_is_measured_under_a_latency_budget():
     res = _small_search(
         budget=Budget(latency_ms=1e4), latency=LatencySettings(warmup=1, runs=2), iterations=2

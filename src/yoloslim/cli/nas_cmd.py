@@ -46,6 +46,15 @@ def nas(
         "torch", help="torch, onnxruntime or openvino (in-process)."
     ),
     latency_threads: int = typer.Option(1, help="Threads for latency measurements."),
+    latency_cache: Path = typer.Option(
+        None,
+        help="JSON-lines file of measured latencies to reuse and add to; only entries measured "
+        "on this machine with the same settings are reused [default: nas_latency_cache.jsonl "
+        "beside the report].",
+    ),
+    no_latency_cache: bool = typer.Option(
+        False, "--no-latency-cache", help="Measure every candidate's latency again; keep no file."
+    ),
     init: list[str] = typer.Option(
         None,
         help="Seed the population with this arch (registered name, arch.yaml or a checkpoint "
@@ -118,6 +127,10 @@ def nas(
         dict(runtime=latency_runtime, threads=latency_threads),
         dict(runtime="latency_runtime", threads="latency_threads"),
     )
+    if latency_cache is not None and no_latency_cache:
+        raise ConfigError("give --latency-cache FILE or --no-latency-cache, not both")
+    if latency_cache is not None or no_latency_cache:
+        settings["latency_cache"] = False if no_latency_cache else str(latency_cache)
     with config_file(config):
         res = search_from_dict(settings, out, progress=True)
     _table(res.best)

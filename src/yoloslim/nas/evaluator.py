@@ -13,7 +13,7 @@ import torch
 from yoloslim.errors import ConfigError
 from yoloslim.models.backbone import Backbone
 from yoloslim.nas.budget import Budget, Cost, CostModel
-from yoloslim.nas.latency import LatencySettings, measure_latency_ms
+from yoloslim.nas.latency import LatencyCache, LatencySettings, measure_latency_ms
 from yoloslim.nas.score import entropy_score
 from yoloslim.nas.space import Genome, SearchSpace
 
@@ -49,6 +49,7 @@ class Evaluator:
         seed: int,
         latency: LatencySettings,
         method: str = "gaussian",
+        latency_cache: LatencyCache | None = None,
     ) -> None:
         self.space, self.budget, self.imgsz, self.nc = space, budget, imgsz, nc
         self.stage_weights, self.repeats, self.batch, self.seed = (
@@ -58,6 +59,7 @@ class Evaluator:
             seed,
         )
         self.latency, self.method = latency, method
+        self.latency_cache = latency_cache or LatencyCache(None, imgsz, latency)
         self.seen: dict[Genome, Candidate | None] = {}
         self.latencies: dict[Genome, float] = {}
         self.rejected = {
@@ -74,13 +76,16 @@ class Evaluator:
         return self.costs(self.space.arch(genome, self.nc))
 
     def latency_of(self, genome: Genome) -> float:
-        """Measured latency (ms), cached per genome."""
+        """Measured latency (ms), cached per genome (and in the latency cache's file)."""
         if genome not in self.latencies:
-            t0 = time.perf_counter()
-            self.latencies[genome] = measure_latency_ms(
-                self.space.arch(genome, self.nc), self.imgsz, self.latency
-            )
-            self.latency_s += time.perf_counter() - t0
+            arch = self.space.arch(genome, self.nc)
+            ms = self.latency_cache.get(arch)
+            if ms is None:
+                t0 = time.perf_counter()
+                ms = measure_latency_ms(arch, self.imgsz, self.latency)
+                self.latency_s += time.perf_counter() - t0
+                self.latency_cache.put(arch, ms)
+            self.latencies[genome] = ms
         return self.latencies[genome]
 
     def __call__(self, genome: Genome) -> Candidate | None:

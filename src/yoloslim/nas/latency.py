@@ -17,11 +17,17 @@ candidate would cost more than the measurement). Three runtimes:
   (bf16 on AMX/AVX512-BF16 CPUs, f32 elsewhere).
 
 The median of ``runs`` timed calls after ``warmup`` untimed ones, batch 1; the
-search caches the result per architecture.
+search caches the result per architecture, in a file (:class:`LatencyCache`) that later
+searches on the same machine reuse.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import logging
+import os
 import statistics
 import tempfile
 import time
@@ -36,7 +42,9 @@ from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
 from yoloslim.runtime.ov_core import no_telemetry, openvino_core
 
-__all__ = ["LatencySettings", "measure_latency_ms"]
+__all__ = ["LatencyCache", "LatencySettings", "measure_latency_ms"]
+
+log = logging.getLogger(__name__)
 
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 
@@ -140,3 +148,108 @@ def measure_latency_ms(arch: dict, imgsz: int, settings: LatencySettings) -> flo
     if settings.runtime == "openvino":
         return _openvino_ms(arch, imgsz, settings)
     return _torch_ms(arch, imgsz, settings)
+
+
+CACHE_NAME = "nas_latency_cache.jsonl"
+_CACHE_HEADER = {"yoloslim": "nas latency cache", "version": 1}
+
+
+def _machine(runtime: str) -> dict:
+    """What a measurement depends on besides the candidate and the settings."""
+    import platform
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if "model name" in line), cpu)
+    except OSError:
+        pass
+    module = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}[runtime]
+    try:
+        version = __import__(module).__version__
+    except ImportError:
+        version = None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "host": platform.node(), runtime: version}
+
+
+class LatencyCache:
+    """Measured latencies kept in a JSON-lines file, so that a later search (the same one
+    run again after a stop, or another budget) reuses them instead of measuring again.
+
+    The first line is a header; each further line is ``{"arch": sha256 of the architecture,
+    "context": {...}, "latency_ms": ms}``, appended as soon as it is measured. An entry is
+    reused only when its context is this search's: input size, the
+    :class:`LatencySettings`, and the machine (CPU model, cores, host name, runtime
+    version). A line cut short by a stop is skipped. ``path=None`` keeps the cache in
+    memory only.
+
+    Raises:
+        ConfigError: the file exists but is not such a cache (its first line is not the
+            header), so it is never appended to.
+    """
+
+    def __init__(self, path: str | Path | None, imgsz: int, settings: LatencySettings) -> None:
+        self.path = None if path is None else Path(path).expanduser()
+        self.context = {"imgsz": imgsz, **dataclasses.asdict(settings)}
+        self.entries: dict[str, float] = {}
+        self.reused = 0
+        self._torn = False
+        if self.path is not None:
+            if self.path.is_dir():
+                raise ConfigError(f"latency cache {self.path} is a folder; name a file")
+            self.context["machine"] = _machine(settings.runtime)
+            if self.path.exists():
+                self._load()
+
+    def _load(self) -> None:
+        assert self.path is not None
+        try:
+            text = self.path.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"latency cache {self.path}: cannot read it ({e})") from e
+        lines = text.splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else None
+        except json.JSONDecodeError:
+            header = None
+        if header != _CACHE_HEADER:
+            raise ConfigError(
+                f"latency cache {self.path}: line 1 is not a yoloslim latency cache header; "
+                "name another file (it is left as it is)"
+            )
+        for i, line in enumerate(lines[1:], start=2):
+            try:
+                entry = json.loads(line)
+                if entry["context"] == self.context:
+                    self.entries[entry["arch"]] = float(entry["latency_ms"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                log.warning(
+                    "latency cache %s:%d: skipped a line that is not an entry", self.path, i
+                )
+        self._torn = not text.endswith("\n")
+
+    @staticmethod
+    def key(arch: dict) -> str:
+        """The architecture's identity: every field but its name."""
+        fields = {k: v for k, v in arch.items() if k != "name"}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+    def get(self, arch: dict) -> float | None:
+        """The cached latency (ms) of ``arch``, or None."""
+        ms = self.entries.get(self.key(arch))
+        self.reused += ms is not None
+        return ms
+
+    def put(self, arch: dict, ms: float) -> None:
+        """Keep ``ms`` for ``arch`` and append it to the file."""
+        key = self.key(arch)
+        self.entries[key] = ms
+        if self.path is None:
+            return
+        lines = [] if self.path.exists() else [json.dumps(_CACHE_HEADER)]
+        lines.append(json.dumps({"arch": key, "context": self.context, "latency_ms": ms}))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(("\n" if self._torn else "") + "\n".join(lines) + "\n")
+        self._torn = False

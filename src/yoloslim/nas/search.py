@@ -31,7 +31,7 @@ from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text
 from yoloslim.nas.budget import Budget
 from yoloslim.nas.evaluator import Candidate, Evaluator, check_smallest
-from yoloslim.nas.latency import LatencySettings
+from yoloslim.nas.latency import CACHE_NAME, LatencyCache, LatencySettings
 from yoloslim.nas.score import DEFAULT_STAGE_WEIGHTS, SCORE_METHODS, SCORE_TEXT
 from yoloslim.nas.space import SearchSpace, genome_dict, genome_of, resolve_arch
 from yoloslim.progress import progress_console
@@ -104,6 +104,7 @@ def search(
     init: str | Path | dict | Sequence[str | Path | dict] | None = None,
     score_method: str = "gaussian",
     polish: int = 0,
+    latency_cache: str | Path | bool = True,
 ) -> SearchResult:
     """Search the backbone stage list for the highest MAE-DET score within ``budget``.
 
@@ -139,6 +140,11 @@ def search(
             two-gene neighbours; stops early at a local optimum. 0 (default): none. A
             round scores up to a few hundred new candidates, as long as that many
             mutations take.
+        latency_cache: a JSON-lines file of measured latencies that this search reuses
+            and adds to (:class:`~yoloslim.nas.latency.LatencyCache`: only entries
+            measured on this machine with the same settings are reused). True (default):
+            ``nas_latency_cache.jsonl`` beside ``nas_report.json`` when ``out`` is given;
+            False: measure every candidate again.
 
     Returns:
         SearchResult; ``result.arch`` builds with ``yoloslim.build_model`` and trains
@@ -168,6 +174,9 @@ def search(
         raise ConfigError(f"stage_weights={list(stage_weights)!r} needs 5 entries (one per stage)")
     if score_method not in SCORE_METHODS:
         raise ConfigError(f"score_method={score_method!r} must be one of {SCORE_METHODS}")
+    if out is not None:
+        _check_out(Path(out))
+    cache = LatencyCache(_cache_path(latency_cache, out), imgsz, latency)
     t0 = time.perf_counter()
     ev = Evaluator(
         space=space,
@@ -180,9 +189,8 @@ def search(
         seed=seed,
         latency=latency,
         method=score_method,
+        latency_cache=cache,
     )
-    if out is not None:
-        _check_out(Path(out))
     check_smallest(ev)
     seeds = _seed_candidates(ev, init)
     rng = random.Random(seed)
@@ -221,7 +229,13 @@ def search(
         "stage_weights": list(stage_weights),
         "score_method": score_method,
         "score": SCORE_TEXT[score_method],
-        "latency": {**dataclasses.asdict(latency), "batch": 1, "measured": len(ev.latencies)},
+        "latency": {
+            **dataclasses.asdict(latency),
+            "batch": 1,
+            "measured": len(ev.latencies) - cache.reused,
+            "from_cache": cache.reused,
+            "cache": None if cache.path is None else str(cache.path),
+        },
         "init": [
             {"name": label, "score": c.score, "gflops": c.cost.gflops, "layers": c.cost.layers}
             for label, c in seeds
@@ -360,7 +374,7 @@ def _entry(rank: int, c: Candidate) -> dict:
 
 def _check_out(out: Path) -> None:
     """Fail before the search, not after it, when ``out`` cannot be written."""
-    arch_path = out if out.suffix in (".yaml", ".yml") else out / "arch.yaml"
+    arch_path = _arch_path(out)
     if arch_path.is_dir():
         raise ConfigError(f"out={out}: {arch_path} is a folder; name a file or another folder")
     for p in (arch_path.parent, *arch_path.parent.parents):
@@ -370,12 +384,29 @@ def _check_out(out: Path) -> None:
             break
 
 
-def _write(out: str | Path, arch: dict, report: dict) -> dict[str, Path]:
+def _arch_path(out: str | Path) -> Path:
+    """The arch.yaml ``out`` names: ``out`` itself when it is an ``*.yaml``, else in it;
+    ``nas_report.json`` goes beside it."""
     out = Path(out)
-    if out.suffix in (".yaml", ".yml"):
-        arch_path, folder = out, out.parent
-    else:
-        folder, arch_path = out, out / "arch.yaml"
+    return out if out.suffix in (".yaml", ".yml") else out / "arch.yaml"
+
+
+def _cache_path(latency_cache: str | Path | bool, out: str | Path | None) -> Path | None:
+    if latency_cache is True:
+        return None if out is None else _arch_path(out).parent / CACHE_NAME
+    if latency_cache is False or latency_cache is None:
+        return None
+    if not isinstance(latency_cache, (str, Path)):
+        raise ConfigError(
+            f"latency_cache={latency_cache!r} must be a file path, True (beside the report) "
+            "or False (none)"
+        )
+    return Path(latency_cache)
+
+
+def _write(out: str | Path, arch: dict, report: dict) -> dict[str, Path]:
+    arch_path = _arch_path(out)
+    folder = arch_path.parent
     folder.mkdir(parents=True, exist_ok=True)
     header = (
         f"# found by `yoloslim nas` (MAE-DET score {report['best'][0]['score']:.3f}, "
@@ -455,6 +486,7 @@ _DICT_KEYS = {
     "init",
     "score_method",
     "polish",
+    "latency_cache",
 }
 
 
