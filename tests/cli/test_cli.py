@@ -245,6 +245,17 @@ def test_the_package_and_help_do_not_import_torch():
     assert proc.stdout.split()[-2:] == ["False", "0"], proc.stderr
 
 
+def test_a_ctrl_c_while_the_command_line_loads_is_one_line_not_a_traceback(tmp_path):
+    # stands in for a Ctrl-C during typer's import: the first thing the command line loads
+    (tmp_path / "typer.py").write_text("raise KeyboardInterrupt\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    code = "from yoloslim.cli.main import main"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert (proc.returncode, proc.stderr) == (130, "interrupted\n")
+
+
 def test_every_public_name_resolves_and_subpackages_do_not_shadow_functions():
     import yoloslim as ys
     import yoloslim.export

@@ -6,23 +6,27 @@ import os
 import sys
 import threading
 
-import typer
+try:
+    import typer
 
-from yoloslim.cli import (
-    bench_cmd,
-    compress_cmd,
-    data_cmd,
-    distill_cmd,
-    export_cmd,
-    models_cmd,
-    nas_cmd,
-    predict_cmd,
-    prune_cmd,
-    quantize_cmd,
-    train_cmd,
-    val_cmd,
-)
-from yoloslim.cli.common import sigterm_as_interrupt, stop_requested
+    from yoloslim.cli import (
+        bench_cmd,
+        compress_cmd,
+        data_cmd,
+        distill_cmd,
+        export_cmd,
+        models_cmd,
+        nas_cmd,
+        predict_cmd,
+        prune_cmd,
+        quantize_cmd,
+        train_cmd,
+        val_cmd,
+    )
+    from yoloslim.cli.common import sigterm_as_interrupt, stop_requested
+except KeyboardInterrupt:  # Ctrl-C while the command line itself loads (typer, rich)
+    sys.stderr.write("interrupted\n")
+    sys.exit(130)
 
 app = typer.Typer(
     name="yoloslim",
