@@ -22,6 +22,7 @@ from torch import nn
 from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.result import Result
+from yoloslim.runtime.backends import quantized_ops
 
 __all__ = ["AdvancedQuantConfig", "QuantConfig", "quantize"]
 
@@ -205,7 +206,7 @@ def _float_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
             raise ModelError(f"{p}: no yoloslim metadata (names/imgsz); export it with yoloslim")
         if imgsz and imgsz != int(meta["imgsz"]):
             raise ConfigError(f"imgsz={imgsz} but {p} was exported at {meta['imgsz']}")
-        quantized = _quantized_ops(proto.graph)
+        quantized = quantized_ops(proto.graph)
         if quantized:
             raise ModelError(
                 f"{p} is already quantized ({', '.join(quantized)} in its graph); quantize "
@@ -223,22 +224,6 @@ def _float_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
     # export() re-parameterises (RepConv, Conv+BN) first and never modifies the input
     res = export(model, out / "export", formats=["onnx"], imgsz=imgsz)
     return Path(res.artifacts["onnx"]), int(res.report["imgsz"])
-
-
-_QUANT_OPS = (
-    "QuantizeLinear",
-    "DequantizeLinear",
-    "DynamicQuantizeLinear",
-    "QLinearConv",
-    "QLinearMatMul",
-    "ConvInteger",
-    "MatMulInteger",
-)
-
-
-def _quantized_ops(graph) -> list[str]:
-    """The quantization ops in an ONNX graph (empty for a float model)."""
-    return sorted({n.op_type for n in graph.node if n.op_type in _QUANT_OPS})
 
 
 def _backend(cfg: QuantConfig, float_onnx: Path, out: Path):

@@ -171,6 +171,25 @@ class OnnxRuntimeBackend(Backend):
         return torch.from_numpy(out.astype(np.float32))
 
 
+# the ops of a quantized ONNX graph: static (QDQ, QOperator) or dynamic
+QUANT_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "ConvInteger",
+        "MatMulInteger",
+    }
+)
+
+
+def quantized_ops(graph) -> list[str]:
+    """The quantization ops in an ONNX graph, sorted (empty for a float model)."""
+    return sorted({n.op_type for n in graph.node if n.op_type in QUANT_OPS})
+
+
 def _onnx_precision(path: Path, fp16_io: bool) -> str:
     """fp16 when the weights (or the input) are float16, int8+ when the graph holds QDQ pairs
     or integer ops (static or dynamic quantization); fp32 otherwise."""
@@ -179,9 +198,7 @@ def _onnx_precision(path: Path, fp16_io: bool) -> str:
     graph = onnx.load(str(path), load_external_data=False).graph
     fp16 = fp16_io or any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
     base = "fp16" if fp16 else "fp32"
-    ops = {n.op_type for n in graph.node}
-    quant = {"QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "ConvInteger"}
-    return f"int8+{base}" if ops & quant else base
+    return f"int8+{base}" if quantized_ops(graph) else base
 
 
 class OpenVINOBackend(Backend):
