@@ -153,6 +153,10 @@ def _stage_export(st: _State, cfg: ExportStage, data, out: Path, progress: bool)
         half=cfg.half,
         verify=cfg.verify,
         triton_name=cfg.triton_name,
+        nms=cfg.nms,
+        nms_conf=cfg.nms_conf,
+        nms_iou=cfg.nms_iou,
+        nms_max_det=cfg.nms_max_det,
     )
     rows = [
         [f"export-{k}", str(v), "artifact", st.model]

@@ -38,8 +38,13 @@ class ExportStage:
     half: bool = False
     verify: bool = True
     triton_name: str = "model"
+    nms: bool = False
+    nms_conf: float = 0.25
+    nms_iou: float = 0.65
+    nms_max_det: int = 300
 
     def __post_init__(self) -> None:
+        from yoloslim.eval.postprocess import check_nms_settings
         from yoloslim.export.registry import EXPORTERS
         from yoloslim.export.triton import triton_name_problem
 
@@ -56,6 +61,11 @@ class ExportStage:
         bad_name = triton_name_problem(self.triton_name)
         if bad_name:
             raise ConfigError(f"triton_name: {bad_name}")
+        if self.nms and ("onnx" not in self.formats or self.dynamic):
+            raise ConfigError("nms: true needs the onnx format and a static batch (dynamic: false)")
+        check_nms_settings(
+            nms_conf=self.nms_conf, nms_iou=self.nms_iou, nms_max_det=self.nms_max_det
+        )
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,7 @@ def test_check_conf_admits_about_twenty_candidates_without_ties():
     preds = np.zeros((2, 50, 6), np.float32)
     preds[..., 4:] = np.linspace(0.9, 0.0, 200).reshape(2, 50, 2)
     conf = check_conf(preds, 0.95)
-    assert 18 <= int((preds[..., 4:] > conf).sum()) <= 21
+    assert 18 <= int((preds[..., 4:].max(-1) > conf).sum()) <= 21  # anchors, on their top class
     assert check_conf(preds, 0.5) is None  # 0.5 already lets more through
     assert check_conf(np.full((1, 50, 6), 0.01, np.float32), 0.25) is None  # flat scores
 
@@ -468,3 +468,64 @@ def test_artifacts_carry_the_checkpoints_history(tmp_path):
     extra = {"config.json": ""}
     torch.jit.load(str(res.artifacts["torchscript"]), _extra_files=extra)
     assert json.loads(json.loads(extra["config.json"])["history"]) == history
+
+
+def _standalone_input(rgb: np.ndarray, size: int, spec: dict):
+    """The input a deployment without yoloslim builds from the artifact's ``preprocess``
+    metadata: numpy and PIL only, read off the spec (pad value, scale, centring)."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    r = min(size / w, size / h)
+    nw, nh = int(np.floor(w * r + 1e-3)), int(np.floor(h * r + 1e-3))  # floor, as the spec
+    im = Image.fromarray(rgb).resize(
+        (nw, nh), Image.Resampling.BILINEAR, box=(0, 0, nw / r, nh / r)
+    )
+    left, top = (size - nw) // 2, (size - nh) // 2
+    canvas = np.full((size, size, 3), spec["letterbox"]["pad_value"], np.uint8)
+    canvas[top : top + nh, left : left + nw] = np.asarray(im)
+    assert spec["scale"] == "1/255" and spec["color"] == "RGB" and spec["layout"] == "NCHW"
+    return (canvas.transpose(2, 0, 1)[None] / 255).astype(np.float32), r, (left, top)
+
+
+def test_a_deployment_without_yoloslim_reproduces_predict_from_the_metadata(static_export):
+    import onnxruntime as ort
+
+    from yoloslim.runtime import Predictor
+
+    out, res = static_export
+    meta = {p.key: p.value for p in onnx.load(res.artifacts["onnx_nms"]).metadata_props}
+    assert meta["output"].startswith("num_dets") and meta["nms_multi_label"] == "false"
+    spec = json.loads(meta["preprocess"])
+    assert spec["letterbox"]["pad_value"] == 114 and "preprocess" in meta["input"]
+    rgb = np.random.default_rng(0).integers(0, 256, (41, 90, 3), dtype=np.uint8)  # wide: padded
+    x, r, (left, top) = _standalone_input(rgb, IMGSZ, spec)
+    session = ort.InferenceSession(str(res.artifacts["onnx_nms"]))
+    n, boxes, scores, classes = session.run(None, {"images": x})
+    boxes = (boxes[0][: n[0]] - [left, top, left, top]) / r
+    pred = Predictor(res.artifacts["onnx"], conf=0.25, iou=0.65).predict(rgb)[0]
+    assert n[0] == len(pred.scores) > 3  # the same detections, one class per box
+    np.testing.assert_allclose(scores[0][: n[0]], pred.scores, atol=1e-5)
+    np.testing.assert_array_equal(classes[0][: n[0]], pred.classes)
+    np.testing.assert_allclose(boxes.clip(0, [90, 41, 90, 41]), pred.boxes, atol=1e-3)
+
+
+def test_the_nms_graph_takes_its_thresholds_from_export(static_export, tmp_path):
+    out, res = static_export
+    with pytest.raises(ConfigError, match=r"nms_iou=1.5 must be in \[0, 1\]"):
+        export(_model(spread_scores=True), tmp_path, imgsz=IMGSZ, nms=True, nms_iou=1.5)
+    few = export(
+        _model(spread_scores=True),
+        tmp_path,
+        imgsz=IMGSZ,
+        nms=True,
+        nms_conf=0.3,
+        nms_iou=0.9,
+        nms_max_det=2,
+    )
+    meta = {p.key: p.value for p in onnx.load(few.artifacts["onnx_nms"]).metadata_props}
+    assert (meta["nms_conf"], meta["nms_iou"], meta["nms_max_det"]) == ("0.3", "0.9", "2")
+    entry = few.report["formats"]["onnx_nms"]
+    assert entry["passed"] and (entry["conf"], entry["iou"], entry["max_det"]) == (0.3, 0.9, 2)
+    counts = [r["detections"] for r in entry["runtimes"]["onnxruntime"]]
+    assert max(counts) == 2, counts  # capped by nms_max_det

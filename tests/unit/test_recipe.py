@@ -52,6 +52,11 @@ def test_shipped_recipes_are_the_four_named():
         ([{"export": {"formats": "onnx"}}], r"stage 1 \(export\): formats='onnx' must be list or"),
         ([{"export": {"formats": []}}], r"stage 1 \(export\): formats=\[\]"),
         ([{"export": {"imgsz": 100}}], r"stage 1 \(export\): imgsz=100 must be a multiple of 32"),
+        (
+            [{"export": {"formats": ["openvino"], "nms": True}}],
+            r"stage 1 \(export\): nms: true needs the onnx format",
+        ),
+        ([{"export": {"nms": True, "nms_conf": 2.0}}], r"stage 1 \(export\): nms_conf=2.0 must be"),
         ([{"bench": {"batches": [0]}}], r"stage 1 \(bench\): batches=\[0\] must be positive"),
         ([{"bench": {"batches": []}}], r"stage 1 \(bench\): batches=\[\] must be positive"),
         ([{"bench": {"rounds": 0}}], r"stage 1 \(bench\): rounds=0 must be a positive"),

@@ -22,8 +22,13 @@ def export(
     dynamic: bool = typer.Option(False, help="Dynamic batch axis."),
     half: bool = typer.Option(False, help="FP16 weights (OpenVINO, CoreML, TensorRT)."),
     nms: bool = typer.Option(
-        False, help="Also write model_e2e.onnx with NMS in the graph (onnx, static batch)."
+        False,
+        help="Also write model_e2e.onnx with NMS in the graph (onnx, static batch): the "
+        "detections predict gives, boxes in the letterboxed input's pixels.",
     ),
+    nms_conf: float = typer.Option(0.25, help="Score threshold of the --nms graph."),
+    nms_iou: float = typer.Option(0.65, help="NMS IoU threshold of the --nms graph."),
+    nms_max_det: int = typer.Option(300, help="Most detections the --nms graph returns."),
     triton_name: str = typer.Option(
         "model", help="Triton model name: its folder is OUT/triton/NAME (other models stay)."
     ),
@@ -45,6 +50,9 @@ def export(
             half=half,
             nms=nms,
             triton_name=triton_name,
+            nms_conf=nms_conf,
+            nms_iou=nms_iou,
+            nms_max_det=nms_max_det,
         )
     table = Table(title=f"export of {model} ({res.report['imgsz']} px)")
     for col in ("format", "artifact", "runtime", "precision", "MiB", "max |diff|", "verified"):

@@ -8,7 +8,7 @@ import torch
 from yoloslim.boxes import box_iou
 from yoloslim.errors import ConfigError
 
-__all__ = ["nms", "batched_nms", "postprocess", "scale_boxes"]
+__all__ = ["batched_nms", "check_nms_settings", "nms", "postprocess", "scale_boxes"]
 
 # Candidates are processed in score-ordered blocks of this many boxes, so memory is
 # O(BLOCK * (BLOCK + kept chunk)) instead of O(N^2): 30k candidates would need a 3.6 GB
@@ -121,6 +121,17 @@ def _greedy(
     return order[torch.cat(kept_pos)]
 
 
+def check_nms_settings(**settings: float) -> None:
+    """ConfigError naming the first threshold (a keyword ending in ``conf`` or ``iou``)
+    outside [0, 1] or cap (ending in ``max_det`` or ``max_nms``) below 1; the message names
+    the keyword, so callers pass their own argument names (``nms_conf=...``)."""
+    for name, value in settings.items():
+        if name.endswith(("conf", "iou")) and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name}={value} must be in [0, 1]")
+        if name.endswith(("max_det", "max_nms")) and value < 1:
+            raise ConfigError(f"{name}={value} must be >= 1")
+
+
 def postprocess(
     preds: torch.Tensor,
     *,
@@ -162,12 +173,7 @@ def postprocess(
     preds = torch.as_tensor(preds)
     if preds.ndim != 3 or preds.shape[-1] < 5:
         raise ValueError(f"preds must be (B, A, 4 + C) with C >= 1, got {tuple(preds.shape)}")
-    for name, value in (("conf", conf), ("iou", iou)):
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{name}={value} must be in [0, 1]")
-    for name, value in (("max_det", max_det), ("max_nms", max_nms)):
-        if value < 1:
-            raise ConfigError(f"{name}={value} must be >= 1")
+    check_nms_settings(conf=conf, iou=iou, max_det=max_det, max_nms=max_nms)
     if not preds.is_floating_point() or preds.dtype in (torch.float16, torch.bfloat16):
         preds = preds.float()
     out = []

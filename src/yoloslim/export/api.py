@@ -14,6 +14,7 @@ from torch import nn
 
 from yoloslim.configs import check_imgsz
 from yoloslim.errors import ConfigError, ExportError
+from yoloslim.eval.postprocess import check_nms_settings
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.registry import EXPORTERS
 from yoloslim.export.triton import triton_name_problem
@@ -36,6 +37,9 @@ def export(
     nms: bool = False,
     verify: bool = True,
     triton_name: str = "model",
+    nms_conf: float = 0.25,
+    nms_iou: float = 0.65,
+    nms_max_det: int = 300,
 ) -> Result:
     """Export a checkpoint or Detector to ``formats`` under ``out`` and verify each artifact.
 
@@ -58,15 +62,21 @@ def export(
         dynamic: dynamic batch axis (ONNX, OpenVINO, TensorRT; Triton's is always dynamic).
         half: FP16 weights (OpenVINO, CoreML, TensorRT); ONNX and TorchScript stay FP32.
         nms: also write ``{stem}_e2e.onnx`` with NonMaxSuppression in the graph (needs the
-            ``onnx`` format and a static batch), outputs ``(num_dets, boxes, scores, classes)``,
-            checked in ONNX Runtime and OpenVINO against the torch postprocess, at the
-            graph's conf and at a lower one that lets detections through on the probe
-            images (see :func:`yoloslim.export.nms.verify_nms`).
+            ``onnx`` format and a static batch), outputs ``(num_dets, boxes, scores, classes)``
+            (boxes in the letterboxed input's pixels), the detections ``yoloslim predict``
+            gives (each anchor's top class, class-aware NMS); checked in ONNX Runtime and
+            OpenVINO against the torch postprocess, at the graph's conf and at a lower one
+            that lets detections through on the probe images (see
+            :func:`yoloslim.export.nms.verify_nms`).
         verify: run each artifact and compare with PyTorch. A mismatch raises, once the
             other formats are written and checked (each is in the report, a failed one
             with ``passed: False`` and its ``error``).
         triton_name: the Triton model's name: the repository holds it in
             ``out/triton/{triton_name}/`` beside any other models already there.
+        nms_conf, nms_iou, nms_max_det: the end-to-end graph's score threshold (a
+            detection scores above it), NMS IoU threshold and most detections kept
+            (with ``nms``; stored in its metadata as ``nms_conf``, ``nms_iou``,
+            ``nms_max_det``).
 
     Returns:
         Result: ``model`` is the re-parameterised torch model, ``artifacts`` maps format ->
@@ -101,6 +111,7 @@ def export(
         raise ConfigError(f"formats={list(formats)}: {what}; choose from {sorted(EXPORTERS)}")
     if nms and ("onnx" not in formats or dynamic):
         raise ConfigError("nms=True needs the onnx format and a static batch (dynamic=False)")
+    check_nms_settings(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
     for fmt in formats:
         reason = EXPORTERS[fmt].unavailable()
         if reason:
@@ -171,7 +182,13 @@ def export(
             if fmt == "onnx" and nms:
                 from yoloslim.export.nms import append_nms
 
-                e2e = append_nms(path, out / f"{ctx.stem}_e2e.onnx")
+                e2e = append_nms(
+                    path,
+                    out / f"{ctx.stem}_e2e.onnx",
+                    conf=nms_conf,
+                    iou=nms_iou,
+                    max_det=nms_max_det,
+                )
                 artifacts["onnx_nms"] = e2e
                 nms_entry: dict = {"path": str(e2e), "size_mb": path_size_mb(e2e)}
                 report["formats"]["onnx_nms"] = nms_entry

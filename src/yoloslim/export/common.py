@@ -66,6 +66,42 @@ class ExportContext:
             self._scratch_dir = None
 
 
+INPUT_TEXT = (
+    "images: (B, 3, S, S) float32, RGB, pixels / 255 (no mean or std), letterboxed: "
+    "scaled by r = min(S / width, S / height) to floor(width * r) x floor(height * r) "
+    "(bilinear), centred on an S x S canvas of grey 114 (see 'preprocess')"
+)
+OUTPUT_TEXT = (
+    "preds: (B, A, 4 + nc), per anchor x1, y1, x2, y2 in the letterboxed input's pixels "
+    "(already decoded: no anchors or strides to apply), then nc class scores in [0, 1] "
+    "(sigmoid applied, no objectness); original pixels: x = (x - left) / r, y = (y - top) / r"
+)
+
+
+def preprocess_spec() -> dict:
+    """How an image becomes the model's input, as ``yoloslim predict`` does it: stored in
+    every artifact (``preprocess``) so that a deployment without yoloslim can do the same."""
+    from yoloslim.data.transforms import PAD_VALUE
+
+    return {
+        "color": "RGB",
+        "layout": "NCHW",
+        "dtype": "float32",
+        "scale": "1/255",
+        "mean": None,
+        "std": None,
+        "letterbox": {
+            "ratio": "r = min(S / width, S / height)",
+            "size": "floor(width * r), floor(height * r)",
+            "resample": "bilinear",
+            "left": "(S - new_width) // 2",
+            "top": "(S - new_height) // 2",
+            "pad_value": PAD_VALUE,
+        },
+        "to_original_pixels": "x = (x - left) / r, y = (y - top) / r",
+    }
+
+
 def artifact_metadata(ctx: ExportContext) -> dict[str, str]:
     """String key/values stored inside every artifact (ONNX metadata_props, OpenVINO rt_info, ...)."""
     from yoloslim import __version__
@@ -76,7 +112,9 @@ def artifact_metadata(ctx: ExportContext) -> dict[str, str]:
         "nc": str(len(ctx.names)),
         "imgsz": str(ctx.imgsz),
         "strides": json.dumps(list(ctx.strides)),
-        "output": "preds: (B, A, 4 + nc), boxes xyxy in input pixels, then sigmoid class scores",
+        "input": INPUT_TEXT,
+        "preprocess": json.dumps(preprocess_spec()),
+        "output": OUTPUT_TEXT,
     }
     history = getattr(ctx.model, "history", None)  # the checkpoint's meta.history
     if history:

@@ -1,10 +1,10 @@
 """End-to-end ONNX: append NonMaxSuppression to the exported graph.
 
-Outputs (batch 1): ``num_dets`` (1,) int64, ``boxes`` (1, K, 4) xyxy input pixels,
-``scores`` (1, K), ``classes`` (1, K) int64, sorted by score, K <= ``max_det``.
-NMS is class-aware and multi-label (every class score above ``conf`` is a
-candidate), which is what :func:`yoloslim.eval.postprocess.postprocess` computes
-with ``multi_label=True``. The decode before NMS stays float.
+Outputs (batch 1): ``num_dets`` (1,) int64, ``boxes`` (1, K, 4) xyxy in the letterboxed
+input's pixels, ``scores`` (1, K), ``classes`` (1, K) int64, sorted by score, K <= ``max_det``.
+Each anchor's top class is its candidate when it scores above ``conf``, and NMS is
+class-aware: what ``yoloslim predict`` computes (:func:`yoloslim.eval.postprocess.postprocess`
+with ``multi_label=False``). The decode before NMS stays float.
 """
 
 from __future__ import annotations
@@ -16,8 +16,16 @@ import numpy as np
 import torch
 
 from yoloslim.errors import ExportError
+from yoloslim.eval.postprocess import check_nms_settings, postprocess
 
-__all__ = ["append_nms", "check_conf", "nms_violation", "verify_nms"]
+__all__ = ["E2E_OUTPUT_TEXT", "append_nms", "check_conf", "nms_violation", "verify_nms"]
+
+E2E_OUTPUT_TEXT = (
+    "num_dets (1,) int64; boxes (1, K, 4) x1, y1, x2, y2 in the letterboxed input's pixels; "
+    "scores (1, K); classes (1, K) int64; sorted by score, the first num_dets valid. Each "
+    "anchor's top class above nms_conf, class-aware NMS at nms_iou, at most nms_max_det "
+    "(what yoloslim predict computes); original pixels: x = (x - left) / r, y = (y - top) / r"
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +33,13 @@ logger = logging.getLogger(__name__)
 def append_nms(
     src: Path, dst: Path, *, conf: float = 0.25, iou: float = 0.65, max_det: int = 300
 ) -> Path:
-    """Read the ONNX at ``src`` (output "preds", batch 1) and write the end-to-end graph to ``dst``."""
+    """Read the ONNX at ``src`` (output "preds", batch 1) and write the end-to-end graph to ``dst``.
+
+    Raises:
+        ConfigError: ``conf`` or ``iou`` outside [0, 1], ``max_det`` below 1.
+        ExportError: ``src`` is not a plain batch-1 yoloslim graph.
+    """
+    check_nms_settings(conf=conf, iou=iou, max_det=max_det)
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -41,7 +55,11 @@ def append_nms(
         graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
         return name
 
+    nc = graph.output[0].type.tensor_type.shape.dim[2].dim_value - 4
+    if nc < 1:
+        raise ExportError(f"{src}: 'preds' needs a static last axis of 4 + nc to append NMS to")
     c = {
+        "classes": const("nms_class_ids", np.arange(nc).reshape(1, 1, nc), np.int64),
         "s0": const("nms_s0", [0], np.int64),
         "s4": const("nms_s4", [4], np.int64),
         "big": const("nms_big", [1 << 30], np.int64),
@@ -58,7 +76,13 @@ def append_nms(
     graph.node.extend(
         [
             n("Slice", ["preds", c["s0"], c["s4"], c["ax2"]], ["nms_boxes"]),
-            n("Slice", ["preds", c["s4"], c["big"], c["ax2"]], ["nms_cls"]),
+            n("Slice", ["preds", c["s4"], c["big"], c["ax2"]], ["nms_cls_all"]),
+            # each anchor's top class only (the first of equal ones, as torch's max): the
+            # other classes' scores become 0, below any threshold
+            n("ArgMax", ["nms_cls_all"], ["nms_top_class"], axis=2, keepdims=1),
+            n("Equal", [c["classes"], "nms_top_class"], ["nms_is_top"]),
+            n("Cast", ["nms_is_top"], ["nms_top_mask"], to=TensorProto.FLOAT),
+            n("Mul", ["nms_cls_all", "nms_top_mask"], ["nms_cls"]),
             n("Transpose", ["nms_cls"], ["nms_scores_t"], perm=[0, 2, 1]),
             n(
                 "NonMaxSuppression",
@@ -98,7 +122,17 @@ def append_nms(
             helper.make_tensor_value_info("classes", TensorProto.INT64, [1, "k"]),
         ]
     )
-    for key, value in {"nms_conf": conf, "nms_iou": iou, "nms_max_det": max_det}.items():
+    meta = {
+        "output": E2E_OUTPUT_TEXT,
+        "nms_conf": conf,
+        "nms_iou": iou,
+        "nms_max_det": max_det,
+        "nms_multi_label": "false",
+    }
+    kept = [p for p in model.metadata_props if p.key not in meta]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, str(value)
     try:
@@ -110,11 +144,11 @@ def append_nms(
 
 
 def check_conf(preds: np.ndarray, conf: float, *, candidates: int = 20) -> float | None:
-    """A score threshold below ``conf`` that lets about ``candidates`` (anchor, class) pairs
-    of ``preds`` (the probe images' decoded outputs) through, placed midway between two
-    scores at least 1e-5 apart so that no score sits on it; None when no such threshold
+    """A score threshold below ``conf`` that lets about ``candidates`` anchors of ``preds``
+    (the probe images' decoded outputs) through on their top class, placed midway between
+    two scores at least 1e-5 apart so that no score sits on it; None when no such threshold
     is below ``conf`` (all scores flat, or ``conf`` already admits that many)."""
-    scores = np.unique(preds[..., 4:].astype(np.float64).ravel())[::-1]  # descending
+    scores = np.unique(preds[..., 4:].astype(np.float64).max(-1).ravel())[::-1]  # descending
     for i in range(candidates - 1, len(scores) - 1):
         if scores[i] - scores[i + 1] > 1e-5:
             threshold = float((scores[i] + scores[i + 1]) / 2)
@@ -143,10 +177,11 @@ def _runners(e2e: Path, runtimes: tuple[str, ...]) -> tuple[dict, dict]:
 
 
 def nms_violation(preds: np.ndarray, dets: tuple, nms: dict, *, tol: float = 1e-4) -> str | None:
-    """Why ``dets`` is not a greedy class-aware multi-label NMS of ``preds``; None when it is.
+    """Why ``dets`` is not a greedy class-aware NMS of ``preds``; None when it is.
 
     ``preds`` is one image's decoded output ``(A, 4 + C)``; ``dets`` is ``(boxes (K, 4),
-    scores (K,), classes (K,))``. The detections must be candidates (same class, score
+    scores (K,), classes (K,))``. The candidates are each anchor's top class (the first of
+    equal ones) scoring above ``conf``. The detections must be candidates (same class, score
     within ``tol``, box within 1e-2 px) scoring above ``conf``, sorted by score, at most
     ``max_det``; no two of a class may overlap above ``iou``; and every candidate left
     out must overlap a kept box of its class above ``iou`` whose score is not lower
@@ -157,7 +192,9 @@ def nms_violation(preds: np.ndarray, dets: tuple, nms: dict, *, tol: float = 1e-
     from yoloslim.boxes import box_iou
 
     boxes, scores, classes = (np.asarray(d, dtype=np.float64) for d in dets)
-    a, c = np.nonzero(preds[:, 4:] > nms["conf"])
+    top = preds[:, 4:].argmax(1)
+    a = np.nonzero(preds[np.arange(len(preds)), 4 + top] > nms["conf"])[0]
+    c = top[a]
     cand_boxes, cand_scores = preds[a, :4].astype(np.float64), preds[a, 4 + c].astype(np.float64)
     if len(scores) > nms["max_det"]:
         return f"{len(scores)} detections, more than max_det {nms['max_det']}"
@@ -200,11 +237,9 @@ def _compare(e2e: Path, runners: dict, images: list, plain_out: list, nms: dict)
     ``match`` is ``exact`` (the same detections as :func:`postprocess`, in order) or
     ``near_ties`` (a different but valid NMS, :func:`nms_violation`: scores within 1e-4
     were ordered the other way, as two runtimes' rounding may do)."""
-    from yoloslim.eval.postprocess import postprocess
-
     report: dict = {}
     for x, preds in zip(images, plain_out, strict=True):
-        ref = postprocess(preds, **nms, multi_label=True)[0]
+        ref = postprocess(preds, **nms)[0]
         for name, run in runners.items():
             num, boxes, scores, classes = run(x)
             n = int(num[0])
@@ -291,7 +326,7 @@ def verify_nms(
         **result,
         "runtime_versions": versions,
         "passed": True,
-        "compared_with": "postprocess(multi_label=True)",
+        "compared_with": "postprocess (each anchor's top class), as yoloslim predict",
         "openvino_precision_hint": "f32" if "openvino" in runtimes else None,
         **nms,
     }
