@@ -78,6 +78,57 @@ def test_batching_predictor_never_mixes_results(ckpt):
         np.testing.assert_allclose(got.scores, exp.scores, atol=1e-5)
 
 
+def _held(pred):
+    """``pred`` with a runtime call that waits for the returned event: work piles up."""
+    release, running = threading.Event(), threading.Event()
+    infer = pred.infer
+
+    def held_infer(x):
+        running.set()
+        assert release.wait(30)
+        return infer(x)
+
+    pred.infer = held_infer
+    return release, running
+
+
+def test_a_cancelled_request_is_dropped_and_the_batcher_keeps_serving(ckpt):
+    pred = Predictor(ckpt, conf=0.05)
+    images = _images(3, seed=4)
+    release, running = _held(pred)
+    with BatchingPredictor(pred, max_batch=4, max_wait_ms=0) as batcher:
+        first = batcher.submit(images[0])
+        assert running.wait(30)  # the worker is inside the runtime call with the first
+        gone, kept = batcher.submit(images[1]), batcher.submit(images[2])
+        assert gone.cancel()  # a caller's timeout, say, while it waits in the queue
+        release.set()
+        assert first.result(30).shape == images[0].shape[:2]
+        assert kept.result(30).shape == images[2].shape[:2]
+        assert gone.cancelled() and batcher.predict_one(images[1], timeout=30) is not None
+        assert batcher.batch_sizes[-2:] == [1, 1]  # the cancelled one never ran
+
+
+def test_close_refuses_new_requests_and_finishes_the_queued_ones(ckpt):
+    pred = Predictor(ckpt, conf=0.05)
+    images = _images(2, seed=5)
+    release, running = _held(pred)
+    batcher = BatchingPredictor(pred, max_batch=1, max_wait_ms=0)
+    first = batcher.submit(images[0])
+    queued = batcher.submit(images[1])
+    assert running.wait(30)
+    closer = threading.Thread(target=batcher.close)
+    closer.start()
+    while not batcher._closing:  # close() has queued its stop and is waiting for the work
+        closer.join(0.01)
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.submit(images[0])
+    release.set()
+    closer.join(30)
+    assert first.result(0) is not None and queued.result(0) is not None
+    with pytest.raises(RuntimeError, match="closed"):
+        batcher.submit(images[0])
+
+
 def test_bad_inputs(ckpt, tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         Predictor(tmp_path / "missing.onnx")

@@ -300,6 +300,10 @@ class BatchingPredictor:
         self.batch_sizes: list[int] = []
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
+        # held while a request is queued and while close() queues its sentinel, so that no
+        # request lands behind the sentinel where the worker would never see it
+        self._lock = threading.Lock()
+        self._closing = False
         self._thread = threading.Thread(target=self._loop, name="yoloslim-batcher", daemon=True)
         self._thread.start()
 
@@ -315,12 +319,15 @@ class BatchingPredictor:
             DataError: the image cannot be read.
             RuntimeError: the predictor is closed.
         """
-        if self._stop.is_set():
+        if self._closing:
             raise RuntimeError("BatchingPredictor is closed")
         _check_one_image(image)
         arr, src = next(iter_images(image))
         fut: Future = Future()
-        self._queue.put((arr, src, fut))
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("BatchingPredictor is closed")
+            self._queue.put((arr, src, fut))
         return fut
 
     def predict_one(self, image: ImageLike, timeout: float | None = 60) -> Detections:
@@ -352,6 +359,11 @@ class BatchingPredictor:
             reqs = self._collect()
             if not reqs:
                 break
+            # a future its caller cancelled (a client's timeout) is dropped; the others can
+            # no longer be cancelled, so resolving them below cannot fail
+            reqs = [r for r in reqs if r[2].set_running_or_notify_cancel()]
+            if not reqs:
+                continue
             try:
                 x, metas = self.predictor.preprocess([r[0] for r in reqs], out=self.buffer)
                 dets = self.predictor.postprocess(
@@ -363,13 +375,30 @@ class BatchingPredictor:
                     fut.set_result(d)
             except Exception as e:  # noqa: BLE001 - hand the failure to every waiting caller
                 for _, _, fut in reqs:
-                    fut.set_exception(e)
+                    if not fut.done():
+                        fut.set_exception(e)
 
-    def close(self) -> None:
-        """Finish queued work and stop the worker thread."""
-        self._queue.put(None)
-        self._thread.join(timeout=30)
+    def close(self, timeout: float | None = None) -> None:
+        """Refuse new requests, finish the queued ones and stop the worker thread.
+
+        Args:
+            timeout: seconds to wait for the queued work (None: as long as it takes);
+                requests still queued then fail with RuntimeError.
+        """
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._queue.put(None)
+        self._thread.join(timeout)
         self._stop.set()
+        while True:  # only when the wait timed out: what the worker never reached
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item[2].set_running_or_notify_cancel():
+                item[2].set_exception(RuntimeError("BatchingPredictor closed before it ran"))
 
     def __enter__(self) -> BatchingPredictor:
         return self
