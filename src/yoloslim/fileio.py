@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["atomic_write_text", "apply_umask", "remove_stale_temps"]
+__all__ = ["atomic_write_text", "apply_umask", "refuse_overwriting_input", "remove_stale_temps"]
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +74,20 @@ def remove_stale_temps(folder: str | Path, names: Iterable[str]) -> list[Path]:
     if removed:
         log.info("%s: removed %d stale temp file(s): %s", folder, len(removed), removed)
     return removed
+
+
+def refuse_overwriting_input(source, writes: Iterable[Path], *, arg: str, hint: str) -> None:
+    """ConfigError when the input file ``source`` (passed as ``arg``) is one of the files
+    or lies in one of the folders in ``writes``, which the run is about to (re)write;
+    ``source`` that is not a path (a model object, a name) passes."""
+    from yoloslim.errors import ConfigError
+
+    if not isinstance(source, (str, Path)) or not Path(source).expanduser().exists():
+        return
+    src = Path(source).expanduser().resolve()
+    for w in writes:
+        target = Path(w).expanduser().resolve()
+        if src == target or target in src.parents:
+            raise ConfigError(
+                f"{arg}={source}: this run writes {w}, which would overwrite it; {hint}"
+            )

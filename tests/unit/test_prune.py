@@ -92,6 +92,17 @@ def test_save_load_identical_outputs(model, tmp_path):
     assert raw["arch"]["layers"]["backbone.stages.0.down.conv"][0] < 16
 
 
+def test_pruning_a_checkpoint_again_into_its_own_folder_is_refused(model, tmp_path):
+    first = prune(model, None, config=cfg(ratio=0.3), out=tmp_path)
+    pruned = first.artifacts["checkpoint"]
+    before = pruned.read_bytes()
+    with pytest.raises(ConfigError, match=r"model=.*pruned.pt: this run writes .*give another out"):
+        prune(pruned, None, config=cfg(ratio=0.3), out=tmp_path)
+    assert pruned.read_bytes() == before
+    again = prune(pruned, None, config=cfg(ratio=0.3), out=tmp_path / "again")
+    assert again.report["stages"]["pruned"]["params"] < first.report["stages"]["pruned"]["params"]
+
+
 def test_default_imgsz_is_the_checkpoints(model, tmp_path):
     from yoloslim.models.checkpoint import save_checkpoint
 

@@ -32,7 +32,7 @@ from yoloslim.compress.prune_width import (
     taylor_gradients,
 )
 from yoloslim.errors import ConfigError, ModelError
-from yoloslim.fileio import atomic_write_text
+from yoloslim.fileio import atomic_write_text, refuse_overwriting_input
 from yoloslim.result import Result
 
 __all__ = [
@@ -101,6 +101,13 @@ def prune(
             f"config must be a PruneConfig, got {type(config).__name__} "
             "(PruneConfig.from_dict(d) reads a mapping)"
         )
+    from yoloslim.runtime.predictor import as_artifact
+
+    model = as_artifact(model)
+    if out is not None:
+        o = Path(out)
+        writes = (o / "pruned.pt", o / "prune_report.json", o / "finetune")
+        refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")
     net, names, trained_imgsz = _load_model(model, data)
     upstream = list(getattr(net, "history", []))  # the fine-tuning inside is part of this step
     cfg = config if config.imgsz else dataclasses.replace(config, imgsz=trained_imgsz or 320)
@@ -161,9 +168,6 @@ def prune(
 def _load_model(model, data) -> tuple[nn.Module, list[str] | None, int | None]:
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.models.registry import build_model
-    from yoloslim.runtime.predictor import as_artifact
-
-    model = as_artifact(model)
 
     suffix = Path(str(model)).suffix
     imgsz = None

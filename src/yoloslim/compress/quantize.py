@@ -21,6 +21,7 @@ from torch import nn
 
 from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
 from yoloslim.errors import ConfigError, ModelError
+from yoloslim.fileio import refuse_overwriting_input
 from yoloslim.result import Result
 from yoloslim.runtime.backends import quantized_ops
 
@@ -76,8 +77,13 @@ def quantize(
         raise ConfigError(f"config must be a QuantConfig, got {type(config).__name__}")
     from yoloslim.eval.val import require_boxes
 
-    require_boxes(data)  # the float-vs-INT8 comparison needs a defined mAP
     out = Path(out)
+    roles = ("float", "fp16", "bf16", "int8")
+    writes = [out / "export", *(out / r for r in roles), *(out / f"{r}_openvino" for r in roles)]
+    refuse_overwriting_input(
+        model_or_artifact, writes, arg="model", hint="give another out (--out)"
+    )
+    require_boxes(data)  # the float-vs-INT8 comparison needs a defined mAP
     cfg, adv = config, config.advanced
     float_onnx, imgsz = _float_onnx(model_or_artifact, out, cfg.imgsz)
     out.mkdir(parents=True, exist_ok=True)
