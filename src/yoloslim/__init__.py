@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from yoloslim.bench.measure import benchmark
     from yoloslim.budget_mode import run_budget
     from yoloslim.compress.distill import DistillConfig, distill
-    from yoloslim.compress.prune import PruneConfig, prune
+    from yoloslim.compress.prune import prune
+    from yoloslim.compress.prune_config import PruneConfig
     from yoloslim.compress.quantize import QuantConfig, quantize
     from yoloslim.compress.reparam import reparameterize
     from yoloslim.data.synth import synthesize
@@ -45,7 +46,7 @@ _LAZY = {
     "run_budget": "yoloslim.budget_mode",
     "DistillConfig": "yoloslim.compress.distill",
     "distill": "yoloslim.compress.distill",
-    "PruneConfig": "yoloslim.compress.prune",
+    "PruneConfig": "yoloslim.compress.prune_config",
     "prune": "yoloslim.compress.prune",
     "QuantConfig": "yoloslim.compress.quantize",
     "quantize": "yoloslim.compress.quantize",

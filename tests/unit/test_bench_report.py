@@ -1,5 +1,6 @@
 import json
 import re
+import sys
 
 import pytest
 import torch
@@ -135,6 +136,13 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
     assert WEIGHTS_SIZE_NOTE in md  # the .pt row's Size is its weights, and says so
     assert [r["size_source"] for r in report["rows"]][1:] == ["file", "file"]
     assert files["png"].stat().st_size > 1000
+    # without matplotlib (the plot extra) the report is still written, the plot left out
+    blocked = tmp_path / "no_plot"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "matplotlib", None)
+        files = write_report(res.report, blocked)
+    assert set(files) == {"json", "md"} and not (blocked / "pareto.png").exists()
+    assert not list(blocked.glob(".*"))  # no temp file left
 
 
 def test_bad_artifacts(tmp_path):

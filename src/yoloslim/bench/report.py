@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+from yoloslim.extras import install_hint, installed
 from yoloslim.fileio import atomic_write_text
 
 __all__ = ["COLUMNS", "table_rows", "to_markdown", "write_report", "rich_table"]
+
+log = logging.getLogger(__name__)
 
 COLUMNS = [
     "Model",
@@ -126,6 +130,9 @@ def _pareto(report: dict, path: Path) -> Path | None:
     rows = [r for r in report["rows"] if "map" in r]
     if not rows:
         return None
+    if not installed("matplotlib"):
+        log.warning("no %s: %s", path.name, install_hint("matplotlib", "plot"))
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,13 +149,16 @@ def _pareto(report: dict, path: Path) -> Path | None:
     ax.set_title("mAP vs latency")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png")
     plt.close(fig)
+    tmp.replace(path)
     return path
 
 
 def write_report(report: dict, out: str | Path) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md`` and ``pareto.png`` (when mAP was measured) to ``out``."""
+    """Write ``report.json``, ``report.md`` and ``pareto.png`` (when mAP was measured and
+    matplotlib, the ``plot`` extra, is installed; else a warning) to ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": out / "report.json", "md": out / "report.md"}

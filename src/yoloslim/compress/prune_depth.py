@@ -17,9 +17,9 @@ import logging
 from collections.abc import Callable
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
+from yoloslim.extras import require
 from yoloslim.models.blocks import BasicBlock
 
 __all__ = ["removable_blocks", "block_scores", "remove_block", "prune_depth"]
@@ -76,7 +76,9 @@ def remove_block(model: nn.Module, path: str) -> None:
         # GFPN fusion: conv3 reads cat([bypass, block0, block1, ...]); drop this block's slice
         start = owner.conv1.conv.out_channels + idx * owner.conv2.conv.out_channels
         width = owner.conv2.conv.out_channels
-        tp.prune_conv_in_channels(owner.conv3.conv, list(range(start, start + width)))
+        require("torch_pruning", "prune").prune_conv_in_channels(
+            owner.conv3.conv, list(range(start, start + width))
+        )
     del blocks[idx]
     spec = getattr(model, "spec", None)
     if spec is None:

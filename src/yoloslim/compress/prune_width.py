@@ -13,12 +13,16 @@ import copy
 import fnmatch
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from yoloslim.errors import ConfigError
+from yoloslim.extras import require
+
+if TYPE_CHECKING:
+    import torch_pruning as tp
 
 __all__ = [
     "CRITERIA",
@@ -33,13 +37,19 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+
+def _tp():
+    """Torch-Pruning (the ``prune`` extra), imported when pruning starts."""
+    return require("torch_pruning", "prune")
+
+
 #: importance criteria by name -> factory (Torch-Pruning importance classes)
 CRITERIA: dict[str, Callable[[], tp.importance.Importance]] = {
-    "l1": lambda: tp.importance.MagnitudeImportance(p=1),
-    "l2": lambda: tp.importance.MagnitudeImportance(p=2),
-    "bn-scale": lambda: tp.importance.BNScaleImportance(),
-    "taylor": lambda: tp.importance.TaylorImportance(),
-    "random": lambda: tp.importance.RandomImportance(),
+    "l1": lambda: _tp().importance.MagnitudeImportance(p=1),
+    "l2": lambda: _tp().importance.MagnitudeImportance(p=2),
+    "bn-scale": lambda: _tp().importance.BNScaleImportance(),
+    "taylor": lambda: _tp().importance.TaylorImportance(),
+    "random": lambda: _tp().importance.RandomImportance(),
 }
 
 #: prediction convs of the built-in head: their outputs are the class logits and the DFL bins
@@ -155,7 +165,7 @@ def _prune_once(
             return
         kw = dict(pruning_ratio=0.0, pruning_ratio_dict=per_layer, max_pruning_ratio=1.0)
     try:
-        pruner = tp.pruner.BasePruner(
+        pruner = _tp().pruner.BasePruner(
             model,
             x,
             make_importance(criterion),

@@ -26,6 +26,7 @@ import numpy as np
 from yoloslim.compress.quant_config import QuantConfig
 from yoloslim.compress.quant_scope import GraphView, Scope, graph_from_onnx
 from yoloslim.errors import ExportError
+from yoloslim.extras import require
 
 __all__ = ["OnnxRuntimeQuant", "has_vnni"]
 
@@ -90,11 +91,8 @@ class OnnxRuntimeQuant:
     name = "onnxruntime"
 
     def __init__(self, float_onnx: Path, out: Path, config: QuantConfig) -> None:
-        try:
-            import onnx
-            import onnxruntime  # noqa: F401
-        except ImportError as e:
-            raise ExportError("onnxruntime is not installed: pip install 'yoloslim[onnx]'") from e
+        onnx = require("onnx", "onnx", ExportError)
+        require("onnxruntime", "onnx", ExportError)
         self.out, self.config = Path(out), config
         self.float_path = Path(float_onnx)
         self.float_model = onnx.load(str(float_onnx))

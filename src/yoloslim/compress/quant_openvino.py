@@ -20,6 +20,7 @@ import numpy as np
 from yoloslim.compress.quant_config import QuantConfig
 from yoloslim.compress.quant_scope import GraphView, Scope, graph_from_openvino
 from yoloslim.errors import ExportError
+from yoloslim.extras import require
 from yoloslim.runtime.ov_core import no_telemetry, openvino_core
 
 __all__ = ["OpenVINOQuant"]
@@ -29,11 +30,7 @@ log = logging.getLogger(__name__)
 
 def _ov():
     no_telemetry()
-    try:
-        import openvino as ov
-    except ImportError as e:
-        raise ExportError("openvino is not installed: pip install 'yoloslim[openvino]'") from e
-    return ov
+    return require("openvino", "openvino", ExportError)
 
 
 class OpenVINOQuant:

@@ -20,7 +20,8 @@ import numpy as np
 from torch import nn
 
 from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
-from yoloslim.errors import ConfigError, ModelError
+from yoloslim.errors import ConfigError, ExportError, ModelError
+from yoloslim.extras import install_hint, installed
 from yoloslim.fileio import refuse_overwriting_input
 from yoloslim.result import Result
 from yoloslim.runtime.backends import quantized_ops
@@ -83,6 +84,8 @@ def quantize(
     refuse_overwriting_input(
         model_or_artifact, writes, arg="model", hint="give another out (--out)"
     )
+    if config.backend == "openvino" and not installed("nncf"):
+        raise ExportError(install_hint("nncf", "openvino"))
     require_boxes(data)  # the float-vs-INT8 comparison needs a defined mAP
     cfg, adv = config, config.advanced
     float_onnx, imgsz = _float_onnx(model_or_artifact, out, cfg.imgsz)

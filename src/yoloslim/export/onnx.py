@@ -20,6 +20,7 @@ import torch
 
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata
+from yoloslim.extras import require
 
 __all__ = ["export_onnx", "onnx_file", "torch_onnx", "OPSET"]
 
@@ -28,10 +29,7 @@ OPSET = 18
 
 
 def _require(module: str, extra: str = "onnx"):
-    try:
-        return __import__(module)
-    except ImportError as e:
-        raise ExportError(f"{module} is not installed: pip install 'yoloslim[{extra}]'") from e
+    return require(module, extra, ExportError)
 
 
 def torch_onnx(

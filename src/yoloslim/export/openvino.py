@@ -13,6 +13,7 @@ from pathlib import Path
 
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata
+from yoloslim.extras import require
 from yoloslim.runtime.ov_core import no_telemetry
 
 __all__ = ["export_openvino"]
@@ -24,10 +25,7 @@ def export_openvino(ctx: ExportContext) -> Path:
     Metadata goes to the IR's rt_info under ``yoloslim/<key>``.
     """
     no_telemetry()
-    try:
-        import openvino as ov
-    except ImportError as e:
-        raise ExportError("openvino is not installed: pip install 'yoloslim[openvino]'") from e
+    ov = require("openvino", "openvino", ExportError)
     from yoloslim.export.onnx import onnx_file
 
     suffix = "_fp16" if ctx.half else ""

@@ -38,6 +38,7 @@ import torch
 
 from yoloslim.errors import ConfigError
 from yoloslim.export.onnx import torch_onnx
+from yoloslim.extras import require
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
 from yoloslim.runtime.ov_core import no_telemetry, openvino_core
@@ -112,10 +113,7 @@ def _onnx_session(arch: dict, imgsz: int, load):
 
 
 def _onnxruntime_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
-    try:
-        import onnxruntime as ort
-    except ImportError as e:
-        raise ConfigError("latency runtime 'onnxruntime' needs: pip install onnxruntime") from e
+    ort = require("onnxruntime", "onnx")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = settings.threads
     opts.inter_op_num_threads = 1
@@ -129,10 +127,7 @@ def _onnxruntime_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
 
 def _openvino_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
     no_telemetry()
-    try:
-        import openvino as ov
-    except ImportError as e:
-        raise ConfigError("latency runtime 'openvino' needs: pip install openvino") from e
+    ov = require("openvino", "openvino")
     config = {"INFERENCE_NUM_THREADS": settings.threads, "PERFORMANCE_HINT": "LATENCY"}
     compiled, x = _onnx_session(
         arch, imgsz, lambda p: openvino_core().compile_model(ov.convert_model(p), "CPU", config)
