@@ -52,3 +52,21 @@ def test_system_info_keys():
     info = system_info()
     assert {"cpu", "cores", "isa", "os", "python", "versions"} <= set(info)
     assert "amx_bf16" in info["isa"]
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"rounds": 0}, r"rounds=0 \(--rounds\) must be an integer >= 1"),
+        ({"runs_per_round": 0}, r"runs_per_round=0 \(--runs\) must be an integer >= 1"),
+        ({"threads": 0}, r"threads=0 \(--threads\) must be an integer >= 1"),
+        ({"warmup": -1}, r"warmup=-1 must be an integer >= 0"),
+        ({"batch": 1.5}, r"batch=1.5 must be an integer >= 1"),
+    ],
+)
+def test_latency_settings_are_checked_before_any_worker_starts(kw, match):
+    from yoloslim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        LatencyConfig(**kw)
+    assert LatencyConfig(threads=None, warmup=0).rounds == 10

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from yoloslim.errors import ExportError
+from yoloslim.errors import ConfigError, ExportError
 
 __all__ = ["LatencyConfig", "measure_latency", "percentile", "summarize", "system_info"]
 
@@ -40,6 +40,18 @@ class LatencyConfig:
     runs_per_round: int = 10
     threads: int | None = None
     ov_hint: str | None = None
+
+    def __post_init__(self) -> None:
+        flags = {"runs_per_round": " (--runs)", "rounds": " (--rounds)", "threads": " (--threads)"}
+        for key, least in (("batch", 1), ("imgsz", 1), ("warmup", 0), ("rounds", 1),
+                           ("runs_per_round", 1), ("threads", 1)):  # fmt: skip
+            value = getattr(self, key)
+            if key == "threads" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(
+                    f"{key}={value!r}{flags.get(key, '')} must be an integer >= {least}"
+                )
 
 
 def percentile(values: list[float], q: float) -> float:
