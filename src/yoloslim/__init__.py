@@ -28,7 +28,14 @@ if TYPE_CHECKING:
     from yoloslim.compress.quantize import QuantConfig, quantize
     from yoloslim.compress.reparam import reparameterize
     from yoloslim.data.synth import synthesize
-    from yoloslim.errors import ConfigError, DataError, ExportError, ModelError, YoloslimError
+    from yoloslim.errors import (
+        ConfigError,
+        DataError,
+        ExportError,
+        ModelError,
+        TrainingError,
+        YoloslimError,
+    )
     from yoloslim.eval.val import validate
     from yoloslim.export import export
     from yoloslim.models import Detector, arch_of, build_model, list_models, register_model
@@ -56,6 +63,7 @@ _LAZY = {
     "DataError": "yoloslim.errors",
     "ExportError": "yoloslim.errors",
     "ModelError": "yoloslim.errors",
+    "TrainingError": "yoloslim.errors",
     "YoloslimError": "yoloslim.errors",
     "validate": "yoloslim.eval.val",
     "export": "yoloslim.export",
@@ -97,6 +105,7 @@ __all__ = [
     "SearchSpace",
     "TrainConfig",
     "TrainResult",
+    "TrainingError",
     "YoloslimError",
     "__version__",
     "arch_of",

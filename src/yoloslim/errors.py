@@ -6,7 +6,14 @@ catch one type. Messages name the argument, value, file and (where known) line.
 
 from __future__ import annotations
 
-__all__ = ["YoloslimError", "DataError", "ModelError", "ExportError", "ConfigError"]
+__all__ = [
+    "YoloslimError",
+    "DataError",
+    "ModelError",
+    "ExportError",
+    "ConfigError",
+    "TrainingError",
+]
 
 
 class YoloslimError(Exception):
@@ -27,3 +34,7 @@ class ExportError(YoloslimError):
 
 class ConfigError(YoloslimError):
     """A configuration value or key is invalid."""
+
+
+class TrainingError(YoloslimError, FloatingPointError):
+    """Training diverged: the loss became NaN or infinite."""

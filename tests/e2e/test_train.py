@@ -165,6 +165,8 @@ def test_run_folder_after_interrupt_resume_and_replace(tiny_set, tmp_path, monke
         for p in stale:
             p.write_bytes(b"half a checkpoint")
         (run / "notes.tmp").write_text("not ours")
+        with (run / "metrics.jsonl").open("a") as f:  # a row the stop cut short
+            f.write('{"epoch": 1, "bo')
         monkeypatch.chdir(tmp_path)
         train(None, tiny_set, out=run, resume=True)
     finally:
@@ -175,6 +177,7 @@ def test_run_folder_after_interrupt_resume_and_replace(tiny_set, tmp_path, monke
     assert read_checkpoint(run / "last.pt")["meta"]["data"] == str(tiny_set.resolve())
     rows = (run / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [0, 1]
+    assert "metrics.jsonl:2: skipped a line that is not JSON" in caplog.text
 
     # another run into the same folder: refused, unless exist_ok asks to replace it
     one = TrainConfig(epochs=1, batch=4, imgsz=64, workers=0, close_mosaic=0)

@@ -1,5 +1,6 @@
 """train(): what it refuses before any work, a finished run's resume, the run folder's files,
-and the train command's messages. No test here trains: runs are faked with a saved last.pt."""
+and the train command's messages. No test here trains (one takes a single step, into a
+diverging loss): runs are faked with a saved last.pt."""
 
 from __future__ import annotations
 
@@ -263,3 +264,19 @@ def test_a_reparameterised_model_is_refused_before_any_epoch(tmp_path):
     with pytest.raises(ModelError, match="cannot distill into a re-parameterised"):
         distill(fused, model, data, out=tmp_path / "k")
     assert not (tmp_path / "t").exists() and not (tmp_path / "k").exists()
+
+
+def test_a_diverging_loss_is_a_one_line_error_naming_lr0(sets, tmp_path, monkeypatch, capsys):
+    trainer = importlib.import_module("yoloslim.train.trainer")
+
+    class Diverging(trainer.DetectionLoss):
+        def __call__(self, *args, **kwargs):
+            loss, parts = super().__call__(*args, **kwargs)
+            return loss * float("nan"), parts
+
+    monkeypatch.setattr(trainer, "DetectionLoss", Diverging)
+    args = ["--data", str(sets[3]), "--epochs", "1", "--imgsz", "64", "--batch", "4"]
+    rc = main(["train", "--model", "damo-nano", *args, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "TrainingError" in err and "Traceback" not in err
+    assert "loss is nan at epoch 0, batch 0" in err and "lower lr0 (now 0.004)" in err

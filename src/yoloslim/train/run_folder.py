@@ -12,7 +12,7 @@ from pathlib import Path
 from torch import nn
 
 from yoloslim.errors import ConfigError
-from yoloslim.fileio import remove_stale_temps
+from yoloslim.fileio import atomic_write_text, remove_stale_temps
 from yoloslim.models.checkpoint import load_checkpoint, save_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.result import Result
@@ -136,9 +136,16 @@ class RunFolder:
         """Drop rows of epochs that will be re-run (written after the last checkpoint)."""
         if not self.metrics_path.exists():
             return
-        rows = [json.loads(x) for x in self.metrics_path.read_text().splitlines() if x.strip()]
-        keep = [r for r in rows if r.get("epoch", 0) < before_epoch]
-        self.metrics_path.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        rows = []
+        for n, line in enumerate(self.metrics_path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # cut short by the stop this run resumes from
+                log.warning("%s:%d: skipped a line that is not JSON", self.metrics_path, n)
+        keep = [r for r in rows if isinstance(r, dict) and r.get("epoch", 0) < before_epoch]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def finished_result(out: Path, state: dict, cfg: TrainConfig) -> TrainResult:

@@ -34,7 +34,7 @@ from yoloslim.data import (
     load_data_config,
     load_samples,
 )
-from yoloslim.errors import ConfigError, ModelError
+from yoloslim.errors import ConfigError, ModelError, TrainingError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.fileio import atomic_write_text
 from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, with_history
@@ -402,7 +402,11 @@ def train(
                     for k, v in extra_parts.items():
                         extra_sums[k] = extra_sums.get(k, 0.0) + float(v)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, batch {i}")
+                    raise TrainingError(
+                        f"{out}: the loss is {loss.item()} at epoch {epoch}, batch {i}: training "
+                        f"diverged; lower lr0 (now {cfg.lr0}) or keep grad_clip on (now "
+                        f"{cfg.grad_clip}), and check the labels"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if cfg.grad_clip:
