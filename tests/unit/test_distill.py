@@ -357,25 +357,30 @@ def test_training_keeps_nchw_where_cpu_onednn_crashes_in_nhwc():
     assert _nhwc_safe(nn.Sequential(nn.Conv2d(8, 16, 3, stride=2)), cpu)
 
 
-def test_cli_distill_and_train_default_to_the_checkpoints_size(tmp_path, monkeypatch):
+def test_distill_and_train_default_to_the_checkpoints_size(tmp_path, monkeypatch):
     import importlib
 
     import yoloslim.compress.distill as dmod
     from yoloslim.cli.main import main
+    from yoloslim.data.synth import synthesize
 
-    save_checkpoint(tmp_path / "s.pt", build_model("damo-nano", names=["a"]), imgsz=96)
-    save_checkpoint(tmp_path / "t.pt", build_model("damo-nano", names=["a"]), imgsz=128)
-    (tmp_path / "d.yaml").write_text("names: [a]\n")
+    save_checkpoint(tmp_path / "s.pt", build_model("damo-nano", names=["c0"]), imgsz=96)
+    save_checkpoint(tmp_path / "t.pt", build_model("damo-nano", names=["c0"]), imgsz=128)
+    data = synthesize(tmp_path / "d", images=4, imgsz=64, classes=1, seed=0)
     seen = []
 
-    def capture(*args, config, **kwargs):
-        seen.append(config.train.imgsz if hasattr(config, "train") else config.imgsz)
+    def capture(*args, config, **kwargs):  # distill's call to train
+        seen.append(config.imgsz)
         raise KeyboardInterrupt  # stop before any work: the config is what is checked
 
-    monkeypatch.setattr(dmod, "distill", capture)
-    # `import yoloslim.train` names the function the package exports, not the subpackage
-    monkeypatch.setattr(importlib.import_module("yoloslim.train"), "train", capture)
-    common = ["--data", str(tmp_path / "d.yaml"), "--out", str(tmp_path / "o")]
+    def capture_train(cfg, **kwargs):  # the trainer, right after it resolved its config
+        seen.append(cfg.imgsz)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dmod, "train", capture)
+    trainer = importlib.import_module("yoloslim.train.trainer")
+    monkeypatch.setattr(trainer, "static_assigner_for", capture_train)
+    common = ["--data", str(data), "--out", str(tmp_path / "o")]
     main(
         ["distill", "--teacher", str(tmp_path / "t.pt"), "--student", str(tmp_path / "s.pt")]
         + common
@@ -385,3 +390,7 @@ def test_cli_distill_and_train_default_to_the_checkpoints_size(tmp_path, monkeyp
     main(["train", "--model", str(tmp_path / "s.pt")] + common)
     main(["train", "--model", "damo-nano"] + common)
     assert seen == [96, 128, 64, 96, 320]
+    # the library itself, as the command line: the student's size, else the teacher's
+    with pytest.raises(KeyboardInterrupt):
+        dmod.distill("damo-nano", tmp_path / "t.pt", data, out=tmp_path / "lib")
+    assert seen[-1] == 128

@@ -137,3 +137,19 @@ def test_unknown_key_names_where_the_values_came_from():
         config_from_dict({"epochz": 3}, where="--config cfg.yaml")
     with pytest.raises(ConfigError, match=r"in train config;"):
         config_from_dict({"epochz": 3})
+
+
+def test_imgsz_defaults_to_the_models_own_training_size(tmp_path):
+    from yoloslim.models import build_model
+    from yoloslim.models.checkpoint import load_checkpoint, save_checkpoint
+    from yoloslim.train.config import sized_for
+
+    ckpt = save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=2), imgsz=96)
+    assert TrainConfig().imgsz is None
+    assert sized_for(TrainConfig(), ckpt).imgsz == 96  # a checkpoint file
+    assert sized_for(TrainConfig(), load_checkpoint(ckpt)[0]).imgsz == 96  # a Detector from one
+    assert sized_for(TrainConfig(), "damo-nano", ckpt).imgsz == 96  # the first that has one
+    assert sized_for(TrainConfig(), "damo-nano").imgsz == 320
+    assert sized_for(TrainConfig(imgsz=128), ckpt).imgsz == 128  # given: kept
+    with pytest.raises(ConfigError, match="imgsz=100"):
+        TrainConfig(imgsz=100)

@@ -177,7 +177,8 @@ def test_a_checkpoint_is_fine_tuned_and_threads_are_restored(sets, tmp_path):
     torch.manual_seed(123)  # not the run's seed, so a model rebuilt at random would differ
     base = save_checkpoint(tmp_path / "base.pt", build_model("damo-nano", names=NAMES3), imgsz=64)
     before = torch.get_num_threads()
-    cfg = TrainConfig(epochs=1, imgsz=64, batch=4, workers=0, threads=1, lr0=1e-9, warmup_epochs=0)
+    # no imgsz: the checkpoint's own (64), as the command line and recipes do
+    cfg = TrainConfig(epochs=1, batch=4, workers=0, threads=1, lr0=1e-9, warmup_epochs=0)
     res = train(str(base), sets[3], config=cfg, out=tmp_path / "ft")
     assert torch.get_num_threads() == before
     # fine-tuned from base.pt's weights (a tiny learning rate keeps them), not rebuilt at random
@@ -189,6 +190,7 @@ def test_a_checkpoint_is_fine_tuned_and_threads_are_restored(sets, tmp_path):
     # and with the task-aligned assigner from the start, as any model given with weights
     saved = yaml.safe_load((tmp_path / "ft" / "train_config.yaml").read_text())
     assert saved["loss"]["static_assigner_epochs"] == 0
+    assert saved["imgsz"] == 64 and torch.load(res.best, weights_only=True)["imgsz"] == 64
 
 
 def test_resume_of_a_finished_run_says_so(sets, tmp_path, capsys):

@@ -129,11 +129,6 @@ def distill(
             device=device,
         )
         values["train"] = layered(ctx, values.get("train"), flags)
-        if "imgsz" not in values["train"]:  # the size the models were trained at, else 320
-            from yoloslim.models.checkpoint import trained_imgsz
-
-            if size := trained_imgsz(student, teacher):
-                values["train"]["imgsz"] = size
         with config_file(config):
             cfg = DistillConfig.from_dict(values)
         with interrupt_hint(Path(out) / "last.pt", f"yoloslim distill --resume {out}"):

@@ -82,11 +82,6 @@ def train(
             device=device,
         )
         values = layered(ctx, load_mapping(config, "TrainConfig") if config else None, flags)
-        if "imgsz" not in values:  # a checkpoint's own size, else the config's
-            from yoloslim.models.checkpoint import trained_imgsz
-
-            if size := trained_imgsz(model):
-                values["imgsz"] = size
         # flags are all known keys: an unknown one came from the file
         cfg = config_from_dict(values, where=f"--config {config}" if config else "train config")
         with interrupt_hint(Path(out) / "last.pt", f"yoloslim train --resume {out}"):

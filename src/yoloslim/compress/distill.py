@@ -49,7 +49,13 @@ from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.result import Result
 from yoloslim.runtime.predictor import as_artifact
-from yoloslim.train.config import TrainConfig, config_from_dict, resume_config, setting_diffs
+from yoloslim.train.config import (
+    TrainConfig,
+    config_from_dict,
+    resume_config,
+    setting_diffs,
+    sized_for,
+)
 from yoloslim.train.run_folder import check_out
 from yoloslim.train.trainer import train
 
@@ -449,6 +455,8 @@ def distill(
     _check_names(list(t_model.names), list(names), data)
     _check_pair(probe, t_model)
 
+    if not resume:  # the student's size, else the teacher's, else 320
+        config = dataclasses.replace(config, train=sized_for(config.train, probe, t_model))
     hook = Distiller(t_model, config, teacher_path=t_file)
     check_out(out, resume, exist_ok)  # before distill_config.yaml replaces another run's
     out.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
+from torch import nn
+
 from yoloslim.configs import from_mapping, imgsz_problem
 from yoloslim.errors import ConfigError
 from yoloslim.train.loss import LossConfig
@@ -33,7 +35,8 @@ class TrainConfig:
     Attributes:
         epochs: number of epochs.
         batch: global batch size (split across processes under torchrun).
-        imgsz: square input size, a multiple of 32.
+        imgsz: square input size, a multiple of 32. None (default): the size the model
+            was trained at (a checkpoint, or a Detector loaded from one), else 320.
         optimizer: "adamw" or "sgd".
         lr0: peak learning rate (after warm-up).
         lrf: final learning rate as a fraction of ``lr0`` (cosine decay).
@@ -57,7 +60,7 @@ class TrainConfig:
 
     epochs: int = 30
     batch: int = 16
-    imgsz: int = 320
+    imgsz: int | None = None
     optimizer: Optimizer = Optimizer.ADAMW
     lr0: float = 0.004
     lrf: float = 0.05
@@ -82,7 +85,11 @@ class TrainConfig:
         checks = [
             (self.epochs >= 1, "epochs", "must be >= 1"),
             (self.batch >= 1, "batch", "must be >= 1"),
-            (not imgsz_problem(self.imgsz), "imgsz", imgsz_problem(self.imgsz)),
+            (
+                self.imgsz is None or not imgsz_problem(self.imgsz),
+                "imgsz",
+                imgsz_problem(self.imgsz),
+            ),
             (self.lr0 > 0, "lr0", "must be > 0"),
             (0 < self.lrf <= 1, "lrf", "must be in (0, 1]"),
             (self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"),
@@ -129,7 +136,7 @@ def _check_number_types(cfg: TrainConfig) -> None:
     the field, not a TypeError from the range checks."""
     for name in (*_INTS, *_NUMBERS, "threads"):
         value = getattr(cfg, name)
-        if name == "threads" and value is None:
+        if name in ("threads", "imgsz") and value is None:
             continue
         kinds = int if name in _INTS or name == "threads" else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
@@ -191,6 +198,21 @@ def setting_diffs(saved: dict, given: dict, skip: tuple[str, ...] = ()) -> list[
     ]
 
 
+def sized_for(cfg: TrainConfig, *models) -> TrainConfig:
+    """``cfg`` with ``imgsz`` resolved: as given, else the size the first of ``models``
+    trained at (a checkpoint path, or a Detector loaded from one), else 320."""
+    if cfg.imgsz is not None:
+        return cfg
+    from yoloslim.models.checkpoint import trained_imgsz
+
+    size = None
+    for m in models:
+        size = getattr(m, "imgsz", None) if isinstance(m, nn.Module) else trained_imgsz(m)
+        if size:
+            break
+    return dataclasses.replace(cfg, imgsz=int(size or 320))
+
+
 def resume_config(saved: TrainConfig, given: TrainConfig | None, where: str) -> TrainConfig:
     """The config a resumed run continues with: ``saved``, with ``given``'s runtime settings.
 
@@ -206,6 +228,8 @@ def resume_config(saved: TrainConfig, given: TrainConfig | None, where: str) -> 
         return saved
     if given.loss.static_assigner_epochs is None:  # auto: it was resolved when the run began
         given = _with_static_assigner(given, saved.loss.static_assigner_epochs)
+    if given.imgsz is None:  # the model's size: resolved when the run began
+        given = dataclasses.replace(given, imgsz=saved.imgsz)
     diffs = setting_diffs(saved.to_dict(), given.to_dict(), skip=RUNTIME_FIELDS)
     if diffs:
         raise ConfigError(

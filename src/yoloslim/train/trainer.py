@@ -47,6 +47,7 @@ from yoloslim.train.config import (
     TrainConfig,
     config_from_dict,
     resume_config,
+    sized_for,
     static_assigner_for,
 )
 from yoloslim.train.ema import ModelEMA
@@ -245,12 +246,13 @@ def train(
         )
     elif isinstance(model, (str, Path)) and str(model).endswith(".pt"):
         model = load_checkpoint(model)[0]  # fine-tuned from its weights, like a Detector
+    config = sized_for(config or TrainConfig(), model)
     if getattr(model, "deploy", False):
         raise ModelError(
             "cannot train a re-parameterised (deploy-form) model: its RepConv branches are "
             "folded; train the model before reparameterize() (its checkpoint)"
         )
-    cfg = config or TrainConfig()
+    cfg = config
     if state is None:
         cfg = static_assigner_for(cfg, from_scratch=not isinstance(model, nn.Module))
     data_cfg = load_data_config(data)
