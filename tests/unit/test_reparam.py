@@ -91,3 +91,25 @@ def test_untraceable_module_is_fused_child_by_child():
     assert fuse_traced_conv_bn(fused) == 2 and _bn_count(fused) == 0
     for x in (torch.rand(1, 3, 8, 8) * 0.2, torch.rand(1, 3, 8, 8) * 0.2 + 0.8):
         torch.testing.assert_close(fused(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_wrong_fuse_is_an_error_not_a_reference_every_export_would_match():
+    import pytest
+
+    from yoloslim.errors import ModelError
+
+    class BadFuse(nn.Module):  # fuse() forgets the bias: the outputs shift
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            nn.init.constant_(self.conv.bias, 0.5)
+
+        def forward(self, x):
+            return self.conv(x)
+
+        def fuse(self):
+            self.conv.bias = None
+
+    model = nn.Sequential(BadFuse(), nn.ReLU())
+    with pytest.raises(ModelError, match=r"changed the model's outputs .*fuse\(\).*BadFuse"):
+        reparameterize(model, example_input=torch.rand(1, 3, 8, 8), measure=False)

@@ -22,6 +22,7 @@ import torch
 from torch import fx, nn
 
 from yoloslim.bench.flops import count_params
+from yoloslim.errors import ModelError
 from yoloslim.models.blocks import fuse_conv_bn
 from yoloslim.result import Result
 
@@ -98,13 +99,23 @@ def _default_input(imgsz: int = 320) -> torch.Tensor:
     return probe_images(imgsz, batch=2)
 
 
+# what a fused model may differ from its training form by, elementwise (as torch.allclose)
+FUSE_ATOL = 1e-3
+FUSE_RTOL = 1e-3
+
+
+def _fusable(model: nn.Module) -> list[nn.Module]:
+    """The submodules with a ``fuse()`` method."""
+    return [m for m in model.modules() if m is not model and callable(getattr(m, "fuse", None))]
+
+
 @torch.no_grad()
 def deploy_form(model: nn.Module) -> tuple[nn.Module, int, int]:
     """An eval copy of ``model`` with RepConv blocks and Conv+BN pairs folded, unchecked (see
     :func:`reparameterize` for the checked form); returns it, the blocks and the pairs fused."""
     fused = copy.deepcopy(model).eval()
     # collect first: fuse() rewrites the module tree we would be iterating over
-    blocks = [m for m in fused.modules() if m is not fused and callable(getattr(m, "fuse", None))]
+    blocks = _fusable(fused)
     for m in blocks:
         m.fuse()
     if hasattr(fused, "deploy"):
@@ -135,6 +146,11 @@ def reparameterize(
         ``max_abs_diff`` (eval-mode outputs on ``example_input``), ``input_shape`` and,
         with ``measure``, ``latency_ms_before``/``latency_ms_after``.
 
+    Raises:
+        ModelError: the fused model's outputs differ from the original's beyond
+            ``FUSE_ATOL + FUSE_RTOL x |output|`` (a wrong ``fuse()``), so no export of it
+            passes its check against a wrong reference.
+
     Example:
         >>> res = reparameterize(build_model("damo-nano"))
         >>> res.report["max_abs_diff"] < 1e-4
@@ -150,7 +166,15 @@ def reparameterize(
     # the reference runs on its own eval copy: not even the caller's train/eval flags change
     original = copy.deepcopy(model).eval()
     ref, out = original(x), fused(x)
-    diff = max(float((a - b).abs().max()) for a, b in zip(_flat(ref), _flat(out), strict=True))
+    pairs = list(zip(_flat(ref), _flat(out), strict=True))
+    diff = max(float((a - b).abs().max()) for a, b in pairs)
+    # fusion only reorders float arithmetic: anything past FP32 rounding is a wrong fuse()
+    if not all(torch.allclose(b, a, rtol=FUSE_RTOL, atol=FUSE_ATOL) for a, b in pairs):
+        raise ModelError(
+            f"re-parameterisation changed the model's outputs (max |diff| {diff:.3g}, beyond "
+            f"{FUSE_ATOL} + {FUSE_RTOL} x |output|): a fuse() method is wrong "
+            f"({n_blocks} blocks fused: {sorted({type(m).__name__ for m in _fusable(model)})})"
+        )
     report = {
         "params_before": count_params(original),
         "params_after": count_params(fused),

@@ -43,10 +43,10 @@ def export(
 ) -> Result:
     """Export a checkpoint or Detector to ``formats`` under ``out`` and verify each artifact.
 
-    The model is re-parameterised first (:func:`yoloslim.compress.reparameterize`);
-    every artifact gives the same decoded output ``(B, A, 4 + nc)`` as the PyTorch
-    model, checked in its own runtime with the tolerances of
-    :mod:`yoloslim.export.verify`.
+    The model is re-parameterised first (:func:`yoloslim.compress.reparameterize`, which
+    checks the fused model against the trained one); every artifact gives the same decoded
+    output ``(B, A, 4 + nc)`` as that PyTorch model, checked in its own runtime with the
+    tolerances of :mod:`yoloslim.export.verify`.
 
     Args:
         model: a yoloslim checkpoint path or a Detector (never modified).
