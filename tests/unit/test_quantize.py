@@ -321,3 +321,18 @@ def test_cli_quantize_and_bad_backend(setup, tmp_path):
     assert json.loads((tmp_path / "quant_report.json").read_text())["backend"] == "onnxruntime"
     assert main([*args, "--backend", "tensorflow"]) == 2
     assert main([*args, "--max-drop", "-1"]) == 2
+
+
+def test_the_sensitivity_error_uses_the_models_own_strides(caplog):
+    from yoloslim.compress.quant_accuracy import discrepancy
+
+    # strides (16, 32) at 64 px: 16 + 4 anchors; one confident anchor of each level, boxes
+    # off by 16 px: one stride at level 16, half a stride at level 32
+    ref = np.zeros((1, 20, 5), np.float32)
+    ref[0, [0, 19], 4] = 1.0
+    out = ref.copy()
+    out[0, [0, 19], :4] += 16.0
+    assert discrepancy(ref, out, 64, strides=(16, 32)) == pytest.approx((1.0 + 0.5) / 2)
+    # anchors that fit no level of the given strides: the smallest stride, and a warning
+    assert discrepancy(ref, out, 64, strides=(8, 16, 32)) == pytest.approx(2.0)
+    assert "are not those of strides [8, 16, 32]" in caplog.text

@@ -17,7 +17,7 @@ The mechanism (how a conv goes back to float) belongs to the backend
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,16 +29,26 @@ __all__ = ["accuracy_aware", "discrepancy", "rank_sensitivity"]
 log = logging.getLogger(__name__)
 
 
-def _anchor_strides(n_anchors: int, imgsz: int, strides=(8, 16, 32)) -> np.ndarray:
+def _anchor_strides(n_anchors: int, imgsz: int, strides: Sequence[int]) -> np.ndarray:
     counts = [(imgsz // s) ** 2 for s in strides]
     if sum(counts) != n_anchors:
-        return np.full(n_anchors, float(strides[0]))
+        log.warning(
+            "%d anchors are not those of strides %s at %d px: box errors are not scaled "
+            "per level in the sensitivity ranking",
+            n_anchors,
+            list(strides),
+            imgsz,
+        )
+        return np.full(n_anchors, float(min(strides)))
     return np.concatenate([np.full(c, float(s)) for c, s in zip(counts, strides, strict=True)])
 
 
-def discrepancy(ref: np.ndarray, out: np.ndarray, imgsz: int) -> float:
-    """Confidence-weighted error of decoded predictions ``(B, A, 4 + nc)`` against ``ref``."""
-    stride = _anchor_strides(ref.shape[1], imgsz)[None, :]
+def discrepancy(
+    ref: np.ndarray, out: np.ndarray, imgsz: int, strides: Sequence[int] = (8, 16, 32)
+) -> float:
+    """Confidence-weighted error of decoded predictions ``(B, A, 4 + nc)`` against ``ref``,
+    box errors in units of each anchor's ``strides`` level."""
+    stride = _anchor_strides(ref.shape[1], imgsz, strides)[None, :]
     w = ref[..., 4:].max(-1)
     score_err = np.abs(out[..., 4:] - ref[..., 4:]).mean(-1)
     box_err = np.abs(out[..., :4] - ref[..., :4]).mean(-1) / stride
@@ -57,14 +67,18 @@ def rank_sensitivity(
     ref: np.ndarray,
     imgsz: int,
     progress: bool = False,
+    strides: Sequence[int] = (8, 16, 32),
 ) -> list[dict]:
     """Drop-one sensitivity of each conv (node -> layer), most sensitive first."""
-    base = discrepancy(ref, _outputs(backend.runner(qmodel), images), imgsz)
+    base = discrepancy(ref, _outputs(backend.runner(qmodel), images), imgsz, strides)
     rows = []
     items = list(candidates.items())
     for node, layer in _track(items, progress, "sensitivity"):
         d = discrepancy(
-            ref, _outputs(backend.runner(backend.revert(qmodel, [node])), images), imgsz
+            ref,
+            _outputs(backend.runner(backend.revert(qmodel, [node])), images),
+            imgsz,
+            strides,
         )
         rows.append(
             {"layer": layer, "node": node, "gain": round(base - d, 6), "error": round(d, 6)}
@@ -86,6 +100,7 @@ def accuracy_aware(
     imgsz: int,
     max_steps: int,
     progress: bool = False,
+    strides: Sequence[int] = (8, 16, 32),
 ) -> tuple[Any, dict]:
     """Return layers to float until ``float_map - map <= max_drop / 100``.
 
@@ -96,6 +111,7 @@ def accuracy_aware(
         evaluate: ``(model, tag) -> {"map", "map50"}`` on the validation split.
         float_map: mAP50-95 of the float model (fraction).
         max_drop: budget in mAP points (0.5 = 0.005).
+        strides: the detector's output strides (the ranking's box errors are in their units).
 
     Returns:
         The chosen model and ``{"max_drop", "steps", "sensitivity", "kept_float", "met",
@@ -111,7 +127,9 @@ def accuracy_aware(
     if float_map - first["map"] <= budget:
         info["met"] = True
         return model, info
-    ranking = rank_sensitivity(backend, qmodel, candidates, images, ref, imgsz, progress)
+    ranking = rank_sensitivity(
+        backend, qmodel, candidates, images, ref, imgsz, progress, strides=strides
+    )
     info["sensitivity"] = ranking
     for k, row in enumerate(ranking[1 : 1 + max_steps], start=1):
         kept.append(row)

@@ -11,6 +11,7 @@ per artifact) and, for OpenVINO, per-layer kernel times (:mod:`quant_perf`).
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -70,6 +71,7 @@ def quantize(
     """
     from yoloslim.compress.quant_data import load_images
     from yoloslim.compress.quant_scope import resolve_scope
+    from yoloslim.export.common import onnx_metadata
     from yoloslim.runtime.predictor import as_artifact
 
     model_or_artifact = as_artifact(model_or_artifact)
@@ -162,6 +164,7 @@ def quantize(
                 imgsz=imgsz,
                 max_steps=adv.max_steps,
                 progress=progress,
+                strides=json.loads(onnx_metadata(float_onnx).get("strides", "[8, 16, 32]")),
             )
         report["accuracy_aware"] = acc
         kept = acc["kept_float"]
