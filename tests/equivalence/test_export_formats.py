@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,10 @@ def test_export_reparameterises_and_leaves_the_checkpoint(dynamic_export):
     assert not any(isinstance(m, nn.BatchNorm2d) for m in res.model.modules())
     assert res.report["reparameterize"]["max_abs_diff"] <= 1e-4
     assert ckpt.is_file() and not list(ckpt.parent.glob(".*.onnx"))  # scratch files removed
+    assert not list(ckpt.parent.glob(".torchscript-*"))
+    # the TorchScript archive's folder is named after the file, not a temporary name
+    names = zipfile.ZipFile(res.artifacts["torchscript"]).namelist()
+    assert {n.split("/")[0] for n in names} == {"model"}
 
 
 def test_onnx_dynamic_batch_opset_and_metadata(dynamic_export):

@@ -11,6 +11,7 @@ verification loads it that way, so the optimised variant is the one checked.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -29,9 +30,12 @@ def export_torchscript(ctx: ExportContext) -> Path:
             traced = torch.jit.trace(ctx.model.eval(), ctx.example(), strict=False)
             frozen = torch.jit.freeze(traced)
         extra = {"config.json": json.dumps(artifact_metadata(ctx))}
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.jit.save(frozen, str(tmp), _extra_files=extra)
-        tmp.replace(path)
+        # saved under its own name in a private folder beside it (the archive's root folder
+        # is named after the file), then moved into place whole
+        with tempfile.TemporaryDirectory(dir=ctx.out, prefix=".torchscript-") as tmp:
+            staged = Path(tmp) / path.name
+            torch.jit.save(frozen, str(staged), _extra_files=extra)
+            staged.replace(path)
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"TorchScript export to {path} failed: {type(e).__name__}: {e}") from e
     return path
