@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Iterable
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write_text", "apply_umask", "refuse_overwriting_input", "remove_stale_temps"]
+__all__ = [
+    "atomic_write_text",
+    "apply_umask",
+    "refuse_overwriting_input",
+    "remove_stale_temps",
+    "staged",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +100,26 @@ def refuse_overwriting_input(source, writes: Iterable[Path], *, arg: str, hint: 
             raise ConfigError(
                 f"{arg}={source}: this run writes {w}, which would overwrite it; {hint}"
             )
+
+
+@contextlib.contextmanager
+def staged(path: str | Path, companions: Iterable[str] = ()) -> Iterator[Path]:
+    """Yield a path named like ``path`` in a private folder beside it, for a tool to write
+    (a file, or a folder such as an ``.mlpackage``); when the block ends without an error,
+    move it into place, together with its ``companions`` (suffixes of files the tool writes
+    beside it, e.g. ``(".bin",)`` for an OpenVINO ``.xml``; moved first), each whole. On an
+    error nothing under ``path`` changes and the private folder is removed. A tool that names
+    a file's insides after it (TorchScript's archive folder) sees the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}-") as tmp:
+        target = Path(tmp) / path.name
+        yield target
+        for suffix in companions:
+            target.with_suffix(suffix).replace(path.with_suffix(suffix))
+        if target.is_dir():
+            if path.is_dir():
+                shutil.rmtree(path)
+            target.replace(path)
+        else:
+            target.replace(path)

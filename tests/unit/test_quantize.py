@@ -125,6 +125,10 @@ def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeyp
     assert yq[..., 4:].min() >= 0 and yq[..., 4:].max() <= 1
     # the ignored scope really stays float: no FakeQuantize feeds any decode node
     model = openvino_core().read_model(str(res.model))
+    # the float model's metadata travels along, every key of it (a deployment reads these)
+    meta = model.get_rt_info(["yoloslim"]).astype(dict)
+    assert {"names", "imgsz", "preprocess", "input", "output", "quantization"} <= set(meta)
+    assert not [p.name for p in Path(tmp_path).rglob(".*")]  # no staging folder left
     decode = set(res.report["ignored_scope"]["nodes"])
     assert {"Softmax", "ReduceSum", "Sigmoid"} <= {
         op.get_type_name() for op in model.get_ordered_ops() if op.get_friendly_name() in decode

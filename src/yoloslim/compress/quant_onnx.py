@@ -27,6 +27,7 @@ from yoloslim.compress.quant_config import QuantConfig
 from yoloslim.compress.quant_scope import GraphView, Scope, graph_from_onnx
 from yoloslim.errors import ExportError
 from yoloslim.extras import require
+from yoloslim.fileio import staged
 
 __all__ = ["OnnxRuntimeQuant", "has_vnni"]
 
@@ -116,10 +117,8 @@ class OnnxRuntimeQuant:
         import onnx
 
         _copy_metadata(self.float_model, model, role)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        onnx.save(model, str(tmp))
-        tmp.replace(path)
+        with staged(path) as tmp:
+            onnx.save(model, str(tmp))
         return path
 
     def float_artifact(self) -> Path:

@@ -21,6 +21,7 @@ from yoloslim.compress.quant_config import QuantConfig
 from yoloslim.compress.quant_scope import GraphView, Scope, graph_from_openvino
 from yoloslim.errors import ExportError
 from yoloslim.extras import require
+from yoloslim.fileio import staged
 from yoloslim.runtime.ov_core import no_telemetry, openvino_core
 
 __all__ = ["OpenVINOQuant"]
@@ -63,9 +64,9 @@ class OpenVINOQuant:
     def save(self, model, role: str, *, fp16: bool = False) -> Path:
         """Write ``out/{role}_openvino/model.xml`` (+ .bin) and return the .xml."""
         path = self.out / f"{role}_openvino" / "model.xml"
-        path.parent.mkdir(parents=True, exist_ok=True)
         model.set_rt_info(role, ["yoloslim", "quantization"])
-        self.ov.save_model(model, str(path), compress_to_fp16=fp16)
+        with staged(path, (".bin",)) as tmp:
+            self.ov.save_model(model, str(tmp), compress_to_fp16=fp16)
         return path
 
     def float_artifact(self) -> Path:
@@ -142,13 +143,13 @@ class OpenVINOQuant:
 
     def write(self, model, path: Path, role: str = "int8") -> Path:
         """Save ``model`` at ``path`` with the float model's yoloslim metadata."""
-        for k in ("names", "imgsz", "nc", "strides", "output", "yoloslim_version", "history"):
-            if self.float_model.has_rt_info(["yoloslim", k]):
+        if self.float_model.has_rt_info(["yoloslim"]):  # every key export wrote
+            for k in self.float_model.get_rt_info(["yoloslim"]).astype(dict):
                 value = self.float_model.get_rt_info(["yoloslim", k]).astype(str)
                 model.set_rt_info(value, ["yoloslim", k])
         model.set_rt_info(role, ["yoloslim", "quantization"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.ov.save_model(model, str(path), compress_to_fp16=False)
+        with staged(path, (".bin",)) as tmp:
+            self.ov.save_model(model, str(tmp), compress_to_fp16=False)
         return path
 
 

@@ -21,6 +21,7 @@ import torch
 
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata, path_size_mb
+from yoloslim.fileio import staged
 
 __all__ = ["export_coreml", "verify_coreml"]
 
@@ -56,7 +57,8 @@ def export_coreml(ctx: ExportContext) -> Path:
             )
         mlmodel.user_defined_metadata.update(artifact_metadata(ctx))
         mlmodel.short_description = f"yoloslim detector, {len(ctx.names)} classes, {ctx.imgsz} px"
-        mlmodel.save(str(path))
+        with staged(path) as tmp:
+            mlmodel.save(str(tmp))
     except Exception as e:  # noqa: BLE001 - the converter raises many types
         raise ExportError(f"CoreML export to {path} failed: {type(e).__name__}: {e}") from e
     return path

@@ -17,6 +17,7 @@ import torch
 
 from yoloslim.errors import ExportError
 from yoloslim.eval.postprocess import check_nms_settings, postprocess
+from yoloslim.fileio import staged
 
 __all__ = ["E2E_OUTPUT_TEXT", "append_nms", "check_conf", "nms_violation", "verify_nms"]
 
@@ -139,7 +140,8 @@ def append_nms(
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
         raise ExportError(f"the end-to-end NMS graph is invalid: {e}") from e
-    onnx.save(model, dst)
+    with staged(dst) as tmp:
+        onnx.save(model, str(tmp))
     return dst
 
 

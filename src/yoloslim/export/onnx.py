@@ -21,6 +21,7 @@ import torch
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata
 from yoloslim.extras import require
+from yoloslim.fileio import staged
 
 __all__ = ["export_onnx", "onnx_file", "torch_onnx", "OPSET"]
 
@@ -63,7 +64,8 @@ def torch_onnx(
 def export_onnx(ctx: ExportContext) -> Path:
     """Write ``ctx.out / f"{ctx.stem}.onnx"`` (input "images", output "preds") and return it."""
     path = ctx.out / f"{ctx.stem}.onnx"
-    shutil.copyfile(onnx_file(ctx, dynamic=ctx.dynamic), path)
+    with staged(path) as tmp:
+        shutil.copyfile(onnx_file(ctx, dynamic=ctx.dynamic), tmp)
     return path
 
 

@@ -20,6 +20,7 @@ import torch
 
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata, path_size_mb
+from yoloslim.fileio import atomic_write_text, staged
 
 __all__ = ["export_engine", "tensorrt_available", "verify_engine"]
 
@@ -74,9 +75,10 @@ def export_engine(ctx: ExportContext) -> Path:
     engine = builder.build_serialized_network(network, config)
     if engine is None:
         raise ExportError("TensorRT failed to build the engine (see its log above)")
-    path.write_bytes(bytes(engine))
+    with staged(path) as tmp:
+        tmp.write_bytes(bytes(engine))
     meta = {**artifact_metadata(ctx), "tensorrt_version": trt.__version__, "half": ctx.half}
-    path.with_name(path.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(path.with_name(path.name + ".json"), json.dumps(meta, indent=2) + "\n")
     return path
 
 

@@ -11,13 +11,13 @@ verification loads it that way, so the optimised variant is the one checked.
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import torch
 
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata
+from yoloslim.fileio import staged
 
 __all__ = ["export_torchscript"]
 
@@ -32,10 +32,8 @@ def export_torchscript(ctx: ExportContext) -> Path:
         extra = {"config.json": json.dumps(artifact_metadata(ctx))}
         # saved under its own name in a private folder beside it (the archive's root folder
         # is named after the file), then moved into place whole
-        with tempfile.TemporaryDirectory(dir=ctx.out, prefix=".torchscript-") as tmp:
-            staged = Path(tmp) / path.name
-            torch.jit.save(frozen, str(staged), _extra_files=extra)
-            staged.replace(path)
+        with staged(path) as tmp:
+            torch.jit.save(frozen, str(tmp), _extra_files=extra)
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"TorchScript export to {path} failed: {type(e).__name__}: {e}") from e
     return path

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, path_size_mb
+from yoloslim.fileio import atomic_write_text, staged
 
 __all__ = ["export_triton", "parse_config_pbtxt", "verify_triton", "TRITON_MAX_BATCH"]
 
@@ -37,7 +38,8 @@ def export_triton(ctx: ExportContext) -> Path:
 
     repo = ctx.out / "triton" / ctx.triton_name
     (repo / "1").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(onnx_file(ctx, dynamic=True), repo / "1" / "model.onnx")
+    with staged(repo / "1" / "model.onnx") as tmp:
+        shutil.copyfile(onnx_file(ctx, dynamic=True), tmp)
     config = f"""name: "{ctx.triton_name}"
 platform: "onnxruntime_onnx"
 max_batch_size: {TRITON_MAX_BATCH}
@@ -66,9 +68,7 @@ instance_group [
   }}
 ]
 """
-    cfg = repo / "config.pbtxt"
-    cfg.write_text(config)
-    return cfg
+    return atomic_write_text(repo / "config.pbtxt", config)
 
 
 def verify_triton(path: Path, ctx: ExportContext) -> dict:

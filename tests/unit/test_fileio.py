@@ -1,0 +1,38 @@
+"""staged(): a tool's output appears whole under its final name, or not at all."""
+
+import pytest
+
+from yoloslim.fileio import staged
+
+
+def test_a_staged_file_and_its_companion_replace_the_old_ones_whole(tmp_path):
+    xml = tmp_path / "model.xml"
+    xml.write_text("old xml")
+    xml.with_suffix(".bin").write_text("old bin")
+    with staged(xml, (".bin",)) as tmp:
+        assert tmp.name == "model.xml" and tmp.parent.parent == tmp_path
+        tmp.write_text("new xml")
+        tmp.with_suffix(".bin").write_text("new bin")
+        assert xml.read_text() == "old xml"  # nothing changes until the block ends
+    assert (xml.read_text(), xml.with_suffix(".bin").read_text()) == ("new xml", "new bin")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.xml"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
+    onnx = tmp_path / "model.onnx"
+    onnx.write_text("old")
+    with pytest.raises(RuntimeError, match="converter died"), staged(onnx) as tmp:
+        tmp.write_text("half a mod")
+        raise RuntimeError("converter died")
+    assert onnx.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_a_staged_folder_replaces_the_old_folder(tmp_path):
+    pkg = tmp_path / "sub" / "model.mlpackage"
+    pkg.mkdir(parents=True)
+    (pkg / "stale.bin").write_text("old")
+    with staged(pkg) as tmp:
+        tmp.mkdir()
+        (tmp / "weights.bin").write_text("new")
+    assert sorted(p.name for p in pkg.iterdir()) == ["weights.bin"]
+    assert [p.name for p in pkg.parent.iterdir()] == ["model.mlpackage"]
