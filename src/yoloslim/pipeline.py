@@ -75,9 +75,6 @@ class _State:
     # [name, path, kind(, source checkpoint)] to bench; kind is "ckpt" or "artifact"
     rows: list = field(default_factory=list)
 
-    def to_json(self) -> dict:
-        return {"baseline": self.baseline, "model": self.model, "rows": self.rows}
-
 
 def _stage_prune(st: _State, cfg, data, out: Path, progress: bool) -> dict:
     from yoloslim.compress.prune import prune

@@ -499,3 +499,13 @@ def test_help_defaults_that_live_in_the_configs_are_the_configs():
             shown = re.search(r"\[default: ([^\]]+)\]", params[option].help).group(1)
             stated[(cmd, option)] = (shown, str(value))
     assert all(shown == value for shown, value in stated.values()), stated
+
+
+def test_verbose_shows_the_librarys_info_log_and_only_its_own(monkeypatch):
+    import logging
+
+    log = logging.getLogger("yoloslim")
+    monkeypatch.setattr(log, "level", logging.NOTSET)  # restored after the test
+    assert main(["--verbose", "models", "--imgsz", "64"]) == 0
+    assert log.getEffectiveLevel() == logging.INFO
+    assert logging.getLogger("torch").getEffectiveLevel() >= logging.WARNING

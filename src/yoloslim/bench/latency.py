@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from yoloslim.errors import ConfigError, ExportError
+from yoloslim.sysinfo import cpu_flags, cpu_model, usable_cores
 
 __all__ = ["LatencyConfig", "measure_latency", "percentile", "summarize", "system_info"]
 
@@ -281,19 +282,17 @@ def measure_latency(
 
 def system_info() -> dict:
     """CPU model, cores, ISA flags that matter for inference, OS and runtime versions."""
-    flags: set[str] = set()
-    model = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    wanted = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"]
+    flags = cpu_flags()
+    wanted = [
+        "avx2",
+        "avx512f",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "amx_bf16",
+        "amx_int8",
+        "amx_tile",
+    ]
     versions = {}
     for mod in ("torch", "onnxruntime", "openvino", "onnx"):
         try:
@@ -301,10 +300,8 @@ def system_info() -> dict:
         except Exception:  # noqa: BLE001
             versions[mod] = None
     return {
-        "cpu": model,
-        "cores": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
         "isa": {f: f in flags for f in wanted},
         "os": platform.platform(),
         "python": platform.python_version(),

@@ -41,10 +41,10 @@ err_console = Console(stderr=True)
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    """``--verbose``: yoloslim's INFO log (what each step did) on stderr; other libraries'
+    loggers stay at WARNING (torch's export tracing logs thousands of DEBUG/INFO lines)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("yoloslim").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 class Terminated(KeyboardInterrupt):

@@ -23,7 +23,7 @@ try:
         train_cmd,
         val_cmd,
     )
-    from yoloslim.cli.common import sigterm_as_interrupt, stop_requested
+    from yoloslim.cli.common import setup_logging, sigterm_as_interrupt, stop_requested
 except KeyboardInterrupt:  # Ctrl-C while the command line itself loads (typer, rich)
     sys.stderr.write("interrupted\n")
     sys.exit(130)
@@ -50,8 +50,13 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also show the library's progress log (INFO) on stderr."
+    ),
 ) -> None:
     """Compress YOLO-family detectors: NAS, re-parameterisation, pruning, distillation, INT8, export."""
+    if verbose:
+        setup_logging(verbose=True)
 
 
 app.add_typer(data_cmd.app, name="data")

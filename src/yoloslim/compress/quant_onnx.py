@@ -28,6 +28,7 @@ from yoloslim.compress.quant_scope import GraphView, Scope, graph_from_onnx
 from yoloslim.errors import ExportError
 from yoloslim.extras import require
 from yoloslim.fileio import staged
+from yoloslim.sysinfo import cpu_flags
 
 __all__ = ["OnnxRuntimeQuant", "has_vnni"]
 
@@ -59,15 +60,7 @@ def _no_preprocess_hint():
 
 def has_vnni() -> bool:
     """True when this CPU has a VNNI int8 dot product (AVX512-VNNI, AVX-VNNI or AMX)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
-    except OSError:
-        pass
-    return False
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
 class _Reader:

@@ -13,10 +13,7 @@ from torch import nn
 
 from yoloslim.models.blocks import BasicBlock, ConvBNAct, CSPStage, RepConv
 
-__all__ = ["Backbone", "STAGE_KEYS", "BLOCK_TYPES"]
-
-STAGE_KEYS = ("block", "out", "depth", "kernel", "stride", "ratio")
-BLOCK_TYPES = ("conv", "csp", "res")
+__all__ = ["Backbone"]
 
 
 class ResStage(nn.Module):

@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import statistics
 import tempfile
 import time
@@ -42,6 +41,7 @@ from yoloslim.extras import require
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
 from yoloslim.runtime.ov_core import no_telemetry, openvino_core
+from yoloslim.sysinfo import cpu_model, usable_cores
 
 __all__ = ["LatencyCache", "LatencySettings", "measure_latency_ms"]
 
@@ -153,19 +153,11 @@ def _machine(runtime: str) -> dict:
     """What a measurement depends on besides the candidate and the settings."""
     import platform
 
-    cpu = platform.processor()
     try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if "model name" in line), cpu)
-    except OSError:
-        pass
-    module = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}[runtime]
-    try:
-        version = __import__(module).__version__
+        version = __import__(runtime).__version__
     except ImportError:
         version = None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "cores": cores, "host": platform.node(), runtime: version}
+    return {"cpu": cpu_model(), "cores": usable_cores(), "host": platform.node(), runtime: version}
 
 
 class LatencyCache:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -352,9 +351,3 @@ def load_backend(
         raise ExportError(f"{p}: the runtime for {kind} is not installed ({e})") from e
     except Exception as e:  # noqa: BLE001 - runtimes raise their own types on bad files
         raise ModelError(f"{p}: cannot load as {kind}: {type(e).__name__}: {e}") from e
-
-
-def default_threads() -> int:
-    return (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from yoloslim.data.sample import IMAGE_SUFFIXES
 from yoloslim.errors import DataError
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 ImageLike = str | Path | np.ndarray | Image.Image | torch.Tensor
 """One image: a file path, a PIL image (any mode), a numpy array or a torch tensor.
 

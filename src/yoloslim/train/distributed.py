@@ -7,7 +7,7 @@ import os
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_distributed", "is_main", "world_size", "barrier", "cleanup"]
+__all__ = ["init_distributed", "barrier", "cleanup"]
 
 
 def init_distributed(device: torch.device) -> tuple[int, int]:
@@ -18,14 +18,6 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
     return dist.get_rank(), dist.get_world_size()
-
-
-def is_main() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if dist.is_initialized() else 1
 
 
 def barrier() -> None:

@@ -1,0 +1,42 @@
+"""What this machine is, read once: CPU model, ISA flags and the cores this process may use."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+
+__all__ = ["cpu_flags", "cpu_model", "usable_cores"]
+
+
+@functools.cache
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    model, flags = platform.processor(), frozenset()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = frozenset(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return model, flags
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else ``platform.processor()``)."""
+    return _cpuinfo()[0]
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's ISA flags (``avx2``, ``avx512_vnni``, ``amx_int8``, ...; empty off Linux)."""
+    return _cpuinfo()[1]
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask), else the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
