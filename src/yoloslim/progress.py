@@ -6,9 +6,12 @@ while training, validation or a search shows its bar.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
+from collections.abc import Iterator
 
-__all__ = ["progress_console"]
+__all__ = ["progress_console", "quieted"]
 
 
 #: columns of a bar written to a pipe or a log file (rich assumes 80, which cuts the losses off)
@@ -27,3 +30,16 @@ def progress_console():
 
     piped = not sys.stderr.isatty() and "COLUMNS" not in os.environ
     return Console(stderr=True, width=PIPED_WIDTH if piped else None)
+
+
+@contextlib.contextmanager
+def quieted(name: str, level: int) -> Iterator[None]:
+    """Raise the logger ``name`` to ``level`` while the block runs, then put it back: a
+    third-party library's chatter is cut for yoloslim's call only, not for the caller's."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

@@ -93,7 +93,10 @@ def test_save_load_identical_outputs(model, tmp_path):
 
 
 def test_pruning_a_checkpoint_again_into_its_own_folder_is_refused(model, tmp_path):
+    torch.manual_seed(5)
+    rng = torch.get_rng_state()
     first = prune(model, None, config=cfg(ratio=0.3), out=tmp_path)
+    assert torch.equal(torch.get_rng_state(), rng)  # prune seeds itself, then gives it back
     pruned = first.artifacts["checkpoint"]
     before = pruned.read_bytes()
     with pytest.raises(ConfigError, match=r"model=.*pruned.pt: this run writes .*give another out"):

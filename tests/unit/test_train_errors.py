@@ -278,7 +278,11 @@ def test_a_diverging_loss_is_a_one_line_error_naming_lr0(sets, tmp_path, monkeyp
 
     monkeypatch.setattr(trainer, "DetectionLoss", Diverging)
     args = ["--data", str(sets[3]), "--epochs", "1", "--imgsz", "64", "--batch", "4"]
+    torch.manual_seed(11)
+    rng = torch.get_rng_state()
     rc = main(["train", "--model", "damo-nano", *args, "--out", str(tmp_path / "r")])
+    # the run seeded the global generators for itself; the caller's states are back
+    assert torch.equal(torch.get_rng_state(), rng)
     err = capsys.readouterr().err
     assert rc == 2 and "TrainingError" in err and "Traceback" not in err
     assert "loss is nan at epoch 0, batch 0" in err and "lower lr0 (now 0.004)" in err

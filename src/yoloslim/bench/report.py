@@ -133,12 +133,11 @@ def _pareto(report: dict, path: Path) -> Path | None:
     if not installed("matplotlib"):
         log.warning("no %s: %s", path.name, install_hint("matplotlib", "plot"))
         return None
-    import matplotlib
+    # a Figure of its own, not pyplot: the caller's matplotlib backend and figures stay as they are
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    fig = Figure(figsize=(6, 4), dpi=120)
+    ax = fig.subplots()
     xs = [r["latency_ms"]["median"] for r in rows]
     ys = [100 * r["map"] for r in rows]
     ax.scatter(xs, ys, color="tab:blue")
@@ -151,7 +150,6 @@ def _pareto(report: dict, path: Path) -> Path | None:
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp")
     fig.savefig(tmp, format="png")
-    plt.close(fig)
     tmp.replace(path)
     return path
 

@@ -34,6 +34,7 @@ from yoloslim.compress.prune_width import (
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text, refuse_overwriting_input
 from yoloslim.result import Result
+from yoloslim.rng import keeps_rng_state
 
 __all__ = [
     "AdvancedPruneConfig",
@@ -52,6 +53,7 @@ FLOPS_NOTE = (
 )
 
 
+@keeps_rng_state
 def prune(
     model: nn.Module | str | Path,
     data: str | Path | None,

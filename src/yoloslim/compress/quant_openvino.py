@@ -22,6 +22,7 @@ from yoloslim.compress.quant_scope import GraphView, Scope, graph_from_openvino
 from yoloslim.errors import ExportError
 from yoloslim.extras import require
 from yoloslim.fileio import staged
+from yoloslim.progress import quieted
 from yoloslim.runtime.ov_core import no_telemetry, openvino_core
 
 __all__ = ["OpenVINOQuant"]
@@ -96,8 +97,8 @@ class OpenVINOQuant:
         if self.config.method == "percentile":
             params.activations_range_estimator_params = RangeEstimatorParametersSet.MEAN_QUANTILE
         preset = nncf.QuantizationPreset(adv.preset)
-        logging.getLogger("nncf").setLevel(logging.WARNING)
-        with contextlib.redirect_stdout(io.StringIO()):  # NNCF draws its own progress bars
+        # NNCF draws its own progress bars and logs each step at INFO
+        with contextlib.redirect_stdout(io.StringIO()), quieted("nncf", logging.WARNING):
             return nncf.quantize(
                 self.float_model.clone(),
                 nncf.Dataset(images),

@@ -22,6 +22,7 @@ from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata
 from yoloslim.extras import require
 from yoloslim.fileio import staged
+from yoloslim.progress import quieted
 
 __all__ = ["export_onnx", "onnx_file", "torch_onnx", "OPSET"]
 
@@ -44,8 +45,8 @@ def torch_onnx(
     """``torch.onnx.export`` as yoloslim calls it: the torch.export-based exporter at
     :data:`OPSET`, input "images", one self-contained file, and quiet (no per-step
     progress lines, no warnings about the torchvision ops yoloslim does not use)."""
-    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
+    registration = "torch.onnx._internal.exporter._registration"
+    with warnings.catch_warnings(), quieted(registration, logging.ERROR):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,

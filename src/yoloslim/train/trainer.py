@@ -41,6 +41,7 @@ from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, with_hi
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 from yoloslim.progress import progress_console
+from yoloslim.rng import keeps_rng_state
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
     Optimizer,
@@ -173,6 +174,7 @@ def _keeps_torch_threads(fn: Callable) -> Callable:
 
 
 @_keeps_torch_threads
+@keeps_rng_state
 def train(
     model: str | dict | Path | nn.Module | None,
     data: str | Path | None,
