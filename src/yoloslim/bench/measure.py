@@ -18,19 +18,13 @@ from pathlib import Path
 from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
 from yoloslim.configs import imgsz_problem
 from yoloslim.errors import ConfigError
+from yoloslim.export.common import path_size_mb
 from yoloslim.result import Result
 from yoloslim.runtime.backends import SUFFIXES, check_artifact, is_end_to_end
 
-__all__ = ["artifact_stats", "benchmark", "check_imgsz", "static_imgsz"]
+__all__ = ["artifact_stats", "benchmark", "check_bench_imgsz", "static_imgsz"]
 
 log = logging.getLogger(__name__)
-
-
-def _size_mb(p: Path) -> float:
-    size = p.stat().st_size
-    if p.suffix == ".xml" and p.with_suffix(".bin").exists():
-        size += p.with_suffix(".bin").stat().st_size
-    return size / 2**20
 
 
 def static_imgsz(path: str | Path) -> int | None:
@@ -46,7 +40,7 @@ def static_imgsz(path: str | Path) -> int | None:
     return None
 
 
-def check_imgsz(paths: Sequence[Path], imgsz: int, *, requested: str | None = None) -> None:
+def check_bench_imgsz(paths: Sequence[Path], imgsz: int, *, requested: str | None = None) -> None:
     """Raise :class:`ConfigError` unless ``imgsz`` is a positive multiple of 32 that every
     static artifact accepts (checked before any worker starts); ``requested`` says where
     the size came from (default ``imgsz=N``)."""
@@ -86,7 +80,7 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
             "flops_source": "torch flop counter (deploy form)",
             "size_mb": prof["params_deploy"] * 4 / 2**20,
             "size_source": "FP32 weights of the deploy form (params x 4 bytes)",
-            "file_size_mb": _size_mb(p),
+            "file_size_mb": path_size_mb(p, ndigits=None),
         }
     elif p.suffix == ".onnx":
         stats = {**onnx_stats(p, imgsz), "flops_source": "ONNX graph (Conv/MatMul)"}
@@ -95,7 +89,7 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
     else:
         stats = {**torchscript_stats(p, imgsz), "flops_source": "torch flop counter (TorchScript)"}
     if "size_mb" not in stats:
-        stats.update(size_mb=_size_mb(p), size_source="file")
+        stats.update(size_mb=path_size_mb(p, ndigits=None), size_source="file")
     return stats
 
 
@@ -152,7 +146,7 @@ def benchmark(
         first = load_backend(paths[0])
         imgsz, requested = first.imgsz, f"{first.imgsz} px (the input size of {paths[0]})"
         del first
-    check_imgsz(paths, imgsz, requested=requested)
+    check_bench_imgsz(paths, imgsz, requested=requested)
     labels = list(names) if names else _labels(paths)
     if len(labels) != len(paths):
         raise ConfigError(f"{len(labels)} names for {len(paths)} artifacts")

@@ -12,6 +12,7 @@ from pathlib import Path
 from torch import nn
 
 from yoloslim.compress.prune_width import profile
+from yoloslim.export.common import path_size_mb
 
 __all__ = ["measure", "measure_latency_pair", "summary_rows"]
 
@@ -52,7 +53,7 @@ def measure_latency_pair(before: nn.Module, after: nn.Module, work: Path, cfg) -
     for name, p in arts.items():
         m = lat[str(p)]
         out[name] = {
-            "size_mb": round(_size_mb(p), 3),
+            "size_mb": path_size_mb(p),
             "latency_ms": {"median": round(m["median"], 3), "p90": round(m["p90"], 3)},
         }
     b, a = out["before"]["latency_ms"]["median"], out["after"]["latency_ms"]["median"]
@@ -70,13 +71,6 @@ def measure_latency_pair(before: nn.Module, after: nn.Module, work: Path, cfg) -
         ),
     }
     return out
-
-
-def _size_mb(p: Path) -> float:
-    size = p.stat().st_size
-    if p.suffix == ".xml" and p.with_suffix(".bin").exists():
-        size += p.with_suffix(".bin").stat().st_size
-    return size / 2**20
 
 
 def summary_rows(stages: dict) -> list[dict]:

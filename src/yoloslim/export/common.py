@@ -131,8 +131,9 @@ def onnx_metadata(model) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def path_size_mb(path: Path) -> float:
-    """Size of an artifact in MiB: a file, an OpenVINO .xml with its .bin, or a folder."""
+def path_size_mb(path: Path, ndigits: int | None = 3) -> float:
+    """Size of an artifact in MiB (2^20 bytes): a file, an OpenVINO .xml with its .bin, or a
+    folder (an .mlpackage); rounded to ``ndigits`` (None: not rounded)."""
     path = Path(path)
     if path.is_dir():
         total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -140,4 +141,4 @@ def path_size_mb(path: Path) -> float:
         total = path.stat().st_size + path.with_suffix(".bin").stat().st_size
     else:
         total = path.stat().st_size
-    return round(total / 2**20, 3)
+    return total / 2**20 if ndigits is None else round(total / 2**20, ndigits)

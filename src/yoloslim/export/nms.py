@@ -139,7 +139,7 @@ def append_nms(
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
-        raise ExportError(f"the end-to-end NMS graph is invalid: {e}") from e
+        raise ExportError(f"{dst}: the end-to-end NMS graph is invalid: {e}") from e
     with staged(dst) as tmp:
         onnx.save(model, str(tmp))
     return dst

@@ -57,7 +57,7 @@ def export_engine(ctx: ExportContext) -> Path:
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(src.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(f"TensorRT could not parse the ONNX export: {errors}")
+        raise ExportError(f"{path}: TensorRT could not parse the ONNX export {src}: {errors}")
     config = builder.create_builder_config()
     if ctx.half:
         if not hasattr(trt.BuilderFlag, "FP16"):
@@ -74,7 +74,7 @@ def export_engine(ctx: ExportContext) -> Path:
         config.add_optimization_profile(profile)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
-        raise ExportError("TensorRT failed to build the engine (see its log above)")
+        raise ExportError(f"{path}: TensorRT failed to build the engine (see its log above)")
     with staged(path) as tmp:
         tmp.write_bytes(bytes(engine))
     meta = {**artifact_metadata(ctx), "tensorrt_version": trt.__version__, "half": ctx.half}

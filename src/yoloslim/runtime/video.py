@@ -45,9 +45,13 @@ class VideoReader:
         av = _av()
         try:
             self._container = av.open(str(self.path))
-            self._stream = self._container.streams.video[0]
-        except (av.error.FFmpegError, IndexError) as e:
+        except av.error.FFmpegError as e:
             raise DataError(f"{self.path}: cannot open as a video ({e})") from e
+        try:
+            self._stream = self._container.streams.video[0]
+        except IndexError as e:
+            self._container.close()
+            raise DataError(f"{self.path}: cannot open as a video (no video stream)") from e
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(25)
         self.fps = Fraction(rate)
         self.frames = int(self._stream.frames or 0)
@@ -87,8 +91,14 @@ class VideoWriter:
         self._container = av.open(str(self._tmp), mode="w")
         if codec not in av.codecs_available:
             codec = "mpeg4"
-        self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
-        self._stream.pix_fmt = "yuv420p"
+        try:
+            rate = Fraction(fps).limit_denominator(1000)
+            self._stream = self._container.add_stream(codec, rate=rate)
+            self._stream.pix_fmt = "yuv420p"
+        except Exception:  # noqa: BLE001 - the container is ours to close, the file ours to drop
+            self._container.close()
+            self._tmp.unlink(missing_ok=True)
+            raise
         self._opened = False
 
     def write(self, frame: np.ndarray) -> None:
