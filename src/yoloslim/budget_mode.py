@@ -99,6 +99,27 @@ def run_budget(
     the whole front (every candidate, with ``ok``), and ``selected`` is None if none
     qualifies. ``resume`` skips every finished candidate; resuming a finished run (say
     with another budget) also reuses its bench measurements and only selects again.
+
+    Args:
+        model: the trained checkpoint to compress.
+        data: the data.yaml to fine-tune, calibrate and measure mAP on.
+        recipe: the templates (a recipe YAML path, a mapping or a Recipe).
+        out: the run folder (``budget.json``, one folder per candidate, the bench report).
+        target_latency: the most median batch-1 latency (ms) a candidate may have.
+        max_drop: the most mAP50-95 points a candidate may lose against the baseline.
+        ratios: the prune ratios to try, each in (0, 1).
+        resume: continue a run in ``out``.
+        progress: show progress bars.
+
+    Raises:
+        ConfigError: ``model`` is not a checkpoint file, neither budget is given, a budget
+            or ratio is out of range, the recipe is invalid, or ``out`` holds a budget run
+            and ``resume`` is False.
+
+    Example:
+        >>> res = run_budget("runs/nano/best.pt", "data.yaml", "recipes/cpu-int8.yaml",
+        ...                  target_latency=3.0, max_drop=1.0, out="runs/budget")
+        >>> res.report["selected"]  # doctest: +SKIP
     """
     from yoloslim.bench.latency import LatencyConfig
     from yoloslim.bench.measure import benchmark

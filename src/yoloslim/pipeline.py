@@ -412,10 +412,24 @@ def run_recipe(
     ``report["final_model"]`` is the last checkpoint and ``report["deployable"]`` the
     artifacts of the last stage that made any (``{name: path}``).
 
+    Args:
+        model: the checkpoint to compress (None when the recipe starts with ``nas``/``train``).
+        data: the data.yaml every stage trains, validates and calibrates on.
+        recipe: a recipe YAML path, a mapping, or a :class:`~yoloslim.recipe.Recipe`.
+        out: the run folder: one subfolder per stage, ``compress.json``, ``recipe.yaml``.
+        resume: skip the stages this run already finished (and redo those whose outputs
+            are gone).
+        progress: show progress bars.
+
     Raises:
         ConfigError: invalid recipe, a missing model or data file, a format this machine
             cannot export, ``out`` holds another run and ``resume`` is False, or the recipe,
             model or data differ from the run being resumed.
+
+    Example:
+        >>> res = run_recipe("runs/nano/best.pt", "data.yaml", "recipes/cpu-int8.yaml",
+        ...                  out="runs/compress")
+        >>> res.report["deployable"]  # doctest: +SKIP
     """
     from torch import nn
 

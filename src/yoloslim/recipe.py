@@ -284,7 +284,18 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
 
 
 def load_recipe(recipe: str | Path | dict) -> Recipe:
-    """Parse and validate a recipe (a YAML path or an already-loaded dict)."""
+    """Parse and validate a recipe (a YAML path or an already-loaded dict) without running it.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, a top-level key or a stage is unknown,
+            a stage's setting is invalid, or stages ask a bench to measure different input
+            sizes; the message names the file and the stage (``stage 2 (bench)``).
+
+    Example:
+        >>> rec = load_recipe("recipes/cpu-int8.yaml")
+        >>> [s.name for s in rec.stages]  # doctest: +SKIP
+        ['prune', 'export', 'quantize', 'bench']
+    """
     source = "<dict>"
     if not isinstance(recipe, dict):
         path = Path(recipe)

@@ -157,7 +157,20 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def load_checkpoint(path: str | Path) -> tuple[Detector, dict]:
-    """Rebuild the detector from a checkpoint; returns ``(model in eval mode, checkpoint dict)``."""
+    """Rebuild the detector from a checkpoint; returns ``(model in eval mode, checkpoint dict)``.
+
+    The file is read with ``torch.load(weights_only=True)``: no pickled classes run. The model
+    remembers the checkpoint's ``imgsz`` (``model.imgsz``: validate, train and prune default
+    to it) and its ``meta.history`` (``model.history``: what was done to it).
+
+    Raises:
+        ModelError: the path is missing or a folder, the file is not a yoloslim checkpoint,
+            or its architecture and weights do not rebuild a model (naming the file).
+
+    Example:
+        >>> model, ckpt = load_checkpoint("runs/nano/best.pt")
+        >>> ckpt["names"], model.imgsz  # doctest: +SKIP
+    """
     ckpt = read_checkpoint(path)
     try:
         model = build_model(ckpt["arch"], names=ckpt["names"])
