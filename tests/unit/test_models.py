@@ -210,3 +210,16 @@ def test_save_checkpoint_refuses_bad_imgsz_and_folder(tmp_path):
         save_checkpoint(folder, model, imgsz=64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no checkpoint, no temp file
     assert not any(folder.iterdir())
+
+
+def test_a_detector_built_directly_taps_the_last_three_stages_as_build_model_does():
+    from yoloslim.models import Detector
+    from yoloslim.models.arch import validate_arch
+    from yoloslim.models.registry import get_arch
+
+    arch = copy.deepcopy(get_arch("damo-nano", nc=2))
+    stages = arch["backbone"]["stages"]
+    stages.insert(0, {**stages[0], "stride": 1})  # a sixth stage first, no out_indices given
+    arch["backbone"].pop("out_indices", None)
+    direct, built = Detector(arch), Detector(validate_arch(arch))
+    assert direct.backbone.out_indices == built.backbone.out_indices == (3, 4, 5)

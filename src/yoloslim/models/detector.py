@@ -27,8 +27,9 @@ class Detector(nn.Module):
         super().__init__()
         act = arch.get("act", "silu")
         bb, nk, hd = arch["backbone"], arch["neck"], arch["head"]
+        n = len(bb["stages"])  # default taps: the last three stages, as validate_arch fills in
         self.backbone = Backbone(
-            bb["stages"], act=act, out_indices=bb.get("out_indices", (2, 3, 4))
+            bb["stages"], act=act, out_indices=bb.get("out_indices", (n - 3, n - 2, n - 1))
         )
         self.neck = RepGFPN(
             self.backbone.out_channels,
