@@ -223,3 +223,14 @@ def test_a_detector_built_directly_taps_the_last_three_stages_as_build_model_doe
     arch["backbone"].pop("out_indices", None)
     direct, built = Detector(arch), Detector(validate_arch(arch))
     assert direct.backbone.out_indices == built.backbone.out_indices == (3, 4, 5)
+
+
+def test_prune_and_bench_count_a_plain_modules_params_as_export_folds_it():
+    from yoloslim.compress.prune_width import profile
+
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+    # the BN folds into the conv: 8 * 3 * 9 weights + 8 biases, its own 16 parameters gone
+    assert profile(m, 32)["params"] == model_profile(m, 32)["params_deploy"] == 224
+    assert model_profile(m, 32)["params"] == 240 and any(
+        isinstance(x, nn.BatchNorm2d) for x in m
+    )  # the model itself is untouched

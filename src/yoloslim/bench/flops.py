@@ -7,8 +7,6 @@ the unit DAMO-YOLO/YOLOX tables call "FLOPs") and ``gflops`` = 2 x ``gmacs``.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -39,14 +37,14 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int], batch: int = 1) 
 
 
 def model_profile(model: str | nn.Module, imgsz: int = 320, nc: int = 80) -> dict:
-    """Params in training and deploy (re-parameterised) form, and FLOPs of the deploy form."""
+    """Params in training and deploy (re-parameterised) form, and FLOPs of the deploy form
+    (:func:`~yoloslim.compress.reparam.deploy_form`: what export and bench run)."""
+    from yoloslim.compress.reparam import deploy_form
     from yoloslim.models import build_model
 
-    net = build_model(model, nc=nc) if isinstance(model, str) else copy.deepcopy(model)
+    net = build_model(model, nc=nc) if isinstance(model, str) else model
     params = count_params(net)
-    deploy = copy.deepcopy(net).eval()
-    if hasattr(deploy, "fuse"):
-        deploy.fuse()
+    deploy = deploy_form(net)[0]
     return {
         "params": params,
         "params_deploy": count_params(deploy),

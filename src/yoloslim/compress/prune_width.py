@@ -81,12 +81,12 @@ def _forward(model: nn.Module, x: torch.Tensor):
 
 
 def profile(model: nn.Module, imgsz: int) -> dict:
-    """``{"params", "gflops"}`` of the deploy (re-parameterised) form at ``imgsz``."""
+    """``{"params", "gflops"}`` at ``imgsz`` of the deploy form export and bench run
+    (:func:`~yoloslim.compress.reparam.deploy_form`: RepConv and every Conv+BN folded)."""
     from yoloslim.bench.flops import count_flops, count_params
+    from yoloslim.compress.reparam import deploy_form
 
-    deploy = copy.deepcopy(model).eval()
-    if hasattr(deploy, "fuse"):
-        deploy.fuse()
+    deploy = deploy_form(model)[0]
     return {"params": count_params(deploy), "gflops": count_flops(deploy, imgsz)["gflops"]}
 
 
