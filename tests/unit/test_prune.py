@@ -337,3 +337,9 @@ def test_checkpoints_record_every_step_that_made_them(tmp_path):
     # saving again into the same folder (each epoch, a resumed run) replaces its own entry
     again = with_history(read_checkpoint(base)["meta"]["history"], "train", tmp_path / "t")
     assert [e["stage"] for e in again] == ["train"]
+
+
+def test_every_config_criterion_has_an_importance_and_no_importance_lacks_a_name():
+    from yoloslim.compress.prune_config import Criterion
+
+    assert {c.value for c in Criterion} == set(CRITERIA)
