@@ -302,7 +302,8 @@ def test_triton_repository(dynamic_export):
     assert cfg["input"] == [{"name": "images", "data_type": "TYPE_FP32", "dims": [3, IMGSZ, IMGSZ]}]
     assert cfg["output"] == [{"name": "preds", "data_type": "TYPE_FP32", "dims": [ANCHORS, 7]}]
     assert cfg["dynamic_batching"]["preferred_batch_size"] == [4, 8]
-    assert cfg["instance_group"] == [{"count": 1, "kind": "KIND_CPU"}]
+    # KIND_AUTO: on the GPUs of a GPU server, else on the CPU (KIND_CPU pinned it to the CPU)
+    assert cfg["instance_group"] == [{"count": 1, "kind": "KIND_AUTO"}]
     model = onnx.load(cfg_path.parent / "1" / "model.onnx")
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # Triton batches
     assert res.report["formats"]["triton"]["config_checked"]
