@@ -81,3 +81,61 @@ def test_nas_latency_cache_flags_conflict_and_a_foreign_file_is_named(tmp_path, 
     assert main([*args, "--latency-cache", str(foreign)]) == 2
     assert f"latency cache {foreign}: line 1" in capsys.readouterr().err
     assert foreign.read_text() == "name: mine\n"
+
+
+def _defaults(fn) -> dict:
+    import inspect
+
+    return {
+        n: getattr(p.default, "default", p.default)
+        for n, p in inspect.signature(fn).parameters.items()
+    }
+
+
+def test_the_command_lines_defaults_are_the_librarys():
+    # a flag the user leaves out passes its default below a --config file's values: where the
+    # command line states a default (not None: "the library's"), it must be the library's own
+    import dataclasses
+
+    from yoloslim.bench.latency import LatencyConfig
+    from yoloslim.cli import bench_cmd, nas_cmd, prune_cmd, quantize_cmd, train_cmd
+    from yoloslim.compress.prune_config import PruneConfig
+    from yoloslim.compress.quant_config import QuantConfig
+    from yoloslim.nas.search import search
+    from yoloslim.train.config import TrainConfig
+
+    # the command line's own forms of a setting: "1,8" batches, "" for no float variants, the
+    # arch.yaml the search writes, the cache beside it (True in the API)
+    own = {
+        ("bench", "batch"),
+        ("quantize", "float_variants"),
+        ("nas", "out"),
+        ("nas", "latency_cache"),
+    }
+    pairs = [
+        (
+            train_cmd.train,
+            {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)},
+        ),
+        (
+            quantize_cmd.quantize,
+            {f.name: getattr(QuantConfig(), f.name) for f in dataclasses.fields(QuantConfig)},
+        ),
+        (
+            prune_cmd.prune,
+            {f.name: getattr(PruneConfig(), f.name) for f in dataclasses.fields(PruneConfig)},
+        ),
+        (
+            bench_cmd.bench,
+            {f.name: getattr(LatencyConfig(), f.name) for f in dataclasses.fields(LatencyConfig)},
+        ),
+        (nas_cmd.nas, _defaults(search)),
+    ]
+    checked = 0
+    for fn, lib in pairs:
+        for name, value in _defaults(fn).items():
+            if name not in lib or value is None or (fn.__name__, name) in own:
+                continue
+            assert value == getattr(lib[name], "value", lib[name]), (fn.__name__, name)
+            checked += 1
+    assert checked >= 15, checked
