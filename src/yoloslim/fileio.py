@@ -6,7 +6,6 @@ import contextlib
 import logging
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -110,16 +109,25 @@ def staged(path: str | Path, companions: Iterable[str] = ()) -> Iterator[Path]:
     beside it, e.g. ``(".bin",)`` for an OpenVINO ``.xml``; moved first), each whole. On an
     error nothing under ``path`` changes and the private folder is removed. A tool that names
     a file's insides after it (TorchScript's archive folder) sees the final name."""
+    from yoloslim.errors import ConfigError, ExportError
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}-") as tmp:
         target = Path(tmp) / path.name
         yield target
+        written = [target, *(target.with_suffix(s) for s in companions)]
+        missing = [p.name for p in written if not p.exists()]
+        if missing:
+            raise ExportError(f"{path}: the converter wrote no {', '.join(missing)}")
+        finals = [path, *(path.with_suffix(s) for s in companions)]
+        for made, final in zip(written, finals, strict=True):
+            if final.exists() and final.is_dir() != made.is_dir():
+                kind = "folder" if final.is_dir() else "file"
+                raise ConfigError(f"{final} is a {kind} in the way of the output; move it away")
         for suffix in companions:
             target.with_suffix(suffix).replace(path.with_suffix(suffix))
-        if target.is_dir():
-            if path.is_dir():
-                shutil.rmtree(path)
-            target.replace(path)
-        else:
-            target.replace(path)
+        if target.is_dir() and path.is_dir():  # a folder cannot replace a folder in one step
+            old = Path(tmp) / f"{path.name}.old"
+            path.replace(old)  # set aside inside the private folder, removed with it
+        target.replace(path)

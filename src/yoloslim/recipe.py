@@ -66,6 +66,8 @@ class ExportStage:
         check_nms_settings(
             nms_conf=self.nms_conf, nms_iou=self.nms_iou, nms_max_det=self.nms_max_det
         )
+        if self.nms_iou == 0:
+            raise ConfigError("nms_iou=0 must be > 0 (predict refuses iou=0 too)")
 
 
 @dataclass(frozen=True)

@@ -483,10 +483,11 @@ def _standalone_input(rgb: np.ndarray, size: int, spec: dict):
 
     h, w = rgb.shape[:2]
     r = min(size / w, size / h)
-    nw, nh = int(np.floor(w * r + 1e-3)), int(np.floor(h * r + 1e-3))  # floor, as the spec
-    im = Image.fromarray(rgb).resize(
-        (nw, nh), Image.Resampling.BILINEAR, box=(0, 0, nw / r, nh / r)
-    )
+    # the size and source box exactly as spec["letterbox"] and the README write them
+    assert spec["letterbox"]["size"].startswith("max(1, floor(width * r + 0.001))")
+    nw, nh = max(1, int(np.floor(w * r + 0.001))), max(1, int(np.floor(h * r + 0.001)))
+    box = (0, 0, min(nw / r, w), min(nh / r, h))
+    im = Image.fromarray(rgb).resize((nw, nh), Image.Resampling.BILINEAR, box=box)
     left, top = (size - nw) // 2, (size - nh) // 2
     canvas = np.full((size, size, 3), spec["letterbox"]["pad_value"], np.uint8)
     canvas[top : top + nh, left : left + nw] = np.asarray(im)

@@ -36,3 +36,21 @@ def test_a_staged_folder_replaces_the_old_folder(tmp_path):
         (tmp / "weights.bin").write_text("new")
     assert sorted(p.name for p in pkg.iterdir()) == ["weights.bin"]
     assert [p.name for p in pkg.parent.iterdir()] == ["model.mlpackage"]
+
+
+def test_a_folder_in_the_way_or_nothing_written_is_named(tmp_path):
+    from yoloslim.errors import ConfigError, ExportError
+
+    (tmp_path / "model.onnx").mkdir()
+    with (
+        pytest.raises(ConfigError, match=r"model.onnx is a folder in the way"),
+        staged(tmp_path / "model.onnx") as tmp,
+    ):
+        tmp.write_text("graph")
+    assert (tmp_path / "model.onnx").is_dir()
+    with (
+        pytest.raises(ExportError, match=r"model.xml: the converter wrote no model.bin"),
+        staged(tmp_path / "model.xml", (".bin",)) as tmp,
+    ):
+        tmp.write_text("xml only")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]

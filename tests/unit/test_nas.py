@@ -316,6 +316,10 @@ def test_latency_cache_file_is_reused_by_a_later_search_on_the_same_settings(
     # False: no file at all
     _small_search(budget=budget, iterations=2, out=tmp_path / "none", latency_cache=False)
     assert not (tmp_path / "none" / "nas_latency_cache.jsonl").exists()
+    # a path that cannot be written is said before the search, not after a measurement
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match=r"latency cache .*afile/c.jsonl: cannot write it"):
+        _small_search(budget=budget, iterations=2, latency_cache=tmp_path / "afile" / "c.jsonl")
     # a file that is not a cache is refused and left as it was
     mine = tmp_path / "notes.txt"
     mine.write_text("my notes\n")

@@ -109,3 +109,17 @@ def test_the_export_check_accepts_a_near_tie_order_and_names_a_wrong_answer():
     assert [r[0]["match"] for r in report.values()] == ["exact", "near_ties"]
     with pytest.raises(ExportError, match=r"NMS in c .* \(2 vs 1 detections\): .*overlap"):
         _compare(Path("e2e.onnx"), {"c": runner([1, 2])}, [None], [preds], nms)
+
+
+def test_an_anchors_near_tied_classes_may_be_its_top_class_in_either_runtime():
+    preds = np.array([[0, 0, 10, 10, 0.6, 0.6 + 5e-8, 0.55]], np.float64)  # classes 0, 1 tie
+    nms = {"conf": 0.5, "iou": 0.5, "max_det": 10}
+
+    def one(cls):
+        return preds[:, :4], np.array([preds[0, 4 + cls]]), np.array([cls])
+
+    assert nms_violation(preds, one(0), nms) is None  # what one runtime's argmax says
+    assert nms_violation(preds, one(1), nms) is None  # and the other's
+    assert "is no candidate" in nms_violation(preds, one(2), nms)  # 0.55 is no top class
+    empty = (np.zeros((0, 4)), np.zeros(0), np.zeros(0))
+    assert "neither kept nor suppressed" in nms_violation(preds, empty, nms)

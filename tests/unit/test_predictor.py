@@ -105,7 +105,22 @@ def test_a_cancelled_request_is_dropped_and_the_batcher_keeps_serving(ckpt):
         assert first.result(30).shape == images[0].shape[:2]
         assert kept.result(30).shape == images[2].shape[:2]
         assert gone.cancelled() and batcher.predict_one(images[1], timeout=30) is not None
-        assert batcher.batch_sizes[-2:] == [1, 1]  # the cancelled one never ran
+        assert batcher.batches_run == 3  # first, kept, the last one: the cancelled never ran
+
+
+def test_a_timed_out_predict_one_is_cancelled_not_run_later(ckpt):
+    pred = Predictor(ckpt, conf=0.05)
+    images = _images(2, seed=6)
+    release, running = _held(pred)
+    with BatchingPredictor(pred, max_batch=1, max_wait_ms=0) as batcher:
+        first = batcher.submit(images[0])
+        assert running.wait(30)
+        with pytest.raises(TimeoutError):
+            batcher.predict_one(images[1], timeout=0.05)  # queued behind the held call
+        release.set()
+        assert first.result(30) is not None
+        assert batcher.predict_one(images[0], timeout=30) is not None
+        assert batcher.batches_run == 2  # the timed-out request never ran
 
 
 def test_close_refuses_new_requests_and_finishes_the_queued_ones(ckpt):

@@ -106,6 +106,30 @@ def test_pruning_a_checkpoint_again_into_its_own_folder_is_refused(model, tmp_pa
     assert again.report["stages"]["pruned"]["params"] < first.report["stages"]["pruned"]["params"]
 
 
+def test_a_checkpoint_of_a_fine_tuning_step_is_not_pruned_over_either(model, tmp_path):
+    from yoloslim.models.checkpoint import save_checkpoint
+
+    # stands in for the best.pt of an earlier run's fine-tuning between steps
+    step = save_checkpoint(tmp_path / "finetune_step1" / "best.pt", model, imgsz=IMG)
+    before = step.read_bytes()
+    with pytest.raises(ConfigError, match=r"finetune_step1/best.pt: this run writes"):
+        prune(step, None, config=cfg(ratio=0.3), out=tmp_path)
+    assert step.read_bytes() == before
+
+
+def test_prune_names_the_missing_extra_before_it_evaluates_anything(model, tiny_data, monkeypatch):
+    import sys
+
+    import yoloslim.compress.prune as prune_mod
+
+    measured = []
+    monkeypatch.setattr(prune_mod, "measure", lambda *a, **k: measured.append(1))
+    monkeypatch.setitem(sys.modules, "torch_pruning", None)
+    with pytest.raises(ConfigError, match=r"pip install 'yoloslim\[prune\]'"):
+        prune(model, tiny_data, config=cfg(ratio=0.3))
+    assert measured == []  # no validation pass before the error
+
+
 def test_default_imgsz_is_the_checkpoints(model, tmp_path):
     from yoloslim.models.checkpoint import save_checkpoint
 

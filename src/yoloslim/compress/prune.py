@@ -32,6 +32,7 @@ from yoloslim.compress.prune_width import (
     taylor_gradients,
 )
 from yoloslim.errors import ConfigError, ModelError
+from yoloslim.extras import require
 from yoloslim.fileio import atomic_write_text, refuse_overwriting_input
 from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
@@ -106,9 +107,11 @@ def prune(
     from yoloslim.runtime.predictor import as_artifact
 
     model = as_artifact(model)
+    require("torch_pruning", "prune")  # before the baseline's evaluation, not after it
     if out is not None:
         o = Path(out)
-        writes = (o / "pruned.pt", o / "prune_report.json", o / "finetune")
+        # the fine-tuning runs too: finetune/, and finetune_step{k}/ between steps
+        writes = [o / "pruned.pt", o / "prune_report.json", *o.glob("finetune*")]
         refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")
     net, names, trained_imgsz = _load_model(model, data)
     upstream = list(getattr(net, "history", []))  # the fine-tuning inside is part of this step

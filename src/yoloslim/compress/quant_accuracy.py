@@ -16,6 +16,7 @@ The mechanism (how a conv goes back to float) belongs to the backend
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,7 +30,8 @@ __all__ = ["accuracy_aware", "discrepancy", "rank_sensitivity"]
 log = logging.getLogger(__name__)
 
 
-def _anchor_strides(n_anchors: int, imgsz: int, strides: Sequence[int]) -> np.ndarray:
+@functools.lru_cache(maxsize=16)  # one warning per model, not one per layer ranked
+def _anchor_strides(n_anchors: int, imgsz: int, strides: tuple[int, ...]) -> np.ndarray:
     counts = [(imgsz // s) ** 2 for s in strides]
     if sum(counts) != n_anchors:
         log.warning(
@@ -48,7 +50,7 @@ def discrepancy(
 ) -> float:
     """Confidence-weighted error of decoded predictions ``(B, A, 4 + nc)`` against ``ref``,
     box errors in units of each anchor's ``strides`` level."""
-    stride = _anchor_strides(ref.shape[1], imgsz, strides)[None, :]
+    stride = _anchor_strides(ref.shape[1], imgsz, tuple(strides))[None, :]
     w = ref[..., 4:].max(-1)
     score_err = np.abs(out[..., 4:] - ref[..., 4:]).mean(-1)
     box_err = np.abs(out[..., :4] - ref[..., :4]).mean(-1) / stride

@@ -126,6 +126,8 @@ def check_nms_settings(**settings: float) -> None:
     outside [0, 1] or cap (ending in ``max_det`` or ``max_nms``) below 1; the message names
     the keyword, so callers pass their own argument names (``nms_conf=...``)."""
     for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name}={value!r} must be a number")
         if name.endswith(("conf", "iou")) and not 0.0 <= value <= 1.0:
             raise ConfigError(f"{name}={value} must be in [0, 1]")
         if name.endswith(("max_det", "max_nms")) and value < 1:

@@ -112,6 +112,8 @@ def export(
     if nms and ("onnx" not in formats or dynamic):
         raise ConfigError("nms=True needs the onnx format and a static batch (dynamic=False)")
     check_nms_settings(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
+    if nms_iou == 0:  # as predict: every overlap would suppress
+        raise ConfigError("nms_iou=0 must be > 0 (predict refuses iou=0 too)")
     for fmt in formats:
         reason = EXPORTERS[fmt].unavailable()
         if reason:

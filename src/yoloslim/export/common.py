@@ -68,8 +68,9 @@ class ExportContext:
 
 INPUT_TEXT = (
     "images: (B, 3, S, S) float32, RGB, pixels / 255 (no mean or std), letterboxed: "
-    "scaled by r = min(S / width, S / height) to floor(width * r) x floor(height * r) "
-    "(bilinear), centred on an S x S canvas of grey 114 (see 'preprocess')"
+    "scaled by r = min(S / width, S / height) to max(1, floor(width * r + 0.001)) x "
+    "max(1, floor(height * r + 0.001)) (PIL bilinear of the source box that maps to exactly "
+    "that size), centred on an S x S canvas of grey 114 (see 'preprocess')"
 )
 OUTPUT_TEXT = (
     "preds: (B, A, 4 + nc), per anchor x1, y1, x2, y2 in the letterboxed input's pixels "
@@ -92,8 +93,9 @@ def preprocess_spec() -> dict:
         "std": None,
         "letterbox": {
             "ratio": "r = min(S / width, S / height)",
-            "size": "floor(width * r), floor(height * r)",
-            "resample": "bilinear",
+            "size": "max(1, floor(width * r + 0.001)), max(1, floor(height * r + 0.001))",
+            "resample": "PIL Image.resize(size, BILINEAR, box=(0, 0, min(new_width / r, width), "
+            "min(new_height / r, height))): both axes scaled by exactly r",
             "left": "(S - new_width) // 2",
             "top": "(S - new_height) // 2",
             "pad_value": PAD_VALUE,

@@ -182,22 +182,25 @@ def nms_violation(preds: np.ndarray, dets: tuple, nms: dict, *, tol: float = 1e-
     """Why ``dets`` is not a greedy class-aware NMS of ``preds``; None when it is.
 
     ``preds`` is one image's decoded output ``(A, 4 + C)``; ``dets`` is ``(boxes (K, 4),
-    scores (K,), classes (K,))``. The candidates are each anchor's top class (the first of
-    equal ones) scoring above ``conf``. The detections must be candidates (same class, score
-    within ``tol``, box within 1e-2 px) scoring above ``conf``, sorted by score, at most
-    ``max_det``; no two of a class may overlap above ``iou``; and every candidate left
-    out must overlap a kept box of its class above ``iou`` whose score is not lower
-    (only candidates scoring above the last kept one when ``max_det`` is reached). With
-    distinct scores exactly one set passes, greedy NMS's; ``tol`` lets scores within it
-    (near ties, or two runtimes' rounding) and IoUs within it of ``iou`` go either way.
+    scores (K,), classes (K,))``. An anchor's candidate is its top class (any class within
+    ``tol`` of its best score may be the one a runtime picks) when it scores above ``conf``.
+    The detections must be candidates (that class, score within ``tol``, box within 1e-2
+    px) scoring above ``conf``, sorted by score, at most ``max_det``; no two of a class may
+    overlap above ``iou``; and every anchor left out that scores above ``conf`` must be
+    suppressed: one of its candidate classes overlaps a kept box of that class above ``iou``
+    whose score is not lower (only anchors scoring above the last kept box when
+    ``max_det`` is reached). With distinct scores exactly one set passes, greedy NMS's;
+    ``tol`` lets scores within it (near ties, two runtimes' rounding, the threshold
+    itself) and IoUs within it of ``iou`` go either way.
     """
     from yoloslim.boxes import box_iou
 
     boxes, scores, classes = (np.asarray(d, dtype=np.float64) for d in dets)
-    top = preds[:, 4:].argmax(1)
-    a = np.nonzero(preds[np.arange(len(preds)), 4 + top] > nms["conf"])[0]
-    c = top[a]
-    cand_boxes, cand_scores = preds[a, :4].astype(np.float64), preds[a, 4 + c].astype(np.float64)
+    cls = preds[:, 4:].astype(np.float64)
+    best = cls.max(1)
+    # (anchor, class) pairs a runtime may keep: near its anchor's best, near or above conf
+    a, c = np.nonzero((cls >= best[:, None] - tol) & (cls > nms["conf"] - tol))
+    cand_boxes, cand_scores = preds[a, :4].astype(np.float64), cls[a, c]
     if len(scores) > nms["max_det"]:
         return f"{len(scores)} detections, more than max_det {nms['max_det']}"
     if np.any(np.diff(scores) > tol):
@@ -218,18 +221,20 @@ def nms_violation(preds: np.ndarray, dets: tuple, nms: dict, *, tol: float = 1e-
     if pairs.any():
         i, j = np.argwhere(pairs)[0]
         return f"detections {i} and {j} (class {int(classes[i])}) overlap at IoU {iou_dd[i, j]:.4f}"
-    left_out = ~match.any(0)
-    if len(scores) == nms["max_det"]:
-        left_out &= cand_scores > scores.min() + tol
     iou_dc = box_iou(t(boxes), t(cand_boxes)).numpy()
     covers = same & (iou_dc > nms["iou"] - tol) & (scores[:, None] >= cand_scores[None, :] - tol)
-    missing = left_out & ~covers.any(0)
-    if missing.any():
-        k = int(np.argmax(missing))
-        return (
-            f"a candidate of class {int(c[k])} scoring {cand_scores[k]:.6g} is neither "
-            "kept nor suppressed by a kept box"
-        )
+    done = (match | covers).any(0)  # per pair: kept, or suppressed by a kept box
+    # per anchor: one of its candidate pairs kept or suppressed, unless it may drop out
+    floor = nms["conf"] + tol
+    if len(scores) == nms["max_det"]:
+        floor = max(floor, scores.min() + tol)
+    for anchor in np.unique(a[best[a] > floor]):
+        if not done[a == anchor].any():
+            k = int(np.argmax(a == anchor))
+            return (
+                f"a candidate of class {int(c[k])} scoring {cand_scores[k]:.6g} is neither "
+                "kept nor suppressed by a kept box"
+            )
     return None
 
 

@@ -186,8 +186,14 @@ class LatencyCache:
             if self.path.is_dir():
                 raise ConfigError(f"latency cache {self.path} is a folder; name a file")
             self.context["machine"] = _machine(settings.runtime)
-            if self.path.exists():
+            if self.path.exists() and self.path.stat().st_size:
                 self._load()
+            try:  # a path this search cannot write is said now, not after a measurement
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.path, "a"):
+                    pass
+            except OSError as e:
+                raise ConfigError(f"latency cache {self.path}: cannot write it ({e})") from e
 
     def _load(self) -> None:
         assert self.path is not None
@@ -234,9 +240,13 @@ class LatencyCache:
         self.entries[key] = ms
         if self.path is None:
             return
-        lines = [] if self.path.exists() else [json.dumps(_CACHE_HEADER)]
-        lines.append(json.dumps({"arch": key, "context": self.context, "latency_ms": ms}))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(("\n" if self._torn else "") + "\n".join(lines) + "\n")
-        self._torn = False
+        try:
+            new = not self.path.exists() or not self.path.stat().st_size
+            lines = [json.dumps(_CACHE_HEADER)] if new else []
+            lines.append(json.dumps({"arch": key, "context": self.context, "latency_ms": ms}))
+            with open(self.path, "a") as f:
+                f.write(("\n" if self._torn else "") + "\n".join(lines) + "\n")
+            self._torn = False
+        except OSError as e:  # a full disk, say: the search goes on, measuring into memory
+            log.warning("latency cache %s: cannot append (%s); kept in memory only", self.path, e)
+            self.path = None

@@ -331,8 +331,14 @@ class BatchingPredictor:
         return fut
 
     def predict_one(self, image: ImageLike, timeout: float | None = 60) -> Detections:
-        """:meth:`submit` ``image`` and wait (at most ``timeout`` s) for its detections."""
-        return self.submit(image).result(timeout)
+        """:meth:`submit` ``image`` and wait (at most ``timeout`` s) for its detections; on a
+        timeout the request is cancelled (it no longer runs if it has not started)."""
+        fut = self.submit(image)
+        try:
+            return fut.result(timeout)
+        except TimeoutError:
+            fut.cancel()
+            raise
 
     def _collect(self) -> list:
         first = self._queue.get()
@@ -378,7 +384,7 @@ class BatchingPredictor:
                     if not fut.done():
                         fut.set_exception(e)
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, timeout: float | None = 30) -> None:
         """Refuse new requests, finish the queued ones and stop the worker thread.
 
         Args:
@@ -399,6 +405,7 @@ class BatchingPredictor:
                 break
             if item is not None and item[2].set_running_or_notify_cancel():
                 item[2].set_exception(RuntimeError("BatchingPredictor closed before it ran"))
+        self._queue.put(None)  # a worker between its stop check and get() still wakes and ends
 
     def __enter__(self) -> BatchingPredictor:
         return self
