@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from yoloslim.errors import ConfigError
-from yoloslim.fileio import atomic_write_text
+from yoloslim.fileio import atomic_write_text, folder_lock
 from yoloslim.recipe import BenchStage, Recipe, load_recipe
 from yoloslim.result import Result
 
@@ -159,77 +159,82 @@ def run_budget(
             f"{out}: holds a budget run; resume it (--resume, resume=True) or choose another "
             "output folder"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "compress (budget)"):
+        out.mkdir(parents=True, exist_ok=True)
 
-    def cached(marker: Path, make: Callable[[], str]) -> str:
-        if resume and marker.exists():
-            return marker.read_text().strip()
-        path = make()
-        atomic_write_text(marker, str(path) + "\n")
-        return str(path)
+        def cached(marker: Path, make: Callable[[], str]) -> str:
+            if resume and marker.exists():
+                return marker.read_text().strip()
+            path = make()
+            atomic_write_text(marker, str(path) + "\n")
+            return str(path)
 
-    candidates: list[tuple[float, str, str]] = []  # (ratio, scheme, artifact)
-    for ratio in (0.0, *ratios):
-        cdir = out / "grid" / f"ratio-{ratio:.2f}"
-        cdir.mkdir(parents=True, exist_ok=True)
-        ckpt = str(model)
-        if ratio > 0:
-            cfg = dataclasses.replace(
-                prune_cfg, ratio=ratio, target_flops=None, target_params=None, latency=False
+        candidates: list[tuple[float, str, str]] = []  # (ratio, scheme, artifact)
+        for ratio in (0.0, *ratios):
+            cdir = out / "grid" / f"ratio-{ratio:.2f}"
+            cdir.mkdir(parents=True, exist_ok=True)
+            ckpt = str(model)
+            if ratio > 0:
+                cfg = dataclasses.replace(
+                    prune_cfg, ratio=ratio, target_flops=None, target_params=None, latency=False
+                )
+                ckpt = cached(
+                    cdir / "pruned.txt",
+                    lambda cfg=cfg, cdir=cdir: prune(
+                        model, data, config=cfg, out=cdir / "prune", progress=progress
+                    ).artifacts["checkpoint"],
+                )
+
+            def exported(ckpt=ckpt, cdir=cdir) -> str:
+                # one ONNX export serves both the float IR and the INT8 quantization
+                res = export(
+                    ckpt, cdir / "float", formats=["onnx", "openvino"], imgsz=quant_cfg.imgsz
+                )
+                atomic_write_text(cdir / "onnx.txt", str(res.artifacts["onnx"]) + "\n")
+                return str(res.artifacts["openvino"])
+
+            xml = cached(cdir / "float.txt", exported)
+            onnx_marker = cdir / "onnx.txt"  # absent in runs from before it was written
+            source = onnx_marker.read_text().strip() if onnx_marker.exists() else ckpt
+            int8 = cached(
+                cdir / "int8.txt",
+                lambda source=source, cdir=cdir: quantize(
+                    source, data, config=quant_cfg, out=cdir / "int8", progress=progress
+                ).artifacts["int8"],
             )
-            ckpt = cached(
-                cdir / "pruned.txt",
-                lambda cfg=cfg, cdir=cdir: prune(
-                    model, data, config=cfg, out=cdir / "prune", progress=progress
-                ).artifacts["checkpoint"],
-            )
+            candidates += [(ratio, "float", xml), (ratio, "int8", int8)]
 
-        def exported(ckpt=ckpt, cdir=cdir) -> str:
-            # one ONNX export serves both the float IR and the INT8 quantization
-            res = export(ckpt, cdir / "float", formats=["onnx", "openvino"], imgsz=quant_cfg.imgsz)
-            atomic_write_text(cdir / "onnx.txt", str(res.artifacts["onnx"]) + "\n")
-            return str(res.artifacts["openvino"])
-
-        xml = cached(cdir / "float.txt", exported)
-        onnx_marker = cdir / "onnx.txt"  # absent in runs from before it was written
-        source = onnx_marker.read_text().strip() if onnx_marker.exists() else ckpt
-        int8 = cached(
-            cdir / "int8.txt",
-            lambda source=source, cdir=cdir: quantize(
-                source, data, config=quant_cfg, out=cdir / "int8", progress=progress
-            ).artifacts["int8"],
+        names = [f"prune {r:.2f} {s}" if r else f"baseline {s}" for r, s, _ in candidates]
+        lat = LatencyConfig(
+            rounds=bench_cfg.rounds,
+            runs_per_round=bench_cfg.runs_per_round,
+            threads=bench_cfg.threads,
         )
-        candidates += [(ratio, "float", xml), (ratio, "int8", int8)]
-
-    names = [f"prune {r:.2f} {s}" if r else f"baseline {s}" for r, s, _ in candidates]
-    lat = LatencyConfig(
-        rounds=bench_cfg.rounds, runs_per_round=bench_cfg.runs_per_round, threads=bench_cfg.threads
-    )
-    paths = [p for _, _, p in candidates]
-    same = {
-        "rounds": lat.rounds,
-        "runs_per_round": lat.runs_per_round,
-        "threads": lat.threads or "runtime default",
-        "data": str(data),
-    }
-    bench = _finished_bench(out / "budget.json", paths, names, same) if resume else None
-    if bench is None:
-        bench = benchmark(paths, data, batches=(1,), latency=lat, names=names).report
-        write_report(bench, out)
-    front, best = select_candidate(candidates, bench["rows"], max_drop, target_latency)
-    final = {
-        "recipe": rec.name,
-        "mode": "budget",
-        "target_latency_ms": target_latency,
-        "max_drop_points": max_drop,
-        "front": front,
-        "selected": best,
-        "final_model": best["path"] if best else None,
-        "bench": bench,
-    }
-    atomic_write_text(out / "budget.json", json.dumps(final, indent=1, default=str) + "\n")
-    return Result(
-        model=final["final_model"],
-        report=final,
-        artifacts={e["name"]: Path(e["path"]) for e in front},
-    )
+        paths = [p for _, _, p in candidates]
+        same = {
+            "rounds": lat.rounds,
+            "runs_per_round": lat.runs_per_round,
+            "threads": lat.threads or "runtime default",
+            "data": str(data),
+        }
+        bench = _finished_bench(out / "budget.json", paths, names, same) if resume else None
+        if bench is None:
+            bench = benchmark(paths, data, batches=(1,), latency=lat, names=names).report
+            write_report(bench, out)
+        front, best = select_candidate(candidates, bench["rows"], max_drop, target_latency)
+        final = {
+            "recipe": rec.name,
+            "mode": "budget",
+            "target_latency_ms": target_latency,
+            "max_drop_points": max_drop,
+            "front": front,
+            "selected": best,
+            "final_model": best["path"] if best else None,
+            "bench": bench,
+        }
+        atomic_write_text(out / "budget.json", json.dumps(final, indent=1, default=str) + "\n")
+        return Result(
+            model=final["final_model"],
+            report=final,
+            artifacts={e["name"]: Path(e["path"]) for e in front},
+        )

@@ -13,6 +13,7 @@ from pathlib import Path
 __all__ = [
     "atomic_write_text",
     "apply_umask",
+    "folder_lock",
     "refuse_overwriting_input",
     "remove_stale_temps",
     "staged",
@@ -131,3 +132,37 @@ def staged(path: str | Path, companions: Iterable[str] = ()) -> Iterator[Path]:
             old = Path(tmp) / f"{path.name}.old"
             path.replace(old)  # set aside inside the private folder, removed with it
         target.replace(path)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` while a run writes into it, so that a second
+    yoloslim run into the same folder is refused instead of mixing its files with this one's.
+
+    The lock is the kernel's (``flock`` on the folder itself): no file is left behind, and it
+    goes when the process ends, however it ends. Without ``fcntl`` (Windows) it is a no-op.
+
+    Raises:
+        ConfigError: another process (or another call in this one) holds the lock.
+    """
+    from yoloslim.errors import ConfigError
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(
+                f"{folder}: another yoloslim run ({what}) is writing into this folder; wait "
+                "for it to finish or choose another output folder"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock

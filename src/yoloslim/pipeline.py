@@ -47,7 +47,7 @@ from typing import Any
 import yaml
 
 from yoloslim.errors import ConfigError
-from yoloslim.fileio import atomic_write_text
+from yoloslim.fileio import atomic_write_text, folder_lock
 from yoloslim.recipe import (
     STAGES,
     BenchStage,
@@ -480,78 +480,81 @@ def run_recipe(
             )
         _check_resume_inputs(out, inputs)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, resolved)
-    atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
+    with folder_lock(out, "compress"):
+        atomic_write_text(saved, resolved)
+        atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
 
-    st = _State(baseline=str(model) if model else None, model=str(model) if model else None)
-    stage_reports: list[dict] = []
-    result_report: dict = {}
-    deployable: dict = {}
-    redo = False  # once a stage runs again, the ones after it use its new outputs
-    for i, stage in enumerate(rec.stages, 1):
-        sdir = out / f"{i:02d}-{stage.name}"
-        done = sdir / "stage.json"
-        record = json.loads(done.read_text()) if resume and done.exists() and not redo else None
-        missing = _missing_outputs(record, out) if record is not None else []
-        if missing:
-            log.warning(
-                "resume: stage %d (%s) finished, but %s is gone; running it again, and the "
-                "stages after it",
-                i,
-                stage.name,
-                missing[0],
-            )
-            record = None
-        if record is not None:
-            log.info("resume: stage %d (%s) already done", i, stage.name)
-        else:
-            # an interrupted stage's partial outputs go, except an interrupted train stage's
-            # (it resumes), unless what it trained on was made again
-            if sdir.exists() and (stage.name != "train" or redo or missing):
-                shutil.rmtree(sdir)
-            redo = True
-            sdir.mkdir(parents=True, exist_ok=True)
-            log.info("stage %d/%d: %s", i, len(rec.stages), stage.name)
-            if stage.name == "bench":
-                outcome = _stage_bench(st, stage.config, data, sdir, progress, out)
-            else:
-                cfg = run_configs.get(i) or _stage_config(
-                    stage, benched=any(s.name == "bench" for s in rec.stages[i:])
+        st = _State(baseline=str(model) if model else None, model=str(model) if model else None)
+        stage_reports: list[dict] = []
+        result_report: dict = {}
+        deployable: dict = {}
+        redo = False  # once a stage runs again, the ones after it use its new outputs
+        for i, stage in enumerate(rec.stages, 1):
+            sdir = out / f"{i:02d}-{stage.name}"
+            done = sdir / "stage.json"
+            record = json.loads(done.read_text()) if resume and done.exists() and not redo else None
+            missing = _missing_outputs(record, out) if record is not None else []
+            if missing:
+                log.warning(
+                    "resume: stage %d (%s) finished, but %s is gone; running it again, and the "
+                    "stages after it",
+                    i,
+                    stage.name,
+                    missing[0],
                 )
-                if stage.sized_by_model():
-                    cfg = _sized_by_model(cfg, st, rec.stages[: i - 1])
-                outcome = _RUNNERS[stage.name](st, cfg, data, sdir, progress)
-            record = {
-                "stage": stage.name,
-                "index": i,
-                "model": outcome["model"],
-                "rows": outcome["rows"],
-                "report": outcome["report"],
-                "deployable": outcome.get("deployable", {}),
-            }
-            atomic_write_text(done, json.dumps(record, indent=1, default=str) + "\n")
-        st.model = record["model"]
-        taken = {row[0] for row in st.rows}  # a second prune's "pruned" must not hide the first's
-        st.rows.extend(
-            [f"{row[0]}{_REPEATED}{i})" if row[0] in taken else row[0], *row[1:]]
-            for row in record["rows"]
-        )
-        made = record.get("deployable")
-        if made is None:  # a stage.json from before "deployable" was recorded
-            made = {r[0]: r[1] for r in record["rows"] if r[2] == "artifact"}
-        deployable = made or deployable
-        stage_reports.append({"stage": stage.name, "index": i, "dir": str(sdir)})
-        if stage.name == "bench":
-            result_report = record["report"]
-    final = {
-        "recipe": rec.name,
-        "stages": stage_reports,
-        "final_model": st.model,
-        "deployable": deployable,
-        "skipped": skipped,
-        "artifacts": st.rows,
-        "bench": result_report,
-    }
-    atomic_write_text(out / "compress.json", json.dumps(final, indent=1, default=str) + "\n")
-    artifacts = {row[0]: Path(row[1]) for row in st.rows}
-    return Result(model=st.model, report=final, artifacts=artifacts)
+                record = None
+            if record is not None:
+                log.info("resume: stage %d (%s) already done", i, stage.name)
+            else:
+                # an interrupted stage's partial outputs go, except an interrupted train stage's
+                # (it resumes), unless what it trained on was made again
+                if sdir.exists() and (stage.name != "train" or redo or missing):
+                    shutil.rmtree(sdir)
+                redo = True
+                sdir.mkdir(parents=True, exist_ok=True)
+                log.info("stage %d/%d: %s", i, len(rec.stages), stage.name)
+                if stage.name == "bench":
+                    outcome = _stage_bench(st, stage.config, data, sdir, progress, out)
+                else:
+                    cfg = run_configs.get(i) or _stage_config(
+                        stage, benched=any(s.name == "bench" for s in rec.stages[i:])
+                    )
+                    if stage.sized_by_model():
+                        cfg = _sized_by_model(cfg, st, rec.stages[: i - 1])
+                    outcome = _RUNNERS[stage.name](st, cfg, data, sdir, progress)
+                record = {
+                    "stage": stage.name,
+                    "index": i,
+                    "model": outcome["model"],
+                    "rows": outcome["rows"],
+                    "report": outcome["report"],
+                    "deployable": outcome.get("deployable", {}),
+                }
+                atomic_write_text(done, json.dumps(record, indent=1, default=str) + "\n")
+            st.model = record["model"]
+            taken = {
+                row[0] for row in st.rows
+            }  # a second prune's "pruned" must not hide the first's
+            st.rows.extend(
+                [f"{row[0]}{_REPEATED}{i})" if row[0] in taken else row[0], *row[1:]]
+                for row in record["rows"]
+            )
+            made = record.get("deployable")
+            if made is None:  # a stage.json from before "deployable" was recorded
+                made = {r[0]: r[1] for r in record["rows"] if r[2] == "artifact"}
+            deployable = made or deployable
+            stage_reports.append({"stage": stage.name, "index": i, "dir": str(sdir)})
+            if stage.name == "bench":
+                result_report = record["report"]
+        final = {
+            "recipe": rec.name,
+            "stages": stage_reports,
+            "final_model": st.model,
+            "deployable": deployable,
+            "skipped": skipped,
+            "artifacts": st.rows,
+            "bench": result_report,
+        }
+        atomic_write_text(out / "compress.json", json.dumps(final, indent=1, default=str) + "\n")
+        artifacts = {row[0]: Path(row[1]) for row in st.rows}
+        return Result(model=st.model, report=final, artifacts=artifacts)

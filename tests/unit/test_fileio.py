@@ -54,3 +54,35 @@ def test_a_folder_in_the_way_or_nothing_written_is_named(tmp_path):
     ):
         tmp.write_text("xml only")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_a_folder_another_run_writes_into_is_refused_and_freed_after(tmp_path):
+    import subprocess
+    import sys
+
+    from yoloslim.errors import ConfigError
+    from yoloslim.fileio import folder_lock
+
+    out = tmp_path / "run"
+    refused = pytest.raises(ConfigError, match=r"another yoloslim run \(export\)")
+    with folder_lock(out, "train"), refused, folder_lock(out, "export"):
+        pass
+    # another process holds it: refused here until that process ends (the kernel frees it)
+    hold = (
+        "import sys, time; from yoloslim.fileio import folder_lock\n"
+        f"with folder_lock({str(out)!r}, 'train'):\n"
+        "    print('held', flush=True); sys.stdin.readline()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        refused = pytest.raises(ConfigError, match=r"another yoloslim run \(export\)")
+        with refused, folder_lock(out, "export"):
+            pass
+    finally:
+        proc.stdin.close()
+        proc.wait(30)
+    with folder_lock(out, "export"):
+        assert out.is_dir() and list(out.iterdir()) == []  # no lock file left behind

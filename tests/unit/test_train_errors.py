@@ -247,7 +247,7 @@ def test_ctrl_c_or_sigterm_prints_how_to_resume(
     if checkpointed:
         assert f"{how}; continue with `yoloslim train --resume {run}`" in err
     else:
-        assert f"{how} before anything was saved; nothing to resume" in err
+        assert f"{how} before last.pt was written; nothing to resume" in err
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is the command's only
 
 
@@ -286,3 +286,38 @@ def test_a_diverging_loss_is_a_one_line_error_naming_lr0(sets, tmp_path, monkeyp
     err = capsys.readouterr().err
     assert rc == 2 and "TrainingError" in err and "Traceback" not in err
     assert "loss is nan at epoch 0, batch 0" in err and "lower lr0 (now 0.004)" in err
+
+
+def test_a_run_into_the_folder_of_its_own_input_checkpoint_is_refused(sets, tmp_path):
+    from yoloslim.compress.distill import distill
+
+    model = save_checkpoint(tmp_path / "best.pt", build_model("damo-nano", names=NAMES3), imgsz=64)
+    before = model.read_bytes()
+    with pytest.raises(ConfigError, match=r"model=.*best.pt: this run writes .*best.pt"):
+        train(model, sets[3], config=TrainConfig(epochs=1), out=tmp_path)
+    with pytest.raises(ConfigError, match=r"teacher=.*best.pt: this run writes"):
+        distill("damo-nano", model, sets[3], out=tmp_path)
+    with pytest.raises(ConfigError, match=r"student=.*best.pt: this run writes"):
+        distill(model, model, sets[3], out=tmp_path)
+    assert model.read_bytes() == before
+
+
+def test_json_that_is_an_input_and_unwritable_outputs_are_one_line_errors(sets, tmp_path, capsys):
+    data_yaml = sets[3]
+    before = data_yaml.read_bytes()
+    assert main(["models", "--imgsz", "64", "--json", str(data_yaml)]) == 2
+    assert "holds no JSON" in capsys.readouterr().err and data_yaml.read_bytes() == before
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    rc = main(["data", "synth", str(blocker / "sub"), "--images", "2", "--imgsz", "64"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "a_file" in err and "Traceback" not in err
+
+
+def test_printed_resume_commands_survive_a_shell():
+    import shlex
+
+    from yoloslim.cli.common import resume_command
+
+    cmd = resume_command("train", "runs/my run é")
+    assert shlex.split(cmd) == ["yoloslim", "train", "--resume", "runs/my run é"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.cli.common import check_json_target, console, handle_errors, write_json
 
 
 @handle_errors
@@ -22,7 +22,9 @@ def bench(
     rounds: int = typer.Option(10, help="Interleaved rounds."),
     runs: int = typer.Option(10, help="Timed runs per round per artifact at batch 1."),
     threads: int = typer.Option(None, help="Threads per runtime (default: each runtime's own)."),
-    json_path: Path = typer.Option(None, "--json", help="Write the report JSON here too."),
+    json_path: Path = typer.Option(
+        None, "--json", callback=check_json_target, help="Write the report JSON here too."
+    ),
     report: Path = typer.Option(None, help="Folder for report.json, report.md and pareto.png."),
 ) -> None:
     """Measure every artifact side by side: params, FLOPs, size, latency, FPS, memory, mAP."""

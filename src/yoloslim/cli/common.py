@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -134,7 +135,7 @@ def interrupt_hint(marker: Path, command: str) -> Iterator[None]:
             if marker.exists():
                 msg = f"{how}; continue with `{command}`"
             else:
-                msg = f"{how} before anything was saved; nothing to resume"
+                msg = f"{how} before {marker.name} was written; nothing to resume"
             err_console.print(msg, soft_wrap=True)
         raise typer.Exit(interrupt_exit_code(e)) from None
 
@@ -164,11 +165,18 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             stop = stop_requested()
             if stop is not None:  # the interrupt surfaced as a library's error: it was a stop
                 raise _report_stop(stop) from None
-            if not isinstance(e, YoloslimError):
+            if isinstance(e, OSError) and e.filename is not None:
+                # the machine refused a file (read-only, a file where a folder goes, a name
+                # too long, no space): the user's to fix, said in one line as the others
+                where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+                text = f"{where}: {e.strerror or e}"
+            elif isinstance(e, YoloslimError):
+                text = str(e)
+            else:
                 raise
             # soft_wrap: never break the line, so the file paths in it stay whole
             err_console.print(
-                f"[bold red]error:[/] {type(e).__name__}: {escape(str(e))}", soft_wrap=True
+                f"[bold red]error:[/] {type(e).__name__}: {escape(text)}", soft_wrap=True
             )
             raise typer.Exit(2) from e
 
@@ -244,8 +252,33 @@ def write_json(path: str | Path | None, obj: dict) -> None:
     """Write one JSON object (atomic rename) when ``path`` is given."""
     if not path:
         return
+    check_json_target(path)
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def check_json_target(path: Path | None) -> Path | None:
+    """``--json PATH`` is refused, before any work (a typer callback), when PATH is a folder
+    or a file that holds no JSON: a data.yaml or a checkpoint given by mistake would be
+    replaced by the report."""
+    if path is None or not Path(path).exists():
+        return path
+    p = Path(path)
+    if p.is_dir():
+        raise typer.BadParameter(f"{p} is a folder; name a .json file")
+    try:
+        json.loads(p.read_bytes())
+    except (ValueError, OSError):
+        raise typer.BadParameter(
+            f"{p} exists and holds no JSON (an input?); it is not replaced by the report"
+        ) from None
+    return path
+
+
 def command_line() -> str:
-    return " ".join(["yoloslim", *sys.argv[1:]])
+    """This command as a shell would take it back (each argument quoted where it needs to be)."""
+    return shlex.join(["yoloslim", *sys.argv[1:]])
+
+
+def resume_command(command: str, folder: str | Path) -> str:
+    """``yoloslim COMMAND --resume FOLDER``, the folder quoted for a shell."""
+    return f"yoloslim {command} --resume {shlex.quote(str(folder))}"

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import command_line, console, handle_errors, interrupt_hint, write_json
+from yoloslim.cli.common import (
+    check_json_target,
+    command_line,
+    console,
+    handle_errors,
+    interrupt_hint,
+    write_json,
+)
 
 
 @handle_errors
@@ -28,7 +35,9 @@ def compress(
     ratios: str = typer.Option(
         "0.25,0.5,0.65", help="Budget mode: prune ratios of the grid (comma-separated)."
     ),
-    json_path: Path = typer.Option(None, "--json", help="Write the final report JSON here too."),
+    json_path: Path = typer.Option(
+        None, "--json", callback=check_json_target, help="Write the final report JSON here too."
+    ),
 ) -> None:
     """Run a recipe (prune, distill, export, quantize, ...) and bench every result in one table."""
     from rich.markup import escape

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.cli.common import check_json_target, console, handle_errors, write_json
 
 app = typer.Typer(help="Dataset tools.", no_args_is_help=True)
 
@@ -35,7 +35,9 @@ def synth(
 @handle_errors
 def check(
     data: Path = typer.Argument(..., help="data.yaml"),
-    json_path: Path = typer.Option(None, "--json", help="Write the report as JSON."),
+    json_path: Path = typer.Option(
+        None, "--json", callback=check_json_target, help="Write the report as JSON."
+    ),
 ) -> None:
     """Validate a dataset and print per-split statistics."""
     from rich.table import Table

@@ -8,10 +8,12 @@ from pathlib import Path
 import typer
 
 from yoloslim.cli.common import (
+    check_json_target,
     config_file,
     handle_errors,
     interrupt_hint,
     layered,
+    resume_command,
     resume_overrides,
     write_json,
 )
@@ -72,7 +74,9 @@ def distill(
         help="Resume the run in this folder from its last.pt, with its saved settings "
         "(--device, --workers and --data may change).",
     ),
-    json_path: Path = typer.Option(None, "--json", help="Write the report as JSON."),
+    json_path: Path = typer.Option(
+        None, "--json", callback=check_json_target, help="Write the report as JSON."
+    ),
 ) -> None:
     """Train a student with a teacher's guidance (logits + neck features); writes best.pt, last.pt.
 
@@ -93,7 +97,7 @@ def distill(
         if saved is not None:
             saved = DistillConfig.from_dict(saved)
             cfg = dataclasses.replace(saved, train=dataclasses.replace(saved.train, **runtime))
-        with interrupt_hint(Path(resume) / "last.pt", f"yoloslim distill --resume {resume}"):
+        with interrupt_hint(Path(resume) / "last.pt", resume_command("distill", resume)):
             res = run_distill(
                 None,
                 teacher,
@@ -131,7 +135,7 @@ def distill(
         values["train"] = layered(ctx, values.get("train"), flags)
         with config_file(config):
             cfg = DistillConfig.from_dict(values)
-        with interrupt_hint(Path(out) / "last.pt", f"yoloslim distill --resume {out}"):
+        with interrupt_hint(Path(out) / "last.pt", resume_command("distill", out)):
             res = run_distill(student, teacher, data, config=cfg, out=out, progress=True)
     print_best(res.report["train"].get("best_map"), res.artifacts.get("best"))
     write_json(json_path, res.report)

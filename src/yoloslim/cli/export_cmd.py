@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.cli.common import check_json_target, console, handle_errors, write_json
 
 
 @handle_errors
@@ -32,7 +32,9 @@ def export(
     triton_name: str = typer.Option(
         "model", help="Triton model name: its folder is OUT/triton/NAME (other models stay)."
     ),
-    json_path: Path = typer.Option(None, "--json", help="Write the export report as JSON."),
+    json_path: Path = typer.Option(
+        None, "--json", callback=check_json_target, help="Write the export report as JSON."
+    ),
 ) -> None:
     """Re-parameterise, export and verify each artifact against PyTorch (writes export_report.json)."""
     from rich.table import Table

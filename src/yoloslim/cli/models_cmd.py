@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.cli.common import check_json_target, console, handle_errors, write_json
 
 
 @handle_errors
 def models(
     imgsz: int = typer.Option(320, help="Input size for the FLOPs count."),
     nc: int = typer.Option(80, help="Number of classes."),
-    json_path: str = typer.Option(None, "--json", help="Write the table as JSON."),
+    json_path: str = typer.Option(
+        None, "--json", callback=check_json_target, help="Write the table as JSON."
+    ),
 ) -> None:
     """List registered models: parameters (training and deploy form), MACs and FLOPs."""
     from rich.table import Table

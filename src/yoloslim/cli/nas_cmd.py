@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import config_file, console, handle_errors, layered, write_json
+from yoloslim.cli.common import (
+    check_json_target,
+    config_file,
+    console,
+    handle_errors,
+    layered,
+    write_json,
+)
 from yoloslim.configs import load_mapping
 
 
@@ -72,7 +79,9 @@ def nas(
     out: Path = typer.Option(
         Path("arch.yaml"), help="arch.yaml to write (nas_report.json goes beside it), or a folder."
     ),
-    json_path: Path = typer.Option(None, "--json", help="Write the search report as JSON."),
+    json_path: Path = typer.Option(
+        None, "--json", callback=check_json_target, help="Write the search report as JSON."
+    ),
 ) -> None:
     """Zero-shot architecture search (MAE-NAS): the best backbone under the budgets, as arch.yaml."""
     from yoloslim.errors import ConfigError

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import config_file, console, handle_errors, layered, write_json
+from yoloslim.cli.common import (
+    check_json_target,
+    config_file,
+    console,
+    handle_errors,
+    layered,
+    write_json,
+)
 from yoloslim.configs import load_mapping
 
 
@@ -58,7 +65,9 @@ def prune(
     config: Path = typer.Option(
         None, help="YAML file of PruneConfig fields (flags given override it)."
     ),
-    json_path: Path = typer.Option(None, "--json", help="Write the prune report as JSON."),
+    json_path: Path = typer.Option(
+        None, "--json", callback=check_json_target, help="Write the prune report as JSON."
+    ),
 ) -> None:
     """Prune channels and/or residual blocks, fine-tune, and report params, GFLOPs, size, latency, mAP."""
     from rich.table import Table

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import config_file, console, handle_errors, layered, write_json
+from yoloslim.cli.common import (
+    check_json_target,
+    config_file,
+    console,
+    handle_errors,
+    layered,
+    write_json,
+)
 from yoloslim.configs import load_mapping
 
 
@@ -36,7 +43,9 @@ def quantize(
     preset: str = typer.Option(None, help="NNCF preset: mixed (default) or performance."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Skip latency measurement."),
     config: Path = typer.Option(None, help="YAML of QuantConfig fields (flags given override)."),
-    json_path: Path = typer.Option(None, "--json", help="Write the quant report as JSON."),
+    json_path: Path = typer.Option(
+        None, "--json", callback=check_json_target, help="Write the quant report as JSON."
+    ),
 ) -> None:
     """INT8 post-training quantization; writes quant_report.json/.md and the artifacts."""
     from rich.table import Table

@@ -9,10 +9,12 @@ from pathlib import Path
 import typer
 
 from yoloslim.cli.common import (
+    check_json_target,
     console,
     handle_errors,
     interrupt_hint,
     layered,
+    resume_command,
     resume_overrides,
     write_json,
 )
@@ -47,7 +49,9 @@ def train(
         help="Resume the run in this folder from its last.pt, with its saved settings "
         "(--device, --workers and --data may change).",
     ),
-    json_path: Path = typer.Option(None, "--json", help="Write the training report as JSON."),
+    json_path: Path = typer.Option(
+        None, "--json", callback=check_json_target, help="Write the training report as JSON."
+    ),
 ) -> None:
     """Train a detector; writes last.pt, best.pt, metrics.jsonl and train_config.yaml."""
     from yoloslim.errors import ConfigError
@@ -58,7 +62,7 @@ def train(
         runtime = resume_overrides(ctx)
         state = _resume_state(resume)
         saved = config_from_dict(state.get("train_state", {}).get("config", {}))
-        with interrupt_hint(Path(resume) / "last.pt", f"yoloslim train --resume {resume}"):
+        with interrupt_hint(Path(resume) / "last.pt", resume_command("train", resume)):
             res = run_train(
                 None,
                 data,
@@ -84,7 +88,7 @@ def train(
         values = layered(ctx, load_mapping(config, "TrainConfig") if config else None, flags)
         # flags are all known keys: an unknown one came from the file
         cfg = config_from_dict(values, where=f"--config {config}" if config else "train config")
-        with interrupt_hint(Path(out) / "last.pt", f"yoloslim train --resume {out}"):
+        with interrupt_hint(Path(out) / "last.pt", resume_command("train", out)):
             res = run_train(model, data, config=cfg, out=out, progress=True)
     print_best(res.report.get("best_map"), res.best)
     write_json(json_path, res.report)

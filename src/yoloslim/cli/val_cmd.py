@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, handle_errors, write_json
+from yoloslim.cli.common import check_json_target, console, handle_errors, write_json
 
 
 @handle_errors
@@ -19,7 +19,9 @@ def val(
     batch: int = typer.Option(16, help="Batch size."),
     conf: float = typer.Option(0.001, help="Confidence threshold."),
     iou: float = typer.Option(0.65, help="NMS IoU threshold."),
-    json_path: Path = typer.Option(None, "--json", help="Write the metrics as JSON."),
+    json_path: Path = typer.Option(
+        None, "--json", callback=check_json_target, help="Write the metrics as JSON."
+    ),
 ) -> None:
     """COCO mAP50-95 / mAP50, per-class AP and AP by box size (COCO's 32/96 px) on the val split.
 

@@ -43,7 +43,7 @@ from yoloslim.compress.distill_losses import FEATURE_LOSSES, FeatureAdapters, lo
 from yoloslim.configs import from_mapping
 from yoloslim.data import load_data_config
 from yoloslim.errors import ConfigError, ModelError
-from yoloslim.fileio import atomic_write_text
+from yoloslim.fileio import atomic_write_text, refuse_overwriting_input
 from yoloslim.models.checkpoint import EXPORTED, load_checkpoint, read_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
@@ -56,7 +56,7 @@ from yoloslim.train.config import (
     setting_diffs,
     sized_for,
 )
-from yoloslim.train.run_folder import check_out
+from yoloslim.train.run_folder import RUN_FILES, check_out
 from yoloslim.train.trainer import train
 
 __all__ = ["AdvancedDistillConfig", "DistillConfig", "Distiller", "distill"]
@@ -434,6 +434,10 @@ def distill(
             raise ConfigError("student is required (None only on resume: the run's own)")
         config = DistillConfig() if config is None else config
         student = as_artifact(student)
+        # the run's files must not replace the models it starts from
+        writes = [out / name for name in (*RUN_FILES, "distill_config.yaml")]
+        for arg, source in (("student", student), ("teacher", as_artifact(teacher))):
+            refuse_overwriting_input(source, writes, arg=arg, hint="give another out (--out)")
         if isinstance(student, (str, Path)) and Path(student).suffix in (".pt", *EXPORTED):
             # an exported artifact is refused as load_checkpoint words it, not "unknown model"
             student = _as_detector(student, "student")

@@ -33,7 +33,7 @@ from yoloslim.compress.prune_width import (
 )
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.extras import require
-from yoloslim.fileio import atomic_write_text, refuse_overwriting_input
+from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
 
@@ -238,8 +238,8 @@ def _check_budget(cfg: PruneConfig, before: dict) -> None:
 @contextlib.contextmanager
 def _workdir(out):
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
-        yield Path(out)
+        with folder_lock(out, "prune"):
+            yield Path(out)
     else:
         with tempfile.TemporaryDirectory(prefix="yoloslim-prune-") as tmp:
             yield Path(tmp)

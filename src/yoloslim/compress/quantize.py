@@ -23,7 +23,7 @@ from torch import nn
 from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.extras import install_hint, installed
-from yoloslim.fileio import refuse_overwriting_input
+from yoloslim.fileio import folder_lock, refuse_overwriting_input
 from yoloslim.result import Result
 from yoloslim.runtime.backends import quantized_ops
 
@@ -92,110 +92,113 @@ def quantize(
     cfg, adv = config, config.advanced
     float_onnx, imgsz = _float_onnx(model_or_artifact, out, cfg.imgsz)
     out.mkdir(parents=True, exist_ok=True)
-    backend = _backend(cfg, float_onnx, out)
-    scope = resolve_scope(backend.view(), cfg.ignored_scope)
-    report: dict[str, Any] = {
-        "source": str(model_or_artifact)
-        if not isinstance(model_or_artifact, nn.Module)
-        else type(model_or_artifact).__name__,
-        "backend": cfg.backend,
-        "mode": cfg.mode,
-        "method": cfg.method if cfg.mode == "static" else None,
-        "imgsz": imgsz,
-        "config": cfg.to_dict(),
-        "ignored_scope": {
-            "patterns": list(cfg.ignored_scope),
-            "matches": scope.matches,
-            "nodes": scope.nodes,
-        },
-    }
-    if cfg.backend == "onnxruntime":
-        report["reduce_range"] = backend.reduce_range
-    if cfg.mode == "static":
-        calib = load_images(data, "train", cfg.calib, imgsz, seed=adv.seed)
-        report["calibration"] = {"split": "train", "requested": cfg.calib, "images": len(calib)}
-        if len(calib) < _FEW_CALIB:
-            log.warning(
-                "calibrating on %d training images (%d asked for%s); fewer than %d give "
-                "unsteady activation ranges",
-                len(calib),
-                cfg.calib,
-                "; the split has no more" if len(calib) < cfg.calib else "",
-                _FEW_CALIB,
+    with folder_lock(out, "quantize"):
+        backend = _backend(cfg, float_onnx, out)
+        scope = resolve_scope(backend.view(), cfg.ignored_scope)
+        report: dict[str, Any] = {
+            "source": str(model_or_artifact)
+            if not isinstance(model_or_artifact, nn.Module)
+            else type(model_or_artifact).__name__,
+            "backend": cfg.backend,
+            "mode": cfg.mode,
+            "method": cfg.method if cfg.mode == "static" else None,
+            "imgsz": imgsz,
+            "config": cfg.to_dict(),
+            "ignored_scope": {
+                "patterns": list(cfg.ignored_scope),
+                "matches": scope.matches,
+                "nodes": scope.nodes,
+            },
+        }
+        if cfg.backend == "onnxruntime":
+            report["reduce_range"] = backend.reduce_range
+        if cfg.mode == "static":
+            calib = load_images(data, "train", cfg.calib, imgsz, seed=adv.seed)
+            report["calibration"] = {"split": "train", "requested": cfg.calib, "images": len(calib)}
+            if len(calib) < _FEW_CALIB:
+                log.warning(
+                    "calibrating on %d training images (%d asked for%s); fewer than %d give "
+                    "unsteady activation ranges",
+                    len(calib),
+                    cfg.calib,
+                    "; the split has no more" if len(calib) < cfg.calib else "",
+                    _FEW_CALIB,
+                )
+            elif len(calib) < cfg.calib:
+                log.warning(
+                    "calibrating on all %d training images (%d asked for)", len(calib), cfg.calib
+                )
+        else:
+            calib = []
+            report["calibration"] = {"split": None, "requested": 0, "images": 0}
+        artifacts: dict[str, Path] = {"float": backend.float_artifact()}
+        qmodel = backend.quantize(calib, scope)
+
+        metrics: dict[str, dict] = {"float": _evaluate(artifacts["float"], data, imgsz, progress)}
+        float_map = metrics["float"]["map"]
+        kept: list[str] = []
+        if cfg.max_drop is not None:
+            from yoloslim.compress.quant_accuracy import accuracy_aware
+
+            sens = load_images(data, "val", adv.sensitivity_images, imgsz, seed=adv.seed)
+            ref = np.concatenate([backend.runner(backend.float_model)(x) for x in sens])
+            view = backend.view()
+            scoped = set(scope.nodes)
+            candidates = {n: view.layers.get(n, n) for n in view.convs() if n not in scoped}
+            last: dict = {}
+            with tempfile.TemporaryDirectory(dir=out, prefix=".steps") as tmp:
+
+                def evaluate(model, tag: str) -> dict:
+                    path = _save_temp(backend, model, Path(tmp) / tag)
+                    last["int8"] = _evaluate(path, data, imgsz, False)
+                    return last["int8"]
+
+                qmodel, acc = accuracy_aware(
+                    backend,
+                    qmodel,
+                    candidates=candidates,
+                    evaluate=evaluate,
+                    float_map=float_map,
+                    max_drop=float(cfg.max_drop),
+                    images=sens,
+                    ref=ref,
+                    imgsz=imgsz,
+                    max_steps=adv.max_steps,
+                    progress=progress,
+                    strides=json.loads(onnx_metadata(float_onnx).get("strides", "[8, 16, 32]")),
+                )
+            report["accuracy_aware"] = acc
+            kept = acc["kept_float"]
+        artifacts["int8"] = backend.save_int8(qmodel)
+        if cfg.max_drop is not None:  # the loop's last step evaluated this very model
+            metrics["int8"] = last["int8"]
+        else:
+            metrics["int8"] = _evaluate(artifacts["int8"], data, imgsz, progress)
+        for kind in cfg.float_variants:
+            artifacts[kind] = backend.float_variant(kind)
+            metrics[kind] = _evaluate(artifacts[kind], data, imgsz, progress)
+
+        report["layers_in_float"] = {
+            "scope": scope.layers,
+            "scope_nodes": len(scope.nodes),
+            "accuracy_aware": kept,
+        }
+        latency = _latency(artifacts, imgsz, adv) if adv.latency else {}
+        for role, path in artifacts.items():
+            report[role] = _entry(path, metrics[role], latency.get(role))
+            report[role]["weights"] = _WEIGHTS[role]
+        f, q = report["float"], report["int8"]
+        report["map_drop_points"] = round(100 * (f["map"] - q["map"]), 3)
+        if f.get("latency_ms") and q.get("latency_ms"):
+            report["speedup_vs_float"] = round(
+                f["latency_ms"]["median"] / q["latency_ms"]["median"], 3
             )
-        elif len(calib) < cfg.calib:
-            log.warning(
-                "calibrating on all %d training images (%d asked for)", len(calib), cfg.calib
-            )
-    else:
-        calib = []
-        report["calibration"] = {"split": None, "requested": 0, "images": 0}
-    artifacts: dict[str, Path] = {"float": backend.float_artifact()}
-    qmodel = backend.quantize(calib, scope)
+        if cfg.backend == "openvino" and adv.perf_counters:
+            from yoloslim.compress.quant_perf import perf_counters
 
-    metrics: dict[str, dict] = {"float": _evaluate(artifacts["float"], data, imgsz, progress)}
-    float_map = metrics["float"]["map"]
-    kept: list[str] = []
-    if cfg.max_drop is not None:
-        from yoloslim.compress.quant_accuracy import accuracy_aware
-
-        sens = load_images(data, "val", adv.sensitivity_images, imgsz, seed=adv.seed)
-        ref = np.concatenate([backend.runner(backend.float_model)(x) for x in sens])
-        view = backend.view()
-        scoped = set(scope.nodes)
-        candidates = {n: view.layers.get(n, n) for n in view.convs() if n not in scoped}
-        last: dict = {}
-        with tempfile.TemporaryDirectory(dir=out, prefix=".steps") as tmp:
-
-            def evaluate(model, tag: str) -> dict:
-                path = _save_temp(backend, model, Path(tmp) / tag)
-                last["int8"] = _evaluate(path, data, imgsz, False)
-                return last["int8"]
-
-            qmodel, acc = accuracy_aware(
-                backend,
-                qmodel,
-                candidates=candidates,
-                evaluate=evaluate,
-                float_map=float_map,
-                max_drop=float(cfg.max_drop),
-                images=sens,
-                ref=ref,
-                imgsz=imgsz,
-                max_steps=adv.max_steps,
-                progress=progress,
-                strides=json.loads(onnx_metadata(float_onnx).get("strides", "[8, 16, 32]")),
-            )
-        report["accuracy_aware"] = acc
-        kept = acc["kept_float"]
-    artifacts["int8"] = backend.save_int8(qmodel)
-    if cfg.max_drop is not None:  # the loop's last step evaluated this very model
-        metrics["int8"] = last["int8"]
-    else:
-        metrics["int8"] = _evaluate(artifacts["int8"], data, imgsz, progress)
-    for kind in cfg.float_variants:
-        artifacts[kind] = backend.float_variant(kind)
-        metrics[kind] = _evaluate(artifacts[kind], data, imgsz, progress)
-
-    report["layers_in_float"] = {
-        "scope": scope.layers,
-        "scope_nodes": len(scope.nodes),
-        "accuracy_aware": kept,
-    }
-    latency = _latency(artifacts, imgsz, adv) if adv.latency else {}
-    for role, path in artifacts.items():
-        report[role] = _entry(path, metrics[role], latency.get(role))
-        report[role]["weights"] = _WEIGHTS[role]
-    f, q = report["float"], report["int8"]
-    report["map_drop_points"] = round(100 * (f["map"] - q["map"]), 3)
-    if f.get("latency_ms") and q.get("latency_ms"):
-        report["speedup_vs_float"] = round(f["latency_ms"]["median"] / q["latency_ms"]["median"], 3)
-    if cfg.backend == "openvino" and adv.perf_counters:
-        from yoloslim.compress.quant_perf import perf_counters
-
-        report["perf"] = {r: perf_counters(artifacts[r], imgsz) for r in ("float", "int8")}
-    _write(out, report, cfg)
-    return Result(artifacts["int8"], report, artifacts)
+            report["perf"] = {r: perf_counters(artifacts[r], imgsz) for r in ("float", "int8")}
+        _write(out, report, cfg)
+        return Result(artifacts["int8"], report, artifacts)
 
 
 # what each artifact stores; "precision" (from the runtime) says what it computes in

@@ -18,7 +18,7 @@ from yoloslim.eval.postprocess import check_nms_settings
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.registry import EXPORTERS
 from yoloslim.export.triton import triton_name_problem
-from yoloslim.fileio import atomic_write_text
+from yoloslim.fileio import atomic_write_text, folder_lock
 from yoloslim.result import Result
 
 __all__ = ["export"]
@@ -134,80 +134,81 @@ def export(
     if not names:
         names = [str(i) for i in range(int(getattr(net, "nc", 0)))]
     out = _output_folder(out)
-    previous = _previous_report(out)
-    earlier = _earlier_entries(previous, formats, nms, out)
-    if previous is not None and set(earlier) != set(previous["formats"]):
-        # the formats this call redoes are overwritten one by one: if it is stopped half
-        # way, the report must not describe an earlier model's files under their names
-        _write_report(out, {**previous, "formats": earlier})
+    with folder_lock(out, "export"):
+        previous = _previous_report(out)
+        earlier = _earlier_entries(previous, formats, nms, out)
+        if previous is not None and set(earlier) != set(previous["formats"]):
+            # the formats this call redoes are overwritten one by one: if it is stopped half
+            # way, the report must not describe an earlier model's files under their names
+            _write_report(out, {**previous, "formats": earlier})
 
-    reparam = reparameterize(net, example_input=probe_images(imgsz), measure=False)
-    fused = reparam.model
-    ctx = ExportContext(
-        fused,
-        names,
-        imgsz,
-        out,
-        dynamic=dynamic,
-        half=half,
-        strides=tuple(getattr(net, "strides", (8, 16, 32))),
-        triton_name=triton_name,
-    )
-    report: dict = {
-        "imgsz": imgsz,
-        "dynamic": dynamic,
-        "half": half,
-        "torch_version": torch.__version__,
-        "reparameterize": reparam.report,
-        "out": str(out),  # what the entries' relative paths start with
-        "formats": dict(earlier),
-    }
-    artifacts: dict[str, Path] = {}
-    failed: list[str] = []  # one format's failed check does not cost the others
-    try:
-        for fmt in formats:
-            exporter = EXPORTERS[fmt]
-            path = exporter.export(ctx)
-            artifacts[fmt] = path
-            entry: dict = {"path": str(path), "size_mb": path_size_mb(path)}
-            report["formats"][fmt] = entry
-            _keep_other_variant(report["formats"], previous, fmt, path, out)
-            if half and not exporter.honours_half:
-                entry["note"] = (
-                    f"{fmt} keeps FP32 weights (half applies to OpenVINO/CoreML/TensorRT)"
-                )
-            log.info("exported %s -> %s", fmt, path)
-            if verify and not _checked(exporter.verify, path, ctx, entry, failed, fmt):
-                continue  # no NMS graph from an ONNX that disagrees with PyTorch
-            if not verify:
-                entry["verified"] = False
-            if fmt == "onnx" and nms:
-                from yoloslim.export.nms import append_nms
-
-                e2e = append_nms(
-                    path,
-                    out / f"{ctx.stem}_e2e.onnx",
-                    conf=nms_conf,
-                    iou=nms_iou,
-                    max_det=nms_max_det,
-                )
-                artifacts["onnx_nms"] = e2e
-                nms_entry: dict = {"path": str(e2e), "size_mb": path_size_mb(e2e)}
-                report["formats"]["onnx_nms"] = nms_entry
-                if verify:
-                    check = functools.partial(_verify_nms, plain=path)
-                    _checked(check, e2e, ctx, nms_entry, failed, "onnx_nms")
-    finally:
-        ctx.cleanup()
-    _write_report(out, report)
-    if failed:
-        good = [f for f, e in report["formats"].items() if f in artifacts and e.get("passed")]
-        raise ExportError(
-            f"{'; '.join(failed)} (recorded in {out / 'export_report.json'} with passed: false"
-            + (f"; {', '.join(good)} passed and stay" if good else "")
-            + ")"
+        reparam = reparameterize(net, example_input=probe_images(imgsz), measure=False)
+        fused = reparam.model
+        ctx = ExportContext(
+            fused,
+            names,
+            imgsz,
+            out,
+            dynamic=dynamic,
+            half=half,
+            strides=tuple(getattr(net, "strides", (8, 16, 32))),
+            triton_name=triton_name,
         )
-    return Result(fused, report, artifacts)
+        report: dict = {
+            "imgsz": imgsz,
+            "dynamic": dynamic,
+            "half": half,
+            "torch_version": torch.__version__,
+            "reparameterize": reparam.report,
+            "out": str(out),  # what the entries' relative paths start with
+            "formats": dict(earlier),
+        }
+        artifacts: dict[str, Path] = {}
+        failed: list[str] = []  # one format's failed check does not cost the others
+        try:
+            for fmt in formats:
+                exporter = EXPORTERS[fmt]
+                path = exporter.export(ctx)
+                artifacts[fmt] = path
+                entry: dict = {"path": str(path), "size_mb": path_size_mb(path)}
+                report["formats"][fmt] = entry
+                _keep_other_variant(report["formats"], previous, fmt, path, out)
+                if half and not exporter.honours_half:
+                    entry["note"] = (
+                        f"{fmt} keeps FP32 weights (half applies to OpenVINO/CoreML/TensorRT)"
+                    )
+                log.info("exported %s -> %s", fmt, path)
+                if verify and not _checked(exporter.verify, path, ctx, entry, failed, fmt):
+                    continue  # no NMS graph from an ONNX that disagrees with PyTorch
+                if not verify:
+                    entry["verified"] = False
+                if fmt == "onnx" and nms:
+                    from yoloslim.export.nms import append_nms
+
+                    e2e = append_nms(
+                        path,
+                        out / f"{ctx.stem}_e2e.onnx",
+                        conf=nms_conf,
+                        iou=nms_iou,
+                        max_det=nms_max_det,
+                    )
+                    artifacts["onnx_nms"] = e2e
+                    nms_entry: dict = {"path": str(e2e), "size_mb": path_size_mb(e2e)}
+                    report["formats"]["onnx_nms"] = nms_entry
+                    if verify:
+                        check = functools.partial(_verify_nms, plain=path)
+                        _checked(check, e2e, ctx, nms_entry, failed, "onnx_nms")
+        finally:
+            ctx.cleanup()
+        _write_report(out, report)
+        if failed:
+            good = [f for f, e in report["formats"].items() if f in artifacts and e.get("passed")]
+            raise ExportError(
+                f"{'; '.join(failed)} (recorded in {out / 'export_report.json'} with passed: false"
+                + (f"; {', '.join(good)} passed and stay" if good else "")
+                + ")"
+            )
+        return Result(fused, report, artifacts)
 
 
 def _checked(verify_fn, path: Path, ctx: ExportContext, entry: dict, failed: list, fmt: str):

@@ -186,7 +186,8 @@ def with_history(upstream: list[dict], stage: str, out: str | Path, **details) -
     """``upstream`` (what was done to a model before, as its checkpoint's ``meta.history``
     lists it) and this stage: ``{"stage", "out": its folder, **details}``. A stage that saves
     again into the same folder (every epoch, or a resumed run) replaces its own entry."""
-    entry = {"stage": stage, "out": str(Path(out).expanduser().absolute()), **details}
+    # absolute with '..' folded (not resolved: a symlinked run folder keeps its name)
+    entry = {"stage": stage, "out": os.path.abspath(Path(out).expanduser()), **details}
     kept = list(upstream)
     while kept and (kept[-1].get("stage"), kept[-1].get("out")) == (stage, entry["out"]):
         kept.pop()

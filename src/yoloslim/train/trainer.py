@@ -36,7 +36,7 @@ from yoloslim.data import (
 )
 from yoloslim.errors import ConfigError, ModelError, TrainingError
 from yoloslim.eval.evaluator import evaluate
-from yoloslim.fileio import atomic_write_text
+from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, with_history
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
@@ -54,6 +54,7 @@ from yoloslim.train.config import (
 from yoloslim.train.ema import ModelEMA
 from yoloslim.train.loss import DetectionLoss
 from yoloslim.train.run_folder import (
+    RUN_FILES,
     RunFolder,
     TrainResult,
     check_out,
@@ -247,6 +248,8 @@ def train(
             f"train needs a model and a data.yaml (got model={model!r}, data={data!r})"
         )
     elif isinstance(model, (str, Path)) and str(model).endswith(".pt"):
+        writes = [Path(out) / name for name in RUN_FILES]
+        refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")
         model = load_checkpoint(model)[0]  # fine-tuned from its weights, like a Detector
     config = sized_for(config or TrainConfig(), model)
     if getattr(model, "deploy", False):
@@ -333,170 +336,173 @@ def train(
             ema.load_state_dict(ts["ema"])
         start_epoch, best_map = ts["epoch"] + 1, ts["best_map"]
 
-    run = RunFolder(out, cfg, progress and main)
-    if main:
-        run.start(start_epoch if state else None, replace=exist_ok)
-        atomic_write_text(out / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    model_ddp: nn.Module = net
-    if world > 1:
-        model_ddp = nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    per_rank = cfg.batch // world
-    n_batches = math.ceil(len(train_ds) / world / per_rank)
-    total_steps = n_batches * cfg.epochs
-    warmup = max(1, round(cfg.warmup_epochs * n_batches)) if cfg.warmup_epochs else 0
-    t_start = time.time()
-    images_seen = 0
-    last_val: dict = {}
-
-    for epoch in range(start_epoch, cfg.epochs):
-        _seed_all(cfg.seed * 1000 + epoch)
-        if epoch >= cfg.epochs - cfg.close_mosaic:
-            train_ds.set_mosaic(0.0)
-        train_ds.set_epoch(epoch)
-        if world > 1:
-            sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed)
-            sampler.set_epoch(epoch)
-        else:
-            g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-            sampler = torch.randperm(len(train_ds), generator=g).tolist()
-        loader = DetectionLoader(
-            train_ds,
-            batch_size=per_rank,
-            sampler=sampler,
-            num_workers=cfg.workers,
-            collate_fn=collate,
-            drop_last=False,
-        )
-        model_ddp.train()
-        criterion.epoch = epoch
-        if hook is not None:
-            hook.epoch_start(net, epoch)
-        sums = torch.zeros(3)
-        extra_sums: dict[str, float] = {}
-        t_epoch = time.time()
-        bar = _progress(run.progress, f"epoch {epoch + 1}/{cfg.epochs}", n_batches)
-        with bar as pbar:
-            task = pbar.add_task("train", total=n_batches, losses="") if pbar else None
-            for i, (imgs, targets, _) in enumerate(loader):
-                step = epoch * n_batches + i
-                lr = _lr_at(step, total_steps, warmup, cfg)
-                for grp in optimizer.param_groups:
-                    grp["lr"] = lr
-                imgs = imgs.to(device, non_blocking=True).float().div_(255)
-                imgs = imgs.contiguous(memory_format=fmt)
-                ctx = (
-                    torch.autocast("cuda", dtype=torch.float16)
-                    if use_amp
-                    else contextlib.nullcontext()
-                )
-                with ctx:
-                    raw = model_ddp(imgs)
-                raw = [r.float() for r in raw]
-                loss, parts = criterion(raw, targets.to(device))
-                if hook is not None:
-                    extra_loss, extra_parts = hook.loss(
-                        imgs, raw, targets.to(device), epoch + i / n_batches
-                    )
-                    loss = loss + extra_loss
-                    for k, v in extra_parts.items():
-                        extra_sums[k] = extra_sums.get(k, 0.0) + float(v)
-                if not torch.isfinite(loss):
-                    raise TrainingError(
-                        f"{out}: the loss is {loss.item()} at epoch {epoch}, batch {i}: training "
-                        f"diverged; lower lr0 (now {cfg.lr0}) or keep grad_clip on (now "
-                        f"{cfg.grad_clip}), and check the labels"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                if ema is not None:
-                    ema.update(net)
-                sums += parts.cpu()
-                images_seen += imgs.shape[0] * world
-                if pbar:
-                    m = sums / (i + 1)
-                    more = "".join(f" {k} {v / (i + 1):.3f}" for k, v in extra_sums.items())
-                    pbar.update(
-                        task,
-                        advance=1,
-                        losses=f"box {m[0]:.3f} cls {m[1]:.3f} dfl {m[2]:.3f}{more} lr {lr:.2e}",
-                    )
-        epoch_s = time.time() - t_epoch
-        final_model = ema.module if ema is not None else net
-        row = {
-            "epoch": epoch,
-            "lr": lr,
-            "box": float(sums[0] / n_batches),
-            "cls": float(sums[1] / n_batches),
-            "dfl": float(sums[2] / n_batches),
-            **{k: v / n_batches for k, v in extra_sums.items()},
-            "epoch_s": round(epoch_s, 2),
-            "images_per_s": round(len(train_ds) / epoch_s, 2),
-        }
-        if main and ((epoch + 1) % cfg.val_interval == 0 or epoch + 1 == cfg.epochs):
-            final_model.eval()
-            last_val = evaluate(
-                lambda x, m=final_model: m(x.to(device)),
-                val_ds,
-                batch_size=max(per_rank, 8),
-                progress=False,
-            )
-            row.update(map=last_val["map"], map50=last_val["map50"])
+    with folder_lock(out, "train") if main else contextlib.nullcontext():
+        run = RunFolder(out, cfg, progress and main)
         if main:
-            train_state = {
-                "epoch": epoch,
-                "config": cfg.to_dict(),
-                "optimizer": optimizer.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "best_map": best_map,
-                "raw_state_dict": {
-                    k: v.detach().cpu().clone() for k, v in net.state_dict().items()
-                },
-            }
-            if hook is not None:
-                train_state["hook"] = hook.state_dict()
-            if last_val:
-                train_state["last_val"] = json_safe(last_val)
-            meta = {
-                "epoch": epoch,
-                "map": row.get("map"),
-                "map50": row.get("map50"),
-                "data": data_path,
-                "history": history,
-            }
-            if row.get("map") is not None and row["map"] > best_map:
-                best_map = train_state["best_map"] = row["map"]
-                run.save("best.pt", final_model, meta=meta)
-            run.save("last.pt", final_model, meta=meta, train_state=train_state)
-            run.log_metrics(row)
-            log.info("epoch %d: %s", epoch, row)
-        dist_utils.barrier()
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, row)
+            run.start(start_epoch if state else None, replace=exist_ok)
+            atomic_write_text(
+                out / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+            )
+        model_ddp: nn.Module = net
+        if world > 1:
+            model_ddp = nn.parallel.DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        use_amp = cfg.amp and device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    train_s = time.time() - t_start
-    if hook is not None:
-        hook.detach()
-    result = run_result(
-        out,
-        cfg,
-        best_map=best_map,
-        last=last_val,
-        train_s=round(train_s, 1),
-        images_per_s=round(images_seen / train_s, 2) if train_s > 0 else None,
-        fallback=lambda: ema.module if ema else net,
-    )
-    dist_utils.cleanup()
-    return result
+        per_rank = cfg.batch // world
+        n_batches = math.ceil(len(train_ds) / world / per_rank)
+        total_steps = n_batches * cfg.epochs
+        warmup = max(1, round(cfg.warmup_epochs * n_batches)) if cfg.warmup_epochs else 0
+        t_start = time.time()
+        images_seen = 0
+        last_val: dict = {}
+
+        for epoch in range(start_epoch, cfg.epochs):
+            _seed_all(cfg.seed * 1000 + epoch)
+            if epoch >= cfg.epochs - cfg.close_mosaic:
+                train_ds.set_mosaic(0.0)
+            train_ds.set_epoch(epoch)
+            if world > 1:
+                sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed)
+                sampler.set_epoch(epoch)
+            else:
+                g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+                sampler = torch.randperm(len(train_ds), generator=g).tolist()
+            loader = DetectionLoader(
+                train_ds,
+                batch_size=per_rank,
+                sampler=sampler,
+                num_workers=cfg.workers,
+                collate_fn=collate,
+                drop_last=False,
+            )
+            model_ddp.train()
+            criterion.epoch = epoch
+            if hook is not None:
+                hook.epoch_start(net, epoch)
+            sums = torch.zeros(3)
+            extra_sums: dict[str, float] = {}
+            t_epoch = time.time()
+            bar = _progress(run.progress, f"epoch {epoch + 1}/{cfg.epochs}", n_batches)
+            with bar as pbar:
+                task = pbar.add_task("train", total=n_batches, losses="") if pbar else None
+                for i, (imgs, targets, _) in enumerate(loader):
+                    step = epoch * n_batches + i
+                    lr = _lr_at(step, total_steps, warmup, cfg)
+                    for grp in optimizer.param_groups:
+                        grp["lr"] = lr
+                    imgs = imgs.to(device, non_blocking=True).float().div_(255)
+                    imgs = imgs.contiguous(memory_format=fmt)
+                    ctx = (
+                        torch.autocast("cuda", dtype=torch.float16)
+                        if use_amp
+                        else contextlib.nullcontext()
+                    )
+                    with ctx:
+                        raw = model_ddp(imgs)
+                    raw = [r.float() for r in raw]
+                    loss, parts = criterion(raw, targets.to(device))
+                    if hook is not None:
+                        extra_loss, extra_parts = hook.loss(
+                            imgs, raw, targets.to(device), epoch + i / n_batches
+                        )
+                        loss = loss + extra_loss
+                        for k, v in extra_parts.items():
+                            extra_sums[k] = extra_sums.get(k, 0.0) + float(v)
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"{out}: the loss is {loss.item()} at epoch {epoch}, batch {i}: training "
+                            f"diverged; lower lr0 (now {cfg.lr0}) or keep grad_clip on (now "
+                            f"{cfg.grad_clip}), and check the labels"
+                        )
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if cfg.grad_clip:
+                        scaler.unscale_(optimizer)
+                        nn.utils.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    if ema is not None:
+                        ema.update(net)
+                    sums += parts.cpu()
+                    images_seen += imgs.shape[0] * world
+                    if pbar:
+                        m = sums / (i + 1)
+                        more = "".join(f" {k} {v / (i + 1):.3f}" for k, v in extra_sums.items())
+                        pbar.update(
+                            task,
+                            advance=1,
+                            losses=f"box {m[0]:.3f} cls {m[1]:.3f} dfl {m[2]:.3f}{more} lr {lr:.2e}",
+                        )
+            epoch_s = time.time() - t_epoch
+            final_model = ema.module if ema is not None else net
+            row = {
+                "epoch": epoch,
+                "lr": lr,
+                "box": float(sums[0] / n_batches),
+                "cls": float(sums[1] / n_batches),
+                "dfl": float(sums[2] / n_batches),
+                **{k: v / n_batches for k, v in extra_sums.items()},
+                "epoch_s": round(epoch_s, 2),
+                "images_per_s": round(len(train_ds) / epoch_s, 2),
+            }
+            if main and ((epoch + 1) % cfg.val_interval == 0 or epoch + 1 == cfg.epochs):
+                final_model.eval()
+                last_val = evaluate(
+                    lambda x, m=final_model: m(x.to(device)),
+                    val_ds,
+                    batch_size=max(per_rank, 8),
+                    progress=False,
+                )
+                row.update(map=last_val["map"], map50=last_val["map50"])
+            if main:
+                train_state = {
+                    "epoch": epoch,
+                    "config": cfg.to_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "best_map": best_map,
+                    "raw_state_dict": {
+                        k: v.detach().cpu().clone() for k, v in net.state_dict().items()
+                    },
+                }
+                if hook is not None:
+                    train_state["hook"] = hook.state_dict()
+                if last_val:
+                    train_state["last_val"] = json_safe(last_val)
+                meta = {
+                    "epoch": epoch,
+                    "map": row.get("map"),
+                    "map50": row.get("map50"),
+                    "data": data_path,
+                    "history": history,
+                }
+                if row.get("map") is not None and row["map"] > best_map:
+                    best_map = train_state["best_map"] = row["map"]
+                    run.save("best.pt", final_model, meta=meta)
+                run.save("last.pt", final_model, meta=meta, train_state=train_state)
+                run.log_metrics(row)
+                log.info("epoch %d: %s", epoch, row)
+            dist_utils.barrier()
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+
+        train_s = time.time() - t_start
+        if hook is not None:
+            hook.detach()
+        result = run_result(
+            out,
+            cfg,
+            best_map=best_map,
+            last=last_val,
+            train_s=round(train_s, 1),
+            images_per_s=round(images_seen / train_s, 2) if train_s > 0 else None,
+            fallback=lambda: ema.module if ema else net,
+        )
+        dist_utils.cleanup()
+        return result
 
 
 def _progress(enabled: bool, title: str, total: int):
