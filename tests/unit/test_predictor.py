@@ -236,6 +236,11 @@ def test_drawn_paths_are_unique_and_never_an_input(tmp_path):
         drawn_paths([src / "b.jpg"], link)
     assert drawn_paths([src / "a.png"], src) == {src / "a.png": src / "a.jpg"}
     assert drawn_paths([src / "clip.mp4"], src, video=True)[src / "clip.mp4"].name == "clip.mp4"
+    # two 251-character stems: "<stem>_png.jpg" would pass the file system's 255 bytes
+    long = [src / ("é" * 125 + "S" + ext) for ext in (".jpg", ".png")]
+    names = [p.name for p in drawn_paths(long, tmp_path / "out").values()]
+    assert len(set(names)) == 2 and all(len(n.encode()) <= 255 for n in names)
+    assert all(n.startswith("é" * 50) and n.endswith(".jpg") for n in names)
 
 
 def _uint8_detections(pred, arr):

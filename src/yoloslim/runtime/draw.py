@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+import hashlib
 from collections import Counter
 from pathlib import Path
 
@@ -38,6 +39,17 @@ def draw_detections(image: np.ndarray, dets) -> Image.Image:
     return im
 
 
+def _fit_name(tag: str, suffix: str, limit: int = 255) -> str:
+    """``tag + suffix``, or, past a file system's ``limit`` bytes, ``tag`` cut short with a hash
+    of the whole of it (so two long names that differ at their ends stay two)."""
+    name = tag + suffix
+    if len(name.encode()) <= limit:
+        return name
+    digest = "~" + hashlib.sha1(tag.encode()).hexdigest()[:10]
+    keep = tag.encode()[: limit - len(suffix.encode()) - len(digest)].decode(errors="ignore")
+    return keep + digest + suffix
+
+
 def drawn_paths(files: list[Path], save: Path, *, video: bool = False) -> dict[Path, Path]:
     """Where each input's drawn copy goes: ``save/<stem>.jpg`` (``.mp4`` for a video).
 
@@ -54,7 +66,7 @@ def drawn_paths(files: list[Path], save: Path, *, video: bool = False) -> dict[P
     out: dict[Path, Path] = {}
     for f in files:
         tag = f.stem if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}"
-        out[f] = save / (tag + suffix)
+        out[f] = save / _fit_name(tag, suffix)
     counts = Counter(out.values())
     dup = next((p for p, n in counts.items() if n > 1), None)
     if dup is not None:
