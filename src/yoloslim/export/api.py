@@ -139,8 +139,10 @@ def export(
         earlier = _earlier_entries(previous, formats, nms, out)
         if previous is not None and set(earlier) != set(previous["formats"]):
             # the formats this call redoes are overwritten one by one: if it is stopped half
-            # way, the report must not describe an earlier model's files under their names
-            _write_report(out, {**previous, "formats": earlier})
+            # way, the report must not describe an earlier model's files under their names,
+            # and its header is this call's (the kept entries say what they were made with)
+            now = {"imgsz": imgsz, "dynamic": dynamic, "half": half}
+            _write_report(out, {**previous, **now, "formats": earlier})
 
         reparam = reparameterize(net, example_input=probe_images(imgsz), measure=False)
         fused = reparam.model
