@@ -92,13 +92,21 @@ def _held(pred):
     return release, running
 
 
-def test_a_cancelled_request_is_dropped_and_the_batcher_keeps_serving(ckpt):
+def _busy(ckpt, n: int, seed: int, max_batch: int):
+    """A batcher whose worker is inside a held runtime call with the first of ``n`` images:
+    ``(batcher, images, first's future, release)``."""
     pred = Predictor(ckpt, conf=0.05)
-    images = _images(3, seed=4)
+    images = _images(n, seed=seed)
     release, running = _held(pred)
-    with BatchingPredictor(pred, max_batch=4, max_wait_ms=0) as batcher:
-        first = batcher.submit(images[0])
-        assert running.wait(30)  # the worker is inside the runtime call with the first
+    batcher = BatchingPredictor(pred, max_batch=max_batch, max_wait_ms=0)
+    first = batcher.submit(images[0])
+    assert running.wait(30)
+    return batcher, images, first, release
+
+
+def test_a_cancelled_request_is_dropped_and_the_batcher_keeps_serving(ckpt):
+    batcher, images, first, release = _busy(ckpt, 3, seed=4, max_batch=4)
+    with batcher:
         gone, kept = batcher.submit(images[1]), batcher.submit(images[2])
         assert gone.cancel()  # a caller's timeout, say, while it waits in the queue
         release.set()
@@ -109,12 +117,8 @@ def test_a_cancelled_request_is_dropped_and_the_batcher_keeps_serving(ckpt):
 
 
 def test_a_timed_out_predict_one_is_cancelled_not_run_later(ckpt):
-    pred = Predictor(ckpt, conf=0.05)
-    images = _images(2, seed=6)
-    release, running = _held(pred)
-    with BatchingPredictor(pred, max_batch=1, max_wait_ms=0) as batcher:
-        first = batcher.submit(images[0])
-        assert running.wait(30)
+    batcher, images, first, release = _busy(ckpt, 2, seed=6, max_batch=1)
+    with batcher:
         with pytest.raises(TimeoutError):
             batcher.predict_one(images[1], timeout=0.05)  # queued behind the held call
         release.set()
