@@ -139,3 +139,18 @@ def test_the_command_lines_defaults_are_the_librarys():
             assert value == getattr(lib[name], "value", lib[name]), (fn.__name__, name)
             checked += 1
     assert checked >= 15, checked
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path, capsys):
+    from yoloslim.cli.main import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert main(["bench", str(tmp_path / "none.onnx"), "--report", str(blocker)]) == 2
+    assert "a_file is a file; a folder is written there" in capsys.readouterr().err
+    assert main(["prune", "--model", "damo-nano", "--out", str(blocker / "p")]) == 2
+    assert "a_file is a file;" in capsys.readouterr().err
+    assert (
+        main(["val", "--model", "m.pt", "--data", "d.yaml", "--json", str(blocker / "v.json")]) == 2
+    )
+    assert blocker.read_text() == ""

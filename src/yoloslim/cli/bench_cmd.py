@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import check_json_target, console, handle_errors, write_json
+from yoloslim.cli.common import (
+    check_json_target,
+    check_out_folder,
+    console,
+    handle_errors,
+    write_json,
+)
 
 
 @handle_errors
@@ -25,7 +31,9 @@ def bench(
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the report JSON here too."
     ),
-    report: Path = typer.Option(None, help="Folder for report.json, report.md and pareto.png."),
+    report: Path = typer.Option(
+        None, callback=check_out_folder, help="Folder for report.json, report.md and pareto.png."
+    ),
 ) -> None:
     """Measure every artifact side by side: params, FLOPs, size, latency, FPS, memory, mAP."""
     from yoloslim.bench.latency import LatencyConfig

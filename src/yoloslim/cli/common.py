@@ -256,11 +256,36 @@ def write_json(path: str | Path | None, obj: dict) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def _writable(path: Path, what: str) -> None:
+    """``path`` (to be created, or written into) can be: its nearest existing folder is a
+    folder this process may write, and no file stands where a folder goes."""
+    p = Path(path).expanduser().absolute()
+    existing = next(a for a in (p, *p.parents) if a.exists())
+    if existing != p and not existing.is_dir():
+        raise typer.BadParameter(f"{existing} is a file; {p} cannot be made under it")
+    if existing == p and what == "folder" and not p.is_dir():
+        raise typer.BadParameter(f"{p} is a file; a folder is written there")
+    folder = existing if existing.is_dir() else existing.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"{folder} is not writable")
+
+
+def check_out_folder(path: Path | None) -> Path | None:
+    """An output folder option is checked when the options are parsed, not after the work:
+    not a file, and under a folder this process may write (a typer callback)."""
+    if path is not None:
+        _writable(path, "folder")
+    return path
+
+
 def check_json_target(path: Path | None) -> Path | None:
     """``--json PATH`` is refused, before any work (a typer callback), when PATH is a folder
     or a file that holds no JSON: a data.yaml or a checkpoint given by mistake would be
     replaced by the report."""
-    if path is None or not Path(path).exists():
+    if path is None:
+        return path
+    _writable(Path(path), "file")
+    if not Path(path).exists():
         return path
     p = Path(path)
     if p.is_dir():

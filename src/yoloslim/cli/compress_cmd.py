@@ -8,6 +8,7 @@ import typer
 
 from yoloslim.cli.common import (
     check_json_target,
+    check_out_folder,
     command_line,
     console,
     handle_errors,
@@ -24,7 +25,9 @@ def compress(
     ),
     data: Path = typer.Option(..., help="data.yaml (fine-tuning, calibration, mAP)."),
     recipe: Path = typer.Option(..., help="Recipe YAML, e.g. recipes/cpu-int8.yaml."),
-    out: Path = typer.Option(Path("runs/compress"), help="Run folder: DIR/NN-stage/, report.*"),
+    out: Path = typer.Option(
+        Path("runs/compress"), callback=check_out_folder, help="Run folder: DIR/NN-stage/, report.*"
+    ),
     resume: bool = typer.Option(False, help="Continue a run in --out, skipping finished stages."),
     target_latency: float = typer.Option(
         None, help="Budget mode: latency goal (ms, batch 1) for the grid search."

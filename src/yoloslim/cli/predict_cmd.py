@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import console, err_console, handle_errors
+from yoloslim.cli.common import check_out_folder, console, err_console, handle_errors
 from yoloslim.fileio import atomic_write_text
 
 
@@ -17,6 +17,7 @@ def predict(
     model: Path = typer.Option(..., help="Artifact: .pt, .torchscript, .onnx or .xml."),
     save: Path = typer.Option(
         None,
+        callback=check_out_folder,
         help="Folder for the drawn images (SAVE/<stem>.jpg; <stem>_<ext>.jpg where two "
         "images share a stem) or video (SAVE/<stem>.mp4), and detections.json. Refused "
         "when a drawn file would replace an input (e.g. a .jpg source in its own folder).",

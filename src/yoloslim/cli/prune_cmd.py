@@ -8,6 +8,7 @@ import typer
 
 from yoloslim.cli.common import (
     check_json_target,
+    check_out_folder,
     config_file,
     console,
     handle_errors,
@@ -23,7 +24,9 @@ def prune(
     model: str = typer.Option(..., help="yoloslim checkpoint (.pt) or registered model name."),
     data: Path = typer.Option(None, help="data.yaml (needed for fine-tuning, mAP, Taylor, depth)."),
     out: Path = typer.Option(
-        Path("runs/prune"), help="Output folder (pruned.pt, prune_report.json)."
+        Path("runs/prune"),
+        callback=check_out_folder,
+        help="Output folder (pruned.pt, prune_report.json).",
     ),
     ratio: float = typer.Option(
         None, help="Channel ratio to remove, in (0, 1) (default 0.5 when no other goal is given)."
