@@ -44,7 +44,7 @@ class ExportStage:
     nms_max_det: int = 300
 
     def __post_init__(self) -> None:
-        from yoloslim.eval.postprocess import check_nms_settings
+        from yoloslim.export.nms import check_graph_nms
         from yoloslim.export.registry import EXPORTERS
         from yoloslim.export.triton import triton_name_problem
 
@@ -63,11 +63,7 @@ class ExportStage:
             raise ConfigError(f"triton_name: {bad_name}")
         if self.nms and ("onnx" not in self.formats or self.dynamic):
             raise ConfigError("nms: true needs the onnx format and a static batch (dynamic: false)")
-        check_nms_settings(
-            nms_conf=self.nms_conf, nms_iou=self.nms_iou, nms_max_det=self.nms_max_det
-        )
-        if self.nms_iou == 0:
-            raise ConfigError("nms_iou=0 must be > 0 (predict refuses iou=0 too)")
+        check_graph_nms(nms_conf=self.nms_conf, nms_iou=self.nms_iou, nms_max_det=self.nms_max_det)
 
 
 @dataclass(frozen=True)

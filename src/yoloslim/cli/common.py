@@ -249,10 +249,10 @@ def config_file(path: str | Path | None):
 
 
 def write_json(path: str | Path | None, obj: dict) -> None:
-    """Write one JSON object (atomic rename) when ``path`` is given."""
+    """Write one JSON object (atomic rename) when ``path`` is given (a ``--json`` path, which
+    :func:`check_json_target` checked when the options were parsed)."""
     if not path:
         return
-    check_json_target(path)
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
@@ -284,10 +284,10 @@ def check_json_target(path: Path | None) -> Path | None:
     replaced by the report."""
     if path is None:
         return path
-    _writable(Path(path), "file")
-    if not Path(path).exists():
-        return path
     p = Path(path)
+    _writable(p, "file")
+    if not p.exists():
+        return path
     if p.is_dir():
         raise typer.BadParameter(f"{p} is a folder; name a .json file")
     try:

@@ -91,8 +91,7 @@ def quantize(
     require_boxes(data)  # the float-vs-INT8 comparison needs a defined mAP
     cfg, adv = config, config.advanced
     float_onnx, imgsz = _float_onnx(model_or_artifact, out, cfg.imgsz)
-    out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out, "quantize"):
+    with folder_lock(out, "quantize"):  # made here, if it is not there yet
         backend = _backend(cfg, float_onnx, out)
         scope = resolve_scope(backend.view(), cfg.ignored_scope)
         report: dict[str, Any] = {

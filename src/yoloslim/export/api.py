@@ -14,8 +14,8 @@ from torch import nn
 
 from yoloslim.configs import check_imgsz
 from yoloslim.errors import ConfigError, ExportError
-from yoloslim.eval.postprocess import check_nms_settings
 from yoloslim.export.common import ExportContext, path_size_mb
+from yoloslim.export.nms import check_graph_nms
 from yoloslim.export.registry import EXPORTERS
 from yoloslim.export.triton import triton_name_problem
 from yoloslim.fileio import atomic_write_text, folder_lock
@@ -111,9 +111,7 @@ def export(
         raise ConfigError(f"formats={list(formats)}: {what}; choose from {sorted(EXPORTERS)}")
     if nms and ("onnx" not in formats or dynamic):
         raise ConfigError("nms=True needs the onnx format and a static batch (dynamic=False)")
-    check_nms_settings(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
-    if nms_iou == 0:  # as predict: every overlap would suppress
-        raise ConfigError("nms_iou=0 must be > 0 (predict refuses iou=0 too)")
+    check_graph_nms(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
     for fmt in formats:
         reason = EXPORTERS[fmt].unavailable()
         if reason:

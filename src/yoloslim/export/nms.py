@@ -15,11 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yoloslim.errors import ExportError
+from yoloslim.errors import ConfigError, ExportError
 from yoloslim.eval.postprocess import check_nms_settings, postprocess
 from yoloslim.fileio import staged
 
-__all__ = ["E2E_OUTPUT_TEXT", "append_nms", "check_conf", "nms_violation", "verify_nms"]
+__all__ = [
+    "E2E_OUTPUT_TEXT",
+    "append_nms",
+    "check_conf",
+    "check_graph_nms",
+    "nms_violation",
+    "verify_nms",
+]
 
 E2E_OUTPUT_TEXT = (
     "num_dets (1,) int64; boxes (1, K, 4) x1, y1, x2, y2 in the letterboxed input's pixels; "
@@ -29,6 +36,18 @@ E2E_OUTPUT_TEXT = (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def check_graph_nms(*, nms_conf: float, nms_iou: float, nms_max_det: int) -> None:
+    """The end-to-end graph's settings as :func:`~yoloslim.eval.postprocess.check_nms_settings`
+    takes them, and an IoU above 0, as predict asks (at 0 every overlap would suppress).
+
+    Raises:
+        ConfigError: naming the setting.
+    """
+    check_nms_settings(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
+    if nms_iou == 0:
+        raise ConfigError("nms_iou=0 must be > 0 (predict refuses iou=0 too)")
 
 
 def append_nms(
@@ -214,14 +233,13 @@ def nms_violation(preds: np.ndarray, dets: tuple, nms: dict, *, tol: float = 1e-
     if not match.any(1).all():
         k = int(np.argmin(match.any(1)))
         return f"detection {k} (class {int(classes[k])}, score {scores[k]:.6g}) is no candidate"
-    t = lambda x: torch.as_tensor(x)  # noqa: E731
-    iou_dd = box_iou(t(boxes), t(boxes)).numpy()
+    iou_dd = box_iou(torch.as_tensor(boxes), torch.as_tensor(boxes)).numpy()
     pairs = (classes[:, None] == classes[None, :]) & (iou_dd > nms["iou"] + tol)
     np.fill_diagonal(pairs, False)
     if pairs.any():
         i, j = np.argwhere(pairs)[0]
         return f"detections {i} and {j} (class {int(classes[i])}) overlap at IoU {iou_dd[i, j]:.4f}"
-    iou_dc = box_iou(t(boxes), t(cand_boxes)).numpy()
+    iou_dc = box_iou(torch.as_tensor(boxes), torch.as_tensor(cand_boxes)).numpy()
     covers = same & (iou_dc > nms["iou"] - tol) & (scores[:, None] >= cand_scores[None, :] - tol)
     done = (match | covers).any(0)  # per pair: kept, or suppressed by a kept box
     # per anchor: one of its candidate pairs kept or suppressed, unless it may drop out

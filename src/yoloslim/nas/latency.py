@@ -241,7 +241,7 @@ class LatencyCache:
         if self.path is None:
             return
         try:
-            new = not self.path.exists() or not self.path.stat().st_size
+            new = not self.path.stat().st_size  # __init__ made the file; empty until now
             lines = [json.dumps(_CACHE_HEADER)] if new else []
             lines.append(json.dumps({"arch": key, "context": self.context, "latency_ms": ms}))
             with open(self.path, "a") as f:

@@ -251,13 +251,12 @@ def train(
         writes = [Path(out) / name for name in RUN_FILES]
         refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")
         model = load_checkpoint(model)[0]  # fine-tuned from its weights, like a Detector
-    config = sized_for(config or TrainConfig(), model)
+    cfg = sized_for(config or TrainConfig(), model)
     if getattr(model, "deploy", False):
         raise ModelError(
             "cannot train a re-parameterised (deploy-form) model: its RepConv branches are "
             "folded; train the model before reparameterize() (its checkpoint)"
         )
-    cfg = config
     if state is None:
         cfg = static_assigner_for(cfg, from_scratch=not isinstance(model, nn.Module))
     data_cfg = load_data_config(data)
