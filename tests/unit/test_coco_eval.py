@@ -271,6 +271,10 @@ def test_validate_checks_imgsz_and_warns_on_other_class_names(one_class_val, cap
     model = build_model("damo-nano", names=["dog", "cat"])
     with pytest.raises(ConfigError, match="imgsz=100 must be a multiple of 32"):
         validate(model, one_class_val, imgsz=100)
+    with pytest.raises(ConfigError, match=r"iou=0 must be in \(0, 1\]"):
+        validate(model, "no/such/data.yaml", iou=0)  # before the data is read
+    with pytest.raises(ConfigError, match=r"conf=1.5 must be in \[0, 1\]"):
+        validate(model, one_class_val, conf=1.5)
     with caplog.at_level("WARNING", logger="yoloslim.eval.val"):
         validate(model, one_class_val, imgsz=64)
     assert "['dog', 'cat']" in caplog.text and "['a', 'b']" in caplog.text

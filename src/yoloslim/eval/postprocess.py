@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -122,16 +124,22 @@ def _greedy(
 
 
 def check_nms_settings(**settings: float) -> None:
-    """ConfigError naming the first threshold (a keyword ending in ``conf`` or ``iou``)
-    outside [0, 1] or cap (ending in ``max_det`` or ``max_nms``) below 1; the message names
-    the keyword, so callers pass their own argument names (``nms_conf=...``)."""
+    """ConfigError naming the first setting out of range, by its keyword's ending:
+    ``conf`` a number in [0, 1]; ``iou`` a number in (0, 1] (at 0 every overlap would
+    suppress); ``max_det`` / ``max_nms`` an integer >= 1. Callers pass their own argument
+    names (``nms_conf=...``), which the message repeats."""
     for name, value in settings.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}={value!r} must be a number")
-        if name.endswith(("conf", "iou")) and not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{name}={value} must be in [0, 1]")
-        if name.endswith(("max_det", "max_nms")) and value < 1:
-            raise ConfigError(f"{name}={value} must be >= 1")
+        if name.endswith(("max_det", "max_nms")):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ConfigError(f"{name}={value!r} must be an integer >= 1")
+            if value < 1:
+                raise ConfigError(f"{name}={value!r} must be >= 1")
+            continue
+        interval = "(0, 1]" if name.endswith("iou") else "[0, 1]"
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"{name}={value!r} must be a number in {interval}")
+        if not (0 < value <= 1 if name.endswith("iou") else 0 <= value <= 1):
+            raise ConfigError(f"{name}={value!r} must be in {interval}")
 
 
 def postprocess(

@@ -57,18 +57,21 @@ def validate(
         or torchscript).
 
     Raises:
-        ConfigError: ``imgsz`` is not a multiple of 32.
+        ConfigError: ``imgsz`` is not a multiple of 32; ``conf`` outside [0, 1] or ``iou``
+            outside (0, 1].
         ModelError: the model's class count differs from the data's.
 
     Example:
         >>> validate("runs/nano/best.pt", "data/synth/data.yaml")["map"]
     """
     from yoloslim.configs import check_imgsz
+    from yoloslim.eval.postprocess import check_nms_settings
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.runtime.backends import load_backend, refuse_end_to_end
     from yoloslim.runtime.predictor import as_artifact
 
     check_imgsz(imgsz)
+    check_nms_settings(conf=conf, iou=iou)
     model = as_artifact(model)
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
     runtime = "torch"

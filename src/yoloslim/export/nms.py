@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yoloslim.errors import ConfigError, ExportError
+from yoloslim.errors import ExportError
 from yoloslim.eval.postprocess import check_nms_settings, postprocess
 from yoloslim.fileio import staged
 
@@ -39,15 +39,13 @@ logger = logging.getLogger(__name__)
 
 
 def check_graph_nms(*, nms_conf: float, nms_iou: float, nms_max_det: int) -> None:
-    """The end-to-end graph's settings as :func:`~yoloslim.eval.postprocess.check_nms_settings`
-    takes them, and an IoU above 0, as predict asks (at 0 every overlap would suppress).
+    """The end-to-end graph's settings, checked as predict checks its own
+    (:func:`~yoloslim.eval.postprocess.check_nms_settings`).
 
     Raises:
         ConfigError: naming the setting.
     """
     check_nms_settings(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
-    if nms_iou == 0:
-        raise ConfigError("nms_iou=0 must be > 0 (predict refuses iou=0 too)")
 
 
 def append_nms(
@@ -56,7 +54,7 @@ def append_nms(
     """Read the ONNX at ``src`` (output "preds", batch 1) and write the end-to-end graph to ``dst``.
 
     Raises:
-        ConfigError: ``conf`` or ``iou`` outside [0, 1], ``max_det`` below 1.
+        ConfigError: ``conf`` outside [0, 1], ``iou`` outside (0, 1], ``max_det`` not an integer >= 1.
         ExportError: ``src`` is not a plain batch-1 yoloslim graph.
     """
     check_nms_settings(conf=conf, iou=iou, max_det=max_det)

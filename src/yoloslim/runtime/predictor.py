@@ -24,7 +24,7 @@ from PIL import Image
 from yoloslim.configs import check_imgsz
 from yoloslim.data.transforms import letterbox
 from yoloslim.errors import ConfigError, ModelError
-from yoloslim.eval.postprocess import postprocess, scale_boxes
+from yoloslim.eval.postprocess import check_nms_settings, postprocess, scale_boxes
 from yoloslim.runtime.backends import Backend, load_backend, refuse_end_to_end
 from yoloslim.runtime.images import IMAGE_SUFFIXES, ImageLike, is_single_image, iter_images
 
@@ -69,15 +69,6 @@ class Detections:
             }
             for b, s, c in zip(self.boxes, self.scores, self.classes, strict=True)
         ]
-
-
-def _check_fraction(name: str, value, *, zero_ok: bool) -> None:
-    """``value`` in [0, 1] (``zero_ok``) or (0, 1], else :class:`ConfigError` naming ``name``."""
-    interval = "[0, 1]" if zero_ok else "(0, 1]"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{name}={value!r} must be a number in {interval}")
-    if not (0 <= value <= 1 if zero_ok else 0 < value <= 1):
-        raise ConfigError(f"{name}={value!r} must be in {interval}")
 
 
 def _check_count(name: str, value, *, allow_none: bool = False) -> None:
@@ -135,9 +126,7 @@ class Predictor:
         max_det: int = 300,
         threads: int | None = None,
     ) -> None:
-        _check_fraction("conf", conf, zero_ok=True)
-        _check_fraction("iou", iou, zero_ok=False)
-        _check_count("max_det", max_det)
+        check_nms_settings(conf=conf, iou=iou, max_det=max_det)
         _check_count("threads", threads, allow_none=True)
         check_imgsz(imgsz)
         self.backend = load_backend(artifact, threads=threads)
