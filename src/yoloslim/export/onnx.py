@@ -30,10 +30,6 @@ log = logging.getLogger(__name__)
 OPSET = 18
 
 
-def _require(module: str, extra: str = "onnx"):
-    return require(module, extra, ExportError)
-
-
 def torch_onnx(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -82,8 +78,8 @@ def onnx_file(ctx: ExportContext, *, dynamic: bool) -> Path:
 
 def write_onnx(ctx: ExportContext, path: Path) -> Path:
     """Export, simplify with onnxslim, add metadata, check and write ``path`` (atomically)."""
-    onnx = _require("onnx")
-    onnxslim = _require("onnxslim")
+    onnx = require("onnx", "onnx", ExportError)
+    onnxslim = require("onnxslim", "onnx", ExportError)
     model = ctx.model.float().eval()
     x = ctx.example()
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=256)},) if ctx.dynamic else None
