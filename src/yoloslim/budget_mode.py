@@ -181,7 +181,12 @@ def run_budget(
                 ckpt = cached(
                     cdir / "pruned.txt",
                     lambda cfg=cfg, cdir=cdir: prune(
-                        model, data, config=cfg, out=cdir / "prune", progress=progress
+                        model,
+                        data,
+                        config=cfg,
+                        out=cdir / "prune",
+                        exist_ok=True,
+                        progress=progress,
                     ).artifacts["checkpoint"],
                 )
 

@@ -79,7 +79,8 @@ class _State:
 def _stage_prune(st: _State, cfg, data, out: Path, progress: bool) -> dict:
     from yoloslim.compress.prune import prune
 
-    res = prune(st.model, data, config=cfg, out=out, progress=progress)
+    # the stage's own folder: a resumed run may have written its pruned.pt already
+    res = prune(st.model, data, config=cfg, out=out, exist_ok=True, progress=progress)
     ckpt = str(res.artifacts["checkpoint"])
     return {"model": ckpt, "rows": [["pruned", ckpt, "ckpt"]], "report": res.report}
 

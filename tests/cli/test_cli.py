@@ -84,6 +84,19 @@ def test_train_resume_refuses_settings_it_would_ignore(trained, tmp_path, capsys
     assert "is not from a distill run" in capsys.readouterr().err
 
 
+def test_train_into_a_run_folder_needs_exist_ok(trained, data_yaml, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    before = (run / "last.pt").read_bytes()
+    argv = ["train", "--data", str(data_yaml), "--epochs", "1", "--imgsz", "64", "--batch", "4"]
+    argv += ["--workers", "0", "--seed", "3", "--out", str(run)]
+    assert main(argv) == 2
+    assert "holds a training run (last.pt)" in capsys.readouterr().err
+    assert (run / "last.pt").read_bytes() == before
+    assert main([*argv, "--exist-ok"]) == 0  # afresh, with another seed: another model
+    assert (run / "last.pt").read_bytes() != before
+
+
 def test_val_json_keys(trained, data_yaml, tmp_path):
     p = tmp_path / "val.json"
     assert (

@@ -150,6 +150,14 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tmp_pat
     assert "a_file is a file; a folder is written there" in capsys.readouterr().err
     assert main(["prune", "--model", "damo-nano", "--out", str(blocker / "p")]) == 2
     assert "a_file is a file;" in capsys.readouterr().err
+    for argv in (
+        ["train", "--data", "d.yaml"],
+        ["distill", "--teacher", "t.pt", "--data", "d.yaml"],
+        ["export", "--model", "m.pt"],
+        ["quantize", "--model", "m.pt", "--data", "d.yaml"],
+    ):
+        assert main([*argv, "--out", str(blocker)]) == 2, argv
+        assert "a_file is a file; a folder is written there" in capsys.readouterr().err, argv
     assert (
         main(["val", "--model", "m.pt", "--data", "d.yaml", "--json", str(blocker / "v.json")]) == 2
     )

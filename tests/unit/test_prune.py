@@ -104,6 +104,12 @@ def test_pruning_a_checkpoint_again_into_its_own_folder_is_refused(model, tmp_pa
     assert pruned.read_bytes() == before
     again = prune(pruned, None, config=cfg(ratio=0.3), out=tmp_path / "again")
     assert again.report["stages"]["pruned"]["params"] < first.report["stages"]["pruned"]["params"]
+    # a new prune into a folder holding a pruned model replaces it only when asked to
+    with pytest.raises(ConfigError, match=r"again holds a pruned model \(pruned.pt\).*--exist-ok"):
+        prune(model, None, config=cfg(ratio=0.5), out=tmp_path / "again")
+    before = (tmp_path / "again" / "pruned.pt").read_bytes()
+    prune(model, None, config=cfg(ratio=0.5), out=tmp_path / "again", exist_ok=True)
+    assert (tmp_path / "again" / "pruned.pt").read_bytes() != before
 
 
 def test_a_checkpoint_of_a_fine_tuning_step_is_not_pruned_over_either(model, tmp_path):

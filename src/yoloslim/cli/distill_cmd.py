@@ -9,6 +9,7 @@ import typer
 
 from yoloslim.cli.common import (
     check_json_target,
+    check_out_folder,
     config_file,
     handle_errors,
     interrupt_hint,
@@ -39,7 +40,12 @@ def distill(
         "teacher's, else 320).",
     ),
     batch: int = typer.Option(None, help="Global batch size [default: 16]."),
-    out: Path = typer.Option(Path("runs/distill"), help="Output folder."),
+    out: Path = typer.Option(
+        Path("runs/distill"), callback=check_out_folder, help="Output folder."
+    ),
+    exist_ok: bool = typer.Option(
+        False, "--exist-ok", help="Start afresh in an --out that holds another run, replacing it."
+    ),
     loss: str = typer.Option(
         None, help="Feature loss on the neck: cwd, mimic, mgd or at [default: cwd]."
     ),
@@ -136,6 +142,8 @@ def distill(
         with config_file(config):
             cfg = DistillConfig.from_dict(values)
         with interrupt_hint(Path(out) / "last.pt", resume_command("distill", out)):
-            res = run_distill(student, teacher, data, config=cfg, out=out, progress=True)
+            res = run_distill(
+                student, teacher, data, config=cfg, out=out, exist_ok=exist_ok, progress=True
+            )
     print_best(res.report["train"].get("best_map"), res.artifacts.get("best"))
     write_json(json_path, res.report)

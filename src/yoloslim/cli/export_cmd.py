@@ -6,7 +6,13 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import check_json_target, console, handle_errors, write_json
+from yoloslim.cli.common import (
+    check_json_target,
+    check_out_folder,
+    console,
+    handle_errors,
+    write_json,
+)
 
 
 @handle_errors
@@ -17,7 +23,7 @@ def export(
         "--format",
         help="onnx, openvino, torchscript, coreml, engine, triton; comma-separated for several.",
     ),
-    out: Path = typer.Option(Path("runs/export"), help="Output folder."),
+    out: Path = typer.Option(Path("runs/export"), callback=check_out_folder, help="Output folder."),
     imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's)."),
     dynamic: bool = typer.Option(False, help="Dynamic batch axis."),
     half: bool = typer.Option(False, help="FP16 weights (OpenVINO, CoreML, TensorRT)."),

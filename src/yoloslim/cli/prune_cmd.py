@@ -28,6 +28,9 @@ def prune(
         callback=check_out_folder,
         help="Output folder (pruned.pt, prune_report.json).",
     ),
+    exist_ok: bool = typer.Option(
+        False, "--exist-ok", help="Replace the pruned model an earlier prune left in --out."
+    ),
     ratio: float = typer.Option(
         None, help="Channel ratio to remove, in (0, 1) (default 0.5 when no other goal is given)."
     ),
@@ -100,7 +103,7 @@ def prune(
     values = layered(ctx, load_mapping(config, "PruneConfig") if config else None, flags)
     with config_file(config):
         cfg = PruneConfig.from_dict(values)
-    res = run_prune(model, data, config=cfg, out=out, progress=True)
+    res = run_prune(model, data, config=cfg, out=out, exist_ok=exist_ok, progress=True)
     table = Table(title=f"prune of {model} ({res.report['config']['imgsz']} px)")
     for col in (
         "stage",

@@ -8,6 +8,7 @@ import typer
 
 from yoloslim.cli.common import (
     check_json_target,
+    check_out_folder,
     config_file,
     console,
     handle_errors,
@@ -22,7 +23,9 @@ def quantize(
     ctx: typer.Context,
     model: Path = typer.Option(..., help="yoloslim checkpoint (.pt) or exported .onnx."),
     data: Path = typer.Option(..., help="data.yaml (train split calibrates, val measures)."),
-    out: Path = typer.Option(Path("runs/quantize"), help="Output folder."),
+    out: Path = typer.Option(
+        Path("runs/quantize"), callback=check_out_folder, help="Output folder."
+    ),
     backend: str = typer.Option("openvino", help="openvino (NNCF) or onnxruntime (QDQ)."),
     mode: str = typer.Option("static", help="static, or dynamic (onnxruntime only)."),
     calib: int = typer.Option(300, help="Calibration images from the train split."),

@@ -10,6 +10,7 @@ import typer
 
 from yoloslim.cli.common import (
     check_json_target,
+    check_out_folder,
     console,
     handle_errors,
     interrupt_hint,
@@ -35,7 +36,10 @@ def train(
         None, help="Input size (multiple of 32; default: a checkpoint's own, else 320)."
     ),
     batch: int = typer.Option(16, help="Global batch size."),
-    out: Path = typer.Option(Path("runs/train"), help="Output folder."),
+    out: Path = typer.Option(Path("runs/train"), callback=check_out_folder, help="Output folder."),
+    exist_ok: bool = typer.Option(
+        False, "--exist-ok", help="Start afresh in an --out that holds another run, replacing it."
+    ),
     optimizer: str = typer.Option("adamw", help="adamw or sgd."),
     lr0: float = typer.Option(None, help="Peak learning rate (default: the config's)."),
     workers: int = typer.Option(1, help="Data-loader workers."),
@@ -89,7 +93,7 @@ def train(
         # flags are all known keys: an unknown one came from the file
         cfg = config_from_dict(values, where=f"--config {config}" if config else "train config")
         with interrupt_hint(Path(out) / "last.pt", resume_command("train", out)):
-            res = run_train(model, data, config=cfg, out=out, progress=True)
+            res = run_train(model, data, config=cfg, out=out, exist_ok=exist_ok, progress=True)
     print_best(res.report.get("best_map"), res.best)
     write_json(json_path, res.report)
 

@@ -61,6 +61,7 @@ def prune(
     *,
     config: PruneConfig = PruneConfig(),  # noqa: B008 - frozen dataclass, immutable
     out: str | Path | None = None,
+    exist_ok: bool = False,
     progress: bool = False,
 ) -> Result:
     """Prune a detector's channels and/or residual blocks, fine-tune it, and report.
@@ -81,6 +82,9 @@ def prune(
         config: what and how much to prune.
         out: folder for ``pruned.pt``, ``prune_report.json`` and the fine-tuning and
             export runs; None writes nothing lasting.
+        exist_ok: replace the pruned model an earlier prune left in ``out``. Without it
+            an ``out`` holding ``pruned.pt`` is an error, as train refuses a folder that
+            holds a run, so no pruned (fine-tuned) model is lost by mistake.
         progress: progress bars.
 
     Returns:
@@ -90,7 +94,8 @@ def prune(
 
     Raises:
         ConfigError: a budget at or above the model's, a method the model cannot
-            take (e.g. fine-tuning an external module), or data needed but missing.
+            take (e.g. fine-tuning an external module), data needed but missing, or
+            ``out`` holding a pruned model (without ``exist_ok``).
         ModelError: the model cannot be loaded.
 
     Example:
@@ -113,6 +118,11 @@ def prune(
         # the fine-tuning runs too: finetune/, and finetune_step{k}/ between steps
         writes = [o / "pruned.pt", o / "prune_report.json", *o.glob("finetune*")]
         refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")
+        if (o / "pruned.pt").exists() and not exist_ok:
+            raise ConfigError(
+                f"{o} holds a pruned model (pruned.pt) that this prune would replace; choose "
+                "another out (--out), or pass exist_ok=True (--exist-ok) to replace it"
+            )
     net, names, trained_imgsz = _load_model(model, data)
     upstream = list(getattr(net, "history", []))  # the fine-tuning inside is part of this step
     cfg = config if config.imgsz else dataclasses.replace(config, imgsz=trained_imgsz or 320)

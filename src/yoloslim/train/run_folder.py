@@ -71,8 +71,9 @@ def check_out(out: Path, resume: bool, exist_ok: bool) -> None:
     found = [m for m in RUN_MARKERS if (out / m).exists()]
     if found:
         raise ConfigError(
-            f"{out} holds a training run ({found[0]}); resume it (--resume {out}, resume=True) "
-            "or choose another output folder"
+            f"{out} holds a training run ({found[0]}); resume it (--resume {out}, resume=True), "
+            "start afresh there, replacing it (--exist-ok, exist_ok=True), or choose another "
+            "output folder"
         )
 
 
