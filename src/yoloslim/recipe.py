@@ -38,6 +38,7 @@ class ExportStage:
     half: bool = False
     verify: bool = True
     triton_name: str = "model"
+    triton_max_batch: int = 16
     nms: bool = False
     nms_conf: float = 0.25
     nms_iou: float = 0.65
@@ -46,7 +47,7 @@ class ExportStage:
     def __post_init__(self) -> None:
         from yoloslim.export.nms import check_graph_nms
         from yoloslim.export.registry import EXPORTERS
-        from yoloslim.export.triton import triton_name_problem
+        from yoloslim.export.triton import triton_max_batch_problem, triton_name_problem
 
         if not EXPORTERS:
             import yoloslim.export  # noqa: F401 - registers the formats
@@ -61,6 +62,9 @@ class ExportStage:
         bad_name = triton_name_problem(self.triton_name)
         if bad_name:
             raise ConfigError(f"triton_name: {bad_name}")
+        bad_batch = triton_max_batch_problem(self.triton_max_batch)
+        if bad_batch:
+            raise ConfigError(f"triton_max_batch: {bad_batch}")
         if self.nms and ("onnx" not in self.formats or self.dynamic):
             raise ConfigError("nms: true needs the onnx format and a static batch (dynamic: false)")
         check_graph_nms(nms_conf=self.nms_conf, nms_iou=self.nms_iou, nms_max_det=self.nms_max_det)

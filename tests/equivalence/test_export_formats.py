@@ -320,10 +320,17 @@ def test_a_named_triton_model_joins_the_repository(dynamic_export, tmp_path):
     shutil.copytree(dynamic_export[1] / "triton", out / "triton")
     with pytest.raises(ConfigError, match=r"triton_name \(--triton-name\): '\.\./x' is not"):
         export(_model(), out, formats="triton", imgsz=IMGSZ, triton_name="../x")
-    res = export(_model(), out, formats="triton", imgsz=IMGSZ, triton_name="det-v2")
+    with pytest.raises(ConfigError, match=r"triton_max_batch \(--triton-max-batch\): 300 must"):
+        export(_model(), out, formats="triton", imgsz=IMGSZ, triton_max_batch=300)
+    res = export(
+        _model(), out, formats="triton", imgsz=IMGSZ, triton_name="det-v2", triton_max_batch=4
+    )
     cfg_path = res.artifacts["triton"]
     assert cfg_path == out / "triton" / "det-v2" / "config.pbtxt"
-    assert parse_config_pbtxt(cfg_path.read_text())["name"] == "det-v2"
+    cfg = parse_config_pbtxt(cfg_path.read_text())
+    assert cfg["name"] == "det-v2" and cfg["max_batch_size"] == 4
+    assert cfg["dynamic_batching"]["preferred_batch_size"] == [4]  # 8 would not fit
+    assert res.report["formats"]["triton"]["passed"]
     assert (out / "triton" / "model" / "config.pbtxt").is_file()  # the first model stays
 
 

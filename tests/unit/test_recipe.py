@@ -59,6 +59,7 @@ def test_shipped_recipes_are_the_four_named():
         ([{"export": {"nms": True, "nms_conf": 2.0}}], r"stage 1 \(export\): nms_conf=2.0 must be"),
         ([{"export": {"nms_conf": None}}], r"stage 1 \(export\): nms_conf=None must be a number"),
         ([{"export": {"nms_iou": 0.0}}], r"stage 1 \(export\): nms_iou=0.0 must be in \(0, 1\]"),
+        ([{"export": {"triton_max_batch": 0}}], r"stage 1 \(export\): triton_max_batch: 0 must"),
         ([{"bench": {"batches": [0]}}], r"stage 1 \(bench\): batches=\[0\] must be positive"),
         ([{"bench": {"batches": []}}], r"stage 1 \(bench\): batches=\[\] must be positive"),
         ([{"bench": {"rounds": 0}}], r"stage 1 \(bench\): rounds=0 must be a positive"),

@@ -38,6 +38,9 @@ def export(
     triton_name: str = typer.Option(
         "model", help="Triton model name: its folder is OUT/triton/NAME (other models stay)."
     ),
+    triton_max_batch: int = typer.Option(
+        16, help="Triton max_batch_size: the largest batch the server forms (1-256)."
+    ),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the export report as JSON."
     ),
@@ -58,6 +61,7 @@ def export(
             half=half,
             nms=nms,
             triton_name=triton_name,
+            triton_max_batch=triton_max_batch,
             nms_conf=nms_conf,
             nms_iou=nms_iou,
             nms_max_det=nms_max_det,

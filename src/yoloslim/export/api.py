@@ -17,7 +17,7 @@ from yoloslim.errors import ConfigError, ExportError
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.nms import check_graph_nms
 from yoloslim.export.registry import EXPORTERS
-from yoloslim.export.triton import triton_name_problem
+from yoloslim.export.triton import triton_max_batch_problem, triton_name_problem
 from yoloslim.fileio import atomic_write_text, folder_lock
 from yoloslim.result import Result
 
@@ -37,6 +37,7 @@ def export(
     nms: bool = False,
     verify: bool = True,
     triton_name: str = "model",
+    triton_max_batch: int = 16,
     nms_conf: float = 0.25,
     nms_iou: float = 0.65,
     nms_max_det: int = 300,
@@ -73,6 +74,8 @@ def export(
             with ``passed: False`` and its ``error``).
         triton_name: the Triton model's name: the repository holds it in
             ``out/triton/{triton_name}/`` beside any other models already there.
+        triton_max_batch: the Triton config's ``max_batch_size``, 1 to 256 (the largest
+            batch the server forms from requests).
         nms_conf, nms_iou, nms_max_det: the end-to-end graph's score threshold (a
             detection scores above it), NMS IoU threshold and most detections kept
             (with ``nms``; stored in its metadata as ``nms_conf``, ``nms_iou``,
@@ -120,6 +123,9 @@ def export(
     bad_name = triton_name_problem(triton_name)
     if bad_name:
         raise ConfigError(f"triton_name (--triton-name): {bad_name}")
+    bad_batch = triton_max_batch_problem(triton_max_batch)
+    if bad_batch:
+        raise ConfigError(f"triton_max_batch (--triton-max-batch): {bad_batch}")
     if isinstance(model, nn.Module):
         # a Detector loaded from a checkpoint remembers its training size
         ck_imgsz, names = getattr(model, "imgsz", None), list(getattr(model, "names", []) or [])
@@ -153,6 +159,7 @@ def export(
             half=half,
             strides=tuple(getattr(net, "strides", (8, 16, 32))),
             triton_name=triton_name,
+            triton_max_batch=triton_max_batch,
         )
         report: dict = {
             "imgsz": imgsz,

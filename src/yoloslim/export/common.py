@@ -25,6 +25,7 @@ class ExportContext:
         out: output folder.
         stem: file name stem of the artifacts.
         triton_name: the Triton model's name (its folder in the repository).
+        triton_max_batch: the Triton config's ``max_batch_size``.
         dynamic: dynamic batch axis where the format allows it.
         half: FP16 weights (OpenVINO, CoreML, TensorRT; ONNX stays FP32).
         strides: the detector's output strides (metadata; Triton's anchor count).
@@ -40,6 +41,7 @@ class ExportContext:
     out: Path
     stem: str = "model"
     triton_name: str = "model"
+    triton_max_batch: int = 16
     dynamic: bool = False
     half: bool = False
     strides: tuple[int, ...] = (8, 16, 32)

@@ -10,9 +10,27 @@ from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.fileio import atomic_write_text, staged
 
-__all__ = ["export_triton", "parse_config_pbtxt", "verify_triton", "TRITON_MAX_BATCH"]
+__all__ = [
+    "TRITON_BATCH_LIMIT",
+    "TRITON_MAX_BATCH",
+    "export_triton",
+    "parse_config_pbtxt",
+    "triton_max_batch_problem",
+    "verify_triton",
+]
 
-TRITON_MAX_BATCH = 16
+TRITON_MAX_BATCH = 16  # the default max_batch_size
+TRITON_BATCH_LIMIT = 256  # the ONNX's dynamic batch axis goes up to this
+_PREFERRED = (4, 8)
+
+
+def triton_max_batch_problem(value: object) -> str | None:
+    """Why ``value`` cannot be the config's ``max_batch_size``, or None."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{value!r} must be an integer in [1, {TRITON_BATCH_LIMIT}]"
+    if not 1 <= value <= TRITON_BATCH_LIMIT:
+        return f"{value} must be in [1, {TRITON_BATCH_LIMIT}] (the ONNX's batch axis)"
+    return None
 
 
 def triton_name_problem(name: object) -> str | None:
@@ -32,7 +50,8 @@ def export_triton(ctx: ExportContext) -> Path:
     several exports with different names build one repository.
 
     Triton batches requests itself, so the ONNX always has a dynamic batch axis and
-    ``dims`` in the config leave the batch out (``max_batch_size > 0``).
+    ``dims`` in the config leave the batch out (``max_batch_size`` is
+    ``ctx.triton_max_batch``; the dynamic batcher prefers 4 and 8 where they fit under it).
     """
     from yoloslim.export.onnx import onnx_file
 
@@ -40,9 +59,11 @@ def export_triton(ctx: ExportContext) -> Path:
     (repo / "1").mkdir(parents=True, exist_ok=True)
     with staged(repo / "1" / "model.onnx") as tmp:
         shutil.copyfile(onnx_file(ctx, dynamic=True), tmp)
+    fits = [str(b) for b in _PREFERRED if b <= ctx.triton_max_batch]
+    preferred = f"\n  preferred_batch_size: [ {', '.join(fits)} ]" if fits else ""
     config = f"""name: "{ctx.triton_name}"
 platform: "onnxruntime_onnx"
-max_batch_size: {TRITON_MAX_BATCH}
+max_batch_size: {ctx.triton_max_batch}
 input [
   {{
     name: "images"
@@ -57,8 +78,7 @@ output [
     dims: [ {_num_anchors(ctx)}, {4 + len(ctx.names)} ]
   }}
 ]
-dynamic_batching {{
-  preferred_batch_size: [ 4, 8 ]
+dynamic_batching {{{preferred}
   max_queue_delay_microseconds: 2000
 }}
 instance_group [
@@ -100,7 +120,7 @@ def verify_triton(path: Path, ctx: ExportContext) -> dict:
         problems.append("max_batch_size / dynamic_batching missing")
     if problems:
         raise ExportError(f"{path}: config does not match {model_path}: {'; '.join(problems)}")
-    report = verify_artifact(model_path, ctx.model, ctx.imgsz, batch=2)
+    report = verify_artifact(model_path, ctx.model, ctx.imgsz, batch=min(2, cfg["max_batch_size"]))
     report.update(path=str(path), config_checked=True, size_mb=path_size_mb(path.parent))
     return report
 
