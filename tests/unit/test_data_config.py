@@ -33,6 +33,11 @@ def test_relative_path_resolves_against_yaml_folder(tmp_path, monkeypatch):
     assert cfg.root == (tmp_path / "ds").resolve()
     assert len(load_samples(cfg, "val")) == 2
     assert cfg.yaml_path == Path("ds") / "data.yaml" and path.exists()
+    # a data.yaml linked into another folder still means the dataset beside the real file
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "data.yaml").symlink_to(path)
+    linked = load_data_config(tmp_path / "project" / "data.yaml")
+    assert linked.root == cfg.root and len(load_samples(linked, "val")) == 2
 
 
 @pytest.mark.parametrize("key", ["train", "val", "names"])

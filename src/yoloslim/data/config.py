@@ -198,7 +198,8 @@ def load_data_config(path: str | Path) -> DataConfig:
         if nc != len(names):
             raise DataError(f"{where}: key 'nc' is {nc} but 'names' has {len(names)} entries")
 
-    base = yaml_path.parent.resolve()
+    # the real file's folder: a data.yaml linked from elsewhere still means its own dataset
+    base = yaml_path.resolve().parent
     root = _resolve(base, data["path"], where, "path", kind="dir") if "path" in data else base
     return DataConfig(
         root=root,
