@@ -18,29 +18,25 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import yaml
 from torch import nn
-from torch.utils.data import DistributedSampler
 
 from yoloslim.data import (
     AugmentConfig,
     DetectionDataset,
-    DetectionLoader,
-    collate,
     load_data_config,
     load_samples,
 )
-from yoloslim.errors import ConfigError, ModelError, TrainingError
+from yoloslim.errors import ConfigError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, with_history
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
-from yoloslim.progress import progress_console
 from yoloslim.rng import keeps_rng_state
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
@@ -52,6 +48,7 @@ from yoloslim.train.config import (
     static_assigner_for,
 )
 from yoloslim.train.ema import ModelEMA
+from yoloslim.train.loop import Fit, epoch_loader
 from yoloslim.train.loss import DetectionLoss
 from yoloslim.train.run_folder import (
     RUN_FILES,
@@ -60,7 +57,6 @@ from yoloslim.train.run_folder import (
     check_out,
     check_resume_data,
     finished_result,
-    json_safe,
     recorded_data,
     run_result,
 )
@@ -137,13 +133,6 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     if cfg.optimizer == Optimizer.SGD:
         return torch.optim.SGD(groups, lr=cfg.lr0, momentum=cfg.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=cfg.lr0, betas=(cfg.momentum, 0.999))
-
-
-def _lr_at(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
-    if step < warmup:
-        return cfg.lr0 * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return cfg.lr0 * (cfg.lrf + (1 - cfg.lrf) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
 def _prepare_model(model: str | dict | Path | nn.Module, names: list[str]) -> Detector:
@@ -228,6 +217,97 @@ def train(
     """
     out = Path(out).expanduser()
     check_out(out, resume, exist_ok)
+    state, model, data, cfg = _begin(model, data, config, out, resume)
+    data_cfg = load_data_config(data)
+    if state is not None:
+        check_resume_data(state, data, data_cfg.nc, out)
+        if state["train_state"]["epoch"] + 1 >= cfg.epochs:
+            return finished_result(out, state, cfg)
+    device, rank, world = _devices(cfg)
+    main = rank == 0
+    train_ds, val_ds = _datasets(data_cfg, cfg, data, warn=main)
+    # absolute: `train --resume DIR` may run from another working directory
+    data_path = str(Path(data).expanduser().resolve())
+    # the steps that made the model (a resumed run: its own, this step last) and this one,
+    # which a hook may name (a distillation, with its teacher)
+    upstream = (state.get("meta") or {}).get("history", []) if state else None
+    step = dict(getattr(hook, "history", None) or {"stage": "train"})
+    history = with_history(
+        getattr(model, "history", []) if upstream is None else upstream,
+        step.pop("stage"),
+        out,
+        **step,
+        data=data_path,
+        epochs=cfg.epochs,
+    )
+    _seed_all(cfg.seed)
+    arch = state["arch"] if state else model
+    n_batches = math.ceil(len(train_ds) / world / (cfg.batch // world))
+    fit, start_epoch, best_map = _fit(
+        arch, state, data_cfg.names, cfg, device, world, hook, n_batches=n_batches, out=out
+    )
+
+    with folder_lock(out, "train") if main else contextlib.nullcontext():
+        run = RunFolder(out, cfg, progress and main)
+        if main:
+            run.start(start_epoch if state else None, replace=exist_ok)
+            atomic_write_text(
+                out / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+            )
+        if world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            fit.wrapped = nn.parallel.DistributedDataParallel(fit.net, device_ids=ids)
+        t_start = time.time()
+        images_seen = 0
+        last_val: dict = {}
+        for epoch in range(start_epoch, cfg.epochs):
+            _seed_all(cfg.seed * 1000 + epoch)
+            if epoch >= cfg.epochs - cfg.close_mosaic:
+                train_ds.set_mosaic(0.0)
+            train_ds.set_epoch(epoch)
+            loader = epoch_loader(train_ds, cfg, epoch, world, rank)
+            row, images = fit.run_epoch(epoch, loader, run.progress)
+            images_seen += images
+            if main and ((epoch + 1) % cfg.val_interval == 0 or epoch + 1 == cfg.epochs):
+                final_model = fit.final_model.eval()
+                last_val = evaluate(
+                    lambda x, m=final_model: m(x.to(device)),
+                    val_ds,
+                    batch_size=max(cfg.batch // world, 8),
+                    progress=False,
+                )
+                row.update(map=last_val["map"], map50=last_val["map50"])
+            if main:
+                best_map = fit.save(
+                    run, row, best_map, last_val, {"data": data_path, "history": history}
+                )
+                log.info("epoch %d: %s", epoch, row)
+            dist_utils.barrier()
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+
+        train_s = time.time() - t_start
+        if hook is not None:
+            hook.detach()
+        result = run_result(
+            out,
+            cfg,
+            best_map=best_map,
+            last=last_val,
+            train_s=round(train_s, 1),
+            images_per_s=round(images_seen / train_s, 2) if train_s > 0 else None,
+            fallback=lambda: fit.final_model,
+        )
+        dist_utils.cleanup()
+        return result
+
+
+def _begin(
+    model, data, config, out: Path, resume: bool
+) -> tuple[dict | None, Any, Any, TrainConfig]:
+    """The run's starting point: ``(state, model, data, cfg)``. On ``resume``, ``state`` is
+    ``last.pt``'s dict (its arch is the model) and the config the saved one; else ``state``
+    is None and a checkpoint ``model`` is loaded (fine-tuned from its weights)."""
     state = None
     if resume:
         last = out / "last.pt"
@@ -259,11 +339,12 @@ def train(
         )
     if state is None:
         cfg = static_assigner_for(cfg, from_scratch=not isinstance(model, nn.Module))
-    data_cfg = load_data_config(data)
-    if state is not None:
-        check_resume_data(state, data, data_cfg.nc, out)
-        if state["train_state"]["epoch"] + 1 >= cfg.epochs:
-            return finished_result(out, state, cfg)
+    return state, model, data, cfg
+
+
+def _devices(cfg: TrainConfig) -> tuple[torch.device, int, int]:
+    """``(device, rank, world)``: this process's device and its place among the processes
+    (torchrun); applies ``cfg.threads``."""
     device = resolve_device(cfg.device)
     rank, world = dist_utils.init_distributed(device)
     if device.type == "cuda" and world > 1:
@@ -271,13 +352,16 @@ def train(
         torch.cuda.set_device(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    main = rank == 0
     if cfg.batch % world:
         raise ConfigError(f"batch={cfg.batch} must be divisible by the {world} processes")
+    return device, rank, world
 
-    aug = AugmentConfig(**cfg.augment)
+
+def _datasets(data_cfg, cfg: TrainConfig, data, *, warn: bool):
+    """The augmented train split and the plain val split; warns (``warn``) when the train
+    split holds no instance at all."""
     train_samples = load_samples(data_cfg, "train")
-    if main and not any(len(s.classes) for s in train_samples):
+    if warn and not any(len(s.classes) for s in train_samples):
         log.warning(
             "%s: the train split has no instance in its %d images (all background); "
             "check the labels path",
@@ -288,7 +372,7 @@ def train(
         train_samples,
         cfg.imgsz,
         augment=True,
-        aug=aug,
+        aug=AugmentConfig(**cfg.augment),
         names=data_cfg.names,
         seed=cfg.seed,
         cache=cfg.cache,
@@ -296,24 +380,16 @@ def train(
     val_ds = DetectionDataset(
         load_samples(data_cfg, "val"), cfg.imgsz, augment=False, names=data_cfg.names, seed=cfg.seed
     )
+    return train_ds, val_ds
 
-    # absolute: `train --resume DIR` may run from another working directory
-    data_path = str(Path(data).expanduser().resolve())
-    # the steps that made the model (a resumed run: its own, this step last) and this one,
-    # which a hook may name (a distillation, with its teacher)
-    upstream = (state.get("meta") or {}).get("history", []) if state else None
-    step = dict(getattr(hook, "history", None) or {"stage": "train"})
-    history = with_history(
-        getattr(model, "history", []) if upstream is None else upstream,
-        step.pop("stage"),
-        out,
-        **step,
-        data=data_path,
-        epochs=cfg.epochs,
-    )
 
-    _seed_all(cfg.seed)
-    net = _prepare_model(state["arch"] if state else model, data_cfg.names).to(device)
+def _fit(
+    model, state, names, cfg, device, world, hook, *, n_batches: int, out: Path
+) -> tuple[Fit, int, float]:
+    """The model (built, or copied, in the caller's seeded RNG), its loss, EMA, hook modules
+    and optimizer, restored from ``state`` on resume; and the epoch to start at and the
+    best mAP so far."""
+    net = _prepare_model(model, names).to(device)
     # NHWC lets oneDNN/cuDNN pick faster conv kernels (about +25 % img/s on this CPU)
     fmt = torch.channels_last if _nhwc_safe(net, device) else torch.contiguous_format
     net = net.to(memory_format=fmt)
@@ -334,199 +410,20 @@ def train(
         if ema is not None:
             ema.load_state_dict(ts["ema"])
         start_epoch, best_map = ts["epoch"] + 1, ts["best_map"]
-
-    with folder_lock(out, "train") if main else contextlib.nullcontext():
-        run = RunFolder(out, cfg, progress and main)
-        if main:
-            run.start(start_epoch if state else None, replace=exist_ok)
-            atomic_write_text(
-                out / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-            )
-        model_ddp: nn.Module = net
-        if world > 1:
-            model_ddp = nn.parallel.DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None
-            )
-        use_amp = cfg.amp and device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-        per_rank = cfg.batch // world
-        n_batches = math.ceil(len(train_ds) / world / per_rank)
-        total_steps = n_batches * cfg.epochs
-        warmup = max(1, round(cfg.warmup_epochs * n_batches)) if cfg.warmup_epochs else 0
-        t_start = time.time()
-        images_seen = 0
-        last_val: dict = {}
-
-        for epoch in range(start_epoch, cfg.epochs):
-            _seed_all(cfg.seed * 1000 + epoch)
-            if epoch >= cfg.epochs - cfg.close_mosaic:
-                train_ds.set_mosaic(0.0)
-            train_ds.set_epoch(epoch)
-            if world > 1:
-                sampler = DistributedSampler(train_ds, world, rank, shuffle=True, seed=cfg.seed)
-                sampler.set_epoch(epoch)
-            else:
-                g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-                sampler = torch.randperm(len(train_ds), generator=g).tolist()
-            loader = DetectionLoader(
-                train_ds,
-                batch_size=per_rank,
-                sampler=sampler,
-                num_workers=cfg.workers,
-                collate_fn=collate,
-                drop_last=False,
-            )
-            model_ddp.train()
-            criterion.epoch = epoch
-            if hook is not None:
-                hook.epoch_start(net, epoch)
-            sums = torch.zeros(3)
-            extra_sums: dict[str, float] = {}
-            t_epoch = time.time()
-            bar = _progress(run.progress, f"epoch {epoch + 1}/{cfg.epochs}", n_batches)
-            with bar as pbar:
-                task = pbar.add_task("train", total=n_batches, losses="") if pbar else None
-                for i, (imgs, targets, _) in enumerate(loader):
-                    step = epoch * n_batches + i
-                    lr = _lr_at(step, total_steps, warmup, cfg)
-                    for grp in optimizer.param_groups:
-                        grp["lr"] = lr
-                    imgs = imgs.to(device, non_blocking=True).float().div_(255)
-                    imgs = imgs.contiguous(memory_format=fmt)
-                    ctx = (
-                        torch.autocast("cuda", dtype=torch.float16)
-                        if use_amp
-                        else contextlib.nullcontext()
-                    )
-                    with ctx:
-                        raw = model_ddp(imgs)
-                    raw = [r.float() for r in raw]
-                    loss, parts = criterion(raw, targets.to(device))
-                    if hook is not None:
-                        extra_loss, extra_parts = hook.loss(
-                            imgs, raw, targets.to(device), epoch + i / n_batches
-                        )
-                        loss = loss + extra_loss
-                        for k, v in extra_parts.items():
-                            extra_sums[k] = extra_sums.get(k, 0.0) + float(v)
-                    if not torch.isfinite(loss):
-                        raise TrainingError(
-                            f"{out}: the loss is {loss.item()} at epoch {epoch}, batch {i}: training "
-                            f"diverged; lower lr0 (now {cfg.lr0}) or keep grad_clip on (now "
-                            f"{cfg.grad_clip}), and check the labels"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if cfg.grad_clip:
-                        scaler.unscale_(optimizer)
-                        nn.utils.clip_grad_norm_(trainable.parameters(), cfg.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    if ema is not None:
-                        ema.update(net)
-                    sums += parts.cpu()
-                    images_seen += imgs.shape[0] * world
-                    if pbar:
-                        m = sums / (i + 1)
-                        more = "".join(f" {k} {v / (i + 1):.3f}" for k, v in extra_sums.items())
-                        pbar.update(
-                            task,
-                            advance=1,
-                            losses=f"box {m[0]:.3f} cls {m[1]:.3f} dfl {m[2]:.3f}{more} lr {lr:.2e}",
-                        )
-            epoch_s = time.time() - t_epoch
-            final_model = ema.module if ema is not None else net
-            row = {
-                "epoch": epoch,
-                "lr": lr,
-                "box": float(sums[0] / n_batches),
-                "cls": float(sums[1] / n_batches),
-                "dfl": float(sums[2] / n_batches),
-                **{k: v / n_batches for k, v in extra_sums.items()},
-                "epoch_s": round(epoch_s, 2),
-                "images_per_s": round(len(train_ds) / epoch_s, 2),
-            }
-            if main and ((epoch + 1) % cfg.val_interval == 0 or epoch + 1 == cfg.epochs):
-                final_model.eval()
-                last_val = evaluate(
-                    lambda x, m=final_model: m(x.to(device)),
-                    val_ds,
-                    batch_size=max(per_rank, 8),
-                    progress=False,
-                )
-                row.update(map=last_val["map"], map50=last_val["map50"])
-            if main:
-                train_state = {
-                    "epoch": epoch,
-                    "config": cfg.to_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "ema": ema.state_dict() if ema is not None else None,
-                    "best_map": best_map,
-                    "raw_state_dict": {
-                        k: v.detach().cpu().clone() for k, v in net.state_dict().items()
-                    },
-                }
-                if hook is not None:
-                    train_state["hook"] = hook.state_dict()
-                if last_val:
-                    train_state["last_val"] = json_safe(last_val)
-                meta = {
-                    "epoch": epoch,
-                    "map": row.get("map"),
-                    "map50": row.get("map50"),
-                    "data": data_path,
-                    "history": history,
-                }
-                if row.get("map") is not None and row["map"] > best_map:
-                    best_map = train_state["best_map"] = row["map"]
-                    run.save("best.pt", final_model, meta=meta)
-                run.save("last.pt", final_model, meta=meta, train_state=train_state)
-                run.log_metrics(row)
-                log.info("epoch %d: %s", epoch, row)
-            dist_utils.barrier()
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
-
-        train_s = time.time() - t_start
-        if hook is not None:
-            hook.detach()
-        result = run_result(
-            out,
-            cfg,
-            best_map=best_map,
-            last=last_val,
-            train_s=round(train_s, 1),
-            images_per_s=round(images_seen / train_s, 2) if train_s > 0 else None,
-            fallback=lambda: ema.module if ema else net,
-        )
-        dist_utils.cleanup()
-        return result
-
-
-def _progress(enabled: bool, title: str, total: int):
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
+    fit = Fit(
+        net=net,
+        wrapped=net,
+        trainable=trainable,
+        criterion=criterion,
+        optimizer=optimizer,
+        scaler=torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda"),
+        ema=ema,
+        hook=hook,
+        cfg=cfg,
+        device=device,
+        fmt=fmt,
+        world=world,
+        n_batches=n_batches,
+        out=out,
     )
-    from rich.table import Column
-
-    # on a narrow terminal the losses (long with the kd_* terms) give way, not the epoch
-    console = progress_console()
-    room = max(16, console.width - len(title) - 2 - 20 - 2 * len(str(total)) - 1 - 7 - 4)
-    return Progress(
-        TextColumn(f"[bold]{title}", table_column=Column(no_wrap=True, min_width=len(title) + 2)),
-        BarColumn(bar_width=20, table_column=Column(min_width=20)),
-        MofNCompleteColumn(table_column=Column(no_wrap=True, min_width=len(str(total)) * 2 + 1)),
-        TimeRemainingColumn(table_column=Column(no_wrap=True, min_width=7)),
-        TextColumn(
-            "{task.fields[losses]}",
-            table_column=Column(no_wrap=True, overflow="ellipsis", max_width=room),
-        ),
-        console=console,
-    )
+    return fit, start_epoch, best_map

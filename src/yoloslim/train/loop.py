@@ -1,0 +1,235 @@
+"""One epoch of :func:`yoloslim.train.train`: its data order, its steps, and its checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from yoloslim.data import DetectionDataset, DetectionLoader, collate
+from yoloslim.errors import TrainingError
+from yoloslim.progress import progress_console
+from yoloslim.train.config import TrainConfig
+from yoloslim.train.ema import ModelEMA
+from yoloslim.train.loss import DetectionLoss
+from yoloslim.train.run_folder import RunFolder, json_safe
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from yoloslim.models.detector import Detector
+    from yoloslim.train.trainer import TrainHook
+
+__all__ = ["Fit", "epoch_loader", "lr_at"]
+
+
+def lr_at(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from ``lr0`` to ``lr0 * lrf``."""
+    if step < warmup:
+        return cfg.lr0 * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return cfg.lr0 * (cfg.lrf + (1 - cfg.lrf) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def epoch_loader(
+    dataset: DetectionDataset, cfg: TrainConfig, epoch: int, world: int, rank: int
+) -> DetectionLoader:
+    """The epoch's batches: a shuffle that depends on ``(seed, epoch)`` only, so a resumed
+    run sees the batches an uninterrupted one would (one share per process under DDP)."""
+    if world > 1:
+        sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed)
+        sampler.set_epoch(epoch)
+    else:
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        sampler = torch.randperm(len(dataset), generator=g).tolist()
+    return DetectionLoader(
+        dataset,
+        batch_size=cfg.batch // world,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        drop_last=False,
+    )
+
+
+@dataclass
+class Fit:
+    """What an epoch trains: the model (``wrapped`` for DDP where several processes run),
+    its loss, optimizer, gradient scaler, EMA and optional hook, and the schedule's size."""
+
+    net: Detector
+    wrapped: nn.Module
+    trainable: nn.Module  # the model, and the hook's own modules when it has some
+    criterion: DetectionLoss
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: ModelEMA | None
+    hook: TrainHook | None
+    cfg: TrainConfig
+    device: torch.device
+    fmt: torch.memory_format
+    world: int
+    n_batches: int
+    out: Path
+
+    @property
+    def total_steps(self) -> int:
+        return self.n_batches * self.cfg.epochs
+
+    @property
+    def warmup(self) -> int:
+        if not self.cfg.warmup_epochs:
+            return 0
+        return max(1, round(self.cfg.warmup_epochs * self.n_batches))
+
+    @property
+    def final_model(self) -> nn.Module:
+        """The model that is validated and saved: the EMA's where there is one."""
+        return self.ema.module if self.ema is not None else self.net
+
+    def run_epoch(self, epoch: int, loader: DetectionLoader, progress: bool) -> tuple[dict, int]:
+        """Train one epoch; returns its metrics row (mean losses, last lr, timing) and the
+        number of images all processes saw."""
+        self.wrapped.train()
+        self.criterion.epoch = epoch
+        if self.hook is not None:
+            self.hook.epoch_start(self.net, epoch)
+        sums = torch.zeros(3)
+        extra_sums: dict[str, float] = {}
+        images, lr = 0, self.cfg.lr0
+        t_epoch = time.time()
+        title = f"epoch {epoch + 1}/{self.cfg.epochs}"
+        with epoch_progress(progress, title, self.n_batches) as pbar:
+            task = pbar.add_task("train", total=self.n_batches, losses="") if pbar else None
+            for i, (imgs, targets, _) in enumerate(loader):
+                lr = lr_at(epoch * self.n_batches + i, self.total_steps, self.warmup, self.cfg)
+                parts, extra = self.step(imgs, targets, lr, epoch, i)
+                sums += parts
+                for k, v in extra.items():
+                    extra_sums[k] = extra_sums.get(k, 0.0) + float(v)
+                images += imgs.shape[0] * self.world
+                if pbar:
+                    m = sums / (i + 1)
+                    more = "".join(f" {k} {v / (i + 1):.3f}" for k, v in extra_sums.items())
+                    pbar.update(
+                        task,
+                        advance=1,
+                        losses=f"box {m[0]:.3f} cls {m[1]:.3f} dfl {m[2]:.3f}{more} lr {lr:.2e}",
+                    )
+        epoch_s = time.time() - t_epoch
+        n = self.n_batches
+        row = {
+            "epoch": epoch,
+            "lr": lr,
+            "box": float(sums[0] / n),
+            "cls": float(sums[1] / n),
+            "dfl": float(sums[2] / n),
+            **{k: v / n for k, v in extra_sums.items()},
+            "epoch_s": round(epoch_s, 2),
+            "images_per_s": round(len(loader.dataset) / epoch_s, 2),
+        }
+        return row, images
+
+    def step(
+        self, imgs: torch.Tensor, targets: torch.Tensor, lr: float, epoch: int, i: int
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """One optimizer step on a batch; returns the detection loss's parts (box, cls,
+        dfl) and the hook's."""
+        cfg = self.cfg
+        for grp in self.optimizer.param_groups:
+            grp["lr"] = lr
+        imgs = imgs.to(self.device, non_blocking=True).float().div_(255)
+        imgs = imgs.contiguous(memory_format=self.fmt)
+        use_amp = self.scaler.is_enabled()
+        ctx = torch.autocast("cuda", dtype=torch.float16) if use_amp else contextlib.nullcontext()
+        with ctx:
+            raw = self.wrapped(imgs)
+        raw = [r.float() for r in raw]
+        targets = targets.to(self.device)
+        loss, parts = self.criterion(raw, targets)
+        extra_parts: dict[str, Any] = {}
+        if self.hook is not None:
+            extra_loss, extra_parts = self.hook.loss(imgs, raw, targets, epoch + i / self.n_batches)
+            loss = loss + extra_loss
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"{self.out}: the loss is {loss.item()} at epoch {epoch}, batch {i}: training "
+                f"diverged; lower lr0 (now {cfg.lr0}) or keep grad_clip on (now "
+                f"{cfg.grad_clip}), and check the labels"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.trainable.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.net)
+        return parts.cpu(), extra_parts
+
+    def train_state(self, epoch: int, best_map: float, last_val: dict) -> dict:
+        """What ``last.pt`` needs to resume after ``epoch``: the raw weights, the optimizer,
+        the EMA, the hook's state and the counters."""
+        state = {
+            "epoch": epoch,
+            "config": self.cfg.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "best_map": best_map,
+            "raw_state_dict": {
+                k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()
+            },
+        }
+        if self.hook is not None:
+            state["hook"] = self.hook.state_dict()
+        if last_val:
+            state["last_val"] = json_safe(last_val)
+        return state
+
+    def save(self, run: RunFolder, row: dict, best_map: float, last_val: dict, meta: dict) -> float:
+        """Write ``last.pt`` (and ``best.pt`` on a new best mAP) and the metrics row after
+        the epoch in ``row``; returns the best mAP so far."""
+        state = self.train_state(row["epoch"], best_map, last_val)
+        meta = {"epoch": row["epoch"], "map": row.get("map"), "map50": row.get("map50"), **meta}
+        if row.get("map") is not None and row["map"] > best_map:
+            best_map = state["best_map"] = row["map"]
+            run.save("best.pt", self.final_model, meta=meta)
+        run.save("last.pt", self.final_model, meta=meta, train_state=state)
+        run.log_metrics(row)
+        return best_map
+
+
+def epoch_progress(enabled: bool, title: str, total: int):
+    """A rich progress bar for an epoch's batches with the running losses, or a null context."""
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Column
+
+    # on a narrow terminal the losses (long with the kd_* terms) give way, not the epoch
+    console = progress_console()
+    room = max(16, console.width - len(title) - 2 - 20 - 2 * len(str(total)) - 1 - 7 - 4)
+    return Progress(
+        TextColumn(f"[bold]{title}", table_column=Column(no_wrap=True, min_width=len(title) + 2)),
+        BarColumn(bar_width=20, table_column=Column(min_width=20)),
+        MofNCompleteColumn(table_column=Column(no_wrap=True, min_width=len(str(total)) * 2 + 1)),
+        TimeRemainingColumn(table_column=Column(no_wrap=True, min_width=7)),
+        TextColumn(
+            "{task.fields[losses]}",
+            table_column=Column(no_wrap=True, overflow="ellipsis", max_width=room),
+        ),
+        console=console,
+    )
