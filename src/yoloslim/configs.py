@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from yoloslim.errors import ConfigError
 
-__all__ = ["check_imgsz", "from_mapping", "imgsz_problem", "load_mapping"]
+__all__ = ["check_imgsz", "from_mapping", "imgsz_problem", "load_mapping", "one_of"]
 
 
 def from_mapping(cls: type, values: Any, where: str | None = None):
@@ -59,3 +60,9 @@ def check_imgsz(imgsz: Any, name: str = "imgsz") -> None:
     problem = None if imgsz is None else imgsz_problem(imgsz)
     if problem:
         raise ConfigError(f"{name}={imgsz!r} {problem}")
+
+
+def one_of(choices: Sequence[str]) -> str:
+    """``"a, b or c"``: the choices an error message names."""
+    *rest, last = choices
+    return f"{', '.join(rest)} or {last}" if rest else last

@@ -161,6 +161,14 @@ def test_bad_arch_keys():
     bad["backbone"]["stages"][1]["kernel"] = 4
     with pytest.raises(ModelError, match=r"stages\[1\].kernel"):
         build_model(bad)
+    bad = copy.deepcopy(arch)
+    bad["act"] = "gelu"
+    with pytest.raises(ModelError, match=r"act='gelu' must be silu, relu or lrelu"):
+        build_model(bad)
+    bad = copy.deepcopy(arch)
+    bad["backbone"]["stages"][2]["block"] = "dense"
+    with pytest.raises(ModelError, match=r"stages\[2\].block='dense' must be conv, csp or res"):
+        build_model(bad)
 
 
 def test_not_a_checkpoint(tmp_path):

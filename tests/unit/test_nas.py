@@ -490,6 +490,10 @@ def test_latency_on_the_deploy_runtimes(runtime, capfd):
 
 
 def test_api_misuse_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"space: block='conv' must be csp or res"):
+        SearchSpace(block="conv")
+    with pytest.raises(ConfigError, match=r"space: act='gelu' must be silu, relu or lrelu"):
+        SearchSpace(act="gelu")
     with pytest.raises(ConfigError, match="space must be a SearchSpace, got str"):
         search(imgsz=IMGSZ, budget=Budget(flops=1.0), space="damo-nano")
     with pytest.raises(ConfigError, match="latency must be a LatencySettings, got dict"):

@@ -22,7 +22,10 @@ from pathlib import Path
 import yaml
 from torch import nn
 
+from yoloslim.configs import one_of
 from yoloslim.errors import ModelError
+from yoloslim.models.backbone import BLOCKS
+from yoloslim.models.blocks import ACTIVATIONS
 
 __all__ = ["validate_arch", "arch_of", "apply_layers", "layer_shapes", "load_arch_yaml"]
 
@@ -58,17 +61,17 @@ def validate_arch(arch: dict) -> dict:
     _pos_int(a["nc"], "nc")
     a.setdefault("name", "custom")
     a.setdefault("act", "silu")
-    if a["act"] not in ("silu", "relu", "lrelu"):
-        raise ModelError(f"arch: act={a['act']!r} must be silu, relu or lrelu")
+    if a["act"] not in ACTIVATIONS:
+        raise ModelError(f"arch: act={a['act']!r} must be {one_of(ACTIVATIONS)}")
     _check_keys(a["backbone"], _BACKBONE, "backbone", {"stages"})
     stages = a["backbone"]["stages"]
     if not isinstance(stages, list) or len(stages) < 3:
         raise ModelError("arch: backbone.stages must be a list of at least 3 stages")
     for i, s in enumerate(stages):
         _check_keys(s, _STAGE, f"backbone.stages[{i}]", _STAGE)
-        if s["block"] not in ("conv", "csp", "res"):
+        if s["block"] not in BLOCKS:
             raise ModelError(
-                f"arch: backbone.stages[{i}].block={s['block']!r} must be conv, csp or res"
+                f"arch: backbone.stages[{i}].block={s['block']!r} must be {one_of(BLOCKS)}"
             )
         _pos_int(s["out"], f"backbone.stages[{i}].out")
         _pos_int(s["depth"], f"backbone.stages[{i}].depth", 0)

@@ -13,7 +13,10 @@ from torch import nn
 
 from yoloslim.models.blocks import BasicBlock, ConvBNAct, CSPStage, RepConv
 
-__all__ = ["Backbone"]
+__all__ = ["BLOCKS", "SEARCHED_BLOCKS", "Backbone"]
+
+BLOCKS = ("conv", "csp", "res")  # a stage's body: none (its strided conv only), CSP, residual
+SEARCHED_BLOCKS = ("csp", "res")  # the bodies NAS builds a stage from
 
 
 class ResStage(nn.Module):

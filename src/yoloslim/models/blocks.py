@@ -10,15 +10,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ConvBNAct", "RepConv", "BasicBlock", "CSPStage", "fuse_conv_bn", "make_act"]
+__all__ = [
+    "ACTIVATIONS",
+    "BasicBlock",
+    "CSPStage",
+    "ConvBNAct",
+    "RepConv",
+    "fuse_conv_bn",
+    "make_act",
+]
+
+_ACTS = {"silu": nn.SiLU, "relu": nn.ReLU, "lrelu": nn.LeakyReLU, "identity": nn.Identity}
+# what an arch's ``act`` may name (identity is the blocks' own "no activation")
+ACTIVATIONS = ("silu", "relu", "lrelu")
 
 
 def make_act(name: str) -> nn.Module:
     """Return a fresh activation module by name."""
-    acts = {"silu": nn.SiLU, "relu": nn.ReLU, "identity": nn.Identity, "lrelu": nn.LeakyReLU}
-    if name not in acts:
-        raise ValueError(f"act={name!r}: expected one of {sorted(acts)}")
-    return acts[name]()
+    if name not in _ACTS:
+        raise ValueError(f"act={name!r}: expected one of {sorted(_ACTS)}")
+    return _ACTS[name]()
 
 
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:

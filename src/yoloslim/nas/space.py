@@ -13,8 +13,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from yoloslim.configs import from_mapping
+from yoloslim.configs import from_mapping, one_of
 from yoloslim.errors import ConfigError
+from yoloslim.models.backbone import SEARCHED_BLOCKS
+from yoloslim.models.blocks import ACTIVATIONS
 
 __all__ = ["Genome", "SearchSpace", "genome_dict", "genome_of", "resolve_arch"]
 
@@ -101,10 +103,10 @@ class SearchSpace:
             )
         if not self.ratios or any(not 0 < r <= 4 for r in self.ratios):
             raise ConfigError(f"space: ratios={self.ratios!r} must be non-empty, each in (0, 4]")
-        if self.block not in ("csp", "res"):
-            raise ConfigError(f"space: block={self.block!r} must be csp or res")
-        if self.act not in ("silu", "relu", "lrelu"):
-            raise ConfigError(f"space: act={self.act!r} must be silu, relu or lrelu")
+        if self.block not in SEARCHED_BLOCKS:
+            raise ConfigError(f"space: block={self.block!r} must be {one_of(SEARCHED_BLOCKS)}")
+        if self.act not in ACTIVATIONS:
+            raise ConfigError(f"space: act={self.act!r} must be {one_of(ACTIVATIONS)}")
         if not 0 < self.neck_ratio <= 4:
             raise ConfigError(f"space: neck_ratio={self.neck_ratio!r} must be in (0, 4]")
         if not isinstance(self.neck_depth, int) or self.neck_depth < 0:
