@@ -168,6 +168,18 @@ def load(path: str | Path, **options) -> Predictor:
     ``load(path).model`` is the rebuilt torch Detector. ``options`` go to Predictor
     (``conf``, ``iou``, ``imgsz``, ``threads``, ``max_det``).
 
+    Args:
+        path: a yoloslim checkpoint, or an artifact that ``yoloslim export`` or
+            ``quantize`` wrote (a Triton config or model folder runs as its ONNX).
+        **options: the Predictor's settings.
+
+    Returns:
+        A :class:`Predictor` over the artifact's runtime.
+
+    Raises:
+        ModelError: the file is missing, of an unknown kind, or not yoloslim's.
+        ConfigError: an option out of range (``conf``, ``iou``, ``imgsz`` ...).
+
     Example:
         >>> pred = load("runs/nano/best.pt", conf=0.3)
         >>> dets = pred.predict("images/")

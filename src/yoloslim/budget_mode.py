@@ -111,6 +111,12 @@ def run_budget(
         resume: continue a run in ``out``.
         progress: show progress bars.
 
+    Returns:
+        Result: ``model`` is the selected candidate's artifact path (None when none
+        qualifies); ``report`` is what ``budget.json`` holds (``front``: every candidate
+        with its mAP, latency and ``ok``; ``selected``; ``final_model``; ``bench``: the
+        one bench run); ``artifacts`` maps each candidate's name to its artifact.
+
     Raises:
         ConfigError: ``model`` is not a checkpoint file, neither budget is given, a budget
             or ratio is out of range, the recipe is invalid, or ``out`` holds a budget run

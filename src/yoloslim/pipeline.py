@@ -405,7 +405,7 @@ def run_recipe(
     progress: bool = False,
 ) -> Result:
     """Run a recipe's stages in order on ``model`` (a checkpoint; None when the recipe starts
-    with ``nas``/``train``) and return the last ``bench`` report (or the last stage's).
+    with ``nas``/``train``); the report holds the last ``bench`` stage's report.
 
     Everything is checked before anything is written to ``out``: the recipe, the model and
     data paths, the formats this machine can export (an ``engine`` format is skipped with a
@@ -422,6 +422,12 @@ def run_recipe(
         resume: skip the stages this run already finished (and redo those whose outputs
             are gone).
         progress: show progress bars.
+
+    Returns:
+        Result: ``model`` is the last checkpoint (``report["final_model"]``); ``report`` is
+        what ``compress.json`` holds (``stages`` with their folders, ``final_model``,
+        ``deployable``, ``skipped``, ``artifacts`` and ``bench``: the last bench stage's
+        report, ``{}`` without one); ``artifacts`` maps each row's name to its path.
 
     Raises:
         ConfigError: invalid recipe, a missing model or data file, a format this machine

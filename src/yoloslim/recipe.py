@@ -288,6 +288,12 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
 def load_recipe(recipe: str | Path | dict) -> Recipe:
     """Parse and validate a recipe (a YAML path or an already-loaded dict) without running it.
 
+    Args:
+        recipe: a recipe YAML path, or its mapping (``{"stages": [{name: settings}, ...]}``).
+
+    Returns:
+        The Recipe: its stages in order, each a frozen settings dataclass.
+
     Raises:
         ConfigError: the file is missing or not YAML, a top-level key or a stage is unknown,
             a stage's setting is invalid, or stages ask a bench to measure different input

@@ -49,6 +49,17 @@ def validate(
     the artifact's, or a Detector's ``imgsz`` attribute (set when it is loaded from a
     checkpoint); a module without one is evaluated at 320, with a warning.
 
+    Args:
+        model: a Detector (or any module giving the decoded ``(B, A, 4 + nc)`` output), a
+            checkpoint path, an exported artifact, or a Predictor.
+        data: the data.yaml.
+        imgsz: the input size, a multiple of 32 (default: the model's, see above).
+        batch: images per forward pass.
+        conf: the score threshold (COCO mAP wants it low: 0.001).
+        iou: the NMS IoU threshold, in (0, 1].
+        split: ``"val"`` or ``"train"``.
+        progress: show a progress bar.
+
     Returns:
         ``{"map", "map50", "map75", "per_class", "map_by_size", "images", "detections",
         "speed_ms_per_image", "imgsz", "model", "runtime"}`` (mAP as fractions;

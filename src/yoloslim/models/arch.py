@@ -179,7 +179,22 @@ def _trim_module_lists(model: nn.Module, layers: dict[str, list[int]]) -> None:
 
 
 def arch_of(model: nn.Module) -> dict:
-    """The full arch of a built-in detector, with its real per-layer channel counts."""
+    """The full arch of a yoloslim Detector, with its real per-layer channel counts.
+
+    Args:
+        model: a Detector, pruned or not.
+
+    Returns:
+        Its arch dict (as ``validate_arch`` returns) plus ``layers``: each conv's
+        ``[out, in]`` channels, so a pruned model rebuilds with ``build_model``.
+
+    Raises:
+        ModelError: ``model`` is not a yoloslim Detector.
+
+    Example:
+        >>> arch = arch_of(prune_result.model)  # doctest: +SKIP
+        >>> build_model(arch)  # the pruned shapes, random weights  # doctest: +SKIP
+    """
     spec = getattr(model, "spec", None)
     if spec is None:
         raise ModelError(f"{type(model).__name__} is not a yoloslim Detector (no .spec)")

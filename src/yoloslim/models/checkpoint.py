@@ -163,6 +163,14 @@ def load_checkpoint(path: str | Path) -> tuple[Detector, dict]:
     remembers the checkpoint's ``imgsz`` (``model.imgsz``: validate, train and prune default
     to it) and its ``meta.history`` (``model.history``: what was done to it).
 
+    Args:
+        path: a checkpoint that yoloslim wrote (``train``, ``distill``, ``prune``).
+
+    Returns:
+        ``(model, ckpt)``: the Detector in eval mode, with the checkpoint's weights, and
+        the checkpoint dict (``format``, ``arch``, ``state_dict``, ``names``, ``imgsz``,
+        ``meta``; a training run's ``last.pt`` also has ``train_state``).
+
     Raises:
         ModelError: the path is missing or a folder, the file is not a yoloslim checkpoint,
             or its architecture and weights do not rebuild a model (naming the file).

@@ -20,7 +20,25 @@ _REGISTRY: dict[str, Callable[[], dict]] = {}
 
 
 def register_model(name: str) -> Callable[[Callable[[], dict]], Callable[[], dict]]:
-    """Decorator registering an arch factory under ``name``; duplicates raise."""
+    """Decorator registering an arch factory under ``name``.
+
+    Args:
+        name: the name ``build_model``, ``train --model`` and recipes will know it by.
+
+    Returns:
+        The decorator; it returns the factory unchanged. The factory takes no argument and
+        returns a new arch dict each call (``name`` and ``nc`` are filled in on build).
+
+    Raises:
+        ModelError: ``name`` is already registered.
+
+    Example:
+        >>> @register_model("nano-wide")
+        ... def nano_wide() -> dict:
+        ...     arch = get_arch("damo-nano")
+        ...     arch["neck"]["out"] = [64, 128, 192]
+        ...     return arch
+    """
 
     def wrap(fn: Callable[[], dict]) -> Callable[[], dict]:
         if name in _REGISTRY:
@@ -32,7 +50,15 @@ def register_model(name: str) -> Callable[[Callable[[], dict]], Callable[[], dic
 
 
 def list_models() -> list[str]:
-    """Names of the registered models, sorted."""
+    """Names of the registered models, sorted.
+
+    Returns:
+        The names ``build_model`` accepts (the built-in ones and any registered since).
+
+    Example:
+        >>> list_models()
+        ['damo-nano', 'damo-small', 'damo-tiny']
+    """
     return sorted(_REGISTRY)
 
 
@@ -65,6 +91,14 @@ def build_model(
         nc: number of classes; defaults to ``len(names)``, else the arch's ``nc``, else 80.
             Overriding the arch's ``nc`` drops its ``layers`` record (the head changes).
         names: class names (length ``nc``).
+
+    Returns:
+        A Detector in training form (RepConv branches unfused) with random weights.
+
+    Raises:
+        ModelError: an unknown name, an arch file that is missing or not YAML, an arch
+            that fails validation (naming the key), or ``names`` of another length than
+            ``nc``.
 
     Example:
         >>> m = build_model("damo-nano", nc=3)
