@@ -289,6 +289,26 @@ def test_every_public_name_resolves_and_subpackages_do_not_shadow_functions():
     assert not {"sys", "importlib", "types", "Path", "Any"} & set(dir(ys))
 
 
+def test_public_functions_document_their_arguments_results_errors_and_use():
+    import inspect
+
+    import yoloslim as ys
+
+    lacking = {}
+    for name in ys.__all__:
+        fn = getattr(ys, name)
+        if not inspect.isfunction(fn):
+            continue
+        doc, sig = inspect.getdoc(fn) or "", inspect.signature(fn)
+        sections = ["Returns:", "Example"]
+        sections += ["Args:"] if sig.parameters else []
+        sections += ["Raises:"] if name != "list_models" else []  # it cannot fail
+        lacks = [s for s in sections if s not in doc]
+        if lacks:
+            lacking[name] = lacks
+    assert lacking == {}
+
+
 def test_predict_and_export_commands(trained, data_yaml, tmp_path):
     out = tmp_path / "exp"
     assert (
