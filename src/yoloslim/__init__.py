@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from yoloslim.nas import Budget, SearchResult, SearchSpace, search
     from yoloslim.pipeline import load_recipe, run_recipe
     from yoloslim.runtime import BatchingPredictor, Detections, Predictor
+    from yoloslim.runtime.describe import describe
     from yoloslim.train import TrainConfig, TrainResult, train
 
 __version__ = "0.1.0"
@@ -83,6 +84,7 @@ _LAZY = {
     "BatchingPredictor": "yoloslim.runtime",
     "Detections": "yoloslim.runtime",
     "Predictor": "yoloslim.runtime",
+    "describe": "yoloslim.runtime.describe",
     "TrainConfig": "yoloslim.train",
     "TrainResult": "yoloslim.train",
     "train": "yoloslim.train",
@@ -111,6 +113,7 @@ __all__ = [
     "arch_of",
     "benchmark",
     "build_model",
+    "describe",
     "distill",
     "export",
     "list_models",

@@ -336,6 +336,18 @@ def test_predict_and_export_commands(trained, data_yaml, tmp_path):
     records = json.loads((save / "detections.json").read_text())
     assert len(records) == len(list(images.iterdir()))
     assert len(list(save.glob("*.jpg"))) == len(records)
+    # info: the checkpoint and its export, described from the files
+    report = tmp_path / "info.json"
+    argv = ["info", str(trained / "last.pt"), str(out / "model.onnx"), "--json", str(report)]
+    assert main(argv) == 0
+    found = json.loads(report.read_text())
+    ckpt, onnx_d = found[str(trained / "last.pt")], found[str(out / "model.onnx")]
+    assert ckpt["resumable"] == {"epoch": 0, "epochs": 1} and ckpt["imgsz"] == 64
+    assert [h["stage"] for h in ckpt["history"]] == ["train"] == [
+        h["stage"] for h in onnx_d["history"]
+    ]
+    assert onnx_d["names"] == ckpt["names"] and onnx_d["inputs"][0]["shape"] == [1, 3, 64, 64]
+    assert main(["info", str(data_yaml)]) == 2  # not an artifact: one error line
 
 
 def test_an_interrupted_predict_keeps_its_results_so_far(

@@ -543,3 +543,49 @@ def test_the_nms_graph_takes_its_thresholds_from_export(static_export, tmp_path)
     assert entry["passed"] and (entry["conf"], entry["iou"], entry["max_det"]) == (0.3, 0.9, 2)
     counts = [r["detections"] for r in entry["runtimes"]["onnxruntime"]]
     assert max(counts) == 2, counts  # capped by nms_max_det
+
+
+def test_describe_reads_each_artifact_without_running_it(dynamic_export, static_export, tmp_path):
+    from yoloslim.runtime.describe import describe
+
+    ckpt, out, res = dynamic_export
+    d = describe(ckpt)
+    assert (d["kind"], d["names"], d["nc"], d["imgsz"]) == ("checkpoint", NAMES, 3, IMGSZ)
+    assert d["params"] == sum(p.numel() for p in _model().parameters())
+    assert 0 < d["params_deploy"] < d["params"] and d["gflops"] > 0
+    assert d["resumable"] is None and d["arch"] == "damo-nano"
+    for fmt, kind in (("onnx", "onnx"), ("openvino", "openvino"), ("torchscript", "torchscript")):
+        d = describe(res.artifacts[fmt])
+        assert (d["kind"], d["names"], d["imgsz"], d["precision"]) == (kind, NAMES, IMGSZ, "fp32")
+        assert not d["end_to_end"] and d["metadata"]["strides"] == [8, 16, 32]
+        assert d["size_mb"] == res.report["formats"][fmt]["size_mb"]
+    onnx_d = describe(res.artifacts["onnx"])
+    assert onnx_d["inputs"] == [
+        {"name": "images", "shape": onnx_d["inputs"][0]["shape"], "dtype": "float32"}
+    ]
+    assert isinstance(onnx_d["inputs"][0]["shape"][0], str)  # the dynamic batch axis, by name
+    assert onnx_d["inputs"][0]["shape"][1:] == [3, IMGSZ, IMGSZ]
+    assert onnx_d["outputs"][0]["shape"][1:] == [ANCHORS, 4 + len(NAMES)]
+    triton = describe(res.artifacts["triton"].parent)  # the model's folder
+    assert triton["kind"] == "triton" and triton["triton"]["max_batch_size"] == TRITON_MAX_BATCH
+    # the static export: FP16 OpenVINO weights, and the NMS graph with its settings
+    out, sres = static_export
+    assert describe(sres.artifacts["openvino"])["precision"] == "fp16"
+    e2e = describe(sres.artifacts["onnx_nms"])
+    assert e2e["end_to_end"] and e2e["nms"] == {
+        "conf": 0.25,
+        "iou": 0.65,
+        "max_det": 300,
+        "multi_label": False,
+    }
+    assert [o["name"] for o in e2e["outputs"]] == ["num_dets", "boxes", "scores", "classes"]
+    # a file that is not yoloslim's says so
+    plain = tmp_path / "plain.onnx"
+    model = onnx.load(res.artifacts["onnx"])
+    del model.metadata_props[:]
+    onnx.save(model, plain)
+    with pytest.raises(ModelError, match=r"plain.onnx: no yoloslim metadata"):
+        describe(plain)
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
+    with pytest.raises(ModelError, match=r"junk.onnx: not a readable ONNX file"):
+        describe(tmp_path / "junk.onnx")

@@ -122,6 +122,8 @@ def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeyp
     yf, yq = f(x), q(x)
     assert yq.shape == yf.shape == (1, 84, 4 + 2) and q.names == ["a", "b"]
     assert q.precision.startswith("int8+") and not f.precision.startswith("int8")
+    assert ys.describe(res.model)["precision"] == "int8+fp32"
+    assert ys.describe(res.artifacts["float"])["precision"] == "fp32"
     assert yq[..., 4:].min() >= 0 and yq[..., 4:].max() <= 1
     # the ignored scope really stays float: no FakeQuantize feeds any decode node
     model = openvino_core().read_model(str(res.model))
@@ -185,6 +187,8 @@ def test_onnxruntime_static_scope_pattern_and_variants(setup, tmp_path, caplog):
         backend = load_backend(res.artifacts[role])
         assert backend(torch.rand(1, 3, 64, 64)).shape == (1, 84, 6)
         assert backend.precision == precision
+        described = ys.describe(res.artifacts[role])  # read from the file, as info shows it
+        assert (described["precision"], described["quantization"]) == (precision, role)
     q = onnx.load(str(res.model))
     fed = _qdq_fed(q)
     assert any(n.op_type == "Conv" and n.name in fed for n in q.graph.node)  # something is INT8

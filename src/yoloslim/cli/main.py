@@ -15,6 +15,7 @@ try:
         data_cmd,
         distill_cmd,
         export_cmd,
+        info_cmd,
         models_cmd,
         nas_cmd,
         predict_cmd,
@@ -64,6 +65,7 @@ app.command("train")(train_cmd.train)
 app.command("val")(val_cmd.val)
 app.command("nas")(nas_cmd.nas)
 app.command("models")(models_cmd.models)
+app.command("info")(info_cmd.info)
 app.command("export")(export_cmd.export)
 app.command("predict")(predict_cmd.predict)
 app.command("bench")(bench_cmd.bench)

@@ -1,0 +1,79 @@
+"""``yoloslim info``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from yoloslim.cli.common import check_json_target, console, handle_errors, write_json
+
+
+@handle_errors
+def info(
+    artifacts: list[Path] = typer.Argument(
+        ..., help="Checkpoints (.pt) or artifacts (.onnx, .xml, .torchscript, Triton config)."
+    ),
+    json_path: Path = typer.Option(
+        None, "--json", callback=check_json_target, help="Write {path: description} as JSON."
+    ),
+) -> None:
+    """What each file is, read from the file alone (nothing runs): classes, input size,
+    precision, inputs and outputs, and the steps that made it (train, prune, distill...)."""
+    from rich.table import Table
+
+    from yoloslim.runtime.describe import describe
+
+    found = {str(p): describe(p) for p in artifacts}
+    for path, d in found.items():
+        table = Table(title=f"{path}", show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column(overflow="fold")
+        for key, value in _rows(d):
+            table.add_row(key, value)
+        console.print(table)
+    write_json(json_path, found)
+
+
+def _rows(d: dict) -> list[tuple[str, str]]:
+    rows = [("kind", f"{d['kind']} (runs in {d['runtime']})")]
+    names = ", ".join(d["names"][:12]) + (" ..." if d["nc"] > 12 else "")
+    rows += [("classes", f"{d['nc']}: {names}"), ("imgsz", str(d["imgsz"]))]
+    if d["kind"] == "checkpoint":
+        rows.append(("arch", str(d["arch"])))
+        rows.append(
+            (
+                "params",
+                f"{d['params'] / 1e6:.3f} M ({d['params_deploy'] / 1e6:.3f} M deploy form)",
+            )
+        )
+        rows.append(("GFLOPs", f"{d['gflops']:.3f} (deploy form, at {d['imgsz']} px)"))
+        if d["map"] is not None:
+            rows.append(("mAP50-95", f"{100 * d['map']:.1f} (mAP50 {100 * d['map50']:.1f})"))
+        if d["resumable"]:
+            done, epochs = d["resumable"]["epoch"] + 1, d["resumable"]["epochs"]
+            state = "finished" if done >= epochs else "train --resume its folder to go on"
+            rows.append(("training", f"{done} of {epochs} epochs ({state})"))
+    else:
+        rows.append(("precision", d["precision"]))
+        for key in ("inputs", "outputs"):
+            shown = "; ".join(f"{v['name']} {v['shape']} {v['dtype']}" for v in d[key])
+            rows.append((key, shown))
+        if d["end_to_end"]:
+            rows.append(("NMS in the graph", ", ".join(f"{k} {v}" for k, v in d["nms"].items())))
+        if d.get("quantization"):
+            rows.append(("quantization", str(d["quantization"])))
+        if d.get("triton"):
+            t = d["triton"]
+            rows.append(("triton", f"model {t['name']}, max_batch_size {t['max_batch_size']}"))
+    rows.append(("size", f"{d['size_mb']:.2f} MiB"))
+    steps = [_step(h) for h in d["history"]]
+    rows.append(("history", " -> ".join(steps) if steps else "-"))
+    return rows
+
+
+def _step(h: dict) -> str:
+    details = ", ".join(
+        f"{k} {v}" for k, v in h.items() if k in ("epochs", "ratio", "method", "teacher") and v
+    )
+    return f"{h.get('stage', '?')}" + (f" ({details})" if details else "")

@@ -1,0 +1,264 @@
+"""``describe()``: what a checkpoint or an exported artifact is, read from the file alone.
+
+Nothing is run: the model's classes, input size, precision, graph interface and the steps
+that made it (``history``) come from the checkpoint dict or the artifact's metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from yoloslim.errors import ModelError
+from yoloslim.runtime.backends import E2E_FIRST_OUTPUT, SUFFIXES, check_artifact, quantized_ops
+
+__all__ = ["describe"]
+
+# metadata keys whose values are JSON (the rest are plain text)
+_JSON_KEYS = (
+    "names",
+    "strides",
+    "preprocess",
+    "history",
+    "nms_conf",
+    "nms_iou",
+    "nms_max_det",
+    "nms_multi_label",
+)
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """Read what a checkpoint or exported artifact is, without running it.
+
+    Args:
+        path: a yoloslim checkpoint (``.pt``), an exported or quantized artifact
+            (``.onnx``, OpenVINO ``.xml``, ``.torchscript``), or a Triton model
+            (``config.pbtxt`` or its folder).
+
+    Returns:
+        ``{"path", "kind", "runtime", "size_mb", "names", "nc", "imgsz", "history", ...}``.
+        A checkpoint adds ``arch``, ``params``, ``params_deploy``, ``gflops`` (deploy
+        form, at ``imgsz``), ``epoch``, ``map``, ``map50``, ``data`` and ``resumable``
+        (``{"epoch", "epochs"}`` for a ``last.pt``, else None). A graph adds ``inputs``
+        and ``outputs`` (``[{name, shape, dtype}]``, a dynamic axis as its name),
+        ``precision`` (``fp32``, ``fp16``, ``int8+fp32``...), ``end_to_end`` (an
+        ``export --nms`` graph, with ``nms``: its settings), ``quantization`` (the role
+        quantize gave it, or None) and ``metadata`` (the rest of what export stored). A
+        Triton model (``kind`` "triton") adds ``triton``: its config's path, name,
+        platform, ``max_batch_size`` and instances.
+
+    Raises:
+        ModelError: the file is missing, of an unknown kind, or not readable as one.
+        ExportError: the library that reads its format is not installed.
+
+    Example:
+        >>> info = describe("runs/export/model.onnx")
+        >>> info["imgsz"], info["precision"], [h["stage"] for h in info["history"]]
+        (320, 'fp32', ['train', 'prune'])
+    """
+    given = Path(path).expanduser()
+    p = check_artifact(given)
+    kind = SUFFIXES[p.suffix]
+    if kind == "torch":
+        info = _checkpoint(p)
+    elif kind == "onnxruntime":
+        info = _onnx(p)
+    elif kind == "openvino":
+        info = _openvino(p)
+    else:
+        info = _torchscript(p)
+    if p != given:  # a Triton model: the ONNX it serves, and its config
+        info.update(kind="triton", triton=_triton(given))
+    from yoloslim.export.common import path_size_mb
+
+    info["size_mb"] = path_size_mb(p)
+    return info
+
+
+def _metadata(raw: dict[str, str], p: Path) -> dict[str, Any]:
+    """The yoloslim part of an artifact's metadata, JSON values decoded; a ModelError when
+    it has none (not exported by yoloslim)."""
+    if "names" not in raw or "imgsz" not in raw:
+        raise ModelError(f"{p}: no yoloslim metadata (names, imgsz); was it exported by yoloslim?")
+    meta: dict[str, Any] = {}
+    for k, v in raw.items():
+        try:
+            meta[k] = json.loads(v) if k in _JSON_KEYS else v
+        except ValueError:
+            meta[k] = v
+    names = meta.pop("names")
+    extra = {k: meta.pop(k) for k in ("history", "quantization") if k in meta}
+    meta.pop("nc", None)
+    return {
+        "names": names,
+        "nc": len(names),
+        "imgsz": int(meta.pop("imgsz")),
+        "history": extra.get("history", []),
+        "quantization": extra.get("quantization"),
+        "metadata": meta,
+    }
+
+
+def _checkpoint(p: Path) -> dict[str, Any]:
+    from yoloslim.bench.flops import model_profile
+    from yoloslim.models.checkpoint import load_checkpoint
+
+    model, ck = load_checkpoint(p)
+    meta = ck.get("meta") or {}
+    state = ck.get("train_state")
+    imgsz = int(ck["imgsz"])
+    profile = model_profile(model, imgsz=imgsz)
+    epochs = (state or {}).get("config", {}).get("epochs")
+    return {
+        "path": str(p),
+        "kind": "checkpoint",
+        "runtime": "torch",
+        "format": ck.get("format"),
+        "arch": (ck.get("arch") or {}).get("name"),
+        "names": list(ck["names"]),
+        "nc": len(ck["names"]),
+        "imgsz": imgsz,
+        "params": profile["params"],
+        "params_deploy": profile["params_deploy"],
+        "gflops": round(profile["gflops"], 4),
+        "epoch": meta.get("epoch"),
+        "map": meta.get("map"),
+        "map50": meta.get("map50"),
+        "data": meta.get("data"),
+        "history": meta.get("history", []),
+        "resumable": {"epoch": state["epoch"], "epochs": epochs} if state else None,
+    }
+
+
+def _onnx(p: Path) -> dict[str, Any]:
+    from yoloslim.extras import require
+
+    onnx = require("onnx", "onnx")
+    try:
+        proto = onnx.load(str(p), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf raises several kinds
+        raise ModelError(f"{p}: not a readable ONNX file ({type(e).__name__}: {e})") from e
+    graph = proto.graph
+    meta = _metadata({m.key: m.value for m in proto.metadata_props}, p)
+
+    def value_info(v) -> dict[str, Any]:
+        t = v.type.tensor_type
+        shape = [d.dim_value or d.dim_param or "?" for d in t.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "?"
+        return {"name": v.name, "shape": shape, "dtype": dtype}
+
+    inputs = [value_info(v) for v in graph.input]
+    fp16 = inputs[0]["dtype"] == "float16" or any(
+        t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer
+    )
+    base = "fp16" if fp16 else "fp32"
+    quant = quantized_ops(graph)
+    end_to_end = [o.name for o in graph.output][:1] == [E2E_FIRST_OUTPUT]
+    return {
+        "path": str(p),
+        "kind": "onnx",
+        "runtime": "onnxruntime",
+        **meta,
+        "opset": max(
+            (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None
+        ),
+        "inputs": inputs,
+        "outputs": [value_info(v) for v in graph.output],
+        "precision": f"int8+{base}" if quant else base,
+        "quantized_ops": quant,
+        "end_to_end": end_to_end,
+        "nms": _nms_settings(meta["metadata"]) if end_to_end else None,
+    }
+
+
+def _openvino(p: Path) -> dict[str, Any]:
+    from yoloslim.runtime.ov_core import openvino_core
+
+    try:
+        model = openvino_core().read_model(str(p))
+    except RuntimeError as e:
+        raise ModelError(f"{p}: not a readable OpenVINO IR ({e})") from e
+    raw = {}
+    if model.has_rt_info(["yoloslim"]):
+        for k in model.get_rt_info(["yoloslim"]).astype(dict):
+            raw[k] = model.get_rt_info(["yoloslim", k]).astype(str)
+    meta = _metadata(raw, p)
+
+    def port(v) -> dict[str, Any]:
+        shape = [str(d) if d.is_dynamic else d.get_length() for d in v.get_partial_shape()]
+        return {
+            "name": v.get_any_name(),
+            "shape": shape,
+            "dtype": v.get_element_type().get_type_name(),
+        }
+
+    ops = [op.get_type_name() for op in model.get_ops()]
+    weights = meta["metadata"].pop("weights", None)  # fp16 when exported with --half
+    fp16 = weights == "fp16" or any(
+        op.get_type_name() == "Constant" and op.get_element_type().get_type_name() == "f16"
+        for op in model.get_ops()
+    )
+    base = "fp16" if fp16 else "fp32"
+    hint = None
+    if model.has_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]):
+        hint = model.get_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]).astype(str)
+    int8 = "FakeQuantize" in ops
+    return {
+        "path": str(p),
+        "kind": "openvino",
+        "runtime": "openvino",
+        **meta,
+        "inputs": [port(v) for v in model.inputs],
+        "outputs": [port(v) for v in model.outputs],
+        "precision": f"int8+{base}" if int8 else base,
+        "fake_quantize_ops": ops.count("FakeQuantize"),
+        "precision_hint": hint,  # what the IR asks the CPU plugin to compute in, if anything
+        "end_to_end": False,
+        "nms": None,
+    }
+
+
+def _torchscript(p: Path) -> dict[str, Any]:
+    import torch
+
+    extra = {"config.json": ""}
+    try:
+        with warnings.catch_warnings():  # torch.jit is deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
+        raw = json.loads(extra["config.json"] or "{}")
+    except (RuntimeError, ValueError) as e:
+        raise ModelError(f"{p}: not a readable yoloslim TorchScript file ({e})") from e
+    meta = _metadata(raw, p)
+    return {
+        "path": str(p),
+        "kind": "torchscript",
+        "runtime": "torchscript",
+        **meta,
+        "precision": "fp32",
+        "end_to_end": False,
+        "nms": None,
+    }
+
+
+def _triton(given: Path) -> dict[str, Any]:
+    from yoloslim.export.triton import parse_config_pbtxt
+
+    config = given if given.name == "config.pbtxt" else given / "config.pbtxt"
+    try:
+        cfg = parse_config_pbtxt(config.read_text())
+    except (IndexError, OSError, UnicodeDecodeError) as e:
+        raise ModelError(f"{config}: not a readable Triton config ({type(e).__name__})") from e
+    return {
+        "config": str(config),
+        "name": cfg.get("name"),
+        "platform": cfg.get("platform"),
+        "max_batch_size": cfg.get("max_batch_size"),
+        "instance_group": cfg.get("instance_group"),
+    }
+
+
+def _nms_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    return {k: meta.pop(f"nms_{k}", None) for k in ("conf", "iou", "max_det", "multi_label")}
