@@ -38,7 +38,9 @@ class Backend:
         names: class names.
         imgsz: the input size it was exported at.
         precision: what the runtime reports it computes in ("fp32", or OpenVINO's
-            ``INFERENCE_PRECISION_HINT`` as compiled: "f32", "bf16", "f16").
+            ``INFERENCE_PRECISION_HINT`` as compiled: "f32", "bf16", "f16"); for ONNX
+            read from the graph on first use (it needs the ``onnx`` package, a second to
+            import, which running the model does not).
         runtime_version: version of the runtime package.
         static_batch: the artifact takes batch 1 only (larger batches run image by image).
         static_imgsz: the input size an ONNX/OpenVINO graph is fixed to (None: any size,
@@ -51,10 +53,19 @@ class Backend:
     static_imgsz: int | None = None
 
     def __init__(
-        self, path: Path, names: list[str], imgsz: int, precision: str, runtime_version: str
+        self, path: Path, names: list[str], imgsz: int, precision: str | None, runtime_version: str
     ) -> None:
-        self.path, self.names, self.imgsz, self.precision = path, names, imgsz, precision
+        self.path, self.names, self.imgsz, self._precision = path, names, imgsz, precision
         self.runtime_version = runtime_version
+
+    @property
+    def precision(self) -> str:
+        if self._precision is None:
+            self._precision = self._read_precision()
+        return self._precision
+
+    def _read_precision(self) -> str:
+        raise NotImplementedError
 
     def __call__(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         raise NotImplementedError
@@ -156,11 +167,13 @@ class OnnxRuntimeBackend(Backend):
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.dtype = np.float16 if "float16" in inp.type else np.float32
-        precision = _onnx_precision(path, fp16_io=self.dtype == np.float16)
-        super().__init__(path, names, imgsz, precision, ort.__version__)
+        super().__init__(path, names, imgsz, None, ort.__version__)
         self.static_batch = isinstance(inp.shape[0], int)
         if len(inp.shape) == 4 and isinstance(inp.shape[2], int):
             self.static_imgsz = inp.shape[2]
+
+    def _read_precision(self) -> str:
+        return _onnx_precision(self.path, fp16_io=self.dtype == np.float16)
 
     def __call__(self, x):
         arr = np.ascontiguousarray(torch.as_tensor(x).numpy().astype(self.dtype, copy=False))
