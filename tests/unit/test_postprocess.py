@@ -87,6 +87,40 @@ def test_nms_large_input_matches_brute_force():
     assert batched_nms(boxes, scores, classes, 0.6).tolist() == expected
 
 
+@pytest.mark.parametrize("max_det", [1, 3, 10, 25, 1000])
+@pytest.mark.parametrize("blocks", [None, 8])
+def test_a_cap_on_kept_boxes_gives_the_first_of_the_full_result(monkeypatch, max_det, blocks):
+    if blocks:  # small blocks: the cap falls inside a block and across several
+        monkeypatch.setattr(pp, "_CAPPED_BLOCK", blocks)
+        monkeypatch.setattr(pp, "_KEPT_CHUNK", 12)
+    g = torch.Generator().manual_seed(max_det)
+    boxes, scores, classes = _random_case(400, g, nc=3, spread=80.0)
+    scores[::7] = 0.5  # ties too: they keep their input order
+    full = _brute_nms(boxes, scores, 0.5, classes)
+    assert len(full) > 25  # the cap bites for all but the largest
+    got = batched_nms(boxes, scores, classes, 0.5, max_det=max_det).tolist()
+    assert got == full[:max_det]
+    agnostic = _brute_nms(boxes, scores, 0.5)
+    assert nms(boxes, scores, 0.5, max_det=max_det).tolist() == agnostic[:max_det]
+
+
+def test_postprocess_with_every_anchor_a_candidate_keeps_the_same_detections():
+    # val's conf=0.001 on a barely trained model: thousands of candidates, most suppressed;
+    # the reference is the uncapped per-class NMS (checked against brute force above), cut
+    g = torch.Generator().manual_seed(3)
+    boxes, _, _ = _random_case(3000, g, spread=300.0)
+    preds = torch.cat([boxes, torch.rand(3000, 4, generator=g)], 1)[None]
+    scores, classes = preds[0, :, 4:].max(1)
+    full = batched_nms(preds[0, :, :4], scores, classes, 0.65)
+    assert 300 < len(full) < 3000
+    for max_det in (1, 300, 5000):
+        got = postprocess(preds, conf=0.001, iou=0.65, max_det=max_det)[0]
+        keep = full[:max_det]
+        assert got[:, 5].long().tolist() == classes[keep].tolist()
+        expected = torch.cat([preds[0, keep, :4], scores[keep, None]], 1)
+        torch.testing.assert_close(got[:, :5], expected, rtol=0, atol=0)
+
+
 def test_nms_ties_keep_input_order():
     boxes = torch.tensor([[0.0, 0, 10, 10], [1.0, 0, 11, 10], [30.0, 0, 40, 10]])
     scores = torch.full((3,), 0.5)

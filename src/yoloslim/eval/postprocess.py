@@ -17,9 +17,14 @@ __all__ = ["batched_nms", "check_nms_settings", "nms", "postprocess", "scale_box
 # float IoU matrix in one piece.
 _BLOCK = 1024
 _KEPT_CHUNK = 4096
+# With a cap on the boxes kept, small blocks let the pass stop soon after the cap is reached
+# (at val's conf=0.001 every anchor is a candidate and most are suppressed or never reached).
+_CAPPED_BLOCK = 128
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float) -> torch.Tensor:
+def nms(
+    boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float, *, max_det: int | None = None
+) -> torch.Tensor:
     """Greedy non-maximum suppression.
 
     A box is dropped when its IoU with a higher-scored kept box exceeds ``iou_thres``;
@@ -29,6 +34,9 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float) -> torch.Te
         boxes: ``(N, 4)`` xyxy boxes.
         scores: ``(N,)`` scores.
         iou_thres: IoU above which the lower-scored box is suppressed.
+        max_det: keep at most this many: the first ``max_det`` of the full result (a
+            kept box depends only on higher-scored ones), found without visiting the
+            boxes after them.
 
     Returns:
         Indices (int64, on ``boxes.device``) of the kept boxes, by descending score.
@@ -39,11 +47,16 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float) -> torch.Te
         [0, 2]
     """
     _check(boxes, scores)
-    return _greedy(boxes, scores, None, iou_thres)
+    return _greedy(boxes, scores, None, iou_thres, max_det)
 
 
 def batched_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, iou_thres: float
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    classes: torch.Tensor,
+    iou_thres: float,
+    *,
+    max_det: int | None = None,
 ) -> torch.Tensor:
     """Class-aware NMS: boxes of different classes never suppress each other.
 
@@ -56,6 +69,10 @@ def batched_nms(
         scores: ``(N,)`` scores.
         classes: ``(N,)`` integer class ids.
         iou_thres: IoU above which the lower-scored box of the same class is suppressed.
+        max_det: keep at most this many: the first ``max_det`` of the full result, found
+            by one pass over all classes in score order that stops there (the same boxes:
+            per-class greedy NMS merged by score is one greedy pass whose suppression is
+            limited to a class, and a kept box depends only on higher-scored ones).
 
     Returns:
         Indices (int64) of the kept boxes, by descending score over all classes.
@@ -65,13 +82,13 @@ def batched_nms(
         raise ValueError(
             f"classes must have shape {tuple(scores.shape)}, got {tuple(classes.shape)}"
         )
-    if len(boxes) <= _BLOCK:
-        return _greedy(boxes, scores, classes, iou_thres)
+    if len(boxes) <= _BLOCK or max_det is not None:
+        return _greedy(boxes, scores, classes, iou_thres, max_det)
     # Many candidates: NMS per class costs sum(n_c^2) IoUs instead of N^2.
     kept = [(classes == c).nonzero().flatten() for c in classes.unique().tolist()]
-    kept = [i[_greedy(boxes[i], scores[i], None, iou_thres)] for i in kept]
+    kept = [i[_greedy(boxes[i], scores[i], None, iou_thres, max_det)] for i in kept]
     idx = torch.cat(kept).sort().values  # ties below keep input order, as in _greedy
-    return idx[scores[idx].argsort(descending=True, stable=True)]
+    return idx[scores[idx].argsort(descending=True, stable=True)][:max_det]
 
 
 def _check(boxes: torch.Tensor, scores: torch.Tensor) -> None:
@@ -82,12 +99,19 @@ def _check(boxes: torch.Tensor, scores: torch.Tensor) -> None:
 
 
 def _greedy(
-    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor | None, iou_thres: float
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    classes: torch.Tensor | None,
+    iou_thres: float,
+    limit: int | None = None,
 ) -> torch.Tensor:
-    """Blocked greedy NMS: exact, O(N * kept) IoUs, O(_BLOCK^2) Python-side booleans."""
+    """Blocked greedy NMS: exact, O(N * kept) IoUs, O(block^2) Python-side booleans; with
+    ``limit``, small blocks and a stop once ``limit`` boxes are kept."""
     n = boxes.shape[0]
-    if n == 0:
+    if n == 0 or limit == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    block = _BLOCK if limit is None else _CAPPED_BLOCK
+    found = 0
     order = scores.argsort(descending=True, stable=True)
     b = boxes[order]
     if not b.is_floating_point() or b.dtype in (torch.float16, torch.bfloat16):
@@ -96,8 +120,10 @@ def _greedy(
     c = classes[order] if classes is not None else torch.zeros(n, dtype=torch.long, device=b.device)
     kept_pos: list[torch.Tensor] = []
     kept: list[tuple[torch.Tensor, torch.Tensor]] = []  # (boxes, classes) chunks
-    for start in range(0, n, _BLOCK):
-        blk, blk_c = b[start : start + _BLOCK], c[start : start + _BLOCK]
+    start = 0
+    while start < n and (limit is None or found < limit):
+        blk, blk_c = b[start : start + block], c[start : start + block]
+        offset, start = start, start + block
         # 1) suppression by boxes kept in earlier blocks (all of them score higher)
         alive = torch.ones(len(blk), dtype=torch.bool, device=b.device)
         for kb, kc in kept:
@@ -111,11 +137,14 @@ def _greedy(
         for i in np.flatnonzero(alive_np).tolist():
             if alive_np[i]:
                 local.append(i)
+                if limit is not None and found + len(local) >= limit:
+                    break
                 alive_np &= ~over[i]
         if not local:
             continue
+        found += len(local)
         idx = torch.tensor(local, dtype=torch.long, device=b.device)
-        kept_pos.append(idx + start)
+        kept_pos.append(idx + offset)
         if kept and len(kept[-1][0]) + len(idx) <= _KEPT_CHUNK:
             kept[-1] = (torch.cat([kept[-1][0], blk[idx]]), torch.cat([kept[-1][1], blk_c[idx]]))
         else:
@@ -199,8 +228,10 @@ def postprocess(
         if len(scores) > max_nms:
             top = scores.topk(max_nms).indices
             boxes, scores, classes = boxes[top], scores[top], classes[top]
-        idx = nms(boxes, scores, iou) if agnostic else batched_nms(boxes, scores, classes, iou)
-        idx = idx[:max_det]
+        if agnostic:
+            idx = nms(boxes, scores, iou, max_det=max_det)
+        else:
+            idx = batched_nms(boxes, scores, classes, iou, max_det=max_det)
         out.append(
             torch.cat([boxes[idx], scores[idx, None], classes[idx, None].to(boxes.dtype)], 1)
         )
