@@ -1,4 +1,5 @@
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -198,14 +199,22 @@ def test_folder_skips_unreadable_images_and_streams(ckpt, tmp_path, caplog, monk
         dets = pred.predict(tmp_path)
     assert [Path(d.source).name for d in dets] == ["0.png", "1.png", "2.png"]
     assert "1b_broken.jpg" in caplog.text and "skipped" in caplog.text
-    # decoded lazily: taking the first batch of 2 reads 2 images, not the whole folder
+    # decoded lazily: a batch is read ahead while the runtime runs, not the whole folder
+    for i in range(3, 12):
+        Image.fromarray(_images(1, seed=i)[0]).save(tmp_path / f"{i}.png")
     reads = []
     real = images.read_image
     monkeypatch.setattr(images, "read_image", lambda p: reads.append(p) or real(p))
     stream = pred.stream(tmp_path, batch=2)
     next(stream)
-    assert len(reads) == 2
+    time.sleep(0.5)  # time for the reader to run as far ahead as it may
+    # the batch taken, the next one queued, one more in hand (the broken file is a read)
+    assert 2 <= len(reads) <= 6 < 13
     stream.close()
+    time.sleep(0.3)
+    seen = len(reads)
+    time.sleep(0.3)
+    assert len(reads) == seen  # closing the stream stopped the reader
 
 
 def test_folder_without_a_readable_image_is_an_error(ckpt, tmp_path):
@@ -439,3 +448,25 @@ def test_a_checkpoint_runs_in_its_deploy_form_and_keeps_its_own_for_the_stages(c
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(backend(x), pred.model.eval()(x), rtol=1e-4, atol=1e-4)
+
+
+def test_prefetched_keeps_order_raises_in_place_and_stays_a_bounded_distance_ahead():
+    from yoloslim.runtime.predictor import prefetched
+
+    made = []
+
+    def items():
+        for i in range(5):
+            made.append(i)
+            yield i
+        raise DataError("item 5 is broken")
+
+    it = prefetched(items(), ahead=2)
+    assert next(it) == 0
+    time.sleep(0.3)
+    assert len(made) <= 4  # one taken, two queued, one in hand
+    got = [1, 2, 3, 4]
+    assert [next(it) for _ in got] == got
+    with pytest.raises(DataError, match="item 5 is broken"):
+        next(it)
+    assert list(prefetched(iter([]), ahead=1)) == []

@@ -147,15 +147,20 @@ class Predictor:
 
     def preprocess(self, images: list[np.ndarray], out: np.ndarray | None = None):
         """Letterbox into ``out`` (float32 ``(B, 3, S, S)`` in [0, 1], allocated when None)."""
+        return self._batch([self._letterbox(arr) for arr in images], out)
+
+    def _letterbox(self, arr: np.ndarray) -> tuple[np.ndarray, tuple]:
+        """One image letterboxed (uint8 ``SxSx3``) and its meta ``(ratio, pad, (h, w))``."""
+        boxed, ratio, pad = letterbox(Image.fromarray(arr), self.imgsz)
+        return boxed, (ratio, pad, arr.shape[:2])
+
+    def _batch(self, boxed: list[tuple[np.ndarray, tuple]], out: np.ndarray | None = None):
         s = self.imgsz
         if out is None:
-            out = np.empty((len(images), 3, s, s), np.float32)
-        metas = []
-        for i, arr in enumerate(images):
-            boxed, ratio, pad = letterbox(Image.fromarray(arr), s)
-            np.multiply(boxed.transpose(2, 0, 1), 1 / 255, out=out[i], casting="unsafe")
-            metas.append((ratio, pad, arr.shape[:2]))
-        return out[: len(images)], metas
+            out = np.empty((len(boxed), 3, s, s), np.float32)
+        for i, (b, _) in enumerate(boxed):
+            np.multiply(b.transpose(2, 0, 1), 1 / 255, out=out[i], casting="unsafe")
+        return out[: len(boxed)], [meta for _, meta in boxed]
 
     def infer(self, batch: np.ndarray) -> torch.Tensor:
         return self.backend(
@@ -227,8 +232,17 @@ class Predictor:
     def _stream(
         self, source, batch: int, skip_unreadable: bool
     ) -> Iterator[tuple[np.ndarray, Detections]]:
-        chunk: list[tuple[np.ndarray, str | None]] = []
-        for item in iter_images(source, skip_unreadable=skip_unreadable):
+        def prepared():  # decoded and letterboxed, one image at a time
+            for arr, src in iter_images(source, skip_unreadable=skip_unreadable):
+                yield arr, src, self._letterbox(arr)
+
+        items = prepared()
+        if not (is_single_image(source) and not _is_folder(source)):
+            # the next images are decoded and letterboxed while the runtime runs (PIL lets
+            # go of the GIL), a batch ahead at most
+            items = prefetched(items, ahead=batch)
+        chunk: list = []
+        for item in items:
             chunk.append(item)
             if len(chunk) == batch:
                 yield from self._run(chunk)
@@ -236,13 +250,58 @@ class Predictor:
         if chunk:
             yield from self._run(chunk)
 
-    def _run(self, chunk: list[tuple[np.ndarray, str | None]]):
-        images = [a for a, _ in chunk]
-        x, metas = self.preprocess(images)
-        dets = self.postprocess(self.infer(x), metas, [s for _, s in chunk])
+    def _run(self, chunk: list):
+        images = [a for a, _, _ in chunk]
+        x, metas = self._batch([b for _, _, b in chunk])
+        dets = self.postprocess(self.infer(x), metas, [s for _, s, _ in chunk])
         return zip(images, dets, strict=True)
 
     __call__ = predict
+
+
+def _is_folder(source: object) -> bool:
+    return isinstance(source, (str, os.PathLike)) and Path(source).is_dir()
+
+
+def prefetched(items: Iterator, ahead: int) -> Iterator:
+    """``items``, produced by a background thread that stays at most ``ahead`` items in
+    front of the consumer; an exception it meets is raised here, at its place in the
+    sequence. Closing or abandoning the returned generator stops the thread."""
+    q: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+    stop = threading.Event()
+    done = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            put((False, e))
+            return
+        put((True, done))
+
+    thread = threading.Thread(target=produce, name="yoloslim-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def _check_one_image(image) -> None:
