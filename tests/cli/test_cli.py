@@ -343,9 +343,11 @@ def test_predict_and_export_commands(trained, data_yaml, tmp_path):
     found = json.loads(report.read_text())
     ckpt, onnx_d = found[str(trained / "last.pt")], found[str(out / "model.onnx")]
     assert ckpt["resumable"] == {"epoch": 0, "epochs": 1} and ckpt["imgsz"] == 64
-    assert [h["stage"] for h in ckpt["history"]] == ["train"] == [
-        h["stage"] for h in onnx_d["history"]
-    ]
+    assert (
+        [h["stage"] for h in ckpt["history"]]
+        == ["train"]
+        == [h["stage"] for h in onnx_d["history"]]
+    )
     assert onnx_d["names"] == ckpt["names"] and onnx_d["inputs"][0]["shape"] == [1, 3, 64, 64]
     assert main(["info", str(data_yaml)]) == 2  # not an artifact: one error line
 
