@@ -167,7 +167,7 @@ class DetectionDataset(Dataset):
         try:
             with Image.open(s.path) as im:
                 # upright (EXIF) and 16-bit images scaled, as predict reads them
-                rgb = Image.fromarray(to_rgb(im))
+                rgb = Image.fromarray(to_rgb(im, in_place=True))
         except Exception as e:  # the file changed since it was verified
             raise DataError(f"{s.path}: cannot load image: {e}") from e
         if rgb.size != (s.width, s.height):

@@ -47,13 +47,18 @@ as 16-bit (its top 8 bits) once a value exceeds 255. A folder path stands for it
 _KINDS = "a path, a folder, a PIL image, a numpy array or a torch tensor"
 
 
-def to_rgb(im: Image.Image) -> np.ndarray:
+def to_rgb(im: Image.Image, *, in_place: bool = False) -> np.ndarray:
     """An upright ``HxWx3`` RGB uint8 array of ``im`` (EXIF orientation applied).
 
     16-bit modes (``I;16*``, and ``I``, which older Pillow uses for 16-bit PNGs) keep their
-    top 8 bits; ``convert("RGB")`` would clip every value above 255 to white.
+    top 8 bits; ``convert("RGB")`` would clip every value above 255 to white. ``in_place``
+    turns an image this process opened itself upright in place (no copy of an image that
+    needs no turning); a caller's image is never changed without it.
     """
-    im = ImageOps.exif_transpose(im)
+    if in_place:
+        ImageOps.exif_transpose(im, in_place=True)
+    else:
+        im = ImageOps.exif_transpose(im)
     if im.mode.startswith("I;16") or im.mode == "I":
         a = np.asarray(im).astype(np.int64).clip(0, 65535) >> 8
         im = Image.fromarray(a.astype(np.uint8), "L")
@@ -140,7 +145,7 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DataError(f"{p}: image does not exist")
     try:
         with Image.open(p) as im:
-            return to_rgb(im)
+            return to_rgb(im, in_place=True)
     except Exception as e:  # noqa: BLE001 - PIL raises many types on bad files
         raise DataError(f"{p}: cannot decode image ({type(e).__name__}: {e})") from e
 
