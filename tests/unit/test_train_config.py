@@ -153,3 +153,19 @@ def test_imgsz_defaults_to_the_models_own_training_size(tmp_path):
     assert sized_for(TrainConfig(imgsz=128), ckpt).imgsz == 128  # given: kept
     with pytest.raises(ConfigError, match="imgsz=100"):
         TrainConfig(imgsz=100)
+
+
+def test_default_workers_follow_the_cores(monkeypatch):
+    import yoloslim.sysinfo as sysinfo
+    from yoloslim.train.config import loader_workers
+
+    assert TrainConfig().workers is None
+    monkeypatch.setattr(sysinfo, "usable_cores", lambda: 2)
+    assert loader_workers(None) == 0  # a worker would compete with torch's two threads
+    monkeypatch.setattr(sysinfo, "usable_cores", lambda: 8)
+    assert loader_workers(None) == 1
+    assert loader_workers(3) == 3 and loader_workers(0) == 0
+    with pytest.raises(ConfigError, match=r"TrainConfig.workers=-1 must be >= 0"):
+        TrainConfig(workers=-1)
+    with pytest.raises(ConfigError, match=r"TrainConfig.workers='2' must be an integer"):
+        TrainConfig(workers="2")

@@ -68,7 +68,9 @@ def distill(
         None, help="Distillation weight warm-up (progressive) [default: 1.0]."
     ),
     lr0: float = typer.Option(None, help="Peak learning rate [default: 0.004]."),
-    workers: int = typer.Option(None, help="Data-loader workers [default: 1]."),
+    workers: int = typer.Option(
+        None, help="Data-loader workers [default: 0 on 2 cores or fewer, else 1]."
+    ),
     seed: int = typer.Option(None, help="Random seed [default: 0]."),
     device: str = typer.Option(None, help="auto, cpu or cuda [default: auto]."),
     config: Path = typer.Option(

@@ -42,7 +42,9 @@ def train(
     ),
     optimizer: str = typer.Option("adamw", help="adamw or sgd."),
     lr0: float = typer.Option(None, help="Peak learning rate (default: the config's)."),
-    workers: int = typer.Option(1, help="Data-loader workers."),
+    workers: int = typer.Option(
+        None, help="Data-loader workers [default: 0 on 2 cores or fewer, else 1]."
+    ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     config: Path = typer.Option(

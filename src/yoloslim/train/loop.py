@@ -15,7 +15,7 @@ from torch.utils.data import DistributedSampler
 from yoloslim.data import DetectionDataset, DetectionLoader, collate
 from yoloslim.errors import TrainingError
 from yoloslim.progress import progress_console
-from yoloslim.train.config import TrainConfig
+from yoloslim.train.config import TrainConfig, loader_workers
 from yoloslim.train.ema import ModelEMA
 from yoloslim.train.loss import DetectionLoss
 from yoloslim.train.run_folder import RunFolder, json_safe
@@ -52,7 +52,7 @@ def epoch_loader(
         dataset,
         batch_size=cfg.batch // world,
         sampler=sampler,
-        num_workers=cfg.workers,
+        num_workers=loader_workers(cfg.workers),
         collate_fn=collate,
         drop_last=False,
     )
