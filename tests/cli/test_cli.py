@@ -531,7 +531,6 @@ def test_help_defaults_that_live_in_the_configs_are_the_configs():
                 "epochs": "train.epochs",
                 "batch": "train.batch",
                 "lr0": "train.lr0",
-                "workers": "train.workers",
                 "seed": "train.seed",
                 "device": "train.device",
             },
@@ -546,6 +545,11 @@ def test_help_defaults_that_live_in_the_configs_are_the_configs():
             shown = re.search(r"\[default: ([^\]]+)\]", params[option].help).group(1)
             stated[(cmd, option)] = (shown, str(value))
     assert all(shown == value for shown, value in stated.values()), stated
+    # workers: None in the config, a rule on the cores (train.config.loader_workers)
+    for cmd in ("train", "distill"):
+        workers = next(p for p in cmds[cmd].params if p.name == "workers")
+        assert "[default: 0 on 2 cores or fewer, else 1]" in workers.help
+        assert workers.default is None
 
 
 def test_verbose_shows_the_librarys_info_log_and_only_its_own(monkeypatch):
