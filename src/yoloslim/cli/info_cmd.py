@@ -65,7 +65,7 @@ def _rows(d: dict) -> list[tuple[str, str]]:
             rows.append(("quantization", str(d["quantization"])))
         if d.get("triton"):
             t = d["triton"]
-            rows.append(("triton", f"model {t['name']}, max_batch_size {t['max_batch_size']}"))
+            rows.append(("triton", f"name {t['name']}, max_batch_size {t['max_batch_size']}"))
     rows.append(("size", f"{d['size_mb']:.2f} MiB"))
     steps = [_step(h) for h in d["history"]]
     rows.append(("history", " -> ".join(steps) if steps else "-"))
