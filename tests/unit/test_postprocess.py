@@ -90,8 +90,10 @@ def test_nms_large_input_matches_brute_force():
 @pytest.mark.parametrize("max_det", [1, 3, 10, 25, 1000])
 @pytest.mark.parametrize("blocks", [None, 8])
 def test_a_cap_on_kept_boxes_gives_the_first_of_the_full_result(monkeypatch, max_det, blocks):
-    if blocks:  # small blocks: the cap falls inside a block and across several
+    if blocks:  # small blocks: the cap falls inside a block and across several, and a cap
+        # above _BLOCK takes the per-class path with each class capped
         monkeypatch.setattr(pp, "_CAPPED_BLOCK", blocks)
+        monkeypatch.setattr(pp, "_BLOCK", 16)
         monkeypatch.setattr(pp, "_KEPT_CHUNK", 12)
     g = torch.Generator().manual_seed(max_det)
     boxes, scores, classes = _random_case(400, g, nc=3, spread=80.0)
@@ -102,6 +104,15 @@ def test_a_cap_on_kept_boxes_gives_the_first_of_the_full_result(monkeypatch, max
     assert got == full[:max_det]
     agnostic = _brute_nms(boxes, scores, 0.5)
     assert nms(boxes, scores, 0.5, max_det=max_det).tolist() == agnostic[:max_det]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_a_bad_cap_is_a_config_error(bad):
+    boxes, scores, classes = _random_case(10, torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match=f"max_det={bad!r} must be"):
+        nms(boxes, scores, 0.5, max_det=bad)
+    with pytest.raises(ConfigError, match=f"max_det={bad!r} must be"):
+        batched_nms(boxes, scores, classes, 0.5, max_det=bad)
 
 
 def test_postprocess_with_every_anchor_a_candidate_keeps_the_same_detections():

@@ -46,7 +46,7 @@ def nms(
         >>> nms(b, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist()
         [0, 2]
     """
-    _check(boxes, scores)
+    _check(boxes, scores, max_det)
     return _greedy(boxes, scores, None, iou_thres, max_det)
 
 
@@ -69,20 +69,22 @@ def batched_nms(
         scores: ``(N,)`` scores.
         classes: ``(N,)`` integer class ids.
         iou_thres: IoU above which the lower-scored box of the same class is suppressed.
-        max_det: keep at most this many: the first ``max_det`` of the full result, found
-            by one pass over all classes in score order that stops there (the same boxes:
-            per-class greedy NMS merged by score is one greedy pass whose suppression is
-            limited to a class, and a kept box depends only on higher-scored ones).
+        max_det: keep at most this many: the first ``max_det`` of the full result. Up to
+            ``_BLOCK`` (1024) they are found by one pass over all classes in score order
+            that stops there (the same boxes: per-class greedy NMS merged by score is one
+            greedy pass whose suppression is limited to a class, and a kept box depends
+            only on higher-scored ones); a larger cap stops each class's pass at
+            ``max_det``, since no more of one class can be among the first ``max_det``.
 
     Returns:
         Indices (int64) of the kept boxes, by descending score over all classes.
     """
-    _check(boxes, scores)
+    _check(boxes, scores, max_det)
     if classes.shape != scores.shape:
         raise ValueError(
             f"classes must have shape {tuple(scores.shape)}, got {tuple(classes.shape)}"
         )
-    if len(boxes) <= _BLOCK or max_det is not None:
+    if len(boxes) <= _BLOCK or (max_det is not None and max_det <= _BLOCK):
         return _greedy(boxes, scores, classes, iou_thres, max_det)
     # Many candidates: NMS per class costs sum(n_c^2) IoUs instead of N^2.
     kept = [(classes == c).nonzero().flatten() for c in classes.unique().tolist()]
@@ -91,7 +93,9 @@ def batched_nms(
     return idx[scores[idx].argsort(descending=True, stable=True)][:max_det]
 
 
-def _check(boxes: torch.Tensor, scores: torch.Tensor) -> None:
+def _check(boxes: torch.Tensor, scores: torch.Tensor, max_det: int | None = None) -> None:
+    if max_det is not None:
+        check_nms_settings(max_det=max_det)
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must be (N, 4), got {tuple(boxes.shape)}")
     if scores.shape != boxes.shape[:1]:
@@ -106,11 +110,12 @@ def _greedy(
     limit: int | None = None,
 ) -> torch.Tensor:
     """Blocked greedy NMS: exact, O(N * kept) IoUs, O(block^2) Python-side booleans; with
-    ``limit``, small blocks and a stop once ``limit`` boxes are kept."""
+    ``limit``, a stop once ``limit`` boxes are kept (in small blocks when it is small)."""
     n = boxes.shape[0]
     if n == 0 or limit == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    block = _BLOCK if limit is None else _CAPPED_BLOCK
+    # small blocks pay off when a small cap ends the pass early
+    block = _CAPPED_BLOCK if limit is not None and limit <= _BLOCK else _BLOCK
     found = 0
     order = scores.argsort(descending=True, stable=True)
     b = boxes[order]
