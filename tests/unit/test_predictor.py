@@ -211,10 +211,30 @@ def test_folder_skips_unreadable_images_and_streams(ckpt, tmp_path, caplog, monk
     # the batch taken, the next one queued, one more in hand (the broken file is a read)
     assert 2 <= len(reads) <= 6 < 13
     stream.close()
-    time.sleep(0.3)
-    seen = len(reads)
-    time.sleep(0.3)
-    assert len(reads) == seen  # closing the stream stopped the reader
+    for _ in range(50):  # closing the stream stops the reader thread
+        if not any(t.name == "yoloslim-prefetch" for t in threading.enumerate()):
+            break
+        time.sleep(0.05)
+    assert not any(t.name == "yoloslim-prefetch" for t in threading.enumerate())
+
+
+def test_a_callers_iterator_is_read_in_its_own_thread_and_not_ahead(ckpt):
+    pulled, threads = [], set()
+
+    def frames():
+        buf = np.zeros((48, 64, 3), np.uint8)  # one buffer reused, as video readers do
+        for i in range(8):
+            pulled.append(i)
+            threads.add(threading.current_thread().name)
+            buf[:] = i * 20
+            yield buf
+
+    stream = Predictor(ckpt).stream(frames(), batch=2)
+    image, _ = next(stream)
+    assert pulled == [0, 1] and threads == {threading.current_thread().name}
+    assert image[0, 0, 0] == 0  # the first frame, though the reader has refilled its buffer
+    assert next(stream)[0][0, 0, 0] == 20
+    stream.close()
 
 
 def test_folder_without_a_readable_image_is_an_error(ckpt, tmp_path):

@@ -214,9 +214,12 @@ class Predictor:
         batch: int = 8,
         skip_unreadable: bool = False,
     ) -> Iterator[tuple[np.ndarray, Detections]]:
-        """Yield ``(RGB image, Detections)`` per image, decoding at most ``batch`` at a time.
+        """Yield ``(RGB image, Detections)`` per image, a ``batch`` of images at a time.
 
-        ``source`` is what :meth:`predict` takes.
+        ``source`` is what :meth:`predict` takes. A folder or a list of paths is decoded by
+        a background thread while the runtime runs, at most about two batches ahead (the
+        batch being gathered, one more queued); any other source (a caller's iterator,
+        arrays, PIL images) is read in the calling thread, one batch at a time.
 
         Raises:
             ConfigError: a bad ``batch`` (raised at the call, before anything is read).
@@ -234,12 +237,17 @@ class Predictor:
     ) -> Iterator[tuple[np.ndarray, Detections]]:
         def prepared():  # decoded and letterboxed, one image at a time
             for arr, src in iter_images(source, skip_unreadable=skip_unreadable):
+                if src is None and batch > 1:
+                    # a caller's array, kept while the batch fills: a copy, so that a reader
+                    # that reuses one buffer (video) does not change it under us
+                    arr = arr.copy()
                 yield arr, src, self._letterbox(arr)
 
         items = prepared()
-        if not (is_single_image(source) and not _is_folder(source)):
-            # the next images are decoded and letterboxed while the runtime runs (PIL lets
-            # go of the GIL), a batch ahead at most
+        if _files_only(source):
+            # files yoloslim opens itself are decoded and letterboxed by a background thread
+            # while the runtime runs (PIL lets go of the GIL), a batch ahead at most; a
+            # caller's own iterator or arrays are never read from another thread or ahead
             items = prefetched(items, ahead=batch)
         chunk: list = []
         for item in items:
@@ -259,8 +267,13 @@ class Predictor:
     __call__ = predict
 
 
-def _is_folder(source: object) -> bool:
-    return isinstance(source, (str, os.PathLike)) and Path(source).is_dir()
+def _files_only(source: object) -> bool:
+    """Whether ``source`` is a folder, or a list or tuple of paths (what may be read ahead)."""
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).is_dir()
+    return isinstance(source, (list, tuple)) and all(
+        isinstance(s, (str, os.PathLike)) for s in source
+    )
 
 
 def prefetched(items: Iterator, ahead: int) -> Iterator:
