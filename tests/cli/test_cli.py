@@ -67,9 +67,16 @@ def test_train_writes_outputs(trained):
     assert report["epochs"] == 1
 
 
-def test_train_resume_refuses_settings_it_would_ignore(trained, tmp_path, capsys):
+def test_train_resume_refuses_settings_it_would_ignore(trained, tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     shutil.copytree(trained, run)
+    # --resume leaves --out unused: its default is not checked (here a file named runs/ would
+    # stop a new run), so a run resumes from any folder
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("")
+    assert main(["train", "--resume", str(run)]) == 0
+    assert main(["train", "--data", "d.yaml"]) == 2
+    assert "runs is a file" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--epochs", "3", "--lr0", "0.01"]) == 2
     err = capsys.readouterr().err
     assert "--epochs, --lr0 cannot change them" in err
@@ -309,7 +316,7 @@ def test_public_functions_document_their_arguments_results_errors_and_use():
     assert lacking == {}
 
 
-def test_predict_and_export_commands(trained, data_yaml, tmp_path):
+def test_predict_and_export_commands(trained, data_yaml, tmp_path, capsys):
     out = tmp_path / "exp"
     assert (
         main(["export", "--model", str(trained / "best.pt"), "--format", "onnx", "--out", str(out)])
@@ -342,7 +349,8 @@ def test_predict_and_export_commands(trained, data_yaml, tmp_path):
     assert main(argv) == 0
     found = json.loads(report.read_text())
     ckpt, onnx_d = found[str(trained / "last.pt")], found[str(out / "model.onnx")]
-    assert ckpt["resumable"] == {"epoch": 0, "epochs": 1} and ckpt["imgsz"] == 64
+    assert ckpt["resumable"] == {"epoch": 0, "epochs": 1, "command": "train"}
+    assert ckpt["imgsz"] == 64
     assert (
         [h["stage"] for h in ckpt["history"]]
         == ["train"]
@@ -350,6 +358,21 @@ def test_predict_and_export_commands(trained, data_yaml, tmp_path):
     )
     assert onnx_d["names"] == ckpt["names"] and onnx_d["inputs"][0]["shape"] == [1, 3, 64, 64]
     assert main(["info", str(data_yaml)]) == 2  # not an artifact: one error line
+    # a TorchScript artifact declares no shapes; a distillation's last.pt resumes with distill
+    import torch
+
+    ts = tmp_path / "ts"
+    argv = ["export", "--model", str(trained / "best.pt"), "--format", "torchscript"]
+    assert main([*argv, "--out", str(ts)]) == 0
+    state = torch.load(trained / "last.pt", weights_only=True)
+    state["train_state"].update(hook={}, epoch=0)
+    state["train_state"]["config"]["epochs"] = 3
+    torch.save(state, tmp_path / "distill_last.pt")
+    capsys.readouterr()
+    assert main(["info", str(ts / "model.torchscript"), str(tmp_path / "distill_last.pt")]) == 0
+    shown = capsys.readouterr().out
+    assert "1 of 3 epochs (distill --resume its folder to go on)" in shown
+    assert "torchscript (runs in torchscript)" in shown and "inputs" not in shown
 
 
 def test_an_interrupted_predict_keeps_its_results_so_far(

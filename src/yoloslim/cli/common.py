@@ -278,6 +278,16 @@ def check_out_folder(path: Path | None) -> Path | None:
     return path
 
 
+def check_run_folder(ctx: typer.Context, path: Path | None) -> Path | None:
+    """:func:`check_out_folder` for ``train`` and ``distill``, whose ``--out`` a ``--resume
+    DIR`` leaves unused: then it is not checked. (Click processes the options given on the
+    command line first, defaults after, so a given ``--resume`` is known when the default
+    ``--out`` comes.)"""
+    if ctx.params.get("resume") is not None:
+        return path
+    return check_out_folder(path)
+
+
 def check_json_target(path: Path | None) -> Path | None:
     """``--json PATH`` is refused, before any work (a typer callback), when PATH is a folder
     or a file that holds no JSON: a data.yaml or a checkpoint given by mistake would be

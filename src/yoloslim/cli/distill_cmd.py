@@ -9,7 +9,7 @@ import typer
 
 from yoloslim.cli.common import (
     check_json_target,
-    check_out_folder,
+    check_run_folder,
     config_file,
     handle_errors,
     interrupt_hint,
@@ -41,7 +41,7 @@ def distill(
     ),
     batch: int = typer.Option(None, help="Global batch size [default: 16]."),
     out: Path = typer.Option(
-        Path("runs/distill"), callback=check_out_folder, help="Output folder."
+        Path("runs/distill"), callback=check_run_folder, help="Output folder."
     ),
     exist_ok: bool = typer.Option(
         False, "--exist-ok", help="Start afresh in an --out that holds another run, replacing it."

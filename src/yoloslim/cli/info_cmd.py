@@ -18,7 +18,7 @@ def info(
         None, "--json", callback=check_json_target, help="Write {path: description} as JSON."
     ),
 ) -> None:
-    """What each file is, read from the file alone (nothing runs): classes, input size,
+    """What each file is, read from the file alone (no data, no runtime): classes, input size,
     precision, inputs and outputs, and the steps that made it (train, prune, distill...)."""
     from rich.table import Table
 
@@ -52,13 +52,15 @@ def _rows(d: dict) -> list[tuple[str, str]]:
             rows.append(("mAP50-95", f"{100 * d['map']:.1f} (mAP50 {100 * d['map50']:.1f})"))
         if d["resumable"]:
             done, epochs = d["resumable"]["epoch"] + 1, d["resumable"]["epochs"]
-            state = "finished" if done >= epochs else "train --resume its folder to go on"
+            how = f"{d['resumable']['command']} --resume its folder to go on"
+            state = "finished" if done >= epochs else how
             rows.append(("training", f"{done} of {epochs} epochs ({state})"))
     else:
         rows.append(("precision", d["precision"]))
         for key in ("inputs", "outputs"):
-            shown = "; ".join(f"{v['name']} {v['shape']} {v['dtype']}" for v in d[key])
-            rows.append((key, shown))
+            if d[key] is not None:  # TorchScript declares none
+                shown = "; ".join(f"{v['name']} {v['shape']} {v['dtype']}" for v in d[key])
+                rows.append((key, shown))
         if d["end_to_end"]:
             rows.append(("NMS in the graph", ", ".join(f"{k} {v}" for k, v in d["nms"].items())))
         if d.get("quantization"):

@@ -10,7 +10,7 @@ import typer
 
 from yoloslim.cli.common import (
     check_json_target,
-    check_out_folder,
+    check_run_folder,
     console,
     handle_errors,
     interrupt_hint,
@@ -36,7 +36,7 @@ def train(
         None, help="Input size (multiple of 32; default: a checkpoint's own, else 320)."
     ),
     batch: int = typer.Option(16, help="Global batch size."),
-    out: Path = typer.Option(Path("runs/train"), callback=check_out_folder, help="Output folder."),
+    out: Path = typer.Option(Path("runs/train"), callback=check_run_folder, help="Output folder."),
     exist_ok: bool = typer.Option(
         False, "--exist-ok", help="Start afresh in an --out that holds another run, replacing it."
     ),

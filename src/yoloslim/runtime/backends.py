@@ -173,7 +173,9 @@ class OnnxRuntimeBackend(Backend):
             self.static_imgsz = inp.shape[2]
 
     def _read_precision(self) -> str:
-        return _onnx_precision(self.path, fp16_io=self.dtype == np.float16)
+        import onnx
+
+        return onnx_precision(onnx.load(str(self.path), load_external_data=False).graph)
 
     def __call__(self, x):
         arr = np.ascontiguousarray(torch.as_tensor(x).numpy().astype(self.dtype, copy=False))
@@ -202,13 +204,15 @@ def quantized_ops(graph) -> list[str]:
     return sorted({n.op_type for n in graph.node if n.op_type in QUANT_OPS})
 
 
-def _onnx_precision(path: Path, fp16_io: bool) -> str:
-    """fp16 when the weights (or the input) are float16, int8+ when the graph holds QDQ pairs
-    or integer ops (static or dynamic quantization); fp32 otherwise."""
+def onnx_precision(graph) -> str:
+    """An ONNX graph's precision: fp16 when its weights or its input are float16, int8+ when
+    it holds QDQ pairs or integer ops (static or dynamic quantization); fp32 otherwise."""
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    fp16 = fp16_io or any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer)
+    f16 = onnx.TensorProto.FLOAT16
+    fp16 = graph.input[0].type.tensor_type.elem_type == f16 or any(
+        t.data_type == f16 for t in graph.initializer
+    )
     base = "fp16" if fp16 else "fp32"
     return f"int8+{base}" if quantized_ops(graph) else base
 

@@ -1,7 +1,8 @@
 """``describe()``: what a checkpoint or an exported artifact is, read from the file alone.
 
-Nothing is run: the model's classes, input size, precision, graph interface and the steps
-that made it (``history``) come from the checkpoint dict or the artifact's metadata.
+No data and no runtime: the model's classes, input size, precision, graph interface and the
+steps that made it (``history``) come from the checkpoint dict or the artifact's metadata. A
+checkpoint's FLOPs are counted with one forward pass of its rebuilt model on a blank input.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from yoloslim.errors import ModelError
-from yoloslim.runtime.backends import E2E_FIRST_OUTPUT, SUFFIXES, check_artifact, quantized_ops
+from yoloslim.runtime.backends import (
+    E2E_FIRST_OUTPUT,
+    SUFFIXES,
+    check_artifact,
+    onnx_precision,
+    quantized_ops,
+)
 
 __all__ = ["describe"]
 
@@ -30,7 +37,7 @@ _JSON_KEYS = (
 
 
 def describe(path: str | Path) -> dict[str, Any]:
-    """Read what a checkpoint or exported artifact is, without running it.
+    """Read what a checkpoint or exported artifact is, without data or its runtime.
 
     Args:
         path: a yoloslim checkpoint (``.pt``), an exported or quantized artifact
@@ -41,8 +48,10 @@ def describe(path: str | Path) -> dict[str, Any]:
         ``{"path", "kind", "runtime", "size_mb", "names", "nc", "imgsz", "history", ...}``.
         A checkpoint adds ``arch``, ``params``, ``params_deploy``, ``gflops`` (deploy
         form, at ``imgsz``), ``epoch``, ``map``, ``map50``, ``data`` and ``resumable``
-        (``{"epoch", "epochs"}`` for a ``last.pt``, else None). A graph adds ``inputs``
-        and ``outputs`` (``[{name, shape, dtype}]``, a dynamic axis as its name),
+        (``{"epoch", "epochs", "command"}`` for a ``last.pt``: the command whose
+        ``--resume`` continues it, ``train`` or ``distill``; else None). An artifact adds
+        ``inputs`` and ``outputs`` (``[{name, shape, dtype}]``, a dynamic axis as its name;
+        None for TorchScript, which declares no shapes),
         ``precision`` (``fp32``, ``fp16``, ``int8+fp32``...), ``end_to_end`` (an
         ``export --nms`` graph, with ``nms``: its settings), ``quantization`` (the role
         quantize gave it, or None) and ``metadata`` (the rest of what export stored). A
@@ -128,11 +137,12 @@ def _checkpoint(p: Path) -> dict[str, Any]:
         "map50": meta.get("map50"),
         "data": meta.get("data"),
         "history": meta.get("history", []),
-        "resumable": {"epoch": state["epoch"], "epochs": epochs} if state else None,
+        "resumable": _resumable(state, epochs),
     }
 
 
 def _onnx(p: Path) -> dict[str, Any]:
+    from yoloslim.export.common import onnx_metadata
     from yoloslim.extras import require
 
     onnx = require("onnx", "onnx")
@@ -141,7 +151,7 @@ def _onnx(p: Path) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - protobuf raises several kinds
         raise ModelError(f"{p}: not a readable ONNX file ({type(e).__name__}: {e})") from e
     graph = proto.graph
-    meta = _metadata({m.key: m.value for m in proto.metadata_props}, p)
+    meta = _metadata(onnx_metadata(proto), p)
 
     def value_info(v) -> dict[str, Any]:
         t = v.type.tensor_type
@@ -150,10 +160,6 @@ def _onnx(p: Path) -> dict[str, Any]:
         return {"name": v.name, "shape": shape, "dtype": dtype}
 
     inputs = [value_info(v) for v in graph.input]
-    fp16 = inputs[0]["dtype"] == "float16" or any(
-        t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer
-    )
-    base = "fp16" if fp16 else "fp32"
     quant = quantized_ops(graph)
     end_to_end = [o.name for o in graph.output][:1] == [E2E_FIRST_OUTPUT]
     return {
@@ -166,7 +172,7 @@ def _onnx(p: Path) -> dict[str, Any]:
         ),
         "inputs": inputs,
         "outputs": [value_info(v) for v in graph.output],
-        "precision": f"int8+{base}" if quant else base,
+        "precision": onnx_precision(graph),
         "quantized_ops": quant,
         "end_to_end": end_to_end,
         "nms": _nms_settings(meta["metadata"]) if end_to_end else None,
@@ -237,6 +243,8 @@ def _torchscript(p: Path) -> dict[str, Any]:
         "kind": "torchscript",
         "runtime": "torchscript",
         **meta,
+        "inputs": None,  # a traced module declares no shapes; it takes what export traced
+        "outputs": None,
         "precision": "fp32",
         "end_to_end": False,
         "nms": None,
@@ -262,3 +270,11 @@ def _triton(given: Path) -> dict[str, Any]:
 
 def _nms_settings(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: meta.pop(f"nms_{k}", None) for k in ("conf", "iou", "max_det", "multi_label")}
+
+
+def _resumable(state: dict | None, epochs: int | None) -> dict | None:
+    if not state:
+        return None
+    # a distillation's last.pt holds its hook's state (the teacher, the align modules)
+    command = "distill" if "hook" in state else "train"
+    return {"epoch": state["epoch"], "epochs": epochs, "command": command}
