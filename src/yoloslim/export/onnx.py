@@ -29,6 +29,9 @@ __all__ = ["export_onnx", "onnx_file", "torch_onnx", "OPSET"]
 log = logging.getLogger(__name__)
 OPSET = 18
 
+# the largest batch a dynamic-batch export declares (Triton's max_batch_size stays under it)
+DYNAMIC_BATCH_MAX = 256
+
 
 def torch_onnx(
     model: torch.nn.Module,
@@ -82,7 +85,8 @@ def write_onnx(ctx: ExportContext, path: Path) -> Path:
     onnxslim = require("onnxslim", "onnx", ExportError)
     model = ctx.model.float().eval()
     x = ctx.example()
-    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=256)},) if ctx.dynamic else None
+    batch = torch.export.Dim("batch", min=1, max=DYNAMIC_BATCH_MAX)
+    dynamic_shapes = ({0: batch},) if ctx.dynamic else None
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         torch_onnx(model, x, tmp, output_names=["preds"], dynamic_shapes=dynamic_shapes)

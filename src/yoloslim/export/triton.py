@@ -8,6 +8,7 @@ from pathlib import Path
 
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, path_size_mb
+from yoloslim.export.onnx import DYNAMIC_BATCH_MAX
 from yoloslim.fileio import atomic_write_text, staged
 
 __all__ = [
@@ -20,7 +21,7 @@ __all__ = [
 ]
 
 TRITON_MAX_BATCH = 16  # the default max_batch_size
-TRITON_BATCH_LIMIT = 256  # the ONNX's dynamic batch axis goes up to this
+TRITON_BATCH_LIMIT = DYNAMIC_BATCH_MAX  # the ONNX's dynamic batch axis goes up to this
 _PREFERRED = (4, 8)
 
 
