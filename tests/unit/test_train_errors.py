@@ -73,6 +73,17 @@ def test_out_holding_a_run_is_refused_without_resume(tmp_path, marker):
     assert (tmp_path / marker).read_text() == "old run"
 
 
+def test_train_resume_refuses_a_distillation_run(sets, tmp_path):
+    last = _fake_run(tmp_path, sets[3])
+    state = torch.load(last, weights_only=True)
+    state["train_state"]["hook"] = {"config": {}}  # what a distill run's last.pt holds
+    torch.save(state, last)
+    before = last.read_bytes()
+    with pytest.raises(ConfigError, match=r"is a distillation .* distill --resume"):
+        train(None, None, out=tmp_path, resume=True)
+    assert last.read_bytes() == before
+
+
 def test_resume_with_data_of_another_class_count(sets, tmp_path):
     _fake_run(tmp_path, sets[3])
     with pytest.raises(ConfigError, match=r"has 2 classes, the run in .* has 3 \(circle, squ"):

@@ -218,6 +218,12 @@ def train(
     out = Path(out).expanduser()
     check_out(out, resume, exist_ok)
     state, model, data, cfg = _begin(model, data, config, out, resume)
+    if state is not None and "hook" in state["train_state"] and hook is None:
+        raise ConfigError(
+            f"resume: the run in {out} is a distillation (its last.pt holds the distillation's "
+            f"state); resume it with distill --resume {out} (yoloslim.distill(..., resume=True)) "
+            "so that it keeps its teacher"
+        )
     data_cfg = load_data_config(data)
     if state is not None:
         check_resume_data(state, data, data_cfg.nc, out)
