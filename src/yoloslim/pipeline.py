@@ -395,6 +395,19 @@ def _missing_outputs(record: dict, out: Path) -> list[str]:
     return missing
 
 
+def _same_recipe(saved: str, resolved: str, earlier: tuple[str, ...]) -> bool:
+    """Whether a run's ``recipe.yaml`` is the recipe resolved now: as written, or once read
+    again with today's defaults (a setting added since, such as an export stage's
+    ``triton_max_batch``, takes its default, which is what the run used)."""
+    if saved in (resolved, *earlier):
+        return True
+    try:
+        again = _as_run(load_recipe(yaml.safe_load(saved))).resolved()
+    except (ConfigError, yaml.YAMLError):
+        return False
+    return yaml.safe_dump(again, sort_keys=False) == resolved
+
+
 def run_recipe(
     model: str | Path | None,
     data: str | Path,
@@ -482,7 +495,7 @@ def run_recipe(
                 f"{out}: holds a compress run; resume it (--resume, resume=True) or choose another "
                 "output folder"
             )
-        if saved.read_text() not in (resolved, *earlier):
+        if not _same_recipe(saved.read_text(), resolved, earlier):
             raise ConfigError(
                 f"{out}: the recipe changed since this run; use another output folder"
             )

@@ -96,6 +96,13 @@ def test_changed_recipe_refuses_resume(base, tmp_path):
     ckpt, data = base
     recipe = {"stages": [{"export": {"formats": ["onnx"], "imgsz": S}}]}
     run_recipe(ckpt, data, recipe, out=tmp_path / "r")
+    # a run written before a setting existed (its recipe.yaml lacks it) resumes: the setting's
+    # default is what that run used
+    saved = tmp_path / "r" / "recipe.yaml"
+    text = saved.read_text()
+    assert "triton_max_batch: 16\n" in text
+    saved.write_text(text.replace("    triton_max_batch: 16\n", ""))
+    run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
     recipe["stages"][0]["export"]["formats"] = ["openvino"]
     with pytest.raises(ConfigError, match="recipe changed"):
         run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
