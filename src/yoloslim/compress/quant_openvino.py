@@ -144,10 +144,10 @@ class OpenVINOQuant:
 
     def write(self, model, path: Path, role: str = "int8") -> Path:
         """Save ``model`` at ``path`` with the float model's yoloslim metadata."""
-        if self.float_model.has_rt_info(["yoloslim"]):  # every key export wrote
-            for k in self.float_model.get_rt_info(["yoloslim"]).astype(dict):
-                value = self.float_model.get_rt_info(["yoloslim", k]).astype(str)
-                model.set_rt_info(value, ["yoloslim", k])
+        from yoloslim.export.common import openvino_metadata
+
+        for k, value in openvino_metadata(self.float_model).items():  # every key export wrote
+            model.set_rt_info(value, ["yoloslim", k])
         model.set_rt_info(role, ["yoloslim", "quantization"])
         with staged(path, (".bin",)) as tmp:
             self.ov.save_model(model, str(tmp), compress_to_fp16=False)

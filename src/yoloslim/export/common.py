@@ -11,7 +11,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["ExportContext", "artifact_metadata", "onnx_metadata", "path_size_mb"]
+__all__ = [
+    "ExportContext",
+    "artifact_metadata",
+    "onnx_metadata",
+    "openvino_metadata",
+    "path_size_mb",
+]
 
 
 @dataclass
@@ -133,6 +139,14 @@ def onnx_metadata(model) -> dict[str, str]:
 
         model = onnx.load(str(model), load_external_data=False)
     return {p.key: p.value for p in model.metadata_props}
+
+
+def openvino_metadata(model) -> dict[str, str]:
+    """The ``yoloslim`` rt_info of an OpenVINO model (what :func:`artifact_metadata` stored)."""
+    if not model.has_rt_info(["yoloslim"]):
+        return {}
+    keys = model.get_rt_info(["yoloslim"]).astype(dict)
+    return {k: model.get_rt_info(["yoloslim", k]).astype(str) for k in keys}
 
 
 def path_size_mb(path: Path, ndigits: int | None = 3) -> float:

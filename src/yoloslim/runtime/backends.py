@@ -227,13 +227,9 @@ class OpenVINOBackend(Backend):
 
         core = openvino_core()
         model = core.read_model(str(path))
-        names, imgsz = _meta(
-            {
-                k: model.get_rt_info(["yoloslim", k]).astype(str)
-                for k in ("names", "imgsz")
-                if model.has_rt_info(["yoloslim", k])
-            }
-        )
+        from yoloslim.export.common import openvino_metadata
+
+        names, imgsz = _meta(openvino_metadata(model))
         config = {}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

@@ -180,17 +180,14 @@ def _onnx(p: Path) -> dict[str, Any]:
 
 
 def _openvino(p: Path) -> dict[str, Any]:
+    from yoloslim.export.common import openvino_metadata
     from yoloslim.runtime.ov_core import openvino_core
 
     try:
         model = openvino_core().read_model(str(p))
     except RuntimeError as e:
         raise ModelError(f"{p}: not a readable OpenVINO IR ({e})") from e
-    raw = {}
-    if model.has_rt_info(["yoloslim"]):
-        for k in model.get_rt_info(["yoloslim"]).astype(dict):
-            raw[k] = model.get_rt_info(["yoloslim", k]).astype(str)
-    meta = _metadata(raw, p)
+    meta = _metadata(openvino_metadata(model), p)
 
     def port(v) -> dict[str, Any]:
         shape = [str(d) if d.is_dynamic else d.get_length() for d in v.get_partial_shape()]
