@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from yoloslim.errors import ConfigError
 
-__all__ = ["check_imgsz", "from_mapping", "imgsz_problem", "load_mapping", "one_of"]
+__all__ = [
+    "check_imgsz",
+    "from_mapping",
+    "imgsz_problem",
+    "int_problem",
+    "load_mapping",
+    "one_of",
+]
 
 
 def from_mapping(cls: type, values: Any, where: str | None = None):
@@ -51,6 +59,17 @@ def imgsz_problem(imgsz: Any) -> str | None:
         return "must be an integer, a multiple of 32 (the largest stride)"
     if imgsz < 32 or imgsz % 32:
         return "must be a multiple of 32 (the largest stride), >= 32"
+    return None
+
+
+def int_problem(value: Any, low: int = 1, high: int | None = None) -> str | None:
+    """Why ``value`` is not an integer in ``[low, high]`` (``high`` None: no upper end), or
+    None when it is. Any integral number counts (a numpy integer too), a bool does not."""
+    span = f">= {low}" if high is None else f"in [{low}, {high}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return f"must be an integer {span}"
+    if value < low or (high is not None and value > high):
+        return f"must be {span}"
     return None
 
 

@@ -1,10 +1,14 @@
-"""The input-size rule every entry point shares (configs.imgsz_problem / check_imgsz)."""
+"""The rules every entry point shares: input sizes (configs.imgsz_problem / check_imgsz) and
+counts (configs.int_problem)."""
 
+import re
+
+import numpy as np
 import pytest
 
 from yoloslim.compress.prune_config import PruneConfig
 from yoloslim.compress.quant_config import QuantConfig
-from yoloslim.configs import check_imgsz, imgsz_problem
+from yoloslim.configs import check_imgsz, imgsz_problem, int_problem
 from yoloslim.errors import ConfigError
 from yoloslim.train.config import TrainConfig
 
@@ -42,3 +46,26 @@ def test_settings_refuse_a_string_size_as_a_config_error(cls):
     # a YAML "imgsz: '320'" used to reach a comparison and fail as a TypeError
     with pytest.raises(ConfigError, match=r"imgsz='320' must be an integer"):
         cls(imgsz="320")
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high", "why"),
+    [
+        (1, 1, None, None),
+        (np.int64(3), 1, None, None),  # a count taken from an array
+        (0, 0, None, None),
+        (256, 1, 256, None),
+        (0, 1, None, "must be >= 1"),
+        (257, 1, 256, r"must be in \[1, 256\]"),
+        (2.0, 1, None, "must be an integer >= 1"),
+        ("8", 1, 256, r"must be an integer in \[1, 256\]"),
+        (True, 1, None, "must be an integer >= 1"),
+        (None, 1, None, "must be an integer >= 1"),
+    ],
+)
+def test_int_problem_names_the_range(value, low, high, why):
+    problem = int_problem(value, low, high)
+    if why is None:
+        assert problem is None
+    else:
+        assert problem is not None and re.fullmatch(why, problem)

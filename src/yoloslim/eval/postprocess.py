@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from yoloslim.boxes import box_iou
+from yoloslim.configs import int_problem
 from yoloslim.errors import ConfigError
 
 __all__ = ["batched_nms", "check_nms_settings", "nms", "postprocess", "scale_boxes"]
@@ -164,10 +165,9 @@ def check_nms_settings(**settings: float) -> None:
     names (``nms_conf=...``), which the message repeats."""
     for name, value in settings.items():
         if name.endswith(("max_det", "max_nms")):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise ConfigError(f"{name}={value!r} must be an integer >= 1")
-            if value < 1:
-                raise ConfigError(f"{name}={value!r} must be >= 1")
+            problem = int_problem(value)
+            if problem:
+                raise ConfigError(f"{name}={value!r} {problem}")
             continue
         interval = "(0, 1]" if name.endswith("iou") else "[0, 1]"
         if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+from yoloslim.configs import int_problem
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.onnx import DYNAMIC_BATCH_MAX
@@ -27,11 +28,8 @@ _PREFERRED = (4, 8)
 
 def triton_max_batch_problem(value: object) -> str | None:
     """Why ``value`` cannot be the config's ``max_batch_size``, or None."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"{value!r} must be an integer in [1, {TRITON_BATCH_LIMIT}]"
-    if not 1 <= value <= TRITON_BATCH_LIMIT:
-        return f"{value} must be in [1, {TRITON_BATCH_LIMIT}] (the ONNX's batch axis)"
-    return None
+    problem = int_problem(value, 1, TRITON_BATCH_LIMIT)
+    return problem and f"{value!r} {problem} (the ONNX's batch axis)"
 
 
 def triton_name_problem(name: object) -> str | None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from yoloslim.configs import check_imgsz
+from yoloslim.configs import check_imgsz, int_problem
 from yoloslim.data.transforms import letterbox
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.eval.postprocess import check_nms_settings, postprocess, scale_boxes
@@ -73,12 +73,9 @@ class Detections:
 
 def _check_count(name: str, value, *, allow_none: bool = False) -> None:
     """``value`` an integer >= 1 (or None when ``allow_none``), else :class:`ConfigError`."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ConfigError(f"{name}={value!r} must be an integer >= 1")
-    if value < 1:
-        raise ConfigError(f"{name}={value!r} must be >= 1")
+    problem = None if value is None and allow_none else int_problem(value)
+    if problem:
+        raise ConfigError(f"{name}={value!r} {problem}")
 
 
 def _check_static_imgsz(backend: Backend, imgsz: int | None) -> None:
