@@ -47,7 +47,7 @@ from typing import Any
 import yaml
 
 from yoloslim.errors import ConfigError
-from yoloslim.fileio import atomic_write_text, folder_lock
+from yoloslim.fileio import atomic_write_text, folder_lock, staged
 from yoloslim.recipe import (
     STAGES,
     BenchStage,
@@ -292,8 +292,10 @@ def _stage_bench(
     res = benchmark(
         paths, data, imgsz=cfg.imgsz, batches=tuple(cfg.batches), latency=lat, names=names
     )
-    write_report(res.report, out)
-    write_report(res.report, run_dir)  # the run's final report sits at its top level
+    # the run's final report also sits at its top level: copied, not drawn again
+    for path in write_report(res.report, out).values():
+        with staged(run_dir / path.name) as tmp:
+            shutil.copyfile(path, tmp)
     return {"model": st.model, "rows": [], "report": res.report}
 
 
