@@ -5,12 +5,16 @@ FLOPs and parameters are those of :func:`yoloslim.bench.flops.model_profile` for
 deploy (re-parameterised) form -- the network that ships -- counted with
 ``FlopCounterMode`` part by part on small CPU builds (each part run at 32 px and
 scaled) with a cache (:class:`CostModel`); tests check the sums against
-``model_profile`` of the whole model. (Meta-device builds were measured slower: the
+``model_profile`` of the whole model. The parts are built without initialising their
+weights and their convolutions are not computed: a conv returns zeros of its output
+shape and adds the FLOPs ``FlopCounterMode`` counts for it (2 x batch x output pixels x
+weight elements), which no value changes. (Meta-device builds were measured slower: the
 device context and the meta kernels cost more in Python than the 32 px arithmetic.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -156,7 +160,9 @@ class _NeckHead(nn.Module):
 @functools.lru_cache(maxsize=8192)
 def _stage_cost(c_in: int, spec: str, size: int, act: str) -> Cost:
     x = torch.zeros(1, c_in, size, size)
-    return _part_cost(Stage(c_in, json.loads(spec), act), x, True)
+    with _uninitialised():
+        part = Stage(c_in, json.loads(spec), act)
+    return _part_cost(part, x, True)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -164,7 +170,46 @@ def _neck_head_cost(spec: str, chans: tuple[int, ...], sizes: tuple[int, ...]) -
     d = json.loads(spec)
     arch = {**d, "backbone": {"stages": _dummy_stages(chans, sizes), "out_indices": [0, 1, 2]}}
     feats = [torch.zeros(1, c, s, s) for c, s in zip(chans, sizes, strict=True)]
-    return _part_cost(_NeckHead(Detector(arch)), feats, False)
+    with _uninitialised():
+        part = _NeckHead(Detector(arch))
+    return _part_cost(part, feats, False)
+
+
+@contextlib.contextmanager
+def _uninitialised():
+    """Convs and linears built inside keep their weights' memory as allocated: a cost needs
+    shapes, and random initialisation was a fifth of the search's cost counting."""
+    saved = {cls: cls.reset_parameters for cls in (nn.Conv2d, nn.Linear)}
+    for cls in saved:
+        cls.reset_parameters = _skip
+    try:
+        yield
+    finally:
+        for cls, reset in saved.items():
+            cls.reset_parameters = reset
+
+
+def _skip(module: nn.Module) -> None:
+    return None
+
+
+def _shape_only(conv: nn.Conv2d, counted: list[int]):
+    """A forward for ``conv`` that returns zeros of its output's shape and adds to
+    ``counted`` the FLOPs ``FlopCounterMode`` would count for it."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+        )
+        oh = (x.shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        ow = (x.shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        counted[0] += 2 * x.shape[0] * oh * ow * conv.weight.numel()
+        return x.new_zeros(x.shape[0], conv.out_channels, oh, ow)
+
+    return forward
 
 
 def _dummy_stages(chans: tuple[int, ...], sizes: tuple[int, ...]) -> list[dict]:
@@ -177,15 +222,23 @@ def _dummy_stages(chans: tuple[int, ...], sizes: tuple[int, ...]) -> list[dict]:
 
 def _part_cost(part: nn.Module, inputs, count_layers: bool) -> Cost:
     params = count_params(part)
-    for sub in part.modules():
-        if isinstance(sub, (RepConv, ConvBNAct)):
-            sub.fuse()
+    with _uninitialised():
+        for sub in part.modules():
+            if isinstance(sub, (RepConv, ConvBNAct)):
+                sub.fuse()
     part.eval()
+    convs = [m for m in part.modules() if isinstance(m, nn.Conv2d)]
+    conv_flops = [0]
+    for conv in convs:
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise AssertionError(f"cost model: unsupported conv {conv}")  # none is built here
+        conv.forward = _shape_only(conv, conv_flops)
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         part(inputs)
-    convs = [m for m in part.modules() if isinstance(m, nn.Conv2d)] if count_layers else []
+    flops = fc.get_total_flops() + conv_flops[0]
+    convs = convs if count_layers else []
     log_width = sum(math.log(c.out_channels) for c in convs)
-    return Cost(fc.get_total_flops(), params, count_params(part), len(convs), log_width)
+    return Cost(flops, params, count_params(part), len(convs), log_width)
 
 
 class CostModel:
