@@ -7,6 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from yoloslim.data import (
     AugmentConfig,
@@ -257,6 +258,30 @@ def test_coco_gt_in_original_pixels(data):
     assert first["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1])
     assert first["area"] == pytest.approx((x2 - x1) * (y2 - y1))
     assert first["iscrowd"] == 0 and first["category_id"] == int(val[0].classes[0])
+
+
+def test_detections_on_ignore_regions_neither_count_nor_cost(tmp_path):
+    # a COCO crowd / VOC difficult region: a detection on it is not a false positive, and the
+    # region is not a box to find (COCOeval's crowd rule); the training targets leave it out
+    from yoloslim.data.sample import Sample
+    from yoloslim.eval.coco import coco_map
+
+    Image.new("RGB", (100, 100)).save(tmp_path / "x.png")
+    s = Sample(tmp_path / "x.png", [[10, 10, 40, 40]], [0], 100, 100, 7, [[50, 50, 95, 95]], [1])
+    ds = DetectionDataset([s], 64, augment=False, names=["a", "b"])
+    gt = ds.coco_gt()
+    assert [a["iscrowd"] for a in gt["annotations"]] == [0, 1]
+    found = {"image_id": 7, "category_id": 0, "bbox": [10, 10, 30, 30], "score": 0.5}
+    on_crowd = {"image_id": 7, "category_id": 1, "bbox": [60, 60, 20, 20], "score": 0.9}
+    res = coco_map(gt, [found, on_crowd])
+    assert res["map"] == pytest.approx(1.0) and res["per_class"]["b"] is None
+    without = {
+        **gt,
+        "annotations": gt["annotations"][:1] + [{**gt["annotations"][1], "iscrowd": 0}],
+    }
+    assert coco_map(without, [found, on_crowd])["map"] < 1.0  # the same box as an object: missed
+    _, targets, _ = ds[0]
+    assert targets.shape[0] == 1  # only the object is a training target
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from yoloslim.data import (
     read_voc,
     read_yolo,
 )
+from yoloslim.data.dataset import DetectionDataset
 from yoloslim.data.testing import fake_images, voc_xml, write_coco, write_voc, write_yolo
 from yoloslim.errors import DataError
 
@@ -214,14 +215,29 @@ def test_read_coco_maps_sparse_category_ids(tmp_path):
     _assert_matches(samples, splits["train"])
 
 
-def test_read_coco_skips_crowd(tmp_path):
-    write_coco(tmp_path, _splits(), NAMES)
+def test_read_coco_keeps_crowds_apart_as_ignore_regions_and_the_areas(tmp_path):
+    yml = write_coco(tmp_path, _splits(), NAMES)
     path = tmp_path / "instances_train.json"
     data = json.loads(path.read_text())
-    data["annotations"][0]["iscrowd"] = 1
+    crowd = data["annotations"][0]
+    crowd.update(iscrowd=1, area=12.5)
+    data["annotations"][1]["area"] = 7.0
+    data["annotations"][2].pop("area", None)  # no area: the box's
     path.write_text(json.dumps(data))
     samples, _ = read_coco(path, tmp_path / "train", NAMES)
     assert sum(len(s.boxes) for s in samples) == len(data["annotations"]) - 1
+    (holder,) = [s for s in samples if s.image_id == crowd["image_id"]]
+    x, y, w, h = crowd["bbox"]
+    np.testing.assert_allclose(holder.ignore, [[x, y, x + w, y + h]], rtol=1e-6)
+    name = {c["id"]: c["name"] for c in data["categories"]}[crowd["category_id"]]
+    assert holder.ignore_classes.tolist() == [NAMES.index(name)]
+    assert holder.ignore_areas.tolist() == [12.5]
+    gt = DetectionDataset(samples, 64, augment=False, names=NAMES).coco_gt()["annotations"]
+    assert [a["area"] for a in gt if a["iscrowd"]] == [12.5]
+    assert 7.0 in [a["area"] for a in gt]
+    b = data["annotations"][2]["bbox"]
+    assert any(a["area"] == pytest.approx(b[2] * b[3]) for a in gt)
+    assert check_dataset(load_data_config(yml))["splits"]["train"]["ignored"] == 1
 
 
 @pytest.mark.parametrize(
@@ -285,7 +301,7 @@ def test_read_voc_root_and_list_file(tmp_path):
     _assert_matches(every, splits["train"] + splits["val"])
 
 
-def test_voc_difficult_objects_left_out_by_default(tmp_path):
+def test_voc_difficult_objects_are_ignore_regions_unless_kept(tmp_path):
     splits = _splits()
     write_voc(tmp_path, splits, NAMES)
     img = splits["train"][0]
@@ -295,8 +311,12 @@ def test_voc_difficult_objects_left_out_by_default(tmp_path):
     )
     (tmp_path / "Annotations" / f"{img.name}.xml").write_text(voc_xml(img, NAMES, extra))
     lst = tmp_path / "ImageSets" / "Main" / "train.txt"
-    assert len(read_voc(lst, NAMES)[0].boxes) == len(img.boxes)
-    assert len(read_voc(lst, NAMES, keep_difficult=True)[0].boxes) == len(img.boxes) + 1
+    first = read_voc(lst, NAMES)[0]
+    assert len(first.boxes) == len(img.boxes)
+    np.testing.assert_allclose(first.ignore, [[1, 1, 9, 9]])  # 1-based inclusive -> [x-1, x]
+    assert first.ignore_classes.tolist() == [1]
+    kept = read_voc(lst, NAMES, keep_difficult=True)[0]
+    assert len(kept.boxes) == len(img.boxes) + 1 and len(kept.ignore) == 0
 
 
 def _voc_with(tmp_path, mutate):

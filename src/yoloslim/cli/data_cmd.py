@@ -48,13 +48,18 @@ def check(
     report = check_dataset(load_data_config(data))
     splits = report["splits"]
     table = Table(title=f"{data} ({report['format']})")
-    for col in ("split", "images", "instances", "empty images", "missing label files", "skipped"):
+    ignored = any(r["ignored"] for r in splits.values())  # a column only where there are some
+    cols = ["split", "images", "instances", "empty images", "missing label files", "skipped"]
+    if ignored:
+        cols.insert(3, "ignored (crowd/difficult)")
+    for col in cols:
         table.add_column(col, justify="left" if col == "split" else "right")
     for split, r in splits.items():
         table.add_row(
             split,
             str(r["images"]),
             str(r["instances"]),
+            *([str(r["ignored"])] if ignored else []),
             str(r["empty_images"]),
             str(r["missing_labels"]),
             str(len(r["skipped_images"])),

@@ -254,7 +254,9 @@ class DetectionDataset(Dataset):
         return np.array(out), boxes[keep], classes[keep], own, flipped
 
     def coco_gt(self) -> dict[str, Any]:
-        """Ground truth as a COCO dict (original pixels, ``category_id`` = class index)."""
+        """Ground truth as a COCO dict (original pixels, ``category_id`` = class index); a
+        sample's ``ignore`` regions are ``iscrowd`` annotations, and its annotations' own
+        ``areas`` (COCO's) are kept."""
         images, anns = [], []
         for s in self.samples:
             images.append(
@@ -265,18 +267,22 @@ class DetectionDataset(Dataset):
                     "file_name": s.path.name,
                 }
             )
-            for box, c in zip(s.boxes.tolist(), s.classes.tolist(), strict=True):
-                w, h = box[2] - box[0], box[3] - box[1]
-                anns.append(
-                    {
-                        "id": len(anns) + 1,
-                        "image_id": int(s.image_id),
-                        "category_id": int(c),
-                        "bbox": [box[0], box[1], w, h],
-                        "area": w * h,
-                        "iscrowd": 0,
-                    }
-                )
+            for crowd, boxes, classes, areas in (
+                (0, s.boxes, s.classes, s.areas),
+                (1, s.ignore, s.ignore_classes, s.ignore_areas),
+            ):
+                for k, (box, c) in enumerate(zip(boxes.tolist(), classes.tolist(), strict=True)):
+                    w, h = box[2] - box[0], box[3] - box[1]
+                    anns.append(
+                        {
+                            "id": len(anns) + 1,
+                            "image_id": int(s.image_id),
+                            "category_id": int(c),
+                            "bbox": [box[0], box[1], w, h],
+                            "area": w * h if areas is None else float(areas[k]),
+                            "iscrowd": crowd,
+                        }
+                    )
         cats = [{"id": i, "name": n} for i, n in enumerate(self.names)]
         return {"images": images, "annotations": anns, "categories": cats}
 

@@ -15,6 +15,7 @@ Policies, shared by every reader:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -203,8 +204,9 @@ def read_coco(
     """Read a COCO ``instances.json``.
 
     Category ids map to contiguous indices ``0..K-1`` in sorted id order. Crowd
-    annotations are left out (a :class:`Sample` has no ignore regions), boxes are
-    clipped to the image and zero-area boxes dropped.
+    annotations become the sample's ``ignore`` regions (not trained on; evaluation
+    ignores detections on them, as COCOeval does), each annotation's ``area`` is kept
+    for COCO's size split, boxes are clipped to the image and zero-area boxes dropped.
 
     Args:
         json_path: The annotation file.
@@ -252,7 +254,8 @@ def read_coco(
             images[int(im["id"])] = {"path": idir / str(im["file_name"])}
         except (KeyError, TypeError, ValueError) as e:
             raise _coco_error(jp, f"images[{k}]: malformed entry ({e!r})") from e
-    anns: dict[int, list[tuple[int, list[float]]]] = {i: [] for i in images}
+    # per image: (class, bbox, area or None, crowd)
+    anns: dict[int, list[tuple[int, list[float], float | None, bool]]] = {i: [] for i in images}
     for k, a in enumerate(data.get("annotations", [])):
         where = f"annotations[{k}] (id={a.get('id') if isinstance(a, dict) else '?'})"
         try:
@@ -266,23 +269,56 @@ def read_coco(
             raise _coco_error(jp, f"{where}: unknown category_id {cat}")
         if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox) or min(bbox[2:]) < 0:
             raise _coco_error(jp, f"{where}: bbox must be 4 finite values with w, h >= 0")
-        if a.get("iscrowd", 0):
-            continue
-        anns[img_id].append((cat_map[cat], bbox))
+        area = a.get("area")
+        if area is not None:
+            try:
+                area = float(area)
+            except (TypeError, ValueError) as e:
+                raise _coco_error(jp, f"{where}: area {area!r} is not a number") from e
+            if not math.isfinite(area) or area < 0:
+                raise _coco_error(jp, f"{where}: area must be finite and >= 0, got {area}")
+        anns[img_id].append((cat_map[cat], bbox, area, bool(a.get("iscrowd", 0))))
 
     sizes = probe_images([v["path"] for v in images.values()], jp, skipped)
     samples = []
     for img_id, v in images.items():
         if v["path"] not in sizes:
             continue
-        w, h = sizes[v["path"]]
-        boxes = np.array([b for _, b in anns[img_id]], np.float64).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
-        boxes = np.clip(boxes, 0, [w, h, w, h])
-        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        classes = np.array([c for c, _ in anns[img_id]], np.int64)
-        samples.append(Sample(v["path"], boxes[keep], classes[keep], w, h, img_id))
+        size = sizes[v["path"]]
+        objects = [x for x in anns[img_id] if not x[3]]
+        crowds = [x for x in anns[img_id] if x[3]]
+        boxes, classes, areas = _coco_boxes(objects, *size)
+        ignore, ignore_classes, ignore_areas = _coco_boxes(crowds, *size)
+        samples.append(
+            Sample(
+                v["path"],
+                boxes,
+                classes,
+                *size,
+                img_id,
+                ignore=ignore,
+                ignore_classes=ignore_classes,
+                areas=areas,
+                ignore_areas=ignore_areas,
+            )
+        )
     return samples, out_names
+
+
+def _coco_boxes(anns: list, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """xyxy boxes clipped to the image (empty ones dropped), their classes, and their
+    annotations' own areas (a box's area where an annotation has none)."""
+    boxes = np.array([b for _, b, _, _ in anns], np.float64).reshape(-1, 4)
+    boxes[:, 2:] += boxes[:, :2]
+    boxes = np.clip(boxes, 0, [w, h, w, h])
+    box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    areas = np.array(
+        [b if a is None else a for (_, _, a, _), b in zip(anns, box_areas, strict=True)],
+        np.float64,
+    )
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    classes = np.array([c for c, _, _, _ in anns], np.int64)
+    return boxes[keep], classes[keep], areas[keep]
 
 
 def load_samples(
@@ -322,5 +358,5 @@ def load_samples(
         else:
             out += read_voc(src.path, cfg.names, skipped=skipped)
     if len(sources) > 1:
-        out = [Sample(s.path, s.boxes, s.classes, s.width, s.height, i) for i, s in enumerate(out)]
+        out = [dataclasses.replace(s, image_id=i) for i, s in enumerate(out)]
     return out

@@ -31,6 +31,14 @@ class Sample:
         width: Image width in pixels.
         height: Image height in pixels.
         image_id: Identifier used in COCO-style ground truth and predictions.
+        ignore: ``(M, 4)`` float32 ``x1, y1, x2, y2`` regions the evaluation ignores, not
+            trained on: COCO ``iscrowd`` annotations and VOC ``difficult`` objects. A
+            detection of the same class on one is neither right nor wrong (COCOeval's crowd
+            rule).
+        ignore_classes: ``(M,)`` int64 class indices of ``ignore``.
+        areas: ``(N,)`` the annotations' own areas where the source gives them (COCO's
+            ``area``, which ranks a box small, medium or large), else None (box areas).
+        ignore_areas: ``(M,)`` the same for ``ignore``, or None.
     """
 
     path: Path
@@ -39,17 +47,38 @@ class Sample:
     width: int
     height: int
     image_id: int
+    ignore: np.ndarray | None = None
+    ignore_classes: np.ndarray | None = None
+    areas: np.ndarray | None = None
+    ignore_areas: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        boxes = np.array(self.boxes, dtype=np.float32).reshape(-1, 4)
-        classes = np.array(self.classes, dtype=np.int64).reshape(-1)
-        if len(boxes) != len(classes):
-            raise DataError(f"{self.path}: {len(boxes)} boxes but {len(classes)} classes")
-        boxes.setflags(write=False)
-        classes.setflags(write=False)
+        boxes, classes = _boxes(self.path, self.boxes, self.classes, "boxes")
+        ignore, ignore_classes = _boxes(self.path, self.ignore, self.ignore_classes, "ignore")
         object.__setattr__(self, "path", Path(self.path))
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "classes", classes)
+        object.__setattr__(self, "ignore", ignore)
+        object.__setattr__(self, "ignore_classes", ignore_classes)
+        for name, n in (("areas", len(boxes)), ("ignore_areas", len(ignore))):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.array(value, dtype=np.float64).reshape(-1)
+                if len(value) != n:
+                    raise DataError(f"{self.path}: {len(value)} {name} for {n} boxes")
+                value.setflags(write=False)
+                object.__setattr__(self, name, value)
+
+
+def _boxes(path, boxes, classes, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only ``(N, 4)`` float32 boxes and ``(N,)`` int64 classes (None: none)."""
+    b = np.array(() if boxes is None else boxes, dtype=np.float32).reshape(-1, 4)
+    c = np.array(() if classes is None else classes, dtype=np.int64).reshape(-1)
+    if len(b) != len(c):
+        raise DataError(f"{path}: {len(b)} {what} but {len(c)} classes")
+    b.setflags(write=False)
+    c.setflags(write=False)
+    return b, c
 
 
 # Formats whose cheap check already reads the whole file: PNG's verify() walks every chunk up

@@ -24,8 +24,9 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
 
     Returns:
         ``{"format", "names", "splits": {split: {"images", "instances",
-        "per_class": {name: count}, "empty_images", "missing_labels",
-        "skipped_images"}}}`` where ``images`` counts readable images,
+        "per_class": {name: count}, "ignored", "empty_images", "missing_labels",
+        "skipped_images"}}}`` where ``images`` counts readable images, ``ignored`` the
+        regions evaluation ignores (COCO crowds, VOC difficult objects; not instances),
         ``empty_images`` those without any instance, ``missing_labels`` those of
         them that have no label file at all (YOLO format) and ``skipped_images``
         lists the unreadable ones (as strings). A split with images but no
@@ -49,6 +50,7 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
             "images": len(samples),
             "instances": int(counts.sum()),
             "per_class": {n: int(c) for n, c in zip(cfg.names, counts, strict=True)},
+            "ignored": sum(len(s.ignore) for s in samples),
             "empty_images": sum(1 for s in samples if len(s.classes) == 0),
             "missing_labels": len(unlabelled),
             "skipped_images": [str(p) for p in skipped],

@@ -63,8 +63,10 @@ def _parse_xml(path: Path) -> _Node:
 
 def _parse_objects(
     path: Path, ann: _Node, names: Sequence[str], keep_difficult: bool
-) -> tuple[list[list[float]], list[int]]:
-    boxes, classes = [], []
+) -> tuple[list[list[float]], list[int], list[list[float]], list[int]]:
+    """Boxes and classes of the objects, and of the difficult ones apart (unless
+    ``keep_difficult``, when they are objects like the others)."""
+    boxes, classes, hard_boxes, hard_classes = [], [], [], []
     for obj in (c for c in ann.children if c.tag == "object"):
         name_node = obj.find("name")
         if name_node is None:
@@ -73,8 +75,7 @@ def _parse_objects(
         if name not in names:
             raise DataError(f"{path}:{name_node.line}: class {name!r} not in names {list(names)}")
         difficult = obj.find("difficult")
-        if difficult is not None and difficult.text.strip() == "1" and not keep_difficult:
-            continue
+        hard = difficult is not None and difficult.text.strip() == "1" and not keep_difficult
         bnd = obj.find("bndbox")
         if bnd is None:
             raise DataError(f"{path}:{obj.line}: <object> without <bndbox>")
@@ -96,9 +97,9 @@ def _parse_objects(
         if x2 < x1 or y2 < y1:
             raise DataError(f"{path}:{bnd.line}: box {coords} has xmax < xmin or ymax < ymin")
         # VOC pixel indices are 1-based and inclusive: [xmin - 1, xmax] is the span.
-        boxes.append([x1 - 1, y1 - 1, x2, y2])
-        classes.append(names.index(name))
-    return boxes, classes
+        (hard_boxes if hard else boxes).append([x1 - 1, y1 - 1, x2, y2])
+        (hard_classes if hard else classes).append(names.index(name))
+    return boxes, classes, hard_boxes, hard_classes
 
 
 def _voc_ids(source: Path) -> tuple[Path, list[tuple[str, str]]]:
@@ -143,8 +144,11 @@ def read_voc(
         source: A VOC root (every ``Annotations/*.xml``) or an
             ``ImageSets/Main/<split>.txt`` list file.
         names: Class names; ``<name>`` must be one of them.
-        keep_difficult: Keep objects marked ``<difficult>1</difficult>``
-            (left out by default, as in the VOC protocol).
+        keep_difficult: Train and evaluate on objects marked ``<difficult>1</difficult>``
+            like the others. By default they are the samples' ``ignore`` regions, as in
+            the VOC protocol: not trained on, and a detection on one is neither right nor
+            wrong (evaluated by COCOeval's crowd rule, which matches a detection to such a
+            region by the share of the detection inside it).
         skipped: If given, unreadable image paths are appended to it.
 
     Returns:
@@ -163,16 +167,29 @@ def read_voc(
         if not xml.is_file():
             raise DataError(f"{where}: annotation {xml} not found")
         ann = _parse_xml(xml)
-        boxes, classes = _parse_objects(xml, ann, names, keep_difficult)
-        parsed.append((_image_for(root, ann, stem), boxes, classes))
-    sizes = probe_images([p for p, _, _ in parsed], src, skipped)
+        objects = _parse_objects(xml, ann, names, keep_difficult)
+        parsed.append((_image_for(root, ann, stem), objects))
+    sizes = probe_images([p for p, _ in parsed], src, skipped)
     samples = []
-    for image_id, (img, boxes, classes) in enumerate(parsed):
+    for image_id, (img, (boxes, classes, hard_boxes, hard_classes)) in enumerate(parsed):
         if img not in sizes:
             continue
         w, h = sizes[img]
-        arr = np.clip(np.array(boxes, np.float32).reshape(-1, 4), 0, [w, h, w, h])
-        keep = (arr[:, 2] > arr[:, 0]) & (arr[:, 3] > arr[:, 1])
-        cls = np.array(classes, np.int64)
-        samples.append(Sample(img, arr[keep], cls[keep], w, h, image_id))
+        samples.append(
+            Sample(
+                img,
+                *_clipped(boxes, classes, w, h),
+                w,
+                h,
+                image_id,
+                *_clipped(hard_boxes, hard_classes, w, h),
+            )
+        )
     return samples
+
+
+def _clipped(boxes: list, classes: list, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes clipped to the image, without the empty ones, and their classes."""
+    arr = np.clip(np.array(boxes, np.float32).reshape(-1, 4), 0, [w, h, w, h])
+    keep = (arr[:, 2] > arr[:, 0]) & (arr[:, 3] > arr[:, 1])
+    return arr[keep], np.array(classes, np.int64).reshape(-1)[keep]
