@@ -72,6 +72,11 @@ def test_map_by_size_splits_at_coco_areas():
     assert found["map_by_size"]["large"] == pytest.approx(1.0)
     # no detections: a size with ground truth is 0, one without is undefined
     assert coco_map(gt, [])["map_by_size"] == {"small": 0.0, "medium": None, "large": 0.0}
+    # a crowd region is no box to find: a size with only crowds stays undefined either way
+    crowd = {"id": 4, "image_id": 1, "category_id": 1, "bbox": [0, 0, 50, 50], "iscrowd": 1}
+    gt["annotations"].append(crowd)
+    assert coco_map(gt, [])["map_by_size"]["medium"] is None
+    assert coco_map(gt, dets)["map_by_size"]["medium"] is None
 
 
 def test_no_detections_give_zero():

@@ -133,8 +133,9 @@ def _area(annotation: dict[str, Any]) -> float:
 
 
 def _sizes_present(annotations: list[dict[str, Any]]) -> dict[str, float | None]:
-    """0.0 for each COCO size range that some box falls in (bounds inclusive, as COCO), else None."""
-    areas = [_area(a) for a in annotations]
+    """0.0 for each COCO size range that some box falls in (bounds inclusive, as COCO), else
+    None; crowd regions are not boxes to find (COCOeval leaves a range of only crowds undefined)."""
+    areas = [_area(a) for a in annotations if not a.get("iscrowd")]
     return {k: 0.0 if any(lo <= x <= hi for x in areas) else None for k, (lo, hi) in _SIZES.items()}
 
 
