@@ -396,12 +396,12 @@ def test_submit_takes_one_image(ckpt, tmp_path):
         assert batcher.batch_sizes == [1]  # the refused calls queued nothing
 
 
-def _tiny_onnx(path, imgsz_dims, meta_imgsz=64):
+def _tiny_onnx(path, imgsz_dims, meta_imgsz=64, batch=1):
     """A one-node graph with yoloslim's metadata: enough for a Predictor to load it."""
     import onnx
     from onnx import TensorProto, helper
 
-    inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, *imgsz_dims])
+    inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, *imgsz_dims])
     out = helper.make_tensor_value_info("out", TensorProto.FLOAT, None)
     graph = helper.make_graph(
         [helper.make_node("Identity", ["images"], ["out"])], "g", [inp], [out]
@@ -434,6 +434,10 @@ def test_static_onnx_and_openvino_refuse_another_imgsz(tmp_path):
     dynamic = _tiny_onnx(tmp_path / "dyn.onnx", ["h", "w"])
     assert Predictor(dynamic).backend.static_imgsz is None
     assert Predictor(dynamic, imgsz=96).imgsz == 96
+    # export --dynamic frees the batch axis only: val refuses another size before it runs
+    dyn_batch = _tiny_onnx(tmp_path / "dyn_batch.onnx", [64, 64], batch="b")
+    with pytest.raises(ConfigError, match=r"dyn_batch\.onnx: exported with a static 64 px"):
+        ys.validate(dyn_batch, tmp_path / "no-data.yaml", imgsz=96)
 
 
 def test_a_predictor_stands_for_its_artifact_where_a_model_is_taken(ckpt, tmp_path):

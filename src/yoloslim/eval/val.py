@@ -78,7 +78,7 @@ def validate(
     from yoloslim.configs import check_imgsz
     from yoloslim.eval.postprocess import check_nms_settings
     from yoloslim.models.checkpoint import load_checkpoint
-    from yoloslim.runtime.backends import load_backend, refuse_end_to_end
+    from yoloslim.runtime.backends import check_static_imgsz, load_backend, refuse_end_to_end
     from yoloslim.runtime.predictor import as_artifact
 
     check_imgsz(imgsz)
@@ -102,10 +102,7 @@ def validate(
         backend = load_backend(model)
         refuse_end_to_end(backend, "val")
         net, ck_imgsz, runtime = _BackendModule(backend), backend.imgsz, backend.kind
-        if imgsz and imgsz != backend.imgsz and getattr(backend, "static_batch", False):
-            raise ModelError(
-                f"{model} was exported at imgsz={backend.imgsz}; cannot run it at {imgsz}"
-            )
+        check_static_imgsz(backend, imgsz or None)
     imgsz = imgsz or ck_imgsz or DEFAULT_IMGSZ
     cfg = load_data_config(data)
     if getattr(net, "nc", len(cfg.names)) != len(cfg.names):

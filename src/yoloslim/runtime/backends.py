@@ -20,7 +20,14 @@ import torch
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.runtime.ov_core import openvino_core
 
-__all__ = ["Backend", "check_artifact", "import_runtime", "load_backend", "SUFFIXES"]
+__all__ = [
+    "Backend",
+    "check_artifact",
+    "check_static_imgsz",
+    "import_runtime",
+    "load_backend",
+    "SUFFIXES",
+]
 
 SUFFIXES = {
     ".pt": "torch",
@@ -258,6 +265,17 @@ class OpenVINOBackend(Backend):
 
 # the first output of an ``export --nms`` graph (yoloslim.export.nms): it returns detections
 E2E_FIRST_OUTPUT = "num_dets"
+
+
+def check_static_imgsz(backend: Backend, imgsz: int | None) -> None:
+    """Raise :class:`ConfigError` when ``imgsz`` is not the size ``backend``'s graph is fixed
+    to (an ONNX/OpenVINO export: ``--dynamic`` frees the batch axis only)."""
+    fixed = backend.static_imgsz
+    if imgsz is not None and fixed is not None and fixed != imgsz:
+        raise ConfigError(
+            f"{backend.path}: exported with a static {fixed} px input, cannot run at "
+            f"imgsz={imgsz}; leave imgsz unset or export again at {imgsz}"
+        )
 
 
 def refuse_end_to_end(backend: Backend, what: str) -> None:

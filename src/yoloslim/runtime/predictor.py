@@ -25,7 +25,11 @@ from yoloslim.configs import check_imgsz, int_problem
 from yoloslim.data.transforms import letterbox
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.eval.postprocess import check_nms_settings, postprocess, scale_boxes
-from yoloslim.runtime.backends import Backend, load_backend, refuse_end_to_end
+from yoloslim.runtime.backends import (
+    check_static_imgsz,
+    load_backend,
+    refuse_end_to_end,
+)
 from yoloslim.runtime.images import IMAGE_SUFFIXES, ImageLike, is_single_image, iter_images
 
 __all__ = [
@@ -78,15 +82,6 @@ def _check_count(name: str, value, *, allow_none: bool = False) -> None:
         raise ConfigError(f"{name}={value!r} {problem}")
 
 
-def _check_static_imgsz(backend: Backend, imgsz: int | None) -> None:
-    fixed = backend.static_imgsz
-    if imgsz is not None and fixed is not None and fixed != imgsz:
-        raise ConfigError(
-            f"{backend.path}: exported with a static {fixed} px input, cannot run at "
-            f"imgsz={imgsz}; leave imgsz unset or export again at {imgsz}"
-        )
-
-
 class Predictor:
     """Run a detector artifact (.pt, .torchscript, .onnx, .xml) on images.
 
@@ -128,7 +123,7 @@ class Predictor:
         check_imgsz(imgsz)
         self.backend = load_backend(artifact, threads=threads)
         refuse_end_to_end(self.backend, "predict")
-        _check_static_imgsz(self.backend, imgsz)
+        check_static_imgsz(self.backend, imgsz)
         self.imgsz = imgsz or self.backend.imgsz
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.names = list(self.backend.names)
