@@ -91,6 +91,18 @@ def test_resume_takes_only_the_runtime_settings_from_the_caller():
     )
 
 
+def test_resume_takes_the_saved_config_back_from_yaml():
+    # a tuple given from Python comes back from train_config.yaml as a list: the same setting
+    import yaml
+
+    saved = config_from_dict(TrainConfig(epochs=4, augment={"hsv": (0.01, 0.5, 0.3)}).to_dict())
+    given = config_from_dict(yaml.safe_load(yaml.safe_dump(saved.to_dict())))
+    assert resume_config(saved, given, "runs/a").augment == saved.augment
+    other = config_from_dict({**saved.to_dict(), "augment": {"hsv": [0.02, 0.5, 0.3]}})
+    with pytest.raises(ConfigError, match="augment"):
+        resume_config(saved, other, "runs/a")
+
+
 def test_resume_refuses_a_config_that_changes_what_is_learned():
     saved = TrainConfig(epochs=16, seed=3, loss=SA4)
     given = TrainConfig(epochs=32, seed=3, lr0=0.002, workers=4)

@@ -202,12 +202,22 @@ def _with_static_assigner(cfg: TrainConfig, n: int | None) -> TrainConfig:
 
 
 def setting_diffs(saved: dict, given: dict, skip: tuple[str, ...] = ()) -> list[str]:
-    """``"key: saved-value saved, given-value given"`` for each top-level key that differs."""
+    """``"key: saved-value saved, given-value given"`` for each top-level key that differs.
+    Values are compared as YAML holds them: a tuple equals the list of its items."""
     return [
         f"{k}: {saved[k]!r} saved, {given[k]!r} given"
         for k in saved
-        if k not in skip and saved[k] != given[k]
+        if k not in skip and _plain(saved[k]) != _plain(given[k])
     ]
+
+
+def _plain(value):
+    """``value`` with tuples as lists, at any depth (a config read back from YAML has lists)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def sized_for(cfg: TrainConfig, *models) -> TrainConfig:
