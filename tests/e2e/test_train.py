@@ -110,6 +110,32 @@ def test_resume_reproduces_uninterrupted_run(tiny_set, tmp_path):
     assert [r["epoch"] for r in rows] == [0, 1]
 
 
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_resume_restores_the_mixed_precision_loss_scale(tiny_set, tmp_path, monkeypatch):
+    # CUDA's GradScaler grows its scale as it trains: a resumed run must go on from the
+    # saved scale. Stood in for here by an enabled CPU scaler that doubles every step.
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(
+        torch.amp,
+        "GradScaler",
+        lambda device, enabled=True: real("cpu", init_scale=2.0**20, growth_interval=1),
+    )
+    cfg = TrainConfig(epochs=2, batch=4, imgsz=64, workers=0, seed=5, close_mosaic=0)
+    train("damo-nano", tiny_set, config=cfg, out=tmp_path / "full")
+
+    def interrupt(epoch, row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("damo-nano", tiny_set, config=cfg, out=tmp_path / "stop", on_epoch_end=interrupt)
+    train(None, tiny_set, config=cfg, out=tmp_path / "stop", resume=True)
+    full, stop = (
+        read_checkpoint(tmp_path / r / "last.pt")["train_state"] for r in ("full", "stop")
+    )
+    assert full["scaler"]["scale"] > 2.0**20  # it grew
+    assert stop["scaler"] == full["scaler"]
+
+
 def test_torchrun_two_processes_gloo(tiny_set, tmp_path):
     out = tmp_path / "ddp"
     cmd = [

@@ -176,7 +176,7 @@ class Fit:
 
     def train_state(self, epoch: int, best_map: float, last_val: dict) -> dict:
         """What ``last.pt`` needs to resume after ``epoch``: the raw weights, the optimizer,
-        the EMA, the hook's state and the counters."""
+        the EMA, the hook's state, the mixed-precision loss scale (CUDA) and the counters."""
         state = {
             "epoch": epoch,
             "config": self.cfg.to_dict(),
@@ -189,6 +189,8 @@ class Fit:
         }
         if self.hook is not None:
             state["hook"] = self.hook.state_dict()
+        if self.scaler.is_enabled():  # its loss scale is state: a resume starting over diverges
+            state["scaler"] = self.scaler.state_dict()
         if last_val:
             state["last_val"] = json_safe(last_val)
         return state

@@ -407,6 +407,7 @@ def _fit(
     extra = hook.attach(net, device) if hook is not None else None
     trainable = nn.ModuleList([net, extra]) if extra is not None else net
     optimizer = _make_optimizer(trainable, cfg)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
     start_epoch, best_map = 0, -1.0
     if state:
         ts = state["train_state"]
@@ -415,6 +416,8 @@ def _fit(
         optimizer.load_state_dict(ts["optimizer"])
         if ema is not None:
             ema.load_state_dict(ts["ema"])
+        if ts.get("scaler"):  # saved by a mixed-precision CUDA run (a no-op when disabled)
+            scaler.load_state_dict(ts["scaler"])
         start_epoch, best_map = ts["epoch"] + 1, ts["best_map"]
     fit = Fit(
         net=net,
@@ -422,7 +425,7 @@ def _fit(
         trainable=trainable,
         criterion=criterion,
         optimizer=optimizer,
-        scaler=torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda"),
+        scaler=scaler,
         ema=ema,
         hook=hook,
         cfg=cfg,
