@@ -167,6 +167,35 @@ def test_params_fall_with_the_ratio_and_steps_reach_the_one_shot_widths(model):
     assert one.backbone.stages[2].down.dense.conv.out_channels == 16  # 32 halved
 
 
+def test_global_pruning_in_steps_removes_the_ratio_of_the_original_channels(model):
+    # Torch-Pruning's global ratio is a share of the channels its pruner starts from; the
+    # cumulative ratio of a later step is turned into one (it used to compound: 0.25 then
+    # 0.5 left 37.5 % of a damo-nano's channels, not 50 %)
+    from yoloslim.compress.prune_width import _forward, _tp, conv_widths, ignored_modules
+
+    def group_channels(m):  # counted as Torch-Pruning counts them: one per coupled group
+        x = torch.zeros(1, 3, IMG, IMG)
+        tp = _tp().pruner.BasePruner(
+            copy.deepcopy(m),
+            x,
+            CRITERIA["l1"](),
+            global_pruning=True,
+            ignored_layers=ignored_modules(m, []),
+            forward_fn=_forward,
+        )
+        return tp.initial_total_channels
+
+    total = group_channels(model)
+    one = copy.deepcopy(model)
+    prune_width(one, criterion="l1", imgsz=IMG, ratio=0.5, global_pruning=True)
+    two, widths = copy.deepcopy(model), conv_widths(model)
+    for r in (0.25, 0.5):
+        prune_width(two, criterion="l1", imgsz=IMG, ratio=r, global_pruning=True, widths=widths)
+    # as many as one step leaves (572 of 940 here: the per-layer cap holds some back; the
+    # compounding steps left 480)
+    assert group_channels(two) == group_channels(one) < total
+
+
 def test_importance_order_lowest_channels_removed(model):
     stem, nxt = model.backbone.stages[0].down, model.backbone.stages[1].down
     weak = [1, 4, 9, 13]
