@@ -261,6 +261,38 @@ def test_depth_removal_rebuilds_including_neck_concat(model, tmp_path):
     assert len(loaded.neck.fuse_n4.blocks) == 1 and len(loaded.neck.fuse_p3.blocks) == 2
 
 
+def test_removing_a_later_gfpn_block_is_skipping_it(model):
+    # conv3 reads every block's output: without block 1, block 0's slot carries what block 1
+    # was given, so block 1's weights fold onto it and removal equals the skip it was scored as
+    x = torch.randn(2, model.neck.fuse_n4.conv1.conv.in_channels, 8, 8)
+    stage = model.neck.fuse_n4
+    skip = stage.blocks[1].register_forward_hook(lambda m, inp, out: inp[0])
+    with torch.no_grad():
+        skipped = stage(x)
+    skip.remove()
+    m = copy.deepcopy(model)
+    remove_block(m, "neck.fuse_n4.blocks.1")
+    with torch.no_grad():
+        removed, whole = m.neck.fuse_n4(x), stage(x)
+    assert (whole - skipped).abs().max() > 1e-2  # the block matters
+    torch.testing.assert_close(removed, skipped, rtol=1e-5, atol=1e-5)
+
+
+def test_blocks_are_scored_by_the_model_their_removal_leaves(model):
+    from yoloslim.compress.prune_depth import _mean_loss, block_scores
+    from yoloslim.train.loss import DetectionLoss
+
+    torch.manual_seed(1)
+    batch = (torch.randint(0, 255, (2, 3, IMG, IMG)), torch.tensor([[0, 1, 8, 8, 40, 40]]), [])
+    crit = DetectionLoss(model.nc, model.reg_max, model.strides)
+    base = _mean_loss(model, [batch], crit)
+    first = "neck.fuse_n4.blocks.0"  # no exact fold: conv2's output has no slot of its own
+    scores = block_scores(model, [batch], [first])
+    m = copy.deepcopy(model)
+    remove_block(m, first)
+    assert scores[first] == pytest.approx(_mean_loss(m, [batch], crit) - base)
+
+
 def test_onnx_of_pruned_model_has_smaller_shapes(model, tmp_path):
     onnx = pytest.importorskip("onnx")
     from yoloslim.export import export

@@ -3,7 +3,12 @@
 At batch 1 on a CPU a small detector is overhead-bound: fewer layers buy more
 latency than thinner ones (FIELD_NOTES.md, "Measuring CPU latency honestly").
 A block's importance is the rise of the detection loss on a few batches when
-the block is skipped (its residual branch dropped, so it acts as the identity).
+it is removed, as :func:`remove_block` removes it. In a chain (the backbone) that
+is the same as skipping it (its residual branch dropped, so it acts as the
+identity); in a GFPN fusion stage, whose output conv reads every block's output,
+removal folds the block's input weights onto the slot of the block before it,
+which is exact for the same skip, except for the first block (its input has no
+slot of its own), so every block is scored by the model its removal leaves.
 Removal is greedy: after each removal the remaining blocks are scored again.
 
 A removed block leaves the model rebuildable from its arch: backbone stage
@@ -13,6 +18,7 @@ carried by the ``layers`` record (see :func:`yoloslim.models.arch.apply_layers`)
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 
@@ -49,7 +55,8 @@ def _mean_loss(model: nn.Module, batches, crit) -> float:
 
 
 def block_scores(model: nn.Module, batches, paths: list[str] | None = None) -> dict[str, float]:
-    """Loss increase on ``batches`` when each block is skipped (eval mode)."""
+    """Loss increase on ``batches`` when each block is removed (eval mode; scored on a copy
+    with the block removed, as :func:`remove_block` will remove it)."""
     from yoloslim.train.loss import DetectionLoss
 
     crit = DetectionLoss(model.nc, model.reg_max, model.strides)
@@ -57,12 +64,9 @@ def block_scores(model: nn.Module, batches, paths: list[str] | None = None) -> d
     base = _mean_loss(model, batches, crit)
     scores = {}
     for path in paths if paths is not None else removable_blocks(model):
-        # a forward hook's return value replaces the output: the block becomes the identity
-        h = model.get_submodule(path).register_forward_hook(lambda m, inp, out: inp[0])
-        try:
-            scores[path] = _mean_loss(model, batches, crit) - base
-        finally:
-            h.remove()
+        trial = copy.deepcopy(model)
+        remove_block(trial, path)
+        scores[path] = _mean_loss(trial, batches, crit) - base
     return scores
 
 
@@ -73,9 +77,16 @@ def remove_block(model: nn.Module, path: str) -> None:
     blocks: nn.ModuleList = owner.blocks
     idx = int(idx_s)
     if getattr(owner, "concat_all", False) and len(blocks) > 1:
-        # GFPN fusion: conv3 reads cat([bypass, block0, block1, ...]); drop this block's slice
+        # GFPN fusion: conv3 reads cat([bypass, block0, block1, ...]). Without block i, slot
+        # i - 1's output is what block i would have passed on, so conv3's weights on block
+        # i's slot move onto slot i - 1's (conv3 is linear in its input: exact); block 0's
+        # input (conv2's output) has no slot, so its weights just go
         start = owner.conv1.conv.out_channels + idx * owner.conv2.conv.out_channels
         width = owner.conv2.conv.out_channels
+        if idx > 0:
+            with torch.no_grad():
+                w = owner.conv3.conv.weight
+                w[:, start - width : start] += w[:, start : start + width]
         require("torch_pruning", "prune").prune_conv_in_channels(
             owner.conv3.conv, list(range(start, start + width))
         )
