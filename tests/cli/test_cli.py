@@ -520,6 +520,7 @@ def test_help_defaults_that_live_in_the_configs_are_the_configs():
     import re
 
     import typer
+    from typer.testing import CliRunner
 
     from yoloslim.cli.main import app
     from yoloslim.compress.distill import DistillConfig
@@ -565,7 +566,7 @@ def test_help_defaults_that_live_in_the_configs_are_the_configs():
             for part in field.split("."):
                 value = getattr(value, part)
             value = getattr(value, "value", value)
-            shown = re.search(r"\[default: ([^\]]+)\]", params[option].help).group(1)
+            shown = re.search(r"\\\[default: ([^\]]+)\]", params[option].help).group(1)
             stated[(cmd, option)] = (shown, str(value))
     assert all(shown == value for shown, value in stated.values()), stated
     # workers: None in the config, a rule on the cores (train.config.loader_workers)
@@ -573,6 +574,11 @@ def test_help_defaults_that_live_in_the_configs_are_the_configs():
         workers = next(p for p in cmds[cmd].params if p.name == "workers")
         assert "[default: 0 on 2 cores or fewer, else 1]" in workers.help
         assert workers.default is None
+    # and --help prints them (escaped: rich markup swallowed a bare "[default: ...]")
+    for cmd, option, shown in (("prune", "--finetune-epochs", "10"), ("distill", "--epochs", "30")):
+        res = CliRunner().invoke(app, [cmd, "--help"], env={"COLUMNS": "200"})
+        line = next(x for x in res.output.splitlines() if option in x)
+        assert f"[default: {shown}]" in line, line
 
 
 def test_verbose_shows_the_librarys_info_log_and_only_its_own(monkeypatch):

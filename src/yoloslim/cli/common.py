@@ -30,6 +30,7 @@ __all__ = [
     "interrupt_hint",
     "layered",
     "setup_logging",
+    "shown_default",
     "sigterm_as_interrupt",
     "stop_requested",
     "write_json",
@@ -39,6 +40,12 @@ __all__ = [
 # squeezes the comparison tables into unreadable "Par…" cells; piped output gets 160.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
+
+
+def shown_default(text: str) -> str:
+    """``[default: text]`` for the help of an option whose own default is None (a config file
+    may set it), as typer shows a default; escaped, or the help's rich markup swallows it."""
+    return f"\\[default: {text}]"
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -16,6 +16,7 @@ from yoloslim.cli.common import (
     layered,
     resume_command,
     resume_overrides,
+    shown_default,
     write_json,
 )
 from yoloslim.configs import load_mapping
@@ -33,13 +34,13 @@ def distill(
         "damo-nano", help="Student: checkpoint (.pt), registered model name or arch.yaml."
     ),
     data: Path = typer.Option(None, help="data.yaml (with --resume: default, the run's own)."),
-    epochs: int = typer.Option(None, help="Epochs [default: 30]."),
+    epochs: int = typer.Option(None, help="Epochs " + shown_default("30") + "."),
     imgsz: int = typer.Option(
         None,
         help="Input size (multiple of 32; default: the student checkpoint's, else the "
         "teacher's, else 320).",
     ),
-    batch: int = typer.Option(None, help="Global batch size [default: 16]."),
+    batch: int = typer.Option(None, help="Global batch size " + shown_default("16") + "."),
     out: Path = typer.Option(
         Path("runs/distill"), callback=check_run_folder, help="Output folder."
     ),
@@ -47,32 +48,34 @@ def distill(
         False, "--exist-ok", help="Start afresh in an --out that holds another run, replacing it."
     ),
     loss: str = typer.Option(
-        None, help="Feature loss on the neck: cwd, mimic, mgd or at [default: cwd]."
+        None, help="Feature loss on the neck: cwd, mimic, mgd or at " + shown_default("cwd") + "."
     ),
     logit_weight: float = typer.Option(
-        None, help="Weight of the logit terms (0: off) [default: 1.0]."
+        None, help="Weight of the logit terms (0: off) " + shown_default("1.0") + "."
     ),
     feature_weight: float = typer.Option(
-        None, help="Weight of the feature term (0: off) [default: 1.0]."
+        None, help="Weight of the feature term (0: off) " + shown_default("1.0") + "."
     ),
-    temperature: float = typer.Option(None, help="Temperature of the logit terms [default: 2.0]."),
+    temperature: float = typer.Option(
+        None, help="Temperature of the logit terms " + shown_default("2.0") + "."
+    ),
     progressive: bool = typer.Option(
         None,
         "--progressive/--no-progressive",
         help="Freeze the student's backbone first, ramp the distillation weights up.",
     ),
     freeze_epochs: int = typer.Option(
-        None, help="Epochs with the backbone frozen (progressive) [default: 1]."
+        None, help="Epochs with the backbone frozen (progressive) " + shown_default("1") + "."
     ),
     warmup_epochs: float = typer.Option(
-        None, help="Distillation weight warm-up (progressive) [default: 1.0]."
+        None, help="Distillation weight warm-up (progressive) " + shown_default("1.0") + "."
     ),
-    lr0: float = typer.Option(None, help="Peak learning rate [default: 0.004]."),
+    lr0: float = typer.Option(None, help="Peak learning rate " + shown_default("0.004") + "."),
     workers: int = typer.Option(
-        None, help="Data-loader workers [default: 0 on 2 cores or fewer, else 1]."
+        None, help="Data-loader workers " + shown_default("0 on 2 cores or fewer, else 1") + "."
     ),
-    seed: int = typer.Option(None, help="Random seed [default: 0]."),
-    device: str = typer.Option(None, help="auto, cpu or cuda [default: auto]."),
+    seed: int = typer.Option(None, help="Random seed " + shown_default("0") + "."),
+    device: str = typer.Option(None, help="auto, cpu or cuda " + shown_default("auto") + "."),
     config: Path = typer.Option(
         None,
         help="YAML of DistillConfig fields (nested `train:` and `advanced:`); flags override it.",

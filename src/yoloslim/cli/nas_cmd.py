@@ -12,6 +12,7 @@ from yoloslim.cli.common import (
     console,
     handle_errors,
     layered,
+    shown_default,
     write_json,
 )
 from yoloslim.configs import load_mapping
@@ -56,8 +57,9 @@ def nas(
     latency_cache: Path = typer.Option(
         None,
         help="JSON-lines file of measured latencies to reuse and add to; only entries measured "
-        "on this machine with the same settings are reused [default: nas_latency_cache.jsonl "
-        "beside the report].",
+        "on this machine with the same settings are reused "
+        + shown_default("nas_latency_cache.jsonl beside the report")
+        + ".",
     ),
     no_latency_cache: bool = typer.Option(
         False, "--no-latency-cache", help="Measure every candidate's latency again; keep no file."

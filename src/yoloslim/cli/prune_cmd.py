@@ -13,6 +13,7 @@ from yoloslim.cli.common import (
     console,
     handle_errors,
     layered,
+    shown_default,
     write_json,
 )
 from yoloslim.configs import load_mapping
@@ -37,15 +38,20 @@ def prune(
     target_flops: float = typer.Option(None, help="GFLOPs budget (deploy form, at --imgsz)."),
     target_params: float = typer.Option(None, help="Parameter budget in millions."),
     method: str = typer.Option(
-        None, help="width (channels) or depth (residual blocks) meets the goal [default: width]."
+        None,
+        help="width (channels) or depth (residual blocks) meets the goal "
+        + shown_default("width")
+        + ".",
     ),
-    criterion: str = typer.Option(None, help="l1, l2, bn-scale, taylor or random [default: l2]."),
-    steps: int = typer.Option(None, help="Iterative pruning steps [default: 1]."),
+    criterion: str = typer.Option(
+        None, help="l1, l2, bn-scale, taylor or random " + shown_default("l2") + "."
+    ),
+    steps: int = typer.Option(None, help="Iterative pruning steps " + shown_default("1") + "."),
     finetune_epochs: int = typer.Option(
-        None, help="Fine-tuning epochs after pruning [default: 10]."
+        None, help="Fine-tuning epochs after pruning " + shown_default("10") + "."
     ),
     finetune_between: int = typer.Option(
-        None, help="Fine-tuning epochs between steps [default: 0]."
+        None, help="Fine-tuning epochs between steps " + shown_default("0") + "."
     ),
     global_pruning: bool = typer.Option(
         None, "--global/--local", help="Rank channels across layers (global) or per layer."
@@ -61,9 +67,9 @@ def prune(
         None, "--distill/--no-distill", help="Fine-tune by distillation from the unpruned model."
     ),
     imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's training size)."),
-    batch: int = typer.Option(None, help="Batch size [default: 16]."),
+    batch: int = typer.Option(None, help="Batch size " + shown_default("16") + "."),
     backend: str = typer.Option(
-        None, help="Latency runtime: openvino or onnxruntime [default: openvino]."
+        None, help="Latency runtime: openvino or onnxruntime " + shown_default("openvino") + "."
     ),
     latency: bool = typer.Option(
         None, "--latency/--no-latency", help="Export and time before/after."

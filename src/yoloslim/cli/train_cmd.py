@@ -17,6 +17,7 @@ from yoloslim.cli.common import (
     layered,
     resume_command,
     resume_overrides,
+    shown_default,
     write_json,
 )
 from yoloslim.configs import load_mapping
@@ -43,7 +44,7 @@ def train(
     optimizer: str = typer.Option("adamw", help="adamw or sgd."),
     lr0: float = typer.Option(None, help="Peak learning rate (default: the config's)."),
     workers: int = typer.Option(
-        None, help="Data-loader workers [default: 0 on 2 cores or fewer, else 1]."
+        None, help="Data-loader workers " + shown_default("0 on 2 cores or fewer, else 1") + "."
     ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
