@@ -383,6 +383,17 @@ def test_cli_nas_writes_arch_and_report(tmp_path):
     assert rc == 0
     assert json.loads((tmp_path / "a.json").read_text())["score_method"] == "analytic"
     assert main([*args, "--score-method", "fast", "--out", str(out)]) == 2
+    # it replaces its own arch.yaml (above), never another file, nor a report not its own
+    data = tmp_path / "data.yaml"
+    data.write_text("names: [a, b]\n")
+    small = ["nas", "--imgsz", "64", "--budget-flops", "0.03", "--iterations", "1"]
+    assert main([*small, "--out", str(data)]) == 2
+    assert data.read_text() == "names: [a, b]\n"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "nas_report.json").write_text('{"map": 0.5}')
+    assert main([*small, "--out", str(other)]) == 2
+    assert not (other / "arch.yaml").exists()
 
 
 # -- template and seeds -------------------------------------------------------------------------

@@ -318,6 +318,17 @@ def test_json_that_is_an_input_and_unwritable_outputs_are_one_line_errors(sets, 
     before = data_yaml.read_bytes()
     assert main(["models", "--imgsz", "64", "--json", str(data_yaml)]) == 2
     assert "holds no JSON" in capsys.readouterr().err and data_yaml.read_bytes() == before
+    # JSON the report must not replace either: a dataset's COCO annotations, a JSON-lines
+    # cache, another command's run file; a report of the same command's run is replaced
+    kept = {
+        "instances_val.json": ('{"images": [], "annotations": []}', "holds COCO annotations"),
+        "nas_latency_cache.jsonl": ('{"ms": 1.0}', "is a JSON-lines file"),
+        "export_report.json": ('{"formats": {}}', "is the export run's own export_report.json"),
+    }
+    for name, (text, why) in kept.items():
+        (tmp_path / name).write_text(text)
+        assert main(["models", "--imgsz", "64", "--json", str(tmp_path / name)]) == 2
+        assert why in capsys.readouterr().err and (tmp_path / name).read_text() == text
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     rc = main(["data", "synth", str(blocker / "sub"), "--images", "2", "--imgsz", "64"])

@@ -295,10 +295,30 @@ def check_run_folder(ctx: typer.Context, path: Path | None) -> Path | None:
     return check_out_folder(path)
 
 
-def check_json_target(path: Path | None) -> Path | None:
+# JSON files yoloslim writes into a run's folder, and the command whose run they record: a
+# --json report of another command must not replace them
+RUN_FILES = {
+    "export_report.json": ("export",),
+    "quant_report.json": ("quantize",),
+    "prune_report.json": ("prune",),
+    "nas_report.json": ("nas",),
+    "reparam_report.json": ("compress",),
+    "compress.json": ("compress",),
+    "budget.json": ("compress",),
+    "stage.json": ("compress",),
+    "inputs.json": ("compress",),
+    "report.json": ("bench", "compress"),
+    "detections.json": ("predict",),
+    "config.json": (),
+    "quant_config.json": (),
+}
+
+
+def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
     """``--json PATH`` is refused, before any work (a typer callback), when PATH is a folder
-    or a file that holds no JSON: a data.yaml or a checkpoint given by mistake would be
-    replaced by the report."""
+    or a file the report must not replace: one that holds no JSON (a data.yaml or a
+    checkpoint given by mistake), COCO annotations (a dataset's ground truth), a JSON-lines
+    file, or a file another command wrote into its run's folder (:data:`RUN_FILES`)."""
     if path is None:
         return path
     p = Path(path)
@@ -307,13 +327,30 @@ def check_json_target(path: Path | None) -> Path | None:
         return path
     if p.is_dir():
         raise typer.BadParameter(f"{p} is a folder; name a .json file")
-    try:
-        json.loads(p.read_bytes())
-    except (ValueError, OSError):
-        raise typer.BadParameter(
-            f"{p} exists and holds no JSON (an input?); it is not replaced by the report"
-        ) from None
+    why = _kept_json(p, ctx.info_name if ctx is not None else None)
+    if why:
+        raise typer.BadParameter(f"{p} {why}; it is not replaced by the report")
     return path
+
+
+def _kept_json(p: Path, command: str | None) -> str | None:
+    """Why the existing file ``p`` is no report of ``command`` to replace, or None."""
+    if p.suffix == ".jsonl":
+        return "is a JSON-lines file (a latency cache?)"
+    try:
+        data = json.loads(p.read_bytes())
+    except (ValueError, OSError):
+        return "exists and holds no JSON (an input?)"
+    if (
+        isinstance(data, dict)
+        and "images" in data
+        and ("annotations" in data or "categories" in data)
+    ):
+        return "holds COCO annotations (a dataset's)"
+    owners = RUN_FILES.get(p.name, (command,))
+    if command not in owners:
+        return f"is {' or '.join(f'the {o} run' for o in owners) or 'a run'}'s own {p.name}"
+    return None
 
 
 def command_line() -> str:

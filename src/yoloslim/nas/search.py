@@ -382,6 +382,24 @@ def _check_out(out: Path) -> None:
             if not p.is_dir():
                 raise ConfigError(f"out={out}: {p} is a file, not a folder")
             break
+    # a search replaces only what an earlier search wrote (a data.yaml or a hand-written arch
+    # given by mistake would be lost)
+    if arch_path.is_file() and not arch_path.read_bytes().startswith(_HEADER.encode()):
+        raise ConfigError(
+            f"out={out}: {arch_path} exists and was not written by yoloslim nas (an input?); "
+            "it is not replaced: name another file or folder"
+        )
+    report = arch_path.parent / "nas_report.json"
+    if report.is_file():
+        try:
+            ours = "best" in json.loads(report.read_bytes())
+        except (ValueError, TypeError, OSError):
+            ours = False
+        if not ours:
+            raise ConfigError(
+                f"out={out}: {report} exists and is no search report; it is not replaced: "
+                "name another folder"
+            )
 
 
 def _arch_path(out: str | Path) -> Path:
@@ -404,12 +422,15 @@ def _cache_path(latency_cache: str | Path | bool, out: str | Path | None) -> Pat
     return Path(latency_cache)
 
 
+_HEADER = "# found by `yoloslim nas`"  # the first line of every arch.yaml a search writes
+
+
 def _write(out: str | Path, arch: dict, report: dict) -> dict[str, Path]:
     arch_path = _arch_path(out)
     folder = arch_path.parent
     folder.mkdir(parents=True, exist_ok=True)
     header = (
-        f"# found by `yoloslim nas` (MAE-DET score {report['best'][0]['score']:.3f}, "
+        f"{_HEADER} (MAE-DET score {report['best'][0]['score']:.3f}, "
         f"{report['best'][0]['gflops']:.4g} GFLOPs at {report['imgsz']} px)\n"
         "# train it: yoloslim train --model this.yaml --data data.yaml\n"
     )
