@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from yoloslim.bench.report import rich_table
-    from yoloslim.cli.common import console
+    from yoloslim.cli.common import console, print_table
     from yoloslim.data.synth import synthesize
     from yoloslim.pipeline import load_recipe, run_recipe
     from yoloslim.train import TrainConfig, train
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline, data, rec, out=comp, resume=(comp / "recipe.yaml").exists(), progress=True
     )
     bench = res.report["bench"]
-    console.print(rich_table(bench))
+    print_table(rich_table(bench))
     base, final = bench["rows"][0], bench["rows"][-1]
     console.print(
         f"{final['name']} vs {base['name']}: "

@@ -589,3 +589,37 @@ def test_verbose_shows_the_librarys_info_log_and_only_its_own(monkeypatch):
     assert main(["--verbose", "models", "--imgsz", "64"]) == 0
     assert log.getEffectiveLevel() == logging.INFO
     assert logging.getLogger("torch").getEffectiveLevel() >= logging.WARNING
+
+
+def test_a_table_too_wide_for_the_terminal_is_turned_not_cut():
+    # an 80-column terminal cut the bench table's numbers to "0.…"
+    from rich.console import Console
+    from rich.table import Table
+
+    from yoloslim.cli.common import print_table
+
+    cols = ["Model", "Params (M)", "FLOPs (G)", "mAP (%)", "mAP50 (%)", "Latency (ms)",
+            "p90 (ms)", "FPS", "Memory (MiB)", "Size (MiB)", "x speed", "x size"]  # fmt: skip
+    rows = [
+        ["model.onnx", "1.61", "0.983", "1.5", "4.0", "3.61", "6.02", "277.1", "49", "6.19",
+         "1.00", "1.00"],
+        ["int8_openvino/model.xml", "1.61", "0.983", "1.5", "3.7", "3.89", "7.10", "257.3", "71",
+         "6.35", "0.93", "1.03"],
+    ]  # fmt: skip
+
+    def shown(width):
+        table = Table(title="bench")
+        for c in cols:
+            table.add_column(c)
+        for r in rows:
+            table.add_row(*r)
+        out = Console(width=width, record=True, force_terminal=False)
+        print_table(table, out)
+        return out.export_text()
+
+    narrow, wide = shown(80), shown(200)
+    assert "…" not in narrow and max(len(x) for x in narrow.splitlines()) <= 80
+    lines = narrow.splitlines()
+    for c, a, b in zip(cols, *rows, strict=True):  # one line per column: name, then each row
+        assert any(c in x and a in x and b in x for x in lines), c
+    assert any(all(c in x for c in ("Model", "Params (M)", "x size")) for x in wide.splitlines())

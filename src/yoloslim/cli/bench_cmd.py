@@ -11,6 +11,7 @@ from yoloslim.cli.common import (
     check_out_folder,
     console,
     handle_errors,
+    print_table,
     write_json,
 )
 
@@ -48,7 +49,7 @@ def bench(
     cfg = LatencyConfig(rounds=rounds, runs_per_round=runs, threads=threads)
     with console.status(f"benchmarking {len(artifacts)} artifacts"):
         res = benchmark(artifacts, data, imgsz=imgsz, batches=batches, latency=cfg)
-    console.print(rich_table(res.report))
+    print_table(rich_table(res.report))
     if report:
         files = write_report(res.report, report)
         console.print("wrote " + ", ".join(str(p) for p in files.values()))

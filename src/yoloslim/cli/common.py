@@ -29,6 +29,7 @@ __all__ = [
     "interrupt_exit_code",
     "interrupt_hint",
     "layered",
+    "print_table",
     "setup_logging",
     "shown_default",
     "sigterm_as_interrupt",
@@ -40,6 +41,37 @@ __all__ = [
 # squeezes the comparison tables into unreadable "Par…" cells; piped output gets 160.
 console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
+
+
+def print_table(table, to: Console | None = None) -> None:
+    """Print a rich ``table`` whole: no cell is cut to "…". A table whose columns cannot fit the
+    terminal side by side is printed turned (one row per column: ``Model``, ``Latency``, ...
+    down the side, one column per row), and what still does not fit folds onto the next line."""
+    from rich.table import Table
+
+    out = to or console
+    for col in table.columns:
+        col.overflow = "fold"
+    if len(table.columns) > 2 and _min_width(table, out) > out.width:
+        turned = Table(
+            title=table.title,
+            caption=table.caption,
+            title_justify=table.title_justify,
+            show_header=table.show_header,
+        )
+        first, *rest = table.columns
+        turned.add_column(str(first.header), overflow="fold")
+        for cell in first.cells:
+            turned.add_column(cell, justify="right", overflow="fold")
+        for col in rest:
+            turned.add_row(col.header, *col.cells)
+        if _min_width(turned, out) < _min_width(table, out):
+            table = turned
+    out.print(table)
+
+
+def _min_width(table, out: Console) -> int:
+    return table.__rich_measure__(out, out.options).minimum
 
 
 def shown_default(text: str) -> str:

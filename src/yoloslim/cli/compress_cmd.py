@@ -13,6 +13,7 @@ from yoloslim.cli.common import (
     console,
     handle_errors,
     interrupt_hint,
+    print_table,
     write_json,
 )
 
@@ -73,7 +74,7 @@ def compress(
             res = run_recipe(model, data, recipe, out=out, resume=resume, progress=True)
     bench = res.report.get("bench")
     if bench:
-        console.print(rich_table(bench))
+        print_table(rich_table(bench))
     if res.report.get("mode") == "budget":
         _front_table(res.report)
     for skip in res.report.get("skipped") or []:
@@ -106,6 +107,6 @@ def _front_table(report: dict) -> None:
             "yes" if e["ok"] else "no",
             "selected" if e["name"] == sel else "",
         )
-    console.print(table)
+    print_table(table)
     if sel is None:
         console.print("[yellow]no candidate meets the budget; the front above is what was found")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import check_json_target, console, handle_errors, write_json
+from yoloslim.cli.common import check_json_target, console, handle_errors, print_table, write_json
 
 app = typer.Typer(help="Dataset tools.", no_args_is_help=True)
 
@@ -64,14 +64,14 @@ def check(
             str(r["missing_labels"]),
             str(len(r["skipped_images"])),
         )
-    console.print(table)
+    print_table(table)
     per_class = Table(title="instances per class")
     per_class.add_column("class")
     for split in splits:
         per_class.add_column(split, justify="right")
     for name in report["names"]:
         per_class.add_row(name, *(str(splits[s]["per_class"][name]) for s in splits))
-    console.print(per_class)
+    print_table(per_class)
     for split, r in splits.items():
         for path in r["skipped_images"]:
             console.print(f"skipped ({split}): {path}", soft_wrap=True)

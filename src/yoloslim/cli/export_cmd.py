@@ -11,6 +11,7 @@ from yoloslim.cli.common import (
     check_out_folder,
     console,
     handle_errors,
+    print_table,
     write_json,
 )
 
@@ -81,6 +82,6 @@ def export(
             f"{diff:.2e}" if diff is not None else "-",
             e.get("verified") or ("yes" if e.get("passed") else "no"),
         )
-    console.print(table)
+    print_table(table)
     console.print(f"report: {Path(out) / 'export_report.json'}")
     write_json(json_path, res.report)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import check_json_target, console, handle_errors, write_json
+from yoloslim.cli.common import check_json_target, handle_errors, print_table, write_json
 
 
 @handle_errors
@@ -31,7 +31,7 @@ def info(
         table.add_column(overflow="fold")
         for key, value in _rows(d):
             table.add_row(key, value)
-        console.print(table)
+        print_table(table)
     write_json(json_path, found)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from yoloslim.cli.common import check_json_target, console, handle_errors, write_json
+from yoloslim.cli.common import check_json_target, handle_errors, print_table, write_json
 
 
 @handle_errors
@@ -33,5 +33,5 @@ def models(
             f"{r['gmacs']:.2f}",
             f"{r['gflops']:.2f}",
         )
-    console.print(table)
+    print_table(table)
     write_json(json_path, rows)

@@ -12,6 +12,7 @@ from yoloslim.cli.common import (
     console,
     handle_errors,
     layered,
+    print_table,
     shown_default,
     write_json,
 )
@@ -179,4 +180,4 @@ def _table(best: list[dict]) -> None:
             "/".join(str(g["out"]) for g in b["genome"]),
             "/".join(str(g["depth"]) for g in b["genome"]),
         )
-    console.print(t)
+    print_table(t)

@@ -13,6 +13,7 @@ from yoloslim.cli.common import (
     console,
     handle_errors,
     layered,
+    print_table,
     shown_default,
     write_json,
 )
@@ -123,7 +124,7 @@ def prune(
         table.add_column(col)
     for row in res.report["table"]:
         table.add_row(*("-" if v is None else str(v) for v in row.values()))
-    console.print(table)
+    print_table(table)
     console.print(res.report["note"])
     console.print(f"checkpoint: {res.artifacts['checkpoint']}  report: {res.artifacts['report']}")
     write_json(json_path, res.report)

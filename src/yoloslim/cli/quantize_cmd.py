@@ -13,6 +13,7 @@ from yoloslim.cli.common import (
     console,
     handle_errors,
     layered,
+    print_table,
     write_json,
 )
 from yoloslim.configs import load_mapping
@@ -106,7 +107,7 @@ def quantize(
             str(e["size_mb"]),
             str(e.get("precision", "-")),
         )
-    console.print(table)
+    print_table(table)
     kept = rep["layers_in_float"]
     console.print(
         f"kept float: {kept['scope_nodes']} scope nodes; accuracy-aware: "

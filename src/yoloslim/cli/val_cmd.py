@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import check_json_target, console, handle_errors, write_json
+from yoloslim.cli.common import check_json_target, handle_errors, print_table, write_json
 
 
 @handle_errors
@@ -41,7 +41,7 @@ def val(
     table.add_row("[bold]all", f"[bold]{_ap(res['map'])}  (mAP50 {_ap(res['map50'])})")
     for size, ap in res["map_by_size"].items():  # None: no box of that size
         table.add_row(f"[dim]{size} boxes", _ap(ap))
-    console.print(table)
+    print_table(table)
     write_json(json_path, res)
 
 
