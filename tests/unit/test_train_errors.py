@@ -5,7 +5,6 @@ diverging loss): runs are faked with a saved last.pt."""
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import shutil
 import signal
@@ -20,7 +19,7 @@ import yaml
 
 from yoloslim.cli.main import main
 from yoloslim.data.synth import synthesize
-from yoloslim.errors import ConfigError
+from yoloslim.errors import ConfigError, DataError
 from yoloslim.fileio import apply_umask, remove_stale_temps
 from yoloslim.models.checkpoint import save_checkpoint
 from yoloslim.models.registry import build_model
@@ -90,22 +89,16 @@ def test_resume_with_data_of_another_class_count(sets, tmp_path):
         train(None, sets[2], out=tmp_path, resume=True)
 
 
-def test_train_warns_when_the_train_split_has_no_instance(sets, tmp_path, monkeypatch, caplog):
+def test_train_refuses_a_train_split_without_instances(sets, tmp_path):
+    # nothing to learn (a wrong labels path, almost always): an error before any epoch, not a
+    # run that ends without best.pt
     data = tmp_path / "data"
     shutil.copytree(sets[3].parent, data)
     for label in (data / "labels" / "train").iterdir():
         label.write_text("")
-
-    class Stop(Exception):
-        pass
-
-    def stop(*args, **kwargs):  # the samples are read: no need to train
-        raise Stop
-
-    monkeypatch.setattr(importlib.import_module("yoloslim.train.trainer"), "DetectionDataset", stop)
-    with caplog.at_level(logging.WARNING, logger="yoloslim"), pytest.raises(Stop):
+    with pytest.raises(DataError, match="the train split has no instance in its 4 images"):
         train("damo-nano", data / "data.yaml", out=tmp_path / "run")
-    assert "the train split has no instance in its 4 images" in caplog.text
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 # --- resuming a finished run -----------------------------------------------------------

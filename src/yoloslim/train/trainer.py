@@ -31,7 +31,7 @@ from yoloslim.data import (
     load_data_config,
     load_samples,
 )
-from yoloslim.errors import ConfigError, ModelError
+from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, with_history
@@ -231,7 +231,7 @@ def train(
             return finished_result(out, state, cfg)
     device, rank, world = _devices(cfg)
     main = rank == 0
-    train_ds, val_ds = _datasets(data_cfg, cfg, data, warn=main)
+    train_ds, val_ds = _datasets(data_cfg, cfg, data)
     # absolute: `train --resume DIR` may run from another working directory
     data_path = str(Path(data).expanduser().resolve())
     # the steps that made the model (a resumed run: its own, this step last) and this one,
@@ -363,16 +363,18 @@ def _devices(cfg: TrainConfig) -> tuple[torch.device, int, int]:
     return device, rank, world
 
 
-def _datasets(data_cfg, cfg: TrainConfig, data, *, warn: bool):
-    """The augmented train split and the plain val split; warns (``warn``) when the train
-    split holds no instance at all."""
+def _datasets(data_cfg, cfg: TrainConfig, data):
+    """The augmented train split and the plain val split.
+
+    Raises:
+        DataError: the train split holds no instance at all (nothing to learn: almost always
+            a wrong labels path, which the readers have warned about).
+    """
     train_samples = load_samples(data_cfg, "train")
-    if warn and not any(len(s.classes) for s in train_samples):
-        log.warning(
-            "%s: the train split has no instance in its %d images (all background); "
-            "check the labels path",
-            data,
-            len(train_samples),
+    if not any(len(s.classes) for s in train_samples):
+        raise DataError(
+            f"{data}: the train split has no instance in its {len(train_samples)} images (all "
+            "background): nothing to learn; check the labels path"
         )
     train_ds = DetectionDataset(
         train_samples,
