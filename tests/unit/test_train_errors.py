@@ -5,6 +5,7 @@ diverging loss): runs are faked with a saved last.pt."""
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import shutil
 import signal
@@ -336,3 +337,23 @@ def test_printed_resume_commands_survive_a_shell():
 
     cmd = resume_command("train", "runs/my run é")
     assert shlex.split(cmd) == ["yoloslim", "train", "--resume", "runs/my run é"]
+
+
+def test_other_class_names_in_the_data_are_warned_about(sets, tmp_path, caplog):
+    # the count matches, so it trains, but a reordered names list is a silent mAP killer
+    from yoloslim.data import load_data_config
+    from yoloslim.train.run_folder import check_resume_data
+    from yoloslim.train.trainer import _prepare_model
+
+    model = build_model("damo-nano", names=["x", "y", "z"])
+    names = load_data_config(sets[3]).names
+    with caplog.at_level(logging.WARNING, logger="yoloslim"):
+        assert _prepare_model(model, names).names == names
+        check_resume_data({"names": ["x", "y", "z"]}, sets[3], 3, tmp_path, names)
+    assert "trained with class names ['x', 'y', 'z'], the data names them" in caplog.text
+    assert "the run in" in caplog.text and "goes on under the data's names" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="yoloslim"):
+        _prepare_model(build_model("damo-nano", nc=3), names)  # no names of its own: quiet
+        check_resume_data({"names": list(names)}, sets[3], 3, tmp_path, names)
+    assert not caplog.records

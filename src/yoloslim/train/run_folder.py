@@ -77,12 +77,23 @@ def check_out(out: Path, resume: bool, exist_ok: bool) -> None:
         )
 
 
-def check_resume_data(state: dict, data: str | Path, nc: int, out: Path) -> None:
+def check_resume_data(
+    state: dict, data: str | Path, nc: int, out: Path, data_names: list[str] | None = None
+) -> None:
     names = state.get("names", [])
     if nc != len(names):
         raise ConfigError(
             f"resume: data {data} has {nc} classes, the run in {out} has {len(names)} "
             f"({', '.join(map(str, names))})"
+        )
+    if data_names is not None and list(data_names) != [str(n) for n in names]:
+        log.warning(
+            "resume: the run in %s trained class names %s, data %s names them %s; it goes on "
+            "under the data's names (its class i stays class i)",
+            out,
+            list(names),
+            data,
+            list(data_names),
         )
 
 

@@ -141,6 +141,14 @@ def _prepare_model(model: str | dict | Path | nn.Module, names: list[str]) -> De
             raise ModelError(f"train() needs a yoloslim Detector, got {type(model).__name__}")
         if model.nc != len(names):
             raise ModelError(f"the model has {model.nc} classes but the data has {len(names)}")
+        own = [str(n) for n in model.names]
+        if own != list(names) and own != [str(i) for i in range(model.nc)]:
+            log.warning(
+                "the model was trained with class names %s, the data names them %s; its class "
+                "i is trained as the data's class i (reorder the data's names if they moved)",
+                own,
+                list(names),
+            )
         m = copy.deepcopy(model)
         m.names = list(names)
         return m
@@ -226,7 +234,7 @@ def train(
         )
     data_cfg = load_data_config(data)
     if state is not None:
-        check_resume_data(state, data, data_cfg.nc, out)
+        check_resume_data(state, data, data_cfg.nc, out, data_cfg.names)
         if state["train_state"]["epoch"] + 1 >= cfg.epochs:
             return finished_result(out, state, cfg)
     device, rank, world = _devices(cfg)
