@@ -325,8 +325,18 @@ def test_finetune_after_pruning(model, tiny_data, tmp_path):
     c = cfg(ratio=0.3, finetune_epochs=1, advanced={"round_to": None, "finetune": {"workers": 0}})
     res = prune(model, tiny_data, config=c, out=tmp_path)
     assert {"before", "pruned", "finetuned"} <= set(res.report["stages"])
-    loaded, _ = load_checkpoint(res.artifacts["checkpoint"])
+    loaded, ck = load_checkpoint(res.artifacts["checkpoint"])
     torch.testing.assert_close(_outputs(loaded), _outputs(res.model), rtol=0, atol=0)
+    # pruned.pt says how good it is (the fine-tuned mAP), as a trained best.pt does, and what
+    # made it; info shows both
+    from yoloslim.cli.info_cmd import _rows
+    from yoloslim.runtime.describe import describe
+
+    finetuned = res.report["stages"]["finetuned"]
+    assert (ck["meta"]["map"], ck["meta"]["map50"]) == (finetuned["map"], finetuned["map50"])
+    rows = dict(_rows(describe(res.artifacts["checkpoint"])))
+    assert rows["arch"].endswith(", pruned") and "mAP50-95" in rows
+    assert "prune (method width, ratio 0.3, fine-tuned epochs 1)" in rows["history"]
 
 
 def test_external_module_and_restore(tmp_path):

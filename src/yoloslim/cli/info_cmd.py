@@ -40,7 +40,8 @@ def _rows(d: dict) -> list[tuple[str, str]]:
     names = ", ".join(d["names"][:12]) + (" ..." if d["nc"] > 12 else "")
     rows += [("classes", f"{d['nc']}: {names}"), ("imgsz", str(d["imgsz"]))]
     if d["kind"] == "checkpoint":
-        rows.append(("arch", str(d["arch"])))
+        pruned = any(h.get("stage") == "prune" for h in d["history"])
+        rows.append(("arch", f"{d['arch']}, pruned" if pruned else str(d["arch"])))
         rows.append(
             (
                 "params",
@@ -74,8 +75,18 @@ def _rows(d: dict) -> list[tuple[str, str]]:
     return rows
 
 
+_SHOWN = {  # what a history entry shows of itself (the rest is in --json)
+    "epochs": "epochs",
+    "method": "method",
+    "ratio": "ratio",
+    "target_flops": "to GFLOPs",
+    "target_params": "to M params",
+    "depth_ratio": "depth ratio",
+    "finetune_epochs": "fine-tuned epochs",
+    "teacher": "teacher",
+}
+
+
 def _step(h: dict) -> str:
-    details = ", ".join(
-        f"{k} {v}" for k, v in h.items() if k in ("epochs", "ratio", "method", "teacher") and v
-    )
+    details = ", ".join(f"{_SHOWN[k]} {v}" for k, v in h.items() if k in _SHOWN and v)
     return f"{h.get('stage', '?')}" + (f" ({details})" if details else "")

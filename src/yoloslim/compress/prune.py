@@ -171,7 +171,8 @@ def prune(
         }
         result = Result(net, report)
         if out is not None:
-            result.artifacts["checkpoint"] = _save(net, Path(out), cfg, is_detector, upstream)
+            last = list(stages.values())[-1]
+            result.artifacts["checkpoint"] = _save(net, Path(out), cfg, is_detector, upstream, last)
             report["checkpoint"] = str(result.artifacts["checkpoint"])
             # the report itself, as --json, export_report.json and quant_report.json hold
             result.artifacts["report"] = atomic_write_text(
@@ -403,8 +404,15 @@ def _layer_changes(before: nn.Module, after: nn.Module) -> dict:
 
 
 def _save(
-    net: nn.Module, out: Path, cfg: PruneConfig, is_detector: bool, upstream: list[dict]
+    net: nn.Module,
+    out: Path,
+    cfg: PruneConfig,
+    is_detector: bool,
+    upstream: list[dict],
+    last: dict,
 ) -> Path:
+    """``out/pruned.pt``; its meta holds the mAP of ``last`` (the last stage measured: after
+    fine-tuning, if any), as a trained checkpoint's holds its best epoch's."""
     from yoloslim.models.arch import layer_shapes
     from yoloslim.models.checkpoint import atomic_save, save_checkpoint, with_history
 
@@ -414,10 +422,15 @@ def _save(
         out,
         method=cfg.method.value,
         ratio=cfg.ratio,
+        target_flops=cfg.target_flops,
+        target_params=cfg.target_params,
+        depth_ratio=cfg.depth_ratio,
         finetune_epochs=cfg.finetune_epochs,
         distilled=cfg.distill,
     )
     meta = {"stage": "prune", "prune": cfg.to_dict(), "history": history}
+    if last.get("map") is not None:
+        meta.update(map=last["map"], map50=last.get("map50"))
     if is_detector:
         return save_checkpoint(out / "pruned.pt", net, imgsz=cfg.imgsz, meta=meta)
     record = {
