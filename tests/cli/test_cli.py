@@ -349,7 +349,9 @@ def test_predict_and_export_commands(trained, data_yaml, tmp_path, capsys):
     assert main(argv) == 0
     found = json.loads(report.read_text())
     ckpt, onnx_d = found[str(trained / "last.pt")], found[str(out / "model.onnx")]
-    assert ckpt["resumable"] == {"epoch": 0, "epochs": 1, "command": "train"}
+    # a finished run: epochs done of how many, and nothing to resume
+    assert ckpt["training"] == {"epochs_done": 1, "epochs": 1, "command": "train"}
+    assert ckpt["resumable"] is None
     assert ckpt["imgsz"] == 64
     assert (
         [h["stage"] for h in ckpt["history"]]

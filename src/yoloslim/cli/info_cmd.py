@@ -51,11 +51,11 @@ def _rows(d: dict) -> list[tuple[str, str]]:
         rows.append(("GFLOPs", f"{d['gflops']:.3f} (deploy form, at {d['imgsz']} px)"))
         if d["map"] is not None:
             rows.append(("mAP50-95", f"{100 * d['map']:.1f} (mAP50 {100 * d['map50']:.1f})"))
-        if d["resumable"]:
-            done, epochs = d["resumable"]["epoch"] + 1, d["resumable"]["epochs"]
-            how = f"{d['resumable']['command']} --resume its folder to go on"
-            state = "finished" if done >= epochs else how
-            rows.append(("training", f"{done} of {epochs} epochs ({state})"))
+        if d["training"]:
+            t = d["training"]
+            how = f"{t['command']} --resume its folder to go on"
+            state = how if d["resumable"] else "finished"
+            rows.append(("training", f"{t['epochs_done']} of {t['epochs']} epochs ({state})"))
     else:
         rows.append(("precision", d["precision"]))
         for key in ("inputs", "outputs"):

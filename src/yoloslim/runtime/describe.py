@@ -47,9 +47,11 @@ def describe(path: str | Path) -> dict[str, Any]:
     Returns:
         ``{"path", "kind", "runtime", "size_mb", "names", "nc", "imgsz", "history", ...}``.
         A checkpoint adds ``arch``, ``params``, ``params_deploy``, ``gflops`` (deploy
-        form, at ``imgsz``), ``epoch``, ``map``, ``map50``, ``data`` and ``resumable``
-        (``{"epoch", "epochs", "command"}`` for a ``last.pt``: the command whose
-        ``--resume`` continues it, ``train`` or ``distill``; else None). An artifact adds
+        form, at ``imgsz``), ``epoch``, ``map``, ``map50``, ``data``, ``training``
+        (``{"epochs_done", "epochs", "command"}`` for a ``last.pt``: how many epochs it has
+        trained of how many, and the command that made it, ``train`` or ``distill``, whose
+        ``--resume`` continues it; else None) and ``resumable`` (``training`` while epochs
+        remain, else None). An artifact adds
         ``inputs`` and ``outputs`` (``[{name, shape, dtype}]``, a dynamic axis as its name;
         None for TorchScript, which declares no shapes),
         ``precision`` (``fp32``, ``fp16``, ``int8+fp32``...), ``end_to_end`` (an
@@ -137,7 +139,7 @@ def _checkpoint(p: Path) -> dict[str, Any]:
         "map50": meta.get("map50"),
         "data": meta.get("data"),
         "history": meta.get("history", []),
-        "resumable": _resumable(state, epochs),
+        **_training(state, epochs),
     }
 
 
@@ -181,12 +183,9 @@ def _onnx(p: Path) -> dict[str, Any]:
 
 def _openvino(p: Path) -> dict[str, Any]:
     from yoloslim.export.common import openvino_metadata
-    from yoloslim.runtime.ov_core import openvino_core
+    from yoloslim.runtime.ov_core import read_ir
 
-    try:
-        model = openvino_core().read_model(str(p))
-    except RuntimeError as e:
-        raise ModelError(f"{p}: not a readable OpenVINO IR ({e})") from e
+    model = read_ir(p)
     meta = _metadata(openvino_metadata(model), p)
 
     def port(v) -> dict[str, Any]:
@@ -269,9 +268,15 @@ def _nms_settings(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: meta.pop(f"nms_{k}", None) for k in ("conf", "iou", "max_det", "multi_label")}
 
 
-def _resumable(state: dict | None, epochs: int | None) -> dict | None:
+def _training(state: dict | None, epochs: int | None) -> dict:
+    """``training`` (a ``last.pt``: epochs done of how many, and the command that made it)
+    and ``resumable`` (the same while epochs remain, else None)."""
     if not state:
-        return None
+        return {"training": None, "resumable": None}
     # a distillation's last.pt holds its hook's state (the teacher, the align modules)
     command = "distill" if "hook" in state else "train"
-    return {"epoch": state["epoch"], "epochs": epochs, "command": command}
+    done = {"epochs_done": state["epoch"] + 1, "epochs": epochs, "command": command}
+    return {
+        "training": done,
+        "resumable": done if epochs is None or done["epochs_done"] < epochs else None,
+    }
