@@ -89,3 +89,22 @@ print(t.consent, OptInChecker().check(False) == ConsentCheckResult.DECLINED)
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.stdout.split()[-2:] == ["False", "True"], proc.stderr[-2000:]
+
+
+def test_a_file_that_is_no_ir_is_one_line_naming_it(tmp_path, capfd):
+    # OpenVINO would try every frontend on it (TensorFlow's prints parse errors to stderr)
+    from yoloslim.errors import ModelError
+    from yoloslim.runtime.ov_core import read_ir
+
+    cases = {
+        "fake.xml": ("<xml/>", r"fake\.xml: not an OpenVINO IR \(its root element is <xml>"),
+        "text.xml": ("garbage <<", r"text\.xml: not an OpenVINO IR \(not XML"),
+        "nobin.xml": ('<net name="x" version="11"/>', r"nobin\.xml: its weights nobin\.bin"),
+    }
+    for name, (text, match) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ModelError, match=match):
+            read_ir(tmp_path / name)
+    with pytest.raises(ModelError, match=r"gone\.xml: no such file"):
+        read_ir(tmp_path / "gone.xml")
+    assert "GraphDef" not in capfd.readouterr().err

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from yoloslim.errors import ConfigError
-from yoloslim.runtime.ov_core import openvino_core
+from yoloslim.runtime.ov_core import read_ir
 
 __all__ = [
     "onnx_static_imgsz",
@@ -174,7 +174,7 @@ def _onnx_input_height(graph) -> int | None:
 
 def openvino_static_imgsz(path: str | Path) -> int | None:
     """The fixed input height of an OpenVINO IR (None when its spatial axes are dynamic)."""
-    return _ov_input_height(openvino_core().read_model(str(path)))
+    return _ov_input_height(read_ir(path))
 
 
 def _ov_input_height(model) -> int | None:
@@ -221,7 +221,7 @@ def openvino_stats(path: str | Path, imgsz: int) -> dict:
     Raises:
         ConfigError: the IR was exported at a static size other than ``imgsz``.
     """
-    model = openvino_core().read_model(str(path))
+    model = read_ir(path)
     if model.inputs[0].get_partial_shape().is_dynamic:
         model.reshape([1, 3, imgsz, imgsz])
     else:

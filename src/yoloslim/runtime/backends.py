@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from yoloslim.errors import ConfigError, ExportError, ModelError
-from yoloslim.runtime.ov_core import openvino_core
+from yoloslim.runtime.ov_core import openvino_core, read_ir
 
 __all__ = [
     "Backend",
@@ -81,12 +81,12 @@ class Backend:
         return f"{type(self).__name__}({self.path}, precision={self.precision})"
 
 
-def _meta(d: dict) -> tuple[list[str], int]:
+def _meta(d: dict, path: Path) -> tuple[list[str], int]:
     try:
         return json.loads(d["names"]), int(d["imgsz"])
     except (KeyError, ValueError) as e:
         raise ModelError(
-            f"artifact metadata lacks names/imgsz ({e}); was it exported by yoloslim?"
+            f"{path}: no yoloslim metadata (names, imgsz: {e}); was it exported by yoloslim?"
         ) from e
 
 
@@ -139,7 +139,7 @@ class TorchScriptBackend(Backend):
             self.module = (
                 torch.jit.optimize_for_inference(module) if self.device.type == "cpu" else module
             )
-        names, imgsz = _meta(json.loads(extra["config.json"] or "{}"))
+        names, imgsz = _meta(json.loads(extra["config.json"] or "{}"), path)
         super().__init__(path, names, imgsz, "fp32", torch.__version__)
 
     @torch.no_grad()
@@ -170,7 +170,7 @@ class OnnxRuntimeBackend(Backend):
         outputs = [o.name for o in self.session.get_outputs()]
         self.end_to_end = outputs[:1] == [E2E_FIRST_OUTPUT]  # detections, not preds
         meta = self.session.get_modelmeta().custom_metadata_map
-        names, imgsz = _meta(meta)
+        names, imgsz = _meta(meta, path)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.dtype = np.float16 if "float16" in inp.type else np.float32
@@ -233,10 +233,10 @@ class OpenVINOBackend(Backend):
         import openvino as ov
 
         core = openvino_core()
-        model = core.read_model(str(path))
+        model = read_ir(path)
         from yoloslim.export.common import openvino_metadata
 
-        names, imgsz = _meta(openvino_metadata(model))
+        names, imgsz = _meta(openvino_metadata(model), path)
         config = {}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

@@ -163,7 +163,7 @@ def image_files(source: str | Path) -> list[Path]:
             raise DataError(f"{p}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
         return files
     if not p.exists():
-        raise DataError(f"{p}: image does not exist")
+        raise DataError(f"{p}: no such image, folder or video")
     return [p]
 
 

@@ -13,10 +13,12 @@ plugin once, so its stack stays valid until the process exits.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+from xml.etree import ElementTree
 
-from yoloslim.errors import ConfigError
+from yoloslim.errors import ConfigError, ModelError
 
-__all__ = ["no_telemetry", "openvino_core"]
+__all__ = ["no_telemetry", "openvino_core", "read_ir"]
 
 _lock = threading.Lock()
 _core = None
@@ -74,3 +76,34 @@ def openvino_core():
                 ) from e
             _core = ov.Core()
         return _core
+
+
+def read_ir(path: str | Path):
+    """``openvino_core().read_model`` of an OpenVINO IR (``.xml`` + ``.bin``), checked first so
+    that a wrong file is one line naming it: OpenVINO otherwise tries every frontend on it
+    (TensorFlow's prints parse errors to stderr) and raises a page of C++ context.
+
+    Raises:
+        ModelError: ``path`` is no IR (its root element is not ``<net>``), its ``.bin`` is
+            missing, or OpenVINO cannot read it.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ModelError(f"{p}: no such file")
+    try:
+        root = next(ElementTree.iterparse(p, events=("start",)))[1].tag
+    except (ElementTree.ParseError, StopIteration) as e:
+        raise ModelError(f"{p}: not an OpenVINO IR (not XML: {e})") from e
+    if root != "net":
+        raise ModelError(f"{p}: not an OpenVINO IR (its root element is <{root}>, not <net>)")
+    if not p.with_suffix(".bin").is_file():
+        raise ModelError(f"{p}: its weights {p.with_suffix('.bin').name} are not beside it")
+    try:
+        return openvino_core().read_model(str(p))
+    except RuntimeError as e:
+        # the C++ call chain ("Exception from src/...") first, then what went wrong
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        why = next(
+            (x for x in lines if not x.startswith("Exception from")), lines[0] if lines else ""
+        )
+        raise ModelError(f"{p}: not a readable OpenVINO IR ({why})") from e
