@@ -157,8 +157,11 @@ def _stage_export(st: _State, cfg: ExportStage, data, out: Path, progress: bool)
         nms_iou=cfg.nms_iou,
         nms_max_det=cfg.nms_max_det,
     )
+    # the 4th field names the checkpoint an OpenVINO IR is the float form of, which a bench
+    # stage measures instead of exporting it again; an FP16 IR (half) is not that, so it
+    # keeps its own row and the bench exports the FP32 one
     rows = [
-        [f"export-{k}", str(v), "artifact", st.model]
+        [f"export-{k}", str(v), "artifact", None if cfg.half and k == "openvino" else st.model]
         for k, v in res.artifacts.items()
         if Path(v).suffix in (".onnx", ".xml", ".torchscript")
     ]
@@ -274,7 +277,7 @@ def _stage_bench(
 
     names, paths = [], []
     # a checkpoint an export stage already wrote to OpenVINO is measured from that artifact
-    exported = {r[3]: r[1] for r in st.rows if len(r) > 3 and r[1].endswith(".xml")}
+    exported = {r[3]: r[1] for r in st.rows if len(r) > 3 and r[3] and r[1].endswith(".xml")}
     candidates = ([["baseline", st.baseline, "ckpt"]] if st.baseline else []) + st.rows
     for name, path, kind, *_ in candidates:
         if kind == "ckpt":

@@ -440,3 +440,45 @@ def test_two_stages_of_one_kind_keep_both_rows(tmp_path, inputs, ran, monkeypatc
     res = pl.run_recipe(model, data, recipe, out=tmp_path / "out")
     assert set(res.artifacts) == {"pruned", "pruned (stage 2)"}
     assert res.artifacts["pruned"] != res.artifacts["pruned (stage 2)"]
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_the_bench_stage_measures_an_fp16_ir_as_itself(tmp_path, monkeypatch, half):
+    # an export --half IR stood in for the checkpoint's float IR ("pruned (OV float)"), so
+    # FP16 storage passed for pruning's gain and the deployable IR had no row of its own
+    import importlib
+
+    import yoloslim.bench.measure as measure
+    import yoloslim.bench.report as report
+    from yoloslim import pipeline
+    from yoloslim.recipe import BenchStage, ExportStage
+    from yoloslim.result import Result
+
+    exported = []
+
+    def fake_export(model, out, formats, imgsz=None, half=False, **kw):
+        exported.append((model, half))
+        ir = Path(out) / ("model_fp16_openvino" if half else "model_openvino") / "model.xml"
+        return Result(model, {}, {"onnx": Path(out) / "model.onnx", "openvino": ir})
+
+    benched = {}
+
+    def fake_benchmark(paths, data, names, **kw):
+        benched.update(zip(names, paths, strict=True))
+        return Result(None, {"rows": []})
+
+    monkeypatch.setattr(importlib.import_module("yoloslim.export"), "export", fake_export)
+    monkeypatch.setattr(measure, "benchmark", fake_benchmark)
+    monkeypatch.setattr(report, "write_report", lambda rep, out: {})
+    st = pipeline._State(
+        baseline="base.pt", model="pruned.pt", rows=[["pruned", "pruned.pt", "ckpt"]]
+    )
+    done = pipeline._stage_export(st, ExportStage(half=half), "d.yaml", tmp_path / "e", False)
+    st.rows += done["rows"]
+    pipeline._stage_bench(st, BenchStage(), "d.yaml", tmp_path / "b", False, tmp_path)
+    fp32_irs = [p for n, p in benched.items() if n.endswith("(OV float)")]
+    assert all("fp16" not in p for p in fp32_irs) and len(fp32_irs) == 2
+    if half:  # its own row, and the checkpoint's FP32 IR exported by the bench stage
+        assert "fp16" in benched["export-openvino"] and ("pruned.pt", False) in exported[1:]
+    else:  # the export stage's FP32 IR is the checkpoint's float form: not exported again
+        assert "export-openvino" not in benched and exported[1:] == [("base.pt", False)]
