@@ -300,6 +300,12 @@ def test_cli_resumes_a_student_that_started_from_random_weights(tmp_path, monkey
     (tmp_path / "t.pt").rename(tmp_path / "moved.pt")
     assert main(["distill", "--resume", str(tmp_path / "run")]) == 2
     assert f"the run's teacher {tmp_path / 't.pt'} no longer exists" in capsys.readouterr().err
+    # another model given as the teacher is refused: the run would change teachers mid-way
+    torch.manual_seed(1)
+    save_checkpoint(tmp_path / "other.pt", build_model(TEACHER, names=["a", "b"]), imgsz=64)
+    argv = ["distill", "--resume", str(tmp_path / "run"), "--teacher", str(tmp_path / "other.pt")]
+    assert main(argv) == 2
+    assert "other.pt is not the model" in capsys.readouterr().err
     (tmp_path / "moved.pt").rename(tmp_path / "t.pt")
     rc = main(["distill", "--resume", str(tmp_path / "run")])
     assert rc == 0

@@ -113,11 +113,12 @@ def print_best(best: float | None, path) -> None:
     under torchrun, by the first process only."""
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    if path is None:  # no epoch had a defined mAP: the val split holds no box
+    if path is None and best is None:  # no epoch had a defined mAP: the val split holds no box
         console.print("no best.pt: no validation mAP to choose one by (the val split has no box)")
         return
     shown = "-" if best is None else f"{100 * best:.1f}"
-    console.print(f"best mAP50-95 {shown}  ->  {path}", soft_wrap=True)
+    where = "(best.pt is not in the run folder)" if path is None else f"->  {path}"
+    console.print(f"best mAP50-95 {shown}  {where}", soft_wrap=True)
 
 
 def _resume_state(run_dir: Path) -> dict:

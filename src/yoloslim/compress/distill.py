@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,6 +215,7 @@ class Distiller:
         self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False)
         self.cfg = config
         self.teacher_path = teacher_path  # kept in last.pt, so a resume can find the teacher
+        self.teacher_digest = weights_digest(teacher)  # and knows it is the same model
         self.adapters: FeatureAdapters | None = None
         self._feats: list[torch.Tensor] | None = None
         self._handle = None
@@ -315,6 +317,7 @@ class Distiller:
         }
         if self.teacher_path is not None:
             state["teacher"] = self.teacher_path
+        state["teacher_digest"] = self.teacher_digest
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -339,6 +342,28 @@ def _resume_distill_config(
             "resume without a config, or start a new run in another folder"
         )
     return dataclasses.replace(saved, train=resume_config(saved.train, given.train, str(out)))
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-1 of a model's state (names, dtypes, shapes and values, in name order): two files
+    of the same weights give the same digest."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _check_same_teacher(hook_state: dict, teacher: Detector, given, last: Path) -> None:
+    """A resumed distillation goes on from the teacher it began with, not another model."""
+    recorded = hook_state.get("teacher_digest")
+    if recorded is not None and recorded != weights_digest(teacher):
+        raise ConfigError(
+            f"resume: the teacher {given} is not the model {last} was distilled from so far "
+            f"({hook_state.get('teacher', 'a Detector')}: other weights); resume with that "
+            "teacher, or start a new run in another folder"
+        )
 
 
 def _recorded_teacher(hook_state: dict, last: Path) -> Path:
@@ -458,6 +483,8 @@ def distill(
         raise ConfigError(f"teacher has {t_model.nc} classes but {data} has {len(names)}")
     _check_names(list(t_model.names), list(names), data)
     _check_pair(probe, t_model)
+    if resume:
+        _check_same_teacher(hook_state, t_model, teacher, out / "last.pt")
 
     if not resume:  # the student's size, else the teacher's, else 320
         config = dataclasses.replace(config, train=sized_for(config.train, probe, t_model))
