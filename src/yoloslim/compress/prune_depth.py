@@ -55,8 +55,8 @@ def _mean_loss(model: nn.Module, batches, crit) -> float:
 
 
 def block_scores(model: nn.Module, batches, paths: list[str] | None = None) -> dict[str, float]:
-    """Loss increase on ``batches`` when each block is removed (eval mode; scored on a copy
-    with the block removed, as :func:`remove_block` will remove it)."""
+    """Loss increase on ``batches`` when each block is removed as :func:`remove_block`
+    removes it (eval mode): skipped, where that is the same, else on a copy without it."""
     from yoloslim.train.loss import DetectionLoss
 
     crit = DetectionLoss(model.nc, model.reg_max, model.strides)
@@ -64,10 +64,26 @@ def block_scores(model: nn.Module, batches, paths: list[str] | None = None) -> d
     base = _mean_loss(model, batches, crit)
     scores = {}
     for path in paths if paths is not None else removable_blocks(model):
-        trial = copy.deepcopy(model)
-        remove_block(trial, path)
-        scores[path] = _mean_loss(trial, batches, crit) - base
+        if _removal_is_skip(model, path):
+            # a forward hook's return value replaces the output: the block becomes the identity
+            h = model.get_submodule(path).register_forward_hook(lambda m, inp, out: inp[0])
+            try:
+                scores[path] = _mean_loss(model, batches, crit) - base
+            finally:
+                h.remove()
+        else:  # scored on a copy without it (a deep copy costs more than the hook)
+            trial = copy.deepcopy(model)
+            remove_block(trial, path)
+            scores[path] = _mean_loss(trial, batches, crit) - base
     return scores
+
+
+def _removal_is_skip(model: nn.Module, path: str) -> bool:
+    """Whether :func:`remove_block` leaves the model that skipping the block gives: in a
+    chain, and in a GFPN fusion stage except for its first block of several."""
+    stage_path, _, idx = path.rpartition(".")
+    owner = model.get_submodule(stage_path.rpartition(".")[0])
+    return not (getattr(owner, "concat_all", False) and len(owner.blocks) > 1 and idx == "0")
 
 
 def remove_block(model: nn.Module, path: str) -> None:
