@@ -14,10 +14,9 @@ RECIPE = "cpu-int8.yaml"
 
 
 def _recipe_path() -> Path:
-    for root in (Path(__file__).resolve().parents[2], Path.cwd()):
-        if (root / "recipes" / RECIPE).is_file():
-            return root / "recipes" / RECIPE
-    raise FileNotFoundError(f"recipes/{RECIPE} not found (run from the repository root)")
+    from yoloslim.recipe import recipe_path
+
+    return recipe_path(RECIPE)  # the shipped one
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -285,11 +285,40 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
+SHIPPED = Path(__file__).parent / "recipes"  # the recipes installed with yoloslim
+
+
+def shipped_recipes() -> list[str]:
+    """Names of the recipes that come with yoloslim (``cpu-int8``, ...)."""
+    return sorted(p.stem for p in SHIPPED.glob("*.yaml"))
+
+
+def recipe_path(recipe: str | Path) -> Path:
+    """The recipe file ``recipe`` names: a YAML file, else a shipped recipe's name
+    (``cpu-int8``, or ``cpu-int8.yaml``).
+
+    Raises:
+        ConfigError: neither exists (the message lists the shipped names).
+    """
+    path = Path(recipe).expanduser()
+    if path.is_file():
+        return path
+    if path.parent == Path("."):
+        shipped = SHIPPED / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+        if shipped.is_file():
+            return shipped
+    raise ConfigError(
+        f"{path}: recipe file does not exist (shipped recipes: {', '.join(shipped_recipes())})"
+    )
+
+
 def load_recipe(recipe: str | Path | dict) -> Recipe:
-    """Parse and validate a recipe (a YAML path or an already-loaded dict) without running it.
+    """Parse and validate a recipe (a YAML path, a shipped recipe's name or an already-loaded
+    dict) without running it.
 
     Args:
-        recipe: a recipe YAML path, or its mapping (``{"stages": [{name: settings}, ...]}``).
+        recipe: a recipe YAML path, a shipped recipe's name (``cpu-int8``: see
+            :func:`shipped_recipes`), or its mapping (``{"stages": [{name: settings}, ...]}``).
 
     Returns:
         The Recipe: its stages in order, each a frozen settings dataclass.
@@ -306,10 +335,8 @@ def load_recipe(recipe: str | Path | dict) -> Recipe:
     """
     source = "<dict>"
     if not isinstance(recipe, dict):
-        path = Path(recipe)
+        path = recipe_path(recipe)
         source = str(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: recipe file does not exist")
         try:
             recipe = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:

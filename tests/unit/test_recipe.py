@@ -32,6 +32,23 @@ def test_shipped_recipes_are_the_four_named():
     assert {p.stem for p in RECIPES} >= {"cpu-int8", "gpu-fp16", "max-accuracy", "edge-tiny"}
 
 
+def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypatch):
+    # they are package data: an installed yoloslim has no recipes/ folder beside the user
+    from yoloslim.recipe import recipe_path, shipped_recipes
+
+    monkeypatch.chdir(tmp_path)
+    assert shipped_recipes() == sorted(p.stem for p in RECIPES)
+    for name in ("cpu-int8", "cpu-int8.yaml"):
+        assert (
+            load_recipe(name).resolved()
+            == load_recipe(RECIPES[0].parent / "cpu-int8.yaml").resolved()
+        )
+    (tmp_path / "cpu-int8.yaml").write_text("stages: [bench]\n")  # a file of that name wins
+    assert [s.name for s in load_recipe("cpu-int8.yaml").stages] == ["bench"]
+    with pytest.raises(ConfigError, match=r"cpu-int9: recipe file does not exist \(shipped "):
+        recipe_path("cpu-int9")
+
+
 @pytest.mark.parametrize(
     ("stages", "match"),
     [

@@ -25,7 +25,10 @@ def compress(
         help="Trained checkpoint (.pt): the baseline. Optional for recipes that start with nas.",
     ),
     data: Path = typer.Option(..., help="data.yaml (fine-tuning, calibration, mAP)."),
-    recipe: Path = typer.Option(..., help="Recipe YAML, e.g. recipes/cpu-int8.yaml."),
+    recipe: Path = typer.Option(
+        ...,
+        help="Recipe YAML, or a shipped recipe's name: cpu-int8, gpu-fp16, max-accuracy, edge-tiny.",
+    ),
     out: Path = typer.Option(
         Path("runs/compress"), callback=check_out_folder, help="Run folder: DIR/NN-stage/, report.*"
     ),
