@@ -369,6 +369,9 @@ def test_a_mismatch_is_an_error(dynamic_export, fmt):
 def test_unknown_format_and_duplicate_registration(dynamic_export, tmp_path):
     with pytest.raises(ConfigError, match="unknown export format.*tflite"):
         export(dynamic_export[0], tmp_path, formats=["tflite"])
+    # --half where no format stores FP16 weights would silently give FP32 artifacts
+    with pytest.raises(ConfigError, match=r"half=True \(--half\): none of onnx, torchscript"):
+        export(dynamic_export[0], tmp_path, formats=["onnx", "torchscript"], half=True)
     with pytest.raises(ConfigError, match="already registered"):
         register_exporter(Exporter("onnx", EXPORTERS["onnx"].export, EXPORTERS["onnx"].verify))
 

@@ -114,6 +114,12 @@ def export(
         raise ConfigError(f"formats={list(formats)}: {what}; choose from {sorted(EXPORTERS)}")
     if nms and ("onnx" not in formats or dynamic):
         raise ConfigError("nms=True needs the onnx format and a static batch (dynamic=False)")
+    if half and not any(EXPORTERS[f].honours_half for f in formats):
+        fp16 = ", ".join(f for f, e in EXPORTERS.items() if e.honours_half)
+        raise ConfigError(
+            f"half=True (--half): none of {', '.join(formats)} stores FP16 weights (only {fp16} "
+            "do); drop it, or add one of those formats"
+        )
     check_graph_nms(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
     for fmt in formats:
         reason = EXPORTERS[fmt].unavailable()
