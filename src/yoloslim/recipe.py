@@ -46,7 +46,7 @@ class ExportStage:
 
     def __post_init__(self) -> None:
         from yoloslim.export.nms import check_graph_nms
-        from yoloslim.export.registry import EXPORTERS
+        from yoloslim.export.registry import EXPORTERS, half_problem
         from yoloslim.export.triton import triton_max_batch_problem, triton_name_problem
 
         if not EXPORTERS:
@@ -67,6 +67,9 @@ class ExportStage:
             raise ConfigError(f"triton_max_batch: {bad_batch}")
         if self.nms and ("onnx" not in self.formats or self.dynamic):
             raise ConfigError("nms: true needs the onnx format and a static batch (dynamic: false)")
+        unheeded = half_problem(list(self.formats), self.half)
+        if unheeded:
+            raise ConfigError(f"half: true: {unheeded}")
         check_graph_nms(nms_conf=self.nms_conf, nms_iou=self.nms_iou, nms_max_det=self.nms_max_det)
 
 

@@ -52,6 +52,7 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
 @pytest.mark.parametrize(
     ("stages", "match"),
     [
+        ([{"export": {"formats": ["onnx"], "half": True}}], r"half: true: none of onnx stores"),
         ([{"prnue": {}}], r"stage 1 \(prnue\): unknown stage 'prnue'"),
         (
             [{"export": {"formats": ["onnx"]}}, {"bench": {"batchez": [1]}}],

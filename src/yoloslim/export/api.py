@@ -16,7 +16,7 @@ from yoloslim.configs import check_imgsz
 from yoloslim.errors import ConfigError, ExportError
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.nms import check_graph_nms
-from yoloslim.export.registry import EXPORTERS
+from yoloslim.export.registry import EXPORTERS, half_problem
 from yoloslim.export.triton import triton_max_batch_problem, triton_name_problem
 from yoloslim.fileio import atomic_write_text, folder_lock
 from yoloslim.result import Result
@@ -114,12 +114,9 @@ def export(
         raise ConfigError(f"formats={list(formats)}: {what}; choose from {sorted(EXPORTERS)}")
     if nms and ("onnx" not in formats or dynamic):
         raise ConfigError("nms=True needs the onnx format and a static batch (dynamic=False)")
-    if half and not any(EXPORTERS[f].honours_half for f in formats):
-        fp16 = ", ".join(f for f, e in EXPORTERS.items() if e.honours_half)
-        raise ConfigError(
-            f"half=True (--half): none of {', '.join(formats)} stores FP16 weights (only {fp16} "
-            "do); drop it, or add one of those formats"
-        )
+    unheeded = half_problem(formats, half)
+    if unheeded:
+        raise ConfigError(f"half=True (--half): {unheeded}")
     check_graph_nms(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
     for fmt in formats:
         reason = EXPORTERS[fmt].unavailable()

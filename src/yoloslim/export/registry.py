@@ -11,7 +11,7 @@ from pathlib import Path
 from yoloslim.errors import ConfigError
 from yoloslim.export.common import ExportContext
 
-__all__ = ["EXPORTERS", "Exporter", "missing_packages", "register_exporter"]
+__all__ = ["EXPORTERS", "Exporter", "half_problem", "missing_packages", "register_exporter"]
 
 
 def _importable(module: str) -> bool:
@@ -66,3 +66,14 @@ def register_exporter(exporter: Exporter) -> Exporter:
         raise ConfigError(f"exporter {exporter.name!r} is already registered")
     EXPORTERS[exporter.name] = exporter
     return exporter
+
+
+def half_problem(formats: list[str], half: bool) -> str | None:
+    """Why ``half`` (FP16 weights) would change none of ``formats``' artifacts, or None."""
+    if not half or any(EXPORTERS[f].honours_half for f in formats if f in EXPORTERS):
+        return None
+    fp16 = ", ".join(f for f, e in EXPORTERS.items() if e.honours_half)
+    return (
+        f"none of {', '.join(formats)} stores FP16 weights (only {fp16} do); drop it, or add "
+        "one of those formats"
+    )
