@@ -37,6 +37,7 @@ def test_augment_is_checked_when_the_config_is_made():
         ({"batch": 8.0}, r"TrainConfig.batch=8.0 must be an integer"),
         ({"lr0": "1e-3"}, r"TrainConfig.lr0='1e-3' must be a number \(YAML reads 1e-3"),
         ({"threads": True}, r"TrainConfig.threads=True must be an integer"),
+        ({"lr0": "one"}, r"TrainConfig.lr0='one' must be a number$"),  # no YAML hint
     ],
 )
 def test_wrong_types_name_the_field(kwargs, match):

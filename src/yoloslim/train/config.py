@@ -143,7 +143,8 @@ def _check_number_types(cfg: TrainConfig) -> None:
         kinds = int if name in _INTS or name == "threads" else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             what = "an integer" if kinds is int else "a number"
-            if isinstance(value, str) and "e" in value.lower():
+            if isinstance(value, str) and "e" in value.lower() and _float_text(value):
+                # YAML 1.1 reads an exponent without a dot ("1e-3") as a string
                 what += " (YAML reads 1e-3 as a string; write 1.0e-3)"
             raise ConfigError(f"TrainConfig.{name}={value!r} must be {what}")
 
@@ -199,6 +200,14 @@ def static_assigner_for(cfg: TrainConfig, from_scratch: bool) -> TrainConfig:
 
 def _with_static_assigner(cfg: TrainConfig, n: int | None) -> TrainConfig:
     return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, static_assigner_epochs=n))
+
+
+def _float_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def setting_diffs(saved: dict, given: dict, skip: tuple[str, ...] = ()) -> list[str]:
