@@ -130,6 +130,16 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
         # the table's memory is at the table's batch, beside its latency
         assert row["model_mem_mb"] == row["memory_by_batch"]["1"]["model_mem_mb"]
     assert report["rows"][0]["ratios"]["speedup"] == 1.0
+    # the terminal table shows batch 2's throughput too (it was only in the files)
+    from rich.console import Console
+
+    from yoloslim.bench.report import rich_table
+
+    term = Console(width=300, record=True)
+    term.print(rich_table(report))
+    shown = term.export_text()
+    assert "img/s b2" in shown
+    assert f"{report['rows'][1]['throughput_ips']['2']:.1f}" in shown
     assert {"cpu", "cores", "isa", "versions"} <= set(report["system"])
     md = files["md"].read_text()
     assert "| " + " | ".join(COLUMNS) + " |" in md and "Precision each runtime used" in md

@@ -119,10 +119,13 @@ def rich_table(report: dict):
         title=f"yoloslim bench (baseline: {report['baseline']})",
         caption=WEIGHTS_SIZE_NOTE if _weights_sized(report) else None,
     )
-    for c in COLUMNS:
+    # FPS is the first batch's (1000 / median latency); the other batches show their throughput
+    more = [b for b in report["settings"]["batches"][1:]]
+    for c in COLUMNS + [f"img/s b{b}" for b in more]:
         table.add_column(c, justify="left" if c == "Model" else "right")
-    for cells in table_rows(report):
-        table.add_row(*cells)
+    for r, cells in zip(report["rows"], table_rows(report), strict=True):
+        tp = r.get("throughput_ips") or {}
+        table.add_row(*cells, *(_f(tp.get(b, tp.get(str(b))), ".1f") for b in more))
     return table
 
 
