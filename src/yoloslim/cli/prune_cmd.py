@@ -111,7 +111,16 @@ def prune(
     with config_file(config):
         cfg = PruneConfig.from_dict(values)
     res = run_prune(model, data, config=cfg, out=out, exist_ok=exist_ok, progress=True)
-    table = Table(title=f"prune of {model} ({res.report['config']['imgsz']} px)")
+    lat = res.report["latency"]
+    table = Table(
+        title=f"prune of {model} ({res.report['config']['imgsz']} px)",
+        caption=(
+            f"size and latency: the model exported to {lat['backend']} ({lat['precision']}), "
+            "batch 1"
+            if lat
+            else "size and latency: not measured (--no-latency)"
+        ),
+    )
     for col in (
         "stage",
         "params (M)",

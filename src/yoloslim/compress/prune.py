@@ -131,25 +131,30 @@ def prune(
     teacher = copy.deepcopy(net).eval() if cfg.distill else None
     torch.manual_seed(cfg.seed)
 
+    say = _phase if progress else lambda text: None
     with _workdir(out) as work:
-        before = measure(net, data, cfg, is_detector)
+        say("measuring the model before pruning (params, GFLOPs, mAP)")
+        before = measure(net, data, cfg, is_detector, progress)
         _check_budget(cfg, before)
         original = copy.deepcopy(net)
+        say(f"pruning ({cfg.method.value}, {cfg.steps} step{'s' if cfg.steps > 1 else ''})")
         net, schedule = _run_schedule(net, data, cfg, work, teacher, before, progress)
-        pruned = measure(net, data, cfg, is_detector)
+        say("measuring the pruned model")
+        pruned = measure(net, data, cfg, is_detector, progress)
         stages = {"before": before, "pruned": pruned}
         if cfg.finetune_epochs:
             net = _finetune(
                 net, teacher, data, cfg, cfg.finetune_epochs, work / "finetune", progress
             )
-            stages["finetuned"] = measure(net, data, cfg, is_detector)
+            stages["finetuned"] = measure(net, data, cfg, is_detector, progress)
         sparse = None
         if cfg.unstructured is not None:
             sparse = apply_unstructured(net, cfg.unstructured, cfg.ignore)
-            stages["sparse"] = measure(net, data, cfg, is_detector)
+            stages["sparse"] = measure(net, data, cfg, is_detector, progress)
         net.eval()
         latency = None
         if cfg.latency and is_detector:
+            say(f"exporting both models to {cfg.backend} and timing them side by side")
             latency = measure_latency_pair(original, net, work / "export", cfg)
             for name, row in stages.items():
                 row.update(latency["before" if name == "before" else "after"])
@@ -179,6 +184,13 @@ def prune(
                 Path(out) / "prune_report.json", json.dumps(report, indent=2, default=str) + "\n"
             )
     return result
+
+
+def _phase(text: str) -> None:
+    """A line saying what a long step without a bar of its own is doing (stderr)."""
+    from yoloslim.progress import progress_console
+
+    progress_console().print(f"prune: {text}", style="dim", highlight=False)
 
 
 def _load_model(model, data) -> tuple[nn.Module, list[str] | None, int | None]:

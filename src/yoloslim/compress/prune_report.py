@@ -19,14 +19,15 @@ __all__ = ["measure", "measure_latency_pair", "summary_rows"]
 _FORMAT = {"openvino": "openvino", "onnxruntime": "onnx"}
 
 
-def measure(model: nn.Module, data, cfg, is_detector: bool) -> dict:
-    """Params (deploy form), GFLOPs at ``cfg.imgsz`` and, with data, mAP50-95 / mAP50."""
+def measure(model: nn.Module, data, cfg, is_detector: bool, progress: bool = False) -> dict:
+    """Params (deploy form), GFLOPs at ``cfg.imgsz`` and, with data, mAP50-95 / mAP50
+    (``progress``: the validation's bar)."""
     row = profile(model, cfg.imgsz)
     if data is not None and is_detector:
         from yoloslim.eval.val import validate
 
         was_training = model.training
-        res = validate(model.eval(), data, imgsz=cfg.imgsz, batch=cfg.batch)
+        res = validate(model.eval(), data, imgsz=cfg.imgsz, batch=cfg.batch, progress=progress)
         model.train(was_training)
         row["map"], row["map50"] = res["map"], res["map50"]
     return row
