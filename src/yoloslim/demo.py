@@ -14,9 +14,9 @@ RECIPE = "cpu-int8.yaml"
 
 
 def _recipe_path() -> Path:
-    from yoloslim.recipe import recipe_path
+    from yoloslim.recipe import SHIPPED
 
-    return recipe_path(RECIPE)  # the shipped one
+    return SHIPPED / RECIPE  # the shipped one, whatever the working folder holds
 
 
 def main(argv: list[str] | None = None) -> int:

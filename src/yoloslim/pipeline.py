@@ -322,7 +322,7 @@ def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
     whose runtime is missing, or an export stage left with nothing to write, is a
     :class:`ConfigError` naming the file and the stage.
     """
-    from yoloslim.export.registry import EXPORTERS
+    from yoloslim.export.registry import EXPORTERS, half_problem
 
     if not EXPORTERS:
         import yoloslim.export  # noqa: F401 - registers the formats
@@ -352,7 +352,16 @@ def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
                 f"{where}: formats={list(stage.config.formats)}: nothing left to export here "
                 "(the engine format needs TensorRT and a CUDA device)"
             )
-        configs[i] = dataclasses.replace(stage.config, formats=kept)
+        half = stage.config.half
+        if half and half_problem(kept, half):  # the FP16 engine was the reason for half
+            log.warning(
+                "%s: half: none of %s stores FP16 weights (the engine format is skipped "
+                "here); they are exported in FP32",
+                where,
+                ", ".join(kept),
+            )
+            half = False
+        configs[i] = dataclasses.replace(stage.config, formats=kept, half=half)
     return configs, skipped
 
 

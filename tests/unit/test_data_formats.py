@@ -317,6 +317,13 @@ def test_voc_difficult_objects_are_ignore_regions_unless_kept(tmp_path):
     assert first.ignore_classes.tolist() == [1]
     kept = read_voc(lst, NAMES, keep_difficult=True)[0]
     assert len(kept.boxes) == len(img.boxes) + 1 and len(kept.ignore) == 0
+    # a difficult object with a broken box is left out (it was skipped unread before); a
+    # broken box of an object to learn is an error naming the file and line
+    broken = extra.replace("<xmax>9</xmax>", "<xmax>1</xmax>")
+    (tmp_path / "Annotations" / f"{img.name}.xml").write_text(voc_xml(img, NAMES, broken))
+    assert len(read_voc(lst, NAMES)[0].ignore) == 0
+    with pytest.raises(DataError, match=r"\.xml:\d+: box .* has xmax < xmin"):
+        read_voc(lst, NAMES, keep_difficult=True)
 
 
 def _voc_with(tmp_path, mutate):

@@ -290,6 +290,11 @@ def test_shipped_gpu_recipe_runs_without_tensorrt(tmp_path, inputs, ran, monkeyp
     assert [name for name, _ in ran] == ["prune", "export", "bench"]
     assert ran[1][1].formats == ["onnx", "openvino"] and res.report["skipped"][0]["stage"] == 2
     assert "FP16 ONNX" not in load_recipe(gpu).description
+    # half with the engine as its only FP16 format: without TensorRT, the rest goes FP32
+    fp16_engine = {"stages": [{"export": {"formats": ["onnx", "engine"], "half": True}}]}
+    ran.clear()
+    run_recipe(model, data, fp16_engine, out=tmp_path / "eng")
+    assert ran[0][1].formats == ["onnx"] and ran[0][1].half is False
 
 
 def test_resume_refuses_another_model_or_data(tmp_path, inputs, ran):

@@ -323,6 +323,9 @@ def test_json_that_is_an_input_and_unwritable_outputs_are_one_line_errors(sets, 
         (tmp_path / name).write_text(text)
         assert main(["models", "--imgsz", "64", "--json", str(tmp_path / name)]) == 2
         assert why in capsys.readouterr().err and (tmp_path / name).read_text() == text
+    # a generic name is a report like any other: the same command writes it again
+    for _ in range(2):
+        assert main(["models", "--imgsz", "64", "--json", str(tmp_path / "report.json")]) == 0
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     rc = main(["data", "synth", str(blocker / "sub"), "--images", "2", "--imgsz", "64"])

@@ -327,8 +327,9 @@ def check_run_folder(ctx: typer.Context, path: Path | None) -> Path | None:
     return check_out_folder(path)
 
 
-# JSON files yoloslim writes into a run's folder, and the command whose run they record: a
-# --json report of another command must not replace them
+# JSON files yoloslim writes into a run's folder under names of their own, and the command
+# whose run they record: a --json report of another command must not replace them (generic
+# names, report.json say, are left to whoever reuses them for their own reports)
 RUN_FILES = {
     "export_report.json": ("export",),
     "quant_report.json": ("quantize",),
@@ -337,12 +338,7 @@ RUN_FILES = {
     "reparam_report.json": ("compress",),
     "compress.json": ("compress",),
     "budget.json": ("compress",),
-    "stage.json": ("compress",),
-    "inputs.json": ("compress",),
-    "report.json": ("bench", "compress"),
     "detections.json": ("predict",),
-    "config.json": (),
-    "quant_config.json": (),
 }
 
 
@@ -381,7 +377,7 @@ def _kept_json(p: Path, command: str | None) -> str | None:
         return "holds COCO annotations (a dataset's)"
     owners = RUN_FILES.get(p.name, (command,))
     if command not in owners:
-        return f"is {' or '.join(f'the {o} run' for o in owners) or 'a run'}'s own {p.name}"
+        return f"is {' or '.join(f'the {o} run' for o in owners)}'s own {p.name}"
     return None
 
 

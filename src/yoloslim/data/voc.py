@@ -6,6 +6,7 @@ numbers, and a bad box should be reported as ``file:line``.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, probe_images
 from yoloslim.errors import DataError
 
 __all__ = ["read_voc"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -76,30 +79,41 @@ def _parse_objects(
             raise DataError(f"{path}:{name_node.line}: class {name!r} not in names {list(names)}")
         difficult = obj.find("difficult")
         hard = difficult is not None and difficult.text.strip() == "1" and not keep_difficult
-        bnd = obj.find("bndbox")
-        if bnd is None:
-            raise DataError(f"{path}:{obj.line}: <object> without <bndbox>")
-        coords = []
-        for tag in ("xmin", "ymin", "xmax", "ymax"):
-            node = bnd.find(tag)
-            if node is None:
-                raise DataError(f"{path}:{bnd.line}: <bndbox> without <{tag}>")
-            try:
-                v = float(node.text)
-            except ValueError as e:
-                raise DataError(
-                    f"{path}:{node.line}: <{tag}> is not a number: {node.text!r}"
-                ) from e
-            if not math.isfinite(v):
-                raise DataError(f"{path}:{node.line}: <{tag}> is not finite")
-            coords.append(v)
-        x1, y1, x2, y2 = coords
-        if x2 < x1 or y2 < y1:
-            raise DataError(f"{path}:{bnd.line}: box {coords} has xmax < xmin or ymax < ymin")
-        # VOC pixel indices are 1-based and inclusive: [xmin - 1, xmax] is the span.
-        (hard_boxes if hard else boxes).append([x1 - 1, y1 - 1, x2, y2])
+        try:
+            box = _box(path, obj)
+        except DataError as e:
+            if not hard:
+                raise
+            # an ignore region only: skipped, as every difficult object was before
+            log.warning("%s; a difficult object, left out", e)
+            continue
+        (hard_boxes if hard else boxes).append(box)
         (hard_classes if hard else classes).append(names.index(name))
     return boxes, classes, hard_boxes, hard_classes
+
+
+def _box(path: Path, obj: _Node) -> list[float]:
+    """An ``<object>``'s box as continuous ``[x1, y1, x2, y2]``."""
+    bnd = obj.find("bndbox")
+    if bnd is None:
+        raise DataError(f"{path}:{obj.line}: <object> without <bndbox>")
+    coords = []
+    for tag in ("xmin", "ymin", "xmax", "ymax"):
+        node = bnd.find(tag)
+        if node is None:
+            raise DataError(f"{path}:{bnd.line}: <bndbox> without <{tag}>")
+        try:
+            v = float(node.text)
+        except ValueError as e:
+            raise DataError(f"{path}:{node.line}: <{tag}> is not a number: {node.text!r}") from e
+        if not math.isfinite(v):
+            raise DataError(f"{path}:{node.line}: <{tag}> is not finite")
+        coords.append(v)
+    x1, y1, x2, y2 = coords
+    if x2 < x1 or y2 < y1:
+        raise DataError(f"{path}:{bnd.line}: box {coords} has xmax < xmin or ymax < ymin")
+    # VOC pixel indices are 1-based and inclusive: [xmin - 1, xmax] is the span.
+    return [x1 - 1, y1 - 1, x2, y2]
 
 
 def _voc_ids(source: Path) -> tuple[Path, list[tuple[str, str]]]:
