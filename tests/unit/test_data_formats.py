@@ -117,6 +117,18 @@ def test_bad_yolo_label_names_file_and_line(tmp_path, row, match):
         read_yolo(tmp_path / "images" / "train", NAMES)
 
 
+def test_yolo_labels_without_area_are_left_out_with_a_warning_naming_them(tmp_path, caplog):
+    write_yolo(tmp_path, _splits(), NAMES)
+    label = tmp_path / "labels" / "train" / "t2.txt"
+    label.write_text("0 0.5 0.5 0.2 0.2\n1 0.5 0.5 0 0.1\n")
+    with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
+        samples = read_yolo(tmp_path / "images" / "train", NAMES)
+    s = next(x for x in samples if x.path.stem == "t2")
+    assert s.classes.tolist() == [0]
+    assert "1 label(s) of zero width or height left out" in caplog.text
+    assert "labels/train/t2.txt:2" in caplog.text
+
+
 def test_yolo_coordinates_within_tolerance_are_clipped(tmp_path):
     write_yolo(tmp_path, _splits(), NAMES)
     (tmp_path / "labels" / "train" / "t0.txt").write_text("1 0.9 0.5 0.2005 1.0008\n")

@@ -66,9 +66,10 @@ def label_path_for(
 
 
 def _parse_yolo_labels(
-    path: Path, nc: int, width: int, height: int
+    path: Path, nc: int, width: int, height: int, empty: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Parse one ``cls cx cy w h`` file into pixel ``xyxy`` boxes and classes.
+    """Parse one ``cls cx cy w h`` file into pixel ``xyxy`` boxes and classes; the
+    ``file:line`` of each box without area (dropped) goes to ``empty``.
 
     ``None`` when the file does not exist (a background image, but counted apart).
     """
@@ -80,6 +81,7 @@ def _parse_yolo_labels(
         raise DataError(f"{path}: cannot read label file: {e}") from e
     rows: list[list[float]] = []
     classes: list[int] = []
+    lines: list[int] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -101,6 +103,7 @@ def _parse_yolo_labels(
             raise DataError(f"{where}: normalised coordinates {fields[1:]} outside [0, 1]")
         rows.append([min(max(v, 0.0), 1.0) for v in coords])
         classes.append(int(cls))
+        lines.append(lineno)
     if not rows:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
     cxcywh = np.array(rows, dtype=np.float64)
@@ -108,6 +111,8 @@ def _parse_yolo_labels(
     xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1)
     xyxy = np.clip(xyxy, 0.0, 1.0) * scale
     keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    if empty is not None:
+        empty.extend(f"{path}:{n}" for n, k in zip(lines, keep, strict=True) if not k)
     return xyxy[keep].astype(np.float32), np.array(classes, dtype=np.int64)[keep]
 
 
@@ -139,7 +144,8 @@ def read_yolo(
 
     Images without a label file are background images. When none of the images
     has one, that is almost always a wrong ``labels`` path, so it is logged as a
-    warning naming a label file that was looked for.
+    warning naming a label file that was looked for. Labels of zero width or height
+    are left out, with one warning naming their files and lines.
 
     Args:
         images_dir: Folder of images (searched recursively) or a ``.txt`` list of
@@ -165,13 +171,13 @@ def read_yolo(
     files, folder = _list_images(source)
     sizes = probe_images(files, source, skipped)
     ldir = Path(labels_dir) if labels_dir is not None else None
-    samples, missing = [], []
+    samples, missing, empty = [], [], []
     for image_id, f in enumerate(files):
         if f not in sizes:
             continue
         w, h = sizes[f]
         label = label_path_for(f, folder, ldir)
-        parsed = _parse_yolo_labels(label, len(names), w, h)
+        parsed = _parse_yolo_labels(label, len(names), w, h, empty)
         if parsed is None:
             missing.append(f)
             parsed = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
@@ -184,6 +190,14 @@ def read_yolo(
             source,
             len(samples),
             example,
+        )
+    if empty:
+        logger.warning(
+            "%s: %d label(s) of zero width or height left out (%s%s)",
+            source,
+            len(empty),
+            ", ".join(empty[:3]),
+            ", ..." if len(empty) > 3 else "",
         )
     if unlabelled is not None:
         unlabelled.extend(missing)
