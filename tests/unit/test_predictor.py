@@ -237,6 +237,18 @@ def test_a_callers_iterator_is_read_in_its_own_thread_and_not_ahead(ckpt):
     stream.close()
 
 
+def test_a_gif_in_a_folder_is_read_as_one_by_name_is(ckpt, tmp_path):
+    # a GIF given by name worked while a folder skipped it without a word
+    arr = _images(1, seed=3)[0]
+    Image.fromarray(arr).convert("P").save(tmp_path / "a.gif")
+    Image.fromarray(arr).save(tmp_path / "b.png")
+    pred = Predictor(ckpt, conf=0.05)
+    folder = pred.predict(tmp_path)
+    assert [Path(d.source).name for d in folder] == ["a.gif", "b.png"]
+    alone = pred.predict(tmp_path / "a.gif")[0]
+    np.testing.assert_array_equal(folder[0].boxes, alone.boxes)
+
+
 def test_folder_without_a_readable_image_is_an_error(ckpt, tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (tmp_path / "b.png").write_bytes(b"nope")

@@ -22,6 +22,10 @@ from PIL import Image, ImageOps
 from yoloslim.data.sample import IMAGE_SUFFIXES
 from yoloslim.errors import DataError
 
+# what predict reads from a folder: the dataset formats, and a GIF's first frame (as a GIF
+# given by name is read)
+FOLDER_SUFFIXES = (*IMAGE_SUFFIXES, ".gif")
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "ImageLike",
@@ -158,9 +162,11 @@ def image_files(source: str | Path) -> list[Path]:
     """
     p = Path(source)
     if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        files = sorted(
+            f for f in p.iterdir() if f.suffix.lower() in FOLDER_SUFFIXES and f.is_file()
+        )
         if not files:
-            raise DataError(f"{p}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            raise DataError(f"{p}: folder holds no images ({', '.join(FOLDER_SUFFIXES)})")
         return files
     if not p.exists():
         raise DataError(f"{p}: no such image, folder or video")
