@@ -26,6 +26,7 @@ __all__ = [
     "check_static_imgsz",
     "import_runtime",
     "load_backend",
+    "names_and_imgsz",
     "SUFFIXES",
 ]
 
@@ -81,7 +82,9 @@ class Backend:
         return f"{type(self).__name__}({self.path}, precision={self.precision})"
 
 
-def _meta(d: dict, path: Path) -> tuple[list[str], int]:
+def names_and_imgsz(d: dict, path: Path) -> tuple[list[str], int]:
+    """The class names and input size in an artifact's yoloslim metadata (string values, as
+    stored), or a ModelError naming ``path`` when it has none."""
     try:
         return json.loads(d["names"]), int(d["imgsz"])
     except (KeyError, ValueError) as e:
@@ -139,7 +142,7 @@ class TorchScriptBackend(Backend):
             self.module = (
                 torch.jit.optimize_for_inference(module) if self.device.type == "cpu" else module
             )
-        names, imgsz = _meta(json.loads(extra["config.json"] or "{}"), path)
+        names, imgsz = names_and_imgsz(json.loads(extra["config.json"] or "{}"), path)
         super().__init__(path, names, imgsz, "fp32", torch.__version__)
 
     @torch.no_grad()
@@ -170,7 +173,7 @@ class OnnxRuntimeBackend(Backend):
         outputs = [o.name for o in self.session.get_outputs()]
         self.end_to_end = outputs[:1] == [E2E_FIRST_OUTPUT]  # detections, not preds
         meta = self.session.get_modelmeta().custom_metadata_map
-        names, imgsz = _meta(meta, path)
+        names, imgsz = names_and_imgsz(meta, path)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.dtype = np.float16 if "float16" in inp.type else np.float32
@@ -236,7 +239,7 @@ class OpenVINOBackend(Backend):
         model = read_ir(path)
         from yoloslim.export.common import openvino_metadata
 
-        names, imgsz = _meta(openvino_metadata(model), path)
+        names, imgsz = names_and_imgsz(openvino_metadata(model), path)
         config = {}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads

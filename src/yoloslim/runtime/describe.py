@@ -17,6 +17,7 @@ from yoloslim.runtime.backends import (
     E2E_FIRST_OUTPUT,
     SUFFIXES,
     check_artifact,
+    names_and_imgsz,
     onnx_precision,
     quantized_ops,
 )
@@ -25,7 +26,6 @@ __all__ = ["describe"]
 
 # metadata keys whose values are JSON (the rest are plain text)
 _JSON_KEYS = (
-    "names",
     "strides",
     "preprocess",
     "history",
@@ -91,21 +91,20 @@ def describe(path: str | Path) -> dict[str, Any]:
 def _metadata(raw: dict[str, str], p: Path) -> dict[str, Any]:
     """The yoloslim part of an artifact's metadata, JSON values decoded; a ModelError when
     it has none (not exported by yoloslim)."""
-    if "names" not in raw or "imgsz" not in raw:
-        raise ModelError(f"{p}: no yoloslim metadata (names, imgsz); was it exported by yoloslim?")
+    names, imgsz = names_and_imgsz(raw, p)  # the check every runtime backend makes
     meta: dict[str, Any] = {}
     for k, v in raw.items():
+        if k in ("names", "imgsz", "nc"):
+            continue
         try:
             meta[k] = json.loads(v) if k in _JSON_KEYS else v
         except ValueError:
             meta[k] = v
-    names = meta.pop("names")
     extra = {k: meta.pop(k) for k in ("history", "quantization") if k in meta}
-    meta.pop("nc", None)
     return {
         "names": names,
         "nc": len(names),
-        "imgsz": int(meta.pop("imgsz")),
+        "imgsz": imgsz,
         "history": extra.get("history", []),
         "quantization": extra.get("quantization"),
         "metadata": meta,
