@@ -355,10 +355,11 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _check_same_teacher(hook_state: dict, teacher: Detector, given, last: Path) -> None:
-    """A resumed distillation goes on from the teacher it began with, not another model."""
+def _check_same_teacher(hook_state: dict, digest: str, given, last: Path) -> None:
+    """A resumed distillation goes on from the teacher it began with (``digest``: the given
+    teacher's :func:`weights_digest`), not another model."""
     recorded = hook_state.get("teacher_digest")
-    if recorded is not None and recorded != weights_digest(teacher):
+    if recorded is not None and recorded != digest:
         raise ConfigError(
             f"resume: the teacher {given} is not the model {last} was distilled from so far "
             f"({hook_state.get('teacher', 'a Detector')}: other weights); resume with that "
@@ -483,12 +484,12 @@ def distill(
         raise ConfigError(f"teacher has {t_model.nc} classes but {data} has {len(names)}")
     _check_names(list(t_model.names), list(names), data)
     _check_pair(probe, t_model)
-    if resume:
-        _check_same_teacher(hook_state, t_model, teacher, out / "last.pt")
 
     if not resume:  # the student's size, else the teacher's, else 320
         config = dataclasses.replace(config, train=sized_for(config.train, probe, t_model))
     hook = Distiller(t_model, config, teacher_path=t_file)
+    if resume:
+        _check_same_teacher(hook_state, hook.teacher_digest, teacher, out / "last.pt")
     check_out(out, resume, exist_ok)  # before distill_config.yaml replaces another run's
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(
