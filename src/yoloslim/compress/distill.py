@@ -46,7 +46,7 @@ from yoloslim.data import load_data_config
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text, refuse_overwriting_input
 from yoloslim.models.checkpoint import EXPORTED, load_checkpoint, read_checkpoint
-from yoloslim.models.detector import Detector
+from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.result import Result
 from yoloslim.runtime.predictor import as_artifact
@@ -161,7 +161,7 @@ def _deploy_params(model: nn.Module) -> int:
 
 def _check_names(teacher: list[str], data_names: list[str], data) -> None:
     """The teacher's class i must be the data's class i: its logits teach class by index."""
-    if teacher == data_names or teacher == [str(i) for i in range(len(teacher))]:
+    if teacher == data_names or teacher == default_names(len(teacher)):
         return  # the same, or the teacher never had names
     if sorted(teacher) == sorted(data_names):
         raise ConfigError(

@@ -102,6 +102,7 @@ def export(
     from yoloslim.compress.reparam import reparameterize
     from yoloslim.export.verify import probe_images
     from yoloslim.models.checkpoint import load_checkpoint
+    from yoloslim.models.detector import default_names
     from yoloslim.runtime.predictor import as_artifact
 
     model = as_artifact(model)
@@ -139,7 +140,7 @@ def export(
     imgsz = imgsz or ck_imgsz or 320
     check_imgsz(imgsz, f"imgsz (from {model if not isinstance(model, nn.Module) else 'the model'})")
     if not names:
-        names = [str(i) for i in range(int(getattr(net, "nc", 0)))]
+        names = default_names(int(getattr(net, "nc", 0)))
     out = _output_folder(out)
     with folder_lock(out, "export"):
         previous = _previous_report(out)

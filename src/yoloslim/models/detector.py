@@ -10,7 +10,12 @@ from yoloslim.models.blocks import ConvBNAct, RepConv
 from yoloslim.models.head import DetectHead
 from yoloslim.models.neck import RepGFPN
 
-__all__ = ["Detector"]
+__all__ = ["Detector", "default_names"]
+
+
+def default_names(nc: int) -> list[str]:
+    """The names of a detector built without any: ``"0"`` .. ``"nc-1"``."""
+    return [str(i) for i in range(nc)]
 
 
 class Detector(nn.Module):
@@ -49,7 +54,7 @@ class Detector(nn.Module):
             act=act,
         )
         self.spec = arch
-        self.names = list(names) if names else [str(i) for i in range(arch["nc"])]
+        self.names = list(names) if names else default_names(arch["nc"])
         self.deploy = False
         # the input size it was trained at, once known (from a checkpoint or a training run);
         # validate() evaluates at it when no imgsz is given

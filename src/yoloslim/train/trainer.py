@@ -35,7 +35,7 @@ from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, with_history
-from yoloslim.models.detector import Detector
+from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.rng import keeps_rng_state
 from yoloslim.train import distributed as dist_utils
@@ -142,7 +142,7 @@ def _prepare_model(model: str | dict | Path | nn.Module, names: list[str]) -> De
         if model.nc != len(names):
             raise ModelError(f"the model has {model.nc} classes but the data has {len(names)}")
         own = [str(n) for n in model.names]
-        if own != list(names) and own != [str(i) for i in range(model.nc)]:
+        if own != list(names) and own != default_names(model.nc):  # it never had names
             log.warning(
                 "the model was trained with class names %s, the data names them %s; its class "
                 "i is trained as the data's class i (reorder the data's names if they moved)",
