@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -160,9 +161,7 @@ class _NeckHead(nn.Module):
 @functools.lru_cache(maxsize=8192)
 def _stage_cost(c_in: int, spec: str, size: int, act: str) -> Cost:
     x = torch.zeros(1, c_in, size, size)
-    with _uninitialised():
-        part = Stage(c_in, json.loads(spec), act)
-    return _part_cost(part, x, True)
+    return _part_cost(lambda: Stage(c_in, json.loads(spec), act), x, True)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -170,9 +169,7 @@ def _neck_head_cost(spec: str, chans: tuple[int, ...], sizes: tuple[int, ...]) -
     d = json.loads(spec)
     arch = {**d, "backbone": {"stages": _dummy_stages(chans, sizes), "out_indices": [0, 1, 2]}}
     feats = [torch.zeros(1, c, s, s) for c, s in zip(chans, sizes, strict=True)]
-    with _uninitialised():
-        part = _NeckHead(Detector(arch))
-    return _part_cost(part, feats, False)
+    return _part_cost(lambda: _NeckHead(Detector(arch)), feats, False)
 
 
 @contextlib.contextmanager
@@ -220,9 +217,11 @@ def _dummy_stages(chans: tuple[int, ...], sizes: tuple[int, ...]) -> list[dict]:
     ]
 
 
-def _part_cost(part: nn.Module, inputs, count_layers: bool) -> Cost:
-    params = count_params(part)
+def _part_cost(build: Callable[[], nn.Module], inputs, count_layers: bool) -> Cost:
+    """The cost of the part ``build()`` makes, built and fused without initialising weights."""
     with _uninitialised():
+        part = build()
+        params = count_params(part)
         for sub in part.modules():
             if isinstance(sub, (RepConv, ConvBNAct)):
                 sub.fuse()
