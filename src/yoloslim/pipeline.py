@@ -353,7 +353,7 @@ def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
                 "(the engine format needs TensorRT and a CUDA device)"
             )
         half = stage.config.half
-        if half and half_problem(kept, half):  # the FP16 engine was the reason for half
+        if half_problem(kept, half):  # the FP16 engine was the reason for half
             log.warning(
                 "%s: half: none of %s stores FP16 weights (the engine format is skipped "
                 "here); they are exported in FP32",

@@ -120,7 +120,7 @@ def rich_table(report: dict):
         caption=WEIGHTS_SIZE_NOTE if _weights_sized(report) else None,
     )
     # FPS is the first batch's (1000 / median latency); the other batches show their throughput
-    more = [b for b in report["settings"]["batches"][1:]]
+    more = report["settings"]["batches"][1:]
     for c in COLUMNS + [f"img/s b{b}" for b in more]:
         table.add_column(c, justify="left" if c == "Model" else "right")
     for r, cells in zip(report["rows"], table_rows(report), strict=True):

@@ -330,7 +330,7 @@ def check_run_folder(ctx: typer.Context, path: Path | None) -> Path | None:
 # JSON files yoloslim writes into a run's folder under names of their own, and the command
 # whose run they record: a --json report of another command must not replace them (generic
 # names, report.json say, are left to whoever reuses them for their own reports)
-RUN_FILES = {
+REPORT_OWNERS = {
     "export_report.json": ("export",),
     "quant_report.json": ("quantize",),
     "prune_report.json": ("prune",),
@@ -346,7 +346,7 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
     """``--json PATH`` is refused, before any work (a typer callback), when PATH is a folder
     or a file the report must not replace: one that holds no JSON (a data.yaml or a
     checkpoint given by mistake), COCO annotations (a dataset's ground truth), a JSON-lines
-    file, or a file another command wrote into its run's folder (:data:`RUN_FILES`)."""
+    file, or a file another command wrote into its run's folder (:data:`REPORT_OWNERS`)."""
     if path is None:
         return path
     p = Path(path)
@@ -375,7 +375,7 @@ def _kept_json(p: Path, command: str | None) -> str | None:
         and ("annotations" in data or "categories" in data)
     ):
         return "holds COCO annotations (a dataset's)"
-    owners = RUN_FILES.get(p.name, (command,))
+    owners = REPORT_OWNERS.get(p.name, (command,))
     if command not in owners:
         return f"is {' or '.join(f'the {o} run' for o in owners)}'s own {p.name}"
     return None
