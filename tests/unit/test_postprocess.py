@@ -245,3 +245,36 @@ def test_reference_iou_agrees_with_box_iou():
     boxes, _, _ = _random_case(20, g)
     ref = np.array([[_iou(a, b) for b in boxes.tolist()] for a in boxes.tolist()])
     np.testing.assert_allclose(pp.box_iou(boxes, boxes).numpy(), ref, atol=1e-5)
+
+
+def test_nms_runs_at_one_thread_and_restores_the_count(monkeypatch):
+    """NMS's small ops run at one intra-op thread; the caller's count comes back, also
+    after an error."""
+    seen = []
+    greedy = pp._greedy
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return greedy(*args, **kwargs)
+
+    monkeypatch.setattr(pp, "_greedy", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        preds = torch.rand(2, 50, 6)
+        preds[..., 2:4] += preds[..., :2]
+        postprocess(preds)
+        boxes, scores, classes = _random_case(20, torch.Generator().manual_seed(0), nc=2)
+        nms(boxes, scores, 0.5)
+        batched_nms(boxes, scores, classes, 0.5)
+        assert seen == [1, 1, 1, 1] and torch.get_num_threads() == 2
+
+        def fail(*args, **kwargs):
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(pp, "_greedy", fail)
+        with pytest.raises(RuntimeError, match="boom"):
+            nms(boxes, scores, 0.5)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

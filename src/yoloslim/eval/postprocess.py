@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -21,6 +23,28 @@ _KEPT_CHUNK = 4096
 # With a cap on the boxes kept, small blocks let the pass stop soon after the cap is reached
 # (at val's conf=0.001 every anchor is a candidate and most are suppressed or never reached).
 _CAPPED_BLOCK = 128
+
+
+@contextlib.contextmanager
+def _one_thread(t: torch.Tensor) -> Iterator[None]:
+    """Run CPU work on ``t`` with one intra-op thread, then restore the count.
+
+    NMS is many ops on tensors of a few thousand elements. Above torch's grain size
+    (32768 elements) each op is split over the intra-op threads, and when the cores are
+    busy (data-loader workers, a runtime's own threads, other processes) every split
+    waits for a descheduled thread: a 300 x 128 IoU took 3-18 ms at two threads against
+    0.6-0.7 ms at one on a loaded 2-core machine. The setting is per OS thread, so other
+    threads are not affected.
+    """
+    n = torch.get_num_threads()
+    if t.device.type != "cpu" or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def nms(
@@ -48,7 +72,8 @@ def nms(
         [0, 2]
     """
     _check(boxes, scores, max_det)
-    return _greedy(boxes, scores, None, iou_thres, max_det)
+    with _one_thread(boxes):
+        return _greedy(boxes, scores, None, iou_thres, max_det)
 
 
 def batched_nms(
@@ -85,13 +110,14 @@ def batched_nms(
         raise ValueError(
             f"classes must have shape {tuple(scores.shape)}, got {tuple(classes.shape)}"
         )
-    if len(boxes) <= _BLOCK or (max_det is not None and max_det <= _BLOCK):
-        return _greedy(boxes, scores, classes, iou_thres, max_det)
-    # Many candidates: NMS per class costs sum(n_c^2) IoUs instead of N^2.
-    kept = [(classes == c).nonzero().flatten() for c in classes.unique().tolist()]
-    kept = [i[_greedy(boxes[i], scores[i], None, iou_thres, max_det)] for i in kept]
-    idx = torch.cat(kept).sort().values  # ties below keep input order, as in _greedy
-    return idx[scores[idx].argsort(descending=True, stable=True)][:max_det]
+    with _one_thread(boxes):
+        if len(boxes) <= _BLOCK or (max_det is not None and max_det <= _BLOCK):
+            return _greedy(boxes, scores, classes, iou_thres, max_det)
+        # Many candidates: NMS per class costs sum(n_c^2) IoUs instead of N^2.
+        kept = [(classes == c).nonzero().flatten() for c in classes.unique().tolist()]
+        kept = [i[_greedy(boxes[i], scores[i], None, iou_thres, max_det)] for i in kept]
+        idx = torch.cat(kept).sort().values  # ties below keep input order, as in _greedy
+        return idx[scores[idx].argsort(descending=True, stable=True)][:max_det]
 
 
 def _check(boxes: torch.Tensor, scores: torch.Tensor, max_det: int | None = None) -> None:
@@ -220,27 +246,36 @@ def postprocess(
     check_nms_settings(conf=conf, iou=iou, max_det=max_det, max_nms=max_nms)
     if not preds.is_floating_point() or preds.dtype in (torch.float16, torch.bfloat16):
         preds = preds.float()
-    out = []
-    for p in preds:
-        boxes, cls_scores = p[:, :4], p[:, 4:]
-        if multi_label:
-            a, c = (cls_scores > conf).nonzero(as_tuple=True)
-            boxes, scores, classes = boxes[a], cls_scores[a, c], c
-        else:
-            scores, classes = cls_scores.max(1)
-            keep = scores > conf
-            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-        if len(scores) > max_nms:
-            top = scores.topk(max_nms).indices
-            boxes, scores, classes = boxes[top], scores[top], classes[top]
-        if agnostic:
-            idx = nms(boxes, scores, iou, max_det=max_det)
-        else:
-            idx = batched_nms(boxes, scores, classes, iou, max_det=max_det)
-        out.append(
-            torch.cat([boxes[idx], scores[idx, None], classes[idx, None].to(boxes.dtype)], 1)
-        )
-    return out
+    with _one_thread(preds):
+        return [_image(p, conf, iou, max_det, max_nms, agnostic, multi_label) for p in preds]
+
+
+def _image(
+    p: torch.Tensor,
+    conf: float,
+    iou: float,
+    max_det: int,
+    max_nms: int,
+    agnostic: bool,
+    multi_label: bool,
+) -> torch.Tensor:
+    """postprocess() of one image's ``(A, 4 + C)`` predictions."""
+    boxes, cls_scores = p[:, :4], p[:, 4:]
+    if multi_label:
+        a, c = (cls_scores > conf).nonzero(as_tuple=True)
+        boxes, scores, classes = boxes[a], cls_scores[a, c], c
+    else:
+        scores, classes = cls_scores.max(1)
+        keep = scores > conf
+        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+    if len(scores) > max_nms:
+        top = scores.topk(max_nms).indices
+        boxes, scores, classes = boxes[top], scores[top], classes[top]
+    if agnostic:
+        idx = nms(boxes, scores, iou, max_det=max_det)
+    else:
+        idx = batched_nms(boxes, scores, classes, iou, max_det=max_det)
+    return torch.cat([boxes[idx], scores[idx, None], classes[idx, None].to(boxes.dtype)], 1)
 
 
 def scale_boxes(
