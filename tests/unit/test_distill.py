@@ -136,8 +136,9 @@ def test_gradients_reach_student_and_align_not_teacher():
     assert not hook.teacher.training
     assert ad.align[1].weight.grad is not None
     assert student.neck.fuse_p3.parameters().__next__().grad is not None
-    # the caller's teacher is not touched
+    # the caller's teacher is not touched; the hook's copy runs in deploy form
     assert all(p.requires_grad for p in teacher.parameters()) and teacher.training
+    assert hook.teacher.deploy and not teacher.deploy
 
 
 def test_student_equal_to_teacher_gives_zero_loss():
