@@ -18,6 +18,26 @@ def test_bad_values_name_the_field():
         TrainConfig(optimizer="lion")
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        # a negative max norm would flip every gradient: training would climb the loss
+        ({"grad_clip": -1}, r"TrainConfig.grad_clip=-1 must be >= 0"),
+        ({"weight_decay": -0.1}, r"TrainConfig.weight_decay=-0.1 must be >= 0"),
+        ({"momentum": 1.5}, r"TrainConfig.momentum=1.5 must be in \[0, 1\)"),
+        ({"close_mosaic": -1}, r"TrainConfig.close_mosaic=-1 must be >= 0"),
+        ({"threads": 0}, r"TrainConfig.threads=0 must be >= 1"),
+        ({"amp": "yes"}, r"TrainConfig.amp='yes' must be true or false"),
+        ({"cache": 1}, r"TrainConfig.cache=1 must be true or false"),
+    ],
+)
+def test_out_of_range_optimizer_and_loader_settings_are_refused(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
+    # the edge of each range is allowed
+    TrainConfig(grad_clip=0, weight_decay=0, momentum=0, close_mosaic=0, threads=1, amp=False)
+
+
 def test_augment_is_checked_when_the_config_is_made():
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['mosaicc'\] in TrainConfig.augment"):
         TrainConfig(augment={"mosaicc": 0.5})

@@ -94,8 +94,13 @@ class TrainConfig:
             ),
             (self.lr0 > 0, "lr0", "must be > 0"),
             (0 < self.lrf <= 1, "lrf", "must be in (0, 1]"),
+            (0 <= self.momentum < 1, "momentum", "must be in [0, 1)"),
+            (self.weight_decay >= 0, "weight_decay", "must be >= 0"),
             (self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"),
             (0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1)"),
+            (self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)"),
+            (self.close_mosaic >= 0, "close_mosaic", "must be >= 0"),
+            (self.threads is None or self.threads >= 1, "threads", "must be >= 1 (or null)"),
             (self.workers is None or self.workers >= 0, "workers", "must be >= 0"),
             (
                 self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
@@ -104,6 +109,7 @@ class TrainConfig:
             ),
             (self.val_interval >= 1, "val_interval", "must be >= 1"),
         ]
+        checks += [(isinstance(getattr(self, n), bool), n, "must be true or false") for n in _BOOLS]
         for ok, name, msg in checks:
             if not ok:
                 raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r} {msg}")
@@ -130,6 +136,7 @@ class TrainConfig:
 
 
 _INTS = ("epochs", "batch", "imgsz", "workers", "seed", "close_mosaic", "val_interval")
+_BOOLS = ("amp", "cache")
 _NUMBERS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "ema_decay", "grad_clip")
 
 
