@@ -165,8 +165,7 @@ def run_budget(
             f"{out}: holds a budget run; resume it (--resume, resume=True) or choose another "
             "output folder"
         )
-    with folder_lock(out, "compress (budget)"):
-        out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "compress (budget)"):  # made here, if it is not there yet
 
         def cached(marker: Path, make: Callable[[], str]) -> str:
             if resume and marker.exists():

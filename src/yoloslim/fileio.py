@@ -143,7 +143,8 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     goes when the process ends, however it ends. Without ``fcntl`` (Windows) it is a no-op.
 
     Raises:
-        ConfigError: another process (or another call in this one) holds the lock.
+        ConfigError: another process (or another call in this one) holds the lock, or
+            ``folder`` is a file or cannot be made.
     """
     from yoloslim.errors import ConfigError
 
@@ -153,7 +154,12 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
         yield
         return
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"out={str(folder)!r} is an existing file; the {what} run needs a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where a parent folder should be, no permission, ...
+        raise ConfigError(f"out={str(folder)!r}: cannot create the folder ({e.strerror})") from None
     fd = os.open(folder, os.O_RDONLY)
     try:
         try:

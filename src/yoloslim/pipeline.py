@@ -514,8 +514,7 @@ def run_recipe(
                 f"{out}: the recipe changed since this run; use another output folder"
             )
         _check_resume_inputs(out, inputs)
-    out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out, "compress"):
+    with folder_lock(out, "compress"):  # made here, if it is not there yet
         atomic_write_text(saved, resolved)
         atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
 

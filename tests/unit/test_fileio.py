@@ -86,3 +86,19 @@ def test_a_folder_another_run_writes_into_is_refused_and_freed_after(tmp_path):
         proc.wait(30)
     with folder_lock(out, "export"):
         assert out.is_dir() and list(out.iterdir()) == []  # no lock file left behind
+
+
+def test_a_file_where_the_run_folder_goes_is_a_config_error(tmp_path):
+    """Every run folder (train, prune, quantize, export, compress) goes through folder_lock."""
+    from yoloslim.errors import ConfigError
+    from yoloslim.fileio import folder_lock
+
+    f = tmp_path / "afile.txt"
+    f.write_text("x")
+    with pytest.raises(ConfigError, match=r"afile.txt' is an existing file; the prune run"):
+        with folder_lock(f, "prune"):
+            pass
+    with pytest.raises(ConfigError, match=r"afile.txt/run': cannot create the folder"):
+        with folder_lock(f / "run", "compress"):
+            pass
+    assert f.read_text() == "x"
