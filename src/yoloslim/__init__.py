@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from yoloslim.bench.latency import LatencyConfig
     from yoloslim.bench.measure import benchmark
     from yoloslim.budget_mode import run_budget
     from yoloslim.compress.distill import DistillConfig, distill
@@ -50,6 +51,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _LAZY = {
+    "LatencyConfig": "yoloslim.bench.latency",
     "benchmark": "yoloslim.bench.measure",
     "run_budget": "yoloslim.budget_mode",
     "DistillConfig": "yoloslim.compress.distill",
@@ -99,6 +101,7 @@ __all__ = [
     "Detector",
     "DistillConfig",
     "ExportError",
+    "LatencyConfig",
     "ModelError",
     "Predictor",
     "PruneConfig",

@@ -11,6 +11,7 @@ from typing import Any
 from yoloslim.errors import ConfigError
 
 __all__ = [
+    "check_config",
     "check_imgsz",
     "from_mapping",
     "imgsz_problem",
@@ -34,6 +35,20 @@ def from_mapping(cls: type, values: Any, where: str | None = None):
         return cls(**values)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from e
+
+
+def check_config(value: Any, cls: type, name: str = "config") -> None:
+    """Raise :class:`ConfigError` naming ``name`` unless ``value`` is a ``cls`` (a settings
+    dataclass); a mapping gets the hint to read it with ``cls.from_dict``, where there is one."""
+    if isinstance(value, cls):
+        return
+    hint = ""
+    if isinstance(value, dict):
+        reader = (
+            f"{cls.__name__}.from_dict(d)" if hasattr(cls, "from_dict") else f"{cls.__name__}(**d)"
+        )
+        hint = f" ({reader} reads a mapping)"
+    raise ConfigError(f"{name} must be a {cls.__name__}, got {type(value).__name__}{hint}")
 
 
 def load_mapping(path: str | Path, what: str) -> dict:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
-from yoloslim.configs import imgsz_problem
+from yoloslim.configs import check_config, imgsz_problem
 from yoloslim.errors import ConfigError
 from yoloslim.export.common import path_size_mb
 from yoloslim.result import Result
@@ -135,6 +135,8 @@ def benchmark(
     from yoloslim.eval.val import require_boxes, validate
     from yoloslim.runtime.backends import load_backend
 
+    if latency is not None:
+        check_config(latency, LatencyConfig, "latency")
     if data is not None:
         require_boxes(data)  # mAP columns and ratios need a defined mAP
     paths = _artifact_paths(artifacts)

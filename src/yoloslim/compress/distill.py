@@ -41,7 +41,7 @@ import yaml
 from torch import nn
 
 from yoloslim.compress.distill_losses import FEATURE_LOSSES, FeatureAdapters, logit_kd
-from yoloslim.configs import from_mapping
+from yoloslim.configs import check_config, from_mapping
 from yoloslim.data import load_data_config
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text, refuse_overwriting_input
@@ -335,8 +335,7 @@ def _resume_distill_config(
     """``saved``, refusing a ``given`` config that differs in more than the runtime settings."""
     if given is None:
         return saved
-    if not isinstance(given, DistillConfig):
-        raise ConfigError(f"config must be a DistillConfig, got {type(given).__name__}")
+    check_config(given, DistillConfig)
     diffs = setting_diffs(saved.to_dict(), given.to_dict(), skip=("train",))
     if diffs:
         raise ConfigError(
@@ -385,7 +384,7 @@ def _recorded_teacher(hook_state: dict, last: Path) -> Path:
 
 
 def _as_detector(model: Detector | str | Path, what: str) -> Detector:
-    model = as_artifact(model)
+    model = as_artifact(model, what)
     if isinstance(model, Detector):
         return model
     if isinstance(model, nn.Module):
@@ -461,17 +460,16 @@ def distill(
         if student is None:
             raise ConfigError("student is required (None only on resume: the run's own)")
         config = DistillConfig() if config is None else config
-        student = as_artifact(student)
+        student = as_artifact(student, "student")
         # the run's files must not replace the models it starts from
         writes = [out / name for name in (*RUN_FILES, "distill_config.yaml")]
-        for arg, source in (("student", student), ("teacher", as_artifact(teacher))):
+        for arg, source in (("student", student), ("teacher", as_artifact(teacher, "teacher"))):
             refuse_overwriting_input(source, writes, arg=arg, hint="give another out (--out)")
         if isinstance(student, (str, Path)) and Path(student).suffix in (".pt", *EXPORTED):
             # an exported artifact is refused as load_checkpoint words it, not "unknown model"
             student = _as_detector(student, "student")
         probe = student if isinstance(student, Detector) else build_model(student, names=names)
-    if not isinstance(config, DistillConfig):
-        raise ConfigError(f"config must be a DistillConfig, got {type(config).__name__}")
+    check_config(config, DistillConfig)
     if getattr(probe, "deploy", False):
         raise ModelError(
             "cannot distill into a re-parameterised (deploy-form) student: its RepConv "
@@ -480,7 +478,7 @@ def distill(
     if teacher is None:
         raise ConfigError("teacher is required (None only on resume, to use the run's own)")
     t_model = _as_detector(teacher, "teacher")
-    t_file = as_artifact(teacher)
+    t_file = as_artifact(teacher, "teacher")
     t_file = None if isinstance(t_file, nn.Module) else str(Path(t_file).expanduser().resolve())
     if t_model.nc != len(names):
         raise ConfigError(f"teacher has {t_model.nc} classes but {data} has {len(names)}")

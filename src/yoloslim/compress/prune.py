@@ -31,6 +31,7 @@ from yoloslim.compress.prune_width import (
     prune_width,
     taylor_gradients,
 )
+from yoloslim.configs import check_config
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.extras import require
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
@@ -104,11 +105,7 @@ def prune(
         ...             config=PruneConfig(target_flops=2.5, finetune_epochs=5), out="runs/prune")
         >>> res.report["stages"]["finetuned"]["map"]
     """
-    if not isinstance(config, PruneConfig):
-        raise ConfigError(
-            f"config must be a PruneConfig, got {type(config).__name__} "
-            "(PruneConfig.from_dict(d) reads a mapping)"
-        )
+    check_config(config, PruneConfig)
     from yoloslim.runtime.predictor import as_artifact
 
     model = as_artifact(model)

@@ -21,6 +21,7 @@ import numpy as np
 from torch import nn
 
 from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
+from yoloslim.configs import check_config
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.extras import install_hint, installed
 from yoloslim.fileio import folder_lock, refuse_overwriting_input
@@ -74,10 +75,9 @@ def quantize(
     from yoloslim.export.common import onnx_metadata
     from yoloslim.runtime.predictor import as_artifact
 
-    model_or_artifact = as_artifact(model_or_artifact)
+    model_or_artifact = as_artifact(model_or_artifact, "model_or_artifact")
 
-    if not isinstance(config, QuantConfig):
-        raise ConfigError(f"config must be a QuantConfig, got {type(config).__name__}")
+    check_config(config, QuantConfig)
     from yoloslim.eval.val import require_boxes
 
     out = Path(out)

@@ -21,6 +21,7 @@ accepted; ``nc`` must agree with ``names``. Other unknown keys are logged.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,7 @@ def load_data_config(path: str | Path) -> DataConfig:
         The parsed config with every path resolved and checked to exist.
 
     Raises:
-        DataError: The file is missing or malformed (or a folder), a required key is missing, a
+        DataError: ``path`` is not a path, the file is missing or malformed (or a folder), a required key is missing, a
             path does not exist, or ``nc`` disagrees with ``names``. The message
             names the file and the key.
 
@@ -166,6 +167,8 @@ def load_data_config(path: str | Path) -> DataConfig:
         >>> cfg.nc, cfg.format
         (4, 'yolo')
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise DataError(f"data={path!r}: expected the path of a data.yaml")
     yaml_path = Path(path).expanduser()
     where = str(yaml_path)
     if yaml_path.is_dir():

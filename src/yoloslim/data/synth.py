@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -242,6 +243,8 @@ def synthesize(
         >>> yaml_path = synthesize("datasets/shapes", images=200, imgsz=128)  # doctest: +SKIP
     """
     _check_args(images, imgsz, classes, val_fraction)
+    if not isinstance(out, (str, os.PathLike)):
+        raise ConfigError(f"out={out!r}: expected the dataset folder's path")
     out = Path(out).expanduser()
     if out.suffix.lower() in (".yaml", ".yml"):
         hint = f"; pass {out.parent} instead" if out.stem.lower() == "data" else ""

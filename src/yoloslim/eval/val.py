@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from yoloslim.data import DetectionDataset, load_data_config, load_samples
-from yoloslim.errors import DataError, ModelError
+from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
 
 __all__ = ["require_boxes", "validate"]
@@ -75,7 +75,7 @@ def validate(
     Example:
         >>> validate("runs/nano/best.pt", "data/synth/data.yaml")["map"]
     """
-    from yoloslim.configs import check_imgsz
+    from yoloslim.configs import check_imgsz, int_problem
     from yoloslim.eval.postprocess import check_nms_settings
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.runtime.backends import check_static_imgsz, load_backend, refuse_end_to_end
@@ -83,6 +83,9 @@ def validate(
 
     check_imgsz(imgsz)
     check_nms_settings(conf=conf, iou=iou)
+    problem = int_problem(batch)
+    if problem:
+        raise ConfigError(f"batch={batch!r} {problem}")
     model = as_artifact(model)
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
     runtime = "torch"

@@ -108,6 +108,11 @@ def export(
     model = as_artifact(model)
     if isinstance(formats, str):  # "onnx" or "onnx,openvino", as on the command line
         formats = [f.strip() for f in formats.split(",") if f.strip()]
+    if not isinstance(formats, (list, tuple)) or not all(isinstance(f, str) for f in formats):
+        raise ConfigError(
+            f"formats={formats!r}: give format names, as a list or comma-separated; choose "
+            f"from {sorted(EXPORTERS)}"
+        )
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in EXPORTERS]
     if unknown or not formats:

@@ -345,6 +345,11 @@ class BatchingPredictor:
             raise ConfigError(f"max_wait_ms={max_wait_ms!r} must be a number >= 0")
         if not max_wait_ms >= 0:
             raise ConfigError(f"max_wait_ms={max_wait_ms!r} must be >= 0")
+        if not isinstance(predictor, Predictor):
+            raise ConfigError(
+                f"predictor={predictor!r}: expected a Predictor (ys.load(path) makes one), got "
+                f"{type(predictor).__name__}"
+            )
         self.predictor = predictor
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         s = predictor.imgsz
@@ -467,8 +472,16 @@ class BatchingPredictor:
         self.close()
 
 
-def as_artifact(model):
+def as_artifact(model, name: str = "model"):
     """``model`` as the functions that take a model or a file want it: a :class:`Predictor`
     stands for the artifact it runs (``.pt``, ``.torchscript``, ``.onnx``, ``.xml``), so
-    ``ys.prune(ys.load("best.pt"), ...)`` prunes ``best.pt``; anything else is returned as it is."""
-    return model.backend.path if isinstance(model, Predictor) else model
+    ``ys.prune(ys.load("best.pt"), ...)`` prunes ``best.pt``; a path, a module, an arch dict
+    or None is returned as it is, and anything else is a ConfigError naming ``name``."""
+    if isinstance(model, Predictor):
+        return model.backend.path
+    if model is None or isinstance(model, (str, os.PathLike, torch.nn.Module, dict)):
+        return model
+    raise ConfigError(
+        f"{name}={model!r}: expected a checkpoint or artifact path, a model or a Predictor, "
+        f"got {type(model).__name__}"
+    )

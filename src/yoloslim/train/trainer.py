@@ -25,6 +25,7 @@ import torch
 import yaml
 from torch import nn
 
+from yoloslim.configs import check_config
 from yoloslim.data import (
     AugmentConfig,
     DetectionDataset,
@@ -223,6 +224,8 @@ def train(
         >>> res = train("damo-nano", "data/synth/data.yaml",
         ...             config=TrainConfig(epochs=10, imgsz=320), out="runs/nano")
     """
+    if config is not None:
+        check_config(config, TrainConfig)
     out = Path(out).expanduser()
     check_out(out, resume, exist_ok)
     state, model, data, cfg = _begin(model, data, config, out, resume)
