@@ -95,10 +95,10 @@ def test_a_file_where_the_run_folder_goes_is_a_config_error(tmp_path):
 
     f = tmp_path / "afile.txt"
     f.write_text("x")
-    with pytest.raises(ConfigError, match=r"afile.txt' is an existing file; the prune run"):
-        with folder_lock(f, "prune"):
-            pass
-    with pytest.raises(ConfigError, match=r"afile.txt/run': cannot create the folder"):
-        with folder_lock(f / "run", "compress"):
-            pass
+    file_refused = pytest.raises(ConfigError, match=r"afile.txt' is an existing file; the prune")
+    with file_refused, folder_lock(f, "prune"):
+        pass
+    parent_refused = pytest.raises(ConfigError, match=r"afile.txt/run': cannot create the folder")
+    with parent_refused, folder_lock(f / "run", "compress"):
+        pass
     assert f.read_text() == "x"
