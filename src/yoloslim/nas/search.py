@@ -35,6 +35,7 @@ from yoloslim.nas.latency import CACHE_NAME, LatencyCache, LatencySettings
 from yoloslim.nas.score import DEFAULT_STAGE_WEIGHTS, SCORE_METHODS, SCORE_TEXT
 from yoloslim.nas.space import SearchSpace, genome_dict, genome_of, resolve_arch
 from yoloslim.progress import progress_console
+from yoloslim.result import Result, short_repr
 
 __all__ = ["SearchResult", "search", "search_from_dict", "Evaluator"]
 
@@ -59,6 +60,18 @@ class SearchResult:
     report: dict
     best: list[dict] = field(default_factory=list)
     artifacts: dict[str, Path] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        fields = {"score": self.score, "arch": self.arch, "report": self.report}
+        return short_repr(self, fields, self.artifacts)
+
+    def to_json(self) -> str:
+        """The report and the files written, as every stage's Result gives them."""
+        return Result(self.arch, self.report, self.artifacts).to_json()
+
+    def save_report(self, path: str | Path) -> Path:
+        """Write :meth:`to_json` to ``path`` (atomic rename)."""
+        return Result(self.arch, self.report, self.artifacts).save_report(path)
 
 
 def _validate_args(

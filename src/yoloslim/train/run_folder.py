@@ -15,7 +15,7 @@ from yoloslim.errors import ConfigError
 from yoloslim.fileio import atomic_write_text, remove_stale_temps
 from yoloslim.models.checkpoint import load_checkpoint, save_checkpoint
 from yoloslim.models.detector import Detector
-from yoloslim.result import Result
+from yoloslim.result import Result, short_repr
 from yoloslim.train.config import TrainConfig
 
 __all__ = [
@@ -50,6 +50,9 @@ class TrainResult:
     def artifacts(self) -> dict[str, Path]:
         """The checkpoints, by role (``best``, ``last``), as other stages' Results have them."""
         return {k: p for k, p in (("best", self.best), ("last", self.last)) if p is not None}
+
+    def __repr__(self) -> str:
+        return short_repr(self, {"model": self.model, "report": self.report}, self.artifacts)
 
     def to_json(self) -> str:
         return self._as_result().to_json()
