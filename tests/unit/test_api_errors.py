@@ -5,6 +5,7 @@ import pytest
 from torch import nn
 
 import yoloslim as ys
+from yoloslim.bench.flops import model_profile
 from yoloslim.errors import ConfigError, DataError
 
 
@@ -31,6 +32,7 @@ from yoloslim.errors import ConfigError, DataError
         (lambda: ys.BatchingPredictor("m.pt"), ConfigError, r"^predictor='m.pt': expected a"),
         (lambda: ys.synthesize(None), ConfigError, r"^out=None: expected the dataset folder"),
         (lambda: ys.validate(nn.Identity(), None), DataError, r"^data=None: expected the path"),
+        (lambda: model_profile("damo-nano", imgsz=100), ConfigError, r"^imgsz=100 must be a"),
     ],
 )
 def test_wrong_types_name_the_argument(call, err, match):

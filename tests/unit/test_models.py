@@ -146,9 +146,13 @@ def test_bad_class_count(kw):
         build_model("damo-nano", **kw)
 
 
-def test_register_duplicate_raises():
+def test_register_duplicate_or_empty_name_raises():
     with pytest.raises(ModelError, match="already registered"):
         register_model("damo-nano")(lambda: {})
+    for name in ("", " ", None):
+        with pytest.raises(ModelError, match="a model name must be a non-empty string"):
+            register_model(name)
+    assert "" not in list_models()
 
 
 def test_bad_arch_keys():

@@ -303,6 +303,7 @@ def test_accuracy_aware_stops_as_soon_as_within_budget():
         max_steps=10,
     )
     assert info["met"] and len(info["steps"]) == 1 and info["sensitivity"] == []
+    assert info["chosen_step"] == 0 and info["kept_float"] == []
 
 
 def test_accuracy_aware_out_of_steps_keeps_the_best_step_and_warns(caplog):

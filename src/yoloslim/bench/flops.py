@@ -40,8 +40,10 @@ def model_profile(model: str | nn.Module, imgsz: int = 320, nc: int = 80) -> dic
     """Params in training and deploy (re-parameterised) form, and FLOPs of the deploy form
     (:func:`~yoloslim.compress.reparam.deploy_form`: what export and bench run)."""
     from yoloslim.compress.reparam import deploy_form
+    from yoloslim.configs import check_imgsz
     from yoloslim.models import build_model
 
+    check_imgsz(imgsz)
     net = build_model(model, nc=nc) if isinstance(model, str) else model
     params = count_params(net)
     deploy = deploy_form(net)[0]

@@ -127,7 +127,7 @@ def accuracy_aware(
     info: dict = {"max_drop": max_drop, "steps": steps, "sensitivity": [], "kept_float": []}
     model, kept = qmodel, []
     if float_map - first["map"] <= budget:
-        info["met"] = True
+        info["met"], info["chosen_step"] = True, 0
         return model, info
     ranking = rank_sensitivity(
         backend, qmodel, candidates, images, ref, imgsz, progress, strides=strides

@@ -45,6 +45,9 @@ def validate(
     """Evaluate a model, checkpoint or exported artifact (.onnx, .xml, .torchscript), or a
     Predictor of one, on ``split``.
 
+    Each artifact runs in its own runtime: an OpenVINO IR at the plugin's default precision
+    (bf16 on AVX512-BF16/AMX CPUs), so its mAP can differ a little from the checkpoint's.
+
     ``imgsz`` defaults to the size the model was trained (or exported) at: the checkpoint's,
     the artifact's, or a Detector's ``imgsz`` attribute (set when it is loaded from a
     checkpoint); a module without one is evaluated at 320, with a warning.

@@ -30,7 +30,7 @@ def register_model(name: str) -> Callable[[Callable[[], dict]], Callable[[], dic
         returns a new arch dict each call (``name`` and ``nc`` are filled in on build).
 
     Raises:
-        ModelError: ``name`` is already registered.
+        ModelError: ``name`` is empty, not a string, or already registered.
 
     Example:
         >>> @register_model("nano-wide")
@@ -39,6 +39,9 @@ def register_model(name: str) -> Callable[[Callable[[], dict]], Callable[[], dic
         ...     arch["neck"]["out"] = [64, 128, 192]
         ...     return arch
     """
+
+    if not isinstance(name, str) or not name.strip():
+        raise ModelError(f"register_model({name!r}): a model name must be a non-empty string")
 
     def wrap(fn: Callable[[], dict]) -> Callable[[], dict]:
         if name in _REGISTRY:
