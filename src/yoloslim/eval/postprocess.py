@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import numbers
 from collections.abc import Iterator
 
@@ -25,6 +26,13 @@ _KEPT_CHUNK = 4096
 _CAPPED_BLOCK = 128
 
 
+@functools.cache
+def _per_thread_setting() -> bool:
+    """torch's thread count is per OS thread with the OpenMP backend (the pip wheels'); the
+    native backend's is one pool for the process that refuses a change once work started."""
+    return "ATen parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
 @contextlib.contextmanager
 def _one_thread(t: torch.Tensor) -> Iterator[None]:
     """Run CPU work on ``t`` with one intra-op thread, then restore the count.
@@ -33,11 +41,11 @@ def _one_thread(t: torch.Tensor) -> Iterator[None]:
     (32768 elements) each op is split over the intra-op threads, and when the cores are
     busy (data-loader workers, a runtime's own threads, other processes) every split
     waits for a descheduled thread: a 300 x 128 IoU took 3-18 ms at two threads against
-    0.6-0.7 ms at one on a loaded 2-core machine. The setting is per OS thread, so other
-    threads are not affected.
+    0.6-0.7 ms at one on a loaded 2-core machine. With the OpenMP backend the setting is per
+    OS thread, so other threads are not affected; with another backend nothing changes.
     """
     n = torch.get_num_threads()
-    if t.device.type != "cpu" or n == 1:
+    if t.device.type != "cpu" or n == 1 or not _per_thread_setting():
         yield
         return
     torch.set_num_threads(1)
