@@ -47,7 +47,7 @@ from typing import Any
 import yaml
 
 from yoloslim.errors import ConfigError
-from yoloslim.fileio import atomic_write_text, folder_lock, staged
+from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input, staged
 from yoloslim.recipe import (
     STAGES,
     BenchStage,
@@ -397,6 +397,29 @@ def _check_resume_inputs(out: Path, inputs: dict) -> None:
         )
 
 
+def _stage_record(done: Path, name: str) -> dict | None:
+    """The record ``done`` (a stage's ``stage.json``) of a finished ``name`` stage, or None
+    when there is none, or when the file is not one (then, with a warning, the stage runs
+    again)."""
+    if not done.exists():
+        return None
+    try:
+        record = json.loads(done.read_text())
+    except (ValueError, OSError):
+        record = None
+    keys = ("stage", "model", "rows", "report")
+    if (
+        not isinstance(record, dict)
+        or record.get("stage") != name
+        or not all(k in record for k in keys)
+    ):
+        log.warning(
+            "resume: %s is not the record of a finished %s stage; running it again", done, name
+        )
+        return None
+    return record
+
+
 def _missing_outputs(record: dict, out: Path) -> list[str]:
     """The files a finished stage made in ``out`` (its checkpoint, its artifacts) that no
     longer exist."""
@@ -495,6 +518,16 @@ def run_recipe(
         raise ConfigError(f"model {model} (--model): checkpoint does not exist")
     if not Path(data).exists():
         raise ConfigError(f"data {data} (--data): does not exist")
+    # the stage folders are emptied before their stage runs: no input may live in one
+    writes = [out / n for n in ("recipe.yaml", "inputs.json", "compress.json")]
+    writes += [out / f"{i:02d}-{s.name}" for i, s in enumerate(rec.stages, 1)]
+    sources = [("model", model), ("data", data)]
+    for i, s in enumerate(rec.stages, 1):
+        named = getattr(s.config, "model", None) or getattr(s.config, "teacher", None)
+        if s.name in ("train", "distill") and named:
+            sources.append((f"stage {i} ({s.name})", named))
+    for arg, source in sources:
+        refuse_overwriting_input(source, writes, arg=arg, hint="choose another output folder")
     run_configs, skipped = _preflight(rec)
     resolved = yaml.safe_dump(_as_run(rec).resolved(), sort_keys=False)
     earlier = (  # how runs made before a rule changed wrote the same recipe
@@ -503,12 +536,12 @@ def run_recipe(
     )
     inputs = _inputs(model, data)
     saved = out / "recipe.yaml"
-    if saved.exists() and any(out.glob("[0-9][0-9]-*/stage.json")):
-        if not resume:
-            raise ConfigError(
-                f"{out}: holds a compress run; resume it (--resume, resume=True) or choose another "
-                "output folder"
-            )
+    if saved.exists() and not resume and any(out.glob("[0-9][0-9]-*/stage.json")):
+        raise ConfigError(
+            f"{out}: holds a compress run; resume it (--resume, resume=True) or choose another "
+            "output folder"
+        )
+    if saved.exists() and resume:  # also when no stage finished: a train stage resumes
         if not _same_recipe(saved.read_text(), resolved, earlier):
             raise ConfigError(
                 f"{out}: the recipe changed since this run; use another output folder"
@@ -526,7 +559,7 @@ def run_recipe(
         for i, stage in enumerate(rec.stages, 1):
             sdir = out / f"{i:02d}-{stage.name}"
             done = sdir / "stage.json"
-            record = json.loads(done.read_text()) if resume and done.exists() and not redo else None
+            record = _stage_record(done, stage.name) if resume and not redo else None
             missing = _missing_outputs(record, out) if record is not None else []
             if missing:
                 log.warning(
@@ -541,8 +574,8 @@ def run_recipe(
                 log.info("resume: stage %d (%s) already done", i, stage.name)
             else:
                 # an interrupted stage's partial outputs go, except an interrupted train stage's
-                # (it resumes), unless what it trained on was made again
-                if sdir.exists() and (stage.name != "train" or redo or missing):
+                # on a resume (it resumes), unless what it trained on was made again
+                if sdir.exists() and (stage.name != "train" or not resume or redo or missing):
                     shutil.rmtree(sdir)
                 redo = True
                 sdir.mkdir(parents=True, exist_ok=True)

@@ -505,3 +505,75 @@ def test_the_bench_stage_measures_an_fp16_ir_as_itself(tmp_path, monkeypatch, ha
         assert "fp16" in benched["export-openvino"] and ("pruned.pt", False) in exported[1:]
     else:  # the export stage's FP32 IR is the checkpoint's float form: not exported again
         assert "export-openvino" not in benched and exported[1:] == [("base.pt", False)]
+
+
+def test_an_interrupted_train_stage_resumes_only_on_resume(tmp_path, inputs, ran, monkeypatch):
+    import yoloslim.pipeline as pl
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    seen = []
+
+    def train_stage(st, cfg, data, out, progress):
+        seen.append((out / "last.pt").exists())
+        return {"model": st.model, "rows": [], "report": {}}
+
+    monkeypatch.setitem(pl._RUNNERS, "train", train_stage)
+    recipe = {"stages": [{"train": {"epochs": 2, "imgsz": 64}}, {"export": {"formats": ["onnx"]}}]}
+    out = tmp_path / "out"
+
+    def interrupted():  # what a stop in the middle of the train stage leaves
+        run_recipe(model, data, recipe, out=out / "seed")
+        (out / "01-train").mkdir(parents=True, exist_ok=True)
+        (out / "01-train" / "last.pt").write_bytes(b"epoch 1 of the old run")
+        (out / "01-train" / "stage.json").unlink(missing_ok=True)
+
+    interrupted()
+    (out / "recipe.yaml").write_text((out / "seed" / "recipe.yaml").read_text())
+    (out / "inputs.json").write_text((out / "seed" / "inputs.json").read_text())
+    # with --resume the train stage goes on from its last.pt ...
+    run_recipe(model, data, recipe, out=out, resume=True)
+    assert seen[-1] is True
+    # ... but only with the run's own data, even though no stage finished
+    (out / "02-export" / "stage.json").unlink()
+    (out / "01-train" / "stage.json").unlink()
+    other = tmp_path / "d2.yaml"
+    other.write_text("names: [a]\n")
+    with pytest.raises(ConfigError, match="made with data"):
+        run_recipe(model, other, recipe, out=out, resume=True)
+    # a run without --resume starts the train stage afresh, whatever data it is given
+    run_recipe(model, other, recipe, out=out)
+    assert seen[-1] is False and not (out / "01-train" / "last.pt").exists()
+
+
+def test_an_input_inside_a_stage_folder_is_refused_and_kept(tmp_path, inputs, ran):
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    out = tmp_path / "out"
+    inside = out / "01-export" / "best.pt"
+    inside.parent.mkdir(parents=True)
+    inside.write_bytes(model.read_bytes())
+    recipe = {"stages": [{"export": {"formats": ["onnx"]}}]}
+    with pytest.raises(ConfigError, match=r"model=.*01-export/best.pt: this run writes"):
+        run_recipe(inside, data, recipe, out=out)
+    t = out / "01-distill" / "t.pt"
+    t.parent.mkdir()
+    t.write_bytes(model.read_bytes())
+    teacher = {"stages": [{"distill": {"teacher": str(t)}}]}
+    with pytest.raises(ConfigError, match=r"stage 1 \(distill\)=.*t.pt: this run writes"):
+        run_recipe(model, data, teacher, out=out)
+    assert inside.read_bytes() == t.read_bytes() == model.read_bytes() and ran == []
+
+
+def test_a_stage_record_that_is_not_one_runs_the_stage_again(tmp_path, inputs, ran, caplog):
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    out = tmp_path / "out"
+    recipe = {"stages": [{"export": {"formats": ["onnx"]}}]}
+    run_recipe(model, data, recipe, out=out)
+    (out / "01-export" / "stage.json").write_text('{"map": 0.5}')  # a val report, say
+    run_recipe(model, data, recipe, out=out, resume=True)
+    assert [n for n, _ in ran] == ["export", "export"]
+    assert "is not the record of a finished export stage" in caplog.text

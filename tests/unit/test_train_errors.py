@@ -318,6 +318,9 @@ def test_json_that_is_an_input_and_unwritable_outputs_are_one_line_errors(sets, 
         "instances_val.json": ('{"images": [], "annotations": []}', "holds COCO annotations"),
         "nas_latency_cache.jsonl": ('{"ms": 1.0}', "is a JSON-lines file"),
         "export_report.json": ('{"formats": {}}', "is the export run's own export_report.json"),
+        # records a compress run reads back on --resume
+        "stage.json": ('{"stage": "prune", "rows": []}', "is a compress run's record of a"),
+        "inputs.json": ('{"model": "m.pt", "data": "d.yaml"}', "is a compress run's record of"),
     }
     for name, (text, why) in kept.items():
         (tmp_path / name).write_text(text)

@@ -339,6 +339,12 @@ REPORT_OWNERS = {
     "compress.json": ("compress",),
     "budget.json": ("compress",),
     "detections.json": ("predict",),
+    "quant_config.json": ("quantize",),
+}
+# JSON records a run keeps for itself and reads back (compress --resume): no report replaces them
+RUN_RECORDS = {
+    "stage.json": "a compress run's record of a finished stage",
+    "inputs.json": "a compress run's record of its model and data",
 }
 
 
@@ -346,7 +352,8 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
     """``--json PATH`` is refused, before any work (a typer callback), when PATH is a folder
     or a file the report must not replace: one that holds no JSON (a data.yaml or a
     checkpoint given by mistake), COCO annotations (a dataset's ground truth), a JSON-lines
-    file, or a file another command wrote into its run's folder (:data:`REPORT_OWNERS`)."""
+    file, a file another command wrote into its run's folder (:data:`REPORT_OWNERS`), or a
+    record a run reads back (:data:`RUN_RECORDS`)."""
     if path is None:
         return path
     p = Path(path)
@@ -375,6 +382,8 @@ def _kept_json(p: Path, command: str | None) -> str | None:
         and ("annotations" in data or "categories" in data)
     ):
         return "holds COCO annotations (a dataset's)"
+    if p.name in RUN_RECORDS:
+        return f"is {RUN_RECORDS[p.name]}"
     owners = REPORT_OWNERS.get(p.name, (command,))
     if command not in owners:
         return f"is {' or '.join(f'the {o} run' for o in owners)}'s own {p.name}"
