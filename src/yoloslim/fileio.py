@@ -166,8 +166,8 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ConfigError(
-                f"{folder}: another yoloslim run ({what}) is writing into this folder; wait "
-                "for it to finish or choose another output folder"
+                f"{folder}: another yoloslim run is writing into this folder, so this {what} "
+                "cannot; wait for that one to finish or choose another output folder"
             ) from None
         yield
     finally:

@@ -401,3 +401,29 @@ def test_distill_and_train_default_to_the_checkpoints_size(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         dmod.distill("damo-nano", tmp_path / "t.pt", data, out=tmp_path / "lib")
     assert seen[-1] == 128
+
+
+def test_a_refused_distill_leaves_the_running_ones_settings(tmp_path):
+    """distill_config.yaml is written under the run folder's lock, so a second distillation
+    into a folder another run writes into is refused before it replaces that run's settings."""
+    from yoloslim.fileio import folder_lock
+
+    data = synthesize(tmp_path / "d", images=4, imgsz=64, classes=2, seed=1)
+    student, teacher = _models()
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "distill_config.yaml").write_text("loss: cwd\n")  # the running distillation's
+    cfg = DistillConfig(loss="mimic", train=TrainConfig(epochs=1, batch=2, imgsz=64, workers=0))
+    refused = pytest.raises(ConfigError, match=r"another yoloslim run .* so this distill cannot")
+    with folder_lock(out, "train"), refused:
+        distill(student, teacher, data, config=cfg, out=out)
+    assert (out / "distill_config.yaml").read_text() == "loss: cwd\n"
+
+
+def test_a_run_replaced_with_exist_ok_loses_its_distill_settings(tmp_path):
+    from yoloslim.train.run_folder import RunFolder
+
+    (tmp_path / "distill_config.yaml").write_text("loss: cwd\n")
+    (tmp_path / "notes.txt").write_text("mine")
+    RunFolder(tmp_path, TrainConfig(), False).start(None, replace=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -345,3 +345,19 @@ def test_the_sensitivity_error_uses_the_models_own_strides(caplog):
     # anchors that fit no level of the given strides: the smallest stride, and a warning
     assert discrepancy(ref, out, 64, strides=(8, 16, 32)) == pytest.approx(2.0)
     assert "are not those of strides [8, 16, 32]" in caplog.text
+
+
+def test_a_quantize_refused_by_the_folder_lock_writes_nothing_there(setup, tmp_path):
+    """The float ONNX is exported under the lock: a second quantize into a folder another run
+    writes into must not replace that run's export/model.onnx before it is refused."""
+    from yoloslim.fileio import folder_lock
+
+    data, _ = setup
+    model = ys.build_model("damo-nano", nc=2, names=["a", "b"])
+    out = tmp_path / "q"
+    refused = pytest.raises(
+        ConfigError, match=r"another yoloslim run is writing .* so this quantize cannot"
+    )
+    with folder_lock(out, "quantize"), refused:
+        ys.quantize(model, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
+    assert list(out.iterdir()) == []

@@ -44,7 +44,7 @@ from yoloslim.compress.distill_losses import FEATURE_LOSSES, FeatureAdapters, lo
 from yoloslim.configs import check_config, from_mapping
 from yoloslim.data import load_data_config
 from yoloslim.errors import ConfigError, ModelError
-from yoloslim.fileio import atomic_write_text, refuse_overwriting_input
+from yoloslim.fileio import refuse_overwriting_input
 from yoloslim.models.checkpoint import EXPORTED, load_checkpoint, read_checkpoint
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
@@ -217,6 +217,8 @@ class Distiller:
         self.teacher = copy.deepcopy(teacher).eval().requires_grad_(False).fuse()
         self.cfg = config
         self.teacher_path = teacher_path  # kept in last.pt, so a resume can find the teacher
+        self.command = "distill"  # the run folder's lock names the run so
+        self.run_files: dict[str, str] = {}  # written by the trainer under that lock
         self.teacher_digest = weights_digest(teacher)  # and knows it is the same model
         self.adapters: FeatureAdapters | None = None
         self._feats: list[torch.Tensor] | None = None
@@ -462,7 +464,7 @@ def distill(
         config = DistillConfig() if config is None else config
         student = as_artifact(student, "student")
         # the run's files must not replace the models it starts from
-        writes = [out / name for name in (*RUN_FILES, "distill_config.yaml")]
+        writes = [out / name for name in RUN_FILES]
         for arg, source in (("student", student), ("teacher", as_artifact(teacher, "teacher"))):
             refuse_overwriting_input(source, writes, arg=arg, hint="give another out (--out)")
         if isinstance(student, (str, Path)) and Path(student).suffix in (".pt", *EXPORTED):
@@ -490,11 +492,10 @@ def distill(
     hook = Distiller(t_model, config, teacher_path=t_file)
     if resume:
         _check_same_teacher(hook_state, hook.teacher_digest, teacher, out / "last.pt")
-    check_out(out, resume, exist_ok)  # before distill_config.yaml replaces another run's
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(
-        out / "distill_config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False)
-    )
+    check_out(out, resume, exist_ok)
+    # written by the trainer once it holds the folder's lock, so that a distillation refused
+    # because another one writes there does not replace that one's settings
+    hook.run_files = {"distill_config.yaml": yaml.safe_dump(config.to_dict(), sort_keys=False)}
     res = train(
         None if resume else student,
         data,

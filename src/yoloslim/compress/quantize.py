@@ -90,8 +90,10 @@ def quantize(
         raise ExportError(install_hint("nncf", "openvino"))
     require_boxes(data)  # the float-vs-INT8 comparison needs a defined mAP
     cfg, adv = config, config.advanced
-    float_onnx, imgsz = _float_onnx(model_or_artifact, out, cfg.imgsz)
+    given = _given_onnx(model_or_artifact, cfg.imgsz)  # checked before anything is written
     with folder_lock(out, "quantize"):  # made here, if it is not there yet
+        # exported under the lock: a refused second run must not replace this one's ONNX
+        float_onnx, imgsz = given or _export_onnx(model_or_artifact, out, cfg.imgsz)
         backend = _backend(cfg, float_onnx, out)
         scope = resolve_scope(backend.view(), cfg.ignored_scope)
         report: dict[str, Any] = {
@@ -204,8 +206,9 @@ def quantize(
 _WEIGHTS = {"float": "fp32", "fp16": "fp16", "bf16": "fp32 (asks for bf16 compute)", "int8": "int8"}
 
 
-def _float_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
-    """The float ONNX to quantize: exported (re-parameterised) from a model, or the given .onnx."""
+def _given_onnx(model: Any, imgsz: int | None) -> tuple[Path, int] | None:
+    """The float ONNX to quantize when ``model`` is one (checked), else None (a model to
+    export; its type checked)."""
     if isinstance(model, (str, Path)) and Path(model).suffix == ".onnx":
         import onnx
 
@@ -233,6 +236,11 @@ def _float_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
         )
     if not isinstance(model, (str, Path, nn.Module)):
         raise ModelError(f"model_or_artifact: expected a Detector or a path, got {type(model)}")
+    return None
+
+
+def _export_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
+    """The float ONNX to quantize, exported (re-parameterised) from ``model`` into ``out``."""
     from yoloslim.export import export
 
     # export() re-parameterises (RepConv, Conv+BN) first and never modifies the input

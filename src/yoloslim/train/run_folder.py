@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # what a run folder holds; RUN_MARKERS say that a folder already holds a run
 CHECKPOINTS = ("last.pt", "best.pt")
 RUN_MARKERS = ("last.pt", "metrics.jsonl")
-RUN_FILES = (*CHECKPOINTS, "metrics.jsonl", "train_config.yaml")
+RUN_FILES = (*CHECKPOINTS, "metrics.jsonl", "train_config.yaml", "distill_config.yaml")
 
 
 @dataclass

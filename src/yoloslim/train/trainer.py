@@ -76,6 +76,10 @@ class TrainHook(Protocol):
     forward (``epoch`` is fractional: step / steps per epoch; the value returned is
     added to the detection loss, its parts are averaged into metrics.jsonl), and
     ``detach`` when training ends.
+
+    Optional attributes: ``command``, the name the run folder's lock gives the run (default
+    "train"), and ``run_files``, ``{file name: text}`` written into the run folder once the
+    trainer holds its lock (a hook's own settings file, say).
     """
 
     def attach(self, net: Detector, device: torch.device) -> nn.Module | None: ...
@@ -264,13 +268,16 @@ def train(
         arch, state, data_cfg.names, cfg, device, world, hook, n_batches=n_batches, out=out
     )
 
-    with folder_lock(out, "train") if main else contextlib.nullcontext():
+    command = getattr(hook, "command", "train")
+    with folder_lock(out, command) if main else contextlib.nullcontext():
         run = RunFolder(out, cfg, progress and main)
         if main:
             run.start(start_epoch if state else None, replace=exist_ok)
             atomic_write_text(
                 out / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False)
             )
+            for name, text in getattr(hook, "run_files", {}).items():
+                atomic_write_text(out / name, text)
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             fit.wrapped = nn.parallel.DistributedDataParallel(fit.net, device_ids=ids)
