@@ -363,3 +363,33 @@ def test_other_class_names_in_the_data_are_warned_about(sets, tmp_path, caplog):
         _prepare_model(build_model("damo-nano", nc=3), names)  # no names of its own: quiet
         check_resume_data({"names": list(names)}, sets[3], 3, tmp_path, names)
     assert not caplog.records
+
+
+def test_a_stop_while_last_pt_is_written_keeps_every_metrics_row(sets, tmp_path, monkeypatch):
+    """The epoch's row is logged before last.pt is replaced: a stop just before last.pt leaves
+    a row the resume drops and writes again, a stop just after it leaves the row in place (the
+    other order lost the row: no run wrote it again)."""
+    import json
+
+    from yoloslim.train.run_folder import RunFolder
+
+    save = RunFolder.save
+    cfg = TrainConfig(epochs=3, imgsz=64, batch=4, workers=0, val_interval=3)
+    for after in (False, True):
+
+        def stop_at_epoch_1(self, name, model, after=after, **kwargs):
+            stop = name == "last.pt" and kwargs["meta"]["epoch"] == 1
+            if stop and not after:
+                raise KeyboardInterrupt
+            save(self, name, model, **kwargs)
+            if stop:
+                raise KeyboardInterrupt
+
+        out = tmp_path / str(after)
+        monkeypatch.setattr(RunFolder, "save", stop_at_epoch_1)
+        with pytest.raises(KeyboardInterrupt):
+            train("damo-nano", sets[2], config=cfg, out=out)
+        monkeypatch.setattr(RunFolder, "save", save)
+        train(None, None, out=out, resume=True)
+        rows = (out / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(r)["epoch"] for r in rows] == [0, 1, 2], after

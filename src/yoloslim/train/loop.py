@@ -196,15 +196,19 @@ class Fit:
         return state
 
     def save(self, run: RunFolder, row: dict, best_map: float, last_val: dict, meta: dict) -> float:
-        """Write ``last.pt`` (and ``best.pt`` on a new best mAP) and the metrics row after
-        the epoch in ``row``; returns the best mAP so far."""
+        """Write the metrics row of the epoch in ``row``, then ``best.pt`` on a new best mAP
+        and ``last.pt``; returns the best mAP so far.
+
+        The row goes first: a stop before ``last.pt`` is replaced leaves a row that the resume
+        drops (:meth:`RunFolder.trim_metrics`) and writes again, while the other order could
+        leave a ``last.pt`` past a row that no run writes."""
+        run.log_metrics(row)
         state = self.train_state(row["epoch"], best_map, last_val)
         meta = {"epoch": row["epoch"], "map": row.get("map"), "map50": row.get("map50"), **meta}
         if row.get("map") is not None and row["map"] > best_map:
             best_map = state["best_map"] = row["map"]
             run.save("best.pt", self.final_model, meta=meta)
         run.save("last.pt", self.final_model, meta=meta, train_state=state)
-        run.log_metrics(row)
         return best_map
 
 
