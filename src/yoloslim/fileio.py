@@ -85,6 +85,41 @@ def remove_stale_temps(folder: str | Path, names: Iterable[str]) -> list[Path]:
     return removed
 
 
+# what staged() leaves when its process is killed: TemporaryDirectory(prefix=".NAME-") names
+# its folder .NAME- plus 8 characters of [a-z0-9_], and makes it private (0o700)
+_STAGING = re.compile(r"\..+-[a-z0-9_]{8}")
+
+
+def remove_stale_staging(folder: str | Path, depth: int = 3) -> list[Path]:
+    """Delete the private folders :func:`staged` left in ``folder`` and in its subfolders
+    up to ``depth`` levels down (a Triton repository's ``triton/NAME/1/``) when a SIGKILL
+    skipped its clean-up.
+
+    Call it only while holding ``folder``'s :func:`folder_lock`: then no other yoloslim run
+    stages anything there, so every such folder is stale.
+
+    Returns:
+        The removed folders.
+    """
+    import shutil
+
+    root = Path(folder)
+    removed = []
+    for here, dirs, _ in os.walk(root):
+        level = len(Path(here).relative_to(root).parts)
+        for d in list(dirs):
+            p = Path(here) / d
+            if _STAGING.fullmatch(d) and (p.stat().st_mode & 0o777) == 0o700:
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+                dirs.remove(d)
+        if level >= depth:
+            dirs.clear()
+    if removed:
+        log.info("%s: removed %d stale staging folder(s): %s", root, len(removed), removed)
+    return removed
+
+
 def refuse_overwriting_input(source, writes: Iterable[Path], *, arg: str, hint: str) -> None:
     """ConfigError when the input file ``source`` (passed as ``arg``) is one of the files
     or lies in one of the folders in ``writes``, which the run is about to (re)write;

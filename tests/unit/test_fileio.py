@@ -1,5 +1,7 @@
 """staged(): a tool's output appears whole under its final name, or not at all."""
 
+from pathlib import Path
+
 import pytest
 
 from yoloslim.fileio import staged
@@ -106,3 +108,50 @@ def test_a_file_where_the_run_folder_goes_is_a_config_error(tmp_path):
     with parent_refused, folder_lock(f / "run", "compress"):
         pass
     assert f.read_text() == "x"
+
+
+def test_staging_folders_a_killed_run_left_are_removed_and_nothing_else(tmp_path):
+    import os
+    import tempfile
+
+    from yoloslim.fileio import remove_stale_staging, staged
+
+    # what a SIGKILL inside staged() leaves: its private folder, at any depth an export uses
+    stale = []
+    for parent in (tmp_path, tmp_path / "model_openvino", tmp_path / "triton" / "m" / "1"):
+        parent.mkdir(parents=True, exist_ok=True)
+        stale.append(Path(tempfile.mkdtemp(dir=parent, prefix=".model.onnx-")))
+    kept = [tmp_path / ".git-abcdefgh", tmp_path / ".model.onnx-short", tmp_path / "model.onnx"]
+    kept[0].mkdir(mode=0o755)  # not private: not staged()'s
+    os.chmod(kept[0], 0o755)
+    kept[1].mkdir(mode=0o700)  # not an 8-character suffix
+    kept[2].write_text("the artifact")
+    assert sorted(remove_stale_staging(tmp_path)) == sorted(stale)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    with staged(tmp_path / "x.onnx") as tmp:  # a live one, as the lock holder's own, works
+        tmp.write_text("new")
+    assert (tmp_path / "x.onnx").read_text() == "new"
+
+
+def test_scratch_folders_of_killed_exports_go_once_a_day_old(tmp_path, monkeypatch):
+    import os
+    import tempfile
+    import time
+
+    from yoloslim.export import common
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    old, fresh = tmp_path / "yoloslim-export-old", tmp_path / "yoloslim-export-new"
+    other = tmp_path / "someone-else-old"
+    for p in (old, fresh, other):
+        p.mkdir()
+        (p / "model.onnx").write_text("x")
+    day_ago = time.time() - 25 * 3600
+    for p in (old, other):
+        os.utime(p, (day_ago, day_ago))
+    # an export's first scratch file clears them, beside its own new folder
+    ctx = common.ExportContext(model=None, names=["a"], imgsz=64, out=tmp_path / "out")
+    mine = ctx.scratch_path("model.onnx").parent
+    assert not old.exists() and fresh.exists() and other.exists() and mine.is_dir()
+    ctx.cleanup()
+    assert not mine.exists()

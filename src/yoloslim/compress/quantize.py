@@ -24,7 +24,7 @@ from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
 from yoloslim.configs import check_config
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.extras import install_hint, installed
-from yoloslim.fileio import folder_lock, refuse_overwriting_input
+from yoloslim.fileio import folder_lock, refuse_overwriting_input, remove_stale_staging
 from yoloslim.result import Result
 from yoloslim.runtime.backends import quantized_ops
 
@@ -92,6 +92,7 @@ def quantize(
     cfg, adv = config, config.advanced
     given = _given_onnx(model_or_artifact, cfg.imgsz)  # checked before anything is written
     with folder_lock(out, "quantize"):  # made here, if it is not there yet
+        remove_stale_staging(out)  # a killed run's; none is live while we hold the lock
         # exported under the lock: a refused second run must not replace this one's ONNX
         float_onnx, imgsz = given or _export_onnx(model_or_artifact, out, cfg.imgsz)
         backend = _backend(cfg, float_onnx, out)

@@ -18,7 +18,7 @@ from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.nms import check_graph_nms
 from yoloslim.export.registry import EXPORTERS, half_problem
 from yoloslim.export.triton import triton_max_batch_problem, triton_name_problem
-from yoloslim.fileio import atomic_write_text, folder_lock
+from yoloslim.fileio import atomic_write_text, folder_lock, remove_stale_staging
 from yoloslim.result import Result
 
 __all__ = ["export"]
@@ -148,6 +148,7 @@ def export(
         names = default_names(int(getattr(net, "nc", 0)))
     out = _output_folder(out)
     with folder_lock(out, "export"):
+        remove_stale_staging(out)  # a killed export's; none is live while we hold the lock
         previous = _previous_report(out)
         earlier = _earlier_entries(previous, formats, nms, out)
         if previous is not None and set(earlier) != set(previous["formats"]):

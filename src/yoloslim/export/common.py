@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +65,8 @@ class ExportContext:
         """``name`` in this context's private temporary folder (made on first use): two
         exports into one folder never share, or delete, each other's intermediate files."""
         if self._scratch_dir is None:
-            self._scratch_dir = Path(tempfile.mkdtemp(prefix="yoloslim-export-"))
+            _remove_old_scratch()
+            self._scratch_dir = Path(tempfile.mkdtemp(prefix=_SCRATCH_PREFIX))
         return self._scratch_dir / name
 
     def cleanup(self) -> None:
@@ -72,6 +75,24 @@ class ExportContext:
         if self._scratch_dir is not None:
             shutil.rmtree(self._scratch_dir, ignore_errors=True)
             self._scratch_dir = None
+
+
+_SCRATCH_PREFIX = "yoloslim-export-"
+_SCRATCH_MAX_AGE_S = 24 * 3600  # no export runs this long: an older folder is a killed one's
+
+
+def _remove_old_scratch() -> None:
+    """Delete scratch folders that killed exports (SIGKILL skips ``cleanup``) left in the
+    temp folder, once they are a day old."""
+    now, uid = time.time(), getattr(os, "getuid", lambda: None)()
+    for p in Path(tempfile.gettempdir()).glob(f"{_SCRATCH_PREFIX}*"):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        mine = uid is None or st.st_uid == uid
+        if mine and p.is_dir() and now - st.st_mtime > _SCRATCH_MAX_AGE_S:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 INPUT_TEXT = (
