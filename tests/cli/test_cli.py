@@ -239,6 +239,30 @@ def test_an_interrupted_compress_says_how_to_resume(tmp_path, monkeypatch, capsy
     assert err.strip() == f"interrupted; continue with `yoloslim compress --out {out} --resume`"
 
 
+def test_a_stop_that_a_library_turned_into_its_own_error_still_says_how_to_resume(
+    tmp_path, monkeypatch, capsys
+):
+    import yoloslim.pipeline
+
+    out = tmp_path / "run"
+
+    def stopped(*args, **kwargs):
+        out.mkdir()
+        (out / "recipe.yaml").write_text("stages: []\n")
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C: it is recorded as a stop
+            time.sleep(30)
+        except KeyboardInterrupt:  # caught inside a library, which raises its own error
+            raise RuntimeError("write to closed file") from None
+
+    monkeypatch.setattr(yoloslim.pipeline, "run_recipe", stopped)
+    monkeypatch.setattr(sys, "argv", ["yoloslim", "compress", "--out", str(out)])
+    args = ["compress", "--data", "d.yaml", "--recipe", "r.yaml", "--out", str(out)]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == f"interrupted; continue with `yoloslim compress --out {out} --resume`"
+
+
 def test_version(capsys):
     from yoloslim import __version__
 

@@ -165,18 +165,24 @@ os.register_at_fork(after_in_child=_defaults_in_forked_child)
 def interrupt_hint(marker: Path, command: str) -> Iterator[None]:
     """On Ctrl-C or SIGTERM, say how to go on: ``command`` once ``marker`` (a run's
     ``last.pt``, written atomically, so whole) exists, else that there is nothing to resume;
-    exit with the shell's code for the signal (130, 143)."""
+    exit with the shell's code for the signal (130, 143). An interrupt that a library turned
+    into an error of its own (see :func:`stop_requested`) is the same stop."""
     try:
         yield
-    except KeyboardInterrupt as e:
+    except typer.Exit:
+        raise
+    except (KeyboardInterrupt, Exception) as e:
+        stop = e if isinstance(e, KeyboardInterrupt) else stop_requested()
+        if stop is None:
+            raise
         if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one message, not one per process
-            how = _stop_word(e)
+            how = _stop_word(stop)
             if marker.exists():
                 msg = f"{how}; continue with `{command}`"
             else:
                 msg = f"{how} before {marker.name} was written; nothing to resume"
             err_console.print(msg, soft_wrap=True)
-        raise typer.Exit(interrupt_exit_code(e)) from None
+        raise typer.Exit(interrupt_exit_code(stop)) from None
 
 
 def _stop_word(stop: KeyboardInterrupt) -> str:
