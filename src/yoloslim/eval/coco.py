@@ -17,6 +17,24 @@ __all__ = ["coco_map"]
 log = logging.getLogger(__name__)
 
 
+class _Discard(io.TextIOBase):
+    """A text stream that drops what is written and is never closed: a native extension that
+    kept a reference to it past the redirect (a Ctrl-C in the middle of an evaluation) writes
+    into nothing instead of aborting the process with "write to closed file"."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        return len(s)
+
+    def close(self) -> None:
+        pass
+
+
+_DISCARD = _Discard()
+
+
 def coco_map(
     gt: dict[str, Any], detections: list[dict[str, Any]], *, names: list[str] | None = None
 ) -> dict[str, Any]:
@@ -93,7 +111,7 @@ def coco_map(
     from faster_coco_eval import COCO, COCOeval_faster
 
     # The library logs through its own print_function but a few paths still print().
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(_DISCARD):
         coco_gt = COCO(gt, print_function=log.debug)
         coco_dt = coco_gt.loadRes(dets)
         ev = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=log.debug)
