@@ -41,7 +41,9 @@ def _one_thread(t: torch.Tensor) -> Iterator[None]:
     (32768 elements) each op is split over the intra-op threads, and when the cores are
     busy (data-loader workers, a runtime's own threads, other processes) every split
     waits for a descheduled thread: a 300 x 128 IoU took 3-18 ms at two threads against
-    0.6-0.7 ms at one on a loaded 2-core machine. With the OpenMP backend the setting is per
+    0.6-0.7 ms at one on a loaded 2-core machine, and val's NMS 49 against 5.2 ms per image
+    (benchmarks/val_nms.py, demo model). On the idle machine one thread costs a little
+    (3.58 against 3.25 ms per image). With the OpenMP backend the setting is per
     OS thread, so other threads are not affected; with another backend nothing changes.
     """
     n = torch.get_num_threads()
