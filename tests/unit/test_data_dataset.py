@@ -389,3 +389,35 @@ def test_exif_rotated_and_16_bit_images_are_read_as_displayed(tmp_path):
     assert upright.shape == (80, 40, 3) and upright[:15].mean() > 200 > upright[30:].mean()
     grey = np.asarray(ds.load_image(1)[0])
     assert 0 < grey.mean() < 250  # scaled to 8 bits, not clipped to white
+
+
+def test_orientation_outside_the_exif_block_is_probed_as_the_loader_turns_it(tmp_path):
+    """XMP's tiff:Orientation (Adobe tools) and a PNG's ImageMagick "Raw profile type exif"
+    text turn the image in the loader; the probe must record the same size, or training stops
+    with a size mismatch. A TIFF opens turned already: its size is the displayed one."""
+    from PIL import Image, PngImagePlugin
+
+    from yoloslim.data.sample import Sample, probe_images
+
+    stored = Image.fromarray(np.zeros((40, 80, 3), np.uint8))  # 80 wide, 40 high as stored
+    xmp = (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+        'xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+    )
+    stored.save(tmp_path / "x.jpg", xmp=xmp.encode())
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    raw = (b"Exif\x00\x00" + exif.tobytes()).hex()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Raw profile type exif", f"\nexif\n{len(raw) // 2:8d}\n{raw}\n", zip=True)
+    stored.save(tmp_path / "p.png", pnginfo=info)
+    stored.save(tmp_path / "t.tif", exif=exif.tobytes())
+    paths = [tmp_path / n for n in ("x.jpg", "p.png", "t.tif")]
+    sizes = probe_images(paths, tmp_path)
+    none, no_cls = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+    samples = [Sample(p, none, no_cls, *sizes[p], p.stem) for p in paths]
+    ds = DetectionDataset(samples, 80, augment=False, names=NAMES)
+    for i, p in enumerate(paths):
+        h, w = np.asarray(ds.load_image(i)[0]).shape[:2]
+        assert sizes[p] == (40, 80) and (w, h) == (40, 80), p.name

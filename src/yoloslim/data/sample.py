@@ -107,14 +107,15 @@ _ORIENTATION = 0x0112  # EXIF tag
 
 
 def _orientation(im: Image.Image) -> int | None:
-    """The EXIF orientation, from the raw block (``getexif()`` would read the file, and
-    ``verify()`` must come straight after ``open``)."""
-    raw = im.info.get("exif")
-    if not raw:
+    """The orientation the loader's ``ImageOps.exif_transpose`` applies, read from what
+    opening the file found: the EXIF block, a PNG's ImageMagick "Raw profile type exif"
+    text, or XMP's ``tiff:Orientation`` (as Adobe tools write it). The base class's
+    ``getexif`` reads only that; a PNG's own would decode the image, and ``verify()`` must
+    come straight after ``open``. A TIFF's is None: Pillow opens it turned already (its
+    size is the displayed one) and ``exif_transpose`` leaves it."""
+    if im.format == "TIFF":
         return None
-    exif = Image.Exif()
-    exif.load(raw)
-    return exif.get(_ORIENTATION)
+    return Image.Image.getexif(im).get(_ORIENTATION)
 
 
 def _probe(path: Path) -> tuple[int, int] | str:
