@@ -75,6 +75,24 @@ def test_read_yolo_explicit_labels_dir(tmp_path):
     )
 
 
+def test_read_yolo_follows_linked_subfolders_once(tmp_path):
+    """``ln -s /mnt/extra images/train/extra`` (and the labels beside it) adds those images;
+    a link back up the tree is walked once, not forever."""
+    splits = _splits()
+    write_yolo(tmp_path / "main", splits, NAMES)
+    extra = {"train": fake_images(2, seed=5, prefix="x"), "val": []}
+    write_yolo(tmp_path / "extra", extra, NAMES)
+    for kind in ("images", "labels"):
+        (tmp_path / "main" / kind / "train" / "extra").symlink_to(
+            tmp_path / "extra" / kind / "train"
+        )
+    (tmp_path / "main" / "images" / "train" / "loop").symlink_to(
+        tmp_path / "main" / "images" / "train"
+    )
+    samples = read_yolo(tmp_path / "main" / "images" / "train", NAMES)
+    _assert_matches(samples, splits["train"] + extra["train"])
+
+
 def test_read_yolo_list_file(tmp_path):
     splits = _splits()
     write_yolo(tmp_path, splits, NAMES)

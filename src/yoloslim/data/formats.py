@@ -19,7 +19,8 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -116,11 +117,26 @@ def _parse_yolo_labels(
     return xyxy[keep].astype(np.float32), np.array(classes, dtype=np.int64)[keep]
 
 
+def _walk_images(folder: Path) -> Iterator[Path]:
+    """The images under ``folder``, linked subfolders included (``ln -s /mnt/extra
+    images/train/extra``, which ``rglob`` skips), each real folder once (a link loop ends)."""
+    seen: set[str] = set()
+    for here, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in files:
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                yield Path(here) / name
+
+
 def _list_images(source: Path) -> tuple[list[Path], Path | None]:
     """Images of a folder (recursive) or of a ``.txt`` list file; plus the folder."""
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        return files, source
+        return sorted(_walk_images(source)), source
     if source.is_file() and source.suffix == ".txt":
         files = []
         for line in source.read_text(encoding="utf-8-sig").splitlines():
