@@ -291,6 +291,19 @@ def test_read_coco_keeps_crowds_apart_as_ignore_regions_and_the_areas(tmp_path):
         ),
         (lambda d: d["annotations"][1].pop("bbox"), r"annotations\[1\] \(id=2\): malformed"),
         (lambda d: d["categories"][0].update(name="bird"), "categories .* do not match names"),
+        # merged exports that both count image ids from 1
+        (
+            lambda d: d["images"].append({**d["images"][0], "file_name": "other.png"}),
+            r"images\[4\]: duplicate image id 1 \(also images\[0\]\)",
+        ),
+        # a category outside the names that an annotation uses is still a mismatch
+        (
+            lambda d: (
+                d["categories"].append({"id": 0, "name": "animals"}),
+                d["annotations"][0].update(category_id=0),
+            ),
+            "categories .* do not match names",
+        ),
     ],
 )
 def test_bad_coco_names_file_and_annotation(tmp_path, edit, match):
@@ -301,6 +314,30 @@ def test_bad_coco_names_file_and_annotation(tmp_path, edit, match):
     path.write_text(json.dumps(data))
     with pytest.raises(DataError, match=r"instances_train\.json: " + match):
         read_coco(path, tmp_path / "train", NAMES)
+
+
+def test_coco_as_exporters_write_it(tmp_path, caplog):
+    """Roboflow's unused project category (id 0), Windows file names, zero-size boxes."""
+    splits = _splits()
+    write_coco(tmp_path, splits, NAMES)
+    path = tmp_path / "instances_train.json"
+    data = json.loads(path.read_text())
+    data["categories"].append({"id": 0, "name": "animals", "supercategory": "none"})
+    (tmp_path / "train" / "sub").mkdir()
+    first = data["images"][0]
+    name = first["file_name"]
+    (tmp_path / "train" / name).rename(tmp_path / "train" / "sub" / name)
+    first["file_name"] = f"sub\\{name}"
+    data["annotations"].append({**data["annotations"][0], "id": 99, "bbox": [5, 5, 0, 20]})
+    path.write_text(json.dumps(data))
+    with caplog.at_level(logging.INFO, logger="yoloslim.data"):
+        samples, names = read_coco(path, tmp_path / "train", NAMES)
+    assert names == NAMES
+    _assert_matches(samples, splits["train"])  # every image, every box, the empty one out
+    assert "left out 1 category outside the data's names that no annotation uses: 'animals'" in (
+        caplog.text
+    )
+    assert "1 annotation(s) of zero width or height left out (annotations[" in caplog.text
 
 
 def test_invalid_coco_json_names_line(tmp_path):

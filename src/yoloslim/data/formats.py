@@ -15,6 +15,7 @@ Policies, shared by every reader:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -267,6 +268,8 @@ def read_coco(
         cat_ids = [int(c["id"]) for c in cats]
     except (KeyError, TypeError, ValueError) as e:
         raise _coco_error(jp, f"malformed 'categories': {e!r}") from e
+    if names is not None and set(cat_names) - set(names):
+        cat_ids, cat_names = _drop_unused_categories(data, jp, cat_ids, cat_names, names)
     if names is None:
         out_names = cat_names
         cat_map = {cid: i for i, cid in enumerate(cat_ids)}
@@ -281,11 +284,20 @@ def read_coco(
     images: dict[int, dict] = {}
     for k, im in enumerate(data["images"]):
         try:
-            images[int(im["id"])] = {"path": idir / str(im["file_name"])}
+            img_id, file_name = int(im["id"]), str(im["file_name"])
         except (KeyError, TypeError, ValueError) as e:
             raise _coco_error(jp, f"images[{k}]: malformed entry ({e!r})") from e
+        if img_id in images:  # merged exports that both count from 1, say
+            raise _coco_error(
+                jp, f"images[{k}]: duplicate image id {img_id} (also images[{images[img_id]['k']}])"
+            )
+        path = idir / file_name
+        if "\\" in file_name and not path.exists():  # written on Windows
+            path = idir / file_name.replace("\\", "/")
+        images[img_id] = {"path": path, "k": k}
     # per image: (class, bbox, area or None, crowd)
     anns: dict[int, list[tuple[int, list[float], float | None, bool]]] = {i: [] for i in images}
+    empty: list[str] = []  # annotations whose box has no width or height
     for k, a in enumerate(data.get("annotations", [])):
         where = f"annotations[{k}] (id={a.get('id') if isinstance(a, dict) else '?'})"
         try:
@@ -307,7 +319,18 @@ def read_coco(
                 raise _coco_error(jp, f"{where}: area {area!r} is not a number") from e
             if not math.isfinite(area) or area < 0:
                 raise _coco_error(jp, f"{where}: area must be finite and >= 0, got {area}")
-        anns[img_id].append((cat_map[cat], bbox, area, bool(a.get("iscrowd", 0))))
+        crowd = bool(a.get("iscrowd", 0))
+        if not crowd and min(bbox[2:]) == 0:
+            empty.append(where)
+        anns[img_id].append((cat_map[cat], bbox, area, crowd))
+    if empty:
+        logger.warning(
+            "%s: %d annotation(s) of zero width or height left out (%s%s)",
+            jp,
+            len(empty),
+            ", ".join(empty[:3]),
+            ", ..." if len(empty) > 3 else "",
+        )
 
     sizes = probe_images([v["path"] for v in images.values()], jp, skipped)
     samples = []
@@ -333,6 +356,34 @@ def read_coco(
             )
         )
     return samples, out_names
+
+
+def _drop_unused_categories(
+    data: dict, jp: Path, cat_ids: list[int], cat_names: list[str], names: Sequence[str]
+) -> tuple[list[int], list[str]]:
+    """Categories outside ``names`` that no annotation uses left out, with a note (a
+    Roboflow export's project-wide category, id 0); a used one stays, for the mismatch
+    error."""
+    used = set()
+    for a in data.get("annotations", []):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            used.add(int(a["category_id"]))
+    extra = [
+        (cid, n)
+        for cid, n in zip(cat_ids, cat_names, strict=True)
+        if n not in names and cid not in used
+    ]
+    if not extra:
+        return cat_ids, cat_names
+    logger.info(
+        "%s: left out %d categor%s outside the data's names that no annotation uses: %s",
+        jp,
+        len(extra),
+        "y" if len(extra) == 1 else "ies",
+        ", ".join(f"{n!r} (id {cid})" for cid, n in extra),
+    )
+    keep = [(cid, n) for cid, n in zip(cat_ids, cat_names, strict=True) if (cid, n) not in extra]
+    return [c for c, _ in keep], [n for _, n in keep]
 
 
 def _coco_boxes(anns: list, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
