@@ -71,6 +71,8 @@ def test_data_yaml_path_not_existing(tmp_path, key, value):
         ({"names": {0: "a", 2: "b"}}, r"key 'names': ids must be 0\.\.1"),
         ({"format": "kitti"}, "key 'format' must be one of"),
         ({"format": "coco"}, "missing required key 'train_images'"),
+        ({"nc": 2.9}, r"key 'nc' must be an integer, got 2\.9"),
+        ({"names": [True, False]}, r"key 'names': entry True is a YAML boolean .*quote the name"),
     ],
 )
 def test_data_yaml_bad_values(tmp_path, edit, match):
@@ -82,6 +84,31 @@ def test_data_yaml_bad_values(tmp_path, edit, match):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(DataError, match=r"data\.yaml: " + match):
         load_data_config(path)
+
+
+def test_names_that_yaml_reads_as_booleans_are_refused_as_written(tmp_path):
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    text = path.read_text()
+    path.write_text(text.replace(yaml.safe_dump({"names": NAMES}).strip(), "names: [yes, no]"))
+    assert "names: [yes, no]" in path.read_text()
+    with pytest.raises(DataError, match=r"entry True is a YAML boolean"):
+        load_data_config(path)
+
+
+def test_blank_path_and_roboflow_parent_paths(tmp_path, caplog):
+    """A template's blank ``path:`` is the yaml's folder, as an absent one; Roboflow's YOLO
+    export names ``../train/images`` beside the folders it means, as Ultralytics reads it."""
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    data = yaml.safe_load(path.read_text())
+    data["path"] = None
+    path.write_text(yaml.safe_dump(data))
+    assert load_data_config(path).root == tmp_path.resolve()
+    data.pop("path")
+    data.update(train=f"../{data['train']}", val=f"../{data['val']}")
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_data_config(path)
+    assert len(load_samples(cfg, "train")) == 4 and len(load_samples(cfg, "val")) == 2
+    assert "does not exist; using" in caplog.text
 
 
 def test_data_yaml_missing_file_and_not_a_mapping(tmp_path):

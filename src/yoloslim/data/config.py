@@ -98,6 +98,12 @@ def _parse_names(raw: Any, where: str) -> list[str]:
         raise DataError(f"{where}: key 'names' must be a list or an {{id: name}} dict")
     if not values:
         raise DataError(f"{where}: key 'names' is empty")
+    flags = [v for v in values if isinstance(v, bool)]
+    if flags:  # YAML 1.1 reads yes/no/on/off/true/false unquoted as booleans
+        raise DataError(
+            f"{where}: key 'names': entry {flags[0]!r} is a YAML boolean (an unquoted yes, no, "
+            'on, off, true or false); quote the name, e.g. "yes"'
+        )
     bad = [v for v in values if not isinstance(v, (str, int)) or str(v).strip() == ""]
     if bad:
         raise DataError(f"{where}: key 'names' has invalid entries {bad!r}")
@@ -112,6 +118,11 @@ def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path
         raise DataError(f"{where}: key '{key}' must be a path, got {value!r}")
     p = Path(value).expanduser()
     p = p if p.is_absolute() else root / p
+    text = str(value).replace("\\", "/")
+    if not p.exists() and text.startswith("../") and (root / text[3:]).exists():
+        # Roboflow's YOLO export writes train: ../train/images beside the folders it names
+        logger.warning("%s: key '%s': %s does not exist; using %s", where, key, p, root / text[3:])
+        p = root / text[3:]
     if kind == "dir" and not p.is_dir():
         raise DataError(f"{where}: key '{key}': folder {p} does not exist")
     if kind == "file" and not p.is_file():
@@ -194,16 +205,20 @@ def load_data_config(path: str | Path) -> DataConfig:
         raise DataError(f"{where}: missing required key 'names'")
     names = _parse_names(data["names"], where)
     if "nc" in data and data["nc"] is not None:
+        raw_nc = data["nc"]
         try:
-            nc = int(data["nc"])
+            if isinstance(raw_nc, bool) or (isinstance(raw_nc, float) and not raw_nc.is_integer()):
+                raise ValueError(raw_nc)
+            nc = int(raw_nc)
         except (TypeError, ValueError) as e:
-            raise DataError(f"{where}: key 'nc' must be an integer, got {data['nc']!r}") from e
+            raise DataError(f"{where}: key 'nc' must be an integer, got {raw_nc!r}") from e
         if nc != len(names):
             raise DataError(f"{where}: key 'nc' is {nc} but 'names' has {len(names)} entries")
 
     # the real file's folder: a data.yaml linked from elsewhere still means its own dataset
     base = yaml_path.resolve().parent
-    root = _resolve(base, data["path"], where, "path", kind="dir") if "path" in data else base
+    given = data.get("path")  # absent or blank (a template's "path:  # root"): the yaml's folder
+    root = base if given in (None, "") else _resolve(base, given, where, "path", kind="dir")
     return DataConfig(
         root=root,
         train=_split(data, root, fmt, "train", where),
