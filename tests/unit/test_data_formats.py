@@ -124,6 +124,8 @@ def test_empty_and_missing_label_files_are_background(tmp_path):
         ("0.5 0.5 0.5 0.1 0.1", "class id 0.5"),
         ("0 0.5 0.5 0.1", "expected 5 fields"),
         ("0 0.5 0.5 0.1 0.1 0.3", "expected 5 fields"),
+        ("0 0.1 0.1 0.4 0.1 0.4 0.5 0.1", r"\(or a polygon .*got 8"),  # half a point
+        ("0 0.1 0.1 0.4 0.1 0.4 1.5", r"outside \[0, 1\]"),  # a polygon out of the image
         ("0 0.5 nan 0.1 0.1", "non-finite"),
     ],
 )
@@ -133,6 +135,20 @@ def test_bad_yolo_label_names_file_and_line(tmp_path, row, match):
     label.write_text("0 0.5 0.5 0.2 0.2\n" + row + "\n")
     with pytest.raises(DataError, match=r"labels/train/t2\.txt:2: .*" + match):
         read_yolo(tmp_path / "images" / "train", NAMES)
+
+
+def test_yolo_segmentation_labels_give_their_polygons_box(tmp_path):
+    write_yolo(tmp_path, _splits(), NAMES)
+    label = tmp_path / "labels" / "train" / "t2.txt"
+    label.write_text("1 0.1 0.2 0.4 0.1 0.5 0.6 0.2 0.5\n0 0.5 0.5 0.2 0.2\n")
+    s = next(x for x in read_yolo(tmp_path / "images" / "train", NAMES) if x.path.stem == "t2")
+    w, h = s.width, s.height
+    np.testing.assert_allclose(
+        s.boxes,
+        [[0.1 * w, 0.1 * h, 0.5 * w, 0.6 * h], [0.4 * w, 0.4 * h, 0.6 * w, 0.6 * h]],
+        rtol=1e-5,
+    )
+    assert s.classes.tolist() == [1, 0]
 
 
 def test_yolo_labels_without_area_are_left_out_with_a_warning_naming_them(tmp_path, caplog):

@@ -71,7 +71,8 @@ def _parse_yolo_labels(
     path: Path, nc: int, width: int, height: int, empty: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Parse one ``cls cx cy w h`` file into pixel ``xyxy`` boxes and classes; the
-    ``file:line`` of each box without area (dropped) goes to ``empty``.
+    ``file:line`` of each box without area (dropped) goes to ``empty``. A segmentation
+    line (``cls x1 y1 x2 y2 x3 y3 ...``, at least three points) gives its polygon's box.
 
     ``None`` when the file does not exist (a background image, but counted apart).
     """
@@ -89,8 +90,12 @@ def _parse_yolo_labels(
         if not fields:
             continue
         where = f"{path}:{lineno}"
-        if len(fields) != 5:
-            raise DataError(f"{where}: expected 5 fields 'cls cx cy w h', got {len(fields)}")
+        polygon = len(fields) >= 7 and len(fields) % 2 == 1  # a segmentation label
+        if len(fields) != 5 and not polygon:
+            raise DataError(
+                f"{where}: expected 5 fields 'cls cx cy w h' (or a polygon 'cls x1 y1 x2 y2 "
+                f"x3 y3 ...'), got {len(fields)}"
+            )
         try:
             values = [float(f) for f in fields]
         except ValueError as e:
@@ -103,7 +108,12 @@ def _parse_yolo_labels(
         coords = values[1:]
         if any(v < -COORD_TOL or v > 1 + COORD_TOL for v in coords):
             raise DataError(f"{where}: normalised coordinates {fields[1:]} outside [0, 1]")
-        rows.append([min(max(v, 0.0), 1.0) for v in coords])
+        coords = [min(max(v, 0.0), 1.0) for v in coords]
+        if polygon:  # its bounding box, as Ultralytics' detect task reads one
+            xs, ys = coords[0::2], coords[1::2]
+            x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+            coords = [(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
+        rows.append(coords)
         classes.append(int(cls))
         lines.append(lineno)
     if not rows:
