@@ -384,6 +384,24 @@ def test_read_voc_root_and_list_file(tmp_path):
     _assert_matches(every, splits["train"] + splits["val"])
 
 
+def test_voc_image_found_by_stem_when_filename_names_no_file(tmp_path):
+    """A <filename> without its extension, or naming the .jpg of an image since converted."""
+    from PIL import Image
+
+    splits = _splits()
+    write_voc(tmp_path, splits, NAMES)
+    first, second = (img.name for img in splits["val"])
+    ann = tmp_path / "Annotations" / f"{first}.xml"
+    ann.write_text(ann.read_text().replace(f"<filename>{first}.jpg<", f"<filename>{first}<"))
+    assert f"<filename>{first}</filename>" in ann.read_text()
+    jpg = tmp_path / "JPEGImages" / f"{second}.jpg"
+    Image.open(jpg).save(jpg.with_suffix(".png"))
+    jpg.unlink()
+    samples = read_voc(tmp_path / "ImageSets" / "Main" / "val.txt", NAMES)
+    assert [s.path.name for s in samples] == [f"{first}.jpg", f"{second}.png"]
+    _assert_matches(samples, splits["val"])
+
+
 def test_voc_difficult_objects_are_ignore_regions_unless_kept(tmp_path):
     splits = _splits()
     write_voc(tmp_path, splits, NAMES)

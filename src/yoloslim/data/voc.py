@@ -136,13 +136,21 @@ def _voc_ids(source: Path) -> tuple[Path, list[tuple[str, str]]]:
 
 
 def _image_for(root: Path, ann: _Node, stem: str) -> Path:
+    """The annotation's image: its ``<filename>`` when that file exists, else the first
+    ``JPEGImages/<stem>.<ext>`` that does (a ``<filename>`` without its extension, or naming
+    the ``.jpg`` of an image since converted to ``.png``), else the ``<filename>`` (or
+    ``<stem>.jpg``), which the reader then reports missing."""
+    images = root / "JPEGImages"
     fname = ann.find("filename")
-    if fname is not None and fname.text.strip():
-        return root / "JPEGImages" / fname.text.strip()
-    for suffix in IMAGE_SUFFIXES:
-        if (root / "JPEGImages" / f"{stem}{suffix}").is_file():
-            return root / "JPEGImages" / f"{stem}{suffix}"
-    return root / "JPEGImages" / f"{stem}.jpg"
+    named = images / fname.text.strip() if fname is not None and fname.text.strip() else None
+    if named is not None and named.is_file():
+        return named
+    stems = [stem] + ([named.stem] if named is not None and named.stem != stem else [])
+    for s in stems:
+        for suffix in IMAGE_SUFFIXES:
+            if (images / f"{s}{suffix}").is_file():
+                return images / f"{s}{suffix}"
+    return named or images / f"{stem}.jpg"
 
 
 def read_voc(
