@@ -218,17 +218,23 @@ def read_yolo(
             len(samples),
             example,
         )
-    if empty:
-        logger.warning(
-            "%s: %d label(s) of zero width or height left out (%s%s)",
-            source,
-            len(empty),
-            ", ".join(empty[:3]),
-            ", ..." if len(empty) > 3 else "",
-        )
+    _warn_empty(source, "label(s)", empty)
     if unlabelled is not None:
         unlabelled.extend(missing)
     return samples
+
+
+def _warn_empty(source: str | Path, what: str, where: list[str]) -> None:
+    """One warning for the boxes without width or height left out, naming the first few."""
+    if where:
+        logger.warning(
+            "%s: %d %s of zero width or height left out (%s%s)",
+            source,
+            len(where),
+            what,
+            ", ".join(where[:3]),
+            ", ..." if len(where) > 3 else "",
+        )
 
 
 def _coco_error(json_path: Path, msg: str) -> DataError:
@@ -333,14 +339,7 @@ def read_coco(
         if not crowd and min(bbox[2:]) == 0:
             empty.append(where)
         anns[img_id].append((cat_map[cat], bbox, area, crowd))
-    if empty:
-        logger.warning(
-            "%s: %d annotation(s) of zero width or height left out (%s%s)",
-            jp,
-            len(empty),
-            ", ".join(empty[:3]),
-            ", ..." if len(empty) > 3 else "",
-        )
+    _warn_empty(jp, "annotation(s)", empty)
 
     sizes = probe_images([v["path"] for v in images.values()], jp, skipped)
     samples = []
