@@ -457,6 +457,24 @@ def test_the_nms_graph_is_refused_by_val_and_predict_by_name(static_export, tmp_
         validate(e2e, data)
     with pytest.raises(ModelError, match="has NMS in its graph .* predict takes"):
         Predictor(e2e)
+    # converted to OpenVINO it keeps its output names, and stays refused; quantize refuses it
+    import openvino as ov
+
+    from yoloslim.compress.quantize import QuantConfig, quantize
+    from yoloslim.runtime.describe import describe
+
+    from yoloslim.export.common import onnx_metadata
+
+    ir = ov.convert_model(str(e2e))
+    for k, v in onnx_metadata(e2e).items():  # as quantize's float IR of it carried them
+        ir.set_rt_info(v, ["yoloslim", k])
+    ov.save_model(ir, str(tmp_path / "e2e.xml"))
+    assert is_end_to_end(tmp_path / "e2e.xml") and describe(tmp_path / "e2e.xml")["end_to_end"]
+    with pytest.raises(ModelError, match="has NMS in its graph .* predict takes"):
+        Predictor(tmp_path / "e2e.xml")
+    with pytest.raises(ModelError, match=r"has NMS in its graph \(export --nms\).*quantize the"):
+        quantize(e2e, data, config=QuantConfig(calib=2), out=tmp_path / "q")
+    assert not (tmp_path / "q").exists()
 
 
 def test_a_format_that_fails_its_check_does_not_cost_the_others(tmp_path, monkeypatch):

@@ -245,6 +245,8 @@ class OpenVINOBackend(Backend):
             config["INFERENCE_NUM_THREADS"] = threads
         if hint:
             config["INFERENCE_PRECISION_HINT"] = hint
+        # an export --nms graph converted to IR keeps its output names
+        self.end_to_end = E2E_FIRST_OUTPUT in model.outputs[0].get_names()
         self.compiled = core.compile_model(model, device, config)
         # what the plugin really computes in: bf16 for "FP32" IR on AMX CPUs (FIELD_NOTES.md)
         hint_value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
@@ -292,7 +294,11 @@ def refuse_end_to_end(backend: Backend, what: str) -> None:
 
 
 def is_end_to_end(path: str | Path) -> bool:
-    """Whether an ONNX file is an ``export --nms`` graph (its first output ``num_dets``)."""
+    """Whether an ONNX file, or an OpenVINO IR converted from one, is an ``export --nms``
+    graph (its first output ``num_dets``)."""
+    if Path(path).suffix == ".xml":
+        outputs = read_ir(path).outputs
+        return bool(outputs) and E2E_FIRST_OUTPUT in outputs[0].get_names()
     if Path(path).suffix != ".onnx":
         return False
     import onnx

@@ -206,6 +206,7 @@ def _openvino(p: Path) -> dict[str, Any]:
     if model.has_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]):
         hint = model.get_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]).astype(str)
     int8 = "FakeQuantize" in ops
+    end_to_end = bool(model.outputs) and E2E_FIRST_OUTPUT in model.outputs[0].get_names()
     return {
         "path": str(p),
         "kind": "openvino",
@@ -216,8 +217,8 @@ def _openvino(p: Path) -> dict[str, Any]:
         "precision": f"int8+{base}" if int8 else base,
         "fake_quantize_ops": ops.count("FakeQuantize"),
         "precision_hint": hint,  # what the IR asks the CPU plugin to compute in, if anything
-        "end_to_end": False,
-        "nms": None,
+        "end_to_end": end_to_end,
+        "nms": _nms_settings(meta["metadata"]) if end_to_end else None,
     }
 
 
