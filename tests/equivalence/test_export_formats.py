@@ -461,9 +461,8 @@ def test_the_nms_graph_is_refused_by_val_and_predict_by_name(static_export, tmp_
     import openvino as ov
 
     from yoloslim.compress.quantize import QuantConfig, quantize
-    from yoloslim.runtime.describe import describe
-
     from yoloslim.export.common import onnx_metadata
+    from yoloslim.runtime.describe import describe
 
     ir = ov.convert_model(str(e2e))
     for k, v in onnx_metadata(e2e).items():  # as quantize's float IR of it carried them
