@@ -332,6 +332,12 @@ def test_a_named_triton_model_joins_the_repository(dynamic_export, tmp_path):
     assert cfg["dynamic_batching"]["preferred_batch_size"] == [4]  # 8 would not fit
     assert res.report["formats"]["triton"]["passed"]
     assert (out / "triton" / "model" / "config.pbtxt").is_file()  # the first model stays
+    # each model of the repository keeps its own report entry, by name, however many join
+    export(_model(), out, formats="triton", imgsz=IMGSZ, triton_name="third", verify=False)
+    formats = json.loads((out / "export_report.json").read_text())["formats"]
+    assert formats["triton"]["path"] == str(out / "triton" / "third" / "config.pbtxt")
+    assert formats["triton:det-v2"]["path"] == str(cfg_path)
+    assert not any(k.startswith("triton_") for k in formats)  # no "fp32 variant" of Triton
 
 
 @pytest.mark.skipif(not HAVE_COREML, reason="coremltools not installed (extra [coreml])")

@@ -286,14 +286,19 @@ def _surviving(old: dict, entry, out: Path) -> dict | None:
 
 
 def _keep_other_variant(formats: dict, old: dict | None, fmt: str, path: Path, out: Path) -> None:
-    """Keep an earlier export of ``fmt`` that this one wrote beside rather than over (OpenVINO
-    FP32 and FP16 have their own folders) as ``{fmt}_fp32`` or ``{fmt}_fp16``; drop a kept
-    entry that names the file this call just wrote."""
+    """Keep an earlier export of ``fmt`` that this one wrote beside rather than over: OpenVINO
+    FP32 and FP16 have their own folders (kept as ``{fmt}_fp32`` or ``{fmt}_fp16``), and a
+    Triton repository holds a model per ``--triton-name`` (kept as ``triton:NAME``). Drop a
+    kept entry that names the file this call just wrote."""
     for key in [k for k, e in formats.items() if k != fmt and e.get("path") == str(path)]:
         del formats[key]
     entry = _surviving(old, old["formats"].get(fmt), out) if old else None
     if entry is not None and Path(entry["path"]) != path:
-        formats[f"{fmt}_{'fp16' if entry['exported_with'].get('half') else 'fp32'}"] = entry
+        if fmt == "triton":  # another model of the repository, not a variant of this one
+            key = f"triton:{Path(entry['path']).parent.name}"
+        else:
+            key = f"{fmt}_{'fp16' if entry['exported_with'].get('half') else 'fp32'}"
+        formats[key] = entry
 
 
 def _earlier_entries(old: dict | None, formats: list[str], nms: bool, out: Path) -> dict:
