@@ -169,6 +169,12 @@ def test_missing_data_yaml_exits_2(tmp_path, capsys):
         (["train", "--no-such-flag"], "No such option: --no-such-flag", True),
         (["no-such-command"], "No such command 'no-such-command'", True),
         (["val", "--conf"], "Option '--conf' requires an argument", False),
+        # thresholds of a graph that is not written: refused before the model is read
+        (
+            ["export", "--model", "m.pt", "--nms-iou", "0.5", "--nms-max-det", "5"],
+            "--nms-iou, --nms-max-det set the thresholds of the --nms graph, and no --nms",
+            False,
+        ),
     ],
 )
 def test_usage_errors_exit_2(argv, message, usage, capsys):

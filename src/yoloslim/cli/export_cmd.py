@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from yoloslim.cli.common import (
+    _given,
     check_json_target,
     check_out_folder,
     console,
@@ -18,6 +19,7 @@ from yoloslim.cli.common import (
 
 @handle_errors
 def export(
+    ctx: typer.Context,
     model: Path = typer.Option(..., help="yoloslim checkpoint (.pt)."),
     format: str = typer.Option(
         "onnx",
@@ -49,8 +51,16 @@ def export(
     """Re-parameterise, export and verify each artifact against PyTorch (writes export_report.json)."""
     from rich.table import Table
 
+    from yoloslim.errors import ConfigError
     from yoloslim.export import export as run_export
 
+    unused = [p for p in ("nms_conf", "nms_iou", "nms_max_det") if _given(ctx, p)]
+    unused = [f"--{p.replace('_', '-')}" for p in unused]
+    if unused and not nms:
+        raise ConfigError(
+            f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the thresholds of the "
+            "--nms graph, and no --nms was given: add --nms, or drop them"
+        )
     formats = [f.strip() for f in format.split(",") if f.strip()]
     with console.status(f"exporting {', '.join(formats)}"):
         res = run_export(
