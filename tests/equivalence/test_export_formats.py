@@ -345,6 +345,7 @@ def test_coreml_package_interface(dynamic_export):
     _, _, res = dynamic_export
     entry = res.report["formats"]["coreml"]
     assert entry["passed"] and res.artifacts["coreml"].is_dir()
+    assert entry["note"] == "coreml keeps a batch of 1 (dynamic does not apply to it)"
     assert entry["interface"] == {
         "inputs": {"images": [1, 3, IMGSZ, IMGSZ]},
         "outputs": {"preds": [1, ANCHORS, 7]},

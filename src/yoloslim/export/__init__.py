@@ -57,6 +57,7 @@ register_exporter(
         export_coreml,
         verify_coreml,
         honours_half=True,
+        static_batch=True,
         unavailable=missing_packages("coremltools", extra="coreml"),
     )
 )

@@ -194,6 +194,9 @@ def export(
                     entry["note"] = (
                         f"{fmt} keeps FP32 weights (half applies to OpenVINO/CoreML/TensorRT)"
                     )
+                if dynamic and exporter.static_batch:
+                    entry["note"] = f"{fmt} keeps a batch of 1 (dynamic does not apply to it)"
+                    log.warning("%s: %s", path, entry["note"])
                 log.info("exported %s -> %s", fmt, path)
                 if verify and not _checked(exporter.verify, path, ctx, entry, failed, fmt):
                     continue  # no NMS graph from an ONNX that disagrees with PyTorch

@@ -46,6 +46,7 @@ class Exporter:
             returns a report entry with ``passed`` and raises ``ExportError`` on a
             mismatch (see :mod:`yoloslim.export.verify`).
         honours_half: whether ``half=True`` changes this format's weights.
+        static_batch: whether the artifact runs at batch 1 only, whatever ``dynamic`` says.
         unavailable: returns None when the format can be written here, else the reason
             (a missing package or device); ``export()`` asks before doing any work.
     """
@@ -54,6 +55,7 @@ class Exporter:
     export: Callable[[ExportContext], Path]
     verify: Callable[[Path, ExportContext], dict]
     honours_half: bool = False
+    static_batch: bool = False
     unavailable: Callable[[], str | None] = lambda: None
 
 
