@@ -346,6 +346,20 @@ def test_coreml_package_interface(dynamic_export):
     entry = res.report["formats"]["coreml"]
     assert entry["passed"] and res.artifacts["coreml"].is_dir()
     assert entry["note"] == "coreml keeps a batch of 1 (dynamic does not apply to it)"
+    # info describes the package from its spec; the runtimes refuse it by name
+    from yoloslim.runtime.describe import describe
+
+    d = describe(res.artifacts["coreml"])
+    assert (d["kind"], d["imgsz"], d["precision"], d["end_to_end"]) == (
+        "coreml",
+        IMGSZ,
+        "fp32",
+        False,
+    )
+    assert d["inputs"] == [{"name": "images", "shape": [1, 3, IMGSZ, IMGSZ], "dtype": "float32"}]
+    assert d["nc"] == len(d["names"]) == 3  # outputs (1, ANCHORS, 7): 4 box values + 3
+    with pytest.raises(ModelError, match=r"CoreML package runs on Apple devices only"):
+        load_backend(res.artifacts["coreml"])
     assert entry["interface"] == {
         "inputs": {"images": [1, 3, IMGSZ, IMGSZ]},
         "outputs": {"preds": [1, ANCHORS, 7]},

@@ -12,7 +12,9 @@ from yoloslim.cli.common import check_json_target, handle_errors, print_table, w
 @handle_errors
 def info(
     artifacts: list[Path] = typer.Argument(
-        ..., help="Checkpoints (.pt) or artifacts (.onnx, .xml, .torchscript, Triton config)."
+        ...,
+        help="Checkpoints (.pt) or artifacts (.onnx, .xml, .torchscript, .mlpackage, Triton "
+        "config).",
     ),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write {path: description} as JSON."

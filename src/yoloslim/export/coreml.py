@@ -56,6 +56,7 @@ def export_coreml(ctx: ExportContext) -> Path:
                 compute_precision=ct.precision.FLOAT16 if ctx.half else ct.precision.FLOAT32,
             )
         mlmodel.user_defined_metadata.update(artifact_metadata(ctx))
+        mlmodel.user_defined_metadata["weights"] = "fp16" if ctx.half else "fp32"  # for info
         mlmodel.short_description = f"yoloslim detector, {len(ctx.names)} classes, {ctx.imgsz} px"
         with staged(path) as tmp:
             mlmodel.save(str(tmp))

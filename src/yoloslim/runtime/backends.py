@@ -316,6 +316,11 @@ def check_artifact(path: str | Path) -> Path:
     p = Path(path).expanduser()
     if p.name == "config.pbtxt" or (p.is_dir() and (p / "config.pbtxt").is_file()):
         p = (p.parent if p.name == "config.pbtxt" else p) / "1" / "model.onnx"
+    if p.suffix == ".mlpackage":
+        raise ModelError(
+            f"{p}: a CoreML package runs on Apple devices only; `yoloslim info` describes it, "
+            f"and this takes one of {sorted(SUFFIXES)}"
+        )
     if p.suffix not in SUFFIXES:
         raise ModelError(
             f"{p}: unknown artifact type {p.suffix!r}; expected one of {sorted(SUFFIXES)}"

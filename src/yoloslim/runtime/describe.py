@@ -41,7 +41,8 @@ def describe(path: str | Path) -> dict[str, Any]:
 
     Args:
         path: a yoloslim checkpoint (``.pt``), an exported or quantized artifact
-            (``.onnx``, OpenVINO ``.xml``, ``.torchscript``), or a Triton model
+            (``.onnx``, OpenVINO ``.xml``, ``.torchscript``, a CoreML ``.mlpackage``: read
+            with coremltools, which runs it on Apple devices only), or a Triton model
             (``config.pbtxt`` or its folder).
 
     Returns:
@@ -70,6 +71,10 @@ def describe(path: str | Path) -> dict[str, Any]:
         (320, 'fp32', ['train', 'prune'])
     """
     given = Path(path).expanduser()
+    if given.suffix == ".mlpackage" and given.is_dir():
+        from yoloslim.export.common import path_size_mb
+
+        return {**_coreml(given), "size_mb": path_size_mb(given)}
     p = check_artifact(given)
     kind = SUFFIXES[p.suffix]
     if kind == "torch":
@@ -242,6 +247,38 @@ def _torchscript(p: Path) -> dict[str, Any]:
         "inputs": None,  # a traced module declares no shapes; it takes what export traced
         "outputs": None,
         "precision": "fp32",
+        "end_to_end": False,
+        "nms": None,
+    }
+
+
+def _coreml(p: Path) -> dict[str, Any]:
+    """A CoreML package, from its spec (coremltools reads it on any system; only macOS runs
+    it)."""
+    from yoloslim.export.coreml import _coremltools
+
+    ct = _coremltools()
+    try:
+        desc = ct.utils.load_spec(str(p)).description
+    except Exception as e:  # noqa: BLE001 - coremltools raises many types for a bad package
+        raise ModelError(f"{p}: not a readable CoreML package ({type(e).__name__}: {e})") from e
+    meta = _metadata(dict(desc.metadata.userDefined), p)
+    weights = meta["metadata"].pop("weights", None)  # recorded by export since it has been
+
+    def ports(features) -> list[dict[str, Any]]:
+        return [
+            {"name": f.name, "shape": list(f.type.multiArrayType.shape), "dtype": "float32"}
+            for f in features
+        ]
+
+    return {
+        "path": str(p),
+        "kind": "coreml",
+        "runtime": "Core ML, Apple devices only",
+        **meta,
+        "inputs": ports(desc.input),
+        "outputs": ports(desc.output),
+        "precision": weights or "fp32 or fp16 (not recorded)",
         "end_to_end": False,
         "nms": None,
     }
