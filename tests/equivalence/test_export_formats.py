@@ -21,7 +21,7 @@ from torch import nn
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.export import EXPORTERS, Exporter, export, register_exporter
 from yoloslim.export.triton import TRITON_MAX_BATCH, parse_config_pbtxt
-from yoloslim.export.verify import FP32, HALF, verify_artifact
+from yoloslim.export.verify import FP32, HALF, probe_images, verify_artifact
 from yoloslim.models import build_model
 from yoloslim.models.checkpoint import save_checkpoint
 from yoloslim.models.testing import randomize_bn
@@ -630,3 +630,26 @@ def test_describe_reads_each_artifact_without_running_it(dynamic_export, static_
     (tmp_path / "junk.onnx").write_bytes(b"not onnx")
     with pytest.raises(ModelError, match=r"junk.onnx: not a readable ONNX file"):
         describe(tmp_path / "junk.onnx")
+
+
+def test_ov_precision_asks_openvino_for_f32_and_only_openvino(dynamic_export, tmp_path):
+    """predict/val --ov-precision f32: the IR computes as the checkpoint does, where the
+    plugin's default (bf16 on AVX512-BF16/AMX CPUs) may move detections near the threshold."""
+    from yoloslim.data.synth import synthesize
+    from yoloslim.eval.val import validate
+    from yoloslim.runtime import Predictor
+
+    _, out, res = dynamic_export
+    xml, onnx_path = res.artifacts["openvino"], res.artifacts["onnx"]
+    pred = Predictor(xml, ov_precision="f32")
+    assert pred.backend.precision == "f32"
+    x = probe_images(IMGSZ, batch=1)
+    ref = load_backend(onnx_path)(x)
+    torch.testing.assert_close(pred.backend(x), ref, atol=1e-3, rtol=1e-4)
+    with pytest.raises(ConfigError, match=r"ov_precision='f64': expected one of"):
+        Predictor(xml, ov_precision="f64")
+    with pytest.raises(ConfigError, match=r"applies to OpenVINO IR \(\.xml\), not model\.onnx"):
+        Predictor(onnx_path, ov_precision="f32")
+    data = synthesize(tmp_path / "d", images=4, imgsz=IMGSZ, classes=3, seed=1, val_fraction=0.5)
+    with pytest.raises(ConfigError, match=r"applies to OpenVINO IR \(\.xml\), not Detector"):
+        validate(_model(), data, ov_precision="f32")

@@ -26,6 +26,11 @@ def predict(
     iou: float = typer.Option(0.65, help="NMS IoU threshold."),
     imgsz: int = typer.Option(None, help="Input size, a multiple of 32 (default: the artifact's)."),
     batch: int = typer.Option(8, help="Images (or video frames) per runtime call."),
+    ov_precision: str = typer.Option(
+        None,
+        help="OpenVINO .xml only: compute in f32 (the checkpoint's detections), bf16 or f16 "
+        "(default: the plugin's choice, bf16 on AVX512-BF16/AMX CPUs).",
+    ),
 ) -> None:
     """Detect objects; prints a summary and, with --save, writes drawn images/video and JSON.
 
@@ -40,7 +45,7 @@ def predict(
     video = is_video(source)
     files = [source] if video else image_files(source)
     outputs = drawn_paths(files, save, video=video) if save else {}
-    pred = Predictor(model, imgsz=imgsz, conf=conf, iou=iou)
+    pred = Predictor(model, imgsz=imgsz, conf=conf, iou=iou, ov_precision=ov_precision)
     if save:
         save.mkdir(parents=True, exist_ok=True)
         # an earlier run's results: this run draws over its images, so they would not match

@@ -19,6 +19,11 @@ def val(
     batch: int = typer.Option(16, help="Batch size."),
     conf: float = typer.Option(0.001, help="Confidence threshold."),
     iou: float = typer.Option(0.65, help="NMS IoU threshold."),
+    ov_precision: str = typer.Option(
+        None,
+        help="OpenVINO .xml only: compute in f32, bf16 or f16 (default: the plugin's choice, "
+        "bf16 on AVX512-BF16/AMX CPUs).",
+    ),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the metrics as JSON."
     ),
@@ -32,7 +37,16 @@ def val(
 
     from yoloslim.eval.val import validate
 
-    res = validate(model, data, imgsz=imgsz, batch=batch, conf=conf, iou=iou, progress=True)
+    res = validate(
+        model,
+        data,
+        imgsz=imgsz,
+        batch=batch,
+        conf=conf,
+        iou=iou,
+        progress=True,
+        ov_precision=ov_precision,
+    )
     table = Table(title=f"{model} on {data}")
     table.add_column("class")
     table.add_column("AP50-95", justify="right")

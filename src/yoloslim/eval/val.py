@@ -41,6 +41,7 @@ def validate(
     iou: float = 0.65,
     split: str = "val",
     progress: bool = False,
+    ov_precision: str | None = None,
 ) -> dict:
     """Evaluate a model, checkpoint or exported artifact (.onnx, .xml, .torchscript), or a
     Predictor of one, on ``split``.
@@ -62,6 +63,8 @@ def validate(
         iou: the NMS IoU threshold, in (0, 1].
         split: ``"val"`` or ``"train"``.
         progress: show a progress bar.
+        ov_precision: what OpenVINO computes an ``.xml`` in (``"f32"``, ``"bf16"``,
+            ``"f16"``; default: the plugin's choice). A ConfigError for another artifact.
 
     Returns:
         ``{"map", "map50", "map75", "per_class", "map_by_size", "images", "detections",
@@ -91,6 +94,10 @@ def validate(
         raise ConfigError(f"batch={batch!r} {problem}")
     model = as_artifact(model)
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
+    if ov_precision is not None and (isinstance(model, nn.Module) or Path(model).suffix == ".pt"):
+        raise ConfigError(
+            f"ov_precision={ov_precision!r} applies to OpenVINO IR (.xml), not {name}"
+        )
     runtime = "torch"
     if isinstance(model, nn.Module):
         net, ck_imgsz = model, getattr(model, "imgsz", None)
@@ -105,7 +112,7 @@ def validate(
         net, ckpt = load_checkpoint(model)
         ck_imgsz = ckpt["imgsz"]
     else:
-        backend = load_backend(model)
+        backend = load_backend(model, hint=ov_precision)
         refuse_end_to_end(backend, "val")
         net, ck_imgsz, runtime = _BackendModule(backend), backend.imgsz, backend.kind
         check_static_imgsz(backend, imgsz or None)

@@ -268,6 +268,9 @@ class OpenVINOBackend(Backend):
         return torch.from_numpy(np.array(out[self.compiled.output(0)], dtype=np.float32))
 
 
+# what the CPU plugin may be asked to compute an IR in (INFERENCE_PRECISION_HINT)
+OV_PRECISIONS = ("f32", "bf16", "f16")
+
 # the first output of an ``export --nms`` graph (yoloslim.export.nms): it returns detections
 E2E_FIRST_OUTPUT = "num_dets"
 
@@ -375,6 +378,10 @@ def load_backend(
     """
     p = check_artifact(path)
     kind = SUFFIXES[p.suffix]
+    if hint is not None and hint not in OV_PRECISIONS:
+        raise ConfigError(f"ov_precision={hint!r}: expected one of {list(OV_PRECISIONS)}")
+    if hint is not None and kind != "openvino":
+        raise ConfigError(f"ov_precision={hint!r} applies to OpenVINO IR (.xml), not {p.name}")
     dev = device.lower()
     if kind == "openvino":
         ov_device = "CPU" if dev == "cpu" else device.upper()

@@ -96,6 +96,9 @@ class Predictor:
             ``.torchscript`` artifact this calls ``torch.set_num_threads``, which is
             process-wide: it stays in force for every later torch call in the process.
             ONNX Runtime and OpenVINO set it for this artifact's session only.
+        ov_precision: what OpenVINO computes an ``.xml`` in: ``"f32"`` gives the
+            checkpoint's detections, where the plugin's default (bf16 on AVX512-BF16/AMX
+            CPUs) can differ near the threshold; ``"bf16"``, ``"f16"``. None: the default.
 
     Raises:
         ConfigError: a bad ``imgsz``, ``conf``, ``iou``, ``max_det`` or ``threads`` value,
@@ -117,11 +120,12 @@ class Predictor:
         iou: float = 0.65,
         max_det: int = 300,
         threads: int | None = None,
+        ov_precision: str | None = None,
     ) -> None:
         check_nms_settings(conf=conf, iou=iou, max_det=max_det)
         _check_count("threads", threads, allow_none=True)
         check_imgsz(imgsz)
-        self.backend = load_backend(artifact, threads=threads)
+        self.backend = load_backend(artifact, threads=threads, hint=ov_precision)
         refuse_end_to_end(self.backend, "predict")
         check_static_imgsz(self.backend, imgsz)
         self.imgsz = imgsz or self.backend.imgsz
