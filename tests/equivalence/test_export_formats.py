@@ -226,8 +226,23 @@ def test_export_keeps_earlier_report_entries_and_the_users_files(dynamic_export,
         "imgsz": 32,
         "dynamic": True,
         "half": False,
+        "model": None,  # a report from before exports recorded their model
+        "model_digest": None,
     }
     assert "exported_with" not in saved["formats"]["onnx"]  # this call's own entry
+    assert saved["model"] == "Detector" and len(saved["model_digest"]) == 12
+
+
+def test_a_copied_export_folder_keeps_its_own_files_and_says_which_model_made_them(tmp_path):
+    first = tmp_path / "a"
+    export(_model(), first, formats=["onnx", "torchscript"], imgsz=IMGSZ, verify=False)
+    copy = tmp_path / "b"
+    shutil.copytree(first, copy)
+    other = _model(spread_scores=True)  # other weights
+    res = export(other, copy, formats=["onnx"], imgsz=IMGSZ, verify=False)
+    kept = res.report["formats"]["torchscript"]
+    assert kept["path"] == str(copy / "model.torchscript")  # the copy's, not the original's
+    assert kept["exported_with"]["model_digest"] != res.report["model_digest"]
 
 
 def test_earlier_entries_are_found_from_another_working_directory(tmp_path, monkeypatch):

@@ -84,7 +84,7 @@ def export(
         runtime = " ".join(str(e[k]) for k in ("runtime", "runtime_version") if e.get(k))
         diff = e.get("max_abs_diff")
         table.add_row(
-            fmt,
+            fmt + _earlier(e, res.report),
             e["path"],
             runtime or "-",
             e.get("precision", "-"),
@@ -92,6 +92,21 @@ def export(
             f"{diff:.2e}" if diff is not None else "-",
             e.get("verified") or ("yes" if e.get("passed") else "no"),
         )
+    if any("exported_with" in e for e in res.report["formats"].values()):
+        table.caption = "(earlier): kept from an earlier export into this folder"
     print_table(table)
     console.print(f"report: {Path(out) / 'export_report.json'}")
     write_json(json_path, res.report)
+
+
+def _earlier(entry: dict, report: dict) -> str:
+    """`` (earlier ...)`` for an entry an earlier export left, with what differs from this one."""
+    was = entry.get("exported_with")
+    if was is None:
+        return ""
+    other = []
+    if was.get("model_digest") != report.get("model_digest"):
+        other.append(f"model {Path(was.get('model') or '?').name}")
+    if was.get("imgsz") != report.get("imgsz"):
+        other.append(f"{was.get('imgsz')} px")
+    return f" (earlier{': ' + ', '.join(other) if other else ''})"

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +44,12 @@ from yoloslim.configs import check_config, from_mapping
 from yoloslim.data import load_data_config
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import refuse_overwriting_input
-from yoloslim.models.checkpoint import EXPORTED, load_checkpoint, read_checkpoint
+from yoloslim.models.checkpoint import (
+    EXPORTED,
+    load_checkpoint,
+    read_checkpoint,
+    weights_digest,
+)
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.result import Result
@@ -345,17 +349,6 @@ def _resume_distill_config(
             "resume without a config, or start a new run in another folder"
         )
     return dataclasses.replace(saved, train=resume_config(saved.train, given.train, str(out)))
-
-
-def weights_digest(model: nn.Module) -> str:
-    """SHA-1 of a model's state (names, dtypes, shapes and values, in name order): two files
-    of the same weights give the same digest."""
-    h = hashlib.sha1()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
 
 
 def _check_same_teacher(hook_state: dict, digest: str, given, last: Path) -> None:

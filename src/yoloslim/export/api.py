@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -101,7 +102,7 @@ def export(
     """
     from yoloslim.compress.reparam import reparameterize
     from yoloslim.export.verify import probe_images
-    from yoloslim.models.checkpoint import load_checkpoint
+    from yoloslim.models.checkpoint import load_checkpoint, weights_digest
     from yoloslim.models.detector import default_names
     from yoloslim.runtime.predictor import as_artifact
 
@@ -147,6 +148,11 @@ def export(
     if not names:
         names = default_names(int(getattr(net, "nc", 0)))
     out = _output_folder(out)
+    # which model: the entries an earlier export into ``out`` left say theirs
+    source = {
+        "model": str(model) if not isinstance(model, nn.Module) else type(model).__name__,
+        "model_digest": weights_digest(net)[:12],
+    }
     with folder_lock(out, "export"):
         remove_stale_staging(out)  # a killed export's; none is live while we hold the lock
         previous = _previous_report(out)
@@ -155,7 +161,7 @@ def export(
             # the formats this call redoes are overwritten one by one: if it is stopped half
             # way, the report must not describe an earlier model's files under their names,
             # and its header is this call's (the kept entries say what they were made with)
-            now = {"imgsz": imgsz, "dynamic": dynamic, "half": half}
+            now = {"imgsz": imgsz, "dynamic": dynamic, "half": half, **source}
             _write_report(out, {**previous, **now, "formats": earlier})
 
         reparam = reparameterize(net, example_input=probe_images(imgsz), measure=False)
@@ -175,6 +181,7 @@ def export(
             "imgsz": imgsz,
             "dynamic": dynamic,
             "half": half,
+            **source,
             "torch_version": torch.__version__,
             "reparameterize": reparam.report,
             "out": str(out),  # what the entries' relative paths start with
@@ -272,20 +279,23 @@ def _previous_report(out: Path) -> dict | None:
 
 def _surviving(old: dict, entry, out: Path) -> dict | None:
     """An earlier report's entry, with the settings it was exported with, if its artifact
-    still exists. A relative path was relative to the working directory of that export; it
-    is found again through the report's ``out`` and given relative to this one's."""
+    still exists. A path inside the report's ``out`` is taken inside this ``out`` (relative
+    ones were relative to the working directory of that export; and a copied export folder's
+    report names the original folder's files: this one's count)."""
     if not isinstance(entry, dict) or not entry.get("path"):
         return None
     path = Path(entry["path"])
-    if not path.exists() and not path.is_absolute() and old.get("out"):
-        try:
+    if old.get("out"):  # a file of that export's folder: this folder's file of that name
+        with contextlib.suppress(ValueError):
             path = out / path.relative_to(old["out"])
-        except ValueError:
-            return None
     if not path.exists():
         return None
-    settings = {k: old.get(k) for k in ("imgsz", "dynamic", "half")}
+    settings = {k: old.get(k) for k in _SETTINGS}
     return {**entry, "path": str(path), "exported_with": entry.get("exported_with", settings)}
+
+
+# what an earlier export's kept entries record they were made with
+_SETTINGS = ("imgsz", "dynamic", "half", "model", "model_digest")
 
 
 def _keep_other_variant(formats: dict, old: dict | None, fmt: str, path: Path, out: Path) -> None:

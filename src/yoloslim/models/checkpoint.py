@@ -11,6 +11,7 @@ interrupted save never leaves a truncated checkpoint behind.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -26,7 +27,14 @@ from yoloslim.models.arch import arch_of
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
 
-__all__ = ["FORMAT", "atomic_save", "save_checkpoint", "read_checkpoint", "load_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "atomic_save",
+    "load_checkpoint",
+    "read_checkpoint",
+    "save_checkpoint",
+    "weights_digest",
+]
 
 FORMAT = "yoloslim/1"
 
@@ -210,3 +218,14 @@ def trained_imgsz(*models: Any) -> int | None:
         if is_file and Path(model).suffix == ".pt":
             return int(read_checkpoint(model)["imgsz"])
     return None
+
+
+def weights_digest(model: nn.Module) -> str:
+    """SHA-1 of a model's state (names, dtypes, shapes and values, in name order): two files
+    of the same weights give the same digest."""
+    h = hashlib.sha1()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
