@@ -111,10 +111,9 @@ def _orientation(im: Image.Image) -> int | None:
     opening the file found: the EXIF block, a PNG's ImageMagick "Raw profile type exif"
     text, or XMP's ``tiff:Orientation`` (as Adobe tools write it). The base class's
     ``getexif`` reads only that; a PNG's own would decode the image, and ``verify()`` must
-    come straight after ``open``. A TIFF's is None: Pillow opens it turned already (its
-    size is the displayed one) and ``exif_transpose`` leaves it."""
-    if im.format == "TIFF":
-        return None
+    come straight after ``open``. For an image this probe decodes anyway (see
+    :func:`_probe`), ``im.getexif()`` after ``load()``: Pillow may have turned it then (a
+    TIFF, in recent versions), as the loader's ``exif_transpose`` finds it."""
     return Image.Image.getexif(im).get(_ORIENTATION)
 
 
@@ -129,16 +128,17 @@ def _probe(path: Path) -> tuple[int, int] | str:
         return "missing"
     try:
         with Image.open(path) as im:
-            size = im.size
-            if _orientation(im) in (5, 6, 7, 8):  # shown rotated by 90 degrees
-                size = size[::-1]
             whole = im.format in _VERIFY_READS_ALL or (
                 im.format in ("JPEG", "MPO") and _jpeg_complete(path)
             )
             if whole:
+                size, orientation = im.size, _orientation(im)
                 im.verify()
-            else:
+            else:  # decoded, as the loader will: its size and orientation after that
                 im.load()
+                size, orientation = im.size, im.getexif().get(_ORIENTATION)
+            if orientation in (5, 6, 7, 8):  # shown rotated by 90 degrees
+                size = size[::-1]
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, struct.error ...)
         return f"{type(e).__name__}: {e}"
     if size[0] <= 0 or size[1] <= 0:
