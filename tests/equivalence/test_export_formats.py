@@ -661,7 +661,9 @@ def test_ov_precision_asks_openvino_for_f32_and_only_openvino(dynamic_export, tm
     x = probe_images(IMGSZ, batch=1)
     ref = load_backend(onnx_path)(x)
     torch.testing.assert_close(pred.backend(x), ref, atol=1e-3, rtol=1e-4)
-    with pytest.raises(ConfigError, match=r"ov_precision='f64': expected one of"):
+    with pytest.raises(
+        ConfigError, match=r"ov_precision='f64' \(--ov-precision\): expected one of"
+    ):
         Predictor(xml, ov_precision="f64")
     with pytest.raises(ConfigError, match=r"applies to OpenVINO IR \(\.xml\), not model\.onnx"):
         Predictor(onnx_path, ov_precision="f32")

@@ -96,7 +96,8 @@ def validate(
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
     if ov_precision is not None and (isinstance(model, nn.Module) or Path(model).suffix == ".pt"):
         raise ConfigError(
-            f"ov_precision={ov_precision!r} applies to OpenVINO IR (.xml), not {name}"
+            f"ov_precision={ov_precision!r} (--ov-precision) applies to OpenVINO IR (.xml), "
+            f"not {name}"
         )
     runtime = "torch"
     if isinstance(model, nn.Module):

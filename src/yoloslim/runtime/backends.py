@@ -319,12 +319,12 @@ def check_artifact(path: str | Path) -> Path:
     p = Path(path).expanduser()
     if p.name == "config.pbtxt" or (p.is_dir() and (p / "config.pbtxt").is_file()):
         p = (p.parent if p.name == "config.pbtxt" else p) / "1" / "model.onnx"
-    if p.suffix == ".mlpackage":
+    if p.suffix == ".mlpackage" and p.exists():
         raise ModelError(
             f"{p}: a CoreML package runs on Apple devices only; `yoloslim info` describes it, "
             f"and this takes one of {sorted(SUFFIXES)}"
         )
-    if p.suffix not in SUFFIXES:
+    if p.suffix not in SUFFIXES and p.suffix != ".mlpackage":
         raise ModelError(
             f"{p}: unknown artifact type {p.suffix!r}; expected one of {sorted(SUFFIXES)}"
         )
@@ -379,9 +379,13 @@ def load_backend(
     p = check_artifact(path)
     kind = SUFFIXES[p.suffix]
     if hint is not None and hint not in OV_PRECISIONS:
-        raise ConfigError(f"ov_precision={hint!r}: expected one of {list(OV_PRECISIONS)}")
+        raise ConfigError(
+            f"ov_precision={hint!r} (--ov-precision): expected one of {list(OV_PRECISIONS)}"
+        )
     if hint is not None and kind != "openvino":
-        raise ConfigError(f"ov_precision={hint!r} applies to OpenVINO IR (.xml), not {p.name}")
+        raise ConfigError(
+            f"ov_precision={hint!r} (--ov-precision) applies to OpenVINO IR (.xml), not {p.name}"
+        )
     dev = device.lower()
     if kind == "openvino":
         ov_device = "CPU" if dev == "cpu" else device.upper()
