@@ -366,30 +366,35 @@ def test_other_class_names_in_the_data_are_warned_about(sets, tmp_path, caplog):
 
 
 def test_a_stop_while_last_pt_is_written_keeps_every_metrics_row(sets, tmp_path, monkeypatch):
-    """The epoch's row is logged before last.pt is replaced: a stop just before last.pt leaves
-    a row the resume drops and writes again, a stop just after it leaves the row in place (the
-    other order lost the row: no run wrote it again)."""
+    """last.pt keeps its epoch's metrics row: a stop just after last.pt (before the row) is
+    mended by the resume, a stop just before it re-runs the epoch; in epoch 0 that leaves a
+    folder a new run may use, and after the last epoch the resume that finds it finished
+    writes the row. (The old code lost the row; the row first left epoch 0's folder
+    neither resumable nor free.)"""
     import json
 
     from yoloslim.train.run_folder import RunFolder
 
     save = RunFolder.save
     cfg = TrainConfig(epochs=3, imgsz=64, batch=4, workers=0, val_interval=3)
-    for after in (False, True):
+    for epoch, after in ((1, False), (1, True), (0, True), (2, True), (0, False)):
 
-        def stop_at_epoch_1(self, name, model, after=after, **kwargs):
-            stop = name == "last.pt" and kwargs["meta"]["epoch"] == 1
-            if stop and not after:
+        def stop(self, name, model, epoch=epoch, after=after, **kwargs):
+            hit = name == "last.pt" and kwargs["meta"]["epoch"] == epoch
+            if hit and not after:
                 raise KeyboardInterrupt
             save(self, name, model, **kwargs)
-            if stop:
+            if hit:
                 raise KeyboardInterrupt
 
-        out = tmp_path / str(after)
-        monkeypatch.setattr(RunFolder, "save", stop_at_epoch_1)
+        out = tmp_path / f"{epoch}-{after}"
+        monkeypatch.setattr(RunFolder, "save", stop)
         with pytest.raises(KeyboardInterrupt):
             train("damo-nano", sets[2], config=cfg, out=out)
         monkeypatch.setattr(RunFolder, "save", save)
-        train(None, None, out=out, resume=True)
+        if (out / "last.pt").exists():
+            train(None, None, out=out, resume=True)
+        else:  # nothing to resume, and nothing in the way of a new run
+            train("damo-nano", sets[2], config=cfg, out=out)
         rows = (out / "metrics.jsonl").read_text().splitlines()
-        assert [json.loads(r)["epoch"] for r in rows] == [0, 1, 2], after
+        assert [json.loads(r)["epoch"] for r in rows] == [0, 1, 2], (epoch, after)

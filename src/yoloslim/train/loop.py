@@ -196,19 +196,21 @@ class Fit:
         return state
 
     def save(self, run: RunFolder, row: dict, best_map: float, last_val: dict, meta: dict) -> float:
-        """Write the metrics row of the epoch in ``row``, then ``best.pt`` on a new best mAP
-        and ``last.pt``; returns the best mAP so far.
+        """Write ``best.pt`` on a new best mAP, ``last.pt``, then the metrics row of the epoch
+        in ``row``; returns the best mAP so far.
 
-        The row goes first: a stop before ``last.pt`` is replaced leaves a row that the resume
-        drops (:meth:`RunFolder.trim_metrics`) and writes again, while the other order could
-        leave a ``last.pt`` past a row that no run writes."""
-        run.log_metrics(row)
+        ``last.pt`` keeps the row too: a stop between the two leaves a ``last.pt`` past the
+        last row, and the resume writes that row from it (:meth:`RunFolder.start`). (The row
+        first would leave, after a stop in epoch 0, a ``metrics.jsonl`` without ``last.pt``:
+        a folder neither resumable nor free.)"""
         state = self.train_state(row["epoch"], best_map, last_val)
+        state["metrics_row"] = row
         meta = {"epoch": row["epoch"], "map": row.get("map"), "map50": row.get("map50"), **meta}
         if row.get("map") is not None and row["map"] > best_map:
             best_map = state["best_map"] = row["map"]
             run.save("best.pt", self.final_model, meta=meta)
         run.save("last.pt", self.final_model, meta=meta, train_state=state)
+        run.log_metrics(row)
         return best_map
 
 

@@ -129,13 +129,14 @@ class RunFolder:
         self.out, self.cfg, self.progress = out, cfg, progress
         self.metrics_path = out / "metrics.jsonl"
 
-    def start(self, resumed_at: int | None, replace: bool) -> None:
-        """Prepare the folder: drop stale temp files, trim the metrics of a resumed run or
-        (``replace``) delete another run's files."""
+    def start(self, resumed_at: int | None, replace: bool, last_row: dict | None = None) -> None:
+        """Prepare the folder: drop stale temp files, trim the metrics of a resumed run (and
+        add ``last_row``, the row ``last.pt`` keeps, when a stop came before it was written)
+        or (``replace``) delete another run's files."""
         self.out.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.out, RUN_FILES)
         if resumed_at is not None:
-            self.trim_metrics(resumed_at)
+            self.trim_metrics(resumed_at, last_row)
         elif replace:
             for name in RUN_FILES:
                 (self.out / name).unlink(missing_ok=True)
@@ -147,12 +148,14 @@ class RunFolder:
         with self.metrics_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def trim_metrics(self, before_epoch: int) -> None:
-        """Drop rows of epochs that will be re-run (written after the last checkpoint)."""
-        if not self.metrics_path.exists():
+    def trim_metrics(self, before_epoch: int, last_row: dict | None = None) -> None:
+        """Drop rows of epochs that will be re-run (written after the last checkpoint); add
+        ``last_row`` when its epoch has no row."""
+        text = self.metrics_path.read_text() if self.metrics_path.exists() else ""
+        if not text and last_row is None:
             return
         rows = []
-        for n, line in enumerate(self.metrics_path.read_text().splitlines(), start=1):
+        for n, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -160,13 +163,18 @@ class RunFolder:
             except json.JSONDecodeError:  # cut short by the stop this run resumes from
                 log.warning("%s:%d: skipped a line that is not JSON", self.metrics_path, n)
         keep = [r for r in rows if isinstance(r, dict) and r.get("epoch", 0) < before_epoch]
+        if last_row is not None and all(r.get("epoch") != last_row.get("epoch") for r in keep):
+            keep.append(last_row)  # a stop came between last.pt and its row
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
 def finished_result(out: Path, state: dict, cfg: TrainConfig) -> TrainResult:
-    """The result of resuming a run that already trained all its epochs: nothing trains."""
+    """The result of resuming a run that already trained all its epochs: nothing trains (the
+    last epoch's metrics row is written if a stop came between ``last.pt`` and it)."""
     ts = state["train_state"]
     log.info("resume: %s already finished %d/%d epochs; nothing to do", out, cfg.epochs, cfg.epochs)
+    if ts.get("metrics_row") is not None:
+        RunFolder(out, cfg, False).trim_metrics(ts["epoch"] + 1, ts["metrics_row"])
     meta = state.get("meta", {})
     last = ts.get("last_val") or {k: meta[k] for k in ("map", "map50") if meta.get(k) is not None}
     return run_result(

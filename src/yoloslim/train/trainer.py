@@ -272,7 +272,8 @@ def train(
     with folder_lock(out, command) if main else contextlib.nullcontext():
         run = RunFolder(out, cfg, progress and main)
         if main:
-            run.start(start_epoch if state else None, replace=exist_ok)
+            last_row = state["train_state"].get("metrics_row") if state else None
+            run.start(start_epoch if state else None, replace=exist_ok, last_row=last_row)
             atomic_write_text(
                 out / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False)
             )
