@@ -250,13 +250,19 @@ def test_reference_iou_agrees_with_box_iou():
 def test_nms_runs_at_one_thread_and_restores_the_count(monkeypatch):
     """NMS's small ops run at one intra-op thread; the caller's count comes back, also
     after an error."""
-    if not pp._per_thread_setting():
+    import threading
+
+    if pp._openmp() is None:
         pytest.skip("torch's parallel backend is not OpenMP: the guard leaves the count alone")
-    seen = []
+    seen, others = [], []
     greedy = pp._greedy
 
     def spy(*args, **kwargs):
         seen.append(torch.get_num_threads())
+        # a thread that starts meanwhile keeps torch's count (set_num_threads would give it 1)
+        other = threading.Thread(target=lambda: others.append(torch.get_num_threads()))
+        other.start()
+        other.join()
         return greedy(*args, **kwargs)
 
     monkeypatch.setattr(pp, "_greedy", spy)
@@ -270,6 +276,7 @@ def test_nms_runs_at_one_thread_and_restores_the_count(monkeypatch):
         nms(boxes, scores, 0.5)
         batched_nms(boxes, scores, classes, 0.5)
         assert seen == [1, 1, 1, 1] and torch.get_num_threads() == 2
+        assert others == [2, 2, 2, 2]
 
         def fail(*args, **kwargs):
             raise RuntimeError("boom")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import numbers
 from collections.abc import Iterator
@@ -27,15 +28,24 @@ _CAPPED_BLOCK = 128
 
 
 @functools.cache
-def _per_thread_setting() -> bool:
-    """torch's thread count is per OS thread with the OpenMP backend (the pip wheels'); the
-    native backend's is one pool for the process that refuses a change once work started."""
-    return "ATen parallel backend: OpenMP" in torch.__config__.parallel_info()
+def _openmp():
+    """The OpenMP runtime torch computes with (its ``omp_*`` functions), or None where torch's
+    parallel backend is not OpenMP or the library's symbols are not visible (then NMS runs at
+    torch's count)."""
+    if "ATen parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        return None
+    try:
+        lib = ctypes.CDLL(None)
+        lib.omp_get_max_threads.restype = ctypes.c_int
+        lib.omp_set_num_threads.argtypes = [ctypes.c_int]
+    except (OSError, AttributeError):
+        return None
+    return lib
 
 
 @contextlib.contextmanager
 def _one_thread(t: torch.Tensor) -> Iterator[None]:
-    """Run CPU work on ``t`` with one intra-op thread, then restore the count.
+    """Run CPU work on ``t`` with one intra-op thread in this OS thread, then restore it.
 
     NMS is many ops on tensors of a few thousand elements. Above torch's grain size
     (32768 elements) each op is split over the intra-op threads, and when the cores are
@@ -43,18 +53,21 @@ def _one_thread(t: torch.Tensor) -> Iterator[None]:
     waits for a descheduled thread: a 300 x 128 IoU took 3-18 ms at two threads against
     0.6-0.7 ms at one on a loaded 2-core machine, and val's NMS 49 against 5.2 ms per image
     (benchmarks/val_nms.py, demo model). On the idle machine one thread costs a little
-    (3.58 against 3.25 ms per image). With the OpenMP backend the setting is per
-    OS thread, so other threads are not affected; with another backend nothing changes.
+    (3.58 against 3.25 ms per image). It sets OpenMP's count of the calling thread only
+    (``omp_set_num_threads``), which ATen's parallel loops read; not ``torch.set_num_threads``,
+    which also sets a process-wide count that threads started meanwhile would take.
     """
-    n = torch.get_num_threads()
-    if t.device.type != "cpu" or n == 1 or not _per_thread_setting():
+    omp = _openmp()
+    # torch.get_num_threads() first: a thread's first torch call sets its OpenMP count
+    n = torch.get_num_threads() if omp is not None and t.device.type == "cpu" else 1
+    if n <= 1:
         yield
         return
-    torch.set_num_threads(1)
+    omp.omp_set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(n)
+        omp.omp_set_num_threads(n)
 
 
 def nms(
