@@ -96,7 +96,8 @@ def remove_stale_staging(folder: str | Path, depth: int = 3) -> list[Path]:
     skipped its clean-up.
 
     Call it only while holding ``folder``'s :func:`folder_lock`: then no other yoloslim run
-    stages anything there, so every such folder is stale.
+    stages anything there. A subfolder another run holds the lock of (an export into
+    ``folder/v2`` beside one into ``folder``) is left alone, with all it holds.
 
     Returns:
         The removed folders.
@@ -109,15 +110,41 @@ def remove_stale_staging(folder: str | Path, depth: int = 3) -> list[Path]:
         level = len(Path(here).relative_to(root).parts)
         for d in list(dirs):
             p = Path(here) / d
-            if _STAGING.fullmatch(d) and (p.stat().st_mode & 0o777) == 0o700:
+            if p.is_symlink():
+                dirs.remove(d)
+            elif _STAGING.fullmatch(d) and (p.stat().st_mode & 0o777) == 0o700:
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
+                dirs.remove(d)
+            elif _locked_elsewhere(p):  # another run's folder: its staging is live
                 dirs.remove(d)
         if level >= depth:
             dirs.clear()
     if removed:
         log.info("%s: removed %d stale staging folder(s): %s", root, len(removed), removed)
     return removed
+
+
+def _locked_elsewhere(folder: Path) -> bool:
+    """Whether another process holds :func:`folder_lock` on ``folder`` (tested with a shared
+    lock, given back at once; False where there is no ``fcntl``)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def refuse_overwriting_input(source, writes: Iterable[Path], *, arg: str, hint: str) -> None:

@@ -112,6 +112,8 @@ def test_a_file_where_the_run_folder_goes_is_a_config_error(tmp_path):
 
 def test_staging_folders_a_killed_run_left_are_removed_and_nothing_else(tmp_path):
     import os
+    import subprocess
+    import sys
     import tempfile
 
     from yoloslim.fileio import remove_stale_staging, staged
@@ -126,8 +128,24 @@ def test_staging_folders_a_killed_run_left_are_removed_and_nothing_else(tmp_path
     os.chmod(kept[0], 0o755)
     kept[1].mkdir(mode=0o700)  # not an 8-character suffix
     kept[2].write_text("the artifact")
-    assert sorted(remove_stale_staging(tmp_path)) == sorted(stale)
-    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+    # another run's folder below (an export into tmp_path/v2 beside this one): its staging is live
+    (tmp_path / "v2").mkdir()
+    live = Path(tempfile.mkdtemp(dir=tmp_path / "v2", prefix=".model.onnx-"))
+    hold = (
+        "import sys; from yoloslim.fileio import folder_lock\n"
+        f"with folder_lock({str(tmp_path / 'v2')!r}, 'export'):\n"
+        "    print('held', flush=True); sys.stdin.readline()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        assert sorted(remove_stale_staging(tmp_path)) == sorted(stale)
+    finally:
+        proc.stdin.close()
+        proc.wait(30)
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in [*kept, live])
     with staged(tmp_path / "x.onnx") as tmp:  # a live one, as the lock holder's own, works
         tmp.write_text("new")
     assert (tmp_path / "x.onnx").read_text() == "new"
