@@ -243,6 +243,23 @@ def test_a_copied_export_folder_keeps_its_own_files_and_says_which_model_made_th
     kept = res.report["formats"]["torchscript"]
     assert kept["path"] == str(copy / "model.torchscript")  # the copy's, not the original's
     assert kept["exported_with"]["model_digest"] != res.report["model_digest"]
+    from yoloslim.cli.export_cmd import _earlier
+
+    assert _earlier(kept, res.report) == " (earlier: model Detector)"
+    assert _earlier({**kept, "exported_with": {"imgsz": IMGSZ}}, res.report) == " (earlier)"
+    assert _earlier(res.report["formats"]["onnx"], res.report) == ""
+
+
+def test_a_report_from_before_triton_names_keys_other_models_by_name(tmp_path):
+    """Reports once kept another Triton model as triton_fp32; it becomes triton:NAME."""
+    other = tmp_path / "triton" / "det" / "config.pbtxt"
+    other.parent.mkdir(parents=True)
+    other.write_text("name: 'det'")
+    old = {"imgsz": IMGSZ, "formats": {"triton_fp32": {"path": str(other), "passed": True}}}
+    (tmp_path / "export_report.json").write_text(json.dumps(old))
+    res = export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, verify=False)
+    assert "triton_fp32" not in res.report["formats"]
+    assert res.report["formats"]["triton:det"]["path"] == str(other)
 
 
 def test_earlier_entries_are_found_from_another_working_directory(tmp_path, monkeypatch):

@@ -345,6 +345,7 @@ def test_coco_as_exporters_write_it(tmp_path, caplog):
     (tmp_path / "train" / name).rename(tmp_path / "train" / "sub" / name)
     first["file_name"] = f"sub\\{name}"
     data["annotations"].append({**data["annotations"][0], "id": 99, "bbox": [5, 5, 0, 20]})
+    data["images"].append(dict(data["images"][1]))  # the same image listed twice
     path.write_text(json.dumps(data))
     with caplog.at_level(logging.INFO, logger="yoloslim.data"):
         samples, names = read_coco(path, tmp_path / "train", NAMES)
@@ -354,6 +355,10 @@ def test_coco_as_exporters_write_it(tmp_path, caplog):
         caplog.text
     )
     assert "1 annotation(s) of zero width or height left out (annotations[" in caplog.text
+    # the project category named like a class (Roboflow, one-class projects): left out too
+    data["categories"][-1]["name"] = "cat"
+    path.write_text(json.dumps(data))
+    _assert_matches(read_coco(path, tmp_path / "train", NAMES)[0], splits["train"])
 
 
 def test_invalid_coco_json_names_line(tmp_path):

@@ -319,16 +319,21 @@ def test_json_that_is_an_input_and_unwritable_outputs_are_one_line_errors(sets, 
         "nas_latency_cache.jsonl": ('{"ms": 1.0}', "is a JSON-lines file"),
         "export_report.json": ('{"formats": {}}', "is the export run's own export_report.json"),
         # records a compress run reads back on --resume
-        "stage.json": ('{"stage": "prune", "rows": []}', "is a compress run's record of a"),
+        "stage.json": (
+            '{"stage": "prune", "model": "m", "rows": []}',
+            "is a compress run's record",
+        ),
         "inputs.json": ('{"model": "m.pt", "data": "d.yaml"}', "is a compress run's record of"),
     }
     for name, (text, why) in kept.items():
         (tmp_path / name).write_text(text)
         assert main(["models", "--imgsz", "64", "--json", str(tmp_path / name)]) == 2
         assert why in capsys.readouterr().err and (tmp_path / name).read_text() == text
-    # a generic name is a report like any other: the same command writes it again
-    for _ in range(2):
-        assert main(["models", "--imgsz", "64", "--json", str(tmp_path / "report.json")]) == 0
+    # a generic name is a report like any other: the same command writes it again, also a
+    # report named like a run's record that holds none
+    (tmp_path / "own").mkdir()
+    for name in ("report.json", "report.json", "inputs.json", "inputs.json"):
+        assert main(["models", "--imgsz", "64", "--json", str(tmp_path / "own" / name)]) == 0
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     rc = main(["data", "synth", str(blocker / "sub"), "--images", "2", "--imgsz", "64"])

@@ -348,9 +348,10 @@ REPORT_OWNERS = {
     "quant_config.json": ("quantize",),
 }
 # JSON records a run keeps for itself and reads back (compress --resume): no report replaces them
+# (what it is, the keys that tell it from a report of the same name)
 RUN_RECORDS = {
-    "stage.json": "a compress run's record of a finished stage",
-    "inputs.json": "a compress run's record of its model and data",
+    "stage.json": ("a compress run's record of a finished stage", {"stage", "model", "rows"}),
+    "inputs.json": ("a compress run's record of its model and data", {"model", "data"}),
 }
 
 
@@ -388,8 +389,8 @@ def _kept_json(p: Path, command: str | None) -> str | None:
         and ("annotations" in data or "categories" in data)
     ):
         return "holds COCO annotations (a dataset's)"
-    if p.name in RUN_RECORDS:
-        return f"is {RUN_RECORDS[p.name]}"
+    if p.name in RUN_RECORDS and isinstance(data, dict) and RUN_RECORDS[p.name][1] <= set(data):
+        return f"is {RUN_RECORDS[p.name][0]}"
     owners = REPORT_OWNERS.get(p.name, (command,))
     if command not in owners:
         return f"is {' or '.join(f'the {o} run' for o in owners)}'s own {p.name}"

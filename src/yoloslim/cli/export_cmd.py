@@ -105,7 +105,8 @@ def _earlier(entry: dict, report: dict) -> str:
     if was is None:
         return ""
     other = []
-    if was.get("model_digest") != report.get("model_digest"):
+    digests = was.get("model_digest"), report.get("model_digest")
+    if None not in digests and digests[0] != digests[1]:  # older reports kept none
         other.append(f"model {Path(was.get('model') or '?').name}")
     if was.get("imgsz") != report.get("imgsz"):
         other.append(f"{was.get('imgsz')} px")

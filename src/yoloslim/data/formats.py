@@ -284,7 +284,7 @@ def read_coco(
         cat_ids = [int(c["id"]) for c in cats]
     except (KeyError, TypeError, ValueError) as e:
         raise _coco_error(jp, f"malformed 'categories': {e!r}") from e
-    if names is not None and set(cat_names) - set(names):
+    if names is not None and (set(cat_names) - set(names) or len(cat_names) != len(names)):
         cat_ids, cat_names = _drop_unused_categories(data, jp, cat_ids, cat_names, names)
     if names is None:
         out_names = cat_names
@@ -304,13 +304,15 @@ def read_coco(
         except (KeyError, TypeError, ValueError) as e:
             raise _coco_error(jp, f"images[{k}]: malformed entry ({e!r})") from e
         if img_id in images:  # merged exports that both count from 1, say
+            if images[img_id]["file_name"] == file_name:
+                continue  # the same image listed twice: one entry serves
             raise _coco_error(
                 jp, f"images[{k}]: duplicate image id {img_id} (also images[{images[img_id]['k']}])"
             )
         path = idir / file_name
         if "\\" in file_name and not path.exists():  # written on Windows
             path = idir / file_name.replace("\\", "/")
-        images[img_id] = {"path": path, "k": k}
+        images[img_id] = {"path": path, "k": k, "file_name": file_name}
     # per image: (class, bbox, area or None, crowd)
     anns: dict[int, list[tuple[int, list[float], float | None, bool]]] = {i: [] for i in images}
     empty: list[str] = []  # annotations whose box has no width or height
@@ -370,17 +372,19 @@ def read_coco(
 def _drop_unused_categories(
     data: dict, jp: Path, cat_ids: list[int], cat_names: list[str], names: Sequence[str]
 ) -> tuple[list[int], list[str]]:
-    """Categories outside ``names`` that no annotation uses left out, with a note (a
-    Roboflow export's project-wide category, id 0); a used one stays, for the mismatch
+    """Categories that no annotation uses left out, with a note, where they are outside
+    ``names`` or repeat another category's name (a Roboflow export's project-wide category,
+    id 0, named after the project or its only class); a used one stays, for the mismatch
     error."""
     used = set()
     for a in data.get("annotations", []):
         with contextlib.suppress(KeyError, TypeError, ValueError):
             used.add(int(a["category_id"]))
+    repeated = {n for n in cat_names if cat_names.count(n) > 1}
     extra = [
         (cid, n)
         for cid, n in zip(cat_ids, cat_names, strict=True)
-        if n not in names and cid not in used
+        if (n not in names or n in repeated) and cid not in used
     ]
     if not extra:
         return cat_ids, cat_names

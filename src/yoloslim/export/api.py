@@ -324,6 +324,8 @@ def _earlier_entries(old: dict | None, formats: list[str], nms: bool, out: Path)
     for fmt, entry in old["formats"].items():
         surviving = None if fmt in redo else _surviving(old, entry, out)
         if surviving is not None:
+            if fmt in ("triton_fp32", "triton_fp16"):  # another model, as reports once named it
+                fmt = f"triton:{Path(surviving['path']).parent.name}"
             kept[fmt] = surviving
     if kept:
         log.info("keeping the report entries of earlier exports: %s", sorted(kept))
