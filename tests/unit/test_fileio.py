@@ -1,5 +1,8 @@
 """staged(): a tool's output appears whole under its final name, or not at all."""
 
+import contextlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,9 +61,26 @@ def test_a_folder_in_the_way_or_nothing_written_is_named(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
 
 
+@contextlib.contextmanager
+def _held_by_another_process(folder: Path):
+    """folder_lock on ``folder``, held by a child process until the block ends."""
+    hold = (
+        "import sys; from yoloslim.fileio import folder_lock\n"
+        f"with folder_lock({str(folder)!r}, 'train'):\n"
+        "    print('held', flush=True); sys.stdin.readline()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield
+    finally:
+        proc.stdin.close()
+        proc.wait(30)
+
+
 def test_a_folder_another_run_writes_into_is_refused_and_freed_after(tmp_path):
-    import subprocess
-    import sys
 
     from yoloslim.errors import ConfigError
     from yoloslim.fileio import folder_lock
@@ -72,24 +92,12 @@ def test_a_folder_another_run_writes_into_is_refused_and_freed_after(tmp_path):
     with folder_lock(out, "train"), refused, folder_lock(out, "export"):
         pass
     # another process holds it: refused here until that process ends (the kernel frees it)
-    hold = (
-        "import sys, time; from yoloslim.fileio import folder_lock\n"
-        f"with folder_lock({str(out)!r}, 'train'):\n"
-        "    print('held', flush=True); sys.stdin.readline()\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout.readline().strip() == "held"
+    with _held_by_another_process(out):
         refused = pytest.raises(
             ConfigError, match=r"another yoloslim run is writing .* so this export cannot"
         )
         with refused, folder_lock(out, "export"):
             pass
-    finally:
-        proc.stdin.close()
-        proc.wait(30)
     with folder_lock(out, "export"):
         assert out.is_dir() and list(out.iterdir()) == []  # no lock file left behind
 
@@ -112,8 +120,6 @@ def test_a_file_where_the_run_folder_goes_is_a_config_error(tmp_path):
 
 def test_staging_folders_a_killed_run_left_are_removed_and_nothing_else(tmp_path):
     import os
-    import subprocess
-    import sys
     import tempfile
 
     from yoloslim.fileio import remove_stale_staging, staged
@@ -131,20 +137,8 @@ def test_staging_folders_a_killed_run_left_are_removed_and_nothing_else(tmp_path
     # another run's folder below (an export into tmp_path/v2 beside this one): its staging is live
     (tmp_path / "v2").mkdir()
     live = Path(tempfile.mkdtemp(dir=tmp_path / "v2", prefix=".model.onnx-"))
-    hold = (
-        "import sys; from yoloslim.fileio import folder_lock\n"
-        f"with folder_lock({str(tmp_path / 'v2')!r}, 'export'):\n"
-        "    print('held', flush=True); sys.stdin.readline()\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout.readline().strip() == "held"
+    with _held_by_another_process(tmp_path / "v2"):
         assert sorted(remove_stale_staging(tmp_path)) == sorted(stale)
-    finally:
-        proc.stdin.close()
-        proc.wait(30)
     assert not any(p.exists() for p in stale) and all(p.exists() for p in [*kept, live])
     with staged(tmp_path / "x.onnx") as tmp:  # a live one, as the lock holder's own, works
         tmp.write_text("new")
