@@ -113,6 +113,10 @@ def _parse_names(raw: Any, where: str) -> list[str]:
     return names
 
 
+# (data.yaml, key) pairs whose Roboflow ../ fallback this process has warned about
+_FELL_BACK: set[tuple[str, str]] = set()
+
+
 def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path:
     if not isinstance(value, (str, Path)) or str(value) == "":
         raise DataError(f"{where}: key '{key}' must be a path, got {value!r}")
@@ -121,7 +125,11 @@ def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path
     text = str(value).replace("\\", "/")
     if not p.exists() and text.startswith("../") and (root / text[3:]).exists():
         # Roboflow's YOLO export writes train: ../train/images beside the folders it names
-        logger.warning("%s: key '%s': %s does not exist; using %s", where, key, p, root / text[3:])
+        if (where, key) not in _FELL_BACK:  # once per file and key, not on every load
+            _FELL_BACK.add((where, key))
+            logger.warning(
+                "%s: key '%s': %s does not exist; using %s", where, key, p, root / text[3:]
+            )
         p = root / text[3:]
     if kind == "dir" and not p.is_dir():
         raise DataError(f"{where}: key '{key}': folder {p} does not exist")
