@@ -26,7 +26,7 @@ from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.extras import install_hint, installed
 from yoloslim.fileio import folder_lock, refuse_overwriting_input, remove_stale_staging
 from yoloslim.result import Result
-from yoloslim.runtime.backends import E2E_FIRST_OUTPUT, quantized_ops
+from yoloslim.runtime.backends import onnx_end_to_end, quantized_ops
 
 __all__ = ["AdvancedQuantConfig", "QuantConfig", "quantize"]
 
@@ -224,7 +224,7 @@ def _given_onnx(model: Any, imgsz: int | None) -> tuple[Path, int] | None:
             raise ModelError(f"{p}: no yoloslim metadata (names/imgsz); export it with yoloslim")
         if imgsz and imgsz != int(meta["imgsz"]):
             raise ConfigError(f"imgsz={imgsz} but {p} was exported at {meta['imgsz']}")
-        if [o.name for o in proto.graph.output][:1] == [E2E_FIRST_OUTPUT]:
+        if onnx_end_to_end([o.name for o in proto.graph.output]):
             raise ModelError(
                 f"{p}: has NMS in its graph (export --nms) and is for deployment; quantize the "
                 "model without it (model.onnx beside it)"

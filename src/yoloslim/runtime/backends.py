@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +172,7 @@ class OnnxRuntimeBackend(Backend):
             providers.insert(0, "CUDAExecutionProvider")
         self.session = ort.InferenceSession(str(path), so, providers=providers)
         outputs = [o.name for o in self.session.get_outputs()]
-        self.end_to_end = outputs[:1] == [E2E_FIRST_OUTPUT]  # detections, not preds
+        self.end_to_end = onnx_end_to_end(outputs)  # detections, not preds
         meta = self.session.get_modelmeta().custom_metadata_map
         names, imgsz = names_and_imgsz(meta, path)
         inp = self.session.get_inputs()[0]
@@ -245,8 +246,7 @@ class OpenVINOBackend(Backend):
             config["INFERENCE_NUM_THREADS"] = threads
         if hint:
             config["INFERENCE_PRECISION_HINT"] = hint
-        # an export --nms graph converted to IR keeps its output names
-        self.end_to_end = E2E_FIRST_OUTPUT in model.outputs[0].get_names()
+        self.end_to_end = ir_end_to_end(model)
         self.compiled = core.compile_model(model, device, config)
         # what the plugin really computes in: bf16 for "FP32" IR on AMX CPUs (FIELD_NOTES.md)
         hint_value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
@@ -296,18 +296,28 @@ def refuse_end_to_end(backend: Backend, what: str) -> None:
         )
 
 
+def onnx_end_to_end(output_names: Sequence[str]) -> bool:
+    """Whether an ONNX graph with these outputs is an ``export --nms`` graph."""
+    return list(output_names)[:1] == [E2E_FIRST_OUTPUT]
+
+
+def ir_end_to_end(model) -> bool:
+    """Whether an OpenVINO model is an ``export --nms`` graph converted to IR (it keeps its
+    output names; a port may carry several)."""
+    return bool(model.outputs) and E2E_FIRST_OUTPUT in model.outputs[0].get_names()
+
+
 def is_end_to_end(path: str | Path) -> bool:
     """Whether an ONNX file, or an OpenVINO IR converted from one, is an ``export --nms``
     graph (its first output ``num_dets``)."""
     if Path(path).suffix == ".xml":
-        outputs = read_ir(path).outputs
-        return bool(outputs) and E2E_FIRST_OUTPUT in outputs[0].get_names()
+        return ir_end_to_end(read_ir(path))
     if Path(path).suffix != ".onnx":
         return False
     import onnx
 
-    outputs = onnx.load(str(path), load_external_data=False).graph.output
-    return bool(outputs) and outputs[0].name == E2E_FIRST_OUTPUT
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return onnx_end_to_end([o.name for o in graph.output])
 
 
 def check_artifact(path: str | Path) -> Path:

@@ -14,10 +14,11 @@ from typing import Any
 
 from yoloslim.errors import ModelError
 from yoloslim.runtime.backends import (
-    E2E_FIRST_OUTPUT,
     SUFFIXES,
     check_artifact,
+    ir_end_to_end,
     names_and_imgsz,
+    onnx_end_to_end,
     onnx_precision,
     quantized_ops,
 )
@@ -167,7 +168,7 @@ def _onnx(p: Path) -> dict[str, Any]:
 
     inputs = [value_info(v) for v in graph.input]
     quant = quantized_ops(graph)
-    end_to_end = [o.name for o in graph.output][:1] == [E2E_FIRST_OUTPUT]
+    end_to_end = onnx_end_to_end([o.name for o in graph.output])
     return {
         "path": str(p),
         "kind": "onnx",
@@ -211,7 +212,7 @@ def _openvino(p: Path) -> dict[str, Any]:
     if model.has_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]):
         hint = model.get_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]).astype(str)
     int8 = "FakeQuantize" in ops
-    end_to_end = bool(model.outputs) and E2E_FIRST_OUTPUT in model.outputs[0].get_names()
+    end_to_end = ir_end_to_end(model)
     return {
         "path": str(p),
         "kind": "openvino",
