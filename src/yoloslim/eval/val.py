@@ -84,7 +84,12 @@ def validate(
     from yoloslim.configs import check_imgsz, int_problem
     from yoloslim.eval.postprocess import check_nms_settings
     from yoloslim.models.checkpoint import load_checkpoint
-    from yoloslim.runtime.backends import check_static_imgsz, load_backend, refuse_end_to_end
+    from yoloslim.runtime.backends import (
+        check_ov_precision,
+        check_static_imgsz,
+        load_backend,
+        refuse_end_to_end,
+    )
     from yoloslim.runtime.predictor import as_artifact
 
     check_imgsz(imgsz)
@@ -94,11 +99,8 @@ def validate(
         raise ConfigError(f"batch={batch!r} {problem}")
     model = as_artifact(model)
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
-    if ov_precision is not None and (isinstance(model, nn.Module) or Path(model).suffix == ".pt"):
-        raise ConfigError(
-            f"ov_precision={ov_precision!r} (--ov-precision) applies to OpenVINO IR (.xml), "
-            f"not {name}"
-        )
+    if isinstance(model, nn.Module) or Path(model).suffix == ".pt":  # others: load_backend's
+        check_ov_precision(ov_precision, name, openvino=False)
     runtime = "torch"
     if isinstance(model, nn.Module):
         net, ck_imgsz = model, getattr(model, "imgsz", None)

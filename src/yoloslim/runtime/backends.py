@@ -275,6 +275,21 @@ OV_PRECISIONS = ("f32", "bf16", "f16")
 E2E_FIRST_OUTPUT = "num_dets"
 
 
+def check_ov_precision(value: str | None, model: str, openvino: bool) -> None:
+    """Raise :class:`ConfigError` for an ``ov_precision`` (``--ov-precision``) that is not
+    one of :data:`OV_PRECISIONS`, or given for ``model`` that is not an OpenVINO IR."""
+    if value is None:
+        return
+    if value not in OV_PRECISIONS:
+        raise ConfigError(
+            f"ov_precision={value!r} (--ov-precision): expected one of {list(OV_PRECISIONS)}"
+        )
+    if not openvino:
+        raise ConfigError(
+            f"ov_precision={value!r} (--ov-precision) applies to OpenVINO IR (.xml), not {model}"
+        )
+
+
 def check_static_imgsz(backend: Backend, imgsz: int | None) -> None:
     """Raise :class:`ConfigError` when ``imgsz`` is not the size ``backend``'s graph is fixed
     to (an ONNX/OpenVINO export: ``--dynamic`` frees the batch axis only)."""
@@ -388,14 +403,7 @@ def load_backend(
     """
     p = check_artifact(path)
     kind = SUFFIXES[p.suffix]
-    if hint is not None and hint not in OV_PRECISIONS:
-        raise ConfigError(
-            f"ov_precision={hint!r} (--ov-precision): expected one of {list(OV_PRECISIONS)}"
-        )
-    if hint is not None and kind != "openvino":
-        raise ConfigError(
-            f"ov_precision={hint!r} (--ov-precision) applies to OpenVINO IR (.xml), not {p.name}"
-        )
+    check_ov_precision(hint, p.name, kind == "openvino")
     dev = device.lower()
     if kind == "openvino":
         ov_device = "CPU" if dev == "cpu" else device.upper()
