@@ -29,6 +29,7 @@ __all__ = [
     "interrupt_exit_code",
     "interrupt_hint",
     "layered",
+    "option_given",
     "print_table",
     "setup_logging",
     "shown_default",
@@ -228,7 +229,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _given(ctx: typer.Context, param: str) -> bool:
+def option_given(ctx: typer.Context, param: str) -> bool:
     """Whether the option ``param`` was given on the command line (not left at its default)."""
     source = ctx.get_parameter_source(param)
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
@@ -246,7 +247,7 @@ def resume_overrides(ctx: typer.Context, also: tuple[str, ...] = ()) -> dict[str
     from yoloslim.errors import ConfigError
 
     allowed = RESUME_OPTIONS + also
-    extra = [p for p in ctx.params if p not in allowed and _given(ctx, p)]
+    extra = [p for p in ctx.params if p not in allowed and option_given(ctx, p)]
     if extra:
         names = ", ".join("--" + p.replace("_", "-") for p in extra)
         raise ConfigError(
@@ -254,7 +255,7 @@ def resume_overrides(ctx: typer.Context, also: tuple[str, ...] = ()) -> dict[str
             "(only --device, --workers and --data can; to train further, start a new run "
             "from DIR/best.pt)"
         )
-    return {k: ctx.params[k] for k in ("device", "workers") if _given(ctx, k)}
+    return {k: ctx.params[k] for k in ("device", "workers") if option_given(ctx, k)}
 
 
 def layered(
@@ -273,7 +274,7 @@ def layered(
     params = params or {}
 
     def given(key: str) -> bool:
-        return ctx is None or _given(ctx, params.get(key, key))
+        return ctx is None or option_given(ctx, params.get(key, key))
 
     out = {k: v for k, v in flags.items() if v is not None and not given(k)}
     out.update(section or {})

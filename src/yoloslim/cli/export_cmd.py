@@ -7,11 +7,11 @@ from pathlib import Path
 import typer
 
 from yoloslim.cli.common import (
-    _given,
     check_json_target,
     check_out_folder,
     console,
     handle_errors,
+    option_given,
     print_table,
     write_json,
 )
@@ -54,7 +54,7 @@ def export(
     from yoloslim.errors import ConfigError
     from yoloslim.export import export as run_export
 
-    unused = [p for p in ("nms_conf", "nms_iou", "nms_max_det") if _given(ctx, p)]
+    unused = [p for p in ("nms_conf", "nms_iou", "nms_max_det") if option_given(ctx, p)]
     unused = [f"--{p.replace('_', '-')}" for p in unused]
     if unused and not nms:
         raise ConfigError(
