@@ -67,11 +67,14 @@ class SearchResult:
 
     def to_json(self) -> str:
         """The report and the files written, as every stage's Result gives them."""
-        return Result(self.arch, self.report, self.artifacts).to_json()
+        return self._as_result().to_json()
 
     def save_report(self, path: str | Path) -> Path:
         """Write :meth:`to_json` to ``path`` (atomic rename)."""
-        return Result(self.arch, self.report, self.artifacts).save_report(path)
+        return self._as_result().save_report(path)
+
+    def _as_result(self) -> Result:
+        return Result(self.arch, self.report, self.artifacts)
 
 
 def _validate_args(
