@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import functools
 import json
@@ -121,23 +122,50 @@ def sigterm_as_interrupt() -> Iterator[None]:
         return
     pid = os.getpid()
     _STOPPED.clear()
+    in_hook = False
 
     def handler(signum: int, frame: Any) -> None:
         if os.getpid() != pid:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
+        if in_hook:  # raised in the hook below, the stop would be lost as well
+            redeliver(signum)
+            return
         stop = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         _STOPPED.append(stop)
         raise stop
+
+    def redeliver(signum: int) -> None:
+        # from another thread, so that the handler runs once this one is back in the
+        # command's code (a signal raised here would be handled at once, right here)
+        _thread.start_new_thread(os.kill, (pid, signum))
+
+    def unraisable(info: Any) -> None:
+        # a stop raised inside a finaliser (a generator the garbage collector closes, a
+        # __del__) would be printed as "Exception ignored" and lost, and the command would
+        # run on: send the signal again, so the handler raises it where the command runs
+        nonlocal in_hook
+        if any(info.exc_value is s for s in _STOPPED):
+            in_hook = True
+            try:
+                redeliver(
+                    signal.SIGTERM if isinstance(info.exc_value, Terminated) else signal.SIGINT
+                )
+            finally:
+                in_hook = False
+            return
+        previous_hook(info)
 
     _HANDLERS.add(handler)
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, handler)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         for signum, old in previous.items():
             signal.signal(signum, old)
         _HANDLERS.discard(handler)

@@ -78,6 +78,23 @@ def openvino_core():
         return _core
 
 
+def _root_tag(path: Path) -> str:
+    """The name of an XML file's root element, read a block at a time until it appears.
+
+    A pull parser, not ``next(iterparse(...))``: that leaves a half-read generator for the
+    garbage collector to close, and a Ctrl-C or SIGTERM that lands in that clean-up is
+    printed as "Exception ignored" and lost (the command ran on to the end).
+    """
+    parser = ElementTree.XMLPullParser(events=("start",))
+    with open(path, "rb") as f:
+        while block := f.read(1 << 16):
+            parser.feed(block)
+            for _, element in parser.read_events():
+                return element.tag
+        parser.close()  # raises ParseError on an empty or unfinished document
+    raise ElementTree.ParseError("no root element")
+
+
 def read_ir(path: str | Path):
     """``openvino_core().read_model`` of an OpenVINO IR (``.xml`` + ``.bin``), checked first so
     that a wrong file is one line naming it: OpenVINO otherwise tries every frontend on it
@@ -91,8 +108,8 @@ def read_ir(path: str | Path):
     if not p.is_file():
         raise ModelError(f"{p}: no such file")
     try:
-        root = next(ElementTree.iterparse(p, events=("start",)))[1].tag
-    except (ElementTree.ParseError, StopIteration) as e:
+        root = _root_tag(p)
+    except ElementTree.ParseError as e:
         raise ModelError(f"{p}: not an OpenVINO IR (not XML: {e})") from e
     if root != "net":
         raise ModelError(f"{p}: not an OpenVINO IR (its root element is <{root}>, not <net>)")
