@@ -91,12 +91,28 @@ def _onnx_params(graph, producers: dict, inits: dict[str, list[int]]) -> int:
         for idx in _PARAM_INPUTS.get(node.op_type, ()):
             if idx < len(node.input) and node.input[idx]:
                 take(node.input[idx])
-        if node.op_type == "Add":  # a Linear exported as MatMul + Add: the Add holds the bias
-            feeds = [producers.get(i) for i in node.input]
-            if any(n is not None and n.op_type in ("MatMul", "MatMulInteger") for n in feeds):
-                for i in node.input:
-                    take(i)
+        if node.op_type == "Add" and any(_biased(producers, i) for i in node.input):
+            for i in node.input:
+                take(i)
     return sum(math.prod(inits[n]) for n in found)
+
+
+def _biased(producers: dict, name: str) -> bool:
+    """Whether ``name`` is a product whose bias the next ``Add`` holds: a Linear exported as
+    MatMul + Add, or a dynamically quantized conv or matrix product, whose integer result
+    is cast and rescaled before its bias is added (``ConvInteger -> Cast -> Mul -> Add``)."""
+    node = producers.get(name)
+    if node is not None and node.op_type in ("MatMul", "MatMulInteger"):
+        return True
+    if node is None or node.op_type != "Mul":
+        return False
+    casts = [producers.get(i) for i in node.input]
+    return any(
+        c is not None
+        and c.op_type == "Cast"
+        and getattr(producers.get(c.input[0]), "op_type", None) in ("ConvInteger", "MatMulInteger")
+        for c in casts
+    )
 
 
 def _reduction(op_type: str, w: list[int], node) -> int:
