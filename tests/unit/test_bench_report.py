@@ -140,6 +140,12 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
     shown = term.export_text()
     assert "img/s b2" in shown
     assert f"{report['rows'][1]['throughput_ips']['2']:.1f}" in shown
+    # the ONNX and IR were exported at batch 1: their batch 2 is two calls, and they say so
+    assert [r["static_batch"] for r in report["rows"]] == [False, True, True]
+    looped = "so a larger batch runs as that many batch-1 calls: " + ", ".join(
+        r["name"] for r in report["rows"][1:]
+    )
+    assert looped in " ".join(shown.split()) and looped in files["md"].read_text()
     assert {"cpu", "cores", "isa", "versions"} <= set(report["system"])
     md = files["md"].read_text()
     assert "| " + " | ".join(COLUMNS) + " |" in md and "Precision each runtime used" in md
@@ -153,6 +159,23 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
         files = write_report(res.report, blocked)
     assert set(files) == {"json", "md"} and not (blocked / "pareto.png").exists()
     assert not list(blocked.glob(".*"))  # no temp file left
+
+
+def test_fps_is_images_per_second_at_the_tables_batch_and_a_batch_is_given_once(artifacts):
+    from yoloslim.bench.report import table_rows
+
+    row = {
+        "name": "m",
+        "params": 1e6,
+        "gflops": 1.0,
+        "latency_ms": {"median": 40.0, "p90": 50.0, "batch": 4},
+        "size_mb": 1.0,
+        "ratios": {"speedup": 1.0, "size": 1.0},
+    }
+    fps = table_rows({"rows": [row]})[0][COLUMNS.index("FPS")]
+    assert fps == "100.0"  # 4 images in 40 ms, not 1000 / 40
+    with pytest.raises(ConfigError, match=r"--batch\): batch 1 is given twice"):
+        benchmark([artifacts[0]], batches=[1, 8, 1])
 
 
 def test_bad_artifacts(tmp_path):

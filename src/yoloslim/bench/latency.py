@@ -96,7 +96,8 @@ def _worker(conn, path: str, cfg: LatencyConfig) -> None:
             x = torch.from_numpy(x)
         for _ in range(cfg.warmup):
             backend(x)
-        conn.send(("ready", {"kind": backend.kind, "precision": str(backend.precision)}))
+        ready = {"kind": backend.kind, "precision": str(backend.precision)}
+        conn.send(("ready", {**ready, "static_batch": bool(backend.static_batch)}))
         while True:
             cmd, n = conn.recv()
             if cmd == "stop":

@@ -183,6 +183,8 @@ def benchmark(
             if i == 0:  # the table's batch: latency and memory at the same one
                 row["latency_ms"] = {"median": m["median"], "p90": m["p90"], "batch": b}
                 row["precision"] = m["precision"]
+                # a graph exported at batch 1 runs a larger batch as that many batch-1 calls
+                row["static_batch"] = m["static_batch"]
                 row["peak_rss_mb"] = m["peak_rss_mb"]
                 row["model_mem_mb"] = m["model_mem_mb"]
             row.setdefault("throughput_ips", {})[str(b)] = m["throughput_ips"]
@@ -253,6 +255,9 @@ def _batch_sizes(batches: Sequence[int] | int) -> list[int]:
         isinstance(b, numbers.Integral) and not isinstance(b, bool) and b >= 1 for b in sizes
     ):
         raise ConfigError(f"batches={sizes!r} must be positive integers")
+    twice = sorted({int(b) for b in sizes if sizes.count(b) > 1})
+    if twice:
+        raise ConfigError(f"batches={sizes!r} (--batch): batch {twice[0]} is given twice")
     return [int(b) for b in sizes]
 
 

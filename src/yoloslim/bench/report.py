@@ -39,6 +39,31 @@ def _weights_sized(report: dict) -> bool:
     return any(r.get("size_source", "file") != "file" for r in report["rows"])
 
 
+def _looped_note(report: dict) -> str | None:
+    """Which rows ran a batch larger than 1 as that many batch-1 calls (graphs exported at a
+    static batch of 1), when the run measured such a batch."""
+    looped = [r["name"] for r in report["rows"] if r.get("static_batch")]
+    if not looped or max(report["settings"]["batches"]) == 1:
+        return None
+    return (
+        "Exported at batch 1 (no --dynamic), so a larger batch runs as that many batch-1 "
+        "calls: " + ", ".join(looped) + "."
+    )
+
+
+def _notes(report: dict) -> list[str]:
+    return [
+        n
+        for n in (WEIGHTS_SIZE_NOTE if _weights_sized(report) else None, _looped_note(report))
+        if n
+    ]
+
+
+def _fps(lat: dict) -> float | None:
+    """Images per second at the latency's batch."""
+    return lat.get("batch", 1) * 1000 / lat["median"] if lat["median"] else None
+
+
 def _f(v, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
@@ -57,7 +82,7 @@ def table_rows(report: dict) -> list[list[str]]:
                 _f(100 * r["map50"] if "map50" in r else None, ".1f"),
                 _f(lat["median"], ".2f"),
                 _f(lat["p90"], ".2f"),
-                _f(1000 / lat["median"] if lat["median"] else None, ".1f"),
+                _f(_fps(lat), ".1f"),
                 _f(r.get("model_mem_mb", r.get("peak_rss_mb")), ".0f"),
                 _f(r["size_mb"], ".2f"),
                 _f(r["ratios"]["speedup"], ".2f"),
@@ -74,11 +99,11 @@ def to_markdown(report: dict) -> str:
         "",
         f"Baseline: **{report['baseline']}**. FLOPs = 2 x multiply-adds at {s['imgsz']} px, batch 1. "
         f"mAP = COCO mAP50-95 on `{s['data']}`. Latency: median and p90 at batch {s['batches'][0]}; "
-        f"FPS = 1000 / median. Memory = peak RSS of the artifact's worker process at batch {s['batches'][0]} minus its RSS "
+        f"FPS = images/s at that batch (batch x 1000 / median). Memory = peak RSS of the artifact's worker process at batch {s['batches'][0]} minus its RSS "
         "once the runtime library was imported, before the model was loaded (what loading and running this artifact "
         "adds; peak_rss_mb in report.json is the whole process, memory_by_batch has every batch). "
         "Size = bytes on disk / 2^20 (an OpenVINO IR: .xml + .bin). A .pt checkpoint runs in its deploy form (re-parameterised), as the exports do.",
-        *([WEIGHTS_SIZE_NOTE] if _weights_sized(report) else []),
+        *_notes(report),
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
@@ -117,9 +142,9 @@ def rich_table(report: dict):
 
     table = Table(
         title=f"yoloslim bench (baseline: {report['baseline']})",
-        caption=WEIGHTS_SIZE_NOTE if _weights_sized(report) else None,
+        caption=" ".join(_notes(report)) or None,
     )
-    # FPS is the first batch's (1000 / median latency); the other batches show their throughput
+    # FPS is the first batch's (images/s); the other batches show their throughput
     more = report["settings"]["batches"][1:]
     for c in COLUMNS + [f"img/s b{b}" for b in more]:
         table.add_column(c, justify="left" if c == "Model" else "right")

@@ -131,8 +131,12 @@ def _why_unloadable(p: Path, e: Exception) -> str:
     return f"{type(e).__name__}: {text}"
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """Load and validate a checkpoint dict (weights only, no pickled classes)."""
+def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
+    """Load and validate a checkpoint dict (weights only, no pickled classes).
+
+    ``mmap=True`` maps the file instead of reading it: tensors nobody touches (a ``last.pt``'s
+    optimizer and EMA state, when only the model is wanted) never take memory.
+    """
     p = Path(path).expanduser()
     if p.is_dir():
         hint = next(
@@ -152,7 +156,7 @@ def read_checkpoint(path: str | Path) -> dict:
             "(best.pt, last.pt, pruned.pt)"
         )
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+        ckpt = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
         raise ModelError(f"{p}: not a yoloslim checkpoint ({_why_unloadable(p, e)})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -164,7 +168,7 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-def load_checkpoint(path: str | Path) -> tuple[Detector, dict]:
+def load_checkpoint(path: str | Path, *, mmap: bool = False) -> tuple[Detector, dict]:
     """Rebuild the detector from a checkpoint; returns ``(model in eval mode, checkpoint dict)``.
 
     The file is read with ``torch.load(weights_only=True)``: no pickled classes run. The model
@@ -173,6 +177,7 @@ def load_checkpoint(path: str | Path) -> tuple[Detector, dict]:
 
     Args:
         path: a checkpoint that yoloslim wrote (``train``, ``distill``, ``prune``).
+        mmap: map the file rather than read it whole (see :func:`read_checkpoint`).
 
     Returns:
         ``(model, ckpt)``: the Detector in eval mode, with the checkpoint's weights, and
@@ -187,7 +192,7 @@ def load_checkpoint(path: str | Path) -> tuple[Detector, dict]:
         >>> model, ckpt = load_checkpoint("runs/nano/best.pt")
         >>> ckpt["names"], model.imgsz  # doctest: +SKIP
     """
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, mmap=mmap)
     try:
         model = build_model(ckpt["arch"], names=ckpt["names"])
         model.load_state_dict(ckpt["state_dict"])

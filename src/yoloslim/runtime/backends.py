@@ -108,7 +108,9 @@ class TorchBackend(Backend):
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
-        model, ckpt = load_checkpoint(path)
+        # mapped: a last.pt's optimizer and EMA state is never read, so the memory bench
+        # measures is the model's, whichever checkpoint of it is given
+        model, ckpt = load_checkpoint(path, mmap=True)
         self.deploy = deploy_form(model)[0].to(self.device)
         self._model: torch.nn.Module | None = None
         names, imgsz = list(ckpt["names"]), int(ckpt["imgsz"])
