@@ -274,6 +274,7 @@ def _stage_bench(
     from yoloslim.bench.measure import benchmark
     from yoloslim.bench.report import write_report
     from yoloslim.export import export
+    from yoloslim.runtime.ov_core import default_precision
 
     names, paths = [], []
     # a checkpoint an export stage already wrote to OpenVINO is measured from that artifact
@@ -286,7 +287,8 @@ def _stage_bench(
                     path, out / f"{len(exported):02d}-{name}", formats=["openvino"], imgsz=cfg.imgsz
                 )
                 exported[path] = str(res.artifacts["openvino"])
-            path, name = exported[path], f"{name} (OV float)"
+            # an FP32 IR, run as deployed: in what the plugin computes it in by default
+            path, name = exported[path], f"{name} (OV {default_precision()})"
         if path in paths:
             continue
         names.append(name)

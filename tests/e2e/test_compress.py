@@ -46,12 +46,17 @@ def test_recipe_runs_every_stage_and_resumes(base, tmp_path, monkeypatch):
     assert dirs == ["01-prune", "02-distill", "03-reparam", "04-export", "05-quantize", "06-bench"]
     report = json.loads((out / "report.json").read_text())
     names = [r["name"] for r in report["rows"]]
-    assert names[0] == "baseline (OV float)"
-    assert {"pruned (OV float)", "distilled (OV float)", "int8-openvino"} <= set(names)
+    # a checkpoint's row is its FP32 IR, labelled with what the plugin computed it in
+    from yoloslim.runtime.ov_core import default_precision
+
+    ov = f"(OV {default_precision()})"
+    assert names[0] == f"baseline {ov}"
+    assert {f"pruned {ov}", f"distilled {ov}", "int8-openvino"} <= set(names)
+    assert all(r["precision"] in ov for r in report["rows"] if r["name"].endswith(ov))
     assert report["rows"][0]["ratios"]["speedup"] == 1.0
     # the pruned model really is smaller than the baseline
     rows = {r["name"]: r for r in report["rows"]}
-    assert rows["pruned (OV float)"]["params"] < rows["baseline (OV float)"]["params"]
+    assert rows[f"pruned {ov}"]["params"] < rows[f"baseline {ov}"]["params"]
     assert Path(res.model).is_file() and res.model.endswith(".pt")
     # the deliverable is named too: the last stage's product, not only the checkpoint
     ((name, path),) = res.report["deployable"].items()

@@ -149,8 +149,18 @@ def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeyp
     assert not any(
         k.startswith(("Softmax/", "ReduceSum/")) and "I8" in k for k in perf["by_kernel"]
     )
+    assert res.report["perf"]["int8"]["precision"] == q.precision  # as the runtime names it
+    assert res.report["perf"]["float"]["precision"] == f.precision
+    # the float reference is the model's own accuracy: f32, whatever the plugin's default
+    assert res.report["float"]["map_precision"] == "f32"
+    assert res.report["int8"]["map_precision"] == q.precision
+    assert (
+        res.report["float"]["map"]
+        == ys.validate(res.artifacts["float"], data, ov_precision="f32")["map"]
+    )
     saved = json.loads((tmp_path / "quant_report.json").read_text())
     assert saved["int8"]["path"] == str(res.model) and (tmp_path / "quant_report.md").is_file()
+    assert "scope nodes (decode)" in (tmp_path / "quant_report.md").read_text()
 
 
 # -- ONNX Runtime (QDQ) ---------------------------------------------------------------------
@@ -183,6 +193,7 @@ def test_onnxruntime_static_scope_pattern_and_variants(setup, tmp_path, caplog):
     )
     assert "calibrating on 4 training images (4 asked for)" in caplog.text
     assert "pre-processing" not in caplog.text  # ONNX Runtime's hint is dropped
+    assert r"scope nodes (decode, head\.cls_preds)" in (tmp_path / "quant_report.md").read_text()
     for role, precision in (("int8", "int8+fp32"), ("fp16", "fp16")):
         backend = load_backend(res.artifacts[role])
         assert backend(torch.rand(1, 3, 64, 64)).shape == (1, 84, 6)

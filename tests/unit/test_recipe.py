@@ -1,6 +1,7 @@
 """Recipe validation: every mistake is a ConfigError naming the file and the stage."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -467,7 +468,7 @@ def test_two_stages_of_one_kind_keep_both_rows(tmp_path, inputs, ran, monkeypatc
 
 @pytest.mark.parametrize("half", [False, True])
 def test_the_bench_stage_measures_an_fp16_ir_as_itself(tmp_path, monkeypatch, half):
-    # an export --half IR stood in for the checkpoint's float IR ("pruned (OV float)"), so
+    # an export --half IR stood in for the checkpoint's float IR ("pruned (OV bf16)"), so
     # FP16 storage passed for pruning's gain and the deployable IR had no row of its own
     import importlib
 
@@ -499,7 +500,7 @@ def test_the_bench_stage_measures_an_fp16_ir_as_itself(tmp_path, monkeypatch, ha
     done = pipeline._stage_export(st, ExportStage(half=half), "d.yaml", tmp_path / "e", False)
     st.rows += done["rows"]
     pipeline._stage_bench(st, BenchStage(), "d.yaml", tmp_path / "b", False, tmp_path)
-    fp32_irs = [p for n, p in benched.items() if n.endswith("(OV float)")]
+    fp32_irs = [p for n, p in benched.items() if re.search(r"\(OV (f32|bf16|f16)\)$", n)]
     assert all("fp16" not in p for p in fp32_irs) and len(fp32_irs) == 2
     if half:  # its own row, and the checkpoint's FP32 IR exported by the bench stage
         assert "fp16" in benched["export-openvino"] and ("pruned.pt", False) in exported[1:]

@@ -68,10 +68,11 @@ def validate(
 
     Returns:
         ``{"map", "map50", "map75", "per_class", "map_by_size", "images", "detections",
-        "speed_ms_per_image", "imgsz", "model", "runtime"}`` (mAP as fractions;
+        "speed_ms_per_image", "imgsz", "model", "runtime", "precision"}`` (mAP as fractions;
         ``map_by_size`` is COCO's small / medium / large split; None where undefined: see
         :func:`~yoloslim.eval.coco.coco_map`; ``runtime`` is torch, onnxruntime, openvino
-        or torchscript).
+        or torchscript; ``precision`` what it computed in, as ``bench`` reports it: an IR's
+        ``bf16`` where the plugin chose it, ``int8+bf16`` for a quantized one).
 
     Raises:
         ConfigError: ``imgsz`` is not a multiple of 32; ``conf`` outside [0, 1] or ``iou``
@@ -101,7 +102,7 @@ def validate(
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
     if isinstance(model, nn.Module) or Path(model).suffix == ".pt":  # others: load_backend's
         check_ov_precision(ov_precision, name, openvino=False)
-    runtime = "torch"
+    runtime, precision = "torch", "fp32"
     if isinstance(model, nn.Module):
         net, ck_imgsz = model, getattr(model, "imgsz", None)
         if not imgsz and not ck_imgsz:
@@ -118,6 +119,7 @@ def validate(
         backend = load_backend(model, hint=ov_precision)
         refuse_end_to_end(backend, "val")
         net, ck_imgsz, runtime = _BackendModule(backend), backend.imgsz, backend.kind
+        precision = str(backend.precision)
         check_static_imgsz(backend, imgsz or None)
     imgsz = imgsz or ck_imgsz or DEFAULT_IMGSZ
     cfg = load_data_config(data)
@@ -136,14 +138,17 @@ def validate(
     ds = DetectionDataset(load_samples(cfg, split), imgsz, augment=False, names=cfg.names)
     was_training = net.training
     net.eval()
-    device = next(net.parameters(), torch.empty(0)).device  # a module on CUDA gets its images there
+    first = next(net.parameters(), torch.empty(0))
+    device = first.device  # a module on CUDA gets its images there
+    if runtime == "torch":
+        precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(first.dtype, "fp32")
     try:
         res = evaluate(
             lambda x: net(x.to(device)), ds, batch_size=batch, conf=conf, iou=iou, progress=progress
         )
     finally:
         net.train(was_training)
-    res.update(imgsz=imgsz, model=name, runtime=runtime)
+    res.update(imgsz=imgsz, model=name, runtime=runtime, precision=precision)
     return res
 
 

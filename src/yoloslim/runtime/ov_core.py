@@ -18,7 +18,7 @@ from xml.etree import ElementTree
 
 from yoloslim.errors import ConfigError, ModelError
 
-__all__ = ["no_telemetry", "openvino_core", "read_ir"]
+__all__ = ["default_precision", "no_telemetry", "openvino_core", "read_ir"]
 
 _lock = threading.Lock()
 _core = None
@@ -76,6 +76,13 @@ def openvino_core():
                 ) from e
             _core = ov.Core()
         return _core
+
+
+def default_precision() -> str:
+    """What the CPU plugin computes an FP32 IR in unless asked otherwise (``f32``, or
+    ``bf16`` on AVX512-BF16/AMX CPUs)."""
+    hint = openvino_core().get_property("CPU", "INFERENCE_PRECISION_HINT")
+    return hint.to_string() if hasattr(hint, "to_string") else str(hint)
 
 
 def _root_tag(path: Path) -> str:
