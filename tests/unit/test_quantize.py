@@ -163,6 +163,40 @@ def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeyp
     assert "scope nodes (decode)" in (tmp_path / "quant_report.md").read_text()
 
 
+def test_openvino_percentile_sets_the_activation_ranges(setup, tmp_path):
+    # NNCF's preset quantile set has a fixed outlier share: advanced.percentile did nothing
+    from yoloslim.compress.quant_data import load_images
+    from yoloslim.compress.quant_openvino import OpenVINOQuant
+
+    data, onnx_path = setup
+    images = load_images(data, "train", 4, 64)
+
+    def widths(**kw) -> np.ndarray:
+        cfg = QuantConfig.from_dict({"calib": 4, **kw})
+        be = OpenVINOQuant(onnx_path, tmp_path, cfg)
+        q = be.quantize(images, resolve_scope(be.view(), cfg.ignored_scope))
+        fqs = [
+            op
+            for op in q.get_ordered_ops()
+            if op.get_type_name() == "FakeQuantize"
+            and op.input_value(0).get_node().get_type_name() != "Constant"  # activations
+        ]
+        return np.array(
+            [
+                float(np.max(op.input_value(2).get_node().get_data()))
+                - float(np.min(op.input_value(1).get_node().get_data()))
+                for op in fqs
+            ]
+        )
+
+    p90 = widths(method="percentile", advanced={"percentile": 90.0})
+    p99 = widths(method="percentile", advanced={"percentile": 99.999})
+    full = widths(method="minmax")
+    assert len(p90) == len(p99) == len(full) > 0
+    assert (p90 <= p99 + 1e-6).all() and (p90 < p99 - 1e-6).any()
+    assert (p99 <= full + 1e-6).all()
+
+
 # -- ONNX Runtime (QDQ) ---------------------------------------------------------------------
 def _qdq_fed(model) -> set[str]:
     producer = {o: n for n in model.graph.node for o in n.output}

@@ -90,12 +90,28 @@ class OpenVINOQuant:
         no_telemetry()
         import nncf
         from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
-        from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+        from nncf.quantization.range_estimator import (
+            AggregatorType,
+            RangeEstimatorParameters,
+            StatisticsCollectorParameters,
+            StatisticsType,
+        )
 
         adv = self.config.advanced
         params = AdvancedQuantizationParameters()
         if self.config.method == "percentile":
-            params.activations_range_estimator_params = RangeEstimatorParametersSet.MEAN_QUANTILE
+            # NNCF's MEAN_QUANTILE set, at our percentile: its fixed outlier share (1e-4, the
+            # 99.99th) would leave advanced.percentile without effect
+            def quantile() -> StatisticsCollectorParameters:
+                return StatisticsCollectorParameters(
+                    statistics_type=StatisticsType.QUANTILE,
+                    aggregator_type=AggregatorType.MEAN,
+                    quantile_outlier_prob=1 - adv.percentile / 100,
+                )
+
+            params.activations_range_estimator_params = RangeEstimatorParameters(
+                min=quantile(), max=quantile()
+            )
         preset = nncf.QuantizationPreset(adv.preset)
         # NNCF draws its own progress bars and logs each step at INFO
         with contextlib.redirect_stdout(io.StringIO()), quieted("nncf", logging.WARNING):
