@@ -77,6 +77,10 @@ def test_channel_counts_forward_and_head_untouched(model, tmp_path):
     raw = m.train()(torch.rand(1, 3, IMG, IMG))
     assert [r.shape[1] for r in raw] == [68 + 2] * 3
     assert res.report["stages"]["pruned"]["params"] < 0.5 * res.report["stages"]["before"]["params"]
+    for row in res.report["table"]:  # no latency export: the size of the FP32 weights
+        stage = res.report["stages"][row["stage"]]
+        assert row["size_mb"] == round(stage["params"] * 4 / 2**20, 3) > 0
+        assert stage["size_source"].startswith("FP32 weights")
     # the input model is not modified
     assert model.backbone.stages[0].down.conv.out_channels == 16
 
@@ -444,3 +448,13 @@ def test_every_config_criterion_has_an_importance_and_no_importance_lacks_a_name
     from yoloslim.compress.prune_config import Criterion
 
     assert {c.value for c in Criterion} == set(CRITERIA)
+
+
+def test_a_width_halfway_between_two_multiples_keeps_the_larger():
+    # Python's round() sends ties to the even multiple: at 0.25 a 16-channel layer kept 16
+    # (none removed) while a 48-channel one kept 32 (a third removed)
+    from yoloslim.compress.prune_width import _keep
+
+    assert [_keep(w, 0.25, 8, 0.9) for w in (16, 48, 80)] == [16, 40, 64]
+    assert [_keep(w, 0.5, 8, 0.9) for w in (24, 40, 96)] == [16, 24, 48]
+    assert _keep(12, 0.5, 8, 0.9) == 8 and _keep(9, 0.5, None, 0.9) == 5

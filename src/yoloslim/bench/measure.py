@@ -57,6 +57,15 @@ def check_bench_imgsz(paths: Sequence[Path], imgsz: int, *, requested: str | Non
             )
 
 
+# the size of a model that has no file of its own that is only its weights (a checkpoint)
+WEIGHTS_SIZE_SOURCE = "FP32 weights of the deploy form (params x 4 bytes)"
+
+
+def weights_size_mb(params: int) -> float:
+    """MiB of ``params`` FP32 weights (about the size of the float ONNX of the model)."""
+    return params * 4 / 2**20
+
+
 def artifact_stats(path: str | Path, imgsz: int) -> dict:
     """Params, GMACs/GFLOPs (convention: FLOPs = 2 x MACs) and size of one artifact.
 
@@ -78,8 +87,8 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
             "gmacs": prof["gmacs"],
             "gflops": prof["gflops"],
             "flops_source": "torch flop counter (deploy form)",
-            "size_mb": prof["params_deploy"] * 4 / 2**20,
-            "size_source": "FP32 weights of the deploy form (params x 4 bytes)",
+            "size_mb": weights_size_mb(prof["params_deploy"]),
+            "size_source": WEIGHTS_SIZE_SOURCE,
             "file_size_mb": path_size_mb(p, ndigits=None),
         }
     elif p.suffix == ".onnx":

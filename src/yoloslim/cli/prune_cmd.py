@@ -118,7 +118,8 @@ def prune(
             f"size and latency: the model exported to {lat['backend']} ({lat['precision']}), "
             "batch 1"
             if lat
-            else "size and latency: not measured (--no-latency)"
+            else "size: FP32 weights of the deploy form (params x 4 bytes); latency: not "
+            "measured (--no-latency)"
         ),
     )
     for col in (

@@ -20,9 +20,13 @@ _FORMAT = {"openvino": "openvino", "onnxruntime": "onnx"}
 
 
 def measure(model: nn.Module, data, cfg, is_detector: bool, progress: bool = False) -> dict:
-    """Params (deploy form), GFLOPs at ``cfg.imgsz`` and, with data, mAP50-95 / mAP50
-    (``progress``: the validation's bar)."""
+    """Params (deploy form), GFLOPs at ``cfg.imgsz``, the size of its FP32 weights (the
+    exported file's, once :func:`measure_latency_pair` has one) and, with data, mAP50-95 /
+    mAP50 (``progress``: the validation's bar)."""
+    from yoloslim.bench.measure import WEIGHTS_SIZE_SOURCE, weights_size_mb
+
     row = profile(model, cfg.imgsz)
+    row.update(size_mb=round(weights_size_mb(row["params"]), 3), size_source=WEIGHTS_SIZE_SOURCE)
     if data is not None and is_detector:
         from yoloslim.eval.val import validate
 
@@ -55,6 +59,7 @@ def measure_latency_pair(before: nn.Module, after: nn.Module, work: Path, cfg) -
         m = lat[str(p)]
         out[name] = {
             "size_mb": path_size_mb(p),
+            "size_source": "file",
             "latency_ms": {"median": round(m["median"], 3), "p90": round(m["p90"], 3)},
         }
     b, a = out["before"]["latency_ms"]["median"], out["after"]["latency_ms"]["median"]

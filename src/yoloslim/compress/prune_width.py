@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -97,10 +98,12 @@ def conv_widths(model: nn.Module) -> dict[str, int]:
 
 def _keep(width: int, ratio: float, round_to: int | None, max_layer_ratio: float) -> int:
     """Channels a ``width``-channel layer keeps at ``ratio`` of it removed: a multiple of
-    ``round_to`` (rounded to nearest), never under ``round_to`` (or 1), never more than
-    ``max_layer_ratio`` of the layer removed."""
+    ``round_to`` (rounded to nearest, a tie upwards: Python's ``round`` sends ties to the
+    even multiple, so at 0.25 a 16-channel layer kept 16 while a 48-channel one kept 32),
+    never under ``round_to`` (or 1), never more than ``max_layer_ratio`` of the layer
+    removed."""
     step = round_to or 1
-    keep = max(step, int(step * round(width * (1 - ratio) / step)))
+    keep = max(step, step * math.floor(width * (1 - ratio) / step + 0.5))
     floor = -(-width * (1 - max_layer_ratio) // step) * step  # ceil to a multiple of step
     return int(min(width, max(keep, floor)))
 
