@@ -627,6 +627,19 @@ def test_help_defaults_that_live_in_the_configs_are_the_configs():
             value = getattr(value, "value", value)
             shown = re.search(r"\\\[default: ([^\]]+)\]", params[option].help).group(1)
             stated[(cmd, option)] = (shown, str(value))
+    # a --x/--no-x pair states the flag that is in force by default
+    from yoloslim.train.config import TrainConfig
+
+    for cmd, option, value, on, off in (
+        ("prune", "global_pruning", PruneConfig().global_pruning, "global", "local"),
+        ("prune", "distill", PruneConfig().distill, "distill", "no-distill"),
+        ("prune", "latency", PruneConfig().latency, "latency", "no-latency"),
+        ("distill", "progressive", DistillConfig().progressive, "progressive", "no-progressive"),
+        ("train", "lr0", None, str(TrainConfig().lr0), None),
+    ):
+        param = next(p for p in cmds[cmd].params if p.name == option)
+        shown = re.search(r"\\\[default: ([^\]]+)\]", param.help).group(1)
+        stated[(cmd, option)] = (shown, on if value is None or value else off)
     assert all(shown == value for shown, value in stated.values()), stated
     # workers: None in the config, a rule on the cores (train.config.loader_workers)
     for cmd in ("train", "distill"):

@@ -485,6 +485,11 @@ def test_load_backend_errors_name_the_path(tmp_path):
     p.write_text("x")
     with pytest.raises(ModelError, match="model.tflite.*unknown artifact type"):
         load_backend(p)
+    # info describes more kinds than the runtimes run, and lists them all
+    from yoloslim.runtime.describe import describe
+
+    with pytest.raises(ModelError, match=r"'\.xml'\], a CoreML \.mlpackage or a Triton"):
+        describe(p)
     with pytest.raises(ModelError, match="nothere.onnx.*does not exist"):
         load_backend(tmp_path / "nothere.onnx")
     bad = tmp_path / "bad.onnx"

@@ -143,7 +143,7 @@ def test_effectiveness_is_depth_over_geometric_mean_width():
 # -- budgets ------------------------------------------------------------------------------------
 
 
-def test_bad_budgets_raise_clear_errors():
+def test_bad_budgets_raise_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match="at least one"):
         Budget()
     with pytest.raises(ConfigError, match="flops"):
@@ -151,7 +151,8 @@ def test_bad_budgets_raise_clear_errors():
     with pytest.raises(ConfigError, match="unknown key"):
         Budget.from_dict({"flop": 1.0})
     with pytest.raises(ConfigError, match=r"flops=1e-05 GFLOPs \(smallest"):
-        search(imgsz=IMGSZ, budget=Budget(flops=1e-5), space=SPACE, nc=2)
+        search(imgsz=IMGSZ, budget=Budget(flops=1e-5), space=SPACE, nc=2, out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()  # refused at once: no folder, no empty cache file
     with pytest.raises(ConfigError, match="params=0.001 M"):
         search(imgsz=IMGSZ, budget=Budget(params=0.001, layers=3), space=SPACE, nc=2)
     with pytest.raises(ConfigError, match=r"effectiveness=0.001 \(widest, shallowest"):

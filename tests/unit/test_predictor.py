@@ -506,3 +506,17 @@ def test_prefetched_keeps_order_raises_in_place_and_stays_a_bounded_distance_ahe
     with pytest.raises(DataError, match="item 5 is broken"):
         next(it)
     assert list(prefetched(iter([]), ahead=1)) == []
+
+
+def test_loading_and_validating_log_what_ran_at_info(ckpt, tmp_path, caplog):
+    # `yoloslim -v val/predict/bench` printed nothing: nothing on their path logged at INFO
+    import yoloslim as ys
+    from yoloslim.runtime.backends import load_backend
+
+    data = ys.synthesize(tmp_path / "d", images=4, imgsz=64, classes=2, seed=0, val_fraction=0.5)
+    with caplog.at_level("INFO", logger="yoloslim"):
+        load_backend(ckpt)
+        ys.validate(ckpt, data)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"{ckpt}: torch" in m and "computing in fp32, 64 px" in m for m in said), said
+    assert any(f"{ckpt}: 2 val images at 64 px (torch, fp32): mAP50-95" in m for m in said), said

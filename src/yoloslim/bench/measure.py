@@ -186,6 +186,15 @@ def benchmark(
             threads=base_cfg.threads,
             ov_hint=base_cfg.ov_hint,
         )
+        log.info(
+            "latency at batch %d: %d worker processes, %d interleaved rounds of %d runs after "
+            "%d warm-up runs",
+            b,
+            len(paths),
+            cfg.rounds,
+            cfg.runs_per_round,
+            cfg.warmup,
+        )
         lat = measure_latency([str(p) for p in paths], cfg)
         for row in rows:
             m = lat[row["path"]]

@@ -62,7 +62,9 @@ def distill(
     progressive: bool = typer.Option(
         None,
         "--progressive/--no-progressive",
-        help="Freeze the student's backbone first, ramp the distillation weights up.",
+        help="Freeze the student's backbone first, ramp the distillation weights up "
+        + shown_default("no-progressive")
+        + ".",
     ),
     freeze_epochs: int = typer.Option(
         None, help="Epochs with the backbone frozen (progressive) " + shown_default("1") + "."

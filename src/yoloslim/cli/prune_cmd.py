@@ -55,7 +55,9 @@ def prune(
         None, help="Fine-tuning epochs between steps " + shown_default("0") + "."
     ),
     global_pruning: bool = typer.Option(
-        None, "--global/--local", help="Rank channels across layers (global) or per layer."
+        None,
+        "--global/--local",
+        help="Rank channels across layers (global) or per layer " + shown_default("local") + ".",
     ),
     depth_ratio: float = typer.Option(None, help="Fraction of residual blocks to remove."),
     unstructured: float = typer.Option(
@@ -65,7 +67,11 @@ def prune(
         None, help="Module-name pattern whose outputs stay whole (repeatable)."
     ),
     distill: bool = typer.Option(
-        None, "--distill/--no-distill", help="Fine-tune by distillation from the unpruned model."
+        None,
+        "--distill/--no-distill",
+        help="Fine-tune by distillation from the unpruned model "
+        + shown_default("no-distill")
+        + ".",
     ),
     imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's training size)."),
     batch: int = typer.Option(None, help="Batch size " + shown_default("16") + "."),
@@ -73,7 +79,9 @@ def prune(
         None, help="Latency runtime: openvino or onnxruntime " + shown_default("openvino") + "."
     ),
     latency: bool = typer.Option(
-        None, "--latency/--no-latency", help="Export and time before/after."
+        None,
+        "--latency/--no-latency",
+        help="Export and time before/after " + shown_default("latency") + ".",
     ),
     config: Path = typer.Option(
         None, help="YAML file of PruneConfig fields (flags given override it)."

@@ -42,7 +42,9 @@ def train(
         False, "--exist-ok", help="Start afresh in an --out that holds another run, replacing it."
     ),
     optimizer: str = typer.Option("adamw", help="adamw or sgd."),
-    lr0: float = typer.Option(None, help="Peak learning rate (default: the config's)."),
+    lr0: float = typer.Option(
+        None, help="Peak learning rate (a --config file's, else " + shown_default("0.004") + ")."
+    ),
     workers: int = typer.Option(
         None, help="Data-loader workers " + shown_default("0 on 2 cores or fewer, else 1") + "."
     ),

@@ -149,6 +149,18 @@ def validate(
     finally:
         net.train(was_training)
     res.update(imgsz=imgsz, model=name, runtime=runtime, precision=precision)
+    log.info(
+        "%s: %d %s images at %d px (%s, %s): mAP50-95 %s, %d detections, %.1f ms per image",
+        name,
+        res["images"],
+        split,
+        imgsz,
+        runtime,
+        precision,
+        "-" if res["map"] is None else f"{res['map']:.4f}",
+        res["detections"],
+        res["speed_ms_per_image"],
+    )
     return res
 
 

@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import statistics
 import tempfile
 import time
@@ -188,12 +189,12 @@ class LatencyCache:
             self.context["machine"] = _machine(settings.runtime)
             if self.path.exists() and self.path.stat().st_size:
                 self._load()
-            try:  # a path this search cannot write is said now, not after a measurement
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.path, "a"):
-                    pass
-            except OSError as e:
-                raise ConfigError(f"latency cache {self.path}: cannot write it ({e})") from e
+            # a path this search cannot write is said now, not after a measurement; nothing
+            # is created until there is a measurement to keep (a search refused at once
+            # leaves no folder or empty file behind)
+            why = _unwritable(self.path)
+            if why:
+                raise ConfigError(f"latency cache {self.path}: cannot write it ({why})")
 
     def _load(self) -> None:
         assert self.path is not None
@@ -241,7 +242,8 @@ class LatencyCache:
         if self.path is None:
             return
         try:
-            new = not self.path.stat().st_size  # __init__ made the file; empty until now
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            new = not self.path.exists() or not self.path.stat().st_size
             lines = [json.dumps(_CACHE_HEADER)] if new else []
             lines.append(json.dumps({"arch": key, "context": self.context, "latency_ms": ms}))
             with open(self.path, "a") as f:
@@ -250,3 +252,21 @@ class LatencyCache:
         except OSError as e:  # a full disk, say: the search goes on, measuring into memory
             log.warning("latency cache %s: cannot append (%s); kept in memory only", self.path, e)
             self.path = None
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` could not be appended to (or made, with its folders), else None."""
+    if path.exists():
+        try:
+            with open(path, "a"):
+                return None
+        except OSError as e:
+            return str(e)
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable"
+    return None

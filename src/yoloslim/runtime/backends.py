@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ __all__ = [
     "names_and_imgsz",
     "SUFFIXES",
 ]
+
+log = logging.getLogger(__name__)
 
 SUFFIXES = {
     ".pt": "torch",
@@ -415,15 +418,27 @@ def load_backend(
         raise ConfigError(f"device={device!r}: torch sees no CUDA device")
     try:
         if kind == "torch":
-            return TorchBackend(p, threads, dev)
-        if kind == "torchscript":
-            return TorchScriptBackend(p, threads, dev)
-        if kind == "onnxruntime":
-            return OnnxRuntimeBackend(p, threads, dev)
-        return OpenVINOBackend(p, threads, hint, ov_device)
+            backend: Backend = TorchBackend(p, threads, dev)
+        elif kind == "torchscript":
+            backend = TorchScriptBackend(p, threads, dev)
+        elif kind == "onnxruntime":
+            backend = OnnxRuntimeBackend(p, threads, dev)
+        else:
+            backend = OpenVINOBackend(p, threads, hint, ov_device)
     except (ModelError, ExportError, ConfigError):
         raise
     except ImportError as e:
         raise ExportError(f"{p}: the runtime for {kind} is not installed ({e})") from e
     except Exception as e:  # noqa: BLE001 - runtimes raise their own types on bad files
         raise ModelError(f"{p}: cannot load as {kind}: {type(e).__name__}: {e}") from e
+    log.info(
+        "%s: %s %s on %s, computing in %s, %d px%s",
+        p,
+        kind,
+        backend.runtime_version,
+        device,
+        backend.precision,
+        backend.imgsz,
+        ", batch 1 (a larger batch runs image by image)" if backend.static_batch else "",
+    )
+    return backend
