@@ -47,7 +47,10 @@ def val(
         progress=True,
         ov_precision=ov_precision,
     )
-    table = Table(title=f"{model} on {data}")
+    table = Table(
+        title=f"{model} on {data}",
+        caption=f"{res['runtime']} ({res['precision']}) at {res['imgsz']} px",
+    )
     table.add_column("class")
     table.add_column("AP50-95", justify="right")
     for name, ap in res["per_class"].items():  # None: no box of that class
