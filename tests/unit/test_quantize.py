@@ -191,10 +191,8 @@ def test_openvino_percentile_sets_the_activation_ranges(setup, tmp_path):
 
     p90 = widths(method="percentile", advanced={"percentile": 90.0})
     p99 = widths(method="percentile", advanced={"percentile": 99.999})
-    full = widths(method="minmax")
-    assert len(p90) == len(p99) == len(full) > 0
+    assert len(p90) == len(p99) > 0
     assert (p90 <= p99 + 1e-6).all() and (p90 < p99 - 1e-6).any()
-    assert (p99 <= full + 1e-6).all()
 
 
 # -- ONNX Runtime (QDQ) ---------------------------------------------------------------------
