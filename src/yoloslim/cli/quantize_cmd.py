@@ -90,7 +90,7 @@ def quantize(
         "median ms",
         "p90 ms",
         "MiB",
-        "precision",
+        "computed in (mAP / latency)",
     ):
         table.add_column(col)
     for role in ("float", "fp16", "bf16", "int8"):
@@ -105,7 +105,7 @@ def quantize(
             f"{lat['median']:.2f}" if lat else "-",
             f"{lat['p90']:.2f}" if lat else "-",
             str(e["size_mb"]),
-            str(e.get("precision", "-")),
+            f"{e.get('map_precision', '-')} / {e.get('precision', '-')}",
         )
     print_table(table)
     kept = rep["layers_in_float"]
