@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,11 @@ from yoloslim.recipe import BenchStage, Recipe, load_recipe
 from yoloslim.result import Result
 
 __all__ = ["run_budget", "select_candidate"]
+
+log = logging.getLogger(__name__)
+
+# the recipe stages budget mode takes as templates; the others do not run in it
+_TEMPLATES = ("prune", "quantize", "bench")
 
 
 def _template(rec: Recipe, name: str, default: Any) -> Any:
@@ -34,13 +41,15 @@ def select_candidate(
 
     ``candidates`` are ``(prune ratio, scheme, artifact)``, ``rows`` their bench rows in the
     same order, the first being the baseline that mAP drops are measured from. A candidate
-    qualifies when its mAP50-95 drop is at most ``max_drop`` points and its median batch-1
-    latency at most ``target_latency`` ms (a ``None`` budget always holds).
+    qualifies when its mAP50-95 drop (in points, to 3 decimals, as it is reported) is at most
+    ``max_drop`` and its median batch-1 latency at most ``target_latency`` ms (a ``None``
+    budget always holds).
     """
     base_map = rows[0]["map"]
     front, best = [], None
     for (ratio, scheme, path), row in zip(candidates, rows, strict=True):
-        drop = round(100 * (base_map - row["map"]), 6)  # a drop of exactly max_drop is within
+        # decided on the figure the report shows: a drop of exactly max_drop is within
+        drop = round(100 * (base_map - row["map"]), 3)
         ms = row["latency_ms"]["median"]
         ok = (max_drop is None or drop <= max_drop) and (
             target_latency is None or ms <= target_latency
@@ -51,7 +60,7 @@ def select_candidate(
             "scheme": scheme,
             "path": path,
             "map": row["map"],
-            "drop_points": round(drop, 3),
+            "drop_points": drop,
             "latency_ms": ms,
             "ok": ok,
         }
@@ -134,7 +143,11 @@ def run_budget(
     from yoloslim.compress.prune_config import PruneConfig
     from yoloslim.compress.quant_config import QuantConfig
     from yoloslim.compress.quantize import quantize
+    from yoloslim.data.config import load_data_config
     from yoloslim.export import export
+    from yoloslim.models.checkpoint import read_checkpoint
+    from yoloslim.pipeline import check_resume_inputs, run_inputs
+    from yoloslim.runtime.ov_core import default_precision
 
     if model is None or not Path(model).is_file():
         raise ConfigError(f"model={model!r} (--model): budget mode needs a trained checkpoint")
@@ -143,14 +156,44 @@ def run_budget(
             "budget mode needs a latency target and/or a max drop (target_latency=, max_drop=; "
             "--target-latency, --max-drop)"
         )
-    if max_drop is not None and max_drop < 0:
-        raise ConfigError(f"max_drop={max_drop} (--max-drop): must be >= 0 (mAP points)")
-    if target_latency is not None and target_latency <= 0:
-        raise ConfigError(f"target_latency={target_latency} (--target-latency): must be > 0 ms")
+    if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
+        raise ConfigError(f"max_drop={max_drop} (--max-drop): must be a number >= 0 (mAP points)")
+    if target_latency is not None and not (math.isfinite(target_latency) and target_latency > 0):
+        raise ConfigError(
+            f"target_latency={target_latency} (--target-latency): must be a number > 0 (ms)"
+        )
     if not ratios or any(not 0 < r < 1 for r in ratios):
         raise ConfigError(f"ratios={list(ratios)} (--ratios): prune ratios must each be in (0, 1)")
+    seen: dict[str, float] = {}
+    for r in ratios:  # a candidate's folder and row are named by its ratio to 2 decimals
+        if f"{r:.2f}" in seen:
+            raise ConfigError(
+                f"ratios={list(ratios)} (--ratios): {seen[f'{r:.2f}']} and {r} are the same "
+                "to two decimals, which name a candidate's folder and row; give each once"
+            )
+        seen[f"{r:.2f}"] = r
+    # absolute: the run records its candidates' paths and resumes from any folder
+    model = Path(model).expanduser().absolute()
+    data = Path(data).expanduser().absolute()
+    out = Path(out).expanduser().absolute()
+    nc, classes = len(read_checkpoint(model)["names"]), len(load_data_config(data).names)
+    if nc != classes:
+        raise ConfigError(f"model {model} (--model) has {nc} classes but {data} has {classes}")
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    ignored = [s.name for s in rec.stages if s.name not in _TEMPLATES]
+    if ignored:
+        log.warning(
+            "budget mode takes only the recipe's %s stages as templates; %s do not run",
+            "/".join(_TEMPLATES),
+            ", ".join(ignored),
+        )
     prune_cfg = _template(rec, "prune", PruneConfig(latency=False))
+    prune_cfgs = {  # checked now, not when its candidate's turn comes
+        r: dataclasses.replace(
+            prune_cfg, ratio=r, target_flops=None, target_params=None, latency=False
+        )
+        for r in ratios
+    }
     quant_cfg = _template(rec, "quantize", QuantConfig())
     # the bench at the end measures every candidate side by side, so each quantize run
     # skips its own float-vs-INT8 latency workers and OpenVINO per-layer counters
@@ -159,17 +202,38 @@ def run_budget(
         advanced=dataclasses.replace(quant_cfg.advanced, latency=False, perf_counters=False),
     )
     bench_cfg = _template(rec, "bench", BenchStage())
-    out = Path(out)
     if (out / "budget.json").exists() and not resume:
         raise ConfigError(
             f"{out}: holds a budget run; resume it (--resume, resume=True) or choose another "
             "output folder"
         )
+    if (out / "recipe.yaml").exists():
+        raise ConfigError(f"{out}: holds a compress recipe run; choose another output folder")
+    inputs = {
+        **run_inputs(model, data),
+        "templates": json.loads(
+            json.dumps(
+                {"prune": prune_cfg, "quantize": quant_cfg, "bench": bench_cfg},
+                default=lambda c: c.to_dict() if hasattr(c, "to_dict") else dataclasses.asdict(c),
+            )
+        ),
+    }
+    if resume:
+        check_resume_inputs(out, inputs)
+        saved = out / "inputs.json"
+        if saved.exists() and json.loads(saved.read_text()).get("templates") != inputs["templates"]:
+            raise ConfigError(
+                f"{out}: the recipe's prune, quantize or bench stage changed since this run; "
+                "use another output folder"
+            )
     with folder_lock(out, "compress (budget)"):  # made here, if it is not there yet
+        atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
 
         def cached(marker: Path, make: Callable[[], str]) -> str:
             if resume and marker.exists():
-                return marker.read_text().strip()
+                path = Path(marker.read_text().strip())
+                if path.exists():  # else: made again
+                    return str(path)
             path = make()
             atomic_write_text(marker, str(path) + "\n")
             return str(path)
@@ -180,9 +244,7 @@ def run_budget(
             cdir.mkdir(parents=True, exist_ok=True)
             ckpt = str(model)
             if ratio > 0:
-                cfg = dataclasses.replace(
-                    prune_cfg, ratio=ratio, target_flops=None, target_params=None, latency=False
-                )
+                cfg = prune_cfgs[ratio]
                 ckpt = cached(
                     cdir / "pruned.txt",
                     lambda cfg=cfg, cdir=cdir: prune(
@@ -214,7 +276,12 @@ def run_budget(
             )
             candidates += [(ratio, "float", xml), (ratio, "int8", int8)]
 
-        names = [f"prune {r:.2f} {s}" if r else f"baseline {s}" for r, s, _ in candidates]
+        # a float IR runs as deployed, in what the plugin computes an FP32 IR in by default
+        ov = f"(OV {default_precision()})"
+        names = [
+            f"{f'prune {r:.2f}' if r else 'baseline'} {ov if s == 'float' else s}"
+            for r, s, _ in candidates
+        ]
         lat = LatencyConfig(
             rounds=bench_cfg.rounds,
             runs_per_round=bench_cfg.runs_per_round,
@@ -242,7 +309,9 @@ def run_budget(
             "final_model": best["path"] if best else None,
             "bench": bench,
         }
-        atomic_write_text(out / "budget.json", json.dumps(final, indent=1, default=str) + "\n")
+        atomic_write_text(
+            out / "budget.json", json.dumps(final, indent=1, default=str, allow_nan=False) + "\n"
+        )
         return Result(
             model=final["final_model"],
             report=final,

@@ -367,7 +367,7 @@ def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
     return configs, skipped
 
 
-def _inputs(model: str | Path | None, data: str | Path) -> dict:
+def run_inputs(model: str | Path | None, data: str | Path) -> dict:
     """What a resumed run must be given again: the model file (path, size, mtime) and data."""
     entry: dict = {"model": None, "data": str(Path(data).resolve())}
     if model is not None:
@@ -378,7 +378,9 @@ def _inputs(model: str | Path | None, data: str | Path) -> dict:
     return entry
 
 
-def _check_resume_inputs(out: Path, inputs: dict) -> None:
+def check_resume_inputs(out: Path, inputs: dict) -> None:
+    """Refuse to resume the run in ``out`` with a model or data other than those it recorded
+    (``out/inputs.json``, :func:`run_inputs`), or with its model file changed since."""
     saved_file = out / "inputs.json"
     if not saved_file.exists():  # a run from before inputs.json was written
         return
@@ -536,8 +538,13 @@ def run_recipe(
         yaml.safe_dump(rec.resolved(keep_model_sizes=True), sort_keys=False),  # as parsed
         yaml.safe_dump(_as_run(rec).resolved(keep_model_sizes=True), sort_keys=False),
     )
-    inputs = _inputs(model, data)
+    inputs = run_inputs(model, data)
     saved = out / "recipe.yaml"
+    if (out / "budget.json").exists():
+        raise ConfigError(
+            f"{out}: holds a budget run (budget.json); resume it with a budget (--max-drop, "
+            "--target-latency; max_drop=, target_latency=) or choose another output folder"
+        )
     if saved.exists() and not resume and any(out.glob("[0-9][0-9]-*/stage.json")):
         raise ConfigError(
             f"{out}: holds a compress run; resume it (--resume, resume=True) or choose another "
@@ -548,7 +555,7 @@ def run_recipe(
             raise ConfigError(
                 f"{out}: the recipe changed since this run; use another output folder"
             )
-        _check_resume_inputs(out, inputs)
+        check_resume_inputs(out, inputs)
     with folder_lock(out, "compress"):  # made here, if it is not there yet
         atomic_write_text(saved, resolved)
         atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")

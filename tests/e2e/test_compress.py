@@ -185,6 +185,18 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
     assert again.report["selected"] is None and again.model is None
     assert not any(e["ok"] for e in again.report["front"])
     assert [e["latency_ms"] for e in again.report["front"]] == [e["latency_ms"] for e in front]
+    # the run records absolute paths (it resumes from any folder) and its inputs: another
+    # model, data or recipe template is refused, not answered with the old candidates
+    assert all(Path(e["path"]).is_absolute() for e in front)
+    other = dict(BUDGET_RECIPE, stages=[{"prune": {"ratio": 0.3, "finetune_epochs": 2}}])
+    with pytest.raises(ConfigError, match="prune, quantize or bench stage changed"):
+        run_budget(ckpt, data, other, out=out, max_drop=1.0, ratios=(0.3,), resume=True)
+    two = synthesize(tmp_path / "d2", images=4, imgsz=S, classes=2, seed=0, val_fraction=0.5)
+    with pytest.raises(ConfigError, match=r"made with data .*, not "):
+        run_budget(ckpt, two, BUDGET_RECIPE, out=out, max_drop=1.0, ratios=(0.3,), resume=True)
+    # and a recipe run (compress without a budget) does not take over its folder
+    with pytest.raises(ConfigError, match=r"holds a budget run \(budget.json\)"):
+        run_recipe(ckpt, data, BUDGET_RECIPE, out=out, resume=True)
 
 
 def test_budget_mode_bad_arguments(base, tmp_path):
@@ -199,10 +211,25 @@ def test_budget_mode_bad_arguments(base, tmp_path):
         run_budget(tmp_path / "none.pt", data, BUDGET_RECIPE, out=tmp_path / "d", max_drop=1)
     with pytest.raises(ConfigError, match="ratios"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "e", max_drop=1, ratios=(1.2,))
+    with pytest.raises(ConfigError, match=r"max_drop=nan \(--max-drop\): must be a number"):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "g", max_drop=float("nan"))
+    with pytest.raises(ConfigError, match=r"0.25 and 0.254 are the same to two decimals"):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "h", max_drop=1, ratios=(0.25, 0.254))
+    three = synthesize(tmp_path / "d3", images=4, imgsz=S, classes=3, seed=0, val_fraction=0.5)
+    with pytest.raises(ConfigError, match=r"\(--model\) has 2 classes but .* has 3"):
+        run_budget(ckpt, three, BUDGET_RECIPE, out=tmp_path / "i", max_drop=1)
+    depth = {"name": "d", "stages": [{"prune": {"method": "depth", "depth_ratio": 0.5}}]}
+    with pytest.raises(ConfigError, match="depth"):
+        run_budget(ckpt, data, depth, out=tmp_path / "j", max_drop=1)
+    # each refused before anything was made
+    assert not [p.name for p in tmp_path.iterdir() if p.name in "abcdeghij"]
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(BUDGET_RECIPE))
     args = ["compress", "--model", str(ckpt), "--data", str(data), "--recipe", str(recipe)]
     assert main([*args, "--out", str(tmp_path / "f"), "--max-drop", "1", "--ratios", "a,b"]) == 2
+    # --ratios without a budget would be ignored: the recipe would run instead
+    assert main([*args, "--out", str(tmp_path / "f"), "--ratios", "0.3"]) == 2
+    assert not (tmp_path / "f").exists()
 
 
 def _row(name: str, map_: float, ms: float) -> dict:
@@ -221,6 +248,10 @@ def test_select_candidate_keeps_the_fastest_within_budget():
     assert best["name"] == "d"
     _, best = select_candidate(cands, rows, max_drop=0.1, target_latency=5.5)
     assert best is None
+    # decided on the drop as reported (3 decimals): 0.2834 shows as 0.283, within 0.283
+    rows[1] = _row("b", 0.30 - 0.002834, 6.0)
+    front, best = select_candidate(cands, rows, max_drop=0.283, target_latency=None)
+    assert front[1]["drop_points"] == 0.283 and front[1]["ok"] and best["name"] == "b"
 
 
 def test_finished_bench_is_reused_only_for_the_same_candidates_and_settings(tmp_path):

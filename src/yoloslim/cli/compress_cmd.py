@@ -13,6 +13,7 @@ from yoloslim.cli.common import (
     console,
     handle_errors,
     interrupt_hint,
+    option_given,
     print_table,
     write_json,
 )
@@ -20,6 +21,7 @@ from yoloslim.cli.common import (
 
 @handle_errors
 def compress(
+    ctx: typer.Context,
     model: Path = typer.Option(
         None,
         help="Trained checkpoint (.pt): the baseline. Optional for recipes that start with nas.",
@@ -73,6 +75,11 @@ def compress(
                 progress=True,
             )
     else:
+        if option_given(ctx, "ratios"):
+            raise ConfigError(
+                "--ratios: the prune ratios of budget mode, which needs --max-drop and/or "
+                "--target-latency"
+            )
         with interrupt_hint(Path(out) / "recipe.yaml", again):
             res = run_recipe(model, data, recipe, out=out, resume=resume, progress=True)
     bench = res.report.get("bench")
@@ -105,7 +112,7 @@ def _front_table(report: dict) -> None:
         table.add_row(
             e["name"],
             f"{100 * e['map']:.2f}",
-            f"{e['drop_points']:.2f}",
+            f"{e['drop_points']:.3f}",
             f"{e['latency_ms']:.2f}",
             "yes" if e["ok"] else "no",
             "selected" if e["name"] == sel else "",
