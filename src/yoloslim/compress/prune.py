@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import json
 import logging
+import math
 import tempfile
 from pathlib import Path
 
@@ -138,6 +139,7 @@ def prune(
         net, schedule = _run_schedule(net, data, cfg, work, teacher, before, progress)
         say("measuring the pruned model")
         pruned = measure(net, data, cfg, is_detector, progress)
+        _warn_short(cfg, schedule, before, pruned)
         stages = {"before": before, "pruned": pruned}
         if cfg.finetune_epochs:
             net = _finetune(
@@ -284,7 +286,8 @@ def _step_targets(cfg: PruneConfig, before: dict, n_blocks: int) -> list[dict]:
     for k in range(1, steps + 1):
         goal: dict = {}
         if cfg.depth_ratio is not None:
-            goal["blocks"] = round(n_blocks * cfg.depth_ratio * k / steps)
+            # to nearest, a tie upwards, as widths are (round() sends ties to the even count)
+            goal["blocks"] = math.floor(n_blocks * cfg.depth_ratio * k / steps + 0.5)
         if r is not None:  # cumulative: r * k / steps of the original widths gone
             goal["ratio"] = r * k / steps
         if cfg.target_flops is not None:
@@ -355,6 +358,37 @@ def _run_schedule(net, data, cfg: PruneConfig, work: Path, teacher, before: dict
                 net, teacher, data, cfg, cfg.finetune_between, work / f"finetune_step{k}", progress
             )
     return net.eval(), schedule
+
+
+def _warn_short(cfg: PruneConfig, schedule: dict, before: dict, pruned: dict) -> None:
+    """Say when pruning fell short of what was asked: a FLOPs or parameter target it could not
+    reach, or a depth ratio too small to remove a single block."""
+    steps = schedule.get("steps") or []
+    last = steps[-1] if steps else {}
+    missed = any((last.get(k) or {}).get("budget_met") is False for k in ("width", "depth"))
+    if missed:
+        log.warning(
+            "prune: the target (%s) was not met: the pruned model has %.4f GFLOPs and %.4f M "
+            "params (before: %.4f GFLOPs, %.4f M)",
+            ", ".join(
+                f"{k} {v}"
+                for k, v in (
+                    ("target_flops", cfg.target_flops),
+                    ("target_params", cfg.target_params),
+                )
+                if v is not None
+            ),
+            pruned["gflops"],
+            pruned["params"] / 1e6,
+            before["gflops"],
+            before["params"] / 1e6,
+        )
+    removed = sum(len((s.get("depth") or {}).get("removed", [])) for s in steps)
+    if cfg.depth_ratio is not None and not removed:
+        log.warning(
+            "prune: depth_ratio %s removed no residual block (it rounds to none of them)",
+            cfg.depth_ratio,
+        )
 
 
 def _within(goal: dict, cfg: PruneConfig):
