@@ -367,6 +367,32 @@ def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
     return configs, skipped
 
 
+def _check_baseline_size(rec: Recipe, model: str) -> None:
+    """A bench stage without ``imgsz`` exports each checkpoint at its own size, and measures
+    them all at one: refuse a baseline trained at another size than a nas or train stage
+    before it fixes for the models it makes, now rather than when the bench stage starts."""
+    from yoloslim.models.checkpoint import read_checkpoint
+
+    fixed: tuple[int, str, int] | None = None
+    for i, st in enumerate(rec.stages, 1):
+        size = None
+        if st.name == "nas":
+            size = st.config.options.get("imgsz")
+        elif st.name == "train":
+            size = getattr(st.config.config, "imgsz", None)
+        if size and fixed is None:
+            fixed = (i, st.name, int(size))
+        if st.name == "bench" and st.config.imgsz is None and fixed is not None:
+            own = int(read_checkpoint(model)["imgsz"])
+            if own != fixed[2]:
+                raise ConfigError(
+                    f"{rec.source}: model {model} (--model) was trained at {own} px, but stage "
+                    f"{fixed[0]} ({fixed[1]}) makes models at {fixed[2]} px and the bench stage "
+                    f"(stage {i}) measures all at one size: give a model trained at "
+                    f"{fixed[2]} px, or the bench stage imgsz={fixed[2]}"
+                )
+
+
 def run_inputs(model: str | Path | None, data: str | Path) -> dict:
     """What a resumed run must be given again: the model file (path, size, mtime) and data."""
     entry: dict = {"model": None, "data": str(Path(data).resolve())}
@@ -522,6 +548,8 @@ def run_recipe(
         raise ConfigError(f"model {model} (--model): checkpoint does not exist")
     if not Path(data).exists():
         raise ConfigError(f"data {data} (--data): does not exist")
+    if model is not None:
+        _check_baseline_size(rec, model)
     # the stage folders are emptied before their stage runs: no input may live in one
     writes = [out / n for n in ("recipe.yaml", "inputs.json", "compress.json")]
     writes += [out / f"{i:02d}-{s.name}" for i, s in enumerate(rec.stages, 1)]

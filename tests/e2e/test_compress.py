@@ -232,6 +232,23 @@ def test_budget_mode_bad_arguments(base, tmp_path):
     assert not (tmp_path / "f").exists()
 
 
+def test_a_baseline_at_another_size_than_the_recipe_makes_is_refused_up_front(base, tmp_path):
+    # edge-tiny searches and trains at 320 and its bench has no imgsz: a --model trained at
+    # another size failed in the bench stage, after the search and hours of training
+    ckpt, data = base
+    recipe = {
+        "name": "n",
+        "stages": [
+            {"nas": {"imgsz": 96, "budget": {"flops": 0.5}, "iterations": 2}},
+            {"train": {"epochs": 1}},
+            {"bench": {"batches": [1]}},
+        ],
+    }
+    with pytest.raises(ConfigError, match=r"trained at 64 px, but stage 1 \(nas\) makes models"):
+        run_recipe(ckpt, data, recipe, out=tmp_path / "n")
+    assert not (tmp_path / "n").exists()
+
+
 def _row(name: str, map_: float, ms: float) -> dict:
     return {"name": name, "map": map_, "latency_ms": {"median": ms}}
 
