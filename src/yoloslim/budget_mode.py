@@ -149,7 +149,7 @@ def run_budget(
     from yoloslim.pipeline import check_resume_inputs, run_inputs
     from yoloslim.runtime.ov_core import default_precision
 
-    if model is None or not Path(model).is_file():
+    if model is None or not Path(model).expanduser().is_file():
         raise ConfigError(f"model={model!r} (--model): budget mode needs a trained checkpoint")
     if target_latency is None and max_drop is None:
         raise ConfigError(
@@ -164,7 +164,7 @@ def run_budget(
         )
     if not ratios or any(not 0 < r < 1 for r in ratios):
         raise ConfigError(f"ratios={list(ratios)} (--ratios): prune ratios must each be in (0, 1)")
-    seen: dict[str, float] = {}
+    seen: dict[str, float | str] = {"0.00": "the baseline's 0"}
     for r in ratios:  # a candidate's folder and row are named by its ratio to 2 decimals
         if f"{r:.2f}" in seen:
             raise ConfigError(
@@ -209,24 +209,24 @@ def run_budget(
         )
     if (out / "recipe.yaml").exists():
         raise ConfigError(f"{out}: holds a compress recipe run; choose another output folder")
-    inputs = {
-        **run_inputs(model, data),
-        "templates": json.loads(
-            json.dumps(
-                {"prune": prune_cfg, "quantize": quant_cfg, "bench": bench_cfg},
-                default=lambda c: c.to_dict() if hasattr(c, "to_dict") else dataclasses.asdict(c),
-            )
-        ),
-    }
+    # what makes the candidates, as they are made (the ratio is each candidate's own; the
+    # bench settings are checked with its measurements, which are simply taken again)
+    prune_made = prune_cfgs[ratios[0]].to_dict()
+    prune_made.pop("ratio")
+    made = json.loads(json.dumps({"prune": prune_made, "quantize": quant_cfg.to_dict()}))
+    inputs = {**run_inputs(model, data), "templates": made}
     if resume:
         check_resume_inputs(out, inputs)
         saved = out / "inputs.json"
-        if saved.exists() and json.loads(saved.read_text()).get("templates") != inputs["templates"]:
+        if saved.exists() and json.loads(saved.read_text()).get("templates") != made:
             raise ConfigError(
-                f"{out}: the recipe's prune, quantize or bench stage changed since this run; "
-                "use another output folder"
+                f"{out}: the recipe's prune or quantize stage changed since this run; use "
+                "another output folder"
             )
     with folder_lock(out, "compress (budget)"):  # made here, if it is not there yet
+        if not resume:  # a fresh run: no candidate of an earlier one in this folder is reused
+            for marker in (out / "grid").glob("ratio-*/*.txt"):
+                marker.unlink()
         atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
 
         def cached(marker: Path, make: Callable[[], str]) -> str:

@@ -370,7 +370,8 @@ def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
 def _check_baseline_size(rec: Recipe, model: str) -> None:
     """A bench stage without ``imgsz`` exports each checkpoint at its own size, and measures
     them all at one: refuse a baseline trained at another size than a nas or train stage
-    before it fixes for the models it makes, now rather than when the bench stage starts."""
+    before it (the last one) fixes for the models it makes, now rather than when the bench
+    stage starts."""
     from yoloslim.models.checkpoint import read_checkpoint
 
     fixed: tuple[int, str, int] | None = None
@@ -380,7 +381,9 @@ def _check_baseline_size(rec: Recipe, model: str) -> None:
             size = st.config.options.get("imgsz")
         elif st.name == "train":
             size = getattr(st.config.config, "imgsz", None)
-        if size and fixed is None:
+        elif st.name == "distill":
+            size = getattr(getattr(st.config.config, "train", None), "imgsz", None)
+        if size:  # the last such stage sets the size of what the bench compares
             fixed = (i, st.name, int(size))
         if st.name == "bench" and st.config.imgsz is None and fixed is not None:
             own = int(read_checkpoint(model)["imgsz"])
@@ -568,9 +571,9 @@ def run_recipe(
     )
     inputs = run_inputs(model, data)
     saved = out / "recipe.yaml"
-    if (out / "budget.json").exists():
+    if (out / "budget.json").exists() or (out / "grid").is_dir():
         raise ConfigError(
-            f"{out}: holds a budget run (budget.json); resume it with a budget (--max-drop, "
+            f"{out}: holds a budget run (grid/); resume it with a budget (--max-drop, "
             "--target-latency; max_drop=, target_latency=) or choose another output folder"
         )
     if saved.exists() and not resume and any(out.glob("[0-9][0-9]-*/stage.json")):

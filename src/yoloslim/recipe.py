@@ -86,6 +86,8 @@ class BenchStage:
     def __post_init__(self) -> None:
         if not self.batches or not all(_positive_int(b) for b in self.batches):
             raise ConfigError(f"batches={list(self.batches)} must be positive integers")
+        if len(set(self.batches)) != len(self.batches):
+            raise ConfigError(f"batches={list(self.batches)}: each batch size once")
         for key in ("rounds", "runs_per_round", "threads"):
             value = getattr(self, key)
             if value is not None and not _positive_int(value):

@@ -81,6 +81,7 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
         ([{"export": {"triton_max_batch": 0}}], r"stage 1 \(export\): triton_max_batch: 0 must"),
         ([{"bench": {"batches": [0]}}], r"stage 1 \(bench\): batches=\[0\] must be positive"),
         ([{"bench": {"batches": []}}], r"stage 1 \(bench\): batches=\[\] must be positive"),
+        ([{"bench": {"batches": [1, 8, 1]}}], r"stage 1 \(bench\): batches=\[1, 8, 1\]: each"),
         ([{"bench": {"rounds": 0}}], r"stage 1 \(bench\): rounds=0 must be a positive"),
         ([{"bench": {"imgsz": 96.0}}], r"stage 1 \(bench\): imgsz=96.0 must be int"),
         ([{"bench": {"imgsz": 48}}], r"stage 1 \(bench\): imgsz=48 must be a multiple of 32"),

@@ -138,8 +138,13 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
     def redeliver(signum: int) -> None:
         # from another thread, so that the handler runs once this one is back in the
-        # command's code (a signal raised here would be handled at once, right here)
-        _thread.start_new_thread(os.kill, (pid, signum))
+        # command's code (a signal raised here would be handled at once, right here); not
+        # once the command is over and the old handlers are back
+        def send() -> None:
+            if handler in _HANDLERS:
+                os.kill(pid, signum)
+
+        _thread.start_new_thread(send, ())
 
     def unraisable(info: Any) -> None:
         # a stop raised inside a finaliser (a generator the garbage collector closes, a
@@ -165,10 +170,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
+        _HANDLERS.discard(handler)  # first: a stop still being sent again is dropped
         sys.unraisablehook = previous_hook
         for signum, old in previous.items():
             signal.signal(signum, old)
-        _HANDLERS.discard(handler)
 
 
 # the handlers sigterm_as_interrupt() has installed and not yet removed

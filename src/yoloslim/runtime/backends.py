@@ -431,6 +431,8 @@ def load_backend(
         raise ExportError(f"{p}: the runtime for {kind} is not installed ({e})") from e
     except Exception as e:  # noqa: BLE001 - runtimes raise their own types on bad files
         raise ModelError(f"{p}: cannot load as {kind}: {type(e).__name__}: {e}") from e
+    if not log.isEnabledFor(logging.INFO):  # precision may read the whole file
+        return backend
     log.info(
         "%s: %s %s on %s, computing in %s, %d px%s",
         p,
