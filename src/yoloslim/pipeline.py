@@ -111,6 +111,7 @@ def _stage_train(st: _State, cfg: TrainStage, data, out: Path, progress: bool) -
         config=cfg.config,
         out=out,
         resume=resume,
+        exist_ok=not resume,  # the stage's own folder: what a stop left before last.pt goes
         progress=progress,
     )
     ckpt = str(res.best)

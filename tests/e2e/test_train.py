@@ -165,6 +165,8 @@ def test_torchrun_two_processes_gloo(tiny_set, tmp_path):
         "cpu",
         "--out",
         str(out),
+        "--json",
+        str(tmp_path / "ddp.json"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
@@ -172,6 +174,8 @@ def test_torchrun_two_processes_gloo(tiny_set, tmp_path):
     assert (out / "last.pt").is_file() and (out / "best.pt").is_file()
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 1  # rank 0 alone writes logs
+    # and --json: rank 1, which never validates, wrote a report without mAP over it
+    assert json.loads((tmp_path / "ddp.json").read_text())["best_map"] is not None
 
 
 def test_run_folder_after_interrupt_resume_and_replace(tiny_set, tmp_path, monkeypatch, caplog):
@@ -193,10 +197,16 @@ def test_run_folder_after_interrupt_resume_and_replace(tiny_set, tmp_path, monke
         (run / "notes.tmp").write_text("not ours")
         with (run / "metrics.jsonl").open("a") as f:  # a row the stop cut short
             f.write('{"epoch": 1, "bo')
+        # as if torchrun had run it in two processes: the resume says it will not match
+        ckpt = torch.load(run / "last.pt", weights_only=True)
+        assert ckpt["train_state"]["world"] == 1
+        ckpt["train_state"]["world"] = 2
+        torch.save(ckpt, run / "last.pt")
         monkeypatch.chdir(tmp_path)
         train(None, tiny_set, out=run, resume=True)
     finally:
         os.umask(old_umask)
+    assert "was trained in 2 process(es) and resumes in 1" in caplog.text
     assert not any(p.exists() for p in stale) and (run / "notes.tmp").exists()
     for name in ("last.pt", "best.pt"):  # mkstemp's 0600, then the umask applied
         assert stat.S_IMODE((run / name).stat().st_mode) == 0o644, name

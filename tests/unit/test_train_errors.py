@@ -403,3 +403,13 @@ def test_a_stop_while_last_pt_is_written_keeps_every_metrics_row(sets, tmp_path,
             train("damo-nano", sets[2], config=cfg, out=out)
         rows = (out / "metrics.jsonl").read_text().splitlines()
         assert [json.loads(r)["epoch"] for r in rows] == [0, 1, 2], (epoch, after)
+
+
+def test_a_folder_holding_only_a_best_pt_is_a_run_a_new_one_would_report_as_its_own(tmp_path):
+    # a new run that writes no best.pt (its val split has no box) reported the old one
+    from yoloslim.train.run_folder import check_out
+
+    (tmp_path / "best.pt").write_bytes(b"an earlier run's")
+    with pytest.raises(ConfigError, match=r"holds a training run \(best.pt\)"):
+        check_out(tmp_path, resume=False, exist_ok=False)
+    check_out(tmp_path, resume=False, exist_ok=True)  # replacing it is asked for

@@ -96,7 +96,7 @@ def distill(
     Prune recovery: `yoloslim prune ... --distill`, or prune with --finetune-epochs 0 and
     then `yoloslim distill --teacher base.pt --student PRUNED/pruned.pt ...`.
     """
-    from yoloslim.cli.train_cmd import _resume_state, print_best, say_if_finished
+    from yoloslim.cli.train_cmd import _resume_state, first_process, print_best, say_if_finished
     from yoloslim.compress.distill import DistillConfig
     from yoloslim.compress.distill import distill as run_distill
     from yoloslim.errors import ConfigError
@@ -153,4 +153,5 @@ def distill(
                 student, teacher, data, config=cfg, out=out, exist_ok=exist_ok, progress=True
             )
     print_best(res.report["train"].get("best_map"), res.artifacts.get("best"))
-    write_json(json_path, res.report)
+    if first_process():
+        write_json(json_path, res.report)

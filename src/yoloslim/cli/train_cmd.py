@@ -100,7 +100,13 @@ def train(
         with interrupt_hint(Path(out) / "last.pt", resume_command("train", out)):
             res = run_train(model, data, config=cfg, out=out, exist_ok=exist_ok, progress=True)
     print_best(res.report.get("best_map"), res.best)
-    write_json(json_path, res.report)
+    if first_process():  # the other ranks never validate: their report has no mAP
+        write_json(json_path, res.report)
+
+
+def first_process() -> bool:
+    """Whether this is the process that reports: always, except under torchrun (rank 0)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def say_if_finished(run: Path, state: dict) -> None:
@@ -113,7 +119,7 @@ def say_if_finished(run: Path, state: dict) -> None:
 def print_best(best: float | None, path) -> None:
     """The run's best mAP50-95 as `yoloslim val` prints it (percent, one decimal) and its file;
     under torchrun, by the first process only."""
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not first_process():
         return
     if path is None and best is None:  # no epoch had a defined mAP: the val split holds no box
         console.print("no best.pt: no validation mAP to choose one by (the val split has no box)")

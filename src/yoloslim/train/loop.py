@@ -94,7 +94,8 @@ class Fit:
         return self.ema.module if self.ema is not None else self.net
 
     def run_epoch(self, epoch: int, loader: DetectionLoader, progress: bool) -> tuple[dict, int]:
-        """Train one epoch; returns its metrics row (mean losses, last lr, timing) and the
+        """Train one epoch; returns its metrics row (losses averaged over this process's
+        images, so a short last batch weighs what its images do; last lr, timing) and the
         number of images all processes saw."""
         self.wrapped.train()
         self.criterion.epoch = epoch
@@ -102,7 +103,7 @@ class Fit:
             self.hook.epoch_start(self.net, epoch)
         sums = torch.zeros(3)
         extra_sums: dict[str, float] = {}
-        images, lr = 0, self.cfg.lr0
+        images, lr, seen = 0, self.cfg.lr0, 0
         t_epoch = time.time()
         title = f"epoch {epoch + 1}/{self.cfg.epochs}"
         with epoch_progress(progress, title, self.n_batches) as pbar:
@@ -110,20 +111,22 @@ class Fit:
             for i, (imgs, targets, _) in enumerate(loader):
                 lr = lr_at(epoch * self.n_batches + i, self.total_steps, self.warmup, self.cfg)
                 parts, extra = self.step(imgs, targets, lr, epoch, i)
-                sums += parts
+                b = imgs.shape[0]
+                sums += parts * b
                 for k, v in extra.items():
-                    extra_sums[k] = extra_sums.get(k, 0.0) + float(v)
-                images += imgs.shape[0] * self.world
+                    extra_sums[k] = extra_sums.get(k, 0.0) + float(v) * b
+                seen += b
+                images += b * self.world
                 if pbar:
-                    m = sums / (i + 1)
-                    more = "".join(f" {k} {v / (i + 1):.3f}" for k, v in extra_sums.items())
+                    m = sums / seen
+                    more = "".join(f" {k} {v / seen:.3f}" for k, v in extra_sums.items())
                     pbar.update(
                         task,
                         advance=1,
                         losses=f"box {m[0]:.3f} cls {m[1]:.3f} dfl {m[2]:.3f}{more} lr {lr:.2e}",
                     )
         epoch_s = time.time() - t_epoch
-        n = self.n_batches
+        n = max(seen, 1)
         row = {
             "epoch": epoch,
             "lr": lr,
@@ -183,6 +186,7 @@ class Fit:
             "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "best_map": best_map,
+            "world": self.world,  # the data order depends on it: see the resume's warning
             "raw_state_dict": {
                 k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()
             },

@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 # what a run folder holds; RUN_MARKERS say that a folder already holds a run
 CHECKPOINTS = ("last.pt", "best.pt")
-RUN_MARKERS = ("last.pt", "metrics.jsonl")
+# (best.pt too: a new run that writes none, its val split holding no box, reported an
+# earlier run's best.pt as its own)
+RUN_MARKERS = ("last.pt", "metrics.jsonl", "best.pt")
 RUN_FILES = (*CHECKPOINTS, "metrics.jsonl", "train_config.yaml", "distill_config.yaml")
 
 

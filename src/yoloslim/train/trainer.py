@@ -231,6 +231,10 @@ def train(
     if config is not None:
         check_config(config, TrainConfig)
     out = Path(out).expanduser()
+    if not resume and isinstance(model, (str, Path)) and str(model).endswith(".pt"):
+        # first: the folder then holds a run (this best.pt), but the input is what matters
+        writes = [out / name for name in RUN_FILES]
+        refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")
     check_out(out, resume, exist_ok)
     state, model, data, cfg = _begin(model, data, config, out, resume)
     if state is not None and "hook" in state["train_state"] and hook is None:
@@ -353,8 +357,6 @@ def _begin(
             f"train needs a model and a data.yaml (got model={model!r}, data={data!r})"
         )
     elif isinstance(model, (str, Path)) and str(model).endswith(".pt"):
-        writes = [Path(out) / name for name in RUN_FILES]
-        refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")
         model = load_checkpoint(model)[0]  # fine-tuned from its weights, like a Detector
     cfg = sized_for(config or TrainConfig(), model)
     if getattr(model, "deploy", False):
@@ -440,6 +442,16 @@ def _fit(
         if ts.get("scaler"):  # saved by a mixed-precision CUDA run (a no-op when disabled)
             scaler.load_state_dict(ts["scaler"])
         start_epoch, best_map = ts["epoch"] + 1, ts["best_map"]
+        saved_world = ts.get("world")  # None: a last.pt from before it was recorded
+        if saved_world is not None and saved_world != world:
+            log.warning(
+                "%s was trained in %d process(es) and resumes in %d: it continues, but each "
+                "process sees another share of the data, so it will not reproduce the "
+                "uninterrupted run (resume with the same torchrun --nproc_per_node for that)",
+                out,
+                saved_world,
+                world,
+            )
     fit = Fit(
         net=net,
         wrapped=net,
