@@ -202,3 +202,11 @@ def test_default_workers_follow_the_cores(monkeypatch):
         TrainConfig(workers=-1)
     with pytest.raises(ConfigError, match=r"TrainConfig.workers='2' must be an integer"):
         TrainConfig(workers="2")
+
+
+def test_an_unknown_key_in_a_section_names_the_file_it_came_from():
+    from yoloslim.train.config import config_from_dict
+
+    for section in ({"loss": {"bogus": 1}}, {"augment": {"bogus": 1}}):
+        with pytest.raises(ConfigError, match=r"^--config c\.yaml: unknown key\(s\) \['bogus'\]"):
+            config_from_dict(section, where="--config c.yaml")

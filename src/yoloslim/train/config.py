@@ -183,8 +183,13 @@ def loader_workers(workers: int | None) -> int:
 
 def config_from_dict(values: dict, *, where: str = "train config") -> TrainConfig:
     """Build a TrainConfig from a plain dict; unknown keys are an error naming ``where``
-    (say the file the values came from)."""
-    return _sub(TrainConfig, dict(values), where)
+    (say the file the values came from), also within its ``loss`` and ``augment`` sections."""
+    try:
+        return _sub(TrainConfig, dict(values), where)
+    except ConfigError as e:
+        if where in str(e):
+            raise
+        raise ConfigError(f"{where}: {e}") from e
 
 
 # settings that say where and how fast a run goes, not what it learns: a resumed run
