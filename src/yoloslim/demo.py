@@ -50,8 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig(epochs=args.epochs, imgsz=args.imgsz, batch=16, close_mosaic=2, cache=True)
     if not (run / "done").exists():
         console.rule(f"1/2 baseline: damo-nano, {args.epochs} epochs (demo settings)")
+        resume = (run / "last.pt").exists()
+        # the demo's own folder: what a stop left before the first last.pt is replaced
         train(
-            "damo-nano", data, config=cfg, out=run, resume=(run / "last.pt").exists(), progress=True
+            "damo-nano",
+            data,
+            config=cfg,
+            out=run,
+            resume=resume,
+            exist_ok=not resume,
+            progress=True,
         )
         (run / "done").write_text("")
     baseline = run / "best.pt"
