@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from yoloslim.runtime.ov_core import openvino_core
+from yoloslim.runtime.ov_core import openvino_core, precision_name
 
 __all__ = ["perf_counters"]
 
@@ -68,11 +68,10 @@ def perf_counters(
         elif typ == "FakeQuantize":
             fq += 1
     hint = compiled.get_property("INFERENCE_PRECISION_HINT")
-    precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)
     top = sorted(med.items(), key=lambda kv: -kv[1])[:8]
     return {
-        # as the runtime names it (runtime.backends): quantized convs, the rest in the hint's
-        "precision": f"int8+{precision}" if convs["int8"] else precision,
+        # as the runtime names it: quantized convs, the rest in the hint's
+        "precision": precision_name(hint, quantized=convs["int8"] > 0),
         "total_ms": round(float(np.median(totals)), 3),
         "by_kernel": {k: round(v, 3) for k, v in sorted(by_kernel.items(), key=lambda kv: -kv[1])},
         "conv_ms": {k: round(v, 3) for k, v in conv_ms.items()},

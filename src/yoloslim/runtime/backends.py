@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from yoloslim.errors import ConfigError, ExportError, ModelError
-from yoloslim.runtime.ov_core import openvino_core, read_ir
+from yoloslim.runtime.ov_core import openvino_core, precision_name, read_ir
 
 __all__ = [
     "Backend",
@@ -254,10 +254,10 @@ class OpenVINOBackend(Backend):
         self.end_to_end = ir_end_to_end(model)
         self.compiled = core.compile_model(model, device, config)
         # what the plugin really computes in: bf16 for "FP32" IR on AMX CPUs (FIELD_NOTES.md)
-        hint_value = self.compiled.get_property("INFERENCE_PRECISION_HINT")
-        precision = hint_value.to_string() if hasattr(hint_value, "to_string") else str(hint_value)
-        if any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()):
-            precision = f"int8+{precision}"  # quantized convs, the rest (decode) in the hint's
+        precision = precision_name(
+            self.compiled.get_property("INFERENCE_PRECISION_HINT"),
+            quantized=any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()),
+        )
         super().__init__(path, names, imgsz, precision, ov.get_version())
         self.request = self.compiled.create_infer_request()
         shape = model.inputs[0].get_partial_shape()

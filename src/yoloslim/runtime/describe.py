@@ -194,7 +194,7 @@ def _onnx(p: Path) -> dict[str, Any]:
 
 def _openvino(p: Path) -> dict[str, Any]:
     from yoloslim.export.common import openvino_metadata
-    from yoloslim.runtime.ov_core import read_ir
+    from yoloslim.runtime.ov_core import precision_name, read_ir
 
     model = read_ir(p)
     meta = _metadata(openvino_metadata(model), p)
@@ -226,7 +226,7 @@ def _openvino(p: Path) -> dict[str, Any]:
         **meta,
         "inputs": [port(v) for v in model.inputs],
         "outputs": [port(v) for v in model.outputs],
-        "precision": f"int8+{base}" if int8 else base,
+        "precision": precision_name(base, quantized=int8),
         "fake_quantize_ops": ops.count("FakeQuantize"),
         "precision_hint": hint,  # what the IR asks the CPU plugin to compute in, if anything
         "end_to_end": end_to_end,

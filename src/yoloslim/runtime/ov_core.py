@@ -18,7 +18,7 @@ from xml.etree import ElementTree
 
 from yoloslim.errors import ConfigError, ModelError
 
-__all__ = ["default_precision", "no_telemetry", "openvino_core", "read_ir"]
+__all__ = ["default_precision", "no_telemetry", "openvino_core", "precision_name", "read_ir"]
 
 _lock = threading.Lock()
 _core = None
@@ -78,11 +78,18 @@ def openvino_core():
         return _core
 
 
+def precision_name(hint, quantized: bool = False) -> str:
+    """How yoloslim names what OpenVINO computes in: an ``INFERENCE_PRECISION_HINT`` value
+    (``f32``, ``bf16``), or for a quantized model ``int8+`` and the precision of the rest
+    (its box decode, say)."""
+    name = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+    return f"int8+{name}" if quantized else name
+
+
 def default_precision() -> str:
     """What the CPU plugin computes an FP32 IR in unless asked otherwise (``f32``, or
     ``bf16`` on AVX512-BF16/AMX CPUs)."""
-    hint = openvino_core().get_property("CPU", "INFERENCE_PRECISION_HINT")
-    return hint.to_string() if hasattr(hint, "to_string") else str(hint)
+    return precision_name(openvino_core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
 
 
 def _root_tag(path: Path) -> str:
