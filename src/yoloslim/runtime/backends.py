@@ -340,11 +340,12 @@ def is_end_to_end(path: str | Path) -> bool:
     return onnx_end_to_end([o.name for o in graph.output])
 
 
-def check_artifact(path: str | Path) -> Path:
+def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
     """The path (``~`` expanded), once its suffix is a known artifact type and the file exists.
 
     A Triton model (its ``config.pbtxt`` or its folder, as ``export`` writes them) stands for
-    the ONNX it serves, ``1/model.onnx``.
+    the ONNX it serves, ``1/model.onnx``. ``coreml``: the caller reads a CoreML
+    ``.mlpackage`` itself (``info``), so the error for an unknown type names that kind too.
     """
     p = Path(path).expanduser()
     if p.name == "config.pbtxt" or (p.is_dir() and (p / "config.pbtxt").is_file()):
@@ -357,6 +358,7 @@ def check_artifact(path: str | Path) -> Path:
     if p.suffix not in SUFFIXES and p.suffix != ".mlpackage":
         raise ModelError(
             f"{p}: unknown artifact type {p.suffix!r}; expected one of {sorted(SUFFIXES)}"
+            f"{', a CoreML .mlpackage' if coreml else ''} or a Triton model's config.pbtxt"
         )
     if not p.is_file():
         raise ModelError(f"{p}: artifact does not exist")

@@ -76,13 +76,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         from yoloslim.export.common import path_size_mb
 
         return {**_coreml(given), "size_mb": path_size_mb(given)}
-    triton = given.name == "config.pbtxt" or (given / "config.pbtxt").is_file()
-    if given.suffix not in (*SUFFIXES, ".mlpackage") and not triton:
-        raise ModelError(
-            f"{given}: unknown artifact type {given.suffix!r}; expected one of "
-            f"{sorted(SUFFIXES)}, a CoreML .mlpackage or a Triton model's config.pbtxt"
-        )
-    p = check_artifact(given)
+    p = check_artifact(given, coreml=True)
     kind = SUFFIXES[p.suffix]
     if kind == "torch":
         info = _checkpoint(p)
