@@ -216,13 +216,7 @@ def run_budget(
     made = json.loads(json.dumps({"prune": prune_made, "quantize": quant_cfg.to_dict()}))
     inputs = {**run_inputs(model, data), "templates": made}
     if resume:
-        check_resume_inputs(out, inputs)
-        saved = out / "inputs.json"
-        if saved.exists() and json.loads(saved.read_text()).get("templates") != made:
-            raise ConfigError(
-                f"{out}: the recipe's prune or quantize stage changed since this run; use "
-                "another output folder"
-            )
+        check_resume_inputs(out, inputs, {"templates": "the recipe's prune or quantize stage"})
     with folder_lock(out, "compress (budget)"):  # made here, if it is not there yet
         if not resume:  # a fresh run: no candidate of an earlier one in this folder is reused
             for marker in (out / "grid").glob("ratio-*/*.txt"):

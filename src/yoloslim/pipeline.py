@@ -408,9 +408,10 @@ def run_inputs(model: str | Path | None, data: str | Path) -> dict:
     return entry
 
 
-def check_resume_inputs(out: Path, inputs: dict) -> None:
+def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = None) -> None:
     """Refuse to resume the run in ``out`` with a model or data other than those it recorded
-    (``out/inputs.json``, :func:`run_inputs`), or with its model file changed since."""
+    (``out/inputs.json``, :func:`run_inputs`), or with its model file changed since; ``also``
+    maps further keys of ``inputs`` to what they are, for the error when one differs."""
     saved_file = out / "inputs.json"
     if not saved_file.exists():  # a run from before inputs.json was written
         return
@@ -429,6 +430,9 @@ def check_resume_inputs(out: Path, inputs: dict) -> None:
             f"{out}: the model {inputs['model']} changed since this run (size or modification "
             "time); choose another output folder"
         )
+    for key, what in (also or {}).items():
+        if saved.get(key) != inputs[key]:
+            raise ConfigError(f"{out}: {what} changed since this run; use another output folder")
 
 
 def _stage_record(done: Path, name: str) -> dict | None:
