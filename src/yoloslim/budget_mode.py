@@ -176,7 +176,9 @@ def run_budget(
     model = Path(model).expanduser().absolute()
     data = Path(data).expanduser().absolute()
     out = Path(out).expanduser().absolute()
-    nc, classes = len(read_checkpoint(model)["names"]), len(load_data_config(data).names)
+    # mapped: only its names are read (a last.pt's optimizer state is not)
+    nc = len(read_checkpoint(model, mmap=True)["names"])
+    classes = len(load_data_config(data).names)
     if nc != classes:
         raise ConfigError(f"model {model} (--model) has {nc} classes but {data} has {classes}")
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)

@@ -387,7 +387,7 @@ def _check_baseline_size(rec: Recipe, model: str) -> None:
         if size:  # the last such stage sets the size of what the bench compares
             fixed = (i, st.name, int(size))
         if st.name == "bench" and st.config.imgsz is None and fixed is not None:
-            own = int(read_checkpoint(model)["imgsz"])
+            own = int(read_checkpoint(model, mmap=True)["imgsz"])  # only its size is read
             if own != fixed[2]:
                 raise ConfigError(
                     f"{rec.source}: model {model} (--model) was trained at {own} px, but stage "

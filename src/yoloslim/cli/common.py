@@ -440,7 +440,7 @@ def resume_command(command: str, folder: str | Path) -> str:
     """``yoloslim COMMAND --resume FOLDER``, the folder quoted for a shell; under torchrun,
     launched the same way (the same number of processes continues the run exactly)."""
     again = f"yoloslim {command} --resume {shlex.quote(str(folder))}"
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("WORLD_SIZE") or 1)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return f"torchrun --nproc_per_node {per_node} -m {again}"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        return f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world)} -m {again}"
     return again
