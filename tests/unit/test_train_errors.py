@@ -413,3 +413,19 @@ def test_a_folder_holding_only_a_best_pt_is_a_run_a_new_one_would_report_as_its_
     with pytest.raises(ConfigError, match=r"holds a training run \(best.pt\)"):
         check_out(tmp_path, resume=False, exist_ok=False)
     check_out(tmp_path, resume=False, exist_ok=True)  # replacing it is asked for
+
+
+def test_the_process_group_waits_longer_than_a_long_validation(monkeypatch):
+    # rank 0 validates while the others wait at a barrier: the default 30-minute gloo
+    # timeout would end a run whose validation takes longer
+    from yoloslim.train import distributed
+
+    seen = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kw: seen.update(kw))
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 2)
+    assert distributed.init_distributed(torch.device("cpu")) == (1, 2)
+    assert seen["backend"] == "gloo"
+    assert seen["timeout"].total_seconds() >= 3 * 3600
