@@ -58,7 +58,8 @@ def box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor
     Args:
         a: ``(N, 4)`` boxes.
         b: ``(M, 4)`` boxes.
-        eps: Added to the union so that empty boxes give 0, not NaN.
+        eps: The least union divided by, so that empty boxes give 0, not NaN (a floor, not an
+            addend: identical boxes of any area give 1).
 
     Returns:
         ``(N, M)`` IoU matrix.
@@ -70,7 +71,7 @@ def box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor
     lt = torch.maximum(a[:, None, :2], b[None, :, :2])
     rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = (rb - lt).clamp(min=0).prod(-1)
-    return inter / (box_area(a)[:, None] + box_area(b)[None] - inter + eps)
+    return inter / (box_area(a)[:, None] + box_area(b)[None] - inter).clamp(min=eps)
 
 
 def bbox_iou(

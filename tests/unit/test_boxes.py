@@ -87,3 +87,9 @@ def test_xywh_round_trip_and_clip():
     src = torch.tensor([[-5.0, 3.0, 120.0, 90.0]])
     assert clip_boxes(src, 80, 100).tolist() == [[0.0, 3.0, 100.0, 80.0]]
     assert src.tolist() == [[-5.0, 3.0, 120.0, 90.0]]  # input untouched
+
+
+def test_box_iou_of_identical_sub_pixel_boxes_is_one():
+    # eps floors the union instead of being added to it, which made this 0.909
+    tiny = torch.tensor([[0.0, 0.0, 1e-3, 1e-3]])
+    assert box_iou(tiny, tiny).item() == pytest.approx(1.0)

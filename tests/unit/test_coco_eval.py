@@ -148,11 +148,40 @@ def test_no_ground_truth_gives_none_and_warns(caplog):
             [{"image_id": 1, "category_id": 0, "bbox": [1, 1, 5, 5], "score": float("nan")}],
             "non-finite",
         ),
+        # a fractional id was truncated to class 0
+        (
+            [{"image_id": 1, "category_id": 0.7, "bbox": [1, 1, 5, 5], "score": 0.5}],
+            "0.7 is not an integer id",
+        ),
     ],
 )
 def test_bad_detections_raise(dets, match):
     with pytest.raises(DataError, match=match):
         coco_map(GT, dets)
+
+
+@pytest.mark.parametrize("ids", [[7, 7], [0, 1]])
+def test_annotation_ids_are_renumbered(ids):
+    # a repeated id (0.505) or an id 0 (0.5) made the library drop or merge a box
+    gt = copy.deepcopy(GT)
+    for a, i in zip(gt["annotations"], ids, strict=True):
+        a["id"] = i
+    res = coco_map(gt, _dets())
+    assert res["map"] == pytest.approx(1.0)
+    assert res["per_class"] == pytest.approx({"a": 1.0, "b": 1.0})
+    assert gt["annotations"][0]["id"] == ids[0]  # the caller's dict is left as it was
+
+
+@pytest.mark.parametrize(("key", "value"), [("category_id", 9), ("image_id", 5)])
+def test_a_box_of_an_unlisted_category_or_image_counts_for_nothing(key, value):
+    # COCOeval evaluates only the listed categories x images: with that box the only one,
+    # mAP is undefined with or without a detection (no detection used to give 0.0)
+    gt = {**GT, "annotations": [{**GT["annotations"][0], key: value}]}
+    for dets in ([], _dets()[:1]):
+        res = coco_map(gt, dets)
+        assert res["map"] is None, dets
+        assert res["per_class"] == {"a": None, "b": None}
+        assert set(res["map_by_size"].values()) == {None}
 
 
 def test_names_must_match_categories():
@@ -283,6 +312,20 @@ def test_validate_checks_imgsz_and_warns_on_other_class_names(one_class_val, cap
     with caplog.at_level("WARNING", logger="yoloslim.eval.val"):
         validate(model, one_class_val, imgsz=64)
     assert "['dog', 'cat']" in caplog.text and "['a', 'b']" in caplog.text
+
+
+@pytest.mark.parametrize(("dtype", "name"), [(torch.bfloat16, "bf16"), (torch.float64, "fp64")])
+def test_validate_feeds_a_module_images_in_its_own_dtype(one_class_val, dtype, name):
+    # the images went in as float32 whatever the module's dtype: a raw torch type error
+    from yoloslim.eval.val import validate
+    from yoloslim.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("damo-nano", names=["a", "b"]).to(dtype)
+    res = validate(model, one_class_val, imgsz=64)
+    assert res["precision"] == name
+    assert res["detections"] > 0 and res["map"] is not None
+    assert next(model.parameters()).dtype == dtype
 
 
 def test_quantize_and_bench_refuse_a_val_split_without_boxes(tmp_path):

@@ -542,3 +542,34 @@ def test_readers_never_modify_inputs(tmp_path, writer):
     assert _hash_tree(tmp_path) == before
     with pytest.raises(ValueError):
         samples[0].boxes[0, 0] = 5.0  # samples are read-only too
+
+
+def test_boxes_wholly_outside_their_image_are_counted_in_a_warning(tmp_path, caplog):
+    # they were dropped without a word (clipping leaves them empty)
+    splits = _splits()
+    write_coco(tmp_path, splits, NAMES)
+    path = tmp_path / "instances_train.json"
+    data = json.loads(path.read_text())
+    first = data["images"][0]
+    outside = [first["width"] + 5, 2, 10, 10]
+    data["annotations"].append({**data["annotations"][0], "id": 99, "bbox": outside})
+    path.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
+        samples, _ = read_coco(path, tmp_path / "train", NAMES)
+    _assert_matches(samples, splits["train"])
+    assert (
+        f"1 box(es) wholly outside their image left out (image id {first['id']} (1))" in caplog.text
+    )
+
+    write_voc(tmp_path / "voc", splits, NAMES)
+    img = splits["val"][0]
+    extra = (
+        "  <object><name>dog</name><difficult>0</difficult><bndbox><xmin>2</xmin>"
+        f"<ymin>{img.height + 3}</ymin><xmax>9</xmax><ymax>{img.height + 9}</ymax></bndbox></object>\n"
+    )
+    (tmp_path / "voc" / "Annotations" / f"{img.name}.xml").write_text(voc_xml(img, NAMES, extra))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
+        samples = read_voc(tmp_path / "voc" / "ImageSets" / "Main" / "val.txt", NAMES)
+    _assert_matches(samples, splits["val"])
+    assert f"1 box(es) wholly outside their image left out ({img.name}.xml (1))" in caplog.text

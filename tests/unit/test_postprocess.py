@@ -287,3 +287,27 @@ def test_nms_runs_at_one_thread_and_restores_the_count(monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad", [0, -0.5, 1.5, float("nan")])
+def test_nms_refuses_an_iou_threshold_outside_0_1(bad):
+    # at -0.5 disjoint boxes suppressed each other; at nan or 1.5 nothing was suppressed
+    boxes, scores, classes = _random_case(10, torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match=r"iou_thres=.* must be in \(0, 1\]"):
+        nms(boxes, scores, bad)
+    with pytest.raises(ConfigError, match=r"iou_thres=.* must be in \(0, 1\]"):
+        batched_nms(boxes, scores, classes, bad)
+
+
+def test_the_max_nms_cut_keeps_tied_scores_in_input_order():
+    # disjoint boxes, all scored 0.5 but the last: the cut keeps the top one and then the
+    # first of the tied ones, as a stable sort does (topk picked among ties arbitrarily)
+    n = 40
+    preds = torch.zeros(1, n, 4 + 1)
+    preds[0, :, 0] = torch.arange(n) * 20.0
+    preds[0, :, 2] = preds[0, :, 0] + 10
+    preds[0, :, 3] = 10
+    preds[0, :, 4] = 0.5
+    preds[0, -1, 4] = 0.9
+    out = postprocess(preds, conf=0.1, iou=0.5, max_nms=5)[0]
+    assert out[:, 0].tolist() == [(n - 1) * 20.0, 0.0, 20.0, 40.0, 60.0]

@@ -52,7 +52,7 @@ def val(
         caption=f"{res['runtime']} ({res['precision']}) at {res['imgsz']} px",
     )
     table.add_column("class")
-    table.add_column("AP50-95", justify="right")
+    table.add_column("AP50-95 (%)", justify="right")  # --json holds fractions
     for name, ap in res["per_class"].items():  # None: no box of that class
         table.add_row(name, _ap(ap))
     table.add_row("[bold]all", f"[bold]{_ap(res['map'])}  (mAP50 {_ap(res['map50'])})")

@@ -5,7 +5,7 @@ Policies, shared by every reader:
 * Bad labels are errors: a :class:`~yoloslim.errors.DataError` names the file and
   the line (YOLO, VOC) or the annotation id (COCO).
 * A missing or empty label file is a background image, which is valid.
-* Boxes are clipped to the image; zero-area boxes are dropped.
+* Boxes are clipped to the image; zero-area boxes are dropped, with a warning.
 * Missing or corrupt images are skipped. Each image is opened once while the
   samples are built (size read, plus a check that the file is whole: see
   :func:`~yoloslim.data.sample.probe_images`), and all skipped images are listed in
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from yoloslim.data.config import DataConfig
-from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, probe_images
+from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, probe_images, warn_outside
 from yoloslim.data.voc import read_voc
 from yoloslim.errors import ConfigError, DataError
 
@@ -345,6 +345,7 @@ def read_coco(
 
     sizes = probe_images([v["path"] for v in images.values()], jp, skipped)
     samples = []
+    outside: dict[str, int] = {}
     for img_id, v in images.items():
         if v["path"] not in sizes:
             continue
@@ -353,6 +354,9 @@ def read_coco(
         crowds = [x for x in anns[img_id] if x[3]]
         boxes, classes, areas = _coco_boxes(objects, *size)
         ignore, ignore_classes, ignore_areas = _coco_boxes(crowds, *size)
+        lost = sum(min(b[2:]) > 0 for _, b, _, _ in objects) - len(boxes)  # not the empty ones
+        if lost:
+            outside[f"image id {img_id}"] = lost
         samples.append(
             Sample(
                 v["path"],
@@ -366,6 +370,7 @@ def read_coco(
                 ignore_areas=ignore_areas,
             )
         )
+    warn_outside(jp, outside)
     return samples, out_names
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from yoloslim.errors import DataError
 
-__all__ = ["Sample", "IMAGE_SUFFIXES", "probe_images"]
+__all__ = ["Sample", "IMAGE_SUFFIXES", "probe_images", "warn_outside"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,3 +176,17 @@ def probe_images(
     if bad:
         logger.warning("%s: skipping %d unreadable image(s): %s", source, len(bad), "; ".join(bad))
     return good
+
+
+def warn_outside(source: str | Path, outside: dict[str, int]) -> None:
+    """One warning for the boxes left out because they lie wholly outside their image (what
+    is left of them after clipping is empty); ``outside`` maps an image to its count."""
+    if outside:
+        where = [f"{k} ({n})" for k, n in outside.items()]
+        logger.warning(
+            "%s: %d box(es) wholly outside their image left out (%s%s)",
+            source,
+            sum(outside.values()),
+            ", ".join(where[:3]),
+            ", ..." if len(where) > 3 else "",
+        )

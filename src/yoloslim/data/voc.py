@@ -15,7 +15,7 @@ from xml.parsers import expat
 
 import numpy as np
 
-from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, probe_images
+from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, probe_images, warn_outside
 from yoloslim.errors import DataError
 
 __all__ = ["read_voc"]
@@ -193,20 +193,18 @@ def read_voc(
         parsed.append((_image_for(root, ann, stem), objects))
     sizes = probe_images([p for p, _ in parsed], src, skipped)
     samples = []
+    outside: dict[str, int] = {}
     for image_id, (img, (boxes, classes, hard_boxes, hard_classes)) in enumerate(parsed):
         if img not in sizes:
             continue
         w, h = sizes[img]
+        kept = _clipped(boxes, classes, w, h)
+        if len(kept[0]) < len(boxes):
+            outside[f"{ids[image_id][0]}.xml"] = len(boxes) - len(kept[0])
         samples.append(
-            Sample(
-                img,
-                *_clipped(boxes, classes, w, h),
-                w,
-                h,
-                image_id,
-                *_clipped(hard_boxes, hard_classes, w, h),
-            )
+            Sample(img, *kept, w, h, image_id, *_clipped(hard_boxes, hard_classes, w, h))
         )
+    warn_outside(src, outside)
     return samples
 
 

@@ -45,7 +45,9 @@ def coco_map(
 
     Args:
         gt: COCO dict with ``images``, ``annotations`` (``bbox`` xywh in pixels) and
-            ``categories``. Missing ``id``/``iscrowd``/``area`` fields are filled in.
+            ``categories``. Annotation ids are renumbered, missing ``iscrowd`` / ``area``
+            fields filled in; an annotation of an unlisted category or image counts for
+            nothing, as in COCOeval.
         detections: ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` dicts.
         names: Class names in category-id order (default: the categories' names).
 
@@ -77,12 +79,19 @@ def coco_map(
     unknown = {d["category_id"] for d in dets} - set(cat_ids)
     if unknown:
         log.warning("detections with category ids %s not in gt are ignored", sorted(unknown))
-    annotations = gt.get("annotations", [])
+    # COCOeval evaluates only the listed categories and images: boxes elsewhere count for nothing
+    image_ids = {img["id"] for img in gt.get("images", [])}
+    annotations = [
+        a
+        for a in gt.get("annotations", [])
+        if a["category_id"] in cat_ids and a["image_id"] in image_ids
+    ]
     with_gt = {a["category_id"] for a in annotations if not a.get("iscrowd")}
     undefined = not with_gt
     if undefined:
         log.warning(
-            "the ground truth has no boxes (%d images): mAP is undefined, reported as None",
+            "the ground truth has no boxes in its categories and images (%d images): mAP is "
+            "undefined, reported as None",
             len(gt.get("images", [])),
         )
     zero = None if undefined else 0.0
@@ -104,7 +113,9 @@ def coco_map(
         "licenses": [],
         **gt,
         "annotations": [
-            {"id": i + 1, "iscrowd": 0, **a, "area": _area(a)}
+            # ids renumbered: bbox evaluation does not read them, and a repeated id or an id 0
+            # would make the library drop or merge boxes
+            {"iscrowd": 0, **a, "id": i + 1, "area": _area(a)}
             for i, a in enumerate(gt["annotations"])
         ],
     }
@@ -138,6 +149,13 @@ def coco_map(
     return result
 
 
+def _integral(v: Any) -> int:
+    """An id as an int; a non-integral number (0.7) is a ValueError, not truncated."""
+    if isinstance(v, bool) or float(v) != int(v):
+        raise ValueError(f"{v!r} is not an integer id")
+    return int(v)
+
+
 def _defined(v: float) -> float | None:
     return None if v < 0 else float(v)
 
@@ -164,8 +182,8 @@ def _clean_detections(detections: list[dict[str, Any]], image_ids: set) -> list[
         try:
             x, y, w, h = (float(v) for v in d["bbox"])
             det = {
-                "image_id": int(d["image_id"]),
-                "category_id": int(d["category_id"]),
+                "image_id": _integral(d["image_id"]),
+                "category_id": _integral(d["category_id"]),
                 "bbox": [x, y, w, h],
                 "score": float(d["score"]),
             }

@@ -94,7 +94,7 @@ def nms(
         >>> nms(b, torch.tensor([0.9, 0.8, 0.7]), 0.5).tolist()
         [0, 2]
     """
-    _check(boxes, scores, max_det)
+    _check(boxes, scores, iou_thres, max_det)
     with _one_thread(boxes):
         return _greedy(boxes, scores, None, iou_thres, max_det)
 
@@ -128,7 +128,7 @@ def batched_nms(
     Returns:
         Indices (int64) of the kept boxes, by descending score over all classes.
     """
-    _check(boxes, scores, max_det)
+    _check(boxes, scores, iou_thres, max_det)
     if classes.shape != scores.shape:
         raise ValueError(
             f"classes must have shape {tuple(scores.shape)}, got {tuple(classes.shape)}"
@@ -143,7 +143,10 @@ def batched_nms(
         return idx[scores[idx].argsort(descending=True, stable=True)][:max_det]
 
 
-def _check(boxes: torch.Tensor, scores: torch.Tensor, max_det: int | None = None) -> None:
+def _check(
+    boxes: torch.Tensor, scores: torch.Tensor, iou_thres: float, max_det: int | None = None
+) -> None:
+    check_nms_settings(iou_thres=iou_thres)
     if max_det is not None:
         check_nms_settings(max_det=max_det)
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
@@ -209,7 +212,7 @@ def _greedy(
 
 def check_nms_settings(**settings: float) -> None:
     """ConfigError naming the first setting out of range, by its keyword's ending:
-    ``conf`` a number in [0, 1]; ``iou`` a number in (0, 1] (at 0 every overlap would
+    ``conf`` a number in [0, 1]; ``iou`` (or ``iou_thres``) a number in (0, 1] (at 0 every overlap would
     suppress); ``max_det`` / ``max_nms`` an integer >= 1. Callers pass their own argument
     names (``nms_conf=...``), which the message repeats."""
     for name, value in settings.items():
@@ -218,10 +221,11 @@ def check_nms_settings(**settings: float) -> None:
             if problem:
                 raise ConfigError(f"{name}={value!r} {problem}")
             continue
-        interval = "(0, 1]" if name.endswith("iou") else "[0, 1]"
+        iou = name.endswith(("iou", "iou_thres"))
+        interval = "(0, 1]" if iou else "[0, 1]"
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ConfigError(f"{name}={value!r} must be a number in {interval}")
-        if not (0 < value <= 1 if name.endswith("iou") else 0 <= value <= 1):
+        if not (0 < value <= 1 if iou else 0 <= value <= 1):
             raise ConfigError(f"{name}={value!r} must be in {interval}")
 
 
@@ -292,7 +296,8 @@ def _image(
         keep = scores > conf
         boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
     if len(scores) > max_nms:
-        top = scores.topk(max_nms).indices
+        # a stable sort: topk picks and orders tied scores at the cut arbitrarily
+        top = scores.sort(descending=True, stable=True).indices[:max_nms]
         boxes, scores, classes = boxes[top], scores[top], classes[top]
     if agnostic:
         idx = nms(boxes, scores, iou, max_det=max_det)

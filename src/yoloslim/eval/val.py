@@ -139,12 +139,21 @@ def validate(
     was_training = net.training
     net.eval()
     first = next(net.parameters(), torch.empty(0))
-    device = first.device  # a module on CUDA gets its images there
+    # a module on CUDA, or in half precision, gets its images on its device and in its dtype
+    device = first.device
+    dtype = first.dtype if first.dtype.is_floating_point else torch.float32
     if runtime == "torch":
-        precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(first.dtype, "fp32")
+        precision = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}.get(
+            first.dtype, "fp32"
+        )
     try:
         res = evaluate(
-            lambda x: net(x.to(device)), ds, batch_size=batch, conf=conf, iou=iou, progress=progress
+            lambda x: net(x.to(device, dtype)),
+            ds,
+            batch_size=batch,
+            conf=conf,
+            iou=iou,
+            progress=progress,
         )
     finally:
         net.train(was_training)
