@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from yoloslim.cli.main import main
@@ -483,6 +484,92 @@ def test_predict_folder_same_stems_and_an_unreadable_image(trained, data_yaml, t
         f.unlink()
     (src / "a.jpg").write_bytes(b"not an image")
     assert main(argv) == 2  # nothing readable is an error
+
+
+def test_predict_keeps_an_earlier_runs_results_until_its_own_first_result(
+    trained, data_yaml, tmp_path, capsys
+):
+    # a refused run deleted the earlier detections.json, leaving its drawings without it
+    img = next((data_yaml.parent / "images" / "val").iterdir())
+    save = tmp_path / "pred"
+    argv = ["predict", str(img), "--model", str(trained / "best.pt"), "--save", str(save)]
+    assert main(argv) == 0
+    earlier = (save / "detections.json").read_text()
+    assert main([*argv, "--batch", "0"]) == 2
+    assert main(["predict", str(tmp_path / "gone.mp4"), *argv[2:]]) == 2
+    assert "gone.mp4: video does not exist" in capsys.readouterr().err
+    assert (save / "detections.json").read_text() == earlier
+    # a detections.json predict did not write is not replaced
+    (save / "detections.json").write_text('{"mine": "user data"}\n')
+    assert main(argv) == 2
+    assert "was not written by predict" in capsys.readouterr().err
+    assert (save / "detections.json").read_text() == '{"mine": "user data"}\n'
+
+
+def test_predict_draws_whole_files_and_prints_names_as_they_are(
+    trained, data_yaml, tmp_path, monkeypatch, capsys
+):
+    from PIL import Image
+
+    src = tmp_path / "photo [copy].jpg"
+    shutil.copy(next((data_yaml.parent / "images" / "val").iterdir()), src)
+    save = tmp_path / "out[/]"  # rich markup: printed as it is, not parsed (a MarkupError)
+    argv = ["predict", str(src), "--model", str(trained / "best.pt"), "--save", str(save)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "photo [copy].jpg: " in out and "out[/]" in out
+    drawn = save / "photo [copy].jpg"
+    before = drawn.read_bytes()
+    real = Image.Image.save
+
+    def stopped_mid_write(self, fp, *a, **kw):  # a Ctrl-C while the JPEG is being written
+        Path(fp).write_bytes(b"\xff\xd8 half a jpeg")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", stopped_mid_write)
+    assert main(argv) == 130
+    monkeypatch.setattr(Image.Image, "save", real)
+    assert drawn.read_bytes() == before  # the earlier drawing, whole
+    assert sorted(p.name for p in save.iterdir()) == ["detections.json", "photo [copy].jpg"]
+
+
+def test_predict_video_checks_batch_before_decoding_and_warns_of_a_short_video(
+    trained, tmp_path, monkeypatch, caplog
+):
+    pytest.importorskip("av")
+    from yoloslim.runtime import video
+    from yoloslim.runtime.video import VideoWriter
+
+    clip = tmp_path / "clip.mp4"
+    with VideoWriter(clip, fps=10) as w:
+        for _ in range(5):
+            w.write(np.zeros((32, 32, 3), np.uint8))
+    decoded = []
+    real_iter = video.VideoReader.__iter__
+
+    def counting(self):
+        for frame in real_iter(self):
+            decoded.append(1)
+            yield frame
+
+    monkeypatch.setattr(video.VideoReader, "__iter__", counting)
+    argv = ["predict", str(clip), "--model", str(trained / "best.pt")]
+    assert main([*argv, "--batch", "0"]) == 2
+    assert decoded == []  # every frame used to be held until the end, then refused
+    real_init = video.VideoReader.__init__
+
+    def announcing_more(self, path):
+        real_init(self, path)
+        self.frames = 9  # as a truncated file's container does
+
+    monkeypatch.setattr(video.VideoReader, "__init__", announcing_more)
+    with caplog.at_level("WARNING", logger="yoloslim.runtime.video"):
+        assert main(argv) == 0
+    assert "ended after 5 of the 9 frames its container announces" in caplog.text
+    folder = tmp_path / "frames.mp4"  # a folder named like a video is a folder of images
+    folder.mkdir()
+    shutil.copy(next(iter(Path(__file__).parent.glob("*.py"))), folder / "notes.txt")
+    assert not video.is_video(folder)
 
 
 def test_predict_and_val_refuse_imgsz_not_a_multiple_of_32(trained, data_yaml, capsys):

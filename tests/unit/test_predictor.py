@@ -288,6 +288,42 @@ def test_drawn_paths_are_unique_and_never_an_input(tmp_path):
     assert all(n.startswith("é" * 50) and n.endswith(".jpg") for n in names)
 
 
+def test_names_still_taken_get_a_counter_not_a_refusal(tmp_path):
+    # a.jpg and a.JPG (and an a_jpg.png beside them) refused the whole run with --save
+    from yoloslim.runtime.draw import drawn_paths
+
+    files = [tmp_path / n for n in ("a.JPG", "a.jpg", "a.png", "a_jpg.png", "b.jpg")]
+    out = drawn_paths(files, tmp_path / "out")
+    names = [p.name for p in out.values()]
+    assert names == ["a_jpg.jpg", "a_jpg_2.jpg", "a_png.jpg", "a_jpg_3.jpg", "b.jpg"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "scale"),
+    [("I", 1), ("I", 257), ("F", 1 / 255), ("F", 1)],
+    ids=["int32-8-bit", "int32-16-bit", "float-0-1", "float-0-255"],
+)
+def test_32_bit_integer_and_float_image_files_read_like_their_arrays(tmp_path, mode, scale):
+    # they were read as black: mode I was always shifted as 16-bit, F clipped to 0/1
+    from yoloslim.runtime.images import read_image
+
+    grey = _images(1, seed=5)[0][..., 0]
+    path = tmp_path / f"{mode}.tif"
+    arr = grey.astype(np.int32) * scale if mode == "I" else grey.astype(np.float32) * scale
+    Image.fromarray(arr.astype(np.int32 if mode == "I" else np.float32), mode).save(path)
+    assert Image.open(path).mode == mode
+    np.testing.assert_array_equal(read_image(path), np.stack([grey] * 3, axis=-1))
+
+
+def test_a_float_image_file_out_of_range_is_refused_by_name(tmp_path):
+    from yoloslim.runtime.images import read_image
+
+    path = tmp_path / "hot.tif"
+    Image.fromarray(np.full((8, 8), 700.0, np.float32), "F").save(path)
+    with pytest.raises(DataError, match=r"hot\.tif: .*float image values span \[700, 700\]"):
+        read_image(path)
+
+
 def _uint8_detections(pred, arr):
     det = pred.predict(arr)[0]
     assert len(det) > 0  # the comparisons below would hold trivially on an empty result

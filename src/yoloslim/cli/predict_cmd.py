@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from yoloslim.cli.common import check_out_folder, console, err_console, handle_errors
 from yoloslim.fileio import atomic_write_text
@@ -37,33 +38,75 @@ def predict(
     A folder is read one image at a time (not its subfolders); images that cannot be
     decoded are skipped with a warning.
     """
+    from yoloslim.errors import DataError
     from yoloslim.runtime.draw import drawn_paths
     from yoloslim.runtime.images import image_files
-    from yoloslim.runtime.predictor import Predictor
+    from yoloslim.runtime.predictor import Predictor, _check_count
     from yoloslim.runtime.video import is_video
 
+    _check_count("batch", batch)  # before a video's frames pile up waiting for a full batch
     video = is_video(source)
+    if video and not source.is_file():
+        raise DataError(f"{source}: video does not exist")
     files = [source] if video else image_files(source)
     outputs = drawn_paths(files, save, video=video) if save else {}
+    if save:
+        _check_detections_json(save / "detections.json")
     pred = Predictor(model, imgsz=imgsz, conf=conf, iou=iou, ov_precision=ov_precision)
     if save:
         save.mkdir(parents=True, exist_ok=True)
-        # an earlier run's results: this run draws over its images, so they would not match
-        (save / "detections.json").unlink(missing_ok=True)
-    records: list[dict] = []
+    records = _Records(save)
     try:
         if video:
             _predict_video(pred, source, outputs.get(source), batch, records)
         else:
             _predict_images(pred, source, files, outputs, batch, records)
-    except KeyboardInterrupt:
-        if save and records:  # keep what was computed before the stop
+    except BaseException:
+        if save and records:  # keep what was computed before the stop or the error
             _write_detections(save, records)
-            err_console.print(f"detections.json in {save} holds the {len(records)} results so far")
+            err_console.print(
+                f"detections.json in {escape(str(save))} holds the {len(records)} results so far"
+            )
         raise
     if save:
         _write_detections(save, records)
-        console.print(f"wrote {len(records)} results and detections.json to {save}")
+        console.print(f"wrote {len(records)} results and detections.json to {escape(str(save))}")
+
+
+class _Records(list):
+    """The results so far. The first one removes an earlier run's ``detections.json`` from
+    ``save``: this run's drawings then start to replace that run's, which it no longer
+    describes (a run that fails before its first result leaves both as they were)."""
+
+    def __init__(self, save: Path | None) -> None:
+        super().__init__()
+        self.save = save
+
+    def append(self, record: dict) -> None:
+        if not self and self.save is not None:
+            (self.save / "detections.json").unlink(missing_ok=True)
+        super().append(record)
+
+
+def _check_detections_json(path: Path) -> None:
+    """ConfigError when ``path`` exists and is not a ``detections.json`` predict wrote (a list
+    of ``{"image" | "frame", "detections"}`` records): it is not predict's to replace."""
+    from yoloslim.errors import ConfigError
+
+    if not path.exists():
+        return
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, OSError):
+        data = None
+    ours = isinstance(data, list) and all(
+        isinstance(r, dict) and "detections" in r and ("image" in r or "frame" in r) for r in data
+    )
+    if not ours:
+        raise ConfigError(
+            f"--save {path.parent}: {path} was not written by predict; it is not replaced, "
+            "so move it or choose another --save folder"
+        )
 
 
 def _write_detections(save: Path, records: list[dict]) -> None:
@@ -75,6 +118,7 @@ def _predict_images(
 ) -> None:
     from rich.progress import Progress
 
+    from yoloslim.fileio import staged
     from yoloslim.runtime.draw import draw_detections
 
     stream = pred.stream(files, batch=batch, skip_unreadable=source.is_dir())
@@ -83,9 +127,10 @@ def _predict_images(
         for arr, det in stream:
             src = Path(det.source)
             records.append({"image": det.source, "detections": det.to_list()})
-            if src in outputs:
-                draw_detections(arr, det).save(outputs[src], quality=92)
-            console.print(f"{src.name}: {len(det)} detections")
+            if src in outputs:  # whole or not at all, even when stopped mid-write
+                with staged(outputs[src]) as tmp:
+                    draw_detections(arr, det).save(tmp, format="JPEG", quality=92)
+            console.print(f"{escape(src.name)}: {len(det)} detections")
             progress.advance(task)
         progress.update(task, completed=len(files))  # skipped unreadable images count as done
     if len(records) < len(files):
@@ -108,7 +153,7 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: 
         if drawn is not None:
             writer = stack.enter_context(VideoWriter(drawn, reader.fps))
         progress = stack.enter_context(Progress(console=console))
-        task = progress.add_task(f"predict {source.name}", total=len(reader) or None)
+        task = progress.add_task(f"predict {escape(source.name)}", total=len(reader) or None)
 
         def flush(frames: list[np.ndarray]) -> None:
             for arr, det in zip(frames, pred.predict(frames, batch=batch), strict=True):
@@ -126,4 +171,4 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: 
         if pending:
             flush(pending)
     n = sum(len(r["detections"]) for r in records)
-    console.print(f"{source.name}: {len(records)} frames, {n} detections")
+    console.print(f"{escape(source.name)}: {len(records)} frames, {n} detections")

@@ -53,24 +53,27 @@ def _fit_name(tag: str, suffix: str, limit: int = 255) -> str:
 def drawn_paths(files: list[Path], save: Path, *, video: bool = False) -> dict[Path, Path]:
     """Where each input's drawn copy goes: ``save/<stem>.jpg`` (``.mp4`` for a video).
 
-    Inputs that share a stem (``a.jpg``, ``a.png``) get ``<stem>_<ext>.jpg`` instead, so no
-    drawing replaces another.
+    Inputs that share a stem (``a.jpg``, ``a.png``) get ``<stem>_<ext>.jpg`` instead, and a
+    name still taken (``a.jpg`` and ``a.JPG``; an ``a_jpg.png`` beside them) gets a counter,
+    ``<stem>_<ext>_2.jpg``, in the order of ``files``, so no drawing replaces another. Names
+    are compared without case (a case-insensitive file system would merge them).
 
     Raises:
         ConfigError: a drawn file would replace one of the inputs (inputs are never
-            overwritten; a symlink or hard link to an input counts as the input), or two
-            names still collide.
+            overwritten; a symlink or hard link to an input counts as the input).
     """
     stems = Counter(f.stem for f in files)
     suffix = ".mp4" if video else ".jpg"
     out: dict[Path, Path] = {}
+    taken: set[str] = set()
     for f in files:
         tag = f.stem if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}"
-        out[f] = save / _fit_name(tag, suffix)
-    counts = Counter(out.values())
-    dup = next((p for p, n in counts.items() if n > 1), None)
-    if dup is not None:
-        raise ConfigError(f"--save {save}: two inputs would both be drawn to {dup.name}")
+        name, k = _fit_name(tag, suffix), 1
+        while name.lower() in taken:
+            k += 1
+            name = _fit_name(f"{tag}_{k}", suffix)
+        taken.add(name.lower())
+        out[f] = save / name
     inputs = {_file_id(f) for f in files if f.exists()}
     for f, dst in out.items():
         if dst.exists() and _file_id(dst) in inputs:

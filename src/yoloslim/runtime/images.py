@@ -54,8 +54,11 @@ _KINDS = "a path, a folder, a PIL image, a numpy array or a torch tensor"
 def to_rgb(im: Image.Image, *, in_place: bool = False) -> np.ndarray:
     """An upright ``HxWx3`` RGB uint8 array of ``im`` (EXIF orientation applied).
 
-    16-bit modes (``I;16*``, and ``I``, which older Pillow uses for 16-bit PNGs) keep their
-    top 8 bits; ``convert("RGB")`` would clip every value above 255 to white. ``in_place``
+    16-bit modes (``I;16*``) keep their top 8 bits; ``convert("RGB")`` would clip every value
+    above 255 to white. 32-bit integer (``I``, which older Pillow also uses for 16-bit PNGs)
+    and float (``F``) images follow :func:`array_to_rgb`'s rules: values in 0..255 (floats
+    in [0, 1] scaled by 255) are kept, integers up to 65535 keep their top 8 bits, and other
+    ranges are refused (``convert`` made them black or white). ``in_place``
     turns an image this process opened itself upright in place (no copy of an image that
     needs no turning); a caller's image is never changed without it.
     """
@@ -63,9 +66,16 @@ def to_rgb(im: Image.Image, *, in_place: bool = False) -> np.ndarray:
         ImageOps.exif_transpose(im, in_place=True)
     else:
         im = ImageOps.exif_transpose(im)
-    if im.mode.startswith("I;16") or im.mode == "I":
+    if im.mode.startswith("I;16"):
         a = np.asarray(im).astype(np.int64).clip(0, 65535) >> 8
         im = Image.fromarray(a.astype(np.uint8), "L")
+    elif im.mode == "I":
+        a = np.asarray(im).astype(np.int64)
+        if a.size and a.min() >= 0 and 255 < a.max() <= 65535:
+            a = a.astype(np.uint16)  # 16-bit pixels
+        im = Image.fromarray(_int_to_uint8(a), "L")
+    elif im.mode == "F":
+        im = Image.fromarray(_float_to_uint8(np.asarray(im)), "L")
     return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
 
 

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -18,11 +19,15 @@ from yoloslim.errors import ConfigError, DataError
 
 __all__ = ["VIDEO_SUFFIXES", "VideoReader", "VideoWriter", "is_video"]
 
+log = logging.getLogger(__name__)
+
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 def is_video(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+    """Whether ``path`` is read as a video: by its suffix (a folder named ``x.mp4`` is not)."""
+    p = Path(path)
+    return p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir()
 
 
 def _av():
@@ -61,11 +66,21 @@ class VideoReader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         av = _av()
+        decoded = 0
         try:
             for frame in self._container.decode(self._stream):
+                decoded += 1
                 yield frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as e:
             raise DataError(f"{self.path}: video decoding failed ({e})") from e
+        if decoded < self.frames:
+            log.warning(
+                "%s: the video ended after %d of the %d frames its container announces "
+                "(a truncated file?)",
+                self.path,
+                decoded,
+                self.frames,
+            )
 
     def close(self) -> None:
         self._container.close()
