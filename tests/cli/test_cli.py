@@ -87,7 +87,9 @@ def test_train_resume_refuses_settings_it_would_ignore(trained, tmp_path, capsys
     assert (run / "last.pt").read_bytes() == before
     rc = main(["distill", "--teacher", str(run / "best.pt"), "--resume", str(run), "--loss", "at"])
     assert rc == 2
-    assert "--loss cannot change them" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--loss cannot change them" in err
+    assert "(only --device, --workers, --data and --teacher can;" in err
     assert main(["distill", "--teacher", str(run / "best.pt"), "--resume", str(run)]) == 2
     assert "is not from a distill run" in capsys.readouterr().err
 

@@ -205,6 +205,16 @@ def test_bad_pairs_raise(tmp_path):
     data = synthesize(tmp_path / "d", images=4, imgsz=64, classes=2, seed=1)
     with pytest.raises(ConfigError, match="teacher has 3 classes"):
         distill(student, other_nc, data, out=tmp_path / "run")
+    # given as files, both are named
+    save_checkpoint(tmp_path / "t3.pt", other_nc, imgsz=64)
+    save_checkpoint(tmp_path / "s2.pt", student, imgsz=64)
+    with pytest.raises(ConfigError, match=r"teacher \S*t3\.pt has 3 classes but .*d/data\.yaml"):
+        distill(tmp_path / "s2.pt", tmp_path / "t3.pt", data, out=tmp_path / "run")
+    save_checkpoint(tmp_path / "t_scales.pt", other_scales, imgsz=64)
+    with pytest.raises(
+        ConfigError, match=r"teacher \S*t_scales\.pt's scales .* student \S*s2\.pt's"
+    ):
+        distill(tmp_path / "s2.pt", tmp_path / "t_scales.pt", data, out=tmp_path / "run")
     with pytest.raises(ConfigError, match="scales"):
         distill(student, other_scales, data, out=tmp_path / "run")
     names = load_data_config(data).names
@@ -219,6 +229,12 @@ def test_config_validation():
         DistillConfig(loss="kl")
     with pytest.raises(ConfigError, match="temperature"):
         DistillConfig(temperature=0)
+    # inf passed, then "diverged" at the first batch, pointing at lr0 and the labels
+    for field in ("logit_weight", "feature_weight", "temperature"):
+        with pytest.raises(ConfigError, match=f"{field}=inf must be finite"):
+            DistillConfig(**{field: float("inf")})
+    with pytest.raises(ConfigError, match="feature_temperature=inf must be finite"):
+        AdvancedDistillConfig(feature_temperature=float("inf"))
     with pytest.raises(ConfigError, match=r"\['tempreature'\]"):
         DistillConfig.from_dict({"tempreature": 2})
     with pytest.raises(ConfigError, match=r"\['epoch'\]"):
@@ -427,3 +443,71 @@ def test_a_run_replaced_with_exist_ok_loses_its_distill_settings(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     RunFolder(tmp_path, TrainConfig(), False).start(None, replace=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+_RANK_DIGESTS = """
+import hashlib, importlib, json, os, sys
+loop = importlib.import_module("yoloslim.train.loop")  # yoloslim.train is also a function
+from yoloslim.compress.distill import DistillConfig, distill
+from yoloslim.train import TrainConfig
+
+def digest(tensors):
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(t.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+real = loop.Fit.run_epoch
+def run_epoch(self, epoch, loader, progress):
+    out = real(self, epoch, loader, progress)
+    with open(os.path.join(out_dir, "..", f"rank{os.environ['RANK']}.txt"), "a") as f:
+        f.write(f"{epoch} {digest(self.net.parameters())} {digest(self.trainable[1].parameters())}\\n")
+    return out
+loop.Fit.run_epoch = run_epoch
+student, teacher, data, out = sys.argv[1:]
+out_dir = out
+cfg = DistillConfig(train=TrainConfig(epochs=1, batch=4, imgsz=64, workers=0, device="cpu"))
+distill(json.load(open(student)), teacher, data, config=cfg, out=out)
+"""
+
+
+def test_under_torchrun_every_process_keeps_the_same_student_and_align_convs(tmp_path):
+    # only the student was in DDP: each process trained its own align convs, and clipping
+    # over both gave each process its own factor, so the students drifted apart too
+    import os
+    import subprocess
+    import sys
+
+    data = synthesize(tmp_path / "d", images=12, imgsz=64, classes=2, seed=3, val_fraction=0.25)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "t.pt", build_model(TEACHER, names=["a", "b"]), imgsz=64)
+    (tmp_path / "student.json").write_text(json.dumps(STUDENT))
+    (tmp_path / "run.py").write_text(_RANK_DIGESTS)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    cmd += ["--standalone", str(tmp_path / "run.py"), str(tmp_path / "student.json")]
+    cmd += [str(tmp_path / "t.pt"), str(data), str(tmp_path / "run")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, rank1 = ((tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1))
+    assert len(rank0) == 3 and rank0 == rank1  # epoch, student digest, align convs digest
+
+
+def test_a_teacher_of_another_size_is_warned_about_and_files_are_named(tmp_path, caplog):
+    from yoloslim.errors import ModelError
+
+    data = synthesize(tmp_path / "d", images=6, imgsz=64, classes=2, seed=3, val_fraction=0.5)
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "t.pt", build_model(TEACHER, names=["a", "b"]), imgsz=96)
+    cfg = DistillConfig(train=TrainConfig(epochs=1, batch=3, imgsz=64, workers=0))
+    with caplog.at_level("WARNING", logger="yoloslim.compress.distill"):
+        distill(STUDENT, tmp_path / "t.pt", data, config=cfg, out=tmp_path / "run")
+    assert "t.pt was trained at 96 px and is distilled from at 64 px" in caplog.text
+    # the Python API resumes on the run's own data.yaml, as train() does
+    distill(None, None, None, out=tmp_path / "run", resume=True)
+    # an exported teacher, or a run folder, is named as load_checkpoint names it
+    (tmp_path / "t.onnx").write_bytes(b"onnx")
+    with pytest.raises(ModelError, match="exported"):
+        distill(STUDENT, tmp_path / "t.onnx", data, config=cfg, out=tmp_path / "r2")
+    with pytest.raises(ModelError, match=r"run/best\.pt"):
+        distill(STUDENT, tmp_path / "run", data, config=cfg, out=tmp_path / "r2")

@@ -283,10 +283,11 @@ def resume_overrides(ctx: typer.Context, also: tuple[str, ...] = ()) -> dict[str
     extra = [p for p in ctx.params if p not in allowed and option_given(ctx, p)]
     if extra:
         names = ", ".join("--" + p.replace("_", "-") for p in extra)
+        can = ["--" + p.replace("_", "-") for p in ("device", "workers", "data", *also)]
         raise ConfigError(
             f"--resume continues the saved run's settings; {names} cannot change them "
-            "(only --device, --workers and --data can; to train further, start a new run "
-            "from DIR/best.pt)"
+            f"(only {', '.join(can[:-1])} and {can[-1]} can; to train further, start a new "
+            "run from DIR/best.pt)"
         )
     return {k: ctx.params[k] for k in ("device", "workers") if option_given(ctx, k)}
 

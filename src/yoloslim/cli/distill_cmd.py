@@ -57,7 +57,10 @@ def distill(
         None, help="Weight of the feature term (0: off) " + shown_default("1.0") + "."
     ),
     temperature: float = typer.Option(
-        None, help="Temperature of the logit terms " + shown_default("2.0") + "."
+        None,
+        help="Temperature of the logit terms; a higher one weakens the class-score term "
+        + shown_default("2.0")
+        + ".",
     ),
     progressive: bool = typer.Option(
         None,
@@ -85,7 +88,7 @@ def distill(
     resume: Path = typer.Option(
         None,
         help="Resume the run in this folder from its last.pt, with its saved settings "
-        "(--device, --workers and --data may change).",
+        "(--device, --workers and --data may change, and --teacher where that file moved).",
     ),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the report as JSON."

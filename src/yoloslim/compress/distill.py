@@ -32,8 +32,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -61,7 +63,7 @@ from yoloslim.train.config import (
     setting_diffs,
     sized_for,
 )
-from yoloslim.train.run_folder import RUN_FILES, check_out
+from yoloslim.train.run_folder import RUN_FILES, check_out, recorded_data
 from yoloslim.train.trainer import train
 
 __all__ = ["AdvancedDistillConfig", "DistillConfig", "Distiller", "distill"]
@@ -88,7 +90,12 @@ class AdvancedDistillConfig:
     mgd_mask_ratio: float = 0.65
 
     def __post_init__(self) -> None:
-        _check(self.feature_temperature > 0, "advanced.feature_temperature", self, "must be > 0")
+        _check(
+            0 < self.feature_temperature < math.inf,
+            "advanced.feature_temperature",
+            self,
+            "must be finite, > 0",
+        )
         _check(0 <= self.fg_threshold < 1, "advanced.fg_threshold", self, "must be in [0, 1)")
         _check(0 <= self.mgd_mask_ratio < 1, "advanced.mgd_mask_ratio", self, "must be in [0, 1)")
 
@@ -101,7 +108,8 @@ class DistillConfig:
         loss: feature loss on the neck outputs: "cwd", "mimic", "mgd" or "at".
         logit_weight: weight of the logit terms (class scores + DFL bins); 0 disables.
         feature_weight: weight of the feature term; 0 disables.
-        temperature: softening temperature of the logit terms.
+        temperature: softening temperature of the logit terms (a higher one weakens the
+            class-score term: see :func:`~yoloslim.compress.distill_losses.logit_kd`).
         progressive: freeze the student's backbone for ``freeze_epochs`` and ramp the
             distillation weights over ``warmup_epochs``.
         freeze_epochs: epochs with the backbone frozen (with ``progressive``).
@@ -122,9 +130,10 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         _check(self.loss in FEATURE_LOSSES, "loss", self, f"expected one of {FEATURE_LOSSES}")
-        _check(self.logit_weight >= 0, "logit_weight", self, "must be >= 0")
-        _check(self.feature_weight >= 0, "feature_weight", self, "must be >= 0")
-        _check(self.temperature > 0, "temperature", self, "must be > 0")
+        # inf passed these and then "diverged" at the first batch
+        _check(0 <= self.logit_weight < math.inf, "logit_weight", self, "must be finite, >= 0")
+        _check(0 <= self.feature_weight < math.inf, "feature_weight", self, "must be finite, >= 0")
+        _check(0 < self.temperature < math.inf, "temperature", self, "must be finite, > 0")
         _check(self.freeze_epochs >= 0, "freeze_epochs", self, "must be >= 0")
         _check(self.warmup_epochs >= 0, "warmup_epochs", self, "must be >= 0")
         if isinstance(self.train, dict):
@@ -175,22 +184,30 @@ def _check_names(teacher: list[str], data_names: list[str], data) -> None:
     log.warning("the teacher's class names %s differ from %s's %s", teacher, data, data_names)
 
 
-def _check_pair(student: Detector, teacher: Detector) -> None:
+def _check_pair(student: Detector, teacher: Detector, s_name: str = "", t_name: str = "") -> None:
+    """ConfigError naming both models (``s_name``, ``t_name``: :func:`_label`'s)."""
     if teacher.nc != student.nc:
         raise ConfigError(
-            f"teacher has {teacher.nc} classes but the student has {student.nc}; "
-            "distillation needs the same classes"
+            f"the teacher{t_name} has {teacher.nc} classes but the student{s_name} has "
+            f"{student.nc}; distillation needs the same classes"
         )
     if tuple(teacher.strides) != tuple(student.strides):
         raise ConfigError(
-            f"teacher scales (strides {list(teacher.strides)}) do not match the student's "
-            f"({list(student.strides)}); distillation needs the same neck scales"
+            f"the teacher{t_name}'s scales (strides {list(teacher.strides)}) do not match "
+            f"the student{s_name}'s ({list(student.strides)}); distillation needs the same "
+            "neck scales"
         )
     if teacher.reg_max != student.reg_max:
         raise ConfigError(
-            f"teacher reg_max={teacher.reg_max} but the student's is {student.reg_max}; "
-            "the DFL bins must match"
+            f"the teacher{t_name} has reg_max={teacher.reg_max} but the student{s_name} "
+            f"has {student.reg_max}; the DFL bins must match"
         )
+
+
+def _label(model: Any) -> str:
+    """`` FILE`` (or `` NAME``) for a model given by path or name, to follow "the teacher"
+    in an error; empty for an object."""
+    return f" {model}" if isinstance(model, (str, Path)) else ""
 
 
 @torch.no_grad()
@@ -384,16 +401,17 @@ def _as_detector(model: Detector | str | Path, what: str) -> Detector:
         return model
     if isinstance(model, nn.Module):
         raise ModelError(f"{what} must be a yoloslim Detector, got {type(model).__name__}")
-    path = Path(model)
-    if path.suffix == ".pt":
+    path = Path(model).expanduser()
+    if path.suffix == ".pt" or path.is_dir() or path.suffix in EXPORTED:
+        # load_checkpoint names an exported artifact, or a run folder's best.pt
         return load_checkpoint(path)[0]
-    raise ModelError(f"{what}={str(model)!r}: expected a Detector or a .pt checkpoint")
+    raise ModelError(f"{what}={str(model)!r}: expected a yoloslim .pt checkpoint")
 
 
 def distill(
     student: Detector | str | Path | None,
     teacher: Detector | str | Path | None,
-    data: str | Path,
+    data: str | Path | None,
     *,
     config: DistillConfig | None = None,
     out: str | Path = "runs/distill",
@@ -408,7 +426,7 @@ def distill(
             arch.yaml (names and archs start from random weights, as in ``train``).
         teacher: a Detector or a checkpoint path; never modified. A path is recorded in
             the run's ``last.pt``: on ``resume`` it may be None (the recorded one is used).
-        data: the dataset's ``data.yaml``.
+        data: the dataset's ``data.yaml``; on ``resume`` None means the run's own.
         config: distillation and training settings (default ``DistillConfig()``). On
             ``resume`` the run's saved settings are used; a config passed as well must
             match them except for the training's runtime settings (device, workers,
@@ -435,6 +453,8 @@ def distill(
         >>> res.artifacts["best"]
     """
     out = Path(out)
+    if resume and data is None and (out / "last.pt").is_file():  # the run's own, as train()
+        data = recorded_data(out, read_checkpoint(out / "last.pt", mmap=True))
     names = load_data_config(data).names
     if resume:
         last = out / "last.pt"
@@ -451,11 +471,13 @@ def distill(
             saved = dataclasses.replace(saved, train=config_from_dict(train_state["config"]))
         config = _resume_distill_config(saved, config, out)
         student = probe = load_checkpoint(last)[0]
+        s_name = _label(last)
     else:
         if student is None:
             raise ConfigError("student is required (None only on resume: the run's own)")
         config = DistillConfig() if config is None else config
         student = as_artifact(student, "student")
+        s_name = _label(student)
         # the run's files must not replace the models it starts from
         writes = [out / name for name in RUN_FILES]
         for arg, source in (("student", student), ("teacher", as_artifact(teacher, "teacher"))):
@@ -475,13 +497,26 @@ def distill(
     t_model = _as_detector(teacher, "teacher")
     t_file = as_artifact(teacher, "teacher")
     t_file = None if isinstance(t_file, nn.Module) else str(Path(t_file).expanduser().resolve())
+    t_name = _label(as_artifact(teacher, "teacher"))
     if t_model.nc != len(names):
-        raise ConfigError(f"teacher has {t_model.nc} classes but {data} has {len(names)}")
+        raise ConfigError(
+            f"the teacher{t_name} has {t_model.nc} classes but {data} has {len(names)}"
+        )
     _check_names(list(t_model.names), list(names), data)
-    _check_pair(probe, t_model)
+    _check_pair(probe, t_model, s_name, t_name)
 
     if not resume:  # the student's size, else the teacher's, else 320
         config = dataclasses.replace(config, train=sized_for(config.train, probe, t_model))
+    t_size = getattr(t_model, "imgsz", None)
+    if t_size and config.train.imgsz and t_size != config.train.imgsz:
+        log.warning(
+            "the teacher%s was trained at %d px and is distilled from at %d px: its outputs "
+            "at a size it never saw are a weaker target (give --imgsz %d to match it)",
+            t_name,
+            t_size,
+            config.train.imgsz,
+            t_size,
+        )
     hook = Distiller(t_model, config, teacher_path=t_file)
     if resume:
         _check_same_teacher(hook_state, hook.teacher_digest, teacher, out / "last.pt")

@@ -150,8 +150,12 @@ def logit_kd(
     """Classification and box-distribution distillation from raw head maps.
 
     Both terms are sums normalised by the teacher's foreground weight (at least 1),
-    like the detection loss, and scaled by ``temperature**2`` (Hinton et al.) so their
-    gradients keep their size when the temperature changes.
+    like the detection loss, and scaled by ``temperature**2`` (Hinton et al.), which keeps
+    the size of the KL's gradient when the temperature changes. That holds for the DFL term
+    (measured within 10 % over T = 1..8). The class term's QFL-style modulation is the
+    squared gap of the *softened* scores, which shrinks about as ``1 / T**2`` on its own, so
+    a higher temperature weakens the class term: its gradient is about 2x smaller at the
+    default T = 2 than at T = 1, and 19x smaller at T = 8.
 
     Returns:
         ``(cls, dfl)``: the binary KL on class scores (all anchors) and the KL on the

@@ -8,7 +8,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_distributed", "barrier", "cleanup"]
+__all__ = ["init_distributed", "barrier", "cleanup", "broadcast_module", "average_gradients"]
 
 # Rank 0 validates and saves each epoch while the other ranks wait at a barrier. The
 # collectives' default timeout (30 minutes for gloo, 10 for nccl) would end a run whose
@@ -34,3 +34,28 @@ def barrier() -> None:
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Give every process rank 0's parameters and buffers of ``module`` (what DDP does for
+    the model it wraps, here for modules it does not: a distillation's align convs)."""
+    if dist.is_initialized():
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
+@torch.no_grad()
+def average_gradients(module: torch.nn.Module) -> None:
+    """Average the gradients of ``module``'s parameters over the processes (DDP averages
+    only those of the model it wraps). A parameter without a gradient here takes part
+    with zeros, so every process makes the same calls."""
+    if not dist.is_initialized():
+        return
+    world = dist.get_world_size()
+    for p in module.parameters():
+        if not p.requires_grad:
+            continue
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad.div_(world)

@@ -15,6 +15,7 @@ from torch.utils.data import DistributedSampler
 from yoloslim.data import DetectionDataset, DetectionLoader, collate
 from yoloslim.errors import TrainingError
 from yoloslim.progress import progress_console
+from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import TrainConfig, loader_workers
 from yoloslim.train.ema import ModelEMA
 from yoloslim.train.loss import DetectionLoss
@@ -87,6 +88,11 @@ class Fit:
         if not self.cfg.warmup_epochs:
             return 0
         return max(1, round(self.cfg.warmup_epochs * self.n_batches))
+
+    @property
+    def extra(self) -> nn.Module | None:
+        """The hook's own trainable modules (a distillation's align convs), if any."""
+        return self.trainable[1] if isinstance(self.trainable, nn.ModuleList) else None
 
     @property
     def final_model(self) -> nn.Module:
@@ -168,6 +174,11 @@ class Fit:
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.world > 1 and self.extra is not None:
+            # DDP averaged the model's gradients; the hook's modules (align convs) are not
+            # in it, and unsynchronised they would differ per process, as would the
+            # clipping factor computed over both
+            dist_utils.average_gradients(self.extra)
         if cfg.grad_clip:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.trainable.parameters(), cfg.grad_clip)

@@ -286,6 +286,8 @@ def train(
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             fit.wrapped = nn.parallel.DistributedDataParallel(fit.net, device_ids=ids)
+            if fit.extra is not None:
+                dist_utils.broadcast_module(fit.extra)  # every process starts from rank 0's
         t_start = time.time()
         images_seen = 0
         last_val: dict = {}
