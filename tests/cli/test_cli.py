@@ -272,6 +272,16 @@ def test_entry_point_help():
     assert "train" in proc.stdout and "val" in proc.stdout
 
 
+def test_help_wraps_a_docstrings_sentences_to_the_terminal_not_at_its_source_lines():
+    # the help kept the docstring's line breaks: "... a box size, the val split" / "has no ..."
+    env = {**os.environ, "COLUMNS": "200"}
+    run = [sys.executable, "-m", "yoloslim"]
+    proc = subprocess.run([*run, "val", "--help"], capture_output=True, text=True, env=env)
+    assert "a class, or a box size, the val split has no ground truth box of." in proc.stdout
+    proc = subprocess.run([*run, "--help"], capture_output=True, text=True, env=env)
+    assert "classes, input size, precision, inputs and outputs" in proc.stdout
+
+
 def test_python_dash_m_runs_the_command():
     from yoloslim import __version__
 

@@ -246,3 +246,112 @@ def test_prune_and_bench_count_a_plain_modules_params_as_export_folds_it():
     assert model_profile(m, 32)["params"] == 240 and any(
         isinstance(x, nn.BatchNorm2d) for x in m
     )  # the model itself is untouched
+
+
+def _nano_arch():
+    from yoloslim.models.registry import get_arch
+
+    return copy.deepcopy(get_arch("damo-nano", nc=2))
+
+
+def _edit(path: str, value):
+    arch = _nano_arch()
+    *keys, last = path.split(".")
+    d = arch
+    for k in keys:
+        d = d[int(k)] if k.isdigit() else d[k]
+    d[int(last) if last.isdigit() else last] = value
+    return arch
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "match"),
+    [
+        # reversed taps built and decoded the stride-8 map at stride 32 (anchors far outside)
+        ("backbone.out_indices", [4, 3, 2], r"out_indices=\[4, 3, 2\] .* increasing order"),
+        ("backbone.out_indices", [2, 3, 3], "increasing order"),
+        ("backbone.out_indices", 4, "must list 3 integers"),
+        ("head.strides", [16, 32, 32], r"head.strides=\[16, 32, 32\] must each double"),
+        ("head.strides", [8, 16], "must list 3 integers"),
+        ("head.strides", "8,16,32", "must list 3 integers"),
+        ("head.width", [32, 32], "head.width=.* must list 3 integers"),
+        ("head.width", -8, r"head.width=-8 must be an integer >= 1"),
+        ("neck.kernel", 4, "neck.kernel=4 must be 1, 3, 5 or 7"),
+        ("neck.depth", -1, "neck.depth=-1 must be an integer >= 0"),
+        ("neck.depth", "two", "neck.depth='two'"),
+        ("neck.ratio", 0, r"neck.ratio=0 must be a number in \(0, 4\]"),
+        ("backbone.stages.1.ratio", True, r"stages\[1\].ratio=True"),
+        # a conv stage is one strided conv: blocks named for it were silently not built
+        ("backbone.stages.0.depth", 3, r"stages\[0\].depth=3 must be 0 for a conv stage"),
+    ],
+)
+def test_arch_mistakes_are_named_not_built(path, value, match, tmp_path):
+    import yaml
+
+    with pytest.raises(ModelError, match=match):
+        build_model(_edit(path, value))
+    f = tmp_path / "arch.yaml"
+    f.write_text(yaml.safe_dump(_edit(path, value)))
+    with pytest.raises(ModelError, match=r"arch\.yaml: arch: "):
+        build_model(str(f))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_fusing_keeps_the_models_dtype(dtype):
+    # the fused convs came out in float32: a dtype error at the next forward
+    model = build_model("damo-nano", nc=2).eval()
+    _randomize_bn(model)
+    model = model.to(dtype)
+    x = torch.rand(1, 3, 64, 64, dtype=dtype)
+    with torch.no_grad():
+        ref = model(x)
+        model.fuse()
+        out = model(x)
+    assert {p.dtype for p in model.parameters()} == {dtype}
+    torch.testing.assert_close(out, ref, rtol=0.05, atol=0.05 if dtype == torch.bfloat16 else 1e-9)
+    assert model_profile(model, 64)["gflops"] > 0
+
+
+def test_a_repconv_whose_branches_were_fused_first_still_fuses():
+    block = RepConv(8, 8, 3).eval()
+    _randomize_bn(block)
+    x = torch.randn(2, 8, 16, 16)
+    with torch.no_grad():
+        ref = block(x)
+        block.dense.fuse()
+        block.one.fuse()
+        block.fuse()  # read the BN of an already fused branch: AttributeError
+        torch.testing.assert_close(block(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_a_pruned_arch_built_for_other_classes_keeps_its_widths():
+    from yoloslim.compress.prune_width import prune_width
+
+    model = build_model("damo-nano", nc=3)
+    prune_width(model, criterion="l1", imgsz=64, ratio=0.5)
+    arch = arch_of(model)
+    five = build_model(arch, nc=5)  # dropped every pruned width: the unpruned model
+    width = model.head.cls_preds[0].in_channels  # pruned
+    assert count_params(five) - count_params(model) == 2 * 3 * (width + 1)  # 2 more classes
+    assert five.eval()(torch.rand(1, 3, 64, 64)).shape[-1] == 4 + 5
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("names", ["a"], "names has 1 entries but its arch has nc=2"),
+        ("arch", None, "arch is NoneType, not a mapping"),
+        ("imgsz", 100, "imgsz=100 is not a multiple of 32"),
+        ("imgsz", "abc", "imgsz='abc' is not a multiple of 32"),
+        ("state_dict", [], "state_dict is list, not a mapping"),
+        ("names", None, "names=None is not a list of class names"),
+    ],
+)
+def test_a_damaged_checkpoint_is_named_with_its_key(tmp_path, key, value, match):
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, build_model("damo-nano", nc=2), imgsz=64)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt[key] = value
+    torch.save(ckpt, path)
+    with pytest.raises(ModelError, match=rf"m\.pt: damaged checkpoint: {match}"):
+        load_checkpoint(path)

@@ -1,3 +1,4 @@
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -154,6 +155,11 @@ def test_bad_inputs(ckpt, tmp_path):
         Predictor(tmp_path / "missing.onnx")
     with pytest.raises(ModelError, match="unknown artifact type"):
         Predictor(tmp_path / "model.h5")
+    run = tmp_path / "run"  # a run folder: "unknown artifact type ''" before
+    run.mkdir()
+    shutil.copy(ckpt, run / "best.pt")
+    with pytest.raises(ModelError, match=r"run: is a folder, not an artifact; did you mean .*best"):
+        Predictor(run)
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     pred = Predictor(ckpt)

@@ -35,6 +35,9 @@ def test_builtin_model_is_equivalent_and_input_untouched():
     assert res.report["max_abs_diff"] <= ATOL
     assert res.report["params_after"] < res.report["params_before"]
     assert res.report["fused_blocks"] > 0
+    # a model already in deploy form: nothing is fused again (it reported 64)
+    again = reparameterize(res.model, example_input=x, measure=False).report
+    assert again["fused_blocks"] == 0 and again["params_after"] == again["params_before"]
 
 
 def test_plain_sequential_is_fused_by_tracing():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import threading
@@ -60,19 +61,29 @@ def _root(
         setup_logging(verbose=True)
 
 
+def _help(fn) -> str:
+    """``fn``'s docstring with each paragraph on one line: the help keeps a docstring's line
+    breaks, so a sentence wrapped at 100 columns in the source broke mid-line on screen."""
+    paragraphs = inspect.cleandoc(fn.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
+
+
 app.add_typer(data_cmd.app, name="data")
-app.command("train")(train_cmd.train)
-app.command("val")(val_cmd.val)
-app.command("nas")(nas_cmd.nas)
-app.command("models")(models_cmd.models)
-app.command("info")(info_cmd.info)
-app.command("export")(export_cmd.export)
-app.command("predict")(predict_cmd.predict)
-app.command("bench")(bench_cmd.bench)
-app.command("prune")(prune_cmd.prune)
-app.command("distill")(distill_cmd.distill)
-app.command("quantize")(quantize_cmd.quantize)
-app.command("compress")(compress_cmd.compress)
+for _name, _fn in {
+    "train": train_cmd.train,
+    "val": val_cmd.val,
+    "nas": nas_cmd.nas,
+    "models": models_cmd.models,
+    "info": info_cmd.info,
+    "export": export_cmd.export,
+    "predict": predict_cmd.predict,
+    "bench": bench_cmd.bench,
+    "prune": prune_cmd.prune,
+    "distill": distill_cmd.distill,
+    "quantize": quantize_cmd.quantize,
+    "compress": compress_cmd.compress,
+}.items():
+    app.command(_name, help=_help(_fn))(_fn)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,8 +30,8 @@ def models(
             name,
             f"{r['params_deploy'] / 1e6:.2f}",
             f"{r['params'] / 1e6:.2f}",
-            f"{r['gmacs']:.2f}",
-            f"{r['gflops']:.2f}",
+            f"{r['gmacs']:.3g}",  # significant digits: small sizes showed 0.00
+            f"{r['gflops']:.3g}",
         )
     print_table(table)
-    write_json(json_path, rows)
+    write_json(json_path, {name: {**r, "imgsz": imgsz, "nc": nc} for name, r in rows.items()})

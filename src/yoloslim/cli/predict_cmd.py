@@ -41,10 +41,10 @@ def predict(
     from yoloslim.errors import DataError
     from yoloslim.runtime.draw import drawn_paths
     from yoloslim.runtime.images import image_files
-    from yoloslim.runtime.predictor import Predictor, _check_count
+    from yoloslim.runtime.predictor import Predictor, check_count
     from yoloslim.runtime.video import is_video
 
-    _check_count("batch", batch)  # before a video's frames pile up waiting for a full batch
+    check_count("batch", batch)  # before a video's frames pile up waiting for a full batch
     video = is_video(source)
     if video and not source.is_file():
         raise DataError(f"{source}: video does not exist")

@@ -114,13 +114,15 @@ def deploy_form(model: nn.Module) -> tuple[nn.Module, int, int]:
     """An eval copy of ``model`` with RepConv blocks and Conv+BN pairs folded, unchecked (see
     :func:`reparameterize` for the checked form); returns it, the blocks and the pairs fused."""
     fused = copy.deepcopy(model).eval()
-    # collect first: fuse() rewrites the module tree we would be iterating over
+    # collect first: fuse() rewrites the module tree we would be iterating over; a block
+    # counts when it still holds a BatchNorm (an already fused one changes nothing)
     blocks = _fusable(fused)
+    unfused = sum(any(isinstance(x, nn.BatchNorm2d) for x in m.modules()) for m in blocks)
     for m in blocks:
         m.fuse()
     if hasattr(fused, "deploy"):
         fused.deploy = True
-    return fused, len(blocks), fuse_traced_conv_bn(fused)
+    return fused, unfused, fuse_traced_conv_bn(fused)
 
 
 @torch.no_grad()

@@ -54,6 +54,24 @@ def _pos_int(v: object, where: str, minimum: int = 1) -> None:
         raise ModelError(f"arch: {where}={v!r} must be an integer >= {minimum}")
 
 
+def _kernel(v: object, where: str) -> None:
+    if isinstance(v, bool) or v not in (1, 3, 5, 7):
+        raise ModelError(f"arch: {where}={v!r} must be 1, 3, 5 or 7")
+
+
+def _ratio(v: object, where: str) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 4:
+        raise ModelError(f"arch: {where}={v!r} must be a number in (0, 4]")
+
+
+def _int_list(v: object, where: str, minimum: int = 1) -> None:
+    """``v`` a list of 3 integers >= ``minimum`` (one per detection level)."""
+    if not isinstance(v, list) or len(v) != 3:
+        raise ModelError(f"arch: {where}={v!r} must list 3 integers, one per level")
+    for i, x in enumerate(v):
+        _pos_int(x, f"{where}[{i}]", minimum)
+
+
 def validate_arch(arch: dict) -> dict:
     """Check an arch dict's keys, types and ranges; returns a deep copy with defaults filled."""
     _check_keys(arch, _TOP, "the arch", {"nc", "backbone", "neck", "head"})
@@ -76,29 +94,44 @@ def validate_arch(arch: dict) -> dict:
         _pos_int(s["out"], f"backbone.stages[{i}].out")
         _pos_int(s["depth"], f"backbone.stages[{i}].depth", 0)
         _pos_int(s["stride"], f"backbone.stages[{i}].stride")
-        if s["kernel"] not in (1, 3, 5, 7):
+        _kernel(s["kernel"], f"backbone.stages[{i}].kernel")
+        _ratio(s["ratio"], f"backbone.stages[{i}].ratio")
+        if s["block"] == "conv" and s["depth"] != 0:
+            # its body is empty: blocks the file names would silently not be built
             raise ModelError(
-                f"arch: backbone.stages[{i}].kernel={s['kernel']!r} must be 1, 3, 5 or 7"
+                f"arch: backbone.stages[{i}].depth={s['depth']} must be 0 for a conv stage "
+                "(one strided 3x3 conv; use csp or res for blocks)"
             )
-        if not isinstance(s["ratio"], (int, float)) or not 0 < s["ratio"] <= 4:
-            raise ModelError(f"arch: backbone.stages[{i}].ratio={s['ratio']!r} must be in (0, 4]")
     out_idx = a["backbone"].setdefault(
         "out_indices", [len(stages) - 3, len(stages) - 2, len(stages) - 1]
     )
-    if len(out_idx) != 3 or any(not 0 <= i < len(stages) for i in out_idx):
+    _int_list(out_idx, "backbone.out_indices", 0)
+    if out_idx != sorted(set(out_idx)) or out_idx[-1] >= len(stages):
+        # the backbone returns its maps in stage order
         raise ModelError(
-            f"arch: backbone.out_indices={out_idx!r} must name 3 of the {len(stages)} stages"
+            f"arch: backbone.out_indices={out_idx!r} must name 3 of the {len(stages)} stages, "
+            "in increasing order"
         )
     _check_keys(a["neck"], _NECK, "neck", {"out"})
-    if not isinstance(a["neck"]["out"], list) or len(a["neck"]["out"]) != 3:
-        raise ModelError("arch: neck.out must list 3 channel counts")
-    for i, c in enumerate(a["neck"]["out"]):
-        _pos_int(c, f"neck.out[{i}]")
+    _int_list(a["neck"]["out"], "neck.out")
+    _pos_int(a["neck"].setdefault("depth", 1), "neck.depth", 0)
+    _kernel(a["neck"].setdefault("kernel", 3), "neck.kernel")
+    _ratio(a["neck"].setdefault("ratio", 0.5), "neck.ratio")
     _check_keys(a["head"], _HEAD, "head")
     _pos_int(a["head"].setdefault("reg_max", 16), "head.reg_max")
     _pos_int(a["head"].setdefault("num_convs", 1), "head.num_convs", 0)
-    a["head"].setdefault("strides", [8, 16, 32])
-    a["head"].setdefault("width", None)
+    head_strides = a["head"].setdefault("strides", [8, 16, 32])
+    _int_list(head_strides, "head.strides")
+    if head_strides[1] != 2 * head_strides[0] or head_strides[2] != 2 * head_strides[1]:
+        raise ModelError(
+            f"arch: head.strides={head_strides!r} must each double the last (the neck "
+            "resizes by 2 between levels)"
+        )
+    width = a["head"].setdefault("width", None)
+    if isinstance(width, list):
+        _int_list(width, "head.width")
+    elif width is not None:
+        _pos_int(width, "head.width")
     strides = 1
     for i, s in enumerate(stages):
         strides *= s["stride"]

@@ -43,7 +43,7 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
         conv.dilation,
         conv.groups,
         bias=True,
-    ).to(conv.weight.device)
+    ).to(conv.weight.device, conv.weight.dtype)  # a half or double model stays so
     w, b = _fold(conv.weight, conv.bias, bn)
     fused.weight.data.copy_(w)
     fused.bias.data.copy_(b)
@@ -63,6 +63,16 @@ def _fold(
         weight.detach() * scale.detach().reshape(-1, 1, 1, 1),
         (beta + (b - bn.running_mean) * scale).detach(),
     )
+
+
+def _branch(cba: ConvBNAct) -> tuple[torch.Tensor, torch.Tensor]:
+    """A conv-BN branch's kernel and bias with its BN folded in, whether or not it has
+    been fused on its own already (its BN then is in the conv's bias)."""
+    conv = cba.conv
+    if isinstance(cba.bn, nn.BatchNorm2d):
+        return _fold(conv.weight, conv.bias, cba.bn)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(conv.weight[:, 0, 0, 0])
+    return conv.weight.detach(), bias.detach()
 
 
 class ConvBNAct(nn.Module):
@@ -118,8 +128,8 @@ class RepConv(nn.Module):
         if self.fused is not None:
             return
         conv = self.dense.conv
-        w, b = _fold(conv.weight, None, self.dense.bn)
-        w1, b1 = _fold(self.one.conv.weight, None, self.one.bn)
+        w, b = _branch(self.dense)
+        w1, b1 = _branch(self.one)
         p = self.k // 2
         w = w + nn.functional.pad(w1, [p, p, p, p])
         b = b + b1
@@ -130,7 +140,7 @@ class RepConv(nn.Module):
             wi, bi = _fold(eye, None, self.identity)
             w, b = w + wi, b + bi
         fused = nn.Conv2d(conv.in_channels, conv.out_channels, self.k, self.s, p, bias=True)
-        fused = fused.to(w.device)
+        fused = fused.to(w.device, w.dtype)
         fused.weight.data.copy_(w)
         fused.bias.data.copy_(b)
         self.fused = fused.requires_grad_(False)

@@ -165,7 +165,27 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
     for key in ("arch", "state_dict", "names", "imgsz"):
         if key not in ckpt:
             raise ModelError(f"{p}: checkpoint lacks the key {key!r}")
+    _check_types(p, ckpt)
     return ckpt
+
+
+def _check_types(p: Path, ckpt: dict) -> None:
+    """ModelError naming the file for a damaged checkpoint's key of the wrong kind (they
+    otherwise fail later, in words that name neither the file nor the key)."""
+    names, imgsz, arch = ckpt["names"], ckpt["imgsz"], ckpt["arch"]
+    problem = None
+    if not isinstance(arch, (dict, str)):
+        problem = f"arch is {type(arch).__name__}, not a mapping"
+    elif not isinstance(ckpt["state_dict"], dict):
+        problem = f"state_dict is {type(ckpt['state_dict']).__name__}, not a mapping"
+    elif not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        problem = f"names={names!r} is not a list of class names"
+    elif isinstance(arch, dict) and arch.get("nc") not in (None, len(names)):
+        problem = f"names has {len(names)} entries but its arch has nc={arch.get('nc')}"
+    elif isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32:
+        problem = f"imgsz={imgsz!r} is not a multiple of 32"
+    if problem:
+        raise ModelError(f"{p}: damaged checkpoint: {problem}")
 
 
 def load_checkpoint(path: str | Path, *, mmap: bool = False) -> tuple[Detector, dict]:

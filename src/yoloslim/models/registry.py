@@ -92,7 +92,8 @@ def build_model(
     Args:
         model: ``"damo-nano"``, an arch dict, or a path to an ``arch.yaml``.
         nc: number of classes; defaults to ``len(names)``, else the arch's ``nc``, else 80.
-            Overriding the arch's ``nc`` drops its ``layers`` record (the head changes).
+            Overriding the arch's ``nc`` keeps a pruned arch's ``layers`` record (its
+            widths) but for the class convs, which get ``nc`` outputs.
         names: class names (length ``nc``).
 
     Returns:
@@ -116,7 +117,11 @@ def build_model(
     arch = arch_from(model, nc or 80)
     if nc is not None and nc != arch["nc"]:
         arch["nc"] = nc
-        arch.pop("layers", None)
+        if "layers" in arch:  # a pruned model's widths are kept; only its class convs change
+            arch["layers"] = {
+                k: [nc, *v[1:]] if k.startswith("head.cls_preds.") else v
+                for k, v in arch["layers"].items()
+            }
     if names is not None and len(names) != arch["nc"]:
         raise ModelError(f"names has {len(names)} entries but the model has nc={arch['nc']}")
     layers = arch.pop("layers", None)

@@ -355,6 +355,10 @@ def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
             f"{p}: a CoreML package runs on Apple devices only; `yoloslim info` describes it, "
             f"and this takes one of {sorted(SUFFIXES)}"
         )
+    if p.is_dir() and p.suffix not in SUFFIXES and p.suffix != ".mlpackage":
+        inside = [p / n for n in ("best.pt", "pruned.pt", "model.onnx", "model.xml")]
+        hint = next((f"; did you mean {f}?" for f in inside if f.is_file()), "")
+        raise ModelError(f"{p}: is a folder, not an artifact{hint}")
     if p.suffix not in SUFFIXES and p.suffix != ".mlpackage":
         raise ModelError(
             f"{p}: unknown artifact type {p.suffix!r}; expected one of {sorted(SUFFIXES)}"

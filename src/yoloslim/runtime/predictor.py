@@ -75,7 +75,7 @@ class Detections:
         ]
 
 
-def _check_count(name: str, value, *, allow_none: bool = False) -> None:
+def check_count(name: str, value, *, allow_none: bool = False) -> None:
     """``value`` an integer >= 1 (or None when ``allow_none``), else :class:`ConfigError`."""
     problem = None if value is None and allow_none else int_problem(value)
     if problem:
@@ -123,7 +123,7 @@ class Predictor:
         ov_precision: str | None = None,
     ) -> None:
         check_nms_settings(conf=conf, iou=iou, max_det=max_det)
-        _check_count("threads", threads, allow_none=True)
+        check_count("threads", threads, allow_none=True)
         check_imgsz(imgsz)
         self.backend = load_backend(artifact, threads=threads, hint=ov_precision)
         refuse_end_to_end(self.backend, "predict")
@@ -225,7 +225,7 @@ class Predictor:
             >>> for image, det in Predictor("best.pt").stream("photos/"):  # doctest: +SKIP
             ...     print(det.source, len(det))
         """
-        _check_count("batch", batch)
+        check_count("batch", batch)
         return self._stream(source, batch, skip_unreadable)
 
     def _stream(
@@ -344,7 +344,7 @@ class BatchingPredictor:
     def __init__(
         self, predictor: Predictor, *, max_batch: int = 8, max_wait_ms: float = 5.0
     ) -> None:
-        _check_count("max_batch", max_batch)
+        check_count("max_batch", max_batch)
         if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, numbers.Real):
             raise ConfigError(f"max_wait_ms={max_wait_ms!r} must be a number >= 0")
         if not max_wait_ms >= 0:
