@@ -9,6 +9,10 @@ An arch is a plain dict (YAML-serialisable)::
      "head": {"width": [..] | null, "num_convs": 1, "reg_max": 16, "strides": [8, 16, 32]},
      "layers": {module_path: [out, in] for every Conv2d, [n] for every BatchNorm2d}}
 
+A ``conv`` stage (the stem) is one strided 3x3 conv: its ``depth`` must be 0, and its
+``kernel`` and ``ratio`` are not used (the search writes its genome's values there). The
+three ``out_indices`` are increasing, and ``head.strides`` double from level to level.
+
 ``layers`` is optional on input (derived from the spec) and always present on
 output (:func:`arch_of`), so a pruned model -- whose convs no longer match the
 spec's widths -- rebuilds exactly from its arch, with no pickled classes.
