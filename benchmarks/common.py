@@ -12,8 +12,10 @@ Prints one JSON object (checkpoint path, mAP, training seconds).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -39,7 +41,8 @@ def synthetic_data(path: Path = DATA, images: int = 1000, imgsz: int = 320) -> P
 def train_config(
     epochs: int, imgsz: int = 320, static_assigner: int = 0, **overrides
 ) -> ys.TrainConfig:
-    """The benchmarks' common recipe (the one train_synth.py measured).
+    """The benchmarks' common recipe (train_synth.py's, but for ``close_mosaic``,
+    ``val_interval`` and the ATSS epochs, which train_synth leaves to the trainer).
 
     It pins ``loss.static_assigner_epochs`` to ``static_assigner``, by default 0, the recipe
     every cached run used; the library's default for a model trained from scratch is ATSS
@@ -85,16 +88,50 @@ def resumable(out: Path, cfg: ys.TrainConfig) -> bool:
     return True
 
 
-def cached(out: Path, name: str, fn) -> dict:
-    """``fn()`` (a JSON-able dict, ``seconds`` added) computed once and kept in ``out/name.json``."""
+def cached(out: Path, name: str, fn, inputs: dict | None = None) -> dict:
+    """``fn()`` (a JSON-able dict, ``seconds`` added) computed once and kept in ``out/name.json``.
+
+    ``inputs`` (what the row was made from: :func:`data_key`, :func:`file_key`) is kept with it;
+    a kept row made from other inputs is made again, so another data set or teacher never
+    reuses it. A kept row without recorded inputs (made before they were, or a pooled copy
+    from another host) is used as it is. A row read back carries ``"cached": true``.
+    """
     path = Path(out) / f"{name}.json"
     if path.exists():
-        return json.loads(path.read_text())
+        row = json.loads(path.read_text())
+        if inputs is None or row.get("inputs", inputs) == inputs:
+            return {**row, "cached": True}
+        print(f"{path} was made from other inputs; making it again", file=sys.stderr)
     t0 = time.time()
     row = fn()
     row["seconds"] = round(time.time() - t0, 1)
+    if inputs is not None:
+        row["inputs"] = inputs
     atomic_write_text(path, json.dumps(row, default=str))
     return row
+
+
+def file_key(path: Path) -> dict:
+    """A file's identity on any host: its name and a digest of its bytes."""
+    return {"name": Path(path).name, "sha1": hashlib.sha1(Path(path).read_bytes()).hexdigest()}
+
+
+def data_key(data: Path) -> dict:
+    """A YOLO-layout set's identity on any host: its image count and a digest of its labels."""
+    root = Path(data).parent
+    labels = sorted(root.rglob("labels/**/*.txt"))
+    digest = hashlib.sha1()
+    for f in labels:
+        digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    images = sum(1 for p in root.rglob("images/**/*") if p.is_file())
+    return {"images": images, "labels_sha1": digest.hexdigest()}
+
+
+def baseline_ckpt(model: str = "damo-tiny", root: Path = ROOT) -> Path:
+    """The baseline checkpoint done.json names (the extended run's after ``--extend``), else
+    ``root/model/best.pt``."""
+    info = _info(model, root)
+    return Path(info["ckpt"]) if info else Path(root) / model / "best.pt"
 
 
 def _info(model: str, root: Path = ROOT) -> dict | None:

@@ -37,6 +37,12 @@ import common  # noqa: E402  (the benchmarks' shared helpers, not a package)
 def _wait_for_baseline(timeout_s: float) -> Path:
     done = common.ROOT / "damo-tiny" / "done.json"
     t0 = time.time()
+    if not done.exists():
+        print(
+            f"waiting up to {timeout_s:.0f} s for {done} (benchmarks/common.py trains the "
+            "baseline; --wait sets the wait)",
+            file=sys.stderr,
+        )
     while not done.exists():
         if time.time() - t0 > timeout_s:
             raise SystemExit(f"{done} did not appear within {timeout_s:.0f} s")
@@ -58,6 +64,18 @@ def _subset(data: Path, n: int, out: Path) -> Path:
     path = out / f"data_{n}.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
+
+
+def _count(data: Path, split: str) -> int:
+    """The images of a data.yaml's split: a folder's, or a list file's lines."""
+    cfg = yaml.safe_load(Path(data).read_text())
+    src = Path(cfg[split])
+    src = src if src.is_absolute() else Path(cfg.get("path") or Path(data).parent) / src
+    if not src.is_absolute():
+        src = Path(data).parent / src
+    if src.is_file():
+        return sum(1 for line in src.read_text().splitlines() if line.strip())
+    return sum(1 for p in src.iterdir() if p.is_file())
 
 
 def _metrics(ckpt: Path, val_data: Path) -> dict:
@@ -98,19 +116,29 @@ def main() -> None:
     teacher = args.teacher or _wait_for_baseline(args.wait)
     data = _subset(full, args.train_images, out)
     tag = f"e{args.epochs}_n{args.train_images}_s{args.seed}"
+    # kept rows are reused only for the same set, subset and (where it matters) teacher
+    on_data = {"data": common.data_key(full), "train_images": args.train_images}
+    with_teacher = {**on_data, "teacher": common.file_key(teacher)}
+    default_teacher = args.teacher is None
     result: dict = {
         "teacher": {
-            "model": "damo-tiny",
-            "note": "the issue asks for damo-small; too costly on this 2-core machine, so the "
-            "trained damo-tiny baseline (runs/base/damo-tiny) is the teacher",
+            "model": "damo-tiny" if default_teacher else "given by --teacher",
+            "note": (
+                "the issue asks for damo-small; too costly on this 2-core machine, so the "
+                "trained damo-tiny baseline (runs/base/damo-tiny) is the teacher"
+                if default_teacher
+                else "--teacher"
+            ),
             "path": str(teacher),
-            **common.cached(out, "teacher", lambda: _teacher_metrics(teacher, full)),
+            **common.cached(
+                out, "teacher", lambda: _teacher_metrics(teacher, full), inputs=with_teacher
+            ),
         },
         "settings": {
             "epochs": args.epochs,
             "recover_epochs": args.recover_epochs,
-            "train_images": args.train_images or 800,
-            "val_images": 200,
+            "train_images": _count(data, "train"),
+            "val_images": _count(full, "val"),
             "imgsz": 320,
             "seed": args.seed,
             "loss": args.loss,
@@ -127,6 +155,7 @@ def main() -> None:
         lambda: (lambda r: _final(r.report, r.best))(
             ys.train("damo-nano", data, config=cfg, out=out / f"nano_plain_{tag}", exist_ok=True)
         ),
+        inputs=on_data,
     )
     kd = common.cached(
         out,
@@ -141,6 +170,7 @@ def main() -> None:
                 exist_ok=True,
             )
         ),
+        inputs=with_teacher,
     )
     result["student"] = {
         "model": "damo-nano",
@@ -153,11 +183,11 @@ def main() -> None:
     if args.skip_prune:
         result["pruned"] = {"skipped": "--skip-prune"}
     else:
-        result["pruned"] = _prune_part(args, out, full, data, teacher)
+        result["pruned"] = _prune_part(args, out, full, data, teacher, with_teacher)
     print(json.dumps(result, indent=2, default=str))
 
 
-def _prune_part(args, out: Path, full: Path, data: Path, teacher: Path) -> dict:
+def _prune_part(args, out: Path, full: Path, data: Path, teacher: Path, inputs: dict) -> dict:
     try:
         from yoloslim.compress.prune import PruneConfig, prune
     except ImportError as e:
@@ -178,7 +208,7 @@ def _prune_part(args, out: Path, full: Path, data: Path, teacher: Path) -> dict:
         row.update(gflops_before=before.get("gflops"), gflops_after=after.get("gflops"))
         return row
 
-    pruned = common.cached(out, f"pruned_r{args.ratio}", do_prune)
+    pruned = common.cached(out, f"pruned_r{args.ratio}", do_prune, inputs=inputs)
     student = ys.load_checkpoint(pruned["ckpt"])[0]
     # a fine-tuning recipe: half the from-scratch peak LR, short warm-up
     cfg = common.train_config(
@@ -194,6 +224,7 @@ def _prune_part(args, out: Path, full: Path, data: Path, teacher: Path) -> dict:
         lambda: (lambda r: _final(r.report, r.best))(
             ys.train(student, data, config=cfg, out=out / f"recover_plain_{tag}", exist_ok=True)
         ),
+        inputs=inputs,
     )
     dcfg = ys.DistillConfig(loss=args.loss, train=cfg)
     kd = common.cached(
@@ -209,6 +240,7 @@ def _prune_part(args, out: Path, full: Path, data: Path, teacher: Path) -> dict:
                 exist_ok=True,
             )
         ),
+        inputs=inputs,
     )
     return {
         "model": f"damo-tiny pruned (ratio {args.ratio}, l2, no fine-tuning inside prune)",

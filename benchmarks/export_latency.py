@@ -4,8 +4,10 @@ OpenVINO FP32 and FP16 weights; each artifact in its own worker process, rounds 
     .venv/bin/python benchmarks/export_latency.py [--model damo-tiny] [--imgsz 320]
 
 Prints one JSON object. Weights are random (latency does not depend on them). The
-"pytorch_eager" row runs the checkpoint as trained (RepConv branches unfused); every
-exported artifact holds the re-parameterised model. OpenVINO's CPU plugin picks its
+"pytorch_eager" row runs the checkpoint in eager PyTorch in its deploy form (RepConv and
+Conv+BN folded, as the torch backend runs every checkpoint), so every row is the same
+re-parameterised network and the speedups are the runtimes' alone, not the folding's
+(``yoloslim export``'s reparam report measures that). OpenVINO's CPU plugin picks its
 own inference precision (bf16 on AMX CPUs even for FP32 IR): the JSON reports the
 INFERENCE_PRECISION_HINT each compiled model actually used.
 """

@@ -38,7 +38,15 @@ import time
 from pathlib import Path
 
 import torch
-from common import cached, paired, recipe_tag, resumable, synthetic_data, train_config
+from common import (
+    cached,
+    data_key,
+    paired,
+    recipe_tag,
+    resumable,
+    synthetic_data,
+    train_config,
+)
 
 import yoloslim as ys
 from yoloslim.models.registry import get_arch
@@ -245,6 +253,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     data = synthetic_data()
+    data_id = data_key(data)  # cached training rows are reused only on this same set
 
     nano = get_arch("damo-nano", NC)
     nano_cost = measure_cost(nano, args.imgsz)
@@ -393,6 +402,7 @@ def main() -> None:
                         lambda m=model, n=name, sd=sd, sfx=sfx: train_eval(
                             m, data, e, out / f"{n}{rec}{sfx}", seed=sd, static_assigner=sa
                         ),
+                        inputs=data_id,
                     )
                 )
             result[key]["runs"] = [dict(r, seed=sd) for r, sd in zip(runs, seeds, strict=True)]
@@ -430,6 +440,7 @@ def main() -> None:
                 out,
                 run,
                 lambda a=arch, r=run: train_eval(a, data, te, out / r, static_assigner=sa),
+                inputs=data_id,
             )
             rows.append(
                 {

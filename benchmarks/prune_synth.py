@@ -2,7 +2,8 @@
 
     flock /tmp/yoloslim-heavy.lock .venv/bin/python benchmarks/prune_synth.py [--epochs 3]
 
-Starts from runs/base/damo-tiny/best.pt (benchmarks/common.py; waits for its done.json),
+Starts from the damo-tiny baseline (benchmarks/common.py; waits for its done.json and takes the
+checkpoint it names, the extended run's after ``--extend``),
 prunes it three ways, fine-tunes each ``--epochs`` epochs, then exports the baseline and
 the three pruned models to OpenVINO and times all four together at batch 1 (one worker
 process per artifact, interleaved rounds). Prints one JSON object.
@@ -21,8 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from pathlib import Path
+
+import common
 
 import yoloslim as ys
 from yoloslim.bench.flops import model_profile
@@ -35,6 +39,12 @@ DATA = Path("runs/base/data/data.yaml")
 
 def _wait(done: Path, timeout_s: float) -> None:
     t0 = time.time()
+    if not done.exists():
+        print(
+            f"waiting up to {timeout_s:.0f} s for {done} (benchmarks/common.py trains the "
+            "baseline; --wait sets the wait)",
+            file=sys.stderr,
+        )
     while not done.exists():
         if time.time() - t0 > timeout_s:
             raise SystemExit(f"{done} did not appear within {timeout_s:.0f} s")
@@ -43,7 +53,9 @@ def _wait(done: Path, timeout_s: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--ckpt", type=Path, default=BASE / "best.pt")
+    ap.add_argument(
+        "--ckpt", type=Path, help="default: the baseline BASE/done.json names (common.py)"
+    )
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", type=Path, default=Path("runs/prune_synth"))
     ap.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per variant")
@@ -57,10 +69,12 @@ def main() -> None:
     ap.add_argument("--wait", type=float, default=5400, help="seconds to wait for the baseline")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    _wait(args.ckpt.parent / "done.json", args.wait)
+    if args.ckpt is None:  # the extended run's after common.py --extend, as the others use
+        _wait(BASE / "done.json", args.wait)
+        args.ckpt = common.baseline_ckpt()
 
     finetune = {"cache": True, "augment": {"mosaic": 0.5}, "workers": 1}
-    common = dict(
+    shared = dict(
         criterion=args.criterion,
         finetune_epochs=args.epochs,
         imgsz=args.imgsz,
@@ -80,7 +94,7 @@ def main() -> None:
         res = prune(
             args.ckpt,
             args.data,
-            config=PruneConfig(**common, **plans[name]),
+            config=PruneConfig(**shared, **plans[name]),
             out=args.out / name,
         )
         seconds[name] = round(time.time() - t0, 1)

@@ -25,6 +25,8 @@ import json
 import time
 from pathlib import Path
 
+import common
+
 import yoloslim as ys
 from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
 from yoloslim.compress.quant_config import AdvancedQuantConfig
@@ -39,7 +41,9 @@ def _wait(done: Path, seconds: float) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--ckpt", default="runs/base/damo-tiny/best.pt")
+    ap.add_argument(
+        "--ckpt", help="default: the baseline runs/base/damo-tiny/done.json names (common.py)"
+    )
     ap.add_argument("--data", default="runs/base/data/data.yaml")
     ap.add_argument("--out", default="runs/quant_synth")
     ap.add_argument("--imgsz", type=int, default=320)
@@ -49,17 +53,28 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=15, help="interleaved latency rounds of 10 runs")
     ap.add_argument("--wait", type=float, default=0, help="seconds to wait for done.json")
-    ap.add_argument("--skip", default="", help="comma-separated variants to skip")
+    ap.add_argument(
+        "--skip",
+        default="",
+        help="comma-separated variants to skip (not int8_yoloslim_ov: the float rows are its)",
+    )
     args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    if "int8_yoloslim_ov" in skip:
+        ap.error("--skip int8_yoloslim_ov: the float and fp16 rows come from its report")
 
-    ckpt = Path(args.ckpt)
-    _wait(ckpt.parent / "done.json", args.wait)
+    _wait(common.ROOT / "damo-tiny" / "done.json", args.wait if args.ckpt is None else 0)
+    ckpt = Path(args.ckpt) if args.ckpt else common.baseline_ckpt()
+    if not ckpt.is_file():
+        raise SystemExit(
+            f"{ckpt} does not exist: train the baseline first "
+            "(benchmarks/common.py --model damo-tiny --epochs 6 --extend 8) or give --ckpt"
+        )
     out = Path(args.out)
     t0 = time.time()
     exp = ys.export(ckpt, out / "export", formats=["onnx"], imgsz=args.imgsz)
     onnx_path = Path(exp.artifacts["onnx"])
     imgsz = int(exp.report["imgsz"])
-    skip = set(filter(None, args.skip.split(",")))
 
     adv = dict(
         latency=False,
@@ -145,7 +160,9 @@ def main() -> None:
         json.dumps(
             {
                 "ckpt": str(ckpt),
-                "baseline_done": (ckpt.parent / "done.json").exists(),
+                # the baseline's training finished and this is the checkpoint it names
+                "baseline_done": common.baseline_ckpt() == ckpt
+                and (common.ROOT / "damo-tiny" / "done.json").exists(),
                 "imgsz": imgsz,
                 "calib_images": main_rep["calibration"]["images"],
                 "max_drop_points": args.max_drop,

@@ -21,7 +21,15 @@ import time
 from pathlib import Path
 
 import torch
-from common import cached, model_name, recipe_tag, resumable, synthetic_data, train_config
+from common import (
+    cached,
+    data_key,
+    model_name,
+    recipe_tag,
+    resumable,
+    synthetic_data,
+    train_config,
+)
 
 import yoloslim as ys
 from yoloslim.train.trainer import resolve_device
@@ -82,7 +90,8 @@ def main() -> None:
             "val_curve": [[r["epoch"], r["map"]] for r in curve if r.get("map") is not None],
         }
 
-    rows = {s: cached(out, f"{tag}_s{s}", lambda s=s: run(s)) for s in seeds}
+    data_id = data_key(data)  # a kept run is reused only on this same set
+    rows = {s: cached(out, f"{tag}_s{s}", lambda s=s: run(s), inputs=data_id) for s in seeds}
     print(
         json.dumps(
             {
@@ -96,6 +105,7 @@ def main() -> None:
                 "map_spread": spread([rows[s]["map"] for s in seeds]),
                 "map50_spread": spread([rows[s]["map50"] for s in seeds]),
                 "train_s": [rows[s]["train_s"] for s in seeds],
+                "cached_seeds": [s for s in seeds if rows[s].get("cached")],
             }
         )
     )

@@ -44,12 +44,20 @@ def worker(model: str, epochs: int, threads: int, workers: int, out: Path) -> di
     data = synthetic_data()
     cfg = train_config(epochs, threads=threads or None, workers=workers, val_interval=epochs)
     t0 = time.time()
-    ys.train(model, data, config=cfg, out=out, exist_ok=True)
+    used: list[int] = []  # read while it trains: train() gives the caller its count back
+    ys.train(
+        model,
+        data,
+        config=cfg,
+        out=out,
+        exist_ok=True,
+        on_epoch_end=lambda epoch, row: used.append(torch.get_num_threads()),
+    )
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     epoch_s = [r["epoch_s"] for r in rows]
     return {
         "threads": threads,
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": sorted(set(used)) if len(set(used)) > 1 else used[0],
         "workers": workers,
         "epoch_s": epoch_s,
         "epoch_s_median": round(statistics.median(epoch_s[1:] or epoch_s), 2),
