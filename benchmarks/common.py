@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -92,8 +93,9 @@ def cached(out: Path, name: str, fn, inputs: dict | None = None) -> dict:
     """``fn()`` (a JSON-able dict, ``seconds`` added) computed once and kept in ``out/name.json``.
 
     ``inputs`` (what the row was made from: :func:`data_key`, :func:`file_key`) is kept with it;
-    a kept row made from other inputs is made again, so another data set or teacher never
-    reuses it. A kept row without recorded inputs (made before they were, or a pooled copy
+    a kept row made from other inputs is made again (its run folder ``out/name``, which the
+    scripts name as the row, moved to ``out/name.stale`` first, so that nothing resumes it),
+    so another data set or teacher never reuses it. A kept row without recorded inputs (made before they were, or a pooled copy
     from another host) is used as it is. A row read back carries ``"cached": true``.
     """
     path = Path(out) / f"{name}.json"
@@ -101,6 +103,12 @@ def cached(out: Path, name: str, fn, inputs: dict | None = None) -> dict:
         row = json.loads(path.read_text())
         if inputs is None or row.get("inputs", inputs) == inputs:
             return {**row, "cached": True}
+        # its run folder (the scripts name it as the row) would be resumed as finished
+        run = Path(out) / name
+        if run.is_dir():
+            stale = run.with_name(f"{name}.stale")
+            shutil.rmtree(stale, ignore_errors=True)
+            run.rename(stale)
         print(f"{path} was made from other inputs; making it again", file=sys.stderr)
     t0 = time.time()
     row = fn()

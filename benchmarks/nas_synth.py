@@ -164,7 +164,13 @@ def _shard(spec: str | None, ap: argparse.ArgumentParser) -> tuple[int, int] | N
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="runs/bench_nas")
-    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument(
+        "--imgsz",
+        type=int,
+        default=320,
+        help="the search's size (its FLOPs and latency); the trainings are at 320, the "
+        "benchmarks' recipe",
+    )
     ap.add_argument("--population", type=int, default=32)
     ap.add_argument("--iterations", type=int, default=500)
     ap.add_argument("--init-repeats", type=int, default=3)
@@ -371,7 +377,8 @@ def main() -> None:
     }
     if args.latency:
         result["search"]["latency_budget_ms"] = res["report"]["budget"]["latency_ms"]
-        # both timed again in this process, interleaved, so drift hits them alike
+        # both timed again in this process, interleaved, so drift hits them alike (as the
+        # search's latency budget measures them: torch in process, not one worker each)
         times: dict[str, list[float]] = {"found": [], "damo_nano": []}
         for _ in range(5):
             for key, arch in (("found", res["arch"]), ("damo_nano", nano)):

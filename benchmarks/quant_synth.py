@@ -161,7 +161,7 @@ def main() -> None:
             {
                 "ckpt": str(ckpt),
                 # the baseline's training finished and this is the checkpoint it names
-                "baseline_done": common.baseline_ckpt() == ckpt
+                "baseline_done": common.baseline_ckpt().resolve() == ckpt.resolve()
                 and (common.ROOT / "damo-tiny" / "done.json").exists(),
                 "imgsz": imgsz,
                 "calib_images": main_rep["calibration"]["images"],

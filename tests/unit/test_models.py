@@ -270,19 +270,17 @@ def _edit(path: str, value):
         # reversed taps built and decoded the stride-8 map at stride 32 (anchors far outside)
         ("backbone.out_indices", [4, 3, 2], r"out_indices=\[4, 3, 2\] .* increasing order"),
         ("backbone.out_indices", [2, 3, 3], "increasing order"),
-        ("backbone.out_indices", 4, "must list 3 integers"),
+        ("backbone.out_indices", 4, "must be 3 integers"),
         ("head.strides", [16, 32, 32], r"head.strides=\[16, 32, 32\] must each double"),
-        ("head.strides", [8, 16], "must list 3 integers"),
-        ("head.strides", "8,16,32", "must list 3 integers"),
-        ("head.width", [32, 32], "head.width=.* must list 3 integers"),
+        ("head.strides", [8, 16], "must be 3 integers"),
+        ("head.strides", "8,16,32", "must be 3 integers"),
+        ("head.width", [32, 32], "head.width=.* must be 3 integers"),
         ("head.width", -8, r"head.width=-8 must be an integer >= 1"),
         ("neck.kernel", 4, "neck.kernel=4 must be 1, 3, 5 or 7"),
         ("neck.depth", -1, "neck.depth=-1 must be an integer >= 0"),
         ("neck.depth", "two", "neck.depth='two'"),
         ("neck.ratio", 0, r"neck.ratio=0 must be a number in \(0, 4\]"),
         ("backbone.stages.1.ratio", True, r"stages\[1\].ratio=True"),
-        # a conv stage is one strided conv: blocks named for it were silently not built
-        ("backbone.stages.0.depth", 3, r"stages\[0\].depth=3 must be 0 for a conv stage"),
     ],
 )
 def test_arch_mistakes_are_named_not_built(path, value, match, tmp_path):
@@ -294,6 +292,23 @@ def test_arch_mistakes_are_named_not_built(path, value, match, tmp_path):
     f.write_text(yaml.safe_dump(_edit(path, value)))
     with pytest.raises(ModelError, match=r"arch\.yaml: arch: "):
         build_model(str(f))
+
+
+def test_archs_that_built_before_still_build(caplog):
+    # a conv stage given blocks built none (warned about now, not refused: checkpoints of
+    # it hold no weights for them), and tuples where lists are written
+    arch = _edit("backbone.stages.0.depth", 3)
+    with caplog.at_level("WARNING", logger="yoloslim.models.arch"):
+        model = build_model(arch)
+    assert "stages[0] is a conv stage (one strided 3x3 conv): its depth=3 is not built" in (
+        caplog.text
+    )
+    assert count_params(model) == count_params(build_model(_nano_arch()))
+    arch = _nano_arch()
+    arch["backbone"]["out_indices"] = tuple(arch["backbone"]["out_indices"])
+    arch["head"]["strides"] = tuple(arch["head"]["strides"])
+    assert build_model(arch).head.strides == (8, 16, 32)
+    assert arch_of(build_model(arch))["backbone"]["out_indices"] == [2, 3, 4]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])

@@ -130,3 +130,35 @@ def test_paired_seeds_compares_the_cached_pairs(tmp_path):
     assert row["seeds"] == [1, 2] and row["stopped"] == []
     assert row["a_map"] == [0.5, 0.6] and row["b_map"] == [0.4, 0.7]
     assert row["paired"]["diffs"] == [0.1, -0.1] and row["paired"]["ahead"] == 1
+
+
+def test_a_kept_row_is_made_again_from_other_inputs_and_its_run_folder_set_aside(tmp_path):
+    # a kept row was reused whatever data set or teacher made it
+    common = _load("common")
+    made = []
+
+    def fn():
+        made.append(1)
+        (tmp_path / "row").mkdir(exist_ok=True)  # the run folder the scripts name as the row
+        return {"map": len(made)}
+
+    first = common.cached(tmp_path, "row", fn, inputs={"data": "a"})
+    again = common.cached(tmp_path, "row", fn, inputs={"data": "a"})
+    assert (first["map"], again["map"], again["cached"]) == (1, 1, True)
+    other = common.cached(tmp_path, "row", fn, inputs={"data": "b"})
+    assert other["map"] == 2 and "cached" not in other
+    assert (tmp_path / "row.stale").is_dir()  # not resumed as a finished run
+    # a row kept without inputs (an older or pooled one) is used as it is
+    (tmp_path / "old.json").write_text('{"map": 7}')
+    assert common.cached(tmp_path, "old", fn, inputs={"data": "a"})["map"] == 7
+
+
+def test_data_key_tells_sets_apart_by_their_labels(tmp_path):
+    import yoloslim as ys
+
+    common = _load("common")
+    a = ys.synthesize(tmp_path / "a", images=6, imgsz=64, classes=2, seed=0)
+    b = ys.synthesize(tmp_path / "b", images=6, imgsz=64, classes=2, seed=1)
+    c = ys.synthesize(tmp_path / "c", images=6, imgsz=64, classes=2, seed=0)
+    assert common.data_key(a)["images"] == 6
+    assert common.data_key(a) == common.data_key(c) != common.data_key(b)

@@ -30,8 +30,13 @@ def models(
             name,
             f"{r['params_deploy'] / 1e6:.2f}",
             f"{r['params'] / 1e6:.2f}",
-            f"{r['gmacs']:.3g}",  # significant digits: small sizes showed 0.00
-            f"{r['gflops']:.3g}",
+            _figure(r["gmacs"]),
+            _figure(r["gflops"]),
         )
     print_table(table)
     write_json(json_path, {name: {**r, "imgsz": imgsz, "nc": nc} for name, r in rows.items()})
+
+
+def _figure(x: float) -> str:
+    """Two decimals, or three significant digits under 1 (small sizes showed 0.00)."""
+    return f"{x:.2f}" if x >= 1 else f"{x:.3g}"

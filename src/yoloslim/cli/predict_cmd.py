@@ -20,8 +20,9 @@ def predict(
         None,
         callback=check_out_folder,
         help="Folder for the drawn images (SAVE/<stem>.jpg; <stem>_<ext>.jpg where two "
-        "images share a stem) or video (SAVE/<stem>.mp4), and detections.json. Refused "
-        "when a drawn file would replace an input (e.g. a .jpg source in its own folder).",
+        "images share a stem, then _2, _3 where that is taken) or video (SAVE/<stem>.mp4), "
+        "and detections.json. Refused when a drawn file would replace an input (e.g. a .jpg "
+        "source in its own folder) or when it holds a detections.json predict did not write.",
     ),
     conf: float = typer.Option(0.25, help="Confidence threshold."),
     iou: float = typer.Option(0.65, help="NMS IoU threshold."),
@@ -75,8 +76,10 @@ def predict(
 
 class _Records(list):
     """The results so far. The first one removes an earlier run's ``detections.json`` from
-    ``save``: this run's drawings then start to replace that run's, which it no longer
-    describes (a run that fails before its first result leaves both as they were)."""
+    ``save``: this run's drawn images then start to replace that run's, which it no longer
+    describes (a run that fails before its first result leaves both as they were). A drawn
+    video replaces the earlier one only once whole, so a stopped video run leaves its
+    partial ``detections.json`` beside the earlier run's video."""
 
     def __init__(self, save: Path | None) -> None:
         super().__init__()

@@ -453,7 +453,9 @@ def distill(
         >>> res.artifacts["best"]
     """
     out = Path(out)
-    if resume and data is None and (out / "last.pt").is_file():  # the run's own, as train()
+    if resume and data is None:  # the run's own, as train()
+        if not (out / "last.pt").is_file():
+            raise ConfigError(f"resume: {out / 'last.pt'} does not exist")
         data = recorded_data(out, read_checkpoint(out / "last.pt", mmap=True))
     names = load_data_config(data).names
     if resume:

@@ -9,8 +9,8 @@ An arch is a plain dict (YAML-serialisable)::
      "head": {"width": [..] | null, "num_convs": 1, "reg_max": 16, "strides": [8, 16, 32]},
      "layers": {module_path: [out, in] for every Conv2d, [n] for every BatchNorm2d}}
 
-A ``conv`` stage (the stem) is one strided 3x3 conv: its ``depth`` must be 0, and its
-``kernel`` and ``ratio`` are not used (the search writes its genome's values there). The
+A ``conv`` stage (the stem) is one strided 3x3 conv: a ``depth`` other than 0 is warned
+about and taken as 0, and its ``kernel`` and ``ratio`` are not used (the search writes its genome's values there). The
 three ``out_indices`` are increasing, and ``head.strides`` double from level to level.
 
 ``layers`` is optional on input (derived from the spec) and always present on
@@ -21,6 +21,7 @@ spec's widths -- rebuilds exactly from its arch, with no pickled classes.
 from __future__ import annotations
 
 import copy
+import logging
 from pathlib import Path
 
 import yaml
@@ -30,6 +31,8 @@ from yoloslim.configs import one_of
 from yoloslim.errors import ModelError
 from yoloslim.models.backbone import BLOCKS
 from yoloslim.models.blocks import ACTIVATIONS
+
+log = logging.getLogger(__name__)
 
 __all__ = ["validate_arch", "arch_of", "apply_layers", "layer_shapes", "load_arch_yaml"]
 
@@ -68,12 +71,13 @@ def _ratio(v: object, where: str) -> None:
         raise ModelError(f"arch: {where}={v!r} must be a number in (0, 4]")
 
 
-def _int_list(v: object, where: str, minimum: int = 1) -> None:
-    """``v`` a list of 3 integers >= ``minimum`` (one per detection level)."""
-    if not isinstance(v, list) or len(v) != 3:
-        raise ModelError(f"arch: {where}={v!r} must list 3 integers, one per level")
+def _int_list(v: object, where: str, minimum: int = 1) -> list[int]:
+    """``v`` (a list or tuple) as a list of 3 integers >= ``minimum`` (one per level)."""
+    if not isinstance(v, (list, tuple)) or len(v) != 3:
+        raise ModelError(f"arch: {where}={v!r} must be 3 integers, one per level")
     for i, x in enumerate(v):
         _pos_int(x, f"{where}[{i}]", minimum)
+    return list(v)
 
 
 def validate_arch(arch: dict) -> dict:
@@ -101,15 +105,20 @@ def validate_arch(arch: dict) -> dict:
         _kernel(s["kernel"], f"backbone.stages[{i}].kernel")
         _ratio(s["ratio"], f"backbone.stages[{i}].ratio")
         if s["block"] == "conv" and s["depth"] != 0:
-            # its body is empty: blocks the file names would silently not be built
-            raise ModelError(
-                f"arch: backbone.stages[{i}].depth={s['depth']} must be 0 for a conv stage "
-                "(one strided 3x3 conv; use csp or res for blocks)"
+            # its body is empty: blocks the file names are not built. Not refused: a model
+            # saved from such an arch was built (and its weights saved) with none
+            log.warning(
+                "arch: backbone.stages[%d] is a conv stage (one strided 3x3 conv): its "
+                "depth=%s is not built; use csp or res for blocks",
+                i,
+                s["depth"],
             )
-    out_idx = a["backbone"].setdefault(
-        "out_indices", [len(stages) - 3, len(stages) - 2, len(stages) - 1]
+            s["depth"] = 0
+    out_idx = a["backbone"]["out_indices"] = _int_list(
+        a["backbone"].get("out_indices", [len(stages) - 3, len(stages) - 2, len(stages) - 1]),
+        "backbone.out_indices",
+        0,
     )
-    _int_list(out_idx, "backbone.out_indices", 0)
     if out_idx != sorted(set(out_idx)) or out_idx[-1] >= len(stages):
         # the backbone returns its maps in stage order
         raise ModelError(
@@ -117,23 +126,24 @@ def validate_arch(arch: dict) -> dict:
             "in increasing order"
         )
     _check_keys(a["neck"], _NECK, "neck", {"out"})
-    _int_list(a["neck"]["out"], "neck.out")
+    a["neck"]["out"] = _int_list(a["neck"]["out"], "neck.out")
     _pos_int(a["neck"].setdefault("depth", 1), "neck.depth", 0)
     _kernel(a["neck"].setdefault("kernel", 3), "neck.kernel")
     _ratio(a["neck"].setdefault("ratio", 0.5), "neck.ratio")
     _check_keys(a["head"], _HEAD, "head")
     _pos_int(a["head"].setdefault("reg_max", 16), "head.reg_max")
     _pos_int(a["head"].setdefault("num_convs", 1), "head.num_convs", 0)
-    head_strides = a["head"].setdefault("strides", [8, 16, 32])
-    _int_list(head_strides, "head.strides")
+    head_strides = a["head"]["strides"] = _int_list(
+        a["head"].get("strides", [8, 16, 32]), "head.strides"
+    )
     if head_strides[1] != 2 * head_strides[0] or head_strides[2] != 2 * head_strides[1]:
         raise ModelError(
             f"arch: head.strides={head_strides!r} must each double the last (the neck "
             "resizes by 2 between levels)"
         )
     width = a["head"].setdefault("width", None)
-    if isinstance(width, list):
-        _int_list(width, "head.width")
+    if isinstance(width, (list, tuple)):
+        a["head"]["width"] = _int_list(width, "head.width")
     elif width is not None:
         _pos_int(width, "head.width")
     strides = 1

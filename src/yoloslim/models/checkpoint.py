@@ -178,7 +178,7 @@ def _check_types(p: Path, ckpt: dict) -> None:
         problem = f"arch is {type(arch).__name__}, not a mapping"
     elif not isinstance(ckpt["state_dict"], dict):
         problem = f"state_dict is {type(ckpt['state_dict']).__name__}, not a mapping"
-    elif not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+    elif not isinstance(names, list):  # of class names (save_checkpoint keeps ints as given)
         problem = f"names={names!r} is not a list of class names"
     elif isinstance(arch, dict) and arch.get("nc") not in (None, len(names)):
         problem = f"names has {len(names)} entries but its arch has nc={arch.get('nc')}"
