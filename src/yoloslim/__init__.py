@@ -172,7 +172,7 @@ def load(path: str | Path, **options) -> Predictor:
 
     Checkpoints load with ``torch.load(weights_only=True)`` (no pickled classes);
     ``load(path).model`` is the rebuilt torch Detector. ``options`` go to Predictor
-    (``conf``, ``iou``, ``imgsz``, ``threads``, ``max_det``).
+    (``conf``, ``iou``, ``imgsz``, ``threads``, ``max_det``, ``ov_precision``, ``device``).
 
     Args:
         path: a yoloslim checkpoint, or an artifact that ``yoloslim export`` or

@@ -794,3 +794,13 @@ def test_a_table_too_wide_for_the_terminal_is_turned_not_cut():
     for c, a, b in zip(cols, *rows, strict=True):  # one line per column: name, then each row
         assert any(c in x and a in x and b in x for x in lines), c
     assert any(all(c in x for c in ("Model", "Params (M)", "x size")) for x in wide.splitlines())
+
+
+def test_predict_caps_detections_with_max_det(trained, data_yaml, tmp_path):
+    images = data_yaml.parent / "images" / "val"
+    save = tmp_path / "cap"
+    argv = ["predict", str(images), "--model", str(trained / "best.pt"), "--conf", "0.001"]
+    assert main([*argv, "--save", str(save), "--max-det", "2", "--device", "cpu"]) == 0
+    records = json.loads((save / "detections.json").read_text())
+    assert records and max(len(r["detections"]) for r in records) == 2
+    assert main([*argv, "--max-det", "0"]) == 2

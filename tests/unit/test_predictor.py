@@ -562,3 +562,24 @@ def test_loading_and_validating_log_what_ran_at_info(ckpt, tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records]
     assert any(f"{ckpt}: torch" in m and "computing in fp32, 64 px" in m for m in said), said
     assert any(f"{ckpt}: 2 val images at 64 px (torch, fp32): mAP50-95" in m for m in said), said
+
+
+def test_a_device_is_passed_to_the_runtime_and_checked(ckpt, monkeypatch):
+    # ys.load(path, device=...) was a TypeError
+    assert ys.load(ckpt, device="cpu").backend.device.type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="torch sees no CUDA device"):
+        Predictor(ckpt, device="cuda:0")
+    with pytest.raises(ConfigError, match="device=0 must be a string"):
+        Predictor(ckpt, device=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "match"), [("clip.mp4", "a video; this reads images"), ("clip.ts", "convert it")]
+)
+def test_a_video_where_an_image_is_read_is_named_as_one(ckpt, tmp_path, name, match):
+    # "cannot decode image (UnidentifiedImageError ...)" before
+    path = tmp_path / name
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    with pytest.raises(DataError, match=match):
+        Predictor(ckpt).predict(path)

@@ -28,6 +28,12 @@ def predict(
     iou: float = typer.Option(0.65, help="NMS IoU threshold."),
     imgsz: int = typer.Option(None, help="Input size, a multiple of 32 (default: the artifact's)."),
     batch: int = typer.Option(8, help="Images (or video frames) per runtime call."),
+    max_det: int = typer.Option(300, help="Detections kept per image (or frame)."),
+    device: str = typer.Option(
+        "cpu",
+        help="cpu; cuda[:N] for .pt, .torchscript and .onnx; an OpenVINO device (GPU, NPU) "
+        "for .xml.",
+    ),
     ov_precision: str = typer.Option(
         None,
         help="OpenVINO .xml only: compute in f32 (the checkpoint's detections), bf16 or f16 "
@@ -53,7 +59,15 @@ def predict(
     outputs = drawn_paths(files, save, video=video) if save else {}
     if save:
         _check_detections_json(save / "detections.json")
-    pred = Predictor(model, imgsz=imgsz, conf=conf, iou=iou, ov_precision=ov_precision)
+    pred = Predictor(
+        model,
+        imgsz=imgsz,
+        conf=conf,
+        iou=iou,
+        max_det=max_det,
+        ov_precision=ov_precision,
+        device=device,
+    )
     if save:
         save.mkdir(parents=True, exist_ok=True)
     records = _Records(save)

@@ -148,6 +148,27 @@ def array_to_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
     raise DataError(f"{kind} image has dtype {a.dtype}; expected uint8, an integer or a float type")
 
 
+# containers PyAV reads that `yoloslim predict` does not take as video (it goes by suffix)
+_OTHER_VIDEO = (".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv", ".vob")
+
+
+def _refuse_video(p: Path) -> None:
+    """DataError for a video file given where an image is read ("cannot decode image" misled)."""
+    from yoloslim.runtime.video import VIDEO_SUFFIXES
+
+    suffix = p.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        raise DataError(
+            f"{p}: a video; this reads images (`yoloslim predict VIDEO` reads videos, or "
+            "iterate yoloslim.runtime.video.VideoReader for its frames)"
+        )
+    if suffix in _OTHER_VIDEO:
+        raise DataError(
+            f"{p}: a video container that predict does not take; videos are read by suffix "
+            f"({', '.join(VIDEO_SUFFIXES)}): convert it (e.g. ffmpeg -i {p.name} out.mp4)"
+        )
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Decode one image file with :func:`to_rgb`.
 
@@ -157,6 +178,7 @@ def read_image(path: str | Path) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: image does not exist")
+    _refuse_video(p)
     try:
         with Image.open(p) as im:
             return to_rgb(im, in_place=True)

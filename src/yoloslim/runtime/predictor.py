@@ -99,10 +99,14 @@ class Predictor:
         ov_precision: what OpenVINO computes an ``.xml`` in: ``"f32"`` gives the
             checkpoint's detections, where the plugin's default (bf16 on AVX512-BF16/AMX
             CPUs) can differ near the threshold; ``"bf16"``, ``"f16"``. None: the default.
+        device: where the runtime runs: ``"cpu"``; ``"cuda[:N]"`` for a ``.pt``,
+            ``.torchscript`` or ``.onnx`` (ONNX Runtime's CUDA provider); an OpenVINO
+            device name (``"GPU"``, ``"NPU"``) for an ``.xml``.
 
     Raises:
         ConfigError: a bad ``imgsz``, ``conf``, ``iou``, ``max_det`` or ``threads`` value,
-            or an ``imgsz`` a static ONNX/OpenVINO graph cannot run at.
+            an ``imgsz`` a static ONNX/OpenVINO graph cannot run at, or a device the
+            runtime cannot use.
         ModelError: a missing or unknown artifact, or one the runtime cannot load.
 
     Example:
@@ -121,11 +125,14 @@ class Predictor:
         max_det: int = 300,
         threads: int | None = None,
         ov_precision: str | None = None,
+        device: str = "cpu",
     ) -> None:
         check_nms_settings(conf=conf, iou=iou, max_det=max_det)
         check_count("threads", threads, allow_none=True)
         check_imgsz(imgsz)
-        self.backend = load_backend(artifact, threads=threads, hint=ov_precision)
+        if not isinstance(device, str):
+            raise ConfigError(f"device={device!r} must be a string such as 'cpu' or 'cuda:0'")
+        self.backend = load_backend(artifact, threads=threads, hint=ov_precision, device=device)
         refuse_end_to_end(self.backend, "predict")
         check_static_imgsz(self.backend, imgsz)
         self.imgsz = imgsz or self.backend.imgsz
