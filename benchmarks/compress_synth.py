@@ -68,7 +68,9 @@ def main() -> None:
                 "recipe": "cpu-int8",
                 "model": args.model,
                 "finetune_epochs": args.finetune_epochs,
-                "prune_ratio": args.ratio,
+                "prune_ratio": next(  # the ratio the recipe ran (--ratio, else the recipe's)
+                    (st["prune"].get("ratio") for st in recipe["stages"] if "prune" in st), None
+                ),
                 "wall_s": round(time.time() - t0, 1),
                 "baseline": _row(b),
                 "final": _row(f),

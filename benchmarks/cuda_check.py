@@ -117,7 +117,7 @@ def main() -> None:
     check("validate", validate_on_cuda)
 
     def distill() -> dict:
-        dcfg = ys.DistillConfig(train=cfg(epochs=2))
+        dcfg = ys.DistillConfig(train=cfg())  # --epochs, as the other checks
         res = ys.distill("damo-nano", best, data, config=dcfg, out=out / "distill", exist_ok=True)
         return {"map": round(ys.validate(res.artifacts["best"], data)["map"], 4)}
 
