@@ -18,7 +18,9 @@ from yoloslim.bench.report import write_report
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument(
         "--ckpt", default="runs/bench_train/train/best.pt", help="reused when it exists"
     )

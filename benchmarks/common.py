@@ -226,7 +226,9 @@ def model_name(model: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="damo-tiny")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--extend", type=int, default=0, help="then train this many epochs more")

@@ -38,7 +38,9 @@ def _row(r: dict) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="damo-tiny")
     ap.add_argument("--base-epochs", type=int, default=6, help="baseline training (if not cached)")
     ap.add_argument("--finetune-epochs", type=int, default=3)

@@ -42,7 +42,9 @@ def _close(d: dict) -> bool:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", default="runs/cuda_check")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--images", type=int, default=200)

@@ -30,7 +30,9 @@ from yoloslim.models.checkpoint import save_checkpoint
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="damo-tiny")
     ap.add_argument("--imgsz", type=int, default=320)
     ap.add_argument("--rounds", type=int, default=12)

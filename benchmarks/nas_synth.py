@@ -162,7 +162,9 @@ def _shard(spec: str | None, ap: argparse.ArgumentParser) -> tuple[int, int] | N
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", default="runs/bench_nas")
     ap.add_argument(
         "--imgsz",

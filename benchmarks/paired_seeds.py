@@ -76,7 +76,9 @@ def run_all(jobs: list[tuple[str, int]], args, deadline: float) -> list[str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--a", required=True, help="a registered model name or an arch.yaml")
     ap.add_argument("--b", default="damo-nano", help="the model to compare against")
     ap.add_argument("--seeds", default="5-8", help="seeds, e.g. 5-8,11")

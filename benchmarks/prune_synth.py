@@ -52,7 +52,9 @@ def _wait(done: Path, timeout_s: float) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument(
         "--ckpt", type=Path, help="default: the baseline BASE/done.json names (common.py)"
     )

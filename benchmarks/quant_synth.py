@@ -40,7 +40,9 @@ def _wait(done: Path, seconds: float) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument(
         "--ckpt", help="default: the baseline runs/base/damo-tiny/done.json names (common.py)"
     )

@@ -49,7 +49,9 @@ def spread(values: list[float]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument(
         "--model", default="damo-nano", help="a registered name or an arch.yaml (named by its stem)"
     )

@@ -19,7 +19,9 @@ from yoloslim.bench.flops import model_profile
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", default="runs/bench_train")
     ap.add_argument("--epochs", type=int, default=14)
     ap.add_argument("--imgsz", type=int, default=320)

@@ -66,7 +66,9 @@ def worker(model: str, epochs: int, threads: int, workers: int, out: Path) -> di
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", default="runs/bench_threads")
     ap.add_argument("--model", default="damo-nano")
     ap.add_argument("--epochs", type=int, default=3)

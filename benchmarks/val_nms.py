@@ -65,7 +65,9 @@ def capped_all_threads(preds: torch.Tensor) -> list[torch.Tensor]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--ckpt", default=None, help="a checkpoint; default: untrained damo-nano")
     ap.add_argument("--images", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=5)
