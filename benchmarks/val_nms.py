@@ -37,9 +37,9 @@ CONF, IOU, MAX_DET = 0.001, 0.65, 300
 def full_then_cut(preds: torch.Tensor) -> list[torch.Tensor]:
     """What postprocess computed before the cap: every kept box, then the first MAX_DET.
 
-    Its NMS runs under the one-thread guard that ``batched_nms`` holds today (the code
-    before the cap ran it at every thread), so ``speedup`` is the cap's effect plus the
-    confidence filter's thread count, not the cap's alone."""
+    Its NMS runs under the one-thread guard ``batched_nms`` holds, its confidence filter
+    outside it (``capped`` runs both inside), so ``speedup`` is mostly the cap's effect,
+    not purely."""
     out = []
     for p in preds:
         scores, classes = p[:, 4:].max(1)
