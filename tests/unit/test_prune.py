@@ -373,6 +373,11 @@ def test_external_module_and_restore(tmp_path):
     back = restore_pruned(net(), res.artifacts["checkpoint"])
     x = torch.rand(1, 3, IMG, IMG)
     torch.testing.assert_close(back(x), res.model.eval()(x))
+    from yoloslim.errors import ModelError
+    from yoloslim.models.checkpoint import load_checkpoint
+
+    with pytest.raises(ModelError, match=r"pruned module's record: .*restore_pruned"):
+        load_checkpoint(res.artifacts["checkpoint"])  # said only "not a yoloslim checkpoint"
     with pytest.raises(ConfigError, match="Detector"):
         prune(net(), None, config=cfg(ratio=0.5, finetune_epochs=1))
 

@@ -161,7 +161,12 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
         raise ModelError(f"{p}: not a yoloslim checkpoint ({_why_unloadable(p, e)})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         fmt = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ModelError(f"{p}: not a yoloslim checkpoint (format={fmt!r}, expected {FORMAT!r})")
+        hint = ""
+        if fmt == "yoloslim-pruned-module/1":  # prune() of a module that is no Detector
+            hint = "; it is a pruned module's record: yoloslim.compress.prune.restore_pruned(model, path)"
+        raise ModelError(
+            f"{p}: not a yoloslim checkpoint (format={fmt!r}, expected {FORMAT!r}){hint}"
+        )
     for key in ("arch", "state_dict", "names", "imgsz"):
         if key not in ckpt:
             raise ModelError(f"{p}: checkpoint lacks the key {key!r}")
