@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 __all__ = [
+    "atomic_write_bytes",
     "atomic_write_text",
     "apply_umask",
     "folder_lock",
@@ -23,12 +24,30 @@ log = logging.getLogger(__name__)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` (parents created) via ``.NAME.tmp`` and ``os.replace``."""
+    """Write ``text`` to ``path`` (parents created) via a temp file of its own beside it
+    (``.NAME.XXXXXXXX.tmp``: two writers of one file never share it) and ``os.replace``.
+
+    Raises:
+        OSError: naming ``path`` (the temp file removed), e.g. on a full disk.
+    """
+    return atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """:func:`atomic_write_text` for bytes."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(p)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        apply_umask(tmp)  # mkstemp makes it 0600
+        os.replace(tmp, p)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # the file meant, not the temp one (or none: a full disk)
+            raise OSError(e.errno, e.strerror or str(e), str(p)) from e
+        raise
     return p
 
 
@@ -85,9 +104,12 @@ def remove_stale_temps(folder: str | Path, names: Iterable[str]) -> list[Path]:
     return removed
 
 
-# what staged() leaves when its process is killed: TemporaryDirectory(prefix=".NAME-") names
-# its folder .NAME- plus 8 characters of [a-z0-9_], and makes it private (0o700)
-_STAGING = re.compile(r"\..+-[a-z0-9_]{8}")
+# what staged() (and quantize's scratch folders) leave when their process is killed:
+# TemporaryDirectory(prefix=STAGING_PREFIX.format(name)) names its folder that prefix plus 8
+# characters of [a-z0-9_] and makes it private (0o700). The "yoloslim" in it keeps a user's
+# own hidden folders (.venv-research, made 0700 under umask 077) from ever matching.
+STAGING_PREFIX = ".{}.yoloslim-"
+_STAGING = re.compile(r"\..*\.yoloslim-[a-z0-9_]{8}")
 
 
 def remove_stale_staging(folder: str | Path, depth: int = 3) -> list[Path]:
@@ -176,7 +198,9 @@ def staged(path: str | Path, companions: Iterable[str] = ()) -> Iterator[Path]:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}-") as tmp:
+    with tempfile.TemporaryDirectory(
+        dir=path.parent, prefix=STAGING_PREFIX.format(path.name)
+    ) as tmp:
         target = Path(tmp) / path.name
         yield target
         written = [target, *(target.with_suffix(s) for s in companions)]

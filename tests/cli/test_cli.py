@@ -535,7 +535,7 @@ def test_predict_draws_whole_files_and_prints_names_as_they_are(
     real = Image.Image.save
 
     def stopped_mid_write(self, fp, *a, **kw):  # a Ctrl-C while the JPEG is being written
-        Path(fp).write_bytes(b"\xff\xd8 half a jpeg")
+        fp.write(b"\xff\xd8 half a jpeg")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Image.Image, "save", stopped_mid_write)

@@ -122,21 +122,28 @@ def test_staging_folders_a_killed_run_left_are_removed_and_nothing_else(tmp_path
     import os
     import tempfile
 
-    from yoloslim.fileio import remove_stale_staging, staged
+    from yoloslim.fileio import STAGING_PREFIX, remove_stale_staging, staged
 
     # what a SIGKILL inside staged() leaves: its private folder, at any depth an export uses
+    prefix = STAGING_PREFIX.format("model.onnx")
     stale = []
     for parent in (tmp_path, tmp_path / "model_openvino", tmp_path / "triton" / "m" / "1"):
         parent.mkdir(parents=True, exist_ok=True)
-        stale.append(Path(tempfile.mkdtemp(dir=parent, prefix=".model.onnx-")))
-    kept = [tmp_path / ".git-abcdefgh", tmp_path / ".model.onnx-short", tmp_path / "model.onnx"]
+        stale.append(Path(tempfile.mkdtemp(dir=parent, prefix=prefix)))
+    kept = [tmp_path / f"{prefix}abcdefgh", tmp_path / f"{prefix}short", tmp_path / "model.onnx"]
     kept[0].mkdir(mode=0o755)  # not private: not staged()'s
     os.chmod(kept[0], 0o755)
     kept[1].mkdir(mode=0o700)  # not an 8-character suffix
     kept[2].write_text("the artifact")
+    # a user's own private hidden folders, named like the old staging folders: deleted before
+    for name in (".venv-research", ".model.onnx-abcdefgh"):
+        kept.append(tmp_path / "sub" / name)
+        kept[-1].mkdir(parents=True)
+        os.chmod(kept[-1], 0o700)
+        (kept[-1] / "keep.txt").write_text("important")
     # another run's folder below (an export into tmp_path/v2 beside this one): its staging is live
     (tmp_path / "v2").mkdir()
-    live = Path(tempfile.mkdtemp(dir=tmp_path / "v2", prefix=".model.onnx-"))
+    live = Path(tempfile.mkdtemp(dir=tmp_path / "v2", prefix=prefix))
     with _held_by_another_process(tmp_path / "v2"):
         assert sorted(remove_stale_staging(tmp_path)) == sorted(stale)
     assert not any(p.exists() for p in stale) and all(p.exists() for p in [*kept, live])
@@ -167,3 +174,59 @@ def test_scratch_folders_of_killed_exports_go_once_a_day_old(tmp_path, monkeypat
     assert not old.exists() and fresh.exists() and other.exists() and mine.is_dir()
     ctx.cleanup()
     assert not mine.exists()
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), OSError(28, "No space left on device")])
+def test_an_atomic_write_stopped_midway_keeps_the_old_file_and_names_the_new_one(
+    tmp_path, monkeypatch, stop
+):
+    import os
+
+    from yoloslim import fileio
+
+    target = tmp_path / "report.json"
+    target.write_text("old")
+    real_fdopen = os.fdopen
+
+    class Half:  # writes half, then the stop (a Ctrl-C, or a full disk)
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise stop
+
+    monkeypatch.setattr(fileio.os, "fdopen", lambda fd, mode: Half(real_fdopen(fd, mode)))
+    with pytest.raises(type(stop)) as err:
+        fileio.atomic_write_text(target, "new and longer")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "report.json"
+    ]
+    if isinstance(stop, OSError):  # the file meant, not the temp one: one error line
+        assert err.value.filename == str(target) and err.value.errno == 28
+
+
+def test_two_writers_of_one_file_use_temp_files_of_their_own(tmp_path, monkeypatch):
+    # a fixed .NAME.tmp let one writer's rename move the other's half-written file into place
+    import tempfile
+
+    from yoloslim import fileio
+
+    names = []
+    real = tempfile.mkstemp
+
+    def spy(*a, **kw):
+        fd, name = real(*a, **kw)
+        names.append(name)
+        return fd, name
+
+    monkeypatch.setattr(fileio.tempfile, "mkstemp", spy)
+    fileio.atomic_write_text(tmp_path / "a.json", "1")
+    fileio.atomic_write_text(tmp_path / "a.json", "2")
+    assert len(set(names)) == 2 and (tmp_path / "a.json").read_text() == "2"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from yoloslim.cli.common import check_out_folder, console, err_console, handle_errors
-from yoloslim.fileio import atomic_write_text
+from yoloslim.fileio import atomic_write_bytes, atomic_write_text
 
 
 @handle_errors
@@ -135,7 +136,6 @@ def _predict_images(
 ) -> None:
     from rich.progress import Progress
 
-    from yoloslim.fileio import staged
     from yoloslim.runtime.draw import draw_detections
 
     stream = pred.stream(files, batch=batch, skip_unreadable=source.is_dir())
@@ -145,8 +145,9 @@ def _predict_images(
             src = Path(det.source)
             records.append({"image": det.source, "detections": det.to_list()})
             if src in outputs:  # whole or not at all, even when stopped mid-write
-                with staged(outputs[src]) as tmp:
-                    draw_detections(arr, det).save(tmp, format="JPEG", quality=92)
+                buf = io.BytesIO()  # Pillow's save said nothing when the disk filled
+                draw_detections(arr, det).save(buf, format="JPEG", quality=92)
+                atomic_write_bytes(outputs[src], buf.getvalue())
             console.print(f"{escape(src.name)}: {len(det)} detections")
             progress.advance(task)
         progress.update(task, completed=len(files))  # skipped unreadable images count as done

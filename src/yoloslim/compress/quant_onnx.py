@@ -27,7 +27,7 @@ from yoloslim.compress.quant_config import QuantConfig
 from yoloslim.compress.quant_scope import GraphView, Scope, graph_from_onnx
 from yoloslim.errors import ExportError
 from yoloslim.extras import require
-from yoloslim.fileio import staged
+from yoloslim.fileio import STAGING_PREFIX, staged
 from yoloslim.sysinfo import cpu_flags
 
 __all__ = ["OnnxRuntimeQuant", "has_vnni"]
@@ -144,7 +144,10 @@ class OnnxRuntimeQuant:
         )
 
         cfg, adv = self.config, self.config.advanced
-        with tempfile.TemporaryDirectory(dir=self.out) as tmp:
+        # named as staged() names its folders, so that a killed run's is cleaned up later
+        with tempfile.TemporaryDirectory(
+            dir=self.out, prefix=STAGING_PREFIX.format("quantize")
+        ) as tmp:
             dst = Path(tmp) / "q.onnx"
             if cfg.mode == "dynamic":
                 # ConvInteger on the CPU provider takes uint8 weights only

@@ -24,7 +24,12 @@ from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
 from yoloslim.configs import check_config
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.extras import install_hint, installed
-from yoloslim.fileio import folder_lock, refuse_overwriting_input, remove_stale_staging
+from yoloslim.fileio import (
+    STAGING_PREFIX,
+    folder_lock,
+    refuse_overwriting_input,
+    remove_stale_staging,
+)
 from yoloslim.result import Result
 from yoloslim.runtime.backends import onnx_end_to_end, quantized_ops
 
@@ -154,7 +159,8 @@ def quantize(
             scoped = set(scope.nodes)
             candidates = {n: view.layers.get(n, n) for n in view.convs() if n not in scoped}
             last: dict = {}
-            with tempfile.TemporaryDirectory(dir=out, prefix=".steps") as tmp:
+            # named as staged() names its folders, so that a killed run's is cleaned up later
+            with tempfile.TemporaryDirectory(dir=out, prefix=STAGING_PREFIX.format("steps")) as tmp:
 
                 def evaluate(model, tag: str) -> dict:
                     path = _save_temp(backend, model, Path(tmp) / tag)

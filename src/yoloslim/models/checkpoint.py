@@ -11,8 +11,10 @@ interrupted save never leaves a truncated checkpoint behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -51,10 +53,23 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
             os.fsync(f.fileno())
         apply_umask(tmp)  # mkstemp makes it 0600
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        if isinstance(e, RuntimeError) and _disk_full(path.parent):
+            # torch's zip writer words a full disk as "unexpected pos ..."
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
         raise
     return path
+
+
+def _disk_full(folder: Path) -> bool:
+    """Whether ``folder``'s file system has (next to) no space left."""
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
 
 
 def save_checkpoint(
