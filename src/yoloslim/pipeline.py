@@ -562,6 +562,9 @@ def run_recipe(
     writes = [out / n for n in ("recipe.yaml", "inputs.json", "compress.json")]
     writes += [out / f"{i:02d}-{s.name}" for i, s in enumerate(rec.stages, 1)]
     sources = [("model", model), ("data", data)]
+    own = out / "recipe.yaml"  # on resume, the run's own record may be given back as is
+    if Path(rec.source).is_file() and not (resume and own.exists() and own.samefile(rec.source)):
+        sources.append(("recipe", rec.source))  # in a stage folder, or a user's recipe.yaml
     for i, s in enumerate(rec.stages, 1):
         named = getattr(s.config, "model", None) or getattr(s.config, "teacher", None)
         if s.name in ("train", "distill") and named:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from yoloslim.cli.main import main
 
@@ -804,3 +805,29 @@ def test_predict_caps_detections_with_max_det(trained, data_yaml, tmp_path):
     records = json.loads((save / "detections.json").read_text())
     assert records and max(len(r["detections"]) for r in records) == 2
     assert main([*argv, "--max-det", "0"]) == 2
+
+
+def test_a_json_report_never_replaces_a_file_the_run_writes_or_reads(
+    trained, data_yaml, tmp_path, capsys
+):
+    # --json OUT/best.pt turned the checkpoint into JSON; --json naming a JSON data config
+    # replaced the command's own input
+    out = tmp_path / "jt"
+    argv = ["export", "--model", str(trained / "best.pt"), "--format", "onnx", "--out", str(out)]
+    assert main([*argv, "--json", str(out / "model.onnx")]) == 2
+    assert "a report goes to a .json file, not a .onnx" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["compress", "--data", "d.yaml", "--recipe", "r", "--json", "x/inputs.json"]) == 2
+    assert "inputs.json is the name of a compress run's record" in capsys.readouterr().err
+    cfg = tmp_path / "data.json"
+    cfg.write_text(
+        json.dumps(yaml.safe_load(data_yaml.read_text()) | {"path": str(data_yaml.parent)})
+    )
+    before = cfg.read_text()
+    assert main(["data", "check", str(cfg), "--json", str(cfg)]) == 2
+    assert "is the command's input (--data" in capsys.readouterr().err
+    # given before the input on the command line: caught when the report is written
+    ck = ["val", "--json", str(cfg), "--model", str(trained / "best.pt"), "--data", str(cfg)]
+    assert main(ck) == 2
+    assert "is the command's input (--data)" in capsys.readouterr().err
+    assert cfg.read_text() == before

@@ -285,3 +285,20 @@ def test_finished_bench_is_reused_only_for_the_same_candidates_and_settings(tmp_
     assert _finished_bench(saved, ["x.xml", "z.xml"], ["a", "b"], settings) is None
     assert _finished_bench(saved, ["x.xml"], ["a"], settings) is None
     assert _finished_bench(saved, ["x.xml", "y.xml"], ["a", "b"], {**settings, "rounds": 3}) is None
+
+
+def test_a_recipe_file_the_run_would_delete_or_replace_is_refused(base, tmp_path):
+    # a recipe kept in a stage folder was deleted with it; a user's OUT/recipe.yaml replaced
+    ckpt, data = base
+    text = f"# mine\nstages:\n  - export: {{formats: [onnx], imgsz: {S}}}\n"
+    for where in (tmp_path / "a" / "01-export" / "my.yaml", tmp_path / "b" / "recipe.yaml"):
+        where.parent.mkdir(parents=True)
+        where.write_text(text)
+        with pytest.raises(ConfigError, match=r"recipe=.*this run writes .*choose another"):
+            run_recipe(
+                ckpt, data, where, out=where.parents[1] if "01-" in str(where) else where.parent
+            )
+        assert where.read_text() == text
+    # the run's own resolved recipe, given back on resume, is its record: accepted
+    run_recipe(ckpt, data, yaml.safe_load(text), out=tmp_path / "c")
+    run_recipe(ckpt, data, tmp_path / "c" / "recipe.yaml", out=tmp_path / "c", resume=True)

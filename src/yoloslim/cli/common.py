@@ -333,7 +333,41 @@ def write_json(path: str | Path | None, obj: dict) -> None:
     :func:`check_json_target` checked when the options were parsed)."""
     if not path:
         return
+    ctx = _JSON_CONTEXTS.get(str(path))
+    clash = _input_clash(Path(path), ctx.params if ctx is not None else {})
+    if clash:  # an input given after --json on the command line, unknown when it was checked
+        raise ConfigError(f"--json {path} {clash}; it is not replaced by the report")
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+# the command context each --json path was checked in: its options, all parsed by the time
+# the report is written, are compared with the path again then
+_JSON_CONTEXTS: dict[str, Any] = {}
+
+
+# suffixes of what yoloslim writes into a run (checkpoints, artifacts, configs, drawings):
+# a --json path with one would replace a file the same run writes (--json OUT/best.pt)
+_NOT_A_REPORT = (
+    ".pt", ".pth", ".onnx", ".xml", ".bin", ".torchscript", ".engine", ".pbtxt", ".yaml",
+    ".yml", ".jsonl", ".md", ".png", ".jpg", ".jpeg", ".mp4", ".txt", ".csv",
+)  # fmt: skip
+
+
+def _input_clash(p: Path, params: dict) -> str | None:
+    """Why ``p`` is one of the command's inputs (another option naming the same file), or None."""
+    if not p.exists():
+        return None
+    for name, value in params.items():
+        if name == "json_path" or not isinstance(value, (str, Path)) or not str(value):
+            continue
+        other = Path(value).expanduser()
+        try:
+            same = other.is_file() and other.samefile(p)
+        except OSError:
+            same = False
+        if same:
+            return f"is the command's input (--{name.replace('_', '-')})"
+    return None
 
 
 def _writable(path: Path, what: str) -> None:
@@ -399,7 +433,21 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
     if path is None:
         return path
     p = Path(path)
+    if ctx is not None:
+        _JSON_CONTEXTS[str(path)] = ctx
     _writable(p, "file")
+    if p.suffix.lower() in _NOT_A_REPORT:
+        raise typer.BadParameter(
+            f"{p}: a report goes to a .json file, not a {p.suffix} (it could replace a file "
+            "the run writes or reads)"
+        )
+    if p.name in RUN_RECORDS:
+        raise typer.BadParameter(f"{p}: {p.name} is the name of {RUN_RECORDS[p.name][0]}")
+    if p.is_file() and not os.access(p, os.W_OK):
+        raise typer.BadParameter(f"{p} is not writable")
+    clash = _input_clash(p, ctx.params if ctx is not None else {})
+    if clash:
+        raise typer.BadParameter(f"{p} {clash}; it is not replaced by the report")
     if not p.exists():
         return path
     if p.is_dir():
