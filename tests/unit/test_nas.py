@@ -512,3 +512,19 @@ def test_api_misuse_is_a_config_error():
         search(imgsz=IMGSZ, budget=Budget(latency_ms=50), latency={"runtime": "torch"})
     space = SearchSpace.from_template("damo-nano")  # a name works as well as an arch dict
     assert space.neck_out is not None
+
+
+def test_a_search_never_replaces_its_init_file_nor_mixes_with_another(found, tmp_path):
+    from yoloslim.errors import ConfigError
+    from yoloslim.fileio import folder_lock
+
+    _, out = found
+    # --init ARCH --out its own folder: the hand-edited arch.yaml was replaced
+    edited = tmp_path / "arch.yaml"
+    edited.write_text((out / "arch.yaml").read_text() + "# my notes\n")
+    with pytest.raises(ConfigError, match=r"init=.*arch\.yaml: this run writes"):
+        _small_search(seed=1, init=edited, out=tmp_path)
+    assert edited.read_text().endswith("# my notes\n")
+    # a second search into a folder another one writes into is refused (both said done)
+    with folder_lock(tmp_path / "busy", "nas"), pytest.raises(ConfigError, match="another"):
+        _small_search(seed=1, out=tmp_path / "busy")

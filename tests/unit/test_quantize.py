@@ -408,3 +408,24 @@ def test_a_quantize_refused_by_the_folder_lock_writes_nothing_there(setup, tmp_p
     with folder_lock(out, "quantize"), refused:
         ys.quantize(model, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
     assert list(out.iterdir()) == []
+
+
+def test_a_stopped_quantize_leaves_no_earlier_report_beside_its_new_files(
+    setup, tmp_path, monkeypatch
+):
+    # the earlier run's quant_report.json stayed beside this run's new export/ and float IR
+    from yoloslim.compress import quantize as qmod
+
+    data, onnx_path = setup
+    out = tmp_path / "q"
+    out.mkdir()
+    for name in ("quant_report.json", "quant_report.md"):
+        (out / name).write_text("an earlier run's")
+
+    def stopped(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(qmod, "_backend", stopped)  # right after the float model is in place
+    with pytest.raises(KeyboardInterrupt):
+        ys.quantize(onnx_path, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
+    assert not (out / "quant_report.json").exists() and not (out / "quant_report.md").exists()

@@ -15,9 +15,11 @@ that a tight layer or FLOPs budget leaves as the only way up.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -28,7 +30,7 @@ import yaml
 
 from yoloslim.configs import check_imgsz
 from yoloslim.errors import ConfigError, ModelError
-from yoloslim.fileio import atomic_write_text
+from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.nas.budget import Budget
 from yoloslim.nas.evaluator import Candidate, Evaluator, check_smallest
 from yoloslim.nas.latency import CACHE_NAME, LatencyCache, LatencySettings
@@ -191,89 +193,106 @@ def search(
     if score_method not in SCORE_METHODS:
         raise ConfigError(f"score_method={score_method!r} must be one of {SCORE_METHODS}")
     if out is not None:
-        _check_out(Path(out))
-    cache = LatencyCache(_cache_path(latency_cache, out), imgsz, latency)
-    t0 = time.perf_counter()
-    ev = Evaluator(
-        space=space,
-        budget=budget,
-        imgsz=imgsz,
-        nc=nc,
-        stage_weights=stage_weights,
-        repeats=init_repeats,
-        batch=score_batch,
-        seed=seed,
-        latency=latency,
-        method=score_method,
-        latency_cache=cache,
-    )
-    check_smallest(ev)
-    seeds = _seed_candidates(ev, init)
-    rng = random.Random(seed)
-    duplicates = 0
-    with _progress(progress, iterations) as bar:
-        pop = _initial_population(ev, rng, population, seeds, bar)
-        for _ in range(iterations):
-            parent = rng.choice(pop)
-            child = space.mutate(parent.genome, rng)
-            if child in ev.seen:
-                duplicates += 1
-            else:
-                cand = ev(child)
-                if cand is not None:
-                    pop.append(cand)
-                    pop.sort(key=lambda c: -c.score)
-                    del pop[population:]
-            bar.advance(pop[0].score, len(ev.seen))
-        polished = _polish(ev, pop[0], polish, bar)
-    feasible = sorted((c for c in ev.seen.values() if c is not None), key=lambda c: -c.score)
-    best = feasible[:top_k]
-    for c in best:
-        c.latency_ms = ev.latency_of(c.genome)
-    best_arch = dict(best[0].arch, name=name)
-    report = {
-        "imgsz": imgsz,
-        "nc": nc,
-        "budget": budget.to_dict(),
-        "space": space.to_dict(),
-        "population": population,
-        "iterations": iterations,
-        "seed": seed,
-        # the closed form draws no weights and feeds no input: these do not apply to it
-        "init_repeats": init_repeats if score_method == "gaussian" else None,
-        "score_batch": score_batch if score_method == "gaussian" else None,
-        "stage_weights": list(stage_weights),
-        "score_method": score_method,
-        "score": SCORE_TEXT[score_method],
-        "latency": {
-            **dataclasses.asdict(latency),
-            "batch": 1,
-            "measured": len(ev.latencies) - cache.reused,
-            "from_cache": cache.reused,
-            "cache": None if cache.path is None else str(cache.path),
-        },
-        "init": [
-            {"name": label, "score": c.score, "gflops": c.cost.gflops, "layers": c.cost.layers}
-            for label, c in seeds
-        ],
-        "evaluated": len(ev.seen),
-        "feasible": len(feasible),
-        "rejected": dict(ev.rejected),
-        "duplicates": duplicates,
-        "polish": polished,
-        "search_s": round(time.perf_counter() - t0, 2),
-        "latency_s": round(ev.latency_s, 2),
-        "best": [_entry(i, c) for i, c in enumerate(best)],
-    }
-    result = SearchResult(
-        arch=best_arch,
-        score=best[0].score,
-        report=report,
-        best=[_entry(i, c) for i, c in enumerate(best)],
-    )
-    if out is not None:
-        result.artifacts = _write(out, best_arch, report)
-    return result
+        _check_out(Path(out), init)
+    # a second search into the same folder is refused (their arch.yaml and report would mix)
+    folder = _arch_path(out).parent if out is not None else None
+    made = folder is not None and not folder.exists()
+    lock = folder_lock(folder, "nas") if folder is not None else contextlib.nullcontext()
+    with lock, _removed_if_left_empty(folder if made else None):
+        cache = LatencyCache(_cache_path(latency_cache, out), imgsz, latency)
+        t0 = time.perf_counter()
+        ev = Evaluator(
+            space=space,
+            budget=budget,
+            imgsz=imgsz,
+            nc=nc,
+            stage_weights=stage_weights,
+            repeats=init_repeats,
+            batch=score_batch,
+            seed=seed,
+            latency=latency,
+            method=score_method,
+            latency_cache=cache,
+        )
+        check_smallest(ev)
+        seeds = _seed_candidates(ev, init)
+        rng = random.Random(seed)
+        duplicates = 0
+        with _progress(progress, iterations) as bar:
+            pop = _initial_population(ev, rng, population, seeds, bar)
+            for _ in range(iterations):
+                parent = rng.choice(pop)
+                child = space.mutate(parent.genome, rng)
+                if child in ev.seen:
+                    duplicates += 1
+                else:
+                    cand = ev(child)
+                    if cand is not None:
+                        pop.append(cand)
+                        pop.sort(key=lambda c: -c.score)
+                        del pop[population:]
+                bar.advance(pop[0].score, len(ev.seen))
+            polished = _polish(ev, pop[0], polish, bar)
+        feasible = sorted((c for c in ev.seen.values() if c is not None), key=lambda c: -c.score)
+        best = feasible[:top_k]
+        for c in best:
+            c.latency_ms = ev.latency_of(c.genome)
+        best_arch = dict(best[0].arch, name=name)
+        report = {
+            "imgsz": imgsz,
+            "nc": nc,
+            "budget": budget.to_dict(),
+            "space": space.to_dict(),
+            "population": population,
+            "iterations": iterations,
+            "seed": seed,
+            # the closed form draws no weights and feeds no input: these do not apply to it
+            "init_repeats": init_repeats if score_method == "gaussian" else None,
+            "score_batch": score_batch if score_method == "gaussian" else None,
+            "stage_weights": list(stage_weights),
+            "score_method": score_method,
+            "score": SCORE_TEXT[score_method],
+            "latency": {
+                **dataclasses.asdict(latency),
+                "batch": 1,
+                "measured": len(ev.latencies) - cache.reused,
+                "from_cache": cache.reused,
+                "cache": None if cache.path is None else str(cache.path),
+            },
+            "init": [
+                {"name": label, "score": c.score, "gflops": c.cost.gflops, "layers": c.cost.layers}
+                for label, c in seeds
+            ],
+            "evaluated": len(ev.seen),
+            "feasible": len(feasible),
+            "rejected": dict(ev.rejected),
+            "duplicates": duplicates,
+            "polish": polished,
+            "search_s": round(time.perf_counter() - t0, 2),
+            "latency_s": round(ev.latency_s, 2),
+            "best": [_entry(i, c) for i, c in enumerate(best)],
+        }
+        result = SearchResult(
+            arch=best_arch,
+            score=best[0].score,
+            report=report,
+            best=[_entry(i, c) for i, c in enumerate(best)],
+        )
+        if out is not None:
+            result.artifacts = _write(out, best_arch, report)
+        return result
+
+
+@contextlib.contextmanager
+def _removed_if_left_empty(folder: Path | None):
+    """Remove ``folder`` (made for this search) when the search fails and leaves it empty:
+    a search refused at once leaves nothing behind."""
+    try:
+        yield
+    except BaseException:
+        if folder is not None and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
 
 
 def _polish(ev: Evaluator, start: Candidate, rounds: int, bar: _Bar) -> dict:
@@ -388,8 +407,9 @@ def _entry(rank: int, c: Candidate) -> dict:
     }
 
 
-def _check_out(out: Path) -> None:
-    """Fail before the search, not after it, when ``out`` cannot be written."""
+def _check_out(out: Path, init=None) -> None:
+    """Fail before the search, not after it, when ``out`` cannot be written, or would replace
+    an ``init`` architecture file (its hand edits would be lost)."""
     arch_path = _arch_path(out)
     if arch_path.is_dir():
         raise ConfigError(f"out={out}: {arch_path} is a folder; name a file or another folder")
@@ -397,7 +417,13 @@ def _check_out(out: Path) -> None:
         if p.exists():
             if not p.is_dir():
                 raise ConfigError(f"out={out}: {p} is a file, not a folder")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise ConfigError(f"out={out}: {p} is not writable")
             break
+    for item in [init] if isinstance(init, (str, Path, dict)) else list(init or []):
+        refuse_overwriting_input(
+            item, [arch_path], arg="init", hint="name another --out for the search's arch.yaml"
+        )
     # a search replaces only what an earlier search wrote (a data.yaml or a hand-written arch
     # given by mistake would be lost)
     if arch_path.is_file() and not arch_path.read_bytes().startswith(_HEADER.encode()):
@@ -450,8 +476,11 @@ def _write(out: str | Path, arch: dict, report: dict) -> dict[str, Path]:
         f"{report['best'][0]['gflops']:.4g} GFLOPs at {report['imgsz']} px)\n"
         "# train it: yoloslim train --model this.yaml --data data.yaml\n"
     )
-    atomic_write_text(arch_path, header + yaml.safe_dump(arch, sort_keys=False))
     report_path = folder / "nas_report.json"
+    # the earlier search's report goes first: a write that fails (a full disk) then leaves
+    # no report of another search beside this one's arch.yaml
+    report_path.unlink(missing_ok=True)
+    atomic_write_text(arch_path, header + yaml.safe_dump(arch, sort_keys=False))
     atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
     return {"arch": arch_path, "report": report_path}
 
