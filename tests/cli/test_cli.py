@@ -831,3 +831,32 @@ def test_a_json_report_never_replaces_a_file_the_run_writes_or_reads(
     assert main(ck) == 2
     assert "is the command's input (--data)" in capsys.readouterr().err
     assert cfg.read_text() == before
+
+
+def test_predict_replaces_only_images_it_drew_and_one_run_at_a_time(
+    trained, data_yaml, tmp_path, capsys
+):
+    from PIL import Image
+
+    from yoloslim.fileio import folder_lock
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.open(next((data_yaml.parent / "images" / "val").iterdir())).save(src / "img0.png")
+    save = tmp_path / "photos"
+    save.mkdir()
+    Image.new("RGB", (8, 8), "red").save(save / "img0.jpg")  # the user's own photo
+    photo = (save / "img0.jpg").read_bytes()
+    argv = ["predict", str(src), "--model", str(trained / "best.pt"), "--save", str(save)]
+    assert main(argv) == 2  # it was replaced by the drawing of img0.png
+    err = capsys.readouterr().err
+    assert "a drawn image would replace" in err and "which predict did not draw" in err
+    assert (save / "img0.jpg").read_bytes() == photo
+    (save / "img0.jpg").unlink()
+    assert main(argv) == 0 and main(argv) == 0  # its own drawing is replaced
+    with folder_lock(save, "predict"):  # two predicts into one --save: one detections.json
+        assert main(argv) == 2
+    assert "another yoloslim run is writing" in capsys.readouterr().err
+    inside = [*argv[:-1], str(src / "drawn")]
+    assert main(inside) == 0
+    assert "its subfolders are read too" in " ".join(capsys.readouterr().err.split())

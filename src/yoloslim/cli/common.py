@@ -386,8 +386,10 @@ def _writable(path: Path, what: str) -> None:
 
 def check_out_folder(path: Path | None) -> Path | None:
     """An output folder option is checked when the options are parsed, not after the work:
-    not a file, and under a folder this process may write (a typer callback)."""
+    not a file, and under a folder this process may write (a typer callback). A leading
+    ``~`` is expanded here, so every command writes where the check looked."""
     if path is not None:
+        path = Path(path).expanduser()
         _writable(path, "folder")
     return path
 
@@ -432,7 +434,7 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
     record a run reads back (:data:`RUN_RECORDS`)."""
     if path is None:
         return path
-    p = Path(path)
+    path = p = Path(path).expanduser()
     if ctx is not None:
         _JSON_CONTEXTS[str(path)] = ctx
     _writable(p, "file")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from pathlib import Path
@@ -10,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from yoloslim.cli.common import check_out_folder, console, err_console, handle_errors
-from yoloslim.fileio import atomic_write_bytes, atomic_write_text
+from yoloslim.fileio import atomic_write_bytes, atomic_write_text, folder_lock
 
 
 @handle_errors
@@ -60,6 +61,8 @@ def predict(
     outputs = drawn_paths(files, save, video=video) if save else {}
     if save:
         _check_detections_json(save / "detections.json")
+        _check_drawn_names(save, outputs)
+        _warn_inside_source(source, save)
     pred = Predictor(
         model,
         imgsz=imgsz,
@@ -69,14 +72,15 @@ def predict(
         ov_precision=ov_precision,
         device=device,
     )
-    if save:
-        save.mkdir(parents=True, exist_ok=True)
     records = _Records(save)
+    # a second predict into the same --save is refused (detections.json would hold one of them)
+    lock = folder_lock(save, "predict") if save else contextlib.nullcontext()
     try:
-        if video:
-            _predict_video(pred, source, outputs.get(source), batch, records)
-        else:
-            _predict_images(pred, source, files, outputs, batch, records)
+        with lock:
+            if video:
+                _predict_video(pred, source, outputs.get(source), batch, records)
+            else:
+                _predict_images(pred, source, files, outputs, batch, records)
     except BaseException:
         if save and records:  # keep what was computed before the stop or the error
             _write_detections(save, records)
@@ -127,6 +131,39 @@ def _check_detections_json(path: Path) -> None:
         )
 
 
+def _check_drawn_names(save: Path, outputs: dict[Path, Path]) -> None:
+    """ConfigError when a drawn image would replace a file in ``save`` that predict did not
+    draw (a photo of the user's named like one): drawn JPEGs carry a comment saying so."""
+    from PIL import Image
+
+    from yoloslim.errors import ConfigError
+    from yoloslim.runtime.draw import DRAWN_COMMENT
+
+    for dst in outputs.values():
+        if dst.suffix != ".jpg" or not dst.is_file():
+            continue
+        try:
+            with Image.open(dst) as im:
+                ours = im.info.get("comment") == DRAWN_COMMENT
+        except Exception:  # noqa: BLE001 - not an image at all: not ours either
+            ours = False
+        if not ours:
+            raise ConfigError(
+                f"--save {save}: a drawn image would replace {dst}, which predict did not "
+                "draw; move it or choose another --save folder"
+            )
+
+
+def _warn_inside_source(source: Path, save: Path) -> None:
+    """A --save folder inside a SOURCE folder: a dataset split there reads subfolders too."""
+    if source.is_dir() and source.resolve() in save.expanduser().resolve().parents:
+        err_console.print(
+            f"[yellow]warning: --save {escape(str(save))} is inside {escape(str(source))}: "
+            "where that folder is a dataset split, its subfolders are read too, so the drawn "
+            "images would join it as images without labels"
+        )
+
+
 def _write_detections(save: Path, records: list[dict]) -> None:
     atomic_write_text(save / "detections.json", json.dumps(records, indent=1) + "\n")
 
@@ -136,7 +173,7 @@ def _predict_images(
 ) -> None:
     from rich.progress import Progress
 
-    from yoloslim.runtime.draw import draw_detections
+    from yoloslim.runtime.draw import DRAWN_COMMENT, draw_detections
 
     stream = pred.stream(files, batch=batch, skip_unreadable=source.is_dir())
     with Progress(console=console, disable=len(files) < 2) as progress:
@@ -146,7 +183,9 @@ def _predict_images(
             records.append({"image": det.source, "detections": det.to_list()})
             if src in outputs:  # whole or not at all, even when stopped mid-write
                 buf = io.BytesIO()  # Pillow's save said nothing when the disk filled
-                draw_detections(arr, det).save(buf, format="JPEG", quality=92)
+                draw_detections(arr, det).save(
+                    buf, format="JPEG", quality=92, comment=DRAWN_COMMENT
+                )
                 atomic_write_bytes(outputs[src], buf.getvalue())
             console.print(f"{escape(src.name)}: {len(det)} detections")
             progress.advance(task)

@@ -378,6 +378,9 @@ def import_runtime(path: str | Path) -> None:
         if kind == "onnxruntime":
             import onnxruntime  # noqa: F401
         elif kind == "openvino":
+            from yoloslim.runtime.ov_core import no_telemetry
+
+            no_telemetry()  # before openvino's own import starts it (~/intel/openvino_ga_cid)
             import openvino  # noqa: F401
 
 

@@ -12,7 +12,10 @@ from PIL import Image, ImageDraw
 
 from yoloslim.errors import ConfigError
 
-__all__ = ["draw_detections", "class_colour", "drawn_paths"]
+__all__ = ["DRAWN_COMMENT", "draw_detections", "class_colour", "drawn_paths"]
+
+# the JPEG comment of every image predict draws: a later run replaces only these
+DRAWN_COMMENT = b"drawn by yoloslim predict"
 
 
 def class_colour(c: int) -> tuple[int, int, int]:
