@@ -1,5 +1,6 @@
 """Zero-shot NAS: the MAE-DET score, exact costs, budgets, the search and its outputs."""
 
+import copy
 import dataclasses
 import importlib
 import json
@@ -528,3 +529,51 @@ def test_a_search_never_replaces_its_init_file_nor_mixes_with_another(found, tmp
     # a second search into a folder another one writes into is refused (both said done)
     with folder_lock(tmp_path / "busy", "nas"), pytest.raises(ConfigError, match="another"):
         _small_search(seed=1, out=tmp_path / "busy")
+
+
+def test_a_cache_with_latencies_that_are_no_measurement_is_not_believed(tmp_path, caplog):
+    # a NaN latency passed every budget (NaN > budget is False) and made the report invalid JSON
+    from yoloslim.nas.latency import LatencyCache
+
+    arch = SPACE.arch(SPACE.smallest(), 2)
+    settings = LatencySettings(warmup=1, runs=3)
+    cache = LatencyCache(tmp_path / "c.jsonl", IMGSZ, settings)
+    cache.put(arch, 5.0)
+    lines = (tmp_path / "c.jsonl").read_text().splitlines()
+    entry = json.loads(lines[1])
+    bad = [json.dumps({**entry, "latency_ms": v}) for v in (float("nan"), 0.0, -3.0)]
+    for b in bad:
+        (tmp_path / "c.jsonl").write_text("\n".join([lines[0], b]) + "\n")
+        with caplog.at_level("WARNING"):
+            assert LatencyCache(tmp_path / "c.jsonl", IMGSZ, settings).get(arch) is None
+    assert "skipped a line that is not an entry" in caplog.text
+
+
+def test_search_settings_out_of_range_and_seeds_of_another_kind_are_refused(tmp_path):
+    from yoloslim.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"seed=.* must be an integer in \[0, 2\*\*32\)"):
+        _small_search(seed=2**60)
+    with pytest.raises(ConfigError, match="stage_weights=.* must be 5 finite numbers"):
+        _small_search(stage_weights=[0, 0, 1, "x", 6])
+    # a seed of residual blocks was rebuilt as CSP: its figures in the report were another net's
+    seed = copy.deepcopy(SPACE.arch(SPACE.smallest(), 2))
+    for stage in seed["backbone"]["stages"][1:]:
+        stage["block"] = "res"
+    with pytest.raises(ConfigError, match=r"init .*block 'res' \(the space's: 'csp'\)"):
+        _small_search(init=seed)
+    with pytest.raises(ConfigError, match="is the search's own arch.yaml"):
+        _small_search(out=tmp_path / "o.yaml", latency_cache=tmp_path / "o.yaml")
+
+
+def test_two_arch_files_in_one_folder_do_not_share_a_report(found, tmp_path):
+    # --out a.yaml then --out b.yaml in one folder: a.yaml's report was silently replaced
+    from yoloslim.errors import ConfigError
+
+    _, out = found
+    assert json.loads((out / "nas_report.json").read_text())["arch_file"] == "arch.yaml"
+    with pytest.raises(ConfigError, match=r"is the report of arch\.yaml"):
+        _small_search(seed=1, out=out / "other.yaml")
+    (tmp_path / "nas_report.json").mkdir()  # found only after the whole search, before
+    with pytest.raises(ConfigError, match="nas_report.json is a folder"):
+        _small_search(seed=1, out=tmp_path)

@@ -137,11 +137,18 @@ def check_smallest(ev: Evaluator) -> None:
         if rho > b.effectiveness:
             msgs.append(f"effectiveness={b.effectiveness} (widest, shallowest network: {rho:.4g})")
     if b.latency_ms is not None and not msgs:
+        cache = ev.latency_cache  # looked up without counting it as reused
+        cached = cache.key(ev.space.arch(small, ev.nc)) in cache.entries
         lat = ev.latency_of(small)
         if lat > b.latency_ms:
+            where = (
+                f"read from the latency cache {cache.path}; --no-latency-cache measures it again"
+                if cached
+                else "measured now"
+            )
             msgs.append(
                 f"latency_ms={b.latency_ms} (smallest: {lat:.3g} ms on {ev.latency.runtime}, "
-                f"{ev.latency.threads} thread(s))"
+                f"{ev.latency.threads} thread(s), {where})"
             )
     if msgs:
         raise ConfigError(

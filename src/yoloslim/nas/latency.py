@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import statistics
 import tempfile
@@ -216,7 +217,10 @@ class LatencyCache:
             try:
                 entry = json.loads(line)
                 if entry["context"] == self.context:
-                    self.entries[entry["arch"]] = float(entry["latency_ms"])
+                    ms = float(entry["latency_ms"])
+                    if not math.isfinite(ms) or ms <= 0:  # NaN passed every budget
+                        raise ValueError(f"latency {ms}")
+                    self.entries[entry["arch"]] = ms
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 log.warning(
                     "latency cache %s:%d: skipped a line that is not an entry", self.path, i

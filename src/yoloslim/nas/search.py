@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -97,6 +98,14 @@ def _validate_args(
     for name, v, low in checks:
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
             raise ConfigError(f"{name}={v!r} must be an integer >= {low}")
+
+
+def _validate_seed_and_weights(seed, stage_weights) -> None:
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**32)")
+    bad = [w for w in stage_weights if isinstance(w, bool) or not isinstance(w, (int, float))]
+    if bad or any(not math.isfinite(w) or w < 0 for w in stage_weights):
+        raise ConfigError(f"stage_weights={list(stage_weights)!r} must be 5 finite numbers >= 0")
 
 
 DEFAULT_IMGSZ = 320  # the input size a search scores and costs at, unless told
@@ -190,10 +199,18 @@ def search(
     _validate_args(imgsz, population, iterations, init_repeats, nc, top_k, score_batch, polish)
     if len(stage_weights) != 5:
         raise ConfigError(f"stage_weights={list(stage_weights)!r} needs 5 entries (one per stage)")
+    _validate_seed_and_weights(seed, stage_weights)
     if score_method not in SCORE_METHODS:
         raise ConfigError(f"score_method={score_method!r} must be one of {SCORE_METHODS}")
     if out is not None:
         _check_out(Path(out), init)
+        cache_file = _cache_path(latency_cache, out)
+        mine = {_arch_path(out).absolute(), (_arch_path(out).parent / "nas_report.json").absolute()}
+        if cache_file is not None and cache_file.absolute() in mine:
+            raise ConfigError(
+                f"latency_cache={str(cache_file)!r} is the search's own arch.yaml or report; "
+                "name another file"
+            )
     # a second search into the same folder is refused (their arch.yaml and report would mix)
     folder = _arch_path(out).parent if out is not None else None
     made = folder is not None and not folder.exists()
@@ -257,7 +274,7 @@ def search(
                 "batch": 1,
                 "measured": len(ev.latencies) - cache.reused,
                 "from_cache": cache.reused,
-                "cache": None if cache.path is None else str(cache.path),
+                "cache": None if cache.path is None else str(cache.path.absolute()),
             },
             "init": [
                 {"name": label, "score": c.score, "gflops": c.cost.gflops, "layers": c.cost.layers}
@@ -325,6 +342,20 @@ def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, Candidate]]:
             arch, label = resolve_arch(item, ev.nc)
         except (ConfigError, ModelError) as e:
             raise ConfigError(f"init: {e}") from e
+        differs = [
+            f"{what} {own!r} (the space's: {theirs!r})"
+            for what, own, theirs in (
+                ("act", arch.get("act", "silu"), ev.space.act),
+                ("block", arch["backbone"]["stages"][-1]["block"], ev.space.block),
+            )
+            if own != theirs
+        ]
+        if differs:  # the genome keeps neither: it was rebuilt as another network
+            raise ConfigError(
+                f"init {label!r}: its {' and its '.join(differs)} differ from the search "
+                "space's; search a space of its kind (--space from this arch, or --init with "
+                "an arch of the space's block and activation)"
+            )
         genome = genome_of(arch)
         if not ev.space.contains(genome):
             raise ConfigError(
@@ -382,9 +413,10 @@ def _initial_population(
             pop.append(cand)
     if not pop:
         raise ConfigError(
-            f"no network of the search space met every budget ({ev.budget.to_dict()}) in "
-            f"{len(ev.seen)} tries: the budgets conflict (an effectiveness bound asks for "
-            "width that a FLOPs or params bound forbids?); loosen one, or pass --init"
+            f"no network of the search space met every budget ({ev.budget.to_dict()}) among "
+            f"{len(ev.seen)} random ones: the budgets may conflict, or leave only a small part "
+            "of the space (an effectiveness bound asks for width that a FLOPs or params bound "
+            "forbids?); loosen one, or pass --init with an arch that meets them all"
         )
     pop.sort(key=lambda c: -c.score)
     return pop
@@ -432,15 +464,24 @@ def _check_out(out: Path, init=None) -> None:
             "it is not replaced: name another file or folder"
         )
     report = arch_path.parent / "nas_report.json"
+    if report.is_dir():
+        raise ConfigError(f"out={out}: {report} is a folder; the search report goes there")
     if report.is_file():
         try:
-            ours = "best" in json.loads(report.read_bytes())
+            data = json.loads(report.read_bytes())
+            ours = "best" in data
         except (ValueError, TypeError, OSError):
-            ours = False
+            data, ours = {}, False
         if not ours:
             raise ConfigError(
                 f"out={out}: {report} exists and is no search report; it is not replaced: "
                 "name another folder"
+            )
+        other = data.get("arch_file")
+        if other and other != arch_path.name and (arch_path.parent / other).exists():
+            raise ConfigError(
+                f"out={out}: {report} is the report of {other}, beside it; a second search "
+                "would replace it: give each search a folder of its own"
             )
 
 
@@ -448,7 +489,7 @@ def _arch_path(out: str | Path) -> Path:
     """The arch.yaml ``out`` names: ``out`` itself when it is an ``*.yaml``, else in it;
     ``nas_report.json`` goes beside it."""
     out = Path(out)
-    return out if out.suffix in (".yaml", ".yml") else out / "arch.yaml"
+    return out if out.suffix.lower() in (".yaml", ".yml") else out / "arch.yaml"
 
 
 def _cache_path(latency_cache: str | Path | bool, out: str | Path | None) -> Path | None:
@@ -474,8 +515,9 @@ def _write(out: str | Path, arch: dict, report: dict) -> dict[str, Path]:
     header = (
         f"{_HEADER} (MAE-DET score {report['best'][0]['score']:.3f}, "
         f"{report['best'][0]['gflops']:.4g} GFLOPs at {report['imgsz']} px)\n"
-        "# train it: yoloslim train --model this.yaml --data data.yaml\n"
+        f"# train it: yoloslim train --model this.yaml --data data.yaml --imgsz {report['imgsz']}\n"
     )
+    report = {**report, "arch_file": arch_path.name}
     report_path = folder / "nas_report.json"
     # the earlier search's report goes first: a write that fails (a full disk) then leaves
     # no report of another search beside this one's arch.yaml
