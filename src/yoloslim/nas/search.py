@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 
 from yoloslim.configs import check_imgsz
@@ -268,6 +269,8 @@ def search(
             "score_batch": score_batch if score_method == "gaussian" else None,
             "stage_weights": list(stage_weights),
             "score_method": score_method,
+            # the scores' last digits depend on torch's thread count (reduction order)
+            "score_threads": torch.get_num_threads(),
             "score": SCORE_TEXT[score_method],
             "latency": {
                 **dataclasses.asdict(latency),
