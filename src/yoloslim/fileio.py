@@ -37,14 +37,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """:func:`atomic_write_text` for bytes."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    tmp = None
     try:
+        # a long name is cut in the temp one (.NAME.XXXXXXXX.tmp adds 14 bytes to it)
+        prefix = f".{p.name.encode()[:200].decode(errors='ignore')}."
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=p.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         apply_umask(tmp)  # mkstemp makes it 0600
         os.replace(tmp, p)
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):  # the file meant, not the temp one (or none: a full disk)
             raise OSError(e.errno, e.strerror or str(e), str(p)) from e
         raise

@@ -522,7 +522,6 @@ def test_predict_keeps_an_earlier_runs_results_until_its_own_first_result(
 def test_predict_draws_whole_files_and_prints_names_as_they_are(
     trained, data_yaml, tmp_path, monkeypatch, capsys
 ):
-    from PIL import Image
 
     src = tmp_path / "photo [copy].jpg"
     shutil.copy(next((data_yaml.parent / "images" / "val").iterdir()), src)
@@ -533,15 +532,33 @@ def test_predict_draws_whole_files_and_prints_names_as_they_are(
     assert "photo [copy].jpg: " in out and "out[/]" in out
     drawn = save / "photo [copy].jpg"
     before = drawn.read_bytes()
-    real = Image.Image.save
+    from yoloslim import fileio
 
-    def stopped_mid_write(self, fp, *a, **kw):  # a Ctrl-C while the JPEG is being written
-        fp.write(b"\xff\xd8 half a jpeg")
-        raise KeyboardInterrupt
+    real_fdopen = fileio.os.fdopen
 
-    monkeypatch.setattr(Image.Image, "save", stopped_mid_write)
+    class Half:  # a Ctrl-C while the JPEG is being written to its file
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            raise KeyboardInterrupt
+
+    calls = []  # the first write is the drawing's; detections.json after the stop is whole
+
+    def fdopen(fd, mode):
+        calls.append(fd)
+        return Half(real_fdopen(fd, mode)) if len(calls) == 1 else real_fdopen(fd, mode)
+
+    monkeypatch.setattr(fileio.os, "fdopen", fdopen)
     assert main(argv) == 130
-    monkeypatch.setattr(Image.Image, "save", real)
+    monkeypatch.setattr(fileio.os, "fdopen", real_fdopen)
     assert drawn.read_bytes() == before  # the earlier drawing, whole
     assert sorted(p.name for p in save.iterdir()) == ["detections.json", "photo [copy].jpg"]
 
@@ -579,6 +596,13 @@ def test_predict_video_checks_batch_before_decoding_and_warns_of_a_short_video(
     with caplog.at_level("WARNING", logger="yoloslim.runtime.video"):
         assert main(argv) == 0
     assert "ended after 5 of the 9 frames its container announces" in caplog.text
+    # a video of the user's own where the drawn one goes is not replaced
+    save = tmp_path / "vsave"
+    save.mkdir()
+    shutil.copy(clip, save / "clip.mp4")
+    (save / "clip.mp4").write_bytes(b"the user's video")
+    assert main([*argv, "--save", str(save)]) == 2
+    assert (save / "clip.mp4").read_bytes() == b"the user's video"
     folder = tmp_path / "frames.mp4"  # a folder named like a video is a folder of images
     folder.mkdir()
     shutil.copy(next(iter(Path(__file__).parent.glob("*.py"))), folder / "notes.txt")
@@ -808,14 +832,14 @@ def test_predict_caps_detections_with_max_det(trained, data_yaml, tmp_path):
 
 
 def test_a_json_report_never_replaces_a_file_the_run_writes_or_reads(
-    trained, data_yaml, tmp_path, capsys
+    trained, data_yaml, tmp_path, capsys, monkeypatch
 ):
     # --json OUT/best.pt turned the checkpoint into JSON; --json naming a JSON data config
     # replaced the command's own input
     out = tmp_path / "jt"
     argv = ["export", "--model", str(trained / "best.pt"), "--format", "onnx", "--out", str(out)]
     assert main([*argv, "--json", str(out / "model.onnx")]) == 2
-    assert "a report goes to a .json file, not a .onnx" in capsys.readouterr().err
+    assert ".onnx is a kind of file yoloslim runs write or read" in capsys.readouterr().err
     assert not out.exists()
     assert main(["compress", "--data", "d.yaml", "--recipe", "r", "--json", "x/inputs.json"]) == 2
     assert "inputs.json is the name of a compress run's record" in capsys.readouterr().err
@@ -826,7 +850,13 @@ def test_a_json_report_never_replaces_a_file_the_run_writes_or_reads(
     before = cfg.read_text()
     assert main(["data", "check", str(cfg), "--json", str(cfg)]) == 2
     assert "is the command's input (--data" in capsys.readouterr().err
-    # given before the input on the command line: caught when the report is written
+    # given before the input on the command line: still caught before any work
+    import yoloslim.eval.val as val_mod
+
+    def ran(*a, **kw):
+        raise AssertionError("the work ran before the --json clash was found")
+
+    monkeypatch.setattr(val_mod, "validate", ran)
     ck = ["val", "--json", str(cfg), "--model", str(trained / "best.pt"), "--data", str(cfg)]
     assert main(ck) == 2
     assert "is the command's input (--data)" in capsys.readouterr().err
@@ -860,3 +890,6 @@ def test_predict_replaces_only_images_it_drew_and_one_run_at_a_time(
     inside = [*argv[:-1], str(src / "drawn")]
     assert main(inside) == 0
     assert "its subfolders are read too" in " ".join(capsys.readouterr().err.split())
+    # drawn by an earlier version (no comment) but listed by its detections.json: replaced
+    Image.open(save / "img0.jpg").save(save / "img0.jpg")  # re-encoded: the comment is gone
+    assert main(argv) == 0

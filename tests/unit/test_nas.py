@@ -6,6 +6,7 @@ import importlib
 import json
 import math
 import random
+import shutil
 
 import pytest
 import torch
@@ -261,7 +262,7 @@ def test_effectiveness_budget_is_met_even_when_the_smallest_network_breaks_it():
         assert measure_cost(entry["arch"], IMGSZ).effectiveness == entry["effectiveness"]
     # only the smallest network fits these FLOPs, and it is too thin for rho: a clear error
     flops = measure_cost(SPACE.arch(SPACE.smallest(), 2), IMGSZ).gflops
-    with pytest.raises(ConfigError, match="budgets conflict"):
+    with pytest.raises(ConfigError, match="the budgets may conflict"):
         _small_search(budget=Budget(flops=flops, effectiveness=rho))
 
 
@@ -526,6 +527,10 @@ def test_a_search_never_replaces_its_init_file_nor_mixes_with_another(found, tmp
     with pytest.raises(ConfigError, match=r"init=.*arch\.yaml: this run writes"):
         _small_search(seed=1, init=edited, out=tmp_path)
     assert edited.read_text().endswith("# my notes\n")
+    # its own result, as written, re-seeds a search into the same folder (the default --out)
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    _small_search(seed=2, init=again / "arch.yaml", out=again)
     # a second search into a folder another one writes into is refused (both said done)
     with folder_lock(tmp_path / "busy", "nas"), pytest.raises(ConfigError, match="another"):
         _small_search(seed=1, out=tmp_path / "busy")

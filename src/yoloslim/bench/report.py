@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from pathlib import Path
 
 from yoloslim.extras import install_hint, installed
-from yoloslim.fileio import atomic_write_text
+from yoloslim.fileio import atomic_write_bytes, atomic_write_text
 
 __all__ = ["COLUMNS", "table_rows", "to_markdown", "write_report", "rich_table"]
 
@@ -176,10 +177,9 @@ def _pareto(report: dict, path: Path) -> Path | None:
     ax.set_title("mAP vs latency")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
-    return path
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def write_report(report: dict, out: str | Path) -> dict[str, Path]:

@@ -235,6 +235,13 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            json_path = kwargs.get("json_path")
+            if json_path:  # every option is known now, also one given after --json
+                clash = _input_clash(Path(json_path), kwargs)
+                if clash:
+                    raise ConfigError(
+                        f"--json {json_path} {clash}; it is not replaced by the report"
+                    )
             return fn(*args, **kwargs)
         except KeyboardInterrupt as e:
             raise _report_stop(e) from None
@@ -349,7 +356,7 @@ _JSON_CONTEXTS: dict[str, Any] = {}
 # a --json path with one would replace a file the same run writes (--json OUT/best.pt)
 _NOT_A_REPORT = (
     ".pt", ".pth", ".onnx", ".xml", ".bin", ".torchscript", ".engine", ".pbtxt", ".yaml",
-    ".yml", ".jsonl", ".md", ".png", ".jpg", ".jpeg", ".mp4", ".txt", ".csv",
+    ".yml", ".jsonl", ".md", ".png", ".jpg", ".jpeg", ".mp4",
 )  # fmt: skip
 
 
@@ -440,8 +447,8 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
     _writable(p, "file")
     if p.suffix.lower() in _NOT_A_REPORT:
         raise typer.BadParameter(
-            f"{p}: a report goes to a .json file, not a {p.suffix} (it could replace a file "
-            "the run writes or reads)"
+            f"{p}: {p.suffix} is a kind of file yoloslim runs write or read (checkpoints, "
+            "artifacts, configs, reports, drawings); name the JSON report otherwise (*.json)"
         )
     if p.name in RUN_RECORDS:
         raise typer.BadParameter(f"{p}: {p.name} is the name of {RUN_RECORDS[p.name][0]}")

@@ -24,7 +24,8 @@ def predict(
         help="Folder for the drawn images (SAVE/<stem>.jpg; <stem>_<ext>.jpg where two "
         "images share a stem, then _2, _3 where that is taken) or video (SAVE/<stem>.mp4), "
         "and detections.json. Refused when a drawn file would replace an input (e.g. a .jpg "
-        "source in its own folder) or when it holds a detections.json predict did not write.",
+        "source in its own folder) or a file predict did not draw, when it holds a "
+        "detections.json predict did not write, or while another predict writes there.",
     ),
     conf: float = typer.Option(0.25, help="Confidence threshold."),
     iou: float = typer.Option(0.65, help="NMS IoU threshold."),
@@ -73,24 +74,27 @@ def predict(
         device=device,
     )
     records = _Records(save)
-    # a second predict into the same --save is refused (detections.json would hold one of them)
-    lock = folder_lock(save, "predict") if save else contextlib.nullcontext()
-    try:
-        with lock:
+    # a second predict into the same --save is refused (detections.json would hold one of
+    # them); held until detections.json is written
+    with folder_lock(save, "predict") if save else contextlib.nullcontext():
+        try:
             if video:
                 _predict_video(pred, source, outputs.get(source), batch, records)
             else:
                 _predict_images(pred, source, files, outputs, batch, records)
-    except BaseException:
-        if save and records:  # keep what was computed before the stop or the error
+        except BaseException:
+            if save and records:  # keep what was computed before the stop or the error
+                _write_detections(save, records)
+                err_console.print(
+                    f"detections.json in {escape(str(save))} holds the {len(records)} results "
+                    "so far"
+                )
+            raise
+        if save:
             _write_detections(save, records)
-            err_console.print(
-                f"detections.json in {escape(str(save))} holds the {len(records)} results so far"
+            console.print(
+                f"wrote {len(records)} results and detections.json to {escape(str(save))}"
             )
-        raise
-    if save:
-        _write_detections(save, records)
-        console.print(f"wrote {len(records)} results and detections.json to {escape(str(save))}")
 
 
 class _Records(list):
@@ -132,21 +136,36 @@ def _check_detections_json(path: Path) -> None:
 
 
 def _check_drawn_names(save: Path, outputs: dict[Path, Path]) -> None:
-    """ConfigError when a drawn image would replace a file in ``save`` that predict did not
-    draw (a photo of the user's named like one): drawn JPEGs carry a comment saying so."""
+    """ConfigError when a drawn image or video would replace a file in ``save`` that predict
+    did not draw (a photo of the user's named like one). Predict's own: a JPEG with its
+    comment, or a file the ``detections.json`` beside it accounts for (an earlier version's
+    drawings carry no comment; a drawn video is that of a run with frame records)."""
     from PIL import Image
 
     from yoloslim.errors import ConfigError
-    from yoloslim.runtime.draw import DRAWN_COMMENT
+    from yoloslim.runtime.draw import DRAWN_COMMENT, drawn_paths
 
+    try:
+        earlier = json.loads((save / "detections.json").read_bytes())
+    except (OSError, ValueError):
+        earlier = []  # none (checked already to be predict's when there is one)
+    try:
+        images = [Path(r["image"]) for r in earlier if "image" in r]
+        recorded = {p.name for p in drawn_paths(images, save).values()} if images else set()
+    except Exception:  # noqa: BLE001 - an earlier run's inputs may be gone or moved
+        recorded = set()
+    video_run = any("frame" in r for r in earlier)
     for dst in outputs.values():
-        if dst.suffix != ".jpg" or not dst.is_file():
+        if not dst.is_file() or dst.name in recorded:
             continue
-        try:
-            with Image.open(dst) as im:
-                ours = im.info.get("comment") == DRAWN_COMMENT
-        except Exception:  # noqa: BLE001 - not an image at all: not ours either
-            ours = False
+        if dst.suffix == ".mp4":
+            ours = video_run
+        else:
+            try:
+                with Image.open(dst) as im:
+                    ours = im.info.get("comment") == DRAWN_COMMENT
+            except Exception:  # noqa: BLE001 - not an image at all: not ours either
+                ours = False
         if not ours:
             raise ConfigError(
                 f"--save {save}: a drawn image would replace {dst}, which predict did not "
@@ -155,10 +174,12 @@ def _check_drawn_names(save: Path, outputs: dict[Path, Path]) -> None:
 
 
 def _warn_inside_source(source: Path, save: Path) -> None:
-    """A --save folder inside a SOURCE folder: a dataset split there reads subfolders too."""
-    if source.is_dir() and source.resolve() in save.expanduser().resolve().parents:
+    """A --save folder that is, or is inside, a SOURCE folder: a dataset split there reads
+    its subfolders too, and a later predict of SOURCE the drawn images."""
+    where = save.expanduser().resolve()
+    if source.is_dir() and source.resolve() in (where, *where.parents):
         err_console.print(
-            f"[yellow]warning: --save {escape(str(save))} is inside {escape(str(source))}: "
+            f"[yellow]warning: --save {escape(str(save))} is (inside) {escape(str(source))}: "
             "where that folder is a dataset split, its subfolders are read too, so the drawn "
             "images would join it as images without labels"
         )

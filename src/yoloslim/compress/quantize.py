@@ -40,6 +40,13 @@ log = logging.getLogger(__name__)
 _FEW_CALIB = 32  # below this many calibration images, warn
 
 
+def _drop_earlier_report(out: Path) -> None:
+    """An earlier run's report no longer describes the artifacts this one starts to replace:
+    removed before, so a stopped run leaves no report beside another run's files."""
+    for name in ("quant_report.json", "quant_report.md"):
+        (out / name).unlink(missing_ok=True)
+
+
 def quantize(
     model_or_artifact: nn.Module | str | Path,
     data: str | Path,
@@ -98,10 +105,9 @@ def quantize(
     given = _given_onnx(model_or_artifact, cfg.imgsz)  # checked before anything is written
     with folder_lock(out, "quantize"):  # made here, if it is not there yet
         remove_stale_staging(out)  # a killed run's; none is live while we hold the lock
-        # an earlier run's report no longer describes the artifacts this one starts to
-        # replace: gone now, so a stopped run leaves no report beside another run's files
-        for name in ("quant_report.json", "quant_report.md"):
-            (out / name).unlink(missing_ok=True)
+        # the export and the float model written next replace the earlier run's files (a
+        # run refused by a setting found only later loses that run's report too)
+        _drop_earlier_report(out)
         # exported under the lock: a refused second run must not replace this one's ONNX
         float_onnx, imgsz = given or _export_onnx(model_or_artifact, out, cfg.imgsz)
         backend = _backend(cfg, float_onnx, out)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -349,7 +350,11 @@ def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, Candidate]]:
             f"{what} {own!r} (the space's: {theirs!r})"
             for what, own, theirs in (
                 ("act", arch.get("act", "silu"), ev.space.act),
-                ("block", arch["backbone"]["stages"][-1]["block"], ev.space.block),
+                *[
+                    ("block", st["block"], ev.space.block)
+                    for st in arch["backbone"]["stages"][1:]
+                    if st["block"] != ev.space.block
+                ][:1],
             )
             if own != theirs
         ]
@@ -456,6 +461,8 @@ def _check_out(out: Path, init=None) -> None:
                 raise ConfigError(f"out={out}: {p} is not writable")
             break
     for item in [init] if isinstance(init, (str, Path, dict)) else list(init or []):
+        if _unedited_result(item, arch_path):
+            continue  # re-seeding from its own result, as written: nothing of the user's in it
         refuse_overwriting_input(
             item, [arch_path], arg="init", hint="name another --out for the search's arch.yaml"
         )
@@ -486,6 +493,21 @@ def _check_out(out: Path, init=None) -> None:
                 f"out={out}: {report} is the report of {other}, beside it; a second search "
                 "would replace it: give each search a folder of its own"
             )
+
+
+def _unedited_result(item, arch_path: Path) -> bool:
+    """Whether ``item`` is ``arch_path`` exactly as the search whose report is beside it wrote
+    it (its digest in the report): no hand edit of the user's would be lost."""
+    if not isinstance(item, (str, Path)) or not arch_path.is_file():
+        return False
+    try:
+        if not Path(item).expanduser().samefile(arch_path):
+            return False
+        report = json.loads((arch_path.parent / "nas_report.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    digest = hashlib.sha1(arch_path.read_bytes()).hexdigest()
+    return isinstance(report, dict) and report.get("arch_sha1") == digest
 
 
 def _arch_path(out: str | Path) -> Path:
@@ -520,12 +542,14 @@ def _write(out: str | Path, arch: dict, report: dict) -> dict[str, Path]:
         f"{report['best'][0]['gflops']:.4g} GFLOPs at {report['imgsz']} px)\n"
         f"# train it: yoloslim train --model this.yaml --data data.yaml --imgsz {report['imgsz']}\n"
     )
-    report = {**report, "arch_file": arch_path.name}
+    text = header + yaml.safe_dump(arch, sort_keys=False)
+    digest = hashlib.sha1(text.encode()).hexdigest()
+    report = {**report, "arch_file": arch_path.name, "arch_sha1": digest}
     report_path = folder / "nas_report.json"
     # the earlier search's report goes first: a write that fails (a full disk) then leaves
     # no report of another search beside this one's arch.yaml
     report_path.unlink(missing_ok=True)
-    atomic_write_text(arch_path, header + yaml.safe_dump(arch, sort_keys=False))
+    atomic_write_text(arch_path, text)
     atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
     return {"arch": arch_path, "report": report_path}
 
