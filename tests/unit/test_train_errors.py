@@ -311,12 +311,17 @@ def test_json_that_is_an_input_and_unwritable_outputs_are_one_line_errors(sets, 
     data_yaml = sets[3]
     before = data_yaml.read_bytes()
     assert main(["models", "--imgsz", "64", "--json", str(data_yaml)]) == 2
-    assert "holds no JSON" in capsys.readouterr().err and data_yaml.read_bytes() == before
+    assert ".yaml is a kind of file yoloslim runs write or read" in capsys.readouterr().err
+    assert data_yaml.read_bytes() == before
+    notes = tmp_path / "notes.json"  # a name a report could have, but no JSON in it
+    notes.write_text("my notes")
+    assert main(["models", "--imgsz", "64", "--json", str(notes)]) == 2
+    assert "holds no JSON" in capsys.readouterr().err and notes.read_text() == "my notes"
     # JSON the report must not replace either: a dataset's COCO annotations, a JSON-lines
     # cache, another command's run file; a report of the same command's run is replaced
     kept = {
         "instances_val.json": ('{"images": [], "annotations": []}', "holds COCO annotations"),
-        "nas_latency_cache.jsonl": ('{"ms": 1.0}', "is a JSON-lines file"),
+        "nas_latency_cache.jsonl": ('{"ms": 1.0}', ".jsonl is a kind of file yoloslim runs"),
         "export_report.json": ('{"formats": {}}', "is the export run's own export_report.json"),
         # records a compress run reads back on --resume
         "stage.json": (

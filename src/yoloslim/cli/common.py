@@ -450,7 +450,8 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
             f"{p}: {p.suffix} is a kind of file yoloslim runs write or read (checkpoints, "
             "artifacts, configs, reports, drawings); name the JSON report otherwise (*.json)"
         )
-    if p.name in RUN_RECORDS:
+    if p.name in RUN_RECORDS and ctx is not None and ctx.info_name == "compress":
+        # the run writes these into its folder: the report would replace one, or be replaced
         raise typer.BadParameter(f"{p}: {p.name} is the name of {RUN_RECORDS[p.name][0]}")
     if p.is_file() and not os.access(p, os.W_OK):
         raise typer.BadParameter(f"{p} is not writable")
