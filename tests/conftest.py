@@ -30,3 +30,44 @@ def _interrupting(real, on_call: int):
 def interrupting():
     """``interrupting(real, n)``: ``real`` whose n-th call is stopped by a Ctrl-C."""
     return _interrupting
+
+
+class _HalfWrite:
+    """A file opened by ``fileio.os.fdopen`` whose write stores half the bytes, then raises
+    ``stop`` (a Ctrl-C, or a full disk's OSError) there."""
+
+    def __init__(self, f, stop: BaseException):
+        self.f, self.stop = f, stop
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, data):
+        self.f.write(data[: len(data) // 2])
+        raise self.stop
+
+
+@pytest.fixture
+def stopped_writes(monkeypatch):
+    """``stopped_writes(stop, first=n)``: the first ``n`` (default: every) atomic writes of
+    ``yoloslim.fileio`` stop halfway with ``stop``; later ones are whole."""
+    from yoloslim import fileio
+
+    real = fileio.os.fdopen
+
+    def install(stop: BaseException, first: int | None = None):
+        opened = []
+
+        def fdopen(fd, mode):
+            opened.append(fd)
+            if first is None or len(opened) <= first:
+                return _HalfWrite(real(fd, mode), stop)
+            return real(fd, mode)
+
+        monkeypatch.setattr(fileio.os, "fdopen", fdopen)
+        return opened
+
+    return install

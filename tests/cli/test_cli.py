@@ -520,9 +520,8 @@ def test_predict_keeps_an_earlier_runs_results_until_its_own_first_result(
 
 
 def test_predict_draws_whole_files_and_prints_names_as_they_are(
-    trained, data_yaml, tmp_path, monkeypatch, capsys
+    trained, data_yaml, tmp_path, monkeypatch, capsys, stopped_writes
 ):
-
     src = tmp_path / "photo [copy].jpg"
     shutil.copy(next((data_yaml.parent / "images" / "val").iterdir()), src)
     save = tmp_path / "out[/]"  # rich markup: printed as it is, not parsed (a MarkupError)
@@ -532,33 +531,11 @@ def test_predict_draws_whole_files_and_prints_names_as_they_are(
     assert "photo [copy].jpg: " in out and "out[/]" in out
     drawn = save / "photo [copy].jpg"
     before = drawn.read_bytes()
-    from yoloslim import fileio
-
-    real_fdopen = fileio.os.fdopen
-
-    class Half:  # a Ctrl-C while the JPEG is being written to its file
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            raise KeyboardInterrupt
-
-    calls = []  # the first write is the drawing's; detections.json after the stop is whole
-
-    def fdopen(fd, mode):
-        calls.append(fd)
-        return Half(real_fdopen(fd, mode)) if len(calls) == 1 else real_fdopen(fd, mode)
-
-    monkeypatch.setattr(fileio.os, "fdopen", fdopen)
+    # a Ctrl-C while the JPEG is written to its file (the first write; detections.json,
+    # written after the stop, is whole)
+    stopped_writes(KeyboardInterrupt(), first=1)
     assert main(argv) == 130
-    monkeypatch.setattr(fileio.os, "fdopen", real_fdopen)
+    monkeypatch.undo()
     assert drawn.read_bytes() == before  # the earlier drawing, whole
     assert sorted(p.name for p in save.iterdir()) == ["detections.json", "photo [copy].jpg"]
 

@@ -178,31 +178,13 @@ def test_scratch_folders_of_killed_exports_go_once_a_day_old(tmp_path, monkeypat
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt(), OSError(28, "No space left on device")])
 def test_an_atomic_write_stopped_midway_keeps_the_old_file_and_names_the_new_one(
-    tmp_path, monkeypatch, stop
+    tmp_path, stopped_writes, stop
 ):
-    import os
-
     from yoloslim import fileio
 
     target = tmp_path / "report.json"
     target.write_text("old")
-    real_fdopen = os.fdopen
-
-    class Half:  # writes half, then the stop (a Ctrl-C, or a full disk)
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            raise stop
-
-    monkeypatch.setattr(fileio.os, "fdopen", lambda fd, mode: Half(real_fdopen(fd, mode)))
+    stopped_writes(stop)  # a Ctrl-C, or a full disk, halfway through the write
     with pytest.raises(type(stop)) as err:
         fileio.atomic_write_text(target, "new and longer")
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == [
