@@ -113,7 +113,12 @@ def remove_stale_temps(folder: str | Path, names: Iterable[str]) -> list[Path]:
 # characters of [a-z0-9_] and makes it private (0o700). The "yoloslim" in it keeps a user's
 # own hidden folders (.venv-research, made 0700 under umask 077) from ever matching.
 STAGING_PREFIX = ".{}.yoloslim-"
-_STAGING = re.compile(r"\..*\.yoloslim-[a-z0-9_]{8}")
+_STAGING = re.compile(
+    r"\..*\.yoloslim-[a-z0-9_]{8}"
+    # what versions before it left: .NAME-XXXXXXXX, taken only for the artifact files staged
+    # then (a user's .venv-research is no artifact's name)
+    r"|\..+\.(onnx|xml|torchscript|mlpackage|engine|pt)-[a-z0-9_]{8}"
+)
 
 
 def remove_stale_staging(folder: str | Path, depth: int = 3) -> list[Path]:

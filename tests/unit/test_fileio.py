@@ -135,8 +135,10 @@ def test_staging_folders_a_killed_run_left_are_removed_and_nothing_else(tmp_path
     os.chmod(kept[0], 0o755)
     kept[1].mkdir(mode=0o700)  # not an 8-character suffix
     kept[2].write_text("the artifact")
+    # what an earlier version left for an artifact (.NAME-XXXXXXXX) is still cleaned up
+    stale.append(Path(tempfile.mkdtemp(dir=tmp_path, prefix=".model.xml-")))
     # a user's own private hidden folders, named like the old staging folders: deleted before
-    for name in (".venv-research", ".model.onnx-abcdefgh"):
+    for name in (".venv-research", ".npm-packages"):
         kept.append(tmp_path / "sub" / name)
         kept[-1].mkdir(parents=True)
         os.chmod(kept[-1], 0o700)
