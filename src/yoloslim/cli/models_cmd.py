@@ -34,7 +34,7 @@ def models(
             _figure(r["gflops"]),
         )
     print_table(table)
-    write_json(json_path, {name: {**r, "imgsz": imgsz, "nc": nc} for name, r in rows.items()})
+    write_json(json_path, {name: {**r, "nc": nc} for name, r in rows.items()})
 
 
 def _figure(x: float) -> str:

@@ -497,9 +497,9 @@ def distill(
     if teacher is None:
         raise ConfigError("teacher is required (None only on resume, to use the run's own)")
     t_model = _as_detector(teacher, "teacher")
-    t_file = as_artifact(teacher, "teacher")
-    t_file = None if isinstance(t_file, nn.Module) else str(Path(t_file).expanduser().resolve())
-    t_name = _label(as_artifact(teacher, "teacher"))
+    t_src = as_artifact(teacher, "teacher")
+    t_file = None if isinstance(t_src, nn.Module) else str(Path(t_src).expanduser().resolve())
+    t_name = _label(t_src)
     if t_model.nc != len(names):
         raise ConfigError(
             f"the teacher{t_name} has {t_model.nc} classes but {data} has {len(names)}"

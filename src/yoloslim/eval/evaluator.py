@@ -64,8 +64,7 @@ def evaluate(
             torch.cuda.synchronize(preds.device)
         infer_s += time.perf_counter() - t0
         n_images += len(imgs)
-        # NMS in float32: box areas of a half-precision model's output overflow float16
-        dets = postprocess(preds.float(), conf=conf, iou=iou, max_det=max_det)
+        dets = postprocess(preds, conf=conf, iou=iou, max_det=max_det)
         for det, meta in zip(dets, metas, strict=True):
             detections += _to_coco(det.cpu(), meta, x.shape[-1])
     res = coco_map(dataset.coco_gt(), detections, names=list(dataset.names))
