@@ -61,8 +61,8 @@ def predict(
     files = [source] if video else image_files(source)
     outputs = drawn_paths(files, save, video=video) if save else {}
     if save:
-        _check_detections_json(save / "detections.json")
-        _check_drawn_names(save, outputs)
+        earlier = _earlier_records(save / "detections.json")
+        _check_drawn_names(save, outputs, earlier)
         _warn_inside_source(source, save)
     pred = Predictor(
         model,
@@ -114,13 +114,14 @@ class _Records(list):
         super().append(record)
 
 
-def _check_detections_json(path: Path) -> None:
-    """ConfigError when ``path`` exists and is not a ``detections.json`` predict wrote (a list
-    of ``{"image" | "frame", "detections"}`` records): it is not predict's to replace."""
+def _earlier_records(path: Path) -> list[dict]:
+    """The records of the ``detections.json`` an earlier predict wrote at ``path`` (none when
+    there is none); ConfigError when ``path`` exists and is not one (a list of ``{"image" |
+    "frame", "detections"}`` records): it is not predict's to replace."""
     from yoloslim.errors import ConfigError
 
     if not path.exists():
-        return
+        return []
     try:
         data = json.loads(path.read_bytes())
     except (ValueError, OSError):
@@ -133,22 +134,20 @@ def _check_detections_json(path: Path) -> None:
             f"--save {path.parent}: {path} was not written by predict; it is not replaced, "
             "so move it or choose another --save folder"
         )
+    return data
 
 
-def _check_drawn_names(save: Path, outputs: dict[Path, Path]) -> None:
+def _check_drawn_names(save: Path, outputs: dict[Path, Path], earlier: list[dict]) -> None:
     """ConfigError when a drawn image or video would replace a file in ``save`` that predict
     did not draw (a photo of the user's named like one). Predict's own: a JPEG with its
-    comment, or a file the ``detections.json`` beside it accounts for (an earlier version's
-    drawings carry no comment; a drawn video is that of a run with frame records)."""
+    comment, or a file the ``earlier`` records (of the ``detections.json`` beside it) account
+    for (an earlier version's drawings carry no comment; a drawn video is that of a run with
+    frame records)."""
     from PIL import Image
 
     from yoloslim.errors import ConfigError
     from yoloslim.runtime.draw import DRAWN_COMMENT, drawn_paths
 
-    try:
-        earlier = json.loads((save / "detections.json").read_bytes())
-    except (OSError, ValueError):
-        earlier = []  # none (checked already to be predict's when there is one)
     try:
         images = [Path(r["image"]) for r in earlier if "image" in r]
         recorded = {p.name for p in drawn_paths(images, save).values()} if images else set()
