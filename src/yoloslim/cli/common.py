@@ -236,7 +236,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             json_path = kwargs.get("json_path")
-            if json_path:  # every option is known now, also one given after --json
+            # every option is known now (one given after --json too), and no work is done yet
+            if json_path:
                 clash = _input_clash(Path(json_path), kwargs)
                 if clash:
                     raise ConfigError(
@@ -337,19 +338,11 @@ def config_file(path: str | Path | None):
 
 def write_json(path: str | Path | None, obj: dict) -> None:
     """Write one JSON object (atomic rename) when ``path`` is given (a ``--json`` path, which
-    :func:`check_json_target` checked when the options were parsed)."""
+    :func:`check_json_target` checked when the options were parsed, and :func:`handle_errors`
+    against the command's inputs before its work)."""
     if not path:
         return
-    ctx = _JSON_CONTEXTS.get(str(path))
-    clash = _input_clash(Path(path), ctx.params if ctx is not None else {})
-    if clash:  # an input given after --json on the command line, unknown when it was checked
-        raise ConfigError(f"--json {path} {clash}; it is not replaced by the report")
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-# the command context each --json path was checked in: its options, all parsed by the time
-# the report is written, are compared with the path again then
-_JSON_CONTEXTS: dict[str, Any] = {}
 
 
 # suffixes of what yoloslim writes into a run (checkpoints, artifacts, configs, drawings):
@@ -438,12 +431,11 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
     or a file the report must not replace: one that holds no JSON (a data.yaml or a
     checkpoint given by mistake), COCO annotations (a dataset's ground truth), a JSON-lines
     file, a file another command wrote into its run's folder (:data:`REPORT_OWNERS`), or a
-    record a run reads back (:data:`RUN_RECORDS`)."""
+    record a run reads back (:data:`RUN_RECORDS`); a name with the suffix of what runs write
+    or read (:data:`_NOT_A_REPORT`), compress's record names, or a file it may not write."""
     if path is None:
         return path
     path = p = Path(path).expanduser()
-    if ctx is not None:
-        _JSON_CONTEXTS[str(path)] = ctx
     _writable(p, "file")
     if p.suffix.lower() in _NOT_A_REPORT:
         raise typer.BadParameter(
@@ -455,9 +447,7 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
         raise typer.BadParameter(f"{p}: {p.name} is the name of {RUN_RECORDS[p.name][0]}")
     if p.is_file() and not os.access(p, os.W_OK):
         raise typer.BadParameter(f"{p} is not writable")
-    clash = _input_clash(p, ctx.params if ctx is not None else {})
-    if clash:
-        raise typer.BadParameter(f"{p} {clash}; it is not replaced by the report")
+    # the command's own inputs: checked by handle_errors, once every option is parsed
     if not p.exists():
         return path
     if p.is_dir():
