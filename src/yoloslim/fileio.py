@@ -9,8 +9,10 @@ import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 __all__ = [
+    "atomic_file",
     "atomic_write_bytes",
     "atomic_write_text",
     "apply_umask",
@@ -35,6 +37,20 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """:func:`atomic_write_text` for bytes."""
+    with atomic_file(path) as f:
+        f.write(data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file to write ``path`` through (parents created): a temp file of its own
+    beside it (``.NAME.XXXXXXXX.tmp``), moved into place with ``os.replace`` when the block
+    ends without an error, else removed.
+
+    Raises:
+        OSError: naming ``path`` (not the temp file), e.g. on a full disk.
+    """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
@@ -43,7 +59,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         prefix = f".{p.name.encode()[:200].decode(errors='ignore')}."
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=p.parent)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
         apply_umask(tmp)  # mkstemp makes it 0600
         os.replace(tmp, p)
     except BaseException as e:
@@ -52,7 +68,6 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         if isinstance(e, OSError):  # the file meant, not the temp one (or none: a full disk)
             raise OSError(e.errno, e.strerror or str(e), str(p)) from e
         raise
-    return p
 
 
 def _umask() -> int:

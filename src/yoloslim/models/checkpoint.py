@@ -15,7 +15,6 @@ import errno
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from torch import nn
 
 from yoloslim.configs import check_imgsz
 from yoloslim.errors import ModelError
-from yoloslim.fileio import apply_umask
+from yoloslim.fileio import atomic_file
 from yoloslim.models.arch import arch_of
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import build_model
@@ -42,23 +41,16 @@ FORMAT = "yoloslim/1"
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temp file beside ``path`` and rename it into place."""
+    """``torch.save`` to a temp file beside ``path`` and rename it into place
+    (:func:`~yoloslim.fileio.atomic_file`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(path) as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        apply_umask(tmp)  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-        if isinstance(e, RuntimeError) and _disk_full(path.parent):
-            # torch's zip writer words a full disk as "unexpected pos ..."
+    except RuntimeError as e:
+        if _disk_full(path.parent):  # torch's zip writer words a full disk "unexpected pos"
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
         raise
     return path
