@@ -105,6 +105,8 @@ def _validate_args(
 def _validate_seed_and_weights(seed, stage_weights) -> None:
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**32)")
+    if len(stage_weights) != 5:
+        raise ConfigError(f"stage_weights={list(stage_weights)!r} needs 5 entries (one per stage)")
     bad = [w for w in stage_weights if isinstance(w, bool) or not isinstance(w, (int, float))]
     if bad or any(not math.isfinite(w) or w < 0 for w in stage_weights):
         raise ConfigError(f"stage_weights={list(stage_weights)!r} must be 5 finite numbers >= 0")
@@ -199,26 +201,18 @@ def search(
     space = space or SearchSpace()
     latency = latency or LatencySettings()
     _validate_args(imgsz, population, iterations, init_repeats, nc, top_k, score_batch, polish)
-    if len(stage_weights) != 5:
-        raise ConfigError(f"stage_weights={list(stage_weights)!r} needs 5 entries (one per stage)")
     _validate_seed_and_weights(seed, stage_weights)
     if score_method not in SCORE_METHODS:
         raise ConfigError(f"score_method={score_method!r} must be one of {SCORE_METHODS}")
+    cache_file = _cache_path(latency_cache, out)
     if out is not None:
-        _check_out(Path(out), init)
-        cache_file = _cache_path(latency_cache, out)
-        mine = {_arch_path(out).absolute(), (_arch_path(out).parent / "nas_report.json").absolute()}
-        if cache_file is not None and cache_file.absolute() in mine:
-            raise ConfigError(
-                f"latency_cache={str(cache_file)!r} is the search's own arch.yaml or report; "
-                "name another file"
-            )
+        _check_out(Path(out), init, cache_file)
     # a second search into the same folder is refused (their arch.yaml and report would mix)
     folder = _arch_path(out).parent if out is not None else None
     made = folder is not None and not folder.exists()
     lock = folder_lock(folder, "nas") if folder is not None else contextlib.nullcontext()
     with lock, _removed_if_left_empty(folder if made else None):
-        cache = LatencyCache(_cache_path(latency_cache, out), imgsz, latency)
+        cache = LatencyCache(cache_file, imgsz, latency)
         t0 = time.perf_counter()
         ev = Evaluator(
             space=space,
@@ -447,9 +441,9 @@ def _entry(rank: int, c: Candidate) -> dict:
     }
 
 
-def _check_out(out: Path, init=None) -> None:
-    """Fail before the search, not after it, when ``out`` cannot be written, or would replace
-    an ``init`` architecture file (its hand edits would be lost)."""
+def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
+    """Fail before the search, not after it, when ``out`` cannot be written, would replace
+    an ``init`` architecture file (its hand edits would be lost), or is ``cache_file``."""
     arch_path = _arch_path(out)
     if arch_path.is_dir():
         raise ConfigError(f"out={out}: {arch_path} is a folder; name a file or another folder")
@@ -474,6 +468,14 @@ def _check_out(out: Path, init=None) -> None:
             "it is not replaced: name another file or folder"
         )
     report = arch_path.parent / "nas_report.json"
+    if cache_file is not None and cache_file.absolute() in {
+        arch_path.absolute(),
+        report.absolute(),
+    }:
+        raise ConfigError(
+            f"latency_cache={str(cache_file)!r} is the search's own arch.yaml or report; "
+            "name another file"
+        )
     if report.is_dir():
         raise ConfigError(f"out={out}: {report} is a folder; the search report goes there")
     if report.is_file():
