@@ -109,7 +109,7 @@ class Fit:
             self.hook.epoch_start(self.net, epoch)
         sums = torch.zeros(3)
         extra_sums: dict[str, float] = {}
-        images, lr, seen = 0, self.cfg.lr0, 0
+        lr, seen = self.cfg.lr0, 0  # seen: this process's images
         t_epoch = time.time()
         title = f"epoch {epoch + 1}/{self.cfg.epochs}"
         with epoch_progress(progress, title, self.n_batches) as pbar:
@@ -122,7 +122,6 @@ class Fit:
                 for k, v in extra.items():
                     extra_sums[k] = extra_sums.get(k, 0.0) + float(v) * b
                 seen += b
-                images += b * self.world
                 if pbar:
                     m = sums / seen
                     more = "".join(f" {k} {v / seen:.3f}" for k, v in extra_sums.items())
@@ -143,7 +142,7 @@ class Fit:
             "epoch_s": round(epoch_s, 2),
             "images_per_s": round(len(loader.dataset) / epoch_s, 2),
         }
-        return row, images
+        return row, seen * self.world
 
     def step(
         self, imgs: torch.Tensor, targets: torch.Tensor, lr: float, epoch: int, i: int
