@@ -75,16 +75,16 @@ def coco_map(
         names = [str(c.get("name", c["id"])) for c in cats]
     elif len(names) != len(cats):
         raise DataError(f"names has {len(names)} entries but gt has {len(cats)} categories")
-    dets = _clean_detections(detections, {img["id"] for img in gt.get("images", [])})
-    unknown = {d["category_id"] for d in dets} - set(cat_ids)
+    image_ids, known = {img["id"] for img in gt.get("images", [])}, set(cat_ids)
+    dets = _clean_detections(detections, image_ids)
+    unknown = {d["category_id"] for d in dets} - known
     if unknown:
         log.warning("detections with category ids %s not in gt are ignored", sorted(unknown))
     # COCOeval evaluates only the listed categories and images: boxes elsewhere count for nothing
-    image_ids = {img["id"] for img in gt.get("images", [])}
     annotations = [
         a
         for a in gt.get("annotations", [])
-        if a["category_id"] in cat_ids and a["image_id"] in image_ids
+        if a["category_id"] in known and a["image_id"] in image_ids
     ]
     with_gt = {a["category_id"] for a in annotations if not a.get("iscrowd")}
     undefined = not with_gt
