@@ -94,8 +94,8 @@ def apply_umask(path: str | Path) -> Path:
 
 
 def _temp_pattern(name: str) -> re.Pattern[str]:
-    # .NAME.tmp (atomic_write_text) and .NAME.XXXXXXXX.tmp (mkstemp(prefix=".NAME.", suffix=".tmp"),
-    # whose random part is 8 characters of [a-z0-9_])
+    # .NAME.XXXXXXXX.tmp (atomic_file: mkstemp(prefix=".NAME.", suffix=".tmp"), whose random
+    # part is 8 characters of [a-z0-9_]) and .NAME.tmp (what earlier versions' writes left)
     return re.compile(rf"\.{re.escape(name)}(\.[a-z0-9_]{{8}})?\.tmp")
 
 
