@@ -188,6 +188,35 @@ def test_usage_errors_exit_2(argv, message, usage, capsys):
     assert ("Usage: yoloslim" in err) == usage
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["train", "--batch", "0"], "--batch 0 must be >= 1"),
+        (["train", "--lr0", "-1"], "--lr0 -1.0 must be > 0"),
+        (["train", "--device", "gpu"], "--device 'gpu' must be"),
+        (["val", "--model", "m.pt", "--batch", "0"], "--batch 0 must be >= 1"),
+        (["prune", "--model", "m.pt", "--ratio", "1.5"], "--ratio 1.5 must be in (0, 1)"),
+    ],
+)
+def test_a_bad_option_value_is_named_as_the_option(argv, said, data_yaml, tmp_path, capsys):
+    argv = [*argv, "--data", str(data_yaml), "--out", str(tmp_path / "r")]
+    if argv[0] == "val":
+        argv = argv[:-2]  # val writes no folder
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert said in err
+    assert "Config." not in err and "batch=" not in err
+
+
+def test_a_bad_value_from_a_config_file_keeps_the_settings_name(data_yaml, tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("batch: 0\n")
+    argv = ["train", "--data", str(data_yaml), "--config", str(cfg), "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--config {cfg}: TrainConfig.batch=0 must be >= 1" in err  # --batch was not given
+
+
 @pytest.mark.parametrize(("how", "code"), [("interrupted", 130), ("terminated", 143)])
 def test_ctrl_c_and_sigterm_stop_a_command_with_one_line(how, code, tmp_path, monkeypatch, capsys):
     import yoloslim.nas

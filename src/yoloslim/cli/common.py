@@ -5,9 +5,11 @@ from __future__ import annotations
 import _thread
 import contextlib
 import functools
+import inspect
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -258,7 +260,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
                 text = f"{where}: {e.strerror or e}"
             elif isinstance(e, YoloslimError):
-                text = str(e)
+                text = _name_flags(str(e), fn, kwargs) if isinstance(e, ConfigError) else str(e)
             else:
                 raise
             # soft_wrap: never break the line, so the file paths in it stay whole
@@ -268,6 +270,34 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(2) from e
 
     return wrapper
+
+
+# ``name=value`` in a library error, where ``name`` is a setting or argument (``TrainConfig.batch=0``)
+_SETTING = re.compile(r"(?<![\w.-])(?:[A-Z]\w*\.)?([a-z_][a-z0-9_]*)=")
+
+
+def _name_flags(text: str, fn: Callable[..., Any], params: dict[str, Any]) -> str:
+    """``text`` with each ``[Class.]name=value`` the library wrote for a setting the command
+    got as an option with that very value said as the option: ``--batch 0`` for
+    ``TrainConfig.batch=0``, so the user reads what to change on the command line."""
+    signature = inspect.signature(fn).parameters
+
+    def flag(m: re.Match) -> str:
+        name = m.group(1)
+        value = params.get(name)
+        if name not in signature or value is None or isinstance(value, bool):
+            return m.group(0)
+        shown = repr(str(value)) if isinstance(value, Path) else repr(value)
+        decls = getattr(signature[name].default, "param_decls", None) or ()
+        longs = [d for d in decls if d.startswith("--")]
+        option = longs[0].split("/")[0] if longs else "--" + name.replace("_", "-")
+        if not text.startswith(shown, m.end()) or option in text:
+            return m.group(0)
+        if isinstance(signature[name].default, typer.models.ArgumentInfo):
+            return m.group(0)  # a positional argument has no option to name
+        return f"{option} "
+
+    return _SETTING.sub(flag, text)
 
 
 def option_given(ctx: typer.Context, param: str) -> bool:
