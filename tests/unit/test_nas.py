@@ -371,6 +371,17 @@ def test_cli_nas_writes_arch_and_report(tmp_path):
     assert rc == 0
     assert out.exists() and (tmp_path / "nas_report.json").exists()
     build_model(out)
+    # info describes the found arch: its cost at the search's size, and the search's score
+    assert main(["info", str(out), "--json", str(tmp_path / "info.json")]) == 0
+    described = json.loads((tmp_path / "info.json").read_text())[str(out)]
+    best = json.loads((tmp_path / "nas_report.json").read_text())["best"][0]
+    assert (described["kind"], described["imgsz"], described["nc"]) == ("arch", 64, 2)
+    assert described["gflops"] == round(best["gflops"], 4)
+    assert (described["params"], described["params_deploy"]) == (
+        best["params"],
+        best["params_deploy"],
+    )
+    assert round(described["score"], 3) == round(best["score"], 3)
     assert main(["nas", "--imgsz", "64", "--budget-flops", "0.00001", "--out", str(out)]) == 2
     wide = SearchSpace().arch(SearchSpace().widest_shallowest(), 2)
     rho = round(2 * measure_cost(wide, 64).effectiveness, 3)

@@ -13,8 +13,8 @@ from yoloslim.cli.common import check_json_target, handle_errors, print_table, w
 def info(
     artifacts: list[Path] = typer.Argument(
         ...,
-        help="Checkpoints (.pt) or artifacts (.onnx, .xml, .torchscript, .mlpackage, Triton "
-        "config).",
+        help="Checkpoints (.pt), artifacts (.onnx, .xml, .torchscript, .mlpackage, Triton "
+        "config) or architecture files (arch.yaml from nas).",
     ),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write {path: description} as JSON."
@@ -38,19 +38,15 @@ def info(
 
 
 def _rows(d: dict) -> list[tuple[str, str]]:
+    if d["kind"] == "arch":
+        return _arch_rows(d)
     rows = [("kind", f"{d['kind']} (runs in {d['runtime']})")]
     names = ", ".join(d["names"][:12]) + (" ..." if d["nc"] > 12 else "")
     rows += [("classes", f"{d['nc']}: {names}"), ("imgsz", str(d["imgsz"]))]
     if d["kind"] == "checkpoint":
         pruned = any(h.get("stage") == "prune" for h in d["history"])
         rows.append(("arch", f"{d['arch']}, pruned" if pruned else str(d["arch"])))
-        rows.append(
-            (
-                "params",
-                f"{d['params'] / 1e6:.3f} M ({d['params_deploy'] / 1e6:.3f} M deploy form)",
-            )
-        )
-        rows.append(("GFLOPs", f"{d['gflops']:.3f} (deploy form, at {d['imgsz']} px)"))
+        rows += _size_rows(d)
         if d["map"] is not None:
             rows.append(("mAP50-95", f"{100 * d['map']:.1f} (mAP50 {100 * d['map50']:.1f})"))
         if d["training"]:
@@ -74,6 +70,33 @@ def _rows(d: dict) -> list[tuple[str, str]]:
     rows.append(("size", f"{d['size_mb']:.2f} MiB"))
     steps = [_step(h) for h in d["history"]]
     rows.append(("history", " -> ".join(steps) if steps else "-"))
+    return rows
+
+
+def _size_rows(d: dict) -> list[tuple[str, str]]:
+    params = f"{d['params'] / 1e6:.3f} M ({d['params_deploy'] / 1e6:.3f} M deploy form)"
+    return [
+        ("params", params),
+        ("GFLOPs", f"{d['gflops']:.3f} (deploy form, at {d['imgsz']} px)"),
+    ]
+
+
+def _arch_rows(d: dict) -> list[tuple[str, str]]:
+    """An arch.yaml: untrained, so its shape and cost, and the search's score."""
+    stages = "; ".join(
+        f"{s['block']} {s['out']} ch x{s['depth']}"
+        + (f" k{s['kernel']}" if s.get("kernel", 3) != 3 else "")
+        + (f" r{s['ratio']:g}" if s["block"] != "conv" and s.get("ratio") is not None else "")
+        for s in d["stages"]
+    )
+    rows = [
+        ("kind", f"architecture {d['arch']}, untrained: yoloslim train --model {d['path']}"),
+        ("classes", str(d["nc"])),
+        *_size_rows(d),
+        ("backbone", stages),
+    ]
+    if d["score"] is not None:
+        rows.append(("NAS score", f"{d['score']:.3f} (MAE-DET, at {d['imgsz']} px)"))
     return rows
 
 

@@ -60,7 +60,11 @@ def describe(path: str | Path) -> dict[str, Any]:
         ``export --nms`` graph, with ``nms``: its settings), ``quantization`` (the role
         quantize gave it, or None) and ``metadata`` (the rest of what export stored). A
         Triton model (``kind`` "triton") adds ``triton``: its config's path, name,
-        platform, ``max_batch_size`` and instances.
+        platform, ``max_batch_size`` and instances. An architecture file (``kind`` "arch",
+        an ``arch.yaml`` from ``yoloslim nas``; untrained, so ``names`` is empty) adds
+        ``arch``, ``params``, ``params_deploy``, ``gflops``, ``stages`` (the backbone's,
+        as in the file) and ``score`` (the search's, from the file's header; else None);
+        ``imgsz`` is the search's size from that header, else 320.
 
     Raises:
         ModelError: the file is missing, of an unknown kind, or not readable as one.
@@ -72,6 +76,8 @@ def describe(path: str | Path) -> dict[str, Any]:
         (320, 'fp32', ['train', 'prune'])
     """
     given = Path(path).expanduser()
+    if given.suffix.lower() in (".yaml", ".yml"):
+        return _arch_file(given)
     if given.suffix == ".mlpackage" and given.is_dir():
         from yoloslim.export.common import path_size_mb
 
@@ -114,6 +120,49 @@ def _metadata(raw: dict[str, str], p: Path) -> dict[str, Any]:
         "history": extra.get("history", []),
         "quantization": extra.get("quantization"),
         "metadata": meta,
+    }
+
+
+def _arch_file(p: Path) -> dict[str, Any]:
+    """An ``arch.yaml``: its profile at the size its search ran at (the header ``nas``
+    writes says it), else at 320 px."""
+    import re
+
+    import yaml
+
+    from yoloslim.bench.flops import model_profile
+    from yoloslim.export.common import path_size_mb
+    from yoloslim.models import build_model, load_arch_yaml
+
+    if not p.is_file():
+        raise ModelError(f"{p}: arch file does not exist")
+    head = yaml.safe_load(p.read_text(errors="replace")) if p.stat().st_size < 1 << 20 else None
+    if isinstance(head, dict) and not {"backbone", "arch"} & set(head):
+        raise ModelError(
+            f"{p}: not an architecture file (no backbone); info describes checkpoints, "
+            "exported artifacts and the arch.yaml files nas writes"
+        )
+    arch = load_arch_yaml(p)
+    with p.open(errors="replace") as f:
+        first = f.readline()
+    found = re.search(r"MAE-DET score ([-\d.]+).* at (\d+) px", first)
+    imgsz = int(found.group(2)) if found else 320
+    profile = model_profile(build_model(arch), imgsz=imgsz)
+    return {
+        "path": str(p),
+        "kind": "arch",
+        "runtime": "none (untrained)",
+        "arch": arch.get("name"),
+        "names": [],
+        "nc": arch["nc"],
+        "imgsz": imgsz,
+        "params": profile["params"],
+        "params_deploy": profile["params_deploy"],
+        "gflops": round(profile["gflops"], 4),
+        "stages": arch["backbone"]["stages"],
+        "score": float(found.group(1)) if found else None,
+        "history": [],
+        "size_mb": path_size_mb(p),
     }
 
 
