@@ -899,3 +899,42 @@ def test_predict_replaces_only_images_it_drew_and_one_run_at_a_time(
     # drawn by an earlier version (no comment) but listed by its detections.json: replaced
     Image.open(save / "img0.jpg").save(save / "img0.jpg")  # re-encoded: the comment is gone
     assert main(argv) == 0
+
+
+def test_predict_save_txt_writes_yolo_labels_of_its_detections(
+    trained, data_yaml, tmp_path, capsys
+):
+    from PIL import Image
+
+    from yoloslim.data.formats import _parse_yolo_labels
+
+    images = data_yaml.parent / "images" / "val"
+    save = tmp_path / "pseudo"
+    argv = ["predict", str(images), "--model", str(trained / "best.pt"), "--save", str(save)]
+    argv += ["--save-txt", "--conf", "0.001", "--max-det", "5"]
+    assert main(argv) == 0
+    records = json.loads((save / "detections.json").read_text())
+    assert len(records) == len(list(images.iterdir())) == len(list((save / "labels").iterdir()))
+    assert sum(len(r["detections"]) for r in records) > 0  # something to compare
+    for r in records:
+        w, h = Image.open(r["image"]).size
+        boxes, classes = _parse_yolo_labels(save / r["labels"], nc=2, width=w, height=h)
+        want = np.array([d["box"] for d in r["detections"]]).reshape(-1, 4)
+        want = want.clip(0, [w, h, w, h])
+        np.testing.assert_allclose(boxes, want, atol=0.02)  # the JSON's boxes are rounded
+        assert classes.tolist() == [d["class_id"] for d in r["detections"]]
+    assert main(argv) == 0  # its own label files are replaced
+    # a label file predict did not write is not replaced (labels/ is where a dataset keeps its)
+    other = tmp_path / "dataset"
+    (other / "labels").mkdir(parents=True)
+    mine = other / "labels" / f"{next(images.iterdir()).stem}.txt"
+    mine.write_text("0 0.5 0.5 0.2 0.2\n")
+    assert main([*argv[:5], str(other), *argv[6:]]) == 2
+    assert "a label file would replace" in capsys.readouterr().err
+    assert mine.read_text() == "0 0.5 0.5 0.2 0.2\n"
+    assert main(argv[:4] + ["--save-txt"]) == 2  # no --save
+    assert "needs --save DIR" in capsys.readouterr().err
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    assert main(["predict", str(clip), *argv[2:]]) == 2
+    assert "is a video" in capsys.readouterr().err

@@ -583,3 +583,20 @@ def test_a_video_where_an_image_is_read_is_named_as_one(ckpt, tmp_path, name, ma
     path.write_bytes(b"\x00\x00\x00\x18ftypmp42")
     with pytest.raises(DataError, match=match):
         Predictor(ckpt).predict(path)
+
+
+def test_yolo_labels_of_detections_read_back_as_the_same_boxes(tmp_path):
+    from yoloslim.data.formats import _parse_yolo_labels
+    from yoloslim.runtime.predictor import Detections
+
+    boxes = np.array([[10.0, 20.0, 50.0, 40.0], [-5.0, 0.0, 30.0, 90.0]], np.float32)
+    det = Detections(boxes, np.array([0.9, 0.4]), np.array([2, 0]), ["a", "b", "c"], (80, 120))
+    path = tmp_path / "x.txt"
+    path.write_text(det.to_yolo())
+    assert path.read_text().splitlines()[0] == "2 0.250000 0.375000 0.333333 0.250000"
+    read, classes = _parse_yolo_labels(path, nc=3, width=120, height=80)
+    clipped = np.array([[10, 20, 50, 40], [0, 0, 30, 80]], np.float32)  # clipped to the image
+    np.testing.assert_allclose(read, clipped, atol=1e-3)
+    assert classes.tolist() == [2, 0]
+    empty = Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), ["a"], (8, 8))
+    assert empty.to_yolo() == ""

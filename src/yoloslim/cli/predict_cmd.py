@@ -27,6 +27,14 @@ def predict(
         "source in its own folder) or a file predict did not draw, when it holds a "
         "detections.json predict did not write, or while another predict writes there.",
     ),
+    save_txt: bool = typer.Option(
+        False,
+        "--save-txt",
+        help="Also write a YOLO label file per image, SAVE/labels/<name>.txt (<name> as its "
+        "drawn image): one 'cls cx cy w h' line per detection, normalised, no score, the "
+        "format data.yaml sets read. Images only. A label file there that predict did not "
+        "write is not replaced.",
+    ),
     conf: float = typer.Option(0.25, help="Confidence threshold."),
     iou: float = typer.Option(0.65, help="NMS IoU threshold."),
     imgsz: int = typer.Option(None, help="Input size, a multiple of 32 (default: the artifact's)."),
@@ -48,7 +56,7 @@ def predict(
     A folder is read one image at a time (not its subfolders); images that cannot be
     decoded are skipped with a warning.
     """
-    from yoloslim.errors import DataError
+    from yoloslim.errors import ConfigError, DataError
     from yoloslim.runtime.draw import drawn_paths
     from yoloslim.runtime.images import image_files
     from yoloslim.runtime.predictor import Predictor, check_count
@@ -58,11 +66,20 @@ def predict(
     video = is_video(source)
     if video and not source.is_file():
         raise DataError(f"{source}: video does not exist")
+    if save_txt and (save is None or video):
+        raise ConfigError(
+            "--save-txt writes SAVE/labels/ and needs --save DIR"
+            if save is None
+            else f"--save-txt writes a label file per image; {source} is a video, whose "
+            "detections per frame go to detections.json"
+        )
     files = [source] if video else image_files(source)
     outputs = drawn_paths(files, save, video=video) if save else {}
+    labels = {f: save / "labels" / f"{d.stem}.txt" for f, d in outputs.items()} if save_txt else {}
     if save:
         earlier = _earlier_records(save / "detections.json")
         _check_drawn_names(save, outputs, earlier)
+        _check_label_names(save, labels, earlier)
         _warn_inside_source(source, save)
     pred = Predictor(
         model,
@@ -81,7 +98,7 @@ def predict(
             if video:
                 _predict_video(pred, source, outputs.get(source), batch, records)
             else:
-                _predict_images(pred, source, files, outputs, batch, records)
+                _predict_images(pred, source, files, outputs, labels, batch, records)
         except BaseException:
             if save and records:  # keep what was computed before the stop or the error
                 _write_detections(save, records)
@@ -172,6 +189,22 @@ def _check_drawn_names(save: Path, outputs: dict[Path, Path], earlier: list[dict
             )
 
 
+def _check_label_names(save: Path, labels: dict[Path, Path], earlier: list[dict]) -> None:
+    """ConfigError when a label file would replace one in ``save/labels`` that predict did
+    not write: only those the ``earlier`` records (of the ``detections.json`` beside) name
+    are predict's. A text file carries no mark, and ``labels/`` beside ``images/`` is where
+    a dataset keeps its own."""
+    from yoloslim.errors import ConfigError
+
+    ours = {save / r["labels"] for r in earlier if isinstance(r.get("labels"), str)}
+    for dst in labels.values():
+        if dst.exists() and dst not in ours:
+            raise ConfigError(
+                f"--save {save}: a label file would replace {dst}, which predict did not "
+                "write; move it or choose another --save folder"
+            )
+
+
 def _warn_inside_source(source: Path, save: Path) -> None:
     """A --save folder that is, or is inside, a SOURCE folder: a dataset split there reads
     its subfolders too, and a later predict of SOURCE the drawn images."""
@@ -189,7 +222,13 @@ def _write_detections(save: Path, records: list[dict]) -> None:
 
 
 def _predict_images(
-    pred, source: Path, files: list[Path], outputs: dict[Path, Path], batch: int, records: list
+    pred,
+    source: Path,
+    files: list[Path],
+    outputs: dict[Path, Path],
+    labels: dict[Path, Path],
+    batch: int,
+    records: list,
 ) -> None:
     from rich.progress import Progress
 
@@ -200,7 +239,12 @@ def _predict_images(
         task = progress.add_task("predict", total=len(files))
         for arr, det in stream:
             src = Path(det.source)
-            records.append({"image": det.source, "detections": det.to_list()})
+            record = {"image": det.source, "detections": det.to_list()}
+            if src in labels:
+                labels[src].parent.mkdir(exist_ok=True)
+                atomic_write_text(labels[src], det.to_yolo())
+                record["labels"] = labels[src].relative_to(labels[src].parent.parent).as_posix()
+            records.append(record)
             if src in outputs:  # whole or not at all, even when stopped mid-write
                 buf = io.BytesIO()  # Pillow's save said nothing when the disk filled
                 draw_detections(arr, det).save(

@@ -63,6 +63,19 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def to_yolo(self) -> str:
+        """The detections as a YOLO label file: one ``cls cx cy w h`` line each, normalised
+        by the image's size (the format ``data`` reads; scores are left out, so the file
+        can serve as a training label). Boxes are clipped to the image first."""
+        h, w = self.shape
+        lines = []
+        for (x0, y0, x1, y1), c in zip(self.boxes.tolist(), self.classes.tolist(), strict=True):
+            x0, x1 = min(max(x0, 0.0), w), min(max(x1, 0.0), w)
+            y0, y1 = min(max(y0, 0.0), h), min(max(y1, 0.0), h)
+            cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
+            lines.append(f"{int(c)} {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n")
+        return "".join(lines)
+
     def to_list(self) -> list[dict]:
         return [
             {
