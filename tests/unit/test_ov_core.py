@@ -10,6 +10,7 @@ import ctypes
 import gc
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,3 +109,18 @@ def test_a_file_that_is_no_ir_is_one_line_naming_it(tmp_path, capfd):
     with pytest.raises(ModelError, match=r"gone\.xml: no such file"):
         read_ir(tmp_path / "gone.xml")
     assert "GraphDef" not in capfd.readouterr().err
+
+
+def test_an_ir_openvino_cannot_write_is_named_and_nothing_is_left(tmp_path):
+    from yoloslim.errors import ExportError
+    from yoloslim.runtime.ov_core import save_ir
+
+    class Full:  # OpenVINO's error on a full disk, as it reads
+        def save_model(self, model, path, compress_to_fp16=False):
+            Path(path).write_text("<net")  # a part written, then the stream fails
+            raise RuntimeError("basic_ios::clear: iostream error")
+
+    ir = tmp_path / "q" / "model.xml"
+    with pytest.raises(ExportError, match=r"q/model\.xml: OpenVINO could not write the IR .* free"):
+        save_ir(Full(), None, ir)
+    assert list(ir.parent.iterdir()) == []  # no part of it, and no staging folder

@@ -21,9 +21,8 @@ from yoloslim.compress.quant_config import QuantConfig
 from yoloslim.compress.quant_scope import GraphView, Scope, graph_from_openvino
 from yoloslim.errors import ExportError
 from yoloslim.extras import require
-from yoloslim.fileio import staged
 from yoloslim.progress import quieted
-from yoloslim.runtime.ov_core import no_telemetry, openvino_core
+from yoloslim.runtime.ov_core import no_telemetry, openvino_core, save_ir
 
 __all__ = ["OpenVINOQuant"]
 
@@ -66,9 +65,7 @@ class OpenVINOQuant:
         """Write ``out/{role}_openvino/model.xml`` (+ .bin) and return the .xml."""
         path = self.out / f"{role}_openvino" / "model.xml"
         model.set_rt_info(role, ["yoloslim", "quantization"])
-        with staged(path, (".bin",)) as tmp:
-            self.ov.save_model(model, str(tmp), compress_to_fp16=fp16)
-        return path
+        return save_ir(self.ov, model, path, fp16=fp16)
 
     def float_artifact(self) -> Path:
         return self.save(self.float_model.clone(), "float")
@@ -165,9 +162,7 @@ class OpenVINOQuant:
         for k, value in openvino_metadata(self.float_model).items():  # every key export wrote
             model.set_rt_info(value, ["yoloslim", k])
         model.set_rt_info(role, ["yoloslim", "quantization"])
-        with staged(path, (".bin",)) as tmp:
-            self.ov.save_model(model, str(tmp), compress_to_fp16=False)
-        return path
+        return save_ir(self.ov, model, path)
 
 
 def _constant_data(node) -> np.ndarray | None:

@@ -14,8 +14,7 @@ from pathlib import Path
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata
 from yoloslim.extras import require
-from yoloslim.fileio import staged
-from yoloslim.runtime.ov_core import no_telemetry
+from yoloslim.runtime.ov_core import no_telemetry, save_ir
 
 __all__ = ["export_openvino"]
 
@@ -38,8 +37,6 @@ def export_openvino(ctx: ExportContext) -> Path:
         for k, v in artifact_metadata(ctx).items():
             ov_model.set_rt_info(v, ["yoloslim", k])
         ov_model.set_rt_info("fp16" if ctx.half else "fp32", ["yoloslim", "weights"])
-        with staged(path, (".bin",)) as tmp:
-            ov.save_model(ov_model, str(tmp), compress_to_fp16=ctx.half)
     except Exception as e:  # noqa: BLE001 - OpenVINO raises its own runtime errors
         raise ExportError(f"OpenVINO conversion to {path} failed: {type(e).__name__}: {e}") from e
-    return path
+    return save_ir(ov, ov_model, path, fp16=ctx.half)

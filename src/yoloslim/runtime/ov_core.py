@@ -18,7 +18,14 @@ from xml.etree import ElementTree
 
 from yoloslim.errors import ConfigError, ModelError
 
-__all__ = ["default_precision", "no_telemetry", "openvino_core", "precision_name", "read_ir"]
+__all__ = [
+    "default_precision",
+    "no_telemetry",
+    "openvino_core",
+    "precision_name",
+    "read_ir",
+    "save_ir",
+]
 
 _lock = threading.Lock()
 _core = None
@@ -76,6 +83,33 @@ def openvino_core():
                 ) from e
             _core = ov.Core()
         return _core
+
+
+def save_ir(ov, model, path: str | Path, *, fp16: bool = False) -> Path:
+    """Write ``model`` as the IR ``path`` (.xml + .bin), both whole or neither
+    (:func:`~yoloslim.fileio.staged`). OpenVINO's own error for a write that fails names no
+    file ("basic_ios::clear: iostream error" on a full disk): this one names the IR and the
+    space left on its disk.
+
+    Raises:
+        ExportError: OpenVINO could not write it.
+    """
+    import shutil
+
+    from yoloslim.errors import ExportError
+    from yoloslim.fileio import staged
+
+    path = Path(path)
+    with staged(path, (".bin",)) as tmp:
+        try:
+            ov.save_model(model, str(tmp), compress_to_fp16=fp16)
+        except RuntimeError as e:
+            free = shutil.disk_usage(path.parent).free / 2**20
+            raise ExportError(
+                f"{path}: OpenVINO could not write the IR ({str(e).strip() or type(e).__name__}"
+                f"); {free:.1f} MiB free on its disk"
+            ) from e
+    return path
 
 
 def precision_name(hint, quantized: bool = False) -> str:
