@@ -123,6 +123,35 @@ def test_refuses_foreign_non_empty_folder(tmp_path):
     assert (tmp_path / "mine.txt").read_text() == "precious"
 
 
+def test_a_bad_argument_leaves_the_earlier_dataset_whole(tmp_path):
+    out = tmp_path / "ds"
+    synthesize(out, images=4, imgsz=32, seed=0)
+    before = _digest(out)
+    with pytest.raises(ConfigError, match="seed=-1 must be"):
+        synthesize(out, images=4, imgsz=32, seed=-1)
+    assert _digest(out) == before
+
+
+def test_a_rerun_never_writes_through_a_link_nor_deletes_a_users_file(tmp_path):
+    out = tmp_path / "ds"
+    synthesize(out, images=4, imgsz=32, seed=0)
+    photos = tmp_path / "photos"
+    (out / "images").rename(photos)
+    (out / "images").symlink_to(photos)  # the user's own photos, linked in
+    photo = (photos / "train" / "000000.jpg").read_bytes()
+    with pytest.raises(ConfigError, match="is a link or a file"):
+        synthesize(out, images=4, imgsz=32, seed=1)
+    assert (photos / "train" / "000000.jpg").read_bytes() == photo
+    (out / "images").unlink()
+    synthesize(out, images=4, imgsz=32, seed=0)
+    mine = out / "images" / "test" / "mine.jpg"  # the user adds a split of their own
+    mine.parent.mkdir()
+    mine.write_bytes(b"jpeg")
+    with pytest.raises(ConfigError, match="is not part of the synthetic dataset"):
+        synthesize(out, images=4, imgsz=32, seed=1)
+    assert mine.read_bytes() == b"jpeg"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -132,6 +161,8 @@ def test_refuses_foreign_non_empty_folder(tmp_path):
         ({"classes": 0}, "classes"),
         ({"classes": 9}, "classes"),
         ({"val_fraction": 1.0}, "val_fraction"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 1.5}, "seed"),
     ],
 )
 def test_validates_arguments(tmp_path, kwargs, match):

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw
 
+from yoloslim.configs import int_problem
 from yoloslim.errors import ConfigError
 
 __all__ = ["SHAPES", "synthesize"]
@@ -171,7 +173,7 @@ def _intersection(a: list[int], b: list[int]) -> float:
     return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
-def _check_args(images: int, imgsz: int, classes: int, val_fraction: float) -> None:
+def _check_args(images: int, imgsz: int, classes: int, val_fraction: float, seed: int) -> None:
     if not isinstance(images, int) or images < 2:
         raise ConfigError(f"images must be an int >= 2, got {images!r}")
     if not isinstance(imgsz, int) or imgsz < 32:
@@ -180,6 +182,9 @@ def _check_args(images: int, imgsz: int, classes: int, val_fraction: float) -> N
         raise ConfigError(f"classes must be an int in 1..{len(SHAPES)}, got {classes!r}")
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    problem = int_problem(seed, 0)
+    if problem:
+        raise ConfigError(f"seed={seed!r} {problem}")
 
 
 # in the folder while a dataset is being written: a rerun after an interrupted one knows the
@@ -195,21 +200,54 @@ def _prepare(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()):
         meta = out / "data.yaml"
         try:
-            ours = meta.is_file() and "synth" in (yaml.safe_load(meta.read_text()) or {})
-        except yaml.YAMLError:
-            ours = False
+            loaded = yaml.safe_load(meta.read_text()) if meta.is_file() else None
+        except (yaml.YAMLError, UnicodeDecodeError):
+            loaded = None
+        ours = isinstance(loaded, dict) and "synth" in loaded
         partial = (out / _WRITING).is_file()
         if not (ours or partial):
             raise ConfigError(f"out {out} is not empty and not a yoloslim synthetic dataset")
+        _check_only_ours(out)
         what = (
             "an interrupted synthetic dataset" if partial and not ours else "the synthetic dataset"
         )
-        logger.info("replacing %s in %s", what, out)
+        logger.warning("replacing %s in %s", what, out)
         for sub in ("images", "labels", "annotations"):
-            shutil.rmtree(out / sub, ignore_errors=True)
+            if (out / sub).exists():
+                shutil.rmtree(out / sub)
         meta.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / _WRITING).write_text("a yoloslim synthetic dataset is being written here\n")
+
+
+# what a synthetic dataset holds under its three folders (the rest of ``out`` is left alone)
+_OURS = re.compile(
+    r"(images/(train|val)(/\d{6}\.jpg)?|labels/(train|val)(/\d{6}\.txt)?"
+    r"|annotations(/instances_(train|val)\.json)?|images|labels)"
+)
+
+
+def _check_only_ours(out: Path) -> None:
+    """ConfigError unless ``images``, ``labels`` and ``annotations`` in ``out`` hold only what
+    a synthetic dataset writes: a link there (to the user's photos, say) would have the new
+    images written through it, and a file the user added (``images/test/mine.jpg``) would be
+    deleted with the old dataset."""
+    for sub in ("images", "labels", "annotations"):
+        top = out / sub
+        if top.is_symlink() or (top.exists() and not top.is_dir()):
+            raise ConfigError(
+                f"out {out}: {top} is a link or a file, not the synthetic dataset's folder; "
+                "move it away or choose another folder"
+            )
+        if not top.exists():
+            continue
+        for path in sorted(top.rglob("*")):
+            name = path.relative_to(out).as_posix()
+            if path.is_symlink() or not _OURS.fullmatch(name):
+                raise ConfigError(
+                    f"out {out}: {path} is not part of the synthetic dataset, which is "
+                    "replaced with its folders; move it away or choose another folder"
+                )
 
 
 def synthesize(
@@ -237,12 +275,13 @@ def synthesize(
 
     Raises:
         ConfigError: An argument is out of range, ``out`` ends in ``.yaml``/``.yml``,
-            or ``out`` holds other data.
+            or ``out`` holds other data (a file under its ``images``, ``labels`` or
+            ``annotations`` that a synthetic dataset does not write, or a link there).
 
     Example:
         >>> yaml_path = synthesize("datasets/shapes", images=200, imgsz=128)  # doctest: +SKIP
     """
-    _check_args(images, imgsz, classes, val_fraction)
+    _check_args(images, imgsz, classes, val_fraction, seed)
     if not isinstance(out, (str, os.PathLike)):
         raise ConfigError(f"out={out!r}: expected the dataset folder's path")
     out = Path(out).expanduser()
