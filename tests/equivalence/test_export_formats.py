@@ -172,7 +172,7 @@ def test_nms_check_compares_real_detections_or_warns(static_export, monkeypatch,
     out, res = static_export
     plain = res.artifacts["onnx"]
     # a graph whose own threshold lets nothing through the probe images: the export check
-    # still compares detections, at a lower threshold in a graph of its own
+    # still compares detections, in a copy of the graph with a lower threshold
     strict = nms_mod.append_nms(plain, out / "strict.onnx", conf=0.9999)
     report = nms_mod.verify_nms(strict, plain)
     assert not any(r["reference"] for r in report["runtimes"]["onnxruntime"])
@@ -186,6 +186,36 @@ def test_nms_check_compares_real_detections_or_warns(static_export, monkeypatch,
     report = nms_mod.verify_nms(strict, plain)
     assert report["detections_compared"] == 0 and "no detection was compared" in report["warning"]
     assert "no detection was compared" in caplog.text
+
+
+def test_nms_check_runs_the_shipped_graph_and_refuses_constants_its_metadata_denies(
+    static_export,
+):
+    from onnx import numpy_helper
+
+    from yoloslim.errors import ExportError
+    from yoloslim.export.nms import append_nms, verify_nms
+
+    out, res = static_export
+    plain = res.artifacts["onnx"]
+    strict = append_nms(plain, out / "strict2.onnx", conf=0.9999)
+    # the settings edited in the graph, its metadata left as exported
+    model = onnx.load(strict)
+    for i, t in enumerate(model.graph.initializer):
+        if t.name in ("nms_max_out", "nms_k"):
+            one = numpy_helper.from_array(np.array([1], np.int64), t.name)
+            model.graph.initializer[i].CopyFrom(one)
+    onnx.save(model, out / "edited.onnx")
+    with pytest.raises(ExportError, match="NMS constants .* are not the settings its metadata"):
+        verify_nms(out / "edited.onnx", plain)
+    # a wrong NMS (its IoU input wired to the score threshold) that no probe image reaches at
+    # its own threshold: the lower-threshold comparison runs this graph, so it is caught
+    model = onnx.load(strict)
+    nms = next(n for n in model.graph.node if n.op_type == "NonMaxSuppression")
+    nms.input[3] = "nms_conf"
+    onnx.save(model, out / "rewired.onnx")
+    with pytest.raises(ExportError, match="disagrees with the torch postprocess"):
+        verify_nms(out / "rewired.onnx", plain)
 
 
 def test_check_conf_admits_about_twenty_candidates_without_ties():

@@ -291,6 +291,58 @@ def _compare(e2e: Path, runners: dict, images: list, plain_out: list, nms: dict)
     return report
 
 
+# the graph's constants that hold its NMS settings, as append_nms names them
+_SETTING_CONSTANTS = {
+    "nms_conf": "conf",
+    "nms_iou": "iou",
+    "nms_max_out": "max_det",
+    "nms_k": "max_det",
+}
+
+
+def _constants(model) -> dict:
+    from onnx import numpy_helper
+
+    return {
+        t.name: numpy_helper.to_array(t).item()
+        for t in model.graph.initializer
+        if t.name in _SETTING_CONSTANTS
+    }
+
+
+def _check_constants(e2e: Path, nms: dict) -> None:
+    """ExportError unless the graph computes with the settings its metadata states (what
+    the comparison takes as the reference's)."""
+    import onnx
+
+    found = _constants(onnx.load(e2e, load_external_data=False))
+    wrong = {
+        name: value
+        for name, value in found.items()
+        if not np.isclose(value, nms[_SETTING_CONSTANTS[name]], rtol=1e-6, atol=0)
+    }
+    if len(found) != len(_SETTING_CONSTANTS) or wrong:
+        raise ExportError(
+            f"{e2e}: its NMS constants {found} are not the settings its metadata states "
+            f"({nms}); re-export it with --nms"
+        )
+
+
+def _with_conf(e2e: Path, dst: Path, conf: float) -> Path:
+    """A copy of the graph ``e2e`` whose score threshold is ``conf``, all else as shipped:
+    the lower-threshold comparison runs the artifact itself, not a graph built anew."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(e2e)
+    for i, t in enumerate(model.graph.initializer):
+        if t.name == "nms_conf":
+            value = np.array([conf], dtype=numpy_helper.to_array(t).dtype)
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(value, "nms_conf"))
+    onnx.save(model, dst)
+    return dst
+
+
 def verify_nms(
     e2e: Path, plain: Path, *, runtimes: tuple[str, ...] = ("onnxruntime", "openvino")
 ) -> dict:
@@ -304,9 +356,10 @@ def verify_nms(
     plugin's bf16 default on AVX512-BF16/AMX CPUs (whose drift export's own check bounds).
 
     The probe images (noise and a gradient) rarely score above a deployment threshold
-    such as 0.25, and 0 detections against 0 proves nothing. So the same NMS is also
-    appended, in a temporary file, with a lower threshold (:func:`check_conf`: about 20
-    candidates on the probe images) and compared the same way (``low_conf_check``). When
+    such as 0.25, and 0 detections against 0 proves nothing. So a copy of the graph, in a
+    temporary file, with only its score threshold lowered (:func:`check_conf`: about 20
+    candidates on the probe images) is compared the same way (``low_conf_check``); the
+    graph's constants must first equal the settings its metadata states. When
     neither comparison saw a detection the report says so (``warning``) and a warning is
     logged.
     """
@@ -322,6 +375,7 @@ def verify_nms(
         "iou": float(meta["nms_iou"]),
         "max_det": int(meta["nms_max_det"]),
     }
+    _check_constants(e2e, nms)
     plain_backend = load_backend(plain)
     images = [img[None].numpy() for img in probe_images(plain_backend.imgsz, batch=2)]
     plain_out = [plain_backend(x) for x in images]
@@ -332,7 +386,7 @@ def verify_nms(
     low = check_conf(np.concatenate([p.numpy() for p in plain_out]), nms["conf"])
     if low is not None:
         with tempfile.TemporaryDirectory(prefix="yoloslim-nms-") as tmp:
-            check = append_nms(plain, Path(tmp) / "check.onnx", **{**nms, "conf": low})
+            check = _with_conf(e2e, Path(tmp) / "check.onnx", low)
             low_report = _compare(
                 e2e, _runners(check, runtimes)[0], images, plain_out, {**nms, "conf": low}
             )
