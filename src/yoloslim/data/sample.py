@@ -13,7 +13,7 @@ from PIL import Image
 
 from yoloslim.errors import DataError
 
-__all__ = ["Sample", "IMAGE_SUFFIXES", "probe_images", "warn_outside"]
+__all__ = ["Sample", "IMAGE_SUFFIXES", "probe_images", "warn_empty", "warn_outside"]
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +187,19 @@ def warn_outside(source: str | Path, outside: dict[str, int]) -> None:
             "%s: %d box(es) wholly outside their image left out (%s%s)",
             source,
             sum(outside.values()),
+            ", ".join(where[:3]),
+            ", ..." if len(where) > 3 else "",
+        )
+
+
+def warn_empty(source: str | Path, what: str, where: list[str]) -> None:
+    """One warning for the boxes without width or height left out, naming the first few."""
+    if where:
+        logger.warning(
+            "%s: %d %s of zero width or height left out (%s%s)",
+            source,
+            len(where),
+            what,
             ", ".join(where[:3]),
             ", ..." if len(where) > 3 else "",
         )
