@@ -130,7 +130,11 @@ def read_coco(
         anns[img_id].append((cat_map[cat], bbox, area, crowd))
     warn_empty(jp, "annotation(s)", empty)
 
-    sizes = probe_images([v["path"] for v in images.values()], jp, skipped)
+    hint = (
+        f"is {idir} (the data.yaml's train_images or val_images) the folder the "
+        "file_name entries are relative to?"
+    )
+    sizes = probe_images([v["path"] for v in images.values()], jp, skipped, hint=hint)
     samples = []
     outside: dict[str, int] = {}
     for img_id, v in images.items():

@@ -195,7 +195,8 @@ def read_yolo(
     """
     source = Path(images_dir)
     files, folder = _list_images(source)
-    sizes = probe_images(files, source, skipped)
+    hint = "" if folder else f"relative entries resolve against the list's folder {source.parent}"
+    sizes = probe_images(files, source, skipped, hint=hint)
     ldir = Path(labels_dir) if labels_dir is not None else None
     samples, missing, empty = [], [], []
     for image_id, f in enumerate(files):

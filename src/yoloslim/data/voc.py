@@ -191,7 +191,8 @@ def read_voc(
         ann = _parse_xml(xml)
         objects = _parse_objects(xml, ann, names, keep_difficult)
         parsed.append((_image_for(root, ann, stem), objects))
-    sizes = probe_images([p for p, _ in parsed], src, skipped)
+    hint = f"images are looked for in {root / 'JPEGImages'} by annotation id and <filename>"
+    sizes = probe_images([p for p, _ in parsed], src, skipped, hint=hint)
     samples = []
     outside: dict[str, int] = {}
     for image_id, (img, (boxes, classes, hard_boxes, hard_classes)) in enumerate(parsed):
