@@ -114,3 +114,87 @@ def test_skipped_images_warning_names_a_few(tmp_path, caplog):
     assert "skipping 50 unreadable image(s) (50 missing)" in caplog.text
     assert "gone2.png" in caplog.text and "gone3.png" not in caplog.text
     assert "check the folder" in caplog.text
+
+
+# --- VOC: 1 (the id's image first), 3 (<size>), 7 (declared encodings) ------------------
+
+
+def _voc(root: Path, stem: str, filename: str, box=(11, 11, 31, 30), size=None, head="") -> None:
+    (root / "Annotations").mkdir(parents=True, exist_ok=True)
+    x1, y1, x2, y2 = box
+    sz = f"<size><width>{size[0]}</width><height>{size[1]}</height></size>" if size else ""
+    (root / "Annotations" / f"{stem}.xml").write_text(
+        f"{head}<annotation><filename>{filename}</filename>{sz}<object><name>cat</name>"
+        f"<bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax>"
+        "</bndbox></object></annotation>"
+    )
+
+
+def test_voc_image_is_the_ids_own_when_filename_is_stale(tmp_path, caplog):
+    from yoloslim.data import read_voc
+
+    for n in ("0001", "0002"):
+        _png(tmp_path / "JPEGImages" / f"{n}.jpg", 100, 80)
+    _voc(tmp_path, "0001", "0001.jpg", (11, 11, 31, 30))
+    _voc(tmp_path, "0002", "0001.jpg", (61, 11, 81, 30))  # copied from 0001.xml
+    with caplog.at_level(logging.WARNING):
+        samples = read_voc(tmp_path, NAMES)
+    assert [(s.path.name, s.boxes.tolist()) for s in samples] == [
+        ("0001.jpg", [[10.0, 10.0, 31.0, 30.0]]),
+        ("0002.jpg", [[60.0, 10.0, 81.0, 30.0]]),
+    ]
+    assert "1 annotation(s) whose <filename> names another image" in caplog.text
+    assert "0002.xml: <filename> '0001.jpg', read 0002.jpg" in caplog.text
+
+
+def test_voc_two_annotations_on_one_image_are_refused_naming_both(tmp_path):
+    from yoloslim.data import read_voc
+
+    _png(tmp_path / "JPEGImages" / "0001.jpg", 100, 80)
+    _voc(tmp_path, "0001", "0001.jpg")
+    _voc(tmp_path, "0002", "0001.jpg")  # its own 0002.jpg does not exist
+    with pytest.raises(DataError, match=r"0001\.xml and .*0002\.xml both resolve to image"):
+        read_voc(tmp_path, NAMES)
+
+
+def test_voc_size_differing_from_the_file_scales_a_uniform_resize_and_warns(tmp_path, caplog):
+    from yoloslim.data import read_voc
+
+    _png(tmp_path / "JPEGImages" / "half.jpg", 100, 50)
+    _voc(tmp_path, "half", "half.jpg", (21, 21, 60, 40), size=(200, 100))
+    _png(tmp_path / "JPEGImages" / "turned.jpg", 50, 100)  # a 90-degree swap: kept as is
+    _voc(tmp_path, "turned", "turned.jpg", (21, 21, 40, 60), size=(100, 50))
+    with caplog.at_level(logging.WARNING):
+        samples = {s.path.stem: s.boxes.tolist() for s in read_voc(tmp_path, NAMES)}
+    assert samples == {"half": [[10.0, 10.0, 30.0, 20.0]], "turned": [[20.0, 20.0, 40.0, 60.0]]}
+    assert "2 image(s) differ in size" in caplog.text
+    assert "half.xml (annotated 200x100, on disk 100x50)" in caplog.text
+    assert "turned.xml (annotated 100x50, on disk 50x100)" in caplog.text
+    assert "scaled" in caplog.text and "read as they are" in caplog.text
+
+
+@pytest.mark.parametrize("codec", ["gb2312", "gbk", "big5", "cp1252"])
+def test_voc_xml_in_a_declared_multibyte_encoding_is_read(tmp_path, codec):
+    from yoloslim.data import read_voc
+
+    name = "狗" if codec != "cp1252" else "café"
+    _png(tmp_path / "JPEGImages" / "x.jpg", 100, 50)
+    xml = tmp_path / "Annotations" / "x.xml"
+    _voc(tmp_path, "x", "x.jpg", head=f'<?xml version="1.0" encoding="{codec}"?>\n')
+    xml.write_bytes(xml.read_text().replace("<name>cat<", f"<name>{name}<").encode(codec))
+    (s,) = read_voc(tmp_path, [name])
+    assert s.classes.tolist() == [0] and s.boxes.tolist() == [[10.0, 10.0, 31.0, 30.0]]
+
+
+def test_voc_xml_not_in_its_declared_encoding_names_file_and_line(tmp_path):
+    from yoloslim.data import read_voc
+
+    _png(tmp_path / "JPEGImages" / "x.jpg", 100, 50)
+    xml = tmp_path / "Annotations" / "x.xml"
+    _voc(tmp_path, "x", "x.jpg", head='<?xml version="1.0" encoding="gb2312"?>\n')
+    xml.write_bytes(xml.read_bytes().replace(b"<name>cat<", b"<name>\xff\xff<"))
+    with pytest.raises(DataError, match=r"x\.xml:2: not valid gb2312.*iconv"):
+        read_voc(tmp_path, ["cat"])
+    xml.write_text(xml.read_text(errors="replace").replace("gb2312", "no-such-codec"))
+    with pytest.raises(DataError, match=r"x\.xml:1: declares encoding 'no-such-codec'"):
+        read_voc(tmp_path, ["cat"])

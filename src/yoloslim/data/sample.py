@@ -14,7 +14,16 @@ from PIL import Image
 
 from yoloslim.errors import DataError
 
-__all__ = ["Sample", "IMAGE_SUFFIXES", "examples", "probe_images", "warn_empty", "warn_outside"]
+__all__ = [
+    "Sample",
+    "IMAGE_SUFFIXES",
+    "SizeCheck",
+    "annotated_size",
+    "examples",
+    "probe_images",
+    "warn_empty",
+    "warn_outside",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -269,3 +278,70 @@ def examples(items: Sequence[str], n: int = 3, *, sep: str = ", ") -> str:
     about many files name a few and give the count, never thousands of paths on a line."""
     items = list(items)
     return sep.join(items[:n]) + (f"{sep}..." if len(items) > n else "")
+
+
+class SizeCheck:
+    """Compares the size an annotation file gives an image (COCO ``images[].width/height``,
+    VOC ``<size>``) with the file on disk (as displayed: EXIF orientation applied), and says
+    how to read the boxes; one warning per source at the end (:meth:`warn`).
+
+    The boxes of an image resized uniformly since labelling (both sides by the same factor,
+    to a pixel) are scaled from the annotated size to the file's. That is what Ultralytics'
+    COCO and VOC converters do (they normalise each box by the annotated width and height),
+    and reading them as they are would put them on the wrong objects, or outside the image.
+    pycocotools never looks at the files, so it has no rule to follow. Any other difference
+    (a 90-degree swap: a photo whose EXIF orientation turns it, labelled as displayed; or a
+    crop) leaves the boxes as they are, in the file's pixels: no scale is known to be right.
+    Both are warned about, never silent.
+    """
+
+    def __init__(self) -> None:
+        self.scaled: list[str] = []
+        self.kept: list[str] = []
+
+    def scale(
+        self, name: str, annotated: tuple[float, float] | None, disk: tuple[int, int]
+    ) -> tuple[float, float] | None:
+        """``(sx, sy)`` to multiply ``name``'s boxes by, or None to read them as they are."""
+        if annotated is None or tuple(annotated) == tuple(disk):
+            return None
+        (aw, ah), (w, h) = annotated, disk
+        note = f"{name} (annotated {aw:g}x{ah:g}, on disk {w}x{h})"
+        sx, sy = w / aw, h / ah
+        if (w, h) != (ah, aw) and abs(aw * sy - w) <= 1 and abs(ah * sx - h) <= 1:
+            self.scaled.append(note)
+            return sx, sy
+        self.kept.append(note)
+        return None
+
+    def warn(self, source: str | Path) -> None:
+        """One warning naming a few images of each kind and counting them."""
+        parts = []
+        if self.scaled:
+            parts.append(
+                f"{len(self.scaled)} resized uniformly since labelling: their boxes are scaled "
+                f"from the annotated size to the file's ({examples(self.scaled)})"
+            )
+        if self.kept:
+            parts.append(
+                f"{len(self.kept)} of another shape (a 90-degree swap is usually EXIF "
+                "orientation): their boxes are read as they are, in the file's pixels; check "
+                f"them ({examples(self.kept)})"
+            )
+        if parts:
+            logger.warning(
+                "%s: %d image(s) differ in size from the size the annotation gives them: %s",
+                source,
+                len(self.scaled) + len(self.kept),
+                "; ".join(parts),
+            )
+
+
+def annotated_size(width: object, height: object) -> tuple[float, float] | None:
+    """A width and height an annotation gives, or None when either is missing or not a
+    positive number (exporters write 0 or leave it out; nothing to compare then)."""
+    try:
+        w, h = float(width), float(height)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return (w, h) if w > 0 and h > 0 and w < float("inf") and h < float("inf") else None
