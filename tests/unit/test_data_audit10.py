@@ -198,3 +198,92 @@ def test_voc_xml_not_in_its_declared_encoding_names_file_and_line(tmp_path):
     xml.write_text(xml.read_text(errors="replace").replace("gb2312", "no-such-codec"))
     with pytest.raises(DataError, match=r"x\.xml:1: declares encoding 'no-such-codec'"):
         read_voc(tmp_path, ["cat"])
+
+
+# --- COCO: 3 (images[].width/height), 5 (one file under several ids), 7 (null lists) ------
+
+
+def _coco(root: Path, images: list, annotations) -> Path:
+    import json
+
+    cats = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    (root / "i.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": cats})
+    )
+    return root / "i.json"
+
+
+def _ann(i: int, image_id: int, bbox: list, cat: int = 1) -> dict:
+    return {"id": i, "image_id": image_id, "category_id": cat, "bbox": bbox, "iscrowd": 0}
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ({"annotations": None}, r"i\.json: key 'annotations' must be a list, got null"),
+        ({"images": None}, r"i\.json: key 'images' must be a list, got null"),
+        ({"images": {"1": "a.jpg"}}, r"i\.json: key 'images' must be a list, got dict"),
+        ({"categories": None}, r"i\.json: key 'categories' must be a list, got null"),
+    ],
+)
+def test_coco_null_or_non_list_keys_name_file_and_key(tmp_path, edit, match):
+    import json
+
+    _png(tmp_path / "imgs" / "a.jpg")
+    jp = _coco(tmp_path, [{"id": 1, "file_name": "a.jpg"}], [_ann(1, 1, [1, 1, 9, 9])])
+    jp.write_text(json.dumps({**json.loads(jp.read_text()), **edit}))
+    with pytest.raises(DataError, match=match):
+        read_coco(jp, tmp_path / "imgs", NAMES)
+
+
+def test_coco_size_differing_from_the_file_scales_a_uniform_resize_and_warns(tmp_path, caplog):
+    _png(tmp_path / "imgs" / "a.jpg", 100, 50)
+    _png(tmp_path / "imgs" / "b.jpg", 50, 100)
+    images = [
+        {"id": 1, "file_name": "a.jpg", "width": 200, "height": 100},  # downscaled by 2
+        {"id": 2, "file_name": "b.jpg", "width": 100, "height": 50},  # turned: kept
+    ]
+    anns = [_ann(1, 1, [20, 20, 40, 20]) | {"area": 800}, _ann(2, 2, [20, 20, 20, 40])]
+    with caplog.at_level(logging.WARNING):
+        samples, _ = read_coco(_coco(tmp_path, images, anns), tmp_path / "imgs", NAMES)
+    by = {s.path.name: s for s in samples}
+    assert by["a.jpg"].boxes.tolist() == [[10.0, 10.0, 30.0, 20.0]]
+    assert by["a.jpg"].areas.tolist() == [200.0]
+    assert by["b.jpg"].boxes.tolist() == [[20.0, 20.0, 40.0, 60.0]]
+    assert "2 image(s) differ in size" in caplog.text
+    assert "a.jpg (annotated 200x100, on disk 100x50)" in caplog.text
+    assert "b.jpg (annotated 100x50, on disk 50x100)" in caplog.text
+
+
+def test_coco_file_under_several_ids_is_one_sample_with_all_annotations(tmp_path, caplog):
+    _png(tmp_path / "imgs" / "a.jpg", 100, 50)
+    _png(tmp_path / "imgs" / "b.jpg", 100, 50)
+    images = [
+        {"id": 1, "file_name": "a.jpg"},
+        {"id": 2, "file_name": "b.jpg"},
+        {"id": 7, "file_name": "./a.jpg"},
+    ]
+    anns = [
+        _ann(1, 1, [1, 1, 10, 10]),
+        _ann(2, 7, [50, 10, 20, 20], cat=2),
+        _ann(3, 7, [1, 1, 10, 10]),  # an exact repeat of annotation 1
+        _ann(4, 2, [5, 5, 10, 10]),
+    ]
+    with caplog.at_level(logging.WARNING):
+        samples, _ = read_coco(_coco(tmp_path, images, anns), tmp_path / "imgs", NAMES)
+    assert [s.image_id for s in samples] == [1, 2]
+    a = samples[0]
+    assert a.boxes.tolist() == [[1.0, 1.0, 11.0, 11.0], [50.0, 10.0, 70.0, 30.0]]
+    assert a.classes.tolist() == [0, 1]
+    assert "1 file_name(s) listed under several image ids" in caplog.text
+    assert "a.jpg (ids 1, 7)" in caplog.text and "1 exact repeat(s) dropped" in caplog.text
+
+
+def test_coco_file_under_ids_with_different_sizes_is_refused(tmp_path):
+    _png(tmp_path / "imgs" / "a.jpg", 100, 50)
+    images = [
+        {"id": 1, "file_name": "a.jpg", "width": 100, "height": 50},
+        {"id": 2, "file_name": "a.jpg", "width": 200, "height": 100},
+    ]
+    with pytest.raises(DataError, match=r"images\[1\] \(id 2\) and images\[0\] \(id 1\) name"):
+        read_coco(_coco(tmp_path, images, []), tmp_path / "imgs", NAMES)
