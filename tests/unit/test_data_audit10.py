@@ -287,3 +287,47 @@ def test_coco_file_under_ids_with_different_sizes_is_refused(tmp_path):
     ]
     with pytest.raises(DataError, match=r"images\[1\] \(id 2\) and images\[0\] \(id 1\) name"):
         read_coco(_coco(tmp_path, images, []), tmp_path / "imgs", NAMES)
+
+
+# --- 2: pose labels (kpt_shape) ---------------------------------------------------------
+
+
+def _pose_line(k: int, d: int) -> str:
+    kpts = " ".join(["0.5 0.5" + (" 2" if d == 3 else "")] * k)
+    return f"0 0.625 0.5 0.25 0.4 {kpts}\n"  # box x 80..120, y 30..70 of 160x100
+
+
+@pytest.mark.parametrize("shape", [(12, 2), (24, 3), (17, 3)])
+def test_pose_labels_take_the_box_from_the_first_four_values(tmp_path, shape):
+    _yolo(tmp_path, "train", "a", _pose_line(*shape), width=160, height=100)
+    yaml = _yaml(
+        tmp_path,
+        f"train: images/train\nval: images/train\nnames: [cat, dog]\nkpt_shape: {list(shape)}\n",
+    )
+    cfg = load_data_config(yaml)
+    assert cfg.kpt_shape == shape
+    (s,) = load_samples(cfg, "train")
+    np.testing.assert_allclose(s.boxes, [[80, 30, 120, 70]], atol=1e-3)
+
+
+def test_pose_label_with_the_wrong_field_count_names_file_and_line(tmp_path):
+    _yolo(tmp_path, "train", "a", _pose_line(12, 2) + _pose_line(11, 2), width=160, height=100)
+    yaml = _yaml(
+        tmp_path, "train: images/train\nval: images/train\nnames: [cat, dog]\nkpt_shape: [12, 2]\n"
+    )
+    with pytest.raises(
+        DataError, match=r"a\.txt:2: expected 29 fields .*kpt_shape \[12, 2\].*got 27"
+    ):
+        load_samples(load_data_config(yaml), "train")
+
+
+@pytest.mark.parametrize("raw", ["[17]", "[17, 4]", "[0, 3]", "[17.5, 3]", "[true, 2]", "17"])
+def test_bad_kpt_shape_names_data_yaml_and_key(tmp_path, raw):
+    _yolo(tmp_path, "train", "a")
+    yaml = _yaml(
+        tmp_path, f"train: images/train\nval: images/train\nnames: [cat]\nkpt_shape: {raw}\n"
+    )
+    with pytest.raises(
+        DataError, match=r"data\.yaml: key 'kpt_shape' must be \[k, 2\] or \[k, 3\]"
+    ):
+        load_data_config(yaml)

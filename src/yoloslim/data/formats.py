@@ -67,11 +67,19 @@ def label_path_for(
 
 
 def _parse_yolo_labels(
-    path: Path, nc: int, width: int, height: int, empty: list[str] | None = None
+    path: Path,
+    nc: int,
+    width: int,
+    height: int,
+    empty: list[str] | None = None,
+    kpt_shape: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Parse one ``cls cx cy w h`` file into pixel ``xyxy`` boxes and classes; the
-    ``file:line`` of each box without area (dropped) goes to ``empty``. A segmentation
-    line (``cls x1 y1 x2 y2 x3 y3 ...``, at least three points) gives its polygon's box.
+    ``file:line`` of each box without area (dropped) goes to ``empty``. Without
+    ``kpt_shape``, a segmentation line (``cls x1 y1 x2 y2 x3 y3 ...``, at least three
+    points) gives its polygon's box. With it (a pose dataset), every line is
+    ``cls cx cy w h`` and ``k * d`` keypoint values: the box is the first four, and the
+    keypoints must be there and be numbers (a pose line read as a polygon gave a wrong box).
 
     ``None`` when the file does not exist (a background image, but counted apart).
     """
@@ -89,8 +97,16 @@ def _parse_yolo_labels(
         if not fields:
             continue
         where = f"{path}:{lineno}"
-        polygon = len(fields) >= 7 and len(fields) % 2 == 1  # a segmentation label
-        if len(fields) != 5 and not polygon:
+        polygon = kpt_shape is None and len(fields) >= 7 and len(fields) % 2 == 1  # segmentation
+        if kpt_shape is not None:
+            want = 5 + kpt_shape[0] * kpt_shape[1]
+            if len(fields) != want:
+                raise DataError(
+                    f"{where}: expected {want} fields 'cls cx cy w h' and {kpt_shape[0]}x"
+                    f"{kpt_shape[1]} keypoint values (data.yaml kpt_shape {list(kpt_shape)}), "
+                    f"got {len(fields)}"
+                )
+        elif len(fields) != 5 and not polygon:
             raise DataError(
                 f"{where}: expected 5 fields 'cls cx cy w h' (or a polygon 'cls x1 y1 x2 y2 "
                 f"x3 y3 ...'), got {len(fields)}"
@@ -104,9 +120,10 @@ def _parse_yolo_labels(
         cls = values[0]
         if not cls.is_integer() or not 0 <= cls < nc:
             raise DataError(f"{where}: class id {fields[0]} outside 0..{nc - 1}")
-        coords = values[1:]
+        n = 5 if kpt_shape is not None else len(values)  # a pose line's box: keypoints apart
+        coords = values[1:n]
         if any(v < -COORD_TOL or v > 1 + COORD_TOL for v in coords):
-            raise DataError(f"{where}: normalised coordinates {fields[1:]} outside [0, 1]")
+            raise DataError(f"{where}: normalised coordinates {fields[1:n]} outside [0, 1]")
         coords = [min(max(v, 0.0), 1.0) for v in coords]
         if polygon:  # its bounding box, as Ultralytics' detect task reads one
             xs, ys = coords[0::2], coords[1::2]
@@ -165,6 +182,7 @@ def read_yolo(
     *,
     skipped: list[Path] | None = None,
     unlabelled: list[Path] | None = None,
+    kpt_shape: tuple[int, int] | None = None,
 ) -> list[Sample]:
     """Read a YOLO-format split.
 
@@ -182,6 +200,8 @@ def read_yolo(
         skipped: If given, unreadable image paths are appended to it.
         unlabelled: If given, the readable images that have no label file are
             appended to it.
+        kpt_shape: A pose dataset's ``kpt_shape`` (data.yaml): each label line is
+            ``cls cx cy w h`` and that many keypoint values, of which the box is read.
 
     Returns:
         One sample per readable image, sorted by path; ``image_id`` is the
@@ -204,7 +224,7 @@ def read_yolo(
             continue
         w, h = sizes[f]
         label = label_path_for(f, folder, ldir)
-        parsed = _parse_yolo_labels(label, len(names), w, h, empty)
+        parsed = _parse_yolo_labels(label, len(names), w, h, empty, kpt_shape)
         if parsed is None:
             missing.append(f)
             parsed = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
@@ -254,7 +274,13 @@ def load_samples(
     out: list[Sample] = []
     for src in sources:
         if cfg.format == "yolo":
-            out += read_yolo(src.path, cfg.names, skipped=skipped, unlabelled=unlabelled)
+            out += read_yolo(
+                src.path,
+                cfg.names,
+                skipped=skipped,
+                unlabelled=unlabelled,
+                kpt_shape=cfg.kpt_shape,
+            )
         elif cfg.format == "coco":
             assert src.images is not None
             out += read_coco(src.path, src.images, cfg.names, skipped=skipped)[0]
