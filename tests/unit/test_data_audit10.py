@@ -331,3 +331,24 @@ def test_bad_kpt_shape_names_data_yaml_and_key(tmp_path, raw):
         DataError, match=r"data\.yaml: key 'kpt_shape' must be \[k, 2\] or \[k, 3\]"
     ):
         load_data_config(yaml)
+
+
+# --- 12: messages and list suffixes -----------------------------------------------------
+
+
+def test_coco_split_given_an_image_folder_says_a_json_is_needed(tmp_path):
+    _png(tmp_path / "images" / "train" / "a.jpg")
+    yaml = _yaml(
+        tmp_path,
+        "format: coco\ntrain: images/train\ntrain_images: images/train\n"
+        "val: images/train\nval_images: images/train\nnames: [cat]\n",
+    )
+    with pytest.raises(DataError, match=r"key 'train': .*train is a folder; format: coco needs"):
+        load_data_config(yaml)
+
+
+def test_upper_case_txt_list_file_is_read(tmp_path):
+    _yolo(tmp_path, "train", "a")
+    (tmp_path / "TRAIN.TXT").write_text("images/train/a.png\n")
+    yaml = _yaml(tmp_path, "train: TRAIN.TXT\nval: TRAIN.TXT\nnames: [cat]\n")
+    assert [s.path.name for s in load_samples(load_data_config(yaml), "train")] == ["a.png"]

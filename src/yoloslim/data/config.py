@@ -163,6 +163,19 @@ def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path
     return p
 
 
+def _coco_json(root: Path, value: Any, where: str, key: str) -> Path:
+    """A COCO split's annotation file; an image folder there (the YOLO layout's habit) is
+    named as such, not as a file that does not exist."""
+    p = _resolve(root, value, where, key, kind="any")
+    if p.is_dir():
+        raise DataError(
+            f"{where}: key '{key}': {p} is a folder; format: coco needs the annotation json "
+            f"file here (e.g. annotations/instances_{key}.json) and the image folder under "
+            f"'{key}_images'"
+        )
+    return p
+
+
 def _split(
     data: dict[str, Any], root: Path, fmt: str, key: str, where: str
 ) -> tuple[SplitSource, ...]:
@@ -182,7 +195,7 @@ def _split(
             )
         return tuple(
             SplitSource(
-                _resolve(root, e, where, key, kind="file"),
+                _coco_json(root, e, where, key),
                 _resolve(root, i, where, img_key, kind="dir"),
             )
             for e, i in zip(entries, imgs, strict=True)

@@ -164,7 +164,7 @@ def _list_images(source: Path) -> tuple[list[Path], Path | None]:
     """Images of a folder (recursive) or of a ``.txt`` list file; plus the folder."""
     if source.is_dir():
         return sorted(_walk_images(source)), source
-    if source.is_file() and source.suffix == ".txt":
+    if source.is_file() and source.suffix.lower() == ".txt":
         files = []
         for line in source.read_text(encoding="utf-8-sig").splitlines():
             entry = line.strip()
