@@ -352,3 +352,94 @@ def test_upper_case_txt_list_file_is_read(tmp_path):
     (tmp_path / "TRAIN.TXT").write_text("images/train/a.png\n")
     yaml = _yaml(tmp_path, "train: TRAIN.TXT\nval: TRAIN.TXT\nnames: [cat]\n")
     assert [s.path.name for s in load_samples(load_data_config(yaml), "train")] == ["a.png"]
+
+
+# --- 5: one image read twice ------------------------------------------------------------
+
+
+def test_overlapping_and_repeated_sources_read_each_image_once(tmp_path, caplog):
+    for stem in ("a", "b"):
+        _yolo(tmp_path, "train", stem)
+    for stem in ("c", "d"):
+        _yolo(tmp_path, "train/sub", stem)
+    yaml = _yaml(
+        tmp_path,
+        "train: [images/train, images/train/sub, images/train]\nval: images/train/sub\n"
+        "names: [cat]\n",
+    )
+    with caplog.at_level(logging.WARNING):
+        samples = load_samples(load_data_config(yaml), "train")
+    assert sorted(s.path.name for s in samples) == ["a.png", "b.png", "c.png", "d.png"]
+    assert sorted(s.image_id for s in samples) == [0, 1, 2, 3]
+    assert "6 image(s) listed more than once (in several of its sources) read once" in caplog.text
+
+
+def test_repeated_list_entries_are_read_once(tmp_path, caplog):
+    for stem in ("a", "b"):
+        _yolo(tmp_path, "train", stem)
+    (tmp_path / "train.txt").write_text(
+        "images/train/a.png\nimages/train/b.png\n./images/train/a.png\n"
+    )
+    with caplog.at_level(logging.WARNING):
+        samples = read_yolo(tmp_path / "train.txt", NAMES)
+    assert [s.path.name for s in samples] == ["a.png", "b.png"]
+    assert "1 image(s) listed more than once (repeated entries)" in caplog.text
+
+
+def test_one_image_with_different_labels_in_two_coco_sources_is_refused(tmp_path):
+    import json
+
+    _png(tmp_path / "imgs" / "a.jpg")
+    cats = [{"id": 1, "name": "cat"}]
+    for name, box in (("one.json", [1, 1, 9, 9]), ("two.json", [20, 20, 9, 9])):
+        (tmp_path / name).write_text(
+            json.dumps(
+                {
+                    "images": [{"id": 1, "file_name": "a.jpg"}],
+                    "annotations": [_ann(1, 1, box)],
+                    "categories": cats,
+                }
+            )
+        )
+    yaml = _yaml(
+        tmp_path,
+        "format: coco\ntrain: [one.json, two.json]\ntrain_images: [imgs, imgs]\n"
+        "val: one.json\nval_images: imgs\nnames: [cat]\n",
+    )
+    with pytest.raises(
+        DataError, match=r"a\.jpg is listed in several of its sources with different"
+    ):
+        load_samples(load_data_config(yaml), "train")
+
+
+def test_images_sharing_a_label_file_are_warned_about(tmp_path, caplog):
+    _yolo(tmp_path, "train", "a")
+    _png(tmp_path / "images" / "train" / "a.jpg")
+    with caplog.at_level(logging.WARNING):
+        samples = read_yolo(tmp_path / "images" / "train", NAMES)
+    assert len(samples) == 2
+    assert "1 label file(s) serve more than one image" in caplog.text
+    assert "a.txt (a.jpg, a.png)" in caplog.text
+
+
+def test_train_and_val_sharing_images_is_warned_by_check_and_train(tmp_path, caplog):
+    from yoloslim.train.trainer import _datasets
+
+    for stem in ("a", "b", "c"):
+        _yolo(tmp_path, "train", stem)
+    (tmp_path / "val.txt").write_text("images/train/c.png\n")
+    yaml = _yaml(tmp_path, "train: images/train\nval: val.txt\nnames: [cat]\n")
+    cfg = load_data_config(yaml)
+    with caplog.at_level(logging.WARNING):
+        report = check_dataset(cfg)
+    assert report["splits"]["val"]["shared_with_train"] == 1
+    assert "1 of the 1 val images are train images too" in caplog.text
+    assert "c.png" in caplog.text
+    caplog.clear()
+
+    class Cfg:
+        imgsz, augment, seed, cache = 64, {}, 0, False
+
+    with caplog.at_level(logging.WARNING):
+        _datasets(cfg, Cfg(), yaml)
+    assert "1 of the 1 val images are train images too" in caplog.text

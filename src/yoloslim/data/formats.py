@@ -26,7 +26,8 @@ import numpy as np
 
 from yoloslim.data.coco import read_coco
 from yoloslim.data.config import DataConfig
-from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, probe_images, warn_empty
+from yoloslim.data.duplicates import same_labels, unique
+from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, examples, probe_images, warn_empty
 from yoloslim.data.voc import read_voc
 from yoloslim.errors import ConfigError, DataError
 
@@ -215,10 +216,13 @@ def read_yolo(
     """
     source = Path(images_dir)
     files, folder = _list_images(source)
+    if folder is None:  # a list file may name an image twice
+        files = unique(files, source, "repeated entries", lambda p: p)
     hint = "" if folder else f"relative entries resolve against the list's folder {source.parent}"
     sizes = probe_images(files, source, skipped, hint=hint)
     ldir = Path(labels_dir) if labels_dir is not None else None
     samples, missing, empty = [], [], []
+    label_of: dict[Path, list[Path]] = {}  # an existing label file -> its images
     for image_id, f in enumerate(files):
         if f not in sizes:
             continue
@@ -228,7 +232,10 @@ def read_yolo(
         if parsed is None:
             missing.append(f)
             parsed = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+        else:
+            label_of.setdefault(label, []).append(f)
         samples.append(Sample(f, *parsed, w, h, image_id))
+    _warn_shared_labels(source, label_of)
     if samples and len(missing) == len(samples):
         example = label_path_for(samples[0].path, folder, ldir)
         logger.warning(
@@ -242,6 +249,24 @@ def read_yolo(
     if unlabelled is not None:
         unlabelled.extend(missing)
     return samples
+
+
+def _warn_shared_labels(source: Path, label_of: dict[Path, list[Path]]) -> None:
+    """A label file is named after the image's stem, so ``a.jpg`` and ``a.png`` side by side
+    both read ``a.txt``: one of them is probably not what it labels."""
+    shared = [
+        f"{label} ({', '.join(p.name for p in imgs)})"
+        for label, imgs in label_of.items()
+        if len(imgs) > 1
+    ]
+    if shared:
+        logger.warning(
+            "%s: %d label file(s) serve more than one image (the same name, other suffixes); "
+            "each of those images reads the whole file: %s",
+            source,
+            len(shared),
+            examples(shared),
+        )
 
 
 def load_samples(
@@ -261,7 +286,8 @@ def load_samples(
             appended to it.
 
     Returns:
-        The samples. With several sources, ``image_id`` is renumbered
+        The samples, each image once (one that several sources list is read from the
+        first, with a warning). With several sources, ``image_id`` is renumbered
         ``0..N-1`` so ids stay unique.
 
     Raises:
@@ -286,6 +312,14 @@ def load_samples(
             out += read_coco(src.path, src.images, cfg.names, skipped=skipped)[0]
         else:
             out += read_voc(src.path, cfg.names, skipped=skipped)
-    if len(sources) > 1:
+    if len(sources) > 1:  # overlapping folders (images/train and images/train/sub), say
+        where = f"{cfg.yaml_path}: key '{split}'"
+        out = unique(
+            out,
+            where,
+            "in several of its sources",
+            lambda s: s.path,
+            lambda a, b: not same_labels(a, b),
+        )
         out = [dataclasses.replace(s, image_id=i) for i, s in enumerate(out)]
     return out

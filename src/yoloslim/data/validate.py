@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from yoloslim.data.config import DataConfig
+from yoloslim.data.duplicates import warn_shared
 from yoloslim.data.formats import load_samples
 
 __all__ = ["check_dataset"]
@@ -30,7 +31,8 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
         ``empty_images`` those without any instance, ``missing_labels`` those of
         them that have no label file at all (YOLO format) and ``skipped_images``
         lists the unreadable ones (as strings). A split with images but no
-        instance is logged as a warning (it is almost always a wrong path).
+        instance is logged as a warning (it is almost always a wrong path). The val split
+        adds ``shared_with_train``: how many of its images are train images too (warned).
 
     Raises:
         DataError: Anything the readers reject (bad labels, no readable image).
@@ -40,10 +42,11 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
         200
     """
     report: dict[str, Any] = {"format": cfg.format, "names": list(cfg.names), "splits": {}}
+    read = {}
     for split in ("train", "val"):
         skipped: list[Path] = []
         unlabelled: list[Path] = []
-        samples = load_samples(cfg, split, skipped=skipped, unlabelled=unlabelled)
+        samples = read[split] = load_samples(cfg, split, skipped=skipped, unlabelled=unlabelled)
         classes = np.concatenate([s.classes for s in samples]) if samples else np.zeros(0, np.int64)
         counts = np.bincount(classes, minlength=cfg.nc)
         report["splits"][split] = {
@@ -63,4 +66,6 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
                 split,
                 len(samples),
             )
+    shared = warn_shared(read["train"], read["val"], cfg.yaml_path)
+    report["splits"]["val"]["shared_with_train"] = len(shared)
     return report
