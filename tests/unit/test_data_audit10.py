@@ -443,3 +443,51 @@ def test_train_and_val_sharing_images_is_warned_by_check_and_train(tmp_path, cap
     with caplog.at_level(logging.WARNING):
         _datasets(cfg, Cfg(), yaml)
     assert "1 of the 1 val images are train images too" in caplog.text
+
+
+# --- 6: instances the training loader drops at imgsz ------------------------------------
+
+
+def _tiny_objects(root: Path, n_tiny: int, n_big: int = 0) -> Path:
+    """640x640 images with 13 px objects (1.3 px at imgsz 64), and optionally 200 px ones."""
+    rows = "0 0.5 0.5 0.02 0.02\n" * n_tiny + "0 0.5 0.5 0.3125 0.3125\n" * n_big
+    _yolo(root, "train", "a", rows, width=640, height=640)
+    return _yaml(root, "train: images/train\nval: images/train\nnames: [cat]\n")
+
+
+def test_training_set_whose_instances_all_vanish_at_imgsz_is_refused(tmp_path):
+    from yoloslim.data.dataset import DetectionDataset
+
+    samples = load_samples(load_data_config(_tiny_objects(tmp_path, 3)), "train")
+    with pytest.raises(DataError, match=r"all 3 labelled instances .* under 2 px .* imgsz 64"):
+        DetectionDataset(samples, 64, augment=True, names=["cat"])
+    DetectionDataset(samples, 64, augment=False, names=["cat"])  # evaluation: not refused
+    DetectionDataset(samples, 640, augment=True, names=["cat"])  # large enough
+
+
+def test_training_set_losing_some_instances_at_imgsz_warns_with_the_share(tmp_path, caplog):
+    from yoloslim.data.dataset import DetectionDataset
+
+    samples = load_samples(load_data_config(_tiny_objects(tmp_path, 3, 1)), "train")
+    with caplog.at_level(logging.WARNING):
+        DetectionDataset(samples, 64, augment=True, names=["cat"])
+    assert "3 of the 4 labelled instances (75.0%)" in caplog.text
+
+
+def test_data_check_imgsz_counts_the_dropped_instances(tmp_path, caplog, capsys):
+    from yoloslim.cli.main import main
+    from yoloslim.errors import ConfigError
+
+    yaml = _tiny_objects(tmp_path, 3, 1)
+    cfg = load_data_config(yaml)
+    assert "dropped_at_imgsz" not in check_dataset(cfg)["splits"]["train"]
+    with caplog.at_level(logging.WARNING):
+        report = check_dataset(cfg, imgsz=64)
+    assert report["splits"]["train"]["dropped_at_imgsz"] == 3
+    assert report["splits"]["train"]["instances"] == 4
+    assert "3 of the 4 train instances (75.0%)" in caplog.text
+    assert check_dataset(cfg, imgsz=640)["splits"]["train"]["dropped_at_imgsz"] == 0
+    with pytest.raises(ConfigError, match="imgsz=16 must be an int >= 32"):
+        check_dataset(cfg, imgsz=16)
+    assert main(["data", "check", str(yaml), "--imgsz", "64"]) == 0
+    assert "dropped at imgsz 64" in capsys.readouterr().out

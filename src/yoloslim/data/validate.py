@@ -11,17 +11,22 @@ import numpy as np
 from yoloslim.data.config import DataConfig
 from yoloslim.data.duplicates import warn_shared
 from yoloslim.data.formats import load_samples
+from yoloslim.data.transforms import MAX_ASPECT, MIN_SIDE, dropped_at
+from yoloslim.errors import ConfigError
 
 __all__ = ["check_dataset"]
 
 logger = logging.getLogger(__name__)
 
 
-def check_dataset(cfg: DataConfig) -> dict[str, Any]:
+def check_dataset(cfg: DataConfig, *, imgsz: int | None = None) -> dict[str, Any]:
     """Read both splits of ``cfg`` and count what is in them.
 
     Args:
         cfg: A config from :func:`~yoloslim.data.config.load_data_config`.
+        imgsz: A training size: each split also counts ``dropped_at_imgsz``, the
+            instances the training loader drops at that size (under 2 px a side, or
+            thinner than 100:1, once the image is scaled down), warned about for train.
 
     Returns:
         ``{"format", "names", "splits": {split: {"images", "instances",
@@ -35,12 +40,15 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
         adds ``shared_with_train``: how many of its images are train images too (warned).
 
     Raises:
+        ConfigError: ``imgsz`` is not an int >= 32.
         DataError: Anything the readers reject (bad labels, no readable image).
 
     Example:
         >>> check_dataset(load_data_config("shapes/data.yaml"))["splits"]["val"]["images"]  # doctest: +SKIP
         200
     """
+    if imgsz is not None and (not isinstance(imgsz, int) or isinstance(imgsz, bool) or imgsz < 32):
+        raise ConfigError(f"imgsz={imgsz!r} must be an int >= 32")
     report: dict[str, Any] = {"format": cfg.format, "names": list(cfg.names), "splits": {}}
     read = {}
     for split in ("train", "val"):
@@ -58,6 +66,23 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
             "missing_labels": len(unlabelled),
             "skipped_images": [str(p) for p in skipped],
         }
+        if imgsz is not None:
+            lost, total = dropped_at(
+                [s.boxes for s in samples], [max(s.width, s.height) for s in samples], imgsz
+            )
+            report["splits"][split]["dropped_at_imgsz"] = lost
+            if lost and split == "train":
+                logger.warning(
+                    "%s: %d of the %d train instances (%.1f%%) are under %g px a side or "
+                    "thinner than %g:1 at imgsz %d; the training loader drops them",
+                    cfg.yaml_path,
+                    lost,
+                    total,
+                    100 * lost / total,
+                    MIN_SIDE,
+                    MAX_ASPECT,
+                    imgsz,
+                )
         # all label files missing was already reported, naming a path looked for
         if samples and not counts.sum() and len(unlabelled) < len(samples):
             logger.warning(
