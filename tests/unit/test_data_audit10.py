@@ -491,3 +491,36 @@ def test_data_check_imgsz_counts_the_dropped_instances(tmp_path, caplog, capsys)
         check_dataset(cfg, imgsz=16)
     assert main(["data", "check", str(yaml), "--imgsz", "64"]) == 0
     assert "dropped at imgsz 64" in capsys.readouterr().out
+
+
+# --- 11: label files no image reads -----------------------------------------------------
+
+
+def test_data_check_reports_label_files_that_match_no_image(tmp_path, caplog):
+    _yolo(tmp_path, "train", "a")
+    _yolo(tmp_path, "val", "v")
+    folder = tmp_path / "images" / "train"
+    Image.new("RGB", (32, 32)).save(folder / "d.jfif", "JPEG")
+    Image.new("RGB", (32, 32)).save(folder / "e.gif")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    labels = tmp_path / "labels" / "train"
+    for stem in ("d", "e", "gone"):
+        (labels / f"{stem}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (labels / "classes.txt").write_text("cat\n")
+    yaml = _yaml(tmp_path, "train: images/train\nval: images/val\nnames: [cat]\n")
+    with caplog.at_level(logging.WARNING):
+        report = check_dataset(load_data_config(yaml))
+    train = report["splits"]["train"]
+    assert train["images"] == 1
+    assert sorted(Path(p.split(" ")[0]).name for p in train["orphan_labels"]) == [
+        "d.txt",
+        "e.txt",
+        "gone.txt",
+    ]
+    assert any(
+        p.endswith("d.txt (image d.jfif: a suffix not read)") for p in train["orphan_labels"]
+    )
+    assert sorted(Path(p).name for p in train["unread_files"]) == ["d.jfif", "e.gif"]
+    assert report["splits"]["val"]["orphan_labels"] == []
+    assert "3 label file(s) of the train split match no image" in caplog.text
+    assert "2 file(s) in the train image folders are skipped" in caplog.text

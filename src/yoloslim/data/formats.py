@@ -145,8 +145,8 @@ def _parse_yolo_labels(
     return xyxy[keep].astype(np.float32), np.array(classes, dtype=np.int64)[keep]
 
 
-def _walk_images(folder: Path) -> Iterator[Path]:
-    """The images under ``folder``, linked subfolders included (``ln -s /mnt/extra
+def walk_files(folder: Path) -> Iterator[Path]:
+    """The files under ``folder``, linked subfolders included (``ln -s /mnt/extra
     images/train/extra``, which ``rglob`` skips), each real folder once (a link loop ends)."""
     seen: set[str] = set()
     for here, dirs, files in os.walk(folder, followlinks=True):
@@ -157,8 +157,12 @@ def _walk_images(folder: Path) -> Iterator[Path]:
         seen.add(real)
         dirs.sort()
         for name in files:
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield Path(here) / name
+            yield Path(here) / name
+
+
+def _walk_images(folder: Path) -> Iterator[Path]:
+    """The images under ``folder`` (see :func:`walk_files`)."""
+    return (p for p in walk_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _list_images(source: Path) -> tuple[list[Path], Path | None]:

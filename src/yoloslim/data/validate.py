@@ -11,6 +11,8 @@ import numpy as np
 from yoloslim.data.config import DataConfig
 from yoloslim.data.duplicates import warn_shared
 from yoloslim.data.formats import load_samples
+from yoloslim.data.orphans import find_orphans
+from yoloslim.data.sample import IMAGE_SUFFIXES, examples
 from yoloslim.data.transforms import MAX_ASPECT, MIN_SIDE, dropped_at
 from yoloslim.errors import ConfigError
 
@@ -38,6 +40,10 @@ def check_dataset(cfg: DataConfig, *, imgsz: int | None = None) -> dict[str, Any
         lists the unreadable ones (as strings). A split with images but no
         instance is logged as a warning (it is almost always a wrong path). The val split
         adds ``shared_with_train``: how many of its images are train images too (warned).
+        A YOLO split adds ``orphan_labels``, the label files of its folders that no image
+        reads (an image in a format the readers skip, ``.jfif`` or ``.gif``, is named), and
+        ``unread_files``, its image folders' files that are no image the readers take; both
+        are warned about with a count and a few names.
 
     Raises:
         ConfigError: ``imgsz`` is not an int >= 32.
@@ -83,6 +89,8 @@ def check_dataset(cfg: DataConfig, *, imgsz: int | None = None) -> dict[str, Any
                     MAX_ASPECT,
                     imgsz,
                 )
+        if cfg.format == "yolo":
+            _report_orphans(cfg, split, report["splits"][split])
         # all label files missing was already reported, naming a path looked for
         if samples and not counts.sum() and len(unlabelled) < len(samples):
             logger.warning(
@@ -94,3 +102,28 @@ def check_dataset(cfg: DataConfig, *, imgsz: int | None = None) -> dict[str, Any
     shared = warn_shared(read["train"], read["val"], cfg.yaml_path)
     report["splits"]["val"]["shared_with_train"] = len(shared)
     return report
+
+
+def _report_orphans(cfg: DataConfig, split: str, into: dict[str, Any]) -> None:
+    sources = cfg.train if split == "train" else cfg.val
+    found = find_orphans([s.path for s in sources if s.path.is_dir()])
+    into["orphan_labels"] = found.labels
+    into["unread_files"] = found.unread
+    if found.labels:
+        logger.warning(
+            "%s: %d label file(s) of the %s split match no image the readers take, so their "
+            "labels are never used: %s",
+            cfg.yaml_path,
+            len(found.labels),
+            split,
+            examples(found.labels),
+        )
+    if found.unread:
+        logger.warning(
+            "%s: %d file(s) in the %s image folders are skipped (suffixes read: %s): %s",
+            cfg.yaml_path,
+            len(found.unread),
+            split,
+            " ".join(IMAGE_SUFFIXES),
+            examples(found.unread),
+        )
