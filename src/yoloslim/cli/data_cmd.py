@@ -38,6 +38,9 @@ def check(
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the report as JSON."
     ),
+    imgsz: int = typer.Option(
+        None, help="Also count the instances training at this size drops (too small or thin)."
+    ),
 ) -> None:
     """Validate a dataset and print per-split statistics."""
     from rich.table import Table
@@ -45,13 +48,15 @@ def check(
     from yoloslim.data import load_data_config
     from yoloslim.data.validate import check_dataset
 
-    report = check_dataset(load_data_config(data))
+    report = check_dataset(load_data_config(data), imgsz=imgsz)
     splits = report["splits"]
     table = Table(title=f"{data} ({report['format']})")
     ignored = any(r["ignored"] for r in splits.values())  # a column only where there are some
     cols = ["split", "images", "instances", "empty images", "missing label files", "skipped"]
     if ignored:
         cols.insert(3, "ignored (crowd/difficult)")
+    if imgsz is not None:
+        cols.append(f"dropped at imgsz {imgsz}")
     for col in cols:
         table.add_column(col, justify="left" if col == "split" else "right")
     for split, r in splits.items():
@@ -63,6 +68,7 @@ def check(
             str(r["empty_images"]),
             str(r["missing_labels"]),
             str(len(r["skipped_images"])),
+            *([str(r["dropped_at_imgsz"])] if imgsz is not None else []),
         )
     print_table(table)
     per_class = Table(title="instances per class")

@@ -15,7 +15,9 @@ The file follows the Ultralytics convention (``path``, ``train``, ``val``,
     # format: voc               # then: train/val are VOC roots or ImageSets/Main/*.txt files
 
 Keys Ultralytics files commonly carry (``download``, ``test``, ``nc`` ...) are
-accepted; ``nc`` must agree with ``names``. Other unknown keys are logged.
+accepted; ``nc`` must agree with ``names``. ``kpt_shape: [k, 2 or 3]`` (a pose dataset) tells
+the YOLO label reader that each line is ``cls cx cy w h`` and then ``k`` keypoints; their
+values are read past, not used. Other unknown keys are logged.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class DataConfig:
         names: Class names, index = class id.
         format: ``"yolo"``, ``"coco"`` or ``"voc"``.
         yaml_path: The file this config was read from.
+        kpt_shape: ``(keypoints, values per keypoint)`` of a pose dataset, else None.
     """
 
     root: Path
@@ -75,6 +78,7 @@ class DataConfig:
     names: list[str]
     format: str
     yaml_path: Path
+    kpt_shape: tuple[int, int] | None = None
 
     @property
     def nc(self) -> int:
@@ -113,6 +117,25 @@ def _parse_names(raw: Any, where: str) -> list[str]:
     return names
 
 
+def _parse_kpt_shape(raw: Any, where: str) -> tuple[int, int] | None:
+    """``kpt_shape: [k, 2]`` (x, y) or ``[k, 3]`` (x, y, visibility), ``k >= 1``."""
+    if raw is None:
+        return None
+    ok = (
+        isinstance(raw, (list, tuple))
+        and len(raw) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in raw)
+        and raw[0] >= 1
+        and raw[1] in (2, 3)
+    )
+    if not ok:
+        raise DataError(
+            f"{where}: key 'kpt_shape' must be [k, 2] or [k, 3] (k keypoints of x, y and an "
+            f"optional visibility; k a positive integer), got {raw!r}"
+        )
+    return int(raw[0]), int(raw[1])
+
+
 # (data.yaml, key) pairs whose Roboflow ../ fallback this process has warned about
 _FELL_BACK: set[tuple[str, str]] = set()
 
@@ -140,6 +163,19 @@ def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path
     return p
 
 
+def _coco_json(root: Path, value: Any, where: str, key: str) -> Path:
+    """A COCO split's annotation file; an image folder there (the YOLO layout's habit) is
+    named as such, not as a file that does not exist."""
+    p = _resolve(root, value, where, key, kind="any")
+    if p.is_dir():
+        raise DataError(
+            f"{where}: key '{key}': {p} is a folder; format: coco needs the annotation json "
+            f"file here (e.g. annotations/instances_{key}.json) and the image folder under "
+            f"'{key}_images'"
+        )
+    return p
+
+
 def _split(
     data: dict[str, Any], root: Path, fmt: str, key: str, where: str
 ) -> tuple[SplitSource, ...]:
@@ -159,7 +195,7 @@ def _split(
             )
         return tuple(
             SplitSource(
-                _resolve(root, e, where, key, kind="file"),
+                _coco_json(root, e, where, key),
                 _resolve(root, i, where, img_key, kind="dir"),
             )
             for e, i in zip(entries, imgs, strict=True)
@@ -234,4 +270,5 @@ def load_data_config(path: str | Path) -> DataConfig:
         names=names,
         format=fmt,
         yaml_path=yaml_path,
+        kpt_shape=_parse_kpt_shape(data.get("kpt_shape"), where),
     )

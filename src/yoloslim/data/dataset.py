@@ -22,8 +22,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from yoloslim.data.sample import Sample
 from yoloslim.data.transforms import (
+    MAX_ASPECT,
+    MIN_SIDE,
     Affine,
     apply_hsv,
+    dropped_at,
     filter_boxes,
     letterbox,
     letterbox_params,
@@ -87,7 +90,8 @@ class DetectionDataset(Dataset):
     """Samples -> ``(img uint8 (3,S,S) RGB, targets (N,5) [cls,x1,y1,x2,y2], meta)``.
 
     Targets are in pixels of the returned image, clipped to it; boxes with a side
-    under 2 px are dropped. ``meta`` has ``image_id``, ``path``, ``orig_shape``
+    under 2 px are dropped. With ``augment``, a warning gives the share of labelled
+    instances that are that small at ``imgsz``, and a set where all of them are is refused. ``meta`` has ``image_id``, ``path``, ``orig_shape``
     ``(h, w)``, ``ratio``, ``pad`` ``(left, top)`` and ``flipped``:
     ``orig = (box - pad) / ratio``, after undoing the flip ``x -> S - x`` when
     ``flipped`` (for a mosaic this maps the item's own tile).
@@ -133,6 +137,8 @@ class DetectionDataset(Dataset):
                     f"{s.path}: class ids {s.classes.tolist()} outside 0..{len(self.names) - 1}"
                 )
         self.imgsz = imgsz
+        if augment:
+            _check_instances_kept(self.samples, imgsz)
         self.augment = augment
         self.aug = aug if aug is not None else AugmentConfig()
         self.seed = int(seed)
@@ -285,6 +291,30 @@ class DetectionDataset(Dataset):
                     )
         cats = [{"id": i, "name": n} for i, n in enumerate(self.names)]
         return {"images": images, "annotations": anns, "categories": cats}
+
+
+def _check_instances_kept(samples: Sequence[Sample], imgsz: int) -> None:
+    """Warn with the share of labelled instances the training targets lose at ``imgsz``
+    (boxes too small or thin once the image is scaled down), refuse when that is all of them:
+    the labels count them, the loss never sees them, and training runs on nothing."""
+    lost, total = dropped_at(
+        [s.boxes for s in samples], [max(s.width, s.height) for s in samples], imgsz
+    )
+    rule = f"under {MIN_SIDE:g} px a side or thinner than {MAX_ASPECT:g}:1 at imgsz {imgsz}"
+    if total and lost == total:
+        raise DataError(
+            f"all {total} labelled instances of the training set are {rule}; the training "
+            "loader drops every one, so there is nothing to learn: train at a larger imgsz"
+        )
+    if lost:
+        logger.warning(
+            "%d of the %d labelled instances (%.1f%%) of the training set are %s and are "
+            "dropped from the training targets; a larger imgsz keeps them",
+            lost,
+            total,
+            100 * lost / total,
+            rule,
+        )
 
 
 def _areas(xyxy: np.ndarray, scale: float) -> np.ndarray:

@@ -15,9 +15,7 @@ Policies, shared by every reader:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -26,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from yoloslim.data.coco import read_coco
 from yoloslim.data.config import DataConfig
-from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, probe_images, warn_outside
+from yoloslim.data.duplicates import same_labels, unique
+from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, examples, probe_images, warn_empty
 from yoloslim.data.voc import read_voc
 from yoloslim.errors import ConfigError, DataError
 
@@ -68,11 +68,19 @@ def label_path_for(
 
 
 def _parse_yolo_labels(
-    path: Path, nc: int, width: int, height: int, empty: list[str] | None = None
+    path: Path,
+    nc: int,
+    width: int,
+    height: int,
+    empty: list[str] | None = None,
+    kpt_shape: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Parse one ``cls cx cy w h`` file into pixel ``xyxy`` boxes and classes; the
-    ``file:line`` of each box without area (dropped) goes to ``empty``. A segmentation
-    line (``cls x1 y1 x2 y2 x3 y3 ...``, at least three points) gives its polygon's box.
+    ``file:line`` of each box without area (dropped) goes to ``empty``. Without
+    ``kpt_shape``, a segmentation line (``cls x1 y1 x2 y2 x3 y3 ...``, at least three
+    points) gives its polygon's box. With it (a pose dataset), every line is
+    ``cls cx cy w h`` and ``k * d`` keypoint values: the box is the first four, and the
+    keypoints must be there and be numbers (a pose line read as a polygon gave a wrong box).
 
     ``None`` when the file does not exist (a background image, but counted apart).
     """
@@ -90,8 +98,16 @@ def _parse_yolo_labels(
         if not fields:
             continue
         where = f"{path}:{lineno}"
-        polygon = len(fields) >= 7 and len(fields) % 2 == 1  # a segmentation label
-        if len(fields) != 5 and not polygon:
+        polygon = kpt_shape is None and len(fields) >= 7 and len(fields) % 2 == 1  # segmentation
+        if kpt_shape is not None:
+            want = 5 + kpt_shape[0] * kpt_shape[1]
+            if len(fields) != want:
+                raise DataError(
+                    f"{where}: expected {want} fields 'cls cx cy w h' and {kpt_shape[0]}x"
+                    f"{kpt_shape[1]} keypoint values (data.yaml kpt_shape {list(kpt_shape)}), "
+                    f"got {len(fields)}"
+                )
+        elif len(fields) != 5 and not polygon:
             raise DataError(
                 f"{where}: expected 5 fields 'cls cx cy w h' (or a polygon 'cls x1 y1 x2 y2 "
                 f"x3 y3 ...'), got {len(fields)}"
@@ -105,9 +121,10 @@ def _parse_yolo_labels(
         cls = values[0]
         if not cls.is_integer() or not 0 <= cls < nc:
             raise DataError(f"{where}: class id {fields[0]} outside 0..{nc - 1}")
-        coords = values[1:]
+        n = 5 if kpt_shape is not None else len(values)  # a pose line's box: keypoints apart
+        coords = values[1:n]
         if any(v < -COORD_TOL or v > 1 + COORD_TOL for v in coords):
-            raise DataError(f"{where}: normalised coordinates {fields[1:]} outside [0, 1]")
+            raise DataError(f"{where}: normalised coordinates {fields[1:n]} outside [0, 1]")
         coords = [min(max(v, 0.0), 1.0) for v in coords]
         if polygon:  # its bounding box, as Ultralytics' detect task reads one
             xs, ys = coords[0::2], coords[1::2]
@@ -128,8 +145,8 @@ def _parse_yolo_labels(
     return xyxy[keep].astype(np.float32), np.array(classes, dtype=np.int64)[keep]
 
 
-def _walk_images(folder: Path) -> Iterator[Path]:
-    """The images under ``folder``, linked subfolders included (``ln -s /mnt/extra
+def walk_files(folder: Path) -> Iterator[Path]:
+    """The files under ``folder``, linked subfolders included (``ln -s /mnt/extra
     images/train/extra``, which ``rglob`` skips), each real folder once (a link loop ends)."""
     seen: set[str] = set()
     for here, dirs, files in os.walk(folder, followlinks=True):
@@ -140,15 +157,19 @@ def _walk_images(folder: Path) -> Iterator[Path]:
         seen.add(real)
         dirs.sort()
         for name in files:
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield Path(here) / name
+            yield Path(here) / name
+
+
+def _walk_images(folder: Path) -> Iterator[Path]:
+    """The images under ``folder`` (see :func:`walk_files`)."""
+    return (p for p in walk_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _list_images(source: Path) -> tuple[list[Path], Path | None]:
     """Images of a folder (recursive) or of a ``.txt`` list file; plus the folder."""
     if source.is_dir():
         return sorted(_walk_images(source)), source
-    if source.is_file() and source.suffix == ".txt":
+    if source.is_file() and source.suffix.lower() == ".txt":
         files = []
         for line in source.read_text(encoding="utf-8-sig").splitlines():
             entry = line.strip()
@@ -166,6 +187,7 @@ def read_yolo(
     *,
     skipped: list[Path] | None = None,
     unlabelled: list[Path] | None = None,
+    kpt_shape: tuple[int, int] | None = None,
 ) -> list[Sample]:
     """Read a YOLO-format split.
 
@@ -183,6 +205,8 @@ def read_yolo(
         skipped: If given, unreadable image paths are appended to it.
         unlabelled: If given, the readable images that have no label file are
             appended to it.
+        kpt_shape: A pose dataset's ``kpt_shape`` (data.yaml): each label line is
+            ``cls cx cy w h`` and that many keypoint values, of which the box is read.
 
     Returns:
         One sample per readable image, sorted by path; ``image_id`` is the
@@ -196,19 +220,26 @@ def read_yolo(
     """
     source = Path(images_dir)
     files, folder = _list_images(source)
-    sizes = probe_images(files, source, skipped)
+    if folder is None:  # a list file may name an image twice
+        files = unique(files, source, "repeated entries", lambda p: p)
+    hint = "" if folder else f"relative entries resolve against the list's folder {source.parent}"
+    sizes = probe_images(files, source, skipped, hint=hint)
     ldir = Path(labels_dir) if labels_dir is not None else None
     samples, missing, empty = [], [], []
+    label_of: dict[Path, list[Path]] = {}  # an existing label file -> its images
     for image_id, f in enumerate(files):
         if f not in sizes:
             continue
         w, h = sizes[f]
         label = label_path_for(f, folder, ldir)
-        parsed = _parse_yolo_labels(label, len(names), w, h, empty)
+        parsed = _parse_yolo_labels(label, len(names), w, h, empty, kpt_shape)
         if parsed is None:
             missing.append(f)
             parsed = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
+        else:
+            label_of.setdefault(label, []).append(f)
         samples.append(Sample(f, *parsed, w, h, image_id))
+    _warn_shared_labels(source, label_of)
     if samples and len(missing) == len(samples):
         example = label_path_for(samples[0].path, folder, ldir)
         logger.warning(
@@ -218,206 +249,28 @@ def read_yolo(
             len(samples),
             example,
         )
-    _warn_empty(source, "label(s)", empty)
+    warn_empty(source, "label(s)", empty)
     if unlabelled is not None:
         unlabelled.extend(missing)
     return samples
 
 
-def _warn_empty(source: str | Path, what: str, where: list[str]) -> None:
-    """One warning for the boxes without width or height left out, naming the first few."""
-    if where:
-        logger.warning(
-            "%s: %d %s of zero width or height left out (%s%s)",
-            source,
-            len(where),
-            what,
-            ", ".join(where[:3]),
-            ", ..." if len(where) > 3 else "",
-        )
-
-
-def _coco_error(json_path: Path, msg: str) -> DataError:
-    return DataError(f"{json_path}: {msg}")
-
-
-def read_coco(
-    json_path: str | Path,
-    images_dir: str | Path,
-    names: Sequence[str] | None = None,
-    *,
-    skipped: list[Path] | None = None,
-) -> tuple[list[Sample], list[str]]:
-    """Read a COCO ``instances.json``.
-
-    Category ids map to contiguous indices ``0..K-1`` in sorted id order. Crowd
-    annotations become the sample's ``ignore`` regions (not trained on; evaluation
-    ignores detections on them, as COCOeval does), each annotation's ``area`` is kept
-    for COCO's size split, boxes are clipped to the image and zero-area boxes dropped.
-
-    Args:
-        json_path: The annotation file.
-        images_dir: Folder the ``file_name`` entries are relative to.
-        names: Expected class names (from ``data.yaml``). Categories are matched
-            by name when given; the json's names are used otherwise.
-        skipped: If given, unreadable image paths are appended to it.
-
-    Returns:
-        ``(samples, names)``; ``image_id`` keeps the json's image ids.
-
-    Raises:
-        DataError: Malformed json or annotation (the message names the file and
-            the line or annotation id), or no readable image.
-    """
-    jp, idir = Path(json_path), Path(images_dir)
-    try:
-        data = json.loads(jp.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError as e:
-        raise _coco_error(jp, "annotation file not found") from e
-    except json.JSONDecodeError as e:
-        raise _coco_error(jp, f"line {e.lineno}: invalid JSON: {e.msg}") from e
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise _coco_error(jp, "missing 'images' list")
-    try:
-        cats = sorted(data.get("categories", []), key=lambda c: int(c["id"]))
-        cat_names = [str(c["name"]) for c in cats]
-        cat_ids = [int(c["id"]) for c in cats]
-    except (KeyError, TypeError, ValueError) as e:
-        raise _coco_error(jp, f"malformed 'categories': {e!r}") from e
-    if names is not None and (set(cat_names) - set(names) or len(cat_names) != len(names)):
-        cat_ids, cat_names = _drop_unused_categories(data, jp, cat_ids, cat_names, names)
-    if names is None:
-        out_names = cat_names
-        cat_map = {cid: i for i, cid in enumerate(cat_ids)}
-    else:
-        out_names = list(names)
-        if set(cat_names) != set(out_names) or len(cat_names) != len(out_names):
-            raise _coco_error(jp, f"categories {cat_names} do not match names {out_names}")
-        cat_map = {cid: out_names.index(n) for cid, n in zip(cat_ids, cat_names, strict=True)}
-    if not cat_map:
-        raise _coco_error(jp, "no categories")
-
-    images: dict[int, dict] = {}
-    for k, im in enumerate(data["images"]):
-        try:
-            img_id, file_name = int(im["id"]), str(im["file_name"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise _coco_error(jp, f"images[{k}]: malformed entry ({e!r})") from e
-        if img_id in images:  # merged exports that both count from 1, say
-            if images[img_id]["file_name"] == file_name:
-                continue  # the same image listed twice: one entry serves
-            raise _coco_error(
-                jp, f"images[{k}]: duplicate image id {img_id} (also images[{images[img_id]['k']}])"
-            )
-        path = idir / file_name
-        if "\\" in file_name and not path.exists():  # written on Windows
-            path = idir / file_name.replace("\\", "/")
-        images[img_id] = {"path": path, "k": k, "file_name": file_name}
-    # per image: (class, bbox, area or None, crowd)
-    anns: dict[int, list[tuple[int, list[float], float | None, bool]]] = {i: [] for i in images}
-    empty: list[str] = []  # annotations whose box has no width or height
-    for k, a in enumerate(data.get("annotations", [])):
-        where = f"annotations[{k}] (id={a.get('id') if isinstance(a, dict) else '?'})"
-        try:
-            img_id, cat = int(a["image_id"]), int(a["category_id"])
-            bbox = [float(v) for v in a["bbox"]]
-        except (KeyError, TypeError, ValueError) as e:
-            raise _coco_error(jp, f"{where}: malformed annotation ({e!r})") from e
-        if img_id not in images:
-            raise _coco_error(jp, f"{where}: unknown image_id {img_id}")
-        if cat not in cat_map:
-            raise _coco_error(jp, f"{where}: unknown category_id {cat}")
-        if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox) or min(bbox[2:]) < 0:
-            raise _coco_error(jp, f"{where}: bbox must be 4 finite values with w, h >= 0")
-        area = a.get("area")
-        if area is not None:
-            try:
-                area = float(area)
-            except (TypeError, ValueError) as e:
-                raise _coco_error(jp, f"{where}: area {area!r} is not a number") from e
-            if not math.isfinite(area) or area < 0:
-                raise _coco_error(jp, f"{where}: area must be finite and >= 0, got {area}")
-        crowd = bool(a.get("iscrowd", 0))
-        if not crowd and min(bbox[2:]) == 0:
-            empty.append(where)
-        anns[img_id].append((cat_map[cat], bbox, area, crowd))
-    _warn_empty(jp, "annotation(s)", empty)
-
-    sizes = probe_images([v["path"] for v in images.values()], jp, skipped)
-    samples = []
-    outside: dict[str, int] = {}
-    for img_id, v in images.items():
-        if v["path"] not in sizes:
-            continue
-        size = sizes[v["path"]]
-        objects = [x for x in anns[img_id] if not x[3]]
-        crowds = [x for x in anns[img_id] if x[3]]
-        boxes, classes, areas = _coco_boxes(objects, *size)
-        ignore, ignore_classes, ignore_areas = _coco_boxes(crowds, *size)
-        lost = sum(min(b[2:]) > 0 for _, b, _, _ in objects) - len(boxes)  # not the empty ones
-        if lost:
-            outside[f"image id {img_id}"] = lost
-        samples.append(
-            Sample(
-                v["path"],
-                boxes,
-                classes,
-                *size,
-                img_id,
-                ignore=ignore,
-                ignore_classes=ignore_classes,
-                areas=areas,
-                ignore_areas=ignore_areas,
-            )
-        )
-    warn_outside(jp, outside)
-    return samples, out_names
-
-
-def _drop_unused_categories(
-    data: dict, jp: Path, cat_ids: list[int], cat_names: list[str], names: Sequence[str]
-) -> tuple[list[int], list[str]]:
-    """Categories that no annotation uses left out, with a note, where they are outside
-    ``names`` or repeat another category's name (a Roboflow export's project-wide category,
-    id 0, named after the project or its only class); a used one stays, for the mismatch
-    error."""
-    used = set()
-    for a in data.get("annotations", []):
-        with contextlib.suppress(KeyError, TypeError, ValueError):
-            used.add(int(a["category_id"]))
-    repeated = {n for n in cat_names if cat_names.count(n) > 1}
-    extra = [
-        (cid, n)
-        for cid, n in zip(cat_ids, cat_names, strict=True)
-        if (n not in names or n in repeated) and cid not in used
+def _warn_shared_labels(source: Path, label_of: dict[Path, list[Path]]) -> None:
+    """A label file is named after the image's stem, so ``a.jpg`` and ``a.png`` side by side
+    both read ``a.txt``: one of them is probably not what it labels."""
+    shared = [
+        f"{label} ({', '.join(p.name for p in imgs)})"
+        for label, imgs in label_of.items()
+        if len(imgs) > 1
     ]
-    if not extra:
-        return cat_ids, cat_names
-    logger.info(
-        "%s: left out %d categor%s outside the data's names that no annotation uses: %s",
-        jp,
-        len(extra),
-        "y" if len(extra) == 1 else "ies",
-        ", ".join(f"{n!r} (id {cid})" for cid, n in extra),
-    )
-    keep = [(cid, n) for cid, n in zip(cat_ids, cat_names, strict=True) if (cid, n) not in extra]
-    return [c for c, _ in keep], [n for _, n in keep]
-
-
-def _coco_boxes(anns: list, w: int, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """xyxy boxes clipped to the image (empty ones dropped), their classes, and their
-    annotations' own areas (a box's area where an annotation has none)."""
-    boxes = np.array([b for _, b, _, _ in anns], np.float64).reshape(-1, 4)
-    boxes[:, 2:] += boxes[:, :2]
-    boxes = np.clip(boxes, 0, [w, h, w, h])
-    box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    areas = np.array(
-        [b if a is None else a for (_, _, a, _), b in zip(anns, box_areas, strict=True)],
-        np.float64,
-    )
-    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    classes = np.array([c for c, _, _, _ in anns], np.int64)
-    return boxes[keep], classes[keep], areas[keep]
+    if shared:
+        logger.warning(
+            "%s: %d label file(s) serve more than one image (the same name, other suffixes); "
+            "each of those images reads the whole file: %s",
+            source,
+            len(shared),
+            examples(shared),
+        )
 
 
 def load_samples(
@@ -437,7 +290,8 @@ def load_samples(
             appended to it.
 
     Returns:
-        The samples. With several sources, ``image_id`` is renumbered
+        The samples, each image once (one that several sources list is read from the
+        first, with a warning). With several sources, ``image_id`` is renumbered
         ``0..N-1`` so ids stay unique.
 
     Raises:
@@ -450,12 +304,26 @@ def load_samples(
     out: list[Sample] = []
     for src in sources:
         if cfg.format == "yolo":
-            out += read_yolo(src.path, cfg.names, skipped=skipped, unlabelled=unlabelled)
+            out += read_yolo(
+                src.path,
+                cfg.names,
+                skipped=skipped,
+                unlabelled=unlabelled,
+                kpt_shape=cfg.kpt_shape,
+            )
         elif cfg.format == "coco":
             assert src.images is not None
             out += read_coco(src.path, src.images, cfg.names, skipped=skipped)[0]
         else:
             out += read_voc(src.path, cfg.names, skipped=skipped)
-    if len(sources) > 1:
+    if len(sources) > 1:  # overlapping folders (images/train and images/train/sub), say
+        where = f"{cfg.yaml_path}: key '{split}'"
+        out = unique(
+            out,
+            where,
+            "in several of its sources",
+            lambda s: s.path,
+            lambda a, b: not same_labels(a, b),
+        )
         out = [dataclasses.replace(s, image_id=i) for i, s in enumerate(out)]
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,7 +14,16 @@ from PIL import Image
 
 from yoloslim.errors import DataError
 
-__all__ = ["Sample", "IMAGE_SUFFIXES", "probe_images", "warn_outside"]
+__all__ = [
+    "Sample",
+    "IMAGE_SUFFIXES",
+    "SizeCheck",
+    "annotated_size",
+    "examples",
+    "probe_images",
+    "warn_empty",
+    "warn_outside",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +127,42 @@ def _orientation(im: Image.Image) -> int | None:
     return Image.Image.getexif(im).get(_ORIENTATION)
 
 
+def _png_exif_after_idat(path: Path) -> bool:
+    """Whether a PNG has an ``eXIf`` chunk after its image data (the PNG 1.5 extensions allow
+    it there). Opening the file reads only the chunks before IDAT; the loader's
+    ``exif_transpose`` loads the image first and then finds this one. Walks the chunk headers
+    only (seeks over the data), cheaper than the ``verify()`` before it."""
+    with path.open("rb") as f:
+        f.seek(8)  # the signature
+        after_idat = False
+        while len(head := f.read(8)) == 8:
+            length, cid = struct.unpack(">I4s", head)
+            if cid == b"IEND":
+                break
+            if cid == b"eXIf" and after_idat:
+                return True
+            after_idat |= cid == b"IDAT"
+            f.seek(length + 4, 1)  # data and CRC
+    return False
+
+
+def _loaded_orientation(path: Path) -> int | None:
+    """The orientation as the loader's ``exif_transpose`` reads it: after ``load()``."""
+    with Image.open(path) as im:
+        im.load()
+        return im.getexif().get(_ORIENTATION)
+
+
+def _check_range(im: Image.Image) -> None:
+    """Raise what the loader's ``to_rgb`` raises on a 32-bit integer or float image whose
+    values fit none of its ranges (float 0..300, say): the same rules, by the same code.
+    Imported here, not at the top: it brings torch, which ``data check`` otherwise never
+    needs, and only such images pay for it."""
+    from yoloslim.runtime.images import to_rgb
+
+    to_rgb(im)
+
+
 def _probe(path: Path) -> tuple[int, int] | str:
     """Return ``(width, height)`` of a readable image as displayed (EXIF orientation
     applied, as labelling tools show it), else the reason it is not.
@@ -134,9 +180,13 @@ def _probe(path: Path) -> tuple[int, int] | str:
             if whole:
                 size, orientation = im.size, _orientation(im)
                 im.verify()
+                if im.format == "PNG" and _png_exif_after_idat(path):
+                    orientation = _loaded_orientation(path)
             else:  # decoded, as the loader will: its size and orientation after that
                 im.load()
                 size, orientation = im.size, im.getexif().get(_ORIENTATION)
+                if im.mode in ("I", "F"):
+                    _check_range(im)
             if orientation in (5, 6, 7, 8):  # shown rotated by 90 degrees
                 size = size[::-1]
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, struct.error ...)
@@ -147,14 +197,21 @@ def _probe(path: Path) -> tuple[int, int] | str:
 
 
 def probe_images(
-    paths: Sequence[Path], source: str | Path, skipped: list[Path] | None = None
+    paths: Sequence[Path],
+    source: str | Path,
+    skipped: list[Path] | None = None,
+    *,
+    hint: str = "",
 ) -> dict[Path, tuple[int, int]]:
-    """Open every image once; skip the unreadable ones with a single warning.
+    """Open every image once; skip the unreadable ones with a single warning that counts
+    them and names the first few (a wrong image folder makes them all missing: thousands).
 
     Args:
         paths: Image files.
         source: What the paths came from, for messages.
         skipped: If given, the unreadable paths are appended to it.
+        hint: Where missing images usually come from (a data.yaml key), added to the
+            message when some are missing.
 
     Returns:
         ``{path: (width, height)}`` for the readable images, in input order.
@@ -169,12 +226,25 @@ def probe_images(
         results = list(pool.map(_probe, paths))
     good = {p: r for p, r in zip(paths, results, strict=True) if isinstance(r, tuple)}
     bad = [f"{p} ({r})" for p, r in zip(paths, results, strict=True) if isinstance(r, str)]
+    missing = sum(r == "missing" for r in results)
+    tip = f"; {hint}" if hint and missing else ""
     if not good:
-        raise DataError(f"{source}: all {len(paths)} images are unreadable: " + "; ".join(bad))
+        what = f"{missing} missing" if missing == len(paths) else f"{missing} of them missing"
+        raise DataError(
+            f"{source}: all {len(paths)} images are unreadable ({what}; e.g. "
+            f"{examples(bad, sep='; ')}){tip}"
+        )
     if skipped is not None:
         skipped.extend(p for p, r in zip(paths, results, strict=True) if isinstance(r, str))
     if bad:
-        logger.warning("%s: skipping %d unreadable image(s): %s", source, len(bad), "; ".join(bad))
+        logger.warning(
+            "%s: skipping %d unreadable image(s) (%d missing): %s%s",
+            source,
+            len(bad),
+            missing,
+            examples(bad, sep="; "),
+            tip,
+        )
     return good
 
 
@@ -184,9 +254,94 @@ def warn_outside(source: str | Path, outside: dict[str, int]) -> None:
     if outside:
         where = [f"{k} ({n})" for k, n in outside.items()]
         logger.warning(
-            "%s: %d box(es) wholly outside their image left out (%s%s)",
+            "%s: %d box(es) wholly outside their image left out (%s)",
             source,
             sum(outside.values()),
-            ", ".join(where[:3]),
-            ", ..." if len(where) > 3 else "",
+            examples(where),
         )
+
+
+def warn_empty(source: str | Path, what: str, where: list[str]) -> None:
+    """One warning for the boxes without width or height left out, naming the first few."""
+    if where:
+        logger.warning(
+            "%s: %d %s of zero width or height left out (%s)",
+            source,
+            len(where),
+            what,
+            examples(where),
+        )
+
+
+def examples(items: Sequence[str], n: int = 3, *, sep: str = ", ") -> str:
+    """The first ``n`` of ``items`` joined, ``...`` after them when there are more: messages
+    about many files name a few and give the count, never thousands of paths on a line."""
+    items = list(items)
+    return sep.join(items[:n]) + (f"{sep}..." if len(items) > n else "")
+
+
+class SizeCheck:
+    """Compares the size an annotation file gives an image (COCO ``images[].width/height``,
+    VOC ``<size>``) with the file on disk (as displayed: EXIF orientation applied), and says
+    how to read the boxes; one warning per source at the end (:meth:`warn`).
+
+    The boxes of an image resized uniformly since labelling (both sides by the same factor,
+    to a pixel) are scaled from the annotated size to the file's. That is what Ultralytics'
+    COCO and VOC converters do (they normalise each box by the annotated width and height),
+    and reading them as they are would put them on the wrong objects, or outside the image.
+    pycocotools never looks at the files, so it has no rule to follow. Any other difference
+    (a 90-degree swap: a photo whose EXIF orientation turns it, labelled as displayed; or a
+    crop) leaves the boxes as they are, in the file's pixels: no scale is known to be right.
+    Both are warned about, never silent.
+    """
+
+    def __init__(self) -> None:
+        self.scaled: list[str] = []
+        self.kept: list[str] = []
+
+    def scale(
+        self, name: str, annotated: tuple[float, float] | None, disk: tuple[int, int]
+    ) -> tuple[float, float] | None:
+        """``(sx, sy)`` to multiply ``name``'s boxes by, or None to read them as they are."""
+        if annotated is None or tuple(annotated) == tuple(disk):
+            return None
+        (aw, ah), (w, h) = annotated, disk
+        note = f"{name} (annotated {aw:g}x{ah:g}, on disk {w}x{h})"
+        sx, sy = w / aw, h / ah
+        if (w, h) != (ah, aw) and abs(aw * sy - w) <= 1 and abs(ah * sx - h) <= 1:
+            self.scaled.append(note)
+            return sx, sy
+        self.kept.append(note)
+        return None
+
+    def warn(self, source: str | Path) -> None:
+        """One warning naming a few images of each kind and counting them."""
+        parts = []
+        if self.scaled:
+            parts.append(
+                f"{len(self.scaled)} resized uniformly since labelling: their boxes are scaled "
+                f"from the annotated size to the file's ({examples(self.scaled)})"
+            )
+        if self.kept:
+            parts.append(
+                f"{len(self.kept)} of another shape (a 90-degree swap is usually EXIF "
+                "orientation): their boxes are read as they are, in the file's pixels; check "
+                f"them ({examples(self.kept)})"
+            )
+        if parts:
+            logger.warning(
+                "%s: %d image(s) differ in size from the size the annotation gives them: %s",
+                source,
+                len(self.scaled) + len(self.kept),
+                "; ".join(parts),
+            )
+
+
+def annotated_size(width: object, height: object) -> tuple[float, float] | None:
+    """A width and height an annotation gives, or None when either is missing or not a
+    positive number (exporters write 0 or leave it out; nothing to compare then)."""
+    try:
+        w, h = float(width), float(height)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return (w, h) if w > 0 and h > 0 and w < float("inf") and h < float("inf") else None

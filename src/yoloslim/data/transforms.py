@@ -12,6 +12,7 @@ which is also PIL's convention for ``resize`` and ``transform``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,14 +174,18 @@ def mosaic_canvas(
     return canvas, maps, regions
 
 
+MIN_SIDE = 2.0  # px: the smallest box side a training target keeps
+MAX_ASPECT = 100.0  # the thinnest sliver a training target keeps
+
+
 def filter_boxes(
     boxes: np.ndarray,
     full_area: np.ndarray,
     size: int,
     *,
-    min_side: float = 2.0,
+    min_side: float = MIN_SIDE,
     min_visible: float = 0.1,
-    max_aspect: float = 100.0,
+    max_aspect: float = MAX_ASPECT,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clip boxes to the ``size`` image and keep the usable ones.
 
@@ -202,6 +207,22 @@ def filter_boxes(
     keep &= w * h >= min_visible * np.maximum(full_area, 1e-9)
     keep &= np.maximum(w / np.maximum(h, 1e-9), h / np.maximum(w, 1e-9)) < max_aspect
     return b, keep
+
+
+def dropped_at(boxes: Sequence[np.ndarray], sides: Sequence[int], size: int) -> tuple[int, int]:
+    """``(dropped, total)``: how many boxes :func:`filter_boxes` drops once each image is
+    letterboxed to ``size`` (``boxes[i]`` in pixels of an image whose long side is
+    ``sides[i]``), i.e. under :data:`MIN_SIDE` px or thinner than :data:`MAX_ASPECT`:1. The
+    training loader's own count varies with augmentation's zoom; this is the plain one,
+    which counts what labels alone do not show (a 13 px object at 640 is 1.3 px at 64)."""
+    scaled = [
+        np.asarray(b, np.float64).reshape(-1, 4) * (size / s)
+        for b, s in zip(boxes, sides, strict=True)
+    ]
+    b = np.concatenate(scaled) if scaled else np.zeros((0, 4))
+    full = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # whole objects: the visible-share rule holds
+    _, keep = filter_boxes(b, full, size)
+    return int((~keep).sum()), len(b)
 
 
 # RGB <-> YIQ: hue is an angle and saturation a radius in the IQ plane, so the

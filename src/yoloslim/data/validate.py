@@ -9,18 +9,26 @@ from typing import Any
 import numpy as np
 
 from yoloslim.data.config import DataConfig
+from yoloslim.data.duplicates import warn_shared
 from yoloslim.data.formats import load_samples
+from yoloslim.data.orphans import find_orphans
+from yoloslim.data.sample import IMAGE_SUFFIXES, examples
+from yoloslim.data.transforms import MAX_ASPECT, MIN_SIDE, dropped_at
+from yoloslim.errors import ConfigError
 
 __all__ = ["check_dataset"]
 
 logger = logging.getLogger(__name__)
 
 
-def check_dataset(cfg: DataConfig) -> dict[str, Any]:
+def check_dataset(cfg: DataConfig, *, imgsz: int | None = None) -> dict[str, Any]:
     """Read both splits of ``cfg`` and count what is in them.
 
     Args:
         cfg: A config from :func:`~yoloslim.data.config.load_data_config`.
+        imgsz: A training size: each split also counts ``dropped_at_imgsz``, the
+            instances the training loader drops at that size (under 2 px a side, or
+            thinner than 100:1, once the image is scaled down), warned about for train.
 
     Returns:
         ``{"format", "names", "splits": {split: {"images", "instances",
@@ -30,20 +38,29 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
         ``empty_images`` those without any instance, ``missing_labels`` those of
         them that have no label file at all (YOLO format) and ``skipped_images``
         lists the unreadable ones (as strings). A split with images but no
-        instance is logged as a warning (it is almost always a wrong path).
+        instance is logged as a warning (it is almost always a wrong path). The val split
+        adds ``shared_with_train``: how many of its images are train images too (warned).
+        A YOLO split adds ``orphan_labels``, the label files of its folders that no image
+        reads (an image in a format the readers skip, ``.jfif`` or ``.gif``, is named), and
+        ``unread_files``, its image folders' files that are no image the readers take; both
+        are warned about with a count and a few names.
 
     Raises:
+        ConfigError: ``imgsz`` is not an int >= 32.
         DataError: Anything the readers reject (bad labels, no readable image).
 
     Example:
         >>> check_dataset(load_data_config("shapes/data.yaml"))["splits"]["val"]["images"]  # doctest: +SKIP
         200
     """
+    if imgsz is not None and (not isinstance(imgsz, int) or isinstance(imgsz, bool) or imgsz < 32):
+        raise ConfigError(f"imgsz={imgsz!r} must be an int >= 32")
     report: dict[str, Any] = {"format": cfg.format, "names": list(cfg.names), "splits": {}}
+    read = {}
     for split in ("train", "val"):
         skipped: list[Path] = []
         unlabelled: list[Path] = []
-        samples = load_samples(cfg, split, skipped=skipped, unlabelled=unlabelled)
+        samples = read[split] = load_samples(cfg, split, skipped=skipped, unlabelled=unlabelled)
         classes = np.concatenate([s.classes for s in samples]) if samples else np.zeros(0, np.int64)
         counts = np.bincount(classes, minlength=cfg.nc)
         report["splits"][split] = {
@@ -55,6 +72,25 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
             "missing_labels": len(unlabelled),
             "skipped_images": [str(p) for p in skipped],
         }
+        if imgsz is not None:
+            lost, total = dropped_at(
+                [s.boxes for s in samples], [max(s.width, s.height) for s in samples], imgsz
+            )
+            report["splits"][split]["dropped_at_imgsz"] = lost
+            if lost and split == "train":
+                logger.warning(
+                    "%s: %d of the %d train instances (%.1f%%) are under %g px a side or "
+                    "thinner than %g:1 at imgsz %d; the training loader drops them",
+                    cfg.yaml_path,
+                    lost,
+                    total,
+                    100 * lost / total,
+                    MIN_SIDE,
+                    MAX_ASPECT,
+                    imgsz,
+                )
+        if cfg.format == "yolo":
+            _report_orphans(cfg, split, report["splits"][split])
         # all label files missing was already reported, naming a path looked for
         if samples and not counts.sum() and len(unlabelled) < len(samples):
             logger.warning(
@@ -63,4 +99,31 @@ def check_dataset(cfg: DataConfig) -> dict[str, Any]:
                 split,
                 len(samples),
             )
+    shared = warn_shared(read["train"], read["val"], cfg.yaml_path)
+    report["splits"]["val"]["shared_with_train"] = len(shared)
     return report
+
+
+def _report_orphans(cfg: DataConfig, split: str, into: dict[str, Any]) -> None:
+    sources = cfg.train if split == "train" else cfg.val
+    found = find_orphans([s.path for s in sources if s.path.is_dir()])
+    into["orphan_labels"] = found.labels
+    into["unread_files"] = found.unread
+    if found.labels:
+        logger.warning(
+            "%s: %d label file(s) of the %s split match no image the readers take, so their "
+            "labels are never used: %s",
+            cfg.yaml_path,
+            len(found.labels),
+            split,
+            examples(found.labels),
+        )
+    if found.unread:
+        logger.warning(
+            "%s: %d file(s) in the %s image folders are skipped (suffixes read: %s): %s",
+            cfg.yaml_path,
+            len(found.unread),
+            split,
+            " ".join(IMAGE_SUFFIXES),
+            examples(found.unread),
+        )

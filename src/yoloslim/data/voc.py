@@ -1,13 +1,17 @@
 """Pascal VOC reader (``Annotations/*.xml`` + ``JPEGImages/``).
 
 XML is parsed with ``expat`` directly because ``ElementTree`` forgets line
-numbers, and a bad box should be reported as ``file:line``.
+numbers, and a bad box should be reported as ``file:line``. A file whose XML declaration
+names an encoding expat cannot read (``gb2312``, ``gbk``, ``big5``, ``shift_jis``: common in
+Chinese and Japanese datasets) is decoded by Python's codec of that name and parsed as text.
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +19,15 @@ from xml.parsers import expat
 
 import numpy as np
 
-from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, probe_images, warn_outside
+from yoloslim.data.sample import (
+    IMAGE_SUFFIXES,
+    Sample,
+    SizeCheck,
+    annotated_size,
+    examples,
+    probe_images,
+    warn_outside,
+)
 from yoloslim.errors import DataError
 
 __all__ = ["read_voc"]
@@ -34,10 +46,48 @@ class _Node:
         return next((c for c in self.children if c.tag == tag), None)
 
 
+_DECLARED = re.compile(rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]+)["']""")
+_EXPAT_READS = {"utf-8", "utf-16", "utf-16-le", "utf-16-be"}  # Python's names for them
+
+
+def _xml_input(path: Path, raw: bytes) -> tuple[bytes, str | None]:
+    """``raw`` as expat can parse it, and the encoding to tell it (overriding the declared
+    one) when Python decoded it. Expat refuses multi-byte encodings other than UTF-8/16
+    ("multi-byte encodings are not supported"); any declared codec other than those is
+    decoded here, single-byte ones too, so every file goes one way. Line numbers are kept."""
+    m = _DECLARED.match(raw)
+    if m is None:  # no declaration (UTF-8), or a UTF-16 one, which expat reads itself
+        return raw, None
+    name = m.group(1).decode("ascii")
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError as e:
+        raise DataError(
+            f"{path}:1: declares encoding {name!r}, which Python does not know; convert the "
+            "file to UTF-8 (iconv -f <its encoding> -t UTF-8) and fix the declaration"
+        ) from e
+    if codec in _EXPAT_READS:
+        return raw, None
+    try:
+        text = raw.decode(codec)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: not valid {name} (the encoding its XML declaration names): "
+            f"{e.reason}; convert the file to UTF-8 (iconv -f <its real encoding> -t UTF-8)"
+        ) from e
+    return text.encode("utf-8"), "utf-8"
+
+
 def _parse_xml(path: Path) -> _Node:
     root = _Node("#document", 0)
     stack = [root]
-    parser = expat.ParserCreate()
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read annotation: {e}") from e
+    data, encoding = _xml_input(path, raw)
+    parser = expat.ParserCreate(encoding)
 
     def start(tag: str, _attrs: dict) -> None:
         node = _Node(tag, parser.CurrentLineNumber)
@@ -54,11 +104,14 @@ def _parse_xml(path: Path) -> _Node:
     parser.EndElementHandler = end
     parser.CharacterDataHandler = text
     try:
-        parser.Parse(path.read_bytes(), True)
+        parser.Parse(data, True)
     except expat.ExpatError as e:
         raise DataError(f"{path}:{e.lineno}: invalid XML: {expat.errors.messages[e.code]}") from e
-    except OSError as e:
-        raise DataError(f"{path}: cannot read annotation: {e}") from e
+    except ValueError as e:  # an encoding expat refuses that the declaration check missed
+        raise DataError(
+            f"{path}: cannot parse: {e}; convert the file to UTF-8 (iconv -f <its encoding> "
+            "-t UTF-8) and fix its XML declaration"
+        ) from e
     if not root.children or root.children[0].tag != "annotation":
         raise DataError(f"{path}:1: root element must be <annotation>")
     return root.children[0]
@@ -135,22 +188,49 @@ def _voc_ids(source: Path) -> tuple[Path, list[tuple[str, str]]]:
     raise DataError(f"{source}: VOC source does not exist")
 
 
-def _image_for(root: Path, ann: _Node, stem: str) -> Path:
-    """The annotation's image: its ``<filename>`` when that file exists, else the first
-    ``JPEGImages/<stem>.<ext>`` that does (a ``<filename>`` without its extension, or naming
-    the ``.jpg`` of an image since converted to ``.png``), else the ``<filename>`` (or
-    ``<stem>.jpg``), which the reader then reports missing."""
+# the usual suffix first: a stat call per suffix tried, for every annotation
+_SUFFIXES = (".jpg", *(s for s in IMAGE_SUFFIXES if s != ".jpg"))
+_SUFFIXES += tuple(s.upper() for s in _SUFFIXES)
+
+
+def _by_stem(images: Path, stem: str) -> Path | None:
+    return next(
+        (images / f"{stem}{s}" for s in _SUFFIXES if (images / f"{stem}{s}").is_file()), None
+    )
+
+
+def _image_for(root: Path, ann: _Node, stem: str) -> tuple[Path, str | None]:
+    """The annotation's image, and its ``<filename>`` when that names another image.
+
+    The image is ``JPEGImages/<id>.<ext>`` when one exists: the VOC convention, which
+    torchvision's ``VOCDetection`` and the Ultralytics VOC converter follow. A ``<filename>``
+    goes stale when an annotation is copied to start the next one, or files are renamed after
+    labelling; trusting it put one image's boxes on another. Else the ``<filename>`` when that
+    file exists, else ``JPEGImages/<its stem>.<ext>`` (it names the ``.jpg`` of an image since
+    converted), else the ``<filename>`` (or ``<id>.jpg``), which the reader reports missing.
+    """
     images = root / "JPEGImages"
     fname = ann.find("filename")
-    named = images / fname.text.strip() if fname is not None and fname.text.strip() else None
+    text = fname.text.strip() if fname is not None else ""
+    named = images / text if text else None
+    other = text if text and stem not in (text, Path(text).stem) else None
+    own = _by_stem(images, stem)
+    if own is not None:
+        return own, other
     if named is not None and named.is_file():
-        return named
-    stems = [stem] + ([named.stem] if named is not None and named.stem != stem else [])
-    for s in stems:
-        for suffix in IMAGE_SUFFIXES:
-            if (images / f"{s}{suffix}").is_file():
-                return images / f"{s}{suffix}"
-    return named or images / f"{stem}.jpg"
+        return named, other
+    if named is not None and (converted := _by_stem(images, named.stem)) is not None:
+        return converted, other
+    return named or images / f"{stem}.jpg", other
+
+
+def _size(ann: _Node) -> tuple[float, float] | None:
+    """``<size>``'s width and height, when both are given and positive."""
+    size = ann.find("size")
+    if size is None:
+        return None
+    w, h = size.find("width"), size.find("height")
+    return annotated_size(w and w.text.strip(), h and h.text.strip())
 
 
 def read_voc(
@@ -174,42 +254,84 @@ def read_voc(
         skipped: If given, unreadable image paths are appended to it.
 
     Returns:
-        One sample per readable image; ``image_id`` is the position in the list.
-        VOC's 1-based inclusive pixel boxes become continuous ``[xmin-1, xmax]``.
+        One sample per readable image; ``image_id`` is the position in the list (an id
+        listed twice is read once, with a warning). VOC's 1-based inclusive pixel boxes
+        become continuous ``[xmin-1, xmax]``. The image is ``JPEGImages/<id>.<ext>``, the
+        ``<filename>`` only when no such file exists (a ``<filename>`` naming another image
+        is warned about). Where ``<size>`` differs from the file, see
+        :class:`~yoloslim.data.sample.SizeCheck`.
 
     Raises:
-        DataError: Malformed xml, unknown class or bad box (message names file and
-            line), a listed id without annotation, or no readable image.
+        DataError: Malformed xml (or in an encoding Python cannot decode), unknown class or
+            bad box (message names file and line), a listed id without annotation, two
+            annotations that resolve to one image (naming both), or no readable image.
     """
     src = Path(source)
     root, ids = _voc_ids(src)
     parsed = []
-    for stem, where in ids:
+    owner: dict[Path, Path] = {}  # image -> the annotation that resolved to it
+    renamed: list[str] = []
+    repeated: list[str] = []
+    for image_id, (stem, where) in enumerate(ids):
         xml = root / "Annotations" / f"{stem}.xml"
         if not xml.is_file():
             raise DataError(f"{where}: annotation {xml} not found")
         ann = _parse_xml(xml)
         objects = _parse_objects(xml, ann, names, keep_difficult)
-        parsed.append((_image_for(root, ann, stem), objects))
-    sizes = probe_images([p for p, _ in parsed], src, skipped)
+        img, other = _image_for(root, ann, stem)
+        if img in owner:
+            if owner[img] == xml:  # a list file naming an id twice: read once
+                repeated.append(where)
+                continue
+            # two label sets for one image: one of them belongs to another image
+            raise DataError(
+                f"{owner[img]} and {xml} both resolve to image {img}; give each annotation "
+                "its own image (JPEGImages/<annotation id>.<ext>) and fix the <filename>"
+            )
+        owner[img] = xml
+        if other is not None:
+            renamed.append(f"{xml.name}: <filename> {other!r}, read {img.name}")
+        parsed.append((image_id, img, _size(ann), objects))
+    if repeated:
+        log.warning("%s: %d repeated id(s) read once (%s)", src, len(repeated), examples(repeated))
+    if renamed:
+        log.warning(
+            "%s: %d annotation(s) whose <filename> names another image than their id; each "
+            "is read with JPEGImages/<id>.<ext> where that exists (VOC convention), else "
+            "with its <filename> (%s)",
+            src,
+            len(renamed),
+            examples(renamed),
+        )
+    hint = f"images are looked for in {root / 'JPEGImages'} by annotation id and <filename>"
+    sizes = probe_images([p for _, p, _, _ in parsed], src, skipped, hint=hint)
     samples = []
     outside: dict[str, int] = {}
-    for image_id, (img, (boxes, classes, hard_boxes, hard_classes)) in enumerate(parsed):
+    check = SizeCheck()
+    for image_id, img, annotated, (boxes, classes, hard_boxes, hard_classes) in parsed:
         if img not in sizes:
             continue
         w, h = sizes[img]
-        kept = _clipped(boxes, classes, w, h)
+        scale = check.scale(f"{ids[image_id][0]}.xml", annotated, (w, h))
+        kept = _clipped(boxes, classes, w, h, scale)
         if len(kept[0]) < len(boxes):
             outside[f"{ids[image_id][0]}.xml"] = len(boxes) - len(kept[0])
         samples.append(
-            Sample(img, *kept, w, h, image_id, *_clipped(hard_boxes, hard_classes, w, h))
+            Sample(img, *kept, w, h, image_id, *_clipped(hard_boxes, hard_classes, w, h, scale))
         )
+    check.warn(src)
     warn_outside(src, outside)
     return samples
 
 
-def _clipped(boxes: list, classes: list, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes clipped to the image, without the empty ones, and their classes."""
-    arr = np.clip(np.array(boxes, np.float32).reshape(-1, 4), 0, [w, h, w, h])
+def _clipped(
+    boxes: list, classes: list, w: int, h: int, scale: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (scaled by ``scale``) clipped to the image, without the empty ones, and their
+    classes."""
+    arr = np.array(boxes, np.float64).reshape(-1, 4)
+    if scale is not None:
+        arr = arr * [scale[0], scale[1], scale[0], scale[1]]
+    arr = np.clip(arr, 0, [w, h, w, h]).astype(np.float32)
     keep = (arr[:, 2] > arr[:, 0]) & (arr[:, 3] > arr[:, 1])
     return arr[keep], np.array(classes, np.int64).reshape(-1)[keep]

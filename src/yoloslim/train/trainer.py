@@ -32,6 +32,7 @@ from yoloslim.data import (
     load_data_config,
     load_samples,
 )
+from yoloslim.data.duplicates import warn_shared
 from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
@@ -408,8 +409,10 @@ def _datasets(data_cfg, cfg: TrainConfig, data):
         seed=cfg.seed,
         cache=cfg.cache,
     )
+    val_samples = load_samples(data_cfg, "val")
+    warn_shared(train_samples, val_samples, data)
     val_ds = DetectionDataset(
-        load_samples(data_cfg, "val"), cfg.imgsz, augment=False, names=data_cfg.names, seed=cfg.seed
+        val_samples, cfg.imgsz, augment=False, names=data_cfg.names, seed=cfg.seed
     )
     return train_ds, val_ds
 

@@ -1,0 +1,104 @@
+"""One image read twice: within a split (overlapping sources, a repeated list entry) it is
+dropped, with a warning; shared by train and val it is reported (a leak that inflates mAP).
+
+Two paths are the same image when they name the same file: the same device and inode, which
+covers what ``Path.resolve()`` equates (``./``, ``..``, symbolic links) and hard links too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from yoloslim.data.sample import Sample, examples
+from yoloslim.errors import DataError
+
+__all__ = ["file_key", "same_labels", "unique", "shared_images", "warn_shared"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def file_key(path: Path) -> tuple[int, int] | str:
+    """What makes two paths one file: ``(device, inode)``, or the resolved path of one that
+    cannot be looked at (missing: the probe reports it)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return st.st_dev, st.st_ino
+
+
+def unique(
+    items: Sequence[T],
+    source: str | Path,
+    what: str,
+    path: Callable[[T], Path],
+    differ: Callable[[T, T], bool] | None = None,
+) -> list[T]:
+    """``items`` without the later ones whose ``path`` names a file an earlier one does, and
+    one warning that counts them and names a few (``what`` says where they came from).
+
+    Raises:
+        DataError: ``differ(first, later)`` is true for a repeat: the two carry different
+            labels (two COCO jsons annotating one image), and keeping either loses the other's.
+    """
+    seen: dict[tuple[int, int] | str, tuple[Path, T]] = {}
+    out, dropped = [], []
+    for item in items:
+        p = path(item)
+        key = file_key(p)
+        if key in seen:
+            first, kept = seen[key]
+            if differ is not None and differ(kept, item):
+                raise DataError(
+                    f"{source}: image {p} is listed {what} with different labels (also as "
+                    f"{first}); merge its annotations into one source"
+                )
+            dropped.append(str(p) if p == first else f"{p} (= {first})")
+            continue
+        seen[key] = p, item
+        out.append(item)
+    if dropped:
+        logger.warning(
+            "%s: %d image(s) listed more than once (%s) read once: %s",
+            source,
+            len(dropped),
+            what,
+            examples(dropped),
+        )
+    return out
+
+
+def same_labels(a: Sample, b: Sample) -> bool:
+    """Whether two samples carry the same boxes, classes and ignore regions."""
+    return all(
+        x.shape == y.shape and bool((x == y).all())
+        for x, y in ((a.boxes, b.boxes), (a.classes, b.classes), (a.ignore, b.ignore))
+    )
+
+
+def shared_images(train: Sequence[Sample], val: Sequence[Sample]) -> list[Path]:
+    """The val images that are train images too (the val split's paths)."""
+    keys = {file_key(s.path) for s in train}
+    return [s.path for s in val if file_key(s.path) in keys]
+
+
+def warn_shared(train: Sequence[Sample], val: Sequence[Sample], where: str | Path) -> list[Path]:
+    """Warn when train and val share images (their mAP then measures memory, not
+    generalisation); returns the shared val paths."""
+    shared = shared_images(train, val)
+    if shared:
+        logger.warning(
+            "%s: %d of the %d val images are train images too (val: the same as train, or "
+            "overlapping it?); their mAP says little about new images: %s",
+            where,
+            len(shared),
+            len(val),
+            examples([str(p) for p in shared]),
+        )
+    return shared
