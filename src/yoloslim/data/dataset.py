@@ -91,8 +91,8 @@ class DetectionDataset(Dataset):
 
     Targets are in pixels of the returned image, clipped to it; boxes with a side
     under 2 px are dropped. With ``augment``, a warning gives the share of labelled
-    instances that are that small at ``imgsz``, and a set where all of them are is refused. ``meta`` has ``image_id``, ``path``, ``orig_shape``
-    ``(h, w)``, ``ratio``, ``pad`` ``(left, top)`` and ``flipped``:
+    instances that are that small at ``imgsz``, and a set where all of them are is refused.
+    ``meta`` has ``image_id``, ``path``, ``orig_shape`` ``(h, w)``, ``ratio``, ``pad`` ``(left, top)`` and ``flipped``:
     ``orig = (box - pad) / ratio``, after undoing the flip ``x -> S - x`` when
     ``flipped`` (for a mosaic this maps the item's own tile).
 
