@@ -477,7 +477,9 @@ def test_torchscript_graph_takes_its_device_from_the_input(dynamic_export):
 
 def test_tensorrt_says_what_is_missing(dynamic_export, tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
-    with pytest.raises(ExportError, match=r"TensorRT needs the tensorrt package"):
+    monkeypatch.setitem(__import__("sys").modules, "onnxslim", None)  # an engine is from ONNX
+    want = r"TensorRT needs tensorrt, onnxslim \(pip install 'yoloslim\[tensorrt\]'\)"
+    with pytest.raises(ExportError, match=want):
         export(dynamic_export[0], tmp_path, formats=["engine"])
     if not torch.cuda.is_available():
         with pytest.raises(ExportError, match="CUDA device"):

@@ -33,8 +33,10 @@ def tensorrt_available() -> str | None:
     from yoloslim.export.registry import missing_packages
 
     missing = []
-    if missing_packages("tensorrt", extra="tensorrt")():
-        missing.append("the tensorrt package (pip install 'yoloslim[tensorrt]')")
+    packages = ("tensorrt", "onnx", "onnxscript", "onnxslim")  # an engine is built from ONNX
+    lacking = missing_packages(*packages, extra="tensorrt")()
+    if lacking:
+        missing.append(lacking.replace(" not installed: ", " (") + ")")
     if not torch.cuda.is_available():
         missing.append("a CUDA device (engines are built on the GPU they run on)")
     return f"TensorRT needs {' and '.join(missing)}, not found here" if missing else None
