@@ -13,7 +13,20 @@ __all__ = [
     "ExportError",
     "ConfigError",
     "TrainingError",
+    "stop_requested",
 ]
+
+# the stop signals (SIGINT, SIGTERM) the command line recorded while a command ran
+# (``yoloslim.cli.common.sigterm_as_interrupt`` appends them): an interrupt raised inside a
+# library can come out as that library's own error, and code that carries on past an
+# error (export's other formats) must stop instead
+STOPS: list[KeyboardInterrupt] = []
+
+
+def stop_requested() -> KeyboardInterrupt | None:
+    """The interrupt that Ctrl-C or SIGTERM raised during this command, if any (only the
+    command line records them)."""
+    return STOPS[-1] if STOPS else None
 
 
 class YoloslimError(Exception):

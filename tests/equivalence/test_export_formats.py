@@ -275,7 +275,8 @@ def test_a_copied_export_folder_keeps_its_own_files_and_says_which_model_made_th
     assert kept["exported_with"]["model_digest"] != res.report["model_digest"]
     from yoloslim.cli.export_cmd import _earlier
 
-    assert _earlier(kept, res.report) == " (earlier: model Detector)"
+    digest = kept["exported_with"]["model_digest"][:8]
+    assert _earlier(kept, res.report) == f" (earlier: model Detector, weights {digest})"
     assert _earlier({**kept, "exported_with": {"imgsz": IMGSZ}}, res.report) == " (earlier)"
     assert _earlier(res.report["formats"]["onnx"], res.report) == ""
 
@@ -580,6 +581,41 @@ def test_a_format_that_fails_its_check_does_not_cost_the_others(tmp_path, monkey
     formats = json.loads((tmp_path / "export_report.json").read_text())["formats"]
     assert formats["onnx"]["passed"] is False and "stand-in" in formats["onnx"]["error"]
     assert formats["torchscript"]["passed"] and (tmp_path / "model.torchscript").is_file()
+
+
+def test_a_format_that_cannot_be_written_is_recorded_and_the_others_stay(tmp_path):
+    # a file where the Triton repository goes: the ONNX written and checked before it kept no
+    # report entry (the error left the loop before the report was written)
+    (tmp_path / "triton").write_text("a file of the user's")
+    with pytest.raises(ExportError, match=r"triton: .*Not a directory.*onnx passed and stay"):
+        export(_model(), tmp_path, formats=["onnx", "triton"], imgsz=IMGSZ)
+    formats = json.loads((tmp_path / "export_report.json").read_text())["formats"]
+    assert formats["onnx"]["passed"] and (tmp_path / "model.onnx").is_file()
+    assert formats["triton"] == {
+        "path": None,
+        "passed": False,
+        "error": formats["triton"]["error"],
+    }
+    assert (tmp_path / "triton").read_text() == "a file of the user's"
+
+
+def test_an_onnx_that_fails_its_check_keeps_the_earlier_nms_graph_listed_as_earlier(
+    tmp_path, monkeypatch
+):
+    import dataclasses
+
+    export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, nms=True)
+
+    def disagrees(path, ctx):
+        raise ExportError(f"{path}: differs from PyTorch (a test's stand-in)")
+
+    monkeypatch.setitem(EXPORTERS, "onnx", dataclasses.replace(EXPORTERS["onnx"], verify=disagrees))
+    other = _model(spread_scores=True)
+    with pytest.raises(ExportError, match="stand-in"):
+        export(other, tmp_path, formats=["onnx"], imgsz=IMGSZ, nms=True)
+    formats = json.loads((tmp_path / "export_report.json").read_text())["formats"]
+    assert (tmp_path / "model_e2e.onnx").is_file()  # not rewritten from a failed ONNX
+    assert "exported_with" in formats["onnx_nms"]  # and said to be the earlier export's
 
 
 def test_artifacts_carry_the_checkpoints_history(tmp_path):

@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from yoloslim.errors import ConfigError, YoloslimError
+from yoloslim.errors import STOPS, ConfigError, YoloslimError, stop_requested
 from yoloslim.fileio import atomic_write_text
 
 __all__ = [
@@ -105,12 +105,7 @@ def interrupt_exit_code(exc: BaseException) -> int:
 # the stop signal this process received while a command ran (SIGINT/SIGTERM), if any: an
 # interrupt raised inside a library (a half-done lazy import in torch.export, say) can come
 # out as that library's own error, which is then reported as the stop it was
-_STOPPED: list[KeyboardInterrupt] = []
-
-
-def stop_requested() -> KeyboardInterrupt | None:
-    """The interrupt that Ctrl-C or SIGTERM raised during this command, if any."""
-    return _STOPPED[-1] if _STOPPED else None
+_STOPPED = STOPS
 
 
 @contextlib.contextmanager

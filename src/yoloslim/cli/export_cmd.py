@@ -107,7 +107,8 @@ def _earlier(entry: dict, report: dict) -> str:
     other = []
     digests = was.get("model_digest"), report.get("model_digest")
     if None not in digests and digests[0] != digests[1]:  # older reports kept none
-        other.append(f"model {Path(was.get('model') or '?').name}")
+        # the path and weights digest: two runs' best.pt share a name
+        other.append(f"model {was.get('model') or '?'}, weights {digests[0][:8]}")
     if was.get("imgsz") != report.get("imgsz"):
         other.append(f"{was.get('imgsz')} px")
     return f" (earlier{': ' + ', '.join(other) if other else ''})"

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from yoloslim.configs import check_imgsz
-from yoloslim.errors import ConfigError, ExportError
+from yoloslim.errors import ConfigError, ExportError, YoloslimError, stop_requested
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.nms import check_graph_nms
 from yoloslim.export.registry import EXPORTERS, half_problem
@@ -189,42 +189,29 @@ def export(
         }
         artifacts: dict[str, Path] = {}
         failed: list[str] = []  # one format's failed check does not cost the others
+        e2e = {"conf": nms_conf, "iou": nms_iou, "max_det": nms_max_det} if nms else None
         try:
             for fmt in formats:
-                exporter = EXPORTERS[fmt]
-                path = exporter.export(ctx)
-                artifacts[fmt] = path
-                entry: dict = {"path": str(path), "size_mb": path_size_mb(path)}
-                report["formats"][fmt] = entry
-                _keep_other_variant(report["formats"], previous, fmt, path, out)
-                if half and not exporter.honours_half:
-                    entry["note"] = (
-                        f"{fmt} keeps FP32 weights (half applies to OpenVINO/CoreML/TensorRT)"
+                try:
+                    _export_one(fmt, ctx, report, artifacts, failed, previous, verify, e2e)
+                except (YoloslimError, OSError) as e:
+                    if stop_requested() is not None:  # a stop the converter wrapped
+                        raise
+                    # written but its runtime would not load it, or not written at all (a
+                    # file in the way, a converter's failure): recorded like a failed check,
+                    # and the other formats still go
+                    entry = report["formats"].setdefault(fmt, {"path": None})
+                    entry.update(passed=False, error=f"{type(e).__name__}: {e}")
+                    failed.append(f"{fmt}: {e}")
+                    artifacts.pop(fmt, None)
+                if fmt == "onnx" and nms and "onnx_nms" not in artifacts:
+                    # no NMS graph from this ONNX: an earlier one left on disk stays listed as
+                    # the earlier export's it is
+                    kept = _surviving(
+                        previous, (previous or {"formats": {}})["formats"].get("onnx_nms"), out
                     )
-                if dynamic and exporter.static_batch:
-                    entry["note"] = f"{fmt} keeps a batch of 1 (dynamic does not apply to it)"
-                    log.warning("%s: %s", path, entry["note"])
-                log.info("exported %s -> %s", fmt, path)
-                if verify and not _checked(exporter.verify, path, ctx, entry, failed, fmt):
-                    continue  # no NMS graph from an ONNX that disagrees with PyTorch
-                if not verify:
-                    entry["verified"] = False
-                if fmt == "onnx" and nms:
-                    from yoloslim.export.nms import append_nms
-
-                    e2e = append_nms(
-                        path,
-                        out / f"{ctx.stem}_e2e.onnx",
-                        conf=nms_conf,
-                        iou=nms_iou,
-                        max_det=nms_max_det,
-                    )
-                    artifacts["onnx_nms"] = e2e
-                    nms_entry: dict = {"path": str(e2e), "size_mb": path_size_mb(e2e)}
-                    report["formats"]["onnx_nms"] = nms_entry
-                    if verify:
-                        check = functools.partial(_verify_nms, plain=path)
-                        _checked(check, e2e, ctx, nms_entry, failed, "onnx_nms")
+                    if kept is not None:
+                        report["formats"]["onnx_nms"] = kept
         finally:
             ctx.cleanup()
         _write_report(out, report)
@@ -238,6 +225,47 @@ def export(
         return Result(fused, report, artifacts)
 
 
+def _export_one(
+    fmt: str,
+    ctx: ExportContext,
+    report: dict,
+    artifacts: dict[str, Path],
+    failed: list[str],
+    previous: dict | None,
+    verify: bool,
+    e2e_settings: dict | None,
+) -> None:
+    """Write and check one format into ``report`` and, after the ONNX, its NMS graph (with
+    ``e2e_settings``: conf, iou, max_det; None for none)."""
+    out = ctx.out
+    exporter = EXPORTERS[fmt]
+    path = exporter.export(ctx)
+    artifacts[fmt] = path
+    entry: dict = {"path": str(path), "size_mb": path_size_mb(path)}
+    report["formats"][fmt] = entry
+    _keep_other_variant(report["formats"], previous, fmt, path, out)
+    if ctx.half and not exporter.honours_half:
+        entry["note"] = f"{fmt} keeps FP32 weights (half applies to OpenVINO/CoreML/TensorRT)"
+    if ctx.dynamic and exporter.static_batch:
+        entry["note"] = f"{fmt} keeps a batch of 1 (dynamic does not apply to it)"
+        log.warning("%s: %s", path, entry["note"])
+    log.info("exported %s -> %s", fmt, path)
+    if verify and not _checked(exporter.verify, path, ctx, entry, failed, fmt):
+        return  # no NMS graph from an ONNX that disagrees with PyTorch
+    if not verify:
+        entry["verified"] = False
+    if fmt == "onnx" and e2e_settings is not None:
+        from yoloslim.export.nms import append_nms
+
+        e2e = append_nms(path, out / f"{ctx.stem}_e2e.onnx", **e2e_settings)
+        artifacts["onnx_nms"] = e2e
+        nms_entry: dict = {"path": str(e2e), "size_mb": path_size_mb(e2e)}
+        report["formats"]["onnx_nms"] = nms_entry
+        if verify:
+            check = functools.partial(_verify_nms, plain=path)
+            _checked(check, e2e, ctx, nms_entry, failed, "onnx_nms")
+
+
 def _checked(verify_fn, path: Path, ctx: ExportContext, entry: dict, failed: list, fmt: str):
     """Run a verification into ``entry``; a mismatch is recorded there (``passed: false``,
     ``error``) and in ``failed``. Returns whether it passed."""
@@ -245,6 +273,8 @@ def _checked(verify_fn, path: Path, ctx: ExportContext, entry: dict, failed: lis
         entry.update(verify_fn(path, ctx))
         return True
     except ExportError as e:
+        if stop_requested() is not None:  # a stop the runtime wrapped
+            raise
         entry.update(passed=False, error=str(e))
         failed.append(f"{fmt}: {e}")
         return False
