@@ -583,6 +583,14 @@ def test_a_format_that_fails_its_check_does_not_cost_the_others(tmp_path, monkey
     assert formats["torchscript"]["passed"] and (tmp_path / "model.torchscript").is_file()
 
 
+def test_a_detector_whose_names_miscount_its_classes_is_refused(tmp_path):
+    model = _model()
+    model.names = model.names[:1]
+    with pytest.raises(ConfigError, match=r"model.names has 1 entries but the model predicts"):
+        export(model, tmp_path, formats=["onnx"], imgsz=IMGSZ)
+    assert not (tmp_path / "model.onnx").exists()
+
+
 def test_a_format_that_cannot_be_written_is_recorded_and_the_others_stay(tmp_path):
     # a file where the Triton repository goes: the ONNX written and checked before it kept no
     # report entry (the error left the loop before the report was written)

@@ -457,6 +457,12 @@ def test_checkpoints_record_every_step_that_made_them(tmp_path):
     assert read_checkpoint(kd.artifacts["best"])["meta"]["history"][-1]["teacher"] == str(
         Path(base).absolute()
     )
+    # a prune kept in memory says so too: an export of it records the step
+    mem = ys.prune(once, data, config=pcfg).model
+    assert [(e["stage"], e["out"]) for e in mem.history][-1] == ("prune", None)
+    assert [e["stage"] for e in mem.history] == ["train", "prune", "prune"]
+    onnx = ys.export(mem, tmp_path / "e", formats=["onnx"], verify=False).artifacts["onnx"]
+    assert [h["stage"] for h in ys.describe(onnx)["history"]] == ["train", "prune", "prune"]
     # saving again into the same folder (each epoch, a resumed run) replaces its own entry
     again = with_history(read_checkpoint(base)["meta"]["history"], "train", tmp_path / "t")
     assert [e["stage"] for e in again] == ["train"]

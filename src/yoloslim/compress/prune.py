@@ -173,10 +173,13 @@ def prune(
                 else ""
             ),
         }
+        # the returned model says it was pruned, as pruned.pt does (an export of it records
+        # this step)
+        net.history = _history(upstream, cfg, out)
         result = Result(net, report)
         if out is not None:
             last = list(stages.values())[-1]
-            result.artifacts["checkpoint"] = _save(net, Path(out), cfg, is_detector, upstream, last)
+            result.artifacts["checkpoint"] = _save(net, Path(out), cfg, is_detector, last)
             report["checkpoint"] = str(result.artifacts["checkpoint"])
             # the report itself, as --json, export_report.json and quant_report.json hold
             result.artifacts["report"] = atomic_write_text(
@@ -446,23 +449,12 @@ def _layer_changes(before: nn.Module, after: nn.Module) -> dict:
     }
 
 
-def _save(
-    net: nn.Module,
-    out: Path,
-    cfg: PruneConfig,
-    is_detector: bool,
-    upstream: list[dict],
-    last: dict,
-) -> Path:
-    """``out/pruned.pt``; its meta holds the mAP of ``last`` (the last stage measured: after
-    fine-tuning, if any), as a trained checkpoint's holds its best epoch's."""
-    from yoloslim.models.arch import layer_shapes
-    from yoloslim.models.checkpoint import atomic_save, save_checkpoint, with_history
+def _history(upstream: list[dict], cfg: PruneConfig, out: str | Path | None) -> list[dict]:
+    """``upstream`` and this prune step, as ``meta.history`` lists it (``out`` None: a prune
+    kept in memory, whose entry names no folder)."""
+    from yoloslim.models.checkpoint import with_history
 
-    history = with_history(
-        upstream,
-        "prune",
-        out,
+    details = dict(
         method=cfg.method.value,
         ratio=cfg.ratio,
         target_flops=cfg.target_flops,
@@ -471,7 +463,24 @@ def _save(
         finetune_epochs=cfg.finetune_epochs,
         distilled=cfg.distill,
     )
-    meta = {"stage": "prune", "prune": cfg.to_dict(), "history": history}
+    if out is None:
+        return [*upstream, {"stage": "prune", "out": None, **details}]
+    return with_history(upstream, "prune", out, **details)
+
+
+def _save(
+    net: nn.Module,
+    out: Path,
+    cfg: PruneConfig,
+    is_detector: bool,
+    last: dict,
+) -> Path:
+    """``out/pruned.pt``; its meta holds the mAP of ``last`` (the last stage measured: after
+    fine-tuning, if any), as a trained checkpoint's holds its best epoch's."""
+    from yoloslim.models.arch import layer_shapes
+    from yoloslim.models.checkpoint import atomic_save, save_checkpoint
+
+    meta = {"stage": "prune", "prune": cfg.to_dict(), "history": list(net.history)}
     if last.get("map") is not None:
         meta.update(map=last["map"], map50=last.get("map50"))
     if is_detector:

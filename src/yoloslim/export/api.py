@@ -147,6 +147,12 @@ def export(
     check_imgsz(imgsz, f"imgsz (from {model if not isinstance(model, nn.Module) else 'the model'})")
     if not names:
         names = default_names(int(getattr(net, "nc", 0)))
+    nc = getattr(net, "nc", None)
+    if nc is not None and len(names) != int(nc):  # a checkpoint's are checked when it loads
+        raise ConfigError(
+            f"model.names has {len(names)} entries but the model predicts {nc} classes; the "
+            "artifact's metadata would misname them"
+        )
     out = _output_folder(out)
     # which model: the entries an earlier export into ``out`` left say theirs
     source = {
