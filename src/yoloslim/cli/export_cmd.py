@@ -28,7 +28,11 @@ def export(
     ),
     out: Path = typer.Option(Path("runs/export"), callback=check_out_folder, help="Output folder."),
     imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's)."),
-    dynamic: bool = typer.Option(False, help="Dynamic batch axis."),
+    dynamic: bool = typer.Option(
+        False,
+        help="Dynamic batch axis: batches 1-256 for onnx, openvino and triton; 1-32 for a "
+        "TensorRT engine (its optimisation profile); coreml keeps a batch of 1.",
+    ),
     half: bool = typer.Option(False, help="FP16 weights (OpenVINO, CoreML, TensorRT)."),
     nms: bool = typer.Option(
         False,

@@ -74,7 +74,10 @@ def export_engine(ctx: ExportContext) -> Path:
         s = ctx.imgsz
         profile.set_shape("images", *[(b, 3, s, s) for b in DYNAMIC_BATCH])
         config.add_optimization_profile(profile)
-    engine = builder.build_serialized_network(network, config)
+    try:
+        engine = builder.build_serialized_network(network, config)
+    except Exception as e:  # noqa: BLE001 - TensorRT raises its own runtime errors
+        raise ExportError(f"{path}: TensorRT failed to build the engine: {e}") from e
     if engine is None:
         raise ExportError(f"{path}: TensorRT failed to build the engine (see its log above)")
     with staged(path) as tmp:
@@ -95,7 +98,13 @@ def run_engine(path: Path, x: torch.Tensor) -> torch.Tensor:
         raise ExportError(f"{path}: TensorRT could not deserialize the engine")
     context = engine.create_execution_context()
     inp = x.to("cuda", torch.float32).contiguous()
-    context.set_input_shape("images", tuple(inp.shape))
+    if not context.set_input_shape("images", tuple(inp.shape)):
+        low, high = DYNAMIC_BATCH[0], DYNAMIC_BATCH[-1]
+        raise ExportError(
+            f"{path}: the engine does not take an input of shape {tuple(inp.shape)} (a "
+            f"--dynamic engine takes batches {low}-{high} at its export size; a static one, "
+            "batch 1)"
+        )
     out = torch.empty(tuple(context.get_tensor_shape("preds")), device="cuda")
     context.set_tensor_address("images", inp.data_ptr())
     context.set_tensor_address("preds", out.data_ptr())
