@@ -203,6 +203,9 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"x")
     with pytest.raises(ModelError, match="exported artifact"):
         load_checkpoint(tmp_path / "m.onnx")
+    (tmp_path / "arch.yaml").write_text("name: nas\n")  # what nas writes: untrained
+    with pytest.raises(ModelError, match=r"architecture file .* train it first"):
+        load_checkpoint(tmp_path / "arch.yaml")
 
 
 def test_atomic_save_leaves_no_temp(tmp_path):

@@ -162,6 +162,11 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
             f"{p}: is an exported artifact; this takes a yoloslim .pt checkpoint "
             "(best.pt, last.pt, pruned.pt)"
         )
+    if p.suffix.lower() in (".yaml", ".yml"):
+        raise ModelError(
+            f"{p}: is an architecture file (untrained weights); this takes a trained .pt "
+            f"checkpoint: train it first (yoloslim train --model {p} --data data.yaml)"
+        )
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
