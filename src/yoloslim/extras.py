@@ -9,7 +9,7 @@ from types import ModuleType
 
 from yoloslim.errors import ConfigError, YoloslimError
 
-__all__ = ["install_hint", "installed", "require"]
+__all__ = ["install_hint", "installed", "require", "require_for"]
 
 
 def install_hint(module: str, extra: str) -> str:
@@ -30,3 +30,15 @@ def require(module: str, extra: str, error: type[YoloslimError] = ConfigError) -
         return importlib.import_module(module)
     except ImportError as e:
         raise error(install_hint(module, extra)) from e
+
+
+def require_for(path, module: str, extra: str, what: str) -> None:
+    """ExportError naming ``path`` when ``module``, which ``what`` (reading or running it)
+    needs, is not installed, with the extra that installs it; nothing is imported."""
+    from yoloslim.errors import ExportError
+
+    if not installed(module):
+        raise ExportError(
+            f"{path}: {what} needs {module}, which is not installed: "
+            f"pip install 'yoloslim[{extra}]'"
+        )

@@ -467,6 +467,20 @@ def test_missing_coreml_extra_names_it(dynamic_export, tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()  # refused before any work
 
 
+def test_a_missing_runtime_is_named_with_the_file_and_its_extra(static_export, monkeypatch):
+    from yoloslim.runtime.describe import describe
+
+    _, res = static_export
+    onnx_file, xml = res.artifacts["onnx"], res.artifacts["openvino"]
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)
+    with pytest.raises(ExportError, match=r"model.onnx: running it needs onnxruntime.*\[onnx\]"):
+        load_backend(onnx_file)
+    monkeypatch.setitem(__import__("sys").modules, "openvino", None)
+    for call, verb in ((load_backend, "running"), (describe, "reading")):
+        with pytest.raises(ExportError, match=rf"\.xml: {verb} it needs openvino.*\[openvino\]"):
+            call(xml)
+
+
 def test_torchscript_graph_takes_its_device_from_the_input(dynamic_export):
     # torch.jit.trace records device= arguments as constants: a file traced on the CPU then
     # failed on CUDA ("found at least two devices"; benchmarks/cuda_check.py on an H200)

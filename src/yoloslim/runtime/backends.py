@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from yoloslim.errors import ConfigError, ExportError, ModelError
+from yoloslim.extras import require_for
 from yoloslim.runtime.ov_core import openvino_core, precision_name, read_ir
 
 __all__ = [
@@ -425,6 +426,9 @@ def load_backend(
         raise ConfigError(f"device={device!r}: expected 'cpu' or 'cuda[:N]' for a {kind} artifact")
     elif dev.startswith("cuda") and kind != "onnxruntime" and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r}: torch sees no CUDA device")
+    runtime = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
+    if kind in runtime:
+        require_for(p, *runtime[kind], "running it")
     try:
         if kind == "torch":
             backend: Backend = TorchBackend(p, threads, dev)

@@ -37,6 +37,10 @@ _JSON_KEYS = (
 )
 
 
+# the package that reads each kind of artifact, and the extra that installs it
+_READER = {"onnxruntime": ("onnx", "onnx"), "openvino": ("openvino", "openvino")}
+
+
 def describe(path: str | Path) -> dict[str, Any]:
     """Read what a checkpoint or exported artifact is, without data or its runtime.
 
@@ -75,15 +79,20 @@ def describe(path: str | Path) -> dict[str, Any]:
         >>> info["imgsz"], info["precision"], [h["stage"] for h in info["history"]]
         (320, 'fp32', ['train', 'prune'])
     """
+    from yoloslim.extras import require_for
+
     given = Path(path).expanduser()
     if given.suffix.lower() in (".yaml", ".yml"):
         return _arch_file(given)
     if given.suffix == ".mlpackage" and given.is_dir():
         from yoloslim.export.common import path_size_mb
 
+        require_for(given, "coremltools", "coreml", "reading a CoreML package")
         return {**_coreml(given), "size_mb": path_size_mb(given)}
     p = check_artifact(given, coreml=True)
     kind = SUFFIXES[p.suffix]
+    if kind in _READER:
+        require_for(p, *_READER[kind], "reading it")
     if kind == "torch":
         info = _checkpoint(p)
     elif kind == "onnxruntime":
