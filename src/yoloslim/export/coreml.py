@@ -11,9 +11,12 @@ types, and the metadata. On macOS it also compares predictions with PyTorch.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import platform
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +25,37 @@ import torch
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata, path_size_mb
 from yoloslim.fileio import staged
+from yoloslim.progress import quieted
 
 __all__ = ["export_coreml", "verify_coreml"]
 
 log = logging.getLogger(__name__)
 
 
+@contextlib.contextmanager
+def _hushed() -> Iterator[None]:
+    """coremltools' import warnings ("Torch version ... has not been tested", "Failed to load
+    _MLModelProxy" off macOS) and its converter's tqdm bars, written to stderr whatever the
+    caller wants, go to yoloslim's log at DEBUG instead (``-v`` does not show them either:
+    they say nothing about the artifact, which verification checks)."""
+    buf = io.StringIO()
+    try:
+        with (
+            contextlib.redirect_stderr(buf),
+            quieted("coremltools", logging.ERROR),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if buf.getvalue().strip():
+            log.debug("coremltools wrote: %s", buf.getvalue().strip())
+
+
 def _coremltools():
     try:
-        import coremltools as ct
+        with _hushed():
+            import coremltools as ct
     except ImportError as e:
         raise ExportError(
             "CoreML export needs coremltools, which is not installed: pip install 'yoloslim[coreml]'"
@@ -44,8 +69,7 @@ def export_coreml(ctx: ExportContext) -> Path:
     path = ctx.out / f"{ctx.stem}.mlpackage"
     size = (1, 3, ctx.imgsz, ctx.imgsz)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with torch.no_grad(), _hushed():
             program = torch.export.export(ctx.model.eval(), (ctx.example(),))
             program = program.run_decompositions({})
             mlmodel = ct.convert(
