@@ -81,7 +81,7 @@ def test_graph_counts_of_a_linear_layer(tmp_path, dynamo):
         assert stats["gmacs"] == pytest.approx(macs / 1e9, rel=1e-12)
 
 
-def test_row_names_tell_artifacts_apart_and_a_path_given_twice_is_refused(artifacts):
+def test_row_names_tell_artifacts_apart_and_a_path_given_twice_is_refused(artifacts, tmp_path):
     from pathlib import Path
 
     from yoloslim.bench.measure import _labels
@@ -95,6 +95,14 @@ def test_row_names_tell_artifacts_apart_and_a_path_given_twice_is_refused(artifa
         "p/q/model.onnx",
         "r/q/model.onnx",
         "other.onnx",
+    ]
+    # a Triton model's ONNX: named with its model and version
+    triton = tmp_path / "repo" / "det"
+    (triton / "1").mkdir(parents=True)
+    (triton / "config.pbtxt").write_text('name: "det"\n')
+    assert _labels([triton / "1" / "model.onnx", Path("m/model.onnx")]) == [
+        "det/1/model.onnx",
+        "model.onnx",
     ]
     ckpt = artifacts[0]
     with pytest.raises(ConfigError, match="given twice"):

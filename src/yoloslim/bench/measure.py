@@ -280,10 +280,17 @@ def _batch_sizes(batches: Sequence[int] | int) -> list[int]:
 
 
 def _labels(paths: list[Path]) -> list[str]:
-    """Short row names: the file name (an IR with its folder), and for names that would
-    repeat, as many of each path's folders as tell them apart."""
+    """Short row names: the file name (an IR with its folder, a Triton model's ONNX with its
+    model's and version's: ``NAME/1/model.onnx``), and for names that would repeat, as many
+    of each path's folders as tell them apart."""
     parts = [p.parts for p in paths]
-    depth = [1 if p.suffix != ".xml" else 2 for p in paths]
+
+    def start(p: Path) -> int:
+        if p.parent.name.isdigit() and (p.parent.parent / "config.pbtxt").is_file():
+            return 3
+        return 2 if p.suffix == ".xml" else 1
+
+    depth = [min(start(p), len(p.parts)) for p in paths]
 
     def label(i: int) -> str:
         return "/".join(parts[i][-depth[i] :])
