@@ -938,3 +938,17 @@ def test_predict_save_txt_writes_yolo_labels_of_its_detections(
     clip.write_bytes(b"")
     assert main(["predict", str(clip), *argv[2:]]) == 2
     assert "is a video" in capsys.readouterr().err
+
+
+def test_data_check_names_a_few_skipped_images_and_counts_the_rest(tmp_path, capsys):
+    data = tmp_path / "d"
+    assert main(["data", "synth", str(data), "--images", "30", "--imgsz", "32"]) == 0
+    broken = sorted((data / "images" / "train").iterdir())[:13]
+    for f in broken:
+        f.write_bytes(b"not an image")
+    report = tmp_path / "check.json"
+    assert main(["data", "check", str(data / "data.yaml"), "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped (train):") == 10
+    assert "and 3 more skipped (train); --json lists them all" in out
+    assert len(json.loads(report.read_text())["splits"]["train"]["skipped_images"]) == 13

@@ -79,6 +79,14 @@ def check(
         per_class.add_row(name, *(str(splits[s]["per_class"][name]) for s in splits))
     print_table(per_class)
     for split, r in splits.items():
-        for path in r["skipped_images"]:
+        skipped = r["skipped_images"]
+        for path in skipped[:_SHOWN_SKIPPED]:
             console.print(f"skipped ({split}): {path}", soft_wrap=True)
+        if len(skipped) > _SHOWN_SKIPPED:
+            more = f"and {len(skipped) - _SHOWN_SKIPPED} more skipped ({split})"
+            where = "--json lists them all" if json_path else "--json PATH lists them all"
+            console.print(f"{more}; {where}")
     write_json(json_path, report)
+
+
+_SHOWN_SKIPPED = 10  # skipped images named on the terminal per split (a wrong folder: all)
