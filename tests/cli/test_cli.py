@@ -952,3 +952,33 @@ def test_data_check_names_a_few_skipped_images_and_counts_the_rest(tmp_path, cap
     assert out.count("skipped (train):") == 10
     assert "and 3 more skipped (train); --json lists them all" in out
     assert len(json.loads(report.read_text())["splits"]["train"]["skipped_images"]) == 13
+
+
+def test_data_check_decode_skips_an_image_whose_pixel_data_is_corrupt(tmp_path, capsys):
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    data = tmp_path / "d"
+    assert main(["data", "synth", str(data), "--images", "6", "--imgsz", "32"]) == 0
+    victim = sorted((data / "images" / "train").iterdir())[0]
+    buf = io.BytesIO()
+    Image.open(victim).save(buf, "PNG")
+    png = bytearray(buf.getvalue())  # its pixel data zeroed, the checksum made right again
+    at = png.find(b"IDAT")
+    size = struct.unpack(">I", png[at - 4 : at])[0]
+    pixels = bytearray(png[at + 4 : at + 4 + size])
+    pixels[10:40] = bytes(30)
+    png[at + 4 : at + 4 + size] = pixels
+    png[at + 4 + size : at + 8 + size] = struct.pack(">I", zlib.crc32(b"IDAT" + bytes(pixels)))
+    victim.unlink()
+    victim.with_suffix(".png").write_bytes(bytes(png))
+    report = tmp_path / "check.json"
+    argv = ["data", "check", str(data / "data.yaml"), "--json", str(report)]
+    assert main(argv) == 0
+    assert json.loads(report.read_text())["splits"]["train"]["skipped_images"] == []  # headers
+    assert main([*argv, "--decode"]) == 0
+    train = json.loads(report.read_text())["splits"]["train"]
+    assert train["skipped_images"] == [str(victim.with_suffix(".png"))]

@@ -41,6 +41,12 @@ def check(
     imgsz: int = typer.Option(
         None, help="Also count the instances training at this size drops (too small or thin)."
     ),
+    decode: bool = typer.Option(
+        False,
+        "--decode",
+        help="Also decode every image whole, as training does, and skip those that fail "
+        "(corrupt pixel data behind valid headers); slower.",
+    ),
 ) -> None:
     """Validate a dataset and print per-split statistics."""
     from rich.table import Table
@@ -48,7 +54,7 @@ def check(
     from yoloslim.data import load_data_config
     from yoloslim.data.validate import check_dataset
 
-    report = check_dataset(load_data_config(data), imgsz=imgsz)
+    report = check_dataset(load_data_config(data), imgsz=imgsz, decode=decode)
     splits = report["splits"]
     table = Table(title=f"{data} ({report['format']})")
     ignored = any(r["ignored"] for r in splits.values())  # a column only where there are some

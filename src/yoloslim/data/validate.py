@@ -21,7 +21,9 @@ __all__ = ["check_dataset"]
 logger = logging.getLogger(__name__)
 
 
-def check_dataset(cfg: DataConfig, *, imgsz: int | None = None) -> dict[str, Any]:
+def check_dataset(
+    cfg: DataConfig, *, imgsz: int | None = None, decode: bool = False
+) -> dict[str, Any]:
     """Read both splits of ``cfg`` and count what is in them.
 
     Args:
@@ -29,6 +31,9 @@ def check_dataset(cfg: DataConfig, *, imgsz: int | None = None) -> dict[str, Any
         imgsz: A training size: each split also counts ``dropped_at_imgsz``, the
             instances the training loader drops at that size (under 2 px a side, or
             thinner than 100:1, once the image is scaled down), warned about for train.
+        decode: Also decode every image whole, as the training loader does, and skip the
+            ones that fail (a PNG whose pixel data is corrupt under valid checksums passes
+            the header checks made otherwise). Slower: every pixel is read.
 
     Returns:
         ``{"format", "names", "splits": {split: {"images", "instances",
@@ -60,7 +65,10 @@ def check_dataset(cfg: DataConfig, *, imgsz: int | None = None) -> dict[str, Any
     for split in ("train", "val"):
         skipped: list[Path] = []
         unlabelled: list[Path] = []
-        samples = read[split] = load_samples(cfg, split, skipped=skipped, unlabelled=unlabelled)
+        samples = load_samples(cfg, split, skipped=skipped, unlabelled=unlabelled)
+        if decode:
+            samples = _decodable(samples, skipped, split)
+        read[split] = samples
         classes = np.concatenate([s.classes for s in samples]) if samples else np.zeros(0, np.int64)
         counts = np.bincount(classes, minlength=cfg.nc)
         report["splits"][split] = {
@@ -102,6 +110,39 @@ def check_dataset(cfg: DataConfig, *, imgsz: int | None = None) -> dict[str, Any
     shared = warn_shared(read["train"], read["val"], cfg.yaml_path)
     report["splits"]["val"]["shared_with_train"] = len(shared)
     return report
+
+
+def _decodable(samples: list, skipped: list[Path], split: str) -> list:
+    """The samples whose image decodes whole, as the training loader reads it, at the size
+    recorded; the others go to ``skipped``, with one warning."""
+    from PIL import Image
+
+    from yoloslim.progress import progress_console
+    from yoloslim.runtime.images import to_rgb
+
+    kept, failed = [], []
+    with progress_console().status(f"decoding the {len(samples)} {split} images"):
+        for s in samples:
+            try:
+                with Image.open(s.path) as im:
+                    h, w = to_rgb(im, in_place=True).shape[:2]
+                ok = (w, h) == (s.width, s.height)
+                why = f"decodes to {w}x{h}, not the {s.width}x{s.height} its header says"
+            except Exception as e:  # noqa: BLE001 - what the loader would stop on
+                ok, why = False, f"{type(e).__name__}: {e}"
+            if ok:
+                kept.append(s)
+            else:
+                skipped.append(s.path)
+                failed.append(f"{s.path} ({why})")
+    if failed:
+        logger.warning(
+            "%d %s image(s) fail to decode whole and are skipped: %s",
+            len(failed),
+            split,
+            examples(failed),
+        )
+    return kept
 
 
 def _report_orphans(cfg: DataConfig, split: str, into: dict[str, Any]) -> None:
