@@ -6,7 +6,7 @@ import functools
 import os
 import platform
 
-__all__ = ["cpu_flags", "cpu_model", "usable_cores"]
+__all__ = ["available_memory", "cpu_flags", "cpu_model", "usable_cores"]
 
 
 @functools.cache
@@ -40,3 +40,19 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can take without swapping (Linux ``MemAvailable``;
+    elsewhere the free physical pages), or None where neither can be read. Not cached."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

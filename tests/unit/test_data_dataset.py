@@ -176,6 +176,25 @@ def test_cache_gives_same_items(data):
             assert torch.equal(a[i][0], b[i][0]) and torch.equal(a[i][1], b[i][1])
 
 
+def test_a_cache_that_would_not_fit_in_memory_is_refused_before_decoding(data, monkeypatch, caplog):
+    import yoloslim.sysinfo as sysinfo
+
+    _, cfg, train, _ = data
+    need = sum(
+        round(s.width * 96 / max(s.width, s.height))
+        * round(s.height * 96 / max(s.width, s.height))
+        * 3
+        for s in train
+    )
+    monkeypatch.setattr(sysinfo, "available_memory", lambda: need)  # all of it: too much
+    with pytest.raises(DataError, match=r"cache: the decoded images need .* available"):
+        DetectionDataset(train, 96, augment=False, names=cfg.names, cache=True)
+    monkeypatch.setattr(sysinfo, "available_memory", lambda: int(need * 1.5))
+    DetectionDataset(train, 96, augment=False, names=cfg.names, cache=True)
+    assert "over half the memory available" in caplog.text
+    DetectionDataset(train, 96, augment=False, names=cfg.names)  # no cache: no check
+
+
 def test_collate_shapes():
     imgs = [torch.zeros(3, 32, 32, dtype=torch.uint8) for _ in range(3)]
     targets = [torch.tensor([[1.0, 1, 2, 10, 12]]), torch.zeros((0, 5)), torch.ones((2, 5))]

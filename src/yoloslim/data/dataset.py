@@ -146,6 +146,7 @@ class DetectionDataset(Dataset):
         self._state = torch.tensor([0.0, self.aug.mosaic], dtype=torch.float64).share_memory_()
         self._cache: list[Image.Image] | None = None
         if cache:
+            _check_cache_fits(self.samples, imgsz)
             with ThreadPoolExecutor(4) as pool:
                 self._cache = list(pool.map(self._read, range(len(self.samples))))
 
@@ -291,6 +292,28 @@ class DetectionDataset(Dataset):
                     )
         cats = [{"id": i, "name": n} for i, n in enumerate(self.names)]
         return {"images": images, "annotations": anns, "categories": cats}
+
+
+def _check_cache_fits(samples: Sequence[Sample], imgsz: int) -> None:
+    """DataError when the decoded images (RGB, long side ``imgsz``) would take more than
+    90 % of the memory available now (the process would be killed part way), a warning
+    above half of it."""
+    from yoloslim.sysinfo import available_memory
+
+    need = 0
+    for s in samples:
+        r = imgsz / max(s.width, s.height)
+        need += max(1, round(s.width * r)) * max(1, round(s.height * r)) * 3
+    free = available_memory()
+    if free is None or need <= free // 2:
+        return
+    gib = f"{need / 2**30:.1f} GiB for {len(samples)} images at {imgsz} px"
+    if need > 0.9 * free:
+        raise DataError(
+            f"cache: the decoded images need {gib}, and {free / 2**30:.1f} GiB is available; "
+            "train without cache (images are then read from disk each epoch)"
+        )
+    logger.warning("cache: the decoded images take %s, over half the memory available", gib)
 
 
 def _check_instances_kept(samples: Sequence[Sample], imgsz: int) -> None:
