@@ -288,6 +288,65 @@ def test_revert_returns_a_conv_to_float(setup, tmp_path):
     assert out.shape == (1, 84, 6) and np.isfinite(out).all()
 
 
+def test_a_conv_returned_to_float_reads_float_values_with_float_weight_and_bias(setup, tmp_path):
+    # the fallback once bypassed only a quantizer right in front of a conv: the 19 convs fed by
+    # a Concat (quantizers on its inputs) kept reading int8 values, and OpenVINO kept the
+    # biases NNCF's bias correction had changed, while the report called them float
+    import openvino as ov
+
+    from yoloslim.compress.quant_data import load_images
+    from yoloslim.compress.quant_onnx import OnnxRuntimeQuant, _quantized_input
+    from yoloslim.compress.quant_openvino import OpenVINOQuant, _constant_data, quantized_input
+
+    data, onnx_path = setup
+    images = load_images(data, "train", 2, 64)
+    # OpenVINO
+    be = OpenVINOQuant(onnx_path, tmp_path / "ov", QuantConfig(calib=2))
+    scope = resolve_scope(be.view(), ["decode"])
+    q = be.quantize(images, scope)
+    convs = [op for op in q.get_ordered_ops() if op.get_type_name() == "Convolution"]
+    behind_concat = [c for c in convs if c.input_value(0).get_node().get_type_name() == "Concat"]
+    assert behind_concat and all(quantized_input(c) for c in behind_concat)
+    names = [c.get_friendly_name() for c in convs]
+    r = be.revert(q, names)
+    float_ops = {op.get_friendly_name(): op for op in be.float_model.get_ordered_ops()}
+    for conv in (op for op in r.get_ordered_ops() if op.get_friendly_name() in names):
+        assert not quantized_input(conv), conv.get_friendly_name()
+        for k in (0, 1):  # the conv's weight, then its bias Add's constant
+            node = conv if k == 0 else next(iter(conv.output(0).get_target_inputs())).get_node()
+            was = float_ops[node.get_friendly_name()]
+            i = 1 if k == 0 or _constant_data(node.input_value(1).get_node()) is not None else 0
+            np.testing.assert_array_equal(
+                _constant_data(node.input_value(i).get_node()).astype(np.float32),
+                _constant_data(was.input_value(i).get_node()).astype(np.float32),
+            )
+    # every conv in float: the reverted IR computes what the float IR does (at f32)
+    core = openvino_core()
+    f32 = {"INFERENCE_PRECISION_HINT": ov.Type.f32}
+    run_r = core.compile_model(r, "CPU", f32)
+    run_f = core.compile_model(be.float_model, "CPU", f32)
+    np.testing.assert_allclose(run_r(images[0])[0], run_f(images[0])[0], atol=1e-3, rtol=1e-4)
+    # ONNX Runtime
+    (tmp_path / "ort").mkdir()
+    be = OnnxRuntimeQuant(onnx_path, tmp_path / "ort", QuantConfig(backend="onnxruntime", calib=2))
+    q = be.quantize(images, resolve_scope(be.view(), ["decode"]))
+    names = [n.name for n in q.graph.node if n.op_type == "Conv"]
+    producer = {o: n for n in q.graph.node for o in n.output}
+    assert any(
+        producer[n.input[0]].op_type == "DequantizeLinear" for n in q.graph.node if n.name in names
+    )
+    r = be.revert(q, names)
+    producer = {o: n for n in r.graph.node for o in n.output}
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in r.graph.initializer}
+    floats = {i.name: onnx.numpy_helper.to_array(i) for i in be.float_model.graph.initializer}
+    float_convs = {n.name: n for n in be.float_model.graph.node if n.op_type == "Conv"}
+    for conv in (n for n in r.graph.node if n.name in names):
+        assert not _quantized_input(conv, producer), conv.name
+        for mine, was in zip(conv.input[1:], float_convs[conv.name].input[1:], strict=True):
+            np.testing.assert_array_equal(inits[mine], floats[was])
+    assert be.runner(r)(images[0]).shape == (1, 84, 6)
+
+
 # -- accuracy-aware policy ------------------------------------------------------------------
 class _StubBackend:
     """Layer k in float lowers the output error by gains[k]; mAP rises with each kept layer."""

@@ -200,32 +200,39 @@ class OnnxRuntimeQuant:
         g = model.graph
         producer = {o: n for n in g.node for o in n.output}
         float_inits = {i.name: i for i in self.float_model.graph.initializer}
+        # the weight and bias by the float conv's own inputs: names do not carry over (the
+        # quantizer names a bias shared by several convs bias0, bias1, ... apart)
+        float_convs = {n.name: n for n in self.float_model.graph.node if n.op_type == "Conv"}
         have = {i.name for i in g.initializer}
         wanted = set(conv_nodes)
+        added: list = []
         for node in g.node:
             if node.name not in wanted or node.op_type != "Conv":
                 continue
-            for k, name in enumerate(node.input):
-                dq = producer.get(name)
-                if dq is None or dq.op_type != "DequantizeLinear":
+            node.input[0] = _float_source(node.input[0], producer, added)
+            for k, orig in enumerate(float_convs[node.name].input[1:], 1):
+                if orig not in float_inits:
                     continue
-                src = dq.input[0]
-                q = producer.get(src)
-                if q is not None and q.op_type == "QuantizeLinear":
-                    node.input[k] = q.input[0]  # the float activation
-                    continue
-                orig = src[: -len("_quantized")] if src.endswith("_quantized") else src
-                if orig in float_inits:
-                    # a new name: the quantizer may have given the DequantizeLinear's output
-                    # the original one (it does for biases), and a name is defined once
-                    restored = f"{orig}_float"
-                    if restored not in have:
-                        init = copy.deepcopy(float_inits[orig])
-                        init.name = restored
-                        g.initializer.append(init)
-                        have.add(restored)
-                    node.input[k] = restored
+                # a new name: the quantizer may have given the DequantizeLinear's output the
+                # original one (it does for biases), and a name is defined once
+                restored = f"{orig}_float"
+                if restored not in have:
+                    init = copy.deepcopy(float_inits[orig])
+                    init.name = restored
+                    g.initializer.append(init)
+                    have.add(restored)
+                node.input[k] = restored
+        g.node.extend(added)
+        _topological(g)
         _prune_dangling(model)
+        for node in g.node:
+            if node.name in wanted and _quantized_input(
+                node, {o: n for n in g.node for o in n.output}
+            ):
+                raise ExportError(
+                    f"{node.name}: its input stays quantized after the float fallback (a "
+                    "QuantizeLinear behind a layer the fallback does not rebuild)"
+                )
         return model
 
     def _requantize_dynamic(self, qmodel, conv_nodes: list[str]):
@@ -241,6 +248,84 @@ class OnnxRuntimeQuant:
             model.SerializeToString(), so, providers=["CPUExecutionProvider"]
         )
         return lambda x: sess.run(None, {self.input_name: x})[0].astype(np.float32)
+
+
+# ops that pass quantized values on unchanged: a conv behind one of them still reads values
+# on the int8 grid when a QuantizeLinear -> DequantizeLinear pair sits in front of it
+_PASS_THROUGH = frozenset(
+    {"Concat", "MaxPool", "Resize", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice",
+     "Split", "Flatten", "Identity", "Pad"}
+)  # fmt: skip
+
+
+def _float_source(name: str, producer: dict, added: list) -> str:
+    """The tensor ``name`` without the ``QuantizeLinear -> DequantizeLinear`` pairs between
+    it and the float values, also behind ops that pass values on unchanged (each copied onto
+    its float inputs for this consumer, appended to ``added``: the quantized one may feed
+    others)."""
+    node = producer.get(name)
+    if node is None:
+        return name
+    if node.op_type == "DequantizeLinear":
+        q = producer.get(node.input[0])
+        if q is not None and q.op_type == "QuantizeLinear":
+            return _float_source(q.input[0], producer, added)
+        return name
+    if node.op_type not in _PASS_THROUGH:
+        return name
+    inputs = list(node.input)
+    for i in range(len(inputs)) if node.op_type == "Concat" else (0,):
+        inputs[i] = _float_source(inputs[i], producer, added)
+    if inputs == list(node.input):
+        return name
+    if f"{name}_float" not in producer:
+        twin = copy.deepcopy(node)
+        twin.name = f"{node.name}_float"
+        del twin.input[:]
+        twin.input.extend(inputs)
+        del twin.output[:]
+        twin.output.extend(f"{o}_float" for o in node.output)
+        producer.update({o: twin for o in twin.output})
+        added.append(twin)
+    return f"{name}_float"
+
+
+def _quantized_input(conv, producer: dict) -> bool:
+    """Whether a ``QuantizeLinear -> DequantizeLinear`` pair reaches ``conv``'s activation,
+    directly or through ops that pass values on unchanged (:data:`_PASS_THROUGH`)."""
+    todo, seen = [conv.input[0]], set()
+    while todo:
+        name = todo.pop()
+        node = producer.get(name)
+        if node is None or name in seen:
+            continue
+        seen.add(name)
+        if node.op_type == "DequantizeLinear":
+            return True
+        if node.op_type in _PASS_THROUGH:
+            todo.extend(node.input[:1] if node.op_type != "Concat" else node.input)
+    return False
+
+
+def _topological(graph) -> None:
+    """Order ``graph``'s nodes so that each comes after the producers of its inputs (nodes
+    appended by an edit), keeping the order they had otherwise."""
+    nodes = list(graph.node)
+    made = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    ordered, pending = [], nodes
+    while pending:
+        rest = []
+        for n in pending:
+            if all(i in made for i in n.input):
+                ordered.append(n)
+                made.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            raise ExportError("the quantized graph has a cycle or an input nothing makes")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def _float_inputs(model, nodes: set[str]) -> None:

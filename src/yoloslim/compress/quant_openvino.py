@@ -3,7 +3,9 @@
 NNCF inserts FakeQuantize on each quantized op's activation input and weight; the
 CPU plugin then runs that op in INT8 and folds neighbouring scales into it. Returning
 a conv to float after calibration needs no new calibration: its input is rewired
-past the activation FakeQuantize and its weight replaced by the float weight
+past the activation FakeQuantize (where NNCF put the quantizers on the inputs of a
+Concat in front of it, the conv gets a Concat of their float inputs of its own), and its
+weight and bias (which NNCF's bias correction changed) are replaced by the float model's
 (:meth:`OpenVINOQuant.revert`). What the accuracy-aware loop measures is therefore
 exactly the artifact it ships.
 """
@@ -122,28 +124,41 @@ class OpenVINOQuant:
             )
 
     def revert(self, qmodel, conv_nodes: list[str]):
-        """A copy of ``qmodel`` with the convs ``conv_nodes`` computing in float again."""
+        """A copy of ``qmodel`` with the convs ``conv_nodes`` computing in float again: input
+        unquantized, float weight, float bias."""
         ov = self.ov
         model = qmodel.clone()
-        weights = {
-            op.get_friendly_name(): op.input_value(1)
-            for op in self.float_model.get_ordered_ops()
-            if op.get_friendly_name() in set(conv_nodes)
-        }
+        float_ops = {op.get_friendly_name(): op for op in self.float_model.get_ordered_ops()}
         by_name = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
         for name in conv_nodes:
             conv = by_name.get(name)
             if conv is None:
                 continue
-            src = conv.input_value(0)
-            if src.get_node().get_type_name() == "FakeQuantize":
-                conv.input(0).replace_source_output(src.get_node().input_value(0))
-            w = weights[name].get_node()
-            data = _constant_data(w)
+            src, changed = _float_source(ov, conv.input_value(0))
+            if changed:
+                conv.input(0).replace_source_output(src)
+            data = _constant_data(float_ops[name].input_value(1).get_node())
             if data is not None:
                 const = ov.opset13.constant(data.astype(np.float32))
                 conv.input(1).replace_source_output(const.output(0))
+            for target in conv.output(0).get_target_inputs():  # the bias Add after it
+                add = target.get_node()
+                was = float_ops.get(add.get_friendly_name())
+                if add.get_type_name() != "Add" or was is None:
+                    continue
+                for k in (0, 1):
+                    data = _constant_data(was.input_value(k).get_node())
+                    if data is not None:
+                        const = ov.opset13.constant(data.astype(np.float32))
+                        add.input(k).replace_source_output(const.output(0))
         model.validate_nodes_and_infer_types()
+        for name in conv_nodes:
+            conv = by_name.get(name)
+            if conv is not None and quantized_input(conv):
+                raise ExportError(
+                    f"{name}: its input stays quantized after the float fallback (a "
+                    "FakeQuantize behind a layer the fallback does not rebuild)"
+                )
         return model
 
     def runner(self, model):
@@ -163,6 +178,64 @@ class OpenVINOQuant:
             model.set_rt_info(value, ["yoloslim", k])
         model.set_rt_info(role, ["yoloslim", "quantization"])
         return save_ir(self.ov, model, path)
+
+
+# ops that pass quantized values on unchanged: a conv behind one of them still reads int8
+# values when a FakeQuantize sits in front of it
+_PASS_THROUGH = frozenset(
+    {"Concat", "MaxPool", "Interpolate", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
+     "StridedSlice", "Split", "VariadicSplit", "Pad"}
+)  # fmt: skip
+
+
+def _float_source(ov, out):
+    """``(output, changed)``: ``out`` with the FakeQuantize ops between it and the float
+    values removed, also behind ops that pass values on unchanged (each rebuilt on its float
+    inputs, for this consumer only: the quantized one may feed others)."""
+    node = out.get_node()
+    kind = node.get_type_name()
+    if kind == "FakeQuantize":
+        return _float_source(ov, node.input_value(0))[0], True
+    if kind not in _PASS_THROUGH:
+        return out, False
+    sources = list(node.input_values())
+    changed = False
+    for i in range(len(sources)) if kind == "Concat" else (0,):
+        src, moved = _float_source(ov, sources[i])
+        if moved:
+            sources[i], changed = src, True
+    if not changed:
+        return out, False
+    copy = _node_factory(node.get_type_info().version_id).create(
+        kind, sources, node.get_attributes()
+    )
+    copy.set_friendly_name(f"{node.get_friendly_name()}/float")
+    return copy.output(out.get_index()), True
+
+
+def _node_factory(opset: str):
+    try:
+        from openvino.utils.node_factory import NodeFactory
+    except ImportError:  # OpenVINO before 2025
+        from openvino.runtime.utils.node_factory import NodeFactory
+    return NodeFactory(opset)
+
+
+def quantized_input(conv) -> bool:
+    """Whether a FakeQuantize reaches ``conv``'s input, directly or through ops that pass
+    values on unchanged (:data:`_PASS_THROUGH`)."""
+    todo, seen = [conv.input_value(0).get_node()], set()
+    while todo:
+        node = todo.pop()
+        if node.get_instance_id() in seen:
+            continue
+        seen.add(node.get_instance_id())
+        kind = node.get_type_name()
+        if kind == "FakeQuantize":
+            return True
+        if kind in _PASS_THROUGH:
+            todo.extend(v.get_node() for v in node.input_values())
+    return False
 
 
 def _constant_data(node) -> np.ndarray | None:
