@@ -93,6 +93,10 @@ def test_train_resume_refuses_settings_it_would_ignore(trained, tmp_path, capsys
     assert "(only --device, --workers, --data and --teacher can;" in err
     assert main(["distill", "--teacher", str(run / "best.pt"), "--resume", str(run)]) == 2
     assert "is not from a distill run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run / "last.pt")]) == 2  # the file, not its folder
+    assert f"--resume takes the run folder, not a file in it: --resume {run}" in " ".join(
+        capsys.readouterr().err.split()
+    )
 
 
 def test_train_into_a_run_folder_needs_exist_ok(trained, data_yaml, tmp_path, capsys):

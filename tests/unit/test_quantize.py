@@ -478,7 +478,7 @@ def test_a_stopped_quantize_leaves_no_earlier_report_beside_its_new_files(
     data, onnx_path = setup
     out = tmp_path / "q"
     out.mkdir()
-    for name in ("quant_report.json", "quant_report.md"):
+    for name in ("quant_report.json", "quant_report.md", "quant_config.json"):
         (out / name).write_text("an earlier run's")
 
     def stopped(*a, **kw):
@@ -488,3 +488,26 @@ def test_a_stopped_quantize_leaves_no_earlier_report_beside_its_new_files(
     with pytest.raises(KeyboardInterrupt):
         ys.quantize(onnx_path, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
     assert not (out / "quant_report.json").exists() and not (out / "quant_report.md").exists()
+    assert not (out / "quant_config.json").exists()  # the settings of that report went with it
+
+
+def test_an_fp16_or_unreadable_onnx_is_refused_and_another_runs_leftovers_are_named(
+    setup, tmp_path, caplog
+):
+    data, onnx_path = setup
+    out = tmp_path / "q"
+    adv = AdvancedQuantConfig(latency=False, perf_counters=False)
+    cfg = QuantConfig(backend="onnxruntime", calib=2, float_variants=["fp16"], advanced=adv)
+    res = ys.quantize(onnx_path, data, config=cfg, out=out)
+    # an FP16 model is no float reference (ONNX Runtime wrote an INT8 file it could not load)
+    with pytest.raises(ModelError, match=r"model_fp16.onnx holds FP16 weights"):
+        ys.quantize(res.artifacts["fp16"], data, config=cfg, out=tmp_path / "q2")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(onnx_path.read_bytes()[:1000])
+    with pytest.raises(ModelError, match=r"broken.onnx: not a readable ONNX file"):
+        ys.quantize(broken, data, config=cfg, out=tmp_path / "q3")
+    # OpenVINO into the same folder: ONNX Runtime's artifacts stay, and are named as no
+    # longer described
+    ys.quantize(onnx_path, data, config=QuantConfig(calib=2, advanced=adv), out=out)
+    assert "this report does not describe them" in caplog.text
+    assert str(res.artifacts["int8"]) in caplog.text and str(res.artifacts["fp16"]) in caplog.text

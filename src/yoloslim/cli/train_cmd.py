@@ -134,6 +134,10 @@ def _resume_state(run_dir: Path) -> dict:
     from yoloslim.errors import ConfigError
     from yoloslim.models.checkpoint import read_checkpoint
 
+    if Path(run_dir).is_file():
+        raise ConfigError(
+            f"--resume takes the run folder, not a file in it: --resume {Path(run_dir).parent}"
+        )
     last = Path(run_dir) / "last.pt"
     if not last.is_file():
         raise ConfigError(f"--resume {run_dir}: {last} does not exist")

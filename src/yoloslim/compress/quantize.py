@@ -40,11 +40,34 @@ log = logging.getLogger(__name__)
 _FEW_CALIB = 32  # below this many calibration images, warn
 
 
-def _drop_earlier_report(out: Path) -> None:
-    """An earlier run's report no longer describes the artifacts this one starts to replace:
-    removed before, so a stopped run leaves no report beside another run's files."""
-    for name in ("quant_report.json", "quant_report.md"):
+def _drop_earlier_report(out: Path) -> list[Path]:
+    """An earlier run's report (and its settings) no longer describes the artifacts this one
+    starts to replace: removed before, so a stopped run leaves no report beside another run's
+    files. Returns the artifacts that report listed."""
+    import json
+
+    listed: list[Path] = []
+    try:
+        earlier = json.loads((out / "quant_report.json").read_text())
+        listed = [Path(e["path"]) for e in earlier.values() if isinstance(e, dict) and "path" in e]
+    except (OSError, ValueError, TypeError, KeyError):
+        pass
+    for name in ("quant_report.json", "quant_report.md", "quant_config.json"):
         (out / name).unlink(missing_ok=True)
+    return listed
+
+
+def _warn_stale(earlier: list[Path], artifacts: dict[str, Path]) -> None:
+    """Name the earlier run's artifacts this run did not rewrite (another backend's, a
+    variant not asked for again): they stay, and no report describes them any more."""
+    now = {Path(p).resolve() for p in artifacts.values()}
+    stale = [p for p in earlier if p.exists() and p.resolve() not in now]
+    if stale:
+        log.warning(
+            "an earlier quantize's artifacts stay in the folder and this report does not "
+            "describe them (delete them, or use another --out): %s",
+            ", ".join(map(str, stale)),
+        )
 
 
 def quantize(
@@ -107,7 +130,7 @@ def quantize(
         remove_stale_staging(out)  # a killed run's; none is live while we hold the lock
         # the export and the float model written next replace the earlier run's files (a
         # run refused by a setting found only later loses that run's report too)
-        _drop_earlier_report(out)
+        earlier = _drop_earlier_report(out)
         # exported under the lock: a refused second run must not replace this one's ONNX
         float_onnx, imgsz = given or _export_onnx(model_or_artifact, out, cfg.imgsz)
         backend = _backend(cfg, float_onnx, out)
@@ -222,6 +245,7 @@ def quantize(
 
             report["perf"] = {r: perf_counters(artifacts[r], imgsz) for r in ("float", "int8")}
         _write(out, report, cfg)
+        _warn_stale(earlier, artifacts)
         return Result(artifacts["int8"], report, artifacts)
 
 
@@ -238,9 +262,14 @@ def _given_onnx(model: Any, imgsz: int | None) -> tuple[Path, int] | None:
         from yoloslim.export.common import onnx_metadata
 
         p = Path(model)
+        if p.is_dir():
+            raise ModelError(f"{p}: is a folder, not an ONNX file (--model)")
         if not p.is_file():
-            raise ModelError(f"model_or_artifact={p}: file does not exist")
-        proto = onnx.load(str(p), load_external_data=False)
+            raise ModelError(f"{p}: file does not exist (--model)")
+        try:
+            proto = onnx.load(str(p), load_external_data=False)
+        except Exception as e:  # noqa: BLE001 - protobuf raises its own kinds
+            raise ModelError(f"{p}: not a readable ONNX file, corrupt or truncated ({e})") from e
         meta = onnx_metadata(proto)
         if "imgsz" not in meta or "names" not in meta:
             raise ModelError(f"{p}: no yoloslim metadata (names/imgsz); export it with yoloslim")
@@ -257,10 +286,24 @@ def _given_onnx(model: Any, imgsz: int | None) -> tuple[Path, int] | None:
                 f"{p} is already quantized ({', '.join(quantized)} in its graph); quantize "
                 "the float model it came from (its checkpoint, or the float .onnx)"
             )
+        fp16 = sum(1 for t in proto.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16)
+        if fp16:
+            raise ModelError(
+                f"{p} holds FP16 weights ({fp16} tensors); quantize the FP32 model it came "
+                "from (its checkpoint, or the float .onnx): INT8 is calibrated against FP32"
+            )
         return p, int(meta["imgsz"])
     if isinstance(model, (str, Path)) and Path(model).suffix != ".pt":
+        what = (
+            "an OpenVINO IR cannot be quantized again"
+            if Path(model).suffix == ".xml"
+            else "a folder"
+            if Path(model).is_dir()
+            else "an unknown kind of file"
+        )
         raise ModelError(
-            f"model_or_artifact={model}: expected a Detector, a checkpoint .pt or an .onnx"
+            f"{model}: {what}; --model takes a checkpoint .pt or a float .onnx (or, in the "
+            "API, a Detector)"
         )
     if not isinstance(model, (str, Path, nn.Module)):
         raise ModelError(f"model_or_artifact: expected a Detector or a path, got {type(model)}")
