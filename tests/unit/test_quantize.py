@@ -265,6 +265,7 @@ def test_onnxruntime_dynamic_uses_convinteger(setup, tmp_path):
     with pytest.raises(ConfigError, match=r"model=.*this run writes .*give another out"):
         ys.quantize(float_onnx, data, config=cfg, out=tmp_path)
     assert float_onnx.read_bytes() == before
+    assert res.report["accuracy_aware"]["sensitivity_images"] == 2  # FAST's, of the 4 val
     steps = res.report["accuracy_aware"]["steps"]  # untrained: 0 mAP, within budget at once
     assert len(steps) == 1 and steps[0]["map"] == round(res.report["int8"]["map"], 5)
     assert load_backend(res.model)(torch.rand(1, 3, 64, 64)).shape == (1, 84, 6)

@@ -214,6 +214,18 @@ def quantize(
                     progress=progress,
                     strides=json.loads(onnx_metadata(float_onnx).get("strides", "[8, 16, 32]")),
                 )
+            # the ranking's images, and where the budget was judged: on the val split whose
+            # mAP the report gives, so "met" is met on that split (a held-out set would be
+            # the user's own: quantize an artifact, then val it on another split)
+            acc["sensitivity_images"] = len(sens)
+            acc["judged_on"] = "val split (the reported mAP's)"
+            if len(sens) < adv.sensitivity_images:
+                log.warning(
+                    "the layer-sensitivity ranking runs on the %d val images there are, not "
+                    "the %d asked (advanced.sensitivity_images)",
+                    len(sens),
+                    adv.sensitivity_images,
+                )
             report["accuracy_aware"] = acc
             kept = acc["kept_float"]
         artifacts["int8"] = backend.save_int8(qmodel)
