@@ -558,6 +558,12 @@ def run_recipe(
         raise ConfigError(f"data {data} (--data): does not exist")
     if model is not None:
         _check_baseline_size(rec, model)
+    if any(s.name in ("quantize", "bench") for s in rec.stages):
+        from yoloslim.eval.val import require_boxes
+
+        # those stages refuse a val split without a box (no mAP to compare): before the
+        # stages ahead of them have run for nothing
+        require_boxes(data)
     # the stage folders are emptied before their stage runs: no input may live in one
     writes = [out / n for n in ("recipe.yaml", "inputs.json", "compress.json")]
     writes += [out / f"{i:02d}-{s.name}" for i, s in enumerate(rec.stages, 1)]

@@ -323,7 +323,7 @@ def test_python_dash_m_runs_the_command():
     proc = subprocess.run([*run, "--version"], capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout.strip()) == (0, f"yoloslim {__version__}")
     proc = subprocess.run([*run, "models", "--imgsz", "100"], capture_output=True, text=True)
-    assert proc.returncode == 2 and "imgsz=100 must be a multiple of 32" in proc.stderr
+    assert proc.returncode == 2 and "--imgsz 100 must be a multiple of 32" in proc.stderr
 
 
 def test_the_package_and_help_do_not_import_torch():

@@ -340,3 +340,15 @@ def test_quantize_and_bench_refuse_a_val_split_without_boxes(tmp_path):
         ys.quantize(tmp_path / "none.onnx", data, out=tmp_path / "q")
     with pytest.raises(DataError, match="val split has no labelled box"):
         benchmark([tmp_path / "none.onnx"], data)
+    # compress, before the stages ahead of its quantize ran for nothing (it pruned and
+    # fine-tuned first)
+    from yoloslim.models import build_model
+    from yoloslim.models.checkpoint import save_checkpoint
+    from yoloslim.pipeline import run_recipe
+
+    ckpt = save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=2), imgsz=64)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages:\n  - prune: {ratio: 0.3}\n  - quantize: {}\n")
+    with pytest.raises(DataError, match="val split has no labelled box"):
+        run_recipe(ckpt, data, recipe, out=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
