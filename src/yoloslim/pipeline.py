@@ -316,6 +316,32 @@ _RUNNERS: dict[str, Callable] = {
 }
 
 
+def _check_named_models(rec: Recipe, model: str | Path | None) -> None:
+    """ConfigError, before any stage runs, for a stage's ``teacher:`` file that is not there
+    or a ``model:`` that is neither a file nor a registered name, and for a distill stage
+    with no teacher at all (no ``teacher:`` and no run model): found otherwise only once the
+    stages before it had run."""
+    from yoloslim.models import list_models
+
+    for i, s in enumerate(rec.stages, 1):
+        where = f"{rec.source}: stage {i} ({s.name})"
+        if s.name == "distill":
+            teacher = s.config.teacher
+            if teacher is None and model is None:
+                raise ConfigError(
+                    f"{where}: no teacher (set its 'teacher:', or give the run a model)"
+                )
+            if teacher is not None and not Path(teacher).expanduser().is_file():
+                raise ConfigError(f"{where}: teacher {teacher} does not exist")
+        named = getattr(s.config, "model", None) if s.name == "train" else None
+        unknown = named is not None and str(named) not in list_models()
+        if unknown and not Path(str(named)).expanduser().is_file():
+            raise ConfigError(
+                f"{where}: model {named!r} is neither a file nor a registered model "
+                f"({', '.join(list_models())})"
+            )
+
+
 def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
     """What this machine can run, decided before any stage starts: the export stages'
     configs as run (``{stage index: config}``) and the formats skipped.
@@ -577,6 +603,7 @@ def run_recipe(
             sources.append((f"stage {i} ({s.name})", named))
     for arg, source in sources:
         refuse_overwriting_input(source, writes, arg=arg, hint="choose another output folder")
+    _check_named_models(rec, model)
     run_configs, skipped = _preflight(rec)
     resolved = yaml.safe_dump(_as_run(rec).resolved(), sort_keys=False)
     earlier = (  # how runs made before a rule changed wrote the same recipe

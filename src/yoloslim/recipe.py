@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from yoloslim.configs import check_imgsz, from_mapping
+from yoloslim.configs import UniqueKeyLoader, check_imgsz, from_mapping, yaml_problem
 from yoloslim.errors import ConfigError
 
 __all__ = ["STAGES", "Recipe", "Stage", "load_recipe"]
@@ -264,14 +264,9 @@ def _parse_stage(name: str, values: dict, where: str) -> Any:
             _check_types(QuantConfig, values, where)
             return QuantConfig.from_dict(values)
         if name == "nas":
-            from yoloslim.nas import Budget, SearchSpace
-            from yoloslim.nas.search import _DICT_KEYS
+            from yoloslim.nas.search import search_kwargs
 
-            unknown = sorted(set(values) - _DICT_KEYS)
-            if unknown:
-                raise ConfigError(f"unknown key(s) {unknown}; allowed: {sorted(_DICT_KEYS)}")
-            Budget.from_dict(values.get("budget") or {})
-            SearchSpace.from_dict(values.get("space"))
+            search_kwargs(values)  # every value checked, as the search will take it
             return NasStage(options=dict(values))
     except ConfigError as e:
         msg = str(e).replace(f" in {where}", "")  # from_mapping names ``where`` mid-sentence
@@ -279,15 +274,6 @@ def _parse_stage(name: str, values: dict, where: str) -> Any:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from e
     raise ConfigError(f"{where}: unknown stage {name!r}; stages are {', '.join(STAGES)}")
-
-
-def _yaml_problem(e: yaml.YAMLError) -> str:
-    """PyYAML's multi-line message as one line: the line, the column and the problem."""
-    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-    if mark is None:
-        return problem
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 SHIPPED = Path(__file__).parent / "recipes"  # the recipes installed with yoloslim
@@ -343,9 +329,11 @@ def load_recipe(recipe: str | Path | dict) -> Recipe:
         path = recipe_path(recipe)
         source = str(path)
         try:
-            recipe = yaml.safe_load(path.read_text())
+            recipe = yaml.load(path.read_text(), Loader=UniqueKeyLoader)  # noqa: S506 - safe
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from e
+            raise ConfigError(f"{path}: not valid YAML ({yaml_problem(e)})") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a text file, so no recipe ({e.reason})") from e
     if not isinstance(recipe, dict):
         raise ConfigError(f"{source}: a recipe is a mapping with a 'stages' list")
     unknown = sorted(set(recipe) - {"name", "description", "stages"})
@@ -369,12 +357,24 @@ def load_recipe(recipe: str | Path | dict) -> Recipe:
             raise ConfigError(f"{where}: config must be a mapping, got {type(values).__name__}")
         stages.append(Stage(name, _parse_stage(name, values, where), dict(values)))
     stages = _bench_sizes(stages, source)
+    _check_order(stages, source)
     return Recipe(
         name=str(recipe.get("name") or Path(source).stem),
         description=str(recipe.get("description") or ""),
         stages=tuple(stages),
         source=source,
     )
+
+
+def _check_order(stages: list[Stage], source: str) -> None:
+    """A ``nas`` stage finds an untrained architecture: the stage after it must train it
+    (prune would rank random weights' channels, export and bench would ship them)."""
+    for i, (st, after) in enumerate(zip(stages, stages[1:], strict=False), 1):
+        if st.name == "nas" and after.name != "train":
+            raise ConfigError(
+                f"{source}: stage {i + 1} ({after.name}) follows nas, whose architecture is "
+                "untrained; put a train stage between them"
+            )
 
 
 def _bench_sizes(stages: list[Stage], source: str) -> list[Stage]:

@@ -102,6 +102,15 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
             [{"nas": {"budget": {"flops": 1.0}, "space": {"template": "damo-x"}}}],
             r"stage 1 \(nas\).*damo-x",
         ),
+        # every nas value is checked at load (imgsz "big" crashed at run time)
+        ([{"nas": {"imgsz": "big", "budget": {"flops": 1.0}}}], r"stage 1 \(nas\).*imgsz='big'"),
+        ([{"nas": {"budget": {"flops": 1.0}, "iterations": -3}}], r"stage 1 \(nas\).*iterations"),
+        ([{"nas": {"imgsz": 64}}], r"stage 1 \(nas\).*'budget' is required"),
+        # a searched architecture is untrained: only a train stage may take it
+        (
+            [{"nas": {"budget": {"flops": 1.0}}}, {"prune": {"ratio": 0.3}}],
+            r"stage 2 \(prune\) follows nas, whose architecture is untrained",
+        ),
     ],
 )
 def test_bad_recipes_name_file_and_stage(tmp_path, stages, match):
@@ -151,6 +160,30 @@ def test_bench_takes_the_size_of_the_static_artifacts_before_it():
         }
     )
     assert [s.config.imgsz for s in r.stages] == [None, 256, 320]
+
+
+def test_a_key_given_twice_or_a_file_that_is_not_text_is_refused_by_name(tmp_path):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("stages:\n  - prune: {ratio: 0.3, ratio: 0.6}\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml: .*line 2, column 25: .*'ratio' twice"):
+        load_recipe(twice)
+    binary = tmp_path / "photo.yaml"
+    binary.write_bytes(b"\x89PNG\x00\x01")
+    with pytest.raises(ConfigError, match=r"photo.yaml: not a text file"):
+        load_recipe(binary)
+
+
+def test_a_missing_teacher_or_unknown_model_is_refused_before_any_stage(tmp_path, inputs, ran):
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    for stages, match in (
+        ([{"prune": {"ratio": 0.3}}, {"distill": {"teacher": "/no/t.pt"}}], "teacher /no/t.pt"),
+        ([{"prune": {"ratio": 0.3}}, {"train": {"model": "damo-x"}}], "'damo-x' is neither"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            run_recipe(model, data, {"stages": stages}, out=tmp_path / "out")
+        assert ran == [] and not (tmp_path / "out").exists()
 
 
 def test_unknown_top_level_key_and_missing_file(tmp_path):
@@ -221,6 +254,8 @@ def ran(monkeypatch):
     for name in list(pl._RUNNERS):
         monkeypatch.setitem(pl._RUNNERS, name, stub(name))
     monkeypatch.setattr(pl, "_stage_bench", stub("bench"))
+    # the stand-in data.yaml has no split to read: the stubs never read it
+    monkeypatch.setattr("yoloslim.eval.val.require_boxes", lambda data, split="val": None)
     return calls
 
 

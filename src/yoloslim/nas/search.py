@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -639,6 +640,16 @@ def search_from_dict(
     Example:
         >>> search_from_dict({"imgsz": 320, "budget": {"flops": 1.0}, "iterations": 100}, "runs/nas")
     """
+    return search(**search_kwargs(d), out=out, progress=progress)
+
+
+def search_kwargs(d: dict) -> dict:
+    """:func:`search`'s keyword arguments from a mapping, every value checked (a recipe's
+    ``nas:`` stage is checked this way when the recipe loads, before any stage runs).
+
+    Raises:
+        ConfigError: an unknown key, no ``budget``, or a value :func:`search` refuses.
+    """
     if not isinstance(d, dict):
         raise ConfigError(f"nas: expected a mapping, got {type(d).__name__}")
     unknown = sorted(set(d) - _DICT_KEYS)
@@ -660,4 +671,27 @@ def search_from_dict(
                 f"allowed: {sorted(fields)}"
             )
         kw["latency"] = LatencySettings(**lat)
-    return search(**kw, out=out, progress=progress)
+    given = {
+        k: p.default
+        for k, p in inspect.signature(search).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    given.update(kw)
+    _validate_args(*(given[k] for k in _ARG_ORDER))
+    _validate_seed_and_weights(given["seed"], given["stage_weights"])
+    if given["score_method"] not in SCORE_METHODS:
+        raise ConfigError(f"score_method={given['score_method']!r} must be one of {SCORE_METHODS}")
+    return kw
+
+
+# _validate_args's parameters, in its order
+_ARG_ORDER = (
+    "imgsz",
+    "population",
+    "iterations",
+    "init_repeats",
+    "nc",
+    "top_k",
+    "score_batch",
+    "polish",
+)
