@@ -461,6 +461,24 @@ def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = N
             raise ConfigError(f"{out}: {what} changed since this run; use another output folder")
 
 
+def _rebased(record: dict, out: Path, done: Path) -> dict:
+    """``record`` with the paths into the run folder it was written in (``record["run"]``)
+    moved to ``out``, where that folder is now (copied or moved: a copy used the original's
+    files, a moved run failed part way); saved back so. Paths outside the run (the input
+    model, a teacher) stay."""
+    was = record.get("run")
+    if not was or was == str(out):
+        return record
+    old, new = json.dumps(was)[1:-1], json.dumps(str(out))[1:-1]  # as the JSON spells them
+    text = json.dumps(record, default=str)
+    text = text.replace(f'"{old}"', f'"{new}"').replace(f'"{old}/', f'"{new}/')
+    moved = json.loads(text)
+    moved["run"] = str(out)
+    log.info("resume: %s was written in %s; its paths now point into %s", done, was, out)
+    atomic_write_text(done, json.dumps(moved, indent=1, default=str) + "\n")
+    return moved
+
+
 def _stage_record(done: Path, name: str) -> dict | None:
     """The record ``done`` (a stage's ``stage.json``) of a finished ``name`` stage, or None
     when there is none, or when the file is not one (then, with a warning, the stage runs
@@ -641,6 +659,8 @@ def run_recipe(
             sdir = out / f"{i:02d}-{stage.name}"
             done = sdir / "stage.json"
             record = _stage_record(done, stage.name) if resume and not redo else None
+            if record is not None:
+                record = _rebased(record, out, done)
             missing = _missing_outputs(record, out) if record is not None else []
             if missing:
                 log.warning(
@@ -673,6 +693,7 @@ def run_recipe(
                 record = {
                     "stage": stage.name,
                     "index": i,
+                    "run": str(out),  # where its paths point; a copied run rebases them
                     "model": outcome["model"],
                     "rows": outcome["rows"],
                     "report": outcome["report"],

@@ -482,6 +482,35 @@ def test_resume_runs_a_stage_again_when_its_output_is_gone_and_the_stages_after_
     assert (out / "01-prune" / "pruned.pt").is_file()
 
 
+def test_a_copied_or_moved_run_resumes_on_its_own_files(tmp_path, inputs, ran, monkeypatch):
+    # a copy used the original run's files (its report pointed into it); a moved run failed
+    # part way, its records naming the old folder
+    import shutil
+
+    import yoloslim.pipeline as pl
+
+    model, data = inputs
+
+    def fake_prune(st, cfg, data, sdir, progress):
+        ran.append(("prune", cfg))
+        (sdir / "pruned.pt").write_bytes(b"x")
+        return {"model": str(sdir / "pruned.pt"), "rows": [], "report": {}}
+
+    monkeypatch.setitem(pl._RUNNERS, "prune", fake_prune)
+    recipe = {"stages": [{"prune": {"ratio": 0.5}}, {"export": {}}]}
+    first = tmp_path / "a"
+    pl.run_recipe(model, data, recipe, out=first)
+    copy, moved = tmp_path / "b", tmp_path / "c"
+    shutil.copytree(first, copy)
+    res = pl.run_recipe(model, data, recipe, out=copy, resume=True)
+    assert len(ran) == 2  # nothing ran again: the copy's own files are there
+    assert res.report["final_model"] == str(copy / "01-prune" / "pruned.pt")
+    assert str(first) not in (copy / "01-prune" / "stage.json").read_text()
+    first.rename(moved)
+    res = pl.run_recipe(model, data, recipe, out=moved, resume=True)
+    assert len(ran) == 2 and res.report["final_model"] == str(moved / "01-prune" / "pruned.pt")
+
+
 def test_two_stages_of_one_kind_keep_both_rows(tmp_path, inputs, ran, monkeypatch):
     import yoloslim.pipeline as pl
 
