@@ -461,6 +461,16 @@ def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = N
             raise ConfigError(f"{out}: {what} changed since this run; use another output folder")
 
 
+def _restore_reports(bench_dir: Path, out: Path) -> None:
+    """Put back a bench stage's report files at the run's top level where one is gone (a
+    resume that found every stage done left them missing)."""
+    for name in ("report.json", "report.md", "pareto.png"):
+        src, dst = bench_dir / name, out / name
+        if src.is_file() and not dst.exists():
+            with staged(dst) as tmp:
+                shutil.copyfile(src, tmp)
+
+
 def _rebased(record: dict, out: Path, done: Path) -> dict:
     """``record`` with the paths into the run folder it was written in (``record["run"]``)
     moved to ``out``, where that folder is now (copied or moved: a copy used the original's
@@ -715,6 +725,7 @@ def run_recipe(
             stage_reports.append({"stage": stage.name, "index": i, "dir": str(sdir)})
             if stage.name == "bench":
                 result_report = record["report"]
+                _restore_reports(sdir, out)
         final = {
             "recipe": rec.name,
             "stages": stage_reports,

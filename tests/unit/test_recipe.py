@@ -511,6 +511,20 @@ def test_a_copied_or_moved_run_resumes_on_its_own_files(tmp_path, inputs, ran, m
     assert len(ran) == 2 and res.report["final_model"] == str(moved / "01-prune" / "pruned.pt")
 
 
+def test_a_resume_with_every_stage_done_puts_back_the_runs_report(tmp_path, inputs, ran):
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    out = tmp_path / "out"
+    recipe = {"stages": [{"export": {}}, {"bench": {}}]}
+    run_recipe(model, data, recipe, out=out)
+    (out / "02-bench" / "report.md").write_text("the bench stage's table\n")  # the stub's
+    assert not (out / "report.md").exists()
+    run_recipe(model, data, recipe, out=out, resume=True)
+    assert len(ran) == 2  # nothing ran again
+    assert (out / "report.md").read_text() == "the bench stage's table\n"
+
+
 def test_two_stages_of_one_kind_keep_both_rows(tmp_path, inputs, ran, monkeypatch):
     import yoloslim.pipeline as pl
 
