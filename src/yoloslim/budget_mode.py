@@ -225,13 +225,19 @@ def run_budget(
                 marker.unlink()
         atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
 
-        def cached(marker: Path, make: Callable[[], str]) -> str:
-            if resume and marker.exists():
+        remade: list[Path] = []  # markers of what this run made again
+
+        def cached(marker: Path, make: Callable[[], str], after: Path | None = None) -> str:
+            """The path ``marker`` records, made again when it is gone or when what it was
+            made from (the step recorded by ``after``) was made again in this run."""
+            stale = after is not None and after in remade
+            if resume and marker.exists() and not stale:
                 path = Path(marker.read_text().strip())
                 if path.exists():  # else: made again
                     return str(path)
             path = make()
             atomic_write_text(marker, str(path) + "\n")
+            remade.append(marker)
             return str(path)
 
         candidates: list[tuple[float, str, str]] = []  # (ratio, scheme, artifact)
@@ -261,7 +267,7 @@ def run_budget(
                 atomic_write_text(cdir / "onnx.txt", str(res.artifacts["onnx"]) + "\n")
                 return str(res.artifacts["openvino"])
 
-            xml = cached(cdir / "float.txt", exported)
+            xml = cached(cdir / "float.txt", exported, after=cdir / "pruned.txt")
             onnx_marker = cdir / "onnx.txt"  # absent in runs from before it was written
             source = onnx_marker.read_text().strip() if onnx_marker.exists() else ckpt
             int8 = cached(
@@ -269,6 +275,7 @@ def run_budget(
                 lambda source=source, cdir=cdir: quantize(
                     source, data, config=quant_cfg, out=cdir / "int8", progress=progress
                 ).artifacts["int8"],
+                after=cdir / "float.txt",
             )
             candidates += [(ratio, "float", xml), (ratio, "int8", int8)]
 
@@ -290,7 +297,9 @@ def run_budget(
             "threads": lat.threads or "runtime default",
             "data": str(data),
         }
-        bench = _finished_bench(out / "budget.json", paths, names, same) if resume else None
+        # measurements of files made again in this run are of the files they replaced
+        reuse = resume and not remade
+        bench = _finished_bench(out / "budget.json", paths, names, same) if reuse else None
         if bench is None:
             bench = benchmark(paths, data, batches=(1,), latency=lat, names=names).report
             write_report(bench, out)

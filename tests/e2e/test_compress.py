@@ -171,12 +171,14 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a finished candidate was made or measured again")
 
-    for mod, name in [
+    steps = [
         (prune_mod, "prune"),
         (quant_mod, "quantize"),
         (export_mod, "export"),
         (measure_mod, "benchmark"),
-    ]:
+    ]
+    real = {name: getattr(mod, name) for mod, name in steps}
+    for mod, name in steps:
         monkeypatch.setattr(mod, name, boom)
     # resuming with a latency budget nobody meets: the same grid and measurements, reselected
     again = run_budget(
@@ -197,6 +199,23 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
     # and a recipe run (compress without a budget) does not take over its folder
     with pytest.raises(ConfigError, match=r"holds a budget run \(grid/\)"):
         run_recipe(ckpt, data, BUDGET_RECIPE, out=out, resume=True)
+    # a candidate's checkpoint gone: pruned again, and what was made from it (its float IR,
+    # its INT8 model, the measurements) made again too; they were kept, of the old checkpoint
+    calls = []
+
+    def recorded(name):
+        def run(*a, **k):
+            calls.append(name)
+            return real[name](*a, **k)
+
+        return run
+
+    for mod, name in steps:
+        monkeypatch.setattr(mod, name, recorded(name))
+    pruned = Path((out / "grid" / "ratio-0.30" / "pruned.txt").read_text().strip())
+    pruned.unlink()
+    run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=100.0, ratios=(0.3,), resume=True)
+    assert sorted(calls) == ["benchmark", "export", "prune", "quantize"], calls
 
 
 def test_budget_mode_bad_arguments(base, tmp_path):
