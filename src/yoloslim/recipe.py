@@ -222,6 +222,10 @@ def _check_types(cls: type, values: dict, where: str) -> None:
         if not ok:
             names = " or ".join(dict.fromkeys(a.__name__ for a in allowed))
             raise ConfigError(f"{where}: {key}={value!r} must be {names}")
+        nested = next((a for a in allowed if dataclasses.is_dataclass(a)), None)
+        if nested is not None and isinstance(value, dict):  # advanced: {...}, loss: {...}
+            known = _field_names(nested)
+            _check_types(nested, {k: v for k, v in value.items() if k in known}, f"{where}: {key}")
 
 
 def _simple(cls: type, values: dict, where: str):

@@ -102,6 +102,11 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
             [{"nas": {"budget": {"flops": 1.0}, "space": {"template": "damo-x"}}}],
             r"stage 1 \(nas\).*damo-x",
         ),
+        # nested settings are typed too (it said "'>=' not supported between str and int")
+        (
+            [{"prune": {"advanced": {"round_to": "eight"}}}],
+            r"stage 1 \(prune\): advanced: round_to='eight' must be int",
+        ),
         # every nas value is checked at load (imgsz "big" crashed at run time)
         ([{"nas": {"imgsz": "big", "budget": {"flops": 1.0}}}], r"stage 1 \(nas\).*imgsz='big'"),
         ([{"nas": {"budget": {"flops": 1.0}, "iterations": -3}}], r"stage 1 \(nas\).*iterations"),
