@@ -185,9 +185,12 @@ def run_budget(
     ignored = [s.name for s in rec.stages if s.name not in _TEMPLATES]
     if ignored:
         log.warning(
-            "budget mode takes only the recipe's %s stages as templates; %s do not run",
+            "budget mode takes only the recipe's %s stages as templates; its %s stage%s "
+            "do%s not run",
             "/".join(_TEMPLATES),
             ", ".join(ignored),
+            "s" if len(ignored) > 1 else "",
+            "" if len(ignored) > 1 else "es",
         )
     prune_cfg = _template(rec, "prune", PruneConfig(latency=False))
     prune_cfgs = {  # checked now, not when its candidate's turn comes
