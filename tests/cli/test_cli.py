@@ -623,9 +623,9 @@ def test_predict_and_val_refuse_imgsz_not_a_multiple_of_32(trained, data_yaml, c
     img = next((data_yaml.parent / "images" / "val").iterdir())
     ck = str(trained / "best.pt")
     assert main(["predict", str(img), "--model", ck, "--imgsz", "100"]) == 2
-    assert "imgsz=100 must be a multiple of 32" in capsys.readouterr().err
+    assert "--imgsz 100 must be a multiple of 32" in capsys.readouterr().err
     assert main(["val", "--model", ck, "--data", str(data_yaml), "--imgsz", "100"]) == 2
-    assert "imgsz=100 must be a multiple of 32" in capsys.readouterr().err
+    assert "--imgsz 100 must be a multiple of 32" in capsys.readouterr().err
 
 
 def test_val_shows_a_dash_for_a_class_without_ground_truth(trained, tmp_path, capsys, caplog):

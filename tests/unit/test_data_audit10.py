@@ -357,33 +357,41 @@ def test_upper_case_txt_list_file_is_read(tmp_path):
 # --- 5: one image read twice ------------------------------------------------------------
 
 
-def test_overlapping_and_repeated_sources_read_each_image_once(tmp_path, caplog):
+def test_val_reads_each_image_once_and_train_keeps_repeats_with_a_warning(tmp_path, caplog):
+    # overlapping folders and a source listed twice: val evaluates each image once; train keeps
+    # them (listing a set again is how a YOLO data.yaml oversamples it) and says so
     for stem in ("a", "b"):
         _yolo(tmp_path, "train", stem)
     for stem in ("c", "d"):
         _yolo(tmp_path, "train/sub", stem)
-    yaml = _yaml(
-        tmp_path,
-        "train: [images/train, images/train/sub, images/train]\nval: images/train/sub\n"
-        "names: [cat]\n",
-    )
+    both = "[images/train, images/train/sub, images/train]"
+    yaml = _yaml(tmp_path, f"train: {both}\nval: {both}\nnames: [cat]\n")
+    cfg = load_data_config(yaml)
     with caplog.at_level(logging.WARNING):
-        samples = load_samples(load_data_config(yaml), "train")
-    assert sorted(s.path.name for s in samples) == ["a.png", "b.png", "c.png", "d.png"]
-    assert sorted(s.image_id for s in samples) == [0, 1, 2, 3]
-    assert "6 image(s) listed more than once (in several of its sources) read once" in caplog.text
+        val = load_samples(cfg, "val")
+    assert sorted(s.path.name for s in val) == ["a.png", "b.png", "c.png", "d.png"]
+    assert sorted(s.image_id for s in val) == [0, 1, 2, 3]
+    assert "6 image(s) listed more than once (in its sources or list files) read once" in (
+        caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        train = load_samples(cfg, "train")
+    assert len(train) == 10 and sorted(s.image_id for s in train) == list(range(10))
+    assert "6 image(s) listed more than once (in its sources or list files) kept" in caplog.text
 
 
-def test_repeated_list_entries_are_read_once(tmp_path, caplog):
+def test_repeated_list_entries_are_read_once_in_val(tmp_path, caplog):
     for stem in ("a", "b"):
         _yolo(tmp_path, "train", stem)
-    (tmp_path / "train.txt").write_text(
+    (tmp_path / "val.txt").write_text(
         "images/train/a.png\nimages/train/b.png\n./images/train/a.png\n"
     )
+    yaml = _yaml(tmp_path, "train: val.txt\nval: val.txt\nnames: [cat]\n")
     with caplog.at_level(logging.WARNING):
-        samples = read_yolo(tmp_path / "train.txt", NAMES)
+        samples = load_samples(load_data_config(yaml), "val")
     assert [s.path.name for s in samples] == ["a.png", "b.png"]
-    assert "1 image(s) listed more than once (repeated entries)" in caplog.text
+    assert "1 image(s) listed more than once" in caplog.text
 
 
 def test_one_image_with_different_labels_in_two_coco_sources_is_refused(tmp_path):
@@ -407,7 +415,7 @@ def test_one_image_with_different_labels_in_two_coco_sources_is_refused(tmp_path
         "val: one.json\nval_images: imgs\nnames: [cat]\n",
     )
     with pytest.raises(
-        DataError, match=r"a\.jpg is listed in several of its sources with different"
+        DataError, match=r"a\.jpg is listed in its sources or list files with different"
     ):
         load_samples(load_data_config(yaml), "train")
 

@@ -1,5 +1,7 @@
-"""One image read twice: within a split (overlapping sources, a repeated list entry) it is
-dropped, with a warning; shared by train and val it is reported (a leak that inflates mAP).
+"""One image read twice: within the val split (overlapping sources, a repeated list entry)
+it is evaluated once, with a warning; within the train split it is kept, with a warning (a
+source listed twice is how YOLO data.yaml files oversample a set); shared by train and val it
+is reported (a leak that inflates mAP).
 
 Two paths are the same image when they name the same file: the same device and inode, which
 covers what ``Path.resolve()`` equates (``./``, ``..``, symbolic links) and hard links too.
@@ -39,9 +41,12 @@ def unique(
     what: str,
     path: Callable[[T], Path],
     differ: Callable[[T, T], bool] | None = None,
+    *,
+    keep: bool = False,
 ) -> list[T]:
     """``items`` without the later ones whose ``path`` names a file an earlier one does, and
-    one warning that counts them and names a few (``what`` says where they came from).
+    one warning that counts them and names a few (``what`` says where they came from);
+    ``keep``: all of them, the warning saying each repeat counts again.
 
     Raises:
         DataError: ``differ(first, later)`` is true for a repeat: the two carry different
@@ -60,15 +65,21 @@ def unique(
                     f"{first}); merge its annotations into one source"
                 )
             dropped.append(str(p) if p == first else f"{p} (= {first})")
+            if not keep:
+                continue
+            out.append(item)
             continue
         seen[key] = p, item
         out.append(item)
     if dropped:
         logger.warning(
-            "%s: %d image(s) listed more than once (%s) read once: %s",
+            "%s: %d image(s) listed more than once (%s) %s: %s",
             source,
             len(dropped),
             what,
+            "kept, so each counts once per listing in an epoch (list it once to read it once)"
+            if keep
+            else "read once",
             examples(dropped),
         )
     return out

@@ -220,8 +220,6 @@ def read_yolo(
     """
     source = Path(images_dir)
     files, folder = _list_images(source)
-    if folder is None:  # a list file may name an image twice
-        files = unique(files, source, "repeated entries", lambda p: p)
     hint = "" if folder else f"relative entries resolve against the list's folder {source.parent}"
     sizes = probe_images(files, source, skipped, hint=hint)
     ldir = Path(labels_dir) if labels_dir is not None else None
@@ -316,14 +314,19 @@ def load_samples(
             out += read_coco(src.path, src.images, cfg.names, skipped=skipped)[0]
         else:
             out += read_voc(src.path, cfg.names, skipped=skipped)
-    if len(sources) > 1:  # overlapping folders (images/train and images/train/sub), say
-        where = f"{cfg.yaml_path}: key '{split}'"
-        out = unique(
-            out,
-            where,
-            "in several of its sources",
-            lambda s: s.path,
-            lambda a, b: not same_labels(a, b),
-        )
+    # overlapping folders (images/train and images/train/sub), a source or list line given
+    # twice: val evaluates each image once; train keeps the repeats (a YOLO data.yaml
+    # oversamples a set by listing it again), both with a warning
+    where = f"{cfg.yaml_path}: key '{split}'"
+    out = unique(
+        out,
+        where,
+        "in its sources or list files",
+        lambda s: s.path,
+        lambda a, b: not same_labels(a, b),
+        keep=split == "train",
+    )
+    ids = [s.image_id for s in out]
+    if len(sources) > 1 or len(set(ids)) != len(ids):  # ids from several readers, or repeats
         out = [dataclasses.replace(s, image_id=i) for i, s in enumerate(out)]
     return out
