@@ -12,6 +12,16 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _no_stop_left():
+    """A test that stops a command (or calls sigterm_as_interrupt itself) leaves no recorded
+    stop for the next one's library calls (export would take their errors for a stop)."""
+    from yoloslim.errors import STOPS
+
+    yield
+    STOPS.clear()
+
+
 def _interrupting(real, on_call: int):
     """``real``, except that its ``on_call``-th call raises KeyboardInterrupt (a Ctrl-C that
     lands there); the calls so far are in the wrapper's ``calls``."""

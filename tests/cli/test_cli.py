@@ -219,6 +219,9 @@ def test_a_bad_value_from_a_config_file_keeps_the_settings_name(data_yaml, tmp_p
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"--config {cfg}: TrainConfig.batch=0 must be >= 1" in err  # --batch was not given
+    cfg.write_text("batch: 16.5\n")  # --batch's default, 16, starts the value: not the flag
+    assert main(argv) == 2
+    assert "TrainConfig.batch=16.5 must be an integer" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("how", "code"), [("interrupted", 130), ("terminated", 143)])
@@ -236,6 +239,9 @@ def test_ctrl_c_and_sigterm_stop_a_command_with_one_line(how, code, tmp_path, mo
     assert main(["nas", "--budget-flops", "1", "--out", str(tmp_path / "a.yaml")]) == code
     err = capsys.readouterr().err
     assert err.strip() == how
+    from yoloslim.errors import stop_requested
+
+    assert stop_requested() is None  # the command's own: a library call after it is no stop
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -621,6 +621,15 @@ def test_a_format_that_cannot_be_written_is_recorded_and_the_others_stay(tmp_pat
     assert (tmp_path / "triton").read_text() == "a file of the user's"
 
 
+def test_an_nms_graph_that_cannot_be_written_is_its_own_failure_not_the_onnxs(tmp_path):
+    (tmp_path / "model_e2e.onnx").mkdir()  # a folder in the way of the NMS graph
+    with pytest.raises(ExportError, match=r"onnx_nms: .*model_e2e.onnx.*onnx passed and stay"):
+        export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, nms=True)
+    formats = json.loads((tmp_path / "export_report.json").read_text())["formats"]
+    assert formats["onnx"]["passed"] and (tmp_path / "model.onnx").is_file()
+    assert formats["onnx_nms"]["passed"] is False and formats["onnx_nms"]["path"] is None
+
+
 def test_an_onnx_that_fails_its_check_keeps_the_earlier_nms_graph_listed_as_earlier(
     tmp_path, monkeypatch
 ):

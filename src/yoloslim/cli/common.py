@@ -274,19 +274,33 @@ _SETTING = re.compile(r"(?<![\w.-])(?:[A-Z]\w*\.)?([a-z_][a-z0-9_]*)=")
 def _name_flags(text: str, fn: Callable[..., Any], params: dict[str, Any]) -> str:
     """``text`` with each ``[Class.]name=value`` the library wrote for a setting the command
     got as an option with that very value said as the option: ``--batch 0`` for
-    ``TrainConfig.batch=0``, so the user reads what to change on the command line."""
+    ``TrainConfig.batch=0``, so the user reads what to change on the command line. A command
+    that reads ``--config`` (it has a context) rewrites only the options given on the command
+    line: a value from the file keeps its setting's name."""
     signature = inspect.signature(fn).parameters
+    ctx = params.get("ctx")
 
     def flag(m: re.Match) -> str:
         name = m.group(1)
         value = params.get(name)
         if name not in signature or value is None or isinstance(value, bool):
             return m.group(0)
+        if isinstance(ctx, typer.Context) and not option_given(ctx, name):
+            return m.group(0)
         shown = repr(str(value)) if isinstance(value, Path) else repr(value)
         decls = getattr(signature[name].default, "param_decls", None) or ()
         longs = [d for d in decls if d.startswith("--")]
         option = longs[0].split("/")[0] if longs else "--" + name.replace("_", "-")
-        if not text.startswith(shown, m.end()) or option in text:
+        end = m.end() + len(shown)
+        whole = text.startswith(shown, m.end()) and text[end : end + 1] in (
+            "",
+            " ",
+            ",",
+            ";",
+            ")",
+            ":",
+        )
+        if not whole or re.search(rf"{re.escape(option)}(?![\w-])", text):
             return m.group(0)
         if isinstance(signature[name].default, typer.models.ArgumentInfo):
             return m.group(0)  # a positional argument has no option to name

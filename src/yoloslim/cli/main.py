@@ -92,8 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     Run as the ``yoloslim`` command (``argv`` None), a command stopped by Ctrl-C or SIGTERM
     exits at once, even when the interrupt left a library's worker thread waiting for work
     that will never come (the interpreter would wait for that thread at exit forever)."""
-    rc = _run(argv)
-    if argv is None and stop_requested() is not None and _stray_threads():
+    from yoloslim.errors import STOPS
+
+    try:
+        rc = _run(argv)
+        stopped = stop_requested() is not None
+    finally:
+        STOPS.clear()  # the stop was this command's: library calls after it must not see it
+    if argv is None and stopped and _stray_threads():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(rc)

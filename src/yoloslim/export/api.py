@@ -198,24 +198,23 @@ def export(
         e2e = {"conf": nms_conf, "iou": nms_iou, "max_det": nms_max_det} if nms else None
         try:
             for fmt in formats:
-                try:
-                    _export_one(fmt, ctx, report, artifacts, failed, previous, verify, e2e)
-                except (YoloslimError, OSError) as e:
-                    if stop_requested() is not None:  # a stop the converter wrapped
-                        raise
-                    # written but its runtime would not load it, or not written at all (a
-                    # file in the way, a converter's failure): recorded like a failed check,
-                    # and the other formats still go
-                    entry = report["formats"].setdefault(fmt, {"path": None})
-                    entry.update(passed=False, error=f"{type(e).__name__}: {e}")
-                    failed.append(f"{fmt}: {e}")
-                    artifacts.pop(fmt, None)
-                if fmt == "onnx" and nms and "onnx_nms" not in artifacts:
-                    # no NMS graph from this ONNX: an earlier one left on disk stays listed as
-                    # the earlier export's it is
-                    kept = _surviving(
-                        previous, (previous or {"formats": {}})["formats"].get("onnx_nms"), out
+                step = functools.partial(
+                    _export_one, fmt, ctx, report, artifacts, failed, previous, verify
+                )
+                _recorded(fmt, step, report, artifacts, failed)
+                if fmt != "onnx" or e2e is None:
+                    continue
+                onnx_entry = report["formats"]["onnx"]
+                if onnx_entry.get("passed", not verify):  # none from an ONNX that disagrees
+                    nms_step = functools.partial(
+                        _export_nms, ctx, report, artifacts, failed, verify, e2e
                     )
+                    _recorded("onnx_nms", nms_step, report, artifacts, failed)
+                if "onnx_nms" not in report["formats"]:
+                    # no NMS graph from this ONNX: an earlier one left on disk stays listed
+                    # as the earlier export's it is
+                    was = (previous or {"formats": {}})["formats"].get("onnx_nms")
+                    kept = _surviving(previous, was, out)
                     if kept is not None:
                         report["formats"]["onnx_nms"] = kept
         finally:
@@ -231,6 +230,22 @@ def export(
         return Result(fused, report, artifacts)
 
 
+def _recorded(name: str, step, report: dict, artifacts: dict, failed: list[str]) -> None:
+    """Run ``step``; an error it raises (its file written but refused by its runtime, or
+    not written at all: a file in the way, a converter's failure) is recorded under ``name``
+    like a failed check, so the other formats still go. A stop a library wrapped in its own
+    error is still a stop."""
+    try:
+        step()
+    except (YoloslimError, OSError) as e:
+        if stop_requested() is not None:
+            raise
+        entry = report["formats"].setdefault(name, {"path": None})
+        entry.update(passed=False, error=f"{type(e).__name__}: {e}")
+        failed.append(f"{name}: {e}")
+        artifacts.pop(name, None)
+
+
 def _export_one(
     fmt: str,
     ctx: ExportContext,
@@ -239,10 +254,8 @@ def _export_one(
     failed: list[str],
     previous: dict | None,
     verify: bool,
-    e2e_settings: dict | None,
 ) -> None:
-    """Write and check one format into ``report`` and, after the ONNX, its NMS graph (with
-    ``e2e_settings``: conf, iou, max_det; None for none)."""
+    """Write and check one format into ``report``."""
     out = ctx.out
     exporter = EXPORTERS[fmt]
     path = exporter.export(ctx)
@@ -256,20 +269,32 @@ def _export_one(
         entry["note"] = f"{fmt} keeps a batch of 1 (dynamic does not apply to it)"
         log.warning("%s: %s", path, entry["note"])
     log.info("exported %s -> %s", fmt, path)
-    if verify and not _checked(exporter.verify, path, ctx, entry, failed, fmt):
-        return  # no NMS graph from an ONNX that disagrees with PyTorch
-    if not verify:
+    if verify:
+        _checked(exporter.verify, path, ctx, entry, failed, fmt)
+    else:
         entry["verified"] = False
-    if fmt == "onnx" and e2e_settings is not None:
-        from yoloslim.export.nms import append_nms
 
-        e2e = append_nms(path, out / f"{ctx.stem}_e2e.onnx", **e2e_settings)
-        artifacts["onnx_nms"] = e2e
-        nms_entry: dict = {"path": str(e2e), "size_mb": path_size_mb(e2e)}
-        report["formats"]["onnx_nms"] = nms_entry
-        if verify:
-            check = functools.partial(_verify_nms, plain=path)
-            _checked(check, e2e, ctx, nms_entry, failed, "onnx_nms")
+
+def _export_nms(
+    ctx: ExportContext,
+    report: dict,
+    artifacts: dict[str, Path],
+    failed: list[str],
+    verify: bool,
+    settings: dict,
+) -> None:
+    """Append NMS (``settings``: conf, iou, max_det) to the ONNX just written, as
+    ``{stem}_e2e.onnx``, and check it against the plain ONNX's postprocess."""
+    from yoloslim.export.nms import append_nms
+
+    path = artifacts["onnx"]
+    e2e = append_nms(path, ctx.out / f"{ctx.stem}_e2e.onnx", **settings)
+    artifacts["onnx_nms"] = e2e
+    nms_entry: dict = {"path": str(e2e), "size_mb": path_size_mb(e2e)}
+    report["formats"]["onnx_nms"] = nms_entry
+    if verify:
+        check = functools.partial(_verify_nms, plain=path)
+        _checked(check, e2e, ctx, nms_entry, failed, "onnx_nms")
 
 
 def _checked(verify_fn, path: Path, ctx: ExportContext, entry: dict, failed: list, fmt: str):
