@@ -84,6 +84,13 @@ def _finished_bench(saved: Path, paths: list[str], names: list[str], settings: d
     return bench
 
 
+# a candidate's markers, and those of what is made from each (made again with it)
+_MADE_FROM = {
+    "pruned.txt": ("float.txt", "onnx.txt", "int8.txt"),
+    "float.txt": ("onnx.txt", "int8.txt"),
+}
+
+
 def run_budget(
     model: str | Path,
     data: str | Path,
@@ -228,19 +235,20 @@ def run_budget(
                 marker.unlink()
         atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
 
-        remade: list[Path] = []  # markers of what this run made again
-
-        def cached(marker: Path, make: Callable[[], str], after: Path | None = None) -> str:
-            """The path ``marker`` records, made again when it is gone or when what it was
-            made from (the step recorded by ``after``) was made again in this run."""
-            stale = after is not None and after in remade
-            if resume and marker.exists() and not stale:
+        def cached(marker: Path, make: Callable[[], str]) -> str:
+            """The path ``marker`` records; made again when it is gone, and then what was
+            made from it goes first (its markers, and the grid's measurements), so that a
+            resume stopped half way never takes them for this one's (on disk, not in memory:
+            the next resume sees it too)."""
+            if resume and marker.exists():
                 path = Path(marker.read_text().strip())
                 if path.exists():  # else: made again
                     return str(path)
+            for later in _MADE_FROM.get(marker.name, ()):
+                (marker.parent / later).unlink(missing_ok=True)
+            (out / "budget.json").unlink(missing_ok=True)  # its bench measured the old files
             path = make()
             atomic_write_text(marker, str(path) + "\n")
-            remade.append(marker)
             return str(path)
 
         candidates: list[tuple[float, str, str]] = []  # (ratio, scheme, artifact)
@@ -270,7 +278,7 @@ def run_budget(
                 atomic_write_text(cdir / "onnx.txt", str(res.artifacts["onnx"]) + "\n")
                 return str(res.artifacts["openvino"])
 
-            xml = cached(cdir / "float.txt", exported, after=cdir / "pruned.txt")
+            xml = cached(cdir / "float.txt", exported)
             onnx_marker = cdir / "onnx.txt"  # absent in runs from before it was written
             source = onnx_marker.read_text().strip() if onnx_marker.exists() else ckpt
             int8 = cached(
@@ -278,7 +286,6 @@ def run_budget(
                 lambda source=source, cdir=cdir: quantize(
                     source, data, config=quant_cfg, out=cdir / "int8", progress=progress
                 ).artifacts["int8"],
-                after=cdir / "float.txt",
             )
             candidates += [(ratio, "float", xml), (ratio, "int8", int8)]
 
@@ -300,9 +307,7 @@ def run_budget(
             "threads": lat.threads or "runtime default",
             "data": str(data),
         }
-        # measurements of files made again in this run are of the files they replaced
-        reuse = resume and not remade
-        bench = _finished_bench(out / "budget.json", paths, names, same) if reuse else None
+        bench = _finished_bench(out / "budget.json", paths, names, same) if resume else None
         if bench is None:
             bench = benchmark(paths, data, batches=(1,), latency=lat, names=names).report
             write_report(bench, out)

@@ -214,7 +214,17 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
         monkeypatch.setattr(mod, name, recorded(name))
     pruned = Path((out / "grid" / "ratio-0.30" / "pruned.txt").read_text().strip())
     pruned.unlink()
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_mod, "export", stopped)  # stopped once pruned again
+    with pytest.raises(KeyboardInterrupt):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=100.0, ratios=(0.3,), resume=True)
+    assert calls == ["prune"]
+    monkeypatch.setattr(export_mod, "export", recorded("export"))
     run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=100.0, ratios=(0.3,), resume=True)
+    # the next resume still knows the IR, the INT8 model and the measurements are stale
     assert sorted(calls) == ["benchmark", "export", "prune", "quantize"], calls
 
 
