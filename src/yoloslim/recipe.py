@@ -371,13 +371,14 @@ def load_recipe(recipe: str | Path | dict) -> Recipe:
 
 
 def _check_order(stages: list[Stage], source: str) -> None:
-    """A ``nas`` stage finds an untrained architecture: the stage after it must train it
-    (prune would rank random weights' channels, export and bench would ship them)."""
+    """A ``nas`` stage finds an untrained architecture: the stage after it must train it,
+    ``train`` or ``distill`` (prune would rank random weights' channels, export and bench
+    would ship them)."""
     for i, (st, after) in enumerate(zip(stages, stages[1:], strict=False), 1):
-        if st.name == "nas" and after.name != "train":
+        if st.name == "nas" and after.name not in ("train", "distill"):
             raise ConfigError(
                 f"{source}: stage {i + 1} ({after.name}) follows nas, whose architecture is "
-                "untrained; put a train stage between them"
+                "untrained; put a train (or distill) stage between them"
             )
 
 

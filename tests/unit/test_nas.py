@@ -382,6 +382,9 @@ def test_cli_nas_writes_arch_and_report(tmp_path):
         best["params_deploy"],
     )
     assert round(described["score"], 3) == round(best["score"], 3)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [1, 2\n")
+    assert main(["info", str(broken)]) == 2  # one line naming the file, not a traceback
     assert main(["nas", "--imgsz", "64", "--budget-flops", "0.00001", "--out", str(out)]) == 2
     wide = SearchSpace().arch(SearchSpace().widest_shallowest(), 2)
     rho = round(2 * measure_cost(wide, 64).effectiveness, 3)

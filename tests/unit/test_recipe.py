@@ -662,3 +662,8 @@ def test_a_stage_record_that_is_not_one_runs_the_stage_again(tmp_path, inputs, r
     run_recipe(model, data, recipe, out=out, resume=True)
     assert [n for n, _ in ran] == ["export", "export"]
     assert "is not the record of a finished export stage" in caplog.text
+
+
+def test_a_distill_stage_may_train_the_searched_architecture():
+    nas = {"nas": {"budget": {"flops": 1.0}}}
+    assert [s.name for s in load_recipe({"stages": [nas, "distill"]}).stages] == ["nas", "distill"]

@@ -140,12 +140,16 @@ def _arch_file(p: Path) -> dict[str, Any]:
     import yaml
 
     from yoloslim.bench.flops import model_profile
+    from yoloslim.configs import yaml_problem
     from yoloslim.export.common import path_size_mb
     from yoloslim.models import build_model, load_arch_yaml
 
     if not p.is_file():
         raise ModelError(f"{p}: arch file does not exist")
-    head = yaml.safe_load(p.read_text(errors="replace")) if p.stat().st_size < 1 << 20 else None
+    try:
+        head = yaml.safe_load(p.read_text(errors="replace")) if p.stat().st_size < 1 << 20 else None
+    except yaml.YAMLError as e:
+        raise ModelError(f"{p}: not valid YAML ({yaml_problem(e)})") from e
     if isinstance(head, dict) and not {"backbone", "arch"} & set(head):
         raise ModelError(
             f"{p}: not an architecture file (no backbone); info describes checkpoints, "
@@ -154,7 +158,7 @@ def _arch_file(p: Path) -> dict[str, Any]:
     arch = load_arch_yaml(p)
     with p.open(errors="replace") as f:
         first = f.readline()
-    found = re.search(r"MAE-DET score ([-\d.]+).* at (\d+) px", first)
+    found = re.search(r"MAE-DET score ([-+\w.]+).* at (\d+) px", first)
     imgsz = int(found.group(2)) if found else 320
     profile = model_profile(build_model(arch), imgsz=imgsz)
     return {
@@ -169,10 +173,17 @@ def _arch_file(p: Path) -> dict[str, Any]:
         "params_deploy": profile["params_deploy"],
         "gflops": round(profile["gflops"], 4),
         "stages": arch["backbone"]["stages"],
-        "score": float(found.group(1)) if found else None,
+        "score": _number(found.group(1)) if found else None,
         "history": [],
         "size_mb": path_size_mb(p),
     }
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _checkpoint(p: Path) -> dict[str, Any]:
