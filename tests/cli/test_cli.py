@@ -964,7 +964,7 @@ def test_data_check_names_a_few_skipped_images_and_counts_the_rest(tmp_path, cap
     assert len(json.loads(report.read_text())["splits"]["train"]["skipped_images"]) == 13
 
 
-def test_data_check_decode_skips_an_image_whose_pixel_data_is_corrupt(tmp_path, capsys):
+def test_data_check_decode_names_an_image_whose_pixel_data_is_corrupt(tmp_path, capsys):
     import io
     import struct
     import zlib
@@ -991,4 +991,5 @@ def test_data_check_decode_skips_an_image_whose_pixel_data_is_corrupt(tmp_path, 
     assert json.loads(report.read_text())["splits"]["train"]["skipped_images"] == []  # headers
     assert main([*argv, "--decode"]) == 0
     train = json.loads(report.read_text())["splits"]["train"]
-    assert train["skipped_images"] == [str(victim.with_suffix(".png"))]
+    assert train["undecodable_images"] == [str(victim.with_suffix(".png"))]
+    assert train["skipped_images"] == []  # training does not skip it: it stops on it

@@ -44,8 +44,8 @@ def check(
     decode: bool = typer.Option(
         False,
         "--decode",
-        help="Also decode every image whole, as training does, and skip those that fail "
-        "(corrupt pixel data behind valid headers); slower.",
+        help="Also decode every image whole, as training does, and name those that fail "
+        "(corrupt pixel data behind valid headers: training stops on them); slower.",
     ),
 ) -> None:
     """Validate a dataset and print per-split statistics."""
@@ -63,6 +63,8 @@ def check(
         cols.insert(3, "ignored (crowd/difficult)")
     if imgsz is not None:
         cols.append(f"dropped at imgsz {imgsz}")
+    if decode:
+        cols.append("undecodable")
     for col in cols:
         table.add_column(col, justify="left" if col == "split" else "right")
     for split, r in splits.items():
@@ -75,6 +77,7 @@ def check(
             str(r["missing_labels"]),
             str(len(r["skipped_images"])),
             *([str(r["dropped_at_imgsz"])] if imgsz is not None else []),
+            *([str(len(r["undecodable_images"]))] if decode else []),
         )
     print_table(table)
     per_class = Table(title="instances per class")

@@ -31,9 +31,10 @@ def check_dataset(
         imgsz: A training size: each split also counts ``dropped_at_imgsz``, the
             instances the training loader drops at that size (under 2 px a side, or
             thinner than 100:1, once the image is scaled down), warned about for train.
-        decode: Also decode every image whole, as the training loader does, and skip the
-            ones that fail (a PNG whose pixel data is corrupt under valid checksums passes
-            the header checks made otherwise). Slower: every pixel is read.
+        decode: Also decode every image whole, as the training loader does, and list the
+            ones that fail in ``undecodable_images`` (a PNG whose pixel data is corrupt under
+            valid checksums passes the header checks the loaders make, so training stops on
+            it when it gets there). Slower: every pixel is read.
 
     Returns:
         ``{"format", "names", "splits": {split: {"images", "instances",
@@ -66,8 +67,7 @@ def check_dataset(
         skipped: list[Path] = []
         unlabelled: list[Path] = []
         samples = load_samples(cfg, split, skipped=skipped, unlabelled=unlabelled)
-        if decode:
-            samples = _decodable(samples, skipped, split)
+        undecodable = _undecodable(samples, split) if decode else []
         read[split] = samples
         classes = np.concatenate([s.classes for s in samples]) if samples else np.zeros(0, np.int64)
         counts = np.bincount(classes, minlength=cfg.nc)
@@ -79,6 +79,7 @@ def check_dataset(
             "empty_images": sum(1 for s in samples if len(s.classes) == 0),
             "missing_labels": len(unlabelled),
             "skipped_images": [str(p) for p in skipped],
+            **({"undecodable_images": [str(p) for p in undecodable]} if decode else {}),
         }
         if imgsz is not None:
             lost, total = dropped_at(
@@ -112,37 +113,41 @@ def check_dataset(
     return report
 
 
-def _decodable(samples: list, skipped: list[Path], split: str) -> list:
-    """The samples whose image decodes whole, as the training loader reads it, at the size
-    recorded; the others go to ``skipped``, with one warning."""
+def _undecodable(samples: list, split: str) -> list[Path]:
+    """The images of ``samples`` that do not decode whole, as the training loader reads
+    them, at the size recorded; one warning names them: the readers' header checks pass
+    them, so training would stop on the first one it reaches."""
     from PIL import Image
 
     from yoloslim.progress import progress_console
     from yoloslim.runtime.images import to_rgb
 
-    kept, failed = [], []
+    bad: list[Path] = []
+    said: list[str] = []
     with progress_console().status(f"decoding the {len(samples)} {split} images"):
         for s in samples:
             try:
                 with Image.open(s.path) as im:
                     h, w = to_rgb(im, in_place=True).shape[:2]
-                ok = (w, h) == (s.width, s.height)
-                why = f"decodes to {w}x{h}, not the {s.width}x{s.height} its header says"
+                why = (
+                    None
+                    if (w, h) == (s.width, s.height)
+                    else (f"decodes to {w}x{h}, not the {s.width}x{s.height} its header says")
+                )
             except Exception as e:  # noqa: BLE001 - what the loader would stop on
-                ok, why = False, f"{type(e).__name__}: {e}"
-            if ok:
-                kept.append(s)
-            else:
-                skipped.append(s.path)
-                failed.append(f"{s.path} ({why})")
-    if failed:
+                why = f"{type(e).__name__}: {e}"
+            if why is not None:
+                bad.append(s.path)
+                said.append(f"{s.path} ({why})")
+    if bad:
         logger.warning(
-            "%d %s image(s) fail to decode whole and are skipped: %s",
-            len(failed),
+            "%d %s image(s) fail to decode whole; training stops on the first it reaches, so "
+            "remove or re-encode them: %s",
+            len(bad),
             split,
-            examples(failed),
+            examples(said),
         )
-    return kept
+    return bad
 
 
 def _report_orphans(cfg: DataConfig, split: str, into: dict[str, Any]) -> None:
