@@ -532,3 +532,30 @@ def test_data_check_reports_label_files_that_match_no_image(tmp_path, caplog):
     assert report["splits"]["val"]["orphan_labels"] == []
     assert "3 label file(s) of the train split match no image" in caplog.text
     assert "2 file(s) in the train image folders are skipped" in caplog.text
+
+
+def test_a_repeated_list_entry_is_oversampling_in_train_for_yolo_and_voc_alike(tmp_path, caplog):
+    # a YOLO list naming an image twice also said its label file served two images; a VOC
+    # list's repeated id was read once, in train too
+    for stem in ("a", "b"):
+        _yolo(tmp_path / "y", "train", stem)
+    (tmp_path / "y" / "list.txt").write_text("images/train/a.png\nimages/train/b.png\n" * 2)
+    yaml = _yaml(tmp_path / "y", "train: list.txt\nval: list.txt\nnames: [cat]\n")
+    with caplog.at_level(logging.WARNING):
+        train = load_samples(load_data_config(yaml), "train")
+    assert sorted(s.path.name for s in train) == ["a.png", "a.png", "b.png", "b.png"]
+    assert "serve more than one image" not in caplog.text
+    voc = tmp_path / "v"
+    for n in ("0001", "0002"):
+        _png(voc / "JPEGImages" / f"{n}.jpg", 100, 80)
+        _voc(voc, n, f"{n}.jpg")
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    (voc / "ImageSets" / "Main" / "train.txt").write_text("0001\n0001\n0002\n")
+    yaml = _yaml(
+        voc,
+        "format: voc\ntrain: ImageSets/Main/train.txt\nval: ImageSets/Main/train.txt\n"
+        "names: [cat]\n",
+    )
+    cfg = load_data_config(yaml)
+    assert [s.path.name for s in load_samples(cfg, "train")] == ["0001.jpg", "0001.jpg", "0002.jpg"]
+    assert [s.path.name for s in load_samples(cfg, "val")] == ["0001.jpg", "0002.jpg"]

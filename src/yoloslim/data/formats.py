@@ -26,7 +26,7 @@ import numpy as np
 
 from yoloslim.data.coco import read_coco
 from yoloslim.data.config import DataConfig
-from yoloslim.data.duplicates import same_labels, unique
+from yoloslim.data.duplicates import file_key, same_labels, unique
 from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, examples, probe_images, warn_empty
 from yoloslim.data.voc import read_voc
 from yoloslim.errors import ConfigError, DataError
@@ -234,8 +234,8 @@ def read_yolo(
         if parsed is None:
             missing.append(f)
             parsed = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
-        else:
-            label_of.setdefault(label, []).append(f)
+        elif file_key(f) not in {file_key(g) for g in label_of.get(label, [])}:
+            label_of.setdefault(label, []).append(f)  # an image listed again is no other one
         samples.append(Sample(f, *parsed, w, h, image_id))
     _warn_shared_labels(source, label_of)
     if samples and len(missing) == len(samples):

@@ -222,7 +222,7 @@ def _prepare(out: Path) -> None:
 
 # what a synthetic dataset holds under its three folders (the rest of ``out`` is left alone)
 _OURS = re.compile(
-    r"(images/(train|val)(/\d{6}\.jpg)?|labels/(train|val)(/\d{6}\.txt)?"
+    r"(images/(train|val)(/\d{6,}\.jpg)?|labels/(train|val)(/\d{6,}\.txt)?"
     r"|annotations(/instances_(train|val)\.json)?|images|labels)"
 )
 

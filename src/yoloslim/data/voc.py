@@ -271,7 +271,6 @@ def read_voc(
     parsed = []
     owner: dict[Path, Path] = {}  # image -> the annotation that resolved to it
     renamed: list[str] = []
-    repeated: list[str] = []
     for image_id, (stem, where) in enumerate(ids):
         xml = root / "Annotations" / f"{stem}.xml"
         if not xml.is_file():
@@ -280,8 +279,9 @@ def read_voc(
         objects = _parse_objects(xml, ann, names, keep_difficult)
         img, other = _image_for(root, ann, stem)
         if img in owner:
-            if owner[img] == xml:  # a list file naming an id twice: read once
-                repeated.append(where)
+            if owner[img] == xml:  # a list file naming an id twice: load_samples decides
+                # (kept in train, read once in val)
+                parsed.append((image_id, img, _size(ann), objects))
                 continue
             # two label sets for one image: one of them belongs to another image
             raise DataError(
@@ -292,8 +292,6 @@ def read_voc(
         if other is not None:
             renamed.append(f"{xml.name}: <filename> {other!r}, read {img.name}")
         parsed.append((image_id, img, _size(ann), objects))
-    if repeated:
-        log.warning("%s: %d repeated id(s) read once (%s)", src, len(repeated), examples(repeated))
     if renamed:
         log.warning(
             "%s: %d annotation(s) whose <filename> names another image than their id; each "
