@@ -346,6 +346,24 @@ def test_a_conv_returned_to_float_reads_float_values_with_float_weight_and_bias(
         for mine, was in zip(conv.input[1:], float_convs[conv.name].input[1:], strict=True):
             np.testing.assert_array_equal(inits[mine], floats[was])
     assert be.runner(r)(images[0]).shape == (1, 84, 6)
+    # one conv behind a Concat returned alone: it reads float values, the others do not
+    producer = {o: n for n in q.graph.node for o in n.output}
+
+    def behind_concat(n) -> bool:
+        dq = producer.get(n.input[0])
+        quant = producer.get(dq.input[0]) if dq is not None else None
+        made = producer.get(quant.input[0]) if quant is not None else None
+        return made is not None and made.op_type == "Concat"
+
+    one = next(n.name for n in q.graph.node if n.op_type == "Conv" and behind_concat(n))
+    r = be.revert(q, [one])
+    producer = {o: n for n in r.graph.node for o in n.output}
+    quantized = {
+        n.name for n in r.graph.node if n.op_type == "Conv" and _quantized_input(n, producer)
+    }
+    assert one not in quantized and len(quantized) == len(names) - 1
+    out = be.runner(r)(images[0])
+    assert out.shape == (1, 84, 6) and np.isfinite(out).all()
 
 
 # -- accuracy-aware policy ------------------------------------------------------------------

@@ -225,10 +225,9 @@ class OnnxRuntimeQuant:
         g.node.extend(added)
         _topological(g)
         _prune_dangling(model)
+        producer = {o: n for n in g.node for o in n.output}
         for node in g.node:
-            if node.name in wanted and _quantized_input(
-                node, {o: n for n in g.node for o in n.output}
-            ):
+            if node.name in wanted and _quantized_input(node, producer):
                 raise ExportError(
                     f"{node.name}: its input stays quantized after the float fallback (a "
                     "QuantizeLinear behind a layer the fallback does not rebuild)"
@@ -336,16 +335,14 @@ def _float_inputs(model, nodes: set[str]) -> None:
     decode must see them in float (FIELD_NOTES.md).
     """
     producer = {o: n for n in model.graph.node for o in n.output}
+    added: list = []
     for node in model.graph.node:
         if node.name not in nodes:
             continue
         for k, name in enumerate(node.input):
-            dq = producer.get(name)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            q = producer.get(dq.input[0])
-            if q is not None and q.op_type == "QuantizeLinear":
-                node.input[k] = q.input[0]
+            node.input[k] = _float_source(name, producer, added)
+    model.graph.node.extend(added)
+    _topological(model.graph)
     _prune_dangling(model)
 
 

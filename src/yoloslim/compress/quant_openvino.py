@@ -130,11 +130,12 @@ class OpenVINOQuant:
         model = qmodel.clone()
         float_ops = {op.get_friendly_name(): op for op in self.float_model.get_ordered_ops()}
         by_name = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+        made: dict = {}  # one float copy of a layer, however many reverted convs it feeds
         for name in conv_nodes:
             conv = by_name.get(name)
             if conv is None:
                 continue
-            src, changed = _float_source(ov, conv.input_value(0))
+            src, changed = _float_source(ov, conv.input_value(0), made)
             if changed:
                 conv.input(0).replace_source_output(src)
             data = _constant_data(float_ops[name].input_value(1).get_node())
@@ -188,29 +189,34 @@ _PASS_THROUGH = frozenset(
 )  # fmt: skip
 
 
-def _float_source(ov, out):
+def _float_source(ov, out, made: dict):
     """``(output, changed)``: ``out`` with the FakeQuantize ops between it and the float
     values removed, also behind ops that pass values on unchanged (each rebuilt on its float
-    inputs, for this consumer only: the quantized one may feed others)."""
+    inputs, once per revert (``made``), for the reverted convs only: the quantized one may
+    feed others)."""
     node = out.get_node()
     kind = node.get_type_name()
     if kind == "FakeQuantize":
-        return _float_source(ov, node.input_value(0))[0], True
+        return _float_source(ov, node.input_value(0), made)[0], True
     if kind not in _PASS_THROUGH:
         return out, False
-    sources = list(node.input_values())
-    changed = False
-    for i in range(len(sources)) if kind == "Concat" else (0,):
-        src, moved = _float_source(ov, sources[i])
-        if moved:
-            sources[i], changed = src, True
-    if not changed:
-        return out, False
-    copy = _node_factory(node.get_type_info().version_id).create(
-        kind, sources, node.get_attributes()
-    )
-    copy.set_friendly_name(f"{node.get_friendly_name()}/float")
-    return copy.output(out.get_index()), True
+    key = node.get_instance_id()
+    if key not in made:
+        sources = list(node.input_values())
+        changed = False
+        for i in range(len(sources)) if kind == "Concat" else (0,):
+            src, moved = _float_source(ov, sources[i], made)
+            if moved:
+                sources[i], changed = src, True
+        copy = None
+        if changed:
+            copy = _node_factory(node.get_type_info().version_id).create(
+                kind, sources, node.get_attributes()
+            )
+            copy.set_friendly_name(f"{node.get_friendly_name()}/float")
+        made[key] = copy
+    copy = made[key]
+    return (out, False) if copy is None else (copy.output(out.get_index()), True)
 
 
 def _node_factory(opset: str):
