@@ -195,7 +195,7 @@ def run_budget(
             "budget mode takes only the recipe's %s stages as templates; its %s stage%s "
             "do%s not run",
             "/".join(_TEMPLATES),
-            ", ".join(ignored),
+            " and ".join([", ".join(ignored[:-1]), ignored[-1]] if len(ignored) > 1 else ignored),
             "s" if len(ignored) > 1 else "",
             "" if len(ignored) > 1 else "es",
         )

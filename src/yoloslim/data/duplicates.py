@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -72,9 +73,12 @@ def unique(
         seen[key] = p, item
         out.append(item)
     if dropped:
+        counts = Counter(file_key(path(item)) for item in items)
+        images = sum(1 for n in counts.values() if n > 1)
         logger.warning(
-            "%s: %d image(s) listed more than once (%s) %s: %s",
+            "%s: %d image(s) listed more than once (%d extra listing(s), %s) %s: %s",
             source,
+            images,
             len(dropped),
             what,
             "kept, so each counts once per listing in an epoch (list it once to read it once)"

@@ -209,8 +209,9 @@ def read_yolo(
             ``cls cx cy w h`` and that many keypoint values, of which the box is read.
 
     Returns:
-        One sample per readable image, sorted by path; ``image_id`` is the
-        position in that sorted list (stable when images are skipped).
+        One sample per readable image (a folder's sorted by path; a list file's in its
+        order, an image it names twice twice); ``image_id`` is the position in that list
+        (stable when images are skipped).
 
     Raises:
         DataError: A bad label (message names file and line) or no readable image.
@@ -288,9 +289,10 @@ def load_samples(
             appended to it.
 
     Returns:
-        The samples, each image once (one that several sources list is read from the
-        first, with a warning). With several sources, ``image_id`` is renumbered
-        ``0..N-1`` so ids stay unique.
+        The samples. An image the split's sources or list files name more than once is
+        read once in val (from the first) and kept as often as named in train (oversampling,
+        as YOLO data.yaml files use it), with a warning either way. With several sources or
+        repeats, ``image_id`` is renumbered ``0..N-1`` so ids stay unique.
 
     Raises:
         ConfigError: ``split`` is not ``"train"`` or ``"val"``.

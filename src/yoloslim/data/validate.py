@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from yoloslim.configs import check_imgsz
 from yoloslim.data.config import DataConfig
 from yoloslim.data.duplicates import warn_shared
 from yoloslim.data.formats import load_samples
 from yoloslim.data.orphans import find_orphans
 from yoloslim.data.sample import IMAGE_SUFFIXES, examples
 from yoloslim.data.transforms import MAX_ASPECT, MIN_SIDE, dropped_at
-from yoloslim.errors import ConfigError
 
 __all__ = ["check_dataset"]
 
@@ -52,15 +52,14 @@ def check_dataset(
         are warned about with a count and a few names.
 
     Raises:
-        ConfigError: ``imgsz`` is not an int >= 32.
+        ConfigError: ``imgsz`` is not a multiple of 32 (at least 32).
         DataError: Anything the readers reject (bad labels, no readable image).
 
     Example:
         >>> check_dataset(load_data_config("shapes/data.yaml"))["splits"]["val"]["images"]  # doctest: +SKIP
         200
     """
-    if imgsz is not None and (not isinstance(imgsz, int) or isinstance(imgsz, bool) or imgsz < 32):
-        raise ConfigError(f"imgsz={imgsz!r} must be an int >= 32")
+    check_imgsz(imgsz)  # a size training takes: a multiple of 32
     report: dict[str, Any] = {"format": cfg.format, "names": list(cfg.names), "splits": {}}
     read = {}
     for split in ("train", "val"):
