@@ -43,16 +43,44 @@ def usable_cores() -> int:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory a new allocation can take without swapping (Linux ``MemAvailable``;
-    elsewhere the free physical pages), or None where neither can be read. Not cached."""
+    """Bytes of memory a new allocation can take without swapping: Linux's
+    ``MemAvailable``, or less where the process's cgroup (a container, a batch job) caps it
+    lower; elsewhere the free physical pages. None where none of these can be read. Not
+    cached."""
+    free = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    capped = _cgroup_room()
+    return free if capped is None else min(free, capped)
+
+
+def _cgroup_room() -> int | None:
+    """The room left under this process's cgroup memory limit (v2, else v1), or None."""
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            with open(limit) as f:
+                cap = f.read().strip()
+            with open(usage) as f:
+                used = int(f.read().strip())
+            if cap == "max" or int(cap) >= 1 << 60:  # no limit
+                return None
+            return max(0, int(cap) - used)
+        except (OSError, ValueError):
+            continue
+    return None

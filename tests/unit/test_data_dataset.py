@@ -440,3 +440,29 @@ def test_orientation_outside_the_exif_block_is_probed_as_the_loader_turns_it(tmp
     for i, p in enumerate(paths):
         h, w = np.asarray(ds.load_image(i)[0]).shape[:2]
         assert sizes[p] == (40, 80) and (w, h) == (40, 80), p.name
+
+
+def test_available_memory_is_capped_by_the_cgroup_limit(monkeypatch):
+    import builtins
+    import io
+
+    import yoloslim.sysinfo as sysinfo
+
+    files = {
+        "/proc/meminfo": "MemTotal: 8000000 kB\nMemAvailable: 4000000 kB\n",
+        "/sys/fs/cgroup/memory.max": "1073741824\n",  # 1 GiB for the container
+        "/sys/fs/cgroup/memory.current": "268435456\n",  # 256 MiB of it used
+    }
+    real_open = builtins.open
+
+    def fake_open(path, *a, **k):
+        if str(path) in files:
+            return io.StringIO(files[str(path)])
+        if str(path).startswith(("/sys/fs/cgroup", "/proc/meminfo")):
+            raise FileNotFoundError(path)
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert sysinfo.available_memory() == 768 * 2**20
+    files["/sys/fs/cgroup/memory.max"] = "max\n"
+    assert sysinfo.available_memory() == 4000000 * 1024
