@@ -246,7 +246,9 @@ def _check_only_ours(out: Path) -> None:
             if path.is_symlink() or not _OURS.fullmatch(name):
                 raise ConfigError(
                     f"out {out}: {path} is not part of the synthetic dataset, which is "
-                    "replaced with its folders; move it away or choose another folder"
+                    "replaced with its folders (a hidden or system file such as .DS_Store "
+                    "counts too: nothing synth did not write is deleted); move it away or "
+                    "choose another folder"
                 )
 
 
