@@ -91,6 +91,15 @@ _MADE_FROM = {
 }
 
 
+def _remade_since(record: Path, grid: Path) -> bool:
+    """Whether a candidate's file was made again after ``record`` (``budget.json``) measured
+    the grid: a marker of the grid is newer than it."""
+    if not record.exists():
+        return True
+    measured = record.stat().st_mtime_ns
+    return any(m.stat().st_mtime_ns > measured for m in grid.glob("ratio-*/*.txt"))
+
+
 def run_budget(
     model: str | Path,
     data: str | Path,
@@ -236,17 +245,16 @@ def run_budget(
         atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
 
         def cached(marker: Path, make: Callable[[], str]) -> str:
-            """The path ``marker`` records; made again when it is gone, and then what was
-            made from it goes first (its markers, and the grid's measurements), so that a
-            resume stopped half way never takes them for this one's (on disk, not in memory:
-            the next resume sees it too)."""
+            """The path ``marker`` records; made again when it is gone, and then the markers
+            of what was made from it go first, so that a resume stopped half way never takes
+            those for this one's (on disk, not in memory: the next resume sees it too). The
+            grid's measurements count as stale once a marker is newer than them."""
             if resume and marker.exists():
                 path = Path(marker.read_text().strip())
                 if path.exists():  # else: made again
                     return str(path)
             for later in _MADE_FROM.get(marker.name, ()):
                 (marker.parent / later).unlink(missing_ok=True)
-            (out / "budget.json").unlink(missing_ok=True)  # its bench measured the old files
             path = make()
             atomic_write_text(marker, str(path) + "\n")
             return str(path)
@@ -307,7 +315,8 @@ def run_budget(
             "threads": lat.threads or "runtime default",
             "data": str(data),
         }
-        bench = _finished_bench(out / "budget.json", paths, names, same) if resume else None
+        reuse = resume and not _remade_since(out / "budget.json", out / "grid")
+        bench = _finished_bench(out / "budget.json", paths, names, same) if reuse else None
         if bench is None:
             bench = benchmark(paths, data, batches=(1,), latency=lat, names=names).report
             write_report(bench, out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+from pathlib import Path
 
 __all__ = ["available_memory", "cpu_flags", "cpu_model", "usable_cores"]
 
@@ -49,10 +50,9 @@ def available_memory() -> int | None:
     cached."""
     free = None
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    free = int(line.split()[1]) * 1024
+        for line in _MEMINFO.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                free = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     if free is None:
@@ -65,22 +65,57 @@ def available_memory() -> int | None:
 
 
 def _cgroup_room() -> int | None:
-    """The room left under this process's cgroup memory limit (v2, else v1), or None."""
-    for limit, usage in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
+    """The room left under the tightest memory limit of this process's cgroup and its
+    ancestors (v2, else v1), counting reclaimable page cache (``inactive_file``) as room, or
+    None where no limit is set or none can be read."""
+    rooms = [room for folder in _cgroup_folders() if (room := _room_in(folder)) is not None]
+    return min(rooms) if rooms else None
+
+
+_CGROUP = Path("/sys/fs/cgroup")
+_SELF_CGROUP = Path("/proc/self/cgroup")
+_MEMINFO = Path("/proc/meminfo")
+
+
+def _cgroup_folders() -> list[Path]:
+    """The memory cgroup folders of this process, its own first, then its ancestors."""
+    try:
+        lines = _SELF_CGROUP.read_text().splitlines()
+    except OSError:
+        return []
+    folders = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: one unified tree
+            base = _CGROUP
+        elif "memory" in controllers.split(","):
+            base = _CGROUP / "memory"
+        else:
+            continue
+        own = base / path.lstrip("/")
+        folders += [own, *(p for p in own.parents if p.is_relative_to(base))]
+    return [f for f in dict.fromkeys(folders) if f.is_dir()]
+
+
+def _room_in(folder: Path) -> int | None:
+    for limit, usage, cache in (
+        ("memory.max", "memory.current", "inactive_file"),
+        ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
     ):
         try:
-            with open(limit) as f:
-                cap = f.read().strip()
-            with open(usage) as f:
-                used = int(f.read().strip())
-            if cap == "max" or int(cap) >= 1 << 60:  # no limit
-                return None
-            return max(0, int(cap) - used)
+            cap = (folder / limit).read_text().strip()
+            used = int((folder / usage).read_text().strip())
         except (OSError, ValueError):
             continue
+        if cap == "max" or not cap.isdigit() or int(cap) >= 1 << 60:  # no limit here
+            return None
+        reclaimable = 0
+        try:
+            for line in (folder / "memory.stat").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == cache:
+                    reclaimable = int(value)
+        except (OSError, ValueError):
+            pass
+        return max(0, int(cap) - max(0, used - reclaimable))
     return None

@@ -442,27 +442,24 @@ def test_orientation_outside_the_exif_block_is_probed_as_the_loader_turns_it(tmp
         assert sizes[p] == (40, 80) and (w, h) == (40, 80), p.name
 
 
-def test_available_memory_is_capped_by_the_cgroup_limit(monkeypatch):
-    import builtins
-    import io
-
+def test_available_memory_is_capped_by_the_cgroup_limit(tmp_path, monkeypatch):
     import yoloslim.sysinfo as sysinfo
 
-    files = {
-        "/proc/meminfo": "MemTotal: 8000000 kB\nMemAvailable: 4000000 kB\n",
-        "/sys/fs/cgroup/memory.max": "1073741824\n",  # 1 GiB for the container
-        "/sys/fs/cgroup/memory.current": "268435456\n",  # 256 MiB of it used
-    }
-    real_open = builtins.open
-
-    def fake_open(path, *a, **k):
-        if str(path) in files:
-            return io.StringIO(files[str(path)])
-        if str(path).startswith(("/sys/fs/cgroup", "/proc/meminfo")):
-            raise FileNotFoundError(path)
-        return real_open(path, *a, **k)
-
-    monkeypatch.setattr(builtins, "open", fake_open)
-    assert sysinfo.available_memory() == 768 * 2**20
-    files["/sys/fs/cgroup/memory.max"] = "max\n"
-    assert sysinfo.available_memory() == 4000000 * 1024
+    root = tmp_path / "cgroup"
+    job = root / "slurm" / "job_7"  # the process's own cgroup, deep in the tree (v2)
+    job.mkdir(parents=True)
+    (tmp_path / "meminfo").write_text("MemTotal: 8000000 kB\nMemAvailable: 4000000 kB\n")
+    (tmp_path / "self").write_text("0::/slurm/job_7\n")
+    (job / "memory.max").write_text(f"{2**30}\n")  # 1 GiB for the job
+    (job / "memory.current").write_text(f"{768 * 2**20}\n")  # 768 MiB in use ...
+    (job / "memory.stat").write_text(f"anon 1\ninactive_file {512 * 2**20}\n")  # ... 512 cache
+    monkeypatch.setattr(sysinfo, "_CGROUP", root)
+    monkeypatch.setattr(sysinfo, "_SELF_CGROUP", tmp_path / "self")
+    monkeypatch.setattr(sysinfo, "_MEMINFO", tmp_path / "meminfo")
+    assert sysinfo.available_memory() == 768 * 2**20  # 1 GiB - (768 - 512) MiB
+    (root / "slurm" / "memory.max").write_text(f"{512 * 2**20}\n")  # a tighter parent
+    (root / "slurm" / "memory.current").write_text(f"{256 * 2**20}\n")
+    assert sysinfo.available_memory() == 256 * 2**20
+    for f in (job / "memory.max", root / "slurm" / "memory.max"):
+        f.write_text("max\n")
+    assert sysinfo.available_memory() == 4000000 * 1024  # no limit: the machine's
