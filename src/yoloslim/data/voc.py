@@ -254,8 +254,9 @@ def read_voc(
         skipped: If given, unreadable image paths are appended to it.
 
     Returns:
-        One sample per readable image; ``image_id`` is the position in the list (an id
-        listed twice is read once, with a warning). VOC's 1-based inclusive pixel boxes
+        One sample per readable image, an id listed twice twice (``load_samples`` keeps
+        the repeats in train and reads them once in val); ``image_id`` is the position in
+        the list. VOC's 1-based inclusive pixel boxes
         become continuous ``[xmin-1, xmax]``. The image is ``JPEGImages/<id>.<ext>``, the
         ``<filename>`` only when no such file exists (a ``<filename>`` naming another image
         is warned about). Where ``<size>`` differs from the file, see

@@ -8,6 +8,7 @@ checkpoint's FLOPs are counted with one forward pass of its rebuilt model on a b
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -180,10 +181,12 @@ def _arch_file(p: Path) -> dict[str, Any]:
 
 
 def _number(text: str) -> float | None:
+    """A finite number, else None (JSON has no NaN or infinity)."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
 
 
 def _checkpoint(p: Path) -> dict[str, Any]:
