@@ -33,6 +33,10 @@ from yoloslim.errors import ConfigError, DataError
         (lambda: ys.synthesize(None), ConfigError, r"^out=None: expected the dataset folder"),
         (lambda: ys.validate(nn.Identity(), None), DataError, r"^data=None: expected the path"),
         (lambda: model_profile("damo-nano", imgsz=100), ConfigError, r"^imgsz=100 must be a"),
+        (lambda: ys.validate(None, "d.yaml"), ConfigError, r"^model=None: expected a checkpoint"),
+        (lambda: ys.export(nn.Identity(), None), ConfigError, r"^out=None: expected the output"),
+        (lambda: ys.describe(3), ConfigError, r"^path=3: expected a file's path"),
+        (lambda: ys.quantize("m.pt", "d.yaml", out=None), ConfigError, r"^out=None: expected"),
     ],
 )
 def test_wrong_types_name_the_argument(call, err, match):

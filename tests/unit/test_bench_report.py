@@ -279,7 +279,45 @@ def test_bad_batches_are_refused_before_measuring(artifacts, batches, match):
 def test_bad_artifacts_argument_is_refused(artifacts):
     with pytest.raises(ConfigError, match="at least one artifact"):
         benchmark([], imgsz=IMGSZ)
-    with pytest.raises(ConfigError, match="artifacts=3: expected an artifact path or a list"):
+    with pytest.raises(ConfigError, match="artifacts: expected an artifact path or a list"):
         benchmark(3, imgsz=IMGSZ)
-    with pytest.raises(ConfigError, match=r"artifacts=\[None\]: expected an artifact path"):
+    with pytest.raises(ConfigError, match=r"artifacts\[0\]: a NoneType, not a file"):
         benchmark([None], imgsz=IMGSZ)
+    # a model in the list: a short message (it printed the whole module tree, 23 KB)
+    with pytest.raises(ConfigError, match=r"artifacts\[1\]: a Detector, not a file") as e:
+        benchmark([artifacts[0], build_model("damo-nano", nc=2)], imgsz=IMGSZ)
+    assert len(str(e.value)) < 200
+
+
+def test_every_artifact_is_read_before_a_worker_starts(artifacts, tmp_path, monkeypatch):
+    # a corrupt second artifact was a protobuf traceback, and one without yoloslim's metadata
+    # failed in its worker after the others had been measured, taking their rows with it
+    import yoloslim.bench.measure as measure_mod
+
+    def started(*a, **k):
+        raise AssertionError("a worker started")
+
+    monkeypatch.setattr(measure_mod, "measure_latency", started)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(artifacts[1].read_bytes()[:1000])
+    with pytest.raises(ModelError, match=r"broken.onnx: not a readable ONNX file"):
+        benchmark([artifacts[0], broken], imgsz=IMGSZ)
+    import onnx
+
+    foreign = onnx.load(str(artifacts[1]))
+    del foreign.metadata_props[:]
+    onnx.save(foreign, str(tmp_path / "foreign.onnx"))
+    with pytest.raises(ModelError, match=r"foreign.onnx: .*metadata"):
+        benchmark([artifacts[0], tmp_path / "foreign.onnx"])
+
+
+def test_a_report_folder_keeps_a_users_report_and_drops_a_stale_plot(artifacts, tmp_path):
+    from yoloslim.bench.report import check_report_folder
+
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "report.md").write_text("# my notes\n")
+    with pytest.raises(ConfigError, match=r"report.md is not a bench report"):
+        check_report_folder(mine)
+    assert main(["bench", str(artifacts[1]), "--report", str(mine), "--rounds", "1"]) == 2
+    assert (mine / "report.md").read_text() == "# my notes\n"

@@ -600,3 +600,11 @@ def test_yolo_labels_of_detections_read_back_as_the_same_boxes(tmp_path):
     assert classes.tolist() == [2, 0]
     empty = Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), ["a"], (8, 8))
     assert empty.to_yolo() == ""
+
+
+def test_describe_and_benchmark_take_a_predictor_for_the_file_it_runs(ckpt):
+    from yoloslim.bench.measure import _artifact_paths
+
+    pred = ys.load(ckpt)
+    assert ys.describe(pred)["path"] == ys.describe(ckpt)["path"]
+    assert _artifact_paths([pred]) == _artifact_paths([ckpt])

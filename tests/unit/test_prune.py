@@ -424,6 +424,14 @@ def test_budget_larger_than_model_and_missing_data(model):
         prune(model, None, config=cfg(ratio=0.3, finetune_epochs=2))
 
 
+def test_a_missing_data_yaml_is_refused_before_the_run_folder_is_made(model, tmp_path):
+    from yoloslim.errors import DataError
+
+    with pytest.raises(DataError, match="nope.yaml: data.yaml not found"):
+        prune(model, tmp_path / "nope.yaml", config=cfg(ratio=0.3), out=tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
 def test_config_must_be_a_prune_config(model):
     with pytest.raises(ConfigError, match="config must be a PruneConfig, got dict"):
         prune(model, None, config={"ratio": 0.3})

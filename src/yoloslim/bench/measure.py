@@ -150,6 +150,10 @@ def benchmark(
         require_boxes(data)  # mAP columns and ratios need a defined mAP
     paths = _artifact_paths(artifacts)
     batches = _batch_sizes(batches)
+    from yoloslim.runtime.describe import describe
+
+    for p in paths:  # every file readable and yoloslim's before a worker starts (one line)
+        describe(p)
     if isinstance(names, str):
         names = [names]
     requested = None
@@ -245,14 +249,25 @@ def benchmark(
 
 
 def _artifact_paths(artifacts: Sequence[str | Path] | str | Path) -> list[Path]:
-    if isinstance(artifacts, str | os.PathLike):
-        return [check_artifact(artifacts)]  # one artifact, not a list of its characters
-    try:
-        paths = [check_artifact(a) for a in artifacts]
-    except TypeError as e:
+    from yoloslim.runtime.predictor import Predictor
+
+    if isinstance(artifacts, str | os.PathLike | Predictor):
+        artifacts = [artifacts]  # one artifact, not a list of its characters
+    if not isinstance(artifacts, Sequence):
         raise ConfigError(
-            f"artifacts={artifacts!r}: expected an artifact path or a list of them"
-        ) from e
+            f"artifacts: expected an artifact path or a list of them, got "
+            f"{type(artifacts).__name__}"
+        )
+    paths = []
+    for k, a in enumerate(artifacts):
+        if isinstance(a, Predictor):  # it stands for the file it runs
+            a = a.backend.path
+        if not isinstance(a, str | os.PathLike):
+            raise ConfigError(
+                f"artifacts[{k}]: a {type(a).__name__}, not a file; bench measures files "
+                "(save a model with save_checkpoint, or export it, first)"
+            )
+        paths.append(check_artifact(a))
     if not paths:
         raise ConfigError("benchmark needs at least one artifact")
     seen: dict[Path, Path] = {}

@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from yoloslim.errors import ConfigError
 from yoloslim.extras import install_hint, installed
 from yoloslim.fileio import atomic_write_bytes, atomic_write_text
 
@@ -99,7 +100,12 @@ def to_markdown(report: dict) -> str:
         "# yoloslim benchmark",
         "",
         f"Baseline: **{report['baseline']}**. FLOPs = 2 x multiply-adds at {s['imgsz']} px, batch 1. "
-        f"mAP = COCO mAP50-95 on `{s['data']}`. Latency: median and p90 at batch {s['batches'][0]}; "
+        + (
+            f"mAP = COCO mAP50-95 on `{s['data']}`. "
+            if s.get("data")
+            else "No mAP (no data given). "
+        )
+        + f"Latency: median and p90 at batch {s['batches'][0]}; "
         f"FPS = images/s at that batch (batch x 1000 / median). Memory = peak RSS of the artifact's worker process at batch {s['batches'][0]} minus its RSS "
         "once the runtime library was imported, before the model was loaded (what loading and running this artifact "
         "adds; peak_rss_mb in report.json is the whole process, memory_by_batch has every batch). "
@@ -188,6 +194,7 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": out / "report.json", "md": out / "report.md"}
+    check_report_folder(out)
     for key, text in (
         ("json", json.dumps(report, indent=2, default=str) + "\n"),
         ("md", to_markdown(report)),
@@ -196,4 +203,32 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
     png = _pareto(report, out / "pareto.png")
     if png:
         files["png"] = png
+    else:  # an earlier bench's plot would contradict this report
+        (out / "pareto.png").unlink(missing_ok=True)
     return files
+
+
+def check_report_folder(out: str | Path) -> None:
+    """ConfigError when ``out`` holds a ``report.json`` or ``report.md`` that no bench wrote
+    (a user's notes): write_report would replace it."""
+    out = Path(out)
+    for name, ours in (
+        (
+            "report.json",
+            lambda t: isinstance(_json_or_none(t), dict) and "rows" in _json_or_none(t),
+        ),
+        ("report.md", lambda t: t.startswith("# yoloslim benchmark")),
+    ):
+        f = out / name
+        if f.is_file() and not ours(f.read_text(errors="replace")):
+            raise ConfigError(
+                f"{f} is not a bench report; it is not replaced, so move it or choose another "
+                "report folder"
+            )
+
+
+def _json_or_none(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

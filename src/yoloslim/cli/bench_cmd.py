@@ -39,7 +39,7 @@ def bench(
     """Measure every artifact side by side: params, FLOPs, size, latency, FPS, memory, mAP."""
     from yoloslim.bench.latency import LatencyConfig
     from yoloslim.bench.measure import benchmark
-    from yoloslim.bench.report import rich_table, write_report
+    from yoloslim.bench.report import check_report_folder, rich_table, write_report
     from yoloslim.errors import ConfigError
 
     try:
@@ -47,6 +47,8 @@ def bench(
     except ValueError as e:
         raise ConfigError(f"--batch {batch!r}: expected comma-separated integers") from e
     cfg = LatencyConfig(rounds=rounds, runs_per_round=runs, threads=threads)
+    if report:
+        check_report_folder(report)  # before the measuring, not after
     with console.status(f"benchmarking {len(artifacts)} artifacts"):
         res = benchmark(artifacts, data, imgsz=imgsz, batches=batches, latency=cfg)
     print_table(rich_table(res.report))

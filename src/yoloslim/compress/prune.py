@@ -126,6 +126,10 @@ def prune(
     cfg = config if config.imgsz else dataclasses.replace(config, imgsz=trained_imgsz or 320)
     is_detector = hasattr(net, "spec") and hasattr(net, "forward_raw")
     _check_feasible(cfg, net, data, is_detector)
+    if isinstance(data, str | Path):  # read before the run folder is made: a missing one
+        from yoloslim.data import load_data_config  # leaves nothing behind
+
+        load_data_config(data)
     teacher = copy.deepcopy(net).eval() if cfg.distill else None
     torch.manual_seed(cfg.seed)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,8 @@ def quantize(
     check_config(config, QuantConfig)
     from yoloslim.eval.val import require_boxes
 
+    if not isinstance(out, str | os.PathLike):
+        raise ConfigError(f"out={out!r}: expected the output folder's path")
     out = Path(out)
     roles = ("float", "fp16", "bf16", "int8")
     writes = [out / "export", *(out / r for r in roles), *(out / f"{r}_openvino" for r in roles)]

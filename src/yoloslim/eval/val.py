@@ -99,6 +99,10 @@ def validate(
     if problem:
         raise ConfigError(f"batch={batch!r} {problem}")
     model = as_artifact(model)
+    if model is None or isinstance(model, dict):
+        raise ConfigError(
+            f"model={model!r}: expected a checkpoint or artifact path, a model or a Predictor"
+        )
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
     if isinstance(model, nn.Module) or Path(model).suffix == ".pt":  # others: load_backend's
         check_ov_precision(ov_precision, name, openvino=False)

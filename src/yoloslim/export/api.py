@@ -318,6 +318,8 @@ def _verify_nms(e2e: Path, _ctx: ExportContext, *, plain: Path) -> dict:
 
 
 def _output_folder(out: str | Path) -> Path:
+    if not isinstance(out, str | os.PathLike):
+        raise ConfigError(f"out={out!r}: expected the output folder's path")
     out = Path(out).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
