@@ -37,6 +37,7 @@ from yoloslim.errors import ConfigError, DataError
         (lambda: ys.export(nn.Identity(), None), ConfigError, r"^out=None: expected the output"),
         (lambda: ys.describe(3), ConfigError, r"^path=3: expected a file's path"),
         (lambda: ys.quantize("m.pt", "d.yaml", out=None), ConfigError, r"^out=None: expected"),
+        (lambda: ys.search(budget={"flops": 1}), ConfigError, r"Budget.from_dict\(d\) reads"),
     ],
 )
 def test_wrong_types_name_the_argument(call, err, match):

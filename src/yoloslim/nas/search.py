@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from yoloslim.configs import check_imgsz
+from yoloslim.configs import check_config, check_imgsz
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.nas.budget import Budget
@@ -190,8 +190,7 @@ def search(
         >>> res = search(imgsz=320, budget=Budget(flops=1.0), iterations=200, out="runs/nas")
         >>> model = build_model(res.arch, nc=4)
     """
-    if not isinstance(budget, Budget):
-        raise ConfigError(f"budget must be a Budget, got {type(budget).__name__}")
+    check_config(budget, Budget, "budget")  # a mapping gets the Budget.from_dict hint
     if space is not None and not isinstance(space, SearchSpace):
         raise ConfigError(
             f"space must be a SearchSpace, got {type(space).__name__} "
