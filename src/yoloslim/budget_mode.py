@@ -223,6 +223,9 @@ def run_budget(
         advanced=dataclasses.replace(quant_cfg.advanced, latency=False, perf_counters=False),
     )
     bench_cfg = _template(rec, "bench", BenchStage())
+    from yoloslim.bench.report import check_report_folder
+
+    check_report_folder(out)  # its report.md/json are written last, after all the work
     if (out / "budget.json").exists() and not resume:
         raise ConfigError(
             f"{out}: holds a budget run; resume it (--resume, resume=True) or choose another "

@@ -85,7 +85,10 @@ def _cgroup_folders() -> list[Path]:
         return []
     folders = []
     for line in lines:
-        _, controllers, path = line.split(":", 2)
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
         if controllers == "":  # v2: one unified tree
             base = _CGROUP
         elif "memory" in controllers.split(","):

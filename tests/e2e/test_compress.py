@@ -230,6 +230,12 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
 
 def test_budget_mode_bad_arguments(base, tmp_path):
     ckpt, data = base
+    notes = tmp_path / "notes"  # a user's report.md: refused before the grid, not after it
+    notes.mkdir()
+    (notes / "report.md").write_text("# my notes\n")
+    with pytest.raises(ConfigError, match="report.md is not a bench report"):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=notes, max_drop=1)
+    assert sorted(p.name for p in notes.iterdir()) == ["report.md"]
     with pytest.raises(ConfigError, match="needs a latency target and/or a max drop"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "a")
     with pytest.raises(ConfigError, match=r"max_drop=-1 \(--max-drop\)"):

@@ -283,6 +283,10 @@ def test_bad_artifacts_argument_is_refused(artifacts):
         benchmark(3, imgsz=IMGSZ)
     with pytest.raises(ConfigError, match=r"artifacts\[0\]: a NoneType, not a file"):
         benchmark([None], imgsz=IMGSZ)
+    from yoloslim.bench.measure import _artifact_paths
+
+    ckpt = artifacts[0]  # any iterable of paths: a generator (Path.glob), a set
+    assert _artifact_paths(p for p in [ckpt]) == _artifact_paths({ckpt}) == [ckpt]
     # a model in the list: a short message (it printed the whole module tree, 23 KB)
     with pytest.raises(ConfigError, match=r"artifacts\[1\]: a Detector, not a file") as e:
         benchmark([artifacts[0], build_model("damo-nano", nc=2)], imgsz=IMGSZ)

@@ -449,7 +449,7 @@ def test_available_memory_is_capped_by_the_cgroup_limit(tmp_path, monkeypatch):
     job = root / "slurm" / "job_7"  # the process's own cgroup, deep in the tree (v2)
     job.mkdir(parents=True)
     (tmp_path / "meminfo").write_text("MemTotal: 8000000 kB\nMemAvailable: 4000000 kB\n")
-    (tmp_path / "self").write_text("0::/slurm/job_7\n")
+    (tmp_path / "self").write_text("\nodd line\n0::/slurm/job_7\n")  # odd lines skipped
     (job / "memory.max").write_text(f"{2**30}\n")  # 1 GiB for the job
     (job / "memory.current").write_text(f"{768 * 2**20}\n")  # 768 MiB in use ...
     (job / "memory.stat").write_text(f"anon 1\ninactive_file {512 * 2**20}\n")  # ... 512 cache

@@ -253,11 +253,13 @@ def _artifact_paths(artifacts: Sequence[str | Path] | str | Path) -> list[Path]:
 
     if isinstance(artifacts, str | os.PathLike | Predictor):
         artifacts = [artifacts]  # one artifact, not a list of its characters
-    if not isinstance(artifacts, Sequence):
+    try:
+        artifacts = list(artifacts)  # a generator (Path.glob), a set, dict keys...
+    except TypeError:
         raise ConfigError(
             f"artifacts: expected an artifact path or a list of them, got "
             f"{type(artifacts).__name__}"
-        )
+        ) from None
     paths = []
     for k, a in enumerate(artifacts):
         if isinstance(a, Predictor):  # it stands for the file it runs

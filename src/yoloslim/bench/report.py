@@ -195,6 +195,7 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": out / "report.json", "md": out / "report.md"}
     check_report_folder(out)
+    earlier_bench = files["json"].is_file()  # bench's own (checked): its pareto.png too
     for key, text in (
         ("json", json.dumps(report, indent=2, default=str) + "\n"),
         ("md", to_markdown(report)),
@@ -203,7 +204,7 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
     png = _pareto(report, out / "pareto.png")
     if png:
         files["png"] = png
-    else:  # an earlier bench's plot would contradict this report
+    elif earlier_bench:  # that bench's plot would contradict this report
         (out / "pareto.png").unlink(missing_ok=True)
     return files
 
