@@ -213,13 +213,7 @@ def check_report_folder(out: str | Path) -> None:
     """ConfigError when ``out`` holds a ``report.json`` or ``report.md`` that no bench wrote
     (a user's notes): write_report would replace it."""
     out = Path(out)
-    for name, ours in (
-        (
-            "report.json",
-            lambda t: isinstance(_json_or_none(t), dict) and "rows" in _json_or_none(t),
-        ),
-        ("report.md", lambda t: t.startswith("# yoloslim benchmark")),
-    ):
+    for name, ours in (("report.json", _is_bench_json), ("report.md", _is_bench_markdown)):
         f = out / name
         if f.is_file() and not ours(f.read_text(errors="replace")):
             raise ConfigError(
@@ -228,8 +222,13 @@ def check_report_folder(out: str | Path) -> None:
             )
 
 
-def _json_or_none(text: str):
+def _is_bench_json(text: str) -> bool:
     try:
-        return json.loads(text)
+        report = json.loads(text)
     except ValueError:
-        return None
+        return False
+    return isinstance(report, dict) and "rows" in report
+
+
+def _is_bench_markdown(text: str) -> bool:
+    return text.startswith("# yoloslim benchmark")

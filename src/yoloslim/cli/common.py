@@ -102,12 +102,6 @@ def interrupt_exit_code(exc: BaseException) -> int:
     return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
-# the stop signal this process received while a command ran (SIGINT/SIGTERM), if any: an
-# interrupt raised inside a library (a half-done lazy import in torch.export, say) can come
-# out as that library's own error, which is then reported as the stop it was
-_STOPPED = STOPS
-
-
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """While the command runs, SIGTERM raises :class:`Terminated` in the main thread instead
@@ -118,7 +112,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
     pid = os.getpid()
-    _STOPPED.clear()
+    STOPS.clear()
     in_hook = False
 
     def handler(signum: int, frame: Any) -> None:
@@ -130,7 +124,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
             redeliver(signum)
             return
         stop = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-        _STOPPED.append(stop)
+        STOPS.append(stop)
         raise stop
 
     def redeliver(signum: int) -> None:
@@ -148,7 +142,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         # __del__) would be printed as "Exception ignored" and lost, and the command would
         # run on: send the signal again, so the handler raises it where the command runs
         nonlocal in_hook
-        if any(info.exc_value is s for s in _STOPPED):
+        if any(info.exc_value is s for s in STOPS):
             in_hook = True
             try:
                 redeliver(
@@ -292,14 +286,8 @@ def _name_flags(text: str, fn: Callable[..., Any], params: dict[str, Any]) -> st
         longs = [d for d in decls if d.startswith("--")]
         option = longs[0].split("/")[0] if longs else "--" + name.replace("_", "-")
         end = m.end() + len(shown)
-        whole = text.startswith(shown, m.end()) and text[end : end + 1] in (
-            "",
-            " ",
-            ",",
-            ";",
-            ")",
-            ":",
-        )
+        # the value whole: followed by the end of the text or a separator (not a digit of it)
+        whole = text.startswith(shown, m.end()) and text[end : end + 1] in " ,;):"
         if not whole or re.search(rf"{re.escape(option)}(?![\w-])", text):
             return m.group(0)
         if isinstance(signature[name].default, typer.models.ArgumentInfo):

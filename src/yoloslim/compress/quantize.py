@@ -45,8 +45,6 @@ def _drop_earlier_report(out: Path) -> list[Path]:
     """An earlier run's report (and its settings) no longer describes the artifacts this one
     starts to replace: removed before, so a stopped run leaves no report beside another run's
     files. Returns the artifacts that report listed."""
-    import json
-
     listed: list[Path] = []
     try:
         earlier = json.loads((out / "quant_report.json").read_text())
