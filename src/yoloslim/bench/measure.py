@@ -142,7 +142,6 @@ def benchmark(
         >>> res = benchmark(["best.pt", "model.onnx", "model.xml"], "data.yaml")
     """
     from yoloslim.eval.val import require_boxes, validate
-    from yoloslim.runtime.backends import load_backend
 
     if latency is not None:
         check_config(latency, LatencyConfig, "latency")
@@ -152,15 +151,14 @@ def benchmark(
     batches = _batch_sizes(batches)
     from yoloslim.runtime.describe import describe
 
-    for p in paths:  # every file readable and yoloslim's before a worker starts (one line)
-        describe(p)
+    # every file readable and yoloslim's before a worker starts (one line, not a traceback)
+    described = [describe(p) for p in paths]
     if isinstance(names, str):
         names = [names]
     requested = None
-    if imgsz is None:
-        first = load_backend(paths[0])
-        imgsz, requested = first.imgsz, f"{first.imgsz} px (the input size of {paths[0]})"
-        del first
+    if imgsz is None:  # the first artifact's, from its metadata (as its runtime reads it)
+        imgsz = described[0]["imgsz"]
+        requested = f"{imgsz} px (the input size of {paths[0]})"
     check_bench_imgsz(paths, imgsz, requested=requested)
     labels = list(names) if names else _labels(paths)
     if len(labels) != len(paths):
