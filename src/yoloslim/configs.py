@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ __all__ = [
     "UniqueKeyLoader",
     "check_config",
     "check_imgsz",
+    "check_path",
     "from_mapping",
     "imgsz_problem",
     "int_problem",
@@ -39,6 +41,14 @@ def from_mapping(cls: type, values: Any, where: str | None = None):
         return cls(**values)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from e
+
+
+def check_path(value: Any, name: str, what: str) -> None:
+    """Raise :class:`ConfigError` naming ``name`` unless ``value`` is a path (a ``str`` or
+    an ``os.PathLike``): ``None`` or a number given for one fails here, not as a
+    ``TypeError`` deep inside; ``what`` says what the path is of."""
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigError(f"{name}={value!r}: expected {what}")
 
 
 def check_config(value: Any, cls: type, name: str = "config") -> None:

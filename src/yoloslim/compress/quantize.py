@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import numpy as np
 from torch import nn
 
 from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
-from yoloslim.configs import check_config
+from yoloslim.configs import check_config, check_path
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.extras import install_hint, installed
 from yoloslim.fileio import (
@@ -114,8 +113,7 @@ def quantize(
     check_config(config, QuantConfig)
     from yoloslim.eval.val import require_boxes
 
-    if not isinstance(out, str | os.PathLike):
-        raise ConfigError(f"out={out!r}: expected the output folder's path")
+    check_path(out, "out", "the output folder's path")
     out = Path(out)
     roles = ("float", "fp16", "bf16", "int8")
     writes = [out / "export", *(out / r for r in roles), *(out / f"{r}_openvino" for r in roles)]

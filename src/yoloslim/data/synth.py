@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import shutil
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw
 
-from yoloslim.configs import int_problem
+from yoloslim.configs import check_path, int_problem
 from yoloslim.errors import ConfigError
 
 __all__ = ["SHAPES", "synthesize"]
@@ -284,8 +283,7 @@ def synthesize(
         >>> yaml_path = synthesize("datasets/shapes", images=200, imgsz=128)  # doctest: +SKIP
     """
     _check_args(images, imgsz, classes, val_fraction, seed)
-    if not isinstance(out, (str, os.PathLike)):
-        raise ConfigError(f"out={out!r}: expected the dataset folder's path")
+    check_path(out, "out", "the dataset folder's path")
     out = Path(out).expanduser()
     if out.suffix.lower() in (".yaml", ".yml"):
         hint = f"; pass {out.parent} instead" if out.stem.lower() == "data" else ""

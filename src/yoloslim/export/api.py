@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from yoloslim.configs import check_imgsz
+from yoloslim.configs import check_imgsz, check_path
 from yoloslim.errors import ConfigError, ExportError, YoloslimError, stop_requested
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.nms import check_graph_nms
@@ -318,8 +318,7 @@ def _verify_nms(e2e: Path, _ctx: ExportContext, *, plain: Path) -> dict:
 
 
 def _output_folder(out: str | Path) -> Path:
-    if not isinstance(out, str | os.PathLike):
-        raise ConfigError(f"out={out!r}: expected the output folder's path")
+    check_path(out, "out", "the output folder's path")
     out = Path(out).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)

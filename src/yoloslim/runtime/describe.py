@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -81,14 +80,13 @@ def describe(path: str | Path) -> dict[str, Any]:
         >>> info["imgsz"], info["precision"], [h["stage"] for h in info["history"]]
         (320, 'fp32', ['train', 'prune'])
     """
-    from yoloslim.errors import ConfigError
+    from yoloslim.configs import check_path
     from yoloslim.extras import require_for
     from yoloslim.runtime.predictor import Predictor
 
     if isinstance(path, Predictor):  # it stands for the file it runs
         path = path.backend.path
-    if not isinstance(path, str | os.PathLike):
-        raise ConfigError(f"path={path!r}: expected a file's path (or a Predictor)")
+    check_path(path, "path", "a file's path (or a Predictor)")
     given = Path(path).expanduser()
     if given.suffix.lower() in (".yaml", ".yml"):
         return _arch_file(given)
