@@ -9,6 +9,7 @@ with ``multi_label=False``). The decode before NMS stays float.
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -300,22 +301,16 @@ _SETTING_CONSTANTS = {
 }
 
 
-def _constants(model) -> dict:
+def _check_constants(e2e: Path, model, nms: dict) -> None:
+    """ExportError unless the graph ``model`` (of the file ``e2e``) computes with the
+    settings its metadata states (what the comparison takes as the reference's)."""
     from onnx import numpy_helper
 
-    return {
+    found = {
         t.name: numpy_helper.to_array(t).item()
         for t in model.graph.initializer
         if t.name in _SETTING_CONSTANTS
     }
-
-
-def _check_constants(e2e: Path, nms: dict) -> None:
-    """ExportError unless the graph computes with the settings its metadata states (what
-    the comparison takes as the reference's)."""
-    import onnx
-
-    found = _constants(onnx.load(e2e, load_external_data=False))
     wrong = {
         name: value
         for name, value in found.items()
@@ -328,13 +323,14 @@ def _check_constants(e2e: Path, nms: dict) -> None:
         )
 
 
-def _with_conf(e2e: Path, dst: Path, conf: float) -> Path:
-    """A copy of the graph ``e2e`` whose score threshold is ``conf``, all else as shipped:
-    the lower-threshold comparison runs the artifact itself, not a graph built anew."""
+def _with_conf(model, dst: Path, conf: float) -> Path:
+    """``dst``: a copy of the graph ``model`` whose score threshold is ``conf``, all else as
+    shipped: the lower-threshold comparison runs the artifact itself, not a graph built
+    anew."""
     import onnx
     from onnx import numpy_helper
 
-    model = onnx.load(e2e)
+    model = copy.deepcopy(model)
     for i, t in enumerate(model.graph.initializer):
         if t.name == "nms_conf":
             value = np.array([conf], dtype=numpy_helper.to_array(t).dtype)
@@ -365,17 +361,20 @@ def verify_nms(
     """
     import tempfile
 
+    import onnx
+
     from yoloslim.export.common import onnx_metadata
     from yoloslim.export.verify import probe_images
     from yoloslim.runtime.backends import load_backend
 
-    meta = onnx_metadata(e2e)
+    shipped = onnx.load(e2e)  # read once: its metadata, its constants, its copy
+    meta = onnx_metadata(shipped)
     nms = {
         "conf": float(meta["nms_conf"]),
         "iou": float(meta["nms_iou"]),
         "max_det": int(meta["nms_max_det"]),
     }
-    _check_constants(e2e, nms)
+    _check_constants(e2e, shipped, nms)
     plain_backend = load_backend(plain)
     images = [img[None].numpy() for img in probe_images(plain_backend.imgsz, batch=2)]
     plain_out = [plain_backend(x) for x in images]
@@ -386,7 +385,7 @@ def verify_nms(
     low = check_conf(np.concatenate([p.numpy() for p in plain_out]), nms["conf"])
     if low is not None:
         with tempfile.TemporaryDirectory(prefix="yoloslim-nms-") as tmp:
-            check = _with_conf(e2e, Path(tmp) / "check.onnx", low)
+            check = _with_conf(shipped, Path(tmp) / "check.onnx", low)
             low_report = _compare(
                 e2e, _runners(check, runtimes)[0], images, plain_out, {**nms, "conf": low}
             )
