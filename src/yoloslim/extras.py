@@ -21,7 +21,10 @@ def installed(module: str) -> bool:
     """Whether ``module`` can be imported, without importing it."""
     if module in sys.modules:  # None there means: blocked, as tests do
         return sys.modules[module] is not None
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a broken one
+        return False
 
 
 def require(module: str, extra: str, error: type[YoloslimError] = ConfigError) -> ModuleType:

@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from yoloslim.errors import ConfigError
 from yoloslim.export.common import ExportContext
+from yoloslim.extras import installed
 
 __all__ = ["EXPORTERS", "Exporter", "half_problem", "missing_packages", "register_exporter"]
-
-
-def _importable(module: str) -> bool:
-    if module in sys.modules:  # None there means "import fails" (how tests hide a package)
-        return sys.modules[module] is not None
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def missing_packages(*modules: str, extra: str) -> Callable[[], str | None]:
     """An ``unavailable`` check: the reason naming the extra when a module cannot be imported."""
 
     def check() -> str | None:
-        missing = [m for m in modules if not _importable(m)]
+        missing = [m for m in modules if not installed(m)]
         if missing:
             return f"{', '.join(missing)} not installed: pip install 'yoloslim[{extra}]'"
         return None

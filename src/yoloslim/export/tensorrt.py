@@ -30,13 +30,13 @@ DYNAMIC_BATCH = (1, 8, 32)
 
 def tensorrt_available() -> str | None:
     """None when an engine can be built here, else what is missing (package, device or both)."""
-    from yoloslim.export.registry import missing_packages
+    from yoloslim.extras import installed
 
     missing = []
     packages = ("tensorrt", "onnx", "onnxscript", "onnxslim")  # an engine is built from ONNX
-    lacking = missing_packages(*packages, extra="tensorrt")()
-    if lacking:
-        missing.append(lacking.replace(" not installed: ", " (") + ")")
+    absent = [m for m in packages if not installed(m)]
+    if absent:
+        missing.append(f"{', '.join(absent)} (pip install 'yoloslim[tensorrt]')")
     if not torch.cuda.is_available():
         missing.append("a CUDA device (engines are built on the GPU they run on)")
     return f"TensorRT needs {' and '.join(missing)}, not found here" if missing else None
