@@ -300,7 +300,8 @@ def test_a_conv_returned_to_float_reads_float_values_with_float_weight_and_bias(
 
     from yoloslim.compress.quant_data import load_images
     from yoloslim.compress.quant_onnx import OnnxRuntimeQuant, _quantized_input
-    from yoloslim.compress.quant_openvino import OpenVINOQuant, _constant_data, quantized_input
+    from yoloslim.compress.quant_openvino import OpenVINOQuant, _constant_data
+    from yoloslim.compress.quant_openvino import _quantized_input as ov_quantized_input
 
     data, onnx_path = setup
     images = load_images(data, "train", 2, 64)
@@ -310,12 +311,12 @@ def test_a_conv_returned_to_float_reads_float_values_with_float_weight_and_bias(
     q = be.quantize(images, scope)
     convs = [op for op in q.get_ordered_ops() if op.get_type_name() == "Convolution"]
     behind_concat = [c for c in convs if c.input_value(0).get_node().get_type_name() == "Concat"]
-    assert behind_concat and all(quantized_input(c) for c in behind_concat)
+    assert behind_concat and all(ov_quantized_input(c) for c in behind_concat)
     names = [c.get_friendly_name() for c in convs]
     r = be.revert(q, names)
     float_ops = {op.get_friendly_name(): op for op in be.float_model.get_ordered_ops()}
     for conv in (op for op in r.get_ordered_ops() if op.get_friendly_name() in names):
-        assert not quantized_input(conv), conv.get_friendly_name()
+        assert not ov_quantized_input(conv), conv.get_friendly_name()
         for k in (0, 1):  # the conv's weight, then its bias Add's constant
             node = conv if k == 0 else next(iter(conv.output(0).get_target_inputs())).get_node()
             was = float_ops[node.get_friendly_name()]

@@ -138,24 +138,17 @@ class OpenVINOQuant:
             src, changed = _float_source(ov, conv.input_value(0), made)
             if changed:
                 conv.input(0).replace_source_output(src)
-            data = _constant_data(float_ops[name].input_value(1).get_node())
-            if data is not None:
-                const = ov.opset13.constant(data.astype(np.float32))
-                conv.input(1).replace_source_output(const.output(0))
+            _float_constant(ov, conv, float_ops[name], 1)  # the weight
             for target in conv.output(0).get_target_inputs():  # the bias Add after it
                 add = target.get_node()
                 was = float_ops.get(add.get_friendly_name())
-                if add.get_type_name() != "Add" or was is None:
-                    continue
-                for k in (0, 1):
-                    data = _constant_data(was.input_value(k).get_node())
-                    if data is not None:
-                        const = ov.opset13.constant(data.astype(np.float32))
-                        add.input(k).replace_source_output(const.output(0))
+                if add.get_type_name() == "Add" and was is not None:
+                    for k in (0, 1):
+                        _float_constant(ov, add, was, k)
         model.validate_nodes_and_infer_types()
         for name in conv_nodes:
             conv = by_name.get(name)
-            if conv is not None and quantized_input(conv):
+            if conv is not None and _quantized_input(conv):
                 raise ExportError(
                     f"{name}: its input stays quantized after the float fallback (a "
                     "FakeQuantize behind a layer the fallback does not rebuild)"
@@ -227,7 +220,16 @@ def _node_factory(opset: str):
     return NodeFactory(opset)
 
 
-def quantized_input(conv) -> bool:
+def _float_constant(ov, node, was, k: int) -> None:
+    """Input ``k`` of ``node`` fed the float model's constant there (``was``, the same node in
+    the float model), where that input is a constant."""
+    data = _constant_data(was.input_value(k).get_node())
+    if data is not None:
+        const = ov.opset13.constant(data.astype(np.float32))
+        node.input(k).replace_source_output(const.output(0))
+
+
+def _quantized_input(conv) -> bool:
     """Whether a FakeQuantize reaches ``conv``'s input, directly or through ops that pass
     values on unchanged (:data:`_PASS_THROUGH`)."""
     todo, seen = [conv.input_value(0).get_node()], set()
