@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 from torch import nn
 
-from yoloslim.configs import one_of
+from yoloslim.configs import one_of, yaml_problem
 from yoloslim.errors import ModelError
 from yoloslim.models.backbone import BLOCKS
 from yoloslim.models.blocks import ACTIVATIONS
@@ -258,7 +258,7 @@ def load_arch_yaml(path: str | Path) -> dict:
     except FileNotFoundError as e:
         raise ModelError(f"{p}: arch file does not exist") from e
     except yaml.YAMLError as e:
-        raise ModelError(f"{p}: not valid YAML: {e}") from e
+        raise ModelError(f"{p}: not valid YAML ({yaml_problem(e)})") from e
     if isinstance(data, dict) and "arch" in data and "backbone" not in data:
         data = data["arch"]
     try:

@@ -146,24 +146,26 @@ def _arch_file(p: Path) -> dict[str, Any]:
     import yaml
 
     from yoloslim.bench.flops import model_profile
-    from yoloslim.configs import yaml_problem
     from yoloslim.export.common import path_size_mb
     from yoloslim.models import build_model, load_arch_yaml
 
     if not p.is_file():
         raise ModelError(f"{p}: arch file does not exist")
+    text = p.read_text(errors="replace")
     try:
-        head = yaml.safe_load(p.read_text(errors="replace")) if p.stat().st_size < 1 << 20 else None
-    except yaml.YAMLError as e:
-        raise ModelError(f"{p}: not valid YAML ({yaml_problem(e)})") from e
-    if isinstance(head, dict) and not {"backbone", "arch"} & set(head):
-        raise ModelError(
-            f"{p}: not an architecture file (no backbone); info describes checkpoints, "
-            "exported artifacts and the arch.yaml files nas writes"
-        )
-    arch = load_arch_yaml(p)
-    with p.open(errors="replace") as f:
-        first = f.readline()
+        arch = load_arch_yaml(p)  # its errors name the file and the line
+    except ModelError:
+        try:
+            head = yaml.safe_load(text)
+        except yaml.YAMLError:
+            head = None
+        if isinstance(head, dict) and not {"backbone", "arch"} & set(head):  # a data.yaml
+            raise ModelError(
+                f"{p}: not an architecture file (no backbone); info describes checkpoints, "
+                "exported artifacts and the arch.yaml files nas writes"
+            ) from None
+        raise
+    first = text.split("\n", 1)[0]
     found = re.search(r"MAE-DET score ([-+\w.]+).* at (\d+) px", first)
     imgsz = int(found.group(2)) if found else 320
     profile = model_profile(build_model(arch), imgsz=imgsz)
