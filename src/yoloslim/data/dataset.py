@@ -320,9 +320,7 @@ def _check_instances_kept(samples: Sequence[Sample], imgsz: int) -> None:
     """Warn with the share of labelled instances the training targets lose at ``imgsz``
     (boxes too small or thin once the image is scaled down), refuse when that is all of them:
     the labels count them, the loss never sees them, and training runs on nothing."""
-    lost, total = dropped_at(
-        [s.boxes for s in samples], [max(s.width, s.height) for s in samples], imgsz
-    )
+    lost, total = dropped_at(samples, imgsz)
     rule = f"under {MIN_SIDE:g} px a side or thinner than {MAX_ASPECT:g}:1 at imgsz {imgsz}"
     if total and lost == total:
         raise DataError(

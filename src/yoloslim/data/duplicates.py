@@ -54,10 +54,12 @@ def unique(
             labels (two COCO jsons annotating one image), and keeping either loses the other's.
     """
     seen: dict[tuple[int, int] | str, tuple[Path, T]] = {}
+    listed: Counter = Counter()  # how often each file is named
     out, dropped = [], []
     for item in items:
         p = path(item)
         key = file_key(p)
+        listed[key] += 1
         if key in seen:
             first, kept = seen[key]
             if differ is not None and differ(kept, item):
@@ -73,8 +75,7 @@ def unique(
         seen[key] = p, item
         out.append(item)
     if dropped:
-        counts = Counter(file_key(path(item)) for item in items)
-        images = sum(1 for n in counts.values() if n > 1)
+        images = sum(1 for n in listed.values() if n > 1)
         logger.warning(
             "%s: %d image(s) listed more than once (%d extra listing(s), %s) %s: %s",
             source,

@@ -209,15 +209,16 @@ def filter_boxes(
     return b, keep
 
 
-def dropped_at(boxes: Sequence[np.ndarray], sides: Sequence[int], size: int) -> tuple[int, int]:
-    """``(dropped, total)``: how many boxes :func:`filter_boxes` drops once each image is
-    letterboxed to ``size`` (``boxes[i]`` in pixels of an image whose long side is
-    ``sides[i]``), i.e. under :data:`MIN_SIDE` px or thinner than :data:`MAX_ASPECT`:1. The
-    training loader's own count varies with augmentation's zoom; this is the plain one,
-    which counts what labels alone do not show (a 13 px object at 640 is 1.3 px at 64)."""
+def dropped_at(samples: Sequence, size: int) -> tuple[int, int]:
+    """``(dropped, total)``: how many of the ``samples``' boxes (each sample's ``boxes`` in
+    pixels of its ``width`` x ``height`` image) :func:`filter_boxes` drops once each image
+    is letterboxed to ``size``, i.e. under :data:`MIN_SIDE` px or thinner than
+    :data:`MAX_ASPECT`:1. The training loader's own count varies with augmentation's zoom;
+    this is the plain one, which counts what labels alone do not show (a 13 px object at
+    640 is 1.3 px at 64)."""
     scaled = [
-        np.asarray(b, np.float64).reshape(-1, 4) * (size / s)
-        for b, s in zip(boxes, sides, strict=True)
+        np.asarray(s.boxes, np.float64).reshape(-1, 4) * (size / max(s.width, s.height))
+        for s in samples
     ]
     b = np.concatenate(scaled) if scaled else np.zeros((0, 4))
     full = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # whole objects: the visible-share rule holds

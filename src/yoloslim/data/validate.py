@@ -81,9 +81,7 @@ def check_dataset(
             **({"undecodable_images": [str(p) for p in undecodable]} if decode else {}),
         }
         if imgsz is not None:
-            lost, total = dropped_at(
-                [s.boxes for s in samples], [max(s.width, s.height) for s in samples], imgsz
-            )
+            lost, total = dropped_at(samples, imgsz)
             report["splits"][split]["dropped_at_imgsz"] = lost
             if lost and split == "train":
                 logger.warning(
