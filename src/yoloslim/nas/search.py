@@ -83,9 +83,21 @@ class SearchResult:
         return Result(self.arch, self.report, self.artifacts)
 
 
-def _validate_args(
-    imgsz, population, iterations, init_repeats, nc, top_k, score_batch, polish
+def _validate_settings(
+    *,
+    imgsz,
+    population,
+    iterations,
+    init_repeats,
+    nc,
+    top_k,
+    score_batch,
+    polish,
+    seed,
+    stage_weights,
+    score_method,
 ) -> None:
+    """ConfigError naming the first of :func:`search`'s settings that it cannot take."""
     if imgsz is None:
         raise ConfigError("imgsz is required (the size the budgets and the score use)")
     check_imgsz(imgsz)
@@ -101,9 +113,6 @@ def _validate_args(
     for name, v, low in checks:
         if not isinstance(v, int) or isinstance(v, bool) or v < low:
             raise ConfigError(f"{name}={v!r} must be an integer >= {low}")
-
-
-def _validate_seed_and_weights(seed, stage_weights) -> None:
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**32)")
     if len(stage_weights) != 5:
@@ -111,6 +120,8 @@ def _validate_seed_and_weights(seed, stage_weights) -> None:
     bad = [w for w in stage_weights if isinstance(w, bool) or not isinstance(w, (int, float))]
     if bad or any(not math.isfinite(w) or w < 0 for w in stage_weights):
         raise ConfigError(f"stage_weights={list(stage_weights)!r} must be 5 finite numbers >= 0")
+    if score_method not in SCORE_METHODS:
+        raise ConfigError(f"score_method={score_method!r} must be one of {SCORE_METHODS}")
 
 
 DEFAULT_IMGSZ = 320  # the input size a search scores and costs at, unless told
@@ -200,10 +211,19 @@ def search(
         raise ConfigError(f"latency must be a LatencySettings, got {type(latency).__name__}")
     space = space or SearchSpace()
     latency = latency or LatencySettings()
-    _validate_args(imgsz, population, iterations, init_repeats, nc, top_k, score_batch, polish)
-    _validate_seed_and_weights(seed, stage_weights)
-    if score_method not in SCORE_METHODS:
-        raise ConfigError(f"score_method={score_method!r} must be one of {SCORE_METHODS}")
+    _validate_settings(
+        imgsz=imgsz,
+        population=population,
+        iterations=iterations,
+        init_repeats=init_repeats,
+        nc=nc,
+        top_k=top_k,
+        score_batch=score_batch,
+        polish=polish,
+        seed=seed,
+        stage_weights=stage_weights,
+        score_method=score_method,
+    )
     cache_file = _cache_path(latency_cache, out)
     if out is not None:
         _check_out(Path(out), init, cache_file)
@@ -676,21 +696,6 @@ def search_kwargs(d: dict) -> dict:
         if p.default is not inspect.Parameter.empty
     }
     given.update(kw)
-    _validate_args(*(given[k] for k in _ARG_ORDER))
-    _validate_seed_and_weights(given["seed"], given["stage_weights"])
-    if given["score_method"] not in SCORE_METHODS:
-        raise ConfigError(f"score_method={given['score_method']!r} must be one of {SCORE_METHODS}")
+    checked = inspect.signature(_validate_settings).parameters
+    _validate_settings(**{k: given[k] for k in checked})
     return kw
-
-
-# _validate_args's parameters, in its order
-_ARG_ORDER = (
-    "imgsz",
-    "population",
-    "iterations",
-    "init_repeats",
-    "nc",
-    "top_k",
-    "score_batch",
-    "polish",
-)
