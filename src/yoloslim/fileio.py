@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 __all__ = [
     "atomic_file",
+    "file_key",
     "atomic_write_bytes",
     "atomic_write_text",
     "apply_umask",
@@ -68,6 +69,16 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
         if isinstance(e, OSError):  # the file meant, not the temp one (or none: a full disk)
             raise OSError(e.errno, e.strerror or str(e), str(p)) from e
         raise
+
+
+def file_key(path: str | Path) -> tuple[int, int] | str:
+    """What makes two paths one file: ``(device, inode)`` (a symbolic or hard link to a file
+    is that file), or the resolved path of one that cannot be looked at (missing)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return st.st_dev, st.st_ino
 
 
 def _umask() -> int:

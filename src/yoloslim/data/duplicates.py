@@ -10,7 +10,6 @@ covers what ``Path.resolve()`` equates (``./``, ``..``, symbolic links) and hard
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,22 +17,13 @@ from typing import TypeVar
 
 from yoloslim.data.sample import Sample, examples
 from yoloslim.errors import DataError
+from yoloslim.fileio import file_key
 
-__all__ = ["file_key", "same_labels", "unique", "shared_images", "warn_shared"]
+__all__ = ["same_labels", "unique", "shared_images", "warn_shared"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def file_key(path: Path) -> tuple[int, int] | str:
-    """What makes two paths one file: ``(device, inode)``, or the resolved path of one that
-    cannot be looked at (missing: the probe reports it)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return os.path.realpath(path)
-    return st.st_dev, st.st_ino
 
 
 def unique(

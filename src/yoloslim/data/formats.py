@@ -26,10 +26,11 @@ import numpy as np
 
 from yoloslim.data.coco import read_coco
 from yoloslim.data.config import DataConfig
-from yoloslim.data.duplicates import file_key, same_labels, unique
+from yoloslim.data.duplicates import same_labels, unique
 from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, examples, probe_images, warn_empty
 from yoloslim.data.voc import read_voc
 from yoloslim.errors import ConfigError, DataError
+from yoloslim.fileio import file_key
 
 __all__ = [
     "Sample",

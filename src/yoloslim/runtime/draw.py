@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from yoloslim.errors import ConfigError
+from yoloslim.fileio import file_key
 
 __all__ = ["DRAWN_COMMENT", "draw_detections", "class_colour", "drawn_paths"]
 
@@ -77,16 +78,11 @@ def drawn_paths(files: list[Path], save: Path, *, video: bool = False) -> dict[P
             name = _fit_name(f"{tag}_{k}", suffix)
         taken.add(name.lower())
         out[f] = save / name
-    inputs = {_file_id(f) for f in files if f.exists()}
+    inputs = {file_key(f) for f in files if f.exists()}
     for f, dst in out.items():
-        if dst.exists() and _file_id(dst) in inputs:
+        if dst.exists() and file_key(dst) in inputs:
             raise ConfigError(
                 f"--save {save}: the drawn copy of {f} would replace the input {dst}; "
                 "inputs are never overwritten, so choose another --save folder"
             )
     return out
-
-
-def _file_id(path: Path) -> tuple[int, int]:
-    st = path.stat()  # follows symlinks: a link to an input is that input
-    return st.st_dev, st.st_ino
