@@ -400,6 +400,8 @@ def test_a_named_triton_model_joins_the_repository(dynamic_export, tmp_path):
     formats = json.loads((out / "export_report.json").read_text())["formats"]
     assert formats["triton"]["path"] == str(out / "triton" / "third" / "config.pbtxt")
     assert formats["triton:det-v2"]["path"] == str(cfg_path)
+    # exported by a call without --dynamic, but a Triton model's batch axis is dynamic
+    assert formats["triton:det-v2"]["exported_with"]["dynamic"] is True
     assert not any(k.startswith("triton_") for k in formats)  # no "fp32 variant" of Triton
 
 

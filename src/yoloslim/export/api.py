@@ -339,11 +339,11 @@ def _previous_report(out: Path) -> dict | None:
     return old if isinstance(old, dict) and isinstance(old.get("formats"), dict) else None
 
 
-def _surviving(old: dict, entry, out: Path) -> dict | None:
-    """An earlier report's entry, with the settings it was exported with, if its artifact
-    still exists. A path inside the report's ``out`` is taken inside this ``out`` (relative
-    ones were relative to the working directory of that export; and a copied export folder's
-    report names the original folder's files: this one's count)."""
+def _surviving(old: dict, entry, out: Path, fmt: str = "") -> dict | None:
+    """An earlier report's entry (of format ``fmt``), with the settings it was exported
+    with, if its artifact still exists. A path inside the report's ``out`` is taken inside
+    this ``out`` (relative ones were relative to the working directory of that export; and a
+    copied export folder's report names the original folder's files: this one's count)."""
     if not isinstance(entry, dict) or not entry.get("path"):
         return None
     path = Path(entry["path"])
@@ -353,6 +353,8 @@ def _surviving(old: dict, entry, out: Path) -> dict | None:
     if not path.exists():
         return None
     settings = {k: old.get(k) for k in _SETTINGS}
+    if fmt.startswith("triton"):  # a Triton model's ONNX has a dynamic batch axis whatever
+        settings["dynamic"] = True  # --dynamic said
     return {**entry, "path": str(path), "exported_with": entry.get("exported_with", settings)}
 
 
@@ -367,7 +369,7 @@ def _keep_other_variant(formats: dict, old: dict | None, fmt: str, path: Path, o
     kept entry that names the file this call just wrote."""
     for key in [k for k, e in formats.items() if k != fmt and e.get("path") == str(path)]:
         del formats[key]
-    entry = _surviving(old, old["formats"].get(fmt), out) if old else None
+    entry = _surviving(old, old["formats"].get(fmt), out, fmt) if old else None
     if entry is not None and Path(entry["path"]) != path:
         if fmt == "triton":  # another model of the repository, not a variant of this one
             key = f"triton:{Path(entry['path']).parent.name}"
@@ -384,7 +386,7 @@ def _earlier_entries(old: dict | None, formats: list[str], nms: bool, out: Path)
     redo = set(formats) | ({"onnx_nms"} if nms else set())
     kept = {}
     for fmt, entry in old["formats"].items():
-        surviving = None if fmt in redo else _surviving(old, entry, out)
+        surviving = None if fmt in redo else _surviving(old, entry, out, fmt)
         if surviving is not None:
             if fmt in ("triton_fp32", "triton_fp16"):  # another model, as reports once named it
                 fmt = f"triton:{Path(surviving['path']).parent.name}"
