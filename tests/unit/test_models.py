@@ -89,6 +89,16 @@ def test_conv_bn_fuse_equivalent():
         torch.testing.assert_close(m.act(fused(x)), ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["reflect", "circular"])
+def test_conv_bn_fuse_keeps_the_padding_mode(mode):
+    conv, bn = nn.Conv2d(3, 4, 3, padding=1, padding_mode=mode), nn.BatchNorm2d(4)
+    _randomize_bn(bn)
+    bn.eval()
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(fuse_conv_bn(conv, bn)(x), bn(conv(x)), atol=1e-5, rtol=1e-5)
+
+
 def test_detector_fuse_equivalent_raw_outputs():
     model = build_model("damo-nano", nc=3)
     _randomize_bn(model)

@@ -13,7 +13,7 @@ from torch import nn
 from yoloslim.compress.prune import PruneConfig, prune, restore_pruned
 from yoloslim.compress.prune_depth import removable_blocks, remove_block
 from yoloslim.compress.prune_width import CRITERIA, prune_width
-from yoloslim.errors import ConfigError
+from yoloslim.errors import ConfigError, ModelError
 from yoloslim.models import build_model
 from yoloslim.models.checkpoint import load_checkpoint
 
@@ -380,6 +380,37 @@ def test_external_module_and_restore(tmp_path):
         load_checkpoint(res.artifacts["checkpoint"])  # said only "not a yoloslim checkpoint"
     with pytest.raises(ConfigError, match="Detector"):
         prune(net(), None, config=cfg(ratio=0.5, finetune_epochs=1))
+
+
+class _Pooled(nn.Module):
+    """A depthwise conv and a Linear classifier, whose inputs pruning narrows."""
+
+    def __init__(self, norm: bool = False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1 = nn.Conv2d(3, 16, 3, 2, 1)
+        self.norm = nn.GroupNorm(1, 16) if norm else nn.BatchNorm2d(16)
+        self.dw = nn.Conv2d(16, 16, 3, 1, 1, groups=16)
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.fc(self.dw(torch.relu(self.norm(self.c1(x)))).mean((2, 3)))
+
+
+def test_external_module_with_depthwise_and_linear_layers_restores(tmp_path):
+    res = prune(_Pooled(), None, config=cfg(ratio=0.5, ignore=("fc",)), out=tmp_path)
+    assert res.model.dw.groups == res.model.dw.out_channels == 8
+    assert res.model.fc.in_features == 8
+    back = restore_pruned(_Pooled(), res.artifacts["checkpoint"])
+    x = torch.rand(2, 3, IMG, IMG)
+    torch.testing.assert_close(back(x), res.model.eval()(x))
+
+
+def test_external_module_whose_resized_layers_cannot_be_recorded_is_refused(tmp_path):
+    # a GroupNorm is resized with the conv before it; the record would not rebuild it
+    with pytest.raises(ModelError, match=r"resized norm.weight \(GroupNorm\).*ignore"):
+        prune(_Pooled(norm=True), None, config=cfg(ratio=0.5, ignore=("fc",)), out=tmp_path)
+    assert not (tmp_path / "pruned.pt").exists()
 
 
 @pytest.mark.parametrize(

@@ -183,7 +183,7 @@ def prune(
         result = Result(net, report)
         if out is not None:
             last = list(stages.values())[-1]
-            result.artifacts["checkpoint"] = _save(net, Path(out), cfg, is_detector, last)
+            result.artifacts["checkpoint"] = _save(net, Path(out), cfg, is_detector, last, original)
             report["checkpoint"] = str(result.artifacts["checkpoint"])
             # the report itself, as --json, export_report.json and quant_report.json hold
             result.artifacts["report"] = atomic_write_text(
@@ -478,9 +478,13 @@ def _save(
     cfg: PruneConfig,
     is_detector: bool,
     last: dict,
+    original: nn.Module,
 ) -> Path:
     """``out/pruned.pt``; its meta holds the mAP of ``last`` (the last stage measured: after
-    fine-tuning, if any), as a trained checkpoint's holds its best epoch's."""
+    fine-tuning, if any), as a trained checkpoint's holds its best epoch's. A module not
+    yoloslim's is saved only if :func:`restore_pruned` can rebuild it from ``original``
+    (the unpruned module): a ModelError names the layers whose shape the record cannot
+    hold."""
     from yoloslim.models.arch import layer_shapes
     from yoloslim.models.checkpoint import atomic_save, save_checkpoint
 
@@ -495,7 +499,30 @@ def _save(
         "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         "meta": meta,
     }
+    _check_restorable(copy.deepcopy(original), record)
     return atomic_save(record, out / "pruned.pt")
+
+
+def _check_restorable(fresh: nn.Module, record: dict) -> None:
+    """ModelError unless ``record`` rebuilds the pruned module from ``fresh`` (a copy of the
+    unpruned one), naming the tensors whose shape it does not hold (layers other than
+    Conv2d, Linear and BatchNorm2d that pruning resized)."""
+    from yoloslim.models.arch import apply_layers
+
+    apply_layers(fresh, record["layers"])
+    have = fresh.state_dict()
+    wrong = [
+        f"{k} ({type(fresh.get_submodule(k.rpartition('.')[0])).__name__})"
+        for k, v in record["state_dict"].items()
+        if k in have and have[k].shape != v.shape
+    ]
+    if wrong:
+        raise ModelError(
+            f"the pruned module cannot be saved so that it reloads: pruning resized "
+            f"{', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}, and a pruned-module "
+            "record holds the shapes of Conv2d, Linear and BatchNorm2d layers only; list such "
+            "layers in ignore (--ignore) to keep them whole"
+        )
 
 
 def restore_pruned(model: nn.Module, path: str | Path) -> nn.Module:

@@ -160,18 +160,21 @@ def validate_arch(arch: dict) -> dict:
 
 
 def layer_shapes(model: nn.Module) -> dict[str, list[int]]:
-    """``{path: [out, in]}`` for every Conv2d and ``{path: [n]}`` for every BatchNorm2d."""
+    """``{path: [out, in]}`` for every Conv2d (``[out, in, groups]`` for a grouped one) and
+    Linear, and ``{path: [n]}`` for every BatchNorm2d."""
     shapes: dict[str, list[int]] = {}
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
-            shapes[name] = [m.out_channels, m.in_channels]
+            shapes[name] = [m.out_channels, m.in_channels] + ([m.groups] if m.groups > 1 else [])
+        elif isinstance(m, nn.Linear):
+            shapes[name] = [m.out_features, m.in_features]
         elif isinstance(m, nn.BatchNorm2d):
             shapes[name] = [m.num_features]
     return shapes
 
 
 def apply_layers(model: nn.Module, layers: dict[str, list[int]]) -> None:
-    """Resize convs and BNs in place to the recorded shapes (fresh weights).
+    """Resize convs, linear layers and BNs in place to the recorded shapes (fresh weights).
 
     Trailing entries of a ``ModuleList`` none of whose layers are recorded are
     dropped first: depth pruning removes residual blocks from a list (which then
@@ -195,8 +198,6 @@ def apply_layers(model: nn.Module, layers: dict[str, list[int]]) -> None:
         parent = model.get_submodule(parent_name) if parent_name else model
         old = getattr(parent, attr)
         if isinstance(old, nn.Conv2d):
-            if old.groups != 1:
-                raise ModelError(f"arch: cannot resize grouped conv {name}")
             new: nn.Module = nn.Conv2d(
                 shape[1],
                 shape[0],
@@ -204,8 +205,12 @@ def apply_layers(model: nn.Module, layers: dict[str, list[int]]) -> None:
                 old.stride,
                 old.padding,
                 old.dilation,
+                groups=shape[2] if len(shape) > 2 else 1,
                 bias=old.bias is not None,
+                padding_mode=old.padding_mode,
             )
+        elif isinstance(old, nn.Linear):
+            new = nn.Linear(shape[1], shape[0], bias=old.bias is not None)
         else:
             new = nn.BatchNorm2d(shape[0], eps=old.eps, momentum=old.momentum)
         setattr(parent, attr, new)

@@ -43,6 +43,7 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
         conv.dilation,
         conv.groups,
         bias=True,
+        padding_mode=conv.padding_mode,
     ).to(conv.weight.device, conv.weight.dtype)  # a half or double model stays so
     w, b = _fold(conv.weight, conv.bias, bn)
     fused.weight.data.copy_(w)
