@@ -608,3 +608,26 @@ def test_describe_and_benchmark_take_a_predictor_for_the_file_it_runs(ckpt):
     pred = ys.load(ckpt)
     assert ys.describe(pred)["path"] == ys.describe(ckpt)["path"]
     assert _artifact_paths([pred]) == _artifact_paths([ckpt])
+
+
+def test_validate_runs_a_predictor_as_it_was_loaded(ckpt, tmp_path, monkeypatch):
+    # it used to open the Predictor's file again with the defaults: an IR loaded at f32 was
+    # evaluated (and reported) at the plugin's bf16, a .pt loaded at 96 px at its 64
+    import yoloslim.runtime.backends as backends
+
+    data = ys.synthesize(tmp_path / "d", images=4, imgsz=64, classes=2, seed=0, val_fraction=0.5)
+    xml = ys.export(ckpt, tmp_path / "ex", formats="openvino", verify=False).artifacts["openvino"]
+    at_f32, at_96 = ys.load(xml, ov_precision="f32"), ys.load(ckpt, imgsz=96)
+
+    def load_again(*args, **kwargs):
+        raise AssertionError("validate loaded the Predictor's artifact again")
+
+    monkeypatch.setattr(backends, "load_backend", load_again)
+    assert ys.validate(at_f32, data)["precision"] == "f32"
+    res = ys.validate(at_96, data)
+    assert res["imgsz"] == 96 and res["runtime"] == "torch"
+    monkeypatch.undo()
+    ref = ys.validate(ckpt, data, imgsz=96)  # the checkpoint's training form, at 96 px
+    assert res["map"] == pytest.approx(ref["map"], abs=1e-3)
+    with pytest.raises(ConfigError, match=r"ov_precision='bf16': a Predictor computes in .*f32"):
+        ys.validate(at_f32, data, ov_precision="bf16")

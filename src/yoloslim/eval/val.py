@@ -47,7 +47,10 @@ def validate(
     Predictor of one, on ``split``.
 
     Each artifact runs in its own runtime: an OpenVINO IR at the plugin's default precision
-    (bf16 on AVX512-BF16/AMX CPUs), so its mAP can differ a little from the checkpoint's.
+    (bf16 on AVX512-BF16/AMX CPUs), so its mAP can differ a little from the checkpoint's. A
+    Predictor is evaluated as it was loaded (its device, threads, OpenVINO precision and
+    input size; a ``.pt`` in its deploy form); its ``conf`` and ``iou`` are not used (mAP
+    wants the low ``conf`` below).
 
     ``imgsz`` defaults to the size the model was trained (or exported) at: the checkpoint's,
     the artifact's, or a Detector's ``imgsz`` attribute (set when it is loaded from a
@@ -91,13 +94,20 @@ def validate(
         load_backend,
         refuse_end_to_end,
     )
-    from yoloslim.runtime.predictor import as_artifact
+    from yoloslim.runtime.predictor import Predictor, as_artifact
 
     check_imgsz(imgsz)
     check_nms_settings(conf=conf, iou=iou)
     problem = int_problem(batch)
     if problem:
         raise ConfigError(f"batch={batch!r} {problem}")
+    loaded = model.backend if isinstance(model, Predictor) else None
+    if loaded is not None and ov_precision is not None:
+        raise ConfigError(
+            f"ov_precision={ov_precision!r}: a Predictor computes in the precision it was "
+            f"loaded with ({loaded.precision}); load it with ov_precision=, or pass its path"
+        )
+    pred_imgsz = model.imgsz if loaded is not None else None
     model = as_artifact(model)
     if model is None or isinstance(model, dict):
         raise ConfigError(
@@ -116,13 +126,14 @@ def validate(
                 name,
                 DEFAULT_IMGSZ,
             )
-    elif Path(model).suffix == ".pt":
+    elif Path(model).suffix == ".pt" and loaded is None:
         net, ckpt = load_checkpoint(model)
         ck_imgsz = ckpt["imgsz"]
-    else:
-        backend = load_backend(model, hint=ov_precision)
+    else:  # a Predictor's own backend: its device, threads, precision and input size
+        backend = loaded or load_backend(model, hint=ov_precision)
         refuse_end_to_end(backend, "val")
         net, ck_imgsz, runtime = _BackendModule(backend), backend.imgsz, backend.kind
+        ck_imgsz = pred_imgsz or ck_imgsz
         precision = str(backend.precision)
         check_static_imgsz(backend, imgsz or None)
     imgsz = imgsz or ck_imgsz or DEFAULT_IMGSZ
