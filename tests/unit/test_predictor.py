@@ -631,3 +631,22 @@ def test_validate_runs_a_predictor_as_it_was_loaded(ckpt, tmp_path, monkeypatch)
     assert res["map"] == pytest.approx(ref["map"], abs=1e-3)
     with pytest.raises(ConfigError, match=r"ov_precision='bf16': a Predictor computes in .*f32"):
         ys.validate(at_f32, data, ov_precision="bf16")
+
+
+def test_an_ir_openvino_converted_from_a_yoloslim_onnx_keeps_its_metadata(ckpt, tmp_path):
+    # ovc / openvino.convert_model keep the ONNX's metadata under rt_info "framework"; it
+    # was refused as "no yoloslim metadata"
+    import openvino as ov
+
+    onnx_path = ys.export(ckpt, tmp_path / "ex", formats="onnx", verify=False).artifacts["onnx"]
+    xml = tmp_path / "converted.xml"
+    ov.save_model(ov.convert_model(str(onnx_path)), str(xml), compress_to_fp16=False)
+    info = ys.describe(xml)
+    assert info["names"] == ["a", "b"] and info["imgsz"] == 64
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    converted = Predictor(xml, ov_precision="f32").backend(x)
+    torch.testing.assert_close(converted, Predictor(onnx_path).backend(x), rtol=1e-4, atol=1e-3)
+    other = ov.convert_model(str(_tiny_onnx(tmp_path / "plain.onnx", [64, 64])))
+    ov.save_model(other, str(tmp_path / "plain.xml"))
+    with pytest.raises(ModelError, match=r"plain\.xml: no yoloslim metadata"):
+        Predictor(tmp_path / "plain.xml")

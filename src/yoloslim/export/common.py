@@ -163,11 +163,15 @@ def onnx_metadata(model) -> dict[str, str]:
 
 
 def openvino_metadata(model) -> dict[str, str]:
-    """The ``yoloslim`` rt_info of an OpenVINO model (what :func:`artifact_metadata` stored)."""
-    if not model.has_rt_info(["yoloslim"]):
-        return {}
-    keys = model.get_rt_info(["yoloslim"]).astype(dict)
-    return {k: model.get_rt_info(["yoloslim", k]).astype(str) for k in keys}
+    """The ``yoloslim`` rt_info of an OpenVINO model (what :func:`artifact_metadata` stored);
+    for an IR that OpenVINO converted from a yoloslim ONNX itself (``ovc model.onnx``,
+    ``openvino.convert_model``), the ONNX's metadata, which it keeps under ``framework``."""
+    for section in ("yoloslim", "framework"):
+        if model.has_rt_info([section]):
+            keys = model.get_rt_info([section]).astype(dict)
+            if section == "yoloslim" or "yoloslim_version" in keys:
+                return {k: model.get_rt_info([section, k]).astype(str) for k in keys}
+    return {}
 
 
 def path_size_mb(path: Path, ndigits: int | None = 3) -> float:
