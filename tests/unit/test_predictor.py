@@ -650,3 +650,23 @@ def test_an_ir_openvino_converted_from_a_yoloslim_onnx_keeps_its_metadata(ckpt, 
     ov.save_model(other, str(tmp_path / "plain.xml"))
     with pytest.raises(ModelError, match=r"plain\.xml: no yoloslim metadata"):
         Predictor(tmp_path / "plain.xml")
+
+
+def test_an_openvino_device_it_does_not_see_is_a_config_error(tmp_path):
+    # it was "cannot load as openvino" and the plugin's text, as if the file were broken
+    import openvino as ov
+
+    xml = tmp_path / "m.xml"
+    ov_model = ov.convert_model(str(_tiny_onnx(tmp_path / "m.onnx", [64, 64])))
+    ov_model.set_rt_info('["a", "b"]', ["yoloslim", "names"])
+    ov_model.set_rt_info("64", ["yoloslim", "imgsz"])
+    ov.save_model(ov_model, str(xml))
+    seen = ov.Core().available_devices
+    absent = next(d for d in ("NPU", "GPU", "FPGA") if not any(s.startswith(d) for s in seen))
+    with pytest.raises(
+        ConfigError, match=rf"device='{absent.lower()}': OpenVINO sees only [^;]*CPU"
+    ):
+        Predictor(xml, device=absent.lower())
+    with pytest.raises(ConfigError, match=r"device='cuda': .*cuda is for \.pt, \.torchscript"):
+        Predictor(xml, device="cuda")
+    assert Predictor(xml, device="cpu").backend.static_imgsz == 64

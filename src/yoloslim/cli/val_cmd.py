@@ -14,7 +14,8 @@ def val(
     model: Path = typer.Option(..., help="Checkpoint (.pt) or exported artifact."),
     data: Path = typer.Option(..., help="data.yaml"),
     imgsz: int = typer.Option(
-        None, help="Input size, a multiple of 32 (default: the checkpoint's)."
+        None,
+        help="Input size, a multiple of 32 (default: the model's own, checkpoint or artifact).",
     ),
     batch: int = typer.Option(16, help="Batch size."),
     conf: float = typer.Option(0.001, help="Confidence threshold."),

@@ -274,6 +274,18 @@ class OpenVINOBackend(Backend):
         return torch.from_numpy(np.array(out[self.compiled.output(0)], dtype=np.float32))
 
 
+def _check_ov_device(device: str, ov_device: str) -> None:
+    """Raise :class:`ConfigError` for a device OpenVINO does not see here (``GPU`` matches
+    ``GPU.0``; AUTO, MULTI, HETERO and BATCH choose among the others themselves)."""
+    if ov_device.partition(":")[0] in ("AUTO", "MULTI", "HETERO", "BATCH"):
+        return
+    seen = openvino_core().available_devices
+    if ov_device in seen or any(d.partition(".")[0] == ov_device for d in seen):
+        return
+    hint = "; cuda is for .pt, .torchscript and .onnx" if ov_device.startswith("CUDA") else ""
+    raise ConfigError(f"device={device!r}: OpenVINO sees only {', '.join(seen)} here{hint}")
+
+
 # what the CPU plugin may be asked to compute an IR in (INFERENCE_PRECISION_HINT)
 OV_PRECISIONS = ("f32", "bf16", "f16")
 
@@ -429,6 +441,8 @@ def load_backend(
     runtime = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino")}
     if kind in runtime:
         require_for(p, *runtime[kind], "running it")
+    if kind == "openvino":
+        _check_ov_device(device, ov_device)
     try:
         if kind == "torch":
             backend: Backend = TorchBackend(p, threads, dev)
