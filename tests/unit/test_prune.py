@@ -521,3 +521,29 @@ def test_a_width_halfway_between_two_multiples_keeps_the_larger():
     assert [_keep(w, 0.25, 8, 0.9) for w in (16, 48, 80)] == [16, 40, 64]
     assert [_keep(w, 0.5, 8, 0.9) for w in (24, 40, 96)] == [16, 24, 48]
     assert _keep(12, 0.5, 8, 0.9) == 8 and _keep(9, 0.5, None, 0.9) == 5
+
+
+def test_settings_that_would_fail_later_are_refused_before_any_work(model, tiny_data, tmp_path):
+    from yoloslim.data.synth import synthesize
+
+    out = tmp_path / "run"
+    # a pattern that names no module kept nothing whole, silently
+    with pytest.raises(ConfigError, match=r"ignore \(--ignore\): 'neck.fuse_p9\*' matches no"):
+        prune(model, None, config=cfg(ignore=("neck.fuse_p9*",)), out=out)
+    # advanced.finetune was read only after the baseline's validation and the pruning
+    bad = cfg(finetune_epochs=1, advanced={"finetune": {"epochz": 3}})
+    with pytest.raises(
+        ConfigError, match=r"unknown key.*epochz.* in PruneConfig.advanced.finetune"
+    ):
+        prune(model, tiny_data, config=bad, out=out)
+    # a class count the data does not have: refused before the run folder is made
+    three = synthesize(tmp_path / "three", images=4, imgsz=IMG, classes=3, seed=0)
+    with pytest.raises(ModelError, match=r"has 2 classes but .*three/data.yaml has 3"):
+        prune(model, three, config=cfg(), out=out)
+    assert not out.exists()
+
+
+def test_an_architecture_is_pruned_with_a_warning_that_its_weights_are_random(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        prune(ARCH, None, config=cfg(ratio=0.3))
+    assert any("weights are random" in r.getMessage() for r in caplog.records)

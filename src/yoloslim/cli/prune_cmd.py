@@ -23,7 +23,11 @@ from yoloslim.configs import load_mapping
 @handle_errors
 def prune(
     ctx: typer.Context,
-    model: str = typer.Option(..., help="yoloslim checkpoint (.pt) or registered model name."),
+    model: str = typer.Option(
+        ...,
+        help="yoloslim checkpoint (.pt); a registered model name or arch.yaml prunes random "
+        "weights (with a warning).",
+    ),
     data: Path = typer.Option(None, help="data.yaml (needed for fine-tuning, mAP, Taylor, depth)."),
     out: Path = typer.Option(
         Path("runs/prune"),

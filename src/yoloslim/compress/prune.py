@@ -31,6 +31,7 @@ from yoloslim.compress.prune_width import (
     profile,
     prune_width,
     taylor_gradients,
+    unmatched_patterns,
 )
 from yoloslim.configs import check_config
 from yoloslim.errors import ConfigError, ModelError
@@ -129,7 +130,10 @@ def prune(
     if isinstance(data, str | Path):  # read before the run folder is made: a missing one
         from yoloslim.data import load_data_config  # leaves nothing behind
 
-        load_data_config(data)
+        nc = len(load_data_config(data).names)
+        if is_detector and getattr(net, "nc", nc) != nc:
+            name = model if not isinstance(model, nn.Module) else type(model).__name__
+            raise ModelError(f"{name} has {net.nc} classes but {data} has {nc}")
     teacher = copy.deepcopy(net).eval() if cfg.distill else None
     torch.manual_seed(cfg.seed)
 
@@ -203,12 +207,14 @@ def _load_model(model, data) -> tuple[nn.Module, list[str] | None, int | None]:
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.models.registry import build_model
 
-    suffix = Path(str(model)).suffix
+    suffix = "" if isinstance(model, dict) else Path(str(model)).suffix
     imgsz = None
     if isinstance(model, nn.Module):
         net = copy.deepcopy(model)
         imgsz = getattr(net, "imgsz", None)
-    elif suffix == ".pt" or (Path(str(model)).is_file() and suffix not in (".yaml", ".yml")):
+    elif suffix == ".pt" or (
+        not isinstance(model, dict) and Path(model).is_file() and suffix not in (".yaml", ".yml")
+    ):
         net, ckpt = load_checkpoint(model)
         imgsz = ckpt.get("imgsz")
     else:
@@ -217,7 +223,13 @@ def _load_model(model, data) -> tuple[nn.Module, list[str] | None, int | None]:
             from yoloslim.data import load_data_config
 
             names = load_data_config(data).names
-        net = build_model(Path(model) if suffix in (".yaml", ".yml") else str(model), names=names)
+        spec = model if isinstance(model, dict) else str(model)
+        net = build_model(Path(model) if suffix in (".yaml", ".yml") else spec, names=names)
+        log.warning(
+            "%s is an architecture, not a trained checkpoint: its weights are random, so the "
+            "criterion ranks noise and fine-tuning trains from scratch (prune a trained .pt)",
+            net.spec.get("name") or "the model" if isinstance(model, dict) else model,
+        )
     if getattr(net, "deploy", False):
         raise ModelError("cannot prune a re-parameterised (deploy-form) model; prune before fuse()")
     return net.eval(), getattr(net, "names", None), imgsz
@@ -249,6 +261,16 @@ def _check_feasible(cfg: PruneConfig, net: nn.Module, data, is_detector: bool) -
         )
     if (cfg.depth_ratio is not None or cfg.method == Method.DEPTH) and not removable_blocks(net):
         raise ConfigError("depth pruning: the model has no residual block to remove")
+    unmatched = unmatched_patterns(net, cfg.ignore)
+    if unmatched:
+        example = next((n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)), "")
+        raise ConfigError(
+            f"PruneConfig.ignore (--ignore): {', '.join(map(repr, unmatched))} "
+            f"match{'es' if len(unmatched) == 1 else ''} no module of the model (names look "
+            f"like {example!r}; fnmatch patterns such as 'backbone.*')"
+        )
+    if cfg.finetune_epochs or cfg.finetune_between:  # its keys, before any work
+        _finetune_config(cfg, max(cfg.finetune_epochs, cfg.finetune_between))
 
 
 def _check_budget(cfg: PruneConfig, before: dict) -> None:
@@ -408,9 +430,10 @@ def _within(goal: dict, cfg: PruneConfig):
     return ok
 
 
-def _finetune(net, teacher, data, cfg: PruneConfig, epochs: int, out: Path, progress: bool):
+def _finetune_config(cfg: PruneConfig, epochs: int):
+    """The TrainConfig of ``epochs`` of fine-tuning: short-run defaults, then
+    ``advanced.finetune``."""
     from yoloslim.train import config_from_dict
-    from yoloslim.train import train as run_train
 
     values = dict(
         epochs=epochs,
@@ -423,7 +446,13 @@ def _finetune(net, teacher, data, cfg: PruneConfig, epochs: int, out: Path, prog
         val_interval=max(1, epochs // 3),
     )
     values.update(cfg.advanced.finetune)
-    tc = config_from_dict(values)
+    return config_from_dict(values, where="PruneConfig.advanced.finetune")
+
+
+def _finetune(net, teacher, data, cfg: PruneConfig, epochs: int, out: Path, progress: bool):
+    from yoloslim.train import train as run_train
+
+    tc = _finetune_config(cfg, epochs)
     if teacher is not None:
         from yoloslim.compress.distill import DistillConfig, distill
 
@@ -443,13 +472,16 @@ def _finetune(net, teacher, data, cfg: PruneConfig, epochs: int, out: Path, prog
 def _layer_changes(before: nn.Module, after: nn.Module) -> dict:
     from yoloslim.models.arch import layer_shapes
 
-    a, b = layer_shapes(before), layer_shapes(after)
-    changed = {k: [a[k], b[k]] for k in a if k in b and a[k] != b[k] and len(a[k]) == 2}
+    def convs(m: nn.Module) -> dict[str, list[int]]:
+        shapes = layer_shapes(m)
+        return {n: shapes[n] for n, c in m.named_modules() if isinstance(c, nn.Conv2d)}
+
+    a, b = convs(before), convs(after)
     return {
-        "convs_before": sum(len(v) == 2 for v in a.values()),
-        "convs_after": sum(len(v) == 2 for v in b.values()),
-        "removed": sorted(k for k in a if k not in b and len(a[k]) == 2)[:200],
-        "resized": changed,
+        "convs_before": len(a),
+        "convs_after": len(b),
+        "removed": sorted(k for k in a if k not in b)[:200],
+        "resized": {k: [a[k], b[k]] for k in a if k in b and a[k] != b[k]},
     }
 
 

@@ -72,6 +72,12 @@ def ignored_modules(model: nn.Module, patterns: Iterable[str]) -> list[nn.Module
     return [m for name, m in model.named_modules() if name and _matches(name, pats)]
 
 
+def unmatched_patterns(model: nn.Module, patterns: Iterable[str]) -> list[str]:
+    """The ``patterns`` (as :func:`ignored_modules` takes them) that name no module."""
+    names = [name for name, _ in model.named_modules() if name]
+    return [p for p in patterns if not any(_matches(n, [p]) for n in names)]
+
+
 def _matches(name: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) or name == p for p in patterns)
 
