@@ -276,10 +276,51 @@ def test_latency_budget_rejects_slow_candidates_and_caches(monkeypatch):
         return measure_cost(arch, imgsz).params_deploy / 1e4
 
     monkeypatch.setattr(evaluator_mod, "measure_latency_ms", fake_latency)
+    _time_again_as(monkeypatch, lambda arch: measure_cost(arch, IMGSZ).params_deploy / 1e4)
     res = _small_search(budget=Budget(latency_ms=12.0, layers=40), iterations=6)
     assert all(e["latency_ms"] <= 12.0 and e["layers"] <= 40 for e in res.best)
     assert res.report["rejected"]["latency_ms"] > 0
     assert len(calls) == len(set(calls))  # one measurement per candidate
+    assert res.report["latency"]["confirmed"] == {"rounds": 5, "timed": 3, "over_budget": 0}
+
+
+def _time_again_as(monkeypatch, latency, calls=None):
+    """The search's second timing of its best candidates (interleaved rounds) gives
+    ``latency(arch)`` in every round."""
+    evaluator_mod = importlib.import_module("yoloslim.nas.evaluator")
+
+    def rounds(archs, imgsz, settings, n):
+        if calls is not None:
+            calls.extend(archs)
+        return [[latency(arch)] * n for arch in archs]
+
+    monkeypatch.setattr(evaluator_mod, "measure_rounds", rounds)
+
+
+def test_the_best_are_timed_again_and_those_over_the_latency_budget_dropped(monkeypatch):
+    # one sample decides feasibility during the search; evolution then favours candidates
+    # whose sample came out low. Here every sample is half the candidate's latency in rounds
+    evaluator_mod = importlib.import_module("yoloslim.nas.evaluator")
+
+    def true_ms(arch):
+        return measure_cost(arch, IMGSZ).params_deploy / 1e4
+
+    monkeypatch.setattr(evaluator_mod, "measure_latency_ms", lambda a, i, s: true_ms(a) / 2)
+    timed = []
+    _time_again_as(monkeypatch, true_ms, timed)
+    free = _small_search(budget=Budget(layers=40), iterations=6)  # no latency budget
+    limit = min(e["latency_ms"] for e in free.best) * 1.001  # the others are over it
+    res = _small_search(budget=Budget(latency_ms=limit, layers=40), iterations=20)
+    assert res.best and all(e["latency_ms"] <= limit for e in res.best)
+    assert all(e["latency_ms"] == true_ms(e["arch"]) for e in res.best)  # the rounds' figure
+    confirmed = res.report["latency"]["confirmed"]
+    assert confirmed["over_budget"] >= 1
+    assert confirmed["timed"] == len(res.best) + confirmed["over_budget"] == len(timed) - 3
+    # none within it when timed again (the smallest network's sample passes, its rounds do
+    # not): an error that says so, not an arch over the budget
+    smallest = true_ms(SPACE.arch(SPACE.smallest(), 2))
+    with pytest.raises(ConfigError, match=r"none of the \d+ best candidates stays within it"):
+        _small_search(budget=Budget(latency_ms=smallest * 0.75))
 
 
 def test_latency_cache_file_is_reused_by_a_later_search_on_the_same_settings(
@@ -293,12 +334,13 @@ def test_latency_cache_file_is_reused_by_a_later_search_on_the_same_settings(
         return measure_cost(arch, imgsz).params_deploy / 1e4
 
     monkeypatch.setattr(evaluator_mod, "measure_latency_ms", fake_latency)
+    _time_again_as(monkeypatch, lambda arch: measure_cost(arch, IMGSZ).params_deploy / 1e4)
     budget = Budget(latency_ms=12.0)
     first = _small_search(budget=budget, iterations=6, out=tmp_path)
     cache = tmp_path / "nas_latency_cache.jsonl"
     lines = cache.read_text().splitlines()
-    measured = len(calls)
-    assert measured > 3 and len(lines) == 1 + measured
+    measured = len(calls)  # and the best 3 timed again, each kept as a line of its own
+    assert measured > 3 and len(lines) == 1 + measured + 3
     assert first.report["latency"]["measured"] == measured
     assert first.report["latency"]["from_cache"] == 0
     assert first.report["latency"]["cache"] == str(cache)

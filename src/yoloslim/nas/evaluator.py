@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,7 +14,12 @@ import torch
 from yoloslim.errors import ConfigError
 from yoloslim.models.backbone import Backbone
 from yoloslim.nas.budget import Budget, Cost, CostModel
-from yoloslim.nas.latency import LatencyCache, LatencySettings, measure_latency_ms
+from yoloslim.nas.latency import (
+    LatencyCache,
+    LatencySettings,
+    measure_latency_ms,
+    measure_rounds,
+)
 from yoloslim.nas.score import entropy_score
 from yoloslim.nas.space import Genome, SearchSpace
 
@@ -87,6 +93,18 @@ class Evaluator:
                 self.latency_cache.put(arch, ms)
             self.latencies[genome] = ms
         return self.latencies[genome]
+
+    def timed_again(self, cands: list[Candidate], rounds: int) -> list[float]:
+        """The median latency (ms) of each of ``cands`` over ``rounds`` rounds that time them
+        in turn; kept as their latency, here and in the latency cache."""
+        t0 = time.perf_counter()
+        samples = measure_rounds([c.arch for c in cands], self.imgsz, self.latency, rounds)
+        self.latency_s += time.perf_counter() - t0
+        medians = [statistics.median(got) for got in samples]
+        for c, ms in zip(cands, medians, strict=True):
+            self.latencies[c.genome] = c.latency_ms = ms
+            self.latency_cache.put(c.arch, ms)  # the better figure, for later searches
+        return medians
 
     def __call__(self, genome: Genome) -> Candidate | None:
         """The scored candidate, or None when it breaks a budget (or was seen and rejected)."""

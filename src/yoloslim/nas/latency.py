@@ -23,6 +23,7 @@ searches on the same machine reuse.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -42,10 +43,10 @@ from yoloslim.export.onnx import torch_onnx
 from yoloslim.extras import require
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
-from yoloslim.runtime.ov_core import no_telemetry, openvino_core
-from yoloslim.sysinfo import cpu_model, usable_cores
+from yoloslim.runtime.ov_core import default_precision, no_telemetry, openvino_core
+from yoloslim.sysinfo import cpu_flags, cpu_model, usable_cores
 
-__all__ = ["LatencyCache", "LatencySettings", "measure_latency_ms"]
+__all__ = ["LatencyCache", "LatencySettings", "measure_latency_ms", "measure_rounds"]
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,6 @@ def _deploy(arch: dict) -> Detector:
 
 
 def _time(fn, settings: LatencySettings) -> float:
-    for _ in range(settings.warmup):
-        fn()
     times = []
     for _ in range(settings.runs):
         t0 = time.perf_counter()
@@ -93,14 +92,27 @@ def _time(fn, settings: LatencySettings) -> float:
     return 1000 * statistics.median(times)
 
 
-def _torch_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
+def _torch_runner(arch: dict, imgsz: int, settings: LatencySettings):
     model = _deploy(arch)
     x = torch.randn(1, 3, imgsz, imgsz)
+
+    def run() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return run
+
+
+@contextlib.contextmanager
+def _torch_threads(settings: LatencySettings):
+    """torch's intra-op threads set to the settings' while a torch candidate runs."""
+    if settings.runtime != "torch":
+        yield
+        return
     threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     try:
-        with torch.inference_mode():
-            return _time(lambda: model(x), settings)
+        yield
     finally:
         torch.set_num_threads(threads)
 
@@ -114,7 +126,7 @@ def _onnx_session(arch: dict, imgsz: int, load):
         return load(str(path)), x.numpy()
 
 
-def _onnxruntime_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
+def _onnxruntime_runner(arch: dict, imgsz: int, settings: LatencySettings):
     ort = require("onnxruntime", "onnx")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = settings.threads
@@ -124,10 +136,10 @@ def _onnxruntime_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
         arch, imgsz, lambda p: ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"])
     )
     feed = {sess.get_inputs()[0].name: x}
-    return _time(lambda: sess.run(None, feed), settings)
+    return lambda: sess.run(None, feed)
 
 
-def _openvino_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
+def _openvino_runner(arch: dict, imgsz: int, settings: LatencySettings):
     no_telemetry()
     ov = require("openvino", "openvino")
     config = {"INFERENCE_NUM_THREADS": settings.threads, "PERFORMANCE_HINT": "LATENCY"}
@@ -135,31 +147,88 @@ def _openvino_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
         arch, imgsz, lambda p: openvino_core().compile_model(ov.convert_model(p), "CPU", config)
     )
     request = compiled.create_infer_request()
-    return _time(lambda: request.infer({0: x}), settings)
+    return lambda: request.infer({0: x})
+
+
+def latency_runner(arch: dict, imgsz: int, settings: LatencySettings):
+    """``arch`` built (and exported, for ONNX Runtime and OpenVINO) for ``settings.runtime``,
+    warmed up: a function that runs one batch-1 inference."""
+    make = {"onnxruntime": _onnxruntime_runner, "openvino": _openvino_runner}.get(
+        settings.runtime, _torch_runner
+    )
+    run = make(arch, imgsz, settings)
+    with _torch_threads(settings):
+        for _ in range(settings.warmup):
+            run()
+    return run
+
+
+def time_runner(run, settings: LatencySettings) -> float:
+    """Median latency (ms) of ``settings.runs`` calls of ``run`` (from :func:`latency_runner`)."""
+    with _torch_threads(settings):
+        return _time(run, settings)
 
 
 def measure_latency_ms(arch: dict, imgsz: int, settings: LatencySettings) -> float:
     """Median batch-1 latency (ms) of ``arch`` at ``imgsz`` with ``settings``."""
-    if settings.runtime == "onnxruntime":
-        return _onnxruntime_ms(arch, imgsz, settings)
-    if settings.runtime == "openvino":
-        return _openvino_ms(arch, imgsz, settings)
-    return _torch_ms(arch, imgsz, settings)
+    return time_runner(latency_runner(arch, imgsz, settings), settings)
+
+
+def measure_rounds(
+    archs: list[dict], imgsz: int, settings: LatencySettings, rounds: int
+) -> list[list[float]]:
+    """Each of ``archs`` timed ``rounds`` times in turn (one median of ``settings.runs``
+    calls per round), so that a slow spell of the machine falls on all of them alike."""
+    runners = [latency_runner(arch, imgsz, settings) for arch in archs]
+    samples: list[list[float]] = [[] for _ in archs]
+    for _ in range(rounds):
+        for run, got in zip(runners, samples, strict=True):
+            got.append(time_runner(run, settings))
+    return samples
 
 
 CACHE_NAME = "nas_latency_cache.jsonl"
 _CACHE_HEADER = {"yoloslim": "nas latency cache", "version": 1}
 
 
+# the CPU features a runtime's kernels are chosen by (two "AMD EPYC" hosts, one with
+# AVX-512 and one without, differ by 3x)
+_ISA = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+
+
 def _machine(runtime: str) -> dict:
-    """What a measurement depends on besides the candidate and the settings."""
+    """What a measurement depends on besides the candidate and the settings: the CPU (model,
+    ISA features, cores, host name), the versions of yoloslim (the model an arch builds
+    into), torch (it runs or exports it) and the runtime, and for OpenVINO the precision its
+    plugin computes in (bf16 on AVX512-BF16/AMX CPUs)."""
     import platform
 
+    from yoloslim import __version__
+
+    machine = {
+        "cpu": cpu_model(),
+        "isa": sorted(set(_ISA) & cpu_flags()),
+        "cores": usable_cores(),
+        "host": platform.node(),
+        "yoloslim": __version__,
+        "torch": torch.__version__,
+    }
+    if runtime != "torch":
+        try:
+            machine[runtime] = __import__(runtime).__version__
+        except ImportError:
+            machine[runtime] = None
+    if runtime == "openvino":
+        machine["precision"] = openvino_precision()
+    return machine
+
+
+def openvino_precision() -> str | None:
+    """What OpenVINO's CPU plugin computes a candidate in (None without OpenVINO)."""
     try:
-        version = __import__(runtime).__version__
+        return default_precision()
     except ImportError:
-        version = None
-    return {"cpu": cpu_model(), "cores": usable_cores(), "host": platform.node(), runtime: version}
+        return None
 
 
 class LatencyCache:
@@ -169,8 +238,9 @@ class LatencyCache:
     The first line is a header; each further line is ``{"arch": sha256 of the architecture,
     "context": {...}, "latency_ms": ms}``, appended as soon as it is measured. An entry is
     reused only when its context is this search's: input size, the
-    :class:`LatencySettings`, and the machine (CPU model, cores, host name, runtime
-    version). A line cut short by a stop is skipped. ``path=None`` keeps the cache in
+    :class:`LatencySettings`, and the machine (see :func:`_machine`: CPU model and ISA
+    features, cores, host name, the versions of yoloslim, torch and the runtime, and
+    OpenVINO's precision). A line cut short by a stop is skipped. ``path=None`` keeps the cache in
     memory only.
 
     Raises:
