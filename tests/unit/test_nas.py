@@ -638,3 +638,54 @@ def test_two_arch_files_in_one_folder_do_not_share_a_report(found, tmp_path):
     (tmp_path / "nas_report.json").mkdir()  # found only after the whole search, before
     with pytest.raises(ConfigError, match="nas_report.json is a folder"):
         _small_search(seed=1, out=tmp_path)
+
+
+def test_an_edited_arch_file_is_kept_and_described_as_edited(tmp_path, capsys):
+    from yoloslim.models.checkpoint import trained_imgsz
+
+    kw = dict(budget=Budget(flops=0.03), iterations=2, score_method="analytic")
+    first = _small_search(out=tmp_path, **kw)
+    arch = tmp_path / "arch.yaml"
+    # the result names its file and digest, as the report beside it does (--json wrote a
+    # copy without them, which a later --init of the file took for an edited one)
+    assert first.report == json.loads((tmp_path / "nas_report.json").read_text())
+    assert first.report["arch_file"] == "arch.yaml" and first.report["arch_sha1"]
+    assert ys.describe(arch)["score"] == pytest.approx(first.score, abs=1e-3)
+    assert ys.describe(arch)["edited"] is False
+    assert trained_imgsz(arch) == IMGSZ  # train --model arch.yaml trains at the search's size
+    _small_search(out=tmp_path, **kw)  # as written: a search again may replace it
+    arch.write_text(arch.read_text().replace("name: nas", "name: mine"))
+    edited = arch.read_text()
+    info = ys.describe(arch)
+    assert info["edited"] is True and info["score"] is None  # the score was of another file
+    with pytest.raises(ConfigError, match=r"arch.yaml was edited since its search wrote it"):
+        _small_search(out=tmp_path, **kw)
+    assert arch.read_text() == edited
+    # --json naming another search's report (beside its arch file) is refused before it runs
+    (tmp_path / "mine.json").write_text("{}")
+    args = ["nas", "--imgsz", str(IMGSZ), "--budget-flops", "0.03", "--iterations", "2"]
+    code = main([*args, "--out", str(tmp_path / "b"), "--json", str(tmp_path / "nas_report.json")])
+    assert code == 2 and "it is the report of" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: LatencySettings(threads=True), r"latency threads=True must be an integer"),
+        (lambda: LatencySettings(warmup=True), r"latency warmup=True must be an integer"),
+        (lambda: SearchSpace(kernels=(True,)), r"kernels=\(True,\) must be a non-empty subset"),
+        (lambda: _small_search(stage_weights=6), r"stage_weights=6 must be a list of 5"),
+        (lambda: _small_search(stage_weights=[0] * 5), r"at least one must be > 0"),
+    ],
+)
+def test_settings_a_yaml_file_can_hold_by_mistake_are_refused(make, match):
+    # booleans passed as 1 (kernel 1, one thread) and the others crashed with a TypeError
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+def test_a_report_that_holds_no_mapping_is_not_replaced(tmp_path):
+    (tmp_path / "nas_report.json").write_text('"my notes: best run"')
+    with pytest.raises(ConfigError, match=r"nas_report.json exists and is no search report"):
+        _small_search(out=tmp_path, iterations=1)

@@ -332,15 +332,21 @@ def layered(
     section: dict | None,
     flags: dict[str, Any],
     params: dict[str, str] | None = None,
+    key: str | None = None,
 ) -> dict:
     """Settings from three layers: option defaults < ``section`` (from ``--config``) < options
-    given on the command line.
+    given on the command line; ``key`` names the section in the file (for its error when it
+    is not a mapping).
 
     ``flags`` maps setting names to option values (``None`` values are skipped); ``params``
     names the command's parameter where it differs from the setting (``flops`` ->
     ``budget_flops``). Without a context (``ctx=None``) every flag counts as given.
     """
     params = params or {}
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError(
+            f"{key or 'the settings'}: must be a mapping (key: value lines), got {section!r}"
+        )
 
     def given(key: str) -> bool:
         return ctx is None or option_given(ctx, params.get(key, key))

@@ -148,7 +148,7 @@ def distill(
             seed=seed,
             device=device,
         )
-        values["train"] = layered(ctx, values.get("train"), flags)
+        values["train"] = layered(ctx, values.get("train"), flags, key="train")
         with config_file(config):
             cfg = DistillConfig.from_dict(values)
         with interrupt_hint(Path(out) / "last.pt", resume_command("distill", out)):

@@ -97,6 +97,8 @@ def _arch_rows(d: dict) -> list[tuple[str, str]]:
     ]
     if d["score"] is not None:
         rows.append(("NAS score", f"{d['score']:.3f} (MAE-DET, at {d['imgsz']} px)"))
+    elif d.get("edited"):
+        rows.append(("NAS score", "- (the file was edited since its search scored it)"))
     return rows
 
 

@@ -126,6 +126,7 @@ def nas(
             layers="budget_layers",
             effectiveness="budget_effectiveness",
         ),
+        key="budget",
     )
     if not budget:
         raise ConfigError(
@@ -138,11 +139,13 @@ def nas(
         settings.get("latency"),
         dict(runtime=latency_runtime, threads=latency_threads),
         dict(runtime="latency_runtime", threads="latency_threads"),
+        key="latency",
     )
     if latency_cache is not None and no_latency_cache:
         raise ConfigError("give --latency-cache FILE or --no-latency-cache, not both")
     if latency_cache is not None or no_latency_cache:
         settings["latency_cache"] = False if no_latency_cache else str(latency_cache)
+    _check_json_beside(json_path, out)
     with config_file(config):
         res = search_from_dict(settings, out, progress=True)
     _table(res.best)
@@ -150,6 +153,31 @@ def nas(
         f"best score {res.score:.3f}  ->  {res.artifacts['arch']}  ({res.report['search_s']} s)"
     )
     write_json(json_path, res.report)
+
+
+def _check_json_beside(json_path: Path | None, out: Path) -> None:
+    """ConfigError when ``--json`` names another search's report, beside its arch file: that
+    arch.yaml would be left with a report of a different network."""
+    import json
+
+    from yoloslim.errors import ConfigError
+    from yoloslim.nas.search import _arch_path
+
+    if json_path is None or not json_path.is_file():
+        return
+    own = _arch_path(out).parent / "nas_report.json"
+    if own.exists() and json_path.samefile(own):
+        return  # the report the search writes there anyway, the same
+    try:
+        data = json.loads(json_path.read_bytes())
+    except (OSError, ValueError):
+        return  # check_json_target has judged it
+    other = data.get("arch_file") if isinstance(data, dict) else None
+    if isinstance(other, str) and (json_path.parent / other).is_file():
+        raise ConfigError(
+            f"--json {json_path}: it is the report of {json_path.parent / other}, beside it; "
+            "replaced, it would describe another network: name another file"
+        )
 
 
 def _table(best: list[dict]) -> None:

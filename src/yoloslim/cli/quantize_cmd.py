@@ -74,6 +74,7 @@ def quantize(
         values.get("advanced"),
         {"preset": preset, "latency": False if no_latency else None},
         {"latency": "no_latency"},
+        key="advanced",
     )
     if advanced:
         values["advanced"] = advanced

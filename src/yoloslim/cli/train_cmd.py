@@ -34,7 +34,9 @@ def train(
     data: Path = typer.Option(None, help="data.yaml (with --resume: default, the run's own)."),
     epochs: int = typer.Option(30, help="Epochs."),
     imgsz: int = typer.Option(
-        None, help="Input size (multiple of 32; default: a checkpoint's own, else 320)."
+        None,
+        help="Input size (multiple of 32; default: a checkpoint's own, or the size an "
+        "arch.yaml from nas was searched at; else 320).",
     ),
     batch: int = typer.Option(16, help="Global batch size."),
     out: Path = typer.Option(Path("runs/train"), callback=check_run_folder, help="Output folder."),

@@ -270,3 +270,18 @@ def load_arch_yaml(path: str | Path) -> dict:
         return validate_arch(data)
     except ModelError as e:
         raise ModelError(f"{p}: {e}") from e
+
+
+def search_header(path: str | Path) -> tuple[str, int] | None:
+    """``(score text, input size)`` from the first line ``yoloslim nas`` writes into an
+    arch.yaml (``... (MAE-DET score 506.012, 0.978 GFLOPs at 320 px)``); None for a file
+    without it (hand-written, or not readable)."""
+    import re
+
+    try:
+        with open(Path(path).expanduser(), encoding="utf-8", errors="replace") as f:
+            first = f.readline()
+    except OSError:
+        return None
+    found = re.search(r"MAE-DET score ([-+\w.]+).* at (\d+) px", first)
+    return (found.group(1), int(found.group(2))) if found else None

@@ -254,11 +254,18 @@ def with_history(upstream: list[dict], stage: str, out: str | Path, **details) -
 
 def trained_imgsz(*models: Any) -> int | None:
     """The input size the first of ``models`` that is a checkpoint file (``.pt``) was trained
-    at: the size to train it further at. None when none is (a model name, an arch.yaml)."""
+    at, or an arch.yaml ``yoloslim nas`` wrote was searched (and budgeted) at: the size to
+    train it at. None when none is (a model name, a hand-written arch.yaml)."""
+    from yoloslim.models.arch import search_header
+
     for model in models:
         is_file = isinstance(model, (str, Path)) and Path(model).expanduser().is_file()
         if is_file and Path(model).suffix == ".pt":
             return int(read_checkpoint(model)["imgsz"])
+        if is_file and Path(model).suffix.lower() in (".yaml", ".yml"):
+            found = search_header(model)
+            if found:
+                return found[1]
     return None
 
 

@@ -73,9 +73,10 @@ class LatencySettings:
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"latency runtime={self.runtime!r} must be one of {RUNTIMES}")
         for name in ("threads", "runs"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"latency {name}={getattr(self, name)!r} must be an integer >= 1")
-        if not isinstance(self.warmup, int) or self.warmup < 0:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"latency {name}={v!r} must be an integer >= 1")
+        if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
             raise ConfigError(f"latency warmup={self.warmup!r} must be an integer >= 0")
 
 

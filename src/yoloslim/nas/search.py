@@ -120,11 +120,17 @@ def _validate_settings(
             raise ConfigError(f"{name}={v!r} must be an integer >= {low}")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**32)")
+    if isinstance(stage_weights, (str, bytes)) or not isinstance(stage_weights, Sequence):
+        raise ConfigError(
+            f"stage_weights={stage_weights!r} must be a list of 5 numbers (one per stage)"
+        )
     if len(stage_weights) != 5:
         raise ConfigError(f"stage_weights={list(stage_weights)!r} needs 5 entries (one per stage)")
     bad = [w for w in stage_weights if isinstance(w, bool) or not isinstance(w, (int, float))]
     if bad or any(not math.isfinite(w) or w < 0 for w in stage_weights):
         raise ConfigError(f"stage_weights={list(stage_weights)!r} must be 5 finite numbers >= 0")
+    if not any(stage_weights):  # every score 0: the "best" would be any arch
+        raise ConfigError(f"stage_weights={list(stage_weights)!r}: at least one must be > 0")
     if score_method not in SCORE_METHODS:
         raise ConfigError(f"score_method={score_method!r} must be one of {SCORE_METHODS}")
 
@@ -318,8 +324,8 @@ def search(
             report=report,
             best=[_entry(i, c) for i, c in enumerate(best)],
         )
-        if out is not None:
-            result.artifacts = _write(out, best_arch, report)
+        if out is not None:  # the report as written: it names the arch file and its digest
+            result.artifacts, result.report = _write(out, best_arch, report)
         return result
 
 
@@ -380,8 +386,9 @@ def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, Candidate]]:
         if differs:  # the genome keeps neither: it was rebuilt as another network
             raise ConfigError(
                 f"init {label!r}: its {' and its '.join(differs)} differ from the search "
-                "space's; search a space of its kind (--space from this arch, or --init with "
-                "an arch of the space's block and activation)"
+                "space's; search a space of its kind (--keep-neck takes the space from the first "
+                "--init; space: {template: ARCH} in --config; or --init an arch of the space's "
+                "block and activation)"
             )
         genome = genome_of(arch)
         if not ev.space.contains(genome):
@@ -541,6 +548,12 @@ def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
             "it is not replaced: name another file or folder"
         )
     report = arch_path.parent / "nas_report.json"
+    if arch_path.is_file() and not _as_written(arch_path):
+        raise ConfigError(
+            f"out={out}: {arch_path} was edited since its search wrote it (its digest is not "
+            f"the one {report.name} beside it records), or that report is gone; the edits are "
+            "not replaced: move the file, or name another file or folder"
+        )
     if cache_file is not None and cache_file.absolute() in {
         arch_path.absolute(),
         report.absolute(),
@@ -554,7 +567,7 @@ def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
     if report.is_file():
         try:
             data = json.loads(report.read_bytes())
-            ours = "best" in data
+            ours = isinstance(data, dict) and "best" in data
         except (ValueError, TypeError, OSError):
             data, ours = {}, False
         if not ours:
@@ -578,10 +591,19 @@ def _unedited_result(item, arch_path: Path) -> bool:
     try:
         if not Path(item).expanduser().samefile(arch_path):
             return False
+    except OSError:
+        return False
+    return _as_written(arch_path)
+
+
+def _as_written(arch_path: Path) -> bool:
+    """Whether ``arch_path`` is as the search whose report is beside it wrote it (the digest
+    the report records)."""
+    try:
         report = json.loads((arch_path.parent / "nas_report.json").read_bytes())
+        digest = hashlib.sha1(arch_path.read_bytes()).hexdigest()
     except (OSError, ValueError):
         return False
-    digest = hashlib.sha1(arch_path.read_bytes()).hexdigest()
     return isinstance(report, dict) and report.get("arch_sha1") == digest
 
 
@@ -608,7 +630,7 @@ def _cache_path(latency_cache: str | Path | bool, out: str | Path | None) -> Pat
 _HEADER = "# found by `yoloslim nas`"  # the first line of every arch.yaml a search writes
 
 
-def _write(out: str | Path, arch: dict, report: dict) -> dict[str, Path]:
+def _write(out: str | Path, arch: dict, report: dict) -> tuple[dict[str, Path], dict]:
     arch_path = _arch_path(out)
     folder = arch_path.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -626,7 +648,7 @@ def _write(out: str | Path, arch: dict, report: dict) -> dict[str, Path]:
     report_path.unlink(missing_ok=True)
     atomic_write_text(arch_path, text)
     atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
-    return {"arch": arch_path, "report": report_path}
+    return {"arch": arch_path, "report": report_path}, report
 
 
 class _Bar:

@@ -97,7 +97,9 @@ class SearchSpace:
             )
         if any(lo < 1 for lo, _ in self.depths[1:]):
             raise ConfigError("space: stages 1-4 need at least one block (depth min >= 1)")
-        if not self.kernels or any(k not in (1, 3, 5, 7) for k in self.kernels):
+        if not self.kernels or any(
+            isinstance(k, bool) or k not in (1, 3, 5, 7) for k in self.kernels
+        ):
             raise ConfigError(
                 f"space: kernels={self.kernels!r} must be a non-empty subset of 1, 3, 5, 7"
             )

@@ -68,7 +68,9 @@ def describe(path: str | Path) -> dict[str, Any]:
         platform, ``max_batch_size`` and instances. An architecture file (``kind`` "arch",
         an ``arch.yaml`` from ``yoloslim nas``; untrained, so ``names`` is empty) adds
         ``arch``, ``params``, ``params_deploy``, ``gflops``, ``stages`` (the backbone's,
-        as in the file) and ``score`` (the search's, from the file's header; else None);
+        as in the file), ``score`` (the search's, from the file's header; None without one,
+        or when ``edited``) and ``edited`` (whether the file differs from what its search
+        wrote, by the digest in the ``nas_report.json`` beside it; None without that report);
         ``imgsz`` is the search's size from that header, else 320.
 
     Raises:
@@ -141,13 +143,12 @@ def _metadata(raw: dict[str, str], p: Path) -> dict[str, Any]:
 def _arch_file(p: Path) -> dict[str, Any]:
     """An ``arch.yaml``: its profile at the size its search ran at (the header ``nas``
     writes says it), else at 320 px."""
-    import re
-
     import yaml
 
     from yoloslim.bench.flops import model_profile
     from yoloslim.export.common import path_size_mb
     from yoloslim.models import build_model, load_arch_yaml
+    from yoloslim.models.arch import search_header
 
     if not p.is_file():
         raise ModelError(f"{p}: arch file does not exist")
@@ -165,9 +166,9 @@ def _arch_file(p: Path) -> dict[str, Any]:
                 "exported artifacts and the arch.yaml files nas writes"
             ) from None
         raise
-    first = text.split("\n", 1)[0]
-    found = re.search(r"MAE-DET score ([-+\w.]+).* at (\d+) px", first)
-    imgsz = int(found.group(2)) if found else 320
+    found = search_header(p)
+    imgsz = found[1] if found else 320
+    edited = _edited_since_search(p) if found else None
     profile = model_profile(build_model(arch), imgsz=imgsz)
     return {
         "path": str(p),
@@ -181,10 +182,26 @@ def _arch_file(p: Path) -> dict[str, Any]:
         "params_deploy": profile["params_deploy"],
         "gflops": round(profile["gflops"], 4),
         "stages": arch["backbone"]["stages"],
-        "score": _number(found.group(1)) if found else None,
+        # the search's score is of the file as it wrote it
+        "score": _number(found[0]) if found and not edited else None,
+        "edited": edited,
         "history": [],
         "size_mb": path_size_mb(p),
     }
+
+
+def _edited_since_search(p: Path) -> bool | None:
+    """Whether the arch file ``p`` differs from what its search wrote (the digest the
+    ``nas_report.json`` beside it records); None without such a report (a copied file)."""
+    import hashlib
+
+    try:
+        report = json.loads((p.parent / "nas_report.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or report.get("arch_file") != p.name:
+        return None
+    return report.get("arch_sha1") != hashlib.sha1(p.read_bytes()).hexdigest()
 
 
 def _number(text: str) -> float | None:

@@ -36,7 +36,8 @@ class TrainConfig:
         epochs: number of epochs.
         batch: global batch size (split across processes under torchrun).
         imgsz: square input size, a multiple of 32. None (default): the size the model
-            was trained at (a checkpoint, or a Detector loaded from one), else 320.
+            was trained at (a checkpoint, or a Detector loaded from one) or searched at (an
+            arch.yaml ``yoloslim nas`` wrote), else 320.
         optimizer: "adamw" or "sgd".
         lr0: peak learning rate (after warm-up).
         lrf: final learning rate as a fraction of ``lr0`` (cosine decay).
@@ -243,7 +244,8 @@ def _plain(value):
 
 def sized_for(cfg: TrainConfig, *models) -> TrainConfig:
     """``cfg`` with ``imgsz`` resolved: as given, else the size the first of ``models``
-    trained at (a checkpoint path, or a Detector loaded from one), else 320."""
+    trained at (a checkpoint path, or a Detector loaded from one) or was searched at (an
+    arch.yaml ``yoloslim nas`` wrote), else 320."""
     if cfg.imgsz is not None:
         return cfg
     from yoloslim.models.checkpoint import trained_imgsz
