@@ -87,9 +87,23 @@ def test_no_detections_give_zero():
 
 
 def test_shifted_boxes_in_between():
-    res = coco_map(GT, _dets(shift=5.0))
-    assert 0.0 < res["map"] < 1.0
+    # Each image holds one gt box and one detection (score 0.9), so a class's AP at an IoU
+    # threshold t is 1 when the pair's IoU >= t and 0 otherwise; AP50-95 is the share of the
+    # ten thresholds 0.50, 0.55, ..., 0.95 that the IoU reaches.
+    # Shifted 4 px along x:
+    #   a (30x30): overlap 26*30 = 780, union 900 + 900 - 780 = 1020, IoU 0.765
+    #              -> reaches 0.50..0.75 (6 of 10): AP 0.6, AP50 1, AP75 1
+    #   b (20x40): overlap 16*40 = 640, union 800 + 800 - 640 = 960, IoU 0.667
+    #              -> reaches 0.50..0.65 (4 of 10): AP 0.4, AP50 1, AP75 0
+    # mAP = (0.6 + 0.4) / 2 = 0.5, mAP50 = 1.0, mAP75 = (1 + 0) / 2 = 0.5: three different
+    # values, so swapping or mixing the thresholds shows. (shift=5 would put b's IoU at
+    # exactly 0.6, on a threshold.)
+    res = coco_map(GT, _dets(shift=4.0))
+    assert res["map"] == pytest.approx(0.5)
     assert res["map50"] == pytest.approx(1.0)
+    assert res["map75"] == pytest.approx(0.5)
+    assert res["per_class"] == pytest.approx({"a": 0.6, "b": 0.4})
+    assert res["map"] == pytest.approx(np.mean(list(res["per_class"].values())))
 
 
 def test_wrong_class_scores_zero_for_that_class():
