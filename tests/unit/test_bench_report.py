@@ -183,6 +183,10 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
     assert WEIGHTS_SIZE_NOTE in md  # the .pt row's Size is its weights, and says so
     assert [r["size_source"] for r in report["rows"]][1:] == ["file", "file"]
     assert files["png"].stat().st_size > 1000
+    # a PNG with a size: the signature, then the IHDR chunk's big-endian width and height
+    png = files["png"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    assert min(int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) > 100
     # without matplotlib (the plot extra) the report is still written, the plot left out
     blocked = tmp_path / "no_plot"
     with pytest.MonkeyPatch.context() as mp:
