@@ -1,6 +1,7 @@
 """compress RECIPE end to end on a tiny synthetic set: every stage, every report file, resume."""
 
 import json
+import struct
 import sys
 from pathlib import Path
 
@@ -42,6 +43,12 @@ def test_recipe_runs_every_stage_and_resumes(base, tmp_path, monkeypatch):
     res = run_recipe(ckpt, data, RECIPE, out=out)
     for name in ("report.md", "report.json", "pareto.png", "recipe.yaml", "compress.json"):
         assert (out / name).is_file(), name
+    # the plot is a PNG image with a width and a height (its IHDR chunk, right after the
+    # 8-byte signature: length, "IHDR", then width and height as big-endian uint32)
+    png = (out / "pareto.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width > 100 and height > 100 and len(png) > 1000
     dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert dirs == ["01-prune", "02-distill", "03-reparam", "04-export", "05-quantize", "06-bench"]
     report = json.loads((out / "report.json").read_text())

@@ -176,6 +176,11 @@ def test_torchrun_two_processes_gloo(tiny_set, tmp_path):
     assert len(rows) == 1  # rank 0 alone writes logs
     # and --json: rank 1, which never validates, wrote a report without mAP over it
     assert json.loads((tmp_path / "ddp.json").read_text())["best_map"] is not None
+    # last.pt records the two processes (a resume warns when its process count differs)
+    from yoloslim.models.checkpoint import load_checkpoint
+
+    _, ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["train_state"]["world"] == 2 and ckpt["train_state"]["epoch"] == 0
 
 
 def test_run_folder_after_interrupt_resume_and_replace(tiny_set, tmp_path, monkeypatch, caplog):

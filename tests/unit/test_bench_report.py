@@ -138,6 +138,21 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
         # the table's memory is at the table's batch, beside its latency
         assert row["model_mem_mb"] == row["memory_by_batch"]["1"]["model_mem_mb"]
     assert report["rows"][0]["ratios"]["speedup"] == 1.0
+    # every row's ratios are its own fields over the baseline's (the first row), rounded as
+    # documented (3 decimals, mAP delta 4); speedup = baseline latency / row latency
+    base = report["rows"][0]
+    for row in report["rows"]:
+        lat, base_lat = row["latency_ms"]["median"], base["latency_ms"]["median"]
+        assert row["ratios"] == {
+            "params": round(row["params"] / base["params"], 3),
+            "gflops": round(row["gflops"] / base["gflops"], 3),
+            "size": round(row["size_mb"] / base["size_mb"], 3),
+            "latency": round(lat / base_lat, 3),
+            "speedup": round(base_lat / lat, 3),
+            "map_delta": round(row["map"] - base["map"], 4),
+        }, row["name"]
+    # the three runtimes' medians differ, so an inverted speedup would show
+    assert len({r["latency_ms"]["median"] for r in report["rows"]}) == 3
     # the terminal table shows batch 2's throughput too (it was only in the files)
     from rich.console import Console
 
@@ -148,6 +163,14 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
     shown = term.export_text()
     assert "img/s b2" in shown
     assert f"{report['rows'][1]['throughput_ips']['2']:.1f}" in shown
+    # the speedup column shows each row's ratio (table_rows feeds the terminal table and
+    # the markdown alike)
+    from yoloslim.bench.report import table_rows
+
+    cells = table_rows(report)
+    for row, line in zip(report["rows"], cells, strict=True):
+        assert line[COLUMNS.index("x speed")] == f"{row['ratios']['speedup']:.2f}"
+        assert "| " + " | ".join(line) + " |" in files["md"].read_text()
     # the ONNX and IR were exported at batch 1: their batch 2 is two calls, and they say so
     assert [r["static_batch"] for r in report["rows"]] == [False, True, True]
     looped = "so a larger batch runs as that many batch-1 calls: " + ", ".join(
@@ -160,6 +183,10 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
     assert WEIGHTS_SIZE_NOTE in md  # the .pt row's Size is its weights, and says so
     assert [r["size_source"] for r in report["rows"]][1:] == ["file", "file"]
     assert files["png"].stat().st_size > 1000
+    # a PNG with a size: the signature, then the IHDR chunk's big-endian width and height
+    png = files["png"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    assert min(int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) > 100
     # without matplotlib (the plot extra) the report is still written, the plot left out
     blocked = tmp_path / "no_plot"
     with pytest.MonkeyPatch.context() as mp:
@@ -167,6 +194,33 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
         files = write_report(res.report, blocked)
     assert set(files) == {"json", "md"} and not (blocked / "pareto.png").exists()
     assert not list(blocked.glob(".*"))  # no temp file left
+
+
+def test_ratios_follow_their_formulas_and_sign():
+    from yoloslim.bench.measure import _ratios
+
+    base = {"params": 4e6, "gflops": 2.0, "size_mb": 8.0, "latency_ms": {"median": 30.0}}
+    base["map"] = 0.42
+    row = {"params": 1e6, "gflops": 0.5, "size_mb": 3.0, "latency_ms": {"median": 12.0}}
+    row["map"] = 0.30
+    # 1/4 = 0.25; 3/8 = 0.375; 12/30 = 0.4; 30/12 = 2.5 (faster than the baseline: > 1);
+    # 0.30 - 0.42 = -0.12 (a smaller mAP is a negative delta)
+    assert _ratios(row, base) == {
+        "params": 0.25,
+        "gflops": 0.25,
+        "size": 0.375,
+        "latency": 0.4,
+        "speedup": 2.5,
+        "map_delta": pytest.approx(-0.12),
+    }
+    # 2/3 and 3/2 rounded to 3 decimals
+    r = _ratios({**row, "latency_ms": {"median": 20.0}}, base)
+    assert (r["latency"], r["speedup"]) == (0.667, 1.5)
+    # undefined where the baseline's value is missing or zero, or a row has no mAP
+    gone = {k: v for k, v in base.items() if k not in ("params", "map")}
+    r = _ratios({k: v for k, v in row.items() if k != "gflops"}, {**gone, "size_mb": 0})
+    assert r["params"] is None and r["gflops"] is None and r["size"] is None
+    assert r["map_delta"] is None and r["speedup"] == 2.5
 
 
 def test_fps_is_images_per_second_at_the_tables_batch_and_a_batch_is_given_once(artifacts):

@@ -87,9 +87,23 @@ def test_no_detections_give_zero():
 
 
 def test_shifted_boxes_in_between():
-    res = coco_map(GT, _dets(shift=5.0))
-    assert 0.0 < res["map"] < 1.0
+    # Each image holds one gt box and one detection (score 0.9), so a class's AP at an IoU
+    # threshold t is 1 when the pair's IoU >= t and 0 otherwise; AP50-95 is the share of the
+    # ten thresholds 0.50, 0.55, ..., 0.95 that the IoU reaches.
+    # Shifted 4 px along x:
+    #   a (30x30): overlap 26*30 = 780, union 900 + 900 - 780 = 1020, IoU 0.765
+    #              -> reaches 0.50..0.75 (6 of 10): AP 0.6, AP50 1, AP75 1
+    #   b (20x40): overlap 16*40 = 640, union 800 + 800 - 640 = 960, IoU 0.667
+    #              -> reaches 0.50..0.65 (4 of 10): AP 0.4, AP50 1, AP75 0
+    # mAP = (0.6 + 0.4) / 2 = 0.5, mAP50 = 1.0, mAP75 = (1 + 0) / 2 = 0.5: three different
+    # values, so swapping or mixing the thresholds shows. (shift=5 would put b's IoU at
+    # exactly 0.6, on a threshold.)
+    res = coco_map(GT, _dets(shift=4.0))
+    assert res["map"] == pytest.approx(0.5)
     assert res["map50"] == pytest.approx(1.0)
+    assert res["map75"] == pytest.approx(0.5)
+    assert res["per_class"] == pytest.approx({"a": 0.6, "b": 0.4})
+    assert res["map"] == pytest.approx(np.mean(list(res["per_class"].values())))
 
 
 def test_wrong_class_scores_zero_for_that_class():
@@ -314,6 +328,31 @@ def test_validate_checks_imgsz_and_warns_on_other_class_names(one_class_val, cap
     assert "['dog', 'cat']" in caplog.text and "['a', 'b']" in caplog.text
 
 
+class _OracleModule(torch.nn.Module):
+    """Predicts the ground truth of the val image it is shown (found by its pixels), computed
+    in the dtype of its one parameter; ``rounding`` rounds the boxes through that dtype."""
+
+    def __init__(self, data, rounding=None):
+        super().__init__()
+        cfg = load_data_config(data)
+        ds = DetectionDataset(load_samples(cfg, "val"), 64, augment=False, names=cfg.names)
+        self.images = torch.stack([ds[i][0] for i in range(len(ds))]).float() / 255
+        self.targets = [ds[i][1] for i in range(len(ds))]
+        self.names, self.nc, self.rounding = list(cfg.names), len(cfg.names), rounding
+        self.one = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        assert x.dtype == self.one.dtype  # validate feeds the module's own dtype
+        out = torch.zeros(len(x), 8, 4 + self.nc, dtype=x.dtype)
+        for j, img in enumerate(x):
+            i = int((self.images - img.float()).abs().flatten(1).mean(1).argmin())
+            t = self.targets[i].to(x.dtype)
+            boxes = t[:, 1:] if self.rounding is None else t[:, 1:].to(self.rounding).to(x.dtype)
+            out[j, : len(t), :4] = boxes * self.one
+            out[j, torch.arange(len(t)), 4 + t[:, 0].long()] = 0.9
+        return out
+
+
 @pytest.mark.parametrize(("dtype", "name"), [(torch.bfloat16, "bf16"), (torch.float64, "fp64")])
 def test_validate_feeds_a_module_images_in_its_own_dtype(one_class_val, dtype, name):
     # the images went in as float32 whatever the module's dtype: a raw torch type error
@@ -326,6 +365,19 @@ def test_validate_feeds_a_module_images_in_its_own_dtype(one_class_val, dtype, n
     assert res["precision"] == name
     assert res["detections"] > 0 and res["map"] is not None
     assert next(model.parameters()).dtype == dtype
+    # the same predictions give the same mAP in any dtype: an oracle module scores 1.0 in
+    # fp32 and fp64 alike; in bf16 its boxes are rounded to bf16's 8-bit mantissa, and the
+    # mAP is that of the fp32 oracle given those rounded boxes (what a dtype changes)
+    fp32 = validate(_OracleModule(one_class_val), one_class_val, imgsz=64)
+    assert fp32["map"] == pytest.approx(1.0)
+    res = validate(_OracleModule(one_class_val).to(dtype), one_class_val, imgsz=64)
+    want = fp32 if dtype == torch.float64 else None
+    if want is None:
+        rounded = _OracleModule(one_class_val, rounding=torch.bfloat16)
+        want = validate(rounded, one_class_val, imgsz=64)
+    assert res["precision"] == name and res["detections"] == want["detections"]
+    assert res["map"] == pytest.approx(want["map"], abs=1e-9)
+    assert res["per_class"] == pytest.approx(want["per_class"], abs=1e-9)
 
 
 def test_quantize_and_bench_refuse_a_val_split_without_boxes(tmp_path):

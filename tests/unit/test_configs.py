@@ -20,7 +20,17 @@ def test_multiples_of_32_pass(ok):
 
 
 def test_none_means_the_default_size():
-    check_imgsz(None)
+    # None is no size (imgsz_problem says so), but check_imgsz lets it through: it stands
+    # for the default size, which the caller resolves
+    assert imgsz_problem(None) is not None
+    assert check_imgsz(None) is None
+    # the configs keep None (the checkpoint's size: resolved when they run; validate's
+    # fallback to 320 is tested in test_coco_eval.py), and refuse a size that is no multiple
+    # of 32
+    for config in (PruneConfig, QuantConfig, TrainConfig):
+        assert config(imgsz=None).imgsz is None
+        with pytest.raises(ConfigError, match="imgsz"):
+            config(imgsz=100)
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,12 @@ def test_measure_latency_excludes_warmup_and_counts_runs(tmp_path):
     cfg = LatencyConfig(imgsz=64, warmup=2, rounds=3, runs_per_round=2, threads=1, ov_hint="f32")
     res = measure_latency([str(ckpt)], cfg)[str(ckpt)]
     assert res["runs"] == 6  # rounds x runs, warm-up not included
-    assert res["kind"] == "torch" and res["median"] > 0 and res["p90"] >= res["median"] * 0.5
+    assert res["kind"] == "torch" and res["median"] > 0
+    # the summary of those 6 samples: min <= median <= p90, and images/s at batch 1 from the
+    # median (a p90 taken at the wrong end, or from the warm-up, would break the order)
+    assert res["min"] <= res["median"] <= res["p90"]
+    assert res["min"] <= res["mean"]
+    assert res["throughput_ips"] == pytest.approx(1000 / res["median"])
 
 
 def test_system_info_keys():

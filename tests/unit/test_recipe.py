@@ -208,8 +208,48 @@ def test_unknown_top_level_key_and_missing_file(tmp_path):
 def test_nas_stage_takes_a_template_space_and_seeds(tmp_path):
     nas = {"budget": {"flops": 1.0, "layers": 29}, "init": ["damo-nano"]}
     nas["space"] = {"template": "damo-nano", "kernels": [3]}
+    nas.update(imgsz=96, iterations=7, seed=5)
     rec = load_recipe(_write(tmp_path, {"name": "nas", "stages": [{"nas": nas}]}))
     assert rec.stages[0].name == "nas"
+    assert rec.stages[0].config.options == nas  # kept as the recipe gave it
+    # the pipeline's nas runner hands every value to search() unchanged (the recorder keeps
+    # search's signature: search_kwargs reads its defaults from it)
+    import functools
+    import importlib
+    from types import SimpleNamespace
+
+    import yoloslim.pipeline as pl
+    from yoloslim.data.synth import synthesize
+    from yoloslim.nas.budget import Budget
+    from yoloslim.nas.space import SearchSpace
+
+    # the module: yoloslim.nas.search, as an attribute, is the function
+    nas_search = importlib.import_module("yoloslim.nas.search")
+    seen = []
+
+    @functools.wraps(nas_search.search)
+    def record(**kw):
+        seen.append(kw)
+        return SimpleNamespace(report={"recorded": True})
+
+    data = synthesize(tmp_path / "d", images=2, imgsz=64, classes=3, seed=0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(nas_search, "search", record)
+        res = pl._stage_nas(None, rec.stages[0].config, data, tmp_path / "nas", False)
+    assert res["model"] == str(tmp_path / "nas" / "arch.yaml")
+    assert res["report"] == {"recorded": True}
+    [kw] = seen
+    assert kw.pop("space") == SearchSpace.from_dict(nas["space"])
+    assert kw.pop("budget") == Budget.from_dict(nas["budget"])
+    assert kw == {
+        "init": ["damo-nano"],
+        "imgsz": 96,
+        "iterations": 7,
+        "seed": 5,
+        "nc": 3,  # from the data's class names, as the recipe gives none
+        "out": tmp_path / "nas",
+        "progress": False,
+    }
 
 
 def test_quantize_before_a_bench_skips_its_own_latency_unless_asked():
