@@ -37,8 +37,10 @@ def test_forward_backward_shapes(name):
 
 @pytest.mark.parametrize(("name", "target"), [("damo-tiny", 8.5e6), ("damo-small", 16.3e6)])
 def test_param_counts_match_damo_yolo(name, target):
+    # DAMO-YOLO's model zoo lists T 8.5 M and S 16.3 M (rounded to 0.1 M); ours are within
+    # 2 % of those (measured: 8,387,196 and 16,287,292), so a width slip of a few % shows
     p = model_profile(name, imgsz=320, nc=80)["params_deploy"]
-    assert abs(p - target) / target <= 0.15
+    assert abs(p - target) / target <= 0.02
 
 
 def test_nano_is_cpu_class():

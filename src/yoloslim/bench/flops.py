@@ -36,7 +36,7 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int], batch: int = 1) 
     return {"gflops": flops / 1e9, "gmacs": flops / 2e9}
 
 
-def model_profile(model: str | nn.Module, imgsz: int = 320, nc: int = 80) -> dict:
+def model_profile(model: str | nn.Module, imgsz: int | None = 320, nc: int = 80) -> dict:
     """Params in training and deploy (re-parameterised) form, and FLOPs of the deploy form
     (:func:`~yoloslim.compress.reparam.deploy_form`: what export and bench run)."""
     from yoloslim.compress.reparam import deploy_form
@@ -44,6 +44,8 @@ def model_profile(model: str | nn.Module, imgsz: int = 320, nc: int = 80) -> dic
     from yoloslim.models import build_model
 
     check_imgsz(imgsz)
+    if imgsz is None:  # the default size, as check_imgsz lets None stand for
+        imgsz = 320
     net = build_model(model, nc=nc) if isinstance(model, str) else model
     params = count_params(net)
     deploy = deploy_form(net)[0]
