@@ -17,6 +17,7 @@ __all__ = [
     "UniqueKeyLoader",
     "check_config",
     "check_imgsz",
+    "check_field_types",
     "check_path",
     "from_mapping",
     "imgsz_problem",
@@ -41,6 +42,45 @@ def from_mapping(cls: type, values: Any, where: str | None = None):
         return cls(**values)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from e
+
+
+def check_field_types(
+    obj: Any,
+    *,
+    ints: Sequence[str] = (),
+    numbers: Sequence[str] = (),
+    bools: Sequence[str] = (),
+    optional: Sequence[str] = (),
+) -> None:
+    """Raise :class:`ConfigError` naming the field when a settings dataclass holds a value of
+    the wrong type (from a YAML file: ``epochs: '10'``, ``progressive: 'false'``, which is
+    true): ``ints`` take an integer, ``numbers`` an int or float, ``bools`` true or false
+    (and no bool counts as a number); a name in ``optional`` may also be None. Checked before
+    the range checks, which would fail with a TypeError or pass a truthy string."""
+    cls = type(obj).__name__
+    for name in (*ints, *numbers, *bools):
+        value = getattr(obj, name)
+        if name in optional and value is None:
+            continue
+        if name in bools:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{cls}.{name}={value!r} must be true or false")
+            continue
+        kinds = int if name in ints else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            what = "an integer" if kinds is int else "a number"
+            if isinstance(value, str) and "e" in value.lower() and _float_text(value):
+                # YAML 1.1 reads an exponent without a dot ("1e-3") as a string
+                what += " (YAML reads 1e-3 as a string; write 1.0e-3)"
+            raise ConfigError(f"{cls}.{name}={value!r} must be {what}")
+
+
+def _float_text(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check_path(value: Any, name: str, what: str) -> None:

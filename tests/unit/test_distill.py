@@ -511,3 +511,21 @@ def test_a_teacher_of_another_size_is_warned_about_and_files_are_named(tmp_path,
         distill(STUDENT, tmp_path / "t.onnx", data, config=cfg, out=tmp_path / "r2")
     with pytest.raises(ModelError, match=r"run/best\.pt"):
         distill(STUDENT, tmp_path / "run", data, config=cfg, out=tmp_path / "r2")
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        # the string 'false' is true: the backbone stayed frozen for the whole run
+        ({"progressive": "false"}, r"DistillConfig.progressive='false' must be true or false"),
+        ({"advanced": {"normalize_features": "no"}}, r"normalize_features='no' must be true"),
+        ({"freeze_epochs": 1.5}, r"DistillConfig.freeze_epochs=1.5 must be an integer"),
+        ({"logit_weight": "1"}, r"DistillConfig.logit_weight='1' must be a number"),
+        ({"temperature": "1e-3"}, r"temperature='1e-3' must be a number \(YAML reads 1e-3"),
+        ({"advanced": 3}, r"advanced: expected a mapping, got int"),
+        ({"train": {"loss": 3}}, r"loss: expected a mapping, got int"),
+    ],
+)
+def test_distill_settings_of_the_wrong_type_are_named(values, match):
+    with pytest.raises(ConfigError, match=match):
+        DistillConfig.from_dict(values)

@@ -210,3 +210,44 @@ def test_an_unknown_key_in_a_section_names_the_file_it_came_from():
     for section in ({"loss": {"bogus": 1}}, {"augment": {"bogus": 1}}):
         with pytest.raises(ConfigError, match=r"^--config c\.yaml: unknown key\(s\) \['bogus'\]"):
             config_from_dict(section, where="--config c.yaml")
+
+
+@pytest.mark.parametrize(
+    ("loss", "match"),
+    [
+        ({"topk": 0}, r"topk=0: must be >= 1"),  # no positives: a run that learnt nothing
+        ({"topk": -1}, r"topk=-1: must be >= 1"),  # failed in the first step
+        ({"topk": 2.5}, r"LossConfig.topk=2.5 must be an integer"),
+        ({"dfl": "x"}, r"LossConfig.dfl='x' must be a number"),
+        ({"box": -7.5}, r"box=-7.5: must be finite, >= 0"),
+        ({"cls": float("nan")}, r"cls=nan: must be finite, >= 0"),
+        ({"qfl_beta": -2}, r"qfl_beta=-2: must be finite, >= 0"),
+        ({"cls": True}, r"LossConfig.cls=True must be a number"),
+    ],
+)
+def test_bad_loss_settings_are_named_before_any_training(loss, match):
+    with pytest.raises(ConfigError, match=match):
+        config_from_dict({"loss": loss})
+
+
+@pytest.mark.parametrize("loss", [3, None, [1]])
+def test_a_loss_section_that_is_no_mapping_is_named(loss):
+    # it failed with an AttributeError when the run started
+    with pytest.raises(ConfigError, match=r"loss: expected a mapping"):
+        config_from_dict({"loss": loss})
+
+
+def test_a_fresh_run_drops_the_settings_files_of_a_run_stopped_before_its_first_checkpoint(
+    tmp_path,
+):
+    from yoloslim.train.run_folder import RunFolder
+
+    (tmp_path / "distill_config.yaml").write_text("loss: mgd\n")  # a distill stopped early
+    RunFolder(tmp_path, TrainConfig(), False).start(None, replace=False)
+    assert not (tmp_path / "distill_config.yaml").exists()
+    # a folder holding a run keeps its files unless the run is replaced (train refuses it
+    # earlier without exist_ok)
+    for name in ("last.pt", "distill_config.yaml"):
+        (tmp_path / name).write_text("x")
+    RunFolder(tmp_path, TrainConfig(), False).start(None, replace=False)
+    assert (tmp_path / "distill_config.yaml").exists()

@@ -42,7 +42,7 @@ import yaml
 from torch import nn
 
 from yoloslim.compress.distill_losses import FEATURE_LOSSES, FeatureAdapters, logit_kd
-from yoloslim.configs import check_config, from_mapping
+from yoloslim.configs import check_config, check_field_types, from_mapping
 from yoloslim.data import load_data_config
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import refuse_overwriting_input
@@ -90,6 +90,11 @@ class AdvancedDistillConfig:
     mgd_mask_ratio: float = 0.65
 
     def __post_init__(self) -> None:
+        check_field_types(
+            self,
+            numbers=("feature_temperature", "fg_threshold", "mgd_mask_ratio"),
+            bools=("normalize_features",),
+        )
         _check(
             0 < self.feature_temperature < math.inf,
             "advanced.feature_temperature",
@@ -129,6 +134,12 @@ class DistillConfig:
     advanced: AdvancedDistillConfig = field(default_factory=AdvancedDistillConfig)
 
     def __post_init__(self) -> None:
+        check_field_types(
+            self,
+            ints=("freeze_epochs",),
+            numbers=("logit_weight", "feature_weight", "temperature", "warmup_epochs"),
+            bools=("progressive",),
+        )
         _check(self.loss in FEATURE_LOSSES, "loss", self, f"expected one of {FEATURE_LOSSES}")
         # inf passed these and then "diverged" at the first batch
         _check(0 <= self.logit_weight < math.inf, "logit_weight", self, "must be finite, >= 0")
@@ -138,8 +149,10 @@ class DistillConfig:
         _check(self.warmup_epochs >= 0, "warmup_epochs", self, "must be >= 0")
         if isinstance(self.train, dict):
             object.__setattr__(self, "train", config_from_dict(self.train))
-        if isinstance(self.advanced, dict):
-            object.__setattr__(self, "advanced", _from(AdvancedDistillConfig, self.advanced))
+        if not isinstance(self.advanced, AdvancedDistillConfig):  # a mapping, or a wrong value
+            object.__setattr__(
+                self, "advanced", _from(AdvancedDistillConfig, self.advanced, "advanced")
+            )
         if not isinstance(self.train, TrainConfig):
             raise ConfigError(f"DistillConfig.train must be a TrainConfig, got {self.train!r}")
 
@@ -160,8 +173,8 @@ def _check(ok: bool, name: str, obj: object, msg: str) -> None:
         raise ConfigError(f"{type(obj).__name__}.{name.rpartition('.')[2]}={value!r} {msg}")
 
 
-def _from(cls: type, values: dict):
-    return from_mapping(cls, values)
+def _from(cls: type, values: dict, where: str | None = None):
+    return from_mapping(cls, values, where)
 
 
 def _deploy_params(model: nn.Module) -> int:

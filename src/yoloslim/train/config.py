@@ -8,7 +8,7 @@ from enum import Enum
 
 from torch import nn
 
-from yoloslim.configs import from_mapping, imgsz_problem
+from yoloslim.configs import check_field_types, from_mapping, imgsz_problem
 from yoloslim.errors import ConfigError
 from yoloslim.train.loss import LossConfig
 
@@ -110,7 +110,6 @@ class TrainConfig:
             ),
             (self.val_interval >= 1, "val_interval", "must be >= 1"),
         ]
-        checks += [(isinstance(getattr(self, n), bool), n, "must be true or false") for n in _BOOLS]
         for ok, name, msg in checks:
             if not ok:
                 raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r} {msg}")
@@ -120,7 +119,7 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig.optimizer={self.optimizer!r}: expected adamw or sgd"
             ) from e
-        if isinstance(self.loss, dict):
+        if not isinstance(self.loss, LossConfig):  # a mapping, or a wrong value from YAML
             object.__setattr__(self, "loss", _sub(LossConfig, self.loss, "loss"))
         object.__setattr__(self, "augment", _augment_dict(self.augment))
 
@@ -143,18 +142,15 @@ _NUMBERS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "ema_deca
 
 def _check_number_types(cfg: TrainConfig) -> None:
     """A string or None where a number goes (a YAML ``epochs: '10'``) is a ConfigError naming
-    the field, not a TypeError from the range checks."""
-    for name in (*_INTS, *_NUMBERS, "threads"):
-        value = getattr(cfg, name)
-        if name in ("threads", "imgsz", "workers") and value is None:
-            continue
-        kinds = int if name in _INTS or name == "threads" else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds):
-            what = "an integer" if kinds is int else "a number"
-            if isinstance(value, str) and "e" in value.lower() and _float_text(value):
-                # YAML 1.1 reads an exponent without a dot ("1e-3") as a string
-                what += " (YAML reads 1e-3 as a string; write 1.0e-3)"
-            raise ConfigError(f"TrainConfig.{name}={value!r} must be {what}")
+    the field, not a TypeError from the range checks; a string where true or false goes is
+    one too."""
+    check_field_types(
+        cfg,
+        ints=(*_INTS, "threads"),
+        numbers=_NUMBERS,
+        bools=_BOOLS,
+        optional=("threads", "imgsz", "workers"),
+    )
 
 
 def _sub(cls: type, values: dict, where: str):
@@ -213,14 +209,6 @@ def static_assigner_for(cfg: TrainConfig, from_scratch: bool) -> TrainConfig:
 
 def _with_static_assigner(cfg: TrainConfig, n: int | None) -> TrainConfig:
     return dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, static_assigner_epochs=n))
-
-
-def _float_text(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def setting_diffs(saved: dict, given: dict, skip: tuple[str, ...] = ()) -> list[str]:

@@ -10,6 +10,7 @@ All terms are normalised by the sum of the soft targets (at least 1).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from yoloslim.boxes import bbox_iou
+from yoloslim.configs import check_field_types
 from yoloslim.models.head import dfl_expectation, flatten_maps, make_anchors
 from yoloslim.train.assigner import ATSSAssigner, TaskAlignedAssigner
 
@@ -51,12 +53,25 @@ class LossConfig:
     static_assigner_epochs: int | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(
+            self,
+            ints=("topk", "static_assigner_epochs"),
+            numbers=("cls", "box", "dfl", "qfl_beta"),
+            optional=("static_assigner_epochs",),
+        )
         if self.cls_loss not in ("qfl", "vfl", "bce"):
             raise ValueError(f"cls_loss={self.cls_loss!r}: expected qfl, vfl or bce")
         if self.static_assigner_epochs is not None and self.static_assigner_epochs < 0:
             raise ValueError(
                 f"static_assigner_epochs={self.static_assigner_epochs!r}: must be >= 0"
             )
+        # topk 0 gave no positives (a run that learnt nothing), -1 an error in the first step
+        if self.topk < 1:
+            raise ValueError(f"topk={self.topk!r}: must be >= 1 (positives per object)")
+        for name in ("cls", "box", "dfl", "qfl_beta"):
+            value = getattr(self, name)
+            if not 0 <= value < math.inf:
+                raise ValueError(f"{name}={value!r}: must be finite, >= 0")
 
 
 def _cls_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, beta: float) -> torch.Tensor:

@@ -134,12 +134,14 @@ class RunFolder:
     def start(self, resumed_at: int | None, replace: bool, last_row: dict | None = None) -> None:
         """Prepare the folder: drop stale temp files, trim the metrics of a resumed run (and
         add ``last_row``, the row ``last.pt`` keeps, when a stop came before it was written)
-        or (``replace``) delete another run's files."""
+        or (``replace``) delete another run's files. A fresh run also deletes the settings
+        files of a run stopped before its first ``last.pt`` (a distill's
+        ``distill_config.yaml`` stayed beside a later plain train's results)."""
         self.out.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.out, RUN_FILES)
         if resumed_at is not None:
             self.trim_metrics(resumed_at, last_row)
-        elif replace:
+        elif replace or not any((self.out / m).exists() for m in RUN_MARKERS):
             for name in RUN_FILES:
                 (self.out / name).unlink(missing_ok=True)
 
