@@ -69,6 +69,26 @@ def train_config(
     return ys.TrainConfig(**base)
 
 
+def epoch_log(label: str, epochs: int):
+    """An ``on_epoch_end`` for ``ys.train``: one line per epoch on stderr (its seconds, losses
+    and mAP when it validated), so that a run written to a pipe or a log shows progress as it
+    goes (rich's bars draw live only on a terminal); None on a terminal, where the bar does."""
+    if sys.stderr.isatty():
+        return None
+
+    def log(epoch: int, row: dict) -> None:
+        parts = [
+            f"{k} {row[k]:.4g}" for k in ("box", "cls", "dfl", "map") if row.get(k) is not None
+        ]
+        print(
+            f"{label}: epoch {epoch + 1}/{epochs} done in {row.get('epoch_s')} s ({', '.join(parts)})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return log
+
+
 def recipe_tag(epochs: int, static_assigner: int = 0) -> str:
     """``e<E>``, plus ``_sa<N>`` with ATSS first: cached runs' names (0 keeps the old names)."""
     return f"e{epochs}" + (f"_sa{static_assigner}" if static_assigner else "")
@@ -195,7 +215,15 @@ def trained(model: str, epochs: int, data: Path = DATA, root: Path = ROOT) -> Pa
         return Path(info["ckpt"])
     t0 = time.time()
     cfg = train_config(epochs)
-    ys.train(model, data, config=cfg, out=out, resume=resumable(out, cfg), progress=True)
+    ys.train(
+        model,
+        data,
+        config=cfg,
+        out=out,
+        resume=resumable(out, cfg),
+        progress=True,
+        on_epoch_end=epoch_log(f"baseline {model}", epochs),
+    )
     metrics = ys.validate(best, data)
     info = {
         "model": model,
@@ -221,7 +249,15 @@ def extend(model: str, more: int, data: Path = DATA, root: Path = ROOT) -> Path:
     t0 = time.time()
     cfg = train_config(more, lr0=0.002, warmup_epochs=0.5)
     start = ys.load_checkpoint(info["ckpt"])[0]
-    ys.train(start, data, config=cfg, out=out, resume=resumable(out, cfg), progress=True)
+    ys.train(
+        start,
+        data,
+        config=cfg,
+        out=out,
+        resume=resumable(out, cfg),
+        progress=True,
+        on_epoch_end=epoch_log(f"extending {model}", more),
+    )
     metrics = ys.validate(out / "best.pt", data)
     history = info.pop("history", []) + [dict(info)]
     info.update(

@@ -35,6 +35,7 @@ import torch
 from common import (
     cached,
     data_key,
+    epoch_log,
     int_list,
     model_problem,
     nonneg_int,
@@ -101,7 +102,15 @@ def main() -> None:
         t0 = time.time()
         folder = out / runs[seed][0]
         resume = resumable(folder, cfg)  # an interrupted run goes on, exactly
-        res = ys.train(args.model, data, config=cfg, out=folder, resume=resume, progress=True)
+        res = ys.train(
+            args.model,
+            data,
+            config=cfg,
+            out=folder,
+            resume=resume,
+            progress=True,
+            on_epoch_end=epoch_log(f"{runs[seed][0]}", args.epochs),
+        )
         m = ys.validate(res.best, data)
         curve = [
             json.loads(line)
