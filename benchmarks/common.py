@@ -6,7 +6,11 @@ it once and reusing the checkpoint keeps the scripts runnable one after another 
     .venv/bin/python benchmarks/common.py --model damo-tiny --epochs 10   # trains runs/base/damo-tiny
     .venv/bin/python benchmarks/common.py --model damo-tiny --extend 8    # 8 epochs more
 
-Prints one JSON object (checkpoint path, mAP, training seconds).
+A kept baseline (its done.json) is reused whatever ``--epochs`` says; a warning on stderr
+says so when it was trained for another number of epochs. Training shows its progress bars
+on stderr.
+
+Prints one JSON object (done.json: checkpoint path, epochs, mAP, training seconds).
 """
 
 from __future__ import annotations
@@ -63,6 +67,26 @@ def train_config(
     )
     base.update(overrides)
     return ys.TrainConfig(**base)
+
+
+def epoch_log(label: str, epochs: int):
+    """An ``on_epoch_end`` for ``ys.train``: one line per epoch on stderr (its seconds, losses
+    and mAP when it validated), so that a run written to a pipe or a log shows progress as it
+    goes (rich's bars draw live only on a terminal); None on a terminal, where the bar does."""
+    if sys.stderr.isatty():
+        return None
+
+    def log(epoch: int, row: dict) -> None:
+        parts = [
+            f"{k} {row[k]:.4g}" for k in ("box", "cls", "dfl", "map") if row.get(k) is not None
+        ]
+        print(
+            f"{label}: epoch {epoch + 1}/{epochs} done in {row.get('epoch_s')} s ({', '.join(parts)})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return log
 
 
 def recipe_tag(epochs: int, static_assigner: int = 0) -> str:
@@ -147,17 +171,59 @@ def _info(model: str, root: Path = ROOT) -> dict | None:
     return json.loads(done.read_text()) if done.exists() else None
 
 
+def baseline_training(model: str = "damo-tiny", root: Path = ROOT) -> dict | None:
+    """How the kept baseline was trained, from its done.json (None when there is none):
+    ``ckpt``, ``epochs`` (in all, ``--extend`` included), ``first_epochs`` (the first
+    training's, which ``--epochs`` / ``--base-epochs`` set), ``extended_by``, ``map``,
+    ``map50`` (measured on val when it finished) and ``train_s``."""
+    info = _info(model, root)
+    if info is None:
+        return None
+    history = info.get("history") or []
+    first = history[0]["epochs"] if history else info["epochs"]
+    return {
+        "done_json": str(Path(root) / model / "done.json"),
+        "ckpt": info["ckpt"],
+        "epochs": info["epochs"],
+        "first_epochs": first,
+        "extended_by": info["epochs"] - first,
+        "map": info.get("map"),
+        "map50": info.get("map50"),
+        "train_s": info.get("train_s"),
+    }
+
+
 def trained(model: str, epochs: int, data: Path = DATA, root: Path = ROOT) -> Path:
     """The baseline checkpoint of `model` on `data`: trained `epochs` epochs (resuming) unless
-    finished; after ``--extend`` it is the extended run's best.pt (done.json says which)."""
+    finished; after ``--extend`` it is the extended run's best.pt (done.json says which).
+
+    A finished baseline is reused whatever ``epochs`` says: when its first training had
+    another number of epochs, a warning on stderr says so (move ``root/model`` to retrain).
+    """
     out = Path(root) / model
     best = out / "best.pt"
     info = _info(model, root)
     if info and Path(info["ckpt"]).exists():
+        kept = baseline_training(model, root)
+        if kept["first_epochs"] != epochs:
+            print(
+                f"warning: reusing the baseline {kept['ckpt']} trained {kept['first_epochs']} "
+                f"epochs (+{kept['extended_by']} extended, mAP50-95 {kept['map']}), not the "
+                f"{epochs} asked for; move {out} away to train it again",
+                file=sys.stderr,
+            )
         return Path(info["ckpt"])
     t0 = time.time()
     cfg = train_config(epochs)
-    ys.train(model, data, config=cfg, out=out, resume=resumable(out, cfg), progress=True)
+    ys.train(
+        model,
+        data,
+        config=cfg,
+        out=out,
+        resume=resumable(out, cfg),
+        progress=True,
+        on_epoch_end=epoch_log(f"baseline {model}", epochs),
+    )
     metrics = ys.validate(best, data)
     info = {
         "model": model,
@@ -183,7 +249,15 @@ def extend(model: str, more: int, data: Path = DATA, root: Path = ROOT) -> Path:
     t0 = time.time()
     cfg = train_config(more, lr0=0.002, warmup_epochs=0.5)
     start = ys.load_checkpoint(info["ckpt"])[0]
-    ys.train(start, data, config=cfg, out=out, resume=resumable(out, cfg), progress=True)
+    ys.train(
+        start,
+        data,
+        config=cfg,
+        out=out,
+        resume=resumable(out, cfg),
+        progress=True,
+        on_epoch_end=epoch_log(f"extending {model}", more),
+    )
     metrics = ys.validate(out / "best.pt", data)
     history = info.pop("history", []) + [dict(info)]
     info.update(
@@ -220,9 +294,134 @@ def paired(a: list[float], b: list[float]) -> dict:
     }
 
 
+def is_arch_yaml(model: str) -> bool:
+    """Whether ``model`` names an arch file rather than a registered model."""
+    return str(model).endswith((".yaml", ".yml"))
+
+
 def model_name(model: str) -> str:
-    """The name a model's runs are filed under: a registered name, or an arch.yaml's stem."""
-    return Path(model).stem if model.endswith((".yaml", ".yml")) else model
+    """The name a model's runs are filed under: a registered name, or for an arch.yaml its
+    stem and the first 8 hex digits of the sha1 of its bytes (``arch-1a2b3c4d``), so that two
+    searches' ``arch.yaml`` files are two models, and an edited file a new one."""
+    if not is_arch_yaml(model):
+        return model
+    return f"{Path(model).stem}-{file_key(Path(model))['sha1'][:8]}"
+
+
+def model_problem(model: str) -> str | None:
+    """Why ``model`` is neither a registered name nor an existing arch file, or None."""
+    if is_arch_yaml(model):
+        return None if Path(model).is_file() else f"{model}: no such file"
+    if model not in ys.list_models():
+        return (
+            f"{model!r} is not a registered model ({', '.join(ys.list_models())}) or an arch.yaml"
+        )
+    return None
+
+
+def run_inputs(model: str, data_id: dict) -> dict:
+    """What a seed run's cached row is made from: the data set (:func:`data_key`) and, for an
+    arch.yaml, the file (:func:`file_key`). A registered name's identity is its name, which
+    is in the row's file name (rows made before this function have the same inputs)."""
+    return {**data_id, "model": file_key(Path(model))} if is_arch_yaml(model) else dict(data_id)
+
+
+def _same_arch(ckpt: Path, model: str) -> bool:
+    """Whether the checkpoint ``ckpt`` holds the architecture that the arch.yaml ``model``
+    builds (for the checkpoint's classes): the full arch dict, every conv's shape included."""
+    from yoloslim.models.arch import arch_of
+    from yoloslim.models.checkpoint import read_checkpoint
+    from yoloslim.models.registry import build_model
+
+    try:
+        saved = read_checkpoint(ckpt)
+        return arch_of(build_model(model, names=saved["names"])) == saved["arch"]
+    except Exception as e:  # noqa: BLE001 - an unreadable old run cannot be confirmed
+        print(f"{ckpt}: cannot compare its arch with {model} ({e})", file=sys.stderr)
+        return False
+
+
+def adopt_legacy_row(out: Path, model: str, run: str, legacy: str, inputs: dict) -> bool:
+    """Keep a seed run filed the old way, under an arch.yaml's bare stem (``legacy``, e.g.
+    ``arch_e16_s5``), as ``run`` (``arch-1a2b3c4d_e16_s5``) when it is confirmed to be this
+    file's: its run folder's best.pt holds the arch this yaml builds and the row was made on
+    the same data (or records no data, as :func:`cached` accepts). Writes ``out/run.json``
+    with ``inputs`` and ``adopted_from``; the old files stay. Returns whether it did.
+
+    A legacy row whose run folder is gone (a pooled JSON copied without its folder) cannot be
+    confirmed and is not used: that seed is trained again.
+    """
+    out = Path(out)
+    old, new = out / f"{legacy}.json", out / f"{run}.json"
+    if new.exists() or not old.exists() or not is_arch_yaml(model):
+        return False
+    row = json.loads(old.read_text())
+    data_id = {k: v for k, v in inputs.items() if k != "model"}
+    if row.get("inputs", data_id) != data_id:
+        return False
+    best = out / legacy / "best.pt"
+    if not best.is_file() or not _same_arch(best, model):
+        print(
+            f"{old} (filed under the stem {Path(model).stem!r} only) is not confirmed to be "
+            f"{model}'s run: not used",
+            file=sys.stderr,
+        )
+        return False
+    row.pop("cached", None)
+    row.update(inputs=inputs, adopted_from=old.name)
+    atomic_write_text(new, json.dumps(row, default=str))
+    print(f"{old}: its run holds {model}'s arch; kept as {new.name}", file=sys.stderr)
+    return True
+
+
+def seed_run(out: Path, model: str, tag: str, seed: int, data_id: dict) -> tuple[str, dict]:
+    """The name (``<model_name>_<tag>_s<seed>``) and the inputs of one seed run of
+    train_seeds.py, after adopting its legacy row (:func:`adopt_legacy_row`) if there is one."""
+    run = f"{model_name(model)}_{tag}_s{seed}"
+    inputs = run_inputs(model, data_id)
+    if is_arch_yaml(model):
+        adopt_legacy_row(out, model, run, f"{Path(model).stem}_{tag}_s{seed}", inputs)
+    return run, inputs
+
+
+def kept_row(out: Path, run: str, inputs: dict) -> dict | None:
+    """``out/run.json`` if it was made from ``inputs`` (the rule of :func:`cached`: a row
+    recording no inputs is taken as it is), else None."""
+    path = Path(out) / f"{run}.json"
+    if not path.exists():
+        return None
+    row = json.loads(path.read_text())
+    return row if row.get("inputs", inputs) == inputs else None
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=``: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def nonneg_int(text: str) -> int:
+    """argparse ``type=``: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """argparse ``type=``: comma-separated integers, e.g. ``0,1,2``."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated integers") from None
 
 
 def main() -> None:
@@ -230,8 +429,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--model", default="damo-tiny")
-    ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--extend", type=int, default=0, help="then train this many epochs more")
+    ap.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=10,
+        help="training epochs when the baseline is not kept yet (a kept one is reused)",
+    )
+    ap.add_argument("--extend", type=nonneg_int, default=0, help="then train this many epochs more")
     args = ap.parse_args()
     data = synthetic_data()
     trained(args.model, args.epochs, data)

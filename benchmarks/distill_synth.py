@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 import yoloslim as ys
+from yoloslim.compress.distill_losses import FEATURE_LOSSES
 
 sys.path.insert(0, str(Path(__file__).parent))
 import common  # noqa: E402  (the benchmarks' shared helpers, not a package)
@@ -98,10 +99,14 @@ def _teacher_metrics(teacher: Path, full: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=4, help="student epochs (part 1)")
-    ap.add_argument("--recover-epochs", type=int, default=2, help="recovery epochs (part 2)")
-    ap.add_argument("--train-images", type=int, default=200, help="0: all 800")
-    ap.add_argument("--loss", default="cwd", help="feature loss: cwd, mimic, mgd, at")
+    ap.add_argument("--epochs", type=common.positive_int, default=4, help="student epochs (part 1)")
+    ap.add_argument(
+        "--recover-epochs", type=common.positive_int, default=2, help="recovery epochs (part 2)"
+    )
+    ap.add_argument("--train-images", type=common.nonneg_int, default=200, help="0: all 800")
+    ap.add_argument(
+        "--loss", default="cwd", choices=FEATURE_LOSSES, help="feature loss: cwd, mimic, mgd, at"
+    )
     ap.add_argument("--ratio", type=float, default=0.5, help="channel ratio pruned (part 2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-prune", action="store_true")
@@ -109,6 +114,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("runs/bench_distill"))
     ap.add_argument("--teacher", type=Path, help="another teacher checkpoint (smoke tests)")
     args = ap.parse_args()
+    if not 0 < args.ratio < 1:
+        ap.error(f"--ratio {args.ratio}: give a fraction between 0 and 1")
+    if args.teacher is not None and not args.teacher.is_file():
+        ap.error(f"--teacher {args.teacher}: no such file")
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

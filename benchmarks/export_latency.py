@@ -22,10 +22,11 @@ import tempfile
 from pathlib import Path
 
 import torch
+from common import positive_int
 
 from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
 from yoloslim.export import export
-from yoloslim.models import build_model
+from yoloslim.models import build_model, list_models
 from yoloslim.models.checkpoint import save_checkpoint
 
 
@@ -33,12 +34,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--model", default="damo-tiny")
-    ap.add_argument("--imgsz", type=int, default=320)
-    ap.add_argument("--rounds", type=int, default=12)
-    ap.add_argument("--runs", type=int, default=10)
-    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--model", default="damo-tiny", choices=list_models())
+    ap.add_argument("--imgsz", type=positive_int, default=320)
+    ap.add_argument("--rounds", type=positive_int, default=12)
+    ap.add_argument("--runs", type=positive_int, default=10)
+    ap.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)))
     args = ap.parse_args()
+    if args.imgsz % 32:
+        ap.error(f"--imgsz {args.imgsz}: give a multiple of 32")
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:

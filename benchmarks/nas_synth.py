@@ -10,11 +10,21 @@
    each pair can run side by side (each at ``OMP_NUM_THREADS=1``) into the same cache.
    ``--latency nano`` adds a measured-latency budget: damo-nano's latency (slowest of 5) on
    ``--latency-runtime`` (DAMO-YOLO searches under a latency budget); the found arch and
-   damo-nano are then timed again, interleaved, and their medians and ratio reported.
+   damo-nano are then timed again as the other benchmarks time artifacts: each saved
+   (random weights; latency does not depend on them) and exported for that runtime (a .pt
+   run by PyTorch in deploy form, an ONNX for onnxruntime, an IR for openvino), then timed
+   by ``yoloslim.bench.latency.measure_latency``, one spawned worker per model, rounds
+   interleaved, at the search's thread count; their medians, p90s and ratio are reported
+   (``latency_method`` says how). The search's own budget check measures in process.
 3. Kendall tau between the entropy score and the trained mAP over ``--tau-archs``
    architectures sampled from the same space under the same budget (``--tau-with-nano``:
    and damo-nano), each trained ``--tau-epochs`` epochs. ``--tau-shard K/N`` trains every
    N-th of them only (N shards side by side), printing their rows without a tau.
+   ``--tau-archs`` is 0 (skip) or at least 2 (a tau needs two archs).
+
+The flags (``--tau-shard``, ``--train-seeds``, ``--tau-archs``, ``--tau-with-nano``'s budget,
+the numbers) are checked before the search and the trainings start; progress (the search,
+each training) goes to stderr.
 
 Goal (issue 8): searched arch mAP >= damo-nano's at <= its FLOPs; tau as measured.
 Heavy: run it alone. Each step's result is kept in ``OUT/<step>.json`` (named by a hash of
@@ -33,7 +43,8 @@ import hashlib
 import itertools
 import json
 import random
-import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,7 +52,11 @@ import torch
 from common import (
     cached,
     data_key,
+    epoch_log,
+    int_list,
+    nonneg_int,
     paired,
+    positive_int,
     recipe_tag,
     resumable,
     synthetic_data,
@@ -49,6 +64,9 @@ from common import (
 )
 
 import yoloslim as ys
+from yoloslim.bench.latency import LatencyConfig, measure_latency
+from yoloslim.models import build_model
+from yoloslim.models.checkpoint import save_checkpoint
 from yoloslim.models.registry import get_arch
 from yoloslim.nas import (
     Budget,
@@ -61,6 +79,8 @@ from yoloslim.nas import (
     measure_latency_ms,
 )
 from yoloslim.nas.budget import meta_detector
+from yoloslim.nas.latency import RUNTIMES
+from yoloslim.nas.score import SCORE_METHODS
 
 NC = 4
 
@@ -91,7 +111,15 @@ def train_eval(
     torch.manual_seed(seed)
     cfg = train_config(epochs, seed=seed, static_assigner=static_assigner)
     # an interrupted run (hours on a CPU) goes on from its last.pt
-    res = ys.train(model, data, config=cfg, out=out, resume=resumable(out, cfg), progress=True)
+    res = ys.train(
+        model,
+        data,
+        config=cfg,
+        out=out,
+        resume=resumable(out, cfg),
+        progress=True,
+        on_epoch_end=epoch_log(Path(out).name, epochs),
+    )
     m = ys.validate(res.best, data)
     return {
         "map": round(m["map"], 4),
@@ -161,6 +189,32 @@ def _shard(spec: str | None, ap: argparse.ArgumentParser) -> tuple[int, int] | N
     return k, n
 
 
+def _time_artifacts(archs: dict[str, dict], imgsz: int, latency: LatencySettings) -> dict:
+    """Each arch saved with random weights and exported for ``latency.runtime``, then all
+    timed together by measure_latency (one spawned worker each, rounds interleaved)."""
+    fmt = {"onnxruntime": "onnx", "openvino": "openvino"}.get(latency.runtime)
+    cfg = LatencyConfig(imgsz=imgsz, rounds=10, runs_per_round=10, threads=latency.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for key, arch in archs.items():
+            torch.manual_seed(0)
+            ckpt = save_checkpoint(
+                Path(tmp) / key / "model.pt", build_model(arch, nc=NC), imgsz=imgsz
+            )
+            if fmt is None:  # torch: the checkpoint, run in deploy form
+                paths[key] = str(ckpt)
+            else:
+                exp = ys.export(ckpt, Path(tmp) / key, formats=[fmt], imgsz=imgsz)
+                paths[key] = str(exp.artifacts[fmt])
+        lat = measure_latency(list(paths.values()), cfg)
+    method = (
+        f"{latency.runtime} ({fmt or 'checkpoint, deploy form'}), one spawned worker per model, "
+        f"{cfg.rounds} interleaved rounds x {cfg.runs_per_round} runs, {cfg.warmup} warm-up "
+        f"runs excluded, {latency.threads} thread(s), batch 1, random weights"
+    )
+    return {"method": method, **{k: lat[p] for k, p in paths.items()}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -173,20 +227,25 @@ def main() -> None:
         help="the search's size (its FLOPs and latency); the trainings are at 320, the "
         "benchmarks' recipe",
     )
-    ap.add_argument("--population", type=int, default=32)
-    ap.add_argument("--iterations", type=int, default=500)
-    ap.add_argument("--init-repeats", type=int, default=3)
+    ap.add_argument("--population", type=positive_int, default=32)
+    ap.add_argument("--iterations", type=nonneg_int, default=500)
+    ap.add_argument("--init-repeats", type=positive_int, default=3)
     ap.add_argument(
         "--polish",
-        type=int,
+        type=nonneg_int,
         default=0,
         help="rounds of steepest ascent over the best's one- and two-gene neighbours (0: none)",
     )
-    ap.add_argument("--epochs", type=int, default=8, help="epochs for the found arch and damo-nano")
     ap.add_argument(
-        "--tau-archs", type=int, default=6, help="sampled archs for Kendall tau (0: skip)"
+        "--epochs", type=nonneg_int, default=8, help="epochs for the found arch and damo-nano"
     )
-    ap.add_argument("--tau-epochs", type=int, default=6)
+    ap.add_argument(
+        "--tau-archs",
+        type=nonneg_int,
+        default=6,
+        help="sampled archs for Kendall tau (0: skip; else at least 2)",
+    )
+    ap.add_argument("--tau-epochs", type=positive_int, default=6)
     ap.add_argument(
         "--tau-shard",
         help="K/N: train only the tau archs whose index is K mod N (run the N shards side by "
@@ -211,6 +270,7 @@ def main() -> None:
     ap.add_argument(
         "--score-method",
         default="gaussian",
+        choices=SCORE_METHODS,
         help="gaussian (MAE-DET's random forward) or analytic (TinyNAS madnas closed form)",
     )
     ap.add_argument(
@@ -231,7 +291,10 @@ def main() -> None:
         "default: none",
     )
     ap.add_argument(
-        "--latency-runtime", default="torch", help="torch, onnxruntime or openvino (1 thread)"
+        "--latency-runtime",
+        default="torch",
+        choices=RUNTIMES,
+        help="torch, onnxruntime or openvino (1 thread)",
     )
     ap.add_argument(
         "--keep-neck",
@@ -241,7 +304,8 @@ def main() -> None:
     ap.add_argument("--init", action="store_true", help="seed the population with damo-nano")
     ap.add_argument(
         "--train-seeds",
-        default="0",
+        type=int_list,
+        default=[0],
         help="training seeds for the found arch and damo-nano (mean and each reported), e.g. 0,1",
     )
     ap.add_argument(
@@ -253,12 +317,19 @@ def main() -> None:
     )
     ap.add_argument(
         "--static-assigner-epochs",
-        type=int,
+        type=nonneg_int,
         default=0,
         help="train the pairs and the tau archs with ATSS for this many first epochs "
         "(LossConfig.static_assigner_epochs); their runs are kept under _sa<N> names",
     )
     args = ap.parse_args()
+    # checked here, not after the search and the trainings
+    shard = _shard(args.tau_shard, ap)
+    if args.tau_archs == 1:
+        ap.error("--tau-archs 1: a rank correlation needs at least 2 archs (0 skips it)")
+    if shard and not args.tau_archs:
+        ap.error("--tau-shard without --tau-archs: there is nothing to shard")
+    seeds = args.train_seeds
     out = Path(args.out)
     data = synthetic_data()
     data_id = data_key(data)  # cached training rows are reused only on this same set
@@ -284,6 +355,8 @@ def main() -> None:
         return max(measure_latency_ms(nano, args.imgsz, latency) for _ in range(5))
 
     budget = Budget(flops=nano_cost.gflops, layers=layers, effectiveness=rho)
+    if args.tau_archs and args.tau_with_nano and budget.violations(nano_cost):
+        ap.error(f"--tau-with-nano: damo-nano is over the budget {budget.to_dict()}")
     space = _space(args, nano)
     weights = _floats(args.stage_weights)
     budget_d = budget.to_dict()
@@ -379,20 +452,19 @@ def main() -> None:
     }
     if args.latency:
         result["search"]["latency_budget_ms"] = res["report"]["budget"]["latency_ms"]
-        # both timed again in this process, interleaved, so drift hits them alike (as the
-        # search's latency budget measures them: torch in process, not one worker each)
-        times: dict[str, list[float]] = {"found": [], "damo_nano": []}
-        for _ in range(5):
-            for key, arch in (("found", res["arch"]), ("damo_nano", nano)):
-                times[key].append(measure_latency_ms(arch, args.imgsz, latency))
-        for key, ts in times.items():
-            result[key]["latency_ms_median"] = round(statistics.median(ts), 3)
+        # both timed again as artifacts, one spawned worker each, rounds interleaved
+        print("timing the found arch and damo-nano (one worker each)", file=sys.stderr)
+        lat = _time_artifacts({"found": res["arch"], "damo_nano": nano}, args.imgsz, latency)
+        result["latency_method"] = lat["method"]
+        for key in ("found", "damo_nano"):
+            result[key]["latency_ms_median"] = round(lat[key]["median"], 3)
+            result[key]["latency_ms_p90"] = round(lat[key]["p90"], 3)
+            result[key]["latency_precision"] = lat[key]["precision"]
         result["latency_ratio_found_to_nano"] = round(
             result["found"]["latency_ms_median"] / result["damo_nano"]["latency_ms_median"], 3
         )
     if args.epochs > 0:
         e = args.epochs
-        seeds = [int(v) for v in args.train_seeds.split(",")]
         sa = args.static_assigner_epochs
         rec = "_" + recipe_tag(e, sa)
         for key, model, name in (
@@ -436,10 +508,7 @@ def main() -> None:
         archs = _sample_archs(space, budget, args.tau_archs, args.seed, args.imgsz, nano)
         names = [f"tau_{ttag}_{i}" for i in range(len(archs))]
         if args.tau_with_nano:  # its own name: damo-nano's run does not depend on the space
-            if budget.violations(nano_cost):
-                ap.error(f"--tau-with-nano: damo-nano is over the budget {budget_d}")
             archs, names = [*archs, nano], [*names, "tau_nano"]
-        shard = _shard(args.tau_shard, ap)
         sa, te = args.static_assigner_epochs, args.tau_epochs
         for i, (arch, name) in enumerate(zip(archs, names, strict=True)):
             if shard and i % shard[1] != shard[0]:

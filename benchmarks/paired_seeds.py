@@ -5,12 +5,19 @@ seed to seed (train_seeds.py), more than most architecture changes. This trains 
 ``--b`` (registered names or arch.yaml files) at each of ``--seeds`` by running
 train_seeds.py, ``--slots`` runs at a time, each in its own process at one thread (on the
 GPU when torch sees one), in pair order so that pairs finish together. Runs are cached by
-train_seeds.py (``OUT/<name>_e<E>[_sa<N>]_s<seed>.json``) and an interrupted one resumes.
+train_seeds.py (``OUT/<name>_e<E>[_sa<N>]_s<seed>.json``; ``<name>`` is a registered name, or
+an arch.yaml's stem and the sha1 of its bytes, ``arch-1a2b3c4d``, see train_seeds.py) and an
+interrupted one resumes. A cached row is used only when the inputs it records (the data
+set's identity and, for an arch.yaml, the file's sha1) are this run's; any other is launched
+again (train_seeds.py remakes it). Legacy rows filed under an arch.yaml's bare stem are used
+only where train_seeds.py can confirm them (their run folder's best.pt holds this arch).
 ``--deadline`` stops the runs still going after that many seconds; the seeds with both runs
 done are compared.
 
-Prints one JSON object: each model's per-seed mAP50-95 and spread, and ``paired``: the
-differences a - b, their mean, sd, paired t and how often a is ahead.
+Prints one JSON object: each model's per-seed mAP50-95 and spread, ``paired``: the
+differences a - b, their mean, sd, paired t and how often a is ahead, ``runs``: the two
+models' cached row names, and the runs ``failed`` (exited non-zero, or left no row made from
+this run's inputs; their logs under ``OUT/logs``) and ``stopped`` (by ``--deadline``).
 
     .venv/bin/python benchmarks/paired_seeds.py --a runs/nas/arch.yaml --b damo-nano \\
         --seeds 5-8 --slots 2
@@ -26,30 +33,46 @@ import sys
 import time
 from pathlib import Path
 
-from common import model_name, paired, recipe_tag
+from common import (
+    data_key,
+    kept_row,
+    model_name,
+    model_problem,
+    nonneg_int,
+    paired,
+    positive_int,
+    recipe_tag,
+    seed_run,
+    synthetic_data,
+)
 from train_seeds import spread
 
 HERE = Path(__file__).parent
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``"5-8,11"`` -> ``[5, 6, 7, 8, 11]``."""
+    """``"5-8,11"`` -> ``[5, 6, 7, 8, 11]`` (argparse ``type=``)."""
     seeds: list[int] = []
     for part in text.split(","):
         lo, _, hi = part.strip().partition("-")
         try:
             seeds += range(int(lo), int(hi or lo) + 1)
         except ValueError:
-            raise SystemExit(f"--seeds: {part!r} is not a seed or a range like 5-8") from None
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not a seed or a range like 5-8"
+            ) from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} names no seed")
     return seeds
 
 
-def run_all(jobs: list[tuple[str, int]], args, deadline: float) -> list[str]:
-    """Run train_seeds.py for each (model, seed), ``args.slots`` at a time; the ones stopped."""
+def run_all(jobs: list[tuple[str, int]], args, deadline: float) -> tuple[list[str], list[str]]:
+    """Run train_seeds.py for each (model, seed), ``args.slots`` at a time; the runs stopped
+    by the deadline and the ones that failed (``<name>_s<seed>``)."""
     logs = Path(args.out) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    pending, running, stopped = list(jobs), {}, []
+    pending, running, stopped, failed = list(jobs), {}, [], []
     while pending or running:
         while pending and len(running) < args.slots:
             model, seed = pending.pop(0)
@@ -58,12 +81,16 @@ def run_all(jobs: list[tuple[str, int]], args, deadline: float) -> list[str]:
             cmd += ["--static-assigner-epochs", str(args.static_assigner_epochs)]
             log = open(logs / f"{model_name(model)}_s{seed}.log", "w")  # noqa: SIM115
             running[(model, seed)] = (subprocess.Popen(cmd, stdout=log, stderr=log, env=env), log)
+            print(f"started {model} seed {seed} (log {log.name})", file=sys.stderr)
         for key, (proc, log) in list(running.items()):
             if proc.poll() is not None:
                 log.close()
                 del running[key]
                 if proc.returncode:
+                    failed.append(f"{model_name(key[0])}_s{key[1]}")
                     print(f"{key[0]} seed {key[1]} failed: see {log.name}", file=sys.stderr)
+                else:
+                    print(f"{key[0]} seed {key[1]} done", file=sys.stderr)
         if time.time() > deadline:
             for (model, seed), (proc, log) in running.items():
                 proc.terminate()
@@ -72,7 +99,7 @@ def run_all(jobs: list[tuple[str, int]], args, deadline: float) -> list[str]:
                 stopped.append(f"{model_name(model)}_s{seed}")
             break
         time.sleep(2)
-    return stopped
+    return stopped, failed
 
 
 def main() -> None:
@@ -81,30 +108,48 @@ def main() -> None:
     )
     ap.add_argument("--a", required=True, help="a registered model name or an arch.yaml")
     ap.add_argument("--b", default="damo-nano", help="the model to compare against")
-    ap.add_argument("--seeds", default="5-8", help="seeds, e.g. 5-8,11")
-    ap.add_argument("--epochs", type=int, default=16)
-    ap.add_argument("--static-assigner-epochs", type=int, default=4)
-    ap.add_argument("--slots", type=int, default=2, help="runs at a time (one thread each)")
+    ap.add_argument("--seeds", type=parse_seeds, default="5-8", help="seeds, e.g. 5-8,11")
+    ap.add_argument("--epochs", type=positive_int, default=16)
+    ap.add_argument("--static-assigner-epochs", type=nonneg_int, default=4)
+    ap.add_argument(
+        "--slots", type=positive_int, default=2, help="runs at a time (one thread each)"
+    )
     ap.add_argument("--deadline", type=float, default=0, help="seconds; 0: run every seed")
     ap.add_argument("--out", default="runs/bench_seeds")
     args = ap.parse_args()
+    for m in (args.a, args.b):
+        if problem := model_problem(m):
+            ap.error(problem)
     if model_name(args.a) == model_name(args.b):
-        raise SystemExit(f"--a and --b are both filed as {model_name(args.a)!r}: rename one")
-    seeds = parse_seeds(args.seeds)
+        ap.error(f"--a and --b are the same model ({model_name(args.a)!r})")
+    seeds = args.seeds
     tag = recipe_tag(args.epochs, args.static_assigner_epochs)
+    out = Path(args.out)
+    data_id = data_key(synthetic_data())  # as train_seeds.py records it in each row
+    # each run's cached row name and inputs (a legacy arch.yaml row confirmed first)
+    runs = {(m, s): seed_run(out, m, tag, s, data_id) for s in seeds for m in (args.a, args.b)}
 
-    def result(model: str, seed: int) -> Path:
-        return Path(args.out) / f"{model_name(model)}_{tag}_s{seed}.json"
+    def row(model: str, seed: int) -> dict | None:
+        """The run's cached row if it was made from this run's data and model, else None."""
+        return kept_row(out, *runs[(model, seed)])
 
-    jobs = [(m, s) for s in seeds for m in (args.a, args.b) if not result(m, s).exists()]
+    jobs = [(m, s) for s in seeds for m in (args.a, args.b) if row(m, s) is None]
     t0 = time.time()
-    stopped = run_all(jobs, args, t0 + args.deadline if args.deadline else float("inf"))
-    done = [s for s in seeds if result(args.a, s).exists() and result(args.b, s).exists()]
+    stopped, failed = run_all(jobs, args, t0 + args.deadline if args.deadline else float("inf"))
+    rows = {key: row(*key) for key in runs}
+    # a launched run that exited 0 but left no matching row failed too
+    failed += [
+        f"{model_name(m)}_s{s}"
+        for m, s in jobs
+        if rows[(m, s)] is None and f"{model_name(m)}_s{s}" not in failed + stopped
+    ]
+    done = [s for s in seeds if rows[(args.a, s)] and rows[(args.b, s)]]
     if not done:
-        raise SystemExit(f"no seed has both runs done (logs in {args.out}/logs)")
-    maps = {
-        m: [json.loads(result(m, s).read_text())["map"] for s in done] for m in (args.a, args.b)
-    }
+        raise SystemExit(
+            f"no seed has both runs done (failed: {failed}, stopped: {stopped}; "
+            f"logs in {args.out}/logs)"
+        )
+    maps = {m: [rows[(m, s)]["map"] for s in done] for m in (args.a, args.b)}
     print(
         json.dumps(
             {
@@ -112,7 +157,13 @@ def main() -> None:
                 "b": args.b,
                 "recipe": tag,
                 "seeds": done,
+                "runs": {
+                    "a": runs[(args.a, seeds[0])][0].removesuffix(f"_s{seeds[0]}"),
+                    "b": runs[(args.b, seeds[0])][0].removesuffix(f"_s{seeds[0]}"),
+                },
                 "stopped": stopped,
+                "failed": failed,
+                "launched": len(jobs),
                 "a_map": maps[args.a],
                 "b_map": maps[args.b],
                 "a_spread": spread(maps[args.a]),

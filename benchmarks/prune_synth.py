@@ -15,11 +15,19 @@ process per artifact, interleaved rounds). Prints one JSON object.
 
 Goal (issue 5): mAP50-95 drop <= 1.0 point after fine-tuning and OpenVINO latency -35 %
 at 320 px, batch 1. The JSON states whether each variant met it; figures are measured.
+
+``--variants`` is checked before any work. A variant's folder ``OUT/<variant>`` that holds a
+pruned model is refused (as ``prune`` refuses it) unless ``--exist-ok`` (prune it again,
+replacing it) or ``--resume``: a variant that finished with the same baseline checkpoint
+(sha1), data and prune settings (``OUT/<variant>/prune_synth.json`` records them) is reused,
+the others are pruned again; the JSON's ``reused_variants`` lists the reused ones (their
+``seconds`` are the earlier run's). The timing is always new. Progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -27,13 +35,16 @@ import time
 from pathlib import Path
 
 import common
+from common import nonneg_int, positive_int
 
 import yoloslim as ys
 from yoloslim.bench.flops import model_profile
 from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
 from yoloslim.compress.prune import PruneConfig, prune
+from yoloslim.fileio import atomic_write_text
 
 BASE = Path("runs/base/damo-tiny")
+VARIANTS = ("width", "depth", "both")
 DATA = Path("runs/base/data/data.yaml")
 
 
@@ -60,16 +71,39 @@ def main() -> None:
     )
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", type=Path, default=Path("runs/prune_synth"))
-    ap.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs per variant")
+    ap.add_argument("--epochs", type=nonneg_int, default=3, help="fine-tuning epochs per variant")
     ap.add_argument("--flops-frac", type=float, default=0.5)
     ap.add_argument("--criterion", default="l2")
     ap.add_argument("--depth-ratio", type=float, default=0.5)
     ap.add_argument("--both-depth-ratio", type=float, default=0.5)
-    ap.add_argument("--variants", default="width,depth,both")
-    ap.add_argument("--imgsz", type=int, default=320)
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--variants", default="width,depth,both", help="of width, depth, both")
+    ap.add_argument("--imgsz", type=positive_int, default=320)
+    ap.add_argument("--rounds", type=positive_int, default=15)
     ap.add_argument("--wait", type=float, default=5400, help="seconds to wait for the baseline")
+    again = ap.add_mutually_exclusive_group()
+    again.add_argument(
+        "--exist-ok", action="store_true", help="prune every variant again, replacing OUT/<v>"
+    )
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the variants that finished with the same inputs; prune the others again",
+    )
     args = ap.parse_args()
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or len(set(variants)) < len(variants):
+        ap.error(f"--variants {args.variants}: give distinct names of {', '.join(VARIANTS)}")
+    held = [v for v in variants if (args.out / v / "pruned.pt").exists()]
+    if held and not (args.exist_ok or args.resume):
+        ap.error(
+            f"{args.out} already holds pruned {', '.join(held)}: pass --resume (reuse finished "
+            "variants), --exist-ok (prune them again) or another --out"
+        )
+    if args.ckpt is not None and not args.ckpt.is_file():
+        ap.error(f"--ckpt {args.ckpt}: no such file")
+    if not 0 < args.flops_frac < 1:
+        ap.error(f"--flops-frac {args.flops_frac}: give a fraction between 0 and 1")
     logging.basicConfig(level=logging.WARNING)
     if args.ckpt is None:  # the extended run's after common.py --extend, as the others use
         _wait(BASE / "done.json", args.wait)
@@ -90,20 +124,39 @@ def main() -> None:
         "depth": dict(method="depth", depth_ratio=args.depth_ratio),
         "both": dict(target_flops=target, depth_ratio=args.both_depth_ratio),
     }
-    results, ckpts, seconds = {}, {"baseline": args.ckpt}, {}
-    for name in args.variants.split(","):
+    results, ckpts, seconds, reused = {}, {"baseline": args.ckpt}, {}, []
+    base_sha1 = hashlib.sha1(Path(args.ckpt).read_bytes()).hexdigest()
+    for name in variants:
+        cfg = PruneConfig(**shared, **plans[name])
+        inputs = {"ckpt_sha1": base_sha1, "data": str(args.data), "config": cfg.to_dict()}
+        record = args.out / name / "prune_synth.json"
+        if args.resume and record.exists():
+            kept = json.loads(record.read_text())
+            if kept["inputs"] == inputs and Path(kept["checkpoint"]).exists():
+                print(f"{name}: reusing {kept['checkpoint']}", file=sys.stderr)
+                results[name] = json.loads((args.out / name / "prune_report.json").read_text())
+                ckpts[name], seconds[name] = kept["checkpoint"], kept["seconds"]
+                reused.append(name)
+                continue
+        print(f"{name}: pruning and fine-tuning {args.epochs} epochs", file=sys.stderr)
+        record.unlink(missing_ok=True)
         t0 = time.time()
         res = prune(
             args.ckpt,
             args.data,
-            config=PruneConfig(**shared, **plans[name]),
+            config=cfg,
             out=args.out / name,
+            exist_ok=args.exist_ok or args.resume,
+            progress=True,
         )
         seconds[name] = round(time.time() - t0, 1)
         results[name] = res.report
         ckpts[name] = res.artifacts["checkpoint"]
+        row = {"inputs": inputs, "checkpoint": str(ckpts[name]), "seconds": seconds[name]}
+        atomic_write_text(record, json.dumps(row, default=str))
 
     arts = {}
+    print("exporting and timing the baseline and the variants", file=sys.stderr)
     for name, ck in ckpts.items():
         exp = ys.export(ck, args.out / "openvino" / name, formats=["openvino"], imgsz=args.imgsz)
         arts[name] = exp.artifacts["openvino"]
@@ -156,6 +209,7 @@ def main() -> None:
                 "baseline_ckpt": str(args.ckpt),
                 "imgsz": args.imgsz,
                 "finetune_epochs": args.epochs,
+                "reused_variants": reused,
                 "criterion": args.criterion,
                 "target_gflops": target,
                 "results": rows,

@@ -5,9 +5,20 @@ this spread. Trains ``--model`` on the default synthetic set (benchmarks/common.
 ``train_config``, 320 px) for ``--epochs`` epochs at each of ``--seeds``, validates each best.pt
 and prints one JSON object: per-seed mAP50-95 / mAP50, their mean, sd, min and max.
 
-Each run's result is kept in ``OUT/<model>_e<E>_s<seed>.json`` and reused; run several
-seeds side by side with ``--seeds 0,2`` and ``--seeds 1,3`` (with ``OMP_NUM_THREADS=1``),
-then once more with all the seeds to print the summary from the cache.
+Each run's result is kept in ``OUT/<name>_e<E>[_sa<N>]_s<seed>.json`` (its run folder beside
+it) and reused; run several seeds side by side with ``--seeds 0,2`` and ``--seeds 1,3`` (with
+``OMP_NUM_THREADS=1``), then once more with all the seeds to print the summary from the cache.
+``<name>`` is a registered model's name, or for an arch.yaml its stem and the first 8 hex
+digits of the sha1 of the file's bytes (``arch-1a2b3c4d``): every search writes an
+``arch.yaml``, and two of them are two models. A kept row records what it was made from
+(``inputs``: the data set, and for an arch.yaml the file's sha1) and is made again when
+those differ.
+
+Rows kept before yaml models were named by content (``arch_e16_s5.json``, under the bare
+stem) are used only where they are confirmed to be this file's: their run folder's best.pt
+must hold the arch the yaml builds (they are then copied under the new name with
+``adopted_from``). A legacy row without its run folder (a JSON copied from another host)
+cannot be confirmed: that seed is trained again. Rows of registered names keep their names.
 
     .venv/bin/python benchmarks/train_seeds.py --epochs 16 --seeds 0,1,2,3
 """
@@ -24,9 +35,14 @@ import torch
 from common import (
     cached,
     data_key,
-    model_name,
+    epoch_log,
+    int_list,
+    model_problem,
+    nonneg_int,
+    positive_int,
     recipe_tag,
     resumable,
+    seed_run,
     synthetic_data,
     train_config,
 )
@@ -53,32 +69,48 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
-        "--model", default="damo-nano", help="a registered name or an arch.yaml (named by its stem)"
+        "--model",
+        default="damo-nano",
+        help="a registered name or an arch.yaml (filed as <stem>-<sha1 of its bytes, 8 digits>)",
     )
-    ap.add_argument("--epochs", type=int, default=16)
-    ap.add_argument("--seeds", default="0,1,2,3", help="comma-separated training seeds")
+    ap.add_argument("--epochs", type=positive_int, default=16)
+    ap.add_argument(
+        "--seeds", type=int_list, default=[0, 1, 2, 3], help="comma-separated training seeds"
+    )
     ap.add_argument("--out", default="runs/bench_seeds")
     ap.add_argument(
         "--static-assigner-epochs",
-        type=int,
+        type=nonneg_int,
         default=0,
         help="LossConfig.static_assigner_epochs (ATSS first); runs kept under a _sa<N> name",
     )
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
+    if problem := model_problem(args.model):
+        ap.error(f"--model {problem}")
     out = Path(args.out)
     data = synthetic_data()
 
     sa = args.static_assigner_epochs
-    tag = f"{model_name(args.model)}_{recipe_tag(args.epochs, sa)}"
+    tag = recipe_tag(args.epochs, sa)
+    data_id = data_key(data)  # a kept run is reused only on this same set (and yaml file)
+    runs = {s: seed_run(out, args.model, tag, s, data_id) for s in seeds}
 
     def run(seed: int) -> dict:
         torch.manual_seed(seed)
         cfg = train_config(args.epochs, seed=seed, static_assigner=sa)
         t0 = time.time()
-        folder = out / f"{tag}_s{seed}"
+        folder = out / runs[seed][0]
         resume = resumable(folder, cfg)  # an interrupted run goes on, exactly
-        res = ys.train(args.model, data, config=cfg, out=folder, resume=resume, progress=True)
+        res = ys.train(
+            args.model,
+            data,
+            config=cfg,
+            out=folder,
+            resume=resume,
+            progress=True,
+            on_epoch_end=epoch_log(f"{runs[seed][0]}", args.epochs),
+        )
         m = ys.validate(res.best, data)
         curve = [
             json.loads(line)
@@ -92,12 +124,15 @@ def main() -> None:
             "val_curve": [[r["epoch"], r["map"]] for r in curve if r.get("map") is not None],
         }
 
-    data_id = data_key(data)  # a kept run is reused only on this same set
-    rows = {s: cached(out, f"{tag}_s{s}", lambda s=s: run(s), inputs=data_id) for s in seeds}
+    rows = {}
+    for s in seeds:
+        name, inputs = runs[s]
+        rows[s] = cached(out, name, lambda s=s: run(s), inputs=inputs)
     print(
         json.dumps(
             {
                 "model": args.model,
+                "runs": [runs[s][0] for s in seeds],  # the cached rows' names under --out
                 "device": str(resolve_device("auto")),
                 "epochs": args.epochs,
                 "recipe": train_config(args.epochs, static_assigner=sa).to_dict(),
@@ -108,6 +143,7 @@ def main() -> None:
                 "map50_spread": spread([rows[s]["map50"] for s in seeds]),
                 "train_s": [rows[s]["train_s"] for s in seeds],
                 "cached_seeds": [s for s in seeds if rows[s].get("cached")],
+                "adopted_seeds": [s for s in seeds if rows[s].get("adopted_from")],
             }
         )
     )

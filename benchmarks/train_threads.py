@@ -5,7 +5,8 @@ benchmarks/common.py ``train_config``) once per ``THREADS:WORKERS`` pair of ``--
 (``THREADS`` 0: torch's default, all cores) and reports each setting's per-epoch seconds
 (the trainer's ``epoch_s``, validation excluded), their median over the epochs after the first
 (the first fills the image cache), and its speed relative to the first setting. The settings
-run one after another, each in a fresh process, so none competes with another.
+run one after another, each in a fresh process, so none competes with another; each setting's
+epochs are reported on stderr as they end (the worker's stderr is passed through).
 
     .venv/bin/python benchmarks/train_threads.py [--grid 0:1,1:1,1:0,2:0] [--epochs 3]
 
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import synthetic_data, train_config
+from common import positive_int, synthetic_data, train_config
 
 import yoloslim as ys
 
@@ -45,14 +46,16 @@ def worker(model: str, epochs: int, threads: int, workers: int, out: Path) -> di
     cfg = train_config(epochs, threads=threads or None, workers=workers, val_interval=epochs)
     t0 = time.time()
     used: list[int] = []  # read while it trains: train() gives the caller its count back
-    ys.train(
-        model,
-        data,
-        config=cfg,
-        out=out,
-        exist_ok=True,
-        on_epoch_end=lambda epoch, row: used.append(torch.get_num_threads()),
-    )
+
+    def epoch_end(epoch: int, row: dict) -> None:
+        used.append(torch.get_num_threads())
+        print(
+            f"setting {threads}:{workers}: epoch {epoch + 1}/{epochs} in {row['epoch_s']} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    ys.train(model, data, config=cfg, out=out, exist_ok=True, on_epoch_end=epoch_end)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     epoch_s = [r["epoch_s"] for r in rows]
     return {
@@ -71,7 +74,7 @@ def main() -> None:
     )
     ap.add_argument("--out", default="runs/bench_threads")
     ap.add_argument("--model", default="damo-nano")
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=positive_int, default=3)
     ap.add_argument("--grid", default="0:1,1:1,1:0,2:0", help="THREADS:WORKERS pairs; 0: default")
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # THREADS:WORKERS, run one setting here
     args = ap.parse_args()
@@ -90,9 +93,11 @@ def main() -> None:
     for threads, workers in _grid(args.grid):
         cmd = [sys.executable, __file__, "--worker", f"{threads}:{workers}", "--out", str(out),
                "--model", args.model, "--epochs", str(args.epochs)]  # fmt: skip
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        print(f"setting {threads}:{workers} (threads:workers)", file=sys.stderr, flush=True)
+        # its stderr (progress, or the error) goes straight to ours; stdout is its JSON row
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True, check=False)
         if proc.returncode:
-            raise SystemExit(f"setting {threads}:{workers} failed:\n{proc.stderr[-2000:]}")
+            raise SystemExit(f"setting {threads}:{workers} failed (its stderr is above)")
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     ref = rows[0]["epoch_s_median"]
     for r in rows:

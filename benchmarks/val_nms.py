@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import positive_int
 
 import yoloslim as ys
 from yoloslim.data import DetectionDataset, load_data_config, load_samples
@@ -73,10 +74,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--ckpt", default=None, help="a checkpoint; default: untrained damo-nano")
-    ap.add_argument("--images", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    ap.add_argument("--images", type=positive_int, default=100)
+    ap.add_argument("--repeats", type=positive_int, default=5)
+    ap.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
     args = ap.parse_args()
+    if args.ckpt and not Path(args.ckpt).is_file():
+        ap.error(f"--ckpt {args.ckpt}: no such file")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         data = ys.synthesize(Path(tmp) / "d", images=args.images * 5, imgsz=320, seed=0)
