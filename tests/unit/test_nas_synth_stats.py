@@ -106,12 +106,22 @@ def test_tau_shard_parses_k_of_n(nas_synth):
             nas_synth._shard(bad, ap)
 
 
-def test_paired_seeds_parses_seeds_and_names():
+def test_paired_seeds_parses_seeds_and_names(tmp_path):
+    import argparse
+
     ps = _load("paired_seeds")
     assert ps.parse_seeds("5-8,11") == [5, 6, 7, 8, 11]
-    with pytest.raises(SystemExit, match="'x'"):
+    with pytest.raises(argparse.ArgumentTypeError, match="'x'"):
         ps.parse_seeds("5,x")
-    assert ps.model_name("runs/nas/arch.yaml") == "arch"
+    # an arch.yaml is filed by its stem and its bytes' digest: two searches' arch.yaml files
+    # are two models (they shared a cached mAP)
+    a, b = tmp_path / "a" / "arch.yaml", tmp_path / "b" / "arch.yaml"
+    for path, text in ((a, "name: one\n"), (b, "name: two\n")):
+        path.parent.mkdir()
+        path.write_text(text)
+    assert ps.model_name(str(a)).startswith("arch-") and ps.model_name(str(a)) != ps.model_name(
+        str(b)
+    )
     assert ps.model_name("damo-nano") == "damo-nano"
 
 
@@ -120,16 +130,38 @@ def test_paired_seeds_compares_the_cached_pairs(tmp_path):
     import json
     import subprocess
 
-    for name, seed, m in [("arch", 1, 0.5), ("damo-nano", 1, 0.4), ("arch", 2, 0.6)]:
-        (tmp_path / f"{name}_e16_sa4_s{seed}.json").write_text(json.dumps({"map": m}))
-    (tmp_path / "damo-nano_e16_sa4_s2.json").write_text(json.dumps({"map": 0.7}))
-    (tmp_path / "arch_e16_sa4_s3.json").write_text(json.dumps({"map": 0.9}))
-    cmd = [sys.executable, str(BENCH / "paired_seeds.py"), "--a", "x/arch.yaml"]
-    cmd += ["--seeds", "1-2", "--out", str(tmp_path)]
-    row = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
-    assert row["seeds"] == [1, 2] and row["stopped"] == []
-    assert row["a_map"] == [0.5, 0.6] and row["b_map"] == [0.4, 0.7]
-    assert row["paired"]["diffs"] == [0.1, -0.1] and row["paired"]["ahead"] == 1
+    import yoloslim as ys
+
+    common = _load("common")
+    data = ys.synthesize(tmp_path / "runs/base/data", images=4, imgsz=64, classes=2, seed=0)
+    data_id = common.data_key(data)
+    arch = tmp_path / "x" / "arch.yaml"
+    arch.parent.mkdir()
+    arch.write_text("name: mine\n")
+    a = common.model_name(str(arch))
+    out = tmp_path / "seeds"
+    out.mkdir()
+
+    def row(name, seed, m, inputs):
+        path = out / f"{name}_e16_sa4_s{seed}.json"
+        path.write_text(json.dumps({"map": m, "inputs": inputs}))
+
+    a_inputs = common.run_inputs(str(arch), data_id)
+    for seed, m in ((1, 0.5), (2, 0.6), (3, 0.9)):
+        row(a, seed, m, a_inputs)
+    row("damo-nano", 1, 0.4, data_id)
+    row("damo-nano", 2, 0.7, data_id)
+    cmd = [sys.executable, str(BENCH / "paired_seeds.py"), "--a", str(arch)]
+    cmd += ["--seeds", "1-2", "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path)
+    result = json.loads(done.stdout)
+    assert result["seeds"] == [1, 2] and result["stopped"] == [] and result["launched"] == 0
+    assert result["a_map"] == [0.5, 0.6] and result["b_map"] == [0.4, 0.7]
+    assert result["paired"]["diffs"] == [0.1, -0.1] and result["paired"]["ahead"] == 1
+    # a row made from another data set is not paired (paired_seeds makes it again)
+    row("damo-nano", 2, 0.7, {**data_id, "labels_sha1": "another set"})
+    assert common.kept_row(out, "damo-nano_e16_sa4_s2", data_id) is None
+    assert common.kept_row(out, "damo-nano_e16_sa4_s1", data_id)["map"] == 0.4
 
 
 def test_a_kept_row_is_made_again_from_other_inputs_and_its_run_folder_set_aside(tmp_path):
