@@ -281,7 +281,8 @@ def test_latency_budget_rejects_slow_candidates_and_caches(monkeypatch):
     assert all(e["latency_ms"] <= 12.0 and e["layers"] <= 40 for e in res.best)
     assert res.report["rejected"]["latency_ms"] > 0
     assert len(calls) == len(set(calls))  # one measurement per candidate
-    assert res.report["latency"]["confirmed"] == {"rounds": 5, "timed": 3, "over_budget": 0}
+    confirmed = {"rounds": 5, "timed": 3, "from_cache": 0, "over_budget": 0}
+    assert res.report["latency"]["confirmed"] == confirmed
 
 
 def _time_again_as(monkeypatch, latency, calls=None):
@@ -344,11 +345,15 @@ def test_latency_cache_file_is_reused_by_a_later_search_on_the_same_settings(
     assert first.report["latency"]["measured"] == measured
     assert first.report["latency"]["from_cache"] == 0
     assert first.report["latency"]["cache"] == str(cache)
-    # the same search again: nothing measured, the same result
+    # the same search again: nothing measured (nor timed again), the same result
+    timed = []
+    _time_again_as(monkeypatch, lambda arch: measure_cost(arch, IMGSZ).params_deploy / 1e4, timed)
     again = _small_search(budget=budget, iterations=6, out=tmp_path)
-    assert len(calls) == measured and again.arch == first.arch
+    assert len(calls) == measured and again.arch == first.arch and timed == []
     assert again.report["latency"]["from_cache"] == measured
     assert again.report["latency"]["measured"] == 0
+    assert again.report["latency"]["confirmed"]["from_cache"] == 3
+    assert [e["latency_ms"] for e in again.best] == [e["latency_ms"] for e in first.best]
     # other settings (here more timed runs) do not reuse those entries
     other = LatencySettings(warmup=1, runs=4)
     _small_search(budget=budget, iterations=6, out=tmp_path, latency=other)
@@ -662,11 +667,19 @@ def test_an_edited_arch_file_is_kept_and_described_as_edited(tmp_path, capsys):
         _small_search(out=tmp_path, **kw)
     assert arch.read_text() == edited
     # --json naming another search's report (beside its arch file) is refused before it runs
-    (tmp_path / "mine.json").write_text("{}")
     args = ["nas", "--imgsz", str(IMGSZ), "--budget-flops", "0.03", "--iterations", "2"]
+    args += ["--population", "2", "--score-method", "analytic", "--nc", "2"]
     code = main([*args, "--out", str(tmp_path / "b"), "--json", str(tmp_path / "nas_report.json")])
     assert code == 2 and "it is the report of" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+    # a copy of its own report beside the arch file it replaces is fine, run after run
+    mine = [*args, "--out", str(tmp_path / "c"), "--json", str(tmp_path / "c" / "copy.json")]
+    assert main(mine) == 0 and main(mine) == 0
+    # another search's arch file renamed into the folder is named as that, not as edited
+    other = tmp_path / "c" / "other.yaml"
+    other.write_text((tmp_path / "c" / "arch.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"nas_report.json is the report of arch.yaml"):
+        _small_search(out=other, **kw)
 
 
 @pytest.mark.parametrize(
@@ -683,6 +696,14 @@ def test_settings_a_yaml_file_can_hold_by_mistake_are_refused(make, match):
     # booleans passed as 1 (kernel 1, one thread) and the others crashed with a TypeError
     with pytest.raises(ConfigError, match=match):
         make()
+
+
+def test_stage_weights_may_be_a_numpy_array():
+    import numpy as np
+
+    weights = np.array([0.0, 0.0, 1.0, 1.0, 6.0])
+    res = _small_search(stage_weights=weights, iterations=1, score_method="analytic")
+    assert res.report["stage_weights"] == [0.0, 0.0, 1.0, 1.0, 6.0]
 
 
 def test_a_report_that_holds_no_mapping_is_not_replaced(tmp_path):

@@ -198,6 +198,12 @@ def test_global_pruning_removes_the_ratio_of_all_channels_in_one_step_or_several
     for r in (0.25, 0.5):
         prune_width(steps, criterion="l1", imgsz=IMG, ratio=r, global_pruning=True, widths=widths)
     assert abs(kept(steps) - shares[0.5]) < len(prunable) / sum(widths[n] for n in prunable)
+    # every BN scale is 1 here: the tied scores are cut a rank at a time (a cut by value
+    # removed none of them at 0.3, and every channel down to the caps at 0.5)
+    for ratio in (0.3, 0.5):
+        m = copy.deepcopy(model)
+        prune_width(m, criterion="bn-scale", imgsz=IMG, ratio=ratio, global_pruning=True)
+        assert abs(kept(m) - (1 - ratio)) < len(prunable) / sum(widths[n] for n in prunable)
 
 
 def test_importance_order_lowest_channels_removed(model):
@@ -547,3 +553,34 @@ def test_an_architecture_is_pruned_with_a_warning_that_its_weights_are_random(tm
     with caplog.at_level("WARNING", logger="yoloslim"):
         prune(ARCH, None, config=cfg(ratio=0.3))
     assert any("weights are random" in r.getMessage() for r in caplog.records)
+
+
+def test_a_record_of_the_first_format_still_restores(tmp_path):
+    # /1 records held no Linear layers and no conv's groups: an unchanged Linear or grouped
+    # conv in them was refused or rebuilt ungrouped once /2 recorded both
+    from yoloslim.models.arch import layer_shapes
+
+    class Grouped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.bn = nn.Conv2d(3, 16, 3, 2, 1), nn.BatchNorm2d(16)
+            self.g, self.fc = nn.Conv2d(16, 16, 3, 1, 1, groups=4), nn.Linear(16, 5)
+
+        def forward(self, x):
+            return self.fc(self.g(self.bn(self.c1(x))).mean((2, 3)))
+
+    torch.manual_seed(1)
+    saved = Grouped().eval()
+    record = {
+        "format": "yoloslim-pruned-module/1",
+        "layers": layer_shapes(saved, legacy=True),
+        "state_dict": saved.state_dict(),
+        "meta": {},
+    }
+    assert "fc" not in record["layers"] and record["layers"]["g"] == [16, 16]
+    torch.save(record, tmp_path / "pruned.pt")
+    torch.manual_seed(2)
+    back = restore_pruned(Grouped(), tmp_path / "pruned.pt")
+    assert back.g.groups == 4
+    x = torch.rand(2, 3, IMG, IMG)
+    torch.testing.assert_close(back(x), saved(x))

@@ -173,11 +173,16 @@ def _check_json_beside(json_path: Path | None, out: Path) -> None:
     except (OSError, ValueError):
         return  # check_json_target has judged it
     other = data.get("arch_file") if isinstance(data, dict) else None
-    if isinstance(other, str) and (json_path.parent / other).is_file():
-        raise ConfigError(
-            f"--json {json_path}: it is the report of {json_path.parent / other}, beside it; "
-            "replaced, it would describe another network: name another file"
-        )
+    beside = json_path.parent / other if isinstance(other, str) else None
+    if beside is None or not beside.is_file():
+        return
+    mine = _arch_path(out)
+    if mine.exists() and beside.samefile(mine):
+        return  # the arch file this search replaces: the report then describes the new one
+    raise ConfigError(
+        f"--json {json_path}: it is the report of {beside}, beside it; replaced, it would "
+        "describe another network: name another file"
+    )
 
 
 def _table(best: list[dict]) -> None:

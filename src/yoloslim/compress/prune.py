@@ -504,6 +504,12 @@ def _history(upstream: list[dict], cfg: PruneConfig, out: str | Path | None) -> 
     return with_history(upstream, "prune", out, **details)
 
 
+# a pruned module's record (prune() of a module that is no Detector); /1 records held no
+# Linear layers and no conv's groups
+PRUNED_MODULE = "yoloslim-pruned-module/2"
+_PRUNED_MODULE_V1 = "yoloslim-pruned-module/1"
+
+
 def _save(
     net: nn.Module,
     out: Path,
@@ -526,7 +532,7 @@ def _save(
     if is_detector:
         return save_checkpoint(out / "pruned.pt", net, imgsz=cfg.imgsz, meta=meta)
     record = {
-        "format": "yoloslim-pruned-module/1",
+        "format": PRUNED_MODULE,
         "layers": layer_shapes(net),
         "state_dict": {k: v.detach().cpu().clone() for k, v in net.state_dict().items()},
         "meta": meta,
@@ -566,8 +572,9 @@ def restore_pruned(model: nn.Module, path: str | Path) -> nn.Module:
     from yoloslim.models.arch import apply_layers
 
     rec = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if not isinstance(rec, dict) or rec.get("format") != "yoloslim-pruned-module/1":
+    fmt = rec.get("format") if isinstance(rec, dict) else None
+    if fmt not in (PRUNED_MODULE, _PRUNED_MODULE_V1):
         raise ModelError(f"{path}: not a pruned-module record (use yoloslim.load for checkpoints)")
-    apply_layers(model, rec["layers"])
+    apply_layers(model, rec["layers"], legacy=fmt == _PRUNED_MODULE_V1)
     model.load_state_dict(rec["state_dict"])
     return model.eval()

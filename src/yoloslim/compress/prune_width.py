@@ -130,7 +130,7 @@ def _global_ratios(
     under its threshold (or ``round_to`` or its per-layer cap would leave it none), so a
     higher ratio could keep *more* channels (damo-nano at 0.9 kept 69 %, at 0.5 49 %).
     Here each group is capped instead: it keeps at least what :func:`_keep` allows at the
-    ``max_layer_ratio`` of its original width, and the threshold is chosen over the capped
+    ``max_layer_ratio`` of its original width, and the cut in the ranking is chosen over the capped
     counts, so the kept total is monotone in ``ratio`` and counted from the original widths
     whether reached in one step or several.
     """
@@ -169,35 +169,38 @@ def _global_ratios(
         min(now, _keep(before, 1.0, round_to, max_layer_ratio)) for _, now, before, _ in groups
     ]
     step = round_to or 1
-    ranked = [torch.sort(imp).values for *_, imp in groups]
+    # every channel ranked by importance, ties by group and position (a stable sort), so
+    # that equal scores (an untrained model's BN scales) are removed a rank at a time
+    group_of = torch.cat([torch.full((now,), g) for g, (_, now, _, _) in enumerate(groups)])
+    ranked = group_of[torch.sort(torch.cat([g[3] for g in groups]), stable=True).indices]
 
-    def kept(threshold: float) -> list[int]:
+    def kept(k: int) -> list[int]:
+        """Each group's kept channels when the ``k`` lowest-ranked channels go (then each
+        group rounded to a multiple of ``round_to``, nearest, a tie upwards, and capped)."""
+        below = torch.bincount(ranked[:k], minlength=len(groups)).tolist()
         out = []
-        for (_, now, _, _), floor, sorted_imp in zip(groups, floors, ranked, strict=True):
-            below = int(torch.searchsorted(sorted_imp, threshold, right=True))
-            keep = now - below
-            if keep < now:  # a multiple of round_to (nearest, a tie upwards), capped
+        for (_, now, _, _), floor, gone in zip(groups, floors, below, strict=True):
+            keep = now - gone
+            if keep < now:
                 keep = max(floor, step * math.floor(keep / step + 0.5))
             out.append(min(now, keep))
         return out
 
-    # the threshold among the channels' scores whose kept total comes nearest the target:
-    # totals fall as the threshold rises, so bisect for the first at or under it
-    scores = torch.unique(torch.cat(ranked))
-    lo, hi = -1, len(scores) - 1  # kept(scores[lo]) > target (lo -1: nothing removed)
-    if total(kept(float(scores[hi]))) > target:
-        choice = hi
-    else:
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if total(kept(float(scores[mid]))) > target:
-                lo = mid
-            else:
-                hi = mid
-        over = total(kept(float(scores[lo])) if lo >= 0 else [g[1] for g in groups])
-        under = total(kept(float(scores[hi])))
-        choice = lo if over - target < target - under else hi
-    keeps = kept(float(scores[choice])) if choice >= 0 else [g[1] for g in groups]
+    # the number of lowest-ranked channels whose kept total comes nearest the target: totals
+    # fall as it rises, so bisect for the first at or under the target
+    lo, hi = 0, len(ranked)  # total(kept(lo)) > target >= total(kept(hi)), unless none is
+    if total(kept(lo)) <= target:
+        return {}
+    if total(kept(hi)) > target:  # even the caps leave more: as far as they allow
+        lo = hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if total(kept(mid)) > target:
+            lo = mid
+        else:
+            hi = mid
+    over, under = total(kept(lo)), total(kept(hi))
+    keeps = kept(lo if over - target < target - under else hi)
     # + 0.5: Torch-Pruning keeps int(now * (1 - r)) channels; aim between two integers
     return {
         root: 1 - (keep + 0.5) / now

@@ -159,29 +159,34 @@ def validate_arch(arch: dict) -> dict:
     return a
 
 
-def layer_shapes(model: nn.Module) -> dict[str, list[int]]:
+def layer_shapes(model: nn.Module, *, legacy: bool = False) -> dict[str, list[int]]:
     """``{path: [out, in]}`` for every Conv2d (``[out, in, groups]`` for a grouped one) and
-    Linear, and ``{path: [n]}`` for every BatchNorm2d."""
+    Linear, and ``{path: [n]}`` for every BatchNorm2d. ``legacy``: as records written before
+    grouped convs and Linear layers were recorded held them (``[out, in]`` for every conv,
+    no Linear)."""
     shapes: dict[str, list[int]] = {}
     for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
-            shapes[name] = [m.out_channels, m.in_channels] + ([m.groups] if m.groups > 1 else [])
-        elif isinstance(m, nn.Linear):
+            groups = [m.groups] if m.groups > 1 and not legacy else []
+            shapes[name] = [m.out_channels, m.in_channels, *groups]
+        elif isinstance(m, nn.Linear) and not legacy:
             shapes[name] = [m.out_features, m.in_features]
         elif isinstance(m, nn.BatchNorm2d):
             shapes[name] = [m.num_features]
     return shapes
 
 
-def apply_layers(model: nn.Module, layers: dict[str, list[int]]) -> None:
-    """Resize convs, linear layers and BNs in place to the recorded shapes (fresh weights).
+def apply_layers(model: nn.Module, layers: dict[str, list[int]], *, legacy: bool = False) -> None:
+    """Resize convs, linear layers and BNs in place to the recorded shapes (fresh weights);
+    ``legacy``: ``layers`` in the older form (see :func:`layer_shapes`), in which a grouped
+    conv cannot be resized.
 
     Trailing entries of a ``ModuleList`` none of whose layers are recorded are
     dropped first: depth pruning removes residual blocks from a list (which then
     re-indexes), and the neck's single ``depth`` cannot express per-stage depths.
     """
     _trim_module_lists(model, layers)
-    current = layer_shapes(model)
+    current = layer_shapes(model, legacy=legacy)
     if set(current) != set(layers):
         extra, missing = (
             sorted(set(layers) - set(current))[:5],
@@ -198,6 +203,8 @@ def apply_layers(model: nn.Module, layers: dict[str, list[int]]) -> None:
         parent = model.get_submodule(parent_name) if parent_name else model
         old = getattr(parent, attr)
         if isinstance(old, nn.Conv2d):
+            if legacy and old.groups != 1:
+                raise ModelError(f"arch: cannot resize grouped conv {name}")
             new: nn.Module = nn.Conv2d(
                 shape[1],
                 shape[0],
@@ -285,3 +292,21 @@ def search_header(path: str | Path) -> tuple[str, int] | None:
         return None
     found = re.search(r"MAE-DET score ([-+\w.]+).* at (\d+) px", first)
     return (found.group(1), int(found.group(2))) if found else None
+
+
+def edited_since_search(path: str | Path) -> bool | None:
+    """Whether the arch file ``path`` differs from what its search wrote, by the digest
+    (``arch_sha1``) the ``nas_report.json`` beside it records for it; None when there is no
+    such report, or it is another file's."""
+    import hashlib
+    import json
+
+    p = Path(path).expanduser()
+    try:
+        report = json.loads((p.parent / "nas_report.json").read_bytes())
+        digest = hashlib.sha1(p.read_bytes()).hexdigest()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or report.get("arch_file") != p.name:
+        return None
+    return report.get("arch_sha1") != digest

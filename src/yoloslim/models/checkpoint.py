@@ -174,7 +174,7 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         fmt = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         hint = ""
-        if fmt == "yoloslim-pruned-module/1":  # prune() of a module that is no Detector
+        if str(fmt).startswith("yoloslim-pruned-module/"):  # prune() of a module, no Detector
             hint = "; it is a pruned module's record: yoloslim.compress.prune.restore_pruned(model, path)"
         raise ModelError(
             f"{p}: not a yoloslim checkpoint (format={fmt!r}, expected {FORMAT!r}){hint}"

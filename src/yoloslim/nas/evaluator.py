@@ -76,6 +76,7 @@ class Evaluator:
             "latency_ms": 0,
         }
         self.latency_s = 0.0
+        self.rounds_reused = 0  # candidates whose rounds' median the cache held
         self.costs = CostModel(imgsz)
 
     def cost(self, genome: Genome) -> Cost:
@@ -96,14 +97,23 @@ class Evaluator:
 
     def timed_again(self, cands: list[Candidate], rounds: int) -> list[float]:
         """The median latency (ms) of each of ``cands`` over ``rounds`` rounds that time them
-        in turn; kept as their latency, here and in the latency cache."""
-        t0 = time.perf_counter()
-        samples = measure_rounds([c.arch for c in cands], self.imgsz, self.latency, rounds)
-        self.latency_s += time.perf_counter() - t0
-        medians = [statistics.median(got) for got in samples]
+        in turn (read from the latency cache where an earlier search kept it, so a search run
+        again on its cache gives the same result), kept as the candidate's ``latency_ms``.
+        The one sample the search went by stays the cache's entry for the search."""
+        cache = self.latency_cache
+        medians = [cache.get_rounds(c.arch, rounds) for c in cands]
+        todo = [i for i, ms in enumerate(medians) if ms is None]
+        self.rounds_reused += len(cands) - len(todo)
+        if todo:
+            t0 = time.perf_counter()
+            archs = [cands[i].arch for i in todo]
+            samples = measure_rounds(archs, self.imgsz, self.latency, rounds)
+            self.latency_s += time.perf_counter() - t0
+            for i, got in zip(todo, samples, strict=True):
+                medians[i] = statistics.median(got)
+                cache.put(cands[i].arch, medians[i], rounds)
         for c, ms in zip(cands, medians, strict=True):
-            self.latencies[c.genome] = c.latency_ms = ms
-            self.latency_cache.put(c.arch, ms)  # the better figure, for later searches
+            c.latency_ms = ms
         return medians
 
     def __call__(self, genome: Genome) -> Candidate | None:

@@ -237,7 +237,9 @@ class LatencyCache:
     run again after a stop, or another budget) reuses them instead of measuring again.
 
     The first line is a header; each further line is ``{"arch": sha256 of the architecture,
-    "context": {...}, "latency_ms": ms}``, appended as soon as it is measured. An entry is
+    "context": {...}, "latency_ms": ms}`` (with ``"rounds": n`` for the median of ``n``
+    interleaved rounds a search times its best candidates in, kept apart from the one
+    sample the search itself goes by), appended as soon as it is measured. An entry is
     reused only when its context is this search's: input size, the
     :class:`LatencySettings`, and the machine (see :func:`_machine`: CPU model and ISA
     features, cores, host name, the versions of yoloslim, torch and the runtime, and
@@ -253,6 +255,7 @@ class LatencyCache:
         self.path = None if path is None else Path(path).expanduser()
         self.context = {"imgsz": imgsz, **dataclasses.asdict(settings)}
         self.entries: dict[str, float] = {}
+        self.rounds: dict[tuple[str, int], float] = {}  # (arch, rounds) -> median
         self.reused = 0
         self._torn = False
         if self.path is not None:
@@ -284,18 +287,32 @@ class LatencyCache:
                 f"latency cache {self.path}: line 1 is not a yoloslim latency cache header; "
                 "name another file (it is left as it is)"
             )
+        elsewhere = 0
         for i, line in enumerate(lines[1:], start=2):
             try:
                 entry = json.loads(line)
-                if entry["context"] == self.context:
-                    ms = float(entry["latency_ms"])
-                    if not math.isfinite(ms) or ms <= 0:  # NaN passed every budget
-                        raise ValueError(f"latency {ms}")
+                if entry["context"] != self.context:
+                    elsewhere += 1
+                    continue
+                ms = float(entry["latency_ms"])
+                if not math.isfinite(ms) or ms <= 0:  # NaN passed every budget
+                    raise ValueError(f"latency {ms}")
+                if entry.get("rounds"):
+                    self.rounds[(entry["arch"], int(entry["rounds"]))] = ms
+                else:
                     self.entries[entry["arch"]] = ms
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 log.warning(
                     "latency cache %s:%d: skipped a line that is not an entry", self.path, i
                 )
+        if elsewhere:
+            log.warning(
+                "latency cache %s: %d of its entries were measured with other settings, input "
+                "size, machine or versions (of yoloslim, torch or the runtime) than this "
+                "search's, and are not reused",
+                self.path,
+                elsewhere,
+            )
         self._torn = not text.endswith("\n")
 
     @staticmethod
@@ -310,17 +327,27 @@ class LatencyCache:
         self.reused += ms is not None
         return ms
 
-    def put(self, arch: dict, ms: float) -> None:
-        """Keep ``ms`` for ``arch`` and append it to the file."""
+    def get_rounds(self, arch: dict, rounds: int) -> float | None:
+        """The cached median of ``rounds`` interleaved rounds of ``arch``, or None."""
+        return self.rounds.get((self.key(arch), rounds))
+
+    def put(self, arch: dict, ms: float, rounds: int | None = None) -> None:
+        """Keep ``ms`` for ``arch`` (the median of ``rounds`` interleaved rounds, or one
+        sample) and append it to the file."""
         key = self.key(arch)
-        self.entries[key] = ms
+        entry = {"arch": key, "context": self.context, "latency_ms": ms}
+        if rounds:
+            self.rounds[(key, rounds)] = ms
+            entry["rounds"] = rounds
+        else:
+            self.entries[key] = ms
         if self.path is None:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             new = not self.path.exists() or not self.path.stat().st_size
             lines = [json.dumps(_CACHE_HEADER)] if new else []
-            lines.append(json.dumps({"arch": key, "context": self.context, "latency_ms": ms}))
+            lines.append(json.dumps(entry))
             with open(self.path, "a") as f:
                 f.write(("\n" if self._torn else "") + "\n".join(lines) + "\n")
             self._torn = False

@@ -35,6 +35,7 @@ import yaml
 from yoloslim.configs import check_config, check_imgsz
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
+from yoloslim.models.arch import edited_since_search
 from yoloslim.nas.budget import Budget
 from yoloslim.nas.evaluator import Candidate, Evaluator, check_smallest
 from yoloslim.nas.latency import (
@@ -120,10 +121,11 @@ def _validate_settings(
             raise ConfigError(f"{name}={v!r} must be an integer >= {low}")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**32)")
-    if isinstance(stage_weights, (str, bytes)) or not isinstance(stage_weights, Sequence):
+    if isinstance(stage_weights, (str, bytes, dict)) or not hasattr(stage_weights, "__iter__"):
         raise ConfigError(
             f"stage_weights={stage_weights!r} must be a list of 5 numbers (one per stage)"
         )
+    stage_weights = [w.item() if hasattr(w, "item") else w for w in stage_weights]  # numpy
     if len(stage_weights) != 5:
         raise ConfigError(f"stage_weights={list(stage_weights)!r} needs 5 entries (one per stage)")
     bad = [w for w in stage_weights if isinstance(w, bool) or not isinstance(w, (int, float))]
@@ -465,18 +467,19 @@ def _timed_again(ev: Evaluator, feasible: list[Candidate], top_k: int) -> tuple[
     :data:`CONFIRM_ROUNDS` rounds that time them in turn (one noisy sample decided
     feasibility during the search, and evolution favours the candidates whose sample came
     out low). Under a latency budget, a candidate over it in these rounds is dropped and
-    the next one timed; returns ``(best, {"rounds", "timed", "over_budget"})``.
+    the next one timed, up to ``4 * top_k`` candidates in all; returns ``(best, {"rounds",
+    "timed", "from_cache", "over_budget"})`` (``from_cache``: the timed candidates whose
+    rounds an earlier search on the latency cache had kept).
 
     Raises:
-        ConfigError: no candidate stays within the latency budget when timed again (after
-            at most ``4 * top_k`` of them).
+        ConfigError: no candidate stays within the latency budget when timed again.
     """
     limit, settings = ev.budget.latency_ms, ev.latency
     kept: list[Candidate] = []
     over: list[float] = []
-    start = 0
-    while len(kept) < top_k and start < len(feasible) and start < 4 * top_k:
-        batch = feasible[start : start + top_k - len(kept)]
+    start, most = 0, 4 * top_k
+    while len(kept) < top_k and start < min(len(feasible), most):
+        batch = feasible[start : min(start + top_k - len(kept), most)]
         start += len(batch)
         for c, ms in zip(batch, ev.timed_again(batch, CONFIRM_ROUNDS), strict=True):
             if limit is None or ms <= limit:
@@ -494,14 +497,23 @@ def _timed_again(ev: Evaluator, feasible: list[Candidate], top_k: int) -> tuple[
     if over:
         log.warning(
             "%d of the %d best candidates went over latency_ms=%s when timed again in %d "
-            "rounds (one sample had passed them); the next ones were taken",
+            "rounds (one sample had passed them); %s",
             len(over),
-            len(over) + len(kept),
+            start,
             limit,
             CONFIRM_ROUNDS,
+            "the next ones were taken"
+            if len(kept) == top_k
+            else f"{len(kept)} of the {top_k} asked for are returned",
         )
     kept.sort(key=lambda c: -c.score)
-    return kept, {"rounds": CONFIRM_ROUNDS, "timed": start, "over_budget": len(over)}
+    confirmed = {
+        "rounds": CONFIRM_ROUNDS,
+        "timed": start,
+        "from_cache": ev.rounds_reused,
+        "over_budget": len(over),
+    }
+    return kept, confirmed
 
 
 def _entry(rank: int, c: Candidate) -> dict:
@@ -548,12 +560,6 @@ def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
             "it is not replaced: name another file or folder"
         )
     report = arch_path.parent / "nas_report.json"
-    if arch_path.is_file() and not _as_written(arch_path):
-        raise ConfigError(
-            f"out={out}: {arch_path} was edited since its search wrote it (its digest is not "
-            f"the one {report.name} beside it records), or that report is gone; the edits are "
-            "not replaced: move the file, or name another file or folder"
-        )
     if cache_file is not None and cache_file.absolute() in {
         arch_path.absolute(),
         report.absolute(),
@@ -581,6 +587,12 @@ def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
                 f"out={out}: {report} is the report of {other}, beside it; a second search "
                 "would replace it: give each search a folder of its own"
             )
+    if arch_path.is_file() and edited_since_search(arch_path):
+        raise ConfigError(
+            f"out={out}: {arch_path} was edited since its search wrote it (its digest is not "
+            f"the one {report.name} beside it records); the edits are not replaced: move the "
+            "file, or name another file or folder"
+        )
 
 
 def _unedited_result(item, arch_path: Path) -> bool:
@@ -593,18 +605,7 @@ def _unedited_result(item, arch_path: Path) -> bool:
             return False
     except OSError:
         return False
-    return _as_written(arch_path)
-
-
-def _as_written(arch_path: Path) -> bool:
-    """Whether ``arch_path`` is as the search whose report is beside it wrote it (the digest
-    the report records)."""
-    try:
-        report = json.loads((arch_path.parent / "nas_report.json").read_bytes())
-        digest = hashlib.sha1(arch_path.read_bytes()).hexdigest()
-    except (OSError, ValueError):
-        return False
-    return isinstance(report, dict) and report.get("arch_sha1") == digest
+    return edited_since_search(arch_path) is False
 
 
 def _arch_path(out: str | Path) -> Path:

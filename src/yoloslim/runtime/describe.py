@@ -148,7 +148,7 @@ def _arch_file(p: Path) -> dict[str, Any]:
     from yoloslim.bench.flops import model_profile
     from yoloslim.export.common import path_size_mb
     from yoloslim.models import build_model, load_arch_yaml
-    from yoloslim.models.arch import search_header
+    from yoloslim.models.arch import edited_since_search, search_header
 
     if not p.is_file():
         raise ModelError(f"{p}: arch file does not exist")
@@ -168,7 +168,7 @@ def _arch_file(p: Path) -> dict[str, Any]:
         raise
     found = search_header(p)
     imgsz = found[1] if found else 320
-    edited = _edited_since_search(p) if found else None
+    edited = edited_since_search(p) if found else None
     profile = model_profile(build_model(arch), imgsz=imgsz)
     return {
         "path": str(p),
@@ -188,20 +188,6 @@ def _arch_file(p: Path) -> dict[str, Any]:
         "history": [],
         "size_mb": path_size_mb(p),
     }
-
-
-def _edited_since_search(p: Path) -> bool | None:
-    """Whether the arch file ``p`` differs from what its search wrote (the digest the
-    ``nas_report.json`` beside it records); None without such a report (a copied file)."""
-    import hashlib
-
-    try:
-        report = json.loads((p.parent / "nas_report.json").read_bytes())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(report, dict) or report.get("arch_file") != p.name:
-        return None
-    return report.get("arch_sha1") != hashlib.sha1(p.read_bytes()).hexdigest()
 
 
 def _number(text: str) -> float | None:
