@@ -394,26 +394,24 @@ def kept_row(out: Path, run: str, inputs: dict) -> dict | None:
     return row if row.get("inputs", inputs) == inputs else None
 
 
-def positive_int(text: str) -> int:
-    """argparse ``type=``: an integer >= 1."""
+def _int_at_least(text: str, low: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=``: an integer >= 1."""
+    return _int_at_least(text, 1)
 
 
 def nonneg_int(text: str) -> int:
     """argparse ``type=``: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
+    return _int_at_least(text, 0)
 
 
 def int_list(text: str) -> list[int]:

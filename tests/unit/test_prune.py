@@ -16,22 +16,10 @@ from yoloslim.compress.prune_width import CRITERIA, prune_width
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.models import build_model
 from yoloslim.models.checkpoint import load_checkpoint
+from yoloslim.models.testing import SMALL_ARCH
 
 IMG = 64
-ARCH = {
-    "nc": 2,
-    "backbone": {
-        "stages": [
-            {"block": "conv", "out": 16, "depth": 0, "kernel": 3, "stride": 2, "ratio": 1.0},
-            {"block": "csp", "out": 16, "depth": 1, "kernel": 3, "stride": 2, "ratio": 0.5},
-            {"block": "csp", "out": 32, "depth": 2, "kernel": 3, "stride": 2, "ratio": 0.5},
-            {"block": "csp", "out": 32, "depth": 1, "kernel": 3, "stride": 2, "ratio": 0.5},
-            {"block": "res", "out": 32, "depth": 2, "kernel": 3, "stride": 2, "ratio": 0.5},
-        ]
-    },
-    "neck": {"out": [16, 16, 32], "depth": 2},
-    "head": {"width": [16, 16, 16]},
-}
+ARCH = SMALL_ARCH
 
 
 def cfg(**kw) -> PruneConfig:

@@ -12,23 +12,10 @@ from torch import nn
 from yoloslim.compress.prune import PruneConfig, _calib_batches
 from yoloslim.compress.prune_width import bn_sparsity_train, prune_width
 from yoloslim.models import build_model
+from yoloslim.models.testing import SMALL_ARCH
 
 IMG = 64
-# the small architecture of test_prune.py: a 16-channel conv stem, then CSP and res stages
-ARCH = {
-    "nc": 2,
-    "backbone": {
-        "stages": [
-            {"block": "conv", "out": 16, "depth": 0, "kernel": 3, "stride": 2, "ratio": 1.0},
-            {"block": "csp", "out": 16, "depth": 1, "kernel": 3, "stride": 2, "ratio": 0.5},
-            {"block": "csp", "out": 32, "depth": 2, "kernel": 3, "stride": 2, "ratio": 0.5},
-            {"block": "csp", "out": 32, "depth": 1, "kernel": 3, "stride": 2, "ratio": 0.5},
-            {"block": "res", "out": 32, "depth": 2, "kernel": 3, "stride": 2, "ratio": 0.5},
-        ]
-    },
-    "neck": {"out": [16, 16, 32], "depth": 2},
-    "head": {"width": [16, 16, 16]},
-}
+ARCH = SMALL_ARCH
 
 
 @pytest.fixture()
