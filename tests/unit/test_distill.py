@@ -529,3 +529,15 @@ def test_a_teacher_of_another_size_is_warned_about_and_files_are_named(tmp_path,
 def test_distill_settings_of_the_wrong_type_are_named(values, match):
     with pytest.raises(ConfigError, match=match):
         DistillConfig.from_dict(values)
+
+
+def test_settings_under_which_nothing_is_distilled_are_warned_of(caplog):
+    from yoloslim.compress.distill import _warn_idle
+
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        _warn_idle(DistillConfig(logit_weight=0, feature_weight=0))
+        _warn_idle(DistillConfig(progressive=True, freeze_epochs=3, train=TrainConfig(epochs=3)))
+        _warn_idle(DistillConfig(progressive=True, freeze_epochs=1, train=TrainConfig(epochs=3)))
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2
+    assert "teacher teaches nothing" in said[0] and "frozen for the whole run" in said[1]

@@ -173,6 +173,23 @@ def _check(ok: bool, name: str, obj: object, msg: str) -> None:
         raise ConfigError(f"{type(obj).__name__}.{name.rpartition('.')[2]}={value!r} {msg}")
 
 
+def _warn_idle(config: DistillConfig) -> None:
+    """Warn of settings under which the teacher teaches nothing, or the student's backbone
+    never trains."""
+    if config.logit_weight == 0 and config.feature_weight == 0:
+        log.warning(
+            "logit_weight and feature_weight are both 0: the teacher teaches nothing and this "
+            "is a plain training (yoloslim train does the same without the teacher's cost)"
+        )
+    if config.progressive and config.freeze_epochs >= config.train.epochs:
+        log.warning(
+            "progressive with freeze_epochs %d of %d epochs: the student's backbone stays "
+            "frozen for the whole run",
+            config.freeze_epochs,
+            config.train.epochs,
+        )
+
+
 def _from(cls: type, values: dict, where: str | None = None):
     return from_mapping(cls, values, where)
 
@@ -532,6 +549,8 @@ def distill(
             config.train.imgsz,
             t_size,
         )
+    if not resume:
+        _warn_idle(config)
     hook = Distiller(t_model, config, teacher_path=t_file)
     if resume:
         _check_same_teacher(hook_state, hook.teacher_digest, teacher, out / "last.pt")
@@ -551,7 +570,8 @@ def distill(
     )
     settings = {k: v for k, v in config.to_dict().items() if k != "train"}
     settings.update(
-        teacher=str(teacher) if not isinstance(teacher, nn.Module) else "Detector",
+        # the file as the run's history names it (absolute), not as it was given
+        teacher=t_file or "Detector",
         # deploy form (RepConv and BN fused), as models / prune / nas / bench count them
         teacher_params=_deploy_params(t_model),
         student_params=_deploy_params(res.model),
