@@ -89,6 +89,20 @@ def epoch_log(label: str, epochs: int):
     return log
 
 
+def train_resuming(model, data: Path, cfg: ys.TrainConfig, out: Path, label: str):
+    """``ys.train`` of ``model`` into ``out``, going on from an interrupted run of ``cfg``
+    there (the trainer's resume is exact), with a line per epoch on stderr (``label``)."""
+    return ys.train(
+        model,
+        data,
+        config=cfg,
+        out=out,
+        resume=resumable(out, cfg),
+        progress=True,
+        on_epoch_end=epoch_log(label, cfg.epochs),
+    )
+
+
 def recipe_tag(epochs: int, static_assigner: int = 0) -> str:
     """``e<E>``, plus ``_sa<N>`` with ATSS first: cached runs' names (0 keeps the old names)."""
     return f"e{epochs}" + (f"_sa{static_assigner}" if static_assigner else "")
@@ -215,15 +229,7 @@ def trained(model: str, epochs: int, data: Path = DATA, root: Path = ROOT) -> Pa
         return Path(info["ckpt"])
     t0 = time.time()
     cfg = train_config(epochs)
-    ys.train(
-        model,
-        data,
-        config=cfg,
-        out=out,
-        resume=resumable(out, cfg),
-        progress=True,
-        on_epoch_end=epoch_log(f"baseline {model}", epochs),
-    )
+    train_resuming(model, data, cfg, out, f"baseline {model}")
     metrics = ys.validate(best, data)
     info = {
         "model": model,
@@ -249,15 +255,7 @@ def extend(model: str, more: int, data: Path = DATA, root: Path = ROOT) -> Path:
     t0 = time.time()
     cfg = train_config(more, lr0=0.002, warmup_epochs=0.5)
     start = ys.load_checkpoint(info["ckpt"])[0]
-    ys.train(
-        start,
-        data,
-        config=cfg,
-        out=out,
-        resume=resumable(out, cfg),
-        progress=True,
-        on_epoch_end=epoch_log(f"extending {model}", more),
-    )
+    train_resuming(start, data, cfg, out, f"extending {model}")
     metrics = ys.validate(out / "best.pt", data)
     history = info.pop("history", []) + [dict(info)]
     info.update(

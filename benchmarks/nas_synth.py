@@ -52,15 +52,14 @@ import torch
 from common import (
     cached,
     data_key,
-    epoch_log,
     int_list,
     nonneg_int,
     paired,
     positive_int,
     recipe_tag,
-    resumable,
     synthetic_data,
     train_config,
+    train_resuming,
 )
 
 import yoloslim as ys
@@ -111,15 +110,7 @@ def train_eval(
     torch.manual_seed(seed)
     cfg = train_config(epochs, seed=seed, static_assigner=static_assigner)
     # an interrupted run (hours on a CPU) goes on from its last.pt
-    res = ys.train(
-        model,
-        data,
-        config=cfg,
-        out=out,
-        resume=resumable(out, cfg),
-        progress=True,
-        on_epoch_end=epoch_log(Path(out).name, epochs),
-    )
+    res = train_resuming(model, data, cfg, out, Path(out).name)
     m = ys.validate(res.best, data)
     return {
         "map": round(m["map"], 4),

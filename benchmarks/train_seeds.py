@@ -35,16 +35,15 @@ import torch
 from common import (
     cached,
     data_key,
-    epoch_log,
     int_list,
     model_problem,
     nonneg_int,
     positive_int,
     recipe_tag,
-    resumable,
     seed_run,
     synthetic_data,
     train_config,
+    train_resuming,
 )
 
 import yoloslim as ys
@@ -101,16 +100,7 @@ def main() -> None:
         cfg = train_config(args.epochs, seed=seed, static_assigner=sa)
         t0 = time.time()
         folder = out / runs[seed][0]
-        resume = resumable(folder, cfg)  # an interrupted run goes on, exactly
-        res = ys.train(
-            args.model,
-            data,
-            config=cfg,
-            out=folder,
-            resume=resume,
-            progress=True,
-            on_epoch_end=epoch_log(f"{runs[seed][0]}", args.epochs),
-        )
+        res = train_resuming(args.model, data, cfg, folder, runs[seed][0])
         m = ys.validate(res.best, data)
         curve = [
             json.loads(line)
