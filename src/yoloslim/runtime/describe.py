@@ -152,12 +152,11 @@ def _arch_file(p: Path) -> dict[str, Any]:
 
     if not p.is_file():
         raise ModelError(f"{p}: arch file does not exist")
-    text = p.read_text(errors="replace")
     try:
         arch = load_arch_yaml(p)  # its errors name the file and the line
     except ModelError:
-        try:
-            head = yaml.safe_load(text)
+        try:  # read again only to say what else the file is
+            head = yaml.safe_load(p.read_text(errors="replace"))
         except yaml.YAMLError:
             head = None
         if isinstance(head, dict) and not {"backbone", "arch"} & set(head):  # a data.yaml
