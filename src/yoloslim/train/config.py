@@ -84,7 +84,15 @@ class TrainConfig:
     cache: bool = False
 
     def __post_init__(self) -> None:
-        _check_number_types(self)
+        # a string or None where a number goes (a YAML ``epochs: '10'``), or a string where
+        # true or false goes, is named here, not a TypeError or a truthy pass below
+        check_field_types(
+            self,
+            ints=(*_INTS, "threads"),
+            numbers=_NUMBERS,
+            bools=_BOOLS,
+            optional=("threads", "imgsz", "workers"),
+        )
         checks = [
             (self.epochs >= 1, "epochs", "must be >= 1"),
             (self.batch >= 1, "batch", "must be >= 1"),
@@ -138,19 +146,6 @@ class TrainConfig:
 _INTS = ("epochs", "batch", "imgsz", "workers", "seed", "close_mosaic", "val_interval")
 _BOOLS = ("amp", "cache")
 _NUMBERS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "ema_decay", "grad_clip")
-
-
-def _check_number_types(cfg: TrainConfig) -> None:
-    """A string or None where a number goes (a YAML ``epochs: '10'``) is a ConfigError naming
-    the field, not a TypeError from the range checks; a string where true or false goes is
-    one too."""
-    check_field_types(
-        cfg,
-        ints=(*_INTS, "threads"),
-        numbers=_NUMBERS,
-        bools=_BOOLS,
-        optional=("threads", "imgsz", "workers"),
-    )
 
 
 def _sub(cls: type, values: dict, where: str):
