@@ -51,13 +51,15 @@ def check_field_types(
     numbers: Sequence[str] = (),
     bools: Sequence[str] = (),
     optional: Sequence[str] = (),
+    where: str | None = None,
 ) -> None:
     """Raise :class:`ConfigError` naming the field when a settings dataclass holds a value of
     the wrong type (from a YAML file: ``epochs: '10'``, ``progressive: 'false'``, which is
     true): ``ints`` take an integer, ``numbers`` an int or float, ``bools`` true or false
     (and no bool counts as a number); a name in ``optional`` may also be None. Checked before
-    the range checks, which would fail with a TypeError or pass a truthy string."""
-    cls = type(obj).__name__
+    the range checks, which would fail with a TypeError or pass a truthy string. Messages
+    name ``where.field`` (default: the class name)."""
+    cls = where or type(obj).__name__
     for name in (*ints, *numbers, *bools):
         value = getattr(obj, name)
         if name in optional and value is None:
@@ -73,6 +75,15 @@ def check_field_types(
                 # YAML 1.1 reads an exponent without a dot ("1e-3") as a string
                 what += " (YAML reads 1e-3 as a string; write 1.0e-3)"
             raise ConfigError(f"{cls}.{name}={value!r} must be {what}")
+
+
+def check_ranges(obj: Any, checks: Sequence[tuple[bool, str, str]], where: str | None = None):
+    """Raise :class:`ConfigError` for the first ``(ok, field, message)`` of ``checks`` that
+    is not ok, naming ``where.field`` (default: the class name) and its value."""
+    for ok, name, msg in checks:
+        if not ok:
+            prefix = where or type(obj).__name__
+            raise ConfigError(f"{prefix}.{name}={getattr(obj, name)!r} {msg}")
 
 
 def _float_text(text: str) -> bool:

@@ -423,6 +423,11 @@ def test_external_module_whose_resized_layers_cannot_be_recorded_is_refused(tmp_
         ({"imgsz": 100}, "imgsz"),
         ({"ratio": "half"}, "ratio"),
         ({"advanced": {"round_to": 0}}, "round_to"),
+        ({"advanced": {"round_to": "8"}}, r"advanced.round_to='8' must be an integer"),
+        ({"advanced": {"sparsity_epochs": 1.5}}, r"advanced.sparsity_epochs=1.5 must be an int"),
+        ({"advanced": {"calib_batches": True}}, r"advanced.calib_batches=True must be an int"),
+        ({"advanced": {"sparsity_lr": "1e-3"}}, r"sparsity_lr='1e-3' must be a number \(YAML"),
+        ({"global_pruning": "false"}, r"PruneConfig.global_pruning='false' must be true or"),
     ],
 )
 def test_bad_values_raise(kw, match):

@@ -54,6 +54,14 @@ def _decode_nodes(onnx_path: Path) -> list[str]:
         ({"float_variants": ["int4"]}, "int4"),
         ({"ignored_scope": ["head[("]}, "head[("),
         ({"imgsz": 100}, "imgsz=100"),
+        # YAML strings where true/false or a number goes: the truthy 'false' turned them on
+        ({"advanced": {"per_channel": "false"}}, "advanced.per_channel='false' must be true or"),
+        ({"advanced": {"latency": "no"}}, "advanced.latency='no' must be true or false"),
+        ({"advanced": {"reduce_range": 1}}, "advanced.reduce_range=1 must be true or false"),
+        ({"advanced": {"sensitivity_images": "32"}}, "sensitivity_images='32' must be an integer"),
+        ({"advanced": {"max_steps": 2.5}}, "advanced.max_steps=2.5 must be an integer"),
+        ({"advanced": {"percentile": "99.9"}}, "advanced.percentile='99.9' must be a number"),
+        ({"max_drop": "0.5"}, "max_drop='0.5' must be a number"),
     ],
 )
 def test_bad_config_raises(kwargs, needle):

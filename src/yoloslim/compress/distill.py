@@ -42,7 +42,7 @@ import yaml
 from torch import nn
 
 from yoloslim.compress.distill_losses import FEATURE_LOSSES, FeatureAdapters, logit_kd
-from yoloslim.configs import check_config, check_field_types, from_mapping
+from yoloslim.configs import check_config, check_field_types, check_ranges, from_mapping
 from yoloslim.data import load_data_config
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import refuse_overwriting_input
@@ -95,14 +95,12 @@ class AdvancedDistillConfig:
             numbers=("feature_temperature", "fg_threshold", "mgd_mask_ratio"),
             bools=("normalize_features",),
         )
-        _check(
-            0 < self.feature_temperature < math.inf,
-            "advanced.feature_temperature",
-            self,
-            "must be finite, > 0",
-        )
-        _check(0 <= self.fg_threshold < 1, "advanced.fg_threshold", self, "must be in [0, 1)")
-        _check(0 <= self.mgd_mask_ratio < 1, "advanced.mgd_mask_ratio", self, "must be in [0, 1)")
+        checks = [
+            (0 < self.feature_temperature < math.inf, "feature_temperature", "must be finite, > 0"),
+            (0 <= self.fg_threshold < 1, "fg_threshold", "must be in [0, 1)"),
+            (0 <= self.mgd_mask_ratio < 1, "mgd_mask_ratio", "must be in [0, 1)"),
+        ]
+        check_ranges(self, checks)
 
 
 @dataclass(frozen=True)
@@ -140,13 +138,16 @@ class DistillConfig:
             numbers=("logit_weight", "feature_weight", "temperature", "warmup_epochs"),
             bools=("progressive",),
         )
-        _check(self.loss in FEATURE_LOSSES, "loss", self, f"expected one of {FEATURE_LOSSES}")
-        # inf passed these and then "diverged" at the first batch
-        _check(0 <= self.logit_weight < math.inf, "logit_weight", self, "must be finite, >= 0")
-        _check(0 <= self.feature_weight < math.inf, "feature_weight", self, "must be finite, >= 0")
-        _check(0 < self.temperature < math.inf, "temperature", self, "must be finite, > 0")
-        _check(self.freeze_epochs >= 0, "freeze_epochs", self, "must be >= 0")
-        _check(self.warmup_epochs >= 0, "warmup_epochs", self, "must be >= 0")
+        checks = [
+            (self.loss in FEATURE_LOSSES, "loss", f"expected one of {FEATURE_LOSSES}"),
+            # inf passed these and then "diverged" at the first batch
+            (0 <= self.logit_weight < math.inf, "logit_weight", "must be finite, >= 0"),
+            (0 <= self.feature_weight < math.inf, "feature_weight", "must be finite, >= 0"),
+            (0 < self.temperature < math.inf, "temperature", "must be finite, > 0"),
+            (self.freeze_epochs >= 0, "freeze_epochs", "must be >= 0"),
+            (self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"),
+        ]
+        check_ranges(self, checks)
         if isinstance(self.train, dict):
             object.__setattr__(self, "train", config_from_dict(self.train))
         if not isinstance(self.advanced, AdvancedDistillConfig):  # a mapping, or a wrong value
@@ -165,12 +166,6 @@ class DistillConfig:
         d = dataclasses.asdict(self)
         d["train"] = self.train.to_dict()
         return d
-
-
-def _check(ok: bool, name: str, obj: object, msg: str) -> None:
-    if not ok:
-        value = getattr(obj, name.rpartition(".")[2])
-        raise ConfigError(f"{type(obj).__name__}.{name.rpartition('.')[2]}={value!r} {msg}")
 
 
 def _warn_idle(config: DistillConfig) -> None:

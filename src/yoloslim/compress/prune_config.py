@@ -6,10 +6,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
-from yoloslim.configs import from_mapping, imgsz_problem
+from yoloslim.configs import check_field_types, check_ranges, from_mapping, imgsz_problem
 from yoloslim.errors import ConfigError
 
 __all__ = ["Criterion", "Method", "AdvancedPruneConfig", "PruneConfig"]
+
+
+_OPTIONAL_NUMBERS = ("ratio", "target_flops", "target_params", "depth_ratio", "unstructured")
 
 
 class Criterion(str, Enum):
@@ -58,6 +61,14 @@ class AdvancedPruneConfig:
     budget_tolerance: float = 0.02
 
     def __post_init__(self) -> None:
+        where = "PruneConfig.advanced"
+        check_field_types(
+            self,
+            ints=("round_to", "calib_batches", "sparsity_epochs", "latency_rounds"),
+            numbers=("max_layer_ratio", "sparsity_reg", "sparsity_lr", "budget_tolerance"),
+            optional=("round_to",),
+            where=where,
+        )
         checks = [
             (self.round_to is None or self.round_to >= 1, "round_to", "must be >= 1 or None"),
             (0 < self.max_layer_ratio < 1, "max_layer_ratio", "must be in (0, 1)"),
@@ -73,7 +84,7 @@ class AdvancedPruneConfig:
             (self.latency_rounds >= 1, "latency_rounds", "must be >= 1"),
             (0 <= self.budget_tolerance < 0.5, "budget_tolerance", "must be in [0, 0.5)"),
         ]
-        _raise_first(checks, self, "PruneConfig.advanced")
+        check_ranges(self, checks, where)
 
 
 @dataclass(frozen=True)
@@ -145,7 +156,13 @@ class PruneConfig:
         if isinstance(self.advanced, dict):
             object.__setattr__(self, "advanced", _sub(AdvancedPruneConfig, self.advanced))
 
-        _check_types(self)
+        check_field_types(
+            self,
+            ints=("steps", "finetune_between", "finetune_epochs", "imgsz", "batch", "seed"),
+            numbers=_OPTIONAL_NUMBERS,
+            bools=("global_pruning", "distill", "latency"),
+            optional=(*_OPTIONAL_NUMBERS, "imgsz"),
+        )
 
         def frac(v, hi_ok=False):
             return v is None or (0 < v < 1) or (hi_ok and v == 1)
@@ -172,7 +189,7 @@ class PruneConfig:
             ),
             (all(isinstance(p, str) for p in self.ignore), "ignore", "must be name patterns"),
         ]
-        _raise_first(checks, self, "PruneConfig")
+        check_ranges(self, checks)
         goals = [
             n for n in ("ratio", "target_flops", "target_params") if getattr(self, n) is not None
         ]
@@ -227,43 +244,6 @@ class PruneConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"prune config must be a mapping, got {type(values).__name__}")
         return _sub(cls, values)
-
-
-_NUMBERS = {
-    "ratio": float,
-    "target_flops": float,
-    "target_params": float,
-    "depth_ratio": float,
-    "unstructured": float,
-    "steps": int,
-    "finetune_between": int,
-    "finetune_epochs": int,
-    "imgsz": int,
-    "batch": int,
-    "seed": int,
-}
-
-
-def _check_types(cfg: PruneConfig) -> None:
-    for name, kind in _NUMBERS.items():
-        v = getattr(cfg, name)
-        ok = (
-            isinstance(v, int) if kind is int else isinstance(v, (int, float))
-        ) and not isinstance(v, bool)
-        optional = kind is float or name == "imgsz"
-        if (v is not None or not optional) and not ok:
-            raise ConfigError(
-                f"PruneConfig.{name}={v!r} must be a{'n integer' if kind is int else ' number'}"
-            )
-    for name in ("global_pruning", "distill", "latency"):
-        if not isinstance(getattr(cfg, name), bool):
-            raise ConfigError(f"PruneConfig.{name}={getattr(cfg, name)!r} must be true or false")
-
-
-def _raise_first(checks, obj, where: str) -> None:
-    for ok, name, msg in checks:
-        if not ok:
-            raise ConfigError(f"{where}.{name}={getattr(obj, name)!r} {msg}")
 
 
 def _sub(cls: type, values: dict):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from yoloslim.configs import check_imgsz, from_mapping
+from yoloslim.configs import check_field_types, check_imgsz, from_mapping
 from yoloslim.errors import ConfigError
 
 __all__ = [
@@ -97,14 +97,23 @@ class AdvancedQuantConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        # a YAML ``per_channel: 'false'`` is a truthy string: named here, not obeyed backwards
+        check_field_types(
+            self,
+            ints=("sensitivity_images", "max_steps", "latency_rounds", "seed"),
+            numbers=("percentile",),
+            bools=("per_channel", "reduce_range", "latency", "perf_counters"),
+            optional=("reduce_range",),
+            where="advanced",
+        )
         if self.preset not in _PRESETS:
             raise ConfigError(f"advanced.preset={self.preset!r}: choose from {list(_PRESETS)}")
-        if not 90.0 <= float(self.percentile) < 100.0:
+        if not 90.0 <= self.percentile < 100.0:
             raise ConfigError(f"advanced.percentile={self.percentile}: must be in [90, 100)")
         for name in ("sensitivity_images", "latency_rounds"):
-            if int(getattr(self, name)) <= 0:
+            if getattr(self, name) <= 0:
                 raise ConfigError(f"advanced.{name}={getattr(self, name)}: must be > 0")
-        if int(self.max_steps) < 0:
+        if self.max_steps < 0:
             raise ConfigError(f"advanced.max_steps={self.max_steps}: must be >= 0")
 
 
@@ -162,7 +171,8 @@ class QuantConfig:
             set_(self, "advanced", _advanced_from_dict(self.advanced))
         if not isinstance(self.calib, int) or isinstance(self.calib, bool) or self.calib <= 0:
             raise ConfigError(f"calib={self.calib!r}: must be a positive integer (images)")
-        if self.max_drop is not None and not float(self.max_drop) >= 0:
+        check_field_types(self, numbers=("max_drop",), optional=("max_drop",))
+        if self.max_drop is not None and not self.max_drop >= 0:
             raise ConfigError(f"max_drop={self.max_drop}: must be >= 0 (mAP50-95 points)")
         check_imgsz(self.imgsz)
         bad = [v for v in self.float_variants if v not in _FLOAT_VARIANTS]

@@ -8,7 +8,7 @@ from enum import Enum
 
 from torch import nn
 
-from yoloslim.configs import check_field_types, from_mapping, imgsz_problem
+from yoloslim.configs import check_field_types, check_ranges, from_mapping, imgsz_problem
 from yoloslim.errors import ConfigError
 from yoloslim.train.loss import LossConfig
 
@@ -118,9 +118,7 @@ class TrainConfig:
             ),
             (self.val_interval >= 1, "val_interval", "must be >= 1"),
         ]
-        for ok, name, msg in checks:
-            if not ok:
-                raise ConfigError(f"TrainConfig.{name}={getattr(self, name)!r} {msg}")
+        check_ranges(self, checks)
         try:
             object.__setattr__(self, "optimizer", Optimizer(self.optimizer))
         except ValueError as e:
