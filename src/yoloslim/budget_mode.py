@@ -223,6 +223,15 @@ def run_budget(
         advanced=dataclasses.replace(quant_cfg.advanced, latency=False, perf_counters=False),
     )
     bench_cfg = _template(rec, "bench", BenchStage())
+    asked = (("batches", bench_cfg.batches), ("imgsz", bench_cfg.imgsz))
+    unused = [f"{k}={v}" for k, v in asked if v not in ([1], None)]
+    if unused:  # the shipped cpu-int8 and gpu-fp16 ask for batches [1, 8]
+        log.warning(
+            "budget mode measures static-batch candidates at batch 1 and their own input size; "
+            "the recipe's bench %s %s not used",
+            " and ".join(unused),
+            "are" if len(unused) > 1 else "is",
+        )
     from yoloslim.bench.report import check_report_folder
 
     check_report_folder(out)  # its report.md/json are written last, after all the work

@@ -1,6 +1,7 @@
 """compress RECIPE end to end on a tiny synthetic set: every stage, every report file, resume."""
 
 import json
+import logging
 import struct
 import sys
 from pathlib import Path
@@ -235,7 +236,7 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
     assert sorted(calls) == ["benchmark", "export", "prune", "quantize"], calls
 
 
-def test_budget_mode_bad_arguments(base, tmp_path):
+def test_budget_mode_bad_arguments(base, tmp_path, caplog):
     ckpt, data = base
     notes = tmp_path / "notes"  # a user's report.md: refused before the grid, not after it
     notes.mkdir()
@@ -243,6 +244,15 @@ def test_budget_mode_bad_arguments(base, tmp_path):
     with pytest.raises(ConfigError, match="report.md is not a bench report"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=notes, max_drop=1)
     assert sorted(p.name for p in notes.iterdir()) == ["report.md"]
+    # the bench stage's batches and imgsz, and any stage but prune/quantize/bench, go unused:
+    # said before that refusal, as a run would say it before its hours of work
+    told = dict(BUDGET_RECIPE, stages=[*BUDGET_RECIPE["stages"][:2], {"reparam": {}}])
+    told["stages"].append({"bench": {"batches": [1, 8], "imgsz": S, "rounds": 2}})
+    with caplog.at_level(logging.WARNING, "yoloslim"), pytest.raises(ConfigError):
+        run_budget(ckpt, data, told, out=notes, max_drop=1)
+    said = caplog.text
+    assert "its reparam stage does not run" in said
+    assert f"bench batches=[1, 8] and imgsz={S} are not used" in said
     with pytest.raises(ConfigError, match="needs a latency target and/or a max drop"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "a")
     with pytest.raises(ConfigError, match=r"max_drop=-1 \(--max-drop\)"):
