@@ -20,6 +20,8 @@ from yoloslim.data import (
 from yoloslim.data.testing import fake_images, write_yolo
 from yoloslim.data.transforms import PAD_VALUE, Affine, hsv_matrix, resize_exact, warp
 from yoloslim.errors import ConfigError, DataError
+from yoloslim.train import TrainConfig
+from yoloslim.train.loop import epoch_loader
 
 NAMES = ["a", "b"]
 NO_COLOUR = dict(hsv=(0.0, 0.0, 0.0))
@@ -210,16 +212,16 @@ def test_collate_shapes():
 
 
 def _run_epochs(ds, workers, epochs=2):
-    loader = build_dataloader(ds, 3, shuffle=True, workers=workers, seed=5)
+    cfg = TrainConfig(batch=3, workers=workers, seed=5)
     out = []
     for epoch in range(epochs):
-        ds.set_epoch(epoch)
-        for imgs, targets, metas in loader:
+        ds.set_epoch(epoch)  # what the trainer does before each epoch's loader
+        for imgs, targets, metas in epoch_loader(ds, cfg, epoch, world=1, rank=0):
             out.append((imgs.clone(), targets.clone(), [m["image_id"] for m in metas]))
     return out
 
 
-def test_loader_is_worker_count_independent_and_sees_set_epoch(data):
+def test_training_batches_are_worker_count_independent_and_follow_the_epoch(data):
     _, cfg, train, _ = data
     ref = _run_epochs(DetectionDataset(train, 64, augment=True, names=cfg.names), workers=0)
     got = _run_epochs(DetectionDataset(train, 64, augment=True, names=cfg.names), workers=2)
@@ -227,40 +229,38 @@ def test_loader_is_worker_count_independent_and_sees_set_epoch(data):
     for (ia, ta, ma), (ib, tb, mb) in zip(ref, got, strict=True):
         assert ma == mb and torch.equal(ia, ib) and torch.equal(ta, tb)
     assert ref[0][0].shape == (3, 3, 64, 64) and ref[0][1].shape[1] == 6
-    # the two epochs differ (persistent workers saw set_epoch)
+    # the two epochs differ in order and augmentation
     assert not torch.equal(got[0][0], got[3][0])
 
 
-def test_shuffle_order_depends_on_seed_and_epoch_only(data):
+def test_training_order_depends_on_seed_and_epoch_only(data):
     _, cfg, train, _ = data
 
-    def order(seed, epoch, warmup_epochs=0):
+    def order(seed, epoch, earlier_epochs=0):
         ds = DetectionDataset(train, 64, augment=False, names=cfg.names)
-        loader = build_dataloader(ds, 2, shuffle=True, workers=0, seed=seed)
-        for e in range(warmup_epochs):
+        tc = TrainConfig(batch=2, workers=0, seed=seed)
+        for e in range(earlier_epochs):
             ds.set_epoch(e)
-            list(loader)
+            list(epoch_loader(ds, tc, e, world=1, rank=0))
         ds.set_epoch(epoch)
+        loader = epoch_loader(ds, tc, epoch, world=1, rank=0)
         return [i for _, _, metas in loader for i in (m["image_id"] for m in metas)]
 
-    assert order(1, 3) == order(1, 3, warmup_epochs=2)  # a resumed run sees the same order
+    assert order(1, 3) == order(1, 3, earlier_epochs=2)  # a resumed run sees the same order
     assert sorted(order(1, 3)) == list(range(len(train)))
-    assert order(1, 3) != order(1, 4) or order(1, 3) != order(2, 3)
+    assert order(1, 3) != order(1, 4) and order(1, 3) != order(2, 3)
 
 
 def test_build_dataloader_validates(data):
     _, cfg, train, _ = data
     ds = DetectionDataset(train, 64, augment=False, names=cfg.names)
     with pytest.raises(ConfigError, match="batch_size"):
-        build_dataloader(ds, 0, shuffle=False, workers=0)
+        build_dataloader(ds, 0, workers=0)
     with pytest.raises(ConfigError, match="workers"):
-        build_dataloader(ds, 2, shuffle=False, workers=-1)
-    with pytest.raises(ConfigError, match="sampler"):
-        build_dataloader(
-            ds, 2, shuffle=True, workers=0, sampler=torch.utils.data.SequentialSampler(ds)
-        )
-    loader = build_dataloader(ds, 4, shuffle=False, workers=0, drop_last=True)
-    assert [len(b[2]) for b in loader] == [4, 4]
+        build_dataloader(ds, 2, workers=-1)
+    loader = build_dataloader(ds, 4, workers=0)  # in order, the last batch short
+    ids = [[m["image_id"] for m in b[2]] for b in loader]
+    assert sum(ids, []) == list(range(len(train))) and all(len(b) == 4 for b in ids[:-1])
 
 
 def test_coco_gt_in_original_pixels(data):
@@ -378,7 +378,7 @@ def test_worker_errors_are_one_line(data):
     _, cfg, train, _ = data
     ds = DetectionDataset(train, 64, augment=False, names=cfg.names)
     train[0].path.write_bytes(b"changed after it was checked")
-    loader = build_dataloader(ds, 2, shuffle=False, workers=1)
+    loader = build_dataloader(ds, 2, workers=1)
     with pytest.raises(DataError) as err:
         list(loader)
     assert str(err.value).startswith(f"{train[0].path}: cannot load image: ")

@@ -2,7 +2,7 @@
 
 Runtimes disturb each other inside one process (thread pools that keep spinning),
 so every artifact gets its own spawned worker; the parent alternates short rounds
-between the workers so machine drift hits every artifact alike (FIELD_NOTES.md).
+between the workers so machine drift hits every artifact alike.
 Warm-up runs are excluded from the statistics.
 """
 

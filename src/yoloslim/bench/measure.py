@@ -1,8 +1,8 @@
 """``benchmark``: every artifact measured side by side in one run.
 
 Per artifact: params, GFLOPs (torch's flop counter for checkpoints, counted from
-the graph for ONNX/OpenVINO), file size, latency median/p90 at batch 1 and
-throughput at larger batches (each artifact in its own worker process, rounds
+the graph for ONNX/OpenVINO), file size, latency median/p90 at the first batch given and
+throughput at the others (each artifact in its own worker process, rounds
 interleaved), peak RSS of that worker, and mAP50-95 / mAP50 on the val split.
 """
 

@@ -1,4 +1,5 @@
-"""``yoloslim`` command line. Each command lives in its own module and holds no logic."""
+"""``yoloslim`` command line. Each command lives in its own module and calls the library;
+what is only the command line's (predict --save's folder rules, resume flags) stays there."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ The schedule (*when*) lives here; *what* to remove comes from the importance
 criteria of :mod:`yoloslim.compress.prune_width` (Torch-Pruning) and the block
 scores of :mod:`yoloslim.compress.prune_depth`; *how* is Torch-Pruning's
 dependency graph. Every stage is measured -- params, GFLOPs, exported size,
-latency in a real runtime, mAP -- because FLOPs are not speed (FIELD_NOTES.md).
+latency in a real runtime, mAP -- because FLOPs are not speed.
 """
 
 from __future__ import annotations

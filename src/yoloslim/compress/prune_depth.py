@@ -1,7 +1,7 @@
 """Depth pruning: remove whole residual blocks, the least important first.
 
 At batch 1 on a CPU a small detector is overhead-bound: fewer layers buy more
-latency than thinner ones (FIELD_NOTES.md, "Measuring CPU latency honestly").
+latency than thinner ones.
 A block's importance is the rise of the detection loss on a few batches when
 it is removed, as :func:`remove_block` removes it. In a chain (the backbone) that
 is the same as skipping it (its residual branch dropped, so it acts as the

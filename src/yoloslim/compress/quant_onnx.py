@@ -7,7 +7,7 @@ float after calibration is a graph edit (:meth:`OnnxRuntimeQuant.revert`): its i
 is taken from before the QuantizeLinear and its weight/bias from the float model.
 
 Dynamic: ``quantize_dynamic`` turns convs into ConvInteger with ranges computed per
-call; no calibration, usually slower than static INT8 (FIELD_NOTES.md), measured and
+call; no calibration, usually slower than static INT8, measured and
 reported as it is.
 """
 
@@ -332,7 +332,7 @@ def _float_inputs(model, nodes: set[str]) -> None:
 
     ONNX Runtime's QDQ quantizer also quantizes the *outputs* of quantized convs, so the
     head's DFL logits would reach the excluded decode through an 8-bit round trip; the
-    decode must see them in float (FIELD_NOTES.md).
+    decode must see them in float.
     """
     producer = {o: n for n in model.graph.node for o in n.output}
     added: list = []

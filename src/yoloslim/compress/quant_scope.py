@@ -4,7 +4,7 @@ The box decode is found by structure, not by node names (the exporter numbers
 its nodes and onnxslim renames them): every node *after the last convolutions*
 (a Conv ancestor, no Conv descendant) is post-head arithmetic: the DFL
 softmax-expectation, the sigmoid, the anchor add/subtract and the output concat.
-DFL is "highly sensitive to INT8 rounding" (FIELD_NOTES.md), and NNCF's own
+DFL's softmax expectation is sensitive to INT8 rounding, and NNCF's own
 YOLOv8 example keeps the same part float.
 
 Convolutions are named by *layer*: their weight's name without ``.weight``, i.e. the

@@ -174,7 +174,7 @@ def quantize(
         qmodel = backend.quantize(calib, scope)
 
         # the float model's own accuracy: an IR at f32, not in the bf16 that OpenVINO's CPU
-        # plugin computes an FP32 IR in by default on AVX512-BF16/AMX CPUs (FIELD_NOTES.md),
+        # plugin computes an FP32 IR in by default on AVX512-BF16/AMX CPUs (README, Tolerances),
         # so that --max-drop is measured from the model the user had
         reference = "f32" if cfg.backend == "openvino" else None
         metrics: dict[str, dict] = {

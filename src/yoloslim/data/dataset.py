@@ -4,7 +4,7 @@ Randomness is per item: the generator of item ``i`` is seeded from
 ``(seed, epoch, i)``, so a run gives the same images whatever the number of
 workers. The epoch and the mosaic probability live in a shared-memory tensor,
 so :meth:`DetectionDataset.set_epoch` and :meth:`DetectionDataset.set_mosaic`
-reach persistent worker processes too.
+reach worker processes that are already running too.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from yoloslim.data.sample import Sample
 from yoloslim.data.transforms import (
@@ -41,7 +41,6 @@ __all__ = [
     "AugmentConfig",
     "DetectionDataset",
     "DetectionLoader",
-    "EpochShuffleSampler",
     "collate",
     "build_dataloader",
 ]
@@ -354,28 +353,6 @@ def collate(
     return imgs, torch.cat(targets) if targets else torch.zeros((0, 6)), [b[2] for b in batch]
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A random order that depends on ``(seed, dataset.epoch)`` only.
-
-    Unlike ``shuffle=True`` with a shared generator, the order neither depends on
-    the number of workers nor on how many epochs this process has run, so a
-    resumed run sees the same batches as an uninterrupted one.
-    """
-
-    def __init__(self, dataset: Dataset, seed: int = 0) -> None:
-        self.dataset = dataset
-        self.seed = int(seed)
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __iter__(self) -> Iterator[int]:
-        epoch = int(getattr(self.dataset, "epoch", 0))
-        state = np.random.SeedSequence([self.seed, epoch]).generate_state(2, np.uint32)
-        g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-        return iter(torch.randperm(len(self), generator=g).tolist())
-
-
 def _unwrapped(e: YoloslimError) -> YoloslimError | None:
     """``e`` as raised in a DataLoader worker, without the worker's traceback text.
 
@@ -412,49 +389,20 @@ def _one_line_errors(batches: Iterator[Any]) -> Iterator[Any]:
         raise plain from e
 
 
-def build_dataloader(
-    dataset: DetectionDataset,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    workers: int,
-    sampler: Sampler | None = None,
-    seed: int = 0,
-    drop_last: bool = False,
-) -> DetectionLoader:
-    """A :class:`DetectionLoader` with :func:`collate` and a seeded order.
-
-    ``shuffle=True`` uses :class:`EpochShuffleSampler`: the order is a function of
-    ``(seed, epoch)``. Workers are persistent, so call ``dataset.set_epoch(e)``
-    before each epoch's ``iter(loader)``; the shared state reaches them.
+def build_dataloader(dataset: DetectionDataset, batch_size: int, *, workers: int) -> DetectionLoader:
+    """A :class:`DetectionLoader` over ``dataset`` in order, with :func:`collate` (training
+    builds its own shuffled loader each epoch: :func:`yoloslim.train.loop.epoch_loader`).
 
     Args:
         dataset: Usually a :class:`DetectionDataset`.
         batch_size: Images per batch.
-        shuffle: Random order per epoch (not with ``sampler``).
         workers: Worker processes (0: load in the main process).
-        sampler: A custom order, e.g. a ``DistributedSampler``.
-        seed: Seeds the shuffle order and the workers' base seed.
-        drop_last: Drop the last incomplete batch.
 
     Raises:
-        ConfigError: ``batch_size < 1``, ``workers < 0``, or ``shuffle`` with a ``sampler``.
+        ConfigError: ``batch_size < 1`` or ``workers < 0``.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if workers < 0:
         raise ConfigError(f"workers must be >= 0, got {workers}")
-    if sampler is not None and shuffle:
-        raise ConfigError("shuffle must be False when a sampler is given (the sampler orders)")
-    if shuffle:
-        sampler = EpochShuffleSampler(dataset, seed)
-    return DetectionLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate,
-        persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(seed),
-        drop_last=drop_last,
-    )
+    return DetectionLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate)

@@ -53,7 +53,7 @@ def evaluate(
     """
     from yoloslim.data import build_dataloader
 
-    loader = build_dataloader(dataset, batch_size, shuffle=False, workers=workers)
+    loader = build_dataloader(dataset, batch_size, workers=workers)
     detections: list[dict[str, Any]] = []
     infer_s, n_images = 0.0, 0
     for imgs, _, metas in _progress(loader, progress):

@@ -1,4 +1,5 @@
-"""``validate``: COCO mAP of a checkpoint on a dataset's val split."""
+"""``validate``: COCO mAP of a checkpoint, an exported artifact, a module or a Predictor on a
+dataset split (val by default)."""
 
 from __future__ import annotations
 

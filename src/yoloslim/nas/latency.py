@@ -9,7 +9,7 @@ candidate would cost more than the measurement). Three runtimes:
   :func:`yoloslim.export.onnx.torch_onnx` (the exporter call ``yoloslim export`` makes,
   without its onnxslim pass) and run by
   ONNX Runtime with ``threads`` intra-op threads and spinning disabled, so its thread
-  pool does not disturb the search process (FIELD_NOTES.md). Export takes seconds
+  pool does not disturb the search process. Export takes seconds
   per candidate.
 - ``"openvino"``: the same ONNX graph converted by ``openvino.convert_model`` and
   compiled for the CPU with ``threads`` inference threads and the latency hint --

@@ -164,7 +164,7 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
-        # spinning thread pools slow down other runtimes in the same process (FIELD_NOTES.md)
+        # spinning thread pools slow down other runtimes in the same process
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             so.intra_op_num_threads = threads
@@ -254,7 +254,7 @@ class OpenVINOBackend(Backend):
             config["INFERENCE_PRECISION_HINT"] = hint
         self.end_to_end = ir_end_to_end(model)
         self.compiled = core.compile_model(model, device, config)
-        # what the plugin really computes in: bf16 for "FP32" IR on AMX CPUs (FIELD_NOTES.md)
+        # what the plugin really computes in: bf16 for "FP32" IR on AMX CPUs (README, Tolerances)
         precision = precision_name(
             self.compiled.get_property("INFERENCE_PRECISION_HINT"),
             quantized=any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()),
