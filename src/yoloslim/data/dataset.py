@@ -389,7 +389,9 @@ def _one_line_errors(batches: Iterator[Any]) -> Iterator[Any]:
         raise plain from e
 
 
-def build_dataloader(dataset: DetectionDataset, batch_size: int, *, workers: int) -> DetectionLoader:
+def build_dataloader(
+    dataset: DetectionDataset, batch_size: int, *, workers: int
+) -> DetectionLoader:
     """A :class:`DetectionLoader` over ``dataset`` in order, with :func:`collate` (training
     builds its own shuffled loader each epoch: :func:`yoloslim.train.loop.epoch_loader`).
 
