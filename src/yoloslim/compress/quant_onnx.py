@@ -239,13 +239,9 @@ class OnnxRuntimeQuant:
         return self._quantize([], [*self._scope_nodes, *conv_nodes])
 
     def runner(self, model):
-        import onnxruntime as ort
+        from yoloslim.runtime.backends import ort_cpu_session
 
-        so = ort.SessionOptions()
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sess = ort.InferenceSession(
-            model.SerializeToString(), so, providers=["CPUExecutionProvider"]
-        )
+        sess = ort_cpu_session(model.SerializeToString())
         return lambda x: sess.run(None, {self.input_name: x})[0].astype(np.float32)
 
 

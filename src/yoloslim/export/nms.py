@@ -180,7 +180,9 @@ def _runners(e2e: Path, runtimes: tuple[str, ...]) -> tuple[dict, dict]:
     """``{runtime: run(images) -> (num_dets, boxes, scores, classes)}`` and their versions."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(e2e), providers=["CPUExecutionProvider"])
+    from yoloslim.runtime.backends import ort_cpu_session
+
+    session = ort_cpu_session(str(e2e))
     runners = {"onnxruntime": lambda a: session.run(None, {"images": a})}
     versions = {"onnxruntime": ort.__version__}
     if "openvino" in runtimes:

@@ -128,14 +128,10 @@ def _onnx_session(arch: dict, imgsz: int, load):
 
 
 def _onnxruntime_runner(arch: dict, imgsz: int, settings: LatencySettings):
-    ort = require("onnxruntime", "onnx")
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = settings.threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    sess, x = _onnx_session(
-        arch, imgsz, lambda p: ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"])
-    )
+    require("onnxruntime", "onnx")
+    from yoloslim.runtime.backends import ort_cpu_session
+
+    sess, x = _onnx_session(arch, imgsz, lambda p: ort_cpu_session(p, settings.threads))
     feed = {sess.get_inputs()[0].name: x}
     return lambda: sess.run(None, feed)
 

@@ -157,17 +157,34 @@ class TorchScriptBackend(Backend):
         return self.module(torch.as_tensor(x, dtype=torch.float32, device=self.device)).cpu()
 
 
+def ort_options(threads: int | None = None):
+    """ONNX Runtime session options as yoloslim runs every session: intra-op threads not
+    spinning (a spinning pool slows down the other runtimes in the same process), and
+    ``threads`` of them if given."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if threads:
+        so.intra_op_num_threads = threads
+    return so
+
+
+def ort_cpu_session(model: str | bytes, threads: int | None = None):
+    """An ONNX Runtime CPU session of ``model`` (a path or serialized bytes), with
+    :func:`ort_options`."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model, ort_options(threads), providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntimeBackend(Backend):
     kind = "onnxruntime"
 
     def __init__(self, path: Path, threads: int | None = None, device: str = "cpu") -> None:
         import onnxruntime as ort
 
-        so = ort.SessionOptions()
-        # spinning thread pools slow down other runtimes in the same process
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            so.intra_op_num_threads = threads
+        so = ort_options(threads)
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
