@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import shlex
+import sys
 from pathlib import Path
 
-__all__ = ["available_memory", "cpu_flags", "cpu_model", "usable_cores"]
+__all__ = ["available_memory", "cpu_flags", "cpu_model", "invocation", "usable_cores"]
 
 
 @functools.cache
@@ -24,6 +26,21 @@ def _cpuinfo() -> tuple[str, frozenset[str]]:
     except OSError:
         pass
     return model, flags
+
+
+def invocation() -> str:
+    """How this process was started, as a shell takes it back from its working folder:
+    ``cd DIR && yoloslim ARGS`` for the command line (its script or ``python -m yoloslim``),
+    ``cd DIR && python SCRIPT ARGS`` for a script, and a note for an interactive session."""
+    argv = list(sys.argv)
+    if not argv or not argv[0] or argv[0] == "-c":
+        return "(the Python API, from an interactive session or python -c)"
+    first = Path(argv[0])
+    cli = first.name == "yoloslim" or (
+        first.name == "__main__.py" and first.parent.name == "yoloslim"
+    )
+    command = shlex.join(["yoloslim", *argv[1:]] if cli else ["python", *argv])
+    return f"cd {shlex.quote(os.getcwd())} && {command}"
 
 
 def cpu_model() -> str:

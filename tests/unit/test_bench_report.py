@@ -379,3 +379,21 @@ def test_a_report_folder_keeps_a_users_report_and_drops_a_stale_plot(artifacts, 
         check_report_folder(mine)
     assert main(["bench", str(artifacts[1]), "--report", str(mine), "--rounds", "1"]) == 2
     assert (mine / "report.md").read_text() == "# my notes\n"
+
+
+def test_the_reproduce_command_runs_as_written(monkeypatch, tmp_path):
+    # under python -m, argv[0] is the package's __main__.py, which is no command to run
+    import shlex
+
+    from yoloslim.sysinfo import invocation
+
+    monkeypatch.chdir(tmp_path)
+    main = "/site-packages/yoloslim/__main__.py"
+    monkeypatch.setattr(sys, "argv", [main, "bench", "my model.onnx"])
+    assert invocation() == f"cd {shlex.quote(str(tmp_path))} && yoloslim bench 'my model.onnx'"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/yoloslim", "val"])
+    assert invocation().endswith("&& yoloslim val")
+    monkeypatch.setattr(sys, "argv", ["benchmarks/quant_synth.py", "--calib", "8"])
+    assert invocation().endswith("&& python benchmarks/quant_synth.py --calib 8")
+    monkeypatch.setattr(sys, "argv", [""])
+    assert "interactive" in invocation()

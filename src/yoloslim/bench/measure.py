@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import numbers
 import os
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from yoloslim.errors import ConfigError
 from yoloslim.export.common import path_size_mb
 from yoloslim.result import Result
 from yoloslim.runtime.backends import SUFFIXES, check_artifact, is_end_to_end
+from yoloslim.sysinfo import invocation
 
 __all__ = ["artifact_stats", "benchmark", "check_bench_imgsz", "static_imgsz"]
 
@@ -241,7 +241,7 @@ def benchmark(
             "method": "one spawned worker process per artifact; rounds alternate between workers",
         },
         "system": system_info(),
-        "command": " ".join(sys.argv),
+        "command": invocation(),
     }
     return Result(None, report)
 
