@@ -197,6 +197,9 @@ def run_budget(
     classes = len(load_data_config(data).names)
     if nc != classes:
         raise ConfigError(f"model {model} (--model) has {nc} classes but {data} has {classes}")
+    from yoloslim.eval.val import require_boxes
+
+    require_boxes(data)  # every candidate's drop is measured in mAP: before any is made
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     ignored = [s.name for s in rec.stages if s.name not in _TEMPLATES]
     if ignored:

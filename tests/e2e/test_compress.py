@@ -12,7 +12,7 @@ import yaml
 from yoloslim.budget_mode import run_budget, select_candidate
 from yoloslim.cli.main import main
 from yoloslim.data.synth import synthesize
-from yoloslim.errors import ConfigError
+from yoloslim.errors import ConfigError, DataError
 from yoloslim.pipeline import run_recipe
 from yoloslim.train import TrainConfig, train
 
@@ -272,11 +272,16 @@ def test_budget_mode_bad_arguments(base, tmp_path, caplog):
     three = synthesize(tmp_path / "d3", images=4, imgsz=S, classes=3, seed=0, val_fraction=0.5)
     with pytest.raises(ConfigError, match=r"\(--model\) has 2 classes but .* has 3"):
         run_budget(ckpt, three, BUDGET_RECIPE, out=tmp_path / "i", max_drop=1)
+    nobox = synthesize(tmp_path / "d0", images=4, imgsz=S, classes=2, seed=0, val_fraction=0.5)
+    for label in (nobox.parent / "labels" / "val").glob("*.txt"):
+        label.write_text("")
+    with pytest.raises(DataError, match="val split has no labelled box"):
+        run_budget(ckpt, nobox, BUDGET_RECIPE, out=tmp_path / "k", max_drop=1)
     depth = {"name": "d", "stages": [{"prune": {"method": "depth", "depth_ratio": 0.5}}]}
     with pytest.raises(ConfigError, match="depth"):
         run_budget(ckpt, data, depth, out=tmp_path / "j", max_drop=1)
     # each refused before anything was made
-    assert not [p.name for p in tmp_path.iterdir() if p.name in "abcdeghij"]
+    assert not [p.name for p in tmp_path.iterdir() if p.name in "abcdeghijk"]
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(BUDGET_RECIPE))
     args = ["compress", "--model", str(ckpt), "--data", str(data), "--recipe", str(recipe)]
