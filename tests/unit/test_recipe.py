@@ -55,6 +55,10 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
     [
         ([{"export": {"formats": ["onnx"], "half": True}}], r"half: true: none of onnx stores"),
         ([{"prnue": {}}], r"stage 1 \(prnue\): unknown stage 'prnue'"),
+        (  # the fine-tuning's settings, read with the recipe, not after the pruning
+            [{"prune": {"ratio": 0.5, "advanced": {"finetune": {"epochz": 1}}}}],
+            r"stage 1 \(prune\): unknown key\(s\) \['epochz'\] in PruneConfig.advanced.finetune",
+        ),
         (
             [{"export": {"formats": ["onnx"]}}, {"bench": {"batchez": [1]}}],
             r"stage 2 \(bench\).*batchez",

@@ -85,6 +85,11 @@ class AdvancedPruneConfig:
             (0 <= self.budget_tolerance < 0.5, "budget_tolerance", "must be in [0, 0.5)"),
         ]
         check_ranges(self, checks, where)
+        from yoloslim.train.config import config_from_dict
+
+        # its keys and values, checked when the settings are read (a recipe, a --config file),
+        # not when fine-tuning starts after the pruning
+        config_from_dict(dict(self.finetune), where=f"{where}.finetune")
 
 
 @dataclass(frozen=True)
