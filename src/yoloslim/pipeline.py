@@ -65,6 +65,9 @@ __all__ = ["STAGES", "Recipe", "Stage", "load_recipe", "run_recipe"]
 
 log = logging.getLogger(__name__)
 
+# stages that continue from their own last.pt on a resume (the others start again)
+_RESUMABLE = ("train", "distill")
+
 
 @dataclass
 class _State:
@@ -91,7 +94,17 @@ def _stage_distill(st: _State, cfg: DistillStage, data, out: Path, progress: boo
     teacher = cfg.teacher or st.baseline
     if teacher is None:
         raise ConfigError("distill stage: no teacher (set its 'teacher:', or give the run a model)")
-    res = distill(st.model, teacher, data, config=cfg.config, out=out, progress=progress)
+    resume = (out / "last.pt").exists()  # an interrupted distill stage goes on, as train's does
+    res = distill(
+        None if resume else st.model,
+        teacher,
+        data,
+        config=cfg.config,
+        out=out,
+        resume=resume,
+        exist_ok=not resume,  # the stage's own folder: what a stop left before last.pt goes
+        progress=progress,
+    )
     ckpt = str(res.artifacts["best"])
     return {"model": ckpt, "rows": [["distilled", ckpt, "ckpt"]], "report": res.report}
 
@@ -684,9 +697,11 @@ def run_recipe(
             if record is not None:
                 log.info("resume: stage %d (%s) already done", i, stage.name)
             else:
-                # an interrupted stage's partial outputs go, except an interrupted train stage's
-                # on a resume (it resumes), unless what it trained on was made again
-                if sdir.exists() and (stage.name != "train" or not resume or redo or missing):
+                # an interrupted stage's partial outputs go, except an interrupted train or
+                # distill stage's on a resume (it resumes), unless what it trained on was made
+                # again
+                goes_on = stage.name in _RESUMABLE and resume and not (redo or missing)
+                if sdir.exists() and not goes_on:
                     shutil.rmtree(sdir)
                 redo = True
                 sdir.mkdir(parents=True, exist_ok=True)

@@ -359,3 +359,37 @@ def test_a_recipe_file_the_run_would_delete_or_replace_is_refused(base, tmp_path
     # the run's own resolved recipe, given back on resume, is its record: accepted
     run_recipe(ckpt, data, yaml.safe_load(text), out=tmp_path / "c")
     run_recipe(ckpt, data, tmp_path / "c" / "recipe.yaml", out=tmp_path / "c", resume=True)
+
+
+def test_an_interrupted_distill_stage_goes_on_from_its_last_epoch(base, tmp_path, monkeypatch):
+    import yoloslim.compress.distill as distill_mod
+
+    ckpt, data = base
+    train = {"epochs": 2, "imgsz": S, "batch": 4, "workers": 0}
+    recipe = {"stages": [{"distill": {"train": train}}]}
+    out = tmp_path / "run"
+    real = distill_mod.train
+
+    def stopped_after_epoch_0(*a, **k):
+        def stop(epoch, row):
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+        return real(*a, **k, on_epoch_end=stop)
+
+    monkeypatch.setattr(distill_mod, "train", stopped_after_epoch_0)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(ckpt, data, recipe, out=out)
+    metrics = out / "01-distill" / "metrics.jsonl"
+    assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [0]
+    trained = []
+
+    def recorded(*a, **k):
+        return real(*a, **k, on_epoch_end=lambda epoch, row: trained.append(epoch))
+
+    monkeypatch.setattr(distill_mod, "train", recorded)
+    run_recipe(ckpt, data, recipe, out=out, resume=True)
+    # only epoch 1 was trained, on top of epoch 0, not the stage again from its start
+    assert trained == [1]
+    assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [0, 1]
+    assert (out / "01-distill" / "stage.json").is_file()

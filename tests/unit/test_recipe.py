@@ -636,7 +636,10 @@ def test_the_bench_stage_measures_an_fp16_ir_as_itself(tmp_path, monkeypatch, ha
         assert "export-openvino" not in benched and exported[1:] == [("base.pt", False)]
 
 
-def test_an_interrupted_train_stage_resumes_only_on_resume(tmp_path, inputs, ran, monkeypatch):
+@pytest.mark.parametrize("name", ["train", "distill"])
+def test_an_interrupted_training_stage_resumes_only_on_resume(
+    tmp_path, inputs, ran, monkeypatch, name
+):
     import yoloslim.pipeline as pl
     from yoloslim.pipeline import run_recipe
 
@@ -647,32 +650,35 @@ def test_an_interrupted_train_stage_resumes_only_on_resume(tmp_path, inputs, ran
         seen.append((out / "last.pt").exists())
         return {"model": st.model, "rows": [], "report": {}}
 
-    monkeypatch.setitem(pl._RUNNERS, "train", train_stage)
-    recipe = {"stages": [{"train": {"epochs": 2, "imgsz": 64}}, {"export": {"formats": ["onnx"]}}]}
+    monkeypatch.setitem(pl._RUNNERS, name, train_stage)
+    settings = {"epochs": 2, "imgsz": 64}
+    stage = {"train": settings} if name == "train" else {"distill": {"train": settings}}
+    recipe = {"stages": [stage, {"export": {"formats": ["onnx"]}}]}
     out = tmp_path / "out"
+    sdir = out / f"01-{name}"
 
-    def interrupted():  # what a stop in the middle of the train stage leaves
+    def interrupted():  # what a stop in the middle of the stage's training leaves
         run_recipe(model, data, recipe, out=out / "seed")
-        (out / "01-train").mkdir(parents=True, exist_ok=True)
-        (out / "01-train" / "last.pt").write_bytes(b"epoch 1 of the old run")
-        (out / "01-train" / "stage.json").unlink(missing_ok=True)
+        sdir.mkdir(parents=True, exist_ok=True)
+        (sdir / "last.pt").write_bytes(b"epoch 1 of the old run")
+        (sdir / "stage.json").unlink(missing_ok=True)
 
     interrupted()
     (out / "recipe.yaml").write_text((out / "seed" / "recipe.yaml").read_text())
     (out / "inputs.json").write_text((out / "seed" / "inputs.json").read_text())
-    # with --resume the train stage goes on from its last.pt ...
+    # with --resume the stage goes on from its last.pt ...
     run_recipe(model, data, recipe, out=out, resume=True)
     assert seen[-1] is True
     # ... but only with the run's own data, even though no stage finished
     (out / "02-export" / "stage.json").unlink()
-    (out / "01-train" / "stage.json").unlink()
+    (sdir / "stage.json").unlink()
     other = tmp_path / "d2.yaml"
     other.write_text("names: [a]\n")
     with pytest.raises(ConfigError, match="made with data"):
         run_recipe(model, other, recipe, out=out, resume=True)
-    # a run without --resume starts the train stage afresh, whatever data it is given
+    # a run without --resume starts the stage afresh, whatever data it is given
     run_recipe(model, other, recipe, out=out)
-    assert seen[-1] is False and not (out / "01-train" / "last.pt").exists()
+    assert seen[-1] is False and not (sdir / "last.pt").exists()
 
 
 def test_an_input_inside_a_stage_folder_is_refused_and_kept(tmp_path, inputs, ran):
