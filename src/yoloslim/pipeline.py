@@ -409,16 +409,22 @@ def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
 
 def _check_baseline_size(rec: Recipe, model: str) -> None:
     """A bench stage without ``imgsz`` exports each checkpoint at its own size, and measures
-    them all at one: refuse a baseline trained at another size than a nas or train stage
-    before it (the last one) fixes for the models it makes, now rather than when the bench
-    stage starts."""
+    them all at one: refuse a baseline trained at another size than a nas, train, distill or
+    prune stage before it (the last one) fixes for the models it makes, now rather than when
+    the bench stage starts."""
     from yoloslim.models.checkpoint import read_checkpoint
+    from yoloslim.train.config import sized_for
 
     fixed: tuple[int, str, int] | None = None
     for i, st in enumerate(rec.stages, 1):
         size = None
         if st.name == "nas":
             size = st.config.options.get("imgsz")
+        elif st.name == "prune":  # it fine-tunes, and records, the pruned model at its imgsz
+            size = st.config.imgsz
+        elif st.name == "train" and st.config.model and st.sized_by_model():
+            # a model of its own: a checkpoint's or searched arch's size, else 320
+            size = sized_for(st.config.config, st.config.model).imgsz
         elif st.name == "train":
             size = getattr(st.config.config, "imgsz", None)
         elif st.name == "distill":
@@ -428,11 +434,23 @@ def _check_baseline_size(rec: Recipe, model: str) -> None:
         if st.name == "bench" and st.config.imgsz is None and fixed is not None:
             own = int(read_checkpoint(model, mmap=True)["imgsz"])  # only its size is read
             if own != fixed[2]:
+                # the bench's size must be every static export's and quantize stage's too
+                sized = [
+                    f"{k} ({s.name})"
+                    for k, s in enumerate(rec.stages[:i], 1)
+                    if s.name == "bench"
+                    or (
+                        (s.name == "quantize" or (s.name == "export" and not s.config.dynamic))
+                        and s.config.imgsz is None
+                    )
+                ]
+                where = ", ".join(sized[:-1]) + (" and " if len(sized) > 1 else "") + sized[-1]
                 raise ConfigError(
                     f"{rec.source}: model {model} (--model) was trained at {own} px, but stage "
                     f"{fixed[0]} ({fixed[1]}) makes models at {fixed[2]} px and the bench stage "
                     f"(stage {i}) measures all at one size: give a model trained at "
-                    f"{fixed[2]} px, or the bench stage imgsz={fixed[2]}"
+                    f"{fixed[2]} px, or imgsz={fixed[2]} to stage{'s' if len(sized) > 1 else ''} "
+                    f"{where}"
                 )
 
 

@@ -305,7 +305,27 @@ def test_a_baseline_at_another_size_than_the_recipe_makes_is_refused_up_front(ba
     }
     with pytest.raises(ConfigError, match=r"trained at 64 px, but stage 1 \(nas\) makes models"):
         run_recipe(ckpt, data, recipe, out=tmp_path / "n")
+    # the way out names every stage that must take the size, not the bench stage alone
+    recipe["stages"][2:2] = [{"export": {"formats": ["onnx"]}}, {"quantize": {"calib": 4}}]
+    fix = r"or imgsz=96 to stages 3 \(export\), 4 \(quantize\) and 5 \(bench\)$"
+    with pytest.raises(ConfigError, match=fix):
+        run_recipe(ckpt, data, recipe, out=tmp_path / "n")
+    # a prune stage fine-tunes and records the pruned model at its own imgsz, and a train
+    # stage that names a registered model trains it at 320
+    bench = {"bench": {"batches": [1]}}
+    for stage, fixed in (
+        ({"prune": {"ratio": 0.3, "imgsz": 96}}, r"stage 1 \(prune\) makes models at 96 px"),
+        ({"train": {"model": "damo-nano", "epochs": 1}}, r"stage 1 \(train\) makes models at 320"),
+    ):
+        with pytest.raises(ConfigError, match=rf"trained at 64 px, but {fixed}"):
+            run_recipe(ckpt, data, {"stages": [stage, bench]}, out=tmp_path / "n")
     assert not (tmp_path / "n").exists()
+    # a train stage's model of the baseline's size, or a prune stage at it, passes the check
+    from yoloslim.pipeline import _check_baseline_size
+    from yoloslim.recipe import load_recipe
+
+    for stage in ({"train": {"model": str(ckpt), "epochs": 1}}, {"prune": {"imgsz": S}}):
+        _check_baseline_size(load_recipe({"stages": [stage, bench]}), str(ckpt))
 
 
 def _row(name: str, map_: float, ms: float) -> dict:
