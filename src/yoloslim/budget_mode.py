@@ -251,6 +251,11 @@ def run_budget(
     prune_made.pop("ratio")
     made = json.loads(json.dumps({"prune": prune_made, "quantize": quant_cfg.to_dict()}))
     inputs = {**run_inputs(model, data), "templates": made}
+    if resume and not (out / "inputs.json").exists():  # a mistyped --out: no run there
+        raise ConfigError(
+            f"{out}: no budget run to resume (no inputs.json); drop --resume (resume=False) to "
+            "start one"
+        )
     if resume:
         check_resume_inputs(out, inputs, {"templates": "the recipe's prune or quantize stage"})
     with folder_lock(out, "compress (budget)"):  # made here, if it is not there yet

@@ -681,6 +681,11 @@ def run_recipe(
             f"{out}: holds a compress run; resume it (--resume, resume=True) or choose another "
             "output folder"
         )
+    if resume and not saved.exists():  # a mistyped --out would start every stage afresh
+        raise ConfigError(
+            f"{out}: no compress run to resume (no recipe.yaml); drop --resume (resume=False) "
+            "to start one"
+        )
     if saved.exists() and resume:  # also when no stage finished: a train stage resumes
         if not _same_recipe(saved.read_text(), resolved, earlier):
             raise ConfigError(

@@ -272,6 +272,8 @@ def test_budget_mode_bad_arguments(base, tmp_path, caplog):
     three = synthesize(tmp_path / "d3", images=4, imgsz=S, classes=3, seed=0, val_fraction=0.5)
     with pytest.raises(ConfigError, match=r"\(--model\) has 2 classes but .* has 3"):
         run_budget(ckpt, three, BUDGET_RECIPE, out=tmp_path / "i", max_drop=1)
+    with pytest.raises(ConfigError, match=r"no budget run to resume \(no inputs.json\)"):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "l", max_drop=1, resume=True)
     nobox = synthesize(tmp_path / "d0", images=4, imgsz=S, classes=2, seed=0, val_fraction=0.5)
     for label in (nobox.parent / "labels" / "val").glob("*.txt"):
         label.write_text("")
@@ -281,7 +283,7 @@ def test_budget_mode_bad_arguments(base, tmp_path, caplog):
     with pytest.raises(ConfigError, match="depth"):
         run_budget(ckpt, data, depth, out=tmp_path / "j", max_drop=1)
     # each refused before anything was made
-    assert not [p.name for p in tmp_path.iterdir() if p.name in "abcdeghijk"]
+    assert not [p.name for p in tmp_path.iterdir() if p.name in "abcdeghijkl"]
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump(BUDGET_RECIPE))
     args = ["compress", "--model", str(ckpt), "--data", str(data), "--recipe", str(recipe)]

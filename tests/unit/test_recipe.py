@@ -681,6 +681,18 @@ def test_an_interrupted_training_stage_resumes_only_on_resume(
     assert seen[-1] is False and not (sdir / "last.pt").exists()
 
 
+def test_resume_where_no_run_is_refused(tmp_path, inputs, ran):
+    # a mistyped --out with --resume started every stage afresh without a word
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    recipe = {"stages": [{"export": {"formats": ["onnx"]}}]}
+    for out in (tmp_path / "typo", tmp_path):  # missing, or a folder with no run in it
+        with pytest.raises(ConfigError, match=r"no compress run to resume \(no recipe.yaml\)"):
+            run_recipe(model, data, recipe, out=out, resume=True)
+    assert not ran and not (tmp_path / "typo").exists()
+
+
 def test_an_input_inside_a_stage_folder_is_refused_and_kept(tmp_path, inputs, ran):
     from yoloslim.pipeline import run_recipe
 
