@@ -568,6 +568,41 @@ def _same_recipe(saved: str, resolved: str, earlier: tuple[str, ...]) -> bool:
     return yaml.safe_dump(again, sort_keys=False) == resolved
 
 
+def _recipe_change(saved: str, resolved: str) -> str:
+    """What differs between a run's ``recipe.yaml`` and the recipe resolved now, in words
+    (the first difference), for the error that refuses the resume."""
+    try:
+        before, now = yaml.safe_load(saved) or {}, yaml.safe_load(resolved) or {}
+    except yaml.YAMLError:
+        return "its recipe.yaml is not readable YAML"
+
+    def names(recipe: dict) -> list[str]:
+        return [next(iter(s), "?") if isinstance(s, dict) else str(s) for s in recipe["stages"]]
+
+    if not isinstance(before, dict) or not isinstance(before.get("stages"), list):
+        return "its recipe.yaml holds no stage list"
+    if names(before) != names(now):
+        return f"stages {', '.join(names(before))} then, {', '.join(names(now))} now"
+
+    def first(a, b, path: str) -> str | None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in [*a, *(k for k in b if k not in a)]:
+                found = first(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+                if found:
+                    return found
+            return None
+        return None if a == b else f"{path}: {a!r} then, {b!r} now"
+
+    for i, (name, a, b) in enumerate(
+        zip(names(now), before["stages"], now["stages"], strict=True), 1
+    ):
+        found = first(a.get(name) if isinstance(a, dict) else a, b.get(name), "")
+        if found:
+            return f"stage {i} ({name}) {found}"
+    rest = [{k: v for k, v in r.items() if k != "stages"} for r in (before, now)]
+    return first(*rest, "") or "its layout"
+
+
 def run_recipe(
     model: str | Path | None,
     data: str | Path,
@@ -689,7 +724,8 @@ def run_recipe(
     if saved.exists() and resume:  # also when no stage finished: a train stage resumes
         if not _same_recipe(saved.read_text(), resolved, earlier):
             raise ConfigError(
-                f"{out}: the recipe changed since this run; use another output folder"
+                f"{out}: the recipe changed since this run ({_recipe_change(saved.read_text(), resolved)}); "
+                "use another output folder"
             )
         check_resume_inputs(out, inputs)
     with folder_lock(out, "compress"):  # made here, if it is not there yet

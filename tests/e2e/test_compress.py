@@ -117,7 +117,8 @@ def test_changed_recipe_refuses_resume(base, tmp_path):
     saved.write_text(text.replace("    triton_max_batch: 16\n", ""))
     run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
     recipe["stages"][0]["export"]["formats"] = ["openvino"]
-    with pytest.raises(ConfigError, match="recipe changed"):
+    changed = r"recipe changed since this run \(stage 1 \(export\) formats: \['onnx'\] then, \['openvino'\] now\)"
+    with pytest.raises(ConfigError, match=changed):
         run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
     with pytest.raises(ConfigError, match="does not exist"):
         run_recipe(tmp_path / "missing.pt", data, recipe, out=tmp_path / "x")
