@@ -87,3 +87,24 @@ def test_worker_killed_while_loading_is_named_without_the_guard_hint(ckpt, monke
     ) as info:
         measure_latency(ckpt, QUICK)  # one path, not a list
     assert "__main__" not in str(info.value)
+
+
+def _ignored_signals(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(x for x in f if x.startswith("SigIgn:")).split()[1], 16)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc/PID/status")
+def test_a_worker_starts_deaf_to_ctrl_c_and_the_parent_hears_it_again(ckpt):
+    # a Ctrl-C that reached a worker still importing Python's own modules printed a traceback
+    import multiprocessing as mp
+
+    sigint = 1 << (signal.SIGINT - 1)
+    handler = signal.getsignal(signal.SIGINT)
+    handle = latency._start(mp.get_context("spawn"), str(ckpt), QUICK)
+    try:
+        assert _ignored_signals(handle.proc.pid) & sigint  # from its first instruction
+        assert signal.getsignal(signal.SIGINT) is handler  # here, as it was
+    finally:
+        handle.proc.kill()
+        handle.proc.join()

@@ -14,6 +14,7 @@ import os
 import platform
 import signal
 import statistics
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -156,7 +157,19 @@ class _Handle:
 def _start(ctx: Any, path: str, cfg: LatencyConfig) -> _Handle:
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_worker, args=(child, path, cfg), daemon=True)
-    proc.start()
+    # A Ctrl-C reaches the whole process group, also a worker still importing Python's own
+    # modules before _worker can ignore it: that printed a traceback beside the one-line
+    # stop. So the worker is started with SIGINT ignored, a disposition exec keeps and Python
+    # leaves as it finds it. A Ctrl-C in the few milliseconds of the start itself is lost
+    # (the process ignores it meanwhile); one a moment later stops the run as usual.
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            proc.start()
+        finally:
+            signal.signal(signal.SIGINT, handler)
+    else:  # only the main thread may set a handler
+        proc.start()
     # The worker holds its own copy now. Keeping the parent's open would hide the worker's
     # death: the pipe would never reach EOF.
     child.close()
