@@ -428,6 +428,7 @@ def test_external_module_whose_resized_layers_cannot_be_recorded_is_refused(tmp_
         ({"advanced": {"calib_batches": True}}, r"advanced.calib_batches=True must be an int"),
         ({"advanced": {"sparsity_lr": "1e-3"}}, r"sparsity_lr='1e-3' must be a number \(YAML"),
         ({"global_pruning": "false"}, r"PruneConfig.global_pruning='false' must be true or"),
+        ({"advanced": 3}, r"PruneConfig.advanced: expected a mapping, got int"),
     ],
 )
 def test_bad_values_raise(kw, match):

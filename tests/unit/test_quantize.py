@@ -62,6 +62,7 @@ def _decode_nodes(onnx_path: Path) -> list[str]:
         ({"advanced": {"max_steps": 2.5}}, "advanced.max_steps=2.5 must be an integer"),
         ({"advanced": {"percentile": "99.9"}}, "advanced.percentile='99.9' must be a number"),
         ({"max_drop": "0.5"}, "max_drop='0.5' must be a number"),
+        ({"advanced": 3}, "advanced: expected a mapping, got int"),
     ],
 )
 def test_bad_config_raises(kwargs, needle):

@@ -158,8 +158,12 @@ class PruneConfig:
         if isinstance(self.ignore, str):
             object.__setattr__(self, "ignore", (self.ignore,))
         object.__setattr__(self, "ignore", tuple(self.ignore))
-        if isinstance(self.advanced, dict):
-            object.__setattr__(self, "advanced", _sub(AdvancedPruneConfig, self.advanced))
+        if not isinstance(self.advanced, AdvancedPruneConfig):  # a mapping, or a wrong value
+            object.__setattr__(
+                self,
+                "advanced",
+                from_mapping(AdvancedPruneConfig, self.advanced, "PruneConfig.advanced"),
+            )
 
         check_field_types(
             self,
@@ -246,10 +250,4 @@ class PruneConfig:
     @classmethod
     def from_dict(cls, values: dict) -> PruneConfig:
         """Build from a plain dict (a recipe file); unknown keys and bad values raise ConfigError."""
-        if not isinstance(values, dict):
-            raise ConfigError(f"prune config must be a mapping, got {type(values).__name__}")
-        return _sub(cls, values)
-
-
-def _sub(cls: type, values: dict):
-    return from_mapping(cls, values)
+        return from_mapping(cls, values, "PruneConfig")

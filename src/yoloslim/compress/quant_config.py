@@ -167,7 +167,7 @@ class QuantConfig:
         if isinstance(self.float_variants, str):
             set_(self, "float_variants", (self.float_variants,))
         set_(self, "float_variants", tuple(str(v).lower() for v in self.float_variants))
-        if isinstance(self.advanced, dict):
+        if not isinstance(self.advanced, AdvancedQuantConfig):  # a mapping, or a wrong value
             set_(self, "advanced", _advanced_from_dict(self.advanced))
         if not isinstance(self.calib, int) or isinstance(self.calib, bool) or self.calib <= 0:
             raise ConfigError(f"calib={self.calib!r}: must be a positive integer (images)")

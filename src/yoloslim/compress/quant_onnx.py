@@ -195,7 +195,7 @@ class OnnxRuntimeQuant:
     def revert(self, qmodel, conv_nodes: list[str]):
         """A copy of the QDQ ``qmodel`` with the convs ``conv_nodes`` computing in float."""
         if self.config.mode == "dynamic":
-            return self._requantize_dynamic(qmodel, conv_nodes)
+            return self._requantize_dynamic(conv_nodes)
         model = copy.deepcopy(qmodel)
         g = model.graph
         producer = {o: n for n in g.node for o in n.output}
@@ -234,7 +234,7 @@ class OnnxRuntimeQuant:
                 )
         return model
 
-    def _requantize_dynamic(self, qmodel, conv_nodes: list[str]):
+    def _requantize_dynamic(self, conv_nodes: list[str]):
         # dynamic quantization needs no calibration: quantize again with more nodes excluded
         return self._quantize([], [*self._scope_nodes, *conv_nodes])
 

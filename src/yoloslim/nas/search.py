@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from yoloslim.configs import check_config, check_imgsz
+from yoloslim.configs import check_config, check_imgsz, from_mapping
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.models.arch import edited_since_search
@@ -702,25 +702,9 @@ class _progress:
             self.progress.stop()
 
 
-_DICT_KEYS = {
-    "imgsz",
-    "budget",
-    "space",
-    "population",
-    "iterations",
-    "seed",
-    "init_repeats",
-    "nc",
-    "stage_weights",
-    "score_batch",
-    "latency",
-    "top_k",
-    "name",
-    "init",
-    "score_method",
-    "polish",
-    "latency_cache",
-}
+def _dict_keys() -> set[str]:
+    """The keys a nas mapping (a recipe stage) may hold: :func:`search`'s settings."""
+    return set(inspect.signature(search).parameters) - {"out", "progress"}
 
 
 def search_from_dict(
@@ -747,25 +731,17 @@ def search_kwargs(d: dict) -> dict:
     """
     if not isinstance(d, dict):
         raise ConfigError(f"nas: expected a mapping, got {type(d).__name__}")
-    unknown = sorted(set(d) - _DICT_KEYS)
+    allowed = _dict_keys()
+    unknown = sorted(set(d) - allowed)
     if unknown:
-        raise ConfigError(f"nas: unknown key(s) {unknown}; allowed: {sorted(_DICT_KEYS)}")
+        raise ConfigError(f"nas: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
     if "budget" not in d:
         raise ConfigError("nas: 'budget' is required (e.g. budget: {flops: 1.0})")
     kw = dict(d)
     kw["budget"] = Budget.from_dict(d["budget"])
     kw["space"] = SearchSpace.from_dict(d.get("space"))
     if "latency" in d:
-        lat = d["latency"]
-        fields = {f.name for f in dataclasses.fields(LatencySettings)}
-        if not isinstance(lat, dict):
-            raise ConfigError(f"nas: latency must be a mapping with keys from {sorted(fields)}")
-        if set(lat) - fields:
-            raise ConfigError(
-                f"nas: unknown key(s) {sorted(set(lat) - fields)} in latency; "
-                f"allowed: {sorted(fields)}"
-            )
-        kw["latency"] = LatencySettings(**lat)
+        kw["latency"] = from_mapping(LatencySettings, d["latency"], "nas latency")
     given = {
         k: p.default
         for k, p in inspect.signature(search).parameters.items()
