@@ -200,7 +200,7 @@ def interrupt_hint(marker: Path, command: str) -> Iterator[None]:
         stop = e if isinstance(e, KeyboardInterrupt) else stop_requested()
         if stop is None:
             raise
-        if int(os.environ.get("RANK", "0")) == 0:  # torchrun: one message, not one per process
+        if first_process():  # torchrun: one message, not one per process
             how = _stop_word(stop)
             if marker.exists():
                 msg = f"{how}; continue with `{command}`"
@@ -526,3 +526,20 @@ def resume_command(command: str, folder: str | Path) -> str:
     if world > 1:
         return f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world)} -m {again}"
     return again
+
+
+def first_process() -> bool:
+    """Whether this is the process that reports: always, except under torchrun (rank 0)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resume_state(run_dir: Path) -> dict:
+    """The checkpoint dict of ``run_dir/last.pt``, the run ``--resume`` continues."""
+    from yoloslim.errors import ConfigError
+    from yoloslim.train.run_folder import read_last
+
+    if Path(run_dir).is_file():
+        raise ConfigError(
+            f"--resume takes the run folder, not a file in it: --resume {Path(run_dir).parent}"
+        )
+    return read_last(Path(run_dir), where=f"--resume {run_dir}")

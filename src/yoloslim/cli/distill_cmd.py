@@ -99,7 +99,8 @@ def distill(
     Prune recovery: `yoloslim prune ... --distill`, or prune with --finetune-epochs 0 and
     then `yoloslim distill --teacher base.pt --student PRUNED/pruned.pt ...`.
     """
-    from yoloslim.cli.train_cmd import _resume_state, first_process, print_best, say_if_finished
+    from yoloslim.cli.common import first_process, resume_state
+    from yoloslim.cli.train_cmd import print_best, say_if_finished
     from yoloslim.compress.distill import DistillConfig
     from yoloslim.compress.distill import distill as run_distill
     from yoloslim.errors import ConfigError
@@ -107,7 +108,7 @@ def distill(
 
     if resume is not None:
         runtime = resume_overrides(ctx, also=("teacher",))
-        state = _resume_state(resume)
+        state = resume_state(resume)
         saved = state["train_state"].get("hook", {}).get("config")
         cfg = None  # not a distill run: distill() says so
         if saved is not None:

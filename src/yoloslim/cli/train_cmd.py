@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import typer
@@ -12,11 +11,13 @@ from yoloslim.cli.common import (
     check_json_target,
     check_run_folder,
     console,
+    first_process,
     handle_errors,
     interrupt_hint,
     layered,
     resume_command,
     resume_overrides,
+    resume_state,
     shown_default,
     write_json,
 )
@@ -71,7 +72,7 @@ def train(
 
     if resume is not None:
         runtime = resume_overrides(ctx)
-        state = _resume_state(resume)
+        state = resume_state(resume)
         saved = config_from_dict(state.get("train_state", {}).get("config", {}))
         with interrupt_hint(Path(resume) / "last.pt", resume_command("train", resume)):
             res = run_train(
@@ -106,11 +107,6 @@ def train(
         write_json(json_path, res.report)
 
 
-def first_process() -> bool:
-    """Whether this is the process that reports: always, except under torchrun (rank 0)."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def say_if_finished(run: Path, state: dict) -> None:
     """Say that a resumed run had already trained all its epochs (so nothing changed)."""
     epochs = (state["train_state"].get("config") or {}).get("epochs")
@@ -129,21 +125,3 @@ def print_best(best: float | None, path) -> None:
     shown = "-" if best is None else f"{100 * best:.1f}"
     where = "(best.pt is not in the run folder)" if path is None else f"->  {path}"
     console.print(f"best mAP50-95 {shown}  {where}", soft_wrap=True)
-
-
-def _resume_state(run_dir: Path) -> dict:
-    """The checkpoint dict of ``run_dir/last.pt``, the run ``--resume`` continues."""
-    from yoloslim.errors import ConfigError
-    from yoloslim.models.checkpoint import read_checkpoint
-
-    if Path(run_dir).is_file():
-        raise ConfigError(
-            f"--resume takes the run folder, not a file in it: --resume {Path(run_dir).parent}"
-        )
-    last = Path(run_dir) / "last.pt"
-    if not last.is_file():
-        raise ConfigError(f"--resume {run_dir}: {last} does not exist")
-    state = read_checkpoint(last)
-    if "train_state" not in state:
-        raise ConfigError(f"--resume {run_dir}: {last} has no training state")
-    return state

@@ -49,7 +49,6 @@ from yoloslim.fileio import refuse_overwriting_input
 from yoloslim.models.checkpoint import (
     EXPORTED,
     load_checkpoint,
-    read_checkpoint,
     weights_digest,
 )
 from yoloslim.models.detector import Detector, default_names
@@ -63,7 +62,7 @@ from yoloslim.train.config import (
     setting_diffs,
     sized_for,
 )
-from yoloslim.train.run_folder import RUN_FILES, check_out, recorded_data
+from yoloslim.train.run_folder import RUN_FILES, check_out, read_last, recorded_data
 from yoloslim.train.trainer import train
 
 __all__ = ["AdvancedDistillConfig", "DistillConfig", "Distiller", "distill"]
@@ -478,16 +477,13 @@ def distill(
         >>> res.artifacts["best"]
     """
     out = Path(out)
+    state = read_last(out) if resume else None
     if resume and data is None:  # the run's own, as train()
-        if not (out / "last.pt").is_file():
-            raise ConfigError(f"resume: {out / 'last.pt'} does not exist")
-        data = recorded_data(out, read_checkpoint(out / "last.pt", mmap=True))
+        data = recorded_data(out, state)
     names = load_data_config(data).names
     if resume:
         last = out / "last.pt"
-        if not last.is_file():
-            raise ConfigError(f"resume: {last} does not exist")
-        train_state = read_checkpoint(last).get("train_state", {})
+        train_state = state["train_state"]
         hook_state = train_state.get("hook", {})
         if "config" not in hook_state:
             raise ConfigError(f"resume: {last} is not from a distill run")

@@ -13,7 +13,7 @@ from torch import nn
 
 from yoloslim.errors import ConfigError
 from yoloslim.fileio import atomic_write_text, remove_stale_temps
-from yoloslim.models.checkpoint import load_checkpoint, save_checkpoint
+from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.result import Result, short_repr
 from yoloslim.train.config import TrainConfig
@@ -100,6 +100,18 @@ def check_resume_data(
             data,
             list(data_names),
         )
+
+
+def read_last(out: Path, where: str = "resume") -> dict:
+    """The checkpoint dict of ``out/last.pt``, the run a resume continues; ConfigError,
+    prefixed ``where``, when it is missing or holds no training state."""
+    last = Path(out) / "last.pt"
+    if not last.is_file():
+        raise ConfigError(f"{where}: {last} does not exist")
+    state = read_checkpoint(last)
+    if "train_state" not in state:
+        raise ConfigError(f"{where}: {last} has no training state")
+    return state
 
 
 def recorded_data(out: Path, state: dict) -> str:

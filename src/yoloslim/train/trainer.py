@@ -36,7 +36,7 @@ from yoloslim.data.duplicates import warn_shared
 from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
-from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, with_history
+from yoloslim.models.checkpoint import load_checkpoint, with_history
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.rng import keeps_rng_state
@@ -59,6 +59,7 @@ from yoloslim.train.run_folder import (
     check_out,
     check_resume_data,
     finished_result,
+    read_last,
     recorded_data,
     run_result,
 )
@@ -342,17 +343,14 @@ def _begin(
     is None and a checkpoint ``model`` is loaded (fine-tuned from its weights)."""
     state = None
     if resume:
-        last = out / "last.pt"
-        if not last.is_file():
-            raise ConfigError(f"resume: {last} does not exist")
+        if not (out / "last.pt").is_file():
+            raise ConfigError(f"resume: {out / 'last.pt'} does not exist")
         if model is not None:
             raise ConfigError(
                 f"resume: the run in {out} continues the model in its last.pt; pass model=None "
                 "(to train another model, start a new run)"
             )
-        state = read_checkpoint(last)
-        if "train_state" not in state:
-            raise ConfigError(f"resume: {last} has no training state")
+        state = read_last(out)
         config = resume_config(config_from_dict(state["train_state"]["config"]), config, str(out))
         data = recorded_data(out, state) if data is None else data
     elif model is None or data is None:
