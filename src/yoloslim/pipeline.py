@@ -88,23 +88,22 @@ def _stage_prune(st: _State, cfg, data, out: Path, progress: bool) -> dict:
     return {"model": ckpt, "rows": [["pruned", ckpt, "ckpt"]], "report": res.report}
 
 
+def _going_on(out: Path, model: str | None) -> tuple[str | None, dict]:
+    """The model and arguments of a train or distill stage: going on from the ``last.pt`` an
+    interrupted run left in its folder (its own model), else starting afresh there (what a
+    stop left before ``last.pt`` was written goes)."""
+    resume = (out / "last.pt").exists()
+    return None if resume else model, {"resume": resume, "exist_ok": not resume}
+
+
 def _stage_distill(st: _State, cfg: DistillStage, data, out: Path, progress: bool) -> dict:
     from yoloslim.compress.distill import distill
 
     teacher = cfg.teacher or st.baseline
     if teacher is None:
         raise ConfigError("distill stage: no teacher (set its 'teacher:', or give the run a model)")
-    resume = (out / "last.pt").exists()  # an interrupted distill stage goes on, as train's does
-    res = distill(
-        None if resume else st.model,
-        teacher,
-        data,
-        config=cfg.config,
-        out=out,
-        resume=resume,
-        exist_ok=not resume,  # the stage's own folder: what a stop left before last.pt goes
-        progress=progress,
-    )
+    student, again = _going_on(out, st.model)
+    res = distill(student, teacher, data, config=cfg.config, out=out, progress=progress, **again)
     ckpt = str(res.artifacts["best"])
     return {"model": ckpt, "rows": [["distilled", ckpt, "ckpt"]], "report": res.report}
 
@@ -117,16 +116,8 @@ def _stage_train(st: _State, cfg: TrainStage, data, out: Path, progress: bool) -
         raise ConfigError(
             "train stage: nothing to train (set its 'model:', or give the run a model)"
         )
-    resume = (out / "last.pt").exists()
-    res = train(
-        None if resume else model,
-        data,
-        config=cfg.config,
-        out=out,
-        resume=resume,
-        exist_ok=not resume,  # the stage's own folder: what a stop left before last.pt goes
-        progress=progress,
-    )
+    model, again = _going_on(out, model)
+    res = train(model, data, config=cfg.config, out=out, progress=progress, **again)
     ckpt = str(res.best)
     return {"model": ckpt, "rows": [["trained", ckpt, "ckpt"]], "report": res.report}
 
