@@ -21,6 +21,7 @@ __all__ = [
     "refuse_overwriting_input",
     "remove_stale_temps",
     "staged",
+    "write_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,18 @@ def file_key(path: str | Path) -> tuple[int, int] | str:
     except OSError:
         return os.path.realpath(path)
     return st.st_dev, st.st_ino
+
+
+def write_problem(path: str | Path) -> str | None:
+    """Why ``path`` could not be made, with any folders above it: the nearest existing one
+    is a file, or a folder this process may not write; None when it can be."""
+    folder = Path(path).expanduser().absolute().parent
+    existing = next(a for a in (folder, *folder.parents) if a.exists())
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
 
 
 def _umask() -> int:

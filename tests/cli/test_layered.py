@@ -149,7 +149,7 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tmp_pat
     assert main(["bench", str(tmp_path / "none.onnx"), "--report", str(blocker)]) == 2
     assert "a_file is a file; a folder is written there" in capsys.readouterr().err
     assert main(["prune", "--model", "damo-nano", "--out", str(blocker / "p")]) == 2
-    assert "a_file is a file;" in capsys.readouterr().err
+    assert "a_file is a file, not a folder; " in capsys.readouterr().err
     for argv in (
         ["train", "--data", "d.yaml"],
         ["distill", "--teacher", "t.pt", "--data", "d.yaml"],

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from yoloslim.errors import STOPS, ConfigError, YoloslimError, stop_requested
-from yoloslim.fileio import atomic_write_text
+from yoloslim.fileio import atomic_write_text, write_problem
 
 __all__ = [
     "Terminated",
@@ -407,12 +407,14 @@ def _writable(path: Path, what: str) -> None:
     """``path`` (to be created, or written into) can be: its nearest existing folder is a
     folder this process may write, and no file stands where a folder goes."""
     p = Path(path).expanduser().absolute()
-    existing = next(a for a in (p, *p.parents) if a.exists())
-    if existing != p and not existing.is_dir():
-        raise typer.BadParameter(f"{existing} is a file; {p} cannot be made under it")
-    if existing == p and what == "folder" and not p.is_dir():
+    if not p.exists():
+        problem = write_problem(p)
+        if problem:
+            raise typer.BadParameter(f"{problem}; {p} cannot be made")
+        return
+    if what == "folder" and not p.is_dir():
         raise typer.BadParameter(f"{p} is a file; a folder is written there")
-    folder = existing if existing.is_dir() else existing.parent
+    folder = p if p.is_dir() else p.parent
     if not os.access(folder, os.W_OK | os.X_OK):
         raise typer.BadParameter(f"{folder} is not writable")
 

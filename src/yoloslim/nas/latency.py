@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import statistics
 import tempfile
 import time
@@ -41,6 +40,7 @@ import torch
 from yoloslim.errors import ConfigError
 from yoloslim.export.onnx import torch_onnx
 from yoloslim.extras import require
+from yoloslim.fileio import write_problem
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
 from yoloslim.runtime.ov_core import default_precision, no_telemetry, openvino_core
@@ -360,11 +360,4 @@ def _unwritable(path: Path) -> str | None:
                 return None
         except OSError as e:
             return str(e)
-    folder = path.parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        return f"{folder} is not a folder"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"{folder} is not writable"
-    return None
+    return write_problem(path)

@@ -22,7 +22,6 @@ import inspect
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ import yaml
 
 from yoloslim.configs import check_config, check_imgsz, from_mapping
 from yoloslim.errors import ConfigError, ModelError
-from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
+from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input, write_problem
 from yoloslim.models.arch import edited_since_search
 from yoloslim.nas.budget import Budget
 from yoloslim.nas.evaluator import Candidate, Evaluator, check_smallest
@@ -539,13 +538,9 @@ def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
     arch_path = _arch_path(out)
     if arch_path.is_dir():
         raise ConfigError(f"out={out}: {arch_path} is a folder; name a file or another folder")
-    for p in (arch_path.parent, *arch_path.parent.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise ConfigError(f"out={out}: {p} is a file, not a folder")
-            if not os.access(p, os.W_OK | os.X_OK):
-                raise ConfigError(f"out={out}: {p} is not writable")
-            break
+    problem = write_problem(arch_path)
+    if problem:
+        raise ConfigError(f"out={out}: {problem}")
     for item in [init] if isinstance(init, (str, Path, dict)) else list(init or []):
         if _unedited_result(item, arch_path):
             continue  # re-seeding from its own result, as written: nothing of the user's in it
