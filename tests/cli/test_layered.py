@@ -162,3 +162,23 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tmp_pat
         main(["val", "--model", "m.pt", "--data", "d.yaml", "--json", str(blocker / "v.json")]) == 2
     )
     assert blocker.read_text() == ""
+
+
+def test_quantize_ignore_none_quantizes_everything_and_patterns_repeat(tmp_path, monkeypatch):
+    import yoloslim.compress.quantize as quantize_mod
+    from yoloslim.cli.main import main
+
+    seen = []
+
+    def captured(model, data, *, config, **kw):
+        seen.append(config.ignored_scope)
+        raise KeyboardInterrupt  # nothing to quantize here: the settings are what is checked
+
+    monkeypatch.setattr(quantize_mod, "quantize", captured)
+    model, data = tmp_path / "m.onnx", tmp_path / "d.yaml"
+    model.write_bytes(b"")
+    data.write_text("names: [a]\n")
+    base = ["quantize", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "q")]
+    for extra in ([], ["--ignore", "none"], ["--ignore", "decode", "--ignore", r"head\.cls"]):
+        assert main([*base, *extra]) == 130  # stopped in quantize, the settings made
+    assert seen == [("decode",), (), ("decode", r"head\.cls")]

@@ -38,7 +38,7 @@ def quantize(
         None,
         "--ignore",
         help="Ignored-scope pattern (repeatable): 'decode', 'head_preds' or a regex on "
-        "layer/node names. Default: decode.",
+        "layer/node names; 'none' quantizes everything. Default: decode.",
     ),
     imgsz: int = typer.Option(None, help="Input size (default: the model's)."),
     float_variants: str = typer.Option(
