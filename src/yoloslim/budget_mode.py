@@ -100,6 +100,76 @@ def _remade_since(record: Path, grid: Path) -> bool:
     return any(m.stat().st_mtime_ns > measured for m in grid.glob("ratio-*/*.txt"))
 
 
+def _check_budget_args(model, target_latency, max_drop, ratios) -> None:
+    """ConfigError naming the first of :func:`run_budget`'s arguments it cannot take."""
+    if model is None or not Path(model).expanduser().is_file():
+        raise ConfigError(f"model={model!r} (--model): budget mode needs a trained checkpoint")
+    if target_latency is None and max_drop is None:
+        raise ConfigError(
+            "budget mode needs a latency target and/or a max drop (target_latency=, max_drop=; "
+            "--target-latency, --max-drop)"
+        )
+    if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
+        raise ConfigError(f"max_drop={max_drop} (--max-drop): must be a number >= 0 (mAP points)")
+    if target_latency is not None and not (math.isfinite(target_latency) and target_latency > 0):
+        raise ConfigError(
+            f"target_latency={target_latency} (--target-latency): must be a number > 0 (ms)"
+        )
+    if not ratios or any(not 0 < r < 1 for r in ratios):
+        raise ConfigError(f"ratios={list(ratios)} (--ratios): prune ratios must each be in (0, 1)")
+    seen: dict[str, float | str] = {"0.00": "the baseline's 0"}
+    for r in ratios:  # a candidate's folder and row are named by its ratio to 2 decimals
+        if f"{r:.2f}" in seen:
+            raise ConfigError(
+                f"ratios={list(ratios)} (--ratios): {seen[f'{r:.2f}']} and {r} are the same "
+                "to two decimals, which name a candidate's folder and row; give each once"
+            )
+        seen[f"{r:.2f}"] = r
+
+
+def _templates(rec: Recipe, ratios) -> tuple[dict, Any, BenchStage]:
+    """The recipe's prune (one config per ratio), quantize and bench stages as budget mode
+    makes and measures its candidates with; a warning names what of the recipe goes unused."""
+    from yoloslim.compress.prune_config import PruneConfig
+    from yoloslim.compress.quant_config import QuantConfig
+
+    ignored = [s.name for s in rec.stages if s.name not in _TEMPLATES]
+    if ignored:
+        log.warning(
+            "budget mode takes only the recipe's %s stages as templates; its %s stage%s "
+            "do%s not run",
+            "/".join(_TEMPLATES),
+            " and ".join([", ".join(ignored[:-1]), ignored[-1]] if len(ignored) > 1 else ignored),
+            "s" if len(ignored) > 1 else "",
+            "" if len(ignored) > 1 else "es",
+        )
+    prune_cfg = _template(rec, "prune", PruneConfig(latency=False))
+    prune_cfgs = {  # checked now, not when its candidate's turn comes
+        r: dataclasses.replace(
+            prune_cfg, ratio=r, target_flops=None, target_params=None, latency=False
+        )
+        for r in ratios
+    }
+    quant_cfg = _template(rec, "quantize", QuantConfig())
+    # the bench at the end measures every candidate side by side, so each quantize run
+    # skips its own float-vs-INT8 latency workers and OpenVINO per-layer counters
+    quant_cfg = dataclasses.replace(
+        quant_cfg,
+        advanced=dataclasses.replace(quant_cfg.advanced, latency=False, perf_counters=False),
+    )
+    bench_cfg = _template(rec, "bench", BenchStage())
+    asked = (("batches", bench_cfg.batches), ("imgsz", bench_cfg.imgsz))
+    unused = [f"{k}={v}" for k, v in asked if v not in ([1], None)]
+    if unused:  # the shipped cpu-int8 and gpu-fp16 ask for batches [1, 8]
+        log.warning(
+            "budget mode measures static-batch candidates at batch 1 and their own input size; "
+            "the recipe's bench %s %s not used",
+            " and ".join(unused),
+            "are" if len(unused) > 1 else "is",
+        )
+    return prune_cfgs, quant_cfg, bench_cfg
+
+
 def run_budget(
     model: str | Path,
     data: str | Path,
@@ -156,8 +226,6 @@ def run_budget(
     from yoloslim.bench.measure import benchmark
     from yoloslim.bench.report import write_report
     from yoloslim.compress.prune import prune
-    from yoloslim.compress.prune_config import PruneConfig
-    from yoloslim.compress.quant_config import QuantConfig
     from yoloslim.compress.quantize import quantize
     from yoloslim.data.config import load_data_config
     from yoloslim.export import export
@@ -165,29 +233,7 @@ def run_budget(
     from yoloslim.pipeline import check_resume_inputs, run_inputs
     from yoloslim.runtime.ov_core import default_precision
 
-    if model is None or not Path(model).expanduser().is_file():
-        raise ConfigError(f"model={model!r} (--model): budget mode needs a trained checkpoint")
-    if target_latency is None and max_drop is None:
-        raise ConfigError(
-            "budget mode needs a latency target and/or a max drop (target_latency=, max_drop=; "
-            "--target-latency, --max-drop)"
-        )
-    if max_drop is not None and not (math.isfinite(max_drop) and max_drop >= 0):
-        raise ConfigError(f"max_drop={max_drop} (--max-drop): must be a number >= 0 (mAP points)")
-    if target_latency is not None and not (math.isfinite(target_latency) and target_latency > 0):
-        raise ConfigError(
-            f"target_latency={target_latency} (--target-latency): must be a number > 0 (ms)"
-        )
-    if not ratios or any(not 0 < r < 1 for r in ratios):
-        raise ConfigError(f"ratios={list(ratios)} (--ratios): prune ratios must each be in (0, 1)")
-    seen: dict[str, float | str] = {"0.00": "the baseline's 0"}
-    for r in ratios:  # a candidate's folder and row are named by its ratio to 2 decimals
-        if f"{r:.2f}" in seen:
-            raise ConfigError(
-                f"ratios={list(ratios)} (--ratios): {seen[f'{r:.2f}']} and {r} are the same "
-                "to two decimals, which name a candidate's folder and row; give each once"
-            )
-        seen[f"{r:.2f}"] = r
+    _check_budget_args(model, target_latency, max_drop, ratios)
     # absolute: the run records its candidates' paths and resumes from any folder
     model = Path(model).expanduser().absolute()
     data = Path(data).expanduser().absolute()
@@ -201,40 +247,7 @@ def run_budget(
 
     require_boxes(data)  # every candidate's drop is measured in mAP: before any is made
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    ignored = [s.name for s in rec.stages if s.name not in _TEMPLATES]
-    if ignored:
-        log.warning(
-            "budget mode takes only the recipe's %s stages as templates; its %s stage%s "
-            "do%s not run",
-            "/".join(_TEMPLATES),
-            " and ".join([", ".join(ignored[:-1]), ignored[-1]] if len(ignored) > 1 else ignored),
-            "s" if len(ignored) > 1 else "",
-            "" if len(ignored) > 1 else "es",
-        )
-    prune_cfg = _template(rec, "prune", PruneConfig(latency=False))
-    prune_cfgs = {  # checked now, not when its candidate's turn comes
-        r: dataclasses.replace(
-            prune_cfg, ratio=r, target_flops=None, target_params=None, latency=False
-        )
-        for r in ratios
-    }
-    quant_cfg = _template(rec, "quantize", QuantConfig())
-    # the bench at the end measures every candidate side by side, so each quantize run
-    # skips its own float-vs-INT8 latency workers and OpenVINO per-layer counters
-    quant_cfg = dataclasses.replace(
-        quant_cfg,
-        advanced=dataclasses.replace(quant_cfg.advanced, latency=False, perf_counters=False),
-    )
-    bench_cfg = _template(rec, "bench", BenchStage())
-    asked = (("batches", bench_cfg.batches), ("imgsz", bench_cfg.imgsz))
-    unused = [f"{k}={v}" for k, v in asked if v not in ([1], None)]
-    if unused:  # the shipped cpu-int8 and gpu-fp16 ask for batches [1, 8]
-        log.warning(
-            "budget mode measures static-batch candidates at batch 1 and their own input size; "
-            "the recipe's bench %s %s not used",
-            " and ".join(unused),
-            "are" if len(unused) > 1 else "is",
-        )
+    prune_cfgs, quant_cfg, bench_cfg = _templates(rec, ratios)
     from yoloslim.bench.report import check_report_folder
 
     check_report_folder(out)  # its report.md/json are written last, after all the work
