@@ -9,7 +9,27 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["available_memory", "cpu_flags", "cpu_model", "invocation", "usable_cores"]
+__all__ = [
+    "INFERENCE_ISA",
+    "available_memory",
+    "cpu_flags",
+    "cpu_model",
+    "invocation",
+    "usable_cores",
+]
+
+# the CPU features inference kernels are chosen by (two "AMD EPYC" hosts, one with AVX-512 and
+# one without, differ by 3x in latency): what a bench report shows and a NAS latency cache keys
+INFERENCE_ISA = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+)
 
 
 @functools.cache

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from yoloslim.errors import ConfigError, ExportError
-from yoloslim.sysinfo import cpu_flags, cpu_model, usable_cores
+from yoloslim.sysinfo import INFERENCE_ISA, cpu_flags, cpu_model, usable_cores
 
 __all__ = ["LatencyConfig", "measure_latency", "percentile", "summarize", "system_info"]
 
@@ -299,16 +299,6 @@ def measure_latency(
 def system_info() -> dict:
     """CPU model, cores, ISA flags that matter for inference, OS and runtime versions."""
     flags = cpu_flags()
-    wanted = [
-        "avx2",
-        "avx512f",
-        "avx512_vnni",
-        "avx_vnni",
-        "avx512_bf16",
-        "amx_bf16",
-        "amx_int8",
-        "amx_tile",
-    ]
     versions = {}
     for mod in ("torch", "onnxruntime", "openvino", "onnx"):
         try:
@@ -318,7 +308,7 @@ def system_info() -> dict:
     return {
         "cpu": cpu_model(),
         "cores": usable_cores(),
-        "isa": {f: f in flags for f in wanted},
+        "isa": {f: f in flags for f in INFERENCE_ISA},
         "os": platform.platform(),
         "python": platform.python_version(),
         "versions": versions,

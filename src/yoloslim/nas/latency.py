@@ -44,7 +44,7 @@ from yoloslim.fileio import write_problem
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
 from yoloslim.runtime.ov_core import default_precision, no_telemetry, openvino_core
-from yoloslim.sysinfo import cpu_flags, cpu_model, usable_cores
+from yoloslim.sysinfo import INFERENCE_ISA, cpu_flags, cpu_model, usable_cores
 
 __all__ = ["LatencyCache", "LatencySettings", "measure_latency_ms", "measure_rounds"]
 
@@ -188,11 +188,6 @@ CACHE_NAME = "nas_latency_cache.jsonl"
 _CACHE_HEADER = {"yoloslim": "nas latency cache", "version": 1}
 
 
-# the CPU features a runtime's kernels are chosen by (two "AMD EPYC" hosts, one with
-# AVX-512 and one without, differ by 3x)
-_ISA = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
-
-
 def _machine(runtime: str) -> dict:
     """What a measurement depends on besides the candidate and the settings: the CPU (model,
     ISA features, cores, host name), the versions of yoloslim (the model an arch builds
@@ -204,7 +199,7 @@ def _machine(runtime: str) -> dict:
 
     machine = {
         "cpu": cpu_model(),
-        "isa": sorted(set(_ISA) & cpu_flags()),
+        "isa": sorted(set(INFERENCE_ISA) & cpu_flags()),
         "cores": usable_cores(),
         "host": platform.node(),
         "yoloslim": __version__,
