@@ -24,6 +24,7 @@ from rich.markup import escape
 
 from yoloslim.errors import STOPS, ConfigError, YoloslimError, stop_requested
 from yoloslim.fileio import atomic_write_text, write_problem
+from yoloslim.progress import PIPED_WIDTH
 
 __all__ = [
     "Terminated",
@@ -42,8 +43,10 @@ __all__ = [
 ]
 
 # rich falls back to 80 columns when stdout is not a terminal (make demo | tee, CI logs), which
-# squeezes the comparison tables into unreadable "Par…" cells; piped output gets 160.
-console = Console(stderr=False, width=None if sys.stdout.isatty() else 160)
+# squeezes the comparison tables into unreadable "Par…" cells; piped output gets PIPED_WIDTH,
+# unless COLUMNS says otherwise (as for the progress bars)
+_piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+console = Console(stderr=False, width=PIPED_WIDTH if _piped else None)
 err_console = Console(stderr=True)
 
 
