@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -146,8 +147,14 @@ class DetectionDataset(Dataset):
         self._cache: list[Image.Image] | None = None
         if cache:
             _check_cache_fits(self.samples, imgsz)
+            # an image listed more than once (a data.yaml oversampling a folder by naming
+            # it again) is decoded and held once; its listings share the decoded image
+            first: dict[tuple[Path, int, int], int] = {}
+            for i, s in enumerate(self.samples):
+                first.setdefault(_image_key(s), i)
             with ThreadPoolExecutor(4) as pool:
-                self._cache = list(pool.map(self._read, range(len(self.samples))))
+                decoded = dict(zip(first.values(), pool.map(self._read, first.values())))
+            self._cache = [decoded[first[_image_key(s)]] for s in self.samples]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -300,6 +307,7 @@ def _check_cache_fits(samples: Sequence[Sample], imgsz: int) -> None:
     from yoloslim.sysinfo import available_memory
 
     need = 0
+    samples = list({_image_key(s): s for s in samples}.values())  # each image is held once
     for s in samples:
         r = imgsz / max(s.width, s.height)
         need += max(1, round(s.width * r)) * max(1, round(s.height * r)) * 3
@@ -313,6 +321,11 @@ def _check_cache_fits(samples: Sequence[Sample], imgsz: int) -> None:
             "train without cache (images are then read from disk each epoch)"
         )
     logger.warning("cache: the decoded images take %s, over half the memory available", gib)
+
+
+def _image_key(s: Sample) -> tuple[Path, int, int]:
+    """What the cache decodes: one file at one size (a repeated listing shares it)."""
+    return (s.path, s.width, s.height)
 
 
 def _check_instances_kept(samples: Sequence[Sample], imgsz: int) -> None:

@@ -31,11 +31,18 @@ class ModelEMA:
         self.updates += 1
         d = self._d()
         src = getattr(model, "module", model).state_dict()
+        avg, new = [], []
         for k, v in self.module.state_dict().items():
             if v.dtype.is_floating_point:
-                v.mul_(d).add_(src[k].detach(), alpha=1 - d)
+                avg.append(v)
+                new.append(src[k].detach())
             else:
                 v.copy_(src[k])
+        # one foreach call per op instead of two ops per tensor: the same arithmetic, less
+        # Python (the CPU foreach kernels run the per-tensor ops; bit-identical)
+        if avg:
+            torch._foreach_mul_(avg, d)
+            torch._foreach_add_(avg, new, alpha=1 - d)
 
     def state_dict(self) -> dict:
         return {"updates": self.updates, "state_dict": self.module.state_dict()}
