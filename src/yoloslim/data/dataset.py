@@ -153,7 +153,9 @@ class DetectionDataset(Dataset):
             for i, s in enumerate(self.samples):
                 first.setdefault(_image_key(s), i)
             with ThreadPoolExecutor(4) as pool:
-                decoded = dict(zip(first.values(), pool.map(self._read, first.values())))
+                decoded = dict(
+                    zip(first.values(), pool.map(self._read, first.values()), strict=True)
+                )
             self._cache = [decoded[first[_image_key(s)]] for s in self.samples]
 
     def __len__(self) -> int:
