@@ -307,13 +307,17 @@ def recipe_path(recipe: str | Path) -> Path:
     )
 
 
-def load_recipe(recipe: str | Path | dict) -> Recipe:
+def load_recipe(recipe: str | Path | dict, *, sets: typing.Sequence[str] = ()) -> Recipe:
     """Parse and validate a recipe (a YAML path, a shipped recipe's name or an already-loaded
     dict) without running it.
 
     Args:
         recipe: a recipe YAML path, a shipped recipe's name (``cpu-int8``: see
             :func:`shipped_recipes`), or its mapping (``{"stages": [{name: settings}, ...]}``).
+        sets: settings changed on the way in (``compress --set``), each
+            ``STAGE.KEY[.KEY...]=VALUE``: STAGE is a stage's name (every stage of that name) or
+            its number from 1, VALUE is read as YAML (``6``, ``[1, 8]``, ``null``), and the
+            changed recipe is checked as a whole (an unknown key is refused as in the file).
 
     Returns:
         The Recipe: its stages in order, each a frozen settings dataclass.
@@ -340,6 +344,8 @@ def load_recipe(recipe: str | Path | dict) -> Recipe:
             raise ConfigError(f"{path}: not a text file, so no recipe ({e.reason})") from e
     if not isinstance(recipe, dict):
         raise ConfigError(f"{source}: a recipe is a mapping with a 'stages' list")
+    for item in sets:
+        recipe = _with_set(recipe, item, source)
     unknown = sorted(set(recipe) - {"name", "description", "stages"})
     if unknown:
         raise ConfigError(f"{source}: unknown top-level key(s) {unknown}")
@@ -368,6 +374,50 @@ def load_recipe(recipe: str | Path | dict) -> Recipe:
         stages=tuple(stages),
         source=source,
     )
+
+
+def _with_set(recipe: dict, item: str, source: str) -> dict:
+    """``recipe`` with one ``STAGE.KEY[.KEY...]=VALUE`` applied (see :func:`load_recipe`)."""
+    import copy
+
+    what = f"--set {item!r}"
+    target, eq, text = str(item).partition("=")
+    path = target.strip().split(".")
+    if not eq or len(path) < 2 or not all(path):
+        raise ConfigError(f"{what}: give STAGE.KEY=VALUE (e.g. prune.finetune_epochs=2)")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{what}: the value is not YAML ({yaml_problem(e)})") from e
+    stages = recipe.get("stages")
+    if not isinstance(stages, list):
+        raise ConfigError(f"{source}: 'stages' must be a non-empty list")
+    named = [next(iter(s)) if isinstance(s, dict) and s else s for s in stages]
+    stage, *keys = path
+    picked = [int(stage) - 1] if stage.isdigit() else [i for i, n in enumerate(named) if n == stage]
+    if not picked or not all(0 <= i < len(stages) for i in picked):
+        raise ConfigError(
+            f"{what}: {source} has no stage {stage!r} (its stages: "
+            f"{', '.join(f'{i} ({n})' for i, n in enumerate(named, 1))})"
+        )
+    recipe = copy.deepcopy(recipe)
+    for i in picked:
+        entry = recipe["stages"][i]
+        if isinstance(entry, str):  # "reparam": a stage without settings
+            entry = recipe["stages"][i] = {entry: {}}
+        ((name, settings),) = entry.items()
+        settings = entry[name] = {} if settings is None else settings
+        walked = [name]
+        for key in keys[:-1]:
+            if not isinstance(settings, dict):
+                break
+            if settings.get(key) is None:
+                settings[key] = {}
+            settings, walked = settings[key], [*walked, key]
+        if not isinstance(settings, dict):
+            raise ConfigError(f"{what}: stage {i + 1}'s {'.'.join(walked)} is not a mapping")
+        settings[keys[-1]] = value
+    return recipe
 
 
 def _check_order(stages: list[Stage], source: str) -> None:

@@ -729,3 +729,48 @@ def test_a_stage_record_that_is_not_one_runs_the_stage_again(tmp_path, inputs, r
 def test_a_distill_stage_may_train_the_searched_architecture():
     nas = {"nas": {"budget": {"flops": 1.0}}}
     assert [s.name for s in load_recipe({"stages": [nas, "distill"]}).stages] == ["nas", "distill"]
+
+
+def test_set_changes_settings_by_stage_name_or_number_and_is_checked_as_the_file():
+    rec = load_recipe(
+        "cpu-int8",
+        sets=[
+            "prune.finetune_epochs=2",
+            "prune.advanced.finetune.lr0=0.01",  # a mapping the file does not have yet
+            "quantize.calib=64",
+            "4.batches=[1]",  # by number
+            "export.formats=[onnx]",
+        ],
+    )
+    prune, export, quant, bench = (s.config for s in rec.stages)
+    assert prune.finetune_epochs == 2 and prune.advanced.finetune == {"lr0": 0.01}
+    assert prune.ratio == 0.5  # the rest as shipped
+    assert quant.calib == 64 and list(bench.batches) == [1] and list(export.formats) == ["onnx"]
+    assert load_recipe("cpu-int8").stages[0].config.finetune_epochs == 6  # the file unchanged
+    for bad, match in [
+        ("prune.finetune_epochs", r"give STAGE.KEY=VALUE"),
+        ("prune=3", r"give STAGE.KEY=VALUE"),
+        ("nas.iterations=3", r"has no stage 'nas' \(its stages: 1 \(prune\), 2 \(export\)"),
+        ("9.imgsz=96", r"has no stage '9'"),
+        ("prune.ratio=[", r"--set 'prune.ratio=\[': the value is not YAML"),
+        ("prune.ratio.x=1", r"stage 1's prune.ratio is not a mapping"),
+        ("prune.finetune_epochz=2", r"stage 1 \(prune\): unknown key\(s\) \['finetune_epochz'\]"),
+        ("quantize.calib=many", r"stage 3 \(quantize\).*calib='many'"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            load_recipe("cpu-int8", sets=[bad])
+
+
+def test_compress_set_reaches_the_stages_and_a_resume_needs_the_same(tmp_path, inputs, ran):
+    from yoloslim.cli.main import main
+
+    model, data = inputs
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages:\n  - export: {formats: [onnx, openvino]}\n")
+    args = ["compress", "--model", str(model), "--data", str(data), "--recipe", str(recipe)]
+    args += ["--out", str(tmp_path / "run")]
+    assert main([*args, "--set", "export.formats=[onnx]"]) == 0
+    assert [list(cfg.formats) for name, cfg in ran if name == "export"] == [["onnx"]]
+    (tmp_path / "run" / "01-export" / "stage.json").unlink()  # as if stopped in the stage
+    assert main([*args, "--resume"]) == 2  # the recipe as run had formats [onnx]
+    assert main([*args, "--resume", "--set", "export.formats=[onnx]"]) == 0

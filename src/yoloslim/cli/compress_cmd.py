@@ -44,6 +44,12 @@ def compress(
     ratios: str = typer.Option(
         "0.25,0.5,0.65", help="Budget mode: prune ratios of the grid (comma-separated)."
     ),
+    sets: list[str] = typer.Option(
+        None,
+        "--set",
+        help="Change a recipe setting, STAGE.KEY=VALUE (repeatable; STAGE: a stage's name or "
+        "number; VALUE: YAML), e.g. --set prune.finetune_epochs=2 --set quantize.calib=100.",
+    ),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the final report JSON here too."
     ),
@@ -57,6 +63,10 @@ def compress(
     from yoloslim.pipeline import run_recipe
 
     again = command_line() + ("" if resume else " --resume")  # what a stopped run says
+    if sets:  # checked with the whole recipe, before anything runs
+        from yoloslim.recipe import load_recipe
+
+        recipe = load_recipe(recipe, sets=sets)
     if target_latency is not None or max_drop is not None:
         try:
             grid = tuple(float(r) for r in ratios.split(",") if r.strip())
