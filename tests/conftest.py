@@ -86,10 +86,12 @@ def stopped_writes(monkeypatch):
 # --- one ONNX export per distinct model -------------------------------------------------------
 # torch.onnx.export (the torch.export-based exporter) takes 3-6 s even for the tiny models the
 # tests build, and many tests export the same checkpoint with the same settings. Within a test
-# session an export is memoized on everything that decides its file: every submodule's class,
-# forward function and attributes, every parameter and buffer, the example input and the
-# exporter's arguments. Anything the fingerprint cannot pin down exactly (a hook, an attribute
-# whose repr is elided or names an address) is exported for real.
+# session an export is memoized on everything that decides its file: every submodule's class
+# (its methods and class attributes, up its MRO), instance attributes, parameters and buffers,
+# every function and value at the top of yoloslim's modules (a helper a forward calls, patched
+# by a test, is another function), the example input and the exporter's arguments. Anything
+# the fingerprint cannot pin down exactly (a hook, a module held outside ``_modules``) is
+# exported for real, as is any model whose fingerprint fails to compute.
 
 _ONNX_FILES: dict[str, tuple[bytes, list]] = {}
 _MODULE_STATE = ("_parameters", "_buffers", "_modules", "_non_persistent_buffers_set")
@@ -100,10 +102,15 @@ class _Unpinned(Exception):
 
 
 def _feed(h, value, keep: list) -> None:
+    import numpy as np
+
     if isinstance(value, torch.Tensor):
         t = value.detach().contiguous().cpu()
         h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(value, (np.ndarray, np.generic)):
+        a = np.ascontiguousarray(value)
+        h.update(f"N{a.dtype}{a.shape}".encode() + a.tobytes())
     elif isinstance(value, (list, tuple)):
         h.update(f"{type(value).__name__}{len(value)}[".encode())
         for v in value:
@@ -117,8 +124,8 @@ def _feed(h, value, keep: list) -> None:
         h.update(b"}")
     elif isinstance(value, torch.nn.Module):
         raise _Unpinned(type(value).__name__)  # a module held outside _modules: weights unseen
-    elif callable(value) and not isinstance(value, type):
-        keep.append(value)  # held, so its id is not reused by another function this session
+    elif callable(value) or isinstance(value, (staticmethod, classmethod, property)):
+        keep.append(value)  # held, so its id is not reused by another object this session
         h.update(f"F{id(value)}".encode())
     else:
         text = repr(value)
@@ -127,15 +134,46 @@ def _feed(h, value, keep: list) -> None:
         h.update(f"{type(value).__qualname__}:{text}".encode())
 
 
+def _feed_or_identity(h, value, keep: list) -> None:
+    """``value`` by content where it can be, else by identity (held, so it stays unique)."""
+    try:
+        _feed(h, value, keep)
+    except _Unpinned:
+        keep.append(value)
+        h.update(f"I{id(value)}".encode())
+
+
+def _feed_code(h, keep: list, classes: set) -> None:
+    """The classes' own attributes (methods by identity) and the top level of every loaded
+    yoloslim module: what a forward can reach besides its instance."""
+    import sys
+
+    for cls in sorted(classes, key=lambda c: (c.__module__, c.__qualname__)):
+        h.update(f"C{cls.__module__}.{cls.__qualname__}".encode())
+        for name, value in sorted(vars(cls).items()):
+            if name.startswith("__") and not callable(value):
+                continue  # __dict__, __doc__, __module__, ...
+            h.update(f"c{name}=".encode())
+            _feed_or_identity(h, value, keep)
+    for mod_name in sorted(n for n in sys.modules if n == "yoloslim" or n.startswith("yoloslim.")):
+        module = sys.modules[mod_name]
+        h.update(f"G{mod_name}".encode())
+        for name, value in sorted(vars(module).items()):
+            if name.startswith("__"):
+                continue
+            h.update(f"g{name}=".encode())
+            _feed_or_identity(h, value, keep)
+
+
 def _onnx_key(model, args, kwargs) -> tuple[str, list] | None:
     import hashlib
 
-    h, keep = hashlib.sha256(), []
+    h, keep, classes = hashlib.sha256(), [], set()
     try:
         for name, m in model.named_modules():
             cls = type(m)
-            keep.append(cls.forward)
-            h.update(f"M{name}|{cls.__module__}.{cls.__qualname__}|{id(cls.forward)}".encode())
+            classes.update(c for c in cls.__mro__ if c is not object)
+            h.update(f"M{name}|{cls.__module__}.{cls.__qualname__}".encode())
             for k, v in sorted(vars(m).items()):
                 if k in _MODULE_STATE:
                     continue
@@ -148,9 +186,10 @@ def _onnx_key(model, args, kwargs) -> tuple[str, list] | None:
             for k, v in [*m._parameters.items(), *m._buffers.items()]:
                 h.update(f"P{k}".encode())
                 _feed(h, v, keep)
+        _feed_code(h, keep, classes)
         _feed(h, list(args), keep)
         _feed(h, {k: v for k, v in kwargs.items()}, keep)
-    except _Unpinned:
+    except Exception:  # noqa: BLE001 - _Unpinned, or anything unforeseen: export for real
         return None
     return h.hexdigest(), keep
 

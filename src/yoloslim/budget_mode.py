@@ -158,8 +158,12 @@ def _templates(rec: Recipe, ratios) -> tuple[dict, Any, BenchStage]:
         advanced=dataclasses.replace(quant_cfg.advanced, latency=False, perf_counters=False),
     )
     bench_cfg = _template(rec, "bench", BenchStage())
-    asked = (("batches", bench_cfg.batches), ("imgsz", bench_cfg.imgsz))
-    unused = [f"{k}={v}" for k, v in asked if v not in ([1], None)]
+    # what the recipe's own bench stage asks (its imgsz may come from the quantize stage's,
+    # which is the size the candidates are made and measured at)
+    raw = next((s.raw for s in rec.stages if s.name == "bench"), {})
+    unused = [f"batches={bench_cfg.batches}"] if list(bench_cfg.batches) != [1] else []
+    if raw.get("imgsz") is not None and raw["imgsz"] != quant_cfg.imgsz:
+        unused.append(f"imgsz={raw['imgsz']}")
     if unused:  # the shipped cpu-int8 and gpu-fp16 ask for batches [1, 8]
         log.warning(
             "budget mode measures static-batch candidates at batch 1 and their own input size; "
@@ -264,10 +268,11 @@ def run_budget(
     prune_made.pop("ratio")
     made = json.loads(json.dumps({"prune": prune_made, "quantize": quant_cfg.to_dict()}))
     inputs = {**run_inputs(model, data), "templates": made}
-    if resume and not (out / "inputs.json").exists():  # a mistyped --out: no run there
+    ran = [out / n for n in ("inputs.json", "budget.json", "grid")]  # (older runs: no inputs)
+    if resume and not any(p.exists() for p in ran):  # a mistyped --out: no run there
         raise ConfigError(
-            f"{out}: no budget run to resume (no inputs.json); drop --resume (resume=False) to "
-            "start one"
+            f"{out}: no budget run to resume (no inputs.json, budget.json or grid/); drop "
+            "--resume (resume=False) to start one"
         )
     if resume:
         check_resume_inputs(out, inputs, {"templates": "the recipe's prune or quantize stage"})

@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -398,6 +399,13 @@ def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
     return configs, skipped
 
 
+def _known_model(model) -> bool:
+    """Whether a train stage's ``model:`` is a file or a registered model's name."""
+    from yoloslim.models.registry import list_models
+
+    return bool(model) and (Path(str(model)).expanduser().is_file() or model in list_models())
+
+
 def _check_baseline_size(rec: Recipe, model: str) -> None:
     """A bench stage without ``imgsz`` exports each checkpoint at its own size, and measures
     them all at one: refuse a baseline trained at another size than a nas, train, distill or
@@ -413,8 +421,9 @@ def _check_baseline_size(rec: Recipe, model: str) -> None:
             size = st.config.options.get("imgsz")
         elif st.name == "prune":  # it fine-tunes, and records, the pruned model at its imgsz
             size = st.config.imgsz
-        elif st.name == "train" and st.config.model and st.sized_by_model():
-            # a model of its own: a checkpoint's or searched arch's size, else 320
+        elif st.name == "train" and _known_model(st.config.model) and st.sized_by_model():
+            # a model of its own: a checkpoint's or searched arch's size, else 320 (a name
+            # that is neither is refused later, as such)
             size = sized_for(st.config.config, st.config.model).imgsz
         elif st.name == "train":
             size = getattr(st.config.config, "imgsz", None)
@@ -566,6 +575,9 @@ def _recipe_change(saved: str, resolved: str) -> str:
         before, now = yaml.safe_load(saved) or {}, yaml.safe_load(resolved) or {}
     except yaml.YAMLError:
         return "its recipe.yaml is not readable YAML"
+    # read again with today's defaults, as _same_recipe compares it (else as written)
+    with contextlib.suppress(ConfigError, TypeError, AttributeError):
+        before = _as_run(load_recipe(before)).resolved()
 
     def names(recipe: dict) -> list[str]:
         return [next(iter(s), "?") if isinstance(s, dict) else str(s) for s in recipe["stages"]]

@@ -120,6 +120,15 @@ def test_changed_recipe_refuses_resume(base, tmp_path):
     changed = r"recipe changed since this run \(stage 1 \(export\) formats: \['onnx'\] then, \['openvino'\] now\)"
     with pytest.raises(ConfigError, match=changed):
         run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
+    # what changed is named from the saved recipe read with today's defaults too: a run from
+    # before a setting existed, changed in a later stage, is not said to differ in that setting
+    two = {"stages": [{"export": {"formats": ["onnx"], "imgsz": S}}] * 2}
+    run_recipe(ckpt, data, two, out=tmp_path / "t")
+    saved = tmp_path / "t" / "recipe.yaml"
+    saved.write_text(saved.read_text().replace("    triton_max_batch: 16\n", "", 1))
+    two["stages"] = [two["stages"][0], {"export": {"formats": ["onnx"], "imgsz": S, "verify": False}}]
+    with pytest.raises(ConfigError, match=r"\(stage 2 \(export\) verify: True then, False now\)"):
+        run_recipe(ckpt, data, two, out=tmp_path / "t", resume=True)
     with pytest.raises(ConfigError, match="does not exist"):
         run_recipe(tmp_path / "missing.pt", data, recipe, out=tmp_path / "x")
 
@@ -247,13 +256,19 @@ def test_budget_mode_bad_arguments(base, tmp_path, caplog):
     assert sorted(p.name for p in notes.iterdir()) == ["report.md"]
     # the bench stage's batches and imgsz, and any stage but prune/quantize/bench, go unused:
     # said before that refusal, as a run would say it before its hours of work
-    told = dict(BUDGET_RECIPE, stages=[*BUDGET_RECIPE["stages"][:2], {"reparam": {}}])
-    told["stages"].append({"bench": {"batches": [1, 8], "imgsz": S, "rounds": 2}})
+    told = dict(BUDGET_RECIPE, stages=[BUDGET_RECIPE["stages"][0], {"reparam": {}}])
+    told["stages"].append({"bench": {"batches": [1, 8], "imgsz": 96, "rounds": 2}})
     with caplog.at_level(logging.WARNING, "yoloslim"), pytest.raises(ConfigError):
         run_budget(ckpt, data, told, out=notes, max_drop=1)
     said = caplog.text
     assert "its reparam stage does not run" in said
-    assert f"bench batches=[1, 8] and imgsz={S} are not used" in said
+    assert "bench batches=[1, 8] and imgsz=96 are not used" in said
+    # a bench size that is the quantize stage's (given there, or filled in from there) is the
+    # size the candidates are measured at: no warning of it
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "yoloslim"), pytest.raises(ConfigError):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=notes, max_drop=1)
+    assert "not used" not in caplog.text
     with pytest.raises(ConfigError, match="needs a latency target and/or a max drop"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "a")
     with pytest.raises(ConfigError, match=r"max_drop=-1 \(--max-drop\)"):
@@ -273,7 +288,7 @@ def test_budget_mode_bad_arguments(base, tmp_path, caplog):
     three = synthesize(tmp_path / "d3", images=4, imgsz=S, classes=3, seed=0, val_fraction=0.5)
     with pytest.raises(ConfigError, match=r"\(--model\) has 2 classes but .* has 3"):
         run_budget(ckpt, three, BUDGET_RECIPE, out=tmp_path / "i", max_drop=1)
-    with pytest.raises(ConfigError, match=r"no budget run to resume \(no inputs.json\)"):
+    with pytest.raises(ConfigError, match=r"no budget run to resume \(no inputs.json, budget.json or grid/\)"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "l", max_drop=1, resume=True)
     nobox = synthesize(tmp_path / "d0", images=4, imgsz=S, classes=2, seed=0, val_fraction=0.5)
     for label in (nobox.parent / "labels" / "val").glob("*.txt"):
@@ -322,6 +337,10 @@ def test_a_baseline_at_another_size_than_the_recipe_makes_is_refused_up_front(ba
     ):
         with pytest.raises(ConfigError, match=rf"trained at 64 px, but {fixed}"):
             run_recipe(ckpt, data, {"stages": [stage, bench]}, out=tmp_path / "n")
+    # a model name that is no model is refused as such, not as a size
+    typo = {"stages": [{"train": {"model": "damo-nanoo", "epochs": 1}}, bench]}
+    with pytest.raises(ConfigError, match=r"'damo-nanoo' is neither a file nor a registered"):
+        run_recipe(ckpt, data, typo, out=tmp_path / "n")
     assert not (tmp_path / "n").exists()
     # a train stage's model of the baseline's size, or a prune stage at it, passes the check
     from yoloslim.pipeline import _check_baseline_size
