@@ -126,7 +126,10 @@ def test_changed_recipe_refuses_resume(base, tmp_path):
     run_recipe(ckpt, data, two, out=tmp_path / "t")
     saved = tmp_path / "t" / "recipe.yaml"
     saved.write_text(saved.read_text().replace("    triton_max_batch: 16\n", "", 1))
-    two["stages"] = [two["stages"][0], {"export": {"formats": ["onnx"], "imgsz": S, "verify": False}}]
+    two["stages"] = [
+        two["stages"][0],
+        {"export": {"formats": ["onnx"], "imgsz": S, "verify": False}},
+    ]
     with pytest.raises(ConfigError, match=r"\(stage 2 \(export\) verify: True then, False now\)"):
         run_recipe(ckpt, data, two, out=tmp_path / "t", resume=True)
     with pytest.raises(ConfigError, match="does not exist"):
@@ -288,7 +291,9 @@ def test_budget_mode_bad_arguments(base, tmp_path, caplog):
     three = synthesize(tmp_path / "d3", images=4, imgsz=S, classes=3, seed=0, val_fraction=0.5)
     with pytest.raises(ConfigError, match=r"\(--model\) has 2 classes but .* has 3"):
         run_budget(ckpt, three, BUDGET_RECIPE, out=tmp_path / "i", max_drop=1)
-    with pytest.raises(ConfigError, match=r"no budget run to resume \(no inputs.json, budget.json or grid/\)"):
+    with pytest.raises(
+        ConfigError, match=r"no budget run to resume \(no inputs.json, budget.json or grid/\)"
+    ):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "l", max_drop=1, resume=True)
     nobox = synthesize(tmp_path / "d0", images=4, imgsz=S, classes=2, seed=0, val_fraction=0.5)
     for label in (nobox.parent / "labels" / "val").glob("*.txt"):
