@@ -12,7 +12,7 @@ from torch import nn
 from yoloslim.compress.prune import PruneConfig, _calib_batches
 from yoloslim.compress.prune_width import bn_sparsity_train, prune_width
 from yoloslim.models import build_model
-from yoloslim.models.testing import SMALL_ARCH
+from yoloslim.models.testing import SMALL_ARCH, randomize_bn
 
 IMG = 64
 ARCH = SMALL_ARCH
@@ -21,12 +21,8 @@ ARCH = SMALL_ARCH
 @pytest.fixture()
 def model() -> nn.Module:
     torch.manual_seed(0)
-    m = build_model(ARCH, names=["a", "b"]).eval()
-    for bn in (x for x in m.modules() if isinstance(x, nn.BatchNorm2d)):  # non-trivial BN
-        bn.running_mean.uniform_(-0.1, 0.1)
-        bn.running_var.uniform_(0.5, 1.5)
-        bn.weight.data.uniform_(0.5, 1.5)  # gammas apart, so |gamma| ranks them
-    return m
+    # non-trivial BN, its gammas apart (in [0.5, 1.5)), so |gamma| ranks them
+    return randomize_bn(build_model(ARCH, names=["a", "b"]), seed=0).eval()
 
 
 def _kept_stem_channels(before: nn.Module, after: nn.Module) -> list[int]:
