@@ -21,6 +21,7 @@ from yoloslim.data.sample import (
     Sample,
     SizeCheck,
     annotated_size,
+    clip_to_image,
     examples,
     probe_images,
     warn_empty,
@@ -302,12 +303,11 @@ def _coco_boxes(
     if scale is not None:
         boxes *= [scale[0], scale[1], scale[0], scale[1]]
         own = [None if a is None else a * scale[0] * scale[1] for a in own]
-    boxes = np.clip(boxes, 0, [w, h, w, h])
+    boxes, keep = clip_to_image(boxes, w, h)
     box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     areas = np.array(
         [b if a is None else a for a, b in zip(own, box_areas, strict=True)],
         np.float64,
     )
-    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     classes = np.array([c for c, _, _, _ in anns], np.int64)
     return boxes[keep], classes[keep], areas[keep]

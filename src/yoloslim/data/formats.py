@@ -27,7 +27,14 @@ import numpy as np
 from yoloslim.data.coco import read_coco
 from yoloslim.data.config import DataConfig
 from yoloslim.data.duplicates import same_labels, unique
-from yoloslim.data.sample import IMAGE_SUFFIXES, Sample, examples, probe_images, warn_empty
+from yoloslim.data.sample import (
+    IMAGE_SUFFIXES,
+    Sample,
+    clip_to_image,
+    examples,
+    probe_images,
+    warn_empty,
+)
 from yoloslim.data.voc import read_voc
 from yoloslim.errors import ConfigError, DataError
 from yoloslim.fileio import file_key
@@ -139,8 +146,7 @@ def _parse_yolo_labels(
     cxcywh = np.array(rows, dtype=np.float64)
     scale = np.array([width, height, width, height], dtype=np.float64)
     xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1)
-    xyxy = np.clip(xyxy, 0.0, 1.0) * scale
-    keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    xyxy, keep = clip_to_image(xyxy * scale, width, height)
     if empty is not None:
         empty.extend(f"{path}:{n}" for n, k in zip(lines, keep, strict=True) if not k)
     return xyxy[keep].astype(np.float32), np.array(classes, dtype=np.int64)[keep]

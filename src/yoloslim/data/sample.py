@@ -19,6 +19,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "SizeCheck",
     "annotated_size",
+    "clip_to_image",
     "examples",
     "probe_images",
     "warn_empty",
@@ -246,6 +247,13 @@ def probe_images(
             tip,
         )
     return good
+
+
+def clip_to_image(xyxy: np.ndarray, w: float, h: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 4)`` xyxy pixel boxes clipped to a ``w`` x ``h`` image, and the mask of those
+    left with an area (a box wholly outside the image, or of zero width, has none)."""
+    boxes = np.clip(np.asarray(xyxy, np.float64).reshape(-1, 4), 0, [w, h, w, h])
+    return boxes, (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
 
 
 def warn_outside(source: str | Path, outside: dict[str, int]) -> None:

@@ -24,6 +24,7 @@ from yoloslim.data.sample import (
     Sample,
     SizeCheck,
     annotated_size,
+    clip_to_image,
     examples,
     probe_images,
     warn_outside,
@@ -331,6 +332,5 @@ def _clipped(
     arr = np.array(boxes, np.float64).reshape(-1, 4)
     if scale is not None:
         arr = arr * [scale[0], scale[1], scale[0], scale[1]]
-    arr = np.clip(arr, 0, [w, h, w, h]).astype(np.float32)
-    keep = (arr[:, 2] > arr[:, 0]) & (arr[:, 3] > arr[:, 1])
-    return arr[keep], np.array(classes, np.int64).reshape(-1)[keep]
+    arr, keep = clip_to_image(arr, w, h)
+    return arr[keep].astype(np.float32), np.array(classes, np.int64).reshape(-1)[keep]
