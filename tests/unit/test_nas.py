@@ -688,6 +688,13 @@ def test_an_edited_arch_file_is_kept_and_described_as_edited(tmp_path, capsys):
         (lambda: LatencySettings(threads=True), r"latency threads=True must be an integer"),
         (lambda: LatencySettings(warmup=True), r"latency warmup=True must be an integer"),
         (lambda: SearchSpace(kernels=(True,)), r"kernels=\(True,\) must be a non-empty subset"),
+        (lambda: SearchSpace(kernels=(3.0,)), r"kernels=\(3.0,\) must be a non-empty subset"),
+        (lambda: SearchSpace(width_step=True), r"width_step=True must be an integer >= 1"),
+        (lambda: SearchSpace(ratios=("a",)), r"ratios=\('a',\) must be non-empty, each a number"),
+        (lambda: SearchSpace(neck_ratio="x"), r"neck_ratio='x' must be a number in \(0, 4\]"),
+        (lambda: SearchSpace(depths=5), r"depths=5 must be a list of \(min, max\) pairs"),
+        (lambda: SearchSpace(head_width=True), r"head_width=True must be an integer >= 1"),
+        (lambda: _small_search(polish=True), r"polish=True must be an integer >= 0"),
         (lambda: _small_search(stage_weights=6), r"stage_weights=6 must be a list of 5"),
         (lambda: _small_search(stage_weights=[0] * 5), r"at least one must be > 0"),
     ],
@@ -696,6 +703,16 @@ def test_settings_a_yaml_file_can_hold_by_mistake_are_refused(make, match):
     # booleans passed as 1 (kernel 1, one thread) and the others crashed with a TypeError
     with pytest.raises(ConfigError, match=match):
         make()
+
+
+def test_numpy_integers_are_taken_as_ints():
+    import numpy as np
+
+    space = SearchSpace(widths=np.array(SPACE.widths).tolist(), kernels=[np.int64(3)])
+    assert space.kernels == (3,) and type(space.kernels[0]) is int
+    assert LatencySettings(runs=np.int64(3)).runs == 3
+    res = _small_search(iterations=np.int64(1), seed=np.uint8(1), score_method="analytic")
+    assert res.report["iterations"] == 1 and type(res.report["seed"]) is int
 
 
 def test_stage_weights_may_be_a_numpy_array():

@@ -34,7 +34,14 @@ from yoloslim.models.blocks import ACTIVATIONS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["validate_arch", "arch_of", "apply_layers", "layer_shapes", "load_arch_yaml"]
+__all__ = [
+    "KERNEL_SIZES",
+    "validate_arch",
+    "arch_of",
+    "apply_layers",
+    "layer_shapes",
+    "load_arch_yaml",
+]
 
 _TOP = {"name", "nc", "act", "backbone", "neck", "head", "layers"}
 _BACKBONE = {"stages", "out_indices"}
@@ -61,8 +68,12 @@ def _pos_int(v: object, where: str, minimum: int = 1) -> None:
         raise ModelError(f"arch: {where}={v!r} must be an integer >= {minimum}")
 
 
+KERNEL_SIZES = (1, 3, 5, 7)
+"""The kernel sizes a block's convs may have (the NAS space draws from these too)."""
+
+
 def _kernel(v: object, where: str) -> None:
-    if isinstance(v, bool) or v not in (1, 3, 5, 7):
+    if isinstance(v, bool) or v not in KERNEL_SIZES:
         raise ModelError(f"arch: {where}={v!r} must be 1, 3, 5 or 7")
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from yoloslim.configs import int_problem
 from yoloslim.errors import ConfigError
 from yoloslim.export.onnx import torch_onnx
 from yoloslim.extras import require
@@ -72,12 +73,12 @@ class LatencySettings:
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"latency runtime={self.runtime!r} must be one of {RUNTIMES}")
-        for name in ("threads", "runs"):
+        for name, low in (("threads", 1), ("runs", 1), ("warmup", 0)):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"latency {name}={v!r} must be an integer >= 1")
-        if not isinstance(self.warmup, int) or isinstance(self.warmup, bool) or self.warmup < 0:
-            raise ConfigError(f"latency warmup={self.warmup!r} must be an integer >= 0")
+            problem = int_problem(v, low)
+            if problem:
+                raise ConfigError(f"latency {name}={v!r} {problem}")
+            object.__setattr__(self, name, int(v))  # a numpy integer too; JSON takes it
 
 
 def _deploy(arch: dict) -> Detector:

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from yoloslim.configs import check_config, check_imgsz, from_mapping
+from yoloslim.configs import check_config, check_imgsz, from_mapping, int_problem
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input, write_problem
 from yoloslim.models.arch import edited_since_search
@@ -116,9 +116,10 @@ def _validate_settings(
         ("polish", polish, 0),
     )
     for name, v, low in checks:
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ConfigError(f"{name}={v!r} must be an integer >= {low}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        problem = int_problem(v, low)
+        if problem:
+            raise ConfigError(f"{name}={v!r} {problem}")
+    if int_problem(seed, 0, 2**32 - 1):
         raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**32)")
     if isinstance(stage_weights, (str, bytes, dict)) or not hasattr(stage_weights, "__iter__"):
         raise ConfigError(
@@ -235,6 +236,10 @@ def search(
         seed=seed,
         stage_weights=stage_weights,
         score_method=score_method,
+    )
+    # plain ints from here on (a numpy integer passes the checks; the report's JSON needs int)
+    population, iterations, init_repeats, nc, top_k, score_batch, polish, seed = (
+        int(v) for v in (population, iterations, init_repeats, nc, top_k, score_batch, polish, seed)
     )
     cache_file = _cache_path(latency_cache, out)
     if out is not None:

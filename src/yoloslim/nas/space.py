@@ -9,12 +9,15 @@ the chosen widths (:meth:`SearchSpace.arch`), so one genome is one whole detecto
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from yoloslim.configs import from_mapping, one_of
+from yoloslim.configs import from_mapping, int_problem, one_of
 from yoloslim.errors import ConfigError
+from yoloslim.models.arch import KERNEL_SIZES
 from yoloslim.models.backbone import SEARCHED_BLOCKS
 from yoloslim.models.blocks import ACTIVATIONS
 
@@ -63,73 +66,99 @@ class SearchSpace:
     head_width: int | None = None
 
     def __post_init__(self) -> None:
-        # tuples all the way down so that the space hashes and YAML lists are accepted
-        object.__setattr__(self, "widths", tuple(tuple(w) for w in self.widths))
-        object.__setattr__(self, "depths", tuple(tuple(d) for d in self.depths))
-        object.__setattr__(self, "kernels", tuple(self.kernels))
-        object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
-        if self.neck_out is not None:
-            object.__setattr__(self, "neck_out", tuple(self.neck_out))
         self._validate()
+        # plain ints, floats and tuples all the way down: the space hashes, YAML lists and
+        # numpy numbers are accepted, and the report's JSON takes every value
+        object.__setattr__(self, "widths", tuple((int(a), int(b)) for a, b in self.widths))
+        object.__setattr__(self, "depths", tuple((int(a), int(b)) for a, b in self.depths))
+        object.__setattr__(self, "kernels", tuple(int(k) for k in self.kernels))
+        object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
+        object.__setattr__(self, "width_step", int(self.width_step))
+        object.__setattr__(self, "neck_ratio", float(self.neck_ratio))
+        object.__setattr__(self, "neck_depth", int(self.neck_depth))
+        object.__setattr__(self, "head_convs", int(self.head_convs))
+        if self.neck_out is not None:
+            object.__setattr__(self, "neck_out", tuple(int(v) for v in self.neck_out))
+        if self.head_width is not None:
+            object.__setattr__(self, "head_width", int(self.head_width))
 
     def _validate(self) -> None:
+        def fail(name: str, problem: str) -> None:
+            raise ConfigError(f"space: {name}={getattr(self, name)!r} {problem}")
+
+        def ratio(v: object) -> bool:
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and 0 < v <= 4
+
+        for name in ("widths", "depths"):
+            pairs = getattr(self, name)
+            if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+                fail(name, "must be a list of (min, max) pairs, one per stage")
         if len(self.widths) != 5 or len(self.depths) != 5:
             raise ConfigError(
                 "space: widths and depths need one (min, max) pair per stage (5: stem + 4 stages), "
                 f"got {len(self.widths)} and {len(self.depths)}"
             )
-        if not isinstance(self.width_step, int) or self.width_step < 1:
-            raise ConfigError(f"space: width_step={self.width_step!r} must be an integer >= 1")
+        problem = int_problem(self.width_step)
+        if problem:
+            fail("width_step", problem)
         for name, pairs, low in (
             ("widths", self.widths, self.width_step),
             ("depths", self.depths, 0),
         ):
             for i, pair in enumerate(pairs):
-                if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
+                if (
+                    isinstance(pair, (str, bytes))
+                    or not isinstance(pair, Sequence)
+                    or len(pair) != 2
+                    or any(int_problem(v, low=-(2**62)) for v in pair)
+                ):
                     raise ConfigError(f"space: {name}[{i}]={pair!r} must be an integer pair")
                 if not low <= pair[0] <= pair[1]:
                     raise ConfigError(
                         f"space: {name}[{i}]={pair!r} must satisfy {low} <= min <= max"
                     )
-        if self.depths[0] != (0, 0):
+        if tuple(self.depths[0]) != (0, 0):
             raise ConfigError(
                 f"space: depths[0]={self.depths[0]!r} must be (0, 0): the stem is one conv"
             )
         if any(lo < 1 for lo, _ in self.depths[1:]):
             raise ConfigError("space: stages 1-4 need at least one block (depth min >= 1)")
-        if not self.kernels or any(
-            isinstance(k, bool) or k not in (1, 3, 5, 7) for k in self.kernels
+        kernels, ratios = self.kernels, self.ratios
+        if (
+            isinstance(kernels, (str, bytes))
+            or not isinstance(kernels, Sequence)
+            or not kernels
+            or any(int_problem(k) or k not in KERNEL_SIZES for k in kernels)
         ):
-            raise ConfigError(
-                f"space: kernels={self.kernels!r} must be a non-empty subset of 1, 3, 5, 7"
-            )
-        if not self.ratios or any(not 0 < r <= 4 for r in self.ratios):
-            raise ConfigError(f"space: ratios={self.ratios!r} must be non-empty, each in (0, 4]")
+            fail("kernels", "must be a non-empty subset of 1, 3, 5, 7")
+        if (
+            isinstance(ratios, (str, bytes))
+            or not isinstance(ratios, Sequence)
+            or not ratios
+            or not all(ratio(r) for r in ratios)
+        ):
+            fail("ratios", "must be non-empty, each a number in (0, 4]")
         if self.block not in SEARCHED_BLOCKS:
-            raise ConfigError(f"space: block={self.block!r} must be {one_of(SEARCHED_BLOCKS)}")
+            fail("block", f"must be {one_of(SEARCHED_BLOCKS)}")
         if self.act not in ACTIVATIONS:
-            raise ConfigError(f"space: act={self.act!r} must be {one_of(ACTIVATIONS)}")
-        if not 0 < self.neck_ratio <= 4:
-            raise ConfigError(f"space: neck_ratio={self.neck_ratio!r} must be in (0, 4]")
-        if not isinstance(self.neck_depth, int) or self.neck_depth < 0:
-            raise ConfigError(f"space: neck_depth={self.neck_depth!r} must be an integer >= 0")
-        if not isinstance(self.head_convs, int) or self.head_convs < 0:
-            raise ConfigError(f"space: head_convs={self.head_convs!r} must be an integer >= 0")
-        if self.neck_out is not None and (
-            len(self.neck_out) != 3
-            or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in self.neck_out
-            )
+            fail("act", f"must be {one_of(ACTIVATIONS)}")
+        if not ratio(self.neck_ratio):
+            fail("neck_ratio", "must be a number in (0, 4]")
+        for name in ("neck_depth", "head_convs"):
+            problem = int_problem(getattr(self, name), low=0)
+            if problem:
+                fail(name, problem)
+        neck_out = self.neck_out
+        if neck_out is not None and (
+            isinstance(neck_out, (str, bytes))
+            or not isinstance(neck_out, Sequence)
+            or len(neck_out) != 3
+            or any(int_problem(v) for v in neck_out)
         ):
-            raise ConfigError(
-                f"space: neck_out={self.neck_out!r} must be three integers >= 1 (P3, P4, P5)"
-            )
-        if self.head_width is not None and (
-            not isinstance(self.head_width, int)
-            or isinstance(self.head_width, bool)
-            or self.head_width < 1
-        ):
-            raise ConfigError(f"space: head_width={self.head_width!r} must be an integer >= 1")
+            fail("neck_out", "must be three integers >= 1 (P3, P4, P5)")
+        problem = None if self.head_width is None else int_problem(self.head_width)
+        if problem:
+            fail("head_width", problem)
 
     @classmethod
     def from_dict(cls, d: dict | None) -> SearchSpace:
