@@ -45,32 +45,22 @@ class ExportStage:
     nms_max_det: int = 300
 
     def __post_init__(self) -> None:
-        from yoloslim.export.nms import check_graph_nms
-        from yoloslim.export.registry import EXPORTERS, half_problem
-        from yoloslim.export.triton import triton_max_batch_problem, triton_name_problem
+        from yoloslim.export.api import check_options
 
-        if not EXPORTERS:
-            import yoloslim.export  # noqa: F401 - registers the formats
-
-        bad = [f for f in self.formats if not isinstance(f, str) or f not in EXPORTERS]
-        if bad or not self.formats:
-            raise ConfigError(
-                f"formats={list(self.formats)}: unknown export format(s) {bad}; "
-                f"choose from {sorted(EXPORTERS)}"
-            )
-        check_imgsz(self.imgsz)
-        bad_name = triton_name_problem(self.triton_name)
-        if bad_name:
-            raise ConfigError(f"triton_name: {bad_name}")
-        bad_batch = triton_max_batch_problem(self.triton_max_batch)
-        if bad_batch:
-            raise ConfigError(f"triton_max_batch: {bad_batch}")
-        if self.nms and ("onnx" not in self.formats or self.dynamic):
-            raise ConfigError("nms: true needs the onnx format and a static batch (dynamic: false)")
-        unheeded = half_problem(list(self.formats), self.half)
-        if unheeded:
-            raise ConfigError(f"half: true: {unheeded}")
-        check_graph_nms(nms_conf=self.nms_conf, nms_iou=self.nms_iou, nms_max_det=self.nms_max_det)
+        formats = check_options(
+            self.formats,
+            imgsz=self.imgsz,
+            dynamic=self.dynamic,
+            half=self.half,
+            nms=self.nms,
+            nms_conf=self.nms_conf,
+            nms_iou=self.nms_iou,
+            nms_max_det=self.nms_max_det,
+            triton_name=self.triton_name,
+            triton_max_batch=self.triton_max_batch,
+            recipe=True,
+        )
+        object.__setattr__(self, "formats", formats)
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,67 @@ from yoloslim.export.triton import triton_max_batch_problem, triton_name_problem
 from yoloslim.fileio import atomic_write_text, folder_lock, remove_stale_staging
 from yoloslim.result import Result
 
-__all__ = ["export"]
+__all__ = ["check_options", "export"]
 
 log = logging.getLogger(__name__)
+
+
+def check_options(
+    formats: Sequence[str] | str,
+    *,
+    imgsz: int | None,
+    dynamic: bool,
+    half: bool,
+    nms: bool,
+    nms_conf: float,
+    nms_iou: float,
+    nms_max_det: int,
+    triton_name: str,
+    triton_max_batch: int,
+    recipe: bool = False,
+) -> list[str]:
+    """The formats, as a list without repeats, once the options of :func:`export` are
+    known to go together; :class:`ConfigError` naming the first that does not, as the
+    Python call and its command-line flag spell it (``half=True (--half)``) or, with
+    ``recipe``, as a recipe's export stage does (``half: true``).
+
+    ``formats`` may be one comma-separated string (``"onnx,openvino"``), as on the command
+    line.
+    """
+
+    def opt(name: str, value: bool) -> str:
+        return f"{name}: {str(value).lower()}" if recipe else f"{name}={value!r}"
+
+    if isinstance(formats, str):
+        formats = [f.strip() for f in formats.split(",") if f.strip()]
+    if not isinstance(formats, (list, tuple)) or not all(isinstance(f, str) for f in formats):
+        raise ConfigError(
+            f"formats={formats!r}: give format names, as a list or comma-separated; choose "
+            f"from {sorted(EXPORTERS)}"
+        )
+    formats = list(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in EXPORTERS]
+    if unknown or not formats:
+        what = f"unknown export format(s) {unknown}" if unknown else "no format given"
+        raise ConfigError(f"formats={formats}: {what}; choose from {sorted(EXPORTERS)}")
+    if nms and ("onnx" not in formats or dynamic):
+        raise ConfigError(
+            f"{opt('nms', True)} needs the onnx format and a static batch ({opt('dynamic', False)})"
+        )
+    unheeded = half_problem(formats, half)
+    if unheeded:
+        raise ConfigError(f"{opt('half', True)}{'' if recipe else ' (--half)'}: {unheeded}")
+    check_graph_nms(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
+    check_imgsz(imgsz)
+    for name, value, problem in (
+        ("triton_name", triton_name, triton_name_problem),
+        ("triton_max_batch", triton_max_batch, triton_max_batch_problem),
+    ):
+        bad = problem(value)
+        if bad:
+            flag = "" if recipe else f" (--{name.replace('_', '-')})"
+            raise ConfigError(f"{name}{flag}: {bad}")
+    return formats
 
 
 def export(
@@ -107,35 +165,22 @@ def export(
     from yoloslim.runtime.predictor import as_artifact
 
     model = as_artifact(model)
-    if isinstance(formats, str):  # "onnx" or "onnx,openvino", as on the command line
-        formats = [f.strip() for f in formats.split(",") if f.strip()]
-    if not isinstance(formats, (list, tuple)) or not all(isinstance(f, str) for f in formats):
-        raise ConfigError(
-            f"formats={formats!r}: give format names, as a list or comma-separated; choose "
-            f"from {sorted(EXPORTERS)}"
-        )
-    formats = list(dict.fromkeys(formats))
-    unknown = [f for f in formats if f not in EXPORTERS]
-    if unknown or not formats:
-        what = f"unknown export format(s) {unknown}" if unknown else "no format given"
-        raise ConfigError(f"formats={list(formats)}: {what}; choose from {sorted(EXPORTERS)}")
-    if nms and ("onnx" not in formats or dynamic):
-        raise ConfigError("nms=True needs the onnx format and a static batch (dynamic=False)")
-    unheeded = half_problem(formats, half)
-    if unheeded:
-        raise ConfigError(f"half=True (--half): {unheeded}")
-    check_graph_nms(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
+    formats = check_options(
+        formats,
+        imgsz=imgsz,
+        dynamic=dynamic,
+        half=half,
+        nms=nms,
+        nms_conf=nms_conf,
+        nms_iou=nms_iou,
+        nms_max_det=nms_max_det,
+        triton_name=triton_name,
+        triton_max_batch=triton_max_batch,
+    )
     for fmt in formats:
         reason = EXPORTERS[fmt].unavailable()
         if reason:
             raise ExportError(f"cannot export {fmt}: {reason}")
-    check_imgsz(imgsz)
-    bad_name = triton_name_problem(triton_name)
-    if bad_name:
-        raise ConfigError(f"triton_name (--triton-name): {bad_name}")
-    bad_batch = triton_max_batch_problem(triton_max_batch)
-    if bad_batch:
-        raise ConfigError(f"triton_max_batch (--triton-max-batch): {bad_batch}")
     if isinstance(model, nn.Module):
         # a Detector loaded from a checkpoint remembers its training size
         ck_imgsz, names = getattr(model, "imgsz", None), list(getattr(model, "names", []) or [])
