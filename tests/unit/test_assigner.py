@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from yoloslim.boxes import box_iou
+from yoloslim.errors import ConfigError
 from yoloslim.train.assigner import ATSSAssigner, TaskAlignedAssigner
 from yoloslim.train.loss import DetectionLoss, LossConfig
 
@@ -199,5 +200,5 @@ def test_loss_uses_atss_for_the_static_epochs_only():
         assert torch.isfinite(total)
         assert (total == ref) == (epoch >= 2)
     assert seen == ["atss", "atss", "tal"]
-    with pytest.raises(ValueError, match="static_assigner_epochs=-1"):
+    with pytest.raises(ConfigError, match=r"LossConfig.static_assigner_epochs=-1 must be >= 0"):
         LossConfig(static_assigner_epochs=-1)

@@ -215,14 +215,15 @@ def test_an_unknown_key_in_a_section_names_the_file_it_came_from():
 @pytest.mark.parametrize(
     ("loss", "match"),
     [
-        ({"topk": 0}, r"topk=0: must be >= 1"),  # no positives: a run that learnt nothing
-        ({"topk": -1}, r"topk=-1: must be >= 1"),  # failed in the first step
+        ({"topk": 0}, r"LossConfig.topk=0 must be >= 1"),  # no positives: a run that learnt nothing
+        ({"topk": -1}, r"LossConfig.topk=-1 must be >= 1"),  # failed in the first step
         ({"topk": 2.5}, r"LossConfig.topk=2.5 must be an integer"),
         ({"dfl": "x"}, r"LossConfig.dfl='x' must be a number"),
-        ({"box": -7.5}, r"box=-7.5: must be finite, >= 0"),
-        ({"cls": float("nan")}, r"cls=nan: must be finite, >= 0"),
-        ({"qfl_beta": -2}, r"qfl_beta=-2: must be finite, >= 0"),
+        ({"box": -7.5}, r"LossConfig.box=-7.5 must be finite, >= 0"),
+        ({"cls": float("nan")}, r"LossConfig.cls=nan must be finite, >= 0"),
+        ({"qfl_beta": -2}, r"LossConfig.qfl_beta=-2 must be finite, >= 0"),
         ({"cls": True}, r"LossConfig.cls=True must be a number"),
+        ({"cls_loss": "focal"}, r"LossConfig.cls_loss='focal' must be qfl, vfl or bce"),
     ],
 )
 def test_bad_loss_settings_are_named_before_any_training(loss, match):

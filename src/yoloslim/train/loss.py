@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from yoloslim.boxes import bbox_iou
-from yoloslim.configs import check_field_types
+from yoloslim.configs import check_field_types, check_ranges
 from yoloslim.models.head import dfl_expectation, flatten_maps, make_anchors
 from yoloslim.train.assigner import ATSSAssigner, TaskAlignedAssigner
 
@@ -59,19 +59,22 @@ class LossConfig:
             numbers=("cls", "box", "dfl", "qfl_beta"),
             optional=("static_assigner_epochs",),
         )
-        if self.cls_loss not in ("qfl", "vfl", "bce"):
-            raise ValueError(f"cls_loss={self.cls_loss!r}: expected qfl, vfl or bce")
-        if self.static_assigner_epochs is not None and self.static_assigner_epochs < 0:
-            raise ValueError(
-                f"static_assigner_epochs={self.static_assigner_epochs!r}: must be >= 0"
-            )
-        # topk 0 gave no positives (a run that learnt nothing), -1 an error in the first step
-        if self.topk < 1:
-            raise ValueError(f"topk={self.topk!r}: must be >= 1 (positives per object)")
-        for name in ("cls", "box", "dfl", "qfl_beta"):
-            value = getattr(self, name)
-            if not 0 <= value < math.inf:
-                raise ValueError(f"{name}={value!r}: must be finite, >= 0")
+        finite = {n: 0 <= getattr(self, n) < math.inf for n in ("cls", "box", "dfl", "qfl_beta")}
+        check_ranges(
+            self,
+            [
+                (self.cls_loss in ("qfl", "vfl", "bce"), "cls_loss", "must be qfl, vfl or bce"),
+                (
+                    self.static_assigner_epochs is None or self.static_assigner_epochs >= 0,
+                    "static_assigner_epochs",
+                    "must be >= 0",
+                ),
+                # topk 0 gave no positives (a run that learnt nothing), -1 an error in the
+                # first step
+                (self.topk >= 1, "topk", "must be >= 1 (positives per object)"),
+                *((ok, n, "must be finite, >= 0") for n, ok in finite.items()),
+            ],
+        )
 
 
 def _cls_loss(logits: torch.Tensor, target: torch.Tensor, kind: str, beta: float) -> torch.Tensor:
