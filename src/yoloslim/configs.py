@@ -14,6 +14,7 @@ import yaml
 from yoloslim.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_IMGSZ",
     "UniqueKeyLoader",
     "check_config",
     "check_imgsz",
@@ -158,6 +159,10 @@ def load_mapping(path: str | Path, what: str) -> dict:
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of {what} fields")
     return loaded
+
+
+DEFAULT_IMGSZ = 320
+"""The input size a command uses when neither its options nor its model name one."""
 
 
 def imgsz_problem(imgsz: Any) -> str | None:

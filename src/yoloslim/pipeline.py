@@ -47,6 +47,7 @@ from typing import Any
 
 import yaml
 
+from yoloslim.configs import DEFAULT_IMGSZ
 from yoloslim.errors import ConfigError
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input, staged
 from yoloslim.recipe import (
@@ -200,7 +201,6 @@ def _model_imgsz(model: str | None, earlier: Sequence[Stage]) -> int | None:
     """The input size ``model`` was made for: a checkpoint's own, or the search's for the
     arch a nas stage wrote (None for a registered name or a given arch.yaml)."""
     from yoloslim.models.checkpoint import trained_imgsz
-    from yoloslim.nas.search import DEFAULT_IMGSZ
 
     if model is None:
         return None

@@ -40,12 +40,12 @@ def model_profile(model: str | nn.Module, imgsz: int | None = 320, nc: int = 80)
     """Params in training and deploy (re-parameterised) form, and FLOPs of the deploy form
     (:func:`~yoloslim.compress.reparam.deploy_form`: what export and bench run)."""
     from yoloslim.compress.reparam import deploy_form
-    from yoloslim.configs import check_imgsz
+    from yoloslim.configs import DEFAULT_IMGSZ, check_imgsz
     from yoloslim.models import build_model
 
     check_imgsz(imgsz)
     if imgsz is None:  # the default size, as check_imgsz lets None stand for
-        imgsz = 320
+        imgsz = DEFAULT_IMGSZ
     net = build_model(model, nc=nc) if isinstance(model, str) else model
     params = count_params(net)
     deploy = deploy_form(net)[0]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import typer
 
 from yoloslim.cli.common import check_json_target, handle_errors, print_table, write_json
+from yoloslim.configs import DEFAULT_IMGSZ
 
 
 @handle_errors
 def models(
-    imgsz: int = typer.Option(320, help="Input size for the FLOPs count."),
+    imgsz: int = typer.Option(DEFAULT_IMGSZ, help="Input size for the FLOPs count."),
     nc: int = typer.Option(80, help="Number of classes."),
     json_path: str = typer.Option(
         None, "--json", callback=check_json_target, help="Write the table as JSON."

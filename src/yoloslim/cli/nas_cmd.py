@@ -16,14 +16,14 @@ from yoloslim.cli.common import (
     shown_default,
     write_json,
 )
-from yoloslim.configs import load_mapping
+from yoloslim.configs import DEFAULT_IMGSZ, load_mapping
 
 
 @handle_errors
 def nas(
     ctx: typer.Context,
     imgsz: int = typer.Option(
-        320, help="Input size the budgets and the score use (multiple of 32)."
+        DEFAULT_IMGSZ, help="Input size the budgets and the score use (multiple of 32)."
     ),
     budget_flops: float = typer.Option(None, help="GFLOPs budget (deploy form, at --imgsz)."),
     budget_params: float = typer.Option(None, help="Parameter budget in millions (deploy form)."),

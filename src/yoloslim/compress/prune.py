@@ -33,7 +33,7 @@ from yoloslim.compress.prune_width import (
     taylor_gradients,
     unmatched_patterns,
 )
-from yoloslim.configs import check_config
+from yoloslim.configs import DEFAULT_IMGSZ, check_config
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.extras import require
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
@@ -124,7 +124,11 @@ def prune(
             )
     net, names, trained_imgsz = _load_model(model, data)
     upstream = list(getattr(net, "history", []))  # the fine-tuning inside is part of this step
-    cfg = config if config.imgsz else dataclasses.replace(config, imgsz=trained_imgsz or 320)
+    cfg = (
+        config
+        if config.imgsz
+        else dataclasses.replace(config, imgsz=trained_imgsz or DEFAULT_IMGSZ)
+    )
     is_detector = hasattr(net, "spec") and hasattr(net, "forward_raw")
     _check_feasible(cfg, net, data, is_detector)
     if isinstance(data, str | Path):  # read before the run folder is made: a missing one

@@ -17,8 +17,6 @@ __all__ = ["require_boxes", "validate"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IMGSZ = 320
-
 
 def require_boxes(data: str | Path, split: str = "val") -> None:
     """Raise DataError when ``split`` has no labelled box: its mAP is undefined (None), and
@@ -86,7 +84,7 @@ def validate(
     Example:
         >>> validate("runs/nano/best.pt", "data/synth/data.yaml")["map"]
     """
-    from yoloslim.configs import check_imgsz, int_problem
+    from yoloslim.configs import DEFAULT_IMGSZ, check_imgsz, int_problem
     from yoloslim.eval.postprocess import check_nms_settings
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.runtime.backends import (

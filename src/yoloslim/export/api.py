@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from yoloslim.configs import check_imgsz, check_path
+from yoloslim.configs import DEFAULT_IMGSZ, check_imgsz, check_path
 from yoloslim.errors import ConfigError, ExportError, YoloslimError, stop_requested
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.nms import check_graph_nms
@@ -188,7 +188,7 @@ def export(
     else:
         net, ckpt = load_checkpoint(model)
         ck_imgsz, names = ckpt["imgsz"], list(ckpt["names"])
-    imgsz = imgsz or ck_imgsz or 320
+    imgsz = imgsz or ck_imgsz or DEFAULT_IMGSZ
     check_imgsz(imgsz, f"imgsz (from {model if not isinstance(model, nn.Module) else 'the model'})")
     if not names:
         names = default_names(int(getattr(net, "nc", 0)))

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from yoloslim.configs import check_config, check_imgsz, from_mapping, int_problem
+from yoloslim.configs import DEFAULT_IMGSZ, check_config, check_imgsz, from_mapping, int_problem
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input, write_problem
 from yoloslim.models.arch import edited_since_search
@@ -135,9 +135,6 @@ def _validate_settings(
         raise ConfigError(f"stage_weights={list(stage_weights)!r}: at least one must be > 0")
     if score_method not in SCORE_METHODS:
         raise ConfigError(f"score_method={score_method!r} must be one of {SCORE_METHODS}")
-
-
-DEFAULT_IMGSZ = 320  # the input size a search scores and costs at, unless told
 
 
 def search(

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from yoloslim.configs import DEFAULT_IMGSZ
 from yoloslim.errors import ModelError
 from yoloslim.runtime.backends import (
     SUFFIXES,
@@ -166,7 +167,7 @@ def _arch_file(p: Path) -> dict[str, Any]:
             ) from None
         raise
     found = search_header(p)
-    imgsz = found[1] if found else 320
+    imgsz = found[1] if found else DEFAULT_IMGSZ
     edited = edited_since_search(p) if found else None
     profile = model_profile(build_model(arch), imgsz=imgsz)
     return {

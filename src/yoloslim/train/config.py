@@ -8,7 +8,13 @@ from enum import Enum
 
 from torch import nn
 
-from yoloslim.configs import check_field_types, check_ranges, from_mapping, imgsz_problem
+from yoloslim.configs import (
+    DEFAULT_IMGSZ,
+    check_field_types,
+    check_ranges,
+    from_mapping,
+    imgsz_problem,
+)
 from yoloslim.errors import ConfigError
 from yoloslim.train.loss import LossConfig
 
@@ -236,7 +242,7 @@ def sized_for(cfg: TrainConfig, *models) -> TrainConfig:
         size = getattr(m, "imgsz", None) if isinstance(m, nn.Module) else trained_imgsz(m)
         if size:
             break
-    return dataclasses.replace(cfg, imgsz=int(size or 320))
+    return dataclasses.replace(cfg, imgsz=int(size or DEFAULT_IMGSZ))
 
 
 def resume_config(saved: TrainConfig, given: TrainConfig | None, where: str) -> TrainConfig:
