@@ -480,7 +480,7 @@ def test_an_interrupted_predict_keeps_its_results_so_far(
     assert [Path(r["image"]).name for r in records] == [p.name for p in train_images[:3]]
 
 
-def test_predict_video(trained, tmp_path):
+def test_predict_video(trained, tmp_path, capsys):
     av = pytest.importorskip("av")
     from yoloslim.runtime.video import VideoReader, VideoWriter
 
@@ -499,6 +499,20 @@ def test_predict_video(trained, tmp_path):
         frames = list(r)
     assert len(frames) == 7 and frames[0].shape == (48, 64, 3)
     assert not list(save.glob("*.partial.*"))
+    assert main(argv) == 0  # its own drawn video (marked in the container) is replaced
+    # a video of the user's named like a drawn one is not, though a video run wrote the
+    # detections.json beside it
+    other = tmp_path / "other" / "clip.avi"
+    other.parent.mkdir()
+    shutil.copy(clip, other)
+    mine = save / "mine.mp4"
+    shutil.copy(clip, mine)
+    before = mine.read_bytes()
+    mine_argv = ["predict", str(other.with_name("mine.avi")), "--model", str(trained / "best.pt")]
+    other.rename(other.with_name("mine.avi"))
+    assert main([*mine_argv, "--save", str(save)]) == 2
+    assert "a drawn video would replace" in capsys.readouterr().err
+    assert mine.read_bytes() == before
 
 
 def test_predict_bad_video(trained, tmp_path):

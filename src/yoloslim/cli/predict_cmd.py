@@ -156,10 +156,10 @@ def _earlier_records(path: Path) -> list[dict]:
 
 def _check_drawn_names(save: Path, outputs: dict[Path, Path], earlier: list[dict]) -> None:
     """ConfigError when a drawn image or video would replace a file in ``save`` that predict
-    did not draw (a photo of the user's named like one). Predict's own: a JPEG with its
-    comment, or a file the ``earlier`` records (of the ``detections.json`` beside it) account
-    for (an earlier version's drawings carry no comment; a drawn video is that of a run with
-    frame records)."""
+    did not draw (a photo or video of the user's named like one). Predict's own: a JPEG with
+    its comment, a video with it as its container's comment tag, or an image the ``earlier``
+    records (of the ``detections.json`` beside it) account for (an earlier version's drawn
+    images carry no comment)."""
     from PIL import Image
 
     from yoloslim.errors import ConfigError
@@ -170,12 +170,13 @@ def _check_drawn_names(save: Path, outputs: dict[Path, Path], earlier: list[dict
         recorded = {p.name for p in drawn_paths(images, save).values()} if images else set()
     except Exception:  # noqa: BLE001 - an earlier run's inputs may be gone or moved
         recorded = set()
-    video_run = any("frame" in r for r in earlier)
     for dst in outputs.values():
         if not dst.is_file() or dst.name in recorded:
             continue
         if dst.suffix == ".mp4":
-            ours = video_run
+            from yoloslim.runtime.video import video_comment
+
+            ours = video_comment(dst) == DRAWN_COMMENT.decode()
         else:
             try:
                 with Image.open(dst) as im:
@@ -183,8 +184,9 @@ def _check_drawn_names(save: Path, outputs: dict[Path, Path], earlier: list[dict
             except Exception:  # noqa: BLE001 - not an image at all: not ours either
                 ours = False
         if not ours:
+            what = "video" if dst.suffix == ".mp4" else "image"
             raise ConfigError(
-                f"--save {save}: a drawn image would replace {dst}, which predict did not "
+                f"--save {save}: a drawn {what} would replace {dst}, which predict did not "
                 "draw; move it or choose another --save folder"
             )
 
@@ -265,14 +267,16 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: 
     import numpy as np
     from rich.progress import Progress
 
-    from yoloslim.runtime.draw import draw_detections
+    from yoloslim.runtime.draw import DRAWN_COMMENT, draw_detections
     from yoloslim.runtime.video import VideoReader, VideoWriter
 
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(VideoReader(source))
         writer = None
         if drawn is not None:
-            writer = stack.enter_context(VideoWriter(drawn, reader.fps))
+            writer = stack.enter_context(
+                VideoWriter(drawn, reader.fps, comment=DRAWN_COMMENT.decode())
+            )
         progress = stack.enter_context(Progress(console=console))
         task = progress.add_task(f"predict {escape(source.name)}", total=len(reader) or None)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from yoloslim.errors import ConfigError, DataError
 
-__all__ = ["VIDEO_SUFFIXES", "VideoReader", "VideoWriter", "is_video"]
+__all__ = ["VIDEO_SUFFIXES", "VideoReader", "VideoWriter", "is_video", "video_comment"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,17 @@ class VideoReader:
         self.close()
 
 
+def video_comment(path: str | Path) -> str | None:
+    """The comment tag of a video file's container; None when it has none or is no video
+    PyAV can open."""
+    av = _av()
+    try:
+        with av.open(str(path)) as container:
+            return container.metadata.get("comment")
+    except Exception:  # noqa: BLE001 - not a video at all: no comment
+        return None
+
+
 class VideoWriter:
     """Encode RGB frames to a video; the file appears under its name only once closed.
 
@@ -99,11 +110,19 @@ class VideoWriter:
     interrupted run never leaves a truncated file under the final name.
     """
 
-    def __init__(self, path: str | Path, fps: Fraction | float = 25, codec: str = "libx264"):
+    def __init__(
+        self,
+        path: str | Path,
+        fps: Fraction | float = 25,
+        codec: str = "libx264",
+        comment: str | None = None,
+    ):
         av = _av()
         self.path = Path(path)
         self._tmp = self.path.with_name(self.path.stem + ".partial" + self.path.suffix)
         self._container = av.open(str(self._tmp), mode="w")
+        if comment is not None:  # the container's comment tag (predict marks its own so)
+            self._container.metadata["comment"] = comment
         if codec not in av.codecs_available:
             codec = "mpeg4"
         try:
