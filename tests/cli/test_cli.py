@@ -943,7 +943,7 @@ def test_predict_save_txt_writes_yolo_labels_of_its_detections(
     argv += ["--save-txt", "--conf", "0.001", "--max-det", "5"]
     assert main(argv) == 0
     records = json.loads((save / "detections.json").read_text())
-    assert len(records) == len(list(images.iterdir())) == len(list((save / "labels").iterdir()))
+    assert len(records) == len(list(images.iterdir())) == len(list(save.glob("labels/*.txt")))
     assert sum(len(r["detections"]) for r in records) > 0  # something to compare
     for r in records:
         w, h = Image.open(r["image"]).size
@@ -953,6 +953,15 @@ def test_predict_save_txt_writes_yolo_labels_of_its_detections(
         np.testing.assert_allclose(boxes, want, atol=0.02)  # the JSON's boxes are rounded
         assert classes.tolist() == [d["class_id"] for d in r["detections"]]
     assert main(argv) == 0  # its own label files are replaced
+    # also after a run without --save-txt, whose detections.json names none of them
+    assert main([a for a in argv if a != "--save-txt"]) == 0
+    assert main(argv) == 0
+    # but not one corrected by hand since
+    edited = save / records[0]["labels"]
+    edited.write_text("1 0.5 0.5 0.1 0.1\n")
+    assert main(argv) == 2
+    assert "was edited since predict wrote it" in capsys.readouterr().err
+    assert edited.read_text() == "1 0.5 0.5 0.1 0.1\n"
     # a label file predict did not write is not replaced (labels/ is where a dataset keeps its)
     other = tmp_path / "dataset"
     (other / "labels").mkdir(parents=True)

@@ -33,7 +33,8 @@ def predict(
         help="Also write a YOLO label file per image, SAVE/labels/<name>.txt (<name> as its "
         "drawn image): one 'cls cx cy w h' line per detection, normalised, no score, the "
         "format data.yaml sets read. Images only. A label file there that predict did not "
-        "write is not replaced.",
+        "write, or that was edited since, is not replaced (SAVE/labels/predict_labels.json "
+        "lists what predict wrote).",
     ),
     conf: float = typer.Option(0.25, help="Confidence threshold."),
     iou: float = typer.Option(0.65, help="NMS IoU threshold."),
@@ -79,7 +80,8 @@ def predict(
     if save:
         earlier = _earlier_records(save / "detections.json")
         _check_drawn_names(save, outputs, earlier)
-        _check_label_names(save, labels, earlier)
+        ledger = _label_ledger(save)
+        _check_label_names(save, labels, earlier, ledger)
         _warn_inside_source(source, save)
     pred = Predictor(
         model,
@@ -90,7 +92,7 @@ def predict(
         ov_precision=ov_precision,
         device=device,
     )
-    records = _Records(save)
+    records = _Records(save, ledger if save_txt else None)
     # a second predict into the same --save is refused (detections.json would hold one of
     # them); held until detections.json is written
     with folder_lock(save, "predict") if save else contextlib.nullcontext():
@@ -119,16 +121,65 @@ class _Records(list):
     ``save``: this run's drawn images then start to replace that run's, which it no longer
     describes (a run that fails before its first result leaves both as they were). A drawn
     video replaces the earlier one only once whole, so a stopped video run leaves its
-    partial ``detections.json`` beside the earlier run's video."""
+    partial ``detections.json`` beside the earlier run's video.
 
-    def __init__(self, save: Path | None) -> None:
+    ``ledger`` (with ``--save-txt``): the label files predict has written into ``save``,
+    each with the digest of what it wrote, this run's added as they are written."""
+
+    def __init__(self, save: Path | None, ledger: dict[str, str] | None = None) -> None:
         super().__init__()
-        self.save = save
+        self.save, self.ledger = save, ledger
 
     def append(self, record: dict) -> None:
         if not self and self.save is not None:
             (self.save / "detections.json").unlink(missing_ok=True)
         super().append(record)
+
+    def write_label(self, path: Path, text: str) -> str:
+        """Write a label file and enter it in the ledger; its name relative to ``save``."""
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_text(path, text)
+        name = path.relative_to(path.parent.parent).as_posix()
+        if self.ledger is not None:
+            self.ledger[name] = _digest(text.encode())
+        return name
+
+
+LEDGER = "labels/predict_labels.json"  # the label files predict wrote into --save, digested
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha1(data).hexdigest()
+
+
+def _label_ledger(save: Path) -> dict[str, str]:
+    """The ledger of the label files earlier predicts wrote into ``save`` (``{}`` when none);
+    ConfigError when a file of that name exists and is not one: it is not replaced."""
+    from yoloslim.errors import ConfigError
+
+    path = save / LEDGER
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, OSError):
+        data = None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise ConfigError(
+            f"--save {save}: {path} was not written by predict; it is not replaced, so move "
+            "it or choose another --save folder"
+        )
+    return data
+
+
+def _write_ledger(save: Path, ledger: dict[str, str]) -> None:
+    """The ledger, without the files that are gone."""
+    kept = {name: d for name, d in sorted(ledger.items()) if (save / name).is_file()}
+    atomic_write_text(save / LEDGER, json.dumps(kept, indent=1) + "\n")
 
 
 def _earlier_records(path: Path) -> list[dict]:
@@ -191,19 +242,31 @@ def _check_drawn_names(save: Path, outputs: dict[Path, Path], earlier: list[dict
             )
 
 
-def _check_label_names(save: Path, labels: dict[Path, Path], earlier: list[dict]) -> None:
+def _check_label_names(
+    save: Path, labels: dict[Path, Path], earlier: list[dict], ledger: dict[str, str]
+) -> None:
     """ConfigError when a label file would replace one in ``save/labels`` that predict did
-    not write: only those the ``earlier`` records (of the ``detections.json`` beside) name
-    are predict's. A text file carries no mark, and ``labels/`` beside ``images/`` is where
-    a dataset keeps its own."""
+    not write, or that was edited since (a pseudo-label corrected by hand). Predict's own:
+    a file the ``ledger`` lists with the digest it has now, or one the ``earlier`` records
+    (of the ``detections.json`` beside) name (an earlier version kept no ledger). A text
+    file carries no mark, and ``labels/`` beside ``images/`` is where a dataset keeps its
+    own."""
     from yoloslim.errors import ConfigError
 
-    ours = {save / r["labels"] for r in earlier if isinstance(r.get("labels"), str)}
+    recorded = {save / r["labels"] for r in earlier if isinstance(r.get("labels"), str)}
     for dst in labels.values():
-        if dst.exists() and dst not in ours:
+        name = dst.relative_to(save).as_posix()
+        if not dst.exists() or (name not in ledger and dst in recorded):
+            continue
+        if name not in ledger:
             raise ConfigError(
                 f"--save {save}: a label file would replace {dst}, which predict did not "
                 "write; move it or choose another --save folder"
+            )
+        if ledger[name] != _digest(dst.read_bytes()):
+            raise ConfigError(
+                f"--save {save}: a label file would replace {dst}, which was edited since "
+                "predict wrote it; move it or choose another --save folder"
             )
 
 
@@ -219,7 +282,9 @@ def _warn_inside_source(source: Path, save: Path) -> None:
         )
 
 
-def _write_detections(save: Path, records: list[dict]) -> None:
+def _write_detections(save: Path, records: _Records) -> None:
+    if records.ledger:
+        _write_ledger(save, records.ledger)
     atomic_write_text(save / "detections.json", json.dumps(records, indent=1) + "\n")
 
 
@@ -243,9 +308,7 @@ def _predict_images(
             src = Path(det.source)
             record = {"image": det.source, "detections": det.to_list()}
             if src in labels:
-                labels[src].parent.mkdir(exist_ok=True)
-                atomic_write_text(labels[src], det.to_yolo())
-                record["labels"] = labels[src].relative_to(labels[src].parent.parent).as_posix()
+                record["labels"] = records.write_label(labels[src], det.to_yolo())
             records.append(record)
             if src in outputs:  # whole or not at all, even when stopped mid-write
                 buf = io.BytesIO()  # Pillow's save said nothing when the disk filled
