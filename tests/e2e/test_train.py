@@ -110,6 +110,47 @@ def test_resume_reproduces_uninterrupted_run(tiny_set, tmp_path):
     assert [r["epoch"] for r in rows] == [0, 1]
 
 
+def test_a_validation_cut_short_keeps_the_epoch_and_the_resume_validates_it(
+    tiny_set, tmp_path, monkeypatch
+):
+    import importlib
+
+    from yoloslim.errors import DataError
+
+    trainer = importlib.import_module("yoloslim.train.trainer")
+
+    cfg = TrainConfig(epochs=2, batch=4, imgsz=64, workers=0, seed=5, close_mosaic=0)
+    train("damo-nano", tiny_set, config=cfg, out=tmp_path / "full")
+    real = trainer.evaluate
+    calls = []
+
+    def broken_image_at_the_end(*args, **kwargs):  # an image that will not decode, say
+        calls.append(1)
+        if len(calls) == 2:
+            raise DataError("val/x.png: cannot load image")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "evaluate", broken_image_at_the_end)
+    run = tmp_path / "run"
+    with pytest.raises(DataError, match=r"x.png: cannot load image \(validating epoch 2, whose"):
+        train("damo-nano", tiny_set, config=cfg, out=run)
+    ckpt = read_checkpoint(run / "last.pt")  # the trained epoch is kept, validation pending
+    assert ckpt["train_state"]["epoch"] == 1 and ckpt["train_state"]["val_pending"]
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0]
+    res = train(None, tiny_set, out=run, resume=True)  # validates epoch 1, trains nothing
+    assert len(calls) == 3
+    assert "val_pending" not in read_checkpoint(run / "last.pt")["train_state"]
+    full = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert rows[1]["map"] == full[1]["map"] and res.report["best_map"] == max(
+        r["map"] for r in full
+    )
+    assert train(None, tiny_set, out=run, resume=True).report["best_map"] == res.report["best_map"]
+    assert len(calls) == 3  # now finished: nothing more
+
+
 @pytest.mark.filterwarnings("ignore:CUDA is not available")
 def test_resume_restores_the_mixed_precision_loss_scale(tiny_set, tmp_path, monkeypatch):
     # CUDA's GradScaler grows its scale as it trains: a resumed run must go on from the

@@ -110,7 +110,8 @@ def train(
 def say_if_finished(run: Path, state: dict) -> None:
     """Say that a resumed run had already trained all its epochs (so nothing changed)."""
     epochs = (state["train_state"].get("config") or {}).get("epochs")
-    if epochs is not None and state["train_state"].get("epoch", -1) + 1 >= epochs:
+    ts = state["train_state"]
+    if epochs is not None and ts.get("epoch", -1) + 1 >= epochs and not ts.get("val_pending"):
         console.print(f"{run} already finished {epochs}/{epochs} epochs; nothing to do")
 
 

@@ -398,5 +398,8 @@ def _training(state: dict | None, epochs: int | None) -> dict:
     done = {"epochs_done": state["epoch"] + 1, "epochs": epochs, "command": command}
     return {
         "training": done,
-        "resumable": done if epochs is None or done["epochs_done"] < epochs else None,
+        # a last epoch whose validation a stop or an error cut short is validated on resume
+        "resumable": done
+        if epochs is None or done["epochs_done"] < epochs or state.get("val_pending")
+        else None,
     }

@@ -227,6 +227,18 @@ class Fit:
         run.log_metrics(row)
         return best_map
 
+    def save_unvalidated(
+        self, run: RunFolder, row: dict, best_map: float, last_val: dict, meta: dict
+    ) -> None:
+        """Write ``last.pt`` of an epoch whose validation did not finish, marked
+        ``val_pending``: a resume validates it first (then writes its row and, on a new
+        best, ``best.pt``) instead of training it again."""
+        state = self.train_state(row["epoch"], best_map, last_val)
+        state["metrics_row"] = row
+        state["val_pending"] = True
+        meta = {"epoch": row["epoch"], "map": None, "map50": None, **meta}
+        run.save("last.pt", self.final_model, meta=meta, train_state=state)
+
 
 def epoch_progress(enabled: bool, title: str, total: int):
     """A rich progress bar for an epoch's batches with the running losses, or a null context."""

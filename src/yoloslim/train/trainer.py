@@ -252,7 +252,8 @@ def train(
     data_cfg = load_data_config(data)
     if state is not None:
         check_resume_data(state, data, data_cfg.nc, out, data_cfg.names)
-        if state["train_state"]["epoch"] + 1 >= cfg.epochs:
+        pending = bool(state["train_state"].get("val_pending"))
+        if state["train_state"]["epoch"] + 1 >= cfg.epochs and not pending:
             return finished_result(out, state, cfg)
     device, rank, world = _devices(cfg)
     main = rank == 0
@@ -281,8 +282,10 @@ def train(
     command = getattr(hook, "command", "train")
     with folder_lock(out, command) if main else contextlib.nullcontext():
         run = RunFolder(out, cfg, progress and main)
+        pending = bool(state and state["train_state"].get("val_pending"))
         if main:
-            last_row = state["train_state"].get("metrics_row") if state else None
+            # a row to restore only when its epoch was validated (else it is written below)
+            last_row = state["train_state"].get("metrics_row") if state and not pending else None
             run.start(start_epoch if state else None, replace=exist_ok, last_row=last_row)
             atomic_write_text(
                 out / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False)
@@ -296,7 +299,38 @@ def train(
                 dist_utils.broadcast_module(fit.extra)  # every process starts from rank 0's
         t_start = time.time()
         images_seen = 0
-        last_val: dict = {}
+        last_val: dict = dict(state["train_state"].get("last_val") or {}) if state else {}
+        meta = {"data": data_path, "history": history}
+
+        def validate(row: dict) -> dict:
+            """The epoch's validation, added to ``row``. Stopped or failed (an image that
+            cannot be decoded), the finished epoch's ``last.pt`` is kept first, marked so
+            that a resume validates it before going on."""
+            final_model = fit.final_model.eval()
+            try:
+                val = evaluate(
+                    lambda x, m=final_model: m(x.to(device)),
+                    val_ds,
+                    batch_size=max(cfg.batch // world, 8),
+                    progress=False,
+                )
+            except BaseException as e:
+                fit.save_unvalidated(run, row, best_map, last_val, meta)
+                if isinstance(e, DataError):  # an image to mend; the epoch need not rerun
+                    raise DataError(
+                        f"{e} (validating epoch {row['epoch'] + 1}, whose weights are kept: "
+                        f"mend it, then `{command} --resume {out}` validates them and goes on)"
+                    ) from e
+                raise
+            row.update(map=val["map"], map50=val["map50"])
+            return val
+
+        if pending and main:  # the epoch a stop or an error left unvalidated
+            row = dict(state["train_state"]["metrics_row"])
+            last_val = validate(row)
+            best_map = fit.save(run, row, best_map, last_val, meta)
+            log.info("epoch %d: %s", row["epoch"], row)
+        dist_utils.barrier()
         for epoch in range(start_epoch, cfg.epochs):
             _seed_all(cfg.seed * 1000 + epoch)
             if epoch >= cfg.epochs - cfg.close_mosaic:
@@ -306,18 +340,9 @@ def train(
             row, images = fit.run_epoch(epoch, loader, run.progress)
             images_seen += images
             if main and ((epoch + 1) % cfg.val_interval == 0 or epoch + 1 == cfg.epochs):
-                final_model = fit.final_model.eval()
-                last_val = evaluate(
-                    lambda x, m=final_model: m(x.to(device)),
-                    val_ds,
-                    batch_size=max(cfg.batch // world, 8),
-                    progress=False,
-                )
-                row.update(map=last_val["map"], map50=last_val["map50"])
+                last_val = validate(row)
             if main:
-                best_map = fit.save(
-                    run, row, best_map, last_val, {"data": data_path, "history": history}
-                )
+                best_map = fit.save(run, row, best_map, last_val, meta)
                 log.info("epoch %d: %s", epoch, row)
             dist_utils.barrier()
             if on_epoch_end is not None:
@@ -332,7 +357,7 @@ def train(
             best_map=best_map,
             last=last_val,
             train_s=round(train_s, 1),
-            images_per_s=round(images_seen / train_s, 2) if train_s > 0 else None,
+            images_per_s=round(images_seen / train_s, 2) if train_s > 0 and images_seen else None,
             fallback=lambda: fit.final_model,
         )
         dist_utils.cleanup()
