@@ -15,6 +15,7 @@ from yoloslim.cli.common import (
     handle_errors,
     interrupt_hint,
     layered,
+    literal,
     resume_command,
     resume_overrides,
     resume_state,
@@ -111,7 +112,7 @@ def say_if_finished(run: Path, state: dict) -> None:
     """Say that a resumed run had already trained all its epochs (so nothing changed)."""
     epochs = (state["train_state"].get("config") or {}).get("epochs")
     if epochs is not None and state["train_state"].get("epoch", -1) + 1 >= epochs:
-        console.print(f"{run} already finished {epochs}/{epochs} epochs; nothing to do")
+        console.print(f"{literal(run)} already finished {epochs}/{epochs} epochs; nothing to do")
 
 
 def print_best(best: float | None, path) -> None:
@@ -123,5 +124,5 @@ def print_best(best: float | None, path) -> None:
         console.print("no best.pt: no validation mAP to choose one by (the val split has no box)")
         return
     shown = "-" if best is None else f"{100 * best:.1f}"
-    where = "(best.pt is not in the run folder)" if path is None else f"->  {path}"
+    where = "(best.pt is not in the run folder)" if path is None else f"->  {literal(path)}"
     console.print(f"best mAP50-95 {shown}  {where}", soft_wrap=True)
