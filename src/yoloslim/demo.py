@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
 
     from yoloslim.bench.report import rich_table
-    from yoloslim.cli.common import console, print_table
+    from yoloslim.cli.common import console, literal, print_table
     from yoloslim.data.synth import synthesize
     from yoloslim.pipeline import load_recipe, run_recipe
     from yoloslim.train import TrainConfig, train
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     if not data.exists():
         with console.status(f"synthesizing {args.images} images at {args.imgsz} px"):
             synthesize(out / "data", images=args.images, imgsz=args.imgsz, seed=0)
-    console.print(f"data: {data}")
+    console.print(f"data: {literal(data)}")
 
     run = out / "train"
     cfg = TrainConfig(epochs=args.epochs, imgsz=args.imgsz, batch=16, close_mosaic=2, cache=True)
@@ -80,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rich_table(bench))
     base, final = bench["rows"][0], bench["rows"][-1]
     console.print(
-        f"{final['name']} vs {base['name']}: "
+        f"{literal(final['name'])} vs {literal(base['name'])}: "
         f"{base['latency_ms']['median'] / final['latency_ms']['median']:.2f}x faster, "
         f"{final['size_mb'] / base['size_mb']:.2f}x the size, "
         f"mAP50-95 {100 * base['map']:.1f} -> {100 * final['map']:.1f}. "
-        f"Demo settings; total {time.time() - t_start:.0f} s. Reports: {comp}/report.md"
+        f"Demo settings; total {time.time() - t_start:.0f} s. "
+        f"Reports: {literal(comp / 'report.md')}"
     )
     return 0
 

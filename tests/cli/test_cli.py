@@ -1021,3 +1021,94 @@ def test_data_check_decode_names_an_image_whose_pixel_data_is_corrupt(tmp_path, 
     train = json.loads(report.read_text())["splits"]["train"]
     assert train["undecodable_images"] == [str(victim.with_suffix(".png"))]
     assert train["skipped_images"] == []  # training does not skip it: it stops on it
+
+
+def _flat(text: str) -> str:
+    """``text`` without whitespace: a table's title wrapped or folded over lines, whole again."""
+    return "".join(text.split())
+
+
+def test_data_check_prints_class_names_and_paths_as_they_are(tmp_path, capsys):
+    # rich read "[v2]", "[old]" and "[bold]" in the user's strings as markup: the title lost
+    # "[v2]", "car [old]" printed as "car", "[bold]truck" as a bold "truck"
+    data = tmp_path / "set [v2]"
+    argv = ["data", "synth", str(data), "--images", "10", "--imgsz", "32", "--classes", "2"]
+    assert main(argv) == 0
+    assert f"wrote {data / 'data.yaml'}" in " ".join(capsys.readouterr().out.split())
+    cfg = yaml.safe_load((data / "data.yaml").read_text())
+    cfg["names"] = ["car [old]", "[bold]truck"]
+    (data / "data.yaml").write_text(yaml.safe_dump(cfg))
+    broken = data / "images" / "train" / "IMG [edited].jpg"
+    broken.write_bytes(b"not an image")
+    report = tmp_path / "check.json"
+    assert main(["data", "check", str(data / "data.yaml"), "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert _flat(f"{data / 'data.yaml'} (yolo)") in _flat(out)
+    rows = {line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│")}
+    assert {"car [old]", "[bold]truck"} <= rows
+    assert f"skipped (train): {broken}" in " ".join(out.split())
+    assert json.loads(report.read_text())["names"] == ["car [old]", "[bold]truck"]
+
+
+def test_data_check_a_class_name_rich_cannot_read_as_markup_is_no_crash(tmp_path, capsys):
+    # "[/x]" closes no tag: rich raised a MarkupError (a traceback, exit 1) and --json, written
+    # after the tables, was lost
+    data = tmp_path / "d"
+    assert (
+        main(["data", "synth", str(data), "--images", "6", "--imgsz", "32", "--classes", "2"]) == 0
+    )
+    cfg = yaml.safe_load((data / "data.yaml").read_text())
+    cfg["names"] = ["car [old]", "[/x]"]
+    (data / "data.yaml").write_text(yaml.safe_dump(cfg))
+    report = tmp_path / "check.json"
+    assert main(["data", "check", str(data / "data.yaml"), "--json", str(report)]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│")]
+    assert "[/x]" in rows and "car [old]" in rows
+    assert json.loads(report.read_text())["names"] == ["car [old]", "[/x]"]
+
+
+def test_val_prints_class_names_and_paths_as_they_are(trained, tmp_path, capsys):
+    from yoloslim.data.testing import fake_images, write_yolo
+
+    imgs = fake_images(3, width=64, height=48, nc=2, seed=2)
+    data = write_yolo(
+        tmp_path / "set [v2]", {"train": imgs[:1], "val": imgs}, ["car [old]", "[/x]"]
+    )
+    model = trained / "best.pt"
+    p = tmp_path / "val.json"
+    assert main(["val", "--model", str(model), "--data", str(data), "--json", str(p)]) == 0
+    assert set(json.loads(p.read_text())["per_class"]) == {"car [old]", "[/x]"}
+    out = capsys.readouterr().out
+    assert _flat(f"{model} on {data}") in _flat(out)
+    rows = [line.split("│")[1].strip() for line in out.splitlines() if line.startswith("│")]
+    assert rows[:2] == ["car [old]", "[/x]"]
+
+
+def test_info_and_export_print_the_users_names_as_they_are(trained, tmp_path, capsys):
+    ck = tmp_path / "best [v2].pt"
+    shutil.copy(trained / "best.pt", ck)
+    assert main(["info", str(ck)]) == 0
+    assert _flat(str(ck)) in _flat(capsys.readouterr().out)
+    # a format is shown while the export starts, before it is checked: it stopped there
+    argv = ["export", "--model", str(ck), "--format", "[/x]", "--out", str(tmp_path / "e")]
+    assert main(argv) == 2
+    assert "[/x]" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_names_a_folder_with_brackets_as_it_is(tmp_path, monkeypatch, capsys):
+    import yoloslim.pipeline
+
+    out = tmp_path / "run [v2]"
+
+    def stopped(*args, **kwargs):
+        out.mkdir()
+        (out / "recipe.yaml").write_text("stages: []\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(yoloslim.pipeline, "run_recipe", stopped)
+    monkeypatch.setattr(sys, "argv", ["yoloslim", "compress", "--out", str(out)])
+    args = ["compress", "--data", "d.yaml", "--recipe", "r.yaml", "--out", str(out)]
+    assert main(args) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"continue with `yoloslim compress --out '{out}' --resume`" in err

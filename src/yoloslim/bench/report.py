@@ -145,11 +145,14 @@ def to_markdown(report: dict) -> str:
 
 
 def rich_table(report: dict):
+    from rich.markup import escape
     from rich.table import Table
 
+    # the artifacts' names (their paths, in the title, the rows and a note) are the user's:
+    # printed as they are, never read as rich markup
     table = Table(
-        title=f"yoloslim bench (baseline: {report['baseline']})",
-        caption=" ".join(_notes(report)) or None,
+        title=f"yoloslim bench (baseline: {escape(str(report['baseline']))})",
+        caption=escape(" ".join(_notes(report))) or None,
     )
     # FPS is the first batch's (images/s); the other batches show their throughput
     more = report["settings"]["batches"][1:]
@@ -157,7 +160,8 @@ def rich_table(report: dict):
         table.add_column(c, justify="left" if c == "Model" else "right")
     for r, cells in zip(report["rows"], table_rows(report), strict=True):
         tp = r.get("throughput_ips") or {}
-        table.add_row(*cells, *(_f(tp.get(b, tp.get(str(b))), ".1f") for b in more))
+        name, *figures = cells
+        table.add_row(escape(name), *figures, *(_f(tp.get(b, tp.get(str(b))), ".1f") for b in more))
     return table
 
 

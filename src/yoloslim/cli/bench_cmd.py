@@ -11,6 +11,7 @@ from yoloslim.cli.common import (
     check_out_folder,
     console,
     handle_errors,
+    literal,
     print_table,
     write_json,
 )
@@ -51,8 +52,9 @@ def bench(
         check_report_folder(report)  # before the measuring, not after
     with console.status(f"benchmarking {len(artifacts)} artifacts"):
         res = benchmark(artifacts, data, imgsz=imgsz, batches=batches, latency=cfg)
-    print_table(rich_table(res.report))
+    write_json(json_path, res.report)  # first: whole whatever the printing below does
     if report:
         files = write_report(res.report, report)
-        console.print("wrote " + ", ".join(str(p) for p in files.values()))
-    write_json(json_path, res.report)
+    print_table(rich_table(res.report))
+    if report:
+        console.print("wrote " + literal(", ".join(str(p) for p in files.values())))

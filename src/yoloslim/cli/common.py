@@ -33,6 +33,7 @@ __all__ = [
     "interrupt_exit_code",
     "interrupt_hint",
     "layered",
+    "literal",
     "option_given",
     "print_table",
     "setup_logging",
@@ -48,6 +49,14 @@ __all__ = [
 _piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
 console = Console(stderr=False, width=PIPED_WIDTH if _piped else None)
 err_console = Console(stderr=True)
+
+
+def literal(value: Any) -> str:
+    """``value`` as text that rich prints as it is: a path, a class name or anything else
+    from the user's files, where rich would read ``[bold]`` or ``[/x]`` as markup (a style,
+    a lost word, a MarkupError). For a table title or cell and a ``console.print`` line whose
+    own markup (``[yellow]warning``) stays markup."""
+    return escape(str(value))
 
 
 def print_table(table, to: Console | None = None) -> None:
@@ -209,7 +218,7 @@ def interrupt_hint(marker: Path, command: str) -> Iterator[None]:
                 msg = f"{how}; continue with `{command}`"
             else:
                 msg = f"{how} before {marker.name} was written; nothing to resume"
-            err_console.print(msg, soft_wrap=True)
+            err_console.print(literal(msg), soft_wrap=True)  # the folder's name as it is
         raise typer.Exit(interrupt_exit_code(stop)) from None
 
 

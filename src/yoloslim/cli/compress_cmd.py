@@ -13,6 +13,7 @@ from yoloslim.cli.common import (
     console,
     handle_errors,
     interrupt_hint,
+    literal,
     option_given,
     print_table,
     write_json,
@@ -55,8 +56,6 @@ def compress(
     ),
 ) -> None:
     """Run a recipe (prune, distill, export, quantize, ...) and bench every result in one table."""
-    from rich.markup import escape
-
     from yoloslim.bench.report import rich_table
     from yoloslim.budget_mode import run_budget
     from yoloslim.errors import ConfigError
@@ -92,6 +91,7 @@ def compress(
             )
         with interrupt_hint(Path(out) / "recipe.yaml", again):
             res = run_recipe(model, data, recipe, out=out, resume=resume, progress=True)
+    write_json(json_path, res.report)  # first: whole whatever the printing below does
     bench = res.report.get("bench")
     if bench:
         print_table(rich_table(bench))
@@ -99,16 +99,16 @@ def compress(
         _front_table(res.report)
     for skip in res.report.get("skipped") or []:
         console.print(
-            f"[yellow]skipped: stage {skip['stage']} format {skip['format']}: "
-            + escape(skip["reason"]),
+            f"[yellow]skipped: stage {literal(skip['stage'])} format {literal(skip['format'])}: "
+            + literal(skip["reason"]),
             soft_wrap=True,
         )
     label = "selected model" if res.report.get("mode") == "budget" else "final checkpoint"
-    console.print(f"{label}: {res.report.get('final_model')}; reports in {out}")
+    console.print(f"{label}: {literal(res.report.get('final_model'))}; reports in {literal(out)}")
     deployable = res.report.get("deployable") or {}
     if deployable:
-        console.print("final artifact(s): " + ", ".join(f"{k}: {v}" for k, v in deployable.items()))
-    write_json(json_path, res.report)
+        shown = ", ".join(f"{k}: {v}" for k, v in deployable.items())
+        console.print(f"final artifact(s): {literal(shown)}")
 
 
 def _front_table(report: dict) -> None:
@@ -120,7 +120,7 @@ def _front_table(report: dict) -> None:
         table.add_column(col)
     for e in report["front"]:
         table.add_row(
-            e["name"],
+            literal(e["name"]),
             f"{100 * e['map']:.2f}",
             f"{e['drop_points']:.3f}",
             f"{e['latency_ms']:.2f}",

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import check_json_target, console, handle_errors, print_table, write_json
+from yoloslim.cli.common import (
+    check_json_target,
+    console,
+    handle_errors,
+    literal,
+    print_table,
+    write_json,
+)
 
 app = typer.Typer(help="Dataset tools.", no_args_is_help=True)
 
@@ -28,7 +35,7 @@ def synth(
         path = synthesize(
             out, images=images, imgsz=imgsz, classes=classes, seed=seed, val_fraction=val_fraction
         )
-    console.print(f"wrote {path}")
+    console.print(f"wrote {literal(path)}")
 
 
 @app.command("check")
@@ -55,8 +62,11 @@ def check(
     from yoloslim.data.validate import check_dataset
 
     report = check_dataset(load_data_config(data), imgsz=imgsz, decode=decode)
+    # first: the report is whole whatever the printing below does
+    write_json(json_path, report)
     splits = report["splits"]
-    table = Table(title=f"{data} ({report['format']})")
+    # paths and class names are the user's: printed as they are, never read as rich markup
+    table = Table(title=f"{literal(data)} ({report['format']})")
     ignored = any(r["ignored"] for r in splits.values())  # a column only where there are some
     cols = ["split", "images", "instances", "empty images", "missing label files", "skipped"]
     if ignored:
@@ -85,17 +95,16 @@ def check(
     for split in splits:
         per_class.add_column(split, justify="right")
     for name in report["names"]:
-        per_class.add_row(name, *(str(splits[s]["per_class"][name]) for s in splits))
+        per_class.add_row(literal(name), *(str(splits[s]["per_class"][name]) for s in splits))
     print_table(per_class)
     for split, r in splits.items():
         skipped = r["skipped_images"]
         for path in skipped[:_SHOWN_SKIPPED]:
-            console.print(f"skipped ({split}): {path}", soft_wrap=True)
+            console.print(f"skipped ({split}): {literal(path)}", soft_wrap=True)
         if len(skipped) > _SHOWN_SKIPPED:
             more = f"and {len(skipped) - _SHOWN_SKIPPED} more skipped ({split})"
             where = "--json lists them all" if json_path else "--json PATH lists them all"
             console.print(f"{more}; {where}")
-    write_json(json_path, report)
 
 
 _SHOWN_SKIPPED = 10  # skipped images named on the terminal per split (a wrong folder: all)

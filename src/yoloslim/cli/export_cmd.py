@@ -11,6 +11,7 @@ from yoloslim.cli.common import (
     check_out_folder,
     console,
     handle_errors,
+    literal,
     option_given,
     print_table,
     write_json,
@@ -66,7 +67,7 @@ def export(
             "--nms graph, and no --nms was given: add --nms, or drop them"
         )
     formats = [f.strip() for f in format.split(",") if f.strip()]
-    with console.status(f"exporting {', '.join(formats)}"):
+    with console.status(f"exporting {literal(', '.join(formats))}"):
         res = run_export(
             model,
             out,
@@ -81,13 +82,16 @@ def export(
             nms_iou=nms_iou,
             nms_max_det=nms_max_det,
         )
-    table = Table(title=f"export of {model} ({res.report['imgsz']} px)")
+    write_json(json_path, res.report)  # first: whole whatever the printing below does
+    # every cell is the report's (a format as given, paths, an earlier export's model):
+    # printed as it is, never read as rich markup
+    table = Table(title=f"export of {literal(model)} ({res.report['imgsz']} px)")
     for col in ("format", "artifact", "runtime", "precision", "MiB", "max |diff|", "verified"):
         table.add_column(col)
     for fmt, e in res.report["formats"].items():
         runtime = " ".join(str(e[k]) for k in ("runtime", "runtime_version") if e.get(k))
         diff = e.get("max_abs_diff")
-        table.add_row(
+        cells = (
             fmt + _earlier(e, res.report),
             e["path"],
             runtime or "-",
@@ -96,11 +100,11 @@ def export(
             f"{diff:.2e}" if diff is not None else "-",
             e.get("verified") or ("yes" if e.get("passed") else "no"),
         )
+        table.add_row(*(literal(c) for c in cells))
     if any("exported_with" in e for e in res.report["formats"].values()):
         table.caption = "(earlier): kept from an earlier export into this folder"
     print_table(table)
-    console.print(f"report: {Path(out) / 'export_report.json'}")
-    write_json(json_path, res.report)
+    console.print(f"report: {literal(Path(out) / 'export_report.json')}")
 
 
 def _earlier(entry: dict, report: dict) -> str:

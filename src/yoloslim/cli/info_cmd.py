@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import check_json_target, handle_errors, print_table, write_json
+from yoloslim.cli.common import check_json_target, handle_errors, literal, print_table, write_json
 
 
 @handle_errors
@@ -27,14 +27,16 @@ def info(
     from yoloslim.runtime.describe import describe
 
     found = {str(p): describe(p) for p in artifacts}
+    write_json(json_path, found)  # first: whole whatever the printing below does
     for path, d in found.items():
-        table = Table(title=f"{path}", show_header=False, title_justify="left")
+        # paths, class names, tensor and Triton names are the files' own: printed as they
+        # are, never read as rich markup
+        table = Table(title=literal(path), show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column(overflow="fold")
         for key, value in _rows(d):
-            table.add_row(key, value)
+            table.add_row(key, literal(value))
         print_table(table)
-    write_json(json_path, found)
 
 
 def _rows(d: dict) -> list[tuple[str, str]]:

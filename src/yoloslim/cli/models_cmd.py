@@ -23,6 +23,8 @@ def models(
     from yoloslim.models import list_models
 
     rows = {name: model_profile(name, imgsz=imgsz, nc=nc) for name in list_models()}
+    # first: whole whatever the printing below does
+    write_json(json_path, {name: {**r, "nc": nc} for name, r in rows.items()})
     table = Table(title=f"built-in models at {imgsz} px, {nc} classes")
     for col in ("model", "params (M, deploy)", "params (M, train)", "GMACs", "GFLOPs (2xMACs)"):
         table.add_column(col, justify="right")
@@ -35,7 +37,6 @@ def models(
             _figure(r["gflops"]),
         )
     print_table(table)
-    write_json(json_path, {name: {**r, "nc": nc} for name, r in rows.items()})
 
 
 def _figure(x: float) -> str:

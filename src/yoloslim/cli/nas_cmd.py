@@ -12,6 +12,7 @@ from yoloslim.cli.common import (
     console,
     handle_errors,
     layered,
+    literal,
     print_table,
     shown_default,
     write_json,
@@ -148,11 +149,10 @@ def nas(
     _check_json_beside(json_path, out)
     with config_file(config):
         res = search_from_dict(settings, out, progress=True)
+    write_json(json_path, res.report)  # first: whole whatever the printing below does
     _table(res.best)
-    console.print(
-        f"best score {res.score:.3f}  ->  {res.artifacts['arch']}  ({res.report['search_s']} s)"
-    )
-    write_json(json_path, res.report)
+    arch = literal(res.artifacts["arch"])
+    console.print(f"best score {res.score:.3f}  ->  {arch}  ({res.report['search_s']} s)")
 
 
 def _check_json_beside(json_path: Path | None, out: Path) -> None:

@@ -13,6 +13,7 @@ from yoloslim.cli.common import (
     console,
     handle_errors,
     layered,
+    literal,
     print_table,
     shown_default,
     write_json,
@@ -123,9 +124,10 @@ def prune(
     with config_file(config):
         cfg = PruneConfig.from_dict(values)
     res = run_prune(model, data, config=cfg, out=out, exist_ok=exist_ok, progress=True)
+    write_json(json_path, res.report)  # first: whole whatever the printing below does
     lat = res.report["latency"]
     table = Table(
-        title=f"prune of {model} ({res.report['config']['imgsz']} px)",
+        title=f"prune of {literal(model)} ({res.report['config']['imgsz']} px)",
         caption=(
             f"size and latency: the model exported to {lat['backend']} ({lat['precision']}), "
             "batch 1"
@@ -148,5 +150,5 @@ def prune(
         table.add_row(*("-" if v is None else str(v) for v in row.values()))
     print_table(table)
     console.print(res.report["note"])
-    console.print(f"checkpoint: {res.artifacts['checkpoint']}  report: {res.artifacts['report']}")
-    write_json(json_path, res.report)
+    art = res.artifacts
+    console.print(f"checkpoint: {literal(art['checkpoint'])}  report: {literal(art['report'])}")

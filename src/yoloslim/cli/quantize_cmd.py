@@ -13,6 +13,7 @@ from yoloslim.cli.common import (
     console,
     handle_errors,
     layered,
+    literal,
     print_table,
     write_json,
 )
@@ -80,10 +81,11 @@ def quantize(
         values["advanced"] = advanced
     with config_file(config):
         cfg = QuantConfig.from_dict(values)
-    with console.status(f"quantizing {model} ({cfg.backend}, {cfg.mode})"):
+    with console.status(f"quantizing {literal(model)} ({cfg.backend}, {cfg.mode})"):
         res = run_quantize(model, data, config=cfg, out=out, progress=False)
     rep = res.report
-    table = Table(title=f"quantize {model} ({cfg.backend}, {rep['imgsz']} px)")
+    write_json(json_path, rep)  # first: whole whatever the printing below does
+    table = Table(title=f"quantize {literal(model)} ({cfg.backend}, {rep['imgsz']} px)")
     for col in (
         "artifact",
         "mAP50-95 (%)",
@@ -112,10 +114,9 @@ def quantize(
     kept = rep["layers_in_float"]
     console.print(
         f"kept float: {kept['scope_nodes']} scope nodes; accuracy-aware: "
-        f"{', '.join(kept['accuracy_aware']) or 'none'}"
+        f"{literal(', '.join(kept['accuracy_aware']) or 'none')}"  # the model's layer names
     )
     warning = budget_warning(rep)
     if warning:
-        console.print(f"[yellow]warning:[/] {warning}")
-    console.print(f"int8: {res.model}\nreport: {Path(out) / 'quant_report.json'}")
-    write_json(json_path, rep)
+        console.print(f"[yellow]warning:[/] {literal(warning)}")
+    console.print(f"int8: {literal(res.model)}\nreport: {literal(Path(out) / 'quant_report.json')}")

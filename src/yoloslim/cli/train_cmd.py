@@ -15,6 +15,7 @@ from yoloslim.cli.common import (
     handle_errors,
     interrupt_hint,
     layered,
+    literal,
     resume_command,
     resume_overrides,
     resume_state,
@@ -112,7 +113,7 @@ def say_if_finished(run: Path, state: dict) -> None:
     epochs = (state["train_state"].get("config") or {}).get("epochs")
     ts = state["train_state"]
     if epochs is not None and ts.get("epoch", -1) + 1 >= epochs and not ts.get("val_pending"):
-        console.print(f"{run} already finished {epochs}/{epochs} epochs; nothing to do")
+        console.print(f"{literal(run)} already finished {epochs}/{epochs} epochs; nothing to do")
 
 
 def print_best(best: float | None, path) -> None:
@@ -124,5 +125,5 @@ def print_best(best: float | None, path) -> None:
         console.print("no best.pt: no validation mAP to choose one by (the val split has no box)")
         return
     shown = "-" if best is None else f"{100 * best:.1f}"
-    where = "(best.pt is not in the run folder)" if path is None else f"->  {path}"
+    where = "(best.pt is not in the run folder)" if path is None else f"->  {literal(path)}"
     console.print(f"best mAP50-95 {shown}  {where}", soft_wrap=True)

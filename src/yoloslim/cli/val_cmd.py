@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import check_json_target, handle_errors, print_table, write_json
+from yoloslim.cli.common import check_json_target, handle_errors, literal, print_table, write_json
 
 
 @handle_errors
@@ -48,19 +48,21 @@ def val(
         progress=True,
         ov_precision=ov_precision,
     )
+    # first: the metrics of a whole evaluation are kept whatever the printing below does
+    write_json(json_path, res)
+    # paths and class names are the user's: printed as they are, never read as rich markup
     table = Table(
-        title=f"{model} on {data}",
-        caption=f"{res['runtime']} ({res['precision']}) at {res['imgsz']} px",
+        title=f"{literal(model)} on {literal(data)}",
+        caption=f"{literal(res['runtime'])} ({literal(res['precision'])}) at {res['imgsz']} px",
     )
     table.add_column("class")
     table.add_column("AP50-95 (%)", justify="right")  # --json holds fractions
     for name, ap in res["per_class"].items():  # None: no box of that class
-        table.add_row(name, _ap(ap))
+        table.add_row(literal(name), _ap(ap))
     table.add_row("[bold]all", f"[bold]{_ap(res['map'])}  (mAP50 {_ap(res['map50'])})")
     for size, ap in res["map_by_size"].items():  # None: no box of that size
         table.add_row(f"[dim]{size} boxes", _ap(ap))
     print_table(table)
-    write_json(json_path, res)
 
 
 def _ap(ap: float | None) -> str:
