@@ -452,6 +452,39 @@ def test_a_mismatch_is_an_error(dynamic_export, fmt):
         verify_artifact(res.artifacts[fmt], other, IMGSZ)
 
 
+def test_swapped_or_zeroed_class_scores_fail_the_check_where_absolute_scores_are_tiny(
+    dynamic_export, tmp_path
+):
+    # an untrained head scores every class near its prior (0.01): the absolute score
+    # tolerance cannot see a graph that swaps or zeroes them, the log-odds can
+    from onnx import helper, numpy_helper
+
+    _, _, res = dynamic_export
+    with torch.no_grad():
+        ref = res.model(probe_images(IMGSZ))
+    assert ref[..., 4:].max() < 5 * FP32.score_atol + 0.01  # tiny scores: the hard case
+    nc = len(NAMES)
+    for kind in ("swapped", "zeroed"):
+        model = onnx.load(res.artifacts["onnx"])
+        graph = model.graph
+        for node in graph.node:
+            node.output[:] = ["raw" if o == "preds" else o for o in node.output]
+        if kind == "swapped":
+            idx = np.array([0, 1, 2, 3, *range(3 + nc, 3, -1)], dtype=np.int64)
+            graph.initializer.append(numpy_helper.from_array(idx, "idx"))
+            graph.node.append(helper.make_node("Gather", ["raw", "idx"], ["preds"], axis=2))
+        else:
+            keep = np.array([1, 1, 1, 1] + [0] * nc, dtype=np.float32)
+            graph.initializer.append(numpy_helper.from_array(keep, "keep"))
+            graph.node.append(helper.make_node("Mul", ["raw", "keep"], ["preds"]))
+        path = tmp_path / f"{kind}.onnx"
+        onnx.save(model, path)
+        with pytest.raises(ExportError, match=r"score log-odds"):
+            verify_artifact(path, res.model, IMGSZ)
+    report = verify_artifact(res.artifacts["onnx"], res.model, IMGSZ)  # the real one passes
+    assert report["max_abs_diff_score_logits"] <= FP32.score_logit_atol
+
+
 def test_unknown_format_and_duplicate_registration(dynamic_export, tmp_path):
     with pytest.raises(ConfigError, match="unknown export format.*tflite"):
         export(dynamic_export[0], tmp_path, formats=["tflite"])

@@ -69,6 +69,11 @@ def export_engine(ctx: ExportContext) -> Path:
                 "FP16 engines need TensorRT 10.x here; export without half for an FP32 engine"
             )
         config.set_flag(trt.BuilderFlag.FP16)
+    elif hasattr(trt.BuilderFlag, "TF32"):
+        # an FP32 engine computes in FP32: TensorRT's default TF32 convolutions keep 10
+        # mantissa bits, as FP16 does, which the FP32 check (and a user asking for FP32)
+        # does not expect; --half is the fast engine
+        config.clear_flag(trt.BuilderFlag.TF32)
     if ctx.dynamic:
         profile = builder.create_optimization_profile()
         s = ctx.imgsz
