@@ -349,6 +349,14 @@ def test_formats_as_one_string_and_a_detectors_own_size(tmp_path):
         export(m, tmp_path, formats="onnx", imgsz="64")
 
 
+def test_a_half_precision_detector_exports_from_an_fp32_copy(tmp_path):
+    # readied for GPU inference: the FP32 probe images failed in its first conv
+    m = _model().half()
+    res = export(m, tmp_path, formats="onnx", imgsz=IMGSZ)
+    assert res.report["formats"]["onnx"]["passed"]
+    assert next(m.parameters()).dtype == torch.float16  # the caller's model is untouched
+
+
 def test_nms_needs_onnx_and_a_static_batch(tmp_path):
     with pytest.raises(ConfigError, match="static batch"):
         export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, nms=True, dynamic=True)

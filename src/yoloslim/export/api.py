@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import logging
@@ -215,6 +216,11 @@ def export(
             now = {"imgsz": imgsz, "dynamic": dynamic, "half": half, **source}
             _write_report(out, {**previous, **now, "formats": earlier})
 
+        if any(p.dtype != torch.float32 for p in net.parameters()):
+            # a Detector readied for half-precision inference: every format is written
+            # from FP32 (half=True stores FP16 weights where a format can); a copy, the
+            # caller's model stays as it is
+            net = copy.deepcopy(net).float()
         reparam = reparameterize(net, example_input=probe_images(imgsz), measure=False)
         fused = reparam.model
         ctx = ExportContext(
