@@ -139,6 +139,15 @@ def test_openvino_reports_the_precision_its_plugin_used(dynamic_export):
     assert not backend.static_batch and backend(torch.rand(3, 3, IMGSZ, IMGSZ)).shape[0] == 3
 
 
+@pytest.mark.parametrize("hint", ["f16", "bf16", "f32"])
+def test_an_openvino_precision_the_cpu_lacks_is_warned_about(dynamic_export, hint, caplog):
+    _, _, res = dynamic_export
+    with caplog.at_level("WARNING"):
+        backend = load_backend(res.artifacts["openvino"], hint=hint)
+    said = f"not the {hint} asked for" in caplog.text
+    assert said == (backend.precision != hint)  # f16 became bf16 on AVX512-BF16 CPUs
+
+
 def test_openvino_fp16_weights_within_half_tolerance(dynamic_export, static_export):
     _, res = static_export
     entry = res.report["formats"]["openvino"]

@@ -276,6 +276,17 @@ class OpenVINOBackend(Backend):
             self.compiled.get_property("INFERENCE_PRECISION_HINT"),
             quantized=any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()),
         )
+        if hint and precision.removeprefix("int8+") != hint:
+            # e.g. f16 on a CPU without FP16 arithmetic: the plugin falls back to bf16
+            log.warning(
+                "%s: OpenVINO's %s plugin computes in %s here, not the %s asked for (it has "
+                "no %s arithmetic on this machine)",
+                path,
+                device,
+                precision.removeprefix("int8+"),
+                hint,
+                hint,
+            )
         super().__init__(path, names, imgsz, precision, ov.get_version())
         self.request = self.compiled.create_infer_request()
         shape = model.inputs[0].get_partial_shape()
