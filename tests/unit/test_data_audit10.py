@@ -457,6 +457,24 @@ def test_train_and_val_sharing_images_is_warned_by_check_and_train(tmp_path, cap
     assert "1 of the 1 val images are train images too" in caplog.text
 
 
+def test_data_check_counts_a_byte_identical_copy_in_val_as_shared(tmp_path, caplog):
+    # one photo copied into both split folders: two files, one image
+    _yolo(tmp_path, "train", "a")
+    copy = _yolo(tmp_path, "val", "copy")
+    other = _yolo(tmp_path, "val", "other")
+    Image.fromarray(np.full((48, 64, 3), 41, np.uint8)).save(other)  # another image
+    assert copy.read_bytes() == (tmp_path / "images" / "train" / "a.png").read_bytes()
+    assert other.stat().st_size == copy.stat().st_size  # the same size, not the same bytes
+    yaml = _yaml(tmp_path, "train: images/train\nval: images/val\nnames: [cat]\n")
+    with caplog.at_level(logging.WARNING):
+        report = check_dataset(load_data_config(yaml))
+    assert report["splits"]["val"]["shared_with_train"] == 1
+    assert "1 of the 2 val images are train images too (the same file or a byte-identical" in (
+        caplog.text
+    )
+    assert "copy.png" in caplog.text and "other.png" not in caplog.text
+
+
 # --- 6: instances the training loader drops at imgsz ------------------------------------
 
 

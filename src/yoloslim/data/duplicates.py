@@ -5,10 +5,13 @@ is reported (a leak that inflates mAP).
 
 Two paths are the same image when they name the same file: the same device and inode, which
 covers what ``Path.resolve()`` equates (``./``, ``..``, symbolic links) and hard links too.
+``data check`` also counts a byte-identical copy in val of a train image as shared.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -88,23 +91,67 @@ def same_labels(a: Sample, b: Sample) -> bool:
     )
 
 
-def shared_images(train: Sequence[Sample], val: Sequence[Sample]) -> list[Path]:
-    """The val images that are train images too (the val split's paths)."""
+def shared_images(
+    train: Sequence[Sample], val: Sequence[Sample], *, copies: bool = False
+) -> list[Path]:
+    """The val images that are train images too (the val split's paths): the same file,
+    and with ``copies`` a byte-identical copy as well (one photo copied into both split
+    folders). Copies are looked for among files of the same size only, compared by a
+    digest of their first 64 KiB and then of the whole file, so a set without copies
+    costs a ``stat`` per image and a few reads."""
     keys = {file_key(s.path) for s in train}
-    return [s.path for s in val if file_key(s.path) in keys]
+    shared = [s.path for s in val if file_key(s.path) in keys]
+    if not copies:
+        return shared
+    by_size: dict[int, list[Path]] = {}
+    for s in train:
+        with contextlib.suppress(OSError):
+            by_size.setdefault(s.path.stat().st_size, []).append(s.path)
+    digests: dict[tuple[Path, bool], bytes | None] = {}
+
+    def digest(path: Path, whole: bool) -> bytes | None:
+        if (path, whole) not in digests:
+            try:
+                with path.open("rb") as f:
+                    h = hashlib.sha1(f.read(1 << 16))
+                    for block in iter(lambda: f.read(1 << 20), b"") if whole else ():
+                        h.update(block)
+                digests[path, whole] = h.digest()
+            except OSError:
+                digests[path, whole] = None
+        return digests[path, whole]
+
+    same = set(shared)
+    for s in val:
+        if s.path in same:
+            continue
+        try:
+            others = by_size.get(s.path.stat().st_size, [])
+        except OSError:
+            continue
+        head = digest(s.path, False) if others else None
+        if head is not None and any(
+            digest(o, False) == head and digest(o, True) == digest(s.path, True) for o in others
+        ):
+            shared.append(s.path)
+    return shared
 
 
-def warn_shared(train: Sequence[Sample], val: Sequence[Sample], where: str | Path) -> list[Path]:
+def warn_shared(
+    train: Sequence[Sample], val: Sequence[Sample], where: str | Path, *, copies: bool = False
+) -> list[Path]:
     """Warn when train and val share images (their mAP then measures memory, not
-    generalisation); returns the shared val paths."""
-    shared = shared_images(train, val)
+    generalisation); returns the shared val paths. ``copies``: byte-identical copies
+    count too (see :func:`shared_images`)."""
+    shared = shared_images(train, val, copies=copies)
     if shared:
         logger.warning(
-            "%s: %d of the %d val images are train images too (val: the same as train, or "
-            "overlapping it?); their mAP says little about new images: %s",
+            "%s: %d of the %d val images are train images too (%s; val: the same as train, "
+            "or overlapping it?); their mAP says little about new images: %s",
             where,
             len(shared),
             len(val),
+            "the same file or a byte-identical copy" if copies else "the same file",
             examples([str(p) for p in shared]),
         )
     return shared

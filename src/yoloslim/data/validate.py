@@ -45,7 +45,8 @@ def check_dataset(
         them that have no label file at all (YOLO format) and ``skipped_images``
         lists the unreadable ones (as strings). A split with images but no
         instance is logged as a warning (it is almost always a wrong path). The val split
-        adds ``shared_with_train``: how many of its images are train images too (warned).
+        adds ``shared_with_train``: how many of its images are train images too, the same
+        file or a byte-identical copy (warned).
         A YOLO split adds ``orphan_labels``, the label files of its folders that no image
         reads (an image in a format the readers skip, ``.jfif`` or ``.gif``, is named), and
         ``unread_files``, its image folders' files that are no image the readers take; both
@@ -105,7 +106,7 @@ def check_dataset(
                 split,
                 len(samples),
             )
-    shared = warn_shared(read["train"], read["val"], cfg.yaml_path)
+    shared = warn_shared(read["train"], read["val"], cfg.yaml_path, copies=True)
     report["splits"]["val"]["shared_with_train"] = len(shared)
     return report
 
