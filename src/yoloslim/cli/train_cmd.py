@@ -66,7 +66,8 @@ def train(
         None, "--json", callback=check_json_target, help="Write the training report as JSON."
     ),
 ) -> None:
-    """Train a detector; writes last.pt, best.pt, metrics.jsonl and train_config.yaml."""
+    """Train a detector; writes last.pt, best.pt (by val mAP; none when the val split has
+    no box), metrics.jsonl and train_config.yaml."""
     from yoloslim.errors import ConfigError
     from yoloslim.train import config_from_dict
     from yoloslim.train import train as run_train
