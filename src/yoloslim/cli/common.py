@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import errno
 import functools
 import inspect
 import json
@@ -415,10 +416,29 @@ def _input_clash(p: Path, params: dict) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _looked_at(path: Path) -> Iterator[None]:
+    """An OSError from looking at ``path`` in an option callback (a name longer than the
+    file system takes: 255 bytes; a folder it may not search) as a usage error naming the
+    path, exit 2: the callbacks run while the options are parsed, before :func:`handle_errors`
+    could make it one line, so it would be a traceback."""
+    try:
+        yield
+    except OSError as e:
+        where = e.filename if e.filename is not None else path
+        fix = "choose a shorter name" if e.errno == errno.ENAMETOOLONG else "choose another path"
+        raise typer.BadParameter(f"{where}: {e.strerror or e}; {fix}") from e
+
+
 def _writable(path: Path, what: str) -> None:
     """``path`` (to be created, or written into) can be: its nearest existing folder is a
     folder this process may write, and no file stands where a folder goes."""
     p = Path(path).expanduser().absolute()
+    with _looked_at(p):
+        _check_writable(p, what)
+
+
+def _check_writable(p: Path, what: str) -> None:
     if not p.exists():
         problem = write_problem(p)
         if problem:
@@ -482,7 +502,13 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
     or read (:data:`_NOT_A_REPORT`), compress's record names, or a file it may not write."""
     if path is None:
         return path
-    path = p = Path(path).expanduser()
+    path = Path(path).expanduser()
+    with _looked_at(path):
+        _check_json_target(ctx, path)
+    return path
+
+
+def _check_json_target(ctx: typer.Context | None, p: Path) -> None:
     _writable(p, "file")
     if p.suffix.lower() in _NOT_A_REPORT:
         raise typer.BadParameter(
@@ -496,13 +522,12 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
         raise typer.BadParameter(f"{p} is not writable")
     # the command's own inputs: checked by handle_errors, once every option is parsed
     if not p.exists():
-        return path
+        return
     if p.is_dir():
         raise typer.BadParameter(f"{p} is a folder; name a .json file")
     why = _kept_json(p, ctx.info_name if ctx is not None else None)
     if why:
         raise typer.BadParameter(f"{p} {why}; it is not replaced by the report")
-    return path
 
 
 def _kept_json(p: Path, command: str | None) -> str | None:
