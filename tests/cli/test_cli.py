@@ -62,6 +62,25 @@ def test_models_json(tmp_path):
     assert rows["damo-nano"]["gflops"] == pytest.approx(2 * rows["damo-nano"]["gmacs"])
 
 
+def test_json_refuses_a_file_that_belongs_to_an_artifact(tmp_path, capsys):
+    package = tmp_path / "victim.mlpackage"  # a CoreML package's Manifest.json: it would not load
+    package.mkdir()
+    manifest = package / "Manifest.json"
+    manifest.write_text('{"fileFormatVersion": "1.0.0"}')
+    sidecar = tmp_path / "model.engine.json"  # a TensorRT engine's metadata, beside model.engine
+    sidecar.write_text('{"names": ["a"], "imgsz": 64}')
+    for target, said in (
+        (manifest, f"is inside the CoreML package {package}"),
+        (package / "Data" / "new.json", f"is inside the CoreML package {package}"),
+        (sidecar, "*.engine.json is a TensorRT engine's metadata"),
+    ):
+        assert main(["models", "--imgsz", "64", "--json", str(target)]) == 2
+        assert said in " ".join(capsys.readouterr().err.split())
+    assert manifest.read_text() == '{"fileFormatVersion": "1.0.0"}'
+    assert sidecar.read_text() == '{"names": ["a"], "imgsz": 64}'
+    assert not (package / "Data").exists()
+
+
 def test_train_writes_outputs(trained):
     for name in ("last.pt", "best.pt", "metrics.jsonl", "train_config.yaml", "report.json"):
         assert (trained / name).is_file(), name

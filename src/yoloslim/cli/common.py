@@ -499,7 +499,8 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
     checkpoint given by mistake), COCO annotations (a dataset's ground truth), a JSON-lines
     file, a file another command wrote into its run's folder (:data:`REPORT_OWNERS`), or a
     record a run reads back (:data:`RUN_RECORDS`); a name with the suffix of what runs write
-    or read (:data:`_NOT_A_REPORT`), compress's record names, or a file it may not write."""
+    or read (:data:`_NOT_A_REPORT`), a file of an artifact (inside a CoreML ``.mlpackage``, a
+    TensorRT ``*.engine.json``), compress's record names, or a file it may not write."""
     if path is None:
         return path
     path = Path(path).expanduser()
@@ -514,6 +515,18 @@ def _check_json_target(ctx: typer.Context | None, p: Path) -> None:
         raise typer.BadParameter(
             f"{p}: {p.suffix} is a kind of file yoloslim runs write or read (checkpoints, "
             "artifacts, configs, reports, drawings); name the JSON report otherwise (*.json)"
+        )
+    # JSON that belongs to an artifact: replaced, the artifact no longer loads or deploys
+    package = next((a for a in p.resolve().parents if a.suffix.lower() == ".mlpackage"), None)
+    if package is not None:
+        raise typer.BadParameter(
+            f"{p} is inside the CoreML package {package} (its Manifest.json, its metadata); "
+            "name a JSON report outside the package"
+        )
+    if p.name.lower().endswith(".engine.json"):
+        raise typer.BadParameter(
+            f"{p}: *.engine.json is a TensorRT engine's metadata, read beside its .engine; "
+            "name the JSON report otherwise"
         )
     if p.name in RUN_RECORDS and ctx is not None and ctx.info_name == "compress":
         # the run writes these into its folder: the report would replace one, or be replaced
