@@ -81,6 +81,31 @@ def test_json_refuses_a_file_that_belongs_to_an_artifact(tmp_path, capsys):
     assert not (package / "Data").exists()
 
 
+def test_export_json_refuses_the_record_of_another_export_folder(trained, tmp_path, capsys):
+    ckpt = str(trained / "best.pt")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["export", "--model", ckpt, "--format", "onnx", "--out", str(a)]) == 0
+    record = a / "export_report.json"
+    before = record.read_text()
+    # replaced, a's record would list b's artifacts: the next export into a forgets a's own
+    argv = ["export", "--model", ckpt, "--json", str(record), "--out", str(b)]  # --out after
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--json {record} is the record of the export run in {a}, not of this one" in err
+    assert record.read_text() == before and not b.exists()
+    # another command's record is refused as before, when the options are parsed
+    (b / "q").mkdir(parents=True)
+    (b / "q" / "quant_report.json").write_text('{"artifacts": {}}')
+    assert main([*argv[:-4], "--json", str(b / "q" / "quant_report.json"), "--out", str(b)]) == 2
+    assert "is the quantize run's own quant_report.json" in capsys.readouterr().err
+    # the record this very run writes into its own --out: the same report, twice
+    argv = ["export", "--model", ckpt, "--format", "torchscript", "--out", str(a)]
+    assert main([*argv, "--json", str(record)]) == 0
+    saved = json.loads(record.read_text())
+    assert set(saved["formats"]) == {"onnx", "torchscript"}  # a's earlier onnx is kept
+    assert saved["out"] == str(a)
+
+
 def test_train_writes_outputs(trained):
     for name in ("last.pt", "best.pt", "metrics.jsonl", "train_config.yaml", "report.json"):
         assert (trained / name).is_file(), name
