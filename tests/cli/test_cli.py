@@ -106,6 +106,15 @@ def test_export_json_refuses_the_record_of_another_export_folder(trained, tmp_pa
     assert saved["out"] == str(a)
 
 
+def test_export_format_given_twice_exports_both(trained, tmp_path, capsys):
+    out = tmp_path / "twice"
+    argv = ["export", "--model", str(trained / "best.pt"), "--out", str(out)]
+    assert main([*argv, "--format", "onnx", "--format", "torchscript,onnx"]) == 0
+    assert (out / "model.onnx").is_file() and (out / "model.torchscript").is_file()
+    report = json.loads((out / "export_report.json").read_text())
+    assert list(report["formats"]) == ["onnx", "torchscript"]
+
+
 def test_train_writes_outputs(trained):
     for name in ("last.pt", "best.pt", "metrics.jsonl", "train_config.yaml", "report.json"):
         assert (trained / name).is_file(), name

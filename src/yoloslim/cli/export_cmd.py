@@ -22,10 +22,11 @@ from yoloslim.cli.common import (
 def export(
     ctx: typer.Context,
     model: Path = typer.Option(..., help="yoloslim checkpoint (.pt)."),
-    format: str = typer.Option(
-        "onnx",
+    format: list[str] = typer.Option(
+        ["onnx"],
         "--format",
-        help="onnx, openvino, torchscript, coreml, engine, triton; comma-separated for several.",
+        help="onnx, openvino, torchscript, coreml, engine, triton; comma-separated for several "
+        "(repeatable: each --format adds its formats).",
     ),
     out: Path = typer.Option(Path("runs/export"), callback=check_out_folder, help="Output folder."),
     imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's)."),
@@ -66,7 +67,8 @@ def export(
             f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the thresholds of the "
             "--nms graph, and no --nms was given: add --nms, or drop them"
         )
-    formats = [f.strip() for f in format.split(",") if f.strip()]
+    # each --format given adds its formats (a plain option kept only the last one given)
+    formats = [f.strip() for given in format for f in given.split(",") if f.strip()]
     with console.status(f"exporting {literal(', '.join(formats))}"):
         res = run_export(
             model,
