@@ -241,6 +241,19 @@ def test_missing_data_yaml_exits_2(tmp_path, capsys):
             "--nms-iou, --nms-max-det set the thresholds of the --nms graph, and no --nms",
             False,
         ),
+        # the Triton model's settings, and no triton format to apply them to
+        (
+            ["export", "--model", "m.pt", "--format", "onnx", "--triton-name", "detector"]
+            + ["--triton-max-batch", "8"],
+            "--triton-name, --triton-max-batch set the model of the triton format, and no "
+            "triton format was given: add triton to --format, or drop them",
+            False,
+        ),
+        (
+            ["export", "--model", "m.pt", "--triton-max-batch", "8"],
+            "--triton-max-batch sets the model of the triton format, and no triton format",
+            False,
+        ),
     ],
 )
 def test_usage_errors_exit_2(argv, message, usage, capsys):

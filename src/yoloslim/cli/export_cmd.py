@@ -69,6 +69,13 @@ def export(
         )
     # each --format given adds its formats (a plain option kept only the last one given)
     formats = [f.strip() for given in format for f in given.split(",") if f.strip()]
+    unused = [p for p in ("triton_name", "triton_max_batch") if option_given(ctx, p)]
+    unused = [f"--{p.replace('_', '-')}" for p in unused]
+    if unused and "triton" not in formats:
+        raise ConfigError(
+            f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the model of the triton "
+            "format, and no triton format was given: add triton to --format, or drop them"
+        )
     with console.status(f"exporting {literal(', '.join(formats))}"):
         res = run_export(
             model,
