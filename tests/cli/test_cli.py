@@ -115,6 +115,17 @@ def test_export_format_given_twice_exports_both(trained, tmp_path, capsys):
     assert list(report["formats"]) == ["onnx", "torchscript"]
 
 
+def test_export_warns_of_an_out_folder_named_like_an_artifact(tmp_path, capsys):
+    out = tmp_path / "mymodel.onnx"  # a folder: model.onnx goes inside it
+    argv = ["export", "--model", str(tmp_path / "missing.pt"), "--out", str(out)]
+    assert main(argv) == 2  # the warning comes before the work (here: no checkpoint)
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"warning: --out {out} is a folder named like an artifact (.onnx)" in err
+    assert f"the artifacts go inside it ({out / 'model.onnx'}, ...)" in err
+    assert main([*argv[:-1], str(tmp_path / "mymodel")]) == 2
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_train_writes_outputs(trained):
     for name in ("last.pt", "best.pt", "metrics.jsonl", "train_config.yaml", "report.json"):
         assert (trained / name).is_file(), name
