@@ -62,6 +62,70 @@ def test_models_json(tmp_path):
     assert rows["damo-nano"]["gflops"] == pytest.approx(2 * rows["damo-nano"]["gmacs"])
 
 
+def test_json_refuses_a_file_that_belongs_to_an_artifact(tmp_path, capsys):
+    package = tmp_path / "victim.mlpackage"  # a CoreML package's Manifest.json: it would not load
+    package.mkdir()
+    manifest = package / "Manifest.json"
+    manifest.write_text('{"fileFormatVersion": "1.0.0"}')
+    sidecar = tmp_path / "model.engine.json"  # a TensorRT engine's metadata, beside model.engine
+    sidecar.write_text('{"names": ["a"], "imgsz": 64}')
+    for target, said in (
+        (manifest, f"is inside the CoreML package {package}"),
+        (package / "Data" / "new.json", f"is inside the CoreML package {package}"),
+        (sidecar, "*.engine.json is a TensorRT engine's metadata"),
+    ):
+        assert main(["models", "--imgsz", "64", "--json", str(target)]) == 2
+        assert said in " ".join(capsys.readouterr().err.split())
+    assert manifest.read_text() == '{"fileFormatVersion": "1.0.0"}'
+    assert sidecar.read_text() == '{"names": ["a"], "imgsz": 64}'
+    assert not (package / "Data").exists()
+
+
+def test_export_json_refuses_the_record_of_another_export_folder(trained, tmp_path, capsys):
+    ckpt = str(trained / "best.pt")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["export", "--model", ckpt, "--format", "onnx", "--out", str(a)]) == 0
+    record = a / "export_report.json"
+    before = record.read_text()
+    # replaced, a's record would list b's artifacts: the next export into a forgets a's own
+    argv = ["export", "--model", ckpt, "--json", str(record), "--out", str(b)]  # --out after
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"--json {record} is the record of the export run in {a}, not of this one" in err
+    assert record.read_text() == before and not b.exists()
+    # another command's record is refused as before, when the options are parsed
+    (b / "q").mkdir(parents=True)
+    (b / "q" / "quant_report.json").write_text('{"artifacts": {}}')
+    assert main([*argv[:-4], "--json", str(b / "q" / "quant_report.json"), "--out", str(b)]) == 2
+    assert "is the quantize run's own quant_report.json" in capsys.readouterr().err
+    # the record this very run writes into its own --out: the same report, twice
+    argv = ["export", "--model", ckpt, "--format", "torchscript", "--out", str(a)]
+    assert main([*argv, "--json", str(record)]) == 0
+    saved = json.loads(record.read_text())
+    assert set(saved["formats"]) == {"onnx", "torchscript"}  # a's earlier onnx is kept
+    assert saved["out"] == str(a)
+
+
+def test_export_format_given_twice_exports_both(trained, tmp_path, capsys):
+    out = tmp_path / "twice"
+    argv = ["export", "--model", str(trained / "best.pt"), "--out", str(out)]
+    assert main([*argv, "--format", "onnx", "--format", "torchscript,onnx"]) == 0
+    assert (out / "model.onnx").is_file() and (out / "model.torchscript").is_file()
+    report = json.loads((out / "export_report.json").read_text())
+    assert list(report["formats"]) == ["onnx", "torchscript"]
+
+
+def test_export_warns_of_an_out_folder_named_like_an_artifact(tmp_path, capsys):
+    out = tmp_path / "mymodel.onnx"  # a folder: model.onnx goes inside it
+    argv = ["export", "--model", str(tmp_path / "missing.pt"), "--out", str(out)]
+    assert main(argv) == 2  # the warning comes before the work (here: no checkpoint)
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"warning: --out {out} is a folder named like an artifact (.onnx)" in err
+    assert f"the artifacts go inside it ({out / 'model.onnx'}, ...)" in err
+    assert main([*argv[:-1], str(tmp_path / "mymodel")]) == 2
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_train_writes_outputs(trained):
     for name in ("last.pt", "best.pt", "metrics.jsonl", "train_config.yaml", "report.json"):
         assert (trained / name).is_file(), name
@@ -186,6 +250,19 @@ def test_missing_data_yaml_exits_2(tmp_path, capsys):
         (
             ["export", "--model", "m.pt", "--nms-iou", "0.5", "--nms-max-det", "5"],
             "--nms-iou, --nms-max-det set the thresholds of the --nms graph, and no --nms",
+            False,
+        ),
+        # the Triton model's settings, and no triton format to apply them to
+        (
+            ["export", "--model", "m.pt", "--format", "onnx", "--triton-name", "detector"]
+            + ["--triton-max-batch", "8"],
+            "--triton-name, --triton-max-batch set the model of the triton format, and no "
+            "triton format was given: add triton to --format, or drop them",
+            False,
+        ),
+        (
+            ["export", "--model", "m.pt", "--triton-max-batch", "8"],
+            "--triton-max-batch sets the model of the triton format, and no triton format",
             False,
         ),
     ],

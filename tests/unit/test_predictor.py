@@ -169,6 +169,28 @@ def test_bad_inputs(ckpt, tmp_path):
         pred.predict(np.zeros((10, 10), np.uint8))
 
 
+def test_a_folder_named_like_an_artifact_is_said_to_be_a_folder(tmp_path):
+    from yoloslim.runtime.backends import check_artifact
+
+    onnx_dir = tmp_path / "mymodel.onnx"  # what export --out exp/mymodel.onnx makes
+    onnx_dir.mkdir()
+    (onnx_dir / "model.onnx").write_bytes(b"")
+    with pytest.raises(ModelError, match=r"mymodel.onnx: is a folder, not an artifact; did "):
+        Predictor(onnx_dir)
+    with pytest.raises(ModelError) as said:
+        check_artifact(onnx_dir)
+    assert str(said.value).endswith(f"did you mean {onnx_dir / 'model.onnx'}?")
+    ir_dir = tmp_path / "my.xml"  # export --format openvino --out exp/my.xml
+    (ir_dir / "model_openvino").mkdir(parents=True)
+    (ir_dir / "model_openvino" / "model.xml").write_text("")
+    with pytest.raises(ModelError) as said:
+        check_artifact(ir_dir)
+    assert str(said.value) == (
+        f"{ir_dir}: is a folder, not an artifact; did you mean "
+        f"{ir_dir / 'model_openvino' / 'model.xml'}?"
+    )
+
+
 def test_sixteen_bit_png_is_scaled_not_clipped(ckpt, tmp_path):
     from yoloslim.runtime.images import read_image
 

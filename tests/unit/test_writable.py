@@ -86,3 +86,23 @@ def test_cli_out_and_json_options_refuse_what_they_may_not_write(locked, tmp_pat
     # through the command line: a usage error (exit 2), before the checkpoint is read
     assert main(["export", "--model", str(tmp_path / "m.pt"), "--out", str(locked)]) == 2
     assert f"{locked} is not writable" in " ".join(capsys.readouterr().err.split())
+
+
+@pytest.mark.parametrize(
+    ("option", "argv"),
+    [
+        ("--out", ["export", "--model", "m.pt", "--out", "{long}"]),
+        ("--out", ["export", "--model", "m.pt", "--out", "{long}/sub"]),
+        ("--save", ["predict", "img.jpg", "--model", "m.onnx", "--save", "{long}"]),
+        ("--json", ["info", "m.onnx", "--json", "{long}.json"]),
+    ],
+)
+def test_a_name_too_long_for_the_file_system_is_a_usage_error(option, argv, tmp_path, capsys):
+    from yoloslim.cli.main import main
+
+    long = str(tmp_path / ("n" * 300))  # in a folder that exists: its stat raised ENAMETOOLONG
+    assert main([a.format(long=long) for a in argv]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Traceback" not in err and f"Invalid value for '{option}'" in err
+    assert f"{long}" in err and ": File name too long; choose a shorter name" in err
+    assert list(tmp_path.iterdir()) == []

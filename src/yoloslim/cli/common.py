@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import errno
 import functools
 import inspect
 import json
@@ -246,6 +247,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                     raise ConfigError(
                         f"--json {json_path} {clash}; it is not replaced by the report"
                     )
+                _check_record_target(Path(json_path), fn.__name__, kwargs)
             return fn(*args, **kwargs)
         except KeyboardInterrupt as e:
             raise _report_stop(e) from None
@@ -415,10 +417,57 @@ def _input_clash(p: Path, params: dict) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _looked_at(path: Path) -> Iterator[None]:
+    """An OSError from looking at ``path`` in an option callback (a name longer than the
+    file system takes: 255 bytes; a folder it may not search) as a usage error naming the
+    path, exit 2: the callbacks run while the options are parsed, before :func:`handle_errors`
+    could make it one line, so it would be a traceback."""
+    try:
+        yield
+    except OSError as e:
+        where = e.filename if e.filename is not None else path
+        fix = "choose a shorter name" if e.errno == errno.ENAMETOOLONG else "choose another path"
+        raise typer.BadParameter(f"{where}: {e.strerror or e}; {fix}") from e
+
+
+def _check_record_target(p: Path, command: str, params: dict) -> None:
+    """ConfigError when the ``--json`` path ``p`` is an existing run record of ``command``
+    (:data:`REPORT_OWNERS`) other than the one this run writes into its own output folder
+    (:data:`OWN_RECORDS`), where the report is the same: ``export --out B --json
+    A/export_report.json`` would replace the record of the export in A, and the next export
+    into A would forget A's artifacts. (A record of another command is refused when the
+    options are parsed, by :func:`check_json_target`; ``nas`` judges its report itself.)"""
+    owners = REPORT_OWNERS.get(p.name, ())
+    if command not in owners or command not in OWN_RECORDS or not p.is_file():
+        return
+    if p.name not in OWN_RECORDS[command]:  # quantize's quant_config.json, say
+        raise ConfigError(
+            f"--json {p} is the {command} run's own {p.name}, not its report; it is not "
+            "replaced by the report: name another file"
+        )
+    out = params.get("out")
+    own = Path(out).expanduser() / p.name if isinstance(out, (str, Path)) else None
+    if own is not None:
+        with contextlib.suppress(OSError):
+            if own.exists() and own.samefile(p):
+                return  # the record this run writes anyway: the same report
+    mine = f", not of this one (--out {out} gets its own)" if own is not None else ""
+    raise ConfigError(
+        f"--json {p} is the record of the {command} run in {p.parent}{mine}; it is not "
+        "replaced by the report: name another file, or leave --json out"
+    )
+
+
 def _writable(path: Path, what: str) -> None:
     """``path`` (to be created, or written into) can be: its nearest existing folder is a
     folder this process may write, and no file stands where a folder goes."""
     p = Path(path).expanduser().absolute()
+    with _looked_at(p):
+        _check_writable(p, what)
+
+
+def _check_writable(p: Path, what: str) -> None:
     if not p.exists():
         problem = write_problem(p)
         if problem:
@@ -452,8 +501,10 @@ def check_run_folder(ctx: typer.Context, path: Path | None) -> Path | None:
 
 
 # JSON files yoloslim writes into a run's folder under names of their own, and the command
-# whose run they record: a --json report of another command must not replace them (generic
-# names, report.json say, are left to whoever reuses them for their own reports)
+# whose run they record: a --json report of another command must not replace them, nor one
+# of the same command unless it is the record this run writes into its own --out
+# (OWN_RECORDS; generic names, report.json say, are left to whoever reuses them for their
+# own reports)
 REPORT_OWNERS = {
     "export_report.json": ("export",),
     "quant_report.json": ("quantize",),
@@ -464,6 +515,14 @@ REPORT_OWNERS = {
     "budget.json": ("compress",),
     "detections.json": ("predict",),
     "quant_config.json": ("quantize",),
+}
+# the records in REPORT_OWNERS that hold what the command's --json report holds, when this
+# run writes them into its own --out: the one --json may name (the same report, twice)
+OWN_RECORDS = {
+    "export": ("export_report.json",),
+    "quantize": ("quant_report.json",),
+    "prune": ("prune_report.json",),
+    "compress": ("compress.json", "budget.json"),
 }
 # JSON records a run keeps for itself and reads back (compress --resume): no report replaces them
 # (what it is, the keys that tell it from a report of the same name)
@@ -477,17 +536,37 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
     """``--json PATH`` is refused, before any work (a typer callback), when PATH is a folder
     or a file the report must not replace: one that holds no JSON (a data.yaml or a
     checkpoint given by mistake), COCO annotations (a dataset's ground truth), a JSON-lines
-    file, a file another command wrote into its run's folder (:data:`REPORT_OWNERS`), or a
+    file, a file another command wrote into its run's folder (:data:`REPORT_OWNERS`; one of
+    this command's is judged by :func:`handle_errors`, once ``--out`` is known), or a
     record a run reads back (:data:`RUN_RECORDS`); a name with the suffix of what runs write
-    or read (:data:`_NOT_A_REPORT`), compress's record names, or a file it may not write."""
+    or read (:data:`_NOT_A_REPORT`), a file of an artifact (inside a CoreML ``.mlpackage``, a
+    TensorRT ``*.engine.json``), compress's record names, or a file it may not write."""
     if path is None:
         return path
-    path = p = Path(path).expanduser()
+    path = Path(path).expanduser()
+    with _looked_at(path):
+        _check_json_target(ctx, path)
+    return path
+
+
+def _check_json_target(ctx: typer.Context | None, p: Path) -> None:
     _writable(p, "file")
     if p.suffix.lower() in _NOT_A_REPORT:
         raise typer.BadParameter(
             f"{p}: {p.suffix} is a kind of file yoloslim runs write or read (checkpoints, "
             "artifacts, configs, reports, drawings); name the JSON report otherwise (*.json)"
+        )
+    # JSON that belongs to an artifact: replaced, the artifact no longer loads or deploys
+    package = next((a for a in p.resolve().parents if a.suffix.lower() == ".mlpackage"), None)
+    if package is not None:
+        raise typer.BadParameter(
+            f"{p} is inside the CoreML package {package} (its Manifest.json, its metadata); "
+            "name a JSON report outside the package"
+        )
+    if p.name.lower().endswith(".engine.json"):
+        raise typer.BadParameter(
+            f"{p}: *.engine.json is a TensorRT engine's metadata, read beside its .engine; "
+            "name the JSON report otherwise"
         )
     if p.name in RUN_RECORDS and ctx is not None and ctx.info_name == "compress":
         # the run writes these into its folder: the report would replace one, or be replaced
@@ -496,13 +575,12 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
         raise typer.BadParameter(f"{p} is not writable")
     # the command's own inputs: checked by handle_errors, once every option is parsed
     if not p.exists():
-        return path
+        return
     if p.is_dir():
         raise typer.BadParameter(f"{p} is a folder; name a .json file")
     why = _kept_json(p, ctx.info_name if ctx is not None else None)
     if why:
         raise typer.BadParameter(f"{p} {why}; it is not replaced by the report")
-    return path
 
 
 def _kept_json(p: Path, command: str | None) -> str | None:

@@ -10,6 +10,7 @@ from yoloslim.cli.common import (
     check_json_target,
     check_out_folder,
     console,
+    err_console,
     handle_errors,
     literal,
     option_given,
@@ -22,10 +23,11 @@ from yoloslim.cli.common import (
 def export(
     ctx: typer.Context,
     model: Path = typer.Option(..., help="yoloslim checkpoint (.pt)."),
-    format: str = typer.Option(
-        "onnx",
+    format: list[str] = typer.Option(
+        ["onnx"],
         "--format",
-        help="onnx, openvino, torchscript, coreml, engine, triton; comma-separated for several.",
+        help="onnx, openvino, torchscript, coreml, engine, triton; comma-separated for several "
+        "(repeatable: each --format adds its formats).",
     ),
     out: Path = typer.Option(Path("runs/export"), callback=check_out_folder, help="Output folder."),
     imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's)."),
@@ -66,7 +68,16 @@ def export(
             f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the thresholds of the "
             "--nms graph, and no --nms was given: add --nms, or drop them"
         )
-    formats = [f.strip() for f in format.split(",") if f.strip()]
+    # each --format given adds its formats (a plain option kept only the last one given)
+    formats = [f.strip() for given in format for f in given.split(",") if f.strip()]
+    unused = [p for p in ("triton_name", "triton_max_batch") if option_given(ctx, p)]
+    unused = [f"--{p.replace('_', '-')}" for p in unused]
+    if unused and "triton" not in formats:
+        raise ConfigError(
+            f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the model of the triton "
+            "format, and no triton format was given: add triton to --format, or drop them"
+        )
+    _warn_artifact_name(out)
     with console.status(f"exporting {literal(', '.join(formats))}"):
         res = run_export(
             model,
@@ -105,6 +116,23 @@ def export(
         table.caption = "(earlier): kept from an earlier export into this folder"
     print_table(table)
     console.print(f"report: {literal(Path(out) / 'export_report.json')}")
+
+
+def _warn_artifact_name(out: Path) -> None:
+    """A warning for an ``--out`` named like an artifact (``exp/mymodel.onnx``): a legal
+    folder name, but --out is the folder the artifacts go into, and ``--model`` of predict,
+    val, info or bench takes a file in it, not the folder."""
+    from yoloslim.runtime.backends import SUFFIXES
+
+    suffix = Path(out).suffix.lower()
+    if suffix in (*SUFFIXES, ".pth", ".engine", ".mlpackage"):
+        err_console.print(
+            f"[yellow]warning:[/] --out {literal(out)} is a folder named like an artifact "
+            f"({literal(suffix)}); the artifacts go inside it "
+            f"({literal(Path(out) / 'model.onnx')}, ...), and --model takes those files, not "
+            "the folder",
+            soft_wrap=True,
+        )
 
 
 def _earlier(entry: dict, report: dict) -> str:

@@ -128,9 +128,17 @@ def _num_anchors(ctx: ExportContext) -> int:
     return sum((ctx.imgsz // s) ** 2 for s in ctx.strides)
 
 
+# protobuf text format's tokens: a quoted string (a # in it is no comment), a comment (# to
+# the end of the line, dropped), punctuation, or a bare word (a name, a number, an enum)
+_PBTXT_TOKEN = re.compile(
+    r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*|[{}\[\]:,]|[^\s{}\[\]:,#"\']+'
+)
+
+
 def parse_config_pbtxt(text: str) -> dict:
-    """A small reader for the subset of protobuf text format that :func:`export_triton` writes."""
-    tokens = re.findall(r'"[^"]*"|[{}\[\]:,]|[^\s{}\[\]:,]+', text)
+    """A small reader for the subset of protobuf text format that :func:`export_triton`
+    writes, and what a hand-edited copy adds to it: ``#`` comments, single-quoted strings."""
+    tokens = [t for t in _PBTXT_TOKEN.findall(text) if not t.startswith("#")]
     pos = 0
 
     def value():
@@ -150,7 +158,7 @@ def parse_config_pbtxt(text: str) -> dict:
             pos += 1
             return items
         pos += 1
-        if tok.startswith('"'):
+        if tok[0] in "\"'":
             return tok[1:-1]
         try:
             return int(tok)

@@ -381,6 +381,18 @@ def is_end_to_end(path: str | Path) -> bool:
     return onnx_end_to_end([o.name for o in graph.output])
 
 
+# what a run or export folder holds that runs (a folder given as an artifact names the first)
+_IN_A_FOLDER = (
+    "best.pt",
+    "pruned.pt",
+    "model.onnx",
+    "model.xml",
+    "model_openvino/model.xml",
+    "model_fp16_openvino/model.xml",
+    "model.torchscript",
+)
+
+
 def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
     """The path (``~`` expanded), once its suffix is a known artifact type and the file exists.
 
@@ -396,8 +408,10 @@ def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
             f"{p}: a CoreML package runs on Apple devices only; `yoloslim info` describes it, "
             f"and this takes one of {sorted(SUFFIXES)}"
         )
-    if p.is_dir() and p.suffix not in SUFFIXES and p.suffix != ".mlpackage":
-        inside = [p / n for n in ("best.pt", "pruned.pt", "model.onnx", "model.xml")]
+    if p.is_dir():
+        # also one named like an artifact: export --out exp/my.onnx makes the folder
+        # exp/my.onnx/, which holds model.onnx
+        inside = [p / n for n in _IN_A_FOLDER]
         hint = next((f"; did you mean {f}?" for f in inside if f.is_file()), "")
         raise ModelError(f"{p}: is a folder, not an artifact{hint}")
     if p.suffix not in SUFFIXES and p.suffix != ".mlpackage":
