@@ -257,6 +257,22 @@ def test_taylor_and_depth(model, tiny_data, tmp_path):
     torch.testing.assert_close(_outputs(loaded), _outputs(res.model), rtol=0, atol=0)
     depths = [s["depth"] for s in ckpt["arch"]["backbone"]["stages"]]
     assert depths == [len(getattr(s.body, "blocks", [])) for s in res.model.backbone.stages]
+    assert ckpt["meta"]["history"][-1]["method"] == "depth + width"
+
+
+@pytest.mark.parametrize(
+    ("kw", "says"),
+    [
+        ({}, "width"),
+        ({"depth_ratio": 0.5}, "depth"),  # its method setting stays the default, width
+        ({"method": "depth", "target_flops": 0.5}, "depth"),
+        ({"target_params": 1.0, "depth_ratio": 0.5}, "depth + width"),
+        ({"unstructured": 0.5}, "unstructured"),
+        ({"ratio": 0.3, "unstructured": 0.5}, "width + unstructured"),
+    ],
+)
+def test_what_a_prune_removes_is_named_as_such(kw, says):
+    assert PruneConfig(**kw).pruned_by == says
 
 
 def test_depth_removal_rebuilds_including_neck_concat(model, tmp_path):

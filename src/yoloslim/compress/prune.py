@@ -147,7 +147,7 @@ def prune(
         before = measure(net, data, cfg, is_detector, progress)
         _check_budget(cfg, before)
         original = copy.deepcopy(net)
-        say(f"pruning ({cfg.method.value}, {cfg.steps} step{'s' if cfg.steps > 1 else ''})")
+        say(f"pruning ({cfg.pruned_by}, {cfg.steps} step{'s' if cfg.steps > 1 else ''})")
         net, schedule = _run_schedule(net, data, cfg, work, teacher, before, progress)
         say("measuring the pruned model")
         pruned = measure(net, data, cfg, is_detector, progress)
@@ -495,7 +495,7 @@ def _history(upstream: list[dict], cfg: PruneConfig, out: str | Path | None) -> 
     from yoloslim.models.checkpoint import with_history
 
     details = dict(
-        method=cfg.method.value,
+        method=cfg.pruned_by,
         ratio=cfg.ratio,
         target_flops=cfg.target_flops,
         target_params=cfg.target_params,

@@ -233,6 +233,22 @@ class PruneConfig:
         return None
 
     @property
+    def pruned_by(self) -> str:
+        """What the pruning removes, for the progress line and the history: ``width``
+        (channels), ``depth`` (blocks), both (``depth + width``: blocks first) and
+        ``unstructured`` (zeroed weights) where asked for. ``method`` alone misnames a
+        prune given only ``depth_ratio`` (its default stays ``width``)."""
+        budget = self.target_flops is not None or self.target_params is not None
+        kinds = []
+        if self.method == Method.DEPTH or self.depth_ratio is not None:
+            kinds.append("depth")
+        if self.method == Method.WIDTH and (self.width_ratio is not None or budget):
+            kinds.append("width")
+        if self.unstructured is not None:
+            kinds.append("unstructured")
+        return " + ".join(kinds) or self.method.value
+
+    @property
     def structured(self) -> bool:
         """Whether any channel or block is removed."""
         has_budget = self.target_flops is not None or self.target_params is not None
