@@ -473,7 +473,7 @@ def test_swapped_or_zeroed_class_scores_fail_the_check_where_absolute_scores_are
     dynamic_export, tmp_path
 ):
     # an untrained head scores every class near its prior (0.01): the absolute score
-    # tolerance cannot see a graph that swaps or zeroes them, the log-odds can
+    # tolerance cannot see a graph that swaps or zeroes them, their logarithms can
     from onnx import helper, numpy_helper
 
     _, _, res = dynamic_export
@@ -496,10 +496,18 @@ def test_swapped_or_zeroed_class_scores_fail_the_check_where_absolute_scores_are
             graph.node.append(helper.make_node("Mul", ["raw", "keep"], ["preds"]))
         path = tmp_path / f"{kind}.onnx"
         onnx.save(model, path)
-        with pytest.raises(ExportError, match=r"score log-odds"):
+        with pytest.raises(ExportError, match=r"log scores"):
             verify_artifact(path, res.model, IMGSZ)
     report = verify_artifact(res.artifacts["onnx"], res.model, IMGSZ)  # the real one passes
-    assert report["max_abs_diff_score_logits"] <= FP32.score_logit_atol
+    assert report["max_abs_diff_log_scores"] <= FP32.score_log_atol
+    # near 1, the logarithm differs no more than the score: 0.99 computed as 1 in half
+    # precision (4.6 apart in log-odds, clamped at 1e-4) is within the half tolerance
+    from yoloslim.export.verify import compare
+
+    ref = torch.tensor([[[0.0, 0.0, 8.0, 8.0, 0.99, 0.01]]])
+    got = ref.clone()
+    got[..., 4] = 1.0
+    assert compare(got, ref, HALF)["passed"] and not compare(got, ref, FP32)["passed"]
 
 
 def test_unknown_format_and_duplicate_registration(dynamic_export, tmp_path):

@@ -4,23 +4,24 @@ Both see the same inputs, :func:`probe_images`: a random image and a structured 
 (gradients and flat rectangles, closer to what a camera sees). Outputs are the
 decoded ``(B, A, 4 + nc)`` tensors: box corners in input pixels, scores in [0, 1].
 An element passes when ``|artifact - torch| <= atol + rtol * |torch|``, and a score also
-when its log-odds ``log(p / (1 - p))`` (``p`` clamped to ``[1e-4, 1 - 1e-4]``) are within
-``logit_atol``:
+when its logarithm (``log p``, ``p`` clamped to at least 1e-4) is within ``log_atol``:
 
-======================  ==========================  ======================  ===========
-precision               boxes (px)                  scores                  log-odds
-======================  ==========================  ======================  ===========
+======================  ==========================  ======================  ==========
+precision               boxes (px)                  scores                  log scores
+======================  ==========================  ======================  ==========
 FP32                    atol 1e-3, rtol 1e-3        atol 1e-3               0.01
 half (FP16 or bf16)     atol 1.0, rtol 1e-2         atol 2e-2               1.0
-======================  ==========================  ======================  ===========
+======================  ==========================  ======================  ==========
 
 On the probe images an untrained or briefly trained detector scores every class near
 0.01, as small as the absolute tolerances: a graph that zeroed the scores or swapped
-the classes passed them. The log-odds see those where the absolute tolerance cannot: zeroed scores moved them by
-4.6 or more, swapped classes by 0.02 (a 2-epoch damo-nano, whose classes score within 0.07
-of each other) to 2.9 (15 epochs), while a faithful export differs by 1e-4 (FP32), 0.01
-(an FP16 IR computed at f32) or 0.1 (bf16). So at half precision a class swap is caught
-only where the model tells its classes apart by more than 1.0 in log-odds.
+the classes passed them. The log scores (a relative comparison of small scores; near 1
+they differ no more than the scores do) see those where the absolute tolerance cannot:
+zeroed scores moved them by 4.6 or more, swapped classes by 0.02 (a 2-epoch damo-nano,
+whose classes score within 0.07 of each other) to 2.9 (15 epochs), while a faithful
+export differs by 1e-4 (FP32), 0.01 (an FP16 IR computed at f32) or 0.1 (bf16). So at
+half precision a class swap is caught only where the model's class scores differ by
+more than a factor e (1.0 in log).
 
 The half tolerance applies to FP16 weights and to any runtime that reports it
 computes in half precision: half keeps ~3 significant digits, and a box corner is a
@@ -62,20 +63,19 @@ class Tolerance:
     box_atol: float
     box_rtol: float
     score_atol: float
-    score_logit_atol: float
+    score_log_atol: float
     name: str
 
 
-FP32 = Tolerance(box_atol=1e-3, box_rtol=1e-3, score_atol=1e-3, score_logit_atol=0.01, name="fp32")
+FP32 = Tolerance(box_atol=1e-3, box_rtol=1e-3, score_atol=1e-3, score_log_atol=0.01, name="fp32")
 HALF = Tolerance(
-    box_atol=1.0, box_rtol=1e-2, score_atol=2e-2, score_logit_atol=1.0, name="half (fp16/bf16)"
+    box_atol=1.0, box_rtol=1e-2, score_atol=2e-2, score_log_atol=1.0, name="half (fp16/bf16)"
 )
-LOGIT_CLAMP = 1e-4  # scores below it (or this close to 1) compare as equal in log-odds
+LOG_FLOOR = 1e-4  # scores below it compare as equal in log
 
 
-def _log_odds(p: torch.Tensor) -> torch.Tensor:
-    p = p.double().clamp(LOGIT_CLAMP, 1 - LOGIT_CLAMP)
-    return torch.log(p) - torch.log1p(-p)
+def _log_scores(p: torch.Tensor) -> torch.Tensor:
+    return p.double().clamp(min=LOG_FLOOR).log()
 
 
 def probe_images(imgsz: int, batch: int = 2) -> torch.Tensor:
@@ -105,17 +105,17 @@ def compare(out: torch.Tensor, ref: torch.Tensor, tol: Tolerance) -> dict:
         return {"passed": False, "shape": list(out.shape), "expected_shape": list(ref.shape)}
     box_diff = (out[..., :4] - ref[..., :4]).abs()
     score_diff = (out[..., 4:] - ref[..., 4:]).abs()
-    logit_diff = (_log_odds(out[..., 4:]) - _log_odds(ref[..., 4:])).abs()
+    log_diff = (_log_scores(out[..., 4:]) - _log_scores(ref[..., 4:])).abs()
     box_ok = bool((box_diff <= tol.box_atol + tol.box_rtol * ref[..., :4].abs()).all())
     score_ok = bool((score_diff <= tol.score_atol).all())
-    logit_ok = bool((logit_diff <= tol.score_logit_atol).all())
+    log_ok = bool((log_diff <= tol.score_log_atol).all())
     return {
         "max_abs_diff": float(max(box_diff.max(), score_diff.max())),
         "max_abs_diff_boxes_px": float(box_diff.max()),
         "max_abs_diff_scores": float(score_diff.max()),
-        "max_abs_diff_score_logits": float(logit_diff.max()),
+        "max_abs_diff_log_scores": float(log_diff.max()),
         "tolerance": asdict(tol),
-        "passed": box_ok and score_ok and logit_ok,
+        "passed": box_ok and score_ok and log_ok,
     }
 
 
@@ -169,8 +169,8 @@ def verify_artifact(
         raise ExportError(
             f"{path}: {backend.kind} output differs from PyTorch beyond the {tol.name} tolerance "
             f"(boxes max |diff| {report['max_abs_diff_boxes_px']:.4g} px, "
-            f"scores {report['max_abs_diff_scores']:.4g}, score log-odds "
-            f"{report['max_abs_diff_score_logits']:.4g}; allowed {asdict(tol)})"
+            f"scores {report['max_abs_diff_scores']:.4g}, log scores "
+            f"{report['max_abs_diff_log_scores']:.4g}; allowed {asdict(tol)})"
         )
     return report
 
@@ -186,7 +186,7 @@ def _openvino_default_precision(path: str | Path, x: torch.Tensor, ref: torch.Te
             "precision": hint,
             "max_abs_diff_boxes_px": diff["max_abs_diff_boxes_px"],
             "max_abs_diff_scores": diff["max_abs_diff_scores"],
-            "max_abs_diff_score_logits": diff["max_abs_diff_score_logits"],
+            "max_abs_diff_log_scores": diff["max_abs_diff_log_scores"],
             "within_half_tolerance": diff["passed"],
         }
         if not diff["passed"]:
