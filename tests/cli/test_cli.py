@@ -1033,6 +1033,18 @@ def test_predict_save_txt_writes_yolo_labels_of_its_detections(
     # also after a run without --save-txt, whose detections.json names none of them
     assert main([a for a in argv if a != "--save-txt"]) == 0
     assert main(argv) == 0
+    # a run killed before its end (SIGKILL: no clean-up, no detections.json written) left
+    # label files the ledger already names
+    from yoloslim.cli import predict_cmd
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(predict_cmd, "_write_detections", lambda *a: None)
+        mp.setattr(predict_cmd, "_compact_ledger", lambda *a: None)
+        assert main([*argv[:5], str(tmp_path / "killed"), *argv[6:]]) == 0
+    assert not (tmp_path / "killed" / "detections.json").exists()
+    with (tmp_path / "killed" / "labels" / "predict_labels.jsonl").open("a") as f:
+        f.write('{"label": "labels/x.t')  # a line the kill cut short
+    assert main([*argv[:5], str(tmp_path / "killed"), *argv[6:]]) == 0
     # but not one corrected by hand since
     edited = save / records[0]["labels"]
     edited.write_text("1 0.5 0.5 0.1 0.1\n")

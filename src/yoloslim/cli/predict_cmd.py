@@ -33,7 +33,7 @@ def predict(
         help="Also write a YOLO label file per image, SAVE/labels/<name>.txt (<name> as its "
         "drawn image): one 'cls cx cy w h' line per detection, normalised, no score, the "
         "format data.yaml sets read. Images only. A label file there that predict did not "
-        "write, or that was edited since, is not replaced (SAVE/labels/predict_labels.json "
+        "write, or that was edited since, is not replaced (SAVE/labels/predict_labels.jsonl "
         "lists what predict wrote).",
     ),
     conf: float = typer.Option(0.25, help="Confidence threshold."),
@@ -124,9 +124,11 @@ class _Records(list):
     partial ``detections.json`` beside the earlier run's video.
 
     ``ledger`` (with ``--save-txt``): the label files predict has written into ``save``,
-    each with the digest of what it wrote, this run's added as they are written."""
+    each with the digests of what it wrote there; this run's are appended to the ledger's
+    file before each label is written, so a run killed half way (SIGKILL) leaves no label
+    file that the next run takes for the user's."""
 
-    def __init__(self, save: Path | None, ledger: dict[str, str] | None = None) -> None:
+    def __init__(self, save: Path | None, ledger: dict[str, set[str]] | None = None) -> None:
         super().__init__()
         self.save, self.ledger = save, ledger
 
@@ -136,16 +138,20 @@ class _Records(list):
         super().append(record)
 
     def write_label(self, path: Path, text: str) -> str:
-        """Write a label file and enter it in the ledger; its name relative to ``save``."""
+        """Enter a label file in the ledger, then write it; its name relative to ``save``."""
         path.parent.mkdir(exist_ok=True)
-        atomic_write_text(path, text)
         name = path.relative_to(path.parent.parent).as_posix()
-        if self.ledger is not None:
-            self.ledger[name] = _digest(text.encode())
+        if self.ledger is not None and self.save is not None:
+            digest = _digest(text.encode())
+            with (self.save / LEDGER).open("a") as f:
+                f.write(json.dumps({"label": name, "sha1": digest}) + "\n")
+            self.ledger.setdefault(name, set()).add(digest)
+        atomic_write_text(path, text)
         return name
 
 
-LEDGER = "labels/predict_labels.json"  # the label files predict wrote into --save, digested
+# the label files predict wrote into --save: one JSON line per file written, its digest
+LEDGER = "labels/predict_labels.jsonl"
 
 
 def _digest(data: bytes) -> str:
@@ -154,32 +160,49 @@ def _digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
-def _label_ledger(save: Path) -> dict[str, str]:
-    """The ledger of the label files earlier predicts wrote into ``save`` (``{}`` when none);
-    ConfigError when a file of that name exists and is not one: it is not replaced."""
+def _label_ledger(save: Path) -> dict[str, set[str]]:
+    """The label files earlier predicts wrote into ``save``, each with the digests of what
+    was written (``{}`` when none); a line a kill cut short is skipped. ConfigError when a
+    file of the ledger's name holds something else: it is not predict's to append to."""
     from yoloslim.errors import ConfigError
 
     path = save / LEDGER
     if not path.exists():
         return {}
+    ledger: dict[str, set[str]] = {}
     try:
-        data = json.loads(path.read_bytes())
-    except (ValueError, OSError):
-        data = None
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-    ):
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        lines = None
+    for n, line in enumerate(lines or [], start=1):
+        try:
+            entry = json.loads(line)
+            ledger.setdefault(entry["label"], set()).add(entry["sha1"])
+        except (ValueError, TypeError, KeyError):
+            if n == len(lines):  # cut short by a kill: what it names was never written
+                continue
+            lines = None
+            break
+    if lines is None:
         raise ConfigError(
             f"--save {save}: {path} was not written by predict; it is not replaced, so move "
             "it or choose another --save folder"
         )
-    return data
+    return ledger
 
 
-def _write_ledger(save: Path, ledger: dict[str, str]) -> None:
-    """The ledger, without the files that are gone."""
-    kept = {name: d for name, d in sorted(ledger.items()) if (save / name).is_file()}
-    atomic_write_text(save / LEDGER, json.dumps(kept, indent=1) + "\n")
+def _compact_ledger(save: Path, ledger: dict[str, set[str]]) -> None:
+    """The ledger's file rewritten with one line per label file still there whose content
+    predict wrote (the files that are gone, or were edited since, leave it)."""
+    lines = []
+    for name in sorted(ledger):
+        try:
+            now = _digest((save / name).read_bytes())
+        except OSError:
+            continue
+        if now in ledger[name]:
+            lines.append(json.dumps({"label": name, "sha1": now}) + "\n")
+    atomic_write_text(save / LEDGER, "".join(lines))
 
 
 def _earlier_records(path: Path) -> list[dict]:
@@ -243,11 +266,11 @@ def _check_drawn_names(save: Path, outputs: dict[Path, Path], earlier: list[dict
 
 
 def _check_label_names(
-    save: Path, labels: dict[Path, Path], earlier: list[dict], ledger: dict[str, str]
+    save: Path, labels: dict[Path, Path], earlier: list[dict], ledger: dict[str, set[str]]
 ) -> None:
     """ConfigError when a label file would replace one in ``save/labels`` that predict did
     not write, or that was edited since (a pseudo-label corrected by hand). Predict's own:
-    a file the ``ledger`` lists with the digest it has now, or one the ``earlier`` records
+    a file the ``ledger`` lists with a digest of what it holds now, or one the ``earlier`` records
     (of the ``detections.json`` beside) name (an earlier version kept no ledger). A text
     file carries no mark, and ``labels/`` beside ``images/`` is where a dataset keeps its
     own."""
@@ -263,7 +286,7 @@ def _check_label_names(
                 f"--save {save}: a label file would replace {dst}, which predict did not "
                 "write; move it or choose another --save folder"
             )
-        if ledger[name] != _digest(dst.read_bytes()):
+        if _digest(dst.read_bytes()) not in ledger[name]:
             raise ConfigError(
                 f"--save {save}: a label file would replace {dst}, which was edited since "
                 "predict wrote it; move it or choose another --save folder"
@@ -284,7 +307,7 @@ def _warn_inside_source(source: Path, save: Path) -> None:
 
 def _write_detections(save: Path, records: _Records) -> None:
     if records.ledger:
-        _write_ledger(save, records.ledger)
+        _compact_ledger(save, records.ledger)
     atomic_write_text(save / "detections.json", json.dumps(records, indent=1) + "\n")
 
 
