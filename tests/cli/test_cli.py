@@ -104,6 +104,12 @@ def test_export_json_refuses_the_record_of_another_export_folder(trained, tmp_pa
     saved = json.loads(record.read_text())
     assert set(saved["formats"]) == {"onnx", "torchscript"}  # a's earlier onnx is kept
     assert saved["out"] == str(a)
+    # a report kept away from any run folder under the record's name is written again
+    kept = tmp_path / "reports" / "export_report.json"
+    kept.parent.mkdir()
+    argv = ["export", "--model", ckpt, "--format", "onnx", "--out", str(b), "--json", str(kept)]
+    assert main(argv) == 0 and main(argv) == 0
+    assert json.loads(kept.read_text())["out"] == str(b)
 
 
 def test_export_format_given_twice_exports_both(trained, tmp_path, capsys):

@@ -441,6 +441,8 @@ def _check_record_target(p: Path, command: str, params: dict) -> None:
     owners = REPORT_OWNERS.get(p.name, ())
     if command not in owners or command not in OWN_RECORDS or not p.is_file():
         return
+    if p.name in OWN_RECORDS[command] and not _folder_record(p, command):
+        return  # an earlier --json report of the same name, away from any run: replaced
     if p.name not in OWN_RECORDS[command]:  # quantize's quant_config.json, say
         raise ConfigError(
             f"--json {p} is the {command} run's own {p.name}, not its report; it is not "
@@ -457,6 +459,30 @@ def _check_record_target(p: Path, command: str, params: dict) -> None:
         f"--json {p} is the record of the {command} run in {p.parent}{mine}; it is not "
         "replaced by the report: name another file, or leave --json out"
     )
+
+
+def _folder_record(p: Path, command: str) -> bool:
+    """Whether ``p``, a file named like ``command``'s record, is the record of a run in its
+    folder (the folder holds that run's outputs), not a ``--json`` report kept elsewhere
+    under the same name (``reports/export_report.json``, written again run after run)."""
+    if command == "export":  # the folder holds an artifact the record lists
+        try:
+            data = json.loads(p.read_bytes())
+            out, entries = Path(data["out"]), data["formats"].values()
+            paths = [Path(e["path"]) for e in entries if isinstance(e, dict) and "path" in e]
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return True  # unreadable: not known to be a copy, so kept
+        for path in paths:
+            rel = path.relative_to(out) if path.is_relative_to(out) else Path(path.name)
+            if (p.parent / rel).exists():
+                return True
+        return False
+    markers = {
+        "prune": ("pruned.pt",),
+        "quantize": ("quant_config.json",),
+        "compress": ("recipe.yaml", "inputs.json"),
+    }
+    return any((p.parent / m).exists() for m in markers.get(command, ()))
 
 
 def _writable(path: Path, what: str) -> None:
