@@ -132,14 +132,20 @@ def test_a_validation_cut_short_keeps_the_epoch_and_the_resume_validates_it(
 
     monkeypatch.setattr(trainer, "evaluate", broken_image_at_the_end)
     run = tmp_path / "run"
-    with pytest.raises(DataError, match=r"x.png: cannot load image \(validating epoch 2, whose"):
+    with pytest.raises(
+        DataError, match=r"x.png: cannot load image \(validating epoch 2, whose"
+    ) as e:
         train("damo-nano", tiny_set, config=cfg, out=run)
+    assert f"`yoloslim train --resume {run}`" in str(e.value)
     ckpt = read_checkpoint(run / "last.pt")  # the trained epoch is kept, validation pending
     assert ckpt["train_state"]["epoch"] == 1 and ckpt["train_state"]["val_pending"]
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0]
-    res = train(None, tiny_set, out=run, resume=True)  # validates epoch 1, trains nothing
-    assert len(calls) == 3
+    ended = []
+    res = train(  # validates epoch 1, trains nothing
+        None, tiny_set, out=run, resume=True, on_epoch_end=lambda e, row: ended.append(e)
+    )
+    assert len(calls) == 3 and ended == [1]
     assert "val_pending" not in read_checkpoint(run / "last.pt")["train_state"]
     full = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]

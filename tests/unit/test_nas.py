@@ -708,8 +708,10 @@ def test_settings_a_yaml_file_can_hold_by_mistake_are_refused(make, match):
 def test_numpy_integers_are_taken_as_ints():
     import numpy as np
 
-    space = SearchSpace(widths=np.array(SPACE.widths).tolist(), kernels=[np.int64(3)])
-    assert space.kernels == (3,) and type(space.kernels[0]) is int
+    space = SearchSpace(widths=np.array(SPACE.widths), kernels=np.array([3]), ratios=np.ones(1))
+    assert space.widths == SPACE.widths and type(space.widths[0][0]) is int
+    assert space.kernels == (3,) and type(space.kernels[0]) is int and space.ratios == (1.0,)
+    assert SearchSpace(kernels=[np.int64(5)]).kernels == (5,)
     assert LatencySettings(runs=np.int64(3)).runs == 3
     res = _small_search(iterations=np.int64(1), seed=np.uint8(1), score_method="analytic")
     assert res.report["iterations"] == 1 and type(res.report["seed"]) is int

@@ -131,7 +131,10 @@ def shared_images(
             continue
         head = digest(s.path, False) if others else None
         if head is not None and any(
-            digest(o, False) == head and digest(o, True) == digest(s.path, True) for o in others
+            digest(o, False) == head
+            and digest(s.path, True) is not None  # two unreadable files are no copies
+            and digest(o, True) == digest(s.path, True)
+            for o in others
         ):
             shared.append(s.path)
     return shared

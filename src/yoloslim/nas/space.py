@@ -66,6 +66,10 @@ class SearchSpace:
     head_width: int | None = None
 
     def __post_init__(self) -> None:
+        for name in ("widths", "depths", "kernels", "ratios", "neck_out"):
+            value = getattr(self, name)
+            if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy
+                object.__setattr__(self, name, value.tolist())
         self._validate()
         # plain ints, floats and tuples all the way down: the space hashes, YAML lists and
         # numpy numbers are accepted, and the report's JSON takes every value

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import random
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -317,9 +318,11 @@ def train(
             except BaseException as e:
                 fit.save_unvalidated(run, row, best_map, last_val, meta)
                 if isinstance(e, DataError):  # an image to mend; the epoch need not rerun
+                    again = f"yoloslim {command} --resume {shlex.quote(str(out))}"
                     raise DataError(
                         f"{e} (validating epoch {row['epoch'] + 1}, whose weights are kept: "
-                        f"mend it, then `{command} --resume {out}` validates them and goes on)"
+                        f"mend it, then resume the run, `{again}` or the compress run it is "
+                        "a stage of, which validates them and goes on)"
                     ) from e
                 raise
             row.update(map=val["map"], map50=val["map50"])
@@ -330,6 +333,8 @@ def train(
             last_val = validate(row)
             best_map = fit.save(run, row, best_map, last_val, meta)
             log.info("epoch %d: %s", row["epoch"], row)
+            if on_epoch_end is not None:  # its checkpoint is now whole
+                on_epoch_end(row["epoch"], row)
         dist_utils.barrier()
         for epoch in range(start_epoch, cfg.epochs):
             _seed_all(cfg.seed * 1000 + epoch)
