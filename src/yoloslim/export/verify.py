@@ -192,13 +192,14 @@ def _openvino_default_precision(path: str | Path, x: torch.Tensor, ref: torch.Te
         if not diff["passed"]:
             logger.warning(
                 "%s: OpenVINO's default %s differs from PyTorch by up to %.3g px / %.3g in "
-                "score on the check's probe images (the f32 check passed; real images can "
-                "differ more); measure its mAP with yoloslim bench, or run it at f32 "
-                "(predict/val --ov-precision f32)",
+                "score (%.3g in log score) on the check's probe images, beyond the half "
+                "tolerance (the f32 check passed; real images can differ more); measure its "
+                "mAP with yoloslim bench, or run it at f32 (predict/val --ov-precision f32)",
                 path,
                 hint,
                 diff["max_abs_diff_boxes_px"],
                 diff["max_abs_diff_scores"],
+                diff["max_abs_diff_log_scores"],
             )
     return entry
 
