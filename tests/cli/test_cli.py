@@ -252,6 +252,9 @@ def test_missing_data_yaml_exits_2(tmp_path, capsys):
         (["train", "--no-such-flag"], "No such option: --no-such-flag", True),
         (["no-such-command"], "No such command 'no-such-command'", True),
         (["val", "--conf"], "Option '--conf' requires an argument", False),
+        # a value refused while the options are parsed: one line, no usage
+        (["models", "--imgsz", "abc"], "error: Invalid value for '--imgsz'", False),
+        (["models", "--json", "x.yaml"], ".yaml is a kind of file yoloslim runs write", False),
         # thresholds of a graph that is not written: refused before the model is read
         (
             ["export", "--model", "m.pt", "--nms-iou", "0.5", "--nms-max-det", "5"],

@@ -26,7 +26,13 @@ try:
         train_cmd,
         val_cmd,
     )
-    from yoloslim.cli.common import setup_logging, sigterm_as_interrupt, stop_requested
+    from yoloslim.cli.common import (
+        err_console,
+        literal,
+        setup_logging,
+        sigterm_as_interrupt,
+        stop_requested,
+    )
 except KeyboardInterrupt:  # Ctrl-C while the command line itself loads (typer, rich)
     sys.stderr.write("interrupted\n")
     sys.exit(130)
@@ -130,7 +136,14 @@ def _run(argv: list[str] | None) -> int:
             if callable(getattr(e, "show", None)) and isinstance(
                 getattr(e, "exit_code", None), int
             ):
-                e.show()
+                if type(e).__name__ == "BadParameter":
+                    # a value refused (not an int; a file where a folder goes): one line
+                    # naming the option, as every other user error; the usage is no help
+                    err_console.print(
+                        f"[bold red]error:[/] {literal(e.format_message())}", soft_wrap=True
+                    )
+                else:  # an unknown option or command, a missing one: the usage helps
+                    e.show()
                 return e.exit_code
             if type(e).__name__ == "Abort":  # EOF at a prompt
                 return 1
