@@ -1051,8 +1051,15 @@ def test_predict_save_txt_writes_yolo_labels_of_its_detections(
         mp.setattr(predict_cmd, "_compact_ledger", lambda *a: None)
         assert main([*argv[:5], str(tmp_path / "killed"), *argv[6:]]) == 0
     assert not (tmp_path / "killed" / "detections.json").exists()
-    with (tmp_path / "killed" / "labels" / "predict_labels.jsonl").open("a") as f:
+    ledger = tmp_path / "killed" / "labels" / "predict_labels.jsonl"
+    with ledger.open("a") as f:
         f.write('{"label": "labels/x.t')  # a line the kill cut short
+    with pytest.MonkeyPatch.context() as mp:  # and the next run is killed too
+        mp.setattr(predict_cmd, "_write_detections", lambda *a: None)
+        mp.setattr(predict_cmd, "_compact_ledger", lambda *a: None)
+        assert main([*argv[:5], str(tmp_path / "killed"), *argv[6:]]) == 0
+    text = ledger.read_text()
+    assert '{"label": "labels/x.t\n' in text and "\n\n" not in text  # entries start a line
     assert main([*argv[:5], str(tmp_path / "killed"), *argv[6:]]) == 0
     # but not one corrected by hand since
     edited = save / records[0]["labels"]

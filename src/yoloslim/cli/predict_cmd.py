@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -143,8 +144,14 @@ class _Records(list):
         name = path.relative_to(path.parent.parent).as_posix()
         if self.ledger is not None and self.save is not None:
             digest = _digest(text.encode())
-            with (self.save / LEDGER).open("a") as f:
-                f.write(json.dumps({"label": name, "sha1": digest}) + "\n")
+            with (self.save / LEDGER).open("a+b") as f:
+                torn = False
+                if f.seek(0, os.SEEK_END) > 0:
+                    f.seek(-1, os.SEEK_END)
+                    torn = f.read(1) != b"\n"
+                # a line a kill cut short ends there, not at the start of this one
+                f.write(b"\n" * torn + json.dumps({"label": name, "sha1": digest}).encode())
+                f.write(b"\n")
             self.ledger.setdefault(name, set()).add(digest)
         atomic_write_text(path, text)
         return name
@@ -163,7 +170,7 @@ def _digest(data: bytes) -> str:
 def _label_ledger(save: Path) -> dict[str, set[str]]:
     """The label files earlier predicts wrote into ``save``, each with the digests of what
     was written (``{}`` when none); a line a kill cut short is skipped. ConfigError when a
-    file of the ledger's name holds something else: it is not predict's to append to."""
+    file of the ledger's name does not start as one: it is not predict's to append to."""
     from yoloslim.errors import ConfigError
 
     path = save / LEDGER
@@ -179,10 +186,10 @@ def _label_ledger(save: Path) -> dict[str, set[str]]:
             entry = json.loads(line)
             ledger.setdefault(entry["label"], set()).add(entry["sha1"])
         except (ValueError, TypeError, KeyError):
-            if n == len(lines):  # cut short by a kill: what it names was never written
-                continue
-            lines = None
-            break
+            if n == 1:  # not a ledger at all: a file of the user's with that name
+                lines = None
+                break
+            # a line a kill cut short: what it names was never written
     if lines is None:
         raise ConfigError(
             f"--save {save}: {path} was not written by predict; it is not replaced, so move "
