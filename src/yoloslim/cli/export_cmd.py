@@ -58,25 +58,23 @@ def export(
     """Re-parameterise, export and verify each artifact against PyTorch (writes export_report.json)."""
     from rich.table import Table
 
-    from yoloslim.errors import ConfigError
     from yoloslim.export import export as run_export
 
-    unused = [p for p in ("nms_conf", "nms_iou", "nms_max_det") if option_given(ctx, p)]
-    unused = [f"--{p.replace('_', '-')}" for p in unused]
-    if unused and not nms:
-        raise ConfigError(
-            f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the thresholds of the "
-            "--nms graph, and no --nms was given: add --nms, or drop them"
-        )
     # each --format given adds its formats (a plain option kept only the last one given)
     formats = [f.strip() for given in format for f in given.split(",") if f.strip()]
-    unused = [p for p in ("triton_name", "triton_max_batch") if option_given(ctx, p)]
-    unused = [f"--{p.replace('_', '-')}" for p in unused]
-    if unused and "triton" not in formats:
-        raise ConfigError(
-            f"{', '.join(unused)} set{'s' if len(unused) == 1 else ''} the model of the triton "
-            "format, and no triton format was given: add triton to --format, or drop them"
-        )
+    _refuse_unheeded(
+        ctx,
+        ("nms_conf", "nms_iou", "nms_max_det"),
+        heeded=nms,
+        what="the thresholds of the --nms graph, and no --nms was given: add --nms",
+    )
+    _refuse_unheeded(
+        ctx,
+        ("triton_name", "triton_max_batch"),
+        heeded="triton" in formats,
+        what="the model of the triton format, and no triton format was given: add triton "
+        "to --format",
+    )
     _warn_artifact_name(out)
     with console.status(f"exporting {literal(', '.join(formats))}"):
         res = run_export(
@@ -116,6 +114,18 @@ def export(
         table.caption = "(earlier): kept from an earlier export into this folder"
     print_table(table)
     console.print(f"report: {literal(Path(out) / 'export_report.json')}")
+
+
+def _refuse_unheeded(ctx: typer.Context, params: tuple[str, ...], *, heeded: bool, what: str):
+    """ConfigError naming the options of ``params`` given on the command line when nothing
+    would heed them (``heeded`` false): they set ``what`` (it ends with how to use them)."""
+    from yoloslim.errors import ConfigError
+
+    given = [f"--{p.replace('_', '-')}" for p in params if option_given(ctx, p)]
+    if given and not heeded:
+        raise ConfigError(
+            f"{', '.join(given)} set{'s' if len(given) == 1 else ''} {what}, or drop them"
+        )
 
 
 def _warn_artifact_name(out: Path) -> None:
