@@ -209,35 +209,39 @@ class Fit:
             state["last_val"] = json_safe(last_val)
         return state
 
-    def save(self, run: RunFolder, row: dict, best_map: float, last_val: dict, meta: dict) -> float:
+    def save(
+        self,
+        run: RunFolder,
+        row: dict,
+        best_map: float,
+        last_val: dict,
+        meta: dict,
+        *,
+        val_pending: bool = False,
+    ) -> float:
         """Write ``best.pt`` on a new best mAP, ``last.pt``, then the metrics row of the epoch
         in ``row``; returns the best mAP so far.
 
         ``last.pt`` keeps the row too: a stop between the two leaves a ``last.pt`` past the
         last row, and the resume writes that row from it (:meth:`RunFolder.start`). (The row
         first would leave, after a stop in epoch 0, a ``metrics.jsonl`` without ``last.pt``:
-        a folder neither resumable nor free.)"""
+        a folder neither resumable nor free.)
+
+        ``val_pending``: the epoch's validation did not finish (``row`` has no mAP), so only
+        ``last.pt`` is written, marked so: a resume validates the epoch first (then writes
+        its row and, on a new best, ``best.pt``) instead of training it again."""
         state = self.train_state(row["epoch"], best_map, last_val)
         state["metrics_row"] = row
+        if val_pending:
+            state["val_pending"] = True
         meta = {"epoch": row["epoch"], "map": row.get("map"), "map50": row.get("map50"), **meta}
         if row.get("map") is not None and row["map"] > best_map:
             best_map = state["best_map"] = row["map"]
             run.save("best.pt", self.final_model, meta=meta)
         run.save("last.pt", self.final_model, meta=meta, train_state=state)
-        run.log_metrics(row)
+        if not val_pending:
+            run.log_metrics(row)
         return best_map
-
-    def save_unvalidated(
-        self, run: RunFolder, row: dict, best_map: float, last_val: dict, meta: dict
-    ) -> None:
-        """Write ``last.pt`` of an epoch whose validation did not finish, marked
-        ``val_pending``: a resume validates it first (then writes its row and, on a new
-        best, ``best.pt``) instead of training it again."""
-        state = self.train_state(row["epoch"], best_map, last_val)
-        state["metrics_row"] = row
-        state["val_pending"] = True
-        meta = {"epoch": row["epoch"], "map": None, "map50": None, **meta}
-        run.save("last.pt", self.final_model, meta=meta, train_state=state)
 
 
 def epoch_progress(enabled: bool, title: str, total: int):

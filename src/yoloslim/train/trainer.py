@@ -251,9 +251,10 @@ def train(
             "so that it keeps its teacher"
         )
     data_cfg = load_data_config(data)
+    # the epoch a stop or an error left unvalidated: the resume validates it first
+    pending = bool(state and state["train_state"].get("val_pending"))
     if state is not None:
         check_resume_data(state, data, data_cfg.nc, out, data_cfg.names)
-        pending = bool(state["train_state"].get("val_pending"))
         if state["train_state"]["epoch"] + 1 >= cfg.epochs and not pending:
             return finished_result(out, state, cfg)
     device, rank, world = _devices(cfg)
@@ -283,7 +284,6 @@ def train(
     command = getattr(hook, "command", "train")
     with folder_lock(out, command) if main else contextlib.nullcontext():
         run = RunFolder(out, cfg, progress and main)
-        pending = bool(state and state["train_state"].get("val_pending"))
         if main:
             # a row to restore only when its epoch was validated (else it is written below)
             last_row = state["train_state"].get("metrics_row") if state and not pending else None
@@ -316,7 +316,7 @@ def train(
                     progress=False,
                 )
             except BaseException as e:
-                fit.save_unvalidated(run, row, best_map, last_val, meta)
+                fit.save(run, row, best_map, last_val, meta, val_pending=True)
                 if isinstance(e, DataError):  # an image to mend; the epoch need not rerun
                     again = f"yoloslim {command} --resume {shlex.quote(str(out))}"
                     raise DataError(
@@ -328,7 +328,7 @@ def train(
             row.update(map=val["map"], map50=val["map50"])
             return val
 
-        if pending and main:  # the epoch a stop or an error left unvalidated
+        if pending and main:
             row = dict(state["train_state"]["metrics_row"])
             last_val = validate(row)
             best_map = fit.save(run, row, best_map, last_val, meta)
