@@ -441,13 +441,13 @@ def _check_record_target(p: Path, command: str, params: dict) -> None:
     owners = REPORT_OWNERS.get(p.name, ())
     if command not in owners or command not in OWN_RECORDS or not p.is_file():
         return
-    if p.name in OWN_RECORDS[command] and not _folder_record(p, command):
-        return  # an earlier --json report of the same name, away from any run: replaced
     if p.name not in OWN_RECORDS[command]:  # quantize's quant_config.json, say
         raise ConfigError(
             f"--json {p} is the {command} run's own {p.name}, not its report; it is not "
             "replaced by the report: name another file"
         )
+    if not _folder_record(p, command):
+        return  # an earlier --json report of the same name, away from any run: replaced
     out = params.get("out")
     own = Path(out).expanduser() / p.name if isinstance(out, (str, Path)) else None
     if own is not None:

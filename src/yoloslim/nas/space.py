@@ -30,6 +30,12 @@ Genome = tuple[Gene, ...]
 _GENE_KEYS = ("out", "depth", "kernel", "ratio")
 
 
+def _listed(value: object) -> bool:
+    """Whether ``value`` is a list or tuple of settings (not a string, which is a sequence
+    of characters)."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """Ranges the search may choose from, one entry per stage (stem first).
@@ -95,7 +101,7 @@ class SearchSpace:
 
         for name in ("widths", "depths"):
             pairs = getattr(self, name)
-            if isinstance(pairs, (str, bytes)) or not isinstance(pairs, Sequence):
+            if not _listed(pairs):
                 fail(name, "must be a list of (min, max) pairs, one per stage")
         if len(self.widths) != 5 or len(self.depths) != 5:
             raise ConfigError(
@@ -111,8 +117,7 @@ class SearchSpace:
         ):
             for i, pair in enumerate(pairs):
                 if (
-                    isinstance(pair, (str, bytes))
-                    or not isinstance(pair, Sequence)
+                    not _listed(pair)
                     or len(pair) != 2
                     or any(int_problem(v, low=-(2**62)) for v in pair)
                 ):
@@ -129,18 +134,12 @@ class SearchSpace:
             raise ConfigError("space: stages 1-4 need at least one block (depth min >= 1)")
         kernels, ratios = self.kernels, self.ratios
         if (
-            isinstance(kernels, (str, bytes))
-            or not isinstance(kernels, Sequence)
+            not _listed(kernels)
             or not kernels
             or any(int_problem(k) or k not in KERNEL_SIZES for k in kernels)
         ):
             fail("kernels", "must be a non-empty subset of 1, 3, 5, 7")
-        if (
-            isinstance(ratios, (str, bytes))
-            or not isinstance(ratios, Sequence)
-            or not ratios
-            or not all(ratio(r) for r in ratios)
-        ):
+        if not _listed(ratios) or not ratios or not all(ratio(r) for r in ratios):
             fail("ratios", "must be non-empty, each a number in (0, 4]")
         if self.block not in SEARCHED_BLOCKS:
             fail("block", f"must be {one_of(SEARCHED_BLOCKS)}")
@@ -154,10 +153,7 @@ class SearchSpace:
                 fail(name, problem)
         neck_out = self.neck_out
         if neck_out is not None and (
-            isinstance(neck_out, (str, bytes))
-            or not isinstance(neck_out, Sequence)
-            or len(neck_out) != 3
-            or any(int_problem(v) for v in neck_out)
+            not _listed(neck_out) or len(neck_out) != 3 or any(int_problem(v) for v in neck_out)
         ):
             fail("neck_out", "must be three integers >= 1 (P3, P4, P5)")
         problem = None if self.head_width is None else int_problem(self.head_width)

@@ -276,14 +276,15 @@ class OpenVINOBackend(Backend):
             self.compiled.get_property("INFERENCE_PRECISION_HINT"),
             quantized=any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()),
         )
-        if hint and precision.removeprefix("int8+") != hint:
+        computed = precision.removeprefix("int8+")  # a quantized model's float part
+        if hint and computed != hint:
             # e.g. f16 on a CPU without FP16 arithmetic: the plugin falls back to bf16
             log.warning(
                 "%s: OpenVINO's %s plugin computes in %s here, not the %s asked for (it has "
                 "no %s arithmetic on this machine)",
                 path,
                 device,
-                precision.removeprefix("int8+"),
+                computed,
                 hint,
                 hint,
             )
