@@ -160,7 +160,9 @@ def test_a_rerun_never_writes_through_a_link_nor_deletes_a_users_file(tmp_path):
         ({"imgsz": 16}, "imgsz"),
         ({"classes": 0}, "classes"),
         ({"classes": 9}, "classes"),
+        ({"classes": True}, r"classes=True must be an integer"),
         ({"val_fraction": 1.0}, "val_fraction"),
+        ({"val_fraction": "0.2"}, r"val_fraction='0.2' must be a number"),
         ({"seed": -1}, "seed"),
         ({"seed": 1.5}, "seed"),
     ],
@@ -169,6 +171,15 @@ def test_validates_arguments(tmp_path, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         synthesize(tmp_path / "ds", **kwargs)
     assert not (tmp_path / "ds").exists()
+
+
+def test_numpy_arguments_are_taken_as_plain_numbers(tmp_path):
+    """A sweep's ``np.arange`` values work, and data.yaml holds plain numbers."""
+    out = synthesize(tmp_path / "ds", images=np.int64(4), imgsz=np.int32(32),
+                     classes=np.int64(2), val_fraction=np.float64(0.5))  # fmt: skip
+    meta = yaml.safe_load(out.read_text())
+    assert meta["nc"] == 2 and type(meta["nc"]) is int
+    assert len(list((tmp_path / "ds" / "images" / "val").iterdir())) == 2
 
 
 @pytest.mark.parametrize("name", ["data.yaml", "shapes.YML"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 import re
 import shutil
 from pathlib import Path
@@ -173,17 +174,19 @@ def _intersection(a: list[int], b: list[int]) -> float:
 
 
 def _check_args(images: int, imgsz: int, classes: int, val_fraction: float, seed: int) -> None:
-    if not isinstance(images, int) or images < 2:
-        raise ConfigError(f"images must be an int >= 2, got {images!r}")
-    if not isinstance(imgsz, int) or imgsz < 32:
-        raise ConfigError(f"imgsz must be an int >= 32, got {imgsz!r}")
-    if not isinstance(classes, int) or not 1 <= classes <= len(SHAPES):
-        raise ConfigError(f"classes must be an int in 1..{len(SHAPES)}, got {classes!r}")
-    if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
-    problem = int_problem(seed, 0)
-    if problem:
-        raise ConfigError(f"seed={seed!r} {problem}")
+    for name, value, low, high in (
+        ("images", images, 2, None), ("imgsz", imgsz, 32, None),
+        ("classes", classes, 1, len(SHAPES)), ("seed", seed, 0, None),
+    ):  # fmt: skip
+        problem = int_problem(value, low, high)
+        if problem:
+            raise ConfigError(f"{name}={value!r} {problem}")
+    if (
+        isinstance(val_fraction, bool)
+        or not isinstance(val_fraction, numbers.Real)
+        or not 0.0 < val_fraction < 1.0
+    ):
+        raise ConfigError(f"val_fraction={val_fraction!r} must be a number in (0, 1)")
 
 
 # in the folder while a dataset is being written: a rerun after an interrupted one knows the
@@ -283,6 +286,8 @@ def synthesize(
         >>> yaml_path = synthesize("datasets/shapes", images=200, imgsz=128)  # doctest: +SKIP
     """
     _check_args(images, imgsz, classes, val_fraction, seed)
+    images, imgsz, classes, seed = int(images), int(imgsz), int(classes), int(seed)
+    val_fraction = float(val_fraction)
     check_path(out, "out", "the dataset folder's path")
     out = Path(out).expanduser()
     if out.suffix.lower() in (".yaml", ".yml"):
