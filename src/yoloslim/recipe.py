@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from yoloslim.configs import UniqueKeyLoader, check_imgsz, from_mapping, yaml_problem
+from yoloslim.configs import UniqueKeyLoader, check_imgsz, from_mapping, int_problem, yaml_problem
 from yoloslim.errors import ConfigError
 
 __all__ = ["STAGES", "Recipe", "Stage", "load_recipe"]
@@ -86,7 +86,7 @@ class BenchStage:
 
 
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return int_problem(value) is None
 
 
 @dataclass(frozen=True)

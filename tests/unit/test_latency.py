@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from yoloslim.bench.flops import count_flops
@@ -63,10 +64,10 @@ def test_system_info_keys():
 @pytest.mark.parametrize(
     ("kw", "match"),
     [
-        ({"rounds": 0}, r"rounds=0 \(--rounds\) must be an integer >= 1"),
-        ({"runs_per_round": 0}, r"runs_per_round=0 \(--runs\) must be an integer >= 1"),
-        ({"threads": 0}, r"threads=0 \(--threads\) must be an integer >= 1"),
-        ({"warmup": -1}, r"warmup=-1 must be an integer >= 0"),
+        ({"rounds": 0}, r"rounds=0 \(--rounds\) must be >= 1"),
+        ({"runs_per_round": 0}, r"runs_per_round=0 \(--runs\) must be >= 1"),
+        ({"threads": 0}, r"threads=0 \(--threads\) must be >= 1"),
+        ({"warmup": -1}, r"warmup=-1 must be >= 0"),
         ({"batch": 1.5}, r"batch=1.5 must be an integer >= 1"),
     ],
 )
@@ -76,3 +77,5 @@ def test_latency_settings_are_checked_before_any_worker_starts(kw, match):
     with pytest.raises(ConfigError, match=match):
         LatencyConfig(**kw)
     assert LatencyConfig(threads=None, warmup=0).rounds == 10
+    swept = LatencyConfig(batch=np.int64(8), threads=np.int32(2))  # np.arange values
+    assert (swept.batch, swept.threads) == (8, 2) and type(swept.batch) is int

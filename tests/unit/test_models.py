@@ -1,5 +1,6 @@
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -152,10 +153,16 @@ def test_unknown_model_name():
         build_model("damo-huge")
 
 
-@pytest.mark.parametrize("kw", [{"nc": 0}, {"nc": -3}, {"nc": 2.5}, {"names": []}])
+@pytest.mark.parametrize("kw", [{"nc": 0}, {"nc": -3}, {"nc": 2.5}, {"nc": True}, {"names": []}])
 def test_bad_class_count(kw):
     with pytest.raises(ModelError, match="number of classes >= 1"):
         build_model("damo-nano", **kw)
+
+
+def test_a_numpy_class_count_is_a_plain_int():
+    """``nc`` from numpy (a label array's ``max() + 1``) builds, and the arch holds an int."""
+    m = build_model("damo-nano", nc=np.int64(3))
+    assert m.nc == 3 and type(arch_of(m)["nc"]) is int
 
 
 def test_register_duplicate_or_empty_name_raises():

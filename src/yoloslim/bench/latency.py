@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from yoloslim.configs import int_problem
 from yoloslim.errors import ConfigError, ExportError
 from yoloslim.sysinfo import INFERENCE_ISA, cpu_flags, cpu_model, usable_cores
 
@@ -50,10 +51,10 @@ class LatencyConfig:
             value = getattr(self, key)
             if key == "threads" and value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ConfigError(
-                    f"{key}={value!r}{flags.get(key, '')} must be an integer >= {least}"
-                )
+            problem = int_problem(value, least)
+            if problem:
+                raise ConfigError(f"{key}={value!r}{flags.get(key, '')} {problem}")
+            object.__setattr__(self, key, int(value))  # a numpy integer as a plain one
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from yoloslim.configs import check_field_types, check_imgsz, from_mapping
+from yoloslim.configs import check_field_types, check_imgsz, from_mapping, int_problem
 from yoloslim.errors import ConfigError
 
 __all__ = [
@@ -169,8 +169,9 @@ class QuantConfig:
         set_(self, "float_variants", tuple(str(v).lower() for v in self.float_variants))
         if not isinstance(self.advanced, AdvancedQuantConfig):  # a mapping, or a wrong value
             set_(self, "advanced", _advanced_from_dict(self.advanced))
-        if not isinstance(self.calib, int) or isinstance(self.calib, bool) or self.calib <= 0:
+        if int_problem(self.calib):
             raise ConfigError(f"calib={self.calib!r}: must be a positive integer (images)")
+        set_(self, "calib", int(self.calib))
         check_field_types(self, numbers=("max_drop",), optional=("max_drop",))
         if self.max_drop is not None and not self.max_drop >= 0:
             raise ConfigError(f"max_drop={self.max_drop}: must be >= 0 (mAP50-95 points)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from yoloslim.configs import int_problem
 from yoloslim.errors import ModelError
 from yoloslim.models.arch import apply_layers, load_arch_yaml, validate_arch
 from yoloslim.models.detector import Detector
@@ -111,9 +112,10 @@ def build_model(
     """
     if nc is None and names is not None:
         nc = len(names)
-    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):
+    if nc is not None and int_problem(nc):
         what = "names is empty" if names is not None and not names else f"nc={nc!r}"
         raise ModelError(f"{what}: a detector needs an integer number of classes >= 1")
+    nc = None if nc is None else int(nc)
     arch = arch_from(model, nc or 80)
     if nc is not None and nc != arch["nc"]:
         arch["nc"] = nc
