@@ -676,6 +676,12 @@ def test_an_ir_openvino_converted_from_a_yoloslim_onnx_keeps_its_metadata(ckpt, 
         Predictor(tmp_path / "plain.xml")
 
 
+def test_metadata_that_is_there_but_unreadable_is_called_damaged(tmp_path):
+    bad = _tiny_onnx(tmp_path / "bad.onnx", [64, 64], meta_imgsz="sixty-four")
+    with pytest.raises(ModelError, match=r"bad\.onnx: damaged yoloslim metadata"):
+        Predictor(bad)
+
+
 def test_an_openvino_device_it_does_not_see_is_a_config_error(tmp_path):
     # it was "cannot load as openvino" and the plugin's text, as if the file were broken
     import openvino as ov

@@ -538,6 +538,14 @@ def test_an_fp16_or_unreadable_onnx_is_refused_and_another_runs_leftovers_are_na
     broken.write_bytes(onnx_path.read_bytes()[:1000])
     with pytest.raises(ModelError, match=r"broken.onnx: not a readable ONNX file"):
         ys.quantize(broken, data, config=cfg, out=tmp_path / "q3")
+    # another tool's ONNX (no yoloslim metadata) says what yoloslim can take instead
+    foreign = onnx.load(onnx_path)
+    del foreign.metadata_props[:]
+    onnx.save(foreign, tmp_path / "foreign.onnx")
+    with pytest.raises(ModelError, match=r"foreign.onnx: no yoloslim metadata \(no 'names' "
+                       r"and 'imgsz' key\); .* `yoloslim export`.*Ultralytics"):  # fmt: skip
+        ys.quantize(tmp_path / "foreign.onnx", data, config=cfg, out=tmp_path / "q4")
+    assert not (tmp_path / "q4").exists()
     # OpenVINO into the same folder: ONNX Runtime's artifacts stay, and are named as no
     # longer described
     ys.quantize(onnx_path, data, config=QuantConfig(calib=2, advanced=adv), out=out)

@@ -31,7 +31,7 @@ from yoloslim.fileio import (
     remove_stale_staging,
 )
 from yoloslim.result import Result
-from yoloslim.runtime.backends import onnx_end_to_end, quantized_ops
+from yoloslim.runtime.backends import no_metadata, onnx_end_to_end, quantized_ops
 
 __all__ = ["AdvancedQuantConfig", "QuantConfig", "quantize"]
 
@@ -282,8 +282,9 @@ def _given_onnx(model: Any, imgsz: int | None) -> tuple[Path, int] | None:
         except Exception as e:  # noqa: BLE001 - protobuf raises its own kinds
             raise ModelError(f"{p}: not a readable ONNX file, corrupt or truncated ({e})") from e
         meta = onnx_metadata(proto)
-        if "imgsz" not in meta or "names" not in meta:
-            raise ModelError(f"{p}: no yoloslim metadata (names/imgsz); export it with yoloslim")
+        missing = [k for k in ("names", "imgsz") if k not in meta]
+        if missing:
+            raise no_metadata(p, missing)
         if imgsz and imgsz != int(meta["imgsz"]):
             raise ConfigError(f"imgsz={imgsz} but {p} was exported at {meta['imgsz']}")
         if onnx_end_to_end([o.name for o in proto.graph.output]):

@@ -87,15 +87,27 @@ class Backend:
         return f"{type(self).__name__}({self.path}, precision={self.precision})"
 
 
+def no_metadata(path: Path, missing: Sequence[str]) -> ModelError:
+    """The error for an artifact without yoloslim's metadata keys ``missing``: most often a
+    model another tool exported, which yoloslim cannot decode."""
+    keys = " and ".join(repr(k) for k in missing)
+    return ModelError(
+        f"{path}: no yoloslim metadata (no {keys} key); yoloslim runs the detectors it "
+        "exports: export a yoloslim checkpoint with `yoloslim export` (a model exported "
+        "by another tool, such as Ultralytics, has other outputs and is not supported)"
+    )
+
+
 def names_and_imgsz(d: dict, path: Path) -> tuple[list[str], int]:
     """The class names and input size in an artifact's yoloslim metadata (string values, as
     stored), or a ModelError naming ``path`` when it has none."""
+    missing = [k for k in ("names", "imgsz") if k not in d]
+    if missing:
+        raise no_metadata(path, missing)
     try:
         return json.loads(d["names"]), int(d["imgsz"])
-    except (KeyError, ValueError) as e:
-        raise ModelError(
-            f"{path}: no yoloslim metadata (names, imgsz: {e}); was it exported by yoloslim?"
-        ) from e
+    except ValueError as e:
+        raise ModelError(f"{path}: damaged yoloslim metadata (names, imgsz: {e})") from e
 
 
 class TorchBackend(Backend):
