@@ -700,3 +700,33 @@ def test_an_openvino_device_it_does_not_see_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"device='cuda': .*cuda is for \.pt, \.torchscript"):
         Predictor(xml, device="cuda")
     assert Predictor(xml, device="cpu").backend.static_imgsz == 64
+
+
+@pytest.mark.parametrize(("rotation", "corner"), [(-90, (0, -1)), (90, (-1, 0)), (180, (-1, -1))])
+def test_a_video_is_read_upright_by_its_display_rotation(tmp_path, rotation, corner):
+    """A phone's portrait video is stored landscape with a display rotation (-90): frames
+    come out as a player shows them, as images come out turned by their EXIF orientation."""
+    av = pytest.importorskip("av")
+    from yoloslim.runtime.video import VideoReader
+
+    clip = tmp_path / "phone.mp4"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(rotation)
+        stored = np.zeros((32, 64, 3), np.uint8)
+        stored[:16, :16] = 255  # a white block in the stored frame's top-left corner
+        for _ in range(2):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with VideoReader(clip) as reader:
+        frames = list(reader)
+    assert len(frames) == 2
+    shown = frames[0]
+    assert shown.shape == ((64, 32, 3) if rotation % 180 else (32, 64, 3))
+    rows = slice(0, 16) if corner[0] == 0 else slice(-16, None)
+    cols = slice(0, 16) if corner[1] == 0 else slice(-16, None)
+    assert shown[rows, cols][4:-4, 4:-4].mean() > 200  # the block, now in that corner
+    assert shown.mean() < 80  # and nowhere else

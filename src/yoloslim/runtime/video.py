@@ -40,8 +40,17 @@ def _av():
     return av
 
 
+def upright(frame: np.ndarray, rotation: float) -> np.ndarray:
+    """``frame`` as a player shows it: turned by its display rotation (degrees
+    counterclockwise, as FFmpeg's display matrix gives it; a phone's portrait video is stored
+    landscape with -90), to the nearest quarter turn."""
+    k = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(frame, k)) if k else frame
+
+
 class VideoReader:
-    """Decode a video file to RGB frames; ``len()`` is the container's frame count (0 if unknown)."""
+    """Decode a video file to RGB frames, upright (its display rotation applied, as a player
+    shows it); ``len()`` is the container's frame count (0 if unknown)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -70,7 +79,7 @@ class VideoReader:
         try:
             for frame in self._container.decode(self._stream):
                 decoded += 1
-                yield frame.to_ndarray(format="rgb24")
+                yield upright(frame.to_ndarray(format="rgb24"), frame.rotation)
         except av.error.FFmpegError as e:
             raise DataError(f"{self.path}: video decoding failed ({e})") from e
         if decoded < self.frames:
