@@ -79,7 +79,7 @@ class VideoReader:
         try:
             for frame in self._container.decode(self._stream):
                 decoded += 1
-                # PyAV before 14 has no rotation: frames as stored
+                # an older PyAV has no VideoFrame.rotation: frames as stored
                 yield upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
         except av.error.FFmpegError as e:
             raise DataError(f"{self.path}: video decoding failed ({e})") from e
