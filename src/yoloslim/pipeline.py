@@ -606,66 +606,66 @@ def _recipe_change(saved: str, resolved: str) -> str:
     return first(*rest, "") or "its layout"
 
 
-def run_recipe(
-    model: str | Path | None,
-    data: str | Path,
-    recipe: str | Path | dict | Recipe,
-    *,
-    out: str | Path = "runs/compress",
-    resume: bool = False,
-    progress: bool = False,
-) -> Result:
-    """Run a recipe's stages in order on ``model`` (a checkpoint; None when the recipe starts
-    with ``nas``/``train``); the report holds the last ``bench`` stage's report.
-
-    Everything is checked before anything is written to ``out``: the recipe, the model and
-    data paths, the formats this machine can export (an ``engine`` format is skipped with a
-    warning without TensorRT and CUDA), and, on a resume, that the recipe, ``model`` and
-    ``data`` are the run's own. A folder where no stage finished may be reused freely.
-    ``report["final_model"]`` is the last checkpoint and ``report["deployable"]`` the
-    artifacts of the last stage that made any (``{name: path}``).
-
-    Args:
-        model: the checkpoint to compress (None when the recipe starts with ``nas``/``train``).
-        data: the data.yaml every stage trains, validates and calibrates on.
-        recipe: a recipe YAML path, a mapping, or a :class:`~yoloslim.recipe.Recipe`.
-        out: the run folder: one subfolder per stage, ``compress.json``, ``recipe.yaml``.
-        resume: skip the stages this run already finished (and redo those whose outputs
-            are gone).
-        progress: show progress bars.
-
-    Returns:
-        Result: ``model`` is the last checkpoint (``report["final_model"]``); ``report`` is
-        what ``compress.json`` holds (``stages`` with their folders, ``final_model``,
-        ``deployable``, ``skipped``, ``artifacts`` and ``bench``: the last bench stage's
-        report, ``{}`` without one); ``artifacts`` maps each row's name to its path.
-
-    Raises:
-        ConfigError: invalid recipe, a missing model or data file, a format this machine
-            cannot export, ``out`` holds another run and ``resume`` is False, or the recipe,
-            model or data differ from the run being resumed.
-
-    Example:
-        >>> res = run_recipe("runs/nano/best.pt", "data.yaml", "recipes/cpu-int8.yaml",
-        ...                  out="runs/compress")
-        >>> res.report["deployable"]  # doctest: +SKIP
-    """
-    from torch import nn
-
-    from yoloslim.runtime.predictor import as_artifact
-
-    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    # absolute, so the paths the stages record still hold for a resume from another folder
-    out = Path(out).expanduser().absolute()
-    data = str(Path(data).expanduser().absolute())
-    model = as_artifact(model)
-    if isinstance(model, nn.Module):
-        raise ConfigError(
-            "run_recipe takes the model as a checkpoint file (the run records it and checks it "
-            "on resume): save it with ys.save_checkpoint and pass the path"
+def _finished(sdir: Path, stage: Stage, i: int, out: Path) -> tuple[dict | None, bool]:
+    """On a resume: stage ``i``'s record when it finished and its outputs are all there
+    (its paths rebased onto ``out``), else None; and whether it finished but an output of
+    it is gone (it runs again, from scratch)."""
+    done = sdir / "stage.json"
+    record = _stage_record(done, stage.name)
+    if record is None:
+        return None, False
+    record = _rebased(record, out, done)
+    missing = _missing_outputs(record, out)
+    if missing:
+        log.warning(
+            "resume: stage %d (%s) finished, but %s is gone; running it again, and the "
+            "stages after it",
+            i,
+            stage.name,
+            missing[0],
         )
-    if model is not None:
-        model = str(Path(model).expanduser().absolute())
+        return None, True
+    log.info("resume: stage %d (%s) already done", i, stage.name)
+    return record, False
+
+
+def _run_stage(
+    rec: Recipe, i: int, st: _State, run_configs: dict, data: str, sdir: Path, progress: bool,
+    out: Path,
+) -> dict:  # fmt: skip
+    """Run stage ``i`` of ``rec`` into ``sdir`` and write its ``stage.json``; returns that
+    record."""
+    stage = rec.stages[i - 1]
+    sdir.mkdir(parents=True, exist_ok=True)
+    log.info("stage %d/%d: %s", i, len(rec.stages), stage.name)
+    if stage.name == "bench":
+        outcome = _stage_bench(st, stage.config, data, sdir, progress, out)
+    else:
+        cfg = run_configs.get(i) or _stage_config(
+            stage, benched=any(s.name == "bench" for s in rec.stages[i:])
+        )
+        if stage.sized_by_model():
+            cfg = _sized_by_model(cfg, st, rec.stages[: i - 1])
+        outcome = _RUNNERS[stage.name](st, cfg, data, sdir, progress)
+    record = {
+        "stage": stage.name,
+        "index": i,
+        "run": str(out),  # where its paths point; a copied run rebases them
+        "model": outcome["model"],
+        "rows": outcome["rows"],
+        "report": outcome["report"],
+        "deployable": outcome.get("deployable", {}),
+    }
+    atomic_write_text(sdir / "stage.json", json.dumps(record, indent=1, default=str) + "\n")
+    return record
+
+
+def _check_run(
+    rec: Recipe, model: str | None, data: str, out: Path, resume: bool
+) -> tuple[dict, list, str, dict]:
+    """Check everything :func:`run_recipe` needs before it writes to ``out``; returns the
+    stages' preflight configs, the skipped formats, the resolved recipe YAML and the run's
+    inputs record."""
     first = rec.stages[0]
     if model is None and not (
         first.name == "nas" or (first.name == "train" and first.config.model)
@@ -731,8 +731,72 @@ def run_recipe(
                 "use another output folder"
             )
         check_resume_inputs(out, inputs)
+    return run_configs, skipped, resolved, inputs
+
+
+def run_recipe(
+    model: str | Path | None,
+    data: str | Path,
+    recipe: str | Path | dict | Recipe,
+    *,
+    out: str | Path = "runs/compress",
+    resume: bool = False,
+    progress: bool = False,
+) -> Result:
+    """Run a recipe's stages in order on ``model`` (a checkpoint; None when the recipe starts
+    with ``nas``/``train``); the report holds the last ``bench`` stage's report.
+
+    Everything is checked before anything is written to ``out``: the recipe, the model and
+    data paths, the formats this machine can export (an ``engine`` format is skipped with a
+    warning without TensorRT and CUDA), and, on a resume, that the recipe, ``model`` and
+    ``data`` are the run's own. A folder where no stage finished may be reused freely.
+    ``report["final_model"]`` is the last checkpoint and ``report["deployable"]`` the
+    artifacts of the last stage that made any (``{name: path}``).
+
+    Args:
+        model: the checkpoint to compress (None when the recipe starts with ``nas``/``train``).
+        data: the data.yaml every stage trains, validates and calibrates on.
+        recipe: a recipe YAML path, a mapping, or a :class:`~yoloslim.recipe.Recipe`.
+        out: the run folder: one subfolder per stage, ``compress.json``, ``recipe.yaml``.
+        resume: skip the stages this run already finished (and redo those whose outputs
+            are gone).
+        progress: show progress bars.
+
+    Returns:
+        Result: ``model`` is the last checkpoint (``report["final_model"]``); ``report`` is
+        what ``compress.json`` holds (``stages`` with their folders, ``final_model``,
+        ``deployable``, ``skipped``, ``artifacts`` and ``bench``: the last bench stage's
+        report, ``{}`` without one); ``artifacts`` maps each row's name to its path.
+
+    Raises:
+        ConfigError: invalid recipe, a missing model or data file, a format this machine
+            cannot export, ``out`` holds another run and ``resume`` is False, or the recipe,
+            model or data differ from the run being resumed.
+
+    Example:
+        >>> res = run_recipe("runs/nano/best.pt", "data.yaml", "recipes/cpu-int8.yaml",
+        ...                  out="runs/compress")
+        >>> res.report["deployable"]  # doctest: +SKIP
+    """
+    from torch import nn
+
+    from yoloslim.runtime.predictor import as_artifact
+
+    rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    # absolute, so the paths the stages record still hold for a resume from another folder
+    out = Path(out).expanduser().absolute()
+    data = str(Path(data).expanduser().absolute())
+    model = as_artifact(model)
+    if isinstance(model, nn.Module):
+        raise ConfigError(
+            "run_recipe takes the model as a checkpoint file (the run records it and checks it "
+            "on resume): save it with ys.save_checkpoint and pass the path"
+        )
+    if model is not None:
+        model = str(Path(model).expanduser().absolute())
+    run_configs, skipped, resolved, inputs = _check_run(rec, model, data, out, resume)
     with folder_lock(out, "compress"):  # made here, if it is not there yet
-        atomic_write_text(saved, resolved)
+        atomic_write_text(out / "recipe.yaml", resolved)
         atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
 
         st = _State(baseline=str(model) if model else None, model=str(model) if model else None)
@@ -742,55 +806,18 @@ def run_recipe(
         redo = False  # once a stage runs again, the ones after it use its new outputs
         for i, stage in enumerate(rec.stages, 1):
             sdir = out / f"{i:02d}-{stage.name}"
-            done = sdir / "stage.json"
-            record = _stage_record(done, stage.name) if resume and not redo else None
-            if record is not None:
-                record = _rebased(record, out, done)
-            missing = _missing_outputs(record, out) if record is not None else []
-            if missing:
-                log.warning(
-                    "resume: stage %d (%s) finished, but %s is gone; running it again, and the "
-                    "stages after it",
-                    i,
-                    stage.name,
-                    missing[0],
-                )
-                record = None
-            if record is not None:
-                log.info("resume: stage %d (%s) already done", i, stage.name)
-            else:
+            record, gone = (None, False) if redo or not resume else _finished(sdir, stage, i, out)
+            if record is None:
                 # an interrupted stage's partial outputs go, except an interrupted train or
                 # distill stage's on a resume (it resumes), unless what it trained on was made
-                # again
-                goes_on = stage.name in _RESUMABLE and resume and not (redo or missing)
+                # again (redo) or its own outputs are gone
+                goes_on = stage.name in _RESUMABLE and resume and not (redo or gone)
                 if sdir.exists() and not goes_on:
                     shutil.rmtree(sdir)
                 redo = True
-                sdir.mkdir(parents=True, exist_ok=True)
-                log.info("stage %d/%d: %s", i, len(rec.stages), stage.name)
-                if stage.name == "bench":
-                    outcome = _stage_bench(st, stage.config, data, sdir, progress, out)
-                else:
-                    cfg = run_configs.get(i) or _stage_config(
-                        stage, benched=any(s.name == "bench" for s in rec.stages[i:])
-                    )
-                    if stage.sized_by_model():
-                        cfg = _sized_by_model(cfg, st, rec.stages[: i - 1])
-                    outcome = _RUNNERS[stage.name](st, cfg, data, sdir, progress)
-                record = {
-                    "stage": stage.name,
-                    "index": i,
-                    "run": str(out),  # where its paths point; a copied run rebases them
-                    "model": outcome["model"],
-                    "rows": outcome["rows"],
-                    "report": outcome["report"],
-                    "deployable": outcome.get("deployable", {}),
-                }
-                atomic_write_text(done, json.dumps(record, indent=1, default=str) + "\n")
+                record = _run_stage(rec, i, st, run_configs, data, sdir, progress, out)
             st.model = record["model"]
-            taken = {
-                row[0] for row in st.rows
-            }  # a second prune's "pruned" must not hide the first's
+            taken = {row[0] for row in st.rows}  # a second prune's "pruned" hides not the first's
             st.rows.extend(
                 [f"{row[0]}{_REPEATED}{i})" if row[0] in taken else row[0], *row[1:]]
                 for row in record["rows"]
