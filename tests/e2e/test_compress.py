@@ -89,7 +89,7 @@ def test_recipe_runs_every_stage_and_resumes(base, tmp_path, monkeypatch):
     assert again.report["final_model"] == res.report["final_model"]
 
 
-def test_resume_reruns_only_unfinished_stages(base, tmp_path, monkeypatch):
+def test_resume_reruns_only_unfinished_stages(base, tmp_path, monkeypatch, caplog):
     ckpt, data = base
     recipe = {"stages": [RECIPE["stages"][3], RECIPE["stages"][5]]}  # export, bench
     out = tmp_path / "run"
@@ -100,9 +100,20 @@ def test_resume_reruns_only_unfinished_stages(base, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("export ran again")
 
+    real_export = pl._RUNNERS["export"]
     monkeypatch.setitem(pl._RUNNERS, "export", boom)
     res = run_recipe(ckpt, data, recipe, out=out, resume=True)
     assert (out / "02-bench" / "stage.json").is_file() and res.report["bench"]["rows"]
+    # a finished stage whose output is gone runs again from scratch, and the stages after it
+    onnx_file = Path(res.report["deployable"]["export-onnx"])
+    onnx_file.unlink()
+    (out / "01-export" / "leftover.txt").write_text("x")
+    monkeypatch.setitem(pl._RUNNERS, "export", real_export)
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        again = run_recipe(ckpt, data, recipe, out=out, resume=True)
+    assert f"{onnx_file} is gone; running it again" in caplog.text
+    assert onnx_file.is_file() and not (out / "01-export" / "leftover.txt").exists()
+    assert again.report["bench"]["rows"]
 
 
 def test_changed_recipe_refuses_resume(base, tmp_path):
