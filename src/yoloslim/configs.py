@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "int_problem",
     "load_mapping",
     "one_of",
+    "read_yaml",
     "yaml_problem",
 ]
 
@@ -124,7 +125,11 @@ class UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen: set = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *defaults``: its keys may be given again, and then win
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                break  # PyYAML's own "found unhashable key" follows
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping",
@@ -134,6 +139,18 @@ class UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path, error: type[Exception] = ConfigError, what: str = "config") -> Any:
+    """The YAML document in the file ``path`` (UTF-8), read by :class:`UniqueKeyLoader`;
+    ``error`` (naming the file, the line and the column) when it is no valid YAML or no
+    text."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader)  # noqa: S506
+    except yaml.YAMLError as e:
+        raise error(f"{path}: not valid YAML ({yaml_problem(e)})") from e
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not a text file, so no {what} ({e.reason})") from e
 
 
 def yaml_problem(e: yaml.YAMLError) -> str:
@@ -150,12 +167,7 @@ def load_mapping(path: str | Path, what: str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file does not exist")
-    try:
-        loaded = yaml.load(path.read_text(), Loader=UniqueKeyLoader) or {}  # noqa: S506 - safe
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({yaml_problem(e)})") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not a text file, so no config ({e.reason})") from e
+    loaded = read_yaml(path) or {}
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: expected a mapping of {what} fields")
     return loaded

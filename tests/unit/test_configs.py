@@ -79,3 +79,18 @@ def test_int_problem_names_the_range(value, low, high, why):
         assert problem is None
     else:
         assert problem is not None and re.fullmatch(why, problem)
+
+
+def test_yaml_merge_keys_are_read_and_a_key_twice_is_still_refused(tmp_path):
+    """``<<: *anchor`` was refused as an unknown tag by the duplicate-refusing loader."""
+    from yoloslim.configs import load_mapping
+
+    f = tmp_path / "c.yaml"
+    f.write_text("base: &b {epochs: 1, batch: 8}\nrun:\n  <<: *b\n  batch: 4\n")
+    assert load_mapping(f, "TrainConfig")["run"] == {"epochs": 1, "batch": 4}
+    f.write_text("run:\n  <<: {epochs: 1}\n  batch: 4\n  batch: 2\n")
+    with pytest.raises(ConfigError, match=r"line 4, column 3: found the key 'batch' twice"):
+        load_mapping(f, "TrainConfig")
+    f.write_text("? [a, b]\n: 1\n")  # a key that is a list: PyYAML's own message
+    with pytest.raises(ConfigError, match="unhashable key"):
+        load_mapping(f, "TrainConfig")

@@ -118,6 +118,14 @@ def test_data_yaml_missing_file_and_not_a_mapping(tmp_path):
     (tmp_path / "data.yaml").write_text("- just\n- a list\n")
     with pytest.raises(DataError, match="expected a mapping"):
         load_data_config(tmp_path / "data.yaml")
+    # a second val: line silently replaced the first (the split read was not the one written)
+    (tmp_path / "data.yaml").write_text("train: a\nval: b\nnames: [x]\nval: a\n")
+    with pytest.raises(DataError, match=r"data\.yaml: not valid YAML \(line 4, column 1: "
+                       r"found the key 'val' twice\)"):  # fmt: skip
+        load_data_config(tmp_path / "data.yaml")
+    (tmp_path / "data.yaml").write_bytes("names: [caf\xe9]\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"data\.yaml: not a text file, so no data config"):
+        load_data_config(tmp_path / "data.yaml")
 
 
 def test_load_samples_bad_split(tmp_path):

@@ -8,6 +8,7 @@ from torch import nn
 from yoloslim.bench.flops import count_params, model_profile
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.models import RepConv, arch_of, build_model, list_models, register_model
+from yoloslim.models.arch import load_arch_yaml
 from yoloslim.models.blocks import ConvBNAct, fuse_conv_bn
 from yoloslim.models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from yoloslim.models.head import make_anchors
@@ -298,7 +299,9 @@ def _edit(path: str, value):
         ("head.strides", "8,16,32", "must be 3 integers"),
         ("head.width", [32, 32], "head.width=.* must be 3 integers"),
         ("head.width", -8, r"head.width=-8 must be an integer >= 1"),
-        ("neck.kernel", 4, "neck.kernel=4 must be 1, 3, 5 or 7"),
+        ("neck.kernel", 4, "neck.kernel=4 must be the integer 1, 3, 5 or 7"),
+        # 3.0 passed (3.0 in (1, 3, 5, 7)) and the conv refused it with a TypeError
+        ("backbone.stages.1.kernel", 3.0, r"stages\[1\].kernel=3.0 must be the integer 1, 3"),
         ("neck.depth", -1, "neck.depth=-1 must be an integer >= 0"),
         ("neck.depth", "two", "neck.depth='two'"),
         ("neck.ratio", 0, r"neck.ratio=0 must be a number in \(0, 4\]"),
@@ -314,6 +317,34 @@ def test_arch_mistakes_are_named_not_built(path, value, match, tmp_path):
     f.write_text(yaml.safe_dump(_edit(path, value)))
     with pytest.raises(ModelError, match=r"arch\.yaml: arch: "):
         build_model(str(f))
+
+
+def test_an_arch_file_with_a_key_twice_or_no_text_is_refused_naming_it(tmp_path):
+    import yaml
+
+    text = yaml.safe_dump(_nano_arch(), sort_keys=False)
+    twice = tmp_path / "twice.yaml"  # the second key won: a stage built 48 channels wide
+    twice.write_text(text.replace("name:", "nc: 3\nname:", 1))
+    with pytest.raises(ModelError, match=r"twice\.yaml: not valid YAML \(line \d+, column 1: "
+                       r"found the key 'nc' twice\)"):  # fmt: skip
+        build_model(str(twice))
+    latin = tmp_path / "latin.yaml"  # a UnicodeDecodeError traceback
+    latin.write_bytes(text.replace("name: ", "name: caf\xe9", 1).encode("latin-1"))
+    with pytest.raises(ModelError, match=r"latin\.yaml: not a text file, so no arch"):
+        build_model(str(latin))
+    # a merge key (<<: *anchor) is YAML, and a key it brings may be given again
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(
+        "nc: 4\nbackbone:\n  stages:\n"
+        "  - {block: conv, out: 16, depth: 0, kernel: 3, stride: 2, ratio: 1.0}\n"
+        "  - &csp {block: csp, out: 24, depth: 1, kernel: 3, stride: 2, ratio: 0.5}\n"
+        "  - {<<: *csp, out: 32}\n  - {<<: *csp, out: 48, kernel: 5}\n  - {<<: *csp, out: 64}\n"
+        "  out_indices: [2, 3, 4]\nneck: {out: [32, 48, 64]}\nhead: {strides: [8, 16, 32]}\n"
+    )
+    stages = load_arch_yaml(merged)["backbone"]["stages"]
+    assert [(st["out"], st["kernel"], st["block"]) for st in stages[2:]] == [
+        (32, 3, "csp"), (48, 5, "csp"), (64, 3, "csp"),
+    ]  # fmt: skip
 
 
 def test_archs_that_built_before_still_build(caplog):

@@ -28,8 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from yoloslim.configs import read_yaml
 from yoloslim.errors import DataError
 
 __all__ = ["DataConfig", "SplitSource", "load_data_config", "FORMATS"]
@@ -232,10 +231,7 @@ def load_data_config(path: str | Path) -> DataConfig:
         raise DataError(f"{where}: expected a data.yaml file, got a folder{hint}")
     if not yaml_path.is_file():
         raise DataError(f"{where}: data.yaml not found")
-    try:
-        data = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise DataError(f"{where}: not valid YAML: {e}") from e
+    data = read_yaml(yaml_path, DataError, "data config")
     if not isinstance(data, dict):
         raise DataError(f"{where}: expected a mapping at top level, got {type(data).__name__}")
     unknown = sorted(str(k) for k in data if k not in _KNOWN_KEYS)

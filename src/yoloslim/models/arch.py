@@ -24,10 +24,9 @@ import copy
 import logging
 from pathlib import Path
 
-import yaml
 from torch import nn
 
-from yoloslim.configs import one_of, yaml_problem
+from yoloslim.configs import one_of, read_yaml
 from yoloslim.errors import ModelError
 from yoloslim.models.backbone import BLOCKS
 from yoloslim.models.blocks import ACTIVATIONS
@@ -73,8 +72,8 @@ KERNEL_SIZES = (1, 3, 5, 7)
 
 
 def _kernel(v: object, where: str) -> None:
-    if isinstance(v, bool) or v not in KERNEL_SIZES:
-        raise ModelError(f"arch: {where}={v!r} must be 1, 3, 5 or 7")
+    if isinstance(v, bool) or not isinstance(v, int) or v not in KERNEL_SIZES:  # not 3.0
+        raise ModelError(f"arch: {where}={v!r} must be the integer 1, 3, 5 or 7")
 
 
 def _ratio(v: object, where: str) -> None:
@@ -276,12 +275,9 @@ def arch_of(model: nn.Module) -> dict:
 def load_arch_yaml(path: str | Path) -> dict:
     """Read an arch YAML file (as written by ``yoloslim nas``)."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except FileNotFoundError as e:
-        raise ModelError(f"{p}: arch file does not exist") from e
-    except yaml.YAMLError as e:
-        raise ModelError(f"{p}: not valid YAML ({yaml_problem(e)})") from e
+    if not p.is_file():
+        raise ModelError(f"{p}: arch file does not exist")
+    data = read_yaml(p, ModelError, "arch")
     if isinstance(data, dict) and "arch" in data and "backbone" not in data:
         data = data["arch"]
     try:
