@@ -445,6 +445,14 @@ def test_external_module_whose_resized_layers_cannot_be_recorded_is_refused(tmp_
         ({"advanced": {"sparsity_lr": "1e-3"}}, r"sparsity_lr='1e-3' must be a number \(YAML"),
         ({"global_pruning": "false"}, r"PruneConfig.global_pruning='false' must be true or"),
         ({"advanced": 3}, r"PruneConfig.advanced: expected a mapping, got int"),
+        # fine-tuned 3 epochs while the report and the history said finetune_epochs=1
+        (
+            {"finetune_epochs": 1, "advanced": {"finetune": {"epochs": 3}}},
+            r"advanced.finetune.epochs \(PruneConfig.finetune_epochs / finetune_between\): set "
+            "by PruneConfig itself",
+        ),
+        ({"advanced": {"finetune": {"imgsz": 256}}}, r"finetune.imgsz \(PruneConfig.imgsz\)"),
+        ({"seed": -1}, r"seed=-1 must be"),
     ],
 )
 def test_bad_values_raise(kw, match):

@@ -29,6 +29,12 @@ def test_bad_values_name_the_field():
         ({"threads": 0}, r"TrainConfig.threads=0 must be >= 1"),
         ({"amp": "yes"}, r"TrainConfig.amp='yes' must be true or false"),
         ({"cache": 1}, r"TrainConfig.cache=1 must be true or false"),
+        # an empty "device:" or "device: 0" was an AttributeError traceback
+        ({"device": None}, r"TrainConfig.device=None must be auto, cpu or cuda\[:N\]"),
+        ({"device": 0}, r"TrainConfig.device=0 must be auto, cpu or cuda\[:N\]"),
+        # numpy refused it at the first batch, with a traceback
+        ({"seed": -1}, r"TrainConfig.seed=-1 must be in \[0, 2\*\*32\)"),
+        ({"seed": 2**64}, r"TrainConfig.seed=18446744073709551616 must be in"),
     ],
 )
 def test_out_of_range_optimizer_and_loader_settings_are_refused(kwargs, match):

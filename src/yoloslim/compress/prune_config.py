@@ -32,6 +32,16 @@ class Method(str, Enum):
     DEPTH = "depth"
 
 
+_FINETUNE_OWNED = {
+    "epochs": "finetune_epochs / finetune_between",
+    "imgsz": "imgsz",
+    "batch": "batch",
+    "seed": "seed",
+}
+"""The fine-tuning TrainConfig fields :class:`PruneConfig` sets itself, and from which of its
+fields."""
+
+
 @dataclass(frozen=True)
 class AdvancedPruneConfig:
     """Rarely changed knobs.
@@ -85,6 +95,13 @@ class AdvancedPruneConfig:
             (0 <= self.budget_tolerance < 0.5, "budget_tolerance", "must be in [0, 0.5)"),
         ]
         check_ranges(self, checks, where)
+        # fine-tuning's length, size, batch and seed are PruneConfig's own (its report and
+        # the checkpoint's history say them): given here too, they won without a word
+        owned = [k for k in _FINETUNE_OWNED if k in self.finetune]
+        if owned:
+            fields = ", ".join(f"{where}.finetune.{k} (PruneConfig.{_FINETUNE_OWNED[k]})"
+                               for k in owned)  # fmt: skip
+            raise ConfigError(f"{fields}: set by PruneConfig itself; give it there instead")
         from yoloslim.train.config import config_from_dict
 
         # its keys and values, checked when the settings are read (a recipe, a --config file),
@@ -191,6 +208,7 @@ class PruneConfig:
                 imgsz_problem(self.imgsz),
             ),
             (self.batch >= 1, "batch", "must be >= 1"),
+            (0 <= self.seed < 2**32, "seed", "must be in [0, 2**32)"),  # as TrainConfig's
             (
                 self.backend in ("openvino", "onnxruntime"),
                 "backend",

@@ -118,11 +118,13 @@ class TrainConfig:
             (self.threads is None or self.threads >= 1, "threads", "must be >= 1 (or null)"),
             (self.workers is None or self.workers >= 0, "workers", "must be >= 0"),
             (
-                self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                isinstance(self.device, str)  # an empty "device:" or "device: 0" crashed
+                and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")),
                 "device",
                 "must be auto, cpu or cuda[:N]",
             ),
             (self.val_interval >= 1, "val_interval", "must be >= 1"),
+            (0 <= self.seed < 2**32, "seed", "must be in [0, 2**32)"),  # numpy's and torch's
         ]
         check_ranges(self, checks)
         try:
