@@ -118,6 +118,32 @@ def test_resume_of_finished_run_reports_its_last_validation(sets, tmp_path, save
     assert (tmp_path / "last.pt").read_bytes() == before
 
 
+def test_a_resume_refuses_a_train_config_yaml_edited_since_the_run_wrote_it(sets, tmp_path, capsys):
+    """The edit was ignored (the run goes on with last.pt's settings) and then written over."""
+    _fake_run(tmp_path, sets[3])
+    saved = TrainConfig(
+        epochs=1, imgsz=64, batch=4, workers=0, loss={"static_assigner_epochs": 0}
+    ).to_dict()
+    f = tmp_path / "train_config.yaml"
+    # as written, a file of an older version (fewer keys), a runtime setting changed: resumes
+    for written in (saved, {"epochs": 1, "lr0": saved["lr0"]}, {**saved, "workers": 2}):
+        f.write_text(yaml.safe_dump(written, sort_keys=False))
+        assert train(None, sets[3], out=tmp_path, resume=True).report["best_map"] == 0.25
+    edited = {**saved, "epochs": 5, "loss": {**saved["loss"], "box": 9.0}}
+    f.write_text(yaml.safe_dump(edited, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"train_config.yaml was edited since the run wrote it "
+                       r"\(epochs: 1 in the run, 5 in the file; loss.box: .* in the run, 9.0 in "
+                       r"the file\); a resume continues"):  # fmt: skip
+        train(None, sets[3], out=tmp_path, resume=True)
+    assert yaml.safe_load(f.read_text()) == edited  # kept as the user left it
+    # the CLI passes the run's own settings (plus --device/--workers): refused as well
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "was edited since the run wrote it (epochs: 1 in the run" in capsys.readouterr().err
+    f.write_text("- not\n- settings\n")
+    with pytest.raises(ConfigError, match=r"no longer a settings mapping"):
+        train(None, sets[3], out=tmp_path, resume=True)
+
+
 # --- run folder files ----------------------------------------------------------------
 
 

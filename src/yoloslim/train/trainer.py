@@ -43,8 +43,10 @@ from yoloslim.models.registry import build_model
 from yoloslim.rng import keeps_rng_state
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
+    RUNTIME_FIELDS,
     Optimizer,
     TrainConfig,
+    _plain,
     config_from_dict,
     resume_config,
     sized_for,
@@ -369,6 +371,45 @@ def train(
         return result
 
 
+def _refuse_edited_config_file(out: Path, cfg: TrainConfig) -> None:
+    """Refuse a resume when ``out/train_config.yaml`` was edited since the run wrote it: a
+    resume continues the run's own settings (in last.pt), and writes the file again, so the
+    edit would be ignored and then lost."""
+    path = out / "train_config.yaml"
+    try:
+        written = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return  # gone: the resume writes it again
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        written = None
+    if not isinstance(written, dict):
+        edits = ["the file is no longer a settings mapping"]
+    else:
+        edits = _edits(written, cfg.to_dict())
+    if edits:
+        raise ConfigError(
+            f"resume: {path} was edited since the run wrote it ({'; '.join(edits)}); a resume "
+            "continues the run's own settings (saved in its last.pt) and writes that file "
+            "again. Undo the edit (or delete the file) to resume; to train with other "
+            "settings, start a new run from the run's best.pt or last.pt"
+        )
+
+
+def _edits(written: dict, run: dict, where: str = "") -> list[str]:
+    """``"key: run-value in the run, file-value in the file"`` for each setting the file
+    holds that differs from the run's; keys it lacks (a file an older version wrote), keys
+    the run lacks and the runtime settings a resume may change are not compared."""
+    found = []
+    for key, value in written.items():
+        if key not in run or (not where and key in RUNTIME_FIELDS):  # those a resume may set
+            continue
+        if isinstance(value, dict) and isinstance(run[key], dict):
+            found += _edits(value, run[key], f"{where}{key}.")
+        elif _plain(value) != _plain(run[key]):
+            found.append(f"{where}{key}: {run[key]!r} in the run, {value!r} in the file")
+    return found
+
+
 def _begin(
     model, data, config, out: Path, resume: bool
 ) -> tuple[dict | None, Any, Any, TrainConfig]:
@@ -386,6 +427,7 @@ def _begin(
             )
         state = read_last(out)
         config = resume_config(config_from_dict(state["train_state"]["config"]), config, str(out))
+        _refuse_edited_config_file(out, config)  # `train --resume` passes the saved config
         data = recorded_data(out, state) if data is None else data
     elif model is None or data is None:
         raise ConfigError(
