@@ -125,6 +125,13 @@ def save_checkpoint(
 EXPORTED = frozenset({".onnx", ".xml", ".bin", ".torchscript", ".engine", ".mlpackage", ".plan"})
 
 
+OTHER_TOOLS = (
+    "; yoloslim works on the detectors it builds: a model another tool saved (Ultralytics, "
+    "for one) is not supported"
+)
+"""The end of the error for a file another tool may have made."""
+
+
 def _why_unloadable(p: Path, e: Exception) -> str:
     """One short clause for why ``torch.load`` refused a file (torch's own text is long)."""
     import pickle
@@ -133,7 +140,7 @@ def _why_unloadable(p: Path, e: Exception) -> str:
     if not zipfile.is_zipfile(p):  # torch.save always writes a zip archive
         return "not a PyTorch zip archive: another kind of file, or truncated"
     if isinstance(e, pickle.UnpicklingError):
-        return "it holds pickled Python objects, which yoloslim never loads"
+        return f"it holds pickled Python objects, which yoloslim never loads{OTHER_TOOLS}"
     text = str(e).splitlines()[0][:160] if str(e) else ""
     return f"{type(e).__name__}: {text}"
 
@@ -176,6 +183,8 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
         hint = ""
         if str(fmt).startswith("yoloslim-pruned-module/"):  # prune() of a module, no Detector
             hint = "; it is a pruned module's record: yoloslim.compress.prune.restore_pruned(model, path)"
+        elif fmt is None:
+            hint = OTHER_TOOLS
         raise ModelError(
             f"{p}: not a yoloslim checkpoint (format={fmt!r}, expected {FORMAT!r}){hint}"
         )
