@@ -72,6 +72,19 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
         raise
 
 
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Give an ``OSError`` raised in the block without a file name (a write the machine
+    refused: a full disk, a file-size limit) the name ``path``, so that it is reported as
+    the user's to fix, naming the file."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None or e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+
+
 def file_key(path: str | Path) -> tuple[int, int] | str:
     """What makes two paths one file: ``(device, inode)`` (a symbolic or hard link to a file
     is that file), or the resolved path of one that cannot be looked at (missing)."""

@@ -64,10 +64,12 @@ def test_out_that_is_a_file_is_refused_first(tmp_path):
     assert afile.read_text() == "mine"
 
 
-@pytest.mark.parametrize("marker", ["last.pt", "metrics.jsonl"])
+@pytest.mark.parametrize("marker", ["last.pt", "metrics.jsonl", "best.pt"])
 def test_out_holding_a_run_is_refused_without_resume(tmp_path, marker):
     (tmp_path / marker).write_text("old run")
     want = rf"{tmp_path} holds a training run \({marker}\); resume it \(--resume {tmp_path}, "
+    if marker != "last.pt":  # nothing to resume: --resume would say last.pt does not exist
+        want = rf"{tmp_path} holds a training run that cannot be resumed \({marker} but no last"
     with pytest.raises(ConfigError, match=want):
         train("damo-nano", tmp_path / "no-such.yaml", out=tmp_path)
     assert (tmp_path / marker).read_text() == "old run"
@@ -441,7 +443,7 @@ def test_a_folder_holding_only_a_best_pt_is_a_run_a_new_one_would_report_as_its_
     from yoloslim.train.run_folder import check_out
 
     (tmp_path / "best.pt").write_bytes(b"an earlier run's")
-    with pytest.raises(ConfigError, match=r"holds a training run \(best.pt\)"):
+    with pytest.raises(ConfigError, match=r"holds a training run that cannot be resumed \(best"):
         check_out(tmp_path, resume=False, exist_ok=False)
     check_out(tmp_path, resume=False, exist_ok=True)  # replacing it is asked for
 

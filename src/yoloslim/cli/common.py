@@ -232,6 +232,10 @@ def _report_stop(stop: KeyboardInterrupt) -> typer.Exit:
     return typer.Exit(interrupt_exit_code(stop))
 
 
+# the errnos of a write the machine refused: the user's to fix, whatever file it was
+_REFUSED_WRITES = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn yoloslim errors into a one-line message and exit code 2, and Ctrl-C or SIGTERM
     into one line and the shell's code for the signal (130, 143)."""
@@ -262,6 +266,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 # too long, no space): the user's to fix, said in one line as the others
                 where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
                 text = f"{where}: {e.strerror or e}"
+            elif isinstance(e, OSError) and e.errno in _REFUSED_WRITES:
+                # a write refused where no file name came with it (a library's own writer)
+                text = f"{e.strerror or e} (while writing this command's output)"
             elif isinstance(e, YoloslimError):
                 text = _name_flags(str(e), fn, kwargs) if isinstance(e, ConfigError) else str(e)
             else:

@@ -9,6 +9,7 @@ the tight box of the drawn pixels. Image ``i`` only depends on ``(seed, i)``.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -23,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from yoloslim.configs import check_path, int_problem
 from yoloslim.errors import ConfigError
+from yoloslim.fileio import atomic_write_bytes, atomic_write_text, folder_lock
 
 __all__ = ["SHAPES", "synthesize"]
 
@@ -219,7 +221,7 @@ def _prepare(out: Path) -> None:
                 shutil.rmtree(out / sub)
         meta.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    (out / _WRITING).write_text("a yoloslim synthetic dataset is being written here\n")
+    atomic_write_text(out / _WRITING, "a yoloslim synthetic dataset is being written here\n")
 
 
 # what a synthetic dataset holds under its three folders (the rest of ``out`` is left alone)
@@ -293,59 +295,67 @@ def synthesize(
     if out.suffix.lower() in (".yaml", ".yml"):
         hint = f"; pass {out.parent} instead" if out.stem.lower() == "data" else ""
         raise ConfigError(f"out is the dataset folder (it will hold data.yaml); got {out}{hint}")
-    _prepare(out)
-    n_val = min(max(1, round(images * val_fraction)), images - 1)
-    names = list(SHAPES[:classes])
-    splits = {"train": range(images - n_val), "val": range(images - n_val, images)}
-    for split, indices in splits.items():
-        for sub in ("images", "labels"):
-            (out / sub / split).mkdir(parents=True, exist_ok=True)
-        (out / "annotations").mkdir(exist_ok=True)
-        coco: dict = {"images": [], "annotations": [], "categories": []}
-        coco["categories"] = [
-            {"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(names)
-        ]
-        for image_id, i in enumerate(indices):
-            im, labels = _render(seed, i, imgsz, classes)
-            stem = f"{i:06d}"
-            im.save(out / "images" / split / f"{stem}{_SUFFIX}", quality=95, subsampling=0)
-            rows = []
-            for c, (x1, y1, x2, y2) in labels:
-                cx, cy = (x1 + x2) / 2 / imgsz, (y1 + y2) / 2 / imgsz
-                rows.append(
-                    f"{c} {cx:.6f} {cy:.6f} {(x2 - x1) / imgsz:.6f} {(y2 - y1) / imgsz:.6f}\n"
-                )
-                coco["annotations"].append(
+    with folder_lock(out, "data synth"):  # a second synth into it would delete this one's
+        _prepare(out)
+        n_val = min(max(1, round(images * val_fraction)), images - 1)
+        names = list(SHAPES[:classes])
+        splits = {"train": range(images - n_val), "val": range(images - n_val, images)}
+        for split, indices in splits.items():
+            for sub in ("images", "labels"):
+                (out / sub / split).mkdir(parents=True, exist_ok=True)
+            (out / "annotations").mkdir(exist_ok=True)
+            coco: dict = {"images": [], "annotations": [], "categories": []}
+            coco["categories"] = [
+                {"id": k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(names)
+            ]
+            for image_id, i in enumerate(indices):
+                im, labels = _render(seed, i, imgsz, classes)
+                stem = f"{i:06d}"
+                jpeg = io.BytesIO()  # Pillow's own file writes cut a refused image short
+                im.save(jpeg, format="JPEG", quality=95, subsampling=0)  # without a word
+                atomic_write_bytes(out / "images" / split / f"{stem}{_SUFFIX}", jpeg.getvalue())
+                rows = []
+                for c, (x1, y1, x2, y2) in labels:
+                    cx, cy = (x1 + x2) / 2 / imgsz, (y1 + y2) / 2 / imgsz
+                    rows.append(
+                        f"{c} {cx:.6f} {cy:.6f} {(x2 - x1) / imgsz:.6f} {(y2 - y1) / imgsz:.6f}\n"
+                    )
+                    coco["annotations"].append(
+                        {
+                            "id": len(coco["annotations"]) + 1,
+                            "image_id": image_id,
+                            "category_id": c + 1,
+                            "bbox": [x1, y1, x2 - x1, y2 - y1],
+                            "area": (x2 - x1) * (y2 - y1),
+                            "iscrowd": 0,
+                        }
+                    )
+                atomic_write_text(out / "labels" / split / f"{stem}.txt", "".join(rows))
+                coco["images"].append(
                     {
-                        "id": len(coco["annotations"]) + 1,
-                        "image_id": image_id,
-                        "category_id": c + 1,
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "area": (x2 - x1) * (y2 - y1),
-                        "iscrowd": 0,
+                        "id": image_id,
+                        "file_name": f"{stem}{_SUFFIX}",
+                        "width": imgsz,
+                        "height": imgsz,
                     }
                 )
-            (out / "labels" / split / f"{stem}.txt").write_text("".join(rows))
-            coco["images"].append(
-                {"id": image_id, "file_name": f"{stem}{_SUFFIX}", "width": imgsz, "height": imgsz}
-            )
-        (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
-    meta = {
-        "path": ".",
-        "train": "images/train",
-        "val": "images/val",
-        "names": names,
-        "nc": classes,
-        "synth": {
-            "images": images,
-            "imgsz": imgsz,
-            "classes": classes,
-            "seed": seed,
-            "val_fraction": val_fraction,
-        },
-    }
-    yaml_path = out / "data.yaml"
-    yaml_path.write_text(yaml.safe_dump(meta, sort_keys=False))
-    (out / _WRITING).unlink()
+            atomic_write_text(out / "annotations" / f"instances_{split}.json", json.dumps(coco))
+        meta = {
+            "path": ".",
+            "train": "images/train",
+            "val": "images/val",
+            "names": names,
+            "nc": classes,
+            "synth": {
+                "images": images,
+                "imgsz": imgsz,
+                "classes": classes,
+                "seed": seed,
+                "val_fraction": val_fraction,
+            },
+        }
+        yaml_path = out / "data.yaml"
+        atomic_write_text(yaml_path, yaml.safe_dump(meta, sort_keys=False))
+        (out / _WRITING).unlink()
     logger.info("wrote %d train + %d val images to %s", images - n_val, n_val, out)
     return yaml_path

@@ -252,7 +252,12 @@ def export(
                 step = functools.partial(
                     _export_one, fmt, ctx, report, artifacts, failed, previous, verify
                 )
-                _recorded(fmt, step, report, artifacts, failed)
+                was = (
+                    _surviving(previous, previous["formats"].get(fmt), out, fmt)
+                    if previous
+                    else None
+                )
+                _recorded(fmt, step, report, artifacts, failed, was)
                 if fmt != "onnx" or e2e is None:
                     continue
                 onnx_entry = report["formats"]["onnx"]
@@ -273,19 +278,25 @@ def export(
         _write_report(out, report)
         if failed:
             good = [f for f, e in report["formats"].items() if f in artifacts and e.get("passed")]
+            kept = [e["earlier"]["path"] for e in report["formats"].values() if "earlier" in e]
             raise ExportError(
                 f"{'; '.join(failed)} (recorded in {out / 'export_report.json'} with passed: false"
                 + (f"; {', '.join(good)} passed and stay" if good else "")
+                + (f"; the earlier export's {', '.join(kept)} stays as it was" if kept else "")
                 + ")"
             )
         return Result(fused, report, artifacts)
 
 
-def _recorded(name: str, step, report: dict, artifacts: dict, failed: list[str]) -> None:
+def _recorded(
+    name: str, step, report: dict, artifacts: dict, failed: list[str], was: dict | None = None
+) -> None:
     """Run ``step``; an error it raises (its file written but refused by its runtime, or
     not written at all: a file in the way, a converter's failure) is recorded under ``name``
     like a failed check, so the other formats still go. A stop a library wrapped in its own
-    error is still a stop."""
+    error is still a stop. ``was``: an earlier export's entry of ``name`` whose file exists;
+    when this one wrote nothing, that file is still the earlier export's, and the entry
+    keeps it as ``earlier`` (a later export lists it again)."""
     try:
         step()
     except (YoloslimError, OSError) as e:
@@ -293,6 +304,8 @@ def _recorded(name: str, step, report: dict, artifacts: dict, failed: list[str])
             raise
         entry = report["formats"].setdefault(name, {"path": None})
         entry.update(passed=False, error=f"{type(e).__name__}: {e}")
+        if entry.get("path") is None and was is not None:
+            entry["earlier"] = was
         failed.append(f"{name}: {e}")
         artifacts.pop(name, None)
 
@@ -395,6 +408,8 @@ def _surviving(old: dict, entry, out: Path, fmt: str = "") -> dict | None:
     with, if its artifact still exists. A path inside the report's ``out`` is taken inside
     this ``out`` (relative ones were relative to the working directory of that export; and a
     copied export folder's report names the original folder's files: this one's count)."""
+    if isinstance(entry, dict) and not entry.get("path") and "earlier" in entry:
+        entry = entry["earlier"]  # this format failed then, and wrote nothing over it
     if not isinstance(entry, dict) or not entry.get("path"):
         return None
     path = Path(entry["path"])

@@ -10,6 +10,7 @@ verification loads it that way, so the optimised variant is the one checked.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -30,10 +31,15 @@ def export_torchscript(ctx: ExportContext) -> Path:
             traced = torch.jit.trace(ctx.model.eval(), ctx.example(), strict=False)
             frozen = torch.jit.freeze(traced)
         extra = {"config.json": json.dumps(artifact_metadata(ctx))}
-        # saved under its own name in a private folder beside it (the archive's root folder
-        # is named after the file), then moved into place whole
+        # serialised in memory: torch's own file writer aborts the process when a write is
+        # refused (a full disk: a C++ exception in a destructor), Python's raises OSError
+        archive = io.BytesIO()
+        torch.jit.save(frozen, archive, _extra_files=extra)
+        # written in a private folder beside it, then moved into place whole
         with staged(path) as tmp:
-            torch.jit.save(frozen, str(tmp), _extra_files=extra)
+            tmp.write_bytes(archive.getbuffer())
+    except OSError as e:  # the machine refused the file: named as the user knows it
+        raise ExportError(f"TorchScript export to {path} failed: {e.strerror or e}") from e
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"TorchScript export to {path} failed: {type(e).__name__}: {e}") from e
     return path

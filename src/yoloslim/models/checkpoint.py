@@ -50,7 +50,12 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
     except RuntimeError as e:
-        if _disk_full(path.parent):  # torch's zip writer words a full disk "unexpected pos"
+        # torch's zip writer words a refused write "unexpected pos", the OSError (a full
+        # disk, a file-size limit) in its context
+        refused = _os_error_in(e)
+        if refused is not None:
+            raise OSError(refused.errno, refused.strerror, str(path)) from e
+        if _disk_full(path.parent):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
         raise
     return path
@@ -62,6 +67,17 @@ def _disk_full(folder: Path) -> bool:
         return shutil.disk_usage(folder).free < 1 << 20
     except OSError:
         return False
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+    """The first ``OSError`` with an errno in ``e``'s chain of causes and contexts."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno is not None:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def save_checkpoint(

@@ -12,7 +12,7 @@ from pathlib import Path
 from torch import nn
 
 from yoloslim.errors import ConfigError
-from yoloslim.fileio import atomic_write_text, remove_stale_temps
+from yoloslim.fileio import atomic_write_text, naming, remove_stale_temps
 from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.result import Result, short_repr
@@ -74,11 +74,17 @@ def check_out(out: Path, resume: bool, exist_ok: bool) -> None:
     if resume or exist_ok:
         return
     found = [m for m in RUN_MARKERS if (out / m).exists()]
-    if found:
+    if found and (out / "last.pt").exists():
         raise ConfigError(
             f"{out} holds a training run ({found[0]}); resume it (--resume {out}, resume=True), "
             "start afresh there, replacing it (--exist-ok, exist_ok=True), or choose another "
             "output folder"
+        )
+    if found:  # stopped (or refused a write: a full disk) before its first last.pt
+        raise ConfigError(
+            f"{out} holds a training run that cannot be resumed ({', '.join(found)} but no "
+            "last.pt); start afresh there, replacing it (--exist-ok, exist_ok=True), or choose "
+            "another output folder"
         )
 
 
@@ -161,7 +167,7 @@ class RunFolder:
         save_checkpoint(self.out / name, model, imgsz=self.cfg.imgsz, **kwargs)
 
     def log_metrics(self, row: dict) -> None:
-        with self.metrics_path.open("a") as f:
+        with naming(self.metrics_path), self.metrics_path.open("a") as f:  # a full disk: named
             f.write(json.dumps(row) + "\n")
 
     def trim_metrics(self, before_epoch: int, last_row: dict | None = None) -> None:
