@@ -1,5 +1,6 @@
 """CLI smoke tests: each command through main(argv), plus the installed entry point."""
 
+import errno
 import json
 import os
 import shutil
@@ -313,6 +314,26 @@ def test_a_bad_value_from_a_config_file_keeps_the_settings_name(data_yaml, tmp_p
     cfg.write_text("batch: 16.5\n")  # --batch's default, 16, starts the value: not the flag
     assert main(argv) == 2
     assert "TrainConfig.batch=16.5 must be an integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("errno_", [errno.ENOSPC, errno.EFBIG])
+def test_a_refused_write_without_a_file_name_is_one_line(errno_, tmp_path, monkeypatch, capsys):
+    import yoloslim.nas
+
+    def refused(*args, **kwargs):  # a library's own writer: no file name comes with it
+        raise OSError(errno_, os.strerror(errno_))
+
+    monkeypatch.setattr(yoloslim.nas, "search_from_dict", refused)
+    assert main(["nas", "--budget-flops", "1", "--out", str(tmp_path / "a.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.strip()
+        == f"error: OSError: {os.strerror(errno_)} (while writing this command's output)"
+    )
+    # any other OSError without a file name is a fault of ours: the traceback is kept
+    monkeypatch.setattr(yoloslim.nas, "search_from_dict", lambda *a, **k: os.close(-1))
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        main(["nas", "--budget-flops", "1", "--out", str(tmp_path / "a.yaml")])
 
 
 @pytest.mark.parametrize(("how", "code"), [("interrupted", 130), ("terminated", 143)])
