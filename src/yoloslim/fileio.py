@@ -73,14 +73,16 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
 
 
 @contextlib.contextmanager
-def naming(path: str | Path) -> Iterator[None]:
+def naming(path: str | Path, temp: str | Path | None = None) -> Iterator[None]:
     """Give an ``OSError`` raised in the block without a file name (a write the machine
-    refused: a full disk, a file-size limit) the name ``path``, so that it is reported as
-    the user's to fix, naming the file."""
+    refused: a full disk, a file-size limit), or naming ``temp`` (the file ``path`` is
+    written through), the name ``path``, so that it is reported as the user's to fix,
+    naming the file the user knows."""
     try:
         yield
     except OSError as e:
-        if e.filename is not None or e.errno is None:
+        named = e.filename is not None and (temp is None or str(e.filename) != str(temp))
+        if named or e.errno is None:
             raise
         raise OSError(e.errno, e.strerror or str(e), str(path)) from e
 

@@ -51,7 +51,18 @@ CHILD = textwrap.dedent(
         ys.synthesize(out / "s", images=4, imgsz=256)
     except OSError as e:
         got["synth"] = [e.errno == errno.EFBIG, e.filename]
+    import numpy as np
+    from yoloslim.runtime.video import VideoWriter
+
+    noise = np.random.default_rng(0).integers(0, 255, (30, 128, 128, 3), dtype=np.uint8)
+    try:
+        with VideoWriter(out / "drawn.mp4", fps=10, codec="mpeg4") as w:
+            for frame in noise:
+                w.write(frame)
+    except OSError as e:
+        got["video"] = [e.errno == errno.EFBIG, e.filename]
     limit(hard)
+    got["videos_left"] = sorted(p.name for p in out.glob("drawn*"))
     got["checkpoint_intact"] = ys.load_checkpoint(out / "m.pt")[0].nc == 2
     got["onnx_intact"] = (out / "e" / "model.onnx").read_bytes() == onnx_bytes
     got["left"] = sorted(p.name for p in (out / "e").iterdir())
@@ -80,3 +91,6 @@ def test_a_refused_write_names_the_file_and_loses_nothing(tmp_path):
     assert got["checkpoint_intact"] and got["onnx_intact"]
     assert got["left"] == ["export_report.json", "model.onnx"]  # no staging folder, no .tmp
     assert got["later"] == ["onnx", "torchscript"]
+    if "video" in got or got["videos_left"]:  # PyAV (the [video] extra) is installed
+        assert got["video"] == [True, str(tmp_path / "drawn.mp4")]
+        assert got["videos_left"] == []  # no drawn.partial.mp4 keeping the space

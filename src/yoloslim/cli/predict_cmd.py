@@ -104,11 +104,18 @@ def predict(
                 _predict_images(pred, source, files, outputs, labels, batch, records)
         except BaseException:
             if save and records:  # keep what was computed before the stop or the error
-                _write_detections(save, records)
-                err_console.print(
-                    f"detections.json in {escape(str(save))} holds the {len(records)} results "
-                    "so far"
-                )
+                try:
+                    _write_detections(save, records)
+                except OSError as e:  # a full disk, as likely the error itself: that is said
+                    err_console.print(
+                        f"the {len(records)} results so far could not be kept either "
+                        f"({escape(str(e.filename))}: {escape(str(e.strerror or e))})"
+                    )
+                else:
+                    err_console.print(
+                        f"detections.json in {escape(str(save))} holds the {len(records)} "
+                        "results so far"
+                    )
             raise
         if save:
             _write_detections(save, records)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from yoloslim.errors import ConfigError, DataError
+from yoloslim.fileio import naming
 
 __all__ = ["VIDEO_SUFFIXES", "VideoReader", "VideoWriter", "is_video", "video_comment"]
 
@@ -153,13 +154,15 @@ class VideoWriter:
             self._opened = True
         frame = frame[: self._stream.height, : self._stream.width]
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        with naming(self.path, self._tmp):  # a full disk names the video, not a file of predict's
+            for packet in self._stream.encode(vf):
+                self._container.mux(packet)
 
     def close(self) -> None:
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
+        with naming(self.path, self._tmp):
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            self._container.close()
         self._tmp.replace(self.path)
 
     def __enter__(self) -> VideoWriter:
@@ -167,7 +170,15 @@ class VideoWriter:
 
     def __exit__(self, exc_type, *exc) -> None:
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:
+                self._tmp.unlink(missing_ok=True)
+                raise
         else:
-            self._container.close()
-            self._tmp.unlink(missing_ok=True)
+            try:
+                self._container.close()  # may fail as the write did (a full disk)
+            except Exception:  # noqa: BLE001 - the error that ended the block is the one said
+                log.debug("%s: closing after an error failed too", self._tmp, exc_info=True)
+            finally:
+                self._tmp.unlink(missing_ok=True)
