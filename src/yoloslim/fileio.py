@@ -101,11 +101,26 @@ def write_problem(path: str | Path) -> str | None:
     """Why ``path`` could not be made, with any folders above it: the nearest existing one
     is a file, or a folder this process may not write; None when it can be."""
     folder = Path(path).expanduser().absolute().parent
+    for above in (folder, *folder.parents):
+        if above.exists():
+            break
+        problem = dangling(above)
+        if problem:
+            return problem
     existing = next(a for a in (folder, *folder.parents) if a.exists())
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{existing} is not writable"
+    return None
+
+
+def dangling(path: str | Path) -> str | None:
+    """``"PATH is a link to TARGET, which does not exist"`` for a link that points nowhere
+    (a folder cannot be made there: the OS says only "File exists"), else None."""
+    p = Path(path)
+    if p.is_symlink() and not p.exists():
+        return f"{p} is a link to {os.readlink(p)}, which does not exist"
     return None
 
 
@@ -305,6 +320,9 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"out={str(folder)!r} is an existing file; the {what} run needs a folder")
+    problem = dangling(folder) or (None if folder.exists() else write_problem(folder))
+    if problem:
+        raise ConfigError(f"out={str(folder)!r}: cannot create the folder ({problem})")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file where a parent folder should be, no permission, ...

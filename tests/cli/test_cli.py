@@ -1238,3 +1238,14 @@ def test_an_interrupted_run_names_a_folder_with_brackets_as_it_is(tmp_path, monk
     assert main(args) == 130
     err = " ".join(capsys.readouterr().err.split())
     assert f"continue with `yoloslim compress --out '{out}' --resume`" in err
+
+
+def test_a_leading_tilde_is_expanded_in_predict_source_and_resume(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "run").mkdir()
+    assert main(["train", "--resume", "~/run"]) == 2
+    assert f"{tmp_path / 'run' / 'last.pt'} does not exist" in capsys.readouterr().err
+    assert main(["distill", "--resume", "~/run"]) == 2
+    assert f"{tmp_path / 'run' / 'last.pt'} does not exist" in capsys.readouterr().err
+    assert main(["predict", "~/none.jpg", "--model", str(tmp_path / "m.pt")]) == 2
+    assert f"{tmp_path / 'none.jpg'}: no such image, folder or video" in capsys.readouterr().err

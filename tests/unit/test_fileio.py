@@ -116,6 +116,24 @@ def test_a_file_where_the_run_folder_goes_is_a_config_error(tmp_path):
     with parent_refused, folder_lock(f / "run", "compress"):
         pass
     assert f.read_text() == "x"
+    # a link that points nowhere, as the folder or above it: said so ("File exists" was all)
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    for folder in (tmp_path / "gone", tmp_path / "gone" / "run"):
+        gone = pytest.raises(
+            ConfigError, match=r"gone is a link to .*nowhere, which does not exist"
+        )
+        with gone, folder_lock(folder, "bench"):
+            pass
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_an_output_folder_option_at_a_dangling_link_is_refused_before_any_work(tmp_path, capsys):
+    from yoloslim.cli.main import main
+
+    (tmp_path / "b").symlink_to(tmp_path / "nowhere")
+    assert main(["bench", str(tmp_path / "m.onnx"), "--report", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "is a link to" in err and "which does not exist; a folder cannot be made there" in err
 
 
 def test_staging_folders_a_killed_run_left_are_removed_and_nothing_else(tmp_path):

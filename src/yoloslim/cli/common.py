@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from yoloslim.errors import STOPS, ConfigError, YoloslimError, stop_requested
-from yoloslim.fileio import atomic_write_text, write_problem
+from yoloslim.fileio import atomic_write_text, dangling, write_problem
 from yoloslim.progress import PIPED_WIDTH
 
 __all__ = [
@@ -501,6 +501,8 @@ def _writable(path: Path, what: str) -> None:
 
 
 def _check_writable(p: Path, what: str) -> None:
+    if what == "folder" and dangling(p):
+        raise typer.BadParameter(f"{dangling(p)}; a folder cannot be made there")
     if not p.exists():
         problem = write_problem(p)
         if problem:
@@ -511,6 +513,13 @@ def _check_writable(p: Path, what: str) -> None:
     folder = p if p.is_dir() else p.parent
     if not os.access(folder, os.W_OK | os.X_OK):
         raise typer.BadParameter(f"{folder} is not writable")
+
+
+def expand_home(path: Path | None) -> Path | None:
+    """A path option or argument with a leading ``~`` expanded (a quoted ``'~/x'``, or
+    ``--opt=~/x``, reaches the command as is), as every other path here is (a typer
+    callback)."""
+    return None if path is None else Path(path).expanduser()
 
 
 def check_out_folder(path: Path | None) -> Path | None:

@@ -11,6 +11,7 @@ from yoloslim.cli.common import (
     check_json_target,
     check_run_folder,
     config_file,
+    expand_home,
     handle_errors,
     interrupt_hint,
     layered,
@@ -87,6 +88,7 @@ def distill(
     ),
     resume: Path = typer.Option(
         None,
+        callback=expand_home,
         help="Resume the run in this folder from its last.pt, with its saved settings "
         "(--device, --workers and --data may change, and --teacher where that file moved).",
     ),

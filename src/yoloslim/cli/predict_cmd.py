@@ -11,13 +11,15 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from yoloslim.cli.common import check_out_folder, console, err_console, handle_errors
+from yoloslim.cli.common import check_out_folder, console, err_console, expand_home, handle_errors
 from yoloslim.fileio import atomic_write_bytes, atomic_write_text, folder_lock
 
 
 @handle_errors
 def predict(
-    source: Path = typer.Argument(..., help="Image file, folder of images, or video file."),
+    source: Path = typer.Argument(
+        ..., callback=expand_home, help="Image file, folder of images, or video file."
+    ),
     model: Path = typer.Option(..., help="Artifact: .pt, .torchscript, .onnx or .xml."),
     save: Path = typer.Option(
         None,

@@ -11,6 +11,7 @@ from yoloslim.cli.common import (
     check_json_target,
     check_run_folder,
     console,
+    expand_home,
     first_process,
     handle_errors,
     interrupt_hint,
@@ -59,6 +60,7 @@ def train(
     ),
     resume: Path = typer.Option(
         None,
+        callback=expand_home,
         help="Resume the run in this folder from its last.pt, with its saved settings "
         "(--device, --workers and --data may change).",
     ),
