@@ -9,6 +9,7 @@ verification reads back and reports.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from yoloslim.errors import ExportError
@@ -30,13 +31,22 @@ def export_openvino(ctx: ExportContext) -> Path:
 
     suffix = "_fp16" if ctx.half else ""
     path = ctx.out / f"{ctx.stem}{suffix}_openvino" / f"{ctx.stem}.xml"
+    made = not path.parent.exists()
     path.parent.mkdir(parents=True, exist_ok=True)
-    src = onnx_file(ctx, dynamic=ctx.dynamic)
     try:
-        ov_model = ov.convert_model(str(src))
-        for k, v in artifact_metadata(ctx).items():
-            ov_model.set_rt_info(v, ["yoloslim", k])
-        ov_model.set_rt_info("fp16" if ctx.half else "fp32", ["yoloslim", "weights"])
-    except Exception as e:  # noqa: BLE001 - OpenVINO raises its own runtime errors
-        raise ExportError(f"OpenVINO conversion to {path} failed: {type(e).__name__}: {e}") from e
-    return save_ir(ov, ov_model, path, fp16=ctx.half)
+        src = onnx_file(ctx, dynamic=ctx.dynamic)
+        try:
+            ov_model = ov.convert_model(str(src))
+            for k, v in artifact_metadata(ctx).items():
+                ov_model.set_rt_info(v, ["yoloslim", k])
+            ov_model.set_rt_info("fp16" if ctx.half else "fp32", ["yoloslim", "weights"])
+        except Exception as e:  # noqa: BLE001 - OpenVINO raises its own runtime errors
+            raise ExportError(
+                f"OpenVINO conversion to {path} failed: {type(e).__name__}: {e}"
+            ) from e
+        return save_ir(ov, ov_model, path, fp16=ctx.half)
+    except BaseException:
+        if made:  # no empty folder named like an artifact is left (nothing was written)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
+        raise
