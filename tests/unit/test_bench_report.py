@@ -194,6 +194,24 @@ def test_report_files_hold_documented_keys(artifacts, tmp_path):
         files = write_report(res.report, blocked)
     assert set(files) == {"json", "md"} and not (blocked / "pareto.png").exists()
     assert not list(blocked.glob(".*"))  # no temp file left
+    # a stop while this report is written leaves no earlier bench's plot beside it: the
+    # plot is drawn first, and the earlier one goes before report.json is replaced
+    import yoloslim.bench.report as report_mod
+
+    again = tmp_path / "again"
+    write_report(res.report, again)
+    drawn = []
+    real = report_mod._pareto
+
+    def stopped_after_drawing(*a, **k):
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(report_mod, "_pareto", lambda r: drawn.append(1) or real(r))
+        mp.setattr(report_mod, "atomic_write_text", stopped_after_drawing)
+        with pytest.raises(KeyboardInterrupt):
+            write_report(res.report, again)
+    assert drawn and not (again / "pareto.png").exists()
 
 
 def test_ratios_follow_their_formulas_and_sign():

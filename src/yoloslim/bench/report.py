@@ -165,12 +165,14 @@ def rich_table(report: dict):
     return table
 
 
-def _pareto(report: dict, path: Path) -> Path | None:
+def _pareto(report: dict) -> bytes | None:
+    """``pareto.png``'s bytes: mAP against latency of the rows with a mAP (None without one,
+    or without matplotlib: warned about)."""
     rows = [r for r in report["rows"] if "map" in r]
     if not rows:
         return None
     if not installed("matplotlib"):
-        log.warning("no %s: %s", path.name, install_hint("matplotlib", "plot"))
+        log.warning("no pareto.png: %s", install_hint("matplotlib", "plot"))
         return None
     # a Figure of its own, not pyplot: the caller's matplotlib backend and figures stay as they are
     from matplotlib.figure import Figure
@@ -189,7 +191,7 @@ def _pareto(report: dict, path: Path) -> Path | None:
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def write_report(report: dict, out: str | Path) -> dict[str, Path]:
@@ -200,16 +202,14 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
     files = {"json": out / "report.json", "md": out / "report.md"}
     check_report_folder(out)
     earlier_bench = files["json"].is_file()  # bench's own (checked): its pareto.png too
-    for key, text in (
-        ("json", json.dumps(report, indent=2, default=str) + "\n"),
-        ("md", to_markdown(report)),
-    ):
-        atomic_write_text(files[key], text)
-    png = _pareto(report, out / "pareto.png")
-    if png:
-        files["png"] = png
-    elif earlier_bench:  # that bench's plot would contradict this report
+    texts = {"json": json.dumps(report, indent=2, default=str) + "\n", "md": to_markdown(report)}
+    png = _pareto(report)  # drawn first (a second or so): a stop then changes nothing
+    if earlier_bench:  # that bench's plot would contradict this report, even for a moment
         (out / "pareto.png").unlink(missing_ok=True)
+    for key, text in texts.items():
+        atomic_write_text(files[key], text)
+    if png:
+        files["png"] = atomic_write_bytes(out / "pareto.png", png)
     return files
 
 
