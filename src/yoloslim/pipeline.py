@@ -69,6 +69,20 @@ log = logging.getLogger(__name__)
 
 # stages that continue from their own last.pt on a resume (the others start again)
 _RESUMABLE = ("train", "distill")
+# what a stage run again keeps of its folder: the latencies a nas stage measured (keyed by
+# candidate and runtime, they hold whatever ran before), which a stopped search would lose
+_KEPT = {"nas": ("nas_latency_cache.jsonl",)}
+
+
+def _empty_stage_folder(sdir: Path, keep: tuple[str, ...]) -> None:
+    """Remove everything in ``sdir`` but the files named in ``keep``."""
+    for entry in sdir.iterdir():
+        if entry.name in keep and entry.is_file() and not entry.is_symlink():
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 @dataclass
@@ -813,7 +827,7 @@ def run_recipe(
                 # again (redo) or its own outputs are gone
                 goes_on = stage.name in _RESUMABLE and resume and not (redo or gone)
                 if sdir.exists() and not goes_on:
-                    shutil.rmtree(sdir)
+                    _empty_stage_folder(sdir, _KEPT.get(stage.name, ()))
                 redo = True
                 record = _run_stage(rec, i, st, run_configs, data, sdir, progress, out)
             st.model = record["model"]

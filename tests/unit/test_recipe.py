@@ -774,3 +774,21 @@ def test_compress_set_reaches_the_stages_and_a_resume_needs_the_same(tmp_path, i
     (tmp_path / "run" / "01-export" / "stage.json").unlink()  # as if stopped in the stage
     assert main([*args, "--resume"]) == 2  # the recipe as run had formats [onnx]
     assert main([*args, "--resume", "--set", "export.formats=[onnx]"]) == 0
+
+
+def test_a_nas_stage_run_again_keeps_the_latencies_its_stopped_search_measured(tmp_path):
+    """compress --resume emptied the folder of an interrupted nas stage, cache and all, and
+    measured every candidate again (a plain `nas` rerun reuses it)."""
+    from yoloslim.nas.latency import CACHE_NAME
+    from yoloslim.pipeline import _KEPT, _empty_stage_folder
+
+    assert _KEPT["nas"] == (CACHE_NAME,)
+    sdir = tmp_path / "01-nas"
+    (sdir / "sub").mkdir(parents=True)
+    (sdir / CACHE_NAME).write_text('{"cache": 1}\n')
+    (sdir / "nas_report.json").write_text("{}")
+    (sdir / "sub" / "x").write_text("x")
+    _empty_stage_folder(sdir, _KEPT["nas"])
+    assert [p.name for p in sdir.iterdir()] == [CACHE_NAME]
+    _empty_stage_folder(sdir, ())
+    assert not any(sdir.iterdir())
