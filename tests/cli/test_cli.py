@@ -839,6 +839,37 @@ def test_a_stop_that_lands_in_a_finaliser_is_not_lost(signum):
     assert sys.unraisablehook is before
 
 
+def test_data_loader_workers_stopped_with_the_command_print_no_traceback():
+    """A terminal's Ctrl-C (or a scheduler's SIGTERM) reaches the loader's workers too; the
+    loader's finaliser then raised 'DataLoader worker (pid N) is killed by signal', printed
+    as a 20-line "Exception ignored" traceback above the one-line stop message."""
+    from yoloslim.cli.common import sigterm_as_interrupt
+
+    class Loader:
+        def __init__(self, why):
+            self.why = why
+
+        def __del__(self):
+            raise RuntimeError(f"DataLoader worker (pid 4242) is killed by signal: {self.why}. ")
+
+    printed = []
+    before = sys.unraisablehook
+    sys.unraisablehook = printed.append
+    try:
+        with sigterm_as_interrupt():
+            Loader("Interrupt")  # no stop yet: a worker that died on its own is said
+            assert len(printed) == 1
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+            Loader("Interrupt")
+            Loader("Terminated")
+            assert len(printed) == 1  # with the stop: not printed
+            Loader("Segmentation fault")  # not a stop: still said
+            assert len(printed) == 2
+    finally:
+        sys.unraisablehook = before
+
+
 def test_help_defaults_that_live_in_the_configs_are_the_configs():
     # prune's and distill's options default to None (a config file may set them), so their
     # help states the config's default by hand: it must not drift from the code

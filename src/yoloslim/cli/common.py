@@ -164,6 +164,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
             finally:
                 in_hook = False
             return
+        if STOPS and _worker_stopped(info.exc_value):
+            return  # the stop reached the data loader's workers too (a terminal's Ctrl-C)
         previous_hook(info)
 
     _HANDLERS.add(handler)
@@ -230,6 +232,20 @@ def _stop_word(stop: KeyboardInterrupt) -> str:
 def _report_stop(stop: KeyboardInterrupt) -> typer.Exit:
     err_console.print(_stop_word(stop))
     return typer.Exit(interrupt_exit_code(stop))
+
+
+def _worker_stopped(e: BaseException | None) -> bool:
+    """Whether ``e`` is PyTorch's word that a data loader worker died of SIGINT or SIGTERM:
+    a stop sent to the process group (a terminal's Ctrl-C, a batch scheduler) stops the
+    workers as well, and the loader's finaliser says so with a traceback."""
+    text = str(e)
+    return (
+        isinstance(e, RuntimeError)
+        and text.startswith("DataLoader worker")
+        and text.rstrip(". ").endswith(
+            ("killed by signal: Interrupt", "killed by signal: Terminated")
+        )
+    )
 
 
 # the errnos of a write the machine refused: the user's to fix, whatever file it was
