@@ -1280,3 +1280,29 @@ def test_a_leading_tilde_is_expanded_in_predict_source_and_resume(tmp_path, monk
     assert f"{tmp_path / 'run' / 'last.pt'} does not exist" in capsys.readouterr().err
     assert main(["predict", "~/none.jpg", "--model", str(tmp_path / "m.pt")]) == 2
     assert f"{tmp_path / 'none.jpg'}: no such image, folder or video" in capsys.readouterr().err
+
+
+def test_a_new_run_stopped_before_its_own_last_pt_names_no_earlier_run_to_resume(tmp_path, capsys):
+    """train --exist-ok over a run, stopped before it wrote last.pt, said `train --resume
+    DIR`: that resumes the earlier run the user asked to replace."""
+    import typer
+
+    from yoloslim.cli.common import interrupt_hint
+    from yoloslim.fileio import atomic_write_text
+
+    marker = tmp_path / "last.pt"
+    marker.write_text("the earlier run's")
+    with pytest.raises(typer.Exit) as stopped, interrupt_hint(marker, "again", new_run=True):
+        raise KeyboardInterrupt
+    assert stopped.value.exit_code == 130
+    err = capsys.readouterr().err
+    assert (
+        "before this run wrote its last.pt; nothing of it to resume" in err and "again" not in err
+    )
+    with pytest.raises(typer.Exit), interrupt_hint(marker, "again", new_run=True):
+        atomic_write_text(marker, "this run's")  # written by this run: its own to resume
+        raise KeyboardInterrupt
+    assert "interrupted; continue with `again`" in capsys.readouterr().err
+    with pytest.raises(typer.Exit), interrupt_hint(marker, "again"):  # a resume: the run's own
+        raise KeyboardInterrupt
+    assert "interrupted; continue with `again`" in capsys.readouterr().err

@@ -202,11 +202,14 @@ os.register_at_fork(after_in_child=_defaults_in_forked_child)
 
 
 @contextlib.contextmanager
-def interrupt_hint(marker: Path, command: str) -> Iterator[None]:
+def interrupt_hint(marker: Path, command: str, new_run: bool = False) -> Iterator[None]:
     """On Ctrl-C or SIGTERM, say how to go on: ``command`` once ``marker`` (a run's
     ``last.pt``, written atomically, so whole) exists, else that there is nothing to resume;
     exit with the shell's code for the signal (130, 143). An interrupt that a library turned
-    into an error of its own (see :func:`stop_requested`) is the same stop."""
+    into an error of its own (see :func:`stop_requested`) is the same stop. ``new_run``: the
+    command starts a run afresh (``--exist-ok`` over an earlier one): only a ``marker`` it
+    wrote itself is its own to resume."""
+    earlier = _identity(marker) if new_run else None
     try:
         yield
     except typer.Exit:
@@ -217,12 +220,27 @@ def interrupt_hint(marker: Path, command: str) -> Iterator[None]:
             raise
         if first_process():  # torchrun: one message, not one per process
             how = _stop_word(stop)
-            if marker.exists():
+            if marker.exists() and (earlier is None or _identity(marker) != earlier):
                 msg = f"{how}; continue with `{command}`"
+            elif marker.exists():  # the run this one was replacing: not this one's to resume
+                msg = (
+                    f"{how} before this run wrote its {marker.name}; nothing of it to resume "
+                    f"({marker.parent} still holds the earlier run's)"
+                )
             else:
                 msg = f"{how} before {marker.name} was written; nothing to resume"
             err_console.print(literal(msg), soft_wrap=True)  # the folder's name as it is
         raise typer.Exit(interrupt_exit_code(stop)) from None
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    """``(device, inode, mtime)`` of ``path``, which an atomic write changes; None when it
+    is not there."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_mtime_ns
 
 
 def _stop_word(stop: KeyboardInterrupt) -> str:

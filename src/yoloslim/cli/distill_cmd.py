@@ -154,7 +154,7 @@ def distill(
         values["train"] = layered(ctx, values.get("train"), flags, key="train")
         with config_file(config):
             cfg = DistillConfig.from_dict(values)
-        with interrupt_hint(Path(out) / "last.pt", resume_command("distill", out)):
+        with interrupt_hint(Path(out) / "last.pt", resume_command("distill", out), new_run=True):
             res = run_distill(
                 student, teacher, data, config=cfg, out=out, exist_ok=exist_ok, progress=True
             )

@@ -104,7 +104,7 @@ def train(
         values = layered(ctx, load_mapping(config, "TrainConfig") if config else None, flags)
         # flags are all known keys: an unknown one came from the file
         cfg = config_from_dict(values, where=f"--config {config}" if config else "train config")
-        with interrupt_hint(Path(out) / "last.pt", resume_command("train", out)):
+        with interrupt_hint(Path(out) / "last.pt", resume_command("train", out), new_run=True):
             res = run_train(model, data, config=cfg, out=out, exist_ok=exist_ok, progress=True)
     print_best(res.report.get("best_map"), res.best)
     if first_process():  # the other ranks never validate: their report has no mAP
