@@ -438,6 +438,40 @@ def test_a_stop_while_last_pt_is_written_keeps_every_metrics_row(sets, tmp_path,
         assert [json.loads(r)["epoch"] for r in rows] == [0, 1, 2], (epoch, after)
 
 
+def test_a_resumed_run_is_one_step_of_the_history_moved_or_given_other_data(
+    sets, tmp_path, monkeypatch
+):
+    """A run resumed after its folder moved listed two trainings; one resumed with another
+    --data named only the new data.yaml, though its first epochs trained on the old one."""
+    import shutil
+
+    from yoloslim.cli.info_cmd import _step
+    from yoloslim.models.checkpoint import read_checkpoint
+    from yoloslim.train.run_folder import RunFolder
+
+    save = RunFolder.save
+
+    def stop_after_epoch_0(self, name, model, **kwargs):
+        save(self, name, model, **kwargs)
+        if name == "last.pt":
+            raise KeyboardInterrupt
+
+    cfg = TrainConfig(epochs=2, imgsz=64, batch=4, workers=0, val_interval=2)
+    monkeypatch.setattr(RunFolder, "save", stop_after_epoch_0)
+    with pytest.raises(KeyboardInterrupt):
+        train("damo-nano", sets[2], config=cfg, out=tmp_path / "a")
+    monkeypatch.setattr(RunFolder, "save", save)
+    shutil.move(tmp_path / "a", tmp_path / "b")
+    other = shutil.copytree(sets[2].parent, tmp_path / "other") / "data.yaml"
+    train(None, other, out=tmp_path / "b", resume=True)
+    history = read_checkpoint(tmp_path / "b" / "last.pt")["meta"]["history"]
+    assert [(h["stage"], h["out"]) for h in history] == [("train", str(tmp_path / "b"))]
+    assert history[0]["data"] == str(other.resolve())
+    before = [{"data": str(sets[2].resolve()), "until_epoch": 1}]
+    assert history[0]["data_before"] == before
+    assert _step(history[0]) == f"train (epochs 2, epochs to 1 on {sets[2].resolve()})"
+
+
 def test_a_folder_holding_only_a_best_pt_is_a_run_a_new_one_would_report_as_its_own(tmp_path):
     # a new run that writes no best.pt (its val split has no box) reported the old one
     from yoloslim.train.run_folder import check_out

@@ -117,5 +117,8 @@ _SHOWN = {  # what a history entry shows of itself (the rest is in --json)
 
 
 def _step(h: dict) -> str:
-    details = ", ".join(f"{_SHOWN[k]} {v}" for k, v in h.items() if k in _SHOWN and v)
-    return f"{h.get('stage', '?')}" + (f" ({details})" if details else "")
+    details = [f"{_SHOWN[k]} {v}" for k, v in h.items() if k in _SHOWN and v]
+    for earlier in h.get("data_before") or []:  # a resume given another --data
+        if isinstance(earlier, dict):
+            details.append(f"epochs to {earlier.get('until_epoch')} on {earlier.get('data')}")
+    return f"{h.get('stage', '?')}" + (f" ({', '.join(details)})" if details else "")

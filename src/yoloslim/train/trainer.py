@@ -268,9 +268,12 @@ def train(
     # which a hook may name (a distillation, with its teacher)
     upstream = (state.get("meta") or {}).get("history", []) if state else None
     step = dict(getattr(hook, "history", None) or {"stage": "train"})
+    stage = step.pop("stage")
+    if state is not None:
+        upstream, step = _resumed_step(upstream, stage, step, data_path, state)
     history = with_history(
         getattr(model, "history", []) if upstream is None else upstream,
-        step.pop("stage"),
+        stage,
         out,
         **step,
         data=data_path,
@@ -369,6 +372,22 @@ def train(
         )
         dist_utils.cleanup()
         return result
+
+
+def _resumed_step(
+    upstream: list[dict], stage: str, step: dict, data: str, state: dict
+) -> tuple[list[dict], dict]:
+    """A resumed run's history before it and its own step's details: the run's own entry
+    (the last one, however its folder was named then: a moved run folder is one run) is
+    dropped, to be written again; where the run trained on another data.yaml before this
+    resume, the step's ``data_before`` says which, up to which epoch."""
+    if not upstream or upstream[-1].get("stage") != stage:
+        return upstream, step
+    *upstream, own = upstream
+    before = list(own.get("data_before", []))
+    if own.get("data") and own["data"] != data:
+        before.append({"data": own["data"], "until_epoch": state["train_state"]["epoch"] + 1})
+    return upstream, {**step, "data_before": before} if before else step
 
 
 def _refuse_edited_config_file(out: Path, cfg: TrainConfig) -> None:
