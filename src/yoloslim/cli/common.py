@@ -707,7 +707,11 @@ def resume_state(run_dir: Path) -> dict:
     from yoloslim.train.run_folder import read_last
 
     if Path(run_dir).is_file():
+        folder = Path(run_dir).parent
+        if (folder / "last.pt").is_file():
+            raise ConfigError(f"--resume takes the run folder, not a file in it: --resume {folder}")
         raise ConfigError(
-            f"--resume takes the run folder, not a file in it: --resume {Path(run_dir).parent}"
+            f"--resume {run_dir}: takes a run folder (one holding last.pt), and {folder} holds "
+            f"none; to train on from this checkpoint, start a run with --model {run_dir}"
         )
     return read_last(Path(run_dir), where=f"--resume {run_dir}")
