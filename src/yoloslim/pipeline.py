@@ -323,7 +323,8 @@ _RUNNERS: dict[str, Callable] = {
 
 def _check_named_models(rec: Recipe, model: str | Path | None) -> None:
     """ConfigError, before any stage runs, for a stage's ``teacher:`` file that is not there
-    or a ``model:`` that is neither a file nor a registered name, and for a distill stage
+    or a ``model:`` (or a nas stage's ``init:``) that is neither a file nor a registered
+    name, and for a distill stage
     with no teacher at all (no ``teacher:`` and no run model): found otherwise only once the
     stages before it had run."""
     from yoloslim.models import list_models
@@ -338,6 +339,17 @@ def _check_named_models(rec: Recipe, model: str | Path | None) -> None:
                 )
             if teacher is not None and not Path(teacher).expanduser().is_file():
                 raise ConfigError(f"{where}: teacher {teacher} does not exist")
+        if s.name == "nas":  # its seeds, read only when the search starts
+            from yoloslim.nas.search import _init_items
+
+            for item in _init_items(s.config.options.get("init")):
+                if isinstance(item, dict) or str(item) in list_models():
+                    continue
+                if not Path(item).expanduser().is_file():
+                    raise ConfigError(
+                        f"{where}: init {str(item)!r} is neither a file nor a registered model "
+                        f"({', '.join(list_models())})"
+                    )
         named = getattr(s.config, "model", None) if s.name == "train" else None
         unknown = named is not None and str(named) not in list_models()
         if unknown and not Path(str(named)).expanduser().is_file():

@@ -18,7 +18,14 @@ from typing import Any
 
 import yaml
 
-from yoloslim.configs import UniqueKeyLoader, check_imgsz, from_mapping, int_problem, yaml_problem
+from yoloslim.configs import (
+    UniqueKeyLoader,
+    check_imgsz,
+    check_path,
+    from_mapping,
+    int_problem,
+    yaml_problem,
+)
 from yoloslim.errors import ConfigError
 
 __all__ = ["STAGES", "Recipe", "Stage", "load_recipe"]
@@ -238,6 +245,8 @@ def _parse_stage(name: str, values: dict, where: str) -> Any:
 
             values = dict(values)
             model = values.pop("model", None)
+            if model is not None:  # a number failed later as a TypeError inside Path()
+                check_path(model, "model", "a checkpoint, an arch .yaml or a registered model")
             _check_types(TrainConfig, values, where)
             return TrainStage(config=config_from_dict(values), model=model)
         if name == "prune":
@@ -250,6 +259,8 @@ def _parse_stage(name: str, values: dict, where: str) -> Any:
 
             values = dict(values)
             teacher = values.pop("teacher", None)
+            if teacher is not None:  # a number failed later as a TypeError inside Path()
+                check_path(teacher, "teacher", "a checkpoint's path")
             _check_types(DistillConfig, {k: v for k, v in values.items() if k != "train"}, where)
             return DistillStage(config=DistillConfig.from_dict(values), teacher=teacher)
         if name == "quantize":

@@ -115,6 +115,16 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
         ([{"nas": {"imgsz": "big", "budget": {"flops": 1.0}}}], r"stage 1 \(nas\).*imgsz='big'"),
         ([{"nas": {"budget": {"flops": 1.0}, "iterations": -3}}], r"stage 1 \(nas\).*iterations"),
         ([{"nas": {"imgsz": 64}}], r"stage 1 \(nas\).*'budget' is required"),
+        # a path that is not one failed as a TypeError inside Path() once the run started
+        ([{"distill": {"teacher": 5}}], r"stage 1 \(distill\): teacher=5: expected a checkpoint"),
+        ([{"train": {"model": 5}}], r"stage 1 \(train\): model=5: expected a checkpoint"),
+        ([{"train": {"model": ["damo-nano"]}}], r"stage 1 \(train\): model=\['damo-nano'\]"),
+        ([{"nas": {"budget": {"flops": 1.0}, "init": 5}}], r"stage 1 \(nas\): init=5 must be"),
+        ([{"nas": {"budget": {"flops": 1.0}, "init": [5]}}], r"stage 1 \(nas\): init=\[5\]"),
+        (
+            [{"nas": {"budget": {"flops": 1.0}, "latency_cache": 5}}],
+            r"stage 1 \(nas\): latency_cache=5 must be a file path",
+        ),
         # a searched architecture is untrained: only a train stage may take it
         (
             [{"nas": {"budget": {"flops": 1.0}}}, {"prune": {"ratio": 0.3}}],
@@ -189,6 +199,11 @@ def test_a_missing_teacher_or_unknown_model_is_refused_before_any_stage(tmp_path
     for stages, match in (
         ([{"prune": {"ratio": 0.3}}, {"distill": {"teacher": "/no/t.pt"}}], "teacher /no/t.pt"),
         ([{"prune": {"ratio": 0.3}}, {"train": {"model": "damo-x"}}], "'damo-x' is neither"),
+        (
+            [{"prune": {"ratio": 0.3}}, {"nas": {"budget": {"flops": 1.0}, "init": "/no/a.yaml"}}]
+            + [{"train": {}}],
+            r"stage 2 \(nas\): init '/no/a.yaml' is neither a file nor a registered model",
+        ),
     ):
         with pytest.raises(ConfigError, match=match):
             run_recipe(model, data, {"stages": stages}, out=tmp_path / "out")
