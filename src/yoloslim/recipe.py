@@ -81,13 +81,17 @@ class BenchStage:
     imgsz: int | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.batches, (list, tuple)):  # batches: null said "not iterable"
+            raise ConfigError(f"batches={self.batches!r} must be a list of positive integers")
         if not self.batches or not all(_positive_int(b) for b in self.batches):
             raise ConfigError(f"batches={list(self.batches)} must be positive integers")
         if len(set(self.batches)) != len(self.batches):
             raise ConfigError(f"batches={list(self.batches)}: each batch size once")
+        # only threads may be null (the runtime's choice): rounds: null passed here and failed
+        # at the bench stage, after every stage before it, naming a --rounds flag
         for key in ("rounds", "runs_per_round", "threads"):
             value = getattr(self, key)
-            if value is not None and not _positive_int(value):
+            if (value is not None or key != "threads") and not _positive_int(value):
                 raise ConfigError(f"{key}={value!r} must be a positive integer")
         check_imgsz(self.imgsz)
 

@@ -87,6 +87,10 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
         ([{"bench": {"batches": []}}], r"stage 1 \(bench\): batches=\[\] must be positive"),
         ([{"bench": {"batches": [1, 8, 1]}}], r"stage 1 \(bench\): batches=\[1, 8, 1\]: each"),
         ([{"bench": {"rounds": 0}}], r"stage 1 \(bench\): rounds=0 must be a positive"),
+        # null passed, and failed at the bench stage, after the others, naming --rounds
+        ([{"bench": {"rounds": None}}], r"stage 1 \(bench\): rounds=None must be a positive"),
+        ([{"bench": {"runs_per_round": None}}], r"stage 1 \(bench\): runs_per_round=None must"),
+        ([{"bench": {"batches": None}}], r"stage 1 \(bench\): batches=None must be a list of"),
         ([{"bench": {"imgsz": 96.0}}], r"stage 1 \(bench\): imgsz=96.0 must be int"),
         ([{"bench": {"imgsz": 48}}], r"stage 1 \(bench\): imgsz=48 must be a multiple of 32"),
         ([{"export": {}, "bench": {}}], r"stage 1 must be a one-key mapping"),
@@ -789,3 +793,10 @@ def test_compress_set_reaches_the_stages_and_a_resume_needs_the_same(tmp_path, i
     (tmp_path / "run" / "01-export" / "stage.json").unlink()  # as if stopped in the stage
     assert main([*args, "--resume"]) == 2  # the recipe as run had formats [onnx]
     assert main([*args, "--resume", "--set", "export.formats=[onnx]"]) == 0
+
+
+def test_a_bench_stage_may_leave_threads_to_the_runtime_but_not_its_rounds():
+    rec = load_recipe({"stages": [{"bench": {"threads": None, "rounds": 3}}]})
+    assert (rec.stages[0].config.threads, rec.stages[0].config.rounds) == (None, 3)
+    with pytest.raises(ConfigError, match=r"stage 1 \(bench\): rounds=None must be a positive"):
+        load_recipe({"stages": [{"bench": {"threads": None, "rounds": None}}]})
