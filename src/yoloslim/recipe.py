@@ -22,6 +22,7 @@ from yoloslim.configs import (
     UniqueKeyLoader,
     check_imgsz,
     check_path,
+    exponent_hint,
     from_mapping,
     int_problem,
     yaml_problem,
@@ -222,7 +223,8 @@ def _check_types(cls: type, values: dict, where: str) -> None:
             ok = isinstance(value, allowed)
         if not ok:
             names = " or ".join(dict.fromkeys(a.__name__ for a in allowed))
-            raise ConfigError(f"{where}: {key}={value!r} must be {names}")
+            hint = exponent_hint(value) if float in allowed else ""
+            raise ConfigError(f"{where}: {key}={value!r} must be {names}{hint}")
         nested = next((a for a in allowed if dataclasses.is_dataclass(a)), None)
         if nested is not None and isinstance(value, dict):  # advanced: {...}, loss: {...}
             known = _field_names(nested)

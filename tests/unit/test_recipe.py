@@ -81,6 +81,18 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
         ),
         ([{"export": {"nms": True, "nms_conf": 2.0}}], r"stage 1 \(export\): nms_conf=2.0 must be"),
         ([{"export": {"nms_conf": None}}], r"stage 1 \(export\): nms_conf=None must be a number"),
+        # YAML 1.1 reads 1e-3 as text: the hint TrainConfig's fields give, for every stage
+        (
+            [{"export": {"nms": True, "nms_conf": "1e-3"}}],
+            r"stage 1 \(export\): nms_conf='1e-3' must be float \(YAML reads 1e-3 as a string; "
+            r"write 1.0e-3\)",
+        ),
+        ([{"quantize": {"max_drop": "5e-1"}}], r"max_drop='5e-1' must be float \(YAML reads 1e-3"),
+        ([{"prune": {"target_flops": "5e-1"}}], r"target_flops='5e-1' must be float \(YAML reads"),
+        (
+            [{"nas": {"budget": {"flops": "5e-1"}}}],
+            r"stage 1 \(nas\): budget flops='5e-1' must be a finite number or None \(YAML reads",
+        ),
         ([{"export": {"nms_iou": 0.0}}], r"stage 1 \(export\): nms_iou=0.0 must be in \(0, 1\]"),
         ([{"export": {"triton_max_batch": 0}}], r"stage 1 \(export\): triton_max_batch: 0 must"),
         ([{"bench": {"batches": [0]}}], r"stage 1 \(bench\): batches=\[0\] must be positive"),
