@@ -324,7 +324,9 @@ def load_recipe(recipe: str | Path | dict, *, sets: typing.Sequence[str] = ()) -
         sets: settings changed on the way in (``compress --set``), each
             ``STAGE.KEY[.KEY...]=VALUE``: STAGE is a stage's name (every stage of that name) or
             its number from 1, VALUE is read as YAML (``6``, ``[1, 8]``, ``null``), and the
-            changed recipe is checked as a whole (an unknown key is refused as in the file).
+            changed recipe is checked as a whole (an unknown key is refused as in the file;
+            an error the recipe without them does not have names the ``--set`` that brought
+            it, not the file).
 
     Returns:
         The Recipe: its stages in order, each a frozen settings dataclass.
@@ -351,8 +353,39 @@ def load_recipe(recipe: str | Path | dict, *, sets: typing.Sequence[str] = ()) -
             raise ConfigError(f"{path}: not a text file, so no recipe ({e.reason})") from e
     if not isinstance(recipe, dict):
         raise ConfigError(f"{source}: a recipe is a mapping with a 'stages' list")
+    changed = recipe
     for item in sets:
-        recipe = _with_set(recipe, item, source)
+        changed = _with_set(changed, item, source)
+    try:
+        return _checked(changed, source)
+    except ConfigError as e:
+        culprit = _set_to_blame(recipe, sets, source)
+        if culprit is None:
+            raise
+        # the file is fine as written (a shipped one, which the user did not write): the
+        # mistake is in what --set changed
+        msg = str(e).removeprefix(f"{source}: ")
+        raise ConfigError(f"--set {culprit!r} (on {source}): {msg}") from e
+
+
+def _set_to_blame(recipe: dict, sets: typing.Sequence[str], source: str) -> str | None:
+    """Which of ``sets``, applied in order to ``recipe`` with all of them failing
+    :func:`_checked`, is the first after which it fails; None when ``recipe`` fails without
+    them (or there are none)."""
+    if not sets:
+        return None
+    changed = recipe
+    for n, item in enumerate(sets):
+        try:
+            _checked(changed, source)
+        except ConfigError:
+            return sets[n - 1] if n else None
+        changed = _with_set(changed, item, source)
+    return sets[-1]
+
+
+def _checked(recipe: dict, source: str) -> Recipe:
+    """The Recipe a loaded mapping (``--set``s applied) describes, every value checked."""
     unknown = sorted(set(recipe) - {"name", "description", "stages"})
     if unknown:
         raise ConfigError(f"{source}: unknown top-level key(s) {unknown}")

@@ -812,3 +812,19 @@ def test_a_bench_stage_may_leave_threads_to_the_runtime_but_not_its_rounds():
     assert (rec.stages[0].config.threads, rec.stages[0].config.rounds) == (None, 3)
     with pytest.raises(ConfigError, match=r"stage 1 \(bench\): rounds=None must be a positive"):
         load_recipe({"stages": [{"bench": {"threads": None, "rounds": None}}]})
+
+
+def test_a_set_mistake_is_blamed_on_the_set_not_on_the_file(tmp_path):
+    # it named the shipped recipe file alone, which the user did not write
+    shipped = str(load_recipe("cpu-int8").source)
+    with pytest.raises(ConfigError) as e:
+        load_recipe("cpu-int8", sets=["quantize.calib=64", "prune.ratoi=0.3"])
+    assert str(e.value).startswith(
+        f"--set 'prune.ratoi=0.3' (on {shipped}): stage 1 (prune): unknown key(s) ['ratoi']"
+    )
+    with pytest.raises(ConfigError, match=r"^--set 'export.imgsz=256' \(on .*stage 3 \(quantize"):
+        load_recipe("cpu-int8", sets=["export.imgsz=256"])  # sizes the bench cannot measure
+    # a mistake the file holds is the file's, --set or not
+    own = _write(tmp_path, {"stages": [{"prune": {"ratoi": 0.3}}]})
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(own))}: stage 1 \(prune\): unknown"):
+        load_recipe(own, sets=["prune.ratio=0.3"])
