@@ -828,3 +828,54 @@ def test_a_set_mistake_is_blamed_on_the_set_not_on_the_file(tmp_path):
     own = _write(tmp_path, {"stages": [{"prune": {"ratoi": 0.3}}]})
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(own))}: stage 1 \(prune\): unknown"):
         load_recipe(own, sets=["prune.ratio=0.3"])
+
+
+def test_a_quantize_pattern_that_matches_no_layer_is_refused_before_any_stage(tmp_path, ran):
+    # it was found when the quantize stage started, after the prune stage's fine-tuning, and
+    # named neither the recipe nor the stage
+    from yoloslim.models.checkpoint import save_checkpoint
+    from yoloslim.models.testing import SMALL_ARCH
+    from yoloslim.pipeline import run_recipe
+
+    model = save_checkpoint(tmp_path / "m.pt", build_model(SMALL_ARCH), imgsz=64)
+    data = tmp_path / "data.yaml"
+    data.write_text("names: [a, b]\n")
+    prune = {"prune": {"ratio": 0.3}}
+    p = _write(
+        tmp_path,
+        {"stages": [prune, {"quantize": {"backend": "onnxruntime", "ignored_scope": ["decod"]}}]},
+    )
+    with pytest.raises(ConfigError) as e:
+        run_recipe(model, data, p, out=tmp_path / "out")
+    assert str(e.value).startswith(
+        f"{p}: stage 2 (quantize): ignored_scope pattern 'decod' matches no node or layer"
+    )
+    assert ran == [] and not (tmp_path / "out").exists()
+    # a pattern of a layer name (the model's module path) or of a node passes, as does the
+    # decode keyword, which needs no export
+    good = {"backend": "onnxruntime", "ignored_scope": ["decode", r"head\.cls_preds", "Sigmoid"]}
+    run_recipe(model, data, {"stages": [prune, {"quantize": good}]}, out=tmp_path / "ok")
+    assert [name for name, _ in ran] == ["prune", "quantize"]
+
+
+def test_a_quantize_pattern_after_another_network_is_checked_when_its_stage_runs(
+    tmp_path, inputs, ran, monkeypatch
+):
+    # a train stage's own model: (or a nas stage) makes a network whose layers are known only
+    # once it exists; the late error names the recipe and the stage
+    import yoloslim.pipeline as pl
+
+    def quantize(st, cfg, data, out, progress):
+        raise ConfigError("ignored_scope pattern 'decod' matches no node or layer of the model")
+
+    monkeypatch.setitem(pl._RUNNERS, "quantize", quantize)
+    model, data = inputs  # no checkpoint: an up-front export would fail on it
+    stages = [{"train": {"model": "damo-nano"}}, {"quantize": {"ignored_scope": ["decod"]}}]
+    p = _write(tmp_path, {"stages": stages})
+    with pytest.raises(ConfigError) as e:
+        pl.run_recipe(model, data, p, out=tmp_path / "out")
+    assert str(e.value) == (
+        f"{p}: stage 2 (quantize): ignored_scope pattern 'decod' matches no node or layer of "
+        "the model"
+    )
+    assert [name for name, _ in ran] == ["train"]
