@@ -551,6 +551,33 @@ def test_cli_nas_init_and_keep_neck(tmp_path):
     assert main([*args, "--keep-neck", "--out", str(out)]) == 2  # --keep-neck needs --init
 
 
+def test_cli_nas_config_init_alone_keeps_its_neck_and_a_bad_budget_names_the_file(
+    tmp_path, monkeypatch, capsys
+):
+    # init: damo-nano (one arch, not a list) with --keep-neck took its first letter, "d"
+    from types import SimpleNamespace
+
+    seen = []
+
+    def search(d, out, progress):
+        seen.append(d)
+        return SimpleNamespace(report={"search_s": 0}, best=[], artifacts={"arch": out}, score=1)
+
+    monkeypatch.setattr(ys.nas, "search_from_dict", search)
+    cfg = tmp_path / "nas.yaml"
+    cfg.write_text("imgsz: 64\nbudget: {flops: 0.5}\ninit: damo-nano\n")
+    args = ["nas", "--config", str(cfg), "--keep-neck", "--out", str(tmp_path / "a.yaml")]
+    assert main(args) == 0
+    assert seen[0]["space"] == {"template": "damo-nano"} and seen[0]["init"] == "damo-nano"
+    # budget: 0.5 (not a mapping) said so without naming the file it came from
+    cfg.write_text("imgsz: 64\nbudget: 0.5\n")
+    assert main(["nas", "--config", str(cfg), "--out", str(tmp_path / "a.yaml")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "budget: must be a mapping (key: value lines), got 0.5" in err
+    assert f"(settings read from --config {cfg})" in err
+    assert len(seen) == 1
+
+
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_latency_on_the_deploy_runtimes(runtime, capfd):
     pytest.importorskip(runtime)
