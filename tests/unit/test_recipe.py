@@ -70,6 +70,10 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
         ([{"export": {"half": "yes"}}], r"stage 1 \(export\).*half='yes' must be bool"),
         ([{"quantize": {"backend": "tflite"}}], r"stage 1 \(quantize\).*tflite"),
         ([{"distill": {"loss": "cwd", "train": {"epochz": 1}}}], r"stage 1 \(distill\).*epochz"),
+        (  # a string counted as true: augmentation stayed on
+            [{"prune": {"advanced": {"finetune": {"augment": {"enabled": "false"}}}}}],
+            r"stage 1 \(prune\).*TrainConfig.augment.enabled='false' must be true or false",
+        ),
         ([{"export": ["onnx"]}], r"stage 1 \(export\): config must be a mapping"),
         ([{"export": {"formats": ["onxx"]}}], r"stage 1 \(export\): formats=\['onxx'\]: unknown"),
         ([{"export": {"formats": "onnx"}}], r"stage 1 \(export\): formats='onnx' must be list or"),
