@@ -148,6 +148,20 @@ def test_arch_round_trip_with_changed_channels(tmp_path):
         torch.testing.assert_close(rebuilt(x), ref)
 
 
+def test_an_arch_files_layers_that_do_not_fit_name_the_file(tmp_path):
+    # build_model, train --model and info said "arch: 'layers' does not match ..." naming no file
+    import yaml
+
+    from yoloslim.models.registry import get_arch
+    from yoloslim.runtime.describe import describe
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({**get_arch("damo-nano", 2), "layers": {"foo": [1, 2]}}))
+    for build in (build_model, describe):
+        with pytest.raises(ModelError, match=rf"^{path}: arch: 'layers' does not match .*'foo'"):
+            build(path)
+
+
 def test_unknown_model_name():
     with pytest.raises(ModelError, match="unknown model 'damo-huge'"):
         build_model("damo-huge")

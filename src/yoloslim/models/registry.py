@@ -129,7 +129,12 @@ def build_model(
     layers = arch.pop("layers", None)
     net = Detector(arch, names)
     if layers is not None:
-        apply_layers(net, layers)
+        try:
+            apply_layers(net, layers)
+        except ModelError as e:
+            if not isinstance(model, (str, Path)):
+                raise
+            raise ModelError(f"{model}: {e}") from e  # the file its 'layers' came from
     return net
 
 

@@ -169,7 +169,11 @@ def _arch_file(p: Path) -> dict[str, Any]:
     found = search_header(p)
     imgsz = found[1] if found else DEFAULT_IMGSZ
     edited = edited_since_search(p) if found else None
-    profile = model_profile(build_model(arch), imgsz=imgsz)
+    try:
+        net = build_model(arch)
+    except ModelError as e:  # its 'layers' record, which load_arch_yaml cannot check
+        raise ModelError(f"{p}: {e}") from e
+    profile = model_profile(net, imgsz=imgsz)
     return {
         "path": str(p),
         "kind": "arch",
