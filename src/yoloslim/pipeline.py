@@ -204,7 +204,7 @@ def _model_imgsz(model: str | None, earlier: Sequence[Stage]) -> int | None:
 
     if model is None:
         return None
-    if Path(model).suffix == ".pt":
+    if Path(model).suffix.lower() == ".pt":
         return trained_imgsz(model)
     nas = [s for s in earlier if s.name == "nas"]
     if nas and Path(model).name == "arch.yaml":
@@ -236,7 +236,7 @@ _REPEATED = " (stage "
 def _exported_onnx(st: _State, imgsz: int | None) -> str | None:
     """The static-batch ONNX an export stage already wrote of ``st.model`` at ``imgsz``
     (None: the checkpoint's), so that quantize need not export the same graph again."""
-    if not st.model or Path(st.model).suffix != ".pt":
+    if not st.model or Path(st.model).suffix.lower() != ".pt":
         return None
     found = [
         path

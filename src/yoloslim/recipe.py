@@ -306,7 +306,9 @@ def recipe_path(recipe: str | Path) -> Path:
     if path.is_file():
         return path
     if path.parent == Path("."):
-        shipped = SHIPPED / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+        shipped = SHIPPED / (
+            path.name if path.suffix.lower() in (".yaml", ".yml") else f"{path.name}.yaml"
+        )
         if shipped.is_file():
             return shipped
     raise ConfigError(

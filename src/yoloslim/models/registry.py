@@ -80,7 +80,7 @@ def arch_from(model: str | dict | Path, nc: int = 80) -> dict:
     (``nc`` applies to a registered name only)."""
     if isinstance(model, dict):
         return validate_arch(model)
-    if isinstance(model, Path) or str(model).endswith((".yaml", ".yml")):
+    if isinstance(model, Path) or Path(str(model)).suffix.lower() in (".yaml", ".yml"):
         return load_arch_yaml(model)
     return get_arch(str(model), nc)
 

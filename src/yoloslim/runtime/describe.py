@@ -93,13 +93,13 @@ def describe(path: str | Path) -> dict[str, Any]:
     given = Path(path).expanduser()
     if given.suffix.lower() in (".yaml", ".yml"):
         return _arch_file(given)
-    if given.suffix == ".mlpackage" and given.is_dir():
+    if given.suffix.lower() == ".mlpackage" and given.is_dir():
         from yoloslim.export.common import path_size_mb
 
         require_for(given, "coremltools", "coreml", "reading a CoreML package")
         return {**_coreml(given), "size_mb": path_size_mb(given)}
     p = check_artifact(given, coreml=True)
-    kind = SUFFIXES[p.suffix]
+    kind = SUFFIXES[p.suffix.lower()]
     if kind in _READER:
         require_for(p, *_READER[kind], "reading it")
     if kind == "torch":
