@@ -672,6 +672,28 @@ def test_two_arch_files_in_one_folder_do_not_share_a_report(found, tmp_path):
         _small_search(seed=1, out=tmp_path)
 
 
+def test_a_copied_then_edited_arch_file_shows_no_score_of_the_search(tmp_path, capsys):
+    # without the report beside it, info showed the header's score as the edited file's,
+    # though the header's GFLOPs already disagreed with the file's
+    kw = dict(budget=Budget(flops=0.03), iterations=2, score_method="analytic")
+    first = _small_search(out=tmp_path / "a", **kw)
+    copy = tmp_path / "copy" / "arch.yaml"
+    copy.parent.mkdir()
+    shutil.copyfile(tmp_path / "a" / "arch.yaml", copy)
+    info = ys.describe(copy)  # a copy as written: the header is its own
+    assert info["score"] == pytest.approx(first.score, abs=1e-3) and info["edited"] is False
+    header, _, body = copy.read_text().partition("\n")
+    arch = yaml.safe_load(body)
+    arch["backbone"]["stages"][-1]["out"] *= 2
+    copy.write_text(f"{header}\n{yaml.safe_dump(arch, sort_keys=False)}")
+    info = ys.describe(copy)
+    assert info["edited"] is True and info["score"] is None
+    assert info["header_gflops"] < info["gflops"]
+    assert main(["info", str(copy)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"its header's {info['header_gflops']:g} GFLOPs are not the file's" in out
+
+
 def test_an_edited_arch_file_is_kept_and_described_as_edited(tmp_path, capsys):
     from yoloslim.models.checkpoint import trained_imgsz
 

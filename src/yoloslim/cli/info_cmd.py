@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -100,7 +101,12 @@ def _arch_rows(d: dict) -> list[tuple[str, str]]:
     if d["score"] is not None:
         rows.append(("NAS score", f"{d['score']:.3f} (MAE-DET, at {d['imgsz']} px)"))
     elif d.get("edited"):
-        rows.append(("NAS score", "- (the file was edited since its search scored it)"))
+        why = "the file was edited since its search scored it"
+        header = d.get("header_gflops")
+        # d["gflops"] is rounded to 4 decimals, the header to 4 significant digits
+        if header is not None and not math.isclose(header, d["gflops"], rel_tol=1e-3, abs_tol=1e-4):
+            why += f": its header's {header:g} GFLOPs are not the file's {d['gflops']:.4g}"
+        rows.append(("NAS score", f"- ({why})"))
     return rows
 
 
