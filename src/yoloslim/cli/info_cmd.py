@@ -88,7 +88,8 @@ def _arch_rows(d: dict) -> list[tuple[str, str]]:
     """An arch.yaml: untrained, so its shape and cost, and the search's score."""
     stages = "; ".join(
         f"{s['block']} {s['out']} ch x{s['depth']}"
-        + (f" k{s['kernel']}" if s.get("kernel", 3) != 3 else "")
+        # a conv stage is its strided 3x3 conv alone: its kernel and ratio are not used
+        + (f" k{s['kernel']}" if s["block"] != "conv" and s.get("kernel", 3) != 3 else "")
         + (f" r{s['ratio']:g}" if s["block"] != "conv" and s.get("ratio") is not None else "")
         for s in d["stages"]
     )
