@@ -324,9 +324,8 @@ _RUNNERS: dict[str, Callable] = {
 def _check_named_models(rec: Recipe, model: str | Path | None) -> None:
     """ConfigError, before any stage runs, for a stage's ``teacher:`` file that is not there
     or a ``model:`` (or a nas stage's ``init:``) that is neither a file nor a registered
-    name, and for a distill stage
-    with no teacher at all (no ``teacher:`` and no run model): found otherwise only once the
-    stages before it had run."""
+    name, and for a distill stage with no teacher at all (no ``teacher:`` and no run
+    model): found otherwise only once the stages before it had run."""
     from yoloslim.models import list_models
 
     for i, s in enumerate(rec.stages, 1):
@@ -818,8 +817,7 @@ def run_recipe(
     data paths, the formats this machine can export (an ``engine`` format is skipped with a
     warning without TensorRT and CUDA), the quantize stages' ``ignored_scope`` patterns
     (matched on ``model`` exported to ONNX; see :func:`_check_ignored_scopes`), and, on a
-    resume, that the recipe, ``model`` and
-    ``data`` are the run's own. A folder where no stage finished may be reused freely.
+    resume, that the recipe, ``model`` and ``data`` are the run's own. A folder where no stage finished may be reused freely.
     ``report["final_model"]`` is the last checkpoint and ``report["deployable"]`` the
     artifacts of the last stage that made any (``{name: path}``).
 
