@@ -20,6 +20,7 @@ __all__ = [
     "check_imgsz",
     "check_field_types",
     "check_path",
+    "exponent_hint",
     "from_mapping",
     "imgsz_problem",
     "int_problem",
@@ -73,10 +74,7 @@ def check_field_types(
         kinds = int if name in ints else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             what = "an integer" if kinds is int else "a number"
-            if isinstance(value, str) and "e" in value.lower() and _float_text(value):
-                # YAML 1.1 reads an exponent without a dot ("1e-3") as a string
-                what += " (YAML reads 1e-3 as a string; write 1.0e-3)"
-            raise ConfigError(f"{cls}.{name}={value!r} must be {what}")
+            raise ConfigError(f"{cls}.{name}={value!r} must be {what}{exponent_hint(value)}")
 
 
 def check_ranges(obj: Any, checks: Sequence[tuple[bool, str, str]], where: str | None = None):
@@ -86,6 +84,15 @@ def check_ranges(obj: Any, checks: Sequence[tuple[bool, str, str]], where: str |
         if not ok:
             prefix = where or type(obj).__name__
             raise ConfigError(f"{prefix}.{name}={getattr(obj, name)!r} {msg}")
+
+
+def exponent_hint(value: Any) -> str:
+    """`` (YAML reads 1e-3 as a string; write 1.0e-3)`` when ``value`` is such a string (YAML
+    1.1 reads an exponent without a dot as text), for the error that wanted a number; else
+    ""."""
+    if isinstance(value, str) and "e" in value.lower() and _float_text(value):
+        return " (YAML reads 1e-3 as a string; write 1.0e-3)"
+    return ""
 
 
 def _float_text(text: str) -> bool:

@@ -218,7 +218,7 @@ def _model_imgsz(model: str | None, earlier: Sequence[Stage]) -> int | None:
 
     if model is None:
         return None
-    if Path(model).suffix == ".pt":
+    if Path(model).suffix.lower() == ".pt":
         return trained_imgsz(model)
     nas = [s for s in earlier if s.name == "nas"]
     if nas and Path(model).name == "arch.yaml":
@@ -250,7 +250,7 @@ _REPEATED = " (stage "
 def _exported_onnx(st: _State, imgsz: int | None) -> str | None:
     """The static-batch ONNX an export stage already wrote of ``st.model`` at ``imgsz``
     (None: the checkpoint's), so that quantize need not export the same graph again."""
-    if not st.model or Path(st.model).suffix != ".pt":
+    if not st.model or Path(st.model).suffix.lower() != ".pt":
         return None
     found = [
         path
@@ -337,9 +337,9 @@ _RUNNERS: dict[str, Callable] = {
 
 def _check_named_models(rec: Recipe, model: str | Path | None) -> None:
     """ConfigError, before any stage runs, for a stage's ``teacher:`` file that is not there
-    or a ``model:`` that is neither a file nor a registered name, and for a distill stage
-    with no teacher at all (no ``teacher:`` and no run model): found otherwise only once the
-    stages before it had run."""
+    or a ``model:`` (or a nas stage's ``init:``) that is neither a file nor a registered
+    name, and for a distill stage with no teacher at all (no ``teacher:`` and no run
+    model): found otherwise only once the stages before it had run."""
     from yoloslim.models import list_models
 
     for i, s in enumerate(rec.stages, 1):
@@ -352,6 +352,17 @@ def _check_named_models(rec: Recipe, model: str | Path | None) -> None:
                 )
             if teacher is not None and not Path(teacher).expanduser().is_file():
                 raise ConfigError(f"{where}: teacher {teacher} does not exist")
+        if s.name == "nas":  # its seeds, read only when the search starts
+            from yoloslim.nas.search import _init_items
+
+            for item in _init_items(s.config.options.get("init")):
+                if isinstance(item, dict) or str(item) in list_models():
+                    continue
+                if not Path(item).expanduser().is_file():
+                    raise ConfigError(
+                        f"{where}: init {str(item)!r} is neither a file nor a registered model "
+                        f"({', '.join(list_models())})"
+                    )
         named = getattr(s.config, "model", None) if s.name == "train" else None
         unknown = named is not None and str(named) not in list_models()
         if unknown and not Path(str(named)).expanduser().is_file():
@@ -359,6 +370,53 @@ def _check_named_models(rec: Recipe, model: str | Path | None) -> None:
                 f"{where}: model {named!r} is neither a file nor a registered model "
                 f"({', '.join(list_models())})"
             )
+
+
+def _check_ignored_scopes(rec: Recipe, model: str | None) -> None:
+    """ConfigError naming the file and the stage, before any stage runs, for a quantize
+    stage's ``ignored_scope`` pattern that matches no node or layer of the run's model
+    (exported to ONNX, and for OpenVINO converted, as the stage will): found otherwise
+    only when that stage starts, after the stages before it (maybe hours of training).
+
+    Sound because the stages before it keep the model's layer and node names: train and
+    distill change weights, reparam nothing in the checkpoint, a width prune the channels
+    of the same layers, and a depth prune deletes blocks, which renumbers the rest
+    (``del blocks[i]``), so its names are a subset of the model's. A pattern that matches
+    nothing in the model therefore matches nothing later (one that matches only blocks a
+    depth prune removes is still refused when the stage runs). A nas stage or a train
+    stage with its own ``model:`` brings another network, whose names are known only once
+    it exists: quantize stages after one are checked when they run (that error names the
+    file and the stage too, see :func:`_run_stage`). Without a run model (a recipe
+    starting with nas or train) there is nothing to check against either. Only custom
+    patterns cost an export here: the ``decode``/``head_preds`` keywords always match.
+    """
+    from yoloslim.compress.quant_config import DECODE, HEAD_PREDS
+
+    checked: list[tuple[int, Any]] = []
+    for i, s in enumerate(rec.stages, 1):
+        if s.name == "nas" or (s.name == "train" and s.config.model):
+            break  # another network from here on
+        if s.name == "quantize" and set(s.config.ignored_scope) - {DECODE, HEAD_PREDS}:
+            checked.append((i, s.config))
+    if model is None or not checked:
+        return
+    import tempfile
+
+    from yoloslim.compress.quant_scope import resolve_scope
+    from yoloslim.compress.quantize import _backend
+    from yoloslim.export import export
+
+    log.info("checking the quantize stages' ignored_scope patterns on %s", model)
+    with tempfile.TemporaryDirectory(prefix="yoloslim-scope-") as tmp:
+        onnx = Path(export(model, tmp, formats=["onnx"], verify=False).artifacts["onnx"])
+        views: dict[str, Any] = {}
+        for i, cfg in checked:
+            if cfg.backend not in views:  # OpenVINO names the converted graph's nodes itself
+                views[cfg.backend] = _backend(cfg, onnx, Path(tmp)).view()
+            try:
+                resolve_scope(views[cfg.backend], cfg.ignored_scope)
+            except ConfigError as e:
+                raise ConfigError(f"{rec.source}: stage {i} (quantize): {e}") from e
 
 
 def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
@@ -660,7 +718,15 @@ def _run_stage(
         )
         if stage.sized_by_model():
             cfg = _sized_by_model(cfg, st, rec.stages[: i - 1])
-        outcome = _RUNNERS[stage.name](st, cfg, data, sdir, progress)
+        try:
+            outcome = _RUNNERS[stage.name](st, cfg, data, sdir, progress)
+        except ConfigError as e:
+            # a setting found wrong only now (a quantize stage's ignored_scope after a nas
+            # or train stage made another network): which file and stage it is in
+            where = f"{rec.source}: stage {i} ({stage.name})"
+            if str(e).startswith(rec.source):
+                raise
+            raise ConfigError(f"{where}: {e}") from e
     record = {
         "stage": stage.name,
         "index": i,
@@ -745,6 +811,7 @@ def _check_run(
                 "use another output folder"
             )
         check_resume_inputs(out, inputs)
+    _check_ignored_scopes(rec, model)  # it exports the model: after the cheaper checks
     return run_configs, skipped, resolved, inputs
 
 
@@ -762,8 +829,9 @@ def run_recipe(
 
     Everything is checked before anything is written to ``out``: the recipe, the model and
     data paths, the formats this machine can export (an ``engine`` format is skipped with a
-    warning without TensorRT and CUDA), and, on a resume, that the recipe, ``model`` and
-    ``data`` are the run's own. A folder where no stage finished may be reused freely.
+    warning without TensorRT and CUDA), the quantize stages' ``ignored_scope`` patterns
+    (matched on ``model`` exported to ONNX; see :func:`_check_ignored_scopes`), and, on a
+    resume, that the recipe, ``model`` and ``data`` are the run's own. A folder where no stage finished may be reused freely.
     ``report["final_model"]`` is the last checkpoint and ``report["deployable"]`` the
     artifacts of the last stage that made any (``{name: path}``).
 

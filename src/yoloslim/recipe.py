@@ -18,7 +18,15 @@ from typing import Any
 
 import yaml
 
-from yoloslim.configs import UniqueKeyLoader, check_imgsz, from_mapping, int_problem, yaml_problem
+from yoloslim.configs import (
+    UniqueKeyLoader,
+    check_imgsz,
+    check_path,
+    exponent_hint,
+    from_mapping,
+    int_problem,
+    yaml_problem,
+)
 from yoloslim.errors import ConfigError
 
 __all__ = ["STAGES", "Recipe", "Stage", "load_recipe"]
@@ -74,13 +82,17 @@ class BenchStage:
     imgsz: int | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.batches, (list, tuple)):  # batches: null said "not iterable"
+            raise ConfigError(f"batches={self.batches!r} must be a list of positive integers")
         if not self.batches or not all(_positive_int(b) for b in self.batches):
             raise ConfigError(f"batches={list(self.batches)} must be positive integers")
         if len(set(self.batches)) != len(self.batches):
             raise ConfigError(f"batches={list(self.batches)}: each batch size once")
+        # only threads may be null (the runtime's choice): rounds: null passed here and failed
+        # at the bench stage, after every stage before it, naming a --rounds flag
         for key in ("rounds", "runs_per_round", "threads"):
             value = getattr(self, key)
-            if value is not None and not _positive_int(value):
+            if (value is not None or key != "threads") and not _positive_int(value):
                 raise ConfigError(f"{key}={value!r} must be a positive integer")
         check_imgsz(self.imgsz)
 
@@ -211,7 +223,8 @@ def _check_types(cls: type, values: dict, where: str) -> None:
             ok = isinstance(value, allowed)
         if not ok:
             names = " or ".join(dict.fromkeys(a.__name__ for a in allowed))
-            raise ConfigError(f"{where}: {key}={value!r} must be {names}")
+            hint = exponent_hint(value) if float in allowed else ""
+            raise ConfigError(f"{where}: {key}={value!r} must be {names}{hint}")
         nested = next((a for a in allowed if dataclasses.is_dataclass(a)), None)
         if nested is not None and isinstance(value, dict):  # advanced: {...}, loss: {...}
             known = _field_names(nested)
@@ -238,6 +251,8 @@ def _parse_stage(name: str, values: dict, where: str) -> Any:
 
             values = dict(values)
             model = values.pop("model", None)
+            if model is not None:  # a number failed later as a TypeError inside Path()
+                check_path(model, "model", "a checkpoint, an arch .yaml or a registered model")
             _check_types(TrainConfig, values, where)
             return TrainStage(config=config_from_dict(values), model=model)
         if name == "prune":
@@ -250,6 +265,8 @@ def _parse_stage(name: str, values: dict, where: str) -> Any:
 
             values = dict(values)
             teacher = values.pop("teacher", None)
+            if teacher is not None:  # a number failed later as a TypeError inside Path()
+                check_path(teacher, "teacher", "a checkpoint's path")
             _check_types(DistillConfig, {k: v for k, v in values.items() if k != "train"}, where)
             return DistillStage(config=DistillConfig.from_dict(values), teacher=teacher)
         if name == "quantize":
@@ -289,7 +306,9 @@ def recipe_path(recipe: str | Path) -> Path:
     if path.is_file():
         return path
     if path.parent == Path("."):
-        shipped = SHIPPED / (path.name if path.suffix in (".yaml", ".yml") else f"{path.name}.yaml")
+        shipped = SHIPPED / (
+            path.name if path.suffix.lower() in (".yaml", ".yml") else f"{path.name}.yaml"
+        )
         if shipped.is_file():
             return shipped
     raise ConfigError(
@@ -307,7 +326,9 @@ def load_recipe(recipe: str | Path | dict, *, sets: typing.Sequence[str] = ()) -
         sets: settings changed on the way in (``compress --set``), each
             ``STAGE.KEY[.KEY...]=VALUE``: STAGE is a stage's name (every stage of that name) or
             its number from 1, VALUE is read as YAML (``6``, ``[1, 8]``, ``null``), and the
-            changed recipe is checked as a whole (an unknown key is refused as in the file).
+            changed recipe is checked as a whole (an unknown key is refused as in the file;
+            an error the recipe without them does not have names the ``--set`` that brought
+            it, not the file).
 
     Returns:
         The Recipe: its stages in order, each a frozen settings dataclass.
@@ -334,8 +355,39 @@ def load_recipe(recipe: str | Path | dict, *, sets: typing.Sequence[str] = ()) -
             raise ConfigError(f"{path}: not a text file, so no recipe ({e.reason})") from e
     if not isinstance(recipe, dict):
         raise ConfigError(f"{source}: a recipe is a mapping with a 'stages' list")
+    changed = recipe
     for item in sets:
-        recipe = _with_set(recipe, item, source)
+        changed = _with_set(changed, item, source)
+    try:
+        return _checked(changed, source)
+    except ConfigError as e:
+        culprit = _set_to_blame(recipe, sets, source)
+        if culprit is None:
+            raise
+        # the file is fine as written (a shipped one, which the user did not write): the
+        # mistake is in what --set changed
+        msg = str(e).removeprefix(f"{source}: ")
+        raise ConfigError(f"--set {culprit!r} (on {source}): {msg}") from e
+
+
+def _set_to_blame(recipe: dict, sets: typing.Sequence[str], source: str) -> str | None:
+    """Which of ``sets``, applied in order to ``recipe`` with all of them failing
+    :func:`_checked`, is the first after which it fails; None when ``recipe`` fails without
+    them (or there are none)."""
+    if not sets:
+        return None
+    changed = recipe
+    for n, item in enumerate(sets):
+        try:
+            _checked(changed, source)
+        except ConfigError:
+            return sets[n - 1] if n else None
+        changed = _with_set(changed, item, source)
+    return sets[-1]
+
+
+def _checked(recipe: dict, source: str) -> Recipe:
+    """The Recipe a loaded mapping (``--set``s applied) describes, every value checked."""
     unknown = sorted(set(recipe) - {"name", "description", "stages"})
     if unknown:
         raise ConfigError(f"{source}: unknown top-level key(s) {unknown}")

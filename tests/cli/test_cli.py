@@ -1309,3 +1309,19 @@ def test_a_new_run_stopped_before_its_own_last_pt_names_no_earlier_run_to_resume
     with pytest.raises(typer.Exit), interrupt_hint(marker, "again"):  # a resume: the run's own
         raise KeyboardInterrupt
     assert "interrupted; continue with `again`" in capsys.readouterr().err
+
+
+def test_info_shows_no_kernel_for_a_conv_stage_which_does_not_use_one(tmp_path, capsys):
+    # a conv stem's kernel: 7 was shown as "k7", though it builds a 3x3 conv as any other
+    import yaml
+
+    from yoloslim.models.registry import get_arch
+
+    arch = get_arch("damo-nano", 2)
+    arch["backbone"]["stages"][0]["kernel"] = 7
+    arch["backbone"]["stages"][1]["kernel"] = 5  # a csp stage's is its blocks'
+    path = tmp_path / "stem.yaml"
+    path.write_text(yaml.safe_dump(arch))
+    assert main(["info", str(path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "conv 16 ch x0; csp 24 ch x1 k5 r0.5;" in out

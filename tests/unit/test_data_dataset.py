@@ -311,6 +311,19 @@ def test_detections_on_ignore_regions_neither_count_nor_cost(tmp_path):
         ({"hsv": (0.1, 0.2)}, "hsv"),
         ({"scale": 1.0}, "scale"),
         ({"translate": 0.7}, "translate"),
+        # a wrong type named its key nowhere ("'<=' not supported between float and str"),
+        # or passed: a string is true, mosaic: true a probability of 1, '000' three zeros
+        ({"mosaic": "0.5"}, r"mosaic='0.5' must be a number"),
+        ({"scale": None}, r"scale=None must be a number"),
+        ({"mosaic": True}, r"mosaic=True must be a number"),
+        ({"hflip": "5e-1"}, r"hflip='5e-1' must be a number \(YAML reads 1e-3 as a string"),
+        ({"translate": float("nan")}, r"translate=nan must be in \[0, 0.5\]"),
+        ({"enabled": "false"}, r"enabled='false' must be true or false"),
+        ({"enabled": 0}, r"enabled=0 must be true or false"),
+        ({"hsv": "000"}, r"hsv='000' must be 3 numbers"),
+        ({"hsv": None}, r"hsv=None must be 3 numbers"),
+        ({"hsv": [0.1, True, 0.2]}, r"hsv=\[0.1, True, 0.2\] must be 3 numbers"),
+        ({"hsv": [0.1, 1.5, 0.2]}, r"hsv=\(0.1, 1.5, 0.2\) must be 3 gains in \[0, 1\]"),
     ],
 )
 def test_augment_config_validates(kwargs, match):

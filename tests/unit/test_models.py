@@ -12,6 +12,7 @@ from yoloslim.models.arch import load_arch_yaml
 from yoloslim.models.blocks import ConvBNAct, fuse_conv_bn
 from yoloslim.models.checkpoint import FORMAT, load_checkpoint, save_checkpoint
 from yoloslim.models.head import make_anchors
+from yoloslim.models.registry import get_arch
 from yoloslim.models.testing import randomize_bn
 
 
@@ -147,6 +148,43 @@ def test_arch_round_trip_with_changed_channels(tmp_path):
     rebuilt, _ = load_checkpoint(path)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), ref)
+
+
+def test_an_arch_files_layers_that_do_not_fit_name_the_file(tmp_path):
+    # build_model, train --model and info said "arch: 'layers' does not match ..." naming no file
+    import yaml
+
+    from yoloslim.runtime.describe import describe
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump({**get_arch("damo-nano", 2), "layers": {"foo": [1, 2]}}))
+    for build in (build_model, describe):
+        with pytest.raises(ModelError, match=rf"^{path}: arch: 'layers' does not match .*'foo'"):
+            build(path)
+
+
+def test_a_model_files_suffix_counts_in_any_case(tmp_path):
+    # train --model ARCH.YAML said "unknown model" (its suffix compared as written), while
+    # info read the same file; a .PT checkpoint was "an unknown artifact type" to info
+    import yaml
+
+    from yoloslim.models.checkpoint import trained_imgsz
+    from yoloslim.nas.space import resolve_arch
+    from yoloslim.runtime.describe import describe
+
+    arch = tmp_path / "ARCH.YAML"
+    arch.write_text(yaml.safe_dump(get_arch("damo-nano", 2)))
+    assert build_model(str(arch)).nc == 2
+    assert resolve_arch(str(arch))[0]["nc"] == 2
+    ckpt = save_checkpoint(tmp_path / "BEST.PT", build_model(str(arch)), imgsz=64)
+    assert trained_imgsz(str(ckpt)) == 64
+    assert resolve_arch(str(ckpt))[0]["nc"] == 2
+    assert describe(ckpt)["imgsz"] == 64
+    from yoloslim.runtime.backends import check_artifact
+
+    onnx = tmp_path / "MODEL.ONNX"
+    onnx.write_bytes(b"")
+    assert check_artifact(onnx) == onnx  # its kind known: onnxruntime runs it
 
 
 def test_unknown_model_name():

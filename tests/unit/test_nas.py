@@ -551,6 +551,33 @@ def test_cli_nas_init_and_keep_neck(tmp_path):
     assert main([*args, "--keep-neck", "--out", str(out)]) == 2  # --keep-neck needs --init
 
 
+def test_cli_nas_config_init_alone_keeps_its_neck_and_a_bad_budget_names_the_file(
+    tmp_path, monkeypatch, capsys
+):
+    # init: damo-nano (one arch, not a list) with --keep-neck took its first letter, "d"
+    from types import SimpleNamespace
+
+    seen = []
+
+    def search(d, out, progress):
+        seen.append(d)
+        return SimpleNamespace(report={"search_s": 0}, best=[], artifacts={"arch": out}, score=1)
+
+    monkeypatch.setattr(ys.nas, "search_from_dict", search)
+    cfg = tmp_path / "nas.yaml"
+    cfg.write_text("imgsz: 64\nbudget: {flops: 0.5}\ninit: damo-nano\n")
+    args = ["nas", "--config", str(cfg), "--keep-neck", "--out", str(tmp_path / "a.yaml")]
+    assert main(args) == 0
+    assert seen[0]["space"] == {"template": "damo-nano"} and seen[0]["init"] == "damo-nano"
+    # budget: 0.5 (not a mapping) said so without naming the file it came from
+    cfg.write_text("imgsz: 64\nbudget: 0.5\n")
+    assert main(["nas", "--config", str(cfg), "--out", str(tmp_path / "a.yaml")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "budget: must be a mapping (key: value lines), got 0.5" in err
+    assert f"(settings read from --config {cfg})" in err
+    assert len(seen) == 1
+
+
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_latency_on_the_deploy_runtimes(runtime, capfd):
     pytest.importorskip(runtime)
@@ -643,6 +670,28 @@ def test_two_arch_files_in_one_folder_do_not_share_a_report(found, tmp_path):
     (tmp_path / "nas_report.json").mkdir()  # found only after the whole search, before
     with pytest.raises(ConfigError, match="nas_report.json is a folder"):
         _small_search(seed=1, out=tmp_path)
+
+
+def test_a_copied_then_edited_arch_file_shows_no_score_of_the_search(tmp_path, capsys):
+    # without the report beside it, info showed the header's score as the edited file's,
+    # though the header's GFLOPs already disagreed with the file's
+    kw = dict(budget=Budget(flops=0.03), iterations=2, score_method="analytic")
+    first = _small_search(out=tmp_path / "a", **kw)
+    copy = tmp_path / "copy" / "arch.yaml"
+    copy.parent.mkdir()
+    shutil.copyfile(tmp_path / "a" / "arch.yaml", copy)
+    info = ys.describe(copy)  # a copy as written: the header is its own
+    assert info["score"] == pytest.approx(first.score, abs=1e-3) and info["edited"] is False
+    header, _, body = copy.read_text().partition("\n")
+    arch = yaml.safe_load(body)
+    arch["backbone"]["stages"][-1]["out"] *= 2
+    copy.write_text(f"{header}\n{yaml.safe_dump(arch, sort_keys=False)}")
+    info = ys.describe(copy)
+    assert info["edited"] is True and info["score"] is None
+    assert info["header_gflops"] < info["gflops"]
+    assert main(["info", str(copy)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"its header's {info['header_gflops']:g} GFLOPs are not the file's" in out
 
 
 def test_an_edited_arch_file_is_kept_and_described_as_edited(tmp_path, capsys):

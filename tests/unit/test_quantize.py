@@ -110,6 +110,17 @@ def test_unmatched_scope_pattern_raises(setup, tmp_path):
         ys.quantize(onnx_path, data, config=cfg, out=tmp_path / "q")
 
 
+def test_the_command_lines_none_in_a_config_says_how_to_quantize_everything():
+    # --ignore none is a word of the command line; a recipe's ignored_scope: [none] is a regex
+    from yoloslim.compress.quant_scope import GraphView
+
+    view = GraphView({"conv": "Conv"}, {"conv": []}, {"conv": "head.cls_preds.0"})
+    with pytest.raises(ConfigError, match=r"'none' matches no node.*give ignored_scope: \[\]$"):
+        resolve_scope(view, ["none"])
+    with pytest.raises(ConfigError, match=r"'nothing' matches no node .*\]\)$"):
+        resolve_scope(view, ["nothing"])
+
+
 # -- OpenVINO (NNCF) ------------------------------------------------------------------------
 def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeypatch):
     from yoloslim.compress import quant_openvino

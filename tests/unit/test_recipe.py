@@ -70,6 +70,10 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
         ([{"export": {"half": "yes"}}], r"stage 1 \(export\).*half='yes' must be bool"),
         ([{"quantize": {"backend": "tflite"}}], r"stage 1 \(quantize\).*tflite"),
         ([{"distill": {"loss": "cwd", "train": {"epochz": 1}}}], r"stage 1 \(distill\).*epochz"),
+        (  # a string counted as true: augmentation stayed on
+            [{"prune": {"advanced": {"finetune": {"augment": {"enabled": "false"}}}}}],
+            r"stage 1 \(prune\).*TrainConfig.augment.enabled='false' must be true or false",
+        ),
         ([{"export": ["onnx"]}], r"stage 1 \(export\): config must be a mapping"),
         ([{"export": {"formats": ["onxx"]}}], r"stage 1 \(export\): formats=\['onxx'\]: unknown"),
         ([{"export": {"formats": "onnx"}}], r"stage 1 \(export\): formats='onnx' must be list or"),
@@ -81,12 +85,28 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
         ),
         ([{"export": {"nms": True, "nms_conf": 2.0}}], r"stage 1 \(export\): nms_conf=2.0 must be"),
         ([{"export": {"nms_conf": None}}], r"stage 1 \(export\): nms_conf=None must be a number"),
+        # YAML 1.1 reads 1e-3 as text: the hint TrainConfig's fields give, for every stage
+        (
+            [{"export": {"nms": True, "nms_conf": "1e-3"}}],
+            r"stage 1 \(export\): nms_conf='1e-3' must be float \(YAML reads 1e-3 as a string; "
+            r"write 1.0e-3\)",
+        ),
+        ([{"quantize": {"max_drop": "5e-1"}}], r"max_drop='5e-1' must be float \(YAML reads 1e-3"),
+        ([{"prune": {"target_flops": "5e-1"}}], r"target_flops='5e-1' must be float \(YAML reads"),
+        (
+            [{"nas": {"budget": {"flops": "5e-1"}}}],
+            r"stage 1 \(nas\): budget flops='5e-1' must be a finite number or None \(YAML reads",
+        ),
         ([{"export": {"nms_iou": 0.0}}], r"stage 1 \(export\): nms_iou=0.0 must be in \(0, 1\]"),
         ([{"export": {"triton_max_batch": 0}}], r"stage 1 \(export\): triton_max_batch: 0 must"),
         ([{"bench": {"batches": [0]}}], r"stage 1 \(bench\): batches=\[0\] must be positive"),
         ([{"bench": {"batches": []}}], r"stage 1 \(bench\): batches=\[\] must be positive"),
         ([{"bench": {"batches": [1, 8, 1]}}], r"stage 1 \(bench\): batches=\[1, 8, 1\]: each"),
         ([{"bench": {"rounds": 0}}], r"stage 1 \(bench\): rounds=0 must be a positive"),
+        # null passed, and failed at the bench stage, after the others, naming --rounds
+        ([{"bench": {"rounds": None}}], r"stage 1 \(bench\): rounds=None must be a positive"),
+        ([{"bench": {"runs_per_round": None}}], r"stage 1 \(bench\): runs_per_round=None must"),
+        ([{"bench": {"batches": None}}], r"stage 1 \(bench\): batches=None must be a list of"),
         ([{"bench": {"imgsz": 96.0}}], r"stage 1 \(bench\): imgsz=96.0 must be int"),
         ([{"bench": {"imgsz": 48}}], r"stage 1 \(bench\): imgsz=48 must be a multiple of 32"),
         ([{"export": {}, "bench": {}}], r"stage 1 must be a one-key mapping"),
@@ -115,6 +135,16 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
         ([{"nas": {"imgsz": "big", "budget": {"flops": 1.0}}}], r"stage 1 \(nas\).*imgsz='big'"),
         ([{"nas": {"budget": {"flops": 1.0}, "iterations": -3}}], r"stage 1 \(nas\).*iterations"),
         ([{"nas": {"imgsz": 64}}], r"stage 1 \(nas\).*'budget' is required"),
+        # a path that is not one failed as a TypeError inside Path() once the run started
+        ([{"distill": {"teacher": 5}}], r"stage 1 \(distill\): teacher=5: expected a checkpoint"),
+        ([{"train": {"model": 5}}], r"stage 1 \(train\): model=5: expected a checkpoint"),
+        ([{"train": {"model": ["damo-nano"]}}], r"stage 1 \(train\): model=\['damo-nano'\]"),
+        ([{"nas": {"budget": {"flops": 1.0}, "init": 5}}], r"stage 1 \(nas\): init=5 must be"),
+        ([{"nas": {"budget": {"flops": 1.0}, "init": [5]}}], r"stage 1 \(nas\): init=\[5\]"),
+        (
+            [{"nas": {"budget": {"flops": 1.0}, "latency_cache": 5}}],
+            r"stage 1 \(nas\): latency_cache=5 must be a file path",
+        ),
         # a searched architecture is untrained: only a train stage may take it
         (
             [{"nas": {"budget": {"flops": 1.0}}}, {"prune": {"ratio": 0.3}}],
@@ -189,6 +219,11 @@ def test_a_missing_teacher_or_unknown_model_is_refused_before_any_stage(tmp_path
     for stages, match in (
         ([{"prune": {"ratio": 0.3}}, {"distill": {"teacher": "/no/t.pt"}}], "teacher /no/t.pt"),
         ([{"prune": {"ratio": 0.3}}, {"train": {"model": "damo-x"}}], "'damo-x' is neither"),
+        (
+            [{"prune": {"ratio": 0.3}}, {"nas": {"budget": {"flops": 1.0}, "init": "/no/a.yaml"}}]
+            + [{"train": {}}],
+            r"stage 2 \(nas\): init '/no/a.yaml' is neither a file nor a registered model",
+        ),
     ):
         with pytest.raises(ConfigError, match=match):
             run_recipe(model, data, {"stages": stages}, out=tmp_path / "out")
@@ -792,3 +827,77 @@ def test_a_nas_stage_run_again_keeps_the_latencies_its_stopped_search_measured(t
     assert [p.name for p in sdir.iterdir()] == [CACHE_NAME]
     _empty_stage_folder(sdir, ())
     assert not any(sdir.iterdir())
+
+
+def test_a_bench_stage_may_leave_threads_to_the_runtime_but_not_its_rounds():
+    rec = load_recipe({"stages": [{"bench": {"threads": None, "rounds": 3}}]})
+    assert (rec.stages[0].config.threads, rec.stages[0].config.rounds) == (None, 3)
+    with pytest.raises(ConfigError, match=r"stage 1 \(bench\): rounds=None must be a positive"):
+        load_recipe({"stages": [{"bench": {"threads": None, "rounds": None}}]})
+
+
+def test_a_set_mistake_is_blamed_on_the_set_not_on_the_file(tmp_path):
+    # it named the shipped recipe file alone, which the user did not write
+    shipped = str(load_recipe("cpu-int8").source)
+    with pytest.raises(ConfigError) as e:
+        load_recipe("cpu-int8", sets=["quantize.calib=64", "prune.ratoi=0.3"])
+    assert str(e.value).startswith(
+        f"--set 'prune.ratoi=0.3' (on {shipped}): stage 1 (prune): unknown key(s) ['ratoi']"
+    )
+    with pytest.raises(ConfigError, match=r"^--set 'export.imgsz=256' \(on .*stage 3 \(quantize"):
+        load_recipe("cpu-int8", sets=["export.imgsz=256"])  # sizes the bench cannot measure
+    # a mistake the file holds is the file's, --set or not
+    own = _write(tmp_path, {"stages": [{"prune": {"ratoi": 0.3}}]})
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(own))}: stage 1 \(prune\): unknown"):
+        load_recipe(own, sets=["prune.ratio=0.3"])
+
+
+def test_a_quantize_pattern_that_matches_no_layer_is_refused_before_any_stage(tmp_path, ran):
+    # it was found when the quantize stage started, after the prune stage's fine-tuning, and
+    # named neither the recipe nor the stage
+    from yoloslim.models.checkpoint import save_checkpoint
+    from yoloslim.models.testing import SMALL_ARCH
+    from yoloslim.pipeline import run_recipe
+
+    model = save_checkpoint(tmp_path / "m.pt", build_model(SMALL_ARCH), imgsz=64)
+    data = tmp_path / "data.yaml"
+    data.write_text("names: [a, b]\n")
+    prune = {"prune": {"ratio": 0.3}}
+    p = _write(
+        tmp_path,
+        {"stages": [prune, {"quantize": {"backend": "onnxruntime", "ignored_scope": ["decod"]}}]},
+    )
+    with pytest.raises(ConfigError) as e:
+        run_recipe(model, data, p, out=tmp_path / "out")
+    assert str(e.value).startswith(
+        f"{p}: stage 2 (quantize): ignored_scope pattern 'decod' matches no node or layer"
+    )
+    assert ran == [] and not (tmp_path / "out").exists()
+    # a pattern of a layer name (the model's module path) or of a node passes, as does the
+    # decode keyword, which needs no export
+    good = {"backend": "onnxruntime", "ignored_scope": ["decode", r"head\.cls_preds", "Sigmoid"]}
+    run_recipe(model, data, {"stages": [prune, {"quantize": good}]}, out=tmp_path / "ok")
+    assert [name for name, _ in ran] == ["prune", "quantize"]
+
+
+def test_a_quantize_pattern_after_another_network_is_checked_when_its_stage_runs(
+    tmp_path, inputs, ran, monkeypatch
+):
+    # a train stage's own model: (or a nas stage) makes a network whose layers are known only
+    # once it exists; the late error names the recipe and the stage
+    import yoloslim.pipeline as pl
+
+    def quantize(st, cfg, data, out, progress):
+        raise ConfigError("ignored_scope pattern 'decod' matches no node or layer of the model")
+
+    monkeypatch.setitem(pl._RUNNERS, "quantize", quantize)
+    model, data = inputs  # no checkpoint: an up-front export would fail on it
+    stages = [{"train": {"model": "damo-nano"}}, {"quantize": {"ignored_scope": ["decod"]}}]
+    p = _write(tmp_path, {"stages": stages})
+    with pytest.raises(ConfigError) as e:
+        pl.run_recipe(model, data, p, out=tmp_path / "out")
+    assert str(e.value) == (
+        f"{p}: stage 2 (quantize): ignored_scope pattern 'decod' matches no node or layer of "
+        "the model"
+    )
+    assert [name for name, _ in ran] == ["train"]

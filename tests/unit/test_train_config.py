@@ -49,8 +49,14 @@ def test_augment_is_checked_when_the_config_is_made():
         TrainConfig(augment={"mosaicc": 0.5})
     with pytest.raises(ConfigError, match=r"TrainConfig.augment: expected a mapping"):
         TrainConfig(augment="mosaic")
-    with pytest.raises(ConfigError, match=r"mosaic must be a probability"):
+    with pytest.raises(ConfigError, match=r"TrainConfig.augment.mosaic=2 must be a probability"):
         TrainConfig(augment={"mosaic": 2})
+    # a quoted 'false' is a string, which counted as true: augmentation stayed on
+    for enabled in ("false", 0):
+        with pytest.raises(
+            ConfigError, match=rf"^TrainConfig.augment.enabled={enabled!r} must be true or false$"
+        ):
+            TrainConfig(augment={"enabled": enabled})
     from yoloslim.data import AugmentConfig
 
     assert TrainConfig(augment=AugmentConfig(mosaic=0.5)).augment["mosaic"] == 0.5

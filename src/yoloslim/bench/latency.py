@@ -89,7 +89,7 @@ def _worker(conn, path: str, cfg: LatencyConfig) -> None:
         import_runtime(path)
         base_mb = _rss_mb()
         # the hint is OpenVINO's: the other artifacts of the same run are loaded without it
-        hint = cfg.ov_hint if path.endswith(".xml") else None
+        hint = cfg.ov_hint if path.lower().endswith(".xml") else None
         backend = load_backend(path, threads=cfg.threads, hint=hint)
         x = np.random.default_rng(0).random((cfg.batch, 3, cfg.imgsz, cfg.imgsz), dtype=np.float32)
         if backend.kind in ("torch", "torchscript"):

@@ -33,9 +33,9 @@ def static_imgsz(path: str | Path) -> int | None:
     from yoloslim.bench.graph import onnx_static_imgsz, openvino_static_imgsz
 
     p = check_artifact(path)
-    if p.suffix == ".onnx":
+    if p.suffix.lower() == ".onnx":
         return onnx_static_imgsz(p)
-    if p.suffix == ".xml":
+    if p.suffix.lower() == ".xml":
         return openvino_static_imgsz(p)
     return None
 
@@ -78,7 +78,8 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
     from yoloslim.bench.graph import onnx_stats, openvino_stats, torchscript_stats
 
     p = check_artifact(path)
-    if p.suffix == ".pt":
+    suffix = p.suffix.lower()
+    if suffix == ".pt":
         from yoloslim.models.checkpoint import load_checkpoint
 
         prof = model_profile(load_checkpoint(p)[0], imgsz=imgsz)
@@ -91,9 +92,9 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
             "size_source": WEIGHTS_SIZE_SOURCE,
             "file_size_mb": path_size_mb(p, ndigits=None),
         }
-    elif p.suffix == ".onnx":
+    elif suffix == ".onnx":
         stats = {**onnx_stats(p, imgsz), "flops_source": "ONNX graph (Conv/MatMul)"}
-    elif p.suffix == ".xml":
+    elif suffix == ".xml":
         stats = {**openvino_stats(p, imgsz), "flops_source": "OpenVINO graph (Convolution/MatMul)"}
     else:
         stats = {**torchscript_stats(p, imgsz), "flops_source": "torch flop counter (TorchScript)"}
@@ -169,7 +170,7 @@ def benchmark(
             {
                 "name": label,
                 "path": str(p),
-                "runtime": SUFFIXES[p.suffix],
+                "runtime": SUFFIXES[p.suffix.lower()],
                 **artifact_stats(p, imgsz),
             }
         )
@@ -303,7 +304,7 @@ def _labels(paths: list[Path]) -> list[str]:
     def start(p: Path) -> int:
         if p.parent.name.isdigit() and (p.parent.parent / "config.pbtxt").is_file():
             return 3
-        return 2 if p.suffix == ".xml" else 1
+        return 2 if p.suffix.lower() == ".xml" else 1
 
     depth = [min(start(p), len(p.parts)) for p in paths]
 

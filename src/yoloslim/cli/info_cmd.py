@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -87,7 +88,8 @@ def _arch_rows(d: dict) -> list[tuple[str, str]]:
     """An arch.yaml: untrained, so its shape and cost, and the search's score."""
     stages = "; ".join(
         f"{s['block']} {s['out']} ch x{s['depth']}"
-        + (f" k{s['kernel']}" if s.get("kernel", 3) != 3 else "")
+        # a conv stage is its strided 3x3 conv alone: its kernel and ratio are not used
+        + (f" k{s['kernel']}" if s["block"] != "conv" and s.get("kernel", 3) != 3 else "")
         + (f" r{s['ratio']:g}" if s["block"] != "conv" and s.get("ratio") is not None else "")
         for s in d["stages"]
     )
@@ -100,7 +102,12 @@ def _arch_rows(d: dict) -> list[tuple[str, str]]:
     if d["score"] is not None:
         rows.append(("NAS score", f"{d['score']:.3f} (MAE-DET, at {d['imgsz']} px)"))
     elif d.get("edited"):
-        rows.append(("NAS score", "- (the file was edited since its search scored it)"))
+        why = "the file was edited since its search scored it"
+        header = d.get("header_gflops")
+        # d["gflops"] is rounded to 4 decimals, the header to 4 significant digits
+        if header is not None and not math.isclose(header, d["gflops"], rel_tol=1e-3, abs_tol=1e-4):
+            why += f": its header's {header:g} GFLOPs are not the file's {d['gflops']:.4g}"
+        rows.append(("NAS score", f"- ({why})"))
     return rows
 
 

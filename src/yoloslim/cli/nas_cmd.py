@@ -90,6 +90,7 @@ def nas(
     """Zero-shot architecture search (MAE-NAS): the best backbone under the budgets, as arch.yaml."""
     from yoloslim.errors import ConfigError
     from yoloslim.nas import search_from_dict
+    from yoloslim.nas.search import _init_items
 
     flags = dict(
         imgsz=imgsz,
@@ -101,53 +102,55 @@ def nas(
         score_method=score_method,
         polish=polish,
     )
-    settings = layered(ctx, load_mapping(config, "search settings") if config else None, flags)
-    if init:
-        settings["init"] = list(init)
-    if keep_neck:
-        if not settings.get("init"):
-            raise ConfigError(
-                "--keep-neck needs --init ARCH (the arch whose neck and head to keep)"
-            )
-        settings["space"] = {**(settings.get("space") or {}), "template": settings["init"][0]}
-    budget = layered(
-        ctx,
-        settings.get("budget"),
-        dict(
-            flops=budget_flops,
-            params=budget_params,
-            latency_ms=budget_latency,
-            layers=budget_layers,
-            effectiveness=budget_effectiveness,
-        ),
-        dict(
-            flops="budget_flops",
-            params="budget_params",
-            latency_ms="budget_latency",
-            layers="budget_layers",
-            effectiveness="budget_effectiveness",
-        ),
-        key="budget",
-    )
-    if not budget:
-        raise ConfigError(
-            "give a budget: --budget-flops, --budget-params, --budget-latency, --budget-layers "
-            "or --budget-effectiveness"
-        )
-    settings["budget"] = budget
-    settings["latency"] = layered(
-        ctx,
-        settings.get("latency"),
-        dict(runtime=latency_runtime, threads=latency_threads),
-        dict(runtime="latency_runtime", threads="latency_threads"),
-        key="latency",
-    )
     if latency_cache is not None and no_latency_cache:
         raise ConfigError("give --latency-cache FILE or --no-latency-cache, not both")
-    if latency_cache is not None or no_latency_cache:
-        settings["latency_cache"] = False if no_latency_cache else str(latency_cache)
     _check_json_beside(json_path, out)
-    with config_file(config):
+    settings = layered(ctx, load_mapping(config, "search settings") if config else None, flags)
+    with config_file(config):  # a mistake in what the file gives (budget: 0.5) names it
+        if init:
+            settings["init"] = list(init)
+        if keep_neck:
+            if not settings.get("init"):
+                raise ConfigError(
+                    "--keep-neck needs --init ARCH (the arch whose neck and head to keep)"
+                )
+            # the first seed; init may be one (init: damo-nano), whose [0] was its "d"
+            first = _init_items(settings["init"])[0]
+            settings["space"] = {**(settings.get("space") or {}), "template": first}
+        budget = layered(
+            ctx,
+            settings.get("budget"),
+            dict(
+                flops=budget_flops,
+                params=budget_params,
+                latency_ms=budget_latency,
+                layers=budget_layers,
+                effectiveness=budget_effectiveness,
+            ),
+            dict(
+                flops="budget_flops",
+                params="budget_params",
+                latency_ms="budget_latency",
+                layers="budget_layers",
+                effectiveness="budget_effectiveness",
+            ),
+            key="budget",
+        )
+        if not budget:
+            raise ConfigError(
+                "give a budget: --budget-flops, --budget-params, --budget-latency, "
+                "--budget-layers or --budget-effectiveness"
+            )
+        settings["budget"] = budget
+        settings["latency"] = layered(
+            ctx,
+            settings.get("latency"),
+            dict(runtime=latency_runtime, threads=latency_threads),
+            dict(runtime="latency_runtime", threads="latency_threads"),
+            key="latency",
+        )
+        if latency_cache is not None or no_latency_cache:
+            settings["latency_cache"] = False if no_latency_cache else str(latency_cache)
         res = search_from_dict(settings, out, progress=True)
     write_json(json_path, res.report)  # first: whole whatever the printing below does
     _table(res.best)

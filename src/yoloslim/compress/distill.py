@@ -426,7 +426,7 @@ def _as_detector(model: Detector | str | Path, what: str) -> Detector:
     if isinstance(model, nn.Module):
         raise ModelError(f"{what} must be a yoloslim Detector, got {type(model).__name__}")
     path = Path(model).expanduser()
-    if path.suffix == ".pt" or path.is_dir() or path.suffix in EXPORTED:
+    if path.suffix.lower() in (".pt", *EXPORTED) or path.is_dir():
         # load_checkpoint names an exported artifact, or a run folder's best.pt
         return load_checkpoint(path)[0]
     raise ModelError(f"{what}={str(model)!r}: expected a yoloslim .pt checkpoint")
@@ -505,7 +505,7 @@ def distill(
         writes = [out / name for name in RUN_FILES]
         for arg, source in (("student", student), ("teacher", as_artifact(teacher, "teacher"))):
             refuse_overwriting_input(source, writes, arg=arg, hint="give another out (--out)")
-        if isinstance(student, (str, Path)) and Path(student).suffix in (".pt", *EXPORTED):
+        if isinstance(student, (str, Path)) and Path(student).suffix.lower() in (".pt", *EXPORTED):
             # an exported artifact is refused as load_checkpoint words it, not "unknown model"
             student = _as_detector(student, "student")
         probe = student if isinstance(student, Detector) else build_model(student, names=names)

@@ -211,7 +211,7 @@ def _load_model(model, data) -> tuple[nn.Module, list[str] | None, int | None]:
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.models.registry import build_model
 
-    suffix = "" if isinstance(model, dict) else Path(str(model)).suffix
+    suffix = "" if isinstance(model, dict) else Path(str(model)).suffix.lower()
     imgsz = None
     if isinstance(model, nn.Module):
         net = copy.deepcopy(model)

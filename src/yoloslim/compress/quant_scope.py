@@ -124,9 +124,11 @@ def resolve_scope(view: GraphView, patterns: Iterable[str]) -> Scope:
                 and (rx.search(n) or (n in view.layers and rx.search(view.layers[n])))
             ]
         if not hit:
+            # the command line's --ignore none is a word; here it is a regex like any other
+            hint = "; to quantize everything give ignored_scope: []" if p == "none" else ""
             raise ConfigError(
                 f"ignored_scope pattern {p!r} matches no node or layer of the model "
-                f"(layers look like {sorted(view.layers.values())[:3]})"
+                f"(layers look like {sorted(view.layers.values())[:3]}){hint}"
             )
         matches[p] = len(hit)
         chosen.update(dict.fromkeys(hit))

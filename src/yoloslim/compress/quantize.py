@@ -267,7 +267,7 @@ _WEIGHTS = {"float": "fp32", "fp16": "fp16", "bf16": "fp32 (asks for bf16 comput
 def _given_onnx(model: Any, imgsz: int | None) -> tuple[Path, int] | None:
     """The float ONNX to quantize when ``model`` is one (checked), else None (a model to
     export; its type checked)."""
-    if isinstance(model, (str, Path)) and Path(model).suffix == ".onnx":
+    if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx":
         import onnx
 
         from yoloslim.export.common import onnx_metadata
@@ -305,10 +305,10 @@ def _given_onnx(model: Any, imgsz: int | None) -> tuple[Path, int] | None:
                 "from (its checkpoint, or the float .onnx): INT8 is calibrated against FP32"
             )
         return p, int(meta["imgsz"])
-    if isinstance(model, (str, Path)) and Path(model).suffix != ".pt":
+    if isinstance(model, (str, Path)) and Path(model).suffix.lower() != ".pt":
         what = (
             "an OpenVINO IR cannot be quantized again"
-            if Path(model).suffix == ".xml"
+            if Path(model).suffix.lower() == ".xml"
             else "a folder"
             if Path(model).is_dir()
             else "an unknown kind of file"

@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from yoloslim.configs import check_field_types, check_ranges, exponent_hint
 from yoloslim.data.sample import Sample
 from yoloslim.data.transforms import (
     MAX_ASPECT,
@@ -70,20 +71,34 @@ class AugmentConfig:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        try:  # a yaml config gives a list
-            object.__setattr__(self, "hsv", tuple(float(v) for v in self.hsv))
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"AugmentConfig.hsv must be 3 numbers, got {self.hsv!r}") from e
-        for name in ("mosaic", "hflip"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ConfigError(f"AugmentConfig.{name} must be a probability in [0, 1], got {v}")
-        if len(self.hsv) != 3 or not all(0.0 <= v <= 1.0 for v in self.hsv):
-            raise ConfigError(f"AugmentConfig.hsv must be 3 gains in [0, 1], got {self.hsv}")
-        if not 0.0 <= self.scale < 1.0:
-            raise ConfigError(f"AugmentConfig.scale must be in [0, 1), got {self.scale}")
-        if not 0.0 <= self.translate <= 0.5:
-            raise ConfigError(f"AugmentConfig.translate must be in [0, 0.5], got {self.translate}")
+        # types before ranges: a string or null failed as Python's "'<=' not supported"
+        # naming no key, and enabled: 'false' (a string, so true) or 0 kept augmenting
+        check_field_types(
+            self, numbers=("mosaic", "hflip", "scale", "translate"), bools=("enabled",)
+        )
+        hsv = self.hsv
+        if not isinstance(hsv, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in hsv
+        ):  # hsv: '000' was read as three zeros
+            items = hsv if isinstance(hsv, (list, tuple)) else ()
+            text = next((v for v in items if isinstance(v, str)), None)
+            raise ConfigError(
+                f"AugmentConfig.hsv={hsv!r} must be 3 numbers (the hue, saturation and value "
+                f"gains){exponent_hint(text)}"
+            )
+        object.__setattr__(self, "hsv", tuple(float(v) for v in hsv))  # a yaml config: a list
+        checks = [
+            (0 <= self.mosaic <= 1, "mosaic", "must be a probability in [0, 1]"),
+            (0 <= self.hflip <= 1, "hflip", "must be a probability in [0, 1]"),
+            (
+                len(self.hsv) == 3 and all(0 <= v <= 1 for v in self.hsv),
+                "hsv",
+                "must be 3 gains in [0, 1]",
+            ),
+            (0 <= self.scale < 1, "scale", "must be in [0, 1)"),
+            (0 <= self.translate <= 0.5, "translate", "must be in [0, 0.5]"),
+        ]
+        check_ranges(self, checks)
 
 
 class DetectionDataset(Dataset):

@@ -113,7 +113,9 @@ def validate(
             f"model={model!r}: expected a checkpoint or artifact path, a model or a Predictor"
         )
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
-    if isinstance(model, nn.Module) or Path(model).suffix == ".pt":  # others: load_backend's
+    if (
+        isinstance(model, nn.Module) or Path(model).suffix.lower() == ".pt"
+    ):  # others: load_backend's
         check_ov_precision(ov_precision, name, openvino=False)
     runtime, precision = "torch", "fp32"
     if isinstance(model, nn.Module):
@@ -125,7 +127,7 @@ def validate(
                 name,
                 DEFAULT_IMGSZ,
             )
-    elif Path(model).suffix == ".pt" and loaded is None:
+    elif Path(model).suffix.lower() == ".pt" and loaded is None:
         net, ckpt = load_checkpoint(model)
         ck_imgsz = ckpt["imgsz"]
     else:  # a Predictor's own backend: its device, threads, precision and input size

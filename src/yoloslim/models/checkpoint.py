@@ -285,7 +285,7 @@ def trained_imgsz(*models: Any) -> int | None:
 
     for model in models:
         is_file = isinstance(model, (str, Path)) and Path(model).expanduser().is_file()
-        if is_file and Path(model).suffix == ".pt":
+        if is_file and Path(model).suffix.lower() == ".pt":
             return int(read_checkpoint(model)["imgsz"])
         if is_file and Path(model).suffix.lower() in (".yaml", ".yml"):
             found = search_header(model)

@@ -80,7 +80,7 @@ def arch_from(model: str | dict | Path, nc: int = 80) -> dict:
     (``nc`` applies to a registered name only)."""
     if isinstance(model, dict):
         return validate_arch(model)
-    if isinstance(model, Path) or str(model).endswith((".yaml", ".yml")):
+    if isinstance(model, Path) or Path(str(model)).suffix.lower() in (".yaml", ".yml"):
         return load_arch_yaml(model)
     return get_arch(str(model), nc)
 
@@ -129,7 +129,12 @@ def build_model(
     layers = arch.pop("layers", None)
     net = Detector(arch, names)
     if layers is not None:
-        apply_layers(net, layers)
+        try:
+            apply_layers(net, layers)
+        except ModelError as e:
+            if not isinstance(model, (str, Path)):
+                raise
+            raise ModelError(f"{model}: {e}") from e  # the file its 'layers' came from
     return net
 
 

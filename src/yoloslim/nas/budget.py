@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from yoloslim.bench.flops import count_params
-from yoloslim.configs import from_mapping
+from yoloslim.configs import exponent_hint, from_mapping
 from yoloslim.errors import ConfigError
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.backbone import Stage
@@ -70,7 +70,9 @@ class Budget:
             if v is None:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ConfigError(f"budget {f.name}={v!r} must be a finite number or None")
+                raise ConfigError(
+                    f"budget {f.name}={v!r} must be a finite number or None{exponent_hint(v)}"
+                )
             if v <= 0:
                 raise ConfigError(f"budget {f.name}={v!r} must be > 0")
         if self.layers is not None and int(self.layers) != self.layers:

@@ -408,9 +408,10 @@ def resolve_arch(item, nc: int = 80) -> tuple[dict, str]:
     a checkpoint (``.pt``: the architecture it holds; the weights play no part in the score)."""
     from yoloslim.models.registry import arch_from, list_models
 
-    if not isinstance(item, dict) and str(item).endswith(".pt"):
+    suffix = "" if isinstance(item, dict) else Path(str(item)).suffix.lower()  # ARCH.YAML too
+    if suffix == ".pt":
         return _checkpoint_arch(item), str(item)
-    is_file = isinstance(item, Path) or str(item).endswith((".yaml", ".yml"))
+    is_file = isinstance(item, Path) or suffix in (".yaml", ".yml")
     if not (isinstance(item, dict) or is_file or (isinstance(item, str) and item in list_models())):
         raise ConfigError(
             f"{item!r}: not a registered model ({', '.join(list_models())}), an arch .yaml "

@@ -384,9 +384,9 @@ def ir_end_to_end(model) -> bool:
 def is_end_to_end(path: str | Path) -> bool:
     """Whether an ONNX file, or an OpenVINO IR converted from one, is an ``export --nms``
     graph (its first output ``num_dets``)."""
-    if Path(path).suffix == ".xml":
+    if Path(path).suffix.lower() == ".xml":
         return ir_end_to_end(read_ir(path))
-    if Path(path).suffix != ".onnx":
+    if Path(path).suffix.lower() != ".onnx":
         return False
     import onnx
 
@@ -416,7 +416,7 @@ def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
     p = Path(path).expanduser()
     if p.name == "config.pbtxt" or (p.is_dir() and (p / "config.pbtxt").is_file()):
         p = (p.parent if p.name == "config.pbtxt" else p) / "1" / "model.onnx"
-    if p.suffix == ".mlpackage" and p.exists():
+    if p.suffix.lower() == ".mlpackage" and p.exists():
         raise ModelError(
             f"{p}: a CoreML package runs on Apple devices only; `yoloslim info` describes it, "
             f"and this takes one of {sorted(SUFFIXES)}"
@@ -427,7 +427,7 @@ def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
         inside = [p / n for n in _IN_A_FOLDER]
         hint = next((f"; did you mean {f}?" for f in inside if f.is_file()), "")
         raise ModelError(f"{p}: is a folder, not an artifact{hint}")
-    if p.suffix not in SUFFIXES and p.suffix != ".mlpackage":
+    if p.suffix.lower() not in (*SUFFIXES, ".mlpackage"):
         raise ModelError(
             f"{p}: unknown artifact type {p.suffix!r}; expected one of {sorted(SUFFIXES)}"
             f"{', a CoreML .mlpackage' if coreml else ''} or a Triton model's config.pbtxt"
@@ -441,7 +441,7 @@ def import_runtime(path: str | Path) -> None:
     """Import the library that runs ``path`` (by its suffix), so that a later memory reading
     counts the model and not the library; an unknown suffix or a missing library is left
     to :func:`load_backend` to report."""
-    kind = SUFFIXES.get(Path(path).suffix)
+    kind = SUFFIXES.get(Path(path).suffix.lower())
     with contextlib.suppress(ImportError):
         if kind == "onnxruntime":
             import onnxruntime  # noqa: F401
@@ -484,7 +484,7 @@ def load_backend(
         >>> preds = backend(torch.rand(1, 3, backend.imgsz, backend.imgsz))
     """
     p = check_artifact(path)
-    kind = SUFFIXES[p.suffix]
+    kind = SUFFIXES[p.suffix.lower()]
     check_ov_precision(hint, p.name, kind == "openvino")
     dev = device.lower()
     if kind == "openvino":

@@ -70,9 +70,11 @@ def describe(path: str | Path) -> dict[str, Any]:
         an ``arch.yaml`` from ``yoloslim nas``; untrained, so ``names`` is empty) adds
         ``arch``, ``params``, ``params_deploy``, ``gflops``, ``stages`` (the backbone's,
         as in the file), ``score`` (the search's, from the file's header; None without one,
-        or when ``edited``) and ``edited`` (whether the file differs from what its search
-        wrote, by the digest in the ``nas_report.json`` beside it; None without that report);
-        ``imgsz`` is the search's size from that header, else 320.
+        or when ``edited``), ``edited`` (whether the file differs from what its search
+        wrote, by the digest in the ``nas_report.json`` beside it; without that report, a
+        copy, whether the header's GFLOPs differ from the file's; None without a header) and
+        ``header_gflops`` (the GFLOPs that header gives); ``imgsz`` is the search's size
+        from that header, else 320.
 
     Raises:
         ModelError: the file is missing, of an unknown kind, or not readable as one.
@@ -93,13 +95,13 @@ def describe(path: str | Path) -> dict[str, Any]:
     given = Path(path).expanduser()
     if given.suffix.lower() in (".yaml", ".yml"):
         return _arch_file(given)
-    if given.suffix == ".mlpackage" and given.is_dir():
+    if given.suffix.lower() == ".mlpackage" and given.is_dir():
         from yoloslim.export.common import path_size_mb
 
         require_for(given, "coremltools", "coreml", "reading a CoreML package")
         return {**_coreml(given), "size_mb": path_size_mb(given)}
     p = check_artifact(given, coreml=True)
-    kind = SUFFIXES[p.suffix]
+    kind = SUFFIXES[p.suffix.lower()]
     if kind in _READER:
         require_for(p, *_READER[kind], "reading it")
     if kind == "torch":
@@ -169,7 +171,16 @@ def _arch_file(p: Path) -> dict[str, Any]:
     found = search_header(p)
     imgsz = found[1] if found else DEFAULT_IMGSZ
     edited = edited_since_search(p) if found else None
-    profile = model_profile(build_model(arch), imgsz=imgsz)
+    header_gflops = _header_gflops(p) if found else None
+    try:
+        net = build_model(arch)
+    except ModelError as e:  # its 'layers' record, which load_arch_yaml cannot check
+        raise ModelError(f"{p}: {e}") from e
+    profile = model_profile(net, imgsz=imgsz)
+    if edited is None and header_gflops is not None:
+        # no report beside it (a copy): a header whose GFLOPs are not the file's scored
+        # another network (it was shown as this file's score)
+        edited = not math.isclose(header_gflops, profile["gflops"], rel_tol=1e-3)
     return {
         "path": str(p),
         "kind": "arch",
@@ -185,9 +196,23 @@ def _arch_file(p: Path) -> dict[str, Any]:
         # the search's score is of the file as it wrote it
         "score": _number(found[0]) if found and not edited else None,
         "edited": edited,
+        "header_gflops": header_gflops,
         "history": [],
         "size_mb": path_size_mb(p),
     }
+
+
+def _header_gflops(p: Path) -> float | None:
+    """The GFLOPs the first line ``yoloslim nas`` writes gives for the file as it wrote it
+    (``... 0.978 GFLOPs at 320 px)``, to 4 significant digits), or None."""
+    import re
+
+    try:
+        with open(p, encoding="utf-8", errors="replace") as f:
+            found = re.search(r", ([-+\w.]+) GFLOPs at \d+ px", f.readline())
+    except OSError:
+        return None
+    return _number(found.group(1)) if found else None
 
 
 def _number(text: str) -> float | None:

@@ -165,7 +165,13 @@ def _augment_dict(augment) -> dict:
 
     if isinstance(augment, AugmentConfig):
         return dataclasses.asdict(augment)
-    _sub(AugmentConfig, augment, "TrainConfig.augment")
+    try:
+        _sub(AugmentConfig, augment, "TrainConfig.augment")
+    except ConfigError as e:  # named as the user wrote it: TrainConfig.augment.enabled
+        msg = str(e)
+        if not msg.startswith("AugmentConfig."):
+            raise
+        raise ConfigError(f"TrainConfig.augment.{msg.removeprefix('AugmentConfig.')}") from e
     return dict(augment)
 
 

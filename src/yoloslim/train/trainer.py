@@ -240,7 +240,7 @@ def train(
     if config is not None:
         check_config(config, TrainConfig)
     out = Path(out).expanduser()
-    if not resume and isinstance(model, (str, Path)) and str(model).endswith(".pt"):
+    if not resume and isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".pt":
         # first: the folder then holds a run (this best.pt), but the input is what matters
         writes = [out / name for name in RUN_FILES]
         refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")
@@ -452,7 +452,7 @@ def _begin(
         raise ConfigError(
             f"train needs a model and a data.yaml (got model={model!r}, data={data!r})"
         )
-    elif isinstance(model, (str, Path)) and str(model).endswith(".pt"):
+    elif isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".pt":
         model = load_checkpoint(model)[0]  # fine-tuned from its weights, like a Detector
     cfg = sized_for(config or TrainConfig(), model)
     if getattr(model, "deploy", False):
