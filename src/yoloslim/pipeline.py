@@ -387,7 +387,8 @@ def _check_ignored_scopes(rec: Recipe, model: str | None) -> None:
     stage with its own ``model:`` brings another network, whose names are known only once
     it exists: quantize stages after one are checked when they run (that error names the
     file and the stage too, see :func:`_run_stage`). Without a run model (a recipe
-    starting with nas or train) there is nothing to check against either. Only custom
+    starting with nas or train), or with an arch.yaml one (untrained: it cannot be exported
+    until the recipe's train stage has trained it), there is nothing to check against yet. Only custom
     patterns cost an export here: the ``decode``/``head_preds`` keywords always match.
     """
     from yoloslim.compress.quant_config import DECODE, HEAD_PREDS
@@ -398,8 +399,8 @@ def _check_ignored_scopes(rec: Recipe, model: str | None) -> None:
             break  # another network from here on
         if s.name == "quantize" and set(s.config.ignored_scope) - {DECODE, HEAD_PREDS}:
             checked.append((i, s.config))
-    if model is None or not checked:
-        return
+    if model is None or not checked or Path(model).suffix.lower() != ".pt":
+        return  # an arch.yaml model is untrained until a train stage: no export of it yet
     import tempfile
 
     from yoloslim.compress.quant_scope import resolve_scope

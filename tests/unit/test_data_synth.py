@@ -109,6 +109,11 @@ def test_rerun_replaces_an_interrupted_dataset(tmp_path, monkeypatch, interrupti
         synthesize(out, images=6, imgsz=32, seed=0)
     monkeypatch.setattr(synth_mod, "_render", real_render)
     assert not (out / "data.yaml").exists() and any((out / "images" / "train").iterdir())
+    # what a SIGKILL between a file's write and its rename leaves (it was taken for a user's)
+    for left in ("images/train/.000004.jpg.w0hdpzcb.tmp", "labels/val/.000005.txt.k_3j9x1a.tmp",
+                 "annotations/.instances_train.json.a1b2c3d4.tmp"):  # fmt: skip
+        (out / left).parent.mkdir(parents=True, exist_ok=True)
+        (out / left).write_bytes(b"cut short")
     path = synthesize(out, images=6, imgsz=32, seed=0)  # recognised and replaced
     assert sorted(p.name for p in out.iterdir()) == ["annotations", "data.yaml", "images", "labels"]
     assert _digest(path.parent) == _digest(

@@ -901,3 +901,26 @@ def test_a_quantize_pattern_after_another_network_is_checked_when_its_stage_runs
         "the model"
     )
     assert [name for name, _ in ran] == ["train"]
+
+
+def test_a_quantize_pattern_on_an_arch_yaml_model_waits_for_the_train_stage(
+    tmp_path, inputs, ran, monkeypatch
+):
+    """An untrained arch.yaml --model cannot be exported: the up-front check refused the
+    run ("train it first"), which is what its train stage does."""
+    import importlib
+
+    import yoloslim.pipeline as pl
+
+    export_mod = importlib.import_module("yoloslim.export")  # the package, not ys.export
+
+    def no_export(*a, **k):
+        raise AssertionError("an arch.yaml was exported for the up-front check")
+
+    monkeypatch.setattr(export_mod, "export", no_export)
+    _, data = inputs
+    arch = tmp_path / "nano.yaml"
+    arch.write_text("name: nano\n")
+    stages = [{"train": {"epochs": 1}}, {"quantize": {"ignored_scope": ["backbone.*"]}}]
+    pl.run_recipe(arch, data, _write(tmp_path, {"stages": stages}), out=tmp_path / "out")
+    assert [name for name, _ in ran] == ["train", "quantize"]

@@ -227,7 +227,10 @@ def _prepare(out: Path) -> None:
 # what a synthetic dataset holds under its three folders (the rest of ``out`` is left alone)
 _OURS = re.compile(
     r"(images/(train|val)(/\d{6,}\.jpg)?|labels/(train|val)(/\d{6,}\.txt)?"
-    r"|annotations(/instances_(train|val)\.json)?|images|labels)"
+    r"|annotations(/instances_(train|val)\.json)?|images|labels"
+    # the temp file a killed run (SIGKILL) left of one of those (fileio.atomic_file's)
+    r"|(images|labels)/(train|val)/\.\d{6,}\.(jpg|txt)\.\w+\.tmp"
+    r"|annotations/\.instances_(train|val)\.json\.\w+\.tmp)"
 )
 
 
