@@ -120,30 +120,75 @@ def test_resume_of_finished_run_reports_its_last_validation(sets, tmp_path, save
     assert (tmp_path / "last.pt").read_bytes() == before
 
 
-def test_a_resume_refuses_a_train_config_yaml_edited_since_the_run_wrote_it(sets, tmp_path, capsys):
+def _stopped_after_epoch_0(monkeypatch, data, out, epochs=2):
+    """A real run of ``epochs``, stopped right after its first last.pt."""
+    from yoloslim.train.run_folder import RunFolder
+
+    save = RunFolder.save
+
+    def stop(self, name, model, **kwargs):
+        save(self, name, model, **kwargs)
+        if name == "last.pt":
+            raise KeyboardInterrupt
+
+    cfg = TrainConfig(epochs=epochs, imgsz=64, batch=4, workers=0, val_interval=epochs)
+    monkeypatch.setattr(RunFolder, "save", stop)
+    with pytest.raises(KeyboardInterrupt):
+        train("damo-nano", data, config=cfg, out=out)
+    monkeypatch.setattr(RunFolder, "save", save)
+
+
+def test_a_resume_refuses_a_settings_file_edited_since_the_run_wrote_it(
+    sets, tmp_path, capsys, monkeypatch
+):
     """The edit was ignored (the run goes on with last.pt's settings) and then written over."""
-    _fake_run(tmp_path, sets[3])
-    saved = TrainConfig(
-        epochs=1, imgsz=64, batch=4, workers=0, loss={"static_assigner_epochs": 0}
-    ).to_dict()
-    f = tmp_path / "train_config.yaml"
-    # as written, a file of an older version (fewer keys), a runtime setting changed: resumes
-    for written in (saved, {"epochs": 1, "lr0": saved["lr0"]}, {**saved, "workers": 2}):
+    from yoloslim.train.trainer import _refuse_edited_settings_files
+
+    run = tmp_path / "run"
+    _stopped_after_epoch_0(monkeypatch, sets[2], run)
+    f = run / "train_config.yaml"
+    saved = yaml.safe_load(f.read_text())
+    cfg = TrainConfig(**{**saved, "loss": saved["loss"]})
+    # as written, a file of an older version (fewer keys), a runtime setting changed: no edit
+    for written in (saved, {"epochs": 2, "lr0": saved["lr0"]}, {**saved, "workers": 2}):
         f.write_text(yaml.safe_dump(written, sort_keys=False))
-        assert train(None, sets[3], out=tmp_path, resume=True).report["best_map"] == 0.25
+        _refuse_edited_settings_files(run, cfg, {})
     edited = {**saved, "epochs": 5, "loss": {**saved["loss"], "box": 9.0}}
     f.write_text(yaml.safe_dump(edited, sort_keys=False))
     with pytest.raises(ConfigError, match=r"train_config.yaml was edited since the run wrote it "
-                       r"\(epochs: 1 in the run, 5 in the file; loss.box: .* in the run, 9.0 in "
+                       r"\(epochs: 2 in the run, 5 in the file; loss.box: .* in the run, 9.0 in "
                        r"the file\); a resume continues"):  # fmt: skip
-        train(None, sets[3], out=tmp_path, resume=True)
+        train(None, None, out=run, resume=True)
     assert yaml.safe_load(f.read_text()) == edited  # kept as the user left it
     # the CLI passes the run's own settings (plus --device/--workers): refused as well
-    assert main(["train", "--resume", str(tmp_path)]) == 2
-    assert "was edited since the run wrote it (epochs: 1 in the run" in capsys.readouterr().err
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "was edited since the run wrote it (epochs: 2 in the run" in capsys.readouterr().err
     f.write_text("- not\n- settings\n")
     with pytest.raises(ConfigError, match=r"no longer a settings mapping"):
-        train(None, sets[3], out=tmp_path, resume=True)
+        train(None, None, out=run, resume=True)
+    f.write_text(yaml.safe_dump(saved, sort_keys=False))  # undone: the run goes on
+    assert train(None, None, out=run, resume=True).report["images_per_s"] is not None
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    # a distillation's distill_config.yaml holds its training settings under train:
+    distilled = {"temperature": 2.0, "train": {**saved, "workers": 0}}
+    text = yaml.safe_dump(distilled, sort_keys=False)
+    for written in (distilled, {**distilled, "train": {**saved, "workers": 3}}):
+        (run / "distill_config.yaml").write_text(yaml.safe_dump(written, sort_keys=False))
+        _refuse_edited_settings_files(run, cfg, {"distill_config.yaml": text})
+    edited = {"temperature": 9.0, "train": {**saved, "lr0": 0.1}}
+    (run / "distill_config.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    with pytest.raises(ConfigError, match=r"distill_config.yaml was edited .*\(temperature: 2.0 in "
+                       r"the run, 9.0 in the file; train.lr0: "):  # fmt: skip
+        _refuse_edited_settings_files(run, cfg, {"distill_config.yaml": text})
+
+
+def test_a_finished_run_with_an_edited_settings_file_is_reported_finished(sets, tmp_path):
+    """It changes nothing and writes no file: the edit is no reason to refuse."""
+    _fake_run(tmp_path, sets[3])
+    f = tmp_path / "train_config.yaml"
+    f.write_text("epochs: 5\n")
+    assert train(None, sets[3], out=tmp_path, resume=True).report["best_map"] == 0.25
+    assert f.read_text() == "epochs: 5\n"
 
 
 # --- run folder files ----------------------------------------------------------------

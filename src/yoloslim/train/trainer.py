@@ -259,6 +259,8 @@ def train(
         check_resume_data(state, data, data_cfg.nc, out, data_cfg.names)
         if state["train_state"]["epoch"] + 1 >= cfg.epochs and not pending:
             return finished_result(out, state, cfg)
+        # a run that goes on writes its settings files again: an edit to one is refused
+        _refuse_edited_settings_files(out, cfg, getattr(hook, "run_files", {}))
     device, rank, world = _devices(cfg)
     main = rank == 0
     train_ds, val_ds = _datasets(data_cfg, cfg, data)
@@ -390,40 +392,46 @@ def _resumed_step(
     return upstream, {**step, "data_before": before} if before else step
 
 
-def _refuse_edited_config_file(out: Path, cfg: TrainConfig) -> None:
-    """Refuse a resume when ``out/train_config.yaml`` was edited since the run wrote it: a
-    resume continues the run's own settings (in last.pt), and writes the file again, so the
-    edit would be ignored and then lost."""
-    path = out / "train_config.yaml"
-    try:
-        written = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return  # gone: the resume writes it again
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        written = None
-    if not isinstance(written, dict):
-        edits = ["the file is no longer a settings mapping"]
-    else:
-        edits = _edits(written, cfg.to_dict())
-    if edits:
-        raise ConfigError(
-            f"resume: {path} was edited since the run wrote it ({'; '.join(edits)}); a resume "
-            "continues the run's own settings (saved in its last.pt) and writes that file "
-            "again. Undo the edit (or delete the file) to resume; to train with other "
-            "settings, start a new run from the run's best.pt or last.pt"
-        )
+def _refuse_edited_settings_files(out: Path, cfg: TrainConfig, run_files: dict) -> None:
+    """Refuse a resume when a settings file the run wrote (``train_config.yaml``; a
+    distillation's ``distill_config.yaml``, among ``run_files``: name to the text the
+    resume writes) was edited since: a resume continues the run's own settings (in
+    last.pt) and writes the file again, so the edit would be ignored and then lost."""
+    expected = {"train_config.yaml": (cfg.to_dict(), "")}
+    for name, text in run_files.items():  # a distillation's settings hold its training's
+        expected[name] = (yaml.safe_load(text), "train.")
+    for name, (run, runtime_at) in expected.items():
+        path = out / name
+        try:
+            written = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue  # gone: the resume writes it again
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            written = None
+        if not isinstance(written, dict):
+            edits = ["the file is no longer a settings mapping"]
+        else:
+            edits = _edits(written, run, runtime_at)
+        if edits:
+            raise ConfigError(
+                f"resume: {path} was edited since the run wrote it ({'; '.join(edits)}); a "
+                "resume continues the run's own settings (saved in its last.pt) and writes "
+                "that file again. Undo the edit (or delete the file) to resume; to train with "
+                "other settings, start a new run from the run's best.pt or last.pt"
+            )
 
 
-def _edits(written: dict, run: dict, where: str = "") -> list[str]:
+def _edits(written: dict, run: dict, runtime_at: str, where: str = "") -> list[str]:
     """``"key: run-value in the run, file-value in the file"`` for each setting the file
     holds that differs from the run's; keys it lacks (a file an older version wrote), keys
-    the run lacks and the runtime settings a resume may change are not compared."""
+    the run lacks and the runtime settings a resume may change (those of the training
+    settings at ``runtime_at``) are not compared."""
     found = []
     for key, value in written.items():
-        if key not in run or (not where and key in RUNTIME_FIELDS):  # those a resume may set
+        if key not in run or (where == runtime_at and key in RUNTIME_FIELDS):
             continue
         if isinstance(value, dict) and isinstance(run[key], dict):
-            found += _edits(value, run[key], f"{where}{key}.")
+            found += _edits(value, run[key], runtime_at, f"{where}{key}.")
         elif _plain(value) != _plain(run[key]):
             found.append(f"{where}{key}: {run[key]!r} in the run, {value!r} in the file")
     return found
@@ -446,7 +454,6 @@ def _begin(
             )
         state = read_last(out)
         config = resume_config(config_from_dict(state["train_state"]["config"]), config, str(out))
-        _refuse_edited_config_file(out, config)  # `train --resume` passes the saved config
         data = recorded_data(out, state) if data is None else data
     elif model is None or data is None:
         raise ConfigError(
