@@ -355,13 +355,14 @@ def load_recipe(recipe: str | Path | dict, *, sets: typing.Sequence[str] = ()) -
             raise ConfigError(f"{path}: not a text file, so no recipe ({e.reason})") from e
     if not isinstance(recipe, dict):
         raise ConfigError(f"{source}: a recipe is a mapping with a 'stages' list")
+    recipe = _plain_numbers(recipe)  # a mapping built in Python may hold numpy numbers
     changed = recipe
     for item in sets:
         changed = _with_set(changed, item, source)
     try:
         return _checked(changed, source)
     except ConfigError as e:
-        culprit = _set_to_blame(recipe, sets, source)
+        culprit = _set_to_blame(recipe, sets, source, str(e))
         if culprit is None:
             raise
         # the file is fine as written (a shipped one, which the user did not write): the
@@ -370,20 +371,41 @@ def load_recipe(recipe: str | Path | dict, *, sets: typing.Sequence[str] = ()) -
         raise ConfigError(f"--set {culprit!r} (on {source}): {msg}") from e
 
 
-def _set_to_blame(recipe: dict, sets: typing.Sequence[str], source: str) -> str | None:
-    """Which of ``sets``, applied in order to ``recipe`` with all of them failing
-    :func:`_checked`, is the first after which it fails; None when ``recipe`` fails without
-    them (or there are none)."""
+def _set_to_blame(recipe: dict, sets: typing.Sequence[str], source: str, error: str) -> str | None:
+    """Which of ``sets`` brought ``error`` (what :func:`_checked` says of ``recipe`` with
+    all of them applied): the one without which the recipe no longer fails so; None when
+    ``recipe`` fails so without them (the file's own mistake) or there are none."""
     if not sets:
         return None
-    changed = recipe
-    for n, item in enumerate(sets):
+
+    def fails_so(items: typing.Sequence[str]) -> bool:
+        changed = recipe
+        for item in items:
+            changed = _with_set(changed, item, source)
         try:
             _checked(changed, source)
-        except ConfigError:
-            return sets[n - 1] if n else None
-        changed = _with_set(changed, item, source)
-    return sets[-1]
+        except ConfigError as e:
+            return str(e) == error
+        return False
+
+    if fails_so(()):
+        return None
+    for n, item in enumerate(sets):
+        if not fails_so([*sets[:n], *sets[n + 1 :]]):
+            return item
+    return sets[-1]  # each alone would do it (two --set of the same key): the last one
+
+
+def _plain_numbers(value: Any) -> Any:
+    """``value`` with numpy numbers and arrays, at any depth, as Python's (a sweep's
+    ``np.arange`` values): the recipe's settings are checked as, and saved as, plain YAML."""
+    if isinstance(value, dict):
+        return {k: _plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_numbers(v) for v in value)
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()  # a scalar's is a Python number, an array's a list
+    return value
 
 
 def _checked(recipe: dict, source: str) -> Recipe:

@@ -846,6 +846,10 @@ def test_a_set_mistake_is_blamed_on_the_set_not_on_the_file(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"^--set 'export.imgsz=256' \(on .*stage 3 \(quantize"):
         load_recipe("cpu-int8", sets=["export.imgsz=256"])  # sizes the bench cannot measure
+    # two wrong --set: the one that brought the error said (the first to fail was blamed)
+    for sets in (["quantize.calib=-1", "prune.ratio=7"], ["prune.ratio=7", "quantize.calib=-1"]):
+        with pytest.raises(ConfigError, match=r"^--set 'prune.ratio=7' .*PruneConfig.ratio=7"):
+            load_recipe("cpu-int8", sets=sets)
     # a mistake the file holds is the file's, --set or not
     own = _write(tmp_path, {"stages": [{"prune": {"ratoi": 0.3}}]})
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(own))}: stage 1 \(prune\): unknown"):
@@ -924,3 +928,14 @@ def test_a_quantize_pattern_on_an_arch_yaml_model_waits_for_the_train_stage(
     stages = [{"train": {"epochs": 1}}, {"quantize": {"ignored_scope": ["backbone.*"]}}]
     pl.run_recipe(arch, data, _write(tmp_path, {"stages": stages}), out=tmp_path / "out")
     assert [name for name, _ in ran] == ["train", "quantize"]
+
+
+def test_numpy_numbers_in_a_recipe_built_in_python_are_plain_ones():
+    """A sweep's np.arange batches passed the bench check, then saving the recipe was a YAML
+    RepresenterError traceback; np.int64 rounds were refused as "must be int"."""
+    import numpy as np
+
+    rec = load_recipe({"stages": [{"bench": {"batches": np.arange(1, 3), "rounds": np.int64(2)}}]})
+    bench = rec.stages[0].config
+    assert (bench.batches, bench.rounds) == ([1, 2], 2) and type(bench.rounds) is int
+    assert yaml.safe_load(yaml.safe_dump(rec.resolved()))  # saved as a run saves it
