@@ -171,6 +171,8 @@ def test_train_resume_refuses_settings_it_would_ignore(trained, tmp_path, capsys
     loose = shutil.copy(run / "best.pt", tmp_path / "loose.pt")  # no run beside it
     assert main(["train", "--resume", str(loose)]) == 2
     assert f"start a run with --model {loose}" in " ".join(capsys.readouterr().err.split())
+    assert main(["distill", "--resume", str(loose)]) == 2  # distill's student is --student
+    assert f"start a run with --student {loose}" in " ".join(capsys.readouterr().err.split())
 
 
 def test_train_into_a_run_folder_needs_exist_ok(trained, data_yaml, tmp_path, capsys):

@@ -701,8 +701,9 @@ def first_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def resume_state(run_dir: Path) -> dict:
-    """The checkpoint dict of ``run_dir/last.pt``, the run ``--resume`` continues."""
+def resume_state(run_dir: Path, start_option: str = "--model") -> dict:
+    """The checkpoint dict of ``run_dir/last.pt``, the run ``--resume`` continues;
+    ``start_option`` is the command's option that starts a run from a checkpoint."""
     from yoloslim.errors import ConfigError
     from yoloslim.train.run_folder import read_last
 
@@ -712,6 +713,6 @@ def resume_state(run_dir: Path) -> dict:
             raise ConfigError(f"--resume takes the run folder, not a file in it: --resume {folder}")
         raise ConfigError(
             f"--resume {run_dir}: takes a run folder (one holding last.pt), and {folder} holds "
-            f"none; to train on from this checkpoint, start a run with --model {run_dir}"
+            f"none; to train on from this checkpoint, start a run with {start_option} {run_dir}"
         )
     return read_last(Path(run_dir), where=f"--resume {run_dir}")

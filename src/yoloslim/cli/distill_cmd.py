@@ -110,7 +110,7 @@ def distill(
 
     if resume is not None:
         runtime = resume_overrides(ctx, also=("teacher",))
-        state = resume_state(resume)
+        state = resume_state(resume, start_option="--student")
         saved = state["train_state"].get("hook", {}).get("config")
         cfg = None  # not a distill run: distill() says so
         if saved is not None:
