@@ -26,6 +26,7 @@ __all__ = [
     "int_problem",
     "load_mapping",
     "one_of",
+    "plain_numbers",
     "read_yaml",
     "yaml_problem",
 ]
@@ -192,6 +193,18 @@ def imgsz_problem(imgsz: Any) -> str | None:
     if imgsz < 32 or imgsz % 32:
         return "must be a multiple of 32 (the largest stride), >= 32"
     return None
+
+
+def plain_numbers(value: Any) -> Any:
+    """``value`` with numpy numbers and arrays, at any depth, as Python's (a sweep's
+    ``np.arange`` values): settings are checked as, and saved as, plain YAML holds them."""
+    if isinstance(value, dict):
+        return {k: plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain_numbers(v) for v in value)
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()  # a scalar's is a Python number, an array's a list
+    return value
 
 
 def int_problem(value: Any, low: int = 1, high: int | None = None) -> str | None:

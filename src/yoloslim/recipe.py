@@ -25,6 +25,7 @@ from yoloslim.configs import (
     exponent_hint,
     from_mapping,
     int_problem,
+    plain_numbers,
     yaml_problem,
 )
 from yoloslim.errors import ConfigError
@@ -355,7 +356,7 @@ def load_recipe(recipe: str | Path | dict, *, sets: typing.Sequence[str] = ()) -
             raise ConfigError(f"{path}: not a text file, so no recipe ({e.reason})") from e
     if not isinstance(recipe, dict):
         raise ConfigError(f"{source}: a recipe is a mapping with a 'stages' list")
-    recipe = _plain_numbers(recipe)  # a mapping built in Python may hold numpy numbers
+    recipe = plain_numbers(recipe)  # a mapping built in Python may hold numpy numbers
     changed = recipe
     for item in sets:
         changed = _with_set(changed, item, source)
@@ -394,18 +395,6 @@ def _set_to_blame(recipe: dict, sets: typing.Sequence[str], source: str, error: 
         if not fails_so([*sets[:n], *sets[n + 1 :]]):
             return item
     return sets[-1]  # each alone would do it (two --set of the same key): the last one
-
-
-def _plain_numbers(value: Any) -> Any:
-    """``value`` with numpy numbers and arrays, at any depth, as Python's (a sweep's
-    ``np.arange`` values): the recipe's settings are checked as, and saved as, plain YAML."""
-    if isinstance(value, dict):
-        return {k: _plain_numbers(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain_numbers(v) for v in value)
-    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
-        return value.tolist()  # a scalar's is a Python number, an array's a list
-    return value
 
 
 def _checked(recipe: dict, source: str) -> Recipe:

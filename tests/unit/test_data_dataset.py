@@ -476,3 +476,14 @@ def test_available_memory_is_capped_by_the_cgroup_limit(tmp_path, monkeypatch):
     for f in (job / "memory.max", root / "slurm" / "memory.max"):
         f.write_text("max\n")
     assert sysinfo.available_memory() == 4000000 * 1024  # no limit: the machine's
+
+
+def test_augment_config_takes_numpy_numbers_as_plain_ones():
+    """A sweep's numpy values worked before the type checks, and still do."""
+    import numpy as np
+
+    from yoloslim.data.dataset import AugmentConfig
+
+    cfg = AugmentConfig(hsv=np.array([0.01, 0.5, 0.3]), mosaic=np.float32(0.5), enabled=np.bool_(0))
+    assert (cfg.hsv, cfg.mosaic, cfg.enabled) == ((0.01, 0.5, 0.3), 0.5, False)
+    assert type(cfg.mosaic) is float and type(cfg.enabled) is bool

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from yoloslim.configs import check_field_types, check_ranges, exponent_hint
+from yoloslim.configs import check_field_types, check_ranges, exponent_hint, plain_numbers
 from yoloslim.data.sample import Sample
 from yoloslim.data.transforms import (
     MAX_ASPECT,
@@ -71,6 +71,8 @@ class AugmentConfig:
     enabled: bool = True
 
     def __post_init__(self) -> None:
+        for f in fields(self):  # numpy numbers (a sweep's) as plain ones
+            object.__setattr__(self, f.name, plain_numbers(getattr(self, f.name)))
         # types before ranges: a string or null failed as Python's "'<=' not supported"
         # naming no key, and enabled: 'false' (a string, so true) or 0 kept augmenting
         check_field_types(
