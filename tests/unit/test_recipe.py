@@ -811,22 +811,34 @@ def test_compress_set_reaches_the_stages_and_a_resume_needs_the_same(tmp_path, i
     assert main([*args, "--resume", "--set", "export.formats=[onnx]"]) == 0
 
 
-def test_a_nas_stage_run_again_keeps_the_latencies_its_stopped_search_measured(tmp_path):
+def test_a_nas_stage_run_again_keeps_the_latencies_its_stopped_search_measured(
+    tmp_path, inputs, ran, monkeypatch
+):
     """compress --resume emptied the folder of an interrupted nas stage, cache and all, and
     measured every candidate again (a plain `nas` rerun reuses it)."""
+    import yoloslim.pipeline as pl
     from yoloslim.nas.latency import CACHE_NAME
-    from yoloslim.pipeline import _KEPT, _empty_stage_folder
 
-    assert _KEPT["nas"] == (CACHE_NAME,)
-    sdir = tmp_path / "01-nas"
-    (sdir / "sub").mkdir(parents=True)
-    (sdir / CACHE_NAME).write_text('{"cache": 1}\n')
-    (sdir / "nas_report.json").write_text("{}")
-    (sdir / "sub" / "x").write_text("x")
-    _empty_stage_folder(sdir, _KEPT["nas"])
-    assert [p.name for p in sdir.iterdir()] == [CACHE_NAME]
-    _empty_stage_folder(sdir, ())
-    assert not any(sdir.iterdir())
+    assert pl._KEPT["nas"] == (CACHE_NAME,)
+    seen = []
+
+    def stopped_search(st, cfg, data, out, progress):
+        seen.append(sorted(p.name for p in out.iterdir()))
+        if len(seen) == 1:
+            (out / CACHE_NAME).write_text('{"measured": 1}\n')
+            (out / "partial.txt").write_text("x")
+            raise KeyboardInterrupt
+        (out / "arch.yaml").write_text("name: found\n")
+        return {"model": str(out / "arch.yaml"), "rows": [], "report": {}}
+
+    monkeypatch.setitem(pl._RUNNERS, "nas", stopped_search)
+    _, data = inputs
+    recipe = _write(tmp_path, {"stages": [{"nas": {"budget": {"flops": 1.0}}}]})
+    with pytest.raises(KeyboardInterrupt):
+        pl.run_recipe(None, data, recipe, out=tmp_path / "out")
+    pl.run_recipe(None, data, recipe, out=tmp_path / "out", resume=True)
+    assert seen == [[], [CACHE_NAME]]  # the cache kept, the rest of the stopped stage gone
+    assert (tmp_path / "out" / "01-nas" / CACHE_NAME).read_text() == '{"measured": 1}\n'
 
 
 def test_a_bench_stage_may_leave_threads_to_the_runtime_but_not_its_rounds():
