@@ -109,7 +109,8 @@ def check_path(value: Any, name: str, what: str) -> None:
     an ``os.PathLike``): ``None`` or a number given for one fails here, not as a
     ``TypeError`` deep inside; ``what`` says what the path is of."""
     if not isinstance(value, str | os.PathLike):
-        raise ConfigError(f"{name}={value!r}: expected {what}")
+        shown = repr(value) if isinstance(value, int | float | None) else type(value).__name__
+        raise ConfigError(f"{name}={shown}: expected {what}")  # not a module's whole printout
 
 
 def check_config(value: Any, cls: type, name: str = "config") -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -345,6 +346,13 @@ def load_recipe(recipe: str | Path | dict, *, sets: typing.Sequence[str] = ()) -
         ['prune', 'export', 'quantize', 'bench']
     """
     source = "<dict>"
+    if isinstance(recipe, list):  # the likeliest near miss
+        raise ConfigError("recipe: a list of stages; give it as a mapping {'stages': [...]}")
+    if not isinstance(recipe, (dict, str, os.PathLike)):
+        raise ConfigError(
+            f"recipe={type(recipe).__name__}: expected a recipe YAML's path, a shipped recipe's "
+            "name or a mapping {'stages': [...]}"
+        )
     if not isinstance(recipe, dict):
         path = recipe_path(recipe)
         source = str(path)

@@ -54,5 +54,5 @@ class Result:
         )
 
     def save_report(self, path: str | Path) -> Path:
-        """Write the report as JSON (atomic rename)."""
-        return atomic_write_text(path, self.to_json() + "\n")
+        """Write the report as JSON (atomic rename); ``~`` is expanded."""
+        return atomic_write_text(Path(path).expanduser(), self.to_json() + "\n")

@@ -6,7 +6,8 @@ from torch import nn
 
 import yoloslim as ys
 from yoloslim.bench.flops import model_profile
-from yoloslim.errors import ConfigError, DataError
+from yoloslim.errors import ConfigError, DataError, ModelError
+from yoloslim.models import build_model
 
 
 @pytest.mark.parametrize(
@@ -38,6 +39,22 @@ from yoloslim.errors import ConfigError, DataError
         (lambda: ys.describe(3), ConfigError, r"^path=3: expected a file's path"),
         (lambda: ys.quantize("m.pt", "d.yaml", out=None), ConfigError, r"^out=None: expected"),
         (lambda: ys.search(budget={"flops": 1}), ConfigError, r"Budget.from_dict\(d\) reads"),
+        # these were TypeErrors from inside Path() or int(), or a module's whole printout
+        (lambda: ys.describe(nn.Identity()), ConfigError, r"^path=Identity: expected a file's"),
+        (lambda: ys.load(nn.Identity()), ModelError, r"^artifact=Identity: expected an artifact"),
+        (lambda: ys.load_checkpoint(nn.Identity()), ModelError, r"^path=Identity: expected a"),
+        (lambda: ys.train("damo-nano", "d.yaml", out=5), ConfigError, r"^out=5: expected the run"),
+        (lambda: ys.train(object(), "d.yaml"), ConfigError, r"^model=.*expected a checkpoint"),
+        (
+            lambda: ys.run_recipe("m.pt", "d.yaml", [{"export": {}}]),
+            ConfigError,
+            r"^recipe: a list of stages; give it as a mapping \{'stages': \[\.\.\.\]\}",
+        ),
+        (
+            lambda: ys.save_checkpoint("x.pt", build_model("damo-nano"), imgsz=None),
+            ConfigError,
+            r"^imgsz=None: a checkpoint records the size",
+        ),
     ],
 )
 def test_wrong_types_name_the_argument(call, err, match):
@@ -49,3 +66,25 @@ def test_latency_config_is_public():
     from yoloslim.bench.latency import LatencyConfig
 
     assert ys.LatencyConfig is LatencyConfig and "LatencyConfig" in ys.__all__
+
+
+def test_a_leading_tilde_is_the_home_folder_in_every_path_the_api_writes(tmp_path, monkeypatch):
+    """prune(out=), save_checkpoint and save_report wrote into a folder named '~' in the
+    working directory; quantize('~/...onnx') said an existing file did not exist."""
+    from yoloslim.models.testing import SMALL_ARCH
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir(), work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    ckpt = ys.save_checkpoint("~/m.pt", build_model(SMALL_ARCH), imgsz=64)
+    assert ckpt == home / "m.pt" and ckpt.is_file()
+    cfg = ys.PruneConfig(ratio=0.3, finetune_epochs=0, latency=False, imgsz=64)
+    res = ys.prune("~/m.pt", None, config=cfg, out="~/pr")
+    assert res.artifacts["checkpoint"] == home / "pr" / "pruned.pt"
+    assert res.save_report("~/r.json") == home / "r.json" and (home / "r.json").is_file()
+    assert not (work / "~").exists()
+    from yoloslim.compress.quantize import _given_onnx  # quantize's look at its model
+
+    with pytest.raises(ModelError, match=rf"^{home}/none.onnx: file does not exist"):
+        _given_onnx("~/none.onnx", None)

@@ -33,6 +33,7 @@ import copy
 import dataclasses
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -500,6 +501,8 @@ def distill(
             raise ConfigError("student is required (None only on resume: the run's own)")
         config = DistillConfig() if config is None else config
         student = as_artifact(student, "student")
+        if isinstance(student, os.PathLike):  # any path object, as the teacher's
+            student = Path(student).expanduser()
         s_name = _label(student)
         # the run's files must not replace the models it starts from
         writes = [out / name for name in RUN_FILES]

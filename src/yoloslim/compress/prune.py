@@ -33,7 +33,7 @@ from yoloslim.compress.prune_width import (
     taylor_gradients,
     unmatched_patterns,
 )
-from yoloslim.configs import DEFAULT_IMGSZ, check_config
+from yoloslim.configs import DEFAULT_IMGSZ, check_config, check_path
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.extras import require
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
@@ -113,7 +113,9 @@ def prune(
     model = as_artifact(model)
     require("torch_pruning", "prune")  # before the baseline's evaluation, not after it
     if out is not None:
-        o = Path(out)
+        check_path(out, "out", "the output folder's path")
+        out = Path(out).expanduser()  # not a folder named '~' in the working directory
+        o = out
         # the fine-tuning runs too: finetune/, and finetune_step{k}/ between steps
         writes = [o / "pruned.pt", o / "prune_report.json", *o.glob("finetune*")]
         refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,8 @@ _WEIGHTS = {"float": "fp32", "fp16": "fp16", "bf16": "fp32 (asks for bf16 comput
 def _given_onnx(model: Any, imgsz: int | None) -> tuple[Path, int] | None:
     """The float ONNX to quantize when ``model`` is one (checked), else None (a model to
     export; its type checked)."""
+    if isinstance(model, (str, os.PathLike)):  # any path object, with ~ expanded
+        model = Path(model).expanduser()
     if isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".onnx":
         import onnx
 
@@ -318,7 +321,9 @@ def _given_onnx(model: Any, imgsz: int | None) -> tuple[Path, int] | None:
             "API, a Detector)"
         )
     if not isinstance(model, (str, Path, nn.Module)):
-        raise ModelError(f"model_or_artifact: expected a Detector or a path, got {type(model)}")
+        raise ModelError(
+            f"model_or_artifact: expected a Detector or a path, got {type(model).__name__}"
+        )
     return None
 
 

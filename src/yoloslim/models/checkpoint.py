@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from yoloslim.configs import check_imgsz
-from yoloslim.errors import ModelError
+from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_file
 from yoloslim.models.arch import arch_of
 from yoloslim.models.detector import Detector
@@ -117,8 +117,11 @@ def save_checkpoint(
         raise ModelError(
             "cannot checkpoint a re-parameterised (deploy-form) model; save before fuse()"
         )
+    if imgsz is None:  # int(None) was a TypeError
+        raise ConfigError("imgsz=None: a checkpoint records the size the model was trained at")
     check_imgsz(imgsz)
-    if Path(path).is_dir():
+    path = Path(path).expanduser()
+    if path.is_dir():
         raise ModelError(
             f"save_checkpoint: {path} is a folder; give a file path such as "
             f"{Path(path) / 'model.pt'}"
@@ -167,6 +170,11 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
     ``mmap=True`` maps the file instead of reading it: tensors nobody touches (a ``last.pt``'s
     optimizer and EMA state, when only the model is wanted) never take memory.
     """
+    if not isinstance(path, (str, os.PathLike)):  # a Detector: a TypeError in Path()
+        raise ModelError(
+            f"path={type(path).__name__}: expected a checkpoint file's path (a model in memory "
+            "needs no loading)"
+        )
     p = Path(path).expanduser()
     if p.is_dir():
         hint = next(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -413,6 +414,11 @@ def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
     the ONNX it serves, ``1/model.onnx``. ``coreml``: the caller reads a CoreML
     ``.mlpackage`` itself (``info``), so the error for an unknown type names that kind too.
     """
+    if not isinstance(path, (str, os.PathLike)):  # a Detector: a TypeError in Path()
+        raise ModelError(
+            f"artifact={type(path).__name__}: expected an artifact file's path (a Detector "
+            "needs no loading: ys.validate, ys.export and ys.prune take it as it is)"
+        )
     p = Path(path).expanduser()
     if p.name == "config.pbtxt" or (p.is_dir() and (p / "config.pbtxt").is_file()):
         p = (p.parent if p.name == "config.pbtxt" else p) / "1" / "model.onnx"

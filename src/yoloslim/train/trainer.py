@@ -26,7 +26,7 @@ import torch
 import yaml
 from torch import nn
 
-from yoloslim.configs import check_config
+from yoloslim.configs import check_config, check_path
 from yoloslim.data import (
     AugmentConfig,
     DetectionDataset,
@@ -239,7 +239,15 @@ def train(
     """
     if config is not None:
         check_config(config, TrainConfig)
+    check_path(out, "out", "the run folder's path")
     out = Path(out).expanduser()
+    if model is not None and not isinstance(model, (str, nn.Module)):
+        from yoloslim.runtime.predictor import as_artifact
+
+        # a Predictor stands for the file it runs, any os.PathLike for its path (both were
+        # "unknown model '<... object at 0x...>'")
+        model = as_artifact(model)
+        model = Path(model) if isinstance(model, os.PathLike) else model
     if not resume and isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".pt":
         # first: the folder then holds a run (this best.pt), but the input is what matters
         writes = [out / name for name in RUN_FILES]
