@@ -88,3 +88,36 @@ def test_a_leading_tilde_is_the_home_folder_in_every_path_the_api_writes(tmp_pat
 
     with pytest.raises(ModelError, match=rf"^{home}/none.onnx: file does not exist"):
         _given_onnx("~/none.onnx", None)
+
+
+def test_a_model_cast_frozen_or_compiled_is_taken_or_refused_by_name(tmp_path):
+    """A .half() model crashed train, distill (as teacher) and reparameterize inside torch; an
+    all-frozen one crashed train; prune(torch.compile(model)) died inside torch_pruning."""
+    import copy
+
+    import torch
+
+    from yoloslim.models.testing import SMALL_ARCH
+
+    data = ys.synthesize(tmp_path / "d", images=6, imgsz=64, classes=2)
+    model = build_model(SMALL_ARCH, nc=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fused = ys.reparameterize(copy.deepcopy(model).half(), measure=False).model
+    assert next(fused.parameters()).dtype == torch.float16  # folded in float32, given back
+    cfg = ys.TrainConfig(epochs=1, imgsz=64, batch=4, workers=0)
+    res = ys.train(copy.deepcopy(model).half(), data, config=cfg, out=tmp_path / "t")
+    assert next(res.model.parameters()).dtype == torch.float32  # trained as float32
+    teacher = copy.deepcopy(model).half()  # guides as float32
+    ys.distill(model, teacher, data, config=ys.DistillConfig(train=cfg), out=tmp_path / "di")
+    assert next(teacher.parameters()).dtype == torch.float16  # the caller's, untouched
+    with pytest.raises(ModelError, match=r"no parameter of the model requires grad"):
+        ys.train(copy.deepcopy(model).requires_grad_(False), data, config=cfg, out=tmp_path / "f")
+    pruned = ys.prune(
+        torch.compile(model),
+        None,
+        config=ys.PruneConfig(ratio=0.3, finetune_epochs=0, latency=False, imgsz=64),
+    )
+    assert sum(p.numel() for p in pruned.model.parameters()) < sum(
+        p.numel() for p in model.parameters()
+    )
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched

@@ -111,6 +111,8 @@ def prune(
     from yoloslim.runtime.predictor import as_artifact
 
     model = as_artifact(model)
+    if isinstance(model, nn.Module):  # torch.compile's wrapper: its graph is the model's
+        model = getattr(model, "_orig_mod", model)
     require("torch_pruning", "prune")  # before the baseline's evaluation, not after it
     if out is not None:
         check_path(out, "out", "the output folder's path")

@@ -163,8 +163,12 @@ def reparameterize(
         from yoloslim.runtime.predictor import as_artifact
 
         model = load_checkpoint(as_artifact(model))[0]
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    if dtype != torch.float32:  # a .half() model: folded and checked in float32, returned so
+        model = copy.deepcopy(model).float()
     fused, n_blocks, n_pairs = deploy_form(model)
     x = example_input if example_input is not None else _default_input()
+    x = x.float()
     # the reference runs on its own eval copy: not even the caller's train/eval flags change
     original = copy.deepcopy(model).eval()
     ref, out = original(x), fused(x)
@@ -189,7 +193,7 @@ def reparameterize(
         report["latency_ms_before"] = _latency_ms(original, x[:1])
         report["latency_ms_after"] = _latency_ms(fused, x[:1])
     log.info("re-parameterised: %s", report)
-    return Result(fused, report)
+    return Result(fused.to(dtype), report)
 
 
 def _flat(y) -> list[torch.Tensor]:

@@ -163,7 +163,12 @@ def _prepare_model(model: str | dict | Path | nn.Module, names: list[str]) -> De
                 own,
                 list(names),
             )
-        m = copy.deepcopy(model)
+        if not any(p.requires_grad for p in model.parameters()):
+            raise ModelError(
+                "no parameter of the model requires grad (all frozen): training would change "
+                "nothing; unfreeze what should train (model.requires_grad_(True))"
+            )
+        m = copy.deepcopy(model).float()  # a .half() or .double() model trains in float32
         m.names = list(names)
         return m
     return build_model(model, names=names)
