@@ -39,6 +39,16 @@ from yoloslim.models import build_model
         (lambda: ys.describe(3), ConfigError, r"^path=3: expected a file's path"),
         (lambda: ys.quantize("m.pt", "d.yaml", out=None), ConfigError, r"^out=None: expected"),
         (lambda: ys.search(budget={"flops": 1}), ConfigError, r"Budget.from_dict\(d\) reads"),
+        (  # measured batches [1, 8] at the artifact's size without a word
+            lambda: ys.benchmark("m.onnx", latency=ys.LatencyConfig(batch=4)),
+            ConfigError,
+            r"^latency.batch=4: benchmark takes it as batches=",
+        ),
+        (
+            lambda: ys.benchmark("m.onnx", latency=ys.LatencyConfig(imgsz=64)),
+            ConfigError,
+            r"^latency.imgsz=64: benchmark takes it as imgsz=",
+        ),
         # these were TypeErrors from inside Path() or int(), or a module's whole printout
         (lambda: ys.describe(nn.Identity()), ConfigError, r"^path=Identity: expected a file's"),
         (lambda: ys.load(nn.Identity()), ModelError, r"^artifact=Identity: expected an artifact"),

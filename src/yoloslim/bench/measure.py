@@ -146,6 +146,14 @@ def benchmark(
 
     if latency is not None:
         check_config(latency, LatencyConfig, "latency")
+        default = LatencyConfig()
+        for field, arg in (("batch", "batches"), ("imgsz", "imgsz")):
+            given = getattr(latency, field)
+            if given != getattr(default, field):  # it was dropped without a word
+                raise ConfigError(
+                    f"latency.{field}={given}: benchmark takes it as {arg}= (latency sets "
+                    "warmup, rounds, runs_per_round and threads)"
+                )
     if data is not None:
         require_boxes(data)  # mAP columns and ratios need a defined mAP
     paths = _artifact_paths(artifacts)
