@@ -582,3 +582,37 @@ def test_a_repeated_list_entry_is_oversampling_in_train_for_yolo_and_voc_alike(t
     cfg = load_data_config(yaml)
     assert [s.path.name for s in load_samples(cfg, "train")] == ["0001.jpg", "0001.jpg", "0002.jpg"]
     assert [s.path.name for s in load_samples(cfg, "val")] == ["0001.jpg", "0002.jpg"]
+
+
+def test_copies_among_files_of_one_size_are_found_by_lookup_not_by_comparing_pairs(tmp_path):
+    """Every val image was compared with every train file of its size: 8k x 2k same-size
+    BMPs took 16 million comparisons (154 s at 32k x 8k). Now each val image looks its
+    head digest up: the work grows with the number of files, not with their product."""
+    import os
+    import types
+    from pathlib import Path
+
+    from yoloslim.data.duplicates import shared_images
+
+    looked_at = []
+
+    class Counted(type(Path())):  # each lookup of a train file (its digest, its size) counts
+        def __hash__(self):
+            looked_at.append(1)
+            return super().__hash__()
+
+    def split(name, n):
+        (tmp_path / name).mkdir()
+        paths = [Counted(tmp_path / name / f"{i}.bmp") for i in range(n)]
+        for p in paths:
+            p.write_bytes(os.urandom(256))  # one size: a BMP set's
+        return [types.SimpleNamespace(path=p) for p in paths]
+
+    for n_train, n_val in ((40, 10), (160, 40)):
+        looked_at.clear()
+        train, val = split(f"t{n_train}", n_train), split(f"v{n_val}", n_val)
+        for i in (3, 7):  # two val images are byte-identical copies of train images
+            val[i].path.write_bytes(train[10 + i].path.read_bytes())
+        found = shared_images(train, val, copies=True)
+        assert sorted(found) == sorted([val[3].path, val[7].path])
+        assert len(looked_at) <= 8 * (n_train + n_val)  # pairs: 400, then 6400

@@ -121,20 +121,30 @@ def shared_images(
                 digests[path, whole] = None
         return digests[path, whole]
 
+    # the train files of one size by the digest of their head, made once per size: a val
+    # image looks up its own head there (comparing it with each train file of its size was
+    # quadratic where every file has one size: a BMP or TIFF set)
+    by_head: dict[int, dict[bytes, list[Path]]] = {}
     same = set(shared)
     for s in val:
         if s.path in same:
             continue
         try:
-            others = by_size.get(s.path.stat().st_size, [])
+            size = s.path.stat().st_size
         except OSError:
             continue
-        head = digest(s.path, False) if others else None
-        if head is not None and any(
-            digest(o, False) == head
-            and digest(s.path, True) is not None  # two unreadable files are no copies
-            and digest(o, True) == digest(s.path, True)
-            for o in others
+        if size not in by_size:
+            continue
+        if size not in by_head:
+            heads = by_head[size] = {}
+            for o in by_size[size]:
+                h = digest(o, False)
+                if h is not None:
+                    heads.setdefault(h, []).append(o)
+        head = digest(s.path, False)
+        whole = digest(s.path, True) if head in by_head[size] else None
+        if whole is not None and any(  # two unreadable files are no copies
+            digest(o, True) == whole for o in by_head[size][head]
         ):
             shared.append(s.path)
     return shared
