@@ -437,11 +437,14 @@ def _refuse_edited_settings_files(out: Path, cfg: TrainConfig, run_files: dict) 
 def _edits(written: dict, run: dict, runtime_at: str, where: str = "") -> list[str]:
     """``"key: run-value in the run, file-value in the file"`` for each setting the file
     holds that differs from the run's; keys it lacks (a file an older version wrote), keys
-    the run lacks and the runtime settings a resume may change (those of the training
-    settings at ``runtime_at``) are not compared."""
+    the run lacks, null ones (auto: ``imgsz``, ``loss.static_assigner_epochs``, which the run
+    resolved when it began) and the runtime settings a resume may change (those of the
+    training settings at ``runtime_at``) are not compared."""
     found = []
     for key, value in written.items():
         if key not in run or (where == runtime_at and key in RUNTIME_FIELDS):
+            continue
+        if value is None and run[key] is not None:  # an auto setting, resolved when it began
             continue
         if isinstance(value, dict) and isinstance(run[key], dict):
             found += _edits(value, run[key], runtime_at, f"{where}{key}.")
