@@ -109,8 +109,10 @@ def check_path(value: Any, name: str, what: str) -> None:
     an ``os.PathLike``): ``None`` or a number given for one fails here, not as a
     ``TypeError`` deep inside; ``what`` says what the path is of."""
     if not isinstance(value, str | os.PathLike):
-        shown = repr(value) if isinstance(value, int | float | None) else type(value).__name__
-        raise ConfigError(f"{name}={shown}: expected {what}")  # not a module's whole printout
+        shown = repr(value)
+        if "\n" in shown or len(shown) > 80:
+            shown = type(value).__name__  # not a module's whole printout
+        raise ConfigError(f"{name}={shown}: expected {what}")
 
 
 def check_config(value: Any, cls: type, name: str = "config") -> None:

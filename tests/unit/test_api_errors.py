@@ -50,7 +50,7 @@ from yoloslim.models import build_model
             r"^latency.imgsz=64: benchmark takes it as imgsz=",
         ),
         # these were TypeErrors from inside Path() or int(), or a module's whole printout
-        (lambda: ys.describe(nn.Identity()), ConfigError, r"^path=Identity: expected a file's"),
+        (lambda: ys.describe(nn.Identity()), ConfigError, r"^path=Identity\(\): expected a file's"),
         (lambda: ys.load(nn.Identity()), ModelError, r"^artifact=Identity: expected an artifact"),
         (lambda: ys.load_checkpoint(nn.Identity()), ModelError, r"^path=Identity: expected a"),
         (lambda: ys.train("damo-nano", "d.yaml", out=5), ConfigError, r"^out=5: expected the run"),
@@ -131,3 +131,9 @@ def test_a_model_cast_frozen_or_compiled_is_taken_or_refused_by_name(tmp_path):
         p.numel() for p in model.parameters()
     )
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched
+
+
+def test_a_model_given_as_a_path_is_named_by_its_type_not_its_whole_printout():
+    with pytest.raises(ConfigError, match=r"^path=Detector: expected a file's path") as e:
+        ys.describe(build_model("damo-nano"))
+    assert "\n" not in str(e.value)
