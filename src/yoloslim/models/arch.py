@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
+from typing import NamedTuple
 
 from torch import nn
 
@@ -286,10 +287,19 @@ def load_arch_yaml(path: str | Path) -> dict:
         raise ModelError(f"{p}: {e}") from e
 
 
-def search_header(path: str | Path) -> tuple[str, int] | None:
-    """``(score text, input size)`` from the first line ``yoloslim nas`` writes into an
-    arch.yaml (``... (MAE-DET score 506.012, 0.978 GFLOPs at 320 px)``); None for a file
-    without it (hand-written, or not readable)."""
+class SearchHeader(NamedTuple):
+    """What the first line ``yoloslim nas`` writes into an arch.yaml says of the network it
+    scored: its score and GFLOPs as written (4 significant digits; None in a header
+    without them), at the input size it was searched at."""
+
+    score: str
+    imgsz: int
+    gflops: str | None
+
+
+def search_header(path: str | Path) -> SearchHeader | None:
+    """The :class:`SearchHeader` of an arch.yaml (``... (MAE-DET score 506.012, 0.978
+    GFLOPs at 320 px)``); None for a file without it (hand-written, or not readable)."""
     import re
 
     try:
@@ -297,8 +307,10 @@ def search_header(path: str | Path) -> tuple[str, int] | None:
             first = f.readline()
     except OSError:
         return None
-    found = re.search(r"MAE-DET score ([-+\w.]+).* at (\d+) px", first)
-    return (found.group(1), int(found.group(2))) if found else None
+    found = re.search(r"MAE-DET score ([-+\w.]+)(?:, ([-+\w.]+) GFLOPs)?.* at (\d+) px", first)
+    if not found:
+        return None
+    return SearchHeader(found.group(1), int(found.group(3)), found.group(2))
 
 
 def edited_since_search(path: str | Path) -> bool | None:

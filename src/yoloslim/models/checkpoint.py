@@ -298,7 +298,7 @@ def trained_imgsz(*models: Any) -> int | None:
         if is_file and Path(model).suffix.lower() in (".yaml", ".yml"):
             found = search_header(model)
             if found:
-                return found[1]
+                return found.imgsz
     return None
 
 

@@ -169,9 +169,9 @@ def _arch_file(p: Path) -> dict[str, Any]:
             ) from None
         raise
     found = search_header(p)
-    imgsz = found[1] if found else DEFAULT_IMGSZ
+    imgsz = found.imgsz if found else DEFAULT_IMGSZ
     edited = edited_since_search(p) if found else None
-    header_gflops = _header_gflops(p) if found else None
+    header_gflops = _number(found.gflops) if found and found.gflops else None
     try:
         net = build_model(arch)
     except ModelError as e:  # its 'layers' record, which load_arch_yaml cannot check
@@ -194,25 +194,12 @@ def _arch_file(p: Path) -> dict[str, Any]:
         "gflops": round(profile["gflops"], 4),
         "stages": arch["backbone"]["stages"],
         # the search's score is of the file as it wrote it
-        "score": _number(found[0]) if found and not edited else None,
+        "score": _number(found.score) if found and not edited else None,
         "edited": edited,
         "header_gflops": header_gflops,
         "history": [],
         "size_mb": path_size_mb(p),
     }
-
-
-def _header_gflops(p: Path) -> float | None:
-    """The GFLOPs the first line ``yoloslim nas`` writes gives for the file as it wrote it
-    (``... 0.978 GFLOPs at 320 px)``, to 4 significant digits), or None."""
-    import re
-
-    try:
-        with open(p, encoding="utf-8", errors="replace") as f:
-            found = re.search(r", ([-+\w.]+) GFLOPs at \d+ px", f.readline())
-    except OSError:
-        return None
-    return _number(found.group(1)) if found else None
 
 
 def _number(text: str) -> float | None:
