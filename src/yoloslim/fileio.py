@@ -101,13 +101,12 @@ def write_problem(path: str | Path) -> str | None:
     """Why ``path`` could not be made, with any folders above it: the nearest existing one
     is a file, or a folder this process may not write; None when it can be."""
     folder = Path(path).expanduser().absolute().parent
-    for above in (folder, *folder.parents):
-        if above.exists():
+    for existing in (folder, *folder.parents):  # the root exists
+        if existing.exists():
             break
-        problem = dangling(above)
+        problem = dangling(existing)  # a link to nowhere above it: "File exists" for mkdir
         if problem:
             return problem
-    existing = next(a for a in (folder, *folder.parents) if a.exists())
     if not existing.is_dir():
         return f"{existing} is a file, not a folder"
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -122,6 +121,13 @@ def dangling(path: str | Path) -> str | None:
     if p.is_symlink() and not p.exists():
         return f"{p} is a link to {os.readlink(p)}, which does not exist"
     return None
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why the output folder ``folder`` could not be made, before a mkdir says only "File
+    exists": it, or a folder above it, is a link to nowhere (:func:`dangling`), or the
+    folder above it cannot take it (:func:`write_problem`); None when it is there or can be."""
+    return dangling(folder) or (None if folder.exists() else write_problem(folder))
 
 
 def _umask() -> int:
@@ -320,7 +326,7 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"out={str(folder)!r} is an existing file; the {what} run needs a folder")
-    problem = dangling(folder) or (None if folder.exists() else write_problem(folder))
+    problem = folder_problem(folder)
     if problem:
         raise ConfigError(f"out={str(folder)!r}: cannot create the folder ({problem})")
     try:

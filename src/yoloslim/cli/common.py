@@ -535,8 +535,9 @@ def _writable(path: Path, what: str) -> None:
 
 
 def _check_writable(p: Path, what: str) -> None:
-    if what == "folder" and dangling(p):
-        raise typer.BadParameter(f"{dangling(p)}; a folder cannot be made there")
+    problem = dangling(p) if what == "folder" else None
+    if problem:
+        raise typer.BadParameter(f"{problem}; a folder cannot be made there")
     if not p.exists():
         problem = write_problem(p)
         if problem:

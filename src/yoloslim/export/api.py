@@ -20,7 +20,7 @@ from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.nms import check_graph_nms
 from yoloslim.export.registry import EXPORTERS, half_problem
 from yoloslim.export.triton import triton_max_batch_problem, triton_name_problem
-from yoloslim.fileio import atomic_write_text, dangling, folder_lock, remove_stale_staging
+from yoloslim.fileio import atomic_write_text, folder_lock, folder_problem, remove_stale_staging
 from yoloslim.result import Result
 
 __all__ = ["check_options", "export"]
@@ -384,7 +384,7 @@ def _verify_nms(e2e: Path, _ctx: ExportContext, *, plain: Path) -> dict:
 def _output_folder(out: str | Path) -> Path:
     check_path(out, "out", "the output folder's path")
     out = Path(out).expanduser()
-    problem = dangling(out) or next(filter(None, map(dangling, out.parents)), None)
+    problem = folder_problem(out)
     if problem:
         raise ExportError(f"cannot create the output folder {out}: {problem}")
     try:
