@@ -228,6 +228,26 @@ def setting_diffs(saved: dict, given: dict, skip: tuple[str, ...] = ()) -> list[
     ]
 
 
+def file_edits(written: dict, run: dict, runtime_at: str, where: str = "") -> list[str]:
+    """``"key: run-value in the run, file-value in the file"`` for each setting a settings
+    file the run wrote (``train_config.yaml``) holds that differs from the run's: the twin of
+    :func:`setting_diffs` for a file, nested. Keys it lacks (a file an older version
+    wrote), keys the run lacks, null ones (auto: ``imgsz``, ``loss.static_assigner_epochs``, which the run
+    resolved when it began) and the runtime settings a resume may change (those of the
+    training settings at ``runtime_at``) are not compared."""
+    found = []
+    for key, value in written.items():
+        if key not in run or (where == runtime_at and key in RUNTIME_FIELDS):
+            continue
+        if value is None and run[key] is not None:  # an auto setting, resolved when it began
+            continue
+        if isinstance(value, dict) and isinstance(run[key], dict):
+            found += file_edits(value, run[key], runtime_at, f"{where}{key}.")
+        elif _plain(value) != _plain(run[key]):
+            found.append(f"{where}{key}: {run[key]!r} in the run, {value!r} in the file")
+    return found
+
+
 def _plain(value):
     """``value`` with tuples as lists, at any depth (a config read back from YAML has lists)."""
     if isinstance(value, dict):

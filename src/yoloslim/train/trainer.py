@@ -43,11 +43,10 @@ from yoloslim.models.registry import build_model
 from yoloslim.rng import keeps_rng_state
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
-    RUNTIME_FIELDS,
     Optimizer,
     TrainConfig,
-    _plain,
     config_from_dict,
+    file_edits,
     resume_config,
     sized_for,
     static_assigner_for,
@@ -424,7 +423,7 @@ def _refuse_edited_settings_files(out: Path, cfg: TrainConfig, run_files: dict) 
         if not isinstance(written, dict):
             edits = ["the file is no longer a settings mapping"]
         else:
-            edits = _edits(written, run, runtime_at)
+            edits = file_edits(written, run, runtime_at)
         if edits:
             raise ConfigError(
                 f"resume: {path} was edited since the run wrote it ({'; '.join(edits)}); a "
@@ -432,25 +431,6 @@ def _refuse_edited_settings_files(out: Path, cfg: TrainConfig, run_files: dict) 
                 "that file again. Undo the edit (or delete the file) to resume; to train with "
                 "other settings, start a new run from the run's best.pt or last.pt"
             )
-
-
-def _edits(written: dict, run: dict, runtime_at: str, where: str = "") -> list[str]:
-    """``"key: run-value in the run, file-value in the file"`` for each setting the file
-    holds that differs from the run's; keys it lacks (a file an older version wrote), keys
-    the run lacks, null ones (auto: ``imgsz``, ``loss.static_assigner_epochs``, which the run
-    resolved when it began) and the runtime settings a resume may change (those of the
-    training settings at ``runtime_at``) are not compared."""
-    found = []
-    for key, value in written.items():
-        if key not in run or (where == runtime_at and key in RUNTIME_FIELDS):
-            continue
-        if value is None and run[key] is not None:  # an auto setting, resolved when it began
-            continue
-        if isinstance(value, dict) and isinstance(run[key], dict):
-            found += _edits(value, run[key], runtime_at, f"{where}{key}.")
-        elif _plain(value) != _plain(run[key]):
-            found.append(f"{where}{key}: {run[key]!r} in the run, {value!r} in the file")
-    return found
 
 
 def _begin(
