@@ -51,6 +51,7 @@ from yoloslim.models.checkpoint import (
     EXPORTED,
     load_checkpoint,
     weights_digest,
+    weights_dtype,
 )
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
@@ -420,14 +421,10 @@ def _recorded_teacher(hook_state: dict, last: Path) -> Path:
     return Path(recorded)
 
 
-def _dtype(model: nn.Module) -> torch.dtype:
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-
-
 def _as_detector(model: Detector | str | Path, what: str) -> Detector:
     model = as_artifact(model, what)
     if isinstance(model, Detector):  # a .half() teacher guides a float32 student as float32
-        return model if _dtype(model) == torch.float32 else copy.deepcopy(model).float()
+        return model if weights_dtype(model) == torch.float32 else copy.deepcopy(model).float()
     if isinstance(model, nn.Module):
         raise ModelError(f"{what} must be a yoloslim Detector, got {type(model).__name__}")
     path = Path(model).expanduser()

@@ -163,7 +163,9 @@ def reparameterize(
         from yoloslim.runtime.predictor import as_artifact
 
         model = load_checkpoint(as_artifact(model))[0]
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    from yoloslim.models.checkpoint import weights_dtype
+
+    dtype = weights_dtype(model)
     if dtype != torch.float32:  # a .half() model: folded and checked in float32, returned so
         model = copy.deepcopy(model).float()
     fused, n_blocks, n_pairs = deploy_form(model)

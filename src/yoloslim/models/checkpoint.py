@@ -302,6 +302,12 @@ def trained_imgsz(*models: Any) -> int | None:
     return None
 
 
+def weights_dtype(model: nn.Module) -> torch.dtype:
+    """The floating-point dtype of ``model``'s weights (its first float parameter's; float32
+    for a model without one): a ``.half()`` model's is float16."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
 def weights_digest(model: nn.Module) -> str:
     """SHA-1 of a model's state (names, dtypes, shapes and values, in name order): two files
     of the same weights give the same digest."""
