@@ -353,9 +353,9 @@ def _check_named_models(rec: Recipe, model: str | Path | None) -> None:
             if teacher is not None and not Path(teacher).expanduser().is_file():
                 raise ConfigError(f"{where}: teacher {teacher} does not exist")
         if s.name == "nas":  # its seeds, read only when the search starts
-            from yoloslim.nas.search import _init_items
+            from yoloslim.nas.search import init_items
 
-            for item in _init_items(s.config.options.get("init")):
+            for item in init_items(s.config.options.get("init")):
                 if isinstance(item, dict) or str(item) in list_models():
                     continue
                 if not Path(item).expanduser().is_file():

@@ -90,7 +90,7 @@ def nas(
     """Zero-shot architecture search (MAE-NAS): the best backbone under the budgets, as arch.yaml."""
     from yoloslim.errors import ConfigError
     from yoloslim.nas import search_from_dict
-    from yoloslim.nas.search import _init_items
+    from yoloslim.nas.search import init_items
 
     flags = dict(
         imgsz=imgsz,
@@ -115,7 +115,7 @@ def nas(
                     "--keep-neck needs --init ARCH (the arch whose neck and head to keep)"
                 )
             # the first seed; init may be one (init: damo-nano), whose [0] was its "d"
-            first = _init_items(settings["init"])[0]
+            first = init_items(settings["init"])[0]
             settings["space"] = {**(settings.get("space") or {}), "template": first}
         budget = layered(
             ctx,

@@ -238,7 +238,7 @@ def search(
     population, iterations, init_repeats, nc, top_k, score_batch, polish, seed = (
         int(v) for v in (population, iterations, init_repeats, nc, top_k, score_batch, polish, seed)
     )
-    _init_items(init)  # its type, before any work
+    init_items(init)  # its type, before any work
     cache_file = _cache_path(latency_cache, out)
     if out is not None:
         _check_out(Path(out), init, cache_file)
@@ -366,7 +366,7 @@ def _polish(ev: Evaluator, start: Candidate, rounds: int, bar: _Bar) -> dict:
 
 def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, Candidate]]:
     """The scored ``init`` architectures; ConfigError when one is outside the space or budget."""
-    items = _init_items(init)
+    items = init_items(init)
     seeds = []
     for item in items:
         try:
@@ -542,7 +542,7 @@ def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
     problem = write_problem(arch_path)
     if problem:
         raise ConfigError(f"out={out}: {problem}")
-    for item in _init_items(init):
+    for item in init_items(init):
         if _unedited_result(item, arch_path):
             continue  # re-seeding from its own result, as written: nothing of the user's in it
         refuse_overwriting_input(
@@ -611,7 +611,7 @@ def _arch_path(out: str | Path) -> Path:
     return out if out.suffix.lower() in (".yaml", ".yml") else out / "arch.yaml"
 
 
-def _init_items(init) -> list:
+def init_items(init) -> list:
     """``init`` as a list of seeds (one seed given alone is a list of one); ConfigError for a
     value that is no seed (``init: 5`` in a YAML failed as a TypeError, after earlier work)."""
     if init is None:
@@ -762,6 +762,6 @@ def search_kwargs(d: dict) -> dict:
     given.update(kw)
     checked = inspect.signature(_validate_settings).parameters
     _validate_settings(**{k: given[k] for k in checked})
-    _init_items(given["init"])  # the types of the paths too, not only once the search starts
+    init_items(given["init"])  # the types of the paths too, not only once the search starts
     _cache_path(given["latency_cache"], None)
     return kw

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from yoloslim.configs import from_mapping, int_problem, one_of
+from yoloslim.configs import from_mapping, int_problem, one_of, plain_numbers
 from yoloslim.errors import ConfigError
 from yoloslim.models.arch import KERNEL_SIZES
 from yoloslim.models.backbone import SEARCHED_BLOCKS
@@ -72,10 +72,8 @@ class SearchSpace:
     head_width: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("widths", "depths", "kernels", "ratios", "neck_out"):
-            value = getattr(self, name)
-            if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy
-                object.__setattr__(self, name, value.tolist())
+        for name in ("widths", "depths", "kernels", "ratios", "neck_out"):  # numpy as lists
+            object.__setattr__(self, name, plain_numbers(getattr(self, name)))
         self._validate()
         # plain ints, floats and tuples all the way down: the space hashes, YAML lists and
         # numpy numbers are accepted, and the report's JSON takes every value
