@@ -388,8 +388,9 @@ def _check_ignored_scopes(rec: Recipe, model: str | None) -> None:
     it exists: quantize stages after one are checked when they run (that error names the
     file and the stage too, see :func:`_run_stage`). Without a run model (a recipe
     starting with nas or train), or with an arch.yaml one (untrained: it cannot be exported
-    until the recipe's train stage has trained it), there is nothing to check against yet. Only custom
-    patterns cost an export here: the ``decode``/``head_preds`` keywords always match.
+    until the recipe's train stage has trained it), there is nothing to check against yet.
+    Only custom patterns cost an export here: the ``decode``/``head_preds`` keywords always
+    match.
     """
     from yoloslim.compress.quant_config import DECODE, HEAD_PREDS
 
@@ -832,7 +833,8 @@ def run_recipe(
     data paths, the formats this machine can export (an ``engine`` format is skipped with a
     warning without TensorRT and CUDA), the quantize stages' ``ignored_scope`` patterns
     (matched on ``model`` exported to ONNX; see :func:`_check_ignored_scopes`), and, on a
-    resume, that the recipe, ``model`` and ``data`` are the run's own. A folder where no stage finished may be reused freely.
+    resume, that the recipe, ``model`` and ``data`` are the run's own. A folder where no
+    stage finished may be reused freely.
     ``report["final_model"]`` is the last checkpoint and ``report["deployable"]`` the
     artifacts of the last stage that made any (``{name: path}``).
 
