@@ -232,9 +232,9 @@ def file_edits(written: dict, run: dict, runtime_at: str, where: str = "") -> li
     """``"key: run-value in the run, file-value in the file"`` for each setting a settings
     file the run wrote (``train_config.yaml``) holds that differs from the run's: the twin of
     :func:`setting_diffs` for a file, nested. Keys it lacks (a file an older version
-    wrote), keys the run lacks, null ones (auto: ``imgsz``,
-    ``loss.static_assigner_epochs``, which the run resolved when it began) and the runtime settings a resume may change (those of the
-    training settings at ``runtime_at``) are not compared."""
+    wrote), keys the run lacks, null ones (auto: ``imgsz``, ``loss.static_assigner_epochs``,
+    which the run resolved when it began) and the runtime settings a resume may change
+    (those of the training settings at ``runtime_at``) are not compared."""
     found = []
     for key, value in written.items():
         if key not in run or (where == runtime_at and key in RUNTIME_FIELDS):
