@@ -42,3 +42,24 @@ def test_a_piped_bar_is_wide_enough_for_the_losses(monkeypatch):
         assert progress_console().width == PIPED_WIDTH  # pytest's stderr is not a terminal
     finally:
         progress_console.cache_clear()
+
+
+def test_reading_a_large_split_shows_a_bar_only_when_asked(tmp_path, capfd, monkeypatch):
+    from yoloslim import progress
+    from yoloslim.data import load_data_config, load_samples
+
+    data = synthesize(tmp_path / "d", images=6, imgsz=64, classes=2, seed=0, val_fraction=0.34)
+    cfg = load_data_config(data)
+    monkeypatch.setattr(progress, "TRACK_FROM", 3)  # this split's 4 images count as large
+    quiet = load_samples(cfg, "train")
+    assert capfd.readouterr().err == ""  # no bar unless a command asked for progress
+    with progress.shown():
+        shown = load_samples(cfg, "train")
+        load_samples(cfg, "val")  # 2 images: under TRACK_FROM, no bar
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert err.count("checking the images of") == 1 and err.count("reading the labels of") == 1
+    assert "4/4" in err and "images/val" not in err
+    assert [s.path for s in shown] == [s.path for s in quiet]
+    assert all((a.boxes == b.boxes).all() for a, b in zip(shown, quiet, strict=True))
+    assert list(progress.tracked(range(5), 5, "x")) == list(range(5))  # outside: plain items

@@ -25,7 +25,7 @@ from rich.markup import escape
 
 from yoloslim.errors import STOPS, ConfigError, YoloslimError, stop_requested
 from yoloslim.fileio import atomic_write_text, dangling, write_problem
-from yoloslim.progress import PIPED_WIDTH
+from yoloslim.progress import PIPED_WIDTH, shown
 
 __all__ = [
     "Terminated",
@@ -286,7 +286,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                         f"--json {json_path} {clash}; it is not replaced by the report"
                     )
                 _check_record_target(Path(json_path), fn.__name__, kwargs)
-            return fn(*args, **kwargs)
+            with shown():  # a large dataset's reading shows a bar too
+                return fn(*args, **kwargs)
         except KeyboardInterrupt as e:
             raise _report_stop(e) from None
         except typer.Exit:  # already reported (interrupt_hint's resume line, say)

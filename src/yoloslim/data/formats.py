@@ -38,6 +38,7 @@ from yoloslim.data.sample import (
 from yoloslim.data.voc import read_voc
 from yoloslim.errors import ConfigError, DataError
 from yoloslim.fileio import file_key
+from yoloslim.progress import tracked
 
 __all__ = [
     "Sample",
@@ -233,7 +234,7 @@ def read_yolo(
     ldir = Path(labels_dir) if labels_dir is not None else None
     samples, missing, empty = [], [], []
     label_of: dict[Path, list[Path]] = {}  # an existing label file -> its images
-    for image_id, f in enumerate(files):
+    for image_id, f in tracked(enumerate(files), len(files), f"reading the labels of {source}"):
         if f not in sizes:
             continue
         w, h = sizes[f]

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from yoloslim.errors import DataError
+from yoloslim.progress import tracked
 
 __all__ = [
     "Sample",
@@ -224,7 +225,9 @@ def probe_images(
         raise DataError(f"{source}: no images found (suffixes {', '.join(IMAGE_SUFFIXES)})")
     workers = 1 if len(paths) < 64 else 8
     with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(_probe, paths))
+        results = list(
+            tracked(pool.map(_probe, paths), len(paths), f"checking the images of {source}")
+        )
     good = {p: r for p, r in zip(paths, results, strict=True) if isinstance(r, tuple)}
     bad = [f"{p} ({r})" for p, r in zip(paths, results, strict=True) if isinstance(r, str)]
     missing = sum(r == "missing" for r in results)

@@ -12,6 +12,7 @@ from torch import nn
 from yoloslim.data import DetectionDataset, load_data_config, load_samples
 from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
+from yoloslim.progress import shown
 
 __all__ = ["require_boxes", "validate"]
 
@@ -151,7 +152,9 @@ def validate(
             data,
             list(cfg.names),
         )
-    ds = DetectionDataset(load_samples(cfg, split), imgsz, augment=False, names=cfg.names)
+    with shown(progress):
+        samples = load_samples(cfg, split)
+    ds = DetectionDataset(samples, imgsz, augment=False, names=cfg.names)
     was_training = net.training
     net.eval()
     first = next(net.parameters(), torch.empty(0))

@@ -40,6 +40,7 @@ from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_i
 from yoloslim.models.checkpoint import load_checkpoint, with_history
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
+from yoloslim.progress import shown
 from yoloslim.rng import keeps_rng_state
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
@@ -275,7 +276,8 @@ def train(
         _refuse_edited_settings_files(out, cfg, getattr(hook, "run_files", {}))
     device, rank, world = _devices(cfg)
     main = rank == 0
-    train_ds, val_ds = _datasets(data_cfg, cfg, data)
+    with shown(progress and main):
+        train_ds, val_ds = _datasets(data_cfg, cfg, data)
     # absolute: `train --resume DIR` may run from another working directory
     data_path = str(Path(data).expanduser().resolve())
     # the steps that made the model (a resumed run: its own, this step last) and this one,
