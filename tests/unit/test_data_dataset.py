@@ -180,14 +180,19 @@ def test_cache_gives_same_items(data):
 
 def test_a_cache_that_would_not_fit_in_memory_is_refused_before_decoding(data, monkeypatch, caplog):
     import yoloslim.sysinfo as sysinfo
+    from yoloslim.data.dataset import cache_bytes
 
     _, cfg, train, _ = data
+    # Pillow's 4 bytes a pixel and 20 KiB an image (3 bytes undercounted up to 2x)
     need = sum(
         round(s.width * 96 / max(s.width, s.height))
         * round(s.height * 96 / max(s.width, s.height))
-        * 3
+        * 4
+        + 20 * 1024
         for s in train
     )
+    assert cache_bytes(train, 96) == need
+    assert cache_bytes(train + train, 96) == need  # an image listed twice is held once
     monkeypatch.setattr(sysinfo, "available_memory", lambda: need)  # all of it: too much
     with pytest.raises(DataError, match=r"cache: the decoded images need .* available"):
         DetectionDataset(train, 96, augment=False, names=cfg.names, cache=True)
