@@ -682,11 +682,19 @@ def test_predict_keeps_an_earlier_runs_results_until_its_own_first_result(
     assert main(["predict", str(tmp_path / "gone.mp4"), *argv[2:]]) == 2
     assert "gone.mp4: video does not exist" in capsys.readouterr().err
     assert (save / "detections.json").read_text() == earlier
-    # a detections.json predict did not write is not replaced
-    (save / "detections.json").write_text('{"mine": "user data"}\n')
-    assert main(argv) == 2
-    assert "was not written by predict" in capsys.readouterr().err
-    assert (save / "detections.json").read_text() == '{"mine": "user data"}\n'
+    # a detections.json predict did not write is not replaced: another shape, or records of
+    # predict's outer shape with keys predict would not write
+    theirs = [
+        '{"mine": "user data"}\n',
+        '[{"image": "a.jpg", "detections": []}, {"frame": 1, "detections": []}]\n',
+        '[{"image": "a.jpg", "detections": [{"box": [1, 2, 3, 4], "class": "hand"}]}]\n',
+        '[{"image": "a.jpg", "detections": [], "note": "checked by hand"}]\n',
+    ]
+    for text in theirs:
+        (save / "detections.json").write_text(text)
+        assert main(argv) == 2
+        assert "was not written by predict" in capsys.readouterr().err
+        assert (save / "detections.json").read_text() == text
 
 
 def test_predict_draws_whole_files_and_prints_names_as_they_are(

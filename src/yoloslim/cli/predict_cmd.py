@@ -221,10 +221,32 @@ def _compact_ledger(save: Path, ledger: dict[str, set[str]]) -> None:
     atomic_write_text(save / LEDGER, "".join(lines))
 
 
+# what predict writes: each record holds exactly these keys, each detection exactly DETECTION
+_IMAGE_RECORD = ({"image", "detections"}, {"image", "detections", "labels"})
+_FRAME_RECORD = ({"frame", "detections"},)
+_DETECTION = {"box", "score", "class_id", "class"}
+
+
+def _predicts_format(data: object) -> bool:
+    """Whether ``data`` is a ``detections.json`` as predict writes one: a list of image records
+    or of frame records, with exactly predict's keys in each record and each detection (a
+    file of the user's that merely looks like one is not; an empty list, which a run over
+    unreadable images writes, holds nothing to lose)."""
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        return False
+    kinds = _FRAME_RECORD if data and "frame" in data[0] else _IMAGE_RECORD
+    return all(
+        set(r) in kinds
+        and isinstance(r["detections"], list)
+        and all(isinstance(d, dict) and set(d) == _DETECTION for d in r["detections"])
+        for r in data
+    )
+
+
 def _earlier_records(path: Path) -> list[dict]:
     """The records of the ``detections.json`` an earlier predict wrote at ``path`` (none when
-    there is none); ConfigError when ``path`` exists and is not one (a list of ``{"image" |
-    "frame", "detections"}`` records): it is not predict's to replace."""
+    there is none); ConfigError when ``path`` exists and is not in predict's format (see
+    :func:`_predicts_format`): it is not predict's to replace."""
     from yoloslim.errors import ConfigError
 
     if not path.exists():
@@ -233,12 +255,11 @@ def _earlier_records(path: Path) -> list[dict]:
         data = json.loads(path.read_bytes())
     except (ValueError, OSError):
         data = None
-    ours = isinstance(data, list) and all(
-        isinstance(r, dict) and "detections" in r and ("image" in r or "frame" in r) for r in data
-    )
-    if not ours:
+    if not _predicts_format(data):
         raise ConfigError(
-            f"--save {path.parent}: {path} was not written by predict; it is not replaced, "
+            f"--save {path.parent}: {path} was not written by predict (or was edited since): "
+            "it is not a list of predict's records ({image|frame, detections: [{box, score, "
+            "class_id, class}]}, with labels where --save-txt wrote one); it is not replaced, "
             "so move it or choose another --save folder"
         )
     return data
