@@ -155,7 +155,8 @@ def _stage_reparam(st: _State, cfg, data, out: Path, progress: bool) -> dict:
 
     model, _ = load_checkpoint(st.model)
     res = reparameterize(model)
-    res.save_report(out / "reparam_report.json")
+    # the stage's own record (save_report refuses to replace a run's record)
+    atomic_write_text(out / "reparam_report.json", res.to_json() + "\n")
     # the checkpoint stays in train form: export and quantize fuse it again on the way out
     return {"model": st.model, "rows": [], "report": res.report}
 

@@ -54,5 +54,53 @@ class Result:
         )
 
     def save_report(self, path: str | Path) -> Path:
-        """Write the report as JSON (atomic rename); ``~`` is expanded."""
-        return atomic_write_text(Path(path).expanduser(), self.to_json() + "\n")
+        """Write the report as JSON (atomic rename); ``~`` is expanded.
+
+        Raises:
+            ConfigError: ``path`` is not a ``.json`` name, is a folder, or is a file the
+                report must not replace (see :func:`check_report_target`).
+        """
+        path = Path(path).expanduser()
+        check_report_target(path)
+        return atomic_write_text(path, self.to_json() + "\n")
+
+
+#: the records runs write into their folders and read back (a ``save_report`` over one
+#: changes its layout: the run's next pass can no longer read it)
+RUN_RECORD_NAMES = frozenset(
+    {
+        "export_report.json",
+        "quant_report.json",
+        "prune_report.json",
+        "nas_report.json",
+        "reparam_report.json",
+        "compress.json",
+        "budget.json",
+        "detections.json",
+        "quant_config.json",
+        "stage.json",
+        "inputs.json",
+    }
+)
+
+
+def check_report_target(path: Path) -> None:
+    """ConfigError when a report saved at ``path`` would replace what it must not: a file
+    of another kind (a checkpoint, a data.yaml: any name but ``*.json``), a folder, a file
+    that holds no JSON, or a run's own record (:data:`RUN_RECORD_NAMES`)."""
+    from yoloslim.errors import ConfigError
+
+    if path.suffix.lower() != ".json":
+        raise ConfigError(f"{path}: a report is JSON; name the file *.json")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; name a .json file")
+    if path.name in RUN_RECORD_NAMES and path.exists():
+        raise ConfigError(
+            f"{path} is a run's record ({path.name}), which it reads back; save the report "
+            "under another name"
+        )
+    if path.is_file():
+        try:
+            json.loads(path.read_bytes())
+        except (ValueError, OSError) as e:
+            raise ConfigError(f"{path} holds no JSON ({e}); it is not replaced") from e

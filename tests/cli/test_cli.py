@@ -1047,6 +1047,10 @@ def test_a_json_report_never_replaces_a_file_the_run_writes_or_reads(
     assert main(ck) == 2
     assert "is the command's input (--data)" in capsys.readouterr().err
     assert cfg.read_text() == before
+    # --json naming the --out folder still to be made: the whole run, then IsADirectoryError
+    assert main([*argv, "--json", f"{out}/../jt"]) == 2
+    assert "is the --out folder; name a .json file" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_predict_replaces_only_images_it_drew_and_one_run_at_a_time(

@@ -1,6 +1,8 @@
 """Wrong-typed arguments to the public API are ConfigError/DataError naming the argument,
 not a TypeError or AttributeError from deep inside (each is refused before any file is read)."""
 
+import json
+
 import pytest
 from torch import nn
 
@@ -78,6 +80,31 @@ def test_latency_config_is_public():
     assert ys.LatencyConfig is LatencyConfig and "LatencyConfig" in ys.__all__
 
 
+def test_save_report_never_replaces_what_is_not_a_report(tmp_path):
+    # it turned a checkpoint and a data.yaml into JSON, and changed a run's own record
+    from yoloslim.result import Result
+
+    res = Result(model=None, report={"a": 1})
+    for name, text in (("best.pt", "weights"), ("data.yaml", "names: [a]\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ConfigError, match=r"a report is JSON; name the file \*.json"):
+            res.save_report(tmp_path / name)
+        assert (tmp_path / name).read_text() == text
+    run = tmp_path / "q"
+    run.mkdir()
+    (run / "quant_report.json").write_text('{"int8": {}}')
+    with pytest.raises(ConfigError, match=r"quant_report.json is a run's record"):
+        res.save_report(run / "quant_report.json")
+    (tmp_path / "notes.json").write_text("not json")
+    with pytest.raises(ConfigError, match=r"notes.json holds no JSON"):
+        res.save_report(tmp_path / "notes.json")
+    (tmp_path / "dir.json").mkdir()
+    with pytest.raises(ConfigError, match=r"dir.json is a folder"):
+        res.save_report(tmp_path / "dir.json")
+    (tmp_path / "mine.json").write_text('{"old": true}')  # a JSON file of the user's: replaced
+    assert json.loads(res.save_report(tmp_path / "mine.json").read_text())["report"] == {"a": 1}
+
+
 def test_a_leading_tilde_is_the_home_folder_in_every_path_the_api_writes(tmp_path, monkeypatch):
     """prune(out=), save_checkpoint and save_report wrote into a folder named '~' in the
     working directory; quantize('~/...onnx') said an existing file did not exist."""
@@ -137,3 +164,10 @@ def test_a_model_given_as_a_path_is_named_by_its_type_not_its_whole_printout():
     with pytest.raises(ConfigError, match=r"^path=Detector: expected a file's path") as e:
         ys.describe(build_model("damo-nano"))
     assert "\n" not in str(e.value)
+
+
+def test_save_report_knows_every_record_the_command_line_guards():
+    from yoloslim.cli.common import REPORT_OWNERS, RUN_RECORDS
+    from yoloslim.result import RUN_RECORD_NAMES
+
+    assert set(REPORT_OWNERS) | set(RUN_RECORDS) == RUN_RECORD_NAMES

@@ -63,12 +63,29 @@ def _decode_nodes(onnx_path: Path) -> list[str]:
         ({"advanced": {"percentile": "99.9"}}, "advanced.percentile='99.9' must be a number"),
         ({"max_drop": "0.5"}, "max_drop='0.5' must be a number"),
         ({"advanced": 3}, "advanced: expected a mapping, got int"),
+        ({"advanced": {"seed": -3}}, "advanced.seed=-3: must be in [0, 2**32)"),
+        ({"max_drop": float("inf")}, "max_drop=inf: must be a finite number"),  # JSON's Infinity
+        ({"ignored_scope": [""]}, "pattern '' is empty, and would match every layer"),
+        ({"ignored_scope": None}, "ignored_scope=None: must be a list of strings"),
+        ({"ignored_scope": [1, 2]}, "ignored_scope=[1, 2]: must be a list of strings"),
+        ({"float_variants": None}, "float_variants=None: must be a list of strings"),
+        # NNCF's presets: ONNX Runtime recorded one it never applied
+        (
+            {"backend": "onnxruntime", "advanced": {"preset": "performance"}},
+            "advanced.preset='performance' is NNCF's",
+        ),
     ],
 )
 def test_bad_config_raises(kwargs, needle):
     with pytest.raises(ConfigError, match=None) as e:
         QuantConfig(**kwargs)
     assert needle in str(e.value)
+
+
+def test_numpy_numbers_are_taken_as_pythons():
+    cfg = QuantConfig(max_drop=np.float32(0.5), calib=np.int64(5))
+    assert cfg.max_drop == 0.5 and type(cfg.max_drop) is float and type(cfg.calib) is int
+    assert json.dumps(cfg.to_dict())
 
 
 def test_from_dict_rejects_unknown_keys_and_round_trips():
@@ -78,7 +95,7 @@ def test_from_dict_rejects_unknown_keys_and_round_trips():
         QuantConfig.from_dict({"advanced": {"presett": "mixed"}})
     cfg = QuantConfig.from_dict(
         {
-            "backend": "onnxruntime",
+            "backend": "openvino",
             "method": "percentile",
             "ignored_scope": ["decode", "stem"],
             "advanced": {"preset": "performance"},
@@ -469,6 +486,54 @@ def test_accuracy_aware_out_of_steps_keeps_the_best_step_and_warns(caplog):
     assert budget_warning({"accuracy_aware": {"met": True}}) is None
 
 
+def _loop_by_set(maps: dict, float_map: float, max_steps: int = 10):
+    """The loop on the stub; ``maps``: the set of layers in float -> mAP."""
+    calls = []
+
+    def evaluate(model, tag):
+        calls.append(tag)
+        return {"map": maps[frozenset(model.get("float", []))], "map50": 0.5}
+
+    model, info = accuracy_aware(
+        _StubBackend(GAINS),
+        {},
+        candidates={k: f"layer.{k}" for k in GAINS},
+        evaluate=evaluate,
+        float_map=float_map,
+        max_drop=1.0,
+        images=[np.zeros(1)],
+        ref=REF,
+        imgsz=64,
+        max_steps=max_steps,
+    )
+    return model, info, calls
+
+
+def test_accuracy_aware_met_returns_layers_that_did_not_help_to_int8():
+    # b (the most sensitive by the ranking) changes nothing; c meets the budget
+    maps = {frozenset(): 0.30, frozenset("b"): 0.30, frozenset("bc"): 0.345}
+    model, info, calls = _loop_by_set({**maps, frozenset("c"): 0.342}, 0.35)
+    assert info["met"] and calls == ["step0", "step1", "step2", "trimmed"]
+    assert model == {"float": ["c"]} and info["kept_float"] == ["layer.c"]
+    assert info["trimmed"] == {
+        "returned_to_int8": ["layer.b"],
+        "map": 0.342,
+        "map50": 0.5,
+        "drop_points": 0.8,
+    }
+    # without b the budget no longer holds: the chosen step stays, evaluated last again
+    model, info, calls = _loop_by_set({**maps, frozenset("c"): 0.33}, 0.35)
+    assert info["met"] and calls == ["step0", "step1", "step2", "trimmed", "step2"]
+    assert model == {"float": ["b", "c"]} and "trimmed" not in info
+
+
+def test_accuracy_aware_without_steps_ranks_nothing(caplog):
+    with caplog.at_level("WARNING"):
+        model, info, calls = _loop_by_set({frozenset(): 0.30}, 0.35, max_steps=0)
+    assert calls == ["step0"] and not info["met"] and info["sensitivity"] == []
+    assert model == {} and info["kept_float"] == [] and "max_steps is 0" in caplog.text
+
+
 # -- CLI ------------------------------------------------------------------------------------
 def test_cli_quantize_and_bad_backend(setup, tmp_path):
     from yoloslim.cli.main import main
@@ -527,11 +592,69 @@ def test_a_stopped_quantize_leaves_no_earlier_report_beside_its_new_files(
     def stopped(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(qmod, "_backend", stopped)  # right after the float model is in place
+    # stopped before this run wrote a file the report lists: the report still describes them
+    monkeypatch.setattr(qmod, "_backend", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        ys.quantize(onnx_path, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
+    assert (out / "quant_report.json").read_text() == "an earlier run's"
+    monkeypatch.undo()
+    # stopped as the float model is written: the report that described the earlier one is gone
+    from yoloslim.compress.quant_openvino import OpenVINOQuant
+
+    monkeypatch.setattr(OpenVINOQuant, "float_artifact", stopped)
     with pytest.raises(KeyboardInterrupt):
         ys.quantize(onnx_path, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
     assert not (out / "quant_report.json").exists() and not (out / "quant_report.md").exists()
     assert not (out / "quant_config.json").exists()  # the settings of that report went with it
+
+
+def test_inputs_found_bad_keep_the_earlier_report_and_are_said_before_any_work(
+    setup, tmp_path, monkeypatch
+):
+    # a mistyped --model, a class-count mismatch, a scope that quantizes nothing: each deleted
+    # the earlier run's report (and the first two were said only after exporting, calibrating)
+    data, onnx_path = setup
+    out = tmp_path / "q"
+    out.mkdir()
+    earlier = {"quant_report.json": "{}", "quant_report.md": "# earlier", "quant_config.json": "{}"}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    cfg = QuantConfig(backend="onnxruntime", calib=2, advanced=FAST)
+    with pytest.raises(ModelError, match="bestt.pt"):
+        ys.quantize(tmp_path / "bestt.pt", data, config=cfg, out=out)
+    three = ys.build_model("damo-nano", nc=3, names=["a", "b", "c"])
+    with pytest.raises(ModelError, match=r"the model has 3 classes but .*data.yaml has 2"):
+        ys.quantize(three, data, config=cfg, out=out)
+    ckpt = tmp_path / "three.pt"
+    ys.save_checkpoint(ckpt, three, imgsz=64)
+    with pytest.raises(ModelError, match=r"three.pt has 3 classes but .*data.yaml has 2"):
+        ys.quantize(ckpt, data, config=cfg, out=out)
+    with pytest.raises(ConfigError, match=r"keeps every convolution in float: nothing would be"):
+        everything = QuantConfig(backend="onnxruntime", ignored_scope=[".*"], advanced=FAST)
+        ys.quantize(onnx_path, data, config=everything, out=out)
+    with pytest.raises(ModelError, match="expected a Detector or a path, got Linear"):
+        ys.quantize(torch.nn.Linear(2, 2), data, config=cfg, out=out)
+    assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == earlier
+
+
+def test_the_earlier_runs_leftovers_are_named_in_this_folder_and_home_is_expanded(
+    setup, tmp_path, monkeypatch, caplog
+):
+    import shutil
+
+    data, onnx_path = setup
+    cfg = QuantConfig(backend="onnxruntime", calib=2, float_variants=["fp16"], advanced=FAST)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    res = ys.quantize(onnx_path, data, config=cfg, out="~/q")  # ~ was a folder named '~'
+    assert res.artifacts["int8"] == tmp_path / "home/q/int8/model_int8.onnx"
+    assert not (tmp_path / "~").exists()
+    # a copy of the folder: its leftovers are its own files, not the original's
+    shutil.copytree(tmp_path / "home/q", tmp_path / "copy")
+    ys.quantize(onnx_path, data, config=QuantConfig(calib=2, advanced=FAST), out="copy")
+    said = next(r.getMessage() for r in caplog.records if "does not describe them" in r.message)
+    assert "copy/int8/model_int8.onnx" in said and "copy/fp16/model_fp16.onnx" in said
+    assert "home" not in said
 
 
 def test_an_fp16_or_unreadable_onnx_is_refused_and_another_runs_leftovers_are_named(

@@ -280,6 +280,13 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             json_path = kwargs.get("json_path")
             # every option is known now (one given after --json too), and no work is done yet
             if json_path:
+                out = kwargs.get("out")
+                if isinstance(out, (str, Path)) and str(out) and _same_path(json_path, out):
+                    # the folder the run makes: the report, written last, would find a folder
+                    raise ConfigError(
+                        f"--json {json_path} is the --out folder; name a .json file "
+                        "(inside it, or elsewhere)"
+                    )
                 clash = _input_clash(Path(json_path), kwargs)
                 if clash:
                     raise ConfigError(
@@ -440,6 +447,12 @@ _NOT_A_REPORT = (
     ".pt", ".pth", ".onnx", ".xml", ".bin", ".torchscript", ".engine", ".pbtxt", ".yaml",
     ".yml", ".jsonl", ".md", ".png", ".jpg", ".jpeg", ".mp4",
 )  # fmt: skip
+
+
+def _same_path(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` name one path (``~`` expanded, links and ``..`` resolved;
+    neither needs to exist)."""
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def _input_clash(p: Path, params: dict) -> str | None:

@@ -18,6 +18,7 @@ from yoloslim.cli.common import (
     write_json,
 )
 from yoloslim.configs import load_mapping
+from yoloslim.errors import ConfigError
 
 
 @handle_errors
@@ -58,6 +59,11 @@ def quantize(
     from yoloslim.compress.quantize import QuantConfig, budget_warning
     from yoloslim.compress.quantize import quantize as run_quantize
 
+    if ignore and "none" in ignore and len(ignore) > 1:
+        raise ConfigError(
+            f"--ignore none quantizes everything; it cannot go with other --ignore patterns "
+            f"(got {list(ignore)})"
+        )
     flags = dict(
         backend=backend,
         mode=mode,

@@ -119,7 +119,9 @@ def accuracy_aware(
         The chosen model and ``{"max_drop", "steps", "sensitivity", "kept_float", "met",
         "chosen_step"}``; ``steps[k]`` is the mAP after the k-th layer went back to float
         (step 0: none). When the budget is not met within ``max_steps``, the chosen model is
-        the earliest step with the best mAP, not the last one.
+        the earliest step with the best mAP, not the last one. When it is met, the layers
+        whose step did not raise the mAP go back to INT8 if the budget holds without them
+        (one more evaluation; ``trimmed``: those layers and that mAP).
     """
     budget = max_drop / 100.0
     first = evaluate(qmodel, "step0")
@@ -128,6 +130,15 @@ def accuracy_aware(
     model, kept = qmodel, []
     if float_map - first["map"] <= budget:
         info["met"], info["chosen_step"] = True, 0
+        return model, info
+    if max_steps == 0:  # no layer may go back: the ranking would go unused
+        info["met"], info["chosen_step"] = False, 0
+        log.warning(
+            "accuracy-aware: budget not met (%.2f mAP points lost against %.2f allowed) and "
+            "advanced.max_steps is 0: no layer goes back to float",
+            100 * (float_map - first["map"]),
+            max_drop,
+        )
         return model, info
     ranking = rank_sensitivity(
         backend, qmodel, candidates, images, ref, imgsz, progress, strides=strides
@@ -143,6 +154,22 @@ def accuracy_aware(
             break
     info["met"] = float_map - steps[-1]["map"] <= budget
     info["chosen_step"] = len(steps) - 1
+    # a layer whose step did not raise the mAP may have cost speed for nothing: without those,
+    # one more evaluation says whether the budget still holds
+    helped = [r for k, r in enumerate(kept, 1) if steps[k]["map"] > steps[k - 1]["map"]]
+    if info["met"] and len(helped) < len(kept):
+        trimmed = backend.revert(qmodel, [r["node"] for r in helped]) if helped else qmodel
+        res = evaluate(trimmed, "trimmed")
+        if float_map - res["map"] <= budget:
+            info["trimmed"] = {
+                "returned_to_int8": [r["layer"] for r in kept if r not in helped],
+                "map": round(res["map"], 5),
+                "map50": round(res["map50"], 5),
+                "drop_points": round(100 * (float_map - res["map"]), 3),
+            }
+            model, kept = trimmed, helped
+        else:  # the caller reports the last evaluation: the chosen step's, again
+            evaluate(model, f"step{len(steps) - 1}")
     if not info["met"]:
         # Out of steps: keep the fewest layers in float that reach the best mAP seen, so
         # layers that did not help go back to INT8 (they cost speed for nothing).

@@ -8,11 +8,18 @@ skipping them.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from yoloslim.configs import check_field_types, check_imgsz, from_mapping, int_problem
+from yoloslim.configs import (
+    check_field_types,
+    check_imgsz,
+    from_mapping,
+    int_problem,
+    plain_numbers,
+)
 from yoloslim.errors import ConfigError
 
 __all__ = [
@@ -115,6 +122,8 @@ class AdvancedQuantConfig:
                 raise ConfigError(f"advanced.{name}={getattr(self, name)}: must be > 0")
         if self.max_steps < 0:
             raise ConfigError(f"advanced.max_steps={self.max_steps}: must be >= 0")
+        if not 0 <= self.seed < 2**32:  # numpy's seeds, as TrainConfig's and PruneConfig's
+            raise ConfigError(f"advanced.seed={self.seed}: must be in [0, 2**32)")
 
 
 @dataclass(frozen=True)
@@ -158,23 +167,32 @@ class QuantConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise in place once
+        for f in dataclasses.fields(self):  # numpy numbers (a sweep's) checked as Python's
+            set_(self, f.name, plain_numbers(getattr(self, f.name)))
         set_(self, "backend", _enum(Backend, "backend", self.backend).value)
         set_(self, "mode", _enum(Mode, "mode", self.mode).value)
         set_(self, "method", _enum(Method, "method", self.method).value)
-        if isinstance(self.ignored_scope, str):  # one pattern, as float_variants takes one name
-            set_(self, "ignored_scope", (self.ignored_scope,))
-        set_(self, "ignored_scope", tuple(str(p) for p in self.ignored_scope))
-        if isinstance(self.float_variants, str):
-            set_(self, "float_variants", (self.float_variants,))
-        set_(self, "float_variants", tuple(str(v).lower() for v in self.float_variants))
+        for name in ("ignored_scope", "float_variants"):
+            value = getattr(self, name)
+            if isinstance(value, str):  # one pattern or name
+                value = (value,)
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(
+                    f"{name}={value!r}: must be a list of strings ({_LISTS[name]}; [] for none)"
+                )
+            set_(self, name, tuple(value))
+        set_(self, "float_variants", tuple(v.lower() for v in self.float_variants))
         if not isinstance(self.advanced, AdvancedQuantConfig):  # a mapping, or a wrong value
             set_(self, "advanced", _advanced_from_dict(self.advanced))
         if int_problem(self.calib):
             raise ConfigError(f"calib={self.calib!r}: must be a positive integer (images)")
         set_(self, "calib", int(self.calib))
         check_field_types(self, numbers=("max_drop",), optional=("max_drop",))
-        if self.max_drop is not None and not self.max_drop >= 0:
-            raise ConfigError(f"max_drop={self.max_drop}: must be >= 0 (mAP50-95 points)")
+        if self.max_drop is not None and not 0 <= self.max_drop < math.inf:
+            raise ConfigError(
+                f"max_drop={self.max_drop}: must be a finite number >= 0 (mAP50-95 points; "
+                "no accuracy budget: leave it unset)"
+            )
         check_imgsz(self.imgsz)
         bad = [v for v in self.float_variants if v not in _FLOAT_VARIANTS]
         if bad:
@@ -193,6 +211,12 @@ class QuantConfig:
             raise ConfigError(
                 "method='entropy' is ONNX Runtime's calibrator; with backend='openvino' "
                 "use 'minmax' or 'percentile'"
+            )
+        if self.backend == Backend.ONNXRUNTIME and self.advanced.preset != "mixed":
+            raise ConfigError(
+                f"advanced.preset={self.advanced.preset!r} is NNCF's (backend='openvino'); "
+                "ONNX Runtime has no preset (its static INT8 is asymmetric uint8 activations "
+                "and symmetric int8 weights, as NNCF's 'mixed')"
             )
         for p in self.ignored_scope:
             _check_pattern(p)
@@ -220,11 +244,22 @@ def _advanced_from_dict(d: dict[str, Any]) -> AdvancedQuantConfig:
     return from_mapping(AdvancedQuantConfig, d, "quantize config advanced")
 
 
+_LISTS = {
+    "ignored_scope": "'decode', 'head_preds' or regular expressions",
+    "float_variants": "'fp16', 'bf16'",
+}
+
+
 def _check_pattern(p: str) -> None:
     import re
 
     if p in (DECODE, HEAD_PREDS):
         return
+    if not p.strip():  # an unset shell variable: a regex that keeps every node in float
+        raise ConfigError(
+            f"ignored_scope pattern {p!r} is empty, and would match every layer (nothing "
+            "quantized); give a pattern, or 'none' on the command line to quantize everything"
+        )
     try:
         re.compile(p)
     except re.error as e:

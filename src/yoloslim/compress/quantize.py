@@ -31,6 +31,7 @@ from yoloslim.fileio import (
     refuse_overwriting_input,
     remove_stale_staging,
 )
+from yoloslim.models.detector import Detector
 from yoloslim.result import Result
 from yoloslim.runtime.backends import no_metadata, onnx_end_to_end, quantized_ops
 
@@ -41,19 +42,26 @@ log = logging.getLogger(__name__)
 _FEW_CALIB = 32  # below this many calibration images, warn
 
 
-def _drop_earlier_report(out: Path) -> list[Path]:
-    """An earlier run's report (and its settings) no longer describes the artifacts this one
-    starts to replace: removed before, so a stopped run leaves no report beside another run's
-    files. Returns the artifacts that report listed."""
-    listed: list[Path] = []
+def _earlier_artifacts(out: Path) -> list[Path]:
+    """The artifacts an earlier run's report in ``out`` lists, as files of ``out``: each is
+    ``ROLE_FOLDER/FILE`` in the folder its run wrote, and the report names it as that run
+    was given its ``--out`` (relative to its working directory; a folder since moved or
+    copied has them under this name)."""
     try:
         earlier = json.loads((out / "quant_report.json").read_text())
         listed = [Path(e["path"]) for e in earlier.values() if isinstance(e, dict) and "path" in e]
-    except (OSError, ValueError, TypeError, KeyError):
-        pass
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return []
+    return [out / p.parent.name / p.name for p in listed]
+
+
+def _drop_earlier_report(out: Path) -> None:
+    """An earlier run's report (and its settings) no longer describes the artifacts this one
+    starts to replace: removed just before the first of them is written, so a stopped run
+    leaves no report beside another run's files, and a run refused before that (a bad input
+    found late) leaves the earlier report as it was."""
     for name in ("quant_report.json", "quant_report.md", "quant_config.json"):
         (out / name).unlink(missing_ok=True)
-    return listed
 
 
 def _warn_stale(earlier: list[Path], artifacts: dict[str, Path]) -> None:
@@ -115,7 +123,7 @@ def quantize(
     from yoloslim.eval.val import require_boxes
 
     check_path(out, "out", "the output folder's path")
-    out = Path(out)
+    out = Path(out).expanduser()
     roles = ("float", "fp16", "bf16", "int8")
     writes = [out / "export", *(out / r for r in roles), *(out / f"{r}_openvino" for r in roles)]
     refuse_overwriting_input(
@@ -126,15 +134,19 @@ def quantize(
     require_boxes(data)  # the float-vs-INT8 comparison needs a defined mAP
     cfg, adv = config, config.advanced
     given = _given_onnx(model_or_artifact, cfg.imgsz)  # checked before anything is written
+    _check_classes(given[0] if given else model_or_artifact, data)
     with folder_lock(out, "quantize"):  # made here, if it is not there yet
         remove_stale_staging(out)  # a killed run's; none is live while we hold the lock
-        # the export and the float model written next replace the earlier run's files (a
-        # run refused by a setting found only later loses that run's report too)
-        earlier = _drop_earlier_report(out)
+        earlier = _earlier_artifacts(out)
         # exported under the lock: a refused second run must not replace this one's ONNX
         float_onnx, imgsz = given or _export_onnx(model_or_artifact, out, cfg.imgsz)
         backend = _backend(cfg, float_onnx, out)
         scope = resolve_scope(backend.view(), cfg.ignored_scope)
+        if not [n for n in backend.view().convs() if n not in set(scope.nodes)]:
+            raise ConfigError(
+                f"the ignored scope {list(cfg.ignored_scope)} keeps every convolution in float: "
+                "nothing would be quantized (narrow the --ignore patterns)"
+            )
         report: dict[str, Any] = {
             "source": str(model_or_artifact)
             if not isinstance(model_or_artifact, nn.Module)
@@ -171,6 +183,8 @@ def quantize(
         else:
             calib = []
             report["calibration"] = {"split": None, "requested": 0, "images": 0}
+        # the float model written next replaces the earlier run's: its report goes first
+        _drop_earlier_report(out)
         artifacts: dict[str, Path] = {"float": backend.float_artifact()}
         qmodel = backend.quantize(calib, scope)
 
@@ -320,11 +334,33 @@ def _given_onnx(model: Any, imgsz: int | None) -> tuple[Path, int] | None:
             f"{model}: {what}; --model takes a checkpoint .pt or a float .onnx (or, in the "
             "API, a Detector)"
         )
-    if not isinstance(model, (str, Path, nn.Module)):
+    if not isinstance(model, (str, Path, Detector)):
         raise ModelError(
             f"model_or_artifact: expected a Detector or a path, got {type(model).__name__}"
         )
     return None
+
+
+def _check_classes(model: Detector | Path | str, data: str | Path) -> None:
+    """ModelError, before any work, when the model (a Detector, a checkpoint, which is read
+    here: a missing or broken one is said now, or a float ONNX) has another number of classes
+    than ``data``: its mAP would be meaningless, and it was found only after calibrating."""
+    from yoloslim.data import load_data_config
+
+    if isinstance(model, Detector):
+        nc, what = model.nc, "the model"
+    elif Path(model).suffix.lower() == ".onnx":
+        from yoloslim.export.common import onnx_metadata
+
+        nc, what = len(json.loads(onnx_metadata(model)["names"])), str(model)
+    else:
+        from yoloslim.models.checkpoint import load_checkpoint
+
+        _, ckpt = load_checkpoint(Path(model).expanduser(), mmap=True)
+        nc, what = len(ckpt["names"]), str(model)
+    names = load_data_config(data).names
+    if nc != len(names):
+        raise ModelError(f"{what} has {nc} classes but {data} has {len(names)}")
 
 
 def _export_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
