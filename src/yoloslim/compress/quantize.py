@@ -168,12 +168,12 @@ def quantize(
             calib = load_images(data, "train", cfg.calib, imgsz, seed=adv.seed)
             report["calibration"] = {"split": "train", "requested": cfg.calib, "images": len(calib)}
             if len(calib) < _FEW_CALIB:
+                short = len(calib) < cfg.calib
                 log.warning(
-                    "calibrating on %d training images (%d asked for%s); fewer than %d give "
-                    "unsteady activation ranges",
+                    "calibrating on %d training images%s; fewer than %d give unsteady "
+                    "activation ranges",
                     len(calib),
-                    cfg.calib,
-                    "; the split has no more" if len(calib) < cfg.calib else "",
+                    f" ({cfg.calib} asked for; the split has no more)" if short else "",
                     _FEW_CALIB,
                 )
             elif len(calib) < cfg.calib:
