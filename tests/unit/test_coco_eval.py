@@ -404,3 +404,42 @@ def test_quantize_and_bench_refuse_a_val_split_without_boxes(tmp_path):
     with pytest.raises(DataError, match="val split has no labelled box"):
         run_recipe(ckpt, data, recipe, out=tmp_path / "c")
     assert not (tmp_path / "c").exists()
+
+
+def test_only_detections_coco_can_score_are_kept_and_the_map_is_the_same():
+    """Of each image and class COCOeval scores the best MAX_DETS; evaluate() keeps only
+    those (ties at the last score all stay), and the mAP is exactly the untrimmed one's."""
+    from yoloslim.eval.coco import MAX_DETS
+    from yoloslim.eval.evaluator import _to_coco, scored_only
+
+    g = torch.Generator().manual_seed(0)
+    gt = {
+        "images": [{"id": i, "width": 100, "height": 100} for i in range(3)],
+        "categories": [{"id": 0, "name": "a"}, {"id": 1, "name": "b"}],
+        "annotations": [
+            {"id": k, "image_id": k % 3, "category_id": k % 2, "bbox": [5.0 * k, 10, 20, 30]}
+            for k in range(12)
+        ],
+    }
+    meta = {"ratio": 1.0, "pad": (0.0, 0.0), "orig_shape": (100, 100)}
+    full, kept = [], []
+    for i in range(3):
+        n = 260
+        xy = torch.rand(n, 2, generator=g) * 70
+        wh = 5 + torch.rand(n, 2, generator=g) * 25
+        scores = torch.rand(n, generator=g).mul(20).round() / 20  # many ties, as INT8 gives
+        classes = (torch.rand(n, generator=g) < 0.8).float()  # class 1: about 208, 0: 52
+        det = torch.cat([xy, xy + wh, scores[:, None], classes[:, None]], 1)
+        det = det[det[:, 4].argsort(descending=True, stable=True)]  # as postprocess orders
+        trimmed = scored_only(det)
+        for c in (0.0, 1.0):
+            n_c, k_c = (det[:, 5] == c).sum(), (trimmed[:, 5] == c).sum()
+            assert k_c == n_c if n_c <= MAX_DETS else MAX_DETS <= k_c < n_c
+        full += _to_coco(det, meta | {"image_id": i}, 100)
+        kept += _to_coco(trimmed, meta | {"image_id": i}, 100)
+    assert len(kept) < len(full)
+    a, b = coco_map(gt, full), coco_map(gt, kept)
+    assert a.pop("detections") == len(full) and b.pop("detections") == len(kept)
+    assert a == b and a["map"] > 0
+    few = torch.tensor([[0.0, 0, 10, 10, 0.9, 0]])
+    assert scored_only(few) is few  # nothing to trim: the same tensor

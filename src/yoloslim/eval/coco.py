@@ -12,7 +12,11 @@ import numpy as np
 
 from yoloslim.errors import DataError
 
-__all__ = ["coco_map"]
+__all__ = ["MAX_DETS", "coco_map"]
+
+#: detections COCOeval scores per image and class (``maxDets``' last, which every AP reported
+#: here uses): the lower-scored ones of an image and class count for nothing
+MAX_DETS = 100
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +44,8 @@ def coco_map(
 ) -> dict[str, Any]:
     """Evaluate box detections against a COCO ground-truth dict.
 
-    Uses the COCO protocol (IoU 0.50:0.95, area "all", at most 100 detections per
-    image). Neither ``gt`` nor ``detections`` is modified.
+    Uses the COCO protocol (IoU 0.50:0.95, area "all", the best :data:`MAX_DETS`
+    detections of each image and class). Neither ``gt`` nor ``detections`` is modified.
 
     Args:
         gt: COCO dict with ``images``, ``annotations`` (``bbox`` xywh in pixels) and
