@@ -1046,3 +1046,32 @@ def test_flags_must_be_bools_and_sizes_have_a_ceiling(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="stand-in"):
         export(_model(), tmp_path / "a", formats=["onnx"], imgsz=IMGSZ)
     assert not (tmp_path / "a").exists()
+
+
+def test_a_wrong_graph_from_the_converter_is_caught_before_it_replaces_the_good_one(
+    tmp_path, monkeypatch
+):
+    # a converter regression, as the audit's repro made one: two class columns swapped in
+    # the graph the onnx format copies; the real check (log scores) refuses it while staged
+    from onnx import helper, numpy_helper
+
+    onnx_export = importlib.import_module("yoloslim.export.onnx")  # yoloslim.export: a function
+    good = export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ).artifacts["onnx"]
+    before = _digest(good)
+    real = onnx_export.onnx_file
+
+    def swapped(ctx, *, dynamic):
+        model = onnx.load(real(ctx, dynamic=dynamic))
+        for node in model.graph.node:
+            node.output[:] = ["raw" if o == "preds" else o for o in node.output]
+        idx = np.array([0, 1, 2, 3, 5, 4, 6], dtype=np.int64)
+        model.graph.initializer.append(numpy_helper.from_array(idx, "idx"))
+        model.graph.node.append(helper.make_node("Gather", ["raw", "idx"], ["preds"], axis=2))
+        path = ctx.scratch_path("swapped.onnx")
+        onnx.save(model, path)
+        return path
+
+    monkeypatch.setattr(onnx_export, "onnx_file", swapped)
+    with pytest.raises(ExportError, match=r"log scores.*the artifact was discarded"):
+        export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ)
+    assert _digest(good) == before
