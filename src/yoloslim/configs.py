@@ -23,6 +23,7 @@ __all__ = [
     "exponent_hint",
     "from_mapping",
     "imgsz_problem",
+    "MAX_IMGSZ",
     "int_problem",
     "load_mapping",
     "one_of",
@@ -188,13 +189,25 @@ DEFAULT_IMGSZ = 320
 """The input size a command uses when neither its options nor its model name one."""
 
 
+MAX_IMGSZ = 8192
+"""The largest input size any command takes: one 8192 px image is 768 MiB as float32
+before the first layer, and its activations many times that."""
+
+
 def imgsz_problem(imgsz: Any) -> str | None:
     """Why ``imgsz`` is not an input size every detector here can take, or None when it is:
-    the stride-32 feature maps must tile it, so a whole multiple of 32, at least 32."""
+    the stride-32 feature maps must tile it, so a whole multiple of 32, at least 32; and at
+    most :data:`MAX_IMGSZ` (a typo such as 64000 for 640 was an allocator's traceback)."""
     if isinstance(imgsz, bool) or not isinstance(imgsz, int):
         return "must be an integer, a multiple of 32 (the largest stride)"
     if imgsz < 32 or imgsz % 32:
         return "must be a multiple of 32 (the largest stride), >= 32"
+    if imgsz > MAX_IMGSZ:
+        gib = 3 * imgsz * imgsz * 4 / 2**30
+        return (
+            f"must be <= {MAX_IMGSZ} (one {imgsz} px image is {gib:.1f} GiB as float32 before "
+            "the first layer)"
+        )
     return None
 
 

@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +18,7 @@ __all__ = [
     "atomic_write_text",
     "apply_umask",
     "folder_lock",
+    "make_folder",
     "refuse_overwriting_input",
     "remove_stale_temps",
     "staged",
@@ -270,34 +271,88 @@ def refuse_overwriting_input(source, writes: Iterable[Path], *, arg: str, hint: 
             )
 
 
+def make_folder(folder: str | Path) -> Path:
+    """``folder`` and the folders above it, made where missing; a file where one of them
+    goes is a :class:`ConfigError` naming it ("X is a file in the way of the output; move it
+    away"), not the OS's "[Errno 20] Not a directory" or "[Errno 17] File exists", which
+    name neither the file nor what to do."""
+    from yoloslim.errors import ConfigError
+
+    folder = Path(folder)
+    for p in (folder, *folder.parents):
+        if p.is_dir():
+            break
+        problem = dangling(p)
+        if problem:
+            raise ConfigError(f"{problem}; the output's folder cannot be made there")
+        if p.exists():
+            raise ConfigError(f"{p} is a file in the way of the output; move it away")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _companion(path: Path, companion: str) -> Path:
+    # ".bin": a suffix (model.xml -> model.bin); "1/model.onnx": a path beside it
+    return path.with_suffix(companion) if companion.startswith(".") else path.parent / companion
+
+
 @contextlib.contextmanager
-def staged(path: str | Path, companions: Iterable[str] = ()) -> Iterator[Path]:
+def staged(
+    path: str | Path,
+    companions: Iterable[str] = (),
+    check: Callable[[Path], object] | None = None,
+) -> Iterator[Path]:
     """Yield a path named like ``path`` in a private folder beside it, for a tool to write
     (a file, or a folder such as an ``.mlpackage``); when the block ends without an error,
     move it into place, together with its ``companions`` (suffixes of files the tool writes
-    beside it, e.g. ``(".bin",)`` for an OpenVINO ``.xml``; moved first), each whole. On an
+    beside it, e.g. ``(".bin",)`` for an OpenVINO ``.xml``, or paths relative to its folder,
+    e.g. ``("1/model.onnx",)`` for a Triton ``config.pbtxt``; moved first), each whole. On an
     error nothing under ``path`` changes and the private folder is removed. A tool that names
-    a file's insides after it (TorchScript's archive folder) sees the final name."""
-    from yoloslim.errors import ConfigError, ExportError
+    a file's insides after it (TorchScript's archive folder) sees the final name.
+
+    ``check``, when given, is called with the staged path once everything is written (the
+    companions beside it, as they will lie) and nothing is in the way, before anything
+    moves: an export's verification. When it raises, the staged files are discarded and an
+    earlier file under ``path`` stays as it was, so an artifact that failed its check never
+    takes the name of one that passed; its error (a :class:`YoloslimError`) names the final
+    paths rather than the private folder's, and says which of the two happened.
+    """
+    from yoloslim.errors import ConfigError, ExportError, YoloslimError
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    companions = tuple(companions)
+    make_folder(path.parent)
     with tempfile.TemporaryDirectory(
         dir=path.parent, prefix=STAGING_PREFIX.format(path.name)
     ) as tmp:
         target = Path(tmp) / path.name
         yield target
-        written = [target, *(target.with_suffix(s) for s in companions)]
-        missing = [p.name for p in written if not p.exists()]
+        written = [target, *(_companion(target, c) for c in companions)]
+        missing = [str(p.relative_to(tmp)) for p in written if not p.exists()]
         if missing:
             raise ExportError(f"{path}: the converter wrote no {', '.join(missing)}")
-        finals = [path, *(path.with_suffix(s) for s in companions)]
+        finals = [path, *(_companion(path, c) for c in companions)]
         for made, final in zip(written, finals, strict=True):
+            for folder in final.parents:  # a companion's own folder ("1/"), made below
+                if folder == path.parent:
+                    break
+                if folder.exists() and not folder.is_dir():
+                    raise ConfigError(f"{folder} is a file in the way of the output; move it away")
             if final.exists() and final.is_dir() != made.is_dir():
                 kind = "folder" if final.is_dir() else "file"
                 raise ConfigError(f"{final} is a {kind} in the way of the output; move it away")
-        for suffix in companions:
-            target.with_suffix(suffix).replace(path.with_suffix(suffix))
+        if check is not None:
+            existed = path.exists()
+            try:
+                check(target)
+            except YoloslimError as e:
+                said = str(e).replace(str(tmp), str(path.parent))
+                fate = f"{path} stays as it was" if existed else f"nothing was written to {path}"
+                raise type(e)(f"{said} (the artifact was discarded: {fate})") from e
+        for companion, made, final in zip(companions, written[1:], finals[1:], strict=True):
+            if not companion.startswith("."):
+                make_folder(final.parent)
+            made.replace(final)
         if target.is_dir() and path.is_dir():  # a folder cannot replace a folder in one step
             old = Path(tmp) / f"{path.name}.old"
             path.replace(old)  # set aside inside the private folder, removed with it

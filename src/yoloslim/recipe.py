@@ -68,6 +68,7 @@ class ExportStage:
             nms_max_det=self.nms_max_det,
             triton_name=self.triton_name,
             triton_max_batch=self.triton_max_batch,
+            verify=self.verify,
             recipe=True,
         )
         object.__setattr__(self, "formats", formats)

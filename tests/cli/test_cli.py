@@ -113,6 +113,36 @@ def test_export_json_refuses_the_record_of_another_export_folder(trained, tmp_pa
     assert json.loads(kept.read_text())["out"] == str(b)
 
 
+def test_export_json_is_written_when_a_format_fails(trained, tmp_path, capsys):
+    out, record = tmp_path / "partial", tmp_path / "partial.json"
+    (out / "model.torchscript").mkdir(parents=True)  # a folder in the way of one format
+    argv = ["export", "--model", str(trained / "best.pt"), "--out", str(out)]
+    assert main([*argv, "--format", "onnx,torchscript", "--json", str(record)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "torchscript: " in err and "onnx passed and stay" in err
+    saved = json.loads(record.read_text())  # what a CI job reads to find the failure
+    assert saved == json.loads((out / "export_report.json").read_text())
+    assert saved["formats"]["onnx"]["passed"] is True
+    assert saved["formats"]["torchscript"]["passed"] is False
+    assert "in the way" in saved["formats"]["torchscript"]["error"]
+
+
+def test_export_refusals_before_any_work_exit_2(trained, tmp_path, capsys):
+    argv = ["export", "--model", str(trained / "best.pt"), "--format", "onnx"]
+    giant = tmp_path / "giant"  # a typo for 320: an allocator's traceback before
+    assert main([*argv, "--imgsz", "32000", "--out", str(giant)]) == 2
+    assert "--imgsz 32000 must be <= 8192" in " ".join(capsys.readouterr().err.split())
+    assert not giant.exists()  # no empty folder left
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.onnx").write_text("my precious notes")
+    assert main([*argv, "--out", str(mine)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{mine / 'model.onnx'} is not a yoloslim artifact" in err
+    assert (mine / "model.onnx").read_text() == "my precious notes"
+    assert sorted(p.name for p in mine.iterdir()) == ["model.onnx"]
+
+
 def test_export_format_given_twice_exports_both(trained, tmp_path, capsys):
     out = tmp_path / "twice"
     argv = ["export", "--model", str(trained / "best.pt"), "--out", str(out)]
@@ -277,7 +307,14 @@ def test_missing_data_yaml_exits_2(tmp_path, capsys):
         ),
         (
             ["export", "--model", "m.pt", "--triton-max-batch", "8"],
-            "--triton-max-batch sets the model of the triton format, and no triton format",
+            "--triton-max-batch sets the model of the triton format, and no triton format "
+            "was given: add triton to --format, or drop it",
+            False,
+        ),
+        (
+            ["export", "--model", "m.pt", "--nms-conf", "0.3"],
+            "--nms-conf sets the thresholds of the --nms graph, and no --nms was given: add "
+            "--nms, or drop it",
             False,
         ),
     ],

@@ -8,6 +8,7 @@ and a static one (FP16 OpenVINO + NMS in the graph) of a model with spread score
 import importlib.util
 import json
 import os
+import platform
 import shutil
 import zipfile
 from pathlib import Path
@@ -43,6 +44,12 @@ def _model(spread_scores: bool = False) -> nn.Module:
             conv.weight.data = torch.randn(conv.weight.shape, generator=g) * 0.5
             conv.bias.data = torch.randn(conv.bias.shape, generator=g) - 1.0
     return model
+
+
+def _report(**fields) -> dict:
+    """An earlier export's export_report.json as a test plants it: with the keys every report
+    yoloslim writes holds (a JSON file without them is taken for a user's, and refused)."""
+    return {"imgsz": IMGSZ, "torch_version": torch.__version__, "reparameterize": {}, **fields}
 
 
 @pytest.fixture(scope="module")
@@ -245,16 +252,16 @@ def test_export_keeps_earlier_report_entries_and_the_users_files(dynamic_export,
     ts.write_bytes(first.artifacts["torchscript"].read_bytes())
     planted = tmp_path / ".model.static.onnx"  # the name export's scratch file used to take
     planted.write_text("mine")
-    earlier = {
-        "imgsz": 32,
-        "dynamic": True,
-        "half": False,
-        "formats": {
+    earlier = _report(
+        imgsz=32,
+        dynamic=True,
+        half=False,
+        formats={
             "torchscript": {"path": str(ts), "passed": True},
             "coreml": {"path": str(tmp_path / "gone.mlpackage"), "passed": True},
             "onnx": {"path": str(tmp_path / "model.onnx"), "passed": True},
         },
-    }
+    )
     (tmp_path / "export_report.json").write_text(json.dumps(earlier))
     res = export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, verify=False)
     assert planted.read_text() == "mine"
@@ -296,7 +303,7 @@ def test_a_report_from_before_triton_names_keys_other_models_by_name(tmp_path):
     other = tmp_path / "triton" / "det" / "config.pbtxt"
     other.parent.mkdir(parents=True)
     other.write_text("name: 'det'")
-    old = {"imgsz": IMGSZ, "formats": {"triton_fp32": {"path": str(other), "passed": True}}}
+    old = _report(formats={"triton_fp32": {"path": str(other), "passed": True}})
     (tmp_path / "export_report.json").write_text(json.dumps(old))
     res = export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, verify=False)
     assert "triton_fp32" not in res.report["formats"]
@@ -333,7 +340,7 @@ def test_fp32_and_fp16_openvino_in_one_folder_both_stay_in_the_report(tmp_path):
     fp32 = tmp_path / "model_openvino" / "model.xml"
     fp32.parent.mkdir()
     fp32.write_text("<net/>")  # an earlier FP32 export's file
-    earlier = {"imgsz": IMGSZ, "dynamic": False, "half": False, "formats": {}}
+    earlier = _report(dynamic=False, half=False, formats={})
     earlier["formats"]["openvino"] = {"path": str(fp32), "passed": True}
     (tmp_path / "export_report.json").write_text(json.dumps(earlier))
     res = export(_model(), tmp_path, formats=["openvino"], imgsz=IMGSZ, half=True, verify=False)
@@ -368,9 +375,11 @@ def test_a_half_precision_detector_exports_from_an_fp32_copy(tmp_path):
 
 
 def test_nms_needs_onnx_and_a_static_batch(tmp_path):
-    with pytest.raises(ConfigError, match="static batch"):
+    # named as the Python call and the command line spell them, as --half's refusal is
+    want = r"^nms=True \(--nms\) needs a static batch .*: drop dynamic=True \(--dynamic\)$"
+    with pytest.raises(ConfigError, match=want):
         export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, nms=True, dynamic=True)
-    with pytest.raises(ConfigError, match="onnx format"):
+    with pytest.raises(ConfigError, match=r"^nms=True \(--nms\) needs the onnx format"):
         export(_model(), tmp_path, formats=["torchscript"], imgsz=IMGSZ, nms=True)
 
 
@@ -427,7 +436,12 @@ def test_a_named_triton_model_joins_the_repository(dynamic_export, tmp_path):
 def test_coreml_package_interface(dynamic_export):
     _, _, res = dynamic_export
     entry = res.report["formats"]["coreml"]
-    assert entry["passed"] and res.artifacts["coreml"].is_dir()
+    assert res.artifacts["coreml"].is_dir()
+    if platform.system() != "Darwin":  # only the interface was checked: not "verified"
+        assert entry["passed"] is None and "passed: null" in entry["verified"]
+        assert "max_abs_diff" not in entry
+    else:
+        assert entry["passed"] is True
     assert entry["note"] == "coreml keeps a batch of 1 (dynamic does not apply to it)"
     # info describes the package from its spec; the runtimes refuse it by name
     from yoloslim.runtime.describe import describe
@@ -562,6 +576,18 @@ def test_tensorrt_says_what_is_missing(dynamic_export, tmp_path, monkeypatch):
             export(dynamic_export[0], tmp_path, formats=["engine"])
 
 
+def test_a_data_yaml_as_the_model_is_named_a_data_yaml(tmp_path):
+    data = tmp_path / "data.yaml"
+    data.write_text("path: .\ntrain: images/train\nval: images/val\nnames: [a]\n")
+    with pytest.raises(ModelError, match=r"data.yaml: is a dataset's data.yaml .* not a model"):
+        export(data, tmp_path / "out", formats=["onnx"])
+    arch = tmp_path / "arch.yaml"  # an architecture file is still told to train first
+    arch.write_text("nc: 3\nbackbone: {}\n")
+    with pytest.raises(ModelError, match=r"arch.yaml: is an architecture file .* train it first"):
+        export(arch, tmp_path / "out", formats=["onnx"])
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_checkpoint_path(tmp_path):
     with pytest.raises(ModelError, match="missing.pt"):
         export(tmp_path / "missing.pt", tmp_path, formats=["onnx"])
@@ -670,8 +696,13 @@ def test_a_format_that_cannot_be_written_is_recorded_and_the_others_stay(tmp_pat
     # a file where the Triton repository goes: the ONNX written and checked before it kept no
     # report entry (the error left the loop before the report was written)
     (tmp_path / "triton").write_text("a file of the user's")
-    with pytest.raises(ExportError, match=r"triton: .*Not a directory.*onnx passed and stay"):
-        export(_model(), tmp_path, formats=["onnx", "triton"], imgsz=IMGSZ)
+    (tmp_path / "model_openvino").write_text("another")  # OpenVINO's folder: [Errno 17] before
+    way = "is a file in the way of the output; move it away"
+    with pytest.raises(ExportError, match=r"triton: .*onnx passed and stay") as err:
+        export(_model(), tmp_path, formats=["onnx", "triton", "openvino"], imgsz=IMGSZ)
+    said = str(err.value)
+    assert f"triton: {tmp_path / 'triton'} {way}" in said  # "[Errno 20] Not a directory"
+    assert f"openvino: {tmp_path / 'model_openvino'} {way}" in said
     formats = json.loads((tmp_path / "export_report.json").read_text())["formats"]
     assert formats["onnx"]["passed"] and (tmp_path / "model.onnx").is_file()
     assert formats["triton"] == {
@@ -680,6 +711,7 @@ def test_a_format_that_cannot_be_written_is_recorded_and_the_others_stay(tmp_pat
         "error": formats["triton"]["error"],
     }
     assert (tmp_path / "triton").read_text() == "a file of the user's"
+    assert (tmp_path / "model_openvino").read_text() == "another"
 
 
 def test_an_nms_graph_that_cannot_be_written_is_its_own_failure_not_the_onnxs(tmp_path):
@@ -852,3 +884,194 @@ def test_ov_precision_asks_openvino_for_f32_and_only_openvino(dynamic_export, tm
     data = synthesize(tmp_path / "d", images=4, imgsz=IMGSZ, classes=3, seed=1, val_fraction=0.5)
     with pytest.raises(ConfigError, match=r"applies to OpenVINO IR \(\.xml\), not Detector"):
         validate(_model(), data, ov_precision="f32")
+
+
+def _failing_check(monkeypatch, fmt: str, seen: list) -> None:
+    """``fmt``'s check fails (as a converter that went wrong would make it), noting the path
+    it was given and whether the artifact's final name already held what it checked."""
+    import dataclasses
+
+    def disagrees(path, ctx):
+        seen.append(path)
+        raise ExportError(f"{path}: differs from PyTorch (a test's stand-in)")
+
+    monkeypatch.setitem(EXPORTERS, fmt, dataclasses.replace(EXPORTERS[fmt], verify=disagrees))
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_reexport_that_fails_its_check_keeps_the_earlier_artifact(tmp_path, monkeypatch):
+    # the failed file used to replace the verified one, and val/predict then used it
+    first = export(_model(), tmp_path, formats=["onnx", "triton"], imgsz=IMGSZ)
+    onnx_file, config = first.artifacts["onnx"], first.artifacts["triton"]
+    served = config.parent / "1" / "model.onnx"
+    before = {p: _digest(p) for p in (onnx_file, config, served)}
+    seen: list = []
+    for fmt in ("onnx", "triton"):
+        _failing_check(monkeypatch, fmt, seen)
+    with pytest.raises(ExportError, match="stand-in") as err:
+        export(_model(spread_scores=True), tmp_path, formats=["onnx", "triton"], imgsz=IMGSZ)
+    assert {p: _digest(p) for p in before} == before  # byte-identical
+    assert len(seen) == 2 and onnx_file not in seen and config not in seen  # checked staged
+    said = str(err.value)
+    assert f"onnx: {onnx_file}: differs" in said  # the final name, not the staging folder's
+    assert f"the artifact was discarded: {onnx_file} stays as it was" in said
+    assert f"the earlier export's {onnx_file}, {config} stays as it was" in said
+    formats = json.loads((tmp_path / "export_report.json").read_text())["formats"]
+    for fmt, path in (("onnx", onnx_file), ("triton", config)):
+        entry = formats[fmt]
+        assert entry["passed"] is False and "stand-in" in entry["error"]
+        assert entry["path"] is None and entry["earlier"]["path"] == str(path)
+        assert entry["earlier"]["passed"] is True and entry["earlier"]["exported_with"]["imgsz"]
+    leftovers = [p for p in tmp_path.rglob(".*")]
+    assert not leftovers  # no staging folder, no temp file
+    # a later export still lists the earlier, verified files as the earlier export's
+    monkeypatch.undo()
+    res = export(_model(), tmp_path, formats=["torchscript"], imgsz=IMGSZ, verify=False)
+    assert res.report["formats"]["onnx"]["path"] == str(onnx_file)
+
+
+def test_a_first_export_that_fails_its_check_leaves_nothing_under_the_name(tmp_path, monkeypatch):
+    seen: list = []
+    for fmt in ("onnx", "openvino", "torchscript", "triton"):
+        _failing_check(monkeypatch, fmt, seen)
+    with pytest.raises(ExportError, match="stand-in") as err:
+        export(
+            _model(), tmp_path, formats=["onnx", "openvino", "torchscript", "triton"], imgsz=IMGSZ
+        )
+    assert len(seen) == 4 and "nothing was written to" in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export_report.json"]
+    formats = json.loads((tmp_path / "export_report.json").read_text())["formats"]
+    assert {f: (e["path"], e["passed"]) for f, e in formats.items()} == {
+        f: (None, False) for f in ("onnx", "openvino", "torchscript", "triton")
+    }
+    # without the check the same export is written, unchecked, as before
+    res = export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, verify=False)
+    assert res.artifacts["onnx"].is_file() and not seen[4:]
+    assert res.report["formats"]["onnx"]["verified"] is False
+
+
+def test_an_nms_graph_that_fails_its_check_keeps_the_earlier_one(tmp_path, monkeypatch):
+    from yoloslim.export import api
+
+    first = export(_model(spread_scores=True), tmp_path, formats=["onnx"], imgsz=IMGSZ, nms=True)
+    e2e = first.artifacts["onnx_nms"]
+    before = _digest(e2e)
+
+    def disagrees(path, _ctx, *, plain):
+        raise ExportError(f"{path}: NMS disagrees (a test's stand-in)")
+
+    monkeypatch.setattr(api, "_verify_nms", disagrees)
+    with pytest.raises(ExportError, match=r"onnx_nms: .*stand-in.*onnx passed and stay"):
+        export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, nms=True, nms_conf=0.3)
+    assert _digest(e2e) == before
+    entry = json.loads((tmp_path / "export_report.json").read_text())["formats"]["onnx_nms"]
+    assert entry["passed"] is False and entry["earlier"]["path"] == str(e2e)
+
+
+def test_export_refuses_to_replace_a_users_own_files(dynamic_export, tmp_path):
+    from yoloslim.export.common import made_by_yoloslim
+
+    _, _, res = dynamic_export
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_text("my precious notes")
+    with pytest.raises(ConfigError, match=rf"^{onnx_file} is not a yoloslim artifact .*move it"):
+        export(_model(), tmp_path, formats=["onnx", "torchscript"], imgsz=IMGSZ)
+    assert onnx_file.read_text() == "my precious notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # before any work
+    onnx_file.unlink()
+    record = tmp_path / "export_report.json"
+    record.write_text('{"formats": {}}')  # a JSON file with a "formats" key: not a report
+    with pytest.raises(ConfigError, match=rf"^{record} is not a yoloslim export report"):
+        export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ)
+    assert record.read_text() == '{"formats": {}}' and not onnx_file.exists()
+    # yoloslim's own artifacts are known by their metadata, read without their weights
+    for fmt, path in res.artifacts.items():
+        assert made_by_yoloslim(path if fmt != "triton" else path.parent / "1" / "model.onnx")
+    model = onnx.load(res.artifacts["onnx"])
+    del model.metadata_props[:]
+    onnx.save(model, tmp_path / "plain.onnx")  # the same graph, another tool's metadata
+    assert not made_by_yoloslim(tmp_path / "plain.onnx")
+    assert not made_by_yoloslim(tmp_path / "export_report.json")
+
+
+def test_triton_refuses_an_edited_config_and_other_versions(dynamic_export, tmp_path):
+    import hashlib
+
+    out = tmp_path / "exp"
+    shutil.copytree(dynamic_export[1] / "triton", out / "triton")
+    config = out / "triton" / "model" / "config.pbtxt"
+    first, rest = config.read_text().split("\n", 1)
+    assert first.startswith("# written by yoloslim export")  # a protobuf text comment
+    assert first.endswith(hashlib.sha256(rest.encode()).hexdigest())
+    assert parse_config_pbtxt(config.read_text())["name"] == "model"
+    for edited in (
+        config.read_text().replace("count: 1", "count: 4"),  # tuned by hand
+        rest,  # a config of another tool: no first line of yoloslim's
+    ):
+        config.write_text(edited)
+        with pytest.raises(ConfigError, match=rf"^{config} (was edited since|was not written)"):
+            export(_model(), out, formats=["onnx", "triton"], imgsz=IMGSZ)
+        assert config.read_text() == edited and not (out / "model.onnx").exists()
+    config.write_text(f"{first}\n{rest}")
+    (config.parent / "2").mkdir()  # Triton serves the latest version: 2, not a new 1
+    with pytest.raises(ConfigError, match=r"holds version folder\(s\) 2: Triton serves"):
+        export(_model(), out, formats=["triton"], imgsz=IMGSZ)
+    (config.parent / "2").rmdir()
+    (config.parent / "notes.txt").write_text("x" * 2**20)  # no part of the model's size
+    res = export(_model(), out, formats=["triton"], imgsz=IMGSZ, verify=False)
+    served = config.parent / "1" / "model.onnx"
+    size = (config.stat().st_size + served.stat().st_size) / 2**20
+    assert res.report["formats"]["triton"]["size_mb"] == round(size, 3)
+    assert (config.parent / "notes.txt").stat().st_size == 2**20  # untouched
+
+
+def test_flags_must_be_bools_and_sizes_have_a_ceiling(tmp_path, monkeypatch):
+    for flag in ("dynamic", "half", "nms", "verify"):
+        with pytest.raises(ConfigError, match=rf"^{flag}='no' must be True or False"):
+            export(_model(), tmp_path / "a", formats=["onnx", "openvino"], **{flag: "no"})
+    with pytest.raises(ConfigError, match=r"^imgsz=32000 must be <= 8192"):
+        export(_model(), tmp_path / "a", formats=["onnx"], imgsz=32000)
+    assert not (tmp_path / "a").exists()
+    # a call that fails before it writes anything leaves no empty folder either
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] (a test's stand-in)")
+
+    monkeypatch.setattr("yoloslim.compress.reparam.reparameterize", out_of_memory)
+    with pytest.raises(RuntimeError, match="stand-in"):
+        export(_model(), tmp_path / "a", formats=["onnx"], imgsz=IMGSZ)
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_wrong_graph_from_the_converter_is_caught_before_it_replaces_the_good_one(
+    tmp_path, monkeypatch
+):
+    # a converter regression, as the audit's repro made one: two class columns swapped in
+    # the graph the onnx format copies; the real check (log scores) refuses it while staged
+    from onnx import helper, numpy_helper
+
+    onnx_export = importlib.import_module("yoloslim.export.onnx")  # yoloslim.export: a function
+    good = export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ).artifacts["onnx"]
+    before = _digest(good)
+    real = onnx_export.onnx_file
+
+    def swapped(ctx, *, dynamic):
+        model = onnx.load(real(ctx, dynamic=dynamic))
+        for node in model.graph.node:
+            node.output[:] = ["raw" if o == "preds" else o for o in node.output]
+        idx = np.array([0, 1, 2, 3, 5, 4, 6], dtype=np.int64)
+        model.graph.initializer.append(numpy_helper.from_array(idx, "idx"))
+        model.graph.node.append(helper.make_node("Gather", ["raw", "idx"], ["preds"], axis=2))
+        path = ctx.scratch_path("swapped.onnx")
+        onnx.save(model, path)
+        return path
+
+    monkeypatch.setattr(onnx_export, "onnx_file", swapped)
+    with pytest.raises(ExportError, match=r"log scores.*the artifact was discarded"):
+        export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ)
+    assert _digest(good) == before

@@ -32,6 +32,11 @@ from yoloslim.models import build_model
         (lambda: ys.quantize(3.0, "d.yaml"), ConfigError, r"^model_or_artifact=3.0: expected"),
         (lambda: ys.export("m.pt", "out", formats=None), ConfigError, r"^formats=None: give"),
         (lambda: ys.export("m.pt", "out", formats=[1]), ConfigError, r"^formats=\[1\]: give"),
+        # "no" is truthy: it exported a dynamic batch and recorded "dynamic": "no"
+        (lambda: ys.export("m.pt", "out", dynamic="no"), ConfigError, r"^dynamic='no' must be"),
+        (lambda: ys.export("m.pt", "out", half=1), ConfigError, r"^half=1 must be True or False"),
+        (lambda: ys.export("m.pt", "out", nms="yes"), ConfigError, r"^nms='yes' must be True or"),
+        (lambda: ys.export("m.pt", "out", verify=None), ConfigError, r"^verify=None must be"),
         (lambda: ys.BatchingPredictor("m.pt"), ConfigError, r"^predictor='m.pt': expected a"),
         (lambda: ys.synthesize(None), ConfigError, r"^out=None: expected the dataset folder"),
         (lambda: ys.validate(nn.Identity(), None), DataError, r"^data=None: expected the path"),

@@ -13,7 +13,7 @@ from yoloslim.errors import ConfigError
 from yoloslim.train.config import TrainConfig
 
 
-@pytest.mark.parametrize("ok", [32, 64, 320, 640])
+@pytest.mark.parametrize("ok", [32, 64, 320, 640, 8192])
 def test_multiples_of_32_pass(ok):
     assert imgsz_problem(ok) is None
     check_imgsz(ok)
@@ -43,6 +43,8 @@ def test_none_means_the_default_size():
         ("320", "integer"),
         (320.0, "integer"),
         (True, "integer"),
+        (8224, "<= 8192"),  # a typo for 822: an allocator's traceback, or the OOM killer
+        (32000, "<= 8192"),
     ],
 )
 def test_other_sizes_are_refused_with_the_reason(bad, why):

@@ -43,6 +43,78 @@ def test_a_staged_folder_replaces_the_old_folder(tmp_path):
     assert [p.name for p in pkg.parent.iterdir()] == ["model.mlpackage"]
 
 
+def test_a_failed_check_moves_nothing_and_names_the_final_path(tmp_path):
+    from yoloslim.errors import ExportError
+
+    onnx = tmp_path / "model.onnx"
+    onnx.write_text("verified")
+    seen = []
+
+    def check(staged_path):
+        seen.append((staged_path, staged_path.read_text(), onnx.read_text()))
+        raise ExportError(f"{staged_path}: output differs from PyTorch")
+
+    with pytest.raises(ExportError) as err, staged(onnx, check=check) as tmp:
+        tmp.write_text("wrong")
+    # checked while staged, before the move: the earlier file stays, the failed one is gone
+    assert seen == [(seen[0][0], "wrong", "verified")] and seen[0][0] != onnx
+    assert onnx.read_text() == "verified" and [p.name for p in tmp_path.iterdir()] == [onnx.name]
+    assert str(err.value).startswith(f"{onnx}: output differs from PyTorch")  # not the temp's
+    assert f"the artifact was discarded: {onnx} stays as it was" in str(err.value)
+    # a first write that fails its check leaves nothing under the name
+    with (
+        pytest.raises(ExportError, match="nothing was written to"),
+        staged(tmp_path / "new.onnx", check=check) as tmp,
+    ):
+        tmp.write_text("wrong")
+    assert not (tmp_path / "new.onnx").exists()
+    # one that passes moves into place
+    with staged(onnx, check=lambda p: seen.append(p.read_text())) as tmp:
+        tmp.write_text("better")
+    assert onnx.read_text() == "better" and seen[-1] == "better"
+
+
+def test_a_companion_in_a_subfolder_is_checked_beside_it_and_moved_with_it(tmp_path):
+    from yoloslim.errors import ConfigError
+
+    config = tmp_path / "triton" / "m" / "config.pbtxt"
+    config.parent.mkdir(parents=True)
+    (config.parent / "notes.txt").write_text("mine")
+    pairs = []
+
+    def check(staged_config):  # sees the pair as it will lie
+        pairs.append((staged_config / ".." / "1" / "model.onnx").resolve().read_text())
+
+    with staged(config, ("1/model.onnx",), check=check) as tmp:
+        (tmp.parent / "1").mkdir()
+        (tmp.parent / "1" / "model.onnx").write_text("graph")
+        tmp.write_text("config")
+    assert pairs == ["graph"] and (config.parent / "1" / "model.onnx").read_text() == "graph"
+    assert config.read_text() == "config" and (config.parent / "notes.txt").read_text() == "mine"
+    # a file where its folder goes is named before the check runs
+    other = tmp_path / "triton" / "n" / "config.pbtxt"
+    other.parent.mkdir()
+    (other.parent / "1").write_text("a file")
+    with (
+        pytest.raises(ConfigError, match=r"n/1 is a file in the way of the output; move it"),
+        staged(other, ("1/model.onnx",), check=check) as tmp,
+    ):
+        (tmp.parent / "1").mkdir()
+        (tmp.parent / "1" / "model.onnx").write_text("graph")
+        tmp.write_text("config")
+    assert len(pairs) == 1 and not other.exists()
+
+
+def test_make_folder_names_a_file_in_the_way(tmp_path):
+    from yoloslim.errors import ConfigError
+    from yoloslim.fileio import make_folder
+
+    (tmp_path / "triton").write_text("a file")
+    with pytest.raises(ConfigError, match=r"triton is a file in the way of the output; move it"):
+        make_folder(tmp_path / "triton" / "model" / "1")
+    assert make_folder(tmp_path / "a" / "b").is_dir()
+
+
 def test_a_folder_in_the_way_or_nothing_written_is_named(tmp_path):
     from yoloslim.errors import ConfigError, ExportError
 

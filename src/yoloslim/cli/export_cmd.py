@@ -58,6 +58,7 @@ def export(
     """Re-parameterise, export and verify each artifact against PyTorch (writes export_report.json)."""
     from rich.table import Table
 
+    from yoloslim.errors import ExportError
     from yoloslim.export import export as run_export
 
     # each --format given adds its formats (a plain option kept only the last one given)
@@ -76,21 +77,28 @@ def export(
         "to --format",
     )
     _warn_artifact_name(out)
-    with console.status(f"exporting {literal(', '.join(formats))}"):
-        res = run_export(
-            model,
-            out,
-            formats=formats,
-            imgsz=imgsz,
-            dynamic=dynamic,
-            half=half,
-            nms=nms,
-            triton_name=triton_name,
-            triton_max_batch=triton_max_batch,
-            nms_conf=nms_conf,
-            nms_iou=nms_iou,
-            nms_max_det=nms_max_det,
-        )
+    try:
+        with console.status(f"exporting {literal(', '.join(formats))}"):
+            res = run_export(
+                model,
+                out,
+                formats=formats,
+                imgsz=imgsz,
+                dynamic=dynamic,
+                half=half,
+                nms=nms,
+                triton_name=triton_name,
+                triton_max_batch=triton_max_batch,
+                nms_conf=nms_conf,
+                nms_iou=nms_iou,
+                nms_max_det=nms_max_det,
+            )
+    except ExportError as e:
+        # a format failed: the report export_report.json got (which says which, and why)
+        # goes to --json too, where a CI job looks for it; then exit 2 as before
+        if getattr(e, "report", None) is not None:
+            write_json(json_path, e.report)
+        raise
     write_json(json_path, res.report)  # first: whole whatever the printing below does
     # every cell is the report's (a format as given, paths, an earlier export's model):
     # printed as it is, never read as rich markup
@@ -123,8 +131,9 @@ def _refuse_unheeded(ctx: typer.Context, params: tuple[str, ...], *, heeded: boo
 
     given = [f"--{p.replace('_', '-')}" for p in params if option_given(ctx, p)]
     if given and not heeded:
+        one = len(given) == 1
         raise ConfigError(
-            f"{', '.join(given)} set{'s' if len(given) == 1 else ''} {what}, or drop them"
+            f"{', '.join(given)} set{'s' if one else ''} {what}, or drop {'it' if one else 'them'}"
         )
 
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from yoloslim.export.api import export
 from yoloslim.export.common import ExportContext
-from yoloslim.export.coreml import export_coreml, verify_coreml
-from yoloslim.export.onnx import export_onnx
-from yoloslim.export.openvino import export_openvino
+from yoloslim.export.coreml import coreml_path, export_coreml, verify_coreml
+from yoloslim.export.onnx import export_onnx, onnx_path
+from yoloslim.export.openvino import export_openvino, openvino_path
 from yoloslim.export.registry import EXPORTERS, Exporter, missing_packages, register_exporter
-from yoloslim.export.tensorrt import export_engine, tensorrt_available, verify_engine
-from yoloslim.export.torchscript import export_torchscript
-from yoloslim.export.triton import export_triton, verify_triton
+from yoloslim.export.tensorrt import engine_path, export_engine, tensorrt_available, verify_engine
+from yoloslim.export.torchscript import export_torchscript, torchscript_path
+from yoloslim.export.triton import export_triton, triton_path, verify_triton
 from yoloslim.export.verify import verify_runtime
 
 __all__ = ["EXPORTERS", "ExportContext", "Exporter", "export", "register_exporter"]
@@ -38,7 +38,11 @@ def _verify_half(path, ctx):
 _ONNX = ("onnx", "onnxscript", "onnxslim", "onnxruntime")
 register_exporter(
     Exporter(
-        "onnx", export_onnx, verify_runtime, unavailable=missing_packages(*_ONNX, extra="onnx")
+        "onnx",
+        export_onnx,
+        verify_runtime,
+        unavailable=missing_packages(*_ONNX, extra="onnx"),
+        target=onnx_path,
     )
 )
 register_exporter(
@@ -48,9 +52,12 @@ register_exporter(
         _verify_half,
         honours_half=True,
         unavailable=missing_packages(*_ONNX[:3], "openvino", extra="openvino"),
+        target=openvino_path,
     )
 )
-register_exporter(Exporter("torchscript", export_torchscript, verify_runtime))
+register_exporter(
+    Exporter("torchscript", export_torchscript, verify_runtime, target=torchscript_path)
+)
 register_exporter(
     Exporter(
         "coreml",
@@ -59,6 +66,7 @@ register_exporter(
         honours_half=True,
         static_batch=True,
         unavailable=missing_packages("coremltools", extra="coreml"),
+        target=coreml_path,
     )
 )
 register_exporter(
@@ -68,6 +76,7 @@ register_exporter(
         verify_engine,
         honours_half=True,
         unavailable=tensorrt_available,
+        target=engine_path,
     )
 )
 register_exporter(
@@ -76,5 +85,6 @@ register_exporter(
         export_triton,
         verify_triton,
         unavailable=missing_packages(*_ONNX, extra="onnx"),
+        target=triton_path,
     )
 )

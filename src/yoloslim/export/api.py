@@ -16,11 +16,21 @@ from torch import nn
 
 from yoloslim.configs import DEFAULT_IMGSZ, check_imgsz, check_path
 from yoloslim.errors import ConfigError, ExportError, YoloslimError, stop_requested
-from yoloslim.export.common import ExportContext, path_size_mb
+from yoloslim.export.common import ExportContext, made_by_yoloslim, path_size_mb
 from yoloslim.export.nms import check_graph_nms
 from yoloslim.export.registry import EXPORTERS, half_problem
-from yoloslim.export.triton import triton_max_batch_problem, triton_name_problem
-from yoloslim.fileio import atomic_write_text, folder_lock, folder_problem, remove_stale_staging
+from yoloslim.export.triton import (
+    triton_max_batch_problem,
+    triton_model_problem,
+    triton_name_problem,
+)
+from yoloslim.fileio import (
+    atomic_write_text,
+    file_key,
+    folder_lock,
+    folder_problem,
+    remove_stale_staging,
+)
 from yoloslim.result import Result
 
 __all__ = ["check_options", "export"]
@@ -40,6 +50,7 @@ def check_options(
     nms_max_det: int,
     triton_name: str,
     triton_max_batch: int,
+    verify: bool = True,
     recipe: bool = False,
 ) -> list[str]:
     """The formats, as a list without repeats, once the options of :func:`export` are
@@ -52,7 +63,15 @@ def check_options(
     """
 
     def opt(name: str, value: bool) -> str:
-        return f"{name}: {str(value).lower()}" if recipe else f"{name}={value!r}"
+        # the Python spelling and the flag (``nms=True (--nms)``), or the recipe's
+        if recipe:
+            return f"{name}: {str(value).lower()}"
+        return f"{name}={value!r}" + (f" (--{name})" if value is True else "")
+
+    for name, value in (("dynamic", dynamic), ("half", half), ("nms", nms), ("verify", verify)):
+        if not isinstance(value, bool):  # "no" is truthy: it exported a dynamic batch
+            said = f"{name}: {value!r}" if recipe else f"{name}={value!r}"
+            raise ConfigError(f"{said} must be {'true or false' if recipe else 'True or False'}")
 
     if isinstance(formats, str):
         formats = [f.strip() for f in formats.split(",") if f.strip()]
@@ -66,13 +85,16 @@ def check_options(
     if unknown or not formats:
         what = f"unknown export format(s) {unknown}" if unknown else "no format given"
         raise ConfigError(f"formats={formats}: {what}; choose from {sorted(EXPORTERS)}")
-    if nms and ("onnx" not in formats or dynamic):
+    if nms and "onnx" not in formats:
+        raise ConfigError(f"{opt('nms', True)} needs the onnx format: add onnx to the formats")
+    if nms and dynamic:
         raise ConfigError(
-            f"{opt('nms', True)} needs the onnx format and a static batch ({opt('dynamic', False)})"
+            f"{opt('nms', True)} needs a static batch (the graph's NMS runs on one image): "
+            f"drop {opt('dynamic', True)}"
         )
     unheeded = half_problem(formats, half)
     if unheeded:
-        raise ConfigError(f"{opt('half', True)}{'' if recipe else ' (--half)'}: {unheeded}")
+        raise ConfigError(f"{opt('half', True)}: {unheeded}")
     check_graph_nms(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
     check_imgsz(imgsz)
     for name, value, problem in (
@@ -129,9 +151,12 @@ def export(
             OpenVINO against the torch postprocess, at the graph's conf and at a lower one
             that lets detections through on the probe images (see
             :func:`yoloslim.export.nms.verify_nms`).
-        verify: run each artifact and compare with PyTorch. A mismatch raises, once the
-            other formats are written and checked (each is in the report, a failed one
-            with ``passed: False`` and its ``error``).
+        verify: run each artifact and compare with PyTorch, while it is still staged:
+            one that fails its check is discarded and never takes the artifact's name (an
+            earlier export's file there stays, and stays in the report as ``earlier``). A
+            mismatch raises, once the other formats are written and checked (each is in
+            the report, a failed one with ``passed: False`` and its ``error``; the
+            ExportError's ``report`` is that report). False: written unchecked.
         triton_name: the Triton model's name: the repository holds it in
             ``out/triton/{triton_name}/`` beside any other models already there.
         triton_max_batch: the Triton config's ``max_batch_size``, 1 to 256 (the largest
@@ -149,7 +174,10 @@ def export(
         ``inference_precision_hint`` and ``default_precision``).
 
     Raises:
-        ConfigError: unknown format or inconsistent options (before any work).
+        ConfigError: unknown format or inconsistent options, or a file under an
+            artifact's name (or ``export_report.json``) that yoloslim did not write, a
+            Triton ``config.pbtxt`` edited since, or a Triton model folder with another
+            version than ``1/`` (all before any work).
         ModelError: the checkpoint cannot be read.
         ExportError: a missing runtime or extra, an unwritable folder, a failed
             conversion, or an artifact that disagrees with PyTorch.
@@ -177,6 +205,7 @@ def export(
         nms_max_det=nms_max_det,
         triton_name=triton_name,
         triton_max_batch=triton_max_batch,
+        verify=verify,
     )
     for fmt in formats:
         reason = EXPORTERS[fmt].unavailable()
@@ -199,15 +228,29 @@ def export(
             f"model.names has {len(names)} entries but the model predicts {nc} classes; the "
             "artifact's metadata would misname them"
         )
-    out = _output_folder(out)
     # which model: the entries an earlier export into ``out`` left say theirs
     source = {
         "model": str(model) if not isinstance(model, nn.Module) else type(model).__name__,
         "model_digest": weights_digest(net)[:12],
     }
-    with folder_lock(out, "export"):
+    ctx = ExportContext(
+        net,  # the fused model once re-parameterised, below
+        names,
+        imgsz,
+        Path(),  # the output folder, once made
+        dynamic=dynamic,
+        half=half,
+        strides=tuple(getattr(net, "strides", (8, 16, 32))),
+        triton_name=triton_name,
+        triton_max_batch=triton_max_batch,
+    )
+    out, made = _output_folder(out)
+    ctx.out = out
+    # a call refused (or failed) before it wrote anything leaves no empty folder behind
+    with _removed_if_empty(out, made), folder_lock(out, "export"):
         remove_stale_staging(out)  # a killed export's; none is live while we hold the lock
         previous = _previous_report(out)
+        _refuse_foreign_files(ctx, formats, nms, previous)
         earlier = _earlier_entries(previous, formats, nms, out)
         if previous is not None and set(earlier) != set(previous["formats"]):
             # the formats this call redoes are overwritten one by one: if it is stopped half
@@ -223,17 +266,7 @@ def export(
             net = copy.deepcopy(net).float()
         reparam = reparameterize(net, example_input=probe_images(imgsz), measure=False)
         fused = reparam.model
-        ctx = ExportContext(
-            fused,
-            names,
-            imgsz,
-            out,
-            dynamic=dynamic,
-            half=half,
-            strides=tuple(getattr(net, "strides", (8, 16, 32))),
-            triton_name=triton_name,
-            triton_max_batch=triton_max_batch,
-        )
+        ctx.model = fused
         report: dict = {
             "imgsz": imgsz,
             "dynamic": dynamic,
@@ -265,7 +298,12 @@ def export(
                     nms_step = functools.partial(
                         _export_nms, ctx, report, artifacts, failed, verify, e2e
                     )
-                    _recorded("onnx_nms", nms_step, report, artifacts, failed)
+                    was = (
+                        _surviving(previous, previous["formats"].get("onnx_nms"), out)
+                        if previous
+                        else None
+                    )
+                    _recorded("onnx_nms", nms_step, report, artifacts, failed, was)
                 if "onnx_nms" not in report["formats"]:
                     # no NMS graph from this ONNX: an earlier one left on disk stays listed
                     # as the earlier export's it is
@@ -277,14 +315,19 @@ def export(
             ctx.cleanup()
         _write_report(out, report)
         if failed:
-            good = [f for f, e in report["formats"].items() if f in artifacts and e.get("passed")]
+            listed = [f for f in report["formats"] if f in artifacts]
+            good = [f for f in listed if report["formats"][f].get("passed")]
+            unrun = [f for f in listed if report["formats"][f].get("passed", False) is None]
             kept = [e["earlier"]["path"] for e in report["formats"].values() if "earlier" in e]
-            raise ExportError(
+            error = ExportError(
                 f"{'; '.join(failed)} (recorded in {out / 'export_report.json'} with passed: false"
                 + (f"; {', '.join(good)} passed and stay" if good else "")
+                + (f"; {', '.join(unrun)} written, not run here (passed: null)" if unrun else "")
                 + (f"; the earlier export's {', '.join(kept)} stays as it was" if kept else "")
                 + ")"
             )
+            error.report = report  # what export_report.json got (the command's --json)
+            raise error
         return Result(fused, report, artifacts)
 
 
@@ -319,10 +362,21 @@ def _export_one(
     previous: dict | None,
     verify: bool,
 ) -> None:
-    """Write and check one format into ``report``."""
+    """Write and check one format into ``report``.
+
+    The check runs on the artifact while it is still staged (``ctx.check``, which the
+    exporter hands to :func:`yoloslim.fileio.staged`): one that fails it raises here, before
+    it takes the artifact's name, and :func:`_recorded` keeps an earlier export's file
+    there as ``earlier``. A registered exporter that does not run ``ctx.check`` is checked
+    once its file is in place, as before."""
     out = ctx.out
     exporter = EXPORTERS[fmt]
-    path = exporter.export(ctx)
+    checked: dict = {}
+    ctx.check = functools.partial(_check_staged, exporter.verify, ctx, checked) if verify else None
+    try:
+        path = exporter.export(ctx)
+    finally:
+        ctx.check = None
     artifacts[fmt] = path
     entry: dict = {"path": str(path), "size_mb": path_size_mb(path)}
     report["formats"][fmt] = entry
@@ -333,10 +387,18 @@ def _export_one(
         entry["note"] = f"{fmt} keeps a batch of 1 (dynamic does not apply to it)"
         log.warning("%s: %s", path, entry["note"])
     log.info("exported %s -> %s", fmt, path)
-    if verify:
-        _checked(exporter.verify, path, ctx, entry, failed, fmt)
-    else:
+    if not verify:
         entry["verified"] = False
+    elif checked:  # checked where it was staged: the path and size are the final file's
+        entry.update({k: v for k, v in checked.items() if k not in entry})
+    else:
+        _checked(exporter.verify, path, ctx, entry, failed, fmt)
+
+
+def _check_staged(verify_fn, ctx: ExportContext, into: dict, staged: Path) -> None:
+    """``verify_fn`` run on a staged artifact (``ctx.check``), its report kept in ``into``;
+    a mismatch raises, and the artifact is discarded (:func:`yoloslim.fileio.staged`)."""
+    into.update(verify_fn(staged, ctx))
 
 
 def _export_nms(
@@ -348,21 +410,27 @@ def _export_nms(
     settings: dict,
 ) -> None:
     """Append NMS (``settings``: conf, iou, max_det) to the ONNX just written, as
-    ``{stem}_e2e.onnx``, and check it against the plain ONNX's postprocess."""
+    ``{stem}_e2e.onnx``, and check it against the plain ONNX's postprocess while it is
+    staged (a graph that fails the check does not replace an earlier one)."""
     from yoloslim.export.nms import append_nms
 
     path = artifacts["onnx"]
-    e2e = append_nms(path, ctx.out / f"{ctx.stem}_e2e.onnx", **settings)
+    checked: dict = {}
+    check = None
+    if verify:
+        check = functools.partial(
+            _check_staged, functools.partial(_verify_nms, plain=path), ctx, checked
+        )
+    e2e = append_nms(path, ctx.out / f"{ctx.stem}_e2e.onnx", **settings, check=check)
     artifacts["onnx_nms"] = e2e
     nms_entry: dict = {"path": str(e2e), "size_mb": path_size_mb(e2e)}
+    nms_entry.update({k: v for k, v in checked.items() if k not in nms_entry})
     report["formats"]["onnx_nms"] = nms_entry
-    if verify:
-        check = functools.partial(_verify_nms, plain=path)
-        _checked(check, e2e, ctx, nms_entry, failed, "onnx_nms")
 
 
 def _checked(verify_fn, path: Path, ctx: ExportContext, entry: dict, failed: list, fmt: str):
-    """Run a verification into ``entry``; a mismatch is recorded there (``passed: false``,
+    """Run a verification into ``entry`` (of an artifact already in place: an exporter
+    that does not run ``ctx.check``); a mismatch is recorded there (``passed: false``,
     ``error``) and in ``failed``. Returns whether it passed."""
     try:
         entry.update(verify_fn(path, ctx))
@@ -381,44 +449,134 @@ def _verify_nms(e2e: Path, _ctx: ExportContext, *, plain: Path) -> dict:
     return verify_nms(e2e, plain)
 
 
-def _output_folder(out: str | Path) -> Path:
+def _output_folder(out: str | Path) -> tuple[Path, bool]:
+    """The output folder, made; and whether this call made it."""
     check_path(out, "out", "the output folder's path")
     out = Path(out).expanduser()
     problem = folder_problem(out)
     if problem:
         raise ExportError(f"cannot create the output folder {out}: {problem}")
+    made = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ExportError(f"cannot create the output folder {out}: {e}") from e
     if not os.access(out, os.W_OK | os.X_OK):
         raise ExportError(f"the output folder {out} is not writable")
-    return out
+    return out, made
+
+
+@contextlib.contextmanager
+def _removed_if_empty(folder: Path, made: bool):
+    """Remove ``folder``, which this call ``made``, when the block fails and leaves it empty
+    (a refused call, or one that ran out of memory before writing anything)."""
+    try:
+        yield
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only an empty one
+        raise
+
+
+# what every export_report.json yoloslim writes holds (a JSON file that merely has a
+# "formats" mapping is a user's, not an earlier export's record)
+_REPORT_KEYS = {"imgsz": int, "torch_version": str, "reparameterize": dict, "formats": dict}
 
 
 def _previous_report(out: Path) -> dict | None:
     """``out/export_report.json`` of an earlier export into ``out`` (None when there is none,
-    or it is not one of ours)."""
+    or it is not one of ours: :func:`_refuse_foreign_files` refuses to replace that)."""
     try:
         old = json.loads((out / "export_report.json").read_text())
     except (OSError, ValueError):
         return None
-    return old if isinstance(old, dict) and isinstance(old.get("formats"), dict) else None
+    if not isinstance(old, dict):
+        return None
+    ours = all(isinstance(old.get(k), t) for k, t in _REPORT_KEYS.items())
+    return old if ours else None
+
+
+def _refuse_foreign_files(
+    ctx: ExportContext, formats: list[str], nms: bool, previous: dict | None
+) -> None:
+    """ConfigError, before any work, when this export would replace a file yoloslim did not
+    write: ``export_report.json`` that is not an export's record (:func:`_previous_report`),
+    or a file under an artifact's name that neither carries yoloslim's metadata
+    (:func:`~yoloslim.export.common.made_by_yoloslim`) nor is listed in the folder's
+    report. A Triton model's ``config.pbtxt`` must be one yoloslim wrote and unedited since,
+    and its folder hold no other version (:func:`~yoloslim.export.triton.triton_model_problem`).
+    Something of another kind in the way (a folder where a file goes) is left to the format's
+    own error, which costs only that format."""
+    record = ctx.out / "export_report.json"
+    if previous is None and (record.exists() or record.is_symlink()):
+        raise ConfigError(
+            f"{record} is not a yoloslim export report (it lacks "
+            f"{', '.join(_REPORT_KEYS)}), and export writes its record under that name: move "
+            "it away, or choose another output folder"
+        )
+    listed = _listed_files(previous, ctx.out)
+    targets = []
+    for fmt in formats:
+        target = EXPORTERS[fmt].target
+        if target is None:  # a registered exporter that does not say where it writes
+            continue
+        path = target(ctx)
+        if fmt == "triton":
+            problem = triton_model_problem(path.parent)
+            if problem:
+                raise ConfigError(
+                    f"{problem}: move it away, or choose another triton_name (--triton-name)"
+                )
+            path = path.parent / "1" / "model.onnx"  # the config is known to be ours
+        targets.append(path)
+    if nms:
+        targets.append(ctx.out / f"{ctx.stem}_e2e.onnx")
+    for path in targets:
+        if not path.exists() or path.is_dir() != (path.suffix == ".mlpackage"):
+            continue  # nothing there, or something in the way: that format's own error
+        if file_key(path) not in listed and not made_by_yoloslim(path):
+            raise ConfigError(
+                f"{path} is not a yoloslim artifact (it has no yoloslim metadata, and no "
+                f"export_report.json of {ctx.out} lists it), and this export would replace "
+                "it: move it away, or choose another output folder"
+            )
+
+
+def _listed_files(old: dict | None, out: Path) -> set:
+    """The files (:func:`~yoloslim.fileio.file_key`) an earlier report of ``out`` lists."""
+    if old is None:
+        return set()
+    listed = set()
+    for entry in old["formats"].values():
+        for e in (entry, entry.get("earlier") if isinstance(entry, dict) else None):
+            if isinstance(e, dict) and isinstance(e.get("path"), str):
+                path = _report_path(old, e["path"], out)
+                if path.exists():
+                    listed.add(file_key(path))
+    return listed
+
+
+def _report_path(old: dict, path: str, out: Path) -> Path:
+    """A path an earlier report of ``out`` names, as a file of ``out``: a path inside the
+    report's ``out`` is taken inside this ``out`` (relative ones were relative to the working
+    directory of that export; and a copied export folder's report names the original
+    folder's files: this one's count)."""
+    p = Path(path)
+    if isinstance(old.get("out"), str):
+        with contextlib.suppress(ValueError):
+            p = out / p.relative_to(old["out"])
+    return p
 
 
 def _surviving(old: dict, entry, out: Path, fmt: str = "") -> dict | None:
     """An earlier report's entry (of format ``fmt``), with the settings it was exported
-    with, if its artifact still exists. A path inside the report's ``out`` is taken inside
-    this ``out`` (relative ones were relative to the working directory of that export; and a
-    copied export folder's report names the original folder's files: this one's count)."""
+    with, if its artifact still exists (where :func:`_report_path` finds it)."""
     if isinstance(entry, dict) and not entry.get("path") and "earlier" in entry:
         entry = entry["earlier"]  # this format failed then, and wrote nothing over it
     if not isinstance(entry, dict) or not entry.get("path"):
         return None
-    path = Path(entry["path"])
-    if old.get("out"):  # a file of that export's folder: this folder's file of that name
-        with contextlib.suppress(ValueError):
-            path = out / path.relative_to(old["out"])
+    path = _report_path(old, entry["path"], out)
     if not path.exists():
         return None
     settings = {k: old.get(k) for k in _SETTINGS}

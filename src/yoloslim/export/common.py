@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from torch import nn
 __all__ = [
     "ExportContext",
     "artifact_metadata",
+    "made_by_yoloslim",
     "onnx_metadata",
     "openvino_metadata",
     "path_size_mb",
@@ -41,6 +43,10 @@ class ExportContext:
             call (e.g. the ONNX that OpenVINO, Triton and TensorRT convert from),
             keyed by role; they live in a private temporary folder (:meth:`scratch_path`),
             never in ``out``, and are removed when the call ends.
+        check: set by :func:`yoloslim.export.export` while one format is written (None
+            with ``verify=False``): the exporter passes it to :func:`yoloslim.fileio.staged`,
+            which runs it on the artifact while it is still staged, so one that fails its
+            verification never replaces the file under the artifact's name.
     """
 
     model: nn.Module
@@ -54,6 +60,7 @@ class ExportContext:
     half: bool = False
     strides: tuple[int, ...] = (8, 16, 32)
     scratch: dict[str, Path] = field(default_factory=dict)
+    check: Callable[[Path], object] | None = None
     _scratch_dir: Path | None = field(default=None, init=False, repr=False)
 
     def example(self, batch: int = 1) -> torch.Tensor:
@@ -162,6 +169,76 @@ def onnx_metadata(model) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
+def made_by_yoloslim(path: str | Path) -> bool:
+    """Whether the artifact ``path`` carries the metadata yoloslim's exports store in it
+    (``yoloslim_version``: ONNX metadata_props, the OpenVINO .xml's rt_info, TorchScript's
+    ``config.json``, a CoreML package's spec, a TensorRT engine's ``.engine.json``), read
+    cheaply: the weights (ONNX initializers, the IR's .bin, a package's weight file) are
+    skipped unread. False for anything unreadable, and for a kind it does not know."""
+    p = Path(path)
+    key = b"yoloslim_version"
+    try:
+        suffix = p.suffix.lower()
+        if suffix == ".onnx":
+            return key.decode() in _onnx_metadata_props(p)
+        if suffix == ".xml":  # the IR's graph and rt_info; its weights are in the .bin
+            return key in p.read_bytes()
+        if suffix == ".torchscript":
+            import zipfile
+
+            with zipfile.ZipFile(p) as z:
+                extra = [n for n in z.namelist() if n.endswith("/extra/config.json")]
+                return any(key in z.read(n) for n in extra)
+        if suffix == ".mlpackage":  # the spec holds the metadata, the weights are apart
+            return any(key in m.read_bytes() for m in p.rglob("*.mlmodel"))
+        if suffix == ".engine":
+            meta = json.loads(p.with_name(p.name + ".json").read_text())
+            return isinstance(meta, dict) and key.decode() in meta
+    except Exception:  # noqa: BLE001 - a file that is not what its name says: not ours
+        return False
+    return False
+
+
+def _onnx_metadata_props(path: Path) -> dict[str, str]:
+    """An ONNX file's metadata_props, found by walking the ModelProto's top-level fields:
+    the graph (its weights: most of the file) is skipped with a seek, never read."""
+    from onnx import StringStringEntryProto
+
+    def varint(f) -> int:
+        value = shift = 0
+        while True:
+            byte = f.read(1)
+            if not byte or shift > 63:
+                raise ValueError(f"{path}: not a protobuf file")
+            value |= (byte[0] & 0x7F) << shift
+            if not byte[0] & 0x80:
+                return value
+            shift += 7
+
+    meta = {}
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        while f.tell() < size:
+            key = varint(f)
+            field_number, wire = key >> 3, key & 7
+            if wire == 0:
+                varint(f)
+            elif wire == 1:
+                f.seek(8, os.SEEK_CUR)
+            elif wire == 5:
+                f.seek(4, os.SEEK_CUR)
+            elif wire == 2:
+                n = varint(f)
+                if field_number == 14:  # ModelProto.metadata_props
+                    entry = StringStringEntryProto.FromString(f.read(n))
+                    meta[entry.key] = entry.value
+                else:
+                    f.seek(n, os.SEEK_CUR)
+            else:
+                raise ValueError(f"{path}: not a protobuf file")
+    return meta
+
+
 def openvino_metadata(model) -> dict[str, str]:
     """The ``yoloslim`` rt_info of an OpenVINO model (what :func:`artifact_metadata` stored);
     for an IR that OpenVINO converted from a yoloslim ONNX itself (``ovc model.onnx``,
@@ -175,10 +252,15 @@ def openvino_metadata(model) -> dict[str, str]:
 
 
 def path_size_mb(path: Path, ndigits: int | None = 3) -> float:
-    """Size of an artifact in MiB (2^20 bytes): a file, an OpenVINO .xml with its .bin, or a
-    folder (an .mlpackage); rounded to ``ndigits`` (None: not rounded)."""
+    """Size of an artifact in MiB (2^20 bytes): a file, an OpenVINO .xml with its .bin, a
+    folder (an .mlpackage), or a Triton model's ``config.pbtxt`` with the version folder
+    ``1/`` yoloslim writes beside it (not the model's other files or versions); rounded to
+    ``ndigits`` (None: not rounded)."""
     path = Path(path)
-    if path.is_dir():
+    if path.name == "config.pbtxt" and (path.parent / "1").is_dir():
+        files = [path, *(p for p in (path.parent / "1").rglob("*") if p.is_file())]
+        total = sum(p.stat().st_size for p in files)
+    elif path.is_dir():
         total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     elif path.suffix == ".xml" and path.with_suffix(".bin").is_file():
         total = path.stat().st_size + path.with_suffix(".bin").stat().st_size

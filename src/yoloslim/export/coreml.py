@@ -6,7 +6,8 @@ to Python scalars", coremltools 9.0), so the model goes through
 ``torch.export`` at a static input size, where the anchor grid is a constant.
 coremltools runs predictions only on macOS; on other systems verification loads
 the saved package's spec back and checks the input and output names, shapes and
-types, and the metadata. On macOS it also compares predictions with PyTorch.
+types, and the metadata, and the report says ``passed: null`` (nothing was run). On
+macOS it also compares predictions with PyTorch (``passed: true``).
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yoloslim.errors import ExportError
+from yoloslim.errors import ExportError, YoloslimError
 from yoloslim.export.common import ExportContext, artifact_metadata, path_size_mb
 from yoloslim.fileio import staged
 from yoloslim.progress import quieted
 
-__all__ = ["export_coreml", "verify_coreml"]
+__all__ = ["coreml_path", "export_coreml", "verify_coreml"]
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +64,15 @@ def _coremltools():
     return ct
 
 
+def coreml_path(ctx: ExportContext) -> Path:
+    """Where :func:`export_coreml` writes: ``out/{stem}.mlpackage``."""
+    return ctx.out / f"{ctx.stem}.mlpackage"
+
+
 def export_coreml(ctx: ExportContext) -> Path:
     """Write ``out/{stem}.mlpackage`` (FP16 compute precision with ``half``) and return it."""
     ct = _coremltools()
-    path = ctx.out / f"{ctx.stem}.mlpackage"
+    path = coreml_path(ctx)
     size = (1, 3, ctx.imgsz, ctx.imgsz)
     try:
         with torch.no_grad(), _hushed():
@@ -82,8 +88,10 @@ def export_coreml(ctx: ExportContext) -> Path:
         mlmodel.user_defined_metadata.update(artifact_metadata(ctx))
         mlmodel.user_defined_metadata["weights"] = "fp16" if ctx.half else "fp32"  # for info
         mlmodel.short_description = f"yoloslim detector, {len(ctx.names)} classes, {ctx.imgsz} px"
-        with staged(path) as tmp:
+        with staged(path, check=ctx.check) as tmp:
             mlmodel.save(str(tmp))
+    except YoloslimError:  # a folder in the way, a failed check: they name the file
+        raise
     except Exception as e:  # noqa: BLE001 - the converter raises many types
         raise ExportError(f"CoreML export to {path} failed: {type(e).__name__}: {e}") from e
     return path
@@ -113,11 +121,14 @@ def verify_coreml(path: Path, ctx: ExportContext) -> dict:
         "precision": "fp16" if ctx.half else "fp32",
         "size_mb": path_size_mb(path),
         "interface": got,
-        "passed": True,
     }
     if platform.system() != "Darwin":
+        # neither failed nor verified: no output was compared (readers of ``passed`` treat
+        # True as verified, False as failed; null is neither)
+        report["passed"] = None
         report["verified"] = (
-            "interface only: names, shapes and metadata (coremltools cannot run predictions here)"
+            "interface only: names, shapes and metadata (coremltools cannot run predictions "
+            "here; passed: null)"
         )
         return report
     from yoloslim.export.verify import FP32, HALF, compare, probe_images

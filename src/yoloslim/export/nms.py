@@ -50,9 +50,17 @@ def check_graph_nms(*, nms_conf: float, nms_iou: float, nms_max_det: int) -> Non
 
 
 def append_nms(
-    src: Path, dst: Path, *, conf: float = 0.25, iou: float = 0.65, max_det: int = 300
+    src: Path,
+    dst: Path,
+    *,
+    conf: float = 0.25,
+    iou: float = 0.65,
+    max_det: int = 300,
+    check=None,
 ) -> Path:
-    """Read the ONNX at ``src`` (output "preds", batch 1) and write the end-to-end graph to ``dst``.
+    """Read the ONNX at ``src`` (output "preds", batch 1) and write the end-to-end graph to
+    ``dst`` (``check``: run on it while it is staged, before it replaces ``dst``; see
+    :func:`yoloslim.fileio.staged`).
 
     Raises:
         ConfigError: ``conf`` outside [0, 1], ``iou`` outside (0, 1], ``max_det`` not an integer >= 1.
@@ -158,7 +166,7 @@ def append_nms(
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
         raise ExportError(f"{dst}: the end-to-end NMS graph is invalid: {e}") from e
-    with staged(dst) as tmp:
+    with staged(dst, check=check) as tmp:
         onnx.save(model, str(tmp))
     return dst
 

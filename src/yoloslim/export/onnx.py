@@ -2,7 +2,7 @@
 
 We use the ``dynamo=True`` exporter deliberately: it is torch 2.13's default and
 the TorchScript-based one is deprecated. Dynamic batch is declared with
-``torch.export.Dim`` and tested with batch 1 and 3. The exporter takes seconds
+``torch.export.Dim``; export's check runs it at batch 2 (the test suite also at 1 and 3). The exporter takes seconds
 even for a small model, so within one ``export()`` call the ONNX is written once
 per batch mode and shared by the formats converted from it (OpenVINO, Triton,
 TensorRT) through ``ExportContext.scratch``.
@@ -24,7 +24,7 @@ from yoloslim.extras import require
 from yoloslim.fileio import staged
 from yoloslim.progress import quieted
 
-__all__ = ["export_onnx", "onnx_file", "torch_onnx", "OPSET"]
+__all__ = ["export_onnx", "onnx_file", "onnx_path", "torch_onnx", "OPSET"]
 
 log = logging.getLogger(__name__)
 OPSET = 18
@@ -61,10 +61,15 @@ def torch_onnx(
         )
 
 
+def onnx_path(ctx: ExportContext) -> Path:
+    """Where :func:`export_onnx` writes: ``ctx.out / f"{ctx.stem}.onnx"``."""
+    return ctx.out / f"{ctx.stem}.onnx"
+
+
 def export_onnx(ctx: ExportContext) -> Path:
-    """Write ``ctx.out / f"{ctx.stem}.onnx"`` (input "images", output "preds") and return it."""
-    path = ctx.out / f"{ctx.stem}.onnx"
-    with staged(path) as tmp:
+    """Write :func:`onnx_path` (input "images", output "preds") and return it."""
+    path = onnx_path(ctx)
+    with staged(path, check=ctx.check) as tmp:
         shutil.copyfile(onnx_file(ctx, dynamic=ctx.dynamic), tmp)
     return path
 

@@ -15,9 +15,16 @@ from pathlib import Path
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata
 from yoloslim.extras import require
+from yoloslim.fileio import make_folder
 from yoloslim.runtime.ov_core import no_telemetry, save_ir
 
-__all__ = ["export_openvino"]
+__all__ = ["export_openvino", "openvino_path"]
+
+
+def openvino_path(ctx: ExportContext) -> Path:
+    """Where :func:`export_openvino` writes: ``out/{stem}[_fp16]_openvino/{stem}.xml``."""
+    suffix = "_fp16" if ctx.half else ""
+    return ctx.out / f"{ctx.stem}{suffix}_openvino" / f"{ctx.stem}.xml"
 
 
 def export_openvino(ctx: ExportContext) -> Path:
@@ -29,10 +36,9 @@ def export_openvino(ctx: ExportContext) -> Path:
     ov = require("openvino", "openvino", ExportError)
     from yoloslim.export.onnx import onnx_file
 
-    suffix = "_fp16" if ctx.half else ""
-    path = ctx.out / f"{ctx.stem}{suffix}_openvino" / f"{ctx.stem}.xml"
+    path = openvino_path(ctx)
     made = not path.parent.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)  # a file in the way is named, not "[Errno 17] File exists"
     try:
         src = onnx_file(ctx, dynamic=ctx.dynamic)
         try:
@@ -44,7 +50,7 @@ def export_openvino(ctx: ExportContext) -> Path:
             raise ExportError(
                 f"OpenVINO conversion to {path} failed: {type(e).__name__}: {e}"
             ) from e
-        return save_ir(ov, ov_model, path, fp16=ctx.half)
+        return save_ir(ov, ov_model, path, fp16=ctx.half, check=ctx.check)
     except BaseException:
         if made:  # no empty folder named like an artifact is left (nothing was written)
             with contextlib.suppress(OSError):

@@ -39,6 +39,9 @@ class Exporter:
         static_batch: whether the artifact runs at batch 1 only, whatever ``dynamic`` says.
         unavailable: returns None when the format can be written here, else the reason
             (a missing package or device); ``export()`` asks before doing any work.
+        target: the path ``export`` will write (and return) for a context, or None when not
+            known beforehand; ``export()`` refuses, before any work, to replace a file
+            there that yoloslim did not write.
     """
 
     name: str
@@ -47,6 +50,7 @@ class Exporter:
     honours_half: bool = False
     static_batch: bool = False
     unavailable: Callable[[], str | None] = lambda: None
+    target: Callable[[ExportContext], Path] | None = None
 
 
 EXPORTERS: dict[str, Exporter] = {}

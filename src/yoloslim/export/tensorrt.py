@@ -20,9 +20,9 @@ import torch
 
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, artifact_metadata, path_size_mb
-from yoloslim.fileio import atomic_write_text, staged
+from yoloslim.fileio import staged
 
-__all__ = ["export_engine", "tensorrt_available", "verify_engine"]
+__all__ = ["engine_path", "export_engine", "tensorrt_available", "verify_engine"]
 
 # optimisation profile of a dynamic-batch engine: (min, opt, max) batch
 DYNAMIC_BATCH = (1, 8, 32)
@@ -42,6 +42,11 @@ def tensorrt_available() -> str | None:
     return f"TensorRT needs {' and '.join(missing)}, not found here" if missing else None
 
 
+def engine_path(ctx: ExportContext) -> Path:
+    """Where :func:`export_engine` writes: ``out/{stem}.engine``."""
+    return ctx.out / f"{ctx.stem}.engine"
+
+
 def export_engine(ctx: ExportContext) -> Path:
     """Build ``out/{stem}.engine`` (and its ``.engine.json`` metadata) and return its path."""
     reason = tensorrt_available()
@@ -51,7 +56,7 @@ def export_engine(ctx: ExportContext) -> Path:
 
     from yoloslim.export.onnx import onnx_file
 
-    path = ctx.out / f"{ctx.stem}.engine"
+    path = engine_path(ctx)
     src = onnx_file(ctx, dynamic=ctx.dynamic)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -85,10 +90,11 @@ def export_engine(ctx: ExportContext) -> Path:
         raise ExportError(f"{path}: TensorRT failed to build the engine: {e}") from e
     if engine is None:
         raise ExportError(f"{path}: TensorRT failed to build the engine (see its log above)")
-    with staged(path) as tmp:
-        tmp.write_bytes(bytes(engine))
     meta = {**artifact_metadata(ctx), "tensorrt_version": trt.__version__, "half": ctx.half}
-    atomic_write_text(path.with_name(path.name + ".json"), json.dumps(meta, indent=2) + "\n")
+    # the engine and its metadata move into place together, once the engine passed its check
+    with staged(path, (".engine.json",), check=ctx.check) as tmp:
+        tmp.write_bytes(bytes(engine))
+        tmp.with_suffix(".engine.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
 
 

@@ -16,16 +16,21 @@ from pathlib import Path
 
 import torch
 
-from yoloslim.errors import ExportError
+from yoloslim.errors import ExportError, YoloslimError
 from yoloslim.export.common import ExportContext, artifact_metadata
 from yoloslim.fileio import staged
 
-__all__ = ["export_torchscript"]
+__all__ = ["export_torchscript", "torchscript_path"]
+
+
+def torchscript_path(ctx: ExportContext) -> Path:
+    """Where :func:`export_torchscript` writes: ``out/{stem}.torchscript``."""
+    return ctx.out / f"{ctx.stem}.torchscript"
 
 
 def export_torchscript(ctx: ExportContext) -> Path:
     """Write ``out/{stem}.torchscript`` (frozen trace, metadata in ``config.json``) and return it."""
-    path = ctx.out / f"{ctx.stem}.torchscript"
+    path = torchscript_path(ctx)
     try:
         with torch.no_grad():
             traced = torch.jit.trace(ctx.model.eval(), ctx.example(), strict=False)
@@ -36,8 +41,10 @@ def export_torchscript(ctx: ExportContext) -> Path:
         archive = io.BytesIO()
         torch.jit.save(frozen, archive, _extra_files=extra)
         # written in a private folder beside it, then moved into place whole
-        with staged(path) as tmp:
+        with staged(path, check=ctx.check) as tmp:
             tmp.write_bytes(archive.getbuffer())
+    except YoloslimError:  # a folder in the way, a failed check: they name the file
+        raise
     except OSError as e:  # the machine refused the file: named as the user knows it
         raise ExportError(f"TorchScript export to {path} failed: {e.strerror or e}") from e
     except Exception as e:  # noqa: BLE001

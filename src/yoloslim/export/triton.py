@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import re
 import shutil
 from pathlib import Path
@@ -10,7 +12,7 @@ from yoloslim.configs import int_problem
 from yoloslim.errors import ExportError
 from yoloslim.export.common import ExportContext, path_size_mb
 from yoloslim.export.onnx import DYNAMIC_BATCH_MAX
-from yoloslim.fileio import atomic_write_text, staged
+from yoloslim.fileio import staged
 
 __all__ = [
     "TRITON_BATCH_LIMIT",
@@ -18,6 +20,9 @@ __all__ = [
     "export_triton",
     "parse_config_pbtxt",
     "triton_max_batch_problem",
+    "triton_model_dir",
+    "triton_model_problem",
+    "triton_path",
     "verify_triton",
 ]
 
@@ -51,16 +56,91 @@ def export_triton(ctx: ExportContext) -> Path:
     Triton batches requests itself, so the ONNX always has a dynamic batch axis and
     ``dims`` in the config leave the batch out (``max_batch_size`` is
     ``ctx.triton_max_batch``; the dynamic batcher prefers 4 and 8 where they fit under it).
+
+    The config and ``1/model.onnx`` are written and checked together in a private folder
+    (``ctx.check`` sees the pair as Triton would), then moved into place, the ONNX first;
+    what else the model's folder holds stays. The config's first line marks it as
+    yoloslim's, with a digest of the rest (:func:`triton_model_problem` reads it back).
     """
     from yoloslim.export.onnx import onnx_file
 
-    repo = ctx.out / "triton" / ctx.triton_name
-    (repo / "1").mkdir(parents=True, exist_ok=True)
-    with staged(repo / "1" / "model.onnx") as tmp:
-        shutil.copyfile(onnx_file(ctx, dynamic=True), tmp)
+    repo = triton_model_dir(ctx)
+    made = [p for p in (repo.parent, repo) if not p.exists()]
+    try:
+        with staged(repo / "config.pbtxt", (f"{VERSION}/model.onnx",), check=ctx.check) as tmp:
+            (tmp.parent / VERSION).mkdir()
+            shutil.copyfile(onnx_file(ctx, dynamic=True), tmp.parent / VERSION / "model.onnx")
+            tmp.write_text(_marked(_config(ctx)))
+    except BaseException:
+        for folder in reversed(made):  # no empty model folder named like this one is left
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return repo / "config.pbtxt"
+
+
+def triton_model_dir(ctx: ExportContext) -> Path:
+    """The model's folder in the repository: ``out/triton/NAME``."""
+    return ctx.out / "triton" / ctx.triton_name
+
+
+def triton_path(ctx: ExportContext) -> Path:
+    """Where :func:`export_triton` writes the artifact it returns: the model's config."""
+    return triton_model_dir(ctx) / "config.pbtxt"
+
+
+VERSION = "1"  # the model version yoloslim writes
+
+# the config's first line: protobuf text format allows # comments (Triton skips them, and
+# parse_config_pbtxt drops them)
+_MARK = (
+    "# written by yoloslim export; an export does not replace it once edited; "
+    "sha256 of the lines below: "
+)
+_MARKED = re.compile(rf"{re.escape(_MARK)}([0-9a-f]{{64}})\n")
+
+
+def _marked(config: str) -> str:
+    return f"{_MARK}{hashlib.sha256(config.encode()).hexdigest()}\n{config}"
+
+
+def triton_model_problem(repo: Path) -> str | None:
+    """Why an export must not write the Triton model folder ``repo``, or None: its
+    ``config.pbtxt`` is not one yoloslim wrote (no first line saying so) or was edited since
+    (its digest no longer matches), which the new config would silently replace; or it holds
+    another version folder than ``1/``, which Triton's default version policy (the latest
+    one) would serve instead of the ``1/`` being written."""
+    config = repo / "config.pbtxt"
+    if config.is_file():
+        try:
+            text = config.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            return f"{config} cannot be read ({e}), so it is not known to be yoloslim's"
+        mark = _MARKED.match(text)
+        if mark is None:
+            return (
+                f"{config} was not written by yoloslim (its first line does not say so), and "
+                "this export would replace it"
+            )
+        if hashlib.sha256(text[mark.end() :].encode()).hexdigest() != mark.group(1):
+            return f"{config} was edited since yoloslim wrote it, and this export would replace it"
+    if repo.is_dir():
+        versions = sorted(
+            (p.name for p in repo.iterdir() if p.is_dir() and p.name.isdigit()), key=int
+        )
+        others = [v for v in versions if v != VERSION]
+        if others:
+            return (
+                f"{repo} holds version folder(s) {', '.join(others)}: Triton serves the highest "
+                f"version by default, so the {VERSION}/ this export writes would not be served"
+            )
+    return None
+
+
+def _config(ctx: ExportContext) -> str:
     fits = [str(b) for b in _PREFERRED if b <= ctx.triton_max_batch]
     preferred = f"\n  preferred_batch_size: [ {', '.join(fits)} ]" if fits else ""
-    config = f"""name: "{ctx.triton_name}"
+    return f"""name: "{ctx.triton_name}"
 platform: "onnxruntime_onnx"
 max_batch_size: {ctx.triton_max_batch}
 input [
@@ -87,7 +167,6 @@ instance_group [
   }}
 ]
 """
-    return atomic_write_text(repo / "config.pbtxt", config)
 
 
 def verify_triton(path: Path, ctx: ExportContext) -> dict:
@@ -98,7 +177,7 @@ def verify_triton(path: Path, ctx: ExportContext) -> dict:
     from yoloslim.export.verify import verify_artifact
 
     cfg = parse_config_pbtxt(path.read_text())
-    model_path = path.parent / "1" / "model.onnx"
+    model_path = path.parent / VERSION / "model.onnx"
     graph = onnx.load(model_path, load_external_data=False).graph
 
     def dims(value_info) -> list[int | str]:
@@ -120,7 +199,7 @@ def verify_triton(path: Path, ctx: ExportContext) -> dict:
     if problems:
         raise ExportError(f"{path}: config does not match {model_path}: {'; '.join(problems)}")
     report = verify_artifact(model_path, ctx.model, ctx.imgsz, batch=min(2, cfg["max_batch_size"]))
-    report.update(path=str(path), config_checked=True, size_mb=path_size_mb(path.parent))
+    report.update(path=str(path), config_checked=True, size_mb=path_size_mb(path))
     return report
 
 

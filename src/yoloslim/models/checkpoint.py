@@ -151,6 +151,18 @@ OTHER_TOOLS = (
 """The end of the error for a file another tool may have made."""
 
 
+def _is_data_yaml(p: Path) -> bool:
+    """Whether the YAML file ``p`` looks like a dataset's data.yaml (a mapping with train,
+    val or names keys, which no architecture file has), for an error that names it so."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and bool({"train", "val", "names"} & set(data))
+
+
 def _why_unloadable(p: Path, e: Exception) -> str:
     """One short clause for why ``torch.load`` refused a file (torch's own text is long)."""
     import pickle
@@ -194,6 +206,11 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
             "(best.pt, last.pt, pruned.pt)"
         )
     if p.suffix.lower() in (".yaml", ".yml"):
+        if _is_data_yaml(p):
+            raise ModelError(
+                f"{p}: is a dataset's data.yaml (it has train/val/names keys), not a model; "
+                "this takes a trained .pt checkpoint (best.pt, last.pt, pruned.pt)"
+            )
         raise ModelError(
             f"{p}: is an architecture file (untrained weights); this takes a trained .pt "
             f"checkpoint: train it first (yoloslim train --model {p} --data data.yaml)"

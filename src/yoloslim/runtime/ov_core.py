@@ -85,9 +85,10 @@ def openvino_core():
         return _core
 
 
-def save_ir(ov, model, path: str | Path, *, fp16: bool = False) -> Path:
+def save_ir(ov, model, path: str | Path, *, fp16: bool = False, check=None) -> Path:
     """Write ``model`` as the IR ``path`` (.xml + .bin), both whole or neither
-    (:func:`~yoloslim.fileio.staged`). OpenVINO's own error for a write that fails names no
+    (:func:`~yoloslim.fileio.staged`; ``check``, an export's verification, runs on the
+    staged pair before either moves). OpenVINO's own error for a write that fails names no
     file ("basic_ios::clear: iostream error" on a full disk): this one names the IR and the
     space left on its disk.
 
@@ -100,7 +101,7 @@ def save_ir(ov, model, path: str | Path, *, fp16: bool = False) -> Path:
     from yoloslim.fileio import staged
 
     path = Path(path)
-    with staged(path, (".bin",)) as tmp:
+    with staged(path, (".bin",), check=check) as tmp:
         try:
             ov.save_model(model, str(tmp), compress_to_fp16=fp16)
         except RuntimeError as e:
