@@ -7,12 +7,15 @@ import dataclasses
 import json
 import logging
 import math
+import numbers
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from yoloslim.configs import plain_numbers
 from yoloslim.errors import ConfigError
-from yoloslim.fileio import atomic_write_text, folder_lock
+from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.recipe import BenchStage, Recipe, load_recipe
 from yoloslim.result import Result
 
@@ -42,15 +45,16 @@ def select_candidate(
     ``candidates`` are ``(prune ratio, scheme, artifact)``, ``rows`` their bench rows in the
     same order, the first being the baseline that mAP drops are measured from. A candidate
     qualifies when its mAP50-95 drop (in points, to 3 decimals, as it is reported) is at most
-    ``max_drop`` and its median batch-1 latency at most ``target_latency`` ms (a ``None``
-    budget always holds).
+    ``max_drop`` and its median batch-1 latency (in ms, to 3 decimals, as the front table
+    shows it) at most ``target_latency`` ms (a ``None`` budget always holds). Of two equally
+    fast, the one with the higher mAP is chosen.
     """
     base_map = rows[0]["map"]
     front, best = [], None
     for (ratio, scheme, path), row in zip(candidates, rows, strict=True):
         # decided on the figure the report shows: a drop of exactly max_drop is within
         drop = round(100 * (base_map - row["map"]), 3)
-        ms = row["latency_ms"]["median"]
+        ms = round(row["latency_ms"]["median"], 3)
         ok = (max_drop is None or drop <= max_drop) and (
             target_latency is None or ms <= target_latency
         )
@@ -65,23 +69,26 @@ def select_candidate(
             "ok": ok,
         }
         front.append(entry)
-        if ok and (best is None or ms < best["latency_ms"]):
+        if ok and (best is None or (ms, -row["map"]) < (best["latency_ms"], -best["map"])):
             best = entry
     return front, best
 
 
 def _finished_bench(saved: Path, paths: list[str], names: list[str], settings: dict) -> dict | None:
     """The bench report of a finished budget run over the same candidates, measured with the
-    same ``settings`` (a subset of the report's), else None."""
+    same ``settings`` (a subset of the report's), else None. A folder copied or moved since
+    has the same candidates under its own name: their rows then name this folder's files."""
     if not saved.exists():
         return None
     bench = json.loads(saved.read_text()).get("bench") or {}
     rows = bench.get("rows") or []
-    if [(r.get("path"), r.get("name")) for r in rows] != list(zip(paths, names, strict=True)):
+    out = saved.parent
+    here = [(str(_recorded(str(r.get("path")), out)), r.get("name")) for r in rows]
+    if here != list(zip(paths, names, strict=True)):
         return None
     if any(bench.get("settings", {}).get(k) != v for k, v in settings.items()):
         return None
-    return bench
+    return {**bench, "rows": [{**r, "path": p} for r, p in zip(rows, paths, strict=True)]}
 
 
 # a candidate's markers, and those of what is made from each (made again with it)
@@ -100,10 +107,26 @@ def _remade_since(record: Path, grid: Path) -> bool:
     return any(m.stat().st_mtime_ns > measured for m in grid.glob("ratio-*/*.txt"))
 
 
-def _check_budget_args(model, target_latency, max_drop, ratios) -> None:
-    """ConfigError naming the first of :func:`run_budget`'s arguments it cannot take."""
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_budget_args(model, target_latency, max_drop, ratios) -> list[float]:
+    """ConfigError naming the first of :func:`run_budget`'s arguments it cannot take; the
+    ratios as a sorted list of floats (one number counts as one ratio)."""
     if model is None or not Path(model).expanduser().is_file():
         raise ConfigError(f"model={model!r} (--model): budget mode needs a trained checkpoint")
+    ratios = plain_numbers(ratios)
+    if _number(ratios):
+        ratios = [ratios]
+    if not isinstance(ratios, (list, tuple)) or not all(_number(r) for r in ratios):
+        raise ConfigError(
+            f"ratios={ratios!r} (--ratios): give a list of prune ratios, each in (0, 1)"
+        )
+    for name, value in (("target_latency", target_latency), ("max_drop", max_drop)):
+        if value is not None and not _number(plain_numbers(value)):
+            flag = name.replace("_", "-")
+            raise ConfigError(f"{name}={value!r} (--{flag}): must be a number")
     if target_latency is None and max_drop is None:
         raise ConfigError(
             "budget mode needs a latency target and/or a max drop (target_latency=, max_drop=; "
@@ -125,6 +148,7 @@ def _check_budget_args(model, target_latency, max_drop, ratios) -> None:
                 "to two decimals, which name a candidate's folder and row; give each once"
             )
         seen[f"{r:.2f}"] = r
+    return sorted(float(r) for r in ratios)
 
 
 def _templates(rec: Recipe, ratios) -> tuple[dict, Any, BenchStage]:
@@ -142,6 +166,14 @@ def _templates(rec: Recipe, ratios) -> tuple[dict, Any, BenchStage]:
             " and ".join([", ".join(ignored[:-1]), ignored[-1]] if len(ignored) > 1 else ignored),
             "s" if len(ignored) > 1 else "",
             "" if len(ignored) > 1 else "es",
+        )
+    missing = [n for n in ("prune", "quantize") if not any(s.name == n for s in rec.stages)]
+    if missing:  # their defaults stand in: said, as fine-tuning 10 epochs per ratio is long
+        log.warning(
+            "the recipe has no %s stage: budget mode makes its candidates with the defaults "
+            "(%s); add the stage to the recipe to set them",
+            " or ".join(missing),
+            "; ".join(_DEFAULTS[n] for n in missing),
         )
     prune_cfg = _template(rec, "prune", PruneConfig(latency=False))
     prune_cfgs = {  # checked now, not when its candidate's turn comes
@@ -172,6 +204,42 @@ def _templates(rec: Recipe, ratios) -> tuple[dict, Any, BenchStage]:
             "are" if len(unused) > 1 else "is",
         )
     return prune_cfgs, quant_cfg, bench_cfg
+
+
+_DEFAULTS = {
+    "prune": "PruneConfig's: 10 fine-tuning epochs per ratio",
+    "quantize": "QuantConfig's: OpenVINO, 300 calibration images",
+}
+
+
+def _record(path: str | Path, out: Path) -> str:
+    """A candidate's file as its marker records it: relative to the run folder (a copied or
+    moved folder's markers name its own files)."""
+    return Path(os.path.relpath(Path(path).absolute(), out)).as_posix()
+
+
+def _recorded(text: str, out: Path) -> Path:
+    """The file a marker names, in ``out``: a relative record is in the folder; an absolute
+    one (written before markers were relative) is rebased from its run folder's ``grid/``
+    onto this one's, as a folder copied since has its own files there."""
+    path = Path(text.strip())
+    if not path.is_absolute():
+        return out / path
+    parts = path.parts
+    if "grid" in parts:
+        return out.joinpath(*parts[len(parts) - parts[::-1].index("grid") - 1 :])
+    return path
+
+
+def _pruned_at(cdir: Path) -> float | None:
+    """The ratio a candidate's ``prune/prune_report.json`` says it was pruned at (None:
+    unreadable): a ratio asked for again within the same 2-decimal folder is another one."""
+    try:
+        return float(
+            json.loads((cdir / "prune" / "prune_report.json").read_text())["config"]["ratio"]
+        )
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 def run_budget(
@@ -237,11 +305,15 @@ def run_budget(
     from yoloslim.pipeline import check_resume_inputs, run_inputs
     from yoloslim.runtime.ov_core import default_precision
 
-    _check_budget_args(model, target_latency, max_drop, ratios)
+    ratios = _check_budget_args(model, target_latency, max_drop, ratios)
     # absolute: the run records its candidates' paths and resumes from any folder
     model = Path(model).expanduser().absolute()
     data = Path(data).expanduser().absolute()
     out = Path(out).expanduser().absolute()
+    # a model or data of a candidate's folder would be rewritten by the run (before the
+    # markers of an interrupted run are dropped, and any work is done)
+    for arg, source in (("model", model), ("data", data)):
+        refuse_overwriting_input(source, [out / "grid"], arg=arg, hint="give another out (--out)")
     # mapped: only its names are read (a last.pt's optimizer state is not)
     nc = len(read_checkpoint(model, mmap=True)["names"])
     classes = len(load_data_config(data).names)
@@ -282,20 +354,21 @@ def run_budget(
                 marker.unlink()
         atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
 
-        def cached(marker: Path, make: Callable[[], str]) -> str:
-            """The path ``marker`` records; made again when it is gone, and then the markers
-            of what was made from it go first, so that a resume stopped half way never takes
-            those for this one's (on disk, not in memory: the next resume sees it too). The
-            grid's measurements count as stale once a marker is newer than them."""
-            if resume and marker.exists():
-                path = Path(marker.read_text().strip())
+        def cached(marker: Path, make: Callable[[], str], valid: bool = True) -> str:
+            """The path ``marker`` records; made again when it is gone (or not ``valid``),
+            and then the markers of what was made from it go first, so that a resume stopped
+            half way never takes those for this one's (on disk, not in memory: the next
+            resume sees it too). The grid's measurements count as stale once a marker is
+            newer than them."""
+            if resume and valid and marker.exists():
+                path = _recorded(marker.read_text(), out)
                 if path.exists():  # else: made again
                     return str(path)
             for later in _MADE_FROM.get(marker.name, ()):
                 (marker.parent / later).unlink(missing_ok=True)
             path = make()
-            atomic_write_text(marker, str(path) + "\n")
-            return str(path)
+            atomic_write_text(marker, _record(path, out) + "\n")
+            return str(Path(path).absolute())
 
         candidates: list[tuple[float, str, str]] = []  # (ratio, scheme, artifact)
         for ratio in (0.0, *ratios):
@@ -314,6 +387,7 @@ def run_budget(
                         exist_ok=True,
                         progress=progress,
                     ).artifacts["checkpoint"],
+                    valid=_pruned_at(cdir) in (None, ratio),
                 )
 
             def exported(ckpt=ckpt, cdir=cdir) -> str:
@@ -321,12 +395,14 @@ def run_budget(
                 res = export(
                     ckpt, cdir / "float", formats=["onnx", "openvino"], imgsz=quant_cfg.imgsz
                 )
-                atomic_write_text(cdir / "onnx.txt", str(res.artifacts["onnx"]) + "\n")
+                atomic_write_text(cdir / "onnx.txt", _record(res.artifacts["onnx"], out) + "\n")
                 return str(res.artifacts["openvino"])
 
             xml = cached(cdir / "float.txt", exported)
             onnx_marker = cdir / "onnx.txt"  # absent in runs from before it was written
-            source = onnx_marker.read_text().strip() if onnx_marker.exists() else ckpt
+            onnx = _recorded(onnx_marker.read_text(), out) if onnx_marker.exists() else None
+            # the ONNX is an intermediate (removed to save room?): else from the checkpoint
+            source = str(onnx) if onnx is not None and onnx.exists() else ckpt
             int8 = cached(
                 cdir / "int8.txt",
                 lambda source=source, cdir=cdir: quantize(
@@ -358,6 +434,8 @@ def run_budget(
         if bench is None:
             bench = benchmark(paths, data, batches=(1,), latency=lat, names=names).report
             write_report(bench, out)
+        elif not all((out / n).exists() for n in ("report.json", "report.md")):
+            write_report(bench, out)  # removed since: the measurements make them again
         front, best = select_candidate(candidates, bench["rows"], max_drop, target_latency)
         final = {
             "recipe": rec.name,

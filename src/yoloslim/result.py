@@ -80,6 +80,7 @@ RUN_RECORD_NAMES = frozenset(
         "quant_config.json",
         "stage.json",
         "inputs.json",
+        "report.json",
     }
 )
 
@@ -94,13 +95,16 @@ def check_report_target(path: Path) -> None:
         raise ConfigError(f"{path}: a report is JSON; name the file *.json")
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; name a .json file")
-    if path.name in RUN_RECORD_NAMES and path.exists():
+    if not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"{path} holds no JSON ({e}); it is not replaced") from e
+    # report.json is a common name: only a bench report (its rows) is a run's record
+    bench = isinstance(data, dict) and "rows" in data
+    if path.name in RUN_RECORD_NAMES and (path.name != "report.json" or bench):
         raise ConfigError(
             f"{path} is a run's record ({path.name}), which it reads back; save the report "
             "under another name"
         )
-    if path.is_file():
-        try:
-            json.loads(path.read_bytes())
-        except (ValueError, OSError) as e:
-            raise ConfigError(f"{path} holds no JSON ({e}); it is not replaced") from e

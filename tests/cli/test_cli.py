@@ -1084,6 +1084,19 @@ def test_a_json_report_never_replaces_a_file_the_run_writes_or_reads(
     assert main(ck) == 2
     assert "is the command's input (--data)" in capsys.readouterr().err
     assert cfg.read_text() == before
+    # a bench report (bench --report's; a budget run keeps its only one there): compress
+    # --resume reads it back, so no other command's report replaces it; bench's own does
+    bench = tmp_path / "b" / "report.json"
+    bench.parent.mkdir()
+    bench.write_text('{"rows": []}')
+    assert main(["models", "--json", str(bench)]) == 2
+    assert "is a bench report, which compress --resume reads back" in capsys.readouterr().err
+    assert main(["compress", "--data", "d.yaml", "--recipe", "r", "--json", "x/report.json"]) == 2
+    assert "report.json is the name of a bench report" in capsys.readouterr().err
+    assert bench.read_text() == '{"rows": []}'
+    from yoloslim.cli.common import _kept_json
+
+    assert _kept_json(bench, "bench") is None
     # --json naming the --out folder still to be made: the whole run, then IsADirectoryError
     assert main([*argv, "--json", f"{out}/../jt"]) == 2
     assert "is the --out folder; name a .json file" in capsys.readouterr().err

@@ -244,7 +244,7 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
 
     for mod, name in steps:
         monkeypatch.setattr(mod, name, recorded(name))
-    pruned = Path((out / "grid" / "ratio-0.30" / "pruned.txt").read_text().strip())
+    pruned = out / (out / "grid" / "ratio-0.30" / "pruned.txt").read_text().strip()
     pruned.unlink()
 
     def stopped(*a, **k):
@@ -258,6 +258,31 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
     run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=100.0, ratios=(0.3,), resume=True)
     # the next resume still knows the IR, the INT8 model and the measurements are stale
     assert sorted(calls) == ["benchmark", "export", "prune", "quantize"], calls
+    # a copy of the folder resumes on its own files (its markers named the original's), its
+    # reports written again where they were removed, nothing made or measured again
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "report.md").unlink()
+    calls.clear()
+    res = run_budget(ckpt, data, BUDGET_RECIPE, out=copy, max_drop=100.0, ratios=0.3, resume=True)
+    assert calls == [] and (copy / "report.md").is_file()
+    assert all(Path(e["path"]).is_relative_to(copy) for e in res.report["front"])
+    # the intermediate ONNX removed with the INT8 model: quantized again from the checkpoint
+    cdir = copy / "grid" / "ratio-0.30"
+    (copy / (cdir / "onnx.txt").read_text().strip()).unlink()
+    (cdir / "int8.txt").unlink()
+    run_budget(ckpt, data, BUDGET_RECIPE, out=copy, max_drop=100.0, ratios=(0.3,), resume=True)
+    assert calls == ["quantize", "export", "benchmark"]  # quantize exports the checkpoint
+    # a ratio within the same 2-decimal folder is another candidate: pruned again at it
+    calls.clear()
+    res = run_budget(
+        ckpt, data, BUDGET_RECIPE, out=copy, max_drop=100.0, ratios=[0.301], resume=True
+    )
+    assert calls[0] == "prune" and res.report["front"][2]["ratio"] == 0.301
+    report = json.loads((cdir / "prune" / "prune_report.json").read_text())
+    assert report["config"]["ratio"] == 0.301
 
 
 def test_budget_mode_bad_arguments(base, tmp_path, caplog):
@@ -293,6 +318,21 @@ def test_budget_mode_bad_arguments(base, tmp_path, caplog):
         run_budget(tmp_path / "none.pt", data, BUDGET_RECIPE, out=tmp_path / "d", max_drop=1)
     with pytest.raises(ConfigError, match="ratios"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "e", max_drop=1, ratios=(1.2,))
+    # wrong types: a ConfigError naming the argument, not a TypeError from inside
+    for kwargs, said in (
+        ({"ratios": "0.25,0.5"}, r"ratios='0.25,0.5' \(--ratios\): give a list of prune"),
+        ({"ratios": None}, r"ratios=None \(--ratios\): give a list"),
+        ({"max_drop": "1"}, r"max_drop='1' \(--max-drop\): must be a number"),
+        ({"target_latency": "5", "max_drop": None}, r"target_latency='5' .*must be a number"),
+    ):
+        with pytest.raises(ConfigError, match=said):
+            run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "e", **{"max_drop": 1, **kwargs})
+    # a model inside a candidate's folder of the run: refused before the markers are dropped
+    inside = tmp_path / "m" / "grid" / "ratio-0.25" / "prune" / "pruned.pt"
+    inside.parent.mkdir(parents=True)
+    inside.write_bytes(Path(ckpt).read_bytes())
+    with pytest.raises(ConfigError, match=r"this run writes .*grid, which would overwrite it"):
+        run_budget(inside, data, BUDGET_RECIPE, out=tmp_path / "m", max_drop=1)
     with pytest.raises(ConfigError, match=r"max_drop=nan \(--max-drop\): must be a number"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "g", max_drop=float("nan"))
     with pytest.raises(ConfigError, match=r"0.25 and 0.254 are the same to two decimals"):
@@ -386,20 +426,33 @@ def test_select_candidate_keeps_the_fastest_within_budget():
     rows[1] = _row("b", 0.30 - 0.002834, 6.0)
     front, best = select_candidate(cands, rows, max_drop=0.283, target_latency=None)
     assert front[1]["drop_points"] == 0.283 and front[1]["ok"] and best["name"] == "b"
+    # and on the latency as the front table shows it (3 decimals): 5.0004 is 5.000
+    rows[3] = _row("d", 0.2, 5.0004)
+    front, best = select_candidate(cands, rows, max_drop=None, target_latency=5.0)
+    assert front[3]["latency_ms"] == 5.0 and front[3]["ok"]
+    # equally fast: the higher mAP, not the earlier in the grid
+    rows[2] = _row("c", 0.29, 5.0)
+    _, best = select_candidate(cands, rows, max_drop=None, target_latency=5.0)
+    assert best["name"] == "c"
 
 
 def test_finished_bench_is_reused_only_for_the_same_candidates_and_settings(tmp_path):
     from yoloslim.budget_mode import _finished_bench
 
     settings = {"rounds": 2, "runs_per_round": 2, "threads": 1, "data": "d.yaml"}
-    rows = [{"name": "a", "path": "x.xml"}, {"name": "b", "path": "y.xml"}]
+    x, y, z = (str(tmp_path / "grid" / "ratio-0.00" / f"{n}.xml") for n in "xyz")
+    rows = [{"name": "a", "path": x}, {"name": "b", "path": y}]
     saved = tmp_path / "budget.json"
-    assert _finished_bench(saved, ["x.xml", "y.xml"], ["a", "b"], settings) is None  # no run
+    assert _finished_bench(saved, [x, y], ["a", "b"], settings) is None  # no run
     saved.write_text(json.dumps({"bench": {"rows": rows, "settings": {**settings, "imgsz": 64}}}))
-    assert _finished_bench(saved, ["x.xml", "y.xml"], ["a", "b"], settings)["rows"] == rows
-    assert _finished_bench(saved, ["x.xml", "z.xml"], ["a", "b"], settings) is None
-    assert _finished_bench(saved, ["x.xml"], ["a"], settings) is None
-    assert _finished_bench(saved, ["x.xml", "y.xml"], ["a", "b"], {**settings, "rounds": 3}) is None
+    assert _finished_bench(saved, [x, y], ["a", "b"], settings)["rows"] == rows
+    assert _finished_bench(saved, [x, z], ["a", "b"], settings) is None
+    assert _finished_bench(saved, [x], ["a"], settings) is None
+    assert _finished_bench(saved, [x, y], ["a", "b"], {**settings, "rounds": 3}) is None
+    # the record of the folder this one was copied from: its rows name this folder's files
+    there = [{**r, "path": r["path"].replace(str(tmp_path), "/elsewhere/run")} for r in rows]
+    saved.write_text(json.dumps({"bench": {"rows": there, "settings": settings}}))
+    assert _finished_bench(saved, [x, y], ["a", "b"], settings)["rows"] == rows
 
 
 def test_a_recipe_file_the_run_would_delete_or_replace_is_refused(base, tmp_path):

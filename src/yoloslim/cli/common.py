@@ -620,6 +620,8 @@ OWN_RECORDS = {
 RUN_RECORDS = {
     "stage.json": ("a compress run's record of a finished stage", {"stage", "model", "rows"}),
     "inputs.json": ("a compress run's record of its model and data", {"model", "data"}),
+    # bench --report's, and a compress run's bench table (a budget run keeps it only there)
+    "report.json": ("a bench report, which compress --resume reads back", {"rows"}),
 }
 
 
@@ -688,7 +690,12 @@ def _kept_json(p: Path, command: str | None) -> str | None:
         and ("annotations" in data or "categories" in data)
     ):
         return "holds COCO annotations (a dataset's)"
-    if p.name in RUN_RECORDS and isinstance(data, dict) and RUN_RECORDS[p.name][1] <= set(data):
+    if (
+        p.name in RUN_RECORDS
+        and isinstance(data, dict)
+        and RUN_RECORDS[p.name][1] <= set(data)
+        and not (p.name == "report.json" and command == "bench")  # bench's own kind: replaced
+    ):
         return f"is {RUN_RECORDS[p.name][0]}"
     owners = REPORT_OWNERS.get(p.name, (command,))
     if command not in owners:

@@ -123,7 +123,7 @@ def _front_table(report: dict) -> None:
             literal(e["name"]),
             f"{100 * e['map']:.2f}",
             f"{e['drop_points']:.3f}",
-            f"{e['latency_ms']:.2f}",
+            f"{e['latency_ms']:.3f}",  # to the figure the budget is checked on
             "yes" if e["ok"] else "no",
             "selected" if e["name"] == sel else "",
         )
