@@ -564,7 +564,24 @@ def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = N
         )
     for key, what in (also or {}).items():
         if saved.get(key) != inputs[key]:
-            raise ConfigError(f"{out}: {what} changed since this run; use another output folder")
+            changed = _changed(saved.get(key), inputs[key])
+            raise ConfigError(
+                f"{out}: {what} changed since this run ({changed}); resume with the same "
+                "settings (the same --set options) or use another output folder"
+            )
+
+
+def _changed(before: object, now: object, where: str = "") -> str:
+    """The settings that differ between two nested mappings, as ``key: old -> new`` (the
+    first few), for an error that says what to put back."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        diffs = [
+            _changed(before.get(k), now.get(k), f"{where}{k}.")
+            for k in sorted(set(before) | set(now), key=str)
+            if before.get(k) != now.get(k)
+        ]
+        return "; ".join(diffs[:4]) + ("; ..." if len(diffs) > 4 else "")
+    return f"{where.rstrip('.')}: {before!r} -> {now!r}"
 
 
 def _restore_reports(bench_dir: Path, out: Path) -> None:

@@ -223,7 +223,8 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
     # model, data or recipe template is refused, not answered with the old candidates
     assert all(Path(e["path"]).is_absolute() for e in front)
     other = dict(BUDGET_RECIPE, stages=[{"prune": {"ratio": 0.3, "finetune_epochs": 2}}])
-    with pytest.raises(ConfigError, match="prune or quantize stage changed"):
+    said = r"prune or quantize stage changed since this run \(.*prune.finetune_epochs: 0 -> 2"
+    with pytest.raises(ConfigError, match=said):
         run_budget(ckpt, data, other, out=out, max_drop=1.0, ratios=(0.3,), resume=True)
     two = synthesize(tmp_path / "d2", images=4, imgsz=S, classes=2, seed=0, val_fraction=0.5)
     with pytest.raises(ConfigError, match=r"made with data .*, not "):

@@ -535,7 +535,7 @@ def test_accuracy_aware_without_steps_ranks_nothing(caplog):
 
 
 # -- CLI ------------------------------------------------------------------------------------
-def test_cli_quantize_and_bad_backend(setup, tmp_path):
+def test_cli_quantize_and_bad_backend(setup, tmp_path, capsys):
     from yoloslim.cli.main import main
 
     data, onnx_path = setup
@@ -544,6 +544,12 @@ def test_cli_quantize_and_bad_backend(setup, tmp_path):
     assert json.loads((tmp_path / "quant_report.json").read_text())["backend"] == "onnxruntime"
     assert main([*args, "--backend", "tensorflow"]) == 2
     assert main([*args, "--max-drop", "-1"]) == 2
+    capsys.readouterr()
+    # an advanced setting given as an option is said as the option
+    assert main([*args, "--preset", "fast"]) == 2
+    assert "error: ConfigError: --preset 'fast': choose from" in capsys.readouterr().err
+    assert main([*args, "--ignore", "none", "--ignore", "decode"]) == 2
+    assert "--ignore none quantizes everything; it cannot go with" in capsys.readouterr().err
 
 
 def test_the_sensitivity_error_uses_the_models_own_strides(caplog):

@@ -324,8 +324,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-# ``name=value`` in a library error, where ``name`` is a setting or argument (``TrainConfig.batch=0``)
-_SETTING = re.compile(r"(?<![\w.-])(?:[A-Z]\w*\.)?([a-z_][a-z0-9_]*)=")
+# ``name=value`` in a library error, where ``name`` is a setting or argument (``TrainConfig.batch=0``,
+# ``advanced.preset=...``)
+_SETTING = re.compile(r"(?<![\w.-])(?:(?:[A-Z]\w*|advanced)\.)?([a-z_][a-z0-9_]*)=")
 
 
 def _name_flags(text: str, fn: Callable[..., Any], params: dict[str, Any]) -> str:
