@@ -232,8 +232,10 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
     # and a recipe run (compress without a budget) does not take over its folder
     with pytest.raises(ConfigError, match=r"holds a budget run \(grid/\)"):
         run_recipe(ckpt, data, BUDGET_RECIPE, out=out, resume=True)
-    # a candidate's checkpoint gone: pruned again, and what was made from it (its float IR,
-    # its INT8 model, the measurements) made again too; they were kept, of the old checkpoint
+    # a ratio asked again within its 2-decimal folder is another candidate: pruned again at
+    # it, and what was made from it (its float IR, its INT8 model, the measurements) made
+    # again too; they were kept, of the old checkpoint (as when a candidate's checkpoint is
+    # gone); a stop once it is pruned again leaves the next resume knowing they are stale
     calls = []
 
     def recorded(name):
@@ -245,20 +247,23 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
 
     for mod, name in steps:
         monkeypatch.setattr(mod, name, recorded(name))
-    pruned = out / (out / "grid" / "ratio-0.30" / "pruned.txt").read_text().strip()
-    pruned.unlink()
 
     def stopped(*a, **k):
         raise KeyboardInterrupt
 
+    again = dict(max_drop=100.0, ratios=[0.301], resume=True)
     monkeypatch.setattr(export_mod, "export", stopped)  # stopped once pruned again
     with pytest.raises(KeyboardInterrupt):
-        run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=100.0, ratios=(0.3,), resume=True)
+        run_budget(ckpt, data, BUDGET_RECIPE, out=out, **again)
     assert calls == ["prune"]
     monkeypatch.setattr(export_mod, "export", recorded("export"))
-    run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=100.0, ratios=(0.3,), resume=True)
-    # the next resume still knows the IR, the INT8 model and the measurements are stale
+    res = run_budget(ckpt, data, BUDGET_RECIPE, out=out, **again)
     assert sorted(calls) == ["benchmark", "export", "prune", "quantize"], calls
+    assert res.report["front"][2]["ratio"] == 0.301
+    cdir = out / "grid" / "ratio-0.30"
+    assert (
+        json.loads((cdir / "prune" / "prune_report.json").read_text())["config"]["ratio"] == 0.301
+    )
     # a copy of the folder resumes on its own files (its markers named the original's), its
     # reports written again where they were removed, nothing made or measured again
     import shutil
@@ -267,23 +272,16 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
     shutil.copytree(out, copy)
     (copy / "report.md").unlink()
     calls.clear()
-    res = run_budget(ckpt, data, BUDGET_RECIPE, out=copy, max_drop=100.0, ratios=0.3, resume=True)
+    res = run_budget(ckpt, data, BUDGET_RECIPE, out=copy, **again)
     assert calls == [] and (copy / "report.md").is_file()
     assert all(Path(e["path"]).is_relative_to(copy) for e in res.report["front"])
-    # the intermediate ONNX removed with the INT8 model: quantized again from the checkpoint
-    cdir = copy / "grid" / "ratio-0.30"
-    (copy / (cdir / "onnx.txt").read_text().strip()).unlink()
-    (cdir / "int8.txt").unlink()
-    run_budget(ckpt, data, BUDGET_RECIPE, out=copy, max_drop=100.0, ratios=(0.3,), resume=True)
-    assert calls == ["quantize", "export", "benchmark"]  # quantize exports the checkpoint
-    # a ratio within the same 2-decimal folder is another candidate: pruned again at it
-    calls.clear()
-    res = run_budget(
-        ckpt, data, BUDGET_RECIPE, out=copy, max_drop=100.0, ratios=[0.301], resume=True
-    )
-    assert calls[0] == "prune" and res.report["front"][2]["ratio"] == 0.301
-    report = json.loads((cdir / "prune" / "prune_report.json").read_text())
-    assert report["config"]["ratio"] == 0.301
+    # the baseline's intermediate ONNX removed with its INT8 model: quantized again from its
+    # checkpoint (which quantize exports)
+    base_dir = copy / "grid" / "ratio-0.00"
+    (copy / (base_dir / "onnx.txt").read_text().strip()).unlink()
+    (base_dir / "int8.txt").unlink()
+    run_budget(ckpt, data, BUDGET_RECIPE, out=copy, **again)
+    assert calls == ["quantize", "export", "benchmark"], calls
 
 
 def test_budget_mode_bad_arguments(base, tmp_path, caplog):
