@@ -426,13 +426,14 @@ GAINS = {"a": 0.1, "b": 0.5, "c": 0.3, "d": 0.05}
 REF = np.concatenate([np.zeros((1, 4, 4)), np.ones((1, 4, 2))], -1)
 
 
-def _loop(maps: dict, float_map: float, max_steps: int):
-    """The accuracy-aware loop on the stub; ``maps``: layers in float -> mAP."""
+def _loop(maps: dict, float_map: float, max_steps: int = 10, key=len):
+    """The accuracy-aware loop on the stub; ``maps``: ``key`` of the layers in float (their
+    number, or with ``key=frozenset`` which they are) -> mAP."""
     calls = []
 
     def evaluate(model, tag):
         calls.append(tag)
-        return {"map": maps[len(model.get("float", []))], "map50": 0.5}
+        return {"map": maps[key(model.get("float", []))], "map50": 0.5}
 
     model, info = accuracy_aware(
         _StubBackend(GAINS),
@@ -486,33 +487,10 @@ def test_accuracy_aware_out_of_steps_keeps_the_best_step_and_warns(caplog):
     assert budget_warning({"accuracy_aware": {"met": True}}) is None
 
 
-def _loop_by_set(maps: dict, float_map: float, max_steps: int = 10):
-    """The loop on the stub; ``maps``: the set of layers in float -> mAP."""
-    calls = []
-
-    def evaluate(model, tag):
-        calls.append(tag)
-        return {"map": maps[frozenset(model.get("float", []))], "map50": 0.5}
-
-    model, info = accuracy_aware(
-        _StubBackend(GAINS),
-        {},
-        candidates={k: f"layer.{k}" for k in GAINS},
-        evaluate=evaluate,
-        float_map=float_map,
-        max_drop=1.0,
-        images=[np.zeros(1)],
-        ref=REF,
-        imgsz=64,
-        max_steps=max_steps,
-    )
-    return model, info, calls
-
-
 def test_accuracy_aware_met_returns_layers_that_did_not_help_to_int8():
     # b (the most sensitive by the ranking) changes nothing; c meets the budget
     maps = {frozenset(): 0.30, frozenset("b"): 0.30, frozenset("bc"): 0.345}
-    model, info, calls = _loop_by_set({**maps, frozenset("c"): 0.342}, 0.35)
+    model, info, calls = _loop({**maps, frozenset("c"): 0.342}, 0.35, key=frozenset)
     assert info["met"] and calls == ["step0", "step1", "step2", "trimmed"]
     assert model == {"float": ["c"]} and info["kept_float"] == ["layer.c"]
     assert info["trimmed"] == {
@@ -522,14 +500,14 @@ def test_accuracy_aware_met_returns_layers_that_did_not_help_to_int8():
         "drop_points": 0.8,
     }
     # without b the budget no longer holds: the chosen step stays, evaluated last again
-    model, info, calls = _loop_by_set({**maps, frozenset("c"): 0.33}, 0.35)
+    model, info, calls = _loop({**maps, frozenset("c"): 0.33}, 0.35, key=frozenset)
     assert info["met"] and calls == ["step0", "step1", "step2", "trimmed", "step2"]
     assert model == {"float": ["b", "c"]} and "trimmed" not in info
 
 
 def test_accuracy_aware_without_steps_ranks_nothing(caplog):
     with caplog.at_level("WARNING"):
-        model, info, calls = _loop_by_set({frozenset(): 0.30}, 0.35, max_steps=0)
+        model, info, calls = _loop({frozenset(): 0.30}, 0.35, max_steps=0, key=frozenset)
     assert calls == ["step0"] and not info["met"] and info["sensitivity"] == []
     assert model == {} and info["kept_float"] == [] and "max_steps is 0" in caplog.text
 
