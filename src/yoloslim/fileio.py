@@ -297,6 +297,27 @@ def _companion(path: Path, companion: str) -> Path:
 
 
 @contextlib.contextmanager
+def _logged_as(staging: str, final: str) -> Iterator[None]:
+    """While the block runs, a log message that names the private ``staging`` folder names
+    ``final`` instead: a check of a staged artifact warns about the file the user will have
+    (for every logger: a handler-free way to reach the records of any module's logger)."""
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        message = record.getMessage()
+        if staging in message:
+            record.msg, record.args = message.replace(staging, final), ()
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(previous)
+
+
+@contextlib.contextmanager
 def staged(
     path: str | Path,
     companions: Iterable[str] = (),
@@ -344,7 +365,8 @@ def staged(
         if check is not None:
             existed = path.exists()
             try:
-                check(target)
+                with _logged_as(str(tmp), str(path.parent)):  # its warnings name the artifact
+                    check(target)
             except YoloslimError as e:
                 said = str(e).replace(str(tmp), str(path.parent))
                 fate = f"{path} stays as it was" if existed else f"nothing was written to {path}"

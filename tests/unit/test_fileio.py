@@ -74,6 +74,22 @@ def test_a_failed_check_moves_nothing_and_names_the_final_path(tmp_path):
     assert onnx.read_text() == "better" and seen[-1] == "better"
 
 
+def test_a_checks_warnings_name_the_artifact_not_its_staging_folder(tmp_path, caplog):
+    # the demo's bf16 warning named .model.xml.yoloslim-XXXX/model.xml, gone a moment later
+    import logging
+
+    xml = tmp_path / "model_openvino" / "model.xml"
+    log = logging.getLogger("yoloslim.export.verify")
+    with (
+        caplog.at_level(logging.WARNING),
+        staged(xml, check=lambda p: log.warning("%s: slow", p)) as tmp,
+    ):
+        tmp.write_text("ir")
+    assert caplog.messages == [f"{xml}: slow"]
+    log.warning("%s: after", tmp)  # outside the check: as logged
+    assert caplog.messages[-1] == f"{tmp}: after"
+
+
 def test_a_companion_in_a_subfolder_is_checked_beside_it_and_moved_with_it(tmp_path):
     from yoloslim.errors import ConfigError
 
