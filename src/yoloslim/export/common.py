@@ -172,15 +172,15 @@ def onnx_metadata(model) -> dict[str, str]:
 def made_by_yoloslim(path: str | Path) -> bool:
     """Whether the artifact ``path`` carries the metadata yoloslim's exports store in it
     (``yoloslim_version``: ONNX metadata_props, the OpenVINO .xml's rt_info, TorchScript's
-    ``config.json``, a CoreML package's spec, a TensorRT engine's ``.engine.json``), read
-    cheaply: the weights (ONNX initializers, the IR's .bin, a package's weight file) are
-    skipped unread. False for anything unreadable, and for a kind it does not know."""
+    ``config.json``, a CoreML package's spec, a TensorRT engine's ``.engine.json``); the IR's
+    .bin and a package's weight file are not read, an ONNX file is (by :func:`onnx_metadata`,
+    without external data). False for anything unreadable, and for a kind it does not know."""
     p = Path(path)
     key = b"yoloslim_version"
     try:
         suffix = p.suffix.lower()
         if suffix == ".onnx":
-            return key.decode() in _onnx_metadata_props(p)
+            return key.decode() in onnx_metadata(p)
         if suffix == ".xml":  # the IR's graph and rt_info; its weights are in the .bin
             return key in p.read_bytes()
         if suffix == ".torchscript":
@@ -197,46 +197,6 @@ def made_by_yoloslim(path: str | Path) -> bool:
     except Exception:  # noqa: BLE001 - a file that is not what its name says: not ours
         return False
     return False
-
-
-def _onnx_metadata_props(path: Path) -> dict[str, str]:
-    """An ONNX file's metadata_props, found by walking the ModelProto's top-level fields:
-    the graph (its weights: most of the file) is skipped with a seek, never read."""
-    from onnx import StringStringEntryProto
-
-    def varint(f) -> int:
-        value = shift = 0
-        while True:
-            byte = f.read(1)
-            if not byte or shift > 63:
-                raise ValueError(f"{path}: not a protobuf file")
-            value |= (byte[0] & 0x7F) << shift
-            if not byte[0] & 0x80:
-                return value
-            shift += 7
-
-    meta = {}
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        while f.tell() < size:
-            key = varint(f)
-            field_number, wire = key >> 3, key & 7
-            if wire == 0:
-                varint(f)
-            elif wire == 1:
-                f.seek(8, os.SEEK_CUR)
-            elif wire == 5:
-                f.seek(4, os.SEEK_CUR)
-            elif wire == 2:
-                n = varint(f)
-                if field_number == 14:  # ModelProto.metadata_props
-                    entry = StringStringEntryProto.FromString(f.read(n))
-                    meta[entry.key] = entry.value
-                else:
-                    f.seek(n, os.SEEK_CUR)
-            else:
-                raise ValueError(f"{path}: not a protobuf file")
-    return meta
 
 
 def openvino_metadata(model) -> dict[str, str]:
