@@ -20,6 +20,7 @@ from yoloslim.export.common import ExportContext, made_by_yoloslim, path_size_mb
 from yoloslim.export.nms import check_graph_nms
 from yoloslim.export.registry import EXPORTERS, half_problem
 from yoloslim.export.triton import (
+    VERSION,
     triton_max_batch_problem,
     triton_model_problem,
     triton_name_problem,
@@ -528,7 +529,7 @@ def _refuse_foreign_files(
                 raise ConfigError(
                     f"{problem}: move it away, or choose another triton_name (--triton-name)"
                 )
-            path = path.parent / "1" / "model.onnx"  # the config is known to be ours
+            path = path.parent / VERSION / "model.onnx"  # the config is known to be ours
         targets.append(path)
     if nms:
         targets.append(ctx.out / f"{ctx.stem}_e2e.onnx")
