@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/python -m yoloslim.demo
 
+# one pytest-xdist worker per core (most tests compute on one thread); worksteal evens out the
+# few long end-to-end tests
 test: venv
-	$(BIN)/python -m pytest -q -x --durations=15 tests
+	$(BIN)/python -m pytest -q -x -n auto --dist worksteal --durations=15 tests
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

@@ -3,8 +3,15 @@ import os
 import pytest
 import torch
 
-# keep test runs predictable on a 2-core machine
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# keep test runs predictable on a 2-core machine. Under pytest-xdist (make test runs one worker
+# per core) each worker computes on one thread, and sees the terminal a plain run sees: xdist's
+# workers are given COLUMNS=80, which would narrow every table the CLI prints
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True)

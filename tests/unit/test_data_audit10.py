@@ -102,7 +102,7 @@ def test_all_images_missing_names_a_few_with_the_count_and_a_hint(tmp_path):
     msg = str(e.value)
     assert "all 200 images are unreadable (200 missing" in msg
     assert "x0000.jpg" in msg and "x0199.jpg" not in msg and msg.count("x0") == 3
-    assert "train_images" in msg and len(msg) < 600
+    assert "train_images" in msg and len(msg.replace(str(tmp_path), "")) < 350  # any tmp root
 
 
 def test_skipped_images_warning_names_a_few(tmp_path, caplog):
