@@ -364,6 +364,11 @@ def test_formats_as_one_string_and_a_detectors_own_size(tmp_path):
     assert set(res.report["formats"]) == {"onnx"} and res.report["imgsz"] == IMGSZ
     with pytest.raises(ConfigError, match="imgsz='64' must be an integer"):
         export(m, tmp_path, formats="onnx", imgsz="64")
+    # names are taken in any case, as a user types them (--format ONNX,OpenVINO)
+    res = export(m, tmp_path / "upper", formats="ONNX", verify=False)
+    assert set(res.report["formats"]) == {"onnx"} and (tmp_path / "upper" / "model.onnx").is_file()
+    with pytest.raises(ConfigError, match=r"unknown export format\(s\) \['tflite'\]"):
+        export(m, tmp_path, formats=["Onnx", "TFLite"])
 
 
 def test_a_half_precision_detector_exports_from_an_fp32_copy(tmp_path):

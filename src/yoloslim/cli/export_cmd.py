@@ -62,7 +62,7 @@ def export(
     from yoloslim.export import export as run_export
 
     # each --format given adds its formats (a plain option kept only the last one given)
-    formats = [f.strip() for given in format for f in given.split(",") if f.strip()]
+    formats = [f.strip().lower() for given in format for f in given.split(",") if f.strip()]
     _refuse_unheeded(
         ctx,
         ("nms_conf", "nms_iou", "nms_max_det"),

@@ -81,7 +81,7 @@ def check_options(
             f"formats={formats!r}: give format names, as a list or comma-separated; choose "
             f"from {sorted(EXPORTERS)}"
         )
-    formats = list(dict.fromkeys(formats))
+    formats = list(dict.fromkeys(f.strip().lower() for f in formats))  # "ONNX" is onnx
     unknown = [f for f in formats if f not in EXPORTERS]
     if unknown or not formats:
         what = f"unknown export format(s) {unknown}" if unknown else "no format given"
