@@ -399,6 +399,67 @@ def test_a_report_folder_keeps_a_users_report_and_drops_a_stale_plot(artifacts, 
     assert (mine / "report.md").read_text() == "# my notes\n"
 
 
+def test_a_users_plot_and_rows_json_are_kept_and_a_report_folders_json_is_not_replaced(
+    artifacts, tmp_path, capsys
+):
+    from PIL import Image
+
+    from yoloslim.bench.report import _is_bench_json, _is_bench_png, check_report_folder
+
+    onnx_path = artifacts[1]
+    cfg = LatencyConfig(rounds=1, runs_per_round=1, warmup=1, threads=1)
+    with pytest.raises(ConfigError, match=r"names=\['a', 'a'\]: \['a'\] given more than once"):
+        benchmark([artifacts[0], onnx_path], names=["a", "a"], latency=cfg)
+    report = benchmark([onnx_path], batches=(1,), latency=cfg).report
+    report["rows"][0].update(map=0.25, map50=0.5)  # a plot is drawn for rows with a mAP
+    # a user's figure named pareto.png, or their own {"rows": ...} JSON: kept, the run refused
+    figs = tmp_path / "figs"
+    figs.mkdir()
+    Image.new("RGB", (8, 8), "red").save(figs / "pareto.png")
+    before = (figs / "pareto.png").read_bytes()
+    with pytest.raises(ConfigError, match=r"pareto.png is not a plot bench drew"):
+        write_report(report, figs)
+    assert (figs / "pareto.png").read_bytes() == before and not (figs / "report.json").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.json").write_text('{"rows": ["my", "list"], "owner": "me"}')
+    assert not _is_bench_json((mine / "report.json").read_text())
+    with pytest.raises(ConfigError, match=r"report.json is not a bench report"):
+        check_report_folder(mine)
+    # bench's own plot carries its mark, and is replaced by the next report there
+    ours = tmp_path / "ours"
+    files = write_report(report, ours)
+    assert _is_bench_png(files["png"]) and _is_bench_json(files["json"].read_text())
+    write_report(report, ours)
+    # another run's --json naming a report folder's report.json: refused before measuring;
+    # with --report naming that folder it is the same record, written twice
+    quick = ["--rounds", "1", "--runs", "1", "--batch", "1", "--threads", "1"]
+    kept = files["json"].read_text()
+    assert main(["bench", str(onnx_path), "--json", str(files["json"]), *quick]) == 2
+    assert "is the report of the bench run in" in capsys.readouterr().err
+    assert files["json"].read_text() == kept
+    both = ["--json", str(files["json"]), "--report", str(ours)]
+    assert main(["bench", str(onnx_path), *both, *quick]) == 0
+    assert json.loads(files["json"].read_text())["rows"][0]["name"] == "model.onnx"
+
+
+def test_an_unsteady_latency_is_warned_about(artifacts, monkeypatch, caplog, capsys):
+    import logging
+
+    import yoloslim.bench.measure as measure_mod
+
+    def measured(paths, cfg):  # a worker whose p90 is 4x its median (a busy machine)
+        stats = dict(precision="fp32", static_batch=True, peak_rss_mb=9.0, model_mem_mb=1.0)
+        return {p: dict(stats, median=2.0, p90=8.0, throughput_ips=500.0) for p in paths}
+
+    monkeypatch.setattr(measure_mod, "measure_latency", measured)
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        benchmark([artifacts[1]], batches=(1,))
+    assert "model.onnx: unsteady latency at batch 1 (p90 8.00 ms is 4.0x the median" in caplog.text
+    assert main(["bench", str(artifacts[1]), "--warmup", "-1"]) == 2
+    assert "warmup=-1 (--warmup) must be" in capsys.readouterr().err
+
+
 def test_the_reproduce_command_runs_as_written(monkeypatch, tmp_path):
     # under python -m, argv[0] is the package's __main__.py, which is no command to run
     import shlex

@@ -45,7 +45,8 @@ class LatencyConfig:
     ov_hint: str | None = None
 
     def __post_init__(self) -> None:
-        flags = {"runs_per_round": " (--runs)", "rounds": " (--rounds)", "threads": " (--threads)"}
+        flags = {"runs_per_round": " (--runs)", "rounds": " (--rounds)", "threads": " (--threads)",
+                 "warmup": " (--warmup)"}  # fmt: skip
         for key, least in (("batch", 1), ("imgsz", 1), ("warmup", 0), ("rounds", 1),
                            ("runs_per_round", 1), ("threads", 1)):  # fmt: skip
             value = getattr(self, key)

@@ -25,6 +25,8 @@ from yoloslim.sysinfo import invocation
 __all__ = ["artifact_stats", "benchmark", "check_bench_imgsz", "static_imgsz"]
 
 log = logging.getLogger(__name__)
+# a p90 this many times the median: the timed runs were not steady (said, with the fix)
+UNSTEADY = 3.0
 
 
 def static_imgsz(path: str | Path) -> int | None:
@@ -172,6 +174,12 @@ def benchmark(
     labels = list(names) if names else _labels(paths)
     if len(labels) != len(paths):
         raise ConfigError(f"{len(labels)} names for {len(paths)} artifacts")
+    repeated = sorted({n for n in labels if labels.count(n) > 1})
+    if repeated:
+        raise ConfigError(
+            f"names={labels}: {repeated} given more than once; the rows, the report and the "
+            "plot are told apart by name"
+        )
     rows = []
     for label, p in zip(labels, paths, strict=True):
         rows.append(
@@ -211,6 +219,17 @@ def benchmark(
             m = lat[row["path"]]
             if i == 0:  # the table's batch: latency and memory at the same one
                 row["latency_ms"] = {"median": m["median"], "p90": m["p90"], "batch": b}
+                if 0 < UNSTEADY * m["median"] < m["p90"]:
+                    log.warning(
+                        "%s: unsteady latency at batch %d (p90 %.2f ms is %.1fx the median "
+                        "%.2f ms): the machine was busy, or the runtime was still warming up; "
+                        "measure again on a quiet machine, with more --warmup or --rounds",
+                        row["name"],
+                        b,
+                        m["p90"],
+                        m["p90"] / m["median"],
+                        m["median"],
+                    )
                 row["precision"] = m["precision"]
                 # a graph exported at batch 1 runs a larger batch as that many batch-1 calls
                 row["static_batch"] = m["static_batch"]

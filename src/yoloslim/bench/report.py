@@ -190,8 +190,12 @@ def _pareto(report: dict) -> bytes | None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    # the mark that tells bench's plot from a user's pareto.png (a PNG text chunk)
+    fig.savefig(buf, format="png", metadata={"Source": PNG_SOURCE})
     return buf.getvalue()
+
+
+PNG_SOURCE = "yoloslim bench"
 
 
 def write_report(report: dict, out: str | Path) -> dict[str, Path]:
@@ -200,12 +204,11 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": out / "report.json", "md": out / "report.md"}
-    check_report_folder(out)
-    earlier_bench = files["json"].is_file()  # bench's own (checked): its pareto.png too
+    check_report_folder(out)  # a pareto.png there is bench's own (checked)
     texts = {"json": json.dumps(report, indent=2, default=str) + "\n", "md": to_markdown(report)}
     png = _pareto(report)  # drawn first (a second or so): a stop then changes nothing
-    if earlier_bench:  # that bench's plot would contradict this report, even for a moment
-        (out / "pareto.png").unlink(missing_ok=True)
+    # an earlier bench's plot would contradict this report, even for a moment
+    (out / "pareto.png").unlink(missing_ok=True)
     for key, text in texts.items():
         atomic_write_text(files[key], text)
     if png:
@@ -214,8 +217,8 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
 
 
 def check_report_folder(out: str | Path) -> None:
-    """ConfigError when ``out`` holds a ``report.json`` or ``report.md`` that no bench wrote
-    (a user's notes): write_report would replace it."""
+    """ConfigError when ``out`` holds a ``report.json``, ``report.md`` or ``pareto.png`` that
+    no bench wrote (a user's notes, a figure): write_report would replace or remove it."""
     out = Path(out)
     for name, ours in (("report.json", _is_bench_json), ("report.md", _is_bench_markdown)):
         f = out / name
@@ -224,14 +227,67 @@ def check_report_folder(out: str | Path) -> None:
                 f"{f} is not a bench report; it is not replaced, so move it or choose another "
                 "report folder"
             )
+    png = out / "pareto.png"
+    if png.is_file() and not _is_bench_png(png):
+        raise ConfigError(
+            f"{png} is not a plot bench drew; it is not replaced, so move it or choose another "
+            "report folder"
+        )
 
 
 def _is_bench_json(text: str) -> bool:
+    """A bench report's shape: its settings, and rows that each hold a latency (a user's
+    ``{"rows": [...]}`` is not one)."""
     try:
         report = json.loads(text)
     except ValueError:
         return False
-    return isinstance(report, dict) and "rows" in report
+    if not isinstance(report, dict):
+        return False
+    rows = report.get("rows")
+    return (
+        isinstance(report.get("settings"), dict)
+        and isinstance(rows, list)
+        and bool(rows)
+        and all(isinstance(r, dict) and "latency_ms" in r for r in rows)
+    )
+
+
+def _is_bench_png(path: Path) -> bool:
+    """Bench's plot: it carries :data:`PNG_SOURCE`; one an earlier yoloslim drew (matplotlib's
+    mark only) counts where a bench report.json is beside it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            text = dict(getattr(im, "text", {}) or {})
+    except (OSError, ValueError):
+        return False
+    if text.get("Source") == PNG_SOURCE:
+        return True
+    beside = path.parent / "report.json"
+    return (
+        str(text.get("Software", "")).startswith("Matplotlib")
+        and beside.is_file()
+        and _is_bench_json(beside.read_text(errors="replace"))
+    )
+
+
+def report_folder_record(path: str | Path) -> str | None:
+    """What ``path`` is when it is the ``report.json`` of a report folder (a bench report beside
+    its report.md, or a compress run's table): a ``--json`` elsewhere must not replace it, or
+    the folder's other files describe another run. None otherwise."""
+    p = Path(path).expanduser()
+    if p.name != "report.json" or not p.is_file():
+        return None
+    if (p.parent / "report.md").is_file() and _is_bench_markdown(
+        (p.parent / "report.md").read_text(errors="replace")
+    ):
+        return f"the report of the bench run in {p.parent} (with its report.md)"
+    runs = [n for n in ("compress.json", "budget.json", "inputs.json") if (p.parent / n).is_file()]
+    if runs:
+        return f"the bench table of the compress run in {p.parent} (beside its {runs[0]})"
+    return None
 
 
 def _is_bench_markdown(text: str) -> bool:

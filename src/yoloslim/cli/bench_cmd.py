@@ -30,26 +30,40 @@ def bench(
     rounds: int = typer.Option(10, help="Interleaved rounds."),
     runs: int = typer.Option(10, help="Timed runs per round per artifact at batch 1."),
     threads: int = typer.Option(None, help="Threads per runtime (default: each runtime's own)."),
+    warmup: int = typer.Option(10, help="Untimed calls per worker before its timed runs."),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the report JSON here too."
     ),
     report: Path = typer.Option(
-        None, callback=check_out_folder, help="Folder for report.json, report.md and pareto.png."
+        None,
+        callback=check_out_folder,
+        help="Folder for report.json, report.md and pareto.png (the plot needs --data).",
     ),
 ) -> None:
     """Measure every artifact side by side: params, FLOPs, size, latency, FPS, memory, mAP."""
     from yoloslim.bench.latency import LatencyConfig
     from yoloslim.bench.measure import benchmark
-    from yoloslim.bench.report import check_report_folder, rich_table, write_report
+    from yoloslim.bench.report import (
+        check_report_folder,
+        report_folder_record,
+        rich_table,
+        write_report,
+    )
     from yoloslim.errors import ConfigError
 
     try:
         batches = [int(b) for b in batch.split(",") if b.strip()]
     except ValueError as e:
         raise ConfigError(f"--batch {batch!r}: expected comma-separated integers") from e
-    cfg = LatencyConfig(rounds=rounds, runs_per_round=runs, threads=threads)
+    cfg = LatencyConfig(rounds=rounds, runs_per_round=runs, threads=threads, warmup=warmup)
     if report:
         check_report_folder(report)  # before the measuring, not after
+    record = report_folder_record(json_path) if json_path else None
+    if record and not (report and _same_folder(Path(report), json_path.parent)):
+        raise ConfigError(
+            f"--json {json_path} is {record}; it is not replaced by this run's report: name "
+            f"another file, or write that folder's files anew with --report {json_path.parent}"
+        )
     with console.status(f"benchmarking {len(artifacts)} artifacts"):
         res = benchmark(artifacts, data, imgsz=imgsz, batches=batches, latency=cfg)
     write_json(json_path, res.report)  # first: whole whatever the printing below does
@@ -58,3 +72,10 @@ def bench(
     print_table(rich_table(res.report))
     if report:
         console.print("wrote " + literal(", ".join(str(p) for p in files.values())))
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.expanduser().exists() and a.expanduser().samefile(b)
+    except OSError:
+        return False

@@ -376,7 +376,7 @@ def _predict_images(
                     buf, format="JPEG", quality=92, comment=DRAWN_COMMENT
                 )
                 atomic_write_bytes(outputs[src], buf.getvalue())
-            console.print(f"{escape(src.name)}: {len(det)} detections")
+            console.print(f"{escape(src.name)}: {len(det)} detection{'' if len(det) == 1 else 's'}")
             progress.advance(task)
         progress.update(task, completed=len(files))  # skipped unreadable images count as done
     if len(records) < len(files):
@@ -419,4 +419,7 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: 
         if pending:
             flush(pending)
     n = sum(len(r["detections"]) for r in records)
-    console.print(f"{escape(source.name)}: {len(records)} frames, {n} detections")
+    console.print(
+        f"{escape(source.name)}: {len(records)} frame{'' if len(records) == 1 else 's'}, "
+        f"{n} detection{'' if n == 1 else 's'}"
+    )

@@ -46,7 +46,8 @@ def evaluate(
 
     Returns:
         :func:`~yoloslim.eval.coco.coco_map`'s dict plus ``speed_ms_per_image``
-        (time inside ``infer`` only, CUDA synchronised).
+        (time inside ``infer`` only, CUDA synchronised; each batch shape is run once untimed
+        first, so a runtime's one-time set-up at a shape is not counted).
 
     Example:
         >>> model.eval()  # doctest: +SKIP
@@ -57,8 +58,14 @@ def evaluate(
     loader = build_dataloader(dataset, batch_size, workers=workers)
     detections: list[dict[str, Any]] = []
     infer_s, n_images = 0.0, 0
+    shapes: set[tuple[int, ...]] = set()
     for imgs, _, metas in _progress(loader, progress):
         x = imgs.float().div_(255)
+        if tuple(x.shape) not in shapes:
+            # a runtime's first call at a shape sets up its kernels (oneDNN, a JIT): seconds
+            # on a small split, which the speed would be made of; that call goes untimed
+            shapes.add(tuple(x.shape))
+            infer(x)
         t0 = time.perf_counter()
         preds = torch.as_tensor(infer(x))
         if preds.is_cuda:

@@ -434,9 +434,12 @@ def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
         hint = next((f"; did you mean {f}?" for f in inside if f.is_file()), "")
         raise ModelError(f"{p}: is a folder, not an artifact{hint}")
     if p.suffix.lower() not in (*SUFFIXES, ".mlpackage"):
+        xml = p.with_suffix(".xml")
+        hint = f"; did you mean {xml}?" if p.suffix.lower() == ".bin" and xml.is_file() else ""
         raise ModelError(
             f"{p}: unknown artifact type {p.suffix!r}; expected one of {sorted(SUFFIXES)}"
             f"{', a CoreML .mlpackage' if coreml else ''} or a Triton model's config.pbtxt"
+            f"{hint}"
         )
     if not p.is_file():
         raise ModelError(f"{p}: artifact does not exist")
