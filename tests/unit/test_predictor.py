@@ -159,6 +159,9 @@ def test_bad_inputs(ckpt, tmp_path):
         Predictor(tmp_path / "missing.onnx")
     with pytest.raises(ModelError, match="unknown artifact type"):
         Predictor(tmp_path / "model.h5")
+    (tmp_path / "model.xml").write_text("<net/>")  # an IR's weights given for the IR
+    with pytest.raises(ModelError, match=r"model.bin: unknown .*; did you mean .*model.xml\?$"):
+        Predictor(tmp_path / "model.bin")
     run = tmp_path / "run"  # a run folder: "unknown artifact type ''" before
     run.mkdir()
     shutil.copy(ckpt, run / "best.pt")
