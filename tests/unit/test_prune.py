@@ -260,6 +260,22 @@ def test_taylor_and_depth(model, tiny_data, tmp_path):
     assert ckpt["meta"]["history"][-1]["method"] == "depth + width"
 
 
+def test_removed_blocks_are_named_as_in_the_model_given(model, tiny_data):
+    # a removal renumbers the blocks after it: blocks.1 was then named blocks.0, once more
+    c = cfg(ratio=0.2, depth_ratio=0.75, steps=2, advanced={"calib_batches": 1})
+    res = prune(model, tiny_data, config=c)
+    named = [r["block"] for s in res.report["schedule"]["steps"] for r in s["depth"]["removed"]]
+    assert len(named) > 2 and len(set(named)) == len(named)
+    assert set(named) <= set(removable_blocks(model))
+    # the layer changes agree: the removed convs are the removed blocks' own, all of them
+    gone = {n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    gone = {n for n in gone if any(n.startswith(b + ".") for b in named)}
+    assert set(res.report["layers"]["removed"]) == gone
+    assert all(r["loss_increase"] == 0 or str(r["loss_increase"]) != "-0.0" for s in
+               res.report["schedule"]["steps"] for r in s["depth"]["removed"])  # fmt: skip
+    assert not any("_yoloslim_origin" in vars(m) for m in res.model.modules())
+
+
 @pytest.mark.parametrize(
     ("kw", "says"),
     [
@@ -364,6 +380,29 @@ def test_finetune_after_pruning(model, tiny_data, tmp_path):
     rows = dict(_rows(describe(res.artifacts["checkpoint"])))
     assert rows["arch"].endswith(", pruned") and "mAP50-95" in rows
     assert "prune (method width, ratio 0.3, fine-tuned epochs 1)" in rows["history"]
+    # the fine-tuning run's checkpoints are the pruned model too, and say so
+    tuned = dict(_rows(describe(tmp_path / "finetune" / "best.pt")))
+    assert tuned["arch"].endswith(", pruned")
+    assert (
+        "prune (method width, ratio 0.3, fine-tuned epochs 1) -> train (epochs 1)"
+        in tuned["history"]
+    )
+    # a re-prune into the folder that fine-tunes no more removes that (older) run; a user's
+    # own run named finetune/ is refused, before any work, and kept
+    again = cfg(ratio=0.2, finetune_epochs=0)
+    prune(model, tiny_data, config=again, out=tmp_path, exist_ok=True)
+    assert not (tmp_path / "finetune").exists() and (tmp_path / "pruned.pt").is_file()
+    from yoloslim.train import TrainConfig, train
+
+    user = tmp_path / "user"
+    mine = train(copy.deepcopy(model), tiny_data, config=TrainConfig(epochs=1, batch=2, workers=0,
+                 imgsz=IMG), out=user / "finetune")  # fmt: skip
+    before = (user / "finetune" / "best.pt").read_bytes()
+    with pytest.raises(ConfigError, match=r"finetune holds a training run that no prune into"):
+        prune(model, tiny_data, config=c, out=user)
+    with pytest.raises(ConfigError, match=r"finetune holds a training run that no prune into"):
+        prune(model, tiny_data, config=c, out=user, exist_ok=True)  # no earlier prune there
+    assert (user / "finetune" / "best.pt").read_bytes() == before and mine.model is not None
 
 
 def test_external_module_and_restore(tmp_path):

@@ -119,12 +119,15 @@ _SHOWN = {  # what a history entry shows of itself (the rest is in --json)
     "target_params": "to M params",
     "depth_ratio": "depth ratio",
     "finetune_epochs": "fine-tuned epochs",
+    "distilled": "distilled",  # a flag: shown by name alone
     "teacher": "teacher",
 }
 
 
 def _step(h: dict) -> str:
-    details = [f"{_SHOWN[k]} {v}" for k, v in h.items() if k in _SHOWN and v]
+    details = [
+        _SHOWN[k] if v is True else f"{_SHOWN[k]} {v}" for k, v in h.items() if k in _SHOWN and v
+    ]
     for earlier in h.get("data_before") or []:  # a resume given another --data
         if isinstance(earlier, dict):
             details.append(f"epochs to {earlier.get('until_epoch')} on {earlier.get('data')}")

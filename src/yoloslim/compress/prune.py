@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from yoloslim.compress.prune_config import AdvancedPruneConfig, Criterion, Method, PruneConfig
-from yoloslim.compress.prune_depth import prune_depth, removable_blocks
+from yoloslim.compress.prune_depth import ORIGIN, prune_depth, removable_blocks
 from yoloslim.compress.prune_report import measure, measure_latency_pair, summary_rows
 from yoloslim.compress.prune_sparse import apply_unstructured
 from yoloslim.compress.prune_width import (
@@ -126,6 +127,7 @@ def prune(
                 f"{o} holds a pruned model (pruned.pt) that this prune would replace; choose "
                 "another out (--out), or pass exist_ok=True (--exist-ok) to replace it"
             )
+        _refuse_others_runs(o, exist_ok)
     net, names, trained_imgsz = _load_model(model, data)
     upstream = list(getattr(net, "history", []))  # the fine-tuning inside is part of this step
     cfg = (
@@ -152,14 +154,16 @@ def prune(
         _check_budget(cfg, before)
         original = copy.deepcopy(net)
         say(f"pruning ({cfg.pruned_by}, {cfg.steps} step{'s' if cfg.steps > 1 else ''})")
-        net, schedule = _run_schedule(net, data, cfg, work, teacher, before, progress)
+        # the fine-tuning runs' checkpoints are pruned models: they say so, as pruned.pt does
+        step = _history(upstream, cfg, out)
+        net, schedule = _run_schedule(net, data, cfg, work, teacher, before, progress, step)
         say("measuring the pruned model")
         pruned = measure(net, data, cfg, is_detector, progress)
         _warn_short(cfg, schedule, before, pruned)
         stages = {"before": before, "pruned": pruned}
         if cfg.finetune_epochs:
             net = _finetune(
-                net, teacher, data, cfg, cfg.finetune_epochs, work / "finetune", progress
+                net, teacher, data, cfg, cfg.finetune_epochs, work / "finetune", progress, step
             )
             stages["finetuned"] = measure(net, data, cfg, is_detector, progress)
         sparse = None
@@ -192,11 +196,14 @@ def prune(
         # the returned model says it was pruned, as pruned.pt does (an export of it records
         # this step)
         net.history = _history(upstream, cfg, out)
+        for m in net.modules():  # the report has used the blocks' earlier names
+            m.__dict__.pop(ORIGIN, None)
         result = Result(net, report)
         if out is not None:
             last = list(stages.values())[-1]
             result.artifacts["checkpoint"] = _save(net, Path(out), cfg, is_detector, last, original)
             report["checkpoint"] = str(result.artifacts["checkpoint"])
+            _remove_stale_runs(Path(out), cfg)
             # the report itself, as --json, export_report.json and quant_report.json hold
             result.artifacts["report"] = atomic_write_text(
                 Path(out) / "prune_report.json", json.dumps(report, indent=2, default=str) + "\n"
@@ -336,7 +343,9 @@ def _step_targets(cfg: PruneConfig, before: dict, n_blocks: int) -> list[dict]:
     return out
 
 
-def _run_schedule(net, data, cfg: PruneConfig, work: Path, teacher, before: dict, progress: bool):
+def _run_schedule(
+    net, data, cfg: PruneConfig, work: Path, teacher, before: dict, progress: bool, step: list
+):
     adv = cfg.advanced
     batches = None
     needs_batches = (
@@ -391,9 +400,8 @@ def _run_schedule(net, data, cfg: PruneConfig, work: Path, teacher, before: dict
         log.info("prune step %d/%d: %s", k, cfg.steps, row)
         schedule["steps"].append(row)
         if cfg.finetune_between and k < cfg.steps:
-            net = _finetune(
-                net, teacher, data, cfg, cfg.finetune_between, work / f"finetune_step{k}", progress
-            )
+            run = work / f"finetune_step{k}"
+            net = _finetune(net, teacher, data, cfg, cfg.finetune_between, run, progress, step)
     return net.eval(), schedule
 
 
@@ -457,9 +465,12 @@ def _finetune_config(cfg: PruneConfig, epochs: int):
     return config_from_dict(values, where="PruneConfig.advanced.finetune")
 
 
-def _finetune(net, teacher, data, cfg: PruneConfig, epochs: int, out: Path, progress: bool):
+def _finetune(
+    net, teacher, data, cfg: PruneConfig, epochs: int, out: Path, progress: bool, step: list
+):
     from yoloslim.train import train as run_train
 
+    net.history = list(step)  # what made it so far: this prune step, fine-tuning now
     tc = _finetune_config(cfg, epochs)
     if teacher is not None:
         from yoloslim.compress.distill import DistillConfig, distill
@@ -477,12 +488,86 @@ def _finetune(net, teacher, data, cfg: PruneConfig, epochs: int, out: Path, prog
     return run_train(net, data, config=tc, out=out, exist_ok=True, progress=progress).model.eval()
 
 
+def _fine_tuning_runs(out: Path) -> list[Path]:
+    """The folders a prune into ``out`` fine-tunes in: finetune/ and finetune_step{k}/."""
+    import re
+
+    named = re.compile(r"finetune(_step\d+)?")
+    return sorted(d for d in out.glob("finetune*") if named.fullmatch(d.name) and d.is_dir())
+
+
+def _prune_made(run: Path, out: Path) -> bool | None:
+    """Whether the training run in ``run`` is a prune into ``out``'s fine-tuning (its
+    checkpoints' history: a prune step into ``out``, then the run); None when it holds no
+    checkpoint (nothing to lose)."""
+    from yoloslim.models.checkpoint import read_checkpoint
+
+    found = [p for p in (run / "last.pt", run / "best.pt") if p.is_file()]
+    if not found:
+        return None
+    want = os.path.abspath(out)
+    for p in found:
+        try:
+            history = read_checkpoint(p, mmap=True).get("meta", {}).get("history") or []
+        except Exception:  # noqa: BLE001 - unreadable: not known to be the prune's
+            return False
+        steps = [h for h in history if isinstance(h, dict)]
+        if not (
+            steps
+            and steps[-1].get("out") == os.path.abspath(run)
+            and any(h.get("stage") == "prune" and h.get("out") == want for h in steps)
+        ):
+            return False
+    return True
+
+
+def _refuse_others_runs(out: Path, exist_ok: bool) -> None:
+    """ConfigError when ``out``'s finetune*/ holds a training run that no prune into ``out``
+    made (a user's run, say, under the same name): fine-tuning there would replace its
+    checkpoints. One an earlier yoloslim's prune left (its history names no prune step) is
+    replaced with ``exist_ok`` where that prune's pruned.pt is there too."""
+    earlier_prune = exist_ok and (out / "pruned.pt").is_file()
+    for run in _fine_tuning_runs(out):
+        if _prune_made(run, out) is False and not earlier_prune:
+            raise ConfigError(
+                f"{run} holds a training run that no prune into {out} made; prune fine-tunes "
+                f"in {run.name}/ and would replace its checkpoints: move it, or choose another "
+                "out (--out)"
+            )
+
+
+def _remove_stale_runs(out: Path, cfg: PruneConfig) -> None:
+    """An earlier prune's fine-tuning runs that this one did not redo (it fine-tuned fewer
+    times, or not at all) go once its pruned.pt is written: they were of another model."""
+    import shutil
+
+    kept = {"finetune"} if cfg.finetune_epochs else set()
+    if cfg.finetune_between:
+        kept |= {f"finetune_step{k}" for k in range(1, cfg.steps)}
+    for run in _fine_tuning_runs(out):
+        if run.name not in kept and _prune_made(run, out):
+            log.info("removing %s: an earlier prune's fine-tuning run, of another model", run)
+            shutil.rmtree(run)
+
+
 def _layer_changes(before: nn.Module, after: nn.Module) -> dict:
     from yoloslim.models.arch import layer_shapes
 
     def convs(m: nn.Module) -> dict[str, list[int]]:
         shapes = layer_shapes(m)
-        return {n: shapes[n] for n, c in m.named_modules() if isinstance(c, nn.Conv2d)}
+        # a block that depth pruning renumbered goes by its name before (blocks.1 that is now
+        # blocks.0 is blocks.1's layers, resized or not)
+        moved = {
+            f"{n}.": f"{getattr(b, ORIGIN)}."
+            for n, b in m.named_modules()
+            if getattr(b, ORIGIN, n) != n
+        }
+
+        def named(n: str) -> str:
+            prefix = next((p for p in moved if n.startswith(p)), None)
+            return n if prefix is None else moved[prefix] + n[len(prefix) :]
+
+        return {named(n): shapes[n] for n, c in m.named_modules() if isinstance(c, nn.Conv2d)}
 
     a, b = convs(before), convs(after)
     return {

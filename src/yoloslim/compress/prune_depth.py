@@ -28,9 +28,13 @@ from torch import nn
 from yoloslim.extras import require
 from yoloslim.models.blocks import BasicBlock
 
-__all__ = ["removable_blocks", "block_scores", "remove_block", "prune_depth"]
+__all__ = ["removable_blocks", "block_scores", "remove_block", "prune_depth", "ORIGIN"]
 
 log = logging.getLogger(__name__)
+
+# a block's path in the model before any block was removed: a removal renumbers the blocks
+# after it (blocks.1 becomes blocks.0), so reports name blocks by this attribute
+ORIGIN = "_yoloslim_origin"
 
 
 def removable_blocks(model: nn.Module) -> list[str]:
@@ -132,6 +136,10 @@ def prune_depth(
     """
     removed = []
     met = None
+    for p in removable_blocks(model):  # named as they are before this call's first removal
+        block = model.get_submodule(p)
+        if not hasattr(block, ORIGIN):
+            setattr(block, ORIGIN, p)
     while True:
         if until is not None and until(model):
             met = True
@@ -145,7 +153,8 @@ def prune_depth(
             break
         scores = block_scores(model, batches, paths)
         path = min(scores, key=scores.get)
+        name = getattr(model.get_submodule(path), ORIGIN, path)
         remove_block(model, path)
-        removed.append({"block": path, "loss_increase": round(scores[path], 5)})
-        log.info("depth pruning: removed %s (loss +%.4f)", path, scores[path])
+        removed.append({"block": name, "loss_increase": round(scores[path], 5) + 0.0})  # not -0.0
+        log.info("depth pruning: removed %s (loss %+.4f)", name, scores[path])
     return {"removed": removed, "remaining": len(removable_blocks(model)), "budget_met": met}
