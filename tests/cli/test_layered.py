@@ -182,3 +182,27 @@ def test_quantize_ignore_none_quantizes_everything_and_patterns_repeat(tmp_path,
     for extra in ([], ["--ignore", "none"], ["--ignore", "decode", "--ignore", r"head\.cls"]):
         assert main([*base, *extra]) == 130  # stopped in quantize, the settings made
     assert seen == [("decode",), (), ("decode", r"head\.cls")]
+
+
+def test_a_prune_goal_given_replaces_the_config_files_goal(tmp_path, monkeypatch):
+    # the goals exclude each other: --ratio with a file's target_flops was "give at most one"
+    import yoloslim.compress.prune as prune_mod
+    from yoloslim.cli.main import main
+
+    seen = []
+
+    def fake_prune(model, data, config, **kw):
+        seen.append(config)
+        raise KeyboardInterrupt  # stop there: the settings are what is checked
+
+    monkeypatch.setattr(prune_mod, "prune", fake_prune)
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("target_flops: 0.02\ncriterion: l1\n")
+    args = ["prune", "--model", "damo-nano", "--config", str(cfg), "--no-latency"]
+    assert main([*args, "--ratio", "0.4"]) == 130
+    assert main(args) == 130
+    assert main([*args, "--ratio", "0.4", "--target-params", "1"]) == 2  # two given: refused
+    (given, filed) = seen
+    assert (given.ratio, given.target_flops, given.criterion) == (0.4, None, "l1")
+    assert (filed.ratio, filed.target_flops) == (None, 0.02)
+

@@ -641,3 +641,21 @@ def test_a_record_of_the_first_format_still_restores(tmp_path):
     assert back.g.groups == 4
     x = torch.rand(2, 3, IMG, IMG)
     torch.testing.assert_close(back(x), saved(x))
+
+
+def test_a_ratio_above_the_layer_cap_and_a_prune_that_removes_nothing_are_said(model, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        capped = prune(model, None, config=cfg(ratio=0.95))
+        at_cap = prune(model, None, config=cfg(ratio=0.9))
+    assert "ratio 0.95 is above advanced.max_layer_ratio 0.9" in caplog.text
+    # what the caps allow: 0.95 gives the model 0.9 gives, as said
+    assert (
+        capped.report["stages"]["pruned"]["params"] == at_cap.report["stages"]["pruned"]["params"]
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        res = prune(model, None, config=cfg(ratio=0.5, ignore=("*",)))
+    assert res.report["stages"]["pruned"]["params"] == res.report["stages"]["before"]["params"]
+    assert "no channel or block was removed (ignore ['*'] may cover every layer)" in caplog.text

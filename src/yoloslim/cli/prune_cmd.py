@@ -14,6 +14,7 @@ from yoloslim.cli.common import (
     handle_errors,
     layered,
     literal,
+    option_given,
     print_table,
     shown_default,
     write_json,
@@ -121,6 +122,12 @@ def prune(
         latency=latency,
     )
     values = layered(ctx, load_mapping(config, "PruneConfig") if config else None, flags)
+    # the goals exclude each other: one given on the command line replaces the file's
+    goals = ("ratio", "target_flops", "target_params")
+    if any(flags[g] is not None and option_given(ctx, g) for g in goals):
+        for g in goals:
+            if not option_given(ctx, g):
+                values.pop(g, None)
     with config_file(config):
         cfg = PruneConfig.from_dict(values)
     res = run_prune(model, data, config=cfg, out=out, exist_ok=exist_ok, progress=True)

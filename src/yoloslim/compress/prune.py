@@ -428,6 +428,18 @@ def _warn_short(cfg: PruneConfig, schedule: dict, before: dict, pruned: dict) ->
             before["gflops"],
             before["params"] / 1e6,
         )
+    cap = cfg.advanced.max_layer_ratio
+    if cfg.ratio is not None and cfg.ratio > cap:
+        log.warning(
+            "prune: ratio %s is above advanced.max_layer_ratio %s, which caps what each layer "
+            "loses: it prunes about as far as %s would (raise max_layer_ratio to go further)",
+            cfg.ratio,
+            cap,
+            cap,
+        )
+    if pruned["params"] >= before["params"] and cfg.pruned_by != "unstructured":
+        why = f" (ignore {list(cfg.ignore)} may cover every layer)" if cfg.ignore else ""
+        log.warning("prune: no channel or block was removed%s", why)
     removed = sum(len((s.get("depth") or {}).get("removed", [])) for s in steps)
     if cfg.depth_ratio is not None and not removed:
         log.warning(
