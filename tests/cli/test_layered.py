@@ -205,4 +205,3 @@ def test_a_prune_goal_given_replaces_the_config_files_goal(tmp_path, monkeypatch
     (given, filed) = seen
     assert (given.ratio, given.target_flops, given.criterion) == (0.4, None, "l1")
     assert (filed.ratio, filed.target_flops) == (None, 0.02)
-
