@@ -184,7 +184,7 @@ def test_quantize_ignore_none_quantizes_everything_and_patterns_repeat(tmp_path,
     assert seen == [("decode",), (), ("decode", r"head\.cls")]
 
 
-def test_a_prune_goal_given_replaces_the_config_files_goal(tmp_path, monkeypatch):
+def test_a_prune_goal_given_replaces_the_config_files_goal(tmp_path, monkeypatch, capsys):
     # the goals exclude each other: --ratio with a file's target_flops was "give at most one"
     import yoloslim.compress.prune as prune_mod
     from yoloslim.cli.main import main
@@ -200,6 +200,12 @@ def test_a_prune_goal_given_replaces_the_config_files_goal(tmp_path, monkeypatch
     cfg.write_text("target_flops: 0.02\ncriterion: l1\n")
     args = ["prune", "--model", "damo-nano", "--config", str(cfg), "--no-latency"]
     assert main([*args, "--ratio", "0.4"]) == 130
+    # a stop says that a prune does not resume, and how to run it again
+    said = " ".join(capsys.readouterr().err.split())
+    assert (
+        "interrupted; a prune does not resume: the same command runs it anew (add --exist-ok"
+        in said
+    )
     assert main(args) == 130
     assert main([*args, "--ratio", "0.4", "--target-params", "1"]) == 2  # two given: refused
     (given, filed) = seen

@@ -33,6 +33,7 @@ __all__ = [
     "handle_errors",
     "interrupt_exit_code",
     "interrupt_hint",
+    "restart_hint",
     "layered",
     "literal",
     "option_given",
@@ -230,6 +231,22 @@ def interrupt_hint(marker: Path, command: str, new_run: bool = False) -> Iterato
             else:
                 msg = f"{how} before {marker.name} was written; nothing to resume"
             err_console.print(literal(msg), soft_wrap=True)  # the folder's name as it is
+        raise typer.Exit(interrupt_exit_code(stop)) from None
+
+
+@contextlib.contextmanager
+def restart_hint(what: str) -> Iterator[None]:
+    """On Ctrl-C or SIGTERM, say that the command does not resume and what a new run
+    does (``what``), and exit with the shell's code for the signal (130, 143)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except (KeyboardInterrupt, Exception) as e:
+        stop = e if isinstance(e, KeyboardInterrupt) else stop_requested()
+        if stop is None:
+            raise
+        err_console.print(literal(f"{_stop_word(stop)}; {what}"), soft_wrap=True)
         raise typer.Exit(interrupt_exit_code(stop)) from None
 
 

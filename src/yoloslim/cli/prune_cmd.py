@@ -16,6 +16,7 @@ from yoloslim.cli.common import (
     literal,
     option_given,
     print_table,
+    restart_hint,
     shown_default,
     write_json,
 )
@@ -130,7 +131,9 @@ def prune(
                 values.pop(g, None)
     with config_file(config):
         cfg = PruneConfig.from_dict(values)
-    res = run_prune(model, data, config=cfg, out=out, exist_ok=exist_ok, progress=True)
+    earlier = "" if exist_ok else f" (add --exist-ok where {out} holds a pruned.pt by then)"
+    with restart_hint(f"a prune does not resume: the same command runs it anew{earlier}"):
+        res = run_prune(model, data, config=cfg, out=out, exist_ok=exist_ok, progress=True)
     write_json(json_path, res.report)  # first: whole whatever the printing below does
     lat = res.report["latency"]
     table = Table(
