@@ -1389,3 +1389,23 @@ def test_info_shows_no_kernel_for_a_conv_stage_which_does_not_use_one(tmp_path, 
     assert main(["info", str(path)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "conv 16 ch x0; csp 24 ch x1 k5 r0.5;" in out
+
+
+def test_info_describes_the_readable_files_and_names_the_others(tmp_path, capsys):
+    import yaml
+
+    from yoloslim.models.registry import get_arch
+
+    good = tmp_path / "arch.yaml"
+    good.write_text(yaml.safe_dump(get_arch("damo-nano", 2)))
+    bad = tmp_path / "garbage.onnx"
+    bad.write_bytes(b"not a graph")
+    report = tmp_path / "info.json"
+    assert main(["info", str(bad), str(good), "--json", str(report)]) == 2
+    out, err = capsys.readouterr()
+    assert "arch.yaml" in out and "architecture" in out  # the good one is still shown
+    err = " ".join(err.split())
+    assert "1 of 2 files not described (no --json written): " in err and "garbage.onnx" in err
+    assert not report.exists()
+    assert main(["info", str(bad)]) == 2  # one file: its own error, as before
+    assert "files not described" not in capsys.readouterr().err

@@ -25,10 +25,17 @@ def info(
     precision, inputs and outputs, and the steps that made it (train, prune, distill...)."""
     from rich.table import Table
 
+    from yoloslim.errors import YoloslimError
     from yoloslim.runtime.describe import describe
 
-    found = {str(p): describe(p) for p in artifacts}
-    write_json(json_path, found)  # first: whole whatever the printing below does
+    found, failed = {}, []
+    for p in artifacts:  # a file that cannot be read does not hide the others
+        try:
+            found[str(p)] = describe(p)
+        except YoloslimError as e:
+            failed.append(e)
+    if not failed:
+        write_json(json_path, found)  # first: whole whatever the printing below does
     for path, d in found.items():
         # paths, class names, tensor and Triton names are the files' own: printed as they
         # are, never read as rich markup
@@ -38,6 +45,13 @@ def info(
         for key, value in _rows(d):
             table.add_row(key, literal(value))
         print_table(table)
+    if failed:  # said last, one line, as any error (and no --json of a part of the files)
+        if len(failed) == 1 and len(artifacts) == 1:
+            raise failed[0]
+        raise type(failed[0])(
+            f"{len(failed)} of {len(artifacts)} files not described"
+            f"{' (no --json written)' if json_path else ''}: " + "; ".join(map(str, failed))
+        )
 
 
 def _rows(d: dict) -> list[tuple[str, str]]:
