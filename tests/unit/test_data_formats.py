@@ -121,7 +121,7 @@ def test_empty_and_missing_label_files_are_background(tmp_path):
         ("0 0.5 abc 0.1 0.1", "non-numeric"),
         ("2 0.5 0.5 0.1 0.1", "class id 2"),
         ("-1 0.5 0.5 0.1 0.1", "class id -1"),
-        ("0.5 0.5 0.5 0.1 0.1", "class id 0.5"),
+        ("0.5 0.5 0.5 0.1 0.1", "class id 0.5 is not a whole number"),
         ("0 0.5 0.5 0.1", "expected 5 fields"),
         ("0 0.5 0.5 0.1 0.1 0.3", "expected 5 fields"),
         ("0 0.1 0.1 0.4 0.1 0.4 0.5 0.1", r"\(or a polygon .*got 8"),  # half a point
@@ -259,6 +259,16 @@ def test_read_coco_maps_sparse_category_ids(tmp_path):
     samples, names = read_coco(tmp_path / "instances_train.json", tmp_path / "train", NAMES)
     assert names == NAMES
     _assert_matches(samples, splits["train"])
+    # ids written as numbers' strings (some exporters do): the same samples
+    path = tmp_path / "instances_train.json"
+    data = json.loads(path.read_text())
+    for entry in data["images"]:
+        entry["id"] = str(entry["id"])
+    for a in data["annotations"]:
+        a.update(image_id=str(a["image_id"]), category_id=f"{a['category_id']}")
+    path.write_text(json.dumps(data))
+    samples, _ = read_coco(path, tmp_path / "train", NAMES)
+    _assert_matches(samples, splits["train"])
 
 
 def test_read_coco_keeps_crowds_apart_as_ignore_regions_and_the_areas(tmp_path):
@@ -299,13 +309,29 @@ def test_read_coco_keeps_crowds_apart_as_ignore_regions_and_the_areas(tmp_path):
         ),
         (
             lambda d: d["annotations"][1].update(bbox=[1, 2, "x", 4]),
-            r"annotations\[1\] \(id=2\): malformed",
+            r"annotations\[1\] \(id=2\): bbox \[1, 2, 'x', 4\] is not 4 numbers",
         ),
         (
             lambda d: d["annotations"][1].update(bbox=[1, 2, -3, 4]),
             r"annotations\[1\] \(id=2\): bbox",
         ),
-        (lambda d: d["annotations"][1].pop("bbox"), r"annotations\[1\] \(id=2\): malformed"),
+        (lambda d: d["annotations"][1].pop("bbox"), r"annotations\[1\] \(id=2\): no 'bbox'$"),
+        (
+            lambda d: (
+                d["annotations"][1].pop("bbox"),
+                d["annotations"][1].update(segmentation=[]),
+            ),
+            r"annotations\[1\] \(id=2\): no 'bbox' \(a segmentation without a box",
+        ),
+        # ids as strings: a number's is read as it, another named
+        (
+            lambda d: d["annotations"][1].update(image_id="img_7"),
+            r"annotations\[1\] \(id=2\): image_id 'img_7' is not an integer",
+        ),
+        (
+            lambda d: d["images"][2].update(id="photo"),
+            r"images\[2\]: id 'photo' is not an integer \(COCO's ids are integers\)",
+        ),
         (lambda d: d["categories"][0].update(name="bird"), "categories .* do not match names"),
         # merged exports that both count image ids from 1
         (

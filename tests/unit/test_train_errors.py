@@ -290,6 +290,23 @@ def test_config_file_with_unknown_key_is_named(sets, tmp_path, capsys):
     assert f"unknown key(s) ['epochz'] in --config {cfg};" in capsys.readouterr().err
 
 
+def test_a_config_file_the_run_would_replace_is_refused(sets, tmp_path, capsys):
+    # an earlier run's train_config.yaml, edited and given to run anew there: the run
+    # replaces its files first, so the user's edits (and comments) were lost
+    run = tmp_path / "exp"
+    run.mkdir()
+    mine = "# lr tried last week\nepochs: 1\n"
+    (run / "train_config.yaml").write_text(mine)
+    (run / "distill_config.yaml").write_text(mine)
+    for cmd in (["train"], ["distill", "--teacher", str(run / "t.pt")]):
+        name = "distill_config.yaml" if cmd[0] == "distill" else "train_config.yaml"
+        args = [*cmd, "--data", str(sets[3]), "--config", str(run / name), "--out", str(run)]
+        assert main([*args, "--exist-ok"]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"this run writes {run / name}, which would overwrite it; copy it out" in err
+        assert (run / name).read_text() == mine
+
+
 def _argv(data: Path, out: Path) -> list[str]:
     return ["train", "--data", str(data), "--imgsz", "64", "--out", str(out)]
 

@@ -38,6 +38,7 @@ __all__ = [
     "literal",
     "option_given",
     "print_table",
+    "refuse_config_in_run",
     "setup_logging",
     "shown_default",
     "sigterm_as_interrupt",
@@ -211,33 +212,34 @@ def interrupt_hint(marker: Path, command: str, new_run: bool = False) -> Iterato
     command starts a run afresh (``--exist-ok`` over an earlier one): only a ``marker`` it
     wrote itself is its own to resume."""
     earlier = _identity(marker) if new_run else None
-    try:
+
+    def said(how: str) -> str:
+        if marker.exists() and (earlier is None or _identity(marker) != earlier):
+            return f"{how}; continue with `{command}`"
+        if marker.exists():  # the run this one was replacing: not this one's to resume
+            return (
+                f"{how} before this run wrote its {marker.name}; nothing of it to resume "
+                f"({marker.parent} still holds the earlier run's)"
+            )
+        return f"{how} before {marker.name} was written; nothing to resume"
+
+    with _stop_said(said):
         yield
-    except typer.Exit:
-        raise
-    except (KeyboardInterrupt, Exception) as e:
-        stop = e if isinstance(e, KeyboardInterrupt) else stop_requested()
-        if stop is None:
-            raise
-        if first_process():  # torchrun: one message, not one per process
-            how = _stop_word(stop)
-            if marker.exists() and (earlier is None or _identity(marker) != earlier):
-                msg = f"{how}; continue with `{command}`"
-            elif marker.exists():  # the run this one was replacing: not this one's to resume
-                msg = (
-                    f"{how} before this run wrote its {marker.name}; nothing of it to resume "
-                    f"({marker.parent} still holds the earlier run's)"
-                )
-            else:
-                msg = f"{how} before {marker.name} was written; nothing to resume"
-            err_console.print(literal(msg), soft_wrap=True)  # the folder's name as it is
-        raise typer.Exit(interrupt_exit_code(stop)) from None
 
 
 @contextlib.contextmanager
 def restart_hint(what: str) -> Iterator[None]:
     """On Ctrl-C or SIGTERM, say that the command does not resume and what a new run
     does (``what``), and exit with the shell's code for the signal (130, 143)."""
+    with _stop_said(lambda how: f"{how}; {what}"):
+        yield
+
+
+@contextlib.contextmanager
+def _stop_said(said: Callable[[str], str]) -> Iterator[None]:
+    """A stop (Ctrl-C, SIGTERM, or a library's error for one) inside: the line ``said`` gives
+    for its word (``interrupted``, ``terminated``), printed once (torchrun: by the first
+    process), and the shell's exit code for the signal."""
     try:
         yield
     except typer.Exit:
@@ -246,7 +248,9 @@ def restart_hint(what: str) -> Iterator[None]:
         stop = e if isinstance(e, KeyboardInterrupt) else stop_requested()
         if stop is None:
             raise
-        err_console.print(literal(f"{_stop_word(stop)}; {what}"), soft_wrap=True)
+        if first_process():
+            # the folder's name as it is
+            err_console.print(literal(said(_stop_word(stop))), soft_wrap=True)
         raise typer.Exit(interrupt_exit_code(stop)) from None
 
 
@@ -719,6 +723,18 @@ def _kept_json(p: Path, command: str | None) -> str | None:
     if command not in owners:
         return f"is {' or '.join(f'the {o} run' for o in owners)}'s own {p.name}"
     return None
+
+
+def refuse_config_in_run(config: Path | None, out: str | Path | None) -> None:
+    """ConfigError when the ``--config`` file is one the run in ``out`` writes (an earlier
+    run's train_config.yaml, given to start anew there): the run replaces it first."""
+    from yoloslim.fileio import refuse_overwriting_input
+    from yoloslim.train.run_folder import RUN_FILES
+
+    if config is not None and out is not None:
+        writes = [Path(out).expanduser() / name for name in RUN_FILES]
+        hint = "copy it out of the run folder first, or give another out (--out)"
+        refuse_overwriting_input(config, writes, arg="--config", hint=hint)
 
 
 def command_line() -> str:

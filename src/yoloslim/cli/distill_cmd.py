@@ -15,6 +15,7 @@ from yoloslim.cli.common import (
     handle_errors,
     interrupt_hint,
     layered,
+    refuse_config_in_run,
     resume_command,
     resume_overrides,
     shown_default,
@@ -141,6 +142,7 @@ def distill(
             freeze_epochs=freeze_epochs,
             warmup_epochs=warmup_epochs,
         )
+        refuse_config_in_run(config, out)
         values = layered(ctx, load_mapping(config, "DistillConfig") if config else None, top)
         flags = dict(
             epochs=epochs,

@@ -17,6 +17,7 @@ from yoloslim.cli.common import (
     interrupt_hint,
     layered,
     literal,
+    refuse_config_in_run,
     resume_command,
     resume_overrides,
     resume_state,
@@ -101,6 +102,7 @@ def train(
             seed=seed,
             device=device,
         )
+        refuse_config_in_run(config, out)
         values = layered(ctx, load_mapping(config, "TrainConfig") if config else None, flags)
         # flags are all known keys: an unknown one came from the file
         cfg = config_from_dict(values, where=f"--config {config}" if config else "train config")

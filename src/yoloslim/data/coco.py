@@ -38,6 +38,21 @@ def _coco_error(json_path: Path, msg: str) -> DataError:
     return DataError(f"{json_path}: {msg}")
 
 
+def _integer(jp: Path, where: str, entry: dict, key: str) -> int:
+    """``entry[key]`` as an int (COCO's ids are integers; a numeric string is taken), or a
+    DataError naming the entry and the key."""
+    if key not in entry:
+        raise _coco_error(jp, f"{where}: no '{key}'")
+    value = entry[key]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise _coco_error(jp, f"{where}: {key} {value!r} is not an integer (COCO's ids are integers)")
+
+
 def read_coco(
     json_path: str | Path,
     images_dir: str | Path,
@@ -110,11 +125,21 @@ def read_coco(
     empty: list[str] = []  # annotations whose box has no width or height
     for k, a in enumerate(annotations):
         where = f"annotations[{k}] (id={a.get('id') if isinstance(a, dict) else '?'})"
+        if not isinstance(a, dict):
+            raise _coco_error(jp, f"{where}: expected an object, got {_kind(a)}")
+        if "bbox" not in a:
+            seg = (
+                " (a segmentation without a box: yoloslim trains on boxes)"
+                if ("segmentation" in a)
+                else ""
+            )
+            raise _coco_error(jp, f"{where}: no 'bbox'{seg}")
+        img_id = _integer(jp, where, a, "image_id")
+        cat = _integer(jp, where, a, "category_id")
         try:
-            img_id, cat = int(a["image_id"]), int(a["category_id"])
             bbox = [float(v) for v in a["bbox"]]
-        except (KeyError, TypeError, ValueError) as e:
-            raise _coco_error(jp, f"{where}: malformed annotation ({e!r})") from e
+        except (TypeError, ValueError) as e:
+            raise _coco_error(jp, f"{where}: bbox {a['bbox']!r} is not 4 numbers") from e
         img_id = alias.get(img_id, img_id)
         if img_id not in images:
             raise _coco_error(jp, f"{where}: unknown image_id {img_id}")
@@ -194,10 +219,9 @@ def _images(jp: Path, idir: Path, entries: list) -> tuple[dict[int, dict], dict[
     alias: dict[int, int] = {}
     by_file: dict[str, int] = {}
     for k, im in enumerate(entries):
-        try:
-            img_id, file_name = int(im["id"]), str(im["file_name"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise _coco_error(jp, f"images[{k}]: malformed entry ({e!r})") from e
+        if not isinstance(im, dict) or "file_name" not in im:
+            raise _coco_error(jp, f"images[{k}]: expected an object with 'id' and 'file_name'")
+        img_id, file_name = _integer(jp, f"images[{k}]", im, "id"), str(im["file_name"])
         if img_id in images or img_id in alias:  # merged exports that both count from 1, say
             first = images[alias.get(img_id, img_id)]
             if first["file_name"] == file_name:

@@ -128,7 +128,9 @@ def _parse_yolo_labels(
         if not all(math.isfinite(v) for v in values):
             raise DataError(f"{where}: non-finite value in {line.strip()!r}")
         cls = values[0]
-        if not cls.is_integer() or not 0 <= cls < nc:
+        if not cls.is_integer():
+            raise DataError(f"{where}: class id {fields[0]} is not a whole number (0..{nc - 1})")
+        if not 0 <= cls < nc:
             raise DataError(f"{where}: class id {fields[0]} outside 0..{nc - 1}")
         n = 5 if kpt_shape is not None else len(values)  # a pose line's box: keypoints apart
         coords = values[1:n]
