@@ -67,7 +67,7 @@ def test_system_info_keys():
         ({"rounds": 0}, r"rounds=0 \(--rounds\) must be >= 1"),
         ({"runs_per_round": 0}, r"runs_per_round=0 \(--runs\) must be >= 1"),
         ({"threads": 0}, r"threads=0 \(--threads\) must be >= 1"),
-        ({"warmup": -1}, r"warmup=-1 must be >= 0"),
+        ({"warmup": -1}, r"warmup=-1 \(--warmup\) must be >= 0"),
         ({"batch": 1.5}, r"batch=1.5 must be an integer >= 1"),
     ],
 )
