@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -74,15 +75,43 @@ _RESUMABLE = ("train", "distill")
 _KEPT = {"nas": ("nas_latency_cache.jsonl",)}
 
 
+def _stage_file_names() -> re.Pattern[str]:
+    """The names the stages write into their folders (and their staging and temp names)."""
+    from yoloslim.train.run_folder import RUN_FILES
+
+    own = [
+        r"stage\.json",
+        r"\..*",  # staging folders and temp files
+        r"model[._].*",  # export's artifacts (and its OpenVINO folder)
+        r"triton|export|float|int8|export_report\.json|quant_.*\.(json|md)",
+        r"pruned\.pt|prune_report\.json|finetune(_step\d+)?|reparam_report\.json",
+        r"arch\.yaml|nas_report\.json|nas_latency_cache\.jsonl",
+        r"report\.(json|md)|pareto\.png|\d\d-.+",  # bench's report and its rows' exports
+        *(re.escape(n) for n in RUN_FILES),
+    ]
+    return re.compile("|".join(own))
+
+
 def _empty_stage_folder(sdir: Path, keep: tuple[str, ...]) -> None:
-    """Remove everything in ``sdir`` but the files named in ``keep``."""
+    """Remove what the stage wrote in ``sdir`` but the files named in ``keep``; a file or
+    folder of another name (a user's notes) is kept, and said."""
+    own = _stage_file_names()
+    kept = []
     for entry in sdir.iterdir():
         if entry.name in keep and entry.is_file() and not entry.is_symlink():
             continue
-        if entry.is_dir() and not entry.is_symlink():
+        if not own.fullmatch(entry.name):
+            kept.append(entry.name)
+        elif entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
             entry.unlink()
+    if kept:
+        log.warning(
+            "%s: kept %s, which no stage writes, while the stage runs there again",
+            sdir,
+            ", ".join(sorted(kept)),
+        )
 
 
 @dataclass
@@ -760,6 +789,15 @@ def _run_stage(
     return record
 
 
+def _is_compress_record(path: Path) -> bool:
+    """Whether ``path`` holds what run_recipe writes as compress.json (a budget run's too)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"stages", "recipe"} <= set(record)
+
+
 def _check_run(
     rec: Recipe, model: str | None, data: str, out: Path, resume: bool
 ) -> tuple[dict, list, str, dict]:
@@ -813,6 +851,12 @@ def _check_run(
         raise ConfigError(
             f"{out}: holds a budget run (grid/); resume it with a budget (--max-drop, "
             "--target-latency; max_drop=, target_latency=) or choose another output folder"
+        )
+    record = out / "compress.json"
+    if record.is_file() and not _is_compress_record(record):
+        raise ConfigError(
+            f"{record} is not a compress run's record; it is not replaced, so move it or "
+            "choose another output folder"
         )
     if saved.exists() and not resume and any(out.glob("[0-9][0-9]-*/stage.json")):
         raise ConfigError(

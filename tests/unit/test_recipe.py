@@ -748,6 +748,34 @@ def test_an_input_inside_a_stage_folder_is_refused_and_kept(tmp_path, inputs, ra
     assert inside.read_bytes() == t.read_bytes() == model.read_bytes() and ran == []
 
 
+def test_a_users_file_in_a_stage_folder_is_kept_and_a_users_compress_json_refused(
+    tmp_path, inputs, ran, caplog
+):
+    import logging
+
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    out = tmp_path / "out"
+    recipe = {"stages": [{"export": {"formats": ["onnx"]}}]}
+    notes = out / "01-export" / "NOTES.md"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("mine")
+    (out / "01-export" / "model.onnx").write_bytes(b"old")  # the stage's own name: it goes
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        run_recipe(model, data, recipe, out=out)
+    assert notes.read_text() == "mine" and not (out / "01-export" / "model.onnx").exists()
+    assert "kept NOTES.md, which no stage writes" in caplog.text
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "compress.json").write_text('{"mine": 1}')
+    with pytest.raises(ConfigError, match=r"compress.json is not a compress run's record"):
+        run_recipe(model, data, recipe, out=other)
+    assert (other / "compress.json").read_text() == '{"mine": 1}' and len(ran) == 1
+    run_recipe(model, data, recipe, out=out, resume=True)  # its own record: resumed
+    assert len(ran) == 1
+
+
 def test_a_stage_record_that_is_not_one_runs_the_stage_again(tmp_path, inputs, ran, caplog):
     from yoloslim.pipeline import run_recipe
 
@@ -826,7 +854,7 @@ def test_a_nas_stage_run_again_keeps_the_latencies_its_stopped_search_measured(
         seen.append(sorted(p.name for p in out.iterdir()))
         if len(seen) == 1:
             (out / CACHE_NAME).write_text('{"measured": 1}\n')
-            (out / "partial.txt").write_text("x")
+            (out / "nas_report.json").write_text("{}")  # a partial output of its own
             raise KeyboardInterrupt
         (out / "arch.yaml").write_text("name: found\n")
         return {"model": str(out / "arch.yaml"), "rows": [], "report": {}}
