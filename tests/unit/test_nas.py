@@ -490,6 +490,8 @@ def test_template_errors_name_what_is_unsupported():
         SearchSpace.from_dict({"template": "damo-nano", "kernel": [3]})
     with pytest.raises(ConfigError, match="not a registered model"):
         SearchSpace.from_dict({"template": "damo-huge"})
+    with pytest.raises(ConfigError, match=r"\['widthz'\] in space; allowed: .*'template'"):
+        SearchSpace.from_dict({"template": "damo-nano", "widthz": 3})
     with pytest.raises(ConfigError, match="neck_out"):
         SearchSpace(neck_out=(16, 32))
 
@@ -526,6 +528,8 @@ def test_bad_init_gives_clear_errors(tmp_path):
     outside = _arch([16, 16, 32, 48, 200], [1, 1, 1, 1])
     with pytest.raises(ConfigError, match=r"outside the search space: stages\[4\]\.out=200 not in"):
         _small_search(budget=Budget(flops=1.0), init=outside, iterations=1)
+    with pytest.raises(ConfigError, match=r"not in .* \(search the space of its kind: --keep-neck"):
+        _small_search(budget=Budget(flops=1.0), init=outside, iterations=1)
     (tmp_path / "afile").write_text("")
     with pytest.raises(ConfigError, match="afile is a file, not a folder"):
         _small_search(budget=Budget(flops=1.0), iterations=1, out=tmp_path / "afile" / "a.yaml")
@@ -533,6 +537,19 @@ def test_bad_init_gives_clear_errors(tmp_path):
         _small_search(budget=Budget(flops=1.0), init="damo-huge", iterations=1)
     with pytest.raises(ConfigError, match="does not exist"):
         _small_search(budget=Budget(flops=1.0), init=str(tmp_path / "none.yaml"), iterations=1)
+
+
+@pytest.mark.parametrize("name", ["damo-nano", "damo-tiny", "damo-small"])
+def test_a_registered_models_template_space_holds_its_own_backbone(name):
+    # damo-tiny's last stage (512 channels) was over the default range: --init damo-tiny
+    # --keep-neck, or space: {template: damo-tiny}, refused the template's own network
+    from yoloslim.models.registry import get_arch
+    from yoloslim.nas.space import genome_of
+
+    space = SearchSpace.from_template(name)
+    assert space.contains(genome_of(get_arch(name, 2)))
+    widths = SearchSpace.from_template(name, widths=SearchSpace().widths).widths
+    assert widths == SearchSpace().widths  # ranges given are taken as given
 
 
 def test_cli_nas_init_and_keep_neck(tmp_path):

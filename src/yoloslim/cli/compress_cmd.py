@@ -52,7 +52,10 @@ def compress(
         "number; VALUE: YAML), e.g. --set prune.finetune_epochs=2 --set quantize.calib=100.",
     ),
     json_path: Path = typer.Option(
-        None, "--json", callback=check_json_target, help="Write the final report JSON here too."
+        None,
+        "--json",
+        callback=check_json_target,
+        help="Write the run's record (what compress.json holds; the bench table under bench) here too.",
     ),
 ) -> None:
     """Run a recipe (prune, distill, export, quantize, ...) and bench every result in one table."""

@@ -396,7 +396,9 @@ def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, Candidate]]:
         if not ev.space.contains(genome):
             raise ConfigError(
                 f"init {label!r}: its backbone is outside the search space: "
-                f"{'; '.join(ev.space.outside(genome))} (widen the space's ranges)"
+                f"{'; '.join(ev.space.outside(genome))} (search the space of its kind: "
+                "--keep-neck, or space: {template: ARCH} in --config, holds it; or widen the "
+                "ranges with space: {widths: [[lo, hi], ...], depths: ...} in --config)"
             )
         cand = ev(genome)
         if cand is None:

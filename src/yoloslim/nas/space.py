@@ -167,6 +167,10 @@ class SearchSpace:
         """
         if d is None:
             return cls()
+        allowed = {f.name for f in dataclasses.fields(cls)} | {"template"}
+        unknown = sorted(set(d) - allowed) if isinstance(d, dict) else []
+        if unknown:  # named with template among the keys a space takes
+            raise ConfigError(f"unknown key(s) {unknown} in space; allowed: {sorted(allowed)}")
         if isinstance(d, dict) and "template" in d:
             rest = {k: v for k, v in d.items() if k != "template"}
             return cls.from_template(resolve_arch(d["template"])[0], **rest)
@@ -215,6 +219,17 @@ class SearchSpace:
             head_convs=int(head["num_convs"]),
             neck_out=tuple(int(c) for c in neck["out"]),
             head_width=int(head["width"][0]),
+        )
+        # the default ranges, widened to hold the template's own backbone (damo-tiny's last
+        # stage has 512 channels, over the default 384): a search from it may keep it
+        default = cls()
+        values["widths"] = tuple(
+            (min(lo, int(s["out"])), max(hi, int(s["out"])))
+            for (lo, hi), s in zip(default.widths, stages, strict=True)
+        )
+        values["depths"] = tuple(
+            (lo, hi) if i == 0 else (min(lo, int(s["depth"])), max(hi, int(s["depth"])))
+            for i, ((lo, hi), s) in enumerate(zip(default.depths, stages, strict=True))
         )
         values.update(overrides)
         return from_mapping(cls, values, "space")
