@@ -789,6 +789,21 @@ def _run_stage(
     return record
 
 
+def _warn_unbenched(rec: Recipe) -> None:
+    """Say which stages come after the last bench stage: what they make is in no table."""
+    benches = [i for i, s in enumerate(rec.stages, 1) if s.name == "bench"]
+    later = [f"{i} ({s.name})" for i, s in enumerate(rec.stages, 1) if benches and i > benches[-1]]
+    if later:
+        log.warning(
+            "%s: stage %s comes after the bench stage (%d): what %s makes is in no table (put "
+            "bench last to measure it)",
+            rec.source,
+            ", ".join(later),
+            benches[-1],
+            "it" if len(later) == 1 else "they",
+        )
+
+
 def _is_compress_record(path: Path) -> bool:
     """Whether ``path`` holds what run_recipe writes as compress.json (a budget run's too)."""
     try:
@@ -839,6 +854,7 @@ def _check_run(
     for arg, source in sources:
         refuse_overwriting_input(source, writes, arg=arg, hint="choose another output folder")
     _check_named_models(rec, model)
+    _warn_unbenched(rec)
     run_configs, skipped = _preflight(rec)
     resolved = yaml.safe_dump(_as_run(rec).resolved(), sort_keys=False)
     earlier = (  # how runs made before a rule changed wrote the same recipe

@@ -979,3 +979,21 @@ def test_numpy_numbers_in_a_recipe_built_in_python_are_plain_ones():
     bench = rec.stages[0].config
     assert (bench.batches, bench.rounds) == ([1, 2], 2) and type(bench.rounds) is int
     assert yaml.safe_load(yaml.safe_dump(rec.resolved()))  # saved as a run saves it
+
+
+def test_a_stage_after_the_bench_stage_is_said_to_be_in_no_table(tmp_path, inputs, ran, caplog):
+    import logging
+
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    recipe = {"stages": ["bench", {"export": {"formats": ["onnx"]}}]}
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        run_recipe(model, data, recipe, out=tmp_path / "out")
+    assert "stage 2 (export) comes after the bench stage (1): what it makes is in no table" in (
+        caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        run_recipe(model, data, {"stages": [{"export": {}}, "bench"]}, out=tmp_path / "o2")
+    assert "in no table" not in caplog.text
