@@ -107,12 +107,15 @@ def test_resume_reruns_only_unfinished_stages(base, tmp_path, monkeypatch, caplo
     # a finished stage whose output is gone runs again from scratch, and the stages after it
     onnx_file = Path(res.report["deployable"]["export-onnx"])
     onnx_file.unlink()
-    (out / "01-export" / "leftover.txt").write_text("x")
+    (out / "01-export" / "model.torchscript").write_text("x")  # an earlier export's
+    (out / "01-export" / "notes.txt").write_text("mine")  # a user's: kept
     monkeypatch.setitem(pl._RUNNERS, "export", real_export)
     with caplog.at_level("WARNING", logger="yoloslim"):
         again = run_recipe(ckpt, data, recipe, out=out, resume=True)
     assert f"{onnx_file} is gone; running it again" in caplog.text
-    assert onnx_file.is_file() and not (out / "01-export" / "leftover.txt").exists()
+    assert onnx_file.is_file() and not (out / "01-export" / "model.torchscript").exists()
+    assert (out / "01-export" / "notes.txt").read_text() == "mine"
+    assert "kept notes.txt, which no stage writes" in caplog.text
     assert again.report["bench"]["rows"]
 
 
