@@ -13,6 +13,7 @@ from yoloslim.cli.common import (
     handle_errors,
     literal,
     print_table,
+    same_path,
     write_json,
 )
 
@@ -59,7 +60,7 @@ def bench(
     if report:
         check_report_folder(report)  # before the measuring, not after
     record = report_folder_record(json_path) if json_path else None
-    if record and not (report and _same_folder(Path(report), json_path.parent)):
+    if record and not (report and same_path(report, json_path.parent)):
         raise ConfigError(
             f"--json {json_path} is {record}; it is not replaced by this run's report: name "
             f"another file, or write that folder's files anew with --report {json_path.parent}"
@@ -72,10 +73,3 @@ def bench(
     print_table(rich_table(res.report))
     if report:
         console.print("wrote " + literal(", ".join(str(p) for p in files.values())))
-
-
-def _same_folder(a: Path, b: Path) -> bool:
-    try:
-        return a.expanduser().exists() and a.expanduser().samefile(b)
-    except OSError:
-        return False

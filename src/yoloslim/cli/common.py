@@ -34,6 +34,7 @@ __all__ = [
     "interrupt_exit_code",
     "interrupt_hint",
     "restart_hint",
+    "same_path",
     "layered",
     "literal",
     "option_given",
@@ -302,7 +303,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             # every option is known now (one given after --json too), and no work is done yet
             if json_path:
                 out = kwargs.get("out")
-                if isinstance(out, (str, Path)) and str(out) and _same_path(json_path, out):
+                if isinstance(out, (str, Path)) and str(out) and same_path(json_path, out):
                     # the folder the run makes: the report, written last, would find a folder
                     raise ConfigError(
                         f"--json {json_path} is the --out folder; name a .json file "
@@ -471,7 +472,7 @@ _NOT_A_REPORT = (
 )  # fmt: skip
 
 
-def _same_path(a: str | Path, b: str | Path) -> bool:
+def same_path(a: str | Path, b: str | Path) -> bool:
     """Whether ``a`` and ``b`` name one path (``~`` expanded, links and ``..`` resolved;
     neither needs to exist)."""
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()

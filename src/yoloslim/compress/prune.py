@@ -195,7 +195,7 @@ def prune(
         }
         # the returned model says it was pruned, as pruned.pt does (an export of it records
         # this step)
-        net.history = _history(upstream, cfg, out)
+        net.history = step
         for m in net.modules():  # the report has used the blocks' earlier names
             m.__dict__.pop(ORIGIN, None)
         result = Result(net, report)
