@@ -29,6 +29,26 @@ def test_shipped_recipes_validate(path):
     assert again.resolved() == rec.resolved()
 
 
+def test_a_prune_stage_records_the_ratio_it_runs_at():
+    # no goal: the 0.5 default is what runs, and recipe.yaml / prune_report.json say so
+    stages = [{"prune": {}}, {"prune": {"ratio": 0.3}}, {"prune": {"target_flops": 0.6}},
+              {"prune": {"method": "depth", "depth_ratio": 0.5}}]
+    rec = load_recipe({"stages": stages})
+    got = [s["prune"]["ratio"] for s in rec.resolved()["stages"]]
+    assert got == [0.5, 0.3, None, None]
+    again = load_recipe(yaml.safe_load(yaml.safe_dump(rec.resolved())))
+    assert again.resolved() == rec.resolved()
+    # a run that recorded `ratio: null` (before this rule) is still the same recipe on resume
+    from yoloslim.pipeline import _same_recipe
+
+    old = yaml.safe_load(yaml.safe_dump(rec.resolved()))
+    old["stages"][0]["prune"]["ratio"] = None
+    now = yaml.safe_dump(rec.resolved(), sort_keys=False)
+    assert _same_recipe(yaml.safe_dump(old, sort_keys=False), now, ())
+    old["stages"][0]["prune"]["ratio"] = 0.4
+    assert not _same_recipe(yaml.safe_dump(old, sort_keys=False), now, ())
+
+
 def test_shipped_recipes_are_the_four_named():
     assert {p.stem for p in RECIPES} >= {"cpu-int8", "gpu-fp16", "max-accuracy", "edge-tiny"}
 

@@ -273,7 +273,10 @@ class PruneConfig:
         return self.width_ratio is not None or has_budget or self.depth_ratio is not None
 
     def to_dict(self) -> dict:
+        """The settings as plain values; ``ratio`` is the one used (the 0.5 default where no
+        other goal is given), so that a record shows what ran and reads back the same."""
         d = dataclasses.asdict(self)
+        d["ratio"] = self.width_ratio
         d["criterion"], d["method"], d["ignore"] = (
             self.criterion.value,
             self.method.value,
