@@ -31,8 +31,12 @@ def test_shipped_recipes_validate(path):
 
 def test_a_prune_stage_records_the_ratio_it_runs_at():
     # no goal: the 0.5 default is what runs, and recipe.yaml / prune_report.json say so
-    stages = [{"prune": {}}, {"prune": {"ratio": 0.3}}, {"prune": {"target_flops": 0.6}},
-              {"prune": {"method": "depth", "depth_ratio": 0.5}}]
+    stages = [
+        {"prune": {}},
+        {"prune": {"ratio": 0.3}},
+        {"prune": {"target_flops": 0.6}},
+        {"prune": {"method": "depth", "depth_ratio": 0.5}},
+    ]
     rec = load_recipe({"stages": stages})
     got = [s["prune"]["ratio"] for s in rec.resolved()["stages"]]
     assert got == [0.5, 0.3, None, None]
