@@ -325,6 +325,27 @@ def test_the_best_are_timed_again_and_those_over_the_latency_budget_dropped(monk
         _small_search(budget=Budget(latency_ms=smallest * 0.75))
 
 
+def test_the_smallest_network_is_timed_again_before_a_latency_budget_is_refused(monkeypatch):
+    # a busy machine's one sample of the smallest network (100x its latency) refuses no search
+    evaluator_mod = importlib.import_module("yoloslim.nas.evaluator")
+    monkeypatch.setattr(evaluator_mod, "measure_latency_ms", lambda a, i, s: 1000.0)
+
+    def evaluator():
+        settings = dict(stage_weights=(1,), repeats=1, batch=1, seed=0, nc=2, imgsz=IMGSZ)
+        budget = Budget(latency_ms=12.0)
+        return evaluator_mod.Evaluator(
+            space=SPACE, budget=budget, latency=LatencySettings(warmup=1, runs=3), **settings
+        )
+
+    rounds = []
+    _time_again_as(monkeypatch, lambda arch: 10.0, rounds)
+    evaluator_mod.check_smallest(evaluator())  # timed again: 10 ms, within the budget
+    assert rounds == [SPACE.arch(SPACE.smallest(), 2)]
+    _time_again_as(monkeypatch, lambda arch: 20.0)  # still over when timed again: refused
+    with pytest.raises(ConfigError, match=r"smallest: 20 ms .*the fastest of 4 timings"):
+        evaluator_mod.check_smallest(evaluator())
+
+
 def test_latency_cache_file_is_reused_by_a_later_search_on_the_same_settings(
     monkeypatch, tmp_path, caplog
 ):

@@ -168,11 +168,16 @@ def check_smallest(ev: Evaluator) -> None:
         cache = ev.latency_cache  # looked up without counting it as reused
         cached = cache.key(ev.space.arch(small, ev.nc)) in cache.entries
         lat = ev.latency_of(small)
+        if lat > b.latency_ms and not cached:
+            # one sample of a busy machine can be many times the network's latency: the
+            # search is refused only when timing it again does not bring it within budget
+            again = measure_rounds([ev.space.arch(small, ev.nc)], ev.imgsz, ev.latency, 3)[0]
+            lat = min(lat, *again)
         if lat > b.latency_ms:
             where = (
                 f"read from the latency cache {cache.path}; --no-latency-cache measures it again"
                 if cached
-                else "measured now"
+                else "the fastest of 4 timings, measured now"
             )
             msgs.append(
                 f"latency_ms={b.latency_ms} (smallest: {lat:.3g} ms on {ev.latency.runtime}, "
