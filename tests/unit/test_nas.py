@@ -696,6 +696,10 @@ def test_search_settings_out_of_range_and_seeds_of_another_kind_are_refused(tmp_
         _small_search(init=seed)
     with pytest.raises(ConfigError, match="is the search's own arch.yaml"):
         _small_search(out=tmp_path / "o.yaml", latency_cache=tmp_path / "o.yaml")
+    (tmp_path / "notes.txt").write_text("mine")  # taken for a folder: said plainly, kept
+    with pytest.raises(ConfigError, match=r"notes.txt: is a file that is no \.yaml; name an"):
+        _small_search(out=tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_two_arch_files_in_one_folder_do_not_share_a_report(found, tmp_path):

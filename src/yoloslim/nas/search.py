@@ -539,6 +539,11 @@ def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
     """Fail before the search, not after it, when ``out`` cannot be written, would replace
     an ``init`` architecture file (its hand edits would be lost), or is ``cache_file``."""
     arch_path = _arch_path(out)
+    if arch_path != out and out.is_file():  # `--out notes.txt`: a file, taken for a folder
+        raise ConfigError(
+            f"out={out}: is a file that is no .yaml; name an arch .yaml to write (nas_report.json "
+            "goes beside it) or a folder"
+        )
     if arch_path.is_dir():
         raise ConfigError(f"out={out}: {arch_path} is a folder; name a file or another folder")
     problem = write_problem(arch_path)
