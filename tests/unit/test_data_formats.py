@@ -333,6 +333,16 @@ def test_read_coco_keeps_crowds_apart_as_ignore_regions_and_the_areas(tmp_path):
             r"images\[2\]: id 'photo' is not an integer \(COCO's ids are integers\)",
         ),
         (lambda d: d["categories"][0].update(name="bird"), "categories .* do not match names"),
+        (
+            lambda d: d["categories"][1].update(id="cat"),
+            r"categories\[1\]: id 'cat' is not an integer \(COCO's ids are integers\)",
+        ),
+        (lambda d: d["categories"][1].pop("name"), r"categories\[1\] \(id=\d+\): no 'name'$"),
+        (
+            lambda d: d["categories"][1].update(id=d["categories"][0]["id"]),
+            r"categories\[1\]: duplicate category id \d+ \(also categories\[0\]\)",
+        ),
+        (lambda d: d["categories"].append(3), r"categories\[\d\]: expected an object, got"),
         # merged exports that both count image ids from 1
         (
             lambda d: d["images"].append({**d["images"][0], "file_name": "other.png"}),

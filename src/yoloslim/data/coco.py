@@ -100,12 +100,7 @@ def read_coco(
         if key in data and not isinstance(data[key], list):
             raise _coco_error(jp, f"key '{key}' must be a list, got {_kind(data[key])}")
     annotations = data.get("annotations", [])  # absent: an image list without labels
-    try:
-        cats = sorted(data.get("categories", []), key=lambda c: int(c["id"]))
-        cat_names = [str(c["name"]) for c in cats]
-        cat_ids = [int(c["id"]) for c in cats]
-    except (KeyError, TypeError, ValueError) as e:
-        raise _coco_error(jp, f"malformed 'categories': {e!r}") from e
+    cat_ids, cat_names = _categories(jp, data.get("categories", []))
     if names is not None and (set(cat_names) - set(names) or len(cat_names) != len(names)):
         cat_ids, cat_names = _drop_unused_categories(annotations, jp, cat_ids, cat_names, names)
     if names is None:
@@ -283,6 +278,28 @@ def _merge(jp: Path, images: dict[int, dict], anns: dict[int, list]) -> None:
             repeats,
             examples(merged),
         )
+
+
+def _categories(jp: Path, cats: list) -> tuple[list[int], list[str]]:
+    """The categories' ids and names, in id order; each entry's mistake (not an object, no
+    or a non-integer ``id``, no ``name``, an id given twice) is named with its index."""
+    ids: list[int] = []
+    names: list[str] = []
+    for i, c in enumerate(cats):
+        if not isinstance(c, dict):
+            raise _coco_error(jp, f"categories[{i}]: expected an object, got {_kind(c)}")
+        cid = _integer(jp, f"categories[{i}]", c, "id")
+        if "name" not in c:
+            raise _coco_error(jp, f"categories[{i}] (id={cid}): no 'name'")
+        if cid in ids:
+            raise _coco_error(
+                jp,
+                f"categories[{i}]: duplicate category id {cid} (also categories[{ids.index(cid)}])",
+            )
+        ids.append(cid)
+        names.append(str(c["name"]))
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    return [ids[i] for i in order], [names[i] for i in order]
 
 
 def _drop_unused_categories(
