@@ -609,3 +609,30 @@ def test_boxes_wholly_outside_their_image_are_counted_in_a_warning(tmp_path, cap
         samples = read_voc(tmp_path / "voc" / "ImageSets" / "Main" / "val.txt", NAMES)
     _assert_matches(samples, splits["val"])
     assert f"1 box(es) wholly outside their image left out ({img.name}.xml (1))" in caplog.text
+
+
+def test_boxes_reaching_past_their_image_are_cut_with_a_warning(tmp_path, caplog):
+    # they were cut at the edge without a word, and mAP then differs from COCOeval's on the file
+    write_coco(tmp_path, _splits(), NAMES)
+    path = tmp_path / "instances_train.json"
+    data = json.loads(path.read_text())
+    first = data["images"][0]
+    w, h = first["width"], first["height"]
+    ann = data["annotations"][0]
+    data["annotations"] += [
+        {**ann, "id": 98, "image_id": first["id"], "bbox": [w - 10, 2, 30, 10]},  # 20 px past
+        {**ann, "id": 99, "image_id": first["id"], "bbox": [0, 0, w + 0.5, h]},  # rounding
+    ]
+    path.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
+        samples, _ = read_coco(path, tmp_path / "train", NAMES)
+    said = f"1 box(es) reaching more than 1 px past their image's edge cut at it (image id "
+    assert said + f"{first['id']} (1)); they are trained and scored as cut" in caplog.text
+    got = next(s for s in samples if s.image_id == first["id"]).boxes
+    assert [w - 10, 2, w, 12] in got.tolist() and [0, 0, w, h] in got.tolist()
+    caplog.clear()
+    data["annotations"] = data["annotations"][:-2]
+    path.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
+        read_coco(path, tmp_path / "train", NAMES)
+    assert "past their image" not in caplog.text

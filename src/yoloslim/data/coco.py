@@ -23,7 +23,9 @@ from yoloslim.data.sample import (
     annotated_size,
     clip_to_image,
     examples,
+    past_edge,
     probe_images,
+    warn_clipped,
     warn_empty,
     warn_outside,
 )
@@ -164,6 +166,7 @@ def read_coco(
     sizes = probe_images([v["path"] for v in images.values()], jp, skipped, hint=hint)
     samples = []
     outside: dict[str, int] = {}
+    clipped: dict[str, int] = {}
     check = SizeCheck()
     for img_id, v in images.items():
         if v["path"] not in sizes:
@@ -172,8 +175,10 @@ def read_coco(
         scale = check.scale(v["file_name"], v["size"], size)
         objects = [x for x in anns[img_id] if not x[3]]
         crowds = [x for x in anns[img_id] if x[3]]
-        boxes, classes, areas = _coco_boxes(objects, *size, scale)
-        ignore, ignore_classes, ignore_areas = _coco_boxes(crowds, *size, scale)
+        boxes, classes, areas, cut = _coco_boxes(objects, *size, scale)
+        ignore, ignore_classes, ignore_areas, _ = _coco_boxes(crowds, *size, scale)
+        if cut:
+            clipped[f"image id {img_id}"] = cut
         lost = sum(min(b[2:]) > 0 for _, b, _, _ in objects) - len(boxes)  # not the empty ones
         if lost:
             outside[f"image id {img_id}"] = lost
@@ -191,6 +196,7 @@ def read_coco(
             )
         )
     check.warn(jp)
+    warn_clipped(jp, clipped)
     warn_outside(jp, outside)
     return samples, out_names
 
@@ -334,16 +340,17 @@ def _drop_unused_categories(
 
 def _coco_boxes(
     anns: list, w: int, h: int, scale: tuple[float, float] | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
     """xyxy boxes (scaled by ``scale``, areas too) clipped to the image (empty ones dropped),
-    their classes, and their annotations' own areas (a box's area where an annotation has
-    none)."""
+    their classes, their annotations' own areas (a box's area where an annotation has
+    none), and how many were cut at the edge (:func:`past_edge`)."""
     boxes = np.array([b for _, b, _, _ in anns], np.float64).reshape(-1, 4)
     boxes[:, 2:] += boxes[:, :2]
     own = [a for _, _, a, _ in anns]
     if scale is not None:
         boxes *= [scale[0], scale[1], scale[0], scale[1]]
         own = [None if a is None else a * scale[0] * scale[1] for a in own]
+    cut = past_edge(boxes, w, h)
     boxes, keep = clip_to_image(boxes, w, h)
     box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     areas = np.array(
@@ -351,4 +358,4 @@ def _coco_boxes(
         np.float64,
     )
     classes = np.array([c for c, _, _, _ in anns], np.int64)
-    return boxes[keep], classes[keep], areas[keep]
+    return boxes[keep], classes[keep], areas[keep], cut

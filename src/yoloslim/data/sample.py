@@ -24,6 +24,8 @@ __all__ = [
     "examples",
     "probe_images",
     "warn_empty",
+    "past_edge",
+    "warn_clipped",
     "warn_outside",
 ]
 
@@ -257,6 +259,34 @@ def clip_to_image(xyxy: np.ndarray, w: float, h: float) -> tuple[np.ndarray, np.
     left with an area (a box wholly outside the image, or of zero width, has none)."""
     boxes = np.clip(np.asarray(xyxy, np.float64).reshape(-1, 4), 0, [w, h, w, h])
     return boxes, (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+
+EDGE_TOL = 1.0  # px past the edge a box may reach unsaid (annotation tools round)
+
+
+def past_edge(xyxy: np.ndarray, w: float, h: float) -> int:
+    """How many of the ``(N, 4)`` xyxy pixel boxes reach more than ``EDGE_TOL`` px past
+    their ``w`` x ``h`` image and keep an area in it: those that :func:`clip_to_image`
+    cuts at the edge (a box wholly outside it is left out instead)."""
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    over = (b[:, :2] < -EDGE_TOL).any(1) | (b[:, 2] > w + EDGE_TOL) | (b[:, 3] > h + EDGE_TOL)
+    return int((over & clip_to_image(b, w, h)[1]).sum())
+
+
+def warn_clipped(source: str | Path, clipped: dict[str, int]) -> None:
+    """One warning for the boxes cut at their image's edge; ``clipped`` maps an image to its
+    count. Training and mAP use the cut boxes, so COCOeval run on the annotation file
+    itself, whose boxes reach past the image, scores the same detections otherwise."""
+    if clipped:
+        where = [f"{k} ({n})" for k, n in clipped.items()]
+        logger.warning(
+            "%s: %d box(es) reaching more than %g px past their image's edge cut at it (%s); "
+            "they are trained and scored as cut, so mAP from COCOeval on this file may differ",
+            source,
+            sum(clipped.values()),
+            EDGE_TOL,
+            examples(where),
+        )
 
 
 def warn_outside(source: str | Path, outside: dict[str, int]) -> None:

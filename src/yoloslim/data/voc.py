@@ -26,7 +26,9 @@ from yoloslim.data.sample import (
     annotated_size,
     clip_to_image,
     examples,
+    past_edge,
     probe_images,
+    warn_clipped,
     warn_outside,
 )
 from yoloslim.errors import DataError
@@ -307,30 +309,34 @@ def read_voc(
     sizes = probe_images([p for _, p, _, _ in parsed], src, skipped, hint=hint)
     samples = []
     outside: dict[str, int] = {}
+    clipped: dict[str, int] = {}
     check = SizeCheck()
     for image_id, img, annotated, (boxes, classes, hard_boxes, hard_classes) in parsed:
         if img not in sizes:
             continue
         w, h = sizes[img]
         scale = check.scale(f"{ids[image_id][0]}.xml", annotated, (w, h))
-        kept = _clipped(boxes, classes, w, h, scale)
+        *kept, cut = _clipped(boxes, classes, w, h, scale)
         if len(kept[0]) < len(boxes):
             outside[f"{ids[image_id][0]}.xml"] = len(boxes) - len(kept[0])
-        samples.append(
-            Sample(img, *kept, w, h, image_id, *_clipped(hard_boxes, hard_classes, w, h, scale))
-        )
+        if cut:
+            clipped[f"{ids[image_id][0]}.xml"] = cut
+        hard = _clipped(hard_boxes, hard_classes, w, h, scale)[:2]
+        samples.append(Sample(img, *kept, w, h, image_id, *hard))
     check.warn(src)
+    warn_clipped(src, clipped)
     warn_outside(src, outside)
     return samples
 
 
 def _clipped(
     boxes: list, classes: list, w: int, h: int, scale: tuple[float, float] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes (scaled by ``scale``) clipped to the image, without the empty ones, and their
-    classes."""
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Boxes (scaled by ``scale``) clipped to the image, without the empty ones, their
+    classes, and how many were cut at the edge (:func:`past_edge`)."""
     arr = np.array(boxes, np.float64).reshape(-1, 4)
     if scale is not None:
         arr = arr * [scale[0], scale[1], scale[0], scale[1]]
+    cut = past_edge(arr, w, h)
     arr, keep = clip_to_image(arr, w, h)
-    return arr[keep].astype(np.float32), np.array(classes, np.int64).reshape(-1)[keep]
+    return arr[keep].astype(np.float32), np.array(classes, np.int64).reshape(-1)[keep], cut
