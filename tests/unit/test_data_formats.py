@@ -626,7 +626,7 @@ def test_boxes_reaching_past_their_image_are_cut_with_a_warning(tmp_path, caplog
     path.write_text(json.dumps(data))
     with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
         samples, _ = read_coco(path, tmp_path / "train", NAMES)
-    said = f"1 box(es) reaching more than 1 px past their image's edge cut at it (image id "
+    said = "1 box(es) reaching more than 1 px past their image's edge cut at it (image id "
     assert said + f"{first['id']} (1)); they are trained and scored as cut" in caplog.text
     got = next(s for s in samples if s.image_id == first["id"]).boxes
     assert [w - 10, 2, w, 12] in got.tolist() and [0, 0, w, h] in got.tolist()
