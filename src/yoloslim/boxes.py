@@ -59,7 +59,10 @@ def box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-7) -> torch.Tensor
         a: ``(N, 4)`` boxes.
         b: ``(M, 4)`` boxes.
         eps: The least union divided by, so that empty boxes give 0, not NaN (a floor, not an
-            addend: identical boxes of any area give 1).
+            addend: identical boxes give 1 down to an area of ``eps``; below it, less).
+            Inverted boxes (x2 < x1) are empty, as in :func:`box_area` (ONNX's
+            NonMaxSuppression, in an ``--nms`` export, reorders their corners instead; the
+            heads here never make one).
 
     Returns:
         ``(N, M)`` IoU matrix.
