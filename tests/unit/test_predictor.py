@@ -1,3 +1,4 @@
+import io
 import shutil
 import threading
 import time
@@ -629,6 +630,53 @@ def test_yolo_labels_of_detections_read_back_as_the_same_boxes(tmp_path):
     assert classes.tolist() == [2, 0]
     empty = Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64), ["a"], (8, 8))
     assert empty.to_yolo() == ""
+    # a box with no width or height left in the image is no label line (the readers drop it)
+    edge = Detections(
+        np.array([[120.0, 5, 130, 20]]), np.array([0.5]), np.array([1]), ["a", "b"], (80, 120)
+    )
+    assert edge.to_yolo() == ""
+
+
+def test_boxes_wholly_in_the_letterbox_padding_are_no_detections(ckpt, monkeypatch):
+    # clamped onto the image's edge they came back with no width: counted, drawn, labelled
+    import yoloslim.runtime.predictor as predictor
+
+    pred = Predictor(ckpt, conf=0.05)
+    tall = _images(1)[0][:, :20]  # narrow: wide grey bands left and right at 64 px
+    real = predictor.postprocess
+
+    def with_padding_boxes(preds, **kw):
+        out = real(preds, **kw)
+        pad = torch.tensor([[0.0, 10, 10, 40, 0.99, 0], [60, 10, 63, 40, 0.98, 1]])
+        return [torch.cat([pad, d]) for d in out]
+
+    monkeypatch.setattr(predictor, "postprocess", with_padding_boxes)
+    det = pred.predict(tall)[0]
+    w = tall.shape[1]
+    assert ((det.boxes[:, 2] > det.boxes[:, 0]) & (det.boxes[:, 3] > det.boxes[:, 1])).all()
+    assert det.scores.max() < 0.98 and (det.boxes[:, [0, 2]] <= w).all()
+
+
+def test_a_stream_without_images_keeps_no_pixels_and_the_same_detections(ckpt, tmp_path):
+    for i, arr in enumerate(_images(3, seed=5)):
+        Image.fromarray(arr).save(tmp_path / f"{i}.png")
+    pred = Predictor(ckpt, conf=0.05)
+    kept = list(pred.stream(tmp_path, batch=2))
+    bare = list(pred.stream(tmp_path, batch=2, images=False))
+    assert all(a is not None for a, _ in kept) and all(a is None for a, _ in bare)
+    for (_, a), (_, b) in zip(kept, bare, strict=True):
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+        assert a.shape == b.shape and a.source == b.source
+
+
+def test_a_drawing_too_large_for_a_jpeg_is_scaled_down_to_fit():
+    from yoloslim.runtime.draw import JPEG_MAX_SIDE, fit_jpeg
+
+    small = Image.new("RGB", (640, 480))
+    assert fit_jpeg(small) is small
+    strip = fit_jpeg(Image.new("RGB", (70000, 160)))
+    assert strip.size == (JPEG_MAX_SIDE, 150)
+    strip.save(io.BytesIO(), format="JPEG")  # the unscaled one: "broken data stream"
 
 
 def test_describe_and_benchmark_take_a_predictor_for_the_file_it_runs(ckpt):
@@ -707,6 +755,8 @@ def test_an_openvino_device_it_does_not_see_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"device='cuda': .*cuda is for \.pt, \.torchscript"):
         Predictor(xml, device="cuda")
     assert Predictor(xml, device="cpu").backend.static_imgsz == 64
+    # a virtual device (AUTO, MULTI, HETERO) does not say what it computes in: it still runs
+    assert Predictor(xml, device="AUTO").backend.precision == "unknown"
 
 
 @pytest.mark.parametrize(("rotation", "corner"), [(-90, (0, -1)), (90, (-1, 0)), (180, (-1, -1))])

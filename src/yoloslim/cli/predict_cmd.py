@@ -359,9 +359,9 @@ def _predict_images(
 ) -> None:
     from rich.progress import Progress
 
-    from yoloslim.runtime.draw import DRAWN_COMMENT, draw_detections
+    from yoloslim.runtime.draw import DRAWN_COMMENT, JPEG_MAX_SIDE, draw_detections, fit_jpeg
 
-    stream = pred.stream(files, batch=batch, skip_unreadable=source.is_dir())
+    stream = pred.stream(files, batch=batch, skip_unreadable=source.is_dir(), images=bool(outputs))
     with Progress(console=console, disable=len(files) < 2) as progress:
         task = progress.add_task("predict", total=len(files))
         for arr, det in stream:
@@ -371,10 +371,14 @@ def _predict_images(
                 record["labels"] = records.write_label(labels[src], det.to_yolo())
             records.append(record)
             if src in outputs:  # whole or not at all, even when stopped mid-write
+                drawn = draw_detections(arr, det)
+                if max(drawn.size) > JPEG_MAX_SIDE:
+                    err_console.print(
+                        f"[yellow]{escape(src.name)}: its drawing is scaled down to "
+                        f"{JPEG_MAX_SIDE} px, the most a JPEG holds ({drawn.width}x{drawn.height})"
+                    )
                 buf = io.BytesIO()  # Pillow's save said nothing when the disk filled
-                draw_detections(arr, det).save(
-                    buf, format="JPEG", quality=92, comment=DRAWN_COMMENT
-                )
+                fit_jpeg(drawn).save(buf, format="JPEG", quality=92, comment=DRAWN_COMMENT)
                 atomic_write_bytes(outputs[src], buf.getvalue())
             console.print(f"{escape(src.name)}: {len(det)} detection{'' if len(det) == 1 else 's'}")
             progress.advance(task)

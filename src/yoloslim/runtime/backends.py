@@ -285,12 +285,16 @@ class OpenVINOBackend(Backend):
         self.end_to_end = ir_end_to_end(model)
         self.compiled = core.compile_model(model, device, config)
         # what the plugin really computes in: bf16 for "FP32" IR on AMX CPUs (README, Tolerances)
+        try:
+            computed_in = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        except RuntimeError:  # AUTO, MULTI, HETERO: a virtual device does not say
+            computed_in = None
         precision = precision_name(
-            self.compiled.get_property("INFERENCE_PRECISION_HINT"),
+            computed_in,
             quantized=any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()),
         )
         computed = precision.removeprefix("int8+")  # a quantized model's float part
-        if hint and computed != hint:
+        if hint and computed not in (hint, "unknown"):
             # e.g. f16 on a CPU without FP16 arithmetic: the plugin falls back to bf16
             log.warning(
                 "%s: OpenVINO's %s plugin computes in %s here, not the %s asked for (it has "

@@ -8,12 +8,19 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from yoloslim.errors import ConfigError
 from yoloslim.fileio import file_key
 
-__all__ = ["DRAWN_COMMENT", "draw_detections", "class_colour", "drawn_paths"]
+__all__ = [
+    "DRAWN_COMMENT",
+    "JPEG_MAX_SIDE",
+    "class_colour",
+    "draw_detections",
+    "drawn_paths",
+    "fit_jpeg",
+]
 
 # the JPEG comment of every image predict draws: a later run replaces only these
 DRAWN_COMMENT = b"drawn by yoloslim predict"
@@ -25,22 +32,49 @@ def class_colour(c: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
+# the largest side a JPEG holds (libjpeg's limit); a larger drawing is scaled down to it
+JPEG_MAX_SIDE = 65500
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's own font at ``size`` px (no font file needed); its fixed 11 px bitmap font
+    where Pillow was built without FreeType."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (ImportError, OSError, TypeError, ValueError):
+        return ImageFont.load_default()
+
+
 def draw_detections(image: np.ndarray, dets) -> Image.Image:
-    """A copy of ``image`` (HxWx3 RGB) with boxes and ``name score`` labels."""
+    """A copy of ``image`` (HxWx3 RGB) with boxes and ``name score`` labels, whose lines and
+    text grow with the image (legible on a 24 MP photo as on a 640 px one)."""
     im = Image.fromarray(image).copy()
     draw = ImageDraw.Draw(im)
     width = max(1, round(max(im.size) / 320))
+    font = _font(max(11, 5 * width + 6))
     for box, score, c in zip(dets.boxes, dets.scores, dets.classes, strict=True):
         colour = class_colour(int(c))
         x1, y1, x2, y2 = (float(v) for v in box)
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
         name = dets.names[int(c)] if int(c) < len(dets.names) else str(int(c))
         label = f"{name} {score:.2f}"
-        tw = draw.textlength(label)
-        ty = max(0.0, y1 - 11)
-        draw.rectangle([x1, ty, x1 + tw + 4, ty + 11], fill=colour)
-        draw.text((x1 + 2, ty), label, fill=(0, 0, 0))
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        tw, th = right - left + 2 * width + 2, bottom - top + 2 * width + 2
+        tx = min(x1, max(0.0, im.width - tw))  # kept inside the image's right edge
+        ty = y1 - th if y1 >= th else y1  # above the box, or inside it at the top
+        draw.rectangle([tx, ty, tx + tw, ty + th], fill=colour)
+        draw.text((tx + width + 1 - left, ty + width + 1 - top), label, fill=(0, 0, 0), font=font)
     return im
+
+
+def fit_jpeg(im: Image.Image) -> Image.Image:
+    """``im``, scaled down where a side is over :data:`JPEG_MAX_SIDE` (a panorama strip's
+    drawing would fail to save as the JPEG it is written as)."""
+    side = max(im.size)
+    if side <= JPEG_MAX_SIDE:
+        return im
+    k = JPEG_MAX_SIDE / side
+    return im.resize((max(1, round(im.width * k)), max(1, round(im.height * k))), Image.BILINEAR)
 
 
 def _fit_name(tag: str, suffix: str, limit: int = 255) -> str:

@@ -116,8 +116,10 @@ def save_ir(ov, model, path: str | Path, *, fp16: bool = False, check=None) -> P
 def precision_name(hint, quantized: bool = False) -> str:
     """How yoloslim names what OpenVINO computes in: an ``INFERENCE_PRECISION_HINT`` value
     (``f32``, ``bf16``), or for a quantized model ``int8+`` and the precision of the rest
-    (its box decode, say)."""
-    name = hint.to_string() if hasattr(hint, "to_string") else str(hint)
+    (its box decode, say); ``unknown`` where the device does not say (AUTO, MULTI, HETERO)."""
+    name = (
+        "unknown" if hint is None else hint.to_string() if hasattr(hint, "to_string") else str(hint)
+    )
     return f"int8+{name}" if quantized else name
 
 
