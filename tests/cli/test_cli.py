@@ -1130,6 +1130,10 @@ def test_predict_replaces_only_images_it_drew_and_one_run_at_a_time(
     inside = [*argv[:-1], str(src / "drawn")]
     assert main(inside) == 0
     assert "its subfolders are read too" in " ".join(capsys.readouterr().err.split())
+    # --save SOURCE: the next predict of it read the drawn images as inputs
+    assert main([*argv[:-1], str(src), "--threads", "1"]) == 2
+    assert "is the source folder: the drawn images would join" in capsys.readouterr().err
+    assert sorted(p.name for p in src.iterdir()) == ["drawn", "img0.png"]
     # drawn by an earlier version (no comment) but listed by its detections.json: replaced
     Image.open(save / "img0.jpg").save(save / "img0.jpg")  # re-encoded: the comment is gone
     assert main(argv) == 0

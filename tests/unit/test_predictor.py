@@ -285,6 +285,26 @@ def test_a_gif_in_a_folder_is_read_as_one_by_name_is(ckpt, tmp_path):
     np.testing.assert_array_equal(folder[0].boxes, alone.boxes)
 
 
+def test_a_folder_reads_what_a_path_reads_and_leaves_hidden_files_out(ckpt, tmp_path):
+    arr = _images(1, seed=3)[0]
+    for name in ("a.jfif", "b.tga", "c.ppm"):
+        Image.fromarray(arr).save(tmp_path / name, format={"jfif": "JPEG"}.get(name[2:]))
+    (tmp_path / "._a.jfif").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # a macOS copy's
+    Image.fromarray(arr).save(tmp_path / ".hidden.png")
+    got = [Path(d.source).name for d in Predictor(ckpt).predict(tmp_path)]
+    assert got == ["a.jfif", "b.tga", "c.ppm"]
+    videos = tmp_path / "v"
+    videos.mkdir()
+    (videos / "clip.mp4").write_bytes(b"")
+    with pytest.raises(DataError, match=r"holds no images .*it holds 1 video\(s\) \(clip.mp4\)"):
+        Predictor(ckpt).predict(videos)
+    with pytest.raises(DataError, match=r"x\*.png: .* \(patterns are not expanded"):
+        Predictor(ckpt).predict(tmp_path / "x*.png")
+    (tmp_path / "list.txt").write_text("a.jfif\n")
+    with pytest.raises(DataError, match=r"list.txt: cannot decode .*a list of paths is not read"):
+        Predictor(ckpt).predict(tmp_path / "list.txt")
+
+
 def test_folder_without_a_readable_image_is_an_error(ckpt, tmp_path):
     (tmp_path / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (tmp_path / "b.png").write_bytes(b"nope")

@@ -54,11 +54,16 @@ def predict(
         help="OpenVINO .xml only: compute in f32 (the checkpoint's detections), bf16 or f16 "
         "(default: the plugin's choice, bf16 on AVX512-BF16/AMX CPUs).",
     ),
+    threads: int = typer.Option(
+        None,
+        help="Threads the runtime computes on (default: its own choice; on a busy machine "
+        "fewer can be much faster for .pt and .torchscript).",
+    ),
 ) -> None:
     """Detect objects; prints a summary and, with --save, writes drawn images/video and JSON.
 
-    A folder is read one image at a time (not its subfolders); images that cannot be
-    decoded are skipped with a warning.
+    A folder is read one image at a time (not its subfolders, nor hidden files); images
+    that cannot be decoded are skipped with a warning.
     """
     from yoloslim.errors import ConfigError, DataError
     from yoloslim.runtime.draw import drawn_paths
@@ -94,6 +99,7 @@ def predict(
         max_det=max_det,
         ov_precision=ov_precision,
         device=device,
+        threads=threads,
     )
     records = _Records(save, ledger if save_txt else None)
     # a second predict into the same --save is refused (detections.json would hold one of
@@ -331,10 +337,19 @@ def _check_label_names(
 
 
 def _warn_inside_source(source: Path, save: Path) -> None:
-    """A --save folder that is, or is inside, a SOURCE folder: a dataset split there reads
-    its subfolders too, and a later predict of SOURCE the drawn images."""
+    """ConfigError for a --save folder that is the SOURCE folder (a later predict of it
+    would read the drawn images as inputs); a warning for one inside it (a dataset split
+    there reads its subfolders too)."""
+    from yoloslim.errors import ConfigError
+
     where = save.expanduser().resolve()
-    if source.is_dir() and source.resolve() in (where, *where.parents):
+    if source.is_dir() and source.resolve() == where:
+        raise ConfigError(
+            f"--save {save} is the source folder: the drawn images would join its images, "
+            "and a later predict of it would read them as inputs; choose another folder (a "
+            "subfolder of it is not read)"
+        )
+    if source.is_dir() and source.resolve() in where.parents:
         err_console.print(
             f"[yellow]warning: --save {escape(str(save))} is (inside) {escape(str(source))}: "
             "where that folder is a dataset split, its subfolders are read too, so the drawn "

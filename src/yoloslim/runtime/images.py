@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from yoloslim.data.sample import IMAGE_SUFFIXES
+from yoloslim.data.sample import IMAGE_SUFFIXES, examples
 from yoloslim.errors import DataError
 
 # what predict reads from a folder: the dataset formats, and a GIF's first frame (as a GIF
 # given by name is read)
-FOLDER_SUFFIXES = (*IMAGE_SUFFIXES, ".gif")
+FOLDER_SUFFIXES = (*IMAGE_SUFFIXES, ".gif", ".jfif", ".jpe", ".tga", ".avif", ".ppm")
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -169,6 +169,13 @@ def _refuse_video(p: Path) -> None:
         )
 
 
+def _pattern_hint(p: Path) -> str:
+    """For a missing path that is a pattern (``imgs/*.jpg``, quoted so the shell left it)."""
+    if any(c in p.name for c in "*?["):
+        return " (patterns are not expanded: give a folder, or one image or video)"
+    return ""
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Decode one image file with :func:`to_rgb`.
 
@@ -177,13 +184,16 @@ def read_image(path: str | Path) -> np.ndarray:
     """
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"{p}: image does not exist")
+        raise DataError(f"{p}: image does not exist{_pattern_hint(p)}")
     _refuse_video(p)
     try:
         with Image.open(p) as im:
             return to_rgb(im, in_place=True)
     except Exception as e:  # noqa: BLE001 - PIL raises many types on bad files
-        raise DataError(f"{p}: cannot decode image ({type(e).__name__}: {e})") from e
+        hint = ""
+        if p.suffix.lower() in (".txt", ".csv", ".lst", ".list"):
+            hint = "; a list of paths is not read: give a folder of the images"
+        raise DataError(f"{p}: cannot decode image ({type(e).__name__}: {e}){hint}") from e
 
 
 def image_files(source: str | Path) -> list[Path]:
@@ -194,14 +204,29 @@ def image_files(source: str | Path) -> list[Path]:
     """
     p = Path(source)
     if p.is_dir():
+        # hidden files are left out: a macOS copy's "._IMG_1.JPG" is no image
         files = sorted(
-            f for f in p.iterdir() if f.suffix.lower() in FOLDER_SUFFIXES and f.is_file()
+            f
+            for f in p.iterdir()
+            if f.suffix.lower() in FOLDER_SUFFIXES and not f.name.startswith(".") and f.is_file()
         )
         if not files:
-            raise DataError(f"{p}: folder holds no images ({', '.join(FOLDER_SUFFIXES)})")
+            from yoloslim.runtime.video import VIDEO_SUFFIXES
+
+            videos = [f.name for f in p.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES]
+            also = (
+                f"; it holds {len(videos)} video(s) ({examples(sorted(videos))}): give a "
+                "video's path, one at a time"
+                if videos
+                else ""
+            )
+            raise DataError(
+                f"{p}: folder holds no images ({', '.join(FOLDER_SUFFIXES)}; hidden files "
+                f"are left out){also}"
+            )
         return files
     if not p.exists():
-        raise DataError(f"{p}: no such image, folder or video")
+        raise DataError(f"{p}: no such image, folder or video{_pattern_hint(p)}")
     return [p]
 
 
