@@ -809,3 +809,18 @@ def test_a_video_is_read_upright_by_its_display_rotation(tmp_path, rotation, cor
     cols = slice(0, 16) if corner[1] == 0 else slice(-16, None)
     assert shown[rows, cols][4:-4, 4:-4].mean() > 200  # the block, now in that corner
     assert shown.mean() < 80  # and nowhere else
+
+
+def test_a_drawn_video_of_odd_size_keeps_every_row_and_column(tmp_path):
+    # yuv420p wants even sides: the last row and column were cut (boxes in them lost)
+    pytest.importorskip("av")
+    from yoloslim.runtime.video import VideoReader, VideoWriter
+
+    frame = np.zeros((41, 61, 3), np.uint8)
+    frame[:, -1] = 255  # the last column white
+    with VideoWriter(tmp_path / "odd.mp4", fps=10) as w:
+        w.write(frame)
+    with VideoReader(tmp_path / "odd.mp4") as r:
+        (got,) = list(r)
+    assert got.shape == (42, 62, 3)
+    assert got[:, -2:].mean() > 200 and got[:, :55].mean() < 20  # kept, and repeated once

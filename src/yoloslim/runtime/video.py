@@ -149,10 +149,13 @@ class VideoWriter:
     def write(self, frame: np.ndarray) -> None:
         av = _av()
         if not self._opened:
-            h, w = frame.shape[:2]
-            self._stream.width, self._stream.height = w - w % 2, h - h % 2
+            h, w = frame.shape[:2]  # yuv420p wants even sides: an odd one gains a pixel
+            self._stream.width, self._stream.height = w + w % 2, h + h % 2
             self._opened = True
-        frame = frame[: self._stream.height, : self._stream.width]
+        h, w = frame.shape[:2]
+        H, W = self._stream.height, self._stream.width  # noqa: N806
+        if (h, w) != (H, W):  # the last row / column repeated (was cut, with boxes in it)
+            frame = np.pad(frame[:H, :W], ((0, max(0, H - h)), (0, max(0, W - w)), (0, 0)), "edge")
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         with naming(self.path, self._tmp):  # a full disk names the video, not a file of predict's
             for packet in self._stream.encode(vf):
