@@ -14,9 +14,10 @@ import os
 import platform
 import signal
 import statistics
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -156,6 +157,33 @@ class _Handle:
     replied: bool = False  # whether it has sent anything (its start-up is over)
 
 
+_MAIN_HIDDEN = threading.Lock()
+
+
+@contextlib.contextmanager
+def _main_not_imported() -> Iterator[None]:
+    """Start a spawned worker without the caller's script. Spawn imports ``__main__`` again
+    in the child (as ``__mp_main__``) from what ``Process.start`` reads off it, its module
+    name or file: the script's top-level code (an export, a training run) ran a second time
+    in every worker, writing into the same folders, and an unguarded one then failed. The
+    worker runs only yoloslim's code and takes no object of the script's, so for the moment
+    of the start ``__main__`` shows neither."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    with _MAIN_HIDDEN:
+        saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
+        main.__dict__.pop("__file__", None)
+        main.__spec__ = None
+        try:
+            yield
+        finally:
+            for k in ("__spec__", "__file__"):
+                main.__dict__.pop(k, None)
+            main.__dict__.update(saved)
+
+
 def _start(ctx: Any, path: str, cfg: LatencyConfig) -> _Handle:
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_worker, args=(child, path, cfg), daemon=True)
@@ -167,11 +195,13 @@ def _start(ctx: Any, path: str, cfg: LatencyConfig) -> _Handle:
     if threading.current_thread() is threading.main_thread():
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            proc.start()
+            with _main_not_imported():
+                proc.start()
         finally:
             signal.signal(signal.SIGINT, handler)
     else:  # only the main thread may set a handler
-        proc.start()
+        with _main_not_imported():
+            proc.start()
     # The worker holds its own copy now. Keeping the parent's open would hide the worker's
     # death: the pipe would never reach EOF.
     child.close()
@@ -224,16 +254,9 @@ def _died(w: _Handle) -> ExportError:
             f"{w.path}: the latency worker process {how} while loading the model, before it "
             "reported back (out of memory, or a crash in the runtime?)"
         )
-    # The usual cause: spawn imports the caller's __main__ again in the worker, and an
-    # unguarded script then tries to start workers from the worker, which multiprocessing
-    # refuses during its bootstrapping phase.
     return ExportError(
         f"{w.path}: the latency worker process {how} while starting, before it reported back "
-        "(its error, if any, is printed above). Latency is measured in spawned worker "
-        "processes, which import the calling script again: a script that calls benchmark, "
-        "quantize, prune or run_recipe must put those calls under "
-        '`if __name__ == "__main__":` (Python\'s multiprocessing docs, '
-        "'Safe importing of main module')."
+        "(its error, if any, is printed above)"
     )
 
 
@@ -243,12 +266,12 @@ def measure_latency(
     """Median/p90 latency (ms) of each artifact, each in its own process, rounds interleaved.
 
     The result is keyed by ``str(path)``; a single path counts as a list of one.
-    Measures in spawned worker processes: a script calling this needs
-    ``if __name__ == "__main__":``.
+    Measures in spawned worker processes, which run yoloslim's code only (not the calling
+    script's top level again: no ``if __name__ == "__main__":`` guard is needed).
 
     Raises:
         ExportError: a worker failed to load or run an artifact, or died (killed, crashed,
-            or could not start because the calling script has no ``__main__`` guard).
+            or could not start).
     """
     cfg = config or LatencyConfig()
     if isinstance(paths, str | os.PathLike):

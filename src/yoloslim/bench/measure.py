@@ -116,8 +116,8 @@ def benchmark(
 ) -> Result:
     """Measure every artifact in one run; the first one is the baseline for ratios.
 
-    Measures in spawned worker processes: a script calling this needs
-    ``if __name__ == "__main__":``.
+    Measures in spawned worker processes, which run yoloslim's code only (the calling
+    script is not imported again there; it needs no ``if __name__ == "__main__":``).
 
     Args:
         artifacts: ``.pt``, ``.torchscript``, ``.onnx`` or ``.xml`` files (one path counts
