@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from yoloslim.configs import plain_numbers
+from yoloslim.configs import check_flags, check_path, plain_numbers
 from yoloslim.errors import ConfigError
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.recipe import BenchStage, Recipe, load_recipe
@@ -300,6 +300,9 @@ def run_budget(
         ...                  target_latency=3.0, max_drop=1.0, out="runs/budget")
         >>> res.report["selected"]  # doctest: +SKIP
     """
+    check_flags(resume=resume, progress=progress)
+    from torch import nn
+
     from yoloslim.bench.latency import LatencyConfig
     from yoloslim.bench.measure import benchmark
     from yoloslim.bench.report import write_report
@@ -310,7 +313,16 @@ def run_budget(
     from yoloslim.models.checkpoint import read_checkpoint
     from yoloslim.pipeline import check_resume_inputs, run_inputs
     from yoloslim.runtime.ov_core import default_precision
+    from yoloslim.runtime.predictor import as_artifact
 
+    check_path(data, "data", "the data.yaml's path")
+    check_path(out, "out", "the output folder's path")
+    model = as_artifact(model)
+    if isinstance(model, nn.Module):
+        raise ConfigError(
+            "run_budget takes the model as a checkpoint file (the run records it and checks it "
+            "on resume): save it with ys.save_checkpoint and pass the path"
+        )
     ratios = _check_budget_args(model, target_latency, max_drop, ratios)
     # absolute: the run records its candidates' paths and resumes from any folder
     model = Path(model).expanduser().absolute()

@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_IMGSZ",
     "UniqueKeyLoader",
     "check_config",
+    "check_flags",
     "check_imgsz",
     "check_field_types",
     "check_path",
@@ -221,6 +222,14 @@ def plain_numbers(value: Any) -> Any:
     if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
         return value.tolist()  # a scalar's is a Python number, an array's a list
     return value
+
+
+def check_flags(**flags: Any) -> None:
+    """ConfigError for a flag argument that is not a bool: ``exist_ok="no"`` is truthy, and
+    replaced a training run."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name}={value!r} must be True or False")
 
 
 def int_problem(value: Any, low: int = 1, high: int | None = None) -> str | None:

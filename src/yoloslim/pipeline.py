@@ -48,7 +48,7 @@ from typing import Any
 
 import yaml
 
-from yoloslim.configs import DEFAULT_IMGSZ
+from yoloslim.configs import DEFAULT_IMGSZ, check_flags, check_path
 from yoloslim.errors import ConfigError
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input, staged
 from yoloslim.recipe import (
@@ -941,10 +941,13 @@ def run_recipe(
         ...                  out="runs/compress")
         >>> res.report["deployable"]  # doctest: +SKIP
     """
+    check_flags(resume=resume, progress=progress)
     from torch import nn
 
     from yoloslim.runtime.predictor import as_artifact
 
+    check_path(data, "data", "the data.yaml's path")
+    check_path(out, "out", "the output folder's path")
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     # absolute, so the paths the stages record still hold for a resume from another folder
     out = Path(out).expanduser().absolute()

@@ -2,8 +2,10 @@
 not a TypeError or AttributeError from deep inside (each is refused before any file is read)."""
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
 
 import yoloslim as ys
@@ -72,6 +74,59 @@ from yoloslim.models import build_model
             ConfigError,
             r"^imgsz=None: a checkpoint records the size",
         ),
+        # audit18: flags taken by truthiness ("no" replaced a training run), raw TypeErrors
+        (lambda: ys.train("damo-nano", "d.yaml", exist_ok="no"), ConfigError, r"^exist_ok='no'"),
+        (lambda: ys.train(None, None, out="r", resume="no"), ConfigError, r"^resume='no' must"),
+        (lambda: ys.distill("s", "t", "d.yaml", progress=1), ConfigError, r"^progress=1 must be"),
+        (lambda: ys.prune("m.pt", "d.yaml", exist_ok="yes"), ConfigError, r"^exist_ok='yes'"),
+        (lambda: ys.reparameterize(nn.Identity(), measure="no"), ConfigError, r"^measure='no'"),
+        (lambda: ys.run_recipe("m.pt", "d", "r", out="o", resume=0), ConfigError, r"^resume=0 "),
+        (
+            lambda: ys.run_budget("m.pt", "d", "r", out="o", max_drop=1, resume=0),
+            ConfigError,
+            r"^resume=0",
+        ),
+        (lambda: ys.quantize("m.pt", "d.yaml", progress="y"), ConfigError, r"^progress='y' must"),
+        (lambda: ys.distill("s", "t", "d.yaml", out=None), ConfigError, r"^out=None: expected"),
+        (lambda: ys.run_recipe("m.pt", None, "r", out="o"), ConfigError, r"^data=None: expected"),
+        (lambda: ys.run_recipe("m.pt", "d", "r", out=None), ConfigError, r"^out=None: expected"),
+        (
+            lambda: ys.run_budget("m.pt", None, "r", out="o", max_drop=1),
+            ConfigError,
+            r"^data=None: exp",
+        ),
+        (
+            lambda: ys.run_budget("m.pt", "d", "r", out=None, max_drop=1),
+            ConfigError,
+            r"^out=None: expec",
+        ),
+        (
+            lambda: ys.run_budget(build_model("damo-nano"), "d", "r", out="o", max_drop=1),
+            ConfigError,
+            r"^run_budget takes the model as a checkpoint file",
+        ),
+        (
+            lambda: ys.reparameterize(build_model("damo-nano"), example_input=[1.0]),
+            ConfigError,
+            r"^example_input: expected a tensor .*, got list",
+        ),
+        (
+            lambda: ys.reparameterize(
+                build_model("damo-nano"), example_input=torch.zeros(1, 1, 64, 64)
+            ),
+            ConfigError,
+            r"^example_input of shape \(1, 1, 64, 64\) does not fit the model: ",
+        ),
+        (
+            lambda: ys.save_checkpoint("x.pt", build_model("damo-nano"), imgsz=64, meta="note"),
+            ConfigError,
+            r"^meta='note': expected a mapping",
+        ),
+        (lambda: build_model("damo-nano", names="abc"), ModelError, r"^names='abc': expected a"),
+        (lambda: build_model("damo-nano", names=[1, 2]), ModelError, r"^names: 1 is no class"),
+        (lambda: build_model("out/model.onnx"), ModelError, r"model.onnx: is an exported artifact"),
+        (lambda: build_model(Path("m.xml")), ModelError, r"^m.xml: is an exported artifact; "),
+        (lambda: build_model("runs/best.pt"), ModelError, r"best.pt: a checkpoint is no model to"),
     ],
 )
 def test_wrong_types_name_the_argument(call, err, match):
@@ -176,3 +231,28 @@ def test_save_report_knows_every_record_the_command_line_guards():
     from yoloslim.result import RUN_RECORD_NAMES
 
     assert set(REPORT_OWNERS) | set(RUN_RECORDS) == RUN_RECORD_NAMES
+
+
+def test_a_checkpoint_takes_numpy_values_as_plain_ones_and_refuses_what_would_not_load(tmp_path):
+    # an np.float64 metric or numpy-string names were saved, replacing a good checkpoint,
+    # and then refused on load as "pickled Python objects"
+    import numpy as np
+
+    model = build_model("damo-nano", names=list(np.array(["cat", "dog"])))
+    path = ys.save_checkpoint(tmp_path / "m.pt", model, imgsz=64)
+    meta = {"map": np.mean([0.25, 0.5]), "epoch": np.int64(3), "ok": np.bool_(True), "p": tmp_path}
+    ys.save_checkpoint(path, model, imgsz=64, meta={**meta, "per_class": (np.float32(0.5),)})
+    loaded, ckpt = ys.load_checkpoint(path)
+    assert loaded.names == ["cat", "dog"] and type(loaded.names[0]) is str
+    assert ckpt["meta"] == {
+        "map": 0.375,
+        "epoch": 3,
+        "ok": True,
+        "p": str(tmp_path),
+        "per_class": (0.5,),
+    }
+    assert type(ckpt["meta"]["map"]) is float and type(ckpt["meta"]["epoch"]) is int
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match=r"^meta\['arr'\]: a ndarray cannot be stored"):
+        ys.save_checkpoint(path, model, imgsz=64, meta={"arr": np.zeros(3)})
+    assert path.read_bytes() == before  # the good one is kept

@@ -43,7 +43,14 @@ import yaml
 from torch import nn
 
 from yoloslim.compress.distill_losses import FEATURE_LOSSES, FeatureAdapters, logit_kd
-from yoloslim.configs import check_config, check_field_types, check_ranges, from_mapping
+from yoloslim.configs import (
+    check_config,
+    check_field_types,
+    check_flags,
+    check_path,
+    check_ranges,
+    from_mapping,
+)
 from yoloslim.data import load_data_config
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import refuse_overwriting_input
@@ -478,7 +485,9 @@ def distill(
         ...               config=DistillConfig(loss="cwd", train=TrainConfig(epochs=10)))
         >>> res.artifacts["best"]
     """
-    out = Path(out)
+    check_flags(resume=resume, exist_ok=exist_ok, progress=progress)
+    check_path(out, "out", "the run folder's path")
+    out = Path(out).expanduser()
     state = read_last(out) if resume else None
     if resume and data is None:  # the run's own, as train()
         data = recorded_data(out, state)

@@ -34,7 +34,7 @@ from yoloslim.compress.prune_width import (
     taylor_gradients,
     unmatched_patterns,
 )
-from yoloslim.configs import DEFAULT_IMGSZ, check_config, check_path
+from yoloslim.configs import DEFAULT_IMGSZ, check_config, check_flags, check_path
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.extras import require
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
@@ -108,6 +108,7 @@ def prune(
         ...             config=PruneConfig(target_flops=2.5, finetune_epochs=5), out="runs/prune")
         >>> res.report["stages"]["finetuned"]["map"]
     """
+    check_flags(exist_ok=exist_ok, progress=progress)
     check_config(config, PruneConfig)
     from yoloslim.runtime.predictor import as_artifact
 

@@ -22,7 +22,7 @@ import numpy as np
 from torch import nn
 
 from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
-from yoloslim.configs import check_config, check_path
+from yoloslim.configs import check_config, check_flags, check_path
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.extras import install_hint, installed
 from yoloslim.fileio import (
@@ -112,6 +112,7 @@ def quantize(
         ...                config=QuantConfig(backend="openvino", max_drop=0.5), out="runs/q")
         >>> res.report["int8"]["map"], res.report["layers_in_float"]
     """
+    check_flags(progress=progress)
     from yoloslim.compress.quant_data import load_images
     from yoloslim.compress.quant_scope import resolve_scope
     from yoloslim.export.common import onnx_metadata

@@ -18,11 +18,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import fx, nn
 
 from yoloslim.bench.flops import count_params
-from yoloslim.errors import ModelError
+from yoloslim.configs import check_flags
+from yoloslim.errors import ConfigError, ModelError
 from yoloslim.models.blocks import fuse_conv_bn
 from yoloslim.result import Result
 
@@ -158,6 +160,7 @@ def reparameterize(
         >>> res.report["max_abs_diff"] < 1e-4
         True
     """
+    check_flags(measure=measure)
     if not isinstance(model, nn.Module):  # a checkpoint, or a Predictor of one
         from yoloslim.models.checkpoint import load_checkpoint
         from yoloslim.runtime.predictor import as_artifact
@@ -170,10 +173,24 @@ def reparameterize(
         model = copy.deepcopy(model).float()
     fused, n_blocks, n_pairs = deploy_form(model)
     x = example_input if example_input is not None else _default_input()
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise ConfigError(
+            f"example_input: expected a tensor (a batch of images, N x 3 x H x W), got "
+            f"{type(x).__name__}"
+        )
     x = x.float()
     # the reference runs on its own eval copy: not even the caller's train/eval flags change
     original = copy.deepcopy(model).eval()
-    ref, out = original(x), fused(x)
+    try:
+        ref = original(x)
+    except RuntimeError as e:  # a shape the model cannot take (1 channel, say)
+        first = str(e).splitlines()[0]
+        raise ConfigError(
+            f"example_input of shape {tuple(x.shape)} does not fit the model: {first}"
+        ) from e
+    out = fused(x)
     pairs = list(zip(_flat(ref), _flat(out), strict=True))
     diff = max(float((a - b).abs().max()) for a, b in pairs)
     # fusion only reorders float arithmetic: anything past FP32 rounding is a wrong fuse()

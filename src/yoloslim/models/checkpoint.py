@@ -15,9 +15,11 @@ import errno
 import hashlib
 import os
 import shutil
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePath
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -126,18 +128,47 @@ def save_checkpoint(
             f"save_checkpoint: {path} is a folder; give a file path such as "
             f"{Path(path) / 'model.pt'}"
         )
+    if meta is not None and not isinstance(meta, Mapping):
+        raise ConfigError(f"meta={meta!r}: expected a mapping of details (epoch, mAP, ...)")
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     ckpt = {
         "format": FORMAT,
         "arch": arch_of(model),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "names": list(model.names),
+        "names": _loadable(list(model.names), "model.names"),
         "imgsz": int(imgsz),
-        "meta": dict(meta or {}),
+        "meta": _loadable(dict(meta or {}), "meta"),
     }
     if train_state is not None:
-        ckpt["train_state"] = train_state
+        ckpt["train_state"] = _loadable(train_state, "train_state")
     return atomic_save(ckpt, path)
+
+
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _loadable(value: Any, where: str) -> Any:
+    """``value`` in the types ``torch.load(weights_only=True)`` reads back: numpy scalars
+    (a metric from ``np.mean``, a name from an array) become Python's, a path its string;
+    ConfigError naming the entry for anything else (it was saved, then refused on load as
+    "pickled Python objects", and the write had replaced a good checkpoint)."""
+    if type(value) in _PLAIN or isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str | PurePath):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {_loadable(k, where): _loadable(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        items = [_loadable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, float | int):  # an enum's or another subclass's value
+        return (float if isinstance(value, float) else int)(value)
+    raise ConfigError(
+        f"{where}: a {type(value).__name__} cannot be stored in a checkpoint (it must load "
+        "with torch.load(weights_only=True): numbers, strings, lists, dicts and tensors)"
+    )
 
 
 # the files an export writes: what a stage that takes a checkpoint refuses by name

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from yoloslim.configs import int_problem
 from yoloslim.errors import ModelError
@@ -66,6 +67,10 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+# what an export writes (models.checkpoint.EXPORTED, which imports this module)
+_ARTIFACTS = (".onnx", ".xml", ".torchscript", ".engine", ".mlpackage", ".plan")
+
+
 def get_arch(name: str, nc: int = 80) -> dict:
     """The arch dict of a registered model, for ``nc`` classes."""
     if name not in _REGISTRY:
@@ -80,9 +85,45 @@ def arch_from(model: str | dict | Path, nc: int = 80) -> dict:
     (``nc`` applies to a registered name only)."""
     if isinstance(model, dict):
         return validate_arch(model)
+    suffix = Path(str(model)).suffix.lower()
+    if suffix in (".pt", ".pth"):
+        raise ModelError(
+            f"{model}: a checkpoint is no model to build (a registered name or an arch .yaml): "
+            "load it with load_checkpoint; train() takes it as it is"
+        )
+    if suffix in _ARTIFACTS or (suffix == ".bin" and Path(str(model)).with_suffix(".xml").exists()):
+        raise ModelError(
+            f"{model}: is an exported artifact; a model to build or train is a registered "
+            "name, an arch .yaml or a yoloslim .pt checkpoint"
+        )
     if isinstance(model, Path) or Path(str(model)).suffix.lower() in (".yaml", ".yml"):
         return load_arch_yaml(model)
     return get_arch(str(model), nc)
+
+
+def _names(names: Any) -> list[str] | None:
+    """``names`` as a list of str (a tuple, a numpy array of strings, a dict ``{0: 'cat'}``
+    as a data.yaml may write it); ModelError for one string (``"abc"`` was 3 classes, a, b
+    and c) or entries that are not strings."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        raise ModelError(f"names={names!r}: expected a list of class names, not one string")
+    if isinstance(names, dict):
+        keys = sorted(names) if all(isinstance(k, int) for k in names) else None
+        if keys != list(range(len(names))):
+            raise ModelError("names: a mapping must be keyed 0..nc-1, as {0: 'cat', 1: 'dog'}")
+        names = [names[k] for k in keys]
+    try:
+        items = list(names)
+    except TypeError:
+        raise ModelError(
+            f"names={names!r}: expected a list of class names, got {type(names).__name__}"
+        ) from None
+    bad = [n for n in items if not isinstance(n, str)]
+    if bad:
+        raise ModelError(f"names: {bad[0]!r} is no class name (a string)")
+    return [str(n) for n in items]
 
 
 def build_model(
@@ -110,6 +151,7 @@ def build_model(
         >>> m.nc
         3
     """
+    names = _names(names)
     if nc is None and names is not None:
         nc = len(names)
     if nc is not None and int_problem(nc):

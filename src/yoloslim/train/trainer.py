@@ -26,7 +26,7 @@ import torch
 import yaml
 from torch import nn
 
-from yoloslim.configs import check_config, check_path
+from yoloslim.configs import check_config, check_flags, check_path
 from yoloslim.data import (
     AugmentConfig,
     DetectionDataset,
@@ -242,6 +242,7 @@ def train(
         >>> res = train("damo-nano", "data/synth/data.yaml",
         ...             config=TrainConfig(epochs=10, imgsz=320), out="runs/nano")
     """
+    check_flags(resume=resume, exist_ok=exist_ok, progress=progress)
     if config is not None:
         check_config(config, TrainConfig)
     check_path(out, "out", "the run folder's path")
