@@ -824,3 +824,17 @@ def test_a_drawn_video_of_odd_size_keeps_every_row_and_column(tmp_path):
         (got,) = list(r)
     assert got.shape == (42, 62, 3)
     assert got[:, -2:].mean() > 200 and got[:, :55].mean() < 20  # kept, and repeated once
+
+
+def test_an_openvino_predictor_may_be_shared_between_threads(ckpt, tmp_path):
+    # its one infer request raised "Infer Request is busy" (the other runtimes were fine)
+    from concurrent.futures import ThreadPoolExecutor
+
+    xml = ys.export(ckpt, tmp_path / "ex", formats="openvino", verify=False).artifacts["openvino"]
+    pred = Predictor(xml, conf=0.05)
+    images = _images(8, seed=11)
+    serial = [pred.predict(im)[0] for im in images]
+    with ThreadPoolExecutor(4) as pool:
+        shared = list(pool.map(lambda im: pred.predict(im)[0], images * 3))
+    for a, b in zip(serial * 3, shared, strict=True):
+        np.testing.assert_array_equal(a.boxes, b.boxes)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -307,6 +308,9 @@ class OpenVINOBackend(Backend):
             )
         super().__init__(path, names, imgsz, precision, ov.get_version())
         self.request = self.compiled.create_infer_request()
+        # one request, so one call at a time: threads sharing a Predictor got OpenVINO's
+        # "Infer Request is busy" (the other runtimes take concurrent calls)
+        self._lock = threading.Lock()
         shape = model.inputs[0].get_partial_shape()
         self.static_batch = not shape[0].is_dynamic
         if len(shape) == 4 and shape[2].is_static:
@@ -316,8 +320,9 @@ class OpenVINOBackend(Backend):
         arr = np.ascontiguousarray(torch.as_tensor(x, dtype=torch.float32).numpy())
         if self.static_batch and arr.shape[0] != 1:
             return torch.cat([self(arr[i : i + 1]) for i in range(arr.shape[0])])
-        out = self.request.infer({0: arr})
-        return torch.from_numpy(np.array(out[self.compiled.output(0)], dtype=np.float32))
+        with self._lock:
+            out = self.request.infer({0: arr})
+            return torch.from_numpy(np.array(out[self.compiled.output(0)], dtype=np.float32))
 
 
 def _check_ov_device(device: str, ov_device: str) -> None:

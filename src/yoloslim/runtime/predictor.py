@@ -1,6 +1,7 @@
 """Predictor: letterbox -> any runtime -> NMS -> boxes in each original image's pixels.
 
-``Predictor`` runs one call at a time; ``BatchingPredictor`` groups concurrent
+A ``Predictor`` may be shared between threads (calls into an OpenVINO one wait for each
+other: it has one infer request); ``BatchingPredictor`` groups concurrent
 requests (up to ``max_batch`` images or ``max_wait_ms``) into one runtime call,
 reusing a preallocated input buffer, and hands each caller its own detections.
 """
