@@ -385,6 +385,10 @@ def test_every_artifact_is_read_before_a_worker_starts(artifacts, tmp_path, monk
     onnx.save(foreign, str(tmp_path / "foreign.onnx"))
     with pytest.raises(ModelError, match=r"foreign.onnx: .*metadata"):
         benchmark([artifacts[0], tmp_path / "foreign.onnx"])
+    # a data.yaml of another class count: found by val after every measurement
+    three = synthesize(tmp_path / "three", images=2, imgsz=IMGSZ, classes=3, seed=0)
+    with pytest.raises(ModelError, match=r"has 2 classes but .*three/data.yaml has 3"):
+        benchmark(artifacts[:2], data=three, imgsz=IMGSZ)
 
 
 def test_a_report_folder_keeps_a_users_report_and_drops_a_stale_plot(artifacts, tmp_path):

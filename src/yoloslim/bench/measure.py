@@ -16,7 +16,7 @@ from pathlib import Path
 
 from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
 from yoloslim.configs import check_config, imgsz_problem
-from yoloslim.errors import ConfigError
+from yoloslim.errors import ConfigError, ModelError
 from yoloslim.export.common import path_size_mb
 from yoloslim.result import Result
 from yoloslim.runtime.backends import SUFFIXES, check_artifact, is_end_to_end
@@ -164,6 +164,13 @@ def benchmark(
 
     # every file readable and yoloslim's before a worker starts (one line, not a traceback)
     described = [describe(p) for p in paths]
+    if data is not None:  # mAP is measured last: a wrong data.yaml was found after minutes
+        from yoloslim.data import load_data_config
+
+        classes = len(load_data_config(data).names)
+        for p, d in zip(paths, described, strict=True):
+            if d.get("nc") not in (None, classes) and not is_end_to_end(p):
+                raise ModelError(f"{p} has {d['nc']} classes but {data} has {classes}")
     if isinstance(names, str):
         names = [names]
     requested = None
