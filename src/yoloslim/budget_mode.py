@@ -439,6 +439,7 @@ def run_budget(
             rounds=bench_cfg.rounds,
             runs_per_round=bench_cfg.runs_per_round,
             threads=bench_cfg.threads,
+            warmup=bench_cfg.warmup,
         )
         paths = [p for _, _, p in candidates]
         same = {

@@ -343,7 +343,9 @@ def _stage_bench(
             continue
         names.append(name)
         paths.append(path)
-    lat = LatencyConfig(rounds=cfg.rounds, runs_per_round=cfg.runs_per_round, threads=cfg.threads)
+    lat = LatencyConfig(
+        rounds=cfg.rounds, runs_per_round=cfg.runs_per_round, threads=cfg.threads, warmup=cfg.warmup
+    )
     res = benchmark(
         paths, data, imgsz=cfg.imgsz, batches=tuple(cfg.batches), latency=lat, names=names
     )

@@ -83,8 +83,11 @@ class BenchStage:
     runs_per_round: int = 10
     threads: int | None = None
     imgsz: int | None = None
+    warmup: int = 10
 
     def __post_init__(self) -> None:
+        if int_problem(self.warmup, 0):
+            raise ConfigError(f"warmup={self.warmup!r} must be an integer >= 0")
         if not isinstance(self.batches, (list, tuple)):  # batches: null said "not iterable"
             raise ConfigError(f"batches={self.batches!r} must be a list of positive integers")
         if not self.batches or not all(_positive_int(b) for b in self.batches):
@@ -367,6 +370,8 @@ def load_recipe(recipe: str | Path | dict, *, sets: typing.Sequence[str] = ()) -
         raise ConfigError(f"{source}: a recipe is a mapping with a 'stages' list")
     recipe = plain_numbers(recipe)  # a mapping built in Python may hold numpy numbers
     changed = recipe
+    if isinstance(sets, str):  # one --set given alone, not its characters
+        sets = [sets]
     for item in sets:
         changed = _with_set(changed, item, source)
     try:

@@ -834,6 +834,10 @@ def test_set_changes_settings_by_stage_name_or_number_and_is_checked_as_the_file
     assert prune.ratio == 0.5  # the rest as shipped
     assert quant.calib == 64 and list(bench.batches) == [1] and list(export.formats) == ["onnx"]
     assert load_recipe("cpu-int8").stages[0].config.finetune_epochs == 6  # the file unchanged
+    # one --set alone, as a string (it was read a character at a time: "--set 'p'")
+    assert load_recipe("cpu-int8", sets="4.warmup=3").stages[3].config.warmup == 3
+    with pytest.raises(ConfigError, match=r"warmup=-1 must be an integer >= 0"):
+        load_recipe("cpu-int8", sets="bench.warmup=-1")
     for bad, match in [
         ("prune.finetune_epochs", r"give STAGE.KEY=VALUE"),
         ("prune=3", r"give STAGE.KEY=VALUE"),

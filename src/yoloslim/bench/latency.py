@@ -57,6 +57,13 @@ class LatencyConfig:
             if problem:
                 raise ConfigError(f"{key}={value!r}{flags.get(key, '')} {problem}")
             object.__setattr__(self, key, int(value))  # a numpy integer as a plain one
+        if self.ov_hint is not None:  # failed in each worker, after the others had started
+            from yoloslim.runtime.backends import OV_PRECISIONS
+
+            if self.ov_hint not in OV_PRECISIONS:
+                raise ConfigError(
+                    f"ov_hint={self.ov_hint!r}: expected one of {list(OV_PRECISIONS)}"
+                )
 
 
 def percentile(values: list[float], q: float) -> float:
