@@ -192,5 +192,8 @@ def load(path: str | Path, **options) -> Predictor:
         >>> model = pred.model
     """
     from yoloslim.runtime import Predictor
+    from yoloslim.runtime.predictor import as_artifact
 
+    if isinstance(path, Predictor):  # its file, loaded anew with these options
+        path = as_artifact(path)
     return Predictor(path, **options)

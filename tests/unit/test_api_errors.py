@@ -123,6 +123,7 @@ from yoloslim.models import build_model
             r"^meta='note': expected a mapping",
         ),
         (lambda: ys.LatencyConfig(ov_hint="fp32"), ConfigError, r"^ov_hint='fp32': expected one"),
+        (lambda: ys.register_model("x1")(5), ModelError, r"decorates a function .*not a int"),
         (lambda: build_model("damo-nano", names="abc"), ModelError, r"^names='abc': expected a"),
         (lambda: build_model("damo-nano", names=[1, 2]), ModelError, r"^names: 1 is no class"),
         (lambda: build_model("out/model.onnx"), ModelError, r"model.onnx: is an exported artifact"),

@@ -838,3 +838,19 @@ def test_an_openvino_predictor_may_be_shared_between_threads(ckpt, tmp_path):
         shared = list(pool.map(lambda im: pred.predict(im)[0], images * 3))
     for a, b in zip(serial * 3, shared, strict=True):
         np.testing.assert_array_equal(a.boxes, b.boxes)
+
+
+def test_reprs_are_short_and_load_takes_a_predictor(ckpt, tmp_path):
+    pred = ys.load(ckpt, conf=0.05)
+    assert repr(pred) == f"Predictor({ckpt}, torch, imgsz=64, conf=0.05, iou=0.65)"
+    det = pred.predict(_images(1)[0])[0]
+    assert repr(det) == f"Detections({len(det)} detections, {det.shape[1]}x{det.shape[0]})"
+    again = ys.load(pred, conf=0.5)  # was "a Detector needs no loading"
+    assert again.backend.path == pred.backend.path and again.conf == 0.5
+    # a Triton repository folder points to its model's config
+    (tmp_path / "triton" / "model" / "1").mkdir(parents=True)
+    (tmp_path / "triton" / "model" / "config.pbtxt").write_text('name: "model"\n')
+    with pytest.raises(
+        ModelError, match=r"is a folder, not an artifact; did you mean .*model/config.pbtxt"
+    ):
+        ys.load(tmp_path / "triton")

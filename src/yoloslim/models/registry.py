@@ -46,6 +46,11 @@ def register_model(name: str) -> Callable[[Callable[[], dict]], Callable[[], dic
         raise ModelError(f"register_model({name!r}): a model name must be a non-empty string")
 
     def wrap(fn: Callable[[], dict]) -> Callable[[], dict]:
+        if not callable(fn):  # failed later, in build_model, as "'int' object is not callable"
+            raise ModelError(
+                f"register_model({name!r}) decorates a function that returns an arch dict, "
+                f"not a {type(fn).__name__}"
+            )
         if name in _REGISTRY:
             raise ModelError(f"model {name!r} is already registered")
         _REGISTRY[name] = fn

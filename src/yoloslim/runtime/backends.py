@@ -440,6 +440,7 @@ def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
         # also one named like an artifact: export --out exp/my.onnx makes the folder
         # exp/my.onnx/, which holds model.onnx
         inside = [p / n for n in _IN_A_FOLDER]
+        inside += sorted(p.glob("*/config.pbtxt"))  # a Triton repository: its model's config
         hint = next((f"; did you mean {f}?" for f in inside if f.is_file()), "")
         raise ModelError(f"{p}: is a folder, not an artifact{hint}")
     if p.suffix.lower() not in (*SUFFIXES, ".mlpackage"):

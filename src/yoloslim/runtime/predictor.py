@@ -64,6 +64,11 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def __repr__(self) -> str:  # not the whole arrays (a dataclass's repr printed them)
+        h, w = self.shape
+        where = f"{self.source}, " if self.source else ""
+        return f"Detections({where}{len(self)} detection{'' if len(self) == 1 else 's'}, {w}x{h})"
+
     def to_yolo(self) -> str:
         """The detections as a YOLO label file: one ``cls cx cy w h`` line each, normalised
         by the image's size (the format ``data`` reads; scores are left out, so the file
@@ -181,6 +186,12 @@ class Predictor:
         for i, (b, _) in enumerate(boxed):
             np.multiply(b.transpose(2, 0, 1), 1 / 255, out=out[i], casting="unsafe")
         return out[: len(boxed)], [meta for _, meta in boxed]
+
+    def __repr__(self) -> str:
+        return (
+            f"Predictor({self.backend.path}, {self.backend.kind}, imgsz={self.imgsz}, "
+            f"conf={self.conf}, iou={self.iou})"
+        )
 
     def infer(self, batch: np.ndarray) -> torch.Tensor:
         return self.backend(
