@@ -21,6 +21,7 @@ __all__ = [
     "make_folder",
     "refuse_overwriting_input",
     "remove_stale_temps",
+    "removed_if_left_empty",
     "staged",
     "write_problem",
 ]
@@ -379,6 +380,19 @@ def staged(
             old = Path(tmp) / f"{path.name}.old"
             path.replace(old)  # set aside inside the private folder, removed with it
         target.replace(path)
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(folder: str | Path | None, made: bool = True) -> Iterator[None]:
+    """Remove ``folder``, when this call ``made`` it, if the block fails and leaves it empty
+    (a refused call, or one that ran out of memory before writing anything)."""
+    try:
+        yield
+    except BaseException:
+        if made and folder is not None:
+            with contextlib.suppress(OSError):
+                Path(folder).rmdir()  # only an empty one
+        raise
 
 
 @contextlib.contextmanager

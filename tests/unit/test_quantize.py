@@ -125,6 +125,15 @@ def test_unmatched_scope_pattern_raises(setup, tmp_path):
     )
     with pytest.raises(ConfigError, match="no_such_layer"):
         ys.quantize(onnx_path, data, config=cfg, out=tmp_path / "q")
+    assert not (tmp_path / "q").exists()  # nothing left of a refused call
+    # a model exported for it first: its ONNX (6 MB for damo-nano) was left in q2/export/
+    model = ys.build_model("damo-nano", nc=2, names=["a", "b"])
+    cfg = QuantConfig(
+        backend="onnxruntime", ignored_scope=["no_such_layer"], imgsz=64, advanced=FAST
+    )
+    with pytest.raises(ConfigError, match="no_such_layer"):
+        ys.quantize(model, data, config=cfg, out=tmp_path / "q2")
+    assert not (tmp_path / "q2").exists()
 
 
 def test_the_command_lines_none_in_a_config_says_how_to_quantize_everything():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from yoloslim.fileio import (
     folder_lock,
     refuse_overwriting_input,
     remove_stale_staging,
+    removed_if_left_empty,
 )
 from yoloslim.models.detector import Detector
 from yoloslim.result import Result
@@ -136,18 +138,25 @@ def quantize(
     cfg, adv = config, config.advanced
     given = _given_onnx(model_or_artifact, cfg.imgsz)  # checked before anything is written
     _check_classes(given[0] if given else model_or_artifact, data)
-    with folder_lock(out, "quantize"):  # made here, if it is not there yet
+    made = not out.exists()
+    exported_now = given is None and not (out / "export").exists()
+    with removed_if_left_empty(out, made), folder_lock(out, "quantize"):  # out made here
         remove_stale_staging(out)  # a killed run's; none is live while we hold the lock
         earlier = _earlier_artifacts(out)
         # exported under the lock: a refused second run must not replace this one's ONNX
         float_onnx, imgsz = given or _export_onnx(model_or_artifact, out, cfg.imgsz)
         backend = _backend(cfg, float_onnx, out)
-        scope = resolve_scope(backend.view(), cfg.ignored_scope)
-        if not [n for n in backend.view().convs() if n not in set(scope.nodes)]:
-            raise ConfigError(
-                f"the ignored scope {list(cfg.ignored_scope)} keeps every convolution in float: "
-                "nothing would be quantized (narrow the --ignore patterns)"
-            )
+        try:
+            scope = resolve_scope(backend.view(), cfg.ignored_scope)
+            if not [n for n in backend.view().convs() if n not in set(scope.nodes)]:
+                raise ConfigError(
+                    f"the ignored scope {list(cfg.ignored_scope)} keeps every convolution in "
+                    "float: nothing would be quantized (narrow the --ignore patterns)"
+                )
+        except ConfigError:  # refused: the ONNX this call exported for it is not left behind
+            if exported_now:
+                shutil.rmtree(out / "export", ignore_errors=True)
+            raise
         report: dict[str, Any] = {
             "source": str(model_or_artifact)
             if not isinstance(model_or_artifact, nn.Module)

@@ -31,6 +31,7 @@ from yoloslim.fileio import (
     folder_lock,
     folder_problem,
     remove_stale_staging,
+    removed_if_left_empty,
 )
 from yoloslim.result import Result
 
@@ -248,7 +249,7 @@ def export(
     out, made = _output_folder(out)
     ctx.out = out
     # a call refused (or failed) before it wrote anything leaves no empty folder behind
-    with _removed_if_empty(out, made), folder_lock(out, "export"):
+    with removed_if_left_empty(out, made), folder_lock(out, "export"):
         remove_stale_staging(out)  # a killed export's; none is live while we hold the lock
         previous = _previous_report(out)
         _refuse_foreign_files(ctx, formats, nms, previous)
@@ -465,19 +466,6 @@ def _output_folder(out: str | Path) -> tuple[Path, bool]:
     if not os.access(out, os.W_OK | os.X_OK):
         raise ExportError(f"the output folder {out} is not writable")
     return out, made
-
-
-@contextlib.contextmanager
-def _removed_if_empty(folder: Path, made: bool):
-    """Remove ``folder``, which this call ``made``, when the block fails and leaves it empty
-    (a refused call, or one that ran out of memory before writing anything)."""
-    try:
-        yield
-    except BaseException:
-        if made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only an empty one
-        raise
 
 
 # what every export_report.json yoloslim writes holds (a JSON file that merely has a

@@ -33,7 +33,13 @@ import yaml
 
 from yoloslim.configs import DEFAULT_IMGSZ, check_config, check_imgsz, from_mapping, int_problem
 from yoloslim.errors import ConfigError, ModelError
-from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input, write_problem
+from yoloslim.fileio import (
+    atomic_write_text,
+    folder_lock,
+    refuse_overwriting_input,
+    removed_if_left_empty,
+    write_problem,
+)
 from yoloslim.models.arch import edited_since_search
 from yoloslim.nas.budget import Budget
 from yoloslim.nas.evaluator import Candidate, Evaluator, check_smallest
@@ -246,7 +252,7 @@ def search(
     folder = _arch_path(out).parent if out is not None else None
     made = folder is not None and not folder.exists()
     lock = folder_lock(folder, "nas") if folder is not None else contextlib.nullcontext()
-    with lock, _removed_if_left_empty(folder if made else None):
+    with lock, removed_if_left_empty(folder, made):
         cache = LatencyCache(cache_file, imgsz, latency)
         t0 = time.perf_counter()
         ev = Evaluator(
@@ -331,18 +337,6 @@ def search(
         if out is not None:  # the report as written: it names the arch file and its digest
             result.artifacts, result.report = _write(out, best_arch, report)
         return result
-
-
-@contextlib.contextmanager
-def _removed_if_left_empty(folder: Path | None):
-    """Remove ``folder`` (made for this search) when the search fails and leaves it empty:
-    a search refused at once leaves nothing behind."""
-    try:
-        yield
-    except BaseException:
-        if folder is not None and folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-        raise
 
 
 def _polish(ev: Evaluator, start: Candidate, rounds: int, bar: _Bar) -> dict:
