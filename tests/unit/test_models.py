@@ -345,6 +345,14 @@ def _edit(path: str, value):
         ("neck.depth", "two", "neck.depth='two'"),
         ("neck.ratio", 0, r"neck.ratio=0 must be a number in \(0, 4\]"),
         ("backbone.stages.1.ratio", True, r"stages\[1\].ratio=True"),
+        # a stage after the last tap fed nothing: never trained, and DDP failed on it
+        ("backbone.out_indices", [1, 2, 3], r"leaves stage\(s\) \[4\] after the last one"),
+        # a typo's size: an allocator's traceback, or minutes of building
+        ("nc", 1_000_000_000, r"nc=1000000000 is over 100,000, the most"),
+        ("backbone.stages.4.out", 10_000_000, r"stages\[4\].out=10000000 is over 16,384"),
+        ("backbone.stages.2.depth", 1_000_000, r"stages\[2\].depth=1000000 is over 256"),
+        ("head.reg_max", 1_000_000, r"head.reg_max=1000000 is over 256"),
+        ("head.num_convs", 100_000, r"head.num_convs=100000 is over 64"),
     ],
 )
 def test_arch_mistakes_are_named_not_built(path, value, match, tmp_path):

@@ -63,9 +63,18 @@ def _check_keys(d: object, allowed: set[str], where: str, required: set[str] = f
         raise ModelError(f"arch: missing key(s) {sorted(missing)} in {where}")
 
 
-def _pos_int(v: object, where: str, minimum: int = 1) -> None:
+# the largest value each kind of arch number may take: far above any detector's (DAMO-YOLO-L
+# has 1024 channels, 80 classes, reg_max 16), low enough that a typo (nc: 1000000000, an
+# extra zero on a width) is an error naming the key, not an allocator's traceback or a build
+# that runs for minutes
+LIMITS = {"nc": 100_000, "width": 16_384, "depth": 256, "reg_max": 256, "num_convs": 64}
+
+
+def _pos_int(v: object, where: str, minimum: int = 1, maximum: int | None = None) -> None:
     if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
         raise ModelError(f"arch: {where}={v!r} must be an integer >= {minimum}")
+    if maximum is not None and v > maximum:
+        raise ModelError(f"arch: {where}={v!r} is over {maximum:,}, the most an arch here takes")
 
 
 KERNEL_SIZES = (1, 3, 5, 7)
@@ -82,12 +91,12 @@ def _ratio(v: object, where: str) -> None:
         raise ModelError(f"arch: {where}={v!r} must be a number in (0, 4]")
 
 
-def _int_list(v: object, where: str, minimum: int = 1) -> list[int]:
+def _int_list(v: object, where: str, minimum: int = 1, maximum: int | None = None) -> list[int]:
     """``v`` (a list or tuple) as a list of 3 integers >= ``minimum`` (one per level)."""
     if not isinstance(v, (list, tuple)) or len(v) != 3:
         raise ModelError(f"arch: {where}={v!r} must be 3 integers, one per level")
     for i, x in enumerate(v):
-        _pos_int(x, f"{where}[{i}]", minimum)
+        _pos_int(x, f"{where}[{i}]", minimum, maximum)
     return list(v)
 
 
@@ -95,7 +104,7 @@ def validate_arch(arch: dict) -> dict:
     """Check an arch dict's keys, types and ranges; returns a deep copy with defaults filled."""
     _check_keys(arch, _TOP, "the arch", {"nc", "backbone", "neck", "head"})
     a = copy.deepcopy(arch)
-    _pos_int(a["nc"], "nc")
+    _pos_int(a["nc"], "nc", 1, LIMITS["nc"])
     a.setdefault("name", "custom")
     a.setdefault("act", "silu")
     if a["act"] not in ACTIVATIONS:
@@ -110,8 +119,8 @@ def validate_arch(arch: dict) -> dict:
             raise ModelError(
                 f"arch: backbone.stages[{i}].block={s['block']!r} must be {one_of(BLOCKS)}"
             )
-        _pos_int(s["out"], f"backbone.stages[{i}].out")
-        _pos_int(s["depth"], f"backbone.stages[{i}].depth", 0)
+        _pos_int(s["out"], f"backbone.stages[{i}].out", 1, LIMITS["width"])
+        _pos_int(s["depth"], f"backbone.stages[{i}].depth", 0, LIMITS["depth"])
         _pos_int(s["stride"], f"backbone.stages[{i}].stride")
         _kernel(s["kernel"], f"backbone.stages[{i}].kernel")
         _ratio(s["ratio"], f"backbone.stages[{i}].ratio")
@@ -136,14 +145,23 @@ def validate_arch(arch: dict) -> dict:
             f"arch: backbone.out_indices={out_idx!r} must name 3 of the {len(stages)} stages, "
             "in increasing order"
         )
+    if out_idx[-1] != len(stages) - 1:
+        # a stage after the last tapped one ran and was counted but fed nothing: it never
+        # trained, and multi-GPU training (DDP) failed on its unused parameters
+        raise ModelError(
+            f"arch: backbone.out_indices={out_idx!r} leaves stage(s) "
+            f"{list(range(out_idx[-1] + 1, len(stages)))} after the last one tapped, which "
+            f"would feed nothing: end out_indices at the last stage ({len(stages) - 1}) or "
+            "drop those stages"
+        )
     _check_keys(a["neck"], _NECK, "neck", {"out"})
-    a["neck"]["out"] = _int_list(a["neck"]["out"], "neck.out")
-    _pos_int(a["neck"].setdefault("depth", 1), "neck.depth", 0)
+    a["neck"]["out"] = _int_list(a["neck"]["out"], "neck.out", 1, LIMITS["width"])
+    _pos_int(a["neck"].setdefault("depth", 1), "neck.depth", 0, LIMITS["depth"])
     _kernel(a["neck"].setdefault("kernel", 3), "neck.kernel")
     _ratio(a["neck"].setdefault("ratio", 0.5), "neck.ratio")
     _check_keys(a["head"], _HEAD, "head")
-    _pos_int(a["head"].setdefault("reg_max", 16), "head.reg_max")
-    _pos_int(a["head"].setdefault("num_convs", 1), "head.num_convs", 0)
+    _pos_int(a["head"].setdefault("reg_max", 16), "head.reg_max", 1, LIMITS["reg_max"])
+    _pos_int(a["head"].setdefault("num_convs", 1), "head.num_convs", 0, LIMITS["num_convs"])
     head_strides = a["head"]["strides"] = _int_list(
         a["head"].get("strides", [8, 16, 32]), "head.strides"
     )
@@ -154,9 +172,9 @@ def validate_arch(arch: dict) -> dict:
         )
     width = a["head"].setdefault("width", None)
     if isinstance(width, (list, tuple)):
-        a["head"]["width"] = _int_list(width, "head.width")
+        a["head"]["width"] = _int_list(width, "head.width", 1, LIMITS["width"])
     elif width is not None:
-        _pos_int(width, "head.width")
+        _pos_int(width, "head.width", 1, LIMITS["width"])
     strides = 1
     for i, s in enumerate(stages):
         strides *= s["stride"]
