@@ -460,6 +460,16 @@ def test_a_pruned_arch_built_for_other_classes_keeps_its_widths():
         ("imgsz", "abc", "imgsz='abc' is not a multiple of 32"),
         ("state_dict", [], "state_dict is list, not a mapping"),
         ("names", None, "names=None is not a list of class names"),
+        # audit18: tracebacks, or an arch.yaml path read from disk, or 447 lines of torch's
+        ("meta", "not a dict", "meta is str, not a mapping"),
+        ("meta", {"history": "oops"}, r"meta.history is not a list of steps"),
+        ("arch", "/tmp/arch.yaml", r"arch='/tmp/arch.yaml' is not a mapping nor a registered"),
+        (
+            "arch",
+            "damo-tiny",
+            r"its weights do not fit its arch \(\d+ missing, \d+ not in the arch, \d+ of "
+            r"another shape; first: backbone\.\S+ is \[\d+, \d+, 3, 3\], its arch builds",
+        ),
     ],
 )
 def test_a_damaged_checkpoint_is_named_with_its_key(tmp_path, key, value, match):
@@ -468,5 +478,6 @@ def test_a_damaged_checkpoint_is_named_with_its_key(tmp_path, key, value, match)
     ckpt = torch.load(path, weights_only=True)
     ckpt[key] = value
     torch.save(ckpt, path)
-    with pytest.raises(ModelError, match=rf"m\.pt: damaged checkpoint: {match}"):
+    with pytest.raises(ModelError, match=rf"m\.pt: damaged checkpoint: {match}") as e:
         load_checkpoint(path)
+    assert "\n" not in str(e.value)

@@ -33,6 +33,9 @@ def test_bad_values_name_the_field():
         ({"device": None}, r"TrainConfig.device=None must be auto, cpu or cuda\[:N\]"),
         ({"device": 0}, r"TrainConfig.device=0 must be auto, cpu or cuda\[:N\]"),
         # numpy refused it at the first batch, with a traceback
+        ({"warmup_epochs": float("inf")}, r"TrainConfig.warmup_epochs=inf must be finite"),
+        ({"weight_decay": float("inf")}, r"TrainConfig.weight_decay=inf must be finite"),
+        ({"lr0": float("nan")}, r"TrainConfig.lr0=nan must be finite"),
         ({"seed": -1}, r"TrainConfig.seed=-1 must be in \[0, 2\*\*32\)"),
         ({"seed": 2**64}, r"TrainConfig.seed=18446744073709551616 must be in"),
     ],

@@ -270,10 +270,22 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
 def _check_types(p: Path, ckpt: dict) -> None:
     """ModelError naming the file for a damaged checkpoint's key of the wrong kind (they
     otherwise fail later, in words that name neither the file nor the key)."""
+    from yoloslim.models.registry import list_models
+
     names, imgsz, arch = ckpt["names"], ckpt["imgsz"], ckpt["arch"]
+    meta = ckpt.get("meta")
+    history = meta.get("history") if isinstance(meta, dict) else None
     problem = None
     if not isinstance(arch, (dict, str)):
         problem = f"arch is {type(arch).__name__}, not a mapping"
+    elif isinstance(arch, str) and arch not in list_models():  # a name; never a file to read
+        problem = f"arch={arch!r} is not a mapping nor a registered model's name"
+    elif meta is not None and not isinstance(meta, dict):
+        problem = f"meta is {type(meta).__name__}, not a mapping"
+    elif history is not None and not (
+        isinstance(history, list) and all(isinstance(h, dict) for h in history)
+    ):
+        problem = "meta.history is not a list of steps (mappings)"
     elif not isinstance(ckpt["state_dict"], dict):
         problem = f"state_dict is {type(ckpt['state_dict']).__name__}, not a mapping"
     elif not isinstance(names, list):  # of class names (save_checkpoint keeps ints as given)
@@ -313,12 +325,36 @@ def load_checkpoint(path: str | Path, *, mmap: bool = False) -> tuple[Detector, 
     ckpt = read_checkpoint(path, mmap=mmap)
     try:
         model = build_model(ckpt["arch"], names=ckpt["names"])
-        model.load_state_dict(ckpt["state_dict"])
-    except (ModelError, RuntimeError) as e:
+    except ModelError as e:
         raise ModelError(f"{path}: cannot rebuild the model: {e}") from e
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:  # torch's message lists every key: hundreds of lines
+        raise ModelError(f"{path}: {_misfit(model.state_dict(), ckpt['state_dict'])}") from e
     model.imgsz = int(ckpt["imgsz"])  # validate() and prune() default to it
     model.history = list((ckpt.get("meta") or {}).get("history") or [])  # see with_history
     return model.eval(), ckpt
+
+
+def _misfit(own: dict, saved: dict) -> str:
+    """One line on how a checkpoint's weights ``saved`` differ from what its arch builds."""
+    missing = [k for k in own if k not in saved]
+    extra = [k for k in saved if k not in own]
+    shapes = [k for k in own if k in saved and tuple(own[k].shape) != tuple(saved[k].shape)]
+    first = (
+        f"{shapes[0]} is {list(saved[shapes[0]].shape)}, its arch builds "
+        f"{list(own[shapes[0]].shape)}"
+        if shapes
+        else f"{missing[0]} is missing"
+        if missing
+        else f"{extra[0]} is not in its arch"
+        if extra
+        else "?"
+    )
+    return (
+        f"damaged checkpoint: its weights do not fit its arch ({len(missing)} missing, "
+        f"{len(extra)} not in the arch, {len(shapes)} of another shape; first: {first})"
+    )
 
 
 def with_history(upstream: list[dict], stage: str, out: str | Path, **details) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -100,6 +101,8 @@ class TrainConfig:
             optional=("threads", "imgsz", "workers"),
         )
         checks = [
+            # inf passed every range below: a traceback, or "diverged; lower lr0"
+            *((math.isfinite(getattr(self, n)), n, "must be finite") for n in _NUMBERS),
             (self.epochs >= 1, "epochs", "must be >= 1"),
             (self.batch >= 1, "batch", "must be >= 1"),
             (
