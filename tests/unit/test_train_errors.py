@@ -20,7 +20,7 @@ import yaml
 
 from yoloslim.cli.main import main
 from yoloslim.data.synth import synthesize
-from yoloslim.errors import ConfigError, DataError
+from yoloslim.errors import ConfigError, ModelError, DataError
 from yoloslim.fileio import apply_umask, remove_stale_temps
 from yoloslim.models.checkpoint import save_checkpoint
 from yoloslim.models.registry import build_model
@@ -90,6 +90,29 @@ def test_resume_with_data_of_another_class_count(sets, tmp_path):
     _fake_run(tmp_path, sets[3])
     with pytest.raises(ConfigError, match=r"has 2 classes, the run in .* has 3 \(circle, squ"):
         train(None, sets[2], out=tmp_path, resume=True)
+
+
+def test_a_model_that_is_no_model_or_of_another_class_count_is_named(sets, tmp_path):
+    # "unknown model 'runs/base'", an unknown-keys list for a data.yaml, and "the model has
+    # 3 classes but the data has 2" naming neither file
+    from yoloslim.models import build_model
+    from yoloslim.models.checkpoint import save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "run" / "best.pt", build_model("damo-nano", nc=3), imgsz=64)
+    with pytest.raises(ModelError, match=r"run: is a folder, not a model; did you mean .*best.pt"):
+        train(tmp_path / "run", sets[2], out=tmp_path / "o")
+    (tmp_path / "myarch").write_text("nc: 2\n")
+    with pytest.raises(ModelError, match=r"myarch: is a file, but a model is a registered name"):
+        train(str(tmp_path / "myarch"), sets[2], out=tmp_path / "o")
+    with pytest.raises(ModelError, match=r"data.yaml: is a dataset's data.yaml .*not an arch"):
+        train(sets[2], sets[2], out=tmp_path / "o")
+    with pytest.raises(
+        ModelError,
+        match=r"best.pt has 3 classes \(0, 1, 2\) but .*c2/data.yaml "
+        r"has 2 \(circle, square\): fine-tuning keeps",
+    ):
+        train(ckpt, sets[2], out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
 
 
 def test_train_refuses_a_train_split_without_instances(sets, tmp_path):

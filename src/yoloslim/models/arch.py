@@ -299,6 +299,11 @@ def load_arch_yaml(path: str | Path) -> dict:
     data = read_yaml(p, ModelError, "arch")
     if isinstance(data, dict) and "arch" in data and "backbone" not in data:
         data = data["arch"]
+    if isinstance(data, dict) and "backbone" not in data and {"train", "val", "names"} & set(data):
+        raise ModelError(
+            f"{p}: is a dataset's data.yaml (it has train/val/names keys), not an arch (a "
+            "model is a registered name, an arch .yaml or a .pt checkpoint)"
+        )
     try:
         return validate_arch(data)
     except ModelError as e:

@@ -101,8 +101,20 @@ def arch_from(model: str | dict | Path, nc: int = 80) -> dict:
             f"{model}: is an exported artifact; a model to build or train is a registered "
             "name, an arch .yaml or a yoloslim .pt checkpoint"
         )
-    if isinstance(model, Path) or Path(str(model)).suffix.lower() in (".yaml", ".yml"):
+    p = Path(str(model)).expanduser()
+    named = isinstance(model, str) and model in _REGISTRY
+    if not named and p.is_dir():  # a run folder given where a model is
+        kept = ("best.pt", "last.pt", "pruned.pt", "arch.yaml")
+        inside = next((p / n for n in kept if (p / n).is_file()), None)
+        hint = f"; did you mean {inside}?" if inside else ""
+        raise ModelError(f"{p}: is a folder, not a model{hint}")
+    if isinstance(model, Path) or suffix in (".yaml", ".yml"):
         return load_arch_yaml(model)
+    if not named and p.is_file():  # a path given where a model is: say what it is
+        raise ModelError(
+            f"{p}: is a file, but a model is a registered name "
+            f"({', '.join(list_models())}), an arch .yaml or a .pt checkpoint"
+        )
     return get_arch(str(model), nc)
 
 

@@ -459,7 +459,14 @@ def _begin(
             f"train needs a model and a data.yaml (got model={model!r}, data={data!r})"
         )
     elif isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".pt":
-        model = load_checkpoint(model)[0]  # fine-tuned from its weights, like a Detector
+        path, model = model, load_checkpoint(model)[0]  # fine-tuned from its weights
+        names = load_data_config(data).names
+        if model.nc != len(names):  # said here, where both files are known
+            raise ModelError(
+                f"{path} has {model.nc} classes ({', '.join(map(str, model.names))}) but {data} "
+                f"has {len(names)} ({', '.join(names)}): fine-tuning keeps the model's classes; "
+                "to learn these, train a model name or an arch .yaml from scratch"
+            )
     cfg = sized_for(config or TrainConfig(), model)
     if getattr(model, "deploy", False):
         raise ModelError(
