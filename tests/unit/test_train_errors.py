@@ -20,7 +20,7 @@ import yaml
 
 from yoloslim.cli.main import main
 from yoloslim.data.synth import synthesize
-from yoloslim.errors import ConfigError, ModelError, DataError
+from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.fileio import apply_umask, remove_stale_temps
 from yoloslim.models.checkpoint import save_checkpoint
 from yoloslim.models.registry import build_model
