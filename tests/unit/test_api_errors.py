@@ -247,6 +247,7 @@ def test_a_checkpoint_takes_numpy_values_as_plain_ones_and_refuses_what_would_no
     loaded, ckpt = ys.load_checkpoint(path)
     assert loaded.names == ["cat", "dog"] and type(loaded.names[0]) is str
     assert ckpt["meta"] == {
+        "yoloslim_version": ys.__version__,  # which yoloslim wrote it
         "map": 0.375,
         "epoch": 3,
         "ok": True,
@@ -258,3 +259,16 @@ def test_a_checkpoint_takes_numpy_values_as_plain_ones_and_refuses_what_would_no
     with pytest.raises(ConfigError, match=r"^meta\['arr'\]: a ndarray cannot be stored"):
         ys.save_checkpoint(path, model, imgsz=64, meta={"arr": np.zeros(3)})
     assert path.read_bytes() == before  # the good one is kept
+
+
+def test_a_later_format_says_a_newer_yoloslim_wrote_it(tmp_path):
+    import torch
+
+    path = ys.save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=2), imgsz=64)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["format"], ckpt["meta"]["yoloslim_version"] = "yoloslim/2", "9.0"
+    torch.save(ckpt, path)
+    with pytest.raises(
+        ModelError, match=r"format 'yoloslim/2', written by yoloslim 9.0; .*upgrade"
+    ):
+        ys.load_checkpoint(path)

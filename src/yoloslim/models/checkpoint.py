@@ -15,6 +15,7 @@ import errno
 import hashlib
 import os
 import shutil
+import warnings
 from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any
@@ -40,6 +41,12 @@ __all__ = [
 ]
 
 FORMAT = "yoloslim/1"
+
+
+def _yoloslim_version() -> str:
+    from yoloslim import __version__ as version
+
+    return version
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -137,7 +144,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "names": _loadable(list(model.names), "model.names"),
         "imgsz": int(imgsz),
-        "meta": _loadable(dict(meta or {}), "meta"),
+        "meta": _loadable({**dict(meta or {}), "yoloslim_version": _yoloslim_version()}, "meta"),
     }
     if train_state is not None:
         ckpt["train_state"] = _loadable(train_state, "train_state")
@@ -203,6 +210,8 @@ def _why_unloadable(p: Path, e: Exception) -> str:
         return "not a PyTorch zip archive: another kind of file, or truncated"
     if isinstance(e, pickle.UnpicklingError):
         return f"it holds pickled Python objects, which yoloslim never loads{OTHER_TOOLS}"
+    if isinstance(e, RuntimeError) and "inline_container" in str(e):  # a zip, not torch's
+        return "a zip archive, but not one torch.save wrote"
     text = str(e).splitlines()[0][:160] if str(e) else ""
     return f"{type(e).__name__}: {text}"
 
@@ -247,7 +256,9 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
             f"checkpoint: train it first (yoloslim train --model {p} --data data.yaml)"
         )
     try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
+        with warnings.catch_warnings():  # torch's note on a plain pickle's protocol: ours follows
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(p, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
         raise ModelError(f"{p}: not a yoloslim checkpoint ({_why_unloadable(p, e)})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
@@ -257,6 +268,12 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
             hint = "; it is a pruned module's record: yoloslim.compress.prune.restore_pruned(model, path)"
         elif fmt is None:
             hint = OTHER_TOOLS
+        elif str(fmt).startswith("yoloslim/"):  # a later version's format
+            written = (ckpt.get("meta") or {}).get("yoloslim_version", "a newer version")
+            raise ModelError(
+                f"{p}: a yoloslim checkpoint of format {fmt!r}, written by yoloslim {written}; "
+                f"this yoloslim ({_yoloslim_version()}) reads {FORMAT!r}: upgrade yoloslim to load it"
+            )
         raise ModelError(
             f"{p}: not a yoloslim checkpoint (format={fmt!r}, expected {FORMAT!r}){hint}"
         )
