@@ -353,6 +353,7 @@ def _edit(path: str, value):
         ("backbone.stages.2.depth", 1_000_000, r"stages\[2\].depth=1000000 is over 256"),
         ("head.reg_max", 1_000_000, r"head.reg_max=1000000 is over 256"),
         ("head.num_convs", 100_000, r"head.num_convs=100000 is over 64"),
+        ("name", [1, 2], r"name=\[1, 2\] must be a non-empty string"),
     ],
 )
 def test_arch_mistakes_are_named_not_built(path, value, match, tmp_path):

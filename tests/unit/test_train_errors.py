@@ -265,6 +265,11 @@ def test_resume_with_a_relative_data_path_from_another_folder(sets, tmp_path, mo
     monkeypatch.chdir(started_in)
     assert main(["train", "--resume", str(run)]) == 0
     assert "already finished" in capsys.readouterr().out
+    # an absolute one, moved since: said to be the run's, with --data to give
+    _fake_run(tmp_path / "moved", tmp_path / "gone" / "data.yaml")
+    assert main(["train", "--resume", str(tmp_path / "moved")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "the run's data.yaml" in err and "is gone; give where it is now (--data, data=)" in err
 
 
 def test_python_resume_takes_the_runs_data_and_refuses_another_model(sets, tmp_path):
@@ -295,6 +300,16 @@ def test_a_checkpoint_is_fine_tuned_and_threads_are_restored(sets, tmp_path):
     saved = yaml.safe_load((tmp_path / "ft" / "train_config.yaml").read_text())
     assert saved["loss"]["static_assigner_epochs"] == 0
     assert saved["imgsz"] == 64 and torch.load(res.best, weights_only=True)["imgsz"] == 64
+
+
+def test_settings_that_quietly_do_less_are_warned_about(sets, tmp_path, caplog):
+    # batch 1000 on 32 images trained one step an epoch; the LR never left a long warm-up
+    cfg = TrainConfig(epochs=1, batch=16, workers=0, warmup_epochs=3, imgsz=64)
+    with caplog.at_level("WARNING", logger="yoloslim.train"):
+        train("damo-nano", sets[3], config=cfg, out=tmp_path / "r")
+    said = " ".join(caplog.text.split())
+    assert "batch=16 is larger than the 4 training images: each epoch is one step" in said
+    assert "warmup_epochs=3 is more than epochs=1: the learning rate never leaves" in said
 
 
 def test_resume_of_a_finished_run_says_so(sets, tmp_path, capsys):

@@ -106,6 +106,8 @@ def validate_arch(arch: dict) -> dict:
     a = copy.deepcopy(arch)
     _pos_int(a["nc"], "nc", 1, LIMITS["nc"])
     a.setdefault("name", "custom")
+    if not isinstance(a["name"], str) or not a["name"].strip():  # info printed "[1, 2]"
+        raise ModelError(f"arch: name={a['name']!r} must be a non-empty string")
     a.setdefault("act", "silu")
     if a["act"] not in ACTIVATIONS:
         raise ModelError(f"arch: act={a['act']!r} must be {one_of(ACTIVATIONS)}")

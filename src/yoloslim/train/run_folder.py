@@ -134,6 +134,11 @@ def recorded_data(out: Path, state: dict) -> str:
             f"folder the run was started from, and there is no such file from {Path.cwd()}; "
             "run from that folder or give the data.yaml (--data, data=)"
         )
+    if not Path(data).is_file():  # moved or deleted since: "data.yaml not found" alone
+        raise ConfigError(
+            f"resume {out}: the run's data.yaml {data} (recorded in its last.pt) is gone; "
+            "give where it is now (--data, data=)"
+        )
     return data
 
 

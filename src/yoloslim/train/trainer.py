@@ -279,6 +279,8 @@ def train(
     main = rank == 0
     with shown(progress and main):
         train_ds, val_ds = _datasets(data_cfg, cfg, data)
+    if main and state is None:
+        _warn_idle_settings(cfg, len(train_ds))
     # absolute: `train --resume DIR` may run from another working directory
     data_path = str(Path(data).expanduser().resolve())
     # the steps that made the model (a resumed run: its own, this step last) and this one,
@@ -491,6 +493,27 @@ def _devices(cfg: TrainConfig) -> tuple[torch.device, int, int]:
     if cfg.batch % world:
         raise ConfigError(f"batch={cfg.batch} must be divisible by the {world} processes")
     return device, rank, world
+
+
+def _warn_idle_settings(cfg: TrainConfig, n_train: int) -> None:
+    """Warnings for settings that quietly do less than they seem to (accepted, as a user
+    may mean them)."""
+    if cfg.batch > n_train:
+        log.warning(
+            "batch=%d is larger than the %d training images: each epoch is one step of %d "
+            "images (a smaller batch takes more steps)",
+            cfg.batch,
+            n_train,
+            n_train,
+        )
+    if cfg.warmup_epochs > cfg.epochs:
+        log.warning(
+            "warmup_epochs=%g is more than epochs=%d: the learning rate never leaves its "
+            "warm-up to reach lr0=%g",
+            cfg.warmup_epochs,
+            cfg.epochs,
+            cfg.lr0,
+        )
 
 
 def _datasets(data_cfg, cfg: TrainConfig, data):
