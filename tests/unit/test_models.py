@@ -482,3 +482,12 @@ def test_a_damaged_checkpoint_is_named_with_its_key(tmp_path, key, value, match)
     with pytest.raises(ModelError, match=rf"m\.pt: damaged checkpoint: {match}") as e:
         load_checkpoint(path)
     assert "\n" not in str(e.value)
+
+
+def test_a_checkpoint_with_weights_that_are_not_finite_is_named(tmp_path):
+    path = save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=2), imgsz=64)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state_dict"]["head.cls_preds.0.weight"][0, 0] = float("nan")
+    torch.save(ckpt, path)
+    with pytest.raises(ModelError, match=r"m\.pt: its weights are not finite \(head.cls_preds.0"):
+        load_checkpoint(path)

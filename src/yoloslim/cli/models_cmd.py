@@ -23,6 +23,7 @@ def models(
     from yoloslim.models import list_models
 
     rows = {name: model_profile(name, imgsz=imgsz, nc=nc) for name in list_models()}
+    rows = dict(sorted(rows.items(), key=lambda kv: kv[1]["params"]))  # smallest first
     # first: whole whatever the printing below does
     write_json(json_path, {name: {**r, "nc": nc} for name, r in rows.items()})
     table = Table(title=f"built-in models at {imgsz} px, {nc} classes")

@@ -348,6 +348,12 @@ def load_checkpoint(path: str | Path, *, mmap: bool = False) -> tuple[Detector, 
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:  # torch's message lists every key: hundreds of lines
         raise ModelError(f"{path}: {_misfit(model.state_dict(), ckpt['state_dict'])}") from e
+    bad = next((k for k, v in model.state_dict().items() if not torch.isfinite(v).all()), None)
+    if bad is not None:  # export blamed fuse(), train the learning rate, val said mAP 0
+        raise ModelError(
+            f"{path}: its weights are not finite ({bad} holds NaN or inf): the training that "
+            "saved them diverged"
+        )
     model.imgsz = int(ckpt["imgsz"])  # validate() and prune() default to it
     model.history = list((ckpt.get("meta") or {}).get("history") or [])  # see with_history
     return model.eval(), ckpt
