@@ -94,7 +94,10 @@ def prune(
     Returns:
         Result: ``model`` the pruned (fine-tuned) model in eval mode, ``report`` (also
         ``out/prune_report.json``), ``artifacts["checkpoint"]`` = ``out/pruned.pt``
-        (loads with :func:`yoloslim.load` / ``load_checkpoint``, ``weights_only=True``).
+        (a Detector's loads with :func:`yoloslim.load` / ``load_checkpoint``,
+        ``weights_only=True``; another ``nn.Module``'s is a record of its pruned widths and
+        weights, which :func:`yoloslim.compress.prune.restore_pruned` applies to a fresh
+        copy of that module).
 
     Raises:
         ConfigError: a budget at or above the model's, a method the model cannot
