@@ -406,9 +406,9 @@ def resume_overrides(ctx: typer.Context, also: tuple[str, ...] = ()) -> dict[str
         names = ", ".join("--" + p.replace("_", "-") for p in extra)
         can = ["--" + p.replace("_", "-") for p in ("device", "workers", "data", *also)]
         raise ConfigError(
-            f"--resume continues the saved run's settings; {names} cannot change them "
-            f"(only {', '.join(can[:-1])} and {can[-1]} can; to train further, start a new "
-            "run from DIR/best.pt)"
+            f"--resume continues the saved run's settings, so {names} is not taken, even "
+            f"with the saved value (only {', '.join(can[:-1])} and {can[-1]} are; to train "
+            "further, start a new run from DIR/best.pt)"
         )
     return {k: ctx.params[k] for k in ("device", "workers") if option_given(ctx, k)}
 
