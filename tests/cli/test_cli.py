@@ -633,6 +633,18 @@ def test_an_interrupted_predict_keeps_its_results_so_far(
     assert [Path(r["image"]).name for r in records] == [p.name for p in train_images[:3]]
 
 
+def test_a_predict_that_writes_nothing_leaves_no_save_folder(trained, tmp_path, capsys):
+    src = tmp_path / "broken"
+    src.mkdir()
+    (src / "a.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    save = tmp_path / "out" / "drawn"
+    assert (
+        main(["predict", str(src), "--model", str(trained / "best.pt"), "--save", str(save)]) == 2
+    )
+    assert "could be read" in capsys.readouterr().err
+    assert not save.exists()
+
+
 def test_predict_video(trained, tmp_path, capsys):
     av = pytest.importorskip("av")
     from yoloslim.runtime.video import VideoReader, VideoWriter

@@ -12,7 +12,12 @@ import typer
 from rich.markup import escape
 
 from yoloslim.cli.common import check_out_folder, console, err_console, expand_home, handle_errors
-from yoloslim.fileio import atomic_write_bytes, atomic_write_text, folder_lock
+from yoloslim.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    folder_lock,
+    removed_if_left_empty,
+)
 
 
 @handle_errors
@@ -104,7 +109,11 @@ def predict(
     records = _Records(save, ledger if save_txt else None)
     # a second predict into the same --save is refused (detections.json would hold one of
     # them); held until detections.json is written
-    with folder_lock(save, "predict") if save else contextlib.nullcontext():
+    made = save is not None and not save.exists()  # removed again if the run writes nothing
+    with (
+        removed_if_left_empty(save, made),
+        folder_lock(save, "predict") if save else contextlib.nullcontext(),
+    ):
         try:
             if video:
                 _predict_video(pred, source, outputs.get(source), batch, records)
