@@ -644,6 +644,33 @@ def test_a_predict_that_writes_nothing_leaves_no_save_folder(trained, tmp_path, 
     assert "could be read" in capsys.readouterr().err
     assert not save.exists()
 
+    # --json without --save: the boxes, not only a count per image
+    good = tmp_path / "good"
+    good.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (96, 64), "white").save(good / "w.png")
+    out = tmp_path / "dets.json"
+    argv = ["predict", str(good), "--model", str(trained / "best.pt"), "--conf", "0.001"]
+    assert main([*argv, "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["source"] == str(good) and got["model"] == str(trained / "best.pt")
+    (record,) = got["results"]
+    assert record["image"] == str(good / "w.png") and isinstance(record["detections"], list)
+    assert (
+        main(
+            [
+                *argv,
+                "--save",
+                str(tmp_path / "s"),
+                "--json",
+                str(tmp_path / "s" / "detections.json"),
+            ]
+        )
+        == 2
+    )
+    assert "is --save's detections.json" in capsys.readouterr().err
+
 
 def test_predict_video(trained, tmp_path, capsys):
     av = pytest.importorskip("av")

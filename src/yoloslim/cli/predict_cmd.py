@@ -11,7 +11,16 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from yoloslim.cli.common import check_out_folder, console, err_console, expand_home, handle_errors
+from yoloslim.cli.common import (
+    check_json_target,
+    check_out_folder,
+    console,
+    err_console,
+    expand_home,
+    handle_errors,
+    same_path,
+    write_json,
+)
 from yoloslim.fileio import (
     atomic_write_bytes,
     atomic_write_text,
@@ -64,6 +73,13 @@ def predict(
         help="Threads the runtime computes on (default: its own choice; on a busy machine "
         "fewer can be much faster for .pt and .torchscript).",
     ),
+    json_path: str = typer.Option(
+        None,
+        "--json",
+        callback=check_json_target,
+        help="Write the detections as JSON ({source, model, results: [detections.json's "
+        "records]}), with or without --save; written once the run is done.",
+    ),
 ) -> None:
     """Detect objects; prints a summary and, with --save, writes drawn images/video and JSON.
 
@@ -77,6 +93,11 @@ def predict(
     from yoloslim.runtime.video import is_video
 
     check_count("batch", batch)  # before a video's frames pile up waiting for a full batch
+    if json_path and save and same_path(Path(json_path), save / "detections.json"):
+        raise ConfigError(
+            f"--json {json_path} is --save's detections.json, which predict writes itself; "
+            "name another file"
+        )
     video = is_video(source)
     if video and not source.is_file():
         raise DataError(f"{source}: video does not exist")
@@ -139,6 +160,7 @@ def predict(
             console.print(
                 f"wrote {len(records)} results and detections.json to {escape(str(save))}"
             )
+    write_json(json_path, {"source": str(source), "model": str(model), "results": list(records)})
 
 
 class _Records(list):
