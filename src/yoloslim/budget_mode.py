@@ -389,9 +389,19 @@ def run_budget(
             return str(Path(path).absolute())
 
         candidates: list[tuple[float, str, str]] = []  # (ratio, scheme, artifact)
-        for ratio in (0.0, *ratios):
+        for n, ratio in enumerate((0.0, *ratios), 1):
             cdir = out / "grid" / f"ratio-{ratio:.2f}"
             cdir.mkdir(parents=True, exist_ok=True)
+            if progress:  # which candidate the bars below belong to
+                from yoloslim.progress import progress_console
+
+                what = f"prune {ratio:.2f}" if ratio else "unpruned"
+                progress_console().print(
+                    f"compress (budget): candidate {n}/{len(ratios) + 1} ({what}, float and "
+                    f"INT8) -> {cdir}",
+                    style="bold",
+                    highlight=False,
+                )
             ckpt = str(model)
             if ratio > 0:
                 cfg = prune_cfgs[ratio]

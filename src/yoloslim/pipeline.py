@@ -678,6 +678,13 @@ def _missing_outputs(record: dict, out: Path) -> list[str]:
     return missing
 
 
+def _say(text: str) -> None:
+    """A line on the progress console (stderr), as the stages' own progress lines."""
+    from yoloslim.progress import progress_console
+
+    progress_console().print(f"compress: {text}", style="bold", highlight=False)
+
+
 def _same_recipe(saved: str, resolved: str, earlier: tuple[str, ...]) -> bool:
     """Whether a run's ``recipe.yaml`` is the recipe resolved now: as written, or once read
     again with today's defaults (a setting added since, such as an export stage's
@@ -983,7 +990,11 @@ def run_recipe(
                 if sdir.exists() and not goes_on:
                     _empty_stage_folder(sdir, _KEPT.get(stage.name, ()))
                 redo = True
+                if progress:  # which stage the bars below belong to
+                    _say(f"stage {i}/{len(rec.stages)} ({stage.name}) -> {sdir}")
                 record = _run_stage(rec, i, st, run_configs, data, sdir, progress, out)
+            elif progress:
+                _say(f"stage {i}/{len(rec.stages)} ({stage.name}): finished earlier, kept")
             st.model = record["model"]
             taken = {row[0] for row in st.rows}  # a second prune's "pruned" hides not the first's
             st.rows.extend(

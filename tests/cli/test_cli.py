@@ -218,8 +218,9 @@ def test_train_into_a_run_folder_needs_exist_ok(trained, data_yaml, tmp_path, ca
     assert main(argv) == 2
     assert "holds a training run (last.pt)" in capsys.readouterr().err
     assert (run / "last.pt").read_bytes() == before
-    assert main([*argv, "--exist-ok"]) == 0  # afresh, with another seed: another model
+    assert main([*argv, "--exist-ok", "--threads", "1"]) == 0  # afresh, another seed
     assert (run / "last.pt").read_bytes() != before
+    assert yaml.safe_load((run / "train_config.yaml").read_text())["threads"] == 1
 
 
 def test_val_json_keys(trained, data_yaml, tmp_path):

@@ -102,8 +102,14 @@ def test_resume_reruns_only_unfinished_stages(base, tmp_path, monkeypatch, caplo
 
     real_export = pl._RUNNERS["export"]
     monkeypatch.setitem(pl._RUNNERS, "export", boom)
-    res = run_recipe(ckpt, data, recipe, out=out, resume=True)
+    said = []  # with progress, each stage is named before its bars
+    monkeypatch.setattr(pl, "_say", said.append)
+    res = run_recipe(ckpt, data, recipe, out=out, resume=True, progress=True)
     assert (out / "02-bench" / "stage.json").is_file() and res.report["bench"]["rows"]
+    assert said == [
+        "stage 1/2 (export): finished earlier, kept",
+        f"stage 2/2 (bench) -> {out / '02-bench'}",
+    ]
     # a finished stage whose output is gone runs again from scratch, and the stages after it
     onnx_file = Path(res.report["deployable"]["export-onnx"])
     onnx_file.unlink()

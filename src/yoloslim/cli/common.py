@@ -389,7 +389,7 @@ def option_given(ctx: typer.Context, param: str) -> bool:
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
-RESUME_OPTIONS = ("resume", "data", "device", "workers", "json_path")
+RESUME_OPTIONS = ("resume", "data", "device", "workers", "threads", "json_path")
 
 
 def resume_overrides(ctx: typer.Context, also: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -404,13 +404,18 @@ def resume_overrides(ctx: typer.Context, also: tuple[str, ...] = ()) -> dict[str
     extra = [p for p in ctx.params if p not in allowed and option_given(ctx, p)]
     if extra:
         names = ", ".join("--" + p.replace("_", "-") for p in extra)
-        can = ["--" + p.replace("_", "-") for p in ("device", "workers", "data", *also)]
+        runtime = [p for p in ("device", "workers", "threads") if p in ctx.params]
+        can = ["--" + p.replace("_", "-") for p in (*runtime, "data", *also)]
         raise ConfigError(
             f"--resume continues the saved run's settings, so {names} is not taken, even "
             f"with the saved value (only {', '.join(can[:-1])} and {can[-1]} are; to train "
             "further, start a new run from DIR/best.pt)"
         )
-    return {k: ctx.params[k] for k in ("device", "workers") if option_given(ctx, k)}
+    return {
+        k: ctx.params[k]
+        for k in ("device", "workers", "threads")
+        if k in ctx.params and option_given(ctx, k)
+    }
 
 
 def layered(

@@ -56,6 +56,11 @@ def train(
     ),
     seed: int = typer.Option(0, help="Random seed."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    threads: int = typer.Option(
+        None,
+        help="Threads torch computes on (default: torch's, one per core; on a machine busy "
+        "with other work, 1 can be many times faster).",
+    ),
     config: Path = typer.Option(
         None, help="YAML file of TrainConfig fields (flags given override it)."
     ),
@@ -63,7 +68,7 @@ def train(
         None,
         callback=expand_home,
         help="Resume the run in this folder from its last.pt, with its saved settings "
-        "(--device, --workers and --data may change).",
+        "(--device, --workers, --threads and --data may change).",
     ),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the training report as JSON."
@@ -101,6 +106,7 @@ def train(
             workers=workers,
             seed=seed,
             device=device,
+            threads=threads,
         )
         refuse_config_in_run(config, out)
         values = layered(ctx, load_mapping(config, "TrainConfig") if config else None, flags)
