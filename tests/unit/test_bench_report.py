@@ -480,3 +480,19 @@ def test_the_reproduce_command_runs_as_written(monkeypatch, tmp_path):
     assert invocation().endswith("&& python benchmarks/quant_synth.py --calib 8")
     monkeypatch.setattr(sys, "argv", [""])
     assert "interactive" in invocation()
+
+
+def test_a_busy_machine_is_warned_about_before_measuring(monkeypatch, caplog):
+    import yoloslim.bench.measure as measure_mod
+    from yoloslim.bench.latency import LatencyConfig
+
+    monkeypatch.setattr(measure_mod.os, "getloadavg", lambda: (99.0, 0.0, 0.0))
+    with caplog.at_level("WARNING", logger="yoloslim.bench"):
+        measure_mod._warn_if_busy(LatencyConfig())
+    assert "the machine is busy (load average 99.0 on" in caplog.text
+    assert "--threads 1" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(measure_mod.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    with caplog.at_level("WARNING", logger="yoloslim.bench"):
+        measure_mod._warn_if_busy(LatencyConfig())
+    assert not caplog.text

@@ -197,7 +197,7 @@ def benchmark(
                 **artifact_stats(p, imgsz),
             }
         )
-    base_cfg = latency or LatencyConfig()
+    _warn_if_busy(base_cfg := latency or LatencyConfig())
     runs = {
         b: base_cfg.runs_per_round if b == 1 else max(2, base_cfg.runs_per_round // 4)
         for b in batches
@@ -279,6 +279,27 @@ def benchmark(
         "command": invocation(),
     }
     return Result(None, report)
+
+
+def _warn_if_busy(cfg: LatencyConfig) -> None:
+    """A warning when other work keeps the cores busy as measuring starts: each runtime then
+    competes for them with its own thread pool, and the latencies (and their ratios) say
+    more about the load than the models (a .pt at 622 ms against 17 ms at 1 thread)."""
+    from yoloslim.sysinfo import usable_cores
+
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on every platform
+        return
+    cores = usable_cores()
+    if load > cores:
+        log.warning(
+            "the machine is busy (load average %.1f on %d cores): the latencies are unreliable; "
+            "measure on a quiet machine%s",
+            load,
+            cores,
+            "" if cfg.threads else ", or with --threads 1 (threads=1)",
+        )
 
 
 def _artifact_paths(artifacts: Sequence[str | Path] | str | Path) -> list[Path]:
