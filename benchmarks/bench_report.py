@@ -63,7 +63,7 @@ def _own_training(out: Path, data: Path, epochs: int, retrain: bool) -> tuple[Pa
     record.unlink(missing_ok=True)
     t0 = time.time()
     res = ys.train(
-        "damo-nano",
+        None if resume else "damo-nano",  # a resume continues the run's own model
         data,
         config=cfg,
         out=run,

@@ -92,12 +92,13 @@ def epoch_log(label: str, epochs: int):
 def train_resuming(model, data: Path, cfg: ys.TrainConfig, out: Path, label: str):
     """``ys.train`` of ``model`` into ``out``, going on from an interrupted run of ``cfg``
     there (the trainer's resume is exact), with a line per epoch on stderr (``label``)."""
+    resume = resumable(out, cfg)
     return ys.train(
-        model,
+        None if resume else model,  # a resume continues the run's own model
         data,
         config=cfg,
         out=out,
-        resume=resumable(out, cfg),
+        resume=resume,
         progress=True,
         on_epoch_end=epoch_log(label, cfg.epochs),
     )
