@@ -435,10 +435,11 @@ def main() -> None:
     ap.add_argument("--extend", type=nonneg_int, default=0, help="then train this many epochs more")
     args = ap.parse_args()
     data = synthetic_data()
+    kept = _info(args.model) is not None  # an earlier run's baseline: its figures reused
     trained(args.model, args.epochs, data)
     if args.extend:
         extend(args.model, args.extend, data)
-    print(json.dumps(_info(args.model)))
+    print(json.dumps({**_info(args.model), "reused": kept}))
 
 
 if __name__ == "__main__":

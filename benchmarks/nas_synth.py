@@ -416,8 +416,11 @@ def main() -> None:
         "settings": settings,
         "tag": tag,
         "search": {
-            k: res["report"].get(k)
-            for k in ("search_s", "evaluated", "feasible", "rejected", "polish")
+            **{
+                k: res["report"].get(k)
+                for k in ("search_s", "evaluated", "feasible", "rejected", "polish")
+            },
+            "cached": bool(res.get("cached")),  # read from an earlier run's search_<tag>.json
         },
         "found": {
             "score": round(res["score"], 3),
