@@ -73,6 +73,11 @@ def test_data_yaml_path_not_existing(tmp_path, key, value):
         ({"format": "coco"}, "missing required key 'train_images'"),
         ({"nc": 2.9}, r"key 'nc' must be an integer, got 2\.9"),
         ({"names": [True, False]}, r"key 'names': entry True is a YAML boolean .*quote the name"),
+        # an Ultralytics user's path, relative to the working folder: said how it was read
+        (
+            {"path": "work/shapes"},
+            r"key 'path': folder .* does not exist \(work/shapes relative to ",
+        ),
     ],
 )
 def test_data_yaml_bad_values(tmp_path, edit, match):

@@ -118,9 +118,11 @@ def quantize(
         )
     print_table(table)
     kept = rep["layers_in_float"]
+    aware = ", ".join(kept["accuracy_aware"])  # the model's layer names
+    if not aware:  # "none" read as "the mode was off" when --max-drop was met at once
+        aware = "no layer returned to float" if rep.get("accuracy_aware") else "off"
     console.print(
-        f"kept float: {kept['scope_nodes']} scope nodes; accuracy-aware: "
-        f"{literal(', '.join(kept['accuracy_aware']) or 'none')}"  # the model's layer names
+        f"kept float: {kept['scope_nodes']} scope nodes; accuracy-aware: {literal(aware)}"
     )
     warning = budget_warning(rep)
     if warning:

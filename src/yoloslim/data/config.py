@@ -153,12 +153,14 @@ def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path
                 "%s: key '%s': %s does not exist; using %s", where, key, p, root / text[3:]
             )
         p = root / text[3:]
+    # a relative path is the data.yaml's folder's (Ultralytics takes the working folder's)
+    how = "" if Path(value).expanduser().is_absolute() else f" ({value} relative to {root})"
     if kind == "dir" and not p.is_dir():
-        raise DataError(f"{where}: key '{key}': folder {p} does not exist")
+        raise DataError(f"{where}: key '{key}': folder {p} does not exist{how}")
     if kind == "file" and not p.is_file():
-        raise DataError(f"{where}: key '{key}': file {p} does not exist")
+        raise DataError(f"{where}: key '{key}': file {p} does not exist{how}")
     if kind == "any" and not p.exists():
-        raise DataError(f"{where}: key '{key}': path {p} does not exist")
+        raise DataError(f"{where}: key '{key}': path {p} does not exist{how}")
     return p
 
 
