@@ -393,14 +393,13 @@ def run_budget(
             cdir = out / "grid" / f"ratio-{ratio:.2f}"
             cdir.mkdir(parents=True, exist_ok=True)
             if progress:  # which candidate the bars below belong to
-                from yoloslim.progress import progress_console
+                from yoloslim.progress import say
 
                 what = f"prune {ratio:.2f}" if ratio else "unpruned"
-                progress_console().print(
+                say(
                     f"compress (budget): candidate {n}/{len(ratios) + 1} ({what}, float and "
                     f"INT8) -> {cdir}",
                     style="bold",
-                    highlight=False,
                 )
             ckpt = str(model)
             if ratio > 0:

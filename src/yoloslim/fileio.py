@@ -20,6 +20,7 @@ __all__ = [
     "folder_lock",
     "make_folder",
     "refuse_overwriting_input",
+    "did_you_mean",
     "remove_stale_temps",
     "removed_if_left_empty",
     "staged",
@@ -380,6 +381,12 @@ def staged(
             old = Path(tmp) / f"{path.name}.old"
             path.replace(old)  # set aside inside the private folder, removed with it
         target.replace(path)
+
+
+def did_you_mean(folder: Path, names: Iterable[str | Path]) -> str:
+    """``; did you mean FOLDER/NAME?`` for the first of ``names`` that is a file in
+    ``folder`` (a folder given where a file is), else ``""``."""
+    return next((f"; did you mean {folder / n}?" for n in names if (folder / n).is_file()), "")
 
 
 @contextlib.contextmanager

@@ -680,9 +680,9 @@ def _missing_outputs(record: dict, out: Path) -> list[str]:
 
 def _say(text: str) -> None:
     """A line on the progress console (stderr), as the stages' own progress lines."""
-    from yoloslim.progress import progress_console
+    from yoloslim.progress import say
 
-    progress_console().print(f"compress: {text}", style="bold", highlight=False)
+    say(f"compress: {text}", style="bold")
 
 
 def _same_recipe(saved: str, resolved: str, earlier: tuple[str, ...]) -> bool:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["progress_console", "quieted", "shown", "tracked"]
+__all__ = ["progress_console", "quieted", "say", "shown", "tracked"]
 
 T = TypeVar("T")
 
@@ -34,6 +34,12 @@ def progress_console():
 
     piped = not sys.stderr.isatty() and "COLUMNS" not in os.environ
     return Console(stderr=True, width=PIPED_WIDTH if piped else None)
+
+
+def say(text: str, style: str = "dim") -> None:
+    """One line on the progress console: what a step without a bar of its own is doing, or
+    which stage the bars below belong to."""
+    progress_console().print(text, style=style, highlight=False)
 
 
 @contextlib.contextmanager

@@ -199,15 +199,14 @@ def _start(ctx: Any, path: str, cfg: LatencyConfig) -> _Handle:
     # stop. So the worker is started with SIGINT ignored, a disposition exec keeps and Python
     # leaves as it finds it. A Ctrl-C in the few milliseconds of the start itself is lost
     # (the process ignores it meanwhile); one a moment later stops the run as usual.
-    if threading.current_thread() is threading.main_thread():
-        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            with _main_not_imported():
+    with _main_not_imported():
+        if threading.current_thread() is threading.main_thread():
+            handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
                 proc.start()
-        finally:
-            signal.signal(signal.SIGINT, handler)
-    else:  # only the main thread may set a handler
-        with _main_not_imported():
+            finally:
+                signal.signal(signal.SIGINT, handler)
+        else:  # only the main thread may set a handler
             proc.start()
     # The worker holds its own copy now. Keeping the parent's open would hide the worker's
     # death: the pipe would never reach EOF.

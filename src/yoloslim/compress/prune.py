@@ -217,9 +217,9 @@ def prune(
 
 def _phase(text: str) -> None:
     """A line saying what a long step without a bar of its own is doing (stderr)."""
-    from yoloslim.progress import progress_console
+    from yoloslim.progress import say
 
-    progress_console().print(f"prune: {text}", style="dim", highlight=False)
+    say(f"prune: {text}")
 
 
 def _load_model(model, data) -> tuple[nn.Module, list[str] | None, int | None]:

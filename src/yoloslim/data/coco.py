@@ -350,12 +350,12 @@ def _coco_boxes(
     if scale is not None:
         boxes *= [scale[0], scale[1], scale[0], scale[1]]
         own = [None if a is None else a * scale[0] * scale[1] for a in own]
-    cut = past_edge(boxes, w, h)
-    boxes, keep = clip_to_image(boxes, w, h)
-    box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    clipped, keep = clip_to_image(boxes, w, h)
+    cut = past_edge(boxes, w, h, keep)
+    box_areas = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
     areas = np.array(
         [b if a is None else a for a, b in zip(own, box_areas, strict=True)],
         np.float64,
     )
     classes = np.array([c for c, _, _, _ in anns], np.int64)
-    return boxes[keep], classes[keep], areas[keep], cut
+    return clipped[keep], classes[keep], areas[keep], cut

@@ -264,13 +264,14 @@ def clip_to_image(xyxy: np.ndarray, w: float, h: float) -> tuple[np.ndarray, np.
 EDGE_TOL = 1.0  # px past the edge a box may reach unsaid (annotation tools round)
 
 
-def past_edge(xyxy: np.ndarray, w: float, h: float) -> int:
+def past_edge(xyxy: np.ndarray, w: float, h: float, kept: np.ndarray) -> int:
     """How many of the ``(N, 4)`` xyxy pixel boxes reach more than ``EDGE_TOL`` px past
-    their ``w`` x ``h`` image and keep an area in it: those that :func:`clip_to_image`
-    cuts at the edge (a box wholly outside it is left out instead)."""
+    their ``w`` x ``h`` image and keep an area in it (``kept``, the mask
+    :func:`clip_to_image` gave for them): those it cuts at the edge (a box wholly outside
+    it is left out instead)."""
     b = np.asarray(xyxy, np.float64).reshape(-1, 4)
     over = (b[:, :2] < -EDGE_TOL).any(1) | (b[:, 2] > w + EDGE_TOL) | (b[:, 3] > h + EDGE_TOL)
-    return int((over & clip_to_image(b, w, h)[1]).sum())
+    return int((over & kept).sum())
 
 
 def warn_clipped(source: str | Path, clipped: dict[str, int]) -> None:

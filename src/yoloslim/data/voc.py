@@ -337,6 +337,6 @@ def _clipped(
     arr = np.array(boxes, np.float64).reshape(-1, 4)
     if scale is not None:
         arr = arr * [scale[0], scale[1], scale[0], scale[1]]
-    cut = past_edge(arr, w, h)
-    arr, keep = clip_to_image(arr, w, h)
-    return arr[keep].astype(np.float32), np.array(classes, np.int64).reshape(-1)[keep], cut
+    inside, keep = clip_to_image(arr, w, h)
+    cut = past_edge(arr, w, h, keep)
+    return inside[keep].astype(np.float32), np.array(classes, np.int64).reshape(-1)[keep], cut

@@ -26,10 +26,10 @@ from torch import nn
 
 from yoloslim.configs import check_imgsz
 from yoloslim.errors import ConfigError, ModelError
-from yoloslim.fileio import atomic_file
+from yoloslim.fileio import atomic_file, did_you_mean
 from yoloslim.models.arch import arch_of
 from yoloslim.models.detector import Detector
-from yoloslim.models.registry import build_model
+from yoloslim.models.registry import EXPORTED, build_model
 
 __all__ = [
     "FORMAT",
@@ -178,10 +178,6 @@ def _loadable(value: Any, where: str) -> Any:
     )
 
 
-# the files an export writes: what a stage that takes a checkpoint refuses by name
-EXPORTED = frozenset({".onnx", ".xml", ".bin", ".torchscript", ".engine", ".mlpackage", ".plan"})
-
-
 OTHER_TOOLS = (
     "; yoloslim works on the detectors it builds: a model another tool saved (Ultralytics, "
     "for one) is not supported"
@@ -229,14 +225,7 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
         )
     p = Path(path).expanduser()
     if p.is_dir():
-        hint = next(
-            (
-                f"; did you mean {p / n}?"
-                for n in ("best.pt", "pruned.pt", "last.pt")
-                if (p / n).is_file()
-            ),
-            "",
-        )
+        hint = did_you_mean(p, ("best.pt", "pruned.pt", "last.pt"))
         raise ModelError(f"{p}: is a folder, not a checkpoint file{hint}")
     if not p.is_file():
         raise ModelError(f"{p}: checkpoint file does not exist")

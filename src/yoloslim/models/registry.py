@@ -13,6 +13,7 @@ from typing import Any
 
 from yoloslim.configs import int_problem
 from yoloslim.errors import ModelError
+from yoloslim.fileio import did_you_mean
 from yoloslim.models.arch import apply_layers, load_arch_yaml, validate_arch
 from yoloslim.models.detector import Detector
 
@@ -72,8 +73,9 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-# what an export writes (models.checkpoint.EXPORTED, which imports this module)
-_ARTIFACTS = (".onnx", ".xml", ".torchscript", ".engine", ".mlpackage", ".plan")
+# the files an export writes: what a stage that takes a checkpoint, or a model to build,
+# refuses by name (here, below models.checkpoint, which imports it from this module)
+EXPORTED = frozenset({".onnx", ".xml", ".bin", ".torchscript", ".engine", ".mlpackage", ".plan"})
 
 
 def get_arch(name: str, nc: int = 80) -> dict:
@@ -96,7 +98,10 @@ def arch_from(model: str | dict | Path, nc: int = 80) -> dict:
             f"{model}: a checkpoint is no model to build (a registered name or an arch .yaml): "
             "load it with load_checkpoint; train() takes it as it is"
         )
-    if suffix in _ARTIFACTS or (suffix == ".bin" and Path(str(model)).with_suffix(".xml").exists()):
+    # a .bin only beside its .xml: one alone is not said to be OpenVINO's
+    if suffix in EXPORTED - {".bin"} or (
+        suffix == ".bin" and Path(str(model)).with_suffix(".xml").exists()
+    ):
         raise ModelError(
             f"{model}: is an exported artifact; a model to build or train is a registered "
             "name, an arch .yaml or a yoloslim .pt checkpoint"
@@ -104,9 +109,7 @@ def arch_from(model: str | dict | Path, nc: int = 80) -> dict:
     p = Path(str(model)).expanduser()
     named = isinstance(model, str) and model in _REGISTRY
     if not named and p.is_dir():  # a run folder given where a model is
-        kept = ("best.pt", "last.pt", "pruned.pt", "arch.yaml")
-        inside = next((p / n for n in kept if (p / n).is_file()), None)
-        hint = f"; did you mean {inside}?" if inside else ""
+        hint = did_you_mean(p, ("best.pt", "last.pt", "pruned.pt", "arch.yaml"))
         raise ModelError(f"{p}: is a folder, not a model{hint}")
     if isinstance(model, Path) or suffix in (".yaml", ".yml"):
         return load_arch_yaml(model)

@@ -166,12 +166,13 @@ def check_smallest(ev: Evaluator) -> None:
             msgs.append(f"effectiveness={b.effectiveness} (widest, shallowest network: {rho:.4g})")
     if b.latency_ms is not None and not msgs:
         cache = ev.latency_cache  # looked up without counting it as reused
-        cached = cache.key(ev.space.arch(small, ev.nc)) in cache.entries
+        arch = ev.space.arch(small, ev.nc)
+        cached = cache.key(arch) in cache.entries
         lat = ev.latency_of(small)
         if lat > b.latency_ms and not cached:
             # one sample of a busy machine can be many times the network's latency: the
             # search is refused only when timing it again does not bring it within budget
-            again = measure_rounds([ev.space.arch(small, ev.nc)], ev.imgsz, ev.latency, 3)[0]
+            again = measure_rounds([arch], ev.imgsz, ev.latency, 3)[0]
             lat = min(lat, *again)
         if lat > b.latency_ms:
             where = (

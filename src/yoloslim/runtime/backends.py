@@ -23,6 +23,7 @@ import torch
 
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.extras import require_for
+from yoloslim.fileio import did_you_mean
 from yoloslim.runtime.ov_core import openvino_core, precision_name, read_ir
 
 __all__ = [
@@ -439,9 +440,8 @@ def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
     if p.is_dir():
         # also one named like an artifact: export --out exp/my.onnx makes the folder
         # exp/my.onnx/, which holds model.onnx
-        inside = [p / n for n in _IN_A_FOLDER]
-        inside += sorted(p.glob("*/config.pbtxt"))  # a Triton repository: its model's config
-        hint = next((f"; did you mean {f}?" for f in inside if f.is_file()), "")
+        # a Triton repository: its model's config
+        hint = did_you_mean(p, [*_IN_A_FOLDER, *sorted(p.glob("*/config.pbtxt"))])
         raise ModelError(f"{p}: is a folder, not an artifact{hint}")
     if p.suffix.lower() not in (*SUFFIXES, ".mlpackage"):
         xml = p.with_suffix(".xml")

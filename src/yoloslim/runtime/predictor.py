@@ -241,8 +241,7 @@ class Predictor:
             DataError: an image that cannot be read: a missing file, an array or tensor of
                 the wrong shape, dtype or value range, an empty image, or an unknown type.
         """
-        check_count("batch", batch)
-        return [det for _, det in self._stream(source, batch, False, images=False)]
+        return [det for _, det in self.stream(source, batch=batch, images=False)]
 
     def stream(
         self,
