@@ -203,6 +203,7 @@ def _stage_export(st: _State, cfg: ExportStage, data, out: Path, progress: bool)
         verify=cfg.verify,
         triton_name=cfg.triton_name,
         triton_max_batch=cfg.triton_max_batch,
+        progress=progress,
         nms=cfg.nms,
         nms_conf=cfg.nms_conf,
         nms_iou=cfg.nms_iou,

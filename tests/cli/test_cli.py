@@ -124,6 +124,10 @@ def test_export_json_is_written_when_a_format_fails(trained, tmp_path, capsys):
     assert main([*argv, "--format", "onnx,torchscript", "--json", str(record)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "torchscript: " in err and "onnx passed and stay" in err
+    # a line per format as it starts and ends (a log shows them; a spinner it does not)
+    assert "export: onnx (1/2): converting and checking" in err
+    assert "export: onnx: checked, max |diff| " in err and f"-> {out / 'model.onnx'}" in err
+    assert "export: torchscript (2/2)" in err and "export: torchscript: failed (" in err
     saved = json.loads(record.read_text())  # what a CI job reads to find the failure
     assert saved == json.loads((out / "export_report.json").read_text())
     assert saved["formats"]["onnx"]["passed"] is True

@@ -122,6 +122,12 @@ from yoloslim.models import build_model
             ConfigError,
             r"^meta='note': expected a mapping",
         ),
+        (  # the arguments the other way round was a TypeError from pathlib
+            lambda: ys.save_checkpoint(build_model("damo-nano"), "x.pt", imgsz=64),
+            ConfigError,
+            r"^save_checkpoint\(Detector, 'x.pt'\): the file comes first",
+        ),
+        (lambda: ys.save_checkpoint("x.pt", {}, imgsz=64), ModelError, r"model is a dict, not a"),
         (lambda: ys.LatencyConfig(ov_hint="fp32"), ConfigError, r"^ov_hint='fp32': expected one"),
         (lambda: ys.register_model("x1")(5), ModelError, r"decorates a function .*not a int"),
         (lambda: build_model("damo-nano", names="abc"), ModelError, r"^names='abc': expected a"),

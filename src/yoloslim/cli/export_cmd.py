@@ -78,21 +78,22 @@ def export(
     )
     _warn_artifact_name(out)
     try:
-        with console.status(f"exporting {literal(', '.join(formats))}"):
-            res = run_export(
-                model,
-                out,
-                formats=formats,
-                imgsz=imgsz,
-                dynamic=dynamic,
-                half=half,
-                nms=nms,
-                triton_name=triton_name,
-                triton_max_batch=triton_max_batch,
-                nms_conf=nms_conf,
-                nms_iou=nms_iou,
-                nms_max_det=nms_max_det,
-            )
+        # a line per format as it starts and ends, on stderr (in a log too; a spinner is not)
+        res = run_export(
+            model,
+            out,
+            formats=formats,
+            imgsz=imgsz,
+            dynamic=dynamic,
+            half=half,
+            nms=nms,
+            triton_name=triton_name,
+            triton_max_batch=triton_max_batch,
+            nms_conf=nms_conf,
+            nms_iou=nms_iou,
+            nms_max_det=nms_max_det,
+            progress=True,
+        )
     except ExportError as e:
         # a format failed: the report export_report.json got (which says which, and why)
         # goes to --json too, where a CI job looks for it; then exit 2 as before

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from yoloslim.configs import DEFAULT_IMGSZ, check_imgsz, check_path
+from yoloslim.configs import DEFAULT_IMGSZ, check_flags, check_imgsz, check_path
 from yoloslim.errors import ConfigError, ExportError, YoloslimError, stop_requested
 from yoloslim.export.common import ExportContext, made_by_yoloslim, path_size_mb
 from yoloslim.export.nms import check_graph_nms
@@ -33,6 +33,7 @@ from yoloslim.fileio import (
     remove_stale_staging,
     removed_if_left_empty,
 )
+from yoloslim.progress import say
 from yoloslim.result import Result
 
 __all__ = ["check_options", "export"]
@@ -125,6 +126,7 @@ def export(
     nms_conf: float = 0.25,
     nms_iou: float = 0.65,
     nms_max_det: int = 300,
+    progress: bool = False,
 ) -> Result:
     """Export a checkpoint or Detector to ``formats`` under ``out`` and verify each artifact.
 
@@ -167,6 +169,8 @@ def export(
             detection scores above it), NMS IoU threshold and most detections kept
             (with ``nms``; stored in its metadata as ``nms_conf``, ``nms_iou``,
             ``nms_max_det``).
+        progress: a line on stderr as each format starts and one with its outcome (a
+            conversion and its check can take minutes; the lines show in a log too).
 
     Returns:
         Result: ``model`` is the re-parameterised torch model, ``artifacts`` maps format ->
@@ -209,6 +213,7 @@ def export(
         triton_max_batch=triton_max_batch,
         verify=verify,
     )
+    check_flags(progress=progress)
     for fmt in formats:
         reason = EXPORTERS[fmt].unavailable()
         if reason:
@@ -283,7 +288,9 @@ def export(
         failed: list[str] = []  # one format's failed check does not cost the others
         e2e = {"conf": nms_conf, "iou": nms_iou, "max_det": nms_max_det} if nms else None
         try:
-            for fmt in formats:
+            for i, fmt in enumerate(formats, 1):
+                if progress:
+                    say(f"export: {fmt} ({i}/{len(formats)}): converting and checking")
                 step = functools.partial(
                     _export_one, fmt, ctx, report, artifacts, failed, previous, verify
                 )
@@ -293,6 +300,8 @@ def export(
                     else None
                 )
                 _recorded(fmt, step, report, artifacts, failed, was)
+                if progress:
+                    say(f"export: {fmt}: {_outcome(report['formats'].get(fmt, {}))}")
                 if fmt != "onnx" or e2e is None:
                     continue
                 onnx_entry = report["formats"]["onnx"]
@@ -306,6 +315,8 @@ def export(
                         else None
                     )
                     _recorded("onnx_nms", nms_step, report, artifacts, failed, was)
+                    if progress:
+                        say(f"export: onnx_nms: {_outcome(report['formats'].get('onnx_nms', {}))}")
                 if "onnx_nms" not in report["formats"]:
                     # no NMS graph from this ONNX: an earlier one left on disk stays listed
                     # as the earlier export's it is
@@ -331,6 +342,21 @@ def export(
             error.report = report  # what export_report.json got (the command's --json)
             raise error
         return Result(fused, report, artifacts)
+
+
+def _outcome(entry: dict) -> str:
+    """One line for the log about a format's report ``entry``: its check, then its file."""
+    passed = entry.get("passed")
+    if passed is False:
+        return f"failed ({entry.get('error') or 'disagrees with PyTorch'})"
+    diff = entry.get("max_abs_diff")
+    if passed:
+        check = f"checked, max |diff| {diff:.2e}" if diff is not None else "checked"
+    elif entry.get("verified") is False:
+        check = "written unchecked (verify off)"
+    else:  # null: no output compared here (CoreML off macOS)
+        check = f"written; {entry.get('verified') or 'not run here'}"
+    return f"{check} -> {entry.get('path')}"
 
 
 def _recorded(

@@ -122,6 +122,15 @@ def save_checkpoint(
     Example:
         >>> save_checkpoint("runs/mine/model.pt", model, imgsz=320)  # doctest: +SKIP
     """
+    if isinstance(path, nn.Module) and isinstance(model, (str, os.PathLike)):
+        raise ConfigError(
+            f"save_checkpoint({type(path).__name__}, {str(model)!r}): the file comes first, "
+            f"as in save_checkpoint({str(model)!r}, model, imgsz=...)"
+        )
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"save_checkpoint: path={path!r} is no file path")
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"save_checkpoint: model is a {type(model).__name__}, not a torch model")
     if getattr(model, "deploy", False):
         raise ModelError(
             "cannot checkpoint a re-parameterised (deploy-form) model; save before fuse()"
