@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["progress_console", "quieted", "say", "shown", "tracked"]
+__all__ = ["progress_console", "quieted", "say", "scoring_bar", "shown", "tracked"]
 
 T = TypeVar("T")
 
@@ -86,3 +86,17 @@ def tracked(items: Iterable[T], total: int, label: str) -> Iterator[T]:
     columns = (TextColumn(label), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=progress_console()) as bar:
         yield from bar.track(items, total=total)
+
+
+def scoring_bar():
+    """A rich Progress on the progress console (label, bar, done/total, time elapsed) for
+    a caller that adds its own tasks: one that scores candidates round after round."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    return Progress(*columns, console=progress_console())

@@ -336,6 +336,22 @@ def test_blocks_are_scored_by_the_model_their_removal_leaves(model):
     assert scores[first] == pytest.approx(_mean_loss(m, [batch], crit) - base)
 
 
+def test_depth_pruning_shows_a_bar_per_removal_and_removes_the_same_blocks(model, capsys):
+    from yoloslim.compress.prune_depth import prune_depth
+
+    torch.manual_seed(1)
+    batch = (torch.randint(0, 255, (2, 3, IMG, IMG)), torch.tensor([[0, 1, 8, 8, 40, 40]]), [])
+    n = len(removable_blocks(model))
+    quiet = prune_depth(copy.deepcopy(model), [batch], count=2)
+    capsys.readouterr()
+    shown = prune_depth(copy.deepcopy(model), [batch], count=2, progress=True)
+    err = capsys.readouterr().err
+    assert shown == quiet  # the bar changes nothing removed
+    # each removal scores every block left: n, then n - 1
+    assert "depth pruning: removal 1 of 2" in err and f"{n}/{n}" in err
+    assert "depth pruning: removal 2 of 2" in err and f"{n - 1}/{n - 1}" in err
+
+
 def test_onnx_of_pruned_model_has_smaller_shapes(model, tmp_path):
     onnx = pytest.importorskip("onnx")
     from yoloslim.export import export

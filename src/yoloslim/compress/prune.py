@@ -378,10 +378,12 @@ def _run_schedule(
     for k, goal in enumerate(goals, 1):
         row: dict = {"step": k}
         if "blocks" in goal:
-            row["depth"] = prune_depth(net, batches, count=goal["blocks"] - removed)
+            row["depth"] = prune_depth(
+                net, batches, count=goal["blocks"] - removed, progress=progress
+            )
             removed += len(row["depth"]["removed"])
         if cfg.method == Method.DEPTH and ("gflops" in goal or "params" in goal):
-            row["depth"] = prune_depth(net, batches, until=_within(goal, cfg))
+            row["depth"] = prune_depth(net, batches, until=_within(goal, cfg), progress=progress)
         elif cfg.method == Method.WIDTH and any(x in goal for x in ("ratio", "gflops", "params")):
             if cfg.criterion == Criterion.TAYLOR:
                 row["taylor_loss"] = taylor_gradients(net, batches)

@@ -18,7 +18,9 @@ carried by the ``layers`` record (see :func:`yoloslim.models.arch.apply_layers`)
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import logging
 from collections.abc import Callable
 
@@ -27,6 +29,7 @@ from torch import nn
 
 from yoloslim.extras import require
 from yoloslim.models.blocks import BasicBlock
+from yoloslim.progress import scoring_bar
 
 __all__ = ["removable_blocks", "block_scores", "remove_block", "prune_depth", "ORIGIN"]
 
@@ -58,9 +61,15 @@ def _mean_loss(model: nn.Module, batches, crit) -> float:
     return total / max(n, 1)
 
 
-def block_scores(model: nn.Module, batches, paths: list[str] | None = None) -> dict[str, float]:
+def block_scores(
+    model: nn.Module,
+    batches,
+    paths: list[str] | None = None,
+    done: Callable[[], None] | None = None,
+) -> dict[str, float]:
     """Loss increase on ``batches`` when each block is removed as :func:`remove_block`
-    removes it (eval mode): skipped, where that is the same, else on a copy without it."""
+    removes it (eval mode): skipped, where that is the same, else on a copy without it.
+    ``done`` is called after each block is scored (a progress bar's step)."""
     from yoloslim.train.loss import DetectionLoss
 
     crit = DetectionLoss(model.nc, model.reg_max, model.strides)
@@ -79,6 +88,8 @@ def block_scores(model: nn.Module, batches, paths: list[str] | None = None) -> d
             trial = copy.deepcopy(model)
             remove_block(trial, path)
             scores[path] = _mean_loss(trial, batches, crit) - base
+        if done is not None:
+            done()
     return scores
 
 
@@ -128,8 +139,12 @@ def prune_depth(
     *,
     count: int | None = None,
     until: Callable[[nn.Module], bool] | None = None,
+    progress: bool = False,
 ) -> dict:
     """Remove ``count`` blocks, or blocks until ``until(model)`` holds, least important first.
+
+    ``progress``: a bar on stderr over the blocks each removal scores (every removal scores
+    all the blocks left, each on all of ``batches``: minutes for a larger model).
 
     Returns:
         ``{"removed": [{"block", "loss_increase"}...], "remaining": n, "budget_met": bool | None}``.
@@ -140,21 +155,33 @@ def prune_depth(
         block = model.get_submodule(p)
         if not hasattr(block, ORIGIN):
             setattr(block, ORIGIN, p)
-    while True:
-        if until is not None and until(model):
-            met = True
-            break
-        if count is not None and len(removed) >= count:
-            break
-        paths = removable_blocks(model)
-        if not paths:
-            met = False if until is not None else None
-            log.warning("depth pruning: no residual block left to remove")
-            break
-        scores = block_scores(model, batches, paths)
-        path = min(scores, key=scores.get)
-        name = getattr(model.get_submodule(path), ORIGIN, path)
-        remove_block(model, path)
-        removed.append({"block": name, "loss_increase": round(scores[path], 5) + 0.0})  # not -0.0
-        log.info("depth pruning: removed %s (loss %+.4f)", name, scores[path])
+    with contextlib.ExitStack() as stack:
+        bar = None
+        while True:
+            if until is not None and until(model):
+                met = True
+                break
+            if count is not None and len(removed) >= count:
+                break
+            paths = removable_blocks(model)
+            if not paths:
+                met = False if until is not None else None
+                log.warning("depth pruning: no residual block left to remove")
+                break
+            done = None
+            if progress:
+                if bar is None:
+                    bar = stack.enter_context(scoring_bar())
+                of = f" of {count}" if count is not None else ""
+                task = bar.add_task(
+                    f"depth pruning: removal {len(removed) + 1}{of}", total=len(paths)
+                )
+                done = functools.partial(bar.advance, task)
+            scores = block_scores(model, batches, paths, done=done)
+            path = min(scores, key=scores.get)
+            name = getattr(model.get_submodule(path), ORIGIN, path)
+            remove_block(model, path)
+            increase = round(scores[path], 5) + 0.0  # not -0.0
+            removed.append({"block": name, "loss_increase": increase})
+            log.info("depth pruning: removed %s (loss %+.4f)", name, scores[path])
     return {"removed": removed, "remaining": len(removable_blocks(model)), "budget_met": met}
