@@ -440,6 +440,8 @@ def test_cli_nas_writes_arch_and_report(tmp_path):
     assert rc == 0
     assert out.exists() and (tmp_path / "nas_report.json").exists()
     build_model(out)
+    # its header's command trains this very file (it said this.yaml)
+    assert f"# train it: yoloslim train --model {out} --data " in out.read_text()
     # info describes the found arch: its cost at the search's size, and the search's score
     assert main(["info", str(out), "--json", str(tmp_path / "info.json")]) == 0
     described = json.loads((tmp_path / "info.json").read_text())[str(out)]
@@ -822,3 +824,23 @@ def test_a_report_that_holds_no_mapping_is_not_replaced(tmp_path):
     (tmp_path / "nas_report.json").write_text('"my notes: best run"')
     with pytest.raises(ConfigError, match=r"nas_report.json exists and is no search report"):
         _small_search(out=tmp_path, iterations=1)
+
+
+def test_the_budget_is_said_against_damo_nano_at_the_searchs_size():
+    # edge-tiny's 0.5 GFLOPs is half damo-nano at 320 px and twice it at 160: the line says so
+    from yoloslim.nas.evaluator import Evaluator
+    from yoloslim.nas.search import _scale_line
+
+    settings = dict(space=SPACE, stage_weights=(1,), repeats=1, batch=1, seed=0, nc=4)
+    settings["latency"] = LatencySettings(warmup=1, runs=3)
+    lines = {
+        size: _scale_line(Evaluator(budget=Budget(flops=0.5, params=1.0), imgsz=size, **settings))
+        for size in (160, 320)
+    }
+    for size, line in lines.items():
+        nano = model_profile(build_model("damo-nano", nc=4).fuse(), imgsz=size)
+        assert f"at {size} px and 4 classes, budget 0.5 GFLOPs " in line
+        assert f"x damo-nano's {nano['gflops']:.3g})" in line
+        assert f"({0.5 / nano['gflops']:.2f}x" in line
+        assert f"1 M params ({1.0 / (nano['params_deploy'] / 1e6):.2f}x damo-nano's" in line
+    assert "(0.51x damo-nano's" in lines[320] and "(2.03x damo-nano's" in lines[160]

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import random
+import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from yoloslim.nas.latency import (
 )
 from yoloslim.nas.score import DEFAULT_STAGE_WEIGHTS, SCORE_METHODS, SCORE_TEXT
 from yoloslim.nas.space import SearchSpace, genome_dict, genome_of, resolve_arch
-from yoloslim.progress import progress_console
+from yoloslim.progress import progress_console, say
 from yoloslim.result import Result, short_repr
 
 __all__ = ["SearchResult", "search", "search_from_dict", "Evaluator"]
@@ -269,6 +270,8 @@ def search(
             latency_cache=cache,
         )
         check_smallest(ev)
+        if progress:
+            say(_scale_line(ev))
         seeds = _seed_candidates(ev, init)
         rng = random.Random(seed)
         duplicates = 0
@@ -529,6 +532,34 @@ def _entry(rank: int, c: Candidate) -> dict:
     }
 
 
+def _scale_line(ev: Evaluator) -> str:
+    """The budget against damo-nano and the space's smallest network at this search's size
+    and classes: a FLOPs budget is at ``imgsz``, so the same number at another size buys
+    another network (the edge-tiny recipe's 0.5 GFLOPs at 320 px is twice damo-nano at 160)."""
+    ref = ev.costs(resolve_arch("damo-nano", ev.nc)[0])
+    small = ev.cost(ev.space.smallest())
+    b = ev.budget
+    parts = []
+    if b.flops is not None:
+        parts.append(
+            f"{b.flops:g} GFLOPs ({b.flops / ref.gflops:.2f}x damo-nano's {ref.gflops:.3g})"
+        )
+    if b.params is not None:
+        ref_m = ref.params_deploy / 1e6
+        parts.append(f"{b.params:g} M params ({b.params / ref_m:.2f}x damo-nano's {ref_m:.3g})")
+    for name, value, unit in (("latency", b.latency_ms, " ms"), ("layers", b.layers, "")):
+        if value is not None:
+            parts.append(f"{name} {value:g}{unit}")
+    if b.effectiveness is not None:
+        parts.append(f"effectiveness {b.effectiveness:g}")
+    return (
+        f"nas: at {ev.imgsz} px and {ev.nc} classes, budget "
+        + ", ".join(parts)
+        + f"; the space's smallest network: {small.gflops:.3g} GFLOPs, "
+        f"{small.params_deploy / 1e6:.3g} M params"
+    )
+
+
 def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
     """Fail before the search, not after it, when ``out`` cannot be written, would replace
     an ``init`` architecture file (its hand edits would be lost), or is ``cache_file``."""
@@ -651,7 +682,8 @@ def _write(out: str | Path, arch: dict, report: dict) -> tuple[dict[str, Path], 
     header = (
         f"{_HEADER} (MAE-DET score {report['best'][0]['score']:.3f}, "
         f"{report['best'][0]['gflops']:.4g} GFLOPs at {report['imgsz']} px)\n"
-        f"# train it: yoloslim train --model this.yaml --data data.yaml --imgsz {report['imgsz']}\n"
+        f"# train it: yoloslim train --model {shlex.quote(str(arch_path))} --data data.yaml "
+        f"--imgsz {report['imgsz']}\n"
     )
     text = header + yaml.safe_dump(arch, sort_keys=False)
     digest = hashlib.sha1(text.encode()).hexdigest()
