@@ -844,3 +844,20 @@ def test_the_budget_is_said_against_damo_nano_at_the_searchs_size():
         assert f"({0.5 / nano['gflops']:.2f}x" in line
         assert f"1 M params ({1.0 / (nano['params_deploy'] / 1e6):.2f}x damo-nano's" in line
     assert "(0.51x damo-nano's" in lines[320] and "(2.03x damo-nano's" in lines[160]
+
+
+def test_the_candidates_table_shows_the_genes_rows_differ_in(capsys):
+    from yoloslim.cli.nas_cmd import _table
+
+    def row(rank, kernel):
+        genome = [{"out": 16, "depth": 1, "kernel": k, "ratio": 0.5} for k in (3, kernel)]
+        cost = dict(gflops=0.1, params_deploy=5e5, layers=9, effectiveness=0.5, latency_ms=None)
+        return dict(rank=rank, score=10.0 - rank, genome=genome, **cost)
+
+    _table([row(1, 5), row(2, 3)])  # alike but for one kernel: two rows read the same before
+    out = capsys.readouterr().out
+    assert "kernels" in out and "3/5" in out and "3/3" in out
+    assert "ratios of every row: 0.5/0.5" in " ".join(out.split())
+    _table([row(1, 3), row(2, 3)])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "kernels of every row: 3/3" in out and "ratios of every row: 0.5/0.5" in out

@@ -192,19 +192,22 @@ def _table(best: list[dict]) -> None:
     from rich.table import Table
 
     t = Table(title="best candidates")
-    for col in (
-        "rank",
-        "score",
-        "GFLOPs",
-        "params (M)",
-        "layers",
-        "rho",
-        "latency ms",
-        "widths",
-        "depths",
-    ):
+    genes = {  # each stage's gene as the columns show it
+        "widths": lambda g: str(g["out"]),
+        "depths": lambda g: str(g["depth"]),
+        "kernels": lambda g: str(g["kernel"]),
+        "ratios": lambda g: f"{g['ratio']:g}",
+    }
+    shown = {col: ["/".join(map(f, b["genome"])) for b in best] for col, f in genes.items()}
+    # kernels and ratios get a column where the candidates differ in them (else two rows
+    # could read the same), and a caption line where they all share them
+    same = [col for col in ("kernels", "ratios") if len(set(shown[col])) == 1]
+    for col in ("rank", "score", "GFLOPs", "params (M)", "layers", "rho", "latency ms"):
         t.add_column(col, justify="right")
-    for b in best:
+    columns = [col for col in genes if col not in same]
+    for col in columns:
+        t.add_column(col, justify="right")
+    for i, b in enumerate(best):
         t.add_row(
             str(b["rank"]),
             f"{b['score']:.2f}",
@@ -213,7 +216,8 @@ def _table(best: list[dict]) -> None:
             str(b["layers"]),
             f"{b['effectiveness']:.3f}",
             f"{b['latency_ms']:.2f}" if b["latency_ms"] is not None else "-",
-            "/".join(str(g["out"]) for g in b["genome"]),
-            "/".join(str(g["depth"]) for g in b["genome"]),
+            *(shown[col][i] for col in columns),
         )
+    if best and same:
+        t.caption = "; ".join(f"{col} of every row: {shown[col][0]}" for col in same)
     print_table(t)
