@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from common import epoch_log, positive_int, resumable, synthetic_data
+from common import data_key, epoch_log, positive_int, resumable, synthetic_data
 
 import yoloslim as ys
 from yoloslim.bench.latency import LatencyConfig
@@ -98,6 +99,12 @@ def main() -> None:
     ap.add_argument(
         "--retrain", action="store_true", help="train OUT/train again even when it is kept"
     )
+    ap.add_argument(
+        "--threads",
+        type=positive_int,
+        default=len(os.sched_getaffinity(0)),
+        help="threads of every runtime timed (default: the cores usable): one count for all",
+    )
     args = ap.parse_args()
     if args.ckpt and not Path(args.ckpt).is_file():
         ap.error(f"--ckpt {args.ckpt}: no such file")
@@ -124,12 +131,19 @@ def main() -> None:
         [ckpt, exp.artifacts["onnx"], exp.artifacts["openvino"]],
         data,
         batches=(1, 8),
-        latency=LatencyConfig(rounds=10, runs_per_round=10),
+        # one thread count for torch, ONNX Runtime and OpenVINO (their defaults differ)
+        latency=LatencyConfig(rounds=10, runs_per_round=10, threads=args.threads),
     )
     write_report(res.report, out)
     print(
         json.dumps(
-            {"ckpt": str(ckpt), "ckpt_training": training, "data": str(data), **res.report},
+            {
+                "ckpt": str(ckpt),
+                "ckpt_training": training,
+                "data": {"path": str(data), **data_key(data)},
+                "threads": args.threads,
+                **res.report,
+            },
             default=str,
         )
     )

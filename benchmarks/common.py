@@ -434,6 +434,9 @@ def main() -> None:
     )
     ap.add_argument("--extend", type=nonneg_int, default=0, help="then train this many epochs more")
     args = ap.parse_args()
+    problem = model_problem(args.model)  # before the set is made (a traceback after it was)
+    if problem:
+        ap.error(f"--model {problem}")
     data = synthetic_data()
     kept = _info(args.model) is not None  # an earlier run's baseline: its figures reused
     trained(args.model, args.epochs, data)

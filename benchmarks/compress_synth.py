@@ -28,12 +28,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
 import yaml
-from common import baseline_training, nonneg_int, positive_int, synthetic_data, trained
+from common import (
+    baseline_training,
+    data_key,
+    nonneg_int,
+    positive_int,
+    synthetic_data,
+    trained,
+)
 
+from yoloslim.errors import YoloslimError
 from yoloslim.pipeline import load_recipe, run_recipe
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "cpu-int8.yaml"
@@ -68,6 +77,12 @@ def main() -> None:
     ap.add_argument("--ratio", type=float, help="prune ratio (default: the recipe's)")
     ap.add_argument("--out", default="runs/bench_compress")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument(
+        "--threads",
+        type=positive_int,
+        default=len(os.sched_getaffinity(0)),
+        help="threads of the bench stage's runtimes (default: the cores usable)",
+    )
     args = ap.parse_args()
     if args.ratio is not None and not 0 < args.ratio < 1:
         ap.error(f"--ratio {args.ratio}: give a fraction between 0 and 1")
@@ -83,12 +98,17 @@ def main() -> None:
             stage["prune"]["finetune_epochs"] = args.finetune_epochs
             if args.ratio is not None:
                 stage["prune"]["ratio"] = args.ratio
+        if "bench" in stage:  # pinned: each runtime's own default is not the same
+            stage["bench"]["threads"] = args.threads
     # which stages a resume replays: their stage.json is not written again
     before = {p: p.stat().st_mtime_ns for p in Path(args.out).glob("[0-9][0-9]-*/stage.json")}
     t0 = time.time()
-    res = run_recipe(
-        base, data, load_recipe(recipe), out=args.out, resume=args.resume, progress=True
-    )
+    try:
+        res = run_recipe(
+            base, data, load_recipe(recipe), out=args.out, resume=args.resume, progress=True
+        )
+    except YoloslimError as e:  # e.g. --out holds a run: one line, not a traceback
+        raise SystemExit(f"compress_synth: {type(e).__name__}: {e}") from None
     replayed = sorted(
         p.parent.name for p, t in before.items() if p.exists() and p.stat().st_mtime_ns == t
     )
@@ -108,6 +128,8 @@ def main() -> None:
                 ),
                 "wall_s": round(time.time() - t0, 1),
                 "baseline_training": base_info,
+                "data": {"path": str(data), **data_key(data)},
+                "threads": args.threads,
                 "resumed": {
                     "replayed_stages": replayed,
                     "bench_replayed": any(n.endswith("-bench") for n in replayed),

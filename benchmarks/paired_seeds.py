@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -73,32 +74,38 @@ def run_all(jobs: list[tuple[str, int]], args, deadline: float) -> tuple[list[st
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     pending, running, stopped, failed = list(jobs), {}, [], []
-    while pending or running:
-        while pending and len(running) < args.slots:
-            model, seed = pending.pop(0)
-            cmd = [sys.executable, str(HERE / "train_seeds.py"), "--model", model]
-            cmd += ["--seeds", str(seed), "--epochs", str(args.epochs), "--out", args.out]
-            cmd += ["--static-assigner-epochs", str(args.static_assigner_epochs)]
-            log = open(logs / f"{model_name(model)}_s{seed}.log", "w")  # noqa: SIM115
-            running[(model, seed)] = (subprocess.Popen(cmd, stdout=log, stderr=log, env=env), log)
-            print(f"started {model} seed {seed} (log {log.name})", file=sys.stderr)
-        for key, (proc, log) in list(running.items()):
-            if proc.poll() is not None:
-                log.close()
-                del running[key]
-                if proc.returncode:
-                    failed.append(f"{model_name(key[0])}_s{key[1]}")
-                    print(f"{key[0]} seed {key[1]} failed: see {log.name}", file=sys.stderr)
-                else:
-                    print(f"{key[0]} seed {key[1]} done", file=sys.stderr)
-        if time.time() > deadline:
-            for (model, seed), (proc, log) in running.items():
-                proc.terminate()
+    try:
+        while pending or running:
+            while pending and len(running) < args.slots:
+                model, seed = pending.pop(0)
+                cmd = [sys.executable, str(HERE / "train_seeds.py"), "--model", model]
+                cmd += ["--seeds", str(seed), "--epochs", str(args.epochs), "--out", args.out]
+                cmd += ["--static-assigner-epochs", str(args.static_assigner_epochs)]
+                log = open(logs / f"{model_name(model)}_s{seed}.log", "w")  # noqa: SIM115
+                running[(model, seed)] = (
+                    subprocess.Popen(cmd, stdout=log, stderr=log, env=env),
+                    log,
+                )
+                print(f"started {model} seed {seed} (log {log.name})", file=sys.stderr)
+            for key, (proc, log) in list(running.items()):
+                if proc.poll() is not None:
+                    log.close()
+                    del running[key]
+                    if proc.returncode:
+                        failed.append(f"{model_name(key[0])}_s{key[1]}")
+                        print(f"{key[0]} seed {key[1]} failed: see {log.name}", file=sys.stderr)
+                    else:
+                        print(f"{key[0]} seed {key[1]} done", file=sys.stderr)
+            if time.time() > deadline:
+                stopped += [f"{model_name(m)}_s{s}" for m, s in running]
+                break
+            time.sleep(2)
+    finally:  # the deadline, a failure here, Ctrl-C or a kill (SIGTERM): no training left behind
+        for proc, log in running.values():
+            if proc.poll() is None:
+                proc.terminate()  # a training stops at its next step; rerun resumes it
                 proc.wait()
-                log.close()
-                stopped.append(f"{model_name(model)}_s{seed}")
-            break
-        time.sleep(2)
+            log.close()
     return stopped, failed
 
 
@@ -117,6 +124,8 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=0, help="seconds; 0: run every seed")
     ap.add_argument("--out", default="runs/bench_seeds")
     args = ap.parse_args()
+    # a kill (timeout, CI cancel) unwinds like Ctrl-C: run_all stops its trainings on the way
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     for m in (args.a, args.b):
         if problem := model_problem(m):
             ap.error(problem)

@@ -102,6 +102,11 @@ def main() -> None:
         )
     if args.ckpt is not None and not args.ckpt.is_file():
         ap.error(f"--ckpt {args.ckpt}: no such file")
+    if not args.data.is_file():  # found by prune after the baseline was loaded before
+        ap.error(
+            f"--data {args.data}: no such file (benchmarks/common.py makes the default, the "
+            "synthetic set, as it trains the baseline; a --ckpt needs its --data)"
+        )
     if not 0 < args.flops_frac < 1:
         ap.error(f"--flops-frac {args.flops_frac}: give a fraction between 0 and 1")
     logging.basicConfig(level=logging.WARNING)

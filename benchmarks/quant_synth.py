@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -70,6 +71,12 @@ def main() -> None:
     ap.add_argument(
         "--rounds", type=positive_int, default=15, help="interleaved latency rounds of 10 runs"
     )
+    ap.add_argument(
+        "--threads",
+        type=positive_int,
+        default=len(os.sched_getaffinity(0)),
+        help="threads of every runtime timed (default: the cores usable): one count for all",
+    )
     ap.add_argument("--wait", type=float, default=0, help="seconds to wait for done.json")
     ap.add_argument(
         "--skip",
@@ -84,6 +91,14 @@ def main() -> None:
     if unknown:
         ap.error(f"--skip {','.join(unknown)}: not a variant; skippable: {', '.join(RUNS[1:])}")
 
+    # what was given is checked before any work (a missing --data failed after the export)
+    if args.ckpt is not None and not Path(args.ckpt).is_file():
+        ap.error(f"--ckpt {args.ckpt}: no such file")
+    if not Path(args.data).is_file():
+        ap.error(
+            f"--data {args.data}: no such file (benchmarks/common.py makes the synthetic set "
+            "runs/base/data as it trains the baseline)"
+        )
     _wait(common.ROOT / "damo-tiny" / "done.json", args.wait if args.ckpt is None else 0)
     ckpt = Path(args.ckpt) if args.ckpt else common.baseline_ckpt()
     if not ckpt.is_file():
@@ -135,7 +150,9 @@ def main() -> None:
         entries["float_ort"] = reports["int8_yoloslim_ort"]["float"]
     paths = {k: e["path"] for k, e in entries.items()}
     print(f"timing {len(paths)} artifacts, one worker each", file=sys.stderr)
-    lat = measure_latency(list(paths.values()), LatencyConfig(imgsz=imgsz, rounds=args.rounds))
+    # one thread count for every runtime: each one's own default is not the same
+    cfg = LatencyConfig(imgsz=imgsz, rounds=args.rounds, threads=args.threads)
+    lat = measure_latency(list(paths.values()), cfg)
     results = {}
     base_ms = lat[paths["float"]]["median"]
     for k, e in entries.items():
@@ -195,6 +212,8 @@ def main() -> None:
                 "baseline_training": common.baseline_training() if is_baseline else None,
                 "baseline_precision": results["float"]["precision"],
                 "imgsz": imgsz,
+                "data": {"path": args.data, **common.data_key(Path(args.data))},
+                "threads": args.threads,
                 "calib_images": main_rep["calibration"]["images"],
                 "max_drop_points": args.max_drop,
                 "results": results,

@@ -31,11 +31,13 @@ import yoloslim as ys
 
 
 def _grid(text: str) -> list[tuple[int, int]]:
+    """argparse ``type=``: THREADS:WORKERS pairs, comma-separated (checked as the flags are
+    read, before the data set is made)."""
     pairs = []
     for item in text.split(","):
         threads, sep, workers = item.partition(":")
         if not sep or not threads.isdigit() or not workers.isdigit():
-            raise SystemExit(f"--grid: {item!r} is not THREADS:WORKERS (e.g. 1:1)")
+            raise argparse.ArgumentTypeError(f"{item!r} is not THREADS:WORKERS (e.g. 1:1)")
         pairs.append((int(threads), int(workers)))
     return pairs
 
@@ -75,14 +77,17 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench_threads")
     ap.add_argument("--model", default="damo-nano")
     ap.add_argument("--epochs", type=positive_int, default=3)
-    ap.add_argument("--grid", default="0:1,1:1,1:0,2:0", help="THREADS:WORKERS pairs; 0: default")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)  # THREADS:WORKERS, run one setting here
+    ap.add_argument(
+        "--grid", type=_grid, default="0:1,1:1,1:0,2:0", help="THREADS:WORKERS pairs; 0: default"
+    )
+    # THREADS:WORKERS, run one setting here
+    ap.add_argument("--worker", type=_grid, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.epochs < 2:
         ap.error("--epochs must be >= 2 (the first epoch fills the cache and is not counted)")
     out = Path(args.out)
     if args.worker:
-        ((threads, workers),) = _grid(args.worker)
+        ((threads, workers),) = args.worker
         row = worker(args.model, args.epochs, threads, workers, out / f"t{threads}_w{workers}")
         print(json.dumps(row))
         return
@@ -90,7 +95,7 @@ def main() -> None:
     synthetic_data()  # generated once, before the timed processes
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     rows = []
-    for threads, workers in _grid(args.grid):
+    for threads, workers in args.grid:
         cmd = [sys.executable, __file__, "--worker", f"{threads}:{workers}", "--out", str(out),
                "--model", args.model, "--epochs", str(args.epochs)]  # fmt: skip
         print(f"setting {threads}:{workers} (threads:workers)", file=sys.stderr, flush=True)
