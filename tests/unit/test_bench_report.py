@@ -496,3 +496,13 @@ def test_a_busy_machine_is_warned_about_before_measuring(monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="yoloslim.bench"):
         measure_mod._warn_if_busy(LatencyConfig())
     assert not caplog.text
+
+
+def test_pareto_front_keeps_the_rows_no_other_row_beats():
+    from yoloslim.bench.report import pareto_front
+
+    # latency, mAP: a faster and more accurate row beats another; a tie beats neither
+    lat = [10.5, 5.6, 6.4, 4.1, 5.6, 4.1]
+    acc = [26.1, 28.4, 27.1, 26.7, 28.4, 26.0]
+    assert pareto_front(lat, acc) == {1, 3, 4}  # 0, 2, 5 are beaten; 1 and 4 tie
+    assert pareto_front([3.0], [1.0]) == {0}

@@ -165,6 +165,17 @@ def rich_table(report: dict):
     return table
 
 
+def pareto_front(latency: list[float], score: list[float]) -> set[int]:
+    """Indices of the rows no other row beats: none is at least as fast and at least as
+    accurate while better in one of the two."""
+    pairs = list(zip(latency, score, strict=True))
+    return {
+        i
+        for i, (x, y) in enumerate(pairs)
+        if not any(x2 <= x and y2 >= y and (x2, y2) != (x, y) for x2, y2 in pairs)
+    }
+
+
 def _pareto(report: dict) -> bytes | None:
     """``pareto.png``'s bytes: mAP against latency of the rows with a mAP (None without one,
     or without matplotlib: warned about)."""
@@ -177,13 +188,55 @@ def _pareto(report: dict) -> bytes | None:
     # a Figure of its own, not pyplot: the caller's matplotlib backend and figures stay as they are
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 4), dpi=120)
+    fig = Figure(figsize=(6.4, 4.2), dpi=120)
     ax = fig.subplots()
     xs = [r["latency_ms"]["median"] for r in rows]
     ys = [100 * r["map"] for r in rows]
-    ax.scatter(xs, ys, color="tab:blue")
-    for r, x, y in zip(rows, xs, ys, strict=True):
-        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front = pareto_front(xs, ys)
+    dominated = [i for i in range(len(rows)) if i not in front]
+    for group, style, label in (
+        (sorted(front), dict(color="tab:blue"), "Pareto front"),
+        (
+            dominated,
+            dict(facecolors="none", edgecolors="tab:gray"),
+            "beaten: another row is as fast and as accurate, or better",
+        ),
+    ):
+        if group:
+            gx, gy = [xs[i] for i in group], [ys[i] for i in group]
+            ax.scatter(gx, gy, zorder=3, label=label, **style)
+    if len(front) > 1:  # the front: no row is both faster and more accurate than these
+        fx, fy = zip(*sorted((xs[i], ys[i]) for i in front), strict=True)
+        ax.step(fx, fy, where="post", color="tab:blue", alpha=0.4, linestyle="--")
+    # labels beside their points, towards the middle of the plot, pushed apart where two
+    # would overlap (rows of close latency and mAP)
+    x_lo, x_hi = min(xs), max(xs)
+    y_lo, y_hi = min(ys), max(ys)
+    x_mid = (x_lo + x_hi) / 2
+    placed: list[
+        tuple[float, float, float]
+    ] = []  # (x in axis fractions, y in points, label offset)
+    for i in sorted(range(len(rows)), key=lambda i: -ys[i]):
+        at_x = (xs[i] - x_lo) / ((x_hi - x_lo) or 1)
+        at_y = (ys[i] - y_lo) / ((y_hi - y_lo) or 1) * 260  # about the axes' height in points
+        dy = 4.0
+        while any(
+            abs(at_x - px) < 0.3 and abs(at_y + dy - py - pdy) < 11 for px, py, pdy in placed
+        ):
+            dy -= 11
+        placed.append((at_x, at_y, dy))
+        right = xs[i] > x_mid
+        ax.annotate(
+            rows[i]["name"],
+            (xs[i], ys[i]),
+            textcoords="offset points",
+            xytext=(-5 if right else 5, dy),
+            ha="right" if right else "left",
+            fontsize=8,
+        )
+    ax.margins(x=0.08, y=0.12)
+    if dominated:
+        ax.legend(fontsize=7, loc="best")
     ax.set_xlabel(f"latency (ms, median, batch {report['settings']['batches'][0]})")
     ax.set_ylabel("mAP50-95 (%)")
     ax.set_title("mAP vs latency")
