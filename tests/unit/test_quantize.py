@@ -148,6 +148,20 @@ def test_the_command_lines_none_in_a_config_says_how_to_quantize_everything():
 
 
 # -- OpenVINO (NNCF) ------------------------------------------------------------------------
+def test_openvino_and_onnx_find_the_same_decode_not_the_head_convs_biases(setup, tmp_path):
+    # OpenVINO splits a conv with a bias into NAME/WithoutBiases and an Add named NAME: those
+    # Adds were listed under decode (27 nodes against ONNX's 21), as if head convs stayed float
+    from yoloslim.compress.quant_openvino import OpenVINOQuant
+
+    _, onnx_path = setup
+    view = OpenVINOQuant(onnx_path, tmp_path / "ov", QuantConfig(calib=2)).view()
+    ov_decode = resolve_scope(view, ["decode"]).nodes
+    assert view.biases and not set(view.biases) & set(ov_decode)
+    assert all(f"{b}/WithoutBiases" in view.types for b in view.biases)  # named after the conv
+    assert len(ov_decode) == len(_decode_nodes(onnx_path))
+    assert {view.types[n] for n in ov_decode} >= {"Softmax", "Sigmoid", "Concat"}
+
+
 def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeypatch):
     from yoloslim.compress import quant_openvino
 

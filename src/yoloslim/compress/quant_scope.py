@@ -36,11 +36,15 @@ class GraphView:
         types: node name -> op type, in topological order.
         preds: node name -> producer node names (data inputs, constants excluded).
         layers: conv node name -> layer name (module path of its weight).
+        biases: the Adds that carry a conv's bias (OpenVINO splits a conv with a bias into
+            ``NAME/WithoutBiases`` and an Add named ``NAME``): part of the conv, not of the
+            decode after it.
     """
 
     types: dict[str, str]
     preds: dict[str, list[str]]
     layers: dict[str, str] = field(default_factory=dict)
+    biases: set[str] = field(default_factory=set)
 
     def succs(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {n: [] for n in self.types}
@@ -71,6 +75,7 @@ class GraphView:
             and not below_conv[n]
             and self.types[n] not in _CONV
             and self.types[n] not in _SKIP
+            and n not in self.biases
         ]
 
     def head_preds(self) -> list[str]:
@@ -162,6 +167,7 @@ def graph_from_openvino(model) -> GraphView:
     types: dict[str, str] = {}
     preds: dict[str, list[str]] = {}
     layers: dict[str, str] = {}
+    two_inputs: list[str] = []  # Adds of two inputs: a conv's bias among them
     for op in model.get_ordered_ops():
         t = op.get_type_name()
         if t == "Constant":
@@ -173,13 +179,22 @@ def graph_from_openvino(model) -> GraphView:
             for i in range(op.get_input_size())
             if op.input_value(i).get_node().get_type_name() != "Constant"
         ]
+        if t == "Add" and op.get_input_size() == 2:
+            two_inputs.append(name)
         if t in _CONV:
             w = _weight_constant(op)
             if w is not None:
                 layers[name] = _layer_name(w.get_friendly_name())
     for n in types:  # drop edges from folded-away weight subgraphs (Convert, FQ on constants)
         preds[n] = [p for p in preds[n] if p in types]
-    return GraphView(types, preds, layers)
+    # a conv's bias: an Add of the conv's output and a constant (folded, or ops on constants)
+    constant = {n for n in types if not preds[n] and types[n] != "Parameter"}
+    biases = set()
+    for n in two_inputs:
+        data = [p for p in preds[n] if p not in constant]
+        if len(data) == 1 and types[data[0]] in _CONV:
+            biases.add(n)
+    return GraphView(types, preds, layers, biases)
 
 
 def _weight_constant(conv):
