@@ -513,3 +513,17 @@ def test_an_interrupted_distill_stage_goes_on_from_its_last_epoch(base, tmp_path
     assert trained == [1]
     assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [0, 1]
     assert (out / "01-distill" / "stage.json").is_file()
+
+
+def test_the_front_table_heads_every_column_and_says_what_drop_is_from(capsys):
+    from yoloslim.cli.compress_cmd import _front_table
+
+    cands = [(0.0, "float", "a"), (0.5, "int8", "b")]
+    front, best = select_candidate(
+        cands, [_row("a", 0.30, 10.0), _row("b", 0.297, 6.0)], max_drop=0.5, target_latency=None
+    )
+    _front_table({"front": front, "selected": best})
+    out = " ".join(capsys.readouterr().out.split())
+    assert "drop vs baseline (pts)" in out and "┃ selected ┃" in out  # a column without a head
+    assert "drop: from the baseline row's mAP as bench measured it" in out
+    assert "0.300 │ 6.000 │ yes │ yes" in out  # b: within budget, and the one selected
