@@ -107,13 +107,23 @@ def export(
     for col in ("format", "artifact", "runtime", "precision", "MiB", "max |diff|", "verified"):
         table.add_column(col)
     for fmt, e in res.report["formats"].items():
-        runtime = " ".join(str(e[k]) for k in ("runtime", "runtime_version") if e.get(k))
+        # OpenVINO's version carries its build (2026.4.1-22982-e213a147257-releases/2026/4):
+        # the release is enough for the table, the report keeps it whole
+        runtime = " ".join(
+            str(e[k]).split("-")[0] if k == "runtime_version" else str(e[k])
+            for k in ("runtime", "runtime_version")
+            if e.get(k)
+        )
+        precision = e.get("precision", "-")
+        default = (e.get("default_precision") or {}).get("precision")
+        if default:  # checked at f32, run at the plugin's default (bf16 here) by val/bench
+            precision = f"{precision} (runs {default} by default)"
         diff = e.get("max_abs_diff")
         cells = (
             fmt + _earlier(e, res.report),
             e["path"],
             runtime or "-",
-            e.get("precision", "-"),
+            precision,
             str(e.get("size_mb", "-")),
             f"{diff:.2e}" if diff is not None else "-",
             e.get("verified") or ("yes" if e.get("passed") else "no"),
