@@ -104,6 +104,33 @@ def test_logit_kd_zero_iff_equal():
     assert dfl.item() == 0.0 and cls.item() > 0
 
 
+def test_logit_kd_is_per_image_whatever_the_batch_and_the_teachers_confidence():
+    # a batch-wide foreground weight clamped at 1 made an unsure teacher's terms a batch
+    # sum: linear in the batch size (then times it again by the Distiller)
+    torch.manual_seed(0)
+    nc, reg_max = 3, 16
+    t = [torch.randn(1, 4 * (reg_max + 1) + nc, h, h) for h in (8, 4, 2)]
+    s = [x + 0.5 * torch.randn_like(x) for x in t]
+    for lift in (-6.0, 3.0):  # an unsure teacher (no anchor over the threshold), a sure one
+        tb = [x.clone() for x in t]
+        tb[0][:, -nc:] += lift
+        one = logit_kd(s, tb, reg_max)
+        for b in (2, 8):
+            many = logit_kd(
+                [x.repeat(b, 1, 1, 1) for x in s], [x.repeat(b, 1, 1, 1) for x in tb], reg_max
+            )
+            torch.testing.assert_close(torch.stack(many), torch.stack(one))
+    # two different images: the mean of their own per-image terms
+    t2 = [torch.cat([x, x.flip(0) + 2.0]) for x in t]
+    s2 = [torch.cat([x, x + 0.3]) for x in s]
+    both = torch.stack(logit_kd(s2, t2, reg_max))
+    alone = [
+        torch.stack(logit_kd([x[i : i + 1] for x in s2], [x[i : i + 1] for x in t2], reg_max))
+        for i in (0, 1)
+    ]
+    torch.testing.assert_close(both, (alone[0] + alone[1]) / 2)
+
+
 def test_align_convs_only_where_widths_differ():
     student, teacher = _models()
     hook = Distiller(teacher, DistillConfig(loss="cwd"))

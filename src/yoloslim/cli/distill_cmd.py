@@ -60,7 +60,8 @@ def distill(
     ),
     temperature: float = typer.Option(
         None,
-        help="Temperature of the logit terms; a higher one weakens the class-score term "
+        help="Temperature of the logit terms (softened scores and DFL bins; T^2-scaled, and "
+        "stronger up to about T=2-4 on a detector's background anchors) "
         + shown_default("2.0")
         + ".",
     ),
