@@ -160,6 +160,18 @@ def test_export_format_given_twice_exports_both(trained, tmp_path, capsys):
     assert list(report["formats"]) == ["onnx", "torchscript"]
 
 
+def test_export_prints_the_notes_the_table_has_no_column_for(trained, tmp_path, capsys):
+    out = tmp_path / "half"
+    argv = ["export", "--model", str(trained / "best.pt"), "--out", str(out), "--half"]
+    assert main([*argv, "--format", "onnx,openvino"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    # it was only in export_report.json: --half left the ONNX in FP32
+    assert (
+        "note: onnx: onnx keeps FP32 weights (half applies to OpenVINO/CoreML/TensorRT)" in printed
+    )
+    assert "checked in" in printed  # the column is the precision the check ran in
+
+
 def test_export_warns_of_an_out_folder_named_like_an_artifact(tmp_path, capsys):
     out = tmp_path / "mymodel.onnx"  # a folder: model.onnx goes inside it
     argv = ["export", "--model", str(tmp_path / "missing.pt"), "--out", str(out)]

@@ -468,6 +468,32 @@ def test_coreml_package_interface(dynamic_export):
     }
 
 
+def test_coreml_checks_only_the_interface_where_its_runtime_cannot_load(monkeypatch):
+    # a Mac whose coremltools has no native runtime: predict raised a bare Exception there,
+    # and the export was called failed ("only supported on macOS") and thrown away
+    import builtins
+    import sys
+
+    from yoloslim.export import coreml
+
+    monkeypatch.setattr(coreml.platform, "system", lambda: "Linux")
+    assert coreml._no_predictions() == "coremltools cannot run predictions off macOS"
+    monkeypatch.setattr(coreml.platform, "system", lambda: "Darwin")
+    real_import = builtins.__import__
+
+    def no_runtime(name, *args, **kwargs):
+        if name == "coremltools.libcoremlpython":
+            raise ImportError("No module named 'coremltools.libcoremlpython'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "coremltools.libcoremlpython", raising=False)
+    monkeypatch.setattr(builtins, "__import__", no_runtime)
+    assert coreml._no_predictions() == (
+        "coremltools could not load its runtime here "
+        "(No module named 'coremltools.libcoremlpython')"
+    )
+
+
 def test_val_gives_the_same_metrics_for_every_artifact(dynamic_export, tmp_path):
     from yoloslim.data.synth import synthesize
     from yoloslim.eval.val import validate

@@ -30,11 +30,14 @@ def export(
         "(repeatable: each --format adds its formats).",
     ),
     out: Path = typer.Option(Path("runs/export"), callback=check_out_folder, help="Output folder."),
-    imgsz: int = typer.Option(None, help="Input size (default: the checkpoint's)."),
+    imgsz: int = typer.Option(
+        None, help="Input size, a multiple of 32 up to 8192 (default: the checkpoint's)."
+    ),
     dynamic: bool = typer.Option(
         False,
         help="Dynamic batch axis: batches 1-256 for onnx, openvino and triton; 1-32 for a "
-        "TensorRT engine (its optimisation profile); coreml keeps a batch of 1.",
+        "TensorRT engine (its optimisation profile); coreml keeps a batch of 1; torchscript "
+        "takes any batch and size either way.",
     ),
     half: bool = typer.Option(False, help="FP16 weights (OpenVINO, CoreML, TensorRT)."),
     nms: bool = typer.Option(
@@ -104,7 +107,7 @@ def export(
     # every cell is the report's (a format as given, paths, an earlier export's model):
     # printed as it is, never read as rich markup
     table = Table(title=f"export of {literal(model)} ({res.report['imgsz']} px)")
-    for col in ("format", "artifact", "runtime", "precision", "MiB", "max |diff|", "verified"):
+    for col in ("format", "artifact", "runtime", "checked in", "MiB", "max |diff|", "verified"):
         table.add_column(col)
     for fmt, e in res.report["formats"].items():
         # OpenVINO's version carries its build (2026.4.1-22982-e213a147257-releases/2026/4):
@@ -132,6 +135,9 @@ def export(
     if any("exported_with" in e for e in res.report["formats"].values()):
         table.caption = "(earlier): kept from an earlier export into this folder"
     print_table(table)
+    for fmt, e in res.report["formats"].items():  # what the table has no column for
+        if e.get("note") and "exported_with" not in e:
+            console.print(f"note: {literal(fmt)}: {literal(e['note'])}", soft_wrap=True)
     console.print(f"report: {literal(Path(out) / 'export_report.json')}")
 
 

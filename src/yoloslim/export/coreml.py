@@ -97,6 +97,19 @@ def export_coreml(ctx: ExportContext) -> Path:
     return path
 
 
+def _no_predictions() -> str | None:
+    """Why coremltools cannot run a model here, or None when it can: off macOS, or on a Mac
+    whose coremltools has no native runtime (a Python without its binary wheel), where
+    ``predict`` raises a bare Exception that read as a failed export."""
+    if platform.system() != "Darwin":
+        return "coremltools cannot run predictions off macOS"
+    try:
+        import coremltools.libcoremlpython  # noqa: F401 - the runtime predict needs
+    except ImportError as e:
+        return f"coremltools could not load its runtime here ({e})"
+    return None
+
+
 def verify_coreml(path: Path, ctx: ExportContext) -> dict:
     """Check the saved package's interface (all systems) and predictions (macOS only)."""
     ct = _coremltools()
@@ -122,14 +135,12 @@ def verify_coreml(path: Path, ctx: ExportContext) -> dict:
         "size_mb": path_size_mb(path),
         "interface": got,
     }
-    if platform.system() != "Darwin":
+    why = _no_predictions()
+    if why is not None:
         # neither failed nor verified: no output was compared (readers of ``passed`` treat
         # True as verified, False as failed; null is neither)
         report["passed"] = None
-        report["verified"] = (
-            "interface only: names, shapes and metadata (coremltools cannot run predictions "
-            "here; passed: null)"
-        )
+        report["verified"] = f"interface only: names, shapes and metadata ({why}; passed: null)"
         return report
     from yoloslim.export.verify import FP32, HALF, compare, probe_images
 
