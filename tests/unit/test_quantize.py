@@ -116,6 +116,19 @@ def test_empty_calibration_set_names_file_and_split(setup, tmp_path):
     with pytest.raises(DataError) as e:
         ys.quantize(onnx_path, bad, config=QuantConfig(advanced=FAST), out=tmp_path / "q")
     assert "empty.yaml" in str(e.value) and "train" in str(e.value)
+    # found before the export: an earlier run's export/ stays as it was, a new folder is not
+    # made (the export replaced the one and was left in the other)
+    model = ys.build_model("damo-nano", nc=2, names=["a", "b"])
+    cfg = QuantConfig(imgsz=64, advanced=FAST)
+    earlier = tmp_path / "earlier" / "export"
+    earlier.mkdir(parents=True)
+    (earlier / "model.onnx").write_bytes(onnx_path.read_bytes())
+    for out in (tmp_path / "earlier", tmp_path / "new"):
+        with pytest.raises(DataError, match="train"):
+            ys.quantize(model, bad, config=cfg, out=out)
+    assert (earlier / "model.onnx").read_bytes() == onnx_path.read_bytes()
+    assert sorted(p.name for p in earlier.iterdir()) == ["model.onnx"]
+    assert not (tmp_path / "new").exists()
 
 
 def test_unmatched_scope_pattern_raises(setup, tmp_path):

@@ -115,7 +115,7 @@ def quantize(
         >>> res.report["int8"]["map"], res.report["layers_in_float"]
     """
     check_flags(progress=progress)
-    from yoloslim.compress.quant_data import load_images
+    from yoloslim.compress.quant_data import load_images, split_samples
     from yoloslim.compress.quant_scope import resolve_scope
     from yoloslim.export.common import onnx_metadata
     from yoloslim.runtime.predictor import as_artifact
@@ -135,6 +135,9 @@ def quantize(
     if config.backend == "openvino" and not installed("nncf"):
         raise ExportError(install_hint("nncf", "openvino"))
     require_boxes(data)  # the float-vs-INT8 comparison needs a defined mAP
+    # an empty or unreadable train split, before the export (found after it, that replaced
+    # an earlier run's export/ and left it beside the earlier report)
+    train = split_samples(data, "train") if config.mode == "static" else None
     cfg, adv = config, config.advanced
     given = _given_onnx(model_or_artifact, cfg.imgsz)  # checked before anything is written
     _check_classes(given[0] if given else model_or_artifact, data)
@@ -175,7 +178,7 @@ def quantize(
         if cfg.backend == "onnxruntime":
             report["reduce_range"] = backend.reduce_range
         if cfg.mode == "static":
-            calib = load_images(data, "train", cfg.calib, imgsz, seed=adv.seed)
+            calib = load_images(data, "train", cfg.calib, imgsz, seed=adv.seed, samples=train)
             report["calibration"] = {"split": "train", "requested": cfg.calib, "images": len(calib)}
             if len(calib) < _FEW_CALIB:
                 short = len(calib) < cfg.calib
