@@ -541,6 +541,15 @@ def test_accuracy_aware_met_returns_layers_that_did_not_help_to_int8():
     assert model == {"float": ["b", "c"]} and "trimmed" not in info
 
 
+def test_accuracy_aware_met_is_the_loops_own_test_not_the_rounded_steps():
+    # 0.3399996 shows as 0.34 in the steps (5 decimals): exactly 1 point under 0.35, within
+    # the budget; unrounded it is 1.00004 points, not within it, and the loop went on
+    model, info, calls = _loop({0: 0.30, 1: 0.3399996, 2: 0.3399997}, 0.35, 2)
+    assert calls[:3] == ["step0", "step1", "step2"]
+    assert [s["map"] for s in info["steps"]] == [0.3, 0.34, 0.34]
+    assert not info["met"] and info["chosen_step"] == 2  # the best unrounded mAP
+
+
 def test_accuracy_aware_without_steps_ranks_nothing(caplog):
     with caplog.at_level("WARNING"):
         model, info, calls = _loop({frozenset(): 0.30}, 0.35, max_steps=0, key=frozenset)

@@ -126,6 +126,7 @@ def accuracy_aware(
     budget = max_drop / 100.0
     first = evaluate(qmodel, "step0")
     steps = [_step(0, [], first, float_map)]
+    maps = [first["map"]]  # each step's mAP unrounded: what met, best and helped go by
     info: dict = {"max_drop": max_drop, "steps": steps, "sensitivity": [], "kept_float": []}
     model, kept = qmodel, []
     if float_map - first["map"] <= budget:
@@ -149,14 +150,16 @@ def accuracy_aware(
         model = backend.revert(qmodel, [r["node"] for r in kept])
         res = evaluate(model, f"step{k}")
         steps.append(_step(k, [r["layer"] for r in kept], res, float_map))
+        maps.append(res["map"])
         log.info("accuracy-aware step %d: %s -> mAP %.4f", k, row["layer"], res["map"])
         if float_map - res["map"] <= budget:
             break
-    info["met"] = float_map - steps[-1]["map"] <= budget
+    # the loop's own test (the steps' rounded mAPs met a budget of 0 that was missed)
+    info["met"] = float_map - maps[-1] <= budget
     info["chosen_step"] = len(steps) - 1
     # a layer whose step did not raise the mAP may have cost speed for nothing: without those,
     # one more evaluation says whether the budget still holds
-    helped = [r for k, r in enumerate(kept, 1) if steps[k]["map"] > steps[k - 1]["map"]]
+    helped = [r for k, r in enumerate(kept, 1) if maps[k] > maps[k - 1]]
     if info["met"] and len(helped) < len(kept):
         trimmed = backend.revert(qmodel, [r["node"] for r in helped]) if helped else qmodel
         res = evaluate(trimmed, "trimmed")
@@ -173,7 +176,7 @@ def accuracy_aware(
     if not info["met"]:
         # Out of steps: keep the fewest layers in float that reach the best mAP seen, so
         # layers that did not help go back to INT8 (they cost speed for nothing).
-        best = max(range(len(steps)), key=lambda k: (steps[k]["map"], -k))
+        best = max(range(len(steps)), key=lambda k: (maps[k], -k))
         if best < len(steps) - 1:
             kept = kept[:best]
             model = backend.revert(qmodel, [r["node"] for r in kept]) if kept else qmodel
@@ -182,7 +185,7 @@ def accuracy_aware(
         log.warning(
             "accuracy-aware: budget not met: %.2f mAP points lost against %.2f allowed after "
             "%d steps (advanced.max_steps); keeping step %d (%d layers in float)",
-            100 * (float_map - steps[best]["map"]),
+            100 * (float_map - maps[best]),
             max_drop,
             len(steps) - 1,
             best,
