@@ -557,6 +557,28 @@ def test_accuracy_aware_without_steps_ranks_nothing(caplog):
     assert model == {} and info["kept_float"] == [] and "max_steps is 0" in caplog.text
 
 
+def test_onnxruntime_quantizes_a_private_copy_not_the_users_file(setup, tmp_path, monkeypatch):
+    # ONNX Runtime writes NAME-inferred.onnx beside the model it is given: beside the user's
+    # ONNX, a read-only folder failed naming a file they never had, and a stop left it there
+    import onnxruntime.quantization as ortq
+
+    data, onnx_path = setup
+    given = []
+    real = ortq.quantize_static
+
+    def spy(model_input, *args, **kwargs):
+        given.append(Path(model_input))
+        return real(model_input, *args, **kwargs)
+
+    monkeypatch.setattr(ortq, "quantize_static", spy)
+    before = sorted(p.name for p in onnx_path.parent.iterdir())
+    out = tmp_path / "q"
+    cfg = QuantConfig(backend="onnxruntime", calib=2, advanced=FAST)
+    ys.quantize(onnx_path, data, config=cfg, out=out)
+    assert given and all(out in p.parents and p != onnx_path for p in given)
+    assert sorted(p.name for p in onnx_path.parent.iterdir()) == before
+
+
 # -- CLI ------------------------------------------------------------------------------------
 def test_cli_quantize_and_bad_backend(setup, tmp_path, capsys):
     from yoloslim.cli.main import main

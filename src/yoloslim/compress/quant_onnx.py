@@ -149,11 +149,16 @@ class OnnxRuntimeQuant:
             dir=self.out, prefix=STAGING_PREFIX.format("quantize")
         ) as tmp:
             dst = Path(tmp) / "q.onnx"
+            # quantized from a copy in the private folder: ONNX Runtime writes its
+            # shape-inferred NAME-inferred.onnx beside its input, which was the user's file
+            # (a read-only folder failed naming that file; a stop left it there)
+            src = Path(tmp) / "float.onnx"
+            onnx.save(self.float_model, str(src))
             if cfg.mode == "dynamic":
                 # ConvInteger on the CPU provider takes uint8 weights only
                 with _no_preprocess_hint():
                     quantize_dynamic(
-                        self.float_path,
+                        src,
                         dst,
                         per_channel=adv.per_channel,
                         reduce_range=self.reduce_range,
@@ -173,7 +178,7 @@ class OnnxRuntimeQuant:
                 # is already shape-inferred and simplified by the export)
                 with contextlib.redirect_stdout(io.StringIO()), _no_preprocess_hint():
                     quantize_static(
-                        self.float_path,
+                        src,
                         dst,
                         _Reader(self.input_name, images),
                         quant_format=QuantFormat.QDQ,
