@@ -81,6 +81,36 @@ def test_graph_counts_of_a_linear_layer(tmp_path, dynamo):
         assert stats["gmacs"] == pytest.approx(macs / 1e9, rel=1e-12)
 
 
+def test_graph_counts_an_fp16_onnx_whose_cast_comes_after_its_readers(tmp_path, caplog):
+    # onnxruntime's FP16 converter appends the input's Cast at the end of a dynamic-batch
+    # graph: inference, which takes the nodes in order, left every conv unshaped (0 GFLOPs)
+    import warnings
+
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from torch import nn
+
+    from yoloslim.bench.graph import onnx_stats
+
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 8, 1)).eval()
+    path = tmp_path / "net.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net, (torch.rand(1, 3, 32, 32),), path, dynamo=False,
+            input_names=["images"], dynamic_axes={"images": {0: "batch"}},
+        )  # fmt: skip
+    fp16 = tmp_path / "fp16.onnx"
+    model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    assert model.graph.node[-1].op_type == "Cast" or model.graph.node[0].op_type != "Cast"
+    onnx.save(model, str(fp16))
+    macs = 32 * 32 * (16 * 27 + 8 * 16)
+    with caplog.at_level("WARNING"):
+        for p in (path, fp16):
+            assert onnx_stats(p, 32)["gmacs"] == pytest.approx(macs / 1e9, rel=1e-12)
+    assert "leave out" not in caplog.text
+
+
 def test_row_names_tell_artifacts_apart_and_a_path_given_twice_is_refused(artifacts, tmp_path):
     from pathlib import Path
 

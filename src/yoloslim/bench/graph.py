@@ -16,12 +16,15 @@ zeros, which the exporter drops: an untrained model's folded biases).
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from yoloslim.errors import ConfigError
 from yoloslim.runtime.ov_core import read_ir
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "onnx_static_imgsz",
@@ -150,22 +153,60 @@ def onnx_stats(path: str | Path, imgsz: int) -> dict:
     for d, v in zip(graph_in.type.tensor_type.shape.dim, (1, 3, imgsz, imgsz), strict=False):
         d.ClearField("dim_param")
         d.dim_value = v
+    # onnxruntime's FP16 converter appends the input's Cast after the nodes that read it, and
+    # inference takes the nodes in their order: every conv's shape was unknown, 0 GFLOPs
+    _sort_nodes(model.graph)
     inferred = shape_inference.infer_shapes(model)
     shapes = {
         vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
         for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
     }
     macs = 0
+    uncounted = []
     for node in inferred.graph.node:
         idx = _WEIGHT_INPUT.get(node.op_type)
         if idx is None or len(node.input) <= idx:
             continue
         w = weight_shape(node.input[idx])
+        if not w:
+            continue
         out = shapes.get(node.output[0])
-        if not w or not out or not all(out):
+        if out and not out[0] and all(out[1:]):
+            out = [1, *out[1:]]  # a batch axis left symbolic: counted at batch 1
+        if not out or not all(out):
+            uncounted.append(node.name or node.op_type)
             continue
         macs += math.prod(out) * _reduction(node.op_type, w, node)
+    if uncounted:  # a FLOPs figure that leaves layers out says so
+        log.warning(
+            "%s: FLOPs leave out %d layer(s) whose output shape could not be inferred (%s)",
+            path,
+            len(uncounted),
+            ", ".join(uncounted[:3]) + (", ..." if len(uncounted) > 3 else ""),
+        )
     return {"params": int(params), "gmacs": macs / 1e9, "gflops": 2 * macs / 1e9}
+
+
+def _sort_nodes(graph) -> None:
+    """Put ``graph``'s nodes in topological order (in place; a sorted graph stays as it is)."""
+    known = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:  # a cycle or an input from nowhere: leave the rest as they were
+            ordered += pending
+            break
+        for n in ready:
+            known.update(n.output)
+        ordered += ready
+        done = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in done]
+    if [id(n) for n in ordered] != [id(n) for n in graph.node]:
+        copies = [type(n)() for n in ordered]
+        for c, n in zip(copies, ordered, strict=True):
+            c.CopyFrom(n)
+        del graph.node[:]
+        graph.node.extend(copies)
 
 
 def _check_static(path: str | Path, static: int | None, imgsz: int) -> None:
