@@ -1,4 +1,5 @@
 import io
+import re
 import shutil
 import threading
 import time
@@ -197,6 +198,12 @@ def test_a_folder_named_like_an_artifact_is_said_to_be_a_folder(tmp_path):
         f"{ir_dir}: is a folder, not an artifact; did you mean "
         f"{ir_dir / 'model_openvino' / 'model.xml'}?"
     )
+    for int8 in ("int8_openvino/model.xml", "int8/model_int8.onnx"):  # a quantize run's
+        q = tmp_path / f"q_{int8.split('/')[0]}"
+        (q / int8).parent.mkdir(parents=True)
+        (q / int8).write_text("")
+        with pytest.raises(ModelError, match=rf"did you mean {re.escape(str(q / int8))}\?$"):
+            check_artifact(q)
 
 
 def test_sixteen_bit_png_is_scaled_not_clipped(ckpt, tmp_path):

@@ -550,6 +550,21 @@ def test_accuracy_aware_met_is_the_loops_own_test_not_the_rounded_steps():
     assert not info["met"] and info["chosen_step"] == 2  # the best unrounded mAP
 
 
+def test_accuracy_aware_not_met_returns_layers_that_did_not_help_to_int8():
+    # out of steps, budget missed: b changed nothing, c and a raised the mAP; the best step
+    # (3) kept b too, for nothing
+    maps = {frozenset(): 0.30, frozenset("b"): 0.30, frozenset("bc"): 0.32, frozenset("bca"): 0.33}
+    _, info, calls = _loop({**maps, frozenset("ca"): 0.33}, 0.40, 3, key=frozenset)
+    assert not info["met"] and info["chosen_step"] == 3
+    assert calls == ["step0", "step1", "step2", "step3", "trimmed"]
+    assert info["kept_float"] == ["layer.c", "layer.a"]
+    assert info["trimmed"]["returned_to_int8"] == ["layer.b"]
+    # without b the mAP falls below the best step's: b stays, the chosen model evaluated last
+    model, info, calls = _loop({**maps, frozenset("ca"): 0.325}, 0.40, 3, key=frozenset)
+    assert calls[-2:] == ["trimmed", "chosen3"] and "trimmed" not in info
+    assert model == {"float": ["b", "c", "a"]}
+
+
 def test_accuracy_aware_without_steps_ranks_nothing(caplog):
     with caplog.at_level("WARNING"):
         model, info, calls = _loop({frozenset(): 0.30}, 0.35, max_steps=0, key=frozenset)

@@ -157,23 +157,22 @@ def accuracy_aware(
     # the loop's own test (the steps' rounded mAPs met a budget of 0 that was missed)
     info["met"] = float_map - maps[-1] <= budget
     info["chosen_step"] = len(steps) - 1
-    # a layer whose step did not raise the mAP may have cost speed for nothing: without those,
-    # one more evaluation says whether the budget still holds
-    helped = [r for k, r in enumerate(kept, 1) if maps[k] > maps[k - 1]]
-    if info["met"] and len(helped) < len(kept):
-        trimmed = backend.revert(qmodel, [r["node"] for r in helped]) if helped else qmodel
-        res = evaluate(trimmed, "trimmed")
-        if float_map - res["map"] <= budget:
-            info["trimmed"] = {
-                "returned_to_int8": [r["layer"] for r in kept if r not in helped],
-                "map": round(res["map"], 5),
-                "map50": round(res["map50"], 5),
-                "drop_points": round(100 * (float_map - res["map"]), 3),
-            }
-            model, kept = trimmed, helped
-        else:  # the caller reports the last evaluation: the chosen step's, again
-            evaluate(model, f"step{len(steps) - 1}")
-    if not info["met"]:
+    if info["met"]:
+        # a layer whose step did not raise the mAP may have cost speed for nothing: without
+        # those, one more evaluation says whether the budget still holds
+        model, kept = _trimmed(
+            backend,
+            qmodel,
+            model,
+            kept,
+            maps,
+            evaluate,
+            info,
+            float_map,
+            f"step{len(steps) - 1}",
+            lambda got: float_map - got <= budget,
+        )
+    else:
         # Out of steps: keep the fewest layers in float that reach the best mAP seen, so
         # layers that did not help go back to INT8 (they cost speed for nothing).
         best = max(range(len(steps)), key=lambda k: (maps[k], -k))
@@ -181,6 +180,20 @@ def accuracy_aware(
             kept = kept[:best]
             model = backend.revert(qmodel, [r["node"] for r in kept]) if kept else qmodel
             evaluate(model, f"chosen{best}")  # the caller reports the last evaluation
+        # and within those, the layers whose step did not raise it (none of that prefix's
+        # steps is undone when the mAP without them falls below the best)
+        model, kept = _trimmed(
+            backend,
+            qmodel,
+            model,
+            kept,
+            maps[: best + 1],
+            evaluate,
+            info,
+            float_map,
+            f"chosen{best}",
+            lambda got: got >= maps[best],
+        )
         info["chosen_step"] = best
         log.warning(
             "accuracy-aware: budget not met: %.2f mAP points lost against %.2f allowed after "
@@ -193,6 +206,28 @@ def accuracy_aware(
         )
     info["kept_float"] = [r["layer"] for r in kept]
     return model, info
+
+
+def _trimmed(backend, qmodel, model, kept, maps, evaluate, info, float_map, tag, good):
+    """``(model, kept)`` without the layers of ``kept`` whose step did not raise the mAP
+    (``maps[k]`` against ``maps[k - 1]``), when ``good`` holds for the mAP without them
+    (``info["trimmed"]`` says so), else as they were, evaluated again as ``tag`` (the
+    caller reports the last evaluation)."""
+    helped = [r for k, r in enumerate(kept, 1) if maps[k] > maps[k - 1]]
+    if len(helped) == len(kept):
+        return model, kept
+    trimmed = backend.revert(qmodel, [r["node"] for r in helped]) if helped else qmodel
+    res = evaluate(trimmed, "trimmed")
+    if not good(res["map"]):
+        evaluate(model, tag)
+        return model, kept
+    info["trimmed"] = {
+        "returned_to_int8": [r["layer"] for r in kept if r not in helped],
+        "map": round(res["map"], 5),
+        "map50": round(res["map50"], 5),
+        "drop_points": round(100 * (float_map - res["map"]), 3),
+    }
+    return trimmed, helped
 
 
 def _step(k: int, kept: list[str], res: dict, float_map: float) -> dict:

@@ -414,6 +414,9 @@ _IN_A_FOLDER = (
     "model_openvino/model.xml",
     "model_fp16_openvino/model.xml",
     "model.torchscript",
+    # a quantize run's folder: the INT8 artifact of either backend
+    "int8_openvino/model.xml",
+    "int8/model_int8.onnx",
 )
 
 
