@@ -379,14 +379,19 @@ def test_cli_distill(tmp_path):
     common += ["--batch", "4", "--workers", "0"]
     assert main(["distill", "--teacher", str(tmp_path / "t3.pt"), *common]) == 2
     assert main(["distill", "--teacher", str(tmp_path / "t.pt"), "--loss", "kl", *common]) == 2
+    # the progressive schedule's settings without it were ignored without a word
+    off = ["distill", "--teacher", str(tmp_path / "t.pt"), *common, "--out", str(tmp_path / "o")]
+    assert main([*off, "--freeze-epochs", "2"]) == 2 and not (tmp_path / "o").exists()
     out = tmp_path / "run"
     rc = main(
         ["distill", "--teacher", str(tmp_path / "t.pt"), *common, "--loss", "at"]
-        + ["--progressive", "--out", str(out), "--json", str(tmp_path / "r.json")]
+        + ["--progressive", "--freeze-epochs", "1", "--threads", "1"]
+        + ["--out", str(out), "--json", str(tmp_path / "r.json")]
     )
     assert rc == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["distill"]["loss"] == "at" and report["distill"]["progressive"] is True
+    assert yaml.safe_load((out / "distill_config.yaml").read_text())["train"]["threads"] == 1
     assert load_checkpoint(out / "last.pt")[0].nc == 2
     from yoloslim.compress.prune_width import profile  # deploy form, as everywhere else
 

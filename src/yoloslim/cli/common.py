@@ -389,6 +389,19 @@ def option_given(ctx: typer.Context, param: str) -> bool:
     return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
+def refuse_unheeded(ctx: typer.Context, params: tuple[str, ...], *, heeded: bool, what: str):
+    """ConfigError naming the options of ``params`` given on the command line when nothing
+    would heed them (``heeded`` false): they set ``what`` (it ends with how to use them)."""
+    from yoloslim.errors import ConfigError
+
+    given = [f"--{p.replace('_', '-')}" for p in params if option_given(ctx, p)]
+    if given and not heeded:
+        one = len(given) == 1
+        raise ConfigError(
+            f"{', '.join(given)} set{'s' if one else ''} {what}, or drop {'it' if one else 'them'}"
+        )
+
+
 RESUME_OPTIONS = ("resume", "data", "device", "workers", "threads", "json_path")
 
 

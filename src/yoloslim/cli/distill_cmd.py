@@ -16,6 +16,7 @@ from yoloslim.cli.common import (
     interrupt_hint,
     layered,
     refuse_config_in_run,
+    refuse_unheeded,
     resume_command,
     resume_overrides,
     shown_default,
@@ -84,6 +85,11 @@ def distill(
     ),
     seed: int = typer.Option(None, help="Random seed " + shown_default("0") + "."),
     device: str = typer.Option(None, help="auto, cpu or cuda " + shown_default("auto") + "."),
+    threads: int = typer.Option(
+        None,
+        help="Threads torch computes on (default: torch's, one per core; on a machine busy "
+        "with other work, 1 can be many times faster).",
+    ),
     config: Path = typer.Option(
         None,
         help="YAML of DistillConfig fields (nested `train:` and `advanced:`); flags override it.",
@@ -92,7 +98,8 @@ def distill(
         None,
         callback=expand_home,
         help="Resume the run in this folder from its last.pt, with its saved settings "
-        "(--device, --workers and --data may change, and --teacher where that file moved).",
+        "(--device, --workers, --threads and --data may change, and --teacher where that "
+        "file moved).",
     ),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the report as JSON."
@@ -153,10 +160,17 @@ def distill(
             workers=workers,
             seed=seed,
             device=device,
+            threads=threads,
         )
         values["train"] = layered(ctx, values.get("train"), flags, key="train")
         with config_file(config):
             cfg = DistillConfig.from_dict(values)
+        refuse_unheeded(  # they were ignored without a word
+            ctx,
+            ("freeze_epochs", "warmup_epochs"),
+            heeded=cfg.progressive,
+            what="the progressive schedule, and it is off: add --progressive",
+        )
         with interrupt_hint(Path(out) / "last.pt", resume_command("distill", out), new_run=True):
             res = run_distill(
                 student, teacher, data, config=cfg, out=out, exist_ok=exist_ok, progress=True

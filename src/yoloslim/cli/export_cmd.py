@@ -13,8 +13,8 @@ from yoloslim.cli.common import (
     err_console,
     handle_errors,
     literal,
-    option_given,
     print_table,
+    refuse_unheeded,
     write_json,
 )
 
@@ -66,13 +66,13 @@ def export(
 
     # each --format given adds its formats (a plain option kept only the last one given)
     formats = [f.strip().lower() for given in format for f in given.split(",") if f.strip()]
-    _refuse_unheeded(
+    refuse_unheeded(
         ctx,
         ("nms_conf", "nms_iou", "nms_max_det"),
         heeded=nms,
         what="the thresholds of the --nms graph, and no --nms was given: add --nms",
     )
-    _refuse_unheeded(
+    refuse_unheeded(
         ctx,
         ("triton_name", "triton_max_batch"),
         heeded="triton" in formats,
@@ -139,19 +139,6 @@ def export(
         if e.get("note") and "exported_with" not in e:
             console.print(f"note: {literal(fmt)}: {literal(e['note'])}", soft_wrap=True)
     console.print(f"report: {literal(Path(out) / 'export_report.json')}")
-
-
-def _refuse_unheeded(ctx: typer.Context, params: tuple[str, ...], *, heeded: bool, what: str):
-    """ConfigError naming the options of ``params`` given on the command line when nothing
-    would heed them (``heeded`` false): they set ``what`` (it ends with how to use them)."""
-    from yoloslim.errors import ConfigError
-
-    given = [f"--{p.replace('_', '-')}" for p in params if option_given(ctx, p)]
-    if given and not heeded:
-        one = len(given) == 1
-        raise ConfigError(
-            f"{', '.join(given)} set{'s' if one else ''} {what}, or drop {'it' if one else 'them'}"
-        )
 
 
 def _warn_artifact_name(out: Path) -> None:
