@@ -168,6 +168,26 @@ def test_gradients_reach_student_and_align_not_teacher():
     assert hook.teacher.deploy and not teacher.deploy
 
 
+def test_an_epoch_without_teacher_foreground_is_warned_about_once(caplog):
+    # a random teacher scores no anchor over fg_threshold: kd_dfl was 0 for a whole run, unsaid
+    student, teacher = _models()
+    for threshold, warned in ((0.25, True), (1e-6, False)):
+        cfg = DistillConfig.from_dict({"advanced": {"fg_threshold": threshold}})
+        hook = Distiller(teacher, cfg)
+        hook.attach(student, torch.device("cpu"))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="yoloslim.compress.distill"):
+            for epoch in (0, 1, 2):
+                hook.epoch_start(student, epoch)
+                dfl = [_step(student, hook, seed=k)[1]["kd_dfl"] for k in range(2)]
+                assert (max(dfl) == 0.0) is warned
+            hook.detach()
+        said = [r for r in caplog.records if "the teacher scored no anchor" in r.getMessage()]
+        assert len(said) == (1 if warned else 0)
+        if warned:
+            assert "in 2 batches" in said[0].getMessage()
+
+
 def test_student_equal_to_teacher_gives_zero_loss():
     torch.manual_seed(0)
     student = build_model(STUDENT)
@@ -573,3 +593,17 @@ def test_settings_under_which_nothing_is_distilled_are_warned_of(caplog):
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 2
     assert "teacher teaches nothing" in said[0] and "frozen for the whole run" in said[1]
+
+
+def test_cli_a_config_whose_train_section_is_no_mapping_names_the_file(tmp_path, capsys):
+    from yoloslim.cli.main import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: 3\n")
+    argv = ["distill", "--teacher", "t.pt", "--data", "d.yaml", "--config", str(bad)]
+    assert main([*argv, "--epochs", "2", "--out", str(tmp_path / "o")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        f"train: must be a mapping (key: value lines), got 3 (settings read from --config {bad})"
+        in err
+    )

@@ -162,8 +162,8 @@ def distill(
             device=device,
             threads=threads,
         )
-        values["train"] = layered(ctx, values.get("train"), flags, key="train")
-        with config_file(config):
+        with config_file(config):  # a mistake in what the file gives (train: 3) names it
+            values["train"] = layered(ctx, values.get("train"), flags, key="train")
             cfg = DistillConfig.from_dict(values)
         refuse_unheeded(  # they were ignored without a word
             ctx,

@@ -76,16 +76,16 @@ def quantize(
     )
     params = {"ignored_scope": "ignore"}
     values = layered(ctx, load_mapping(config, "QuantConfig") if config else None, flags, params)
-    advanced = layered(
-        ctx,
-        values.get("advanced"),
-        {"preset": preset, "latency": False if no_latency else None},
-        {"latency": "no_latency"},
-        key="advanced",
-    )
-    if advanced:
-        values["advanced"] = advanced
-    with config_file(config):
+    with config_file(config):  # a mistake in what the file gives (advanced: 3) names it
+        advanced = layered(
+            ctx,
+            values.get("advanced"),
+            {"preset": preset, "latency": False if no_latency else None},
+            {"latency": "no_latency"},
+            key="advanced",
+        )
+        if advanced:
+            values["advanced"] = advanced
         cfg = QuantConfig.from_dict(values)
     with console.status(f"quantizing {literal(model)} ({cfg.backend}, {cfg.mode})"):
         res = run_quantize(model, data, config=cfg, out=out, progress=False)

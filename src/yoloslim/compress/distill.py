@@ -279,6 +279,10 @@ class Distiller:
         self.adapters: FeatureAdapters | None = None
         self._feats: list[torch.Tensor] | None = None
         self._handle = None
+        # batches of the epoch so far, and those where the teacher saw an object (its score
+        # over advanced.fg_threshold): the box-distribution term is nothing without one
+        self._batches = self._fg_batches = 0
+        self._warned_no_fg = False
 
     @property
     def history(self) -> dict:
@@ -304,6 +308,7 @@ class Distiller:
         self._feats = list(output) if module.training else None
 
     def detach(self) -> None:
+        self._say_if_no_foreground()  # a run of one epoch has no next epoch_start
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
@@ -320,12 +325,30 @@ class Distiller:
         return min(1.0, (epoch + 1e-9) / self.cfg.warmup_epochs)
 
     def epoch_start(self, net: Detector, epoch: int) -> None:
+        self._say_if_no_foreground()
+        self._batches = self._fg_batches = 0
         if not self.cfg.progressive:  # leave the caller's requires_grad flags alone
             return
         frozen = self.frozen(epoch)
         net.backbone.requires_grad_(not frozen)
         if frozen:  # frozen BN statistics too: the backbone is left exactly as it was
             net.backbone.eval()
+
+    def _say_if_no_foreground(self) -> None:
+        """Warn (once) when a whole epoch gave the teacher no foreground anchor: the DFL
+        term did nothing all along, unsaid (kd_dfl 0.000 in every row)."""
+        if self._warned_no_fg or not self._batches or self._fg_batches:
+            return
+        if self.cfg.logit_weight <= 0:
+            return
+        self._warned_no_fg = True
+        log.warning(
+            "distill: in %d batches the teacher scored no anchor at %.2f or more "
+            "(advanced.fg_threshold): the box-distribution term (kd_dfl) was 0 throughout; "
+            "a teacher trained longer, or a lower fg_threshold, gives it something to teach",
+            self._batches,
+            self.cfg.advanced.fg_threshold,
+        )
 
     def loss(
         self, imgs: torch.Tensor, raw: list[torch.Tensor], targets: torch.Tensor, epoch: float
@@ -364,6 +387,8 @@ class Distiller:
         scale = self.weight_scale(epoch)
         total = scale * (cfg.logit_weight * (cls + dfl) + cfg.feature_weight * feat)
         parts = {"kd_cls": cls.item(), "kd_dfl": dfl.item(), "kd_feat": feat.item()}
+        self._batches += 1
+        self._fg_batches += parts["kd_dfl"] != 0.0
         # the detection loss is a per-image mean times the batch size; so is this
         return total * imgs.shape[0], parts
 
@@ -545,8 +570,11 @@ def distill(
 
     if not resume:  # the student's size, else the teacher's, else 320
         config = dataclasses.replace(config, train=sized_for(config.train, probe, t_model))
+    hook = Distiller(t_model, config, teacher_path=t_file)
+    if resume:  # first: a hint to give --imgsz preceded this refusal, and --resume takes none
+        _check_same_teacher(hook_state, hook.teacher_digest, teacher, out / "last.pt")
     t_size = getattr(t_model, "imgsz", None)
-    if t_size and config.train.imgsz and t_size != config.train.imgsz:
+    if not resume and t_size and config.train.imgsz and t_size != config.train.imgsz:
         log.warning(
             "the teacher%s was trained at %d px and is distilled from at %d px: its outputs "
             "at a size it never saw are a weaker target (give --imgsz %d to match it)",
@@ -557,9 +585,6 @@ def distill(
         )
     if not resume:
         _warn_idle(config)
-    hook = Distiller(t_model, config, teacher_path=t_file)
-    if resume:
-        _check_same_teacher(hook_state, hook.teacher_digest, teacher, out / "last.pt")
     check_out(out, resume, exist_ok)
     # written by the trainer once it holds the folder's lock, so that a distillation refused
     # because another one writes there does not replace that one's settings
