@@ -360,6 +360,10 @@ def test_cli_resumes_a_student_that_started_from_random_weights(tmp_path, monkey
     _distill_stopped_after_epoch_0(monkeypatch, tmp_path / "t.pt", data, cfg, tmp_path / "run")
     saved = read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["config"]
     assert saved["loss"]["static_assigner_epochs"] == 1
+    # both settings files say so (distill_config.yaml said null, and a resume rewrote it)
+    written = yaml.safe_load((tmp_path / "run" / "distill_config.yaml").read_text())
+    assert written["train"] == yaml.safe_load((tmp_path / "run" / "train_config.yaml").read_text())
+    assert written["train"]["loss"]["static_assigner_epochs"] == 1
     # the run records its teacher's file: a resume needs no --teacher, unless the file moved
     (tmp_path / "t.pt").rename(tmp_path / "moved.pt")
     assert main(["distill", "--resume", str(tmp_path / "run")]) == 2
@@ -371,8 +375,11 @@ def test_cli_resumes_a_student_that_started_from_random_weights(tmp_path, monkey
     assert main(argv) == 2
     assert "other.pt is not the model" in capsys.readouterr().err
     (tmp_path / "moved.pt").rename(tmp_path / "t.pt")
-    rc = main(["distill", "--resume", str(tmp_path / "run")])
+    rc = main(["distill", "--resume", str(tmp_path / "run"), "--json", str(tmp_path / "r.json")])
     assert rc == 0
+    # the student as first given, which last.pt keeps (not the resumed run's last.pt)
+    student = json.loads((tmp_path / "r.json").read_text())["distill"]["student"]
+    assert student == f"arch {STUDENT.get('name', '(unnamed)')}"
     assert read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["epoch"] == 3
     capsys.readouterr()
     assert main(["distill", "--resume", str(tmp_path / "run")]) == 0  # finished: says so
@@ -411,6 +418,7 @@ def test_cli_distill(tmp_path):
     assert rc == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["distill"]["loss"] == "at" and report["distill"]["progressive"] is True
+    assert report["distill"]["student"] == str(arch.resolve())  # not its arch's name alone
     assert yaml.safe_load((out / "distill_config.yaml").read_text())["train"]["threads"] == 1
     assert load_checkpoint(out / "last.pt")[0].nc == 2
     from yoloslim.compress.prune_width import profile  # deploy form, as everywhere else

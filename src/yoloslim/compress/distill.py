@@ -239,6 +239,16 @@ def _check_pair(student: Detector, teacher: Detector, s_name: str = "", t_name: 
         )
 
 
+def _source(model: Any) -> str:
+    """A student's source for the report: a file's absolute path, a registered name, or the
+    object's type (a Detector given in Python)."""
+    if isinstance(model, Path) or (isinstance(model, str) and Path(model).suffix):
+        return str(Path(model).resolve())
+    if isinstance(model, dict):
+        return f"arch {model.get('name', '(unnamed)')}"
+    return model if isinstance(model, str) else type(model).__name__
+
+
 def _label(model: Any) -> str:
     """`` FILE`` (or `` NAME``) for a model given by path or name, to follow "the teacher"
     in an error; empty for an object."""
@@ -276,6 +286,7 @@ class Distiller:
         self.command = "distill"  # the run folder's lock names the run so
         self.run_files: dict[str, str] = {}  # written by the trainer under that lock
         self.teacher_digest = weights_digest(teacher)  # and knows it is the same model
+        self.student: str | None = None  # where the student came from (a file, a name)
         self.adapters: FeatureAdapters | None = None
         self._feats: list[torch.Tensor] | None = None
         self._handle = None
@@ -403,6 +414,8 @@ class Distiller:
         if self.teacher_path is not None:
             state["teacher"] = self.teacher_path
         state["teacher_digest"] = self.teacher_digest
+        if self.student is not None:
+            state["student"] = self.student
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -532,7 +545,7 @@ def distill(
             saved = dataclasses.replace(saved, train=config_from_dict(train_state["config"]))
         config = _resume_distill_config(saved, config, out)
         student = probe = load_checkpoint(last)[0]
-        s_name = _label(last)
+        s_name, given_student = _label(last), None  # the one last.pt records, below
     else:
         if student is None:
             raise ConfigError("student is required (None only on resume: the run's own)")
@@ -541,6 +554,7 @@ def distill(
         if isinstance(student, os.PathLike):  # any path object, as the teacher's
             student = Path(student).expanduser()
         s_name = _label(student)
+        given_student = _source(student)  # before a file is loaded into a Detector below
         # the run's files must not replace the models it starts from
         writes = [out / name for name in RUN_FILES]
         for arg, source in (("student", student), ("teacher", as_artifact(teacher, "teacher"))):
@@ -571,6 +585,9 @@ def distill(
     if not resume:  # the student's size, else the teacher's, else 320
         config = dataclasses.replace(config, train=sized_for(config.train, probe, t_model))
     hook = Distiller(t_model, config, teacher_path=t_file)
+    # the student as given (a pruned.pt is reported as such, not by its arch's name), kept in
+    # last.pt for a resume's report
+    hook.student = hook_state.get("student") if resume else given_student
     if resume:  # first: a hint to give --imgsz preceded this refusal, and --resume takes none
         _check_same_teacher(hook_state, hook.teacher_digest, teacher, out / "last.pt")
     t_size = getattr(t_model, "imgsz", None)
@@ -588,7 +605,13 @@ def distill(
     check_out(out, resume, exist_ok)
     # written by the trainer once it holds the folder's lock, so that a distillation refused
     # because another one writes there does not replace that one's settings
-    hook.run_files = {"distill_config.yaml": yaml.safe_dump(config.to_dict(), sort_keys=False)}
+    # with the training settings as run, as train_config.yaml (an auto static_assigner_epochs
+    # was null here and 0 there, and a resume rewrote it)
+    hook.run_files = {
+        "distill_config.yaml": lambda run: yaml.safe_dump(
+            {**config.to_dict(), "train": run.to_dict()}, sort_keys=False
+        )
+    }
     res = train(
         None if resume else student,
         data,
@@ -603,6 +626,7 @@ def distill(
     settings.update(
         # the file as the run's history names it (absolute), not as it was given
         teacher=t_file or "Detector",
+        student=hook.student,
         # deploy form (RepConv and BN fused), as models / prune / nas / bench count them
         teacher_params=_deploy_params(t_model),
         student_params=_deploy_params(res.model),

@@ -84,7 +84,8 @@ class TrainHook(Protocol):
 
     Optional attributes: ``command``, the name the run folder's lock gives the run (default
     "train"), and ``run_files``, ``{file name: text}`` written into the run folder once the
-    trainer holds its lock (a hook's own settings file, say).
+    trainer holds its lock (a hook's own settings file, say); a text may be a function of
+    the training settings as run (``TrainConfig``, auto values resolved) that gives it.
     """
 
     def attach(self, net: Detector, device: torch.device) -> nn.Module | None: ...
@@ -274,7 +275,7 @@ def train(
         if state["train_state"]["epoch"] + 1 >= cfg.epochs and not pending:
             return finished_result(out, state, cfg)
         # a run that goes on writes its settings files again: an edit to one is refused
-        _refuse_edited_settings_files(out, cfg, getattr(hook, "run_files", {}))
+        _refuse_edited_settings_files(out, cfg, _run_files(hook, cfg))
     device, rank, world = _devices(cfg)
     main = rank == 0
     with shown(progress and main):
@@ -315,7 +316,7 @@ def train(
             atomic_write_text(
                 out / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False)
             )
-            for name, text in getattr(hook, "run_files", {}).items():
+            for name, text in _run_files(hook, cfg).items():
                 atomic_write_text(out / name, text)
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
@@ -407,6 +408,13 @@ def _resumed_step(
     if own.get("data") and own["data"] != data:
         before.append({"data": own["data"], "until_epoch": state["train_state"]["epoch"] + 1})
     return upstream, {**step, "data_before": before} if before else step
+
+
+def _run_files(hook, cfg: TrainConfig) -> dict[str, str]:
+    """A hook's ``run_files``, each text, or a function of the training settings as run
+    (auto values resolved, as ``train_config.yaml`` holds them) that gives it."""
+    files = getattr(hook, "run_files", None) or {}
+    return {name: text(cfg) if callable(text) else text for name, text in files.items()}
 
 
 def _refuse_edited_settings_files(out: Path, cfg: TrainConfig, run_files: dict) -> None:
