@@ -252,13 +252,15 @@ def test_export_keeps_earlier_report_entries_and_the_users_files(dynamic_export,
     ts.write_bytes(first.artifacts["torchscript"].read_bytes())
     planted = tmp_path / ".model.static.onnx"  # the name export's scratch file used to take
     planted.write_text("mine")
+    (tmp_path / "kept.mlpackage").mkdir()
     earlier = _report(
         imgsz=32,
         dynamic=True,
-        half=False,
+        half=True,
         formats={
             "torchscript": {"path": str(ts), "passed": True},
             "coreml": {"path": str(tmp_path / "gone.mlpackage"), "passed": True},
+            "coreml_kept": {"path": str(tmp_path / "kept.mlpackage"), "passed": True},
             "onnx": {"path": str(tmp_path / "model.onnx"), "passed": True},
         },
     )
@@ -268,14 +270,16 @@ def test_export_keeps_earlier_report_entries_and_the_users_files(dynamic_export,
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [planted.name]
     saved = json.loads((tmp_path / "export_report.json").read_text())
     assert saved == json.loads(json.dumps(res.report, default=str))
-    assert set(saved["formats"]) == {"onnx", "torchscript"}  # coreml's file is gone
+    assert set(saved["formats"]) == {"onnx", "torchscript", "coreml_kept"}  # one is gone
     assert saved["formats"]["torchscript"]["exported_with"] == {
         "imgsz": 32,
         "dynamic": True,
-        "half": False,
+        "half": False,  # what the artifact is: --half leaves TorchScript in FP32
         "model": None,  # a report from before exports recorded their model
         "model_digest": None,
     }
+    kept = saved["formats"]["coreml_kept"]["exported_with"]  # a batch of 1 whatever --dynamic
+    assert (kept["dynamic"], kept["half"]) == (False, True)
     assert "exported_with" not in saved["formats"]["onnx"]  # this call's own entry
     assert saved["model"] == "Detector" and len(saved["model_digest"]) == 12
 

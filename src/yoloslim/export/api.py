@@ -595,8 +595,17 @@ def _surviving(old: dict, entry, out: Path, fmt: str = "") -> dict | None:
     if not path.exists():
         return None
     settings = {k: old.get(k) for k in _SETTINGS}
-    if fmt.startswith("triton"):  # a Triton model's ONNX has a dynamic batch axis whatever
-        settings["dynamic"] = True  # --dynamic said
+    # what the artifact is, not what the flags asked for: a Triton model's ONNX has a dynamic
+    # batch axis whatever --dynamic said, CoreML a batch of 1, and only some formats store
+    # FP16 weights (a kept ONNX read as FP16, a kept CoreML package as dynamic)
+    name = fmt.split(":")[0].split("_")[0]
+    exporter = EXPORTERS.get(name)
+    if name == "triton":
+        settings["dynamic"] = True
+    elif exporter is not None and exporter.static_batch:
+        settings["dynamic"] = False
+    if exporter is not None and not exporter.honours_half:
+        settings["half"] = False
     return {**entry, "path": str(path), "exported_with": entry.get("exported_with", settings)}
 
 
