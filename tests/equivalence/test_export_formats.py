@@ -455,7 +455,11 @@ def test_coreml_package_interface(dynamic_export):
     # info describes the package from its spec; the runtimes refuse it by name
     from yoloslim.runtime.describe import describe
 
+    manifest = res.artifacts["coreml"] / "Manifest.json"
+    before = (manifest.read_bytes(), manifest.stat().st_mtime_ns)
     d = describe(res.artifacts["coreml"])
+    # read, not written: coremltools' load_spec rewrote the manifest (info is read-only)
+    assert (manifest.read_bytes(), manifest.stat().st_mtime_ns) == before
     assert (d["kind"], d["imgsz"], d["precision"], d["end_to_end"]) == (
         "coreml",
         IMGSZ,

@@ -64,6 +64,25 @@ def _coremltools():
     return ct
 
 
+def read_spec(path: str | Path):
+    """The ``Model`` protobuf of a ``.mlpackage`` (its manifest's root model) or ``.mlmodel``,
+    read without writing anything: coremltools' ``load_spec`` rewrites a package's
+    ``Manifest.json`` as it opens it, and ``info`` must leave an artifact as it found it."""
+    import json
+
+    _coremltools()  # its protobuf module, with its messages; the missing extra said as always
+    from coremltools.proto import Model_pb2
+
+    path = Path(path)
+    if path.is_dir():
+        manifest = json.loads((path / "Manifest.json").read_text())
+        root = manifest["itemInfoEntries"][manifest["rootModelIdentifier"]]
+        path = path / "Data" / root["path"]
+    spec = Model_pb2.Model()
+    spec.ParseFromString(path.read_bytes())
+    return spec
+
+
 def coreml_path(ctx: ExportContext) -> Path:
     """Where :func:`export_coreml` writes: ``out/{stem}.mlpackage``."""
     return ctx.out / f"{ctx.stem}.mlpackage"
@@ -113,8 +132,7 @@ def _no_predictions() -> str | None:
 def verify_coreml(path: Path, ctx: ExportContext) -> dict:
     """Check the saved package's interface (all systems) and predictions (macOS only)."""
     ct = _coremltools()
-    spec = ct.utils.load_spec(str(path))
-    desc = spec.description
+    desc = read_spec(path).description
     want_out = [1, sum((ctx.imgsz // s) ** 2 for s in ctx.strides), 4 + len(ctx.names)]
     got = {
         "inputs": {i.name: list(i.type.multiArrayType.shape) for i in desc.input},

@@ -350,12 +350,14 @@ def _torchscript(p: Path) -> dict[str, Any]:
 def _coreml(p: Path) -> dict[str, Any]:
     """A CoreML package, from its spec (coremltools reads it on any system; only macOS runs
     it)."""
-    from yoloslim.export.coreml import _coremltools
+    from yoloslim.errors import ExportError
+    from yoloslim.export.coreml import read_spec
 
-    ct = _coremltools()
     try:
-        desc = ct.utils.load_spec(str(p)).description
-    except Exception as e:  # noqa: BLE001 - coremltools raises many types for a bad package
+        desc = read_spec(p).description
+    except ExportError:  # coremltools is not installed: said as such
+        raise
+    except Exception as e:  # noqa: BLE001 - a bad manifest or protobuf raises many types
         raise ModelError(f"{p}: not a readable CoreML package ({type(e).__name__}: {e})") from e
     meta = _metadata(dict(desc.metadata.userDefined), p)
     weights = meta["metadata"].pop("weights", None)  # recorded by export since it has been
