@@ -455,6 +455,7 @@ def test_coreml_package_interface(dynamic_export):
     # info describes the package from its spec; the runtimes refuse it by name
     from yoloslim.runtime.describe import describe
 
+    assert not (res.artifacts["coreml"] / "executorch_debug_handle_mapping.json").exists()
     manifest = res.artifacts["coreml"] / "Manifest.json"
     before = (manifest.read_bytes(), manifest.stat().st_mtime_ns)
     d = describe(res.artifacts["coreml"])

@@ -109,6 +109,9 @@ def export_coreml(ctx: ExportContext) -> Path:
         mlmodel.short_description = f"yoloslim detector, {len(ctx.names)} classes, {ctx.imgsz} px"
         with staged(path, check=ctx.check) as tmp:
             mlmodel.save(str(tmp))
+            # coremltools' torch.export path leaves a debug map in the package, listed in no
+            # manifest and used by no runtime (113 KiB of damo-nano's size)
+            (tmp / "executorch_debug_handle_mapping.json").unlink(missing_ok=True)
     except YoloslimError:  # a folder in the way, a failed check: they name the file
         raise
     except Exception as e:  # noqa: BLE001 - the converter raises many types
