@@ -142,8 +142,18 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'yoloslim' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
+    if name in _SHADOWING:
+        # ``import yoloslim.train.trainer as t`` looks ``trainer`` up on what ``yoloslim.train``
+        # is, this function, and failing that, on the module named ``{its __name__}.trainer``:
+        # named after its subpackage, the submodule is found (it failed: "cannot import name
+        # 'trainer' from 'train'"); its repr and qualified name stay the function's
+        value.__name__ = module
     globals()[name] = value  # later lookups skip this function
     return value
+
+
+# the functions named like the subpackage they live in (see _Package)
+_SHADOWING = ("export", "train")
 
 
 def __dir__() -> list[str]:

@@ -547,6 +547,11 @@ def test_every_public_name_resolves_and_subpackages_do_not_shadow_functions():
     # package's own imports
     assert set(ys.__all__) <= set(dir(ys)) and "models" in dir(ys)
     assert not {"sys", "importlib", "types", "Path", "Any"} & set(dir(ys))
+    # a submodule of either imported as a dotted name: it looked it up on the function
+    # ("cannot import name 'trainer' from 'train'"), in a fresh interpreter as a user would
+    code = "import yoloslim.train.trainer as t, yoloslim.export.verify as v; print(t.__name__, v.__name__)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["yoloslim.train.trainer", "yoloslim.export.verify"], proc.stderr
 
 
 def test_public_functions_document_their_arguments_results_errors_and_use():
