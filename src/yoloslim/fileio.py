@@ -329,8 +329,10 @@ def staged(
     (a file, or a folder such as an ``.mlpackage``); when the block ends without an error,
     move it into place, together with its ``companions`` (suffixes of files the tool writes
     beside it, e.g. ``(".bin",)`` for an OpenVINO ``.xml``, or paths relative to its folder,
-    e.g. ``("1/model.onnx",)`` for a Triton ``config.pbtxt``; moved first), each whole. On an
-    error nothing under ``path`` changes and the private folder is removed. A tool that names
+    e.g. ``("1/model.onnx",)`` for a Triton ``config.pbtxt``; moved first, once an earlier
+    ``path`` is set aside, so a stop between the moves leaves no ``path`` rather than a new
+    companion beside an old one), each whole. On an error nothing under ``path`` changes and
+    the private folder is removed. A tool that names
     a file's insides after it (TorchScript's archive folder) sees the final name.
 
     ``check``, when given, is called with the staged path once everything is written (the
@@ -373,6 +375,11 @@ def staged(
                 said = str(e).replace(str(tmp), str(path.parent))
                 fate = f"{path} stays as it was" if existed else f"nothing was written to {path}"
                 raise type(e)(f"{said} (the artifact was discarded: {fate})") from e
+        if companions and path.exists():
+            # the earlier main file goes first: a stop between the moves below then leaves
+            # no artifact under the name (said missing), never the new weights beside the
+            # old .xml (or a new ONNX beside the old Triton config), which may load
+            path.replace(Path(tmp) / f"{path.name}.old")  # removed with the private folder
         for companion, made, final in zip(companions, written[1:], finals[1:], strict=True):
             if not companion.startswith("."):
                 make_folder(final.parent)

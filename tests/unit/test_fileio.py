@@ -23,6 +23,27 @@ def test_a_staged_file_and_its_companion_replace_the_old_ones_whole(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.bin", "model.xml"]
 
 
+def test_a_stop_between_the_moves_never_leaves_a_new_companion_beside_the_old_file(
+    tmp_path, monkeypatch
+):
+    # the .bin moved first, then a kill: the old .xml beside the new .bin, which may load
+    xml, bin_ = tmp_path / "model.xml", tmp_path / "model.bin"
+    xml.write_text("old xml")
+    bin_.write_text("old bin")
+    real = Path.replace
+
+    def stop_after_the_bin(self, target):
+        real(self, target)
+        if Path(target) == bin_:
+            raise KeyboardInterrupt  # stands in for the SIGKILL right after that rename
+
+    monkeypatch.setattr(Path, "replace", stop_after_the_bin)
+    with pytest.raises(KeyboardInterrupt), staged(xml, (".bin",)) as tmp:
+        tmp.write_text("new xml")
+        tmp.with_suffix(".bin").write_text("new bin")
+    assert bin_.read_text() == "new bin" and not xml.exists()  # missing, not mismatched
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path):
     onnx = tmp_path / "model.onnx"
     onnx.write_text("old")
