@@ -594,6 +594,19 @@ def test_onnxruntime_quantizes_a_private_copy_not_the_users_file(setup, tmp_path
     assert sorted(p.name for p in onnx_path.parent.iterdir()) == before
 
 
+def test_an_onnx_in_the_runs_own_export_folder_is_quantized_again(setup, tmp_path):
+    # an earlier run's export/model.onnx: refused as if this run would write export/, which
+    # a run given an ONNX never does
+    data, onnx_path = setup
+    out = tmp_path / "q"
+    (out / "export").mkdir(parents=True)
+    given = out / "export" / "model.onnx"
+    given.write_bytes(onnx_path.read_bytes())
+    cfg = QuantConfig(backend="onnxruntime", calib=2, advanced=FAST)
+    res = ys.quantize(given, data, config=cfg, out=out)
+    assert res.artifacts["int8"].is_file() and given.read_bytes() == onnx_path.read_bytes()
+
+
 # -- CLI ------------------------------------------------------------------------------------
 def test_cli_quantize_and_bad_backend(setup, tmp_path, capsys):
     from yoloslim.cli.main import main

@@ -128,7 +128,13 @@ def quantize(
     check_path(out, "out", "the output folder's path")
     out = Path(out).expanduser()
     roles = ("float", "fp16", "bf16", "int8")
-    writes = [out / "export", *(out / r for r in roles), *(out / f"{r}_openvino" for r in roles)]
+    # an ONNX given is quantized as it is: export/ is written only for a model exported here
+    given_onnx = isinstance(model_or_artifact, (str, Path)) and str(
+        model_or_artifact
+    ).lower().endswith(".onnx")
+    writes = [*(out / r for r in roles), *(out / f"{r}_openvino" for r in roles)]
+    if not given_onnx:
+        writes.append(out / "export")
     refuse_overwriting_input(
         model_or_artifact, writes, arg="model", hint="give another out (--out)"
     )
