@@ -623,6 +623,8 @@ def test_cli_quantize_and_bad_backend(setup, tmp_path, capsys):
     assert "error: ConfigError: --preset 'fast': choose from" in capsys.readouterr().err
     assert main([*args, "--ignore", "none", "--ignore", "decode"]) == 2
     assert "--ignore none quantizes everything; it cannot go with" in capsys.readouterr().err
+    assert main([*args, "--float-variants", "fp8,fp16"]) == 2  # said as float_variants=[...]
+    assert "--float-variants fp8,fp16: unknown fp8; give fp16 or bf16" in capsys.readouterr().err
 
 
 def test_the_sensitivity_error_uses_the_models_own_strides(caplog):

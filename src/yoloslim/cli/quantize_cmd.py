@@ -56,6 +56,7 @@ def quantize(
     """INT8 post-training quantization; writes quant_report.json/.md and the artifacts."""
     from rich.table import Table
 
+    from yoloslim.compress.quant_config import _FLOAT_VARIANTS
     from yoloslim.compress.quantize import QuantConfig, budget_warning
     from yoloslim.compress.quantize import quantize as run_quantize
 
@@ -63,6 +64,13 @@ def quantize(
         raise ConfigError(
             f"--ignore none quantizes everything; it cannot go with other --ignore patterns "
             f"(got {list(ignore)})"
+        )
+    variants = [v.strip() for v in float_variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v.lower() not in _FLOAT_VARIANTS]
+    if unknown:  # the library's error names its float_variants=[...], not this flag
+        raise ConfigError(
+            f"--float-variants {float_variants}: unknown {', '.join(unknown)}; give "
+            f"{' or '.join(_FLOAT_VARIANTS)} (comma-separated for both)"
         )
     flags = dict(
         backend=backend,
@@ -72,7 +80,7 @@ def quantize(
         max_drop=max_drop,
         ignored_scope=([] if ignore == ["none"] else list(ignore)) if ignore else None,
         imgsz=imgsz,
-        float_variants=[v.strip() for v in float_variants.split(",") if v.strip()] or None,
+        float_variants=variants or None,
     )
     params = {"ignored_scope": "ignore"}
     values = layered(ctx, load_mapping(config, "QuantConfig") if config else None, flags, params)
