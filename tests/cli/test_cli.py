@@ -211,7 +211,7 @@ def test_train_resume_refuses_settings_it_would_ignore(trained, tmp_path, capsys
     assert rc == 2
     err = capsys.readouterr().err
     assert "--loss is not taken" in err
-    assert "(only --device, --workers, --data and --teacher are;" in err
+    assert "(only --device, --workers, --threads, --data and --teacher are;" in err
     assert main(["distill", "--teacher", str(run / "best.pt"), "--resume", str(run)]) == 2
     assert "is not from a distill run" in capsys.readouterr().err
     assert main(["train", "--resume", str(run / "last.pt")]) == 2  # the file, not its folder
