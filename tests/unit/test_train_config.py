@@ -14,6 +14,10 @@ from yoloslim.train.config import (
 def test_bad_values_name_the_field():
     with pytest.raises(ConfigError, match=r"TrainConfig.imgsz=100 must be a multiple of 32"):
         TrainConfig(imgsz=100)
+    # inference takes 32, training does not: a batch of one image crashed in BatchNorm on
+    # the 1x1 map (a traceback after a whole epoch, with a last batch of one)
+    with pytest.raises(ConfigError, match=r"TrainConfig.imgsz=32 must be >= 64 to train"):
+        TrainConfig(imgsz=32)
     with pytest.raises(ConfigError, match=r"TrainConfig.optimizer='lion'"):
         TrainConfig(optimizer="lion")
 

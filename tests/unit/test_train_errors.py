@@ -310,6 +310,21 @@ def test_settings_that_quietly_do_less_are_warned_about(sets, tmp_path, caplog):
     said = " ".join(caplog.text.split())
     assert "batch=16 is larger than the 4 training images: each epoch is one step" in said
     assert "warmup_epochs=3 is more than epochs=1: the learning rate never leaves" in said
+    # a warm-up as long as the run, and a mosaic closed for all of it (the defaults' 1 and
+    # 2 epochs, at --epochs 1 or 2): the decay and the mosaic were skipped without a word
+    from yoloslim.train.trainer import _warn_idle_settings
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="yoloslim.train"):
+        _warn_idle_settings(TrainConfig(epochs=2, warmup_epochs=2), n_train=100)
+        _warn_idle_settings(TrainConfig(epochs=3, augment={"mosaic": 0.0}), n_train=100)
+        _warn_idle_settings(TrainConfig(epochs=3), n_train=100)
+    said = " ".join(caplog.text.split())
+    assert "warmup_epochs=2 is the whole run: the learning rate ends at lr0=" in said
+    assert (
+        said.count("close_mosaic=2 turns mosaic off for the last 2 epochs, and the run has 2") == 1
+    )
+    assert len(caplog.records) == 2  # no mosaic to skip, and room for both: no word
 
 
 def test_resume_of_a_finished_run_says_so(sets, tmp_path, capsys):

@@ -110,6 +110,13 @@ class TrainConfig:
                 "imgsz",
                 imgsz_problem(self.imgsz),
             ),
+            (  # inference takes 32; BatchNorm cannot train on a batch's single 1x1 map
+                self.imgsz is None or imgsz_problem(self.imgsz) or self.imgsz >= 64,
+                "imgsz",
+                "must be >= 64 to train (at 32 px the deepest feature map is 1x1, and "
+                "BatchNorm cannot train on a batch of one image there: --batch 1, or a last "
+                "batch of one)",
+            ),
             (self.lr0 > 0, "lr0", "must be > 0"),
             (0 < self.lrf <= 1, "lrf", "must be in (0, 1]"),
             (0 <= self.momentum < 1, "momentum", "must be in [0, 1)"),

@@ -522,6 +522,23 @@ def _warn_idle_settings(cfg: TrainConfig, n_train: int) -> None:
             cfg.epochs,
             cfg.lr0,
         )
+    elif cfg.warmup_epochs == cfg.epochs:
+        log.warning(
+            "warmup_epochs=%g is the whole run: the learning rate ends at lr0=%g, never "
+            "decayed (fewer warm-up epochs, or more epochs, leave room for the decay)",
+            cfg.warmup_epochs,
+            cfg.lr0,
+        )
+    mosaic = AugmentConfig(**cfg.augment).mosaic
+    if mosaic > 0 and cfg.close_mosaic >= cfg.epochs:
+        log.warning(
+            "close_mosaic=%d turns mosaic off for the last %d epochs, and the run has %d: "
+            "mosaic (probability %g) is never used",
+            cfg.close_mosaic,
+            cfg.close_mosaic,
+            cfg.epochs,
+            mosaic,
+        )
 
 
 def _datasets(data_cfg, cfg: TrainConfig, data):
