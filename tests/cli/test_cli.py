@@ -234,6 +234,12 @@ def test_train_into_a_run_folder_needs_exist_ok(trained, data_yaml, tmp_path, ca
     assert main(argv) == 2
     assert "holds a training run (last.pt)" in capsys.readouterr().err
     assert (run / "last.pt").read_bytes() == before
+    (run / "distill_config.yaml").write_text("loss: cwd\n")  # a distillation's folder
+    assert main(argv) == 2  # its hint was train --resume, which a distillation refuses
+    assert f"holds a distillation (last.pt); resume it (distill --resume {run}" in " ".join(
+        capsys.readouterr().err.split()
+    )
+    (run / "distill_config.yaml").unlink()
     assert main([*argv, "--exist-ok", "--threads", "1"]) == 0  # afresh, another seed
     assert (run / "last.pt").read_bytes() != before
     assert yaml.safe_load((run / "train_config.yaml").read_text())["threads"] == 1

@@ -75,10 +75,13 @@ def check_out(out: Path, resume: bool, exist_ok: bool) -> None:
         return
     found = [m for m in RUN_MARKERS if (out / m).exists()]
     if found and (out / "last.pt").exists():
+        # a distillation resumes with its teacher: train --resume refuses it
+        distilled = (out / "distill_config.yaml").exists()
+        kind, command = ("a distillation", "distill ") if distilled else ("a training run", "")
         raise ConfigError(
-            f"{out} holds a training run ({found[0]}); resume it (--resume {out}, resume=True), "
-            "start afresh there, replacing it (--exist-ok, exist_ok=True), or choose another "
-            "output folder"
+            f"{out} holds {kind} ({found[0]}); resume it ({command}--resume {out}, "
+            "resume=True), start afresh there, replacing it (--exist-ok, exist_ok=True), or "
+            "choose another output folder"
         )
     if found:  # stopped (or refused a write: a full disk) before its first last.pt
         raise ConfigError(
