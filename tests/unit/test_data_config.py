@@ -156,3 +156,20 @@ def test_folder_instead_of_data_yaml_says_so(tmp_path):
         load_data_config(tmp_path)
     with pytest.raises(DataError, match=r"got a folder$"):
         load_data_config(tmp_path / "images")
+
+
+def test_a_test_path_that_does_not_exist_is_warned_about(tmp_path, caplog):
+    from yoloslim.data.config import load_data_config
+
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+    (tmp_path / "images" / "test").mkdir()
+    yaml_path = tmp_path / "data.yaml"
+    base = "train: images/train\nval: images/val\nnames: [a]\n"
+    with caplog.at_level("WARNING", logger="yoloslim.data.config"):
+        yaml_path.write_text(base + "test: images/test\n")
+        load_data_config(yaml_path)
+        assert caplog.text == ""
+        yaml_path.write_text(base + "test: images/nonexistent\n")  # accepted without a word
+        load_data_config(yaml_path)
+    assert "key 'test':" in caplog.text and "nonexistent does not exist" in caplog.text

@@ -204,6 +204,19 @@ def _split(
     return tuple(SplitSource(_resolve(root, e, where, key, kind="any")) for e in entries)
 
 
+def _warn_missing_test(test: Any, root: Path, where: str) -> None:
+    """A warning for each ``test`` path that does not exist (accepted without a word, as no
+    command reads the test split; a typo there surfaces later, in another tool)."""
+    entries = test if isinstance(test, list) else [test]
+    for entry in entries:
+        if isinstance(entry, str) and entry.strip() and not (root / entry).expanduser().exists():
+            logger.warning(
+                "%s: key 'test': %s does not exist (yoloslim reads train and val only)",
+                where,
+                root / entry,
+            )
+
+
 def load_data_config(path: str | Path) -> DataConfig:
     """Read and validate a ``data.yaml``.
 
@@ -211,7 +224,8 @@ def load_data_config(path: str | Path) -> DataConfig:
         path: The yaml file.
 
     Returns:
-        The parsed config with every path resolved and checked to exist.
+        The parsed config with every train and val path resolved and checked to exist
+        (a ``test`` path, which no command reads, is warned about when it does not).
 
     Raises:
         DataError: ``path`` is not a path, the file is missing or malformed (or a folder), a required key is missing, a
@@ -261,6 +275,7 @@ def load_data_config(path: str | Path) -> DataConfig:
     base = yaml_path.resolve().parent
     given = data.get("path")  # absent or blank (a template's "path:  # root"): the yaml's folder
     root = base if given in (None, "") else _resolve(base, given, where, "path", kind="dir")
+    _warn_missing_test(data.get("test"), root, where)
     return DataConfig(
         root=root,
         train=_split(data, root, fmt, "train", where),
