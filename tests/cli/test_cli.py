@@ -383,6 +383,11 @@ def test_a_bad_value_from_a_config_file_keeps_the_settings_name(data_yaml, tmp_p
     cfg.write_text("batch: 16.5\n")  # --batch's default, 16, starts the value: not the flag
     assert main(argv) == 2
     assert "TrainConfig.batch=16.5 must be an integer" in capsys.readouterr().err
+    # a bad flag beside a good file is the flag's: it was blamed on the file
+    cfg.write_text("epochs: 2\n")
+    assert main([*argv, "--batch", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "error: ConfigError: --batch 0 must be >= 1" in err and str(cfg) not in err
 
 
 @pytest.mark.parametrize("errno_", [errno.ENOSPC, errno.EFBIG])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import typer
@@ -17,6 +18,7 @@ from yoloslim.cli.common import (
     interrupt_hint,
     layered,
     literal,
+    option_given,
     refuse_config_in_run,
     resume_command,
     resume_overrides,
@@ -111,7 +113,15 @@ def train(
         refuse_config_in_run(config, out)
         values = layered(ctx, load_mapping(config, "TrainConfig") if config else None, flags)
         # flags are all known keys: an unknown one came from the file
-        cfg = config_from_dict(values, where=f"--config {config}" if config else "train config")
+        where = f"--config {config}" if config else "train config"
+        try:
+            cfg = config_from_dict(values, where=where)
+        except ConfigError as e:
+            # a bad value given as a flag beside --config is the flag's, not the file's
+            bad = re.search(r"TrainConfig\.(\w+)=", str(e))
+            if config and bad and bad.group(1) in flags and option_given(ctx, bad.group(1)):
+                raise ConfigError(str(e).replace(f"{where}: ", "", 1)) from e
+            raise
         with interrupt_hint(Path(out) / "last.pt", resume_command("train", out), new_run=True):
             res = run_train(model, data, config=cfg, out=out, exist_ok=exist_ok, progress=True)
     print_best(res.report.get("best_map"), res.best)
