@@ -40,7 +40,7 @@ from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_i
 from yoloslim.models.checkpoint import load_checkpoint, with_history
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
-from yoloslim.progress import shown
+from yoloslim.progress import say, shown
 from yoloslim.rng import keeps_rng_state
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
@@ -305,6 +305,21 @@ def train(
     fit, start_epoch, best_map = _fit(
         arch, state, data_cfg.names, cfg, device, world, hook, n_batches=n_batches, out=out
     )
+    log.info(
+        "train: %s (%.2f M params), %d train / %d val images at %d px, batch %d, epochs %d-%d, "
+        "device %s, workers %s, threads %d",
+        getattr(fit.net, "spec", {}).get("name", type(fit.net).__name__),
+        sum(p.numel() for p in fit.net.parameters()) / 1e6,
+        len(train_ds),
+        len(val_ds),
+        cfg.imgsz,
+        cfg.batch,
+        start_epoch + 1,
+        cfg.epochs,
+        device,
+        "auto" if cfg.workers is None else cfg.workers,
+        torch.get_num_threads(),
+    )
 
     command = getattr(hook, "command", "train")
     with folder_lock(out, command) if main else contextlib.nullcontext():
@@ -372,8 +387,16 @@ def train(
             if main and ((epoch + 1) % cfg.val_interval == 0 or epoch + 1 == cfg.epochs):
                 last_val = validate(row)
             if main:
+                before = best_map
                 best_map = fit.save(run, row, best_map, last_val, meta)
                 log.info("epoch %d: %s", epoch, row)
+                if progress and row.get("map") is not None:  # the bar shows losses only
+                    say(
+                        f"epoch {epoch + 1}/{cfg.epochs}: mAP50-95 {100 * row['map']:.2f}, "
+                        f"mAP50 {100 * row['map50']:.2f}"
+                        + (" (best so far: best.pt)" if best_map > before else ""),
+                        style="",
+                    )
             dist_utils.barrier()
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
