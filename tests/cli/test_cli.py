@@ -615,6 +615,16 @@ def test_predict_and_export_commands(trained, data_yaml, tmp_path, capsys):
     records = json.loads((save / "detections.json").read_text())
     assert len(records) == len(list(images.iterdir()))
     assert len(list(save.glob("*.jpg"))) == len(records)
+    # that run's record is not another predict's --json report to replace (it was, and
+    # every later --save there was refused)
+    before = (save / "detections.json").read_bytes()
+    one = str(next(images.iterdir()))
+    argv = ["predict", one, "--model", str(out / "model.onnx"), "--json"]
+    assert main([*argv, str(save / "detections.json")]) == 2
+    assert "is the detections.json of the predict run in" in capsys.readouterr().err
+    assert (save / "detections.json").read_bytes() == before
+    assert main([*argv, str(tmp_path / "report.json")]) == 0  # its own report, again: fine
+    assert main([*argv, str(tmp_path / "report.json")]) == 0
     # info: the checkpoint and its export, described from the files
     report = tmp_path / "info.json"
     argv = ["info", str(trained / "last.pt"), str(out / "model.onnx"), "--json", str(report)]

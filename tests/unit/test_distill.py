@@ -483,17 +483,19 @@ def test_a_refused_distill_leaves_the_running_ones_settings(tmp_path):
     """distill_config.yaml is written under the run folder's lock, so a second distillation
     into a folder another run writes into is refused before it replaces that run's settings."""
     from yoloslim.fileio import folder_lock
+    from yoloslim.train.run_folder import SETTINGS_HEADER
 
     data = synthesize(tmp_path / "d", images=4, imgsz=64, classes=2, seed=1)
     student, teacher = _models()
     out = tmp_path / "run"
     out.mkdir()
-    (out / "distill_config.yaml").write_text("loss: cwd\n")  # the running distillation's
+    running = SETTINGS_HEADER + "loss: cwd\n"  # the running distillation's, as it wrote it
+    (out / "distill_config.yaml").write_text(running)
     cfg = DistillConfig(loss="mimic", train=TrainConfig(epochs=1, batch=2, imgsz=64, workers=0))
     refused = pytest.raises(ConfigError, match=r"another yoloslim run .* so this distill cannot")
     with folder_lock(out, "train"), refused:
         distill(student, teacher, data, config=cfg, out=out)
-    assert (out / "distill_config.yaml").read_text() == "loss: cwd\n"
+    assert (out / "distill_config.yaml").read_text() == running
 
 
 def test_a_run_replaced_with_exist_ok_loses_its_distill_settings(tmp_path):

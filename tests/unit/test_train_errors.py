@@ -614,3 +614,31 @@ def test_the_process_group_waits_longer_than_a_long_validation(monkeypatch):
     assert distributed.init_distributed(torch.device("cpu")) == (1, 2)
     assert seen["backend"] == "gloo"
     assert seen["timeout"].total_seconds() >= 3 * 3600
+
+
+def test_a_fresh_run_keeps_a_settings_file_of_the_users_in_its_folder(sets, tmp_path):
+    # the user's own train_config.yaml was replaced and distill_config.yaml deleted
+    out = tmp_path / "run"
+    out.mkdir()
+    mine = "epochs: 3  # my notes\n"
+    (out / "distill_config.yaml").write_text(mine)
+    cfg = TrainConfig(epochs=1, batch=4, workers=0, imgsz=64, threads=1)
+    with pytest.raises(ConfigError, match=r"distill_config.yaml is not a settings file a yoloslim"):
+        train("damo-nano", sets[3], config=cfg, out=out)
+    assert (out / "distill_config.yaml").read_text() == mine
+    assert sorted(p.name for p in out.iterdir()) == ["distill_config.yaml"]
+    # a run's own (stopped before its first last.pt) goes, as before; --exist-ok replaces
+    (out / "distill_config.yaml").unlink()
+    train("damo-nano", sets[3], config=cfg, out=out)
+    written = (out / "train_config.yaml").read_text()
+    assert written.startswith("# yoloslim: the settings of the run in this folder")
+    for name in ("last.pt", "best.pt", "metrics.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    train("damo-nano", sets[3], config=cfg, out=out)  # its own leftover: replaced
+    (out / "train_config.yaml").write_text(mine)
+    for name in ("last.pt", "best.pt", "metrics.jsonl"):
+        (out / name).unlink(missing_ok=True)
+    with pytest.raises(ConfigError, match=r"train_config.yaml is not a settings file"):
+        train("damo-nano", sets[3], config=cfg, out=out)
+    train("damo-nano", sets[3], config=cfg, out=out, exist_ok=True)
+    assert (out / "train_config.yaml").read_text().startswith("# yoloslim")

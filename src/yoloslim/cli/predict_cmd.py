@@ -98,6 +98,13 @@ def predict(
             f"--json {json_path} is --save's detections.json, which predict writes itself; "
             "name another file"
         )
+    if json_path and Path(json_path).is_file() and _is_a_runs_record(Path(json_path)):
+        # another predict's --save folder record (a list of records, not a --json report):
+        # replaced, every later --save there was refused as "not written by predict"
+        raise ConfigError(
+            f"--json {json_path} is the detections.json of the predict run in "
+            f"{Path(json_path).parent}; it is not replaced by the report: name another file"
+        )
     video = is_video(source)
     if video and not source.is_file():
         raise DataError(f"{source}: video does not exist")
@@ -278,6 +285,16 @@ def _predicts_format(data: object) -> bool:
         and all(isinstance(d, dict) and set(d) == _DETECTION for d in r["detections"])
         for r in data
     )
+
+
+def _is_a_runs_record(path: Path) -> bool:
+    """Whether ``path`` is a ``detections.json`` a predict wrote into its ``--save`` folder
+    (a list of records; a ``--json`` report is a mapping, replaced run after run)."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, OSError):
+        return False
+    return bool(data) and _predicts_format(data)
 
 
 def _earlier_records(path: Path) -> list[dict]:

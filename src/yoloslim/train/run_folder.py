@@ -37,6 +37,10 @@ CHECKPOINTS = ("last.pt", "best.pt")
 # earlier run's best.pt as its own)
 RUN_MARKERS = ("last.pt", "metrics.jsonl", "best.pt")
 RUN_FILES = (*CHECKPOINTS, "metrics.jsonl", "train_config.yaml", "distill_config.yaml")
+SETTINGS_FILES = ("train_config.yaml", "distill_config.yaml")
+#: the first line of a settings file a run writes: a file of that name without it is the
+#: user's (a fresh run deleted or replaced it)
+SETTINGS_HEADER = "# yoloslim: the settings of the run in this folder, written by it\n"
 
 
 @dataclass
@@ -83,12 +87,30 @@ def check_out(out: Path, resume: bool, exist_ok: bool) -> None:
             "resume=True), start afresh there, replacing it (--exist-ok, exist_ok=True), or "
             "choose another output folder"
         )
+    if not found:  # a fresh run writes its settings files; one it did not write is kept
+        for name in SETTINGS_FILES:
+            path = out / name
+            if path.is_file() and not _written_by_a_run(path):
+                raise ConfigError(
+                    f"{path} is not a settings file a yoloslim run wrote, and this run "
+                    "writes one there: move it away (or give it as --config from elsewhere), "
+                    "replace it (--exist-ok, exist_ok=True), or choose another output folder"
+                )
     if found:  # stopped (or refused a write: a full disk) before its first last.pt
         raise ConfigError(
             f"{out} holds a training run that cannot be resumed ({', '.join(found)} but no "
             "last.pt); start afresh there, replacing it (--exist-ok, exist_ok=True), or choose "
             "another output folder"
         )
+
+
+def _written_by_a_run(path: Path) -> bool:
+    """Whether ``path`` starts with :data:`SETTINGS_HEADER`."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            return f.readline() == SETTINGS_HEADER
+    except OSError:
+        return False
 
 
 def check_resume_data(

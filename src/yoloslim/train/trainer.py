@@ -57,6 +57,7 @@ from yoloslim.train.loop import Fit, epoch_loader
 from yoloslim.train.loss import DetectionLoss
 from yoloslim.train.run_folder import (
     RUN_FILES,
+    SETTINGS_HEADER,
     RunFolder,
     TrainResult,
     check_out,
@@ -328,11 +329,11 @@ def train(
             # a row to restore only when its epoch was validated (else it is written below)
             last_row = state["train_state"].get("metrics_row") if state and not pending else None
             run.start(start_epoch if state else None, replace=exist_ok, last_row=last_row)
-            atomic_write_text(
-                out / "train_config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-            )
+            # headed, so a later fresh run tells them from a user's own file of that name
+            settings = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+            atomic_write_text(out / "train_config.yaml", SETTINGS_HEADER + settings)
             for name, text in _run_files(hook, cfg).items():
-                atomic_write_text(out / name, text)
+                atomic_write_text(out / name, SETTINGS_HEADER + text)
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             fit.wrapped = nn.parallel.DistributedDataParallel(fit.net, device_ids=ids)
