@@ -50,7 +50,13 @@ import yaml
 
 from yoloslim.configs import DEFAULT_IMGSZ, check_flags, check_path
 from yoloslim.errors import ConfigError
-from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input, staged
+from yoloslim.fileio import (
+    atomic_write_text,
+    folder_lock,
+    refuse_overwriting_input,
+    remove_stale_temps,
+    staged,
+)
 from yoloslim.recipe import (
     STAGES,
     BenchStage,
@@ -679,6 +685,10 @@ def _missing_outputs(record: dict, out: Path) -> list[str]:
     return missing
 
 
+# the records a compress run writes into its folder
+_RECORDS = ("recipe.yaml", "inputs.json", "compress.json", "report.json", "report.md", "pareto.png")
+
+
 def _say(text: str) -> None:
     """A line on the progress console (stderr), as the stages' own progress lines."""
     from yoloslim.progress import say
@@ -972,6 +982,10 @@ def run_recipe(
         model = str(Path(model).expanduser().absolute())
     run_configs, skipped, resolved, inputs = _check_run(rec, model, data, out, resume)
     with folder_lock(out, "compress"):  # made here, if it is not there yet
+        # a killed run's half-written records: none is live while we hold the lock
+        remove_stale_temps(out, _RECORDS)
+        for sdir in out.glob("[0-9][0-9]-*"):
+            remove_stale_temps(sdir, ("stage.json", "reparam_report.json"))
         atomic_write_text(out / "recipe.yaml", resolved)
         atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
 

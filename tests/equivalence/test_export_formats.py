@@ -284,6 +284,17 @@ def test_export_keeps_earlier_report_entries_and_the_users_files(dynamic_export,
     assert saved["model"] == "Detector" and len(saved["model_digest"]) == 12
 
 
+def test_a_killed_exports_half_written_report_is_removed_by_the_next(tmp_path):
+    # a SIGKILL mid-write leaves .NAME.XXXXXXXX.tmp; reruns let them pile up (only train
+    # removed its own)
+    stale = tmp_path / ".export_report.json.ab12cd34.tmp"
+    stale.write_text("{half")
+    mine = tmp_path / ".notes.tmp"  # not a name the export writes: left alone
+    mine.write_text("mine")
+    export(_model(), tmp_path, formats=["onnx"], imgsz=IMGSZ, verify=False)
+    assert not stale.exists() and mine.read_text() == "mine"
+
+
 def test_a_copied_export_folder_keeps_its_own_files_and_says_which_model_made_them(tmp_path):
     first = tmp_path / "a"
     export(_model(), first, formats=["onnx", "torchscript"], imgsz=IMGSZ, verify=False)

@@ -25,6 +25,7 @@ from yoloslim.fileio import (
     atomic_write_bytes,
     atomic_write_text,
     folder_lock,
+    remove_stale_temps,
     removed_if_left_empty,
 )
 
@@ -142,6 +143,11 @@ def predict(
         removed_if_left_empty(save, made),
         folder_lock(save, "predict") if save else contextlib.nullcontext(),
     ):
+        if save:  # a killed run's half-written files: none is live while we hold the lock
+            remove_stale_temps(
+                save, ["detections.json", LEDGER, *(d.name for d in outputs.values())]
+            )
+            remove_stale_temps(save / "labels", [p.name for p in labels.values()])
         try:
             if video:
                 _predict_video(pred, source, outputs.get(source), batch, records)

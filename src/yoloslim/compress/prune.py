@@ -37,7 +37,12 @@ from yoloslim.compress.prune_width import (
 from yoloslim.configs import DEFAULT_IMGSZ, check_config, check_flags, check_path
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.extras import require
-from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
+from yoloslim.fileio import (
+    atomic_write_text,
+    folder_lock,
+    refuse_overwriting_input,
+    remove_stale_temps,
+)
 from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
 
@@ -309,6 +314,8 @@ def _check_budget(cfg: PruneConfig, before: dict) -> None:
 def _workdir(out):
     if out is not None:
         with folder_lock(out, "prune"):
+            # a killed run's half-written files (as large as the model): none is live now
+            remove_stale_temps(out, ("pruned.pt", "prune_report.json"))
             yield Path(out)
     else:
         with tempfile.TemporaryDirectory(prefix="yoloslim-prune-") as tmp:

@@ -31,6 +31,7 @@ from yoloslim.fileio import (
     folder_lock,
     folder_problem,
     remove_stale_staging,
+    remove_stale_temps,
     removed_if_left_empty,
 )
 from yoloslim.progress import say
@@ -256,6 +257,7 @@ def export(
     # a call refused (or failed) before it wrote anything leaves no empty folder behind
     with removed_if_left_empty(out, made), folder_lock(out, "export"):
         remove_stale_staging(out)  # a killed export's; none is live while we hold the lock
+        remove_stale_temps(out, ("export_report.json",))
         previous = _previous_report(out)
         _refuse_foreign_files(ctx, formats, nms, previous)
         earlier = _earlier_entries(previous, formats, nms, out)
