@@ -89,7 +89,9 @@ def _stage_file_names() -> re.Pattern[str]:
         r"stage\.json",
         r"\..*",  # staging folders and temp files
         r"model[._].*",  # export's artifacts (and its OpenVINO folder)
-        r"triton|export|float|int8|export_report\.json|quant_.*\.(json|md)",
+        # quantize's roles, each an ONNX folder or an OpenVINO one (int8_openvino was a
+        # user's file to a rerun, and stayed)
+        r"triton|export|(float|fp16|bf16|int8)(_openvino)?|export_report\.json|quant_.*\.(json|md)",
         r"pruned\.pt|prune_report\.json|finetune(_step\d+)?|reparam_report\.json",
         r"arch\.yaml|nas_report\.json|nas_latency_cache\.jsonl",
         r"report\.(json|md)|pareto\.png|\d\d-.+",  # bench's report and its rows' exports

@@ -1025,3 +1025,17 @@ def test_a_stage_after_the_bench_stage_is_said_to_be_in_no_table(tmp_path, input
     with caplog.at_level(logging.WARNING, "yoloslim"):
         run_recipe(model, data, {"stages": [{"export": {}}, "bench"]}, out=tmp_path / "o2")
     assert "in no table" not in caplog.text
+
+
+def test_a_rerun_stage_clears_every_folder_quantize_writes_and_keeps_the_users(tmp_path):
+    # float_openvino/ and int8_openvino/ were taken for a user's files: warned about and kept
+    from yoloslim.pipeline import _empty_stage_folder
+
+    sdir = tmp_path / "03-quantize"
+    for name in ("float_openvino", "int8_openvino", "fp16_openvino", "int8", "export"):
+        (sdir / name).mkdir(parents=True)
+        (sdir / name / "model.xml").write_text("x")
+    (sdir / "quant_report.json").write_text("{}")
+    (sdir / "notes.txt").write_text("mine")
+    _empty_stage_folder(sdir, keep=())
+    assert [p.name for p in sdir.iterdir()] == ["notes.txt"]
