@@ -49,7 +49,7 @@ from typing import Any
 import yaml
 
 from yoloslim.configs import DEFAULT_IMGSZ, check_flags, check_path
-from yoloslim.errors import ConfigError
+from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import (
     atomic_write_text,
     folder_lock,
@@ -835,6 +835,43 @@ def _is_compress_record(path: Path) -> bool:
     return isinstance(record, dict) and {"stages", "recipe"} <= set(record)
 
 
+def _check_baseline(rec: Recipe, model: str, data: str) -> None:
+    """A ``--model`` the recipe uses as trained weights is a checkpoint of the data's
+    classes, checked before any stage: an arch.yaml (random weights) before a prune (or as
+    a bench's baseline row) ran every stage and failed at the bench, or without one ended
+    with a pruned random network; a checkpoint of another class count failed at the first
+    stage that read it (after a whole training, say). An arch.yaml a first train stage
+    trains is fine when no bench stage needs a baseline."""
+    from yoloslim.data.config import load_data_config
+    from yoloslim.errors import DataError
+    from yoloslim.models.checkpoint import read_checkpoint
+
+    if Path(model).suffix.lower() != ".pt":
+        trained_first = rec.stages[0].name == "train"
+        if trained_first and not any(s.name == "bench" for s in rec.stages):
+            return
+        why = (
+            "its bench stage measures the baseline"
+            if trained_first
+            else f"its first stage ({rec.stages[0].name}) needs trained weights"
+        )
+        raise ModelError(
+            f"model {model} (--model): the recipe takes it as a trained checkpoint (.pt), as "
+            f"{why}; an arch.yaml has no trained weights (a recipe that starts with nas, or "
+            "a train stage that names its model, makes its own), and an exported artifact "
+            "is no checkpoint"
+        )
+    try:
+        names = read_checkpoint(model, mmap=True).get("names") or []
+        want = load_data_config(data).names
+    except (ModelError, DataError):  # the first stage that reads them says what is wrong
+        return
+    if len(names) != len(want):
+        raise ModelError(
+            f"model {model} (--model) has {len(names)} classes but data {data} has {len(want)}"
+        )
+
+
 def _check_run(
     rec: Recipe, model: str | None, data: str, out: Path, resume: bool
 ) -> tuple[dict, list, str, dict]:
@@ -851,10 +888,21 @@ def _check_run(
             "stage that names its model, runs without one"
         )
     if model is not None and not Path(model).is_file():
-        raise ConfigError(f"model {model} (--model): checkpoint does not exist")
+        from yoloslim.models.registry import list_models
+
+        named = Path(model).name in list_models()  # a registered name is no checkpoint
+        raise ConfigError(
+            f"model {model} (--model): "
+            + (
+                "a registered model's name, with no trained weights; give a checkpoint (.pt)"
+                if named
+                else "checkpoint does not exist"
+            )
+        )
     if not Path(data).exists():
         raise ConfigError(f"data {data} (--data): does not exist")
     if model is not None:
+        _check_baseline(rec, model, data)
         _check_baseline_size(rec, model)
     if any(s.name in ("quantize", "bench") for s in rec.stages):
         from yoloslim.eval.val import require_boxes

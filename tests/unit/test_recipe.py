@@ -1039,3 +1039,33 @@ def test_a_rerun_stage_clears_every_folder_quantize_writes_and_keeps_the_users(t
     (sdir / "notes.txt").write_text("mine")
     _empty_stage_folder(sdir, keep=())
     assert [p.name for p in sdir.iterdir()] == ["notes.txt"]
+
+
+def test_a_baseline_that_is_no_checkpoint_or_of_other_classes_is_refused_before_any_stage(
+    tmp_path,
+):
+    # an arch.yaml before a prune ran every stage and failed at the bench (or ended with a
+    # pruned random network); a checkpoint of 3 classes for 2-class data failed after the
+    # stages that did not read it (a whole training, say)
+    from yoloslim.data.synth import synthesize
+    from yoloslim.errors import ModelError
+    from yoloslim.models.checkpoint import save_checkpoint
+    from yoloslim.pipeline import run_recipe
+
+    data = synthesize(tmp_path / "d", images=2, imgsz=64, classes=2, seed=0)
+    arch = tmp_path / "nano.yaml"
+    arch.write_text("name: damo-nano\n")
+    three = save_checkpoint(tmp_path / "m3.pt", build_model("damo-nano", nc=3), imgsz=64)
+    prune_first = {"stages": [{"prune": {"ratio": 0.3}}, {"export": {}}]}
+    train_bench = {"stages": [{"train": {"epochs": 1}}, {"bench": {}}]}
+    for model, recipe, said in (
+        (arch, prune_first, r"its first stage \(prune\) needs trained weights"),
+        (arch, train_bench, r"its bench stage measures the baseline"),
+        (three, prune_first, r"m3.pt \(--model\) has 3 classes but data .* has 2"),
+    ):
+        out = tmp_path / "out"
+        with pytest.raises(ModelError, match=said):
+            run_recipe(model, data, recipe, out=out)
+        assert not out.exists()  # nothing written
+    with pytest.raises(ConfigError, match=r"a registered model's name, with no trained weights"):
+        run_recipe("damo-nano", data, prune_first, out=tmp_path / "out")
