@@ -847,7 +847,7 @@ def _check_baseline(rec: Recipe, model: str, data: str) -> None:
     from yoloslim.models.checkpoint import read_checkpoint
 
     if Path(model).suffix.lower() != ".pt":
-        trained_first = rec.stages[0].name == "train"
+        trained_first = rec.stages[0].name in ("train", "nas")  # they make their own
         if trained_first and not any(s.name == "bench" for s in rec.stages):
             return
         why = (
