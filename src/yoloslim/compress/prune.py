@@ -210,6 +210,9 @@ def prune(
         result = Result(net, report)
         if out is not None:
             last = list(stages.values())[-1]
+            # the earlier run's report goes first: a kill between the two writes below then
+            # leaves the new pruned.pt without a report, never beside the old one's
+            (Path(out) / "prune_report.json").unlink(missing_ok=True)
             result.artifacts["checkpoint"] = _save(net, Path(out), cfg, is_detector, last, original)
             report["checkpoint"] = str(result.artifacts["checkpoint"])
             _remove_stale_runs(Path(out), cfg)
