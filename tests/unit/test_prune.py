@@ -675,3 +675,22 @@ def test_a_ratio_above_the_layer_cap_and_a_prune_that_removes_nothing_are_said(m
         res = prune(model, None, config=cfg(ratio=0.5, ignore=("*",)))
     assert res.report["stages"]["pruned"]["params"] == res.report["stages"]["before"]["params"]
     assert "no channel or block was removed (ignore ['*'] may cover every layer)" in caplog.text
+
+
+def test_a_prune_stopped_between_its_writes_leaves_no_earlier_report_beside(
+    model, tmp_path, monkeypatch
+):
+    # a kill after the new pruned.pt, before its report: the old report (ratio 0.3) stayed
+    # beside the new model (ratio 0.6)
+    import yoloslim.compress.prune as prune_mod
+
+    prune(model, None, config=cfg(ratio=0.3), out=tmp_path)
+    assert (tmp_path / "prune_report.json").is_file()
+
+    def killed(path, text):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prune_mod, "atomic_write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        prune(model, None, config=cfg(ratio=0.6), out=tmp_path, exist_ok=True)
+    assert (tmp_path / "pruned.pt").is_file() and not (tmp_path / "prune_report.json").exists()
