@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import logging
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -443,6 +444,10 @@ def _checked(recipe: dict, source: str) -> Recipe:
     )
 
 
+# a number in exponent form without a dot, which YAML 1.1 (PyYAML) reads as a string
+_FLOAT = re.compile(r"[-+]?\d+[eE][-+]?\d+")
+
+
 def _with_set(recipe: dict, item: str, source: str) -> dict:
     """``recipe`` with one ``STAGE.KEY[.KEY...]=VALUE`` applied (see :func:`load_recipe`)."""
     import copy
@@ -456,6 +461,8 @@ def _with_set(recipe: dict, item: str, source: str) -> dict:
         value = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{what}: the value is not YAML ({yaml_problem(e)})") from e
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads 5e-1 and 1e2 (no dot) as strings: refused
     stages = recipe.get("stages")
     if not isinstance(stages, list):
         raise ConfigError(f"{source}: 'stages' must be a non-empty list")

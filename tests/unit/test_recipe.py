@@ -836,6 +836,8 @@ def test_set_changes_settings_by_stage_name_or_number_and_is_checked_as_the_file
     assert load_recipe("cpu-int8").stages[0].config.finetune_epochs == 6  # the file unchanged
     # one --set alone, as a string (it was read a character at a time: "--set 'p'")
     assert load_recipe("cpu-int8", sets="4.warmup=3").stages[3].config.warmup == 3
+    # a number without a dot in exponent form (YAML 1.1 reads it as a string: refused)
+    assert load_recipe("cpu-int8", sets="quantize.max_drop=5e-1").stages[2].config.max_drop == 0.5
     with pytest.raises(ConfigError, match=r"warmup=-1 must be an integer >= 0"):
         load_recipe("cpu-int8", sets="bench.warmup=-1")
     for bad, match in [
