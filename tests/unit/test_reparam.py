@@ -116,3 +116,14 @@ def test_a_wrong_fuse_is_an_error_not_a_reference_every_export_would_match():
     model = nn.Sequential(BadFuse(), nn.ReLU())
     with pytest.raises(ModelError, match=r"changed the model's outputs .*fuse\(\).*BadFuse"):
         reparameterize(model, example_input=torch.rand(1, 3, 8, 8), measure=False)
+
+
+def test_the_check_runs_at_the_models_own_size():
+    # a 160 px checkpoint was checked and timed at 320
+    import yoloslim as ys
+
+    model = ys.build_model("damo-nano")
+    model.imgsz = 160  # as load_checkpoint sets it
+    assert ys.reparameterize(model, measure=False).report["input_shape"] == [2, 3, 160, 160]
+    bare = ys.build_model("damo-nano")
+    assert ys.reparameterize(bare, measure=False).report["input_shape"] == [2, 3, 320, 320]

@@ -95,6 +95,12 @@ def _latency_ms(model: nn.Module, x: torch.Tensor, runs: int = 10) -> float:
     return 1000 * statistics.median(times)
 
 
+def _size_of(model: nn.Module) -> int:
+    """The input size ``model`` was trained at (a loaded checkpoint's ``imgsz``), else 320."""
+    size = getattr(model, "imgsz", None)
+    return int(size) if isinstance(size, int) and size >= 32 and size % 32 == 0 else 320
+
+
 def _default_input(imgsz: int = 320) -> torch.Tensor:
     from yoloslim.export.verify import probe_images
 
@@ -140,7 +146,8 @@ def reparameterize(
         model: a yoloslim Detector or any ``nn.Module``, or a checkpoint ``.pt`` (or a
             Predictor of one).
         example_input: input used to check equivalence and time the models (default: a
-            random and a structured 320 px image, see :func:`yoloslim.export.verify.probe_images`).
+            random and a structured image at the model's size, a checkpoint's ``imgsz``,
+            else 320 px, see :func:`yoloslim.export.verify.probe_images`).
         measure: time both models at batch 1 (median of 10 runs in this process; a
             quick before/after, not a benchmark: see ``benchmarks/``).
 
@@ -172,7 +179,8 @@ def reparameterize(
     if dtype != torch.float32:  # a .half() model: folded and checked in float32, returned so
         model = copy.deepcopy(model).float()
     fused, n_blocks, n_pairs = deploy_form(model)
-    x = example_input if example_input is not None else _default_input()
+    # at the model's own size (a checkpoint's), as it runs; 320 for a model of no size
+    x = example_input if example_input is not None else _default_input(_size_of(model))
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
