@@ -1070,7 +1070,14 @@ def run_recipe(
             if made is None:  # a stage.json from before "deployable" was recorded
                 made = {r[0]: r[1] for r in record["rows"] if r[2] == "artifact"}
             deployable = made or deployable
-            stage_reports.append({"stage": stage.name, "index": i, "dir": str(sdir)})
+            entry = {"stage": stage.name, "index": i, "dir": str(sdir)}
+            if stage.name == "quantize":  # a missed --max-drop, said again at the end
+                from yoloslim.compress.quantize import budget_warning
+
+                missed = budget_warning(record.get("report") or {})
+                if missed:
+                    entry["warning"] = missed
+            stage_reports.append(entry)
             if stage.name == "bench":
                 result_report = record["report"]
                 _restore_reports(sdir, out)

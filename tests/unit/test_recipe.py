@@ -1071,3 +1071,26 @@ def test_a_baseline_that_is_no_checkpoint_or_of_other_classes_is_refused_before_
         assert not out.exists()  # nothing written
     with pytest.raises(ConfigError, match=r"a registered model's name, with no trained weights"):
         run_recipe("damo-nano", data, prune_first, out=tmp_path / "out")
+
+
+def test_a_quantize_stage_that_missed_its_budget_is_said_in_the_runs_record(
+    tmp_path, inputs, ran, monkeypatch
+):
+    # said on stderr during the run, above pages of bars, and not in the final summary
+    import yoloslim.pipeline as pl
+    from yoloslim.pipeline import run_recipe
+
+    missed = {
+        "accuracy_aware": {"met": False, "max_drop": 0.5, "steps": [{}, {}], "chosen_step": 1},
+        "map_drop_points": 1.2,
+    }
+
+    def quantize(st, cfg, data, out, progress, *rest):
+        return {"model": st.model, "rows": [], "report": missed, "deployable": {}}
+
+    monkeypatch.setitem(pl._RUNNERS, "quantize", quantize)
+    model, data = inputs
+    recipe = {"stages": [{"export": {}}, {"quantize": {"max_drop": 0.5}}]}
+    res = run_recipe(model, data, recipe, out=tmp_path / "out")
+    said = [s.get("warning") for s in res.report["stages"]]
+    assert said[0] is None and "budget of 0.5 mAP points was not met: 1.2 points" in said[1]

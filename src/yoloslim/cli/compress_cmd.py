@@ -100,6 +100,13 @@ def compress(
         print_table(rich_table(bench))
     if res.report.get("mode") == "budget":
         _front_table(res.report)
+    for stage in res.report.get("stages") or []:  # said during the run, above the bars
+        if stage.get("warning"):
+            console.print(
+                f"[yellow]stage {stage['index']} ({literal(stage['stage'])}): "
+                + literal(stage["warning"]),
+                soft_wrap=True,
+            )
     for skip in res.report.get("skipped") or []:
         console.print(
             f"[yellow]skipped: stage {literal(skip['stage'])} format {literal(skip['format'])}: "
