@@ -954,6 +954,12 @@ def _check_run(
             f"{out}: no compress run to resume (no recipe.yaml); drop --resume (resume=False) "
             "to start one"
         )
+    if resume and not (out / "inputs.json").exists():  # a recipe.yaml of the user's alone
+        raise ConfigError(
+            f"{out}: no compress run to resume (a recipe.yaml but no inputs.json, which a run "
+            "writes with it); drop --resume (resume=False) to start one, with the recipe "
+            "outside the folder"
+        )
     if saved.exists() and resume:  # also when no stage finished: a train stage resumes
         if not _same_recipe(saved.read_text(), resolved, earlier):
             raise ConfigError(

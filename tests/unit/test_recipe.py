@@ -750,6 +750,13 @@ def test_resume_where_no_run_is_refused(tmp_path, inputs, ran):
         with pytest.raises(ConfigError, match=r"no compress run to resume \(no recipe.yaml\)"):
             run_recipe(model, data, recipe, out=out, resume=True)
     assert not ran and not (tmp_path / "typo").exists()
+    # a folder with only the user's recipe.yaml: "the recipe changed (name: '<dict>' ...)"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    with pytest.raises(ConfigError, match=r"no compress run to resume \(a recipe.yaml but no"):
+        run_recipe(model, data, mine / "recipe.yaml", out=mine, resume=True)
+    assert not ran
 
 
 def test_an_input_inside_a_stage_folder_is_refused_and_kept(tmp_path, inputs, ran):
