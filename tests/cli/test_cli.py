@@ -87,6 +87,13 @@ def test_json_refuses_a_file_that_belongs_to_an_artifact(tmp_path, capsys):
     assert not (package / "Data").exists()
 
 
+def test_json_refuses_a_pipe_instead_of_waiting_on_it(tmp_path, capsys):
+    fifo = tmp_path / "r.json"  # reading it to judge it waited for a writer forever
+    os.mkfifo(fifo)
+    assert main(["models", "--imgsz", "64", "--json", str(fifo)]) == 2
+    assert "is no regular file (a pipe or a device)" in " ".join(capsys.readouterr().err.split())
+
+
 def test_export_json_refuses_the_record_of_another_export_folder(trained, tmp_path, capsys):
     ckpt = str(trained / "best.pt")
     a, b = tmp_path / "a", tmp_path / "b"

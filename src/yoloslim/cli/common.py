@@ -712,6 +712,8 @@ def _check_json_target(ctx: typer.Context | None, p: Path) -> None:
         return
     if p.is_dir():
         raise typer.BadParameter(f"{p} is a folder; name a .json file")
+    if not p.is_file():  # reading it to judge it waited for a writer forever
+        raise typer.BadParameter(f"{p} is no regular file (a pipe or a device); name a .json file")
     why = _kept_json(p, ctx.info_name if ctx is not None else None)
     if why:
         raise typer.BadParameter(f"{p} {why}; it is not replaced by the report")
