@@ -1509,3 +1509,23 @@ def test_info_describes_the_readable_files_and_names_the_others(tmp_path, capsys
     assert not report.exists()
     assert main(["info", str(bad)]) == 2  # one file: its own error, as before
     assert "files not described" not in capsys.readouterr().err
+
+
+def test_predict_warns_of_a_save_folder_that_is_a_dataset_split(tmp_path, capsys):
+    # --save DATA/images/train beside DATA/labels/train: the drawings joined the train split
+    from yoloslim.cli.predict_cmd import _a_dataset_split, _warn_inside_source
+
+    data = tmp_path / "d"
+    for split in ("train", "val"):
+        (data / "images" / split).mkdir(parents=True)
+        (data / "labels" / split).mkdir(parents=True)
+    (tmp_path / "rf" / "train" / "images").mkdir(parents=True)
+    (tmp_path / "rf" / "train" / "labels").mkdir()
+    assert _a_dataset_split(data / "images" / "train")
+    assert _a_dataset_split(data / "images" / "train" / "drawn")  # inside one: read too
+    assert _a_dataset_split(tmp_path / "rf" / "train" / "images")
+    assert not _a_dataset_split(tmp_path / "out") and not _a_dataset_split(data / "labels")
+    _warn_inside_source(data / "images" / "val", data / "images" / "train")
+    assert "looks like a dataset's image folder" in " ".join(capsys.readouterr().err.split())
+    _warn_inside_source(data / "images" / "val", tmp_path / "out")
+    assert capsys.readouterr().err == ""

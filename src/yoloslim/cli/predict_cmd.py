@@ -409,6 +409,24 @@ def _warn_inside_source(source: Path, save: Path) -> None:
             "where that folder is a dataset split, its subfolders are read too, so the drawn "
             "images would join it as images without labels"
         )
+    elif _a_dataset_split(where):  # another split than the source's (its train images, say)
+        err_console.print(
+            f"[yellow]warning: --save {escape(str(save))} looks like a dataset's image folder "
+            "(a labels folder beside it): the drawn images would join that split as images "
+            "without labels"
+        )
+
+
+def _a_dataset_split(folder: Path) -> bool:
+    """Whether ``folder`` (or a folder above it) is a YOLO image split: ``images/NAME`` with a
+    ``labels/NAME`` beside it (Ultralytics), or ``NAME/images`` with ``NAME/labels``
+    (Roboflow)."""
+    for f in (folder, *folder.parents):
+        if f.parent.name == "images" and (f.parent.parent / "labels" / f.name).is_dir():
+            return True
+        if f.name == "images" and (f.parent / "labels").is_dir():
+            return True
+    return False
 
 
 def _write_detections(save: Path, records: _Records) -> None:
