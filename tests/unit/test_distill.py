@@ -617,3 +617,8 @@ def test_cli_a_config_whose_train_section_is_no_mapping_names_the_file(tmp_path,
         f"train: must be a mapping (key: value lines), got 3 (settings read from --config {bad})"
         in err
     )
+    # a bad flag beside a good file is the flag's: it was blamed on the file (as train's was)
+    bad.write_text("loss: cwd\n")
+    assert main([*argv, "--epochs", "0", "--out", str(tmp_path / "o")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--epochs 0 must be >= 1" in err and str(bad) not in err

@@ -462,15 +462,24 @@ def layered(
 
 
 @contextlib.contextmanager
-def config_file(path: str | Path | None):
+def config_file(path: str | Path | None, ctx: typer.Context | None = None):
     """A ConfigError raised while settings layered from a ``--config`` file are applied
-    names that file (an unknown key can only have come from it)."""
+    names that file (an unknown key can only have come from it), unless the setting it
+    names was given as an option of ``ctx``'s command (then the value is the flag's)."""
     try:
         yield
     except ConfigError as e:
-        if path is None or str(path) in str(e):
+        if path is None or str(path) in str(e) or flag_given(e, ctx):
             raise
         raise ConfigError(f"{e} (settings read from --config {path})") from e
+
+
+def flag_given(error: Exception, ctx: typer.Context | None) -> bool:
+    """Whether the setting ``error`` names (``TrainConfig.epochs=0``, at any depth) is an
+    option of ``ctx``'s command given on the command line."""
+    found = re.search(r"\b[A-Z]\w*Config\.(?:\w+\.)*?(\w+)=", str(error))
+    name = found.group(1) if found else None
+    return ctx is not None and name in ctx.params and option_given(ctx, name)
 
 
 def write_json(path: str | Path | None, obj: dict) -> None:

@@ -162,7 +162,7 @@ def distill(
             device=device,
             threads=threads,
         )
-        with config_file(config):  # a mistake in what the file gives (train: 3) names it
+        with config_file(config, ctx):  # a mistake in what the file gives (train: 3) names it
             values["train"] = layered(ctx, values.get("train"), flags, key="train")
             cfg = DistillConfig.from_dict(values)
         refuse_unheeded(  # they were ignored without a word

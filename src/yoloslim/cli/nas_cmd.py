@@ -106,7 +106,7 @@ def nas(
         raise ConfigError("give --latency-cache FILE or --no-latency-cache, not both")
     _check_json_beside(json_path, out)
     settings = layered(ctx, load_mapping(config, "search settings") if config else None, flags)
-    with config_file(config):  # a mistake in what the file gives (budget: 0.5) names it
+    with config_file(config, ctx):  # a mistake in what the file gives (budget: 0.5) names it
         if init:
             settings["init"] = list(init)
         if keep_neck:

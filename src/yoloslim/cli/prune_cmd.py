@@ -129,7 +129,7 @@ def prune(
         for g in goals:
             if not option_given(ctx, g):
                 values.pop(g, None)
-    with config_file(config):
+    with config_file(config, ctx):
         cfg = PruneConfig.from_dict(values)
     earlier = "" if exist_ok else f" (add --exist-ok where {out} holds a pruned.pt by then)"
     with restart_hint(f"a prune does not resume: the same command runs it anew{earlier}"):

@@ -84,7 +84,7 @@ def quantize(
     )
     params = {"ignored_scope": "ignore"}
     values = layered(ctx, load_mapping(config, "QuantConfig") if config else None, flags, params)
-    with config_file(config):  # a mistake in what the file gives (advanced: 3) names it
+    with config_file(config, ctx):  # a mistake in what the file gives (advanced: 3) names it
         advanced = layered(
             ctx,
             values.get("advanced"),

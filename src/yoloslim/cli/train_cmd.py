@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import typer
@@ -14,11 +13,11 @@ from yoloslim.cli.common import (
     console,
     expand_home,
     first_process,
+    flag_given,
     handle_errors,
     interrupt_hint,
     layered,
     literal,
-    option_given,
     refuse_config_in_run,
     resume_command,
     resume_overrides,
@@ -118,8 +117,7 @@ def train(
             cfg = config_from_dict(values, where=where)
         except ConfigError as e:
             # a bad value given as a flag beside --config is the flag's, not the file's
-            bad = re.search(r"TrainConfig\.(\w+)=", str(e))
-            if config and bad and bad.group(1) in flags and option_given(ctx, bad.group(1)):
+            if config and flag_given(e, ctx):
                 raise ConfigError(str(e).replace(f"{where}: ", "", 1)) from e
             raise
         with interrupt_hint(Path(out) / "last.pt", resume_command("train", out), new_run=True):
