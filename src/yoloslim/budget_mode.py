@@ -294,6 +294,7 @@ def run_budget(
         ConfigError: ``model`` is not a checkpoint file, neither budget is given, a budget
             or ratio is out of range, the recipe is invalid, or ``out`` holds a budget run
             and ``resume`` is False.
+        ModelError: ``model`` has another class count than ``data``.
 
     Example:
         >>> res = run_budget("runs/nano/best.pt", "data.yaml", "recipes/cpu-int8.yaml",
@@ -308,7 +309,7 @@ def run_budget(
     from yoloslim.bench.report import write_report
     from yoloslim.compress.prune import prune
     from yoloslim.compress.quantize import quantize
-    from yoloslim.data.config import load_data_config
+    from yoloslim.data.config import check_class_count
     from yoloslim.export import export
     from yoloslim.models.checkpoint import read_checkpoint
     from yoloslim.pipeline import check_resume_inputs, run_inputs
@@ -334,9 +335,7 @@ def run_budget(
         refuse_overwriting_input(source, [out / "grid"], arg=arg, hint="give another out (--out)")
     # mapped: only its names are read (a last.pt's optimizer state is not)
     nc = len(read_checkpoint(model, mmap=True)["names"])
-    classes = len(load_data_config(data).names)
-    if nc != classes:
-        raise ConfigError(f"model {model} (--model) has {nc} classes but {data} has {classes}")
+    check_class_count(nc, f"model {model} (--model)", data)
     from yoloslim.eval.val import require_boxes
 
     require_boxes(data)  # every candidate's drop is measured in mAP: before any is made

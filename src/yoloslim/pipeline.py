@@ -842,7 +842,7 @@ def _check_baseline(rec: Recipe, model: str, data: str) -> None:
     with a pruned random network; a checkpoint of another class count failed at the first
     stage that read it (after a whole training, say). An arch.yaml a first train stage
     trains is fine when no bench stage needs a baseline."""
-    from yoloslim.data.config import load_data_config
+    from yoloslim.data.config import check_class_count, load_data_config
     from yoloslim.errors import DataError
     from yoloslim.models.checkpoint import read_checkpoint
 
@@ -863,13 +863,10 @@ def _check_baseline(rec: Recipe, model: str, data: str) -> None:
         )
     try:
         names = read_checkpoint(model, mmap=True).get("names") or []
-        want = load_data_config(data).names
+        load_data_config(data)
     except (ModelError, DataError):  # the first stage that reads them says what is wrong
         return
-    if len(names) != len(want):
-        raise ModelError(
-            f"model {model} (--model) has {len(names)} classes but data {data} has {len(want)}"
-        )
+    check_class_count(len(names), f"model {model} (--model)", data)
 
 
 def _check_run(

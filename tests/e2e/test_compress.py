@@ -12,7 +12,7 @@ import yaml
 from yoloslim.budget_mode import run_budget, select_candidate
 from yoloslim.cli.main import main
 from yoloslim.data.synth import synthesize
-from yoloslim.errors import ConfigError, DataError
+from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.pipeline import run_recipe
 from yoloslim.train import TrainConfig, train
 
@@ -349,7 +349,7 @@ def test_budget_mode_bad_arguments(base, tmp_path, caplog):
     with pytest.raises(ConfigError, match=r"0.995 or more is named 1.00 .* give at most 0.99"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "h", max_drop=1, ratios=(0.5, 0.999))
     three = synthesize(tmp_path / "d3", images=4, imgsz=S, classes=3, seed=0, val_fraction=0.5)
-    with pytest.raises(ConfigError, match=r"\(--model\) has 2 classes but .* has 3"):
+    with pytest.raises(ModelError, match=r"\(--model\) has 2 classes but .* has 3"):
         run_budget(ckpt, three, BUDGET_RECIPE, out=tmp_path / "i", max_drop=1)
     with pytest.raises(
         ConfigError, match=r"no budget run to resume \(no inputs.json, budget.json or grid/\)"

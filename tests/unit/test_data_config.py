@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from yoloslim.data import load_data_config, load_samples
+from yoloslim.data.config import check_class_count
 from yoloslim.data.testing import fake_images, write_yolo
-from yoloslim.errors import ConfigError, DataError
+from yoloslim.errors import ConfigError, DataError, ModelError
 
 NAMES = ["cat", "dog"]
 
@@ -173,3 +174,13 @@ def test_a_test_path_that_does_not_exist_is_warned_about(tmp_path, caplog):
         yaml_path.write_text(base + "test: images/nonexistent\n")  # accepted without a word
         load_data_config(yaml_path)
     assert "key 'test':" in caplog.text and "nonexistent does not exist" in caplog.text
+
+
+def test_check_class_count_names_both_sides(tmp_path):
+    write_yolo(tmp_path, _splits(), NAMES)
+    data = tmp_path / "data.yaml"
+    check_class_count(2, "m.pt", data)  # equal: nothing raised
+    with pytest.raises(ModelError, match=r"^m.pt has 3 classes but .*data.yaml has 2$"):
+        check_class_count(3, "m.pt", data)
+    with pytest.raises(DataError, match="data.yaml not found"):
+        check_class_count(2, "m.pt", tmp_path / "none" / "data.yaml")

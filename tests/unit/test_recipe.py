@@ -1070,7 +1070,7 @@ def test_a_baseline_that_is_no_checkpoint_or_of_other_classes_is_refused_before_
     for model, recipe, said in (
         (arch, prune_first, r"its first stage \(prune\) needs trained weights"),
         (arch, train_bench, r"its bench stage measures the baseline"),
-        (three, prune_first, r"m3.pt \(--model\) has 3 classes but data .* has 2"),
+        (three, prune_first, r"m3.pt \(--model\) has 3 classes but .*data.yaml has 2"),
     ):
         out = tmp_path / "out"
         with pytest.raises(ModelError, match=said):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
 from yoloslim.configs import check_config, imgsz_problem
-from yoloslim.errors import ConfigError, ModelError
+from yoloslim.errors import ConfigError
 from yoloslim.export.common import path_size_mb
 from yoloslim.result import Result
 from yoloslim.runtime.backends import SUFFIXES, check_artifact, is_end_to_end
@@ -138,7 +138,7 @@ def benchmark(
     Raises:
         ConfigError: no artifacts, bad batches, or an input size some artifact cannot run
             at (checked before any worker starts).
-        ModelError: a missing or unknown artifact.
+        ModelError: a missing or unknown artifact, or one of another class count than ``data``.
         ExportError: a latency worker process died.
 
     Example:
@@ -165,12 +165,12 @@ def benchmark(
     # every file readable and yoloslim's before a worker starts (one line, not a traceback)
     described = [describe(p) for p in paths]
     if data is not None:  # mAP is measured last: a wrong data.yaml was found after minutes
-        from yoloslim.data import load_data_config
+        from yoloslim.data.config import check_class_count, load_data_config
 
-        classes = len(load_data_config(data).names)
+        load_data_config(data)
         for p, d in zip(paths, described, strict=True):
-            if d.get("nc") not in (None, classes) and not is_end_to_end(p):
-                raise ModelError(f"{p} has {d['nc']} classes but {data} has {classes}")
+            if d.get("nc") is not None and not is_end_to_end(p):
+                check_class_count(d["nc"], str(p), data)
     if isinstance(names, str):
         names = [names]
     requested = None

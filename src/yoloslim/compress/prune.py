@@ -147,12 +147,13 @@ def prune(
     is_detector = hasattr(net, "spec") and hasattr(net, "forward_raw")
     _check_feasible(cfg, net, data, is_detector)
     if isinstance(data, str | Path):  # read before the run folder is made: a missing one
-        from yoloslim.data import load_data_config  # leaves nothing behind
+        from yoloslim.data.config import check_class_count, load_data_config
 
-        nc = len(load_data_config(data).names)
-        if is_detector and getattr(net, "nc", nc) != nc:
+        if is_detector and hasattr(net, "nc"):  # leaves nothing behind
             name = model if not isinstance(model, nn.Module) else type(model).__name__
-            raise ModelError(f"{name} has {net.nc} classes but {data} has {nc}")
+            check_class_count(net.nc, str(name), data)
+        else:
+            load_data_config(data)
     teacher = copy.deepcopy(net).eval() if cfg.distill else None
     torch.manual_seed(cfg.seed)
 

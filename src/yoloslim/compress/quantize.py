@@ -364,7 +364,7 @@ def _check_classes(model: Detector | Path | str, data: str | Path) -> None:
     """ModelError, before any work, when the model (a Detector, a checkpoint, which is read
     here: a missing or broken one is said now, or a float ONNX) has another number of classes
     than ``data``: its mAP would be meaningless, and it was found only after calibrating."""
-    from yoloslim.data import load_data_config
+    from yoloslim.data.config import check_class_count
 
     if isinstance(model, Detector):
         nc, what = model.nc, "the model"
@@ -377,9 +377,7 @@ def _check_classes(model: Detector | Path | str, data: str | Path) -> None:
 
         _, ckpt = load_checkpoint(Path(model).expanduser(), mmap=True)
         nc, what = len(ckpt["names"]), str(model)
-    names = load_data_config(data).names
-    if nc != len(names):
-        raise ModelError(f"{what} has {nc} classes but {data} has {len(names)}")
+    check_class_count(nc, what, data)
 
 
 def _export_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from yoloslim.configs import read_yaml
-from yoloslim.errors import DataError
+from yoloslim.errors import DataError, ModelError
 
 __all__ = ["DataConfig", "SplitSource", "load_data_config", "FORMATS"]
 
@@ -285,3 +285,13 @@ def load_data_config(path: str | Path) -> DataConfig:
         yaml_path=yaml_path,
         kpt_shape=_parse_kpt_shape(data.get("kpt_shape"), where),
     )
+
+
+def check_class_count(nc: int, what: str, data: str | Path) -> None:
+    """ModelError when a model of ``nc`` classes (``what`` names it in the message) meets a
+    dataset of another class count: its mAP would be meaningless, and the mismatch otherwise
+    surfaces only after the work (calibrating, fine-tuning) is done. DataError when ``data``
+    does not load. The one check prune, quantize and compress make before any work."""
+    n = len(load_data_config(data).names)
+    if nc != n:
+        raise ModelError(f"{what} has {nc} classes but {data} has {n}")
