@@ -518,6 +518,21 @@ def test_help_wraps_a_docstrings_sentences_to_the_terminal_not_at_its_source_lin
     assert "classes, input size, precision, inputs and outputs" in proc.stdout
 
 
+def test_help_shows_no_value_type_beside_a_flag(capsys):
+    # typer printed "--resume --no-resume <bool>" and "--help <bool>", as if flags took values
+    for argv in (
+        ["compress", "--help"],
+        ["export", "--help"],
+        ["--help"],
+        ["data", "synth", "--help"],
+    ):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "--help" in out and "<bool>" not in out
+    assert main(["compress", "--help"]) == 0
+    assert "<float>" in capsys.readouterr().out  # other options keep their types
+
+
 def test_python_dash_m_runs_the_command():
     from yoloslim import __version__
 

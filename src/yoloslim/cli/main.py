@@ -113,6 +113,30 @@ def main(argv: list[str] | None = None) -> int:
     return rc
 
 
+def command():
+    """The click command ``app`` builds, with no type shown for flags: typer's help wrote
+    ``<bool>`` beside ``--resume --no-resume``, as if the flag took a value."""
+    cmd = typer.main.get_command(app)
+    todo = [cmd]
+    while todo:
+        c = todo.pop()
+        todo.extend(getattr(c, "commands", {}).values())
+        for p in c.params:
+            _no_type(p)
+        c.get_help_option = _help_option(c.get_help_option)  # made per call, not a param
+    return cmd
+
+
+def _no_type(param):
+    if getattr(param, "is_flag", False) and param.metavar is None:
+        param.metavar = ""
+    return param
+
+
+def _help_option(make):
+    return lambda ctx: None if (opt := make(ctx)) is None else _no_type(opt)
+
+
 def _stray_threads() -> list[threading.Thread]:
     """Non-daemon threads still alive besides this one: what the interpreter joins at exit."""
     me = threading.current_thread()
@@ -123,7 +147,7 @@ def _run(argv: list[str] | None) -> int:
     with sigterm_as_interrupt():
         try:
             # with standalone_mode=False click returns the code of a typer.Exit instead of raising
-            rc = app(args=argv, prog_name="yoloslim", standalone_mode=False)
+            rc = command().main(args=argv, prog_name="yoloslim", standalone_mode=False)
             return rc if isinstance(rc, int) else 0
         except typer.Exit as e:
             return e.exit_code
