@@ -109,12 +109,15 @@ def _float_text(text: str) -> bool:
 def check_path(value: Any, name: str, what: str) -> None:
     """Raise :class:`ConfigError` naming ``name`` unless ``value`` is a path (a ``str`` or
     an ``os.PathLike``): ``None`` or a number given for one fails here, not as a
-    ``TypeError`` deep inside; ``what`` says what the path is of."""
+    ``TypeError`` deep inside; ``what`` says what the path is of. An empty string is
+    refused too: it named the current folder, where a run wrote among the user's files."""
     if not isinstance(value, str | os.PathLike):
         shown = repr(value)
         if "\n" in shown or len(shown) > 80:
             shown = type(value).__name__  # not a module's whole printout
         raise ConfigError(f"{name}={shown}: expected {what}")
+    if isinstance(value, str) and not value.strip():
+        raise ConfigError(f"{name}={value!r}: an empty path (give '.' for the current folder)")
 
 
 def check_config(value: Any, cls: type, name: str = "config") -> None:

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import yaml
 
+import yoloslim
 from yoloslim.cli.main import main
+from yoloslim.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -531,6 +533,21 @@ def test_help_shows_no_value_type_beside_a_flag(capsys):
         assert "--help" in out and "<bool>" not in out
     assert main(["compress", "--help"]) == 0
     assert "<float>" in capsys.readouterr().out  # other options keep their types
+
+
+def test_an_empty_value_is_refused_not_taken_as_the_current_folder(tmp_path, monkeypatch, capsys):
+    # --out "$UNSET" was the current folder: data synth and train wrote among the user's files
+    monkeypatch.chdir(tmp_path)
+    for argv, said in (
+        (["data", "synth", ""], "Invalid value for 'out': an empty value (give . for the"),
+        (["train", "--model", "damo-nano", "--data", "d.yaml", "--out", " "], "'--out': an empty"),
+        (["export", "--model", "m.pt", "--format", "onnx", "--format", ""], "'--format': an empty"),
+    ):
+        assert main(argv) == 2
+        assert said in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    with pytest.raises(ConfigError, match=r"out='': an empty path \(give '.' for the current"):
+        yoloslim.synthesize("", images=2)
 
 
 def test_python_dash_m_runs_the_command():

@@ -123,6 +123,7 @@ def command():
         todo.extend(getattr(c, "commands", {}).values())
         for p in c.params:
             _no_type(p)
+            p.process_value = _not_empty(p, p.process_value)
         c.get_help_option = _help_option(c.get_help_option)  # made per call, not a param
     return cmd
 
@@ -131,6 +132,21 @@ def _no_type(param):
     if getattr(param, "is_flag", False) and param.metavar is None:
         param.metavar = ""
     return param
+
+
+def _not_empty(param, process):
+    """``process`` refusing an empty value (``--out ''``, ``--out "$UNSET"``): it was the
+    current folder, and a train or data synth wrote its files among the user's."""
+    path = "path" in str(param.type_descriptor.annotation).lower()
+
+    def checked(ctx, value):
+        given = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in given):
+            hint = " (give . for the current folder)" if path else ""
+            raise typer.BadParameter(f"an empty value{hint}", ctx, param)
+        return process(ctx, value)
+
+    return checked
 
 
 def _help_option(make):
