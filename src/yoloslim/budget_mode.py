@@ -306,7 +306,7 @@ def run_budget(
 
     from yoloslim.bench.latency import LatencyConfig
     from yoloslim.bench.measure import benchmark
-    from yoloslim.bench.report import write_report
+    from yoloslim.bench.report import holds_report, write_report
     from yoloslim.compress.prune import prune
     from yoloslim.compress.quantize import quantize
     from yoloslim.data.config import check_class_count
@@ -315,6 +315,7 @@ def run_budget(
     from yoloslim.pipeline import check_resume_inputs, run_inputs
     from yoloslim.runtime.ov_core import default_precision
     from yoloslim.runtime.predictor import as_artifact
+    from yoloslim.sysinfo import invocation
 
     check_path(data, "data", "the data.yaml's path")
     check_path(out, "out", "the output folder's path")
@@ -460,9 +461,11 @@ def run_budget(
         bench = _finished_bench(out / "budget.json", paths, names, same) if reuse else None
         if bench is None:
             bench = benchmark(paths, data, batches=(1,), latency=lat, names=names).report
+            bench["command"] = invocation(drop=("--resume",))  # what a fresh machine runs
             write_report(bench, out)
-        elif not all((out / n).exists() for n in ("report.json", "report.md")):
-            write_report(bench, out)  # removed since: the measurements make them again
+        elif not (holds_report(out, bench) and (out / "report.md").exists()):
+            # removed since, or a copied run's naming the original's files: written again
+            write_report(bench, out)
         front, best = select_candidate(candidates, bench["rows"], max_drop, target_latency)
         final = {
             "recipe": rec.name,

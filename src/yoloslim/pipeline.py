@@ -334,6 +334,7 @@ def _stage_bench(
     from yoloslim.bench.report import write_report
     from yoloslim.export import export
     from yoloslim.runtime.ov_core import default_precision
+    from yoloslim.sysinfo import invocation
 
     names, paths = [], []
     # a checkpoint an export stage already wrote to OpenVINO is measured from that artifact
@@ -358,6 +359,8 @@ def _stage_bench(
     res = benchmark(
         paths, data, imgsz=cfg.imgsz, batches=tuple(cfg.batches), latency=lat, names=names
     )
+    # a fresh machine has no run to resume: the command without --resume makes it all
+    res.report["command"] = invocation(drop=("--resume",))
     # the run's final report also sits at its top level: copied, not drawn again
     for path in write_report(res.report, out).values():
         with staged(run_dir / path.name) as tmp:
@@ -624,12 +627,19 @@ def _changed(before: object, now: object, where: str = "") -> str:
     return f"{where.rstrip('.')}: {before!r} -> {now!r}"
 
 
-def _restore_reports(bench_dir: Path, out: Path) -> None:
-    """Put back a bench stage's report files at the run's top level where one is gone (a
-    resume that found every stage done left them missing)."""
+def _restore_reports(bench_dir: Path, out: Path, report: dict) -> None:
+    """Put back a finished bench stage's report files at the run's top level where one is
+    gone (a resume that found every stage done left them missing). Where they no longer
+    hold the stage's ``report`` (a copied run folder: the record's paths were moved to the
+    copy, the report files still named the original's files), both sets are written again."""
+    from yoloslim.bench.report import holds_report, write_report
+
+    if report.get("rows") and bench_dir.is_dir() and not holds_report(bench_dir, report):
+        write_report(report, bench_dir)
+    stale = (out / "report.json").is_file() and not holds_report(out, report)
     for name in ("report.json", "report.md", "pareto.png"):
         src, dst = bench_dir / name, out / name
-        if src.is_file() and not dst.exists():
+        if src.is_file() and (stale or not dst.exists()):
             with staged(dst) as tmp:
                 shutil.copyfile(src, tmp)
 
@@ -1083,7 +1093,7 @@ def run_recipe(
             stage_reports.append(entry)
             if stage.name == "bench":
                 result_report = record["report"]
-                _restore_reports(sdir, out)
+                _restore_reports(sdir, out, result_report)
         final = {
             "recipe": rec.name,
             "stages": stage_reports,

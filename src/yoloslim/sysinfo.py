@@ -48,10 +48,11 @@ def _cpuinfo() -> tuple[str, frozenset[str]]:
     return model, flags
 
 
-def invocation() -> str:
+def invocation(drop: tuple[str, ...] = ()) -> str:
     """How this process was started, as a shell takes it back from its working folder:
     ``cd DIR && yoloslim ARGS`` for the command line (its script or ``python -m yoloslim``),
-    ``cd DIR && python SCRIPT ARGS`` for a script, and a note for an interactive session."""
+    ``cd DIR && python SCRIPT ARGS`` for a script, and a note for an interactive session.
+    ``drop``: flags (taking no value) left out of a command line's arguments."""
     argv = list(sys.argv)
     if not argv or not argv[0] or argv[0] == "-c":
         return "(the Python API, from an interactive session or python -c)"
@@ -59,7 +60,8 @@ def invocation() -> str:
     cli = first.name == "yoloslim" or (
         first.name == "__main__.py" and first.parent.name == "yoloslim"
     )
-    command = shlex.join(["yoloslim", *argv[1:]] if cli else ["python", *argv])
+    args = [a for a in argv[1:] if a not in drop] if cli else argv[1:]
+    command = shlex.join(["yoloslim", *args] if cli else ["python", argv[0], *args])
     return f"cd {shlex.quote(os.getcwd())} && {command}"
 
 

@@ -104,8 +104,14 @@ def test_resume_reruns_only_unfinished_stages(base, tmp_path, monkeypatch, caplo
     monkeypatch.setitem(pl._RUNNERS, "export", boom)
     said = []  # with progress, each stage is named before its bars
     monkeypatch.setattr(pl, "_say", said.append)
+    argv = ["/venv/bin/yoloslim", "compress", "--out", str(out), "--resume"]
+    monkeypatch.setattr(sys, "argv", argv)
     res = run_recipe(ckpt, data, recipe, out=out, resume=True, progress=True)
     assert (out / "02-bench" / "stage.json").is_file() and res.report["bench"]["rows"]
+    # the report's command reproduces the run on a fresh machine, where there is no run to
+    # resume: the command without --resume
+    assert res.report["bench"]["command"].endswith(f"&& yoloslim compress --out {out}")
+    assert "--resume" not in (out / "report.md").read_text()
     assert said == [
         "stage 1/2 (export): finished earlier, kept",
         f"stage 2/2 (bench) -> {out / '02-bench'}",
@@ -123,6 +129,19 @@ def test_resume_reruns_only_unfinished_stages(base, tmp_path, monkeypatch, caplo
     assert (out / "01-export" / "notes.txt").read_text() == "mine"
     assert "kept notes.txt, which no stage writes" in caplog.text
     assert again.report["bench"]["rows"]
+    # a copy resumes with nothing to run; its kept reports named the original's files, and
+    # are written again with the copy's (as its stage records are)
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    for key in list(pl._RUNNERS):
+        monkeypatch.setitem(pl._RUNNERS, key, boom)
+    monkeypatch.setattr(pl, "_stage_bench", boom)
+    run_recipe(ckpt, data, recipe, out=copy, resume=True)
+    for f in (copy / "report.json", copy / "02-bench" / "report.json"):
+        assert f'"{out}/' not in f.read_text() and f'"{copy}/' in f.read_text(), f
+    assert (copy / "report.md").read_text() == (copy / "02-bench" / "report.md").read_text()
 
 
 def test_changed_recipe_refuses_resume(base, tmp_path):
@@ -290,6 +309,9 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
     res = run_budget(ckpt, data, BUDGET_RECIPE, out=copy, **again)
     assert calls == [] and (copy / "report.md").is_file()
     assert all(Path(e["path"]).is_relative_to(copy) for e in res.report["front"])
+    # its kept report.json named the original's files; written again with the copy's
+    assert f'"{out}/' not in (copy / "report.json").read_text()
+    assert f'"{copy}/' in (copy / "report.json").read_text()
 
 
 def test_budget_mode_bad_arguments(base, tmp_path, caplog):

@@ -510,6 +510,11 @@ def test_the_reproduce_command_runs_as_written(monkeypatch, tmp_path):
     assert invocation().endswith("&& python benchmarks/quant_synth.py --calib 8")
     monkeypatch.setattr(sys, "argv", [""])
     assert "interactive" in invocation()
+    # a resumed run's report gives the command that makes the run on a fresh machine
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/yoloslim", "compress", "--resume", "--out", "o"])
+    assert invocation(drop=("--resume",)).endswith("&& yoloslim compress --out o")
+    monkeypatch.setattr(sys, "argv", ["mine.py", "--resume"])  # a script's own flags stay
+    assert invocation(drop=("--resume",)).endswith("&& python mine.py --resume")
 
 
 def test_a_busy_machine_is_warned_about_before_measuring(monkeypatch, caplog):

@@ -269,6 +269,16 @@ def write_report(report: dict, out: str | Path) -> dict[str, Path]:
     return files
 
 
+def holds_report(folder: str | Path, report: dict) -> bool:
+    """Whether ``folder``'s report.json holds ``report`` (as :func:`write_report` writes it):
+    a copied run's kept one still named the original folder's files."""
+    try:
+        saved = json.loads((Path(folder) / "report.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return saved == json.loads(json.dumps(report, default=str))
+
+
 def check_report_folder(out: str | Path) -> None:
     """ConfigError when ``out`` holds a ``report.json``, ``report.md`` or ``pareto.png`` that
     no bench wrote (a user's notes, a figure): write_report would replace or remove it."""
