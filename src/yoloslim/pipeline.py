@@ -217,15 +217,22 @@ def _stage_export(st: _State, cfg: ExportStage, data, out: Path, progress: bool)
         nms_iou=cfg.nms_iou,
         nms_max_det=cfg.nms_max_det,
     )
+    from yoloslim.export.registry import EXPORTERS
+
+    def fp16(k: str) -> bool:  # half stored FP16 weights in this artifact
+        return cfg.half and k in EXPORTERS and EXPORTERS[k].honours_half
+
+    names = {k: f"export-{k}-fp16" if fp16(k) else f"export-{k}" for k in res.artifacts}
     # the 4th field names the checkpoint an OpenVINO IR is the float form of, which a bench
     # stage measures instead of exporting it again; an FP16 IR (half) is not that, so it
-    # keeps its own row and the bench exports the FP32 one
+    # keeps its own row (named so: its precision column says what the plugin computes in)
+    # and the bench exports the FP32 one
     rows = [
-        [f"export-{k}", str(v), "artifact", None if cfg.half and k == "openvino" else st.model]
+        [names[k], str(v), "artifact", None if fp16(k) else st.model]
         for k, v in res.artifacts.items()
         if Path(v).suffix in (".onnx", ".xml", ".torchscript")
     ]
-    deployable = {f"export-{k}": str(v) for k, v in res.artifacts.items()}
+    deployable = {names[k]: str(v) for k, v in res.artifacts.items()}
     return {"model": st.model, "rows": rows, "report": res.report, "deployable": deployable}
 
 

@@ -690,9 +690,11 @@ def test_the_bench_stage_measures_an_fp16_ir_as_itself(tmp_path, monkeypatch, ha
     fp32_irs = [p for n, p in benched.items() if re.search(r"\(OV (f32|bf16|f16)\)$", n)]
     assert all("fp16" not in p for p in fp32_irs) and len(fp32_irs) == 2
     if half:  # its own row, and the checkpoint's FP32 IR exported by the bench stage
-        assert "fp16" in benched["export-openvino"] and ("pruned.pt", False) in exported[1:]
+        assert "fp16" in benched["export-openvino-fp16"] and ("pruned.pt", False) in exported[1:]
+        assert set(done["deployable"]) == {"export-onnx", "export-openvino-fp16"}
     else:  # the export stage's FP32 IR is the checkpoint's float form: not exported again
         assert "export-openvino" not in benched and exported[1:] == [("base.pt", False)]
+        assert set(done["deployable"]) == {"export-onnx", "export-openvino"}
 
 
 @pytest.mark.parametrize("name", ["train", "distill"])
