@@ -70,6 +70,17 @@ def test_models_json(tmp_path):
     assert rows["damo-nano"]["gflops"] == pytest.approx(2 * rows["damo-nano"]["gmacs"])
 
 
+def test_json_dash_is_standard_output_and_the_table_goes_to_stderr(tmp_path, monkeypatch, capsys):
+    # --json - wrote a file named "-" in the working folder
+    monkeypatch.chdir(tmp_path)
+    assert main(["models", "--imgsz", "64", "--json", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["damo-nano"]["nc"] == 80  # nothing but the JSON
+    assert "built-in models at 64 px" in err and list(tmp_path.iterdir()) == []
+    assert main(["models", "--imgsz", "64"]) == 0  # the next command's table: stdout again
+    assert "built-in models at 64 px" in capsys.readouterr().out
+
+
 def test_json_refuses_a_file_that_belongs_to_an_artifact(tmp_path, capsys):
     package = tmp_path / "victim.mlpackage"  # a CoreML package's Manifest.json: it would not load
     package.mkdir()

@@ -45,6 +45,7 @@ __all__ = [
     "sigterm_as_interrupt",
     "stop_requested",
     "write_json",
+    "STDOUT",
 ]
 
 # rich falls back to 80 columns when stdout is not a terminal (make demo | tee, CI logs), which
@@ -53,6 +54,8 @@ __all__ = [
 _piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
 console = Console(stderr=False, width=PIPED_WIDTH if _piped else None)
 err_console = Console(stderr=True)
+#: the ``--json`` value that writes the JSON to standard output
+STDOUT = "-"
 
 
 def literal(value: Any) -> str:
@@ -301,7 +304,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             json_path = kwargs.get("json_path")
             # every option is known now (one given after --json too), and no work is done yet
-            if json_path:
+            if json_path and str(json_path) != STDOUT:
                 out = kwargs.get("out")
                 if isinstance(out, (str, Path)) and str(out) and same_path(json_path, out):
                     # the folder the run makes: the report, written last, would find a folder
@@ -488,7 +491,12 @@ def write_json(path: str | Path | None, obj: dict) -> None:
     against the command's inputs before its work)."""
     if not path:
         return
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+    text = json.dumps(obj, indent=2, default=str) + "\n"
+    if str(path) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    atomic_write_text(path, text)
 
 
 # suffixes of what yoloslim writes into a run (checkpoints, artifacts, configs, drawings):
@@ -684,7 +692,10 @@ def check_json_target(ctx: typer.Context, path: Path | None) -> Path | None:
     record a run reads back (:data:`RUN_RECORDS`); a name with the suffix of what runs write
     or read (:data:`_NOT_A_REPORT`), a file of an artifact (inside a CoreML ``.mlpackage``, a
     TensorRT ``*.engine.json``), compress's record names, or a file it may not write."""
-    if path is None:
+    # ``--json -``: the JSON is standard output, so what the command prints for people goes
+    # to standard error (``yoloslim info m.onnx --json - | jq``)
+    console.stderr = path is not None and str(path) == STDOUT
+    if path is None or console.stderr:
         return path
     path = Path(path).expanduser()
     with _looked_at(path):

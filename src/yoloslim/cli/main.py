@@ -27,6 +27,7 @@ try:
         val_cmd,
     )
     from yoloslim.cli.common import (
+        console,
         err_console,
         literal,
         setup_logging,
@@ -135,13 +136,19 @@ def _no_type(param):
 
 
 def _not_empty(param, process):
-    """``process`` refusing an empty value (``--out ''``, ``--out "$UNSET"``): it was the
-    current folder, and a train or data synth wrote its files among the user's."""
+    """``process`` refusing an empty value given on the command line (``--out ''``, ``--out
+    "$UNSET"``): it was the current folder, and a train or data synth wrote its files among
+    the user's. An option whose default is empty (``--float-variants``: none) takes one."""
     path = "path" in str(param.type_descriptor.annotation).lower()
+    if param.default == "":
+        return process
 
     def checked(ctx, value):
+        source = ctx.get_parameter_source(param.name)
         given = value if isinstance(value, list | tuple) else [value]
-        if any(isinstance(v, str) and not v.strip() for v in given):
+        if getattr(source, "name", None) == "COMMANDLINE" and any(
+            isinstance(v, str) and not v.strip() for v in given
+        ):
             hint = " (give . for the current folder)" if path else ""
             raise typer.BadParameter(f"an empty value{hint}", ctx, param)
         return process(ctx, value)
@@ -160,6 +167,7 @@ def _stray_threads() -> list[threading.Thread]:
 
 
 def _run(argv: list[str] | None) -> int:
+    console.stderr = False  # a --json - of an earlier call in this process is not this one's
     with sigterm_as_interrupt():
         try:
             # with standalone_mode=False click returns the code of a typer.Exit instead of raising
