@@ -201,9 +201,19 @@ def load(path: str | Path, **options) -> Predictor:
         >>> dets = pred.predict("images/")
         >>> model = pred.model
     """
+    import inspect
+
+    from yoloslim.errors import ConfigError
     from yoloslim.runtime import Predictor
     from yoloslim.runtime.predictor import as_artifact
 
+    known = [k for k in inspect.signature(Predictor).parameters if k != "artifact"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:  # a TypeError named Predictor.__init__, which the caller never called
+        raise ConfigError(
+            f"load(): unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+            f"the options are {', '.join(known)}"
+        )
     if isinstance(path, Predictor):  # its file, loaded anew with these options
         path = as_artifact(path)
     return Predictor(path, **options)

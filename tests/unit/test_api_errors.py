@@ -44,7 +44,11 @@ from yoloslim.models import build_model
         (lambda: ys.validate(nn.Identity(), None), DataError, r"^data=None: expected the path"),
         (lambda: model_profile("damo-nano", imgsz=100), ConfigError, r"^imgsz=100 must be a"),
         (lambda: ys.validate(None, "d.yaml"), ConfigError, r"^model=None: expected a checkpoint"),
-        (lambda: ys.export(nn.Identity(), None), ConfigError, r"^out=None: expected the output"),
+        (
+            lambda: ys.export(build_model("damo-nano"), None),
+            ConfigError,
+            r"^out=None: expected the output",
+        ),
         (lambda: ys.describe(3), ConfigError, r"^path=3: expected a file's path"),
         (lambda: ys.quantize("m.pt", "d.yaml", out=None), ConfigError, r"^out=None: expected"),
         (lambda: ys.search(budget={"flops": 1}), ConfigError, r"Budget.from_dict\(d\) reads"),
@@ -135,6 +139,25 @@ from yoloslim.models import build_model
         (lambda: build_model("out/model.onnx"), ModelError, r"model.onnx: is an exported artifact"),
         (lambda: build_model(Path("m.xml")), ModelError, r"^m.xml: is an exported artifact; "),
         (lambda: build_model("runs/best.pt"), ModelError, r"best.pt: a checkpoint is no model to"),
+        # audit22: an artifact that "passed" its check, and that no predict could decode
+        (
+            lambda: ys.export(nn.Conv2d(3, 3, 1), "out"),
+            ModelError,
+            r"^model: export needs a yoloslim Detector or checkpoint, got Conv2d",
+        ),
+        (lambda: ys.PruneConfig(ignore=5), ConfigError, r"^PruneConfig.ignore=5: must be a list"),
+        (
+            lambda: ys.reparameterize(
+                build_model("damo-nano"), example_input=torch.zeros(3, 64, 64)
+            ),
+            ConfigError,
+            r"^example_input of shape \(3, 64, 64\) does not fit the model: expected 4D",
+        ),
+        (
+            lambda: ys.load("x.pt", confidence=0.3),
+            ConfigError,
+            r"^load\(\): unknown option confidence; the options are imgsz, conf, iou",
+        ),
     ],
 )
 def test_wrong_types_name_the_argument(call, err, match):
@@ -278,3 +301,9 @@ def test_a_later_format_says_a_newer_yoloslim_wrote_it(tmp_path):
         ModelError, match=r"format 'yoloslim/2', written by yoloslim 9.0; .*upgrade"
     ):
         ys.load_checkpoint(path)
+
+
+def test_validate_names_a_module_whose_output_is_no_detectors(tmp_path):
+    data = ys.synthesize(tmp_path / "d", images=4, imgsz=64, classes=2)
+    with pytest.raises(ModelError, match=r"^model: Conv2d gives \(1, 3, 64, 64\), not a detector"):
+        ys.validate(nn.Conv2d(3, 3, 1), data, imgsz=64, batch=1)

@@ -861,3 +861,21 @@ def test_reprs_are_short_and_load_takes_a_predictor(ckpt, tmp_path):
         ModelError, match=r"is a folder, not an artifact; did you mean .*model/config.pbtxt"
     ):
         ys.load(tmp_path / "triton")
+
+
+def test_a_predictor_whose_file_changed_is_not_taken_for_the_new_file(ckpt, tmp_path):
+    # p.model, export(p), prune(p) read the file again: after a later run replaced it they
+    # acted on its new weights, while p.predict and validate(p) ran the loaded ones
+    path = tmp_path / "best.pt"
+    shutil.copyfile(ckpt, path)
+    pred = ys.load(path)
+    before = pred(np.zeros((64, 64, 3), np.uint8))[0]
+    save_checkpoint(path, build_model("damo-nano", nc=2), imgsz=64)  # written again
+    with pytest.raises(ModelError, match=r"best.pt changed since it was loaded .*\(ys.load\)"):
+        _ = pred.model
+    with pytest.raises(ModelError, match=r"best.pt changed since it was loaded"):
+        ys.export(pred, tmp_path / "e", formats=["onnx"])
+    assert not (tmp_path / "e").exists()
+    after = pred(np.zeros((64, 64, 3), np.uint8))[0]  # still runs the weights it loaded
+    assert np.array_equal(before.boxes, after.boxes) and len(before.boxes)
+    assert ys.load(path).model is not None  # loaded again: the file as it is now

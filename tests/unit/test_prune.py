@@ -694,3 +694,19 @@ def test_a_prune_stopped_between_its_writes_leaves_no_earlier_report_beside(
     with pytest.raises(KeyboardInterrupt):
         prune(model, None, config=cfg(ratio=0.6), out=tmp_path, exist_ok=True)
     assert (tmp_path / "pruned.pt").is_file() and not (tmp_path / "prune_report.json").exists()
+
+
+def test_a_frozen_backbone_is_pruned_with_its_couplings_and_stays_frozen(tmp_path):
+    # Torch-Pruning traces through autograd: a frozen backbone's couplings were missed, and
+    # the pruned network failed (a channel mismatch) inside the FLOPs count
+    model = build_model(SMALL_ARCH, nc=2)
+    model.backbone.requires_grad_(False)
+    res = prune(model, None, config=cfg(ratio=0.5), out=tmp_path)
+    net = res.model.eval()
+    assert net(torch.rand(1, 3, IMG, IMG)) is not None  # runs
+    assert all(not p.requires_grad for p in net.backbone.parameters())  # frozen, as given
+    assert all(p.requires_grad for p in net.head.parameters())
+    widths = [m.out_channels for m in net.backbone.modules() if isinstance(m, nn.Conv2d)]
+    before = [m.out_channels for m in model.backbone.modules() if isinstance(m, nn.Conv2d)]
+    assert sum(widths) < sum(before)  # the frozen backbone was pruned too
+    assert all(not p.requires_grad for p in model.backbone.parameters())  # the input untouched

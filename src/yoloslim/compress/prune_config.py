@@ -172,9 +172,13 @@ class PruneConfig:
             except ValueError as e:
                 allowed = [m.value for m in enum]
                 raise ConfigError(f"PruneConfig.{name}={value!r}: expected one of {allowed}") from e
-        if isinstance(self.ignore, str):
-            object.__setattr__(self, "ignore", (self.ignore,))
-        object.__setattr__(self, "ignore", tuple(self.ignore))
+        ignore = (self.ignore,) if isinstance(self.ignore, str) else self.ignore
+        if not isinstance(ignore, list | tuple) or not all(isinstance(v, str) for v in ignore):
+            raise ConfigError(
+                f"PruneConfig.ignore={self.ignore!r}: must be a list of strings (module names "
+                "or patterns; [] for none)"
+            )
+        object.__setattr__(self, "ignore", tuple(ignore))
         if not isinstance(self.advanced, AdvancedPruneConfig):  # a mapping, or a wrong value
             object.__setattr__(
                 self,

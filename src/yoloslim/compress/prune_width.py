@@ -283,6 +283,13 @@ def _prune_once(
             forward_fn=_forward,
         )
 
+    # Torch-Pruning traces the graph through autograd: a frozen parameter (a frozen backbone)
+    # is not in it, its layers' couplings were missed, and the pruned network did not run.
+    # Frozen again after, by name (a pruned layer's parameter is a new tensor)
+    frozen = {n for n, q in model.named_parameters() if not q.requires_grad}
+    for n, q in model.named_parameters():
+        if n in frozen:
+            q.requires_grad_(True)
     try:
         if per_layer is None:  # global: rank the channels of every group together
             per_layer = _global_ratios(
@@ -293,6 +300,9 @@ def _prune_once(
         pruner_for(per_layer).step()
     finally:
         model.train(was_training)
+        for n, q in model.named_parameters():
+            if n in frozen:
+                q.requires_grad_(False)
 
 
 def prune_width(

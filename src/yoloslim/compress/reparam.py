@@ -193,7 +193,7 @@ def reparameterize(
     original = copy.deepcopy(model).eval()
     try:
         ref = original(x)
-    except RuntimeError as e:  # a shape the model cannot take (1 channel, say)
+    except (RuntimeError, ValueError) as e:  # a shape it cannot take (1 channel, 3-D)
         first = str(e).splitlines()[0]
         raise ConfigError(
             f"example_input of shape {tuple(x.shape)} does not fit the model: {first}"

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from yoloslim.data import DetectionDataset, load_data_config, load_samples
+from yoloslim.data.config import check_class_count
 from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.progress import shown
@@ -140,8 +141,8 @@ def validate(
         check_static_imgsz(backend, imgsz or None)
     imgsz = imgsz or ck_imgsz or DEFAULT_IMGSZ
     cfg = load_data_config(data)
-    if getattr(net, "nc", len(cfg.names)) != len(cfg.names):
-        raise ModelError(f"{name} has {net.nc} classes but {data} has {len(cfg.names)}")
+    if hasattr(net, "nc"):
+        check_class_count(net.nc, name, data)
     model_names = list(getattr(net, "names", cfg.names))
     if model_names != list(cfg.names):
         log.warning(
@@ -165,9 +166,20 @@ def validate(
         precision = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}.get(
             first.dtype, "fp32"
         )
+
+    def infer(x: torch.Tensor) -> torch.Tensor:
+        out = net(x.to(device, dtype))
+        if not (isinstance(out, torch.Tensor) and out.ndim == 3 and out.shape[-1] >= 5):
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ModelError(
+                f"model: {name} gives {got}, not a detector's decoded output (batch, anchors, "
+                "4 + classes)"
+            )
+        return out
+
     try:
         res = evaluate(
-            lambda x: net(x.to(device, dtype)),
+            infer,
             ds,
             batch_size=batch,
             conf=conf,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from yoloslim.configs import DEFAULT_IMGSZ, check_flags, check_imgsz, check_path
-from yoloslim.errors import ConfigError, ExportError, YoloslimError, stop_requested
+from yoloslim.errors import ConfigError, ExportError, ModelError, YoloslimError, stop_requested
 from yoloslim.export.common import ExportContext, made_by_yoloslim, path_size_mb
 from yoloslim.export.nms import check_graph_nms
 from yoloslim.export.registry import EXPORTERS, half_problem
@@ -185,7 +185,7 @@ def export(
             artifact's name (or ``export_report.json``) that yoloslim did not write, a
             Triton ``config.pbtxt`` edited since, or a Triton model folder with another
             version than ``1/`` (all before any work).
-        ModelError: the checkpoint cannot be read.
+        ModelError: the checkpoint cannot be read, or ``model`` is a module but no Detector.
         ExportError: a missing runtime or extra, an unwritable folder, a failed
             conversion, or an artifact that disagrees with PyTorch.
 
@@ -197,7 +197,7 @@ def export(
     from yoloslim.compress.reparam import reparameterize
     from yoloslim.export.verify import probe_images
     from yoloslim.models.checkpoint import load_checkpoint, weights_digest
-    from yoloslim.models.detector import default_names
+    from yoloslim.models.detector import Detector, default_names
     from yoloslim.runtime.predictor import as_artifact
 
     model = as_artifact(model)
@@ -219,6 +219,12 @@ def export(
         reason = EXPORTERS[fmt].unavailable()
         if reason:
             raise ExportError(f"cannot export {fmt}: {reason}")
+    if isinstance(model, nn.Module) and not isinstance(model, Detector):
+        # its artifact was checked against itself and "passed", and then no predict decoded it
+        raise ModelError(
+            f"model: export needs a yoloslim Detector or checkpoint, got {type(model).__name__} "
+            "(its outputs are no detector's, so the artifact would not decode into boxes)"
+        )
     if isinstance(model, nn.Module):
         # a Detector loaded from a checkpoint remembers its training size
         ck_imgsz, names = getattr(model, "imgsz", None), list(getattr(model, "names", []) or [])

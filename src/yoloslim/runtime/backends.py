@@ -73,6 +73,20 @@ class Backend:
     ) -> None:
         self.path, self.names, self.imgsz, self._precision = path, names, imgsz, precision
         self.runtime_version = runtime_version
+        self._stamp = _stamp(path)
+
+    def loaded_path(self) -> Path:
+        """:attr:`path` for a function that reads the file again (export, prune, train of a
+        Predictor); a ModelError when the file changed since it was loaded (replaced, or
+        written again by a later run): that function would act on other weights than the
+        ones this backend runs."""
+        if _stamp(self.path) != self._stamp:
+            raise ModelError(
+                f"{self.path} changed since it was loaded (replaced or written again); the "
+                "Predictor runs the weights it loaded, not the file's: load the file again "
+                "(ys.load) to use it as it is now"
+            )
+        return self.path
 
     @property
     def precision(self) -> str:
@@ -88,6 +102,15 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path}, precision={self.precision})"
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when a file is replaced or written again: inode, size, modification time."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def no_metadata(path: Path, missing: Sequence[str]) -> ModelError:
@@ -137,11 +160,12 @@ class TorchBackend(Backend):
 
     @property
     def model(self) -> torch.nn.Module:
-        """The checkpoint's model as saved (read again on first use, not kept while running)."""
+        """The checkpoint's model as saved (read again on first use, not kept while running;
+        a ModelError when the file changed since it was loaded)."""
         if self._model is None:
             from yoloslim.models.checkpoint import load_checkpoint
 
-            self._model = load_checkpoint(self.path)[0].to(self.device)
+            self._model = load_checkpoint(self.loaded_path())[0].to(self.device)
         return self._model
 
     @torch.no_grad()
