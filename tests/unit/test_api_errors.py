@@ -132,7 +132,11 @@ from yoloslim.models import build_model
             r"^save_checkpoint\(Detector, 'x.pt'\): the file comes first",
         ),
         (lambda: ys.save_checkpoint("x.pt", {}, imgsz=64), ModelError, r"model is a dict, not a"),
-        (lambda: ys.LatencyConfig(ov_hint="fp32"), ConfigError, r"^ov_hint='fp32': expected one"),
+        (
+            lambda: ys.LatencyConfig(ov_hint="fp32"),
+            ConfigError,
+            r"^ov_hint='fp32' \(--ov-precision\): expected one",
+        ),
         (lambda: ys.register_model("x1")(5), ModelError, r"decorates a function .*not a int"),
         (lambda: build_model("damo-nano", names="abc"), ModelError, r"^names='abc': expected a"),
         (lambda: build_model("damo-nano", names=[1, 2]), ModelError, r"^names: 1 is no class"),

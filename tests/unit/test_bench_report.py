@@ -541,3 +541,50 @@ def test_pareto_front_keeps_the_rows_no_other_row_beats():
     acc = [26.1, 28.4, 27.1, 26.7, 28.4, 26.0]
     assert pareto_front(lat, acc) == {1, 3, 4}  # 0, 2, 5 are beaten; 1 and 4 tie
     assert pareto_front([3.0], [1.0]) == {0}
+
+
+def test_an_ir_at_a_precision_hint_is_measured_and_validated_at_it(artifacts, tmp_path):
+    # its latency was at the hint and its mAP at the plugin's default (bf16 here): one row,
+    # two precisions under one label; and a row with NMS in the graph said nothing of it
+    from rich.console import Console
+
+    from yoloslim.bench.report import rich_table, to_markdown
+    from yoloslim.eval.val import validate
+
+    ckpt, onnx_path, xml_path, data = artifacts
+    e2e = export(ckpt, tmp_path / "e2e", formats=["onnx"], nms=True).artifacts["onnx_nms"]
+    cfg = LatencyConfig(rounds=1, runs_per_round=2, warmup=1, threads=1, ov_hint="f32")
+    rows = benchmark([xml_path, e2e], data, batches=(1,), latency=cfg).report["rows"]
+    assert rows[0]["precision"] == "f32"
+    assert rows[0]["map"] == validate(xml_path, data, imgsz=IMGSZ, ov_precision="f32")["map"]
+    assert rows[1].get("end_to_end") is True and "end_to_end" not in rows[0]
+    report = {**benchmark([xml_path, e2e], batches=(1,), latency=cfg).report}
+    said = f"NMS in the graph: the latency of {report['rows'][1]['name']} includes NMS"
+    assert said in to_markdown(report)
+    term = Console(width=400, record=True)
+    term.print(rich_table(report))
+    shown = " ".join(term.export_text().split())
+    assert said in shown and "Precision" in shown and "at batch 1" in shown and " f32 " in shown
+    with pytest.raises(ConfigError, match=r"--ov-precision\) sets an OpenVINO IR's precision"):
+        benchmark([onnx_path], latency=LatencyConfig(ov_hint="f32"))
+
+
+def test_the_size_of_an_onnx_counts_its_external_data_and_an_ir_named_in_capitals(
+    artifacts, tmp_path
+):
+    import shutil
+
+    import onnx
+
+    from yoloslim.export.common import path_size_mb
+
+    _, onnx_path, xml_path, _ = artifacts
+    whole = path_size_mb(onnx_path, None)
+    ext = tmp_path / "ext.onnx"  # its weights in ext.onnx.data: the .onnx alone was 1 %
+    onnx.save(onnx.load(str(onnx_path)), str(ext), save_as_external_data=True, location="w.data")
+    assert path_size_mb(ext, None) == pytest.approx(whole, rel=0.02)
+    assert path_size_mb(ext, None) > 50 * ext.stat().st_size / 2**20
+    upper = tmp_path / "MODEL.XML"  # runs in OpenVINO; its Size left out MODEL.bin
+    shutil.copyfile(xml_path, upper)
+    shutil.copyfile(xml_path.with_suffix(".bin"), tmp_path / "MODEL.bin")
+    assert path_size_mb(upper, None) == path_size_mb(xml_path, None)

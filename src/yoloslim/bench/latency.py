@@ -62,7 +62,8 @@ class LatencyConfig:
 
             if self.ov_hint not in OV_PRECISIONS:
                 raise ConfigError(
-                    f"ov_hint={self.ov_hint!r}: expected one of {list(OV_PRECISIONS)}"
+                    f"ov_hint={self.ov_hint!r} (--ov-precision): expected one of "
+                    f"{list(OV_PRECISIONS)}"
                 )
 
 
@@ -107,12 +108,15 @@ def _worker(conn, path: str, cfg: LatencyConfig) -> None:
             x = torch.from_numpy(x)
         for _ in range(cfg.warmup):
             backend(x)
-        ready = {"kind": backend.kind, "precision": str(backend.precision)}
-        conn.send(("ready", {**ready, "static_batch": bool(backend.static_batch)}))
+        conn.send(("ready", {"kind": backend.kind, "static_batch": bool(backend.static_batch)}))
         while True:
             cmd, n = conn.recv()
             if cmd == "stop":
                 break
+            if cmd == "precision":  # asked last: reading it (an ONNX's whole graph, with
+                # the onnx package) is no part of the model's memory, which it was
+                conn.send(("precision", str(backend.precision)))
+                continue
             times = []
             for _ in range(n):
                 t0 = time.perf_counter()
@@ -304,6 +308,12 @@ def measure_latency(
                     raise ExportError(f"{w.path}: the latency worker failed: {payload}")
                 times[w.path].extend(payload[0])
                 rss[w.path] = payload[1], payload[2]
+        for w in workers:
+            _send(w, ("precision", 0))
+            kind, payload = _receive(w)
+            if kind == "error":
+                raise ExportError(f"{w.path}: the latency worker failed: {payload}")
+            info[w.path]["precision"] = payload
         return {
             p: {
                 **info[p],

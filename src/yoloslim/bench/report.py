@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = [
     "Model",
+    "Precision",
     "Params (M)",
     "FLOPs (G)",
     "mAP (%)",
@@ -53,12 +54,25 @@ def _looped_note(report: dict) -> str | None:
     )
 
 
+def _nms_note(report: dict) -> str | None:
+    """Which rows' latency includes NMS (exported with it in the graph), beside rows whose
+    does not."""
+    e2e = [r["name"] for r in report["rows"] if r.get("end_to_end")]
+    if not e2e:
+        return None
+    return (
+        "NMS in the graph: the latency of " + ", ".join(e2e) + " includes NMS (on random "
+        "input, whose boxes are not a real image's), the other rows' does not; no mAP for it."
+    )
+
+
 def _notes(report: dict) -> list[str]:
-    return [
-        n
-        for n in (WEIGHTS_SIZE_NOTE if _weights_sized(report) else None, _looped_note(report))
-        if n
-    ]
+    notes = (
+        WEIGHTS_SIZE_NOTE if _weights_sized(report) else None,
+        _looped_note(report),
+        _nms_note(report),
+    )
+    return [n for n in notes if n]
 
 
 def _fps(lat: dict) -> float | None:
@@ -78,6 +92,7 @@ def table_rows(report: dict) -> list[list[str]]:
         out.append(
             [
                 r["name"],
+                str(r.get("precision") or "-"),
                 _f(r["params"] / 1e6 if r.get("params") is not None else None, ".2f"),
                 _f(r.get("gflops"), ".2f"),
                 _f(100 * r["map"] if "map" in r else None, ".1f"),
@@ -108,7 +123,7 @@ def to_markdown(report: dict) -> str:
         + f"Latency: median and p90 at batch {s['batches'][0]}; "
         f"FPS = images/s at that batch (batch x 1000 / median). Memory = peak RSS of the artifact's worker process at batch {s['batches'][0]} minus its RSS "
         "once the runtime library was imported, before the model was loaded (what loading and running this artifact "
-        "adds; peak_rss_mb in report.json is the whole process, memory_by_batch has every batch). "
+        "adds, the runtime's one-time start-up included: compare it between rows of one runtime; peak_rss_mb in report.json is the whole process, memory_by_batch has every batch). "
         "Size = bytes on disk / 2^20 (an OpenVINO IR: .xml + .bin). A .pt checkpoint runs in its deploy form (re-parameterised), as the exports do.",
         *_notes(report),
         "",
@@ -150,8 +165,10 @@ def rich_table(report: dict):
 
     # the artifacts' names (their paths, in the title, the rows and a note) are the user's:
     # printed as they are, never read as rich markup
+    batch = report["settings"]["batches"][0]
     table = Table(
-        title=f"yoloslim bench (baseline: {escape(str(report['baseline']))})",
+        title=f"yoloslim bench (baseline: {escape(str(report['baseline']))}; latency, FPS "
+        f"and memory at batch {batch}; precision: what each computed in)",
         caption=escape(" ".join(_notes(report))) or None,
     )
     # FPS is the first batch's (images/s); the other batches show their throughput

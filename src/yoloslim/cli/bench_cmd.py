@@ -32,6 +32,11 @@ def bench(
     runs: int = typer.Option(10, help="Timed runs per round per artifact at batch 1."),
     threads: int = typer.Option(None, help="Threads per runtime (default: each runtime's own)."),
     warmup: int = typer.Option(10, help="Untimed calls per worker before its timed runs."),
+    ov_precision: str = typer.Option(
+        None,
+        help="OpenVINO .xml rows: compute in f32, bf16 or f16, latency and mAP alike "
+        "(default: the plugin's choice, bf16 on AVX512-BF16/AMX CPUs).",
+    ),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the report JSON here too."
     ),
@@ -56,7 +61,9 @@ def bench(
         batches = [int(b) for b in batch.split(",") if b.strip()]
     except ValueError as e:
         raise ConfigError(f"--batch {batch!r}: expected comma-separated integers") from e
-    cfg = LatencyConfig(rounds=rounds, runs_per_round=runs, threads=threads, warmup=warmup)
+    cfg = LatencyConfig(
+        rounds=rounds, runs_per_round=runs, threads=threads, warmup=warmup, ov_hint=ov_precision
+    )
     if report:
         check_report_folder(report)  # before the measuring, not after
     record = report_folder_record(json_path) if json_path else None

@@ -222,8 +222,29 @@ def path_size_mb(path: Path, ndigits: int | None = 3) -> float:
         total = sum(p.stat().st_size for p in files)
     elif path.is_dir():
         total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    elif path.suffix == ".xml" and path.with_suffix(".bin").is_file():
-        total = path.stat().st_size + path.with_suffix(".bin").stat().st_size
+    elif path.suffix.lower() == ".xml":  # MODEL.XML runs too (with MODEL.bin)
+        weights = [b for b in (path.with_suffix(".bin"), path.with_suffix(".BIN")) if b.is_file()]
+        total = path.stat().st_size + (weights[0].stat().st_size if weights else 0)
+    elif path.suffix.lower() == ".onnx":  # with its external data files, if it has any
+        total = sum(p.stat().st_size for p in {path, *_onnx_external_files(path)})
     else:
         total = path.stat().st_size
     return total / 2**20 if ndigits is None else round(total / 2**20, ndigits)
+
+
+def _onnx_external_files(path: Path) -> list[Path]:
+    """The files an ONNX keeps its weights in beside it (external data: a model over 2 GB,
+    or another tool's export), that exist; [] for one that holds its weights itself."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - not readable as ONNX: the file alone, as any other
+        return []
+    found = set()
+    for t in graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            where = {e.key: e.value for e in t.external_data}.get("location")
+            if where and (path.parent / where).is_file():
+                found.add(path.parent / where)
+    return sorted(found)

@@ -246,9 +246,17 @@ class OnnxRuntimeBackend(Backend):
             self.static_imgsz = inp.shape[2]
 
     def _read_precision(self) -> str:
+        import platform
+
         import onnx
 
-        return onnx_precision(onnx.load(str(self.path), load_external_data=False).graph)
+        stored = onnx_precision(onnx.load(str(self.path), load_external_data=False).graph)
+        on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
+        if stored == "fp16" and on_cpu and platform.machine().lower() in ("x86_64", "amd64"):
+            # the x86 CPU provider has no FP16 convolution: it casts the weights to FP32 as
+            # the session loads (what the model computes in, as precision says elsewhere)
+            return "fp32 (fp16 weights)"
+        return stored
 
     def __call__(self, x):
         arr = np.ascontiguousarray(torch.as_tensor(x).numpy().astype(self.dtype, copy=False))
