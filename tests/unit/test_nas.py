@@ -775,6 +775,14 @@ def test_an_edited_arch_file_is_kept_and_described_as_edited(tmp_path, capsys):
     other.write_text((tmp_path / "c" / "arch.yaml").read_text())
     with pytest.raises(ConfigError, match=r"nas_report.json is the report of arch.yaml"):
         _small_search(out=other, **kw)
+    # an arch.yaml with the search's header and no report of its own beside it: whether it
+    # was edited cannot be told, so it is kept (it was replaced, edits and all)
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "arch.yaml").write_text(edited)
+    with pytest.raises(ConfigError, match=r"arch.yaml has no nas_report.json of its own beside"):
+        _small_search(out=lone, **kw)
+    assert (lone / "arch.yaml").read_text() == edited
 
 
 @pytest.mark.parametrize(
@@ -812,12 +820,34 @@ def test_numpy_integers_are_taken_as_ints():
     assert res.report["iterations"] == 1 and type(res.report["seed"]) is int
 
 
-def test_stage_weights_may_be_a_numpy_array():
+def test_stage_weights_may_be_a_numpy_array(tmp_path):
     import numpy as np
 
     weights = np.array([0.0, 0.0, 1.0, 1.0, 6.0])
     res = _small_search(stage_weights=weights, iterations=1, score_method="analytic")
     assert res.report["stage_weights"] == [0.0, 0.0, 1.0, 1.0, 6.0]
+    # int64 and float32 ones: the report's JSON failed after the whole search, leaving the
+    # arch.yaml without its report
+    for dtype in (np.int64, np.float32):
+        out = tmp_path / np.dtype(dtype).name
+        res = _small_search(
+            stage_weights=weights.astype(dtype), iterations=1, score_method="analytic", out=out
+        )
+        saved = json.loads((out / "nas_report.json").read_text())
+        assert saved["stage_weights"] == [0, 0, 1, 1, 6] and saved == res.report
+    # a Budget of numpy numbers: "must be a finite number" said of a number
+    assert Budget(flops=np.float32(0.5), layers=np.int64(30)) == Budget(flops=0.5, layers=30)
+
+
+def test_a_name_or_out_or_progress_of_the_wrong_kind_is_refused_before_the_search():
+    # name=5 wrote an arch nothing could build; out=5 was a TypeError from pathlib
+    for kw, said in (
+        ({"name": 5}, r"^name=5: must be a non-empty string"),
+        ({"out": 5}, r"^out=5: expected the arch .yaml's or its folder's path"),
+        ({"progress": "no"}, r"^progress='no' must be True or False"),
+    ):
+        with pytest.raises(ConfigError, match=said):
+            _small_search(iterations=1, score_method="analytic", **kw)
 
 
 def test_a_report_that_holds_no_mapping_is_not_replaced(tmp_path):
@@ -861,3 +891,27 @@ def test_the_candidates_table_shows_the_genes_rows_differ_in(capsys):
     _table([row(1, 3), row(2, 3)])
     out = " ".join(capsys.readouterr().out.split())
     assert "kernels of every row: 3/3" in out and "ratios of every row: 0.5/0.5" in out
+
+
+def test_training_an_arch_searched_for_other_classes_says_its_cost_changed(tmp_path, caplog):
+    # nas's --nc 80 default: the budgets counted an 80-class head, and train quietly built
+    # the data's; the report's FLOPs and params were not the trained model's
+    from yoloslim.train.trainer import _warn_searched_for_other_classes
+
+    _small_search(out=tmp_path, iterations=1, score_method="analytic")  # nc=2
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        _warn_searched_for_other_classes(tmp_path / "arch.yaml", ["a", "b"])
+        assert not caplog.text  # searched for the data's classes: nothing to say
+        _warn_searched_for_other_classes(tmp_path / "arch.yaml", ["a", "b", "c"])
+    assert "was searched for 2 classes" in caplog.text and "search with --nc 3" in caplog.text
+
+
+def test_stage_weights_are_a_flag_too(tmp_path, capsys):
+    # DAMO-YOLO's 320 px weights (0,0,1,1,16) were reachable only through --config
+    args = ["nas", "--imgsz", str(IMGSZ), "--budget-flops", "0.03", "--iterations", "1"]
+    args += ["--population", "2", "--score-method", "analytic", "--nc", "2"]
+    assert main([*args, "--stage-weights", "0,0,1,1,16", "--out", str(tmp_path / "a")]) == 0
+    report = json.loads((tmp_path / "a" / "nas_report.json").read_text())
+    assert report["stage_weights"] == [0, 0, 1, 1, 16]
+    assert main([*args, "--stage-weights", "0,0,x", "--out", str(tmp_path / "b")]) == 2
+    assert "--stage-weights '0,0,x': expected 5 comma-separated" in capsys.readouterr().err

@@ -51,6 +51,11 @@ def nas(
         help="gaussian (MAE-DET's random forward) or analytic (TinyNAS madnas closed form: "
         "no randomness; the score ~100x faster to compute).",
     ),
+    stage_weights: str = typer.Option(
+        None,
+        help="The score's weight of each of the 5 stages, comma-separated "
+        + shown_default("0,0,1,1,6; DAMO-YOLO's 320 px configs use 0,0,1,1,16"),
+    ),
     nc: int = typer.Option(80, help="Classes of the detector (head FLOPs/params)."),
     latency_runtime: str = typer.Option(
         "torch", help="torch, onnxruntime or openvino (in-process)."
@@ -92,8 +97,18 @@ def nas(
     from yoloslim.nas import search_from_dict
     from yoloslim.nas.search import init_items
 
+    weights = None
+    if stage_weights is not None:
+        try:
+            weights = [float(w) for w in stage_weights.split(",")]
+        except ValueError as e:
+            raise ConfigError(
+                f"--stage-weights {stage_weights!r}: expected 5 comma-separated numbers"
+            ) from e
+        weights = [int(w) if w.is_integer() else w for w in weights]
     flags = dict(
         imgsz=imgsz,
+        stage_weights=weights,
         iterations=iterations,
         population=population,
         seed=seed,

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import json
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -69,6 +70,9 @@ class Budget:
             v = getattr(self, f.name)
             if v is None:
                 continue
+            if isinstance(v, numbers.Real) and not isinstance(v, bool) and hasattr(v, "item"):
+                v = v.item()  # a numpy number, as a plain one (the report's JSON needs it)
+                object.__setattr__(self, f.name, v)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(
                     f"budget {f.name}={v!r} must be a finite number or None{exponent_hint(v)}"

@@ -32,7 +32,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from yoloslim.configs import DEFAULT_IMGSZ, check_config, check_imgsz, from_mapping, int_problem
+from yoloslim.configs import (
+    DEFAULT_IMGSZ,
+    check_config,
+    check_flags,
+    check_imgsz,
+    check_path,
+    from_mapping,
+    int_problem,
+)
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import (
     atomic_write_text,
@@ -241,10 +249,17 @@ def search(
         stage_weights=stage_weights,
         score_method=score_method,
     )
-    # plain ints from here on (a numpy integer passes the checks; the report's JSON needs int)
+    # plain numbers from here on (numpy ones pass the checks; the report's JSON needs plain
+    # ones, and failed to write after the whole search)
     population, iterations, init_repeats, nc, top_k, score_batch, polish, seed = (
         int(v) for v in (population, iterations, init_repeats, nc, top_k, score_batch, polish, seed)
     )
+    stage_weights = [w.item() if hasattr(w, "item") else w for w in stage_weights]
+    check_flags(progress=progress)
+    if not isinstance(name, str) or not name.strip():  # the arch it writes would not build
+        raise ConfigError(f"name={name!r}: must be a non-empty string (the arch's name)")
+    if out is not None:
+        check_path(out, "out", "the arch .yaml's or its folder's path")
     init_items(init)  # its type, before any work
     cache_file = _cache_path(latency_cache, out)
     if out is not None:
@@ -615,11 +630,18 @@ def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
                 f"out={out}: {report} is the report of {other}, beside it; a second search "
                 "would replace it: give each search a folder of its own"
             )
-    if arch_path.is_file() and edited_since_search(arch_path):
+    edited = edited_since_search(arch_path) if arch_path.is_file() else False
+    if edited:
         raise ConfigError(
             f"out={out}: {arch_path} was edited since its search wrote it (its digest is not "
             f"the one {report.name} beside it records); the edits are not replaced: move the "
             "file, or name another file or folder"
+        )
+    if edited is None:  # no report of its own beside it: edits of the user's cannot be ruled out
+        raise ConfigError(
+            f"out={out}: {arch_path} has no {report.name} of its own beside it, so whether it "
+            "was edited since its search wrote it cannot be told; it is not replaced: move the "
+            "file (or put its report back), or name another file or folder"
         )
 
 

@@ -173,7 +173,30 @@ def _prepare_model(model: str | dict | Path | nn.Module, names: list[str]) -> De
         m = copy.deepcopy(model).float()  # a .half() or .double() model trains in float32
         m.names = list(names)
         return m
+    _warn_searched_for_other_classes(model, names)
     return build_model(model, names=names)
+
+
+def _warn_searched_for_other_classes(model, names: list[str]) -> None:
+    """A warning when ``model`` is an arch.yaml a search wrote for another number of classes
+    (nas's --nc, 80 by default): its budgets were charged for that head, so the trained
+    model's FLOPs and params are not the ones the search reported."""
+    from yoloslim.models.arch import load_arch_yaml, search_header
+
+    if not isinstance(model, (str, Path)) or search_header(model) is None:
+        return
+    with contextlib.suppress(ModelError):  # build_model says what is wrong with the file
+        searched = load_arch_yaml(model)["nc"]
+        if searched != len(names):
+            log.warning(
+                "%s was searched for %d classes (its FLOPs and params budgets counted that "
+                "head); it is trained for the data's %d, so its cost differs from the search's "
+                "report (search with --nc %d for this data)",
+                model,
+                searched,
+                len(names),
+                len(names),
+            )
 
 
 def _keeps_torch_threads(fn: Callable) -> Callable:
