@@ -198,7 +198,7 @@ def load(path: str | Path, **options) -> Predictor:
 
     Example:
         >>> pred = load("runs/nano/best.pt", conf=0.3)
-        >>> dets = pred.predict("images/")
+        >>> dets = pred.predict("data/synth/images/val")
         >>> model = pred.model
     """
     import inspect

@@ -150,6 +150,12 @@ from yoloslim.models import build_model
             r"^model: export needs a yoloslim Detector or checkpoint, got Conv2d",
         ),
         (lambda: ys.PruneConfig(ignore=5), ConfigError, r"^PruneConfig.ignore=5: must be a list"),
+        (  # ignored without a word; the command line refused it
+            lambda: ys.export("m.pt", "out", nms_conf=0.5),
+            ConfigError,
+            r"^nms_conf \(--nms-conf\) set the thresholds of the NMS graph, and nms=False: add",
+        ),
+        (lambda: ys.validate("m.pt", "d.yaml", progress="no"), ConfigError, r"^progress='no'"),
         (
             lambda: ys.reparameterize(
                 build_model("damo-nano"), example_input=torch.zeros(3, 64, 64)

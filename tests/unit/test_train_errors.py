@@ -5,6 +5,7 @@ diverging loss): runs are faked with a saved last.pt."""
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import shutil
@@ -642,3 +643,29 @@ def test_a_fresh_run_keeps_a_settings_file_of_the_users_in_its_folder(sets, tmp_
         train("damo-nano", sets[3], config=cfg, out=out)
     train("damo-nano", sets[3], config=cfg, out=out, exist_ok=True)
     assert (out / "train_config.yaml").read_text().startswith("# yoloslim")
+
+
+def test_trimming_metrics_that_need_no_trim_leaves_the_file_alone(tmp_path):
+    # a finished run's resume rewrote metrics.jsonl (same rows, a new mtime): "changes nothing"
+    from yoloslim.train.run_folder import RunFolder
+
+    rows = [{"epoch": 0, "map": 0.1}, {"epoch": 1, "map": 0.2}]
+    f = tmp_path / "metrics.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    os.utime(f, ns=(1_000_000_000, 1_000_000_000))
+    folder = RunFolder(tmp_path, TrainConfig(), False)
+    folder.trim_metrics(2, rows[1])
+    assert f.stat().st_mtime_ns == 1_000_000_000
+    folder.trim_metrics(1)  # epoch 1 runs again: its row goes
+    assert [json.loads(x) for x in f.read_text().splitlines()] == rows[:1]
+
+
+def test_save_checkpoint_never_replaces_a_file_that_is_no_checkpoint(tmp_path):
+    data = tmp_path / "data.yaml"  # the arguments' paths mistyped or swapped
+    data.write_text("names: [a]\n")
+    model = build_model("damo-nano", nc=1)
+    with pytest.raises(ConfigError, match=r"data.yaml exists and is no torch checkpoint"):
+        save_checkpoint(data, model, imgsz=64)
+    assert data.read_text() == "names: [a]\n"
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, imgsz=64)
+    assert save_checkpoint(ckpt, model, imgsz=64) == ckpt  # a checkpoint is replaced

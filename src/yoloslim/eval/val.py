@@ -86,7 +86,7 @@ def validate(
     Example:
         >>> validate("runs/nano/best.pt", "data/synth/data.yaml")["map"]
     """
-    from yoloslim.configs import DEFAULT_IMGSZ, check_imgsz, int_problem
+    from yoloslim.configs import DEFAULT_IMGSZ, check_flags, check_imgsz, int_problem
     from yoloslim.eval.postprocess import check_nms_settings
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.runtime.backends import (
@@ -99,6 +99,7 @@ def validate(
 
     check_imgsz(imgsz)
     check_nms_settings(conf=conf, iou=iou)
+    check_flags(progress=progress)
     problem = int_problem(batch)
     if problem:
         raise ConfigError(f"batch={batch!r} {problem}")

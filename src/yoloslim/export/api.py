@@ -37,6 +37,9 @@ from yoloslim.fileio import (
 from yoloslim.progress import say
 from yoloslim.result import Result
 
+#: export()'s NMS graph thresholds when not given (one set without ``nms`` is refused)
+NMS_DEFAULTS = {"nms_conf": 0.25, "nms_iou": 0.65, "nms_max_det": 300}
+
 __all__ = ["check_options", "export"]
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,14 @@ def check_options(
     if unheeded:
         raise ConfigError(f"{opt('half', True)}: {unheeded}")
     check_graph_nms(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
+    given = {"nms_conf": nms_conf, "nms_iou": nms_iou, "nms_max_det": nms_max_det}
+    changed = [k for k, v in given.items() if v != NMS_DEFAULTS[k]]
+    if changed and not nms:  # ignored without a word (the command line refused it)
+        flags = "" if recipe else f" ({', '.join('--' + k.replace('_', '-') for k in changed)})"
+        raise ConfigError(
+            f"{', '.join(changed)}{flags} set the thresholds of the NMS graph, and "
+            f"{opt('nms', False)}: add {opt('nms', True)}"
+        )
     check_imgsz(imgsz)
     for name, value, problem in (
         ("triton_name", triton_name, triton_name_problem),
@@ -124,7 +135,7 @@ def export(
     verify: bool = True,
     triton_name: str = "model",
     triton_max_batch: int = 16,
-    nms_conf: float = 0.25,
+    nms_conf: float = 0.25,  # NMS_DEFAULTS
     nms_iou: float = 0.65,
     nms_max_det: int = 300,
     progress: bool = False,

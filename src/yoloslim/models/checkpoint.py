@@ -89,6 +89,17 @@ def _os_error_in(e: BaseException) -> OSError | None:
     return None
 
 
+def _is_torch_file(path: Path) -> bool:
+    """Whether ``path`` starts as ``torch.save`` writes: a zip archive (torch >= 1.6), or a
+    pickle (the legacy format); an empty file (a failed write) counts as one."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return True  # not readable: the write says what is wrong
+    return not head or head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -100,8 +111,8 @@ def save_checkpoint(
     """Save a built-in detector (training form) as a yoloslim checkpoint.
 
     Args:
-        path: The checkpoint file to write (its folder is created); an existing file
-            is replaced atomically.
+        path: The checkpoint file to write (its folder is created); an existing
+            checkpoint is replaced atomically.
         model: A built-in detector in training form (a ``DistributedDataParallel``
             wrapper is unwrapped); its architecture, weights and class names are saved.
         imgsz: The input size the model was trained at, a multiple of 32;
@@ -117,7 +128,8 @@ def save_checkpoint(
     Raises:
         ModelError: ``model`` is in deploy form (after ``fuse()``), or ``path`` is a
             folder.
-        ConfigError: ``imgsz`` is not a multiple of 32 (at least 32).
+        ConfigError: ``imgsz`` is not a multiple of 32 (at least 32), or ``path`` is an
+            existing file that is no torch checkpoint (it is not replaced).
 
     Example:
         >>> save_checkpoint("runs/mine/model.pt", model, imgsz=320)  # doctest: +SKIP
@@ -143,6 +155,12 @@ def save_checkpoint(
         raise ModelError(
             f"save_checkpoint: {path} is a folder; give a file path such as "
             f"{Path(path) / 'model.pt'}"
+        )
+    if path.is_file() and not _is_torch_file(path):
+        # a swapped or mistyped path replaced a data.yaml or an exported model
+        raise ConfigError(
+            f"save_checkpoint: {path} exists and is no torch checkpoint (a config, an "
+            "artifact?); it is not replaced: give another path, or remove it first"
         )
     if meta is not None and not isinstance(meta, Mapping):
         raise ConfigError(f"meta={meta!r}: expected a mapping of details (epoch, mAP, ...)")

@@ -217,7 +217,9 @@ class RunFolder:
         keep = [r for r in rows if isinstance(r, dict) and r.get("epoch", 0) < before_epoch]
         if last_row is not None and all(r.get("epoch") != last_row.get("epoch") for r in keep):
             keep.append(last_row)  # a stop came between last.pt and its row
-        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in keep))
+        new = "".join(json.dumps(r) + "\n" for r in keep)
+        if new != text:  # as it is: left alone (a finished run's resume changes nothing)
+            atomic_write_text(self.metrics_path, new)
 
 
 def finished_result(out: Path, state: dict, cfg: TrainConfig) -> TrainResult:
