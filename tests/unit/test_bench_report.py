@@ -588,3 +588,21 @@ def test_the_size_of_an_onnx_counts_its_external_data_and_an_ir_named_in_capital
     shutil.copyfile(xml_path, upper)
     shutil.copyfile(xml_path.with_suffix(".bin"), tmp_path / "MODEL.bin")
     assert path_size_mb(upper, None) == path_size_mb(xml_path, None)
+
+
+def test_every_bad_artifact_is_named_at_once_and_a_predictors_settings_are_said(
+    artifacts, tmp_path, caplog
+):
+    import yoloslim as ys
+
+    ckpt, onnx_path, _, _ = artifacts
+    (tmp_path / "notes.onnx").write_text("not a graph")
+    (tmp_path / "more.onnx").write_text("nor this")
+    with pytest.raises(ModelError, match=r"^2 of the artifacts cannot be measured: .*none.pt.*; "):
+        benchmark([ckpt, tmp_path / "none.pt", tmp_path / "none.xml"])
+    with pytest.raises(ModelError, match=r"^2 of the artifacts cannot be measured: .*notes.onnx"):
+        benchmark([ckpt, tmp_path / "notes.onnx", tmp_path / "more.onnx"])
+    cfg = LatencyConfig(rounds=1, runs_per_round=1, warmup=0, threads=1)
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        benchmark([ys.load(onnx_path, threads=2)], batches=(1,), latency=cfg)
+    assert "its threads=2 are not carried over" in caplog.text

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
 from yoloslim.configs import check_config, imgsz_problem
-from yoloslim.errors import ConfigError
+from yoloslim.errors import ConfigError, ModelError
 from yoloslim.export.common import path_size_mb
 from yoloslim.result import Result
 from yoloslim.runtime.backends import SUFFIXES, check_artifact, is_end_to_end
@@ -162,8 +162,18 @@ def benchmark(
     batches = _batch_sizes(batches)
     from yoloslim.runtime.describe import describe
 
-    # every file readable and yoloslim's before a worker starts (one line, not a traceback)
-    described = [describe(p) for p in paths]
+    # every file readable and yoloslim's before a worker starts (one line, not a traceback),
+    # each bad one named at once (`bench exp/*` stopped at the first)
+    described, bad = [], []
+    for p in paths:
+        try:
+            described.append(describe(p))
+        except ModelError as e:
+            bad.append(str(e))
+    if len(bad) == 1:
+        raise ModelError(bad[0])
+    if bad:
+        raise ModelError(f"{len(bad)} of the artifacts cannot be measured: " + "; ".join(bad))
     if data is not None:  # mAP is measured last: a wrong data.yaml was found after minutes
         from yoloslim.data.config import check_class_count, load_data_config
 
@@ -325,16 +335,32 @@ def _artifact_paths(artifacts: Sequence[str | Path] | str | Path) -> list[Path]:
             f"artifacts: expected an artifact path or a list of them, got "
             f"{type(artifacts).__name__}"
         ) from None
-    paths = []
+    paths, bad = [], []
     for k, a in enumerate(artifacts):
         if isinstance(a, Predictor):  # it stands for the file it runs
-            a = a.backend.path
+            own = {k: v for k, v in a.settings.items() if v not in (None, "cpu")}
+            if own:  # bench runs every file with its own settings (threads=, ov_hint=)
+                log.warning(
+                    "artifacts[%d]: bench measures the file the Predictor runs, not the "
+                    "Predictor: its %s are not carried over (give them as latency=LatencyConfig"
+                    "(threads=..., ov_hint=...))",
+                    k,
+                    ", ".join(f"{key}={v!r}" for key, v in own.items()),
+                )
+            a = a.backend.loaded_path()
         if not isinstance(a, str | os.PathLike):
             raise ConfigError(
                 f"artifacts[{k}]: a {type(a).__name__}, not a file; bench measures files "
                 "(save a model with save_checkpoint, or export it, first)"
             )
-        paths.append(check_artifact(a))
+        try:
+            paths.append(check_artifact(a))
+        except ModelError as e:
+            bad.append(str(e))
+    if len(bad) == 1:
+        raise ModelError(bad[0])
+    if bad:
+        raise ModelError(f"{len(bad)} of the artifacts cannot be measured: " + "; ".join(bad))
     if not paths:
         raise ConfigError("benchmark needs at least one artifact")
     seen: dict[Path, Path] = {}

@@ -155,6 +155,8 @@ class Predictor:
         if not isinstance(device, str):
             raise ConfigError(f"device={device!r} must be a string such as 'cpu' or 'cuda:0'")
         self.backend = load_backend(artifact, threads=threads, hint=ov_precision, device=device)
+        # the settings it runs with, which a function taking its file cannot carry over
+        self.settings = {"threads": threads, "ov_precision": ov_precision, "device": device}
         refuse_end_to_end(self.backend, "predict")
         check_static_imgsz(self.backend, imgsz)
         self.imgsz = imgsz or self.backend.imgsz
