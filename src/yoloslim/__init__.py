@@ -216,4 +216,6 @@ def load(path: str | Path, **options) -> Predictor:
         )
     if isinstance(path, Predictor):  # its file, loaded anew with these options
         path = as_artifact(path)
-    return Predictor(path, **options)
+    from yoloslim.rng import keeps_rng_state  # a model built to load into: no draw of the caller's
+
+    return keeps_rng_state(Predictor)(path, **options)

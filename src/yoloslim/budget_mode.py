@@ -18,6 +18,7 @@ from yoloslim.errors import ConfigError
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.recipe import BenchStage, Recipe, load_recipe
 from yoloslim.result import Result
+from yoloslim.rng import keeps_rng_state
 
 __all__ = ["run_budget", "select_candidate"]
 
@@ -248,6 +249,7 @@ def _pruned_at(cdir: Path) -> float | None:
         return None
 
 
+@keeps_rng_state
 def run_budget(
     model: str | Path,
     data: str | Path,

@@ -69,6 +69,7 @@ from yoloslim.recipe import (
     load_recipe,
 )
 from yoloslim.result import Result
+from yoloslim.rng import keeps_rng_state
 
 __all__ = ["STAGES", "Recipe", "Stage", "load_recipe", "run_recipe"]
 
@@ -985,6 +986,7 @@ def _check_run(
     return run_configs, skipped, resolved, inputs
 
 
+@keeps_rng_state
 def run_recipe(
     model: str | Path | None,
     data: str | Path,

@@ -317,3 +317,28 @@ def test_validate_names_a_module_whose_output_is_no_detectors(tmp_path):
     data = ys.synthesize(tmp_path / "d", images=4, imgsz=64, classes=2)
     with pytest.raises(ModelError, match=r"^model: Conv2d gives \(1, 3, 64, 64\), not a detector"):
         ys.validate(nn.Conv2d(3, 3, 1), data, imgsz=64, batch=1)
+
+
+def test_the_callers_random_draws_are_where_they_were_after_a_call(tmp_path):
+    # describe, load, validate, export... built a Detector (a random init) before loading its
+    # weights: the caller's next torch.rand differed with and without the call
+    import random
+
+    import numpy as np
+
+    data = ys.synthesize(tmp_path / "d", images=4, imgsz=64, classes=2)
+    ckpt = ys.save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=2), imgsz=64)
+    calls = [
+        lambda: ys.describe(ckpt),
+        lambda: ys.load(ckpt),
+        lambda: ys.load_checkpoint(ckpt),
+        lambda: ys.validate(ckpt, data, batch=2),
+        lambda: ys.reparameterize(ckpt, measure=False),
+        lambda: ys.export(ckpt, tmp_path / "e", formats=["onnx"], verify=False),
+    ]
+    for call in calls:
+        torch.manual_seed(0), np.random.seed(0), random.seed(0)
+        call()
+        drawn = torch.rand(1), np.random.rand(), random.random()
+        torch.manual_seed(0), np.random.seed(0), random.seed(0)
+        assert (torch.rand(1), np.random.rand(), random.random()) == drawn

@@ -19,6 +19,7 @@ from yoloslim.configs import check_config, imgsz_problem
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.export.common import path_size_mb
 from yoloslim.result import Result
+from yoloslim.rng import keeps_rng_state
 from yoloslim.runtime.backends import SUFFIXES, check_artifact, is_end_to_end
 from yoloslim.sysinfo import invocation
 
@@ -105,6 +106,7 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
     return stats
 
 
+@keeps_rng_state
 def benchmark(
     artifacts: Sequence[str | Path] | str | Path,
     data: str | Path | None = None,

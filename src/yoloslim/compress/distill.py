@@ -63,6 +63,7 @@ from yoloslim.models.checkpoint import (
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.result import Result
+from yoloslim.rng import keeps_rng_state
 from yoloslim.runtime.predictor import as_artifact
 from yoloslim.train.config import (
     TrainConfig,
@@ -481,6 +482,7 @@ def _as_detector(model: Detector | str | Path, what: str) -> Detector:
     raise ModelError(f"{what}={str(model)!r}: expected a yoloslim .pt checkpoint")
 
 
+@keeps_rng_state
 def distill(
     student: Detector | str | Path | None,
     teacher: Detector | str | Path | None,

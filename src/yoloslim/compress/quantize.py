@@ -35,6 +35,7 @@ from yoloslim.fileio import (
 )
 from yoloslim.models.detector import Detector
 from yoloslim.result import Result
+from yoloslim.rng import keeps_rng_state
 from yoloslim.runtime.backends import no_metadata, onnx_end_to_end, quantized_ops
 
 __all__ = ["AdvancedQuantConfig", "QuantConfig", "quantize"]
@@ -79,6 +80,7 @@ def _warn_stale(earlier: list[Path], artifacts: dict[str, Path]) -> None:
         )
 
 
+@keeps_rng_state
 def quantize(
     model_or_artifact: nn.Module | str | Path,
     data: str | Path,

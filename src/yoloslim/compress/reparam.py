@@ -27,6 +27,7 @@ from yoloslim.configs import check_flags
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.models.blocks import fuse_conv_bn
 from yoloslim.result import Result
+from yoloslim.rng import keeps_rng_state
 
 __all__ = ["reparameterize", "fuse_traced_conv_bn"]
 
@@ -133,6 +134,7 @@ def deploy_form(model: nn.Module) -> tuple[nn.Module, int, int]:
     return fused, unfused, fuse_traced_conv_bn(fused)
 
 
+@keeps_rng_state
 @torch.no_grad()
 def reparameterize(
     model: nn.Module | str | Path,

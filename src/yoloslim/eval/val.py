@@ -14,6 +14,7 @@ from yoloslim.data.config import check_class_count
 from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.progress import shown
+from yoloslim.rng import keeps_rng_state
 
 __all__ = ["require_boxes", "validate"]
 
@@ -31,6 +32,7 @@ def require_boxes(data: str | Path, split: str = "val") -> None:
         )
 
 
+@keeps_rng_state
 @torch.no_grad()
 def validate(
     model: str | Path | nn.Module,

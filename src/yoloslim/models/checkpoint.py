@@ -30,6 +30,7 @@ from yoloslim.fileio import atomic_file, did_you_mean
 from yoloslim.models.arch import arch_of
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import EXPORTED, build_model
+from yoloslim.rng import keeps_rng_state
 
 __all__ = [
     "FORMAT",
@@ -331,6 +332,7 @@ def _check_types(p: Path, ckpt: dict) -> None:
         raise ModelError(f"{p}: damaged checkpoint: {problem}")
 
 
+@keeps_rng_state
 def load_checkpoint(path: str | Path, *, mmap: bool = False) -> tuple[Detector, dict]:
     """Rebuild the detector from a checkpoint; returns ``(model in eval mode, checkpoint dict)``.
 

@@ -62,6 +62,7 @@ from yoloslim.nas.score import DEFAULT_STAGE_WEIGHTS, SCORE_METHODS, SCORE_TEXT
 from yoloslim.nas.space import SearchSpace, genome_dict, genome_of, resolve_arch
 from yoloslim.progress import progress_console, say
 from yoloslim.result import Result, short_repr
+from yoloslim.rng import keeps_rng_state
 
 __all__ = ["SearchResult", "search", "search_from_dict", "Evaluator"]
 
@@ -152,6 +153,7 @@ def _validate_settings(
         raise ConfigError(f"score_method={score_method!r} must be one of {SCORE_METHODS}")
 
 
+@keeps_rng_state
 def search(
     *,
     imgsz: int = DEFAULT_IMGSZ,

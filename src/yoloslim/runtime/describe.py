@@ -15,6 +15,7 @@ from typing import Any
 
 from yoloslim.configs import DEFAULT_IMGSZ
 from yoloslim.errors import ModelError
+from yoloslim.rng import keeps_rng_state
 from yoloslim.runtime.backends import (
     SUFFIXES,
     check_artifact,
@@ -43,6 +44,7 @@ _JSON_KEYS = (
 _READER = {"onnxruntime": ("onnx", "onnx"), "openvino": ("openvino", "openvino")}
 
 
+@keeps_rng_state
 def describe(path: str | Path) -> dict[str, Any]:
     """Read what a checkpoint or exported artifact is, without data or its runtime.
 
