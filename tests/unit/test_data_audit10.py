@@ -480,7 +480,9 @@ def test_data_check_counts_a_byte_identical_copy_in_val_as_shared(tmp_path, capl
 
 def _tiny_objects(root: Path, n_tiny: int, n_big: int = 0) -> Path:
     """640x640 images with 13 px objects (1.3 px at imgsz 64), and optionally 200 px ones."""
-    rows = "0 0.5 0.5 0.02 0.02\n" * n_tiny + "0 0.5 0.5 0.3125 0.3125\n" * n_big
+    # apart (a repeated line is one object, the others left out)
+    rows = "".join(f"0 {0.1 + 0.05 * i:g} 0.5 0.02 0.02\n" for i in range(n_tiny))
+    rows += "".join(f"0 0.5 {0.2 + 0.35 * i:g} 0.3125 0.3125\n" for i in range(n_big))
     _yolo(root, "train", "a", rows, width=640, height=640)
     return _yaml(root, "train: images/train\nval: images/train\nnames: [cat]\n")
 

@@ -636,3 +636,67 @@ def test_boxes_reaching_past_their_image_are_cut_with_a_warning(tmp_path, caplog
     with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
         read_coco(path, tmp_path / "train", NAMES)
     assert "past their image" not in caplog.text
+
+
+def test_yolo_duplicates_edges_and_tool_overshoot_are_said_not_silent(tmp_path, caplog):
+    # audit23: a duplicated line capped recall (a perfect detector scored 0.901); a box past
+    # the image was cut unsaid; a polygon point at -0.002 (CVAT, Roboflow) stopped the run
+    write_yolo(tmp_path, _splits(), NAMES)
+    label = tmp_path / "labels" / "train" / "t2.txt"
+    label.write_text(
+        "0 0.5 0.5 0.2 0.2\n"
+        "0 0.50 0.5 0.2 0.2\n"  # the same box written otherwise: a duplicate
+        "1 0.05 0.5 0.5 0.2\n"  # reaches past the left edge: cut, and said
+        "1 -0.002 0.1 0.4 0.1 0.4 0.5 -0.002 0.5\n"  # a polygon a little past: taken
+    )
+    with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
+        samples = read_yolo(tmp_path / "images" / "train", NAMES)
+    s = next(x for x in samples if x.path.stem == "t2")
+    assert s.classes.tolist() == [0, 1, 1]
+    assert s.boxes[1][0] == 0 and s.boxes[2][0] == 0  # both on the edge
+    said = " ".join(caplog.text.split())
+    assert "1 duplicate label line(s) left out, one copy kept (" in said
+    assert "labels/train/t2.txt:2" in said
+    assert "1 box(es) reaching more than 1 px past their image's edge cut at it" in said
+    label.write_text("0 0.5 0.5 0.2 0.2\n0 1.02 0.5 0.1 0.1\n")  # past the tolerance
+    with pytest.raises(DataError, match=r"t2\.txt:2: normalised .* \(by more than 0.01\)"):
+        read_yolo(tmp_path / "images" / "train", NAMES)
+
+
+def test_coco_iscrowd_as_a_string_and_repeated_annotations(tmp_path, caplog):
+    # "iscrowd": "0" made the object an ignore region (bool("0") is True), without a word
+    write_coco(tmp_path, _splits(), NAMES)
+    path = tmp_path / "instances_train.json"
+    data = json.loads(path.read_text())
+    first = data["annotations"][0]
+    first["iscrowd"] = "0"
+    data["annotations"].append({**first, "id": 999})  # the same object again
+    path.write_text(json.dumps(data))
+    with caplog.at_level(logging.WARNING, logger="yoloslim.data"):
+        samples, _ = read_coco(path, tmp_path / "train", NAMES)
+    assert sum(len(s.boxes) for s in samples) == len(data["annotations"]) - 1
+    assert sum(len(s.ignore) for s in samples) == 0
+    assert "1 annotation(s) repeating another of the same image" in caplog.text
+    first["iscrowd"] = "false"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"annotations\[0\] \(id=.*\): iscrowd 'false' is not 0"):
+        read_coco(path, tmp_path / "train", NAMES)
+
+
+def test_voc_difficult_written_as_true_is_difficult(tmp_path):
+    # <difficult>true</difficult> was read as not difficult: the object was trained on
+    splits = _splits()
+    write_voc(tmp_path, splits, NAMES)
+    img = splits["train"][0]
+    lst = tmp_path / "ImageSets" / "Main" / "train.txt"
+    for flag, hard in (("true", 1), ("1.0", 1), ("0", 0), ("False", 0)):
+        extra = (
+            f"  <object><name>dog</name><difficult>{flag}</difficult>"
+            "<bndbox><xmin>2</xmin><ymin>2</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object>\n"
+        )
+        (tmp_path / "Annotations" / f"{img.name}.xml").write_text(voc_xml(img, NAMES, extra))
+        assert len(read_voc(lst, NAMES)[0].ignore) == hard, flag
+    bad = extra.replace("False", "maybe")
+    (tmp_path / "Annotations" / f"{img.name}.xml").write_text(voc_xml(img, NAMES, bad))
+    with pytest.raises(DataError, match=r"\.xml:\d+: <difficult>maybe</difficult> is not 0 or 1"):
+        read_voc(lst, NAMES)

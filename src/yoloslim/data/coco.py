@@ -55,6 +55,18 @@ def _integer(jp: Path, where: str, entry: dict, key: str) -> int:
     raise _coco_error(jp, f"{where}: {key} {value!r} is not an integer (COCO's ids are integers)")
 
 
+def _crowd(jp: Path, where: str, value: object) -> bool:
+    """``iscrowd`` as a flag: 0/1, a bool, or "0"/"1" (``bool("0")`` is True: the object
+    became an ignore region without a word); anything else is a DataError naming it."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip() in ("0", "1"):
+        return value.strip() == "1"
+    raise _coco_error(jp, f"{where}: iscrowd {value!r} is not 0 or 1")
+
+
 def read_coco(
     json_path: str | Path,
     images_dir: str | Path,
@@ -120,6 +132,8 @@ def read_coco(
     # per image: (class, bbox, area or None, crowd)
     anns: dict[int, list[tuple[int, list[float], float | None, bool]]] = {i: [] for i in images}
     empty: list[str] = []  # annotations whose box has no width or height
+    repeated: list[str] = []  # annotations an earlier one of the same image id repeats
+    given: dict[int, list] = {}  # per image id as the file gives it
     for k, a in enumerate(annotations):
         where = f"annotations[{k}] (id={a.get('id') if isinstance(a, dict) else '?'})"
         if not isinstance(a, dict):
@@ -137,7 +151,7 @@ def read_coco(
             bbox = [float(v) for v in a["bbox"]]
         except (TypeError, ValueError) as e:
             raise _coco_error(jp, f"{where}: bbox {a['bbox']!r} is not 4 numbers") from e
-        img_id = alias.get(img_id, img_id)
+        own_id, img_id = img_id, alias.get(img_id, img_id)
         if img_id not in images:
             raise _coco_error(jp, f"{where}: unknown image_id {img_id}")
         if cat not in cat_map:
@@ -152,11 +166,26 @@ def read_coco(
                 raise _coco_error(jp, f"{where}: area {area!r} is not a number") from e
             if not math.isfinite(area) or area < 0:
                 raise _coco_error(jp, f"{where}: area must be finite and >= 0, got {area}")
-        crowd = bool(a.get("iscrowd", 0))
+        crowd = _crowd(jp, where, a.get("iscrowd", 0))
         if not crowd and min(bbox[2:]) == 0:
             empty.append(where)
-        anns[img_id].append((cat_map[cat], bbox, area, crowd))
+        entry = (cat_map[cat], bbox, area, crowd)
+        # the same object twice under one id: one ground truth box stays unmatched (repeats
+        # across the ids of one file are _merge's)
+        if entry in given.setdefault(own_id, []):
+            repeated.append(where)
+            continue
+        given[own_id].append(entry)
+        anns[img_id].append(entry)
     warn_empty(jp, "annotation(s)", empty)
+    if repeated:
+        logger.warning(
+            "%s: %d annotation(s) repeating another of the same image (class, bbox, area, "
+            "iscrowd) left out, one copy kept (%s)",
+            jp,
+            len(repeated),
+            examples(repeated),
+        )
     _merge(jp, images, anns)
 
     hint = (

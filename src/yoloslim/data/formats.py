@@ -20,6 +20,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,9 @@ from yoloslim.data.sample import (
     Sample,
     clip_to_image,
     examples,
+    past_edge,
     probe_images,
+    warn_clipped,
     warn_empty,
 )
 from yoloslim.data.voc import read_voc
@@ -53,7 +56,32 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-COORD_TOL = 1e-3
+#: how far past [0, 1] a normalised coordinate may reach (clipped, and said): annotation tools
+#: (CVAT, Roboflow) write polygon points a little outside; Ultralytics takes 1 % too
+COORD_TOL = 0.01
+
+
+@dataclass
+class LabelNotes:
+    """What reading label files changed, said once for a whole split (``file:line`` each):
+    boxes without area left out, exact duplicate lines left out (one copy kept: a duplicate
+    ground truth box can never be matched, and capped recall), and boxes cut at the image's
+    edge (coordinates past [0, 1], or a box reaching past the image)."""
+
+    empty: list[str] = field(default_factory=list)
+    duplicate: list[str] = field(default_factory=list)
+    clipped: dict[str, int] = field(default_factory=dict)
+
+    def warn(self, source: str | Path) -> None:
+        warn_empty(source, "label(s)", self.empty)
+        if self.duplicate:
+            logger.warning(
+                "%s: %d duplicate label line(s) left out, one copy kept (%s)",
+                source,
+                len(self.duplicate),
+                examples(self.duplicate),
+            )
+        warn_clipped(source, self.clipped)
 
 
 def label_path_for(
@@ -81,11 +109,12 @@ def _parse_yolo_labels(
     nc: int,
     width: int,
     height: int,
-    empty: list[str] | None = None,
+    notes: LabelNotes | None = None,
     kpt_shape: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Parse one ``cls cx cy w h`` file into pixel ``xyxy`` boxes and classes; the
-    ``file:line`` of each box without area (dropped) goes to ``empty``. Without
+    """Parse one ``cls cx cy w h`` file into pixel ``xyxy`` boxes and classes; what was left
+    out or cut (boxes without area, duplicate lines, boxes past the edge) goes to ``notes``,
+    by ``file:line``. Without
     ``kpt_shape``, a segmentation line (``cls x1 y1 x2 y2 x3 y3 ...``, at least three
     points) gives its polygon's box. With it (a pose dataset), every line is
     ``cls cx cy w h`` and ``k * d`` keypoint values: the box is the first four, and the
@@ -102,6 +131,7 @@ def _parse_yolo_labels(
     rows: list[list[float]] = []
     classes: list[int] = []
     lines: list[int] = []
+    seen: set[tuple[float, ...]] = set()
     for lineno, line in enumerate(text.splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -127,6 +157,11 @@ def _parse_yolo_labels(
             raise DataError(f"{where}: non-numeric field in {line.strip()!r}") from e
         if not all(math.isfinite(v) for v in values):
             raise DataError(f"{where}: non-finite value in {line.strip()!r}")
+        if tuple(values) in seen:  # the same object twice: one ground truth box stays unmatched
+            if notes is not None:
+                notes.duplicate.append(where)
+            continue
+        seen.add(tuple(values))
         cls = values[0]
         if not cls.is_integer():
             raise DataError(f"{where}: class id {fields[0]} is not a whole number (0..{nc - 1})")
@@ -135,10 +170,13 @@ def _parse_yolo_labels(
         n = 5 if kpt_shape is not None else len(values)  # a pose line's box: keypoints apart
         coords = values[1:n]
         if any(v < -COORD_TOL or v > 1 + COORD_TOL for v in coords):
-            raise DataError(f"{where}: normalised coordinates {fields[1:n]} outside [0, 1]")
-        coords = [min(max(v, 0.0), 1.0) for v in coords]
+            raise DataError(
+                f"{where}: normalised coordinates {fields[1:n]} outside [0, 1] (by more than "
+                f"{COORD_TOL:g})"
+            )
         if polygon:  # its bounding box, as Ultralytics' detect task reads one
-            xs, ys = coords[0::2], coords[1::2]
+            points = [min(max(v, 0.0), 1.0) for v in coords]  # a point past the edge, on it
+            xs, ys = points[0::2], points[1::2]
             x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
             coords = [(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0]
         rows.append(coords)
@@ -149,9 +187,13 @@ def _parse_yolo_labels(
     cxcywh = np.array(rows, dtype=np.float64)
     scale = np.array([width, height, width, height], dtype=np.float64)
     xyxy = np.concatenate([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], 1)
-    xyxy, keep = clip_to_image(xyxy * scale, width, height)
-    if empty is not None:
-        empty.extend(f"{path}:{n}" for n, k in zip(lines, keep, strict=True) if not k)
+    pixels = xyxy * scale
+    xyxy, keep = clip_to_image(pixels, width, height)
+    if notes is not None:
+        notes.empty.extend(f"{path}:{n}" for n, k in zip(lines, keep, strict=True) if not k)
+        cut = past_edge(pixels, width, height, keep)
+        if cut:
+            notes.clipped[str(path)] = cut
     return xyxy[keep].astype(np.float32), np.array(classes, dtype=np.int64)[keep]
 
 
@@ -234,14 +276,14 @@ def read_yolo(
     hint = "" if folder else f"relative entries resolve against the list's folder {source.parent}"
     sizes = probe_images(files, source, skipped, hint=hint)
     ldir = Path(labels_dir) if labels_dir is not None else None
-    samples, missing, empty = [], [], []
+    samples, missing, notes = [], [], LabelNotes()
     label_of: dict[Path, list[Path]] = {}  # an existing label file -> its images
     for image_id, f in tracked(enumerate(files), len(files), f"reading the labels of {source}"):
         if f not in sizes:
             continue
         w, h = sizes[f]
         label = label_path_for(f, folder, ldir)
-        parsed = _parse_yolo_labels(label, len(names), w, h, empty, kpt_shape)
+        parsed = _parse_yolo_labels(label, len(names), w, h, notes, kpt_shape)
         if parsed is None:
             missing.append(f)
             parsed = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
@@ -258,7 +300,7 @@ def read_yolo(
             len(samples),
             example,
         )
-    warn_empty(source, "label(s)", empty)
+    notes.warn(source)
     if unlabelled is not None:
         unlabelled.extend(missing)
     return samples

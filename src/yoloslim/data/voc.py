@@ -126,6 +126,8 @@ def _parse_objects(
     """Boxes and classes of the objects, and of the difficult ones apart (unless
     ``keep_difficult``, when they are objects like the others)."""
     boxes, classes, hard_boxes, hard_classes = [], [], [], []
+    seen: set[tuple] = set()
+    repeated: list[str] = []
     for obj in (c for c in ann.children if c.tag == "object"):
         name_node = obj.find("name")
         if name_node is None:
@@ -133,8 +135,7 @@ def _parse_objects(
         name = name_node.text.strip()
         if name not in names:
             raise DataError(f"{path}:{name_node.line}: class {name!r} not in names {list(names)}")
-        difficult = obj.find("difficult")
-        hard = difficult is not None and difficult.text.strip() == "1" and not keep_difficult
+        hard = _difficult(path, obj) and not keep_difficult
         try:
             box = _box(path, obj)
         except DataError as e:
@@ -143,9 +144,40 @@ def _parse_objects(
             # an ignore region only: skipped, as every difficult object was before
             log.warning("%s; a difficult object, left out", e)
             continue
+        key = (name, tuple(box), hard)
+        if key in seen:  # the same object twice: one ground truth box stays unmatched
+            repeated.append(f"{path}:{obj.line}")
+            continue
+        seen.add(key)
         (hard_boxes if hard else boxes).append(box)
         (hard_classes if hard else classes).append(names.index(name))
+    if repeated:
+        log.warning(
+            "%s: %d <object>(s) repeating another (name, box, difficult) left out, one copy "
+            "kept (%s)",
+            path,
+            len(repeated),
+            ", ".join(repeated[:3]) + (", ..." if len(repeated) > 3 else ""),
+        )
     return boxes, classes, hard_boxes, hard_classes
+
+
+def _difficult(path: Path, obj: _Node) -> bool:
+    """An ``<object>``'s ``<difficult>`` flag: 0/1 (as VOC writes it), a number, or
+    true/false (``true`` was read as not difficult, and the object was trained on)."""
+    node = obj.find("difficult")
+    text = (node.text or "").strip().lower() if node is not None else ""
+    if text in ("", "0", "false", "no"):
+        return False
+    if text in ("1", "true", "yes"):
+        return True
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value in (0.0, 1.0):
+        return value == 1.0
+    raise DataError(f"{path}:{node.line}: <difficult>{node.text}</difficult> is not 0 or 1")
 
 
 def _box(path: Path, obj: _Node) -> list[float]:
