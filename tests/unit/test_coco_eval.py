@@ -464,3 +464,44 @@ def test_only_detections_coco_can_score_are_kept_and_the_map_is_the_same():
     assert a == b and a["map"] > 0
     few = torch.tensor([[0.0, 0, 10, 10, 0.9, 0]])
     assert scored_only(few) is few  # nothing to trim: the same tensor
+
+
+def test_a_model_of_the_datas_classes_in_another_order_is_scored_by_name(tmp_path, caplog):
+    # val paired classes by index: the data's names in another order gave mAP 10.5 for 16.5
+    from yoloslim.eval.val import validate
+
+    imgs = fake_images(3, width=64, height=48, nc=2, seed=4)
+    data = write_yolo(tmp_path, {"train": imgs[:1], "val": imgs}, ["a", "b"])
+    oracle = _OracleModule(data)
+    assert validate(oracle, data, imgsz=64)["map"] == pytest.approx(1.0)
+
+    class Swapped(torch.nn.Module):  # its channel 0 is "b": names and scores in its order
+        def __init__(self):
+            super().__init__()
+            self.inner, self.names, self.nc = oracle, ["b", "a"], 2
+            self.one = oracle.one
+
+        def forward(self, x):
+            out = self.inner(x)
+            return torch.cat([out[..., :4], out[..., 4:].flip(-1)], -1)
+
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        res = validate(Swapped(), data, imgsz=64)
+    assert res["map"] == pytest.approx(1.0)
+    assert "the same classes in another order, matched by name" in caplog.text
+
+
+def test_val_says_when_max_det_or_a_high_conf_lowers_the_map(tmp_path, caplog):
+    from yoloslim.eval.val import validate
+
+    imgs = fake_images(3, width=64, height=48, nc=2, seed=4)
+    data = write_yolo(tmp_path, {"train": imgs[:1], "val": imgs}, ["a", "b"])
+    most = max(len(i.boxes) for i in imgs)
+    assert most > 1
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        res = validate(_OracleModule(data), data, imgsz=64, max_det=1, conf=0.05)
+    assert res["capped_images"] >= 1 and res["max_det"] == 1 and res["conf"] == 0.05
+    said = " ".join(caplog.text.split())
+    assert "image(s) gave max_det=1 detections, the cap" in said
+    assert "conf=0.05: mAP counts only the detections above it" in said
+    assert validate(_OracleModule(data), data, imgsz=64)["capped_images"] == 0

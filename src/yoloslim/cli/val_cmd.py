@@ -20,6 +20,7 @@ def val(
     batch: int = typer.Option(16, help="Batch size."),
     conf: float = typer.Option(0.001, help="Confidence threshold."),
     iou: float = typer.Option(0.65, help="NMS IoU threshold."),
+    max_det: int = typer.Option(300, help="Detections kept per image (warned when one hits it)."),
     ov_precision: str = typer.Option(
         None,
         help="OpenVINO .xml only: compute in f32, bf16 or f16 (default: the plugin's choice, "
@@ -47,13 +48,15 @@ def val(
         iou=iou,
         progress=True,
         ov_precision=ov_precision,
+        max_det=max_det,
     )
     # first: the metrics of a whole evaluation are kept whatever the printing below does
     write_json(json_path, res)
     # paths and class names are the user's: printed as they are, never read as rich markup
     table = Table(
         title=f"{literal(model)} on {literal(data)}",
-        caption=f"{literal(res['runtime'])} ({literal(res['precision'])}) at {res['imgsz']} px",
+        caption=f"{literal(res['runtime'])} ({literal(res['precision'])}) at {res['imgsz']} px, "
+        f"conf {res['conf']:g}, iou {res['iou']:g}, max_det {res['max_det']}",
     )
     table.add_column("class")
     table.add_column("AP50-95 (%)", justify="right")  # --json holds fractions

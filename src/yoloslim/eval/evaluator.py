@@ -45,7 +45,8 @@ def evaluate(
         progress: Show a rich progress bar.
 
     Returns:
-        :func:`~yoloslim.eval.coco.coco_map`'s dict plus ``speed_ms_per_image``
+        :func:`~yoloslim.eval.coco.coco_map`'s dict plus ``capped_images`` (images that
+        gave ``max_det`` detections) and ``speed_ms_per_image``
         (time inside ``infer`` only, CUDA synchronised; each batch shape is run once untimed
         first, so a runtime's one-time set-up at a shape is not counted).
 
@@ -57,7 +58,7 @@ def evaluate(
 
     loader = build_dataloader(dataset, batch_size, workers=workers)
     detections: list[dict[str, Any]] = []
-    infer_s, n_images = 0.0, 0
+    infer_s, n_images, capped = 0.0, 0, 0
     shapes: set[tuple[int, ...]] = set()
     for imgs, _, metas in _progress(loader, progress):
         x = imgs.float().div_(255)
@@ -73,10 +74,12 @@ def evaluate(
         infer_s += time.perf_counter() - t0
         n_images += len(imgs)
         dets = postprocess(preds, conf=conf, iou=iou, max_det=max_det)
+        capped += sum(len(d) >= max_det for d in dets)
         for det, meta in zip(dets, metas, strict=True):
             detections += _to_coco(scored_only(det.cpu()), meta, x.shape[-1])
     res = coco_map(dataset.coco_gt(), detections, names=list(dataset.names))
     res["speed_ms_per_image"] = 1000 * infer_s / max(1, n_images)
+    res["capped_images"] = capped  # images whose detections max_det cut
     return res
 
 

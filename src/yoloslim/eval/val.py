@@ -32,6 +32,10 @@ def require_boxes(data: str | Path, split: str = "val") -> None:
         )
 
 
+#: above it, val warns that mAP is lower than at the COCO threshold (0.001)
+LOW_CONF = 0.01
+
+
 @keeps_rng_state
 @torch.no_grad()
 def validate(
@@ -45,6 +49,7 @@ def validate(
     split: str = "val",
     progress: bool = False,
     ov_precision: str | None = None,
+    max_det: int = 300,
 ) -> dict:
     """Evaluate a model, checkpoint or exported artifact (.onnx, .xml, .torchscript), or a
     Predictor of one, on ``split``.
@@ -71,10 +76,16 @@ def validate(
         progress: show a progress bar.
         ov_precision: what OpenVINO computes an ``.xml`` in (``"f32"``, ``"bf16"``,
             ``"f16"``; default: the plugin's choice). A ConfigError for another artifact.
+        max_det: detections kept per image (an image that gives this many is warned about:
+            the lower-scored ones were not scored).
+
+    A model whose class names are the data's in another order is scored by name (warned);
+    other names, by index (warned).
 
     Returns:
         ``{"map", "map50", "map75", "per_class", "map_by_size", "images", "detections",
-        "speed_ms_per_image", "imgsz", "model", "runtime", "precision"}`` (mAP as fractions;
+        "speed_ms_per_image", "imgsz", "model", "runtime", "precision", "conf", "iou",
+        "max_det", "capped_images"}`` (mAP as fractions;
         ``map_by_size`` is COCO's small / medium / large split; None where undefined: see
         :func:`~yoloslim.eval.coco.coco_map`; ``runtime`` is torch, onnxruntime, openvino
         or torchscript; ``precision`` what it computed in, as ``bench`` reports it: an IR's
@@ -100,7 +111,7 @@ def validate(
     from yoloslim.runtime.predictor import Predictor, as_artifact
 
     check_imgsz(imgsz)
-    check_nms_settings(conf=conf, iou=iou)
+    check_nms_settings(conf=conf, iou=iou, max_det=max_det)
     check_flags(progress=progress)
     problem = int_problem(batch)
     if problem:
@@ -146,15 +157,34 @@ def validate(
     cfg = load_data_config(data)
     if hasattr(net, "nc"):
         check_class_count(net.nc, name, data)
-    model_names = list(getattr(net, "names", cfg.names))
-    if model_names != list(cfg.names):
+    model_names = [str(n) for n in getattr(net, "names", cfg.names)]
+    order = None  # the model's score channel of each of the data's classes
+    if model_names != list(cfg.names) and sorted(model_names) == sorted(cfg.names):
+        # the same classes in another order: matched by name (by index, a "cat" detection
+        # was scored against the data's class 0 whatever it is: mAP 10.5 for 16.5)
+        order = [model_names.index(n) for n in cfg.names]
         log.warning(
-            "%s was trained with class names %s but %s names them %s; the per-class APs "
-            "use the data's names",
+            "%s names its classes %s and %s %s: the same classes in another order, matched "
+            "by name",
             name,
             model_names,
             data,
             list(cfg.names),
+        )
+    elif model_names != list(cfg.names):
+        log.warning(
+            "%s was trained with class names %s but %s names them %s; its class i is scored "
+            "as the data's class i (the per-class APs use the data's names)",
+            name,
+            model_names,
+            data,
+            list(cfg.names),
+        )
+    if conf > LOW_CONF:
+        log.warning(
+            "conf=%g: mAP counts only the detections above it, so it is lower than at COCO's "
+            "0.001 (the default); a deployment threshold is no mAP threshold",
+            conf,
         )
     with shown(progress):
         samples = load_samples(cfg, split)
@@ -178,7 +208,7 @@ def validate(
                 f"model: {name} gives {got}, not a detector's decoded output (batch, anchors, "
                 "4 + classes)"
             )
-        return out
+        return out if order is None else torch.cat([out[..., :4], out[..., 4:][..., order]], -1)
 
     try:
         res = evaluate(
@@ -187,11 +217,27 @@ def validate(
             batch_size=batch,
             conf=conf,
             iou=iou,
+            max_det=max_det,
             progress=progress,
         )
     finally:
         net.train(was_training)
-    res.update(imgsz=imgsz, model=name, runtime=runtime, precision=precision)
+    if res["capped_images"]:
+        log.warning(
+            "%d image(s) gave max_det=%d detections, the cap: their lower-scored ones were "
+            "not scored, so mAP may be lower than COCO's rule gives (raise max_det, --max-det)",
+            res["capped_images"],
+            max_det,
+        )
+    res.update(
+        imgsz=imgsz,
+        model=name,
+        runtime=runtime,
+        precision=precision,
+        conf=conf,
+        iou=iou,
+        max_det=max_det,
+    )
     log.info(
         "%s: %d %s images at %d px (%s, %s): mAP50-95 %s, %d detections, %.1f ms per image",
         name,
