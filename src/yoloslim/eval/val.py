@@ -164,8 +164,7 @@ def validate(
         # was scored against the data's class 0 whatever it is: mAP 10.5 for 16.5)
         order = [model_names.index(n) for n in cfg.names]
         log.warning(
-            "%s names its classes %s and %s %s: the same classes in another order, matched "
-            "by name",
+            "%s names its classes %s and %s %s: the same classes in another order, matched by name",
             name,
             model_names,
             data,
