@@ -456,6 +456,7 @@ def run_budget(
         same = {
             "rounds": lat.rounds,
             "runs_per_round": lat.runs_per_round,
+            "warmup": lat.warmup,
             "threads": lat.threads or "runtime default",
             "data": str(data),
         }

@@ -580,9 +580,42 @@ def _check_baseline_size(rec: Recipe, model: str) -> None:
                 )
 
 
+def data_digest(data: str | Path) -> str | None:
+    """A digest of what a run's measurements rest on: the data.yaml's text and the val
+    split's samples (each image's path, size on disk, modification time and labels). The
+    data regenerated in place, or its labels edited, gives another digest. None for data
+    that does not read (the stage that reads it says what is wrong)."""
+    import hashlib
+
+    import numpy as np
+
+    from yoloslim.data import load_data_config, load_samples
+    from yoloslim.errors import DataError
+    from yoloslim.progress import quieted
+
+    try:
+        cfg = load_data_config(data)
+        h = hashlib.sha1(Path(data).expanduser().read_bytes())
+        with quieted("yoloslim.data", logging.ERROR):  # its warnings are the stages' to give
+            samples = load_samples(cfg, "val")
+    except (DataError, OSError):
+        return None
+    for smp in samples:
+        st = Path(smp.path).stat()
+        h.update(f"{smp.path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        for arr in (smp.boxes, smp.classes, smp.ignore):
+            h.update(np.ascontiguousarray(arr).tobytes() if arr is not None else b"-")
+    return h.hexdigest()
+
+
 def run_inputs(model: str | Path | None, data: str | Path) -> dict:
-    """What a resumed run must be given again: the model file (path, size, mtime) and data."""
-    entry: dict = {"model": None, "data": str(Path(data).resolve())}
+    """What a resumed run must be given again: the model file (path, size, mtime) and the
+    data (its path, and :func:`data_digest`)."""
+    entry: dict = {
+        "model": None,
+        "data": str(Path(data).resolve()),
+        "data_digest": data_digest(data),
+    }
     if model is not None:
         st = Path(model).stat()
         entry.update(
@@ -612,6 +645,12 @@ def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = N
         raise ConfigError(
             f"{out}: the model {inputs['model']} changed since this run (size or modification "
             "time); choose another output folder"
+        )
+    if saved.get("data_digest") not in (None, inputs.get("data_digest")):
+        raise ConfigError(
+            f"{out}: the data {inputs['data']} changed since this run (its data.yaml, or its "
+            "val split's images or labels): the run's measurements are of the old data; "
+            "choose another output folder"
         )
     for key, what in (also or {}).items():
         if saved.get(key) != inputs[key]:

@@ -1103,3 +1103,19 @@ def test_a_quantize_stage_that_missed_its_budget_is_said_in_the_runs_record(
     res = run_recipe(model, data, recipe, out=tmp_path / "out")
     said = [s.get("warning") for s in res.report["stages"]]
     assert said[0] is None and "budget of 0.5 mAP points was not met: 1.2 points" in said[1]
+
+
+def test_a_resume_on_data_changed_since_is_refused(tmp_path, inputs, ran):
+    # the data regenerated in place: a resume kept the old measurements (the baseline's
+    # mAP of the old val split) and said nothing; only the data's path was recorded
+    from yoloslim.data.synth import synthesize
+    from yoloslim.pipeline import run_recipe
+
+    model, _ = inputs
+    data = synthesize(tmp_path / "d", images=6, imgsz=64, classes=2, seed=0)
+    recipe = {"stages": [{"export": {"formats": ["onnx"]}}]}
+    run_recipe(model, data, recipe, out=tmp_path / "o")
+    run_recipe(model, data, recipe, out=tmp_path / "o", resume=True)  # as it was: fine
+    synthesize(tmp_path / "d", images=6, imgsz=64, classes=2, seed=1)  # in place
+    with pytest.raises(ConfigError, match=r"the data .* changed since this run \(its data.yaml"):
+        run_recipe(model, data, recipe, out=tmp_path / "o", resume=True)
