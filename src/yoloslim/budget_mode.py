@@ -144,9 +144,9 @@ def _check_budget_args(model, target_latency, max_drop, ratios) -> list[float]:
     seen: dict[str, float | str] = {"0.00": "the baseline's 0"}
     if any(f"{r:.2f}" == "1.00" for r in ratios):
         raise ConfigError(
-            f"ratios={list(ratios)} (--ratios): a ratio of 0.995 or more is named 1.00 (its "
-            "folder and row are named by the ratio to two decimals), as if every channel went; "
-            "give at most 0.99"
+            f"ratios={list(ratios)} (--ratios): a ratio that rounds to 1.00 at two decimals "
+            "is named 1.00 (its folder and row are named by the ratio to two decimals), as if "
+            "every channel went; give at most 0.99"
         )
     for r in ratios:  # a candidate's folder and row are named by its ratio to 2 decimals
         if f"{r:.2f}" in seen:

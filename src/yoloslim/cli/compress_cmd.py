@@ -114,7 +114,9 @@ def compress(
             soft_wrap=True,
         )
     label = "selected model" if res.report.get("mode") == "budget" else "final checkpoint"
-    console.print(f"{label}: {literal(res.report.get('final_model'))}; reports in {literal(out)}")
+    final = res.report.get("final_model")
+    shown = literal(final) if final is not None else "none (no candidate meets the budget)"
+    console.print(f"{label}: {shown}; reports in {literal(out)}")
     deployable = res.report.get("deployable") or {}
     if deployable:
         shown = ", ".join(f"{k}: {v}" for k, v in deployable.items())
