@@ -370,7 +370,15 @@ def run_budget(
         check_resume_inputs(out, inputs, {"templates": "the recipe's prune or quantize stage"})
     with folder_lock(out, "compress (budget)"):  # made here, if it is not there yet
         if not resume:  # a fresh run: no candidate of an earlier one in this folder is reused
-            for marker in (out / "grid").glob("ratio-*/*.txt"):
+            earlier = sorted((out / "grid").glob("ratio-*/*.txt"))
+            if earlier:
+                log.warning(
+                    "%s: an interrupted run made %d candidate file(s) here; this run starts "
+                    "afresh and makes them again (--resume, resume=True, keeps them)",
+                    out,
+                    len(earlier),
+                )
+            for marker in earlier:
                 marker.unlink()
         atomic_write_text(out / "inputs.json", json.dumps(inputs, indent=1) + "\n")
 

@@ -551,3 +551,26 @@ def test_the_front_table_heads_every_column_and_says_what_drop_is_from(capsys):
     assert "drop vs baseline (pts)" in out and "┃ selected ┃" in out  # a column without a head
     assert "drop: from the baseline row's mAP as bench measured it" in out
     assert "0.300 │ 6.000 │ yes │ yes" in out  # b: within budget, and the one selected
+
+
+def test_budget_mode_without_resume_says_it_makes_an_interrupted_runs_files_again(
+    base, tmp_path, monkeypatch, caplog
+):
+    # the same command without --resume deleted the finished candidates without a word
+    ckpt, data = base
+    out = tmp_path / "b"
+    marker = out / "grid" / "ratio-0.30" / "pruned.txt"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("pruned.pt\n")
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("yoloslim.compress.prune.prune", stop)
+    monkeypatch.setattr("yoloslim.compress.quantize.quantize", stop)
+    with caplog.at_level("WARNING", logger="yoloslim"), pytest.raises(KeyboardInterrupt):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=1.0, ratios=(0.3,))
+    assert "an interrupted run made 1 candidate file(s) here; this run starts afresh" in (
+        caplog.text
+    )
+    assert not marker.exists()
