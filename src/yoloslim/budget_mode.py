@@ -183,6 +183,14 @@ def _templates(rec: Recipe, ratios) -> tuple[dict, Any, BenchStage]:
             "; ".join(_DEFAULTS[n] for n in missing),
         )
     prune_cfg = _template(rec, "prune", PruneConfig(latency=False))
+    unused = [k for k in ("target_flops", "target_params") if getattr(prune_cfg, k)]
+    if unused:  # the grid's ratios stand in for them (they were dropped without a word; a
+        # ratio, as the shipped recipes give, is the grid's to set: unsaid)
+        log.warning(
+            "the recipe's prune stage sets %s: budget mode prunes each candidate at a ratio "
+            "of the grid (--ratios, ratios=) instead",
+            ", ".join(f"{k}={getattr(prune_cfg, k)}" for k in unused),
+        )
     prune_cfgs = {  # checked now, not when its candidate's turn comes
         r: dataclasses.replace(
             prune_cfg, ratio=r, target_flops=None, target_params=None, latency=False
@@ -328,6 +336,8 @@ def run_budget(
             "on resume): save it with ys.save_checkpoint and pass the path"
         )
     ratios = _check_budget_args(model, target_latency, max_drop, ratios)
+    # plain numbers: numpy ones were written to budget.json as strings ("3.0")
+    target_latency, max_drop = plain_numbers(target_latency), plain_numbers(max_drop)
     # absolute: the run records its candidates' paths and resumes from any folder
     model = Path(model).expanduser().absolute()
     data = Path(data).expanduser().absolute()

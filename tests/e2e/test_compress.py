@@ -574,3 +574,23 @@ def test_budget_mode_without_resume_says_it_makes_an_interrupted_runs_files_agai
         caplog.text
     )
     assert not marker.exists()
+
+
+def test_budget_mode_says_a_prune_target_of_the_recipe_is_not_used(
+    base, tmp_path, monkeypatch, caplog
+):
+    # the grid's ratios replaced a recipe's prune target_flops without a word
+    ckpt, data = base
+    recipe = json.loads(json.dumps(BUDGET_RECIPE))
+    recipe["stages"][0]["prune"]["target_flops"] = 0.05
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("yoloslim.compress.prune.prune", stop)
+    monkeypatch.setattr("yoloslim.compress.quantize.quantize", stop)
+    with caplog.at_level("WARNING", logger="yoloslim"), pytest.raises(KeyboardInterrupt):
+        run_budget(ckpt, data, recipe, out=tmp_path / "b", max_drop=1.0, ratios=(0.3,))
+    assert "the recipe's prune stage sets target_flops=0.05: budget mode prunes each" in (
+        caplog.text
+    )
