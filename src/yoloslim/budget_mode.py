@@ -484,9 +484,13 @@ def run_budget(
             bench = benchmark(paths, data, batches=(1,), latency=lat, names=names).report
             bench["command"] = invocation(drop=("--resume",))  # what a fresh machine runs
             write_report(bench, out)
-        elif not (holds_report(out, bench) and (out / "report.md").exists()):
-            # removed since, or a copied run's naming the original's files: written again
-            write_report(bench, out)
+        else:
+            # the command that makes this selection (a resume may give another --max-drop)
+            bench["command"] = invocation(drop=("--resume",))
+            if not (holds_report(out, bench) and (out / "report.md").exists()):
+                # removed since, a copied run's naming the original's files, or another
+                # command: written again
+                write_report(bench, out)
         front, best = select_candidate(candidates, bench["rows"], max_drop, target_latency)
         final = {
             "recipe": rec.name,

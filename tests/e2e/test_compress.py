@@ -246,6 +246,10 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
     )
     assert again.report["selected"] is None and again.model is None
     assert not any(e["ok"] for e in again.report["front"])
+    # the reports give the command that makes this selection (they kept the first run's)
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/yoloslim", "compress", "--max-drop", "9"])
+    run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=9.0, ratios=(0.3,), resume=True)
+    assert "yoloslim compress --max-drop 9`" in (out / "report.md").read_text()
     assert [e["latency_ms"] for e in again.report["front"]] == [e["latency_ms"] for e in front]
     # the run records absolute paths (it resumes from any folder) and its inputs: another
     # model, data or recipe template is refused, not answered with the old candidates
