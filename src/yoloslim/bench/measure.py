@@ -166,16 +166,7 @@ def benchmark(
 
     # every file readable and yoloslim's before a worker starts (one line, not a traceback),
     # each bad one named at once (`bench exp/*` stopped at the first)
-    described, bad = [], []
-    for p in paths:
-        try:
-            described.append(describe(p))
-        except ModelError as e:
-            bad.append(str(e))
-    if len(bad) == 1:
-        raise ModelError(bad[0])
-    if bad:
-        raise ModelError(f"{len(bad)} of the artifacts cannot be measured: " + "; ".join(bad))
+    described = _each(describe, paths)
     if data is not None:  # mAP is measured last: a wrong data.yaml was found after minutes
         from yoloslim.data.config import check_class_count, load_data_config
 
@@ -325,6 +316,22 @@ def _warn_if_busy(cfg: LatencyConfig) -> None:
         )
 
 
+def _each(fn, items: list) -> list:
+    """``fn`` of every item; one ModelError naming every item it failed on (``bench exp/*``
+    stopped at the first bad file, and the next run at the second)."""
+    done, bad = [], []
+    for item in items:
+        try:
+            done.append(fn(item))
+        except ModelError as e:
+            bad.append(str(e))
+    if len(bad) == 1:
+        raise ModelError(bad[0])
+    if bad:
+        raise ModelError(f"{len(bad)} of the artifacts cannot be measured: " + "; ".join(bad))
+    return done
+
+
 def _artifact_paths(artifacts: Sequence[str | Path] | str | Path) -> list[Path]:
     from yoloslim.runtime.predictor import Predictor
 
@@ -337,7 +344,7 @@ def _artifact_paths(artifacts: Sequence[str | Path] | str | Path) -> list[Path]:
             f"artifacts: expected an artifact path or a list of them, got "
             f"{type(artifacts).__name__}"
         ) from None
-    paths, bad = [], []
+    given = []
     for k, a in enumerate(artifacts):
         if isinstance(a, Predictor):  # it stands for the file it runs
             own = {k: v for k, v in a.settings.items() if v not in (None, "cpu")}
@@ -355,14 +362,8 @@ def _artifact_paths(artifacts: Sequence[str | Path] | str | Path) -> list[Path]:
                 f"artifacts[{k}]: a {type(a).__name__}, not a file; bench measures files "
                 "(save a model with save_checkpoint, or export it, first)"
             )
-        try:
-            paths.append(check_artifact(a))
-        except ModelError as e:
-            bad.append(str(e))
-    if len(bad) == 1:
-        raise ModelError(bad[0])
-    if bad:
-        raise ModelError(f"{len(bad)} of the artifacts cannot be measured: " + "; ".join(bad))
+        given.append(a)
+    paths = _each(check_artifact, given)
     if not paths:
         raise ConfigError("benchmark needs at least one artifact")
     seen: dict[Path, Path] = {}
