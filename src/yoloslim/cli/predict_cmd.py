@@ -121,7 +121,7 @@ def predict(
     labels = {f: save / "labels" / f"{d.stem}.txt" for f, d in outputs.items()} if save_txt else {}
     if save:
         earlier = _earlier_records(save / "detections.json")
-        _check_drawn_names(save, outputs, earlier)
+        _check_drawn_names(save, outputs)
         ledger = _label_ledger(save)
         _check_label_names(save, labels, earlier, ledger)
         _warn_inside_source(source, save)
@@ -325,24 +325,18 @@ def _earlier_records(path: Path) -> list[dict]:
     return data
 
 
-def _check_drawn_names(save: Path, outputs: dict[Path, Path], earlier: list[dict]) -> None:
+def _check_drawn_names(save: Path, outputs: dict[Path, Path]) -> None:
     """ConfigError when a drawn image or video would replace a file in ``save`` that predict
     did not draw (a photo or video of the user's named like one). Predict's own: a JPEG with
-    its comment, a video with it as its container's comment tag, or an image the ``earlier``
-    records (of the ``detections.json`` beside it) account for (an earlier version's drawn
-    images carry no comment)."""
+    its comment, a video with it as its container's comment tag. (A name an earlier run's
+    records list is no proof: a photo copied in at that name was replaced.)"""
     from PIL import Image
 
     from yoloslim.errors import ConfigError
-    from yoloslim.runtime.draw import DRAWN_COMMENT, drawn_paths
+    from yoloslim.runtime.draw import DRAWN_COMMENT
 
-    try:
-        images = [Path(r["image"]) for r in earlier if "image" in r]
-        recorded = {p.name for p in drawn_paths(images, save).values()} if images else set()
-    except Exception:  # noqa: BLE001 - an earlier run's inputs may be gone or moved
-        recorded = set()
     for dst in outputs.values():
-        if not dst.is_file() or dst.name in recorded:
+        if not dst.is_file():
             continue
         if dst.suffix == ".mp4":
             from yoloslim.runtime.video import video_comment
