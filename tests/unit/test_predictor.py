@@ -879,3 +879,28 @@ def test_a_predictor_whose_file_changed_is_not_taken_for_the_new_file(ckpt, tmp_
     after = pred(np.zeros((64, 64, 3), np.uint8))[0]  # still runs the weights it loaded
     assert np.array_equal(before.boxes, after.boxes) and len(before.boxes)
     assert ys.load(path).model is not None  # loaded again: the file as it is now
+
+
+def test_an_onnx_on_cuda_n_asks_for_gpu_n_and_says_when_it_runs_elsewhere(
+    ckpt, tmp_path, monkeypatch, caplog
+):
+    # --device cuda:1 ran on GPU 0 (no device_id), and a CPU fallback went unsaid
+    import onnxruntime as ort
+
+    from yoloslim.runtime.backends import load_backend
+
+    onnx_path = ys.export(ckpt, tmp_path, formats=["onnx"], verify=False).artifacts["onnx"]
+    asked, real = [], ort.InferenceSession
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider"])
+
+    def session(path, so, providers):
+        asked.append(providers)
+        return real(path, so, providers=["CPUExecutionProvider"])  # as if CUDA did not start
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        load_backend(onnx_path, device="cuda:1")
+    assert asked[0][0] == ("CUDAExecutionProvider", {"device_id": 1})
+    assert "device='cuda:1' asked, but onnxruntime runs it on CPUExecutionProvider" in caplog.text
+    with pytest.raises(ConfigError, match=r"device='cuda:x': expected cuda or cuda:N"):
+        load_backend(onnx_path, device="cuda:x")

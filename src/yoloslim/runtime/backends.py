@@ -231,8 +231,20 @@ class OnnxRuntimeBackend(Backend):
                     f"device={device!r}: this onnxruntime has no CUDA provider "
                     f"(available: {ort.get_available_providers()})"
                 )
-            providers.insert(0, "CUDAExecutionProvider")
+            index = device.split(":", 1)[1] if ":" in device else "0"  # cuda:1 ran on GPU 0
+            if not index.isdigit():
+                raise ConfigError(f"device={device!r}: expected cuda or cuda:N (a GPU's number)")
+            index = int(index)
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
         self.session = ort.InferenceSession(str(path), so, providers=providers)
+        if device.startswith("cuda") and self.session.get_providers()[0] != "CUDAExecutionProvider":
+            log.warning(
+                "%s: device=%r asked, but onnxruntime runs it on %s (the CUDA provider did not "
+                "start: its CUDA/cuDNN libraries?)",
+                path,
+                device,
+                self.session.get_providers()[0],
+            )
         outputs = [o.name for o in self.session.get_outputs()]
         self.end_to_end = onnx_end_to_end(outputs)  # detections, not preds
         meta = self.session.get_modelmeta().custom_metadata_map
