@@ -1578,3 +1578,18 @@ def test_predict_warns_of_a_save_folder_that_is_a_dataset_split(tmp_path, capsys
     assert "looks like a dataset's image folder" in " ".join(capsys.readouterr().err.split())
     _warn_inside_source(data / "images" / "val", tmp_path / "out")
     assert capsys.readouterr().err == ""
+
+
+def test_predict_into_a_save_of_other_images_says_their_records_go(
+    trained, data_yaml, tmp_path, capsys
+):
+    # the first run's records were dropped without a word; its drawings and labels stayed
+    model = ["--model", str(trained / "best.pt"), "--save", str(tmp_path / "s"), "--save-txt"]
+    val, train = (data_yaml.parent / "images" / k for k in ("val", "train"))
+    assert main(["predict", str(val), *model]) == 0
+    assert main(["predict", str(val), *model]) == 0  # the same images: nothing to say
+    assert "does not predict" not in capsys.readouterr().err
+    assert main(["predict", str(train), *model]) == 0
+    n = len(list(val.iterdir()))
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"its detections.json holds {n} record(s) of images this run does not predict" in said

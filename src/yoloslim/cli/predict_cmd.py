@@ -121,6 +121,7 @@ def predict(
     labels = {f: save / "labels" / f"{d.stem}.txt" for f, d in outputs.items()} if save_txt else {}
     if save:
         earlier = _earlier_records(save / "detections.json")
+        _warn_other_records(save, earlier, files)
         _check_drawn_names(save, outputs)
         ledger = _label_ledger(save)
         _check_label_names(save, labels, earlier, ledger)
@@ -323,6 +324,28 @@ def _earlier_records(path: Path) -> list[dict]:
             "so move it or choose another --save folder"
         )
     return data
+
+
+def _warn_other_records(save: Path, earlier: list[dict], files: list[Path]) -> None:
+    """A warning when the folder's ``detections.json`` holds records of images this run does
+    not predict: this run's replaces it, and their drawings and labels stay without one."""
+    from rich.markup import escape
+
+    now = {str(Path(f).absolute()) for f in files}
+    gone = [
+        str(r["image"])
+        for r in earlier
+        if "image" in r and str(Path(r["image"]).absolute()) not in now
+    ]
+    if gone:
+        shown = ", ".join(gone[:3]) + (", ..." if len(gone) > 3 else "")
+        err_console.print(
+            f"[yellow]warning: --save {escape(str(save))}: its detections.json holds "
+            f"{len(gone)} record(s) of images this run does not predict ({escape(shown)}); "
+            "this run's detections.json replaces it, and their drawings and labels stay in "
+            "the folder without a record (another --save keeps them apart)",
+            soft_wrap=True,
+        )
 
 
 def _check_drawn_names(save: Path, outputs: dict[Path, Path]) -> None:
