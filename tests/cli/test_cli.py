@@ -1593,3 +1593,10 @@ def test_predict_into_a_save_of_other_images_says_their_records_go(
     n = len(list(val.iterdir()))
     said = " ".join(capsys.readouterr().err.split())
     assert f"its detections.json holds {n} record(s) of images this run does not predict" in said
+
+
+def test_predict_of_a_url_says_yoloslim_reads_local_files_only(tmp_path, capsys):
+    # the message was "https:/example.com/a.jpg: no such image" (Path() ate a slash)
+    assert main(["predict", "https://example.com/a.jpg", "--model", str(tmp_path / "m.pt")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "https://example.com/a.jpg: a URL; yoloslim reads local files only" in err

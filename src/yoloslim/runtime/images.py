@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -226,6 +227,11 @@ def image_files(source: str | Path) -> list[Path]:
             )
         return files
     if not p.exists():
+        if re.match(r"^(https?|ftp|rtsp|s3|gs):/", str(p), re.IGNORECASE):  # Path() ate a "/"
+            raise DataError(
+                f"{str(p).replace(':/', '://', 1)}: a URL; yoloslim reads local files only "
+                "(it never touches the network): download it first"
+            )
         raise DataError(f"{p}: no such image, folder or video{_pattern_hint(p)}")
     return [p]
 
