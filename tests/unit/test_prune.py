@@ -710,3 +710,32 @@ def test_a_frozen_backbone_is_pruned_with_its_couplings_and_stays_frozen(tmp_pat
     before = [m.out_channels for m in model.backbone.modules() if isinstance(m, nn.Conv2d)]
     assert sum(widths) < sum(before)  # the frozen backbone was pruned too
     assert all(not p.requires_grad for p in model.backbone.parameters())  # the input untouched
+
+
+def test_unstructured_sparsity_leaves_an_ignored_parents_convs_whole(model, tmp_path):
+    # --ignore backbone kept the backbone's channels but --unstructured zeroed its weights
+    before = {n: p.clone() for n, p in model.backbone.named_parameters()}
+    res = prune(model, None, config=cfg(unstructured=0.6, ignore=("backbone",)), out=tmp_path)
+    after = dict(res.model.backbone.named_parameters())
+    assert all(torch.equal(after[n], p) for n, p in before.items())
+    head = [m.weight for m in res.model.head.modules() if isinstance(m, nn.Conv2d)]
+    assert sum(int((w == 0).sum()) for w in head) > 0  # the rest was sparsified
+
+
+def test_prune_keeps_a_users_export_folders_and_says_a_distill_with_no_fine_tuning(
+    model, tiny_data, tmp_path, caplog
+):
+    # export/before and export/after, where prune exports what it times, were replaced; and
+    # --distill with --finetune-epochs 0 was recorded as distilled
+    mine = tmp_path / "export" / "before"
+    mine.mkdir(parents=True)
+    (mine / "model.onnx").write_text("mine")
+    with pytest.raises(ConfigError, match=r"export/before holds files no prune into .* made"):
+        prune(model, None, config=cfg(ratio=0.3), out=tmp_path)
+    assert (mine / "model.onnx").read_text() == "mine"
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        res = prune(model, tiny_data, config=cfg(ratio=0.3, distill=True), out=tmp_path / "d")
+    assert "this prune fine-tunes no epoch (finetune_epochs=0): nothing is distilled" in (
+        caplog.text
+    )
+    assert res.model.history[-1]["distilled"] is False

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -124,6 +125,7 @@ def prune(
     if isinstance(model, nn.Module):  # torch.compile's wrapper: its graph is the model's
         model = getattr(model, "_orig_mod", model)
     require("torch_pruning", "prune")  # before the baseline's evaluation, not after it
+    earlier_exports: list[Path] = []
     if out is not None:
         check_path(out, "out", "the output folder's path")
         out = Path(out).expanduser()  # not a folder named '~' in the working directory
@@ -136,7 +138,7 @@ def prune(
                 f"{o} holds a pruned model (pruned.pt) that this prune would replace; choose "
                 "another out (--out), or pass exist_ok=True (--exist-ok) to replace it"
             )
-        _refuse_others_runs(o, exist_ok)
+        earlier_exports = _refuse_others_runs(o, exist_ok)
     net, names, trained_imgsz = _load_model(model, data)
     upstream = list(getattr(net, "history", []))  # the fine-tuning inside is part of this step
     cfg = (
@@ -217,6 +219,10 @@ def prune(
             result.artifacts["checkpoint"] = _save(net, Path(out), cfg, is_detector, last, original)
             report["checkpoint"] = str(result.artifacts["checkpoint"])
             _remove_stale_runs(Path(out), cfg)
+            if latency is None:  # an earlier prune's timed exports, of another model
+                for d in earlier_exports:
+                    log.info("removing %s: an earlier prune's export, of another model", d)
+                    shutil.rmtree(d, ignore_errors=True)
             # the report itself, as --json, export_report.json and quant_report.json hold
             result.artifacts["report"] = atomic_write_text(
                 Path(out) / "prune_report.json", json.dumps(report, indent=2, default=str) + "\n"
@@ -263,7 +269,23 @@ def _load_model(model, data) -> tuple[nn.Module, list[str] | None, int | None]:
     return net.eval(), getattr(net, "names", None), imgsz
 
 
+def _fine_tunes(cfg: PruneConfig) -> bool:
+    """Whether the prune fine-tunes at all (after it, or between its steps)."""
+    return bool(cfg.finetune_epochs or (cfg.finetune_between and cfg.steps > 1))
+
+
 def _check_feasible(cfg: PruneConfig, net: nn.Module, data, is_detector: bool) -> None:
+    if cfg.distill and not _fine_tunes(cfg):  # it was recorded as distilled, and was not
+        log.warning(
+            "distill (--distill) distils while fine-tuning, and this prune fine-tunes no "
+            "epoch (finetune_epochs=0): nothing is distilled"
+        )
+    if cfg.finetune_between and cfg.steps == 1:
+        log.warning(
+            "finetune_between=%d (--finetune-between) fine-tunes between steps, and steps=1 "
+            "has none: it is not used",
+            cfg.finetune_between,
+        )
     needs_detector = {
         "finetune_epochs/finetune_between": cfg.finetune_epochs or cfg.finetune_between,
         "criterion='taylor'": cfg.criterion == Criterion.TAYLOR,
@@ -550,11 +572,14 @@ def _prune_made(run: Path, out: Path) -> bool | None:
     return True
 
 
-def _refuse_others_runs(out: Path, exist_ok: bool) -> None:
+def _refuse_others_runs(out: Path, exist_ok: bool) -> list[Path]:
     """ConfigError when ``out``'s finetune*/ holds a training run that no prune into ``out``
     made (a user's run, say, under the same name): fine-tuning there would replace its
     checkpoints. One an earlier yoloslim's prune left (its history names no prune step) is
-    replaced with ``exist_ok`` where that prune's pruned.pt is there too."""
+    replaced with ``exist_ok`` where that prune's pruned.pt is there too. The same for
+    ``export/before`` and ``export/after``, where prune exports the models it times: they are
+    an earlier prune's only beside its prune_report.json; returns those (of another model,
+    removed when this prune times nothing)."""
     earlier_prune = exist_ok and (out / "pruned.pt").is_file()
     for run in _fine_tuning_runs(out):
         if _prune_made(run, out) is False and not earlier_prune:
@@ -563,12 +588,27 @@ def _refuse_others_runs(out: Path, exist_ok: bool) -> None:
                 f"in {run.name}/ and would replace its checkpoints: move it, or choose another "
                 "out (--out)"
             )
+    exports = [d for d in (out / "export" / "before", out / "export" / "after") if d.exists()]
+    if exports and not _is_prune_report(out / "prune_report.json"):
+        raise ConfigError(
+            f"{exports[0]} holds files no prune into {out} made; prune exports the models it "
+            "times into export/before and export/after, and would replace them: move them, or "
+            "choose another out (--out)"
+        )
+    return exports
+
+
+def _is_prune_report(path: Path) -> bool:
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and {"stages", "config", "table"} <= set(report)
 
 
 def _remove_stale_runs(out: Path, cfg: PruneConfig) -> None:
     """An earlier prune's fine-tuning runs that this one did not redo (it fine-tuned fewer
     times, or not at all) go once its pruned.pt is written: they were of another model."""
-    import shutil
 
     kept = {"finetune"} if cfg.finetune_epochs else set()
     if cfg.finetune_between:
@@ -619,7 +659,7 @@ def _history(upstream: list[dict], cfg: PruneConfig, out: str | Path | None) -> 
         target_params=cfg.target_params,
         depth_ratio=cfg.depth_ratio,
         finetune_epochs=cfg.finetune_epochs,
-        distilled=cfg.distill,
+        distilled=cfg.distill and _fine_tunes(cfg),  # distils while fine-tuning, or never
     )
     if out is None:
         return [*upstream, {"stage": "prune", "out": None, **details}]

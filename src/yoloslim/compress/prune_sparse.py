@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from yoloslim.compress.prune_width import ignored_modules
+from yoloslim.compress.prune_width import ignored_tree
 
 __all__ = ["apply_unstructured", "sparsity"]
 
@@ -42,7 +42,7 @@ def apply_unstructured(model: nn.Module, amount: float, ignore=()) -> dict:
     Returns:
         ``{"amount", "trained_form": sparsity(...), "deploy_form": sparsity(fused copy)}``.
     """
-    skip = set(map(id, ignored_modules(model, ignore)))
+    skip = ignored_tree(model, ignore)  # a parent's convs too (--ignore backbone)
     params = [
         (m, "weight") for m in model.modules() if isinstance(m, nn.Conv2d) and id(m) not in skip
     ]

@@ -72,6 +72,12 @@ def ignored_modules(model: nn.Module, patterns: Iterable[str]) -> list[nn.Module
     return [m for name, m in model.named_modules() if name and _matches(name, pats)]
 
 
+def ignored_tree(model: nn.Module, patterns: Iterable[str]) -> set[int]:
+    """The ids of the :func:`ignored_modules` and of every module inside one (``backbone``
+    names a parent: its convs are ignored too, as the channel pruner ignores them)."""
+    return {id(sub) for m in ignored_modules(model, patterns) for sub in m.modules()}
+
+
 def unmatched_patterns(model: nn.Module, patterns: Iterable[str]) -> list[str]:
     """The ``patterns`` (as :func:`ignored_modules` takes them) that name no module."""
     names = [name for name, _ in model.named_modules() if name]
@@ -445,7 +451,7 @@ def bn_sparsity_train(
     from yoloslim.train.loss import DetectionLoss
 
     crit = DetectionLoss(model.nc, model.reg_max, model.strides)
-    skip = set(map(id, ignored_modules(model, ignore)))
+    skip = ignored_tree(model, ignore)
     bns = [
         m
         for m in model.modules()
