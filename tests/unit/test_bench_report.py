@@ -445,6 +445,9 @@ def test_a_users_plot_and_rows_json_are_kept_and_a_report_folders_json_is_not_re
     with pytest.raises(ConfigError, match=r"names=\['a', 'a'\]: \['a'\] given more than once"):
         benchmark([artifacts[0], onnx_path], names=["a", "a"], latency=cfg)
     report = benchmark([onnx_path], batches=(1,), latency=cfg).report
+    # without data every row still has the documented keys, null (a KeyError for scripts)
+    assert (report["rows"][0]["map"], report["rows"][0]["map50"]) == (None, None)
+    assert report["rows"][0]["ratios"]["map_delta"] is None
     report["rows"][0].update(map=0.25, map50=0.5)  # a plot is drawn for rows with a mAP
     # a user's figure named pareto.png, or their own {"rows": ...} JSON: kept, the run refused
     figs = tmp_path / "figs"

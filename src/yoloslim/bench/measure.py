@@ -272,6 +272,9 @@ def benchmark(
             hint = base_cfg.ov_hint if row["runtime"] == "openvino" else None
             res = validate(row["path"], data, imgsz=imgsz, ov_precision=hint)
             row["map"], row["map50"] = res["map"], res["map50"]
+    for row in rows:  # every row has the keys (README): null where not measured
+        row.setdefault("map", None)
+        row.setdefault("map50", None)
     base = rows[0]
     for row in rows:
         row["ratios"] = _ratios(row, base)
@@ -428,6 +431,8 @@ def _ratios(row: dict, base: dict) -> dict:
         "latency": ratio(row["latency_ms"]["median"], base["latency_ms"]["median"]),
         "speedup": ratio(base["latency_ms"]["median"], row["latency_ms"]["median"]),
         "map_delta": (
-            round(row["map"] - base["map"], 4) if "map" in row and "map" in base else None
+            round(row["map"] - base["map"], 4)
+            if row.get("map") is not None and base.get("map") is not None
+            else None
         ),
     }

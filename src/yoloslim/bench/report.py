@@ -95,8 +95,8 @@ def table_rows(report: dict) -> list[list[str]]:
                 str(r.get("precision") or "-"),
                 _f(r["params"] / 1e6 if r.get("params") is not None else None, ".2f"),
                 _f(r.get("gflops"), ".2f"),
-                _f(100 * r["map"] if "map" in r else None, ".1f"),
-                _f(100 * r["map50"] if "map50" in r else None, ".1f"),
+                _f(100 * r["map"] if r.get("map") is not None else None, ".1f"),
+                _f(100 * r["map50"] if r.get("map50") is not None else None, ".1f"),
                 _f(lat["median"], ".2f"),
                 _f(lat["p90"], ".2f"),
                 _f(_fps(lat), ".1f"),
@@ -196,7 +196,7 @@ def pareto_front(latency: list[float], score: list[float]) -> set[int]:
 def _pareto(report: dict) -> bytes | None:
     """``pareto.png``'s bytes: mAP against latency of the rows with a mAP (None without one,
     or without matplotlib: warned about)."""
-    rows = [r for r in report["rows"] if "map" in r]
+    rows = [r for r in report["rows"] if r.get("map") is not None]
     if not rows:
         return None
     if not installed("matplotlib"):
