@@ -1600,3 +1600,15 @@ def test_predict_of_a_url_says_yoloslim_reads_local_files_only(tmp_path, capsys)
     assert main(["predict", "https://example.com/a.jpg", "--model", str(tmp_path / "m.pt")]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "https://example.com/a.jpg: a URL; yoloslim reads local files only" in err
+
+
+def test_predict_keeps_standard_output_for_its_results(trained, data_yaml, tmp_path, capsys):
+    # its bar and the skipped-images warning went to stdout: `predict DIR > out.txt` held them
+    src = tmp_path / "src"
+    shutil.copytree(data_yaml.parent / "images" / "val", src)
+    (src / "broken.png").write_bytes(b"not an image")
+    assert main(["predict", str(src), "--model", str(trained / "best.pt")]) == 0
+    out, err = capsys.readouterr()
+    lines = out.strip().splitlines()
+    assert lines and all(re.fullmatch(r"\S+: \d+ detections?", x) for x in lines), lines
+    assert "skipped 1 unreadable image(s)" in err

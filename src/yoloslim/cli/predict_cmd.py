@@ -463,10 +463,12 @@ def _predict_images(
 ) -> None:
     from rich.progress import Progress
 
+    from yoloslim.progress import progress_console
     from yoloslim.runtime.draw import DRAWN_COMMENT, JPEG_MAX_SIDE, draw_detections, fit_jpeg
 
     stream = pred.stream(files, batch=batch, skip_unreadable=source.is_dir(), images=bool(outputs))
-    with Progress(console=console, disable=len(files) < 2) as progress:
+    # the bar on standard error, as every command's: `predict DIR > results.txt` held it
+    with Progress(console=progress_console(), disable=len(files) < 2) as progress:
         task = progress.add_task("predict", total=len(files))
         for arr, det in stream:
             src = Path(det.source)
@@ -488,7 +490,7 @@ def _predict_images(
             progress.advance(task)
         progress.update(task, completed=len(files))  # skipped unreadable images count as done
     if len(records) < len(files):
-        console.print(f"[yellow]skipped {len(files) - len(records)} unreadable image(s)")
+        err_console.print(f"[yellow]skipped {len(files) - len(records)} unreadable image(s)")
 
 
 def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: list) -> None:
@@ -498,6 +500,7 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: 
     import numpy as np
     from rich.progress import Progress
 
+    from yoloslim.progress import progress_console
     from yoloslim.runtime.draw import DRAWN_COMMENT, draw_detections
     from yoloslim.runtime.video import VideoReader, VideoWriter
 
@@ -508,7 +511,7 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: 
             writer = stack.enter_context(
                 VideoWriter(drawn, reader.fps, comment=DRAWN_COMMENT.decode())
             )
-        progress = stack.enter_context(Progress(console=console))
+        progress = stack.enter_context(Progress(console=progress_console()))
         task = progress.add_task(f"predict {escape(source.name)}", total=len(reader) or None)
 
         def flush(frames: list[np.ndarray]) -> None:
