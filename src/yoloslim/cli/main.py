@@ -139,7 +139,8 @@ def _not_empty(param, process):
     """``process`` refusing an empty value given on the command line (``--out ''``, ``--out
     "$UNSET"``): it was the current folder, and a train or data synth wrote its files among
     the user's. An option whose default is empty (``--float-variants``: none) takes one."""
-    path = "path" in str(param.type_descriptor.annotation).lower()
+    # a folder's option (a file's, --model or --data, has no current-folder reading)
+    path = param.name in ("out", "save", "report", "resume")
     if param.default == "":
         return process
 
