@@ -501,7 +501,32 @@ def test_val_says_when_max_det_or_a_high_conf_lowers_the_map(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="yoloslim"):
         res = validate(_OracleModule(data), data, imgsz=64, max_det=1, conf=0.05)
     assert res["capped_images"] >= 1 and res["max_det"] == 1 and res["conf"] == 0.05
+    assert res["capped_dense_images"] == res["capped_images"]  # each holds >= max_det/3 boxes
     said = " ".join(caplog.text.split())
-    assert "image(s) gave max_det=1 detections, the cap" in said
+    assert "holding many objects (a third of max_det=1 or more) gave max_det detections" in said
     assert "conf=0.05: mAP counts only the detections above it" in said
     assert validate(_OracleModule(data), data, imgsz=64)["capped_images"] == 0
+
+
+def test_a_sparse_image_hitting_max_det_is_not_warned_about(one_class_val, caplog):
+    # at conf 0.001 nearly every image gives max_det boxes: warning of each was noise
+    from yoloslim.eval.val import validate
+
+    class Many(torch.nn.Module):  # 30 boxes apart on every image, a few objects in each
+        def __init__(self):
+            super().__init__()
+            self.names, self.nc, self.one = ["a", "b"], 2, torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            out = torch.zeros(len(x), 30, 6)
+            for k in range(30):
+                out[:, k, :4] = torch.tensor([2.0 * k, 0.0, 2.0 * k + 5, 5.0])
+                out[:, k, 4] = 0.5
+            return out * self.one
+
+    most = max(len(s.boxes) for s in load_samples(load_data_config(one_class_val), "val"))
+    assert most * 3 < 30  # no image holds a third of max_det
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        res = validate(Many(), one_class_val, imgsz=64, max_det=30)
+    assert res["capped_images"] == res["images"] and res["capped_dense_images"] == 0
+    assert "gave max_det detections" not in caplog.text

@@ -85,7 +85,7 @@ def validate(
     Returns:
         ``{"map", "map50", "map75", "per_class", "map_by_size", "images", "detections",
         "speed_ms_per_image", "imgsz", "model", "runtime", "precision", "conf", "iou",
-        "max_det", "capped_images"}`` (mAP as fractions;
+        "max_det", "capped_images", "capped_dense_images"}`` (mAP as fractions;
         ``map_by_size`` is COCO's small / medium / large split; None where undefined: see
         :func:`~yoloslim.eval.coco.coco_map`; ``runtime`` is torch, onnxruntime, openvino
         or torchscript; ``precision`` what it computed in, as ``bench`` reports it: an IR's
@@ -221,11 +221,12 @@ def validate(
         )
     finally:
         net.train(was_training)
-    if res["capped_images"]:
+    if res["capped_dense_images"]:  # (at conf 0.001 most images hit it, harmlessly)
         log.warning(
-            "%d image(s) gave max_det=%d detections, the cap: their lower-scored ones were "
-            "not scored, so mAP may be lower than COCO's rule gives (raise max_det, --max-det)",
-            res["capped_images"],
+            "%d image(s) holding many objects (a third of max_det=%d or more) gave max_det "
+            "detections, the cap: their lower-scored ones were not scored, so mAP may be "
+            "lower than COCO's rule gives (raise max_det, --max-det)",
+            res["capped_dense_images"],
             max_det,
         )
     res.update(
