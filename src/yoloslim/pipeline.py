@@ -920,10 +920,10 @@ def _check_baseline(rec: Recipe, model: str, data: str) -> None:
         )
     try:
         names = read_checkpoint(model, mmap=True).get("names") or []
-        load_data_config(data)
+        cfg = load_data_config(data)
     except (ModelError, DataError):  # the first stage that reads them says what is wrong
         return
-    check_class_count(len(names), f"model {model} (--model)", data)
+    check_class_count(len(names), f"model {model} (--model)", cfg)
 
 
 def _check_run(

@@ -170,10 +170,10 @@ def benchmark(
     if data is not None:  # mAP is measured last: a wrong data.yaml was found after minutes
         from yoloslim.data.config import check_class_count, load_data_config
 
-        load_data_config(data)
+        data_cfg = load_data_config(data)  # read once, not again for each artifact
         for p, d in zip(paths, described, strict=True):
             if d.get("nc") is not None and not is_end_to_end(p):
-                check_class_count(d["nc"], str(p), data)
+                check_class_count(d["nc"], str(p), data_cfg)
     if isinstance(names, str):
         names = [names]
     requested = None

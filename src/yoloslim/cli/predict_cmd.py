@@ -338,7 +338,9 @@ def _warn_other_records(save: Path, earlier: list[dict], files: list[Path]) -> N
         if "image" in r and str(Path(r["image"]).absolute()) not in now
     ]
     if gone:
-        shown = ", ".join(gone[:3]) + (", ..." if len(gone) > 3 else "")
+        from yoloslim.data.sample import examples
+
+        shown = examples(gone)
         err_console.print(
             f"[yellow]warning: --save {escape(str(save))}: its detections.json holds "
             f"{len(gone)} record(s) of images this run does not predict ({escape(shown)}); "

@@ -287,11 +287,14 @@ def load_data_config(path: str | Path) -> DataConfig:
     )
 
 
-def check_class_count(nc: int, what: str, data: str | Path) -> None:
+def check_class_count(nc: int, what: str, data: str | Path | DataConfig) -> None:
     """ModelError when a model of ``nc`` classes (``what`` names it in the message) meets a
     dataset of another class count: its mAP would be meaningless, and the mismatch otherwise
-    surfaces only after the work (calibrating, fine-tuning) is done. DataError when ``data``
-    does not load. The one check prune, quantize and compress make before any work."""
-    n = len(load_data_config(data).names)
+    surfaces only after the work (calibrating, fine-tuning) is done. ``data``: a data.yaml
+    (DataError when it does not load) or one already read. The one check prune, quantize,
+    compress, bench and val make before any work."""
+    cfg = data if isinstance(data, DataConfig) else load_data_config(data)
+    n = len(cfg.names)
     if nc != n:
-        raise ModelError(f"{what} has {nc} classes but {data} has {n}")
+        shown = cfg.yaml_path if isinstance(data, DataConfig) else data
+        raise ModelError(f"{what} has {nc} classes but {shown} has {n}")

@@ -157,7 +157,7 @@ def _parse_objects(
             "kept (%s)",
             path,
             len(repeated),
-            ", ".join(repeated[:3]) + (", ..." if len(repeated) > 3 else ""),
+            examples(repeated),
         )
     return boxes, classes, hard_boxes, hard_classes
 

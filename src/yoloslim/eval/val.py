@@ -156,7 +156,7 @@ def validate(
     imgsz = imgsz or ck_imgsz or DEFAULT_IMGSZ
     cfg = load_data_config(data)
     if hasattr(net, "nc"):
-        check_class_count(net.nc, name, data)
+        check_class_count(net.nc, name, cfg)
     model_names = [str(n) for n in getattr(net, "names", cfg.names)]
     order = None  # the model's score channel of each of the data's classes
     if model_names != list(cfg.names) and sorted(model_names) == sorted(cfg.names):
