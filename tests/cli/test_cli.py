@@ -286,6 +286,21 @@ def test_val_json_keys(trained, data_yaml, tmp_path):
     api = validate(trained / "best.pt", data_yaml)
     for key in ("map", "map50", "map75", "per_class", "map_by_size", "images", "detections"):
         assert res[key] == api[key], key
+    # --device and --threads (val had neither): the runtime as predict runs it
+    import torch
+
+    before = torch.get_num_threads()
+    q = tmp_path / "val_threads.json"
+    argv = ["val", "--model", str(trained / "best.pt"), "--data", str(data_yaml)]
+    try:
+        assert main([*argv, "--threads", "1", "--device", "auto", "--json", str(q)]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    threaded = json.loads(q.read_text())
+    assert threaded["runtime"] == "torch" and threaded["images"] == res["images"]
+    assert threaded["map"] == pytest.approx(res["map"], abs=1e-4)
+    assert main([*argv, "--device", "gpu0"]) == 2
 
 
 def test_data_check(data_yaml, tmp_path):
@@ -768,6 +783,28 @@ def test_a_predict_that_writes_nothing_leaves_no_save_folder(trained, tmp_path, 
     assert "is --save's detections.json" in capsys.readouterr().err
 
 
+def test_a_closed_output_ends_the_printing_not_the_work(trained, data_yaml, tmp_path):
+    # predict --save out | head -1: rich exited with code 1 at the first line printed after
+    # head left, and the --save folder held the detections of 2 images of 16
+    images = data_yaml.parent / "images" / "val"
+    run = [sys.executable, "-m", "yoloslim"]
+    for argv, rc in (
+        (["predict", str(images), "--model", str(trained / "best.pt"), "--save", "out"], 0),
+        (["info", str(trained / "best.pt"), "--json", "-"], 0),
+        (["--help"], 0),
+        (["val", "--model", "missing.pt", "--data", str(data_yaml)], 2),  # an error stays one
+    ):
+        proc = subprocess.Popen(
+            [*run, *argv], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        proc.stdout.close()  # before the command prints anything: its reader is gone
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=300) == rc, (argv, err)
+        assert "Traceback" not in err and "BrokenPipe" not in err, err
+    records = json.loads((tmp_path / "out" / "detections.json").read_text())
+    assert len(records) == len(list(images.iterdir()))
+
+
 def test_predict_video(trained, tmp_path, capsys):
     av = pytest.importorskip("av")
     from yoloslim.runtime.video import VideoReader, VideoWriter
@@ -1139,6 +1176,24 @@ def test_help_defaults_that_live_in_the_configs_are_the_configs():
         assert f"[default: {shown}]" in line, line
 
 
+def test_no_help_cuts_an_option_name_at_80_columns():
+    # nas --help showed "--budget-effectiven…" on an 80-column terminal and in a pipe (grep
+    # found no budget-effectiveness): the unused --no-keep-neck column squeezed the rest
+    from typer.testing import CliRunner
+
+    from yoloslim.cli.main import app
+
+    names = ["data synth", "data check", "train", "val", "nas", "models", "info", "export"]
+    names += ["predict", "bench", "prune", "distill", "quantize", "compress"]
+    for name in names:
+        res = CliRunner().invoke(app, [*name.split(), "--help"], env={"COLUMNS": "80"})
+        assert res.exit_code == 0, name
+        cut = [line for line in res.output.splitlines() if "\u2026" in line]
+        assert not cut, (name, cut)
+    res = CliRunner().invoke(app, ["nas", "--help"], env={"COLUMNS": "80"})
+    assert "--budget-effectiveness" in res.output and "--no-keep-neck" not in res.output
+
+
 def test_verbose_shows_the_librarys_info_log_and_only_its_own(monkeypatch):
     import logging
 
@@ -1147,6 +1202,25 @@ def test_verbose_shows_the_librarys_info_log_and_only_its_own(monkeypatch):
     assert main(["--verbose", "models", "--imgsz", "64"]) == 0
     assert log.getEffectiveLevel() == logging.INFO
     assert logging.getLogger("torch").getEffectiveLevel() >= logging.WARNING
+
+
+def test_a_library_warning_is_said_on_stderr_as_a_warning(monkeypatch, capsys):
+    # without --verbose, Python's last-resort handler printed a library warning as its bare
+    # message: nothing told it from a result line, and -v changed its format
+    import logging
+
+    log = logging.getLogger("yoloslim")
+    monkeypatch.setattr(log, "level", logging.NOTSET)
+    for argv in (["models", "--imgsz", "64"], ["--verbose", "models", "--imgsz", "64"]):
+        assert main(argv) == 0
+        capsys.readouterr()
+        logging.getLogger("yoloslim.some.step").warning("the %s is odd", "thing")
+        logging.getLogger("yoloslim.some.step").info("did the step")
+        out, err = capsys.readouterr()
+        assert "odd" not in out
+        assert "warning: the thing is odd" in err
+        assert ("did the step" in err) == ("--verbose" in argv)
+    assert sum(getattr(h, "yoloslim", False) for h in logging.getLogger().handlers) == 1
 
 
 def test_a_table_too_wide_for_the_terminal_is_turned_not_cut():

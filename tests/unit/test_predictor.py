@@ -627,6 +627,8 @@ def test_a_device_is_passed_to_the_runtime_and_checked(ckpt, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="torch sees no CUDA device"):
         Predictor(ckpt, device="cuda:0")
+    # auto, train's default, was refused: "expected 'cpu' or 'cuda[:N]'"
+    assert Predictor(ckpt, device="auto").backend.device.type == "cpu"
     with pytest.raises(ConfigError, match="device=0 must be a string"):
         Predictor(ckpt, device=0)
 
@@ -904,3 +906,10 @@ def test_an_onnx_on_cuda_n_asks_for_gpu_n_and_says_when_it_runs_elsewhere(
     assert "device='cuda:1' asked, but onnxruntime runs it on CPUExecutionProvider" in caplog.text
     with pytest.raises(ConfigError, match=r"device='cuda:x': expected cuda or cuda:N"):
         load_backend(onnx_path, device="cuda:x")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        load_backend(onnx_path, device="auto")  # a GPU and the CUDA provider: cuda
+    assert asked[-1][0] == ("CUDAExecutionProvider", {"device_id": 0})
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    load_backend(onnx_path, device="auto")  # no GPU: the CPU, and not a fallback warning
+    assert asked[-1] == ["CPUExecutionProvider"]

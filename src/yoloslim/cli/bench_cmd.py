@@ -10,6 +10,7 @@ from yoloslim.cli.common import (
     check_json_target,
     check_out_folder,
     console,
+    err_console,
     handle_errors,
     literal,
     print_table,
@@ -72,7 +73,7 @@ def bench(
             f"--json {json_path} is {record}; it is not replaced by this run's report: name "
             f"another file, or write that folder's files anew with --report {json_path.parent}"
         )
-    with console.status(f"benchmarking {len(artifacts)} artifacts"):
+    with err_console.status(f"benchmarking {len(artifacts)} artifacts"):
         res = benchmark(artifacts, data, imgsz=imgsz, batches=batches, latency=cfg)
     write_json(json_path, res.report)  # first: whole whatever the printing below does
     if report:

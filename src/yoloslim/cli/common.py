@@ -30,6 +30,7 @@ from yoloslim.progress import PIPED_WIDTH, shown
 __all__ = [
     "Terminated",
     "console",
+    "drop_output",
     "handle_errors",
     "interrupt_exit_code",
     "interrupt_hint",
@@ -41,6 +42,7 @@ __all__ = [
     "print_table",
     "refuse_config_in_run",
     "setup_logging",
+    "warn",
     "shown_default",
     "sigterm_as_interrupt",
     "stop_requested",
@@ -52,8 +54,33 @@ __all__ = [
 # squeezes the comparison tables into unreadable "Par…" cells; piped output gets PIPED_WIDTH,
 # unless COLUMNS says otherwise (as for the progress bars)
 _piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-console = Console(stderr=False, width=PIPED_WIDTH if _piped else None)
-err_console = Console(stderr=True)
+
+
+def drop_output(stream: Any) -> None:
+    """Send the rest of what is written to ``stream`` (stdout or stderr) to /dev/null: its
+    reader stopped reading (``yoloslim predict --save out | head``). The printing ends there,
+    not the work: rich exited with code 1 at once, and predict left a half-written --save."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # a test's capture: nothing to redirect
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+class _Console(Console):
+    """rich's Console, but a closed output ends only the printing (see :func:`drop_output`)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        drop_output(self.file)
+
+
+console = _Console(stderr=False, width=PIPED_WIDTH if _piped else None)
+err_console = _Console(stderr=True)
 #: the ``--json`` value that writes the JSON to standard output
 STDOUT = "-"
 
@@ -103,11 +130,54 @@ def shown_default(text: str) -> str:
     return f"\\[default: {text}]"
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler writing to ``sys.stderr`` as it is when a record comes (a test's capture, a
+    redirect made after start-up), not as it was when the handler was made."""
+
+    yoloslim = True
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.setStream; stderr stays the stream
+        pass
+
+
+class _Formatter(logging.Formatter):
+    """A warning or an error as the command line's own (``warning: ...``); with ``--verbose``
+    the INFO lines keep the logger's name (which step said it)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {text}"
+        return f"{record.levelname} {record.name}: {text}"
+
+
 def setup_logging(verbose: bool = False) -> None:
-    """``--verbose``: yoloslim's INFO log (what each step did) on stderr; other libraries'
-    loggers stay at WARNING (torch's export tracing logs thousands of DEBUG/INFO lines)."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    """Every warning on stderr as ``warning: ...``, as the commands' own; ``--verbose`` adds
+    yoloslim's INFO log (what each step did). Other libraries' loggers stay at WARNING (torch's
+    export tracing logs thousands of DEBUG/INFO lines). Without this, Python's last-resort
+    handler printed a library warning as its bare message, not telling it from a result."""
+    root = logging.getLogger()
+    if not any(getattr(h, "yoloslim", False) for h in root.handlers):
+        handler = _Stderr()
+        handler.setFormatter(_Formatter())
+        root.addHandler(handler)
     logging.getLogger("yoloslim").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def warn(text: str) -> None:
+    """``text`` (rich markup, a user's value passed through :func:`literal`) as a warning on
+    stderr, where every warning goes: ``yoloslim X > table.txt`` keeps only the results."""
+    err_console.print(f"[yellow]warning:[/] {text}", soft_wrap=True)
 
 
 class Terminated(KeyboardInterrupt):
@@ -493,8 +563,11 @@ def write_json(path: str | Path | None, obj: dict) -> None:
         return
     text = json.dumps(obj, indent=2, default=str) + "\n"
     if str(path) == STDOUT:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # | head -c 100: the reader has what it wanted
+            drop_output(sys.stdout)
         return
     atomic_write_text(path, text)
 

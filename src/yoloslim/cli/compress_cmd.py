@@ -16,6 +16,7 @@ from yoloslim.cli.common import (
     literal,
     option_given,
     print_table,
+    warn,
     write_json,
 )
 
@@ -35,7 +36,10 @@ def compress(
     out: Path = typer.Option(
         Path("runs/compress"), callback=check_out_folder, help="Run folder: DIR/NN-stage/, report.*"
     ),
-    resume: bool = typer.Option(False, help="Continue a run in --out, skipping finished stages."),
+    resume: bool = typer.Option(
+        False,
+        help="Continue the run in --out, skipping finished stages (a flag: the folder is --out, not a value of --resume as for train).",
+    ),
     target_latency: float = typer.Option(
         None, help="Budget mode: latency goal (ms, batch 1) for the grid search."
     ),
@@ -102,16 +106,13 @@ def compress(
         _front_table(res.report)
     for stage in res.report.get("stages") or []:  # said during the run, above the bars
         if stage.get("warning"):
-            console.print(
-                f"[yellow]stage {stage['index']} ({literal(stage['stage'])}): "
-                + literal(stage["warning"]),
-                soft_wrap=True,
+            warn(
+                f"stage {stage['index']} ({literal(stage['stage'])}): " + literal(stage["warning"])
             )
     for skip in res.report.get("skipped") or []:
-        console.print(
-            f"[yellow]skipped: stage {literal(skip['stage'])} format {literal(skip['format'])}: "
-            + literal(skip["reason"]),
-            soft_wrap=True,
+        warn(
+            f"skipped: stage {literal(skip['stage'])} format {literal(skip['format'])}: "
+            + literal(skip["reason"])
         )
     label = "selected model" if res.report.get("mode") == "budget" else "final checkpoint"
     final = res.report.get("final_model")
@@ -147,4 +148,4 @@ def _front_table(report: dict) -> None:
         )
     print_table(table)
     if sel is None:
-        console.print("[yellow]no candidate meets the budget; the front above is what was found")
+        warn("no candidate meets the budget; the front above is what was found")

@@ -9,6 +9,7 @@ import typer
 from yoloslim.cli.common import (
     check_json_target,
     console,
+    err_console,
     handle_errors,
     literal,
     print_table,
@@ -31,7 +32,7 @@ def synth(
     """Write a deterministic synthetic detection set (YOLO + COCO + data.yaml)."""
     from yoloslim.data.synth import synthesize
 
-    with console.status(f"synthesizing {images} images"):
+    with err_console.status(f"synthesizing {images} images"):
         path = synthesize(
             out, images=images, imgsz=imgsz, classes=classes, seed=seed, val_fraction=val_fraction
         )

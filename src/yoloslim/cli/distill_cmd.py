@@ -84,7 +84,7 @@ def distill(
         None, help="Data-loader workers " + shown_default("0 on 2 cores or fewer, else 1") + "."
     ),
     seed: int = typer.Option(None, help="Random seed " + shown_default("0") + "."),
-    device: str = typer.Option(None, help="auto, cpu or cuda " + shown_default("auto") + "."),
+    device: str = typer.Option(None, help="auto, cpu or cuda[:N] " + shown_default("auto") + "."),
     threads: int = typer.Option(
         None,
         help="Threads torch computes on (default: torch's, one per core; on a machine busy "

@@ -10,11 +10,11 @@ from yoloslim.cli.common import (
     check_json_target,
     check_out_folder,
     console,
-    err_console,
     handle_errors,
     literal,
     print_table,
     refuse_unheeded,
+    warn,
     write_json,
 )
 
@@ -149,12 +149,11 @@ def _warn_artifact_name(out: Path) -> None:
 
     suffix = Path(out).suffix.lower()
     if suffix in (*SUFFIXES, ".pth", ".engine", ".mlpackage"):
-        err_console.print(
-            f"[yellow]warning:[/] --out {literal(out)} is a folder named like an artifact "
+        warn(
+            f"--out {literal(out)} is a folder named like an artifact "
             f"({literal(suffix)}); the artifacts go inside it "
             f"({literal(Path(out) / 'model.onnx')}, ...), and --model takes those files, not "
-            "the folder",
-            soft_wrap=True,
+            "the folder"
         )
 
 

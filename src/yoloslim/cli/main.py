@@ -65,8 +65,7 @@ def _root(
     ),
 ) -> None:
     """Compress YOLO-family detectors: NAS, re-parameterisation, pruning, distillation, INT8, export."""
-    if verbose:
-        setup_logging(verbose=True)
+    setup_logging(verbose=verbose)
 
 
 def _help(fn) -> str:
@@ -167,8 +166,16 @@ def _stray_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
 
 
+def _stdout_is_null() -> bool:
+    try:
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(os.devnull))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 def _run(argv: list[str] | None) -> int:
     console.stderr = False  # a --json - of an earlier call in this process is not this one's
+    was_null = _stdout_is_null()
     with sigterm_as_interrupt():
         try:
             # with standalone_mode=False click returns the code of a typer.Exit instead of raising
@@ -177,6 +184,8 @@ def _run(argv: list[str] | None) -> int:
         except typer.Exit as e:
             return e.exit_code
         except SystemExit as e:  # click's usage errors
+            if e.code == 1 and not was_null and _stdout_is_null():
+                return 0  # typer's own console met a closed output (--help | head -1)
             return int(e.code or 0)
         except Exception as e:
             # Usage errors (unknown option, missing argument, no such command) are click's

@@ -79,6 +79,7 @@ def nas(
     ),
     keep_neck: bool = typer.Option(
         False,
+        "--keep-neck",  # a flag alone: --no-keep-neck (the default) took a column of the help
         help="Keep the neck and head widths of the first --init arch fixed and search the "
         "backbone only (DAMO-YOLO style); default: they follow the backbone widths.",
     ),

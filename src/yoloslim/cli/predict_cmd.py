@@ -19,6 +19,7 @@ from yoloslim.cli.common import (
     expand_home,
     handle_errors,
     same_path,
+    warn,
     write_json,
 )
 from yoloslim.fileio import (
@@ -61,8 +62,8 @@ def predict(
     max_det: int = typer.Option(300, help="Detections kept per image (or frame)."),
     device: str = typer.Option(
         "cpu",
-        help="cpu; cuda[:N] for .pt, .torchscript and .onnx; an OpenVINO device (GPU, NPU) "
-        "for .xml.",
+        help="cpu; cuda[:N] for .pt, .torchscript and .onnx; auto (cuda where the runtime has "
+        "a GPU, else cpu; OpenVINO's AUTO for .xml); an OpenVINO device (GPU, NPU) for .xml.",
     ),
     ov_precision: str = typer.Option(
         None,
@@ -341,12 +342,11 @@ def _warn_other_records(save: Path, earlier: list[dict], files: list[Path]) -> N
         from yoloslim.data.sample import examples
 
         shown = examples(gone)
-        err_console.print(
-            f"[yellow]warning: --save {escape(str(save))}: its detections.json holds "
+        warn(
+            f"--save {escape(str(save))}: its detections.json holds "
             f"{len(gone)} record(s) of images this run does not predict ({escape(shown)}); "
             "this run's detections.json replaces it, and their drawings and labels stay in "
-            "the folder without a record (another --save keeps them apart)",
-            soft_wrap=True,
+            "the folder without a record (another --save keeps them apart)"
         )
 
 
@@ -423,14 +423,14 @@ def _warn_inside_source(source: Path, save: Path) -> None:
             "subfolder of it is not read)"
         )
     if source.is_dir() and source.resolve() in where.parents:
-        err_console.print(
-            f"[yellow]warning: --save {escape(str(save))} is (inside) {escape(str(source))}: "
+        warn(
+            f"--save {escape(str(save))} is (inside) {escape(str(source))}: "
             "where that folder is a dataset split, its subfolders are read too, so the drawn "
             "images would join it as images without labels"
         )
     elif _a_dataset_split(where):  # another split than the source's (its train images, say)
-        err_console.print(
-            f"[yellow]warning: --save {escape(str(save))} looks like a dataset's image folder "
+        warn(
+            f"--save {escape(str(save))} looks like a dataset's image folder "
             "(a labels folder beside it): the drawn images would join that split as images "
             "without labels"
         )
@@ -481,8 +481,8 @@ def _predict_images(
             if src in outputs:  # whole or not at all, even when stopped mid-write
                 drawn = draw_detections(arr, det)
                 if max(drawn.size) > JPEG_MAX_SIDE:
-                    err_console.print(
-                        f"[yellow]{escape(src.name)}: its drawing is scaled down to "
+                    warn(
+                        f"{escape(src.name)}: its drawing is scaled down to "
                         f"{JPEG_MAX_SIDE} px, the most a JPEG holds ({drawn.width}x{drawn.height})"
                     )
                 buf = io.BytesIO()  # Pillow's save said nothing when the disk filled
@@ -492,7 +492,7 @@ def _predict_images(
             progress.advance(task)
         progress.update(task, completed=len(files))  # skipped unreadable images count as done
     if len(records) < len(files):
-        err_console.print(f"[yellow]skipped {len(files) - len(records)} unreadable image(s)")
+        warn(f"skipped {len(files) - len(records)} unreadable image(s)")
 
 
 def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: list) -> None:

@@ -11,10 +11,12 @@ from yoloslim.cli.common import (
     check_out_folder,
     config_file,
     console,
+    err_console,
     handle_errors,
     layered,
     literal,
     print_table,
+    warn,
     write_json,
 )
 from yoloslim.configs import load_mapping
@@ -95,7 +97,7 @@ def quantize(
         if advanced:
             values["advanced"] = advanced
         cfg = QuantConfig.from_dict(values)
-    with console.status(f"quantizing {literal(model)} ({cfg.backend}, {cfg.mode})"):
+    with err_console.status(f"quantizing {literal(model)} ({cfg.backend}, {cfg.mode})"):
         res = run_quantize(model, data, config=cfg, out=out, progress=False)
     rep = res.report
     write_json(json_path, rep)  # first: whole whatever the printing below does
@@ -134,5 +136,5 @@ def quantize(
     )
     warning = budget_warning(rep)
     if warning:
-        console.print(f"[yellow]warning:[/] {literal(warning)}")
+        warn(literal(warning))
     console.print(f"int8: {literal(res.model)}\nreport: {literal(Path(out) / 'quant_report.json')}")

@@ -56,7 +56,9 @@ def train(
         None, help="Data-loader workers " + shown_default("0 on 2 cores or fewer, else 1") + "."
     ),
     seed: int = typer.Option(0, help="Random seed."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: str = typer.Option(
+        "auto", help="auto, cpu or cuda[:N] (auto: cuda when torch sees a GPU)."
+    ),
     threads: int = typer.Option(
         None,
         help="Threads torch computes on (default: torch's, one per core; on a machine busy "

@@ -26,6 +26,16 @@ def val(
         help="OpenVINO .xml only: compute in f32, bf16 or f16 (default: the plugin's choice, "
         "bf16 on AVX512-BF16/AMX CPUs).",
     ),
+    device: str = typer.Option(
+        "cpu",
+        help="cpu; cuda[:N] for .pt, .torchscript and .onnx; auto (cuda where the runtime has "
+        "a GPU, else cpu; OpenVINO's AUTO for .xml); an OpenVINO device (GPU, NPU) for .xml.",
+    ),
+    threads: int = typer.Option(
+        None,
+        help="Threads the runtime computes on (default: its own choice; on a busy machine "
+        "fewer can be much faster for .pt and .torchscript).",
+    ),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the metrics as JSON."
     ),
@@ -39,8 +49,15 @@ def val(
 
     from yoloslim.eval.val import validate
 
+    target = model
+    if device != "cpu" or threads is not None:
+        # the runtime as predict and bench run it: a Predictor is evaluated as it was loaded
+        from yoloslim import load
+
+        target = load(model, device=device, threads=threads, ov_precision=ov_precision)
+        ov_precision = None  # the Predictor's own
     res = validate(
-        model,
+        target,
         data,
         imgsz=imgsz,
         batch=batch,

@@ -518,6 +518,17 @@ def import_runtime(path: str | Path) -> None:
             import openvino  # noqa: F401
 
 
+def _auto_device(kind: str) -> str:
+    """``--device auto`` for a torch, TorchScript or ONNX Runtime artifact: ``cuda`` where
+    that runtime can run on a GPU here, ``cpu`` otherwise (as train's ``auto``)."""
+    if kind != "onnxruntime":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    import onnxruntime as ort
+
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
+    return "cuda" if cuda else "cpu"
+
+
 def load_backend(
     path: str | Path,
     *,
@@ -534,7 +545,9 @@ def load_backend(
             process-wide: every later torch call in the process uses it too. ONNX Runtime
             and OpenVINO set it for this artifact's session only.
         device: "cpu" (every runtime), "cuda[:N]" (torch, TorchScript, ONNX Runtime with
-            its CUDA provider) or an OpenVINO device name ("GPU", "NPU") for ``.xml``.
+            its CUDA provider), "auto" (cuda where that runtime has a GPU here, else cpu;
+            for ``.xml`` OpenVINO's AUTO plugin) or an OpenVINO device name ("GPU", "NPU")
+            for ``.xml``.
         hint: OpenVINO ``INFERENCE_PRECISION_HINT`` (e.g. "f32"); default lets the plugin choose.
 
     Returns:
@@ -553,6 +566,8 @@ def load_backend(
     kind = SUFFIXES[p.suffix.lower()]
     check_ov_precision(hint, p.name, kind == "openvino")
     dev = device.lower()
+    if dev == "auto" and kind != "openvino":  # OpenVINO's own AUTO plugin picks for an .xml
+        dev = device = _auto_device(kind)
     if kind == "openvino":
         ov_device = "CPU" if dev == "cpu" else device.upper()
     elif dev != "cpu" and not dev.startswith("cuda"):

@@ -121,7 +121,8 @@ class Predictor:
         ov_precision: what OpenVINO computes an ``.xml`` in: ``"f32"`` gives the
             checkpoint's detections, where the plugin's default (bf16 on AVX512-BF16/AMX
             CPUs) can differ near the threshold; ``"bf16"``, ``"f16"``. None: the default.
-        device: where the runtime runs: ``"cpu"``; ``"cuda[:N]"`` for a ``.pt``,
+        device: where the runtime runs: ``"cpu"``; ``"auto"`` (cuda where the runtime has a
+            GPU here, else cpu; OpenVINO's AUTO for an ``.xml``); ``"cuda[:N]"`` for a ``.pt``,
             ``.torchscript`` or ``.onnx`` (ONNX Runtime's CUDA provider); an OpenVINO
             device name (``"GPU"``, ``"NPU"``) for an ``.xml``.
 
