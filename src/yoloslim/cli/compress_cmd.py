@@ -38,7 +38,8 @@ def compress(
     ),
     resume: bool = typer.Option(
         False,
-        help="Continue the run in --out, skipping finished stages (a flag: the folder is --out, not a value of --resume as for train).",
+        help="Continue the run in --out, skipping finished stages (a flag: the folder is "
+        "--out, not a value of --resume as for train).",
     ),
     target_latency: float = typer.Option(
         None, help="Budget mode: latency goal (ms, batch 1) for the grid search."
