@@ -658,6 +658,15 @@ def test_yolo_duplicates_edges_and_tool_overshoot_are_said_not_silent(tmp_path, 
     assert "1 duplicate label line(s) left out, one copy kept (" in said
     assert "labels/train/t2.txt:2" in said
     assert "1 box(es) reaching more than 1 px past their image's edge cut at it" in said
+    # data check's report counts them too (only the log said so): audit23 data L2
+    label.write_text(label.read_text() + "0 0.5 0.5 0 0.2\n")  # and a box without width
+    changed = check_dataset(load_data_config(tmp_path / "data.yaml"))["splits"]["train"]
+    assert changed["labels_changed"] == {
+        "zero_area_dropped": 1,
+        "duplicates_dropped": 1,
+        "clipped": 1,
+        "outside_dropped": 0,
+    }
     label.write_text("0 0.5 0.5 0.2 0.2\n0 1.02 0.5 0.1 0.1\n")  # past the tolerance
     with pytest.raises(DataError, match=r"t2\.txt:2: normalised .* \(by more than 0.01\)"):
         read_yolo(tmp_path / "images" / "train", NAMES)
@@ -665,7 +674,7 @@ def test_yolo_duplicates_edges_and_tool_overshoot_are_said_not_silent(tmp_path, 
 
 def test_coco_iscrowd_as_a_string_and_repeated_annotations(tmp_path, caplog):
     # "iscrowd": "0" made the object an ignore region (bool("0") is True), without a word
-    write_coco(tmp_path, _splits(), NAMES)
+    yaml_path = write_coco(tmp_path, _splits(), NAMES)
     path = tmp_path / "instances_train.json"
     data = json.loads(path.read_text())
     first = data["annotations"][0]
@@ -677,6 +686,9 @@ def test_coco_iscrowd_as_a_string_and_repeated_annotations(tmp_path, caplog):
     assert sum(len(s.boxes) for s in samples) == len(data["annotations"]) - 1
     assert sum(len(s.ignore) for s in samples) == 0
     assert "1 annotation(s) repeating another of the same image" in caplog.text
+    report = check_dataset(load_data_config(yaml_path))["splits"]
+    assert report["train"]["labels_changed"]["duplicates_dropped"] == 1
+    assert sum(report["val"]["labels_changed"].values()) == 0
     first["iscrowd"] = "false"
     path.write_text(json.dumps(data))
     with pytest.raises(DataError, match=r"annotations\[0\] \(id=.*\): iscrowd 'false' is not 0"):
@@ -696,6 +708,10 @@ def test_voc_difficult_written_as_true_is_difficult(tmp_path):
         )
         (tmp_path / "Annotations" / f"{img.name}.xml").write_text(voc_xml(img, NAMES, extra))
         assert len(read_voc(lst, NAMES)[0].ignore) == hard, flag
+    twice = voc_xml(img, NAMES, extra + extra)  # the same object twice: one kept, counted
+    (tmp_path / "Annotations" / f"{img.name}.xml").write_text(twice)
+    train = check_dataset(load_data_config(tmp_path / "data.yaml"))["splits"]["train"]
+    assert train["labels_changed"]["duplicates_dropped"] == 1
     bad = extra.replace("False", "maybe")
     (tmp_path / "Annotations" / f"{img.name}.xml").write_text(voc_xml(img, NAMES, bad))
     with pytest.raises(DataError, match=r"\.xml:\d+: <difficult>maybe</difficult> is not 0 or 1"):

@@ -74,6 +74,10 @@ def check(
         cols.insert(3, "ignored (crowd/difficult)")
     if imgsz is not None:
         cols.append(f"dropped at imgsz {imgsz}")
+    # labels the readers left out or cut (warned above): a column only where there are some
+    changed = any(sum(r["labels_changed"].values()) for r in splits.values())
+    if changed:
+        cols.append("labels left out / cut")
     if decode:
         cols.append("undecodable")
     for col in cols:
@@ -88,6 +92,7 @@ def check(
             str(r["missing_labels"]),
             str(len(r["skipped_images"])),
             *([str(r["dropped_at_imgsz"])] if imgsz is not None else []),
+            *([_changes(r["labels_changed"])] if changed else []),
             *([str(len(r["undecodable_images"]))] if decode else []),
         )
     print_table(table)
@@ -106,6 +111,18 @@ def check(
             more = f"and {len(skipped) - _SHOWN_SKIPPED} more skipped ({split})"
             where = "--json lists them all" if json_path else "--json PATH lists them all"
             console.print(f"{more}; {where}")
+
+
+def _changes(changed: dict[str, int]) -> str:
+    """``data check``'s cell for ``labels_changed``: ``2 duplicates, 1 clipped``, or 0."""
+    words = {
+        "zero_area_dropped": "zero-area",
+        "duplicates_dropped": "duplicate(s)",
+        "clipped": "cut at the edge",
+        "outside_dropped": "outside the image",
+    }
+    said = [f"{n} {words[k]}" for k, n in changed.items() if n]
+    return ", ".join(said) or "0"
 
 
 _SHOWN_SKIPPED = 10  # skipped images named on the terminal per split (a wrong folder: all)

@@ -22,6 +22,7 @@ from yoloslim.data.sample import (
     SizeCheck,
     annotated_size,
     clip_to_image,
+    count_change,
     examples,
     past_edge,
     probe_images,
@@ -179,6 +180,7 @@ def read_coco(
         anns[img_id].append(entry)
     warn_empty(jp, "annotation(s)", empty)
     if repeated:
+        count_change("duplicates_dropped", len(repeated))
         logger.warning(
             "%s: %d annotation(s) repeating another of the same image (class, bbox, area, "
             "iscrowd) left out, one copy kept (%s)",

@@ -32,6 +32,7 @@ from yoloslim.data.sample import (
     IMAGE_SUFFIXES,
     Sample,
     clip_to_image,
+    count_change,
     examples,
     past_edge,
     probe_images,
@@ -75,6 +76,7 @@ class LabelNotes:
     def warn(self, source: str | Path) -> None:
         warn_empty(source, "label(s)", self.empty)
         if self.duplicate:
+            count_change("duplicates_dropped", len(self.duplicate))
             logger.warning(
                 "%s: %d duplicate label line(s) left out, one copy kept (%s)",
                 source,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,9 @@ __all__ = [
     "SizeCheck",
     "annotated_size",
     "clip_to_image",
+    "count_change",
     "examples",
+    "label_changes",
     "probe_images",
     "warn_empty",
     "past_edge",
@@ -274,11 +279,39 @@ def past_edge(xyxy: np.ndarray, w: float, h: float, kept: np.ndarray) -> int:
     return int((over & kept).sum())
 
 
+_TALLY: ContextVar[Counter | None] = ContextVar("label_changes", default=None)
+
+#: the kinds :func:`label_changes` counts
+CHANGES = ("zero_area_dropped", "duplicates_dropped", "clipped", "outside_dropped")
+
+
+@contextlib.contextmanager
+def label_changes() -> Iterator[Counter]:
+    """Count, while open, the labels the readers leave out or cut (the ones their warnings
+    name): ``{kind: count}`` over :data:`CHANGES`, for ``data check``'s report, which kept
+    them only in the log."""
+    tally: Counter = Counter({k: 0 for k in CHANGES})
+    token = _TALLY.set(tally)
+    try:
+        yield tally
+    finally:
+        _TALLY.reset(token)
+
+
+def count_change(kind: str, n: int) -> None:
+    """Add ``n`` labels of ``kind`` (one of :data:`CHANGES`) to the open :func:`label_changes`."""
+    assert kind in CHANGES, kind
+    tally = _TALLY.get()
+    if tally is not None:
+        tally[kind] += n
+
+
 def warn_clipped(source: str | Path, clipped: dict[str, int]) -> None:
     """One warning for the boxes cut at their image's edge; ``clipped`` maps an image to its
     count. Training and mAP use the cut boxes, so COCOeval run on the annotation file
     itself, whose boxes reach past the image, scores the same detections otherwise."""
     if clipped:
+        count_change("clipped", sum(clipped.values()))
         where = [f"{k} ({n})" for k, n in clipped.items()]
         logger.warning(
             "%s: %d box(es) reaching more than %g px past their image's edge cut at it (%s); "
@@ -294,6 +327,7 @@ def warn_outside(source: str | Path, outside: dict[str, int]) -> None:
     """One warning for the boxes left out because they lie wholly outside their image (what
     is left of them after clipping is empty); ``outside`` maps an image to its count."""
     if outside:
+        count_change("outside_dropped", sum(outside.values()))
         where = [f"{k} ({n})" for k, n in outside.items()]
         logger.warning(
             "%s: %d box(es) wholly outside their image left out (%s)",
@@ -306,6 +340,7 @@ def warn_outside(source: str | Path, outside: dict[str, int]) -> None:
 def warn_empty(source: str | Path, what: str, where: list[str]) -> None:
     """One warning for the boxes without width or height left out, naming the first few."""
     if where:
+        count_change("zero_area_dropped", len(where))
         logger.warning(
             "%s: %d %s of zero width or height left out (%s)",
             source,

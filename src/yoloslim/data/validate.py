@@ -13,7 +13,7 @@ from yoloslim.data.config import DataConfig
 from yoloslim.data.duplicates import warn_shared
 from yoloslim.data.formats import load_samples
 from yoloslim.data.orphans import find_orphans
-from yoloslim.data.sample import IMAGE_SUFFIXES, examples
+from yoloslim.data.sample import IMAGE_SUFFIXES, examples, label_changes
 from yoloslim.data.transforms import MAX_ASPECT, MIN_SIDE, dropped_at
 
 __all__ = ["check_dataset"]
@@ -43,7 +43,11 @@ def check_dataset(
         regions evaluation ignores (COCO crowds, VOC difficult objects; not instances),
         ``empty_images`` those without any instance, ``missing_labels`` those of
         them that have no label file at all (YOLO format) and ``skipped_images``
-        lists the unreadable ones (as strings). A split with images but no
+        lists the unreadable ones (as strings). ``labels_changed`` counts what the readers
+        left out or cut, as their warnings say: ``zero_area_dropped`` (boxes without width or
+        height), ``duplicates_dropped`` (a label repeated for one image, one copy kept),
+        ``clipped`` (boxes cut at the image's edge) and ``outside_dropped`` (boxes wholly
+        outside their image). A split with images but no
         instance is logged as a warning (it is almost always a wrong path). The val split
         adds ``shared_with_train``: how many of its images are train images too, the same
         file or a byte-identical copy (warned).
@@ -66,7 +70,8 @@ def check_dataset(
     for split in ("train", "val"):
         skipped: list[Path] = []
         unlabelled: list[Path] = []
-        samples = load_samples(cfg, split, skipped=skipped, unlabelled=unlabelled)
+        with label_changes() as changed:
+            samples = load_samples(cfg, split, skipped=skipped, unlabelled=unlabelled)
         undecodable = _undecodable(samples, split) if decode else []
         read[split] = samples
         classes = np.concatenate([s.classes for s in samples]) if samples else np.zeros(0, np.int64)
@@ -79,6 +84,7 @@ def check_dataset(
             "empty_images": sum(1 for s in samples if len(s.classes) == 0),
             "missing_labels": len(unlabelled),
             "skipped_images": [str(p) for p in skipped],
+            "labels_changed": dict(changed),
             **({"undecodable_images": [str(p) for p in undecodable]} if decode else {}),
         }
         if imgsz is not None:

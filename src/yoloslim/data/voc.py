@@ -25,6 +25,7 @@ from yoloslim.data.sample import (
     SizeCheck,
     annotated_size,
     clip_to_image,
+    count_change,
     examples,
     past_edge,
     probe_images,
@@ -152,6 +153,7 @@ def _parse_objects(
         (hard_boxes if hard else boxes).append(box)
         (hard_classes if hard else classes).append(names.index(name))
     if repeated:
+        count_change("duplicates_dropped", len(repeated))
         log.warning(
             "%s: %d <object>(s) repeating another (name, box, difficult) left out, one copy "
             "kept (%s)",
