@@ -741,7 +741,10 @@ def test_an_interrupted_predict_keeps_its_results_so_far(
     argv = ["predict", str(images), "--model", str(trained / "best.pt"), "--save", str(save)]
     assert main(argv) == 130
     records = json.loads((save / "detections.json").read_text())
-    assert [Path(r["image"]).name for r in records] == [p.name for p in train_images[:3]]
+    # the third image's drawing was stopped: only images whose files are written have a
+    # record (audit24 predict LOW-1: the record came first, naming a drawing never written)
+    assert [Path(r["image"]).name for r in records] == [p.name for p in train_images[:2]]
+    assert sorted(p.stem for p in save.glob("*.jpg")) == [p.stem for p in train_images[:2]]
 
 
 def test_a_predict_that_writes_nothing_leaves_no_save_folder(trained, tmp_path, capsys):
@@ -840,6 +843,30 @@ def test_predict_video(trained, tmp_path, capsys):
     assert mine.read_bytes() == before
 
 
+def test_a_stopped_video_run_names_the_earlier_runs_drawn_video(
+    trained, tmp_path, monkeypatch, capsys, interrupting
+):
+    # audit24 predict MEDIUM-1: a stopped video run's detections.json sat beside an earlier
+    # run's drawn video (of another clip, maybe) without a word
+    pytest.importorskip("av")
+    import yoloslim.runtime.draw as draw
+    from yoloslim.runtime.video import VideoWriter
+
+    rng = np.random.default_rng(0)
+    clip = tmp_path / "clip.mp4"
+    with VideoWriter(clip, fps=10) as w:
+        for _ in range(6):
+            w.write(rng.integers(0, 255, (48, 64, 3), dtype="uint8"))
+    save = tmp_path / "vid"
+    argv = ["predict", str(clip), "--model", str(trained / "best.pt"), "--save", str(save)]
+    assert main([*argv, "--batch", "1"]) == 0  # the earlier run: a whole drawn video
+    capsys.readouterr()
+    monkeypatch.setattr(draw, "draw_detections", interrupting(draw.draw_detections, 3))
+    assert main([*argv, "--batch", "1"]) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert "holds the 2 results so far; the drawn clip.mp4 there is an earlier run's" in err, err
+
+
 def test_predict_bad_video(trained, tmp_path):
     pytest.importorskip("av")
     bad = tmp_path / "broken.mp4"
@@ -857,6 +884,45 @@ def test_predict_never_overwrites_an_input(trained, data_yaml, tmp_path, capsys)
     assert main([*argv, "--save", str(src)]) == 2
     assert "would replace the input" in capsys.readouterr().err
     assert img.read_bytes() == before and not (src / "detections.json").exists()
+
+
+def test_predict_refuses_before_any_work_what_it_met_only_at_an_images_turn(
+    trained, data_yaml, tmp_path, capsys
+):
+    # audit24 predict LOW-2, 3, 5, 8: each was found late, or not at all
+    images = data_yaml.parent / "images" / "val"
+    first = sorted(images.iterdir())[0]
+    argv = ["predict", str(images), "--model", str(trained / "best.pt")]
+
+    def refused(extra, said):
+        assert main([*argv, *extra]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert said in err, err
+
+    blocked = tmp_path / "b1"
+    (blocked / f"{first.stem}.jpg").mkdir(parents=True)  # a folder where a drawing goes
+    refused(["--save", str(blocked)], "which is a folder")
+    blocked = tmp_path / "b2"
+    blocked.mkdir()
+    (blocked / "labels").write_text("notes")  # a file where labels/ goes
+    refused(["--save", str(blocked), "--save-txt"], "labels, which is a file")
+    pseudo = tmp_path / "b3" / "labels" / f"{first.stem}.txt"  # --json at a label's path
+    refused(
+        ["--save", str(tmp_path / "b3"), "--save-txt", "--json", str(pseudo)], "this run writes"
+    )
+    assert not pseudo.exists() and not (tmp_path / "b3").exists()
+    own = tmp_path / "own"
+    own.mkdir()
+    shutil.copy(first, own / "photo.png")  # one image into its own folder, as a folder is
+    assert main(["predict", str(own / "photo.png"), *argv[2:], "--save", str(own)]) == 2
+    assert "is the folder photo.png is in" in " ".join(capsys.readouterr().err.split())
+    assert sorted(p.name for p in own.iterdir()) == ["photo.png"]
+    nested = tmp_path / "nested"
+    (nested / "sub").mkdir(parents=True)
+    shutil.copy(first, nested / "sub" / first.name)
+    assert main(["predict", str(nested), *argv[2:]]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "subfolders are not read, and it has 1 (sub)" in err, err
 
 
 def test_predict_folder_same_stems_and_an_unreadable_image(trained, data_yaml, tmp_path, caplog):

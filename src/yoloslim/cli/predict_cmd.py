@@ -120,6 +120,12 @@ def predict(
     files = [source] if video else image_files(source)
     outputs = drawn_paths(files, save, video=video) if save else {}
     labels = {f: save / "labels" / f"{d.stem}.txt" for f, d in outputs.items()} if save_txt else {}
+    written = [*outputs.values(), *labels.values()]
+    if json_path and any(same_path(Path(json_path), p) for p in written):
+        # the report replaced a pseudo-label, and the next run refused it as edited
+        raise ConfigError(
+            f"--json {json_path} is a file this run writes into --save {save}; name another file"
+        )
     if save:
         earlier = _earlier_records(save / "detections.json")
         _warn_other_records(save, earlier, files)
@@ -150,6 +156,8 @@ def predict(
                 save, ["detections.json", LEDGER, *(d.name for d in outputs.values())]
             )
             remove_stale_temps(save / "labels", [p.name for p in labels.values()])
+        drawn = outputs.get(source) if video else None
+        earlier_video = _stat(drawn)  # an earlier run's drawing of this video, or None
         try:
             if video:
                 _predict_video(pred, source, outputs.get(source), batch, records)
@@ -165,9 +173,15 @@ def predict(
                         f"({escape(str(e.filename))}: {escape(str(e.strerror or e))})"
                     )
                 else:
+                    earlier = (
+                        f"; the drawn {escape(drawn.name)} there is an earlier run's (a video "
+                        "is replaced only once drawn whole)"
+                        if earlier_video is not None and _stat(drawn) == earlier_video
+                        else ""
+                    )
                     err_console.print(
                         f"detections.json in {escape(str(save))} holds the {len(records)} "
-                        "results so far"
+                        f"results so far{earlier}"
                     )
             raise
         if save:
@@ -178,10 +192,20 @@ def predict(
     write_json(json_path, {"source": str(source), "model": str(model), "results": list(records)})
 
 
+def _stat(path: Path | None) -> tuple[int, int, int] | None:
+    """``path``'s inode, size and modification time, or None where there is no file."""
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 class _Records(list):
-    """The results so far. The first one removes an earlier run's ``detections.json`` from
-    ``save``: this run's drawn images then start to replace that run's, which it no longer
-    describes (a run that fails before its first result leaves both as they were). A drawn
+    """The results so far, each appended once its image's files are written. The first one
+    removes an earlier run's ``detections.json`` from ``save``: this run's drawn images have
+    started to replace that run's, which it no longer describes (a run that fails before its
+    first result leaves both as they were). A drawn
     video replaces the earlier one only once whole, so a stopped video run leaves its
     partial ``detections.json`` beside the earlier run's video.
 
@@ -361,6 +385,11 @@ def _check_drawn_names(save: Path, outputs: dict[Path, Path]) -> None:
     from yoloslim.runtime.draw import DRAWN_COMMENT
 
     for dst in outputs.values():
+        if dst.is_dir():  # found at its image's turn, after all the work before it
+            raise ConfigError(
+                f"--save {save}: a drawn image goes to {dst}, which is a folder; move it or "
+                "choose another --save folder"
+            )
         if not dst.is_file():
             continue
         if dst.suffix == ".mp4":
@@ -393,6 +422,12 @@ def _check_label_names(
     from yoloslim.errors import ConfigError
 
     recorded = {save / r["labels"] for r in earlier if isinstance(r.get("labels"), str)}
+    folder = save / "labels"
+    if labels and (folder.is_file() or folder.is_symlink() and not folder.is_dir()):
+        raise ConfigError(
+            f"--save {save}: --save-txt writes into {folder}, which is a file; move it or "
+            "choose another --save folder"
+        )
     for dst in labels.values():
         name = dst.relative_to(save).as_posix()
         if not dst.exists() or (name not in ledger and dst in recorded):
@@ -410,8 +445,9 @@ def _check_label_names(
 
 
 def _warn_inside_source(source: Path, save: Path) -> None:
-    """ConfigError for a --save folder that is the SOURCE folder (a later predict of it
-    would read the drawn images as inputs); a warning for one inside it (a dataset split
+    """ConfigError for a --save folder that is the SOURCE folder, or the folder of a SOURCE
+    file (a later predict of it would read the drawn images as inputs); a warning for one
+    inside it (a dataset split
     there reads its subfolders too)."""
     from yoloslim.errors import ConfigError
 
@@ -421,6 +457,13 @@ def _warn_inside_source(source: Path, save: Path) -> None:
             f"--save {save} is the source folder: the drawn images would join its images, "
             "and a later predict of it would read them as inputs; choose another folder (a "
             "subfolder of it is not read)"
+        )
+    if source.is_file() and source.resolve().parent == where:
+        # as for a folder: a later predict of the folder read the drawing as an input
+        raise ConfigError(
+            f"--save {save} is the folder {source.name} is in: the drawn file would join its "
+            "images, and a later predict of the folder would read it as an input; choose "
+            "another folder (a subfolder is not read)"
         )
     if source.is_dir() and source.resolve() in where.parents:
         warn(
@@ -477,7 +520,6 @@ def _predict_images(
             record = {"image": det.source, "detections": det.to_list()}
             if src in labels:
                 record["labels"] = records.write_label(labels[src], det.to_yolo())
-            records.append(record)
             if src in outputs:  # whole or not at all, even when stopped mid-write
                 drawn = draw_detections(arr, det)
                 if max(drawn.size) > JPEG_MAX_SIDE:
@@ -488,6 +530,9 @@ def _predict_images(
                 buf = io.BytesIO()  # Pillow's save said nothing when the disk filled
                 fit_jpeg(drawn).save(buf, format="JPEG", quality=92, comment=DRAWN_COMMENT)
                 atomic_write_bytes(outputs[src], buf.getvalue())
+            # a record once its files are written: a stop mid-image left a record whose drawing
+            # was never written (a stop in the first image's leaves the earlier run's whole)
+            records.append(record)
             console.print(f"{escape(src.name)}: {len(det)} detection{'' if len(det) == 1 else 's'}")
             progress.advance(task)
         progress.update(task, completed=len(files))  # skipped unreadable images count as done

@@ -221,6 +221,12 @@ def image_files(source: str | Path) -> list[Path]:
                 if videos
                 else ""
             )
+            subs = sorted(f.name for f in p.iterdir() if f.is_dir() and not f.name.startswith("."))
+            if subs and not videos:  # the likelier cause: images one level down
+                also = (
+                    f"; subfolders are not read, and it has {len(subs)} "
+                    f"({examples(subs)}): give one of them"
+                )
             raise DataError(
                 f"{p}: folder holds no images ({', '.join(FOLDER_SUFFIXES)}; hidden files "
                 f"are left out){also}"
