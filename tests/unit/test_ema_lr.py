@@ -98,21 +98,23 @@ def test_ema_state_dict_round_trips_and_the_ramp_continues():
 
 def test_lr_at_warms_up_linearly_then_follows_the_cosine_to_lr0_times_lrf():
     cfg = TrainConfig(lr0=0.01, lrf=0.1)
-    total, warmup = 25, 5
+    total, warmup = 25, 4
     # warm-up: lr0 * (step + 1) / warmup, reaching lr0 at its last step
     assert [lr_at(s, total, warmup, cfg) for s in range(warmup)] == pytest.approx(
-        [0.002, 0.004, 0.006, 0.008, 0.01]
+        [0.0025, 0.005, 0.0075, 0.01]
     )
-    # then lr0 * (lrf + (1 - lrf) * (1 + cos(pi * t)) / 2), t = (step - warmup) / (total - warmup)
+    # then lr0 * (lrf + (1 - lrf) * (1 + cos(pi * t)) / 2),
+    # t = (step - warmup) / (total - 1 - warmup): 0 at the first step after warm-up, 1 at the last
     assert lr_at(warmup, total, warmup, cfg) == pytest.approx(0.01)  # t = 0: the peak
-    # t = 0.5 (step 15): cos = 0 -> 0.01 * (0.1 + 0.9 / 2) = 0.0055
-    assert lr_at(15, total, warmup, cfg) == pytest.approx(0.0055)
-    # t = 0.25 (step 10): 0.01 * (0.1 + 0.9 * (1 + sqrt(2)/2) / 2)
-    assert lr_at(10, total, warmup, cfg) == pytest.approx(
+    # t = 0.5 (step 14): cos = 0 -> 0.01 * (0.1 + 0.9 / 2) = 0.0055
+    assert lr_at(14, total, warmup, cfg) == pytest.approx(0.0055)
+    # t = 0.25 (step 9): 0.01 * (0.1 + 0.9 * (1 + sqrt(2)/2) / 2)
+    assert lr_at(9, total, warmup, cfg) == pytest.approx(
         0.01 * (0.1 + 0.9 * (1 + math.sqrt(0.5)) / 2)
     )
-    # t = 1: the end of the cosine, lr0 * lrf = 0.001; past it, clamped there
-    assert lr_at(total, total, warmup, cfg) == pytest.approx(0.001)
+    # t = 1 at the run's last step (total - 1): lr0 * lrf = 0.001 (audit25 train L1: the
+    # last step was at t = (total - 1 - warmup) / (total - warmup), short of lrf); past it, clamped
+    assert lr_at(total - 1, total, warmup, cfg) == pytest.approx(0.001)
     assert lr_at(total + 7, total, warmup, cfg) == pytest.approx(0.001)
     # non-increasing over the cosine part
     lrs = [lr_at(s, total, warmup, cfg) for s in range(warmup, total + 1)]

@@ -218,10 +218,15 @@ def static_assigner_for(cfg: TrainConfig, from_scratch: bool) -> TrainConfig:
     synthetic set, damo-nano seeds that trained to 41-52 mAP in 16 epochs reached 83-84
     with 4 ATSS epochs (benchmarks/TRAINING.md). A model given with its weights is
     fine-tuned, and keeps the task-aligned assigner from the start.
+
+    A run from scratch gets at least one ATSS epoch: with none (``epochs // 4`` was 0 under
+    4 epochs) a random head's boxes, many strides wide, gave a small object no positive
+    anchor at all (score x IoU^6 under the cut), so the box and DFL losses were 0 and the
+    boxes never learned (audit25 train M1: 61 of 67 objects unassigned at 64 px).
     """
     if cfg.loss.static_assigner_epochs is not None:
         return cfg
-    return _with_static_assigner(cfg, min(4, cfg.epochs // 4) if from_scratch else 0)
+    return _with_static_assigner(cfg, max(1, min(4, cfg.epochs // 4)) if from_scratch else 0)
 
 
 def _with_static_assigner(cfg: TrainConfig, n: int | None) -> TrainConfig:

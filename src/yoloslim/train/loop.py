@@ -31,10 +31,11 @@ __all__ = ["Fit", "epoch_loader", "lr_at"]
 
 
 def lr_at(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine from ``lr0`` to ``lr0 * lrf``."""
+    """Linear warm-up over ``warmup`` steps, then cosine from ``lr0`` to ``lr0 * lrf``, which
+    the run's last step (``total - 1``) reaches."""
     if step < warmup:
         return cfg.lr0 * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
+    t = (step - warmup) / max(1, total - 1 - warmup)
     return cfg.lr0 * (cfg.lrf + (1 - cfg.lrf) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 

@@ -39,7 +39,7 @@ class LossConfig:
         static_assigner_epochs: assign with ATSS (geometry only, independent of the
             initial weights' predictions) for this many epochs, then task-aligned, as
             PP-YOLOE and YOLOv6 do; 0: task-aligned from the start. ``None`` (auto):
-            :func:`yoloslim.train.train` picks ``min(4, epochs // 4)`` for a model that
+            :func:`yoloslim.train.train` picks ``max(1, min(4, epochs // 4))`` for a model that
             starts from random weights (a name or an arch) and 0 for a Detector it is
             given (fine-tuning), and saves the number it picked; elsewhere 0.
     """
