@@ -1,6 +1,6 @@
 """train(): what it refuses before any work, a finished run's resume, the run folder's files,
-and the train command's messages. No test here trains (one takes a single step, into a
-diverging loss): runs are faked with a saved last.pt."""
+and the train command's messages. No test here trains a model (one takes a single step, into a
+diverging loss; one an epoch of a few steps, for a warning): runs are faked with a saved last.pt."""
 
 from __future__ import annotations
 
@@ -438,6 +438,27 @@ def test_a_diverging_loss_is_a_one_line_error_naming_lr0(sets, tmp_path, monkeyp
     err = capsys.readouterr().err
     assert rc == 2 and "TrainingError" in err and "Traceback" not in err
     assert "loss is nan at epoch 0, batch 0" in err and "lower lr0 (now 0.004)" in err
+
+
+def test_an_epoch_where_no_object_got_a_positive_anchor_is_warned(
+    sets, tmp_path, monkeypatch, caplog
+):
+    # audit25 train M1: a short run from scratch logged box 0, dfl 0 (no positive anchor all
+    # epoch: the boxes learned nothing) without a word
+    trainer = importlib.import_module("yoloslim.train.trainer")
+
+    class NoPositives(trainer.DetectionLoss):
+        def __call__(self, *args, **kwargs):
+            loss, parts = super().__call__(*args, **kwargs)
+            return loss, parts * torch.tensor([0.0, 1.0, 0.0])  # as with no positive
+
+    monkeypatch.setattr(trainer, "DetectionLoss", NoPositives)
+    cfg = TrainConfig(epochs=1, imgsz=64, batch=4, workers=0, threads=1)
+    with caplog.at_level(logging.WARNING, logger="yoloslim"):
+        train("damo-nano", sets[3], config=cfg, out=tmp_path / "r")
+    said = [r.getMessage() for r in caplog.records if "positive anchor" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("epoch 1: none of its ")
+    assert "loss.static_assigner_epochs, now 1" in said[0]  # auto: at least 1 from scratch
 
 
 def test_a_run_into_the_folder_of_its_own_input_checkpoint_is_refused(sets, tmp_path):

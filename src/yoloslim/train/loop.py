@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from yoloslim.train.trainer import TrainHook
 
 __all__ = ["Fit", "epoch_loader", "lr_at"]
+
+log = logging.getLogger(__name__)
 
 
 def lr_at(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
@@ -110,7 +113,7 @@ class Fit:
             self.hook.epoch_start(self.net, epoch)
         sums = torch.zeros(3)
         extra_sums: dict[str, float] = {}
-        lr, seen = self.cfg.lr0, 0  # seen: this process's images
+        lr, seen, objects = self.cfg.lr0, 0, 0  # seen: this process's images
         t_epoch = time.time()
         title = f"epoch {epoch + 1}/{self.cfg.epochs}"
         with epoch_progress(progress, title, self.n_batches) as pbar:
@@ -123,6 +126,7 @@ class Fit:
                 for k, v in extra.items():
                     extra_sums[k] = extra_sums.get(k, 0.0) + float(v) * b
                 seen += b
+                objects += len(targets)
                 if pbar:
                     m = sums / seen
                     more = "".join(f" {k} {v / seen:.3f}" for k, v in extra_sums.items())
@@ -133,6 +137,17 @@ class Fit:
                     )
         epoch_s = time.time() - t_epoch
         n = max(seen, 1)
+        if objects and not sums[0] and not sums[2]:
+            # no anchor was positive all epoch: the boxes got no gradient (a random head's
+            # boxes, many strides wide, give a small object none under the task-aligned rule)
+            log.warning(
+                "epoch %d: none of its %d objects got a positive anchor (box and DFL losses "
+                "0): the boxes learn nothing; from random weights, more ATSS epochs "
+                "(loss.static_assigner_epochs, now %s) or more epochs help",
+                epoch + 1,
+                objects,
+                self.criterion.cfg.static_assigner_epochs,
+            )
         row = {
             "epoch": epoch,
             "lr": lr,
