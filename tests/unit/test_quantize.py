@@ -4,6 +4,7 @@ accuracy-aware mode stops within budget, calibration takes the requested images,
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -52,6 +53,9 @@ def _decode_nodes(onnx_path: Path) -> list[str]:
         ({"calib": 0}, "calib=0"),
         ({"method": "entropy"}, "entropy"),  # NNCF has no entropy calibrator
         ({"mode": "dynamic"}, "mode='dynamic'"),  # OpenVINO: no dynamic conv quantization
+        # dynamic calibrates on nothing: a method or image count was silently unused
+        ({"mode": "dynamic", "backend": "onnxruntime", "method": "entropy"}, "method='entropy'"),
+        ({"mode": "dynamic", "backend": "onnxruntime", "calib": 50}, "calib=50: mode='dynamic'"),
         ({"float_variants": ["int4"]}, "int4"),
         ({"ignored_scope": ["head[("]}, "head[("),
         ({"imgsz": 100}, "imgsz=100"),
@@ -323,10 +327,13 @@ def test_onnxruntime_static_scope_pattern_and_variants(setup, tmp_path, caplog):
     ]
 
 
-def test_onnxruntime_dynamic_uses_convinteger(setup, tmp_path):
+def test_onnxruntime_dynamic_uses_convinteger(setup, tmp_path, caplog):
     data, onnx_path = setup
     cfg = QuantConfig(backend="onnxruntime", mode="dynamic", max_drop=0.0, advanced=FAST)
-    res = ys.quantize(onnx_path, data, config=cfg, out=tmp_path)
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        res = ys.quantize(onnx_path, data, config=cfg, out=tmp_path)
+    # an untrained model: a budget held to mAP 0 is said to mean nothing (audit25 quant L2)
+    assert "scores mAP50-95 0 on the val split: --max-drop 0 has nothing" in caplog.text
     ops = {n.op_type for n in onnx.load(str(res.model)).graph.node}
     assert "ConvInteger" in ops and res.report["calibration"]["images"] == 0
     # its conv biases sit in an Add after ConvInteger -> Cast -> Mul: still parameters
@@ -345,8 +352,10 @@ def test_onnxruntime_dynamic_uses_convinteger(setup, tmp_path):
     with pytest.raises(ConfigError, match=r"model=.*this run writes .*give another out"):
         ys.quantize(float_onnx, data, config=cfg, out=tmp_path)
     assert float_onnx.read_bytes() == before
-    assert res.report["accuracy_aware"]["sensitivity_images"] == 2  # FAST's, of the 4 val
-    steps = res.report["accuracy_aware"]["steps"]  # untrained: 0 mAP, within budget at once
+    # untrained: 0 mAP, within budget at once, so no ranking ran and no image was read for
+    # one (audit25 quant L1: "the ranking runs on the N val images there are" was said anyway)
+    assert res.report["accuracy_aware"]["sensitivity_images"] is None
+    steps = res.report["accuracy_aware"]["steps"]
     assert len(steps) == 1 and steps[0]["map"] == round(res.report["int8"]["map"], 5)
     assert load_backend(res.model)(torch.rand(1, 3, 64, 64)).shape == (1, 84, 6)
 
@@ -482,8 +491,7 @@ def _loop(maps: dict, float_map: float, max_steps: int = 10, key=len):
         evaluate=evaluate,
         float_map=float_map,
         max_drop=1.0,
-        images=[np.zeros(1)],
-        ref=REF,
+        inputs=lambda: ([np.zeros(1)], REF),
         imgsz=64,
         max_steps=max_steps,
     )
@@ -504,8 +512,7 @@ def test_accuracy_aware_stops_as_soon_as_within_budget():
         evaluate=lambda m, t: {"map": 0.35, "map50": 0.5},
         float_map=0.35,
         max_drop=0.0,
-        images=[np.zeros(1)],
-        ref=REF,
+        inputs=lambda: pytest.fail("the ranking's images were read, and no ranking runs"),
         imgsz=64,
         max_steps=10,
     )
@@ -663,7 +670,7 @@ def test_a_quantize_refused_by_the_folder_lock_writes_nothing_there(setup, tmp_p
 
 
 def test_a_stopped_quantize_leaves_no_earlier_report_beside_its_new_files(
-    setup, tmp_path, monkeypatch
+    setup, tmp_path, monkeypatch, caplog
 ):
     # the earlier run's quant_report.json stayed beside this run's new export/ and float IR
     from yoloslim.compress import quantize as qmod
@@ -671,8 +678,14 @@ def test_a_stopped_quantize_leaves_no_earlier_report_beside_its_new_files(
     data, onnx_path = setup
     out = tmp_path / "q"
     out.mkdir()
-    for name in ("quant_report.json", "quant_report.md", "quant_config.json"):
+    for name in ("quant_report.md", "quant_config.json"):
         (out / name).write_text("an earlier run's")
+    # the earlier run's INT8 model, which its report lists
+    (out / "int8_openvino").mkdir()
+    (out / "int8_openvino" / "model.xml").write_text("<net/>")
+    os.utime(out / "int8_openvino" / "model.xml", (1e9, 1e9))
+    listed = json.dumps({"int8": {"path": "q/int8_openvino/model.xml"}})
+    (out / "quant_report.json").write_text(listed)
 
     def stopped(*a, **kw):
         raise KeyboardInterrupt
@@ -681,15 +694,19 @@ def test_a_stopped_quantize_leaves_no_earlier_report_beside_its_new_files(
     monkeypatch.setattr(qmod, "_backend", stopped)
     with pytest.raises(KeyboardInterrupt):
         ys.quantize(onnx_path, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
-    assert (out / "quant_report.json").read_text() == "an earlier run's"
+    assert (out / "quant_report.json").read_text() == listed
     monkeypatch.undo()
     # stopped as the float model is written: the report that described the earlier one is gone
     from yoloslim.compress.quant_openvino import OpenVINOQuant
 
     monkeypatch.setattr(OpenVINOQuant, "float_artifact", stopped)
-    with pytest.raises(KeyboardInterrupt):
+    with caplog.at_level("WARNING", logger="yoloslim"), pytest.raises(KeyboardInterrupt):
         ys.quantize(onnx_path, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
     assert not (out / "quant_report.json").exists() and not (out / "quant_report.md").exists()
+    # and the earlier INT8 model left there without a report is named (audit25 quant L4)
+    said = " ".join(caplog.text.split())
+    assert "stopped: an earlier quantize's artifacts stay in" in said
+    assert str(out / "int8_openvino" / "model.xml") in said
     assert not (out / "quant_config.json").exists()  # the settings of that report went with it
 
 

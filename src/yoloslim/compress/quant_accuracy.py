@@ -97,8 +97,7 @@ def accuracy_aware(
     evaluate: Callable[[Any, str], dict],
     float_map: float,
     max_drop: float,
-    images: list[np.ndarray],
-    ref: np.ndarray,
+    inputs: Callable[[], tuple[list[np.ndarray], np.ndarray]],
     imgsz: int,
     max_steps: int,
     progress: bool = False,
@@ -113,6 +112,8 @@ def accuracy_aware(
         evaluate: ``(model, tag) -> {"map", "map50"}`` on the validation split.
         float_map: mAP50-95 of the float model (fraction).
         max_drop: budget in mAP points (0.5 = 0.005).
+        inputs: ``() -> (images, ref)``: the ranking's images and the float model's outputs
+            on them; called only when the ranking runs (not when step 0 meets the budget).
         strides: the detector's output strides (the ranking's box errors are in their units).
 
     Returns:
@@ -141,6 +142,7 @@ def accuracy_aware(
             max_drop,
         )
         return model, info
+    images, ref = inputs()
     ranking = rank_sensitivity(
         backend, qmodel, candidates, images, ref, imgsz, progress, strides=strides
     )

@@ -207,6 +207,14 @@ class QuantConfig:
                 f"mode='dynamic' needs backend='onnxruntime' (got backend={self.backend!r}): "
                 "OpenVINO has no dynamic quantization for convolutions"
             )
+        if self.mode == Mode.DYNAMIC and (self.method != Method.MINMAX or self.calib != 300):
+            # silently unused: the report said method null and 0 images requested
+            given = self.method if self.method != Method.MINMAX else self.calib
+            name = "method" if self.method != Method.MINMAX else "calib"
+            raise ConfigError(
+                f"{name}={given!r}: mode='dynamic' computes activation ranges at run time and "
+                "calibrates on nothing; leave method and calib unset, or use mode='static'"
+            )
         if self.method == Method.ENTROPY and self.backend == Backend.OPENVINO:
             raise ConfigError(
                 "method='entropy' is ONNX Runtime's calibrator; with backend='openvino' "

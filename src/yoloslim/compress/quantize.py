@@ -11,11 +11,14 @@ per artifact) and, for OpenVINO, per-layer kernel times (:mod:`quant_perf`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,28 @@ def _drop_earlier_report(out: Path) -> None:
     found late) leaves the earlier report as it was."""
     for name in ("quant_report.json", "quant_report.md", "quant_config.json"):
         (out / name).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _named_if_stopped(out: Path) -> Iterator[list[Path]]:
+    """The artifacts an earlier run's report in ``out`` lists; when this run stops (Ctrl-C,
+    an error) after it dropped that report, the ones still there are named: no report
+    describes them any more, and an ``int8_openvino`` beside this run's float model is
+    the earlier run's."""
+    earlier = _earlier_artifacts(out)
+    start = time.time_ns()
+    try:
+        yield earlier
+    except BaseException:
+        left = [p for p in earlier if p.exists() and p.stat().st_mtime_ns < start]
+        if left and not (out / "quant_report.json").exists():
+            log.warning(
+                "stopped: an earlier quantize's artifacts stay in %s without a report (this "
+                "run's replace them as it goes; run it again, or delete them): %s",
+                out,
+                ", ".join(map(str, left)),
+            )
+        raise
 
 
 def _warn_stale(earlier: list[Path], artifacts: dict[str, Path]) -> None:
@@ -151,9 +176,12 @@ def quantize(
     _check_classes(given[0] if given else model_or_artifact, data)
     made = not out.exists()
     exported_now = given is None and not (out / "export").exists()
-    with removed_if_left_empty(out, made), folder_lock(out, "quantize"):  # out made here
+    with (
+        removed_if_left_empty(out, made),
+        folder_lock(out, "quantize"),  # out made here
+        _named_if_stopped(out) as earlier,
+    ):
         remove_stale_staging(out)  # a killed run's; none is live while we hold the lock
-        earlier = _earlier_artifacts(out)
         # exported under the lock: a refused second run must not replace this one's ONNX
         float_onnx, imgsz = given or _export_onnx(model_or_artifact, out, cfg.imgsz)
         backend = _backend(cfg, float_onnx, out)
@@ -217,12 +245,34 @@ def quantize(
             "float": _evaluate(artifacts["float"], data, imgsz, progress, reference)
         }
         float_map = metrics["float"]["map"]
+        if cfg.max_drop is not None and float_map is not None and float_map <= 0:
+            # every INT8 model is "within budget" of 0: the budget says nothing of INT8's harm
+            log.warning(
+                "the float model scores mAP50-95 0 on the val split: --max-drop %g has "
+                "nothing to hold the INT8 model to (it is met at once, every layer INT8); "
+                "train the model further, or check that the val split is its data",
+                cfg.max_drop,
+            )
         kept: list[str] = []
         if cfg.max_drop is not None:
             from yoloslim.compress.quant_accuracy import accuracy_aware
 
-            sens = load_images(data, "val", adv.sensitivity_images, imgsz, seed=adv.seed)
-            ref = np.concatenate([backend.runner(backend.float_model)(x) for x in sens])
+            ranked: dict[str, int] = {}
+
+            def inputs() -> tuple[list[np.ndarray], np.ndarray]:
+                # read and run only when the ranking runs: a budget met at step 0 needs none
+                sens = load_images(data, "val", adv.sensitivity_images, imgsz, seed=adv.seed)
+                ranked["images"] = len(sens)
+                if len(sens) < adv.sensitivity_images:
+                    log.warning(
+                        "the layer-sensitivity ranking runs on the %d val images there are, "
+                        "not the %d asked (advanced.sensitivity_images)",
+                        len(sens),
+                        adv.sensitivity_images,
+                    )
+                ref = np.concatenate([backend.runner(backend.float_model)(x) for x in sens])
+                return sens, ref
+
             view = backend.view()
             scoped = set(scope.nodes)
             candidates = {n: view.layers.get(n, n) for n in view.convs() if n not in scoped}
@@ -242,8 +292,7 @@ def quantize(
                     evaluate=evaluate,
                     float_map=float_map,
                     max_drop=float(cfg.max_drop),
-                    images=sens,
-                    ref=ref,
+                    inputs=inputs,
                     imgsz=imgsz,
                     max_steps=adv.max_steps,
                     progress=progress,
@@ -252,15 +301,8 @@ def quantize(
             # the ranking's images, and where the budget was judged: on the val split whose
             # mAP the report gives, so "met" is met on that split (a held-out set would be
             # the user's own: quantize an artifact, then val it on another split)
-            acc["sensitivity_images"] = len(sens)
+            acc["sensitivity_images"] = ranked.get("images")  # None: no ranking ran
             acc["judged_on"] = "val split (the reported mAP's)"
-            if len(sens) < adv.sensitivity_images:
-                log.warning(
-                    "the layer-sensitivity ranking runs on the %d val images there are, not "
-                    "the %d asked (advanced.sensitivity_images)",
-                    len(sens),
-                    adv.sensitivity_images,
-                )
             report["accuracy_aware"] = acc
             kept = acc["kept_float"]
         artifacts["int8"] = backend.save_int8(qmodel)
