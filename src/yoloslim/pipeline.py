@@ -387,11 +387,12 @@ _RUNNERS: dict[str, Callable] = {
 }
 
 
-def _check_named_models(rec: Recipe, model: str | Path | None) -> None:
-    """ConfigError, before any stage runs, for a stage's ``teacher:`` file that is not there
-    or a ``model:`` (or a nas stage's ``init:``) that is neither a file nor a registered
-    name, and for a distill stage with no teacher at all (no ``teacher:`` and no run
-    model): found otherwise only once the stages before it had run."""
+def _check_named_models(rec: Recipe, model: str | Path | None, data: str | Path) -> None:
+    """ConfigError, before any stage runs, for a stage's ``teacher:`` file that is not there,
+    is no yoloslim checkpoint or has another class count than the data, or a ``model:`` (or a
+    nas stage's ``init:``) that is neither a file nor a registered name, and for a distill
+    stage with no teacher at all (no ``teacher:`` and no run model): found otherwise only
+    once the stages before it had run (a whole prune and its fine-tuning, say)."""
     from yoloslim.models import list_models
 
     for i, s in enumerate(rec.stages, 1):
@@ -404,6 +405,8 @@ def _check_named_models(rec: Recipe, model: str | Path | None) -> None:
                 )
             if teacher is not None and not Path(teacher).expanduser().is_file():
                 raise ConfigError(f"{where}: teacher {teacher} does not exist")
+            if teacher is not None:
+                _check_teacher(where, Path(teacher).expanduser(), data)
         if s.name == "nas":  # its seeds, read only when the search starts
             from yoloslim.nas.search import init_items
 
@@ -422,6 +425,31 @@ def _check_named_models(rec: Recipe, model: str | Path | None) -> None:
                 f"{where}: model {named!r} is neither a file nor a registered model "
                 f"({', '.join(list_models())})"
             )
+
+
+def _check_teacher(where: str, teacher: Path, data: str | Path) -> None:
+    """A distill stage's teacher file is a yoloslim checkpoint of the data's class count."""
+    from yoloslim.data.config import check_class_count, load_data_config
+    from yoloslim.errors import DataError
+    from yoloslim.models.checkpoint import read_checkpoint
+
+    if teacher.suffix.lower() != ".pt":
+        raise ConfigError(
+            f"{where}: teacher {teacher}: expected a yoloslim .pt checkpoint (an exported "
+            "artifact has no training form to distill from)"
+        )
+    try:
+        names = read_checkpoint(teacher, mmap=True).get("names") or []
+    except ModelError as e:
+        raise ConfigError(f"{where}: teacher: {e}") from e
+    try:
+        cfg = load_data_config(data)
+    except DataError:  # said by the run's own data check
+        return
+    try:
+        check_class_count(len(names), f"teacher {teacher}", cfg)
+    except ModelError as e:
+        raise ConfigError(f"{where}: {e}") from e
 
 
 def _check_ignored_scopes(rec: Recipe, model: str | None) -> None:
@@ -977,7 +1005,7 @@ def _check_run(
             sources.append((f"stage {i} ({s.name})", named))
     for arg, source in sources:
         refuse_overwriting_input(source, writes, arg=arg, hint="choose another output folder")
-    _check_named_models(rec, model)
+    _check_named_models(rec, model, data)
     _warn_unbenched(rec)
     run_configs, skipped = _preflight(rec)
     resolved = yaml.safe_dump(_as_run(rec).resolved(), sort_keys=False)

@@ -236,6 +236,36 @@ def test_a_key_given_twice_or_a_file_that_is_not_text_is_refused_by_name(tmp_pat
         load_recipe(binary)
 
 
+def test_a_teacher_of_another_class_count_or_no_checkpoint_is_refused_before_any_stage(
+    tmp_path, ran
+):
+    # audit25 distill M1: found only when the distill stage began, after a whole prune
+    from yoloslim.data import load_data_config
+    from yoloslim.data.synth import synthesize
+    from yoloslim.models.checkpoint import save_checkpoint
+    from yoloslim.pipeline import run_recipe
+
+    data = synthesize(tmp_path / "d", images=4, imgsz=64, classes=2, seed=0, val_fraction=0.5)
+    names = list(load_data_config(data).names)
+    model = save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", names=names), imgsz=64)
+    three = build_model("damo-nano", names=["a", "b", "c"])
+    teacher3 = save_checkpoint(tmp_path / "t3.pt", three, imgsz=64)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    for teacher, match in (
+        (teacher3, r"stage 2 \(distill\): teacher .*t3.pt has 3 classes but .* has 2"),
+        (data, r"stage 2 \(distill\): teacher .*data.yaml: expected a yoloslim .pt checkpoint"),
+        (junk, r"stage 2 \(distill\): teacher: .*junk.pt"),
+    ):
+        stages = [{"prune": {"ratio": 0.3}}, {"distill": {"teacher": str(teacher)}}]
+        with pytest.raises(ConfigError, match=match):
+            run_recipe(model, data, {"stages": stages}, out=tmp_path / "out")
+        assert ran == [] and not (tmp_path / "out").exists()
+    stages = [{"prune": {"ratio": 0.3}}, {"distill": {"teacher": str(model)}}]
+    run_recipe(model, data, {"stages": stages}, out=tmp_path / "ok")  # the right one runs
+    assert [name for name, _ in ran] == ["prune", "distill"]
+
+
 def test_a_missing_teacher_or_unknown_model_is_refused_before_any_stage(tmp_path, inputs, ran):
     from yoloslim.pipeline import run_recipe
 
