@@ -399,6 +399,7 @@ def test_usage_errors_exit_2(argv, message, usage, capsys):
         (["train", "--device", "gpu"], "--device 'gpu' must be"),
         (["val", "--model", "m.pt", "--batch", "0"], "--batch 0 must be >= 1"),
         (["prune", "--model", "m.pt", "--ratio", "1.5"], "--ratio 1.5 must be in (0, 1)"),
+        (["prune", "--model", "m.pt", "--threads", "0"], "--threads 0 must be >= 1"),
     ],
 )
 def test_a_bad_option_value_is_named_as_the_option(argv, said, data_yaml, tmp_path, capsys):
@@ -1752,3 +1753,24 @@ def test_predict_keeps_standard_output_for_its_results(trained, data_yaml, tmp_p
     lines = out.strip().splitlines()
     assert lines and all(re.fullmatch(r"\S+: \d+ detections?", x) for x in lines), lines
     assert "skipped 1 unreadable image(s)" in err
+
+
+def test_prune_threads_hold_while_it_runs_and_are_given_back(
+    trained, data_yaml, tmp_path, monkeypatch
+):
+    # prune had no --threads, though it evaluates and fine-tunes in this process
+    import torch
+
+    import yoloslim.compress.prune as prune_mod
+
+    seen = []
+
+    def run(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        raise KeyboardInterrupt  # the rest is prune's own tests'
+
+    monkeypatch.setattr(prune_mod, "prune", run)
+    before = torch.get_num_threads()
+    argv = ["prune", "--model", str(trained / "best.pt"), "--data", str(data_yaml)]
+    assert main([*argv, "--out", str(tmp_path / "p"), "--threads", "1"]) == 130
+    assert seen == [1] and torch.get_num_threads() == before

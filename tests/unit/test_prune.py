@@ -666,6 +666,8 @@ def test_a_ratio_above_the_layer_cap_and_a_prune_that_removes_nothing_are_said(m
         capped = prune(model, None, config=cfg(ratio=0.95))
         at_cap = prune(model, None, config=cfg(ratio=0.9))
     assert "ratio 0.95 is above advanced.max_layer_ratio 0.9" in caplog.text
+    # once (the width pruner said it too, in other words: audit24 prune L3)
+    assert caplog.text.count("is above advanced.max_layer_ratio") == 1
     # what the caps allow: 0.95 gives the model 0.9 gives, as said
     assert (
         capped.report["stages"]["pruned"]["params"] == at_cap.report["stages"]["pruned"]["params"]
@@ -739,3 +741,32 @@ def test_prune_keeps_a_users_export_folders_and_says_a_distill_with_no_fine_tuni
         caplog.text
     )
     assert res.model.history[-1]["distilled"] is False
+
+
+def test_a_target_the_model_already_meets_is_refused_before_any_work(model, tmp_path, monkeypatch):
+    # audit24 prune L1: refused only after the baseline's validation, leaving an empty --out
+    import yoloslim.compress.prune as prune_mod
+
+    def never(*a, **kw):
+        raise AssertionError("measured (validated) before the target was checked")
+
+    monkeypatch.setattr(prune_mod, "measure", never)
+    for kw, match in (
+        ({"target_params": 100.0}, r"target_params=100.0 is not below the model's"),
+        ({"target_flops": 50.0}, r"target_flops=50.0 is not below the model's"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            prune(model, None, config=cfg(**kw), out=tmp_path / "p")
+        assert not (tmp_path / "p").exists()
+
+
+def test_pruned_pt_records_the_size_it_was_trained_at(model, tmp_path):
+    # audit24 prune L4: --imgsz 96 without fine-tuning wrote 96 for a 64-px model, so val and
+    # train of pruned.pt took 96 by default
+    from yoloslim.models.checkpoint import read_checkpoint, save_checkpoint
+
+    path = save_checkpoint(tmp_path / "m.pt", model, imgsz=IMG)
+    prune(path, None, config=cfg(ratio=0.3, imgsz=96), out=tmp_path / "p")
+    assert read_checkpoint(tmp_path / "p" / "pruned.pt")["imgsz"] == IMG
+    prune(path, None, config=cfg(ratio=0.3), out=tmp_path / "q")  # its own size: the same
+    assert read_checkpoint(tmp_path / "q" / "pruned.pt")["imgsz"] == IMG

@@ -46,6 +46,7 @@ __all__ = [
     "shown_default",
     "sigterm_as_interrupt",
     "stop_requested",
+    "torch_threads",
     "write_json",
     "STDOUT",
 ]
@@ -178,6 +179,23 @@ def warn(text: str) -> None:
     """``text`` (rich markup, a user's value passed through :func:`literal`) as a warning on
     stderr, where every warning goes: ``yoloslim X > table.txt`` keeps only the results."""
     err_console.print(f"[yellow]warning:[/] {text}", soft_wrap=True)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads at ``threads`` while the block runs (None: unchanged), the
+    earlier count back afterwards (a test's process runs many commands)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Terminated(KeyboardInterrupt):

@@ -18,9 +18,11 @@ from yoloslim.cli.common import (
     print_table,
     restart_hint,
     shown_default,
+    torch_threads,
     write_json,
 )
-from yoloslim.configs import load_mapping
+from yoloslim.configs import int_problem, load_mapping
+from yoloslim.errors import ConfigError
 
 
 @handle_errors
@@ -93,6 +95,11 @@ def prune(
     config: Path = typer.Option(
         None, help="YAML file of PruneConfig fields (flags given override it)."
     ),
+    threads: int = typer.Option(
+        None,
+        help="Torch threads for the evaluations and the fine-tuning (default: torch's own; on "
+        "a busy machine fewer can be much faster); the latency workers keep their runtime's.",
+    ),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the prune report as JSON."
     ),
@@ -131,8 +138,14 @@ def prune(
                 values.pop(g, None)
     with config_file(config, ctx):
         cfg = PruneConfig.from_dict(values)
+    problem = None if threads is None else int_problem(threads)
+    if problem:
+        raise ConfigError(f"--threads {threads} {problem}")
     earlier = "" if exist_ok else f" (add --exist-ok where {out} holds a pruned.pt by then)"
-    with restart_hint(f"a prune does not resume: the same command runs it anew{earlier}"):
+    with (
+        restart_hint(f"a prune does not resume: the same command runs it anew{earlier}"),
+        torch_threads(threads),  # this process's: the evaluations and the fine-tuning
+    ):
         res = run_prune(model, data, config=cfg, out=out, exist_ok=exist_ok, progress=True)
     write_json(json_path, res.report)  # first: whole whatever the printing below does
     lat = res.report["latency"]

@@ -156,6 +156,9 @@ def prune(
             check_class_count(net.nc, str(name), data)
         else:
             load_data_config(data)
+    # a target the model already meets, before the baseline's validation (minutes on a real
+    # val split) and before --out is made (an empty folder was left)
+    _check_budget(cfg, profile(net, cfg.imgsz))
     teacher = copy.deepcopy(net).eval() if cfg.distill else None
     torch.manual_seed(cfg.seed)
 
@@ -163,7 +166,6 @@ def prune(
     with _workdir(out) as work:
         say("measuring the model before pruning (params, GFLOPs, mAP)")
         before = measure(net, data, cfg, is_detector, progress)
-        _check_budget(cfg, before)
         original = copy.deepcopy(net)
         say(f"pruning ({cfg.pruned_by}, {cfg.steps} step{'s' if cfg.steps > 1 else ''})")
         # the fine-tuning runs' checkpoints are pruned models: they say so, as pruned.pt does
@@ -216,7 +218,18 @@ def prune(
             # the earlier run's report goes first: a kill between the two writes below then
             # leaves the new pruned.pt without a report, never beside the old one's
             (Path(out) / "prune_report.json").unlink(missing_ok=True)
-            result.artifacts["checkpoint"] = _save(net, Path(out), cfg, is_detector, last, original)
+            # the size it was trained at: this prune's, where it trained (fine-tuning, BN
+            # sparsity), else the model's own (--imgsz 160 without fine-tuning wrote 160 for
+            # a 128-px model, and val and train then took 160 by default)
+            trained_here = (
+                cfg.finetune_epochs
+                or cfg.advanced.sparsity_epochs
+                or (cfg.steps > 1 and cfg.finetune_between)
+            )
+            size = cfg.imgsz if trained_here or not trained_imgsz else trained_imgsz
+            result.artifacts["checkpoint"] = _save(
+                net, Path(out), cfg, is_detector, last, original, size
+            )
             report["checkpoint"] = str(result.artifacts["checkpoint"])
             _remove_stale_runs(Path(out), cfg)
             if latency is None:  # an earlier prune's timed exports, of another model
@@ -679,9 +692,11 @@ def _save(
     is_detector: bool,
     last: dict,
     original: nn.Module,
+    imgsz: int,
 ) -> Path:
-    """``out/pruned.pt``; its meta holds the mAP of ``last`` (the last stage measured: after
-    fine-tuning, if any), as a trained checkpoint's holds its best epoch's. A module not
+    """``out/pruned.pt``, recording ``imgsz`` as the size it was trained at; its meta holds
+    the mAP of ``last`` (the last stage measured: after fine-tuning, if any), as a trained
+    checkpoint's holds its best epoch's. A module not
     yoloslim's is saved only if :func:`restore_pruned` can rebuild it from ``original``
     (the unpruned module): a ModelError names the layers whose shape the record cannot
     hold."""
@@ -692,7 +707,7 @@ def _save(
     if last.get("map") is not None:
         meta.update(map=last["map"], map50=last.get("map50"))
     if is_detector:
-        return save_checkpoint(out / "pruned.pt", net, imgsz=cfg.imgsz, meta=meta)
+        return save_checkpoint(out / "pruned.pt", net, imgsz=imgsz, meta=meta)
     record = {
         "format": PRUNED_MODULE,
         "layers": layer_shapes(net),

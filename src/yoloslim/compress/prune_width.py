@@ -351,8 +351,8 @@ def prune_width(
         widths=widths,
     )
     if ratio is not None:
-        if ratio > max_layer_ratio and not global_pruning:
-            log.warning(
+        if ratio > max_layer_ratio and not global_pruning:  # prune() says it once, at the end
+            log.info(
                 "ratio %.3g is above advanced.max_layer_ratio %.2f: no layer loses more than that",
                 ratio,
                 max_layer_ratio,
@@ -393,8 +393,8 @@ def prune_width(
             m, hi, value = smallest
         best = (m, hi)
         met = value <= target
-        if not met:
-            log.warning(
+        if not met:  # prune() warns once, with what the whole schedule reached
+            log.info(
                 "budget %s <= %.4g not reachable by width pruning: the smallest is %.4g "
                 "(ratio %.3g; advanced.max_layer_ratio %.2f caps each layer)",
                 key,
