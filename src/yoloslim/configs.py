@@ -181,6 +181,8 @@ def yaml_problem(e: yaml.YAMLError) -> str:
 def load_mapping(path: str | Path, what: str) -> dict:
     """A YAML file that must hold a mapping (of ``what`` fields); errors name the file."""
     path = Path(path)
+    if path.is_dir():  # "does not exist" for a folder that does
+        raise ConfigError(f"{path}: is a folder; a config file (YAML) is expected")
     if not path.is_file():
         raise ConfigError(f"{path}: config file does not exist")
     loaded = read_yaml(path) or {}

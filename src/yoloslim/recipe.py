@@ -318,9 +318,8 @@ def recipe_path(recipe: str | Path) -> Path:
         )
         if shipped.is_file():
             return shipped
-    raise ConfigError(
-        f"{path}: recipe file does not exist (shipped recipes: {', '.join(shipped_recipes())})"
-    )
+    what = "is a folder, not a recipe file" if path.is_dir() else "recipe file does not exist"
+    raise ConfigError(f"{path}: {what} (shipped recipes: {', '.join(shipped_recipes())})")
 
 
 def load_recipe(recipe: str | Path | dict, *, sets: typing.Sequence[str] = ()) -> Recipe:

@@ -349,6 +349,20 @@ def test_an_export_stopped_half_way_leaves_no_stale_entry_for_what_it_redid(tmp_
         export(_model(), tmp_path, formats="onnx", imgsz=IMGSZ, verify=False)
     saved = json.loads((tmp_path / "export_report.json").read_text())
     assert set(saved["formats"]) == {"torchscript"}  # the old onnx entry no longer vouches
+    # stopped at the second of three: the first (done) keeps its new entry, the third (not
+    # begun; its file still the earlier export's) stays listed as that one's; the report
+    # listed none of them (audit26 export L1)
+    monkeypatch.undo()
+    export(_model(), tmp_path, formats="onnx,torchscript,openvino", imgsz=IMGSZ, verify=False)
+    monkeypatch.setitem(
+        EXPORTERS, "torchscript", dataclasses.replace(EXPORTERS["torchscript"], export=stopped)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        export(_model(), tmp_path, formats="onnx,torchscript,openvino", imgsz=IMGSZ, verify=False)
+    saved = json.loads((tmp_path / "export_report.json").read_text())
+    assert set(saved["formats"]) == {"onnx", "openvino"}
+    assert "exported_with" in saved["formats"]["openvino"]  # the earlier export's, as kept ones
+    assert "exported_with" not in saved["formats"]["onnx"]  # this one's
 
 
 def test_fp32_and_fp16_openvino_in_one_folder_both_stay_in_the_report(tmp_path):

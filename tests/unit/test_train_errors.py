@@ -333,7 +333,7 @@ def test_resume_of_a_finished_run_says_so(sets, tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"{tmp_path} already finished 1/1 epochs; nothing to do" in out
-    assert "best mAP50-95 25.0" in out
+    assert "best mAP50-95 25.0%" in out
 
 
 def test_config_file_with_unknown_key_is_named(sets, tmp_path, capsys):
@@ -372,7 +372,7 @@ def test_final_line_rounds_the_map_like_val(sets, tmp_path, monkeypatch, capsys)
     )
     assert main(_argv(sets[3], tmp_path / "r")) == 0
     out = capsys.readouterr().out
-    assert "best mAP50-95 0.4  ->" in out and "0.00429" not in out
+    assert "best mAP50-95 0.4%  ->" in out and "0.00429" not in out
 
 
 @pytest.mark.parametrize(("how", "code"), [("interrupted", 130), ("terminated", 143)])

@@ -16,7 +16,11 @@ from yoloslim.cli.common import (
     write_json,
 )
 
-app = typer.Typer(help="Dataset tools.", no_args_is_help=True)
+app = typer.Typer(
+    help="Dataset tools.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 
 @app.command("synth")

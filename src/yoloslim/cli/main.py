@@ -43,6 +43,7 @@ app = typer.Typer(
     help="Compress YOLO-family detectors: NAS, re-parameterisation, pruning, distillation, INT8, export.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 

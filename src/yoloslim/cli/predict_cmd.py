@@ -79,7 +79,7 @@ def predict(
         None,
         "--json",
         callback=check_json_target,
-        help="Write the detections as JSON ({source, model, results: [detections.json's "
+        help="Write the detections as JSON ({source, model, results: \\[detections.json's "
         "records]}), with or without --save; written once the run is done.",
     ),
 ) -> None:

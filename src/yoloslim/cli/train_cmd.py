@@ -145,6 +145,6 @@ def print_best(best: float | None, path) -> None:
     if path is None and best is None:  # no epoch had a defined mAP: the val split holds no box
         console.print("no best.pt: no validation mAP to choose one by (the val split has no box)")
         return
-    shown = "-" if best is None else f"{100 * best:.1f}"
+    shown = "-" if best is None else f"{100 * best:.1f}%"
     where = "(best.pt is not in the run folder)" if path is None else f"->  {literal(path)}"
     console.print(f"best mAP50-95 {shown}  {where}", soft_wrap=True)

@@ -308,8 +308,10 @@ def export(
         artifacts: dict[str, Path] = {}
         failed: list[str] = []  # one format's failed check does not cost the others
         e2e = {"conf": nms_conf, "iou": nms_iou, "max_det": nms_max_det} if nms else None
+        started: set[str] = set()  # a stopped format may have replaced some of its files
         try:
             for i, fmt in enumerate(formats, 1):
+                started.add(fmt)
                 if progress:
                     say(f"export: {fmt} ({i}/{len(formats)}): converting and checking")
                 step = functools.partial(
@@ -326,6 +328,7 @@ def export(
                 if fmt != "onnx" or e2e is None:
                     continue
                 onnx_entry = report["formats"]["onnx"]
+                started.add("onnx_nms")
                 if onnx_entry.get("passed", not verify):  # none from an ONNX that disagrees
                     nms_step = functools.partial(
                         _export_nms, ctx, report, artifacts, failed, verify, e2e
@@ -345,6 +348,18 @@ def export(
                     kept = _surviving(previous, was, out)
                     if kept is not None:
                         report["formats"]["onnx_nms"] = kept
+        except BaseException:
+            # stopped (Ctrl-C) or failed: the formats done so far keep their entries, and the
+            # ones not yet begun, whose files are still an earlier export's, stay listed as
+            # that export's (the report listed none of them: audit26 export L1)
+            if previous is not None:
+                for fmt in [*formats, *(["onnx_nms"] if e2e else [])]:
+                    was = _surviving(previous, previous["formats"].get(fmt), out, fmt)
+                    if fmt not in started and fmt not in report["formats"] and was is not None:
+                        report["formats"][fmt] = was
+            with contextlib.suppress(OSError):
+                _write_report(out, report)
+            raise
         finally:
             ctx.cleanup()
         _write_report(out, report)

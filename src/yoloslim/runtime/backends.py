@@ -490,6 +490,9 @@ def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
         # a Triton repository: its model's config
         hint = did_you_mean(p, [*_IN_A_FOLDER, *sorted(p.glob("*/config.pbtxt"))])
         raise ModelError(f"{p}: is a folder, not an artifact{hint}")
+    if not p.suffix and not p.exists():  # "unknown artifact type ''" for a mistyped name
+        hint = did_you_mean(p.parent, [p.name + s for s in sorted(SUFFIXES)])  # best -> best.pt
+        raise ModelError(f"{p}: no such file{hint}")
     if p.suffix.lower() not in (*SUFFIXES, ".mlpackage"):
         xml = p.with_suffix(".xml")
         hint = f"; did you mean {xml}?" if p.suffix.lower() == ".bin" and xml.is_file() else ""
