@@ -1774,3 +1774,28 @@ def test_prune_threads_hold_while_it_runs_and_are_given_back(
     argv = ["prune", "--model", str(trained / "best.pt"), "--data", str(data_yaml)]
     assert main([*argv, "--out", str(tmp_path / "p"), "--threads", "1"]) == 130
     assert seen == [1] and torch.get_num_threads() == before
+
+
+def test_h_is_help_and_misnamed_paths_say_what_they_are(data_yaml, trained, tmp_path, capsys):
+    # audit24 cli L3, L7: "-h" was "No such option"; a folder given as --config "does not
+    # exist"; a checkpoint's name without its suffix was an "unknown artifact type ''"
+    assert main(["val", "-h"]) == 0 and "--model" in capsys.readouterr().out
+    assert main(["data", "check", "-h"]) == 0
+    capsys.readouterr()
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    argv = [
+        "train",
+        "--data",
+        str(data_yaml),
+        "--config",
+        str(folder),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    assert main(argv) == 2
+    assert "cfg: is a folder; a config file (YAML) is expected" in capsys.readouterr().err
+    stem = trained / "best"
+    assert main(["val", "--model", str(stem), "--data", str(data_yaml)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{stem}: no such file; did you mean {stem}.pt?" in err, err
