@@ -9,7 +9,7 @@ import logging
 import math
 import numbers
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +257,30 @@ def _pruned_at(cdir: Path) -> float | None:
         return None
 
 
+def _say_grid_change(record: Path, ratios: Sequence[float]) -> None:
+    """On a resume, say which prune ratios the earlier run's front had that this one drops or
+    adds: the grid is measured again, and a dropped candidate's files stay unused."""
+    try:
+        front = json.loads(record.read_text())["front"]
+        before = sorted({float(e["ratio"]) for e in front if e.get("ratio")})
+    except (OSError, ValueError, KeyError, TypeError):  # none (yet), or not readable
+        return
+    now = sorted(float(r) for r in ratios)
+    if before == now:
+        return
+    dropped = [r for r in before if r not in now]
+    added = [r for r in now if r not in before]
+    log.warning(
+        "%s: the grid changed (ratios %s, now %s%s%s): every candidate is measured again%s",
+        record.parent,
+        before,
+        now,
+        f"; dropped {dropped}" if dropped else "",
+        f"; added {added}" if added else "",
+        f"; the files of {dropped} stay in grid/ unused" if dropped else "",
+    )
+
+
 @keeps_rng_state
 def run_budget(
     model: str | Path,
@@ -378,6 +402,7 @@ def run_budget(
         )
     if resume:
         check_resume_inputs(out, inputs, {"templates": "the recipe's prune or quantize stage"})
+        _say_grid_change(out / "budget.json", ratios)
     with folder_lock(out, "compress (budget)"):  # made here, if it is not there yet
         if not resume:  # a fresh run: no candidate of an earlier one in this folder is reused
             earlier = sorted((out / "grid").glob("ratio-*/*.txt"))
@@ -404,6 +429,11 @@ def run_budget(
                     return str(path)
             for later in _MADE_FROM.get(marker.name, ()):
                 (marker.parent / later).unlink(missing_ok=True)
+            # the run's record names this candidate's file with the old model's numbers: gone
+            # before the file is made again (a resume stopped here left budget.json's
+            # selected/final_model naming another model: audit23 budget M1)
+            for name in ("budget.json", "report.json", "report.md", "pareto.png"):
+                (out / name).unlink(missing_ok=True)
             path = make()
             atomic_write_text(marker, _record(path, out) + "\n")
             return str(Path(path).absolute())

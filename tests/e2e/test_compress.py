@@ -202,7 +202,7 @@ BUDGET_RECIPE = {
 }
 
 
-def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
+def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch, caplog):
     ckpt, data = base
     out = tmp_path / "budget"
     res = run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=100.0, ratios=(0.3,))
@@ -285,9 +285,15 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch):
 
     again = dict(max_drop=100.0, ratios=[0.301], resume=True)
     monkeypatch.setattr(export_mod, "export", stopped)  # stopped once pruned again
-    with pytest.raises(KeyboardInterrupt):
+    with caplog.at_level("WARNING", logger="yoloslim"), pytest.raises(KeyboardInterrupt):
         run_budget(ckpt, data, BUDGET_RECIPE, out=out, **again)
     assert calls == ["prune"]
+    # another grid than the run's is said (audit23 budget L3)
+    said = " ".join(caplog.text.split())
+    assert "the grid changed (ratios [0.3], now [0.301]; dropped [0.3]; added [0.301])" in said
+    # the record that named the ratio-0.30 candidate's files with the old model's numbers
+    # went before they were made again (audit23 budget M1)
+    assert not (out / "budget.json").exists() and not (out / "report.json").exists()
     monkeypatch.setattr(export_mod, "export", recorded("export"))
     # and in the same resume, the baseline's intermediate ONNX removed with its INT8 model:
     # quantized again from its checkpoint (which quantize exports)

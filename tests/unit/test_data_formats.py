@@ -716,3 +716,10 @@ def test_voc_difficult_written_as_true_is_difficult(tmp_path):
     (tmp_path / "Annotations" / f"{img.name}.xml").write_text(voc_xml(img, NAMES, bad))
     with pytest.raises(DataError, match=r"\.xml:\d+: <difficult>maybe</difficult> is not 0 or 1"):
         read_voc(lst, NAMES)
+
+
+def test_voc_annotations_folder_given_for_the_root_names_the_root(tmp_path):
+    # audit26 readme M1: "train: Annotations" said only "VOC root without an Annotations/"
+    write_voc(tmp_path, _splits(), NAMES)
+    with pytest.raises(DataError, match=r"Annotations: VOC root without .* the VOC root is "):
+        read_voc(tmp_path / "Annotations", NAMES)

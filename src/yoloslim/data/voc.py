@@ -211,7 +211,13 @@ def _voc_ids(source: Path) -> tuple[Path, list[tuple[str, str]]]:
     if source.is_dir():
         ann_dir = source / "Annotations"
         if not ann_dir.is_dir():
-            raise DataError(f"{source}: VOC root without an Annotations/ folder")
+            # the Annotations or JPEGImages folder itself, given for the root beside it
+            inside = (source.parent / "Annotations").is_dir()
+            hint = f"; the VOC root is {source.parent}" if inside else ""
+            raise DataError(
+                f"{source}: VOC root without an Annotations/ folder (train/val take a VOC root "
+                f"or an ImageSets/Main/<split>.txt list){hint}"
+            )
         return source, [(p.stem, str(p)) for p in sorted(ann_dir.glob("*.xml"))]
     if source.is_file():
         root = source.parent.parent.parent  # <root>/ImageSets/Main/<split>.txt

@@ -154,7 +154,7 @@ def export(
         out: output folder (created); ``out/export_report.json`` is written. Entries of an
             earlier report there are kept for the formats this call does not write again,
             when their artifacts still exist, each with ``exported_with: {imgsz, dynamic,
-            half}``. Intermediate files go to a private temporary folder, not ``out``.
+            half, model, model_digest}``. Intermediate files go to a private temporary folder, not ``out``.
         formats: names in :data:`yoloslim.export.EXPORTERS` (a list, or one string such as
             ``"onnx,openvino"``): ``onnx``, ``openvino``,
             ``torchscript``, ``coreml``, ``engine`` (TensorRT), ``triton``.

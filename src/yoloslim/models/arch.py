@@ -276,7 +276,9 @@ def arch_of(model: nn.Module) -> dict:
 
     Returns:
         Its arch dict (as ``validate_arch`` returns) plus ``layers``: each conv's
-        ``[out, in]`` channels, so a pruned model rebuilds with ``build_model``.
+        ``[out, in]`` channels (``[out, in, groups]`` for a grouped one) and each BatchNorm's
+        ``[channels]`` (see :func:`layer_shapes`), so a pruned model rebuilds with
+        ``build_model``.
 
     Raises:
         ModelError: ``model`` is not a yoloslim Detector.

@@ -36,6 +36,7 @@ def register_model(name: str) -> Callable[[Callable[[], dict]], Callable[[], dic
         ModelError: ``name`` is empty, not a string, or already registered.
 
     Example:
+        >>> from yoloslim.models.registry import get_arch
         >>> @register_model("nano-wide")
         ... def nano_wide() -> dict:
         ...     arch = get_arch("damo-nano")
