@@ -834,6 +834,28 @@ def _recipe_change(saved: str, resolved: str) -> str:
     return first(*rest, "") or "its layout"
 
 
+def _changed_from(saved: str, resolved: str) -> tuple[int, list[str]] | None:
+    """``(k, stage names then)``: the first stage (1-based) where a run's ``recipe.yaml`` and
+    the recipe resolved now differ (one past the shorter list when stages were only added or
+    removed at the end); None when more than the stages differs, or it cannot be read."""
+    try:
+        before, now = yaml.safe_load(saved) or {}, yaml.safe_load(resolved) or {}
+        with contextlib.suppress(ConfigError, TypeError, AttributeError):
+            before = _as_run(load_recipe(before)).resolved()  # today's defaults, as compared
+        a, b = before["stages"], now["stages"]
+        rest = [{k: v for k, v in r.items() if k != "stages"} for r in (before, now)]
+        names = [next(iter(x)) if isinstance(x, dict) else str(x) for x in a]
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError, StopIteration):
+        return None
+    if rest[0] != rest[1] or not isinstance(a, list) or not isinstance(b, list):
+        return None
+    k = next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False), 1) if x != y),
+        min(len(a), len(b)) + 1,
+    )
+    return k, names
+
+
 def _finished(sdir: Path, stage: Stage, i: int, out: Path) -> tuple[dict | None, bool]:
     """On a resume: stage ``i``'s record when it finished and its outputs are all there
     (its paths rebased onto ``out``), else None; and whether it finished but an output of
@@ -1042,15 +1064,34 @@ def _check_run(
             "writes with it); drop --resume (resume=False) to start one, with the recipe "
             "outside the folder"
         )
+    changed_from = None
     if saved.exists() and resume:  # also when no stage finished: a train stage resumes
         if not _same_recipe(saved.read_text(), resolved, earlier):
-            raise ConfigError(
-                f"{out}: the recipe changed since this run ({_recipe_change(saved.read_text(), resolved)}); "
-                "use another output folder"
+            change = _recipe_change(saved.read_text(), resolved)
+            changed = _changed_from(saved.read_text(), resolved)
+            done = [] if changed is None else [
+                j
+                for j, name in enumerate(changed[1], 1)
+                if j >= changed[0] and (out / f"{j:02d}-{name}" / "stage.json").exists()
+            ]  # fmt: skip
+            if changed is None or done:
+                raise ConfigError(
+                    f"{out}: the recipe changed since this run ({change}), in a stage that "
+                    "finished; use another output folder"
+                )
+            # a mistake fixed in a stage that never finished (a teacher, a backend): the
+            # stages before it are kept; refused, the fix cost every finished stage
+            changed_from = changed
+            log.warning(
+                "%s: the recipe changed from stage %d on (%s), which had not finished: the "
+                "finished stages before it are kept, and the run goes on with this recipe",
+                out,
+                changed[0],
+                change,
             )
         check_resume_inputs(out, inputs)
     _check_ignored_scopes(rec, model)  # it exports the model: after the cheaper checks
-    return run_configs, skipped, resolved, inputs
+    return run_configs, skipped, resolved, inputs, changed_from
 
 
 @keeps_rng_state
@@ -1119,10 +1160,15 @@ def run_recipe(
         )
     if model is not None:
         model = str(Path(model).expanduser().absolute())
-    run_configs, skipped, resolved, inputs = _check_run(rec, model, data, out, resume)
+    run_configs, skipped, resolved, inputs, changed = _check_run(rec, model, data, out, resume)
     with folder_lock(out, "compress"):  # made here, if it is not there yet
         # a killed run's half-written records: none is live while we hold the lock
         remove_stale_temps(out, _RECORDS)
+        if changed is not None:  # the changed stages' unfinished folders (a partial training
+            # of another configuration does not resume into this one)
+            for j, name in enumerate(changed[1], 1):
+                if j >= changed[0] and (out / f"{j:02d}-{name}").is_dir():
+                    shutil.rmtree(out / f"{j:02d}-{name}")
         for sdir in out.glob("[0-9][0-9]-*"):
             remove_stale_temps(sdir, ("stage.json", "reparam_report.json"))
         atomic_write_text(out / "recipe.yaml", resolved)

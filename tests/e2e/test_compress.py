@@ -144,6 +144,40 @@ def test_resume_reruns_only_unfinished_stages(base, tmp_path, monkeypatch, caplo
     assert (copy / "report.md").read_text() == (copy / "02-bench" / "report.md").read_text()
 
 
+def test_a_change_in_a_stage_that_never_finished_resumes_keeping_the_stages_before(
+    base, tmp_path, monkeypatch, caplog
+):
+    # audit26 recipe M1: a mistake fixed in the stage that stopped the run was refused as a
+    # changed recipe, and the only way on was a new folder: every finished stage again
+    import yoloslim.pipeline as pl
+
+    ckpt, data = base
+    real, calls = pl._RUNNERS["export"], []
+
+    def second_fails(st, cfg, *args):
+        calls.append(list(cfg.formats))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(st, cfg, *args)
+
+    monkeypatch.setitem(pl._RUNNERS, "export", second_fails)
+    first = {"export": {"formats": ["onnx"], "imgsz": S}}
+    recipe = {"stages": [first, {"export": {"formats": ["onnx"], "imgsz": S, "verify": False}}]}
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(ckpt, data, recipe, out=tmp_path / "r")
+    recipe["stages"][1] = {"export": {"formats": ["torchscript"], "imgsz": S}}
+    with caplog.at_level(logging.WARNING, logger="yoloslim"):
+        run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
+    assert calls == [["onnx"], ["onnx"], ["torchscript"]]  # stage 1 kept, stage 2 the new one
+    assert "the recipe changed from stage 2 on (stage 2 (export) formats" in caplog.text
+    saved = yaml.safe_load((tmp_path / "r" / "recipe.yaml").read_text())
+    assert saved["stages"][1]["export"]["formats"] == ["torchscript"]
+    # once that stage finished, a change to it is refused as before
+    recipe["stages"][1] = {"export": {"formats": ["onnx"], "imgsz": S}}
+    with pytest.raises(ConfigError, match=r"in a stage that finished; use another output"):
+        run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
+
+
 def test_changed_recipe_refuses_resume(base, tmp_path):
     ckpt, data = base
     recipe = {"stages": [{"export": {"formats": ["onnx"], "imgsz": S}}]}
