@@ -49,7 +49,7 @@ from typing import Any
 import yaml
 
 from yoloslim.configs import DEFAULT_IMGSZ, check_flags, check_path
-from yoloslim.errors import ConfigError, ModelError
+from yoloslim.errors import ConfigError, ModelError, YoloslimError
 from yoloslim.fileio import (
     atomic_write_text,
     folder_lock,
@@ -406,7 +406,7 @@ def _check_named_models(rec: Recipe, model: str | Path | None, data: str | Path)
             if teacher is not None and not Path(teacher).expanduser().is_file():
                 raise ConfigError(f"{where}: teacher {teacher} does not exist")
             if teacher is not None:
-                _check_teacher(where, Path(teacher).expanduser(), data)
+                _check_checkpoint(where, "teacher", Path(teacher).expanduser(), data)
         if s.name == "nas":  # its seeds, read only when the search starts
             from yoloslim.nas.search import init_items
 
@@ -425,29 +425,32 @@ def _check_named_models(rec: Recipe, model: str | Path | None, data: str | Path)
                 f"{where}: model {named!r} is neither a file nor a registered model "
                 f"({', '.join(list_models())})"
             )
+        if unknown and Path(str(named)).suffix.lower() == ".pt":  # trained weights: its classes
+            _check_checkpoint(where, "model", Path(str(named)).expanduser(), data)
 
 
-def _check_teacher(where: str, teacher: Path, data: str | Path) -> None:
-    """A distill stage's teacher file is a yoloslim checkpoint of the data's class count."""
+def _check_checkpoint(where: str, what: str, path: Path, data: str | Path) -> None:
+    """A distill stage's teacher, or a train stage's checkpoint ``model:`` (``what`` says
+    which), is a yoloslim checkpoint of the data's class count."""
     from yoloslim.data.config import check_class_count, load_data_config
     from yoloslim.errors import DataError
     from yoloslim.models.checkpoint import read_checkpoint
 
-    if teacher.suffix.lower() != ".pt":
+    if path.suffix.lower() != ".pt":
         raise ConfigError(
-            f"{where}: teacher {teacher}: expected a yoloslim .pt checkpoint (an exported "
-            "artifact has no training form to distill from)"
+            f"{where}: {what} {path}: expected a yoloslim .pt checkpoint (an exported "
+            "artifact has no training form to train or distill from)"
         )
     try:
-        names = read_checkpoint(teacher, mmap=True).get("names") or []
+        names = read_checkpoint(path, mmap=True).get("names") or []
     except ModelError as e:
-        raise ConfigError(f"{where}: teacher: {e}") from e
+        raise ConfigError(f"{where}: {what}: {e}") from e
     try:
         cfg = load_data_config(data)
     except DataError:  # said by the run's own data check
         return
     try:
-        check_class_count(len(names), f"teacher {teacher}", cfg)
+        check_class_count(len(names), f"{what} {path}", cfg)
     except ModelError as e:
         raise ConfigError(f"{where}: {e}") from e
 
@@ -501,6 +504,34 @@ def _check_ignored_scopes(rec: Recipe, model: str | None) -> None:
                 raise ConfigError(f"{rec.source}: stage {i} (quantize): {e}") from e
 
 
+def _check_first_prune(rec: Recipe, model: str | None) -> None:
+    """ConfigError naming the file and the stage, before any stage runs, for the first prune
+    stage's ``ignore`` patterns that match no module of the run's model and a target the model
+    already meets: found otherwise when the stage starts, after a train or distill stage
+    before it. Sound while the stages before it keep the network (train and distill change
+    weights, export, quantize and bench nothing); a nas stage, a train stage with a
+    ``model:`` of its own and a reparam stage bring another, and the check stops there."""
+    if model is None or Path(model).suffix.lower() != ".pt":
+        return
+    for i, s in enumerate(rec.stages, 1):
+        if s.name in ("nas", "reparam") or (s.name == "train" and s.config.model):
+            return
+        if s.name != "prune":
+            continue
+        cfg = s.config
+        if not (cfg.ignore or cfg.target_flops is not None or cfg.target_params is not None):
+            return
+        from yoloslim.compress.prune import check_targets
+        from yoloslim.models.checkpoint import load_checkpoint
+
+        net, ckpt = load_checkpoint(model)
+        try:
+            check_targets(cfg, net, cfg.imgsz or int(ckpt["imgsz"]))
+        except ConfigError as e:
+            raise ConfigError(f"{rec.source}: stage {i} (prune): {e}") from e
+        return
+
+
 def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
     """What this machine can run, decided before any stage starts: the export stages'
     configs as run (``{stage index: config}``) and the formats skipped.
@@ -523,6 +554,11 @@ def _preflight(rec: Recipe) -> tuple[dict[int, Any], list[dict]]:
             reason = EXPORTERS["openvino"].unavailable()
             if reason:  # it exports every checkpoint to OpenVINO float
                 raise ConfigError(f"{where}: the bench stage needs OpenVINO: {reason}")
+        if stage.name == "quantize" and stage.config.backend == "openvino":
+            from yoloslim.extras import install_hint, installed
+
+            if not installed("nncf"):  # found when the stage began, after the ones before
+                raise ConfigError(f"{where}: {install_hint('nncf', 'openvino')}")
         if stage.name != "export":
             continue
         kept = []
@@ -898,13 +934,15 @@ def _run_stage(
             cfg = _sized_by_model(cfg, st, rec.stages[: i - 1])
         try:
             outcome = _RUNNERS[stage.name](st, cfg, data, sdir, progress)
-        except ConfigError as e:
-            # a setting found wrong only now (a quantize stage's ignored_scope after a nas
-            # or train stage made another network): which file and stage it is in
+        except YoloslimError as e:
+            # found wrong only now (a quantize stage's ignored_scope after a nas or train
+            # stage made another network, a model the stage cannot take): which file and
+            # stage it is in, on the error itself (its type and fields, an ExportError's
+            # report, stay)
             where = f"{rec.source}: stage {i} ({stage.name})"
-            if str(e).startswith(rec.source):
-                raise
-            raise ConfigError(f"{where}: {e}") from e
+            if not str(e).startswith(str(rec.source)):
+                e.args = (f"{where}: {e}", *e.args[1:])
+            raise
     record = {
         "stage": stage.name,
         "index": i,
@@ -1028,6 +1066,7 @@ def _check_run(
     for arg, source in sources:
         refuse_overwriting_input(source, writes, arg=arg, hint="choose another output folder")
     _check_named_models(rec, model, data)
+    _check_first_prune(rec, model)
     _warn_unbenched(rec)
     run_configs, skipped = _preflight(rec)
     resolved = yaml.safe_dump(_as_run(rec).resolved(), sort_keys=False)

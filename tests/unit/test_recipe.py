@@ -266,6 +266,42 @@ def test_a_teacher_of_another_class_count_or_no_checkpoint_is_refused_before_any
     assert [name for name, _ in ran] == ["prune", "distill"]
 
 
+def test_what_a_stage_would_find_wrong_after_a_train_stage_is_refused_before_any(
+    tmp_path, ran, monkeypatch
+):
+    # audit26 recipe H1: each was found only when its stage began, after the train before it
+    import sys
+
+    from yoloslim.data import load_data_config
+    from yoloslim.data.synth import synthesize
+    from yoloslim.models.checkpoint import save_checkpoint
+    from yoloslim.pipeline import run_recipe
+
+    data = synthesize(tmp_path / "d", images=4, imgsz=64, classes=2, seed=0, val_fraction=0.5)
+    names = list(load_data_config(data).names)
+    model = save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", names=names), imgsz=64)
+    three = save_checkpoint(
+        tmp_path / "t3.pt", build_model("damo-nano", names=["a", "b", "c"]), imgsz=64
+    )
+    train = {"train": {"epochs": 1}}
+    cases = [
+        (
+            [{"train": {"model": str(three), "epochs": 1}}],
+            r"stage 1 \(train\): model .*t3.pt has 3",
+        ),
+        ([train, {"prune": {"target_flops": 100.0}}], r"stage 2 \(prune\): .*target_flops=100.0"),
+        ([train, {"prune": {"ratio": 0.3, "ignore": ["nekc.*"]}}], r"stage 2 \(prune\): .*'nekc"),
+    ]
+    for stages, match in cases:
+        with pytest.raises(ConfigError, match=match):
+            run_recipe(model, data, {"stages": stages}, out=tmp_path / "out")
+        assert ran == [] and not (tmp_path / "out").exists()
+    monkeypatch.setitem(sys.modules, "nncf", None)  # not installed
+    with pytest.raises(ConfigError, match=r"stage 2 \(quantize\): nncf is not installed"):
+        run_recipe(model, data, {"stages": [train, {"quantize": {}}]}, out=tmp_path / "out")
+    assert ran == []
+
+
 def test_a_missing_teacher_or_unknown_model_is_refused_before_any_stage(tmp_path, inputs, ran):
     from yoloslim.pipeline import run_recipe
 
@@ -904,8 +940,9 @@ def test_compress_set_reaches_the_stages_and_a_resume_needs_the_same(tmp_path, i
     assert main([*args, "--set", "export.formats=[onnx]"]) == 0
     assert [list(cfg.formats) for name, cfg in ran if name == "export"] == [["onnx"]]
     (tmp_path / "run" / "01-export" / "stage.json").unlink()  # as if stopped in the stage
-    assert main([*args, "--resume"]) == 2  # the recipe as run had formats [onnx]
     assert main([*args, "--resume", "--set", "export.formats=[onnx]"]) == 0
+    # the recipe as run had formats [onnx], and its stage finished: without the --set, refused
+    assert main([*args, "--resume"]) == 2
 
 
 def test_a_nas_stage_run_again_keeps_the_latencies_its_stopped_search_measured(

@@ -324,6 +324,12 @@ def _check_feasible(cfg: PruneConfig, net: nn.Module, data, is_detector: bool) -
         )
     if (cfg.depth_ratio is not None or cfg.method == Method.DEPTH) and not removable_blocks(net):
         raise ConfigError("depth pruning: the model has no residual block to remove")
+    _check_ignore(cfg, net)
+    if cfg.finetune_epochs or cfg.finetune_between:  # its keys, before any work
+        _finetune_config(cfg, max(cfg.finetune_epochs, cfg.finetune_between))
+
+
+def _check_ignore(cfg: PruneConfig, net: nn.Module) -> None:
     unmatched = unmatched_patterns(net, cfg.ignore)
     if unmatched:
         example = next((n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)), "")
@@ -332,8 +338,15 @@ def _check_feasible(cfg: PruneConfig, net: nn.Module, data, is_detector: bool) -
             f"match{'es' if len(unmatched) == 1 else ''} no module of the model (names look "
             f"like {example!r}; fnmatch patterns such as 'backbone.*')"
         )
-    if cfg.finetune_epochs or cfg.finetune_between:  # its keys, before any work
-        _finetune_config(cfg, max(cfg.finetune_epochs, cfg.finetune_between))
+
+
+def check_targets(cfg: PruneConfig, net: nn.Module, imgsz: int) -> None:
+    """ConfigError for ``cfg.ignore`` patterns that match no module of ``net`` and for a
+    FLOPs or parameter target ``net`` already meets at ``imgsz``: what a recipe checks on
+    its run's model before any stage runs (a train stage before the prune keeps its
+    network)."""
+    _check_ignore(cfg, net)
+    _check_budget(dataclasses.replace(cfg, imgsz=imgsz), profile(net, imgsz))
 
 
 def _check_budget(cfg: PruneConfig, before: dict) -> None:
