@@ -1186,3 +1186,21 @@ def test_a_resume_on_data_changed_since_is_refused(tmp_path, inputs, ran):
     synthesize(tmp_path / "d", images=6, imgsz=64, classes=2, seed=1)  # in place
     with pytest.raises(ConfigError, match=r"the data .* changed since this run \(its data.yaml"):
         run_recipe(model, data, recipe, out=tmp_path / "o", resume=True)
+
+
+def test_an_error_inside_a_stage_names_the_recipe_and_the_stage(tmp_path, inputs, monkeypatch):
+    # audit26 recipe M2: only a ConfigError was named so; "ModelError: teacher=..." came bare
+    import yoloslim.pipeline as pl
+    from yoloslim.errors import ExportError
+
+    def fails(*args):
+        err = ExportError("the runtime refused the file")
+        err.report = {"kept": True}
+        raise err
+
+    monkeypatch.setitem(pl._RUNNERS, "export", fails)
+    model, data = inputs
+    recipe = _write(tmp_path, {"stages": [{"export": {"formats": ["onnx"]}}]})
+    with pytest.raises(ExportError, match=r"r.yaml: stage 1 \(export\): the runtime refused") as e:
+        pl.run_recipe(model, data, recipe, out=tmp_path / "out")
+    assert e.value.report == {"kept": True}  # the error itself, its fields kept
