@@ -918,6 +918,10 @@ def test_predict_refuses_before_any_work_what_it_met_only_at_an_images_turn(
     assert main(["predict", str(own / "photo.png"), *argv[2:], "--save", str(own)]) == 2
     assert "is the folder photo.png is in" in " ".join(capsys.readouterr().err.split())
     assert sorted(p.name for p in own.iterdir()) == ["photo.png"]
+    from yoloslim.cli.predict_cmd import _warn_inside_source
+
+    (own / "clip.avi").write_bytes(b"")  # a video into its own folder: its drawing is no image
+    _warn_inside_source(own / "clip.avi", own)  # not refused
     nested = tmp_path / "nested"
     (nested / "sub").mkdir(parents=True)
     shutil.copy(first, nested / "sub" / first.name)
@@ -1264,30 +1268,52 @@ def test_no_help_cuts_an_option_name_at_80_columns():
 def test_verbose_shows_the_librarys_info_log_and_only_its_own(monkeypatch):
     import logging
 
+    import yoloslim.models as models
+
     log = logging.getLogger("yoloslim")
     monkeypatch.setattr(log, "level", logging.NOTSET)  # restored after the test
+    seen = []
+    real = models.list_models
+
+    def levels(*args, **kwargs):  # while the command runs
+        seen.append((log.getEffectiveLevel(), logging.getLogger("torch").getEffectiveLevel()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(models, "list_models", levels)
     assert main(["--verbose", "models", "--imgsz", "64"]) == 0
-    assert log.getEffectiveLevel() == logging.INFO
-    assert logging.getLogger("torch").getEffectiveLevel() >= logging.WARNING
+    assert seen and seen[0][0] == logging.INFO and seen[0][1] >= logging.WARNING
+    assert log.level == logging.NOTSET  # and back after it
 
 
-def test_a_library_warning_is_said_on_stderr_as_a_warning(monkeypatch, capsys):
+def test_a_library_warning_is_said_on_stderr_as_a_warning(trained, data_yaml, capsys):
     # without --verbose, Python's last-resort handler printed a library warning as its bare
     # message: nothing told it from a result line, and -v changed its format
     import logging
 
-    log = logging.getLogger("yoloslim")
-    monkeypatch.setattr(log, "level", logging.NOTSET)
-    for argv in (["models", "--imgsz", "64"], ["--verbose", "models", "--imgsz", "64"]):
-        assert main(argv) == 0
-        capsys.readouterr()
-        logging.getLogger("yoloslim.some.step").warning("the %s is odd", "thing")
-        logging.getLogger("yoloslim.some.step").info("did the step")
+    root = logging.getLogger()
+    before = list(root.handlers)
+    argv = ["val", "--model", str(trained / "best.pt"), "--data", str(data_yaml), "--conf", "0.5"]
+    for verbose in ([], ["--verbose"]):
+        assert main([*verbose, *argv]) == 0
         out, err = capsys.readouterr()
-        assert "odd" not in out
-        assert "warning: the thing is odd" in err
-        assert ("did the step" in err) == ("--verbose" in argv)
-    assert sum(getattr(h, "yoloslim", False) for h in logging.getLogger().handlers) == 1
+        assert "warning: conf=0.5: mAP counts only" in err and "conf=0.5: mAP" not in out
+        assert ("INFO yoloslim" in err) == bool(verbose)
+        # the command's handler and level go with it: a program that called main() keeps
+        # its own logging (its warnings were printed as yoloslim's, after the command)
+        assert root.handlers == before
+        assert logging.getLogger("yoloslim").level == logging.NOTSET
+    # such a program, with its own handler on the terminal: each warning printed once, by it
+    import sys
+
+    own = logging.StreamHandler(sys.stderr)
+    own.setFormatter(logging.Formatter("PROGRAM %(message)s"))
+    root.addHandler(own)
+    try:
+        assert main(argv) == 0
+    finally:
+        root.removeHandler(own)
+    err = capsys.readouterr().err
+    assert err.count("conf=0.5: mAP counts only") == 1 and "PROGRAM conf=0.5" in err
 
 
 def test_a_table_too_wide_for_the_terminal_is_turned_not_cut():

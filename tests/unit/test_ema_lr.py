@@ -116,6 +116,10 @@ def test_lr_at_warms_up_linearly_then_follows_the_cosine_to_lr0_times_lrf():
     # last step was at t = (total - 1 - warmup) / (total - warmup), short of lrf); past it, clamped
     assert lr_at(total - 1, total, warmup, cfg) == pytest.approx(0.001)
     assert lr_at(total + 7, total, warmup, cfg) == pytest.approx(0.001)
+    # one step after warm-up: it is the last, at the end of the cosine (a 2-step run with a
+    # 1-step warm-up stayed at lr0); no warm-up and one step: the peak
+    assert [lr_at(s, 2, 1, cfg) for s in range(2)] == pytest.approx([0.01, 0.001])
+    assert lr_at(0, 1, 0, cfg) == pytest.approx(0.01)
     # non-increasing over the cosine part
     lrs = [lr_at(s, total, warmup, cfg) for s in range(warmup, total + 1)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))

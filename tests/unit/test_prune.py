@@ -765,8 +765,14 @@ def test_pruned_pt_records_the_size_it_was_trained_at(model, tmp_path):
     # train of pruned.pt took 96 by default
     from yoloslim.models.checkpoint import read_checkpoint, save_checkpoint
 
+    from yoloslim.data.synth import synthesize
+
+    data = synthesize(tmp_path / "d", images=4, imgsz=IMG, classes=2, seed=0, val_fraction=0.5)
     path = save_checkpoint(tmp_path / "m.pt", model, imgsz=IMG)
-    prune(path, None, config=cfg(ratio=0.3, imgsz=96), out=tmp_path / "p")
-    assert read_checkpoint(tmp_path / "p" / "pruned.pt")["imgsz"] == IMG
-    prune(path, None, config=cfg(ratio=0.3), out=tmp_path / "q")  # its own size: the same
-    assert read_checkpoint(tmp_path / "q" / "pruned.pt")["imgsz"] == IMG
+    prune(path, data, config=cfg(ratio=0.3, imgsz=96), out=tmp_path / "p")
+    saved = read_checkpoint(tmp_path / "p" / "pruned.pt")
+    # and its mAP, measured at 96, is not recorded as the 64-px model's
+    assert saved["imgsz"] == IMG and "map" not in saved["meta"]
+    prune(path, data, config=cfg(ratio=0.3), out=tmp_path / "q")  # its own size: the same
+    saved = read_checkpoint(tmp_path / "q" / "pruned.pt")
+    assert saved["imgsz"] == IMG and "map" in saved["meta"]

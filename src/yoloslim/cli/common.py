@@ -42,6 +42,7 @@ __all__ = [
     "print_table",
     "refuse_config_in_run",
     "setup_logging",
+    "teardown_logging",
     "warn",
     "shown_default",
     "sigterm_as_interrupt",
@@ -162,17 +163,36 @@ class _Formatter(logging.Formatter):
         return f"{record.levelname} {record.name}: {text}"
 
 
+_LOGGING: dict[str, Any] = {}  # what setup_logging changed, for teardown_logging
+
+
 def setup_logging(verbose: bool = False) -> None:
-    """Every warning on stderr as ``warning: ...``, as the commands' own; ``--verbose`` adds
-    yoloslim's INFO log (what each step did). Other libraries' loggers stay at WARNING (torch's
-    export tracing logs thousands of DEBUG/INFO lines). Without this, Python's last-resort
-    handler printed a library warning as its bare message, not telling it from a result."""
-    root = logging.getLogger()
-    if not any(getattr(h, "yoloslim", False) for h in root.handlers):
+    """For one command: every warning on stderr as ``warning: ...``, as the commands' own;
+    ``--verbose`` adds yoloslim's INFO log (what each step did). Other libraries' loggers stay
+    at WARNING (torch's export tracing logs thousands of DEBUG/INFO lines). Without this,
+    Python's last-resort handler printed a library warning as its bare message, not telling it
+    from a result. A program that runs the command line (``main([...])``) with a handler of its
+    own on the terminal keeps it alone (no warning printed twice); :func:`teardown_logging`
+    undoes this when the command ends."""
+    teardown_logging()
+    root, ours = logging.getLogger(), logging.getLogger("yoloslim")
+    _LOGGING["level"] = ours.level
+    terminal = (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
+    if not any(getattr(h, "stream", None) in terminal for h in root.handlers):
         handler = _Stderr()
         handler.setFormatter(_Formatter())
         root.addHandler(handler)
-    logging.getLogger("yoloslim").setLevel(logging.INFO if verbose else logging.WARNING)
+        _LOGGING["handler"] = handler
+    ours.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def teardown_logging() -> None:
+    """Undo :func:`setup_logging`: its handler goes, yoloslim's log level is back."""
+    handler = _LOGGING.pop("handler", None)
+    if handler is not None:
+        logging.getLogger().removeHandler(handler)
+    if "level" in _LOGGING:
+        logging.getLogger("yoloslim").setLevel(_LOGGING.pop("level"))
 
 
 def warn(text: str) -> None:

@@ -33,6 +33,7 @@ try:
         setup_logging,
         sigterm_as_interrupt,
         stop_requested,
+        teardown_logging,
     )
 except KeyboardInterrupt:  # Ctrl-C while the command line itself loads (typer, rich)
     sys.stderr.write("interrupted\n")
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         stopped = stop_requested() is not None
     finally:
         STOPS.clear()  # the stop was this command's: library calls after it must not see it
+        teardown_logging()  # a program that called main() keeps its own logging after it
     if argv is None and stopped and _stray_threads():
         sys.stdout.flush()
         sys.stderr.flush()

@@ -458,7 +458,10 @@ def _warn_inside_source(source: Path, save: Path) -> None:
             "and a later predict of it would read them as inputs; choose another folder (a "
             "subfolder of it is not read)"
         )
-    if source.is_file() and source.resolve().parent == where:
+    from yoloslim.runtime.video import is_video
+
+    # an image's folder (a drawn video is no image: a folder's videos are never read)
+    if source.is_file() and source.resolve().parent == where and not is_video(source):
         # as for a folder: a later predict of the folder read the drawing as an input
         raise ConfigError(
             f"--save {save} is the folder {source.name} is in: the drawn file would join its "

@@ -717,7 +717,9 @@ def _save(
     from yoloslim.models.checkpoint import atomic_save, save_checkpoint
 
     meta = {"stage": "prune", "prune": cfg.to_dict(), "history": list(net.history)}
-    if last.get("map") is not None:
+    # the mAP as measured, at cfg.imgsz: not recorded beside another size (--imgsz without
+    # fine-tuning), where info would show it as the model's at its own size
+    if last.get("map") is not None and imgsz == cfg.imgsz:
         meta.update(map=last["map"], map50=last.get("map50"))
     if is_detector:
         return save_checkpoint(out / "pruned.pt", net, imgsz=imgsz, meta=meta)

@@ -38,7 +38,9 @@ def lr_at(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
     the run's last step (``total - 1``) reaches."""
     if step < warmup:
         return cfg.lr0 * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - 1 - warmup)
+    span = total - 1 - warmup  # steps from the first after warm-up to the last
+    # one step after warm-up (or none): it is the last, the decayed end once warmed up
+    t = (1.0 if warmup else 0.0) if span <= 0 else (step - warmup) / span
     return cfg.lr0 * (cfg.lrf + (1 - cfg.lrf) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
