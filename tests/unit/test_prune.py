@@ -763,9 +763,8 @@ def test_a_target_the_model_already_meets_is_refused_before_any_work(model, tmp_
 def test_pruned_pt_records_the_size_it_was_trained_at(model, tmp_path):
     # audit24 prune L4: --imgsz 96 without fine-tuning wrote 96 for a 64-px model, so val and
     # train of pruned.pt took 96 by default
-    from yoloslim.models.checkpoint import read_checkpoint, save_checkpoint
-
     from yoloslim.data.synth import synthesize
+    from yoloslim.models.checkpoint import read_checkpoint, save_checkpoint
 
     data = synthesize(tmp_path / "d", images=4, imgsz=IMG, classes=2, seed=0, val_fraction=0.5)
     path = save_checkpoint(tmp_path / "m.pt", model, imgsz=IMG)
