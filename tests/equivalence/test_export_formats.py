@@ -437,6 +437,17 @@ def test_triton_repository(dynamic_export):
     served = cfg_path.parent / "1" / "model.onnx"
     assert check_artifact(cfg_path) == check_artifact(cfg_path.parent) == served
     assert load_backend(cfg_path).kind == "onnxruntime"
+    # an emptied config is not described as "name None" (audit27 info M2)
+    import shutil
+
+    import yoloslim as ys
+
+    broken = cfg_path.parent.parent / "broken"
+    shutil.copytree(cfg_path.parent, broken)
+    (broken / "config.pbtxt").write_text("")
+    with pytest.raises(ModelError, match=r"broken/config.pbtxt: not a readable Triton config"):
+        ys.describe(broken / "config.pbtxt")
+    shutil.rmtree(broken)
 
 
 def test_a_named_triton_model_joins_the_repository(dynamic_export, tmp_path):

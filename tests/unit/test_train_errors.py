@@ -601,6 +601,9 @@ def test_a_resumed_run_is_one_step_of_the_history_moved_or_given_other_data(
     with pytest.raises(KeyboardInterrupt):
         train("damo-nano", sets[2], config=cfg, out=tmp_path / "a")
     monkeypatch.setattr(RunFolder, "save", save)
+    # the stopped run's checkpoint says how far it got (audit27 info M1: "epochs 2" for 1)
+    stopped = read_checkpoint(tmp_path / "a" / "last.pt")["meta"]["history"][-1]
+    assert stopped["epochs_trained"] == 1 and _step(stopped) == "train (epochs 1 of 2)"
     shutil.move(tmp_path / "a", tmp_path / "b")
     other = shutil.copytree(sets[2].parent, tmp_path / "other") / "data.yaml"
     train(None, other, out=tmp_path / "b", resume=True)
@@ -610,6 +613,7 @@ def test_a_resumed_run_is_one_step_of_the_history_moved_or_given_other_data(
     before = [{"data": str(sets[2].resolve()), "until_epoch": 1}]
     assert history[0]["data_before"] == before
     assert _step(history[0]) == f"train (epochs 2, epochs to 1 on {sets[2].resolve()})"
+    assert history[0]["epochs_trained"] == 2
 
 
 def test_a_folder_holding_only_a_best_pt_is_a_run_a_new_one_would_report_as_its_own(tmp_path):

@@ -142,6 +142,9 @@ def _step(h: dict) -> str:
     details = [
         _SHOWN[k] if v is True else f"{_SHOWN[k]} {v}" for k, v in h.items() if k in _SHOWN and v
     ]
+    trained, planned = h.get("epochs_trained"), h.get("epochs")
+    if trained is not None and planned and trained != planned:  # stopped, or an earlier best
+        details[details.index(f"epochs {planned}")] = f"epochs {trained} of {planned}"
     for earlier in h.get("data_before") or []:  # a resume given another --data
         if isinstance(earlier, dict):
             details.append(f"epochs to {earlier.get('until_epoch')} on {earlier.get('data')}")

@@ -391,6 +391,12 @@ def _triton(given: Path) -> dict[str, Any]:
         cfg = parse_config_pbtxt(config.read_text())
     except (IndexError, OSError, UnicodeDecodeError) as e:
         raise ModelError(f"{config}: not a readable Triton config ({type(e).__name__})") from e
+    missing = [k for k in ("name", "platform") if not cfg.get(k)]
+    if missing:  # empty, or text of another kind: described as name None before
+        raise ModelError(
+            f"{config}: not a readable Triton config (no {' or '.join(missing)}; yoloslim's "
+            "export writes both)"
+        )
     return {
         "config": str(config),
         "name": cfg.get("name"),

@@ -253,6 +253,10 @@ class Fit:
         if val_pending:
             state["val_pending"] = True
         meta = {"epoch": row["epoch"], "map": row.get("map"), "map50": row.get("map50"), **meta}
+        steps = meta.get("history") or []
+        if steps and isinstance(steps[-1], dict):  # this run's step: the epochs this file has
+            # (its "epochs" is the run's plan; a stopped run's best.pt said 30 for 2 trained)
+            meta["history"] = [*steps[:-1], {**steps[-1], "epochs_trained": row["epoch"] + 1}]
         if row.get("map") is not None and row["map"] > best_map:
             best_map = state["best_map"] = row["map"]
             run.save("best.pt", self.final_model, meta=meta)
