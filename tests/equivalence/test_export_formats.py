@@ -437,10 +437,13 @@ def test_triton_repository(dynamic_export):
     served = cfg_path.parent / "1" / "model.onnx"
     assert check_artifact(cfg_path) == check_artifact(cfg_path.parent) == served
     assert load_backend(cfg_path).kind == "onnxruntime"
-    # an emptied config is not described as "name None" (audit27 info M2)
     import shutil
 
     import yoloslim as ys
+
+    # sized as export sized it, config and 1/ (audit27 info L4: the ONNX alone)
+    assert ys.describe(cfg_path)["size_mb"] == res.report["formats"]["triton"]["size_mb"]
+    # an emptied config is not described as "name None" (audit27 info M2)
 
     broken = cfg_path.parent.parent / "broken"
     shutil.copytree(cfg_path.parent, broken)

@@ -114,11 +114,13 @@ def describe(path: str | Path) -> dict[str, Any]:
         info = _openvino(p)
     else:
         info = _torchscript(p)
-    if p != given:  # a Triton model: the ONNX it serves, and its config
-        info.update(kind="triton", triton=_triton(given))
     from yoloslim.export.common import path_size_mb
 
     info["size_mb"] = path_size_mb(p)
+    if p != given:  # a Triton model: the ONNX it serves, and its config
+        info.update(kind="triton", triton=_triton(given))
+        config = Path(info["triton"]["config"])
+        info["size_mb"] = path_size_mb(config)  # the model as export sized it: config and 1/
     return info
 
 
