@@ -566,9 +566,9 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: 
 
         def flush(frames: list[np.ndarray]) -> None:
             for arr, det in zip(frames, pred.predict(frames, batch=batch), strict=True):
-                records.append({"frame": len(records), "detections": det.to_list()})
-                if writer is not None:
+                if writer is not None:  # the frame drawn, then its record (as for images)
                     writer.write(np.asarray(draw_detections(arr, det)))
+                records.append({"frame": len(records), "detections": det.to_list()})
             progress.advance(task, len(frames))
 
         pending: list[np.ndarray] = []
