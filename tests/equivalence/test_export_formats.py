@@ -450,6 +450,9 @@ def test_triton_repository(dynamic_export):
     (broken / "config.pbtxt").write_text("")
     with pytest.raises(ModelError, match=r"broken/config.pbtxt: not a readable Triton config"):
         ys.describe(broken / "config.pbtxt")
+    (broken / "config.pbtxt").unlink()  # and gone: the folder is named as a Triton model's
+    with pytest.raises(ModelError, match=r"a Triton model folder without its config.pbtxt"):
+        ys.describe(broken)
     shutil.rmtree(broken)
 
 

@@ -489,6 +489,8 @@ def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
         # exp/my.onnx/, which holds model.onnx
         # a Triton repository: its model's config
         hint = did_you_mean(p, [*_IN_A_FOLDER, *sorted(p.glob("*/config.pbtxt"))])
+        if not hint and (p / "1" / "model.onnx").is_file():  # a Triton model's folder
+            hint = f"; a Triton model folder without its config.pbtxt (its ONNX: {p / '1' / 'model.onnx'})"
         raise ModelError(f"{p}: is a folder, not an artifact{hint}")
     if not p.suffix and not p.exists():  # "unknown artifact type ''" for a mistyped name
         hint = did_you_mean(p.parent, [p.name + s for s in sorted(SUFFIXES)])  # best -> best.pt
