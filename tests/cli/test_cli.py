@@ -1825,3 +1825,11 @@ def test_h_is_help_and_misnamed_paths_say_what_they_are(data_yaml, trained, tmp_
     assert main(["val", "--model", str(stem), "--data", str(data_yaml)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert f"{stem}: no such file; did you mean {stem}.pt?" in err, err
+
+
+def test_export_table_names_the_runtimes_the_nms_graph_was_checked_in(trained, tmp_path, capsys):
+    # audit24 cli L10: the onnx_nms row showed runtime "-", though it is checked in both
+    argv = ["export", "--model", str(trained / "best.pt"), "--format", "onnx", "--nms"]
+    assert main([*argv, "--out", str(tmp_path / "e")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "openvino" in out  # only the NMS graph's row can name it: onnx was the one format

@@ -117,6 +117,10 @@ def export(
             for k in ("runtime", "runtime_version")
             if e.get(k)
         )
+        if not runtime and isinstance(e.get("runtime_versions"), dict):  # the NMS graph's
+            runtime = ", ".join(  # checked in each of them (a "-" hid that it was)
+                f"{k} {str(v).split('-')[0]}" for k, v in e["runtime_versions"].items()
+            )
         precision = e.get("precision", "-")
         default = (e.get("default_precision") or {}).get("precision")
         if default:  # checked at f32, run at the plugin's default (bf16 here) by val/bench
