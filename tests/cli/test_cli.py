@@ -1291,7 +1291,7 @@ def test_a_library_warning_is_said_on_stderr_as_a_warning(trained, data_yaml, ca
     import logging
 
     root = logging.getLogger()
-    before = list(root.handlers)
+    before, level = list(root.handlers), logging.getLogger("yoloslim").level
     argv = ["val", "--model", str(trained / "best.pt"), "--data", str(data_yaml), "--conf", "0.5"]
     for verbose in ([], ["--verbose"]):
         assert main([*verbose, *argv]) == 0
@@ -1301,7 +1301,7 @@ def test_a_library_warning_is_said_on_stderr_as_a_warning(trained, data_yaml, ca
         # the command's handler and level go with it: a program that called main() keeps
         # its own logging (its warnings were printed as yoloslim's, after the command)
         assert root.handlers == before
-        assert logging.getLogger("yoloslim").level == logging.NOTSET
+        assert logging.getLogger("yoloslim").level == level
     # such a program, with its own handler on the terminal: each warning printed once, by it
     import sys
 
@@ -1833,3 +1833,10 @@ def test_export_table_names_the_runtimes_the_nms_graph_was_checked_in(trained, t
     assert main([*argv, "--out", str(tmp_path / "e")]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "openvino" in out  # only the NMS graph's row can name it: onnx was the one format
+
+
+def test_any_of_our_errors_names_the_option_not_the_python_name(capsys):
+    # audit24 cli L2: "nc=0: ..." (a ModelError) for `models --nc 0`; only ConfigErrors said
+    # the option
+    assert main(["models", "--nc", "0"]) == 2
+    assert "ModelError: --nc 0: a detector needs" in capsys.readouterr().err

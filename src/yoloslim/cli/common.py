@@ -445,7 +445,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 # a write refused where no file name came with it (a library's own writer)
                 text = f"{e.strerror or e} (while writing this command's output)"
             elif isinstance(e, YoloslimError):
-                text = _name_flags(str(e), fn, kwargs) if isinstance(e, ConfigError) else str(e)
+                text = _name_flags(str(e), fn, kwargs)  # any of ours: ModelError nc=0 too
             else:
                 raise
             # soft_wrap: never break the line, so the file paths in it stay whole
