@@ -28,6 +28,8 @@ from yoloslim.fileio import atomic_write_text, dangling, write_problem
 from yoloslim.progress import PIPED_WIDTH, shown
 
 __all__ = [
+    "DEVICE_HELP",
+    "THREADS_HELP",
     "Terminated",
     "console",
     "drop_output",
@@ -85,6 +87,15 @@ console = _Console(stderr=False, width=PIPED_WIDTH if _piped else None)
 err_console = _Console(stderr=True)
 #: the ``--json`` value that writes the JSON to standard output
 STDOUT = "-"
+#: ``--device`` and ``--threads`` of the commands that run an artifact (predict, val)
+DEVICE_HELP = (
+    "cpu; cuda[:N] for .pt, .torchscript and .onnx; auto (cuda where the runtime has a GPU, "
+    "else cpu; OpenVINO's AUTO for .xml); an OpenVINO device (GPU, NPU) for .xml."
+)
+THREADS_HELP = (
+    "Threads the runtime computes on (default: its own choice; on a busy machine fewer can "
+    "be much faster for .pt and .torchscript)."
+)
 
 
 def literal(value: Any) -> str:

@@ -12,6 +12,8 @@ import typer
 from rich.markup import escape
 
 from yoloslim.cli.common import (
+    DEVICE_HELP,
+    THREADS_HELP,
     check_json_target,
     check_out_folder,
     console,
@@ -60,21 +62,13 @@ def predict(
     imgsz: int = typer.Option(None, help="Input size, a multiple of 32 (default: the artifact's)."),
     batch: int = typer.Option(8, help="Images (or video frames) per runtime call."),
     max_det: int = typer.Option(300, help="Detections kept per image (or frame)."),
-    device: str = typer.Option(
-        "cpu",
-        help="cpu; cuda[:N] for .pt, .torchscript and .onnx; auto (cuda where the runtime has "
-        "a GPU, else cpu; OpenVINO's AUTO for .xml); an OpenVINO device (GPU, NPU) for .xml.",
-    ),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
     ov_precision: str = typer.Option(
         None,
         help="OpenVINO .xml only: compute in f32 (the checkpoint's detections), bf16 or f16 "
         "(default: the plugin's choice, bf16 on AVX512-BF16/AMX CPUs).",
     ),
-    threads: int = typer.Option(
-        None,
-        help="Threads the runtime computes on (default: its own choice; on a busy machine "
-        "fewer can be much faster for .pt and .torchscript).",
-    ),
+    threads: int = typer.Option(None, help=THREADS_HELP),
     json_path: str = typer.Option(
         None,
         "--json",

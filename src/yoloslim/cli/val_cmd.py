@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from yoloslim.cli.common import check_json_target, handle_errors, literal, print_table, write_json
+from yoloslim.cli.common import (
+    DEVICE_HELP,
+    THREADS_HELP,
+    check_json_target,
+    handle_errors,
+    literal,
+    print_table,
+    write_json,
+)
 
 
 @handle_errors
@@ -26,16 +34,8 @@ def val(
         help="OpenVINO .xml only: compute in f32, bf16 or f16 (default: the plugin's choice, "
         "bf16 on AVX512-BF16/AMX CPUs).",
     ),
-    device: str = typer.Option(
-        "cpu",
-        help="cpu; cuda[:N] for .pt, .torchscript and .onnx; auto (cuda where the runtime has "
-        "a GPU, else cpu; OpenVINO's AUTO for .xml); an OpenVINO device (GPU, NPU) for .xml.",
-    ),
-    threads: int = typer.Option(
-        None,
-        help="Threads the runtime computes on (default: its own choice; on a busy machine "
-        "fewer can be much faster for .pt and .torchscript).",
-    ),
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    threads: int = typer.Option(None, help=THREADS_HELP),
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the metrics as JSON."
     ),
