@@ -125,3 +125,41 @@ def test_lr_at_warms_up_linearly_then_follows_the_cosine_to_lr0_times_lrf():
     assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
     # no warm-up: the first step is at the peak already
     assert lr_at(0, total, 0, cfg) == pytest.approx(0.01)
+
+
+def test_a_step_under_several_processes_takes_the_global_batchs_gradient(tmp_path):
+    # the loss is scaled by this process's batch and DDP averages the processes' gradients:
+    # with N processes the step took 1/N of the gradient of one process of the global batch
+    # (audit28 ddp M1: norm 5.7 for 13.0); the step scales it by the process count
+    from pathlib import Path
+
+    from yoloslim.models.registry import build_model
+    from yoloslim.train.loop import Fit
+    from yoloslim.train.loss import DetectionLoss
+
+    grads = {}
+    for world in (1, 2):
+        torch.manual_seed(0)
+        net = build_model("damo-nano", names=["a", "b"]).train()
+        cfg = TrainConfig(epochs=1, imgsz=64, batch=2, grad_clip=0.0, lr0=1e-9)
+        fit = Fit(
+            net=net,
+            wrapped=net,
+            trainable=net,
+            criterion=DetectionLoss(net.nc, net.reg_max, net.strides, cfg.loss),
+            optimizer=torch.optim.SGD(net.parameters(), lr=1e-9),
+            scaler=torch.amp.GradScaler("cuda", enabled=False),
+            ema=None,
+            hook=None,
+            cfg=cfg,
+            device=torch.device("cpu"),
+            fmt=torch.contiguous_format,
+            world=world,
+            n_batches=1,
+            out=Path(tmp_path),
+        )
+        imgs = torch.full((2, 3, 64, 64), 128, dtype=torch.uint8)
+        targets = torch.tensor([[0, 0, 10.0, 10.0, 40.0, 40.0], [1, 1, 20.0, 5.0, 60.0, 30.0]])
+        fit.step(imgs, targets, 1e-9, 0, 0)
+        grads[world] = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+    torch.testing.assert_close(grads[2], 2 * grads[1])

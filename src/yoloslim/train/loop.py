@@ -190,7 +190,12 @@ class Fit:
                 f"{cfg.grad_clip}), and check the labels"
             )
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        # the loss is scaled by this process's batch (YOLO's convention: x batch), and DDP
+        # averages the processes' gradients: x world gives the gradient one process of the
+        # whole (global) batch would (it was 1/world of it: lr0/world for SGD, and
+        # grad_clip met at another norm)
+        scaled = loss * self.world if self.world > 1 else loss
+        self.scaler.scale(scaled).backward()
         if self.world > 1 and self.extra is not None:
             # DDP averaged the model's gradients; the hook's modules (align convs) are not
             # in it, and unsynchronised they would differ per process, as would the
