@@ -1840,3 +1840,23 @@ def test_any_of_our_errors_names_the_option_not_the_python_name(capsys):
     # the option
     assert main(["models", "--nc", "0"]) == 2
     assert "ModelError: --nc 0: a detector needs" in capsys.readouterr().err
+
+
+def test_a_lost_torchrun_peer_is_one_line_naming_the_resume(tmp_path, monkeypatch, capsys):
+    # audit28 ddp M2: a killed worker left the other with gloo's 60-line traceback and no word
+    # of how to go on
+    import typer
+
+    from yoloslim.cli.common import interrupt_hint
+
+    (tmp_path / "last.pt").write_bytes(b"x")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    hint = interrupt_hint(tmp_path / "last.pt", "torchrun ... --resume run")
+    with pytest.raises(typer.Exit) as e, hint:  # the gloo error of a collective whose peer died
+        raise RuntimeError("[gloo/transport/tcp/pair.cc:537] Read error: Connection reset by peer")
+    assert e.value.exit_code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "stopped: another process of this torchrun run ended; continue with `torchrun" in err
+    monkeypatch.setenv("WORLD_SIZE", "1")  # one process: such an error is no peer's
+    with pytest.raises(RuntimeError), interrupt_hint(tmp_path / "last.pt", "x"):
+        raise RuntimeError("Connection reset by peer")

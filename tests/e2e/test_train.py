@@ -259,6 +259,7 @@ def test_run_folder_after_interrupt_resume_and_replace(tiny_set, tmp_path, monke
     finally:
         os.umask(old_umask)
     assert "was trained in 2 process(es) and resumes in 1" in caplog.text
+    assert "(resume with torchrun --nproc_per_node 2 for that)" in caplog.text
     assert not any(p.exists() for p in stale) and (run / "notes.tmp").exists()
     for name in ("last.pt", "best.pt"):  # mkstemp's 0600, then the umask applied
         assert stat.S_IMODE((run / name).stat().st_mode) == 0o644, name

@@ -369,12 +369,32 @@ def _stop_said(said: Callable[[str], str]) -> Iterator[None]:
         raise
     except (KeyboardInterrupt, Exception) as e:
         stop = e if isinstance(e, KeyboardInterrupt) else stop_requested()
+        if stop is None and _peer_lost(e):
+            # another torchrun process died (kill -9, out of memory) or failed: gloo's
+            # 60-line traceback said nothing of how to go on; this one says it, once per
+            # surviving process (the first may be the one that died)
+            text = said("stopped: another process of this torchrun run ended")
+            err_console.print(f"[bold red]error:[/] {literal(text)}", soft_wrap=True)
+            raise typer.Exit(2) from None
         if stop is None:
             raise
         if first_process():
             # the folder's name as it is
             err_console.print(literal(said(_stop_word(stop))), soft_wrap=True)
         raise typer.Exit(interrupt_exit_code(stop)) from None
+
+
+def _peer_lost(e: BaseException) -> bool:
+    """Whether ``e`` is torch.distributed's word that another process of the run is gone (a
+    collective's connection reset or closed), under torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return False
+    if type(e).__name__ in ("DistBackendError", "DistNetworkError", "DistError"):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and any(
+        k in text for k in ("Connection reset by peer", "Connection closed by peer", "gloo")
+    )
 
 
 def _identity(path: Path) -> tuple[int, int, int] | None:

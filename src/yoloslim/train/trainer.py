@@ -383,6 +383,9 @@ def train(
                 fit.save(run, row, best_map, last_val, meta, val_pending=True)
                 if isinstance(e, DataError):  # an image to mend; the epoch need not rerun
                     again = f"yoloslim {command} --resume {shlex.quote(str(out))}"
+                    if world > 1:  # launched as it was: the same processes go on exactly
+                        n = os.environ.get("LOCAL_WORLD_SIZE", world)
+                        again = f"torchrun --nproc_per_node {n} -m {again}"
                     raise DataError(
                         f"{e} (validating epoch {row['epoch'] + 1}, whose weights are kept: "
                         f"mend it, then resume the run, `{again}` or the compress run it is "
@@ -653,10 +656,13 @@ def _fit(
             log.warning(
                 "%s was trained in %d process(es) and resumes in %d: it continues, but each "
                 "process sees another share of the data, so it will not reproduce the "
-                "uninterrupted run (resume with the same torchrun --nproc_per_node for that)",
+                "uninterrupted run (resume %s for that)",
                 out,
                 saved_world,
                 world,
+                "in one process, without torchrun"
+                if saved_world == 1
+                else f"with torchrun --nproc_per_node {saved_world}",
             )
     fit = Fit(
         net=net,
