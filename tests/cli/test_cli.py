@@ -1860,3 +1860,14 @@ def test_a_lost_torchrun_peer_is_one_line_naming_the_resume(tmp_path, monkeypatc
     monkeypatch.setenv("WORLD_SIZE", "1")  # one process: such an error is no peer's
     with pytest.raises(RuntimeError), interrupt_hint(tmp_path / "last.pt", "x"):
         raise RuntimeError("Connection reset by peer")
+
+
+def test_a_refused_argument_is_said_once_under_torchrun(monkeypatch, capsys):
+    # audit28 ddp L1: every process printed the same error
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["models", "--nc", "0"]) == 2
+    assert capsys.readouterr().err == ""  # rank 0 says it
+    monkeypatch.setenv("RANK", "0")
+    assert main(["models", "--nc", "0"]) == 2
+    assert "--nc 0" in capsys.readouterr().err

@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from yoloslim.errors import STOPS, ConfigError, YoloslimError, stop_requested
+from yoloslim.errors import STOPS, ConfigError, ModelError, YoloslimError, stop_requested
 from yoloslim.fileio import atomic_write_text, dangling, write_problem
 from yoloslim.progress import PIPED_WIDTH, shown
 
@@ -479,10 +479,13 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 text = _name_flags(str(e), fn, kwargs)  # any of ours: ModelError nc=0 too
             else:
                 raise
-            # soft_wrap: never break the line, so the file paths in it stay whole
-            err_console.print(
-                f"[bold red]error:[/] {type(e).__name__}: {escape(text)}", soft_wrap=True
-            )
+            # an argument or model refused is refused alike by every torchrun process: said
+            # once (a data error may be one process's shard alone: each says its own)
+            if first_process() or not isinstance(e, (ConfigError, ModelError)):
+                # soft_wrap: never break the line, so the file paths in it stay whole
+                err_console.print(
+                    f"[bold red]error:[/] {type(e).__name__}: {escape(text)}", soft_wrap=True
+                )
             raise typer.Exit(2) from e
 
     return wrapper
