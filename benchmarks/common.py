@@ -152,6 +152,7 @@ def cached(out: Path, name: str, fn, inputs: dict | None = None) -> dict:
     t0 = time.time()
     row = fn()
     row["seconds"] = round(time.time() - t0, 1)
+    row["machine"] = machine()  # rows pooled from several machines are named as such
     if inputs is not None:
         row["inputs"] = inputs
     atomic_write_text(path, json.dumps(row, default=str))
@@ -383,6 +384,27 @@ def seed_run(out: Path, model: str, tag: str, seed: int, data_id: dict) -> tuple
     return run, inputs
 
 
+def machine() -> str:
+    """Where a row was made: host, CPU or GPU, torch's version (a seed's CPU and GPU runs
+    differ: NAS.md)."""
+    import platform
+
+    import torch
+
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor()
+    return f"{platform.node()} / {dev or platform.machine()} / torch {torch.__version__}"
+
+
+def machines(rows: list[dict]) -> list[str]:
+    """The distinct machines ``rows`` were made on (``unrecorded`` for rows from before
+    they said), with a warning on stderr when there are several: paired or pooled, their
+    differences mix the machines' with the models'."""
+    seen = sorted({str(r.get("machine", "unrecorded")) for r in rows})
+    if len(seen) > 1:
+        print(f"warning: these rows come from {len(seen)} machines: {seen}", file=sys.stderr)
+    return seen
+
+
 def kept_row(out: Path, run: str, inputs: dict) -> dict | None:
     """``out/run.json`` if it was made from ``inputs`` (the rule of :func:`cached`: a row
     recording no inputs is taken as it is), else None."""
@@ -416,9 +438,13 @@ def nonneg_int(text: str) -> int:
 def int_list(text: str) -> list[int]:
     """argparse ``type=``: comma-separated integers, e.g. ``0,1,2``."""
     try:
-        return [int(v) for v in text.split(",")]
+        values = [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated integers") from None
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:  # a seed given twice counted twice in a spread
+        raise argparse.ArgumentTypeError(f"{text!r}: {twice} given twice")
+    return values
 
 
 def main() -> None:

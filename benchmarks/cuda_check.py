@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -114,7 +115,8 @@ def main() -> None:
         model = ys.load_checkpoint(best)[0]
         cpu = ys.validate(model, data)["map"]
         gpu = ys.validate(model.to(dev), data)["map"]
-        return {"map_cpu": round(cpu, 4), "map_cuda": round(gpu, 4), "ok": abs(cpu - gpu) < 0.01}
+        # within 0.001 mAP (0.1 point): CUDA's kernels differ from the CPU's in the last bits
+        return {"map_cpu": round(cpu, 4), "map_cuda": round(gpu, 4), "ok": abs(cpu - gpu) < 0.001}
 
     check("validate", validate_on_cuda)
 
@@ -127,6 +129,8 @@ def main() -> None:
     row["failures"] = failures
     row["ok"] = not failures
     print(json.dumps(row))
+    if failures:  # a script or CI that reads the exit code sees the failure too
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from pathlib import Path
 from common import (
     data_key,
     kept_row,
+    machines,
     model_name,
     model_problem,
     nonneg_int,
@@ -57,13 +58,19 @@ def parse_seeds(text: str) -> list[int]:
     for part in text.split(","):
         lo, _, hi = part.strip().partition("-")
         try:
-            seeds += range(int(lo), int(hi or lo) + 1)
+            first, last = int(lo), int(hi or lo)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"{part!r} is not a seed or a range like 5-8"
             ) from None
+        if last < first:  # "8-5" was dropped without a word
+            raise argparse.ArgumentTypeError(f"{part!r}: a range runs upwards, like 5-8")
+        seeds += range(first, last + 1)
     if not seeds:
         raise argparse.ArgumentTypeError(f"{text!r} names no seed")
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:  # one pair counted twice inflated t
+        raise argparse.ArgumentTypeError(f"{text!r}: seed(s) {twice} given twice")
     return seeds
 
 
@@ -179,6 +186,7 @@ def main() -> None:
                 "b_spread": spread(maps[args.b]),
                 "paired": paired(maps[args.a], maps[args.b]),
                 "seconds": round(time.time() - t0, 1),
+                "machines": machines([rows[(m, s)] for s in done for m in (args.a, args.b)]),
             }
         )
     )

@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -79,6 +80,12 @@ def main() -> None:
     ap.add_argument("--variants", default="width,depth,both", help="of width, depth, both")
     ap.add_argument("--imgsz", type=positive_int, default=320)
     ap.add_argument("--rounds", type=positive_int, default=15)
+    ap.add_argument(
+        "--threads",
+        type=positive_int,
+        default=len(os.sched_getaffinity(0)),
+        help="OpenVINO threads for the latency (default: this machine's usable cores)",
+    )
     ap.add_argument("--wait", type=float, default=5400, help="seconds to wait for the baseline")
     again = ap.add_mutually_exclusive_group()
     again.add_argument(
@@ -165,7 +172,10 @@ def main() -> None:
     for name, ck in ckpts.items():
         exp = ys.export(ck, args.out / "openvino" / name, formats=["openvino"], imgsz=args.imgsz)
         arts[name] = exp.artifacts["openvino"]
-    lat_cfg = LatencyConfig(imgsz=args.imgsz, rounds=args.rounds, runs_per_round=10)
+    # threads fixed and reported, as every other latency script's (OpenVINO's default varies)
+    lat_cfg = LatencyConfig(
+        imgsz=args.imgsz, rounds=args.rounds, runs_per_round=10, threads=args.threads
+    )
     lat = measure_latency([str(p) for p in arts.values()], lat_cfg)
     lat = {name: lat[str(p)] for name, p in arts.items()}
 
@@ -213,6 +223,7 @@ def main() -> None:
                 "model": "damo-tiny",
                 "baseline_ckpt": str(args.ckpt),
                 "imgsz": args.imgsz,
+                "threads": args.threads,
                 "finetune_epochs": args.epochs,
                 "reused_variants": reused,
                 "criterion": args.criterion,

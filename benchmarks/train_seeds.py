@@ -36,6 +36,7 @@ from common import (
     cached,
     data_key,
     int_list,
+    machines,
     model_problem,
     nonneg_int,
     positive_int,
@@ -123,7 +124,8 @@ def main() -> None:
             {
                 "model": args.model,
                 "runs": [runs[s][0] for s in seeds],  # the cached rows' names under --out
-                "device": str(resolve_device("auto")),
+                "device": str(resolve_device("auto")),  # this run's; each row's below
+                "machines": machines(list(rows.values())),
                 "epochs": args.epochs,
                 "recipe": train_config(args.epochs, static_assigner=sa).to_dict(),
                 "seeds": seeds,

@@ -113,6 +113,14 @@ def test_paired_seeds_parses_seeds_and_names(tmp_path):
     assert ps.parse_seeds("5-8,11") == [5, 6, 7, 8, 11]
     with pytest.raises(argparse.ArgumentTypeError, match="'x'"):
         ps.parse_seeds("5,x")
+    # a seed given twice inflated the paired t; a reversed range was dropped without a word
+    with pytest.raises(argparse.ArgumentTypeError, match=r"seed\(s\) \[5\] given twice"):
+        ps.parse_seeds("5,5,6")
+    with pytest.raises(argparse.ArgumentTypeError, match="'8-5': a range runs upwards"):
+        ps.parse_seeds("8-5,6")
+    common = _load("common")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"\[5\] given twice"):
+        common.int_list("5,6,5")
     # an arch.yaml is filed by its stem and its bytes' digest: two searches' arch.yaml files
     # are two models (they shared a cached mAP)
     a, b = tmp_path / "a" / "arch.yaml", tmp_path / "b" / "arch.yaml"
