@@ -775,3 +775,25 @@ def test_pruned_pt_records_the_size_it_was_trained_at(model, tmp_path):
     prune(path, data, config=cfg(ratio=0.3), out=tmp_path / "q")  # its own size: the same
     saved = read_checkpoint(tmp_path / "q" / "pruned.pt")
     assert saved["imgsz"] == IMG and "map" in saved["meta"]
+
+
+def test_a_prune_killed_while_exporting_is_run_again_by_the_same_command(
+    model, tmp_path, monkeypatch
+):
+    # audit28 chaos H1: its export/before, with no prune_report.json yet, was refused as files
+    # no prune made, with or without --exist-ok; only deleting export/ by hand went on
+    import yoloslim.compress.prune as prune_mod
+
+    def killed(before, after, work, cfg):
+        (work / "before").mkdir(parents=True)
+        (work / "before" / "model.onnx").write_text("half")
+        raise KeyboardInterrupt  # the folder as a kill -9 would leave it: no report
+
+    monkeypatch.setattr(prune_mod, "measure_latency_pair", killed)
+    with pytest.raises(KeyboardInterrupt):
+        prune(model, None, config=cfg(ratio=0.3, latency=True), out=tmp_path)
+    assert not (tmp_path / "prune_report.json").exists()
+    monkeypatch.undo()
+    res = prune(model, None, config=cfg(ratio=0.3), out=tmp_path)  # the same folder goes on
+    assert (tmp_path / "pruned.pt").is_file() and res.report["latency"] is None
+    assert not (tmp_path / "export" / "before").exists()  # the killed one's, removed

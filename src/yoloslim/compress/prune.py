@@ -188,6 +188,10 @@ def prune(
         latency = None
         if cfg.latency and is_detector:
             say(f"exporting both models to {cfg.backend} and timing them side by side")
+            # marked first: a prune killed while exporting (its report not yet written) left
+            # export/ that the same command then refused as "files no prune made"
+            (work / "export").mkdir(exist_ok=True)
+            atomic_write_text(work / "export" / EXPORT_MARK, "the models yoloslim prune times\n")
             latency = measure_latency_pair(original, net, work / "export", cfg)
             for name, row in stages.items():
                 row.update(latency["before" if name == "before" else "after"])
@@ -236,6 +240,8 @@ def prune(
                 for d in earlier_exports:
                     log.info("removing %s: an earlier prune's export, of another model", d)
                     shutil.rmtree(d, ignore_errors=True)
+                if earlier_exports:
+                    (Path(out) / "export" / EXPORT_MARK).unlink(missing_ok=True)
             # the report itself, as --json, export_report.json and quant_report.json hold
             result.artifacts["report"] = atomic_write_text(
                 Path(out) / "prune_report.json", json.dumps(report, indent=2, default=str) + "\n"
@@ -598,6 +604,10 @@ def _prune_made(run: Path, out: Path) -> bool | None:
     return True
 
 
+# written into out/export/ before prune exports the models it times there
+EXPORT_MARK = ".yoloslim-prune"
+
+
 def _refuse_others_runs(out: Path, exist_ok: bool) -> list[Path]:
     """ConfigError when ``out``'s finetune*/ holds a training run that no prune into ``out``
     made (a user's run, say, under the same name): fine-tuning there would replace its
@@ -615,7 +625,9 @@ def _refuse_others_runs(out: Path, exist_ok: bool) -> list[Path]:
                 "out (--out)"
             )
     exports = [d for d in (out / "export" / "before", out / "export" / "after") if d.exists()]
-    if exports and not _is_prune_report(out / "prune_report.json"):
+    # a prune's: beside its report, or marked by one stopped before writing it (kill -9)
+    ours = _is_prune_report(out / "prune_report.json") or (out / "export" / EXPORT_MARK).is_file()
+    if exports and not ours:
         raise ConfigError(
             f"{exports[0]} holds files no prune into {out} made; prune exports the models it "
             "times into export/before and export/after, and would replace them: move them, or "
