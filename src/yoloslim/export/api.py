@@ -309,6 +309,19 @@ def export(
         failed: list[str] = []  # one format's failed check does not cost the others
         e2e = {"conf": nms_conf, "iou": nms_iou, "max_det": nms_max_det} if nms else None
         started: set[str] = set()  # a stopped format may have replaced some of its files
+
+        def so_far() -> dict:
+            """The report as the folder is now: the formats done keep their entries, and
+            the ones not yet begun, whose files are still an earlier export's, stay listed
+            as that export's; written after each format, so that a stop (even kill -9)
+            leaves a report of what is there (it listed none of them: audit26 export L1)."""
+            now = {**report, "formats": dict(report["formats"])}
+            for fmt in [*formats, *(["onnx_nms"] if e2e else [])] if previous else []:
+                was = _surviving(previous, previous["formats"].get(fmt), out, fmt)
+                if fmt not in started and fmt not in now["formats"] and was is not None:
+                    now["formats"][fmt] = was
+            return now
+
         try:
             for i, fmt in enumerate(formats, 1):
                 started.add(fmt)
@@ -323,6 +336,7 @@ def export(
                     else None
                 )
                 _recorded(fmt, step, report, artifacts, failed, was)
+                _write_report(out, so_far())
                 if progress:
                     say(f"export: {fmt}: {_outcome(report['formats'].get(fmt, {}))}")
                 if fmt != "onnx" or e2e is None:
@@ -348,17 +362,11 @@ def export(
                     kept = _surviving(previous, was, out)
                     if kept is not None:
                         report["formats"]["onnx_nms"] = kept
+                _write_report(out, so_far())
         except BaseException:
-            # stopped (Ctrl-C) or failed: the formats done so far keep their entries, and the
-            # ones not yet begun, whose files are still an earlier export's, stay listed as
-            # that export's (the report listed none of them: audit26 export L1)
-            if previous is not None:
-                for fmt in [*formats, *(["onnx_nms"] if e2e else [])]:
-                    was = _surviving(previous, previous["formats"].get(fmt), out, fmt)
-                    if fmt not in started and fmt not in report["formats"] and was is not None:
-                        report["formats"][fmt] = was
+            # stopped (Ctrl-C) or failed inside a format: the report of what is there
             with contextlib.suppress(OSError):
-                _write_report(out, report)
+                _write_report(out, so_far())
             raise
         finally:
             ctx.cleanup()
