@@ -76,6 +76,15 @@ def test_out_holding_a_run_is_refused_without_resume(tmp_path, marker):
     assert (tmp_path / marker).read_text() == "old run"
 
 
+def test_a_resume_of_a_run_stopped_before_its_first_last_pt_says_to_start_it_again(tmp_path):
+    # audit28 chaos L1: "last.pt does not exist", without a word of what to do
+    (tmp_path / "train_config.yaml").write_text("epochs: 1\n")  # what a started run wrote
+    with pytest.raises(ConfigError, match=r"last.pt does not exist \(the run there stopped "):
+        train(None, None, out=tmp_path, resume=True)
+    with pytest.raises(ConfigError, match=r"last.pt does not exist$"):  # no run at all there
+        train(None, None, out=tmp_path / "empty", resume=True)
+
+
 def test_train_resume_refuses_a_distillation_run(sets, tmp_path):
     last = _fake_run(tmp_path, sets[3])
     state = torch.load(last, weights_only=True)

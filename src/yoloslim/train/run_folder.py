@@ -133,12 +133,25 @@ def check_resume_data(
         )
 
 
+def no_last_pt(out: Path, where: str = "resume") -> ConfigError:
+    """The error for a resume of ``out`` without a ``last.pt``: a run stopped before its
+    first one was written (its settings files are there) is to be started again."""
+    started = out.is_dir() and (out / "train_config.yaml").exists()
+    hint = (
+        " (the run there stopped before its first last.pt was written: start it again, "
+        "with exist_ok=True / --exist-ok)"
+        if started
+        else ""
+    )
+    return ConfigError(f"{where}: {out / 'last.pt'} does not exist{hint}")
+
+
 def read_last(out: Path, where: str = "resume") -> dict:
     """The checkpoint dict of ``out/last.pt``, the run a resume continues; ConfigError,
     prefixed ``where``, when it is missing or holds no training state."""
     last = Path(out) / "last.pt"
     if not last.is_file():
-        raise ConfigError(f"{where}: {last} does not exist")
+        raise no_last_pt(Path(out), where)
     state = read_checkpoint(last)
     if "train_state" not in state:
         raise ConfigError(f"{where}: {last} has no training state")

@@ -63,6 +63,7 @@ from yoloslim.train.run_folder import (
     check_out,
     check_resume_data,
     finished_result,
+    no_last_pt,
     read_last,
     recorded_data,
     run_result,
@@ -505,7 +506,7 @@ def _begin(
     state = None
     if resume:
         if not (out / "last.pt").is_file():
-            raise ConfigError(f"resume: {out / 'last.pt'} does not exist")
+            raise no_last_pt(out)
         if model is not None:
             raise ConfigError(
                 f"resume: the run in {out} continues the model in its last.pt; pass model=None "
