@@ -20,6 +20,7 @@ from yoloslim.train.config import TrainConfig
 
 __all__ = [
     "RunFolder",
+    "no_last_pt",
     "TrainResult",
     "check_out",
     "check_resume_data",
