@@ -513,9 +513,15 @@ def _check_first_prune(rec: Recipe, model: str | None) -> None:
     ``model:`` of its own and a reparam stage bring another, and the check stops there."""
     if model is None or Path(model).suffix.lower() != ".pt":
         return
+    trained_at = None  # the size a train or distill stage before it trains (and records)
     for i, s in enumerate(rec.stages, 1):
         if s.name in ("nas", "reparam") or (s.name == "train" and s.config.model):
             return
+        if s.name == "train":
+            trained_at = getattr(s.config.config, "imgsz", None) or trained_at
+        elif s.name == "distill":
+            train_cfg = getattr(s.config.config, "train", None)
+            trained_at = getattr(train_cfg, "imgsz", None) or trained_at
         if s.name != "prune":
             continue
         cfg = s.config
@@ -525,8 +531,9 @@ def _check_first_prune(rec: Recipe, model: str | None) -> None:
         from yoloslim.models.checkpoint import load_checkpoint
 
         net, ckpt = load_checkpoint(model)
+        size = cfg.imgsz or trained_at or int(ckpt["imgsz"])  # the size the stage will use
         try:
-            check_targets(cfg, net, cfg.imgsz or int(ckpt["imgsz"]))
+            check_targets(cfg, net, size)
         except ConfigError as e:
             raise ConfigError(f"{rec.source}: stage {i} (prune): {e}") from e
         return

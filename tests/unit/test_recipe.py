@@ -296,6 +296,12 @@ def test_what_a_stage_would_find_wrong_after_a_train_stage_is_refused_before_any
         with pytest.raises(ConfigError, match=match):
             run_recipe(model, data, {"stages": stages}, out=tmp_path / "out")
         assert ran == [] and not (tmp_path / "out").exists()
+    # a target measured at the size the train stage before it trains at, not --model's
+    # (damo-nano: 0.04 GFLOPs at 64 px, about 1 at 320)
+    stages = [{"train": {"epochs": 1, "imgsz": 320}}, {"prune": {"target_flops": 0.5}}]
+    run_recipe(model, data, {"stages": stages}, out=tmp_path / "sized")
+    assert [name for name, _ in ran] == ["train", "prune"]
+    ran.clear()
     monkeypatch.setitem(sys.modules, "nncf", None)  # not installed
     with pytest.raises(ConfigError, match=r"stage 2 \(quantize\): nncf is not installed"):
         run_recipe(model, data, {"stages": [train, {"quantize": {}}]}, out=tmp_path / "out")
