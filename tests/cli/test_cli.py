@@ -1871,3 +1871,22 @@ def test_a_refused_argument_is_said_once_under_torchrun(monkeypatch, capsys):
     monkeypatch.setenv("RANK", "0")
     assert main(["models", "--nc", "0"]) == 2
     assert "--nc 0" in capsys.readouterr().err
+
+
+def test_predict_of_an_ir_says_when_openvino_computes_it_in_bf16(
+    trained, data_yaml, tmp_path, capsys
+):
+    # audit24 predict LOW-6: an IR at the plugin's default (bf16 on AVX512-BF16/AMX CPUs) gave
+    # other detections than the checkpoint near the threshold, and only -v said it computed in bf16
+    from yoloslim.runtime.backends import load_backend
+
+    argv = ["export", "--model", str(trained / "best.pt"), "--format", "openvino"]
+    assert main([*argv, "--out", str(tmp_path / "e")]) == 0
+    xml = tmp_path / "e" / "model_openvino" / "model.xml"
+    image = sorted((data_yaml.parent / "images" / "val").iterdir())[0]
+    capsys.readouterr()
+    assert main(["predict", str(image), "--model", str(xml)]) == 0
+    reduced = any(p in str(load_backend(xml).precision) for p in ("bf16", "f16"))
+    assert ("--ov-precision f32 gives the checkpoint's" in capsys.readouterr().err) == reduced
+    assert main(["predict", str(image), "--model", str(xml), "--ov-precision", "f32"]) == 0
+    assert "--ov-precision f32 gives" not in capsys.readouterr().err

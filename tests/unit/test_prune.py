@@ -797,3 +797,13 @@ def test_a_prune_killed_while_exporting_is_run_again_by_the_same_command(
     res = prune(model, None, config=cfg(ratio=0.3), out=tmp_path)  # the same folder goes on
     assert (tmp_path / "pruned.pt").is_file() and res.report["latency"] is None
     assert not (tmp_path / "export" / "before").exists()  # the killed one's, removed
+
+
+def test_prune_distill_fine_tuning_names_its_teacher(model, tiny_data, tmp_path):
+    # audit27 info L2: the fine-tuning checkpoints recorded the teacher as "a Detector"
+    from yoloslim.models.checkpoint import read_checkpoint
+
+    prune(model, tiny_data, config=cfg(ratio=0.3, distill=True, finetune_epochs=1), out=tmp_path)
+    steps = read_checkpoint(tmp_path / "finetune" / "last.pt")["meta"]["history"]
+    assert steps[-1]["stage"] == "distill"
+    assert steps[-1]["teacher"] == "the model before this prune (Detector)"

@@ -137,6 +137,15 @@ def predict(
         device=device,
         threads=threads,
     )
+    if pred.backend.kind == "openvino" and ov_precision is None:
+        chosen = str(pred.backend.precision)
+        if "bf16" in chosen or "f16" in chosen:  # said only by -v: detections near the
+            # threshold differ from the checkpoint's (audit24 predict LOW-6)
+            err_console.print(
+                f"[dim]note: OpenVINO computes this IR in {escape(chosen)} here (its default); "
+                "--ov-precision f32 gives the checkpoint's detections[/]",
+                soft_wrap=True,
+            )
     records = _Records(save, ledger if save_txt else None)
     # a second predict into the same --save is refused (detections.json would hold one of
     # them); held until detections.json is written

@@ -299,7 +299,8 @@ class Distiller:
     @property
     def history(self) -> dict:
         """This step, as the student's checkpoints record it (``meta.history``)."""
-        return {"stage": "distill", "teacher": self.teacher_path or "a Detector"}
+        label = getattr(self.teacher, "history_label", None)  # prune --distill's own model
+        return {"stage": "distill", "teacher": self.teacher_path or label or "a Detector"}
 
     def attach(self, net: Detector, device: torch.device) -> nn.Module:
         _check_pair(net, self.teacher)

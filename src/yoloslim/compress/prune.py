@@ -160,6 +160,9 @@ def prune(
     # val split) and before --out is made (an empty folder was left)
     _check_budget(cfg, profile(net, cfg.imgsz))
     teacher = copy.deepcopy(net).eval() if cfg.distill else None
+    if teacher is not None:  # what the fine-tuning's history names it (was "a Detector")
+        shown = model if isinstance(model, str | Path) else type(model).__name__
+        teacher.history_label = f"the model before this prune ({shown})"
     torch.manual_seed(cfg.seed)
 
     say = _phase if progress else lambda text: None
