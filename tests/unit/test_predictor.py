@@ -175,7 +175,7 @@ def test_bad_inputs(ckpt, tmp_path):
     with pytest.raises(DataError, match="broken.jpg"):
         pred.predict(bad)
     with pytest.raises(DataError, match="HxWx3"):
-        pred.predict(np.zeros((10, 10), np.uint8))
+        pred.predict(np.zeros((10, 10, 2), np.uint8))
 
 
 def test_a_folder_named_like_an_artifact_is_said_to_be_a_folder(tmp_path):
@@ -439,7 +439,7 @@ def test_generator_and_other_iterables_of_images(ckpt):
         (np.zeros((0, 0, 3), np.uint8), r"empty \(shape \(0, 0, 3\)\)"),
         (Image.new("RGB", (0, 0)), r"PIL image is empty \(0x0 px\)"),
         (torch.zeros(2, 3, 8, 8), r"4-D torch tensor of shape \(2, 3, 8, 8\).*list\(batch\)"),
-        (torch.zeros(8, 8), r"HxWx3 or 3xHxW RGB, got shape \(8, 8\)"),
+        (torch.zeros(8, 8, 2), r"HxWx3 or 3xHxW RGB \(or HxW, .*\), got shape \(8, 8, 2\)"),
         (5, "from a value of type int; expected a path"),
         (b"photo.jpg", "from a value of type bytes"),
         ([np.zeros((8, 8, 3), np.uint8), None], "from a value of type NoneType"),
@@ -448,6 +448,22 @@ def test_generator_and_other_iterables_of_images(ckpt):
 def test_bad_images_are_refused_by_name(ckpt, image, match):
     with pytest.raises(DataError, match=match):
         Predictor(ckpt).predict(image)
+
+
+def test_grey_and_rgba_arrays_predict_as_those_images_do(ckpt):
+    # audit22 api L4: HxW, HxWx1 and HxWx4 arrays were refused, though the same images as
+    # files or PIL images predict
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (64, 80, 4), dtype=np.uint8)
+    grey = rgba[..., 0]
+    pred = Predictor(ckpt, conf=0.001)
+    for array, image in (
+        (grey, Image.fromarray(grey, "L")),
+        (grey[..., None], Image.fromarray(grey, "L")),
+        (rgba, Image.fromarray(rgba, "RGBA")),
+    ):
+        a, b = pred.predict(array)[0], pred.predict(image)[0]
+        assert np.array_equal(a.boxes, b.boxes) and np.array_equal(a.scores, b.scores)
 
 
 def test_empty_image_is_a_data_error_in_letterbox():

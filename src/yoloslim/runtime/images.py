@@ -120,7 +120,9 @@ def array_to_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
     """A contiguous ``HxWx3`` uint8 copy (or view) of an RGB array or tensor.
 
     Args:
-        image: ``HxWx3`` (a tensor may be ``3xHxW``): uint8; float in [0, 1] (scaled by
+        image: ``HxWx3`` (a tensor may be ``3xHxW``), or grey ``HxW``/``HxWx1`` (three equal
+            channels) or RGBA ``HxWx4`` (alpha dropped), as the file reader takes those
+            modes: uint8; float in [0, 1] (scaled by
             255) or in [0, 255] (rounded); another integer type holding 0..255; or uint16
             with larger values, which keeps its top 8 bits like a 16-bit image file.
 
@@ -135,9 +137,20 @@ def array_to_rgb(image: np.ndarray | torch.Tensor) -> np.ndarray:
             f"got a 4-D {kind} of shape {tuple(a.shape)}; pass one image, or a list of "
             "images (e.g. list(batch))"
         )
+    # grey (HxW, HxWx1) and RGBA (HxWx4) as the file reader takes them: grey to three equal
+    # channels, alpha dropped (PIL's convert("RGB")); they were refused (audit22 api L4)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = np.repeat(a, 3, axis=2)
+    elif a.ndim == 3 and a.shape[2] == 4:
+        a = a[..., :3]
     if a.ndim != 3 or a.shape[2] != 3:
         extra = " or 3xHxW" if kind == "torch tensor" else ""
-        raise DataError(f"{kind} images must be HxWx3{extra} RGB, got shape {tuple(a.shape)}")
+        raise DataError(
+            f"{kind} images must be HxWx3{extra} RGB (or HxW, HxWx1 grey, HxWx4 RGBA), got "
+            f"shape {tuple(a.shape)}"
+        )
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise DataError(f"{kind} image is empty (shape {tuple(a.shape)})")
     if a.dtype == np.uint8:
