@@ -257,6 +257,36 @@ def _pruned_at(cdir: Path) -> float | None:
         return None
 
 
+def _budget_markdown(final: dict) -> str:
+    """The budget and the pick, as a section after the bench report in ``report.md``."""
+    goals = [
+        f"mAP50-95 drop <= {final['max_drop_points']} points"
+        if final["max_drop_points"] is not None
+        else None,
+        f"batch-1 median latency <= {final['target_latency_ms']} ms"
+        if final["target_latency_ms"] is not None
+        else None,
+    ]
+    sel = (final.get("selected") or {}).get("name")
+    lines = [
+        "",
+        "## Budget",
+        "",
+        f"Goal: {' and '.join(g for g in goals if g)}. Selected: "
+        + (f"**{sel}** ({final['final_model']})." if sel else "none (no candidate meets it)."),
+        "",
+        "| candidate | mAP50-95 (%) | drop (points) | median ms | ok | selected |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in final["front"]:
+        lines.append(
+            f"| {e['name']} | {100 * e['map']:.2f} | {e['drop_points']:.3f} | "
+            f"{e['latency_ms']:.3f} | {'yes' if e['ok'] else 'no'} | "
+            f"{'yes' if e['name'] == sel else ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _say_grid_change(record: Path, ratios: Sequence[float]) -> None:
     """On a resume, say which prune ratios the earlier run's front had that this one drops or
     adds: the grid is measured again, and a dropped candidate's files stay unused."""
@@ -340,7 +370,7 @@ def run_budget(
 
     from yoloslim.bench.latency import LatencyConfig
     from yoloslim.bench.measure import benchmark
-    from yoloslim.bench.report import holds_report, write_report
+    from yoloslim.bench.report import holds_report, to_markdown, write_report
     from yoloslim.compress.prune import prune
     from yoloslim.compress.quantize import quantize
     from yoloslim.data.config import check_class_count
@@ -535,6 +565,8 @@ def run_budget(
         atomic_write_text(
             out / "budget.json", json.dumps(final, indent=1, default=str, allow_nan=False) + "\n"
         )
+        # report.md said nothing of the budget or the pick (only budget.json and the terminal)
+        atomic_write_text(out / "report.md", to_markdown(bench) + _budget_markdown(final))
         return Result(
             model=final["final_model"],
             report=final,

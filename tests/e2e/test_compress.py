@@ -253,6 +253,10 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch, 
     fastest = min(front, key=lambda e: e["latency_ms"])
     assert saved["selected"]["name"] == fastest["name"] == res.report["selected"]["name"]
     assert (out / "report.md").is_file() and len(saved["bench"]["rows"]) == 4
+    # and report.md says the budget and the pick (audit23 budget L8: only budget.json did)
+    md = (out / "report.md").read_text()
+    assert "## Budget" in md and f"Selected: **{fastest['name']}**" in md
+    assert md.count("| yes |") >= 1 and "mAP50-95 drop <= 100.0 points" in md
 
     with pytest.raises(ConfigError, match=r"resume it \(--resume, resume=True\)"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=out, max_drop=1.0, ratios=(0.3,))
