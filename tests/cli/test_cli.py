@@ -740,12 +740,16 @@ def test_an_interrupted_predict_keeps_its_results_so_far(
     (save / "detections.json").write_text("[]\n")  # an earlier run's, now stale
     monkeypatch.setattr(draw, "draw_detections", interrupting(draw.draw_detections, 3))
     argv = ["predict", str(images), "--model", str(trained / "best.pt"), "--save", str(save)]
-    assert main(argv) == 130
+    report = tmp_path / "pred.json"
+    assert main([*argv, "--json", str(report)]) == 130
     records = json.loads((save / "detections.json").read_text())
     # the third image's drawing was stopped: only images whose files are written have a
     # record (audit24 predict LOW-1: the record came first, naming a drawing never written)
     assert [Path(r["image"]).name for r in records] == [p.name for p in train_images[:2]]
     assert sorted(p.stem for p in save.glob("*.jpg")) == [p.stem for p in train_images[:2]]
+    # and --json has them too, marked (audit24 predict LOW-7: a stopped run kept nothing there)
+    kept = json.loads(report.read_text())
+    assert kept["complete"] is False and kept["results"] == records
 
 
 def test_a_predict_that_writes_nothing_leaves_no_save_folder(trained, tmp_path, capsys):

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from yoloslim.cli.common import (
     DEVICE_HELP,
+    STDOUT,
     THREADS_HELP,
     check_json_target,
     check_out_folder,
@@ -74,7 +75,8 @@ def predict(
         "--json",
         callback=check_json_target,
         help="Write the detections as JSON ({source, model, results: \\[detections.json's "
-        "records]}), with or without --save; written once the run is done.",
+        "records], complete}), with or without --save; written once the run is done, or "
+        "with the results so far (complete: false) when it is stopped.",
     ),
 ) -> None:
     """Detect objects; prints a summary and, with --save, writes drawn images/video and JSON.
@@ -186,13 +188,31 @@ def predict(
                         f"detections.json in {escape(str(save))} holds the {len(records)} "
                         f"results so far{earlier}"
                     )
+            if json_path and records:  # --json alone kept nothing of a stopped run
+                with contextlib.suppress(OSError):
+                    write_json(json_path, _report(source, model, records, complete=False))
+                    if str(json_path) != STDOUT:
+                        err_console.print(
+                            f"--json {escape(str(json_path))} holds the {len(records)} results "
+                            'so far ("complete": false)'
+                        )
             raise
         if save:
             _write_detections(save, records)
             console.print(
                 f"wrote {len(records)} results and detections.json to {escape(str(save))}"
             )
-    write_json(json_path, {"source": str(source), "model": str(model), "results": list(records)})
+    write_json(json_path, _report(source, model, records, complete=True))
+
+
+def _report(source, model, records: list, complete: bool) -> dict:
+    """``--json``'s object: ``complete`` false for the results of a stopped run."""
+    return {
+        "source": str(source),
+        "model": str(model),
+        "results": list(records),
+        "complete": complete,
+    }
 
 
 def _stat(path: Path | None) -> tuple[int, int, int] | None:
