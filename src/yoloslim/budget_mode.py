@@ -540,17 +540,12 @@ def run_budget(
         }
         reuse = resume and not _remade_since(out / "budget.json", out / "grid")
         bench = _finished_bench(out / "budget.json", paths, names, same) if reuse else None
-        if bench is None:
+        fresh = bench is None
+        if fresh:
             bench = benchmark(paths, data, batches=(1,), latency=lat, names=names).report
-            bench["command"] = invocation(drop=("--resume",))  # what a fresh machine runs
-            write_report(bench, out)
-        else:
-            # the command that makes this selection (a resume may give another --max-drop)
-            bench["command"] = invocation(drop=("--resume",))
-            if not (holds_report(out, bench) and (out / "report.md").exists()):
-                # removed since, a copied run's naming the original's files, or another
-                # command: written again
-                write_report(bench, out)
+        # what a fresh machine runs: the command that makes this selection (a resume may
+        # give another --max-drop)
+        bench["command"] = invocation(drop=("--resume",))
         front, best = select_candidate(candidates, bench["rows"], max_drop, target_latency)
         final = {
             "recipe": rec.name,
@@ -565,8 +560,15 @@ def run_budget(
         atomic_write_text(
             out / "budget.json", json.dumps(final, indent=1, default=str, allow_nan=False) + "\n"
         )
-        # report.md said nothing of the budget or the pick (only budget.json and the terminal)
-        atomic_write_text(out / "report.md", to_markdown(bench) + _budget_markdown(final))
+        # report.md ends with the budget and the pick (only budget.json and the terminal had
+        # them), written for each selection
+        notes = _budget_markdown(final)
+        if fresh or not holds_report(out, bench):
+            # new measurements, or removed since, a copied run's naming the original's
+            # files, or another command: the whole report
+            write_report(bench, out, notes=notes)
+        else:
+            atomic_write_text(out / "report.md", to_markdown(bench) + notes)
         return Result(
             model=final["final_model"],
             report=final,

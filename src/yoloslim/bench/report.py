@@ -268,14 +268,18 @@ def _pareto(report: dict) -> bytes | None:
 PNG_SOURCE = "yoloslim bench"
 
 
-def write_report(report: dict, out: str | Path) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md`` and ``pareto.png`` (when mAP was measured and
-    matplotlib, the ``plot`` extra, is installed; else a warning) to ``out``."""
+def write_report(report: dict, out: str | Path, notes: str = "") -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` (``notes``, markdown, after the report) and
+    ``pareto.png`` (when mAP was measured and matplotlib, the ``plot`` extra, is installed;
+    else a warning) to ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": out / "report.json", "md": out / "report.md"}
     check_report_folder(out)  # a pareto.png there is bench's own (checked)
-    texts = {"json": json.dumps(report, indent=2, default=str) + "\n", "md": to_markdown(report)}
+    texts = {
+        "json": json.dumps(report, indent=2, default=str) + "\n",
+        "md": to_markdown(report) + notes,
+    }
     png = _pareto(report)  # drawn first (a second or so): a stop then changes nothing
     # an earlier bench's plot would contradict this report, even for a moment
     (out / "pareto.png").unlink(missing_ok=True)
