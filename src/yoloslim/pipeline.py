@@ -839,16 +839,23 @@ def _same_recipe(saved: str, resolved: str, earlier: tuple[str, ...]) -> bool:
     return yaml.safe_dump(again, sort_keys=False) == resolved
 
 
+def _read_pair(saved: str, resolved: str) -> tuple[Any, Any]:
+    """A run's ``recipe.yaml`` and the recipe resolved now, parsed; the saved one read again
+    with today's defaults where it loads, as :func:`_same_recipe` compares it (else as
+    written). yaml.YAMLError when one is not YAML."""
+    before, now = yaml.safe_load(saved) or {}, yaml.safe_load(resolved) or {}
+    with contextlib.suppress(ConfigError, TypeError, AttributeError):
+        before = _as_run(load_recipe(before)).resolved()
+    return before, now
+
+
 def _recipe_change(saved: str, resolved: str) -> str:
     """What differs between a run's ``recipe.yaml`` and the recipe resolved now, in words
     (the first difference), for the error that refuses the resume."""
     try:
-        before, now = yaml.safe_load(saved) or {}, yaml.safe_load(resolved) or {}
+        before, now = _read_pair(saved, resolved)
     except yaml.YAMLError:
         return "its recipe.yaml is not readable YAML"
-    # read again with today's defaults, as _same_recipe compares it (else as written)
-    with contextlib.suppress(ConfigError, TypeError, AttributeError):
-        before = _as_run(load_recipe(before)).resolved()
 
     def names(recipe: dict) -> list[str]:
         return [next(iter(s), "?") if isinstance(s, dict) else str(s) for s in recipe["stages"]]
@@ -878,13 +885,12 @@ def _recipe_change(saved: str, resolved: str) -> str:
 
 
 def _changed_from(saved: str, resolved: str) -> tuple[int, list[str]] | None:
-    """``(k, stage names then)``: the first stage (1-based) where a run's ``recipe.yaml`` and
-    the recipe resolved now differ (one past the shorter list when stages were only added or
-    removed at the end); None when more than the stages differs, or it cannot be read."""
+    """``(k, folders)``: the first stage (1-based) where a run's ``recipe.yaml`` and the
+    recipe resolved now differ (one past the shorter list when stages were only added or
+    removed at the end), and the stage folders the run had from there on (``03-distill``);
+    None when more than the stages differs, or it cannot be read."""
     try:
-        before, now = yaml.safe_load(saved) or {}, yaml.safe_load(resolved) or {}
-        with contextlib.suppress(ConfigError, TypeError, AttributeError):
-            before = _as_run(load_recipe(before)).resolved()  # today's defaults, as compared
+        before, now = _read_pair(saved, resolved)
         a, b = before["stages"], now["stages"]
         rest = [{k: v for k, v in r.items() if k != "stages"} for r in (before, now)]
         names = [next(iter(x)) if isinstance(x, dict) else str(x) for x in a]
@@ -896,7 +902,7 @@ def _changed_from(saved: str, resolved: str) -> tuple[int, list[str]] | None:
         (i for i, (x, y) in enumerate(zip(a, b, strict=False), 1) if x != y),
         min(len(a), len(b)) + 1,
     )
-    return k, names
+    return k, [f"{j:02d}-{name}" for j, name in enumerate(names, 1) if j >= k]
 
 
 def _finished(sdir: Path, stage: Stage, i: int, out: Path) -> tuple[dict | None, bool]:
@@ -1112,15 +1118,11 @@ def _check_run(
         )
     changed_from = None
     if saved.exists() and resume:  # also when no stage finished: a train stage resumes
-        if not _same_recipe(saved.read_text(), resolved, earlier):
-            change = _recipe_change(saved.read_text(), resolved)
-            changed = _changed_from(saved.read_text(), resolved)
-            done = [] if changed is None else [
-                j
-                for j, name in enumerate(changed[1], 1)
-                if j >= changed[0] and (out / f"{j:02d}-{name}" / "stage.json").exists()
-            ]  # fmt: skip
-            if changed is None or done:
+        text = saved.read_text()
+        if not _same_recipe(text, resolved, earlier):
+            change = _recipe_change(text, resolved)
+            changed = _changed_from(text, resolved)
+            if changed is None or any((out / d / "stage.json").exists() for d in changed[1]):
                 raise ConfigError(
                     f"{out}: the recipe changed since this run ({change}), in a stage that "
                     "finished; use another output folder"
@@ -1210,11 +1212,11 @@ def run_recipe(
     with folder_lock(out, "compress"):  # made here, if it is not there yet
         # a killed run's half-written records: none is live while we hold the lock
         remove_stale_temps(out, _RECORDS)
-        if changed is not None:  # the changed stages' unfinished folders (a partial training
-            # of another configuration does not resume into this one)
-            for j, name in enumerate(changed[1], 1):
-                if j >= changed[0] and (out / f"{j:02d}-{name}").is_dir():
-                    shutil.rmtree(out / f"{j:02d}-{name}")
+        for folder in changed[1] if changed is not None else []:
+            # the changed stages' unfinished folders (a partial training of another
+            # configuration does not resume into this one)
+            if (out / folder).is_dir():
+                shutil.rmtree(out / folder)
         for sdir in out.glob("[0-9][0-9]-*"):
             remove_stale_temps(sdir, ("stage.json", "reparam_report.json"))
         atomic_write_text(out / "recipe.yaml", resolved)

@@ -33,6 +33,7 @@ __all__ = [
     "Terminated",
     "console",
     "drop_output",
+    "file_identity",
     "handle_errors",
     "interrupt_exit_code",
     "interrupt_hint",
@@ -146,8 +147,6 @@ def shown_default(text: str) -> str:
 class _Stderr(logging.StreamHandler):
     """A handler writing to ``sys.stderr`` as it is when a record comes (a test's capture, a
     redirect made after start-up), not as it was when the handler was made."""
-
-    yoloslim = True
 
     def __init__(self) -> None:
         logging.Handler.__init__(self)
@@ -334,10 +333,10 @@ def interrupt_hint(marker: Path, command: str, new_run: bool = False) -> Iterato
     into an error of its own (see :func:`stop_requested`) is the same stop. ``new_run``: the
     command starts a run afresh (``--exist-ok`` over an earlier one): only a ``marker`` it
     wrote itself is its own to resume."""
-    earlier = _identity(marker) if new_run else None
+    earlier = file_identity(marker) if new_run else None
 
     def said(how: str) -> str:
-        if marker.exists() and (earlier is None or _identity(marker) != earlier):
+        if marker.exists() and (earlier is None or file_identity(marker) != earlier):
             return f"{how}; continue with `{command}`"
         if marker.exists():  # the run this one was replacing: not this one's to resume
             return (
@@ -397,7 +396,7 @@ def _peer_lost(e: BaseException) -> bool:
     )
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
+def file_identity(path: Path) -> tuple[int, int, int] | None:
     """``(device, inode, mtime)`` of ``path``, which an atomic write changes; None when it
     is not there."""
     try:

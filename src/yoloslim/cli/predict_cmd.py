@@ -20,6 +20,7 @@ from yoloslim.cli.common import (
     console,
     err_console,
     expand_home,
+    file_identity,
     handle_errors,
     same_path,
     warn,
@@ -162,7 +163,9 @@ def predict(
             )
             remove_stale_temps(save / "labels", [p.name for p in labels.values()])
         drawn = outputs.get(source) if video else None
-        earlier_video = _stat(drawn)  # an earlier run's drawing of this video, or None
+        earlier_video = (
+            None if drawn is None else file_identity(drawn)
+        )  # an earlier run's drawing of this video, or None
         try:
             if video:
                 _predict_video(pred, source, outputs.get(source), batch, records)
@@ -181,7 +184,7 @@ def predict(
                     earlier = (
                         f"; the drawn {escape(drawn.name)} there is an earlier run's (a video "
                         "is replaced only once drawn whole)"
-                        if earlier_video is not None and _stat(drawn) == earlier_video
+                        if earlier_video is not None and file_identity(drawn) == earlier_video
                         else ""
                     )
                     err_console.print(
@@ -213,15 +216,6 @@ def _report(source, model, records: list, complete: bool) -> dict:
         "results": list(records),
         "complete": complete,
     }
-
-
-def _stat(path: Path | None) -> tuple[int, int, int] | None:
-    """``path``'s inode, size and modification time, or None where there is no file."""
-    try:
-        st = path.stat() if path is not None else None
-    except OSError:
-        return None
-    return None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class _Records(list):
@@ -377,8 +371,6 @@ def _earlier_records(path: Path) -> list[dict]:
 def _warn_other_records(save: Path, earlier: list[dict], files: list[Path]) -> None:
     """A warning when the folder's ``detections.json`` holds records of images this run does
     not predict: this run's replaces it, and their drawings and labels stay without one."""
-    from rich.markup import escape
-
     now = {str(Path(f).absolute()) for f in files}
     gone = [
         str(r["image"])

@@ -228,11 +228,7 @@ def prune(
             # the size it was trained at: this prune's, where it trained (fine-tuning, BN
             # sparsity), else the model's own (--imgsz 160 without fine-tuning wrote 160 for
             # a 128-px model, and val and train then took 160 by default)
-            trained_here = (
-                cfg.finetune_epochs
-                or cfg.advanced.sparsity_epochs
-                or (cfg.steps > 1 and cfg.finetune_between)
-            )
+            trained_here = _fine_tunes(cfg) or cfg.advanced.sparsity_epochs
             size = cfg.imgsz if trained_here or not trained_imgsz else trained_imgsz
             result.artifacts["checkpoint"] = _save(
                 net, Path(out), cfg, is_detector, last, original, size
