@@ -26,6 +26,7 @@ from rich.markup import escape
 from yoloslim.errors import STOPS, ConfigError, ModelError, YoloslimError, stop_requested
 from yoloslim.fileio import atomic_write_text, dangling, write_problem
 from yoloslim.progress import PIPED_WIDTH, shown
+from yoloslim.threads import torch_threads
 
 __all__ = [
     "DEVICE_HELP",
@@ -209,23 +210,6 @@ def warn(text: str) -> None:
     """``text`` (rich markup, a user's value passed through :func:`literal`) as a warning on
     stderr, where every warning goes: ``yoloslim X > table.txt`` keeps only the results."""
     err_console.print(f"[yellow]warning:[/] {text}", soft_wrap=True)
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's intra-op threads at ``threads`` while the block runs (None: unchanged), the
-    earlier count back afterwards (a test's process runs many commands)."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class Terminated(KeyboardInterrupt):

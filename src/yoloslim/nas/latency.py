@@ -23,7 +23,6 @@ searches on the same machine reuse.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -46,6 +45,7 @@ from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
 from yoloslim.runtime.ov_core import default_precision, no_telemetry, openvino_core
 from yoloslim.sysinfo import INFERENCE_ISA, cpu_flags, cpu_model, usable_cores
+from yoloslim.threads import torch_threads
 
 __all__ = ["LatencyCache", "LatencySettings", "measure_latency_ms", "measure_rounds"]
 
@@ -105,20 +105,6 @@ def _torch_runner(arch: dict, imgsz: int, settings: LatencySettings):
     return run
 
 
-@contextlib.contextmanager
-def _torch_threads(settings: LatencySettings):
-    """torch's intra-op threads set to the settings' while a torch candidate runs."""
-    if settings.runtime != "torch":
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(settings.threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def _onnx_session(arch: dict, imgsz: int, load):
     """``(load(path_of_the_candidate_onnx), input)``; the ONNX file is gone afterwards."""
     x = torch.randn(1, 3, imgsz, imgsz)
@@ -155,7 +141,7 @@ def latency_runner(arch: dict, imgsz: int, settings: LatencySettings):
         settings.runtime, _torch_runner
     )
     run = make(arch, imgsz, settings)
-    with _torch_threads(settings):
+    with torch_threads(settings.threads if settings.runtime == "torch" else None):
         for _ in range(settings.warmup):
             run()
     return run
@@ -163,7 +149,7 @@ def latency_runner(arch: dict, imgsz: int, settings: LatencySettings):
 
 def time_runner(run, settings: LatencySettings) -> float:
     """Median latency (ms) of ``settings.runs`` calls of ``run`` (from :func:`latency_runner`)."""
-    with _torch_threads(settings):
+    with torch_threads(settings.threads if settings.runtime == "torch" else None):
         return _time(run, settings)
 
 

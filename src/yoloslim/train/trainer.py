@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import logging
 import math
 import os
@@ -42,6 +41,7 @@ from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.progress import say, shown
 from yoloslim.rng import keeps_rng_state
+from yoloslim.threads import torch_threads
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
     Optimizer,
@@ -200,23 +200,7 @@ def _warn_searched_for_other_classes(model, names: list[str]) -> None:
             )
 
 
-def _keeps_torch_threads(fn: Callable) -> Callable:
-    """``config.threads`` applies while the run trains; the caller's thread count is back
-    afterwards (torch's setting is process-wide)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        threads = torch.get_num_threads()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
-
-    return wrapper
-
-
-@_keeps_torch_threads
+@torch_threads(None)  # config.threads applies while the run trains
 @keeps_rng_state
 def train(
     model: str | dict | Path | nn.Module | None,
