@@ -202,6 +202,20 @@ def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeyp
     assert q.precision.startswith("int8+") and not f.precision.startswith("int8")
     assert ys.describe(res.model)["precision"] == "int8+fp32"
     assert ys.describe(res.artifacts["float"])["precision"] == "fp32"
+    # the INT8 model's history: the float model's, then this quantize step
+    upstream = ys.describe(res.artifacts["float"])["history"]
+    assert ys.describe(res.model)["history"] == [
+        *upstream,
+        {
+            "stage": "quantize",
+            "out": str(tmp_path.absolute()),
+            "backend": "openvino",
+            "mode": "static",
+            "method": res.report["method"],
+            "calib": 5,
+            "float_layers": len(res.report["layers_in_float"]["scope"]),
+        },
+    ]
     assert yq[..., 4:].min() >= 0 and yq[..., 4:].max() <= 1
     # the ignored scope really stays float: no FakeQuantize feeds any decode node
     model = openvino_core().read_model(str(res.model))
@@ -316,6 +330,23 @@ def test_onnxruntime_static_scope_pattern_and_variants(setup, tmp_path, caplog):
         assert backend.precision == computed
         described = ys.describe(res.artifacts[role])  # read from the file, as info shows it
         assert (described["precision"], described["quantization"]) == (precision, role)
+    step = ys.describe(res.model)["history"][-1]
+    assert step == {
+        "stage": "quantize",
+        "out": str(tmp_path.absolute()),
+        "backend": "onnxruntime",
+        "mode": "static",
+        "method": "entropy",
+        "calib": 4,
+        "float_layers": 3,  # the three head.cls_preds convs
+    }
+    assert "quantize" not in [h["stage"] for h in ys.describe(res.artifacts["fp16"])["history"]]
+    from yoloslim.cli.info_cmd import _step  # as `info` shows it
+
+    assert _step(step) == (
+        "quantize (backend onnxruntime, mode static, method entropy, calibration images 4, "
+        "layers in float 3)"
+    )
     q = onnx.load(str(res.model))
     fed = _qdq_fed(q)
     assert any(n.op_type == "Conv" and n.name in fed for n in q.graph.node)  # something is INT8
@@ -336,6 +367,13 @@ def test_onnxruntime_dynamic_uses_convinteger(setup, tmp_path, caplog):
     assert "scores mAP50-95 0 on the val split: --max-drop 0 has nothing" in caplog.text
     ops = {n.op_type for n in onnx.load(str(res.model)).graph.node}
     assert "ConvInteger" in ops and res.report["calibration"]["images"] == 0
+    step = ys.describe(res.model)["history"][-1]
+    assert (step["stage"], step["mode"], step["method"], step["calib"]) == (
+        "quantize",
+        "dynamic",
+        None,
+        None,
+    )
     # its conv biases sit in an Add after ConvInteger -> Cast -> Mul: still parameters
     from yoloslim.bench.graph import onnx_stats
 

@@ -135,6 +135,10 @@ _SHOWN = {  # what a history entry shows of itself (the rest is in --json)
     "finetune_epochs": "fine-tuned epochs",
     "distilled": "distilled",  # a flag: shown by name alone
     "teacher": "teacher",
+    "backend": "backend",  # quantize
+    "mode": "mode",
+    "calib": "calibration images",
+    "float_layers": "layers in float",
 }
 
 

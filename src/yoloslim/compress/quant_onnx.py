@@ -103,13 +103,17 @@ class OnnxRuntimeQuant:
     def save(self, model, role: str = "int8") -> Path:
         return self.write(model, self._path(role), role)
 
-    save_int8 = save
+    def save_int8(self, model, role: str = "int8", *, meta: dict[str, str] | None = None) -> Path:
+        return self.write(model, self._path(role), role, meta=meta)
 
-    def write(self, model, path: Path, role: str = "int8") -> Path:
-        """Save ``model`` at ``path`` (atomically) with the float model's metadata."""
+    def write(
+        self, model, path: Path, role: str = "int8", *, meta: dict[str, str] | None = None
+    ) -> Path:
+        """Save ``model`` at ``path`` (atomically) with the float model's metadata, ``meta``'s
+        keys replacing its."""
         import onnx
 
-        _copy_metadata(self.float_model, model, role)
+        _copy_metadata(self.float_model, model, role, meta or {})
         with staged(path) as tmp:
             onnx.save(model, str(tmp))
         return path
@@ -363,9 +367,10 @@ def _prune_dangling(model) -> None:
         g.initializer.remove(init)
 
 
-def _copy_metadata(src, dst, role: str) -> None:
+def _copy_metadata(src, dst, role: str, extra: dict[str, str]) -> None:
     meta = {p.key: p.value for p in src.metadata_props}
     meta["quantization"] = role
+    meta.update(extra)
     del dst.metadata_props[:]
     for k, v in meta.items():
         e = dst.metadata_props.add()

@@ -161,14 +161,18 @@ class OpenVINOQuant:
         request = compiled.create_infer_request()
         return lambda x: np.array(request.infer({0: x})[compiled.output(0)], dtype=np.float32)
 
-    def save_int8(self, model, role: str = "int8") -> Path:
-        return self.write(model, self.out / f"{role}_openvino" / "model.xml", role)
+    def save_int8(self, model, role: str = "int8", *, meta: dict[str, str] | None = None) -> Path:
+        return self.write(model, self.out / f"{role}_openvino" / "model.xml", role, meta=meta)
 
-    def write(self, model, path: Path, role: str = "int8") -> Path:
-        """Save ``model`` at ``path`` with the float model's yoloslim metadata."""
+    def write(
+        self, model, path: Path, role: str = "int8", *, meta: dict[str, str] | None = None
+    ) -> Path:
+        """Save ``model`` at ``path`` with the float model's yoloslim metadata, ``meta``'s keys
+        replacing its."""
         from yoloslim.export.common import openvino_metadata
 
-        for k, value in openvino_metadata(self.float_model).items():  # every key export wrote
+        # every key export wrote
+        for k, value in {**openvino_metadata(self.float_model), **(meta or {})}.items():
             model.set_rt_info(value, ["yoloslim", k])
         model.set_rt_info(role, ["yoloslim", "quantization"])
         return save_ir(self.ov, model, path)

@@ -305,7 +305,8 @@ def quantize(
             acc["judged_on"] = "val split (the reported mAP's)"
             report["accuracy_aware"] = acc
             kept = acc["kept_float"]
-        artifacts["int8"] = backend.save_int8(qmodel)
+        step = _history_step(float_onnx, out, cfg, report, len(scope.layers) + len(kept))
+        artifacts["int8"] = backend.save_int8(qmodel, meta={"history": step})
         if cfg.max_drop is not None:  # the loop's last step evaluated this very model
             metrics["int8"] = last["int8"]
         else:
@@ -340,6 +341,24 @@ def quantize(
 
 # what each artifact stores; "precision" (from the runtime) says what it computes in
 _WEIGHTS = {"float": "fp32", "fp16": "fp16", "bf16": "fp32 (asks for bf16 compute)", "int8": "int8"}
+
+
+def _history_step(
+    float_onnx: Path, out: Path, cfg: QuantConfig, report: dict, float_layers: int
+) -> str:
+    """The INT8 artifact's ``history`` metadata: the float model's and this quantize step."""
+    from yoloslim.export.common import onnx_metadata
+    from yoloslim.models.checkpoint import with_history
+
+    upstream = json.loads(onnx_metadata(float_onnx).get("history") or "[]")
+    details = {
+        "backend": cfg.backend,
+        "mode": cfg.mode,
+        "method": report["method"],
+        "calib": report["calibration"]["images"] or None,
+        "float_layers": float_layers,
+    }
+    return json.dumps(with_history(upstream, "quantize", out, **details))
 
 
 def _given_onnx(model: Any, imgsz: int | None) -> tuple[Path, int] | None:
