@@ -552,7 +552,11 @@ def _finetune(
 ):
     from yoloslim.train import train as run_train
 
-    net.history = list(step)  # what made it so far: this prune step, fine-tuning now
+    # what made it so far: this prune step, then the fine-tuning's own step (so the prune
+    # step here does not say the fine-tuning too: it would read as twice the epochs)
+    *before, prune_step = step
+    fine_tuning = ("finetune_epochs", "distilled")
+    net.history = [*before, {k: v for k, v in prune_step.items() if k not in fine_tuning}]
     tc = _finetune_config(cfg, epochs)
     if teacher is not None:
         from yoloslim.compress.distill import DistillConfig, distill
