@@ -433,6 +433,29 @@ def test_a_report_folder_keeps_a_users_report_and_drops_a_stale_plot(artifacts, 
     assert (mine / "report.md").read_text() == "# my notes\n"
 
 
+def test_a_report_folder_another_run_writes_into_is_refused_and_a_new_one_not_left(
+    artifacts, tmp_path, capsys, monkeypatch
+):
+    from yoloslim.bench import measure
+    from yoloslim.fileio import folder_lock
+
+    busy = tmp_path / "busy"
+    with folder_lock(busy, "compress"):  # another run holds it
+        assert main(["bench", str(artifacts[1]), "--report", str(busy), "--rounds", "1"]) == 2
+    assert "another yoloslim run is writing into this folder" in capsys.readouterr().err
+    assert list(busy.iterdir()) == []
+    # a report folder made (under the lock) for a bench that then fails is not left behind
+
+    def fails(*args, **kwargs):
+        assert (tmp_path / "new").is_dir()  # made before the measuring, and locked
+        raise ConfigError("the measuring failed")
+
+    monkeypatch.setattr(measure, "benchmark", fails)
+    made = tmp_path / "new"
+    assert main(["bench", str(artifacts[1]), "--report", str(made), "--rounds", "1"]) == 2
+    assert "the measuring failed" in capsys.readouterr().err and not made.exists()
+
+
 def test_a_users_plot_and_rows_json_are_kept_and_a_report_folders_json_is_not_replaced(
     artifacts, tmp_path, capsys
 ):

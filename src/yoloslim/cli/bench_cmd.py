@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -57,6 +58,7 @@ def bench(
         write_report,
     )
     from yoloslim.errors import ConfigError
+    from yoloslim.fileio import folder_lock, removed_if_left_empty
 
     try:
         batches = [int(b) for b in batch.split(",") if b.strip()]
@@ -65,19 +67,24 @@ def bench(
     cfg = LatencyConfig(
         rounds=rounds, runs_per_round=runs, threads=threads, warmup=warmup, ov_hint=ov_precision
     )
-    if report:
-        check_report_folder(report)  # before the measuring, not after
     record = report_folder_record(json_path) if json_path else None
     if record and not (report and same_path(report, json_path.parent)):
         raise ConfigError(
             f"--json {json_path} is {record}; it is not replaced by this run's report: name "
             f"another file, or write that folder's files anew with --report {json_path.parent}"
         )
-    with err_console.status(f"benchmarking {len(artifacts)} artifacts"):
-        res = benchmark(artifacts, data, imgsz=imgsz, batches=batches, latency=cfg)
-    write_json(json_path, res.report)  # first: whole whatever the printing below does
-    if report:
-        files = write_report(res.report, report)
+    with contextlib.ExitStack() as held:
+        if report:
+            # held from the check to the writing: a second bench (or a compress run) writing
+            # into the folder meanwhile is refused, not mixed with this one's files
+            held.enter_context(removed_if_left_empty(report, made=not report.exists()))
+            held.enter_context(folder_lock(report, "bench"))
+            check_report_folder(report)  # before the measuring, not after
+        with err_console.status(f"benchmarking {len(artifacts)} artifacts"):
+            res = benchmark(artifacts, data, imgsz=imgsz, batches=batches, latency=cfg)
+        write_json(json_path, res.report)  # first: whole whatever the printing below does
+        if report:
+            files = write_report(res.report, report)
     print_table(rich_table(res.report))
     if report:
         console.print("wrote " + literal(", ".join(str(p) for p in files.values())))
