@@ -429,6 +429,33 @@ def test_a_reparameterised_model_is_refused_before_any_epoch(tmp_path):
     assert not (tmp_path / "t").exists() and not (tmp_path / "k").exists()
 
 
+@pytest.mark.parametrize("block", ["RepConv", "ConvBNAct"])
+def test_a_model_fused_block_by_block_is_refused_as_a_fused_one(tmp_path, block):
+    # audit29 reparam M1: a block's own fuse() left the model's deploy flag off: it was saved
+    # and trained into checkpoints that could not be loaded
+    from yoloslim.compress.distill import distill
+    from yoloslim.compress.prune import PruneConfig, prune
+    from yoloslim.errors import ModelError
+    from yoloslim.models import blocks
+    from yoloslim.models.checkpoint import save_checkpoint
+
+    data = synthesize(tmp_path / "d", images=4, imgsz=64, classes=1, seed=0, val_fraction=0.5)
+    model = build_model("damo-nano", names=["c0"])
+    assert not blocks.is_fused(model)
+    next(m for m in model.modules() if type(m).__name__ == block).fuse()  # one block alone
+    assert blocks.is_fused(model) and not model.deploy
+    with pytest.raises(ModelError, match="cannot checkpoint a re-parameterised"):
+        save_checkpoint(tmp_path / "m.pt", model, imgsz=64)
+    cfg = TrainConfig(epochs=1, imgsz=64, batch=2, workers=0)
+    with pytest.raises(ModelError, match="cannot train a re-parameterised"):
+        train(model, data, config=cfg, out=tmp_path / "t")
+    with pytest.raises(ModelError, match="cannot distill into a re-parameterised"):
+        distill(model, build_model("damo-nano", names=["c0"]), data, out=tmp_path / "k")
+    with pytest.raises(ModelError, match="cannot prune a re-parameterised"):
+        prune(model, data, config=PruneConfig(ratio=0.3, finetune_epochs=0), out=tmp_path / "p")
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "d"]
+
+
 def test_a_diverging_loss_is_a_one_line_error_naming_lr0(sets, tmp_path, monkeypatch, capsys):
     trainer = importlib.import_module("yoloslim.train.trainer")
 

@@ -54,6 +54,7 @@ from yoloslim.configs import (
 from yoloslim.data import load_data_config
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import refuse_overwriting_input
+from yoloslim.models.blocks import is_fused
 from yoloslim.models.checkpoint import (
     EXPORTED,
     load_checkpoint,
@@ -567,7 +568,7 @@ def distill(
             student = _as_detector(student, "student")
         probe = student if isinstance(student, Detector) else build_model(student, names=names)
     check_config(config, DistillConfig)
-    if getattr(probe, "deploy", False):
+    if is_fused(probe):
         raise ModelError(
             "cannot distill into a re-parameterised (deploy-form) student: its RepConv "
             "branches are folded; use the model before reparameterize() (its checkpoint)"

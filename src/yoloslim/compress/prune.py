@@ -44,6 +44,7 @@ from yoloslim.fileio import (
     refuse_overwriting_input,
     remove_stale_temps,
 )
+from yoloslim.models.blocks import is_fused
 from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
 
@@ -282,7 +283,7 @@ def _load_model(model, data) -> tuple[nn.Module, list[str] | None, int | None]:
             "criterion ranks noise and fine-tuning trains from scratch (prune a trained .pt)",
             net.spec.get("name") or "the model" if isinstance(model, dict) else model,
         )
-    if getattr(net, "deploy", False):
+    if is_fused(net):
         raise ModelError("cannot prune a re-parameterised (deploy-form) model; prune before fuse()")
     return net.eval(), getattr(net, "names", None), imgsz
 

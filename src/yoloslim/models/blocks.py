@@ -17,6 +17,7 @@ __all__ = [
     "ConvBNAct",
     "RepConv",
     "fuse_conv_bn",
+    "is_fused",
     "make_act",
 ]
 
@@ -147,6 +148,20 @@ class RepConv(nn.Module):
         self.fused = fused.requires_grad_(False)
         del self.dense, self.one, self.identity
         self.identity = None
+
+
+def is_fused(model: nn.Module) -> bool:
+    """Whether ``model`` is in deploy form, in whole (``Detector.fuse()``,
+    ``reparameterize``: its ``deploy`` flag) or in part (a block's own ``fuse()`` called): a
+    folded RepConv or Conv+BN cannot be trained (its conv is frozen, its branches gone) or
+    checkpointed (the checkpoint's layers are the training form's)."""
+    if getattr(model, "deploy", False):
+        return True
+    return any(
+        (isinstance(m, RepConv) and m.fused is not None)
+        or (isinstance(m, ConvBNAct) and not isinstance(m.bn, nn.BatchNorm2d))
+        for m in model.modules()
+    )
 
 
 class BasicBlock(nn.Module):

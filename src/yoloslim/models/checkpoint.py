@@ -28,6 +28,7 @@ from yoloslim.configs import check_imgsz
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_file, did_you_mean
 from yoloslim.models.arch import arch_of
+from yoloslim.models.blocks import is_fused
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import EXPORTED, build_model
 from yoloslim.rng import keeps_rng_state
@@ -144,7 +145,7 @@ def save_checkpoint(
         raise ConfigError(f"save_checkpoint: path={path!r} is no file path")
     if not isinstance(model, nn.Module):
         raise ModelError(f"save_checkpoint: model is a {type(model).__name__}, not a torch model")
-    if getattr(model, "deploy", False):
+    if is_fused(model):
         raise ModelError(
             "cannot checkpoint a re-parameterised (deploy-form) model; save before fuse()"
         )

@@ -36,6 +36,7 @@ from yoloslim.data.duplicates import warn_shared
 from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
+from yoloslim.models.blocks import is_fused
 from yoloslim.models.checkpoint import load_checkpoint, with_history
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
@@ -513,7 +514,7 @@ def _begin(
                 "to learn these, train a model name or an arch .yaml from scratch"
             )
     cfg = sized_for(config or TrainConfig(), model)
-    if getattr(model, "deploy", False):
+    if is_fused(model):
         raise ModelError(
             "cannot train a re-parameterised (deploy-form) model: its RepConv branches are "
             "folded; train the model before reparameterize() (its checkpoint)"
