@@ -34,7 +34,14 @@ def test_builtin_model_is_equivalent_and_input_untouched():
     torch.testing.assert_close(out, ref, atol=ATOL, rtol=ATOL)
     assert res.report["max_abs_diff"] <= ATOL
     assert res.report["params_after"] < res.report["params_before"]
-    assert res.report["fused_blocks"] > 0
+    # each RepConv and each ConvBNAct outside one once (a RepConv's two branches counted too:
+    # audit29 reparam L2)
+    from yoloslim.models.blocks import ConvBNAct, RepConv
+
+    reps = [m for m in model.modules() if isinstance(m, RepConv)]
+    branches = {id(x) for r in reps for x in r.modules()}
+    alone = [m for m in model.modules() if isinstance(m, ConvBNAct) and id(m) not in branches]
+    assert reps and res.report["fused_blocks"] == len(reps) + len(alone)
     # a model already in deploy form: nothing is fused again (it reported 64)
     again = reparameterize(res.model, example_input=x, measure=False).report
     assert again["fused_blocks"] == 0 and again["params_after"] == again["params_before"]
@@ -77,6 +84,30 @@ def test_pairs_that_cannot_be_folded_exactly_are_left_alone():
     res = reparameterize(model, example_input=x, measure=False)
     assert res.report["fused_pairs"] == 0  # `shared` is called twice: folding bn2 would leak
     torch.testing.assert_close(res.model(x), model(x))
+
+
+def test_a_pair_whose_weights_forward_also_reads_is_left_alone():
+    # audit29 reparam L1: a conv whose weight forward reads beside calling it was folded,
+    # and the output check then blamed "a fuse() method"
+    class ReadsWeight(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+            self.conv2, self.bn2 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+            self.conv3, self.bn3 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            y = self.bn(self.conv(x)) * self.conv.weight.abs().mean()
+            y = self.bn2(self.conv2(y)) * self.bn2.weight.mean()  # the BN's
+            return self.bn3(self.conv3(y))
+
+    model = randomize_bn(ReadsWeight()).eval()
+    x = torch.rand(2, 3, 8, 8)
+    res = reparameterize(model, example_input=x, measure=False)
+    assert res.report["fused_pairs"] == 1  # conv3 + bn3 alone
+    assert isinstance(res.model.bn3, nn.Identity)
+    assert isinstance(res.model.bn, nn.BatchNorm2d) and isinstance(res.model.bn2, nn.BatchNorm2d)
+    torch.testing.assert_close(res.model(x), model(x), atol=1e-5, rtol=1e-5)
 
 
 def test_untraceable_module_is_fused_child_by_child():

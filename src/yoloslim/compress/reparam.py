@@ -42,6 +42,16 @@ def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
 
 def _conv_bn_pairs(graph: fx.Graph, modules: dict[str, nn.Module]) -> list[tuple[str, str]]:
     calls = Counter(n.target for n in graph.nodes if n.op == "call_module")
+    # modules whose parameters forward reads besides calling them (``self.conv.weight``):
+    # folding would change what it reads (a buffer read, running_mean, is no node: fx runs it
+    # while tracing; reparameterize's output check catches a fold that changed it)
+    read = set()
+    for n in graph.nodes:
+        if n.op == "get_attr":
+            owner = str(n.target)
+            while owner:
+                read.add(owner)
+                owner = owner.rpartition(".")[0]
     pairs = []
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d):
@@ -55,6 +65,8 @@ def _conv_bn_pairs(graph: fx.Graph, modules: dict[str, nn.Module]) -> list[tuple
             and calls[src.target] == 1
             and calls[node.target] == 1
             and modules[node.target].track_running_stats
+            and src.target not in read
+            and node.target not in read
         ):
             pairs.append((src.target, node.target))
     return pairs
@@ -126,7 +138,13 @@ def deploy_form(model: nn.Module) -> tuple[nn.Module, int, int]:
     # collect first: fuse() rewrites the module tree we would be iterating over; a block
     # counts when it still holds a BatchNorm (an already fused one changes nothing)
     blocks = _fusable(fused)
-    unfused = sum(any(isinstance(x, nn.BatchNorm2d) for x in m.modules()) for m in blocks)
+    # a RepConv's branches are not blocks of their own: its fuse() folds them with it
+    inner = {id(x) for m in blocks for x in m.modules() if x is not m}
+    unfused = sum(
+        any(isinstance(x, nn.BatchNorm2d) for x in m.modules())
+        for m in blocks
+        if id(m) not in inner
+    )
     for m in blocks:
         m.fuse()
     if hasattr(fused, "deploy"):
@@ -208,7 +226,9 @@ def reparameterize(
         raise ModelError(
             f"re-parameterisation changed the model's outputs (max |diff| {diff:.3g}, beyond "
             f"{FUSE_ATOL} + {FUSE_RTOL} x |output|): a fuse() method is wrong "
-            f"({n_blocks} blocks fused: {sorted({type(m).__name__ for m in _fusable(model)})})"
+            f"({n_blocks} blocks fused: {sorted({type(m).__name__ for m in _fusable(model)})}), "
+            f"or a traced Conv+BN fold ({n_pairs} pairs) changed a conv the forward also uses "
+            "otherwise"
         )
     report = {
         "params_before": count_params(original),
