@@ -615,6 +615,7 @@ def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
         )
     if report.is_dir():
         raise ConfigError(f"out={out}: {report} is a folder; the search report goes there")
+    data: dict = {}
     if report.is_file():
         try:
             data = json.loads(report.read_bytes())
@@ -644,6 +645,16 @@ def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
             f"out={out}: {arch_path} has no {report.name} of its own beside it, so whether it "
             "was edited since its search wrote it cannot be told; it is not replaced: move the "
             "file (or put its report back), or name another file or folder"
+        )
+    if arch_path.is_file():  # an earlier search's result, as written: replaced at the end
+        best = data.get("best")
+        score = best[0].get("score") if best and isinstance(best[0], dict) else None
+        log.warning(
+            "%s is an earlier search's result%s; this search replaces it (and %s) when it "
+            "ends: name another --out to keep it",
+            arch_path,
+            f" (score {score:.3f})" if isinstance(score, (int, float)) else "",
+            report.name,
         )
 
 
