@@ -514,7 +514,7 @@ def _begin(
                 "to learn these, train a model name or an arch .yaml from scratch"
             )
     cfg = sized_for(config or TrainConfig(), model)
-    if is_fused(model):
+    if isinstance(model, nn.Module) and is_fused(model):  # not a name, arch or None (resume)
         raise ModelError(
             "cannot train a re-parameterised (deploy-form) model: its RepConv branches are "
             "folded; train the model before reparameterize() (its checkpoint)"
