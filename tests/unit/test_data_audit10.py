@@ -398,6 +398,34 @@ def test_repeated_list_entries_are_read_once_in_val(tmp_path, caplog):
     assert "1 image(s) listed more than once" in caplog.text
 
 
+@pytest.mark.parametrize("link", ["hard", "symbolic"])
+def test_a_link_under_another_name_is_another_image(tmp_path, caplog, link):
+    # audit29 data M1: b.png a link of a.png, each with its own label file, was one image:
+    # refused with different labels, read once with the same
+    os = pytest.importorskip("os")
+    a = _yolo(tmp_path, "val", "a", rows="0 0.3 0.3 0.2 0.2\n")
+    b = tmp_path / "images" / "val" / "b.png"
+    os.link(a, b) if link == "hard" else b.symlink_to(a)
+    (tmp_path / "labels" / "val" / "b.txt").write_text("0 0.7 0.7 0.2 0.2\n")
+    _yolo(tmp_path, "val", "c")
+    os.link(tmp_path / "images" / "val" / "c.png", tmp_path / "images" / "val" / "d.png")
+    (tmp_path / "labels" / "val" / "d.txt").write_text("0 0.5 0.5 0.25 0.25\n")  # c's labels
+    yaml = _yaml(tmp_path, "train: images/val\nval: images/val\nnames: [cat]\n")
+    with caplog.at_level(logging.WARNING):
+        val = load_samples(load_data_config(yaml), "val")
+    assert [s.path.name for s in val] == ["a.png", "b.png", "c.png", "d.png"]
+    centres = [tuple(np.round((s.boxes[0, :2] + s.boxes[0, 2:]) / 2 / [64, 48], 2)) for s in val]
+    assert centres[:2] == [(0.3, 0.3), (0.7, 0.7)]
+    assert "listed more than once" not in caplog.text
+    # the same file under the same name, through a linked folder, is still one image
+    for kind in ("images", "labels"):
+        (tmp_path / kind / "again").symlink_to(tmp_path / kind / "val")
+    yaml = _yaml(tmp_path, "train: images/val\nval: [images/val, images/again]\nnames: [cat]\n")
+    with caplog.at_level(logging.WARNING):
+        assert len(load_samples(load_data_config(yaml), "val")) == 4
+    assert "4 image(s) listed more than once" in caplog.text
+
+
 def test_one_image_with_different_labels_in_two_coco_sources_is_refused(tmp_path):
     import json
 

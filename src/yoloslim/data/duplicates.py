@@ -3,9 +3,13 @@ it is evaluated once, with a warning; within the train split it is kept, with a 
 source listed twice is how YOLO data.yaml files oversample a set); shared by train and val it
 is reported (a leak that inflates mAP).
 
-Two paths are the same image when they name the same file: the same device and inode, which
-covers what ``Path.resolve()`` equates (``./``, ``..``, symbolic links) and hard links too.
-``data check`` also counts a byte-identical copy in val of a train image as shared.
+Within a split, two paths are one image when they name the same file (the same device and
+inode: what ``Path.resolve()`` equates, ``./``, ``..``, a symbolic link to a folder, and hard
+links too) under the same file name: a link under another name (``b.png`` a hard link of
+``a.png``, as deduplicating tools and link-based data caches make) is another image, with its
+own label file, as a copy would be. Between train and val the file alone decides (a link of a
+train image in val is that image); ``data check`` also counts a byte-identical copy in val of
+a train image as shared.
 """
 
 from __future__ import annotations
@@ -46,12 +50,12 @@ def unique(
         DataError: ``differ(first, later)`` is true for a repeat: the two carry different
             labels (two COCO jsons annotating one image), and keeping either loses the other's.
     """
-    seen: dict[tuple[int, int] | str, tuple[Path, T]] = {}
+    seen: dict[tuple, tuple[Path, T]] = {}
     listed: Counter = Counter()  # how often each file is named
     out, dropped = [], []
     for item in items:
         p = path(item)
-        key = file_key(p)
+        key = (file_key(p), p.name)  # a link under another name is another image
         listed[key] += 1
         if key in seen:
             first, kept = seen[key]
