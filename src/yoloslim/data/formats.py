@@ -302,6 +302,16 @@ def read_yolo(
             len(samples),
             example,
         )
+    elif missing:  # background images, or a labels folder not fully copied: said, counted
+        logger.warning(
+            "%s: %d of %d images have no label file (%s): read as background images, without "
+            "objects (if they hold any, their labels are missing: detections of them count as "
+            "false positives)",
+            source,
+            len(missing),
+            len(samples),
+            examples([str(label_path_for(f, folder, ldir)) for f in missing]),
+        )
     notes.warn(source)
     if unlabelled is not None:
         unlabelled.extend(missing)
