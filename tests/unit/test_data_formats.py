@@ -127,6 +127,9 @@ def test_empty_and_missing_label_files_are_background(tmp_path):
         ("0 0.1 0.1 0.4 0.1 0.4 0.5 0.1", r"\(or a polygon .*got 8"),  # half a point
         ("0 0.1 0.1 0.4 0.1 0.4 1.5", r"outside \[0, 1\]"),  # a polygon out of the image
         ("0 0.5 nan 0.1 0.1", "non-finite"),
+        ("0 0.5 0.5 0.2 0.2_0", "non-numeric"),  # float() took it as 0.2 (audit29 data L2)
+        # a pose line in a data.yaml without kpt_shape: its visibility flags (audit29 data L1)
+        ("0 0.5 0.5 0.2 0.2 0.1 0.1 2 0.2 0.2 2", "outside .*need kpt_shape in the data.yaml"),
     ],
 )
 def test_bad_yolo_label_names_file_and_line(tmp_path, row, match):

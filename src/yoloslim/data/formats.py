@@ -154,6 +154,8 @@ def _parse_yolo_labels(
                 f"x3 y3 ...'), got {len(fields)}"
             )
         try:
+            if any("_" in f for f in fields):  # float() reads 0.2_0 as 0.2: a malformed field
+                raise ValueError
             values = [float(f) for f in fields]
         except ValueError as e:
             raise DataError(f"{where}: non-numeric field in {line.strip()!r}") from e
@@ -172,9 +174,16 @@ def _parse_yolo_labels(
         n = 5 if kpt_shape is not None else len(values)  # a pose line's box: keypoints apart
         coords = values[1:n]
         if any(v < -COORD_TOL or v > 1 + COORD_TOL for v in coords):
+            # a pose line's visibility flags (2) read as a polygon's points
+            pose = polygon and any(v == 2 for v in coords)
             raise DataError(
                 f"{where}: normalised coordinates {fields[1:n]} outside [0, 1] (by more than "
                 f"{COORD_TOL:g})"
+                + (
+                    "; a pose dataset's lines (box, then keypoints) need kpt_shape in the data.yaml"
+                    if pose
+                    else ""
+                )
             )
         if polygon:  # its bounding box, as Ultralytics' detect task reads one
             points = [min(max(v, 0.0), 1.0) for v in coords]  # a point past the edge, on it
