@@ -19,6 +19,7 @@ from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_i
 from yoloslim.recipe import BenchStage, Recipe, load_recipe
 from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
+from yoloslim.torch_state import float32_default
 
 __all__ = ["run_budget", "select_candidate"]
 
@@ -311,6 +312,7 @@ def _say_grid_change(record: Path, ratios: Sequence[float]) -> None:
     )
 
 
+@float32_default()
 @keeps_rng_state
 def run_budget(
     model: str | Path,

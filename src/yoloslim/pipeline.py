@@ -70,6 +70,7 @@ from yoloslim.recipe import (
 )
 from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
+from yoloslim.torch_state import float32_default
 
 __all__ = ["STAGES", "Recipe", "Stage", "load_recipe", "run_recipe"]
 
@@ -1142,6 +1143,7 @@ def _check_run(
     return run_configs, skipped, resolved, inputs, changed_from
 
 
+@float32_default()
 @keeps_rng_state
 def run_recipe(
     model: str | Path | None,

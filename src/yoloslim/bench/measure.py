@@ -22,6 +22,7 @@ from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
 from yoloslim.runtime.backends import SUFFIXES, check_artifact, is_end_to_end
 from yoloslim.sysinfo import invocation
+from yoloslim.torch_state import float32_default
 
 __all__ = ["artifact_stats", "benchmark", "check_bench_imgsz", "static_imgsz"]
 
@@ -106,6 +107,7 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
     return stats
 
 
+@float32_default()
 @keeps_rng_state
 def benchmark(
     artifacts: Sequence[str | Path] | str | Path,

@@ -26,7 +26,7 @@ from rich.markup import escape
 from yoloslim.errors import STOPS, ConfigError, ModelError, YoloslimError, stop_requested
 from yoloslim.fileio import atomic_write_text, dangling, write_problem
 from yoloslim.progress import PIPED_WIDTH, shown
-from yoloslim.threads import torch_threads
+from yoloslim.torch_state import torch_threads
 
 __all__ = [
     "DEVICE_HELP",

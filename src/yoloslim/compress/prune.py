@@ -47,6 +47,7 @@ from yoloslim.fileio import (
 from yoloslim.models.blocks import is_fused
 from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
+from yoloslim.torch_state import float32_default
 
 __all__ = [
     "AdvancedPruneConfig",
@@ -65,6 +66,7 @@ FLOPS_NOTE = (
 )
 
 
+@float32_default()
 @keeps_rng_state
 def prune(
     model: nn.Module | str | Path,

@@ -40,6 +40,7 @@ from yoloslim.models.detector import Detector
 from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
 from yoloslim.runtime.backends import no_metadata, onnx_end_to_end, quantized_ops
+from yoloslim.torch_state import float32_default
 
 __all__ = ["AdvancedQuantConfig", "QuantConfig", "quantize"]
 
@@ -105,6 +106,7 @@ def _warn_stale(earlier: list[Path], artifacts: dict[str, Path]) -> None:
         )
 
 
+@float32_default()
 @keeps_rng_state
 def quantize(
     model_or_artifact: nn.Module | str | Path,

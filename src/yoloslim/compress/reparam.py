@@ -28,6 +28,7 @@ from yoloslim.errors import ConfigError, ModelError
 from yoloslim.models.blocks import fuse_conv_bn
 from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
+from yoloslim.torch_state import float32_default
 
 __all__ = ["reparameterize", "fuse_traced_conv_bn"]
 
@@ -152,6 +153,7 @@ def deploy_form(model: nn.Module) -> tuple[nn.Module, int, int]:
     return fused, unfused, fuse_traced_conv_bn(fused)
 
 
+@float32_default()
 @keeps_rng_state
 @torch.no_grad()
 def reparameterize(

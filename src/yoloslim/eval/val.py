@@ -15,6 +15,7 @@ from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.progress import shown
 from yoloslim.rng import keeps_rng_state
+from yoloslim.torch_state import float32_default
 
 __all__ = ["require_boxes", "validate"]
 
@@ -36,6 +37,7 @@ def require_boxes(data: str | Path, split: str = "val") -> None:
 LOW_CONF = 0.01
 
 
+@float32_default()
 @keeps_rng_state
 @torch.no_grad()
 def validate(

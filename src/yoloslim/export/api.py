@@ -37,6 +37,7 @@ from yoloslim.fileio import (
 from yoloslim.progress import say
 from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
+from yoloslim.torch_state import float32_default
 
 #: export()'s NMS graph thresholds when not given (one set without ``nms`` is refused)
 NMS_DEFAULTS = {"nms_conf": 0.25, "nms_iou": 0.65, "nms_max_det": 300}
@@ -124,6 +125,7 @@ def check_options(
     return formats
 
 
+@float32_default()
 @keeps_rng_state
 def export(
     model: str | Path | nn.Module,

@@ -9,6 +9,7 @@ from yoloslim.models.backbone import Backbone
 from yoloslim.models.blocks import ConvBNAct, RepConv
 from yoloslim.models.head import DetectHead
 from yoloslim.models.neck import RepGFPN
+from yoloslim.torch_state import float32_default
 
 __all__ = ["Detector", "default_names"]
 
@@ -28,6 +29,7 @@ class Detector(nn.Module):
     Build it with :func:`yoloslim.models.build_model`, which validates the arch.
     """
 
+    @float32_default()  # float32 weights, whatever the caller's default dtype
     def __init__(self, arch: dict, names: list[str] | None = None) -> None:
         super().__init__()
         act = arch.get("act", "silu")

@@ -45,7 +45,7 @@ from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
 from yoloslim.runtime.ov_core import default_precision, no_telemetry, openvino_core
 from yoloslim.sysinfo import INFERENCE_ISA, cpu_flags, cpu_model, usable_cores
-from yoloslim.threads import torch_threads
+from yoloslim.torch_state import torch_threads
 
 __all__ = ["LatencyCache", "LatencySettings", "measure_latency_ms", "measure_rounds"]
 

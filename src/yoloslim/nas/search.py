@@ -63,6 +63,7 @@ from yoloslim.nas.space import SearchSpace, genome_dict, genome_of, resolve_arch
 from yoloslim.progress import progress_console, say
 from yoloslim.result import Result, short_repr
 from yoloslim.rng import keeps_rng_state
+from yoloslim.torch_state import float32_default
 
 __all__ = ["SearchResult", "search", "search_from_dict", "Evaluator"]
 
@@ -153,6 +154,7 @@ def _validate_settings(
         raise ConfigError(f"score_method={score_method!r} must be one of {SCORE_METHODS}")
 
 
+@float32_default()
 @keeps_rng_state
 def search(
     *,

@@ -25,6 +25,7 @@ from yoloslim.runtime.backends import (
     onnx_precision,
     quantized_ops,
 )
+from yoloslim.torch_state import float32_default
 
 __all__ = ["describe"]
 
@@ -44,6 +45,7 @@ _JSON_KEYS = (
 _READER = {"onnxruntime": ("onnx", "onnx"), "openvino": ("openvino", "openvino")}
 
 
+@float32_default()
 @keeps_rng_state
 def describe(path: str | Path) -> dict[str, Any]:
     """Read what a checkpoint or exported artifact is, without data or its runtime.

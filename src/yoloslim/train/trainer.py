@@ -42,7 +42,7 @@ from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.progress import say, shown
 from yoloslim.rng import keeps_rng_state
-from yoloslim.threads import torch_threads
+from yoloslim.torch_state import float32_default, torch_threads
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
     Optimizer,
@@ -202,6 +202,7 @@ def _warn_searched_for_other_classes(model, names: list[str]) -> None:
 
 
 @torch_threads(None)  # config.threads applies while the run trains
+@float32_default()
 @keeps_rng_state
 def train(
     model: str | dict | Path | nn.Module | None,
