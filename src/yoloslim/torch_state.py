@@ -4,7 +4,9 @@ its own work hands the caller's back when it ends.
 - the intra-op thread count (:func:`torch_threads`);
 - the default dtype (:func:`float32_default`): yoloslim's models, inputs and losses are float32,
   and a caller's ``torch.set_default_dtype(torch.float64)`` would build float64 weights that
-  float32 images cannot run through.
+  float32 images cannot run through;
+- autograd (:func:`autograd_on`): training and pruning need gradients, also when called inside
+  a caller's ``torch.no_grad()`` or ``torch.inference_mode()``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-__all__ = ["float32_default", "torch_threads"]
+__all__ = ["autograd_on", "float32_default", "torch_threads"]
 
 
 @contextlib.contextmanager
@@ -48,3 +50,14 @@ def float32_default() -> Iterator[None]:
     finally:
         if torch.get_default_dtype() is not before:
             torch.set_default_dtype(before)
+
+
+@contextlib.contextmanager
+def autograd_on() -> Iterator[None]:
+    """Gradients recorded while the block runs, whatever the caller's ``torch.no_grad()`` or
+    ``torch.inference_mode()``; the caller's mode back afterwards. Also a decorator:
+    ``@autograd_on()``."""
+    import torch
+
+    with torch.inference_mode(False), torch.enable_grad():
+        yield

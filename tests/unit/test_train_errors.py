@@ -298,7 +298,11 @@ def test_a_checkpoint_is_fine_tuned_and_threads_are_restored(sets, tmp_path):
     before = torch.get_num_threads()
     # no imgsz: the checkpoint's own (64), as the command line and recipes do
     cfg = TrainConfig(epochs=1, batch=4, workers=0, threads=1, lr0=1e-9, warmup_epochs=0)
-    res = train(str(base), sets[3], config=cfg, out=tmp_path / "ft")
+    # called inside a caller's inference_mode (audit29 api L1: "element 0 of tensors does not
+    # require grad"): it trains all the same, and the caller's mode is back afterwards
+    with torch.inference_mode():
+        res = train(str(base), sets[3], config=cfg, out=tmp_path / "ft")
+        assert torch.is_inference_mode_enabled() and not torch.is_grad_enabled()
     assert torch.get_num_threads() == before
     # fine-tuned from base.pt's weights (a tiny learning rate keeps them), not rebuilt at random
     start = torch.load(base, weights_only=True)["state_dict"]

@@ -66,7 +66,7 @@ from yoloslim.models.registry import build_model
 from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
 from yoloslim.runtime.predictor import as_artifact
-from yoloslim.torch_state import float32_default
+from yoloslim.torch_state import autograd_on, float32_default
 from yoloslim.train.config import (
     TrainConfig,
     config_from_dict,
@@ -487,6 +487,7 @@ def _as_detector(model: Detector | str | Path, what: str) -> Detector:
 
 @float32_default()
 @keeps_rng_state
+@autograd_on()
 def distill(
     student: Detector | str | Path | None,
     teacher: Detector | str | Path | None,

@@ -47,7 +47,7 @@ from yoloslim.fileio import (
 from yoloslim.models.blocks import is_fused
 from yoloslim.result import Result
 from yoloslim.rng import keeps_rng_state
-from yoloslim.torch_state import float32_default
+from yoloslim.torch_state import autograd_on, float32_default
 
 __all__ = [
     "AdvancedPruneConfig",
@@ -68,6 +68,7 @@ FLOPS_NOTE = (
 
 @float32_default()
 @keeps_rng_state
+@autograd_on()
 def prune(
     model: nn.Module | str | Path,
     data: str | Path | None,

@@ -42,7 +42,7 @@ from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.progress import say, shown
 from yoloslim.rng import keeps_rng_state
-from yoloslim.torch_state import float32_default, torch_threads
+from yoloslim.torch_state import autograd_on, float32_default, torch_threads
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
     Optimizer,
@@ -204,6 +204,7 @@ def _warn_searched_for_other_classes(model, names: list[str]) -> None:
 @torch_threads(None)  # config.threads applies while the run trains
 @float32_default()
 @keeps_rng_state
+@autograd_on()  # a caller's no_grad() or inference_mode() would stop the training
 def train(
     model: str | dict | Path | nn.Module | None,
     data: str | Path | None,
