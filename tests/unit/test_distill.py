@@ -383,7 +383,7 @@ def test_cli_resumes_a_student_that_started_from_random_weights(tmp_path, monkey
     assert read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["epoch"] == 3
     capsys.readouterr()
     assert main(["distill", "--resume", str(tmp_path / "run")]) == 0  # finished: says so
-    assert "already finished 4/4 epochs; nothing to do" in capsys.readouterr().out
+    assert "already finished 4/4 epochs; nothing to do" in capsys.readouterr().err
 
 
 def test_align_convs_follow_real_widths_of_resized_models():

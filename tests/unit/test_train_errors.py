@@ -274,7 +274,7 @@ def test_resume_with_a_relative_data_path_from_another_folder(sets, tmp_path, mo
     assert "last.pt records its data.yaml as 'c3/data.yaml'" in err and "(--data, data=)" in err
     monkeypatch.chdir(started_in)
     assert main(["train", "--resume", str(run)]) == 0
-    assert "already finished" in capsys.readouterr().out
+    assert "already finished" in capsys.readouterr().err
     # an absolute one, moved since: said to be the run's, with --data to give
     _fake_run(tmp_path / "moved", tmp_path / "gone" / "data.yaml")
     assert main(["train", "--resume", str(tmp_path / "moved")]) == 2
@@ -344,9 +344,9 @@ def test_settings_that_quietly_do_less_are_warned_about(sets, tmp_path, caplog):
 def test_resume_of_a_finished_run_says_so(sets, tmp_path, capsys):
     _fake_run(tmp_path, sets[3].resolve())
     assert main(["train", "--resume", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert f"{tmp_path} already finished 1/1 epochs; nothing to do" in out
-    assert "best mAP50-95 25.0%" in out
+    said = capsys.readouterr()
+    assert f"warning: {tmp_path} already finished 1/1 epochs; nothing to do" in said.err
+    assert "best mAP50-95 25.0%" in said.out
 
 
 def test_config_file_with_unknown_key_is_named(sets, tmp_path, capsys):

@@ -111,7 +111,7 @@ def distill(
     then `yoloslim distill --teacher base.pt --student PRUNED/pruned.pt ...`.
     """
     from yoloslim.cli.common import first_process, resume_state
-    from yoloslim.cli.train_cmd import print_best, say_if_finished
+    from yoloslim.cli.train_cmd import print_best
     from yoloslim.compress.distill import DistillConfig
     from yoloslim.compress.distill import distill as run_distill
     from yoloslim.errors import ConfigError
@@ -135,7 +135,6 @@ def distill(
                 resume=True,
                 progress=True,
             )
-        say_if_finished(resume, state)
     else:
         if data is None:
             raise ConfigError("--data is required (unless --resume DIR is given)")

@@ -96,7 +96,6 @@ def train(
                 resume=True,
                 progress=True,
             )
-        say_if_finished(resume, state)
     else:
         if data is None:
             raise ConfigError("--data is required (unless --resume DIR is given)")
@@ -127,14 +126,6 @@ def train(
     print_best(res.report.get("best_map"), res.best)
     if first_process():  # the other ranks never validate: their report has no mAP
         write_json(json_path, res.report)
-
-
-def say_if_finished(run: Path, state: dict) -> None:
-    """Say that a resumed run had already trained all its epochs (so nothing changed)."""
-    epochs = (state["train_state"].get("config") or {}).get("epochs")
-    ts = state["train_state"]
-    if epochs is not None and ts.get("epoch", -1) + 1 >= epochs and not ts.get("val_pending"):
-        console.print(f"{literal(run)} already finished {epochs}/{epochs} epochs; nothing to do")
 
 
 def print_best(best: float | None, path) -> None:
