@@ -797,6 +797,23 @@ def test_a_prune_killed_while_exporting_is_run_again_by_the_same_command(
     assert not (tmp_path / "export" / "before").exists()  # the killed one's, removed
 
 
+def test_a_prune_without_out_names_no_timed_files_that_are_gone(model, tmp_path, monkeypatch):
+    # audit29 api L3: out=None timed the models in a temporary folder, removed on return, and
+    # the report's latency.artifacts named its files
+    import yoloslim.compress.prune as prune_mod
+
+    def timed(before, after, work, cfg):
+        row = {"size_mb": 1.0, "size_source": "file", "latency_ms": {"median": 1.0, "p90": 1.0}}
+        arts = {k: str(work / k / "model.onnx") for k in ("before", "after")}
+        return {"before": row, "after": dict(row), "info": {"artifacts": arts}}
+
+    monkeypatch.setattr(prune_mod, "measure_latency_pair", timed)
+    kept = prune(model, None, config=cfg(ratio=0.3, latency=True), out=tmp_path)
+    assert kept.report["latency"]["artifacts"]["after"].startswith(str(tmp_path))
+    res = prune(model, None, config=cfg(ratio=0.3, latency=True), out=None)
+    assert res.report["latency"]["artifacts"] is None
+
+
 def test_prune_distill_fine_tuning_names_its_teacher(model, tiny_data, tmp_path):
     # audit27 info L2: the fine-tuning checkpoints recorded the teacher as "a Detector"
     from yoloslim.models.checkpoint import read_checkpoint

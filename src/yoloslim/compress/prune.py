@@ -200,6 +200,8 @@ def prune(
             (work / "export").mkdir(exist_ok=True)
             atomic_write_text(work / "export" / EXPORT_MARK, "the models yoloslim prune times\n")
             latency = measure_latency_pair(original, net, work / "export", cfg)
+            if out is None:  # timed in a temporary folder, gone when prune returns
+                latency["info"]["artifacts"] = None
             for name, row in stages.items():
                 row.update(latency["before" if name == "before" else "after"])
         report = {
