@@ -79,6 +79,7 @@ def test_batching_predictor_never_mixes_results(ckpt):
         assert id(batcher.buffer) == buffer_id
         assert max(batcher.batch_sizes) > 1  # requests were really grouped
         assert sum(batcher.batch_sizes) == len(images)
+        assert batcher.batch_sizes.maxlen == 1000  # bounded (audit30 predict L1): servers run on
     for i, exp in enumerate(expected):
         got = results[i]
         assert got.shape == exp.shape

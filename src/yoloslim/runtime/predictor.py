@@ -8,6 +8,7 @@ reusing a preallocated input buffer, and hands each caller its own detections.
 
 from __future__ import annotations
 
+import collections
 import numbers
 import os
 import queue
@@ -411,7 +412,8 @@ class BatchingPredictor:
         s = predictor.imgsz
         self.buffer = np.zeros((max_batch, 3, s, s), np.float32)  # reused by every batch
         self.batches_run = 0
-        self.batch_sizes: list[int] = []
+        # the sizes of the last 1000 batches: a server runs for days (a list grew without end)
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=1000)
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         # held while a request is queued and while close() queues its sentinel, so that no
