@@ -161,8 +161,9 @@ def prune(
         else:
             load_data_config(data)
     # a target the model already meets, before the baseline's validation (minutes on a real
-    # val split) and before --out is made (an empty folder was left)
-    _check_budget(cfg, profile(net, cfg.imgsz))
+    # val split) and before --out is made (an empty folder was left); profiled for a target only
+    if cfg.target_flops is not None or cfg.target_params is not None:
+        _check_budget(cfg, profile(net, cfg.imgsz))
     teacher = copy.deepcopy(net).eval() if cfg.distill else None
     if teacher is not None:  # what the fine-tuning's history names it (was "a Detector")
         shown = model if isinstance(model, str | Path) else type(model).__name__
