@@ -1861,6 +1861,9 @@ def test_a_lost_torchrun_peer_is_one_line_naming_the_resume(tmp_path, monkeypatc
     assert e.value.exit_code == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "stopped: another process of this torchrun run ended; continue with `torchrun" in err
+    # another gloo error (a fault of its own, not a peer gone) goes on as it is
+    with pytest.raises(RuntimeError, match="size mismatch"), interrupt_hint(tmp_path / "x", "x"):
+        raise RuntimeError("[gloo/gloo/allreduce.cc:42] size mismatch: 12 vs 10")
     monkeypatch.setenv("WORLD_SIZE", "1")  # one process: such an error is no peer's
     with pytest.raises(RuntimeError), interrupt_hint(tmp_path / "last.pt", "x"):
         raise RuntimeError("Connection reset by peer")

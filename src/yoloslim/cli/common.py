@@ -375,9 +375,10 @@ def _peer_lost(e: BaseException) -> bool:
     if type(e).__name__ in ("DistBackendError", "DistNetworkError", "DistError"):
         return True
     text = str(e)
-    return isinstance(e, RuntimeError) and any(
-        k in text for k in ("Connection reset by peer", "Connection closed by peer", "gloo")
-    )
+    # gloo's words for a peer gone (not any gloo error: a size mismatch in a collective is
+    # a fault of its own, and its message must show)
+    lost = ("Connection reset by peer", "Connection closed by peer", "caused pair closure")
+    return isinstance(e, RuntimeError) and any(k in text for k in lost)
 
 
 def file_identity(path: Path) -> tuple[int, int, int] | None:
