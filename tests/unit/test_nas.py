@@ -757,8 +757,8 @@ def test_an_edited_arch_file_is_kept_and_described_as_edited(tmp_path, capsys, c
         _small_search(out=tmp_path, **kw)  # as written: a search again may replace it
     # said before it searches (audit29 nas L2: it replaced the result without a word)
     assert (
-        f"{arch} is an earlier search's result (score {first.score:.3f}); this search replaces "
-        "it (and nas_report.json) when it ends"
+        f"{arch} (and nas_report.json) is an earlier search's result (score {first.score:.3f}); "
+        "this search replaces it when it ends"
     ) in caplog.text
     arch.write_text(arch.read_text().replace("name: nas", "name: mine"))
     edited = arch.read_text()
@@ -789,6 +789,12 @@ def test_an_edited_arch_file_is_kept_and_described_as_edited(tmp_path, capsys, c
     with pytest.raises(ConfigError, match=r"arch.yaml has no nas_report.json of its own beside"):
         _small_search(out=lone, **kw)
     assert (lone / "arch.yaml").read_text() == edited
+    # its report alone, the arch.yaml moved away: said too (audit30 review M2)
+    (tmp_path / "c" / "arch.yaml").rename(tmp_path / "moved.yaml")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        _small_search(out=tmp_path / "c", **kw)
+    assert f"{tmp_path / 'c' / 'nas_report.json'} is an earlier search's result" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -648,15 +648,15 @@ def _check_out(out: Path, init=None, cache_file: Path | None = None) -> None:
             "was edited since its search wrote it cannot be told; it is not replaced: move the "
             "file (or put its report back), or name another file or folder"
         )
-    if arch_path.is_file():  # an earlier search's result, as written: replaced at the end
+    if arch_path.is_file() or data:  # an earlier search's result, as written (or its report
+        # alone, its arch.yaml moved away): replaced at the end
         best = data.get("best")
         score = best[0].get("score") if best and isinstance(best[0], dict) else None
         log.warning(
-            "%s is an earlier search's result%s; this search replaces it (and %s) when it "
-            "ends: name another --out to keep it",
-            arch_path,
+            "%s is an earlier search's result%s; this search replaces it when it ends: name "
+            "another --out to keep it",
+            f"{arch_path} (and {report.name})" if arch_path.is_file() else report,
             f" (score {score:.3f})" if isinstance(score, (int, float)) else "",
-            report.name,
         )
 
 

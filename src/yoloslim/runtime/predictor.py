@@ -33,7 +33,6 @@ from yoloslim.runtime.backends import (
     refuse_end_to_end,
 )
 from yoloslim.runtime.images import IMAGE_SUFFIXES, ImageLike, is_single_image, iter_images
-from yoloslim.torch_state import float32_default
 
 __all__ = [
     "as_artifact",
@@ -198,13 +197,11 @@ class Predictor:
             f"conf={self.conf}, iou={self.iou})"
         )
 
-    @float32_default()  # a caller's float64 default would change what runs
     def infer(self, batch: np.ndarray) -> torch.Tensor:
         return self.backend(
             torch.from_numpy(batch) if self.backend.kind in ("torch", "torchscript") else batch
         )
 
-    @float32_default()
     def postprocess(self, preds: torch.Tensor, metas, sources) -> list[Detections]:
         results = []
         dets = postprocess(preds.float(), conf=self.conf, iou=self.iou, max_det=self.max_det)
