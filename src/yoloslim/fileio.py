@@ -22,6 +22,7 @@ __all__ = [
     "refuse_overwriting_input",
     "did_you_mean",
     "remove_stale_temps",
+    "first_missing",
     "removed_if_left_empty",
     "staged",
     "write_problem",
@@ -397,16 +398,39 @@ def did_you_mean(folder: Path, names: Iterable[str | Path]) -> str:
 
 
 @contextlib.contextmanager
-def removed_if_left_empty(folder: str | Path | None, made: bool = True) -> Iterator[None]:
+def removed_if_left_empty(folder: str | Path | None, made: bool | Path = True) -> Iterator[None]:
     """Remove ``folder``, when this call ``made`` it, if the block fails and leaves it empty
-    (a refused call, or one that ran out of memory before writing anything)."""
+    (a refused call, or one that ran out of memory before writing anything). ``made`` may be
+    the outermost folder this call made (:func:`first_missing`): the folders between it and
+    ``folder`` go too, each when empty."""
     try:
         yield
     except BaseException:
-        if made and folder is not None:
-            with contextlib.suppress(OSError):
-                Path(folder).rmdir()  # only an empty one
+        if made is not False and folder is not None:
+            top = Path(made) if isinstance(made, Path) else Path(folder)
+            for p in (Path(folder), *Path(folder).parents):
+                try:
+                    p.rmdir()  # only an empty one
+                except OSError:
+                    break
+                if p == top:
+                    break
         raise
+
+
+def first_missing(folder: str | Path) -> Path | bool:
+    """The outermost of ``folder`` and its parents that does not exist (what making
+    ``folder`` makes first), or False when ``folder`` exists: ``made`` for
+    :func:`removed_if_left_empty`."""
+    folder = Path(folder)
+    if folder.exists():
+        return False
+    missing = folder
+    for p in folder.parents:
+        if p.exists():
+            break
+        missing = p
+    return missing
 
 
 @contextlib.contextmanager

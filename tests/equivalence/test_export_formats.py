@@ -1126,8 +1126,8 @@ def test_flags_must_be_bools_and_sizes_have_a_ceiling(tmp_path, monkeypatch):
 
     monkeypatch.setattr("yoloslim.compress.reparam.reparameterize", out_of_memory)
     with pytest.raises(RuntimeError, match="stand-in"):
-        export(_model(), tmp_path / "a", formats=["onnx"], imgsz=IMGSZ)
-    assert not (tmp_path / "a").exists()
+        export(_model(), tmp_path / "a" / "b", formats=["onnx"], imgsz=IMGSZ)
+    assert not (tmp_path / "a").exists()  # nor its parent made for it
 
 
 def test_a_wrong_graph_from_the_converter_is_caught_before_it_replaces_the_good_one(

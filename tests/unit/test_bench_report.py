@@ -447,13 +447,14 @@ def test_a_report_folder_another_run_writes_into_is_refused_and_a_new_one_not_le
     # a report folder made (under the lock) for a bench that then fails is not left behind
 
     def fails(*args, **kwargs):
-        assert (tmp_path / "new").is_dir()  # made before the measuring, and locked
+        assert (tmp_path / "new" / "deeper").is_dir()  # made before the measuring, and locked
         raise ConfigError("the measuring failed")
 
     monkeypatch.setattr(measure, "benchmark", fails)
-    made = tmp_path / "new"
+    made = tmp_path / "new" / "deeper"  # new/ goes too (audit30 review L1)
     assert main(["bench", str(artifacts[1]), "--report", str(made), "--rounds", "1"]) == 2
-    assert "the measuring failed" in capsys.readouterr().err and not made.exists()
+    assert "the measuring failed" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_users_plot_and_rows_json_are_kept_and_a_report_folders_json_is_not_replaced(

@@ -341,3 +341,23 @@ def test_two_writers_of_one_file_use_temp_files_of_their_own(tmp_path, monkeypat
     fileio.atomic_write_text(tmp_path / "a.json", "1")
     fileio.atomic_write_text(tmp_path / "a.json", "2")
     assert len(set(names)) == 2 and (tmp_path / "a.json").read_text() == "2"
+
+
+def test_the_folders_a_failed_call_made_go_and_no_other(tmp_path):
+    # audit30 review L1: a failed `bench --report a/b/c` left a/ and a/b/
+    from yoloslim.fileio import first_missing, removed_if_left_empty
+
+    (tmp_path / "kept").mkdir()
+    deep = tmp_path / "kept" / "a" / "b" / "c"
+    made = first_missing(deep)
+    assert made == tmp_path / "kept" / "a" and first_missing(tmp_path / "kept") is False
+    with pytest.raises(RuntimeError), removed_if_left_empty(deep, made):
+        deep.mkdir(parents=True)
+        raise RuntimeError("failed")
+    assert list((tmp_path / "kept").iterdir()) == []  # a/ and a/b/ too; kept/ was there
+    # a folder on the way that is no longer empty stays, with what is in it
+    with pytest.raises(RuntimeError), removed_if_left_empty(deep, made):
+        deep.mkdir(parents=True)
+        (deep.parent / "notes.txt").write_text("mine")
+        raise RuntimeError("failed")
+    assert not deep.exists() and (deep.parent / "notes.txt").is_file()

@@ -58,7 +58,7 @@ def bench(
         write_report,
     )
     from yoloslim.errors import ConfigError
-    from yoloslim.fileio import folder_lock, removed_if_left_empty
+    from yoloslim.fileio import first_missing, folder_lock, removed_if_left_empty
 
     try:
         batches = [int(b) for b in batch.split(",") if b.strip()]
@@ -77,7 +77,7 @@ def bench(
         if report:
             # held from the check to the writing: a second bench (or a compress run) writing
             # into the folder meanwhile is refused, not mixed with this one's files
-            held.enter_context(removed_if_left_empty(report, made=not report.exists()))
+            held.enter_context(removed_if_left_empty(report, made=first_missing(report)))
             held.enter_context(folder_lock(report, "bench"))
             check_report_folder(report)  # before the measuring, not after
         with err_console.status(f"benchmarking {len(artifacts)} artifacts"):

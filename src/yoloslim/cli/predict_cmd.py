@@ -29,6 +29,7 @@ from yoloslim.cli.common import (
 from yoloslim.fileio import (
     atomic_write_bytes,
     atomic_write_text,
+    first_missing,
     folder_lock,
     remove_stale_temps,
     removed_if_left_empty,
@@ -152,7 +153,7 @@ def predict(
     records = _Records(save, ledger if save_txt else None)
     # a second predict into the same --save is refused (detections.json would hold one of
     # them); held until detections.json is written
-    made = save is not None and not save.exists()  # removed again if the run writes nothing
+    made = first_missing(save) if save else False  # removed again if the run writes nothing
     with (
         removed_if_left_empty(save, made),
         folder_lock(save, "predict") if save else contextlib.nullcontext(),

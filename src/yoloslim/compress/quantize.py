@@ -31,6 +31,7 @@ from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.extras import install_hint, installed
 from yoloslim.fileio import (
     STAGING_PREFIX,
+    first_missing,
     folder_lock,
     refuse_overwriting_input,
     remove_stale_staging,
@@ -176,7 +177,7 @@ def quantize(
     cfg, adv = config, config.advanced
     given = _given_onnx(model_or_artifact, cfg.imgsz)  # checked before anything is written
     _check_classes(given[0] if given else model_or_artifact, data)
-    made = not out.exists()
+    made = first_missing(out)  # the folders this run makes, removed if it writes nothing
     exported_now = given is None and not (out / "export").exists()
     with (
         removed_if_left_empty(out, made),

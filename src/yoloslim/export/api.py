@@ -28,6 +28,7 @@ from yoloslim.export.triton import (
 from yoloslim.fileio import (
     atomic_write_text,
     file_key,
+    first_missing,
     folder_lock,
     folder_problem,
     remove_stale_staging,
@@ -523,14 +524,14 @@ def _verify_nms(e2e: Path, _ctx: ExportContext, *, plain: Path) -> dict:
     return verify_nms(e2e, plain)
 
 
-def _output_folder(out: str | Path) -> tuple[Path, bool]:
-    """The output folder, made; and whether this call made it."""
+def _output_folder(out: str | Path) -> tuple[Path, Path | bool]:
+    """The output folder, made; and the outermost folder this call made (False: none)."""
     check_path(out, "out", "the output folder's path")
     out = Path(out).expanduser()
     problem = folder_problem(out)
     if problem:
         raise ExportError(f"cannot create the output folder {out}: {problem}")
-    made = not out.exists()
+    made = first_missing(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -44,6 +44,7 @@ from yoloslim.configs import (
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import (
     atomic_write_text,
+    first_missing,
     folder_lock,
     refuse_overwriting_input,
     removed_if_left_empty,
@@ -270,7 +271,7 @@ def search(
         _check_out(Path(out), init, cache_file)
     # a second search into the same folder is refused (their arch.yaml and report would mix)
     folder = _arch_path(out).parent if out is not None else None
-    made = folder is not None and not folder.exists()
+    made = first_missing(folder) if folder is not None else False
     lock = folder_lock(folder, "nas") if folder is not None else contextlib.nullcontext()
     with lock, removed_if_left_empty(folder, made):
         cache = LatencyCache(cache_file, imgsz, latency)
