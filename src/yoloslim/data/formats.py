@@ -174,8 +174,16 @@ def _parse_yolo_labels(
         n = 5 if kpt_shape is not None else len(values)  # a pose line's box: keypoints apart
         coords = values[1:n]
         if any(v < -COORD_TOL or v > 1 + COORD_TOL for v in coords):
-            # a pose line's visibility flags (2) read as a polygon's points
-            pose = polygon and any(v == 2 for v in coords)
+            # a pose line (cx cy w h, then x y v per keypoint) read as a polygon: its
+            # visibility flags (0, 1, 2) are all that is out of [0, 1]
+            flags = coords[6::3] if len(coords) > 4 and (len(coords) - 4) % 3 == 0 else []
+            rest = [v for i, v in enumerate(coords) if i < 4 or (i - 4) % 3 != 2]
+            pose = (
+                polygon
+                and any(v == 2 for v in flags)
+                and all(v in (0, 1, 2) for v in flags)
+                and all(0 <= v <= 1 for v in rest)
+            )
             raise DataError(
                 f"{where}: normalised coordinates {fields[1:n]} outside [0, 1] (by more than "
                 f"{COORD_TOL:g})"
