@@ -110,6 +110,28 @@ def test_a_pair_whose_weights_forward_also_reads_is_left_alone():
     torch.testing.assert_close(res.model(x), model(x), atol=1e-5, rtol=1e-5)
 
 
+def test_a_fold_that_breaks_a_buffer_read_is_undone_with_a_warning(caplog):
+    # audit30 review L3: a forward reading a BatchNorm's running_mean (no node to fx) crashed
+    # with AttributeError once the BatchNorm was folded away
+    class ReadsStats(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return self.bn(self.conv(x)) + self.bn.running_mean.mean()
+
+    model = randomize_bn(ReadsStats()).eval()
+    x = torch.rand(2, 3, 8, 8)
+    with caplog.at_level("WARNING"):
+        res = reparameterize(model, example_input=x, measure=False)
+    assert res.report["fused_pairs"] == 0 and isinstance(res.model.bn, nn.BatchNorm2d)
+    assert "folding 1 traced Conv+BN pairs changed ReadsStats's outputs (AttributeError" in (
+        caplog.text
+    )
+    torch.testing.assert_close(res.model(x), model(x))
+
+
 def test_untraceable_module_is_fused_child_by_child():
     class DataDependent(nn.Module):
         def __init__(self):
