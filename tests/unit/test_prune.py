@@ -822,3 +822,17 @@ def test_prune_distill_fine_tuning_names_its_teacher(model, tiny_data, tmp_path)
     steps = read_checkpoint(tmp_path / "finetune" / "last.pt")["meta"]["history"]
     assert steps[-1]["stage"] == "distill"
     assert steps[-1]["teacher"] == "the model before this prune (Detector)"
+
+
+def test_the_history_says_the_fine_tuning_between_steps(tmp_path):
+    # audit30 review L4: 2 steps with an epoch between and one after said "fine-tuned epochs 1"
+    from yoloslim.cli.info_cmd import _step
+    from yoloslim.compress.prune import _history
+
+    two = _history([], cfg(ratio=0.5, steps=2, finetune_between=1, finetune_epochs=1), tmp_path)
+    assert two[-1]["finetune_between"] == 1
+    assert _step(two[-1]) == (
+        "prune (method width, ratio 0.5, fine-tuned epochs 1, fine-tuned epochs between steps 1)"
+    )
+    one = _history([], cfg(ratio=0.5, finetune_between=1, finetune_epochs=1), tmp_path)
+    assert one[-1]["finetune_between"] is None  # one step: nothing between

@@ -133,6 +133,7 @@ _SHOWN = {  # what a history entry shows of itself (the rest is in --json)
     "target_params": "to M params",
     "depth_ratio": "depth ratio",
     "finetune_epochs": "fine-tuned epochs",
+    "finetune_between": "fine-tuned epochs between steps",
     "distilled": "distilled",  # a flag: shown by name alone
     "teacher": "teacher",
     "backend": "backend",  # quantize

@@ -562,7 +562,7 @@ def _finetune(
     # what made it so far: this prune step, then the fine-tuning's own step (so the prune
     # step here does not say the fine-tuning too: it would read as twice the epochs)
     *before, prune_step = step
-    fine_tuning = ("finetune_epochs", "distilled")
+    fine_tuning = ("finetune_epochs", "finetune_between", "distilled")
     net.history = [*before, {k: v for k, v in prune_step.items() if k not in fine_tuning}]
     tc = _finetune_config(cfg, epochs)
     if teacher is not None:
@@ -707,6 +707,8 @@ def _history(upstream: list[dict], cfg: PruneConfig, out: str | Path | None) -> 
         target_params=cfg.target_params,
         depth_ratio=cfg.depth_ratio,
         finetune_epochs=cfg.finetune_epochs,
+        # the fine-tuning after each step but the last (None: one step, or none between)
+        finetune_between=cfg.finetune_between if cfg.steps > 1 and cfg.finetune_between else None,
         distilled=cfg.distill and _fine_tunes(cfg),  # distils while fine-tuning, or never
     )
     if out is None:
