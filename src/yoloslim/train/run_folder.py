@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,8 +241,10 @@ def finished_result(out: Path, state: dict, cfg: TrainConfig) -> TrainResult:
     """The result of resuming a run that already trained all its epochs: nothing trains (the
     last epoch's metrics row is written if a stop came between ``last.pt`` and it)."""
     ts = state["train_state"]
-    # a warning, not info: the API's caller asked for training and gets none (the CLI's too)
-    log.warning("%s already finished %d/%d epochs; nothing to do", out, cfg.epochs, cfg.epochs)
+    # a warning, not info: the API's caller asked for training and gets none (the CLI's too);
+    # under torchrun, said by the first process only
+    if int(os.environ.get("RANK", "0") or 0) == 0:
+        log.warning("%s already finished %d/%d epochs; nothing to do", out, cfg.epochs, cfg.epochs)
     if ts.get("metrics_row") is not None:
         RunFolder(out, cfg, False).trim_metrics(ts["epoch"] + 1, ts["metrics_row"])
     meta = state.get("meta", {})
