@@ -180,7 +180,7 @@ def yaml_problem(e: yaml.YAMLError) -> str:
 
 def load_mapping(path: str | Path, what: str) -> dict:
     """A YAML file that must hold a mapping (of ``what`` fields); errors name the file."""
-    path = Path(path)
+    path = Path(path).expanduser()  # `--config '~/cfg.yaml'`, as every other path option
     if path.is_dir():  # "does not exist" for a folder that does
         raise ConfigError(f"{path}: is a folder; a config file (YAML) is expected")
     if not path.is_file():

@@ -96,3 +96,12 @@ def test_yaml_merge_keys_are_read_and_a_key_twice_is_still_refused(tmp_path):
     f.write_text("? [a, b]\n: 1\n")  # a key that is a list: PyYAML's own message
     with pytest.raises(ConfigError, match="unhashable key"):
         load_mapping(f, "TrainConfig")
+
+
+def test_a_config_path_with_a_tilde_is_the_home_folders(tmp_path, monkeypatch):
+    # audit30 cli M1: `--config '~/cfg.yaml'` was "config file does not exist"
+    from yoloslim.configs import load_mapping
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "cfg.yaml").write_text("epochs: 3\n")
+    assert load_mapping("~/cfg.yaml", "TrainConfig") == {"epochs": 3}

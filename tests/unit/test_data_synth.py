@@ -163,6 +163,7 @@ def test_a_rerun_never_writes_through_a_link_nor_deletes_a_users_file(tmp_path):
         ({"images": 1}, "images"),
         ({"images": 2.5}, "images"),
         ({"imgsz": 16}, "imgsz"),
+        ({"imgsz": 100_000}, r"imgsz=100000 must be in \[32, 8192\]"),  # was killed for memory
         ({"classes": 0}, "classes"),
         ({"classes": 9}, "classes"),
         ({"classes": True}, r"classes=True must be an integer"),

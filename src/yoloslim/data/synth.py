@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 from PIL import Image, ImageDraw
 
-from yoloslim.configs import check_path, int_problem
+from yoloslim.configs import MAX_IMGSZ, check_path, int_problem
 from yoloslim.errors import ConfigError
 from yoloslim.fileio import atomic_write_bytes, atomic_write_text, folder_lock
 
@@ -177,7 +177,7 @@ def _intersection(a: list[int], b: list[int]) -> float:
 
 def _check_args(images: int, imgsz: int, classes: int, val_fraction: float, seed: int) -> None:
     for name, value, low, high in (
-        ("images", images, 2, None), ("imgsz", imgsz, 32, None),
+        ("images", images, 2, None), ("imgsz", imgsz, 32, MAX_IMGSZ),
         ("classes", classes, 1, len(SHAPES)), ("seed", seed, 0, None),
     ):  # fmt: skip
         problem = int_problem(value, low, high)
