@@ -1897,3 +1897,20 @@ def test_predict_of_an_ir_says_when_openvino_computes_it_in_bf16(
     assert ("--ov-precision f32 gives the checkpoint's" in capsys.readouterr().err) == reduced
     assert main(["predict", str(image), "--model", str(xml), "--ov-precision", "f32"]) == 0
     assert "--ov-precision f32 gives" not in capsys.readouterr().err
+
+
+def test_a_finished_command_ignores_a_stop_during_shutdown(monkeypatch, capsys):
+    # audit30 cli L1: a Ctrl-C in the seconds the interpreter takes to exit after the results
+    # were written turned the exit code into 130
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr("sys.argv", ["yoloslim", "models", "--nc", "0"])  # quick: refused
+    try:
+        assert main() == 2  # argv None: as the yoloslim command runs
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
+    assert "--nc" in capsys.readouterr().err
+    assert main(["models", "--nc", "0"]) == 2  # called with argv (a program's): untouched
+    assert signal.getsignal(signal.SIGINT) is before[0]

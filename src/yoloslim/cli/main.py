@@ -113,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(rc)
+    if argv is None and not stopped and not _stray_threads():
+        # the command's work is done and said: a Ctrl-C or SIGTERM while the interpreter
+        # shuts down (up to ~2 s after an export) must not turn its exit code into 130/143
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return rc
 
 
