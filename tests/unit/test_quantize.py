@@ -79,6 +79,9 @@ def _decode_nodes(onnx_path: Path) -> list[str]:
             {"backend": "onnxruntime", "advanced": {"preset": "performance"}},
             "advanced.preset='performance' is NNCF's",
         ),
+        # and ONNX Runtime's knobs with OpenVINO: recorded, never applied (audit30 configs M1)
+        ({"advanced": {"per_channel": False}}, "advanced.per_channel=False is ONNX Runtime's"),
+        ({"advanced": {"reduce_range": True}}, "advanced.reduce_range=True is ONNX Runtime's"),
     ],
 )
 def test_bad_config_raises(kwargs, needle):
