@@ -161,6 +161,14 @@ class DistillConfig:
             (self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"),
         ]
         check_ranges(self, checks)
+        if not self.progressive:  # kept and recorded, never used: said (as the flags are)
+            for name, default in (("freeze_epochs", 1), ("warmup_epochs", 1.0)):
+                if getattr(self, name) != default:
+                    raise ConfigError(
+                        f"DistillConfig.{name}={getattr(self, name)!r} is the progressive "
+                        "schedule's, and it is off: set progressive (--progressive), or "
+                        f"leave {name} out"
+                    )
         if isinstance(self.train, dict):
             object.__setattr__(self, "train", config_from_dict(self.train))
         if not isinstance(self.advanced, AdvancedDistillConfig):  # a mapping, or a wrong value
