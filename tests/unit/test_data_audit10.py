@@ -646,3 +646,22 @@ def test_copies_among_files_of_one_size_are_found_by_lookup_not_by_comparing_pai
         found = shared_images(train, val, copies=True)
         assert sorted(found) == sorted([val[3].path, val[7].path])
         assert len(looked_at) <= 8 * (n_train + n_val)  # pairs: 400, then 6400
+
+
+def test_labelled_images_of_a_suffix_not_read_are_warned_about(tmp_path, caplog):
+    # audit30 journey M1: a labelled x.jfif or x.gif left the split without a word (only
+    # data check's orphan count said it); a file sharing an image's stem is no such image
+    _yolo(tmp_path, "val", "a")
+    for stem, suffix in (("b", ".jfif"), ("c", ".gif")):
+        Image.fromarray(np.full((48, 64, 3), 40, np.uint8)).save(
+            tmp_path / "images" / "val" / f"{stem}{suffix}", format="JPEG" if stem == "b" else "GIF"
+        )
+        (tmp_path / "labels" / "val" / f"{stem}.txt").write_text("0 0.5 0.5 0.25 0.25\n")
+    (tmp_path / "images" / "val" / "a.json").write_text("{}")  # a's metadata: not an image
+    (tmp_path / "images" / "val" / "d.gif").write_bytes(b"GIF89a")  # no label: not said
+    with caplog.at_level(logging.WARNING):
+        samples = read_yolo(tmp_path / "images" / "val", NAMES)
+    assert [s.path.name for s in samples] == ["a.png"]
+    said = [r.getMessage() for r in caplog.records if "suffix the readers skip" in r.message]
+    assert len(said) == 1 and "2 labelled file(s)" in said[0]
+    assert "b.jfif" in said[0] and "c.gif" in said[0] and "a.json" not in said[0]

@@ -231,15 +231,17 @@ def walk_files(folder: Path) -> Iterator[Path]:
             yield Path(here) / name
 
 
-def _walk_images(folder: Path) -> Iterator[Path]:
-    """The images under ``folder`` (see :func:`walk_files`)."""
-    return (p for p in walk_files(folder) if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _list_images(source: Path) -> tuple[list[Path], Path | None]:
-    """Images of a folder (recursive) or of a ``.txt`` list file; plus the folder."""
+def _list_images(source: Path, others: list[Path] | None = None) -> tuple[list[Path], Path | None]:
+    """Images of a folder (recursive) or of a ``.txt`` list file; plus the folder. ``others``
+    gets a folder's other files (a ``.jfif`` or ``.gif`` image the readers skip, ...)."""
     if source.is_dir():
-        return sorted(_walk_images(source)), source
+        images = []
+        for p in walk_files(source):
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(p)
+            elif others is not None and not p.name.startswith("."):
+                others.append(p)
+        return sorted(images), source
     if source.is_file() and source.suffix.lower() == ".txt":
         files = []
         for line in source.read_text(encoding="utf-8-sig").splitlines():
@@ -249,6 +251,36 @@ def _list_images(source: Path) -> tuple[list[Path], Path | None]:
                 files.append(p if p.is_absolute() else source.parent / p)
         return files, None
     raise DataError(f"{source}: not an image folder or a .txt list of images")
+
+
+# image files the readers skip (Ultralytics' set is read), which a labelling tool may label
+_SKIPPED_IMAGES = frozenset(
+    {".gif", ".jfif", ".jpe", ".heic", ".heif", ".avif", ".mpo", ".dng", ".tga", ".ppm", ".pfm"}
+)
+
+
+def _warn_labelled_unread(
+    source: Path, folder: Path | None, ldir: Path | None, images: list[Path], others: list[Path]
+) -> None:
+    """Warn of the files in an image folder that have a label file but a suffix the readers
+    skip (``x.jfif``, ``x.gif``): labelled data left out of the split without a word."""
+    wanted = {label_path_for(p, folder, ldir) for p in images}  # an image's (a.json beside a.jpg)
+    labelled = sorted(
+        p
+        for p in others
+        if p.suffix.lower() in _SKIPPED_IMAGES
+        and (label := label_path_for(p, folder, ldir)) not in wanted
+        and label.is_file()
+    )
+    if labelled:
+        logger.warning(
+            "%s: %d labelled file(s) with a suffix the readers skip are not read (%s; "
+            "images are read from %s): convert them, e.g. to .jpg or .png",
+            source,
+            len(labelled),
+            examples([str(p) for p in labelled]),
+            ", ".join(IMAGE_SUFFIXES),
+        )
 
 
 def read_yolo(
@@ -291,7 +323,8 @@ def read_yolo(
         >>> samples = read_yolo("shapes/images/train", ["circle", "square"])  # doctest: +SKIP
     """
     source = Path(images_dir)
-    files, folder = _list_images(source)
+    others: list[Path] = []
+    files, folder = _list_images(source, others)
     hint = "" if folder else f"relative entries resolve against the list's folder {source.parent}"
     sizes = probe_images(files, source, skipped, hint=hint)
     ldir = Path(labels_dir) if labels_dir is not None else None
@@ -310,6 +343,7 @@ def read_yolo(
             label_of.setdefault(label, []).append(f)  # an image listed again is no other one
         samples.append(Sample(f, *parsed, w, h, image_id))
     _warn_shared_labels(source, label_of)
+    _warn_labelled_unread(source, folder, ldir, files, others)
     if samples and len(missing) == len(samples):
         example = label_path_for(samples[0].path, folder, ldir)
         logger.warning(
