@@ -41,7 +41,7 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -850,9 +850,9 @@ def _read_pair(saved: str, resolved: str) -> tuple[Any, Any]:
     return before, now
 
 
-def _recipe_change(saved: str, resolved: str) -> str:
+def _recipe_change(saved: str, resolved: str, most: int = 4) -> str:
     """What differs between a run's ``recipe.yaml`` and the recipe resolved now, in words
-    (the first difference), for the error that refuses the resume."""
+    (up to ``most`` differences, then a count), for the error that refuses the resume."""
     try:
         before, now = _read_pair(saved, resolved)
     except yaml.YAMLError:
@@ -866,23 +866,26 @@ def _recipe_change(saved: str, resolved: str) -> str:
     if names(before) != names(now):
         return f"stages {', '.join(names(before))} then, {', '.join(names(now))} now"
 
-    def first(a, b, path: str) -> str | None:
+    def differences(a, b, path: str) -> Iterator[str]:
         if isinstance(a, dict) and isinstance(b, dict):
             for key in [*a, *(k for k in b if k not in a)]:
-                found = first(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
-                if found:
-                    return found
-            return None
-        return None if a == b else f"{path}: {a!r} then, {b!r} now"
+                yield from differences(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+        elif a != b:
+            yield f"{path}: {a!r} then, {b!r} now"
 
-    for i, (name, a, b) in enumerate(
-        zip(names(now), before["stages"], now["stages"], strict=True), 1
-    ):
-        found = first(a.get(name) if isinstance(a, dict) else a, b.get(name), "")
-        if found:
-            return f"stage {i} ({name}) {found}"
+    found = [
+        f"stage {i} ({name}) {d}"
+        for i, (name, a, b) in enumerate(
+            zip(names(now), before["stages"], now["stages"], strict=True), 1
+        )
+        for d in differences(a.get(name) if isinstance(a, dict) else a, b.get(name), "")
+    ]
     rest = [{k: v for k, v in r.items() if k != "stages"} for r in (before, now)]
-    return first(*rest, "") or "its layout"
+    found += differences(*rest, "")
+    if not found:
+        return "its layout"
+    more = f"; and {len(found) - most} more" if len(found) > most else ""
+    return "; ".join(found[:most]) + more
 
 
 def _changed_from(saved: str, resolved: str) -> tuple[int, list[str]] | None:
@@ -1126,7 +1129,8 @@ def _check_run(
             if changed is None or any((out / d / "stage.json").exists() for d in changed[1]):
                 raise ConfigError(
                     f"{out}: the recipe changed since this run ({change}), in a stage that "
-                    "finished; use another output folder"
+                    f"finished; resume with the recipe and --set options it ran with (its "
+                    f"resolved recipe is {out / 'recipe.yaml'}), or use another output folder"
                 )
             # a mistake fixed in a stage that never finished (a teacher, a backend): the
             # stages before it are kept; refused, the fix cost every finished stage

@@ -174,7 +174,8 @@ def test_a_change_in_a_stage_that_never_finished_resumes_keeping_the_stages_befo
     assert saved["stages"][1]["export"]["formats"] == ["torchscript"]
     # once that stage finished, a change to it is refused as before
     recipe["stages"][1] = {"export": {"formats": ["onnx"], "imgsz": S}}
-    with pytest.raises(ConfigError, match=r"in a stage that finished; use another output"):
+    finished = r"in a stage that finished; resume with the recipe and --set .* or use another"
+    with pytest.raises(ConfigError, match=finished):
         run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
 
 

@@ -1210,3 +1210,23 @@ def test_an_error_inside_a_stage_names_the_recipe_and_the_stage(tmp_path, inputs
     with pytest.raises(ExportError, match=r"r.yaml: stage 1 \(export\): the runtime refused") as e:
         pl.run_recipe(model, data, recipe, out=tmp_path / "out")
     assert e.value.report == {"kept": True}  # the error itself, its fields kept
+
+
+def test_a_changed_recipe_is_described_by_every_difference_up_to_four():
+    # audit30 journey L1: a resume without the run's --set options was refused three times,
+    # each naming one more difference
+    import yaml
+
+    from yoloslim.pipeline import _as_run, _recipe_change
+
+    def resolved(stages: str) -> str:  # as recipe.yaml records a run's
+        return yaml.safe_dump(_as_run(load_recipe(yaml.safe_load(stages))).resolved())
+
+    before = resolved("stages:\n- prune: {finetune_epochs: 3}\n- quantize: {calib: 64}\n")
+    now = resolved("stages:\n- prune: {finetune_epochs: 6}\n- quantize: {calib: 300}\n")
+    assert _recipe_change(before, now) == (
+        "stage 1 (prune) finetune_epochs: 3 then, 6 now; stage 2 (quantize) calib: 64 then, 300 now"
+    )
+    many = "stages:\n- prune: {finetune_epochs: 1, batch: 1, seed: 1, steps: 1, imgsz: 32, ratio: 0.1}\n"
+    other = many.replace(": 1,", ": 2,").replace("32", "64").replace("0.1", "0.2")
+    assert _recipe_change(resolved(many), resolved(other)).endswith("; and 2 more")
