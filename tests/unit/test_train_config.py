@@ -1,5 +1,7 @@
 """TrainConfig: validation and what a resumed run may change."""
 
+import dataclasses
+
 import pytest
 
 from yoloslim.errors import ConfigError
@@ -141,6 +143,14 @@ def test_resume_takes_the_saved_config_back_from_yaml():
     other = config_from_dict({**saved.to_dict(), "augment": {"hsv": [0.02, 0.5, 0.3]}})
     with pytest.raises(ConfigError, match="augment"):
         resume_config(saved, other, "runs/a")
+    # the defaults written out are the defaults (audit30 configs L1: {} saved was "another
+    # training config" than {hflip: 0.5, mosaic: 1.0} given), and the saved config says them
+    from yoloslim.data import AugmentConfig
+
+    plain = TrainConfig(epochs=4)
+    assert plain.augment == dataclasses.asdict(AugmentConfig())
+    spelled = TrainConfig(epochs=4, augment={"hflip": AugmentConfig().hflip, "mosaic": 1.0})
+    assert resume_config(plain, spelled, "runs/a").augment == plain.augment  # not refused
 
 
 def test_resume_refuses_a_config_that_changes_what_is_learned():

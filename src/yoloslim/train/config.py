@@ -176,13 +176,15 @@ def _augment_dict(augment) -> dict:
     if isinstance(augment, AugmentConfig):
         return dataclasses.asdict(augment)
     try:
-        _sub(AugmentConfig, augment, "TrainConfig.augment")
+        resolved = _sub(AugmentConfig, augment, "TrainConfig.augment")
     except ConfigError as e:  # named as the user wrote it: TrainConfig.augment.enabled
         msg = str(e)
         if not msg.startswith("AugmentConfig."):
             raise
         raise ConfigError(f"TrainConfig.augment.{msg.removeprefix('AugmentConfig.')}") from e
-    return dict(augment)
+    # every value, defaults filled in: train_config.yaml says what trained the model, and
+    # {} and the defaults written out are one config (a resume compares them)
+    return dataclasses.asdict(resolved)
 
 
 def loader_workers(workers: int | None) -> int:
