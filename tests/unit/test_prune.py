@@ -836,3 +836,29 @@ def test_the_history_says_the_fine_tuning_between_steps(tmp_path):
     )
     one = _history([], cfg(ratio=0.5, finetune_between=1, finetune_epochs=1), tmp_path)
     assert one[-1]["finetune_between"] is None  # one step: nothing between
+
+
+def test_settings_this_prune_never_reads_are_warned_about(caplog):
+    # audit30 configs L2: kept and recorded as if used, the weights identical to plain l2
+    from yoloslim.compress.prune import _warn_unused
+
+    with caplog.at_level("WARNING"):
+        _warn_unused(
+            cfg(
+                criterion="l2",
+                backend="onnxruntime",
+                advanced={"sparsity_reg": 1e-3, "calib_batches": 2, "latency_rounds": 3},
+            )
+        )
+    said = caplog.records[-1].getMessage()
+    assert said.startswith(
+        "advanced.sparsity_reg, advanced.calib_batches, advanced.latency_rounds, backend not "
+        "used by this prune"
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # each read where it is used; defaults never said
+        _warn_unused(cfg(criterion="taylor", advanced={"calib_batches": 2}))
+        _warn_unused(cfg(criterion="bn-scale", advanced={"sparsity_epochs": 1, "sparsity_reg": 1}))
+        _warn_unused(cfg(latency=True, backend="onnxruntime", advanced={"latency_rounds": 3}))
+        _warn_unused(cfg())
+    assert not caplog.records

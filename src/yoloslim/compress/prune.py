@@ -299,6 +299,42 @@ def _fine_tunes(cfg: PruneConfig) -> bool:
     return bool(cfg.finetune_epochs or (cfg.finetune_between and cfg.steps > 1))
 
 
+def _warn_unused(cfg: PruneConfig) -> None:
+    """Warn of settings given (not at their defaults) that this prune never reads: they were
+    kept and recorded in the report as if used."""
+    adv, default, default_cfg = cfg.advanced, AdvancedPruneConfig(), PruneConfig()
+    bn_phase = cfg.criterion == Criterion.BN_SCALE and adv.sparsity_epochs
+    reads = {
+        "advanced.sparsity_epochs": cfg.criterion == Criterion.BN_SCALE,
+        "advanced.sparsity_reg": bn_phase,
+        "advanced.sparsity_lr": bn_phase,
+        "advanced.calib_batches": cfg.criterion == Criterion.TAYLOR
+        or cfg.depth_ratio is not None
+        or cfg.method == Method.DEPTH
+        or bn_phase,
+        "advanced.latency_rounds": cfg.latency,
+        "backend": cfg.latency,
+    }
+    unused = [
+        name
+        for name, used in reads.items()
+        if not used
+        and (
+            getattr(adv, name.removeprefix("advanced."))
+            != getattr(default, name.removeprefix("advanced."))
+            if name.startswith("advanced.")
+            else getattr(cfg, name) != getattr(default_cfg, name)
+        )
+    ]
+    if unused:
+        log.warning(
+            "%s not used by this prune (sparsity_* are the bn-scale criterion's sparsity "
+            "phase, calib_batches feeds taylor, depth and that phase, latency_rounds and "
+            "backend the latency measurement)",
+            ", ".join(unused),
+        )
+
+
 def _check_feasible(cfg: PruneConfig, net: nn.Module, data, is_detector: bool) -> None:
     if cfg.distill and not _fine_tunes(cfg):  # it was recorded as distilled, and was not
         log.warning(
@@ -311,6 +347,7 @@ def _check_feasible(cfg: PruneConfig, net: nn.Module, data, is_detector: bool) -
             "has none: it is not used",
             cfg.finetune_between,
         )
+    _warn_unused(cfg)
     needs_detector = {
         "finetune_epochs/finetune_between": cfg.finetune_epochs or cfg.finetune_between,
         "criterion='taylor'": cfg.criterion == Criterion.TAYLOR,
