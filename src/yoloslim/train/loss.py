@@ -35,7 +35,8 @@ class LossConfig:
         dfl: gain of the distribution focal term.
         cls_loss: "qfl", "vfl" or "bce".
         qfl_beta: QFL modulating exponent.
-        topk: positives per gt in the assigner.
+        topk: positives per gt in the task-aligned assigner (the ATSS epochs take the 9
+            nearest anchors per level, as ATSS defines it, whatever topk is).
         static_assigner_epochs: assign with ATSS (geometry only, independent of the
             initial weights' predictions) for this many epochs, then task-aligned, as
             PP-YOLOE and YOLOv6 do; 0: task-aligned from the start. ``None`` (auto):
