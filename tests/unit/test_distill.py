@@ -225,11 +225,6 @@ def test_progressive_freezing_and_warmup():
     assert hook.weight_scale(5.0) == 1.0
     plain = Distiller(teacher, DistillConfig(progressive=False))
     assert not plain.frozen(0) and plain.weight_scale(0.0) == 1.0
-    # the schedule's settings without it: refused, as the flags are (audit30 configs M2: a
-    # config file's or the API's were kept, recorded and never used)
-    for name, value in (("freeze_epochs", 2), ("warmup_epochs", 3.0)):
-        with pytest.raises(ConfigError, match=rf"DistillConfig.{name}={value} is the progressive"):
-            DistillConfig(**{name: value})
 
 
 def test_frozen_backbone_gets_no_gradient():
@@ -627,3 +622,21 @@ def test_cli_a_config_whose_train_section_is_no_mapping_names_the_file(tmp_path,
     assert main([*argv, "--epochs", "0", "--out", str(tmp_path / "o")]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "--epochs 0 must be >= 1" in err and str(bad) not in err
+
+
+def test_the_schedules_settings_without_it_are_refused_for_a_new_run_only(tmp_path):
+    # audit30 configs M2: a config file's or the API's were kept, recorded and never used;
+    # review2 M1: a run that began with them (before the check) still resumes, so its saved
+    # settings load
+    from yoloslim.compress.distill import _refuse_unused_schedule
+
+    data = synthesize(tmp_path / "d", images=4, imgsz=64, classes=2, seed=1)
+    teacher = build_model(TEACHER, names=["a", "b"])
+    for name, value in (("freeze_epochs", 2), ("warmup_epochs", 3.0)):
+        saved = DistillConfig.from_dict({name: value})  # as last.pt's settings load
+        with pytest.raises(ConfigError, match=rf"DistillConfig.{name}={value} is the progressive"):
+            _refuse_unused_schedule(saved)
+        with pytest.raises(ConfigError, match=rf"{name}={value} is the progressive"):
+            distill(STUDENT, teacher, data, config=saved, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    _refuse_unused_schedule(DistillConfig(progressive=True, freeze_epochs=2))  # used: fine

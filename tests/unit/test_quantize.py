@@ -79,15 +79,29 @@ def _decode_nodes(onnx_path: Path) -> list[str]:
             {"backend": "onnxruntime", "advanced": {"preset": "performance"}},
             "advanced.preset='performance' is NNCF's",
         ),
-        # and ONNX Runtime's knobs with OpenVINO: recorded, never applied (audit30 configs M1)
-        ({"advanced": {"per_channel": False}}, "advanced.per_channel=False is ONNX Runtime's"),
-        ({"advanced": {"reduce_range": True}}, "advanced.reduce_range=True is ONNX Runtime's"),
     ],
 )
 def test_bad_config_raises(kwargs, needle):
     with pytest.raises(ConfigError, match=None) as e:
         QuantConfig(**kwargs)
     assert needle in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("advanced", "needle"),
+    [
+        ({"per_channel": False}, "advanced.per_channel=False is ONNX Runtime's"),
+        ({"reduce_range": True}, "advanced.reduce_range=True is ONNX Runtime's"),
+    ],
+)
+def test_onnxruntime_knobs_with_openvino_are_refused_when_it_runs(advanced, needle, tmp_path):
+    # audit30 configs M1: recorded, never applied; review2 M1: refused when a quantization
+    # runs, not when read, so a compress run that began with one still loads its recipe
+    cfg = QuantConfig(advanced=advanced)  # reads
+    QuantConfig(backend="onnxruntime", advanced=advanced).refuse_unused()  # its own: fine
+    with pytest.raises(ConfigError, match=None) as e:
+        ys.quantize(tmp_path / "none.onnx", tmp_path / "d.yaml", config=cfg, out=tmp_path / "q")
+    assert needle in str(e.value) and not (tmp_path / "q").exists()
 
 
 def test_numpy_numbers_are_taken_as_pythons():

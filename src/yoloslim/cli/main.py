@@ -113,14 +113,21 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(rc)
-    if argv is None and not stopped and not _stray_threads():
-        # the command's work is done and said: a Ctrl-C or SIGTERM while the interpreter
-        # shuts down (up to ~2 s after an export) must not turn its exit code into 130/143
+    return rc
+
+
+def run() -> None:
+    """The ``yoloslim`` command (and ``python -m yoloslim``): :func:`main`, then the exit.
+    A command whose work is done and said ignores Ctrl-C and SIGTERM while the interpreter
+    shuts down (up to ~2 s after an export), which would turn its exit code into 130/143;
+    here, not in :func:`main`, which a program may call and then go on."""
+    rc = main()
+    if rc not in (130, 143) and not _stray_threads():
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    return rc
+    sys.exit(rc)
 
 
 def command():

@@ -161,14 +161,6 @@ class DistillConfig:
             (self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"),
         ]
         check_ranges(self, checks)
-        if not self.progressive:  # kept and recorded, never used: said (as the flags are)
-            for name, default in (("freeze_epochs", 1), ("warmup_epochs", 1.0)):
-                if getattr(self, name) != default:
-                    raise ConfigError(
-                        f"DistillConfig.{name}={getattr(self, name)!r} is the progressive "
-                        "schedule's, and it is off: set progressive (--progressive), or "
-                        f"leave {name} out"
-                    )
         if isinstance(self.train, dict):
             object.__setattr__(self, "train", config_from_dict(self.train))
         if not isinstance(self.advanced, AdvancedDistillConfig):  # a mapping, or a wrong value
@@ -437,6 +429,19 @@ class Distiller:
         self.adapters.load_state_dict(state["adapters"])
 
 
+def _refuse_unused_schedule(config: DistillConfig) -> None:
+    """ConfigError for the progressive schedule's settings given with the schedule off (kept
+    and recorded, never used), as the command line refuses its flags."""
+    if config.progressive:
+        return
+    for name, default in (("freeze_epochs", 1), ("warmup_epochs", 1.0)):
+        if getattr(config, name) != default:
+            raise ConfigError(
+                f"DistillConfig.{name}={getattr(config, name)!r} is the progressive schedule's, "
+                f"and it is off: set progressive (--progressive), or leave {name} out"
+            )
+
+
 def _resume_distill_config(
     saved: DistillConfig, given: DistillConfig | None, out: Path
 ) -> DistillConfig:
@@ -579,6 +584,8 @@ def distill(
             student = _as_detector(student, "student")
         probe = student if isinstance(student, Detector) else build_model(student, names=names)
     check_config(config, DistillConfig)
+    if not resume:  # a run begun before this check resumes with its settings as they were
+        _refuse_unused_schedule(config)
     if is_fused(probe):
         raise ModelError(
             "cannot distill into a re-parameterised (deploy-form) student: its RepConv "

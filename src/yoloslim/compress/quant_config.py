@@ -226,19 +226,25 @@ class QuantConfig:
                 "ONNX Runtime has no preset (its static INT8 is asymmetric uint8 activations "
                 "and symmetric int8 weights, as NNCF's 'mixed')"
             )
-        if self.backend == Backend.OPENVINO:  # ONNX Runtime's knobs: NNCF has neither
-            if self.advanced.per_channel is not True:
-                raise ConfigError(
-                    "advanced.per_channel=False is ONNX Runtime's (backend='onnxruntime'); "
-                    "NNCF always scales weights per output channel"
-                )
-            if self.advanced.reduce_range is True:
-                raise ConfigError(
-                    "advanced.reduce_range=True is ONNX Runtime's (backend='onnxruntime'); "
-                    "NNCF picks its weight range for the CPU itself"
-                )
         for p in self.ignored_scope:
             _check_pattern(p)
+
+    def refuse_unused(self) -> None:
+        """ConfigError for ONNX Runtime's knobs given with the OpenVINO backend (NNCF has
+        neither: they were kept, recorded and never applied). Checked when a quantization
+        runs, not when the config is read: a compress run that began with one still loads."""
+        if self.backend != Backend.OPENVINO:
+            return
+        if self.advanced.per_channel is not True:
+            raise ConfigError(
+                "advanced.per_channel=False is ONNX Runtime's (backend='onnxruntime'); NNCF "
+                "always scales weights per output channel"
+            )
+        if self.advanced.reduce_range is True:
+            raise ConfigError(
+                "advanced.reduce_range=True is ONNX Runtime's (backend='onnxruntime'); NNCF "
+                "picks its weight range for the CPU itself"
+            )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> QuantConfig:

@@ -153,6 +153,7 @@ def quantize(
     model_or_artifact = as_artifact(model_or_artifact, "model_or_artifact")
 
     check_config(config, QuantConfig)
+    config.refuse_unused()
     from yoloslim.eval.val import require_boxes
 
     check_path(out, "out", "the output folder's path")
