@@ -130,6 +130,8 @@ def test_empty_and_missing_label_files_are_background(tmp_path):
         ("0 0.5 0.5 0.2 0.2_0", "non-numeric"),  # float() took it as 0.2 (audit29 data L2)
         # a pose line in a data.yaml without kpt_shape: its visibility flags (audit29 data L1)
         ("0 0.5 0.5 0.2 0.2 0.1 0.1 2 0.2 0.2 2", "outside .*need kpt_shape in the data.yaml"),
+        # COCO's 17 keypoints (56 fields, no polygon): said too (audit31 review2 L2)
+        ("0 0.5 0.5 0.2 0.2" + " 0.1 0.1 2" * 17, "got 56; a pose dataset's lines"),
         # a polygon in pixels (not a pose line): no word of kpt_shape (audit30 review L2)
         ("0 2 3 40 3 40 50", r"outside \[0, 1\] \(by more than [0-9.e-]+\)$"),
     ],

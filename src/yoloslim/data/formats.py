@@ -149,9 +149,15 @@ def _parse_yolo_labels(
                     f"got {len(fields)}"
                 )
         elif len(fields) != 5 and not polygon:
+            pose = len(fields) > 5 and (len(fields) - 5) % 3 == 0  # COCO's 17 x (x y v): 56
             raise DataError(
                 f"{where}: expected 5 fields 'cls cx cy w h' (or a polygon 'cls x1 y1 x2 y2 "
                 f"x3 y3 ...'), got {len(fields)}"
+                + (
+                    "; a pose dataset's lines (box, then keypoints) need kpt_shape in the data.yaml"
+                    if pose
+                    else ""
+                )
             )
         try:
             if any("_" in f for f in fields):  # float() reads 0.2_0 as 0.2: a malformed field
