@@ -29,7 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--imgsz", type=int, default=320)
     args = parser.parse_args(argv)
+    from yoloslim.cli.common import setup_logging, teardown_logging
 
+    setup_logging()  # warnings on stderr as `warning: ...`, as the commands give them
+    try:
+        return _run(args)
+    finally:
+        teardown_logging()
+
+
+def _run(args: argparse.Namespace) -> int:
     import yaml
 
     from yoloslim.bench.report import rich_table

@@ -1919,3 +1919,17 @@ def test_a_finished_command_ignores_a_stop_during_shutdown(monkeypatch, capsys):
         signal.signal(signal.SIGINT, before[0])
         signal.signal(signal.SIGTERM, before[1])
     assert "--nc" in capsys.readouterr().err
+
+
+def test_the_demo_says_its_warnings_as_the_commands_do(monkeypatch, capsys):
+    # audit31 fresh M1: make demo printed library warnings as bare lines among its progress
+    import logging
+
+    from yoloslim import demo
+
+    monkeypatch.setattr(
+        demo, "_run", lambda args: logging.getLogger("yoloslim.x").warning("a note") or 0
+    )
+    assert demo.main(["--images", "2"]) == 0
+    assert "warning: a note" in capsys.readouterr().err
+    assert not [h for h in logging.getLogger().handlers if type(h).__name__ == "_Stderr"]

@@ -633,3 +633,16 @@ def test_every_bad_artifact_is_named_at_once_and_a_predictors_settings_are_said(
     with caplog.at_level("WARNING", logger="yoloslim"):
         benchmark([ys.load(onnx_path, threads=2)], batches=(1,), latency=cfg)
     assert "its threads=2 are not carried over" in caplog.text
+
+
+def test_the_tables_ratios_are_rounded_once():
+    # audit31 fresh L4: the JSON's ratios (3 decimals) rounded again showed 0.1346 as 0.14,
+    # beside the demo's 0.13
+    from yoloslim.bench.report import table_rows
+
+    def row(name, size, median):
+        return {"name": name, "params": None, "size_mb": size, "map": None, "map50": None,
+                "latency_ms": {"median": median, "p90": median}, "ratios": {}}  # fmt: skip
+
+    cells = table_rows({"rows": [row("a", 10.0, 10.65), row("b", 1.346, 4.035)]})
+    assert cells[1][-2:] == ["2.64", "0.13"] and cells[0][-2:] == ["1.00", "1.00"]
