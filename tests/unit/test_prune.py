@@ -862,3 +862,20 @@ def test_settings_this_prune_never_reads_are_warned_about(caplog):
         _warn_unused(cfg(latency=True, backend="onnxruntime", advanced={"latency_rounds": 3}))
         _warn_unused(cfg())
     assert not caplog.records
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 6])
+def test_the_fine_tuning_settings_give_no_warning_of_their_own(epochs, caplog):
+    # audit31 fresh M2: prune's own close_mosaic=min(2, epochs) made 1-2 epochs of
+    # fine-tuning warn that mosaic is never used, a setting the user never gave
+    from yoloslim.compress.prune import _finetune_config
+    from yoloslim.train.trainer import _warn_idle_settings
+
+    tc = _finetune_config(cfg(), epochs)
+    with caplog.at_level("WARNING"):
+        _warn_idle_settings(tc, n_train=64)
+    assert not caplog.records
+    assert (tc.close_mosaic, tc.augment["mosaic"] > 0) == ((0, False) if epochs <= 2 else (2, True))
+    # a user's own fine-tuning settings win
+    mine = _finetune_config(cfg(advanced={"finetune": {"augment": {"mosaic": 0.5}}}), epochs)
+    assert mine.augment["mosaic"] == 0.5

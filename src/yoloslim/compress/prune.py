@@ -587,6 +587,8 @@ def _finetune_config(cfg: PruneConfig, epochs: int):
         close_mosaic=min(2, epochs),
         val_interval=max(1, epochs // 3),
     )
+    if epochs <= 2:  # the last 2 epochs without mosaic: none with it (said so, not warned)
+        values.update(close_mosaic=0, augment={"mosaic": 0.0})
     values.update(cfg.advanced.finetune)
     return config_from_dict(values, where="PruneConfig.advanced.finetune")
 
