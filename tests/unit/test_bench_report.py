@@ -547,17 +547,35 @@ def test_the_reproduce_command_runs_as_written(monkeypatch, tmp_path):
 def test_a_busy_machine_is_warned_about_before_measuring(monkeypatch, caplog):
     import yoloslim.bench.measure as measure_mod
     from yoloslim.bench.latency import LatencyConfig
+    from yoloslim.sysinfo import usable_cores
 
+    cores = usable_cores()
+    # what keeps the cores busy now (audit31 fresh M3: the load average, a minute behind,
+    # warned on an idle machine after work that had ended)
     monkeypatch.setattr(measure_mod.os, "getloadavg", lambda: (99.0, 0.0, 0.0))
+    monkeypatch.setattr(measure_mod, "_busy_cpus", lambda: 0.1)
+    with caplog.at_level("WARNING", logger="yoloslim.bench"):
+        measure_mod._warn_if_busy(LatencyConfig())
+    assert not caplog.text
+    monkeypatch.setattr(measure_mod, "_busy_cpus", lambda: float(cores))
+    with caplog.at_level("WARNING", logger="yoloslim.bench"):
+        measure_mod._warn_if_busy(LatencyConfig())
+    assert f"the machine is busy ({cores:.1f} of its {cores} cores busy)" in caplog.text
+    assert "bench --threads 1, a recipe's bench.threads: 1" in caplog.text
+    caplog.clear()
+    # where /proc/stat cannot be read: the load average
+    monkeypatch.setattr(measure_mod, "_busy_cpus", lambda: None)
     with caplog.at_level("WARNING", logger="yoloslim.bench"):
         measure_mod._warn_if_busy(LatencyConfig())
     assert "the machine is busy (load average 99.0 on" in caplog.text
-    assert "--threads 1" in caplog.text
     caplog.clear()
     monkeypatch.setattr(measure_mod.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     with caplog.at_level("WARNING", logger="yoloslim.bench"):
         measure_mod._warn_if_busy(LatencyConfig())
     assert not caplog.text
+    monkeypatch.undo()  # and for real: a share of this process's cores
+    now = measure_mod._busy_cpus(window=0.05)
+    assert now is None or 0.0 <= now <= cores + 0.5
 
 
 def test_pareto_front_keeps_the_rows_no_other_row_beats():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import numbers
 import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -306,19 +307,58 @@ def _warn_if_busy(cfg: LatencyConfig) -> None:
     more about the load than the models (a .pt at 622 ms against 17 ms at 1 thread)."""
     from yoloslim.sysinfo import usable_cores
 
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on every platform
-        return
     cores = usable_cores()
-    if load > cores:
+    busy = _busy_cpus()  # now: the load average lags a minute behind work already ended
+    if busy is not None:
+        said, over = f"{busy:.1f} of its {cores} cores busy", busy > 0.75 * cores
+    else:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # not on every platform
+            return
+        said, over = f"load average {load:.1f} on {cores} cores", load > cores
+    if over:
         log.warning(
-            "the machine is busy (load average %.1f on %d cores): the latencies are unreliable; "
-            "measure on a quiet machine%s",
-            load,
-            cores,
-            "" if cfg.threads else ", or with --threads 1 (threads=1)",
+            "the machine is busy (%s): the latencies are unreliable; measure on a quiet machine%s",
+            said,
+            ""
+            if cfg.threads
+            else ", or at 1 thread per runtime (bench --threads 1, a recipe's bench.threads: 1)",
         )
+
+
+def _busy_cpus(window: float = 0.5) -> float | None:
+    """How many of this process's cores other work kept busy over ``window`` seconds, from
+    ``/proc/stat`` (Linux); None where it cannot be read."""
+    try:
+        mine = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        mine = None
+
+    def sample() -> dict[int, tuple[int, int]]:
+        out = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *fields = line.split()
+                if not (name.startswith("cpu") and name[3:].isdigit()):
+                    continue
+                cpu, ticks = int(name[3:]), [int(x) for x in fields[:8]]
+                if mine is None or cpu in mine:
+                    idle = ticks[3] + ticks[4]  # idle, iowait
+                    out[cpu] = (sum(ticks) - idle, sum(ticks))
+        return out
+
+    try:
+        first = sample()
+        time.sleep(window)
+        second = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    busy = 0.0
+    for cpu, (work, total) in second.items():
+        if cpu in first and total > first[cpu][1]:
+            busy += (work - first[cpu][0]) / (total - first[cpu][1])
+    return busy if second else None
 
 
 def _each(fn, items: list) -> list:
