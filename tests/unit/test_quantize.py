@@ -381,7 +381,7 @@ def test_onnxruntime_dynamic_uses_convinteger(setup, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="yoloslim"):
         res = ys.quantize(onnx_path, data, config=cfg, out=tmp_path)
     # an untrained model: a budget held to mAP 0 is said to mean nothing (audit25 quant L2)
-    assert "scores mAP50-95 0 on the val split: --max-drop 0 has nothing" in caplog.text
+    assert "scores mAP50-95 0 on the val split: max_drop=0 (quantize --max-drop" in caplog.text
     ops = {n.op_type for n in onnx.load(str(res.model)).graph.node}
     assert "ConvInteger" in ops and res.report["calibration"]["images"] == 0
     step = ys.describe(res.model)["history"][-1]

@@ -360,7 +360,8 @@ class Distiller:
         log.warning(
             "distill: in %d batches the teacher scored no anchor at %.2f or more "
             "(advanced.fg_threshold): the box-distribution term (kd_dfl) was 0 throughout; "
-            "a teacher trained longer, or a lower fg_threshold, gives it something to teach",
+            "a teacher trained longer (or, in distill, a lower advanced.fg_threshold) gives "
+            "it something to teach",
             self._batches,
             self.cfg.advanced.fg_threshold,
         )

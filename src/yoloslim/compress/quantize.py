@@ -252,8 +252,8 @@ def quantize(
         if cfg.max_drop is not None and float_map is not None and float_map <= 0:
             # every INT8 model is "within budget" of 0: the budget says nothing of INT8's harm
             log.warning(
-                "the float model scores mAP50-95 0 on the val split: --max-drop %g has "
-                "nothing to hold the INT8 model to (it is met at once, every layer INT8); "
+                "the float model scores mAP50-95 0 on the val split: max_drop=%g (quantize "
+                "--max-drop, a recipe's quantize.max_drop) has nothing to hold the INT8 model to (it is met at once, every layer INT8); "
                 "train the model further, or check that the val split is its data",
                 cfg.max_drop,
             )
