@@ -876,6 +876,11 @@ def test_the_fine_tuning_settings_give_no_warning_of_their_own(epochs, caplog):
         _warn_idle_settings(tc, n_train=64)
     assert not caplog.records
     assert (tc.close_mosaic, tc.augment["mosaic"] > 0) == ((0, False) if epochs <= 2 else (2, True))
-    # a user's own fine-tuning settings win
+    # a user's own fine-tuning settings win, key by key (audit32 review3 M1: an augment key
+    # replaced the whole dict, mosaic with it; a close_mosaic of theirs was overridden)
     mine = _finetune_config(cfg(advanced={"finetune": {"augment": {"mosaic": 0.5}}}), epochs)
     assert mine.augment["mosaic"] == 0.5
+    flip = _finetune_config(cfg(advanced={"finetune": {"augment": {"hflip": 0.0}}}), epochs)
+    assert flip.augment["hflip"] == 0.0 and flip.augment["mosaic"] == tc.augment["mosaic"]
+    closed = _finetune_config(cfg(advanced={"finetune": {"close_mosaic": 1}}), epochs)
+    assert closed.close_mosaic == 1 and closed.augment["mosaic"] > 0

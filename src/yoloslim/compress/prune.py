@@ -587,9 +587,14 @@ def _finetune_config(cfg: PruneConfig, epochs: int):
         close_mosaic=min(2, epochs),
         val_interval=max(1, epochs // 3),
     )
-    if epochs <= 2:  # the last 2 epochs without mosaic: none with it (said so, not warned)
+    user = dict(cfg.advanced.finetune)
+    if epochs <= 2 and "close_mosaic" not in user:
+        # the last 2 epochs without mosaic: none with it (said so, not warned); a user's own
+        # close_mosaic keeps the mosaic it leaves
         values.update(close_mosaic=0, augment={"mosaic": 0.0})
-    values.update(cfg.advanced.finetune)
+    if isinstance(user.get("augment"), dict):  # a user's keys over ours, not instead of all
+        user["augment"] = {**values.get("augment", {}), **user["augment"]}
+    values.update(user)
     return config_from_dict(values, where="PruneConfig.advanced.finetune")
 
 
