@@ -505,6 +505,23 @@ def _check_ignored_scopes(rec: Recipe, model: str | None) -> None:
                 raise ConfigError(f"{rec.source}: stage {i} (quantize): {e}") from e
 
 
+def _check_unused_settings(rec: Recipe) -> None:
+    """ConfigError naming the file and the stage, before any stage runs, for settings a stage
+    refuses when it starts because it would never use them (a distill stage's freeze_epochs
+    without progressive, a quantize stage's ONNX Runtime knobs on OpenVINO): found otherwise
+    after the stages before it ran (audit32 review3 M2)."""
+    from yoloslim.compress.distill import _refuse_unused_schedule
+
+    for i, s in enumerate(rec.stages, 1):
+        try:
+            if s.name == "distill":
+                _refuse_unused_schedule(s.config.config)
+            elif s.name == "quantize":
+                s.config.refuse_unused()
+        except ConfigError as e:
+            raise ConfigError(f"{rec.source}: stage {i} ({s.name}): {e}") from e
+
+
 def _check_first_prune(rec: Recipe, model: str | None) -> None:
     """ConfigError naming the file and the stage, before any stage runs, for the first prune
     stage's ``ignore`` patterns that match no module of the run's model and a target the model
@@ -1084,6 +1101,8 @@ def _check_run(
         refuse_overwriting_input(source, writes, arg=arg, hint="choose another output folder")
     _check_named_models(rec, model, data)
     _check_first_prune(rec, model)
+    if not resume:  # a run begun with them goes on (review2 M1); a new one is told at once
+        _check_unused_settings(rec)
     _warn_unbenched(rec)
     run_configs, skipped = _preflight(rec)
     resolved = yaml.safe_dump(_as_run(rec).resolved(), sort_keys=False)

@@ -1230,3 +1230,29 @@ def test_a_changed_recipe_is_described_by_every_difference_up_to_four():
     many = "stages:\n- prune: {finetune_epochs: 1, batch: 1, seed: 1, steps: 1, imgsz: 32, ratio: 0.1}\n"
     other = many.replace(": 1,", ": 2,").replace("32", "64").replace("0.1", "0.2")
     assert _recipe_change(resolved(many), resolved(other)).endswith("; and 2 more")
+
+
+@pytest.mark.parametrize(
+    ("stage", "needle"),
+    [
+        ({"distill": {"freeze_epochs": 2}}, "stage 2 (distill): DistillConfig.freeze_epochs=2"),
+        (
+            {"quantize": {"advanced": {"per_channel": False}}},
+            "stage 2 (quantize): advanced.per_channel=False is ONNX Runtime's",
+        ),
+    ],
+)
+def test_settings_a_stage_would_refuse_are_refused_before_any_stage(tmp_path, ran, stage, needle):
+    # audit32 review3 M2: refused only when the stage started, after the stages before it
+    from yoloslim.models.checkpoint import save_checkpoint
+    from yoloslim.models.testing import SMALL_ARCH
+    from yoloslim.pipeline import run_recipe
+
+    model = save_checkpoint(tmp_path / "m.pt", build_model(SMALL_ARCH), imgsz=64)
+    data = tmp_path / "data.yaml"
+    data.write_text("names: [a, b]\n")
+    p = _write(tmp_path, {"stages": [{"prune": {"ratio": 0.3}}, stage]})
+    with pytest.raises(ConfigError) as e:
+        run_recipe(model, data, p, out=tmp_path / "out")
+    assert str(e.value).startswith(f"{p}: {needle}")
+    assert ran == [] and not (tmp_path / "out").exists()
