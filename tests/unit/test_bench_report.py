@@ -664,3 +664,20 @@ def test_the_tables_ratios_are_rounded_once():
 
     cells = table_rows({"rows": [row("a", 10.0, 10.65), row("b", 1.346, 4.035)]})
     assert cells[1][-2:] == ["2.64", "0.13"] and cells[0][-2:] == ["1.00", "1.00"]
+
+
+def test_a_compress_runs_folder_is_no_bench_report_folder(artifacts, tmp_path, capsys):
+    # audit32 bench M1: bench --report into a compress run's folder replaced its report and
+    # removed its pareto.png, and --json there named it "the report of the bench run"
+    from yoloslim.bench.report import report_folder_record
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "compress.json").write_text('{"stages": [], "recipe": "r"}')
+    (run / "report.json").write_text('{"rows": []}')
+    (run / "report.md").write_text("# yoloslim benchmark\\n")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert main(["bench", str(artifacts[1]), "--report", str(run), "--rounds", "1"]) == 2
+    assert "is a compress run's folder (its compress.json)" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert report_folder_record(run / "report.json").startswith("the bench table of the compress")

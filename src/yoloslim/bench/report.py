@@ -371,14 +371,23 @@ def report_folder_record(path: str | Path) -> str | None:
     p = Path(path).expanduser()
     if p.name != "report.json" or not p.is_file():
         return None
+    run = compress_run_record(p.parent)  # first: a compress run's report.md is bench's too
+    if run:
+        return f"the bench table of the compress run in {p.parent} (beside its {run})"
     if (p.parent / "report.md").is_file() and _is_bench_markdown(
         (p.parent / "report.md").read_text(errors="replace")
     ):
         return f"the report of the bench run in {p.parent} (with its report.md)"
-    runs = [n for n in ("compress.json", "budget.json", "inputs.json") if (p.parent / n).is_file()]
-    if runs:
-        return f"the bench table of the compress run in {p.parent} (beside its {runs[0]})"
     return None
+
+
+def compress_run_record(folder: str | Path) -> str | None:
+    """The record that makes ``folder`` a compress run's (``compress.json``, ``budget.json``
+    or ``inputs.json``), or None: its report files are that run's."""
+    found = [
+        n for n in ("compress.json", "budget.json", "inputs.json") if (Path(folder) / n).is_file()
+    ]
+    return found[0] if found else None
 
 
 def _is_bench_markdown(text: str) -> bool:

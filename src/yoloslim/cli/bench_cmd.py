@@ -53,6 +53,7 @@ def bench(
     from yoloslim.bench.measure import benchmark
     from yoloslim.bench.report import (
         check_report_folder,
+        compress_run_record,
         report_folder_record,
         rich_table,
         write_report,
@@ -67,6 +68,12 @@ def bench(
     cfg = LatencyConfig(
         rounds=rounds, runs_per_round=runs, threads=threads, warmup=warmup, ov_hint=ov_precision
     )
+    run = compress_run_record(report) if report else None
+    if run:  # its report.json/md and pareto.png are that run's, which its record lists
+        raise ConfigError(
+            f"--report {report}: is a compress run's folder (its {run}); its report is that "
+            "run's (compress --resume writes it again): name another folder"
+        )
     record = report_folder_record(json_path) if json_path else None
     if record and not (report and same_path(report, json_path.parent)):
         raise ConfigError(
