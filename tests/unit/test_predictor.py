@@ -930,3 +930,17 @@ def test_an_onnx_on_cuda_n_asks_for_gpu_n_and_says_when_it_runs_elsewhere(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     load_backend(onnx_path, device="auto")  # no GPU: the CPU, and not a fallback warning
     assert asked[-1] == ["CPUExecutionProvider"]
+
+
+def test_an_empty_onnx_file_is_said_to_be_empty(tmp_path):
+    # audit32 bench L1: a 0-byte .onnx was "no yoloslim metadata ... exported by another tool"
+    from yoloslim.runtime.backends import no_metadata
+
+    empty = tmp_path / "model.onnx"
+    empty.write_bytes(b"")
+    assert (
+        str(no_metadata(empty, ["names"]))
+        == f"{empty}: is empty (0 bytes): no model; export it again"
+    )
+    empty.write_bytes(b"x")
+    assert "no yoloslim metadata" in str(no_metadata(empty, ["names"]))

@@ -117,6 +117,9 @@ def no_metadata(path: Path, missing: Sequence[str]) -> ModelError:
     """The error for an artifact without yoloslim's metadata keys ``missing``: most often a
     model another tool exported, which yoloslim cannot decode."""
     keys = " and ".join(repr(k) for k in missing)
+    with contextlib.suppress(OSError):
+        if Path(path).is_file() and Path(path).stat().st_size == 0:  # protobuf reads b"" fine
+            return ModelError(f"{path}: is empty (0 bytes): no model; export it again")
     return ModelError(
         f"{path}: no yoloslim metadata (no {keys} key); yoloslim runs the detectors it "
         "exports: export a yoloslim checkpoint with `yoloslim export` (a model exported "
