@@ -521,7 +521,7 @@ def test_submit_takes_one_image(ckpt, tmp_path):
             with pytest.raises(ConfigError, match=rf"submit takes one image \(got {got}\)"):
                 batcher.predict_one(many)
         assert batcher.predict_one(tmp_path / "a.png").source == str(tmp_path / "a.png")
-        assert batcher.batch_sizes == [1]  # the refused calls queued nothing
+        assert list(batcher.batch_sizes) == [1]  # the refused calls queued nothing
 
 
 def _tiny_onnx(path, imgsz_dims, meta_imgsz=64, batch=1):
