@@ -14,6 +14,7 @@ __all__ = [
     "available_memory",
     "cpu_flags",
     "cpu_model",
+    "first_process",
     "invocation",
     "usable_cores",
 ]
@@ -161,3 +162,8 @@ def _room_in(folder: Path) -> int | None:
             pass
         return max(0, int(cap) - max(0, used - reclaimable))
     return None
+
+
+def first_process() -> bool:
+    """Whether this is the process that reports: always, except under torchrun (rank 0)."""
+    return int(os.environ.get("RANK", "0") or 0) == 0

@@ -26,6 +26,7 @@ from rich.markup import escape
 from yoloslim.errors import STOPS, ConfigError, ModelError, YoloslimError, stop_requested
 from yoloslim.fileio import atomic_write_text, dangling, write_problem
 from yoloslim.progress import PIPED_WIDTH, shown
+from yoloslim.sysinfo import first_process
 from yoloslim.torch_state import torch_threads
 
 __all__ = [
@@ -920,11 +921,6 @@ def resume_command(command: str, folder: str | Path) -> str:
     if world > 1:
         return f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world)} -m {again}"
     return again
-
-
-def first_process() -> bool:
-    """Whether this is the process that reports: always, except under torchrun (rank 0)."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def resume_state(run_dir: Path, start_option: str = "--model") -> dict:

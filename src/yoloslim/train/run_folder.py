@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from yoloslim.fileio import atomic_write_text, naming, remove_stale_temps
 from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.result import Result, short_repr
+from yoloslim.sysinfo import first_process
 from yoloslim.train.config import TrainConfig
 
 __all__ = [
@@ -243,7 +243,7 @@ def finished_result(out: Path, state: dict, cfg: TrainConfig) -> TrainResult:
     ts = state["train_state"]
     # a warning, not info: the API's caller asked for training and gets none (the CLI's too);
     # under torchrun, said by the first process only
-    if int(os.environ.get("RANK", "0") or 0) == 0:
+    if first_process():
         log.warning("%s already finished %d/%d epochs; nothing to do", out, cfg.epochs, cfg.epochs)
     if ts.get("metrics_row") is not None:
         RunFolder(out, cfg, False).trim_metrics(ts["epoch"] + 1, ts["metrics_row"])
