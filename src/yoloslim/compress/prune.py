@@ -299,32 +299,38 @@ def _fine_tunes(cfg: PruneConfig) -> bool:
     return bool(cfg.finetune_epochs or (cfg.finetune_between and cfg.steps > 1))
 
 
+def _bn_sparsity_phase(cfg: PruneConfig) -> bool:
+    """Whether the prune trains a BN-sparsity phase before ranking (bn-scale criterion)."""
+    return bool(cfg.criterion == Criterion.BN_SCALE and cfg.advanced.sparsity_epochs)
+
+
+def _reads_calib_batches(cfg: PruneConfig) -> bool:
+    """Whether the prune reads calibration batches: Taylor importance, depth scoring, the
+    BN-sparsity phase."""
+    return (
+        cfg.criterion == Criterion.TAYLOR
+        or cfg.depth_ratio is not None
+        or cfg.method == Method.DEPTH
+        or _bn_sparsity_phase(cfg)
+    )
+
+
 def _warn_unused(cfg: PruneConfig) -> None:
     """Warn of settings given (not at their defaults) that this prune never reads: they were
     kept and recorded in the report as if used."""
-    adv, default, default_cfg = cfg.advanced, AdvancedPruneConfig(), PruneConfig()
-    bn_phase = cfg.criterion == Criterion.BN_SCALE and adv.sparsity_epochs
-    reads = {
-        "advanced.sparsity_epochs": cfg.criterion == Criterion.BN_SCALE,
-        "advanced.sparsity_reg": bn_phase,
-        "advanced.sparsity_lr": bn_phase,
-        "advanced.calib_batches": cfg.criterion == Criterion.TAYLOR
-        or cfg.depth_ratio is not None
-        or cfg.method == Method.DEPTH
-        or bn_phase,
-        "advanced.latency_rounds": cfg.latency,
-        "backend": cfg.latency,
-    }
+    adv, bn_phase = AdvancedPruneConfig(), _bn_sparsity_phase(cfg)
+    reads = [  # (shown as, its config, that config's defaults, the field, read by this prune)
+        ("advanced.", cfg.advanced, adv, "sparsity_epochs", cfg.criterion == Criterion.BN_SCALE),
+        ("advanced.", cfg.advanced, adv, "sparsity_reg", bn_phase),
+        ("advanced.", cfg.advanced, adv, "sparsity_lr", bn_phase),
+        ("advanced.", cfg.advanced, adv, "calib_batches", _reads_calib_batches(cfg)),
+        ("advanced.", cfg.advanced, adv, "latency_rounds", cfg.latency),
+        ("", cfg, PruneConfig(), "backend", cfg.latency),
+    ]
     unused = [
-        name
-        for name, used in reads.items()
-        if not used
-        and (
-            getattr(adv, name.removeprefix("advanced."))
-            != getattr(default, name.removeprefix("advanced."))
-            if name.startswith("advanced.")
-            else getattr(cfg, name) != getattr(default_cfg, name)
-        )
+        prefix + name
+        for prefix, given, default, name, used in reads
+        if not used and getattr(given, name) != getattr(default, name)
     ]
     if unused:
         log.warning(
@@ -353,8 +359,7 @@ def _check_feasible(cfg: PruneConfig, net: nn.Module, data, is_detector: bool) -
         "criterion='taylor'": cfg.criterion == Criterion.TAYLOR,
         "depth pruning": cfg.depth_ratio is not None or cfg.method == Method.DEPTH,
         "distill": cfg.distill,
-        "advanced.sparsity_epochs": cfg.advanced.sparsity_epochs
-        and cfg.criterion == Criterion.BN_SCALE,
+        "advanced.sparsity_epochs": _bn_sparsity_phase(cfg),
     }
     wanted = [k for k, v in needs_detector.items() if v]
     if wanted and not is_detector:
@@ -460,16 +465,10 @@ def _run_schedule(
 ):
     adv = cfg.advanced
     batches = None
-    needs_batches = (
-        cfg.criterion == Criterion.TAYLOR
-        or cfg.depth_ratio is not None
-        or cfg.method == Method.DEPTH
-        or (cfg.criterion == Criterion.BN_SCALE and adv.sparsity_epochs)
-    )
-    if needs_batches:
+    if _reads_calib_batches(cfg):
         batches = _calib_batches(data, cfg)
     schedule: dict = {"steps": []}
-    if cfg.criterion == Criterion.BN_SCALE and adv.sparsity_epochs:
+    if _bn_sparsity_phase(cfg):
         schedule["bn_sparsity_losses"] = bn_sparsity_train(
             net,
             batches,
