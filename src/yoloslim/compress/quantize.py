@@ -188,6 +188,7 @@ def quantize(
         remove_stale_staging(out)  # a killed run's; none is live while we hold the lock
         # exported under the lock: a refused second run must not replace this one's ONNX
         float_onnx, imgsz = given or _export_onnx(model_or_artifact, out, cfg.imgsz)
+        float_meta = onnx_metadata(float_onnx)  # read once: strides, history
         backend = _backend(cfg, float_onnx, out)
         try:
             scope = resolve_scope(backend.view(), cfg.ignored_scope)
@@ -300,7 +301,7 @@ def quantize(
                     imgsz=imgsz,
                     max_steps=adv.max_steps,
                     progress=progress,
-                    strides=json.loads(onnx_metadata(float_onnx).get("strides", "[8, 16, 32]")),
+                    strides=json.loads(float_meta.get("strides", "[8, 16, 32]")),
                 )
             # the ranking's images, and where the budget was judged: on the val split whose
             # mAP the report gives, so "met" is met on that split (a held-out set would be
@@ -309,7 +310,7 @@ def quantize(
             acc["judged_on"] = "val split (the reported mAP's)"
             report["accuracy_aware"] = acc
             kept = acc["kept_float"]
-        step = _history_step(float_onnx, out, cfg, report, len(scope.layers) + len(kept))
+        step = _history_step(float_meta, out, cfg, report, len(scope.layers) + len(kept))
         artifacts["int8"] = backend.save_int8(qmodel, meta={"history": step})
         if cfg.max_drop is not None:  # the loop's last step evaluated this very model
             metrics["int8"] = last["int8"]
@@ -348,13 +349,13 @@ _WEIGHTS = {"float": "fp32", "fp16": "fp16", "bf16": "fp32 (asks for bf16 comput
 
 
 def _history_step(
-    float_onnx: Path, out: Path, cfg: QuantConfig, report: dict, float_layers: int
+    float_meta: dict[str, str], out: Path, cfg: QuantConfig, report: dict, float_layers: int
 ) -> str:
-    """The INT8 artifact's ``history`` metadata: the float model's and this quantize step."""
-    from yoloslim.export.common import onnx_metadata
+    """The INT8 artifact's ``history`` metadata: the float model's (``float_meta``, its
+    metadata) and this quantize step."""
     from yoloslim.models.checkpoint import with_history
 
-    upstream = json.loads(onnx_metadata(float_onnx).get("history") or "[]")
+    upstream = json.loads(float_meta.get("history") or "[]")
     details = {
         "backend": cfg.backend,
         "mode": cfg.mode,
