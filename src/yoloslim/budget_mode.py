@@ -18,8 +18,7 @@ from yoloslim.errors import ConfigError
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.recipe import BenchStage, Recipe, load_recipe
 from yoloslim.result import Result
-from yoloslim.rng import keeps_rng_state
-from yoloslim.torch_state import float32_default
+from yoloslim.torch_state import keeps_caller_state
 
 __all__ = ["run_budget", "select_candidate"]
 
@@ -312,8 +311,7 @@ def _say_grid_change(record: Path, ratios: Sequence[float]) -> None:
     )
 
 
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 def run_budget(
     model: str | Path,
     data: str | Path,

@@ -69,8 +69,7 @@ from yoloslim.recipe import (
     load_recipe,
 )
 from yoloslim.result import Result
-from yoloslim.rng import keeps_rng_state
-from yoloslim.torch_state import float32_default
+from yoloslim.torch_state import keeps_caller_state
 
 __all__ = ["STAGES", "Recipe", "Stage", "load_recipe", "run_recipe"]
 
@@ -1166,8 +1165,7 @@ def _check_run(
     return run_configs, skipped, resolved, inputs, changed_from
 
 
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 def run_recipe(
     model: str | Path | None,
     data: str | Path,

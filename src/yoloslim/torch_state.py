@@ -12,9 +12,13 @@ its own work hands the caller's back when it ends.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-__all__ = ["autograd_on", "float32_default", "torch_threads"]
+__all__ = ["autograd_on", "float32_default", "keeps_caller_state", "torch_threads"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextlib.contextmanager
@@ -50,6 +54,22 @@ def float32_default() -> Iterator[None]:
     finally:
         if torch.get_default_dtype() is not before:
             torch.set_default_dtype(before)
+
+
+def keeps_caller_state(fn: F) -> F:
+    """Decorate a public function so that it runs at float32 (:func:`float32_default`) and
+    leaves the caller's random generators where they were (:func:`yoloslim.rng.keeps_rng_state`),
+    however it ends: the two settings every public entry point of yoloslim keeps."""
+    from yoloslim.rng import keeps_rng_state  # imports torch: not at this module's top
+
+    inner = keeps_rng_state(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with float32_default():
+            return inner(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @contextlib.contextmanager

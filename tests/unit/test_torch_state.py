@@ -67,6 +67,36 @@ def test_float32_default_sets_then_restores_and_decorates():
         torch.set_default_dtype(before)
 
 
+def test_keeps_caller_state_runs_at_float32_and_gives_back_dtype_and_rng_even_on_error():
+    import random
+
+    import numpy as np
+
+    from yoloslim.torch_state import keeps_caller_state
+
+    @keeps_caller_state
+    def draws(fail=False):
+        random.random(), np.random.rand(), torch.rand(1)
+        if fail:
+            raise RuntimeError("boom")
+        return torch.zeros(1).dtype
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        states = random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state()
+        assert draws() is torch.float32
+        with pytest.raises(RuntimeError, match="boom"):
+            draws(fail=True)
+        assert torch.get_default_dtype() is torch.float64
+        assert random.getstate() == states[0]
+        assert (np.random.get_state()[1] == states[1]).all()
+        assert torch.equal(torch.get_rng_state(), states[2])
+        assert draws.__name__ == "draws"
+    finally:
+        torch.set_default_dtype(before)
+
+
 def test_a_callers_float64_default_dtype_changes_nothing_of_ours(tmp_path):
     # audit29 api M1: under torch.set_default_dtype(torch.float64) a loaded model had float64
     # weights and predict, export and train failed on float32 images

@@ -20,10 +20,9 @@ from yoloslim.configs import check_config, imgsz_problem
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.export.common import path_size_mb
 from yoloslim.result import Result
-from yoloslim.rng import keeps_rng_state
 from yoloslim.runtime.backends import SUFFIXES, check_artifact, is_end_to_end
 from yoloslim.sysinfo import invocation
-from yoloslim.torch_state import float32_default
+from yoloslim.torch_state import keeps_caller_state
 
 __all__ = ["artifact_stats", "benchmark", "check_bench_imgsz", "static_imgsz"]
 
@@ -108,8 +107,7 @@ def artifact_stats(path: str | Path, imgsz: int) -> dict:
     return stats
 
 
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 def benchmark(
     artifacts: Sequence[str | Path] | str | Path,
     data: str | Path | None = None,

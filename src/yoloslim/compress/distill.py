@@ -64,9 +64,8 @@ from yoloslim.models.checkpoint import (
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.result import Result
-from yoloslim.rng import keeps_rng_state
 from yoloslim.runtime.predictor import as_artifact
-from yoloslim.torch_state import autograd_on, float32_default
+from yoloslim.torch_state import autograd_on, keeps_caller_state
 from yoloslim.train.config import (
     TrainConfig,
     config_from_dict,
@@ -499,8 +498,7 @@ def _as_detector(model: Detector | str | Path, what: str) -> Detector:
     raise ModelError(f"{what}={str(model)!r}: expected a yoloslim .pt checkpoint")
 
 
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 @autograd_on()
 def distill(
     student: Detector | str | Path | None,

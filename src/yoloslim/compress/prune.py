@@ -46,8 +46,7 @@ from yoloslim.fileio import (
 )
 from yoloslim.models.blocks import is_fused
 from yoloslim.result import Result
-from yoloslim.rng import keeps_rng_state
-from yoloslim.torch_state import autograd_on, float32_default
+from yoloslim.torch_state import autograd_on, keeps_caller_state
 
 __all__ = [
     "AdvancedPruneConfig",
@@ -66,8 +65,7 @@ FLOPS_NOTE = (
 )
 
 
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 @autograd_on()
 def prune(
     model: nn.Module | str | Path,

@@ -39,9 +39,8 @@ from yoloslim.fileio import (
 )
 from yoloslim.models.detector import Detector
 from yoloslim.result import Result
-from yoloslim.rng import keeps_rng_state
 from yoloslim.runtime.backends import no_metadata, onnx_end_to_end, quantized_ops
-from yoloslim.torch_state import float32_default
+from yoloslim.torch_state import keeps_caller_state
 
 __all__ = ["AdvancedQuantConfig", "QuantConfig", "quantize"]
 
@@ -107,8 +106,7 @@ def _warn_stale(earlier: list[Path], artifacts: dict[str, Path]) -> None:
         )
 
 
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 def quantize(
     model_or_artifact: nn.Module | str | Path,
     data: str | Path,

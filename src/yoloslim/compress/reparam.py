@@ -28,8 +28,7 @@ from yoloslim.configs import check_flags
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.models.blocks import fuse_conv_bn
 from yoloslim.result import Result
-from yoloslim.rng import keeps_rng_state
-from yoloslim.torch_state import float32_default
+from yoloslim.torch_state import keeps_caller_state
 
 __all__ = ["reparameterize", "fuse_traced_conv_bn"]
 
@@ -170,8 +169,7 @@ def deploy_form(model: nn.Module, *, traced: bool = True) -> tuple[nn.Module, in
     return fused, unfused, fuse_traced_conv_bn(fused) if traced else 0
 
 
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 @torch.no_grad()
 def reparameterize(
     model: nn.Module | str | Path,

@@ -14,8 +14,7 @@ from yoloslim.data.config import check_class_count
 from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
 from yoloslim.progress import shown
-from yoloslim.rng import keeps_rng_state
-from yoloslim.torch_state import float32_default
+from yoloslim.torch_state import keeps_caller_state
 
 __all__ = ["require_boxes", "validate"]
 
@@ -37,8 +36,7 @@ def require_boxes(data: str | Path, split: str = "val") -> None:
 LOW_CONF = 0.01
 
 
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 @torch.no_grad()
 def validate(
     model: str | Path | nn.Module,

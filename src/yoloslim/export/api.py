@@ -37,8 +37,7 @@ from yoloslim.fileio import (
 )
 from yoloslim.progress import say
 from yoloslim.result import Result
-from yoloslim.rng import keeps_rng_state
-from yoloslim.torch_state import float32_default
+from yoloslim.torch_state import keeps_caller_state
 
 #: export()'s NMS graph thresholds when not given (one set without ``nms`` is refused)
 NMS_DEFAULTS = {"nms_conf": 0.25, "nms_iou": 0.65, "nms_max_det": 300}
@@ -126,8 +125,7 @@ def check_options(
     return formats
 
 
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 def export(
     model: str | Path | nn.Module,
     out: str | Path,

@@ -31,8 +31,7 @@ from yoloslim.models.arch import arch_of
 from yoloslim.models.blocks import is_fused
 from yoloslim.models.detector import Detector
 from yoloslim.models.registry import EXPORTED, build_model
-from yoloslim.rng import keeps_rng_state
-from yoloslim.torch_state import float32_default
+from yoloslim.torch_state import keeps_caller_state
 
 __all__ = [
     "FORMAT",
@@ -334,8 +333,7 @@ def _check_types(p: Path, ckpt: dict) -> None:
         raise ModelError(f"{p}: damaged checkpoint: {problem}")
 
 
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 def load_checkpoint(path: str | Path, *, mmap: bool = False) -> tuple[Detector, dict]:
     """Rebuild the detector from a checkpoint; returns ``(model in eval mode, checkpoint dict)``.
 

@@ -63,8 +63,7 @@ from yoloslim.nas.score import DEFAULT_STAGE_WEIGHTS, SCORE_METHODS, SCORE_TEXT
 from yoloslim.nas.space import SearchSpace, genome_dict, genome_of, resolve_arch
 from yoloslim.progress import progress_console, say
 from yoloslim.result import Result, short_repr
-from yoloslim.rng import keeps_rng_state
-from yoloslim.torch_state import float32_default
+from yoloslim.torch_state import keeps_caller_state
 
 __all__ = ["SearchResult", "search", "search_from_dict", "Evaluator"]
 
@@ -155,8 +154,7 @@ def _validate_settings(
         raise ConfigError(f"score_method={score_method!r} must be one of {SCORE_METHODS}")
 
 
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 def search(
     *,
     imgsz: int = DEFAULT_IMGSZ,

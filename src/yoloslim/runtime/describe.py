@@ -15,7 +15,6 @@ from typing import Any
 
 from yoloslim.configs import DEFAULT_IMGSZ
 from yoloslim.errors import ModelError
-from yoloslim.rng import keeps_rng_state
 from yoloslim.runtime.backends import (
     SUFFIXES,
     check_artifact,
@@ -25,7 +24,7 @@ from yoloslim.runtime.backends import (
     onnx_precision,
     quantized_ops,
 )
-from yoloslim.torch_state import float32_default
+from yoloslim.torch_state import keeps_caller_state
 
 __all__ = ["describe"]
 
@@ -45,8 +44,7 @@ _JSON_KEYS = (
 _READER = {"onnxruntime": ("onnx", "onnx"), "openvino": ("openvino", "openvino")}
 
 
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 def describe(path: str | Path) -> dict[str, Any]:
     """Read what a checkpoint or exported artifact is, without data or its runtime.
 

@@ -41,8 +41,7 @@ from yoloslim.models.checkpoint import load_checkpoint, with_history
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.progress import say, shown
-from yoloslim.rng import keeps_rng_state
-from yoloslim.torch_state import autograd_on, float32_default, torch_threads
+from yoloslim.torch_state import autograd_on, keeps_caller_state, torch_threads
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
     Optimizer,
@@ -202,8 +201,7 @@ def _warn_searched_for_other_classes(model, names: list[str]) -> None:
 
 
 @torch_threads(None)  # config.threads applies while the run trains
-@float32_default()
-@keeps_rng_state
+@keeps_caller_state
 @autograd_on()  # a caller's no_grad() or inference_mode() would stop the training
 def train(
     model: str | dict | Path | nn.Module | None,
