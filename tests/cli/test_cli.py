@@ -412,6 +412,43 @@ def test_a_bad_option_value_is_named_as_the_option(argv, said, data_yaml, tmp_pa
     assert "Config." not in err and "batch=" not in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        # the library names the option where its setting's name differs (``runs_per_round=0
+        # (--runs)``, ``budget.flops=-1.0 (--budget-flops)``): said as the option alone
+        (["bench", "m.onnx", "--runs", "0"], "error: ConfigError: --runs 0 must be >= 1"),
+        (["bench", "m.onnx", "--batch", "0"], "error: ConfigError: --batch 0 must be positive"),
+        (["nas", "--budget-flops", "-1"], "error: ConfigError: --budget-flops -1.0 must be > 0"),
+        (["nas", "--budget-latency", "0"], "error: ConfigError: --budget-latency 0.0 must be > 0"),
+        (["export", "--model", "m.pt", "--format", "foo"], "ConfigError: --format foo: unknown"),
+        (
+            ["export", "--model", "m.pt", "--format", "onnx", "--nms", "--dynamic"],
+            "ConfigError: --nms needs a static batch (the graph's NMS runs on one image): drop "
+            "--dynamic\n",
+        ),
+        (
+            ["export", "--model", "m.pt", "--format", "triton", "--triton-max-batch", "0"],
+            "ConfigError: --triton-max-batch: 0 must be in [1, 256]",
+        ),
+    ],
+)
+def test_an_option_the_library_names_is_said_as_the_option(argv, said, tmp_path, capsys):
+    argv = [*argv, "--out", str(tmp_path / "r")] if argv[0] in ("nas", "export") else argv
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert said in err
+    assert not re.search(r"\w=", err)  # no library setting's name=value left
+
+
+def test_a_budget_from_a_config_file_keeps_its_settings_name(tmp_path, capsys):
+    cfg = tmp_path / "nas.yaml"
+    cfg.write_text("budget:\n  flops: -1\n")
+    assert main(["nas", "--config", str(cfg), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "budget.flops=-1 (--budget-flops) must be > 0" in err and str(cfg) in err
+
+
 def test_a_bad_value_from_a_config_file_keeps_the_settings_name(data_yaml, tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("batch: 0\n")

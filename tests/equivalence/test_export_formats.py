@@ -332,7 +332,9 @@ def test_earlier_entries_are_found_from_another_working_directory(tmp_path, monk
     res = export(_model(), Path(tmp_path.name) / "ex", formats="torchscript", verify=False)
     assert set(res.report["formats"]) == {"onnx", "torchscript"}
     assert Path(res.report["formats"]["onnx"]["path"]) == Path(tmp_path.name) / "ex" / "model.onnx"
-    with pytest.raises(ConfigError, match=r"formats=\[\]: no format given; choose from"):
+    with pytest.raises(
+        ConfigError, match=r"formats=\[\] \(--format\): no format given; choose from"
+    ):
         export(_model(), "unused", formats=[])
 
 

@@ -159,10 +159,10 @@ def benchmark(
                     f"latency.{field}={given}: benchmark takes it as {arg}= (latency sets "
                     "warmup, rounds, runs_per_round and threads)"
                 )
+    batches = _batch_sizes(batches)  # a setting's mistake first, before any file is read
     if data is not None:
         require_boxes(data)  # mAP columns and ratios need a defined mAP
     paths = _artifact_paths(artifacts)
-    batches = _batch_sizes(batches)
     from yoloslim.runtime.describe import describe
 
     # every file readable and yoloslim's before a worker starts (one line, not a traceback),
@@ -421,12 +421,12 @@ def _batch_sizes(batches: Sequence[int] | int) -> list[int]:
     if isinstance(batches, numbers.Integral) and not isinstance(batches, bool):
         batches = [int(batches)]
     if isinstance(batches, str | bytes) or not isinstance(batches, Iterable):
-        raise ConfigError(f"batches={batches!r}: expected a batch size or a list of them")
+        raise ConfigError(f"batches={batches!r} (--batch): expected a batch size or a list of them")
     sizes = list(batches)
     if not sizes or not all(
         isinstance(b, numbers.Integral) and not isinstance(b, bool) and b >= 1 for b in sizes
     ):
-        raise ConfigError(f"batches={sizes!r} must be positive integers")
+        raise ConfigError(f"batches={sizes!r} (--batch) must be positive integers")
     twice = sorted({int(b) for b in sizes if sizes.count(b) > 1})
     if twice:
         raise ConfigError(f"batches={sizes!r} (--batch): batch {twice[0]} is given twice")

@@ -15,7 +15,7 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -510,7 +510,53 @@ def _name_flags(text: str, fn: Callable[..., Any], params: dict[str, Any]) -> st
             return m.group(0)  # a positional argument has no option to name
         return f"{option} "
 
-    return _SETTING.sub(flag, text)
+    def named(m: re.Match) -> str:
+        # ``runs_per_round=0 (--runs)``: the library named the option itself, where the
+        # setting's name differs from it; said as the option with the command line's value
+        param = _param_of(m.group(2), signature)
+        if param is None or (isinstance(ctx, typer.Context) and not option_given(ctx, param)):
+            return m.group(0)
+        value = params.get(param)
+        if isinstance(value, bool):  # ``nms=True (--nms)``: the flag alone says it
+            return m.group(2) if value and m.group(1) == "True" else m.group(0)
+        if value is None:
+            return m.group(0)
+        if isinstance(value, list | tuple):
+            shown = ",".join(str(v) for v in value)
+        elif isinstance(value, str | Path) and m.group(1) != repr(value):
+            shown = str(value)  # the text typed (``--batch 0`` for ``batches=[0]``)
+        else:
+            shown = repr(value)
+        return f"{m.group(2)} {shown}"
+
+    def bare(m: re.Match) -> str:  # ``triton_max_batch (--triton-max-batch): 0 must be ...``
+        param = _param_of(m.group(1), signature)
+        if param is None or (isinstance(ctx, typer.Context) and not option_given(ctx, param)):
+            return m.group(0)
+        return m.group(1)
+
+    return _BARE.sub(bare, _NAMED.sub(named, _SETTING.sub(flag, text)))
+
+
+# ``name=value (--option)`` and ``name (--option)`` in a library error that names the
+# command-line option itself
+_NAMED = re.compile(
+    r"(?<![\w.-])(?:(?:[A-Z]\w*|budget)\.)?[a-z_][a-z0-9_]*=([^=]+?) \((--[a-z][a-z0-9-]*)\)"
+)
+_BARE = re.compile(r"(?<![\w.=-])[a-z]+_[a-z0-9_]* \((--[a-z][a-z0-9-]*)\)")  # a snake_case name
+
+
+def _param_of(option: str, signature: Mapping[str, inspect.Parameter]) -> str | None:
+    """The name of the command's parameter whose option is ``option`` (``--runs`` -> ``runs``,
+    ``--nms`` of ``--nms/--no-nms``), or None."""
+    for name, parameter in signature.items():
+        decls = getattr(parameter.default, "param_decls", None) or ()
+        longs = [half for d in decls for half in d.split("/") if half.startswith("--")]
+        if (longs and option == longs[0]) or (
+            not decls and option == "--" + name.replace("_", "-")
+        ):
+            return name
+    return None
 
 
 def option_given(ctx: typer.Context, param: str) -> bool:

@@ -93,7 +93,8 @@ def check_options(
     unknown = [f for f in formats if f not in EXPORTERS]
     if unknown or not formats:
         what = f"unknown export format(s) {unknown}" if unknown else "no format given"
-        raise ConfigError(f"formats={formats}: {what}; choose from {sorted(EXPORTERS)}")
+        flag = "" if recipe else " (--format)"
+        raise ConfigError(f"formats={formats}{flag}: {what}; choose from {sorted(EXPORTERS)}")
     if nms and "onnx" not in formats:
         raise ConfigError(f"{opt('nms', True)} needs the onnx format: add onnx to the formats")
     if nms and dynamic:

@@ -78,9 +78,9 @@ class Budget:
                     f"budget {f.name}={v!r} must be a finite number or None{exponent_hint(v)}"
                 )
             if v <= 0:
-                raise ConfigError(f"budget {f.name}={v!r} must be > 0")
+                raise ConfigError(f"budget.{f.name}={v!r} ({_flag(f.name)}) must be > 0")
         if self.layers is not None and int(self.layers) != self.layers:
-            raise ConfigError(f"budget layers={self.layers!r} must be an integer")
+            raise ConfigError(f"budget.layers={self.layers!r} (--budget-layers) must be an integer")
         if all(getattr(self, f.name) is None for f in dataclasses.fields(self)):
             raise ConfigError(
                 "budget: give at least one of flops, params, latency_ms, layers, effectiveness"
@@ -300,3 +300,8 @@ def measure_cost(arch: dict, imgsz: int) -> Cost:
     """FLOPs, parameters (training and deploy form), backbone layers and effectiveness of
     ``arch`` at ``imgsz``."""
     return CostModel(imgsz)(arch)
+
+
+def _flag(name: str) -> str:
+    """The ``nas`` command's option of the budget ``name`` (``latency_ms``: --budget-latency)."""
+    return "--budget-" + name.removesuffix("_ms").replace("_", "-")
