@@ -142,11 +142,10 @@ def _check_budget_args(model, target_latency, max_drop, ratios) -> list[float]:
     if not ratios or any(not 0 < r < 1 for r in ratios):
         raise ConfigError(f"ratios={list(ratios)} (--ratios): prune ratios must each be in (0, 1)")
     seen: dict[str, float | str] = {"0.00": "the baseline's 0"}
-    if any(f"{r:.2f}" == "1.00" for r in ratios):
+    if any(r > 0.99 for r in ratios):  # 0.995 ran as "0.99"; 0.996 was named 1.00
         raise ConfigError(
-            f"ratios={list(ratios)} (--ratios): a ratio that rounds to 1.00 at two decimals "
-            "is named 1.00 (its folder and row are named by the ratio to two decimals), as if "
-            "every channel went; give at most 0.99"
+            f"ratios={list(ratios)} (--ratios): a ratio above 0.99 is named 0.99 or 1.00 (its "
+            "folder and row are named by the ratio to two decimals); give at most 0.99"
         )
     for r in ratios:  # a candidate's folder and row are named by its ratio to 2 decimals
         if f"{r:.2f}" in seen:
