@@ -365,6 +365,29 @@ def test_an_export_stopped_half_way_leaves_no_stale_entry_for_what_it_redid(tmp_
     assert set(saved["formats"]) == {"onnx", "openvino"}
     assert "exported_with" in saved["formats"]["openvino"]  # the earlier export's, as kept ones
     assert "exported_with" not in saved["formats"]["onnx"]  # this one's
+    # killed before the first format, then while it is written: the formats not begun
+    # stay listed, the one being written does not (a kill -9 early in a re-export dropped
+    # every entry it was to redo, for good: audit42 export M1)
+    import yoloslim.compress.reparam as reparam
+
+    monkeypatch.undo()
+    three = "onnx,torchscript,openvino"
+    export(_model(), tmp_path, formats=three, imgsz=IMGSZ, verify=False)
+    on_disk = []
+
+    def killed(*args, **kwargs):  # the report a kill -9 at this moment would leave
+        on_disk.append(set(json.loads((tmp_path / "export_report.json").read_text())["formats"]))
+        raise SystemExit
+
+    monkeypatch.setattr(reparam, "reparameterize", killed)  # runs before any format begins
+    with pytest.raises(SystemExit):
+        export(_model(), tmp_path, formats=three, imgsz=IMGSZ, verify=False)
+    assert on_disk[-1] == {"onnx", "torchscript", "openvino"}
+    monkeypatch.undo()
+    monkeypatch.setitem(EXPORTERS, "onnx", dataclasses.replace(EXPORTERS["onnx"], export=killed))
+    with pytest.raises(SystemExit):
+        export(_model(), tmp_path, formats=three, imgsz=IMGSZ, verify=False)
+    assert on_disk[-1] == {"torchscript", "openvino"}  # onnx's files are being replaced
 
 
 def test_fp32_and_fp16_openvino_in_one_folder_both_stay_in_the_report(tmp_path):

@@ -282,12 +282,16 @@ def export(
         previous = _previous_report(out)
         _refuse_foreign_files(ctx, formats, nms, previous)
         earlier = _earlier_entries(previous, formats, nms, out)
+        redo = [*formats, *(["onnx_nms"] if nms else [])]
         if previous is not None and set(earlier) != set(previous["formats"]):
             # the formats this call redoes are overwritten one by one: if it is stopped half
             # way, the report must not describe an earlier model's files under their names,
-            # and its header is this call's (the kept entries say what they were made with)
+            # and its header is this call's (every entry says what it was made with; those
+            # of the formats to redo stay listed until each begins: a kill -9 before the
+            # first had finished dropped them for good, audit42 export M1)
             now = {"imgsz": imgsz, "dynamic": dynamic, "half": half, **source}
-            _write_report(out, {**previous, **now, "formats": earlier})
+            untouched = _with_untouched(earlier, previous, redo, set(), out)
+            _write_report(out, {**previous, **now, "formats": untouched})
 
         if any(p.dtype != torch.float32 for p in net.parameters()):
             # a Detector readied for half-precision inference: every format is written
@@ -315,18 +319,18 @@ def export(
         def so_far() -> dict:
             """The report as the folder is now: the formats done keep their entries, and
             the ones not yet begun, whose files are still an earlier export's, stay listed
-            as that export's; written after each format, so that a stop (even kill -9)
-            leaves a report of what is there (it listed none of them: audit26 export L1)."""
-            now = {**report, "formats": dict(report["formats"])}
-            for fmt in [*formats, *(["onnx_nms"] if e2e else [])] if previous else []:
-                was = _surviving(previous, previous["formats"].get(fmt), out, fmt)
-                if fmt not in started and fmt not in now["formats"] and was is not None:
-                    now["formats"][fmt] = was
-            return now
+            as that export's; written as each format begins and after it, so that a stop
+            (even kill -9) leaves a report of what is there (it listed none of them: audit26
+            export L1)."""
+            return {
+                **report,
+                "formats": _with_untouched(report["formats"], previous, redo, started, out),
+            }
 
         try:
             for i, fmt in enumerate(formats, 1):
                 started.add(fmt)
+                _write_report(out, so_far())  # its earlier entry goes before its files do
                 if progress:
                     say(f"export: {fmt} ({i}/{len(formats)}): converting and checking")
                 step = functools.partial(
@@ -345,6 +349,7 @@ def export(
                     continue
                 onnx_entry = report["formats"]["onnx"]
                 started.add("onnx_nms")
+                _write_report(out, so_far())
                 if onnx_entry.get("passed", not verify):  # none from an ONNX that disagrees
                     nms_step = functools.partial(
                         _export_nms, ctx, report, artifacts, failed, verify, e2e
@@ -673,6 +678,20 @@ def _keep_other_variant(formats: dict, old: dict | None, fmt: str, path: Path, o
         else:
             key = f"{fmt}_{'fp16' if entry['exported_with'].get('half') else 'fp32'}"
         formats[key] = entry
+
+
+def _with_untouched(
+    entries: dict, old: dict | None, redo: list[str], started: set[str], out: Path
+) -> dict:
+    """``entries``, and for each format of ``redo`` not begun yet (not in ``started``) nor
+    among them, the earlier report's entry, whose files are still that export's as long as
+    they exist (:func:`_surviving`)."""
+    now = dict(entries)
+    for fmt in redo if old else []:
+        was = _surviving(old, old["formats"].get(fmt), out, fmt)
+        if fmt not in started and fmt not in now and was is not None:
+            now[fmt] = was
+    return now
 
 
 def _earlier_entries(old: dict | None, formats: list[str], nms: bool, out: Path) -> dict:
