@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import yoloslim
@@ -439,6 +440,23 @@ def test_an_option_the_library_names_is_said_as_the_option(argv, said, tmp_path,
     err = capsys.readouterr().err
     assert said in err
     assert not re.search(r"\w=", err)  # no library setting's name=value left
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize(
+    ("command", "text"), [("train", "device: cuda:7\n"), ("distill", "train:\n  device: cuda\n")]
+)
+def test_a_cuda_device_from_a_config_file_names_the_file(
+    command, text, data_yaml, tmp_path, capsys
+):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    argv = [command, "--data", str(data_yaml), "--config", str(cfg), "--out", str(tmp_path / "r")]
+    argv += ["--teacher", "t.pt"] if command == "distill" else []
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "but CUDA is not available on this machine (settings read from --config" in err
+    assert str(cfg) in err and not (tmp_path / "r").exists()
 
 
 def test_a_budget_from_a_config_file_keeps_its_settings_name(tmp_path, capsys):

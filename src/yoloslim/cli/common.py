@@ -650,6 +650,20 @@ def config_file(path: str | Path | None, ctx: typer.Context | None = None):
         raise ConfigError(f"{e} (settings read from --config {path})") from e
 
 
+def check_device_from_file(device: str, config: Path | None, ctx: typer.Context) -> None:
+    """Refuse a CUDA ``device`` a ``--config`` file gave (not ``--device``) on a machine
+    without CUDA before the run starts, naming the file: the trainer's own refusal did not
+    say where the value came from."""
+    if config is None or option_given(ctx, "device"):
+        return
+    from yoloslim.train.trainer import resolve_device
+
+    try:
+        resolve_device(device)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (settings read from --config {config})") from e
+
+
 def flag_given(error: Exception, ctx: typer.Context | None) -> bool:
     """Whether the setting ``error`` names (``TrainConfig.epochs=0``, at any depth) is an
     option of ``ctx``'s command given on the command line."""

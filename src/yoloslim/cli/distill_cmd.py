@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from yoloslim.cli.common import (
+    check_device_from_file,
     check_json_target,
     check_run_folder,
     config_file,
@@ -164,6 +165,7 @@ def distill(
         with config_file(config, ctx):  # a mistake in what the file gives (train: 3) names it
             values["train"] = layered(ctx, values.get("train"), flags, key="train")
             cfg = DistillConfig.from_dict(values)
+        check_device_from_file(cfg.train.device, config, ctx)
         refuse_unheeded(  # they were ignored without a word
             ctx,
             ("freeze_epochs", "warmup_epochs"),

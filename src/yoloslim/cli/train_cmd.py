@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from yoloslim.cli.common import (
+    check_device_from_file,
     check_json_target,
     check_run_folder,
     console,
@@ -121,6 +122,7 @@ def train(
             if config and flag_given(e, ctx):
                 raise ConfigError(str(e).replace(f"{where}: ", "", 1)) from e
             raise
+        check_device_from_file(cfg.device, config, ctx)
         with interrupt_hint(Path(out) / "last.pt", resume_command("train", out), new_run=True):
             res = run_train(model, data, config=cfg, out=out, exist_ok=exist_ok, progress=True)
     print_best(res.report.get("best_map"), res.best)
