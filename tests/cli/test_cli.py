@@ -459,6 +459,18 @@ def test_a_cuda_device_from_a_config_file_names_the_file(
     assert str(cfg) in err and not (tmp_path / "r").exists()
 
 
+def test_a_message_that_ends_naming_an_option_keeps_its_reason(data_yaml, tmp_path, capsys):
+    # ``model=PATH: this run writes ...; give another out (--out)`` was rewritten whole into
+    # "--out DIR": the value of a name=value is one token right before the option (audit42
+    # review F1)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "best.pt").write_text("x")
+    argv = ["train", "--model", str(tmp_path / "r" / "best.pt"), "--data", str(data_yaml)]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "which would overwrite it; give another out (--out)" in err
+
+
 def test_a_budget_from_a_config_file_keeps_its_settings_name(tmp_path, capsys):
     cfg = tmp_path / "nas.yaml"
     cfg.write_text("budget:\n  flops: -1\n")

@@ -540,8 +540,11 @@ def _name_flags(text: str, fn: Callable[..., Any], params: dict[str, Any]) -> st
 
 # ``name=value (--option)`` and ``name (--option)`` in a library error that names the
 # command-line option itself
+# (the value one token, a quoted string or a [list], right before the option: ``model=PATH:
+# this run writes ... (--out)`` was taken whole as a value, and the message lost its reason)
 _NAMED = re.compile(
-    r"(?<![\w.-])(?:(?:[A-Z]\w*|budget)\.)?[a-z_][a-z0-9_]*=([^=]+?) \((--[a-z][a-z0-9-]*)\)"
+    r"(?<![\w.-])(?:(?:[A-Z]\w*|budget)\.)?[a-z_][a-z0-9_]*="
+    r"(\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[^\s=(),;:'\"\[\]]+) \((--[a-z][a-z0-9-]*)\)"
 )
 _BARE = re.compile(r"(?<![\w.=-])[a-z]+_[a-z0-9_]* \((--[a-z][a-z0-9-]*)\)")  # a snake_case name
 
