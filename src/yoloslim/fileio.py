@@ -61,9 +61,7 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:
-        # a long name is cut in the temp one (.NAME.XXXXXXXX.tmp adds 14 bytes to it)
-        prefix = f".{p.name.encode()[:200].decode(errors='ignore')}."
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=p.parent)
+        fd, tmp = temp_beside(p)
         with os.fdopen(fd, "wb") as f:
             yield f
         apply_umask(tmp)  # mkstemp makes it 0600
@@ -74,6 +72,17 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
         if isinstance(e, OSError):  # the file meant, not the temp one (or none: a full disk)
             raise OSError(e.errno, e.strerror or str(e), str(p)) from e
         raise
+
+
+def temp_beside(path: Path) -> tuple[int, str]:
+    """A new private temp file beside ``path``, ``.NAME.XXXXXXXX.tmp`` (a long NAME cut to 200
+    bytes: the temp name adds 14 to it), as ``(fd, path)``; :func:`remove_stale_temps` finds
+    the one a killed writer left."""
+    return tempfile.mkstemp(prefix=f".{_temp_stem(path.name)}.", suffix=".tmp", dir=path.parent)
+
+
+def _temp_stem(name: str) -> str:
+    return name.encode()[:200].decode(errors="ignore")
 
 
 @contextlib.contextmanager
@@ -160,7 +169,7 @@ def apply_umask(path: str | Path) -> Path:
 def _temp_pattern(name: str) -> re.Pattern[str]:
     # .NAME.XXXXXXXX.tmp (atomic_file: mkstemp(prefix=".NAME.", suffix=".tmp"), whose random
     # part is 8 characters of [a-z0-9_]) and .NAME.tmp (what earlier versions' writes left)
-    return re.compile(rf"\.{re.escape(name)}(\.[a-z0-9_]{{8}})?\.tmp")
+    return re.compile(rf"\.{re.escape(_temp_stem(name))}(\.[a-z0-9_]{{8}})?\.tmp")
 
 
 def remove_stale_temps(folder: str | Path, names: Iterable[str]) -> list[Path]:

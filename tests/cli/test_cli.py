@@ -898,7 +898,7 @@ def test_predict_video(trained, tmp_path, capsys):
     with VideoReader(save / "clip.mp4") as r:
         frames = list(r)
     assert len(frames) == 7 and frames[0].shape == (48, 64, 3)
-    assert not list(save.glob("*.partial.*"))
+    assert sorted(p.name for p in save.iterdir()) == ["clip.mp4", "detections.json"]  # no temp
     assert main(argv) == 0  # its own drawn video (marked in the container) is replaced
     # a video of the user's named like a drawn one is not, though a video run wrote the
     # detections.json beside it
@@ -913,6 +913,47 @@ def test_predict_video(trained, tmp_path, capsys):
     assert main([*mine_argv, "--save", str(save)]) == 2
     assert "a drawn video would replace" in capsys.readouterr().err
     assert mine.read_bytes() == before
+
+
+def test_a_truncated_video_keeps_the_frames_it_decoded(trained, tmp_path, caplog):
+    # audit42 video F1: a truncated MP4 (its index at the front) failed in the decoder: an
+    # error, the drawn video removed and the frames of the batch decoded so far dropped;
+    # F4: the drawn video's temp was NAME.partial.mp4, a user's file of that name replaced
+    import logging
+
+    av = pytest.importorskip("av")
+    rng = np.random.default_rng(0)
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w", options={"movflags": "faststart"}) as c:
+        if "libx264" not in av.codecs_available:
+            pytest.skip("PyAV without libx264 (an mpeg4 file cut short ends cleanly)")
+        stream = c.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(30):
+            frame = rng.integers(0, 255, (48, 64, 3), dtype="uint8")
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        c.mux(stream.encode())
+    data = clip.read_bytes()
+    clip.write_bytes(data[: int(len(data) * 0.6)])
+    save = tmp_path / "vid"
+    save.mkdir()
+    (save / "clip.partial.mp4").write_text("mine")
+    argv = ["predict", str(clip), "--model", str(trained / "best.pt"), "--save", str(save)]
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        assert main([*argv, "--batch", "4", "--conf", "0.01"]) == 0
+    records = json.loads((save / "detections.json").read_text())
+    assert 0 < len(records) < 30 and [r["frame"] for r in records] == list(range(len(records)))
+    assert f"decoding stopped after {len(records)} of the 30 frames" in caplog.text
+    from yoloslim.runtime.video import VideoReader
+
+    with VideoReader(save / "clip.mp4") as r:
+        assert len(list(r)) == len(records)
+    assert (save / "clip.partial.mp4").read_text() == "mine"
+    assert sorted(p.name for p in save.iterdir()) == [
+        "clip.mp4",
+        "clip.partial.mp4",
+        "detections.json",
+    ]
 
 
 def test_a_stopped_video_run_names_the_earlier_runs_drawn_video(

@@ -259,6 +259,18 @@ def test_remove_stale_temps_only_touches_its_own_patterns(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
 
 
+def test_a_temp_of_a_long_name_is_found_again(tmp_path):
+    # a name near the 255-byte limit is cut in its temp (.NAME.XXXXXXXX.tmp adds 14 bytes):
+    # the stale-temp pattern cuts it the same way (it looked for the whole name)
+    from yoloslim.fileio import temp_beside
+
+    name = "v" * 245 + ".mp4"
+    fd, tmp = temp_beside(tmp_path / name)
+    os.close(fd)
+    assert len(Path(tmp).name.encode()) <= 255
+    assert remove_stale_temps(tmp_path, [name]) == [Path(tmp)]
+
+
 # --- the train command ---------------------------------------------------------------
 
 

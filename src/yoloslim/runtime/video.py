@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -16,13 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from yoloslim.errors import ConfigError, DataError
-from yoloslim.fileio import naming
+from yoloslim.fileio import apply_umask, naming, temp_beside
 
 __all__ = ["VIDEO_SUFFIXES", "VideoReader", "VideoWriter", "is_video", "video_comment"]
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+# FFmpeg's muxer of each suffix (a temp file's name says none)
+_MUXERS = {".mp4": "mp4", ".avi": "avi", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
+           ".m4v": "ipod"}  # fmt: skip
 
 
 def is_video(path: str | Path) -> bool:
@@ -83,7 +87,19 @@ class VideoReader:
                 # an older PyAV has no VideoFrame.rotation: frames as stored
                 yield upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
         except av.error.FFmpegError as e:
-            raise DataError(f"{self.path}: video decoding failed ({e})") from e
+            if not decoded:
+                raise DataError(f"{self.path}: video decoding failed ({e})") from e
+            # a truncated file fails in the decoder, not at a clean end: the frames so far
+            # are kept, as for a video that ends early (it was an error that dropped them)
+            log.warning(
+                "%s: decoding stopped after %d%s frames (%s); the rest of the video is "
+                "skipped (a truncated file?)",
+                self.path,
+                decoded,
+                f" of the {self.frames}" if self.frames else "",
+                e,
+            )
+            return
         if decoded < self.frames:
             log.warning(
                 "%s: the video ended after %d of the %d frames its container announces "
@@ -117,8 +133,12 @@ def video_comment(path: str | Path) -> str | None:
 class VideoWriter:
     """Encode RGB frames to a video; the file appears under its name only once closed.
 
-    Frames are written to ``name.partial.ext`` and renamed on :meth:`close`, so an
-    interrupted run never leaves a truncated file under the final name.
+    Frames are written to a temp file of its own beside it (``.NAME.XXXXXXXX.tmp``, as
+    :func:`yoloslim.fileio.atomic_file` names one: a killed run's is found by
+    :func:`~yoloslim.fileio.remove_stale_temps`) and renamed on :meth:`close`, so an
+    interrupted run never leaves a truncated file under the final name. (It was
+    ``NAME.partial.ext``: a user's file of that name was overwritten, and a name near the
+    255-byte limit grew past it.)
     """
 
     def __init__(
@@ -130,8 +150,16 @@ class VideoWriter:
     ):
         av = _av()
         self.path = Path(path)
-        self._tmp = self.path.with_name(self.path.stem + ".partial" + self.path.suffix)
-        self._container = av.open(str(self._tmp), mode="w")
+        fd, tmp = temp_beside(self.path)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        try:  # the container's format by the final name's suffix (the temp's is .tmp)
+            self._container = av.open(
+                str(self._tmp), mode="w", format=_MUXERS.get(self.path.suffix.lower())
+            )
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         if comment is not None:  # the container's comment tag (predict marks its own so)
             self._container.metadata["comment"] = comment
         if codec not in av.codecs_available:
@@ -166,6 +194,7 @@ class VideoWriter:
             for packet in self._stream.encode():
                 self._container.mux(packet)
             self._container.close()
+        apply_umask(self._tmp)  # mkstemp made it 0600
         self._tmp.replace(self.path)
 
     def __enter__(self) -> VideoWriter:
