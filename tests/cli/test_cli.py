@@ -442,6 +442,30 @@ def test_an_option_the_library_names_is_said_as_the_option(argv, said, tmp_path,
     assert not re.search(r"\w=", err)  # no library setting's name=value left
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        # a value holding '=' or ' (--', or a path ending in a snake_case name, is not taken
+        # for a setting naming an option (audit42 review F2-F4: they were garbled)
+        (["export", "--model", "m.pt", "--format", "onnx=x"], "--format onnx=x: unknown export"),
+        (["bench", "m.onnx", "--ov-precision", "x=y"], "--ov-precision 'x=y': expected one of"),
+        (
+            ["bench", "m.onnx", "--ov-precision", "f16 (--runs)"],
+            "--ov-precision 'f16 (--runs)': expected one of",
+        ),
+        (["compress", "--data", "d.yaml", "--recipe", "cpu-int8"], "/my_model (--model): "),
+    ],
+)
+def test_a_value_that_looks_like_a_setting_is_left_whole(argv, said, tmp_path, capsys):
+    if argv[0] == "compress":
+        argv = [*argv, "--model", str(tmp_path / "my_model")]
+    argv = [*argv, "--out", str(tmp_path / "r")] if argv[0] != "bench" else argv
+    assert main(argv) == 2
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert said in err, err
+    assert "--runs 10" not in err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 @pytest.mark.parametrize(
     ("command", "text"), [("train", "device: cuda:7\n"), ("distill", "train:\n  device: cuda\n")]

@@ -527,13 +527,19 @@ def _name_flags(text: str, fn: Callable[..., Any], params: dict[str, Any]) -> st
             shown = str(value)  # the text typed (``--batch 0`` for ``batches=[0]``)
         else:
             shown = repr(value)
+        if _bare_value(m.group(1)) != _bare_value(shown):  # another value: not the option's
+            return m.group(0)
         return f"{m.group(2)} {shown}"
 
     def bare(m: re.Match) -> str:  # ``triton_max_batch (--triton-max-batch): 0 must be ...``
-        param = _param_of(m.group(1), signature)
-        if param is None or (isinstance(ctx, typer.Context) and not option_given(ctx, param)):
+        param = _param_of(m.group(2), signature)
+        if (
+            param is None
+            or m.group(1).replace("_", "-") != m.group(2)[2:]  # the option's own setting only
+            or (isinstance(ctx, typer.Context) and not option_given(ctx, param))
+        ):
             return m.group(0)
-        return m.group(1)
+        return m.group(2)
 
     return _BARE.sub(bare, _NAMED.sub(named, _SETTING.sub(flag, text)))
 
@@ -542,11 +548,17 @@ def _name_flags(text: str, fn: Callable[..., Any], params: dict[str, Any]) -> st
 # command-line option itself
 # (the value one token, a quoted string or a [list], right before the option: ``model=PATH:
 # this run writes ... (--out)`` was taken whole as a value, and the message lost its reason)
+# (each begins a word: not inside a value or a path, ``formats=['onnx=x']``, ``/no_such (--data)``)
 _NAMED = re.compile(
-    r"(?<![\w.-])(?:(?:[A-Z]\w*|budget)\.)?[a-z_][a-z0-9_]*="
+    r"(?<!\S)(?:(?:[A-Z]\w*|budget)\.)?[a-z_][a-z0-9_]*="
     r"(\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[^\s=(),;:'\"\[\]]+) \((--[a-z][a-z0-9-]*)\)"
 )
-_BARE = re.compile(r"(?<![\w.=-])[a-z]+_[a-z0-9_]* \((--[a-z][a-z0-9-]*)\)")  # a snake_case name
+_BARE = re.compile(r"(?<!\S)([a-z]+_[a-z0-9_]*) \((--[a-z][a-z0-9-]*)\)")  # a snake_case name
+
+
+def _bare_value(text: str) -> str:
+    """A value's text without quotes, brackets and spaces: ``[1, 1]`` and ``1,1`` agree."""
+    return re.sub(r"[\[\]'\" ]", "", text)
 
 
 def _param_of(option: str, signature: Mapping[str, inspect.Parameter]) -> str | None:
