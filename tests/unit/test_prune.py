@@ -104,6 +104,27 @@ def test_pruning_a_checkpoint_again_into_its_own_folder_is_refused(model, tmp_pa
     assert (tmp_path / "again" / "pruned.pt").read_bytes() != before
 
 
+def test_a_prune_that_finished_in_the_folder_meanwhile_is_not_replaced(
+    model, tmp_path, monkeypatch
+):
+    # audit42 corrupt F1 (train's race): the check came before the folder's lock
+    import yoloslim.compress.prune as prune_mod
+
+    load = prune_mod._load_model
+    out = tmp_path / "p"
+
+    def another_prune_meanwhile(*args, **kwargs):
+        got = load(*args, **kwargs)
+        out.mkdir()
+        (out / "pruned.pt").write_text("the other prune's")
+        return got
+
+    monkeypatch.setattr(prune_mod, "_load_model", another_prune_meanwhile)
+    with pytest.raises(ConfigError, match=r"holds a pruned model \(pruned.pt\)"):
+        prune(model, None, config=cfg(ratio=0.5), out=out)
+    assert (out / "pruned.pt").read_text() == "the other prune's"
+
+
 def test_a_checkpoint_of_a_fine_tuning_step_is_not_pruned_over_either(model, tmp_path):
     from yoloslim.models.checkpoint import save_checkpoint
 

@@ -527,6 +527,28 @@ def test_a_run_into_the_folder_of_its_own_input_checkpoint_is_refused(sets, tmp_
     assert model.read_bytes() == before
 
 
+def test_a_run_that_began_in_the_folder_meanwhile_is_not_joined(sets, tmp_path, monkeypatch):
+    # audit42 corrupt F1: two runs into one new folder, the second started while the first
+    # trained: the second's check came before its lock, and it went on once the first had
+    # finished, replacing its checkpoints and adding its rows to the first's metrics.jsonl
+    import yoloslim.train.trainer as trainer
+
+    begin = trainer._begin
+    out = tmp_path / "run"
+
+    def another_run_meanwhile(*args, **kwargs):
+        got = begin(*args, **kwargs)
+        out.mkdir()
+        _fake_run(out, sets[3])  # what the other run left once it had finished
+        (out / "metrics.jsonl").write_text('{"epoch": 0}\n')
+        return got
+
+    monkeypatch.setattr(trainer, "_begin", another_run_meanwhile)
+    with pytest.raises(ConfigError, match=r"holds a training run \(last.pt\)"):
+        train("damo-nano", sets[3], config=TrainConfig(epochs=1, imgsz=64, batch=4), out=out)
+    assert (out / "metrics.jsonl").read_text() == '{"epoch": 0}\n'
+
+
 def test_json_that_is_an_input_and_unwritable_outputs_are_one_line_errors(sets, tmp_path, capsys):
     data_yaml = sets[3]
     before = data_yaml.read_bytes()

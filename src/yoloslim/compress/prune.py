@@ -135,11 +135,7 @@ def prune(
         # the fine-tuning runs too: finetune/, and finetune_step{k}/ between steps
         writes = [o / "pruned.pt", o / "prune_report.json", *o.glob("finetune*")]
         refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")
-        if (o / "pruned.pt").exists() and not exist_ok:
-            raise ConfigError(
-                f"{o} holds a pruned model (pruned.pt) that this prune would replace; choose "
-                "another out (--out), or pass exist_ok=True (--exist-ok) to replace it"
-            )
+        _refuse_replacing(o, exist_ok)
         earlier_exports = _refuse_others_runs(o, exist_ok)
     net, names, trained_imgsz = _load_model(model, data)
     upstream = list(getattr(net, "history", []))  # the fine-tuning inside is part of this step
@@ -169,7 +165,7 @@ def prune(
     torch.manual_seed(cfg.seed)
 
     say = _phase if progress else lambda text: None
-    with _workdir(out) as work:
+    with _workdir(out, exist_ok) as work:
         say("measuring the model before pruning (params, GFLOPs, mAP)")
         before = measure(net, data, cfg, is_detector, progress)
         original = copy.deepcopy(net)
@@ -414,10 +410,21 @@ def _check_budget(cfg: PruneConfig, before: dict) -> None:
             )
 
 
+def _refuse_replacing(out: Path, exist_ok: bool) -> None:
+    if (out / "pruned.pt").exists() and not exist_ok:
+        raise ConfigError(
+            f"{out} holds a pruned model (pruned.pt) that this prune would replace; choose "
+            "another out (--out), or pass exist_ok=True (--exist-ok) to replace it"
+        )
+
+
 @contextlib.contextmanager
-def _workdir(out):
+def _workdir(out, exist_ok: bool):
     if out is not None:
         with folder_lock(out, "prune"):
+            # again under the lock: a prune that finished here since the first check (the
+            # baseline took a while to measure) is not replaced (audit42 corrupt F1, train's)
+            _refuse_replacing(Path(out), exist_ok)
             # a killed run's half-written files (as large as the model): none is live now
             remove_stale_temps(out, ("pruned.pt", "prune_report.json"))
             yield Path(out)

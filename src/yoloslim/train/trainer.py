@@ -335,6 +335,11 @@ def train(
     with folder_lock(out, command) if main else contextlib.nullcontext():
         run = RunFolder(out, cfg, progress and main)
         if main:
+            if state is None:
+                # again under the lock: a run that began writing here since the check above
+                # (the model and data took seconds to build) is not joined: two runs into one
+                # new folder mixed their metrics and checkpoints (audit42 corrupt F1)
+                check_out(out, resume, exist_ok)
             # a row to restore only when its epoch was validated (else it is written below)
             last_row = state["train_state"].get("metrics_row") if state and not pending else None
             run.start(start_epoch if state else None, replace=exist_ok, last_row=last_row)
