@@ -361,6 +361,66 @@ def test_resume_of_a_finished_run_says_so(sets, tmp_path, capsys):
     assert "best mAP50-95 25.0%" in said.out
 
 
+def test_a_damaged_run_folder_is_one_line_naming_the_file(sets, tmp_path, capsys):
+    # audit42 corrupt F3, F4, F7: a damaged best.pt failed the resume after its last epoch;
+    # last.pt a folder was "does not exist", with an --exist-ok hint that deletes the run; a
+    # damaged train_state was a traceback in info and train --resume
+    run = tmp_path / "run"
+    _fake_run(run, sets[3].resolve())
+    (run / "best.pt").write_bytes(b"PK\x03\x04 cut short")
+    assert main(["train", "--resume", str(run)]) == 2
+    assert f"error: ModelError: {run / 'best.pt'}: not a yoloslim checkpoint" in (
+        capsys.readouterr().err
+    )
+    (run / "best.pt").unlink()
+    (run / "best.pt").mkdir()
+    assert main(["train", "--resume", str(run)]) == 2
+    assert f": {run / 'best.pt'} is not a file" in capsys.readouterr().err
+    (run / "best.pt").rmdir()
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    (run / "last.pt").unlink()
+    (run / "last.pt").mkdir()
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f": {run / 'last.pt'} is not a file" in err and "--exist-ok" not in err
+    (run / "last.pt").rmdir()
+    for damage, said in (
+        ({"train_state": 3}, "train_state is int, not a mapping"),
+        ({"epoch": "0"}, "train_state.epoch='0' is not an epoch number"),
+        (
+            {"config": {**ckpt["train_state"]["config"], "epochs": "x"}},
+            "train_state.config.epochs='x'",
+        ),
+    ):
+        ts = damage.get("train_state", {**ckpt["train_state"], **damage})
+        torch.save({**ckpt, "train_state": ts}, run / "last.pt")
+        for argv in (["info", str(run / "last.pt")], ["train", "--resume", str(run)]):
+            assert main(argv) == 2
+            assert f"{run / 'last.pt'}: damaged checkpoint: {said}" in capsys.readouterr().err
+    # an unfinished run without its weights' and optimizer's state
+    unfinished = {**ckpt["train_state"], "config": {**ckpt["train_state"]["config"], "epochs": 2}}
+    torch.save({**ckpt, "train_state": unfinished}, run / "last.pt")
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'last.pt'}: damaged training state (no 'raw_state_dict')" in err
+
+
+def test_a_damaged_metrics_file_is_read_around(tmp_path, caplog):
+    # audit42 corrupt F2: bytes that are not UTF-8, or a row whose epoch is no number, were a
+    # traceback of the resume
+    from yoloslim.train.run_folder import RunFolder
+
+    run = RunFolder(tmp_path, TrainConfig(), progress=False)
+    rows = b'{"epoch": 0, "map": 0.1}\n\x00\xff\xfe garbage\n{"epoch": "x"}\n[1]\n{"epoch": 1}\n'
+    (tmp_path / "metrics.jsonl").write_bytes(rows)
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        run.trim_metrics(1)
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"epoch": 0, "map": 0.1}\n'
+    assert "metrics.jsonl:2: skipped a line that is not JSON" in caplog.text
+    assert "metrics.jsonl:3: skipped a line that is no epoch's row" in caplog.text
+    assert "metrics.jsonl:4: skipped a line that is no epoch's row" in caplog.text
+
+
 def test_config_file_with_unknown_key_is_named(sets, tmp_path, capsys):
     cfg = tmp_path / "badcfg.yaml"
     cfg.write_text("epochz: 3\n")

@@ -329,8 +329,24 @@ def _check_types(p: Path, ckpt: dict) -> None:
         problem = f"names has {len(names)} entries but its arch has nc={arch.get('nc')}"
     elif isinstance(imgsz, bool) or not isinstance(imgsz, int) or imgsz < 32 or imgsz % 32:
         problem = f"imgsz={imgsz!r} is not a multiple of 32"
+    elif "train_state" in ckpt:  # a run's last.pt (info and a resume read it: audit42 F7)
+        problem = _train_state_problem(ckpt["train_state"])
     if problem:
         raise ModelError(f"{p}: damaged checkpoint: {problem}")
+
+
+def _train_state_problem(ts: Any) -> str | None:
+    if not isinstance(ts, dict):
+        return f"train_state is {type(ts).__name__}, not a mapping"
+    epoch, config = ts.get("epoch"), ts.get("config")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < -1:
+        return f"train_state.epoch={epoch!r} is not an epoch number"
+    if not isinstance(config, dict):
+        return f"train_state.config is {type(config).__name__}, not a mapping"
+    epochs = config.get("epochs")
+    if isinstance(epochs, bool) or not isinstance(epochs, int):
+        return f"train_state.config.epochs={epochs!r} is not a number of epochs"
+    return None
 
 
 @keeps_caller_state

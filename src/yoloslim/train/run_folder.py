@@ -138,6 +138,9 @@ def check_resume_data(
 def no_last_pt(out: Path, where: str = "resume") -> ConfigError:
     """The error for a resume of ``out`` without a ``last.pt``: a run stopped before its
     first one was written (its settings files are there) is to be started again."""
+    if (out / "last.pt").exists():  # a folder in its place: no --exist-ok hint (it would
+        # delete the run's good best.pt and metrics)
+        return ConfigError(f"{where}: {out / 'last.pt'} is not a file")
     started = out.is_dir() and (out / "train_config.yaml").exists()
     hint = (
         " (the run there stopped before its first last.pt was written: start it again, "
@@ -157,6 +160,11 @@ def read_last(out: Path, where: str = "resume") -> dict:
     state = read_checkpoint(last)
     if "train_state" not in state:
         raise ConfigError(f"{where}: {last} has no training state")
+    best = Path(out) / "best.pt"
+    if best.exists():  # a damaged one failed the run after its last epoch (audit42 corrupt F3)
+        if not best.is_file():
+            raise ConfigError(f"{where}: {best} is not a file")
+        read_checkpoint(best, mmap=True)
     return state
 
 
@@ -218,7 +226,10 @@ class RunFolder:
     def trim_metrics(self, before_epoch: int, last_row: dict | None = None) -> None:
         """Drop rows of epochs that will be re-run (written after the last checkpoint); add
         ``last_row`` when its epoch has no row."""
-        text = self.metrics_path.read_text() if self.metrics_path.exists() else ""
+        # bytes that are not UTF-8 (a damaged file) make lines that are not JSON, skipped below
+        # (they were a UnicodeDecodeError's traceback: audit42 corrupt F2)
+        data = self.metrics_path.read_bytes() if self.metrics_path.exists() else b""
+        text = data.decode(errors="replace")
         if not text and last_row is None:
             return
         rows = []
@@ -226,14 +237,20 @@ class RunFolder:
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:  # cut short by the stop this run resumes from
                 log.warning("%s:%d: skipped a line that is not JSON", self.metrics_path, n)
-        keep = [r for r in rows if isinstance(r, dict) and r.get("epoch", 0) < before_epoch]
+                continue
+            epoch = row.get("epoch", 0) if isinstance(row, dict) else None
+            if isinstance(epoch, bool) or not isinstance(epoch, int):
+                log.warning("%s:%d: skipped a line that is no epoch's row", self.metrics_path, n)
+                continue
+            rows.append(row)
+        keep = [r for r in rows if r.get("epoch", 0) < before_epoch]
         if last_row is not None and all(r.get("epoch") != last_row.get("epoch") for r in keep):
             keep.append(last_row)  # a stop came between last.pt and its row
         new = "".join(json.dumps(r) + "\n" for r in keep)
-        if new != text:  # as it is: left alone (a finished run's resume changes nothing)
+        if new.encode() != data:  # as it is: left alone (a finished run's resume changes nothing)
             atomic_write_text(self.metrics_path, new)
 
 

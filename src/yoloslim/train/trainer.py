@@ -16,7 +16,7 @@ import os
 import random
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -615,6 +615,20 @@ def _datasets(data_cfg, cfg: TrainConfig, data):
     return train_ds, val_ds
 
 
+@contextlib.contextmanager
+def _resumable(out: Path) -> Iterator[None]:
+    """A damaged ``last.pt``'s training state (a key missing, of the wrong kind) as one line
+    naming it, not a KeyError's traceback (audit42 corrupt F7)."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        what = f"no {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        raise ModelError(
+            f"{out / 'last.pt'}: damaged training state ({what}); the run cannot resume from "
+            "it: start afresh (--exist-ok) or from its best.pt"
+        ) from e
+
+
 def _fit(
     model, state, names, cfg, device, world, hook, *, n_batches: int, out: Path
 ) -> tuple[Fit, int, float]:
@@ -626,7 +640,8 @@ def _fit(
     fmt = torch.channels_last if _nhwc_safe(net, device) else torch.contiguous_format
     net = net.to(memory_format=fmt)
     if state:
-        net.load_state_dict(state["train_state"]["raw_state_dict"])
+        with _resumable(out):
+            net.load_state_dict(state["train_state"]["raw_state_dict"])
     criterion = DetectionLoss(net.nc, net.reg_max, net.strides, cfg.loss)
     ema = ModelEMA(net, cfg.ema_decay) if cfg.ema_decay > 0 else None
     # attached after the EMA copy so the copy carries no hook of the objective
@@ -637,14 +652,15 @@ def _fit(
     start_epoch, best_map = 0, -1.0
     if state:
         ts = state["train_state"]
-        if hook is not None:
-            hook.load_state_dict(ts.get("hook", {}))
-        optimizer.load_state_dict(ts["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(ts["ema"])
-        if ts.get("scaler"):  # saved by a mixed-precision CUDA run (a no-op when disabled)
-            scaler.load_state_dict(ts["scaler"])
-        start_epoch, best_map = ts["epoch"] + 1, ts["best_map"]
+        with _resumable(out):
+            if hook is not None:
+                hook.load_state_dict(ts.get("hook", {}))
+            optimizer.load_state_dict(ts["optimizer"])
+            if ema is not None:
+                ema.load_state_dict(ts["ema"])
+            if ts.get("scaler"):  # saved by a mixed-precision CUDA run (a no-op when disabled)
+                scaler.load_state_dict(ts["scaler"])
+            start_epoch, best_map = ts["epoch"] + 1, ts["best_map"]
         saved_world = ts.get("world")  # None: a last.pt from before it was recorded
         if saved_world is not None and saved_world != world:
             log.warning(
