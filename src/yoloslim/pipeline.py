@@ -712,6 +712,18 @@ def run_inputs(model: str | Path | None, data: str | Path) -> dict:
     return entry
 
 
+def _record_text(path: Path) -> str:
+    """A run record's text; ConfigError naming it when it is not UTF-8 (a damaged file: it
+    was a UnicodeDecodeError's traceback, audit42 corrupt F5)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: damaged (not UTF-8 text); the run there cannot be resumed: choose "
+            "another output folder"
+        ) from e
+
+
 def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = None) -> None:
     """Refuse to resume the run in ``out`` with a model or data other than those it recorded
     (``out/inputs.json``, :func:`run_inputs`), or with its model file changed since; ``also``
@@ -719,7 +731,15 @@ def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = N
     saved_file = out / "inputs.json"
     if not saved_file.exists():  # a run from before inputs.json was written
         return
-    saved = json.loads(saved_file.read_text())
+    try:
+        saved = json.loads(_record_text(saved_file))
+    except json.JSONDecodeError as e:
+        saved = e
+    if not isinstance(saved, dict):  # a traceback's JSONDecodeError or AttributeError
+        raise ConfigError(
+            f"{saved_file}: damaged (not the JSON object a compress run writes); the run there "
+            "cannot be resumed: choose another output folder"
+        )
     for key in ("model", "data"):
         if saved.get(key) != inputs[key]:
             raise ConfigError(
@@ -1140,7 +1160,7 @@ def _check_run(
         )
     changed_from = None
     if saved.exists() and resume:  # also when no stage finished: a train stage resumes
-        text = saved.read_text()
+        text = _record_text(saved)
         if not _same_recipe(text, resolved, earlier):
             change = _recipe_change(text, resolved)
             changed = _changed_from(text, resolved)

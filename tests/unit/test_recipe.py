@@ -1256,3 +1256,17 @@ def test_settings_a_stage_would_refuse_are_refused_before_any_stage(tmp_path, ra
         run_recipe(model, data, p, out=tmp_path / "out")
     assert str(e.value).startswith(f"{p}: {needle}")
     assert ran == [] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage", [b"", b"\xff\xfe garbage", b"[1, 2]", b"{cut"])
+def test_a_damaged_inputs_record_refuses_the_resume_naming_it(damage, tmp_path):
+    # audit42 corrupt F5: an empty, non-UTF-8 or non-object inputs.json (what a killed write
+    # or a full disk leaves) was a traceback of compress --resume
+    from yoloslim.pipeline import _record_text, check_resume_inputs
+
+    (tmp_path / "inputs.json").write_bytes(damage)
+    with pytest.raises(ConfigError, match=r"inputs.json: damaged \(not .*\); the run there cannot"):
+        check_resume_inputs(tmp_path, {"model": "m.pt", "data": "d.yaml"})
+    (tmp_path / "recipe.yaml").write_bytes(b"stages:\n\xff\n")
+    with pytest.raises(ConfigError, match=r"recipe.yaml: damaged \(not UTF-8 text\)"):
+        _record_text(tmp_path / "recipe.yaml")
