@@ -293,7 +293,7 @@ def test_a_gif_in_a_folder_is_read_as_one_by_name_is(ckpt, tmp_path):
     np.testing.assert_array_equal(folder[0].boxes, alone.boxes)
 
 
-def test_a_folder_reads_what_a_path_reads_and_leaves_hidden_files_out(ckpt, tmp_path):
+def test_a_folder_reads_what_a_path_reads_and_leaves_hidden_files_out(ckpt, tmp_path, caplog):
     arr = _images(1, seed=3)[0]
     for name in ("a.jfif", "b.tga", "c.ppm"):
         Image.fromarray(arr).save(tmp_path / name, format={"jfif": "JPEG"}.get(name[2:]))
@@ -306,6 +306,11 @@ def test_a_folder_reads_what_a_path_reads_and_leaves_hidden_files_out(ckpt, tmp_
     (videos / "clip.mp4").write_bytes(b"")
     with pytest.raises(DataError, match=r"holds no images .*it holds 1 video\(s\) \(clip.mp4\)"):
         Predictor(ckpt).predict(videos)
+    # beside images, a video is said to be left out (audit42 video F6: it was skipped silently)
+    Image.fromarray(arr).save(videos / "d.png")
+    with caplog.at_level("WARNING", "yoloslim"):
+        assert [Path(d.source).name for d in Predictor(ckpt).predict(videos)] == ["d.png"]
+    assert "its 1 video(s) (clip.mp4) are not read with its images" in caplog.text
     with pytest.raises(DataError, match=r"x\*.png: .* \(patterns are not expanded"):
         Predictor(ckpt).predict(tmp_path / "x*.png")
     (tmp_path / "list.txt").write_text("a.jfif\n")

@@ -224,10 +224,22 @@ def image_files(source: str | Path) -> list[Path]:
             for f in p.iterdir()
             if f.suffix.lower() in FOLDER_SUFFIXES and not f.name.startswith(".") and f.is_file()
         )
-        if not files:
-            from yoloslim.runtime.video import VIDEO_SUFFIXES
+        from yoloslim.runtime.video import VIDEO_SUFFIXES
 
-            videos = [f.name for f in p.iterdir() if f.suffix.lower() in VIDEO_SUFFIXES]
+        videos = [
+            f.name
+            for f in p.iterdir()
+            if f.suffix.lower() in VIDEO_SUFFIXES and not f.name.startswith(".")
+        ]
+        if files and videos:  # they were left out without a word (audit42 video F6)
+            log.warning(
+                "%s: its %d video(s) (%s) are not read with its images: give a video's path, "
+                "one at a time",
+                p,
+                len(videos),
+                examples(sorted(videos)),
+            )
+        if not files:
             also = (
                 f"; it holds {len(videos)} video(s) ({examples(sorted(videos))}): give a "
                 "video's path, one at a time"
