@@ -857,6 +857,21 @@ def test_a_drawn_video_of_odd_size_keeps_every_row_and_column(tmp_path):
     assert got[:, -2:].mean() > 200 and got[:, :55].mean() < 20  # kept, and repeated once
 
 
+def test_a_larger_frame_later_in_a_video_is_said_to_be_cut(tmp_path, caplog):
+    # audit42 video F12: a stream whose frame size grew had its later frames cut to the
+    # first's size, with the boxes beyond it, without a word
+    pytest.importorskip("av")
+    from yoloslim.runtime.video import VideoWriter
+
+    with caplog.at_level("WARNING", "yoloslim"), VideoWriter(tmp_path / "v.mp4", fps=10) as w:
+        w.write(np.zeros((32, 48, 3), np.uint8))
+        w.write(np.zeros((31, 47, 3), np.uint8))  # smaller: padded, nothing lost
+        assert "is cut" not in caplog.text
+        for _ in range(2):
+            w.write(np.zeros((64, 96, 3), np.uint8))
+    assert caplog.text.count("a frame of 96x64 is cut to the drawn video's 48x32") == 1
+
+
 def test_an_openvino_predictor_may_be_shared_between_threads(ckpt, tmp_path):
     # its one infer request raised "Infer Request is busy" (the other runtimes were fine)
     from concurrent.futures import ThreadPoolExecutor

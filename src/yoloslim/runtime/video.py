@@ -173,6 +173,7 @@ class VideoWriter:
             self._tmp.unlink(missing_ok=True)
             raise
         self._opened = False
+        self._cut = False
 
     def write(self, frame: np.ndarray) -> None:
         av = _av()
@@ -182,6 +183,18 @@ class VideoWriter:
             self._opened = True
         h, w = frame.shape[:2]
         H, W = self._stream.height, self._stream.width  # noqa: N806
+        if (h > H or w > W) and not self._cut:  # a stream whose frame size changed: said
+            # once (its boxes beyond the first frame's size were left out without a word)
+            self._cut = True
+            log.warning(
+                "%s: a frame of %dx%d is cut to the drawn video's %dx%d (the video's frame "
+                "size changed); detections.json has its whole boxes",
+                self.path,
+                w,
+                h,
+                W,
+                H,
+            )
         if (h, w) != (H, W):  # the last row / column repeated (was cut, with boxes in it)
             frame = np.pad(frame[:H, :W], ((0, max(0, H - h)), (0, max(0, W - w)), (0, 0)), "edge")
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
