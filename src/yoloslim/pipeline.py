@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -840,16 +841,40 @@ def _stage_record(done: Path, name: str) -> dict | None:
     return record
 
 
-def _missing_outputs(record: dict, out: Path) -> list[str]:
-    """The files a finished stage made in ``out`` (its checkpoint, its artifacts) that no
-    longer exist."""
+def _made(record: dict, out: Path) -> list[Path]:
+    """The files a finished stage made in ``out``: its checkpoint, its artifacts (an
+    OpenVINO IR with its weights file)."""
     made = [record.get("model"), *(r[1] for r in record.get("rows", []))]
     made += list((record.get("deployable") or {}).values())
-    missing = []
-    for p in made:
-        if p and Path(p).absolute().is_relative_to(out) and not Path(p).exists():
-            missing.append(str(p))
-    return missing
+    paths = [Path(p) for p in made if p and Path(p).absolute().is_relative_to(out)]
+    paths += [p.with_suffix(".bin") for p in paths if p.suffix == ".xml"]
+    return list(dict.fromkeys(paths))
+
+
+def _sizes(record: dict, out: Path) -> dict[str, int]:
+    """The sizes of the files :func:`_made` names, by their path in ``out`` (a resume finds
+    one cut short: a full disk, a partial copy)."""
+    return {
+        os.path.relpath(p.absolute(), out): p.stat().st_size
+        for p in _made(record, out)
+        if p.is_file()
+    }
+
+
+def _missing_outputs(record: dict, out: Path) -> list[str]:
+    """What is wrong with the files a finished stage made in ``out``: each gone, or (a
+    record with their sizes) of another size than the stage left it (a truncated ONNX was
+    kept and named the run's artifact: audit42 corrupt F6)."""
+    sizes = record.get("sizes") or {}
+    problems = []
+    for p in _made(record, out):
+        if not p.exists():
+            problems.append(f"{p} is gone")
+            continue
+        was = sizes.get(os.path.relpath(p.absolute(), out))
+        if isinstance(was, int) and p.is_file() and p.stat().st_size != was:
+            problems.append(f"{p} is {p.stat().st_size} bytes, not the {was} it was made with")
+    return problems
 
 
 # the records a compress run writes into its folder
@@ -957,8 +982,7 @@ def _finished(sdir: Path, stage: Stage, i: int, out: Path) -> tuple[dict | None,
     missing = _missing_outputs(record, out)
     if missing:
         log.warning(
-            "resume: stage %d (%s) finished, but %s is gone; running it again, and the "
-            "stages after it",
+            "resume: stage %d (%s) finished, but %s; running it again, and the stages after it",
             i,
             stage.name,
             missing[0],
@@ -1005,6 +1029,7 @@ def _run_stage(
         "report": outcome["report"],
         "deployable": outcome.get("deployable", {}),
     }
+    record["sizes"] = _sizes(record, out)
     atomic_write_text(sdir / "stage.json", json.dumps(record, indent=1, default=str) + "\n")
     return record
 

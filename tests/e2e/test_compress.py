@@ -129,6 +129,16 @@ def test_resume_reruns_only_unfinished_stages(base, tmp_path, monkeypatch, caplo
     assert (out / "01-export" / "notes.txt").read_text() == "mine"
     assert "kept notes.txt, which no stage writes" in caplog.text
     assert again.report["bench"]["rows"]
+    # one cut short (a full disk, a partial copy) runs again too: it was kept and named the
+    # run's artifact (audit42 corrupt F6)
+    whole = onnx_file.read_bytes()
+    onnx_file.write_bytes(whole[: len(whole) // 2])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        run_recipe(ckpt, data, recipe, out=out, resume=True)
+    said = f"{onnx_file} is {len(whole) // 2} bytes, not the {len(whole)} it was made with"
+    assert f"{said}; running it again" in caplog.text
+    assert onnx_file.read_bytes() == whole
     # a copy resumes with nothing to run; its kept reports named the original's files, and
     # are written again with the copy's (as its stage records are)
     import shutil
