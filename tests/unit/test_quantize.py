@@ -773,7 +773,11 @@ def test_inputs_found_bad_keep_the_earlier_report_and_are_said_before_any_work(
     data, onnx_path = setup
     out = tmp_path / "q"
     out.mkdir()
-    earlier = {"quant_report.json": "{}", "quant_report.md": "# earlier", "quant_config.json": "{}"}
+    earlier = {
+        "quant_report.json": '{"backend": "onnxruntime"}',
+        "quant_report.md": "# earlier",
+        "quant_config.json": "{}",
+    }
     for name, text in earlier.items():
         (out / name).write_text(text)
     cfg = QuantConfig(backend="onnxruntime", calib=2, advanced=FAST)
@@ -792,6 +796,18 @@ def test_inputs_found_bad_keep_the_earlier_report_and_are_said_before_any_work(
     with pytest.raises(ModelError, match="expected a Detector or a path, got Linear"):
         ys.quantize(torch.nn.Linear(2, 2), data, config=cfg, out=out)
     assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == earlier
+    # a quant_report.json no quantize wrote, or a folder in a record's place: refused before
+    # any work, the file kept (it was replaced; the folder failed after calibrating: audit42
+    # corrupt F8)
+    (out / "quant_report.json").write_bytes(b'{"x": \xff')
+    with pytest.raises(ConfigError, match=r"quant_report.json is not a yoloslim quantize report"):
+        ys.quantize(onnx_path, data, config=cfg, out=out)
+    assert (out / "quant_report.json").read_bytes() == b'{"x": \xff'
+    (out / "quant_report.json").unlink()
+    (out / "quant_report.json").mkdir()
+    with pytest.raises(ConfigError, match=r"quant_report.json is not a file, and this run"):
+        ys.quantize(onnx_path, data, config=cfg, out=out)
+    assert not (out / "export").exists() and not (out / "int8").exists()
 
 
 def test_the_earlier_runs_leftovers_are_named_in_this_folder_and_home_is_expanded(

@@ -62,12 +62,36 @@ def _earlier_artifacts(out: Path) -> list[Path]:
     return [out / p.parent.name / p.name for p in listed]
 
 
+_RECORDS = ("quant_report.json", "quant_report.md", "quant_config.json")
+
+
+def _check_records(out: Path) -> None:
+    """ConfigError when a file this run writes its report to is in the way: not a file, or
+    a ``quant_report.json`` that no quantize wrote (replaced without a word, where export
+    refuses its report's: audit42 corrupt F8)."""
+    for name in _RECORDS:
+        path = out / name
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"{path} is not a file, and this run writes its report there")
+    path = out / "quant_report.json"
+    if path.is_file():
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            earlier = None
+        if not (isinstance(earlier, dict) and {"backend", "int8"} & set(earlier)):
+            raise ConfigError(
+                f"{path} is not a yoloslim quantize report, and this run writes its report "
+                "there: move it away, or choose another output folder (--out)"
+            )
+
+
 def _drop_earlier_report(out: Path) -> None:
     """An earlier run's report (and its settings) no longer describes the artifacts this one
     starts to replace: removed just before the first of them is written, so a stopped run
     leaves no report beside another run's files, and a run refused before that (a bad input
     found late) leaves the earlier report as it was."""
-    for name in ("quant_report.json", "quant_report.md", "quant_config.json"):
+    for name in _RECORDS:
         (out / name).unlink(missing_ok=True)
 
 
@@ -184,6 +208,7 @@ def quantize(
         _named_if_stopped(out) as earlier,
     ):
         remove_stale_staging(out)  # a killed run's; none is live while we hold the lock
+        _check_records(out)  # before any work (a folder in their place failed after it)
         # exported under the lock: a refused second run must not replace this one's ONNX
         float_onnx, imgsz = given or _export_onnx(model_or_artifact, out, cfg.imgsz)
         float_meta = onnx_metadata(float_onnx)  # read once: strides, history
