@@ -1101,6 +1101,8 @@ def test_predict_keeps_an_earlier_runs_results_until_its_own_first_result(
     assert main([*argv, "--batch", "0"]) == 2
     assert main(["predict", str(tmp_path / "gone.mp4"), *argv[2:]]) == 2
     assert "gone.mp4: video does not exist" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "vids" / "*.mp4"), *argv[2:]]) == 2  # quoted glob
+    assert "*.mp4: video does not exist (patterns are not expanded" in capsys.readouterr().err
     assert (save / "detections.json").read_text() == earlier
     # a detections.json predict did not write is not replaced: another shape, or records of
     # predict's outer shape with keys predict would not write

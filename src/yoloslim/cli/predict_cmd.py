@@ -107,7 +107,9 @@ def predict(
         )
     video = is_video(source)
     if video and not source.is_file():
-        raise DataError(f"{source}: video does not exist")
+        from yoloslim.runtime.images import pattern_hint
+
+        raise DataError(f"{source}: video does not exist{pattern_hint(source)}")
     if save_txt and (save is None or video):
         raise ConfigError(
             "--save-txt writes SAVE/labels/ and needs --save DIR"

@@ -34,6 +34,7 @@ __all__ = [
     "image_files",
     "is_single_image",
     "iter_images",
+    "pattern_hint",
     "read_image",
     "to_rgb",
 ]
@@ -183,7 +184,7 @@ def _refuse_video(p: Path) -> None:
         )
 
 
-def _pattern_hint(p: Path) -> str:
+def pattern_hint(p: Path) -> str:
     """For a missing path that is a pattern (``imgs/*.jpg``, quoted so the shell left it)."""
     if any(c in p.name for c in "*?["):
         return " (patterns are not expanded: give a folder, or one image or video)"
@@ -198,7 +199,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"{p}: image does not exist{_pattern_hint(p)}")
+        raise DataError(f"{p}: image does not exist{pattern_hint(p)}")
     _refuse_video(p)
     try:
         with Image.open(p) as im:
@@ -263,7 +264,7 @@ def image_files(source: str | Path) -> list[Path]:
                 f"{str(p).replace(':/', '://', 1)}: a URL; yoloslim reads local files only "
                 "(it never touches the network): download it first"
             )
-        raise DataError(f"{p}: no such image, folder or video{_pattern_hint(p)}")
+        raise DataError(f"{p}: no such image, folder or video{pattern_hint(p)}")
     return [p]
 
 
