@@ -857,6 +857,32 @@ def test_a_drawn_video_of_odd_size_keeps_every_row_and_column(tmp_path):
     assert got[:, -2:].mean() > 200 and got[:, :55].mean() < 20  # kept, and repeated once
 
 
+def test_a_video_without_a_frame_is_an_error_and_leaves_no_drawn_file(tmp_path):
+    # review2 F3: a file cut short before its first frame decoded nothing, without an error,
+    # and the drawn video was a 0-byte file under its final name
+    av = pytest.importorskip("av")
+    from yoloslim.runtime.video import VideoReader, VideoWriter
+
+    with VideoWriter(tmp_path / "none.mp4", fps=10):
+        pass
+    assert list(tmp_path.iterdir()) == []  # no frame, no file (nor its temp)
+    clip = tmp_path / "clip.mkv"
+    with av.open(str(clip), "w") as c:
+        stream = c.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(60):
+            frame = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype="uint8")
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        c.mux(stream.encode())
+    data = clip.read_bytes()
+    clip.write_bytes(data[: int(len(data) * 0.3)])
+    with (
+        pytest.raises(DataError, match=r"clip.mkv: no frame could be decoded"),
+        VideoReader(clip) as r,
+    ):
+        list(r)
+
+
 def test_a_larger_frame_later_in_a_video_is_said_to_be_cut(tmp_path, caplog):
     # audit42 video F12: a stream whose frame size grew had its later frames cut to the
     # first's size, with the boxes beyond it, without a word

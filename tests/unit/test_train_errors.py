@@ -405,6 +405,47 @@ def test_a_damaged_run_folder_is_one_line_naming_the_file(sets, tmp_path, capsys
     assert f"{run / 'last.pt'}: damaged training state (no 'raw_state_dict')" in err
 
 
+def test_a_resume_whose_last_pt_changed_meanwhile_or_that_ran_out_of_memory(
+    sets, tmp_path, monkeypatch
+):
+    import shutil
+
+    import yoloslim.train.trainer as trainer
+
+    run = tmp_path / "run"
+    train("damo-nano", sets[3], config=TrainConfig(epochs=1, imgsz=64, batch=4, workers=0), out=run)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    config = {**ckpt["train_state"]["config"], "epochs": 2}  # one more epoch to go
+    torch.save({**ckpt, "train_state": {**ckpt["train_state"], "config": config}}, run / "last.pt")
+    (run / "train_config.yaml").unlink()  # (its epochs: 1 would refuse the resume)
+    before = (run / "last.pt").read_bytes()
+    # review2 F2: another resume of the run went on while this one built its model: this
+    # one trained again from its stale state, over the other's checkpoints and rows
+    fit = trainer._fit
+
+    def another_resume_meanwhile(*args, **kwargs):
+        got = fit(*args, **kwargs)
+        shutil.copy(run / "last.pt", run / "other.pt")
+        (run / "other.pt").replace(run / "last.pt")  # a newer file, as a save writes it
+        return got
+
+    monkeypatch.setattr(trainer, "_fit", another_resume_meanwhile)
+    with pytest.raises(ConfigError, match=r"last.pt changed since this resume read it"):
+        train(None, None, out=run, resume=True)
+    assert (run / "last.pt").read_bytes() == before
+    monkeypatch.undo()
+    # review2 F1: a machine's error while loading the state is said as itself, not as a
+    # damaged last.pt with advice that deletes the run
+
+    def out_of_memory(self, state):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch.optim.Optimizer, "load_state_dict", out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError):
+        train(None, None, out=run, resume=True)
+    assert (run / "last.pt").read_bytes() == before
+
+
 def test_a_damaged_metrics_file_is_read_around(tmp_path, caplog):
     # audit42 corrupt F2: bytes that are not UTF-8, or a row whose epoch is no number, were a
     # traceback of the resume

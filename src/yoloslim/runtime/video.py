@@ -100,6 +100,8 @@ class VideoReader:
                 e,
             )
             return
+        if not decoded:  # a file cut short before its first frame ends without an error
+            raise DataError(f"{self.path}: no frame could be decoded (a truncated file?)")
         if decoded < self.frames:
             log.warning(
                 "%s: the video ended after %d of the %d frames its container announces "
@@ -203,6 +205,10 @@ class VideoWriter:
                 self._container.mux(packet)
 
     def close(self) -> None:
+        if not self._opened:  # no frame: no video (a 0-byte file under the final name)
+            self._container.close()
+            self._tmp.unlink(missing_ok=True)
+            return
         with naming(self.path, self._tmp):
             for packet in self._stream.encode():
                 self._container.mux(packet)

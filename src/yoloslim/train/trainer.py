@@ -35,7 +35,7 @@ from yoloslim.data import (
 from yoloslim.data.duplicates import warn_shared
 from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
-from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
+from yoloslim.fileio import atomic_write_text, file_key, folder_lock, refuse_overwriting_input
 from yoloslim.models.blocks import is_fused
 from yoloslim.models.checkpoint import load_checkpoint, with_history
 from yoloslim.models.detector import Detector, default_names
@@ -270,6 +270,7 @@ def train(
         writes = [out / name for name in RUN_FILES]
         refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")
     check_out(out, resume, exist_ok)
+    read_last_pt = file_key(out / "last.pt") if resume else None  # before _begin reads it
     state, model, data, cfg = _begin(model, data, config, out, resume)
     if state is not None and "hook" in state["train_state"] and hook is None:
         raise ConfigError(
@@ -340,6 +341,14 @@ def train(
                 # (the model and data took seconds to build) is not joined: two runs into one
                 # new folder mixed their metrics and checkpoints (audit42 corrupt F1)
                 check_out(out, resume, exist_ok)
+            elif file_key(out / "last.pt") != read_last_pt:
+                # another resume of this run went on meanwhile (its last.pt is a newer
+                # file): this one's state is stale, and training on from it replaced that
+                # run's checkpoints and rows (review2 F2)
+                raise ConfigError(
+                    f"{out / 'last.pt'} changed since this resume read it (another run resumed "
+                    "the folder meanwhile); resume again"
+                )
             # a row to restore only when its epoch was validated (else it is written below)
             last_row = state["train_state"].get("metrics_row") if state and not pending else None
             run.start(start_epoch if state else None, replace=exist_ok, last_row=last_row)
@@ -622,10 +631,13 @@ def _resumable(out: Path) -> Iterator[None]:
     try:
         yield
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
+            raise  # this machine's, not the file's (review2 F1)
         what = f"no {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise ModelError(
             f"{out / 'last.pt'}: damaged training state ({what}); the run cannot resume from "
-            "it: start afresh (--exist-ok) or from its best.pt"
+            "it: start a new run from its best.pt in another folder (--exist-ok would delete "
+            "this run's files)"
         ) from e
 
 
