@@ -375,6 +375,30 @@ def test_onnxruntime_static_scope_pattern_and_variants(setup, tmp_path, caplog):
     ]
 
 
+def test_entropy_calibration_is_not_the_minmax_one(setup, tmp_path):
+    # audit42 quant F1: ONNX Runtime's entropy calibrator, with quantize_static's default bin
+    # counts (128 and 128), has one candidate range, the min-max one: the same model
+    data, onnx_path = setup
+
+    def scales(method):
+        cfg = QuantConfig(backend="onnxruntime", calib=4, method=method, advanced=FAST)
+        q = onnx.load(str(ys.quantize(onnx_path, data, config=cfg, out=tmp_path / method).model))
+        init = {i.name: onnx.numpy_helper.to_array(i) for i in q.graph.initializer}
+        found = {}
+        for n in q.graph.node:  # activations: QuantizeLinear of a tensor that is no weight
+            if n.op_type == "QuantizeLinear" and n.input[0] not in init:
+                found[n.input[0]] = float(init[n.input[1]])
+        return found
+
+    minmax, entropy = scales("minmax"), scales("entropy")
+    assert set(minmax) == set(entropy) and minmax
+    differ = [t for t in minmax if abs(minmax[t] - entropy[t]) > 1e-6 * minmax[t]]
+    assert len(differ) > len(minmax) // 4
+    # KL clips the range it searches from the min-max one (asymmetric: a range may also
+    # shift, so compared within a little of it)
+    assert all(entropy[t] <= minmax[t] * 1.01 for t in minmax)
+
+
 def test_onnxruntime_dynamic_uses_convinteger(setup, tmp_path, caplog):
     data, onnx_path = setup
     cfg = QuantConfig(backend="onnxruntime", mode="dynamic", max_drop=0.0, advanced=FAST)
