@@ -453,6 +453,7 @@ def test_a_damaged_metrics_file_is_read_around(tmp_path, caplog):
 
     run = RunFolder(tmp_path, TrainConfig(), progress=False)
     rows = b'{"epoch": 0, "map": 0.1}\n\x00\xff\xfe garbage\n{"epoch": "x"}\n[1]\n{"epoch": 1}\n'
+    rows += b'{"noepoch": 1}\n{"epoch": -5}\n'
     (tmp_path / "metrics.jsonl").write_bytes(rows)
     with caplog.at_level(logging.WARNING, "yoloslim"):
         run.trim_metrics(1)
@@ -460,6 +461,8 @@ def test_a_damaged_metrics_file_is_read_around(tmp_path, caplog):
     assert "metrics.jsonl:2: skipped a line that is not JSON" in caplog.text
     assert "metrics.jsonl:3: skipped a line that is no epoch's row" in caplog.text
     assert "metrics.jsonl:4: skipped a line that is no epoch's row" in caplog.text
+    for n in (6, 7):  # no epoch, a negative one (review2 F5: kept, read as epoch 0)
+        assert f"metrics.jsonl:{n}: skipped a line that is no epoch's row" in caplog.text
 
 
 def test_config_file_with_unknown_key_is_named(sets, tmp_path, capsys):

@@ -230,7 +230,7 @@ def image_files(source: str | Path) -> list[Path]:
         videos = [
             f.name
             for f in p.iterdir()
-            if f.suffix.lower() in VIDEO_SUFFIXES and not f.name.startswith(".")
+            if f.suffix.lower() in VIDEO_SUFFIXES and not f.name.startswith(".") and f.is_file()
         ]
         if files and videos:  # they were left out without a word (audit42 video F6)
             log.warning(

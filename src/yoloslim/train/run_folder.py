@@ -241,12 +241,12 @@ class RunFolder:
             except json.JSONDecodeError:  # cut short by the stop this run resumes from
                 log.warning("%s:%d: skipped a line that is not JSON", self.metrics_path, n)
                 continue
-            epoch = row.get("epoch", 0) if isinstance(row, dict) else None
-            if isinstance(epoch, bool) or not isinstance(epoch, int):
+            epoch = row.get("epoch") if isinstance(row, dict) else None
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
                 log.warning("%s:%d: skipped a line that is no epoch's row", self.metrics_path, n)
                 continue
             rows.append(row)
-        keep = [r for r in rows if r.get("epoch", 0) < before_epoch]
+        keep = [r for r in rows if r["epoch"] < before_epoch]
         if last_row is not None and all(r.get("epoch") != last_row.get("epoch") for r in keep):
             keep.append(last_row)  # a stop came between last.pt and its row
         new = "".join(json.dumps(r) + "\n" for r in keep)

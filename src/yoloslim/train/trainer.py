@@ -636,8 +636,7 @@ def _resumable(out: Path) -> Iterator[None]:
         what = f"no {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise ModelError(
             f"{out / 'last.pt'}: damaged training state ({what}); the run cannot resume from "
-            "it: start a new run from its best.pt in another folder (--exist-ok would delete "
-            "this run's files)"
+            "it: start a new run from its best.pt, in another folder"
         ) from e
 
 
