@@ -513,14 +513,27 @@ def test_an_unsteady_latency_is_warned_about(artifacts, monkeypatch, caplog, cap
 
     import yoloslim.bench.measure as measure_mod
 
+    runs = {}
+
     def measured(paths, cfg):  # a worker whose p90 is 4x its median (a busy machine)
+        runs[cfg.batch] = cfg.runs_per_round
+        p90 = 8.0 if cfg.batch in (1, 2) else 2.5
         stats = dict(precision="fp32", static_batch=True, peak_rss_mb=9.0, model_mem_mb=1.0)
-        return {p: dict(stats, median=2.0, p90=8.0, throughput_ips=500.0) for p in paths}
+        return {p: dict(stats, median=2.0, p90=p90, throughput_ips=500.0) for p in paths}
 
     monkeypatch.setattr(measure_mod, "measure_latency", measured)
     with caplog.at_level(logging.WARNING, "yoloslim"):
         benchmark([artifacts[1]], batches=(1,))
     assert "model.onnx: unsteady latency at batch 1 (p90 8.00 ms is 4.0x the median" in caplog.text
+    # at a throughput-only batch too (audit42 docs F1: only the first was checked); the
+    # table's batch, the first, gets every run asked for (it keyed on batch 1)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        benchmark([artifacts[1]], batches=(4, 2), latency=LatencyConfig(runs_per_round=8))
+    assert runs[4] == 8 and runs[2] == 2
+    said = "unsteady latency at batch 2 (p90 8.00 ms is 4.0x the median 2.00 ms), so its img/s at"
+    assert said in caplog.text
+    assert "batch 4" not in caplog.text
     assert main(["bench", str(artifacts[1]), "--warmup", "-1"]) == 2
     assert "error: ConfigError: --warmup -1 must be >= 0" in capsys.readouterr().err
 
