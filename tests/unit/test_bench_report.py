@@ -327,7 +327,7 @@ def test_pt_size_is_its_weights_not_the_file(artifacts, tmp_path):
     ckpt, onnx_path, _, _ = artifacts
     last = tmp_path / "last.pt"
     blob = torch.load(ckpt, weights_only=True)
-    blob["train_state"] = {"optimizer": torch.zeros(2_000_000)}  # ~8 MB of optimizer state
+    blob["train_state"] = {"optimizer": torch.zeros(2_000_000), "epoch": 0, "config": {"epochs": 1}}
     torch.save(blob, last)
     best, with_state = artifact_stats(ckpt, IMGSZ), artifact_stats(last, IMGSZ)
     assert best["size_mb"] == with_state["size_mb"] == pytest.approx(best["params"] * 4 / 2**20)
