@@ -37,7 +37,9 @@ def distill(
     student: str = typer.Option(
         "damo-nano", help="Student: checkpoint (.pt), registered model name or arch.yaml."
     ),
-    data: Path = typer.Option(None, help="data.yaml (with --resume: default, the run's own)."),
+    data: Path = typer.Option(
+        None, help="data.yaml; required (with --resume: default, the run's own)."
+    ),
     epochs: int = typer.Option(None, help="Epochs " + shown_default("30") + "."),
     imgsz: int = typer.Option(
         None,

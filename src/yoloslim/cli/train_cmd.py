@@ -37,7 +37,9 @@ def train(
         help="Registered name (see `yoloslim models`), arch.yaml, or a checkpoint .pt to "
         "fine-tune.",
     ),
-    data: Path = typer.Option(None, help="data.yaml (with --resume: default, the run's own)."),
+    data: Path = typer.Option(
+        None, help="data.yaml; required (with --resume: default, the run's own)."
+    ),
     epochs: int = typer.Option(30, help="Epochs."),
     imgsz: int = typer.Option(
         None,

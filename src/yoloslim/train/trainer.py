@@ -576,8 +576,8 @@ def _warn_idle_settings(cfg: TrainConfig, n_train: int) -> None:
         log.warning(
             "warmup_epochs=%g is the whole run: the learning rate ends at lr0=%g, never "
             "decayed (fewer warm-up epochs, or more epochs, leave room for the decay; "
-            "warmup_epochs is set in a --config file, a recipe stage's train settings or "
-            "TrainConfig)",
+            "warmup_epochs can be given in a --config file, a recipe stage's train settings "
+            "or TrainConfig)",
             cfg.warmup_epochs,
             cfg.lr0,
         )
@@ -585,8 +585,8 @@ def _warn_idle_settings(cfg: TrainConfig, n_train: int) -> None:
     if mosaic > 0 and cfg.close_mosaic >= cfg.epochs:
         log.warning(
             "close_mosaic=%d turns mosaic off for the last %d epochs, and the run has %d: "
-            "mosaic (probability %g) is never used (close_mosaic and augment.mosaic are set "
-            "in a --config file, a recipe stage's train settings or TrainConfig)",
+            "mosaic (probability %g) is never used (close_mosaic and augment.mosaic can be "
+            "given in a --config file, a recipe stage's train settings or TrainConfig)",
             cfg.close_mosaic,
             cfg.close_mosaic,
             cfg.epochs,
