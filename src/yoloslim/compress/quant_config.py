@@ -84,6 +84,8 @@ class AdvancedQuantConfig:
         reduce_range: 7-bit weights for ONNX Runtime (avoids vpmaddubsw saturation on
             AVX2 CPUs without VNNI); None: on when this CPU lacks VNNI.
         percentile: the percentile of the "percentile" method.
+        entropy_bins: histogram bins the "entropy" method searches (for the 128-bin
+            quantization that loses least; more bins, finer ranges, slower calibration).
         sensitivity_images: validation images the layer-sensitivity ranking runs on.
         max_steps: most layers the accuracy-aware loop returns to float.
         latency: measure latency of every artifact (one worker process each).
@@ -96,6 +98,7 @@ class AdvancedQuantConfig:
     per_channel: bool = True
     reduce_range: bool | None = None
     percentile: float = 99.999
+    entropy_bins: int = 2048
     sensitivity_images: int = 32
     max_steps: int = 12
     latency: bool = True
@@ -107,7 +110,7 @@ class AdvancedQuantConfig:
         # a YAML ``per_channel: 'false'`` is a truthy string: named here, not obeyed backwards
         check_field_types(
             self,
-            ints=("sensitivity_images", "max_steps", "latency_rounds", "seed"),
+            ints=("entropy_bins", "sensitivity_images", "max_steps", "latency_rounds", "seed"),
             numbers=("percentile",),
             bools=("per_channel", "reduce_range", "latency", "perf_counters"),
             optional=("reduce_range",),
@@ -117,6 +120,8 @@ class AdvancedQuantConfig:
             raise ConfigError(f"advanced.preset={self.preset!r}: choose from {list(_PRESETS)}")
         if not 90.0 <= self.percentile < 100.0:
             raise ConfigError(f"advanced.percentile={self.percentile}: must be in [90, 100)")
+        if not 256 <= self.entropy_bins <= 65536:  # the search needs more than the 128 it keeps
+            raise ConfigError(f"advanced.entropy_bins={self.entropy_bins}: must be in [256, 65536]")
         for name in ("sensitivity_images", "latency_rounds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"advanced.{name}={getattr(self, name)}: must be > 0")

@@ -63,9 +63,11 @@ def has_vnni() -> bool:
     return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
 
 
-def _entropy_ranges(src: Path, images: list[np.ndarray], input_name: str, cache: Path) -> None:
+def _entropy_ranges(
+    src: Path, images: list[np.ndarray], input_name: str, cache: Path, bins: int
+) -> None:
     """The activation ranges of KL-divergence (entropy) calibration, written to ``cache`` as
-    ONNX Runtime's calibration cache: 2048 histogram bins searched for the 128-bin
+    ONNX Runtime's calibration cache: ``bins`` histogram bins (2048 by default) searched for the 128-bin
     quantization that loses least (TensorRT's entropy calibration). quantize_static passes
     no bin counts, and its entropy calibrator's defaults (128 and 128) leave one candidate
     range, the min-max one: method='entropy' made the minmax model (audit42 quant F1)."""
@@ -85,7 +87,7 @@ def _entropy_ranges(src: Path, images: list[np.ndarray], input_name: str, cache:
         src,
         augmented_model_path=str(cache.with_name("augmented.onnx")),
         calibrate_method=CalibrationMethod.Entropy,
-        extra_options={"num_bins": 2048, "num_quantized_bins": 128, "symmetric": False},
+        extra_options={"num_bins": bins, "num_quantized_bins": 128, "symmetric": False},
     )
     with contextlib.redirect_stdout(io.StringIO()):
         calibrator.collect_data(_Reader(input_name, images))
@@ -210,7 +212,8 @@ class OnnxRuntimeQuant:
                 ranges = {}
                 if cfg.method == "entropy":  # its ranges computed here, handed over as a cache
                     ranges = {"calibration_cache_path": Path(tmp) / "ranges.json"}
-                    _entropy_ranges(src, images, self.input_name, ranges["calibration_cache_path"])
+                    cache = ranges["calibration_cache_path"]
+                    _entropy_ranges(src, images, self.input_name, cache, adv.entropy_bins)
                 # the calibrator prints; ORT logs a hint to run its pre-processing (our ONNX
                 # is already shape-inferred and simplified by the export)
                 with contextlib.redirect_stdout(io.StringIO()), _no_preprocess_hint():
