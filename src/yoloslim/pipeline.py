@@ -734,8 +734,8 @@ def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = N
         return
     try:
         saved = json.loads(_record_text(saved_file))
-    except json.JSONDecodeError as e:
-        saved = e
+    except json.JSONDecodeError:
+        saved = None
     if not isinstance(saved, dict):  # a traceback's JSONDecodeError or AttributeError
         raise ConfigError(
             f"{saved_file}: damaged (not the JSON object a compress run writes); the run there "
@@ -872,8 +872,9 @@ def _missing_outputs(record: dict, out: Path) -> list[str]:
             problems.append(f"{p} is gone")
             continue
         was = sizes.get(os.path.relpath(p.absolute(), out))
-        if isinstance(was, int) and p.is_file() and p.stat().st_size != was:
-            problems.append(f"{p} is {p.stat().st_size} bytes, not the {was} it was made with")
+        size = p.stat().st_size if p.is_file() else None
+        if isinstance(was, int) and size is not None and size != was:
+            problems.append(f"{p} is {size} bytes, not the {was} it was made with")
     return problems
 
 

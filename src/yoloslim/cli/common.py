@@ -673,10 +673,8 @@ def check_device_from_file(device: str, config: Path | None, ctx: typer.Context)
         return
     from yoloslim.train.trainer import resolve_device
 
-    try:
+    with config_file(config):
         resolve_device(device)
-    except ConfigError as e:
-        raise ConfigError(f"{e} (settings read from --config {config})") from e
 
 
 def flag_given(error: Exception, ctx: typer.Context | None) -> bool:

@@ -211,9 +211,9 @@ class OnnxRuntimeQuant:
                     extra["CalibPercentile"] = float(adv.percentile)
                 ranges = {}
                 if cfg.method == "entropy":  # its ranges computed here, handed over as a cache
-                    ranges = {"calibration_cache_path": Path(tmp) / "ranges.json"}
-                    cache = ranges["calibration_cache_path"]
+                    cache = Path(tmp) / "ranges.json"
                     _entropy_ranges(src, images, self.input_name, cache, adv.entropy_bins)
+                    ranges["calibration_cache_path"] = cache
                 # the calibrator prints; ORT logs a hint to run its pre-processing (our ONNX
                 # is already shape-inferred and simplified by the export)
                 with contextlib.redirect_stdout(io.StringIO()), _no_preprocess_hint():

@@ -23,6 +23,7 @@ __all__ = [
     "RunFolder",
     "no_last_pt",
     "TrainResult",
+    "check_best",
     "check_out",
     "check_resume_data",
     "finished_result",
@@ -160,12 +161,17 @@ def read_last(out: Path, where: str = "resume") -> dict:
     state = read_checkpoint(last)
     if "train_state" not in state:
         raise ConfigError(f"{where}: {last} has no training state")
+    return state
+
+
+def check_best(out: Path, where: str = "resume") -> None:
+    """Refuse a resume of ``out`` whose ``best.pt`` is not a checkpoint (cut short, a folder):
+    a damaged one failed the run after its last epoch (audit42 corrupt F3)."""
     best = Path(out) / "best.pt"
-    if best.exists():  # a damaged one failed the run after its last epoch (audit42 corrupt F3)
+    if best.exists():
         if not best.is_file():
             raise ConfigError(f"{where}: {best} is not a file")
         read_checkpoint(best, mmap=True)
-    return state
 
 
 def recorded_data(out: Path, state: dict) -> str:

@@ -60,6 +60,7 @@ from yoloslim.train.run_folder import (
     SETTINGS_HEADER,
     RunFolder,
     TrainResult,
+    check_best,
     check_out,
     check_resume_data,
     finished_result,
@@ -512,6 +513,7 @@ def _begin(
                 "(to train another model, start a new run)"
             )
         state = read_last(out)
+        check_best(out)  # here once, where the run resumes (read_last also serves the CLI)
         config = resume_config(config_from_dict(state["train_state"]["config"]), config, str(out))
         data = recorded_data(out, state) if data is None else data
     elif model is None or data is None:
