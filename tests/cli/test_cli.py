@@ -919,16 +919,24 @@ def test_predict_video(trained, tmp_path, capsys):
     assert main([*argv, "--batch", "3", "--conf", "0.01"]) == 0
     records = json.loads((save / "detections.json").read_text())
     assert [r["frame"] for r in records] == list(range(7))
+    # audit42 video F2: a frame record did not name its video
+    assert {r["video"] for r in records} == {str(clip)}
     with VideoReader(save / "clip.mp4") as r:
         frames = list(r)
     assert len(frames) == 7 and frames[0].shape == (48, 64, 3)
     assert sorted(p.name for p in save.iterdir()) == ["clip.mp4", "detections.json"]  # no temp
+    capsys.readouterr()
     assert main(argv) == 0  # its own drawn video (marked in the container) is replaced
-    # a video of the user's named like a drawn one is not, though a video run wrote the
-    # detections.json beside it
+    assert "does not predict" not in capsys.readouterr().err
+    # F2: another video's run replaced this one's records without a word
     other = tmp_path / "other" / "clip.avi"
     other.parent.mkdir()
     shutil.copy(clip, other)
+    assert main(["predict", str(other), *argv[2:]]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"holds 7 record(s) of frames of a video this run does not predict ({clip})" in said
+    # a video of the user's named like a drawn one is not replaced, though a video run wrote
+    # the detections.json beside it
     mine = save / "mine.mp4"
     shutil.copy(clip, mine)
     before = mine.read_bytes()
@@ -1008,7 +1016,12 @@ def test_predict_bad_video(trained, tmp_path):
     pytest.importorskip("av")
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video")
-    assert main(["predict", str(bad), "--model", str(trained / "best.pt")]) == 2
+    report = tmp_path / "r.json"
+    argv = ["predict", str(bad), "--model", str(trained / "best.pt"), "--json", str(report)]
+    assert main(argv) == 2
+    # audit42 video F10: a run stopped before its first result wrote no --json at all
+    assert json.loads(report.read_text())["results"] == []
+    assert json.loads(report.read_text())["complete"] is False
 
 
 def test_predict_never_overwrites_an_input(trained, data_yaml, tmp_path, capsys):

@@ -194,7 +194,7 @@ def predict(
                         f"detections.json in {escape(str(save))} holds the {len(records)} "
                         f"results so far{earlier}"
                     )
-            if json_path and records:  # --json alone kept nothing of a stopped run
+            if json_path:  # --json alone kept nothing of a stopped run (none so far: [])
                 with contextlib.suppress(OSError):
                     write_json(json_path, _report(source, model, records, complete=False))
                     if str(json_path) != STDOUT:
@@ -319,7 +319,8 @@ def _compact_ledger(save: Path, ledger: dict[str, set[str]]) -> None:
 
 # what predict writes: each record holds exactly these keys, each detection exactly DETECTION
 _IMAGE_RECORD = ({"image", "detections"}, {"image", "detections", "labels"})
-_FRAME_RECORD = ({"frame", "detections"},)
+# (frame records of earlier versions lack "video")
+_FRAME_RECORD = ({"video", "frame", "detections"}, {"frame", "detections"})
 _DETECTION = {"box", "score", "class_id", "class"}
 
 
@@ -364,7 +365,7 @@ def _earlier_records(path: Path) -> list[dict]:
     if not _predicts_format(data):
         raise ConfigError(
             f"--save {path.parent}: {path} was not written by predict (or was edited since): "
-            "it is not a list of predict's records ({image|frame, detections: [{box, score, "
+            "it is not a list of predict's records ({image | video and frame, detections: [{box, score, "
             "class_id, class}]}, with labels where --save-txt wrote one); it is not replaced, "
             "so move it or choose another --save folder"
         )
@@ -372,21 +373,21 @@ def _earlier_records(path: Path) -> list[dict]:
 
 
 def _warn_other_records(save: Path, earlier: list[dict], files: list[Path]) -> None:
-    """A warning when the folder's ``detections.json`` holds records of images this run does
-    not predict: this run's replaces it, and their drawings and labels stay without one."""
+    """A warning when the folder's ``detections.json`` holds records of images or of a video
+    this run does not predict: this run's replaces it, and their drawings and labels stay in
+    the folder without one. (Frame records of earlier versions, which do not name their
+    video, are not counted.)"""
     now = {str(Path(f).absolute()) for f in files}
-    gone = [
-        str(r["image"])
-        for r in earlier
-        if "image" in r and str(Path(r["image"]).absolute()) not in now
-    ]
+    named = (r.get("image", r.get("video")) for r in earlier)
+    gone = [str(n) for n in named if n is not None and str(Path(n).absolute()) not in now]
     if gone:
         from yoloslim.data.sample import examples
 
-        shown = examples(gone)
+        shown = examples(list(dict.fromkeys(gone)))
+        what = "images" if "image" in earlier[0] else "frames of a video"
         warn(
             f"--save {escape(str(save))}: its detections.json holds "
-            f"{len(gone)} record(s) of images this run does not predict ({escape(shown)}); "
+            f"{len(gone)} record(s) of {what} this run does not predict ({escape(shown)}); "
             "this run's detections.json replaces it, and their drawings and labels stay in "
             "the folder without a record (another --save keeps them apart)"
         )
@@ -586,7 +587,9 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: 
             for arr, det in zip(frames, pred.predict(frames, batch=batch), strict=True):
                 if writer is not None:  # the frame drawn, then its record (as for images)
                     writer.write(np.asarray(draw_detections(arr, det)))
-                records.append({"frame": len(records), "detections": det.to_list()})
+                records.append(
+                    {"video": str(source), "frame": len(records), "detections": det.to_list()}
+                )
             progress.advance(task, len(frames))
 
         pending: list[np.ndarray] = []
