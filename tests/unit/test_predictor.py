@@ -857,6 +857,21 @@ def test_a_drawn_video_of_odd_size_keeps_every_row_and_column(tmp_path):
     assert got[:, -2:].mean() > 200 and got[:, :55].mean() < 20  # kept, and repeated once
 
 
+@pytest.mark.parametrize("suffix", [".webm", ".mkv", ".avi"])
+def test_a_video_writer_picks_an_encoder_its_container_holds(tmp_path, suffix):
+    # audit42 video: VideoWriter("x.webm") failed (WebM holds no H.264 or MPEG-4 part 2)
+    pytest.importorskip("av")
+    from yoloslim.runtime.video import VideoReader, VideoWriter
+
+    with VideoWriter(tmp_path / f"v{suffix}", fps=10) as w:
+        for i in range(3):
+            w.write(np.full((32, 48, 3), 60 * i, np.uint8))
+    with VideoReader(tmp_path / f"v{suffix}") as r:
+        got = list(r)
+    assert [f.shape for f in got] == [(32, 48, 3)] * 3
+    assert [round(float(f.mean()) / 60) for f in got] == [0, 1, 2]
+
+
 def test_a_video_without_a_frame_is_an_error_and_leaves_no_drawn_file(tmp_path):
     # review2 F3: a file cut short before its first frame decoded nothing, without an error,
     # and the drawn video was a 0-byte file under its final name

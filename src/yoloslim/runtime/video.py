@@ -27,6 +27,9 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 # FFmpeg's muxer of each suffix (a temp file's name says none)
 _MUXERS = {".mp4": "mp4", ".avi": "avi", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
            ".m4v": "ipod"}  # fmt: skip
+# the encoders tried in turn when none is named: WebM holds only VP8/VP9/AV1
+_CODECS = {".webm": ("libvpx-vp9", "libvpx", "libsvtav1")}
+_DEFAULT_CODECS = ("libx264", "mpeg4")
 
 
 def is_video(path: str | Path) -> bool:
@@ -147,9 +150,11 @@ class VideoWriter:
         self,
         path: str | Path,
         fps: Fraction | float = 25,
-        codec: str = "libx264",
+        codec: str | None = None,
         comment: str | None = None,
     ):
+        """``codec``: an FFmpeg encoder; by default H.264 (MPEG-4 part 2 where PyAV lacks
+        libx264), VP9 (VP8, AV1) for ``.webm``."""
         av = _av()
         self.path = Path(path)
         fd, tmp = temp_beside(self.path)
@@ -164,8 +169,9 @@ class VideoWriter:
             raise
         if comment is not None:  # the container's comment tag (predict marks its own so)
             self._container.metadata["comment"] = comment
-        if codec not in av.codecs_available:
-            codec = "mpeg4"
+        if codec is None:
+            tried = _CODECS.get(self.path.suffix.lower(), _DEFAULT_CODECS)
+            codec = next((c for c in tried if c in av.codecs_available), tried[-1])
         try:
             rate = Fraction(fps).limit_denominator(1000)
             self._stream = self._container.add_stream(codec, rate=rate)
