@@ -119,7 +119,8 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
         ([{"prune": {"target_flops": "5e-1"}}], r"target_flops='5e-1' must be float \(YAML reads"),
         (
             [{"nas": {"budget": {"flops": "5e-1"}}}],
-            r"stage 1 \(nas\): budget flops='5e-1' must be a finite number or None \(YAML reads",
+            r"stage 1 \(nas\): budget.flops='5e-1' \(--budget-flops\) must be a finite number "
+            r"or None \(YAML ",
         ),
         ([{"export": {"nms_iou": 0.0}}], r"stage 1 \(export\): nms_iou=0.0 must be in \(0, 1\]"),
         ([{"export": {"triton_max_batch": 0}}], r"stage 1 \(export\): triton_max_batch: 0 must"),
