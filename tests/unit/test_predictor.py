@@ -872,6 +872,31 @@ def test_a_video_writer_picks_an_encoder_its_container_holds(tmp_path, suffix):
     assert [round(float(f.mean()) / 60) for f in got] == [0, 1, 2]
 
 
+def test_a_video_read_short_without_a_frame_count_is_warned_about(tmp_path, caplog):
+    # audit42 video: a Matroska file (no frame count) cut short was read short silently
+    av = pytest.importorskip("av")
+    from yoloslim.runtime.video import VideoReader
+
+    clip = tmp_path / "clip.mkv"
+    with av.open(str(clip), "w") as c:
+        stream = c.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(30):
+            frame = rng.integers(0, 255, (48, 64, 3), dtype="uint8")
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        c.mux(stream.encode())
+    with caplog.at_level("WARNING", "yoloslim"), VideoReader(clip) as r:
+        assert len(r) == 0 and len(list(r)) == 30  # whole: not a word
+    assert caplog.text == ""
+    data = clip.read_bytes()
+    clip.write_bytes(data[: int(len(data) * 0.6)])
+    with caplog.at_level("WARNING", "yoloslim"), VideoReader(clip) as r:
+        n = len(list(r))
+    assert 0 < n < 30
+    assert f"ended at {n / 10:.2f} s of the 3.00 s its container announces" in caplog.text
+
+
 def test_a_video_without_a_frame_is_an_error_and_leaves_no_drawn_file(tmp_path):
     # review2 F3: a file cut short before its first frame decoded nothing, without an error,
     # and the drawn video was a 0-byte file under its final name

@@ -77,16 +77,21 @@ class VideoReader:
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(25)
         self.fps = Fraction(rate)
         self.frames = int(self._stream.frames or 0)
+        # where the video ends, in seconds, by the container (None if it says not): a file
+        # without a frame count (Matroska, WebM) read short is found by its last frame's time
+        c = self._container
+        self._end = None if not c.duration else ((c.start_time or 0) + c.duration) / 1_000_000
 
     def __len__(self) -> int:
         return self.frames
 
     def __iter__(self) -> Iterator[np.ndarray]:
         av = _av()
-        decoded = 0
+        decoded, last = 0, None
         try:
             for frame in self._container.decode(self._stream):
                 decoded += 1
+                last = frame.time if frame.time is not None else last
                 # an older PyAV has no VideoFrame.rotation: frames as stored
                 yield upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
         except av.error.FFmpegError as e:
@@ -113,6 +118,17 @@ class VideoReader:
                 decoded,
                 self.frames,
             )
+        elif not self.frames and last is not None and self._end is not None:
+            period = 1 / float(self.fps)
+            if last + period < self._end - 2 * period:  # frames missing at the end
+                log.warning(
+                    "%s: the video ended at %.2f s of the %.2f s its container announces, "
+                    "after %d frames (a truncated file?)",
+                    self.path,
+                    last + period,
+                    self._end,
+                    decoded,
+                )
 
     def close(self) -> None:
         self._container.close()
