@@ -335,22 +335,40 @@ def test_settings_that_quietly_do_less_are_warned_about(sets, tmp_path, caplog):
         train("damo-nano", sets[3], config=cfg, out=tmp_path / "r")
     said = " ".join(caplog.text.split())
     assert "batch=16 is larger than the 4 training images: each epoch is one step" in said
-    assert "warmup_epochs=3 is more than epochs=1: the learning rate never leaves" in said
+    assert "warmup_epochs=3 is longer than the run (3 epochs of 1 steps each: 3 warm-up" in said
+    assert "the learning rate never leaves its warm-up" in said
+    # audit43 train F1: an EMA whose ramp (ema_tau steps) outlasts the run averaged nearly
+    # nothing, without a word (1 step: 0.999 * (1 - exp(-1 / 2000)) = 0.000)
+    assert "the run's 1 steps are few for ema_tau=2000: " in said
+    assert "ends at 0.000 (ema_decay=0.999)" in said
     # a warm-up as long as the run, and a mosaic closed for all of it (the defaults' 1 and
     # 2 epochs, at --epochs 1 or 2): the decay and the mosaic were skipped without a word
     from yoloslim.train.trainer import _warn_idle_settings
 
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="yoloslim.train"):
-        _warn_idle_settings(TrainConfig(epochs=2, warmup_epochs=2), n_train=100)
-        _warn_idle_settings(TrainConfig(epochs=3, augment={"mosaic": 0.0}), n_train=100)
-        _warn_idle_settings(TrainConfig(epochs=3), n_train=100)
-    said = " ".join(caplog.text.split())
-    assert "warmup_epochs=2 is the whole run: the learning rate ends at lr0=" in said
-    assert (
-        said.count("close_mosaic=2 turns mosaic off for the last 2 epochs, and the run has 2") == 1
-    )
-    assert len(caplog.records) == 2  # no mosaic to skip, and room for both: no word
+    def warned(n_batches=7, **kw):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="yoloslim.train"):
+            cfg = TrainConfig(**{"ema_tau": 1, **kw})
+            _warn_idle_settings(cfg, n_train=100, n_batches=n_batches)
+        return " ".join(caplog.text.split())
+
+    said = warned(epochs=2, warmup_epochs=2, augment={"mosaic": 0.0})
+    assert "warmup_epochs=2 is the whole run (2 epochs of 7 steps each: 14 warm-up steps" in said
+    assert "the learning rate ends at lr0=" in said and len(caplog.records) == 1
+    said = warned(epochs=2)
+    assert said.count("close_mosaic=2 turns mosaic off for the last 2 epochs, and the run has 2")
+    assert len(caplog.records) == 1
+    assert warned(epochs=3) == ""  # no mosaic to skip, and room for both: no word
+    # audit43 train F2: epochs compared before the warm-up was rounded to whole steps: 2.95
+    # epochs of 6 steps is 18 steps, the whole run of 3 epochs (not a word), and 3.05 too
+    # (said to never reach lr0, which its last step does)
+    for w in (2.95, 3.05):
+        said = warned(6, epochs=3, warmup_epochs=w)
+        assert f"warmup_epochs={w} is the whole run (" in said and len(caplog.records) == 1
+    assert "is longer than the run" in warned(6, epochs=3, warmup_epochs=3.1)
+    assert "the run's 300 steps are few for ema_tau=2000" in warned(100, epochs=3, ema_tau=2000)
+    assert "ema_tau" not in warned(2000, epochs=3, ema_tau=2000)  # 6000 steps: ends at 0.95
+    assert "ema_tau" not in warned(100, epochs=3, ema_tau=2000, ema_decay=0)  # no EMA
 
 
 def test_resume_of_a_finished_run_says_so(sets, tmp_path, capsys):

@@ -52,6 +52,9 @@ class TrainConfig:
         weight_decay: applied to conv/linear weights only (not BN, not biases).
         warmup_epochs: linear warm-up length (fractional epochs allowed).
         ema_decay: EMA decay (0 disables EMA).
+        ema_tau: the EMA's warm-up in steps: step ``n`` averages with decay
+            ``ema_decay * (1 - exp(-n / ema_tau))`` (2000, as YOLOv5 and YOLOv8), so a run of
+            fewer steps than about ``ema_tau`` keeps nearly its last step's weights.
         grad_clip: max gradient norm (0 disables clipping).
         workers: data-loader worker processes (the data order does not depend on them).
             None: 0 on a machine with 2 usable cores or fewer, where a worker process
@@ -78,6 +81,7 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_epochs: float = 1.0
     ema_decay: float = 0.999
+    ema_tau: float = 2000.0
     grad_clip: float = 10.0
     workers: int | None = None
     seed: int = 0
@@ -123,6 +127,7 @@ class TrainConfig:
             (self.weight_decay >= 0, "weight_decay", "must be >= 0"),
             (self.warmup_epochs >= 0, "warmup_epochs", "must be >= 0"),
             (0 <= self.ema_decay < 1, "ema_decay", "must be in [0, 1)"),
+            (self.ema_tau > 0, "ema_tau", "must be > 0"),
             (self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)"),
             (self.close_mosaic >= 0, "close_mosaic", "must be >= 0"),
             (self.threads is None or self.threads >= 1, "threads", "must be >= 1 (or null)"),
@@ -161,7 +166,16 @@ class TrainConfig:
 
 _INTS = ("epochs", "batch", "imgsz", "workers", "seed", "close_mosaic", "val_interval")
 _BOOLS = ("amp", "cache")
-_NUMBERS = ("lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "ema_decay", "grad_clip")
+_NUMBERS = (
+    "lr0",
+    "lrf",
+    "momentum",
+    "weight_decay",
+    "warmup_epochs",
+    "ema_decay",
+    "ema_tau",
+    "grad_clip",
+)
 
 
 def _sub(cls: type, values: dict, where: str):

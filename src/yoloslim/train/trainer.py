@@ -292,8 +292,6 @@ def train(
     main = rank == 0
     with shown(progress and main):
         train_ds, val_ds = _datasets(data_cfg, cfg, data)
-    if main and state is None:
-        _warn_idle_settings(cfg, len(train_ds))
     # absolute: `train --resume DIR` may run from another working directory
     data_path = str(Path(data).expanduser().resolve())
     # the steps that made the model (a resumed run: its own, this step last) and this one,
@@ -314,6 +312,8 @@ def train(
     _seed_all(cfg.seed)
     arch = state["arch"] if state else model
     n_batches = math.ceil(len(train_ds) / world / (cfg.batch // world))
+    if main and state is None:
+        _warn_idle_settings(cfg, len(train_ds), n_batches)
     fit, start_epoch, best_map = _fit(
         arch, state, data_cfg.names, cfg, device, world, hook, n_batches=n_batches, out=out
     )
@@ -555,9 +555,9 @@ def _devices(cfg: TrainConfig) -> tuple[torch.device, int, int]:
     return device, rank, world
 
 
-def _warn_idle_settings(cfg: TrainConfig, n_train: int) -> None:
+def _warn_idle_settings(cfg: TrainConfig, n_train: int, n_batches: int) -> None:
     """Warnings for settings that quietly do less than they seem to (accepted, as a user
-    may mean them)."""
+    may mean them). ``n_batches``: the steps of an epoch (the warm-up is whole steps)."""
     if cfg.batch > n_train:
         log.warning(
             "batch=%d is larger than the %d training images: each epoch is one step of %d "
@@ -566,22 +566,41 @@ def _warn_idle_settings(cfg: TrainConfig, n_train: int) -> None:
             n_train,
             n_train,
         )
-    if cfg.warmup_epochs > cfg.epochs:
+    total = n_batches * cfg.epochs
+    warmup = max(1, round(cfg.warmup_epochs * n_batches)) if cfg.warmup_epochs else 0
+    steps = "(%g epochs of %d steps each: %d warm-up steps of the run's %d)"
+    args = (cfg.warmup_epochs, n_batches, warmup, total)
+    where = (
+        "warmup_epochs can be given in a --config file, a recipe stage's train settings or "
+        "TrainConfig"
+    )
+    if warmup > total:
         log.warning(
-            "warmup_epochs=%g is more than epochs=%d: the learning rate never leaves its "
-            "warm-up to reach lr0=%g",
+            "warmup_epochs=%g is longer than the run " + steps + ": the learning rate never "
+            "leaves its warm-up to reach lr0=%g (" + where + ")",
             cfg.warmup_epochs,
-            cfg.epochs,
+            *args,
             cfg.lr0,
         )
-    elif cfg.warmup_epochs == cfg.epochs:
+    elif warmup == total:
         log.warning(
-            "warmup_epochs=%g is the whole run: the learning rate ends at lr0=%g, never "
-            "decayed (fewer warm-up epochs, or more epochs, leave room for the decay; "
-            "warmup_epochs can be given in a --config file, a recipe stage's train settings "
-            "or TrainConfig)",
+            "warmup_epochs=%g is the whole run " + steps + ": the learning rate ends at "
+            "lr0=%g, never decayed (fewer warm-up epochs, or more epochs, leave room for the "
+            "decay; " + where + ")",
             cfg.warmup_epochs,
+            *args,
             cfg.lr0,
+        )
+    if cfg.ema_decay > 0 and total < cfg.ema_tau * math.log(2):
+        log.warning(
+            "the run's %d steps are few for ema_tau=%g: the EMA's decay ramps up as 1 - "
+            "exp(-step / ema_tau) and ends at %.3f (ema_decay=%g), so the saved weights are "
+            "mostly the last steps' (a smaller ema_tau averages more; ema_tau and ema_decay "
+            "can be given in a --config file, a recipe stage's train settings or TrainConfig)",
+            total,
+            cfg.ema_tau,
+            cfg.ema_decay * (1 - math.exp(-total / cfg.ema_tau)),
+            cfg.ema_decay,
         )
     mosaic = AugmentConfig(**cfg.augment).mosaic
     if mosaic > 0 and cfg.close_mosaic >= cfg.epochs:
@@ -656,7 +675,7 @@ def _fit(
         with _resumable(out):
             net.load_state_dict(state["train_state"]["raw_state_dict"])
     criterion = DetectionLoss(net.nc, net.reg_max, net.strides, cfg.loss)
-    ema = ModelEMA(net, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    ema = ModelEMA(net, cfg.ema_decay, cfg.ema_tau) if cfg.ema_decay > 0 else None
     # attached after the EMA copy so the copy carries no hook of the objective
     extra = hook.attach(net, device) if hook is not None else None
     trainable = nn.ModuleList([net, extra]) if extra is not None else net
