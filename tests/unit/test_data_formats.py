@@ -93,11 +93,40 @@ def test_read_yolo_follows_linked_subfolders_once(tmp_path):
     _assert_matches(samples, splits["train"] + extra["train"])
 
 
+def test_read_yolo_leaves_hidden_files_and_folders_out(tmp_path, caplog):
+    # audit43 data M2: a .ipynb_checkpoints copy was an unlabelled image (false positives in
+    # val), macOS's ._t0.png an unreadable one, each warned about
+    import shutil
+
+    splits = _splits()
+    write_yolo(tmp_path / "d", splits, NAMES)
+    images = tmp_path / "d" / "images" / "train"
+    first = sorted(images.iterdir())[0]
+    (images / ".ipynb_checkpoints").mkdir()
+    shutil.copy(first, images / ".ipynb_checkpoints" / first.name)
+    (images / f"._{first.name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    shutil.copy(first, images / f".hidden{first.suffix}")
+    with caplog.at_level("WARNING", "yoloslim"):
+        samples = read_yolo(images, NAMES)
+    _assert_matches(samples, splits["train"])
+    assert caplog.text == ""
+
+
 def test_read_yolo_list_file(tmp_path):
     splits = _splits()
     write_yolo(tmp_path, splits, NAMES)
     lst = tmp_path / "train.txt"
     lst.write_text("".join(f"./images/train/{i.name}.png\n" for i in splits["train"]))
+    _assert_matches(read_yolo(lst, NAMES), splits["train"])
+
+
+def test_a_list_entry_through_a_parent_folder_finds_its_label(tmp_path):
+    # audit43 data L4: images/x/../train/a.png looked for labels/x/../train/a.txt
+    splits = _splits()
+    write_yolo(tmp_path, splits, NAMES)
+    (tmp_path / "images" / "x").mkdir()
+    lst = tmp_path / "train.txt"
+    lst.write_text("".join(f"images/x/../train/{i.name}.png\n" for i in splits["train"]))
     _assert_matches(read_yolo(lst, NAMES), splits["train"])
 
 
@@ -166,8 +195,17 @@ def test_yolo_labels_without_area_are_left_out_with_a_warning_naming_them(tmp_pa
         samples = read_yolo(tmp_path / "images" / "train", NAMES)
     s = next(x for x in samples if x.path.stem == "t2")
     assert s.classes.tolist() == [0]
-    assert "1 label(s) of zero width or height left out" in caplog.text
+    assert "1 label(s) of zero (or negative) width or height left out" in caplog.text
     assert "labels/train/t2.txt:2" in caplog.text
+
+
+def test_a_yolo_error_names_its_line_past_a_form_feed(tmp_path):
+    # audit43 data L1: lines were split at form feeds too, so line 2 was called line 3
+    write_yolo(tmp_path, _splits(), NAMES)
+    label = tmp_path / "labels" / "train" / "t2.txt"
+    label.write_text("0 0.5 0.5 0.2 0.2 \f\n1 0.5 x 0.1 0.1\n")
+    with pytest.raises(DataError, match=r"t2.txt:2: "):
+        read_yolo(tmp_path / "images" / "train", NAMES)
 
 
 def test_yolo_coordinates_within_tolerance_are_clipped(tmp_path):
@@ -339,6 +377,28 @@ def test_read_coco_keeps_crowds_apart_as_ignore_regions_and_the_areas(tmp_path):
             lambda d: d["images"][2].update(id="photo"),
             r"images\[2\]: id 'photo' is not an integer \(COCO's ids are integers\)",
         ),
+        # audit43 data M1: "--1" and "¹" passed a digit test that int() refused: a traceback
+        (
+            lambda d: d["annotations"][1].update(image_id="--1"),
+            r"annotations\[1\] \(id=2\): image_id '--1' is not an integer",
+        ),
+        (
+            lambda d: d["images"][2].update(id="\u00b9"),
+            r"images\[2\]: id '\u00b9' is not an integer",
+        ),
+        # L3: a string's characters and true were read as numbers
+        (
+            lambda d: d["annotations"][1].update(bbox="1234"),
+            r"annotations\[1\] \(id=2\): bbox '1234' is not 4 numbers",
+        ),
+        (
+            lambda d: d["annotations"][1].update(bbox=[True, 2, 3, 4]),
+            r"annotations\[1\] \(id=2\): bbox \[True, 2, 3, 4\] is not 4 numbers",
+        ),
+        (
+            lambda d: d["annotations"][1].update(area=True),
+            r"annotations\[1\] \(id=2\): area True is not a number",
+        ),
         (lambda d: d["categories"][0].update(name="bird"), "categories .* do not match names"),
         (
             lambda d: d["categories"][1].update(id="cat"),
@@ -397,7 +457,10 @@ def test_coco_as_exporters_write_it(tmp_path, caplog):
     assert "left out 1 category outside the data's names that no annotation uses: 'animals'" in (
         caplog.text
     )
-    assert "1 annotation(s) of zero width or height left out (annotations[" in caplog.text
+    assert (
+        "1 annotation(s) of zero (or negative) width or height left out (annotations["
+        in caplog.text
+    )
     # the project category named like a class (Roboflow, one-class projects): left out too
     data["categories"][-1]["name"] = "cat"
     path.write_text(json.dumps(data))

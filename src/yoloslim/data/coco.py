@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,8 +52,8 @@ def _integer(jp: Path, where: str, entry: dict, key: str) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*", value, re.ASCII):
+        return int(value)  # ("--1" and "¹" passed an isdigit() test, and int() refused them)
     raise _coco_error(jp, f"{where}: {key} {value!r} is not an integer (COCO's ids are integers)")
 
 
@@ -149,6 +150,8 @@ def read_coco(
         img_id = _integer(jp, where, a, "image_id")
         cat = _integer(jp, where, a, "category_id")
         try:
+            if not isinstance(a["bbox"], list) or any(isinstance(v, bool) for v in a["bbox"]):
+                raise TypeError  # a string's characters, true: taken as numbers
             bbox = [float(v) for v in a["bbox"]]
         except (TypeError, ValueError) as e:
             raise _coco_error(jp, f"{where}: bbox {a['bbox']!r} is not 4 numbers") from e
@@ -162,6 +165,8 @@ def read_coco(
         area = a.get("area")
         if area is not None:
             try:
+                if isinstance(area, bool):
+                    raise TypeError
                 area = float(area)
             except (TypeError, ValueError) as e:
                 raise _coco_error(jp, f"{where}: area {area!r} is not a number") from e

@@ -134,7 +134,9 @@ def _parse_yolo_labels(
     classes: list[int] = []
     lines: list[int] = []
     seen: set[tuple[float, ...]] = set()
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # "\n" only: read_text made \r\n and \r one, and splitlines() also broke lines at form
+    # feeds and the like, which put errors on the wrong line number
+    for lineno, line in enumerate(text.split("\n"), 1):
         fields = line.split()
         if not fields:
             continue
@@ -224,7 +226,10 @@ def _parse_yolo_labels(
 
 def walk_files(folder: Path) -> Iterator[Path]:
     """The files under ``folder``, linked subfolders included (``ln -s /mnt/extra
-    images/train/extra``, which ``rglob`` skips), each real folder once (a link loop ends)."""
+    images/train/extra``, which ``rglob`` skips), each real folder once (a link loop ends).
+    Hidden files and folders below ``folder`` are left out, as Ultralytics and ``predict``
+    leave them (a ``.ipynb_checkpoints`` copy of an image, macOS's ``._a.jpg``, were read
+    as images: unlabelled copies, false positives in val)."""
     seen: set[str] = set()
     for here, dirs, files in os.walk(folder, followlinks=True):
         real = os.path.realpath(here)
@@ -232,9 +237,10 @@ def walk_files(folder: Path) -> Iterator[Path]:
             dirs.clear()
             continue
         seen.add(real)
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
-            yield Path(here) / name
+            if not name.startswith("."):
+                yield Path(here) / name
 
 
 def _list_images(source: Path, others: list[Path] | None = None) -> tuple[list[Path], Path | None]:
@@ -245,7 +251,7 @@ def _list_images(source: Path, others: list[Path] | None = None) -> tuple[list[P
         for p in walk_files(source):
             if p.suffix.lower() in IMAGE_SUFFIXES:
                 images.append(p)
-            elif others is not None and not p.name.startswith("."):
+            elif others is not None:
                 others.append(p)
         return sorted(images), source
     if source.is_file() and source.suffix.lower() == ".txt":
@@ -254,7 +260,10 @@ def _list_images(source: Path, others: list[Path] | None = None) -> tuple[list[P
             entry = line.strip()
             if entry:
                 p = Path(entry)
-                files.append(p if p.is_absolute() else source.parent / p)
+                p = p if p.is_absolute() else source.parent / p
+                # "images/x/../train/a.jpg": its label is looked for beside the normal path
+                # (labels/x/../train/a.txt does not exist where labels/x does not)
+                files.append(Path(os.path.normpath(p)) if ".." in p.parts else p)
         return files, None
     raise DataError(f"{source}: not an image folder or a .txt list of images")
 

@@ -342,7 +342,7 @@ def warn_empty(source: str | Path, what: str, where: list[str]) -> None:
     if where:
         count_change("zero_area_dropped", len(where))
         logger.warning(
-            "%s: %d %s of zero width or height left out (%s)",
+            "%s: %d %s of zero (or negative) width or height left out (%s)",
             source,
             len(where),
             what,
