@@ -219,19 +219,12 @@ def image_files(source: str | Path) -> list[Path]:
     """
     p = Path(source)
     if p.is_dir():
-        # hidden files are left out: a macOS copy's "._IMG_1.JPG" is no image
-        files = sorted(
-            f
-            for f in p.iterdir()
-            if f.suffix.lower() in FOLDER_SUFFIXES and not f.name.startswith(".") and f.is_file()
-        )
         from yoloslim.runtime.video import VIDEO_SUFFIXES
 
-        videos = [
-            f.name
-            for f in p.iterdir()
-            if f.suffix.lower() in VIDEO_SUFFIXES and not f.name.startswith(".") and f.is_file()
-        ]
+        # hidden files are left out: a macOS copy's "._IMG_1.JPG" is no image
+        entries = [f for f in p.iterdir() if not f.name.startswith(".")]  # listed once
+        files = sorted(f for f in entries if f.suffix.lower() in FOLDER_SUFFIXES and f.is_file())
+        videos = [f.name for f in entries if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file()]
         if files and videos:  # they were left out without a word (audit42 video F6)
             log.warning(
                 "%s: its %d video(s) (%s) are not read with its images: give a video's path, "
@@ -247,7 +240,7 @@ def image_files(source: str | Path) -> list[Path]:
                 if videos
                 else ""
             )
-            subs = sorted(f.name for f in p.iterdir() if f.is_dir() and not f.name.startswith("."))
+            subs = sorted(f.name for f in entries if f.is_dir())
             if subs and not videos:  # the likelier cause: images one level down
                 also = (
                     f"; subfolders are not read, and it has {len(subs)} "
