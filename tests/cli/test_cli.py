@@ -790,7 +790,7 @@ def test_predict_and_export_commands(trained, data_yaml, tmp_path, capsys):
     found = json.loads(report.read_text())
     ckpt, onnx_d = found[str(trained / "last.pt")], found[str(out / "model.onnx")]
     # a finished run: epochs done of how many, and nothing to resume
-    assert ckpt["training"] == {"epochs_done": 1, "epochs": 1, "command": "train"}
+    assert ckpt["training"] == {"epochs_done": 1, "epochs": 1, "command": "train", "processes": 1}
     assert ckpt["resumable"] is None
     assert ckpt["imgsz"] == 64
     assert (
@@ -815,6 +815,12 @@ def test_predict_and_export_commands(trained, data_yaml, tmp_path, capsys):
     shown = capsys.readouterr().out
     assert "1 of 3 epochs (distill --resume its folder to go on)" in shown
     assert "torchscript (runs in torchscript)" in shown and "inputs" not in shown
+    # audit43 wheel F2: a torchrun run's last.pt was said to resume without torchrun
+    state["train_state"].update(world=2)
+    torch.save(state, tmp_path / "two_last.pt")
+    assert main(["info", str(tmp_path / "two_last.pt")]) == 0
+    shown = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "(torchrun --nproc_per_node 2 -m yoloslim distill --resume its folder" in shown
 
 
 def test_an_interrupted_predict_keeps_its_results_so_far(

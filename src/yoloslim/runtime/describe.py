@@ -413,13 +413,19 @@ def _nms_settings(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _training(state: dict | None, epochs: int | None) -> dict:
-    """``training`` (a ``last.pt``: epochs done of how many, and the command that made it)
-    and ``resumable`` (the same while epochs remain, else None)."""
+    """``training`` (a ``last.pt``: epochs done of how many, the command that made it and its
+    process count) and ``resumable`` (the same while epochs remain, else None)."""
     if not state:
         return {"training": None, "resumable": None}
     # a distillation's last.pt holds its hook's state (the teacher, the align modules)
     command = "distill" if "hook" in state else "train"
-    done = {"epochs_done": state["epoch"] + 1, "epochs": epochs, "command": command}
+    done = {
+        "epochs_done": state["epoch"] + 1,
+        "epochs": epochs,
+        "command": command,
+        # torchrun's process count (1: one process): the same count continues it exactly
+        "processes": int(state.get("world") or 1),
+    }
     return {
         "training": done,
         # a last epoch whose validation a stop or an error cut short is validated on resume
