@@ -14,6 +14,7 @@ that import reaches the command's own handler.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 from pathlib import Path
@@ -186,7 +187,9 @@ def load(path: str | Path, **options) -> Predictor:
 
     Args:
         path: a yoloslim checkpoint, or an artifact that ``yoloslim export`` or
-            ``quantize`` wrote (a Triton config or model folder runs as its ONNX).
+            ``quantize`` wrote (a Triton config or model folder runs as its ONNX); or a
+            Predictor, whose file is loaded anew with ``options`` (its own settings are not
+            carried over).
         **options: the Predictor's settings.
 
     Returns:
@@ -194,7 +197,8 @@ def load(path: str | Path, **options) -> Predictor:
 
     Raises:
         ModelError: the file is missing, of an unknown kind, or not yoloslim's.
-        ConfigError: an option out of range (``conf``, ``iou``, ``imgsz`` ...).
+        ConfigError: ``path`` is not a path (nor a Predictor), or an option out of range
+            (``conf``, ``iou``, ``imgsz`` ...).
 
     Example:
         >>> pred = load("runs/nano/best.pt", conf=0.3)
@@ -216,6 +220,11 @@ def load(path: str | Path, **options) -> Predictor:
         )
     if isinstance(path, Predictor):  # its file, loaded anew with these options
         path = as_artifact(path)
+    elif not isinstance(path, (str, os.PathLike)):  # Predictor's error named "artifact"
+        raise ConfigError(
+            f"load(): path={type(path).__name__}: expected an artifact file's path (a Detector "
+            "needs no loading: ys.validate, ys.export and ys.prune take it as it is)"
+        )
     from yoloslim.rng import keeps_rng_state  # a model built to load into: no draw of the caller's
 
     return keeps_rng_state(Predictor)(path, **options)

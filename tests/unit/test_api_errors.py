@@ -64,7 +64,7 @@ from yoloslim.models import build_model
         ),
         # these were TypeErrors from inside Path() or int(), or a module's whole printout
         (lambda: ys.describe(nn.Identity()), ConfigError, r"^path=Identity\(\): expected a file's"),
-        (lambda: ys.load(nn.Identity()), ModelError, r"^artifact=Identity: expected an artifact"),
+        (lambda: ys.load(nn.Identity()), ConfigError, r"^load\(\): path=Identity: expected an"),
         (lambda: ys.load_checkpoint(nn.Identity()), ModelError, r"^path=Identity: expected a"),
         (lambda: ys.train("damo-nano", "d.yaml", out=5), ConfigError, r"^out=5: expected the run"),
         (lambda: ys.train(object(), "d.yaml"), ConfigError, r"^model=.*expected a checkpoint"),

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -59,6 +61,25 @@ def test_system_info_keys():
     info = system_info()
     assert {"cpu", "cores", "isa", "os", "python", "versions"} <= set(info)
     assert "amx_bf16" in info["isa"]
+
+
+def test_system_info_imports_no_runtime_to_read_its_version():
+    # audit43 api M1, M2: `import openvino` for its version set up OpenVINO's telemetry and
+    # fixed the caller's multiprocessing start method (set_start_method then raised)
+    import subprocess
+    import sys
+
+    code = (
+        "import multiprocessing as mp, sys, json\n"
+        "from yoloslim.bench.latency import system_info\n"
+        "v = system_info()['versions']\n"
+        "print(json.dumps([v, 'openvino' in sys.modules, mp.get_start_method(allow_none=True)]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    versions, imported, method = json.loads(out.stdout.splitlines()[-1])
+    assert not imported and method is None
+    ov = pytest.importorskip("openvino")
+    assert ov.__version__.startswith(versions["openvino"])
 
 
 @pytest.mark.parametrize(

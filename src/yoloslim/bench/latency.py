@@ -35,7 +35,9 @@ __all__ = ["LatencyConfig", "measure_latency", "percentile", "summarize", "syste
 
 @dataclass(frozen=True)
 class LatencyConfig:
-    """Attributes: batch, imgsz, warmup runs, rounds, runs per round, threads (None: runtime default)."""
+    """Attributes: batch, imgsz, warmup runs, rounds, runs per round, threads (None: runtime
+    default), ov_hint (an OpenVINO IR's inference precision, f32, bf16 or f16; None: the
+    runtime's default)."""
 
     batch: int = 1
     imgsz: int = 320
@@ -337,15 +339,35 @@ def measure_latency(
             w.conn.close()
 
 
+# each module's distributions (onnxruntime comes as several builds)
+_DISTRIBUTIONS = {
+    "torch": ("torch",),
+    "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
+    "openvino": ("openvino",),
+    "onnx": ("onnx",),
+}
+
+
+def _version(module: str, distributions: tuple[str, ...]) -> str | None:
+    """``module``'s version as its installed distribution gives it, read without importing
+    it (``import openvino`` for a version string set up its telemetry and fixed the caller's
+    multiprocessing start method: audit43 api M1, M2); else an imported module's
+    ``__version__``; None when it is not installed."""
+    import importlib.metadata
+    import sys
+
+    for name in distributions:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return getattr(sys.modules.get(module), "__version__", None)
+
+
 def system_info() -> dict:
     """CPU model, cores, ISA flags that matter for inference, OS and runtime versions."""
     flags = cpu_flags()
-    versions = {}
-    for mod in ("torch", "onnxruntime", "openvino", "onnx"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001
-            versions[mod] = None
+    versions = {mod: _version(mod, dists) for mod, dists in _DISTRIBUTIONS.items()}
     return {
         "cpu": cpu_model(),
         "cores": usable_cores(),
