@@ -619,6 +619,20 @@ def test_cli_nas_config_init_alone_keeps_its_neck_and_a_bad_budget_names_the_fil
     assert len(seen) == 1
 
 
+def test_cli_nas_a_bad_option_beside_a_good_config_file_is_not_blamed_on_it(tmp_path, capsys):
+    # audit43 nas F1: a bad option beside a valid file was blamed on the file
+    cfg = tmp_path / "nas.yaml"
+    cfg.write_text("imgsz: 64\nbudget: {flops: 0.5}\n")
+    for bad in (["--population", "1"], ["--budget-flops", "-1"], ["--stage-weights", "0,0,0,0,0"]):
+        assert main(["nas", "--config", str(cfg), *bad, "--out", str(tmp_path / "b.yaml")]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert f"ConfigError: {' '.join(bad)}" in err and "--config" not in err, err
+    cfg.write_text("imgsz: 64\nbudget: {flops: 0.5}\npopulation: 1\n")  # the file's: said so
+    assert main(["nas", "--config", str(cfg), "--out", str(tmp_path / "b.yaml")]) == 2
+    assert f"(settings read from --config {cfg})" in capsys.readouterr().err
+    assert not (tmp_path / "b.yaml").exists()
+
+
 @pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
 def test_latency_on_the_deploy_runtimes(runtime, capfd):
     pytest.importorskip(runtime)
@@ -810,7 +824,10 @@ def test_an_edited_arch_file_is_kept_and_described_as_edited(tmp_path, capsys, c
         (lambda: SearchSpace(depths=5), r"depths=5 must be a list of \(min, max\) pairs"),
         (lambda: SearchSpace(head_width=True), r"head_width=True must be an integer >= 1"),
         (lambda: _small_search(polish=True), r"polish=True must be an integer >= 0"),
-        (lambda: _small_search(stage_weights=6), r"stage_weights=6 must be a list of 5"),
+        (
+            lambda: _small_search(stage_weights=6),
+            r"stage_weights=6 \(--stage-weights\) must be a list of 5",
+        ),
         (lambda: _small_search(stage_weights=[0] * 5), r"at least one must be > 0"),
     ],
 )

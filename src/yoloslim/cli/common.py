@@ -678,11 +678,20 @@ def check_device_from_file(device: str, config: Path | None, ctx: typer.Context)
 
 
 def flag_given(error: Exception, ctx: typer.Context | None) -> bool:
-    """Whether the setting ``error`` names (``TrainConfig.epochs=0``, at any depth) is an
-    option of ``ctx``'s command given on the command line."""
-    found = re.search(r"\b[A-Z]\w*Config\.(?:\w+\.)*?(\w+)=", str(error))
-    name = found.group(1) if found else None
-    return ctx is not None and name in ctx.params and option_given(ctx, name)
+    """Whether the setting ``error`` names is an option of ``ctx``'s command given on the
+    command line: ``TrainConfig.epochs=0`` (at any depth), a bare ``population=1`` that opens
+    the message, or an option named in it (``budget.flops=-1.0 (--budget-flops)``). (Only
+    the first was read: a bad flag beside a valid --config file was blamed on the file.)"""
+    if ctx is None:
+        return False
+    text = str(error)
+    names = set(re.findall(r"\((--[a-z][a-z0-9-]*)\)", text))
+    names = {n[2:].replace("-", "_") for n in names}
+    for pattern in (r"\b[A-Z]\w*Config\.(?:\w+\.)*?(\w+)=", r"^(\w+)="):
+        found = re.search(pattern, text)
+        if found:
+            names.add(found.group(1))
+    return any(n in ctx.params and option_given(ctx, n) for n in names)
 
 
 def write_json(path: str | Path | None, obj: dict) -> None:

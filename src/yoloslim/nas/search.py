@@ -140,16 +140,24 @@ def _validate_settings(
         raise ConfigError(f"seed={seed!r} must be an integer in [0, 2**32)")
     if isinstance(stage_weights, (str, bytes, dict)) or not hasattr(stage_weights, "__iter__"):
         raise ConfigError(
-            f"stage_weights={stage_weights!r} must be a list of 5 numbers (one per stage)"
+            f"stage_weights={stage_weights!r} (--stage-weights) must be a list of 5 numbers (one "
+            "per stage)"
         )
     stage_weights = [w.item() if hasattr(w, "item") else w for w in stage_weights]  # numpy
     if len(stage_weights) != 5:
-        raise ConfigError(f"stage_weights={list(stage_weights)!r} needs 5 entries (one per stage)")
+        raise ConfigError(
+            f"stage_weights={list(stage_weights)!r} (--stage-weights) needs 5 entries (one per "
+            "stage)"
+        )
     bad = [w for w in stage_weights if isinstance(w, bool) or not isinstance(w, (int, float))]
     if bad or any(not math.isfinite(w) or w < 0 for w in stage_weights):
-        raise ConfigError(f"stage_weights={list(stage_weights)!r} must be 5 finite numbers >= 0")
+        raise ConfigError(
+            f"stage_weights={list(stage_weights)!r} (--stage-weights) must be 5 finite numbers >= 0"
+        )
     if not any(stage_weights):  # every score 0: the "best" would be any arch
-        raise ConfigError(f"stage_weights={list(stage_weights)!r}: at least one must be > 0")
+        raise ConfigError(
+            f"stage_weights={list(stage_weights)!r} (--stage-weights): at least one must be > 0"
+        )
     if score_method not in SCORE_METHODS:
         raise ConfigError(f"score_method={score_method!r} must be one of {SCORE_METHODS}")
 
