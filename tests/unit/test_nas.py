@@ -619,6 +619,24 @@ def test_cli_nas_config_init_alone_keeps_its_neck_and_a_bad_budget_names_the_fil
     assert len(seen) == 1
 
 
+def test_cli_nas_stopped_says_what_it_kept(tmp_path, monkeypatch, capsys):
+    # audit43 nas F3: a stop said only "interrupted", after a warning that the earlier
+    # search's arch.yaml would be replaced
+    def search(d, out, progress):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ys.nas, "search_from_dict", search)
+    out = tmp_path / "arch.yaml"
+    args = ["nas", "--budget-flops", "0.5", "--imgsz", "64", "--out", str(out)]
+    assert main(args) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert "interrupted; nothing written; a search does not resume" in err
+    out.write_text("earlier")
+    assert main(args) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"interrupted; {out} (and its nas_report.json) kept as they were" in err
+
+
 def test_cli_nas_a_bad_option_beside_a_good_config_file_is_not_blamed_on_it(tmp_path, capsys):
     # audit43 nas F1: a bad option beside a valid file was blamed on the file
     cfg = tmp_path / "nas.yaml"

@@ -14,6 +14,7 @@ from yoloslim.cli.common import (
     layered,
     literal,
     print_table,
+    restart_hint,
     shown_default,
     write_json,
 )
@@ -167,7 +168,15 @@ def nas(
         )
         if latency_cache is not None or no_latency_cache:
             settings["latency_cache"] = False if no_latency_cache else str(latency_cache)
-        res = search_from_dict(settings, out, progress=True)
+        # a stop said only "interrupted", after a warning that an earlier result would be
+        # replaced (audit43 nas F3): what it kept is said too
+        kept = (
+            f"{out} (and its nas_report.json) kept as they were"
+            if Path(out).expanduser().is_file()
+            else "nothing written"
+        )
+        with restart_hint(f"{kept}; a search does not resume: the same command runs it anew"):
+            res = search_from_dict(settings, out, progress=True)
     write_json(json_path, res.report)  # first: whole whatever the printing below does
     _table(res.best)
     arch = literal(res.artifacts["arch"])
