@@ -555,6 +555,14 @@ def _devices(cfg: TrainConfig) -> tuple[torch.device, int, int]:
     return device, rank, world
 
 
+# where a training setting is given (a prune stage refuses a train key: its fine-tuning's
+# settings are advanced.finetune's)
+_GIVEN_IN = (
+    "can be given in a --config file, a recipe's train or distill stage, prune's "
+    "advanced.finetune or TrainConfig"
+)
+
+
 def _warn_idle_settings(cfg: TrainConfig, n_train: int, n_batches: int) -> None:
     """Warnings for settings that quietly do less than they seem to (accepted, as a user
     may mean them). ``n_batches``: the steps of an epoch (the warm-up is whole steps)."""
@@ -570,10 +578,7 @@ def _warn_idle_settings(cfg: TrainConfig, n_train: int, n_batches: int) -> None:
     warmup = max(1, round(cfg.warmup_epochs * n_batches)) if cfg.warmup_epochs else 0
     steps = "(%g epochs of %d steps each: %d warm-up steps of the run's %d)"
     args = (cfg.warmup_epochs, n_batches, warmup, total)
-    where = (
-        "warmup_epochs can be given in a --config file, a recipe stage's train settings or "
-        "TrainConfig"
-    )
+    where = f"warmup_epochs {_GIVEN_IN}"
     if warmup > total:
         log.warning(
             "warmup_epochs=%g is longer than the run " + steps + ": the learning rate never "
@@ -591,23 +596,13 @@ def _warn_idle_settings(cfg: TrainConfig, n_train: int, n_batches: int) -> None:
             *args,
             cfg.lr0,
         )
-    if cfg.ema_decay > 0 and total < cfg.ema_tau * math.log(2):
-        log.warning(
-            "the run's %d steps are few for ema_tau=%g: the EMA's decay ramps up as 1 - "
-            "exp(-step / ema_tau) and ends at %.3f (ema_decay=%g), so the saved weights are "
-            "mostly the last steps' (a smaller ema_tau averages more; ema_tau and ema_decay "
-            "can be given in a --config file, a recipe stage's train settings or TrainConfig)",
-            total,
-            cfg.ema_tau,
-            cfg.ema_decay * (1 - math.exp(-total / cfg.ema_tau)),
-            cfg.ema_decay,
-        )
     mosaic = AugmentConfig(**cfg.augment).mosaic
     if mosaic > 0 and cfg.close_mosaic >= cfg.epochs:
         log.warning(
             "close_mosaic=%d turns mosaic off for the last %d epochs, and the run has %d: "
-            "mosaic (probability %g) is never used (close_mosaic and augment.mosaic can be "
-            "given in a --config file, a recipe stage's train settings or TrainConfig)",
+            "mosaic (probability %g) is never used (close_mosaic and augment.mosaic "
+            + _GIVEN_IN
+            + ")",
             cfg.close_mosaic,
             cfg.close_mosaic,
             cfg.epochs,
