@@ -889,6 +889,31 @@ def test_a_video_read_short_without_a_frame_count_is_warned_about(tmp_path, capl
     with caplog.at_level("WARNING", "yoloslim"), VideoReader(clip) as r:
         assert len(r) == 0 and len(list(r)) == 30  # whole: not a word
     assert caplog.text == ""
+    # whole files the first version took for truncated (review F1, F2): an audio track longer
+    # than the video, and timestamps that start at 5 s
+    from fractions import Fraction
+
+    for name, offset, audio in (("audio.mkv", 0, 0.5), ("late.mkv", 50, 0)):
+        with av.open(str(tmp_path / name), "w") as c:
+            stream = c.add_stream("mpeg4", rate=10)
+            stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+            stream.codec_context.time_base = Fraction(1, 10)
+            sound = c.add_stream("aac", rate=8000) if audio else None
+            for i in range(10):
+                frame = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+                frame.pts, frame.time_base = i + offset, Fraction(1, 10)
+                c.mux(stream.encode(frame))
+            c.mux(stream.encode())
+            if sound is not None:
+                for pts in range(0, int(8000 * (1 + audio)), 1024):
+                    chunk = np.zeros((1, 1024), np.float32)
+                    part = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                    part.sample_rate, part.pts = 8000, pts
+                    c.mux(sound.encode(part))
+                c.mux(sound.encode())
+        with caplog.at_level("WARNING", "yoloslim"), VideoReader(tmp_path / name) as r:
+            assert len(list(r)) == 10
+        assert caplog.text == "", name
     data = clip.read_bytes()
     clip.write_bytes(data[: int(len(data) * 0.6)])
     with caplog.at_level("WARNING", "yoloslim"), VideoReader(clip) as r:

@@ -77,10 +77,14 @@ class VideoReader:
         rate = self._stream.average_rate or self._stream.guessed_rate or Fraction(25)
         self.fps = Fraction(rate)
         self.frames = int(self._stream.frames or 0)
-        # where the video ends, in seconds, by the container (None if it says not): a file
-        # without a frame count (Matroska, WebM) read short is found by its last frame's time
+        # where the video ends, in seconds, by the container (None if it cannot say): a file
+        # without a frame count (Matroska, WebM) read short is found by its last frame's
+        # time. Only for a file of one stream (an audio track longer than the video is in the
+        # container's duration), and the duration taken as the end (Matroska's counts from
+        # 0 when the first frame starts later; a format whose duration starts at the first
+        # frame then warns later, never wrongly)
         c = self._container
-        self._end = None if not c.duration else ((c.start_time or 0) + c.duration) / 1_000_000
+        self._end = c.duration / 1_000_000 if c.duration and len(c.streams) == 1 else None
 
     def __len__(self) -> int:
         return self.frames
