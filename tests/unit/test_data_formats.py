@@ -128,6 +128,17 @@ def test_a_list_entry_through_a_parent_folder_finds_its_label(tmp_path):
     lst = tmp_path / "train.txt"
     lst.write_text("".join(f"images/x/../train/{i.name}.png\n" for i in splits["train"]))
     _assert_matches(read_yolo(lst, NAMES), splits["train"])
+    # review F3: through a linked folder ".." leaves the link's target, as the OS reads it
+    import shutil
+
+    (tmp_path / "deep" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "deep" / "a" / "train").mkdir()
+    first = sorted((tmp_path / "images" / "train").iterdir())[0]
+    shutil.copy(first, tmp_path / "deep" / "a" / "train" / "z.png")
+    (tmp_path / "images" / "lnk").symlink_to(tmp_path / "deep" / "a" / "b")
+    lst.write_text("images/lnk/../train/z.png\n")
+    (sample,) = read_yolo(lst, NAMES)
+    assert sample.path.is_file() and sample.path.name == "z.png"
 
 
 def test_empty_and_missing_label_files_are_background(tmp_path):
@@ -206,6 +217,10 @@ def test_a_yolo_error_names_its_line_past_a_form_feed(tmp_path):
     label.write_text("0 0.5 0.5 0.2 0.2 \f\n1 0.5 x 0.1 0.1\n")
     with pytest.raises(DataError, match=r"t2.txt:2: "):
         read_yolo(tmp_path / "images" / "train", NAMES)
+    # review F5: a line separator within a line parts its boxes, as Ultralytics reads them
+    label.write_text("0 0.5 0.5 0.2 0.2\u20281 0.25 0.25 0.1 0.1\n", encoding="utf-8")
+    samples = {s.path.stem: s for s in read_yolo(tmp_path / "images" / "train", NAMES)}
+    assert samples["t2"].classes.tolist() == [0, 1]
 
 
 def test_yolo_coordinates_within_tolerance_are_clipped(tmp_path):

@@ -134,9 +134,15 @@ def _parse_yolo_labels(
     classes: list[int] = []
     lines: list[int] = []
     seen: set[tuple[float, ...]] = set()
-    # "\n" only: read_text made \r\n and \r one, and splitlines() also broke lines at form
-    # feeds and the like, which put errors on the wrong line number
-    for lineno, line in enumerate(text.split("\n"), 1):
+    # numbered by "\n" (read_text made \r\n and \r one): splitlines() alone also broke
+    # lines at form feeds and the like, which put errors on the wrong line number; the other
+    # breaks (U+2028, NEL) still part boxes within a line, as Ultralytics reads them
+    numbered = (
+        (lineno, part)
+        for lineno, line in enumerate(text.split("\n"), 1)
+        for part in line.splitlines()
+    )
+    for lineno, line in numbered:
         fields = line.split()
         if not fields:
             continue
@@ -261,11 +267,21 @@ def _list_images(source: Path, others: list[Path] | None = None) -> tuple[list[P
             if entry:
                 p = Path(entry)
                 p = p if p.is_absolute() else source.parent / p
-                # "images/x/../train/a.jpg": its label is looked for beside the normal path
-                # (labels/x/../train/a.txt does not exist where labels/x does not)
-                files.append(Path(os.path.normpath(p)) if ".." in p.parts else p)
+                files.append(_without_dotdot(p) if ".." in p.parts else p)
         return files, None
     raise DataError(f"{source}: not an image folder or a .txt list of images")
+
+
+def _without_dotdot(p: Path) -> Path:
+    """``images/x/../train/a.jpg`` as ``images/train/a.jpg``, where that is the same file: its
+    label is looked for beside the normal path (``labels/x/../train/a.txt`` does not exist
+    where ``labels/x`` does not). Through a linked folder ``..`` leaves the link's target, so
+    there the path stays as written."""
+    norm = Path(os.path.normpath(p))
+    try:
+        return norm if os.path.samefile(norm, p) else p
+    except OSError:  # either is missing: the path as written is named in the error
+        return p
 
 
 # image files the readers skip (Ultralytics' set is read), which a labelling tool may label
