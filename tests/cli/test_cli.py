@@ -911,7 +911,7 @@ def test_a_closed_output_ends_the_printing_not_the_work(trained, data_yaml, tmp_
     assert len(records) == len(list(images.iterdir()))
 
 
-def test_predict_video(trained, tmp_path, capsys):
+def test_predict_video(trained, tmp_path, capsys, monkeypatch):
     av = pytest.importorskip("av")
     from yoloslim.runtime.video import VideoReader, VideoWriter
 
@@ -935,13 +935,21 @@ def test_predict_video(trained, tmp_path, capsys):
     capsys.readouterr()
     assert main(argv) == 0  # its own drawn video (marked in the container) is replaced
     assert "does not predict" not in capsys.readouterr().err
-    # F2: another video's run replaced this one's records without a word
+    # review F4: the same video given from another folder is not another video
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "clip.mp4", *argv[2:]]) == 0
+    assert "does not predict" not in capsys.readouterr().err
+    # F2: another video's run replaced this one's records without a word (the same stem's
+    # drawing replaces this one's: not another's)
     other = tmp_path / "other" / "clip.avi"
     other.parent.mkdir()
     shutil.copy(clip, other)
     assert main(["predict", str(other), *argv[2:]]) == 0
+    assert "does not predict" not in capsys.readouterr().err
+    shutil.copy(clip, other.with_name("clip2.avi"))
+    assert main(["predict", str(other.with_name("clip2.avi")), *argv[2:]]) == 0
     said = " ".join(capsys.readouterr().err.split())
-    assert f"holds 7 record(s) of frames of a video this run does not predict ({clip})" in said
+    assert f"holds 7 record(s) of frames of a video this run does not predict ({other})" in said
     # a video of the user's named like a drawn one is not replaced, though a video run wrote
     # the detections.json beside it
     mine = save / "mine.mp4"
@@ -1131,6 +1139,7 @@ def test_predict_keeps_an_earlier_runs_results_until_its_own_first_result(
         '[{"image": "a.jpg", "detections": []}, {"frame": 1, "detections": []}]\n',
         '[{"image": "a.jpg", "detections": [{"box": [1, 2, 3, 4], "class": "hand"}]}]\n',
         '[{"image": "a.jpg", "detections": [], "note": "checked by hand"}]\n',
+        '[{"video": 3, "frame": 0, "detections": []}]\n',  # review F6: a TypeError
     ]
     for text in theirs:
         (save / "detections.json").write_text(text)

@@ -334,6 +334,7 @@ def _predicts_format(data: object) -> bool:
     kinds = _FRAME_RECORD if data and "frame" in data[0] else _IMAGE_RECORD
     return all(
         set(r) in kinds
+        and isinstance(r.get("image", r.get("video", "")), str)  # a path: read as one
         and isinstance(r["detections"], list)
         and all(isinstance(d, dict) and set(d) == _DETECTION for d in r["detections"])
         for r in data
@@ -378,8 +379,14 @@ def _warn_other_records(save: Path, earlier: list[dict], files: list[Path]) -> N
     the folder without one. (Frame records of earlier versions, which do not name their
     video, are not counted.)"""
     now = {str(Path(f).absolute()) for f in files}
-    named = (r.get("image", r.get("video")) for r in earlier)
-    gone = [str(n) for n in named if n is not None and str(Path(n).absolute()) not in now]
+    gone = [str(r["image"]) for r in earlier if "image" in r]
+    gone = [n for n in gone if str(Path(n).absolute()) not in now]
+    # a video's records: another video's where its drawing has another name (the same
+    # video, given from another folder, is not another: review F4)
+    stems = {Path(f).stem for f in files}
+    gone += [
+        str(r["video"]) for r in earlier if "video" in r and Path(r["video"]).stem not in stems
+    ]
     if gone:
         from yoloslim.data.sample import examples
 
