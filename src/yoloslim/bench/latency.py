@@ -339,24 +339,19 @@ def measure_latency(
             w.conn.close()
 
 
-# each module's distributions (onnxruntime comes as several builds)
-_DISTRIBUTIONS = {
-    "torch": ("torch",),
-    "onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
-    "openvino": ("openvino",),
-    "onnx": ("onnx",),
-}
+_RUNTIMES = ("torch", "onnxruntime", "openvino", "onnx")
 
 
-def _version(module: str, distributions: tuple[str, ...]) -> str | None:
-    """``module``'s version as its installed distribution gives it, read without importing
-    it (``import openvino`` for a version string set up its telemetry and fixed the caller's
-    multiprocessing start method: audit43 api M1, M2); else an imported module's
-    ``__version__``; None when it is not installed."""
+def _version(module: str, providers: dict[str, list[str]]) -> str | None:
+    """``module``'s version as its installed distribution gives it (onnxruntime comes as
+    several: onnxruntime-gpu, -directml, ...), read without importing it (``import openvino``
+    for a version string set up its telemetry and fixed the caller's multiprocessing start
+    method: audit43 api M1, M2); else an imported module's ``__version__``; None when it is
+    not installed. ``providers``: ``importlib.metadata.packages_distributions()``."""
     import importlib.metadata
     import sys
 
-    for name in distributions:
+    for name in providers.get(module, []):
         try:
             return importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -367,7 +362,10 @@ def _version(module: str, distributions: tuple[str, ...]) -> str | None:
 def system_info() -> dict:
     """CPU model, cores, ISA flags that matter for inference, OS and runtime versions."""
     flags = cpu_flags()
-    versions = {mod: _version(mod, dists) for mod, dists in _DISTRIBUTIONS.items()}
+    import importlib.metadata
+
+    providers = importlib.metadata.packages_distributions()
+    versions = {mod: _version(mod, providers) for mod in _RUNTIMES}
     return {
         "cpu": cpu_model(),
         "cores": usable_cores(),

@@ -69,7 +69,7 @@ def _rows(d: dict) -> list[tuple[str, str]]:
         if d["training"]:
             t = d["training"]
             how = f"{t['command']} --resume its folder to go on"
-            if t.get("processes", 1) > 1:  # the same count continues it exactly
+            if (t.get("processes") or 1) > 1:  # the same count continues it exactly
                 how = f"torchrun --nproc_per_node {t['processes']} -m yoloslim {how}"
             state = how if d["resumable"] else "finished"
             rows.append(("training", f"{t['epochs_done']} of {t['epochs']} epochs ({state})"))

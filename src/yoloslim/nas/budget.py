@@ -75,7 +75,7 @@ class Budget:
                 object.__setattr__(self, f.name, v)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(
-                    f"budget.{f.name}={v!r} ({_flag(f.name)}) must be a finite number or None"
+                    f"budget.{f.name}={v!r} ({_flag(f.name)}) must be a finite number"
                     f"{exponent_hint(v)}"
                 )
             if v <= 0:

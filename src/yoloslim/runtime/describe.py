@@ -423,8 +423,9 @@ def _training(state: dict | None, epochs: int | None) -> dict:
         "epochs_done": state["epoch"] + 1,
         "epochs": epochs,
         "command": command,
-        # torchrun's process count (1: one process): the same count continues it exactly
-        "processes": int(state.get("world") or 1),
+        # torchrun's process count (1: one process; None: a last.pt from before it was
+        # recorded): the same count continues it exactly
+        "processes": state.get("world"),
     }
     return {
         "training": done,
