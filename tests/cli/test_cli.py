@@ -541,6 +541,10 @@ def test_a_refused_write_without_a_file_name_is_one_line(errno_, tmp_path, monke
         main(["nas", "--budget-flops", "1", "--out", str(tmp_path / "a.yaml")])
 
 
+# what a stopped search of a new --out says it kept
+_NAS_KEPT = "nothing written; a search does not resume: the same command runs it anew"
+
+
 @pytest.mark.parametrize(("how", "code"), [("interrupted", 130), ("terminated", 143)])
 def test_ctrl_c_and_sigterm_stop_a_command_with_one_line(how, code, tmp_path, monkeypatch, capsys):
     import yoloslim.nas
@@ -555,7 +559,7 @@ def test_ctrl_c_and_sigterm_stop_a_command_with_one_line(how, code, tmp_path, mo
     monkeypatch.setattr(yoloslim.nas, "search_from_dict", stopped)
     assert main(["nas", "--budget-flops", "1", "--out", str(tmp_path / "a.yaml")]) == code
     err = capsys.readouterr().err
-    assert err.strip() == how
+    assert err.strip() == f"{how}; {_NAS_KEPT}"
     from yoloslim.errors import stop_requested
 
     assert stop_requested() is None  # the command's own: a library call after it is no stop
@@ -581,7 +585,8 @@ def test_a_stop_that_a_library_wrapped_in_its_own_error_is_still_a_stop(
     rc = main(["nas", "--budget-flops", "1", "--out", str(tmp_path / "a.yaml")])
     assert rc == 128 + signum
     err = capsys.readouterr().err
-    assert err.strip() == ("terminated" if signum == signal.SIGTERM else "interrupted")
+    how = "terminated" if signum == signal.SIGTERM else "interrupted"
+    assert err.strip() == f"{how}; {_NAS_KEPT}"
     assert signal.getsignal(signal.SIGINT) is before
 
 

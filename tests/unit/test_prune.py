@@ -894,7 +894,7 @@ def test_the_fine_tuning_settings_give_no_warning_of_their_own(epochs, caplog):
 
     tc = _finetune_config(cfg(), epochs)
     with caplog.at_level("WARNING"):
-        _warn_idle_settings(tc, n_train=64)
+        _warn_idle_settings(tc, n_train=64, n_batches=64 // tc.batch)
     assert not caplog.records
     assert (tc.close_mosaic, tc.augment["mosaic"] > 0) == ((0, False) if epochs <= 2 else (2, True))
     # a user's own fine-tuning settings win, key by key (audit32 review3 M1: an augment key
