@@ -674,6 +674,25 @@ def test_an_empty_value_is_refused_not_taken_as_the_current_folder(tmp_path, mon
         yoloslim.synthesize("", images=2)
 
 
+def test_an_option_taken_as_a_forgotten_value_is_refused(tmp_path, monkeypatch, capsys):
+    # audit43 clidoc F2: --save --save-txt wrote into a folder named --save-txt, without labels
+    monkeypatch.chdir(tmp_path)
+    for argv, said in (
+        (["predict", "x.jpg", "--model", "m.pt", "--save", "--save-txt"], "'--save': got the"),
+        (["models", "--json", "--nc"], "'--json': got the option --nc as its value"),
+    ):
+        assert main(argv) == 2
+        assert said in " ".join(capsys.readouterr().err.split())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_long_path_is_printed_on_one_line(tmp_path, capsys):
+    # audit43 clidoc F1: "wrote PATH" broke a long path across lines where stdout is a pipe
+    out = tmp_path / ("d" * 120) / ("e e" * 40) / "synth"
+    assert main(["data", "synth", str(out), "--images", "2", "--imgsz", "32"]) == 0
+    assert f"wrote {out / 'data.yaml'}\n" in capsys.readouterr().out
+
+
 def test_python_dash_m_runs_the_command():
     from yoloslim import __version__
 

@@ -31,7 +31,11 @@ def bench(
         "1,8", help="Batch sizes, comma-separated: latency at the first, throughput at each."
     ),
     rounds: int = typer.Option(10, help="Interleaved rounds."),
-    runs: int = typer.Option(10, help="Timed runs per round per artifact at batch 1."),
+    runs: int = typer.Option(
+        10,
+        help="Timed runs per round per artifact at the first --batch (a quarter of them, at "
+        "least 2, at the others).",
+    ),
     threads: int = typer.Option(None, help="Threads per runtime (default: each runtime's own)."),
     warmup: int = typer.Option(10, help="Untimed calls per worker before its timed runs."),
     ov_precision: str = typer.Option(

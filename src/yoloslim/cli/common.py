@@ -86,8 +86,11 @@ class _Console(Console):
         drop_output(self.file)
 
 
-console = _Console(stderr=False, width=PIPED_WIDTH if _piped else None)
-err_console = _Console(stderr=True)
+# soft_wrap: a line of text is never broken (a path a script greps for after "wrote " or
+# "report: " was cut across lines where stdout is a pipe: audit43 clidoc F1); tables still
+# fit the width
+console = _Console(stderr=False, width=PIPED_WIDTH if _piped else None, soft_wrap=True)
+err_console = _Console(stderr=True, soft_wrap=True)
 #: the ``--json`` value that writes the JSON to standard output
 STDOUT = "-"
 #: ``--device`` and ``--threads`` of the commands that run an artifact (predict, val)

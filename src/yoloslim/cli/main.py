@@ -163,11 +163,18 @@ def _not_empty(param, process):
     def checked(ctx, value):
         source = ctx.get_parameter_source(param.name)
         given = value if isinstance(value, list | tuple) else [value]
-        if getattr(source, "name", None) == "COMMANDLINE" and any(
-            isinstance(v, str) and not v.strip() for v in given
-        ):
-            hint = " (give . for the current folder)" if path else ""
-            raise typer.BadParameter(f"an empty value{hint}", ctx, param)
+        if getattr(source, "name", None) == "COMMANDLINE":
+            if any(isinstance(v, str) and not v.strip() for v in given):
+                hint = " (give . for the current folder)" if path else ""
+                raise typer.BadParameter(f"an empty value{hint}", ctx, param)
+            # a value forgotten: the next option taken as it (--save --save-txt wrote into
+            # a folder named --save-txt, without the labels: audit43 clidoc F2)
+            options = {o for p in ctx.command.params for o in (*p.opts, *p.secondary_opts)}
+            taken = next((v for v in given if isinstance(v, str) and v in options), None)
+            if taken is not None and not getattr(param, "is_flag", False):
+                raise typer.BadParameter(
+                    f"got the option {taken} as its value (a value is missing)", ctx, param
+                )
         return process(ctx, value)
 
     return checked
