@@ -225,6 +225,10 @@ def test_train_resume_refuses_settings_it_would_ignore(trained, tmp_path, capsys
     assert main(["train", "--resume", str(run), "--epochs", "3", "--lr0", "0.01"]) == 2
     err = capsys.readouterr().err
     assert "--epochs, --lr0 is not taken, even with the saved value" in err
+    # audit43 clidoc F4: a flag has no saved value to repeat
+    assert main(["train", "--resume", str(run), "--exist-ok"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "so --exist-ok is not taken (only --device" in err
     before = (run / "last.pt").read_bytes()
     # runtime settings may change; the run is finished, so nothing trains and nothing changes
     assert main(["train", "--resume", str(run), "--workers", "0", "--device", "cpu"]) == 0

@@ -613,10 +613,16 @@ def resume_overrides(ctx: typer.Context, also: tuple[str, ...] = ()) -> dict[str
         names = ", ".join("--" + p.replace("_", "-") for p in extra)
         runtime = [p for p in ("device", "workers", "threads") if p in ctx.params]
         can = ["--" + p.replace("_", "-") for p in (*runtime, "data", *also)]
+        # a flag (--exist-ok) has no saved value to repeat (audit43 clidoc F4)
+        even = (
+            ", even with the saved value"
+            if any(not isinstance(ctx.params[p], bool) for p in extra)
+            else ""
+        )
         raise ConfigError(
-            f"--resume continues the saved run's settings, so {names} is not taken, even "
-            f"with the saved value (only {', '.join(can[:-1])} and {can[-1]} are; to train "
-            "further, start a new run from DIR/best.pt)"
+            f"--resume continues the saved run's settings, so {names} is not taken{even} "
+            f"(only {', '.join(can[:-1])} and {can[-1]} are; to train further, start a new "
+            "run from DIR/best.pt)"
         )
     return {
         k: ctx.params[k]

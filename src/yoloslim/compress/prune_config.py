@@ -226,7 +226,8 @@ class PruneConfig:
         ]
         if len(goals) > 1:
             raise ConfigError(
-                f"PruneConfig: give at most one of ratio, target_flops, target_params (got {goals})"
+                "PruneConfig: give at most one of ratio, target_flops, target_params (--ratio, "
+                f"--target-flops, --target-params; got {goals})"
             )
         if self.method == Method.DEPTH:
             if self.ratio is not None:

@@ -72,7 +72,9 @@ class LatencySettings:
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
-            raise ConfigError(f"latency runtime={self.runtime!r} must be one of {RUNTIMES}")
+            raise ConfigError(
+                f"latency.runtime={self.runtime!r} (--latency-runtime) must be one of {RUNTIMES}"
+            )
         for name, low in (("threads", 1), ("runs", 1), ("warmup", 0)):
             v = getattr(self, name)
             problem = int_problem(v, low)
