@@ -392,7 +392,7 @@ def test_bad_artifacts_argument_is_refused(artifacts):
     from yoloslim.bench.measure import _artifact_paths
 
     ckpt = artifacts[0]  # any iterable of paths: a generator (Path.glob), a set
-    assert _artifact_paths(p for p in [ckpt]) == _artifact_paths({ckpt}) == [ckpt]
+    assert _artifact_paths(p for p in [ckpt])[0] == _artifact_paths({ckpt})[0] == [ckpt]
     # a model in the list: a short message (it printed the whole module tree, 23 KB)
     with pytest.raises(ConfigError, match=r"artifacts\[1\]: a Detector, not a file") as e:
         benchmark([artifacts[0], build_model("damo-nano", nc=2)], imgsz=IMGSZ)
@@ -664,6 +664,9 @@ def test_every_bad_artifact_is_named_at_once_and_a_predictors_settings_are_said(
         benchmark([ckpt, tmp_path / "none.pt", tmp_path / "none.xml"])
     with pytest.raises(ModelError, match=r"^2 of the artifacts cannot be measured: .*notes.onnx"):
         benchmark([ckpt, tmp_path / "notes.onnx", tmp_path / "more.onnx"])
+    # audit43 bench L: a missing file hid the unreadable ones (named on the next run)
+    with pytest.raises(ModelError, match=r"^3 of the artifacts cannot be measured: .*none.pt"):
+        benchmark([tmp_path / "none.pt", tmp_path / "notes.onnx", tmp_path / "more.onnx"])
     cfg = LatencyConfig(rounds=1, runs_per_round=1, warmup=0, threads=1)
     with caplog.at_level("WARNING", logger="yoloslim"):
         benchmark([ys.load(onnx_path, threads=2)], batches=(1,), latency=cfg)

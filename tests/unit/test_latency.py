@@ -100,3 +100,25 @@ def test_latency_settings_are_checked_before_any_worker_starts(kw, match):
     assert LatencyConfig(threads=None, warmup=0).rounds == 10
     swept = LatencyConfig(batch=np.int64(8), threads=np.int32(2))  # np.arange values
     assert (swept.batch, swept.threads) == (8, 2) and type(swept.batch) is int
+
+
+def test_other_work_while_timing_is_warned_about(tmp_path, caplog):
+    # audit43 bench M: the busy check sampled half a second before any worker started, so a
+    # load that began later (here: one busy process per core) changed the figures unsaid
+    import subprocess
+    import sys
+
+    from yoloslim.sysinfo import usable_cores
+
+    ckpt = save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=2), imgsz=64)
+    spin = [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 60: pass"]
+    busy = [subprocess.Popen(spin) for _ in range(usable_cores())]
+    try:
+        cfg = LatencyConfig(imgsz=64, warmup=1, rounds=2, runs_per_round=3, threads=1)
+        with caplog.at_level("WARNING", "yoloslim"):
+            measure_latency([str(ckpt)], cfg)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert "cores busy, on average, while the latencies were timed" in caplog.text

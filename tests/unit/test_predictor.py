@@ -735,7 +735,7 @@ def test_describe_and_benchmark_take_a_predictor_for_the_file_it_runs(ckpt):
 
     pred = ys.load(ckpt)
     assert ys.describe(pred)["path"] == ys.describe(ckpt)["path"]
-    assert _artifact_paths([pred]) == _artifact_paths([ckpt])
+    assert _artifact_paths([pred])[0] == _artifact_paths([ckpt])[0]
 
 
 def test_validate_runs_a_predictor_as_it_was_loaded(ckpt, tmp_path, monkeypatch):

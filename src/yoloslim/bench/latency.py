@@ -9,6 +9,7 @@ Warm-up runs are excluded from the statistics.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing as mp
 import os
 import platform
@@ -29,6 +30,8 @@ import numpy as np
 from yoloslim.configs import int_problem
 from yoloslim.errors import ConfigError, ExportError
 from yoloslim.sysinfo import INFERENCE_ISA, cpu_flags, cpu_model, usable_cores
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LatencyConfig", "measure_latency", "percentile", "summarize", "system_info"]
 
@@ -272,6 +275,79 @@ def _died(w: _Handle) -> ExportError:
     )
 
 
+def cpu_ticks() -> dict[int, tuple[int, int]]:
+    """Per core of this process's: ``(busy, total)`` clock ticks since boot, from
+    ``/proc/stat`` (Linux; OSError elsewhere). Busy leaves out idle and iowait."""
+    try:
+        mine = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        mine = None
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *fields = line.split()
+            if not (name.startswith("cpu") and name[3:].isdigit()):
+                continue
+            cpu, ticks = int(name[3:]), [int(x) for x in fields[:8]]
+            if mine is None or cpu in mine:
+                idle = ticks[3] + ticks[4]  # idle, iowait
+                out[cpu] = (sum(ticks) - idle, sum(ticks))
+    return out
+
+
+def _own_ticks(pids: Sequence[int]) -> int:
+    """The CPU clock ticks (user + system) these processes have used, from
+    ``/proc/PID/stat``."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after the command's name
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total
+
+
+class _OtherLoad:
+    """How many of this process's cores other work kept busy between :meth:`start` and
+    :meth:`cores`: the cores' busy ticks less those of this process and its workers. The
+    check before measuring samples half a second before any worker starts; a load that
+    began later halved a model's speed-up without a word (audit43 bench M)."""
+
+    def __init__(self, pids: Sequence[int]):
+        self.pids = [os.getpid(), *pids]
+        try:
+            self.first = (cpu_ticks(), _own_ticks(self.pids))
+        except (OSError, ValueError, IndexError):  # not Linux: nothing to say
+            self.first = None
+
+    def cores(self) -> float | None:
+        if self.first is None:
+            return None
+        try:
+            now, own = cpu_ticks(), _own_ticks(self.pids)
+        except (OSError, ValueError, IndexError):
+            return None
+        before, own_before = self.first
+        busy = sum(now[c][0] - before[c][0] for c in now if c in before)
+        span = max((now[c][1] - before[c][1] for c in now if c in before), default=0)
+        return max(0.0, busy - (own - own_before)) / span if span > 0 else None
+
+
+def _warn_other_load(cores: float | None, cfg: LatencyConfig) -> None:
+    """A warning when other work kept more than a quarter of the cores (half a core at least)
+    busy, on average, while the latencies were timed."""
+    have = usable_cores()
+    if cores is not None and cores > max(0.5, 0.25 * have):
+        log.warning(
+            "other work kept %.1f of the %d cores busy, on average, while the latencies were "
+            "timed: they (and their ratios) are unreliable; measure on a quiet machine%s",
+            cores,
+            have,
+            ""
+            if cfg.threads
+            else ", or at 1 thread per runtime (bench --threads 1, a recipe's bench.threads: 1)",
+        )
+
+
 def measure_latency(
     paths: Sequence[str | Path] | str | Path, config: LatencyConfig | None = None
 ) -> dict[str, dict]:
@@ -301,6 +377,7 @@ def measure_latency(
             info[w.path] = payload
         times: dict[str, list[float]] = {p: [] for p in info}
         rss: dict[str, tuple[float, float]] = {}
+        load = _OtherLoad([w.proc.pid for w in workers])
         for r in range(cfg.rounds):
             order = workers if r % 2 == 0 else workers[::-1]
             for w in order:
@@ -310,6 +387,7 @@ def measure_latency(
                     raise ExportError(f"{w.path}: the latency worker failed: {payload}")
                 times[w.path].extend(payload[0])
                 rss[w.path] = payload[1], payload[2]
+        _warn_other_load(load.cores(), cfg)
         for w in workers:
             _send(w, ("precision", 0))
             kind, payload = _receive(w)

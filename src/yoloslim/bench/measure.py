@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from yoloslim.bench.latency import LatencyConfig, measure_latency, system_info
+from yoloslim.bench.latency import LatencyConfig, cpu_ticks, measure_latency, system_info
 from yoloslim.configs import check_config, imgsz_problem
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.export.common import path_size_mb
@@ -162,12 +162,10 @@ def benchmark(
     batches = _batch_sizes(batches)  # a setting's mistake first, before any file is read
     if data is not None:
         require_boxes(data)  # mAP columns and ratios need a defined mAP
-    paths = _artifact_paths(artifacts)
-    from yoloslim.runtime.describe import describe
-
-    # every file readable and yoloslim's before a worker starts (one line, not a traceback),
-    # each bad one named at once (`bench exp/*` stopped at the first)
-    described = _each(describe, paths)
+    # every file there, readable and yoloslim's before a worker starts (one line, not a
+    # traceback), each bad one named at once (`bench exp/*` stopped at the first; a missing
+    # one hid the unreadable ones: audit43 bench L)
+    paths, described = _artifact_paths(artifacts)
     if data is not None:  # mAP is measured last: a wrong data.yaml was found after minutes
         from yoloslim.data.config import check_class_count, load_data_config
 
@@ -334,27 +332,9 @@ def _busy_cpus(window: float = 0.5) -> float | None:
     """How many of this process's cores other work kept busy over ``window`` seconds, from
     ``/proc/stat`` (Linux); None where it cannot be read."""
     try:
-        mine = os.sched_getaffinity(0)
-    except (AttributeError, OSError):
-        mine = None
-
-    def sample() -> dict[int, tuple[int, int]]:
-        out = {}
-        with open("/proc/stat") as f:
-            for line in f:
-                name, *fields = line.split()
-                if not (name.startswith("cpu") and name[3:].isdigit()):
-                    continue
-                cpu, ticks = int(name[3:]), [int(x) for x in fields[:8]]
-                if mine is None or cpu in mine:
-                    idle = ticks[3] + ticks[4]  # idle, iowait
-                    out[cpu] = (sum(ticks) - idle, sum(ticks))
-        return out
-
-    try:
-        first = sample()
+        first = cpu_ticks()
         time.sleep(window)
-        second = sample()
+        second = cpu_ticks()
     except (OSError, ValueError, IndexError):
         return None
     busy = 0.0
@@ -380,7 +360,12 @@ def _each(fn, items: list) -> list:
     return done
 
 
-def _artifact_paths(artifacts: Sequence[str | Path] | str | Path) -> list[Path]:
+def _artifact_paths(
+    artifacts: Sequence[str | Path] | str | Path,
+) -> tuple[list[Path], list[dict]]:
+    """The artifacts' paths and their :func:`~yoloslim.runtime.describe.describe`; one
+    ModelError naming every one that is missing or unreadable."""
+    from yoloslim.runtime.describe import describe
     from yoloslim.runtime.predictor import Predictor
 
     if isinstance(artifacts, str | os.PathLike | Predictor):
@@ -411,15 +396,21 @@ def _artifact_paths(artifacts: Sequence[str | Path] | str | Path) -> list[Path]:
                 "(save a model with save_checkpoint, or export it, first)"
             )
         given.append(a)
-    paths = _each(check_artifact, given)
-    if not paths:
+    if not given:
         raise ConfigError("benchmark needs at least one artifact")
+
+    def read(a) -> tuple[Path, dict]:
+        p = check_artifact(a)
+        return p, describe(p)
+
+    found = _each(read, given)
+    paths = [p for p, _ in found]
     seen: dict[Path, Path] = {}
     for p in paths:
         if p.resolve() in seen:
             raise ConfigError(f"{p} is given twice (as {seen[p.resolve()]} too)")
         seen[p.resolve()] = p
-    return paths
+    return paths, [d for _, d in found]
 
 
 def _batch_sizes(batches: Sequence[int] | int) -> list[int]:
