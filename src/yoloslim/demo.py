@@ -53,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     if not data.exists():
         with console.status(f"synthesizing {args.images} images at {args.imgsz} px"):
             synthesize(out / "data", images=args.images, imgsz=args.imgsz, seed=0)
-    console.print(f"data: {literal(data)}")
+    console.print(f"data: {literal(data)}", soft_wrap=True)
 
     run = out / "train"
     cfg = TrainConfig(epochs=args.epochs, imgsz=args.imgsz, batch=16, close_mosaic=2, cache=True)

@@ -38,8 +38,9 @@ def progress_console():
 
 def say(text: str, style: str = "dim") -> None:
     """One line on the progress console: what a step without a bar of its own is doing, or
-    which stage the bars below belong to."""
-    progress_console().print(text, style=style, highlight=False)
+    which stage the bars below belong to. Never broken across lines (a path in it was, where
+    stderr is a pipe: audit43 clidoc F1)."""
+    progress_console().print(text, style=style, highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager

@@ -224,7 +224,7 @@ def test_train_resume_refuses_settings_it_would_ignore(trained, tmp_path, capsys
     assert "runs is a file" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), "--epochs", "3", "--lr0", "0.01"]) == 2
     err = capsys.readouterr().err
-    assert "--epochs, --lr0 is not taken, even with the saved value" in err
+    assert "--epochs, --lr0 are not taken, even with the saved value" in err
     # audit43 clidoc F4: a flag has no saved value to repeat
     assert main(["train", "--resume", str(run), "--exist-ok"]) == 2
     err = " ".join(capsys.readouterr().err.split())
@@ -684,10 +684,14 @@ def test_an_option_taken_as_a_forgotten_value_is_refused(tmp_path, monkeypatch, 
     for argv, said in (
         (["predict", "x.jpg", "--model", "m.pt", "--save", "--save-txt"], "'--save': got the"),
         (["models", "--json", "--nc"], "'--json': got the option --nc as its value"),
+        (["train", "--data", "d.yaml", "--out", "-h"], "'--out': got the option -h as its"),
     ):
         assert main(argv) == 2
         assert said in " ".join(capsys.readouterr().err.split())
     assert list(tmp_path.iterdir()) == []
+    # an argument's name is no option: a folder named "out" is fine (review2 F1)
+    assert main(["data", "synth", "out", "--images", "2", "--imgsz", "32"]) == 0
+    assert (tmp_path / "out" / "data.yaml").is_file()
 
 
 def test_a_long_path_is_printed_on_one_line(tmp_path, capsys):

@@ -667,6 +667,8 @@ def test_every_bad_artifact_is_named_at_once_and_a_predictors_settings_are_said(
     # audit43 bench L: a missing file hid the unreadable ones (named on the next run)
     with pytest.raises(ModelError, match=r"^3 of the artifacts cannot be measured: .*none.pt"):
         benchmark([tmp_path / "none.pt", tmp_path / "notes.onnx", tmp_path / "more.onnx"])
+    with pytest.raises(ConfigError, match=r"notes.onnx is given twice"):  # review2 F4
+        benchmark([tmp_path / "notes.onnx", tmp_path / "notes.onnx"])
     cfg = LatencyConfig(rounds=1, runs_per_round=1, warmup=0, threads=1)
     with caplog.at_level("WARNING", logger="yoloslim"):
         benchmark([ys.load(onnx_path, threads=2)], batches=(1,), latency=cfg)

@@ -121,4 +121,4 @@ def test_other_work_while_timing_is_warned_about(tmp_path, caplog):
         for p in busy:
             p.kill()
             p.wait()
-    assert "cores busy, on average, while the latencies were timed" in caplog.text
+    assert "cores busy, on average, while the latencies at batch 1 were timed" in caplog.text

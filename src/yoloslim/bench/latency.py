@@ -338,10 +338,12 @@ def _warn_other_load(cores: float | None, cfg: LatencyConfig) -> None:
     have = usable_cores()
     if cores is not None and cores > max(0.5, 0.25 * have):
         log.warning(
-            "other work kept %.1f of the %d cores busy, on average, while the latencies were "
-            "timed: they (and their ratios) are unreliable; measure on a quiet machine%s",
+            "other work kept %.1f of the %d cores busy, on average, while the latencies at "
+            "batch %d were timed: they (and their ratios) are unreliable; measure on a quiet "
+            "machine%s",
             cores,
             have,
+            cfg.batch,
             ""
             if cfg.threads
             else ", or at 1 thread per runtime (bench --threads 1, a recipe's bench.threads: 1)",

@@ -398,6 +398,7 @@ def _artifact_paths(
         given.append(a)
     if not given:
         raise ConfigError("benchmark needs at least one artifact")
+    _refuse_twice([Path(a).expanduser() for a in given])  # as given, before reading any
 
     def read(a) -> tuple[Path, dict]:
         p = check_artifact(a)
@@ -405,12 +406,16 @@ def _artifact_paths(
 
     found = _each(read, given)
     paths = [p for p, _ in found]
+    _refuse_twice(paths)  # a Triton folder and its config.pbtxt run one ONNX
+    return paths, [d for _, d in found]
+
+
+def _refuse_twice(paths: list[Path]) -> None:
     seen: dict[Path, Path] = {}
     for p in paths:
         if p.resolve() in seen:
             raise ConfigError(f"{p} is given twice (as {seen[p.resolve()]} too)")
         seen[p.resolve()] = p
-    return paths, [d for _, d in found]
 
 
 def _batch_sizes(batches: Sequence[int] | int) -> list[int]:

@@ -98,4 +98,4 @@ def bench(
             files = write_report(res.report, report)
     print_table(rich_table(res.report))
     if report:
-        console.print("wrote " + literal(", ".join(str(p) for p in files.values())))
+        console.print("wrote " + literal(", ".join(str(p) for p in files.values())), soft_wrap=True)

@@ -86,11 +86,8 @@ class _Console(Console):
         drop_output(self.file)
 
 
-# soft_wrap: a line of text is never broken (a path a script greps for after "wrote " or
-# "report: " was cut across lines where stdout is a pipe: audit43 clidoc F1); tables still
-# fit the width
-console = _Console(stderr=False, width=PIPED_WIDTH if _piped else None, soft_wrap=True)
-err_console = _Console(stderr=True, soft_wrap=True)
+console = _Console(stderr=False, width=PIPED_WIDTH if _piped else None)
+err_console = _Console(stderr=True)
 #: the ``--json`` value that writes the JSON to standard output
 STDOUT = "-"
 #: ``--device`` and ``--threads`` of the commands that run an artifact (predict, val)
@@ -620,7 +617,8 @@ def resume_overrides(ctx: typer.Context, also: tuple[str, ...] = ()) -> dict[str
             else ""
         )
         raise ConfigError(
-            f"--resume continues the saved run's settings, so {names} is not taken{even} "
+            f"--resume continues the saved run's settings, so {names} "
+            f"{'are' if len(extra) > 1 else 'is'} not taken{even} "
             f"(only {', '.join(can[:-1])} and {can[-1]} are; to train further, start a new "
             "run from DIR/best.pt)"
         )

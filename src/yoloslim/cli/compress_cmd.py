@@ -118,11 +118,11 @@ def compress(
     label = "selected model" if res.report.get("mode") == "budget" else "final checkpoint"
     final = res.report.get("final_model")
     shown = literal(final) if final is not None else "none (no candidate meets the budget)"
-    console.print(f"{label}: {shown}; reports in {literal(out)}")
+    console.print(f"{label}: {shown}; reports in {literal(out)}", soft_wrap=True)
     deployable = res.report.get("deployable") or {}
     if deployable:
         shown = ", ".join(f"{k}: {v}" for k, v in deployable.items())
-        console.print(f"final artifact(s): {literal(shown)}")
+        console.print(f"final artifact(s): {literal(shown)}", soft_wrap=True)
 
 
 def _front_table(report: dict) -> None:

@@ -40,7 +40,7 @@ def synth(
         path = synthesize(
             out, images=images, imgsz=imgsz, classes=classes, seed=seed, val_fraction=val_fraction
         )
-    console.print(f"wrote {literal(path)}")
+    console.print(f"wrote {literal(path)}", soft_wrap=True)
 
 
 @app.command("check")

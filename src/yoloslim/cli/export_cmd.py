@@ -142,7 +142,7 @@ def export(
     for fmt, e in res.report["formats"].items():  # what the table has no column for
         if e.get("note") and "exported_with" not in e:
             console.print(f"note: {literal(fmt)}: {literal(e['note'])}", soft_wrap=True)
-    console.print(f"report: {literal(Path(out) / 'export_report.json')}")
+    console.print(f"report: {literal(Path(out) / 'export_report.json')}", soft_wrap=True)
 
 
 def _warn_artifact_name(out: Path) -> None:

@@ -169,7 +169,14 @@ def _not_empty(param, process):
                 raise typer.BadParameter(f"an empty value{hint}", ctx, param)
             # a value forgotten: the next option taken as it (--save --save-txt wrote into
             # a folder named --save-txt, without the labels: audit43 clidoc F2)
-            options = {o for p in ctx.command.params for o in (*p.opts, *p.secondary_opts)}
+            # options only (an argument's bare name, "out", is a fine folder name: review2
+            # F1), and the help option's (--out -h trained into a folder named -h: F3)
+            options = {
+                o
+                for p in ctx.command.params
+                if p.param_type_name == "option"
+                for o in (*p.opts, *p.secondary_opts)
+            } | set(ctx.help_option_names)
             taken = next((v for v in given if isinstance(v, str) and v in options), None)
             if taken is not None and not getattr(param, "is_flag", False):
                 raise typer.BadParameter(

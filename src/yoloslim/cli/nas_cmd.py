@@ -180,7 +180,9 @@ def nas(
     write_json(json_path, res.report)  # first: whole whatever the printing below does
     _table(res.best)
     arch = literal(res.artifacts["arch"])
-    console.print(f"best score {res.score:.3f}  ->  {arch}  ({res.report['search_s']} s)")
+    console.print(
+        f"best score {res.score:.3f}  ->  {arch}  ({res.report['search_s']} s)", soft_wrap=True
+    )
 
 
 def _check_json_beside(json_path: Path | None, out: Path) -> None:

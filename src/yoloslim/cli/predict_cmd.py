@@ -206,7 +206,8 @@ def predict(
         if save:
             _write_detections(save, records)
             console.print(
-                f"wrote {len(records)} results and detections.json to {escape(str(save))}"
+                f"wrote {len(records)} results and detections.json to {escape(str(save))}",
+                soft_wrap=True,
             )
     write_json(json_path, _report(source, model, records, complete=True))
 

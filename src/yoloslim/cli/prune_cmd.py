@@ -174,4 +174,7 @@ def prune(
     print_table(table)
     console.print(res.report["note"])
     art = res.artifacts
-    console.print(f"checkpoint: {literal(art['checkpoint'])}  report: {literal(art['report'])}")
+    console.print(
+        f"checkpoint: {literal(art['checkpoint'])}  report: {literal(art['report'])}",
+        soft_wrap=True,
+    )

@@ -137,4 +137,7 @@ def quantize(
     warning = budget_warning(rep)
     if warning:
         warn(literal(warning))
-    console.print(f"int8: {literal(res.model)}\nreport: {literal(Path(out) / 'quant_report.json')}")
+    console.print(
+        f"int8: {literal(res.model)}\nreport: {literal(Path(out) / 'quant_report.json')}",
+        soft_wrap=True,
+    )
