@@ -307,8 +307,8 @@ def _own_ticks(pids: Sequence[int]) -> int:
 
 
 class _OtherLoad:
-    """How many of this process's cores other work kept busy between :meth:`start` and
-    :meth:`cores`: the cores' busy ticks less those of this process and its workers. The
+    """How many of this process's cores other work kept busy, on average, from its making
+    to :meth:`cores`: the cores' busy ticks less those of this process and its workers. The
     check before measuring samples half a second before any worker starts; a load that
     began later halved a model's speed-up without a word (audit43 bench M)."""
 
