@@ -854,11 +854,12 @@ def _made(record: dict, out: Path) -> list[Path]:
 def _sizes(record: dict, out: Path) -> dict[str, int]:
     """The sizes of the files :func:`_made` names, by their path in ``out`` (a resume finds
     one cut short: a full disk, a partial copy)."""
-    return {
-        os.path.relpath(p.absolute(), out): p.stat().st_size
-        for p in _made(record, out)
-        if p.is_file()
-    }
+    return {_in_run(p, out): p.stat().st_size for p in _made(record, out) if p.is_file()}
+
+
+def _in_run(path: Path, out: Path) -> str:
+    """``path`` relative to the run folder ``out``: the key of its size in ``stage.json``."""
+    return os.path.relpath(path.absolute(), out)
 
 
 def _missing_outputs(record: dict, out: Path) -> list[str]:
@@ -871,7 +872,7 @@ def _missing_outputs(record: dict, out: Path) -> list[str]:
         if not p.exists():
             problems.append(f"{p} is gone")
             continue
-        was = sizes.get(os.path.relpath(p.absolute(), out))
+        was = sizes.get(_in_run(p, out))
         size = p.stat().st_size if p.is_file() else None
         if isinstance(was, int) and size is not None and size != was:
             problems.append(f"{p} is {size} bytes, not the {was} it was made with")

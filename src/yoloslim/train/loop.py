@@ -28,9 +28,14 @@ if TYPE_CHECKING:
     from yoloslim.models.detector import Detector
     from yoloslim.train.trainer import TrainHook
 
-__all__ = ["Fit", "epoch_loader", "lr_at"]
+__all__ = ["Fit", "epoch_loader", "lr_at", "warmup_steps"]
 
 log = logging.getLogger(__name__)
+
+
+def warmup_steps(cfg: TrainConfig, n_batches: int) -> int:
+    """The warm-up's length in whole steps (at least one when there is a warm-up)."""
+    return max(1, round(cfg.warmup_epochs * n_batches)) if cfg.warmup_epochs else 0
 
 
 def lr_at(step: int, total: int, warmup: int, cfg: TrainConfig) -> float:
@@ -91,9 +96,7 @@ class Fit:
 
     @property
     def warmup(self) -> int:
-        if not self.cfg.warmup_epochs:
-            return 0
-        return max(1, round(self.cfg.warmup_epochs * self.n_batches))
+        return warmup_steps(self.cfg, self.n_batches)
 
     @property
     def extra(self) -> nn.Module | None:

@@ -53,7 +53,7 @@ from yoloslim.train.config import (
     static_assigner_for,
 )
 from yoloslim.train.ema import ModelEMA
-from yoloslim.train.loop import Fit, epoch_loader
+from yoloslim.train.loop import Fit, epoch_loader, warmup_steps
 from yoloslim.train.loss import DetectionLoss
 from yoloslim.train.run_folder import (
     RUN_FILES,
@@ -575,7 +575,7 @@ def _warn_idle_settings(cfg: TrainConfig, n_train: int, n_batches: int) -> None:
             n_train,
         )
     total = n_batches * cfg.epochs
-    warmup = max(1, round(cfg.warmup_epochs * n_batches)) if cfg.warmup_epochs else 0
+    warmup = warmup_steps(cfg, n_batches)  # as the schedule rounds it
     steps = "(%g epochs of %d steps each: %d warm-up steps of the run's %d)"
     args = (cfg.warmup_epochs, n_batches, warmup, total)
     where = f"warmup_epochs {_GIVEN_IN}"
