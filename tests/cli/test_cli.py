@@ -2088,7 +2088,7 @@ def test_predict_of_an_ir_says_when_openvino_computes_it_in_bf16(
     image = sorted((data_yaml.parent / "images" / "val").iterdir())[0]
     capsys.readouterr()
     assert main(["predict", str(image), "--model", str(xml)]) == 0
-    reduced = any(p in str(load_backend(xml).precision) for p in ("bf16", "f16"))
+    reduced = any(p in str(load_backend(xml).precision) for p in ("bf16", "fp16"))
     assert ("--ov-precision f32 gives the checkpoint's" in capsys.readouterr().err) == reduced
     assert main(["predict", str(image), "--model", str(xml), "--ov-precision", "f32"]) == 0
     assert "--ov-precision f32 gives" not in capsys.readouterr().err

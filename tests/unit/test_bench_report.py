@@ -617,7 +617,7 @@ def test_an_ir_at_a_precision_hint_is_measured_and_validated_at_it(artifacts, tm
     e2e = export(ckpt, tmp_path / "e2e", formats=["onnx"], nms=True).artifacts["onnx_nms"]
     cfg = LatencyConfig(rounds=1, runs_per_round=2, warmup=1, threads=1, ov_hint="f32")
     rows = benchmark([xml_path, e2e], data, batches=(1,), latency=cfg).report["rows"]
-    assert rows[0]["precision"] == "f32"
+    assert rows[0]["precision"] == "fp32"
     assert rows[0]["map"] == validate(xml_path, data, imgsz=IMGSZ, ov_precision="f32")["map"]
     assert rows[1].get("end_to_end") is True and "end_to_end" not in rows[0]
     report = {**benchmark([xml_path, e2e], batches=(1,), latency=cfg).report}
@@ -626,7 +626,7 @@ def test_an_ir_at_a_precision_hint_is_measured_and_validated_at_it(artifacts, tm
     term = Console(width=400, record=True)
     term.print(rich_table(report))
     shown = " ".join(term.export_text().split())
-    assert said in shown and "Precision" in shown and "at batch 1" in shown and " f32 " in shown
+    assert said in shown and "Precision" in shown and "at batch 1" in shown and " fp32 " in shown
     with pytest.raises(ConfigError, match=r"--ov-precision\) sets an OpenVINO IR's precision"):
         benchmark([onnx_path], latency=LatencyConfig(ov_hint="f32"))
 

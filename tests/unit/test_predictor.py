@@ -751,7 +751,7 @@ def test_validate_runs_a_predictor_as_it_was_loaded(ckpt, tmp_path, monkeypatch)
         raise AssertionError("validate loaded the Predictor's artifact again")
 
     monkeypatch.setattr(backends, "load_backend", load_again)
-    assert ys.validate(at_f32, data)["precision"] == "f32"
+    assert ys.validate(at_f32, data)["precision"] == "fp32"
     res = ys.validate(at_96, data)
     assert res["imgsz"] == 96 and res["runtime"] == "torch"
     monkeypatch.undo()
@@ -759,7 +759,9 @@ def test_validate_runs_a_predictor_as_it_was_loaded(ckpt, tmp_path, monkeypatch)
     # the model is untrained (mAP 0 both ways): the detections say it ran at 96 px too
     assert res["detections"] == ref["detections"] > 0
     assert res["detections"] != ys.validate(ckpt, data)["detections"]  # at its own 64 px
-    with pytest.raises(ConfigError, match=r"ov_precision='bf16': a Predictor computes in .*f32"):
+    with pytest.raises(
+        ConfigError, match=r"ov_precision='bf16': a Predictor computes in .*\(fp32\)"
+    ):
         ys.validate(at_f32, data, ov_precision="bf16")
 
 

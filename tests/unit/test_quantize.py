@@ -264,7 +264,7 @@ def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeyp
     assert res.report["perf"]["int8"]["precision"] == q.precision  # as the runtime names it
     assert res.report["perf"]["float"]["precision"] == f.precision
     # the float reference is the model's own accuracy: f32, whatever the plugin's default
-    assert res.report["float"]["map_precision"] == "f32"
+    assert res.report["float"]["map_precision"] == "fp32"
     assert res.report["int8"]["map_precision"] == q.precision
     assert (
         res.report["float"]["map"]

@@ -145,7 +145,7 @@ def predict(
     )
     if pred.backend.kind == "openvino" and ov_precision is None:
         chosen = str(pred.backend.precision)
-        if "bf16" in chosen or "f16" in chosen:  # said only by -v: detections near the
+        if "bf16" in chosen or "fp16" in chosen:  # said only by -v: detections near the
             # threshold differ from the checkpoint's (audit24 predict LOW-6)
             err_console.print(
                 f"[dim]note: OpenVINO computes this IR in {escape(chosen)} here (its default); "

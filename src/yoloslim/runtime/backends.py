@@ -24,7 +24,7 @@ import torch
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.extras import require_for
 from yoloslim.fileio import did_you_mean
-from yoloslim.runtime.ov_core import openvino_core, precision_name, read_ir
+from yoloslim.runtime.ov_core import openvino_core, ov_word, precision_name, read_ir
 
 __all__ = [
     "Backend",
@@ -53,8 +53,9 @@ class Backend:
         kind: "torch", "torchscript", "onnxruntime" or "openvino".
         names: class names.
         imgsz: the input size it was exported at.
-        precision: what the runtime reports it computes in ("fp32", or OpenVINO's
-            ``INFERENCE_PRECISION_HINT`` as compiled: "f32", "bf16", "f16"); for ONNX
+        precision: what the runtime reports it computes in ("fp32", "fp16", or for OpenVINO
+            its ``INFERENCE_PRECISION_HINT`` as compiled, spelled alike: "fp32", "bf16",
+            "fp16"; "int8+" before it for a quantized model); for ONNX
             read from the graph on first use (it needs the ``onnx`` package, a second to
             import, which running the model does not).
         runtime_version: version of the runtime package.
@@ -314,6 +315,11 @@ def onnx_precision(graph) -> str:
 
 
 class OpenVINOBackend(Backend):
+    """An IR compiled for a device. Beside :class:`Backend`'s attributes, ``compiled_hint``:
+    the ``INFERENCE_PRECISION_HINT`` it was compiled with, in OpenVINO's word (``f32``,
+    ``bf16``, ``f16``; None where a virtual device does not say), which ``precision``
+    spells as the other runtimes do (``fp32``, ``bf16``, ``fp16``)."""
+
     kind = "openvino"
 
     def __init__(
@@ -343,7 +349,9 @@ class OpenVINOBackend(Backend):
             quantized=any(op.get_type_name() == "FakeQuantize" for op in model.get_ops()),
         )
         computed = precision.removeprefix("int8+")  # a quantized model's float part
-        if hint and computed not in (hint, "unknown"):
+        # the hint as compiled, in OpenVINO's own words (f32, bf16, f16)
+        self.compiled_hint = None if computed_in is None else ov_word(computed_in)
+        if hint and computed not in (precision_name(hint), "unknown"):
             # e.g. f16 on a CPU without FP16 arithmetic: the plugin falls back to bf16
             log.warning(
                 "%s: OpenVINO's %s plugin computes in %s here, not the %s asked for (it has "

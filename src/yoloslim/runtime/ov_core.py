@@ -22,6 +22,7 @@ __all__ = [
     "default_precision",
     "no_telemetry",
     "openvino_core",
+    "ov_word",
     "precision_name",
     "read_ir",
     "save_ir",
@@ -113,13 +114,22 @@ def save_ir(ov, model, path: str | Path, *, fp16: bool = False, check=None) -> P
     return path
 
 
+# OpenVINO's element type names, spelled as every other runtime's row is (fp32, not f32)
+_OV_NAMES = {"f32": "fp32", "f16": "fp16"}
+
+
+def ov_word(value) -> str:
+    """An OpenVINO property's value in OpenVINO's own word (``Type.bf16`` is ``bf16``)."""
+    return value.to_string() if hasattr(value, "to_string") else str(value)
+
+
 def precision_name(hint, quantized: bool = False) -> str:
     """How yoloslim names what OpenVINO computes in: an ``INFERENCE_PRECISION_HINT`` value
-    (``f32``, ``bf16``), or for a quantized model ``int8+`` and the precision of the rest
-    (its box decode, say); ``unknown`` where the device does not say (AUTO, MULTI, HETERO)."""
-    name = (
-        "unknown" if hint is None else hint.to_string() if hasattr(hint, "to_string") else str(hint)
-    )
+    spelled as for the other runtimes (``f32`` is ``fp32``, ``f16`` is ``fp16``, ``bf16``
+    stays), or for a quantized model ``int8+`` and the precision of the rest (its box decode,
+    say); ``unknown`` where the device does not say (AUTO, MULTI, HETERO)."""
+    name = "unknown" if hint is None else ov_word(hint)
+    name = _OV_NAMES.get(name.lower(), name)
     return f"int8+{name}" if quantized else name
 
 
