@@ -713,6 +713,25 @@ def run_inputs(model: str | Path | None, data: str | Path) -> dict:
     return entry
 
 
+def _stage_files(rec: Recipe) -> dict[str, dict]:
+    """The files a recipe's stages name (a train stage's ``model:``, a distill stage's
+    ``teacher:``), by stage folder: what it is, its path, size and modification time. A
+    finished stage was made from them, so a resume checks them as it does ``--model``."""
+    files = {}
+    for i, s in enumerate(rec.stages, 1):
+        key = {"train": "model", "distill": "teacher"}.get(s.name)
+        named = getattr(s.config, key, None) if key else None
+        if named and Path(named).is_file():  # not a registered model's name
+            st = Path(named).stat()
+            files[f"{i:02d}-{s.name}"] = {
+                "key": key,
+                "path": str(Path(named).resolve()),
+                "bytes": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+            }
+    return files
+
+
 def _record_text(path: Path) -> str:
     """A run record's text; ConfigError naming it when it is not UTF-8 (a damaged file: it
     was a UnicodeDecodeError's traceback, audit42 corrupt F5)."""
@@ -761,6 +780,16 @@ def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = N
             "val split's images or labels): the run's measurements are of the old data; "
             "choose another output folder"
         )
+    for folder, now in inputs.get("stage_files", {}).items():
+        was = (saved.get("stage_files") or {}).get(folder)
+        began = (out / folder / "stage.json").exists() or (out / folder / "last.pt").exists()
+        # another path is a recipe change, refused or allowed as such (audit44 compress F2)
+        if began and isinstance(was, dict) and was.get("path") == now["path"] and was != now:
+            raise ConfigError(
+                f"{out}: stage {folder}'s {now['key']} {now['path']} changed since this run "
+                "(size or modification time): the stage was made with the old file; choose "
+                "another output folder"
+            )
     for key, what in (also or {}).items():
         if saved.get(key) != inputs[key]:
             changed = _changed(saved.get(key), inputs[key])
@@ -1156,7 +1185,7 @@ def _check_run(
         yaml.safe_dump(rec.resolved(keep_model_sizes=True), sort_keys=False),  # as parsed
         yaml.safe_dump(_as_run(rec).resolved(keep_model_sizes=True), sort_keys=False),
     )
-    inputs = run_inputs(model, data)
+    inputs = {**run_inputs(model, data), "stage_files": _stage_files(rec)}
     saved = out / "recipe.yaml"
     if (out / "budget.json").exists() or (out / "grid").is_dir():
         raise ConfigError(
@@ -1169,10 +1198,16 @@ def _check_run(
             f"{record} is not a compress run's record; it is not replaced, so move it or "
             "choose another output folder"
         )
-    if saved.exists() and not resume and any(out.glob("[0-9][0-9]-*/stage.json")):
+    if not resume and any(out.glob("[0-9][0-9]-*/stage.json")):
+        if saved.exists():
+            raise ConfigError(
+                f"{out}: holds a compress run; resume it (--resume, resume=True) or choose "
+                "another output folder"
+            )
+        # a new run would empty the finished stages' folders (audit44 compress F1)
         raise ConfigError(
-            f"{out}: holds a compress run; resume it (--resume, resume=True) or choose another "
-            "output folder"
+            f"{out}: holds a compress run's finished stages but not its recipe.yaml, which a "
+            "resume needs; choose another output folder (a new run here would empty them)"
         )
     if resume and not saved.exists():  # a mistyped --out would start every stage afresh
         raise ConfigError(

@@ -218,6 +218,11 @@ def test_changed_recipe_refuses_resume(base, tmp_path):
         run_recipe(ckpt, data, two, out=tmp_path / "t", resume=True)
     with pytest.raises(ConfigError, match="does not exist"):
         run_recipe(tmp_path / "missing.pt", data, recipe, out=tmp_path / "x")
+    # a finished run whose recipe.yaml is gone is refused too, not emptied (audit44 compress F1)
+    (tmp_path / "r" / "recipe.yaml").unlink()
+    with pytest.raises(ConfigError, match="finished stages but not its recipe.yaml"):
+        run_recipe(ckpt, data, recipe, out=tmp_path / "r")
+    assert (tmp_path / "r" / "01-export" / "stage.json").is_file()
 
 
 def test_bench_stage_refuses_a_size_a_static_artifact_cannot_run(base, tmp_path, monkeypatch):
@@ -654,3 +659,40 @@ def test_budget_mode_says_a_prune_target_of_the_recipe_is_not_used(
     assert "the recipe's prune stage sets target_flops=0.05: budget mode prunes each" in (
         caplog.text
     )
+
+
+def test_a_stage_file_changed_since_the_stage_began_is_refused_on_resume(base, tmp_path):
+    # audit44 compress F2: a distill stage's teacher replaced after the run: --resume kept the
+    # stage made with the old one, without a word (a changed --model was refused)
+    import os
+    import shutil
+
+    import yoloslim.compress.distill as distill_mod
+
+    ckpt, data = base
+    teacher = shutil.copy(ckpt, tmp_path / "teacher.pt")
+    train = {"epochs": 2, "imgsz": S, "batch": 4, "workers": 0}
+    recipe = {"stages": [{"distill": {"teacher": str(teacher), "train": train}}]}
+    out = tmp_path / "run"
+    real = distill_mod.train
+
+    def stopped_after_epoch_0(*a, **k):
+        def stop(epoch, row):
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+        return real(*a, **k, on_epoch_end=stop)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(distill_mod, "train", stopped_after_epoch_0)
+        with pytest.raises(KeyboardInterrupt):
+            run_recipe(ckpt, data, recipe, out=out)
+    saved = json.loads((out / "inputs.json").read_text())["stage_files"]
+    assert saved["01-distill"]["path"] == str(Path(teacher).resolve())
+    st = os.stat(teacher)
+    os.utime(teacher, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.raises(ConfigError, match=r"stage 01-distill's teacher .*teacher\.pt changed"):
+        run_recipe(ckpt, data, recipe, out=out, resume=True)
+    os.utime(teacher, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same file again: goes on
+    run_recipe(ckpt, data, recipe, out=out, resume=True)
+    assert (out / "01-distill" / "stage.json").is_file()
