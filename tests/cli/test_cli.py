@@ -1645,6 +1645,15 @@ def test_predict_replaces_only_images_it_drew_and_one_run_at_a_time(
     kept = (save / "img0.jpg").read_bytes()
     assert main(argv) == 2 and (save / "img0.jpg").read_bytes() == kept
     assert "which predict did not draw" in capsys.readouterr().err
+    # a run refused is not said to replace the earlier records (audit44 eval L-2: the
+    # warning came before the refusal, and nothing was replaced)
+    other = tmp_path / "src2"
+    other.mkdir()
+    Image.open(src / "img0.png").save(other / "img1.png")
+    Image.new("RGB", (8, 8), "green").save(save / "img1.jpg")  # the user's
+    assert main([argv[0], str(other), *argv[2:]]) == 2
+    err = capsys.readouterr().err
+    assert "which predict did not draw" in err and "replaces it" not in err
 
 
 def test_predict_save_txt_writes_yolo_labels_of_its_detections(

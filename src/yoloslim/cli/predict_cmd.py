@@ -128,10 +128,12 @@ def predict(
         )
     if save:
         earlier = _earlier_records(save / "detections.json")
-        _warn_other_records(save, earlier, files)
         _check_drawn_names(save, outputs)
         ledger = _label_ledger(save)
         _check_label_names(save, labels, earlier, ledger)
+        # after the checks that refuse the run: "replaces it" was said of a run refused
+        # (audit44 eval L-2)
+        _warn_other_records(save, earlier, files)
         _warn_inside_source(source, save)
     pred = Predictor(
         model,
