@@ -16,6 +16,7 @@ __all__ = [
     "cpu_model",
     "first_process",
     "invocation",
+    "relaunch",
     "usable_cores",
 ]
 
@@ -167,3 +168,16 @@ def _room_in(folder: Path) -> int | None:
 def first_process() -> bool:
     """Whether this is the process that reports: always, except under torchrun (rank 0)."""
     return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def relaunch(command: str, processes: int | str | None = None) -> str:
+    """``command`` (``yoloslim ...``) launched as the run was: after ``torchrun
+    --nproc_per_node N -m`` for a run of N > 1 processes, since the same count goes on
+    exactly. ``processes``: the run's count (None: this process's run, read from torchrun's
+    environment)."""
+    if processes is None:
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        processes = os.environ.get("LOCAL_WORLD_SIZE", world) if world > 1 else 1
+    if int(processes) <= 1:
+        return command
+    return f"torchrun --nproc_per_node {processes} -m {command}"

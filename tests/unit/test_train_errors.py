@@ -711,6 +711,23 @@ def test_printed_resume_commands_survive_a_shell():
     assert shlex.split(cmd) == ["yoloslim", "train", "--resume", "runs/my run é"]
 
 
+def test_a_torchrun_run_is_told_to_resume_under_torchrun(monkeypatch):
+    # one spelling of the relaunch for the stop hint, the trainer's hint and info
+    from yoloslim.cli.common import resume_command
+    from yoloslim.sysinfo import relaunch
+
+    monkeypatch.setenv("WORLD_SIZE", "4")  # two nodes of two processes: two per node
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert (
+        resume_command("distill", "r")
+        == "torchrun --nproc_per_node 2 -m yoloslim distill --resume r"
+    )
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert resume_command("train", "r") == "yoloslim train --resume r"
+    assert relaunch("yoloslim x", 3) == "torchrun --nproc_per_node 3 -m yoloslim x"
+    assert relaunch("yoloslim x", 1) == "yoloslim x"
+
+
 def test_other_class_names_in_the_data_are_warned_about(sets, tmp_path, caplog):
     # the count matches, so it trains, but a reordered names list is a silent mAP killer
     from yoloslim.data import load_data_config

@@ -26,7 +26,7 @@ from rich.markup import escape
 from yoloslim.errors import STOPS, ConfigError, ModelError, YoloslimError, stop_requested
 from yoloslim.fileio import atomic_write_text, dangling, write_problem
 from yoloslim.progress import PIPED_WIDTH, shown
-from yoloslim.sysinfo import first_process
+from yoloslim.sysinfo import first_process, relaunch
 from yoloslim.torch_state import torch_threads
 
 __all__ = [
@@ -1005,11 +1005,7 @@ def command_line() -> str:
 def resume_command(command: str, folder: str | Path) -> str:
     """``yoloslim COMMAND --resume FOLDER``, the folder quoted for a shell; under torchrun,
     launched the same way (the same number of processes continues the run exactly)."""
-    again = f"yoloslim {command} --resume {shlex.quote(str(folder))}"
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:
-        return f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world)} -m {again}"
-    return again
+    return relaunch(f"yoloslim {command} --resume {shlex.quote(str(folder))}")
 
 
 def resume_state(run_dir: Path, start_option: str = "--model") -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from yoloslim.cli.common import check_json_target, handle_errors, literal, print_table, write_json
+from yoloslim.sysinfo import relaunch
 
 
 @handle_errors
@@ -70,7 +71,7 @@ def _rows(d: dict) -> list[tuple[str, str]]:
             t = d["training"]
             how = f"{t['command']} --resume its folder to go on"
             if (t.get("processes") or 1) > 1:  # the same count continues it exactly
-                how = f"torchrun --nproc_per_node {t['processes']} -m yoloslim {how}"
+                how = relaunch(f"yoloslim {how}", t["processes"])
             state = how if d["resumable"] else "finished"
             rows.append(("training", f"{t['epochs_done']} of {t['epochs']} epochs ({state})"))
     else:

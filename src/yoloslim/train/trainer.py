@@ -41,6 +41,7 @@ from yoloslim.models.checkpoint import load_checkpoint, with_history
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.progress import say, shown
+from yoloslim.sysinfo import relaunch
 from yoloslim.torch_state import autograd_on, keeps_caller_state, torch_threads
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
@@ -383,10 +384,7 @@ def train(
             except BaseException as e:
                 fit.save(run, row, best_map, last_val, meta, val_pending=True)
                 if isinstance(e, DataError):  # an image to mend; the epoch need not rerun
-                    again = f"yoloslim {command} --resume {shlex.quote(str(out))}"
-                    if world > 1:  # launched as it was: the same processes go on exactly
-                        n = os.environ.get("LOCAL_WORLD_SIZE", world)
-                        again = f"torchrun --nproc_per_node {n} -m {again}"
+                    again = relaunch(f"yoloslim {command} --resume {shlex.quote(str(out))}")
                     raise DataError(
                         f"{e} (validating epoch {row['epoch'] + 1}, whose weights are kept: "
                         f"mend it, then resume the run, `{again}` or the compress run it is "
