@@ -570,13 +570,11 @@ def test_a_recipe_file_the_run_would_delete_or_replace_is_refused(base, tmp_path
     run_recipe(ckpt, data, tmp_path / "c" / "recipe.yaml", out=tmp_path / "c", resume=True)
 
 
-def test_an_interrupted_distill_stage_goes_on_from_its_last_epoch(base, tmp_path, monkeypatch):
+def _stop_distill_after_epoch_0(ckpt, data, recipe: dict, out: Path) -> None:
+    """Run ``recipe`` into ``out``, stopped (KeyboardInterrupt) after its distill stage's
+    first epoch."""
     import yoloslim.compress.distill as distill_mod
 
-    ckpt, data = base
-    train = {"epochs": 2, "imgsz": S, "batch": 4, "workers": 0}
-    recipe = {"stages": [{"distill": {"train": train}}]}
-    out = tmp_path / "run"
     real = distill_mod.train
 
     def stopped_after_epoch_0(*a, **k):
@@ -586,9 +584,21 @@ def test_an_interrupted_distill_stage_goes_on_from_its_last_epoch(base, tmp_path
 
         return real(*a, **k, on_epoch_end=stop)
 
-    monkeypatch.setattr(distill_mod, "train", stopped_after_epoch_0)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(ckpt, data, recipe, out=out)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(distill_mod, "train", stopped_after_epoch_0)
+        with pytest.raises(KeyboardInterrupt):
+            run_recipe(ckpt, data, recipe, out=out)
+
+
+def test_an_interrupted_distill_stage_goes_on_from_its_last_epoch(base, tmp_path, monkeypatch):
+    import yoloslim.compress.distill as distill_mod
+
+    ckpt, data = base
+    train = {"epochs": 2, "imgsz": S, "batch": 4, "workers": 0}
+    recipe = {"stages": [{"distill": {"train": train}}]}
+    out = tmp_path / "run"
+    real = distill_mod.train
+    _stop_distill_after_epoch_0(ckpt, data, recipe, out)
     metrics = out / "01-distill" / "metrics.jsonl"
     assert [json.loads(x)["epoch"] for x in metrics.read_text().splitlines()] == [0]
     trained = []
@@ -667,26 +677,12 @@ def test_a_stage_file_changed_since_the_stage_began_is_refused_on_resume(base, t
     import os
     import shutil
 
-    import yoloslim.compress.distill as distill_mod
-
     ckpt, data = base
     teacher = shutil.copy(ckpt, tmp_path / "teacher.pt")
     train = {"epochs": 2, "imgsz": S, "batch": 4, "workers": 0}
     recipe = {"stages": [{"distill": {"teacher": str(teacher), "train": train}}]}
     out = tmp_path / "run"
-    real = distill_mod.train
-
-    def stopped_after_epoch_0(*a, **k):
-        def stop(epoch, row):
-            if epoch == 0:
-                raise KeyboardInterrupt
-
-        return real(*a, **k, on_epoch_end=stop)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(distill_mod, "train", stopped_after_epoch_0)
-        with pytest.raises(KeyboardInterrupt):
-            run_recipe(ckpt, data, recipe, out=out)
+    _stop_distill_after_epoch_0(ckpt, data, recipe, out)
     saved = json.loads((out / "inputs.json").read_text())["stage_files"]
     assert saved["01-distill"]["path"] == str(Path(teacher).resolve())
     st = os.stat(teacher)
