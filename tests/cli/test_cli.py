@@ -1899,6 +1899,31 @@ def test_a_new_run_stopped_before_its_own_last_pt_names_no_earlier_run_to_resume
     assert "interrupted; continue with `again`" in capsys.readouterr().err
 
 
+def test_a_full_disk_says_how_the_run_goes_on(tmp_path, capsys):
+    # audit44 resume F1: a disk filled during training said only the OSError; the last.pt
+    # of the epoch before was whole, and --resume went on bitwise once there was room
+    import errno
+
+    import typer
+
+    from yoloslim.cli.common import interrupt_hint
+
+    marker = tmp_path / "last.pt"
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".last.pt.x.tmp"))
+    with pytest.raises(typer.Exit) as stopped, interrupt_hint(marker, "again"):
+        raise full
+    assert stopped.value.exit_code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "No space left on device; the run stopped before last.pt was written" in err
+    marker.write_text("an epoch's")
+    with pytest.raises(typer.Exit), interrupt_hint(marker, "again"):
+        raise full
+    err = " ".join(capsys.readouterr().err.split())
+    assert "No space left on device; the run stopped; continue with `again`" in err
+    with pytest.raises(OSError), interrupt_hint(marker, "again"):  # not a refused write
+        raise OSError(errno.EIO, "Input/output error")
+
+
 def test_info_shows_no_kernel_for_a_conv_stage_which_does_not_use_one(tmp_path, capsys):
     # a conv stem's kernel: 7 was shown as "k7", though it builds a 3x3 conv as any other
     import yaml

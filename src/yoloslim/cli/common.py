@@ -360,6 +360,12 @@ def _stop_said(said: Callable[[str], str]) -> Iterator[None]:
             text = said("stopped: another process of this torchrun run ended")
             err_console.print(f"[bold red]error:[/] {literal(text)}", soft_wrap=True)
             raise typer.Exit(2) from None
+        if stop is None and isinstance(e, OSError) and e.errno in _REFUSED_WRITES:
+            # a full disk: the run's last.pt may be whole, and it goes on once there is room
+            # (it was the bare OSError line, which did not say so: audit44 resume F1)
+            text = f"{_refused_file(e)}; {said('the run stopped')}"
+            err_console.print(f"[bold red]error:[/] {literal(text)}", soft_wrap=True)
+            raise typer.Exit(2) from None
         if stop is None:
             raise
         if first_process():
@@ -419,6 +425,16 @@ def _worker_stopped(e: BaseException | None) -> bool:
 _REFUSED_WRITES = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS}
 
 
+def _refused_file(e: OSError) -> str:
+    """The line for a file the machine refused (read-only, a file where a folder goes, a name
+    too long, no space): the user's to fix, said in one line as the other errors are."""
+    if e.filename is not None:
+        where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+        return f"{where}: {e.strerror or e}"
+    # a write refused where no file name came with it (a library's own writer)
+    return f"{e.strerror or e} (while writing this command's output)"
+
+
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn yoloslim errors into a one-line message and exit code 2, and Ctrl-C or SIGTERM
     into one line and the shell's code for the signal (130, 143)."""
@@ -452,14 +468,8 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             stop = stop_requested()
             if stop is not None:  # the interrupt surfaced as a library's error: it was a stop
                 raise _report_stop(stop) from None
-            if isinstance(e, OSError) and e.filename is not None:
-                # the machine refused a file (read-only, a file where a folder goes, a name
-                # too long, no space): the user's to fix, said in one line as the others
-                where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
-                text = f"{where}: {e.strerror or e}"
-            elif isinstance(e, OSError) and e.errno in _REFUSED_WRITES:
-                # a write refused where no file name came with it (a library's own writer)
-                text = f"{e.strerror or e} (while writing this command's output)"
+            if isinstance(e, OSError) and (e.filename is not None or e.errno in _REFUSED_WRITES):
+                text = _refused_file(e)
             elif isinstance(e, YoloslimError):
                 text = _name_flags(str(e), fn, kwargs)  # any of ours: ModelError nc=0 too
             else:
