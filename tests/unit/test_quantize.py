@@ -365,7 +365,7 @@ def test_onnxruntime_static_scope_pattern_and_variants(setup, tmp_path, caplog):
 
     assert _step(step) == (
         "quantize (backend onnxruntime, mode static, method entropy, calibration images 4, "
-        "layers in float 3)"
+        "convolutions in float 3)"
     )
     q = onnx.load(str(res.model))
     fed = _qdq_fed(q)

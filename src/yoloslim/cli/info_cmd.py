@@ -142,7 +142,7 @@ _SHOWN = {  # what a history entry shows of itself (the rest is in --json)
     "backend": "backend",  # quantize
     "mode": "mode",
     "calib": "calibration images",
-    "float_layers": "layers in float",
+    "float_layers": "convolutions in float",
 }
 
 
