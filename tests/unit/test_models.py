@@ -1,4 +1,5 @@
 import copy
+import logging
 
 import numpy as np
 import pytest
@@ -161,6 +162,48 @@ def test_an_arch_files_layers_that_do_not_fit_name_the_file(tmp_path):
     for build in (build_model, describe):
         with pytest.raises(ModelError, match=rf"^{path}: arch: 'layers' does not match .*'foo'"):
             build(path)
+
+
+def test_an_arch_files_bad_layer_shapes_are_one_error_naming_file_and_layer(tmp_path, caplog):
+    # audit44 models F2: a negative, string, short or mismatched entry was torch's traceback
+    import yaml
+
+    model = _shrink(build_model("damo-nano", names=["a", "b"]))
+    conv, bn = "backbone.stages.1.down.dense.conv", "backbone.stages.1.down.dense.bn"
+    good = arch_of(model)
+    cases = {
+        "neg": ({conv: [-5, 16]}, rf"layers\['{conv}'\]=\[-5, 16\] must be \[out, in\]"),
+        "str": ({conv: ["a", 16]}, rf"layers\['{conv}'\]=\['a', 16\] must be"),
+        "huge": ({conv: [2_000_000, 96]}, "integers from 1 to 16384"),
+        "short": ({conv: [24]}, rf"layers\['{conv}'\]=\[24\] is not the shape of its layer"),
+        "unfit": ({conv: [32, 16], bn: [24]}, "its 'layers' do not fit together"),
+    }
+    for name, (edit, said) in cases.items():
+        path = tmp_path / f"{name}.yaml"
+        arch = {**good, "layers": {**good["layers"], **edit}}
+        path.write_text(yaml.safe_dump(arch))
+        with pytest.raises(ModelError, match=rf"^{path}: arch: .*{said}"):
+            build_model(path)
+    # audit44 models F1: a stage width edited in an arch file that carries 'layers' builds the
+    # recorded widths: said, not silent
+    path = tmp_path / "edited.yaml"
+    good["backbone"]["stages"][2]["out"] += 16
+    path.write_text(yaml.safe_dump(good))
+    with caplog.at_level(logging.WARNING, logger="yoloslim"):
+        built = build_model(path)
+    assert f"{path}: its 'layers' record (a pruned model's shapes) sets the width" in caplog.text
+    assert built.backbone.stages[2].down.dense.conv.out_channels == 48
+
+
+def test_describe_takes_a_checkpoint_whose_arch_is_a_name_or_whose_map_is_no_number(tmp_path):
+    # audit44 models F5: read_checkpoint takes both, describe (and info) raised
+    from yoloslim.runtime.describe import describe
+
+    path = save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=2), imgsz=64)
+    ck = torch.load(path, weights_only=True)
+    torch.save({**ck, "arch": "damo-nano", "meta": {"map": "high"}}, tmp_path / "n.pt")
+    d = describe(tmp_path / "n.pt")
+    assert d["arch"] == "damo-nano" and d["map"] is None
 
 
 def test_a_model_files_suffix_counts_in_any_case(tmp_path):

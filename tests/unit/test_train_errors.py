@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -899,3 +900,14 @@ def test_save_checkpoint_never_replaces_a_file_that_is_no_checkpoint(tmp_path):
     assert data.read_text() == "names: [a]\n"
     ckpt = save_checkpoint(tmp_path / "m.pt", model, imgsz=64)
     assert save_checkpoint(ckpt, model, imgsz=64) == ckpt  # a checkpoint is replaced
+    # zip archives that are no checkpoint: an exported TorchScript model, a numpy .npz
+    # (audit44 models F4: both were replaced, as they start like one)
+    torch.jit.trace(torch.nn.Conv2d(3, 3, 1), torch.zeros(1, 3, 8, 8)).save(tmp_path / "m.ts")
+    np.savez(tmp_path / "a.npz", x=np.zeros(3))
+    for other in (tmp_path / "m.ts", tmp_path / "a.npz"):
+        before = other.read_bytes()
+        with pytest.raises(ConfigError, match="exists and is no torch checkpoint"):
+            save_checkpoint(other, model, imgsz=64)
+        assert other.read_bytes() == before
+    torch.save({"w": torch.zeros(2)}, tmp_path / "sd.pt")  # torch.save's: replaced
+    save_checkpoint(tmp_path / "sd.pt", model, imgsz=64)

@@ -25,6 +25,7 @@ import logging
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
 from torch import nn
 
 from yoloslim.configs import one_of, read_yaml
@@ -185,9 +186,29 @@ def validate_arch(arch: dict) -> dict:
                 f"arch: backbone stage {i} has cumulative stride {strides} but head.strides "
                 f"expects {a['head']['strides'][out_idx.index(i)]}"
             )
-    if "layers" in a and not isinstance(a["layers"], dict):
-        raise ModelError("arch: layers must be a mapping of module path -> shape")
+    if "layers" in a:
+        _check_layers(a["layers"])
     return a
+
+
+def _check_layers(layers: object) -> None:
+    """ModelError naming the entry of a ``layers`` record that is no shape: a list of one to
+    three integers from 1 to the width limit (audit44 models F2: a negative, string or
+    short entry was torch's traceback, naming neither file nor key)."""
+    if not isinstance(layers, dict):
+        raise ModelError("arch: layers must be a mapping of module path -> shape")
+    for name, shape in layers.items():
+        if (
+            not isinstance(shape, (list, tuple))
+            or not 1 <= len(shape) <= 3
+            or any(isinstance(n, bool) or not isinstance(n, int) for n in shape)
+            or not all(1 <= n <= LIMITS["width"] for n in shape)
+        ):
+            raise ModelError(
+                f"arch: layers[{name!r}]={shape!r} must be [out, in] (a conv or linear layer; "
+                f"[out, in, groups] a grouped conv) or [channels] (a BatchNorm), integers "
+                f"from 1 to {LIMITS['width']}"
+            )
 
 
 def layer_shapes(model: nn.Module, *, legacy: bool = False) -> dict[str, list[int]]:
@@ -207,10 +228,11 @@ def layer_shapes(model: nn.Module, *, legacy: bool = False) -> dict[str, list[in
     return shapes
 
 
-def apply_layers(model: nn.Module, layers: dict[str, list[int]], *, legacy: bool = False) -> None:
+def apply_layers(model: nn.Module, layers: dict[str, list[int]], *, legacy: bool = False) -> int:
     """Resize convs, linear layers and BNs in place to the recorded shapes (fresh weights);
     ``legacy``: ``layers`` in the older form (see :func:`layer_shapes`), in which a grouped
-    conv cannot be resized.
+    conv cannot be resized. Returns how many layers it resized (the spec did not give their
+    shapes).
 
     Trailing entries of a ``ModuleList`` none of whose layers are recorded are
     dropped first: depth pruning removes residual blocks from a list (which then
@@ -228,8 +250,16 @@ def apply_layers(model: nn.Module, layers: dict[str, list[int]], *, legacy: bool
             f"(unknown: {extra}, missing: {missing})"
         )
     for name, shape in layers.items():
+        if len(shape) != len(current[name]) and not (len(current[name]) > 1 and len(shape) > 1):
+            raise ModelError(
+                f"arch: layers[{name!r}]={list(shape)!r} is not the shape of its layer "
+                f"(built from the spec: {current[name]})"
+            )
+    changed = 0
+    for name, shape in layers.items():
         if current[name] == list(shape):
             continue
+        changed += 1
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         old = getattr(parent, attr)
@@ -252,6 +282,30 @@ def apply_layers(model: nn.Module, layers: dict[str, list[int]], *, legacy: bool
         else:
             new = nn.BatchNorm2d(shape[0], eps=old.eps, momentum=old.momentum)
         setattr(parent, attr, new)
+    if changed:
+        _check_fits(model)
+    return changed
+
+
+def _check_fits(model: nn.Module) -> None:
+    """ModelError when resized layers do not fit together (a conv's input is not what the
+    layer before it gives, a BatchNorm's channels not its conv's): one small forward pass,
+    since only running the model says (it was torch's traceback at the first use)."""
+    strides = getattr(model, "strides", (32,))
+    side = 2 * int(max(strides))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, side, side))
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(
+            f"arch: its 'layers' do not fit together (a layer's input is not what the one "
+            f"before it gives): {first}"
+        ) from e
+    finally:
+        model.train(was)
 
 
 def _trim_module_lists(model: nn.Module, layers: dict[str, list[int]]) -> None:

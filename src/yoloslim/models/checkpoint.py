@@ -92,14 +92,27 @@ def _os_error_in(e: BaseException) -> OSError | None:
 
 
 def _is_torch_file(path: Path) -> bool:
-    """Whether ``path`` starts as ``torch.save`` writes: a zip archive (torch >= 1.6), or a
-    pickle (the legacy format); an empty file (a failed write) counts as one."""
+    """Whether ``path`` is as ``torch.save`` writes: a zip archive (torch >= 1.6) with a
+    ``data.pkl`` and no TorchScript ``code/`` (an exported ``.torchscript``, a numpy
+    ``.npz`` or another zip is not one: audit44 models F4), or a pickle (the legacy
+    format); an empty file or a zip cut short (a failed write) counts as one."""
+    import zipfile
+
     try:
         with open(path, "rb") as f:
             head = f.read(4)
     except OSError:
         return True  # not readable: the write says what is wrong
-    return not head or head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return True
+        parts = [n.split("/") for n in names]
+        pickled = any(p[-1] == "data.pkl" for p in parts)
+        return pickled and not any("code" in p[:-1] for p in parts)
+    return not head or head[:1] == b"\x80"
 
 
 def save_checkpoint(

@@ -7,6 +7,7 @@ nothing else.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from yoloslim.models.arch import apply_layers, load_arch_yaml, validate_arch
 from yoloslim.models.detector import Detector
 
 __all__ = ["register_model", "list_models", "get_arch", "arch_from", "build_model"]
+
+log = logging.getLogger(__name__)
 
 _REGISTRY: dict[str, Callable[[], dict]] = {}
 
@@ -193,11 +196,21 @@ def build_model(
     net = Detector(arch, names)
     if layers is not None:
         try:
-            apply_layers(net, layers)
+            resized = apply_layers(net, layers)
         except ModelError as e:
             if not isinstance(model, (str, Path)):
                 raise
             raise ModelError(f"{model}: {e}") from e  # the file its 'layers' came from
+        if resized and isinstance(model, (str, Path)):
+            # an arch file of a pruned model's: an edit to its stage widths built nothing
+            # new, and its description showed the edit (audit44 models F1)
+            log.warning(
+                "%s: its 'layers' record (a pruned model's shapes) sets the width of %d "
+                "layer(s), not its stages' widths: an edit to those applies only without "
+                "'layers'",
+                model,
+                resized,
+            )
     return net
 
 

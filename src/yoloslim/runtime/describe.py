@@ -230,7 +230,8 @@ def _checkpoint(p: Path) -> dict[str, Any]:
         "kind": "checkpoint",
         "runtime": "torch",
         "format": ck.get("format"),
-        "arch": (ck.get("arch") or {}).get("name"),
+        # a registered model's name is an arch too (read_checkpoint takes it: audit44 models F5)
+        "arch": arch if isinstance(arch := ck.get("arch"), str) else (arch or {}).get("name"),
         "names": list(ck["names"]),
         "nc": len(ck["names"]),
         "imgsz": imgsz,
@@ -238,12 +239,20 @@ def _checkpoint(p: Path) -> dict[str, Any]:
         "params_deploy": profile["params_deploy"],
         "gflops": round(profile["gflops"], 4),
         "epoch": meta.get("epoch"),
-        "map": meta.get("map"),
-        "map50": meta.get("map50"),
+        # meta is free-form: a value that is no number is not shown as an mAP (it was a
+        # traceback in info: audit44 models F5)
+        "map": _number(meta.get("map")),
+        "map50": _number(meta.get("map50")),
         "data": meta.get("data"),
         "history": meta.get("history", []),
         **_training(state, epochs),
     }
+
+
+def _number(v: object) -> float | None:
+    """``v`` where it is a finite real number (not a bool), else None."""
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return v if ok else None
 
 
 def _onnx(p: Path) -> dict[str, Any]:
