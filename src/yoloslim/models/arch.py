@@ -40,6 +40,7 @@ __all__ = [
     "validate_arch",
     "arch_of",
     "apply_layers",
+    "check_fits",
     "layer_shapes",
     "load_arch_yaml",
 ]
@@ -282,15 +283,14 @@ def apply_layers(model: nn.Module, layers: dict[str, list[int]], *, legacy: bool
         else:
             new = nn.BatchNorm2d(shape[0], eps=old.eps, momentum=old.momentum)
         setattr(parent, attr, new)
-    if changed:
-        _check_fits(model)
     return changed
 
 
-def _check_fits(model: nn.Module) -> None:
-    """ModelError when resized layers do not fit together (a conv's input is not what the
-    layer before it gives, a BatchNorm's channels not its conv's): one small forward pass,
-    since only running the model says (it was torch's traceback at the first use)."""
+def check_fits(model: nn.Module) -> None:
+    """ModelError when a detector's resized layers do not fit together (a conv's input is
+    not what the layer before it gives, a BatchNorm's channels not its conv's): one small
+    forward pass, since only running the model says (it was torch's traceback at the first
+    use)."""
     strides = getattr(model, "strides", (32,))
     side = 2 * int(max(strides))
     was = model.training

@@ -15,7 +15,7 @@ from typing import Any
 from yoloslim.configs import int_problem
 from yoloslim.errors import ModelError
 from yoloslim.fileio import did_you_mean
-from yoloslim.models.arch import apply_layers, load_arch_yaml, validate_arch
+from yoloslim.models.arch import apply_layers, check_fits, load_arch_yaml, validate_arch
 from yoloslim.models.detector import Detector
 
 __all__ = ["register_model", "list_models", "get_arch", "arch_from", "build_model"]
@@ -197,6 +197,8 @@ def build_model(
     if layers is not None:
         try:
             resized = apply_layers(net, layers)
+            if resized:
+                check_fits(net)
         except ModelError as e:
             if not isinstance(model, (str, Path)):
                 raise
