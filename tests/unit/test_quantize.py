@@ -837,6 +837,37 @@ def test_inputs_found_bad_keep_the_earlier_report_and_are_said_before_any_work(
     assert not (out / "export").exists() and not (out / "int8").exists()
 
 
+def test_a_run_refused_for_its_scope_leaves_the_earlier_export_as_it_was(setup, tmp_path):
+    # audit44 quant F3: the checkpoint was exported (over the earlier run's export/) before
+    # the scope was found to quantize nothing
+    data, _ = setup
+    out = tmp_path / "q"
+    (out / "export").mkdir(parents=True)
+    earlier = {"model.onnx": b"the earlier run's", "export_report.json": b"{}"}
+    for name, content in earlier.items():
+        (out / "export" / name).write_bytes(content)
+    ckpt = ys.save_checkpoint(tmp_path / "two.pt", ys.build_model("damo-nano", nc=2), imgsz=64)
+    everything = QuantConfig(backend="onnxruntime", ignored_scope=[".*"], advanced=FAST)
+    with pytest.raises(ConfigError, match=r"keeps every convolution in float"):
+        ys.quantize(ckpt, data, config=everything, out=out)
+    assert {p.name: p.read_bytes() for p in (out / "export").iterdir()} == earlier
+    assert sorted(p.name for p in out.iterdir()) == ["export"]  # nothing set aside is left
+
+
+def test_an_int8_model_that_lost_most_of_the_map_is_warned_about():
+    # audit44 quant F1: --ignore none with ONNX Runtime scored 0.00 against 23.34, unsaid
+    from yoloslim.compress.quantize import budget_warning
+
+    report = {"float": {"map": 0.2334}, "int8": {"map": 0.0}, "config": {"ignored_scope": []}}
+    said = budget_warning(report)
+    assert "keeps 0% of the float model's mAP50-95 (0.00 against 23.34)" in said
+    assert "its box decode was quantized too" in said
+    report["config"]["ignored_scope"] = ["decode"]
+    assert "--max-drop, or --ignore head_preds" in budget_warning(report)
+    report["int8"]["map"] = 0.2
+    assert budget_warning(report) is None
+
+
 def test_the_earlier_runs_leftovers_are_named_in_this_folder_and_home_is_expanded(
     setup, tmp_path, monkeypatch, caplog
 ):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
+from yoloslim.compress.quant_config import DECODE, AdvancedQuantConfig, QuantConfig
 from yoloslim.configs import check_config, check_flags, check_path
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.extras import install_hint, installed
@@ -201,7 +201,6 @@ def quantize(
     given = _given_onnx(model_or_artifact, cfg.imgsz)  # checked before anything is written
     _check_classes(given[0] if given else model_or_artifact, data)
     made = first_missing(out)  # the folders this run makes, removed if it writes nothing
-    exported_now = given is None and not (out / "export").exists()
     with (
         removed_if_left_empty(out, made),
         folder_lock(out, "quantize"),  # out made here
@@ -209,21 +208,29 @@ def quantize(
     ):
         remove_stale_staging(out)  # a killed run's; none is live while we hold the lock
         _check_records(out)  # before any work (a folder in their place failed after it)
-        # exported under the lock: a refused second run must not replace this one's ONNX
-        float_onnx, imgsz = given or _export_onnx(model_or_artifact, out, cfg.imgsz)
-        float_meta = onnx_metadata(float_onnx)  # read once: strides, history
-        backend = _backend(cfg, float_onnx, out)
+        # an earlier run's export/ is set aside until the scope is checked: a run refused
+        # for it leaves that as it was (audit44 quant F3: its ONNX was replaced, beside the
+        # earlier report)
+        earlier_export = _set_aside(out / "export") if given is None else None
         try:
+            # exported under the lock: a refused second run must not replace this one's ONNX
+            float_onnx, imgsz = given or _export_onnx(model_or_artifact, out, cfg.imgsz)
+            float_meta = onnx_metadata(float_onnx)  # read once: strides, history
+            backend = _backend(cfg, float_onnx, out)
             scope = resolve_scope(backend.view(), cfg.ignored_scope)
             if not [n for n in backend.view().convs() if n not in set(scope.nodes)]:
                 raise ConfigError(
                     f"the ignored scope {list(cfg.ignored_scope)} keeps every convolution in "
                     "float: nothing would be quantized (narrow the --ignore patterns)"
                 )
-        except ConfigError:  # refused: the ONNX this call exported for it is not left behind
-            if exported_now:
+        except BaseException:  # refused or stopped: the ONNX this call exported goes
+            if given is None:
                 shutil.rmtree(out / "export", ignore_errors=True)
+                if earlier_export is not None:
+                    earlier_export.rename(out / "export")
             raise
+        if earlier_export is not None:
+            shutil.rmtree(earlier_export, ignore_errors=True)
         report: dict[str, Any] = {
             "source": str(model_or_artifact)
             if not isinstance(model_or_artifact, nn.Module)
@@ -471,6 +478,17 @@ def _check_classes(model: Detector | Path | str, data: str | Path) -> None:
     check_class_count(nc, what, data)
 
 
+def _set_aside(folder: Path) -> Path | None:
+    """Move ``folder`` (if there) to a private name beside it, which a killed run's clean-up
+    (:func:`~yoloslim.fileio.remove_stale_staging`) removes; returns that name."""
+    if not folder.exists():
+        return None
+    aside = Path(tempfile.mkdtemp(dir=folder.parent, prefix=STAGING_PREFIX.format(folder.name)))
+    aside.rmdir()
+    folder.rename(aside)
+    return aside
+
+
 def _export_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
     """The float ONNX to quantize, exported (re-parameterised) from ``model`` into ``out``."""
     from yoloslim.export import export
@@ -523,15 +541,34 @@ def _entry(path: Path, metrics: dict, latency: dict | None) -> dict:
 
 
 def budget_warning(report: dict) -> str | None:
-    """A sentence when ``max_drop`` was asked for and not reached, else None."""
+    """What a quantize run warns about at its end (and ``compress`` again at its own), else
+    None: a ``max_drop`` asked for and not reached; an INT8 model that kept less than half
+    the float model's mAP50-95 (audit44 quant F1: ``--ignore none`` with ONNX Runtime
+    scored 0.00 against 23.34 without a word)."""
+    said = []
     acc = report.get("accuracy_aware")
-    if not acc or acc.get("met", True):
-        return None
-    return (
-        f"the --max-drop budget of {acc['max_drop']} mAP points was not met: "
-        f"{report['map_drop_points']} points lost after {len(acc['steps']) - 1} accuracy-aware "
-        f"steps (advanced.max_steps); kept step {acc['chosen_step']}, the best one."
-    )
+    if acc and not acc.get("met", True):
+        said.append(
+            f"the --max-drop budget of {acc['max_drop']} mAP points was not met: "
+            f"{report['map_drop_points']} points lost after {len(acc['steps']) - 1} "
+            f"accuracy-aware steps (advanced.max_steps); kept step {acc['chosen_step']}, the "
+            "best one."
+        )
+    f, q = (report.get("float") or {}).get("map"), (report.get("int8") or {}).get("map")
+    if f and q is not None and q < 0.5 * f:
+        scope = (report.get("config") or {}).get("ignored_scope") or []
+        said.append(
+            f"the INT8 model keeps {100 * q / f:.0f}% of the float model's mAP50-95 "
+            f"({100 * q:.2f} against {100 * f:.2f}); "
+            + (
+                "its box decode was quantized too (--ignore without 'decode'), whose output "
+                "holds box pixels and class scores under one 8-bit scale: keep it in float "
+                "(--ignore decode, the default)."
+                if DECODE not in scope
+                else "keep the most sensitive layers in float (--max-drop, or --ignore head_preds)."
+            )
+        )
+    return " ".join(said) or None
 
 
 def report_table(report: dict) -> str:
