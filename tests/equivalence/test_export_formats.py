@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -205,6 +206,16 @@ def test_nms_check_compares_real_detections_or_warns(static_export, monkeypatch,
     report = nms_mod.verify_nms(strict, plain)
     assert report["detections_compared"] == 0 and "no detection was compared" in report["warning"]
     assert "no detection was compared" in caplog.text
+
+
+def test_onnx_nms_without_openvino_is_checked_in_onnx_runtime_alone(tmp_path, monkeypatch):
+    # audit44 export F1: the onnx extra alone (no openvino) was an ImportError's traceback
+    monkeypatch.setitem(sys.modules, "openvino", None)  # not installed
+    res = export(_model(spread_scores=True), tmp_path, formats=["onnx"], imgsz=IMGSZ, nms=True)
+    entry = res.report["formats"]["onnx_nms"]
+    assert entry["passed"] and set(entry["runtimes"]) == {"onnxruntime"}
+    assert entry["note"] == "checked in ONNX Runtime only: openvino is not installed"
+    assert entry["openvino_precision_hint"] is None
 
 
 def test_nms_check_runs_the_shipped_graph_and_refuses_constants_its_metadata_denies(
