@@ -90,7 +90,13 @@ def export_engine(ctx: ExportContext) -> Path:
         raise ExportError(f"{path}: TensorRT failed to build the engine: {e}") from e
     if engine is None:
         raise ExportError(f"{path}: TensorRT failed to build the engine (see its log above)")
-    meta = {**artifact_metadata(ctx), "tensorrt_version": trt.__version__, "half": ctx.half}
+    # strings, as README says of every metadata value: FP16 as the other formats say it
+    # (audit44 export F4: "half" was a JSON boolean)
+    meta = {
+        **artifact_metadata(ctx),
+        "tensorrt_version": trt.__version__,
+        "weights": "fp16" if ctx.half else "fp32",
+    }
     # the engine and its metadata move into place together, once the engine passed its check
     with staged(path, (".engine.json",), check=ctx.check) as tmp:
         tmp.write_bytes(bytes(engine))
