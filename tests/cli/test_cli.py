@@ -537,7 +537,8 @@ def test_a_refused_write_without_a_file_name_is_one_line(errno_, tmp_path, monke
     err = capsys.readouterr().err
     assert (
         err.strip()
-        == f"error: OSError: {os.strerror(errno_)} (while writing this command's output)"
+        == f"error: OSError: {os.strerror(errno_)} (while writing this command's output); the "
+        "run stopped; nothing written; a search does not resume: the same command runs it anew"
     )
     # any other OSError without a file name is a fault of ours: the traceback is kept
     monkeypatch.setattr(yoloslim.nas, "search_from_dict", lambda *a, **k: os.close(-1))
@@ -1914,6 +1915,7 @@ def test_a_full_disk_says_how_the_run_goes_on(tmp_path, capsys):
         raise full
     assert stopped.value.exit_code == 2
     err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("error: OSError: ")
     assert "No space left on device; the run stopped before last.pt was written" in err
     marker.write_text("an epoch's")
     with pytest.raises(typer.Exit), interrupt_hint(marker, "again"):

@@ -363,7 +363,7 @@ def _stop_said(said: Callable[[str], str]) -> Iterator[None]:
         if stop is None and isinstance(e, OSError) and e.errno in _REFUSED_WRITES:
             # a full disk: the run's last.pt may be whole, and it goes on once there is room
             # (it was the bare OSError line, which did not say so: audit44 resume F1)
-            text = f"{_refused_file(e)}; {said('the run stopped')}"
+            text = f"{type(e).__name__}: {_refused_file(e)}; {said('the run stopped')}"
             err_console.print(f"[bold red]error:[/] {literal(text)}", soft_wrap=True)
             raise typer.Exit(2) from None
         if stop is None:

@@ -241,16 +241,17 @@ def _checkpoint(p: Path) -> dict[str, Any]:
         "epoch": meta.get("epoch"),
         # meta is free-form: a value that is no number is not shown as an mAP (it was a
         # traceback in info: audit44 models F5)
-        "map": _number(meta.get("map")),
-        "map50": _number(meta.get("map50")),
+        "map": _real(meta.get("map")),
+        "map50": _real(meta.get("map50")),
         "data": meta.get("data"),
         "history": meta.get("history", []),
         **_training(state, epochs),
     }
 
 
-def _number(v: object) -> float | None:
-    """``v`` where it is a finite real number (not a bool), else None."""
+def _real(v: object) -> float | None:
+    """``v`` where it is a finite real number (not a bool: a value of a checkpoint's
+    free-form meta), else None."""
     ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     return v if ok else None
 
