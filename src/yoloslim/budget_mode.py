@@ -84,7 +84,10 @@ def _finished_bench(saved: Path, paths: list[str], names: list[str], settings: d
     bench = json.loads(saved.read_text()).get("bench") or {}
     rows = bench.get("rows") or []
     out = saved.parent
-    here = [(str(_recorded(str(r.get("path")), out)), r.get("name")) for r in rows]
+    from yoloslim.runtime.ov_core import respelled
+
+    # a row named "(OV f32)" by an earlier version is the same row (review F5)
+    here = [(str(_recorded(str(r.get("path")), out)), respelled(str(r.get("name")))) for r in rows]
     if here != list(zip(paths, names, strict=True)):
         return None
     if any(bench.get("settings", {}).get(k) != v for k, v in settings.items()):

@@ -721,15 +721,50 @@ def _stage_files(rec: Recipe) -> dict[str, dict]:
     for i, s in enumerate(rec.stages, 1):
         key = {"train": "model", "distill": "teacher"}.get(s.name)
         named = getattr(s.config, key, None) if key else None
-        if named and Path(named).is_file():  # not a registered model's name
-            st = Path(named).stat()
+        if named and Path(named).expanduser().is_file():  # not a registered model's name
+            st = Path(named).expanduser().stat()
             files[f"{i:02d}-{s.name}"] = {
                 "key": key,
-                "path": str(Path(named).resolve()),
+                "path": str(Path(named).expanduser().resolve()),
                 "bytes": st.st_size,
                 "mtime_ns": st.st_mtime_ns,
             }
     return files
+
+
+def _stage_files_redone(out: Path, now: dict[str, dict], recipe_changed: list[str]) -> list[str]:
+    """On a resume: the stage folders whose ``model:``/``teacher:`` file is not the one the
+    run used (changed in place, or another file by the same name: a relative path read from
+    another folder) and whose stage began but did not finish: it starts afresh, said. A
+    finished one is refused (audit44 compress F2: the stage made with the old teacher was
+    kept; review F6: an unfinished one refused the whole run). A stage the recipe changed is
+    the recipe change's."""
+    saved = json.loads(_record_text(out / "inputs.json")).get("stage_files") or {}
+    redone = []
+    for folder, file in now.items():
+        was = saved.get(folder)
+        if not isinstance(was, dict) or folder in recipe_changed or was == file:
+            continue
+        what = f"{file['key']} {file['path']}" + (
+            " changed since this run (size or modification time)"
+            if was.get("path") == file["path"]
+            else f" is not the file this run used ({was.get('path')}; a relative path read "
+            "from another folder?)"
+        )
+        if (out / folder / "stage.json").exists():
+            raise ConfigError(
+                f"{out}: stage {folder}'s {what}: the stage was made with the other one; "
+                "resume with it, or use another output folder"
+            )
+        if (out / folder / "last.pt").exists():
+            log.warning(
+                "%s: stage %s's %s; the stage had not finished, and starts afresh with it",
+                out,
+                folder,
+                what,
+            )
+            redone.append(folder)
+    return redone
 
 
 def _record_text(path: Path) -> str:
@@ -780,16 +815,6 @@ def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = N
             "val split's images or labels): the run's measurements are of the old data; "
             "choose another output folder"
         )
-    for folder, now in inputs.get("stage_files", {}).items():
-        was = (saved.get("stage_files") or {}).get(folder)
-        began = (out / folder / "stage.json").exists() or (out / folder / "last.pt").exists()
-        # another path is a recipe change, refused or allowed as such (audit44 compress F2)
-        if began and isinstance(was, dict) and was.get("path") == now["path"] and was != now:
-            raise ConfigError(
-                f"{out}: stage {folder}'s {now['key']} {now['path']} changed since this run "
-                "(size or modification time): the stage was made with the old file; choose "
-                "another output folder"
-            )
     for key, what in (also or {}).items():
         if saved.get(key) != inputs[key]:
             changed = _changed(saved.get(key), inputs[key])
@@ -1209,6 +1234,11 @@ def _check_run(
             f"{out}: holds a compress run's finished stages but not its recipe.yaml, which a "
             "resume needs; choose another output folder (a new run here would empty them)"
         )
+    if resume and not saved.exists() and any(out.glob("[0-9][0-9]-*/stage.json")):
+        raise ConfigError(  # not "drop --resume", which is refused then (review F8)
+            f"{out}: holds a compress run's finished stages but not its recipe.yaml, which a "
+            "resume needs; choose another output folder"
+        )
     if resume and not saved.exists():  # a mistyped --out would start every stage afresh
         raise ConfigError(
             f"{out}: no compress run to resume (no recipe.yaml); drop --resume (resume=False) "
@@ -1243,6 +1273,13 @@ def _check_run(
                 change,
             )
         check_resume_inputs(out, inputs)
+        folders = changed_from[1] if changed_from else []
+        redone = _stage_files_redone(out, inputs["stage_files"], folders)
+        if redone:  # emptied before the run goes on, as a recipe change's stages are
+            first = min(int(f[:2]) for f in redone)
+            if changed_from is not None:
+                first = min(first, changed_from[0])
+            changed_from = (first, [*folders, *redone])
     _check_ignored_scopes(rec, model)  # it exports the model: after the cheaper checks
     return run_configs, skipped, resolved, inputs, changed_from
 

@@ -175,9 +175,11 @@ def relaunch(command: str, processes: int | str | None = None) -> str:
     --nproc_per_node N -m`` for a run of N > 1 processes, since the same count goes on
     exactly. ``processes``: the run's count (None: this process's run, read from torchrun's
     environment)."""
-    if processes is None:
+    if processes is None:  # a run of several nodes keeps torchrun at one process a node too
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-        processes = os.environ.get("LOCAL_WORLD_SIZE", world) if world > 1 else 1
-    if int(processes) <= 1:
+        if world <= 1:
+            return command
+        processes = os.environ.get("LOCAL_WORLD_SIZE", world)
+    elif int(processes) <= 1:
         return command
     return f"torchrun --nproc_per_node {processes} -m {command}"

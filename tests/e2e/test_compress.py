@@ -671,9 +671,12 @@ def test_budget_mode_says_a_prune_target_of_the_recipe_is_not_used(
     )
 
 
-def test_a_stage_file_changed_since_the_stage_began_is_refused_on_resume(base, tmp_path):
+def test_a_stage_file_changed_since_the_run_restarts_its_stage_or_is_refused(
+    base, tmp_path, caplog
+):
     # audit44 compress F2: a distill stage's teacher replaced after the run: --resume kept the
-    # stage made with the old one, without a word (a changed --model was refused)
+    # stage made with the old one, without a word (a changed --model was refused). Review F6:
+    # an unfinished stage starts afresh with the new file, as for a recipe change there
     import os
     import shutil
 
@@ -687,8 +690,21 @@ def test_a_stage_file_changed_since_the_stage_began_is_refused_on_resume(base, t
     assert saved["01-distill"]["path"] == str(Path(teacher).resolve())
     st = os.stat(teacher)
     os.utime(teacher, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    import yoloslim.compress.distill as distill_mod
+
+    real, trained = distill_mod.train, []
+
+    def recorded(*a, **k):
+        return real(*a, **k, on_epoch_end=lambda epoch, row: trained.append(epoch))
+
+    with (
+        caplog.at_level(logging.WARNING, logger="yoloslim"),
+        pytest.MonkeyPatch.context() as mp,
+    ):
+        mp.setattr(distill_mod, "train", recorded)
+        run_recipe(ckpt, data, recipe, out=out, resume=True)
+    assert "the stage had not finished, and starts afresh with it" in caplog.text
+    assert trained == [0, 1]  # from its start, not on from epoch 0's last.pt
+    os.utime(teacher, ns=(st.st_atime_ns, st.st_mtime_ns))  # another file than the run's
     with pytest.raises(ConfigError, match=r"stage 01-distill's teacher .*teacher\.pt changed"):
         run_recipe(ckpt, data, recipe, out=out, resume=True)
-    os.utime(teacher, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same file again: goes on
-    run_recipe(ckpt, data, recipe, out=out, resume=True)
-    assert (out / "01-distill" / "stage.json").is_file()

@@ -992,6 +992,10 @@ def test_ov_precision_asks_openvino_for_f32_and_only_openvino(dynamic_export, tm
     xml, onnx_path = res.artifacts["openvino"], res.artifacts["onnx"]
     pred = Predictor(xml, ov_precision="f32")
     assert pred.backend.precision == "fp32"
+    # the precision columns' spelling is taken too (review F9: fp32 was refused)
+    assert load_backend(xml, hint="fp32").compiled_hint == "f32"
+    with pytest.raises(ConfigError, match=r"expected one of \['f32', 'bf16', 'f16'\] \(or fp32"):
+        load_backend(xml, hint="f64")
     x = probe_images(IMGSZ, batch=1)
     ref = load_backend(onnx_path)(x)
     torch.testing.assert_close(pred.backend(x), ref, atol=1e-3, rtol=1e-4)

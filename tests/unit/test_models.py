@@ -195,6 +195,25 @@ def test_an_arch_files_bad_layer_shapes_are_one_error_naming_file_and_layer(tmp_
     assert built.backbone.stages[2].down.dense.conv.out_channels == 48
 
 
+def test_a_checkpoint_of_more_classes_than_the_width_limit_loads(tmp_path):
+    # review F3: its class convs' [nc, in] were held to the width limit (16,384)
+    path = save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=20_000), imgsz=64)
+    assert load_checkpoint(path)[0].nc == 20_000
+
+
+def test_a_layers_groups_that_do_not_divide_its_channels_are_named(tmp_path):
+    # review F13: nn.Conv2d's ValueError was a traceback
+    import yaml
+
+    arch = arch_of(_shrink(build_model("damo-nano", nc=2)))
+    conv = "backbone.stages.1.down.dense.conv"
+    arch["layers"][conv] = [*arch["layers"][conv][:2], 7]
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(arch))
+    with pytest.raises(ModelError, match=rf"^{path}: arch: layers\['{conv}'\]=.*divisible"):
+        build_model(path)
+
+
 def test_describe_takes_a_checkpoint_whose_arch_is_a_name_or_whose_map_is_no_number(tmp_path):
     # audit44 models F5: read_checkpoint takes both, describe (and info) raised
     from yoloslim.runtime.describe import describe

@@ -124,3 +124,22 @@ def test_an_ir_openvino_cannot_write_is_named_and_nothing_is_left(tmp_path):
     with pytest.raises(ExportError, match=r"q/model\.xml: OpenVINO could not write the IR .* free"):
         save_ir(Full(), None, ir)
     assert list(ir.parent.iterdir()) == []  # no part of it, and no staging folder
+
+
+def test_records_of_an_earlier_version_spelled_f32_match_todays_fp32():
+    # review F5: a NAS latency cache or a budget run's bench rows written before the
+    # precision columns said fp32 were no longer reused
+    from yoloslim.nas.latency import _respelled
+    from yoloslim.runtime.ov_core import respelled
+
+    before = ["f32", "int8+f16", "pruned (OV f32)", "bf16", "fp32", "xf32"]
+    assert [respelled(t) for t in before] == [
+        "fp32",
+        "int8+fp16",
+        "pruned (OV fp32)",
+        "bf16",
+        "fp32",
+        "xf32",
+    ]
+    context = {"imgsz": 64, "machine": {"precision": "f32", "cpu": "x"}}
+    assert _respelled(context) == {"imgsz": 64, "machine": {"precision": "fp32", "cpu": "x"}}

@@ -723,6 +723,8 @@ def test_a_torchrun_run_is_told_to_resume_under_torchrun(monkeypatch):
         resume_command("distill", "r")
         == "torchrun --nproc_per_node 2 -m yoloslim distill --resume r"
     )
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # two nodes of one: torchrun still (review F10)
+    assert resume_command("train", "r").startswith("torchrun --nproc_per_node 1 -m yoloslim")
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert resume_command("train", "r") == "yoloslim train --resume r"
     assert relaunch("yoloslim x", 3) == "torchrun --nproc_per_node 3 -m yoloslim x"
@@ -911,3 +913,5 @@ def test_save_checkpoint_never_replaces_a_file_that_is_no_checkpoint(tmp_path):
         assert other.read_bytes() == before
     torch.save({"w": torch.zeros(2)}, tmp_path / "sd.pt")  # torch.save's: replaced
     save_checkpoint(tmp_path / "sd.pt", model, imgsz=64)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "code.pt")  # its zip's root is code/: too
+    save_checkpoint(tmp_path / "code.pt", model, imgsz=64)  # (review F4)

@@ -131,9 +131,6 @@ def predict(
         _check_drawn_names(save, outputs)
         ledger = _label_ledger(save)
         _check_label_names(save, labels, earlier, ledger)
-        # after the checks that refuse the run: "replaces it" was said of a run refused
-        # (audit44 eval L-2)
-        _warn_other_records(save, earlier, files)
         _warn_inside_source(source, save)
     pred = Predictor(
         model,
@@ -167,6 +164,10 @@ def predict(
                 save, ["detections.json", LEDGER, *(d.name for d in outputs.values())]
             )
             remove_stale_temps(save / "labels", [p.name for p in labels.values()])
+            # once every check that refuses the run has passed, the model loaded and the
+            # folder held: "replaces it" was said of a run refused (audit44 eval L-2, review
+            # F12)
+            _warn_other_records(save, earlier, files)
         drawn = outputs.get(source) if video else None
         earlier_video = (
             None if drawn is None else file_identity(drawn)

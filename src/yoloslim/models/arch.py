@@ -192,6 +192,11 @@ def validate_arch(arch: dict) -> dict:
     return a
 
 
+# a recorded layer's channels: a class conv has nc outputs, a neck conv after a concat the
+# sum of its inputs' widths (review F3: nc 20,000 was refused at the width limit)
+_LAYER_LIMIT = max(LIMITS["nc"], 4 * LIMITS["width"])
+
+
 def _check_layers(layers: object) -> None:
     """ModelError naming the entry of a ``layers`` record that is no shape: a list of one to
     three integers from 1 to the width limit (audit44 models F2: a negative, string or
@@ -203,12 +208,12 @@ def _check_layers(layers: object) -> None:
             not isinstance(shape, (list, tuple))
             or not 1 <= len(shape) <= 3
             or any(isinstance(n, bool) or not isinstance(n, int) for n in shape)
-            or not all(1 <= n <= LIMITS["width"] for n in shape)
+            or not all(1 <= n <= _LAYER_LIMIT for n in shape)
         ):
             raise ModelError(
                 f"arch: layers[{name!r}]={shape!r} must be [out, in] (a conv or linear layer; "
                 f"[out, in, groups] a grouped conv) or [channels] (a BatchNorm), integers "
-                f"from 1 to {LIMITS['width']}"
+                f"from 1 to {_LAYER_LIMIT}"
             )
 
 
@@ -267,17 +272,20 @@ def apply_layers(model: nn.Module, layers: dict[str, list[int]], *, legacy: bool
         if isinstance(old, nn.Conv2d):
             if legacy and old.groups != 1:
                 raise ModelError(f"arch: cannot resize grouped conv {name}")
-            new: nn.Module = nn.Conv2d(
-                shape[1],
-                shape[0],
-                old.kernel_size,
-                old.stride,
-                old.padding,
-                old.dilation,
-                groups=shape[2] if len(shape) > 2 else 1,
-                bias=old.bias is not None,
-                padding_mode=old.padding_mode,
-            )
+            try:  # groups that do not divide the channels (review F13: ValueError)
+                new: nn.Module = nn.Conv2d(
+                    shape[1],
+                    shape[0],
+                    old.kernel_size,
+                    old.stride,
+                    old.padding,
+                    old.dilation,
+                    groups=shape[2] if len(shape) > 2 else 1,
+                    bias=old.bias is not None,
+                    padding_mode=old.padding_mode,
+                )
+            except ValueError as e:
+                raise ModelError(f"arch: layers[{name!r}]={list(shape)!r}: {e}") from e
         elif isinstance(old, nn.Linear):
             new = nn.Linear(shape[1], shape[0], bias=old.bias is not None)
         else:

@@ -111,7 +111,8 @@ def _is_torch_file(path: Path) -> bool:
             return True
         parts = [n.split("/") for n in names]
         pickled = any(p[-1] == "data.pkl" for p in parts)
-        return pickled and not any("code" in p[:-1] for p in parts)
+        # TorchScript's ROOT/code/...; the root itself is named after the file (code.pt)
+        return pickled and not any("code" in p[1:-1] for p in parts)
     return not head or head[:1] == b"\x80"
 
 

@@ -43,7 +43,7 @@ from yoloslim.extras import require
 from yoloslim.fileio import write_problem
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
-from yoloslim.runtime.ov_core import default_precision, no_telemetry, openvino_core
+from yoloslim.runtime.ov_core import default_precision, no_telemetry, openvino_core, respelled
 from yoloslim.sysinfo import INFERENCE_ISA, cpu_flags, cpu_model, usable_cores
 from yoloslim.torch_state import torch_threads
 
@@ -204,6 +204,16 @@ def _machine(runtime: str) -> dict:
     return machine
 
 
+def _respelled(context: dict) -> dict:
+    """A cache entry's context with its OpenVINO precision as this version spells it (an
+    entry of an earlier one said f32: review F5, measured alike, not reused)."""
+    machine = context.get("machine") if isinstance(context, dict) else None
+    if isinstance(machine, dict) and isinstance(machine.get("precision"), str):
+        machine = {**machine, "precision": respelled(machine["precision"])}
+        return {**context, "machine": machine}
+    return context
+
+
 def openvino_precision() -> str | None:
     """What OpenVINO's CPU plugin computes a candidate in (None without OpenVINO)."""
     try:
@@ -271,7 +281,7 @@ class LatencyCache:
         for i, line in enumerate(lines[1:], start=2):
             try:
                 entry = json.loads(line)
-                if entry["context"] != self.context:
+                if _respelled(entry["context"]) != self.context:
                     elsewhere += 1
                     continue
                 ms = float(entry["latency_ms"])

@@ -400,14 +400,19 @@ OV_PRECISIONS = ("f32", "bf16", "f16")
 E2E_FIRST_OUTPUT = "num_dets"
 
 
+# the precision columns' spelling of OpenVINO's hints, taken for them (review F9)
+_OV_ALIASES = {"fp32": "f32", "fp16": "f16"}
+
+
 def check_ov_precision(value: str | None, model: str, openvino: bool) -> None:
     """Raise :class:`ConfigError` for an ``ov_precision`` (``--ov-precision``) that is not
     one of :data:`OV_PRECISIONS`, or given for ``model`` that is not an OpenVINO IR."""
     if value is None:
         return
-    if value not in OV_PRECISIONS:
+    if value not in OV_PRECISIONS and value not in _OV_ALIASES:
         raise ConfigError(
-            f"ov_precision={value!r} (--ov-precision): expected one of {list(OV_PRECISIONS)}"
+            f"ov_precision={value!r} (--ov-precision): expected one of {list(OV_PRECISIONS)} "
+            "(or fp32, fp16, as the precision columns spell them)"
         )
     if not openvino:
         raise ConfigError(
@@ -581,6 +586,7 @@ def load_backend(
     p = check_artifact(path)
     kind = SUFFIXES[p.suffix.lower()]
     check_ov_precision(hint, p.name, kind == "openvino")
+    hint = _OV_ALIASES.get(hint, hint) if hint else hint
     dev = device.lower()
     if dev == "auto" and kind != "openvino":  # OpenVINO's own AUTO plugin picks for an .xml
         dev = device = _auto_device(kind)

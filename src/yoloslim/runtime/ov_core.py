@@ -12,6 +12,7 @@ plugin once, so its stack stays valid until the process exits.
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from xml.etree import ElementTree
@@ -25,6 +26,7 @@ __all__ = [
     "ov_word",
     "precision_name",
     "read_ir",
+    "respelled",
     "save_ir",
 ]
 
@@ -121,6 +123,13 @@ _OV_NAMES = {"f32": "fp32", "f16": "fp16"}
 def ov_word(value) -> str:
     """An OpenVINO property's value in OpenVINO's own word (``Type.bf16`` is ``bf16``)."""
     return value.to_string() if hasattr(value, "to_string") else str(value)
+
+
+def respelled(text: str) -> str:
+    """``text`` with an OpenVINO precision in a record of an earlier version (``f32``,
+    ``int8+f16``, a row named ``pruned (OV f32)``) spelled as :func:`precision_name` now
+    does (``fp32``, ``int8+fp16``), so that a record from before still matches."""
+    return re.sub(r"(?<![\w])(f32|f16)(?![\w])", lambda m: _OV_NAMES[m.group(1)], text)
 
 
 def precision_name(hint, quantized: bool = False) -> str:
