@@ -1223,21 +1223,18 @@ def _check_run(
             f"{record} is not a compress run's record; it is not replaced, so move it or "
             "choose another output folder"
         )
-    if not resume and any(out.glob("[0-9][0-9]-*/stage.json")):
-        if saved.exists():
-            raise ConfigError(
-                f"{out}: holds a compress run; resume it (--resume, resume=True) or choose "
-                "another output folder"
-            )
-        # a new run would empty the finished stages' folders (audit44 compress F1)
+    finished = any(out.glob("[0-9][0-9]-*/stage.json"))
+    if finished and not saved.exists():
+        # neither resumed nor started afresh, which would empty the finished stages' folders
+        # (audit44 compress F1; review F8: --resume was told to drop --resume)
         raise ConfigError(
             f"{out}: holds a compress run's finished stages but not its recipe.yaml, which a "
             "resume needs; choose another output folder (a new run here would empty them)"
         )
-    if resume and not saved.exists() and any(out.glob("[0-9][0-9]-*/stage.json")):
-        raise ConfigError(  # not "drop --resume", which is refused then (review F8)
-            f"{out}: holds a compress run's finished stages but not its recipe.yaml, which a "
-            "resume needs; choose another output folder"
+    if finished and not resume:
+        raise ConfigError(
+            f"{out}: holds a compress run; resume it (--resume, resume=True) or choose another "
+            "output folder"
         )
     if resume and not saved.exists():  # a mistyped --out would start every stage afresh
         raise ConfigError(
