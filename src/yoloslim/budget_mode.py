@@ -92,7 +92,8 @@ def _finished_bench(saved: Path, paths: list[str], names: list[str], settings: d
         return None
     if any(bench.get("settings", {}).get(k) != v for k, v in settings.items()):
         return None
-    return {**bench, "rows": [{**r, "path": p} for r, p in zip(rows, paths, strict=True)]}
+    rows = [{**r, "path": p, "name": n} for r, (p, n) in zip(rows, here, strict=True)]
+    return {**bench, "rows": rows}
 
 
 # a candidate's markers, and those of what is made from each (made again with it)

@@ -179,7 +179,13 @@ def relaunch(command: str, processes: int | str | None = None) -> str:
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
         if world <= 1:
             return command
-        processes = os.environ.get("LOCAL_WORLD_SIZE", world)
+        local = int(os.environ.get("LOCAL_WORLD_SIZE") or world)
+        if local < world:  # its nodes again, with the run's own rendezvous options
+            return (
+                f"torchrun --nnodes {world // local} --nproc_per_node {local} (and this run's "
+                f"rendezvous options) -m {command}"
+            )
+        processes = local
     elif int(processes) <= 1:
         return command
     return f"torchrun --nproc_per_node {processes} -m {command}"

@@ -174,7 +174,7 @@ def test_an_arch_files_bad_layer_shapes_are_one_error_naming_file_and_layer(tmp_
     cases = {
         "neg": ({conv: [-5, 16]}, rf"layers\['{conv}'\]=\[-5, 16\] must be \[out, in\]"),
         "str": ({conv: ["a", 16]}, rf"layers\['{conv}'\]=\['a', 16\] must be"),
-        "huge": ({conv: [2_000_000, 96]}, "integers from 1 to 100000"),
+        "huge": ({conv: [2_000_000, 96]}, r"integers from 1 to 16384 \(65536 for a conv"),
         "short": ({conv: [24]}, rf"layers\['{conv}'\]=\[24\] is not the shape of its layer"),
         "unfit": ({conv: [32, 16], bn: [24]}, "its 'layers' do not fit together"),
     }

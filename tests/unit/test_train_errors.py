@@ -721,10 +721,16 @@ def test_a_torchrun_run_is_told_to_resume_under_torchrun(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert (
         resume_command("distill", "r")
-        == "torchrun --nproc_per_node 2 -m yoloslim distill --resume r"
+        == "torchrun --nnodes 2 --nproc_per_node 2 (and this run's rendezvous options) -m "
+        "yoloslim distill --resume r"
     )
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # two nodes of one: torchrun still (review F10)
-    assert resume_command("train", "r").startswith("torchrun --nproc_per_node 1 -m yoloslim")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # four nodes of one: torchrun still (review F10)
+    assert resume_command("train", "r").startswith("torchrun --nnodes 4 --nproc_per_node 1 (")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # one node
+    assert (
+        resume_command("train", "r") == "torchrun --nproc_per_node 2 -m yoloslim train --resume r"
+    )
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert resume_command("train", "r") == "yoloslim train --resume r"
     assert relaunch("yoloslim x", 3) == "torchrun --nproc_per_node 3 -m yoloslim x"

@@ -192,9 +192,9 @@ def validate_arch(arch: dict) -> dict:
     return a
 
 
-# a recorded layer's channels: a class conv has nc outputs, a neck conv after a concat the
-# sum of its inputs' widths (review F3: nc 20,000 was refused at the width limit)
-_LAYER_LIMIT = max(LIMITS["nc"], 4 * LIMITS["width"])
+# a recorded layer's channels: the width limit, but a class conv's outputs (nc: review F3,
+# 20,000 classes were refused) and a conv's inputs after a concat (its inputs' widths summed)
+_CLS = "head.cls_preds."
 
 
 def _check_layers(layers: object) -> None:
@@ -204,16 +204,17 @@ def _check_layers(layers: object) -> None:
     if not isinstance(layers, dict):
         raise ModelError("arch: layers must be a mapping of module path -> shape")
     for name, shape in layers.items():
+        top = [LIMITS["nc"] if str(name).startswith(_CLS) else LIMITS["width"], 4 * LIMITS["width"]]
         if (
             not isinstance(shape, (list, tuple))
             or not 1 <= len(shape) <= 3
             or any(isinstance(n, bool) or not isinstance(n, int) for n in shape)
-            or not all(1 <= n <= _LAYER_LIMIT for n in shape)
+            or not all(1 <= n <= most for n, most in zip(shape, [*top, top[0]], strict=False))
         ):
             raise ModelError(
                 f"arch: layers[{name!r}]={shape!r} must be [out, in] (a conv or linear layer; "
                 f"[out, in, groups] a grouped conv) or [channels] (a BatchNorm), integers "
-                f"from 1 to {_LAYER_LIMIT}"
+                f"from 1 to {top[0]} ({top[1]} for a conv's inputs)"
             )
 
 
