@@ -133,9 +133,9 @@ from yoloslim.models import build_model
         ),
         (lambda: ys.save_checkpoint("x.pt", {}, imgsz=64), ModelError, r"model is a dict, not a"),
         (
-            lambda: ys.LatencyConfig(ov_hint="fp32"),
+            lambda: ys.LatencyConfig(ov_hint="fp64"),
             ConfigError,
-            r"^ov_hint='fp32' \(--ov-precision\): expected one",
+            r"^ov_hint='fp64' \(--ov-precision\): expected one",
         ),
         (lambda: ys.register_model("x1")(5), ModelError, r"decorates a function .*not a int"),
         (lambda: build_model("damo-nano", names="abc"), ModelError, r"^names='abc': expected a"),

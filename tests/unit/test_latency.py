@@ -129,5 +129,5 @@ def test_the_ov_hint_takes_the_precision_columns_spelling():
     from yoloslim.errors import ConfigError
 
     assert LatencyConfig(ov_hint="fp32").ov_hint == "fp32"
-    with pytest.raises(ConfigError, match=r"ov_precision='f64' \(--ov-precision\): expected"):
+    with pytest.raises(ConfigError, match=r"^ov_hint='f64' \(--ov-precision\): expected"):
         LatencyConfig(ov_hint="f64")

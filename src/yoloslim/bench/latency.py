@@ -66,7 +66,7 @@ class LatencyConfig:
             from yoloslim.runtime.backends import check_ov_precision
 
             # the spelling alone (fp32 too, review2 N2): which artifacts are IR is bench's
-            check_ov_precision(self.ov_hint, "", openvino=True)
+            check_ov_precision(self.ov_hint, "", openvino=True, arg="ov_hint")
 
 
 def percentile(values: list[float], q: float) -> float:

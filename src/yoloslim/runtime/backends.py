@@ -404,14 +404,17 @@ E2E_FIRST_OUTPUT = "num_dets"
 _OV_ALIASES = {"fp32": "f32", "fp16": "f16"}
 
 
-def check_ov_precision(value: str | None, model: str, openvino: bool) -> None:
-    """Raise :class:`ConfigError` for an ``ov_precision`` (``--ov-precision``) that is not
-    one of :data:`OV_PRECISIONS`, or given for ``model`` that is not an OpenVINO IR."""
+def check_ov_precision(
+    value: str | None, model: str, openvino: bool, arg: str = "ov_precision"
+) -> None:
+    """Raise :class:`ConfigError` for an ``ov_precision`` (``--ov-precision``; ``arg``: the
+    argument's name in the API) that is not one of :data:`OV_PRECISIONS` (or fp32, fp16), or
+    given for ``model`` that is not an OpenVINO IR."""
     if value is None:
         return
     if value not in OV_PRECISIONS and value not in _OV_ALIASES:
         raise ConfigError(
-            f"ov_precision={value!r} (--ov-precision): expected one of {list(OV_PRECISIONS)} "
+            f"{arg}={value!r} (--ov-precision): expected one of {list(OV_PRECISIONS)} "
             "(or fp32, fp16, as the precision columns spell them)"
         )
     if not openvino:
