@@ -272,7 +272,7 @@ def _died(w: _Handle) -> ExportError:
     )
 
 
-def cpu_ticks() -> dict[int, tuple[int, int]]:
+def _cpu_ticks() -> dict[int, tuple[int, int]]:
     """Per core of this process's: ``(busy, total)`` clock ticks since boot, from
     ``/proc/stat`` (Linux; OSError elsewhere). Busy leaves out idle and iowait."""
     try:
@@ -303,7 +303,7 @@ def _own_ticks(pids: Sequence[int]) -> int:
     return total
 
 
-class _OtherLoad:
+class OtherLoad:
     """How many of this process's cores other work kept busy, on average, from its making
     to :meth:`cores`: the cores' busy ticks less those of this process and its workers. The
     check before measuring samples half a second before any worker starts; a load that
@@ -312,7 +312,7 @@ class _OtherLoad:
     def __init__(self, pids: Sequence[int]):
         self.pids = [os.getpid(), *pids]
         try:
-            self.first = (cpu_ticks(), _own_ticks(self.pids))
+            self.first = (_cpu_ticks(), _own_ticks(self.pids))
         except (OSError, ValueError, IndexError):  # not Linux: nothing to say
             self.first = None
 
@@ -320,7 +320,7 @@ class _OtherLoad:
         if self.first is None:
             return None
         try:
-            now, own = cpu_ticks(), _own_ticks(self.pids)
+            now, own = _cpu_ticks(), _own_ticks(self.pids)
         except (OSError, ValueError, IndexError):
             return None
         before, own_before = self.first
@@ -341,10 +341,16 @@ def _warn_other_load(cores: float | None, cfg: LatencyConfig) -> None:
             cores,
             have,
             cfg.batch,
-            ""
-            if cfg.threads
-            else ", or at 1 thread per runtime (bench --threads 1, a recipe's bench.threads: 1)",
+            quiet_hint(cfg),
         )
+
+
+def quiet_hint(cfg: LatencyConfig) -> str:
+    """What a warning of a busy machine adds to "measure on a quiet machine": at 1 thread
+    per runtime, where ``cfg`` leaves each runtime its own thread pool."""
+    if cfg.threads:
+        return ""
+    return ", or at 1 thread per runtime (bench --threads 1, a recipe's bench.threads: 1)"
 
 
 def measure_latency(
@@ -376,7 +382,7 @@ def measure_latency(
             info[w.path] = payload
         times: dict[str, list[float]] = {p: [] for p in info}
         rss: dict[str, tuple[float, float]] = {}
-        load = _OtherLoad([w.proc.pid for w in workers])
+        load = OtherLoad([w.proc.pid for w in workers])
         for r in range(cfg.rounds):
             order = workers if r % 2 == 0 else workers[::-1]
             for w in order:

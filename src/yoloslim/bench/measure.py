@@ -15,7 +15,13 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from yoloslim.bench.latency import LatencyConfig, cpu_ticks, measure_latency, system_info
+from yoloslim.bench.latency import (
+    LatencyConfig,
+    OtherLoad,
+    measure_latency,
+    quiet_hint,
+    system_info,
+)
 from yoloslim.configs import check_config, imgsz_problem
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.export.common import path_size_mb
@@ -322,26 +328,16 @@ def _warn_if_busy(cfg: LatencyConfig) -> None:
         log.warning(
             "the machine is busy (%s): the latencies are unreliable; measure on a quiet machine%s",
             said,
-            ""
-            if cfg.threads
-            else ", or at 1 thread per runtime (bench --threads 1, a recipe's bench.threads: 1)",
+            quiet_hint(cfg),
         )
 
 
 def _busy_cpus(window: float = 0.5) -> float | None:
     """How many of this process's cores other work kept busy over ``window`` seconds, from
     ``/proc/stat`` (Linux); None where it cannot be read."""
-    try:
-        first = cpu_ticks()
-        time.sleep(window)
-        second = cpu_ticks()
-    except (OSError, ValueError, IndexError):
-        return None
-    busy = 0.0
-    for cpu, (work, total) in second.items():
-        if cpu in first and total > first[cpu][1]:
-            busy += (work - first[cpu][0]) / (total - first[cpu][1])
-    return busy if second else None
+    load = OtherLoad([])  # this process sleeps meanwhile: the cores' busy time is others'
+    time.sleep(window)
+    return load.cores()
 
 
 def _each(fn, items: list) -> list:
