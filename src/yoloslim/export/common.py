@@ -63,6 +63,11 @@ class ExportContext:
     check: Callable[[Path], object] | None = None
     _scratch_dir: Path | None = field(default=None, init=False, repr=False)
 
+    @property
+    def weights(self) -> str:
+        """What the formats that take ``half`` store their weights in: ``fp16`` or ``fp32``."""
+        return "fp16" if self.half else "fp32"
+
     def example(self, batch: int = 1) -> torch.Tensor:
         """A seeded random input in [0, 1], ``(batch, 3, imgsz, imgsz)``."""
         g = torch.Generator().manual_seed(0)

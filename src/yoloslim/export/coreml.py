@@ -105,7 +105,7 @@ def export_coreml(ctx: ExportContext) -> Path:
                 compute_precision=ct.precision.FLOAT16 if ctx.half else ct.precision.FLOAT32,
             )
         mlmodel.user_defined_metadata.update(artifact_metadata(ctx))
-        mlmodel.user_defined_metadata["weights"] = "fp16" if ctx.half else "fp32"  # for info
+        mlmodel.user_defined_metadata["weights"] = ctx.weights  # for info
         mlmodel.short_description = f"yoloslim detector, {len(ctx.names)} classes, {ctx.imgsz} px"
         with staged(path, check=ctx.check) as tmp:
             mlmodel.save(str(tmp))
@@ -152,7 +152,7 @@ def verify_coreml(path: Path, ctx: ExportContext) -> dict:
         "path": str(path),
         "runtime": "coremltools",
         "runtime_version": ct.__version__,
-        "precision": "fp16" if ctx.half else "fp32",
+        "precision": ctx.weights,
         "size_mb": path_size_mb(path),
         "interface": got,
     }

@@ -45,7 +45,7 @@ def export_openvino(ctx: ExportContext) -> Path:
             ov_model = ov.convert_model(str(src))
             for k, v in artifact_metadata(ctx).items():
                 ov_model.set_rt_info(v, ["yoloslim", k])
-            ov_model.set_rt_info("fp16" if ctx.half else "fp32", ["yoloslim", "weights"])
+            ov_model.set_rt_info(ctx.weights, ["yoloslim", "weights"])
         except Exception as e:  # noqa: BLE001 - OpenVINO raises its own runtime errors
             raise ExportError(
                 f"OpenVINO conversion to {path} failed: {type(e).__name__}: {e}"

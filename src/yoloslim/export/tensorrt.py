@@ -95,7 +95,7 @@ def export_engine(ctx: ExportContext) -> Path:
     meta = {
         **artifact_metadata(ctx),
         "tensorrt_version": trt.__version__,
-        "weights": "fp16" if ctx.half else "fp32",
+        "weights": ctx.weights,
     }
     # the engine and its metadata move into place together, once the engine passed its check
     with staged(path, (".engine.json",), check=ctx.check) as tmp:
@@ -150,7 +150,7 @@ def verify_engine(path: Path, ctx: ExportContext) -> dict:
         "path": str(path),
         "runtime": "tensorrt",
         "runtime_version": trt.__version__,
-        "precision": "fp16" if ctx.half else "fp32",
+        "precision": ctx.weights,
         "size_mb": path_size_mb(path),
         "device": torch.cuda.get_device_name(),
         **compare(out, ref, tol),
