@@ -24,7 +24,7 @@ import torch
 from yoloslim.errors import ConfigError, ExportError, ModelError
 from yoloslim.extras import require_for
 from yoloslim.fileio import did_you_mean
-from yoloslim.runtime.ov_core import openvino_core, ov_word, precision_name, read_ir
+from yoloslim.runtime.ov_core import OV_HINTS, openvino_core, ov_word, precision_name, read_ir
 
 __all__ = [
     "Backend",
@@ -400,10 +400,6 @@ OV_PRECISIONS = ("f32", "bf16", "f16")
 E2E_FIRST_OUTPUT = "num_dets"
 
 
-# the precision columns' spelling of OpenVINO's hints, taken for them (review F9)
-_OV_ALIASES = {"fp32": "f32", "fp16": "f16"}
-
-
 def check_ov_precision(
     value: str | None, model: str, openvino: bool, arg: str = "ov_precision"
 ) -> None:
@@ -412,7 +408,7 @@ def check_ov_precision(
     given for ``model`` that is not an OpenVINO IR."""
     if value is None:
         return
-    if value not in OV_PRECISIONS and value not in _OV_ALIASES:
+    if value not in OV_PRECISIONS and value not in OV_HINTS:
         raise ConfigError(
             f"{arg}={value!r} (--ov-precision): expected one of {list(OV_PRECISIONS)} "
             "(or fp32, fp16, as the precision columns spell them)"
@@ -589,7 +585,7 @@ def load_backend(
     p = check_artifact(path)
     kind = SUFFIXES[p.suffix.lower()]
     check_ov_precision(hint, p.name, kind == "openvino")
-    hint = _OV_ALIASES.get(hint, hint) if hint else hint
+    hint = OV_HINTS.get(hint, hint) if hint else hint
     dev = device.lower()
     if dev == "auto" and kind != "openvino":  # OpenVINO's own AUTO plugin picks for an .xml
         dev = device = _auto_device(kind)

@@ -20,6 +20,7 @@ from xml.etree import ElementTree
 from yoloslim.errors import ConfigError, ModelError
 
 __all__ = [
+    "OV_HINTS",
     "default_precision",
     "no_telemetry",
     "openvino_core",
@@ -118,6 +119,8 @@ def save_ir(ov, model, path: str | Path, *, fp16: bool = False, check=None) -> P
 
 # OpenVINO's element type names, spelled as every other runtime's row is (fp32, not f32)
 _OV_NAMES = {"f32": "fp32", "f16": "fp16"}
+# and back: the precision columns' spelling taken for an OpenVINO hint (--ov-precision fp32)
+OV_HINTS = {ours: theirs for theirs, ours in _OV_NAMES.items()}
 
 
 def ov_word(value) -> str:
