@@ -721,25 +721,27 @@ def _stage_files(rec: Recipe) -> dict[str, dict]:
     for i, s in enumerate(rec.stages, 1):
         key = {"train": "model", "distill": "teacher"}.get(s.name)
         named = getattr(s.config, key, None) if key else None
-        if named and Path(named).expanduser().is_file():  # not a registered model's name
-            st = Path(named).expanduser().stat()
+        path = Path(named).expanduser() if named else None
+        if path is not None and path.is_file():  # not a registered model's name
+            st = path.stat()
             files[f"{i:02d}-{s.name}"] = {
                 "key": key,
-                "path": str(Path(named).expanduser().resolve()),
+                "path": str(path.resolve()),
                 "bytes": st.st_size,
                 "mtime_ns": st.st_mtime_ns,
             }
     return files
 
 
-def _stage_files_redone(out: Path, now: dict[str, dict], recipe_changed: list[str]) -> list[str]:
+def _stage_files_redone(
+    out: Path, saved: dict[str, dict], now: dict[str, dict], recipe_changed: list[str]
+) -> list[str]:
     """On a resume: the stage folders whose ``model:``/``teacher:`` file is not the one the
     run used (changed in place, or another file by the same name: a relative path read from
     another folder) and whose stage began but did not finish: it starts afresh, said. A
     finished one is refused (audit44 compress F2: the stage made with the old teacher was
     kept; review F6: an unfinished one refused the whole run). A stage the recipe changed is
-    the recipe change's."""
-    saved = json.loads(_record_text(out / "inputs.json")).get("stage_files") or {}
+    the recipe change's. ``saved``: the run's record of them (``inputs.json``)."""
     redone = []
     for folder, file in now.items():
         was = saved.get(folder)
@@ -779,13 +781,14 @@ def _record_text(path: Path) -> str:
         ) from e
 
 
-def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = None) -> None:
+def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = None) -> dict | None:
     """Refuse to resume the run in ``out`` with a model or data other than those it recorded
     (``out/inputs.json``, :func:`run_inputs`), or with its model file changed since; ``also``
-    maps further keys of ``inputs`` to what they are, for the error when one differs."""
+    maps further keys of ``inputs`` to what they are, for the error when one differs.
+    Returns the record (None for a run from before it was written)."""
     saved_file = out / "inputs.json"
     if not saved_file.exists():  # a run from before inputs.json was written
-        return
+        return None
     try:
         saved = json.loads(_record_text(saved_file))
     except json.JSONDecodeError:
@@ -822,6 +825,7 @@ def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = N
                 f"{out}: {what} changed since this run ({changed}); resume with the same "
                 "settings (the same --set options) or use another output folder"
             )
+    return saved
 
 
 def _changed(before: object, now: object, where: str = "") -> str:
@@ -1269,9 +1273,10 @@ def _check_run(
                 changed[0],
                 change,
             )
-        check_resume_inputs(out, inputs)
+        recorded = check_resume_inputs(out, inputs) or {}
         folders = changed_from[1] if changed_from else []
-        redone = _stage_files_redone(out, inputs["stage_files"], folders)
+        was = recorded.get("stage_files") or {}
+        redone = _stage_files_redone(out, was, inputs["stage_files"], folders)
         if redone:  # emptied before the run goes on, as a recipe change's stages are
             first = min(int(f[:2]) for f in redone)
             if changed_from is not None:
