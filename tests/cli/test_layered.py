@@ -184,6 +184,31 @@ def test_quantize_ignore_none_quantizes_everything_and_patterns_repeat(tmp_path,
     assert seen == [("decode",), (), ("decode", r"head\.cls")]
 
 
+def test_quantize_dynamic_refuses_a_typed_calib_or_method_even_at_its_default(
+    tmp_path, monkeypatch, capsys
+):
+    # the library refused --calib 100 but took a typed --calib 300 (the default) silently
+    import yoloslim.compress.quantize as quantize_mod
+    from yoloslim.cli.main import main
+
+    def captured(model, data, *, config, **kw):
+        raise KeyboardInterrupt  # reached: the settings were taken
+
+    monkeypatch.setattr(quantize_mod, "quantize", captured)
+    model, data = tmp_path / "m.onnx", tmp_path / "d.yaml"
+    model.write_bytes(b"")
+    data.write_text("names: [a]\n")
+    base = ["quantize", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "q")]
+    base += ["--backend", "onnxruntime", "--mode", "dynamic"]
+    for extra, said in (
+        (["--calib", "300"], "--calib 300"),
+        (["--method", "minmax"], "--method minmax"),
+    ):
+        assert main([*base, *extra]) == 2, extra
+        assert f"{said}: --mode dynamic computes activation ranges" in capsys.readouterr().err
+    assert main(base) == 130  # neither typed: the run goes on
+
+
 def test_a_prune_goal_given_replaces_the_config_files_goal(tmp_path, monkeypatch, capsys):
     # the goals exclude each other: --ratio with a file's target_flops was "give at most one"
     import yoloslim.compress.prune as prune_mod

@@ -15,6 +15,7 @@ from yoloslim.cli.common import (
     handle_errors,
     layered,
     literal,
+    option_given,
     print_table,
     warn,
     write_json,
@@ -97,6 +98,15 @@ def quantize(
         if advanced:
             values["advanced"] = advanced
         cfg = QuantConfig.from_dict(values)
+    if cfg.mode == "dynamic":  # the defaults are not told apart from the same values typed
+        typed = [
+            f"--{n} {v}" for n, v in (("calib", calib), ("method", method)) if option_given(ctx, n)
+        ]
+        if typed:
+            raise ConfigError(
+                f"{' '.join(typed)}: --mode dynamic computes activation ranges at run time "
+                "and calibrates on nothing; leave them out, or use --mode static"
+            )
     with err_console.status(f"quantizing {literal(model)} ({cfg.backend}, {cfg.mode})"):
         res = run_quantize(model, data, config=cfg, out=out, progress=False)
     rep = res.report
