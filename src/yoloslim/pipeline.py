@@ -1228,12 +1228,14 @@ def _check_run(
             "choose another output folder"
         )
     finished = any(out.glob("[0-9][0-9]-*/stage.json"))
-    if finished and not saved.exists():
+    lost = [n for n in ("recipe.yaml", "inputs.json") if not (out / n).exists()]
+    if finished and lost:
         # neither resumed nor started afresh, which would empty the finished stages' folders
-        # (audit44 compress F1; review F8: --resume was told to drop --resume)
+        # (audit44 compress F1; review F8, review2 N3: each refusal sent to the other)
         raise ConfigError(
-            f"{out}: holds a compress run's finished stages but not its recipe.yaml, which a "
-            "resume needs; choose another output folder (a new run here would empty them)"
+            f"{out}: holds a compress run's finished stages but not its {' or '.join(lost)}, "
+            "which a resume needs; choose another output folder (a new run here would empty "
+            "them)"
         )
     if finished and not resume:
         raise ConfigError(

@@ -223,6 +223,11 @@ def test_changed_recipe_refuses_resume(base, tmp_path):
     with pytest.raises(ConfigError, match="finished stages but not its recipe.yaml"):
         run_recipe(ckpt, data, recipe, out=tmp_path / "r")
     assert (tmp_path / "r" / "01-export" / "stage.json").is_file()
+    # its inputs.json gone: one answer with or without resume (each sent to the other)
+    (tmp_path / "t" / "inputs.json").unlink()
+    for resume in (False, True):
+        with pytest.raises(ConfigError, match="finished stages but not its inputs.json, which"):
+            run_recipe(ckpt, data, two, out=tmp_path / "t", resume=resume)
 
 
 def test_bench_stage_refuses_a_size_a_static_artifact_cannot_run(base, tmp_path, monkeypatch):
