@@ -734,14 +734,19 @@ def _stage_files(rec: Recipe) -> dict[str, dict]:
 
 
 def _stage_files_redone(
-    out: Path, saved: dict[str, dict], now: dict[str, dict], recipe_changed: list[str]
+    out: Path,
+    saved: dict[str, dict],
+    now: dict[str, dict],
+    recipe_changed: list[str],
+    said: list[str],
 ) -> list[str]:
     """On a resume: the stage folders whose ``model:``/``teacher:`` file is not the one the
     run used (changed in place, or another file by the same name: a relative path read from
     another folder) and whose stage began but did not finish: it starts afresh, said. A
     finished one is refused (audit44 compress F2: the stage made with the old teacher was
     kept; review F6: an unfinished one refused the whole run). A stage the recipe changed is
-    the recipe change's. ``saved``: the run's record of them (``inputs.json``)."""
+    the recipe change's. ``saved``: the run's record of them (``inputs.json``); what the run
+    is to say of the stages it redoes is added to ``said``."""
     redone = []
     for folder, file in now.items():
         was = saved.get(folder)
@@ -759,11 +764,9 @@ def _stage_files_redone(
                 "resume with it, or use another output folder"
             )
         if (out / folder / "last.pt").exists():
-            log.warning(
-                "%s: stage %s's %s; the stage had not finished, and starts afresh with it",
-                out,
-                folder,
-                what,
+            said.append(
+                f"{out}: stage {folder}'s {what}; the stage had not finished, and starts "
+                "afresh with it"
             )
             redone.append(folder)
     return redone
@@ -1154,10 +1157,12 @@ def _check_baseline(rec: Recipe, model: str, data: str) -> None:
 
 def _check_run(
     rec: Recipe, model: str | None, data: str, out: Path, resume: bool
-) -> tuple[dict, list, str, dict]:
+) -> tuple[dict, list, str, dict, tuple[int, list[str]] | None, list[str]]:
     """Check everything :func:`run_recipe` needs before it writes to ``out``; returns the
-    stages' preflight configs, the skipped formats, the resolved recipe YAML and the run's
-    inputs record."""
+    stages' preflight configs, the skipped formats, the resolved recipe YAML, the run's
+    inputs record, the stages a resume redoes (first number, folders) and what it is to say
+    of them once the run holds the folder (said here, a later refusal made them untrue:
+    review2 N6)."""
     first = rec.stages[0]
     if model is None and not (
         first.name == "nas" or (first.name == "train" and first.config.model)
@@ -1253,7 +1258,7 @@ def _check_run(
             "writes with it); drop --resume (resume=False) to start one, with the recipe "
             "outside the folder"
         )
-    changed_from = None
+    changed_from, said = None, []
     if saved.exists() and resume:  # also when no stage finished: a train stage resumes
         text = _record_text(saved)
         if not _same_recipe(text, resolved, earlier):
@@ -1268,24 +1273,22 @@ def _check_run(
             # a mistake fixed in a stage that never finished (a teacher, a backend): the
             # stages before it are kept; refused, the fix cost every finished stage
             changed_from = changed
-            log.warning(
-                "%s: the recipe changed from stage %d on (%s), which had not finished: the "
-                "finished stages before it are kept, and the run goes on with this recipe",
-                out,
-                changed[0],
-                change,
+            said.append(
+                f"{out}: the recipe changed from stage {changed[0]} on ({change}), which had "
+                "not finished: the finished stages before it are kept, and the run goes on "
+                "with this recipe"
             )
         recorded = check_resume_inputs(out, inputs) or {}
         folders = changed_from[1] if changed_from else []
         was = recorded.get("stage_files") or {}
-        redone = _stage_files_redone(out, was, inputs["stage_files"], folders)
+        redone = _stage_files_redone(out, was, inputs["stage_files"], folders, said)
         if redone:  # emptied before the run goes on, as a recipe change's stages are
             first = min(int(f[:2]) for f in redone)
             if changed_from is not None:
                 first = min(first, changed_from[0])
             changed_from = (first, [*folders, *redone])
     _check_ignored_scopes(rec, model)  # it exports the model: after the cheaper checks
-    return run_configs, skipped, resolved, inputs, changed_from
+    return run_configs, skipped, resolved, inputs, changed_from, said
 
 
 @keeps_caller_state
@@ -1354,8 +1357,11 @@ def run_recipe(
         )
     if model is not None:
         model = str(Path(model).expanduser().absolute())
-    run_configs, skipped, resolved, inputs, changed = _check_run(rec, model, data, out, resume)
+    checked = _check_run(rec, model, data, out, resume)
+    run_configs, skipped, resolved, inputs, changed, said = checked
     with folder_lock(out, "compress"):  # made here, if it is not there yet
+        for line in said:
+            log.warning("%s", line)
         # a killed run's half-written records: none is live while we hold the lock
         remove_stale_temps(out, _RECORDS)
         for folder in changed[1] if changed is not None else []:

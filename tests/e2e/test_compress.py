@@ -176,7 +176,14 @@ def test_a_change_in_a_stage_that_never_finished_resumes_keeping_the_stages_befo
     with pytest.raises(KeyboardInterrupt):
         run_recipe(ckpt, data, recipe, out=tmp_path / "r")
     recipe["stages"][1] = {"export": {"formats": ["torchscript"], "imgsz": S}}
+    # a resume refused (here: another run holds the folder) says nothing of going on
+    # (review2 N6: "the run goes on with this recipe", then the refusal)
+    from yoloslim.fileio import folder_lock
+
     with caplog.at_level(logging.WARNING, logger="yoloslim"):
+        with folder_lock(tmp_path / "r", "compress"), pytest.raises(ConfigError):
+            run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
+        assert "the recipe changed" not in caplog.text
         run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
     assert calls == [["onnx"], ["onnx"], ["torchscript"]]  # stage 1 kept, stage 2 the new one
     assert "the recipe changed from stage 2 on (stage 2 (export) formats" in caplog.text
