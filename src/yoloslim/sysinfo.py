@@ -170,22 +170,24 @@ def first_process() -> bool:
     return int(os.environ.get("RANK", "0") or 0) == 0
 
 
-def relaunch(command: str, processes: int | str | None = None) -> str:
+def relaunch(
+    command: str, processes: int | str | None = None, per_node: int | str | None = None
+) -> str:
     """``command`` (``yoloslim ...``) launched as the run was: after ``torchrun
     --nproc_per_node N -m`` for a run of N > 1 processes, since the same count goes on
-    exactly. ``processes``: the run's count (None: this process's run, read from torchrun's
-    environment)."""
-    if processes is None:  # a run of several nodes keeps torchrun at one process a node too
-        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-        if world <= 1:
-            return command
-        local = int(os.environ.get("LOCAL_WORLD_SIZE") or world)
-        if local < world:  # its nodes again, with the run's own rendezvous options
-            return (
-                f"torchrun --nnodes {world // local} --nproc_per_node {local} (and this run's "
-                f"rendezvous options) -m {command}"
-            )
-        processes = local
-    elif int(processes) <= 1:
+    exactly; a run of several nodes keeps torchrun at one process a node too, and names its
+    nodes. ``processes``: the run's count, ``per_node`` its count on one node (None: all on
+    one); both None: this process's run, read from torchrun's environment."""
+    if processes is None:
+        processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or processes)
+    world = int(processes)
+    if world <= 1:
         return command
-    return f"torchrun --nproc_per_node {processes} -m {command}"
+    local = int(per_node or world)
+    if local < world:  # its nodes again, with the run's own rendezvous options
+        return (
+            f"torchrun --nnodes {world // local} --nproc_per_node {local} (and this run's "
+            f"rendezvous options) -m {command}"
+        )
+    return f"torchrun --nproc_per_node {world} -m {command}"

@@ -823,7 +823,13 @@ def test_predict_and_export_commands(trained, data_yaml, tmp_path, capsys):
     found = json.loads(report.read_text())
     ckpt, onnx_d = found[str(trained / "last.pt")], found[str(out / "model.onnx")]
     # a finished run: epochs done of how many, and nothing to resume
-    assert ckpt["training"] == {"epochs_done": 1, "epochs": 1, "command": "train", "processes": 1}
+    assert ckpt["training"] == {
+        "epochs_done": 1,
+        "epochs": 1,
+        "command": "train",
+        "processes": 1,
+        "per_node": 1,
+    }
     assert ckpt["resumable"] is None
     assert ckpt["imgsz"] == 64
     assert (
@@ -850,10 +856,17 @@ def test_predict_and_export_commands(trained, data_yaml, tmp_path, capsys):
     assert "torchscript (runs in torchscript)" in shown and "inputs" not in shown
     # audit43 wheel F2: a torchrun run's last.pt was said to resume without torchrun
     state["train_state"].update(world=2)
+    del state["train_state"]["per_node"]  # as a last.pt from before it was recorded
     torch.save(state, tmp_path / "two_last.pt")
     assert main(["info", str(tmp_path / "two_last.pt")]) == 0
     shown = " ".join(capsys.readouterr().out.replace("│", " ").split())
     assert "(torchrun --nproc_per_node 2 -m yoloslim distill --resume its folder" in shown
+    # a run of two nodes of two: four processes in all, two a node (review2 N4: said 4 a node)
+    state["train_state"].update(world=4, per_node=2)
+    torch.save(state, tmp_path / "nodes_last.pt")
+    assert main(["info", str(tmp_path / "nodes_last.pt")]) == 0
+    shown = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "(torchrun --nnodes 2 --nproc_per_node 2 (and this run's rendezvous options)" in shown
 
 
 def test_an_interrupted_predict_keeps_its_results_so_far(

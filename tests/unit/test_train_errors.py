@@ -735,6 +735,7 @@ def test_a_torchrun_run_is_told_to_resume_under_torchrun(monkeypatch):
     assert resume_command("train", "r") == "yoloslim train --resume r"
     assert relaunch("yoloslim x", 3) == "torchrun --nproc_per_node 3 -m yoloslim x"
     assert relaunch("yoloslim x", 1) == "yoloslim x"
+    assert relaunch("yoloslim x", 4, 2).startswith("torchrun --nnodes 2 --nproc_per_node 2 (")
 
 
 def test_other_class_names_in_the_data_are_warned_about(sets, tmp_path, caplog):

@@ -71,7 +71,7 @@ def _rows(d: dict) -> list[tuple[str, str]]:
             t = d["training"]
             how = f"{t['command']} --resume its folder to go on"
             if (t.get("processes") or 1) > 1:  # the same count continues it exactly
-                how = relaunch(f"yoloslim {how}", t["processes"])
+                how = relaunch(f"yoloslim {how}", t["processes"], t.get("per_node"))
             state = how if d["resumable"] else "finished"
             rows.append(("training", f"{t['epochs_done']} of {t['epochs']} epochs ({state})"))
     else:

@@ -436,6 +436,8 @@ def _training(state: dict | None, epochs: int | None) -> dict:
         # torchrun's process count (1: one process; None: a last.pt from before it was
         # recorded): the same count continues it exactly
         "processes": state.get("world"),
+        # of them on one node (None: all on one, or a last.pt from before it was recorded)
+        "per_node": state.get("per_node"),
     }
     return {
         "training": done,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -223,6 +224,8 @@ class Fit:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "best_map": best_map,
             "world": self.world,  # the data order depends on it: see the resume's warning
+            # the processes on one node (of several: a resume is launched as the run was)
+            "per_node": int(os.environ.get("LOCAL_WORLD_SIZE") or self.world),
             "raw_state_dict": {
                 k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()
             },
