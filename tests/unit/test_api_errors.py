@@ -342,3 +342,16 @@ def test_the_callers_random_draws_are_where_they_were_after_a_call(tmp_path):
         drawn = torch.rand(1), np.random.rand(), random.random()
         torch.manual_seed(0), np.random.seed(0), random.seed(0)
         assert (torch.rand(1), np.random.rand(), random.random()) == drawn
+
+
+def test_validate_runs_a_checkpoint_in_its_deploy_form(tmp_path, monkeypatch):
+    # as predict, bench and a Predictor do (audit45 reparam F1: the training form here, the
+    # deploy form when val's --threads loaded a Predictor; README said deploy form)
+    data = ys.synthesize(tmp_path / "d", images=4, imgsz=64, classes=2)
+    ckpt = ys.save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=2), imgsz=64)
+    calls, forward = [], nn.BatchNorm2d.forward
+    monkeypatch.setattr(nn.BatchNorm2d, "forward", lambda m, x: calls.append(1) or forward(m, x))
+    ys.validate(ckpt, data, batch=2)
+    assert calls == []
+    ys.validate(ys.load_checkpoint(ckpt)[0], data, batch=2)  # a module: run as given
+    assert calls

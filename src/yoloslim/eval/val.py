@@ -99,6 +99,7 @@ def validate(
     Example:
         >>> validate("runs/nano/best.pt", "data/synth/data.yaml")["map"]
     """
+    from yoloslim.compress.reparam import deploy_form
     from yoloslim.configs import DEFAULT_IMGSZ, check_flags, check_imgsz, int_problem
     from yoloslim.eval.postprocess import check_nms_settings
     from yoloslim.models.checkpoint import load_checkpoint
@@ -145,6 +146,9 @@ def validate(
             )
     elif Path(model).suffix.lower() == ".pt" and loaded is None:
         net, ckpt = load_checkpoint(model)
+        # in its deploy form, as predict, bench and a Predictor run it (audit45 reparam F1:
+        # the training form here, the deploy form with --threads)
+        net = deploy_form(net)[0]
         ck_imgsz = ckpt["imgsz"]
     else:  # a Predictor's own backend: its device, threads, precision and input size
         backend = loaded or load_backend(model, hint=ov_precision)
