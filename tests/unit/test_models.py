@@ -120,6 +120,18 @@ def test_detector_fuse_equivalent_raw_outputs():
     assert count_params(fused) < count_params(model)
 
 
+def test_a_detector_fused_in_train_mode_is_the_eval_models_deploy_form():
+    # audit45 reparam F3: it stayed in train mode, its output the raw training one
+    model = build_model("damo-nano", nc=3)
+    _randomize_bn(model)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = copy.deepcopy(model).eval()(x)
+        fused = model.train().fuse()
+        assert fused is model and not any(m.training for m in fused.modules())
+        torch.testing.assert_close(fused(x), ref, atol=1e-4, rtol=1e-4)
+
+
 def _shrink(model):
     """Simulate structured pruning of one CSP mid width (a conv and its consumers)."""
     stage = model.backbone.stages[2].body

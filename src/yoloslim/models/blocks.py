@@ -34,7 +34,8 @@ def make_act(name: str) -> nn.Module:
 
 
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """Fold an eval-mode BatchNorm into the preceding conv; returns a new conv with bias."""
+    """Fold a BatchNorm into the preceding conv; returns a new conv with bias. The BatchNorm
+    is taken as in eval mode (its running statistics) whatever mode it is in."""
     fused = nn.Conv2d(
         conv.in_channels,
         conv.out_channels,

@@ -87,9 +87,14 @@ class Detector(nn.Module):
         return raw if self.training else self.head.decode(raw)
 
     def fuse(self) -> Detector:
-        """Re-parameterise in place: fold RepConv branches and Conv+BN pairs. Idempotent."""
+        """Re-parameterise in place: fold RepConv branches and Conv+BN pairs. Idempotent.
+
+        Returns ``self`` in eval mode: the BatchNorms are folded with their running
+        statistics, so the deploy form computes what the eval-mode model does, whatever mode
+        it was in (audit45 reparam F3: a model fused in train mode stayed in it, its output
+        the raw training one)."""
         for m in self.modules():
             if isinstance(m, (RepConv, ConvBNAct)):
                 m.fuse()
         self.deploy = True
-        return self
+        return self.eval()
