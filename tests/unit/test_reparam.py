@@ -171,6 +171,31 @@ def test_a_wrong_fuse_is_an_error_not_a_reference_every_export_would_match():
         reparameterize(model, example_input=torch.rand(1, 3, 8, 8), measure=False)
 
 
+def test_a_wrong_fold_of_the_class_branch_is_caught_though_scores_sit_near_zero(monkeypatch):
+    # audit45 reparam F2: the decoded scores (~0.01) hid a fold 5 % off within the 1e-3 check
+    import pytest
+
+    from yoloslim.errors import ModelError
+    from yoloslim.models.blocks import ConvBNAct
+
+    model = randomize_bn(build_model("damo-nano", nc=2), seed=0).eval()
+    for n, m in model.named_modules():
+        if "cls_convs" in n:
+            m.in_class_tower = True  # kept by the copy reparameterize folds
+            if isinstance(m, nn.BatchNorm2d):  # a trained tower's means: far from 0
+                m.running_mean.uniform_(-1, 1)
+    fuse = ConvBNAct.fuse
+
+    def forgets_the_mean(self):  # a fold that ignores the running mean, in the class tower
+        if getattr(self, "in_class_tower", False) and isinstance(self.bn, nn.BatchNorm2d):
+            self.bn.running_mean.zero_()
+        fuse(self)
+
+    monkeypatch.setattr(ConvBNAct, "fuse", forgets_the_mean)
+    with pytest.raises(ModelError, match=r"changed the model's outputs"):
+        reparameterize(model, example_input=probe_images(96, batch=2), measure=False)
+
+
 def test_the_check_runs_at_the_models_own_size():
     # a 160 px checkpoint was checked and timed at 320
     import yoloslim as ys
