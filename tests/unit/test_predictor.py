@@ -243,6 +243,15 @@ def test_folder_skips_unreadable_images_and_streams(ckpt, tmp_path, caplog, monk
         dets = pred.predict(tmp_path)
     assert [Path(d.source).name for d in dets] == ["0.png", "1.png", "2.png"]
     assert "1b_broken.jpg" in caplog.text and "skipped" in caplog.text
+    # a link to nowhere is skipped by name too (audit45 predict F4: left out without a word)
+    (tmp_path / "1c_gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="yoloslim.runtime.images"):
+        assert len(pred.predict(tmp_path)) == 3
+    assert (
+        "1c_gone.jpg: a link to " in caplog.text and "which does not exist; skipped" in caplog.text
+    )
+    (tmp_path / "1c_gone.jpg").unlink()
     # decoded lazily: a batch is read ahead while the runtime runs, not the whole folder
     for i in range(3, 12):
         Image.fromarray(_images(1, seed=i)[0]).save(tmp_path / f"{i}.png")
