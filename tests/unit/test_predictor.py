@@ -1066,3 +1066,20 @@ def test_an_empty_onnx_file_is_said_to_be_empty(tmp_path):
     )
     empty.write_bytes(b"x")
     assert "no yoloslim metadata" in str(no_metadata(empty, ["names"]))
+
+
+def test_a_box_to_the_images_edge_is_drawn_with_its_right_and_bottom_sides():
+    # audit45 predict F1: x2 = W (a pixel past the last) drew those sides off the image
+    from yoloslim.runtime.draw import draw_detections
+    from yoloslim.runtime.predictor import Detections
+
+    dets = Detections(
+        boxes=np.array([[20.0, 20.0, 100.0, 100.0]]),
+        scores=np.array([0.9]),
+        classes=np.array([0]),
+        names=["a"],
+        shape=(100, 100),
+    )
+    drawn = np.asarray(draw_detections(np.zeros((100, 100, 3), np.uint8), dets))
+    assert drawn[40:90, 99].any(axis=1).all() and drawn[99, 40:90].any(axis=1).all()
+    assert not drawn[40:90, 60].any()  # inside: not filled

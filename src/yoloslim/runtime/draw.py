@@ -55,6 +55,9 @@ def draw_detections(image: np.ndarray, dets) -> Image.Image:
     for box, score, c in zip(dets.boxes, dets.scores, dets.classes, strict=True):
         colour = class_colour(int(c))
         x1, y1, x2, y2 = (float(v) for v in box)
+        # a box to the image's edge ends at W (H), a pixel past the last one, where its
+        # side was not drawn (audit45 predict F1): the last pixel column (row) it covers
+        x2, y2 = max(x1, min(x2, im.width - 1)), max(y1, min(y2, im.height - 1))
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
         name = dets.names[int(c)] if int(c) < len(dets.names) else str(int(c))
         label = f"{name} {score:.2f}"
