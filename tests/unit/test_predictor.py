@@ -883,6 +883,20 @@ def test_a_video_writer_picks_an_encoder_its_container_holds(tmp_path, suffix):
     assert [round(float(f.mean()) / 60) for f in got] == [0, 1, 2]
 
 
+def test_a_drawn_video_keeps_an_ntsc_frame_rate(tmp_path):
+    # audit45 predict F2: 30000/1001 was written as 19001/634 (a denominator cut to 1000)
+    pytest.importorskip("av")
+    from fractions import Fraction
+
+    from yoloslim.runtime.video import VideoReader, VideoWriter
+
+    with VideoWriter(tmp_path / "ntsc.mp4", fps=Fraction(30000, 1001)) as w:
+        for i in range(3):
+            w.write(np.full((32, 48, 3), 60 * i, np.uint8))
+    with VideoReader(tmp_path / "ntsc.mp4") as r:
+        assert r.fps == Fraction(30000, 1001)
+
+
 def test_a_video_read_short_without_a_frame_count_is_warned_about(tmp_path, caplog):
     # audit42 video: a Matroska file (no frame count) cut short was read short silently
     av = pytest.importorskip("av")

@@ -193,7 +193,7 @@ class VideoWriter:
             tried = _CODECS.get(self.path.suffix.lower(), _DEFAULT_CODECS)
             codec = next((c for c in tried if c in av.codecs_available), tried[-1])
         try:
-            rate = Fraction(fps).limit_denominator(1000)
+            rate = Fraction(fps).limit_denominator(65535)  # NTSC 30000/1001 kept (1000: 19001/634)
             self._stream = self._container.add_stream(codec, rate=rate)
             self._stream.pix_fmt = "yuv420p"
         except Exception:  # noqa: BLE001 - the container is ours to close, the file ours to drop
