@@ -972,6 +972,9 @@ def test_predict_video(trained, tmp_path, capsys, monkeypatch):
     assert main([*argv, "--batch", "3", "--conf", "0.01"]) == 0
     records = json.loads((save / "detections.json").read_text())
     assert [r["frame"] for r in records] == list(range(7))
+    # audit45 predict F3: each frame's time in the source (a variable rate's drawing is not)
+    assert [r["time"] for r in records] == [round(i / 10, 6) for i in range(7)]
+    assert "uneven intervals" not in capsys.readouterr().err
     # audit42 video F2: a frame record did not name its video
     assert {r["video"] for r in records} == {str(clip)}
     with VideoReader(save / "clip.mp4") as r:

@@ -897,6 +897,33 @@ def test_a_drawn_video_keeps_an_ntsc_frame_rate(tmp_path):
         assert r.fps == Fraction(30000, 1001)
 
 
+def test_a_variable_frame_rate_is_told_from_its_frame_times(tmp_path):
+    # audit45 predict F3: a 2.4 s source was drawn as 0.8 s without a word
+    av = pytest.importorskip("av")
+    from fractions import Fraction
+
+    from yoloslim.runtime.video import VideoReader, uneven
+
+    path = tmp_path / "vfr.mkv"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=10)
+        s.width, s.height, s.pix_fmt = 32, 32, "bgr0"
+        s.time_base = Fraction(1, 1000)
+        for pts in (0, 100, 200, 300, 2000, 2100):  # a 1.7 s gap after the fourth frame
+            f = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            f.pts, f.time_base = pts, Fraction(1, 1000)
+            for packet in s.encode(f):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    times = []
+    with VideoReader(path) as r:
+        for _ in r:
+            times.append(r.time)
+    assert times == pytest.approx([0, 0.1, 0.2, 0.3, 2.0, 2.1])
+    assert uneven(times, r.fps) and not uneven([0, 0.1, 0.2, 0.3, 0.4], 10)
+
+
 def test_a_video_read_short_without_a_frame_count_is_warned_about(tmp_path, caplog):
     # audit42 video: a Matroska file (no frame count) cut short was read short silently
     av = pytest.importorskip("av")

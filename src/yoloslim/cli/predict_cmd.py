@@ -323,8 +323,12 @@ def _compact_ledger(save: Path, ledger: dict[str, set[str]]) -> None:
 
 # what predict writes: each record holds exactly these keys, each detection exactly DETECTION
 _IMAGE_RECORD = ({"image", "detections"}, {"image", "detections", "labels"})
-# (frame records of earlier versions lack "video")
-_FRAME_RECORD = ({"video", "frame", "detections"}, {"frame", "detections"})
+# (frame records of earlier versions lack "video", then "time")
+_FRAME_RECORD = (
+    {"video", "frame", "time", "detections"},
+    {"video", "frame", "detections"},
+    {"frame", "detections"},
+)
 _DETECTION = {"box", "score", "class_id", "class"}
 
 
@@ -370,8 +374,9 @@ def _earlier_records(path: Path) -> list[dict]:
     if not _predicts_format(data):
         raise ConfigError(
             f"--save {path.parent}: {path} was not written by predict (or was edited since): "
-            "it is not a list of predict's records ({image | video and frame, detections: [{box, score, "
-            "class_id, class}]}, with labels where --save-txt wrote one); it is not replaced, "
+            "it is not a list of predict's records ({image | video, frame and time, detections: "
+            "[{box, score, class_id, class}]}, with labels where --save-txt wrote one); it is "
+            "not replaced, "
             "so move it or choose another --save folder"
         )
     return data
@@ -582,7 +587,7 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: 
 
     from yoloslim.progress import progress_console
     from yoloslim.runtime.draw import DRAWN_COMMENT, draw_detections
-    from yoloslim.runtime.video import VideoReader, VideoWriter
+    from yoloslim.runtime.video import VideoReader, VideoWriter, uneven
 
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(VideoReader(source))
@@ -595,22 +600,37 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: 
         task = progress.add_task(f"predict {escape(source.name)}", total=len(reader) or None)
 
         def flush(frames: list[np.ndarray]) -> None:
-            for arr, det in zip(frames, pred.predict(frames, batch=batch), strict=True):
+            got = pred.predict(frames, batch=batch)
+            for arr, det, t in zip(frames, got, times[len(records) :], strict=True):
                 if writer is not None:  # the frame drawn, then its record (as for images)
                     writer.write(np.asarray(draw_detections(arr, det)))
                 records.append(
-                    {"video": str(source), "frame": len(records), "detections": det.to_list()}
+                    {
+                        "video": str(source),
+                        "frame": len(records),
+                        "time": None if t is None else round(t, 6),
+                        "detections": det.to_list(),
+                    }
                 )
             progress.advance(task, len(frames))
 
         pending: list[np.ndarray] = []
+        times: list[float | None] = []  # each frame's time in the source, in seconds
         for frame in reader:
             pending.append(frame)
+            times.append(reader.time)
             if len(pending) == batch:
                 flush(pending)
                 pending = []
         if pending:
             flush(pending)
+        if writer is not None and uneven(times, reader.fps):
+            warn(
+                f"{escape(drawn.name)}: {escape(source.name)}'s frames come at uneven "
+                f"intervals (a variable frame rate); the drawn video shows them at its "
+                f"average {float(reader.fps):.3g} fps, so its timing differs from the "
+                "source's: detections.json has each frame's time in the source"
+            )
     n = sum(len(r["detections"]) for r in records)
     console.print(
         f"{escape(source.name)}: {len(records)} frame{'' if len(records) == 1 else 's'}, "
