@@ -268,6 +268,9 @@ def test_bad_pairs_raise(tmp_path):
     permuted = build_model(_arch([8, 16, 16, 32, 32], [16, 24, 32]), names=names[::-1])
     with pytest.raises(ConfigError, match="orders them"):
         distill(student, permuted, data, out=tmp_path / "run")
+    save_checkpoint(tmp_path / "t_order.pt", permuted, imgsz=64)  # named (audit45 distill L2)
+    with pytest.raises(ConfigError, match=r"teacher \S*t_order\.pt's classes are .* orders them"):
+        distill(tmp_path / "s2.pt", tmp_path / "t_order.pt", data, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
 

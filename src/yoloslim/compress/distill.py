@@ -209,16 +209,19 @@ def _deploy_params(model: nn.Module) -> int:
     return count_params(fused)
 
 
-def _check_names(teacher: list[str], data_names: list[str], data) -> None:
-    """The teacher's class i must be the data's class i: its logits teach class by index."""
+def _check_names(teacher: list[str], data_names: list[str], data, t_name: str = "") -> None:
+    """The teacher's class i must be the data's class i: its logits teach class by index.
+    ``t_name``: :func:`_label`'s of the teacher."""
     if teacher == data_names or teacher == default_names(len(teacher)):
         return  # the same, or the teacher never had names
     if sorted(teacher) == sorted(data_names):
         raise ConfigError(
-            f"the teacher's classes are {teacher} but {data} orders them {data_names}; "
+            f"the teacher{t_name}'s classes are {teacher} but {data} orders them {data_names}; "
             "distillation matches classes by index, so it would teach the wrong ones"
         )
-    log.warning("the teacher's class names %s differ from %s's %s", teacher, data, data_names)
+    log.warning(
+        "the teacher%s's class names %s differ from %s's %s", t_name, teacher, data, data_names
+    )
 
 
 def _check_pair(student: Detector, teacher: Detector, s_name: str = "", t_name: str = "") -> None:
@@ -600,7 +603,7 @@ def distill(
         raise ConfigError(
             f"the teacher{t_name} has {t_model.nc} classes but {data} has {len(names)}"
         )
-    _check_names(list(t_model.names), list(names), data)
+    _check_names(list(t_model.names), list(names), data, t_name)
     _check_pair(probe, t_model, s_name, t_name)
 
     if not resume:  # the student's size, else the teacher's, else 320
