@@ -558,6 +558,17 @@ def test_a_damaged_checkpoint_is_named_with_its_key(tmp_path, key, value, match)
     assert "\n" not in str(e.value)
 
 
+def test_a_bit_flipped_in_a_checkpoint_is_refused_not_loaded_as_another_weight(tmp_path):
+    # audit44 models F6: torch.load never checks the zip's CRCs
+    path = save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=2), imgsz=64)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10  # inside the weights' records
+    path.write_bytes(bytes(data))
+    torch.load(path, weights_only=True)  # loads, with one weight changed
+    with pytest.raises(ModelError, match=r"m\.pt: damaged: its record \S+ fails its CRC check"):
+        load_checkpoint(path)
+
+
 def test_a_checkpoint_with_weights_that_are_not_finite_is_named(tmp_path):
     path = save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=2), imgsz=64)
     ckpt = torch.load(path, weights_only=True)
