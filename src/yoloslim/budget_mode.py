@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from yoloslim.configs import check_flags, check_path, plain_numbers
+from yoloslim.configs import brief, check_flags, check_path, plain_numbers
 from yoloslim.errors import ConfigError
 from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
 from yoloslim.recipe import BenchStage, Recipe, load_recipe
@@ -120,7 +120,7 @@ def _check_budget_args(model, target_latency, max_drop, ratios) -> list[float]:
     """ConfigError naming the first of :func:`run_budget`'s arguments it cannot take; the
     ratios as a sorted list of floats (one number counts as one ratio)."""
     if model is None or not Path(model).expanduser().is_file():
-        raise ConfigError(f"model={model!r} (--model): budget mode needs a trained checkpoint")
+        raise ConfigError(f"model={brief(model)} (--model): budget mode needs a trained checkpoint")
     ratios = plain_numbers(ratios)
     if _number(ratios):
         ratios = [ratios]

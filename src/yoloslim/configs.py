@@ -21,6 +21,7 @@ __all__ = [
     "check_imgsz",
     "check_field_types",
     "check_path",
+    "brief",
     "exponent_hint",
     "from_mapping",
     "imgsz_problem",
@@ -106,16 +107,25 @@ def _float_text(text: str) -> bool:
     return True
 
 
+def brief(value: Any) -> str:
+    """``repr(value)`` for an error message, or its type's name where that is long or spans
+    lines: not a module's whole printout (a ``(model, checkpoint)`` tuple's was 600 KB,
+    every weight: audit45 docs F1)."""
+    shown = repr(value)
+    if "\n" in shown or len(shown) > 80:
+        if isinstance(value, tuple):
+            return f"a tuple of {', '.join(type(v).__name__ for v in value[:4])}"
+        return type(value).__name__
+    return shown
+
+
 def check_path(value: Any, name: str, what: str) -> None:
     """Raise :class:`ConfigError` naming ``name`` unless ``value`` is a path (a ``str`` or
     an ``os.PathLike``): ``None`` or a number given for one fails here, not as a
     ``TypeError`` deep inside; ``what`` says what the path is of. An empty string is
     refused too: it named the current folder, where a run wrote among the user's files."""
     if not isinstance(value, str | os.PathLike):
-        shown = repr(value)
-        if "\n" in shown or len(shown) > 80:
-            shown = type(value).__name__  # not a module's whole printout
-        raise ConfigError(f"{name}={shown}: expected {what}")
+        raise ConfigError(f"{name}={brief(value)}: expected {what}")
     if isinstance(value, str) and not value.strip():
         raise ConfigError(f"{name}={value!r}: an empty path (give '.' for the current folder)")
 

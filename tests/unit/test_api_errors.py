@@ -355,3 +355,14 @@ def test_validate_runs_a_checkpoint_in_its_deploy_form(tmp_path, monkeypatch):
     assert calls == []
     ys.validate(ys.load_checkpoint(ckpt)[0], data, batch=2)  # a module: run as given
     assert calls
+
+
+def test_a_wrong_value_for_a_model_is_named_briefly_not_printed_whole(tmp_path):
+    # audit45 docs F1: load_checkpoint's (model, checkpoint) tuple given to validate was a
+    # 600 KB message (every weight)
+    ckpt = ys.save_checkpoint(tmp_path / "m.pt", build_model("damo-nano", nc=2), imgsz=64)
+    pair = ys.load_checkpoint(ckpt)
+    for call in (lambda: ys.validate(pair, "d.yaml"), lambda: ys.train(pair, None)):
+        with pytest.raises(ConfigError, match=r"model=a tuple of Detector, dict") as e:
+            call()
+        assert len(str(e.value)) < 300

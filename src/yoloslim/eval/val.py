@@ -100,7 +100,7 @@ def validate(
         >>> validate("runs/nano/best.pt", "data/synth/data.yaml")["map"]
     """
     from yoloslim.compress.reparam import deploy_form
-    from yoloslim.configs import DEFAULT_IMGSZ, check_flags, check_imgsz, int_problem
+    from yoloslim.configs import DEFAULT_IMGSZ, brief, check_flags, check_imgsz, int_problem
     from yoloslim.eval.postprocess import check_nms_settings
     from yoloslim.models.checkpoint import load_checkpoint
     from yoloslim.runtime.backends import (
@@ -127,7 +127,7 @@ def validate(
     model = as_artifact(model)
     if model is None or isinstance(model, dict):
         raise ConfigError(
-            f"model={model!r}: expected a checkpoint or artifact path, a model or a Predictor"
+            f"model={brief(model)}: expected a checkpoint or artifact path, a model or a Predictor"
         )
     name = str(model) if not isinstance(model, nn.Module) else type(model).__name__
     if (

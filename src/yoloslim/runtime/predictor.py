@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from yoloslim.configs import check_imgsz, int_problem
+from yoloslim.configs import brief, check_imgsz, int_problem
 from yoloslim.data.transforms import letterbox
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.eval.postprocess import check_nms_settings, postprocess, scale_boxes
@@ -539,6 +539,7 @@ def as_artifact(model, name: str = "model"):
     if model is None or isinstance(model, (str, os.PathLike, torch.nn.Module, dict)):
         return model
     raise ConfigError(
-        f"{name}={model!r}: expected a checkpoint or artifact path, a model or a Predictor, "
+        f"{name}={brief(model)}: expected a checkpoint or artifact path, a model or a "
+        "Predictor, "
         f"got {type(model).__name__}"
     )

@@ -25,7 +25,7 @@ import torch
 import yaml
 from torch import nn
 
-from yoloslim.configs import check_config, check_flags, check_path
+from yoloslim.configs import brief, check_config, check_flags, check_path
 from yoloslim.data import (
     AugmentConfig,
     DetectionDataset,
@@ -516,7 +516,7 @@ def _begin(
         data = recorded_data(out, state) if data is None else data
     elif model is None or data is None:
         raise ConfigError(
-            f"train needs a model and a data.yaml (got model={model!r}, data={data!r})"
+            f"train needs a model and a data.yaml (got model={brief(model)}, data={brief(data)})"
         )
     elif isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".pt":
         path, model = model, load_checkpoint(model)[0]  # fine-tuned from its weights
