@@ -401,7 +401,7 @@ class BatchingPredictor:
             raise ConfigError(f"max_wait_ms={max_wait_ms!r} must be >= 0")
         if not isinstance(predictor, Predictor):
             raise ConfigError(
-                f"predictor={predictor!r}: expected a Predictor (ys.load(path) makes one), got "
+                f"predictor={brief(predictor)}: expected a Predictor (ys.load(path) makes one), got "
                 f"{type(predictor).__name__}"
             )
         self.predictor = predictor
