@@ -54,7 +54,7 @@ def select_candidate(
     front, best = [], None
     for (ratio, scheme, path), row in zip(candidates, rows, strict=True):
         # decided on the figure the report shows: a drop of exactly max_drop is within
-        drop = round(100 * (base_map - row["map"]), 3)
+        drop = round(100 * (base_map - row["map"]), 3) + 0.0  # + 0.0: never "-0.000"
         ms = round(row["latency_ms"]["median"], 3)
         ok = (max_drop is None or drop <= max_drop) and (
             target_latency is None or ms <= target_latency

@@ -544,6 +544,10 @@ def test_select_candidate_keeps_the_fastest_within_budget():
     rows[2] = _row("c", 0.29, 5.0)
     _, best = select_candidate(cands, rows, max_drop=None, target_latency=5.0)
     assert best["name"] == "c"
+    # a candidate a hair above the baseline drops 0.0 points, not "-0.000" (audit45 budget L3)
+    rows[1] = _row("b", 0.30000000000000004, 6.0)  # the next float above 0.3
+    front, _ = select_candidate(cands, rows, max_drop=None, target_latency=None)
+    assert str(front[1]["drop_points"]) == "0.0"
 
 
 def test_finished_bench_is_reused_only_for_the_same_candidates_and_settings(tmp_path):
