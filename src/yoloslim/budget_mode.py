@@ -303,6 +303,10 @@ def _say_grid_change(record: Path, ratios: Sequence[float]) -> None:
         return
     dropped = [r for r in before if r not in now]
     added = [r for r in now if r not in before]
+    # a ratio's folder is named to 2 decimals: 0.301 prunes again in 0.3's (audit45 budget
+    # M/L1: 0.3's files were said to stay unused)
+    folders = {f"{r:.2f}" for r in now}
+    unused = [r for r in dropped if f"{r:.2f}" not in folders]
     log.warning(
         "%s: the grid changed (ratios %s, now %s%s%s): every candidate is measured again%s",
         record.parent,
@@ -310,7 +314,7 @@ def _say_grid_change(record: Path, ratios: Sequence[float]) -> None:
         now,
         f"; dropped {dropped}" if dropped else "",
         f"; added {added}" if added else "",
-        f"; the files of {dropped} stay in grid/ unused" if dropped else "",
+        f"; the files of {unused} stay in grid/ unused" if unused else "",
     )
 
 

@@ -357,6 +357,7 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch, 
     # another grid than the run's is said (audit23 budget L3)
     said = " ".join(caplog.text.split())
     assert "the grid changed (ratios [0.3], now [0.301]; dropped [0.3]; added [0.301])" in said
+    assert "unused" not in said  # 0.301 prunes again in ratio-0.30 (audit45 budget M/L1)
     # the record that named the ratio-0.30 candidate's files with the old model's numbers
     # went before they were made again (audit23 budget M1)
     assert not (out / "budget.json").exists() and not (out / "report.json").exists()
@@ -548,6 +549,18 @@ def test_select_candidate_keeps_the_fastest_within_budget():
     rows[1] = _row("b", 0.30000000000000004, 6.0)  # the next float above 0.3
     front, _ = select_candidate(cands, rows, max_drop=None, target_latency=None)
     assert str(front[1]["drop_points"]) == "0.0"
+
+
+def test_a_grid_change_names_only_the_ratio_folders_left_unused(tmp_path, caplog):
+    from yoloslim.budget_mode import _say_grid_change
+
+    record = tmp_path / "budget.json"
+    record.write_text(json.dumps({"front": [{"ratio": 0.3}, {"ratio": 0.6}]}))
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        _say_grid_change(record, [0.301, 0.6])  # 0.301 prunes again in ratio-0.30
+        assert "unused" not in caplog.text
+        _say_grid_change(record, [0.6])
+    assert "the files of [0.3] stay in grid/ unused" in caplog.text
 
 
 def test_finished_bench_is_reused_only_for_the_same_candidates_and_settings(tmp_path):
