@@ -52,16 +52,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through (parents created): a temp file of its own
     beside it (``.NAME.XXXXXXXX.tmp``), moved into place with ``os.replace`` when the block
-    ends without an error, else removed. A symbolic link at ``path`` is written through, as
-    ``open()`` does: the file it points to is replaced and the link stays (``latest.pt ->
-    v3/best.pt`` updates v3/best.pt).
+    ends without an error, else removed.
 
     Raises:
         OSError: naming ``path`` (not the temp file), e.g. on a full disk.
     """
     p = Path(path)
-    if p.is_symlink():
-        p = Path(os.path.realpath(p))
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = None
     try:
@@ -74,7 +70,7 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):  # the file meant, not the temp one (or none: a full disk)
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+            raise OSError(e.errno, e.strerror or str(e), str(p)) from e
         raise
 
 

@@ -361,16 +361,3 @@ def test_the_folders_a_failed_call_made_go_and_no_other(tmp_path):
         (deep.parent / "notes.txt").write_text("mine")
         raise RuntimeError("failed")
     assert not deep.exists() and (deep.parent / "notes.txt").is_file()
-
-
-def test_an_atomic_write_at_a_link_replaces_the_file_it_points_to_and_keeps_the_link(tmp_path):
-    from yoloslim.fileio import atomic_write_text
-
-    (tmp_path / "v3").mkdir()
-    target = tmp_path / "v3" / "best.txt"
-    target.write_text("old")
-    link = tmp_path / "latest.txt"
-    link.symlink_to(Path("v3") / "best.txt")  # relative, as `ln -s` users write them
-    atomic_write_text(link, "new")
-    assert link.is_symlink() and target.read_text() == "new"
-    assert sorted(p.name for p in (tmp_path / "v3").iterdir()) == ["best.txt"]  # no temp left
