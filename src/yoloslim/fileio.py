@@ -52,7 +52,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
     """A binary file to write ``path`` through (parents created): a temp file of its own
     beside it (``.NAME.XXXXXXXX.tmp``), moved into place with ``os.replace`` when the block
-    ends without an error, else removed.
+    ends without an error, else removed. A symbolic link at ``path`` is replaced by the file;
+    what it pointed to is left as it was (a link into a content-addressed store, DVC's or
+    git-annex's, would otherwise have its cached file changed under its hash: audit45 review
+    M1).
 
     Raises:
         OSError: naming ``path`` (not the temp file), e.g. on a full disk.

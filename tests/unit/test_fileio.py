@@ -361,3 +361,18 @@ def test_the_folders_a_failed_call_made_go_and_no_other(tmp_path):
         (deep.parent / "notes.txt").write_text("mine")
         raise RuntimeError("failed")
     assert not deep.exists() and (deep.parent / "notes.txt").is_file()
+
+
+def test_an_atomic_write_at_a_link_replaces_the_link_and_leaves_what_it_pointed_to(tmp_path):
+    # a link into a content-addressed cache (DVC's symlink cache) must not have the cached
+    # file changed under its hash (audit45 review M1)
+    from yoloslim.fileio import atomic_write_text
+
+    (tmp_path / "cache").mkdir()
+    cached = tmp_path / "cache" / "ab12"
+    cached.write_text("old")
+    link = tmp_path / "best.txt"
+    link.symlink_to(cached)
+    atomic_write_text(link, "new")
+    assert not link.is_symlink() and link.read_text() == "new" and cached.read_text() == "old"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["ab12"]

@@ -200,6 +200,7 @@ def reparameterize(
             passes its check against a wrong reference.
 
     Example:
+        >>> from yoloslim.models import build_model
         >>> res = reparameterize(build_model("damo-nano"))
         >>> res.report["max_abs_diff"] < 1e-4
         True

@@ -234,7 +234,7 @@ def load_data_config(path: str | Path) -> DataConfig:
 
     Example:
         >>> cfg = load_data_config("datasets/shapes/data.yaml")  # doctest: +SKIP
-        >>> cfg.nc, cfg.format
+        >>> cfg.nc, cfg.format  # doctest: +SKIP
         (4, 'yolo')
     """
     if not isinstance(path, (str, os.PathLike)):

@@ -235,6 +235,7 @@ def search(
     Example:
         >>> # minutes on a 2-core CPU; score_method="analytic" takes seconds
         >>> res = search(imgsz=320, budget=Budget(flops=1.0), iterations=200, out="runs/nas")
+        >>> from yoloslim.models import build_model
         >>> model = build_model(res.arch, nc=4)
     """
     check_config(budget, Budget, "budget")  # a mapping gets the Budget.from_dict hint

@@ -83,7 +83,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         ExportError: the library that reads its format is not installed.
 
     Example:
-        >>> info = describe("runs/export/model.onnx")
+        >>> info = describe("runs/prune/export/model.onnx")  # a pruned model's export
         >>> info["imgsz"], info["precision"], [h["stage"] for h in info["history"]]
         (320, 'fp32', ['train', 'prune'])
     """
