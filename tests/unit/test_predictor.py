@@ -895,6 +895,13 @@ def test_a_drawn_video_keeps_an_ntsc_frame_rate(tmp_path):
             w.write(np.full((32, 48, 3), 60 * i, np.uint8))
     with VideoReader(tmp_path / "ntsc.mp4") as r:
         assert r.fps == Fraction(30000, 1001)
+    # an uneven average rate (a variable-rate source's) opens MPEG-4 part 2, the encoder
+    # where PyAV has no libx264 (audit45 review M2: 1234567/49383 failed to open)
+    for rate in (Fraction(1234567, 49383), 24.99975):
+        with VideoWriter(tmp_path / "odd.mp4", fps=rate, codec="mpeg4") as w:
+            w.write(np.zeros((32, 48, 3), np.uint8))
+        with VideoReader(tmp_path / "odd.mp4") as r:
+            assert abs(float(r.fps) - float(rate)) < 1e-3
 
 
 def test_a_variable_frame_rate_is_told_from_its_frame_times(tmp_path):

@@ -196,7 +196,7 @@ class VideoWriter:
             tried = _CODECS.get(self.path.suffix.lower(), _DEFAULT_CODECS)
             codec = next((c for c in tried if c in av.codecs_available), tried[-1])
         try:
-            rate = Fraction(fps).limit_denominator(65535)  # NTSC 30000/1001 kept (1000: 19001/634)
+            rate = frame_rate(fps)
             self._stream = self._container.add_stream(codec, rate=rate)
             self._stream.pix_fmt = "yuv420p"
         except Exception:  # noqa: BLE001 - the container is ours to close, the file ours to drop
@@ -262,6 +262,15 @@ class VideoWriter:
                 log.debug("%s: closing after an error failed too", self._tmp, exc_info=True)
             finally:
                 self._tmp.unlink(missing_ok=True)
+
+
+def frame_rate(fps: Fraction | float) -> Fraction:
+    """``fps`` as a fraction whose numerator and denominator are at most 65535, as MPEG-4
+    part 2 (the encoder where PyAV has no libx264) needs (1234567/49383 failed to open:
+    audit45 review M2); NTSC's 30000/1001 is kept (a denominator of 1000 made it
+    19001/634)."""
+    f = Fraction(fps)
+    return f.limit_denominator(max(1, min(65535, int(65535 / f)))) if f > 0 else f
 
 
 def uneven(times: list[float | None], fps: Fraction | float) -> bool:
