@@ -205,8 +205,14 @@ def test_quantize_dynamic_refuses_a_typed_calib_or_method_even_at_its_default(
         (["--method", "minmax"], "--method minmax"),
     ):
         assert main([*base, *extra]) == 2, extra
-        assert f"{said}: --mode dynamic computes activation ranges" in capsys.readouterr().err
-    assert main(base) == 130  # neither typed: the run goes on
+        assert f"{said}: mode dynamic computes activation ranges" in capsys.readouterr().err
+    # in a --config file too (audit45 review L2)
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text("calib: 300\n")
+    assert main([*base, "--config", str(cfg)]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"calib: 300 (--config {cfg}): mode dynamic computes" in said
+    assert main(base) == 130  # neither given: the run goes on
 
 
 def test_a_prune_goal_given_replaces_the_config_files_goal(tmp_path, monkeypatch, capsys):

@@ -86,7 +86,8 @@ def quantize(
         float_variants=variants or None,
     )
     params = {"ignored_scope": "ignore"}
-    values = layered(ctx, load_mapping(config, "QuantConfig") if config else None, flags, params)
+    section = load_mapping(config, "QuantConfig") if config else None
+    values = layered(ctx, section, flags, params)
     with config_file(config, ctx):  # a mistake in what the file gives (advanced: 3) names it
         advanced = layered(
             ctx,
@@ -98,13 +99,16 @@ def quantize(
         if advanced:
             values["advanced"] = advanced
         cfg = QuantConfig.from_dict(values)
-    if cfg.mode == "dynamic":  # the defaults are not told apart from the same values typed
-        typed = [
-            f"--{n} {v}" for n, v in (("calib", calib), ("method", method)) if option_given(ctx, n)
+    if cfg.mode == "dynamic":  # the defaults are not told apart from the same values given
+        given = [f"--{n} {values[n]}" for n in ("calib", "method") if option_given(ctx, n)]
+        given += [
+            f"{n}: {section[n]} (--config {config})"
+            for n in ("calib", "method")
+            if isinstance(section, dict) and n in section and not option_given(ctx, n)
         ]
-        if typed:
+        if given:
             raise ConfigError(
-                f"{' '.join(typed)}: --mode dynamic computes activation ranges at run time "
+                f"{'; '.join(given)}: mode dynamic computes activation ranges at run time "
                 "and calibrates on nothing; leave them out, or use --mode static"
             )
     with err_console.status(f"quantizing {literal(model)} ({cfg.backend}, {cfg.mode})"):
