@@ -57,6 +57,7 @@ class Budget:
 
     Example:
         >>> Budget(flops=1.0, params=1.7)
+        Budget(flops=1.0, params=1.7, latency_ms=None, layers=None, effectiveness=None)
     """
 
     flops: float | None = None

@@ -189,7 +189,8 @@ class SearchSpace:
             **overrides: other :class:`SearchSpace` fields (``widths``, ``ratios``, ...).
 
         Example:
-            >>> SearchSpace.from_template("damo-nano", kernels=(3,))
+            >>> SearchSpace.from_template("damo-nano", kernels=(3,)).kernels
+            (3,)
         """
         if not isinstance(arch, dict):
             arch = resolve_arch(arch)[0]
