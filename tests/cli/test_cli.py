@@ -171,6 +171,10 @@ def test_export_refusals_before_any_work_exit_2(trained, tmp_path, capsys):
     assert f"{mine / 'model.onnx'} is not a yoloslim artifact" in err
     assert (mine / "model.onnx").read_text() == "my precious notes"
     assert sorted(p.name for p in mine.iterdir()) == ["model.onnx"]
+    # another opset is said to be fixed (audit44 export F3: "Possible options: --out")
+    assert main([*argv, "--opset", "11", "--out", str(giant)]) == 2
+    assert "--opset 11: yoloslim exports ONNX opset 18 alone" in capsys.readouterr().err
+    assert not giant.exists()
 
 
 def test_export_format_given_twice_exports_both(trained, tmp_path, capsys):

@@ -57,12 +57,21 @@ def export(
     json_path: Path = typer.Option(
         None, "--json", callback=check_json_target, help="Write the export report as JSON."
     ),
+    opset: int = typer.Option(None, hidden=True),  # said, not "Possible options: --out"
 ) -> None:
     """Re-parameterise, export and verify each artifact against PyTorch (writes export_report.json)."""
     from rich.table import Table
 
-    from yoloslim.errors import ExportError
+    from yoloslim.errors import ConfigError, ExportError
     from yoloslim.export import export as run_export
+    from yoloslim.export.onnx import OPSET
+
+    if opset is not None and opset != OPSET:  # audit44 export F3
+        raise ConfigError(
+            f"--opset {opset}: yoloslim exports ONNX opset {OPSET} alone (the opset its "
+            "exporter and checks are made for); convert the model.onnx it writes with "
+            "onnx.version_converter for another"
+        )
 
     # each --format given adds its formats (a plain option kept only the last one given)
     formats = [f.strip().lower() for given in format for f in given.split(",") if f.strip()]
