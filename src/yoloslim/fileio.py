@@ -16,6 +16,7 @@ __all__ = [
     "file_key",
     "atomic_write_bytes",
     "atomic_write_text",
+    "appendable",
     "apply_umask",
     "folder_lock",
     "make_folder",
@@ -75,6 +76,18 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
         if isinstance(e, OSError):  # the file meant, not the temp one (or none: a full disk)
             raise OSError(e.errno, e.strerror or str(e), str(p)) from e
         raise
+
+
+def appendable(path: str | Path) -> Path:
+    """``path``, made a file of its own where it is a symbolic link: a copy of what the link
+    points to replaces the link (atomically), so that appending to it leaves the linked file
+    as it was, as :func:`atomic_file` does (audit45 review2 N1: a resumed run's
+    ``metrics.jsonl`` rows went into a DVC cache's file through its link)."""
+    p = Path(path)
+    if p.is_symlink():
+        data = p.read_bytes() if p.exists() else b""
+        atomic_write_bytes(p, data)
+    return p
 
 
 def temp_beside(path: Path) -> tuple[int, str]:

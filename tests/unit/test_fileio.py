@@ -376,3 +376,20 @@ def test_an_atomic_write_at_a_link_replaces_the_link_and_leaves_what_it_pointed_
     atomic_write_text(link, "new")
     assert not link.is_symlink() and link.read_text() == "new" and cached.read_text() == "old"
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["ab12"]
+
+
+def test_a_file_appended_to_at_a_link_becomes_a_file_of_its_own_first(tmp_path):
+    # a resumed run's metrics.jsonl rows went into a DVC cache's file through its link
+    # (audit45 review2 N1)
+    from yoloslim.fileio import appendable
+
+    cached = tmp_path / "cache" / "42f9"
+    cached.parent.mkdir()
+    cached.write_text('{"epoch": 0}\n')
+    link = tmp_path / "metrics.jsonl"
+    link.symlink_to(cached)
+    with appendable(link).open("a") as f:
+        f.write('{"epoch": 1}\n')
+    assert not link.is_symlink() and link.read_text() == '{"epoch": 0}\n{"epoch": 1}\n'
+    assert cached.read_text() == '{"epoch": 0}\n'
+    assert appendable(link) == link  # a plain file: as it is

@@ -27,6 +27,7 @@ from yoloslim.cli.common import (
     write_json,
 )
 from yoloslim.fileio import (
+    appendable,
     atomic_write_bytes,
     atomic_write_text,
     first_missing,
@@ -253,7 +254,7 @@ class _Records(list):
         name = path.relative_to(path.parent.parent).as_posix()
         if self.ledger is not None and self.save is not None:
             digest = _digest(text.encode())
-            with (self.save / LEDGER).open("a+b") as f:
+            with appendable(self.save / LEDGER).open("a+b") as f:
                 torn = False
                 if f.seek(0, os.SEEK_END) > 0:
                     f.seek(-1, os.SEEK_END)

@@ -12,7 +12,7 @@ from pathlib import Path
 from torch import nn
 
 from yoloslim.errors import ConfigError
-from yoloslim.fileio import atomic_write_text, naming, remove_stale_temps
+from yoloslim.fileio import appendable, atomic_write_text, naming, remove_stale_temps
 from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from yoloslim.models.detector import Detector
 from yoloslim.result import Result, short_repr
@@ -226,7 +226,8 @@ class RunFolder:
         save_checkpoint(self.out / name, model, imgsz=self.cfg.imgsz, **kwargs)
 
     def log_metrics(self, row: dict) -> None:
-        with naming(self.metrics_path), self.metrics_path.open("a") as f:  # a full disk: named
+        path = appendable(self.metrics_path)  # a link's target is not appended to
+        with naming(path), path.open("a") as f:  # a full disk: named
             f.write(json.dumps(row) + "\n")
 
     def trim_metrics(self, before_epoch: int, last_row: dict | None = None) -> None:
