@@ -264,6 +264,7 @@ def postprocess(
         ConfigError: a threshold or cap is out of range.
 
     Example:
+        >>> import torch
         >>> from yoloslim.models import build_model
         >>> model, images = build_model("damo-nano").eval(), torch.rand(2, 3, 320, 320)
         >>> dets = postprocess(model(images), conf=0.25, iou=0.65)
