@@ -282,3 +282,16 @@ def test_a_fresh_run_drops_the_settings_files_of_a_run_stopped_before_its_first_
         (tmp_path / name).write_text("x")
     RunFolder(tmp_path, TrainConfig(), False).start(None, replace=False)
     assert (tmp_path / "distill_config.yaml").exists()
+
+
+def test_sgd_with_momentum_0_is_plain_sgd_not_a_nesterov_error():
+    # audit45 dist F2: momentum 0 is allowed, and Nesterov's ValueError was a traceback
+    import torch
+
+    from yoloslim.models import build_model
+    from yoloslim.train.trainer import _make_optimizer
+
+    model = build_model("damo-nano", nc=2)
+    for momentum, nesterov in ((0.0, False), (0.9, True)):
+        opt = _make_optimizer(model, TrainConfig(optimizer="sgd", momentum=momentum))
+        assert isinstance(opt, torch.optim.SGD) and opt.defaults["nesterov"] is nesterov

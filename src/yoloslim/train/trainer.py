@@ -41,7 +41,7 @@ from yoloslim.models.checkpoint import load_checkpoint, with_history
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.progress import say, shown
-from yoloslim.sysinfo import relaunch
+from yoloslim.sysinfo import first_process, relaunch
 from yoloslim.torch_state import autograd_on, keeps_caller_state, torch_threads
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
@@ -148,8 +148,10 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     # foreach: torch picks it by itself only where every parameter is on CUDA; on the CPU
     # the per-tensor loop costs more Python for the same arithmetic (bit-identical weights)
     if cfg.optimizer == Optimizer.SGD:
+        # Nesterov needs a momentum: momentum 0 (allowed) is plain SGD (audit45 dist F2: a
+        # ValueError traceback)
         return torch.optim.SGD(
-            groups, lr=cfg.lr0, momentum=cfg.momentum, nesterov=True, foreach=True
+            groups, lr=cfg.lr0, momentum=cfg.momentum, nesterov=cfg.momentum > 0, foreach=True
         )
     return torch.optim.AdamW(groups, lr=cfg.lr0, betas=(cfg.momentum, 0.999), foreach=True)
 
@@ -687,7 +689,7 @@ def _fit(
                 scaler.load_state_dict(ts["scaler"])
             start_epoch, best_map = ts["epoch"] + 1, ts["best_map"]
         saved_world = ts.get("world")  # None: a last.pt from before it was recorded
-        if saved_world is not None and saved_world != world:
+        if saved_world is not None and saved_world != world and first_process():  # once
             log.warning(
                 "%s was trained in %d process(es) and resumes in %d: it continues, but each "
                 "process sees another share of the data, so it will not reproduce the "
