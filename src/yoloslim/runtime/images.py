@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 
 from yoloslim.data.sample import IMAGE_SUFFIXES, examples
 from yoloslim.errors import DataError
+from yoloslim.fileio import dangling
 
 # what predict reads from a folder: the dataset formats, and a GIF's first frame (as a GIF
 # given by name is read)
@@ -230,7 +231,7 @@ def image_files(source: str | Path) -> list[Path]:
         files = sorted(
             f
             for f in entries
-            if f.suffix.lower() in FOLDER_SUFFIXES and (f.is_file() or _dangling(f))
+            if f.suffix.lower() in FOLDER_SUFFIXES and (f.is_file() or dangling(f) is not None)
         )
         videos = [f.name for f in entries if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file()]
         if files and videos:  # they were left out without a word (audit42 video F6)
@@ -259,7 +260,7 @@ def image_files(source: str | Path) -> list[Path]:
                 f"are left out){also}"
             )
         return files
-    if not p.exists() and not _dangling(p):  # a link to nowhere: read_image names it
+    if not p.exists() and dangling(p) is None:  # a link to nowhere: read_image names it
         if re.match(r"^(https?|ftp|rtsp|s3|gs):/", str(p), re.IGNORECASE):  # Path() ate a "/"
             raise DataError(
                 f"{str(p).replace(':/', '://', 1)}: a URL; yoloslim reads local files only "
@@ -267,10 +268,6 @@ def image_files(source: str | Path) -> list[Path]:
             )
         raise DataError(f"{p}: no such image, folder or video{pattern_hint(p)}")
     return [p]
-
-
-def _dangling(p: Path) -> bool:
-    return p.is_symlink() and not p.exists()
 
 
 def is_single_image(source: object) -> bool:
