@@ -16,6 +16,7 @@ __all__ = [
     "cpu_model",
     "first_process",
     "invocation",
+    "processes_per_node",
     "relaunch",
     "usable_cores",
 ]
@@ -170,6 +171,12 @@ def first_process() -> bool:
     return int(os.environ.get("RANK", "0") or 0) == 0
 
 
+def processes_per_node(world: int) -> int:
+    """This torchrun run's processes on one node (``LOCAL_WORLD_SIZE``), of its ``world``:
+    all of them where torchrun does not say."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE") or world)
+
+
 def relaunch(
     command: str, processes: int | str | None = None, per_node: int | str | None = None
 ) -> str:
@@ -180,7 +187,7 @@ def relaunch(
     one); both None: this process's run, read from torchrun's environment."""
     if processes is None:
         processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
-        per_node = int(os.environ.get("LOCAL_WORLD_SIZE") or processes)
+        per_node = processes_per_node(processes)
     world = int(processes)
     if world <= 1:
         return command

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from torch.utils.data import DistributedSampler
 from yoloslim.data import DetectionDataset, DetectionLoader, collate
 from yoloslim.errors import TrainingError
 from yoloslim.progress import progress_console
+from yoloslim.sysinfo import processes_per_node
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import TrainConfig, loader_workers
 from yoloslim.train.ema import ModelEMA
@@ -225,7 +225,7 @@ class Fit:
             "best_map": best_map,
             "world": self.world,  # the data order depends on it: see the resume's warning
             # the processes on one node (of several: a resume is launched as the run was)
-            "per_node": int(os.environ.get("LOCAL_WORLD_SIZE") or self.world),
+            "per_node": processes_per_node(self.world),
             "raw_state_dict": {
                 k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()
             },
