@@ -97,8 +97,6 @@ def _is_torch_file(path: Path) -> bool:
     ``data.pkl`` and no TorchScript ``code/`` (an exported ``.torchscript``, a numpy
     ``.npz`` or another zip is not one: audit44 models F4), or a pickle (the legacy
     format); an empty file or a zip cut short (a failed write) counts as one."""
-    import zipfile
-
     try:
         with open(path, "rb") as f:
             head = f.read(4)
