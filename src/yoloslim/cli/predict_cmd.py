@@ -377,8 +377,7 @@ def _earlier_records(path: Path) -> list[dict]:
             f"--save {path.parent}: {path} was not written by predict (or was edited since): "
             "it is not a list of predict's records ({image | video, frame and time, detections: "
             "[{box, score, class_id, class}]}, with labels where --save-txt wrote one); it is "
-            "not replaced, "
-            "so move it or choose another --save folder"
+            "not replaced, so move it or choose another --save folder"
         )
     return data
 
@@ -600,9 +599,9 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: 
         progress = stack.enter_context(Progress(console=progress_console()))
         task = progress.add_task(f"predict {escape(source.name)}", total=len(reader) or None)
 
-        def flush(frames: list[np.ndarray]) -> None:
+        def flush(frames: list[np.ndarray], times: list[float | None]) -> None:
             got = pred.predict(frames, batch=batch)
-            for arr, det, t in zip(frames, got, times[len(records) :], strict=True):
+            for arr, det, t in zip(frames, got, times, strict=True):
                 if writer is not None:  # the frame drawn, then its record (as for images)
                     writer.write(np.asarray(draw_detections(arr, det)))
                 records.append(
@@ -621,10 +620,10 @@ def _predict_video(pred, source: Path, drawn: Path | None, batch: int, records: 
             pending.append(frame)
             times.append(reader.time)
             if len(pending) == batch:
-                flush(pending)
+                flush(pending, times[-batch:])
                 pending = []
         if pending:
-            flush(pending)
+            flush(pending, times[-len(pending) :])
         if writer is not None and uneven(times, reader.fps):
             warn(
                 f"{escape(drawn.name)}: {escape(source.name)}'s frames come at uneven "

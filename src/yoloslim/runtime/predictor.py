@@ -540,6 +540,5 @@ def as_artifact(model, name: str = "model"):
         return model
     raise ConfigError(
         f"{name}={brief(model)}: expected a checkpoint or artifact path, a model or a "
-        "Predictor, "
-        f"got {type(model).__name__}"
+        f"Predictor, got {type(model).__name__}"
     )

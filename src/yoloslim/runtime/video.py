@@ -266,9 +266,9 @@ class VideoWriter:
 
 def frame_rate(fps: Fraction | float) -> Fraction:
     """``fps`` as a fraction whose numerator and denominator are at most 65535 (for a rate
-    from 1/65535 to 65535 fps), as MPEG-4 part 2 (the encoder where PyAV has no libx264) needs (1234567/49383 failed to open:
-    audit45 review M2); NTSC's 30000/1001 is kept (a denominator of 1000 made it
-    19001/634)."""
+    from 1/65535 to 65535 fps), as MPEG-4 part 2 (the encoder where PyAV has no libx264)
+    needs (1234567/49383 failed to open: audit45 review M2); NTSC's 30000/1001 is kept (a
+    denominator of 1000 made it 19001/634)."""
     f = Fraction(fps)
     return f.limit_denominator(max(1, min(65535, int(65535 / f)))) if f > 0 else f
 
