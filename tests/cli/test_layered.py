@@ -164,41 +164,48 @@ def test_an_output_folder_that_cannot_be_made_is_refused_before_any_work(tmp_pat
     assert blocker.read_text() == ""
 
 
-def test_quantize_ignore_none_quantizes_everything_and_patterns_repeat(tmp_path, monkeypatch):
+def _quantize_stopped_at_its_settings(tmp_path, monkeypatch) -> tuple[list[str], list]:
+    """quantize's command line, with the library's quantize replaced by one that records the
+    config it is given and stops (exit 130): the settings are what is checked."""
     import yoloslim.compress.quantize as quantize_mod
-    from yoloslim.cli.main import main
 
     seen = []
 
     def captured(model, data, *, config, **kw):
-        seen.append(config.ignored_scope)
-        raise KeyboardInterrupt  # nothing to quantize here: the settings are what is checked
+        seen.append(config)
+        raise KeyboardInterrupt
 
     monkeypatch.setattr(quantize_mod, "quantize", captured)
     model, data = tmp_path / "m.onnx", tmp_path / "d.yaml"
     model.write_bytes(b"")
     data.write_text("names: [a]\n")
-    base = ["quantize", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "q")]
+    return [
+        "quantize",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "q"),
+    ], seen
+
+
+def test_quantize_ignore_none_quantizes_everything_and_patterns_repeat(tmp_path, monkeypatch):
+    from yoloslim.cli.main import main
+
+    base, seen = _quantize_stopped_at_its_settings(tmp_path, monkeypatch)
     for extra in ([], ["--ignore", "none"], ["--ignore", "decode", "--ignore", r"head\.cls"]):
         assert main([*base, *extra]) == 130  # stopped in quantize, the settings made
-    assert seen == [("decode",), (), ("decode", r"head\.cls")]
+    assert [c.ignored_scope for c in seen] == [("decode",), (), ("decode", r"head\.cls")]
 
 
 def test_quantize_dynamic_refuses_a_typed_calib_or_method_even_at_its_default(
     tmp_path, monkeypatch, capsys
 ):
     # the library refused --calib 100 but took a typed --calib 300 (the default) silently
-    import yoloslim.compress.quantize as quantize_mod
     from yoloslim.cli.main import main
 
-    def captured(model, data, *, config, **kw):
-        raise KeyboardInterrupt  # reached: the settings were taken
-
-    monkeypatch.setattr(quantize_mod, "quantize", captured)
-    model, data = tmp_path / "m.onnx", tmp_path / "d.yaml"
-    model.write_bytes(b"")
-    data.write_text("names: [a]\n")
-    base = ["quantize", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "q")]
+    base, _ = _quantize_stopped_at_its_settings(tmp_path, monkeypatch)
     base += ["--backend", "onnxruntime", "--mode", "dynamic"]
     for extra, said in (
         (["--calib", "300"], "--calib 300"),
