@@ -442,7 +442,7 @@ def run_budget(
     with folder_lock(out, "compress (budget)"):  # made here, if it is not there yet
         if resume:  # said once the run goes on (audit45 review L4: before the lock refused)
             _say_grid_change(out / "budget.json", ratios)
-        if not resume:  # a fresh run: no candidate of an earlier one in this folder is reused
+        else:  # a fresh run: no candidate of an earlier one in this folder is reused
             earlier = sorted((out / "grid").glob("ratio-*/*.txt"))
             if earlier:
                 log.warning(
