@@ -183,8 +183,8 @@ def test_resume_restores_the_mixed_precision_loss_scale(tiny_set, tmp_path, monk
     assert stop["scaler"] == full["scaler"]
 
 
-def test_torchrun_two_processes_gloo(tiny_set, tmp_path):
-    out = tmp_path / "ddp"
+def _torchrun_train(data, out, *extra, port="29533"):
+    """``yoloslim train`` of damo-nano for one epoch at 64 px in two gloo processes."""
     cmd = [
         sys.executable,
         "-m",
@@ -192,14 +192,14 @@ def test_torchrun_two_processes_gloo(tiny_set, tmp_path):
         "--nproc_per_node",
         "2",
         "--master_port",
-        "29533",
+        port,
         "-m",
         "yoloslim.cli.main",
         "train",
         "--model",
         "damo-nano",
         "--data",
-        str(tiny_set),
+        str(data),
         "--epochs",
         "1",
         "--imgsz",
@@ -212,11 +212,15 @@ def test_torchrun_two_processes_gloo(tiny_set, tmp_path):
         "cpu",
         "--out",
         str(out),
-        "--json",
-        str(tmp_path / "ddp.json"),
+        *extra,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+
+
+def test_torchrun_two_processes_gloo(tiny_set, tmp_path):
+    out = tmp_path / "ddp"
+    proc = _torchrun_train(tiny_set, out, "--json", str(tmp_path / "ddp.json"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "last.pt").is_file() and (out / "best.pt").is_file()
     rows = (out / "metrics.jsonl").read_text().splitlines()
@@ -228,6 +232,21 @@ def test_torchrun_two_processes_gloo(tiny_set, tmp_path):
 
     _, ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["train_state"]["world"] == 2 and ckpt["train_state"]["epoch"] == 0
+
+
+def test_torchrun_into_a_held_folder_is_one_refusal(tiny_set, tmp_path):
+    # the second process learned of the first's refusal as a lost peer and sent the user
+    # to resume the folder the other run was writing (audit45 dist F1)
+    from yoloslim.fileio import folder_lock
+
+    out = tmp_path / "held"
+    with folder_lock(out, "test"):
+        proc = _torchrun_train(tiny_set, out, port="29534")
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert "another yoloslim run is writing into this folder" in errors[0]
+    assert "continue with" not in proc.stderr and not (out / "last.pt").exists()
 
 
 def test_run_folder_after_interrupt_resume_and_replace(tiny_set, tmp_path, monkeypatch, caplog):

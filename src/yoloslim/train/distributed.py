@@ -8,7 +8,14 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_distributed", "barrier", "cleanup", "broadcast_module", "average_gradients"]
+__all__ = [
+    "init_distributed",
+    "barrier",
+    "agree",
+    "cleanup",
+    "broadcast_module",
+    "average_gradients",
+]
 
 # Rank 0 validates and saves each epoch while the other ranks wait at a barrier. The
 # collectives' default timeout (30 minutes for gloo, 10 for nccl) would end a run whose
@@ -29,6 +36,18 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def agree(ok: bool) -> bool:
+    """Whether every process says ``ok`` (True outside torchrun): a step that only the
+    first process takes (the folder lock, the checks made under it) ends the run on every
+    process alike when it fails, where the others would otherwise learn of it only as a
+    lost peer in their next collective."""
+    if not dist.is_initialized():
+        return ok
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int32)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
 
 
 def cleanup() -> None:

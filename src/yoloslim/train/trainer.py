@@ -337,30 +337,44 @@ def train(
     )
 
     command = getattr(hook, "command", "train")
-    with folder_lock(out, command) if main else contextlib.nullcontext():
-        run = RunFolder(out, cfg, progress and main)
-        if main:
-            if state is None:
-                # again under the lock: a run that began writing here since the check above
-                # (the model and data took seconds to build) is not joined: two runs into one
-                # new folder mixed their metrics and checkpoints (audit42 corrupt F1)
-                check_out(out, resume, exist_ok)
-            elif file_key(out / "last.pt") != read_last_pt:
-                # another resume of this run went on meanwhile (its last.pt is a newer
-                # file): this one's state is stale, and training on from it replaced that
-                # run's checkpoints and rows (review2 F2)
-                raise ConfigError(
-                    f"{out / 'last.pt'} changed since this resume read it (another run resumed "
-                    "the folder meanwhile); resume again"
+    with contextlib.ExitStack() as held:
+        try:
+            if main:
+                held.enter_context(folder_lock(out, command))
+            run = RunFolder(out, cfg, progress and main)
+            if main:
+                if state is None:
+                    # again under the lock: a run that began writing here since the check above
+                    # (the model and data took seconds to build) is not joined: two runs into one
+                    # new folder mixed their metrics and checkpoints (audit42 corrupt F1)
+                    check_out(out, resume, exist_ok)
+                elif file_key(out / "last.pt") != read_last_pt:
+                    # another resume of this run went on meanwhile (its last.pt is a newer
+                    # file): this one's state is stale, and training on from it replaced that
+                    # run's checkpoints and rows (review2 F2)
+                    raise ConfigError(
+                        f"{out / 'last.pt'} changed since this resume read it (another run resumed "
+                        "the folder meanwhile); resume again"
+                    )
+                # a row to restore only when its epoch was validated (else it is written below)
+                last_row = (
+                    state["train_state"].get("metrics_row") if state and not pending else None
                 )
-            # a row to restore only when its epoch was validated (else it is written below)
-            last_row = state["train_state"].get("metrics_row") if state and not pending else None
-            run.start(start_epoch if state else None, replace=exist_ok, last_row=last_row)
-            # headed, so a later fresh run tells them from a user's own file of that name
-            settings = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-            atomic_write_text(out / "train_config.yaml", SETTINGS_HEADER + settings)
-            for name, text in _run_files(hook, cfg).items():
-                atomic_write_text(out / name, SETTINGS_HEADER + text)
+                run.start(start_epoch if state else None, replace=exist_ok, last_row=last_row)
+                # headed, so a later fresh run tells them from a user's own file of that name
+                settings = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+                atomic_write_text(out / "train_config.yaml", SETTINGS_HEADER + settings)
+                for name, text in _run_files(hook, cfg).items():
+                    atomic_write_text(out / name, SETTINGS_HEADER + text)
+        except BaseException:
+            # the other processes learn that the first stopped (a folder another run
+            # holds, a check under the lock) here, not as a lost peer later, whose
+            # message sent the user to resume the other run's folder (audit45 dist F1)
+            with contextlib.suppress(Exception):  # one that is gone already: no matter
+                dist_utils.agree(False)
+            raise
+        if not dist_utils.agree(True):  # the one that stopped says why
+            raise ConfigError(f"{out}: another process of this torchrun run stopped")
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             fit.wrapped = nn.parallel.DistributedDataParallel(fit.net, device_ids=ids)
