@@ -65,6 +65,7 @@ from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.result import Result
 from yoloslim.runtime.predictor import as_artifact
+from yoloslim.sysinfo import first_process
 from yoloslim.torch_state import autograd_on, keeps_caller_state
 from yoloslim.train.config import (
     TrainConfig,
@@ -353,8 +354,10 @@ class Distiller:
 
     def _say_if_no_foreground(self) -> None:
         """Warn (once) when a whole epoch gave the teacher no foreground anchor: the DFL
-        term did nothing all along, unsaid (kd_dfl 0.000 in every row)."""
-        if self._warned_no_fg or not self._batches or self._fg_batches:
+        term did nothing all along, unsaid (kd_dfl 0.000 in every row). Under torchrun the
+        first process says it, of its share of each batch (every process said it, each of
+        its own share: audit45 dist F5)."""
+        if self._warned_no_fg or not self._batches or self._fg_batches or not first_process():
             return
         if self.cfg.logit_weight <= 0:
             return
