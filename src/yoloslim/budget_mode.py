@@ -161,15 +161,22 @@ def _check_budget_args(model, target_latency, max_drop, ratios) -> list[float]:
     return sorted(float(r) for r in ratios)
 
 
-def _templates(rec: Recipe, ratios) -> tuple[dict, Any, BenchStage]:
+def _templates(rec: Recipe, ratios) -> tuple[dict, Any, BenchStage, list[tuple]]:
     """The recipe's prune (one config per ratio), quantize and bench stages as budget mode
-    makes and measures its candidates with; a warning names what of the recipe goes unused."""
+    makes and measures its candidates with, and the warnings (``log.warning``'s arguments)
+    that name what of the recipe goes unused, to be said once the run holds its folder (they
+    were said before a refusal of the folder: audit45 review2 N6)."""
     from yoloslim.compress.prune_config import PruneConfig
     from yoloslim.compress.quant_config import QuantConfig
 
+    notes: list[tuple] = []
+
+    def warn(*args: Any) -> None:
+        notes.append(args)
+
     ignored = [s.name for s in rec.stages if s.name not in _TEMPLATES]
     if ignored:
-        log.warning(
+        warn(
             "budget mode takes only the recipe's %s stages as templates; its %s stage%s "
             "do%s not run",
             "/".join(_TEMPLATES),
@@ -179,7 +186,7 @@ def _templates(rec: Recipe, ratios) -> tuple[dict, Any, BenchStage]:
         )
     missing = [n for n in ("prune", "quantize") if not any(s.name == n for s in rec.stages)]
     if missing:  # their defaults stand in: said, as fine-tuning 10 epochs per ratio is long
-        log.warning(
+        warn(
             "the recipe has no %s stage: budget mode makes its candidates with the defaults "
             "(%s); add the stage to the recipe to set them",
             " or ".join(missing),
@@ -189,7 +196,7 @@ def _templates(rec: Recipe, ratios) -> tuple[dict, Any, BenchStage]:
     unused = [k for k in ("target_flops", "target_params") if getattr(prune_cfg, k)]
     if unused:  # the grid's ratios stand in for them (they were dropped without a word; a
         # ratio, as the shipped recipes give, is the grid's to set: unsaid)
-        log.warning(
+        warn(
             "the recipe's prune stage sets %s: budget mode prunes each candidate at a ratio "
             "of the grid (--ratios, ratios=) instead",
             ", ".join(f"{k}={getattr(prune_cfg, k)}" for k in unused),
@@ -215,13 +222,13 @@ def _templates(rec: Recipe, ratios) -> tuple[dict, Any, BenchStage]:
     if raw.get("imgsz") is not None and raw["imgsz"] != quant_cfg.imgsz:
         unused.append(f"imgsz={raw['imgsz']}")
     if unused:  # the shipped cpu-int8 and gpu-fp16 ask for batches [1, 8]
-        log.warning(
+        warn(
             "budget mode measures static-batch candidates at batch 1 and their own input size; "
             "the recipe's bench %s %s not used",
             " and ".join(unused),
             "are" if len(unused) > 1 else "is",
         )
-    return prune_cfgs, quant_cfg, bench_cfg
+    return prune_cfgs, quant_cfg, bench_cfg, notes
 
 
 _DEFAULTS = {
@@ -414,7 +421,7 @@ def run_budget(
 
     require_boxes(data)  # every candidate's drop is measured in mAP: before any is made
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    prune_cfgs, quant_cfg, bench_cfg = _templates(rec, ratios)
+    prune_cfgs, quant_cfg, bench_cfg, notes = _templates(rec, ratios)
     from yoloslim.bench.report import check_report_folder
 
     check_report_folder(out)  # its report.md/json are written last, after all the work
@@ -440,6 +447,8 @@ def run_budget(
     if resume:
         check_resume_inputs(out, inputs, {"templates": "the recipe's prune or quantize stage"})
     with folder_lock(out, "compress (budget)"):  # made here, if it is not there yet
+        for note in notes:
+            log.warning(*note)
         if resume:  # said once the run goes on (audit45 review L4: before the lock refused)
             _say_grid_change(out / "budget.json", ratios)
         else:  # a fresh run: no candidate of an earlier one in this folder is reused

@@ -693,11 +693,17 @@ def test_budget_mode_says_a_prune_target_of_the_recipe_is_not_used(
 
     monkeypatch.setattr("yoloslim.compress.prune.prune", stop)
     monkeypatch.setattr("yoloslim.compress.quantize.quantize", stop)
-    with caplog.at_level("WARNING", logger="yoloslim"), pytest.raises(KeyboardInterrupt):
-        run_budget(ckpt, data, recipe, out=tmp_path / "b", max_drop=1.0, ratios=(0.3,))
-    assert "the recipe's prune stage sets target_flops=0.05: budget mode prunes each" in (
-        caplog.text
-    )
+    said = "the recipe's prune stage sets target_flops=0.05: budget mode prunes each"
+    # not before a refusal of the folder (another run holds it): audit45 review2 N6
+    from yoloslim.fileio import folder_lock
+
+    with caplog.at_level("WARNING", logger="yoloslim"):
+        with folder_lock(tmp_path / "b", "test"), pytest.raises(ConfigError, match="another"):
+            run_budget(ckpt, data, recipe, out=tmp_path / "b", max_drop=1.0, ratios=(0.3,))
+        assert said not in caplog.text
+        with pytest.raises(KeyboardInterrupt):
+            run_budget(ckpt, data, recipe, out=tmp_path / "b", max_drop=1.0, ratios=(0.3,))
+    assert said in caplog.text
 
 
 def test_a_stage_file_changed_since_the_run_restarts_its_stage_or_is_refused(
