@@ -4,7 +4,7 @@ Example:
     >>> import yoloslim as ys
     >>> data = ys.synthesize("data/synth", images=200, imgsz=320)
     >>> res = ys.train("damo-nano", data, config=ys.TrainConfig(epochs=5), out="runs/nano")
-    >>> ys.validate(res.best, data)["map"]
+    >>> mAP = ys.validate(res.best, data)["map"]  # mAP50-95 in percent
 
 The names below are imported on first use (PEP 562), so ``import yoloslim`` and the
 command line's ``--help`` do not pay for torch until a command needs it, and a Ctrl-C during

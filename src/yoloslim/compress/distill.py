@@ -548,7 +548,7 @@ def distill(
     Example:
         >>> res = distill("damo-nano", "runs/tiny/best.pt", "data.yaml",
         ...               config=DistillConfig(loss="cwd", train=TrainConfig(epochs=10)))
-        >>> res.artifacts["best"]
+        >>> best = res.artifacts["best"]  # the distilled student's best.pt
     """
     check_flags(resume=resume, exist_ok=exist_ok, progress=progress)
     check_path(out, "out", "the run folder's path")

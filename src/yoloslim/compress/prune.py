@@ -117,7 +117,7 @@ def prune(
         >>> # runs/base: damo-tiny (4.9 GFLOPs at 320 px), pruned to 2.5
         >>> res = prune("runs/base/best.pt", "data.yaml",
         ...             config=PruneConfig(target_flops=2.5, finetune_epochs=5), out="runs/prune")
-        >>> res.report["stages"]["finetuned"]["map"]
+        >>> mAP = res.report["stages"]["finetuned"]["map"]  # mAP50-95 after fine-tuning
     """
     check_flags(exist_ok=exist_ok, progress=progress)
     check_config(config, PruneConfig)

@@ -165,7 +165,7 @@ def quantize(
     Example:
         >>> res = quantize("runs/tiny/best.pt", "data.yaml",
         ...                config=QuantConfig(backend="openvino", max_drop=0.5), out="runs/q")
-        >>> res.report["int8"]["map"], res.report["layers_in_float"]
+        >>> mAP, in_float = res.report["int8"]["map"], res.report["layers_in_float"]
     """
     check_flags(progress=progress)
     from yoloslim.compress.quant_data import load_images, split_samples

@@ -97,7 +97,8 @@ def validate(
         ModelError: the model's class count differs from the data's.
 
     Example:
-        >>> validate("runs/nano/best.pt", "data/synth/data.yaml")["map"]
+        >>> metrics = validate("runs/nano/best.pt", "data/synth/data.yaml")
+        >>> mAP = metrics["map"]  # mAP50-95 in percent; metrics["map50"], ["per_class"]
     """
     from yoloslim.compress.reparam import deploy_form
     from yoloslim.configs import DEFAULT_IMGSZ, brief, check_flags, check_imgsz, int_problem

@@ -807,7 +807,7 @@ def search_from_dict(
     :class:`ConfigError`.
 
     Example:
-        >>> search_from_dict({"imgsz": 320, "budget": {"flops": 1.0}, "iterations": 100}, "runs/nas")
+        >>> res = search_from_dict({"imgsz": 320, "budget": {"flops": 1.0}}, "runs/nas")
     """
     return search(**search_kwargs(d), out=out, progress=progress)
 

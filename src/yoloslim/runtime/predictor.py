@@ -136,7 +136,7 @@ class Predictor:
     Example:
         >>> pred = Predictor("runs/nano/best.pt", conf=0.25)
         >>> dets = pred.predict("photo.jpg")[0]
-        >>> dets.boxes, dets.scores, dets.classes
+        >>> boxes, scores = dets.boxes, dets.scores  # (N, 4) xyxy pixels, (N,)
     """
 
     def __init__(

@@ -2,8 +2,8 @@
 
 Example:
     >>> with VideoReader("clip.mp4") as reader:
-    ...     for frame in reader:        # HxWx3 RGB uint8
-    ...         ...
+    ...     for frame in reader:
+    ...         height, width, _ = frame.shape  # HxWx3 RGB uint8
 """
 
 from __future__ import annotations

@@ -255,7 +255,7 @@ def train(
 
     Example:
         >>> res = train("damo-nano", "data/synth/data.yaml",
-        ...             config=TrainConfig(epochs=10, imgsz=320), out="runs/nano")
+        ...             config=TrainConfig(epochs=10, imgsz=320), out="runs/nano-320")
     """
     check_flags(resume=resume, exist_ok=exist_ok, progress=progress)
     if config is not None:
