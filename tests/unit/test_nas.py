@@ -487,6 +487,32 @@ def test_cli_nas_writes_arch_and_report(tmp_path):
 # -- template and seeds -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("space", [SearchSpace(), SPACE], ids=["default", "small"])
+def test_a_mutation_moves_one_or_two_genes_within_their_ranges(space):
+    # a step clamped at a range's end, or a gene moved and moved back, returned the parent
+    # itself: a fifth of the iterations (38 % near the smallest network) did nothing
+    # (audit46 nas F1)
+    rng = random.Random(0)
+    starts = [space.smallest(), space.widest_shallowest()] + [space.sample(rng) for _ in range(50)]
+    for genome in starts:
+        for _ in range(40):
+            child = space.mutate(genome, rng)
+            moved = [
+                (i, j)
+                for i in range(5)
+                for j, (a, b) in enumerate(zip(genome[i], child[i], strict=True))
+                if a != b
+            ]
+            assert 1 <= len(moved) <= 2, (genome, child)
+            for i in range(5):
+                for value, choices in zip(child[i], space._choices(i), strict=True):
+                    assert value in choices
+            for i, j in moved:  # a width moves at most two steps, any other gene one
+                choices = space._choices(i)[j]
+                step = abs(choices.index(child[i][j]) - choices.index(genome[i][j]))
+                assert step <= (2 if j == 0 else 1)
+
+
 def test_template_space_rebuilds_its_arch_exactly():
     nano = get_arch("damo-nano", 3)
     space = SearchSpace.from_template(nano)
