@@ -542,7 +542,7 @@ def test_a_refused_write_without_a_file_name_is_one_line(errno_, tmp_path, monke
     assert (
         err.strip()
         == f"error: OSError: {os.strerror(errno_)} (while writing this command's output); the "
-        "run stopped; nothing written; a search does not resume: the same command runs it anew"
+        "run stopped; no a.yaml written; a search does not resume: the same command runs it anew"
     )
     # any other OSError without a file name is a fault of ours: the traceback is kept
     monkeypatch.setattr(yoloslim.nas, "search_from_dict", lambda *a, **k: os.close(-1))
@@ -551,7 +551,7 @@ def test_a_refused_write_without_a_file_name_is_one_line(errno_, tmp_path, monke
 
 
 # what a stopped search of a new --out says it kept
-_NAS_KEPT = "nothing written; a search does not resume: the same command runs it anew"
+_NAS_KEPT = "no a.yaml written; a search does not resume: the same command runs it anew"
 
 
 @pytest.mark.parametrize(("how", "code"), [("interrupted", 130), ("terminated", 143)])

@@ -662,11 +662,21 @@ def test_cli_nas_stopped_says_what_it_kept(tmp_path, monkeypatch, capsys):
     args = ["nas", "--budget-flops", "0.5", "--imgsz", "64", "--out", str(out)]
     assert main(args) == 130
     err = " ".join(capsys.readouterr().err.split())
-    assert "interrupted; nothing written; a search does not resume" in err
+    assert "interrupted; no arch.yaml written; a search does not resume" in err
     out.write_text("earlier")
     assert main(args) == 130
     err = " ".join(capsys.readouterr().err.split())
     assert f"interrupted; {out} (and its nas_report.json) kept as they were" in err
+    # --out a folder: its arch.yaml (audit46 nas F2: "nothing written")
+    args[-1] = str(tmp_path / "d")
+    assert main(args) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert "interrupted; no arch.yaml written; a search does not resume" in err
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "arch.yaml").write_text("earlier")
+    assert main(args) == 130
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"interrupted; {tmp_path / 'd' / 'arch.yaml'} (and its nas_report.json) kept" in err
 
 
 def test_cli_nas_a_bad_option_beside_a_good_config_file_is_not_blamed_on_it(tmp_path, capsys):

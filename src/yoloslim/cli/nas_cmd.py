@@ -169,11 +169,16 @@ def nas(
         if latency_cache is not None or no_latency_cache:
             settings["latency_cache"] = False if no_latency_cache else str(latency_cache)
         # a stop said only "interrupted", after a warning that an earlier result would be
-        # replaced (audit43 nas F3): what it kept is said too
+        # replaced (audit43 nas F3): what it kept is said too, of the arch file in a folder
+        # --out as well (audit46 nas F2: "nothing written" over a kept one); the latency
+        # cache keeps what it measured
+        from yoloslim.nas.search import _arch_path
+
+        arch_file = _arch_path(Path(out).expanduser())
         kept = (
-            f"{out} (and its nas_report.json) kept as they were"
-            if Path(out).expanduser().is_file()
-            else "nothing written"
+            f"{arch_file} (and its nas_report.json) kept as they were"
+            if arch_file.is_file()
+            else f"no {arch_file.name} written"
         )
         with restart_hint(f"{kept}; a search does not resume: the same command runs it anew"):
             res = search_from_dict(settings, out, progress=True)
