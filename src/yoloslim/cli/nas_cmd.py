@@ -76,7 +76,8 @@ def nas(
         None,
         help="Seed the population with this arch (registered name, arch.yaml or a checkpoint "
         ".pt; repeatable). "
-        "The result scores at least as high as every seed.",
+        "The result scores at least as high as every seed (under a latency budget, as "
+        "every seed that stays within it when the best are timed again).",
     ),
     keep_neck: bool = typer.Option(
         False,
