@@ -519,6 +519,17 @@ def test_a_mutation_moves_one_or_two_genes_within_their_ranges(space):
                 assert step <= (2 if j == 0 else 1)
 
 
+def test_a_width_range_without_a_multiple_of_the_step_is_refused():
+    # (20, 23) at width_step 8 searched the stage at 20 channels alone, unsaid (audit46 nas F5)
+    widths = [(16, 32), (20, 23), (32, 64), (64, 256), (96, 384)]
+    with pytest.raises(
+        ConfigError, match=r"widths\[1\]=\(20, 23\) holds no multiple of width_step=8"
+    ):
+        SearchSpace(widths=tuple(widths))
+    widths[1] = (20, 20)  # one width, given as it is
+    assert SearchSpace(widths=tuple(widths)).width_choices(1) == [20]
+
+
 def test_template_space_rebuilds_its_arch_exactly():
     nano = get_arch("damo-nano", 3)
     space = SearchSpace.from_template(nano)

@@ -124,6 +124,14 @@ class SearchSpace:
                     raise ConfigError(
                         f"space: {name}[{i}]={pair!r} must satisfy {low} <= min <= max"
                     )
+        for i, (lo, hi) in enumerate(self.widths):
+            if lo < hi and -(-lo // self.width_step) * self.width_step > hi:
+                # it searched the stage at ``lo`` channels alone, unsaid (audit46 nas F5); a
+                # fixed width (min = max) is taken as given
+                raise ConfigError(
+                    f"space: widths[{i}]=({lo}, {hi}) holds no multiple of width_step="
+                    f"{self.width_step}; widen it, or give one width as (w, w)"
+                )
         if tuple(self.depths[0]) != (0, 0):
             raise ConfigError(
                 f"space: depths[0]={self.depths[0]!r} must be (0, 0): the stem is one conv"
