@@ -186,6 +186,47 @@ def test_nms_in_graph_matches_torch_postprocess(static_export):
     assert all(r["passed"] for rows in report["runtimes"].values() for r in rows)
 
 
+def test_nms_graph_keeps_a_box_at_exactly_the_iou_threshold_in_every_runtime(tmp_path):
+    # predict drops a box at an IoU over nms_iou; OpenVINO's NonMaxSuppression dropped it at
+    # an IoU equal to it, and identical boxes at nms_iou 1 (audit46 export F1)
+    from onnx import TensorProto, helper
+
+    from yoloslim.eval.postprocess import postprocess
+    from yoloslim.export.nms import append_nms
+
+    anchors, nc = 8, 2
+    io = [(name, [1, anchors, 4 + nc]) for name in ("images", "preds")]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["preds"])],
+        "identity",
+        [helper.make_tensor_value_info(io[0][0], TensorProto.FLOAT, io[0][1])],
+        [helper.make_tensor_value_info(io[1][0], TensorProto.FLOAT, io[1][1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, tmp_path / "plain.onnx")
+    preds = np.zeros((1, anchors, 4 + nc), np.float32)
+    preds[0, :, :4] = [[100 + 20 * i, 0, 110 + 20 * i, 10] for i in range(anchors)]
+    preds[0, :2, :4] = [[0, 0, 10, 10], [0, 0, 10, 5]]  # IoU exactly 0.5
+    preds[0, :2, 4] = [0.9, 0.8]
+    e2e = append_nms(tmp_path / "plain.onnx", tmp_path / "e2e.onnx", conf=0.25, iou=0.5)
+    want = postprocess(torch.from_numpy(preds), conf=0.25, iou=0.5)[0]
+    assert len(want) == 2
+    import onnxruntime as ort
+
+    counts = {"onnxruntime": ort.InferenceSession(str(e2e)).run(None, {"images": preds})[0]}
+    if importlib.util.find_spec("openvino"):
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(e2e), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        counts["openvino"] = compiled({0: preds})[compiled.output("num_dets")]
+    assert {k: int(np.asarray(v).reshape(-1)[0]) for k, v in counts.items()} == dict.fromkeys(
+        counts, 2
+    )
+    with pytest.raises(ConfigError, match=r"iou=1.0: the graph's NonMaxSuppression would"):
+        append_nms(tmp_path / "plain.onnx", tmp_path / "one.onnx", iou=1.0)
+
+
 def test_nms_check_compares_real_detections_or_warns(static_export, monkeypatch, caplog):
     nms_mod = importlib.import_module("yoloslim.export.nms")  # yoloslim.export is a function
 
@@ -918,6 +959,8 @@ def test_the_nms_graph_takes_its_thresholds_from_export(static_export, tmp_path)
     out, res = static_export
     with pytest.raises(ConfigError, match=r"nms_iou=1.5 must be in \(0, 1\]"):
         export(_model(spread_scores=True), tmp_path, imgsz=IMGSZ, nms=True, nms_iou=1.5)
+    with pytest.raises(ConfigError, match=r"nms_iou=1.0: the graph's NonMaxSuppression would"):
+        export(_model(spread_scores=True), tmp_path, imgsz=IMGSZ, nms=True, nms_iou=1.0)
     few = export(
         _model(spread_scores=True),
         tmp_path,

@@ -46,7 +46,7 @@ def export(
         "detections predict gives, boxes in the letterboxed input's pixels.",
     ),
     nms_conf: float = typer.Option(0.25, help="Score threshold of the --nms graph."),
-    nms_iou: float = typer.Option(0.65, help="NMS IoU threshold of the --nms graph."),
+    nms_iou: float = typer.Option(0.65, help="NMS IoU threshold of the --nms graph, in (0, 1)."),
     nms_max_det: int = typer.Option(300, help="Most detections the --nms graph returns."),
     triton_name: str = typer.Option(
         "model", help="Triton model name: its folder is OUT/triton/NAME (other models stay)."

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from yoloslim.errors import ExportError
+from yoloslim.errors import ConfigError, ExportError
 from yoloslim.eval.postprocess import check_nms_settings, postprocess
 from yoloslim.fileio import staged
 
@@ -47,6 +47,18 @@ def check_graph_nms(*, nms_conf: float, nms_iou: float, nms_max_det: int) -> Non
         ConfigError: naming the setting.
     """
     check_nms_settings(nms_conf=nms_conf, nms_iou=nms_iou, nms_max_det=nms_max_det)
+    _below_one(nms_iou, "nms_iou")
+
+
+def _below_one(iou: float, name: str) -> None:
+    """ConfigError for an IoU threshold of 1: predict keeps identical boxes there (it drops
+    a box at an IoU over the threshold), but OpenVINO's NonMaxSuppression drops them at its
+    threshold, and ONNX Runtime's takes none over 1 (audit46 export F1)."""
+    if iou >= 1:
+        raise ConfigError(
+            f"{name}={iou!r}: the graph's NonMaxSuppression would still drop identical boxes "
+            "in OpenVINO, which predict keeps at 1; give a value below 1"
+        )
 
 
 def append_nms(
@@ -63,10 +75,12 @@ def append_nms(
     :func:`yoloslim.fileio.staged`).
 
     Raises:
-        ConfigError: ``conf`` outside [0, 1], ``iou`` outside (0, 1], ``max_det`` not an integer >= 1.
+        ConfigError: ``conf`` outside [0, 1], ``iou`` outside (0, 1), ``max_det`` not an
+            integer >= 1.
         ExportError: ``src`` is not a plain batch-1 yoloslim graph.
     """
     check_nms_settings(conf=conf, iou=iou, max_det=max_det)
+    _below_one(iou, "iou")
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -92,7 +106,11 @@ def append_nms(
         "big": const("nms_big", [1 << 30], np.int64),
         "ax2": const("nms_ax2", [2], np.int64),
         "max_out": const("nms_max_out", [max_det], np.int64),
-        "iou": const("nms_iou", [iou], np.float32),
+        # one float32 step over ``iou``: a box is dropped at an IoU over it, as predict
+        # drops it, in ONNX Runtime (IoU > threshold) and OpenVINO (IoU >= threshold) alike
+        # (OpenVINO dropped a box at exactly ``iou``, and a duplicate at ``iou`` 1: audit46
+        # export F1); the metadata keep ``iou`` as given
+        "iou": const("nms_iou", [np.nextafter(np.float32(iou), np.float32(2))], np.float32),
         "conf": const("nms_conf", [conf], np.float32),
         "k": const("nms_k", [max_det], np.int64),
         "idx_ba": const("nms_idx_ba", [0, 2], np.int64),
