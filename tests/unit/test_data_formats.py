@@ -489,6 +489,37 @@ def test_invalid_coco_json_names_line(tmp_path):
         read_coco(path, tmp_path)
 
 
+@pytest.mark.parametrize("kind", ["coco", "list", "voc"])
+def test_a_list_or_json_in_another_encoding_names_the_file_and_line(tmp_path, kind):
+    # a Latin-1 COCO json, YOLO list of images or VOC image set was a UnicodeDecodeError's
+    # traceback (audit46 data F1); YOLO label files, data.yaml and VOC XML said it already
+    splits = _splits()
+    if kind == "coco":
+        write_coco(tmp_path, splits, NAMES)
+        path = tmp_path / "instances_train.json"
+        path.write_bytes(path.read_bytes().replace(b'"cat"', b'"caf\xe9"'))
+        what = "COCO annotation file"
+    elif kind == "list":
+        write_yolo(tmp_path, splits, NAMES)
+        path = tmp_path / "train.txt"
+        path.write_bytes(b"./images/train/t0.png\n./images/train/caf\xe9.png\n")
+        what = "list of images"
+    else:
+        write_voc(tmp_path, splits, NAMES)
+        path = tmp_path / "ImageSets" / "Main" / "val.txt"
+        path.write_bytes(path.read_bytes() + b"caf\xe9\n")
+        what = "VOC image set"
+    line = path.read_bytes()[: path.read_bytes().index(b"\xe9")].count(b"\n") + 1
+    match = rf"{path.name}:{line}: the {what} is not UTF-8 \(invalid continuation byte"
+    with pytest.raises(DataError, match=match):
+        if kind == "coco":
+            read_coco(path, tmp_path / "train", NAMES)
+        elif kind == "list":
+            read_yolo(path, NAMES)
+        else:
+            read_voc(path, NAMES)
+
+
 def test_coco_missing_image_skipped(tmp_path, caplog):
     write_coco(tmp_path, _splits(), NAMES)
     (tmp_path / "train" / "t1.png").unlink()

@@ -27,6 +27,7 @@ from yoloslim.data.sample import (
     examples,
     past_edge,
     probe_images,
+    read_text,
     warn_clipped,
     warn_empty,
     warn_outside,
@@ -103,7 +104,7 @@ def read_coco(
     """
     jp, idir = Path(json_path), Path(images_dir)
     try:
-        data = json.loads(jp.read_text(encoding="utf-8-sig"))
+        data = json.loads(read_text(jp, "COCO annotation file"))
     except FileNotFoundError as e:
         raise _coco_error(jp, "annotation file not found") from e
     except json.JSONDecodeError as e:

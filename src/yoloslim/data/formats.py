@@ -36,6 +36,7 @@ from yoloslim.data.sample import (
     examples,
     past_edge,
     probe_images,
+    read_text,
     warn_clipped,
     warn_empty,
 )
@@ -262,7 +263,7 @@ def _list_images(source: Path, others: list[Path] | None = None) -> tuple[list[P
         return sorted(images), source
     if source.is_file() and source.suffix.lower() == ".txt":
         files = []
-        for line in source.read_text(encoding="utf-8-sig").splitlines():
+        for line in read_text(source, "list of images").splitlines():
             entry = line.strip()
             if entry:
                 p = Path(entry)

@@ -28,6 +28,7 @@ __all__ = [
     "examples",
     "label_changes",
     "probe_images",
+    "read_text",
     "warn_empty",
     "past_edge",
     "warn_clipped",
@@ -422,3 +423,24 @@ def annotated_size(width: object, height: object) -> tuple[float, float] | None:
     except (TypeError, ValueError):
         return None
     return (w, h) if w > 0 and h > 0 and w < float("inf") and h < float("inf") else None
+
+
+def read_text(path: Path, what: str) -> str:
+    """``path``'s text (UTF-8, a byte order mark dropped). DataError naming the file, the
+    line and ``what`` it is for a file in another encoding, or one that cannot be read (a
+    Latin-1 COCO json or image list was a UnicodeDecodeError's traceback: audit46 data F1);
+    FileNotFoundError is left to the caller, which says what was missing."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the {what} ({e.strerror or e})") from e
+    try:
+        return raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: the {what} is not UTF-8 ({e.reason} at byte {e.start}); convert "
+            "it (iconv -f <its encoding> -t UTF-8)"
+        ) from e

@@ -29,6 +29,7 @@ from yoloslim.data.sample import (
     examples,
     past_edge,
     probe_images,
+    read_text,
     warn_clipped,
     warn_outside,
 )
@@ -224,7 +225,7 @@ def _voc_ids(source: Path) -> tuple[Path, list[tuple[str, str]]]:
         if not (root / "Annotations").is_dir():
             raise DataError(f"{source}: expected <root>/ImageSets/Main/<split>.txt of a VOC root")
         ids = []
-        for lineno, line in enumerate(source.read_text(encoding="utf-8-sig").splitlines(), 1):
+        for lineno, line in enumerate(read_text(source, "VOC image set").splitlines(), 1):
             if line.strip():
                 ids.append((line.split()[0], f"{source}:{lineno}"))
         return root, ids
