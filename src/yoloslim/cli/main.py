@@ -28,6 +28,7 @@ try:
     )
     from yoloslim.cli.common import (
         console,
+        drop_output,
         err_console,
         literal,
         setup_logging,
@@ -53,7 +54,10 @@ def _version(value: bool) -> None:
     if value:
         from yoloslim import __version__
 
-        typer.echo(f"yoloslim {__version__}")
+        try:
+            typer.echo(f"yoloslim {__version__}")
+        except BrokenPipeError:  # `--version | true`: the reader left, as for any command
+            drop_output(sys.stdout)  # (click exited with code 1: audit46 cli F1)
         raise typer.Exit()
 
 
