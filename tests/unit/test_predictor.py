@@ -646,9 +646,14 @@ def test_loading_and_validating_log_what_ran_at_info(ckpt, tmp_path, caplog):
     data = ys.synthesize(tmp_path / "d", images=4, imgsz=64, classes=2, seed=0, val_fraction=0.5)
     with caplog.at_level("INFO", logger="yoloslim"):
         load_backend(ckpt)
-        ys.validate(ckpt, data)
     said = [r.getMessage() for r in caplog.records]
     assert any(f"{ckpt}: torch" in m and "computing in fp32, 64 px" in m for m in said), said
+    caplog.clear()
+    with caplog.at_level("INFO", logger="yoloslim"):
+        ys.validate(ckpt, data)
+    said = [r.getMessage() for r in caplog.records]
+    # the checkpoint val loads itself is said too (audit46 cli F3)
+    assert any(f"{ckpt}: torch" in m and "on cpu, computing in fp32, 64 px" in m for m in said)
     assert any(f"{ckpt}: 2 val images at 64 px (torch, fp32): mAP50-95" in m for m in said), said
 
 

@@ -135,7 +135,7 @@ def validate(
         isinstance(model, nn.Module) or Path(model).suffix.lower() == ".pt"
     ):  # others: load_backend's
         check_ov_precision(ov_precision, name, openvino=False)
-    runtime, precision = "torch", "fp32"
+    runtime, precision, checkpoint = "torch", "fp32", None
     if isinstance(model, nn.Module):
         net, ck_imgsz = model, getattr(model, "imgsz", None)
         if not imgsz and not ck_imgsz:
@@ -150,7 +150,7 @@ def validate(
         # in its deploy form, as predict, bench and a Predictor run it (audit45 reparam F1:
         # the training form here, the deploy form with --threads)
         net = deploy_form(net)[0]
-        ck_imgsz = ckpt["imgsz"]
+        ck_imgsz, checkpoint = ckpt["imgsz"], model
     else:  # a Predictor's own backend: its device, threads, precision and input size
         backend = loaded or load_backend(model, hint=ov_precision)
         refuse_end_to_end(backend, "val")
@@ -202,6 +202,16 @@ def validate(
     if runtime == "torch":
         precision = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64"}.get(
             first.dtype, "fp32"
+        )
+    if checkpoint is not None:  # as load_backend says a model it loads (audit46 cli F3: -v
+        # said nothing of a .pt that val loaded)
+        log.info(
+            "%s: torch %s on %s, computing in %s, %d px",
+            checkpoint,
+            torch.__version__,
+            device,
+            precision,
+            imgsz,
         )
 
     def infer(x: torch.Tensor) -> torch.Tensor:
