@@ -366,10 +366,12 @@ def train(
                 atomic_write_text(out / "train_config.yaml", SETTINGS_HEADER + settings)
                 for name, text in _run_files(hook, cfg).items():
                     atomic_write_text(out / name, SETTINGS_HEADER + text)
-        except BaseException:
+        except Exception:
             # the other processes learn that the first stopped (a folder another run
             # holds, a check under the lock) here, not as a lost peer later, whose
-            # message sent the user to resume the other run's folder (audit45 dist F1)
+            # message sent the user to resume the other run's folder (audit45 dist F1).
+            # Not for a Ctrl-C, which every process gets: waiting here for the others
+            # let torchrun's next signal end the run without its resume line (review M1)
             with contextlib.suppress(Exception):  # one that is gone already: no matter
                 dist_utils.agree(False)
             raise
