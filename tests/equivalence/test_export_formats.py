@@ -223,8 +223,9 @@ def test_nms_graph_keeps_a_box_at_exactly_the_iou_threshold_in_every_runtime(tmp
     assert {k: int(np.asarray(v).reshape(-1)[0]) for k, v in counts.items()} == dict.fromkeys(
         counts, 2
     )
-    with pytest.raises(ConfigError, match=r"iou=1.0: the graph's NonMaxSuppression would"):
-        append_nms(tmp_path / "plain.onnx", tmp_path / "one.onnx", iou=1.0)
+    for iou in (1.0, 0.99999997):  # and one that is 1 in float32 (review L2)
+        with pytest.raises(ConfigError, match=rf"iou={iou}: the graph's NonMaxSuppression"):
+            append_nms(tmp_path / "plain.onnx", tmp_path / "one.onnx", iou=iou)
 
 
 def test_nms_check_compares_real_detections_or_warns(static_export, monkeypatch, caplog):

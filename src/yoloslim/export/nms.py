@@ -50,14 +50,22 @@ def check_graph_nms(*, nms_conf: float, nms_iou: float, nms_max_det: int) -> Non
     _below_one(nms_iou, "nms_iou")
 
 
+def _graph_iou(iou: float) -> np.float32:
+    """The graph's IoU threshold: one float32 step over ``iou``, so that a box is dropped at
+    an IoU over ``iou``, as predict drops it, in ONNX Runtime (IoU > threshold) and OpenVINO
+    (IoU >= threshold) alike (OpenVINO dropped a box at exactly ``iou``: audit46 export F1)."""
+    return np.nextafter(np.float32(iou), np.float32(2))
+
+
 def _below_one(iou: float, name: str) -> None:
-    """ConfigError for an IoU threshold of 1: predict keeps identical boxes there (it drops
-    a box at an IoU over the threshold), but OpenVINO's NonMaxSuppression drops them at its
-    threshold, and ONNX Runtime's takes none over 1 (audit46 export F1)."""
-    if iou >= 1:
+    """ConfigError for an IoU threshold whose graph threshold (:func:`_graph_iou`) is not
+    below 1: predict keeps identical boxes at 1, but OpenVINO's NonMaxSuppression drops them
+    at its threshold, and ONNX Runtime's takes none over 1 (an IoU that rounds to 1 in
+    float32 as well: review L2)."""
+    if _graph_iou(iou) >= 1:
         raise ConfigError(
             f"{name}={iou!r}: the graph's NonMaxSuppression would still drop identical boxes "
-            "in OpenVINO, which predict keeps at 1; give a value below 1"
+            "in OpenVINO, which predict keeps at 1; give a value below 0.9999999"
         )
 
 
@@ -106,11 +114,7 @@ def append_nms(
         "big": const("nms_big", [1 << 30], np.int64),
         "ax2": const("nms_ax2", [2], np.int64),
         "max_out": const("nms_max_out", [max_det], np.int64),
-        # one float32 step over ``iou``: a box is dropped at an IoU over it, as predict
-        # drops it, in ONNX Runtime (IoU > threshold) and OpenVINO (IoU >= threshold) alike
-        # (OpenVINO dropped a box at exactly ``iou``, and a duplicate at ``iou`` 1: audit46
-        # export F1); the metadata keep ``iou`` as given
-        "iou": const("nms_iou", [np.nextafter(np.float32(iou), np.float32(2))], np.float32),
+        "iou": const("nms_iou", [_graph_iou(iou)], np.float32),  # the metadata: ``iou``
         "conf": const("nms_conf", [conf], np.float32),
         "k": const("nms_k", [max_det], np.int64),
         "idx_ba": const("nms_idx_ba", [0, 2], np.int64),
