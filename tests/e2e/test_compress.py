@@ -391,7 +391,7 @@ def test_budget_mode_measures_the_grid_and_resumes(base, tmp_path, monkeypatch, 
     assert f'"{copy}/' in (copy / "report.json").read_text()
 
 
-def test_budget_mode_bad_arguments(base, tmp_path, caplog):
+def test_budget_mode_bad_arguments(base, tmp_path, caplog, monkeypatch):
     ckpt, data = base
     notes = tmp_path / "notes"  # a user's report.md: refused before the grid, not after it
     notes.mkdir()
@@ -400,19 +400,28 @@ def test_budget_mode_bad_arguments(base, tmp_path, caplog):
         run_budget(ckpt, data, BUDGET_RECIPE, out=notes, max_drop=1)
     assert sorted(p.name for p in notes.iterdir()) == ["report.md"]
     # the bench stage's batches and imgsz, and any stage but prune/quantize/bench, go unused:
-    # said before that refusal, as a run would say it before its hours of work
+    # said once the run goes on, before its hours of work (not before a refusal: audit45
+    # review2 N6)
     told = dict(BUDGET_RECIPE, stages=[BUDGET_RECIPE["stages"][0], {"reparam": {}}])
     told["stages"].append({"bench": {"batches": [1, 8], "imgsz": 96, "rounds": 2}})
     with caplog.at_level(logging.WARNING, "yoloslim"), pytest.raises(ConfigError):
         run_budget(ckpt, data, told, out=notes, max_drop=1)
+    assert "does not run" not in caplog.text and "not used" not in caplog.text
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("yoloslim.compress.prune.prune", stop)
+    with caplog.at_level(logging.WARNING, "yoloslim"), pytest.raises(KeyboardInterrupt):
+        run_budget(ckpt, data, told, out=tmp_path / "told", max_drop=1, ratios=(0.3,))
     said = caplog.text
     assert "its reparam stage does not run" in said
     assert "bench batches=[1, 8] and imgsz=96 are not used" in said
     # a bench size that is the quantize stage's (given there, or filled in from there) is the
     # size the candidates are measured at: no warning of it
     caplog.clear()
-    with caplog.at_level(logging.WARNING, "yoloslim"), pytest.raises(ConfigError):
-        run_budget(ckpt, data, BUDGET_RECIPE, out=notes, max_drop=1)
+    with caplog.at_level(logging.WARNING, "yoloslim"), pytest.raises(KeyboardInterrupt):
+        run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "quiet", max_drop=1, ratios=(0.3,))
     assert "not used" not in caplog.text
     with pytest.raises(ConfigError, match="needs a latency target and/or a max drop"):
         run_budget(ckpt, data, BUDGET_RECIPE, out=tmp_path / "a")
