@@ -520,6 +520,26 @@ def test_a_list_or_json_in_another_encoding_names_the_file_and_line(tmp_path, ki
             read_voc(path, NAMES)
 
 
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        (b"\xef\xbb\xbfa\n\xe9\n", ":2: .* at byte 5\\)"),  # after a byte order mark
+        (b"a\rb\r\xe9\r", ":3: .* at byte 4\\)"),  # lines ended by \r alone
+        (b"a\r\nb\r\nc\xe9", ":3: .* at byte 7\\)"),
+    ],
+)
+def test_a_text_input_not_in_utf8_is_placed_by_line_and_byte(tmp_path, raw, where):
+    # the line was counted by \n alone and the byte after the byte order mark (review L3)
+    from yoloslim.data.sample import read_text
+
+    path = tmp_path / "list.txt"
+    path.write_bytes(raw)
+    with pytest.raises(DataError, match=r"list\.txt" + where):
+        read_text(path, "list of images")
+    path.write_bytes(b"\xef\xbb\xbfa\r\nb\rc\n")
+    assert read_text(path, "list of images") == "a\nb\nc\n"
+
+
 def test_coco_missing_image_skipped(tmp_path, caplog):
     write_coco(tmp_path, _splits(), NAMES)
     (tmp_path / "train" / "t1.png").unlink()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import logging
 import struct
@@ -436,11 +437,20 @@ def read_text(path: Path, what: str) -> str:
         raise
     except OSError as e:
         raise DataError(f"{path}: cannot read the {what} ({e.strerror or e})") from e
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
     try:
-        return raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+        text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
+        # the line as the readers number them (\r\n and \r end one too), the byte in the file
+        head = raw[bom : bom + e.start].decode("utf-8")
+        line = _lines(head).count("\n") + 1
         raise DataError(
-            f"{path}:{line}: the {what} is not UTF-8 ({e.reason} at byte {e.start}); convert "
-            "it (iconv -f <its encoding> -t UTF-8)"
+            f"{path}:{line}: the {what} is not UTF-8 ({e.reason} at byte {bom + e.start}); "
+            "convert it (iconv -f <its encoding> -t UTF-8)"
         ) from e
+    return _lines(text)
+
+
+def _lines(text: str) -> str:
+    """``text`` with its \r\n and \r line ends made \n (as ``Path.read_text`` makes them)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
