@@ -574,6 +574,31 @@ def test_ctrl_c_and_sigterm_stop_a_command_with_one_line(how, code, tmp_path, mo
     assert stop_requested() is None  # the command's own: a library call after it is no stop
 
 
+def test_a_second_signal_while_the_stop_line_is_printed_does_not_cut_it(
+    tmp_path, monkeypatch, capsys
+):
+    # torchrun sends SIGTERM after a terminal's Ctrl-C: raised within the print of the
+    # resume line, it left a bare "terminated" (audit46 review2 M)
+    import yoloslim.nas
+    from yoloslim.cli import common
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real = common.err_console.print
+
+    def print_after_a_sigterm(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs between these
+            time.sleep(0.001)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(yoloslim.nas, "search_from_dict", stopped)
+    monkeypatch.setattr(common.err_console, "print", print_after_a_sigterm)
+    assert main(["nas", "--budget-flops", "1", "--out", str(tmp_path / "a.yaml")]) == 130
+    assert capsys.readouterr().err.strip() == f"interrupted; {_NAS_KEPT}"
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_stop_that_a_library_wrapped_in_its_own_error_is_still_a_stop(
     signum, tmp_path, monkeypatch, capsys

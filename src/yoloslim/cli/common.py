@@ -245,6 +245,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
         if in_hook:  # raised in the hook below, the stop would be lost as well
             redeliver(signum)
             return
+        if _SAYING:  # the stop's own line is being printed: it is ending already
+            return
         stop = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         STOPS.append(stop)
         raise stop
@@ -293,6 +295,21 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 # the handlers sigterm_as_interrupt() has installed and not yet removed
 _HANDLERS: set[Callable] = set()
+# set while a stop's line is printed (see :func:`_say_stop`)
+_SAYING = False
+
+
+def _say_stop(text: str) -> None:
+    """Print a stop's line (its word, how to go on) to stderr, ignoring a further SIGTERM or
+    Ctrl-C meanwhile: torchrun sends its ranks SIGTERM after the Ctrl-C, and raised within
+    the print (rich loads a module for its first line) it left the bare word, without the
+    resume command (audit46 review2 M)."""
+    global _SAYING
+    _SAYING = True
+    try:
+        err_console.print(text, soft_wrap=True)
+    finally:
+        _SAYING = False
 
 
 def _defaults_in_forked_child() -> None:
@@ -358,19 +375,19 @@ def _stop_said(said: Callable[[str], str]) -> Iterator[None]:
             # 60-line traceback said nothing of how to go on; this one says it, once per
             # surviving process (the first may be the one that died)
             text = said("stopped: another process of this torchrun run ended")
-            err_console.print(f"[bold red]error:[/] {literal(text)}", soft_wrap=True)
+            _say_stop(f"[bold red]error:[/] {literal(text)}")
             raise typer.Exit(2) from None
         if stop is None and isinstance(e, OSError) and e.errno in _REFUSED_WRITES:
             # a full disk: the run's last.pt may be whole, and it goes on once there is room
             # (it was the bare OSError line, which did not say so: audit44 resume F1)
             text = f"{type(e).__name__}: {_refused_file(e)}; {said('the run stopped')}"
-            err_console.print(f"[bold red]error:[/] {literal(text)}", soft_wrap=True)
+            _say_stop(f"[bold red]error:[/] {literal(text)}")
             raise typer.Exit(2) from None
         if stop is None:
             raise
         if first_process():
             # the folder's name as it is
-            err_console.print(literal(said(_stop_word(stop))), soft_wrap=True)
+            _say_stop(literal(said(_stop_word(stop))))
         raise typer.Exit(interrupt_exit_code(stop)) from None
 
 
@@ -403,7 +420,7 @@ def _stop_word(stop: KeyboardInterrupt) -> str:
 
 
 def _report_stop(stop: KeyboardInterrupt) -> typer.Exit:
-    err_console.print(_stop_word(stop))
+    _say_stop(_stop_word(stop))
     return typer.Exit(interrupt_exit_code(stop))
 
 
