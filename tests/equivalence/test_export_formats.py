@@ -960,7 +960,7 @@ def test_the_nms_graph_takes_its_thresholds_from_export(static_export, tmp_path)
     out, res = static_export
     with pytest.raises(ConfigError, match=r"nms_iou=1.5 must be in \(0, 1\]"):
         export(_model(spread_scores=True), tmp_path, imgsz=IMGSZ, nms=True, nms_iou=1.5)
-    with pytest.raises(ConfigError, match=r"nms_iou=1.0: the graph's NonMaxSuppression would"):
+    with pytest.raises(ConfigError, match=r"nms_iou=1.0: the graph's NonMaxSuppression threshold"):
         export(_model(spread_scores=True), tmp_path, imgsz=IMGSZ, nms=True, nms_iou=1.0)
     few = export(
         _model(spread_scores=True),

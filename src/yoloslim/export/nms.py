@@ -51,21 +51,23 @@ def check_graph_nms(*, nms_conf: float, nms_iou: float, nms_max_det: int) -> Non
 
 
 def _graph_iou(iou: float) -> np.float32:
-    """The graph's IoU threshold: one float32 step over ``iou``, so that a box is dropped at
-    an IoU over ``iou``, as predict drops it, in ONNX Runtime (IoU > threshold) and OpenVINO
-    (IoU >= threshold) alike (OpenVINO dropped a box at exactly ``iou``: audit46 export F1)."""
+    """The graph's IoU threshold: one float32 step over ``iou``. Predict drops a box at an
+    IoU over ``iou``; ONNX Runtime's NonMaxSuppression drops it at an IoU over its threshold,
+    OpenVINO's at one equal to it or over. With ``iou`` itself, OpenVINO dropped a box at an
+    IoU of exactly ``iou`` (0.5 for boxes half over each other: audit46 export F1); one step
+    up, both keep it, and the one IoU at which ONNX Runtime keeps a box that predict drops is
+    that step over ``iou`` (0.50000006), no round number (audit46 review2 L)."""
     return np.nextafter(np.float32(iou), np.float32(2))
 
 
 def _below_one(iou: float, name: str) -> None:
     """ConfigError for an IoU threshold whose graph threshold (:func:`_graph_iou`) is not
-    below 1: predict keeps identical boxes at 1, but OpenVINO's NonMaxSuppression drops them
-    at its threshold, and ONNX Runtime's takes none over 1 (an IoU that rounds to 1 in
-    float32 as well: review L2)."""
+    below 1 (review L2: a value that rounds to 1 in float32 too)."""
     if _graph_iou(iou) >= 1:
         raise ConfigError(
-            f"{name}={iou!r}: the graph's NonMaxSuppression would still drop identical boxes "
-            "in OpenVINO, which predict keeps at 1; give a value below 0.9999999"
+            f"{name}={iou!r}: the graph's NonMaxSuppression threshold (one float32 step over "
+            "it) would be 1 or more, where ONNX Runtime keeps identical boxes (or refuses it) "
+            "and OpenVINO drops them; give a value below 0.9999999"
         )
 
 
