@@ -109,6 +109,7 @@ def validate(
         check_static_imgsz,
         load_backend,
         refuse_end_to_end,
+        say_loaded,
     )
     from yoloslim.runtime.predictor import Predictor, as_artifact
 
@@ -205,14 +206,7 @@ def validate(
         )
     if checkpoint is not None:  # as load_backend says a model it loads (audit46 cli F3: -v
         # said nothing of a .pt that val loaded)
-        log.info(
-            "%s: torch %s on %s, computing in %s, %d px",
-            checkpoint,
-            torch.__version__,
-            device,
-            precision,
-            imgsz,
-        )
+        say_loaded(checkpoint, "torch", torch.__version__, device, precision, imgsz)
 
     def infer(x: torch.Tensor) -> torch.Tensor:
         out = net(x.to(device, dtype))

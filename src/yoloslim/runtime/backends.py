@@ -617,14 +617,35 @@ def load_backend(
         raise ModelError(f"{p}: cannot load as {kind}: {type(e).__name__}: {e}") from e
     if not log.isEnabledFor(logging.INFO):  # precision may read the whole file
         return backend
-    log.info(
-        "%s: %s %s on %s, computing in %s, %d px%s",
+    say_loaded(
         p,
         kind,
         backend.runtime_version,
         device,
         backend.precision,
         backend.imgsz,
-        ", batch 1 (a larger batch runs image by image)" if backend.static_batch else "",
+        backend.static_batch,
     )
     return backend
+
+
+def say_loaded(
+    path: Path | str,
+    kind: str,
+    version: str,
+    device: object,
+    precision: object,
+    imgsz: int,
+    static_batch: bool = False,
+) -> None:
+    """Log (INFO, ``-v``) a model loaded: its file, runtime, device, precision and size."""
+    log.info(
+        "%s: %s %s on %s, computing in %s, %d px%s",
+        path,
+        kind,
+        version,
+        device,
+        precision,
+        imgsz,
+        ", batch 1 (a larger batch runs image by image)" if static_batch else "",
+    )
