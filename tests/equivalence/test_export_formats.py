@@ -195,12 +195,12 @@ def test_nms_graph_keeps_a_box_at_exactly_the_iou_threshold_in_every_runtime(tmp
     from yoloslim.export.nms import append_nms
 
     anchors, nc = 8, 2
-    io = [(name, [1, anchors, 4 + nc]) for name in ("images", "preds")]
+    shape = [1, anchors, 4 + nc]
     graph = helper.make_graph(
         [helper.make_node("Identity", ["images"], ["preds"])],
         "identity",
-        [helper.make_tensor_value_info(io[0][0], TensorProto.FLOAT, io[0][1])],
-        [helper.make_tensor_value_info(io[1][0], TensorProto.FLOAT, io[1][1])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("preds", TensorProto.FLOAT, shape)],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
