@@ -492,10 +492,49 @@ def folder_lock(folder: str | Path, what: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(
-                f"{folder}: another yoloslim run is writing into this folder, so this {what} "
-                "cannot; wait for that one to finish or choose another output folder"
-            ) from None
+            raise ConfigError(_held(folder, what)) from None
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _held(folder: Path, what: str) -> str:
+    return (
+        f"{folder}: another yoloslim run is writing into this folder, so this {what} cannot; "
+        "wait for that one to finish or choose another output folder"
+    )
+
+
+def refuse_if_held(folder: str | Path, what: str) -> None:
+    """Refuse at once an existing ``folder`` whose :func:`folder_lock` another run holds,
+    before the seconds or minutes a run spends on its model and data ahead of taking the lock
+    itself (which it still does: this is a probe, and keeps nothing).
+
+    The probe takes a shared lock, so two probes never refuse each other. Not under torchrun
+    (``WORLD_SIZE`` > 1), whose processes learn a refusal together once the first holds the
+    lock: a process that stopped here would leave the others waiting for it.
+
+    Raises:
+        ConfigError: another process holds ``folder``'s lock.
+    """
+    from yoloslim.errors import ConfigError
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        return
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # no permission to read it: the run's own lock says so, as before
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ConfigError(_held(folder, what)) from None
+    finally:
+        os.close(fd)

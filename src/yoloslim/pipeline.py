@@ -54,6 +54,7 @@ from yoloslim.errors import ConfigError, ModelError, YoloslimError
 from yoloslim.fileio import (
     atomic_write_text,
     folder_lock,
+    refuse_if_held,
     refuse_overwriting_input,
     remove_stale_temps,
     staged,
@@ -1357,6 +1358,7 @@ def run_recipe(
         )
     if model is not None:
         model = str(Path(model).expanduser().absolute())
+    refuse_if_held(out, "compress")  # now, not after the recipe's inputs are checked
     checked = _check_run(rec, model, data, out, resume)
     run_configs, skipped, resolved, inputs, changed, said = checked
     with folder_lock(out, "compress"):  # made here, if it is not there yet

@@ -211,6 +211,43 @@ def test_a_folder_another_run_writes_into_is_refused_and_freed_after(tmp_path):
         assert out.is_dir() and list(out.iterdir()) == []  # no lock file left behind
 
 
+def test_a_held_folder_is_refused_before_the_run_reads_its_inputs(tmp_path, monkeypatch):
+    """train, distill, prune and compress probe the folder's lock first: a folder another run
+    holds is refused before the model and data are read (here: missing ones, which would be
+    the error otherwise), not after seconds of building them. The probe keeps nothing, and
+    under torchrun there is none."""
+    import yoloslim as ys
+    from yoloslim.errors import ConfigError
+    from yoloslim.fileio import folder_lock, refuse_if_held
+
+    out = tmp_path / "run"
+    out.mkdir()
+    gone = str(tmp_path / "missing")
+    runs = {
+        "train": lambda: ys.train(gone + ".pt", gone + ".yaml", out=out, exist_ok=True),
+        "distill": lambda: ys.distill(gone + ".pt", gone + "-t.pt", gone + ".yaml", out=out),
+        "prune": lambda: ys.prune(gone + ".pt", gone + ".yaml", out=out, exist_ok=True),
+        "compress": lambda: ys.run_recipe(gone + ".pt", gone + ".yaml", "cpu-int8", out=out),
+    }
+    with _held_by_another_process(out):
+        for what, run in runs.items():
+            with pytest.raises(ConfigError, match=rf"another yoloslim run .* so this {what} "):
+                run()
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        refuse_if_held(out, "train")  # torchrun: no probe
+        monkeypatch.delenv("WORLD_SIZE")
+    refuse_if_held(out, "train")  # free again
+    refuse_if_held(tmp_path / "not-there", "train")  # nothing to probe
+    with folder_lock(out, "train"), pytest.raises(ConfigError, match=r"so this prune cannot"):
+        refuse_if_held(out, "prune")  # another holder in this process counts too
+    with folder_lock(out, "train"):  # a probe left no lock behind
+        assert list(out.iterdir()) == []
+    for what, run in runs.items():  # free: each fails on its missing input instead
+        with pytest.raises(Exception) as e:
+            run()
+        assert "another yoloslim run" not in str(e.value), what
+
+
 def test_a_file_where_the_run_folder_goes_is_a_config_error(tmp_path):
     """Every run folder (train, prune, quantize, export, compress) goes through folder_lock."""
     from yoloslim.errors import ConfigError

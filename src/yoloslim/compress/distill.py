@@ -53,7 +53,7 @@ from yoloslim.configs import (
 )
 from yoloslim.data import load_data_config
 from yoloslim.errors import ConfigError, ModelError
-from yoloslim.fileio import refuse_overwriting_input
+from yoloslim.fileio import refuse_if_held, refuse_overwriting_input
 from yoloslim.models.blocks import is_fused
 from yoloslim.models.checkpoint import (
     EXPORTED,
@@ -553,6 +553,7 @@ def distill(
     check_flags(resume=resume, exist_ok=exist_ok, progress=progress)
     check_path(out, "out", "the run folder's path")
     out = Path(out).expanduser()
+    refuse_if_held(out, "distill")  # now, not after the teacher and student are loaded
     state = read_last(out) if resume else None
     if resume and data is None:  # the run's own, as train()
         data = recorded_data(out, state)

@@ -41,6 +41,7 @@ from yoloslim.extras import require
 from yoloslim.fileio import (
     atomic_write_text,
     folder_lock,
+    refuse_if_held,
     refuse_overwriting_input,
     remove_stale_temps,
 )
@@ -136,6 +137,7 @@ def prune(
         writes = [o / "pruned.pt", o / "prune_report.json", *o.glob("finetune*")]
         refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")
         _refuse_replacing(o, exist_ok)
+        refuse_if_held(o, "prune")  # now, not after the baseline is measured
         earlier_exports = _refuse_others_runs(o, exist_ok)
     net, names, trained_imgsz = _load_model(model, data)
     upstream = list(getattr(net, "history", []))  # the fine-tuning inside is part of this step

@@ -35,7 +35,13 @@ from yoloslim.data import (
 from yoloslim.data.duplicates import warn_shared
 from yoloslim.errors import ConfigError, DataError, ModelError
 from yoloslim.eval.evaluator import evaluate
-from yoloslim.fileio import atomic_write_text, file_key, folder_lock, refuse_overwriting_input
+from yoloslim.fileio import (
+    atomic_write_text,
+    file_key,
+    folder_lock,
+    refuse_if_held,
+    refuse_overwriting_input,
+)
 from yoloslim.models.blocks import is_fused
 from yoloslim.models.checkpoint import load_checkpoint, with_history
 from yoloslim.models.detector import Detector, default_names
@@ -274,6 +280,8 @@ def train(
         writes = [out / name for name in RUN_FILES]
         refuse_overwriting_input(model, writes, arg="model", hint="give another out (--out)")
     check_out(out, resume, exist_ok)
+    # a folder another run holds is refused now, not after the model and data are built
+    refuse_if_held(out, getattr(hook, "command", "train"))
     read_last_pt = file_key(out / "last.pt") if resume else None  # before _begin reads it
     state, model, data, cfg = _begin(model, data, config, out, resume)
     if state is not None and "hook" in state["train_state"] and hook is None:
