@@ -15,7 +15,12 @@ from typing import Any
 
 from yoloslim.configs import brief, check_flags, check_path, plain_numbers
 from yoloslim.errors import ConfigError
-from yoloslim.fileio import atomic_write_text, folder_lock, refuse_overwriting_input
+from yoloslim.fileio import (
+    atomic_write_text,
+    folder_lock,
+    refuse_if_held,
+    refuse_overwriting_input,
+)
 from yoloslim.recipe import BenchStage, Recipe, load_recipe
 from yoloslim.result import Result
 from yoloslim.torch_state import keeps_caller_state
@@ -397,6 +402,7 @@ def run_budget(
 
     check_path(data, "data", "the data.yaml's path")
     check_path(out, "out", "the output folder's path")
+    refuse_if_held(Path(out).expanduser(), "compress (budget)")  # before the model is read
     model = as_artifact(model)
     if isinstance(model, nn.Module):
         raise ConfigError(

@@ -228,6 +228,9 @@ def test_a_held_folder_is_refused_before_the_run_reads_its_inputs(tmp_path, monk
         "distill": lambda: ys.distill(gone + ".pt", gone + "-t.pt", gone + ".yaml", out=out),
         "prune": lambda: ys.prune(gone + ".pt", gone + ".yaml", out=out, exist_ok=True),
         "compress": lambda: ys.run_recipe(gone + ".pt", gone + ".yaml", "cpu-int8", out=out),
+        r"compress \(budget\)": lambda: ys.run_budget(
+            gone + ".pt", gone + ".yaml", "cpu-int8", out=out, target_latency=5
+        ),
     }
     with _held_by_another_process(out):
         for what, run in runs.items():
