@@ -422,6 +422,13 @@ def test_finetune_after_pruning(model, tiny_data, tmp_path):
     tuned = dict(_rows(describe(tmp_path / "finetune" / "best.pt")))
     assert tuned["arch"].endswith(", pruned")
     assert tuned["history"] == "prune (method width, ratio 0.3) -> train (epochs 1)"
+    # and the fine-tuning run's report too: not "damo-nano" (audit47 train L1)
+    from yoloslim.train import train as train_
+
+    assert (
+        train_(None, None, out=tmp_path / "finetune", resume=True).report["model"]
+        == (tuned["arch"])
+    )
     # a re-prune into the folder that fine-tunes no more removes that (older) run; a user's
     # own run named finetune/ is refused, before any work, and kept
     again = cfg(ratio=0.2, finetune_epochs=0)

@@ -62,8 +62,9 @@ def _rows(d: dict) -> list[tuple[str, str]]:
     names = ", ".join(d["names"][:12]) + (" ..." if d["nc"] > 12 else "")
     rows += [("classes", f"{d['nc']}: {names}"), ("imgsz", str(d["imgsz"]))]
     if d["kind"] == "checkpoint":
-        pruned = any(h.get("stage") == "prune" for h in d["history"])
-        rows.append(("arch", f"{d['arch']}, pruned" if pruned else str(d["arch"])))
+        from yoloslim.models.checkpoint import arch_label  # torch, for checkpoints only
+
+        rows.append(("arch", arch_label(str(d["arch"]), d["history"])))
         rows += _size_rows(d)
         if d["map"] is not None:
             rows.append(("mAP50-95", f"{100 * d['map']:.1f} (mAP50 {100 * d['map50']:.1f})"))

@@ -459,6 +459,13 @@ def with_history(upstream: list[dict], stage: str, out: str | Path, **details) -
     return [*kept, entry]
 
 
+def arch_label(name: str, history: list[dict] | None) -> str:
+    """``name`` (an arch's), with ``, pruned`` when ``history`` (a checkpoint's
+    ``meta.history``) has a prune step: a pruned damo-nano keeps its arch's name."""
+    pruned = any(h.get("stage") == "prune" for h in history or ())
+    return f"{name}, pruned" if pruned else name
+
+
 def trained_imgsz(*models: Any) -> int | None:
     """The input size the first of ``models`` that is a checkpoint file (``.pt``) was trained
     at, or an arch.yaml ``yoloslim nas`` wrote was searched (and budgeted) at: the size to

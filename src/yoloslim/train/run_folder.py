@@ -13,7 +13,12 @@ from torch import nn
 
 from yoloslim.errors import ConfigError
 from yoloslim.fileio import appendable, atomic_write_text, naming, remove_stale_temps
-from yoloslim.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from yoloslim.models.checkpoint import (
+    arch_label,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from yoloslim.models.detector import Detector
 from yoloslim.result import Result, short_repr
 from yoloslim.sysinfo import first_process
@@ -299,7 +304,10 @@ def run_result(
     has_best = best_path.exists()
     model = load_checkpoint(best_path)[0] if has_best else fallback()
     report = {
-        "model": getattr(model, "spec", {}).get("name", "custom"),
+        # a pruned damo-nano is not reported as a damo-nano (audit47 train L1)
+        "model": arch_label(
+            getattr(model, "spec", {}).get("name", "custom"), getattr(model, "history", None)
+        ),
         "epochs": cfg.epochs,
         "train_s": train_s,
         "images_per_s": images_per_s,
