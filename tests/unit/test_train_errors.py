@@ -355,6 +355,8 @@ def test_settings_that_quietly_do_less_are_warned_about(sets, tmp_path, caplog):
     assert said.count("close_mosaic=2 turns mosaic off for the last 2 epochs, and the run has 2")
     assert len(caplog.records) == 1
     assert warned(epochs=3) == ""  # no mosaic to skip, and room for both: no word
+    # augmentation switched off: no mosaic to miss (audit47 train L2)
+    assert warned(epochs=2, augment={"enabled": False}) == ""
     # audit43 train F2: epochs compared before the warm-up was rounded to whole steps: 2.95
     # epochs of 6 steps is 18 steps, the whole run of 3 epochs (not a word), and 3.05 too
     # (said to never reach lr0, which its last step does)

@@ -57,7 +57,11 @@ class AugmentConfig:
     Attributes:
         mosaic: Probability of a 4-image mosaic.
         hflip: Probability of a horizontal flip.
-        hsv: Maximum hue (turns), saturation and value gains, each ``+-``.
+        hsv: Maximum hue rotation (turns), saturation and value gains, each ``+-``. One
+            colour matrix does all three (:func:`~yoloslim.data.transforms.hsv_matrix`): the
+            hue turns in the YIQ plane, not HSV's, so an HSV hue moves by about that much,
+            not exactly (its sign may differ; the draw is symmetric), and channels clip at
+            255.
         scale: Random zoom range ``1 +- scale``.
         translate: Random shift, fraction of the image side, ``+-``.
         enabled: ``False`` turns every augmentation off (plain letterbox).

@@ -620,7 +620,8 @@ def _warn_idle_settings(cfg: TrainConfig, n_train: int, n_batches: int) -> None:
             *args,
             cfg.lr0,
         )
-    mosaic = AugmentConfig(**cfg.augment).mosaic
+    aug = AugmentConfig(**cfg.augment)
+    mosaic = aug.mosaic if aug.enabled else 0  # augment.enabled false: no mosaic to miss
     if mosaic > 0 and cfg.close_mosaic >= cfg.epochs:
         log.warning(
             "close_mosaic=%d turns mosaic off for the last %d epochs, and the run has %d: "
