@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import numbers
 import os
 import platform
 import shlex
@@ -83,6 +84,26 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def check_threads(value: int | None, arg: str, flag: str = "") -> None:
+    """Refuse a thread count over the cores this process may run on: no runtime runs faster
+    for it, and a huge one hung ONNX Runtime (a thread per count, GBs of memory) or crashed
+    torch (audit47 bench F4). ``arg`` names the setting in the error, ``flag`` (" (--threads)")
+    the option that sets it. A value that is not
+    an integer is left to the caller's own check.
+
+    Raises:
+        ConfigError: ``value`` is more than :func:`usable_cores`.
+    """
+    from yoloslim.errors import ConfigError
+
+    have = usable_cores()
+    if isinstance(value, numbers.Integral) and value > have:
+        raise ConfigError(
+            f"{arg}={value}{flag} is more than the {have} cores this process may run on; give at "
+            f"most {have}, or leave it out (the runtime's default)"
+        )
 
 
 def available_memory() -> int | None:

@@ -98,8 +98,31 @@ def test_latency_settings_are_checked_before_any_worker_starts(kw, match):
     with pytest.raises(ConfigError, match=match):
         LatencyConfig(**kw)
     assert LatencyConfig(threads=None, warmup=0).rounds == 10
-    swept = LatencyConfig(batch=np.int64(8), threads=np.int32(2))  # np.arange values
-    assert (swept.batch, swept.threads) == (8, 2) and type(swept.batch) is int
+    swept = LatencyConfig(batch=np.int64(8), threads=np.int32(1))  # np.arange values
+    assert (swept.batch, swept.threads) == (8, 1) and type(swept.batch) is int
+
+
+def test_more_threads_than_cores_are_refused_by_each_runtime_setting(monkeypatch, tmp_path):
+    """--threads 100000 hung ONNX Runtime (a thread each, GBs) and crashed torch (audit47
+    bench F4): bench, the runtimes' loader, NAS's latency and training refuse a count over
+    the cores this process may run on."""
+    from yoloslim.errors import ConfigError
+    from yoloslim.nas.latency import LatencySettings
+    from yoloslim.runtime.backends import load_backend
+    from yoloslim.train.config import TrainConfig
+    from yoloslim.train.trainer import _devices
+
+    monkeypatch.setattr("yoloslim.sysinfo.usable_cores", lambda: 3)
+    assert LatencyConfig(threads=3).threads == 3
+    over = r"=4 \(--threads\) is more than the 3 cores this process may run on; give at most 3"
+    with pytest.raises(ConfigError, match=rf"^threads{over}"):
+        LatencyConfig(threads=4)
+    with pytest.raises(ConfigError, match=r"^latency threads=4 \(--latency-threads\) is more"):
+        LatencySettings(threads=4)
+    with pytest.raises(ConfigError, match=rf"^TrainConfig.threads{over}"):
+        _devices(TrainConfig(threads=4, device="cpu"))
+    with pytest.raises(ConfigError, match=r"^threads=4 is more than the 3 cores"):
+        load_backend(tmp_path / "m.onnx", threads=4)  # before the file is read
 
 
 def test_other_work_while_timing_is_warned_about(tmp_path, caplog):

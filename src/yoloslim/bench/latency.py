@@ -29,7 +29,7 @@ import numpy as np
 
 from yoloslim.configs import int_problem
 from yoloslim.errors import ConfigError, ExportError
-from yoloslim.sysinfo import INFERENCE_ISA, cpu_flags, cpu_model, usable_cores
+from yoloslim.sysinfo import INFERENCE_ISA, check_threads, cpu_flags, cpu_model, usable_cores
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ class LatencyConfig:
             if problem:
                 raise ConfigError(f"{key}={value!r}{flags.get(key, '')} {problem}")
             object.__setattr__(self, key, int(value))  # a numpy integer as a plain one
+        check_threads(self.threads, "threads", " (--threads)")
         if self.ov_hint is not None:  # failed in each worker, after the others had started
             from yoloslim.runtime.backends import check_ov_precision
 

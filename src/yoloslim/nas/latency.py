@@ -44,7 +44,7 @@ from yoloslim.fileio import write_problem
 from yoloslim.models.arch import validate_arch
 from yoloslim.models.detector import Detector
 from yoloslim.runtime.ov_core import default_precision, no_telemetry, openvino_core, respelled
-from yoloslim.sysinfo import INFERENCE_ISA, cpu_flags, cpu_model, usable_cores
+from yoloslim.sysinfo import INFERENCE_ISA, check_threads, cpu_flags, cpu_model, usable_cores
 from yoloslim.torch_state import torch_threads
 
 __all__ = ["LatencyCache", "LatencySettings", "measure_latency_ms", "measure_rounds"]
@@ -81,6 +81,7 @@ class LatencySettings:
             if problem:
                 raise ConfigError(f"latency {name}={v!r} {problem}")
             object.__setattr__(self, name, int(v))  # a numpy integer too; JSON takes it
+        check_threads(self.threads, "latency threads", " (--latency-threads)")
 
 
 def _deploy(arch: dict) -> Detector:

@@ -47,7 +47,7 @@ from yoloslim.models.checkpoint import load_checkpoint, with_history
 from yoloslim.models.detector import Detector, default_names
 from yoloslim.models.registry import build_model
 from yoloslim.progress import say, shown
-from yoloslim.sysinfo import first_process, relaunch
+from yoloslim.sysinfo import check_threads, first_process, relaunch
 from yoloslim.torch_state import autograd_on, keeps_caller_state, torch_threads
 from yoloslim.train import distributed as dist_utils
 from yoloslim.train.config import (
@@ -573,6 +573,9 @@ def _devices(cfg: TrainConfig) -> tuple[torch.device, int, int]:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
     if cfg.threads:
+        # here, not in TrainConfig: a run's saved config resumes on a machine of fewer cores
+        # with another --threads
+        check_threads(cfg.threads, "TrainConfig.threads", " (--threads)")
         torch.set_num_threads(cfg.threads)
     if cfg.batch % world:
         raise ConfigError(f"batch={cfg.batch} must be divisible by the {world} processes")
