@@ -804,6 +804,33 @@ def test_metadata_that_is_there_but_unreadable_is_called_damaged(tmp_path):
         Predictor(bad)
 
 
+def test_metadata_that_are_not_the_graphs_are_refused_by_every_reader(ckpt, tmp_path):
+    """A graph fixed at 64 px whose metadata say 96, or whose predictions score 2 classes where
+    the metadata name 3: describe (info, bench), ONNX Runtime and OpenVINO refuse it, naming
+    both (bench said "cannot run at 96 px" of the file and "export again at 96"; a wrong class
+    list was decoded without a word: audit47 bench F1)."""
+    import onnx
+    import openvino as ov
+
+    onnx_path = ys.export(ckpt, tmp_path / "ex", formats="onnx", verify=False).artifacts["onnx"]
+    for edit, said in (
+        ({"imgsz": "96"}, r"metadata say imgsz 96, but its graph's input is fixed at 64 px"),
+        ({"names": '["a", "b", "c"]'}, r"metadata name 3 classes, but its graph scores 2 per"),
+    ):
+        proto = onnx.load(str(onnx_path))
+        for entry in proto.metadata_props:
+            entry.value = edit.get(entry.key, entry.value)
+        bad = tmp_path / f"bad_{next(iter(edit))}.onnx"
+        onnx.save(proto, bad)
+        xml = bad.with_suffix(".xml")
+        ov.save_model(ov.convert_model(str(bad)), str(xml), compress_to_fp16=False)
+        for path in (bad, xml):
+            for read in (ys.describe, Predictor):
+                with pytest.raises(ModelError, match=rf"{path.name}: its {said}"):
+                    read(path)
+    assert Predictor(onnx_path).backend.static_imgsz == 64  # the export as written: fine
+
+
 def test_an_openvino_device_it_does_not_see_is_a_config_error(tmp_path):
     # it was "cannot load as openvino" and the plugin's text, as if the file were broken
     import openvino as ov

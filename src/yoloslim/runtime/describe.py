@@ -18,10 +18,12 @@ from yoloslim.errors import ModelError
 from yoloslim.runtime.backends import (
     SUFFIXES,
     check_artifact,
+    check_graph_fits_metadata,
     ir_end_to_end,
     names_and_imgsz,
     onnx_end_to_end,
     onnx_precision,
+    ov_shape,
     quantized_ops,
 )
 from yoloslim.torch_state import keeps_caller_state
@@ -277,6 +279,9 @@ def _onnx(p: Path) -> dict[str, Any]:
     inputs = [value_info(v) for v in graph.input]
     quant = quantized_ops(graph)
     end_to_end = onnx_end_to_end([o.name for o in graph.output])
+    in_shape = inputs[0]["shape"] if inputs else []
+    out_shape = value_info(graph.output[0])["shape"] if graph.output else []
+    check_graph_fits_metadata(p, meta["names"], meta["imgsz"], in_shape, out_shape, end_to_end)
     return {
         "path": str(p),
         "kind": "onnx",
@@ -302,10 +307,9 @@ def _openvino(p: Path) -> dict[str, Any]:
     meta = _metadata(openvino_metadata(model), p)
 
     def port(v) -> dict[str, Any]:
-        shape = [str(d) if d.is_dynamic else d.get_length() for d in v.get_partial_shape()]
         return {
             "name": v.get_any_name(),
-            "shape": shape,
+            "shape": ov_shape(v.get_partial_shape()),
             "dtype": v.get_element_type().get_type_name(),
         }
 
@@ -321,6 +325,8 @@ def _openvino(p: Path) -> dict[str, Any]:
         hint = model.get_rt_info(["runtime_options", "INFERENCE_PRECISION_HINT"]).astype(str)
     int8 = "FakeQuantize" in ops
     end_to_end = ir_end_to_end(model)
+    shapes = [ov_shape(v.get_partial_shape()) for v in (model.inputs[0], model.outputs[0])]
+    check_graph_fits_metadata(p, meta["names"], meta["imgsz"], *shapes, end_to_end)
     return {
         "path": str(p),
         "kind": "openvino",
