@@ -428,6 +428,8 @@ def test_a_bad_option_value_is_named_as_the_option(argv, said, data_yaml, tmp_pa
         # (--runs)``, ``budget.flops=-1.0 (--budget-flops)``): said as the option alone
         (["bench", "m.onnx", "--runs", "0"], "error: ConfigError: --runs 0 must be >= 1"),
         (["bench", "m.onnx", "--batch", "0"], "error: ConfigError: --batch 0 must be positive"),
+        # an empty item was dropped without a word (audit47 bench F3)
+        (["bench", "m.onnx", "--batch", "1,,2"], "ConfigError: --batch '1,,2': expected comma"),
         (["nas", "--budget-flops", "-1"], "error: ConfigError: --budget-flops -1.0 must be > 0"),
         (["nas", "--budget-flops", "nan"], "ConfigError: --budget-flops nan must be a finite"),
         (["nas", "--budget-latency", "0"], "error: ConfigError: --budget-latency 0.0 must be > 0"),

@@ -66,7 +66,8 @@ def bench(
     from yoloslim.fileio import first_missing, folder_lock, removed_if_left_empty
 
     try:
-        batches = [int(b) for b in batch.split(",") if b.strip()]
+        # an empty item is a typo ('1,,2'), not one to drop without a word (audit47 bench F3)
+        batches = [int(b) for b in batch.split(",")]
     except ValueError as e:
         raise ConfigError(f"--batch {batch!r}: expected comma-separated integers") from e
     cfg = LatencyConfig(
