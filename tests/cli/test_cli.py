@@ -409,6 +409,7 @@ def test_usage_errors_exit_2(argv, message, usage, capsys):
         (["val", "--model", "m.pt", "--batch", "0"], "--batch 0 must be >= 1"),
         (["prune", "--model", "m.pt", "--ratio", "1.5"], "--ratio 1.5 must be in (0, 1)"),
         (["prune", "--model", "m.pt", "--threads", "0"], "--threads 0 must be >= 1"),
+        (["prune", "--model", "m.pt", "--threads", "4096"], "--threads 4096 is more than the"),
     ],
 )
 def test_a_bad_option_value_is_named_as_the_option(argv, said, data_yaml, tmp_path, capsys):

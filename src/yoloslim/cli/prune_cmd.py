@@ -141,6 +141,9 @@ def prune(
     problem = None if threads is None else int_problem(threads)
     if problem:
         raise ConfigError(f"--threads {threads} {problem}")
+    from yoloslim.sysinfo import check_threads
+
+    check_threads(threads, "threads")
     earlier = "" if exist_ok else f" (add --exist-ok where {out} holds a pruned.pt by then)"
     with (
         restart_hint(f"a prune does not resume: the same command runs it anew{earlier}"),
