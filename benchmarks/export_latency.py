@@ -61,9 +61,12 @@ def main() -> None:
         )
         lat = measure_latency([str(p) for p in arts.values()], cfg)
         by_name = {name: lat[str(p)] for name, p in arts.items()}
+        # boxes (px), scores and log scores apart: max_abs_diff is their largest, the boxes'
+        # on any model, which showed the FP16 IR as close as the FP32 one (audit47 bench F5)
+        keys = ("max_abs_diff_boxes_px", "max_abs_diff_scores", "max_abs_diff_log_scores")
         verified = {
-            **{k: v["max_abs_diff"] for k, v in fp32.report["formats"].items()},
-            "openvino_fp16": fp16.report["formats"]["openvino"]["max_abs_diff"],
+            **{k: {d: v[d] for d in keys} for k, v in fp32.report["formats"].items()},
+            "openvino_fp16": {d: fp16.report["formats"]["openvino"][d] for d in keys},
         }
     base = by_name["pytorch_eager"]["median"]
     result = {
