@@ -18,7 +18,7 @@ import yoloslim as ys
 from yoloslim.compress.quant_accuracy import accuracy_aware
 from yoloslim.compress.quant_config import AdvancedQuantConfig, QuantConfig
 from yoloslim.compress.quant_scope import graph_from_onnx, resolve_scope
-from yoloslim.errors import ConfigError, DataError, ModelError
+from yoloslim.errors import ConfigError, DataError, ExportError, ModelError
 from yoloslim.models.testing import randomize_bn
 from yoloslim.runtime.backends import load_backend
 from yoloslim.runtime.ov_core import openvino_core
@@ -749,6 +749,25 @@ def test_a_quantize_refused_by_the_folder_lock_writes_nothing_there(setup, tmp_p
     with folder_lock(out, "quantize"), refused:
         ys.quantize(model, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
     assert list(out.iterdir()) == []
+
+
+def test_a_float_export_that_fails_its_check_names_no_record_quantize_removes(
+    setup, tmp_path, monkeypatch
+):
+    """export's error cites export/export_report.json; quantize removes that folder (and the
+    out it made) when its float export fails, so its error names the failure alone (audit47
+    quant F1: it sent the user to a record that was not there)."""
+    from yoloslim.export import verify
+
+    data, _ = setup
+    model = ys.build_model("damo-nano", nc=2, names=["a", "b"])
+    never = verify.Tolerance(-1.0, 0.0, -1.0, -1.0, "none")  # no output can pass
+    monkeypatch.setattr(verify, "FP32", never)
+    out = tmp_path / "q"
+    with pytest.raises(ExportError, match=r"the float ONNX to quantize did not pass") as e:
+        ys.quantize(model, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
+    assert "onnx:" in str(e.value) and "export_report.json" not in str(e.value)
+    assert not out.exists()
 
 
 def test_a_stopped_quantize_leaves_no_earlier_report_beside_its_new_files(

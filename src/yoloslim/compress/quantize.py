@@ -506,7 +506,16 @@ def _export_onnx(model: Any, out: Path, imgsz: int | None) -> tuple[Path, int]:
     from yoloslim.export import export
 
     # export() re-parameterises (RepConv, Conv+BN) first and never modifies the input
-    res = export(model, out / "export", formats=["onnx"], imgsz=imgsz)
+    try:
+        res = export(model, out / "export", formats=["onnx"], imgsz=imgsz)
+    except ExportError as e:
+        if not getattr(e, "failed", None):
+            raise
+        # its "(recorded in export/export_report.json ...)": that folder goes with this
+        # refused run, so the record it named was never there to read (audit47 quant F1)
+        raise ExportError(
+            f"the float ONNX to quantize did not pass export's check: {'; '.join(e.failed)}"
+        ) from e
     return Path(res.artifacts["onnx"]), int(res.report["imgsz"])
 
 

@@ -391,6 +391,7 @@ def export(
                 + ")"
             )
             error.report = report  # what export_report.json got (the command's --json)
+            error.failed = failed  # each failure's own line, without the record's
             raise error
         return Result(fused, report, artifacts)
 
