@@ -751,6 +751,26 @@ def test_a_quantize_refused_by_the_folder_lock_writes_nothing_there(setup, tmp_p
     assert list(out.iterdir()) == []
 
 
+def test_an_export_folder_another_run_writes_into_is_not_moved_aside(setup, tmp_path):
+    """quantize sets an earlier out/export aside before it exports; an export writing into that
+    folder at the time had it taken from under it, its files mixed into quantize's (audit47
+    conc F1): the move is made under the folder's lock, so this quantize is refused."""
+    from yoloslim.fileio import folder_lock
+
+    data, _ = setup
+    model = ys.build_model("damo-nano", nc=2, names=["a", "b"])
+    out = tmp_path / "q"
+    (out / "export").mkdir(parents=True)
+    (out / "export" / "being_written.onnx").write_text("another export's")
+    refused = pytest.raises(
+        ConfigError, match=r"q/export: another yoloslim run is writing .* so this quantize cannot"
+    )
+    with folder_lock(out / "export", "export"), refused:
+        ys.quantize(model, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
+    assert [p.name for p in out.iterdir()] == ["export"]
+    assert (out / "export" / "being_written.onnx").read_text() == "another export's"
+
+
 def test_a_float_export_that_fails_its_check_names_no_record_quantize_removes(
     setup, tmp_path, monkeypatch
 ):

@@ -483,14 +483,18 @@ def _set_aside(folder: Path) -> tuple[Path, int] | None:
     """Move ``folder`` (if there) to a private name beside it, private as a staging folder
     is (0700), so that a killed run's clean-up (:func:`~yoloslim.fileio.remove_stale_staging`)
     removes it (review F1: it kept the folder's own mode, and stayed); returns that name and
-    the folder's mode, for :func:`_put_back`."""
+    the folder's mode, for :func:`_put_back`. Under the folder's lock: an ``export`` writing
+    into it now refuses this run, where the move took that export's folder from under it
+    (its files were mixed into this run's export: audit47 conc F1)."""
     if not folder.exists():
         return None
-    mode = stat.S_IMODE(folder.stat().st_mode)
-    aside = Path(tempfile.mkdtemp(dir=folder.parent, prefix=STAGING_PREFIX.format(folder.name)))
-    aside.rmdir()
-    folder.rename(aside)
-    aside.chmod(0o700)
+    with folder_lock(folder, "quantize"):
+        mode = stat.S_IMODE(folder.stat().st_mode)
+        prefix = STAGING_PREFIX.format(folder.name)
+        aside = Path(tempfile.mkdtemp(dir=folder.parent, prefix=prefix))
+        aside.rmdir()
+        folder.rename(aside)
+        aside.chmod(0o700)
     return aside, mode
 
 
