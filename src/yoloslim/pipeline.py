@@ -1390,7 +1390,10 @@ def run_recipe(
                 # again (redo) or its own outputs are gone
                 goes_on = stage.name in _RESUMABLE and resume and not (redo or gone)
                 if sdir.exists() and not goes_on:
-                    _empty_stage_folder(sdir, _KEPT.get(stage.name, ()))
+                    # under its lock: a run writing there now (an export into the stage's
+                    # folder) refuses this one before its files go (audit47 conc F7)
+                    with folder_lock(sdir, f"compress ({stage.name} stage)"):
+                        _empty_stage_folder(sdir, _KEPT.get(stage.name, ()))
                 redo = True
                 if progress:  # which stage the bars below belong to
                     _say(f"stage {i}/{len(rec.stages)} ({stage.name}) -> {sdir}")

@@ -663,6 +663,30 @@ def test_resume_runs_a_stage_again_when_its_output_is_gone_and_the_stages_after_
     assert (out / "01-prune" / "pruned.pt").is_file()
 
 
+def test_a_stage_folder_another_run_writes_into_is_not_emptied(tmp_path, inputs, ran):
+    """A resumed run empties a stage's folder before running it again; an export writing into
+    that folder then lost its staging and its ONNX, and compress was refused only after
+    (audit47 conc F7): the folder is emptied under its lock, so compress is refused first."""
+    from yoloslim.fileio import folder_lock
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    out = tmp_path / "out"
+    recipe = {"stages": [{"export": {}}, {"bench": {}}]}
+    run_recipe(model, data, recipe, out=out)
+    (out / "01-export" / "x.onnx").unlink()  # its output gone: the resume runs it again
+    staging = out / "01-export" / ".x.onnx.yoloslim-abcdefgh"  # the running export's
+    staging.mkdir()
+    refused = pytest.raises(
+        ConfigError, match=r"01-export: another yoloslim run .* so this compress \(export stage"
+    )
+    with folder_lock(out / "01-export", "export"), refused:
+        run_recipe(model, data, recipe, out=out, resume=True)
+    assert staging.is_dir() and len(ran) == 2
+    run_recipe(model, data, recipe, out=out, resume=True)  # free: it runs, and the folder goes
+    assert not staging.exists() and [n for n, _ in ran] == ["export", "bench"] * 2
+
+
 def test_a_copied_or_moved_run_resumes_on_its_own_files(tmp_path, inputs, ran, monkeypatch):
     # a copy used the original run's files (its report pointed into it); a moved run failed
     # part way, its records naming the old folder
