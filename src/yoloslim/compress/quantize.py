@@ -87,6 +87,23 @@ def _check_records(out: Path) -> None:
             )
 
 
+def _check_export_folder(folder: Path) -> None:
+    """ConfigError when ``folder``, an earlier run's ``export/`` that this run replaces whole
+    with its float export, holds what no quantize writes there (another export's artifacts
+    went with it, without a word: audit47 conc F8). Hidden entries (a killed run's temp and
+    staging files) go as before."""
+    if not folder.is_dir():
+        return
+    other = sorted(e.name for e in folder.iterdir() if not e.name.startswith("."))
+    other = [n for n in other if n not in ("model.onnx", "export_report.json")]
+    if other:
+        raise ConfigError(
+            f"{folder} holds {', '.join(other)}, which no quantize writes there, and this run "
+            "replaces that folder with its float export: move them away, or choose another "
+            "output folder (--out)"
+        )
+
+
 def _drop_earlier_report(out: Path) -> None:
     """An earlier run's report (and its settings) no longer describes the artifacts this one
     starts to replace: removed just before the first of them is written, so a stopped run
@@ -209,6 +226,8 @@ def quantize(
     ):
         remove_stale_staging(out)  # a killed run's; none is live while we hold the lock
         _check_records(out)  # before any work (a folder in their place failed after it)
+        if given is None:
+            _check_export_folder(out / "export")
         # an earlier run's export/ is set aside until the scope is checked: a run refused
         # for it leaves that as it was (audit44 quant F3: its ONNX was replaced, beside the
         # earlier report)
