@@ -1894,6 +1894,25 @@ def test_info_and_export_print_the_users_names_as_they_are(trained, tmp_path, ca
     assert "[/x]" in capsys.readouterr().err
 
 
+def test_info_rows_of_a_checkpoint_without_map50_and_an_ir_that_asks_for_bf16(trained, tmp_path):
+    """A checkpoint's meta is free-form: an mAP without mAP50 was a TypeError traceback
+    (audit47 conc F2). An IR whose rt_info asks the CPU for bf16 was shown as plain fp32
+    (the hint was in --json only: conc F3)."""
+    from yoloslim.cli.info_cmd import _rows
+
+    d = yoloslim.describe(trained / "best.pt")
+    assert dict(_rows(d))["mAP50-95"].endswith(f"(mAP50 {100 * d['map50']:.1f})")
+    d["map50"] = None
+    assert dict(_rows(d))["mAP50-95"] == f"{100 * d['map']:.1f}"
+    res = yoloslim.export(trained / "best.pt", tmp_path, formats="openvino", verify=False)
+    ir = yoloslim.describe(res.artifacts["openvino"])
+    assert ir["precision_hint"] is None and dict(_rows(ir))["precision"] == "fp32"
+    ir["precision_hint"] = "bf16"  # as quantize --float-variants bf16 writes it
+    assert dict(_rows(ir))["precision"] == "fp32 (asks for bf16 compute)"
+    ir["precision_hint"] = None
+    assert dict(_rows(ir))["precision"] == "fp32"
+
+
 def test_an_interrupted_run_names_a_folder_with_brackets_as_it_is(tmp_path, monkeypatch, capsys):
     import yoloslim.pipeline
 

@@ -66,8 +66,9 @@ def _rows(d: dict) -> list[tuple[str, str]]:
 
         rows.append(("arch", arch_label(str(d["arch"]), d["history"])))
         rows += _size_rows(d)
-        if d["map"] is not None:
-            rows.append(("mAP50-95", f"{100 * d['map']:.1f} (mAP50 {100 * d['map50']:.1f})"))
+        if d["map"] is not None:  # mAP50 may be missing (a checkpoint's meta is free-form)
+            at50 = "" if d["map50"] is None else f" (mAP50 {100 * d['map50']:.1f})"
+            rows.append(("mAP50-95", f"{100 * d['map']:.1f}{at50}"))
         if d["training"]:
             t = d["training"]
             how = f"{t['command']} --resume its folder to go on"
@@ -76,7 +77,9 @@ def _rows(d: dict) -> list[tuple[str, str]]:
             state = how if d["resumable"] else "finished"
             rows.append(("training", f"{t['epochs_done']} of {t['epochs']} epochs ({state})"))
     else:
-        rows.append(("precision", d["precision"]))
+        hint = d.get("precision_hint")  # an IR that asks the CPU to compute in bf16, say
+        asks = f" (asks for {hint} compute)" if hint and hint not in d["precision"] else ""
+        rows.append(("precision", d["precision"] + asks))
         for key in ("inputs", "outputs"):
             if d[key] is not None:  # TorchScript declares none
                 shown = "; ".join(f"{v['name']} {v['shape']} {v['dtype']}" for v in d[key])
