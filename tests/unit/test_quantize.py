@@ -242,6 +242,9 @@ def test_openvino_int8_loads_decodes_keeps_decode_float(setup, tmp_path, monkeyp
     # the float model's metadata travels along, every key of it (a deployment reads these)
     meta = model.get_rt_info(["yoloslim"]).astype(dict)
     assert {"names", "imgsz", "preprocess", "input", "output", "quantization"} <= set(meta)
+    # the weights key export's IRs carry (audit47 conc F4): int8 here, fp32 in the float IR
+    float_meta = openvino_core().read_model(str(res.artifacts["float"])).get_rt_info(["yoloslim"])
+    assert (meta["weights"], float_meta.astype(dict)["weights"]) == ("int8", "fp32")
     assert not [p.name for p in Path(tmp_path).rglob(".*")]  # no staging folder left
     decode = set(res.report["ignored_scope"]["nodes"])
     assert {"Softmax", "ReduceSum", "Sigmoid"} <= {
@@ -761,13 +764,22 @@ def test_an_export_folder_another_run_writes_into_is_not_moved_aside(setup, tmp_
     model = ys.build_model("damo-nano", nc=2, names=["a", "b"])
     out = tmp_path / "q"
     (out / "export").mkdir(parents=True)
-    (out / "export" / "being_written.onnx").write_text("another export's")
+    (out / "export" / "model.onnx").write_text("another export's")
     refused = pytest.raises(
         ConfigError, match=r"q/export: another yoloslim run is writing .* so this quantize cannot"
     )
     with folder_lock(out / "export", "export"), refused:
         ys.quantize(model, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
     assert [p.name for p in out.iterdir()] == ["export"]
+    assert (out / "export" / "model.onnx").read_text() == "another export's"
+    (out / "export" / "model.onnx").rename(out / "export" / "being_written.onnx")
+    # nobody writing there: what no quantize writes in export/ is not removed with it either
+    # (audit47 conc F8: another export's model.torchscript went without a word)
+    refused = pytest.raises(
+        ConfigError, match=r"q/export holds being_written.onnx, which no quantize writes there"
+    )
+    with refused:
+        ys.quantize(model, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
     assert (out / "export" / "being_written.onnx").read_text() == "another export's"
 
 
