@@ -1103,13 +1103,36 @@ def _warn_unbenched(rec: Recipe) -> None:
     benches = [i for i, s in enumerate(rec.stages, 1) if s.name == "bench"]
     later = [f"{i} ({s.name})" for i, s in enumerate(rec.stages, 1) if benches and i > benches[-1]]
     if later:
+        one = len(later) == 1
         log.warning(
-            "%s: stage %s comes after the bench stage (%d): what %s makes is in no table (put "
-            "bench last to measure it)",
+            "%s: %s %s %s after the bench stage (%d): what %s in no table (put bench last to "
+            "measure it)",
             rec.source,
+            "stage" if one else "stages",
             ", ".join(later),
+            "comes" if one else "come",
             benches[-1],
-            "it" if len(later) == 1 else "they",
+            "it makes is" if one else "they make is",
+        )
+    # stages that make another model than the one the artifacts before them were made of
+    makers = [i for i, s in enumerate(rec.stages, 1) if s.name in ("export", "quantize")]
+    changes = [
+        f"{i} ({s.name})"
+        for i, s in enumerate(rec.stages, 1)
+        if makers and i > makers[-1] and s.name in ("nas", "train", "prune", "distill")
+    ]
+    if changes:  # deployable then named the older model's files (audit47 recipes M)
+        log.warning(
+            "%s: %s after the last stage that makes artifacts (%d, %s): the run's deployable "
+            "artifacts are of the model before %s, not of its final checkpoint (put an export "
+            "or quantize stage last to deploy that)",
+            rec.source,
+            f"stage {changes[0]} comes"
+            if len(changes) == 1
+            else f"stages {', '.join(changes)} come",
+            makers[-1],
+            rec.stages[makers[-1] - 1].name,
+            "it" if len(changes) == 1 else "them",
         )
 
 

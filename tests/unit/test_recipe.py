@@ -1134,6 +1134,40 @@ def test_a_stage_after_the_bench_stage_is_said_to_be_in_no_table(tmp_path, input
     with caplog.at_level(logging.WARNING, "yoloslim"):
         run_recipe(model, data, {"stages": [{"export": {}}, "bench"]}, out=tmp_path / "o2")
     assert "in no table" not in caplog.text
+    # two stages: said in the plural (audit47 recipes L)
+    caplog.clear()
+    two = {"stages": ["bench", {"export": {}}, {"quantize": {}}]}
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        run_recipe(model, data, two, out=tmp_path / "o3")
+    assert "stages 2 (export), 3 (quantize) come after the bench stage (1): what they make" in (
+        " ".join(caplog.text.split())
+    )
+
+
+def test_a_model_stage_after_the_last_export_is_said_not_to_be_deployed(
+    tmp_path, inputs, ran, caplog
+):
+    """bench, export, prune: deployable named the unpruned model's ONNX beside the pruned
+    final checkpoint, without a word (audit47 recipes M)."""
+    import logging
+
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    recipe = {"stages": [{"export": {}}, {"prune": {"ratio": 0.5}}]}
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        run_recipe(model, data, recipe, out=tmp_path / "out")
+    said = " ".join(caplog.text.split())
+    assert (
+        "stage 2 (prune) comes after the last stage that makes artifacts (1, export): the" in said
+    )
+    assert "deployable artifacts are of the model before it, not of its final checkpoint" in said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        run_recipe(
+            model, data, {"stages": [{"prune": {"ratio": 0.5}}, "export"]}, out=tmp_path / "o"
+        )
+    assert "last stage that makes artifacts" not in caplog.text
 
 
 def test_a_rerun_stage_clears_every_folder_quantize_writes_and_keeps_the_users(tmp_path):
