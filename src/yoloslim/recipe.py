@@ -317,6 +317,18 @@ def recipe_path(recipe: str | Path) -> Path:
             path.name if path.suffix.lower() in (".yaml", ".yml") else f"{path.name}.yaml"
         )
         if shipped.is_file():
+            local = [
+                p for p in (path.with_suffix(".yaml"), path.with_suffix(".yml")) if p.is_file()
+            ]
+            if local and path.suffix.lower() not in (".yaml", ".yml"):
+                # the shipped one, unsaid, where an edited copy of it lay here (audit47 recipes L)
+                log.warning(
+                    "recipe %r is the shipped %s, not %s in this folder (give %s to run that)",
+                    str(recipe),
+                    shipped.name,
+                    local[0],
+                    local[0],
+                )
             return shipped
     what = "is a folder, not a recipe file" if path.is_dir() else "recipe file does not exist"
     raise ConfigError(f"{path}: {what} (shipped recipes: {', '.join(shipped_recipes())})")

@@ -57,7 +57,7 @@ def test_shipped_recipes_are_the_four_named():
     assert {p.stem for p in RECIPES} >= {"cpu-int8", "gpu-fp16", "max-accuracy", "edge-tiny"}
 
 
-def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypatch):
+def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypatch, caplog):
     # they are package data: an installed yoloslim has no recipes/ folder beside the user
     from yoloslim.recipe import recipe_path, shipped_recipes
 
@@ -70,6 +70,13 @@ def test_a_shipped_recipe_is_found_by_its_name_from_anywhere(tmp_path, monkeypat
         )
     (tmp_path / "cpu-int8.yaml").write_text("stages: [bench]\n")  # a file of that name wins
     assert [s.name for s in load_recipe("cpu-int8.yaml").stages] == ["bench"]
+    # the bare name is the shipped recipe: said, as an edited copy here was run unsaid
+    # (audit47 recipes L)
+    with caplog.at_level("WARNING", "yoloslim"):
+        assert [s.name for s in load_recipe("cpu-int8").stages] != ["bench"]
+    assert "recipe 'cpu-int8' is the shipped cpu-int8.yaml, not cpu-int8.yaml in this folder" in (
+        caplog.text
+    )
     with pytest.raises(ConfigError, match=r"cpu-int9: recipe file does not exist \(shipped "):
         recipe_path("cpu-int9")
 
