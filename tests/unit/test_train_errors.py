@@ -924,3 +924,27 @@ def test_save_checkpoint_never_replaces_a_file_that_is_no_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "sd.pt", model, imgsz=64)
     torch.save({"w": torch.zeros(2)}, tmp_path / "code.pt")  # its zip's root is code/: too
     save_checkpoint(tmp_path / "code.pt", model, imgsz=64)  # (review F4)
+
+
+def test_a_replaced_run_names_the_files_it_keeps_beside_the_new_one(tmp_path, caplog):
+    """--exist-ok deleted the run's own files and kept, unsaid, an export and predict's
+    drawings made from the replaced run's weights (audit47 conc F9)."""
+    from yoloslim.train import TrainConfig
+    from yoloslim.train.run_folder import RunFolder
+
+    for name in ("best.pt", "last.pt", "metrics.jsonl", "model.onnx", "export_report.json"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".hidden").write_text("x")
+    with caplog.at_level(logging.WARNING, "yoloslim"):
+        RunFolder(tmp_path, TrainConfig(), False).start(None, replace=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".hidden",
+        "export_report.json",
+        "model.onnx",
+    ]
+    said = " ".join(caplog.text.split())
+    assert f"{tmp_path}: the run there is replaced; kept export_report.json, model.onnx," in said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "yoloslim"):  # no run replaced: nothing to say
+        RunFolder(tmp_path, TrainConfig(), False).start(None, replace=True)
+    assert "replaced" not in caplog.text

@@ -224,8 +224,17 @@ class RunFolder:
         if resumed_at is not None:
             self.trim_metrics(resumed_at, last_row)
         elif replace or not any((self.out / m).exists() for m in RUN_MARKERS):
+            replaced = replace and any((self.out / m).exists() for m in RUN_MARKERS)
             for name in RUN_FILES:
                 (self.out / name).unlink(missing_ok=True)
+            others = sorted(p.name for p in self.out.iterdir() if not p.name.startswith("."))
+            if replaced and others:  # an export or predict of the replaced run's weights, say
+                log.warning(
+                    "%s: the run there is replaced; kept %s, which the run did not write (made "
+                    "from its weights? they stay beside the new run's)",
+                    self.out,
+                    ", ".join(others),
+                )
 
     def save(self, name: str, model: nn.Module, **kwargs) -> None:
         save_checkpoint(self.out / name, model, imgsz=self.cfg.imgsz, **kwargs)
