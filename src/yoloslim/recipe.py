@@ -31,6 +31,7 @@ from yoloslim.configs import (
     yaml_problem,
 )
 from yoloslim.errors import ConfigError
+from yoloslim.sysinfo import check_threads
 
 __all__ = ["STAGES", "Recipe", "Stage", "load_recipe"]
 
@@ -101,6 +102,9 @@ class BenchStage:
             value = getattr(self, key)
             if (value is not None or key != "threads") and not _positive_int(value):
                 raise ConfigError(f"{key}={value!r} must be a positive integer")
+        # when the recipe is read, not at the bench stage after every stage before it, as
+        # "--threads", an option compress has not (audit47 review F1)
+        check_threads(self.threads, "threads")
         check_imgsz(self.imgsz)
 
 

@@ -86,11 +86,16 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def check_threads(value: int | None, arg: str, flag: str = "") -> None:
+def check_threads(
+    value: int | None,
+    arg: str,
+    flag: str = "",
+    advice: str = "or leave it out (the runtime's default)",
+) -> None:
     """Refuse a thread count over the cores this process may run on: no runtime runs faster
     for it, and a huge one hung ONNX Runtime (a thread per count, GBs of memory) or crashed
     torch (audit47 bench F4). ``arg`` names the setting in the error, ``flag`` (" (--threads)")
-    the option that sets it. A value that is not
+    the option that sets it, ``advice`` what else the user may do. A value that is not
     an integer is left to the caller's own check.
 
     Raises:
@@ -102,7 +107,7 @@ def check_threads(value: int | None, arg: str, flag: str = "") -> None:
     if isinstance(value, numbers.Integral) and value > have:
         raise ConfigError(
             f"{arg}={value}{flag} is more than the {have} cores this process may run on; give at "
-            f"most {have}, or leave it out (the runtime's default)"
+            f"most {have}, {advice}"
         )
 
 

@@ -119,8 +119,14 @@ def test_more_threads_than_cores_are_refused_by_each_runtime_setting(monkeypatch
         LatencyConfig(threads=4)
     with pytest.raises(ConfigError, match=r"^latency threads=4 \(--latency-threads\) is more"):
         LatencySettings(threads=4)
-    with pytest.raises(ConfigError, match=rf"^TrainConfig.threads{over}"):
-        _devices(TrainConfig(threads=4, device="cpu"))
+    with pytest.raises(ConfigError, match=rf"^TrainConfig.threads{over}.* unless --threads is"):
+        _devices(TrainConfig(threads=4, device="cpu"))  # a resume's saved value: said how
+    # a recipe's bench stage: when the recipe is read, not after every stage before it
+    # (audit47 review F1)
+    from yoloslim.recipe import load_recipe
+
+    with pytest.raises(ConfigError, match=r"stage 1 \(bench\): threads=4 is more than the 3"):
+        load_recipe({"stages": [{"bench": {"threads": 4}}]})
     with pytest.raises(ConfigError, match=r"^threads=4 is more than the 3 cores"):
         load_backend(tmp_path / "m.onnx", threads=4)  # before the file is read
 

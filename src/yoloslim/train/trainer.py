@@ -575,7 +575,13 @@ def _devices(cfg: TrainConfig) -> tuple[torch.device, int, int]:
     if cfg.threads:
         # here, not in TrainConfig: a run's saved config resumes on a machine of fewer cores
         # with another --threads
-        check_threads(cfg.threads, "TrainConfig.threads", " (--threads)")
+        check_threads(
+            cfg.threads,
+            "TrainConfig.threads",
+            " (--threads)",
+            "or leave it out (torch's default); a resume runs with the saved value unless "
+            "--threads is given with it",
+        )
         torch.set_num_threads(cfg.threads)
     if cfg.batch % world:
         raise ConfigError(f"batch={cfg.batch} must be divisible by the {world} processes")
