@@ -251,6 +251,37 @@ def test_a_held_folder_is_refused_before_the_run_reads_its_inputs(tmp_path, monk
         assert "another yoloslim run" not in str(e.value), what
 
 
+def test_a_probe_of_the_folder_does_not_refuse_the_run_taking_its_lock(tmp_path, monkeypatch):
+    """refuse_if_held's shared lock, held for microseconds by another run's probe, made a run
+    taking the folder's lock at that moment fail as if a run wrote there (audit47 review F3:
+    3250 of 68,000 tries): the lock is tried again a few times first."""
+    import fcntl
+    import os
+
+    from yoloslim import fileio
+    from yoloslim.errors import ConfigError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    probe = os.open(out, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a probe, caught holding its lock
+    waits = []
+
+    def probe_ends(seconds):  # the probe lets go while the run waits to try again
+        waits.append(seconds)
+        os.close(probe)
+
+    monkeypatch.setattr(fileio.time, "sleep", probe_ends)
+    with fileio.folder_lock(out, "train"):
+        assert len(waits) == 1
+    # a run that holds it: still refused once the tries are spent
+    monkeypatch.setattr(fileio.time, "sleep", waits.append)
+    refused = pytest.raises(ConfigError, match="so this export")
+    with fileio.folder_lock(out, "train"), refused, fileio.folder_lock(out, "export"):
+        pass
+    assert len(waits) == 4
+
+
 def test_a_file_where_the_run_folder_goes_is_a_config_error(tmp_path):
     """Every run folder (train, prune, quantize, export, compress) goes through folder_lock."""
     from yoloslim.errors import ConfigError
