@@ -1068,7 +1068,7 @@ def test_an_openvino_predictor_may_be_shared_between_threads(ckpt, tmp_path):
         np.testing.assert_array_equal(a.boxes, b.boxes)
 
 
-def test_reprs_are_short_and_load_takes_a_predictor(ckpt, tmp_path):
+def test_reprs_are_short_and_load_takes_a_predictor(ckpt, tmp_path, monkeypatch):
     pred = ys.load(ckpt, conf=0.05)
     assert repr(pred) == f"Predictor({ckpt}, torch, imgsz=64, conf=0.05, iou=0.65)"
     det = pred.predict(_images(1)[0])[0]
@@ -1082,6 +1082,10 @@ def test_reprs_are_short_and_load_takes_a_predictor(ckpt, tmp_path):
         ModelError, match=r"is a folder, not an artifact; did you mean .*model/config.pbtxt"
     ):
         ys.load(tmp_path / "triton")
+    # given as a relative path too (the hint was lost: audit47 conc F6)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match=r"^triton: .* did you mean triton/model/config.pbtxt"):
+        ys.load("triton")
 
 
 def test_a_predictor_whose_file_changed_is_not_taken_for_the_new_file(ckpt, tmp_path):

@@ -538,7 +538,10 @@ def check_artifact(path: str | Path, *, coreml: bool = False) -> Path:
         # also one named like an artifact: export --out exp/my.onnx makes the folder
         # exp/my.onnx/, which holds model.onnx
         # a Triton repository: its model's config
-        hint = did_you_mean(p, [*_IN_A_FOLDER, *sorted(p.glob("*/config.pbtxt"))])
+        # (names in p: a glob's paths, joined to a relative p again, named no file: audit47
+        # conc F6)
+        configs = [q.relative_to(p) for q in sorted(p.glob("*/config.pbtxt"))]
+        hint = did_you_mean(p, [*_IN_A_FOLDER, *configs])
         if not hint and (p / "1" / "model.onnx").is_file():  # a Triton model's folder
             hint = f"; a Triton model folder without its config.pbtxt (its ONNX: {p / '1' / 'model.onnx'})"
         raise ModelError(f"{p}: is a folder, not an artifact{hint}")
