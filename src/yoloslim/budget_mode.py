@@ -428,6 +428,13 @@ def run_budget(
     require_boxes(data)  # every candidate's drop is measured in mAP: before any is made
     rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     prune_cfgs, quant_cfg, bench_cfg, notes = _templates(rec, ratios)
+    if not resume:  # now, not after every candidate is made (a resume: as it measures)
+        from yoloslim.sysinfo import check_threads
+
+        try:
+            check_threads(bench_cfg.threads, "threads")
+        except ConfigError as e:
+            raise ConfigError(f"{rec.source}: the bench stage: {e}") from None
     from yoloslim.bench.report import check_report_folder
 
     check_report_folder(out)  # its report.md/json are written last, after all the work

@@ -68,6 +68,7 @@ from yoloslim.recipe import (
     Recipe,
     Stage,
     TrainStage,
+    check_stage_threads,
     load_recipe,
 )
 from yoloslim.result import Result
@@ -1236,6 +1237,7 @@ def _check_run(
     _check_first_prune(rec, model)
     if not resume:  # a run begun with them goes on (review2 M1); a new one is told at once
         _check_unused_settings(rec)
+        check_stage_threads(rec)
     _warn_unbenched(rec)
     run_configs, skipped = _preflight(rec)
     resolved = yaml.safe_dump(_as_run(rec).resolved(), sort_keys=False)

@@ -121,12 +121,20 @@ def test_more_threads_than_cores_are_refused_by_each_runtime_setting(monkeypatch
         LatencySettings(threads=4)
     with pytest.raises(ConfigError, match=rf"^TrainConfig.threads{over}.* unless --threads is"):
         _devices(TrainConfig(threads=4, device="cpu"))  # a resume's saved value: said how
-    # a recipe's bench stage: when the recipe is read, not after every stage before it
-    # (audit47 review F1)
-    from yoloslim.recipe import load_recipe
+    # a recipe's stages: before a fresh run begins, not after every stage before them
+    # (audit47 review F1); the recipe itself still loads (a resume of a run recorded on a
+    # larger machine: review2 M)
+    from yoloslim.recipe import check_stage_threads, load_recipe
 
-    with pytest.raises(ConfigError, match=r"stage 1 \(bench\): threads=4 is more than the 3"):
-        load_recipe({"stages": [{"bench": {"threads": 4}}]})
+    for stage, at in (
+        ({"bench": {"threads": 4}}, "bench"),
+        ({"train": {"threads": 4}}, "train"),
+        ({"distill": {"train": {"threads": 4}}}, "distill"),
+    ):
+        rec = load_recipe({"stages": [{"export": {}}, stage]})
+        with pytest.raises(ConfigError, match=rf"stage 2 \({at}\): threads=4 is more than the 3"):
+            check_stage_threads(rec)
+    check_stage_threads(load_recipe({"stages": [{"bench": {"threads": 3}}]}))
     with pytest.raises(ConfigError, match=r"^threads=4 is more than the 3 cores"):
         load_backend(tmp_path / "m.onnx", threads=4)  # before the file is read
 

@@ -694,6 +694,27 @@ def test_a_stage_folder_another_run_writes_into_is_not_emptied(tmp_path, inputs,
     assert not staging.exists() and [n for n, _ in ran] == ["export", "bench"] * 2
 
 
+def test_a_stage_thread_count_over_the_cores_is_refused_before_a_fresh_run_only(
+    tmp_path, inputs, ran, monkeypatch
+):
+    """Refused before any stage runs (it was found at the bench stage, after the others:
+    audit47 review F1), but a resume on a machine of fewer cores goes on: its finished bench
+    stage's setting cannot change (audit47 review2 M)."""
+    from yoloslim.pipeline import run_recipe
+
+    model, data = inputs
+    recipe = {"stages": [{"export": {}}, {"bench": {"threads": 2}}]}
+    monkeypatch.setattr("yoloslim.sysinfo.usable_cores", lambda: 1)
+    with pytest.raises(ConfigError, match=r"stage 2 \(bench\): threads=2 is more than the 1"):
+        run_recipe(model, data, recipe, out=tmp_path / "small")
+    assert ran == [] and not (tmp_path / "small").exists()
+    monkeypatch.setattr("yoloslim.sysinfo.usable_cores", lambda: 2)
+    run_recipe(model, data, recipe, out=tmp_path / "r")  # made on two cores
+    monkeypatch.setattr("yoloslim.sysinfo.usable_cores", lambda: 1)
+    run_recipe(model, data, recipe, out=tmp_path / "r", resume=True)  # all finished: goes on
+    assert [n for n, _ in ran] == ["export", "bench"]
+
+
 def test_a_copied_or_moved_run_resumes_on_its_own_files(tmp_path, inputs, ran, monkeypatch):
     # a copy used the original run's files (its report pointed into it); a moved run failed
     # part way, its records naming the old folder
