@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -781,6 +782,11 @@ def test_an_export_folder_another_run_writes_into_is_not_moved_aside(setup, tmp_
     with refused:
         ys.quantize(model, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
     assert (out / "export" / "being_written.onnx").read_text() == "another export's"
+    shutil.rmtree(out / "export")
+    (out / "export").write_text("a file")  # named as a file in --out's folder
+    with pytest.raises(ConfigError, match=r"q/export is a file, and this run writes its float"):
+        ys.quantize(model, data, config=QuantConfig(imgsz=64, advanced=FAST), out=out)
+    assert (out / "export").read_text() == "a file"
 
 
 def test_a_float_export_that_fails_its_check_names_no_record_quantize_removes(

@@ -92,6 +92,11 @@ def _check_export_folder(folder: Path) -> None:
     with its float export, holds what no quantize writes there (another export's artifacts
     went with it, without a word: audit47 conc F8). Hidden entries (a killed run's temp and
     staging files) go as before."""
+    if folder.exists() and not folder.is_dir():  # said as --out's folder (audit47 review2 L)
+        raise ConfigError(
+            f"{folder} is a file, and this run writes its float export into a folder of that "
+            "name: move it away, or choose another output folder (--out)"
+        )
     if not folder.is_dir():
         return
     other = sorted(e.name for e in folder.iterdir() if not e.name.startswith("."))
