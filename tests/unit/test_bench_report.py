@@ -348,6 +348,8 @@ def test_input_size_is_checked_against_static_artifacts_before_measuring(artifac
     other = onnx.load(str(onnx_path))  # the same graph, declared at another static size
     for d in other.graph.input[0].type.tensor_type.shape.dim[2:]:
         d.dim_value = 96
+    for entry in other.metadata_props:  # and its metadata (else refused as not this graph's)
+        entry.value = "96" if entry.key == "imgsz" else entry.value
     onnx.save(other, tmp_path / "m96.onnx")
     with pytest.raises(ConfigError, match=rf"m96.onnx: .*static 96 px.*{IMGSZ} px \(the input"):
         benchmark([onnx_path, tmp_path / "m96.onnx"])
