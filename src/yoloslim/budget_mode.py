@@ -431,10 +431,7 @@ def run_budget(
     if not resume:  # now, not after every candidate is made (a resume: as it measures)
         from yoloslim.sysinfo import check_threads
 
-        try:
-            check_threads(bench_cfg.threads, "threads")
-        except ConfigError as e:
-            raise ConfigError(f"{rec.source}: the bench stage: {e}") from None
+        check_threads(bench_cfg.threads, f"{rec.source}: the bench stage: threads")
     from yoloslim.bench.report import check_report_folder
 
     check_report_folder(out)  # its report.md/json are written last, after all the work

@@ -120,10 +120,7 @@ def check_stage_threads(rec: Recipe) -> None:
             threads = s.config.config.train.threads
         else:
             continue
-        try:
-            check_threads(threads, "threads")
-        except ConfigError as e:
-            raise ConfigError(f"{rec.source}: stage {i} ({s.name}): {e}") from None
+        check_threads(threads, f"{rec.source}: stage {i} ({s.name}): threads")
 
 
 def _positive_int(value: Any) -> bool:
