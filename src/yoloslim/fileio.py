@@ -525,8 +525,9 @@ def refuse_if_held(folder: str | Path, what: str) -> None:
         ConfigError: another process holds ``folder``'s lock.
     """
     from yoloslim.errors import ConfigError
+    from yoloslim.sysinfo import world_size
 
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    if world_size() > 1:
         return
     try:
         import fcntl

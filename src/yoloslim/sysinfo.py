@@ -20,6 +20,7 @@ __all__ = [
     "processes_per_node",
     "relaunch",
     "usable_cores",
+    "world_size",
 ]
 
 # the CPU features inference kernels are chosen by (two "AMD EPYC" hosts, one with AVX-512 and
@@ -197,6 +198,11 @@ def first_process() -> bool:
     return int(os.environ.get("RANK", "0") or 0) == 0
 
 
+def world_size() -> int:
+    """The processes of this torchrun run (``WORLD_SIZE``); 1 outside torchrun."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 def processes_per_node(world: int) -> int:
     """This torchrun run's processes on one node (``LOCAL_WORLD_SIZE``), of its ``world``:
     all of them where torchrun does not say."""
@@ -212,7 +218,7 @@ def relaunch(
     nodes. ``processes``: the run's count, ``per_node`` its count on one node (None: all on
     one); both None: this process's run, read from torchrun's environment."""
     if processes is None:
-        processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        processes = world_size()
         per_node = processes_per_node(processes)
     world = int(processes)
     if world <= 1:

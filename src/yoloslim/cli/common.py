@@ -394,7 +394,9 @@ def _stop_said(said: Callable[[str], str]) -> Iterator[None]:
 def _peer_lost(e: BaseException) -> bool:
     """Whether ``e`` is torch.distributed's word that another process of the run is gone (a
     collective's connection reset or closed), under torchrun."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+    from yoloslim.sysinfo import world_size
+
+    if world_size() <= 1:
         return False
     if type(e).__name__ in ("DistBackendError", "DistNetworkError", "DistError"):
         return True
