@@ -221,14 +221,14 @@ class RunFolder:
         ``distill_config.yaml`` stayed beside a later plain train's results)."""
         self.out.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.out, RUN_FILES)
+        ran = any((self.out / m).exists() for m in RUN_MARKERS)
         if resumed_at is not None:
             self.trim_metrics(resumed_at, last_row)
-        elif replace or not any((self.out / m).exists() for m in RUN_MARKERS):
-            replaced = replace and any((self.out / m).exists() for m in RUN_MARKERS)
+        elif replace or not ran:
             for name in RUN_FILES:
                 (self.out / name).unlink(missing_ok=True)
             others = sorted(p.name for p in self.out.iterdir() if not p.name.startswith("."))
-            if replaced and others:  # an export or predict of the replaced run's weights, say
+            if replace and ran and others:  # an export of the replaced run's weights, say
                 log.warning(
                     "%s: the run there is replaced; kept %s, which the run did not write (made "
                     "from its weights? they stay beside the new run's)",
