@@ -98,7 +98,7 @@ def validate(
 
     Example:
         >>> metrics = validate("runs/nano/best.pt", "data/synth/data.yaml")
-        >>> mAP = metrics["map"]  # mAP50-95 in percent; metrics["map50"], ["per_class"]
+        >>> mAP = metrics["map"]  # mAP50-95 as a fraction; metrics["map50"], ["per_class"]
     """
     from yoloslim.compress.reparam import deploy_form
     from yoloslim.configs import DEFAULT_IMGSZ, brief, check_flags, check_imgsz, int_problem
