@@ -288,6 +288,32 @@ def test_evaluate_on_a_real_letterboxed_dataset(tmp_path):
     assert res["images"] == 5 and res["detections"] == sum(len(i.boxes) for i in imgs)
 
 
+def test_boxes_wholly_in_the_letterbox_padding_are_no_detections(tmp_path):
+    # as predict drops them: val scored them as false positives, the highest here, and they
+    # took places among max_det (audit48 eval F1)
+    imgs = fake_images(4, width=80, height=48, nc=2, seed=3)  # 64 px: 13 px bands top, bottom
+    cfg = load_data_config(write_yolo(tmp_path, {"train": imgs[:1], "val": imgs}, ["a", "b"]))
+    ds = DetectionDataset(load_samples(cfg, "val"), 64, augment=False, names=cfg.names)
+    items = [ds[i] for i in range(len(ds))]
+    targets = {img.numpy().tobytes(): t for img, t, _ in items}
+    most = max(len(t) for _, t, _ in items)
+
+    def infer(x):
+        out = torch.zeros(len(x), most + 2, 4 + 2)
+        for j in range(len(x)):
+            t = targets[(x[j] * 255).round().to(torch.uint8).numpy().tobytes()]
+            out[j, : len(t), :4] = t[:, 1:]
+            out[j, torch.arange(len(t)), 4 + t[:, 0].long()] = 0.9
+            out[j, -2, :4] = torch.tensor([10.0, 0.0, 40.0, 12.0])  # in the top band
+            out[j, -1, :4] = torch.tensor([20.0, 52.0, 50.0, 64.0])  # in the bottom band
+            out[j, -2:, 4] = 0.99
+        return out
+
+    res = evaluate(infer, ds, batch_size=2, max_det=most)
+    assert res["map"] == pytest.approx(1.0, abs=1e-6)
+    assert res["detections"] == sum(len(i.boxes) for i in imgs)
+
+
 def test_speed_leaves_out_each_batch_shapes_first_call(monkeypatch):
     # a runtime's first call at a shape sets up its kernels: 300 ms here, 2 ms after (on a
     # clock of the test's own, which only infer advances)
@@ -520,7 +546,8 @@ def test_a_sparse_image_hitting_max_det_is_not_warned_about(one_class_val, caplo
         def forward(self, x):
             out = torch.zeros(len(x), 30, 6)
             for k in range(30):
-                out[:, k, :4] = torch.tensor([2.0 * k, 0.0, 2.0 * k + 5, 5.0])
+                # in the image (y 8..56 at 64 px), not its letterbox's padding
+                out[:, k, :4] = torch.tensor([2.0 * k, 20.0, 2.0 * k + 5, 25.0])
                 out[:, k, 4] = 0.5
             return out * self.one
 

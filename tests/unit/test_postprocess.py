@@ -6,7 +6,7 @@ import torch
 
 from yoloslim.data.transforms import letterbox_params
 from yoloslim.errors import ConfigError
-from yoloslim.eval.postprocess import batched_nms, nms, postprocess, scale_boxes
+from yoloslim.eval.postprocess import batched_nms, has_area, nms, postprocess, scale_boxes
 
 # the package re-exports a function named like this module, so import the module by name
 pp = importlib.import_module("yoloslim.eval.postprocess")
@@ -188,6 +188,37 @@ def test_postprocess_class_aware_agnostic_and_multi_label():
     assert postprocess(one, conf=0.1)[0][:, 5].tolist() == [0.0]
     multi = postprocess(one, conf=0.1, multi_label=True)[0]
     torch.testing.assert_close(multi[:, 4:], torch.tensor([[0.9, 0.0], [0.7, 1.0]]))
+
+
+def test_postprocess_drops_anchors_not_valid_before_nms_and_the_cap():
+    preds = torch.zeros(1, 3, 4 + 2)
+    preds[0, :, :4] = torch.tensor([[0.0, 0, 10, 10], [1.0, 0, 11, 10], [50.0, 0, 60, 10]])
+    preds[0, :, 4] = torch.tensor([0.9, 0.8, 0.7])
+    preds[0, 1, 5] = 0.6
+    assert postprocess(preds, conf=0.1, max_det=1)[0][:, 4].tolist() == pytest.approx([0.9])
+    valid = torch.tensor([[False, True, True]])
+    out = postprocess(preds, conf=0.1, valid=valid)[0]  # 0 no longer suppresses 1
+    assert out[:, 4].tolist() == pytest.approx([0.8, 0.7])
+    assert postprocess(preds, conf=0.1, max_det=1, valid=valid)[0][:, 4].tolist() == [
+        pytest.approx(0.8)
+    ]
+    multi = postprocess(preds, conf=0.1, multi_label=True, valid=valid)[0]
+    torch.testing.assert_close(multi[:, 4:], torch.tensor([[0.8, 0], [0.7, 0], [0.6, 1]]))
+    everything = torch.ones(1, 3, dtype=torch.bool)
+    torch.testing.assert_close(
+        postprocess(preds, conf=0.1, valid=everything)[0], postprocess(preds, conf=0.1)[0]
+    )
+    with pytest.raises(ValueError, match=r"valid must be a bool \(B, A\) = \(1, 3\) tensor"):
+        postprocess(preds, valid=torch.ones(1, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"got torch.float32 \(1, 3\)"):
+        postprocess(preds, valid=torch.ones(1, 3))
+
+
+def test_has_area_is_what_scale_boxes_leaves_of_a_box():
+    boxed = torch.tensor([[0.0, 10, 20, 40], [5.0, 10, 30, 40], [90.0, 10, 99, 40]])
+    back = scale_boxes(boxed, 1.0, (25.0, 0.0), (100, 50))  # the image is x 25..75 here
+    assert has_area(back).tolist() == [False, True, False]
+    assert has_area(torch.tensor([1.0, 1, 1, 5])).item() is False  # no width
 
 
 def test_postprocess_accepts_numpy_and_half():

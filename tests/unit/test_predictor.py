@@ -702,24 +702,29 @@ def test_yolo_labels_of_detections_read_back_as_the_same_boxes(tmp_path):
     assert edge.to_yolo() == ""
 
 
-def test_boxes_wholly_in_the_letterbox_padding_are_no_detections(ckpt, monkeypatch):
-    # clamped onto the image's edge they came back with no width: counted, drawn, labelled
-    import yoloslim.runtime.predictor as predictor
-
-    pred = Predictor(ckpt, conf=0.05)
-    tall = _images(1)[0][:, :20]  # narrow: wide grey bands left and right at 64 px
-    real = predictor.postprocess
-
-    def with_padding_boxes(preds, **kw):
-        out = real(preds, **kw)
-        pad = torch.tensor([[0.0, 10, 10, 40, 0.99, 0], [60, 10, 63, 40, 0.98, 1]])
-        return [torch.cat([pad, d]) for d in out]
-
-    monkeypatch.setattr(predictor, "postprocess", with_padding_boxes)
-    det = pred.predict(tall)[0]
-    w = tall.shape[1]
-    assert ((det.boxes[:, 2] > det.boxes[:, 0]) & (det.boxes[:, 3] > det.boxes[:, 1])).all()
-    assert det.scores.max() < 0.98 and (det.boxes[:, [0, 2]] <= w).all()
+def test_boxes_wholly_in_the_letterbox_padding_are_no_detections(ckpt):
+    # clamped onto the image's edge they came back with no width: counted, drawn, labelled;
+    # then dropped after NMS, where they had suppressed boxes and taken places among
+    # --max-det (audit48 predict F1: --max-det 1 gave no detection)
+    tall = np.zeros((64, 20, 3), np.uint8)  # at 64 px: x 22..42 is the image, the rest grey
+    preds = torch.zeros(1, 4, 4 + 2)
+    preds[0, :, :4] = torch.tensor(
+        [
+            [0.0, 10, 10, 40],  # wholly in the left band
+            [15.0, 10, 30, 40],  # reaches into the image
+            [44.0, 10, 60, 40],  # wholly in the right band...
+            [40.0, 10, 58, 40],  # ...overlapping this one (IoU 0.7) that reaches in
+        ]
+    )
+    preds[0, [0, 1], 4] = torch.tensor([0.99, 0.9])
+    preds[0, [2, 3], 5] = torch.tensor([0.98, 0.5])
+    for max_det, want in ((300, [[0, 10, 8, 40], [18, 10, 20, 40]]), (1, [[0, 10, 8, 40]])):
+        pred = Predictor(ckpt, conf=0.05, max_det=max_det)
+        pred.infer = lambda x: preds.expand(len(x), -1, -1)
+        det = pred.predict(tall)[0]
+        np.testing.assert_allclose(det.boxes, want, atol=1e-5)
+        assert det.scores.tolist() == pytest.approx([0.9, 0.5][: len(want)])
+        assert det.classes.tolist() == [0, 1][: len(want)]
 
 
 def test_a_stream_without_images_keeps_no_pixels_and_the_same_detections(ckpt, tmp_path):

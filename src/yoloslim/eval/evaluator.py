@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from yoloslim.eval.coco import MAX_DETS, coco_map
-from yoloslim.eval.postprocess import postprocess, scale_boxes
+from yoloslim.eval.postprocess import has_area, postprocess, scale_boxes
 from yoloslim.progress import progress_console
 
 __all__ = ["evaluate"]
@@ -75,7 +75,14 @@ def evaluate(
             torch.cuda.synchronize(preds.device)
         infer_s += time.perf_counter() - t0
         n_images += len(imgs)
-        dets = postprocess(preds, conf=conf, iou=iou, max_det=max_det)
+        # as predict: a box wholly in the letterbox's padding is no detection (audit48 eval F1)
+        valid = torch.stack(
+            [
+                has_area(_original(p[:, :4], meta, x.shape[-1]))
+                for p, meta in zip(preds.float(), metas, strict=True)
+            ]
+        )
+        dets = postprocess(preds, conf=conf, iou=iou, max_det=max_det, valid=valid)
         capped += [
             int(m["image_id"]) for d, m in zip(dets, metas, strict=True) if len(d) >= max_det
         ]
@@ -117,10 +124,7 @@ def scored_only(det: torch.Tensor, keep: int = MAX_DETS) -> torch.Tensor:
 
 def _to_coco(det: torch.Tensor, meta: dict[str, Any], size: int) -> list[dict[str, Any]]:
     """``(n, 6)`` letterboxed detections of one image -> COCO result dicts."""
-    if meta.get("flipped"):  # undo a horizontal flip in letterboxed space first
-        det = det.clone()
-        det[:, [0, 2]] = size - det[:, [2, 0]]
-    boxes = scale_boxes(det[:, :4], meta["ratio"], meta["pad"], meta["orig_shape"])
+    boxes = _original(det[:, :4], meta, size)
     image_id = int(meta["image_id"])
     return [
         {
@@ -133,6 +137,14 @@ def _to_coco(det: torch.Tensor, meta: dict[str, Any], size: int) -> list[dict[st
             boxes.tolist(), det[:, 4].tolist(), det[:, 5].tolist(), strict=True
         )
     ]
+
+
+def _original(boxes: torch.Tensor, meta: dict[str, Any], size: int) -> torch.Tensor:
+    """Letterboxed xyxy ``boxes`` of one image in its original pixels."""
+    if meta.get("flipped"):  # undo a horizontal flip in letterboxed space first
+        boxes = boxes.clone()
+        boxes[:, [0, 2]] = size - boxes[:, [2, 0]]
+    return scale_boxes(boxes, meta["ratio"], meta["pad"], meta["orig_shape"])
 
 
 def _progress(loader: Any, enabled: bool) -> Iterator[Any]:

@@ -238,11 +238,12 @@ def postprocess(
     max_nms: int = 30000,
     agnostic: bool = False,
     multi_label: bool = False,
+    valid: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """Turn a detector's eval output into per-image detections.
 
-    Confidence filter, then the ``max_nms`` highest-scored candidates go through
-    (class-aware unless ``agnostic``) NMS, then the first ``max_det`` are kept.
+    Confidence filter (and ``valid``), then the ``max_nms`` highest-scored candidates go
+    through (class-aware unless ``agnostic``) NMS, then the first ``max_det`` are kept.
 
     Args:
         preds: ``(B, A, 4 + C)``: boxes xyxy in input pixels, then C class scores in
@@ -254,13 +255,18 @@ def postprocess(
         agnostic: One NMS over all classes instead of one per class.
         multi_label: Every (anchor, class) pair above ``conf`` is a candidate, instead
             of each anchor's best class only.
+        valid: ``(B, A)`` bool, the anchors that may be detections; the others are dropped
+            before NMS, so they neither suppress a box nor take a place among ``max_det``.
+            ``predict`` and ``val`` pass those whose box is not wholly in the letterbox's
+            padding (:func:`has_area` of :func:`scale_boxes`). None: every anchor.
 
     Returns:
         One ``(n, 6)`` float tensor per image, rows ``[x1, y1, x2, y2, score, cls]``
         sorted by descending score, on ``preds``' device.
 
     Raises:
-        ValueError: ``preds`` is not ``(B, A, 4 + C)`` with ``C >= 1``.
+        ValueError: ``preds`` is not ``(B, A, 4 + C)`` with ``C >= 1``, or ``valid`` is not
+            ``(B, A)``.
         ConfigError: a threshold or cap is out of range.
 
     Example:
@@ -275,10 +281,19 @@ def postprocess(
     if preds.ndim != 3 or preds.shape[-1] < 5:
         raise ValueError(f"preds must be (B, A, 4 + C) with C >= 1, got {tuple(preds.shape)}")
     check_nms_settings(conf=conf, iou=iou, max_det=max_det, max_nms=max_nms)
+    if valid is not None and (valid.dtype != torch.bool or valid.shape != preds.shape[:2]):
+        raise ValueError(
+            f"valid must be a bool (B, A) = {tuple(preds.shape[:2])} tensor, got "
+            f"{valid.dtype} {tuple(valid.shape)}"
+        )
     if not preds.is_floating_point() or preds.dtype in (torch.float16, torch.bfloat16):
         preds = preds.float()
+    rows = [None] * len(preds) if valid is None else valid
     with _one_thread(preds):
-        return [_image(p, conf, iou, max_det, max_nms, agnostic, multi_label) for p in preds]
+        return [
+            _image(p, conf, iou, max_det, max_nms, agnostic, multi_label, v)
+            for p, v in zip(preds, rows, strict=True)
+        ]
 
 
 def _image(
@@ -289,15 +304,17 @@ def _image(
     max_nms: int,
     agnostic: bool,
     multi_label: bool,
+    valid: torch.Tensor | None,
 ) -> torch.Tensor:
-    """postprocess() of one image's ``(A, 4 + C)`` predictions."""
+    """postprocess() of one image's ``(A, 4 + C)`` predictions (``valid``: ``(A,)`` or None)."""
     boxes, cls_scores = p[:, :4], p[:, 4:]
     if multi_label:
-        a, c = (cls_scores > conf).nonzero(as_tuple=True)
+        above = cls_scores > conf
+        a, c = (above if valid is None else above & valid[:, None]).nonzero(as_tuple=True)
         boxes, scores, classes = boxes[a], cls_scores[a, c], c
     else:
         scores, classes = cls_scores.max(1)
-        keep = scores > conf
+        keep = scores > conf if valid is None else (scores > conf) & valid
         boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
     if len(scores) > max_nms:
         # a stable sort: topk picks and orders tied scores at the cut arbitrarily
@@ -333,3 +350,10 @@ def scale_boxes(
     out[..., 0::2] = ((out[..., 0::2] - pad[0]) / ratio).clamp(0, orig_shape[1])
     out[..., 1::2] = ((out[..., 1::2] - pad[1]) / ratio).clamp(0, orig_shape[0])
     return out
+
+
+def has_area(boxes: torch.Tensor) -> torch.Tensor:
+    """True for each xyxy box of ``boxes`` ``(..., 4)`` with some width and height. Of boxes
+    :func:`scale_boxes` mapped back, False is one wholly in the letterbox's padding (clipped
+    onto the image's edge): no detection."""
+    return (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])

@@ -26,7 +26,7 @@ from PIL import Image
 from yoloslim.configs import brief, check_imgsz, int_problem
 from yoloslim.data.transforms import letterbox
 from yoloslim.errors import ConfigError, ModelError
-from yoloslim.eval.postprocess import check_nms_settings, postprocess, scale_boxes
+from yoloslim.eval.postprocess import check_nms_settings, has_area, postprocess, scale_boxes
 from yoloslim.runtime.backends import (
     check_static_imgsz,
     load_backend,
@@ -203,15 +203,19 @@ class Predictor:
         )
 
     def postprocess(self, preds: torch.Tensor, metas, sources) -> list[Detections]:
-        results = []
-        dets = postprocess(preds.float(), conf=self.conf, iou=self.iou, max_det=self.max_det)
+        results, preds = [], preds.float()
+        # a box wholly in the letterbox's padding is clamped onto the image's edge with no
+        # width or height left: no detection, dropped before NMS so that it neither
+        # suppresses a box nor takes a place among max_det (audit48 predict F1)
+        valid = torch.stack(
+            [
+                has_area(scale_boxes(p[:, :4], ratio, pad, shape))
+                for p, (ratio, pad, shape) in zip(preds, metas, strict=True)
+            ]
+        )
+        dets = postprocess(preds, conf=self.conf, iou=self.iou, max_det=self.max_det, valid=valid)
         for det, (ratio, pad, shape), src in zip(dets, metas, sources, strict=True):
             boxes = scale_boxes(det[:, :4], ratio, pad, shape)
-            # a box wholly in the letterbox's padding is clamped onto the image's edge with
-            # no width or height left: no detection in the image (and no label line)
-            kept = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-            if not bool(kept.all()):
-                boxes, det = boxes[kept], det[kept]
             results.append(
                 Detections(
                     boxes.numpy(),
