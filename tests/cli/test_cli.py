@@ -272,7 +272,7 @@ def test_train_into_a_run_folder_needs_exist_ok(trained, data_yaml, tmp_path, ca
     (run / "distill_config.yaml").unlink()
     assert main([*argv, "--exist-ok", "--threads", "1"]) == 0  # afresh, another seed
     # each validation's mAP on the screen (the bar shows losses; it was in metrics.jsonl only)
-    assert re.search(r"epoch 1/1: mAP50-95 \d+\.\d\d, mAP50 \d", capsys.readouterr().err)
+    assert re.search(r"epoch 1/1: mAP50-95 \d+\.\d\d%, mAP50 \d+\.\d\d%", capsys.readouterr().err)
     assert (run / "last.pt").read_bytes() != before
     assert yaml.safe_load((run / "train_config.yaml").read_text())["threads"] == 1
 

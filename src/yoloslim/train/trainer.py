@@ -444,8 +444,8 @@ def train(
                 log.info("epoch %d: %s", epoch, row)
                 if progress and row.get("map") is not None:  # the bar shows losses only
                     say(
-                        f"epoch {epoch + 1}/{cfg.epochs}: mAP50-95 {100 * row['map']:.2f}, "
-                        f"mAP50 {100 * row['map50']:.2f}"
+                        f"epoch {epoch + 1}/{cfg.epochs}: mAP50-95 {100 * row['map']:.2f}%, "
+                        f"mAP50 {100 * row['map50']:.2f}%"
                         + (" (best so far: best.pt)" if best_map > before else ""),
                         style="",
                     )
