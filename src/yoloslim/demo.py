@@ -1,7 +1,8 @@
 """``make demo``: synthesize data, train a damo-nano baseline, run ``recipes/cpu-int8.yaml``.
 
-Demo settings (400 images, few epochs) keep it to 5-10 minutes on 2 CPU cores (README's measured runs: 281-586 s); every
-number it prints is measured, but a full run (more data, more epochs) reaches more.
+Demo settings (400 images, few epochs) keep it to 5-10 minutes on 2 CPU cores (README's
+measured runs: 281-586 s); every number it prints is measured, but a full run (more data,
+more epochs) reaches more.
 """
 
 from __future__ import annotations
