@@ -4,7 +4,7 @@ Example:
     >>> import yoloslim as ys
     >>> data = ys.synthesize("data/synth", images=200, imgsz=320)
     >>> res = ys.train("damo-nano", data, config=ys.TrainConfig(epochs=5), out="runs/nano")
-    >>> mAP = ys.validate(res.best, data)["map"]  # mAP50-95 in percent
+    >>> mAP = ys.validate(res.best, data)["map"]  # mAP50-95 as a fraction (0.25: 25%)
 
 The names below are imported on first use (PEP 562), so ``import yoloslim`` and the
 command line's ``--help`` do not pay for torch until a command needs it, and a Ctrl-C during

@@ -247,6 +247,15 @@ def check_flags(**flags: Any) -> None:
             raise ConfigError(f"{name}={value!r} must be True or False")
 
 
+def check_run_flags(resume: bool, exist_ok: bool) -> None:
+    """ConfigError for both: a run folder's run continued and replaced (resume won without
+    a word: audit48 api F12)."""
+    if resume and exist_ok:
+        raise ConfigError(
+            "resume=True continues the run in out, exist_ok=True replaces it: give one of them"
+        )
+
+
 def int_problem(value: Any, low: int = 1, high: int | None = None) -> str | None:
     """Why ``value`` is not an integer in ``[low, high]`` (``high`` None: no upper end), or
     None when it is. Any integral number counts (a numpy integer too), a bool does not."""

@@ -168,6 +168,39 @@ from yoloslim.models import build_model
             ConfigError,
             r"^load\(\): unknown option confidence; the options are imgsz, conf, iou",
         ),
+        # audit48 api: a TypeError after the first epoch's files were written (F1); "a fuse()
+        # method is wrong" (F2); bare TypeErrors (F4, F5); accepted (F6, F7)
+        (
+            lambda: ys.train("damo-nano", "d.yaml", on_epoch_end=5),
+            ConfigError,
+            r"^on_epoch_end=5 must be a function of \(epoch, metrics row\) or None",
+        ),
+        (
+            lambda: ys.reparameterize(
+                build_model("damo-nano"), example_input=torch.full((1, 3, 64, 64), float("nan"))
+            ),
+            ConfigError,
+            r"^example_input holds 12288 non-finite value\(s\) \(nan or inf\)",
+        ),
+        (
+            lambda: ys.TrainConfig.from_dict(None),
+            ConfigError,
+            r"^train config: expected a mapping, got NoneType",
+        ),
+        (lambda: ys.load_checkpoint("m.pt", mmap="yes"), ConfigError, r"^mmap='yes' must be"),
+        (lambda: ys.train("damo-nano", "d.yaml", hook=5), ConfigError, r"^hook=5 is no TrainHook"),
+        (
+            lambda: ys.train("damo-nano", "d.yaml", resume=True, exist_ok=True),
+            ConfigError,
+            r"^resume=True continues the run in out, exist_ok=True replaces it",
+        ),
+        (
+            lambda: ys.distill("t.pt", "damo-nano", "d.yaml", resume=True, exist_ok=True),
+            ConfigError,
+            r"^resume=True continues the run in out, exist_ok=True replaces it",
+        ),
+        (lambda: build_model("damo-nano", names=["a", "a"]), ModelError, r"duplicates: \['a'\]"),
+        (lambda: ys.LatencyConfig(imgsz=65), ConfigError, r"^imgsz=65 must be a multiple of 32"),
     ],
 )
 def test_wrong_types_name_the_argument(call, err, match):

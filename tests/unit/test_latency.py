@@ -90,6 +90,7 @@ def test_system_info_imports_no_runtime_to_read_its_version():
         ({"threads": 0}, r"threads=0 \(--threads\) must be >= 1"),
         ({"warmup": -1}, r"warmup=-1 \(--warmup\) must be >= 0"),
         ({"batch": 1.5}, r"batch=1.5 must be an integer >= 1"),
+        ({"imgsz": 65}, r"imgsz=65 must be a multiple of 32"),
     ],
 )
 def test_latency_settings_are_checked_before_any_worker_starts(kw, match):

@@ -287,6 +287,16 @@ def test_register_duplicate_or_empty_name_raises():
     assert "" not in list_models()
 
 
+def test_a_registered_function_that_returns_no_arch_dict_is_named(monkeypatch):
+    # it was "'int' object does not support item assignment" in build_model (audit48 api F5)
+    from yoloslim.models import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    register_model("zz-not-a-dict")(lambda: 5)
+    with pytest.raises(ModelError, match=r"^model 'zz-not-a-dict': its registered function "):
+        build_model("zz-not-a-dict")
+
+
 def test_bad_arch_keys():
     arch = build_model("damo-nano").spec
     bad = copy.deepcopy(arch)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from yoloslim.configs import int_problem
+from yoloslim.configs import check_imgsz, int_problem
 from yoloslim.errors import ConfigError, ExportError
 from yoloslim.sysinfo import INFERENCE_ISA, check_threads, cpu_flags, cpu_model, usable_cores
 
@@ -62,6 +62,7 @@ class LatencyConfig:
             if problem:
                 raise ConfigError(f"{key}={value!r}{flags.get(key, '')} {problem}")
             object.__setattr__(self, key, int(value))  # a numpy integer as a plain one
+        check_imgsz(self.imgsz)  # as every other settings class (benchmark() refused it later)
         check_threads(self.threads, "threads", " (--threads)")
         if self.ov_hint is not None:  # failed in each worker, after the others had started
             from yoloslim.runtime.backends import check_ov_precision

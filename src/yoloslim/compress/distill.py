@@ -49,6 +49,7 @@ from yoloslim.configs import (
     check_flags,
     check_path,
     check_ranges,
+    check_run_flags,
     from_mapping,
 )
 from yoloslim.data import load_data_config
@@ -551,6 +552,7 @@ def distill(
         >>> best = res.artifacts["best"]  # the distilled student's best.pt
     """
     check_flags(resume=resume, exist_ok=exist_ok, progress=progress)
+    check_run_flags(resume, exist_ok)  # before the teacher is loaded
     check_path(out, "out", "the run folder's path")
     out = Path(out).expanduser()
     refuse_if_held(out, "distill")  # now, not after the teacher and student are loaded

@@ -227,6 +227,11 @@ def reparameterize(
             f"{type(x).__name__}"
         )
     x = x.float()
+    if not bool(torch.isfinite(x).all()):  # the check's difference was nan: "a fuse() is wrong"
+        raise ConfigError(
+            f"example_input holds {int((~torch.isfinite(x)).sum())} non-finite value(s) (nan or "
+            "inf): the outputs could not be compared; give a batch of images"
+        )
     # the reference runs on its own eval copy: not even the caller's train/eval flags change
     original = copy.deepcopy(model).eval()
     try:

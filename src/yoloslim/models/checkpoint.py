@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from yoloslim.configs import check_imgsz
+from yoloslim.configs import check_flags, check_imgsz
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import atomic_file, did_you_mean
 from yoloslim.models.arch import arch_of
@@ -265,6 +265,7 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> dict:
             f"path={type(path).__name__}: expected a checkpoint file's path (a model in memory "
             "needs no loading)"
         )
+    check_flags(mmap=mmap)  # "yes" was taken as True, as every other flag is not
     p = Path(path).expanduser()
     if p.is_dir():
         hint = did_you_mean(p, ("best.pt", "pruned.pt", "last.pt"))

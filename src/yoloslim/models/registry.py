@@ -87,6 +87,11 @@ def get_arch(name: str, nc: int = 80) -> dict:
     if name not in _REGISTRY:
         raise ModelError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
     arch = _REGISTRY[name]()
+    if not isinstance(arch, dict):  # was "'int' object does not support item assignment"
+        raise ModelError(
+            f"model {name!r}: its registered function returned a {type(arch).__name__}, not "
+            "an arch dict"
+        )
     arch["name"], arch["nc"] = name, nc
     return validate_arch(arch)
 
@@ -147,6 +152,9 @@ def _names(names: Any) -> list[str] | None:
     bad = [n for n in items if not isinstance(n, str)]
     if bad:
         raise ModelError(f"names: {bad[0]!r} is no class name (a string)")
+    twice = sorted({n for n in items if items.count(n) > 1})
+    if twice:  # validate and the stages match classes by name, as a data.yaml's are refused
+        raise ModelError(f"names has duplicates: {twice}")
     return [str(n) for n in items]
 
 

@@ -25,7 +25,7 @@ import torch
 import yaml
 from torch import nn
 
-from yoloslim.configs import brief, check_config, check_flags, check_path
+from yoloslim.configs import brief, check_config, check_flags, check_path, check_run_flags
 from yoloslim.data import (
     AugmentConfig,
     DetectionDataset,
@@ -106,6 +106,10 @@ class TrainHook(Protocol):
     def state_dict(self) -> dict: ...
     def load_state_dict(self, state: dict) -> None: ...
     def detach(self) -> None: ...
+
+
+#: the methods :func:`train` calls on a hook
+HOOK_METHODS = ("attach", "epoch_start", "loss", "state_dict", "load_state_dict", "detach")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -266,6 +270,15 @@ def train(
     check_flags(resume=resume, exist_ok=exist_ok, progress=progress)
     if config is not None:
         check_config(config, TrainConfig)
+    check_run_flags(resume, exist_ok)
+    missing = [m for m in HOOK_METHODS if not callable(getattr(hook, m, None))]
+    if hook is not None and missing:  # an AttributeError once the run had begun
+        raise ConfigError(f"hook={brief(hook)} is no TrainHook: it has no {', '.join(missing)}")
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        # it was called after the first epoch, a TypeError once its checkpoint was written
+        raise ConfigError(
+            f"on_epoch_end={brief(on_epoch_end)} must be a function of (epoch, metrics row) or None"
+        )
     check_path(out, "out", "the run folder's path")
     out = Path(out).expanduser()
     if model is not None and not isinstance(model, (str, nn.Module)):
