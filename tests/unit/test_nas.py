@@ -267,6 +267,16 @@ def test_effectiveness_budget_is_met_even_when_the_smallest_network_breaks_it():
         _small_search(budget=Budget(flops=flops, effectiveness=rho))
 
 
+def test_a_budget_just_below_the_smallest_network_shows_both_apart():
+    # at 4 digits both read 0.5407 M: copying the "smallest" as the budget was refused again
+    cost = measure_cost(SPACE.arch(SPACE.smallest(), 2), IMGSZ)
+    params = cost.params_deploy / 1e6
+    with pytest.raises(ConfigError) as e:
+        _small_search(budget=Budget(params=round(params * (1 - 1e-5), 9)))
+    shown = re.search(r"params=([\d.]+) M \(smallest: ([\d.]+) M\)", str(e.value))
+    assert shown and float(shown[1]) < float(shown[2]) == pytest.approx(params, rel=1e-9)
+
+
 def test_latency_budget_rejects_slow_candidates_and_caches(monkeypatch):
     evaluator_mod = importlib.import_module("yoloslim.nas.evaluator")
 
