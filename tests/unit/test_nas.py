@@ -449,6 +449,25 @@ def test_best_arch_round_trips_builds_and_trains_a_step(found, tmp_path):
     assert model.spec["backbone"] == res.arch["backbone"]
 
 
+def test_a_stop_after_the_search_wrote_its_files_says_so(tmp_path, monkeypatch, capsys):
+    # "interrupted" alone, after a warning that an earlier result is replaced when the
+    # search ends (audit48 nas F4)
+    import yoloslim.cli.nas_cmd as nas_cmd
+
+    def stop(best):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nas_cmd, "_table", stop)
+    out, js = tmp_path / "arch.yaml", tmp_path / "r.json"
+    args = ["nas", "--imgsz", "64", "--budget-flops", "0.03", "--nc", "2", "--iterations", "2"]
+    rc = main([*args, "--population", "2", "--score-method", "analytic", "--out", str(out),
+               "--json", str(js)])  # fmt: skip
+    said = "".join(capsys.readouterr().err.split())  # wrapped where the console is narrow
+    assert rc == 130 and out.is_file() and js.is_file()
+    want = f"the search had ended and written {out} and its nas_report.json, and --json {js}"
+    assert "".join(want.split()) in said
+
+
 def test_cli_nas_writes_arch_and_report(tmp_path):
     out = tmp_path / "found.yaml"
     args = ["nas", "--imgsz", "64", "--budget-flops", "0.03", "--nc", "2", "--iterations", "2"]

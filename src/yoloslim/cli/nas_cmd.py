@@ -183,12 +183,18 @@ def nas(
         )
         with restart_hint(f"{kept}; a search does not resume: the same command runs it anew"):
             res = search_from_dict(settings, out, progress=True)
-    write_json(json_path, res.report)  # first: whole whatever the printing below does
-    _table(res.best)
-    arch = literal(res.artifacts["arch"])
-    console.print(
-        f"best score {res.score:.3f}  ->  {arch}  ({res.report['search_s']} s)", soft_wrap=True
-    )
+    # a stop from here on came after the search wrote its files: "interrupted" alone left
+    # it untold that they replaced an earlier result (audit48 nas F4)
+    done = f"the search had ended and written {res.artifacts['arch']} and its nas_report.json"
+    with restart_hint(done):
+        write_json(json_path, res.report)  # first: whole whatever the printing below does
+    with restart_hint(done + ("" if json_path is None else f", and --json {json_path}")):
+        _table(res.best)
+        arch = literal(res.artifacts["arch"])
+        console.print(
+            f"best score {res.score:.3f}  ->  {arch}  ({res.report['search_s']} s)",
+            soft_wrap=True,
+        )
 
 
 def _check_json_beside(json_path: Path | None, out: Path) -> None:
