@@ -597,7 +597,7 @@ def run_budget(
         else:
             atomic_write_text(out / "report.md", to_markdown(bench) + notes)
         return Result(
-            model=final["final_model"],
+            model=None if best is None else Path(best["path"]),  # a Path, as artifacts
             report=final,
             artifacts={e["name"]: Path(e["path"]) for e in front},
         )

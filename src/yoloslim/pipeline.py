@@ -1457,4 +1457,5 @@ def run_recipe(
         }
         atomic_write_text(out / "compress.json", json.dumps(final, indent=1, default=str) + "\n")
         artifacts = {row[0]: Path(row[1]) for row in st.rows}
-        return Result(model=st.model, report=final, artifacts=artifacts)
+        # a Path, as every artifact and quantize's model (a str: audit48 api F10)
+        return Result(model=Path(st.model), report=final, artifacts=artifacts)

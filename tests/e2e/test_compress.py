@@ -65,7 +65,7 @@ def test_recipe_runs_every_stage_and_resumes(base, tmp_path, monkeypatch):
     # the pruned model really is smaller than the baseline
     rows = {r["name"]: r for r in report["rows"]}
     assert rows[f"pruned {ov}"]["params"] < rows[f"baseline {ov}"]["params"]
-    assert Path(res.model).is_file() and res.model.endswith(".pt")
+    assert isinstance(res.model, Path) and res.model.is_file() and res.model.suffix == ".pt"
     # the deliverable is named too: the last stage's product, not only the checkpoint
     ((name, path),) = res.report["deployable"].items()
     assert name == "int8-openvino" and Path(path).parent.parent == out / "05-quantize"

@@ -1157,6 +1157,22 @@ def test_an_empty_onnx_file_is_said_to_be_empty(tmp_path):
     assert "no yoloslim metadata" in str(no_metadata(empty, ["names"]))
 
 
+def test_detections_of_mismatched_lengths_or_unnamed_classes_are_refused():
+    # 2 boxes with 3 scores said "3 detections" (audit48 api F11)
+    from yoloslim.runtime.predictor import Detections
+
+    box, two = np.zeros((1, 4)), np.zeros((2, 4))
+    with pytest.raises(ValueError, match=r"boxes \(2, 4\), scores \(3,\) and classes \(3,\)"):
+        Detections(two, np.zeros(3), np.zeros(3, np.int64), ["a"], (8, 8))
+    with pytest.raises(ValueError, match=r"boxes \(4,\), scores \(1,\)"):
+        Detections(np.zeros(4), np.zeros(1), np.zeros(1, np.int64), ["a"], (8, 8))
+    with pytest.raises(ValueError, match=r"class ids 0\.\.5 for 2 names"):
+        Detections(two, np.zeros(2), np.array([0, 5]), ["a", "b"], (8, 8))
+    with pytest.raises(ValueError, match=r"class ids -1\.\.-1 for 1 names"):
+        Detections(box, np.zeros(1), np.array([-1]), ["a"], (8, 8))
+    assert len(Detections(box, np.zeros(1), np.array([0]), ["a"], (8, 8))) == 1
+
+
 def test_a_box_to_the_images_edge_is_drawn_with_its_right_and_bottom_sides():
     # audit45 predict F1: x2 = W (a pixel past the last) drew those sides off the image
     from yoloslim.runtime.draw import draw_detections

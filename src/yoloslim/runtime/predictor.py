@@ -62,6 +62,21 @@ class Detections:
     source: str | None = None
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # 2 boxes with 3 scores said "3 detections"; a class without a name failed when
+        # drawn or written (audit48 api F11)
+        n = len(self.scores)
+        if np.shape(self.boxes) != (n, 4) or len(self.classes) != n:
+            raise ValueError(
+                f"Detections: boxes {np.shape(self.boxes)}, scores ({n},) and classes "
+                f"({len(self.classes)},) must be (n, 4), (n,) and (n,)"
+            )
+        if n and not 0 <= int(np.min(self.classes)) <= int(np.max(self.classes)) < len(self.names):
+            raise ValueError(
+                f"Detections: class ids {int(np.min(self.classes))}..{int(np.max(self.classes))} "
+                f"for {len(self.names)} names"
+            )
+
     def __len__(self) -> int:
         return len(self.scores)
 
