@@ -8,6 +8,7 @@ import math
 import random
 import re
 import shutil
+import types
 
 import pytest
 import torch
@@ -909,6 +910,26 @@ def test_an_edited_arch_file_is_kept_and_described_as_edited(tmp_path, capsys, c
     with caplog.at_level("WARNING", logger="yoloslim"):
         _small_search(out=tmp_path / "c", **kw)
     assert f"{tmp_path / 'c' / 'nas_report.json'} is an earlier search's result" in caplog.text
+
+
+def test_a_stop_while_the_result_is_written_keeps_the_earlier_pair(tmp_path, monkeypatch):
+    # the earlier report was removed first, the new arch.yaml moved in, then the report
+    # written: a stop in between left an arch.yaml without one, refused next (audit48 nas F2)
+    search_mod = importlib.import_module("yoloslim.nas.search")
+
+    arch = SPACE.arch(SPACE.smallest(), 2)
+    report = {"best": [{"score": 1.0, "gflops": 0.01}], "imgsz": 64}
+    paths, _ = search_mod._write(tmp_path / "arch.yaml", arch, report)
+    before = {p.name: p.read_bytes() for p in paths.values()}
+
+    def stop(*a, **k):  # Ctrl-C while the report is made
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search_mod, "json", types.SimpleNamespace(dumps=stop))
+    with pytest.raises(KeyboardInterrupt):
+        search_mod._write(tmp_path / "arch.yaml", arch, {**report, "imgsz": 96})
+    assert {p.name: p.read_bytes() for p in paths.values()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arch.yaml", "nas_report.json"]
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ from yoloslim.configs import (
 )
 from yoloslim.errors import ConfigError, ModelError
 from yoloslim.fileio import (
-    atomic_write_text,
+    atomic_file,
     first_missing,
     folder_lock,
     refuse_overwriting_input,
@@ -734,11 +734,14 @@ def _write(out: str | Path, arch: dict, report: dict) -> tuple[dict[str, Path], 
     digest = hashlib.sha1(text.encode()).hexdigest()
     report = {**report, "arch_file": arch_path.name, "arch_sha1": digest}
     report_path = folder / "nas_report.json"
-    # the earlier search's report goes first: a write that fails (a full disk) then leaves
-    # no report of another search beside this one's arch.yaml
-    report_path.unlink(missing_ok=True)
-    atomic_write_text(arch_path, text)
-    atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
+    # both written whole before either moves (a full disk leaves the earlier pair as it
+    # was), then the earlier report removed and the two moved into place, arch.yaml first:
+    # a stop in the report's write left the new arch.yaml without one, which the next
+    # search refused (audit48 nas F2); only these three calls are apart now
+    with atomic_file(report_path) as rep, atomic_file(arch_path) as arc:
+        rep.write((json.dumps(report, indent=2) + "\n").encode())
+        arc.write(text.encode())
+        report_path.unlink(missing_ok=True)
     return {"arch": arch_path, "report": report_path}, report
 
 
