@@ -1,6 +1,7 @@
 """TrainConfig: validation and what a resumed run may change."""
 
 import dataclasses
+import types
 
 import pytest
 
@@ -88,6 +89,8 @@ def test_wrong_types_name_the_field(kwargs, match):
 
 def test_from_dict_is_config_from_dict():
     assert TrainConfig.from_dict({"epochs": 7}) == TrainConfig(epochs=7)
+    # any mapping, not a dict only (audit48 review: a mappingproxy "expected a mapping")
+    assert TrainConfig.from_dict(types.MappingProxyType({"epochs": 7})) == TrainConfig(epochs=7)
     with pytest.raises(ConfigError, match="epochz"):
         TrainConfig.from_dict({"epochz": 7})
 

@@ -63,18 +63,13 @@ class Detections:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # 2 boxes with 3 scores said "3 detections"; a class without a name failed when
-        # drawn or written (audit48 api F11)
+        # 2 boxes with 3 scores said "3 detections" (audit48 api F11)
         n = len(self.scores)
-        if np.shape(self.boxes) != (n, 4) or len(self.classes) != n:
+        shape = tuple(np.shape(self.boxes))
+        if (shape != (n, 4) and not (n == 0 and 0 in shape)) or len(self.classes) != n:
             raise ValueError(
-                f"Detections: boxes {np.shape(self.boxes)}, scores ({n},) and classes "
-                f"({len(self.classes)},) must be (n, 4), (n,) and (n,)"
-            )
-        if n and not 0 <= int(np.min(self.classes)) <= int(np.max(self.classes)) < len(self.names):
-            raise ValueError(
-                f"Detections: class ids {int(np.min(self.classes))}..{int(np.max(self.classes))} "
-                f"for {len(self.names)} names"
+                f"Detections: boxes {shape}, scores ({n},) and classes ({len(self.classes)},) "
+                "must be (n, 4), (n,) and (n,)"
             )
 
     def __len__(self) -> int:
@@ -219,6 +214,8 @@ class Predictor:
 
     def postprocess(self, preds: torch.Tensor, metas, sources) -> list[Detections]:
         results, preds = [], preds.float()
+        if not len(preds):  # no image: no detections (torch.stack of none fails)
+            return results
         # a box wholly in the letterbox's padding is clamped onto the image's edge with no
         # width or height left: no detection, dropped before NMS so that it neither
         # suppresses a box nor takes a place among max_det (audit48 predict F1)

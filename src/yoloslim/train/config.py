@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -214,7 +215,7 @@ def loader_workers(workers: int | None) -> int:
 def config_from_dict(values: dict, *, where: str = "train config") -> TrainConfig:
     """Build a TrainConfig from a plain dict; unknown keys are an error naming ``where``
     (say the file the values came from), also within its ``loss`` and ``augment`` sections."""
-    if not isinstance(values, dict):  # None was "'NoneType' object is not iterable"
+    if not isinstance(values, Mapping):  # None was "'NoneType' object is not iterable"
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
     try:
         return _sub(TrainConfig, dict(values), where)
