@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,9 @@ def from_mapping(cls: type, values: Any, where: str | None = None):
     """``cls(**values)`` for a frozen settings dataclass; unknown keys and bad values are
     :class:`ConfigError` naming ``where`` (default: the class name) and the allowed keys."""
     where = where or cls.__name__
-    if not isinstance(values, dict):
+    if not isinstance(values, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    values = dict(values)  # a read-only one too (audit48 review2 F4)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:

@@ -74,7 +74,9 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
     except BaseException as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):  # the file meant, not the temp one (or none: a full disk)
+        # the file meant, not the temp one (or none: a full disk); an error naming another
+        # file (a nested atomic_file's, audit48 review2 F1) keeps its name
+        if isinstance(e, OSError) and (tmp is None or e.filename in (None, tmp)):
             raise OSError(e.errno, e.strerror or str(e), str(p)) from e
         raise
 

@@ -434,6 +434,33 @@ def test_the_folders_a_failed_call_made_go_and_no_other(tmp_path):
     assert not deep.exists() and (deep.parent / "notes.txt").is_file()
 
 
+def test_an_error_of_a_nested_atomic_write_keeps_its_files_name(tmp_path, monkeypatch):
+    # nas writes its two files through nested atomic_file: the outer one named the inner's
+    # full disk after its own file (audit48 review2 F1)
+    import yoloslim.fileio as fileio
+
+    real = fileio.os.replace
+
+    def full(src, dst):
+        if Path(dst).name == "inner.yaml":
+            raise OSError(28, "No space left on device", src)
+        return real(src, dst)
+
+    monkeypatch.setattr(fileio.os, "replace", full)
+    with (
+        pytest.raises(OSError) as e,
+        fileio.atomic_file(tmp_path / "outer.json") as a,
+        fileio.atomic_file(tmp_path / "inner.yaml") as b,
+    ):
+        a.write(b"{}"), b.write(b"x")
+    assert e.value.filename == str(tmp_path / "inner.yaml") and e.value.errno == 28
+    assert list(tmp_path.iterdir()) == []  # neither moved, no temp left
+    # its own write's error is named after it, as before
+    with pytest.raises(OSError) as e, fileio.atomic_file(tmp_path / "outer.json"):
+        raise OSError(28, "No space left on device")
+    assert e.value.filename == str(tmp_path / "outer.json")
+
+
 def test_an_atomic_write_at_a_link_replaces_the_link_and_leaves_what_it_pointed_to(tmp_path):
     # a link into a content-addressed cache (DVC's symlink cache) must not have the cached
     # file changed under its hash (audit45 review M1)

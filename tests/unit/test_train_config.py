@@ -90,7 +90,10 @@ def test_wrong_types_name_the_field(kwargs, match):
 def test_from_dict_is_config_from_dict():
     assert TrainConfig.from_dict({"epochs": 7}) == TrainConfig(epochs=7)
     # any mapping, not a dict only (audit48 review: a mappingproxy "expected a mapping")
-    assert TrainConfig.from_dict(types.MappingProxyType({"epochs": 7})) == TrainConfig(epochs=7)
+    read_only = types.MappingProxyType({"epochs": 7, "loss": types.MappingProxyType({"box": 3.0})})
+    assert TrainConfig.from_dict(read_only) == TrainConfig.from_dict(
+        {"epochs": 7, "loss": {"box": 3.0}}
+    )
     with pytest.raises(ConfigError, match="epochz"):
         TrainConfig.from_dict({"epochz": 7})
 
