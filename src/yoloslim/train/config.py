@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -215,10 +214,8 @@ def loader_workers(workers: int | None) -> int:
 def config_from_dict(values: dict, *, where: str = "train config") -> TrainConfig:
     """Build a TrainConfig from a plain dict; unknown keys are an error naming ``where``
     (say the file the values came from), also within its ``loss`` and ``augment`` sections."""
-    if not isinstance(values, Mapping):  # None was "'NoneType' object is not iterable"
-        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
-    try:
-        return _sub(TrainConfig, dict(values), where)
+    try:  # from_mapping refuses what is not a mapping (None was a TypeError in dict())
+        return _sub(TrainConfig, values, where)
     except ConfigError as e:
         if where in str(e):
             raise

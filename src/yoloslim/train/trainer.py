@@ -271,8 +271,9 @@ def train(
     if config is not None:
         check_config(config, TrainConfig)
     check_run_flags(resume, exist_ok)
-    missing = [m for m in HOOK_METHODS if not callable(getattr(hook, m, None))]
-    if hook is not None and missing:  # an AttributeError once the run had begun
+    if hook is not None and (  # an AttributeError once the run had begun
+        missing := [m for m in HOOK_METHODS if not callable(getattr(hook, m, None))]
+    ):
         raise ConfigError(f"hook={brief(hook)} is no TrainHook: it has no {', '.join(missing)}")
     if on_epoch_end is not None and not callable(on_epoch_end):
         # it was called after the first epoch, a TypeError once its checkpoint was written
