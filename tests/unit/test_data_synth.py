@@ -171,6 +171,8 @@ def test_a_rerun_never_writes_through_a_link_nor_deletes_a_users_file(tmp_path):
         ({"val_fraction": "0.2"}, r"val_fraction='0.2' must be a number"),
         ({"seed": -1}, "seed"),
         ({"seed": 1.5}, "seed"),
+        # numpy folds seed 2**32 * k + s onto seed s: its image 0 was seed 0's image k
+        ({"seed": 2**32}, r"seed=4294967296 must be in \[0, 4294967295\]"),
     ],
 )
 def test_validates_arguments(tmp_path, kwargs, match):

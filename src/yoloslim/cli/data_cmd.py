@@ -30,7 +30,7 @@ def synth(
     images: int = typer.Option(1000, help="Number of images (train + val)."),
     imgsz: int = typer.Option(320, help="Image side in pixels."),
     classes: int = typer.Option(4, help="Number of shape classes (1-8)."),
-    seed: int = typer.Option(0, help="Random seed (same seed, same bytes)."),
+    seed: int = typer.Option(0, help="Random seed in [0, 2**32) (same seed, same bytes)."),
     val_fraction: float = typer.Option(0.2, help="Fraction of images in the val split."),
 ) -> None:
     """Write a deterministic synthetic detection set (YOLO + COCO + data.yaml)."""

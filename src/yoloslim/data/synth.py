@@ -178,7 +178,7 @@ def _intersection(a: list[int], b: list[int]) -> float:
 def _check_args(images: int, imgsz: int, classes: int, val_fraction: float, seed: int) -> None:
     for name, value, low, high in (
         ("images", images, 2, None), ("imgsz", imgsz, 32, MAX_IMGSZ),
-        ("classes", classes, 1, len(SHAPES)), ("seed", seed, 0, None),
+        ("classes", classes, 1, len(SHAPES)), ("seed", seed, 0, 2**32 - 1),
     ):  # fmt: skip
         problem = int_problem(value, low, high)
         if problem:
@@ -276,7 +276,8 @@ def synthesize(
         images: Total images (train + val), at least 2.
         imgsz: Image side in pixels (square images), at least 32.
         classes: Number of shape classes, 1..8 (the first of :data:`SHAPES`).
-        seed: Same seed, same files (byte for byte).
+        seed: Same seed, same files (byte for byte); in [0, 2**32), as every seed of
+            yoloslim (numpy folds a larger one onto a smaller seed's images).
         val_fraction: Share of images in the val split (at least one each).
 
     Returns:
