@@ -2232,3 +2232,35 @@ def test_the_demo_says_its_warnings_as_the_commands_do(monkeypatch, capsys):
     assert demo.main(["--images", "2"]) == 0
     assert "warning: a note" in capsys.readouterr().err
     assert not [h for h in logging.getLogger().handlers if type(h).__name__ == "_Stderr"]
+
+
+def test_the_command_line_reads_images_above_pillows_limit_and_refuses_above_its_own(
+    trained, tmp_path, monkeypatch, capsys
+):
+    """Pillow refuses an image above 2x its MAX_IMAGE_PIXELS and warns in its own form above
+    it: a 14000x13000 drone photo was refused (audit49 data F1) and a 100 Mpx one printed a
+    raw DecompressionBombWarning (F2). Both limits are scaled down here, as the ratio holds."""
+    import warnings
+
+    from PIL import Image
+
+    import yoloslim.cli.common as common
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow's: refused above 200
+    monkeypatch.setattr(common, "IMAGE_PIXELS", 1000)
+    src = tmp_path / "imgs"
+    src.mkdir()
+    Image.new("RGB", (30, 30), "white").save(src / "big.png")  # 900 px: Pillow refused it
+    argv = ["predict", str(src / "big.png"), "--model", str(trained / "best.pt")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning of any kind
+        assert main([*argv, "--json", str(tmp_path / "a.json")]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["results"][0]["image"].endswith("big.png")
+    capsys.readouterr()
+    Image.new("RGB", (40, 40), "white").save(src / "huge.png")  # 1600 px: above ours
+    assert main(["predict", str(src / "huge.png"), "--model", str(trained / "best.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "huge.png" in err and "exceeds limit of 1000 pixels" in err, err
+    assert Image.MAX_IMAGE_PIXELS == 100  # a program calling main() keeps its setting
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(src / "big.png")

@@ -15,6 +15,7 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,34 @@ def interrupt_exit_code(exc: BaseException) -> int:
     """The shell's exit code for the signal that stopped the command: 143 for SIGTERM, 130
     for SIGINT (Ctrl-C)."""
     return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+# the most pixels an image may have for the command line (23170x23170, 1.6 GB as RGB; predict
+# peaked at 1.8 GB on a 100 Mpx JPEG): Pillow's own limit (a warning above 89.5 Mpx, refused
+# above 179 Mpx, a guard against decompression bombs) refused a drone orthophoto (audit49
+# data F1)
+IMAGE_PIXELS = 2**29
+
+
+@contextlib.contextmanager
+def large_images() -> Iterator[None]:
+    """For one command: images up to :data:`IMAGE_PIXELS` read without a word, a larger one
+    refused (an error naming the file, by the readers' own ``cannot decode`` errors): Pillow
+    warned in its own form above its limit. A program that set Pillow's limit higher (or off)
+    keeps it. Pillow's setting and the warning filter are back as they were after."""
+    from PIL import Image
+
+    before = Image.MAX_IMAGE_PIXELS
+    if before is None or before >= IMAGE_PIXELS:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+        Image.MAX_IMAGE_PIXELS = IMAGE_PIXELS
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ try:
         console,
         drop_output,
         err_console,
+        large_images,
         literal,
         setup_logging,
         sigterm_as_interrupt,
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     from yoloslim.errors import STOPS
 
     try:
-        rc = _run(argv)
+        with large_images():
+            rc = _run(argv)
         stopped = stop_requested() is not None
     finally:
         STOPS.clear()  # the stop was this command's: library calls after it must not see it
