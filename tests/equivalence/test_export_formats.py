@@ -44,6 +44,12 @@ def _model(spread_scores: bool = False) -> nn.Module:
         for conv in model.head.cls_preds:
             conv.weight.data = torch.randn(conv.weight.shape, generator=g) * 0.5
             conv.bias.data = torch.randn(conv.bias.shape, generator=g) - 1.0
+        # and boxes of varied sizes inside the input (the low bins of each side's distance
+        # favoured): random ones covered it, one box per class once clipped for NMS
+        for conv in model.head.reg_preds:
+            bins = conv.out_channels // 4
+            conv.weight.data = torch.randn(conv.weight.shape, generator=g) * 0.3
+            conv.bias.data = -0.8 * torch.arange(bins).repeat(4).float()
     return model
 
 
@@ -196,10 +202,13 @@ def test_nms_graph_keeps_a_box_at_exactly_the_iou_threshold_in_every_runtime(tmp
 
     anchors, nc = 8, 2
     shape = [1, anchors, 4 + nc]
-    graph = helper.make_graph(
-        [helper.make_node("Identity", ["images"], ["preds"])],
+    graph = helper.make_graph(  # preds given as a second input, the image unused
+        [helper.make_node("Identity", ["raw"], ["preds"])],
         "identity",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
+        [
+            helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 256, 256]),
+            helper.make_tensor_value_info("raw", TensorProto.FLOAT, shape),
+        ],
         [helper.make_tensor_value_info("preds", TensorProto.FLOAT, shape)],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
@@ -209,19 +218,26 @@ def test_nms_graph_keeps_a_box_at_exactly_the_iou_threshold_in_every_runtime(tmp
     preds[0, :, :4] = [[100 + 20 * i, 0, 110 + 20 * i, 10] for i in range(anchors)]
     preds[0, :2, :4] = [[0, 0, 10, 10], [0, 0, 10, 5]]  # IoU exactly 0.5
     preds[0, :2, 4] = [0.9, 0.8]
+    # and two past the input's left edge, at IoU 0.45 as given: one box once clipped, as
+    # predict clips them before its NMS (both were kept: audit49 cli F1)
+    preds[0, 2:4, :4] = [[-30, 100, 20, 130], [-90, 100, 20, 130]]
+    preds[0, 2:4, 5] = [0.7, 0.6]
     e2e = append_nms(tmp_path / "plain.onnx", tmp_path / "e2e.onnx", conf=0.25, iou=0.5)
-    want = postprocess(torch.from_numpy(preds), conf=0.25, iou=0.5)[0]
-    assert len(want) == 2
+    clipped = torch.from_numpy(preds.copy())
+    clipped[..., :4] = clipped[..., :4].clamp(0, 256)
+    want = postprocess(clipped, conf=0.25, iou=0.5)[0]
+    assert len(want) == 3
     import onnxruntime as ort
 
-    counts = {"onnxruntime": ort.InferenceSession(str(e2e)).run(None, {"images": preds})[0]}
+    feed = {"images": np.zeros((1, 3, 256, 256), np.float32), "raw": preds}
+    counts = {"onnxruntime": ort.InferenceSession(str(e2e)).run(None, feed)[0]}
     if importlib.util.find_spec("openvino"):
         import openvino as ov
 
         compiled = ov.Core().compile_model(str(e2e), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        counts["openvino"] = compiled({0: preds})[compiled.output("num_dets")]
+        counts["openvino"] = compiled(feed)[compiled.output("num_dets")]
     assert {k: int(np.asarray(v).reshape(-1)[0]) for k, v in counts.items()} == dict.fromkeys(
-        counts, 2
+        counts, 3
     )
     for iou in (1.0, 0.99999997):  # and one that is 1 in float32 (review L2)
         with pytest.raises(ConfigError, match=rf"iou={iou}: the graph's NonMaxSuppression"):
@@ -280,11 +296,12 @@ def test_nms_check_runs_the_shipped_graph_and_refuses_constants_its_metadata_den
     onnx.save(model, out / "edited.onnx")
     with pytest.raises(ExportError, match="NMS constants .* are not the settings its metadata"):
         verify_nms(out / "edited.onnx", plain)
-    # a wrong NMS (its IoU input wired to the score threshold) that no probe image reaches at
-    # its own threshold: the lower-threshold comparison runs this graph, so it is caught
+    # a wrong NMS (its score threshold wired to the IoU constant, 0.65) that no probe image
+    # reaches at its own threshold: the lower-threshold comparison runs this graph, so it is
+    # caught (the lower threshold's ~20 candidates rarely overlap: a wrong IoU may pass)
     model = onnx.load(strict)
     nms = next(n for n in model.graph.node if n.op_type == "NonMaxSuppression")
-    nms.input[3] = "nms_conf"
+    nms.input[4] = "nms_iou"
     onnx.save(model, out / "rewired.onnx")
     with pytest.raises(ExportError, match="disagrees with the torch postprocess"):
         verify_nms(out / "rewired.onnx", plain)
@@ -944,7 +961,8 @@ def test_a_deployment_without_yoloslim_reproduces_predict_from_the_metadata(stat
     assert meta["output"].startswith("num_dets") and meta["nms_multi_label"] == "false"
     spec = json.loads(meta["preprocess"])
     assert spec["letterbox"]["pad_value"] == 114 and "preprocess" in meta["input"]
-    rgb = np.random.default_rng(0).integers(0, 256, (41, 90, 3), dtype=np.uint8)  # wide: padded
+    rgb = np.random.default_rng(0).integers(0, 256, (88, 90, 3), dtype=np.uint8)  # wide: padded
+    # (by a pixel: this model's boxes are at least 6 px, so none is wholly in the padding)
     x, r, (left, top) = _standalone_input(rgb, IMGSZ, spec)
     session = ort.InferenceSession(str(res.artifacts["onnx_nms"]))
     n, boxes, scores, classes = session.run(None, {"images": x})
@@ -953,7 +971,7 @@ def test_a_deployment_without_yoloslim_reproduces_predict_from_the_metadata(stat
     assert n[0] == len(pred.scores) > 3  # the same detections, one class per box
     np.testing.assert_allclose(scores[0][: n[0]], pred.scores, atol=1e-5)
     np.testing.assert_array_equal(classes[0][: n[0]], pred.classes)
-    np.testing.assert_allclose(boxes.clip(0, [90, 41, 90, 41]), pred.boxes, atol=1e-3)
+    np.testing.assert_allclose(boxes.clip(0, [90, 88, 90, 88]), pred.boxes, atol=1e-3)
 
 
 def test_the_nms_graph_takes_its_thresholds_from_export(static_export, tmp_path):

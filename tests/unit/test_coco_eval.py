@@ -314,6 +314,23 @@ def test_boxes_wholly_in_the_letterbox_padding_are_no_detections(tmp_path):
     assert res["detections"] == sum(len(i.boxes) for i in imgs)
 
 
+def test_nms_runs_on_the_boxes_clipped_to_the_image():
+    # as predict: a second box past the image's edge that clips onto the first was kept
+    # beside it (IoU 0.625 unclipped), a false positive (audit49 cli F1)
+    ds = _FakeDataset()
+    oracle = _oracle(ds)
+
+    def infer(x):
+        out = oracle(x)
+        out[:, 1, :4] = torch.tensor([-30.0, 10, 20, 40])
+        out[:, 2, :4] = torch.tensor([-60.0, 10, 20, 40])
+        out[:, 1:3, 5] = torch.tensor([0.9, 0.8])
+        return out
+
+    res = evaluate(infer, ds, batch_size=2)
+    assert res["detections"] == 2 + 2  # each image's oracle box and one clipped box
+
+
 def test_speed_leaves_out_each_batch_shapes_first_call(monkeypatch):
     # a runtime's first call at a shape sets up its kernels: 300 ms here, 2 ms after (on a
     # clock of the test's own, which only infer advances)
@@ -468,7 +485,6 @@ def test_only_detections_coco_can_score_are_kept_and_the_map_is_the_same():
             for k in range(12)
         ],
     }
-    meta = {"ratio": 1.0, "pad": (0.0, 0.0), "orig_shape": (100, 100)}
     full, kept = [], []
     for i in range(3):
         n = 260
@@ -482,8 +498,8 @@ def test_only_detections_coco_can_score_are_kept_and_the_map_is_the_same():
         for c in (0.0, 1.0):
             n_c, k_c = (det[:, 5] == c).sum(), (trimmed[:, 5] == c).sum()
             assert k_c == n_c if n_c <= MAX_DETS else MAX_DETS <= k_c < n_c
-        full += _to_coco(det, meta | {"image_id": i}, 100)
-        kept += _to_coco(trimmed, meta | {"image_id": i}, 100)
+        full += _to_coco(det, {"image_id": i})
+        kept += _to_coco(trimmed, {"image_id": i})
     assert len(kept) < len(full)
     a, b = coco_map(gt, full), coco_map(gt, kept)
     assert a.pop("detections") == len(full) and b.pop("detections") == len(kept)

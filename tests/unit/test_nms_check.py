@@ -97,6 +97,7 @@ def test_the_export_check_accepts_a_near_tie_order_and_names_a_wrong_answer():
         [[[0, 0, 10, 10, 0.8, 0], [4, 0, 14, 10, 0.8 + 5e-5, 0], [8, 0, 18, 10, 0.7, 0]]]
     )
     nms = {"conf": 0.5, "iou": 0.4, "max_det": 10}
+    image = [np.zeros((1, 3, 32, 32), np.float32)]  # the boxes are inside it: none clipped
 
     def runner(rows):  # what a runtime's end-to-end graph returns for these rows of preds
         p = preds[0, rows].numpy()
@@ -104,11 +105,11 @@ def test_the_export_check_accepts_a_near_tie_order_and_names_a_wrong_answer():
 
     # greedy keeps B alone; A and C is what a runtime that sees A a hair higher keeps
     report = _compare(
-        Path("e2e.onnx"), {"a": runner([1]), "b": runner([0, 2])}, [None], [preds], nms
+        Path("e2e.onnx"), {"a": runner([1]), "b": runner([0, 2])}, image, [preds], nms
     )
     assert [r[0]["match"] for r in report.values()] == ["exact", "near_ties"]
     with pytest.raises(ExportError, match=r"NMS in c .* \(2 vs 1 detections\): .*overlap"):
-        _compare(Path("e2e.onnx"), {"c": runner([1, 2])}, [None], [preds], nms)
+        _compare(Path("e2e.onnx"), {"c": runner([1, 2])}, image, [preds], nms)
 
 
 def test_an_anchors_near_tied_classes_may_be_its_top_class_in_either_runtime():

@@ -728,6 +728,19 @@ def test_boxes_wholly_in_the_letterbox_padding_are_no_detections(ckpt):
     assert pred.postprocess(torch.zeros(0, 4, 6), [], []) == []  # no image, no detections
 
 
+def test_nms_runs_on_the_boxes_clipped_to_the_image(ckpt):
+    # two boxes past the image's left edge overlap at IoU 0.625 (< 0.65) as the model gives
+    # them and are one box clipped: both were kept, two identical detections (audit49 cli F1)
+    preds = torch.zeros(1, 3, 4 + 2)
+    preds[0, :, :4] = torch.tensor([[-30.0, 10, 20, 40], [-60.0, 10, 20, 40], [30.0, 5, 50, 25]])
+    preds[0, :, 4] = torch.tensor([0.9, 0.8, 0.7])
+    pred = Predictor(ckpt, conf=0.05, iou=0.65)
+    pred.infer = lambda x: preds.expand(len(x), -1, -1)
+    det = pred.predict(np.zeros((64, 64, 3), np.uint8))[0]  # at 64 px: no letterbox
+    np.testing.assert_allclose(det.boxes, [[0, 10, 20, 40], [30, 5, 50, 25]], atol=1e-5)
+    assert det.scores.tolist() == pytest.approx([0.9, 0.7])
+
+
 def test_a_stream_without_images_keeps_no_pixels_and_the_same_detections(ckpt, tmp_path):
     for i, arr in enumerate(_images(3, seed=5)):
         Image.fromarray(arr).save(tmp_path / f"{i}.png")

@@ -75,19 +75,24 @@ def evaluate(
             torch.cuda.synchronize(preds.device)
         infer_s += time.perf_counter() - t0
         n_images += len(imgs)
-        # as predict: a box wholly in the letterbox's padding is no detection (audit48 eval F1)
-        valid = torch.stack(
-            [
-                has_area(_original(p[:, :4], meta, x.shape[-1]))
-                for p, meta in zip(preds.float(), metas, strict=True)
-            ]
+        # as predict: NMS on the boxes in the image's pixels, clipped to it (audit49 cli F1),
+        # and a box wholly in the letterbox's padding is no detection (audit48 eval F1)
+        preds = preds.float()
+        boxes = torch.stack(
+            [_original(p[:, :4], meta, x.shape[-1]) for p, meta in zip(preds, metas, strict=True)]
         )
-        dets = postprocess(preds, conf=conf, iou=iou, max_det=max_det, valid=valid)
+        dets = postprocess(
+            torch.cat([boxes, preds[..., 4:]], -1),
+            conf=conf,
+            iou=iou,
+            max_det=max_det,
+            valid=has_area(boxes),
+        )
         capped += [
             int(m["image_id"]) for d, m in zip(dets, metas, strict=True) if len(d) >= max_det
         ]
         for det, meta in zip(dets, metas, strict=True):
-            detections += _to_coco(scored_only(det.cpu()), meta, x.shape[-1])
+            detections += _to_coco(scored_only(det.cpu()), meta)
     gt = dataset.coco_gt()
     res = coco_map(gt, detections, names=list(dataset.names))
     res["speed_ms_per_image"] = 1000 * infer_s / max(1, n_images)
@@ -122,9 +127,9 @@ def scored_only(det: torch.Tensor, keep: int = MAX_DETS) -> torch.Tensor:
     return det[mask]
 
 
-def _to_coco(det: torch.Tensor, meta: dict[str, Any], size: int) -> list[dict[str, Any]]:
-    """``(n, 6)`` letterboxed detections of one image -> COCO result dicts."""
-    boxes = _original(det[:, :4], meta, size)
+def _to_coco(det: torch.Tensor, meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """``(n, 6)`` detections of one image, in its original pixels -> COCO result dicts."""
+    boxes = det[:, :4]
     image_id = int(meta["image_id"])
     return [
         {

@@ -1,10 +1,11 @@
 """End-to-end ONNX: append NonMaxSuppression to the exported graph.
 
 Outputs (batch 1): ``num_dets`` (1,) int64, ``boxes`` (1, K, 4) xyxy in the letterboxed
-input's pixels, ``scores`` (1, K), ``classes`` (1, K) int64, sorted by score, K <= ``max_det``.
-Each anchor's top class is its candidate when it scores above ``conf``, and NMS is
-class-aware: what ``yoloslim predict`` computes (:func:`yoloslim.eval.postprocess.postprocess`
-with ``multi_label=False``). The decode before NMS stays float.
+input's pixels, clipped to it, ``scores`` (1, K), ``classes`` (1, K) int64, sorted by score,
+K <= ``max_det``. Each anchor's top class is its candidate when it scores above ``conf``, and
+NMS is class-aware, on the clipped boxes: what ``yoloslim predict`` computes on a square image
+(:func:`yoloslim.eval.postprocess.postprocess` with ``multi_label=False``, of the boxes
+clipped). The decode before NMS stays float.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ __all__ = [
 ]
 
 E2E_OUTPUT_TEXT = (
-    "num_dets (1,) int64; boxes (1, K, 4) x1, y1, x2, y2 in the letterboxed input's pixels; "
+    "num_dets (1,) int64; boxes (1, K, 4) x1, y1, x2, y2 in the letterboxed input's pixels, "
+    "clipped to it; "
     "scores (1, K); classes (1, K) int64; sorted by score, the first num_dets valid. Each "
-    "anchor's top class above nms_conf, class-aware NMS at nms_iou, at most nms_max_det "
+    "anchor's top class above nms_conf, class-aware NMS of the clipped boxes at nms_iou, at "
+    "most nms_max_det "
     "(what yoloslim predict computes); original pixels: x = (x - left) / r, y = (y - top) / r"
 )
 
@@ -101,6 +104,9 @@ def append_nms(
     dims = graph.input[0].type.tensor_type.shape.dim
     if not dims[0].dim_value == 1:
         raise ExportError("NMS in the graph needs a static batch of 1 (export without --dynamic)")
+    height, width = (d.dim_value for d in dims[2:]) if len(dims) == 4 else (0, 0)
+    if not (height and width):
+        raise ExportError(f"{src}: NMS in the graph needs a static (1, 3, H, W) input")
 
     def const(name, value, dtype):
         graph.initializer.append(numpy_helper.from_array(np.array(value, dtype=dtype), name))
@@ -122,11 +128,17 @@ def append_nms(
         "idx_ba": const("nms_idx_ba", [0, 2], np.int64),
         "one": const("nms_one", [1], np.int64),
         "ax0": const("nms_ax0", [0], np.int64),
+        # boxes are clipped to the input before NMS, as predict clips them to the image
+        # (two boxes past an edge that clip to one were both kept: audit49 cli F1)
+        "lo": const("nms_lo", [0.0] * 4, np.float32),
+        "hi": const("nms_hi", [width, height, width, height], np.float32),
     }
     n = helper.make_node
     graph.node.extend(
         [
-            n("Slice", ["preds", c["s0"], c["s4"], c["ax2"]], ["nms_boxes"]),
+            n("Slice", ["preds", c["s0"], c["s4"], c["ax2"]], ["nms_boxes_raw"]),
+            n("Max", ["nms_boxes_raw", c["lo"]], ["nms_boxes_low"]),
+            n("Min", ["nms_boxes_low", c["hi"]], ["nms_boxes"]),
             n("Slice", ["preds", c["s4"], c["big"], c["ax2"]], ["nms_cls_all"]),
             # each anchor's top class only (the first of equal ones, as torch's max): the
             # other classes' scores become 0, below any threshold
@@ -297,6 +309,7 @@ def _compare(e2e: Path, runners: dict, images: list, plain_out: list, nms: dict)
     were ordered the other way, as two runtimes' rounding may do)."""
     report: dict = {}
     for x, preds in zip(images, plain_out, strict=True):
+        preds = _clipped(preds, x.shape[-2:])  # as the graph clips them before its NMS
         ref = postprocess(preds, **nms)[0]
         for name, run in runners.items():
             num, boxes, scores, classes = run(x)
@@ -324,6 +337,14 @@ def _compare(e2e: Path, runners: dict, images: list, plain_out: list, nms: dict)
                 {"detections": n, "reference": len(ref), "passed": True, "match": match}
             )
     return report
+
+
+def _clipped(preds, shape: tuple[int, int]) -> torch.Tensor:
+    """``(B, A, 4 + C)`` ``preds`` with their boxes clipped to an input of ``(h, w)``."""
+    out = torch.as_tensor(preds).clone()
+    out[..., [0, 2]] = out[..., [0, 2]].clamp(0, shape[1])
+    out[..., [1, 3]] = out[..., [1, 3]].clamp(0, shape[0])
+    return out
 
 
 # the graph's constants that hold its NMS settings, as append_nms names them

@@ -216,21 +216,27 @@ class Predictor:
         results, preds = [], preds.float()
         if not len(preds):  # no image: no detections (torch.stack of none fails)
             return results
-        # a box wholly in the letterbox's padding is clamped onto the image's edge with no
-        # width or height left: no detection, dropped before NMS so that it neither
-        # suppresses a box nor takes a place among max_det (audit48 predict F1)
-        valid = torch.stack(
+        # NMS runs on the boxes in the image's pixels, clipped to it: two boxes past its edge
+        # that clip to one were both kept (audit49 cli F1). A box wholly in the letterbox's
+        # padding is clipped to no width or height: no detection, dropped before NMS so that
+        # it neither suppresses a box nor takes a place among max_det (audit48 predict F1)
+        boxes = torch.stack(
             [
-                has_area(scale_boxes(p[:, :4], ratio, pad, shape))
+                scale_boxes(p[:, :4], ratio, pad, shape)
                 for p, (ratio, pad, shape) in zip(preds, metas, strict=True)
             ]
         )
-        dets = postprocess(preds, conf=self.conf, iou=self.iou, max_det=self.max_det, valid=valid)
-        for det, (ratio, pad, shape), src in zip(dets, metas, sources, strict=True):
-            boxes = scale_boxes(det[:, :4], ratio, pad, shape)
+        dets = postprocess(
+            torch.cat([boxes, preds[..., 4:]], -1),
+            conf=self.conf,
+            iou=self.iou,
+            max_det=self.max_det,
+            valid=has_area(boxes),
+        )
+        for det, (_, _, shape), src in zip(dets, metas, sources, strict=True):
             results.append(
                 Detections(
-                    boxes.numpy(),
+                    det[:, :4].numpy(),
                     det[:, 4].numpy(),
                     det[:, 5].numpy().astype(np.int64),
                     self.names,
