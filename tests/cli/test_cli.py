@@ -1894,6 +1894,22 @@ def test_info_and_export_print_the_users_names_as_they_are(trained, tmp_path, ca
     assert "[/x]" in capsys.readouterr().err
 
 
+def test_info_quotes_class_names_that_a_comma_list_cannot_show(tmp_path, capsys):
+    # "sq,uare" read as two names and an empty one was not seen (audit49 export F2)
+    from yoloslim.models import build_model
+    from yoloslim.models.checkpoint import save_checkpoint
+
+    names = ["cir cle", "sq,uare", "", "tri\tangle"]
+    ck = save_checkpoint(tmp_path / "odd.pt", build_model("damo-nano", names=names), imgsz=64)
+    assert main(["info", str(ck)]) == 0
+    assert _flat('4: "cir cle", "sq,uare", "", "tri\\tangle"') in _flat(capsys.readouterr().out)
+    ck = save_checkpoint(
+        tmp_path / "plain.pt", build_model("damo-nano", names=["a b", "c"]), imgsz=64
+    )
+    assert main(["info", str(ck)]) == 0
+    assert _flat("2: a b, c") in _flat(capsys.readouterr().out)
+
+
 def test_info_rows_of_a_checkpoint_without_map50_and_an_ir_that_asks_for_bf16(trained, tmp_path):
     """A checkpoint's meta is free-form: an mAP without mAP50 was a TypeError traceback
     (audit47 conc F2). An IR whose rt_info asks the CPU for bf16 was shown as plain fp32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -59,7 +60,12 @@ def _rows(d: dict) -> list[tuple[str, str]]:
     if d["kind"] == "arch":
         return _arch_rows(d)
     rows = [("kind", f"{d['kind']} (runs in {d['runtime']})")]
-    names = ", ".join(d["names"][:12]) + (" ..." if d["nc"] > 12 else "")
+    shown = d["names"][:12]
+    # a name with a comma, a control character or edge spaces, or an empty one, could not
+    # be told from the separator or seen: then all are quoted (audit49 export F2)
+    plain = all(n and n == n.strip() and "," not in n and n.isprintable() for n in shown)
+    names = ", ".join(shown if plain else (json.dumps(n, ensure_ascii=False) for n in shown))
+    names += " ..." if d["nc"] > 12 else ""
     rows += [("classes", f"{d['nc']}: {names}"), ("imgsz", str(d["imgsz"]))]
     if d["kind"] == "checkpoint":
         from yoloslim.models.checkpoint import arch_label  # torch, for checkpoints only
