@@ -176,6 +176,28 @@ def test_a_test_path_that_does_not_exist_is_warned_about(tmp_path, caplog):
     assert "key 'test':" in caplog.text and "nonexistent does not exist" in caplog.text
 
 
+def test_a_test_path_under_home_and_a_file_given_as_a_folder(tmp_path, monkeypatch, caplog):
+    from yoloslim.data.config import load_data_config
+
+    home = tmp_path / "home"
+    (home / "held_out").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    ds = tmp_path / "ds"
+    for split in ("train", "val"):
+        (ds / "images" / split).mkdir(parents=True)
+    yaml_path = ds / "data.yaml"
+    base = "train: images/train\nval: images/val\nnames: [a]\n"
+    with caplog.at_level("WARNING", logger="yoloslim.data.config"):
+        # ~ was joined to the yaml's folder first: warned about as missing (audit49 data F3)
+        yaml_path.write_text(base + "test: ~/held_out\n")
+        load_data_config(yaml_path)
+    assert caplog.text == ""
+    # a file where a folder goes was said not to exist (audit49 data F5)
+    yaml_path.write_text(base + "path: data.yaml\n")
+    with pytest.raises(DataError, match=r"key 'path': folder .*data.yaml is a file, not a folder"):
+        load_data_config(yaml_path)
+
+
 def test_check_class_count_names_both_sides(tmp_path):
     write_yolo(tmp_path, _splits(), NAMES)
     data = tmp_path / "data.yaml"

@@ -156,9 +156,11 @@ def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path
     # a relative path is the data.yaml's folder's (Ultralytics takes the working folder's)
     how = "" if Path(value).expanduser().is_absolute() else f" ({value} relative to {root})"
     if kind == "dir" and not p.is_dir():
-        raise DataError(f"{where}: key '{key}': folder {p} does not exist{how}")
+        what = "is a file, not a folder" if p.exists() else "does not exist"  # audit49 data F5
+        raise DataError(f"{where}: key '{key}': folder {p} {what}{how}")
     if kind == "file" and not p.is_file():
-        raise DataError(f"{where}: key '{key}': file {p} does not exist{how}")
+        what = "is a folder, not a file" if p.exists() else "does not exist"
+        raise DataError(f"{where}: key '{key}': file {p} {what}{how}")
     if kind == "any" and not p.exists():
         raise DataError(f"{where}: key '{key}': path {p} does not exist{how}")
     return p
@@ -209,11 +211,12 @@ def _warn_missing_test(test: Any, root: Path, where: str) -> None:
     command reads the test split; a typo there surfaces later, in another tool)."""
     entries = test if isinstance(test, list) else [test]
     for entry in entries:
-        if isinstance(entry, str) and entry.strip() and not (root / entry).expanduser().exists():
+        if not (isinstance(entry, str) and entry.strip()):
+            continue
+        p = root / Path(entry).expanduser()  # ~ first, as train's and val's (audit49 data F3)
+        if not p.exists():
             logger.warning(
-                "%s: key 'test': %s does not exist (yoloslim reads train and val only)",
-                where,
-                root / entry,
+                "%s: key 'test': %s does not exist (yoloslim reads train and val only)", where, p
             )
 
 
