@@ -962,7 +962,9 @@ def test_a_deployment_without_yoloslim_reproduces_predict_from_the_metadata(stat
     spec = json.loads(meta["preprocess"])
     assert spec["letterbox"]["pad_value"] == 114 and "preprocess" in meta["input"]
     rgb = np.random.default_rng(0).integers(0, 256, (88, 90, 3), dtype=np.uint8)  # wide: padded
-    # (by a pixel: this model's boxes are at least 6 px, so none is wholly in the padding)
+    # by a pixel: this model's boxes are at least 6 px, so none is wholly in the padding, and
+    # clipped to the input or to the image they keep the same detections here (on a wider
+    # padding the graph, which clips to the input, may keep two boxes predict sees as one)
     x, r, (left, top) = _standalone_input(rgb, IMGSZ, spec)
     session = ort.InferenceSession(str(res.artifacts["onnx_nms"]))
     n, boxes, scores, classes = session.run(None, {"images": x})

@@ -36,7 +36,8 @@ E2E_OUTPUT_TEXT = (
     "scores (1, K); classes (1, K) int64; sorted by score, the first num_dets valid. Each "
     "anchor's top class above nms_conf, class-aware NMS of the clipped boxes at nms_iou, at "
     "most nms_max_det "
-    "(what yoloslim predict computes); original pixels: x = (x - left) / r, y = (y - top) / r"
+    "(what yoloslim predict computes on a square image; on a padded one its NMS also takes "
+    "boxes in the padding); original pixels: x = (x - left) / r, y = (y - top) / r"
 )
 
 logger = logging.getLogger(__name__)
