@@ -192,6 +192,10 @@ def test_a_test_path_under_home_and_a_file_given_as_a_folder(tmp_path, monkeypat
         yaml_path.write_text(base + "test: ~/held_out\n")
         load_data_config(yaml_path)
     assert caplog.text == ""
+    # ~nosuchuser was a RuntimeError's traceback (review of audit49's fixes, F2)
+    yaml_path.write_text(base.replace("images/val", "~nosuchuser_ys/val"))
+    with pytest.raises(DataError, match=r"key 'val': ~nosuchuser_ys/val: "):
+        load_data_config(yaml_path)
     # a file where a folder goes was said not to exist (audit49 data F5)
     yaml_path.write_text(base + "path: data.yaml\n")
     with pytest.raises(DataError, match=r"key 'path': folder .*data.yaml is a file, not a folder"):

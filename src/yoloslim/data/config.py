@@ -139,10 +139,19 @@ def _parse_kpt_shape(raw: Any, where: str) -> tuple[int, int] | None:
 _FELL_BACK: set[tuple[str, str]] = set()
 
 
+def _expand(value: str | Path, where: str, key: str) -> Path:
+    """``value`` with ``~`` expanded; a DataError naming the key for ``~nosuchuser`` (a raw
+    RuntimeError's traceback before: review of audit49's fixes, F2)."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError as e:
+        raise DataError(f"{where}: key '{key}': {value}: {e}") from e
+
+
 def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path:
     if not isinstance(value, (str, Path)) or str(value) == "":
         raise DataError(f"{where}: key '{key}' must be a path, got {value!r}")
-    p = Path(value).expanduser()
+    p = _expand(value, where, key)
     p = p if p.is_absolute() else root / p
     text = str(value).replace("\\", "/")
     if not p.exists() and text.startswith("../") and (root / text[3:]).exists():
@@ -154,7 +163,7 @@ def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path
             )
         p = root / text[3:]
     # a relative path is the data.yaml's folder's (Ultralytics takes the working folder's)
-    how = "" if Path(value).expanduser().is_absolute() else f" ({value} relative to {root})"
+    how = "" if _expand(value, where, key).is_absolute() else f" ({value} relative to {root})"
     if kind == "dir" and not p.is_dir():
         what = "is a file, not a folder" if p.exists() else "does not exist"  # audit49 data F5
         raise DataError(f"{where}: key '{key}': folder {p} {what}{how}")
@@ -213,7 +222,7 @@ def _warn_missing_test(test: Any, root: Path, where: str) -> None:
     for entry in entries:
         if not (isinstance(entry, str) and entry.strip()):
             continue
-        p = root / Path(entry).expanduser()  # ~ first, as train's and val's (audit49 data F3)
+        p = root / _expand(entry, where, "test")  # ~ first, as train's and val's (audit49 F3)
         if not p.exists():
             logger.warning(
                 "%s: key 'test': %s does not exist (yoloslim reads train and val only)", where, p
