@@ -64,7 +64,7 @@ def _rows(d: dict) -> list[tuple[str, str]]:
     # a name with a comma, a control character or edge spaces, or an empty one, could not
     # be told from the separator or seen: then all are quoted (audit49 export F2)
     plain = all(n and n == n.strip() and "," not in n and n.isprintable() for n in shown)
-    names = ", ".join(shown if plain else (json.dumps(n, ensure_ascii=False) for n in shown))
+    names = ", ".join(shown if plain else (_quoted(n) for n in shown))
     names += " ..." if d["nc"] > 12 else ""
     rows += [("classes", f"{d['nc']}: {names}"), ("imgsz", str(d["imgsz"]))]
     if d["kind"] == "checkpoint":
@@ -167,3 +167,19 @@ def _step(h: dict) -> str:
         if isinstance(earlier, dict):
             details.append(f"epochs to {earlier.get('until_epoch')} on {earlier.get('data')}")
     return f"{h.get('stage', '?')}" + (f" ({', '.join(details)})" if details else "")
+
+
+def _quoted(name: str) -> str:
+    """``name`` in double quotes, JSON-escaped; a character not seen as itself (a control or
+    format character, a space other than " ") as its ``\\uXXXX`` escape, not raw: ""
+    and a zero-width space looked alike (review of audit49's fixes, F3)."""
+    return (
+        '"'
+        + "".join(
+            json.dumps(c, ensure_ascii=not (c.isprintable() and (c == " " or not c.isspace())))[
+                1:-1
+            ]
+            for c in name
+        )
+        + '"'
+    )
