@@ -1902,7 +1902,9 @@ def test_info_quotes_class_names_that_a_comma_list_cannot_show(tmp_path, capsys)
     names = ["cir cle", "sq,uare", "", "tri\tangle", "\u200b"]
     ck = save_checkpoint(tmp_path / "odd.pt", build_model("damo-nano", names=names), imgsz=64)
     assert main(["info", str(ck)]) == 0
-    assert _flat('5: "cir cle", "sq,uare", "", "tri\\tangle", "\\u200b"') in _flat(capsys.readouterr().out)
+    assert _flat('5: "cir cle", "sq,uare", "", "tri\\tangle", "\\u200b"') in _flat(
+        capsys.readouterr().out
+    )
     ck = save_checkpoint(
         tmp_path / "plain.pt", build_model("damo-nano", names=["a b", "c"]), imgsz=64
     )
