@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from yoloslim.eval.coco import MAX_DETS, coco_map
-from yoloslim.eval.postprocess import has_area, postprocess, scale_boxes
+from yoloslim.eval.postprocess import postprocess_in_image, scale_boxes
 from yoloslim.progress import progress_console
 
 __all__ = ["evaluate"]
@@ -81,13 +81,7 @@ def evaluate(
         boxes = torch.stack(
             [_original(p[:, :4], meta, x.shape[-1]) for p, meta in zip(preds, metas, strict=True)]
         )
-        dets = postprocess(
-            torch.cat([boxes, preds[..., 4:]], -1),
-            conf=conf,
-            iou=iou,
-            max_det=max_det,
-            valid=has_area(boxes),
-        )
+        dets = postprocess_in_image(preds, boxes, conf=conf, iou=iou, max_det=max_det)
         capped += [
             int(m["image_id"]) for d, m in zip(dets, metas, strict=True) if len(d) >= max_det
         ]

@@ -7,6 +7,7 @@ import ctypes
 import functools
 import numbers
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,15 @@ from yoloslim.boxes import box_iou
 from yoloslim.configs import int_problem
 from yoloslim.errors import ConfigError
 
-__all__ = ["batched_nms", "check_nms_settings", "nms", "postprocess", "scale_boxes"]
+__all__ = [
+    "batched_nms",
+    "check_nms_settings",
+    "has_area",
+    "nms",
+    "postprocess",
+    "postprocess_in_image",
+    "scale_boxes",
+]
 
 # Candidates are processed in score-ordered blocks of this many boxes, so memory is
 # O(BLOCK * (BLOCK + kept chunk)) instead of O(N^2): 30k candidates would need a 3.6 GB
@@ -350,6 +359,18 @@ def scale_boxes(
     out[..., 0::2] = ((out[..., 0::2] - pad[0]) / ratio).clamp(0, orig_shape[1])
     out[..., 1::2] = ((out[..., 1::2] - pad[1]) / ratio).clamp(0, orig_shape[0])
     return out
+
+
+def postprocess_in_image(
+    preds: torch.Tensor, boxes: torch.Tensor, **nms: Any
+) -> list[torch.Tensor]:
+    """:func:`postprocess` (``nms``: its keyword arguments) of ``preds`` ``(B, A, 4 + C)`` with
+    each anchor's box replaced by ``boxes`` ``(B, A, 4)``, the same boxes in their image's
+    pixels and clipped to it (:func:`scale_boxes`): NMS compares the boxes as they are reported
+    (two past the image's edge that clip to one are one detection: audit49 cli F1), and one
+    with no width or height left, wholly in the letterbox's padding, is no candidate
+    (:func:`has_area`). What ``predict`` and ``val`` run."""
+    return postprocess(torch.cat([boxes, preds[..., 4:]], -1), valid=has_area(boxes), **nms)
 
 
 def has_area(boxes: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,7 @@ from PIL import Image
 from yoloslim.configs import brief, check_imgsz, int_problem
 from yoloslim.data.transforms import letterbox
 from yoloslim.errors import ConfigError, ModelError
-from yoloslim.eval.postprocess import check_nms_settings, has_area, postprocess, scale_boxes
+from yoloslim.eval.postprocess import check_nms_settings, postprocess_in_image, scale_boxes
 from yoloslim.runtime.backends import (
     check_static_imgsz,
     load_backend,
@@ -226,12 +226,8 @@ class Predictor:
                 for p, (ratio, pad, shape) in zip(preds, metas, strict=True)
             ]
         )
-        dets = postprocess(
-            torch.cat([boxes, preds[..., 4:]], -1),
-            conf=self.conf,
-            iou=self.iou,
-            max_det=self.max_det,
-            valid=has_area(boxes),
+        dets = postprocess_in_image(
+            preds, boxes, conf=self.conf, iou=self.iou, max_det=self.max_det
         )
         for det, (_, _, shape), src in zip(dets, metas, sources, strict=True):
             results.append(
