@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from yoloslim.errors import ConfigError, ExportError
-from yoloslim.eval.postprocess import check_nms_settings, postprocess
+from yoloslim.eval.postprocess import check_nms_settings, postprocess, scale_boxes
 from yoloslim.fileio import staged
 
 __all__ = [
@@ -343,8 +343,7 @@ def _compare(e2e: Path, runners: dict, images: list, plain_out: list, nms: dict)
 def _clipped(preds, shape: tuple[int, int]) -> torch.Tensor:
     """``(B, A, 4 + C)`` ``preds`` with their boxes clipped to an input of ``(h, w)``."""
     out = torch.as_tensor(preds).clone()
-    out[..., [0, 2]] = out[..., [0, 2]].clamp(0, shape[1])
-    out[..., [1, 3]] = out[..., [1, 3]].clamp(0, shape[0])
+    out[..., :4] = scale_boxes(out[..., :4], 1.0, (0.0, 0.0), shape)  # no resize, no padding
     return out
 
 
