@@ -151,8 +151,8 @@ def _expand(value: str | Path, where: str, key: str) -> Path:
 def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path:
     if not isinstance(value, (str, Path)) or str(value) == "":
         raise DataError(f"{where}: key '{key}' must be a path, got {value!r}")
-    p = _expand(value, where, key)
-    p = p if p.is_absolute() else root / p
+    given = _expand(value, where, key)
+    p = given if given.is_absolute() else root / given
     text = str(value).replace("\\", "/")
     if not p.exists() and text.startswith("../") and (root / text[3:]).exists():
         # Roboflow's YOLO export writes train: ../train/images beside the folders it names
@@ -163,7 +163,7 @@ def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path
             )
         p = root / text[3:]
     # a relative path is the data.yaml's folder's (Ultralytics takes the working folder's)
-    how = "" if _expand(value, where, key).is_absolute() else f" ({value} relative to {root})"
+    how = "" if given.is_absolute() else f" ({value} relative to {root})"
     if kind == "dir" and not p.is_dir():
         what = "is a file, not a folder" if p.exists() else "does not exist"  # audit49 data F5
         raise DataError(f"{where}: key '{key}': folder {p} {what}{how}")
