@@ -159,14 +159,17 @@ def test_folder_instead_of_data_yaml_says_so(tmp_path):
         load_data_config(tmp_path / "images")
 
 
-def test_a_test_path_that_does_not_exist_is_warned_about(tmp_path, caplog):
-    from yoloslim.data.config import load_data_config
-
+def _empty_splits(root: Path) -> tuple[Path, str]:
+    """``root/data.yaml``'s path and the text naming ``root``'s (made) empty train and val
+    folders, for a test to add keys to."""
     for split in ("train", "val"):
-        (tmp_path / "images" / split).mkdir(parents=True)
+        (root / "images" / split).mkdir(parents=True)
+    return root / "data.yaml", "train: images/train\nval: images/val\nnames: [a]\n"
+
+
+def test_a_test_path_that_does_not_exist_is_warned_about(tmp_path, caplog):
+    yaml_path, base = _empty_splits(tmp_path)
     (tmp_path / "images" / "test").mkdir()
-    yaml_path = tmp_path / "data.yaml"
-    base = "train: images/train\nval: images/val\nnames: [a]\n"
     with caplog.at_level("WARNING", logger="yoloslim.data.config"):
         yaml_path.write_text(base + "test: images/test\n")
         load_data_config(yaml_path)
@@ -177,16 +180,10 @@ def test_a_test_path_that_does_not_exist_is_warned_about(tmp_path, caplog):
 
 
 def test_a_test_path_under_home_and_a_file_given_as_a_folder(tmp_path, monkeypatch, caplog):
-    from yoloslim.data.config import load_data_config
-
     home = tmp_path / "home"
     (home / "held_out").mkdir(parents=True)
     monkeypatch.setenv("HOME", str(home))
-    ds = tmp_path / "ds"
-    for split in ("train", "val"):
-        (ds / "images" / split).mkdir(parents=True)
-    yaml_path = ds / "data.yaml"
-    base = "train: images/train\nval: images/val\nnames: [a]\n"
+    yaml_path, base = _empty_splits(tmp_path / "ds")
     with caplog.at_level("WARNING", logger="yoloslim.data.config"):
         # ~ was joined to the yaml's folder first: warned about as missing (audit49 data F3)
         yaml_path.write_text(base + "test: ~/held_out\n")
