@@ -1180,6 +1180,8 @@ def test_detections_of_mismatched_lengths_or_unnamed_classes_are_refused():
         Detections(two, np.zeros(3), np.zeros(3, np.int64), ["a"], (8, 8))
     with pytest.raises(ValueError, match=r"boxes \(4,\), scores \(1,\)"):
         Detections(np.zeros(4), np.zeros(1), np.zeros(1, np.int64), ["a"], (8, 8))
+    with pytest.raises(ValueError, match=r"class id -1 is negative"):  # was names[-1]
+        Detections(two, np.zeros(2), np.array([0, -1]), ["a", "b"], (8, 8))
     # a class id past the names stays (a TorchScript file may hold fewer names: "1" shown)
     assert len(Detections(two, np.zeros(2), np.array([0, 5]), ["a"], (8, 8))) == 2
     assert len(Detections(torch.zeros(1, 4), torch.zeros(1), torch.zeros(1), ["a"], (8, 8))) == 1
