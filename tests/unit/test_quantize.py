@@ -648,6 +648,8 @@ def test_accuracy_aware_met_is_the_loops_own_test_not_the_rounded_steps():
 
 
 def test_accuracy_aware_not_met_returns_layers_that_did_not_help_to_int8():
+    from yoloslim.compress.quantize import budget_warning
+
     # out of steps, budget missed: b changed nothing, c and a raised the mAP; the best step
     # (3) kept b too, for nothing
     maps = {frozenset(): 0.30, frozenset("b"): 0.30, frozenset("bc"): 0.32, frozenset("bca"): 0.33}
@@ -660,6 +662,22 @@ def test_accuracy_aware_not_met_returns_layers_that_did_not_help_to_int8():
     model, info, calls = _loop({**maps, frozenset("ca"): 0.325}, 0.40, 3, key=frozenset)
     assert calls[-2:] == ["trimmed", "chosen3"] and "trimmed" not in info
     assert model == {"float": ["b", "c", "a"]}
+    _, info, _ = _loop({**maps, frozenset("ca"): 0.33}, 0.40, 3, key=frozenset)
+    said = budget_warning({"accuracy_aware": info, "map_drop_points": 7.0})
+    assert "kept the layers of step 3 (the best one) that raised the mAP" in said
+
+
+def test_accuracy_aware_a_trimmed_model_within_the_budget_no_step_met_is_met(caplog):
+    # audit50 quant F1: out of steps, the best step (3) missed the budget, but without b it
+    # lost under 1 point: it was written and reported "not met"
+    maps = {frozenset(): 0.30, frozenset("b"): 0.30, frozenset("bc"): 0.32, frozenset("bca"): 0.33}
+    with caplog.at_level("WARNING"):
+        model, info, calls = _loop({**maps, frozenset("ca"): 0.395}, 0.40, 3, key=frozenset)
+    assert calls[-1] == "trimmed" and model == {"float": ["c", "a"]}
+    assert info["met"] and info["trimmed"]["drop_points"] == 0.5 and not caplog.text
+    from yoloslim.compress.quantize import budget_warning
+
+    assert budget_warning({"accuracy_aware": info, "map_drop_points": 0.5}) is None
 
 
 def test_accuracy_aware_without_steps_ranks_nothing(caplog):

@@ -597,11 +597,13 @@ def budget_warning(report: dict) -> str | None:
     said = []
     acc = report.get("accuracy_aware")
     if acc and not acc.get("met", True):
+        kept = f"step {acc['chosen_step']}, the best one"
+        if acc.get("trimmed"):
+            kept = f"the layers of step {acc['chosen_step']} (the best one) that raised the mAP"
         said.append(
             f"the --max-drop budget of {acc['max_drop']} mAP points was not met: "
             f"{report['map_drop_points']} points lost after {len(acc['steps']) - 1} "
-            f"accuracy-aware steps (advanced.max_steps); kept step {acc['chosen_step']}, the "
-            "best one."
+            f"accuracy-aware steps (advanced.max_steps); kept {kept}."
         )
     f, q = (report.get("float") or {}).get("map"), (report.get("int8") or {}).get("map")
     # 2 points at least: a barely trained model's 0.04 against 0.01 is noise (review F2)
