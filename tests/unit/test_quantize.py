@@ -497,6 +497,9 @@ def test_a_conv_returned_to_float_reads_float_values_with_float_weight_and_bias(
                 _constant_data(node.input_value(i).get_node()).astype(np.float32),
                 _constant_data(was.input_value(i).get_node()).astype(np.float32),
             )
+            # named as in the float IR, not Constant_N (audit50 quant F2)
+            got = node.input_value(i).get_node().get_friendly_name()
+            assert got == was.input_value(i).get_node().get_friendly_name(), got
     # every conv in float: the reverted IR computes what the float IR does (at f32)
     core = openvino_core()
     f32 = {"INFERENCE_PRECISION_HINT": ov.Type.f32}

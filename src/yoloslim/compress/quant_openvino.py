@@ -231,9 +231,13 @@ def _node_factory(opset: str):
 def _float_constant(ov, node, was, k: int) -> None:
     """Input ``k`` of ``node`` fed the float model's constant there (``was``, the same node in
     the float model), where that input is a constant."""
-    data = _constant_data(was.input_value(k).get_node())
+    source = was.input_value(k).get_node()
+    data = _constant_data(source)
     if data is not None:
         const = ov.opset13.constant(data.astype(np.float32))
+        # the float model's name ("...conv.weight"), not a counter's Constant_N that differed
+        # from run to run and hid which layer it was (audit50 quant F2)
+        const.set_friendly_name(source.get_friendly_name())
         node.input(k).replace_source_output(const.output(0))
 
 
