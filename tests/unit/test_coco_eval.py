@@ -550,6 +550,36 @@ def test_val_says_when_max_det_or_a_high_conf_lowers_the_map(tmp_path, caplog):
     assert validate(_OracleModule(data), data, imgsz=64)["capped_images"] == 0
 
 
+def test_crowd_regions_do_not_make_an_image_dense():
+    # audit50 eval F1: 1 box and 3 crowd regions at max_det 9 was a "dense" image
+    from yoloslim.eval import evaluate
+
+    class One:
+        names = ["a"]
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            meta = {"image_id": 0, "orig_shape": (64, 64), "ratio": 1.0, "pad": (0, 0)}
+            return torch.zeros(3, 64, 64, dtype=torch.uint8), torch.zeros(0, 5), meta
+
+        def coco_gt(self):
+            box = {"image_id": 0, "category_id": 0, "bbox": [30.0, 30.0, 30.0, 30.0]}
+            anns = [{**box, "id": 1, "bbox": [1.0, 1.0, 10.0, 10.0], "area": 100.0, "iscrowd": 0}]
+            anns += [{**box, "id": k, "area": 900.0, "iscrowd": 1} for k in (2, 3, 4)]
+            img = {"id": 0, "width": 64, "height": 64}
+            return {"images": [img], "annotations": anns, "categories": [{"id": 0, "name": "a"}]}
+
+    xs = torch.arange(10.0) * 6
+    boxes = torch.stack([xs.repeat(10), xs.repeat_interleave(10)], 1)
+    pred = torch.cat([boxes, boxes + 4, torch.linspace(0.9, 0.1, 100)[:, None]], 1)[None]
+    res = evaluate(lambda x: pred.expand(len(x), -1, -1), One(), max_det=9)
+    assert res["capped_images"] == 1 and res["capped_dense_images"] == 0
+    res = evaluate(lambda x: pred.expand(len(x), -1, -1), One(), max_det=3)  # 1 box: dense
+    assert res["capped_dense_images"] == 1
+
+
 def test_a_sparse_image_hitting_max_det_is_not_warned_about(one_class_val, caplog):
     # at conf 0.001 nearly every image gives max_det boxes: warning of each was noise
     from yoloslim.eval.val import validate
