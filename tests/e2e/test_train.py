@@ -111,7 +111,7 @@ def test_resume_reproduces_uninterrupted_run(tiny_set, tmp_path):
 
 
 def test_a_validation_cut_short_keeps_the_epoch_and_the_resume_validates_it(
-    tiny_set, tmp_path, monkeypatch
+    tiny_set, tmp_path, monkeypatch, capsys
 ):
     import importlib
 
@@ -142,10 +142,18 @@ def test_a_validation_cut_short_keeps_the_epoch_and_the_resume_validates_it(
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0]
     ended = []
+    capsys.readouterr()
     res = train(  # validates epoch 1, trains nothing
-        None, tiny_set, out=run, resume=True, on_epoch_end=lambda e, row: ended.append(e)
+        None,
+        tiny_set,
+        out=run,
+        resume=True,
+        on_epoch_end=lambda e, row: ended.append(e),
+        progress=True,
     )
     assert len(calls) == 3 and ended == [1]
+    # its mAP is said as after any epoch (audit50 resume F2: it was not)
+    assert "epoch 2/2: mAP50-95" in capsys.readouterr().err
     assert "val_pending" not in read_checkpoint(run / "last.pt")["train_state"]
     full = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]

@@ -434,11 +434,21 @@ def train(
             row.update(map=val["map"], map50=val["map50"])
             return val
 
-        if pending and main:
+        def say_map(row: dict, before: float) -> None:
+            if progress and row.get("map") is not None:  # the bar shows losses only
+                say(
+                    f"epoch {row['epoch'] + 1}/{cfg.epochs}: mAP50-95 {100 * row['map']:.2f}%, "
+                    f"mAP50 {100 * row['map50']:.2f}%"
+                    + (" (best so far: best.pt)" if best_map > before else ""),
+                    style="",
+                )
+
+        if pending and main:  # its mAP line too (audit50 resume F2: none was printed)
             row = dict(state["train_state"]["metrics_row"])
-            last_val = validate(row)
+            last_val, before = validate(row), best_map
             best_map = fit.save(run, row, best_map, last_val, meta)
             log.info("epoch %d: %s", row["epoch"], row)
+            say_map(row, before)
             if on_epoch_end is not None:  # its checkpoint is now whole
                 on_epoch_end(row["epoch"], row)
         dist_utils.barrier()
@@ -456,13 +466,7 @@ def train(
                 before = best_map
                 best_map = fit.save(run, row, best_map, last_val, meta)
                 log.info("epoch %d: %s", epoch, row)
-                if progress and row.get("map") is not None:  # the bar shows losses only
-                    say(
-                        f"epoch {epoch + 1}/{cfg.epochs}: mAP50-95 {100 * row['map']:.2f}%, "
-                        f"mAP50 {100 * row['map50']:.2f}%"
-                        + (" (best so far: best.pt)" if best_map > before else ""),
-                        style="",
-                    )
+                say_map(row, before)
             dist_utils.barrier()
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
