@@ -245,7 +245,8 @@ def train(
         out: output folder (``last.pt``, ``best.pt``, ``metrics.jsonl``, ``train_config.yaml``).
         resume: continue the run in ``out`` from its ``last.pt``. A run that already
             trained all its epochs is returned as it is (the report's ``last`` holds
-            its last validation, ``images_per_s`` is None).
+            its last validation, ``images_per_s`` is None); a resumed run's ``train_s``
+            and ``images_per_s`` are of the epochs this call ran.
         exist_ok: start a fresh run in an ``out`` that holds another run, deleting
             that run's checkpoints and ``metrics.jsonl``. Without it such an ``out`` is
             an error, so no run is overwritten by mistake.
