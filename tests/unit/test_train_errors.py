@@ -154,6 +154,22 @@ def test_resume_of_finished_run_reports_its_last_validation(sets, tmp_path, save
     assert (tmp_path / "last.pt").read_bytes() == before
 
 
+def test_a_resume_refuses_a_best_pt_not_of_the_last_pts_run(sets, tmp_path):
+    # audit50 resume F1: another run's last.pt (3 classes) copied beside a best.pt of 4
+    # resumed, and the summary named a best.pt of other classes
+    _fake_run(tmp_path, sets[3])
+    other = build_model("damo-nano", names=["a", "b"])
+    save_checkpoint(tmp_path / "best.pt", other, imgsz=64)
+    with pytest.raises(ConfigError, match=r"best.pt is not of the run in .*last.pt \(classes "):
+        train(None, sets[3], out=tmp_path, resume=True)
+    save_checkpoint(tmp_path / "best.pt", build_model("damo-tiny", names=NAMES3), imgsz=64)
+    with pytest.raises(ConfigError, match=r"\(another architecture\): one of them was copied"):
+        train(None, sets[3], out=tmp_path, resume=True)
+    torch.manual_seed(1)  # the run's own arch, other weights: its best epoch's
+    save_checkpoint(tmp_path / "best.pt", build_model("damo-nano", names=NAMES3), imgsz=64)
+    assert train(None, sets[3], out=tmp_path, resume=True).report["best_map"] == 0.25
+
+
 def _stopped_after_epoch_0(monkeypatch, data, out, epochs=2):
     """A real run of ``epochs``, stopped right after its first last.pt."""
     from yoloslim.train.run_folder import RunFolder
@@ -194,7 +210,8 @@ def test_a_resume_refuses_a_settings_file_edited_since_the_run_wrote_it(
     f.write_text(yaml.safe_dump(edited, sort_keys=False))
     with pytest.raises(ConfigError, match=r"train_config.yaml was edited since the run wrote it "
                        r"\(epochs: 2 in the run, 5 in the file; loss.box: .* in the run, 9.0 in "
-                       r"the file\); a resume continues"):  # fmt: skip
+                       r"the file\), or the last.pt beside it is another run's; a resume "
+                       r"continues"):  # fmt: skip
         train(None, None, out=run, resume=True)
     assert yaml.safe_load(f.read_text()) == edited  # kept as the user left it
     # the CLI passes the run's own settings (plus --device/--workers): refused as well

@@ -169,14 +169,30 @@ def read_last(out: Path, where: str = "resume") -> dict:
     return state
 
 
-def check_best(out: Path, where: str = "resume") -> None:
+def check_best(out: Path, state: dict | None = None, where: str = "resume") -> None:
     """Refuse a resume of ``out`` whose ``best.pt`` is not a checkpoint (cut short, a folder):
-    a damaged one failed the run after its last epoch (audit42 corrupt F3)."""
+    a damaged one failed the run after its last epoch (audit42 corrupt F3); or, given
+    ``state`` (``last.pt``'s dict), one of other classes or another architecture than it: not
+    one run's two checkpoints (audit50 resume F1: another run's last.pt, copied in, resumed
+    beside a best.pt of 4 classes where it had 3)."""
     best = Path(out) / "best.pt"
     if best.exists():
         if not best.is_file():
             raise ConfigError(f"{where}: {best} is not a file")
-        read_checkpoint(best, mmap=True)
+        ckpt = read_checkpoint(best, mmap=True)
+        if state is None:
+            return
+        differ = []
+        if list(ckpt["names"]) != list(state["names"]):
+            differ.append(f"classes {list(ckpt['names'])} against {list(state['names'])}")
+        elif ckpt["arch"] != state["arch"]:  # (other classes: another head too)
+            differ.append("another architecture")
+        if differ:
+            raise ConfigError(
+                f"{where}: {best} is not of the run in {best.with_name('last.pt')} "
+                f"({'; '.join(differ)}): one of them was copied in from another run; put "
+                "back the run's own file"
+            )
 
 
 def recorded_data(out: Path, state: dict) -> str:

@@ -533,10 +533,11 @@ def _refuse_edited_settings_files(out: Path, cfg: TrainConfig, run_files: dict) 
             edits = file_edits(written, run, runtime_at)
         if edits:
             raise ConfigError(
-                f"resume: {path} was edited since the run wrote it ({'; '.join(edits)}); a "
-                "resume continues the run's own settings (saved in its last.pt) and writes "
-                "that file again. Undo the edit (or delete the file) to resume; to train with "
-                "other settings, start a new run from the run's best.pt or last.pt"
+                f"resume: {path} was edited since the run wrote it ({'; '.join(edits)}), or "
+                "the last.pt beside it is another run's; a resume continues the run's own "
+                "settings (saved in its last.pt) and writes that file again. Undo the edit (or "
+                "delete the file) to resume; to train with other settings, start a new run "
+                "from the run's best.pt or last.pt"
             )
 
 
@@ -556,7 +557,7 @@ def _begin(
                 "(to train another model, start a new run)"
             )
         state = read_last(out)
-        check_best(out)  # here once, where the run resumes (read_last also serves the CLI)
+        check_best(out, state)  # here once, where the run resumes (read_last also serves the CLI)
         config = resume_config(config_from_dict(state["train_state"]["config"]), config, str(out))
         data = recorded_data(out, state) if data is None else data
     elif model is None or data is None:
