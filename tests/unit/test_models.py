@@ -84,6 +84,31 @@ def test_repconv_fuse_equivalent(cin, cout, stride):
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("c,cout,groups,stride", [(8, 8, 4, 1), (8, 8, 8, 1), (8, 16, 8, 2)])
+def test_a_grouped_repconv_folds_into_a_grouped_conv(c, cout, groups, stride):
+    # an arch's layers record ([out, in, groups]) can make a RepConv grouped: its fold failed
+    # or, depthwise, was broadcast into a dense conv (audit50 reparam F4)
+    block = RepConv(c, cout, 3, stride)
+    for branch in (block.dense, block.one):
+        old = branch.conv
+        branch.conv = nn.Conv2d(
+            c, cout, old.kernel_size, stride, old.padding, groups=groups, bias=False
+        )
+    _randomize_bn(block)
+    block.eval()
+    x = torch.randn(2, c, 11, 11)
+    with torch.no_grad():
+        ref = block(x)
+        block.fuse()
+        out = block(x)
+    assert block.fused.groups == groups
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    block = RepConv(8, 8, 3)
+    block.one.conv = nn.Conv2d(8, 8, 1, groups=2, bias=False)
+    with pytest.raises(ValueError, match="groups=1 and its 1x1 conv groups=2"):
+        block.fuse()
+
+
 def test_conv_bn_fuse_equivalent():
     m = ConvBNAct(4, 6, 3)
     _randomize_bn(m)

@@ -130,20 +130,32 @@ class RepConv(nn.Module):
         """Collapse the branches into ``self.fused``; idempotent."""
         if self.fused is not None:
             return
-        conv = self.dense.conv
+        conv, g = self.dense.conv, self.dense.conv.groups
+        if self.one.conv.groups != g:  # an arch's layers record may give each its own
+            raise ValueError(
+                f"RepConv: its {self.k}x{self.k} conv has groups={g} and its 1x1 conv "
+                f"groups={self.one.conv.groups}: they do not fold into one conv"
+            )
         w, b = _branch(self.dense)
         w1, b1 = _branch(self.one)
         p = self.k // 2
         w = w + nn.functional.pad(w1, [p, p, p, p])
         b = b + b1
-        if self.identity is not None:
+        if self.identity is not None:  # channel i is input i % (c / g) of its group
             c = conv.in_channels
-            eye = torch.zeros(c, c, self.k, self.k, device=w.device, dtype=w.dtype)
-            eye[torch.arange(c), torch.arange(c), p, p] = 1.0
+            eye = torch.zeros(c, c // g, self.k, self.k, device=w.device, dtype=w.dtype)
+            eye[torch.arange(c), torch.arange(c) % (c // g), p, p] = 1.0
             wi, bi = _fold(eye, None, self.identity)
             w, b = w + wi, b + bi
-        fused = nn.Conv2d(conv.in_channels, conv.out_channels, self.k, self.s, p, bias=True)
+        # with the branches' groups (a grouped RepConv, which an arch's layers record can
+        # give, failed to fold or, depthwise, was broadcast into a dense conv: audit50
+        # reparam F4)
+        fused = nn.Conv2d(
+            conv.in_channels, conv.out_channels, self.k, self.s, p, groups=g, bias=True
+        )
         fused = fused.to(w.device, w.dtype)
+        if fused.weight.shape != w.shape:  # copy_ would broadcast
+            raise ValueError(f"RepConv: folded kernel {tuple(w.shape)}, conv {fused.weight.shape}")
         fused.weight.data.copy_(w)
         fused.bias.data.copy_(b)
         self.fused = fused.requires_grad_(False)
