@@ -6,7 +6,9 @@ For any other module, Conv -> BN pairs are found by tracing the graph with
 exact: the BN reads the conv's output, nothing else reads that output, and
 neither module is called anywhere else in the graph (a shared module folded for
 one call site would change the others). A module that fx cannot trace as a
-whole (data-dependent Python control flow) is traced child by child instead.
+whole (data-dependent Python control flow) is traced child by child instead: its own
+forward is then not seen, and a pair it also uses itself (a child's BatchNorm called
+again, on some inputs only) would be folded all the same; a warning says so.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def fuse_traced_conv_bn(model: nn.Module) -> int:
     """Fold every traced Conv2d -> BatchNorm2d pair of ``model`` in place; returns the count.
 
     The model must be in eval mode (BN uses its running statistics). A module fx cannot
-    trace is descended into, child by child; nothing is ever folded on a guess.
+    trace is descended into, child by child: its own forward's uses of a child's modules are
+    not seen (a warning names it when a pair below it is folded).
     """
     if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return 0
@@ -89,7 +92,19 @@ def fuse_traced_conv_bn(model: nn.Module) -> int:
         children = list(model.children())
         if not children:
             log.warning("Conv+BN pairs inside untraceable %s left unfused", type(model).__name__)
-        return sum(fuse_traced_conv_bn(child) for child in children)
+        n = sum(fuse_traced_conv_bn(child) for child in children)
+        if n:  # "nothing folded on a guess" was said, and this is one (audit50 reparam F2)
+            log.warning(
+                "fx cannot trace %s (%s): %d Conv+BN pairs of its children were folded as "
+                "their own graphs show; a use of those modules in %s's own forward (a "
+                "BatchNorm called again on some inputs) is not seen, and reparameterize "
+                "checks the outputs on its example input only",
+                type(model).__name__,
+                str(e).splitlines()[0] if str(e) else type(e).__name__,
+                n,
+                type(model).__name__,
+            )
+        return n
     modules = dict(model.named_modules())
     pairs = _conv_bn_pairs(graph, modules)
     for conv_name, bn_name in pairs:
