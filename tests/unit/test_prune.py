@@ -842,14 +842,21 @@ def test_a_prune_without_out_names_no_timed_files_that_are_gone(model, tmp_path,
     assert res.report["latency"]["artifacts"] is None
 
 
-def test_prune_distill_fine_tuning_names_its_teacher(model, tiny_data, tmp_path):
-    # audit27 info L2: the fine-tuning checkpoints recorded the teacher as "a Detector"
-    from yoloslim.models.checkpoint import read_checkpoint
+def test_prune_distill_fine_tuning_names_its_teacher(model, tiny_data, tmp_path, monkeypatch):
+    # audit27 info L2: the fine-tuning checkpoints recorded the teacher as "a Detector";
+    # audit50 chain F1: a checkpoint by the relative path typed
+    from yoloslim.cli.info_cmd import _step
+    from yoloslim.models.checkpoint import read_checkpoint, save_checkpoint
 
-    prune(model, tiny_data, config=cfg(ratio=0.3, distill=True, finetune_epochs=1), out=tmp_path)
-    steps = read_checkpoint(tmp_path / "finetune" / "last.pt")["meta"]["history"]
+    save_checkpoint(tmp_path / "m.pt", model, imgsz=IMG)
+    monkeypatch.chdir(tmp_path)
+    prune("m.pt", tiny_data, config=cfg(ratio=0.3, distill=True, finetune_epochs=1), out="run")
+    steps = read_checkpoint(tmp_path / "run" / "finetune" / "last.pt")["meta"]["history"]
     assert steps[-1]["stage"] == "distill"
-    assert steps[-1]["teacher"] == "the model before this prune (Detector)"
+    assert steps[-1]["teacher"] == f"the model before this prune ({tmp_path / 'm.pt'})"
+    assert _step({"stage": "prune", "target_params": 0.15, "target_flops": 0.2}) == (
+        "prune (to 0.15 M params, to 0.2 GFLOPs)"  # was "to M params 0.15"
+    )
 
 
 def test_the_history_says_the_fine_tuning_between_steps(tmp_path):

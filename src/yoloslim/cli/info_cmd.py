@@ -142,8 +142,8 @@ _SHOWN = {  # what a history entry shows of itself (the rest is in --json)
     "epochs": "epochs",
     "method": "method",
     "ratio": "ratio",
-    "target_flops": "to GFLOPs",
-    "target_params": "to M params",
+    "target_flops": "to {} GFLOPs",  # a number in the words (audit50 chain F6)
+    "target_params": "to {} M params",
     "depth_ratio": "depth ratio",
     "finetune_epochs": "fine-tuned epochs",
     "finetune_between": "fine-tuned epochs between steps",
@@ -157,9 +157,12 @@ _SHOWN = {  # what a history entry shows of itself (the rest is in --json)
 
 
 def _step(h: dict) -> str:
-    details = [
-        _SHOWN[k] if v is True else f"{_SHOWN[k]} {v}" for k, v in h.items() if k in _SHOWN and v
-    ]
+    def shown(words: str, v) -> str:
+        if v is True:
+            return words
+        return words.format(v) if "{}" in words else f"{words} {v}"
+
+    details = [shown(_SHOWN[k], v) for k, v in h.items() if k in _SHOWN and v]
     trained, planned = h.get("epochs_trained"), h.get("epochs")
     if trained is not None and planned and trained != planned:  # stopped, or an earlier best
         details[details.index(f"epochs {planned}")] = f"epochs {trained} of {planned}"

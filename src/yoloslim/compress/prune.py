@@ -162,7 +162,12 @@ def prune(
         _check_budget(cfg, profile(net, cfg.imgsz))
     teacher = copy.deepcopy(net).eval() if cfg.distill else None
     if teacher is not None:  # what the fine-tuning's history names it (was "a Detector")
-        shown = model if isinstance(model, str | Path) else type(model).__name__
+        # absolute, as every history path (audit50 chain F1: as typed, relative)
+        shown = (
+            str(Path(model).expanduser().resolve())
+            if isinstance(model, str | Path)
+            else type(model).__name__
+        )
         teacher.history_label = f"the model before this prune ({shown})"
     torch.manual_seed(cfg.seed)
 
