@@ -342,6 +342,7 @@ def test_bad_arch_keys():
         build_model(bad)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_not_a_checkpoint(tmp_path):
     p = tmp_path / "x.pt"
     torch.save({"model": 1}, p)  # as another tool's checkpoint: says yoloslim takes none
@@ -363,6 +364,10 @@ def test_not_a_checkpoint(tmp_path):
     with pytest.raises(ModelError, match="pickled Python objects.*Ultralytics") as err:
         load_checkpoint(pickled)
     assert "\n" not in str(err.value) and "weights_only" not in str(err.value)
+    scripted = tmp_path / "scripted.pt"  # an export renamed: torch spoke of its 2.6 defaults
+    torch.jit.save(torch.jit.script(torch.nn.ReLU()), scripted)
+    with pytest.raises(ModelError, match=r"scripted.pt: .* \(a TorchScript file .*give the "):
+        load_checkpoint(scripted)
     run = tmp_path / "run"
     run.mkdir()
     torch.save({"model": 1}, run / "best.pt")

@@ -250,6 +250,12 @@ def _why_unloadable(p: Path, e: Exception) -> str:
         return f"it holds pickled Python objects, which yoloslim never loads{OTHER_TOOLS}"
     if isinstance(e, RuntimeError) and "inline_container" in str(e):  # a zip, not torch's
         return "a zip archive, but not one torch.save wrote"
+    if isinstance(e, RuntimeError) and "TorchScript archive" in str(e):  # torch's text was
+        # of its 2.6 defaults (audit50 chain F3)
+        return (
+            "a TorchScript file (yoloslim export's model.torchscript, renamed?): give the "
+            "checkpoint it was exported from"
+        )
     text = str(e).splitlines()[0][:160] if str(e) else ""
     return f"{type(e).__name__}: {text}"
 
