@@ -1275,12 +1275,18 @@ def test_predict_video_checks_batch_before_decoding_and_warns_of_a_short_video(
     assert main([*argv, "--batch", "0"]) == 2
     assert decoded == []  # every frame used to be held until the end, then refused
     real_init = video.VideoReader.__init__
+    end = {}
 
     def announcing_more(self, path):
         real_init(self, path)
-        self.frames = 9  # as a truncated file's container does
+        self.frames = 9  # as a truncated file's container does; a clip cut without
+        self._end = end.get("end", self._end)  # re-encoding too (its edit list's frames)
 
     monkeypatch.setattr(video.VideoReader, "__init__", announcing_more)
+    with caplog.at_level("WARNING", logger="yoloslim.runtime.video"):
+        assert main(argv) == 0  # its frames reach the container's end: an edit list's
+    assert "frames its container announces" not in caplog.text  # (audit50 video F1)
+    end["end"] = 0.9
     with caplog.at_level("WARNING", logger="yoloslim.runtime.video"):
         assert main(argv) == 0
     assert "ended after 5 of the 9 frames its container announces" in caplog.text

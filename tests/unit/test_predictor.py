@@ -1032,6 +1032,68 @@ def test_a_video_read_short_without_a_frame_count_is_warned_about(tmp_path, capl
     assert f"ended at {n / 10:.2f} s of the 3.00 s its container announces" in caplog.text
 
 
+def test_a_cut_video_with_an_audio_track_is_warned_about(tmp_path, caplog):
+    # audit50 video F2: the container's duration (the longest stream's) was not used with an
+    # audio track, and a cut camera file (most hold one) was read short without a word
+    av = pytest.importorskip("av")
+    from fractions import Fraction
+
+    from yoloslim.runtime.video import VideoReader
+
+    clip = tmp_path / "camera.mkv"
+    with av.open(str(clip), "w") as c:
+        stream = c.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 10)
+        sound = c.add_stream("aac", rate=8000)
+        rng = np.random.default_rng(0)
+        for i in range(30):  # 3 s of video, 4 s of sound, interleaved
+            frame = av.VideoFrame.from_ndarray(
+                rng.integers(0, 255, (48, 64, 3), dtype="uint8"), format="rgb24"
+            )
+            frame.pts, frame.time_base = i, Fraction(1, 10)
+            c.mux(stream.encode(frame))
+            for pts in range(1024 * (i * 32 // 30), 1024 * ((i + 1) * 32 // 30), 1024):
+                part = av.AudioFrame.from_ndarray(
+                    np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+                )
+                part.sample_rate, part.pts = 8000, pts
+                c.mux(sound.encode(part))
+        c.mux(stream.encode())
+        c.mux(sound.encode())
+    with caplog.at_level("WARNING", "yoloslim"), VideoReader(clip) as r:
+        assert len(list(r)) == 30
+    assert caplog.text == ""  # whole, its sound longer: not a word
+    data = clip.read_bytes()
+    clip.write_bytes(data[: int(len(data) * 0.5)])
+    with caplog.at_level("WARNING", "yoloslim"), VideoReader(clip) as r:
+        n = len(list(r))
+    assert 0 < n < 25
+    assert f"ended at {n / 10:.2f} s of the 3.00 s its container announces" in caplog.text
+
+
+def test_avi_frames_are_timed_by_the_frame_rate(tmp_path):
+    # audit50 video F4: AVI keeps no presentation times; with B-frames its frames were timed
+    # one frame late (0.1, 0.2, ...), or out of order (0.1, 0.3, 0.2) and said to be uneven
+    av = pytest.importorskip("av")
+    from yoloslim.runtime.video import VideoReader, uneven
+
+    clip = tmp_path / "b.avi"
+    with av.open(str(clip), "w") as c:
+        stream = c.add_stream("mpeg4", rate=10, options={"bf": "2"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(12):
+            frame = rng.integers(0, 255, (48, 64, 3), dtype="uint8")
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        c.mux(stream.encode())
+    times = []
+    with VideoReader(clip) as r:
+        for _ in r:
+            times.append(r.time)
+    assert times == pytest.approx([k / 10 for k in range(12)]) and not uneven(times, r.fps)
+
+
 def test_a_video_without_a_frame_is_an_error_and_leaves_no_drawn_file(tmp_path):
     # review2 F3: a file cut short before its first frame decoded nothing, without an error,
     # and the drawn video was a 0-byte file under its final name

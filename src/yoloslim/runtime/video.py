@@ -80,12 +80,21 @@ class VideoReader:
         self.frames = int(self._stream.frames or 0)
         # where the video ends, in seconds, by the container (None if it cannot say): a file
         # without a frame count (Matroska, WebM) read short is found by its last frame's
-        # time. Only for a file of one stream (an audio track longer than the video is in the
-        # container's duration), and the duration taken as the end (Matroska's counts from
-        # 0 when the first frame starts later; a format whose duration starts at the first
-        # frame then warns later, never wrongly)
+        # time; and a frame count past the frames there are is an edit list's (a clip cut
+        # without re-encoding: its skipped frames are counted, not shown; audit50 video F1)
+        # when the last frame reaches the end. The video track's own duration (Matroska's
+        # DURATION tag, which FFmpeg writes), else the container's for a file of one stream
+        # (an audio track longer than the video is in the container's), is taken as the end
+        # (Matroska's counts from 0 when the first frame starts later; a format whose
+        # duration starts at the first frame then warns later, never wrongly). A cut file with
+        # an audio track, most camera files, was not warned about (audit50 video F2)
         c = self._container
-        self._end = c.duration / 1_000_000 if c.duration and len(c.streams) == 1 else None
+        self._end = _track_seconds(self._stream.metadata.get("DURATION"))
+        if self._end is None and c.duration and len(c.streams) == 1:
+            self._end = c.duration / 1_000_000
+        # AVI keeps no presentation times: its frames' pts, taken from the decode order,
+        # went 0.1, 0.3, 0.2 with B-frames (audit50 video F4); the frame rate places them
+        self._by_index = c.format.name == "avi"
         self.time: float | None = None  # the last frame's time in seconds (None: unknown)
 
     def __len__(self) -> int:
@@ -97,8 +106,8 @@ class VideoReader:
         try:
             for frame in self._container.decode(self._stream):
                 decoded += 1
-                last = frame.time if frame.time is not None else last
-                self.time = frame.time
+                self.time = (decoded - 1) / float(self.fps) if self._by_index else frame.time
+                last = self.time if self.time is not None else last
                 # an older PyAV has no VideoFrame.rotation: frames as stored
                 yield upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
         except av.error.FFmpegError as e:
@@ -117,7 +126,11 @@ class VideoReader:
             return
         if not decoded:  # a file cut short before its first frame ends without an error
             raise DataError(f"{self.path}: no frame could be decoded (a truncated file?)")
-        if decoded < self.frames:
+        period = 1 / float(self.fps)
+        short = (
+            last is not None and self._end is not None and last + period < self._end - 2 * period
+        )
+        if decoded < self.frames and (short or last is None or self._end is None):
             log.warning(
                 "%s: the video ended after %d of the %d frames its container announces "
                 "(a truncated file?)",
@@ -125,17 +138,15 @@ class VideoReader:
                 decoded,
                 self.frames,
             )
-        elif not self.frames and last is not None and self._end is not None:
-            period = 1 / float(self.fps)
-            if last + period < self._end - 2 * period:  # frames missing at the end
-                log.warning(
-                    "%s: the video ended at %.2f s of the %.2f s its container announces, "
-                    "after %d frames (a truncated file?)",
-                    self.path,
-                    last + period,
-                    self._end,
-                    decoded,
-                )
+        elif not self.frames and short:  # frames missing at the end
+            log.warning(
+                "%s: the video ended at %.2f s of the %.2f s its container announces, "
+                "after %d frames (a truncated file?)",
+                self.path,
+                last + period,
+                self._end,
+                decoded,
+            )
 
     def close(self) -> None:
         self._container.close()
@@ -145,6 +156,16 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _track_seconds(text) -> float | None:
+    """Matroska's ``DURATION`` tag (``HH:MM:SS.nnnnnnnnn``) in seconds; None if not one."""
+    parts = str(text or "").split(":")
+    try:
+        h, m, sec = (float(p) for p in parts) if len(parts) == 3 else (None, None, None)
+    except ValueError:
+        return None
+    return None if h is None else 3600 * h + 60 * m + sec
 
 
 def video_comment(path: str | Path) -> str | None:
