@@ -147,6 +147,20 @@ def test_untraceable_module_is_fused_child_by_child(caplog):
     with caplog.at_level("WARNING"):  # its own forward unseen: said (audit50 reparam F2)
         assert fuse_traced_conv_bn(fused) == 2 and _bn_count(fused) == 0
     assert "fx cannot trace DataDependent" in caplog.text and "2 Conv+BN pairs" in caplog.text
+
+    class InAList(nn.Module):  # said once, of the forward: a ModuleList has none (review F1)
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList([DataDependent(), DataDependent()])
+
+        def forward(self, x):
+            return self.blocks[0](x) if float(x.mean()) > 0.5 else self.blocks[1](x)
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert fuse_traced_conv_bn(randomize_bn(InAList()).eval()) == 4
+    assert len(caplog.records) == 1 and "ModuleList" not in caplog.text
+    assert "InAList's forward" in caplog.text and "DataDependent's forward" in caplog.text
     for x in (torch.rand(1, 3, 8, 8) * 0.2, torch.rand(1, 3, 8, 8) * 0.2 + 0.8):
         torch.testing.assert_close(fused(x), model(x), atol=1e-5, rtol=1e-5)
 

@@ -83,6 +83,24 @@ def fuse_traced_conv_bn(model: nn.Module) -> int:
     trace is descended into, child by child: its own forward's uses of a child's modules are
     not seen (a warning names it when a pair below it is folded).
     """
+    untraced: list[str] = []
+    n = _fuse_traced(model, untraced)
+    if untraced:  # "nothing folded on a guess" was said, and this is one (audit50 reparam F2)
+        log.warning(
+            "fx cannot trace %s: %d Conv+BN pairs below were folded as their own graphs "
+            "show; a use of those modules in that forward (a BatchNorm called again on some "
+            "inputs) is not seen, and reparameterize checks the outputs on its example "
+            "input only",
+            "; ".join(untraced),
+            n,
+        )
+    return n
+
+
+def _fuse_traced(model: nn.Module, untraced: list[str]) -> int:
+    """:func:`fuse_traced_conv_bn` of ``model``; ``untraced`` gets each module of its own
+    forward that fx could not trace and that has a pair folded below it (a container, a
+    ModuleList, has no forward of its own to miss)."""
     if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
         return 0
     try:
@@ -92,18 +110,10 @@ def fuse_traced_conv_bn(model: nn.Module) -> int:
         children = list(model.children())
         if not children:
             log.warning("Conv+BN pairs inside untraceable %s left unfused", type(model).__name__)
-        n = sum(fuse_traced_conv_bn(child) for child in children)
-        if n:  # "nothing folded on a guess" was said, and this is one (audit50 reparam F2)
-            log.warning(
-                "fx cannot trace %s (%s): %d Conv+BN pairs of its children were folded as "
-                "their own graphs show; a use of those modules in %s's own forward (a "
-                "BatchNorm called again on some inputs) is not seen, and reparameterize "
-                "checks the outputs on its example input only",
-                type(model).__name__,
-                str(e).splitlines()[0] if str(e) else type(e).__name__,
-                n,
-                type(model).__name__,
-            )
+        n = sum(_fuse_traced(child, untraced) for child in children)
+        if n and type(model).forward is not nn.Module.forward:
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            untraced.append(f"{type(model).__name__}'s forward ({why})")
         return n
     modules = dict(model.named_modules())
     pairs = _conv_bn_pairs(graph, modules)
