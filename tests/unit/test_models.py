@@ -105,7 +105,7 @@ def test_a_grouped_repconv_folds_into_a_grouped_conv(c, cout, groups, stride):
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     block = RepConv(8, 8, 3)
     block.one.conv = nn.Conv2d(8, 8, 1, groups=2, bias=False)
-    with pytest.raises(ValueError, match="groups=1 and its 1x1 conv groups=2"):
+    with pytest.raises(ModelError, match="groups=1 and its 1x1 conv groups=2"):
         block.fuse()
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from yoloslim.errors import ModelError
+
 __all__ = [
     "ACTIVATIONS",
     "BasicBlock",
@@ -132,7 +134,7 @@ class RepConv(nn.Module):
             return
         conv, g = self.dense.conv, self.dense.conv.groups
         if self.one.conv.groups != g:  # an arch's layers record may give each its own
-            raise ValueError(
+            raise ModelError(  # an error line, not a traceback (review F2)
                 f"RepConv: its {self.k}x{self.k} conv has groups={g} and its 1x1 conv "
                 f"groups={self.one.conv.groups}: they do not fold into one conv"
             )
@@ -155,7 +157,7 @@ class RepConv(nn.Module):
         )
         fused = fused.to(w.device, w.dtype)
         if fused.weight.shape != w.shape:  # copy_ would broadcast
-            raise ValueError(f"RepConv: folded kernel {tuple(w.shape)}, conv {fused.weight.shape}")
+            raise ModelError(f"RepConv: folded kernel {tuple(w.shape)}, conv {fused.weight.shape}")
         fused.weight.data.copy_(w)
         fused.bias.data.copy_(b)
         self.fused = fused.requires_grad_(False)
