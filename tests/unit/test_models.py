@@ -70,9 +70,19 @@ def test_anchors_are_the_cell_centres(dtype):
     assert torch.equal(stride_t.float(), torch.cat(want_s))
 
 
-@pytest.mark.parametrize("cin,cout,stride", [(8, 8, 1), (8, 16, 1), (8, 16, 2)])
-def test_repconv_fuse_equivalent(cin, cout, stride):
+@pytest.mark.parametrize(
+    "cin,cout,stride,groups",
+    [(8, 8, 1, 1), (8, 16, 1, 1), (8, 16, 2, 1), (8, 8, 1, 4), (8, 8, 1, 8), (8, 16, 2, 8)],
+)
+def test_repconv_fuse_equivalent(cin, cout, stride, groups):
     block = RepConv(cin, cout, 3, stride)
+    # an arch's layers record ([out, in, groups]) can make a RepConv grouped: its fold failed
+    # or, depthwise, was broadcast into a dense conv (audit50 reparam F4)
+    for branch in (block.dense, block.one) if groups > 1 else ():
+        old = branch.conv
+        branch.conv = nn.Conv2d(
+            cin, cout, old.kernel_size, stride, old.padding, groups=groups, bias=False
+        )
     _randomize_bn(block)
     block.eval()
     x = torch.randn(2, cin, 17, 17)
@@ -80,29 +90,11 @@ def test_repconv_fuse_equivalent(cin, cout, stride):
         ref = block(x)
         block.fuse()
         out = block(x)
-    assert block.fused is not None
+    assert block.fused is not None and block.fused.groups == groups
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("c,cout,groups,stride", [(8, 8, 4, 1), (8, 8, 8, 1), (8, 16, 8, 2)])
-def test_a_grouped_repconv_folds_into_a_grouped_conv(c, cout, groups, stride):
-    # an arch's layers record ([out, in, groups]) can make a RepConv grouped: its fold failed
-    # or, depthwise, was broadcast into a dense conv (audit50 reparam F4)
-    block = RepConv(c, cout, 3, stride)
-    for branch in (block.dense, block.one):
-        old = branch.conv
-        branch.conv = nn.Conv2d(
-            c, cout, old.kernel_size, stride, old.padding, groups=groups, bias=False
-        )
-    _randomize_bn(block)
-    block.eval()
-    x = torch.randn(2, c, 11, 11)
-    with torch.no_grad():
-        ref = block(x)
-        block.fuse()
-        out = block(x)
-    assert block.fused.groups == groups
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+def test_a_repconv_of_branches_grouped_unlike_is_not_folded():
     block = RepConv(8, 8, 3)
     block.one.conv = nn.Conv2d(8, 8, 1, groups=2, bias=False)
     with pytest.raises(ModelError, match="groups=1 and its 1x1 conv groups=2"):
