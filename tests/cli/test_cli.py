@@ -1280,7 +1280,7 @@ def test_predict_video_checks_batch_before_decoding_and_warns_of_a_short_video(
     def announcing_more(self, path):
         real_init(self, path)
         self.frames = 9  # as a truncated file's container does; a clip cut without
-        self._end = end.get("end", self._end)  # re-encoding too (its edit list's frames)
+        self._edited_end = end.get("end", self._edited_end)  # re-encoding too (an edit list)
 
     monkeypatch.setattr(video.VideoReader, "__init__", announcing_more)
     with caplog.at_level("WARNING", logger="yoloslim.runtime.video"):

@@ -1037,26 +1037,48 @@ def test_a_video_read_short_without_a_frame_count_is_warned_about(tmp_path, capl
     assert f"ended at {n / 10:.2f} s of the 3.00 s its container announces" in caplog.text
 
 
-def test_avi_frames_are_timed_by_the_frame_rate(tmp_path):
+@pytest.mark.parametrize("codec,dropped", [("mpeg4", True), ("libx264", False)])
+def test_avi_frames_are_timed_in_order_from_0_keeping_dropped_frames(
+    tmp_path, codec, dropped, caplog
+):
     # audit50 video F4: AVI keeps no presentation times; with B-frames its frames were timed
-    # one frame late (0.1, 0.2, ...), or out of order (0.1, 0.3, 0.2) and said to be uneven
+    # one frame late (0.1, 0.2, ...), or out of order (0.1, 0.3, 0.2) and said to be uneven;
+    # review2 F1: timed by their count, the gap of frames dropped (empty chunks) was lost
     av = pytest.importorskip("av")
+    from fractions import Fraction
+
     from yoloslim.runtime.video import VideoReader, uneven
 
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV has no {codec} encoder")
+    # frames 8-11 dropped; H.264's B-frames in an AVI, reordered, are timed from 0 in
+    # order, but FFmpeg's times of the frames after a gap there are off by its delay
+    pts = [*range(8), *range(12, 20)] if dropped else list(range(16))
     clip = tmp_path / "b.avi"
     with av.open(str(clip), "w") as c:
-        stream = c.add_stream("mpeg4", rate=10, options={"bf": "2"})
+        stream = c.add_stream(codec, rate=10, options={"bf": "2"})
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 10)
         rng = np.random.default_rng(0)
-        for _ in range(12):
-            frame = rng.integers(0, 255, (48, 64, 3), dtype="uint8")
-            c.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        for p in pts:
+            pixels = rng.integers(0, 255, (48, 64, 3), dtype="uint8")
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts, frame.time_base = p, Fraction(1, 10)
+            c.mux(stream.encode(frame))
         c.mux(stream.encode())
     times = []
     with VideoReader(clip) as r:
         for _ in r:
             times.append(r.time)
-    assert times == pytest.approx([k / 10 for k in range(12)]) and not uneven(times, r.fps)
+    assert times == pytest.approx([p / 10 for p in pts])
+    assert uneven(times, r.fps) == dropped and not uneven(times[:8], r.fps)
+    assert "truncated" not in caplog.text  # dropped frames are no cut
+    if dropped:  # a cut AVI: its duration, guessed from the bytes left, hid it (review2 F2)
+        clip.write_bytes(clip.read_bytes()[: clip.stat().st_size * 6 // 10])
+        caplog.clear()
+        with caplog.at_level("WARNING", "yoloslim"), VideoReader(clip) as r:
+            n = len(list(r))
+        assert n < len(pts) and "(a truncated file?)" in caplog.text
 
 
 def test_a_video_without_a_frame_is_an_error_and_leaves_no_drawn_file(tmp_path):

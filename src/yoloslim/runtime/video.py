@@ -8,6 +8,8 @@ Example:
 
 from __future__ import annotations
 
+import collections
+import heapq
 import itertools
 import logging
 import os
@@ -88,13 +90,25 @@ class VideoReader:
         # (Matroska's counts from 0 when the first frame starts later; a format whose
         # duration starts at the first frame then warns later, never wrongly). A cut file with
         # an audio track, most camera files, was not warned about (audit50 video F2)
-        c = self._container
-        self._end = _track_seconds(self._stream.metadata.get("DURATION"))
+        c, s = self._container, self._stream
+        self._end = _track_seconds(s.metadata.get("DURATION"))
         if self._end is None and c.duration and len(c.streams) == 1:
             self._end = c.duration / 1_000_000
-        # AVI keeps no presentation times: its frames' pts, taken from the decode order,
-        # went 0.1, 0.3, 0.2 with B-frames (audit50 video F4); the frame rate places them
-        self._by_index = c.format.name == "avi"
+        # an MP4/MOV track's own duration, edit lists applied (an audio track's is not in
+        # it; review2 F3): where a trimmed clip's frames end. Only there: a cut AVI's
+        # duration is guessed from the bytes left (review2 F2: it hid the cut)
+        self._edited_end = None
+        if "mp4" in c.format.name.split(",") and s.duration and s.time_base:
+            self._edited_end = float(s.duration * s.time_base)
+        elif c.format.name == "avi" and self.frames:  # its header's count, empty chunks (frames
+            self._edited_end = self.frames / float(self.fps)  # dropped) counted: not a cut
+        # AVI keeps no presentation times: FFmpeg times its frames by decode order, which
+        # with B-frames went 0.1, 0.3, 0.2 (audit50 video F4) and started a frame late.
+        # Frames are held a few at a time and given the times seen in increasing order,
+        # from 0 (a dropped frame, an empty chunk, keeps its gap: review2 F1; one dropped
+        # before the first frame is lost)
+        self._reorder = 4 if c.format.name == "avi" else 0
+        self._first: float | None = None
         self.time: float | None = None  # the last frame's time in seconds (None: unknown)
 
     def __len__(self) -> int:
@@ -103,16 +117,25 @@ class VideoReader:
     def __iter__(self) -> Iterator[np.ndarray]:
         av = _av()
         decoded, last = 0, None
+        held: collections.deque = collections.deque()
+        stamps: list[float] = []
         try:
             for frame in self._container.decode(self._stream):
                 decoded += 1
-                self.time = (decoded - 1) / float(self.fps) if self._by_index else frame.time
-                last = self.time if self.time is not None else last
                 # an older PyAV has no VideoFrame.rotation: frames as stored
-                yield upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
+                held.append(
+                    upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
+                )
+                if frame.time is not None:
+                    heapq.heappush(stamps, frame.time)
+                if len(held) > self._reorder:
+                    yield self._timed(held, stamps)
+                    last = self.time if self.time is not None else last
         except av.error.FFmpegError as e:
             if not decoded:
                 raise DataError(f"{self.path}: video decoding failed ({e})") from e
+            while held:
+                yield self._timed(held, stamps)
             # a truncated file fails in the decoder, not at a clean end: the frames so far
             # are kept, as for a video that ends early (it was an error that dropped them)
             log.warning(
@@ -126,11 +149,16 @@ class VideoReader:
             return
         if not decoded:  # a file cut short before its first frame ends without an error
             raise DataError(f"{self.path}: no frame could be decoded (a truncated file?)")
+        while held:
+            yield self._timed(held, stamps)
+            last = self.time if self.time is not None else last
         period = 1 / float(self.fps)
         short = (
             last is not None and self._end is not None and last + period < self._end - 2 * period
         )
-        if decoded < self.frames and (short or last is None or self._end is None):
+        edited = self._edited_end  # a trimmed clip's skipped frames, an AVI's dropped ones
+        reached = last is not None and edited is not None and last + period >= edited - 2 * period
+        if decoded < self.frames and not reached:
             log.warning(
                 "%s: the video ended after %d of the %d frames its container announces "
                 "(a truncated file?)",
@@ -147,6 +175,16 @@ class VideoReader:
                 self._end,
                 decoded,
             )
+
+    def _timed(self, held: collections.deque, stamps: list[float]) -> np.ndarray:
+        """The first held frame, ``self.time`` set to the earliest time not yet given (as
+        decoded, where no frame is held back), from the first frame's on an AVI."""
+        t = heapq.heappop(stamps) if stamps else None
+        if self._reorder and t is not None:
+            self._first = t if self._first is None else self._first
+            t -= self._first
+        self.time = t
+        return held.popleft()
 
     def close(self) -> None:
         self._container.close()
