@@ -71,10 +71,9 @@ class Detections:
                 f"Detections: boxes {shape}, scores ({n},) and classes ({len(self.classes)},) "
                 "must be (n, 4), (n,) and (n,)"
             )
-        if n and float(np.min(np.asarray(self.classes))) < 0:  # -1 was shown as names[-1]
-            raise ValueError(
-                f"Detections: class id {float(np.min(np.asarray(self.classes))):g} is negative"
-            )
+        low = float(np.min(np.asarray(self.classes))) if n else 0.0
+        if low < 0:  # -1 was shown as names[-1]
+            raise ValueError(f"Detections: class id {low:g} is negative")
 
     def __len__(self) -> int:
         return len(self.scores)

@@ -182,17 +182,16 @@ def check_best(out: Path, state: dict | None = None, where: str = "resume") -> N
         ckpt = read_checkpoint(best, mmap=True)
         if state is None:
             return
-        differ = []
         if list(ckpt["names"]) != list(state["names"]):
-            differ.append(f"classes {list(ckpt['names'])} against {list(state['names'])}")
+            differ = f"classes {list(ckpt['names'])} against {list(state['names'])}"
         elif ckpt["arch"] != state["arch"]:  # (other classes: another head too)
-            differ.append("another architecture")
-        if differ:
-            raise ConfigError(
-                f"{where}: {best} is not of the run in {best.with_name('last.pt')} "
-                f"({'; '.join(differ)}): one of them was copied in from another run; put "
-                "back the run's own file"
-            )
+            differ = "another architecture"
+        else:
+            return
+        raise ConfigError(
+            f"{where}: {best} is not of the run in {best.with_name('last.pt')} ({differ}): one "
+            "of them was copied in from another run; put back the run's own file"
+        )
 
 
 def recorded_data(out: Path, state: dict) -> str:
