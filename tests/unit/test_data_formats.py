@@ -450,6 +450,24 @@ def test_bad_coco_names_file_and_annotation(tmp_path, edit, match):
         read_coco(path, tmp_path / "train", NAMES)
 
 
+def test_coco_split_listing_fewer_categories(tmp_path, caplog):
+    """A split's json may list only the classes it holds: matched by name, the rest noted."""
+    write_coco(tmp_path, _splits(), NAMES)
+    path = tmp_path / "instances_train.json"
+    data = json.loads(path.read_text())
+    first = data["categories"][0]
+    data["categories"] = data["categories"][1:]
+    data["annotations"] = [a for a in data["annotations"] if a["category_id"] != first["id"]]
+    path.write_text(json.dumps(data))
+    with caplog.at_level(logging.INFO, logger="yoloslim.data"):
+        samples, names = read_coco(path, tmp_path / "train", NAMES)
+    assert names == NAMES
+    assert f"no category named {first['name']!r}" in caplog.text
+    want = [NAMES.index(c["name"]) for c in data["categories"]]
+    got = sorted({int(c) for s in samples for c in s.classes.tolist()})
+    assert got == want  # each box under its name's index in NAMES, not its place in the file
+
+
 def test_coco_as_exporters_write_it(tmp_path, caplog):
     """Roboflow's unused project category (id 0), Windows file names, zero-size boxes."""
     splits = _splits()

@@ -88,7 +88,8 @@ def read_coco(
         json_path: The annotation file.
         images_dir: Folder the ``file_name`` entries are relative to.
         names: Expected class names (from ``data.yaml``). Categories are matched
-            by name when given; the json's names are used otherwise.
+            by name when given (a file may list fewer: a split without a class; a name
+            outside them is an error); the json's names are used otherwise.
         skipped: If given, unreadable image paths are appended to it.
 
     Returns:
@@ -125,8 +126,15 @@ def read_coco(
         cat_map = {cid: i for i, cid in enumerate(cat_ids)}
     else:
         out_names = list(names)
-        if set(cat_names) != set(out_names) or len(cat_names) != len(out_names):
+        if set(cat_names) - set(out_names) or len(set(cat_names)) != len(cat_names):
             raise _coco_error(jp, f"categories {cat_names} do not match names {out_names}")
+        if len(cat_names) < len(out_names):  # a split's file listing only the classes it holds
+            absent = [n for n in out_names if n not in cat_names]
+            logger.info(
+                "%s: no category named %s: that class has no box here",
+                jp,
+                ", ".join(map(repr, absent)),
+            )
         cat_map = {cid: out_names.index(n) for cid, n in zip(cat_ids, cat_names, strict=True)}
     if not cat_map:
         raise _coco_error(jp, "no categories")
