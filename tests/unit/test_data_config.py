@@ -118,6 +118,18 @@ def test_blank_path_and_roboflow_parent_paths(tmp_path, caplog):
     assert caplog.text.count("does not exist; using") == 2
 
 
+def test_data_yaml_written_on_windows(tmp_path):
+    """audit49 data F4: ``train: images\\train`` (a data.yaml written on Windows)."""
+    path = write_yolo(tmp_path, _splits(), NAMES)
+    data = yaml.safe_load(path.read_text())
+    data.pop("path", None)
+    data.update(train=data["train"].replace("/", "\\"), val=data["val"].replace("/", "\\"))
+    assert "\\" in data["train"]
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_data_config(path)
+    assert len(load_samples(cfg, "train")) == 4 and len(load_samples(cfg, "val")) == 2
+
+
 def test_data_yaml_missing_file_and_not_a_mapping(tmp_path):
     with pytest.raises(DataError, match="data.yaml not found"):
         load_data_config(tmp_path / "data.yaml")

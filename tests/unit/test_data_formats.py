@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,6 @@ def test_read_yolo_follows_linked_subfolders_once(tmp_path):
 def test_read_yolo_leaves_hidden_files_and_folders_out(tmp_path, caplog):
     # audit43 data M2: a .ipynb_checkpoints copy was an unlabelled image (false positives in
     # val), macOS's ._t0.png an unreadable one, each warned about
-    import shutil
 
     splits = _splits()
     write_yolo(tmp_path / "d", splits, NAMES)
@@ -120,6 +120,21 @@ def test_read_yolo_list_file(tmp_path):
     _assert_matches(read_yolo(lst, NAMES), splits["train"])
 
 
+def test_a_list_written_on_windows_is_read(tmp_path):
+    """audit49 data F4: ``images\\train\\a.png`` lines (Darknet tools on Windows, CRLF)."""
+    splits = _splits()
+    write_yolo(tmp_path, splits, NAMES)
+    lst = tmp_path / "train.txt"
+    lst.write_text("".join(f".\\images\\train\\{i.name}.png\r\n" for i in splits["train"]))
+    _assert_matches(read_yolo(lst, NAMES), splits["train"])
+    # a file whose name holds a backslash is read as named where it exists
+    first = sorted((tmp_path / "images" / "train").iterdir())[0]
+    odd = tmp_path / "images" / "train" / "a\\b.png"
+    shutil.copy(first, odd)
+    lst.write_text("images/train/a\\b.png\n")
+    assert [s.path for s in read_yolo(lst, NAMES)] == [odd]
+
+
 def test_a_list_entry_through_a_parent_folder_finds_its_label(tmp_path):
     # audit43 data L4: images/x/../train/a.png looked for labels/x/../train/a.txt
     splits = _splits()
@@ -129,7 +144,6 @@ def test_a_list_entry_through_a_parent_folder_finds_its_label(tmp_path):
     lst.write_text("".join(f"images/x/../train/{i.name}.png\n" for i in splits["train"]))
     _assert_matches(read_yolo(lst, NAMES), splits["train"])
     # review F3: through a linked folder ".." leaves the link's target, as the OS reads it
-    import shutil
 
     (tmp_path / "deep" / "a" / "b").mkdir(parents=True)
     (tmp_path / "deep" / "a" / "train").mkdir()

@@ -148,10 +148,21 @@ def _expand(value: str | Path, where: str, key: str) -> Path:
         raise DataError(f"{where}: key '{key}': {value}: {e}") from e
 
 
+def windows_path(p: Path, root: Path) -> Path:
+    """``images\\train\\a.jpg`` (an image list or data.yaml written on Windows) as
+    ``images/train/a.jpg`` where only that one exists (relative to ``root``): on POSIX a
+    backslash is part of a file name."""
+    text = str(p)
+    if os.sep == "\\" or "\\" not in text:
+        return p
+    slashed = Path(text.replace("\\", "/"))  # root / an absolute path is that path
+    return slashed if not (root / p).exists() and (root / slashed).exists() else p
+
+
 def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path:
     if not isinstance(value, (str, Path)) or str(value) == "":
         raise DataError(f"{where}: key '{key}' must be a path, got {value!r}")
-    given = _expand(value, where, key)
+    given = windows_path(_expand(value, where, key), root)
     p = given if given.is_absolute() else root / given
     text = str(value).replace("\\", "/")
     if not p.exists() and text.startswith("../") and (root / text[3:]).exists():

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from yoloslim.data.coco import read_coco
-from yoloslim.data.config import DataConfig
+from yoloslim.data.config import DataConfig, windows_path
 from yoloslim.data.duplicates import same_labels, unique
 from yoloslim.data.sample import (
     IMAGE_SUFFIXES,
@@ -266,7 +266,7 @@ def _list_images(source: Path, others: list[Path] | None = None) -> tuple[list[P
         for line in read_text(source, "list of images").splitlines():
             entry = line.strip()
             if entry:
-                p = Path(entry)
+                p = windows_path(Path(entry), source.parent)
                 p = p if p.is_absolute() else source.parent / p
                 files.append(_without_dotdot(p) if ".." in p.parts else p)
         return files, None
