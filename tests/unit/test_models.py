@@ -101,6 +101,19 @@ def test_a_repconv_of_branches_grouped_unlike_is_not_folded():
         block.fuse()
 
 
+def test_a_checkpoint_that_cannot_fold_is_named_by_the_runtime(tmp_path):
+    """review2 F5: predict/val's error line named the fold, not the file."""
+    from yoloslim.runtime.backends import load_backend
+
+    model = build_model("damo-nano", nc=2)
+    block = next(m for m in model.modules() if isinstance(m, RepConv))
+    c = block.one.conv
+    block.one.conv = nn.Conv2d(c.in_channels, c.out_channels, 1, c.stride, groups=2, bias=False)
+    path = save_checkpoint(tmp_path / "grouped.pt", model, imgsz=64)
+    with pytest.raises(ModelError, match=r"grouped\.pt: RepConv: .* do not fold"):
+        load_backend(path)
+
+
 def test_conv_bn_fuse_equivalent():
     m = ConvBNAct(4, 6, 3)
     _randomize_bn(m)

@@ -648,7 +648,11 @@ def load_backend(
             backend = OnnxRuntimeBackend(p, threads, dev)
         else:
             backend = OpenVINOBackend(p, threads, hint, ov_device)
-    except (ModelError, ExportError, ConfigError):
+    except ModelError as e:
+        if str(p) in str(e):
+            raise
+        raise ModelError(f"{p}: {e}") from e  # a fold refused deep in the model (review2 F5)
+    except (ExportError, ConfigError):
         raise
     except ImportError as e:
         raise ExportError(f"{p}: the runtime for {kind} is not installed ({e})") from e
