@@ -579,6 +579,14 @@ def test_a_reparameterised_model_is_refused_before_any_epoch(tmp_path):
     assert not (tmp_path / "t").exists() and not (tmp_path / "k").exists()
 
 
+def test_an_artifact_given_as_the_model_is_refused_before_the_runs_warnings(sets, tmp_path, caplog):
+    """audit50 chain F5: close_mosaic's warning came before the refusal of model.onnx."""
+    cfg = TrainConfig(epochs=1, imgsz=64, batch=2, workers=0)
+    with caplog.at_level("WARNING"), pytest.raises(ModelError, match="is an exported artifact"):
+        train(tmp_path / "model.onnx", sets[3], config=cfg, out=tmp_path / "t")
+    assert caplog.text == "" and not (tmp_path / "t").exists()
+
+
 @pytest.mark.parametrize("block", ["RepConv", "ConvBNAct"])
 def test_a_model_fused_block_by_block_is_refused_as_a_fused_one(tmp_path, block):
     # audit29 reparam M1: a block's own fuse() left the model's deploy flag off: it was saved

@@ -45,7 +45,7 @@ from yoloslim.fileio import (
 from yoloslim.models.blocks import is_fused
 from yoloslim.models.checkpoint import load_checkpoint, with_history
 from yoloslim.models.detector import Detector, default_names
-from yoloslim.models.registry import build_model
+from yoloslim.models.registry import arch_from, build_model
 from yoloslim.progress import say, shown
 from yoloslim.sysinfo import check_threads, first_process, relaunch
 from yoloslim.torch_state import autograd_on, keeps_caller_state, torch_threads
@@ -573,6 +573,8 @@ def _begin(
                 f"has {len(names)} ({', '.join(names)}): fine-tuning keeps the model's classes; "
                 "to learn these, train a model name or an arch .yaml from scratch"
             )
+    elif isinstance(model, (str, Path, dict)):
+        arch_from(model)  # an artifact, a folder, an unknown name: refused before any warning
     cfg = sized_for(config or TrainConfig(), model)
     if isinstance(model, nn.Module) and is_fused(model):  # not a name, arch or None (resume)
         raise ModelError(
