@@ -1037,13 +1037,15 @@ def test_a_video_read_short_without_a_frame_count_is_warned_about(tmp_path, capl
     assert f"ended at {n / 10:.2f} s of the 3.00 s its container announces" in caplog.text
 
 
-@pytest.mark.parametrize("codec,dropped", [("mpeg4", True), ("libx264", False)])
-def test_avi_frames_are_timed_in_order_from_0_keeping_dropped_frames(
-    tmp_path, codec, dropped, caplog
-):
+@pytest.mark.parametrize(
+    "codec,bf,dropped", [("mpeg4", 2, True), ("libx264", 0, True), ("libx264", 8, False)]
+)
+def test_avi_frames_are_timed_in_order_keeping_dropped_frames(tmp_path, codec, bf, dropped, caplog):
     # audit50 video F4: AVI keeps no presentation times; with B-frames its frames were timed
     # one frame late (0.1, 0.2, ...), or out of order (0.1, 0.3, 0.2) and said to be uneven;
-    # review2 F1: timed by their count, the gap of frames dropped (empty chunks) was lost
+    # review2 F1: timed by their count, the gap of frames dropped (empty chunks) was lost;
+    # audit51 vreview F2: H.264's gap came a frame early (frame 7 at 1.1 s), F1: x264's 8
+    # B-frames (veryslow) reordered deeper than the 4 frames held (0.0, 0.2, 0.3, 0.1)
     av = pytest.importorskip("av")
     from fractions import Fraction
 
@@ -1051,30 +1053,54 @@ def test_avi_frames_are_timed_in_order_from_0_keeping_dropped_frames(
 
     if codec not in av.codecs_available:
         pytest.skip(f"this PyAV has no {codec} encoder")
-    # frames 8-11 dropped; H.264's B-frames in an AVI, reordered, are timed from 0 in
-    # order, but FFmpeg's times of the frames after a gap there are off by its delay
-    pts = [*range(8), *range(12, 20)] if dropped else list(range(16))
+    # frames 8-11 dropped (not with H.264's B-frames: there the frames beside a gap are off)
+    pts = [*range(8), *range(12, 20)] if dropped else list(range(24))
+    options = {"bf": str(bf)}
+    if bf > 2:
+        options.update({"b-pyramid": "normal", "b-adapt": "0"})
+
+    def write(clip, pts):  # frame p shows its bits as black and white blocks, 2 rows of 8
+        with av.open(str(clip), "w") as c:
+            stream = c.add_stream(codec, rate=10, options=options)
+            stream.width, stream.height, stream.pix_fmt = 128, 64, "yuv420p"
+            stream.codec_context.time_base = Fraction(1, 10)
+            for p in pts:
+                bits = (p >> np.arange(16)) & 1
+                blocks = np.repeat(np.repeat(255 * bits.reshape(2, 8), 32, 0), 16, 1)
+                pixels = np.repeat(blocks[:, :, None], 3, 2).astype("uint8")
+                frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+                frame.pts, frame.time_base = p, Fraction(1, 10)
+                c.mux(stream.encode(frame))
+            c.mux(stream.encode())
+
+    def times_of(clip):
+        times, shown = [], []
+        with VideoReader(clip) as r:
+            for image in r:
+                times.append(r.time)
+                centres = image[16::32, 8::16].mean(2).reshape(-1)  # the 16 blocks'
+                shown.append(int(sum(int(v > 128) << b for b, v in enumerate(centres))))
+        return times, shown, r.fps
+
     clip = tmp_path / "b.avi"
-    with av.open(str(clip), "w") as c:
-        stream = c.add_stream(codec, rate=10, options={"bf": "2"})
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 10)
-        rng = np.random.default_rng(0)
-        for p in pts:
-            pixels = rng.integers(0, 255, (48, 64, 3), dtype="uint8")
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts, frame.time_base = p, Fraction(1, 10)
-            c.mux(stream.encode(frame))
-        c.mux(stream.encode())
-    times = []
-    with VideoReader(clip) as r:
-        for _ in r:
-            times.append(r.time)
+    write(clip, pts)
+    times, shown, fps = times_of(clip)
+    assert shown == pts  # each frame's picture, in order
     assert times == pytest.approx([p / 10 for p in pts])
-    assert uneven(times, r.fps) == dropped and not uneven(times[:8], r.fps)
+    assert uneven(times, fps) == dropped and not uneven(times[:8], fps)
     assert "truncated" not in caplog.text  # dropped frames are no cut
+    if codec == "mpeg4":  # frames dropped before the first: its times count from the first
+        # frame's, and the whole file is no cut (vreview F3: "ended after 25 of the 29")
+        write(tmp_path / "late.avi", range(5, 21))
+        times, shown, fps = times_of(tmp_path / "late.avi")
+        assert shown == list(range(5, 21)) and times == pytest.approx([k / 10 for k in range(16)])
+        assert "truncated" not in caplog.text
     if dropped:  # a cut AVI: its duration, guessed from the bytes left, hid it (review2 F2)
-        clip.write_bytes(clip.read_bytes()[: clip.stat().st_size * 6 // 10])
+        data = clip.read_bytes()
+        at = data.index(b"movi")
+        for _ in range(12):  # cut inside the 12th frame's chunk
+            at = data.index(b"00dc", at + 1)
+        clip.write_bytes(data[: at + 12])
         caplog.clear()
         with caplog.at_level("WARNING", "yoloslim"), VideoReader(clip) as r:
             n = len(list(r))

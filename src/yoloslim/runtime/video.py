@@ -103,11 +103,19 @@ class VideoReader:
         elif c.format.name == "avi" and self.frames:  # its header's count, empty chunks (frames
             self._edited_end = self.frames / float(self.fps)  # dropped) counted: not a cut
         # AVI keeps no presentation times: FFmpeg times its frames by decode order, which
-        # with B-frames went 0.1, 0.3, 0.2 (audit50 video F4) and started a frame late.
-        # Frames are held a few at a time and given the times seen in increasing order,
-        # from 0 (a dropped frame, an empty chunk, keeps its gap: review2 F1; one dropped
-        # before the first frame is lost)
-        self._reorder = 4 if c.format.name == "avi" else 0
+        # with B-frames went 0.1, 0.3, 0.2 (audit50 video F4), and put the gap of a frame
+        # dropped (an empty chunk) one frame early in H.264 (audit51 vreview F2). A chunk's
+        # place in the file is a frame's slot, and a decoder gives frame k only after k + 1
+        # chunks: frame k is timed by the k-th earliest chunk read so far, none held back,
+        # however deep the reordering (x264's veryslow: 7 frames; vreview F1). Limit: with
+        # B-frames, the AVI muxer puts a gap among the frames in decode order, so frames
+        # next to it are off by a frame or two. MPEG-4 part 2 times its own frames (its
+        # headers hold their times, gaps and all): its frames are held a few at a time and
+        # given FFmpeg's times in increasing order, from the first frame's (one frame late
+        # with B-frames), so one dropped before the first frame is lost there
+        avi = c.format.name == "avi"
+        self._by_chunk = avi and s.codec_context.name != "mpeg4"
+        self._reorder = 4 if avi and not self._by_chunk else 0
         self._first: float | None = None
         self.time: float | None = None  # the last frame's time in seconds (None: unknown)
 
@@ -120,13 +128,13 @@ class VideoReader:
         held: collections.deque = collections.deque()
         stamps: list[float] = []
         try:
-            for frame in self._container.decode(self._stream):
+            for frame in self._decoded(stamps):
                 decoded += 1
                 # an older PyAV has no VideoFrame.rotation: frames as stored
                 held.append(
                     upright(frame.to_ndarray(format="rgb24"), getattr(frame, "rotation", 0))
                 )
-                if frame.time is not None:
+                if not self._by_chunk and frame.time is not None:
                     heapq.heappush(stamps, frame.time)
                 if len(held) > self._reorder:
                     yield self._timed(held, stamps)
@@ -153,6 +161,8 @@ class VideoReader:
             yield self._timed(held, stamps)
             last = self.time if self.time is not None else last
         period = 1 / float(self.fps)
+        if last is not None and self._first is not None:  # an MPEG-4 AVI's, timed from 0:
+            last += self._first  # the end is the header's (frames dropped first; vreview F3)
         short = (
             last is not None and self._end is not None and last + period < self._end - 2 * period
         )
@@ -176,9 +186,18 @@ class VideoReader:
                 decoded,
             )
 
+    def _decoded(self, stamps: list[float]) -> Iterator:
+        """The stream's frames as decoded; an AVI's chunk times pushed on ``stamps`` as read
+        (an empty chunk, a dropped frame, has none: its slot stays a gap)."""
+        base = self._stream.time_base
+        for packet in self._container.demux(self._stream):
+            if self._by_chunk and packet.size and packet.dts is not None and base:
+                heapq.heappush(stamps, float(packet.dts * base))
+            yield from packet.decode()
+
     def _timed(self, held: collections.deque, stamps: list[float]) -> np.ndarray:
         """The first held frame, ``self.time`` set to the earliest time not yet given (as
-        decoded, where no frame is held back), from the first frame's on an AVI."""
+        decoded, where no frame is held back), from the first frame's on an MPEG-4 AVI."""
         t = heapq.heappop(stamps) if stamps else None
         if self._reorder and t is not None:
             self._first = t if self._first is None else self._first
