@@ -140,6 +140,15 @@ from yoloslim.models import build_model
         (lambda: ys.register_model("x1")(5), ModelError, r"decorates a function .*not a int"),
         (lambda: build_model("damo-nano", names="abc"), ModelError, r"^names='abc': expected a"),
         (lambda: build_model("damo-nano", names=[1, 2]), ModelError, r"^names: 1 is no class"),
+        # audit51 api F1, F2: a pathlib TypeError; "path=NoneType ... needs no loading"
+        (lambda: ys.prune(None, None), ConfigError, r"^model=None: expected a checkpoint or"),
+        (lambda: ys.export(None, "out"), ConfigError, r"^model=None: expected a checkpoint or"),
+        (lambda: ys.reparameterize(None), ConfigError, r"^model=None: expected a checkpoint"),
+        (
+            lambda: ys.quantize(None, "d.yaml"),
+            ConfigError,
+            r"^model_or_artifact=None: expected a checkpoint",
+        ),
         (lambda: build_model("out/model.onnx"), ModelError, r"model.onnx: is an exported artifact"),
         (lambda: build_model(Path("m.xml")), ModelError, r"^m.xml: is an exported artifact; "),
         (lambda: build_model("runs/best.pt"), ModelError, r"best.pt: a checkpoint is no model to"),

@@ -97,6 +97,32 @@ def test_keeps_caller_state_runs_at_float32_and_gives_back_dtype_and_rng_even_on
         torch.set_default_dtype(before)
 
 
+def test_keeps_rng_state_gives_back_the_cuda_generators_in_use(monkeypatch):
+    """audit51 api F4: the trainer's torch.manual_seed re-seeded a notebook's CUDA generator.
+    No GPU here: torch.cuda's generator functions are stood in for, as a GPU machine has them."""
+    from yoloslim.rng import keeps_rng_state
+
+    cuda = {"state": ["caller's"], "set": []}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: list(cuda["state"]))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda s: cuda["set"].append(s))
+
+    @keeps_rng_state
+    def seeds(fail=False):
+        cuda["state"] = ["the run's"]
+        if fail:
+            raise RuntimeError("boom")
+
+    seeds()
+    with pytest.raises(RuntimeError, match="boom"):
+        seeds(fail=True)
+    assert cuda["set"] == [["caller's"], ["the run's"]]  # each call gives back what it found
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)  # not started: untouched
+    seeds()
+    assert len(cuda["set"]) == 2
+
+
 def test_a_callers_float64_default_dtype_changes_nothing_of_ours(tmp_path):
     # audit29 api M1: under torch.set_default_dtype(torch.float64) a loaded model had float64
     # weights and predict, export and train failed on float32 images

@@ -353,7 +353,7 @@ def test_settings_that_quietly_do_less_are_warned_about(sets, tmp_path, caplog):
         train("damo-nano", sets[3], config=cfg, out=tmp_path / "r")
     said = " ".join(caplog.text.split())
     assert "batch=16 is larger than the 4 training images: each epoch is one step" in said
-    assert "warmup_epochs=3 is longer than the run (3 epochs of 1 steps each: 3 warm-up" in said
+    assert "warmup_epochs=3 is longer than the run (3 epochs of 1 step each: 3 warm-up" in said
     assert "the learning rate never leaves its warm-up" in said
     # a warm-up as long as the run, and a mosaic closed for all of it (the defaults' 1 and
     # 2 epochs, at --epochs 1 or 2): the decay and the mosaic were skipped without a word
@@ -381,6 +381,10 @@ def test_settings_that_quietly_do_less_are_warned_about(sets, tmp_path, caplog):
         said = warned(6, epochs=3, warmup_epochs=w)
         assert f"warmup_epochs={w} is the whole run (" in said and len(caplog.records) == 1
     assert "is longer than the run" in warned(6, epochs=3, warmup_epochs=3.1)
+    # audit51 api F5: "1 epochs of 2 steps each"
+    said = warned(2, epochs=1, warmup_epochs=1, close_mosaic=1)
+    assert "is the whole run (1 epoch of 2 steps each: 2 warm-up steps of the run's 2)" in said
+    assert "turns mosaic off for the last 1 epoch, and the run has 1" in said
 
 
 def test_resume_of_a_finished_run_says_so(sets, tmp_path, capsys):

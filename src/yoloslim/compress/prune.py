@@ -124,7 +124,7 @@ def prune(
     check_config(config, PruneConfig)
     from yoloslim.runtime.predictor import as_artifact
 
-    model = as_artifact(model)
+    model = as_artifact(model, required=True)
     if isinstance(model, nn.Module):  # torch.compile's wrapper: its graph is the model's
         model = getattr(model, "_orig_mod", model)
     require("torch_pruning", "prune")  # before the baseline's evaluation, not after it

@@ -195,7 +195,7 @@ def quantize(
     from yoloslim.export.common import onnx_metadata
     from yoloslim.runtime.predictor import as_artifact
 
-    model_or_artifact = as_artifact(model_or_artifact, "model_or_artifact")
+    model_or_artifact = as_artifact(model_or_artifact, "model_or_artifact", required=True)
 
     check_config(config, QuantConfig)
     config.refuse_unused()

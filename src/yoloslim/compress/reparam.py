@@ -235,7 +235,7 @@ def reparameterize(
         from yoloslim.models.checkpoint import load_checkpoint
         from yoloslim.runtime.predictor import as_artifact
 
-        model = load_checkpoint(as_artifact(model))[0]
+        model = load_checkpoint(as_artifact(model, required=True))[0]
     from yoloslim.models.checkpoint import weights_dtype
 
     dtype = weights_dtype(model)

@@ -215,7 +215,7 @@ def export(
     from yoloslim.models.detector import Detector, default_names
     from yoloslim.runtime.predictor import as_artifact
 
-    model = as_artifact(model)
+    model = as_artifact(model, required=True)
     formats = check_options(
         formats,
         imgsz=imgsz,

@@ -548,16 +548,19 @@ class BatchingPredictor:
         self.close()
 
 
-def as_artifact(model, name: str = "model"):
+def as_artifact(model, name: str = "model", *, required: bool = False):
     """``model`` as the functions that take a model or a file want it: a :class:`Predictor`
     stands for the artifact it runs (``.pt``, ``.torchscript``, ``.onnx``, ``.xml``), so
     ``ys.prune(ys.load("best.pt"), ...)`` prunes ``best.pt``; a path, a module, an arch dict
     or None is returned as it is, and anything else is a ConfigError naming ``name``. A
     Predictor whose file changed since it was loaded is a ModelError (the function would read
-    other weights than the Predictor runs)."""
+    other weights than the Predictor runs). ``required``: None is a ConfigError too (a function
+    that has no run of its own to resume)."""
     if isinstance(model, Predictor):
         return model.backend.loaded_path()
-    if model is None or isinstance(model, (str, os.PathLike, torch.nn.Module, dict)):
+    if (model is None and not required) or isinstance(
+        model, (str, os.PathLike, torch.nn.Module, dict)
+    ):
         return model
     raise ConfigError(
         f"{name}={brief(model)}: expected a checkpoint or artifact path, a model or a "

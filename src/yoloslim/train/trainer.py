@@ -618,6 +618,10 @@ _GIVEN_IN = (
 )
 
 
+def _plural(n: float, word: str) -> str:
+    return word if n == 1 else f"{word}s"
+
+
 def _warn_idle_settings(cfg: TrainConfig, n_train: int, n_batches: int) -> None:
     """Warnings for settings that quietly do less than they seem to (accepted, as a user
     may mean them). ``n_batches``: the steps of an epoch (the warm-up is whole steps)."""
@@ -631,15 +635,17 @@ def _warn_idle_settings(cfg: TrainConfig, n_train: int, n_batches: int) -> None:
         )
     total = n_batches * cfg.epochs
     warmup = warmup_steps(cfg, n_batches)  # as the schedule rounds it
-    steps = "(%g epochs of %d steps each: %d warm-up steps of the run's %d)"
-    args = (cfg.warmup_epochs, n_batches, warmup, total)
+    steps = (  # no %: the messages below are formats
+        f"({cfg.warmup_epochs:g} {_plural(cfg.warmup_epochs, 'epoch')} of {n_batches} "
+        f"{_plural(n_batches, 'step')} each: {warmup} warm-up {_plural(warmup, 'step')} of "
+        f"the run's {total})"
+    )
     where = f"warmup_epochs {_GIVEN_IN}"
     if warmup > total:
         log.warning(
             "warmup_epochs=%g is longer than the run " + steps + ": the learning rate never "
             "leaves its warm-up to reach lr0=%g (" + where + ")",
             cfg.warmup_epochs,
-            *args,
             cfg.lr0,
         )
     elif warmup == total:
@@ -648,19 +654,19 @@ def _warn_idle_settings(cfg: TrainConfig, n_train: int, n_batches: int) -> None:
             "lr0=%g, never decayed (fewer warm-up epochs, or more epochs, leave room for the "
             "decay; " + where + ")",
             cfg.warmup_epochs,
-            *args,
             cfg.lr0,
         )
     aug = AugmentConfig(**cfg.augment)
     mosaic = aug.mosaic if aug.enabled else 0  # augment.enabled false: no mosaic to miss
     if mosaic > 0 and cfg.close_mosaic >= cfg.epochs:
         log.warning(
-            "close_mosaic=%d turns mosaic off for the last %d epochs, and the run has %d: "
+            "close_mosaic=%d turns mosaic off for the last %d %s, and the run has %d: "
             "mosaic (probability %g) is never used (close_mosaic and augment.mosaic "
             + _GIVEN_IN
             + ")",
             cfg.close_mosaic,
             cfg.close_mosaic,
+            _plural(cfg.close_mosaic, "epoch"),
             cfg.epochs,
             mosaic,
         )
