@@ -582,6 +582,20 @@ def test_static_onnx_and_openvino_refuse_another_imgsz(tmp_path):
         ys.validate(dyn_batch, tmp_path / "no-data.yaml", imgsz=96)
 
 
+def test_bench_runs_at_a_fixed_size_artifacts_size_by_default(ckpt, tmp_path):
+    """audit51 export L2: a checkpoint listed first set the size, and an ONNX fixed at
+    another was refused, with no word of --imgsz."""
+    from yoloslim.bench.measure import bench_imgsz
+
+    fixed = _tiny_onnx(tmp_path / "m128.onnx", [128, 128])
+    assert bench_imgsz([ckpt, fixed], None, 64) == 128
+    assert bench_imgsz([ckpt], None, 64) == 64 and bench_imgsz([ckpt, fixed], 128, 64) == 128
+    other = _tiny_onnx(tmp_path / "m96.onnx", [96, 96])
+    with pytest.raises(ConfigError, match=r"m96\.onnx: exported with a static 96 px input, "
+                       r"cannot run at 128 px \(the input size of .*m128\.onnx\)"):  # fmt: skip
+        bench_imgsz([ckpt, fixed, other], None, 64)
+
+
 def test_a_predictor_stands_for_its_artifact_where_a_model_is_taken(ckpt, tmp_path):
     pred = ys.load(ckpt)
     fused = ys.reparameterize(pred, measure=False).model

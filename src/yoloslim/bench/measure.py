@@ -30,7 +30,7 @@ from yoloslim.runtime.backends import SUFFIXES, check_artifact, is_end_to_end
 from yoloslim.sysinfo import invocation
 from yoloslim.torch_state import keeps_caller_state
 
-__all__ = ["artifact_stats", "benchmark", "check_bench_imgsz", "static_imgsz"]
+__all__ = ["artifact_stats", "bench_imgsz", "benchmark", "check_bench_imgsz", "static_imgsz"]
 
 log = logging.getLogger(__name__)
 # a p90 this many times the median: the timed runs were not steady (said, with the fix)
@@ -65,6 +65,20 @@ def check_bench_imgsz(paths: Sequence[Path], imgsz: int, *, requested: str | Non
                 f"{p}: exported with a static {fixed} px input, cannot run at {requested}; "
                 f"bench artifacts of one input size together (or export again at {imgsz})"
             )
+
+
+def bench_imgsz(paths: Sequence[Path], imgsz: int | None, first: int) -> int:
+    """The size every artifact runs at: ``imgsz``; by default the first fixed-size artifact's,
+    else ``first`` (the first artifact's own, from its metadata): a checkpoint or TorchScript
+    listed before an ONNX fixed at another size made it refused (audit51 export L2). A
+    ConfigError unless every fixed-size artifact takes it."""
+    requested = None
+    if imgsz is None:
+        fixed = next(((p, n) for p in paths if (n := static_imgsz(p)) is not None), None)
+        source, imgsz = fixed if fixed is not None else (paths[0], first)
+        requested = f"{imgsz} px (the input size of {source})"
+    check_bench_imgsz(paths, imgsz, requested=requested)
+    return imgsz
 
 
 # the size of a model that has no file of its own that is only its weights (a checkpoint)
@@ -133,7 +147,7 @@ def benchmark(
             as a list of one).
         data: ``data.yaml`` for mAP (skipped when None).
         imgsz: input size, a multiple of 32 that every static ONNX/OpenVINO artifact was
-            exported at (default: the first artifact's).
+            exported at (default: the first such artifact's, else the first artifact's).
         batches: batch sizes (an int counts as one); latency percentiles at the first,
             throughput at each.
         latency: rounds, runs and threads of the latency harness.
@@ -181,11 +195,7 @@ def benchmark(
                 check_class_count(d["nc"], str(p), data_cfg)
     if isinstance(names, str):
         names = [names]
-    requested = None
-    if imgsz is None:  # the first artifact's, from its metadata (as its runtime reads it)
-        imgsz = described[0]["imgsz"]
-        requested = f"{imgsz} px (the input size of {paths[0]})"
-    check_bench_imgsz(paths, imgsz, requested=requested)
+    imgsz = bench_imgsz(paths, imgsz, described[0]["imgsz"])
     hint = latency.ov_hint if latency is not None else None
     if hint is not None and not any(SUFFIXES[p.suffix.lower()] == "openvino" for p in paths):
         raise ConfigError(

@@ -26,7 +26,9 @@ def bench(
         ..., help="Artifacts (.pt, .torchscript, .onnx, .xml); the first is the baseline."
     ),
     data: Path = typer.Option(None, help="data.yaml for mAP (omit to skip accuracy)."),
-    imgsz: int = typer.Option(None, help="Input size (default: the first artifact's)."),
+    imgsz: int = typer.Option(
+        None, help="Input size (default: the first fixed-size artifact's, else the first's)."
+    ),
     batch: str = typer.Option(
         "1,8", help="Batch sizes, comma-separated: latency at the first, throughput at each."
     ),
