@@ -67,7 +67,12 @@ from yoloslim.models import build_model
         (lambda: ys.load(nn.Identity()), ConfigError, r"^load\(\): path=Identity: expected an"),
         (lambda: ys.load_checkpoint(nn.Identity()), ModelError, r"^path=Identity: expected a"),
         (lambda: ys.train("damo-nano", "d.yaml", out=5), ConfigError, r"^out=5: expected the run"),
-        (lambda: ys.train(object(), "d.yaml"), ConfigError, r"^model=.*expected a checkpoint"),
+        # audit51 api F3: "a checkpoint or artifact path", though train refuses an artifact
+        (
+            lambda: ys.train(object(), "d.yaml"),
+            ConfigError,
+            r"^model=.*expected a registered name, an arch \.yaml or dict, a \.pt checkpoint",
+        ),
         (
             lambda: ys.run_recipe("m.pt", "d.yaml", [{"export": {}}]),
             ConfigError,
@@ -141,7 +146,7 @@ from yoloslim.models import build_model
         (lambda: build_model("damo-nano", names="abc"), ModelError, r"^names='abc': expected a"),
         (lambda: build_model("damo-nano", names=[1, 2]), ModelError, r"^names: 1 is no class"),
         # audit51 api F1, F2: a pathlib TypeError; "path=NoneType ... needs no loading"
-        (lambda: ys.prune(None, None), ConfigError, r"^model=None: expected a checkpoint or"),
+        (lambda: ys.prune(None, None), ConfigError, r"^model=None: expected a registered name"),
         (lambda: ys.export(None, "out"), ConfigError, r"^model=None: expected a checkpoint or"),
         (lambda: ys.reparameterize(None), ConfigError, r"^model=None: expected a checkpoint"),
         (

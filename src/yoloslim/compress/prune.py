@@ -122,9 +122,9 @@ def prune(
     """
     check_flags(exist_ok=exist_ok, progress=progress)
     check_config(config, PruneConfig)
-    from yoloslim.runtime.predictor import as_artifact
+    from yoloslim.runtime.predictor import BUILDABLE, as_artifact
 
-    model = as_artifact(model, required=True)
+    model = as_artifact(model, required=True, expected=BUILDABLE)
     if isinstance(model, nn.Module):  # torch.compile's wrapper: its graph is the model's
         model = getattr(model, "_orig_mod", model)
     require("torch_pruning", "prune")  # before the baseline's evaluation, not after it

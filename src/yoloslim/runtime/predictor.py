@@ -548,21 +548,29 @@ class BatchingPredictor:
         self.close()
 
 
-def as_artifact(model, name: str = "model", *, required: bool = False):
+# what train and prune take, as their type errors word it (audit51 api F3: "an artifact path")
+BUILDABLE = "a registered name, an arch .yaml or dict, a .pt checkpoint, a Detector or a Predictor"
+
+
+def as_artifact(
+    model,
+    name: str = "model",
+    *,
+    required: bool = False,
+    expected: str = "a checkpoint or artifact path, a model or a Predictor",
+):
     """``model`` as the functions that take a model or a file want it: a :class:`Predictor`
     stands for the artifact it runs (``.pt``, ``.torchscript``, ``.onnx``, ``.xml``), so
     ``ys.prune(ys.load("best.pt"), ...)`` prunes ``best.pt``; a path, a module, an arch dict
     or None is returned as it is, and anything else is a ConfigError naming ``name``. A
     Predictor whose file changed since it was loaded is a ModelError (the function would read
     other weights than the Predictor runs). ``required``: None is a ConfigError too (a function
-    that has no run of its own to resume)."""
+    that has no run of its own to resume). ``expected``: what the function takes, as the error
+    words it."""
     if isinstance(model, Predictor):
         return model.backend.loaded_path()
     if (model is None and not required) or isinstance(
         model, (str, os.PathLike, torch.nn.Module, dict)
     ):
         return model
-    raise ConfigError(
-        f"{name}={brief(model)}: expected a checkpoint or artifact path, a model or a "
-        f"Predictor, got {type(model).__name__}"
-    )
+    raise ConfigError(f"{name}={brief(model)}: expected {expected}, got {type(model).__name__}")

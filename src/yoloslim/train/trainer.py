@@ -284,11 +284,11 @@ def train(
     check_path(out, "out", "the run folder's path")
     out = Path(out).expanduser()
     if model is not None and not isinstance(model, (str, nn.Module)):
-        from yoloslim.runtime.predictor import as_artifact
+        from yoloslim.runtime.predictor import BUILDABLE, as_artifact
 
         # a Predictor stands for the file it runs, any os.PathLike for its path (both were
         # "unknown model '<... object at 0x...>'")
-        model = as_artifact(model)
+        model = as_artifact(model, expected=BUILDABLE)
         model = Path(model) if isinstance(model, os.PathLike) else model
     if not resume and isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".pt":
         # first: the folder then holds a run (this best.pt), but the input is what matters
