@@ -131,6 +131,16 @@ def test_logit_kd_is_per_image_whatever_the_batch_and_the_teachers_confidence():
     torch.testing.assert_close(both, (alone[0] + alone[1]) / 2)
 
 
+def test_a_teacher_in_memory_is_named_by_what_was_done_to_it(tmp_path):
+    """audit50 chain F2: a Detector loaded from a checkpoint was recorded as "a Detector"."""
+    model = build_model("damo-nano", nc=2)
+    assert Distiller(model, DistillConfig()).history["teacher"] == "a Detector"
+    model.history = [{"stage": "train"}, {"stage": "prune", "method": "width"}]
+    hook = Distiller(model, DistillConfig())
+    assert hook.history == {"stage": "distill", "teacher": "a Detector (train, then prune)"}
+    assert Distiller(model, DistillConfig(), "t.pt").history["teacher"] == "t.pt"
+
+
 def test_align_convs_only_where_widths_differ():
     student, teacher = _models()
     hook = Distiller(teacher, DistillConfig(loss="cwd"))

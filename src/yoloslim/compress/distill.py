@@ -306,7 +306,14 @@ class Distiller:
     def history(self) -> dict:
         """This step, as the student's checkpoints record it (``meta.history``)."""
         label = getattr(self.teacher, "history_label", None)  # prune --distill's own model
-        return {"stage": "distill", "teacher": self.teacher_path or label or "a Detector"}
+        if label is None:  # one loaded from a checkpoint: what was done to it (audit50 chain F2)
+            done = [
+                h.get("stage")
+                for h in getattr(self.teacher, "history", None) or ()
+                if isinstance(h, dict)
+            ]
+            label = "a Detector" + (f" ({', then '.join(map(str, done))})" if done else "")
+        return {"stage": "distill", "teacher": self.teacher_path or label}
 
     def attach(self, net: Detector, device: torch.device) -> nn.Module:
         _check_pair(net, self.teacher)
