@@ -162,8 +162,9 @@ def logit_kd(
     term's gradient grows with T (1.1-1.6x at T = 2, 1.5-2.6x at T = 8).
 
     Returns:
-        ``(cls, dfl)``: the binary KL on class scores (all anchors) and the KL on the
-        DFL bins (teacher-foreground anchors only; zero when there are none).
+        ``(cls, dfl)``: the binary KL on class scores (all anchors, each weighted by the
+        squared gap of the two softened scores, a weight the gradient does not flow through)
+        and the KL on the DFL bins (teacher-foreground anchors only; zero when there are none).
     """
     nreg = 4 * (reg_max + 1)
     s = flatten_maps(student)  # (B, A, no)
@@ -175,7 +176,9 @@ def logit_kd(
     tt = temperature
     s_cls, t_cls = s[..., nreg:] / tt, t[..., nreg:] / tt
     # QFL-style modulation: the thousands of background anchors where the scores already
-    # agree would otherwise swamp the sum (measured: 25x the detection cls term at start)
+    # agree would otherwise swamp the sum (measured: 25x the detection cls term at start).
+    # The factor is a weight, held constant (detached): the gradient is the KL's scaled per
+    # anchor, not the product's (which QFL, a focal loss on its own target, takes whole)
     focus = (t_cls.sigmoid() - s_cls.sigmoid()).abs().pow(2).detach()
     cls = ((_binary_kl(s_cls, t_cls) * focus).sum((1, 2)) / norm).mean() * tt**2
     if not fg.any():
