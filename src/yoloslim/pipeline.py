@@ -1436,10 +1436,12 @@ def run_recipe(
                 made = {r[0]: r[1] for r in record["rows"] if r[2] == "artifact"}
             deployable = made or deployable
             entry = {"stage": stage.name, "index": i, "dir": str(sdir)}
-            if stage.name == "quantize":  # a missed --max-drop, said again at the end
+            if stage.name in ("quantize", "prune"):  # a missed budget, said again at the end
+                from yoloslim.compress.prune import target_warning
                 from yoloslim.compress.quantize import budget_warning
 
-                missed = budget_warning(record.get("report") or {})
+                said = budget_warning if stage.name == "quantize" else target_warning
+                missed = said(record.get("report") or {})
                 if missed:
                     entry["warning"] = missed
             stage_reports.append(entry)

@@ -260,6 +260,12 @@ def test_a_target_not_reached_and_a_depth_ratio_of_no_block_are_said(model, tiny
         res = prune(model, None, config=cfg(target_flops=1e-6))
     assert res.report["schedule"]["steps"][0]["width"]["budget_met"] is False
     assert "the target (target_flops 1e-06) was not met: the pruned model has" in caplog.text
+    # the words compress's record and summary repeat from the report (audit51 budget M-1)
+    from yoloslim.compress.prune import target_warning
+
+    said = target_warning(json.loads(json.dumps(res.report, default=str)))
+    assert said and f"prune: {said}" in caplog.text
+    assert target_warning(prune(model, None, config=cfg(target_flops=0.004)).report) is None
     caplog.clear()
     c = cfg(method="depth", depth_ratio=0.01, advanced={"calib_batches": 1})
     with caplog.at_level("WARNING"):

@@ -530,29 +530,38 @@ def _run_schedule(
     return net.eval(), schedule
 
 
+def target_warning(report: dict) -> str | None:
+    """What a prune report says of a FLOPs or parameter target it could not reach (None: met,
+    or none was set): said when pruning, and again in compress's record and summary (audit51
+    budget M-1: a missed target was in the stage's files only)."""
+    steps = (report.get("schedule") or {}).get("steps") or []
+    last = steps[-1] if steps else {}
+    if not any((last.get(k) or {}).get("budget_met") is False for k in ("width", "depth")):
+        return None
+    cfg, stages = report.get("config") or {}, report.get("stages") or {}
+    before, pruned = stages.get("before") or {}, stages.get("pruned") or {}
+    targets = ", ".join(
+        f"{k} {cfg[k]}" for k in ("target_flops", "target_params") if cfg.get(k) is not None
+    )
+    return (
+        f"the target ({targets}) was not met: the pruned model has {pruned['gflops']:.4f} "
+        f"GFLOPs and {pruned['params'] / 1e6:.4f} M params (before: {before['gflops']:.4f} "
+        f"GFLOPs, {before['params'] / 1e6:.4f} M)"
+    )
+
+
 def _warn_short(cfg: PruneConfig, schedule: dict, before: dict, pruned: dict) -> None:
     """Say when pruning fell short of what was asked: a FLOPs or parameter target it could not
     reach, or a depth ratio too small to remove a single block."""
-    steps = schedule.get("steps") or []
-    last = steps[-1] if steps else {}
-    missed = any((last.get(k) or {}).get("budget_met") is False for k in ("width", "depth"))
+    missed = target_warning(
+        {
+            "config": cfg.to_dict(),
+            "schedule": schedule,
+            "stages": {"before": before, "pruned": pruned},
+        }
+    )
     if missed:
-        log.warning(
-            "prune: the target (%s) was not met: the pruned model has %.4f GFLOPs and %.4f M "
-            "params (before: %.4f GFLOPs, %.4f M)",
-            ", ".join(
-                f"{k} {v}"
-                for k, v in (
-                    ("target_flops", cfg.target_flops),
-                    ("target_params", cfg.target_params),
-                )
-                if v is not None
-            ),
-            pruned["gflops"],
-            pruned["params"] / 1e6,
-            before["gflops"],
-            before["params"] / 1e6,
-        )
+        log.warning("prune: %s", missed)
     cap = cfg.advanced.max_layer_ratio
     if cfg.ratio is not None and cfg.ratio > cap:
         log.warning(
@@ -565,6 +574,7 @@ def _warn_short(cfg: PruneConfig, schedule: dict, before: dict, pruned: dict) ->
     if pruned["params"] >= before["params"] and cfg.pruned_by != "unstructured":
         why = f" (ignore {list(cfg.ignore)} may cover every layer)" if cfg.ignore else ""
         log.warning("prune: no channel or block was removed%s", why)
+    steps = schedule.get("steps") or []
     removed = sum(len((s.get("depth") or {}).get("removed", [])) for s in steps)
     if cfg.depth_ratio is not None and not removed:
         log.warning(
