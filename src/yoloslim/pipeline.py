@@ -512,12 +512,12 @@ def _check_unused_settings(rec: Recipe) -> None:
     refuses when it starts because it would never use them (a distill stage's freeze_epochs
     without progressive, a quantize stage's ONNX Runtime knobs on OpenVINO): found otherwise
     after the stages before it ran (audit32 review3 M2)."""
-    from yoloslim.compress.distill import _refuse_unused_schedule
+    from yoloslim.compress.distill import _refuse_unused_settings
 
     for i, s in enumerate(rec.stages, 1):
         try:
             if s.name == "distill":
-                _refuse_unused_schedule(s.config.config)
+                _refuse_unused_settings(s.config.config)
             elif s.name == "quantize":
                 s.config.refuse_unused()
         except ConfigError as e:

@@ -644,15 +644,36 @@ def test_the_schedules_settings_without_it_are_refused_for_a_new_run_only(tmp_pa
     # audit30 configs M2: a config file's or the API's were kept, recorded and never used;
     # review2 M1: a run that began with them (before the check) still resumes, so its saved
     # settings load
-    from yoloslim.compress.distill import _refuse_unused_schedule
+    from yoloslim.compress.distill import _refuse_unused_settings
 
     data = synthesize(tmp_path / "d", images=4, imgsz=64, classes=2, seed=1)
     teacher = build_model(TEACHER, names=["a", "b"])
     for name, value in (("freeze_epochs", 2), ("warmup_epochs", 3.0)):
         saved = DistillConfig.from_dict({name: value})  # as last.pt's settings load
         with pytest.raises(ConfigError, match=rf"DistillConfig.{name}={value} is the progressive"):
-            _refuse_unused_schedule(saved)
+            _refuse_unused_settings(saved)
         with pytest.raises(ConfigError, match=rf"{name}={value} is the progressive"):
             distill(STUDENT, teacher, data, config=saved, out=tmp_path / "r")
     assert not (tmp_path / "r").exists()
-    _refuse_unused_schedule(DistillConfig(progressive=True, freeze_epochs=2))  # used: fine
+    _refuse_unused_settings(DistillConfig(progressive=True, freeze_epochs=2))  # used: fine
+    # audit51 distill F5: a term's settings with the term off, or another loss chosen
+    for settings, match in (
+        ({"logit_weight": 0, "temperature": 4.0}, r"^DistillConfig.temperature=4.0 is the logit"),
+        (
+            {"loss": "mimic", "advanced": {"feature_temperature": 2.0}},
+            r"^advanced.feature_temperature=2.0 is the cwd loss's, and the feature loss is mimic",
+        ),
+        (
+            {"feature_weight": 0, "advanced": {"feature_temperature": 2.0}},
+            r"feature_temperature=2.0 is the cwd loss's, and feature_weight is 0: give it a",
+        ),
+        ({"advanced": {"mgd_mask_ratio": 0.5}}, r"^advanced.mgd_mask_ratio=0.5 is the mgd loss"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            _refuse_unused_settings(DistillConfig.from_dict(settings))
+    for used in (
+        {"temperature": 4.0},
+        {"loss": "mgd", "advanced": {"mgd_mask_ratio": 0.5}},
+        {"advanced": {"feature_temperature": 2.0}},
+    ):
+        _refuse_unused_settings(DistillConfig.from_dict(used))

@@ -443,17 +443,34 @@ class Distiller:
         self.adapters.load_state_dict(state["adapters"])
 
 
-def _refuse_unused_schedule(config: DistillConfig) -> None:
-    """ConfigError for the progressive schedule's settings given with the schedule off (kept
-    and recorded, never used), as the command line refuses its flags."""
-    if config.progressive:
-        return
-    for name, default in (("freeze_epochs", 1), ("warmup_epochs", 1.0)):
-        if getattr(config, name) != default:
-            raise ConfigError(
-                f"DistillConfig.{name}={getattr(config, name)!r} is the progressive schedule's, "
-                f"and it is off: set progressive (--progressive), or leave {name} out"
-            )
+def _refuse_unused_settings(config: DistillConfig) -> None:
+    """ConfigError for settings given where they do nothing (kept and recorded, never used):
+    the progressive schedule's with the schedule off, as the command line refuses its flags,
+    and a term's own with that term off or another loss chosen (audit51 distill F5)."""
+    default, adv, adv_default = DistillConfig(), config.advanced, AdvancedDistillConfig()
+    unused = []  # (name, value, why it does nothing and what would use it)
+    if not config.progressive:
+        why = "the progressive schedule's, and it is off: set progressive (--progressive)"
+        unused += [
+            (f"DistillConfig.{n}", getattr(config, n), why)
+            for n in ("freeze_epochs", "warmup_epochs")
+            if getattr(config, n) != getattr(default, n)
+        ]
+    if config.logit_weight == 0 and config.temperature != default.temperature:
+        why = "the logit terms', and logit_weight is 0: give them a weight (--logit-weight)"
+        unused.append(("DistillConfig.temperature", config.temperature, why))
+    for name, loss in (("feature_temperature", "cwd"), ("mgd_mask_ratio", "mgd")):
+        if getattr(adv, name) == getattr(adv_default, name):
+            continue
+        if config.loss != loss:
+            why = f"the {loss} loss's, and the feature loss is {config.loss}: --loss {loss}"
+            unused.append((f"advanced.{name}", getattr(adv, name), why))
+        elif config.feature_weight == 0:
+            why = f"the {loss} loss's, and feature_weight is 0: give it a weight (--feature-weight)"
+            unused.append((f"advanced.{name}", getattr(adv, name), why))
+    if unused:
+        name, value, why = unused[0]
+        raise ConfigError(f"{name}={value!r} is {why}, or leave {name.split('.')[-1]} out")
 
 
 def _resume_distill_config(
@@ -600,7 +617,7 @@ def distill(
         probe = student if isinstance(student, Detector) else build_model(student, names=names)
     check_config(config, DistillConfig)
     if not resume:  # a run begun before this check resumes with its settings as they were
-        _refuse_unused_schedule(config)
+        _refuse_unused_settings(config)
     if is_fused(probe):
         raise ModelError(
             "cannot distill into a re-parameterised (deploy-form) student: its RepConv "
