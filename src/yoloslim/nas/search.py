@@ -79,7 +79,8 @@ class SearchResult:
         score: its entropy score.
         report: JSON-able search report (also written as ``nas_report.json``).
         best: the top-k candidates, best first, each a dict with ``arch``, ``score``,
-            ``gflops``, ``params``, ``params_deploy``, ``layers``, ``latency_ms``.
+            ``gflops``, ``params`` (the training form), ``params_deploy`` (the deploy form,
+            which the params budget bounds), ``layers``, ``latency_ms``.
         artifacts: files written (``arch``, ``report``) when ``out`` was given.
     """
 
