@@ -154,13 +154,16 @@ def _going_on(out: Path, model: str | None) -> tuple[str | None, dict]:
 
 
 def _stage_distill(st: _State, cfg: DistillStage, data, out: Path, progress: bool) -> dict:
-    from yoloslim.compress.distill import distill
+    from yoloslim.compress.distill import distill, settings_checked
 
     teacher = cfg.teacher or st.baseline
     if teacher is None:
         raise ConfigError("distill stage: no teacher (set its 'teacher:', or give the run a model)")
     student, again = _going_on(out, st.model)
-    res = distill(student, teacher, data, config=cfg.config, out=out, progress=progress, **again)
+    with settings_checked():  # when the run began (_check_unused_settings), not on its resume
+        res = distill(
+            student, teacher, data, config=cfg.config, out=out, progress=progress, **again
+        )
     ckpt = str(res.artifacts["best"])
     return {"model": ckpt, "rows": [["distilled", ckpt, "ckpt"]], "report": res.report}
 

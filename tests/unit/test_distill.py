@@ -671,6 +671,18 @@ def test_the_schedules_settings_without_it_are_refused_for_a_new_run_only(tmp_pa
     ):
         with pytest.raises(ConfigError, match=match):
             _refuse_unused_settings(DistillConfig.from_dict(settings))
+    # compress checks them when its run begins: a stage not yet started of a run begun before
+    # a check was added goes on (audit51 review M1); refused past that point, the student is
+    from yoloslim.compress.distill import settings_checked
+    from yoloslim.compress.reparam import reparameterize
+    from yoloslim.errors import ModelError
+
+    fused = reparameterize(build_model(STUDENT, names=["a", "b"]), measure=False).model
+    unused = DistillConfig.from_dict({"logit_weight": 0, "temperature": 4.0})
+    with pytest.raises(ConfigError, match="temperature=4.0 is the logit"):
+        distill(fused, teacher, data, config=unused, out=tmp_path / "r")
+    with settings_checked(), pytest.raises(ModelError, match="re-parameterised"):
+        distill(fused, teacher, data, config=unused, out=tmp_path / "r")
     for used in (
         {"temperature": 4.0},
         {"loss": "mgd", "advanced": {"mgd_mask_ratio": 0.5}},

@@ -29,11 +29,14 @@ calls :func:`distill`), or in two steps::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import dataclasses
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -443,6 +446,25 @@ class Distiller:
         self.adapters.load_state_dict(state["adapters"])
 
 
+# set by compress, which checks a recipe's settings when its run begins: a run begun before a
+# check was added goes on with the settings it began with, in a stage not yet started too
+# (audit51 review M1)
+_SETTINGS_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "distill_settings_checked", default=False
+)
+
+
+@contextlib.contextmanager
+def settings_checked() -> Iterator[None]:
+    """Within it, :func:`distill` does not refuse settings that would do nothing (the caller
+    did, or a run it resumes began with them)."""
+    token = _SETTINGS_CHECKED.set(True)
+    try:
+        yield
+    finally:
+        _SETTINGS_CHECKED.reset(token)
+
+
 def _refuse_unused_settings(config: DistillConfig) -> None:
     """ConfigError for settings given where they do nothing (kept and recorded, never used):
     the progressive schedule's with the schedule off, as the command line refuses its flags,
@@ -616,8 +638,8 @@ def distill(
             student = _as_detector(student, "student")
         probe = student if isinstance(student, Detector) else build_model(student, names=names)
     check_config(config, DistillConfig)
-    if not resume:  # a run begun before this check resumes with its settings as they were
-        _refuse_unused_settings(config)
+    if not resume and not _SETTINGS_CHECKED.get():  # a run begun before this check resumes
+        _refuse_unused_settings(config)  # with its settings as they were
     if is_fused(probe):
         raise ModelError(
             "cannot distill into a re-parameterised (deploy-form) student: its RepConv "
