@@ -1103,6 +1103,19 @@ def test_avi_frames_are_timed_in_order_keeping_dropped_frames(tmp_path, codec, b
     assert times == pytest.approx([p / 10 for p in pts])
     assert uneven(times, fps) == dropped and not uneven(times[:8], fps)
     assert "truncated" not in caplog.text  # dropped frames are no cut
+    if codec == "libx264" and bf == 0:  # chunks copied from a P-frame on: the decoder shows
+        # none before the keyframe, whose times timed every frame early (audit51 review F4)
+        options.update({"g": "10", "keyint_min": "10", "sc_threshold": "0"})
+        write(tmp_path / "whole.avi", range(30))
+        with av.open(str(tmp_path / "whole.avi")) as i, av.open(str(tmp_path / "p.avi"), "w") as o:
+            out = o.add_stream_from_template(i.streams.video[0])
+            for k, packet in enumerate(i.demux(i.streams.video[0])):
+                if packet.size and k >= 3:
+                    packet.stream = out
+                    o.mux(packet)
+        times, shown, fps = times_of(tmp_path / "p.avi")
+        assert shown == list(range(10, 30))
+        assert times == pytest.approx([k / 10 for k in range(10, 30)])
     if codec == "mpeg4":  # frames dropped before the first: its times count from the first
         # frame's, and the whole file is no cut (vreview F3: "ended after 25 of the 29")
         write(tmp_path / "late.avi", range(5, 21))

@@ -233,7 +233,8 @@ def _warn_missing_test(test: Any, root: Path, where: str) -> None:
     for entry in entries:
         if not (isinstance(entry, str) and entry.strip()):
             continue
-        p = root / _expand(entry, where, "test")  # ~ first, as train's and val's (audit49 F3)
+        # ~ first, and Windows' backslashes, as train's and val's (audit49 F3, audit51 review F2)
+        p = root / windows_path(_expand(entry, where, "test"), root)
         if not p.exists():
             logger.warning(
                 "%s: key 'test': %s does not exist (yoloslim reads train and val only)", where, p

@@ -109,7 +109,7 @@ class VideoReader:
         # chunks: frame k is timed by the k-th earliest chunk read so far, none held back,
         # however deep the reordering (x264's veryslow: 7 frames; vreview F1). Limit: with
         # B-frames, the AVI muxer puts a gap among the frames in decode order, so frames
-        # next to it are off by a frame or two. MPEG-4 part 2 times its own frames (its
+        # next to it are off, by up to the gap's length (review F3). MPEG-4 part 2 times its own frames (its
         # headers hold their times, gaps and all): its frames are held a few at a time and
         # given FFmpeg's times in increasing order, from the first frame's (one frame late
         # with B-frames), so one dropped before the first frame is lost there
@@ -188,10 +188,16 @@ class VideoReader:
 
     def _decoded(self, stamps: list[float]) -> Iterator:
         """The stream's frames as decoded; an AVI's chunk times pushed on ``stamps`` as read
-        (an empty chunk, a dropped frame, has none: its slot stays a gap)."""
+        (an empty chunk, a dropped frame, has none: its slot stays a gap). Those of the chunks
+        before the first keyframe, which the decoder shows no frame of (a file cut at a
+        P-frame), go at the keyframe (audit51 review F4: every frame was timed early)."""
         base = self._stream.time_base
+        keyed = False
         for packet in self._container.demux(self._stream):
             if self._by_chunk and packet.size and packet.dts is not None and base:
+                if packet.is_keyframe and not keyed:
+                    keyed = True
+                    stamps.clear()
                 heapq.heappush(stamps, float(packet.dts * base))
             yield from packet.decode()
 
