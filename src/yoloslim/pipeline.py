@@ -510,14 +510,17 @@ def _check_ignored_scopes(rec: Recipe, model: str | None) -> None:
                 raise ConfigError(f"{rec.source}: stage {i} (quantize): {e}") from e
 
 
-def _check_unused_settings(rec: Recipe) -> None:
+def _check_unused_settings(rec: Recipe, first: int = 1) -> None:
     """ConfigError naming the file and the stage, before any stage runs, for settings a stage
     refuses when it starts because it would never use them (a distill stage's freeze_epochs
     without progressive, a quantize stage's ONNX Runtime knobs on OpenVINO): found otherwise
-    after the stages before it ran (audit32 review3 M2)."""
+    after the stages before it ran (audit32 review3 M2). ``first``: the stages from it on only
+    (those a resumed run's changed recipe gives anew)."""
     from yoloslim.compress.distill import _refuse_unused_settings
 
     for i, s in enumerate(rec.stages, 1):
+        if i < first:
+            continue
         try:
             if s.name == "distill":
                 _refuse_unused_settings(s.config.config)
@@ -1302,6 +1305,9 @@ def _check_run(
             # a mistake fixed in a stage that never finished (a teacher, a backend): the
             # stages before it are kept; refused, the fix cost every finished stage
             changed_from = changed
+            # its new settings are checked as a new run's (the stage's own check is off in a
+            # compress run: audit51 review2 N1)
+            _check_unused_settings(rec, first=changed[0])
             said.append(
                 f"{out}: the recipe changed from stage {changed[0]} on ({change}), which had "
                 "not finished: the finished stages before it are kept, and the run goes on "

@@ -184,6 +184,11 @@ def test_a_change_in_a_stage_that_never_finished_resumes_keeping_the_stages_befo
         with folder_lock(tmp_path / "r", "compress"), pytest.raises(ConfigError):
             run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
         assert "the recipe changed" not in caplog.text
+        # the changed stage's settings are checked as a new run's: a distill stage's own
+        # check is off in a compress run (audit51 review2 N1: nothing refused them)
+        idle = {"distill": {"logit_weight": 0, "temperature": 5.0, "train": {"epochs": 1}}}
+        with pytest.raises(ConfigError, match=r"stage 2 \(distill\): DistillConfig.temperat"):
+            run_recipe(ckpt, data, {"stages": [first, idle]}, out=tmp_path / "r", resume=True)
         run_recipe(ckpt, data, recipe, out=tmp_path / "r", resume=True)
     assert calls == [["onnx"], ["onnx"], ["torchscript"]]  # stage 1 kept, stage 2 the new one
     assert "the recipe changed from stage 2 on (stage 2 (export) formats" in caplog.text
