@@ -110,12 +110,13 @@ def test_blank_path_and_roboflow_parent_paths(tmp_path, caplog):
     path.write_text(yaml.safe_dump(data))
     assert load_data_config(path).root == tmp_path.resolve()
     data.pop("path")
-    data.update(train=f"../{data['train']}", val=f"../{data['val']}")
+    data.update(train=f"../{data['train']}", val=f"../{data['val']}", test=f"../{data['val']}")
     path.write_text(yaml.safe_dump(data))
     cfg = load_data_config(path)
     assert len(load_samples(cfg, "train")) == 4 and len(load_samples(cfg, "val")) == 2
     load_data_config(path)  # loaded again (train, then its validation): warned once per key
     assert caplog.text.count("does not exist; using") == 2
+    assert "key 'test'" not in caplog.text  # its test: alike (audit51 review2 N3)
 
 
 def test_data_yaml_written_on_windows(tmp_path, caplog):

@@ -235,7 +235,8 @@ def _warn_missing_test(test: Any, root: Path, where: str) -> None:
             continue
         # ~ first, and Windows' backslashes, as train's and val's (audit49 F3, audit51 review F2)
         p = root / windows_path(_expand(entry, where, "test"), root)
-        if not p.exists():
+        text = entry.replace("\\", "/")  # Roboflow's ../test/images, as train's (review2 N3)
+        if not p.exists() and not (text.startswith("../") and (root / text[3:]).exists()):
             logger.warning(
                 "%s: key 'test': %s does not exist (yoloslim reads train and val only)", where, p
             )
