@@ -159,20 +159,24 @@ def windows_path(p: Path, root: Path) -> Path:
     return slashed if not (root / p).exists() and (root / slashed).exists() else p
 
 
+def _roboflow_beside(root: Path, value: str | Path) -> Path | None:
+    """``root / x`` for a ``../x`` (``..\\x`` too) where that exists: Roboflow's YOLO export
+    writes ``train: ../train/images`` beside the folders it names; None otherwise."""
+    text = str(value).replace("\\", "/")
+    return root / text[3:] if text.startswith("../") and (root / text[3:]).exists() else None
+
+
 def _resolve(root: Path, value: Any, where: str, key: str, *, kind: str) -> Path:
     if not isinstance(value, (str, Path)) or str(value) == "":
         raise DataError(f"{where}: key '{key}' must be a path, got {value!r}")
     given = windows_path(_expand(value, where, key), root)
     p = given if given.is_absolute() else root / given
-    text = str(value).replace("\\", "/")
-    if not p.exists() and text.startswith("../") and (root / text[3:]).exists():
-        # Roboflow's YOLO export writes train: ../train/images beside the folders it names
+    beside = None if p.exists() else _roboflow_beside(root, value)
+    if beside is not None:
         if (where, key) not in _FELL_BACK:  # once per file and key, not on every load
             _FELL_BACK.add((where, key))
-            logger.warning(
-                "%s: key '%s': %s does not exist; using %s", where, key, p, root / text[3:]
-            )
-        p = root / text[3:]
+            logger.warning("%s: key '%s': %s does not exist; using %s", where, key, p, beside)
+        p = beside
     # a relative path is the data.yaml's folder's (Ultralytics takes the working folder's)
     how = "" if given.is_absolute() else f" ({value} relative to {root})"
     if kind == "dir" and not p.is_dir():
@@ -235,8 +239,8 @@ def _warn_missing_test(test: Any, root: Path, where: str) -> None:
             continue
         # ~ first, and Windows' backslashes, as train's and val's (audit49 F3, audit51 review F2)
         p = root / windows_path(_expand(entry, where, "test"), root)
-        text = entry.replace("\\", "/")  # Roboflow's ../test/images, as train's (review2 N3)
-        if not p.exists() and not (text.startswith("../") and (root / text[3:]).exists()):
+        # Roboflow's ../test/images, as train's (review2 N3)
+        if not p.exists() and _roboflow_beside(root, entry) is None:
             logger.warning(
                 "%s: key 'test': %s does not exist (yoloslim reads train and val only)", where, p
             )

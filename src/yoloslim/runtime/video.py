@@ -109,10 +109,10 @@ class VideoReader:
         # chunks: frame k is timed by the k-th earliest chunk read so far, none held back,
         # however deep the reordering (x264's veryslow: 7 frames; vreview F1). Limit: with
         # B-frames, the AVI muxer puts a gap among the frames in decode order, so frames
-        # next to it are off, by up to the gap's length (review F3). MPEG-4 part 2 times its own frames (its
-        # headers hold their times, gaps and all): its frames are held a few at a time and
-        # given FFmpeg's times in increasing order, from the first frame's (one frame late
-        # with B-frames), so one dropped before the first frame is lost there
+        # next to it are off, by up to the gap's length (review F3). MPEG-4 part 2 times its
+        # own frames (its headers hold their times, gaps and all): its frames are held a few
+        # at a time and given FFmpeg's times in increasing order, from the first frame's (one
+        # frame late with B-frames), so one dropped before the first frame is lost there
         avi = c.format.name == "avi"
         self._by_chunk = avi and s.codec_context.name != "mpeg4"
         self._reorder = 4 if avi and not self._by_chunk else 0
