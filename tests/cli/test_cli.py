@@ -2087,6 +2087,31 @@ def test_predict_into_a_save_of_other_images_says_their_records_go(
     n = len(list(val.iterdir()))
     said = " ".join(capsys.readouterr().err.split())
     assert f"its detections.json holds {n} record(s) of images this run does not predict" in said
+    assert "their drawings and labels stay in the folder without a record" in said
+
+
+def test_predict_into_a_save_says_which_earlier_drawings_it_replaces(
+    trained, data_yaml, tmp_path, capsys
+):
+    # x/a.jpg, then y/a.jpg: the warning said x/a.jpg's drawing stayed; y/a.jpg's replaced it
+    # (audit52 predict F1)
+    model = ["--model", str(trained / "best.pt"), "--save", str(tmp_path / "s"), "--save-txt"]
+    val = data_yaml.parent / "images" / "val"
+    images = sorted(val.iterdir())
+    (tmp_path / "y").mkdir()
+    shutil.copy(images[0], tmp_path / "y" / images[0].name)
+    assert main(["predict", str(val), *model]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "y"), *model]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"holds {len(images)} record(s) of images this run does not predict" in said
+    assert len(images) > 1 and "the drawings and labels of 1 of them are replaced by" in said
+    assert "the others' stay in the folder without a record" in said
+    shutil.copytree(val, tmp_path / "z")  # every earlier record's drawing replaced
+    assert main(["predict", str(tmp_path / "z"), *model]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "holds 1 record(s) of images this run does not predict" in said
+    assert "their drawings and labels are replaced by this run's of the same names" in said
 
 
 def test_predict_of_a_url_says_yoloslim_reads_local_files_only(tmp_path, capsys):

@@ -168,7 +168,7 @@ def predict(
             # once every check that refuses the run has passed, the model loaded and the
             # folder held: "replaces it" was said of a run refused (audit44 eval L-2, review
             # F12)
-            _warn_other_records(save, earlier, files)
+            _warn_other_records(save, earlier, files, outputs)
         drawn = outputs.get(source) if video else None
         earlier_video = (
             None if drawn is None else file_identity(drawn)
@@ -382,14 +382,23 @@ def _earlier_records(path: Path) -> list[dict]:
     return data
 
 
-def _warn_other_records(save: Path, earlier: list[dict], files: list[Path]) -> None:
+def _warn_other_records(
+    save: Path, earlier: list[dict], files: list[Path], outputs: dict[Path, Path]
+) -> None:
     """A warning when the folder's ``detections.json`` holds records of images or of a video
     this run does not predict: this run's replaces it, and their drawings and labels stay in
-    the folder without one. (Frame records of earlier versions, which do not name their
-    video, are not counted.)"""
+    the folder without one, but for those this run's drawings take the names of (an
+    ``x/a.jpg`` of the earlier run and a ``y/a.jpg`` of this one: audit52 predict F1). (Frame
+    records of earlier versions, which do not name their video, are not counted.)"""
+    from yoloslim.runtime.draw import drawn_names
+
     now = {str(Path(f).absolute()) for f in files}
     gone = [str(r["image"]) for r in earlier if "image" in r]
+    # the earlier run's drawn names, as it gave them from its images in their order
+    names = drawn_names([Path(n) for n in gone])
     gone = [n for n in gone if str(Path(n).absolute()) not in now]
+    taken = {d.name.lower() for d in outputs.values()}
+    replaced = [n for n in gone if names[Path(n)].lower() in taken]
     # a video's records: another video's where its drawing has another name (the same
     # video, given from another folder, is not another: review F4)
     stems = {Path(f).stem for f in files}
@@ -401,11 +410,21 @@ def _warn_other_records(save: Path, earlier: list[dict], files: list[Path]) -> N
 
         shown = examples(list(dict.fromkeys(gone)))
         what = "images" if "image" in earlier[0] else "frames of a video"
+        if not replaced:
+            fate = "their drawings and labels stay in the folder without a record"
+        elif len(replaced) == len(gone):
+            fate = "their drawings and labels are replaced by this run's of the same names"
+        else:
+            fate = (
+                f"the drawings and labels of {len(replaced)} of them are replaced by this run's "
+                f"of the same names ({escape(examples(replaced))}), the others' stay in the "
+                "folder without a record"
+            )
         warn(
             f"--save {escape(str(save))}: its detections.json holds "
             f"{len(gone)} record(s) of {what} this run does not predict ({escape(shown)}); "
-            "this run's detections.json replaces it, and their drawings and labels stay in "
-            "the folder without a record (another --save keeps them apart)"
+            f"this run's detections.json replaces it, and {fate} (another --save keeps them "
+            "apart)"
         )
 
 

@@ -91,6 +91,23 @@ def _fit_name(tag: str, suffix: str, limit: int = 255) -> str:
     return keep + digest + suffix
 
 
+def drawn_names(files: list[Path], *, video: bool = False) -> dict[Path, str]:
+    """The file name of each input's drawn copy, as :func:`drawn_paths` gives it (no check)."""
+    stems = Counter(f.stem for f in files)
+    suffix = ".mp4" if video else ".jpg"
+    out: dict[Path, str] = {}
+    taken: set[str] = set()
+    for f in files:
+        tag = f.stem if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}"
+        name, k = _fit_name(tag, suffix), 1
+        while name.lower() in taken:
+            k += 1
+            name = _fit_name(f"{tag}_{k}", suffix)
+        taken.add(name.lower())
+        out[f] = name
+    return out
+
+
 def drawn_paths(files: list[Path], save: Path, *, video: bool = False) -> dict[Path, Path]:
     """Where each input's drawn copy goes: ``save/<stem>.jpg`` (``.mp4`` for a video).
 
@@ -103,18 +120,7 @@ def drawn_paths(files: list[Path], save: Path, *, video: bool = False) -> dict[P
         ConfigError: a drawn file would replace one of the inputs (inputs are never
             overwritten; a symlink or hard link to an input counts as the input).
     """
-    stems = Counter(f.stem for f in files)
-    suffix = ".mp4" if video else ".jpg"
-    out: dict[Path, Path] = {}
-    taken: set[str] = set()
-    for f in files:
-        tag = f.stem if stems[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}"
-        name, k = _fit_name(tag, suffix), 1
-        while name.lower() in taken:
-            k += 1
-            name = _fit_name(f"{tag}_{k}", suffix)
-        taken.add(name.lower())
-        out[f] = save / name
+    out = {f: save / name for f, name in drawn_names(files, video=video).items()}
     inputs = {file_key(f) for f in files if f.exists()}
     for f, dst in out.items():
         if dst.exists() and file_key(dst) in inputs:
