@@ -10,6 +10,7 @@ top 8 bits, and values that fit no known range are refused rather than wrapped a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -57,8 +58,8 @@ _KINDS = "a path, a folder, a PIL image, a numpy array or a torch tensor"
 def to_rgb(im: Image.Image, *, in_place: bool = False) -> np.ndarray:
     """An upright ``HxWx3`` RGB uint8 array of ``im`` (EXIF orientation applied).
 
-    16-bit modes (``I;16*``) keep their top 8 bits; ``convert("RGB")`` would clip every value
-    above 255 to white. 32-bit integer (``I``, which older Pillow also uses for 16-bit PNGs)
+    16-bit modes (``I;16*``) keep their top 8 bits (``convert("RGB")`` would clip every value
+    above 255 to white), unless every value fits in 0..255, as a uint16 array does. 32-bit integer (``I``, which older Pillow also uses for 16-bit PNGs)
     and float (``F``) images follow :func:`array_to_rgb`'s rules: values in 0..255 (floats
     in [0, 1] scaled by 255) are kept, integers up to 65535 keep their top 8 bits, and other
     ranges are refused (``convert`` made them black or white). ``in_place``
@@ -69,9 +70,9 @@ def to_rgb(im: Image.Image, *, in_place: bool = False) -> np.ndarray:
         ImageOps.exif_transpose(im, in_place=True)
     else:
         im = ImageOps.exif_transpose(im)
-    if im.mode.startswith("I;16"):
-        a = np.asarray(im).astype(np.int64).clip(0, 65535) >> 8
-        im = Image.fromarray(a.astype(np.uint8), "L")
+    if im.mode.startswith("I;16"):  # as a uint16 array is: a file whose values all fit in
+        # 0..255 went black, the same pixels as an array did not (audit52 predict F2)
+        im = Image.fromarray(_int_to_uint8(np.asarray(im).astype(np.uint16)), "L")
     elif im.mode == "I":
         a = np.asarray(im).astype(np.int64)
         if a.size and a.min() >= 0 and 255 < a.max() <= 65535:
@@ -209,6 +210,9 @@ def read_image(path: str | Path) -> np.ndarray:
             return to_rgb(im, in_place=True)
     except Exception as e:  # noqa: BLE001 - PIL raises many types on bad files
         hint = ""
+        with contextlib.suppress(OSError):
+            if p.stat().st_size == 0:  # an interrupted copy, most likely (audit52 predict F5)
+                hint = "; the file is empty (0 bytes)"
         if p.suffix.lower() in (".txt", ".csv", ".lst", ".list"):
             hint = "; a list of paths is not read: give a folder of the images"
         raise DataError(f"{p}: cannot decode image ({type(e).__name__}: {e}){hint}") from e
