@@ -222,6 +222,17 @@ def test_quantize_dynamic_refuses_a_typed_calib_or_method_even_at_its_default(
     assert main(base) == 130  # neither given: the run goes on
 
 
+def test_quantize_bf16_variant_with_onnxruntime_names_the_flag(tmp_path, monkeypatch, capsys):
+    # the error named the API's float_variants=['bf16'] (audit52 quant L1)
+    from yoloslim.cli.main import main
+
+    base, _ = _quantize_stopped_at_its_settings(tmp_path, monkeypatch)
+    assert main([*base, "--backend", "onnxruntime", "--float-variants", "fp16,bf16"]) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert "--float-variants fp16,bf16 needs the openvino backend (got backend onnxruntime" in said
+    assert main([*base, "--backend", "onnxruntime", "--float-variants", "fp16"]) == 130
+
+
 def test_a_prune_goal_given_replaces_the_config_files_goal(tmp_path, monkeypatch, capsys):
     # the goals exclude each other: --ratio with a file's target_flops was "give at most one"
     import yoloslim.compress.prune as prune_mod
