@@ -1020,6 +1020,9 @@ def test_describe_reads_each_artifact_without_running_it(dynamic_export, static_
     assert isinstance(onnx_d["inputs"][0]["shape"][0], str)  # the dynamic batch axis, by name
     assert onnx_d["inputs"][0]["shape"][1:] == [3, IMGSZ, IMGSZ]
     assert onnx_d["outputs"][0]["shape"][1:] == [ANCHORS, 4 + len(NAMES)]
+    ov_d = describe(res.artifacts["openvino"])  # said as the ONNX's is (audit52 info F4)
+    assert [(v["name"], v["dtype"]) for v in ov_d["inputs"]] == [("images", "float32")]
+    assert ov_d["inputs"][0]["shape"][0] == "?"  # an IR keeps no axis names
     triton = describe(res.artifacts["triton"].parent)  # the model's folder
     assert triton["kind"] == "triton" and triton["triton"]["max_batch_size"] == TRITON_MAX_BATCH
     # the static export: FP16 OpenVINO weights, and the NMS graph with its settings

@@ -292,6 +292,24 @@ def test_fps_is_images_per_second_at_the_tables_batch_and_a_batch_is_given_once(
         benchmark([artifacts[0]], batches=[1, 8, 1])
 
 
+def test_small_models_params_and_flops_keep_three_significant_digits():
+    # 0.00983 and 0.00294 GFLOPs showed as 0.01 and 0.00 (audit52 info F1)
+    from yoloslim.bench.report import figure, table_rows
+
+    row = {
+        "name": "m",
+        "params": 433_461,
+        "gflops": 0.0029374,
+        "latency_ms": {"median": 4.0, "p90": 5.0, "batch": 1},
+        "size_mb": 1.0,
+        "ratios": {"speedup": 1.0, "size": 1.0},
+    }
+    cells = table_rows({"rows": [row, {**row, "gflops": 12.345, "params": 3_210_000}]})
+    assert [c[COLUMNS.index("FLOPs (G)")] for c in cells] == ["0.00294", "12.35"]
+    assert [c[COLUMNS.index("Params (M)")] for c in cells] == ["0.433", "3.21"]
+    assert figure(None) == "-" and figure(0.0) == "0"
+
+
 def test_bad_artifacts(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         artifact_stats(tmp_path / "nope.onnx", IMGSZ)

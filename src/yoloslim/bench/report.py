@@ -84,6 +84,12 @@ def _f(v, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
+def figure(x: float | None) -> str:
+    """Two decimals, or three significant digits under 1: a model's params (M) or GFLOPs
+    (small models at small sizes showed 0.00 and 0.01 for 0.0029 and 0.0098)."""
+    return "-" if x is None else f"{x:.2f}" if abs(x) >= 1 else f"{x:.3g}"
+
+
 def _over(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
@@ -98,8 +104,8 @@ def table_rows(report: dict) -> list[list[str]]:
             [
                 r["name"],
                 str(r.get("precision") or "-"),
-                _f(r["params"] / 1e6 if r.get("params") is not None else None, ".2f"),
-                _f(r.get("gflops"), ".2f"),
+                figure(r["params"] / 1e6 if r.get("params") is not None else None),
+                figure(r.get("gflops")),  # audit52 info F1
                 _f(100 * r["map"] if r.get("map") is not None else None, ".1f"),
                 _f(100 * r["map50"] if r.get("map50") is not None else None, ".1f"),
                 _f(lat["median"], ".2f"),

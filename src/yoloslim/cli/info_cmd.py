@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from yoloslim.bench.report import figure
 from yoloslim.cli.common import check_json_target, handle_errors, literal, print_table, write_json
 from yoloslim.sysinfo import relaunch
 
@@ -107,7 +108,7 @@ def _size_rows(d: dict) -> list[tuple[str, str]]:
     params = f"{d['params'] / 1e6:.3f} M ({d['params_deploy'] / 1e6:.3f} M deploy form)"
     return [
         ("params", params),
-        ("GFLOPs", f"{d['gflops']:.3f} (deploy form, at {d['imgsz']} px)"),
+        ("GFLOPs", f"{figure(d['gflops'])} (deploy form, at {d['imgsz']} px)"),
     ]
 
 

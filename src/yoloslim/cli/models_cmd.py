@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from yoloslim.bench.report import figure
 from yoloslim.cli.common import check_json_target, handle_errors, print_table, write_json
 from yoloslim.configs import DEFAULT_IMGSZ
 
@@ -34,12 +35,7 @@ def models(
             name,
             f"{r['params_deploy'] / 1e6:.2f}",
             f"{r['params'] / 1e6:.2f}",
-            _figure(r["gmacs"]),
-            _figure(r["gflops"]),
+            figure(r["gmacs"]),
+            figure(r["gflops"]),
         )
     print_table(table)
-
-
-def _figure(x: float) -> str:
-    """Two decimals, or three significant digits under 1 (small sizes showed 0.00)."""
-    return f"{x:.2f}" if x >= 1 else f"{x:.3g}"

@@ -197,7 +197,7 @@ def _arch_file(p: Path) -> dict[str, Any]:
         "imgsz": imgsz,
         "params": profile["params"],
         "params_deploy": profile["params_deploy"],
-        "gflops": round(profile["gflops"], 4),
+        "gflops": float(f"{profile['gflops']:.6g}"),  # 4 decimals hid small models
         "stages": arch["backbone"]["stages"],
         # the search's score is of the file as it wrote it
         "score": _number(found.score) if found and not edited else None,
@@ -239,7 +239,7 @@ def _checkpoint(p: Path) -> dict[str, Any]:
         "imgsz": imgsz,
         "params": profile["params"],
         "params_deploy": profile["params_deploy"],
-        "gflops": round(profile["gflops"], 4),
+        "gflops": float(f"{profile['gflops']:.6g}"),  # 4 decimals hid small models
         "epoch": meta.get("epoch"),
         # meta is free-form: a value that is no number is not shown as an mAP (it was a
         # traceback in info: audit44 models F5)
@@ -299,6 +299,17 @@ def _onnx(p: Path) -> dict[str, Any]:
     }
 
 
+def _ov_dtype(t) -> str:
+    """An OpenVINO element type by numpy's name, as an ONNX's is said (``f32`` was
+    ``float32`` there: audit52 info F4); its own name where numpy has none."""
+    import numpy as np
+
+    try:
+        return np.dtype(t.to_dtype()).name
+    except Exception:  # noqa: BLE001 - a dynamic or packed type (u1, nf4) has no numpy dtype
+        return t.get_type_name()
+
+
 def _openvino(p: Path) -> dict[str, Any]:
     from yoloslim.export.common import openvino_metadata
     from yoloslim.runtime.ov_core import precision_name, read_ir
@@ -310,7 +321,7 @@ def _openvino(p: Path) -> dict[str, Any]:
         return {
             "name": v.get_any_name(),
             "shape": ov_shape(v.get_partial_shape()),
-            "dtype": v.get_element_type().get_type_name(),
+            "dtype": _ov_dtype(v.get_element_type()),
         }
 
     ops = [op.get_type_name() for op in model.get_ops()]
