@@ -483,7 +483,7 @@ def test_cli_nas_writes_arch_and_report(tmp_path):
     described = json.loads((tmp_path / "info.json").read_text())[str(out)]
     best = json.loads((tmp_path / "nas_report.json").read_text())["best"][0]
     assert (described["kind"], described["imgsz"], described["nc"]) == ("arch", 64, 2)
-    assert described["gflops"] == round(best["gflops"], 4)
+    assert described["gflops"] == float(f"{best['gflops']:.6g}")
     assert (described["params"], described["params_deploy"]) == (
         best["params"],
         best["params_deploy"],
@@ -575,6 +575,44 @@ def test_template_space_rebuilds_its_arch_exactly():
     assert SearchSpace.from_dict({"template": "damo-nano", "kernels": [3]}) == dataclasses.replace(
         SearchSpace.from_template(nano), kernels=(3,)
     )
+
+
+def test_a_template_of_other_widths_kernels_and_ratios_is_a_genome_of_its_space():
+    # a hand-written stage of 36 channels was outside the template's space of step 8, and
+    # --keep-neck was refused with advice that could not help (audit52 nassearch F1)
+    arch = get_arch("damo-nano", 3)
+    stages = arch["backbone"]["stages"]
+    stages[2]["out"], stages[3]["kernel"], stages[4]["ratio"] = 36, 7, 0.6
+    space = SearchSpace.from_template(arch)
+    assert space.width_step == 4 and 7 in space.kernels and 0.6 in space.ratios
+    assert space.contains(genome_of(arch))
+    assert space.arch(genome_of(arch), 3, name=arch["name"])["backbone"] == arch["backbone"]
+    assert SearchSpace.from_template("damo-nano") == dataclasses.replace(
+        space, width_step=8, kernels=(3, 5), ratios=(0.25, 0.5, 0.75, 1.0)
+    )  # a registered template's space is the default's choices
+
+
+def test_genomes_that_build_one_network_are_one_candidate():
+    # 0.25 and 0.5 of an 8- or 16-channel stage are both 8: two genomes, one network, were
+    # scored and reported as two candidates (audit52 nassearch F2)
+    small = _arch([8, 16, 16, 32, 48], [1, 1, 1, 1], ratio=0.25)
+    g = genome_of(small)
+    twin = tuple((w, d, k, 0.5 if i == 1 else r) for i, (w, d, k, r) in enumerate(g))
+    assert SPACE.canonical(twin) == g == SPACE.canonical(g)
+    assert (
+        build_model(SPACE.arch(twin, 2)).state_dict().keys()
+        == build_model(small).state_dict().keys()
+    )
+    wider = tuple((w, d, k, 0.75 if i == 3 else r) for i, (w, d, k, r) in enumerate(g))
+    assert SPACE.canonical(wider) == wider  # 0.75 of 32 is 24, not 8: another network
+    from yoloslim.nas.evaluator import Evaluator
+
+    ev = Evaluator(
+        space=SPACE, budget=Budget(flops=1.0), imgsz=IMGSZ, nc=2, stage_weights=[1] * 5,
+        repeats=1, batch=2, seed=0, latency=LatencySettings(), method="analytic",
+    )  # fmt: skip
+    assert ev(twin) is ev(g) and len(ev.seen) == 1 and ev(twin).genome == g
+    assert ev(wider) is not ev(g) and len(ev.seen) == 2
 
 
 def test_template_errors_name_what_is_unsupported():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yoloslim.models.blocks import BasicBlock, ConvBNAct, CSPStage, RepConv
+from yoloslim.models.blocks import BasicBlock, ConvBNAct, CSPStage, RepConv, inner_width
 
 __all__ = ["BLOCKS", "SEARCHED_BLOCKS", "Backbone"]
 
@@ -24,7 +24,7 @@ class ResStage(nn.Module):
 
     def __init__(self, c: int, depth: int, k: int, ratio: float, act: str) -> None:
         super().__init__()
-        hidden = max(8, round(c * ratio))
+        hidden = inner_width(c, ratio)
         self.blocks = nn.ModuleList(BasicBlock(c, hidden, k, act=act) for _ in range(depth))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

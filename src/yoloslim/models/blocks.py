@@ -19,6 +19,7 @@ __all__ = [
     "ConvBNAct",
     "RepConv",
     "fuse_conv_bn",
+    "inner_width",
     "is_fused",
     "make_act",
 ]
@@ -78,6 +79,12 @@ def _branch(cba: ConvBNAct) -> tuple[torch.Tensor, torch.Tensor]:
         return _fold(conv.weight, conv.bias, cba.bn)
     bias = conv.bias if conv.bias is not None else torch.zeros_like(conv.weight[:, 0, 0, 0])
     return conv.weight.detach(), bias.detach()
+
+
+def inner_width(c: int, ratio: float) -> int:
+    """The width of a block's inner convs at ``ratio`` of ``c``: never under 8 channels (so
+    two ratios can build one network: 0.25 and 0.5 of 16 are both 8)."""
+    return max(8, round(c * ratio))
 
 
 class ConvBNAct(nn.Module):
@@ -214,10 +221,10 @@ class CSPStage(nn.Module):
         hidden_ratio: float = 1.0,
     ) -> None:
         super().__init__()
-        mid = max(8, round(c2 * ratio))
+        mid = inner_width(c2, ratio)
         self.conv1 = ConvBNAct(c1, mid, 1, act=act)
         self.conv2 = ConvBNAct(c1, mid, 1, act=act)
-        hidden = max(8, round(mid * hidden_ratio))
+        hidden = inner_width(mid, hidden_ratio)
         self.blocks = nn.ModuleList(BasicBlock(mid, hidden, k, act=act) for _ in range(depth))
         self.concat_all = concat_all
         n_cat = 1 + (depth if concat_all and depth else 1)

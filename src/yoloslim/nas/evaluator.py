@@ -117,7 +117,10 @@ class Evaluator:
         return medians
 
     def __call__(self, genome: Genome) -> Candidate | None:
-        """The scored candidate, or None when it breaks a budget (or was seen and rejected)."""
+        """The scored candidate, or None when it breaks a budget (or was seen and rejected).
+        A genome is taken in the space's canonical form: two that build one network are one
+        candidate."""
+        genome = self.space.canonical(genome)
         if genome in self.seen:
             return self.seen[genome]
         arch = self.space.arch(genome, self.nc)

@@ -307,7 +307,7 @@ def search(
             pop = _initial_population(ev, rng, population, seeds, bar)
             for _ in range(iterations):
                 parent = rng.choice(pop)
-                child = space.mutate(parent.genome, rng)
+                child = space.canonical(space.mutate(parent.genome, rng))
                 if child in ev.seen:
                     duplicates += 1
                 else:
@@ -423,7 +423,8 @@ def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, Candidate]]:
                 f"init {label!r}: its backbone is outside the search space: "
                 f"{'; '.join(ev.space.outside(genome))} (search the space of its kind: "
                 "--keep-neck, or space: {template: ARCH} in --config, holds it; or widen the "
-                "ranges with space: {widths: [[lo, hi], ...], depths: ...} in --config)"
+                "space with space: {widths: [[lo, hi], ...], width_step: ..., depths: ..., "
+                "kernels: ..., ratios: ...} in --config)"
             )
         cand = ev(genome)
         if cand is None:
@@ -466,7 +467,7 @@ def _initial_population(
     for _ in range(10 * size):
         if len(pop) >= size:
             break
-        g = ev.space.sample(rng)
+        g = ev.space.canonical(ev.space.sample(rng))
         if g in ev.seen:
             continue
         if bar is not None:

@@ -9,6 +9,7 @@ the chosen widths (:meth:`SearchSpace.arch`), so one genome is one whole detecto
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import random
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from yoloslim.configs import from_mapping, int_problem, one_of, plain_numbers
 from yoloslim.errors import ConfigError
 from yoloslim.models.arch import KERNEL_SIZES
 from yoloslim.models.backbone import SEARCHED_BLOCKS
-from yoloslim.models.blocks import ACTIVATIONS
+from yoloslim.models.blocks import ACTIVATIONS, inner_width
 
 __all__ = ["Genome", "SearchSpace", "genome_dict", "genome_of", "resolve_arch"]
 
@@ -189,8 +190,10 @@ class SearchSpace:
         """The default space with the neck, head, activation and block type of ``arch``.
 
         The neck and head widths are kept fixed at the template's, so the search varies
-        the backbone only, and the template's own backbone is a genome of the space
-        whenever its genes are in the ranges (see :meth:`contains`).
+        the backbone only. The default width and depth ranges are widened to hold the
+        template's backbone, its kernels and ratios are added to the choices, and the width
+        step is the largest that divides its widths and the default's 8 (4 for a 36-channel
+        stage), so its own backbone is a genome of the space unless ``overrides`` narrow it.
 
         Args:
             arch: an arch dict, a registered model name or an arch.yaml path.
@@ -239,6 +242,15 @@ class SearchSpace:
         values["depths"] = tuple(
             (lo, hi) if i == 0 else (min(lo, int(s["depth"])), max(hi, int(s["depth"])))
             for i, ((lo, hi), s) in enumerate(zip(default.depths, stages, strict=True))
+        )
+        # and its widths, kernels and ratios choices of the space: a hand-written stage of 36
+        # channels was outside every range of step 8 (audit52 nassearch F1)
+        values["width_step"] = math.gcd(default.width_step, *(int(s["out"]) for s in stages))
+        values["kernels"] = tuple(
+            sorted({*default.kernels, *(int(s.get("kernel", 3)) for s in stages[1:])})
+        )
+        values["ratios"] = tuple(
+            sorted({*default.ratios, *(float(s.get("ratio", 1.0)) for s in stages[1:])})
         )
         values.update(overrides)
         return from_mapping(cls, values, "space")
@@ -312,7 +324,8 @@ class SearchSpace:
         """Move ``1..n`` distinct random genes one or two steps (kernel: switch) within their
         ranges: the child differs from ``genome`` wherever a gene has two choices or more (a
         step clamped at a range's end, or one gene moved and moved back, gave the parent
-        itself, and a fifth of a search's iterations went to such children: audit46 nas F1)."""
+        itself, and a fifth of a search's iterations went to such children: audit46 nas F1);
+        a moved ratio that changes no width builds the parent's network (:meth:`canonical`)."""
         genes = [list(g) for g in genome]
         movable = [
             (i, j)
@@ -358,6 +371,26 @@ class SearchSpace:
                 if singles[a][:2] != singles[b][:2]:  # two different genes
                     out.append(apply([singles[a], singles[b]]))
         return out
+
+    def canonical(self, genome: Genome) -> Genome:
+        """``genome`` with each gene that changes nothing in the network set to the smallest
+        choice that builds the same one: a ratio another smaller ratio gives the same inner
+        width (:func:`~yoloslim.models.blocks.inner_width`: 0.25 and 0.5 of a 16-channel
+        stage are both 8), and at depth 0 the kernel (and a res stage's ratio), which no
+        layer uses. Genomes that built one network were scored and reported as distinct
+        candidates (audit52 nassearch F2)."""
+        genes = []
+        for i, (out, depth, kernel, ratio) in enumerate(genome):
+            if i > 0:
+                kernels, ratios = self.kernel_choices(i), self.ratio_choices(i)
+                if depth == 0 and kernel in kernels:
+                    kernel = kernels[0]
+                if depth == 0 and self.block == "res" and ratio in ratios:
+                    ratio = ratios[0]
+                width = inner_width(out, ratio)
+                ratio = next((r for r in ratios if inner_width(out, r) == width), ratio)
+            genes.append((out, depth, kernel, ratio))
+        return tuple(genes)  # type: ignore[return-value]
 
     def contains(self, genome: Genome) -> bool:
         """Whether every gene is one of the space's choices."""
