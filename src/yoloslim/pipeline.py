@@ -677,11 +677,25 @@ def _check_baseline_size(rec: Recipe, model: str) -> None:
                 )
 
 
-def data_digest(data: str | Path) -> str | None:
+def file_sha1(path: str | Path) -> str:
+    """The SHA-1 of a file's bytes, read in 1 MiB pieces."""
+    import hashlib
+
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        while piece := f.read(1 << 20):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def data_digest(data: str | Path, *, content: bool = True) -> str | None:
     """A digest of what a run's measurements rest on: the data.yaml's text and the val
-    split's samples (each image's path, size on disk, modification time and labels). The
-    data regenerated in place, or its labels edited, gives another digest. None for data
-    that does not read (the stage that reads it says what is wrong)."""
+    split's samples (each image's path and bytes, and its labels). The data regenerated in
+    place, or its labels edited, gives another digest; an image touched, or copied back
+    without its time (a git checkout), does not (its modification time refused a resume:
+    audit52 scale F4). ``content=False``: the digest of earlier versions, by each image's
+    size and modification time (a run they began is checked by it). None for data that does
+    not read (the stage that reads it says what is wrong)."""
     import hashlib
 
     import numpy as np
@@ -698,8 +712,14 @@ def data_digest(data: str | Path) -> str | None:
     except (DataError, OSError):
         return None
     for smp in samples:
-        st = Path(smp.path).stat()
-        h.update(f"{smp.path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        try:
+            if content:
+                h.update(f"{smp.path}\0{file_sha1(smp.path)}\0".encode())
+            else:
+                st = Path(smp.path).stat()
+                h.update(f"{smp.path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        except OSError:
+            return None
         for arr in (smp.boxes, smp.classes, smp.ignore):
             h.update(np.ascontiguousarray(arr).tobytes() if arr is not None else b"-")
     return h.hexdigest()
@@ -712,11 +732,15 @@ def run_inputs(model: str | Path | None, data: str | Path) -> dict:
         "model": None,
         "data": str(Path(data).resolve()),
         "data_digest": data_digest(data),
+        "digests": "content",  # data_digest's and the files' by their bytes (earlier: mtime)
     }
     if model is not None:
         st = Path(model).stat()
         entry.update(
-            model=str(Path(model).resolve()), model_bytes=st.st_size, model_mtime_ns=st.st_mtime_ns
+            model=str(Path(model).resolve()),
+            model_bytes=st.st_size,
+            model_mtime_ns=st.st_mtime_ns,
+            model_sha1=file_sha1(model),
         )
     return entry
 
@@ -737,8 +761,23 @@ def _stage_files(rec: Recipe) -> dict[str, dict]:
                 "path": str(path.resolve()),
                 "bytes": st.st_size,
                 "mtime_ns": st.st_mtime_ns,
+                "sha1": file_sha1(path),
             }
     return files
+
+
+def same_file(was: dict, now: dict, prefix: str = "") -> bool:
+    """Whether a run's record of a file (``path``, ``bytes``, ``mtime_ns``, ``sha1``, each
+    key after ``prefix``) is of the file ``now`` records: by its bytes' SHA-1 where the run
+    kept it (a file touched, or copied back without its time, is the same file), else by
+    its size and modification time (a run an earlier version began)."""
+    keys = [prefix + k for k in ("bytes", "mtime_ns", "sha1")]
+    path = prefix.rstrip("_") or "path"  # run_inputs keeps the model's path as "model"
+    if was.get(path) != now.get(path):
+        return False
+    if was.get(keys[2]) is not None:
+        return was.get(keys[2]) == now.get(keys[2])
+    return (was.get(keys[0]), was.get(keys[1])) == (now.get(keys[0]), now.get(keys[1]))
 
 
 def _stage_files_redone(
@@ -758,10 +797,10 @@ def _stage_files_redone(
     redone = []
     for folder, file in now.items():
         was = saved.get(folder)
-        if not isinstance(was, dict) or folder in recipe_changed or was == file:
+        if not isinstance(was, dict) or folder in recipe_changed or same_file(was, file):
             continue
         what = f"{file['key']} {file['path']}" + (
-            " changed since this run (size or modification time)"
+            " changed since this run (its contents)"
             if was.get("path") == file["path"]
             else f" is not the file this run used ({was.get('path')}; a relative path read "
             "from another folder?)"
@@ -815,15 +854,15 @@ def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = N
                 f"{out}: this run was made with {key} {saved.get(key)}, not {inputs[key]}; "
                 f"resume with the same {key} or choose another output folder"
             )
-    if (saved.get("model_bytes"), saved.get("model_mtime_ns")) != (
-        inputs.get("model_bytes"),
-        inputs.get("model_mtime_ns"),
-    ):
+    if inputs.get("model") is not None and not same_file(saved, inputs, "model_"):
         raise ConfigError(
-            f"{out}: the model {inputs['model']} changed since this run (size or modification "
-            "time); choose another output folder"
+            f"{out}: the model {inputs['model']} changed since this run (its contents); "
+            "choose another output folder"
         )
-    if saved.get("data_digest") not in (None, inputs.get("data_digest")):
+    digest = inputs.get("data_digest")
+    if saved.get("digests") != "content" and saved.get("data_digest") is not None:
+        digest = data_digest(inputs["data"], content=False)  # a run an earlier version began
+    if saved.get("data_digest") not in (None, digest):
         raise ConfigError(
             f"{out}: the data {inputs['data']} changed since this run (its data.yaml, or its "
             "val split's images or labels): the run's measurements are of the old data; "

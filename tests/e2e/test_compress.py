@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from yoloslim.budget_mode import run_budget, select_candidate
@@ -738,7 +739,11 @@ def test_a_stage_file_changed_since_the_run_restarts_its_stage_or_is_refused(
     saved = json.loads((out / "inputs.json").read_text())["stage_files"]
     assert saved["01-distill"]["path"] == str(Path(teacher).resolve())
     st = os.stat(teacher)
-    os.utime(teacher, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    os.utime(teacher, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: the same file
+    first = Path(teacher).read_bytes()
+    ck = torch.load(teacher, weights_only=True)
+    ck["meta"] = {**(ck.get("meta") or {}), "retrained": 1}
+    torch.save(ck, teacher)  # another teacher at the same path
     import yoloslim.compress.distill as distill_mod
 
     real, trained = distill_mod.train, []
@@ -754,6 +759,6 @@ def test_a_stage_file_changed_since_the_run_restarts_its_stage_or_is_refused(
         run_recipe(ckpt, data, recipe, out=out, resume=True)
     assert "the stage had not finished, and starts afresh with it" in caplog.text
     assert trained == [0, 1]  # from its start, not on from epoch 0's last.pt
-    os.utime(teacher, ns=(st.st_atime_ns, st.st_mtime_ns))  # another file than the run's
+    Path(teacher).write_bytes(first)  # another file than the run's now
     with pytest.raises(ConfigError, match=r"stage 01-distill's teacher .*teacher\.pt changed"):
         run_recipe(ckpt, data, recipe, out=out, resume=True)
