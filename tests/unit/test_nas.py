@@ -539,12 +539,23 @@ def test_a_mutation_moves_one_or_two_genes_within_their_ranges(space):
                 for j, (a, b) in enumerate(zip(genome[i], child[i], strict=True))
                 if a != b
             ]
-            assert 1 <= len(moved) <= 2, (genome, child)
+            # none where the one gene drawn is a ratio of a stage too narrow for another
+            # width (every ratio builds 8 channels there)
+            narrow = any(not space.ratio_steps(i, g[0], g[3]) for i, g in enumerate(genome) if i)
+            assert 1 <= len(moved) <= 2 or (not moved and narrow), (genome, child)
             for i in range(5):
                 for value, choices in zip(child[i], space._choices(i), strict=True):
                     assert value in choices
             for i, j in moved:  # a width moves at most two steps, any other gene one
                 choices = space._choices(i)[j]
+                if j == 3:  # a ratio: to the next that builds another inner width (at the
+                    # stage's width before or after its width moved, in the order drawn)
+                    steps = {
+                        r for w in (genome[i][0], child[i][0])
+                        for r in space.ratio_steps(i, w, genome[i][3])
+                    }  # fmt: skip
+                    assert child[i][3] in steps
+                    continue
                 step = abs(choices.index(child[i][j]) - choices.index(genome[i][j]))
                 assert step <= (2 if j == 0 else 1)
 
@@ -578,18 +589,27 @@ def test_template_space_rebuilds_its_arch_exactly():
 
 
 def test_a_template_of_other_widths_kernels_and_ratios_is_a_genome_of_its_space():
-    # a hand-written stage of 36 channels was outside the template's space of step 8, and
-    # --keep-neck was refused with advice that could not help (audit52 nassearch F1)
+    # a template's kernel or ratio outside the default choices refused its own network; a
+    # 36-channel stage was refused with advice that could not help (audit52 nassearch F1)
     arch = get_arch("damo-nano", 3)
     stages = arch["backbone"]["stages"]
-    stages[2]["out"], stages[3]["kernel"], stages[4]["ratio"] = 36, 7, 0.6
+    stages[3]["kernel"], stages[4]["ratio"] = 7, 0.6
     space = SearchSpace.from_template(arch)
-    assert space.width_step == 4 and 7 in space.kernels and 0.6 in space.ratios
-    assert space.contains(genome_of(arch))
+    assert 7 in space.kernels and 0.6 in space.ratios and space.contains(genome_of(arch))
     assert space.arch(genome_of(arch), 3, name=arch["name"])["backbone"] == arch["backbone"]
     assert SearchSpace.from_template("damo-nano") == dataclasses.replace(
-        space, width_step=8, kernels=(3, 5), ratios=(0.25, 0.5, 0.75, 1.0)
+        space, kernels=(3, 5), ratios=(0.25, 0.5, 0.75, 1.0)
     )  # a registered template's space is the default's choices
+    # a 36-channel stage is off the width step: the refusal says the step that holds it
+    stages[2]["out"] = 36
+    with pytest.raises(ConfigError, match=r"widths \[36\] are not multiples of width_step=8: "
+                       r"give space: \{width_step: 4\}"):  # fmt: skip
+        search(imgsz=IMGSZ, space=SearchSpace.from_template(arch), budget=Budget(flops=1.0),
+               init=arch, iterations=0, population=2, nc=3, score_method="analytic")  # fmt: skip
+    found = search(imgsz=IMGSZ, space=SearchSpace.from_template(arch, width_step=4),
+                   budget=Budget(flops=1.0), init=arch, iterations=0, population=2, nc=3,
+                   score_method="analytic")  # fmt: skip
+    assert found.report["init"][0]["name"]
 
 
 def test_genomes_that_build_one_network_are_one_candidate():
@@ -598,13 +618,15 @@ def test_genomes_that_build_one_network_are_one_candidate():
     small = _arch([8, 16, 16, 32, 48], [1, 1, 1, 1], ratio=0.25)
     g = genome_of(small)
     twin = tuple((w, d, k, 0.5 if i == 1 else r) for i, (w, d, k, r) in enumerate(g))
-    assert SPACE.canonical(twin) == g == SPACE.canonical(g)
-    assert (
-        build_model(SPACE.arch(twin, 2)).state_dict().keys()
-        == build_model(small).state_dict().keys()
-    )
     wider = tuple((w, d, k, 0.75 if i == 3 else r) for i, (w, d, k, r) in enumerate(g))
+    stem5 = ((g[0][0], 0, 5, 1.0), *g[1:])  # the stem is a 3x3 conv whatever it says
+    assert SPACE.canonical(twin) == g == SPACE.canonical(g) == SPACE.canonical(stem5)
     assert SPACE.canonical(wider) == wider  # 0.75 of 32 is 24, not 8: another network
+    shapes = [
+        {k: v.shape for k, v in build_model(SPACE.arch(x, 2)).state_dict().items()}
+        for x in (twin, g, wider)
+    ]
+    assert shapes[0] == shapes[1] != shapes[2]
     from yoloslim.nas.evaluator import Evaluator
 
     ev = Evaluator(
@@ -613,6 +635,19 @@ def test_genomes_that_build_one_network_are_one_candidate():
     )  # fmt: skip
     assert ev(twin) is ev(g) and len(ev.seen) == 1 and ev(twin).genome == g
     assert ev(wider) is not ev(g) and len(ev.seen) == 2
+    # a ratio steps to the next that builds another width: 0.25 of 16 (8) goes to 0.75 (12),
+    # not to 0.5 (8 again), and every ratio's width is reached (review F5)
+    assert SPACE.ratio_steps(1, 16, 0.25) == [0.75]
+    assert SPACE.ratio_steps(1, 16, 0.75) == [0.25, 1.0]
+    assert SPACE.ratio_steps(1, 8, 0.25) == []  # all four build 8 channels
+    rng = random.Random(0)
+    children = [SPACE.canonical(SPACE.mutate(g, rng)) for _ in range(200)]
+    assert {c[1][3] for c in children if c[1][0] == 16} == {0.25, 0.75}  # never 0.5 there
+    cur, seen = g, set()
+    for _ in range(2000):  # a walk reaches every ratio of stage 1
+        cur = SPACE.canonical(SPACE.mutate(cur, rng))
+        seen.add(cur[1][3])
+    assert seen == set(SPACE.ratios)
 
 
 def test_template_errors_name_what_is_unsupported():

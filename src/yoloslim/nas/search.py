@@ -417,14 +417,24 @@ def _seed_candidates(ev: Evaluator, init) -> list[tuple[str, Candidate]]:
                 "--init; space: {template: ARCH} in --config; or --init an arch of the space's "
                 "block and activation)"
             )
-        genome = genome_of(arch)
+        # in the form the Evaluator keeps it (a latency it measured was looked up under the
+        # other: audit52 review F7), and a stem's kernel the stem does not use not refused
+        genome = ev.space.canonical(genome_of(arch))
         if not ev.space.contains(genome):
+            step = ev.space.width_step
+            off = [g[0] for g in genome if g[0] % step]
+            hint = (
+                f"its widths {off} are not multiples of width_step={step}: give space: "
+                f"{{width_step: {math.gcd(step, *off)}}} in --config (with --keep-neck, or "
+                "with template: ARCH there)"
+                if off
+                else "search the space of its kind: --keep-neck, or space: {template: ARCH} "
+                "in --config, holds it; or widen the ranges with space: {widths: [[lo, hi], "
+                "...], depths: ...} in --config"
+            )
             raise ConfigError(
                 f"init {label!r}: its backbone is outside the search space: "
-                f"{'; '.join(ev.space.outside(genome))} (search the space of its kind: "
-                "--keep-neck, or space: {template: ARCH} in --config, holds it; or widen the "
-                "space with space: {widths: [[lo, hi], ...], width_step: ..., depths: ..., "
-                "kernels: ..., ratios: ...} in --config)"
+                f"{'; '.join(ev.space.outside(genome))} ({hint})"
             )
         cand = ev(genome)
         if cand is None:

@@ -9,7 +9,6 @@ the chosen widths (:meth:`SearchSpace.arch`), so one genome is one whole detecto
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 import random
 from collections.abc import Sequence
@@ -191,9 +190,10 @@ class SearchSpace:
 
         The neck and head widths are kept fixed at the template's, so the search varies
         the backbone only. The default width and depth ranges are widened to hold the
-        template's backbone, its kernels and ratios are added to the choices, and the width
-        step is the largest that divides its widths and the default's 8 (4 for a 36-channel
-        stage), so its own backbone is a genome of the space unless ``overrides`` narrow it.
+        template's backbone and its kernels and ratios are added to the choices, so its own
+        backbone is a genome of the space where its widths are multiples of ``width_step``
+        (8; a 36-channel stage needs ``width_step=4`` among ``overrides``) and ``overrides``
+        do not narrow it.
 
         Args:
             arch: an arch dict, a registered model name or an arch.yaml path.
@@ -243,9 +243,8 @@ class SearchSpace:
             (lo, hi) if i == 0 else (min(lo, int(s["depth"])), max(hi, int(s["depth"])))
             for i, ((lo, hi), s) in enumerate(zip(default.depths, stages, strict=True))
         )
-        # and its widths, kernels and ratios choices of the space: a hand-written stage of 36
-        # channels was outside every range of step 8 (audit52 nassearch F1)
-        values["width_step"] = math.gcd(default.width_step, *(int(s["out"]) for s in stages))
+        # and its kernels and ratios choices of the space (its widths stay on the step: a
+        # 36-channel stage needs width_step 4, said where a seed is refused for it)
         values["kernels"] = tuple(
             sorted({*default.kernels, *(int(s.get("kernel", 3)) for s in stages[1:])})
         )
@@ -324,8 +323,9 @@ class SearchSpace:
         """Move ``1..n`` distinct random genes one or two steps (kernel: switch) within their
         ranges: the child differs from ``genome`` wherever a gene has two choices or more (a
         step clamped at a range's end, or one gene moved and moved back, gave the parent
-        itself, and a fifth of a search's iterations went to such children: audit46 nas F1);
-        a moved ratio that changes no width builds the parent's network (:meth:`canonical`)."""
+        itself, and a fifth of a search's iterations went to such children: audit46 nas F1).
+        A ratio moves to the next that builds another inner width (:meth:`ratio_steps`); on
+        a narrow stage where every ratio builds one width it stays."""
         genes = [list(g) for g in genome]
         movable = [
             (i, j)
@@ -334,6 +334,10 @@ class SearchSpace:
             if len(choices) > 1
         ]
         for i, j in rng.sample(movable, min(rng.randint(1, n), len(movable))):
+            if j == 3:  # a ratio: to the next one that builds another inner width
+                near = self.ratio_steps(i, genes[i][0], genes[i][3])
+                genes[i][3] = rng.choice(near) if near else genes[i][3]
+                continue
             choices = self._choices(i)[j]
             cur = choices.index(genes[i][j]) if genes[i][j] in choices else 0
             steps = (-2, -1, 1, 2) if j == 0 else (-1, 1)
@@ -341,6 +345,25 @@ class SearchSpace:
                 cur + rng.choice([s for s in steps if 0 <= cur + s < len(choices)])
             ]
         return tuple(tuple(g) for g in genes)  # type: ignore[return-value]
+
+    def ratio_steps(self, stage: int, out: int, ratio: float) -> list[float]:
+        """The ratios one step from ``ratio`` at a stage of ``out`` channels: the nearest
+        below and above that build another inner width, each the smallest ratio of its
+        width (as :meth:`canonical` keeps it). Where every ratio is a width of its own,
+        the neighbouring choices; on a narrow stage whose ratios give one width, none
+        (a one-choice step landed on the same network, and the larger ratios were out of
+        reach: audit52 review F5)."""
+        choices = self.ratio_choices(stage)
+        width = inner_width(out, ratio)
+        below = [r for r in choices if inner_width(out, r) < width]
+        above = [r for r in choices if inner_width(out, r) > width]
+        near = []
+        if below:
+            top = max(inner_width(out, r) for r in below)
+            near.append(min(r for r in below if inner_width(out, r) == top))
+        if above:
+            near.append(min(above))
+        return near
 
     def neighbours(self, genome: Genome) -> list[Genome]:
         """Every genome one step away in one gene or in two genes at once (kernel: switch).
@@ -353,6 +376,9 @@ class SearchSpace:
         for i in range(5):
             for j, choices in enumerate(self._choices(i)):
                 if genome[i][j] not in choices:
+                    continue
+                if j == 3:  # a ratio: to the next that builds another width
+                    singles += [(i, 3, r) for r in self.ratio_steps(i, genome[i][0], genome[i][3])]
                     continue
                 cur = choices.index(genome[i][j])
                 for k in (cur - 1, cur + 1):
@@ -376,12 +402,14 @@ class SearchSpace:
         """``genome`` with each gene that changes nothing in the network set to the smallest
         choice that builds the same one: a ratio another smaller ratio gives the same inner
         width (:func:`~yoloslim.models.blocks.inner_width`: 0.25 and 0.5 of a 16-channel
-        stage are both 8), and at depth 0 the kernel (and a res stage's ratio), which no
-        layer uses. Genomes that built one network were scored and reported as distinct
+        stage are both 8), at depth 0 the kernel (and a res stage's ratio), which no layer
+        uses, and the stem's kernel and ratio (it is a 3x3 conv). Genomes that built one network were scored and reported as distinct
         candidates (audit52 nassearch F2)."""
         genes = []
         for i, (out, depth, kernel, ratio) in enumerate(genome):
-            if i > 0:
+            if i == 0:  # the stem is a 3x3 conv whatever its arch says
+                kernel, ratio = self.kernel_choices(0)[0], self.ratio_choices(0)[0]
+            else:
                 kernels, ratios = self.kernel_choices(i), self.ratio_choices(i)
                 if depth == 0 and kernel in kernels:
                     kernel = kernels[0]
