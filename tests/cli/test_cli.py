@@ -2112,6 +2112,26 @@ def test_predict_into_a_save_says_which_earlier_drawings_it_replaces(
     said = " ".join(capsys.readouterr().err.split())
     assert "holds 1 record(s) of images this run does not predict" in said
     assert "their drawings and labels are replaced by this run's of the same names" in said
+    shutil.copytree(val, tmp_path / "w")  # without --save-txt: the labels stay (review F2)
+    assert main(["predict", str(tmp_path / "w"), *model[:-1]]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "their drawings are replaced by this run's of the same names (their labels stay" in said
+
+
+def test_predict_says_a_videos_records_go_when_images_of_its_name_come(tmp_path, capsys):
+    # clip.mp4's records were dropped without a word when this run's clip.jpg shared its
+    # stem (review F9); the same video from another folder is not another
+    from yoloslim.cli.predict_cmd import _warn_other_records
+
+    save = tmp_path / "s"
+    earlier = [{"video": "/x/clip.mp4", "frame": 0, "time": 0.0, "detections": []}]
+    image = tmp_path / "clip.jpg"
+    _warn_other_records(save, earlier, [image], {image: save / "clip.jpg"})
+    said = " ".join(capsys.readouterr().err.split())
+    assert "holds 1 record(s) of frames of a video this run does not predict" in said
+    video = tmp_path / "clip.mp4"
+    _warn_other_records(save, earlier, [video], {video: save / "clip.mp4"})
+    assert "does not predict" not in capsys.readouterr().err
 
 
 def test_predict_of_a_url_says_yoloslim_reads_local_files_only(tmp_path, capsys):

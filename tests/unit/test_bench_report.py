@@ -307,7 +307,7 @@ def test_small_models_params_and_flops_keep_three_significant_digits():
     cells = table_rows({"rows": [row, {**row, "gflops": 12.345, "params": 3_210_000}]})
     assert [c[COLUMNS.index("FLOPs (G)")] for c in cells] == ["0.00294", "12.35"]
     assert [c[COLUMNS.index("Params (M)")] for c in cells] == ["0.433", "3.21"]
-    assert figure(None) == "-" and figure(0.0) == "0"
+    assert figure(None) == "-" and figure(0.0) == "0" and figure(0.9996) == "1.00"
 
 
 def test_bad_artifacts(tmp_path):

@@ -87,7 +87,10 @@ def _f(v, fmt: str) -> str:
 def figure(x: float | None) -> str:
     """Two decimals, or three significant digits under 1: a model's params (M) or GFLOPs
     (small models at small sizes showed 0.00 and 0.01 for 0.0029 and 0.0098)."""
-    return "-" if x is None else f"{x:.2f}" if abs(x) >= 1 else f"{x:.3g}"
+    if x is None:
+        return "-"
+    small = f"{x:.3g}"
+    return small if abs(float(small)) < 1 else f"{x:.2f}"  # 0.9996: "1.00", not "1"
 
 
 def _over(a: float | None, b: float | None) -> float | None:

@@ -105,7 +105,7 @@ def _rows(d: dict) -> list[tuple[str, str]]:
 
 
 def _size_rows(d: dict) -> list[tuple[str, str]]:
-    params = f"{d['params'] / 1e6:.3f} M ({d['params_deploy'] / 1e6:.3f} M deploy form)"
+    params = f"{figure(d['params'] / 1e6)} M ({figure(d['params_deploy'] / 1e6)} M deploy form)"
     return [
         ("params", params),
         ("GFLOPs", f"{figure(d['gflops'])} (deploy form, at {d['imgsz']} px)"),

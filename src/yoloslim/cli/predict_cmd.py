@@ -168,7 +168,7 @@ def predict(
             # once every check that refuses the run has passed, the model loaded and the
             # folder held: "replaces it" was said of a run refused (audit44 eval L-2, review
             # F12)
-            _warn_other_records(save, earlier, files, outputs)
+            _warn_other_records(save, earlier, files, outputs, labels=bool(labels))
         drawn = outputs.get(source) if video else None
         earlier_video = (
             None if drawn is None else file_identity(drawn)
@@ -383,43 +383,69 @@ def _earlier_records(path: Path) -> list[dict]:
 
 
 def _warn_other_records(
-    save: Path, earlier: list[dict], files: list[Path], outputs: dict[Path, Path]
+    save: Path,
+    earlier: list[dict],
+    files: list[Path],
+    outputs: dict[Path, Path],
+    labels: bool = False,
 ) -> None:
     """A warning when the folder's ``detections.json`` holds records of images or of a video
     this run does not predict: this run's replaces it, and their drawings and labels stay in
-    the folder without one, but for those this run's drawings take the names of (an
-    ``x/a.jpg`` of the earlier run and a ``y/a.jpg`` of this one: audit52 predict F1). (Frame
-    records of earlier versions, which do not name their video, are not counted.)"""
+    the folder without one, but for those this run's drawings (and, with ``labels``, label
+    files) take the names of (an ``x/a.jpg`` of the earlier run and a ``y/a.jpg`` of this
+    one: audit52 predict F1). An earlier record's drawn name is its label file's where it
+    has one, else as its run named them from the images of its records (an input that run
+    skipped, which left no record, may have shifted a name: a limit). (Frame records of
+    earlier versions, which do not name their video, are not counted.)"""
     from yoloslim.runtime.draw import drawn_names
 
     now = {str(Path(f).absolute()) for f in files}
     gone = [str(r["image"]) for r in earlier if "image" in r]
-    # the earlier run's drawn names, as it gave them from its images in their order
-    names = drawn_names([Path(n) for n in gone])
+    names = {str(k): v for k, v in drawn_names([Path(n) for n in gone]).items()}
+    for r in earlier:
+        if "image" in r and isinstance(r.get("labels"), str):
+            names[str(r["image"])] = Path(r["labels"]).stem + ".jpg"
     gone = [n for n in gone if str(Path(n).absolute()) not in now]
-    taken = {d.name.lower() for d in outputs.values()}
-    replaced = [n for n in gone if names[Path(n)].lower() in taken]
-    # a video's records: another video's where its drawing has another name (the same
-    # video, given from another folder, is not another: review F4)
-    stems = {Path(f).stem for f in files}
+    ours = {d.name for d in outputs.values()}
+    folded = {d.name.lower(): d.name for d in outputs.values()}
+
+    def taken(name: str) -> bool:
+        """This run draws ``name``: by that very name, or by one that differs in case on a
+        file system that folds case (where both name one file; review F3)."""
+        other = folded.get(name.lower())
+        if name in ours or other is None:
+            return name in ours
+        a, b = save / name, save / other
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+
+    replaced = [n for n in gone if taken(names[n])]
+    # a video's records: another video's where this run draws no video of its name (the
+    # same video, given from another folder, is not another: review F4; images of its stem
+    # draw JPEGs, which replace nothing of it: review F9)
+    videos = {d.name for d in outputs.values() if d.suffix == ".mp4"}
     gone += [
-        str(r["video"]) for r in earlier if "video" in r and Path(r["video"]).stem not in stems
+        str(r["video"])
+        for r in earlier
+        if "video" in r and f"{Path(r['video']).stem}.mp4" not in videos
     ]
     if gone:
         from yoloslim.data.sample import examples
 
         shown = examples(list(dict.fromkeys(gone)))
         what = "images" if "image" in earlier[0] else "frames of a video"
+        ours_what = "drawings and labels" if labels else "drawings"
         if not replaced:
             fate = "their drawings and labels stay in the folder without a record"
         elif len(replaced) == len(gone):
-            fate = "their drawings and labels are replaced by this run's of the same names"
+            fate = f"their {ours_what} are replaced by this run's of the same names"
         else:
             fate = (
-                f"the drawings and labels of {len(replaced)} of them are replaced by this run's "
+                f"the {ours_what} of {len(replaced)} of them are replaced by this run's "
                 f"of the same names ({escape(examples(replaced))}), the others' stay in the "
                 "folder without a record"
             )
+        if replaced and not labels:
+            fate += " (their labels stay, without a record)"
         warn(
             f"--save {escape(str(save))}: its detections.json holds "
             f"{len(gone)} record(s) of {what} this run does not predict ({escape(shown)}); "

@@ -88,7 +88,10 @@ def quantize(
     params = {"ignored_scope": "ignore"}
     section = load_mapping(config, "QuantConfig") if config else None
     values = layered(ctx, section, flags, params)
-    if "bf16" in [v.lower() for v in variants] and str(values.get("backend")) == "onnxruntime":
+    if (
+        "bf16" in [v.lower() for v in variants]
+        and str(values.get("backend")).lower() == "onnxruntime"
+    ):
         # the library's error named its float_variants=['bf16'] (audit52 quant L1)
         raise ConfigError(
             f"--float-variants {float_variants} needs the openvino backend (got backend "

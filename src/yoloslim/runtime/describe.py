@@ -197,7 +197,7 @@ def _arch_file(p: Path) -> dict[str, Any]:
         "imgsz": imgsz,
         "params": profile["params"],
         "params_deploy": profile["params_deploy"],
-        "gflops": float(f"{profile['gflops']:.6g}"),  # 4 decimals hid small models
+        "gflops": _gflops(profile["gflops"]),
         "stages": arch["backbone"]["stages"],
         # the search's score is of the file as it wrote it
         "score": _number(found.score) if found and not edited else None,
@@ -206,6 +206,12 @@ def _arch_file(p: Path) -> dict[str, Any]:
         "history": [],
         "size_mb": path_size_mb(p),
     }
+
+
+def _gflops(x: float) -> float:
+    """4 decimals, or 6 significant digits under 1 (4 decimals hid small models: 0.0188 and
+    0.0192 showed as one; audit52 info F3)."""
+    return round(x, 4) if x >= 1 else float(f"{x:.6g}")
 
 
 def _number(text: str) -> float | None:
@@ -239,7 +245,7 @@ def _checkpoint(p: Path) -> dict[str, Any]:
         "imgsz": imgsz,
         "params": profile["params"],
         "params_deploy": profile["params_deploy"],
-        "gflops": float(f"{profile['gflops']:.6g}"),  # 4 decimals hid small models
+        "gflops": _gflops(profile["gflops"]),
         "epoch": meta.get("epoch"),
         # meta is free-form: a value that is no number is not shown as an mAP (it was a
         # traceback in info: audit44 models F5)
@@ -299,15 +305,19 @@ def _onnx(p: Path) -> dict[str, Any]:
     }
 
 
+_OV_DTYPES = {
+    "f64": "float64", "f32": "float32", "f16": "float16",
+    "i64": "int64", "i32": "int32", "i16": "int16", "i8": "int8",
+    "u64": "uint64", "u32": "uint32", "u16": "uint16", "u8": "uint8", "boolean": "bool",
+}  # fmt: skip
+
+
 def _ov_dtype(t) -> str:
     """An OpenVINO element type by numpy's name, as an ONNX's is said (``f32`` was
-    ``float32`` there: audit52 info F4); its own name where numpy has none."""
-    import numpy as np
-
-    try:
-        return np.dtype(t.to_dtype()).name
-    except Exception:  # noqa: BLE001 - a dynamic or packed type (u1, nf4) has no numpy dtype
-        return t.get_type_name()
+    ``float32`` there: audit52 info F4); its own name for a type numpy has not (``bf16``,
+    ``u4``, ``nf4``: numpy's stand-ins, float16 and uint8, misnamed them: review F8)."""
+    name = t.get_type_name()
+    return _OV_DTYPES.get(name, name)
 
 
 def _openvino(p: Path) -> dict[str, Any]:

@@ -58,8 +58,9 @@ _KINDS = "a path, a folder, a PIL image, a numpy array or a torch tensor"
 def to_rgb(im: Image.Image, *, in_place: bool = False) -> np.ndarray:
     """An upright ``HxWx3`` RGB uint8 array of ``im`` (EXIF orientation applied).
 
-    16-bit modes (``I;16*``) keep their top 8 bits (``convert("RGB")`` would clip every value
-    above 255 to white), unless every value fits in 0..255, as a uint16 array does. 32-bit integer (``I``, which older Pillow also uses for 16-bit PNGs)
+    16-bit modes (``I;16*``) keep their top 8 bits, whatever their values (``convert("RGB")``
+    would clip every value above 255 to white; a uint16 array whose values all fit in 0..255
+    is read as 8-bit, :func:`array_to_rgb`). 32-bit integer (``I``, which older Pillow also uses for 16-bit PNGs)
     and float (``F``) images follow :func:`array_to_rgb`'s rules: values in 0..255 (floats
     in [0, 1] scaled by 255) are kept, integers up to 65535 keep their top 8 bits, and other
     ranges are refused (``convert`` made them black or white). ``in_place``
@@ -70,9 +71,10 @@ def to_rgb(im: Image.Image, *, in_place: bool = False) -> np.ndarray:
         ImageOps.exif_transpose(im, in_place=True)
     else:
         im = ImageOps.exif_transpose(im)
-    if im.mode.startswith("I;16"):  # as a uint16 array is: a file whose values all fit in
-        # 0..255 went black, the same pixels as an array did not (audit52 predict F2)
-        im = Image.fromarray(_int_to_uint8(np.asarray(im).astype(np.uint16)), "L")
+    if im.mode.startswith("I;16"):  # always: a per-image rule read one image of a 16-bit
+        # set 256x brighter than the next for a single value (audit52 review F11)
+        a = np.asarray(im).astype(np.int64).clip(0, 65535) >> 8
+        im = Image.fromarray(a.astype(np.uint8), "L")
     elif im.mode == "I":
         a = np.asarray(im).astype(np.int64)
         if a.size and a.min() >= 0 and 255 < a.max() <= 65535:
