@@ -799,8 +799,9 @@ def _stage_files_redone(
         was = saved.get(folder)
         if not isinstance(was, dict) or folder in recipe_changed or same_file(was, file):
             continue
+        how = "its contents" if was.get("sha1") else "size or modification time"
         what = f"{file['key']} {file['path']}" + (
-            " changed since this run (its contents)"
+            f" changed since this run ({how})"
             if was.get("path") == file["path"]
             else f" is not the file this run used ({was.get('path')}; a relative path read "
             "from another folder?)"
@@ -855,13 +856,20 @@ def check_resume_inputs(out: Path, inputs: dict, also: dict[str, str] | None = N
                 f"resume with the same {key} or choose another output folder"
             )
     if inputs.get("model") is not None and not same_file(saved, inputs, "model_"):
+        how = "its contents" if saved.get("model_sha1") else "size or modification time"
         raise ConfigError(
-            f"{out}: the model {inputs['model']} changed since this run (its contents); "
+            f"{out}: the model {inputs['model']} changed since this run ({how}); "
             "choose another output folder"
         )
     digest = inputs.get("data_digest")
     if saved.get("digests") != "content" and saved.get("data_digest") is not None:
         digest = data_digest(inputs["data"], content=False)  # a run an earlier version began
+    if saved.get("data_digest") is not None and digest is None:  # "changed" misled: review2 F1
+        raise ConfigError(
+            f"{out}: the data {inputs['data']} cannot be read to check it is this run's (its "
+            "data.yaml, or a val image unreadable: `yoloslim data check` names it); fix it "
+            "and resume"
+        )
     if saved.get("data_digest") not in (None, digest):
         raise ConfigError(
             f"{out}: the data {inputs['data']} changed since this run (its data.yaml, or its "

@@ -2115,7 +2115,7 @@ def test_predict_into_a_save_says_which_earlier_drawings_it_replaces(
     shutil.copytree(val, tmp_path / "w")  # without --save-txt: the labels stay (review F2)
     assert main(["predict", str(tmp_path / "w"), *model[:-1]]) == 0
     said = " ".join(capsys.readouterr().err.split())
-    assert "their drawings are replaced by this run's of the same names (their labels stay" in said
+    assert "are replaced by this run's of the same names (the earlier run's labels stay" in said
 
 
 def test_predict_says_a_videos_records_go_when_images_of_its_name_come(tmp_path, capsys):

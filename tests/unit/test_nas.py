@@ -640,7 +640,10 @@ def test_genomes_that_build_one_network_are_one_candidate():
     assert SPACE.ratio_steps(1, 16, 0.25) == [0.75]
     assert SPACE.ratio_steps(1, 16, 0.75) == [0.25, 1.0]
     assert SPACE.ratio_steps(1, 8, 0.25) == []  # all four build 8 channels
+    narrow = SearchSpace(widths=((16, 16),) * 5, ratios=(0.25, 0.5))  # one width for both
+    parent = narrow.smallest()
     rng = random.Random(0)
+    assert all(narrow.mutate(parent, rng) != parent for _ in range(300))  # review2 F3
     children = [SPACE.canonical(SPACE.mutate(g, rng)) for _ in range(200)]
     assert {c[1][3] for c in children if c[1][0] == 16} == {0.25, 0.75}  # never 0.5 there
     cur, seen = g, set()

@@ -577,6 +577,22 @@ def test_data_digest_is_of_the_val_images_bytes_not_their_times(tmp_path):
     assert data_digest(data) != before
 
 
+def test_a_resume_whose_val_image_cannot_be_read_says_so(tmp_path, monkeypatch):
+    # an unreadable val image was "the data changed since this run" (review2 F1)
+    import yoloslim.pipeline as pl
+
+    out = tmp_path / "out"
+    out.mkdir()
+    data = tmp_path / "data.yaml"
+    saved = {"model": None, "data": str(data), "data_digest": "abc", "digests": "content"}
+    (out / "inputs.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match=r"cannot be read to check it is this run's"):
+        pl.check_resume_inputs(out, {**saved, "data_digest": None})
+    with pytest.raises(ConfigError, match=r"the data .* changed since this run"):
+        pl.check_resume_inputs(out, {**saved, "data_digest": "abd"})
+    assert pl.check_resume_inputs(out, saved) == saved
+
+
 def test_final_artifacts_are_the_last_stage_that_made_any(tmp_path, inputs, ran):
     from yoloslim.pipeline import run_recipe
 

@@ -445,7 +445,7 @@ def _warn_other_records(
                 "folder without a record"
             )
         if replaced and not labels:
-            fate += " (their labels stay, without a record)"
+            fate += " (the earlier run's labels stay, all of them, without a record)"
         warn(
             f"--save {escape(str(save))}: its detections.json holds "
             f"{len(gone)} record(s) of {what} this run does not predict ({escape(shown)}); "

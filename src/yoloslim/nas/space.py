@@ -325,13 +325,15 @@ class SearchSpace:
         step clamped at a range's end, or one gene moved and moved back, gave the parent
         itself, and a fifth of a search's iterations went to such children: audit46 nas F1).
         A ratio moves to the next that builds another inner width (:meth:`ratio_steps`); on
-        a narrow stage where every ratio builds one width it stays."""
+        a stage where every ratio builds one width it is not moved."""
         genes = [list(g) for g in genome]
         movable = [
             (i, j)
             for i in range(5)
             for j, choices in enumerate(self._choices(i))
-            if len(choices) > 1
+            # a ratio of a stage too narrow for another inner width has nowhere to go (the
+            # child was the parent: audit52 review2 F3)
+            if len(choices) > 1 and (j != 3 or self.ratio_steps(i, genome[i][0], genome[i][3]))
         ]
         for i, j in rng.sample(movable, min(rng.randint(1, n), len(movable))):
             if j == 3:  # a ratio: to the next one that builds another inner width
