@@ -275,17 +275,23 @@ def test_ratios_follow_their_formulas_and_sign():
     assert r["map_delta"] is None and r["speedup"] == 2.5
 
 
-def test_fps_is_images_per_second_at_the_tables_batch_and_a_batch_is_given_once(artifacts):
-    from yoloslim.bench.report import table_rows
-
-    row = {
+def _table_row(**changes) -> dict:
+    """A bench report row as table_rows reads it, with ``changes``."""
+    return {
         "name": "m",
         "params": 1e6,
         "gflops": 1.0,
-        "latency_ms": {"median": 40.0, "p90": 50.0, "batch": 4},
+        "latency_ms": {"median": 4.0, "p90": 5.0, "batch": 1},
         "size_mb": 1.0,
         "ratios": {"speedup": 1.0, "size": 1.0},
+        **changes,
     }
+
+
+def test_fps_is_images_per_second_at_the_tables_batch_and_a_batch_is_given_once(artifacts):
+    from yoloslim.bench.report import table_rows
+
+    row = _table_row(latency_ms={"median": 40.0, "p90": 50.0, "batch": 4})
     fps = table_rows({"rows": [row]})[0][COLUMNS.index("FPS")]
     assert fps == "100.0"  # 4 images in 40 ms, not 1000 / 40
     with pytest.raises(ConfigError, match=r"--batch\): batch 1 is given twice"):
@@ -296,14 +302,7 @@ def test_small_models_params_and_flops_keep_three_significant_digits():
     # 0.00983 and 0.00294 GFLOPs showed as 0.01 and 0.00 (audit52 info F1)
     from yoloslim.bench.report import figure, table_rows
 
-    row = {
-        "name": "m",
-        "params": 433_461,
-        "gflops": 0.0029374,
-        "latency_ms": {"median": 4.0, "p90": 5.0, "batch": 1},
-        "size_mb": 1.0,
-        "ratios": {"speedup": 1.0, "size": 1.0},
-    }
+    row = _table_row(params=433_461, gflops=0.0029374)
     cells = table_rows({"rows": [row, {**row, "gflops": 12.345, "params": 3_210_000}]})
     assert [c[COLUMNS.index("FLOPs (G)")] for c in cells] == ["0.00294", "12.35"]
     assert [c[COLUMNS.index("Params (M)")] for c in cells] == ["0.433", "3.21"]
