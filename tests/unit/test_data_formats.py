@@ -112,21 +112,24 @@ def test_read_yolo_leaves_hidden_files_and_folders_out(tmp_path, caplog):
     assert caplog.text == ""
 
 
-def test_read_yolo_list_file(tmp_path):
+@pytest.mark.parametrize(
+    "line",
+    # audit49 data F4: ``images\\train\\a.png`` lines (Darknet tools on Windows, CRLF)
+    ["./images/train/{}.png\n", ".\\images\\train\\{}.png\r\n"],
+    ids=["posix", "windows"],
+)
+def test_read_yolo_list_file(tmp_path, line):
     splits = _splits()
     write_yolo(tmp_path, splits, NAMES)
     lst = tmp_path / "train.txt"
-    lst.write_text("".join(f"./images/train/{i.name}.png\n" for i in splits["train"]))
+    lst.write_text("".join(line.format(i.name) for i in splits["train"]))
     _assert_matches(read_yolo(lst, NAMES), splits["train"])
 
 
-def test_a_list_written_on_windows_is_read(tmp_path):
-    """audit49 data F4: ``images\\train\\a.png`` lines (Darknet tools on Windows, CRLF)."""
+def test_a_list_line_naming_a_file_with_a_backslash_reads_that_file(tmp_path):
     splits = _splits()
     write_yolo(tmp_path, splits, NAMES)
     lst = tmp_path / "train.txt"
-    lst.write_text("".join(f".\\images\\train\\{i.name}.png\r\n" for i in splits["train"]))
-    _assert_matches(read_yolo(lst, NAMES), splits["train"])
     # a file whose name holds a backslash is read as named where it exists
     first = sorted((tmp_path / "images" / "train").iterdir())[0]
     odd = tmp_path / "images" / "train" / "a\\b.png"
