@@ -771,13 +771,13 @@ def same_file(was: dict, now: dict, prefix: str = "") -> bool:
     key after ``prefix``) is of the file ``now`` records: by its bytes' SHA-1 where the run
     kept it (a file touched, or copied back without its time, is the same file), else by
     its size and modification time (a run an earlier version began)."""
-    keys = [prefix + k for k in ("bytes", "mtime_ns", "sha1")]
+    size, mtime, sha1 = (prefix + k for k in ("bytes", "mtime_ns", "sha1"))
     path = prefix.rstrip("_") or "path"  # run_inputs keeps the model's path as "model"
     if was.get(path) != now.get(path):
         return False
-    if was.get(keys[2]) is not None:
-        return was.get(keys[2]) == now.get(keys[2])
-    return (was.get(keys[0]), was.get(keys[1])) == (now.get(keys[0]), now.get(keys[1]))
+    if was.get(sha1) is not None:
+        return was[sha1] == now.get(sha1)
+    return (was.get(size), was.get(mtime)) == (now.get(size), now.get(mtime))
 
 
 def _stage_files_redone(

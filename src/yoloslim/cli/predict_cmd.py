@@ -412,9 +412,11 @@ def _warn_other_records(
     def taken(name: str) -> bool:
         """This run draws ``name``: by that very name, or by one that differs in case on a
         file system that folds case (where both name one file; review F3)."""
+        if name in ours:
+            return True
         other = folded.get(name.lower())
-        if name in ours or other is None:
-            return name in ours
+        if other is None:
+            return False
         a, b = save / name, save / other
         return a.exists() and b.exists() and os.path.samefile(a, b)
 

@@ -116,6 +116,10 @@ class Evaluator:
             c.latency_ms = ms
         return medians
 
+    def tried(self, genome: Genome) -> bool:
+        """Whether ``genome``'s network (its canonical form) was evaluated already."""
+        return self.space.canonical(genome) in self.seen
+
     def __call__(self, genome: Genome) -> Candidate | None:
         """The scored candidate, or None when it breaks a budget (or was seen and rejected).
         A genome is taken in the space's canonical form: two that build one network are one

@@ -307,8 +307,8 @@ def search(
             pop = _initial_population(ev, rng, population, seeds, bar)
             for _ in range(iterations):
                 parent = rng.choice(pop)
-                child = space.canonical(space.mutate(parent.genome, rng))
-                if child in ev.seen:
+                child = space.mutate(parent.genome, rng)
+                if ev.tried(child):
                     duplicates += 1
                 else:
                     cand = ev(child)
@@ -477,8 +477,8 @@ def _initial_population(
     for _ in range(10 * size):
         if len(pop) >= size:
             break
-        g = ev.space.canonical(ev.space.sample(rng))
-        if g in ev.seen:
+        g = ev.space.sample(rng)
+        if ev.tried(g):
             continue
         if bar is not None:
             bar.phase(f"nas initial population {len(pop)}/{size} ({len(ev.seen)} tried)")

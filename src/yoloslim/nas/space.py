@@ -405,8 +405,8 @@ class SearchSpace:
         choice that builds the same one: a ratio another smaller ratio gives the same inner
         width (:func:`~yoloslim.models.blocks.inner_width`: 0.25 and 0.5 of a 16-channel
         stage are both 8), at depth 0 the kernel (and a res stage's ratio), which no layer
-        uses, and the stem's kernel and ratio (it is a 3x3 conv). Genomes that built one network were scored and reported as distinct
-        candidates (audit52 nassearch F2)."""
+        uses, and the stem's kernel and ratio (it is a 3x3 conv). Genomes that built one
+        network were scored and reported as distinct candidates (audit52 nassearch F2)."""
         genes = []
         for i, (out, depth, kernel, ratio) in enumerate(genome):
             if i == 0:  # the stem is a 3x3 conv whatever its arch says

@@ -60,8 +60,8 @@ def to_rgb(im: Image.Image, *, in_place: bool = False) -> np.ndarray:
 
     16-bit modes (``I;16*``) keep their top 8 bits, whatever their values (``convert("RGB")``
     would clip every value above 255 to white; a uint16 array whose values all fit in 0..255
-    is read as 8-bit, :func:`array_to_rgb`). 32-bit integer (``I``, which older Pillow also uses for 16-bit PNGs)
-    and float (``F``) images follow :func:`array_to_rgb`'s rules: values in 0..255 (floats
+    is read as 8-bit, :func:`array_to_rgb`). 32-bit integer (``I``, which older Pillow also
+    uses for 16-bit PNGs) and float (``F``) images follow :func:`array_to_rgb`'s rules: values in 0..255 (floats
     in [0, 1] scaled by 255) are kept, integers up to 65535 keep their top 8 bits, and other
     ranges are refused (``convert`` made them black or white). ``in_place``
     turns an image this process opened itself upright in place (no copy of an image that
